@@ -1,0 +1,77 @@
+package mediator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Sentinel errors matched by [*APIError] (and [*ValidationError]) through
+// errors.Is.
+var (
+	// ErrBadRequest matches a 400 from core: core rejected the request
+	// (for example a definition that fails its validation). Retrying the
+	// same request cannot succeed.
+	ErrBadRequest = errors.New("mediator: bad request")
+	// ErrUnauthorized matches a 401: the credentials are wrong or the
+	// auth scheme is not enabled in core.
+	ErrUnauthorized = errors.New("mediator: unauthorized")
+	// ErrForbidden matches a 403: the user lacks the permission (admin on
+	// core 8.5 and older, mediator-manage-* with RBAC).
+	ErrForbidden = errors.New("mediator: forbidden")
+	// ErrNotFound matches a 404, for example an unknown mediator URN.
+	ErrNotFound = errors.New("mediator: not found")
+	// ErrServer matches any 5xx.
+	ErrServer = errors.New("mediator: core server error")
+	// ErrInvalid matches a *ValidationError: a local check, done before any
+	// network call, found a value core would reject.
+	ErrInvalid = errors.New("mediator: invalid")
+	// ErrNoCore is returned by client calls when [OpenHIMConfig.URL] is
+	// empty (standalone mode).
+	ErrNoCore = errors.New("mediator: no OpenHIM core configured")
+)
+
+// APIError is the error for any non-2xx answer of the OpenHIM core API.
+// Use errors.As(err, new(*mediator.APIError)) to inspect it, or errors.Is
+// with [ErrBadRequest], [ErrUnauthorized], [ErrForbidden], [ErrNotFound]
+// or [ErrServer].
+type APIError struct {
+	StatusCode int
+	Method     string
+	// URL is the request URL with any user info redacted.
+	URL string
+	// Message is core's response body (trimmed and truncated), which for a
+	// 400 carries the reason, e.g. "Could not add Mediator via the API: ...".
+	Message string
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("mediator: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Is matches the sentinel error of e's status code.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrBadRequest:
+		return e.StatusCode == http.StatusBadRequest
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrServer:
+		return e.StatusCode >= 500
+	}
+	return false
+}
+
+// isCredentialError reports a 401 or 403: retrying quickly does not help
+// and would only hammer core's (bcrypt) password checks.
+func isCredentialError(err error) bool {
+	return errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden)
+}

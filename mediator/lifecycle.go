@@ -1,0 +1,378 @@
+package mediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of [LifecycleConfig].
+const (
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultRegisterRetryMin  = 1 * time.Second
+	DefaultRegisterRetryMax  = 1 * time.Minute
+)
+
+// LifecycleConfig configures a [Lifecycle]. Only Client and Definition are
+// required.
+type LifecycleConfig struct {
+	// Client talks to core. A standalone client (URL "") makes Run a no-op
+	// that waits for its context.
+	Client *Client
+	// Definition is registered with core. It is validated by NewLifecycle
+	// for the client's core version.
+	Definition Definition
+	// HeartbeatInterval is the time between heartbeats (±10% jitter);
+	// 0 means DefaultHeartbeatInterval (10 s) and a negative value disables
+	// heartbeats (and with them config updates and re-registration).
+	HeartbeatInterval time.Duration
+	// InstallChannels idempotently installs Definition.DefaultChannelConfig
+	// after registering: channels whose names exist in core are skipped.
+	InstallChannels bool
+	// OnConfig is called with the previous and the new config every time
+	// the config received from core changes, including the first time (old
+	// is then nil). It runs on the heartbeat goroutine and must not block
+	// for long; the maps are copies the callee may keep.
+	OnConfig func(old, new map[string]any)
+	// ConfigOnChangeOnly sends config:true only on the first heartbeat after
+	// each registration and then relies on core pushing a change once.
+	// By default every heartbeat asks for the config and the Lifecycle
+	// diffs it locally, so that every replica sees every change (core
+	// pushes a change to only one of the heartbeats that follow it).
+	ConfigOnChangeOnly bool
+	// RegisterRetryMin and RegisterRetryMax bound the exponential backoff
+	// (with jitter) between registration attempts while core is unreachable
+	// or failing; 0 means 1 s and 1 min. After a 401/403 the Lifecycle
+	// waits RegisterRetryMax, not to hammer core with bad credentials.
+	RegisterRetryMin, RegisterRetryMax time.Duration
+	// Logger receives progress and problems; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the lifecycle metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+}
+
+// Lifecycle registers a mediator with core in the background, keeps it
+// alive with heartbeats, follows config changes and re-registers when core
+// forgets the mediator. Create it with [NewLifecycle]; its methods are safe
+// for concurrent use.
+type Lifecycle struct {
+	c              *Client
+	def            Definition
+	interval       time.Duration
+	install        bool
+	onConfig       func(old, new map[string]any)
+	onChangeOnly   bool
+	retryMin       time.Duration
+	retryMax       time.Duration
+	log            *slog.Logger
+	metrics        *lifecycleMetrics
+	running        atomic.Bool
+	registered     atomic.Bool
+	channelsNeeded atomic.Bool
+
+	mu         sync.Mutex // guards config, haveConfig, cfgVersion, drift
+	config     map[string]any
+	haveConfig bool
+	cfgVersion int64
+	drift      *Drift
+}
+
+// NewLifecycle validates cfg (including the Definition, for the client's
+// core version) and returns a Lifecycle. It does no I/O.
+func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("mediator: LifecycleConfig.Client is required")
+	}
+	def := cfg.Definition
+	def.Config = cfgCopyMap(def.Config)
+	if err := def.Validate(cfg.Client.coreVersion); err != nil {
+		return nil, err
+	}
+	l := &Lifecycle{
+		c:            cfg.Client,
+		def:          def,
+		interval:     cfg.HeartbeatInterval,
+		install:      cfg.InstallChannels,
+		onConfig:     cfg.OnConfig,
+		onChangeOnly: cfg.ConfigOnChangeOnly,
+		retryMin:     cfg.RegisterRetryMin,
+		retryMax:     cfg.RegisterRetryMax,
+		log:          cfg.Logger,
+	}
+	if l.interval == 0 {
+		l.interval = DefaultHeartbeatInterval
+	}
+	if l.retryMin <= 0 {
+		l.retryMin = DefaultRegisterRetryMin
+	}
+	if l.retryMax <= 0 {
+		l.retryMax = DefaultRegisterRetryMax
+	}
+	if l.retryMax < l.retryMin {
+		l.retryMax = l.retryMin
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.log = l.log.With("urn", def.URN)
+	var err error
+	if l.metrics, err = newLifecycleMetrics(cfg.Registerer, def.URN); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// errReregister ends a heartbeat loop when core no longer knows the URN.
+var errReregister = errors.New("mediator: mediator unknown to core")
+
+// Run registers the mediator, retrying with backoff until core accepts it,
+// then heartbeats until ctx is done, re-registering whenever a heartbeat
+// gets a 404 (mediator deleted in core). The mediator can serve meanwhile:
+// Run never waits for core before it returns and never gives up while
+// core is unreachable.
+//
+// Run returns nil when ctx is done. It returns an error only if core
+// rejects the registration with a 400 (the definition is invalid for this
+// core; the error carries core's message) or if it is called twice.
+func (l *Lifecycle) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("mediator: Lifecycle.Run called twice")
+	}
+	if l.c.Standalone() {
+		l.log.InfoContext(ctx, "no OpenHIM core configured; running standalone")
+		<-ctx.Done()
+		return nil
+	}
+	started := time.Now()
+	for {
+		if err := l.register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if l.interval < 0 {
+			<-ctx.Done()
+			return nil
+		}
+		err := l.heartbeatLoop(ctx, started)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, errReregister) {
+			return err
+		}
+	}
+}
+
+// register loops until core accepts the registration, ctx is done or core
+// rejects it with a 400.
+func (l *Lifecycle) register(ctx context.Context) error {
+	for try := 0; ; try++ {
+		err := l.c.Register(ctx, &l.def)
+		if err == nil {
+			l.metrics.attempts.WithLabelValues(resultSuccess).Inc()
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := retryBackoff(l.retryMin, l.retryMax, try)
+		switch {
+		case errors.Is(err, ErrBadRequest) || errors.Is(err, ErrInvalid):
+			l.metrics.attempts.WithLabelValues(resultRejected).Inc()
+			l.log.ErrorContext(ctx, "openhim core rejected the mediator registration", "err", err)
+			return fmt.Errorf("mediator: register %s: %w", l.def.URN, err)
+		case isCredentialError(err):
+			l.metrics.attempts.WithLabelValues(resultUnauthorized).Inc()
+			wait = retryBackoff(l.retryMax, l.retryMax, 0)
+			l.log.ErrorContext(ctx, "openhim core refused the credentials; check username, password, auth scheme and permissions",
+				"err", err, "retry_in", wait)
+		default:
+			l.metrics.attempts.WithLabelValues(resultError).Inc()
+			l.log.WarnContext(ctx, "openhim core unreachable; will retry registration", "err", err, "retry_in", wait)
+		}
+		if err := sleepOrDone(ctx, wait); err != nil {
+			return err
+		}
+	}
+	l.registered.Store(true)
+	l.metrics.registered.Set(1)
+	l.log.InfoContext(ctx, "registered with openhim core", "version", l.def.Version)
+	l.checkDrift(ctx)
+	if l.install {
+		l.channelsNeeded.Store(true)
+		l.installChannels(ctx)
+	}
+	return nil
+}
+
+// checkDrift reads the stored definition and warns if core kept another.
+func (l *Lifecycle) checkDrift(ctx context.Context) {
+	drift, err := l.c.CheckRegistration(ctx, &l.def)
+	if err != nil {
+		l.log.WarnContext(ctx, "could not read the stored mediator definition back", "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.drift = drift
+	l.mu.Unlock()
+	if drift == nil {
+		l.metrics.defDrift.Set(0)
+		return
+	}
+	l.metrics.defDrift.Set(1)
+	l.log.WarnContext(ctx, "openhim core kept a different mediator definition; bump Definition.Version to update it",
+		"registered_version", l.def.Version, "stored_version", drift.StoredVersion, "differing_fields", drift.Fields)
+}
+
+func (l *Lifecycle) installChannels(ctx context.Context) {
+	if !l.channelsNeeded.Load() {
+		return
+	}
+	installed, err := l.c.InstallMissingChannels(ctx, &l.def)
+	if err != nil {
+		l.log.WarnContext(ctx, "could not install default channels; will retry", "err", err)
+		return
+	}
+	l.channelsNeeded.Store(false)
+	l.metrics.channelsDone.Set(1)
+	if len(installed) > 0 {
+		l.log.InfoContext(ctx, "installed default channels", "channels", installed)
+	}
+}
+
+// heartbeatLoop heartbeats until ctx is done (nil) or core answers 404
+// (errReregister).
+func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error {
+	first := true
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		wantConfig := first || !l.onChangeOnly
+		uptime := ProcessUptime()
+		if uptime < 0 { // a fake clock (testing/synctest) started before the process
+			uptime = time.Since(started).Seconds()
+		}
+		t0 := time.Now()
+		cfg, err := l.c.Heartbeat(ctx, l.def.URN, uptime, wantConfig)
+		l.metrics.hbDuration.Observe(time.Since(t0).Seconds())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.metrics.hbFailures.Inc()
+			if errors.Is(err, ErrNotFound) {
+				l.registered.Store(false)
+				l.metrics.registered.Set(0)
+				l.log.WarnContext(ctx, "openhim core does not know the mediator (deleted?); registering again")
+				return errReregister
+			}
+			l.log.WarnContext(ctx, "heartbeat failed", "err", err)
+		} else {
+			first = false
+			l.applyConfig(cfg, wantConfig)
+			l.installChannels(ctx)
+		}
+		timer.Reset(jitter(l.interval))
+	}
+}
+
+// jitter spreads d uniformly over [0.9d, 1.1d].
+func jitter(d time.Duration) time.Duration {
+	spread := d / 5
+	if spread <= 0 {
+		return d
+	}
+	return d - spread/2 + rand.N(spread+1)
+}
+
+// applyConfig diffs a heartbeat's config against the current one and calls
+// OnConfig on a change. A nil cfg (empty or "OK" body) is no change, except
+// in answer to the first config request, where it means "no config".
+func (l *Lifecycle) applyConfig(cfg map[string]any, requested bool) {
+	l.mu.Lock()
+	if cfg == nil {
+		if l.haveConfig || !requested {
+			l.mu.Unlock()
+			return
+		}
+		cfg = map[string]any{}
+	}
+	if l.haveConfig && reflect.DeepEqual(cfg, l.config) {
+		l.mu.Unlock()
+		return
+	}
+	old := l.config
+	l.config = cfg
+	l.haveConfig = true
+	l.cfgVersion++
+	version := l.cfgVersion
+	l.mu.Unlock()
+	l.metrics.cfgVersion.Set(float64(version))
+	l.metrics.cfgChanges.Inc()
+	l.log.Info("config received from openhim core", "config_version", version)
+	if l.onConfig != nil {
+		l.onConfig(cfgCopyMap(old), cfgCopyMap(cfg))
+	}
+}
+
+// Registered reports whether core has accepted the registration (and has
+// not since answered a heartbeat with 404).
+func (l *Lifecycle) Registered() bool { return l.registered.Load() }
+
+// Config returns a copy of the latest config received from core, or nil
+// before the first heartbeat answered.
+func (l *Lifecycle) Config() map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return cfgCopyMap(l.config)
+}
+
+// ConfigVersion counts the distinct configs received (0: none yet).
+func (l *Lifecycle) ConfigVersion() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfgVersion
+}
+
+// Drift returns how the definition stored in core differs from ours after
+// the last registration, or nil if core stores ours (or it is unknown).
+func (l *Lifecycle) Drift() *Drift {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.drift
+}
+
+// Definition returns the registered definition.
+func (l *Lifecycle) Definition() Definition {
+	d := l.def
+	d.Config = cfgCopyMap(d.Config)
+	return d
+}
+
+// Deregister deletes the mediator from core (DELETE /mediators/:urn),
+// which also destroys the config stored there. It is never called
+// automatically. Stop Run first: a running Lifecycle re-registers when
+// its next heartbeat gets a 404.
+func (l *Lifecycle) Deregister(ctx context.Context) error {
+	if err := l.c.Deregister(ctx, l.def.URN); err != nil {
+		return err
+	}
+	l.registered.Store(false)
+	l.metrics.registered.Set(0)
+	return nil
+}

@@ -1,0 +1,206 @@
+package mediator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"time"
+)
+
+// mediatorPath is /mediators/:urn with the URN path-escaped (core decodes
+// the route parameter, so a "/" in a URN must travel as %2F).
+func mediatorPath(urn string) string { return "/mediators/" + url.PathEscape(urn) }
+
+// Register validates d for the client's core version and sends it with
+// POST /mediators. Core answers 201 even when it ignored the document
+// because it already stores the same or a higher version; use
+// [Client.CheckRegistration] (the [Lifecycle] does) to detect that.
+// A 400 ([ErrBadRequest]) carries core's validation message and is not
+// retried; 401/403 are credential errors.
+func (c *Client) Register(ctx context.Context, d *Definition) error {
+	if err := d.Validate(c.coreVersion); err != nil {
+		return err
+	}
+	return c.Do(ctx, http.MethodPost, "/mediators", d, nil)
+}
+
+// RegisteredMediator is the mediator document stored by core, as returned
+// by GET /mediators/:urn. Password config values are masked by core as
+// "**********".
+type RegisteredMediator struct {
+	Definition
+	ID             string     `json:"_id,omitempty"`
+	LastHeartbeat  *time.Time `json:"_lastHeartbeat,omitempty"`
+	Uptime         *float64   `json:"_uptime,omitempty"`
+	ConfigModified *time.Time `json:"_configModifiedTS,omitempty"`
+	raw            map[string]any
+}
+
+// GetMediator returns the mediator stored under urn (GET /mediators/:urn).
+// An unknown URN gives an error matching [ErrNotFound].
+func (c *Client) GetMediator(ctx context.Context, urn string) (*RegisteredMediator, error) {
+	var raw []byte
+	if err := c.Do(ctx, http.MethodGet, mediatorPath(urn), nil, &raw); err != nil {
+		return nil, err
+	}
+	m := &RegisteredMediator{}
+	if err := json.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("mediator: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
+	}
+	if err := json.Unmarshal(raw, &m.raw); err != nil {
+		return nil, fmt.Errorf("mediator: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
+	}
+	return m, nil
+}
+
+// Deregister deletes the mediator (DELETE /mediators/:urn). Core then
+// forgets its stored config, so this is never done automatically. Core
+// answers 200 even for an unknown URN.
+func (c *Client) Deregister(ctx context.Context, urn string) error {
+	return c.Do(ctx, http.MethodDelete, mediatorPath(urn), nil, nil)
+}
+
+// SetConfig replaces the mediator's config in core (PUT
+// /mediators/:urn/config), as the console's "edit config" does. Core
+// validates it against the stored configDefs (400 on failure) and pushes it
+// to the mediator on its next heartbeat. Mainly for tools and tests.
+func (c *Client) SetConfig(ctx context.Context, urn string, config map[string]any) error {
+	if config == nil {
+		config = map[string]any{}
+	}
+	return c.Do(ctx, http.MethodPut, mediatorPath(urn)+"/config", config, nil)
+}
+
+// ListChannels returns the channels stored in core (GET /channels).
+func (c *Client) ListChannels(ctx context.Context) ([]Channel, error) {
+	var chs []Channel
+	if err := c.Do(ctx, http.MethodGet, "/channels", nil, &chs); err != nil {
+		return nil, err
+	}
+	return chs, nil
+}
+
+// InstallChannels installs the named channels of the mediator's
+// defaultChannelConfig (POST /mediators/:urn/channels); no names means all.
+// Core fails with a 500 for a name that already exists as a channel; see
+// [Client.InstallMissingChannels] for the idempotent variant.
+func (c *Client) InstallChannels(ctx context.Context, urn string, names ...string) error {
+	if names == nil {
+		names = []string{}
+	}
+	return c.Do(ctx, http.MethodPost, mediatorPath(urn)+"/channels", names, nil)
+}
+
+// InstallMissingChannels idempotently installs the channels of d's
+// DefaultChannelConfig whose names do not exist in core yet (it lists
+// GET /channels first). It returns the names it installed.
+func (c *Client) InstallMissingChannels(ctx context.Context, d *Definition) ([]string, error) {
+	if len(d.DefaultChannelConfig) == 0 {
+		return nil, nil
+	}
+	existing, err := c.ListChannels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(existing))
+	for _, ch := range existing {
+		have[ch.Name] = true
+	}
+	var missing []string
+	for _, ch := range d.DefaultChannelConfig {
+		if !have[ch.Name] {
+			missing = append(missing, ch.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if err := c.InstallChannels(ctx, d.URN, missing...); err != nil {
+		return nil, err
+	}
+	return missing, nil
+}
+
+// Drift describes how the definition stored in core differs from the one
+// a mediator registered.
+type Drift struct {
+	// StoredVersion is the version core keeps.
+	StoredVersion string
+	// Fields lists the top-level fields that differ (name, description,
+	// endpoints, defaultChannelConfig, configDefs). Empty when only the
+	// version differs.
+	Fields []string
+}
+
+// String summarises the drift.
+func (d *Drift) String() string {
+	return fmt.Sprintf("core keeps version %s (differing fields: %v)", d.StoredVersion, d.Fields)
+}
+
+// CheckRegistration reads the stored definition after a registration and
+// reports whether core kept a different one: core answers 201 but ignores
+// a registration whose version is not greater than the stored one. It
+// returns nil when core stores d (fields core adds, such as defaults and
+// ids, are ignored; config is not compared because core keeps existing
+// values on purpose).
+func (c *Client) CheckRegistration(ctx context.Context, d *Definition) (*Drift, error) {
+	stored, err := c.GetMediator(ctx, d.URN)
+	if err != nil {
+		return nil, err
+	}
+	return compareStored(d, stored), nil
+}
+
+func compareStored(d *Definition, stored *RegisteredMediator) *Drift {
+	var want map[string]any
+	b, _ := json.Marshal(d) // a Definition always marshals
+	_ = json.Unmarshal(b, &want)
+	var fields []string
+	for _, k := range []string{"name", "description", "endpoints", "defaultChannelConfig", "configDefs"} {
+		if !subsetOf(want[k], stored.raw[k]) {
+			fields = append(fields, k)
+		}
+	}
+	cmp, ok := CompareVersions(d.Version, stored.Version)
+	if ok && cmp == 0 && len(fields) == 0 {
+		return nil
+	}
+	return &Drift{StoredVersion: stored.Version, Fields: fields}
+}
+
+// subsetOf reports whether every value set in want equals the value in
+// got; got may carry extra fields (core's defaults and _id). Arrays must
+// have the same length.
+func subsetOf(want, got any) bool {
+	switch w := want.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, v := range w {
+			if !subsetOf(v, g[k]) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !subsetOf(w[i], g[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(want, got)
+	}
+}
