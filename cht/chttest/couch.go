@@ -1,0 +1,295 @@
+package chttest
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+func (s *Server) handleDBInfo(c *reqCtx, _ []string) {
+	writeJSON(c.w, http.StatusOK, map[string]any{"db_name": "medic", "doc_count": s.store.count(),
+		"update_seq": formatSeq(s.store.lastSeq())})
+}
+
+func (s *Server) decodeDocBody(c *reqCtx) (map[string]any, bool) {
+	if !isJSON(c.r) {
+		couchError(c.w, http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type must be application/json")
+		return nil, false
+	}
+	d, err := decodeDoc(c.body)
+	if err != nil {
+		couchError(c.w, http.StatusBadRequest, "bad_request", "invalid UTF-8 JSON")
+		return nil, false
+	}
+	return d, true
+}
+
+func (s *Server) writeDocResult(c *reqCtx, id string, rev string, err error) {
+	switch {
+	case errors.Is(err, errConflict):
+		couchError(c.w, http.StatusConflict, "conflict", "Document update conflict.")
+	case err != nil:
+		couchError(c.w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		writeJSON(c.w, http.StatusCreated, map[string]any{"ok": true, "id": id, "rev": rev})
+	}
+}
+
+func (s *Server) handleDBPost(c *reqCtx, _ []string) {
+	d, ok := s.decodeDocBody(c)
+	if !ok {
+		return
+	}
+	if str(d["_id"]) == "" {
+		d["_id"] = newCouchID()
+	}
+	rev, err := s.store.put(d, false)
+	s.writeDocResult(c, str(d["_id"]), rev, err)
+}
+
+func (s *Server) handleDocGet(c *reqCtx, params []string) {
+	raw, deleted, ok := s.store.lookup(params[0])
+	switch {
+	case !ok:
+		couchError(c.w, http.StatusNotFound, "not_found", "missing")
+	case deleted:
+		couchError(c.w, http.StatusNotFound, "not_found", "deleted")
+	default:
+		if rev := c.r.URL.Query().Get("rev"); rev != "" && rev != s.store.currentRev(params[0]) {
+			couchError(c.w, http.StatusNotFound, "not_found", "missing")
+			return
+		}
+		c.w.Header().Set("Content-Type", "application/json")
+		c.w.Header().Set("ETag", strconv.Quote(s.store.currentRev(params[0])))
+		c.w.WriteHeader(http.StatusOK)
+		_, _ = c.w.Write(raw)
+	}
+}
+
+func (s *Server) handleDocPut(c *reqCtx, params []string) {
+	d, ok := s.decodeDocBody(c)
+	if !ok {
+		return
+	}
+	if id := str(d["_id"]); id != "" && id != params[0] {
+		couchError(c.w, http.StatusBadRequest, "bad_request", "Document id must match the URL")
+		return
+	}
+	d["_id"] = params[0]
+	if rev := c.r.URL.Query().Get("rev"); rev != "" && str(d["_rev"]) == "" {
+		d["_rev"] = rev
+	}
+	rev, err := s.store.put(d, false)
+	s.writeDocResult(c, params[0], rev, err)
+}
+
+func (s *Server) handleDocDelete(c *reqCtx, params []string) {
+	rev := c.r.URL.Query().Get("rev")
+	if rev == "" {
+		rev = c.r.Header.Get("If-Match")
+	}
+	if _, deleted, ok := s.store.lookup(params[0]); !ok || deleted {
+		couchError(c.w, http.StatusNotFound, "not_found", "missing")
+		return
+	}
+	nrev, err := s.store.put(map[string]any{"_id": params[0], "_rev": rev, "_deleted": true}, false)
+	if err == nil {
+		writeJSON(c.w, http.StatusOK, map[string]any{"ok": true, "id": params[0], "rev": nrev})
+		return
+	}
+	s.writeDocResult(c, params[0], "", err)
+}
+
+func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
+	var body struct {
+		Docs     []json.RawMessage `json:"docs"`
+		NewEdits *bool             `json:"new_edits"`
+	}
+	if !isJSON(c.r) {
+		couchError(c.w, http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type must be application/json")
+		return
+	}
+	if err := json.Unmarshal(c.body, &body); err != nil || body.Docs == nil {
+		couchError(c.w, http.StatusBadRequest, "bad_request", "POST body must include `docs` parameter.")
+		return
+	}
+	force := body.NewEdits != nil && !*body.NewEdits
+	out := make([]any, 0, len(body.Docs))
+	for _, raw := range body.Docs {
+		d, err := decodeDoc(raw)
+		if err != nil {
+			out = append(out, map[string]any{"error": "bad_request", "reason": "invalid document"})
+			continue
+		}
+		if str(d["_id"]) == "" {
+			d["_id"] = newCouchID()
+		}
+		id := str(d["_id"])
+		rev, err := s.store.put(d, force)
+		switch {
+		case errors.Is(err, errConflict):
+			out = append(out, map[string]any{"id": id, "error": "conflict", "reason": "Document update conflict."})
+		case err != nil:
+			out = append(out, map[string]any{"id": id, "error": "bad_request", "reason": err.Error()})
+		default:
+			out = append(out, map[string]any{"ok": true, "id": id, "rev": rev})
+		}
+	}
+	writeJSON(c.w, http.StatusCreated, out)
+}
+
+func (s *Server) handleAllDocs(c *reqCtx, _ []string) {
+	q := c.r.URL.Query()
+	include := q.Get("include_docs") == "true"
+	var keys []string
+	if c.r.Method == http.MethodPost {
+		var body struct {
+			Keys []string `json:"keys"`
+		}
+		if err := json.Unmarshal(c.body, &body); err != nil {
+			couchError(c.w, http.StatusBadRequest, "bad_request", "invalid UTF-8 JSON")
+			return
+		}
+		keys = body.Keys
+	} else if k := q.Get("keys"); k != "" {
+		if err := json.Unmarshal([]byte(k), &keys); err != nil {
+			couchError(c.w, http.StatusBadRequest, "bad_request", "invalid keys")
+			return
+		}
+	}
+	limit, skip := -1, 0
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			couchError(c.w, http.StatusBadRequest, "query_parse_error", "Invalid value for integer: \""+l+"\"")
+			return
+		}
+		limit = n
+	}
+	if sk := q.Get("skip"); sk != "" {
+		n, err := strconv.Atoi(sk)
+		if err != nil || n < 0 {
+			couchError(c.w, http.StatusBadRequest, "query_parse_error", "Invalid value for integer: \""+sk+"\"")
+			return
+		}
+		skip = n
+	}
+	var startKey string
+	if sk := q.Get("startkey"); sk != "" {
+		_ = json.Unmarshal([]byte(sk), &startKey)
+	}
+	row := func(id string) map[string]any {
+		raw, deleted, ok := s.store.lookup(id)
+		if !ok {
+			return map[string]any{"key": id, "error": "not_found"}
+		}
+		rev := s.store.currentRev(id)
+		r := map[string]any{"id": id, "key": id, "value": map[string]any{"rev": rev}}
+		if deleted {
+			r["value"] = map[string]any{"rev": rev, "deleted": true}
+			r["doc"] = nil
+		} else if include {
+			r["doc"] = json.RawMessage(raw)
+		}
+		return r
+	}
+	var rows []any
+	total := s.store.count()
+	if keys != nil {
+		for _, k := range keys {
+			rows = append(rows, row(k))
+		}
+	} else {
+		ids := s.store.ids(func(id string, _ docMeta) bool { return id >= startKey })
+		if skip > len(ids) {
+			skip = len(ids)
+		}
+		ids = ids[skip:]
+		if limit >= 0 && limit < len(ids) {
+			ids = ids[:limit]
+		}
+		for _, id := range ids {
+			rows = append(rows, row(id))
+		}
+	}
+	if rows == nil {
+		rows = []any{}
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"total_rows": total, "offset": skip, "rows": rows})
+}
+
+type changeRow struct {
+	Seq     string           `json:"seq"`
+	ID      string           `json:"id"`
+	Changes []map[string]any `json:"changes"`
+	Deleted bool             `json:"deleted,omitempty"`
+	Doc     json.RawMessage  `json:"doc,omitempty"`
+}
+
+// handleChanges serves GET/POST /medic/_changes with since, limit,
+// include_docs and feed=normal|longpoll (timeout bounded by
+// Config.MaxLongpoll).
+func (s *Server) handleChanges(c *reqCtx, _ []string) {
+	q := c.r.URL.Query()
+	var since int64
+	switch sv := q.Get("since"); sv {
+	case "now":
+		since = s.store.lastSeq()
+	default:
+		n, err := parseSeq(sv)
+		if err != nil {
+			couchError(c.w, http.StatusBadRequest, "bad_request", "Malformed sequence supplied in 'since' parameter.")
+			return
+		}
+		since = n
+	}
+	limit := 0
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			couchError(c.w, http.StatusBadRequest, "query_parse_error", "Invalid value for integer: \""+l+"\"")
+			return
+		}
+		limit = n
+	}
+	include := q.Get("include_docs") == "true"
+	feed := q.Get("feed")
+	if feed != "" && feed != "normal" && feed != "longpoll" {
+		couchError(c.w, http.StatusBadRequest, "bad_request", "Supported feeds are normal and longpoll in this fake.")
+		return
+	}
+	wait := s.cfg.MaxLongpoll
+	if t := q.Get("timeout"); t != "" {
+		ms, err := strconv.Atoi(t)
+		if err != nil || ms < 0 {
+			couchError(c.w, http.StatusBadRequest, "query_parse_error", "Invalid value for integer: \""+t+"\"")
+			return
+		}
+		wait = min(wait, time.Duration(ms)*time.Millisecond)
+	}
+	changes, last, changed := s.store.changesSince(since, limit)
+	if feed == "longpoll" && len(changes) == 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+			changes, last, _ = s.store.changesSince(since, limit)
+		case <-timer.C:
+		case <-c.r.Context().Done():
+			timer.Stop()
+			return
+		}
+		timer.Stop()
+	}
+	rows := make([]changeRow, 0, len(changes))
+	for _, ch := range changes {
+		r := changeRow{Seq: formatSeq(ch.seq), ID: ch.id, Changes: []map[string]any{{"rev": ch.rev}}, Deleted: ch.deleted}
+		if include {
+			r.Doc = ch.raw
+		}
+		rows = append(rows, r)
+	}
+	pending := max(s.store.lastSeq()-last, 0)
+	writeJSON(c.w, http.StatusOK, map[string]any{"results": rows, "last_seq": formatSeq(last), "pending": pending})
+}

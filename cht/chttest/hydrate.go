@@ -1,0 +1,235 @@
+package chttest
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// maxDepth bounds lineage walks so a cyclic parent chain cannot hang.
+const maxDepth = 64
+
+// HydratedDoc returns the document as CHT's hydration (shared-libs/lineage)
+// returns it: for a contact, the parent chain replaced by the full
+// ancestors, each ancestor's (and the doc's own) primary contact filled in
+// shallowly and linked_docs filled shallowly; for a report, the submitter
+// contact hydrated deeply plus "patient" and "place" resolved by shortcode
+// or UUID. It reports false for missing and deleted documents.
+//
+// This is also the doc CHT's outbound push maps (Sentinel loads it with
+// fetchHydratedDoc); its signature fits PusherConfig.Source.
+func (s *Server) HydratedDoc(id string) (map[string]any, bool) {
+	d, ok := s.store.get(id)
+	if !ok {
+		return nil, false
+	}
+	s.hydrateDoc(d)
+	return d, true
+}
+
+func (s *Server) hydrateDoc(d map[string]any) {
+	if str(d["type"]) == "data_record" {
+		s.hydrateReport(d)
+		return
+	}
+	s.hydrateContact(d)
+}
+
+// hydrateContact fills the parent chain and primary contacts of a contact.
+func (s *Server) hydrateContact(d map[string]any) {
+	if p, ok := d["parent"]; ok {
+		d["parent"] = s.hydrateParent(p, 0)
+	}
+	s.fillContact(d)
+	s.fillLinkedDocs(d)
+}
+
+// hydrateParent replaces a minified {_id, parent} stub by the stored doc,
+// recursively. Missing ancestors stay as stubs.
+func (s *Server) hydrateParent(stub any, depth int) any {
+	m, ok := stub.(map[string]any)
+	id := idOf(stub)
+	if !ok || id == "" || depth > maxDepth {
+		return stub
+	}
+	found, ok := s.store.get(id)
+	var res map[string]any
+	if ok {
+		res = found
+	} else {
+		res = make(map[string]any, len(m))
+		for k, v := range m {
+			res[k] = v
+		}
+	}
+	next, has := m["parent"]
+	if !has && ok {
+		next, has = found["parent"]
+	}
+	if has {
+		res["parent"] = s.hydrateParent(next, depth+1)
+	}
+	if ok {
+		s.fillContact(res)
+	}
+	return res
+}
+
+// fillContact replaces a place's contact stub by the person doc, shallowly
+// (the person's own parent stays minified).
+func (s *Server) fillContact(d map[string]any) {
+	id := idOf(d["contact"])
+	if id == "" {
+		return
+	}
+	if c, ok := s.store.get(id); ok {
+		d["contact"] = c
+	}
+}
+
+// fillLinkedDocs fills linked_docs values (ids or {_id}) shallowly.
+func (s *Server) fillLinkedDocs(d map[string]any) {
+	ld, ok := d["linked_docs"].(map[string]any)
+	if !ok {
+		return
+	}
+	for k, v := range ld {
+		id, _ := v.(string)
+		if id == "" {
+			id = idOf(v)
+		}
+		if id == "" {
+			continue
+		}
+		if doc, ok := s.store.get(id); ok {
+			ld[k] = doc
+		}
+	}
+}
+
+// deepContact returns the contact with id hydrated deeply, following the
+// lineage of stub when given (a report's minified contact) or else the
+// contact's own parent chain.
+func (s *Server) deepContact(id string, stub map[string]any) (map[string]any, bool) {
+	d, ok := s.store.get(id)
+	if !ok {
+		return nil, false
+	}
+	if stub != nil {
+		if p, has := stub["parent"]; has {
+			d["parent"] = p
+		}
+	}
+	s.hydrateContact(d)
+	return d, true
+}
+
+func (s *Server) hydrateReport(d map[string]any) {
+	if stub, ok := d["contact"].(map[string]any); ok {
+		if id := idOf(stub); id != "" {
+			if c, ok := s.deepContact(id, stub); ok {
+				d["contact"] = c
+			}
+		}
+	}
+	fields, _ := d["fields"].(map[string]any)
+	if ref := firstTruthy(fields["patient_id"], fields["patient_uuid"], d["patient_id"]); ref != "" {
+		if c, ok := s.deepContact(s.resolveRef(ref), nil); ok {
+			d["patient"] = c
+		}
+	}
+	if ref := firstTruthy(fields["place_id"], d["place_id"]); ref != "" {
+		if c, ok := s.deepContact(s.resolveRef(ref), nil); ok {
+			d["place"] = c
+		}
+	}
+}
+
+// resolveRef resolves a shortcode through contacts_by_reference, falling
+// back to using the value as a UUID.
+func (s *Server) resolveRef(ref string) string {
+	if id, ok := s.store.byShortcode(ref); ok {
+		return id
+	}
+	return ref
+}
+
+// firstTruthy mirrors JavaScript's a || b || c for string-ish values.
+func firstTruthy(vs ...any) string {
+	for _, v := range vs {
+		switch t := v.(type) {
+		case string:
+			if t != "" {
+				return t
+			}
+		case json.Number:
+			if t.String() != "0" {
+				return t.String()
+			}
+		}
+	}
+	return ""
+}
+
+// minifyLineage builds the stored lineage {_id, parent:{_id,...}} of the
+// doc with id, as CHT stores parents.
+func (s *Server) minifyLineage(id string) map[string]any {
+	out := map[string]any{"_id": id}
+	cur := out
+	d, ok := s.store.get(id)
+	for depth := 0; ok && depth < maxDepth; depth++ {
+		pid := idOf(d["parent"])
+		if pid == "" {
+			break
+		}
+		next := map[string]any{"_id": pid}
+		cur["parent"] = next
+		cur = next
+		// Follow the stored minified chain of the first doc; it already
+		// holds every ancestor.
+		p, _ := d["parent"].(map[string]any)
+		d = p
+		ok = d != nil
+	}
+	return out
+}
+
+type hydrateEntry struct {
+	ID    string         `json:"id"`
+	Doc   map[string]any `json:"doc,omitempty"`
+	Error string         `json:"error,omitempty"`
+}
+
+func (s *Server) handleHydrate(c *reqCtx, _ []string) {
+	var ids any
+	if q := c.r.URL.Query().Get("doc_ids"); q != "" {
+		// jsonQueryParser: JSON-parse the value; keep the raw string if it is not JSON.
+		if v, err := decodeAny([]byte(q)); err == nil {
+			ids = v
+		} else {
+			ids = q
+		}
+	} else if c.r.Method == http.MethodPost {
+		body, err := jsonBody(c)
+		if err != nil {
+			s.apiError(c, http.StatusBadRequest, "Invalid JSON: "+err.Error(), nil)
+			return
+		}
+		ids = body["doc_ids"]
+	}
+	list, ok := ids.([]any)
+	if !ok {
+		writeJSON(c.w, http.StatusBadRequest, map[string]any{"error": "bad_request",
+			"reason": "`doc_ids` parameter must be a json array."})
+		return
+	}
+	out := make([]hydrateEntry, 0, len(list))
+	for _, v := range list {
+		id := str(v)
+		if d, ok := s.HydratedDoc(id); ok {
+			out = append(out, hydrateEntry{ID: id, Doc: d})
+		} else {
+			out = append(out, hydrateEntry{ID: id, Error: "not_found"})
+		}
+	}
+	writeJSON(c.w, http.StatusOK, out)
+}

@@ -1,0 +1,954 @@
+package chttest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Default credentials of the admin user every server has unless
+// Config.Users replaces it (CHT's development defaults).
+const (
+	AdminUsername = "medic"
+	AdminPassword = "password"
+)
+
+// DefaultVersion is the CHT version the fake reports and whose routes it
+// serves when Config.Version is empty.
+const DefaultVersion = "5.2.0"
+
+// Roles and permissions CHT checks.
+const (
+	RoleDBAdmin = "_admin"    // CouchDB server admin: online, every permission
+	RoleAdmin   = "admin"     // online
+	RoleOnline  = "mm-online" // added by CHT to users whose roles are not offline
+
+	PermCreateRecords = "can_create_records"
+	PermCreatePeople  = "can_create_people"
+	PermCreatePlaces  = "can_create_places"
+	PermUpdatePeople  = "can_update_people"
+	PermUpdatePlaces  = "can_update_places"
+	PermUpdateReports = "can_update_reports"
+	PermEdit          = "can_edit"
+	PermViewContacts  = "can_view_contacts"
+	PermViewReports   = "can_view_reports"
+)
+
+// IntegrationPermissions are the permissions the reference recommends for an
+// integration (mediator) account.
+var IntegrationPermissions = []string{PermCreateRecords, PermViewContacts, PermViewReports, PermEdit,
+	PermCreatePeople, PermCreatePlaces, PermUpdatePeople, PermUpdatePlaces, PermUpdateReports}
+
+// User is a CHT user of the fake.
+//
+// A user is online when its roles include "_admin", "admin" or "mm-online"
+// (CHT adds "mm-online" to users whose roles are not offline); offline users
+// get 403 from hydrate, contacts-by-phone and the cht-datasource endpoints.
+// Users with role "_admin" or "admin" hold every permission; others hold
+// exactly Permissions.
+type User struct {
+	Name        string
+	Password    string
+	Roles       []string
+	Permissions []string
+}
+
+func (u *User) online() bool {
+	return slices.ContainsFunc(u.Roles, func(r string) bool {
+		return r == RoleDBAdmin || r == RoleAdmin || r == RoleOnline
+	})
+}
+
+func (u *User) admin() bool {
+	return slices.Contains(u.Roles, RoleDBAdmin) || slices.Contains(u.Roles, RoleAdmin)
+}
+
+func (u *User) can(perms ...string) bool {
+	if u.admin() {
+		return true
+	}
+	for _, p := range perms {
+		if !slices.Contains(u.Permissions, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (u *User) canAny(perms ...string) bool {
+	if u.admin() {
+		return true
+	}
+	return slices.ContainsFunc(perms, func(p string) bool { return slices.Contains(u.Permissions, p) })
+}
+
+// Form is a JSON (SMS) form definition as in app_settings.forms; it decodes
+// from that JSON. Only Fields matters to the records API.
+type Form struct {
+	Fields map[string]FormField `json:"fields"`
+}
+
+// FormField is one declared field of a JSON form.
+type FormField struct {
+	// Type is "string" (default), "integer", "date" or "boolean".
+	Type string `json:"type"`
+	// Required adds sys.missing_fields to the doc's errors when absent.
+	Required bool `json:"required"`
+}
+
+// ContactType is an entry of app_settings.contact_types.
+type ContactType struct {
+	ID      string   `json:"id"`
+	Parents []string `json:"parents,omitempty"`
+	Person  bool     `json:"person,omitempty"`
+}
+
+// DefaultContactTypes is CHT's default hierarchy.
+var DefaultContactTypes = []ContactType{
+	{ID: "district_hospital"},
+	{ID: "health_center", Parents: []string{"district_hospital"}},
+	{ID: "clinic", Parents: []string{"health_center"}},
+	{ID: "person", Parents: []string{"district_hospital", "health_center", "clinic"}, Person: true},
+}
+
+// Config configures a fake CHT server. The zero value is usable.
+type Config struct {
+	// Version is reported by /api/info and gates routes as in the
+	// reference's version matrix. "" means DefaultVersion.
+	Version string
+	// BasePath serves the API under a path prefix (e.g. "/cht") so that
+	// clients that build absolute URLs are caught. URL includes it.
+	BasePath string
+	// Users replaces the default admin user (AdminUsername/AdminPassword).
+	Users []User
+	// Forms are the JSON forms of app_settings.forms, keyed by code. CHT
+	// looks forms up by the upper-cased code, so keys must be upper case.
+	Forms map[string]Form
+	// ContactTypes is app_settings.contact_types; nil means
+	// DefaultContactTypes.
+	ContactTypes []ContactType
+	// MaxBodyBytes limits request bodies (413 beyond); 0 means 32 MiB.
+	MaxBodyBytes int64
+	// MaxLongpoll bounds how long a _changes longpoll waits; 0 means 10 s.
+	MaxLongpoll time.Duration
+	// LoginRateLimit is how many 401/429 answers per client IP or user name
+	// in 10 s are allowed before every request from it gets 429, as CHT
+	// does; 0 means 10, negative disables the limiter.
+	LoginRateLimit int
+	// Seed seeds the random source of probabilistic faults.
+	Seed uint64
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives one debug line per request; nil discards.
+	Logger *slog.Logger
+}
+
+// Request is a request the fake received, as recorded by Server.Requests.
+type Request struct {
+	Method string
+	// Path is relative to the base path, e.g. "/api/v1/hydrate".
+	Path   string
+	Query  url.Values
+	Header http.Header
+	Body   []byte
+	// User is the authenticated user name, "" if none.
+	User string
+	// Status is the status code the fake answered.
+	Status int
+	Time   time.Time
+}
+
+// Server is a running fake CHT API. It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL, including Config.BasePath, with no trailing slash.
+	URL string
+
+	ts       *httptest.Server
+	cfg      Config
+	ver      version
+	store    *store
+	log      *slog.Logger
+	personTy map[string]bool
+	types    map[string]ContactType
+
+	mu       sync.Mutex
+	users    map[string]*User
+	sessions map[string]string // AuthSession -> user name
+	reqs     []Request
+	faults   []*faultState
+	rng      *mrand.Rand
+	failures map[string][]time.Time // rate-limit key -> 401/429 times
+	creds    map[string]string
+	settings map[string]any
+}
+
+// NewServer starts a fake CHT server. It accepts zero or one Config; the
+// server is running when NewServer returns. It panics if the Config is
+// invalid (as httptest.NewServer panics when it cannot listen).
+func NewServer(cfg ...Config) *Server {
+	var c Config
+	if len(cfg) > 1 {
+		panic("chttest: NewServer takes at most one Config")
+	}
+	if len(cfg) == 1 {
+		c = cfg[0]
+	}
+	s, err := newServer(c)
+	if err != nil {
+		panic(err)
+	}
+	s.ts = httptest.NewServer(s)
+	s.URL = s.ts.URL + s.cfg.BasePath
+	return s
+}
+
+func newServer(c Config) (*Server, error) {
+	if c.Version == "" {
+		c.Version = DefaultVersion
+	}
+	v, err := parseVersion(c.Version)
+	if err != nil {
+		return nil, err
+	}
+	c.BasePath = strings.TrimRight(c.BasePath, "/")
+	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
+		c.BasePath = "/" + c.BasePath
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 32 << 20
+	}
+	if c.MaxLongpoll <= 0 {
+		c.MaxLongpoll = 10 * time.Second
+	}
+	if c.LoginRateLimit == 0 {
+		c.LoginRateLimit = 10
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ContactTypes == nil {
+		c.ContactTypes = DefaultContactTypes
+	}
+	if c.Users == nil {
+		c.Users = []User{{Name: AdminUsername, Password: AdminPassword, Roles: []string{RoleDBAdmin}}}
+	}
+	s := &Server{
+		cfg:      c,
+		ver:      v,
+		store:    newStore(),
+		log:      c.Logger,
+		personTy: map[string]bool{"person": true},
+		types:    make(map[string]ContactType),
+		users:    make(map[string]*User),
+		sessions: make(map[string]string),
+		rng:      mrand.New(mrand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15)),
+		failures: make(map[string][]time.Time),
+		creds:    make(map[string]string),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, t := range c.ContactTypes {
+		if t.ID == "" {
+			return nil, errors.New("chttest: contact type with empty id")
+		}
+		s.types[t.ID] = t
+		if t.Person {
+			s.personTy[t.ID] = true
+		}
+	}
+	for _, u := range c.Users {
+		if u.Name == "" {
+			return nil, errors.New("chttest: user with empty name")
+		}
+		u.Roles = slices.Clone(u.Roles)
+		u.Permissions = slices.Clone(u.Permissions)
+		s.users[u.Name] = &u
+	}
+	return s, nil
+}
+
+// Client returns an HTTP client for the server (no credentials set).
+func (s *Server) Client() *http.Client { return s.ts.Client() }
+
+// Close shuts the server down, blocking until in-flight requests finish.
+func (s *Server) Close() { s.ts.Close() }
+
+// Version returns the CHT version the server emulates.
+func (s *Server) Version() string { return s.ver.String() }
+
+// AddUser adds or replaces a user.
+func (s *Server) AddUser(u User) {
+	u.Roles = slices.Clone(u.Roles)
+	u.Permissions = slices.Clone(u.Permissions)
+	s.mu.Lock()
+	s.users[u.Name] = &u
+	s.mu.Unlock()
+}
+
+// SetCredential stores a secret as CHT's credentials store does
+// (PUT /api/v1/credentials/<key>).
+func (s *Server) SetCredential(key, secret string) {
+	s.mu.Lock()
+	s.creds[key] = secret
+	s.mu.Unlock()
+}
+
+// Credential returns a secret stored with SetCredential or through the API.
+func (s *Server) Credential(key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.creds[key]
+	return v, ok
+}
+
+// Requests returns a copy of every request received so far, oldest first.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reqs)
+}
+
+// ResetRequests forgets the recorded requests.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	s.reqs = nil
+	s.mu.Unlock()
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// ctxUser is the per-request state.
+type reqCtx struct {
+	w    *statusWriter
+	r    *http.Request
+	path string // relative to base path
+	body []byte
+	user *User
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// ServeHTTP serves the fake API. NewServer already serves it on URL; use
+// ServeHTTP to mount the fake elsewhere.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	c := &reqCtx{w: sw, r: r}
+	rec := Request{Method: r.Method, Query: r.URL.Query(), Header: r.Header.Clone(), Time: s.now()}
+	defer func() {
+		rec.Status = sw.status
+		if c.user != nil {
+			rec.User = c.user.Name
+		}
+		rec.Body = c.body
+		s.mu.Lock()
+		s.reqs = append(s.reqs, rec)
+		s.mu.Unlock()
+		s.log.Debug("chttest request", "method", r.Method, "path", rec.Path, "status", sw.status)
+	}()
+
+	p := r.URL.Path
+	if s.cfg.BasePath != "" {
+		if p != s.cfg.BasePath && !strings.HasPrefix(p, s.cfg.BasePath+"/") {
+			rec.Path = p
+			couchError(sw, http.StatusNotFound, "not_found", "missing (outside the fake's base path "+s.cfg.BasePath+")")
+			return
+		}
+		p = strings.TrimPrefix(p, s.cfg.BasePath)
+	}
+	if p == "" {
+		p = "/"
+	}
+	c.path = p
+	rec.Path = p
+
+	if r.Body != nil {
+		b, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+		if err != nil {
+			couchError(sw, http.StatusBadRequest, "bad_request", "cannot read body: "+err.Error())
+			return
+		}
+		if int64(len(b)) > s.cfg.MaxBodyBytes {
+			c.body = b[:0]
+			s.apiError(c, http.StatusRequestEntityTooLarge, "request entity too large", nil)
+			return
+		}
+		c.body = b
+	}
+
+	if s.applyFaults(c) {
+		return
+	}
+	if s.rateLimited(c) {
+		return
+	}
+	s.route(c)
+	if sw.status == http.StatusUnauthorized || sw.status == http.StatusTooManyRequests {
+		s.consumeRateLimit(c)
+	}
+}
+
+// --- responses ---
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "chttest: encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// couchError writes a CouchDB-style error {"error","reason"}.
+func couchError(w http.ResponseWriter, code int, errName, reason string) {
+	writeJSON(w, code, map[string]any{"error": errName, "reason": reason})
+}
+
+// wantsJSON mirrors express' req.accepts(['text','json']) === 'json'.
+func wantsJSON(r *http.Request) bool {
+	accept := r.Header.Values("Accept")
+	if len(accept) == 0 {
+		return false
+	}
+	type match struct {
+		q    float64
+		spec int
+		idx  int
+	}
+	best := func(typ, sub string) (m match, ok bool) {
+		m.idx = math.MaxInt
+		idx := 0
+		for _, line := range accept {
+			for part := range strings.SplitSeq(line, ",") {
+				fields := strings.Split(strings.TrimSpace(part), ";")
+				mt := strings.ToLower(strings.TrimSpace(fields[0]))
+				q := 1.0
+				for _, f := range fields[1:] {
+					if k, v, ok := strings.Cut(strings.TrimSpace(f), "="); ok && strings.TrimSpace(k) == "q" {
+						if fv, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+							q = fv
+						}
+					}
+				}
+				t, st, _ := strings.Cut(mt, "/")
+				spec := -1
+				switch {
+				case t == typ && st == sub:
+					spec = 2
+				case t == typ && st == "*":
+					spec = 1
+				case t == "*" && st == "*":
+					spec = 0
+				}
+				if spec >= 0 && (!ok || spec > m.spec) {
+					m, ok = match{q: q, spec: spec, idx: idx}, true
+				}
+				idx++
+			}
+		}
+		return m, ok && m.q > 0
+	}
+	tm, tok := best("text", "plain")
+	jm, jok := best("application", "json")
+	switch {
+	case !jok:
+		return false
+	case !tok:
+		return true
+	case jm.q != tm.q:
+		return jm.q > tm.q
+	case jm.spec != tm.spec:
+		return jm.spec > tm.spec
+	default:
+		return jm.idx < tm.idx
+	}
+}
+
+// apiError writes CHT's serverUtils error: JSON {"code","error","details"}
+// when the client accepts JSON, text/plain otherwise.
+func (s *Server) apiError(c *reqCtx, code int, msg string, details any) {
+	if wantsJSON(c.r) {
+		body := map[string]any{"code": code, "error": msg}
+		if details != nil {
+			body["details"] = details
+		}
+		writeJSON(c.w, code, body)
+		return
+	}
+	text := msg
+	if details != nil {
+		b, _ := json.Marshal(details)
+		text = msg + ": " + string(b)
+	}
+	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	c.w.WriteHeader(code)
+	_, _ = io.WriteString(c.w, text)
+}
+
+// serverError is how CHT answers a PublicError: 500 "Server error" with the
+// message as details.
+func (s *Server) serverError(c *reqCtx, msg string) {
+	s.apiError(c, http.StatusInternalServerError, "Server error", msg)
+}
+
+func (s *Server) forbidden(c *reqCtx) {
+	s.apiError(c, http.StatusForbidden, "Insufficient privileges", nil)
+}
+
+func (s *Server) offlineForbidden(c *reqCtx) {
+	writeJSON(c.w, http.StatusForbidden, map[string]any{"code": 403, "error": "forbidden",
+		"details": "Offline users are not allowed access to this endpoint"})
+}
+
+func (s *Server) notLoggedIn(c *reqCtx) {
+	c.w.Header().Set("WWW-Authenticate", `Basic realm="Medic Web Services"`)
+	if wantsJSON(c.r) {
+		writeJSON(c.w, http.StatusUnauthorized, map[string]any{"code": 401, "error": "unauthorized"})
+		return
+	}
+	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	c.w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(c.w, "not logged in")
+}
+
+// --- auth ---
+
+// authenticate resolves the user from basic auth or the AuthSession cookie.
+// It answers 401 itself and returns false when that fails.
+func (s *Server) authenticate(c *reqCtx) bool {
+	if name, pass, ok := c.r.BasicAuth(); ok {
+		s.mu.Lock()
+		u := s.users[name]
+		s.mu.Unlock()
+		if u == nil || u.Password != pass {
+			s.notLoggedIn(c)
+			return false
+		}
+		c.user = u
+		return true
+	}
+	if ck, err := c.r.Cookie("AuthSession"); err == nil {
+		s.mu.Lock()
+		u := s.users[s.sessions[ck.Value]]
+		s.mu.Unlock()
+		if u != nil {
+			c.user = u
+			return true
+		}
+	}
+	s.notLoggedIn(c)
+	return false
+}
+
+func (s *Server) rateKeys(c *reqCtx) []string {
+	host, _, err := net.SplitHostPort(c.r.RemoteAddr)
+	if err != nil {
+		host = c.r.RemoteAddr
+	}
+	keys := []string{"ip:" + host}
+	if name, _, ok := c.r.BasicAuth(); ok {
+		keys = append(keys, "user:"+name)
+	}
+	return keys
+}
+
+func (s *Server) rateLimited(c *reqCtx) bool {
+	if s.cfg.LoginRateLimit < 0 {
+		return false
+	}
+	now := s.now()
+	s.mu.Lock()
+	limited := false
+	for _, k := range s.rateKeys(c) {
+		n := 0
+		for _, t := range s.failures[k] {
+			if now.Sub(t) < 10*time.Second {
+				n++
+			}
+		}
+		if n >= s.cfg.LoginRateLimit {
+			limited = true
+		}
+	}
+	s.mu.Unlock()
+	if limited {
+		c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		c.w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(c.w, "Too Many Requests")
+		s.consumeRateLimit(c)
+	}
+	return limited
+}
+
+func (s *Server) consumeRateLimit(c *reqCtx) {
+	if s.cfg.LoginRateLimit < 0 {
+		return
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.rateKeys(c) {
+		kept := s.failures[k][:0]
+		for _, t := range s.failures[k] {
+			if now.Sub(t) < 10*time.Second {
+				kept = append(kept, t)
+			}
+		}
+		s.failures[k] = append(kept, now)
+	}
+}
+
+func (s *Server) handleSession(c *reqCtx) {
+	switch c.r.Method {
+	case http.MethodPost:
+		var name, pass string
+		ct := mediaType(c.r)
+		switch ct {
+		case "application/json":
+			var body struct {
+				Name     string `json:"name"`
+				Password string `json:"password"`
+			}
+			if err := json.Unmarshal(c.body, &body); err != nil {
+				couchError(c.w, http.StatusBadRequest, "bad_request", "invalid UTF-8 JSON")
+				return
+			}
+			name, pass = body.Name, body.Password
+		case "application/x-www-form-urlencoded":
+			v, err := url.ParseQuery(string(c.body))
+			if err != nil {
+				couchError(c.w, http.StatusBadRequest, "bad_request", "invalid form body")
+				return
+			}
+			name, pass = v.Get("name"), v.Get("password")
+		default:
+			couchError(c.w, http.StatusUnsupportedMediaType, "bad_content_type",
+				"Content-Type must be application/x-www-form-urlencoded or application/json")
+			return
+		}
+		s.mu.Lock()
+		u := s.users[name]
+		s.mu.Unlock()
+		if u == nil || u.Password != pass {
+			couchError(c.w, http.StatusUnauthorized, "unauthorized", "Name or password is incorrect.")
+			return
+		}
+		tok := make([]byte, 16)
+		_, _ = rand.Read(tok)
+		sess := hex.EncodeToString(tok)
+		s.mu.Lock()
+		s.sessions[sess] = name
+		s.mu.Unlock()
+		c.user = u
+		http.SetCookie(c.w, &http.Cookie{Name: "AuthSession", Value: sess, Path: "/", HttpOnly: true})
+		writeJSON(c.w, http.StatusOK, map[string]any{"ok": true, "name": u.Name, "roles": u.Roles})
+	case http.MethodGet:
+		ctx := map[string]any{"name": nil, "roles": []string{}}
+		if name, pass, ok := c.r.BasicAuth(); ok {
+			s.mu.Lock()
+			u := s.users[name]
+			s.mu.Unlock()
+			if u == nil || u.Password != pass {
+				couchError(c.w, http.StatusUnauthorized, "unauthorized", "Name or password is incorrect.")
+				return
+			}
+			c.user = u
+		} else if ck, err := c.r.Cookie("AuthSession"); err == nil {
+			s.mu.Lock()
+			c.user = s.users[s.sessions[ck.Value]]
+			s.mu.Unlock()
+		}
+		if c.user != nil {
+			ctx = map[string]any{"name": c.user.Name, "roles": c.user.Roles}
+		}
+		writeJSON(c.w, http.StatusOK, map[string]any{"ok": true, "userCtx": ctx})
+	case http.MethodDelete:
+		if ck, err := c.r.Cookie("AuthSession"); err == nil {
+			s.mu.Lock()
+			delete(s.sessions, ck.Value)
+			s.mu.Unlock()
+		}
+		http.SetCookie(c.w, &http.Cookie{Name: "AuthSession", Value: "", Path: "/", MaxAge: -1})
+		writeJSON(c.w, http.StatusOK, map[string]any{"ok": true})
+	default:
+		couchError(c.w, http.StatusMethodNotAllowed, "method_not_allowed", "Only DELETE,GET,HEAD,POST allowed")
+	}
+}
+
+// mediaType returns the lower-cased media type of the request without
+// parameters.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// isJSON mirrors body-parser / req.is('json'): application/json or +json,
+// any parameters.
+func isJSON(r *http.Request) bool {
+	mt := mediaType(r)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// strictJSON is CHT's handleJsonRequest: Content-Type must be exactly
+// "application/json".
+func (s *Server) strictJSON(c *reqCtx) bool {
+	if c.r.Header.Get("Content-Type") != "application/json" {
+		s.apiError(c, http.StatusBadRequest, "Content-Type must be application/json", nil)
+		return false
+	}
+	return true
+}
+
+// --- routing ---
+
+type route struct {
+	method  string
+	pattern string // segments; "{}" matches one segment
+	since   [2]int // minimum version major, minor
+	auth    bool
+	online  bool
+	h       func(s *Server, c *reqCtx, params []string)
+}
+
+var routes = []route{
+	{"GET", "/api/info", [2]int{0, 0}, false, false, (*Server).handleInfo},
+	{"GET", "/api/deploy-info", [2]int{0, 0}, true, false, (*Server).handleDeployInfo},
+	{"GET", "/api/v1/settings", [2]int{0, 0}, true, false, (*Server).handleSettings},
+	{"GET", "/api/v1/hydrate", [2]int{3, 9}, true, true, (*Server).handleHydrate},
+	{"POST", "/api/v1/hydrate", [2]int{3, 9}, true, true, (*Server).handleHydrate},
+	{"POST", "/api/v1/records", [2]int{0, 0}, true, false, (*Server).handleRecordsV1},
+	{"POST", "/api/v2/records", [2]int{0, 0}, true, false, (*Server).handleRecordsV2},
+	{"POST", "/api/v1/people", [2]int{0, 0}, true, false, (*Server).handleLegacyPeople},
+	{"POST", "/api/v1/places", [2]int{0, 0}, true, false, (*Server).handleLegacyPlaces},
+	{"POST", "/api/v1/places/{}", [2]int{0, 0}, true, false, (*Server).handleLegacyPlaceUpdate},
+	{"GET", "/api/v1/contacts-by-phone", [2]int{3, 10}, true, true, (*Server).handleContactsByPhone},
+	{"POST", "/api/v1/contacts-by-phone", [2]int{3, 10}, true, true, (*Server).handleContactsByPhone},
+	{"PUT", "/api/v1/credentials/{}", [2]int{4, 0}, true, true, (*Server).handleCredentials},
+	{"GET", "/api/v1/person", [2]int{4, 11}, true, true, kindList(kindPerson)},
+	{"POST", "/api/v1/person", [2]int{5, 2}, true, true, kindCreate(kindPerson)},
+	{"GET", "/api/v1/person/{}", [2]int{4, 9}, true, true, kindGet(kindPerson)},
+	{"PUT", "/api/v1/person/{}", [2]int{5, 2}, true, true, kindUpdate(kindPerson)},
+	{"GET", "/api/v1/place", [2]int{4, 12}, true, true, kindList(kindPlace)},
+	{"POST", "/api/v1/place", [2]int{5, 2}, true, true, kindCreate(kindPlace)},
+	{"GET", "/api/v1/place/{}", [2]int{4, 10}, true, true, kindGet(kindPlace)},
+	{"PUT", "/api/v1/place/{}", [2]int{5, 2}, true, true, kindUpdate(kindPlace)},
+	{"GET", "/api/v1/contact/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindContact)},
+	{"GET", "/api/v1/contact/{}", [2]int{4, 18}, true, true, kindGet(kindContact)},
+	{"GET", "/api/v1/report/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindReport)},
+	{"GET", "/api/v1/report/{}", [2]int{4, 18}, true, true, kindGet(kindReport)},
+	{"POST", "/api/v1/report", [2]int{5, 2}, true, true, kindCreate(kindReport)},
+	{"PUT", "/api/v1/report/{}", [2]int{5, 2}, true, true, kindUpdate(kindReport)},
+	{"GET", "/medic", [2]int{0, 0}, true, false, (*Server).handleDBInfo},
+	{"POST", "/medic", [2]int{0, 0}, true, false, (*Server).handleDBPost},
+	{"GET", "/medic/_changes", [2]int{0, 0}, true, false, (*Server).handleChanges},
+	{"POST", "/medic/_changes", [2]int{0, 0}, true, false, (*Server).handleChanges},
+	{"GET", "/medic/_all_docs", [2]int{0, 0}, true, false, (*Server).handleAllDocs},
+	{"POST", "/medic/_all_docs", [2]int{0, 0}, true, false, (*Server).handleAllDocs},
+	{"POST", "/medic/_bulk_docs", [2]int{0, 0}, true, false, (*Server).handleBulkDocs},
+	{"GET", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocGet},
+	{"PUT", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocPut},
+	{"DELETE", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocDelete},
+}
+
+func matchRoute(pattern, p string) ([]string, bool) {
+	ps := strings.Split(strings.Trim(pattern, "/"), "/")
+	xs := strings.Split(strings.Trim(p, "/"), "/")
+	if len(ps) != len(xs) {
+		return nil, false
+	}
+	var params []string
+	for i := range ps {
+		if ps[i] == "{}" {
+			if xs[i] == "" {
+				return nil, false
+			}
+			params = append(params, xs[i])
+			continue
+		}
+		if ps[i] != xs[i] {
+			return nil, false
+		}
+	}
+	return params, true
+}
+
+func (s *Server) route(c *reqCtx) {
+	if c.path == "/_session" {
+		s.handleSession(c)
+		return
+	}
+	// Path segments arrive escaped in RawPath (e.g. document ids with "/").
+	p := c.path
+	if c.r.URL.RawPath != "" {
+		p = strings.TrimPrefix(c.r.URL.RawPath, s.cfg.BasePath)
+	}
+	methodMismatch := false
+	for _, rt := range routes {
+		params, ok := matchRoute(rt.pattern, p)
+		if !ok {
+			continue
+		}
+		// "/medic/_changes" must not be taken as a document id.
+		if rt.pattern == "/medic/{}" && strings.HasPrefix(params[0], "_") && !strings.HasPrefix(params[0], "_design") {
+			continue
+		}
+		if rt.method != c.r.Method && !(rt.method == "GET" && c.r.Method == http.MethodHead) {
+			methodMismatch = true
+			continue
+		}
+		if !s.ver.atLeast(rt.since[0], rt.since[1]) {
+			break // route does not exist in this version
+		}
+		for i, prm := range params {
+			if u, err := url.PathUnescape(prm); err == nil {
+				params[i] = u
+			}
+		}
+		if rt.auth && !s.authenticate(c) {
+			return
+		}
+		if rt.online && !c.user.online() {
+			s.offlineForbidden(c)
+			return
+		}
+		rt.h(s, c, params)
+		return
+	}
+	if methodMismatch && strings.HasPrefix(c.path, "/medic/") {
+		couchError(c.w, http.StatusMethodNotAllowed, "method_not_allowed", "Only GET,HEAD,PUT,DELETE allowed")
+		return
+	}
+	couchError(c.w, http.StatusNotFound, "not_found", "missing")
+}
+
+// --- small handlers ---
+
+func (s *Server) handleInfo(c *reqCtx, _ []string) {
+	writeJSON(c.w, http.StatusOK, map[string]any{"version": s.ver.String()})
+}
+
+func (s *Server) handleDeployInfo(c *reqCtx, _ []string) {
+	writeJSON(c.w, http.StatusOK, map[string]any{"timestamp": s.now().UnixMilli(), "user": "chttest",
+		"version": s.ver.String()})
+}
+
+// SetSettings replaces the app settings returned by GET /api/v1/settings
+// (forms and contact_types are always added from Config).
+func (s *Server) SetSettings(settings map[string]any) {
+	s.mu.Lock()
+	s.settings = maps.Clone(settings)
+	s.mu.Unlock()
+}
+
+func (s *Server) handleSettings(c *reqCtx, _ []string) {
+	s.mu.Lock()
+	out := maps.Clone(s.settings)
+	s.mu.Unlock()
+	if out == nil {
+		out = map[string]any{}
+	}
+	forms := s.cfg.Forms
+	if forms == nil {
+		forms = map[string]Form{}
+	}
+	out["forms"] = forms
+	out["contact_types"] = s.cfg.ContactTypes
+	writeJSON(c.w, http.StatusOK, out)
+}
+
+func (s *Server) handleCredentials(c *reqCtx, params []string) {
+	if !slices.Contains(c.user.Roles, RoleDBAdmin) {
+		s.apiError(c, http.StatusForbidden, "Insufficient permissions", nil)
+		return
+	}
+	if len(c.body) == 0 {
+		s.apiError(c, http.StatusBadRequest, "Missing required request body", nil)
+		return
+	}
+	s.SetCredential(params[0], string(c.body))
+	writeJSON(c.w, http.StatusOK, map[string]any{"ok": true})
+}
+
+// newCouchID returns a CouchDB-style id: 32 hex characters.
+func newCouchID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newUUID returns a UUIDv4, or a UUIDv7 from CHT 5.0 on.
+func (s *Server) newUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	if s.ver.atLeast(5, 0) {
+		ms := uint64(s.now().UnixMilli())
+		for i := range 6 {
+			b[i] = byte(ms >> (40 - 8*i))
+		}
+		b[6] = b[6]&0x0f | 0x70
+	} else {
+		b[6] = b[6]&0x0f | 0x40
+	}
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:])
+}
+
+// jsonBody decodes the request body as a JSON object when the content type
+// is JSON (as body-parser does); otherwise it returns nil.
+func jsonBody(c *reqCtx) (map[string]any, error) {
+	if !isJSON(c.r) || len(bytes.TrimSpace(c.body)) == 0 {
+		return nil, nil
+	}
+	v, err := decodeAny(c.body)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
+}
