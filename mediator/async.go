@@ -1,0 +1,179 @@
+package mediator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// transactionUpdater is what the async helper needs from [Client].
+type transactionUpdater interface {
+	UpdateTransaction(ctx context.Context, id string, update any) error
+}
+
+// AsyncFunc does the work of an asynchronous request. Its context carries
+// a recorder, so calls made with it through [Transport] are recorded; it is
+// cancelled if the mediator's shutdown deadline passes.
+type AsyncFunc func(ctx context.Context) (*Result, error)
+
+// asyncRunner owns the goroutines of asynchronous requests.
+type asyncRunner struct {
+	updater transactionUpdater // nil in standalone mode
+	log     *slog.Logger
+	backoff time.Duration // first retry delay of a failed update
+	updates func(result string)
+
+	ctx    context.Context // cancelled when shutdown gives up waiting
+	cancel context.CancelFunc
+
+	mu     sync.Mutex // guards closed and the Add side of wg
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)) *asyncRunner {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &asyncRunner{updater: u, log: log, backoff: time.Second, updates: updates, ctx: ctx, cancel: cancel}
+}
+
+// Async answers the request now, with HTTP 202 and status Processing, and
+// runs fn in the background. When fn returns, the transaction is updated
+// through core's API (PUT /transactions/:id) with the final status,
+// response, orchestrations (appended to those core already stored),
+// properties and error; a failed update is retried, then logged.
+// In standalone mode the outcome is only logged. A [Mediator]'s shutdown
+// waits for running async work.
+//
+// Async fails when the request has no X-OpenHIM-TransactionID (and the
+// mediator is registered with core), when it is not served by a
+// [Mediator], and once the mediator is shutting down.
+func (r *Request) Async(fn AsyncFunc) (*Result, error) {
+	a := r.cfg.async
+	if a == nil {
+		return nil, errors.New("mediator: Async needs a request served by a Mediator")
+	}
+	id := r.TransactionID
+	if a.updater != nil && id == "" {
+		return nil, Errorf(http.StatusBadRequest, "mediator: async request without %s header", HeaderTransactionID)
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, Errorf(http.StatusServiceUnavailable, "mediator: shutting down")
+	}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	cfg := r.cfg
+	go a.run(cfg, id, fn)
+	body, _ := json.Marshal(map[string]string{"status": string(StatusProcessing), "transactionId": id})
+	return &Result{
+		Status:     StatusProcessing,
+		StatusCode: http.StatusAccepted,
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       body,
+	}, nil
+}
+
+func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
+	defer a.wg.Done()
+	rec := &recorder{cfg: cfg.capture, txn: &txn{cfg: cfg}}
+	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
+	res, err, stack := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
+	var env *Envelope
+	if err != nil {
+		env = rec.errorEnvelope(err, stack)
+	} else {
+		if res == nil {
+			res = &Result{StatusCode: http.StatusNoContent}
+		}
+		if env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil); env == nil {
+			env = rec.errorEnvelope(validateStatus(res.Status), "")
+		}
+	}
+	log := a.log.With("transaction_id", id)
+	if a.updater == nil {
+		log.Info("mediator: async request done (standalone, not reported to core)",
+			"status", env.Status, "code", env.Response.Status)
+		return
+	}
+	update := transactionUpdate(env)
+	delay := a.backoff
+	for attempt := 1; ; attempt++ {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 30*time.Second)
+		err = a.updater.UpdateTransaction(uctx, id, update)
+		cancel()
+		if err == nil {
+			a.count("ok")
+			log.Info("mediator: async transaction updated", "status", env.Status, "code", env.Response.Status)
+			return
+		}
+		if attempt == 4 || a.ctx.Err() != nil {
+			a.count("error")
+			log.Error("mediator: async transaction update failed; the transaction keeps its Processing status",
+				"status", env.Status, "attempts", attempt, "error", err)
+			return
+		}
+		log.Warn("mediator: async transaction update failed, retrying", "attempt", attempt, "error", err)
+		select {
+		case <-time.After(delay):
+		case <-a.ctx.Done():
+		}
+		delay *= 2
+	}
+}
+
+func (a *asyncRunner) count(result string) {
+	if a.updates != nil {
+		a.updates(result)
+	}
+}
+
+// transactionUpdate is the body of PUT /transactions/:id: a partial
+// transaction whose orchestrations are pushed after core's own.
+func transactionUpdate(env *Envelope) map[string]any {
+	u := map[string]any{
+		"status":   env.Status,
+		"response": json.RawMessage(appendResponse(nil, &env.Response)),
+	}
+	if len(env.Orchestrations) > 0 {
+		b := []byte{'['}
+		for i := range env.Orchestrations {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendOrchestration(b, &env.Orchestrations[i])
+		}
+		b = append(b, ']')
+		u["$push"] = map[string]any{"orchestrations": map[string]any{"$each": json.RawMessage(b)}}
+	}
+	if len(env.Properties) > 0 {
+		u["properties"] = env.Properties
+	}
+	if env.Error != nil {
+		u["error"] = env.Error
+	}
+	return u
+}
+
+// shutdown stops accepting async work and waits for running work until
+// ctx is done, then cancels it.
+func (a *asyncRunner) shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		a.cancel()
+		return nil
+	case <-ctx.Done():
+		a.cancel()
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,232 @@
+package mediator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// handlerConfig is what a transaction needs from its Mediator.
+type handlerConfig struct {
+	urn     string
+	capture *compiled
+	log     *slog.Logger
+	async   *asyncRunner // nil outside a Mediator
+}
+
+var defaultHandlerConfig = &handlerConfig{
+	capture: CaptureConfig{}.compile(),
+	log:     slog.New(slog.DiscardHandler),
+}
+
+// txn is the state of one transaction, kept on its recorder.
+type txn struct {
+	cfg      *handlerConfig
+	reqBytes int64 // request body size counted against the budget
+	direct   bool  // a HandlerFunc writes the envelope itself
+	code     int   // response status written
+	status   Status
+	errMsg   string
+}
+
+// HandlerFunc handles a request routed by core and returns the result the
+// library turns into an application/json+openhim envelope, with the
+// orchestrations recorded by [Transport] during the call. A non-nil error
+// answers an envelope whose status is Failed (or the 4xx of a
+// [*StatusError]) and whose error.message is the error's text; a panic is
+// answered the same way, with the stack in error.stack.
+//
+// HandlerFunc implements http.Handler; it works inside a [Mediator] (which
+// fills the mediator URN and limits) and on its own.
+type HandlerFunc func(r *Request) (*Result, error)
+
+// ServeHTTP calls f and writes the envelope.
+func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := recorderFrom(r.Context())
+	if rec == nil || rec.txn == nil {
+		rec = newRecorder(defaultHandlerConfig, r)
+		r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+	}
+	t := rec.txn
+	t.direct = true
+	req := newRequest(r, rec, t.cfg)
+	res, err, stack := callHandler(f, req)
+	var env *Envelope
+	if err != nil {
+		env = rec.errorEnvelope(err, stack)
+	} else {
+		if res == nil {
+			res = &Result{StatusCode: http.StatusNoContent}
+		}
+		env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
+		if env == nil { // invalid Status
+			env = rec.errorEnvelope(validateStatus(res.Status), "")
+		}
+	}
+	rec.write(w, env)
+}
+
+func callHandler(f HandlerFunc, r *Request) (res *Result, err error, stack string) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			res, err, stack = nil, fmt.Errorf("mediator: handler panic: %v", v), string(debug.Stack())
+		}
+	}()
+	res, err = f(r)
+	return res, err, ""
+}
+
+func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
+	rec := &recorder{cfg: cfg.capture, txn: &txn{cfg: cfg}}
+	if r.ContentLength > 0 {
+		rec.txn.reqBytes = r.ContentLength
+	}
+	return rec
+}
+
+// envelope builds the normalized envelope of a transaction; nil if status
+// is invalid.
+func (rec *recorder) envelope(code int, h http.Header, body []byte, status Status, props map[string]any, extra []Orchestration, e *Error) *Envelope {
+	if validateStatus(status) != nil {
+		return nil
+	}
+	orchs := rec.snapshot(true)
+	orchs = append(orchs, extra...)
+	now := time.Now()
+	env := &Envelope{
+		Status:         status,
+		Response:       Response{Status: code, Headers: flatten(h), Body: string(body), Timestamp: now},
+		Orchestrations: orchs,
+		Properties:     props,
+		Error:          e,
+	}
+	fitBodies(orchs, rec.txn.reqBytes+int64(len(body)), rec.cfg.budget)
+	_ = env.Normalize(rec.txn.cfg.urn, now) // status validated above
+	return env
+}
+
+// errorEnvelope answers a handler error.
+func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
+	code := errorStatus(err)
+	msg := err.Error()
+	body := errorBody(msg)
+	h := http.Header{"Content-Type": {"application/json"}}
+	var e *Error
+	if code >= 500 || stack != "" {
+		e = &Error{Message: msg, Stack: stack}
+	}
+	return rec.envelope(code, h, body, "", nil, nil, e)
+}
+
+// errorBody is the JSON body of an error answer: {"error":"..."}.
+func errorBody(msg string) []byte {
+	b := append([]byte(`{"error":`), appendString(nil, msg)...)
+	return append(b, '}')
+}
+
+// write sends env and remembers the outcome for metrics and logs.
+func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
+	t := rec.txn
+	t.code, t.status = env.Response.Status, env.Status
+	if env.Error != nil {
+		t.errMsg = env.Error.Message
+	}
+	if err := WriteEnvelope(w, env); err != nil {
+		t.cfg.log.Warn("mediator: write envelope", "error", err)
+	}
+}
+
+// flatten turns headers into an envelope's string map (never nil).
+func flatten(h http.Header) map[string]string {
+	m := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) == 1 {
+			m[k] = v[0]
+		} else {
+			m[k] = strings.Join(v, ", ")
+		}
+	}
+	return m
+}
+
+// captureWriter buffers what a plain http.Handler writes so that it can be
+// answered as an envelope. When a HandlerFunc writes the envelope itself,
+// it passes writes straight through.
+type captureWriter struct {
+	w    http.ResponseWriter
+	rec  *recorder
+	h    http.Header
+	code int
+	buf  bytes.Buffer
+}
+
+func (c *captureWriter) Header() http.Header {
+	if c.rec.txn.direct {
+		return c.w.Header()
+	}
+	if c.h == nil {
+		c.h = make(http.Header)
+	}
+	return c.h
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 && code >= 200 {
+		c.code = code
+	}
+	if c.rec.txn.direct {
+		c.w.WriteHeader(code)
+	}
+}
+
+func (c *captureWriter) Write(p []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	if c.rec.txn.direct {
+		return c.w.Write(p)
+	}
+	return c.buf.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *captureWriter) Unwrap() http.ResponseWriter { return c.w }
+
+// finish answers what a plain handler wrote as an envelope (or as is, if
+// it wrote an application/json+openhim body itself).
+func (c *captureWriter) finish() {
+	t := c.rec.txn
+	if t.direct {
+		return
+	}
+	code := c.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	if strings.Contains(c.h.Get("Content-Type"), ContentType) {
+		dst := c.w.Header()
+		for k, v := range c.h {
+			dst[k] = v
+		}
+		c.w.WriteHeader(code)
+		_, _ = c.w.Write(c.buf.Bytes())
+		t.code = code
+		if env, err := ParseEnvelope(c.buf.Bytes()); err == nil {
+			t.status = env.Status
+			if env.Error != nil {
+				t.errMsg = env.Error.Message
+			}
+		}
+		return
+	}
+	env := c.rec.envelope(code, c.h, c.buf.Bytes(), "", nil, nil, nil)
+	c.rec.write(c.w, env)
+}

@@ -1,0 +1,214 @@
+package mediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-resty/resty/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// upstream answers with the echo of what it received and some headers.
+func upstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/nested":
+			data, err := os.ReadFile(filepath.Join("testdata", "serving", "nested-envelope.json"))
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			w.Header().Set("Content-Type", ContentType+"; charset=utf-8")
+			_, _ = w.Write(data)
+			return
+		case "/fail":
+			http.Error(w, "upstream broke", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Set-Cookie", "session=secret")
+		w.Header().Set("X.Dotted", "d")
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "got %d bytes: %s", len(body), body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestTransportRecords(t *testing.T) {
+	srv := upstream(t)
+	u, _ := url.Parse(srv.URL)
+	client := &http.Client{Transport: Transport(nil)}
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{MaxBodyBytes: 16, RedactHeaders: []string{"x-api-key"}})
+
+	longBody := strings.Repeat("x", 40)
+	req, err := http.NewRequestWithContext(WithOrchestrationGroup(ctx, "save", "cht"), http.MethodPost,
+		srv.URL+"/path/a?q=1&r=2", strings.NewReader(longBody))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Basic c2VjcmV0")
+	req.Header.Set("Cookie", "c=secret")
+	req.Header.Set("X-Api-Key", "k3y")
+	req.Header.Set("X-Trace", "t1")
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, "got 40 bytes: "+longBody, string(got), "caller and upstream get the full bodies")
+	assert.Equal(t, "Basic c2VjcmV0", req.Header.Get("Authorization"), "the caller's request is not modified")
+
+	list := orchs()
+	require.Len(t, list, 1)
+	o := list[0]
+	assert.Equal(t, "save", o.Name)
+	assert.Equal(t, "cht", o.Group)
+	assert.Equal(t, OrchestrationRequest{
+		Host: u.Hostname(), Port: u.Port(), Path: "/path/a", Querystring: "q=1&r=2", Method: "POST",
+		Headers: map[string]string{"Authorization": redacted, "Cookie": redacted, "X-Api-Key": redacted,
+			"X-Trace": "t1"},
+		Body:      strings.Repeat("x", 16) + truncateMarker,
+		Timestamp: o.Request.Timestamp,
+	}, o.Request)
+	require.NotNil(t, o.Response)
+	assert.Equal(t, 200, o.Response.Status)
+	assert.Equal(t, redacted, o.Response.Headers["Set-Cookie"])
+	assert.Equal(t, "got 40 bytes: xx"+truncateMarker, o.Response.Body)
+	assert.False(t, o.Request.Timestamp.IsZero())
+	assert.False(t, o.Response.Timestamp.Before(o.Request.Timestamp))
+	assert.Nil(t, o.Error)
+}
+
+func TestTransportDefaultNameAndPort(t *testing.T) {
+	srv := upstream(t)
+	u, _ := url.Parse(srv.URL)
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/fail", nil)
+	resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	o := orchs()[0]
+	assert.Equal(t, "GET "+u.Host, o.Name)
+	assert.Equal(t, 502, o.Response.Status)
+	assert.Equal(t, "upstream broke\n", o.Response.Body)
+	assert.Equal(t, StatusCompletedWithErrors, ComputeStatus(200, orchs()))
+}
+
+type failingTransport struct{ closed bool }
+
+func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		f.closed = r.Body.Close() == nil
+	}
+	return nil, errors.New("dial tcp 10.0.0.1:443: connect: connection refused")
+}
+
+func TestTransportError(t *testing.T) {
+	ft := &failingTransport{}
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	req, _ := http.NewRequestWithContext(WithOrchestration(ctx, "fhir"), http.MethodPut, "https://fhir.example/Patient/1", strings.NewReader("{}"))
+	_, err := Transport(ft).RoundTrip(req)
+	require.Error(t, err)
+	assert.True(t, ft.closed, "request body closed")
+	o := orchs()[0]
+	assert.Equal(t, "fhir", o.Name)
+	assert.Equal(t, "443", o.Request.Port)
+	assert.Nil(t, o.Response)
+	require.NotNil(t, o.Error)
+	assert.Contains(t, o.Error.Message, "connection refused")
+}
+
+func TestTransportWithoutRecorderPassesThrough(t *testing.T) {
+	srv := upstream(t)
+	resp, err := (&http.Client{Transport: Transport(nil)}).Get(srv.URL + "/x")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "got 0 bytes: ", string(b))
+	assert.Nil(t, Orchestrations(context.Background()))
+}
+
+func TestTransportMergesNestedEnvelope(t *testing.T) {
+	srv := upstream(t)
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{MaxBodyBytes: 8})
+	req, _ := http.NewRequestWithContext(WithOrchestration(ctx, "downstream mediator"), http.MethodGet, srv.URL+"/nested", nil)
+	resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(raw), "x-mediator-urn", "the caller gets the envelope")
+
+	list := orchs()
+	require.Len(t, list, 2)
+	// The nested one started (2026-01-02) before ours (now): ordered by start.
+	assert.Equal(t, "downstream lookup", list[0].Name)
+	assert.Equal(t, "downstream mediator", list[0].Group)
+	assert.Equal(t, "downstream mediator", list[1].Name)
+	assert.Equal(t, `{"id":"abc"}`, list[1].Response.Body, "nested envelope replaced by its response body")
+
+	env := &Envelope{Orchestrations: list}
+	require.NoError(t, env.Normalize("urn:x", list[1].Request.Timestamp))
+	assert.Equal(t, map[string]string{"x\uff0ecustom\uff04key": "v"}, env.Orchestrations[0].Response.Headers)
+}
+
+func TestTransportConcurrent(t *testing.T) {
+	srv := upstream(t)
+	client := &http.Client{Transport: Transport(nil)}
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(WithOrchestration(ctx, fmt.Sprint("call ", i)), http.MethodPost, srv.URL, strings.NewReader(fmt.Sprint(i)))
+			resp, err := client.Do(req)
+			if assert.NoError(t, err) {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	list := orchs()
+	require.Len(t, list, 8)
+	names := map[string]bool{}
+	for _, o := range list {
+		names[o.Name] = true
+		assert.Equal(t, "got 1 bytes: "+o.Request.Body, o.Response.Body)
+	}
+	assert.Len(t, names, 8)
+}
+
+func TestTransportWithResty(t *testing.T) {
+	srv := upstream(t)
+	client := resty.New().SetTransport(Transport(nil)).SetBaseURL(srv.URL)
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	resp, err := client.R().SetContext(WithOrchestration(ctx, "resty call")).SetBody("hello").Post("/r")
+	require.NoError(t, err)
+	assert.Equal(t, "got 5 bytes: hello", resp.String())
+	list := orchs()
+	require.Len(t, list, 1)
+	assert.Equal(t, "resty call", list[0].Name)
+	assert.Equal(t, "hello", list[0].Request.Body)
+	assert.Equal(t, "got 5 bytes: hello", list[0].Response.Body)
+}
+
+func TestAddOrchestration(t *testing.T) {
+	assert.False(t, AddOrchestration(context.Background(), Orchestration{Name: "x"}))
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	require.True(t, AddOrchestration(ctx, Orchestration{Name: "queue publish", Request: OrchestrationRequest{Body: "m"}}))
+	list := orchs()
+	require.Len(t, list, 1)
+	assert.Equal(t, "m", list[0].Request.Body)
+	assert.False(t, list[0].Request.Timestamp.IsZero())
+}
