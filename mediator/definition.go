@@ -59,6 +59,8 @@ type Route struct {
 	// secondary route on the primary's status (core 8+).
 	WaitPrimaryResponse bool   `json:"waitPrimaryResponse,omitempty"`
 	StatusCodesCheck    string `json:"statusCodesCheck,omitempty"`
+	// Timeout in milliseconds for this route (the channel's wins).
+	Timeout int `json:"timeout,omitempty"`
 }
 
 // Channel is an OpenHIM channel (ChannelDef), used in
@@ -493,6 +495,9 @@ func (r coreRules) validateRoute(field string, rt Route) error {
 		if rt.Port == 0 {
 			errs = append(errs, invalidf(field+".port", "port is required by core %d", r.version))
 		}
+	}
+	if rt.Timeout < 0 {
+		errs = append(errs, invalidf(field+".timeout", "must not be negative"))
 	}
 	if rt.Port < 0 || rt.Port > 65536 {
 		errs = append(errs, invalidf(field+".port", "must be between 0 and 65536"))

@@ -1,0 +1,245 @@
+package mediator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The test vector of the reference (§1.1): core's root user.
+const (
+	rootSalt         = "d9bcb40e-ae65-478f-962e-5e5e5e7d0a01"
+	rootPasswordHash = "943a856bba65aad6c639d5c8d4a11fc8bb7fe9de62ae307aec8cf6ae6c1faab722127964c71db4bdd2ea2cdf60c6e4094dcad54d4522ab2839b65ae98100d0fb"
+)
+
+func TestTokenVector(t *testing.T) {
+	if got := passwordHash(rootSalt, "openhim-password"); got != rootPasswordHash {
+		t.Fatalf("passwordHash = %s, want core's root passwordHash %s", got, rootPasswordHash)
+	}
+	got := authToken(rootPasswordHash, "842cd4a0-1a91-45a7-bf76-c292cb36b2e8", "2024-01-01T00:00:00.000Z")
+	const want = "6d77e1c3ead6e913595a0df569d195c77c2586c5e9b474af271685aed60a981a0f09844dcab872ff7361ca87bb2e96eca2013b16b6d198287d98b99965ccb3cd"
+	if got != want {
+		t.Fatalf("authToken = %s, want %s", got, want)
+	}
+}
+
+func TestAuthTimestampFormat(t *testing.T) {
+	tests := []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), "2024-01-01T00:00:00.000Z"},
+		{time.Date(2024, 1, 1, 2, 3, 4, 5_600_000, time.FixedZone("X", 3600)), "2024-01-01T01:03:04.005Z"},
+	}
+	for _, tt := range tests {
+		if got := tt.in.UTC().Format(authTSLayout); got != tt.want {
+			t.Errorf("format(%v) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestRandomSalt(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		s := randomSalt()
+		if !uuid.MatchString(s) {
+			t.Fatalf("randomSalt() = %q, not a UUIDv4", s)
+		}
+		if seen[s] {
+			t.Fatalf("randomSalt repeated %q", s)
+		}
+		seen[s] = true
+	}
+}
+
+func TestPasswordRedaction(t *testing.T) {
+	p := Password("hunter2")
+	for _, s := range []string{p.String(), fmt.Sprint(p), fmt.Sprintf("%v %+v %#v %s", p, p, p, p),
+		fmt.Sprintf("%v", struct{ P Password }{p}), fmt.Sprintf("%+v", Route{Password: p})} {
+		if strings.Contains(s, "hunter2") {
+			t.Errorf("formatted password leaks: %s", s)
+		}
+	}
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "p", p, "cfg", OpenHIMConfig{URL: "https://u:pw@core", Password: "hunter2"})
+	if strings.Contains(buf.String(), "hunter2") || strings.Contains(buf.String(), ":pw@") {
+		t.Errorf("log leaks the password: %s", buf.String())
+	}
+	cfg := OpenHIMConfig{Password: "hunter2"}
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
+		if strings.Contains(s, "hunter2") {
+			t.Errorf("formatted config leaks: %s", s)
+		}
+	}
+	if b, err := json.Marshal(struct{ P Password }{p}); err != nil || string(b) != `{"P":"hunter2"}` {
+		t.Errorf("Password must marshal to its value for core, got %s, %v", b, err)
+	}
+}
+
+// fakeAuthCore is a tiny core for auth flows: it records which scheme each
+// request used and accepts the schemes in accept.
+type fakeAuthCore struct {
+	accept      map[string]bool // "basic", "token", "session"
+	tokenUser   bool            // GET /authenticate/:user answers 200
+	saltCalls   atomic.Int32
+	loginCalls  atomic.Int32
+	requests    atomic.Int32
+	expireAfter int32 // session: 401 once after this many requests
+	schemes     chan string
+}
+
+func (f *fakeAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	const user, pw = "root@openhim.org", "openhim-password"
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/authenticate/") && r.Method == http.MethodGet:
+		f.saltCalls.Add(1)
+		if !f.tokenUser {
+			http.Error(w, "Could not find token passport for user", http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, `{"salt":%q,"ts":%q}`, rootSalt, time.Now().UTC().Format(time.RFC3339Nano))
+		return
+	case r.URL.Path == "/authenticate/local" && r.Method == http.MethodPost:
+		f.loginCalls.Add(1)
+		if !f.accept["session"] {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "koa.sess", Value: fmt.Sprint("s", f.loginCalls.Load()), Path: "/"})
+		fmt.Fprint(w, `{"result":"User authenticated successfully"}`)
+		return
+	}
+	n := f.requests.Add(1)
+	scheme := ""
+	if u, p, ok := r.BasicAuth(); ok && f.accept["basic"] && u == user && p == pw {
+		scheme = "basic"
+	}
+	if r.Header.Get("auth-username") != "" && f.accept["token"] {
+		ts := r.Header.Get("auth-ts")
+		want := authToken(rootPasswordHash, r.Header.Get("auth-salt"), ts)
+		parsed, err := time.Parse(time.RFC3339Nano, ts)
+		if r.Header.Get("auth-token") == want && err == nil && time.Since(parsed).Abs() < 10*time.Second {
+			scheme = "token"
+		}
+	}
+	if c, err := r.Cookie("koa.sess"); err == nil && f.accept["session"] {
+		if f.expireAfter > 0 && n == f.expireAfter+1 {
+			scheme = "" // the session expired
+		} else if c.Value != "" {
+			scheme = "session"
+		}
+	}
+	if f.schemes != nil {
+		f.schemes <- scheme
+	}
+	if scheme == "" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	fmt.Fprint(w, `[]`)
+}
+
+func TestAuthSchemes(t *testing.T) {
+	tests := []struct {
+		name       string
+		scheme     AuthScheme
+		core       *fakeAuthCore
+		calls      int
+		wantErr    error
+		wantScheme string
+		wantSalt   int32 // GET /authenticate/:user calls
+		wantLogin  int32
+	}{
+		{name: "basic never asks for the salt", scheme: AuthBasic, core: &fakeAuthCore{accept: map[string]bool{"basic": true}},
+			calls: 3, wantScheme: "basic", wantSalt: 0},
+		{name: "basic works for a user without token passport", scheme: AuthBasic,
+			core: &fakeAuthCore{accept: map[string]bool{"basic": true}, tokenUser: false}, calls: 2, wantScheme: "basic"},
+		{name: "basic rejected is a credential error", scheme: AuthBasic, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+			calls: 1, wantErr: ErrUnauthorized},
+		{name: "token caches the salt", scheme: AuthToken, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+			calls: 3, wantScheme: "token", wantSalt: 1},
+		{name: "auto uses basic when it works", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true},
+			calls: 3, wantScheme: "basic", wantSalt: 0},
+		{name: "auto falls back to token (core 4.x)", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+			calls: 3, wantScheme: "token", wantSalt: 1},
+		{name: "auto with neither", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
+			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1},
+		{name: "session logs in once", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"session": true}},
+			calls: 3, wantScheme: "session", wantLogin: 1},
+		{name: "session re-logs in once on 401", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"session": true}, expireAfter: 2},
+			calls: 4, wantScheme: "session", wantLogin: 2},
+		{name: "session login refused", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"basic": true}},
+			calls: 1, wantErr: ErrNotFound, wantLogin: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core := tt.core
+			srv := httptest.NewServer(core)
+			defer srv.Close()
+			c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "root@openhim.org", Password: "openhim-password",
+				Auth: tt.scheme, RetryWaitMin: time.Millisecond}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lastErr error
+			for range tt.calls {
+				var out []any
+				lastErr = c.Do(context.Background(), http.MethodGet, "/channels", nil, &out)
+				if tt.wantErr == nil && lastErr != nil {
+					t.Fatalf("Do: %v", lastErr)
+				}
+			}
+			if tt.wantErr != nil && !errors.Is(lastErr, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", lastErr, tt.wantErr)
+			}
+			if tt.wantErr == nil {
+				c.auth.mu.Lock()
+				active := c.auth.active
+				c.auth.mu.Unlock()
+				if string(active) != tt.wantScheme {
+					t.Errorf("active scheme = %s, want %s", active, tt.wantScheme)
+				}
+			}
+			if got := core.saltCalls.Load(); got != tt.wantSalt {
+				t.Errorf("GET /authenticate/:user calls = %d, want %d", got, tt.wantSalt)
+			}
+			if got := core.loginCalls.Load(); got != tt.wantLogin {
+				t.Errorf("POST /authenticate/local calls = %d, want %d", got, tt.wantLogin)
+			}
+		})
+	}
+}
+
+// TestAuthBadPasswordNotHammered checks that a 401 is not retried beyond the
+// one credential refresh.
+func TestAuthBadPasswordNotHammered(t *testing.T) {
+	core := &fakeAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true}
+	srv := httptest.NewServer(core)
+	defer srv.Close()
+	c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "root@openhim.org", Password: "wrong", MaxRetries: 5,
+		RetryWaitMin: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Do(context.Background(), http.MethodGet, "/channels", nil, nil)
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("err = %v, want ErrUnauthorized", err)
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+	// auto: one basic attempt, salt fetch, one token attempt; no retries.
+	if got := core.requests.Load(); got != 2 {
+		t.Errorf("authenticated requests = %d, want 2 (basic, then token once)", got)
+	}
+}

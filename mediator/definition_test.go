@@ -1,0 +1,247 @@
+package mediator
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func loadDefinition(t *testing.T, name string) Definition {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "lifecycle", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Definition
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("decode %s: %v", name, err)
+	}
+	return d
+}
+
+// fields returns the Field of every *ValidationError joined in err.
+func fields(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		var ve *ValidationError
+		if errors.As(e, &ve) {
+			out = append(out, ve.Field)
+		}
+	}
+	walk(err)
+	slices.Sort(out)
+	return out
+}
+
+func TestDefinitionValidate(t *testing.T) {
+	v7 := loadDefinition(t, "mediator-v7.json")
+	kafka := loadDefinition(t, "mediator-v8-kafka.json")
+	tests := []struct {
+		name   string
+		def    Definition
+		core   int
+		mutate func(d *Definition)
+		want   []string // fields with errors; nil = valid
+	}{
+		{name: "v7 fixture on core 7", def: v7, core: 7},
+		{name: "v7 fixture on core 8", def: v7, core: 8},
+		{name: "v7 fixture on core 4", def: v7, core: 4},
+		{name: "v7 fixture on default core", def: v7, core: 0},
+		{name: "kafka fixture on core 8", def: kafka, core: 8},
+		{name: "kafka fixture on core 7", def: kafka, core: 7, want: []string{
+			"defaultChannelConfig[0].routes[1].host", "defaultChannelConfig[0].routes[1].port",
+			"defaultChannelConfig[0].routes[1].type", "defaultChannelConfig[0].routes[1].waitPrimaryResponse",
+			"endpoints[0].host", "endpoints[0].port", "endpoints[0].type"}},
+		{name: "missing urn, name, version", def: v7, mutate: func(d *Definition) { d.URN, d.Name, d.Version = " ", "", "" },
+			want: []string{"name", "urn", "version"}},
+		{name: "bad semver", def: v7, mutate: func(d *Definition) { d.Version = "1.2" }, want: []string{"version"}},
+		{name: "semver leading zero", def: v7, mutate: func(d *Definition) { d.Version = "01.2.3" }, want: []string{"version"}},
+		{name: "semver with v accepted like node-semver", def: v7, mutate: func(d *Definition) { d.Version = "v1.2.3" }},
+		{name: "no endpoints", def: v7, mutate: func(d *Definition) { d.Endpoints = nil }, want: []string{"endpoints"}},
+		{name: "mllp route on core 8", def: v7, core: 8, mutate: func(d *Definition) { d.Endpoints[0].Type = "mllp" },
+			want: []string{"endpoints[0].type"}},
+		{name: "mllp route on core 7", def: v7, core: 7, mutate: func(d *Definition) { d.Endpoints[0].Type = "mllp" }},
+		{name: "route without host on core 8", def: v7, core: 8, mutate: func(d *Definition) { d.Endpoints[0].Host, d.Endpoints[0].Port = "", 0 }},
+		{name: "route without host on core 7", def: v7, core: 7, mutate: func(d *Definition) { d.Endpoints[0].Host, d.Endpoints[0].Port = "", 0 },
+			want: []string{"endpoints[0].host", "endpoints[0].port"}},
+		{name: "route port out of range", def: v7, mutate: func(d *Definition) { d.Endpoints[0].Port = 70000 }, want: []string{"endpoints[0].port"}},
+		{name: "route without name", def: v7, mutate: func(d *Definition) { d.Endpoints[0].Name = "" }, want: []string{"endpoints[0].name"}},
+		{name: "kafka route without topic", def: kafka, mutate: func(d *Definition) { d.Endpoints[0].KafkaTopic = "" }, want: []string{"endpoints[0].kafkaTopic"}},
+		{name: "bad statusCodesCheck", def: kafka, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Routes[1].StatusCodesCheck = "ok" },
+			want: []string{"defaultChannelConfig[0].routes[1].statusCodesCheck"}},
+		{name: "channel without name and urlPattern", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Name, d.DefaultChannelConfig[0].URLPattern = "", ""
+		}, want: []string{"defaultChannelConfig[0].name", "defaultChannelConfig[0].urlPattern"}},
+		{name: "channel enums", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Type, c.AuthType, c.Status, c.Methods = "ftp", "secret", "gone", []string{"GET", "FETCH"}
+		}, want: []string{"defaultChannelConfig[0].authType", "defaultChannelConfig[0].methods[1]",
+			"defaultChannelConfig[0].status", "defaultChannelConfig[0].type"}},
+		{name: "polling channel needs schedule", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Type = "polling" },
+			want: []string{"defaultChannelConfig[0].pollingSchedule"}},
+		{name: "polling channel with schedule", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Type, d.DefaultChannelConfig[0].PollingSchedule = "polling", "1 minute"
+		}},
+		{name: "channel ranges", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Timeout, c.MaxBodyAgeDays, c.Priority, c.AutoRetryMaxAttempts = 3600001, 36501, -1, -1
+		}, want: []string{"defaultChannelConfig[0].autoRetryMaxAttempts", "defaultChannelConfig[0].maxBodyAgeDays",
+			"defaultChannelConfig[0].priority", "defaultChannelConfig[0].timeout"}},
+		{name: "two primary routes", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1, Primary: true})
+		}, want: []string{"defaultChannelConfig[0].routes"}},
+		{name: "two primary routes, one disabled", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1, Primary: true, Status: "disabled"})
+		}},
+		{name: "duplicate channel names", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig = append(d.DefaultChannelConfig, d.DefaultChannelConfig[0])
+		}, want: []string{"defaultChannelConfig[1].name"}},
+		{name: "unknown configDef type", def: v7, mutate: func(d *Definition) { d.ConfigDefs[0].Type = "array" },
+			want: []string{"configDefs[0].type"}},
+		{name: "option without values", def: v7, mutate: func(d *Definition) { d.ConfigDefs[3].Values = nil },
+			want: []string{"configDefs[3].values", "config.mode"}},
+		{name: "struct without template", def: v7, mutate: func(d *Definition) { d.ConfigDefs[5].Template = nil; delete(d.Config, "targets") },
+			want: []string{"configDefs[5].template"}},
+		{name: "nested struct", def: v7, mutate: func(d *Definition) {
+			d.ConfigDefs[5].Template[0].Type = ConfigStruct
+		}, want: []string{"configDefs[5].template[0].type"}},
+		{name: "template item without param and type", def: v7, mutate: func(d *Definition) {
+			d.ConfigDefs[5].Template = append(d.ConfigDefs[5].Template, ConfigDef{})
+		}, want: []string{"configDefs[5].template[2].param", "configDefs[5].template[2].type"}},
+		{name: "duplicate param", def: v7, mutate: func(d *Definition) { d.ConfigDefs[1].Param = "upstreamUrl"; delete(d.Config, "apiKey") },
+			want: []string{"configDefs[1].param"}},
+		{name: "config value without def", def: v7, mutate: func(d *Definition) { d.Config["extra"] = "x" }, want: []string{"config.extra"}},
+		{name: "config value types", def: v7, mutate: func(d *Definition) {
+			d.Config["upstreamUrl"] = 1.0
+			d.Config["apiKey"] = false
+			d.Config["retries"] = "3"
+			d.Config["mode"] = "slow"
+			d.Config["headers"] = map[string]any{"X-A": 1.0}
+			d.Config["targets"] = map[string]any{"url": "x"}
+			d.Config["enabled"] = "yes"
+		}, want: []string{"config.apiKey", "config.enabled", "config.headers.X-A", "config.mode", "config.retries", "config.targets", "config.upstreamUrl"}},
+		{name: "struct array element with unknown key", def: v7, mutate: func(d *Definition) {
+			d.Config["targets"] = []any{map[string]any{"url": "x"}, map[string]any{"nope": 1.0}}
+		}, want: []string{"config.targets[1].nope"}},
+		{name: "struct template types not checked (as core)", def: v7, mutate: func(d *Definition) {
+			d.Config["targets"] = []any{map[string]any{"url": 5.0, "weight": "heavy"}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := cloneDef(t, tt.def)
+			if tt.mutate != nil {
+				tt.mutate(&d)
+			}
+			err := d.Validate(tt.core)
+			want := slices.Clone(tt.want)
+			slices.Sort(want)
+			if got := fields(err); !slices.Equal(got, want) {
+				t.Fatalf("error fields = %v, want %v\nerr: %v", got, want, err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+			}
+		})
+	}
+}
+
+func cloneDef(t *testing.T, d Definition) Definition {
+	t.Helper()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Definition
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestValidateConfigNeverLeaksValues(t *testing.T) {
+	defs := []ConfigDef{{Param: "apiKey", Type: ConfigPassword}, {Param: "mode", Type: ConfigOption, Values: []string{"a"}},
+		{Param: "n", Type: ConfigNumber}}
+	secret := "hunter2-very-secret"
+	err := ValidateConfig(defs, map[string]any{"apiKey": []any{secret}, "mode": secret, "n": secret, "other": secret})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error leaks the value: %v", err)
+	}
+	if got, want := fields(err), []string{"config.apiKey", "config.mode", "config.n", "config.other"}; !slices.Equal(got, want) {
+		t.Fatalf("fields = %v, want %v", got, want)
+	}
+}
+
+func TestDefinitionJSONRoundTrip(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "lifecycle", "mediator-v8-kafka.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Definition
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	_ = json.Unmarshal(raw, &a)
+	_ = json.Unmarshal(out, &b)
+	if !subsetOf(a, b) || !subsetOf(b, a) {
+		t.Fatalf("round trip changed the document:\n in: %s\nout: %s", raw, out)
+	}
+}
+
+func TestSemver(t *testing.T) {
+	valid := []string{"0.0.0", "1.2.3", "v1.2.3", " 1.2.3 ", "1.2.3-alpha", "1.2.3-alpha.1", "1.2.3-0.3.7", "1.2.3+build.1", "1.2.3-rc.1+b"}
+	for _, s := range valid {
+		if _, ok := parseSemver(s); !ok {
+			t.Errorf("parseSemver(%q) not ok", s)
+		}
+	}
+	invalid := []string{"", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "1.2.3+", "a.b.c", "1.2.3-al_pha", "=1.2.3x"}
+	for _, s := range invalid {
+		if _, ok := parseSemver(s); ok {
+			t.Errorf("parseSemver(%q) ok, want invalid", s)
+		}
+	}
+	order := []string{"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+		"1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0", "10.0.0"}
+	for i := range order {
+		for j := range order {
+			got, ok := CompareVersions(order[i], order[j])
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if !ok || got != want {
+				t.Errorf("CompareVersions(%q, %q) = %d, %v; want %d", order[i], order[j], got, ok, want)
+			}
+		}
+	}
+	if c, ok := CompareVersions("1.0.0+a", "1.0.0+b"); !ok || c != 0 {
+		t.Errorf("build metadata must not affect precedence: %d %v", c, ok)
+	}
+}
