@@ -1,0 +1,213 @@
+package chttest
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+const (
+	refCHW      = "f512e1d8-841b-4bc1-8154-b6794755f45b"
+	refHC       = "d9153705-4574-43c3-b945-71aa2164d1d6"
+	refDistrict = "b935ef10-0339-4263-99fc-34d4f8d72891"
+	refSuper    = "e5237f20-2d28-4272-8006-c4903e032ab4"
+	refClinic   = "be9eb905-1dd3-4957-89ed-b74d080a8246"
+	refReport   = "232a3938-9b1c-4d88-bbd8-8ebd6a688b2d"
+)
+
+// refServer serves the reference's §5 documents. In the report, the
+// patient_uuid points at the CHW and the contact at the supervisor so that
+// both resolve inside the fixture.
+func refServer(t *testing.T, version string) *Server {
+	t.Helper()
+	srv := newTestServer(t, Config{Version: version})
+	seedFile(t, srv, "testdata/reference-docs.json")
+	return srv
+}
+
+// TestPersonWithLineageMatchesReference compares the fake's answer with the
+// reference's "GET /api/v1/person/{uuid}?with_lineage=true" example
+// (api.md pre-swagger), with the inner contact that the reference collapses
+// written out in full.
+func TestPersonWithLineageMatchesReference(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	r := do(t, srv, call{method: "GET", path: "/api/v1/person/" + refCHW + "?with_lineage=true"})
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	jsonEqual(t, r.body, readFile(t, "testdata/person-with-lineage.json"))
+
+	// The same doc through hydrate is identical.
+	h := do(t, srv, call{method: "POST", path: "/api/v1/hydrate", ct: "application/json",
+		body: `{"doc_ids":["` + refCHW + `"]}`})
+	doc := mustMarshal(t, get(h.json(t), "0.doc"))
+	jsonEqual(t, []byte(doc), readFile(t, "testdata/person-with-lineage.json"))
+}
+
+// TestPlaceMinifiedMatchesReference: without with_lineage the stored,
+// minified doc comes back verbatim (reference "GET /api/v1/place/{uuid}").
+func TestPlaceMinifiedMatchesReference(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	for _, id := range []string{refHC, refClinic} {
+		r := do(t, srv, call{method: "GET", path: "/api/v1/place/" + id})
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", id, r.status, r.body)
+		}
+		stored, _ := srv.Doc(id)
+		jsonEqual(t, r.body, stored)
+	}
+}
+
+func TestHydrate(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	if err := srv.DeleteDoc(refClinic); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{refReport, "missingId", refHC, refClinic, refCHW}
+	getQuery := "?doc_ids=" + url.QueryEscape(mustMarshal(t, ids))
+	for _, c := range []call{
+		{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: mustMarshal(t, map[string]any{"doc_ids": ids})},
+		{method: "POST", path: "/api/v1/hydrate", ct: "application/json; charset=utf-8", body: mustMarshal(t, map[string]any{"doc_ids": ids})},
+		{method: "GET", path: "/api/v1/hydrate" + getQuery},
+		// The query string takes precedence over the body.
+		{method: "POST", path: "/api/v1/hydrate" + getQuery, ct: "application/json", body: `{"doc_ids":["x"]}`},
+	} {
+		t.Run(c.method+" "+c.ct, func(t *testing.T) {
+			r := do(t, srv, c)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			list, ok := r.json(t).([]any)
+			if !ok || len(list) != len(ids) {
+				t.Fatalf("want %d entries, got %s", len(ids), r.body)
+			}
+			for i, id := range ids {
+				if got := get(list[i], "id"); got != id {
+					t.Errorf("entry %d id = %v, want %s (order must be kept)", i, got, id)
+				}
+			}
+			for _, i := range []int{1, 3} { // missing and deleted
+				if get(list[i], "error") != "not_found" || get(list[i], "doc") != nil {
+					t.Errorf("entry %d = %v, want {id, error:not_found}", i, list[i])
+				}
+			}
+			// Report: contact hydrated deeply, patient added (by UUID).
+			rep := get(list[0], "doc")
+			if got := get(rep, "contact.name"); got != "Example Supervisor" {
+				t.Errorf("report contact.name = %v", got)
+			}
+			if got := get(rep, "contact.parent.name"); got != "Example Health Facility" {
+				t.Errorf("report contact.parent.name = %v", got)
+			}
+			if got := get(rep, "patient.parent.parent.name"); got != "Example Health Facility" {
+				t.Errorf("report patient lineage = %v", got)
+			}
+			if get(rep, "place") != nil {
+				t.Errorf("report has place without place_id: %v", get(rep, "place"))
+			}
+			// Health centre: parent full doc, own contact shallow.
+			hc := get(list[2], "doc")
+			if got := get(hc, "contact.name"); got != "Example CHW" {
+				t.Errorf("hc contact.name = %v", got)
+			}
+			if got := get(hc, "contact.parent.name"); got != nil {
+				t.Errorf("hc contact must be shallow (parent minified), got parent.name %v", got)
+			}
+			if got := get(hc, "parent.contact.name"); got != "Example Supervisor" {
+				t.Errorf("hc parent.contact.name = %v", got)
+			}
+		})
+	}
+}
+
+func TestHydrateResolvesShortcodesAndStubs(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	if err := srv.PutDocs(
+		map[string]any{"_id": "r-short", "type": "data_record", "form": "X",
+			"fields": map[string]any{"patient_id": "74615", "place_id": "17437"}},
+		map[string]any{"_id": "r-top", "type": "data_record", "form": "X", "patient_id": refSuper, "place_id": "54380"},
+		map[string]any{"_id": "r-unknown", "type": "data_record", "form": "X", "fields": map[string]any{"patient_uuid": "nobody"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, srv, call{method: "POST", path: "/api/v1/hydrate", ct: "application/json",
+		body: `{"doc_ids":["r-short","r-top","r-unknown","` + refClinic + `"]}`})
+	list := r.json(t)
+	tests := []struct {
+		path string
+		want any
+	}{
+		{"0.doc.patient._id", refCHW},                          // shortcode → UUID
+		{"0.doc.patient.parent.name", "Example Health Center"}, // deep
+		{"0.doc.place._id", refHC},                             // place shortcode
+		{"1.doc.patient._id", refSuper},                        // top-level patient_id, UUID
+		{"1.doc.place._id", refDistrict},                       // top-level place_id shortcode
+		{"2.doc.patient", nil},                                 // unresolved: no property
+		// Missing ancestors stay as stubs, keeping their minified parent.
+		{"3.doc.parent._id", "b132829c-6267-4d4f-aa8e-11862828e65f"},
+		{"3.doc.parent.parent._id", "a7922ef9-ea7a-47d9-b3eb-b78b13d31460"},
+		{"3.doc.parent.name", nil},
+		{"3.doc.contact._id", "99ea9cf6-8bef-475c-a769-3db0d1888f22"},
+	}
+	for _, tt := range tests {
+		if got := get(list, tt.path); got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestHydrateErrors(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	srv.AddUser(User{Name: "chw", Password: "pw", Roles: []string{"chw"}, Permissions: IntegrationPermissions})
+	srv.AddUser(User{Name: "integration", Password: "pw", Roles: []string{"data_entry", RoleOnline}})
+	tests := []struct {
+		name   string
+		c      call
+		status int
+		body   string // expected JSON, "" = not checked
+		text   string // expected text body
+	}{
+		{"not an array", call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":"a"}`},
+			400, `{"error":"bad_request","reason":"` + "`doc_ids`" + ` parameter must be a json array."}`, ""},
+		{"GET without doc_ids", call{method: "GET", path: "/api/v1/hydrate"},
+			400, `{"error":"bad_request","reason":"` + "`doc_ids`" + ` parameter must be a json array."}`, ""},
+		{"empty array", call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":[]}`},
+			200, `[]`, ""},
+		{"offline user", call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":[]}`, user: "chw", pass: "pw"},
+			403, `{"code":403,"error":"forbidden","details":"Offline users are not allowed access to this endpoint"}`, ""},
+		{"online user without permissions", call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":[]}`, user: "integration", pass: "pw"},
+			200, `[]`, ""},
+		{"no credentials, JSON", call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":[]}`, user: "-"},
+			401, `{"code":401,"error":"unauthorized"}`, ""},
+		{"no credentials, text", call{method: "GET", path: "/api/v1/hydrate", accept: "-", user: "-"},
+			401, "", "not logged in"},
+		{"wrong password", call{method: "GET", path: "/api/v1/hydrate", user: "medic", pass: "nope"},
+			401, `{"code":401,"error":"unauthorized"}`, ""},
+		{"before 3.9", call{}, 404, "", ""},
+	}
+	old := newTestServer(t, Config{Version: "3.8.0"})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, c := srv, tt.c
+			if tt.name == "before 3.9" {
+				s, c = old, call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":[]}`}
+			}
+			r := do(t, s, c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.body != "" {
+				jsonEqual(t, r.body, []byte(tt.body))
+			}
+			if tt.text != "" {
+				if string(r.body) != tt.text || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+					t.Errorf("body %q (%s), want text %q", r.body, r.header.Get("Content-Type"), tt.text)
+				}
+				if got := r.header.Get("WWW-Authenticate"); got != `Basic realm="Medic Web Services"` {
+					t.Errorf("WWW-Authenticate = %q", got)
+				}
+			}
+		})
+	}
+}
