@@ -43,7 +43,7 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 // Async answers the request now, with HTTP 202 and status Processing, and
 // runs fn in the background. When fn returns, the transaction is updated
 // through core's API (PUT /transactions/:id) with the final status,
-// response, orchestrations (appended to those core already stored),
+// response, orchestrations (replacing those stored with the 202 answer),
 // properties and error; a failed update is retried, then logged.
 // In standalone mode the outcome is only logged. A [Mediator]'s shutdown
 // waits for running async work.
@@ -111,7 +111,7 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 			log.Info("mediator: async transaction updated", "status", env.Status, "code", env.Response.Status)
 			return
 		}
-		if attempt == 4 || a.ctx.Err() != nil {
+		if attempt == 3 || a.ctx.Err() != nil {
 			a.count("error")
 			log.Error("mediator: async transaction update failed; the transaction keeps its Processing status",
 				"status", env.Status, "attempts", attempt, "error", err)
@@ -133,7 +133,8 @@ func (a *asyncRunner) count(result string) {
 }
 
 // transactionUpdate is the body of PUT /transactions/:id: a partial
-// transaction whose orchestrations are pushed after core's own.
+// transaction. It is a plain overwrite, so that retries are idempotent; the
+// orchestrations replace those stored with the 202 answer.
 func transactionUpdate(env *Envelope) map[string]any {
 	u := map[string]any{
 		"status":   env.Status,
@@ -147,8 +148,7 @@ func transactionUpdate(env *Envelope) map[string]any {
 			}
 			b = appendOrchestration(b, &env.Orchestrations[i])
 		}
-		b = append(b, ']')
-		u["$push"] = map[string]any{"orchestrations": map[string]any{"$each": json.RawMessage(b)}}
+		u["orchestrations"] = json.RawMessage(append(b, ']'))
 	}
 	if len(env.Properties) > 0 {
 		u["properties"] = env.Properties

@@ -1,0 +1,337 @@
+package mediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Defaults of [Config].
+const (
+	DefaultListen            = ":8080"
+	DefaultMaxBodyBytes      = 10 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	// DefaultWriteTimeout exceeds core's default route timeout (60 s), so
+	// core gives up first and records the failure.
+	DefaultWriteTimeout    = 90 * time.Second
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Config configures a [Mediator]. Definition and Handler are required; the
+// zero value of every other field is a usable default.
+type Config struct {
+	// Definition is registered with core; Definition.URN is also the
+	// "x-mediator-urn" of every response.
+	Definition Definition
+	// Listen is the TCP address to serve on; "" means DefaultListen.
+	// Ignored when Listener is set.
+	Listen string
+	// Listener, when set, is served instead of listening on Listen.
+	Listener net.Listener
+	// OpenHIM is the connection to core's API. An empty URL means
+	// standalone mode: the mediator serves but does not register, for
+	// local development.
+	OpenHIM OpenHIMConfig
+	// HeartbeatInterval is the time between heartbeats; 0 means 10 s, a
+	// negative value disables them. See [LifecycleConfig].
+	HeartbeatInterval time.Duration
+	// InstallChannels installs Definition.DefaultChannelConfig after
+	// registering (idempotently).
+	InstallChannels bool
+	// OnConfig is called when core's config for the mediator changes
+	// (including the first time). See [LifecycleConfig].
+	OnConfig func(old, new map[string]any)
+	// Handler serves every path but /healthz, /readyz and /metrics. A
+	// [HandlerFunc] answers with its result; any other http.Handler has
+	// what it writes wrapped in an envelope (unless it writes an
+	// application/json+openhim body itself). It may be an http.ServeMux:
+	// its patterns label the metrics.
+	Handler http.Handler
+	// Logger receives request and lifecycle logs; nil discards.
+	Logger *slog.Logger
+	// Registry receives the metrics served at /metrics; nil means a new
+	// registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// MaxBodyBytes limits request bodies: larger ones are answered 413
+	// with a JSON error. 0 means DefaultMaxBodyBytes; negative, no limit.
+	MaxBodyBytes int64
+	// Capture controls orchestration capture (body caps, budget, redacted
+	// headers).
+	Capture CaptureConfig
+	// Server timeouts; 0 means the Default* constants above.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown Run does when its
+	// context is done; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// Mediator serves the requests core routes to it and keeps it registered.
+// Create one with [New]; start it with [Mediator.Run] (or
+// [Mediator.ListenAndServe] and [Mediator.Shutdown]). A Mediator can't be
+// reused after it is shut down. Its methods are safe for concurrent use.
+type Mediator struct {
+	cfg       Config
+	log       *slog.Logger
+	client    *Client
+	lifecycle *Lifecycle
+	hc        *handlerConfig
+	metrics   *serverMetrics
+	metricsH  http.Handler
+	async     *asyncRunner
+	srv       *http.Server
+	maxBody   int64
+
+	mu       sync.Mutex // guards ln, started, shutdown, lcCancel
+	ln       net.Listener
+	started  bool
+	shutdown bool
+	lcCancel context.CancelFunc
+	lcDone   chan struct{}
+	lcErr    error // set before lcDone is closed
+}
+
+// New validates cfg and returns a Mediator. It does no I/O.
+func New(cfg Config) (*Mediator, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("mediator: Config.Handler is required")
+	}
+	if cfg.Definition.URN == "" {
+		return nil, errors.New("mediator: Config.Definition.URN is required")
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"ReadHeaderTimeout", &cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"ReadTimeout", &cfg.ReadTimeout, DefaultReadTimeout},
+		{"WriteTimeout", &cfg.WriteTimeout, DefaultWriteTimeout},
+		{"IdleTimeout", &cfg.IdleTimeout, DefaultIdleTimeout},
+		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("mediator: Config.%s must not be negative", d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	m := &Mediator{cfg: cfg, maxBody: cfg.MaxBodyBytes, lcDone: make(chan struct{})}
+	if m.maxBody == 0 {
+		m.maxBody = DefaultMaxBodyBytes
+	}
+	m.log = cfg.Logger
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	var err error
+	if m.metrics, err = newServerMetrics(reg); err != nil {
+		return nil, fmt.Errorf("mediator: register metrics: %w", err)
+	}
+	m.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if m.client, err = NewClient(cfg.OpenHIM, m.log); err != nil {
+		return nil, err
+	}
+	m.lifecycle, err = NewLifecycle(LifecycleConfig{
+		Client:            m.client,
+		Definition:        cfg.Definition,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		InstallChannels:   cfg.InstallChannels,
+		OnConfig:          cfg.OnConfig,
+		Logger:            m.log,
+		Registerer:        reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var updater transactionUpdater
+	if !m.client.Standalone() {
+		updater = m.client
+	}
+	m.async = newAsyncRunner(updater, m.log, func(result string) { m.metrics.asyncUpdates.WithLabelValues(result).Inc() })
+	cc := cfg.Capture.compile()
+	cc.observe = m.metrics.observeOrchestration
+	m.hc = &handlerConfig{urn: cfg.Definition.URN, capture: cc, log: m.log, async: m.async}
+	m.srv = &http.Server{
+		Handler:           m,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	return m, nil
+}
+
+// Client returns the core API client (standalone when no URL is set).
+func (m *Mediator) Client() *Client { return m.client }
+
+// Lifecycle returns the registration and heartbeat lifecycle, e.g. for its
+// latest config.
+func (m *Mediator) Lifecycle() *Lifecycle { return m.lifecycle }
+
+// Standalone reports whether the mediator runs without core.
+func (m *Mediator) Standalone() bool { return m.client.Standalone() }
+
+// Ready reports what /readyz says: the mediator is serving and, unless
+// standalone, registered with core.
+func (m *Mediator) Ready() bool {
+	m.mu.Lock()
+	serving := m.ln != nil && !m.shutdown
+	m.mu.Unlock()
+	return serving && (m.Standalone() || m.lifecycle.Registered())
+}
+
+// Addr returns the address the mediator listens on, or nil before it
+// starts listening.
+func (m *Mediator) Addr() net.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ln == nil {
+		return nil
+	}
+	return m.ln.Addr()
+}
+
+// Run serves and keeps the mediator registered until ctx is done (use
+// signal.NotifyContext for SIGINT and SIGTERM), then shuts down
+// gracefully: it stops accepting requests, drains in-flight and async
+// ones for up to Config.ShutdownTimeout, and stops heartbeats. It returns
+// nil after a clean shutdown, the listen error, or the lifecycle's error
+// if core rejects the registration.
+func (m *Mediator) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- m.ListenAndServe() }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	case <-m.lcDone:
+		if err = m.lcErr; err != nil {
+			m.log.ErrorContext(ctx, "mediator: lifecycle failed; shutting down", "error", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.ShutdownTimeout)
+	defer cancel()
+	serr := m.Shutdown(sctx)
+	if err == nil {
+		select {
+		case e := <-serveErr:
+			if !errors.Is(e, http.ErrServerClosed) {
+				err = e
+			}
+		default:
+		}
+	}
+	return errors.Join(err, serr)
+}
+
+// ListenAndServe listens on Config.Listen (or serves Config.Listener),
+// starts the lifecycle (registration and heartbeats) and serves until
+// [Mediator.Shutdown], after which it returns http.ErrServerClosed.
+func (m *Mediator) ListenAndServe() error {
+	ln := m.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", m.cfg.Listen); err != nil {
+			return fmt.Errorf("mediator: listen: %w", err)
+		}
+	}
+	return m.Serve(ln)
+}
+
+// Serve is like [Mediator.ListenAndServe] on ln.
+func (m *Mediator) Serve(ln net.Listener) error {
+	m.mu.Lock()
+	if m.started || m.shutdown {
+		m.mu.Unlock()
+		ln.Close()
+		if m.shutdown {
+			return http.ErrServerClosed
+		}
+		return errors.New("mediator: already serving")
+	}
+	m.started = true
+	m.ln = ln
+	lctx, cancel := context.WithCancel(context.Background())
+	m.lcCancel = cancel
+	m.mu.Unlock()
+
+	go func() {
+		defer close(m.lcDone)
+		m.lcErr = m.lifecycle.Run(lctx)
+	}()
+	m.log.Info("mediator: serving", "addr", ln.Addr().String(), "urn", m.cfg.Definition.URN, "standalone", m.Standalone())
+	return m.srv.Serve(ln)
+}
+
+// Shutdown stops the mediator gracefully: it stops accepting requests,
+// waits for in-flight and async requests until ctx is done, and stops the
+// lifecycle (heartbeats). The mediator is not deregistered from core
+// (that would destroy its stored config).
+func (m *Mediator) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.shutdown = true
+	started := m.started
+	cancel := m.lcCancel
+	m.mu.Unlock()
+	err := m.srv.Shutdown(ctx)
+	err = errors.Join(err, m.async.shutdown(ctx))
+	if started {
+		cancel()
+		<-m.lcDone
+	}
+	m.log.Info("mediator: stopped", "error", err)
+	return err
+}
+
+// ServeHTTP serves /healthz (liveness), /readyz (readiness), /metrics
+// (Prometheus) and, for every other path, Config.Handler, recording the
+// transaction and answering it as an envelope.
+func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		writeProbe(w, r, http.StatusOK, `{"status":"ok"}`)
+	case "/readyz":
+		if m.Ready() {
+			writeProbe(w, r, http.StatusOK, `{"status":"ready"}`)
+		} else {
+			writeProbe(w, r, http.StatusServiceUnavailable, `{"status":"not ready","reason":"not registered with OpenHIM core yet"}`)
+		}
+	case "/metrics":
+		m.metricsH.ServeHTTP(w, r)
+	default:
+		m.serveTransaction(w, r)
+	}
+}
+
+func writeProbe(w http.ResponseWriter, r *http.Request, code int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(body))
+	}
+}

@@ -1,0 +1,337 @@
+package mediator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func testDefinition(urn string) Definition {
+	return Definition{URN: urn, Version: "1.0.0", Name: "Test Mediator",
+		Endpoints: []Route{{Name: "Test Route", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}}}
+}
+
+// startMediator runs a standalone mediator on a loopback port until the
+// test ends and returns it with its base URL.
+func startMediator(t *testing.T, cfg Config) (*Mediator, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Listener = ln
+	if cfg.Definition.URN == "" {
+		cfg.Definition = testDefinition("urn:mediator:test-" + strings.ToLower(t.Name()))
+	}
+	m, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	return m, "http://" + ln.Addr().String()
+}
+
+func getEnvelope(t *testing.T, resp *http.Response) *Envelope {
+	t.Helper()
+	defer resp.Body.Close()
+	assert.Equal(t, ContentType, resp.Header.Get("Content-Type"))
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	env, err := ParseEnvelope(body)
+	require.NoError(t, err, "%s", body)
+	assert.Equal(t, env.Response.Status, resp.StatusCode, "outer status mirrors response.status")
+	return env
+}
+
+func TestNewValidates(t *testing.T) {
+	h := http.NotFoundHandler()
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"no handler", Config{Definition: testDefinition("urn:a")}, "Handler is required"},
+		{"no urn", Config{Handler: h}, "URN is required"},
+		{"negative timeout", Config{Handler: h, Definition: testDefinition("urn:a"), ReadTimeout: -1}, "ReadTimeout must not be negative"},
+		{"bad core URL", Config{Handler: h, Definition: testDefinition("urn:a"), OpenHIM: OpenHIMConfig{URL: "ftp://x"}}, "mediator:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+	m, err := New(Config{Handler: h, Definition: testDefinition("urn:a")})
+	require.NoError(t, err)
+	assert.True(t, m.Standalone())
+	assert.Nil(t, m.Addr(), "New does not listen")
+	assert.False(t, m.Ready())
+}
+
+func TestMediatorHandlerFunc(t *testing.T) {
+	up := upstream(t)
+	client := &http.Client{Transport: Transport(nil)}
+	mux := http.NewServeMux()
+	mux.Handle("POST /patients", HandlerFunc(func(r *Request) (*Result, error) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		var got []string
+		for i, name := range []string{"first call", "second call"} {
+			req, _ := http.NewRequestWithContext(WithOrchestration(r.Context(), name), http.MethodPost, up.URL+"/up", bytes.NewReader(body))
+			resp, err := client.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = append(got, string(b))
+			_ = i
+		}
+		res, err := JSONResult(http.StatusCreated, map[string]any{"tx": r.TransactionID, "client": r.ClientID, "got": got})
+		if err != nil {
+			return nil, err
+		}
+		res.Properties = map[string]any{"calls": 2}
+		return res, nil
+	}))
+	mux.Handle("GET /fail", HandlerFunc(func(r *Request) (*Result, error) {
+		return nil, errors.New("cht unreachable")
+	}))
+	mux.Handle("GET /bad", HandlerFunc(func(r *Request) (*Result, error) {
+		return nil, Errorf(http.StatusBadRequest, "missing field %q", "patient_id")
+	}))
+	mux.Handle("GET /panic", HandlerFunc(func(r *Request) (*Result, error) { panic("kaboom") }))
+	mux.Handle("GET /status", HandlerFunc(func(r *Request) (*Result, error) {
+		return &Result{Status: StatusCompletedWithErrors, Body: []byte("partly")}, nil
+	}))
+	mux.Handle("GET /badstatus", HandlerFunc(func(r *Request) (*Result, error) { return &Result{Status: "Great"}, nil }))
+	_, base := startMediator(t, Config{Handler: mux})
+
+	t.Run("result with two orchestrations", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/patients", strings.NewReader("abc"))
+		req.Header.Set(HeaderTransactionID, "tx-1")
+		req.Header.Set(HeaderClientID, "client-1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		assert.Equal(t, "urn:mediator:test-testmediatorhandlerfunc", env.MediatorURN)
+		assert.Equal(t, StatusSuccessful, env.Status)
+		assert.Equal(t, 201, env.Response.Status)
+		assert.JSONEq(t, `{"tx":"tx-1","client":"client-1","got":["got 3 bytes: abc","got 3 bytes: abc"]}`, env.Response.Body)
+		assert.Equal(t, "application/json", env.Response.Headers["Content-Type"])
+		require.Len(t, env.Orchestrations, 2)
+		assert.Equal(t, "first call", env.Orchestrations[0].Name)
+		assert.Equal(t, "second call", env.Orchestrations[1].Name)
+		assert.Equal(t, "abc", env.Orchestrations[1].Request.Body)
+		assert.Equal(t, map[string]any{"calls": float64(2)}, env.Properties)
+		assert.Nil(t, env.Error)
+	})
+	tests := []struct {
+		path       string
+		wantCode   int
+		wantStatus Status
+		wantError  string // envelope error.message; "" = none
+		wantBody   string
+	}{
+		{"/fail", 500, StatusFailed, "cht unreachable", `{"error":"cht unreachable"}`},
+		{"/bad", 400, StatusCompleted, "", `{"error":"missing field \"patient_id\""}`},
+		{"/panic", 500, StatusFailed, "mediator: handler panic: kaboom", ""},
+		{"/status", 200, StatusCompletedWithErrors, "", "partly"},
+		{"/badstatus", 500, StatusFailed, `mediator: invalid status "Great"`, ""},
+		{"/nothing-here", 404, StatusCompleted, "", "404 page not found\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(base + tt.path)
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			assert.Equal(t, tt.wantCode, env.Response.Status)
+			assert.Equal(t, tt.wantStatus, env.Status)
+			if tt.wantError == "" {
+				assert.Nil(t, env.Error)
+			} else if assert.NotNil(t, env.Error) {
+				assert.Equal(t, tt.wantError, env.Error.Message)
+			}
+			if tt.wantBody != "" {
+				assert.Equal(t, tt.wantBody, env.Response.Body)
+			}
+		})
+	}
+	t.Run("panic has a stack", func(t *testing.T) {
+		resp, err := http.Get(base + "/panic")
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		require.NotNil(t, env.Error)
+		assert.Contains(t, env.Error.Stack, "goroutine")
+	})
+}
+
+func TestMediatorPlainHandler(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /plain", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Extra", "1")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "accepted ")
+		io.WriteString(w, "twice")
+	})
+	mux.HandleFunc("GET /own-envelope", func(w http.ResponseWriter, r *http.Request) {
+		_ = WriteEnvelope(w, &Envelope{MediatorURN: "urn:custom", Status: StatusCompleted, Response: Response{Status: 409, Body: "own"}})
+	})
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic(errors.New("plain kaboom")) })
+	_, base := startMediator(t, Config{Handler: mux})
+
+	resp, err := http.Get(base + "/plain")
+	require.NoError(t, err)
+	env := getEnvelope(t, resp)
+	assert.Equal(t, 202, env.Response.Status)
+	assert.Equal(t, "accepted twice", env.Response.Body)
+	assert.Equal(t, map[string]string{"Content-Type": "text/plain", "X-Extra": "1"}, env.Response.Headers)
+	assert.Equal(t, StatusSuccessful, env.Status)
+
+	resp, err = http.Get(base + "/own-envelope")
+	require.NoError(t, err)
+	env = getEnvelope(t, resp)
+	assert.Equal(t, "urn:custom", env.MediatorURN, "an envelope written by the handler passes through")
+	assert.Equal(t, StatusCompleted, env.Status)
+
+	resp, err = http.Get(base + "/panic")
+	require.NoError(t, err)
+	env = getEnvelope(t, resp)
+	assert.Equal(t, StatusFailed, env.Status)
+	require.NotNil(t, env.Error)
+	assert.Equal(t, "mediator: handler panic: plain kaboom", env.Error.Message)
+}
+
+func TestMediatorBodyLimit(t *testing.T) {
+	h := HandlerFunc(func(r *Request) (*Result, error) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Body: b}, nil
+	})
+	_, base := startMediator(t, Config{Handler: h, MaxBodyBytes: 10})
+	tests := []struct {
+		name      string
+		body      io.Reader
+		wantCode  int
+		wantInErr string
+	}{
+		{"within", strings.NewReader("0123456789"), 200, ""},
+		{"content-length over", strings.NewReader("0123456789A"), 413, "exceeds the limit of 10 bytes"},
+		{"chunked over", io.MultiReader(strings.NewReader("0123456789"), strings.NewReader("ABC")), 413, "request body too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Post(base+"/x", "text/plain", tt.body)
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			assert.Equal(t, tt.wantCode, env.Response.Status)
+			if tt.wantInErr != "" {
+				var e struct{ Error string }
+				require.NoError(t, json.Unmarshal([]byte(env.Response.Body), &e), "the body is a JSON error")
+				assert.Contains(t, e.Error, tt.wantInErr)
+				assert.Equal(t, StatusCompleted, env.Status)
+			}
+		})
+	}
+}
+
+func TestMediatorProbesAndMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	up := upstream(t)
+	client := &http.Client{Transport: Transport(nil)}
+	mux := http.NewServeMux()
+	mux.Handle("GET /items/{id}", HandlerFunc(func(r *Request) (*Result, error) {
+		req, _ := http.NewRequestWithContext(WithOrchestration(r.Context(), "lookup"), http.MethodGet, up.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		return &Result{Body: []byte(r.PathValue("id"))}, nil
+	}))
+	m, base := startMediator(t, Config{Handler: mux, Registry: reg})
+	require.Eventually(t, func() bool { return m.Addr() != nil }, 5*time.Second, 10*time.Millisecond)
+
+	for path, want := range map[string]string{"/healthz": `{"status":"ok"}`, "/readyz": `{"status":"ready"}`} {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, path)
+		assert.Equal(t, want, string(b), path)
+	}
+	for _, id := range []string{"1", "2"} {
+		resp, err := http.Get(base + "/items/" + id)
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		assert.Equal(t, id, env.Response.Body)
+	}
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(b)
+	assert.Contains(t, text, `openhim_mediator_requests_total{code="200",route="GET /items/{id}",status="Successful"} 2`)
+	assert.Contains(t, text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`)
+	assert.Contains(t, text, `openhim_mediator_orchestration_duration_seconds_count{name="lookup"} 2`)
+	assert.Contains(t, text, `openhim_mediator_requests_in_flight 0`)
+}
+
+func TestMediatorGracefulShutdown(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := HandlerFunc(func(r *Request) (*Result, error) {
+		close(started)
+		<-release
+		return &Result{Body: []byte("finished")}, nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m, err := New(Config{Handler: h, Listener: ln, Definition: testDefinition("urn:mediator:shutdown")})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+
+	var wg sync.WaitGroup
+	var body string
+	wg.Go(func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow")
+		if assert.NoError(t, err) {
+			body = getEnvelope(t, resp).Response.Body
+		}
+	})
+	<-started
+	cancel() // shutdown begins with a request in flight
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned before the in-flight request finished: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	wg.Wait()
+	assert.Equal(t, "finished", body, "the in-flight request was drained")
+	assert.NoError(t, <-done)
+	assert.False(t, m.Ready())
+	assert.ErrorIs(t, m.ListenAndServe(), http.ErrServerClosed, "not reusable after shutdown")
+}
