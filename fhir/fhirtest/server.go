@@ -1,0 +1,155 @@
+package fhirtest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultBasePath is the path under which the server answers, as the real e2e server does.
+const DefaultBasePath = "/fhir/R4"
+
+// DefaultMaxBodyBytes is the default request body limit (16 MiB, as the real e2e server).
+const DefaultMaxBodyBytes = 16 << 20
+
+// Config configures a [Handler] or [Server]. The zero value is ready to use.
+type Config struct {
+	// BasePath is the URL path of the FHIR base; "" means [DefaultBasePath]. It must start with "/"
+	// and not end with "/".
+	BasePath string
+	// MaxBodyBytes limits request bodies; larger ones are answered 413. 0 means
+	// [DefaultMaxBodyBytes]; a negative value is an error.
+	MaxBodyBytes int64
+	// Strict rejects empty strings, arrays and objects (FHIR invariant ele-1) with 400 instead of
+	// silently dropping them as the real server does.
+	Strict bool
+	// RequestLog is how many of the most recent requests [Handler.Requests] keeps; 0 means 1000 and
+	// a negative value keeps none (for load tests).
+	RequestLog int
+	// Now returns the time used for meta.lastUpdated; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler is the in-memory FHIR R4 server as an http.Handler, for mounting in a mux or a real
+// listener. Most tests use [Server], which embeds it. A Handler is safe for concurrent use.
+type Handler struct {
+	basePath string
+	maxBody  int64
+	strict   bool
+	logSize  int
+	now      func() time.Time
+
+	mu sync.RWMutex // guards st
+	st *store
+
+	faults faultState
+
+	reqMu sync.Mutex // guards reqs and reqNext
+	reqs  []Request  // ring buffer of logSize entries
+	reqN  int        // number of requests ever logged since the last Reset
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: releases hung requests
+}
+
+// NewHandler returns a Handler configured by cfg, or an error naming the invalid field.
+func NewHandler(cfg Config) (*Handler, error) {
+	var errs []error
+	if cfg.BasePath == "" {
+		cfg.BasePath = DefaultBasePath
+	}
+	if !strings.HasPrefix(cfg.BasePath, "/") || (len(cfg.BasePath) > 1 && strings.HasSuffix(cfg.BasePath, "/")) {
+		errs = append(errs, fmt.Errorf("fhirtest: Config.BasePath %q must start with / and not end with /", cfg.BasePath))
+	}
+	if cfg.BasePath == "/" {
+		cfg.BasePath = ""
+	}
+	switch {
+	case cfg.MaxBodyBytes < 0:
+		errs = append(errs, fmt.Errorf("fhirtest: Config.MaxBodyBytes %d is negative", cfg.MaxBodyBytes))
+	case cfg.MaxBodyBytes == 0:
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	switch {
+	case cfg.RequestLog == 0:
+		cfg.RequestLog = 1000
+	case cfg.RequestLog < 0:
+		cfg.RequestLog = 0
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Handler{
+		basePath: cfg.BasePath,
+		maxBody:  cfg.MaxBodyBytes,
+		strict:   cfg.Strict,
+		logSize:  cfg.RequestLog,
+		now:      cfg.Now,
+		st:       newStore(),
+		closed:   make(chan struct{}),
+	}, nil
+}
+
+// BasePath returns the URL path of the FHIR base, e.g. "/fhir/R4".
+func (h *Handler) BasePath() string { return h.basePath }
+
+// Close releases requests held by timeout faults. The Handler keeps serving afterwards, without
+// holding requests. It is safe to call more than once.
+func (h *Handler) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
+
+// Server is an in-memory FHIR R4 server listening on a loopback port, like httptest.Server. Use
+// [Server.URL] as the FHIR base URL and [Server.Client] as the HTTP client.
+type Server struct {
+	*Handler
+
+	// URL is the FHIR base URL, e.g. http://127.0.0.1:41234/fhir/R4, without a trailing slash.
+	URL string
+
+	ts *httptest.Server
+}
+
+// NewServer starts a Server with the default [Config]. The caller must call Close.
+func NewServer() *Server {
+	s, err := NewServerConfig(Config{})
+	if err != nil {
+		panic(err) // unreachable: the zero Config is valid
+	}
+	return s
+}
+
+// NewServerConfig starts a Server configured by cfg, or returns an error naming the invalid field.
+// The caller must call Close.
+func NewServerConfig(cfg Config) (*Server, error) {
+	h, err := NewHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ReadHeaderTimeout = 10 * time.Second
+	ts.Config.IdleTimeout = time.Minute
+	ts.Start()
+	return &Server{Handler: h, URL: ts.URL + h.basePath, ts: ts}, nil
+}
+
+// Client returns an HTTP client for the server, with a 30 s timeout.
+func (s *Server) Client() *http.Client {
+	c := *s.ts.Client()
+	c.Timeout = 30 * time.Second
+	return &c
+}
+
+// Close releases held requests, shuts the server down and blocks until all requests have finished.
+func (s *Server) Close() {
+	s.Handler.Close()
+	s.ts.Close()
+}
+
+// CloseClientConnections forcibly closes the open client connections, simulating a network failure.
+func (s *Server) CloseClientConnections() { s.ts.CloseClientConnections() }
