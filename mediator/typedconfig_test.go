@@ -1,0 +1,312 @@
+package mediator
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type cfgUpstream struct {
+	URL    string  `openhim:"url" display:"URL"`
+	Weight float64 `openhim:"weight"`
+	Tags   []string
+}
+
+type testConfig struct {
+	UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL" description:"Where requests go"`
+	APIKey      Password          `openhim:"apiKey"`
+	Token       string            `openhim:"token,password"`
+	Notes       string            `openhim:"notes,bigstring"`
+	Mode        string            `openhim:"mode" values:"fast,safe"`
+	Retries     int               `openhim:"retries"`
+	Ratio       float32           `json:"ratio"`
+	Port        uint16            // param "port" from the field name
+	Enabled     bool              `openhim:"enabled"`
+	Headers     map[string]string `openhim:"headers"`
+	Targets     []cfgUpstream        `openhim:"targets"`
+	Primary     cfgUpstream          `openhim:"primary"`
+	Timeout     time.Duration     `openhim:"timeout"`
+	Codes       []int             `openhim:"codes"`
+	Ignored     string            `openhim:"-"`
+	unexported  string
+}
+
+func TestConfigDefsOf(t *testing.T) {
+	defs, err := ConfigDefsOf(&testConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := []ConfigDef{{Param: "url", DisplayName: "URL", Type: ConfigString}, {Param: "weight", Type: ConfigNumber},
+		{Param: "tags", Type: ConfigString, Array: true}}
+	want := []ConfigDef{
+		{Param: "upstreamUrl", DisplayName: "Upstream URL", Description: "Where requests go", Type: ConfigString},
+		{Param: "apiKey", Type: ConfigPassword},
+		{Param: "token", Type: ConfigPassword},
+		{Param: "notes", Type: ConfigBigString},
+		{Param: "mode", Type: ConfigOption, Values: []string{"fast", "safe"}},
+		{Param: "retries", Type: ConfigNumber},
+		{Param: "ratio", Type: ConfigNumber},
+		{Param: "port", Type: ConfigNumber},
+		{Param: "enabled", Type: ConfigBool},
+		{Param: "headers", Type: ConfigMap},
+		{Param: "targets", Type: ConfigStruct, Array: true, Template: tmpl},
+		{Param: "primary", Type: ConfigStruct, Template: tmpl},
+		{Param: "timeout", Type: ConfigString},
+		{Param: "codes", Type: ConfigNumber, Array: true},
+	}
+	if !reflect.DeepEqual(defs, want) {
+		got, _ := json.MarshalIndent(defs, "", " ")
+		t.Fatalf("defs:\n%s", got)
+	}
+	_ = testConfig{}.unexported
+}
+
+func TestConfigDefsOfErrors(t *testing.T) {
+	type nested struct {
+		In struct{ X struct{ Y string } }
+	}
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"not a struct", 5, "needs a struct"},
+		{"nil", nil, "needs a struct"},
+		{"nested struct", nested{}, "may not contain a struct"},
+		{"unsupported type", struct{ C chan int }{}, "unsupported type"},
+		{"map of ints", struct{ M map[string]int }{}, "unsupported type"},
+		{"nested slices", struct{ S [][]string }{}, "nested slices"},
+		{"option without values", struct {
+			M string `openhim:"m,option"`
+		}{}, "values tag"},
+		{"bad tag option", struct {
+			M string `openhim:"m,huge"`
+		}{}, "unknown openhim tag option"},
+		{"tag option on number", struct {
+			N int `openhim:"n,bigstring"`
+		}{}, "needs a string field"},
+		{"duplicate param", struct {
+			A string `openhim:"x"`
+			B string `openhim:"x"`
+		}{}, "both use param"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ConfigDefsOf(tt.v)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeConfig(t *testing.T) {
+	defaults := testConfig{UpstreamURL: "http://default", Retries: 1, Mode: "fast"}
+	tests := []struct {
+		name      string
+		raw       string
+		want      func(c *testConfig)
+		errFields []string
+	}{
+		{name: "empty keeps defaults", raw: `{}`, want: func(c *testConfig) {}},
+		{name: "all types", raw: `{"upstreamUrl":"http://x","apiKey":"k1","token":"t1","notes":"n","mode":"safe","retries":5,
+			"ratio":0.5,"port":8080,"enabled":true,"headers":{"A":"1"},"targets":[{"url":"u1","weight":2,"tags":["a"]}],
+			"primary":{"url":"p"},"timeout":"1m30s","codes":[200,201]}`,
+			want: func(c *testConfig) {
+				c.UpstreamURL, c.APIKey, c.Token, c.Notes, c.Mode, c.Retries = "http://x", "k1", "t1", "n", "safe", 5
+				c.Ratio, c.Port, c.Enabled, c.Headers = 0.5, 8080, true, map[string]string{"A": "1"}
+				c.Targets = []cfgUpstream{{URL: "u1", Weight: 2, Tags: []string{"a"}}}
+				c.Primary = cfgUpstream{URL: "p"}
+				c.Timeout = 90 * time.Second
+				c.Codes = []int{200, 201}
+			}},
+		{name: "core's validation", raw: `{"upstreamUrl":1,"mode":"slow","enabled":"yes","headers":{"A":1},"unknown":"x","codes":200}`,
+			errFields: []string{"config.codes", "config.enabled", "config.headers.A", "config.mode", "config.unknown", "config.upstreamUrl"}},
+		{name: "Go type checks", raw: `{"retries":1.5,"port":70000,"timeout":"soon","primary":{"weight":"heavy"}}`,
+			errFields: []string{"config.port", "config.primary.weight", "config.retries", "config.timeout"}},
+		{name: "struct with unknown key", raw: `{"primary":{"nope":1}}`, errFields: []string{"config.primary.nope"}},
+		{name: "null is not a string", raw: `{"upstreamUrl":null}`, errFields: []string{"config.upstreamUrl"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw map[string]any
+			if err := json.Unmarshal([]byte(tt.raw), &raw); err != nil {
+				t.Fatal(err)
+			}
+			got := defaults
+			err := DecodeConfig(raw, nil, &got)
+			if tt.errFields != nil {
+				if f := fields(err); !slices.Equal(f, tt.errFields) {
+					t.Fatalf("error fields = %v, want %v (err %v)", f, tt.errFields, err)
+				}
+				if !reflect.DeepEqual(got, defaults) {
+					t.Errorf("dst modified on error: %+v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestDecodeConfigNeverLeaksPasswords(t *testing.T) {
+	const secret = "s3cr3t-Value"
+	raw := map[string]any{"apiKey": 5.0, "token": []any{secret}, "mode": secret, "notes": map[string]any{"x": secret},
+		"primary": map[string]any{"bogus": secret}, "headers": map[string]any{"h": []any{secret}}}
+	var c testConfig
+	err := DecodeConfig(raw, nil, &c)
+	if err == nil {
+		t.Fatal("want error")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error leaks a value: %v", err)
+	}
+	if got, want := fields(err), []string{"config.apiKey", "config.headers.h", "config.mode", "config.notes", "config.primary.bogus", "config.token"}; !slices.Equal(got, want) {
+		t.Fatalf("fields = %v, want %v", got, want)
+	}
+}
+
+func TestConfigOfRoundTrip(t *testing.T) {
+	in := testConfig{UpstreamURL: "http://x", APIKey: "k", Token: "t", Mode: "safe", Retries: 3, Ratio: 0.25, Port: 1,
+		Enabled: true, Headers: map[string]string{"a": "b"}, Targets: []cfgUpstream{{URL: "u", Weight: 1, Tags: []string{}}},
+		Primary: cfgUpstream{URL: "p", Tags: []string{"x"}}, Timeout: 2 * time.Second, Codes: []int{1, 2}}
+	m, err := ConfigOf(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, _ := ConfigDefsOf(in)
+	if err := ValidateConfig(defs, m); err != nil {
+		t.Fatalf("ConfigOf output fails core's validation: %v", err)
+	}
+	// through JSON, as core stores and returns it
+	b, _ := json.Marshal(m)
+	var back map[string]any
+	_ = json.Unmarshal(b, &back)
+	var out testConfig
+	if err := DecodeConfig(back, defs, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n in %+v\nout %+v", in, out)
+	}
+	if m["apiKey"] != "k" {
+		t.Errorf("password default must be its value for core, got %v", m["apiKey"])
+	}
+}
+
+func TestTypedConfig(t *testing.T) {
+	var logBuf strings.Builder
+	tc, err := NewTypedConfig(testConfig{UpstreamURL: "http://default", Retries: 1}, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.Load().UpstreamURL != "http://default" || tc.Version() != 0 {
+		t.Fatalf("initial = %+v", tc.Load())
+	}
+	if d := tc.DefaultConfig(); d["upstreamUrl"] != "http://default" || d["retries"] != 1.0 {
+		t.Errorf("DefaultConfig = %v", d)
+	}
+	type change struct{ old, new testConfig }
+	var changes []change
+	tc.Subscribe(func(old, new testConfig) { changes = append(changes, change{old, new}) })
+
+	tc.OnConfig(nil, map[string]any{"upstreamUrl": "http://a", "apiKey": "pw-1"})
+	tc.OnConfig(nil, map[string]any{"retries": 7.0}) // upstreamUrl removed in core: back to the default
+	tc.OnConfig(nil, map[string]any{"retries": "many", "apiKey": "pw-2"})
+
+	if len(changes) != 2 {
+		t.Fatalf("changes = %d, want 2", len(changes))
+	}
+	if changes[0].old.UpstreamURL != "http://default" || changes[0].new.UpstreamURL != "http://a" || changes[0].new.APIKey != "pw-1" {
+		t.Errorf("change 0 = %+v", changes[0])
+	}
+	if changes[1].new.UpstreamURL != "http://default" || changes[1].new.Retries != 7 || changes[1].new.APIKey != "" {
+		t.Errorf("change 1 = %+v", changes[1])
+	}
+	if got := tc.Load(); got.Retries != 7 || tc.Version() != 2 {
+		t.Errorf("bad update must keep the previous config: %+v (version %d)", got, tc.Version())
+	}
+	if err := tc.Err(); err == nil || !errors.Is(err, ErrInvalid) {
+		t.Errorf("Err() = %v", err)
+	}
+	if strings.Contains(logBuf.String(), "pw-2") || !strings.Contains(logBuf.String(), "config.retries") {
+		t.Errorf("log = %s", logBuf.String())
+	}
+}
+
+func TestTypedConfigConcurrent(t *testing.T) {
+	tc, err := NewTypedConfig(testConfig{Retries: 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 100 {
+				_ = tc.Update(map[string]any{"retries": float64(i*1000 + j), "upstreamUrl": "u"})
+			}
+		})
+		wg.Go(func() {
+			for range 100 {
+				if c := tc.Load(); c.Retries != 0 && c.UpstreamURL != "u" {
+					t.Error("torn read")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if tc.Version() != 400 {
+		t.Errorf("version = %d, want 400", tc.Version())
+	}
+}
+
+func FuzzDecodeConfig(f *testing.F) {
+	f.Add(`{"upstreamUrl":"x","retries":3,"targets":[{"url":"a"}]}`)
+	f.Add(`{"headers":{"a":1},"codes":[1.5,null],"primary":[]}`)
+	f.Add(`{"port":-1,"timeout":"1h","mode":"safe","ratio":1e300}`)
+	defs, err := ConfigDefsOf(testConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var raw map[string]any
+		if json.Unmarshal([]byte(s), &raw) != nil {
+			return
+		}
+		var c testConfig
+		err := DecodeConfig(raw, defs, &c)
+		if err == nil {
+			// whatever decodes must pass core's validation
+			if verr := ValidateConfig(defs, raw); verr != nil {
+				t.Fatalf("decoded but invalid: %v", verr)
+			}
+		}
+	})
+}
+
+func FuzzParseHeartbeatBody(f *testing.F) {
+	for _, s := range []string{"", "OK", "ok", " OK\n", "{}", `{"a":1}`, "null", "[]", `"x"`, "{", "Not Found"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := parseHeartbeatBody(b)
+		if err == nil && cfg != nil {
+			if _, jerr := json.Marshal(cfg); jerr != nil {
+				t.Fatalf("config not re-encodable: %v", jerr)
+			}
+		}
+	})
+}
