@@ -85,7 +85,9 @@ type recorder struct {
 	err   error
 }
 
-func (r *recorder) logf(format string, args ...any) { r.lines = append(r.lines, fmt.Sprintf(format, args...)) }
+func (r *recorder) logf(format string, args ...any) {
+	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+}
 
 func (r *recorder) do(method, path string, body any, hdr ...string) *response {
 	if r.err != nil {
