@@ -29,8 +29,8 @@ type testConfig struct {
 	Port        uint16            // param "port" from the field name
 	Enabled     bool              `openhim:"enabled"`
 	Headers     map[string]string `openhim:"headers"`
-	Targets     []cfgUpstream        `openhim:"targets"`
-	Primary     cfgUpstream          `openhim:"primary"`
+	Targets     []cfgUpstream     `openhim:"targets"`
+	Primary     cfgUpstream       `openhim:"primary"`
 	Timeout     time.Duration     `openhim:"timeout"`
 	Codes       []int             `openhim:"codes"`
 	Ignored     string            `openhim:"-"`
