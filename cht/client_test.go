@@ -1,0 +1,694 @@
+package cht_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+)
+
+// newDemo starts the demo fake under a base path (so absolute-URL bugs
+// show) and a client for it with fast retries.
+func newDemo(t *testing.T, cfg chttest.Config, mod ...func(*cht.Config)) (*chttest.Server, *cht.Client) {
+	t.Helper()
+	if cfg.BasePath == "" {
+		cfg.BasePath = "/cht"
+	}
+	srv := chttest.NewDemoServer(cfg)
+	t.Cleanup(srv.Close)
+	c := cht.Config{
+		URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		HTTPClient: srv.Client(), RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond,
+	}
+	for _, m := range mod {
+		m(&c)
+	}
+	client, err := cht.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, client
+}
+
+func requestsTo(srv *chttest.Server, method, path string) []chttest.Request {
+	var out []chttest.Request
+	for _, r := range srv.Requests() {
+		if r.Method == method && r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestNewValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  cht.Config
+		ok   bool
+	}{
+		{"empty URL", cht.Config{}, false},
+		{"bad scheme", cht.Config{URL: "ftp://x"}, false},
+		{"no host", cht.Config{URL: "http://"}, false},
+		{"session without user", cht.Config{URL: "http://x", Session: true}, false},
+		{"negative timeout", cht.Config{URL: "http://x", Timeout: -1}, false},
+		{"bad version", cht.Config{URL: "http://x", Version: "four"}, false},
+		{"ok", cht.Config{URL: "https://cht.example.org/prefix/"}, true},
+		{"ok with userinfo", cht.Config{URL: "https://u:p@cht.example.org"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := cht.New(tt.cfg)
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok %v", err, tt.ok)
+			}
+			if c != nil && strings.Contains(c.BaseURL(), "p@") {
+				t.Errorf("BaseURL leaks credentials: %s", c.BaseURL())
+			}
+		})
+	}
+}
+
+func TestHydrateOrderNotFoundBatches(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) { c.HydrateBatchSize = 2 })
+	ids := []string{chttest.DemoPatientID, "missing-1", chttest.DemoDangerSignReportID, chttest.DemoHouseholdID, "missing-2"}
+	res, err := c.Hydrate(context.Background(), ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range res.Docs {
+		got = append(got, d.ID)
+	}
+	want := []string{chttest.DemoPatientID, chttest.DemoDangerSignReportID, chttest.DemoHouseholdID}
+	if !slices.Equal(got, want) {
+		t.Errorf("docs = %v, want %v", got, want)
+	}
+	if !slices.Equal(res.NotFound, []string{"missing-1", "missing-2"}) {
+		t.Errorf("not found = %v", res.NotFound)
+	}
+	if n := len(requestsTo(srv, "POST", "/api/v1/hydrate")); n != 3 {
+		t.Errorf("hydrate requests = %d, want 3 batches", n)
+	}
+	p, err := res.Docs[0].Contact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Parent.Hydrated() || p.Parent.Doc.Name != "Otieno Household" || p.Parent.Depth() != 4 {
+		t.Errorf("patient lineage not hydrated: %+v", p.Parent)
+	}
+	r, err := res.Docs[1].Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Docs[1].IsReport() || r.Patient == nil || r.Patient.ID != chttest.DemoMotherID || r.Contact.Name != "Example CHW" {
+		t.Errorf("report not hydrated: patient %+v contact %+v", r.Patient, r.Contact)
+	}
+	for _, req := range srv.Requests() {
+		if req.Method == "POST" && req.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s Content-Type = %q, want exactly application/json", req.Method, req.Path, req.Header.Get("Content-Type"))
+		}
+		if req.Header.Get("Accept") != "application/json" {
+			t.Errorf("%s %s Accept = %q", req.Method, req.Path, req.Header.Get("Accept"))
+		}
+	}
+}
+
+func TestHydrateOfflineUserForbidden(t *testing.T) {
+	cfg := chttest.Config{Users: []chttest.User{{Name: "chw", Password: "pw", Roles: []string{"chw"}}}}
+	srv, c := newDemo(t, cfg, func(c *cht.Config) { c.Username, c.Password = "chw", "pw" })
+	_, err := c.Hydrate(context.Background(), chttest.DemoPatientID)
+	if !errors.Is(err, cht.ErrForbidden) {
+		t.Fatalf("err = %v, want ErrForbidden", err)
+	}
+	var apiErr *cht.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 403 || apiErr.Details == "" {
+		t.Errorf("APIError = %+v", apiErr)
+	}
+	if n := len(requestsTo(srv, "POST", "/api/v1/hydrate")); n != 1 {
+		t.Errorf("403 was retried: %d requests", n)
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    chttest.Fault
+		call     func(context.Context, *cht.Client) error
+		path     string
+		method   string
+		wantErr  error
+		requests int
+	}{
+		{
+			name:  "hydrate retried on 503",
+			fault: chttest.Fault{Path: "/api/v1/hydrate", Status: 503, Count: 2},
+			call: func(ctx context.Context, c *cht.Client) error {
+				_, err := c.Hydrate(ctx, chttest.DemoPatientID)
+				return err
+			},
+			method: "POST", path: "/api/v1/hydrate", requests: 3,
+		},
+		{
+			name:  "read gives up after MaxRetries",
+			fault: chttest.Fault{Path: "/api/v1/person/*", Status: 502},
+			call: func(ctx context.Context, c *cht.Client) error {
+				_, err := c.People.Get(ctx, chttest.DemoPatientID, nil)
+				return err
+			},
+			method: "GET", path: "/api/v1/person/" + chttest.DemoPatientID, wantErr: cht.ErrServer, requests: 4,
+		},
+		{
+			name:  "read retried after network error",
+			fault: chttest.Fault{Path: "/medic/*", Abort: true, Count: 1},
+			call: func(ctx context.Context, c *cht.Client) error {
+				return c.Docs.Get(ctx, chttest.DemoPatientID, new(cht.Contact))
+			},
+			method: "GET", path: "/medic/" + chttest.DemoPatientID, requests: 2,
+		},
+		{
+			name:  "write not retried on 500",
+			fault: chttest.Fault{Path: "/api/v2/records", Status: 500, Count: 1},
+			call: func(ctx context.Context, c *cht.Client) error {
+				_, err := c.Records.Submit(ctx, cht.Record{Form: "height_weight", Fields: map[string]any{"patient_uuid": chttest.DemoPatientID}}, nil)
+				return err
+			},
+			method: "POST", path: "/api/v2/records", wantErr: cht.ErrServer, requests: 1,
+		},
+		{
+			name:  "write retried on 429 with Retry-After",
+			fault: chttest.Fault{Path: "/api/v2/records", Status: 429, RetryAfter: time.Second, Count: 1},
+			call: func(ctx context.Context, c *cht.Client) error {
+				_, err := c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: map[string]any{"patient_uuid": chttest.DemoPatientID}}, nil)
+				return err
+			},
+			method: "POST", path: "/api/v2/records", requests: 2,
+		},
+		{
+			name:  "401 never retried",
+			fault: chttest.Fault{Path: "/api/v1/hydrate", Status: 401},
+			call: func(ctx context.Context, c *cht.Client) error {
+				_, err := c.Hydrate(ctx, chttest.DemoPatientID)
+				return err
+			},
+			method: "POST", path: "/api/v1/hydrate", wantErr: cht.ErrUnauthorized, requests: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) { c.Version = "5.2.0" })
+			srv.InjectFault(tt.fault)
+			err := tt.call(context.Background(), c)
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if n := len(requestsTo(srv, tt.method, tt.path)); n != tt.requests {
+				t.Errorf("requests = %d, want %d", n, tt.requests)
+			}
+		})
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	// A Retry-After beyond RetryWaitMax is capped, so the test stays fast;
+	// with a larger cap the client waits the hinted time.
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
+		c.Version = "5.2.0"
+		c.RetryWaitMin, c.RetryWaitMax = time.Millisecond, 1500*time.Millisecond
+	})
+	srv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: 429, RetryAfter: time.Second, Count: 1})
+	start := time.Now()
+	if _, err := c.Hydrate(context.Background(), chttest.DemoPatientID); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("retried after %v, before Retry-After of 1s", d)
+	}
+}
+
+func TestContextCanceledDuringBackoff(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
+		c.RetryWaitMin, c.RetryWaitMax = time.Hour, time.Hour
+	})
+	srv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: 503})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Hydrate(ctx, "x")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Hydrate(ctx, "x"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want Canceled", err)
+	}
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
+		c.Timeout = 50 * time.Millisecond
+		c.Version = "5.2.0"
+	})
+	srv.InjectFault(chttest.Fault{Path: "/api/v1/person/*", Latency: 2 * time.Second, Count: 1})
+	p, err := c.People.Get(context.Background(), chttest.DemoPatientID, nil)
+	if err != nil {
+		t.Fatalf("slow first attempt should be retried: %v", err)
+	}
+	if p.Name != "John Test" {
+		t.Errorf("name = %q", p.Name)
+	}
+}
+
+func TestContactsByPhone(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	got, err := c.Contacts.ByPhone(context.Background(), "+254712345679")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != chttest.DemoCHWID || !got[0].Parent.Hydrated() {
+		t.Fatalf("got %+v", got)
+	}
+	reqs := requestsTo(srv, "GET", "/api/v1/contacts-by-phone")
+	if len(reqs) != 1 || reqs[0].Query.Get("phone") != "+254712345679" {
+		t.Errorf("phone arrived as %q", reqs[0].Query.Get("phone"))
+	}
+	none, err := c.Contacts.ByPhone(context.Background(), "+254700000000")
+	if err != nil || none != nil {
+		t.Errorf("no match: %v, %v", none, err)
+	}
+}
+
+func TestGetWithLineageAcrossVersions(t *testing.T) {
+	tests := []struct {
+		version string
+		path    string // request expected to serve People.Get
+	}{
+		{"5.2.0", "/api/v1/person/" + chttest.DemoCHWID},
+		{"4.8.0", "/api/v1/hydrate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			srv, c := newDemo(t, chttest.Config{Version: tt.version})
+			p, err := c.People.Get(context.Background(), chttest.DemoCHWID, &cht.GetOptions{WithLineage: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Name != "Example CHW" || p.Parent.Doc == nil || p.Parent.Doc.Name != "Sigomere CHW Area" {
+				t.Errorf("person = %+v, parent %+v", p, p.Parent)
+			}
+			found := false
+			for _, r := range srv.Requests() {
+				found = found || r.Path == tt.path
+			}
+			if !found {
+				t.Errorf("no request to %s in %v", tt.path, srv.Requests())
+			}
+			if _, err := c.People.Get(context.Background(), chttest.DemoHouseholdID, nil); !errors.Is(err, cht.ErrNotFound) && tt.version == "5.2.0" {
+				t.Errorf("place as person: err = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestReportsGet(t *testing.T) {
+	for _, v := range []string{"5.2.0", "4.20.0", "4.10.0"} {
+		t.Run(v, func(t *testing.T) {
+			_, c := newDemo(t, chttest.Config{Version: v})
+			r, err := c.Reports.Get(context.Background(), chttest.DemoDangerSignReportID, &cht.GetOptions{WithLineage: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Patient == nil || r.Patient.Name != "Della Otieno" {
+				t.Errorf("patient = %+v", r.Patient)
+			}
+			if fever, _ := r.FieldString("danger_signs.fever"); fever != "yes" {
+				t.Errorf("fever = %q", fever)
+			}
+			plain, err := c.Reports.Get(context.Background(), chttest.DemoDangerSignReportID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plain.Patient != nil || plain.Contact.Hydrated() {
+				t.Errorf("plain report is hydrated: %+v", plain.Contact)
+			}
+			if _, err := c.Reports.Get(context.Background(), chttest.DemoPatientID, nil); !errors.Is(err, cht.ErrNotFound) {
+				t.Errorf("person as report: %v", err)
+			}
+		})
+	}
+}
+
+func TestPeopleAllPaging(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	var names []string
+	for p, err := range c.People.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, p.Name)
+	}
+	if len(names) != 6 {
+		t.Errorf("people = %v, want 6", names)
+	}
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n < 3 {
+		t.Errorf("pages = %d, want >= 3", n)
+	}
+	// Stopping early fetches no further page.
+	srv.ResetRequests()
+	for range c.People.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
+		break
+	}
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n != 1 {
+		t.Errorf("pages after break = %d, want 1", n)
+	}
+	var places int
+	for p, err := range c.Places.All(context.Background(), cht.ListOptions{Type: "household"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ID != chttest.DemoHouseholdID {
+			t.Errorf("household = %s", p.ID)
+		}
+		places++
+	}
+	if places != 1 {
+		t.Errorf("households = %d", places)
+	}
+	_, c4 := newDemo(t, chttest.Config{Version: "4.10.0"}, func(c *cht.Config) { c.Version = "4.10.0" })
+	for _, err := range c4.People.All(context.Background(), cht.ListOptions{Type: "person"}) {
+		if !errors.Is(err, cht.ErrUnsupported) {
+			t.Errorf("err = %v, want ErrUnsupported", err)
+		}
+	}
+}
+
+func TestRecordsSubmit(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	ctx := context.Background()
+	res, err := c.Records.Submit(ctx, cht.Record{
+		Form: "height_weight", ReportedDate: time.UnixMilli(1730355950419),
+		Fields: map[string]any{"Patient_UUID": chttest.DemoPatientID, "HEIGHT": 172, "weight": 65},
+	}, &cht.SubmitOptions{ReadBack: true, CheckForm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.Form != "HEIGHT_WEIGHT" || res.Report.ReportedDate != 1730355950419 {
+		t.Errorf("report = %+v", res.Report)
+	}
+	if h, ok := res.Report.FieldFloat("height"); !ok || h != 172 {
+		t.Errorf("height = %v %v (key not lower-cased?)", h, ok)
+	}
+	if id, _, _ := res.Report.Subject(); id != chttest.DemoPatientID {
+		t.Errorf("subject = %q", id)
+	}
+	body := requestsTo(srv, "POST", "/api/v2/records")[0].Body
+	if !bytes.Contains(body, []byte(`"patient_uuid"`)) || !bytes.Contains(body, []byte(`"form":"HEIGHT_WEIGHT"`)) {
+		t.Errorf("body = %s", body)
+	}
+
+	// Validation errors are stored, answered with 200, and read back.
+	res, err = c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: map[string]any{"height": 1}}, &cht.SubmitOptions{ReadBack: true})
+	if !errors.Is(err, cht.ErrInvalidRecord) {
+		t.Fatalf("err = %v, want ErrInvalidRecord", err)
+	}
+	if res == nil || len(res.Errors) == 0 || res.Errors[0].Code != "sys.missing_fields" {
+		t.Errorf("result = %+v", res)
+	}
+
+	// CheckForm refuses undeclared keys before sending anything.
+	srv.ResetRequests()
+	_, err = c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: map[string]any{"patient_uuid": "x", "bmi": 22}}, &cht.SubmitOptions{CheckForm: true})
+	if err == nil || !strings.Contains(err.Error(), "bmi") {
+		t.Errorf("err = %v, want undeclared bmi", err)
+	}
+	if n := len(requestsTo(srv, "POST", "/api/v2/records")); n != 0 {
+		t.Errorf("records requests = %d, want 0", n)
+	}
+
+	// Unknown forms are CHT's 500 PublicError.
+	_, err = c.Records.Submit(ctx, cht.Record{Form: "nope"}, nil)
+	var apiErr *cht.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 500 || !strings.Contains(apiErr.Details, "Form not found: NOPE") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestRecordRules(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  cht.Record
+		want string // JSON, or error substring prefixed with "!"
+	}{
+		{"upper form lower keys", cht.Record{Form: "hw", Fields: map[string]any{"A": 1, "b.C": "x"}},
+			`{"_meta":{"form":"HW"},"a":1,"b.c":"x"}`},
+		{"meta", cht.Record{Form: "F", From: "+2547", Locale: "sw", ReportedDate: time.UnixMilli(5), Fields: map[string]any{"d": time.UnixMilli(7)}},
+			`{"_meta":{"form":"F","from":"+2547","locale":"sw","reported_date":5},"d":7}`},
+		{"no form", cht.Record{}, "!form is required"},
+		{"collision", cht.Record{Form: "F", Fields: map[string]any{"Height": 1, "height": 2}}, "!collide"},
+		{"reserved", cht.Record{Form: "F", Fields: map[string]any{"_META": 1}}, "!reserved"},
+		{"nested value", cht.Record{Form: "F", Fields: map[string]any{"obs": map[string]any{}}}, "!unsupported value type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.rec)
+			if strings.HasPrefix(tt.want, "!") {
+				if err == nil || !strings.Contains(err.Error(), tt.want[1:]) {
+					t.Errorf("err = %v, want %q", err, tt.want[1:])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Errorf("got %s, want %s", b, tt.want)
+			}
+		})
+	}
+}
+
+func TestCreatePersonAndPlace(t *testing.T) {
+	for _, v := range []string{"5.2.0", "4.10.0"} {
+		t.Run(v, func(t *testing.T) {
+			srv, c := newDemo(t, chttest.Config{Version: v})
+			ctx := context.Background()
+			place, err := c.Places.Create(ctx, &cht.Place{
+				Type: "contact", ContactType: "household", Name: "New Household",
+				Parent: cht.NewLineage(chttest.DemoCHWAreaID),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			person, err := c.People.Create(ctx, &cht.Person{
+				Name: "Ana", Sex: "female", DateOfBirth: "1990-01-01", Parent: cht.NewLineage(place.ID),
+				Extra: map[string]json.RawMessage{"external_id": json.RawMessage(`"EXT-1"`)},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if person.ID == "" || person.Rev == "" || (v == "5.2.0") != (person.Doc != nil) {
+				t.Errorf("result = %+v", person)
+			}
+			var stored cht.Person
+			raw, ok := srv.Doc(person.ID)
+			if !ok {
+				t.Fatal("person not stored")
+			}
+			if err := json.Unmarshal(raw, &stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored.ExternalID != "EXT-1" || !stored.IsPerson() ||
+				!slices.Equal(stored.Parent.IDs(), []string{place.ID, chttest.DemoCHWAreaID, chttest.DemoHealthCentreID, chttest.DemoDistrictID}) {
+				t.Errorf("stored = %s", raw)
+			}
+			want := "/api/v1/people"
+			if v == "5.2.0" {
+				want = "/api/v1/person"
+			}
+			if n := len(requestsTo(srv, "POST", want)); n != 1 {
+				t.Errorf("requests to %s = %d", want, n)
+			}
+		})
+	}
+}
+
+func TestDocsAndChanges(t *testing.T) {
+	_, c := newDemo(t, chttest.Config{})
+	ctx := context.Background()
+	var p cht.Person
+	if err := c.Docs.Get(ctx, chttest.DemoPatientID, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Phone = "+254700000001"
+	res, err := c.Docs.Put(ctx, p.ID, &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rev == p.Rev || !strings.HasPrefix(res.Rev, "2-") {
+		t.Errorf("rev = %q", res.Rev)
+	}
+	if _, err := c.Docs.Put(ctx, p.ID, &p); !errors.Is(err, cht.ErrConflict) {
+		t.Errorf("stale rev: err = %v, want ErrConflict", err)
+	}
+	if err := c.Docs.Get(ctx, "nope", new(json.RawMessage)); !errors.Is(err, cht.ErrNotFound) {
+		t.Errorf("missing: err = %v", err)
+	}
+
+	// Backfill with checkpoints, then resume from the checkpoint.
+	var seen []string
+	var last cht.Seq
+	for ch, err := range c.Docs.All(ctx, cht.ChangesOptions{Limit: 4, IncludeDocs: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ch.Doc) == 0 {
+			t.Errorf("change %s has no doc", ch.ID)
+		}
+		seen = append(seen, ch.ID)
+		last = ch.Seq
+	}
+	if len(seen) < 13 {
+		t.Errorf("changes = %d, want >= 13", len(seen))
+	}
+	page, err := c.Docs.Changes(ctx, cht.ChangesOptions{Since: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Results) != 0 {
+		t.Errorf("changes after checkpoint = %d, want 0", len(page.Results))
+	}
+	// A longpoll returns when a change arrives.
+	done := make(chan *cht.Changes, 1)
+	go func() {
+		page, err := c.Docs.Changes(ctx, cht.ChangesOptions{Since: last, Longpoll: true, PollTimeout: 5 * time.Second, IncludeDocs: true})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- page
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := c.Docs.Put(ctx, "new-doc", map[string]any{"type": "person", "name": "Late"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case page := <-done:
+		if page == nil || len(page.Results) != 1 || page.Results[0].ID != "new-doc" {
+			t.Errorf("longpoll page = %+v", page)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("longpoll did not return")
+	}
+}
+
+func TestSessionAuth(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) { c.Session = true })
+	ctx := context.Background()
+	for range 3 {
+		if _, err := c.Hydrate(ctx, chttest.DemoPatientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(requestsTo(srv, "POST", "/_session")); n != 1 {
+		t.Errorf("logins = %d, want 1", n)
+	}
+	for _, r := range requestsTo(srv, "POST", "/api/v1/hydrate") {
+		if r.Header.Get("Authorization") != "" || !strings.Contains(r.Header.Get("Cookie"), "AuthSession=") {
+			t.Errorf("hydrate headers: %v", r.Header)
+		}
+	}
+	bad, err := cht.New(cht.Config{URL: srv.URL, Username: "medic", Password: "wrong", Session: true, HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetRequests()
+	if _, err := bad.Hydrate(ctx, "x"); !errors.Is(err, cht.ErrUnauthorized) {
+		t.Errorf("err = %v, want ErrUnauthorized", err)
+	}
+	if n := len(requestsTo(srv, "POST", "/_session")); n != 1 {
+		t.Errorf("failed logins = %d, want 1 (never retried)", n)
+	}
+}
+
+func TestBasicAuthFromURLAndRedaction(t *testing.T) {
+	srv := chttest.NewDemoServer()
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://medic:password@", 1)
+	var logs bytes.Buffer
+	c, err := cht.New(cht.Config{URL: u, HTTPClient: srv.Client(),
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Hydrate(context.Background(), chttest.DemoPatientID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.People.Get(context.Background(), "missing", nil)
+	if err == nil || strings.Contains(err.Error(), "password") {
+		t.Errorf("err = %v", err)
+	}
+	if strings.Contains(logs.String(), "password") {
+		t.Errorf("logs leak the password: %s", logs.String())
+	}
+	pw := cht.Password("s3cret")
+	var out bytes.Buffer
+	slog.New(slog.NewTextHandler(&out, nil)).Info("cfg", "password", pw)
+	fmt.Fprintf(&out, "%v %s %#v", pw, pw, cht.Config{Password: pw})
+	b, _ := json.Marshal(cht.Config{Password: pw})
+	out.Write(b)
+	if strings.Contains(out.String(), "s3cret") {
+		t.Errorf("password leaked: %s", out.String())
+	}
+}
+
+func TestAPIErrorShapes(t *testing.T) {
+	tests := []struct {
+		status      int
+		body        string
+		ctype       string
+		wantErr     string
+		wantReason  string
+		wantDetails string
+		wantBody    string
+		is          error
+	}{
+		{403, `{"code":403,"error":"forbidden","details":"Offline users are not allowed access to this endpoint"}`, "application/json", "forbidden", "", "Offline users are not allowed access to this endpoint", "", cht.ErrForbidden},
+		{404, `{"error":"not_found","reason":"missing"}`, "application/json", "not_found", "missing", "", "", cht.ErrNotFound},
+		{400, `Content-Type must be application/json`, "text/plain", "", "", "", "Content-Type must be application/json", cht.ErrBadRequest},
+		{500, `{"code":500,"error":"Server error","details":{"x":1}}`, "application/json", "Server error", "", `{"x":1}`, "", cht.ErrServer},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.ctype)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			}))
+			defer ts.Close()
+			c, _ := cht.New(cht.Config{URL: ts.URL, MaxRetries: -1, Version: "5.2.0"})
+			_, err := c.People.Get(context.Background(), "x", nil)
+			var e *cht.APIError
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v", err)
+			}
+			if e.StatusCode != tt.status || e.Err != tt.wantErr || e.Reason != tt.wantReason || e.Details != tt.wantDetails || e.Body != tt.wantBody {
+				t.Errorf("APIError = %+v", e)
+			}
+			if !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v) = false", tt.is)
+			}
+		})
+	}
+}

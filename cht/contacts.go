@@ -1,0 +1,50 @@
+package cht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// ContactsService accesses contacts of any type.
+type ContactsService service
+
+// Get fetches a person or place by uuid with GET /api/v1/contact/<uuid>
+// (CHT 4.18+), falling back to hydrate (WithLineage) or the raw document on
+// older servers.
+func (s *ContactsService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
+	c, err := getContact(ctx, s.client, FeatureContactGet, "/api/v1/contact/", id, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cht: get contact %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// ByPhone returns the hydrated contacts whose phone matches, via
+// GET /api/v1/contacts-by-phone (CHT 3.10+). CHT normalises the number
+// with the app's default country code. No match returns (nil, nil); an
+// invalid number is an *APIError matching [ErrBadRequest].
+func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact, error) {
+	if phone == "" {
+		return nil, fmt.Errorf("cht: contacts by phone: empty phone")
+	}
+	var res struct {
+		OK   bool       `json:"ok"`
+		Docs []*Contact `json:"docs"`
+	}
+	// url.Values encodes "+" as %2B; a raw "+" would arrive as a space.
+	_, err := s.client.do(ctx, request{
+		method: http.MethodGet, path: "/api/v1/contacts-by-phone",
+		query: url.Values{"phone": {phone}}, retry: true,
+	}, &res)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound && apiErr.Err == "not_found" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cht: contacts by phone: %w", err)
+	}
+	return res.Docs, nil
+}

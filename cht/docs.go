@@ -1,0 +1,187 @@
+package cht
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// DocsService reads and writes raw CouchDB documents through the API's
+// /medic proxy (online users only), and follows the _changes feed.
+type DocsService service
+
+// DocResult is CouchDB's answer to a write.
+type DocResult struct {
+	OK  bool   `json:"ok"`
+	ID  string `json:"id"`
+	Rev string `json:"rev"`
+}
+
+func (s *DocsService) path(id string) string { return "/" + s.client.db + "/" + escapeID(id) }
+
+// Get fetches GET /medic/<id> and decodes it into v, which may be a
+// *Contact, *Report, *json.RawMessage or any JSON target. A missing or
+// deleted document is an *APIError matching [ErrNotFound].
+func (s *DocsService) Get(ctx context.Context, id string, v any) error {
+	if id == "" {
+		return fmt.Errorf("cht: get doc: empty id")
+	}
+	if _, err := s.client.do(ctx, request{method: http.MethodGet, path: s.path(id), retry: true}, v); err != nil {
+		return fmt.Errorf("cht: get doc %q: %w", id, err)
+	}
+	return nil
+}
+
+// Put writes doc with PUT /medic/<id>. To update, doc must carry the
+// current _rev; a stale or missing _rev is an *APIError matching
+// [ErrConflict]. Put is not retried on server errors (only on 429), since
+// a replay after a lost answer would itself conflict.
+func (s *DocsService) Put(ctx context.Context, id string, doc any) (*DocResult, error) {
+	if id == "" {
+		return nil, fmt.Errorf("cht: put doc: empty id")
+	}
+	var res DocResult
+	if _, err := s.client.do(ctx, request{method: http.MethodPut, path: s.path(id), body: doc}, &res); err != nil {
+		return nil, fmt.Errorf("cht: put doc %q: %w", id, err)
+	}
+	return &res, nil
+}
+
+// Seq is a CouchDB update sequence, used as the checkpoint of a _changes
+// consumer. Persist it with its String form and pass it back as
+// ChangesOptions.Since to resume. CouchDB 2+ uses opaque strings, CouchDB
+// 1.x numbers; both decode. The zero value means "from the beginning".
+type Seq string
+
+// SeqNow starts a changes feed at the current end of the database.
+const SeqNow Seq = "now"
+
+func (s Seq) String() string { return string(s) }
+
+// UnmarshalJSON accepts a string or a number.
+func (s *Seq) UnmarshalJSON(b []byte) error {
+	switch k := jsonKind(b); k {
+	case "string":
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = Seq(v)
+	case "number":
+		*s = Seq(string(b))
+	case "null":
+		*s = ""
+	default:
+		return fmt.Errorf("cht: sequence: want string or number, got %s", k)
+	}
+	return nil
+}
+
+// Change is one entry of the _changes feed.
+type Change struct {
+	Seq     Seq    `json:"seq"`
+	ID      string `json:"id"`
+	Changes []struct {
+		Rev string `json:"rev"`
+	} `json:"changes"`
+	Deleted bool `json:"deleted,omitempty"`
+	// Doc is the document when IncludeDocs was set (the stored, minified
+	// form; use [Client.Hydrate] for lineage).
+	Doc json.RawMessage `json:"doc,omitempty"`
+}
+
+// Rev returns the first (winning) revision of the change.
+func (c *Change) Rev() string {
+	if len(c.Changes) == 0 {
+		return ""
+	}
+	return c.Changes[0].Rev
+}
+
+// Changes is one page of the _changes feed.
+type Changes struct {
+	Results []Change `json:"results"`
+	LastSeq Seq      `json:"last_seq"`
+	Pending int      `json:"pending"`
+}
+
+// ChangesOptions selects a page of the _changes feed.
+type ChangesOptions struct {
+	Since       Seq  // checkpoint to resume from; "" for the beginning
+	Limit       int  // maximum results; 0 means CouchDB's default (all)
+	IncludeDocs bool // include each document
+	// Longpoll waits until at least one change is available or
+	// PollTimeout passes (feed=longpoll).
+	Longpoll    bool
+	PollTimeout time.Duration // 0 means 60s; only with Longpoll
+}
+
+// Changes fetches one page of GET /medic/_changes. For backfill and pull
+// mode, store Changes.LastSeq after processing the page and pass it as
+// Since next time.
+func (s *DocsService) Changes(ctx context.Context, opts ChangesOptions) (*Changes, error) {
+	q := url.Values{}
+	if opts.Since != "" {
+		q.Set("since", string(opts.Since))
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.IncludeDocs {
+		q.Set("include_docs", "true")
+	}
+	var extra time.Duration
+	if opts.Longpoll {
+		pt := opts.PollTimeout
+		if pt <= 0 {
+			pt = 60 * time.Second
+		}
+		q.Set("feed", "longpoll")
+		q.Set("timeout", strconv.FormatInt(pt.Milliseconds(), 10))
+		extra = pt
+	}
+	var res Changes
+	_, err := s.client.do(ctx, request{
+		method: http.MethodGet, path: "/" + s.client.db + "/_changes", query: q, retry: true, timeout: extra,
+	}, &res)
+	if err != nil {
+		return nil, fmt.Errorf("cht: changes: %w", err)
+	}
+	return &res, nil
+}
+
+// All iterates over the _changes feed from opts.Since to the current end,
+// fetching pages of opts.Limit (0 means 100) changes. Each change carries
+// its Seq, so a consumer can checkpoint after every item. On error it
+// yields (nil, err) once and stops. The sequence may be iterated again; it
+// restarts from opts.Since. Longpoll is ignored.
+func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*Change, error] {
+	return func(yield func(*Change, error) bool) {
+		o := opts
+		o.Longpoll = false
+		if o.Limit <= 0 {
+			o.Limit = 100
+		}
+		for {
+			page, err := s.Changes(ctx, o)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for i := range page.Results {
+				if !yield(&page.Results[i], nil) {
+					return
+				}
+			}
+			if len(page.Results) < o.Limit || page.LastSeq == "" || page.LastSeq == o.Since {
+				return
+			}
+			o.Since = page.LastSeq
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package cht
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. An *APIError matches the sentinel for its status code
+// with errors.Is, e.g. errors.Is(err, cht.ErrNotFound).
+var (
+	ErrBadRequest   = errors.New("cht: bad request")       // 400
+	ErrUnauthorized = errors.New("cht: unauthorized")      // 401
+	ErrForbidden    = errors.New("cht: forbidden")         // 403
+	ErrNotFound     = errors.New("cht: not found")         // 404
+	ErrConflict     = errors.New("cht: document conflict") // 409
+	ErrRateLimited  = errors.New("cht: rate limited")      // 429
+	ErrServer       = errors.New("cht: server error")      // 5xx
+	ErrUnsupported  = errors.New("cht: unsupported by this CHT version")
+	// ErrInvalidRecord is matched by the error of [RecordsService.Submit]
+	// when CHT saved the record but stored validation errors on it.
+	ErrInvalidRecord = errors.New("cht: record has validation errors")
+)
+
+// APIError is a non-2xx answer from CHT. CHT's JSON error bodies have the
+// shapes {"code":N,"error":"...","details":...} (API errors) and
+// {"error":"...","reason":"..."} (CouchDB and some API routes); the members
+// are copied into Err, Reason and Details. Body keeps the raw body (at most
+// 4 KiB) when it was not JSON.
+//
+// Use errors.As(err, new(*cht.APIError)) to inspect it, or errors.Is with
+// the sentinels such as [ErrNotFound].
+type APIError struct {
+	StatusCode int
+	Method     string
+	URL        string // redacted (no credentials)
+	Err        string // the "error" member, e.g. "not_found" or "forbidden"
+	Reason     string // the "reason" member
+	Details    string // the "details" member; JSON text when it is not a string
+	Body       string // raw body when it was not a JSON error object
+	// RetryAfter is the server's Retry-After hint, if any.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cht: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	for _, s := range []string{e.Err, e.Reason, e.Details} {
+		if s != "" {
+			b.WriteString(": ")
+			b.WriteString(s)
+		}
+	}
+	if e.Err == "" && e.Reason == "" && e.Details == "" && e.Body != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Body)
+	}
+	return b.String()
+}
+
+// Is matches the sentinel errors by status code.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrBadRequest:
+		return e.StatusCode == http.StatusBadRequest
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests
+	case ErrServer:
+		return e.StatusCode >= 500
+	}
+	return false
+}
+
+const maxErrorBody = 4 << 10
+
+func newAPIError(method, url string, status int, header http.Header, body []byte) *APIError {
+	e := &APIError{StatusCode: status, Method: method, URL: url}
+	e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), time.Now())
+	var m map[string]json.RawMessage
+	if jsonKind(body) == "object" && json.Unmarshal(body, &m) == nil {
+		get := func(k string) string {
+			v, ok := m[k]
+			if !ok {
+				return ""
+			}
+			if jsonKind(v) == "string" {
+				var s string
+				_ = json.Unmarshal(v, &s)
+				return s
+			}
+			return string(v)
+		}
+		e.Err, e.Reason, e.Details = get("error"), get("reason"), get("details")
+		if e.Err != "" || e.Reason != "" || e.Details != "" {
+			return e
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > maxErrorBody {
+		s = s[:maxErrorBody]
+	}
+	e.Body = s
+	return e
+}
+
+// parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,88 @@
+package cht
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Page is one page of a cht-datasource listing (CHT 4.11+).
+type Page[T any] struct {
+	Data []*T `json:"data"`
+	// Cursor fetches the next page; "" on the last page (CHT sends null).
+	Cursor string `json:"cursor"`
+}
+
+// ListOptions selects a page of a listing.
+type ListOptions struct {
+	// Type is the contact type id to list (required by CHT), e.g.
+	// "person", "clinic" or a configured contact_type.
+	Type string
+	// Limit is the page size; 0 means CHT's default of 100.
+	Limit int
+	// Cursor continues from a previous page's Cursor; "" starts at the
+	// beginning.
+	Cursor string
+}
+
+// GetOptions modifies single-document reads.
+type GetOptions struct {
+	// WithLineage returns the document hydrated: parents (and for reports
+	// contact, patient and place) as full documents.
+	WithLineage bool
+}
+
+func (o *GetOptions) lineage() bool { return o != nil && o.WithLineage }
+
+func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptions) (*Page[T], error) {
+	if opts.Type == "" {
+		return nil, fmt.Errorf("cht: list %s: ListOptions.Type is required", path)
+	}
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("cht: list %s: negative limit", path)
+	}
+	q := url.Values{"type": {opts.Type}}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Cursor != "" {
+		q.Set("cursor", opts.Cursor)
+	}
+	var p Page[T]
+	if _, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, retry: true}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// listAll follows cursors; see PeopleService.All.
+func listAll[T any](ctx context.Context, fetch func(context.Context, ListOptions) (*Page[T], error), opts ListOptions) iter.Seq2[*T, error] {
+	return func(yield func(*T, error) bool) {
+		o := opts // the caller's options are never modified
+		seen := map[string]bool{}
+		for {
+			p, err := fetch(ctx, o)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, v := range p.Data {
+				if !yield(v, nil) {
+					return
+				}
+			}
+			if p.Cursor == "" {
+				return
+			}
+			if seen[p.Cursor] {
+				yield(nil, fmt.Errorf("cht: listing cursor %q repeated", p.Cursor))
+				return
+			}
+			seen[p.Cursor] = true
+			o.Cursor = p.Cursor
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package cht
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"net/http"
+	"slices"
+)
+
+// PeopleService accesses person contacts.
+type PeopleService service
+
+// Get fetches a person by uuid with GET /api/v1/person/<uuid> (CHT 4.9+).
+// On older servers it falls back to hydrate (WithLineage) or the raw
+// document. A missing document, or one that is not a person, is an error
+// matching [ErrNotFound].
+func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*Person, error) {
+	c, err := getContact(ctx, s.client, FeaturePersonGet, "/api/v1/person/", id, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cht: get person %q: %w", id, err)
+	}
+	if slices.Contains(legacyPlaceTypes, c.Type) {
+		return nil, fmt.Errorf("cht: get person %q: %w (type %q)", id, ErrNotFound, c.Type)
+	}
+	return c, nil
+}
+
+// List fetches one page of people of opts.Type (CHT 4.11+), e.g.
+// "person" or a configured person type.
+func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Person], error) {
+	if err := s.client.require(ctx, FeaturePersonList); err != nil {
+		return nil, fmt.Errorf("cht: list people: %w", err)
+	}
+	p, err := listPage[Person](ctx, s.client, "/api/v1/person", opts)
+	if err != nil {
+		return nil, fmt.Errorf("cht: list people: %w", err)
+	}
+	return p, nil
+}
+
+// All iterates over all people of opts.Type, following cursors from
+// opts.Cursor. On error it yields (nil, err) once and stops. Each
+// iteration starts again from opts.Cursor.
+func (s *PeopleService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Person, error] {
+	return listAll(ctx, s.List, opts)
+}
+
+// CreateResult is the outcome of creating a person or place.
+type CreateResult struct {
+	ID  string
+	Rev string
+	// Doc is the created document as CHT returned it (CHT 5.2+ endpoints);
+	// nil with the legacy endpoints, which answer only {ok, id, rev}.
+	Doc *Contact
+	// ContactID is the id of the primary contact created along with a
+	// place by the legacy endpoint, if any.
+	ContactID string
+}
+
+// Create creates a person whose parent place is p.Parent.ID. It uses
+// POST /api/v1/person on CHT 5.2+ and the legacy POST /api/v1/people
+// otherwise. The type defaults to "person"; a configured type is given as
+// Type "contact" plus ContactType (or directly as Type on 5.2+). Other
+// fields, including Extra, are sent as they are. Set p.ID to choose the
+// document id, which makes retrying a create safe (a replay conflicts).
+// Create is not retried on server errors.
+func (s *PeopleService) Create(ctx context.Context, p *Person) (*CreateResult, error) {
+	if p == nil || p.Name == "" {
+		return nil, fmt.Errorf("cht: create person: name is required")
+	}
+	v2, err := s.client.Supports(ctx, FeatureCreateV2)
+	if err != nil {
+		return nil, fmt.Errorf("cht: create person: %w", err)
+	}
+	doc := *p
+	if doc.Type == "" {
+		doc.Type = "person"
+	}
+	body, err := createBody(&doc, v2, "place")
+	if err != nil {
+		return nil, fmt.Errorf("cht: create person: %w", err)
+	}
+	path := "/api/v1/people"
+	if v2 {
+		path = "/api/v1/person"
+	}
+	res, err := s.client.create(ctx, path, body, v2)
+	if err != nil {
+		return nil, fmt.Errorf("cht: create person: %w", err)
+	}
+	return res, nil
+}
+
+var legacyPlaceTypes = []string{"district_hospital", "health_center", "clinic"}
+
+// createBody turns a contact into the body of a create call. Lineage and
+// the primary contact are sent as ids. v2 bodies carry the contact type
+// id in type; legacy bodies keep type "contact" + contact_type, and name
+// the parent parentKey ("place" for people, "parent" for places).
+func createBody(c *Contact, v2 bool, parentKey string) (map[string]json.RawMessage, error) {
+	cp := *c
+	parent, contact := cp.Parent, cp.Contact
+	cp.Parent, cp.Contact, cp.Rev = nil, nil, ""
+	if v2 {
+		cp.Type, cp.ContactType = cp.TypeID(), ""
+		parentKey = "parent"
+	}
+	b, err := cp.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "_rev")
+	delete(m, "parent")
+	delete(m, "contact")
+	if parent != nil && parent.ID != "" {
+		m[parentKey], _ = json.Marshal(parent.ID)
+	}
+	if contact != nil && contact.ID != "" {
+		m["contact"], _ = json.Marshal(contact.ID)
+	}
+	return m, nil
+}
+
+func (c *Client) create(ctx context.Context, path string, body any, v2 bool) (*CreateResult, error) {
+	var raw json.RawMessage
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: path, body: body}, &raw); err != nil {
+		return nil, err
+	}
+	if v2 {
+		doc := new(Contact)
+		if err := json.Unmarshal(raw, doc); err != nil {
+			return nil, fmt.Errorf("decode created doc: %w", err)
+		}
+		return &CreateResult{ID: doc.ID, Rev: doc.Rev, Doc: doc}, nil
+	}
+	var legacy struct {
+		ID      string `json:"id"`
+		Rev     string `json:"rev"`
+		Contact struct {
+			ID string `json:"id"`
+		} `json:"contact"`
+	}
+	if err := json.Unmarshal(raw, &legacy); err != nil {
+		return nil, fmt.Errorf("decode create response: %w", err)
+	}
+	if legacy.ID == "" {
+		return nil, fmt.Errorf("create response has no id: %s", raw)
+	}
+	return &CreateResult{ID: legacy.ID, Rev: legacy.Rev, ContactID: legacy.Contact.ID}, nil
+}
+
+// require returns an error matching ErrUnsupported when the server lacks f.
+func (c *Client) require(ctx context.Context, f Feature) error {
+	ok, err := c.Supports(ctx, f)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		v, _ := c.Version(ctx)
+		return fmt.Errorf("%w (server %s)", ErrUnsupported, v)
+	}
+	return nil
+}
+
+// getContact reads a contact through a cht-datasource endpoint when the
+// server has it, else through hydrate (with lineage) or the raw document.
+func getContact(ctx context.Context, c *Client, f Feature, prefix, id string, opts *GetOptions) (*Contact, error) {
+	if id == "" {
+		return nil, fmt.Errorf("empty id")
+	}
+	ok, err := c.Supports(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	doc := new(Contact)
+	switch {
+	case ok:
+		req := request{method: http.MethodGet, path: prefix + escapeID(id), retry: true}
+		if opts.lineage() {
+			req.query = map[string][]string{"with_lineage": {"true"}}
+		}
+		if _, err := c.do(ctx, req, doc); err != nil {
+			return nil, err
+		}
+	case opts.lineage():
+		h, err := c.hydrateOne(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if doc, err = h.Contact(); err != nil {
+			return nil, err
+		}
+	default:
+		if err := c.Docs.Get(ctx, id, doc); err != nil {
+			return nil, err
+		}
+	}
+	if !doc.IsContact() {
+		return nil, fmt.Errorf("%w: document is not a contact (type %q)", ErrNotFound, doc.Type)
+	}
+	return doc, nil
+}

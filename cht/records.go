@@ -1,0 +1,182 @@
+package cht
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// RecordsService submits JSON reports through the records API.
+type RecordsService service
+
+// Record is a JSON report for POST /api/v2/records.
+//
+// CHT applies rules that silently change or drop data; [Record.MarshalJSON]
+// applies them up front so what is sent is what is stored: the form code
+// is upper-cased, field keys are lower-cased (two keys that differ only
+// in case are an error), and values must be strings, numbers, booleans or
+// time.Time (sent as milliseconds). CHT copies only keys declared in the
+// form's definition (app_settings.forms.<FORM>.fields) into the report;
+// set SubmitOptions.CheckForm to verify that before sending.
+type Record struct {
+	Form         string         // form code, e.g. "HEIGHT_WEIGHT"
+	From         string         // sender's phone number; optional
+	ReportedDate time.Time      // zero means the time CHT receives it
+	Locale       string         // optional
+	Fields       map[string]any // form data; dotted keys create sub-objects
+}
+
+// MarshalJSON encodes the records API body: form data at the top level
+// and the metadata under _meta.
+func (r Record) MarshalJSON() ([]byte, error) {
+	body, err := r.body()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(body)
+}
+
+func (r Record) body() (map[string]any, error) {
+	form := strings.ToUpper(strings.TrimSpace(r.Form))
+	if form == "" {
+		return nil, errors.New("cht: record: form is required")
+	}
+	meta := map[string]any{"form": form}
+	if r.From != "" {
+		meta["from"] = r.From
+	}
+	if !r.ReportedDate.IsZero() {
+		meta["reported_date"] = r.ReportedDate.UnixMilli()
+	}
+	if r.Locale != "" {
+		meta["locale"] = r.Locale
+	}
+	body := map[string]any{"_meta": meta}
+	orig := map[string]string{}
+	keys := make([]string, 0, len(r.Fields))
+	for k := range r.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic error messages
+	for _, k := range keys {
+		v := r.Fields[k]
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "":
+			return nil, errors.New("cht: record: empty field key")
+		case lk == "_meta":
+			return nil, fmt.Errorf("cht: record: field key %q is reserved", k)
+		}
+		if prev, dup := orig[lk]; dup {
+			return nil, fmt.Errorf("cht: record: field keys %q and %q collide once lower-cased", prev, k)
+		}
+		orig[lk] = k
+		switch x := v.(type) {
+		case string, bool, json.Number,
+			int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+			body[lk] = x
+		case time.Time:
+			body[lk] = x.UnixMilli()
+		default:
+			return nil, fmt.Errorf("cht: record: field %q: unsupported value type %T (want string, number, bool or time.Time)", k, v)
+		}
+	}
+	return body, nil
+}
+
+// SubmitOptions controls [RecordsService.Submit].
+type SubmitOptions struct {
+	// CheckForm reads the app settings (GET /api/v1/settings) first and
+	// fails without sending if the form is not configured or a field key
+	// is not declared in its definition (CHT would drop it silently).
+	CheckForm bool
+	// ReadBack fetches the created report (GET /medic/<id>) because CHT
+	// answers 200 even when it stored validation errors on the report.
+	// Submit then returns them in SubmitResult.Errors together with an
+	// error matching [ErrInvalidRecord].
+	ReadBack bool
+}
+
+// SubmitResult is the outcome of [RecordsService.Submit].
+type SubmitResult struct {
+	ID     string        // id of the created report
+	Report *Report       // the stored report, with ReadBack
+	Errors []ReportError // validation errors stored on it, with ReadBack
+}
+
+// Submit creates a report with POST /api/v2/records (JSON). It is not
+// retried on server errors, since the records API is not idempotent. CHT
+// answers 500 with details "Form not found: <FORM>" for an unknown form.
+func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOptions) (*SubmitResult, error) {
+	body, err := rec.body()
+	if err != nil {
+		return nil, err
+	}
+	form := body["_meta"].(map[string]any)["form"].(string)
+	if opts != nil && opts.CheckForm {
+		if err := s.checkForm(ctx, form, body); err != nil {
+			return nil, err
+		}
+	}
+	var res struct {
+		Success bool   `json:"success"`
+		ID      string `json:"id"`
+	}
+	if _, err := s.client.do(ctx, request{method: http.MethodPost, path: "/api/v2/records", body: body}, &res); err != nil {
+		return nil, fmt.Errorf("cht: submit record %s: %w", form, err)
+	}
+	if !res.Success || res.ID == "" {
+		return nil, fmt.Errorf("cht: submit record %s: CHT did not report success", form)
+	}
+	out := &SubmitResult{ID: res.ID}
+	if opts == nil || !opts.ReadBack {
+		return out, nil
+	}
+	r := new(Report)
+	if err := s.client.Docs.Get(ctx, res.ID, r); err != nil {
+		return out, fmt.Errorf("cht: submit record %s: read back %s: %w", form, res.ID, err)
+	}
+	out.Report, out.Errors = r, r.Errors
+	if len(r.Errors) > 0 {
+		msgs := make([]string, len(r.Errors))
+		for i, e := range r.Errors {
+			msgs[i] = e.Code + ": " + e.Message
+		}
+		return out, fmt.Errorf("cht: submit record %s: report %s saved with %w: %s", form, res.ID, ErrInvalidRecord, strings.Join(msgs, "; "))
+	}
+	return out, nil
+}
+
+func (s *RecordsService) checkForm(ctx context.Context, form string, body map[string]any) error {
+	var settings struct {
+		Forms map[string]struct {
+			Fields map[string]json.RawMessage `json:"fields"`
+		} `json:"forms"`
+	}
+	if _, err := s.client.do(ctx, request{method: http.MethodGet, path: "/api/v1/settings", retry: true}, &settings); err != nil {
+		return fmt.Errorf("cht: submit record %s: read settings: %w", form, err)
+	}
+	def, ok := settings.Forms[form]
+	if !ok {
+		return fmt.Errorf("cht: submit record %s: form not found in app_settings.forms", form)
+	}
+	var undeclared []string
+	for k := range body {
+		if k == "_meta" {
+			continue
+		}
+		if _, ok := def.Fields[k]; !ok {
+			undeclared = append(undeclared, k)
+		}
+	}
+	if len(undeclared) > 0 {
+		slices.Sort(undeclared)
+		return fmt.Errorf("cht: submit record %s: fields not declared in the form definition would be dropped: %s", form, strings.Join(undeclared, ", "))
+	}
+	return nil
+}
