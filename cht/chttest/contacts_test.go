@@ -1,0 +1,351 @@
+package chttest
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var couchID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestLegacyPeopleAndPlaces(t *testing.T) {
+	srv := newTestServer(t, Config{Version: "4.10.0"})
+	srv.AddUser(User{Name: "noedit", Password: "pw", Roles: []string{RoleOnline}, Permissions: []string{PermCreatePeople}})
+
+	// A district, then a health centre with an inline contact.
+	r := do(t, srv, call{method: "POST", path: "/api/v1/places", ct: "application/json",
+		body: `{"name":"CHP Family","type":"district_hospital"}`})
+	if r.status != 200 {
+		t.Fatalf("district: %d %s", r.status, r.body)
+	}
+	district := r.obj(t)
+	if district["ok"] != true || !couchID.MatchString(str(district["id"])) || !strings.HasPrefix(str(district["rev"]), "1-") {
+		t.Fatalf("district answer %s, want {ok,id:<32 hex>,rev}", r.body)
+	}
+	did := str(district["id"])
+	r = do(t, srv, call{method: "POST", path: "/api/v1/places", ct: "application/json",
+		body: `{"name":"HC","type":"health_center","parent":"` + did + `","contact":{"name":"Nurse Jo","phone":"+254700000001"}}`})
+	if r.status != 200 {
+		t.Fatalf("hc: %d %s", r.status, r.body)
+	}
+	hc := r.obj(t)
+	cid := str(get(hc, "contact.id"))
+	if !couchID.MatchString(cid) {
+		t.Fatalf("hc answer %s lacks contact.id", r.body)
+	}
+	hcDoc, _ := decodeAny(mustDoc(t, srv, str(hc["id"])))
+	if got := get(hcDoc, "contact._id"); got != cid {
+		t.Errorf("hc contact = %v", get(hcDoc, "contact"))
+	}
+	if got := get(hcDoc, "contact.parent._id"); got != str(hc["id"]) {
+		t.Errorf("hc contact lineage = %v", get(hcDoc, "contact"))
+	}
+	if got := get(hcDoc, "parent"); mustMarshal(t, got) != `{"_id":"`+did+`"}` {
+		t.Errorf("hc parent = %v", got)
+	}
+
+	// A person placed by UUID gets the minified lineage as parent.
+	r = do(t, srv, call{method: "POST", path: "/api/v1/people", ct: "application/json",
+		body: `{"name":"John Test","place":"` + str(hc["id"]) + `","sex":"male","custom":{"a":1}}`})
+	if r.status != 200 {
+		t.Fatalf("person: %d %s", r.status, r.body)
+	}
+	person := r.obj(t)
+	if person["ok"] != true || !couchID.MatchString(str(person["id"])) || len(person) != 3 {
+		t.Fatalf("person answer %s, want exactly {ok,id,rev}", r.body)
+	}
+	pDoc, _ := decodeAny(mustDoc(t, srv, str(person["id"])))
+	want := map[string]any{"type": "person", "name": "John Test", "parent._id": str(hc["id"]), "parent.parent._id": did,
+		"custom.a": mustNumber("1"), "place": nil}
+	for path, w := range want {
+		if got := get(pDoc, path); got != w {
+			t.Errorf("person %s = %v, want %v", path, got, w)
+		}
+	}
+
+	errTests := []struct {
+		name   string
+		c      call
+		status int
+		body   string
+	}{
+		{"charset rejected", call{path: "/api/v1/people", ct: "application/json; charset=utf-8", body: `{"name":"A"}`},
+			400, `{"code":400,"error":"Content-Type must be application/json"}`},
+		{"no content type", call{path: "/api/v1/places", body: `{"name":"A"}`},
+			400, `{"code":400,"error":"Content-Type must be application/json"}`},
+		{"empty body", call{path: "/api/v1/people", ct: "application/json", body: `{}`},
+			400, `{"code":400,"error":"Request body is empty or Content-Type header was not set to application/json."}`},
+		{"missing name", call{path: "/api/v1/people", ct: "application/json", body: `{"sex":"male"}`},
+			400, `{"code":400,"error":"Person is missing a \"name\" property."}`},
+		{"not a person", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A","type":"clinic"}`},
+			400, `{"code":400,"error":"Wrong type, this is not a person."}`},
+		{"bad reported_date", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A","reported_date":"soon"}`},
+			400, `{"code":400,"error":"Reported date is invalid: soon"}`},
+		{"wrong hierarchy", call{path: "/api/v1/places", ct: "application/json", body: `{"name":"C","type":"health_center","parent":"` + str(hc["id"]) + `"}`},
+			400, `{"code":400,"error":"Health Centers should have \"district_hospital\" parent type."}`},
+		{"needs can_edit too", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A"}`, user: "noedit", pass: "pw"},
+			403, `{"code":403,"error":"Insufficient privileges"}`},
+	}
+	for _, tt := range errTests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.c.method = "POST"
+			before := len(srv.Docs())
+			r := do(t, srv, tt.c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			jsonEqual(t, r.body, []byte(tt.body))
+			if len(srv.Docs()) != before {
+				t.Error("a rejected request stored a doc")
+			}
+		})
+	}
+
+	// POST /api/v1/places/:id updates and answers {id, rev}.
+	r = do(t, srv, call{method: "POST", path: "/api/v1/places/" + str(hc["id"]), ct: "application/json", body: `{"name":"HC renamed"}`})
+	if r.status != 200 || str(r.obj(t)["id"]) != str(hc["id"]) || !strings.HasPrefix(str(r.obj(t)["rev"]), "3-") {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+}
+
+func mustDoc(t *testing.T, srv *Server, id string) []byte {
+	t.Helper()
+	raw, ok := srv.Doc(id)
+	if !ok {
+		t.Fatalf("doc %s missing", id)
+	}
+	return raw
+}
+
+func mustNumber(s string) any {
+	v, _ := decodeAny([]byte(s))
+	return v
+}
+
+func TestContactsByPhone(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht"})
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name   string
+		c      call
+		status int
+		ids    []string
+		body   string
+	}{
+		{"GET encoded plus", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("+254712345679")}, 200, []string{DemoCHWID}, ""},
+		{"GET formatted", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("+254 (712) 345-679")}, 200, []string{DemoCHWID}, ""},
+		{"POST", call{method: "POST", path: "/api/v1/contacts-by-phone", ct: "application/json; charset=utf-8", body: `{"phone":"+254712345679"}`}, 200, []string{DemoCHWID}, ""},
+		{"GET raw plus becomes a space", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=+254712345679"}, 404, nil,
+			`{"error":"not_found","reason":"no matches found"}`},
+		{"missing phone", call{method: "GET", path: "/api/v1/contacts-by-phone"}, 400, nil,
+			"{\"error\":\"bad_request\",\"reason\":\"`phone` parameter is required and must be a valid phone number\"}"},
+		{"invalid phone", call{method: "POST", path: "/api/v1/contacts-by-phone", ct: "application/json", body: `{"phone":"call me"}`}, 400, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, srv, tt.c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.body != "" {
+				jsonEqual(t, r.body, []byte(tt.body))
+			}
+			if tt.ids == nil {
+				return
+			}
+			docs, ok := r.obj(t)["docs"].([]any)
+			if r.obj(t)["ok"] != true || !ok || len(docs) != len(tt.ids) {
+				t.Fatalf("answer %s, want {ok:true, docs:[...%d]}", r.body, len(tt.ids))
+			}
+			for i, id := range tt.ids {
+				if get(docs[i], "_id") != id || get(docs[i], "parent.name") != "Sigomere CHW Area" {
+					t.Errorf("doc %d = %v, want hydrated %s", i, docs[i], id)
+				}
+			}
+		})
+	}
+}
+
+func TestDatasourceEndpoints(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht", Version: "4.21.0"})
+	t.Cleanup(srv.Close)
+	srv.AddUser(User{Name: "reports-only", Password: "pw", Roles: []string{RoleOnline}, Permissions: []string{PermViewReports}})
+	srv.AddUser(User{Name: "offline", Password: "pw", Roles: []string{"chw"}, Permissions: IntegrationPermissions})
+	tests := []struct {
+		name   string
+		c      call
+		status int
+		check  map[string]any
+	}{
+		{"person", call{path: "/api/v1/person/" + DemoPatientID}, 200, map[string]any{"_id": DemoPatientID, "parent.name": nil}},
+		{"person with lineage", call{path: "/api/v1/person/" + DemoPatientID + "?with_lineage=true"}, 200,
+			map[string]any{"parent.name": "Otieno Household", "parent.parent.parent.parent.name": "Siaya District"}},
+		{"configurable person", call{path: "/api/v1/person/" + DemoMotherID}, 200, map[string]any{"contact_type": "person"}},
+		{"place is not a person", call{path: "/api/v1/person/" + DemoHouseholdID}, 404,
+			map[string]any{"code": mustNumber("404"), "error": "Person not found"}},
+		{"place", call{path: "/api/v1/place/" + DemoCHWAreaID + "?with_lineage=true"}, 200,
+			map[string]any{"contact.name": "Example CHW", "parent.contact.name": "Peter Odhiambo"}},
+		{"contact", call{path: "/api/v1/contact/" + DemoHouseholdID}, 200, map[string]any{"name": "Otieno Household"}},
+		{"report is not a contact", call{path: "/api/v1/contact/" + DemoAssessmentReportID}, 404, map[string]any{"error": "Contact not found"}},
+		{"report with lineage (4.22+ only: ignored on 4.21)", call{path: "/api/v1/report/" + DemoAssessmentReportID + "?with_lineage=true"}, 200,
+			map[string]any{"patient": nil, "contact.name": nil}},
+		{"report needs can_view_reports", call{path: "/api/v1/report/" + DemoAssessmentReportID, user: "reports-only", pass: "pw"}, 200,
+			map[string]any{"form": "assessment"}},
+		{"person needs can_view_contacts", call{path: "/api/v1/person/" + DemoPatientID, user: "reports-only", pass: "pw"}, 403, nil},
+		{"offline user", call{path: "/api/v1/person/" + DemoPatientID, user: "offline", pass: "pw"}, 403,
+			map[string]any{"error": "forbidden"}},
+		{"invalid person type", call{path: "/api/v1/person?type=household"}, 400, map[string]any{"error": "Invalid contact type [household]."}},
+		{"limit 0", call{path: "/api/v1/place?type=household&limit=0"}, 400, nil},
+		{"bad cursor", call{path: "/api/v1/place?type=household&cursor=-1"}, 400, nil},
+		{"contact uuids by type", call{path: "/api/v1/contact/uuid?type=household"}, 200,
+			map[string]any{"data.0": DemoHouseholdID, "cursor": nil}},
+		{"report uuids by freetext", call{path: "/api/v1/report/uuid?freetext=pregnancy_danger"}, 200,
+			map[string]any{"data.0": DemoDangerSignReportID, "data.1": nil}},
+		{"freetext too short", call{path: "/api/v1/contact/uuid?freetext=ab"}, 400, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.c.method = "GET"
+			r := do(t, srv, tt.c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			v := r.json(t)
+			for path, want := range tt.check {
+				if got := get(v, path); got != want {
+					t.Errorf("%s = %v, want %v", path, got, want)
+				}
+			}
+		})
+	}
+
+	// Report with lineage on 4.22.
+	srv422 := NewDemoServer(Config{BasePath: "/cht", Version: "4.22.0"})
+	t.Cleanup(srv422.Close)
+	r := do(t, srv422, call{method: "GET", path: "/api/v1/report/" + DemoAssessmentReportID + "?with_lineage=true"})
+	if got := get(r.json(t), "patient._id"); got != DemoChildID {
+		t.Errorf("4.22 report patient = %v, want %s (resolved from shortcode 13987)", got, DemoChildID)
+	}
+}
+
+func TestDatasourcePaging(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht", Version: "4.21.0"})
+	t.Cleanup(srv.Close)
+	// 5 people in the fixture; pages of 2 → 2, 2, 1 (null cursor).
+	var all []string
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 5 {
+			t.Fatal("paging does not end")
+		}
+		p := "/api/v1/person?type=person&limit=2"
+		if cursor != "" {
+			p += "&cursor=" + url.QueryEscape(cursor)
+		}
+		r := do(t, srv, call{method: "GET", path: p})
+		if r.status != 200 {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		body := r.obj(t)
+		for _, d := range body["data"].([]any) {
+			all = append(all, str(get(d, "_id")))
+		}
+		if body["cursor"] == nil {
+			break
+		}
+		cursor = str(body["cursor"])
+	}
+	if len(all) != 6 {
+		t.Fatalf("got %d people %v, want 6", len(all), all)
+	}
+	// A full last page still returns a cursor; the next page is empty with null.
+	r := do(t, srv, call{method: "GET", path: "/api/v1/person?type=person&limit=3&cursor=3"})
+	if c := r.obj(t)["cursor"]; c != "6" {
+		t.Fatalf("cursor after a full last page = %v, want \"6\"", c)
+	}
+	r = do(t, srv, call{method: "GET", path: "/api/v1/person?type=person&limit=3&cursor=6"})
+	if mustMarshal(t, r.obj(t)) != `{"cursor":null,"data":[]}` {
+		t.Fatalf("last page = %s", r.body)
+	}
+}
+
+func TestVersionGating(t *testing.T) {
+	tests := []struct {
+		version string
+		c       call
+		want    int
+	}{
+		{"3.9.0", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=%2B254712345679"}, 404},
+		{"3.10.0", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=%2B254712345679"}, 200},
+		{"4.8.0", call{method: "GET", path: "/api/v1/person/" + DemoPatientID}, 404},
+		{"4.9.0", call{method: "GET", path: "/api/v1/person/" + DemoPatientID}, 200},
+		{"4.9.0", call{method: "GET", path: "/api/v1/place/" + DemoHouseholdID}, 404},
+		{"4.10.0", call{method: "GET", path: "/api/v1/person?type=person"}, 404},
+		{"4.11.0", call{method: "GET", path: "/api/v1/person?type=person"}, 200},
+		{"4.17.0", call{method: "GET", path: "/api/v1/report/" + DemoAssessmentReportID}, 404},
+		{"4.18.0", call{method: "GET", path: "/api/v1/report/" + DemoAssessmentReportID}, 200},
+		{"5.1.0", call{method: "POST", path: "/api/v1/person", ct: "application/json", body: `{"name":"A","type":"person","parent":"` + DemoHouseholdID + `"}`}, 404},
+		{"5.2.0", call{method: "POST", path: "/api/v1/person", ct: "application/json", body: `{"name":"A","type":"person","parent":"` + DemoHouseholdID + `"}`}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version+" "+tt.c.method+" "+tt.c.path, func(t *testing.T) {
+			srv := NewDemoServer(Config{BasePath: "/cht", Version: tt.version})
+			defer srv.Close()
+			r := do(t, srv, tt.c)
+			if r.status != tt.want {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.want, r.body)
+			}
+			info := do(t, srv, call{method: "GET", path: "/api/info", user: "-"})
+			jsonEqual(t, info.body, []byte(`{"version":"`+tt.version+`"}`))
+		})
+	}
+}
+
+func TestCreateAndUpdate52(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht", Version: "5.2.0"})
+	t.Cleanup(srv.Close)
+	r := do(t, srv, call{method: "POST", path: "/api/v1/person", ct: "application/json",
+		body: `{"name":"dummyuser","type":"person","parent":"` + DemoHouseholdID + `","phone":"+254700000009"}`})
+	if r.status != http.StatusOK {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	doc := r.obj(t)
+	// Reference §5 "Configurable-type person as created via 5.2": full doc,
+	// type contact + contact_type, minified parent.
+	for path, want := range map[string]any{"type": "contact", "contact_type": "person", "name": "dummyuser",
+		"parent._id": DemoHouseholdID, "parent.parent._id": DemoCHWAreaID, "parent.name": nil} {
+		if got := get(doc, path); got != want {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
+	if !strings.HasPrefix(str(doc["_rev"]), "1-") {
+		t.Errorf("_rev = %v", doc["_rev"])
+	}
+	if r := do(t, srv, call{method: "POST", path: "/api/v1/person", ct: "application/json; charset=utf-8", body: `{"name":"x"}`}); r.status != 400 {
+		t.Errorf("charset: status %d, want 400", r.status)
+	}
+	// PUT: keys omitted are deleted; _rev required; reported_date unchanged.
+	upd := map[string]any{"_rev": doc["_rev"], "name": "renamed", "type": "contact", "contact_type": "person",
+		"parent": doc["parent"], "reported_date": doc["reported_date"]}
+	r = do(t, srv, call{method: "PUT", path: "/api/v1/person/" + str(doc["_id"]), ct: "application/json", body: mustMarshal(t, upd)})
+	if r.status != 200 {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	got := r.obj(t)
+	if got["name"] != "renamed" || got["phone"] != nil || !strings.HasPrefix(str(got["_rev"]), "2-") {
+		t.Errorf("update answer %s", r.body)
+	}
+	// Stale _rev → conflict.
+	r = do(t, srv, call{method: "PUT", path: "/api/v1/person/" + str(doc["_id"]), ct: "application/json", body: mustMarshal(t, upd)})
+	if r.status != http.StatusConflict {
+		t.Errorf("stale update: %d %s", r.status, r.body)
+	}
+	// Report create: no form definition needed.
+	r = do(t, srv, call{method: "POST", path: "/api/v1/report", ct: "application/json",
+		body: `{"form":"anything","contact":"` + DemoCHWID + `","fields":{"a":1}}`})
+	if r.status != 200 || get(r.json(t), "contact.parent._id") != DemoCHWAreaID || get(r.json(t), "type") != "data_record" {
+		t.Errorf("report create: %d %s", r.status, r.body)
+	}
+}
