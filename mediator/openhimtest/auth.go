@@ -1,0 +1,226 @@
+package openhimtest
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Session cookie names of koa-session (§1.3).
+const (
+	sessionCookie    = "koa.sess"
+	sessionSigCookie = "koa.sess.sig"
+)
+
+// AddLocalUser adds a Version8 user with only a "local" passport, like users
+// created on core ≥7.2 through POST /users: basic and session auth work,
+// GET /authenticate/:user answers 404 and token auth fails (§1.4).
+func (s *Server) AddLocalUser(email, password string, groups ...string) {
+	s.AddUser(email, password, groups...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[strings.ToLower(email)].localOnly = true
+}
+
+func (s *Server) lookupUser(email string) *user {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[strings.ToLower(email)]
+}
+
+// authenticate applies the version profile's API authentication (§1.1–§1.3)
+// and returns the user, or nil for 401.
+func (s *Server) authenticate(r *http.Request) *user {
+	switch s.cfg.Version {
+	case Version4:
+		return s.tokenAuth(r)
+	case Version7:
+		// v5.1–v7.1: basic first when an Authorization header parses as
+		// Basic; a failure there is final. Otherwise token.
+		if email, pw, ok := r.BasicAuth(); ok {
+			return s.basicAuth(email, pw)
+		}
+		return s.tokenAuth(r)
+	default:
+		// v7.2+/v8 passport dispatch.
+		if u := s.sessionUser(r); u != nil {
+			return u
+		}
+		for k := range r.Header {
+			if strings.HasPrefix(strings.ToLower(k), "auth-") {
+				return s.tokenAuth(r)
+			}
+		}
+		if strings.Contains(r.Header.Get("Authorization"), "Basic") {
+			email, pw, ok := r.BasicAuth()
+			if !ok {
+				return nil
+			}
+			return s.basicAuth(email, pw)
+		}
+		return nil
+	}
+}
+
+func (s *Server) basicAuth(email, password string) *user {
+	u := s.lookupUser(email)
+	if u == nil {
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(sha512Hex(u.passwordSalt+password)), []byte(u.passwordHash)) != 1 {
+		return nil
+	}
+	return u
+}
+
+// tokenAuth mirrors core's legacy token check (§1.1): four non-empty
+// headers, auth-ts within ±AuthWindow (an unparseable auth-ts is NaN in
+// JavaScript and passes the window check), and
+// auth-token == hex(sha512(passwordHash + auth-salt + auth-ts)).
+func (s *Server) tokenAuth(r *http.Request) *user {
+	email := r.Header.Get("auth-username")
+	ts := r.Header.Get("auth-ts")
+	salt := r.Header.Get("auth-salt")
+	token := r.Header.Get("auth-token")
+	if email == "" || ts == "" || salt == "" || token == "" {
+		return nil
+	}
+	u := s.lookupUser(email)
+	if u == nil || (s.cfg.Version >= Version8 && u.localOnly) {
+		return nil
+	}
+	if t, ok := parseJSDate(ts); ok {
+		now := s.cfg.Now()
+		if t.Before(now.Add(-s.cfg.AuthWindow)) || t.After(now.Add(s.cfg.AuthWindow)) {
+			return nil
+		}
+	}
+	want := sha512Hex(u.passwordHash + salt + ts)
+	if subtle.ConstantTimeCompare([]byte(want), []byte(token)) != 1 {
+		return nil
+	}
+	return u
+}
+
+// parseJSDate approximates Date.parse for the formats clients send: ISO-8601
+// with or without zone (without zone = server local time, as V8 does),
+// RFC 1123 and Date.toString() forms.
+func parseJSDate(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, true
+		}
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, true
+	}
+	for _, layout := range []string{time.RFC1123, time.RFC1123Z, "Mon Jan 02 2006 15:04:05 GMT-0700"} {
+		v := s
+		if i := strings.Index(v, " ("); i > 0 {
+			v = v[:i]
+		}
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (s *Server) sessionUser(r *http.Request) *user {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil
+	}
+	sig, err := r.Cookie(sessionSigCookie)
+	if err != nil || sig.Value != sha512Hex("sig:"+c.Value)[:27] {
+		return nil
+	}
+	s.mu.Lock()
+	email, ok := s.sessions[c.Value]
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return s.lookupUser(email)
+}
+
+// handleLocalLogin is POST /authenticate/local (Version8, §1.3).
+func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		writeStatus(w, http.StatusBadRequest)
+		return
+	}
+	u := s.basicAuth(body.Username, body.Password)
+	if u == nil {
+		writeStatus(w, http.StatusUnauthorized)
+		return
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	s.mu.Lock()
+	s.sessions[id] = u.email
+	s.mu.Unlock()
+	for _, c := range []*http.Cookie{
+		{Name: sessionCookie, Value: id},
+		{Name: sessionSigCookie, Value: sha512Hex("sig:" + id)[:27]},
+	} {
+		c.Path = "/"
+		c.HttpOnly = true
+		c.MaxAge = 7200
+		if s.cfg.TLS {
+			c.Secure = true
+			c.SameSite = http.SameSiteNoneMode
+		}
+		http.SetCookie(w, c)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"result": "User authenticated successfully",
+		"user":   userJSON(u),
+	})
+}
+
+// handleLogout is GET /logout (Version8).
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.mu.Lock()
+		delete(s.sessions, c.Value)
+		s.mu.Unlock()
+	}
+	writeStatus(w, http.StatusOK)
+}
+
+// handleAuthenticateSalt is GET /authenticate/:username (§1.1 step 1).
+func (s *Server) handleAuthenticateSalt(w http.ResponseWriter, email string) {
+	u := s.lookupUser(email)
+	if u == nil {
+		writeText(w, http.StatusNotFound, "Could not find user by email "+email)
+		return
+	}
+	if s.cfg.Version >= Version8 && u.localOnly {
+		writeText(w, http.StatusNotFound, "Could not find token passport for user "+email)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"salt": u.passwordSalt,
+		"ts":   s.now(),
+	})
+}
+
+func userJSON(u *user) map[string]any {
+	return map[string]any{"email": u.email, "groups": u.groups}
+}

@@ -1,0 +1,186 @@
+package openhimtest
+
+import (
+	"fmt"
+	"bytes"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+)
+
+// §1.1 test vector: the root user's passwordHash and the documented token.
+func TestTokenAuth_ReferenceVector_S1_1(t *testing.T) {
+	ts := "2024-01-01T00:00:00.000Z"
+	now, _ := time.Parse(time.RFC3339, "2024-01-01T00:00:03Z")
+	srv, c := newFake(t, Config{Version: Version4, Now: func() time.Time { return now }})
+
+	var salt struct{ Salt, Ts string }
+	c.scheme = "none"
+	r := c.do(t, http.MethodGet, "/authenticate/"+RootUser, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET /authenticate: %d %s", r.Status, r.Body)
+	}
+	r.json(t, &salt)
+	ph := hexSHA512(salt.Salt + RootPassword)
+	if !strings.HasPrefix(ph, "943a856b") || !strings.HasSuffix(ph, "100d0fb") {
+		t.Fatalf("root passwordhash = %s, want 943a856b…100d0fb (src/server.js)", ph)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/mediators", nil)
+	req.Header.Set("auth-username", RootUser)
+	req.Header.Set("auth-ts", ts)
+	req.Header.Set("auth-salt", "842cd4a0-1a91-45a7-bf76-c292cb36b2e8")
+	req.Header.Set("auth-token", "6d77e1c3ead6e913595a0df569d195c77c2586c5e9b474af271685aed60a981a0f09844dcab872ff7361ca87bb2e96eca2013b16b6d198287d98b99965ccb3cd")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("token from the reference vector: status %d, want 200", resp.StatusCode)
+	}
+}
+
+// §1.1: ±authWindowSeconds (default 10), both directions; an auth-ts that
+// Date.parse cannot read is NaN and passes the window check.
+func TestTokenAuth_Window_S1_1(t *testing.T) {
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		ts     string
+		window time.Duration
+		want   int
+	}{
+		{"now", "2025-03-01T12:00:00.000Z", 0, 200},
+		{"9s old", "2025-03-01T11:59:51.000Z", 0, 200},
+		{"11s old", "2025-03-01T11:59:49.000Z", 0, 401},
+		{"9s future", "2025-03-01T12:00:09.000Z", 0, 200},
+		{"11s future", "2025-03-01T12:00:11.000Z", 0, 401},
+		{"11s old, window 50s", "2025-03-01T11:59:49.000Z", 50 * time.Second, 200},
+		{"unparseable ts is NaN and not rejected", "not a date", 0, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newFake(t, Config{Version: Version4, AuthWindow: tt.window, Now: func() time.Time { return base }})
+			salt := rootSalt
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/mediators", nil)
+			req.Header.Set("auth-username", RootUser)
+			req.Header.Set("auth-ts", tt.ts)
+			req.Header.Set("auth-salt", "x")
+			req.Header.Set("auth-token", hexSHA512(hexSHA512(salt+RootPassword)+"x"+tt.ts))
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}
+
+// §1.1–§1.3: which scheme works on which version profile.
+func TestAuthSchemesPerVersion_S1(t *testing.T) {
+	tests := []struct {
+		version Version
+		scheme  string
+		want    int
+	}{
+		{Version4, "token", 200},
+		{Version4, "badtoken", 401},
+		{Version4, "basic", 401}, // 4.0.5: basic is answered 401
+		{Version4, "session", 401},
+		{Version4, "none", 401},
+		{Version7, "token", 200},
+		{Version7, "basic", 200},
+		{Version7, "badbasic", 401},
+		{Version7, "session", 401}, // /authenticate/local arrived in 7.2
+		{Version8, "token", 200},
+		{Version8, "basic", 200},
+		{Version8, "badbasic", 401},
+		{Version8, "session", 200},
+		{Version8, "basic+authheader", 401}, // any auth-* header: only token is tried
+		{Version8, "none", 401},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("v%d/%s", tt.version, tt.scheme), func(t *testing.T) {
+			srv, c := newFake(t, Config{Version: tt.version})
+			hc := srv.Client()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/mediators", nil)
+			switch tt.scheme {
+			case "token":
+				if err := c.tokenHeaders(req.Header); err != nil {
+					t.Fatal(err)
+				}
+			case "badtoken":
+				c.pass = "wrong"
+				if err := c.tokenHeaders(req.Header); err != nil {
+					t.Fatal(err)
+				}
+			case "basic":
+				req.SetBasicAuth(RootUser, RootPassword)
+			case "badbasic":
+				req.SetBasicAuth(RootUser, "wrong")
+			case "basic+authheader":
+				req.SetBasicAuth(RootUser, RootPassword)
+				req.Header.Set("auth-username", RootUser)
+			case "session":
+				jar, _ := cookiejar.New(nil)
+				hc.Jar = jar
+				resp, err := hc.Post(srv.URL+"/authenticate/local", "application/json",
+					bytes.NewBufferString(`{"username":"root@openhim.org","password":"openhim-password"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}
+
+// §1.4: a v8 user with only a local passport cannot use token auth.
+func TestLocalOnlyUser_S1_4(t *testing.T) {
+	srv, c := newFake(t, Config{Version: Version8})
+	srv.AddLocalUser("console@example.org", "pw", "admin")
+	c.user, c.pass, c.scheme = "console@example.org", "pw", "none"
+	if r := c.do(t, http.MethodGet, "/authenticate/console@example.org", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("GET /authenticate for a local-only user: %d, want 404", r.Status)
+	}
+	c.scheme = "basic"
+	if r := c.do(t, http.MethodGet, "/mediators", nil); r.Status != http.StatusOK {
+		t.Fatalf("basic auth for a local-only user: %d, want 200", r.Status)
+	}
+}
+
+// §1.5: /mediators* needs the admin group, with core's 403 texts.
+func TestNonAdminForbidden_S1_5(t *testing.T) {
+	srv, c := newFake(t, Config{Version: Version4})
+	srv.AddUser("viewer@example.org", "pw", "viewers")
+	c.user, c.pass = "viewer@example.org", "pw"
+	tests := []struct{ method, path, fn string }{
+		{http.MethodGet, "/mediators", "getAllMediators"},
+		{http.MethodPost, "/mediators", "addMediator"},
+		{http.MethodGet, "/mediators/urn:x", "getMediator"},
+		{http.MethodDelete, "/mediators/urn:x", "removeMediator"},
+		{http.MethodPost, "/mediators/urn:x/heartbeat", "removeMediator"},
+		{http.MethodPut, "/mediators/urn:x/config", "removeMediator"},
+		{http.MethodPost, "/mediators/urn:x/channels", "removeMediator"},
+	}
+	for _, tt := range tests {
+		r := c.do(t, tt.method, tt.path, map[string]any{})
+		want := "User viewer@example.org is not an admin, API access to " + tt.fn + " denied."
+		if r.Status != http.StatusForbidden || r.Body != want {
+			t.Errorf("%s %s: %d %q, want 403 %q", tt.method, tt.path, r.Status, r.Body, want)
+		}
+	}
+}

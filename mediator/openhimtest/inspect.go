@@ -1,0 +1,184 @@
+package openhimtest
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Error is returned by the helpers that apply a core API operation directly
+// (Register, SetConfig, AddChannel): it carries the status and body core
+// would have answered.
+type Error struct {
+	StatusCode int
+	Message    string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("openhimtest: %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+}
+
+// Mediators returns copies of all registered mediators, in registration
+// order, with unmasked config.
+func (s *Server) Mediators() []Mediator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Mediator, 0, len(s.mediators))
+	for _, m := range s.mediators {
+		out = append(out, cloneJSON(*m))
+	}
+	return out
+}
+
+// Mediator returns a copy of the mediator registered with urn (unmasked).
+func (s *Server) Mediator(urn string) (Mediator, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.findMediator(urn)
+	if m == nil {
+		return Mediator{}, false
+	}
+	return cloneJSON(*m), true
+}
+
+// Heartbeats returns the accepted heartbeats of urn, oldest first.
+func (s *Server) Heartbeats(urn string) []Heartbeat {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cloneJSON(s.heartbeats[urn])
+}
+
+// ConfigPushes returns the heartbeats of urn whose answer carried config,
+// oldest first.
+func (s *Server) ConfigPushes(urn string) []ConfigPush {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cloneJSON(s.pushes[urn])
+}
+
+// Channels returns copies of all channels.
+func (s *Server) Channels() []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Channel, 0, len(s.channels))
+	for _, c := range s.channels {
+		out = append(out, cloneJSON(*c))
+	}
+	return out
+}
+
+// Clients returns copies of the router clients.
+func (s *Server) Clients() []RouterClient {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]RouterClient, 0, len(s.clients))
+	for _, c := range s.clients {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// Transactions returns copies of all transactions, oldest first.
+func (s *Server) Transactions() []Transaction {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Transaction, 0, len(s.txs))
+	for _, t := range s.txs {
+		out = append(out, copyTx(t))
+	}
+	return out
+}
+
+// Transaction returns a copy of the transaction with the given id.
+func (s *Server) Transaction(id string) (Transaction, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.findTx(id)
+	if t == nil {
+		return Transaction{}, false
+	}
+	return copyTx(t), true
+}
+
+func copyTx(t *Transaction) Transaction {
+	c := cloneJSON(*t)
+	c.MediatorURN, c.MetadataError, c.MetricsSkipped, c.Updates = t.MediatorURN, t.MetadataError, t.MetricsSkipped, t.Updates
+	return c
+}
+
+// Register applies POST /mediators with core's rules to a registration
+// document (any value that marshals to one, e.g. a Mediator or a
+// mediator.Definition). It returns nil for core's 201.
+func (s *Server) Register(doc any) error {
+	var m map[string]any
+	if err := remarshal(doc, &m); err != nil {
+		return &Error{StatusCode: http.StatusBadRequest, Message: err.Error()}
+	}
+	if status, msg := s.addMediator(m); msg != "" {
+		return &Error{StatusCode: status, Message: "Could not add Mediator via the API: " + msg}
+	}
+	return nil
+}
+
+// SetConfig applies PUT /mediators/:urn/config: masked passwords are
+// restored, the config is validated against the configDefs and replaces the
+// stored one, and _configModifiedTS is set so the next heartbeat pushes it.
+func (s *Server) SetConfig(urn string, config map[string]any) error {
+	var cfg map[string]any
+	if err := remarshal(config, &cfg); err != nil {
+		return &Error{StatusCode: http.StatusBadRequest, Message: err.Error()}
+	}
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	if status, msg := s.setConfig(urn, cfg); msg != "" {
+		return &Error{StatusCode: status, Message: msg}
+	}
+	return nil
+}
+
+// AddChannel applies POST /channels to c and returns the stored channel's
+// id. Channels are routable at once (core needs ~1 s to refresh its cache).
+func (s *Server) AddChannel(c Channel) (string, error) {
+	c = cloneJSON(c)
+	if msg := s.channelRules(&c); msg != "" {
+		return "", &Error{StatusCode: http.StatusBadRequest, Message: msg}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.saveChannel(c); err != nil {
+		return "", &Error{StatusCode: http.StatusBadRequest, Message: "Could not add channel via the API: " + err.Error()}
+	}
+	return s.channels[len(s.channels)-1].ID, nil
+}
+
+// Deregister applies DELETE /mediators/:urn (its config is lost, as in
+// core). It reports whether the mediator existed.
+func (s *Server) Deregister(urn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range s.mediators {
+		if m.URN == urn {
+			s.mediators = append(s.mediators[:i], s.mediators[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// UpdateTransaction applies PUT /transactions/:id with a Mongo-style update
+// document (plain keys are $set; $set and $push with $each work).
+func (s *Server) UpdateTransaction(id string, update map[string]any) error {
+	var upd map[string]any
+	if err := remarshal(update, &upd); err != nil {
+		return &Error{StatusCode: http.StatusBadRequest, Message: err.Error()}
+	}
+	if status, msg := s.updateTransaction(id, upd); status != http.StatusOK {
+		return &Error{StatusCode: status, Message: msg}
+	}
+	return nil
+}
+
+// String describes the server for logs.
+func (s *Server) String() string {
+	return fmt.Sprintf("openhimtest.Server{Version%d API %s router %s}", s.cfg.Version, s.URL, s.RouterURL)
+}

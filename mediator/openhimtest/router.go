@@ -1,0 +1,752 @@
+package openhimtest
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Router limits.
+const (
+	maxRouterBody       = 50 << 20
+	defaultRouteTimeout = 60 * time.Second // router.timeout
+	internalErrorBody   = "An internal server error occurred"
+	openhimContentType  = "application/json+openhim"
+	transactionIDHeader = "X-OpenHIM-TransactionID"
+	clientIDHeader      = "X-OpenHIM-ClientID"
+)
+
+// serveRouter is the HTTP router (core's port 5001): client authentication,
+// channel matching and authorisation, a transaction per authorised request,
+// forwarding to the primary route, and parsing of application/json+openhim
+// answers (§5).
+func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRouterBody))
+	if err != nil {
+		writeStatus(w, http.StatusRequestEntityTooLarge)
+		return
+	}
+	client := s.authenticateRouterClient(r)
+	// requestMatching picks the first enabled channel (priority order)
+	// whose urlPattern and matchContentTypes match; authorisation then
+	// answers 401 unless that channel is public or allows the client.
+	ch := s.matchChannel(r)
+	if ch == nil || !authorised(ch, client, remoteIP(r)) {
+		w.Header().Set("WWW-Authenticate", "Basic")
+		writeStatus(w, http.StatusUnauthorized)
+		return
+	}
+	// proxy middleware, before the transaction is stored.
+	if client != nil {
+		r.Header.Set(clientIDHeader, client.ClientID)
+	}
+	if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+		r.Header.Set("X-Forwarded-For", prior+", "+remoteIP(r))
+	} else {
+		r.Header.Set("X-Forwarded-For", remoteIP(r))
+	}
+	if prior := r.Header.Get("X-Forwarded-Host"); prior != "" {
+		r.Header.Set("X-Forwarded-Host", prior+", "+r.Host)
+	} else {
+		r.Header.Set("X-Forwarded-Host", r.Host)
+	}
+
+	start := s.now()
+	tx := &Transaction{
+		ID:        s.newID(),
+		ChannelID: ch.ID,
+		ClientIP:  remoteIP(r),
+		Status:    "Processing",
+		CanRerun:  true,
+		Request: &RequestDef{
+			Host:        hostOnly(r.Host),
+			Port:        portOf(r.Host),
+			Path:        r.URL.Path,
+			Headers:     headerMap(r.Header, true),
+			Querystring: r.URL.RawQuery,
+			Body:        string(body),
+			Method:      r.Method,
+			Timestamp:   &start,
+		},
+	}
+	if client != nil {
+		tx.ClientID = client.ID
+	}
+	if len(body) == 0 && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+		tx.CanRerun = false
+	}
+	s.mu.Lock()
+	s.txs = append(s.txs, tx)
+	s.mu.Unlock()
+
+	if len(ch.Methods) > 0 && !slices.Contains(ch.Methods, strings.ToUpper(r.Method)) {
+		// router.isMethodAllowed: 405 with a text body; core never calls
+		// setFinalStatus on this path, so the transaction stays Processing.
+		msg := fmt.Sprintf("Request with method %s is not allowed. Only %s methods are allowed", r.Method, strings.Join(ch.Methods, ", "))
+		now := s.now()
+		s.mu.Lock()
+		tx.Response = &ResponseDef{Status: http.StatusMethodNotAllowed, Headers: map[string]string{}, Body: msg, Timestamp: &now}
+		s.mu.Unlock()
+		writeText(w, http.StatusMethodNotAllowed, msg)
+		return
+	}
+
+	res := s.forward(r, body, ch, tx.ID)
+
+	s.mu.Lock()
+	s.finishTransaction(tx, res)
+	s.mu.Unlock()
+
+	for k, vs := range res.clientHeader {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(res.clientBody)))
+	w.WriteHeader(res.clientStatus)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(res.clientBody)
+	}
+}
+
+// routeResult is what forwarding produced.
+type routeResult struct {
+	clientStatus int
+	clientHeader http.Header
+	clientBody   []byte
+
+	err           error          // primary route failure (handleServerError)
+	mediator      map[string]any // parsed json+openhim body (ctx.mediatorResponse)
+	coreOrch      Orchestration  // core's own orchestration for the primary route
+	storedBody    string         // ctx.response.body.toString()
+	respTimestamp *time.Time     // ctx.response.timestamp
+	pendingAsync  bool
+}
+
+func (s *Server) authenticateRouterClient(r *http.Request) *RouterClient {
+	id, pw, ok := r.BasicAuth()
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.clients {
+		if c.ClientID != id {
+			continue
+		}
+		var h hash.Hash
+		switch strings.ToLower(c.PasswordAlgorithm) {
+		case "sha512", "":
+			h = sha512.New()
+		case "sha256":
+			h = sha256.New()
+		case "sha1":
+			h = sha1.New()
+		case "md5":
+			h = md5.New()
+		default:
+			return nil
+		}
+		h.Write([]byte(pw + c.PasswordSalt)) // cryptoCompare: update(pass), update(salt)
+		if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(h.Sum(nil))), []byte(strings.ToLower(c.PasswordHash))) == 1 {
+			cp := *c
+			return &cp
+		}
+		return nil
+	}
+	return nil
+}
+
+// matchChannel returns the first enabled channel, in priority order, whose
+// urlPattern (an unanchored regexp tested against the path) and
+// matchContentTypes match, as core's requestMatching does. Authorisation is
+// checked afterwards on that channel only.
+func (s *Server) matchChannel(r *http.Request) *Channel {
+	s.mu.Lock()
+	channels := make([]Channel, 0, len(s.channels))
+	for _, c := range s.channels {
+		channels = append(channels, cloneJSON(*c))
+	}
+	s.mu.Unlock()
+	slices.SortStableFunc(channels, func(a, b Channel) int {
+		pa, pb := a.Priority, b.Priority
+		if pa == 0 {
+			pa = 1 << 30
+		}
+		if pb == 0 {
+			pb = 1 << 30
+		}
+		return pa - pb
+	})
+	ct := strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0])
+	for i := range channels {
+		c := &channels[i]
+		if c.Status != "" && c.Status != "enabled" {
+			continue
+		}
+		re, err := regexp.Compile(c.URLPattern)
+		if err != nil || !re.MatchString(r.URL.Path) {
+			continue
+		}
+		if len(c.MatchContentTypes) > 0 && (ct == "" || !slices.Contains(c.MatchContentTypes, ct)) {
+			continue
+		}
+		return c
+	}
+	return nil
+}
+
+// authorised mirrors core's authorise: IP whitelist, then authType public
+// or the client's clientID or one of its roles in allow.
+func authorised(c *Channel, client *RouterClient, ip string) bool {
+	if len(c.Whitelist) > 0 && !slices.Contains(c.Whitelist, ip) {
+		return false
+	}
+	return c.AuthType == "public" || clientAllowed(c, client)
+}
+
+func clientAllowed(c *Channel, client *RouterClient) bool {
+	if client == nil {
+		return false
+	}
+	if slices.Contains(c.Allow, client.ClientID) {
+		return true
+	}
+	for _, role := range client.Roles {
+		if slices.Contains(c.Allow, role) {
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends the request to the channel's primary route (§5.5) and
+// interprets the answer (§5.1–§5.2).
+func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string) routeResult {
+	var primary *Route
+	n := 0
+	for i := range ch.Routes {
+		rt := &ch.Routes[i]
+		if rt.Primary && rt.Status != "disabled" {
+			n++
+			primary = rt
+		}
+	}
+	if n != 1 {
+		msg := "Channel contains multiple primary routes"
+		if n == 0 {
+			msg = "A primary route could not be found"
+		}
+		return s.failResult(errors.New(msg), Orchestration{}, false)
+	}
+	route := primary
+
+	scheme := "http"
+	if route.Secured {
+		scheme = "https"
+	}
+	path := r.URL.Path
+	switch {
+	case route.Path != "":
+		path = route.Path
+	case route.PathTransform != "":
+		path = transformPath(path, route.PathTransform)
+	}
+	target := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(route.Host, strconv.Itoa(route.Port)), path)
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	timeout := defaultRouteTimeout
+	if ch.Timeout > 0 {
+		timeout = time.Duration(ch.Timeout) * time.Millisecond
+	} else if route.Timeout > 0 {
+		timeout = time.Duration(route.Timeout) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+
+	var reqBody io.Reader
+	// 4.0.5 writes the body for POST and PUT only; later cores also PATCH.
+	sendBody := r.Method == http.MethodPost || r.Method == http.MethodPut ||
+		(s.cfg.Version >= Version7 && r.Method == http.MethodPatch)
+	if sendBody {
+		reqBody = bytes.NewReader(body)
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, target, reqBody)
+	if err != nil {
+		return s.failResult(err, Orchestration{}, false)
+	}
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		if lk == "host" || (lk == "authorization" && !route.ForwardAuthHeader) {
+			continue
+		}
+		out.Header[k] = slices.Clone(vs)
+	}
+	out.Header.Set(transactionIDHeader, txID)
+	if route.Username != "" || route.Password != "" {
+		out.SetBasicAuth(route.Username, route.Password)
+	}
+	reqTime := s.now()
+	orch := Orchestration{
+		Name: route.Name,
+		Request: &RequestDef{
+			Host:        route.Host,
+			Port:        strconv.Itoa(route.Port),
+			Path:        path,
+			Headers:     headerMap(out.Header, false),
+			Querystring: r.URL.RawQuery,
+			Method:      r.Method,
+			Timestamp:   &reqTime,
+		},
+	}
+	if sendBody {
+		orch.Request.Body = string(body)
+	}
+
+	resp, err := s.routeClient.Do(out)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("Request took longer than %dms", timeout.Milliseconds())
+		}
+		return s.failResult(err, orch, true)
+	}
+	defer resp.Body.Close()
+	rb, err := decodeBody(resp)
+	if err != nil {
+		return s.failResult(err, orch, true)
+	}
+	respTime := s.now()
+	orch.Response = &ResponseDef{
+		Status:    resp.StatusCode,
+		Headers:   headerMap(resp.Header, false),
+		Body:      string(rb),
+		Timestamp: &respTime,
+	}
+	res := routeResult{coreOrch: orch}
+
+	if strings.Contains(resp.Header.Get("Content-Type"), openhimContentType) {
+		var m map[string]any
+		if err := json.Unmarshal(rb, &m); err != nil {
+			return s.failResult(fmt.Errorf("SyntaxError: %v", err), orch, true)
+		}
+		mr, ok := m["response"].(map[string]any)
+		if !ok {
+			res := s.failResult(errors.New("TypeError: Cannot read property 'status' of undefined"), orch, true)
+			res.mediator = m // ctx.mediatorResponse was already set
+			return res
+		}
+		res.mediator = m
+		if ts, ok := parseDateValue(mr["timestamp"]); ok {
+			res.respTimestamp = &ts
+		}
+		var hs map[string]any
+		if h, ok := mr["headers"].(map[string]any); ok {
+			hs = h
+		}
+		setKoaResponse(&res, statusOf(mr["status"]), mr["body"], hs, mr["headers"] != nil, txID)
+	} else {
+		res.respTimestamp = &respTime
+		hs := map[string]any{}
+		for k, vs := range resp.Header {
+			hs[strings.ToLower(k)] = strings.Join(vs, ", ")
+		}
+		setKoaResponse(&res, resp.StatusCode, string(rb), hs, true, txID)
+	}
+	if s.cfg.Version >= Version8 && ch.IsAsynchronousProcess && res.clientStatus < 400 {
+		res.pendingAsync = true
+		res.clientStatus = http.StatusAccepted
+	}
+	return res
+}
+
+// setKoaResponse mirrors core's setKoaResponse plus Koa's body handling: a
+// string body is sent as is (text/plain, or text/html when it starts with
+// '<'); an object or number body is sent as JSON but stored with
+// toString() ("[object Object]"); a missing body makes Koa answer the
+// status message. X-OpenHIM-TransactionID is added when headers are
+// non-null; content-length, content-encoding and transfer-encoding are
+// dropped.
+func setKoaResponse(res *routeResult, status int, body any, headers map[string]any, hasHeaders bool, txID string) {
+	res.clientStatus = status
+	res.clientHeader = http.Header{}
+	switch b := body.(type) {
+	case nil:
+		res.clientBody = []byte(http.StatusText(status))
+		res.clientHeader.Set("Content-Type", "text/plain; charset=utf-8")
+		res.storedBody = ""
+	case string:
+		res.clientBody = []byte(b)
+		res.storedBody = b
+		if strings.HasPrefix(strings.TrimSpace(b), "<") {
+			res.clientHeader.Set("Content-Type", "text/html; charset=utf-8")
+		} else {
+			res.clientHeader.Set("Content-Type", "text/plain; charset=utf-8")
+		}
+	default:
+		j, _ := json.Marshal(b)
+		res.clientBody = j
+		res.storedBody = jsString(b)
+		res.clientHeader.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	if hasHeaders {
+		if headers == nil {
+			headers = map[string]any{}
+		}
+		headers[transactionIDHeader] = txID
+	}
+	for _, k := range sortedKeys(headers) {
+		v := headers[k]
+		switch strings.ToLower(k) {
+		case "content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive":
+			continue
+		case "set-cookie":
+			if arr, ok := v.([]any); ok {
+				for _, c := range arr {
+					res.clientHeader.Add("Set-Cookie", jsString(c))
+				}
+				continue
+			}
+		}
+		res.clientHeader.Set(k, jsString(v))
+	}
+}
+
+// failResult is core's handleServerError: the client gets 500 "An internal
+// server error occurred", the transaction an error and autoRetry.
+func (s *Server) failResult(err error, orch Orchestration, withOrch bool) routeResult {
+	now := s.now()
+	res := routeResult{
+		err:           err,
+		clientStatus:  http.StatusInternalServerError,
+		clientHeader:  http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		clientBody:    []byte(internalErrorBody),
+		storedBody:    internalErrorBody,
+		respTimestamp: &now,
+	}
+	if withOrch {
+		if orch.Response == nil {
+			orch.Error = &ErrorDef{Message: err.Error()}
+		}
+		res.coreOrch = orch
+	}
+	return res
+}
+
+// finishTransaction stores the outcome as core's storeResponse (one
+// validated update: response, error, orchestrations, properties and, on
+// 4.0.5, the mediator's status) and setFinalStatus do. s.mu must be held.
+func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
+	resp := &ResponseDef{
+		Status:    res.clientStatus,
+		Headers:   headerMap(res.clientHeader, true),
+		Body:      res.storedBody,
+		Timestamp: res.respTimestamp,
+	}
+	var orchs []Orchestration
+	var props map[string]any
+	var txErr *ErrorDef
+	var mediatorStatus string
+	if res.err != nil {
+		txErr = &ErrorDef{Message: res.err.Error()}
+	}
+	if m := res.mediator; m != nil {
+		if urn, ok := m["x-mediator-urn"]; ok {
+			tx.MediatorURN = jsString(urn)
+		}
+		mediatorStatus, _ = m["status"].(string)
+		if mr, ok := m["response"].(map[string]any); ok && mr["timestamp"] == nil {
+			tx.MetricsSkipped = true
+		}
+		raw, _ := m["orchestrations"].([]any)
+		for i, o := range raw {
+			om, _ := o.(map[string]any)
+			if reason := orchestrationInvalid(om); reason != "" && tx.MetadataError == "" {
+				tx.MetadataError = fmt.Sprintf("orchestrations.%d.%s", i, reason)
+			}
+			var parsed Orchestration
+			if err := remarshal(castOrchestration(om), &parsed); err != nil && tx.MetadataError == "" {
+				tx.MetadataError = fmt.Sprintf("orchestrations.%d: %v", i, err)
+			}
+			orchs = append(orchs, parsed)
+		}
+		props, _ = m["properties"].(map[string]any)
+		if e, ok := m["error"].(map[string]any); ok && res.err == nil {
+			txErr = &ErrorDef{Message: jsString(e["message"])}
+			if st, ok := e["stack"]; ok && st != nil {
+				txErr.Stack = jsString(st)
+			}
+		}
+	}
+	if res.coreOrch.Name != "" {
+		orchs = append(orchs, res.coreOrch)
+	}
+	saved := tx.MetadataError == ""
+	if saved {
+		tx.Response = resp
+		tx.Orchestrations = orchs
+		tx.Properties = props
+		tx.Error = txErr
+		if mediatorStatus != "" {
+			tx.Status = mediatorStatus
+		}
+	}
+	if txErr != nil {
+		tx.AutoRetry = true // setFinalStatus' own update
+	}
+	switch {
+	case mediatorStatus != "":
+		// setFinalStatus leaves the status to storeResponse; on 4.0.5 it
+		// is part of the update that failed, so it stays Processing.
+		if s.cfg.Version >= Version7 {
+			tx.Status = mediatorStatus
+		}
+	case res.pendingAsync:
+		tx.Status = "Pending Async"
+	default:
+		tx.Status = computeStatus(res.clientStatus)
+	}
+}
+
+// computeStatus is setFinalStatus for a transaction with only a primary
+// route (§5.3).
+func computeStatus(code int) string {
+	switch {
+	case code >= 500:
+		return "Failed"
+	case code >= 200 && code < 300:
+		return "Successful"
+	default:
+		return "Completed"
+	}
+}
+
+// orchestrationInvalid returns why Mongoose's validation of an orchestration
+// fails (name and request.timestamp are required), or "".
+func orchestrationInvalid(o map[string]any) string {
+	if o == nil || !jsTruthy(o["name"]) {
+		return "name: Path `name` is required."
+	}
+	req, _ := o["request"].(map[string]any)
+	if req == nil || req["timestamp"] == nil || req["timestamp"] == "" {
+		return "request.timestamp: Path `request.timestamp` is required."
+	}
+	if _, ok := parseDateValue(req["timestamp"]); !ok {
+		return "request.timestamp: Cast to Date failed"
+	}
+	return ""
+}
+
+// castOrchestration converts an orchestration as Mongoose would before
+// decoding it into Orchestration: bodies to strings, dates parsed, header
+// values to strings.
+func castOrchestration(o map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range o {
+		out[k] = v
+	}
+	for _, part := range []string{"request", "response"} {
+		sub, ok := o[part].(map[string]any)
+		if !ok {
+			delete(out, part)
+			continue
+		}
+		c := map[string]any{}
+		for k, v := range sub {
+			switch k {
+			case "body", "host", "path", "querystring", "method":
+				c[k] = bodyString(v)
+			case "port":
+				c[k] = jsString(v)
+			case "status":
+				c[k] = statusOf(v)
+			case "timestamp":
+				if t, ok := parseDateValue(v); ok {
+					c[k] = t
+				}
+			case "headers":
+				hs := map[string]any{}
+				if m, ok := v.(map[string]any); ok {
+					for hk, hv := range m {
+						hs[hk] = jsString(hv)
+					}
+				}
+				c[k] = hs
+			}
+		}
+		out[part] = c
+	}
+	if e, ok := o["error"].(map[string]any); ok {
+		out["error"] = map[string]any{"message": jsString(e["message"]), "stack": jsString(e["stack"])}
+		if e["stack"] == nil {
+			delete(out["error"].(map[string]any), "stack")
+		}
+	} else {
+		delete(out, "error")
+	}
+	if g, ok := o["group"]; ok {
+		out["group"] = jsString(g)
+	}
+	out["name"] = jsString(o["name"])
+	return out
+}
+
+// parseDateValue mirrors Mongoose's Date cast: a date string or epoch ms.
+func parseDateValue(v any) (time.Time, bool) {
+	switch x := v.(type) {
+	case string:
+		if x == "" {
+			return time.Time{}, false
+		}
+		t, ok := parseJSDate(x)
+		return t.UTC(), ok
+	case float64:
+		return time.UnixMilli(int64(x)).UTC(), true
+	}
+	return time.Time{}, false
+}
+
+// statusOf mirrors setKoaResponse: a numeric string is parseInt-ed.
+func statusOf(v any) int {
+	switch x := v.(type) {
+	case float64:
+		return int(x)
+	case string:
+		t := strings.TrimSpace(x)
+		end := 0
+		for end < len(t) && t[end] >= '0' && t[end] <= '9' {
+			end++
+		}
+		if n, err := strconv.Atoi(t[:end]); err == nil {
+			return n
+		}
+	}
+	return http.StatusOK
+}
+
+// bodyString mirrors storing a value into a String path / toString():
+// objects become "[object Object]" (the reason to send body as a string).
+func bodyString(v any) string {
+	if v == nil {
+		return ""
+	}
+	return jsString(v)
+}
+
+// transformPath applies a sed-like s/from/to[/g] (with \/ escapes) as core's
+// transformPath does.
+func transformPath(path, transform string) string {
+	t := strings.TrimPrefix(transform, "s/")
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(t); i++ {
+		if t[i] == '\\' && i+1 < len(t) && t[i+1] == '/' {
+			cur.WriteByte('/')
+			i++
+			continue
+		}
+		if t[i] == '/' {
+			parts = append(parts, cur.String())
+			cur.Reset()
+			continue
+		}
+		cur.WriteByte(t[i])
+	}
+	parts = append(parts, cur.String())
+	if len(parts) < 2 {
+		return path
+	}
+	re, err := regexp.Compile(parts[0])
+	if err != nil {
+		return path
+	}
+	to := parts[1]
+	if len(parts) > 2 && strings.Contains(parts[2], "g") {
+		return re.ReplaceAllString(path, to)
+	}
+	done := false
+	return re.ReplaceAllStringFunc(path, func(m string) string {
+		if done {
+			return m
+		}
+		done = true
+		return re.ReplaceAllString(m, to)
+	})
+}
+
+func decodeBody(resp *http.Response) ([]byte, error) {
+	var rd io.Reader = resp.Body
+	switch strings.ToLower(resp.Header.Get("Content-Encoding")) {
+	case "gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		rd = zr
+	case "deflate":
+		fr := flate.NewReader(resp.Body)
+		defer fr.Close()
+		rd = fr
+	}
+	return io.ReadAll(io.LimitReader(rd, maxRouterBody))
+}
+
+// headerMap converts headers as Node sees them: lower-case names, values
+// joined; topLevel escapes the first '.' and '$' of each key as core does
+// for transaction (not orchestration) headers.
+func headerMap(h http.Header, topLevel bool) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, vs := range h {
+		key := strings.ToLower(k)
+		if topLevel {
+			key = strings.Replace(key, ".", "\uff0e", 1)
+			key = strings.Replace(key, "$", "\uff04", 1)
+		}
+		out[key] = strings.Join(vs, ", ")
+	}
+	return out
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func hostOnly(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return h
+}
+
+func portOf(hostport string) string {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	return p
+}
