@@ -142,7 +142,7 @@ func (s *Server) sessionUser(r *http.Request) *user {
 		return nil
 	}
 	sig, err := r.Cookie(sessionSigCookie)
-	if err != nil || sig.Value != sha512Hex("sig:"+c.Value)[:27] {
+	if err != nil || sig.Value != sha512Hex("sig:" + c.Value)[:27] {
 		return nil
 	}
 	s.mu.Lock()

@@ -1,8 +1,8 @@
 package openhimtest
 
 import (
-	"fmt"
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
