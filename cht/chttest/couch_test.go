@@ -1,0 +1,308 @@
+package chttest
+
+import (
+	"errors"
+	"net/http"
+	"net/http/cookiejar"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMedicDocs(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	steps := []struct {
+		name   string
+		c      call
+		status int
+		check  func(t *testing.T, r result)
+	}{
+		{"missing", call{method: "GET", path: "/medic/p1"}, 404, func(t *testing.T, r result) {
+			jsonEqual(t, r.body, []byte(`{"error":"not_found","reason":"missing"}`))
+		}},
+		{"create", call{method: "PUT", path: "/medic/p1", ct: "application/json", body: `{"type":"person","name":"A"}`}, 201,
+			func(t *testing.T, r result) {
+				if o := r.obj(t); o["ok"] != true || o["id"] != "p1" || !strings.HasPrefix(str(o["rev"]), "1-") {
+					t.Errorf("answer %s", r.body)
+				}
+			}},
+		{"create again without _rev", call{method: "PUT", path: "/medic/p1", ct: "application/json", body: `{"type":"person","name":"B"}`}, 409,
+			func(t *testing.T, r result) {
+				jsonEqual(t, r.body, []byte(`{"error":"conflict","reason":"Document update conflict."}`))
+			}},
+		{"read", call{method: "GET", path: "/medic/p1"}, 200, func(t *testing.T, r result) {
+			if o := r.obj(t); o["name"] != "A" || o["_id"] != "p1" {
+				t.Errorf("doc %s", r.body)
+			}
+		}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			r := do(t, srv, s.c)
+			if r.status != s.status {
+				t.Fatalf("status %d, want %d: %s", r.status, s.status, r.body)
+			}
+			s.check(t, r)
+		})
+	}
+	// Update with the current rev, then a stale one.
+	raw := mustDoc(t, srv, "p1")
+	doc, _ := decodeDoc(raw)
+	rev1 := str(doc["_rev"])
+	doc["name"] = "C"
+	r := do(t, srv, call{method: "PUT", path: "/medic/p1", ct: "application/json", body: mustMarshal(t, doc)})
+	if r.status != 201 || !strings.HasPrefix(str(r.obj(t)["rev"]), "2-") {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	r = do(t, srv, call{method: "PUT", path: "/medic/p1", ct: "application/json", body: mustMarshal(t, doc)})
+	if r.status != 409 {
+		t.Fatalf("stale update: %d %s", r.status, r.body)
+	}
+	r = do(t, srv, call{method: "DELETE", path: "/medic/p1?rev=" + rev1})
+	if r.status != 409 {
+		t.Fatalf("stale delete: %d %s", r.status, r.body)
+	}
+	r = do(t, srv, call{method: "DELETE", path: "/medic/p1?rev=" + srv.store.currentRev("p1")})
+	if r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	r = do(t, srv, call{method: "GET", path: "/medic/p1"})
+	if r.status != 404 || r.obj(t)["reason"] != "deleted" {
+		t.Fatalf("after delete: %d %s", r.status, r.body)
+	}
+	// Re-create after delete needs no rev.
+	r = do(t, srv, call{method: "PUT", path: "/medic/p1", ct: "application/json", body: `{"type":"person","name":"D"}`})
+	if r.status != 201 || !strings.HasPrefix(str(r.obj(t)["rev"]), "4-") {
+		t.Fatalf("re-create: %d %s", r.status, r.body)
+	}
+}
+
+func TestChanges(t *testing.T) {
+	srv := newTestServer(t, Config{MaxLongpoll: 2 * time.Second})
+	for i := range 5 {
+		if _, err := srv.PutDoc(map[string]any{"_id": "d" + strconv.Itoa(i), "n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// d1 updated: it appears once, at its latest seq.
+	if _, err := srv.PutDoc(map[string]any{"_id": "d1", "n": 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.DeleteDoc("d3"); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, srv, call{method: "GET", path: "/medic/_changes?include_docs=true"})
+	body := r.obj(t)
+	results := body["results"].([]any)
+	var ids []string
+	for _, x := range results {
+		ids = append(ids, str(get(x, "id")))
+	}
+	if strings.Join(ids, ",") != "d0,d2,d4,d1,d3" {
+		t.Fatalf("ids %v, want d0,d2,d4,d1,d3", ids)
+	}
+	if get(results[3], "doc.n") != mustNumber("10") || get(results[4], "deleted") != true {
+		t.Errorf("results %s", r.body)
+	}
+	if last := str(body["last_seq"]); !strings.HasPrefix(last, "7-") {
+		t.Errorf("last_seq %q, want an opaque \"7-...\"", last)
+	}
+	// Paging with limit and the opaque seq.
+	var got []string
+	since := "0"
+	for range 10 {
+		r := do(t, srv, call{method: "GET", path: "/medic/_changes?limit=2&since=" + since})
+		b := r.obj(t)
+		rs := b["results"].([]any)
+		if len(rs) == 0 {
+			break
+		}
+		for _, x := range rs {
+			got = append(got, str(get(x, "id")))
+			if get(x, "doc") != nil {
+				t.Fatal("doc without include_docs")
+			}
+		}
+		since = str(b["last_seq"])
+	}
+	if strings.Join(got, ",") != "d0,d2,d4,d1,d3" {
+		t.Fatalf("paged ids %v", got)
+	}
+	if r := do(t, srv, call{method: "GET", path: "/medic/_changes?since=garbage"}); r.status != 400 {
+		t.Errorf("bad since: %d", r.status)
+	}
+
+	// Longpoll waits for the next change.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var lp result
+	go func() {
+		defer wg.Done()
+		lp = do(t, srv, call{method: "GET", path: "/medic/_changes?feed=longpoll&since=now"})
+	}()
+	for len(srv.Requests()) == 0 || srv.Requests()[len(srv.Requests())-1].Path != "/medic/_changes" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := srv.PutDoc(map[string]any{"_id": "late"}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if rs := lp.obj(t)["results"].([]any); len(rs) != 1 || get(rs[0], "id") != "late" {
+		t.Fatalf("longpoll got %s", lp.body)
+	}
+	// Longpoll with a timeout and no change returns empty.
+	r = do(t, srv, call{method: "GET", path: "/medic/_changes?feed=longpoll&since=now&timeout=50"})
+	if rs := r.obj(t)["results"].([]any); len(rs) != 0 {
+		t.Fatalf("timeout longpoll got %s", r.body)
+	}
+}
+
+func TestSessionAndRateLimit(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	jar, _ := cookiejar.New(nil)
+	client := srv.Client()
+	client.Jar = jar
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest("POST", srv.URL+"/_session", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(`{"name":"medic","password":"wrong"}`); resp.StatusCode != 401 {
+		t.Fatalf("bad login: %d", resp.StatusCode)
+	}
+	resp := post(`{"name":"medic","password":"password"}`)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Set-Cookie"), "AuthSession=") {
+		t.Fatalf("login: %d %v", resp.StatusCode, resp.Header)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/hydrate?doc_ids=[]", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("cookie auth: %d", resp.StatusCode)
+	}
+	if reqs := srv.Requests(); reqs[len(reqs)-1].User != "medic" {
+		t.Errorf("recorded user %q", reqs[len(reqs)-1].User)
+	}
+
+	// Failed logins are rate limited: more than 10 in 10 s → 429, even
+	// with the right password afterwards.
+	srv2 := newTestServer(t, Config{})
+	var codes []int
+	for range 12 {
+		codes = append(codes, do(t, srv2, call{method: "GET", path: "/api/v1/hydrate?doc_ids=[]", user: "medic", pass: "bad"}).status)
+	}
+	if codes[0] != 401 || codes[9] != 401 || codes[10] != 429 || codes[11] != 429 {
+		t.Fatalf("codes %v, want 10×401 then 429", codes)
+	}
+	if r := do(t, srv2, call{method: "GET", path: "/api/v1/hydrate?doc_ids=[]"}); r.status != 429 {
+		t.Fatalf("good credentials while limited: %d", r.status)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht", Seed: 42})
+	t.Cleanup(srv.Close)
+	hydrate := call{method: "POST", path: "/api/v1/hydrate", ct: "application/json", body: `{"doc_ids":["x"]}`}
+
+	srv.InjectFault(Fault{Path: "/api/v1/hydrate", Status: 429, RetryAfter: 2 * time.Second, Count: 3})
+	for i := range 3 {
+		r := do(t, srv, hydrate)
+		if r.status != 429 || r.header.Get("Retry-After") != "2" {
+			t.Fatalf("attempt %d: %d Retry-After %q", i, r.status, r.header.Get("Retry-After"))
+		}
+	}
+	if r := do(t, srv, hydrate); r.status != 200 {
+		t.Fatalf("after Count faults: %d", r.status)
+	}
+	if r := do(t, srv, call{method: "GET", path: "/api/info"}); r.status != 200 {
+		t.Fatalf("other route affected: %d", r.status)
+	}
+
+	remove := srv.InjectFault(Fault{Path: "/medic/*", Status: 503, Skip: 1})
+	if r := do(t, srv, call{method: "GET", path: "/medic/" + DemoPatientID}); r.status != 200 {
+		t.Fatalf("skipped request: %d", r.status)
+	}
+	r := do(t, srv, call{method: "GET", path: "/medic/" + DemoPatientID})
+	if r.status != 503 {
+		t.Fatalf("prefix fault: %d", r.status)
+	}
+	jsonEqual(t, r.body, []byte(`{"code":503,"error":"Service Unavailable"}`))
+	remove()
+	if r := do(t, srv, call{method: "GET", path: "/medic/" + DemoPatientID}); r.status != 200 {
+		t.Fatalf("after remove: %d", r.status)
+	}
+
+	// Probability with a seeded source: deterministic for a given Seed.
+	count := func(seed uint64) []int {
+		s := NewDemoServer(Config{Seed: seed})
+		defer s.Close()
+		s.InjectFault(Fault{Status: 500, Probability: 0.3})
+		var failed []int
+		for i := range 40 {
+			if do(t, s, call{method: "GET", path: "/api/info"}).status == 500 {
+				failed = append(failed, i)
+			}
+		}
+		return failed
+	}
+	a, b := count(7), count(7)
+	if mustMarshal(t, a) != mustMarshal(t, b) || len(a) == 0 || len(a) == 40 {
+		t.Fatalf("probabilistic faults not deterministic or degenerate: %v vs %v", a, b)
+	}
+
+	// Abort closes the connection: a network error for the client (no
+	// Count: Go's transport retries an idempotent request once on a reused
+	// connection).
+	removeAbort := srv.InjectFault(Fault{Path: "/api/v1/hydrate", Abort: true})
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/hydrate?doc_ids=[]", nil)
+	req.SetBasicAuth(AdminUsername, AdminPassword)
+	if resp, err := srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("aborted request answered %d", resp.StatusCode)
+	}
+	removeAbort()
+
+	// Latency: a client with a shorter timeout gives up.
+	srv.InjectFault(Fault{Path: "/api/v1/hydrate", Latency: 2 * time.Second, Count: 1})
+	c := srv.Client()
+	c.Timeout = 50 * time.Millisecond
+	_, err := c.Do(req)
+	var ne interface{ Timeout() bool }
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("want a client timeout, got %v", err)
+	}
+}
+
+func TestBasePathAndBodyLimit(t *testing.T) {
+	srv := newTestServer(t, Config{BasePath: "/cht/", MaxBodyBytes: 64})
+	if strings.HasSuffix(srv.URL, "/") || !strings.HasSuffix(srv.URL, "/cht") {
+		t.Fatalf("URL %q", srv.URL)
+	}
+	// A client that drops the base path gets 404.
+	req, _ := http.NewRequest("GET", strings.TrimSuffix(srv.URL, "/cht")+"/api/info", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("outside base path: %d", resp.StatusCode)
+	}
+	r := do(t, srv, call{method: "POST", path: "/api/v1/hydrate", ct: "application/json",
+		body: `{"doc_ids":["` + strings.Repeat("x", 100) + `"]}`})
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized body: %d", r.status)
+	}
+}
