@@ -1,0 +1,105 @@
+// Package fhirtest provides an in-memory FHIR R4 server for tests, in the manner of
+// net/http/httptest.
+//
+// [NewServer] starts a server on a loopback port; [Server.URL] is its FHIR base URL (for example
+// http://127.0.0.1:41234/fhir/R4, no trailing slash) and [Server.Client] an HTTP client for it.
+// Resources are stored as raw JSON, so any R4 resource type can be written and read back unchanged
+// apart from id and meta. Inspection helpers return plain values for assertions:
+//
+//	srv := fhirtest.NewServer()
+//	t.Cleanup(srv.Close)
+//	// ... point the code under test at srv.URL, then:
+//	if n := srv.Count("Observation"); n != 20 { t.Errorf("got %d Observations", n) }
+//	for _, raw := range srv.Resources("Patient") { ... } // []json.RawMessage, creation order
+//
+// [Handler] is the same server as an http.Handler, for a mux or a real listener (the demo's --serve
+// mode). A Handler is safe for concurrent use; reads run in parallel and writes are serialised by
+// one lock held only for index lookups and encoding, which sustains well over ten thousand writes
+// per second on two cores (see BenchmarkCreateParallel).
+//
+// # Interactions
+//
+//   - create: POST [base]/Type. The server assigns a UUID id; a client-supplied id is kept (as on the
+//     real server) and a second POST with the same id is answered 400. Answers 201 with Location
+//     ([base]/Type/id/_history/n), ETag (W/"n") and Last-Modified.
+//   - conditional create: If-None-Exist: 0 matches creates (201), 1 returns the existing resource
+//     (200, unchanged), more than 1 is 412.
+//   - read: GET [base]/Type/id (200 or 404); vread of the current version: GET .../_history/n.
+//   - update: PUT [base]/Type/id with the same id in the body; creates the resource when absent.
+//     If-Match W/"n" is honoured (412 on mismatch).
+//   - conditional update: PUT [base]/Type?search: 0 matches creates with a server id (201; a body id
+//     is a 400), 1 updates it (200; a different body id is a 400), more than 1 is 412.
+//   - delete: DELETE [base]/Type/id answers 200 with an OperationOutcome; a later read or delete is
+//     404.
+//   - search: GET [base]/Type?params or POST [base]/Type/_search with identifier (system|value,
+//     |value for no system, value for any system, system| for any value; comma for OR), _id,
+//     subject, patient and encounter (Type/id, bare id, absolute URL, :Type modifier), _lastUpdated
+//     (eq, ne, gt, lt, ge, le, sa, eb at the value's precision; repeat for ranges), _count (default
+//     100, max 1000), _offset, _sort (_lastUpdated, _id, optionally descending) and _summary=count.
+//     The answer is a searchset Bundle with total, self and next links, and fullUrl per entry.
+//     Unsupported parameters are answered 400 naming the parameter, so a test never passes on a
+//     silently ignored filter.
+//   - transaction and batch Bundles: POST [base]. Entries run in the FHIR order DELETE, POST, PUT,
+//     GET. urn:uuid fullUrls of created and updated entries are replaced in every string of every
+//     entry's resource, nested references and narrative included. POST entries get server ids;
+//     request.ifNoneExist, conditional PUT urls and request.ifMatch work as for single requests. A
+//     transaction is atomic: the first failing entry undoes every change and its status (404, 412,
+//     400...) answers the whole request with an OperationOutcome. A batch answers 200 with a status
+//     per entry. Response entries carry fullUrl, the resource and response.status ("201 Created"),
+//     location (Type/id/_history/n), etag and lastModified.
+//   - GET [base]/metadata answers a minimal CapabilityStatement.
+//
+// Every version gets meta.versionId ("1", "2", ... continuing after a delete) and
+// meta.lastUpdated (UTC, milliseconds); other meta elements are kept. Answers are
+// application/fhir+json; Prefer: return=minimal and return=OperationOutcome are honoured.
+//
+// # Validation
+//
+// Request bodies must be JSON objects (400), with a known R4 resourceType matching the URL (400), a
+// valid id (1-64 of [A-Za-z0-9-.]) and no null values (400). Required elements of common resource
+// types are checked (Observation.status and code, Encounter.status and class, ...). Empty strings,
+// arrays and objects are dropped, as the real server does; [Config.Strict] rejects them instead
+// (FHIR invariant ele-1). Content-Type must be application/fhir+json or application/json (415 for
+// others; a missing one is accepted), and bodies above [Config.MaxBodyBytes] are answered 413. Errors
+// are OperationOutcomes whose issue names the offending element in expression.
+//
+// # Fault injection
+//
+// [Handler.FailNextWrites] and [Handler.TimeoutNextWrites] script the next writes; [Handler.SetFaults]
+// fails a seeded random fraction of writes with an error status, a timeout (not applied, no timely
+// answer) or a lost response (applied, no timely answer), and adds latency. Every request records the
+// fault it got in [Request.Fault], so a soak test can reconcile what it sent with what was stored.
+//
+// # Matching the real server
+//
+// The e2e suite runs a real FHIR server, medplum's @medplum/fhir-router with its in-memory repository
+// (.ci/fhir-server). TestE2EDifferential runs the same scenarios against both and requires identical
+// outcomes. Where medplum differs from the FHIR specification, fhirtest follows medplum when a test
+// written against one should pass against the other:
+//
+//   - PUT that creates a resource answers 200, not 201 (a conditional PUT that creates answers 201).
+//   - A read or delete after a delete answers 404, not 410 Gone; deleting an unknown id is 404.
+//   - POST keeps a client-supplied id; POST entries inside a Bundle get a new id.
+//   - Empty elements are dropped silently; null values are rejected.
+//   - Resource ids are UUIDs. Search results are in creation order by default.
+//   - urn:uuid references are rewritten inside any string, not only in Reference.reference.
+//
+// fhirtest deliberately differs where medplum's behaviour would hide bugs or is a quirk of the test
+// double:
+//
+//   - versionId is "1", "2", ... (medplum: a UUID per version). Bundle response status is
+//     "201 Created" (medplum: "201") and location includes _history (medplum: "Type/id"); parse the
+//     leading status code and the Type/id prefix to work with both.
+//   - Ids are checked against the FHIR id syntax (medplum accepts "bad id!").
+//   - Unknown search parameters are 400 (medplum returns an empty result); subject=<bare id> matches
+//     any type (medplum: none).
+//   - Without _count a page holds 100 resources with a next link (medplum returns all).
+//   - An unknown resource type in the URL is 404 (medplum: an empty search result or 400).
+//   - Any urn:uuid fullUrl is mapped (medplum: only lower-case RFC 4122 syntax).
+//   - Only the current version is kept; _history lists are not served.
+//   - Transactions are truly atomic. Medplum's in-memory repository has no rollback, and the e2e
+//     wrapper does not enable medplum's transaction mode, so there a transaction with a failing entry
+//     answers 200 with per-entry errors and keeps the other entries' writes. The differential test
+//     reports this as a failure until the wrapper enables transactions and restores the repository
+//     on error.
+package fhirtest
