@@ -17,15 +17,15 @@ import (
 
 // The test vector of the reference (§1.1): core's root user.
 const (
-	rootSalt         = "d9bcb40e-ae65-478f-962e-5e5e5e7d0a01"
-	rootPasswordHash = "943a856bba65aad6c639d5c8d4a11fc8bb7fe9de62ae307aec8cf6ae6c1faab722127964c71db4bdd2ea2cdf60c6e4094dcad54d4522ab2839b65ae98100d0fb"
+	lcRootSalt         = "d9bcb40e-ae65-478f-962e-5e5e5e7d0a01"
+	lcRootPasswordHash = "943a856bba65aad6c639d5c8d4a11fc8bb7fe9de62ae307aec8cf6ae6c1faab722127964c71db4bdd2ea2cdf60c6e4094dcad54d4522ab2839b65ae98100d0fb"
 )
 
 func TestTokenVector(t *testing.T) {
-	if got := passwordHash(rootSalt, "openhim-password"); got != rootPasswordHash {
-		t.Fatalf("passwordHash = %s, want core's root passwordHash %s", got, rootPasswordHash)
+	if got := passwordHash(lcRootSalt, "openhim-password"); got != lcRootPasswordHash {
+		t.Fatalf("passwordHash = %s, want core's root passwordHash %s", got, lcRootPasswordHash)
 	}
-	got := authToken(rootPasswordHash, "842cd4a0-1a91-45a7-bf76-c292cb36b2e8", "2024-01-01T00:00:00.000Z")
+	got := authToken(lcRootPasswordHash, "842cd4a0-1a91-45a7-bf76-c292cb36b2e8", "2024-01-01T00:00:00.000Z")
 	const want = "6d77e1c3ead6e913595a0df569d195c77c2586c5e9b474af271685aed60a981a0f09844dcab872ff7361ca87bb2e96eca2013b16b6d198287d98b99965ccb3cd"
 	if got != want {
 		t.Fatalf("authToken = %s, want %s", got, want)
@@ -86,9 +86,9 @@ func TestPasswordRedaction(t *testing.T) {
 	}
 }
 
-// fakeAuthCore is a tiny core for auth flows: it records which scheme each
+// lcAuthCore is a tiny core for auth flows: it records which scheme each
 // request used and accepts the schemes in accept.
-type fakeAuthCore struct {
+type lcAuthCore struct {
 	accept      map[string]bool // "basic", "token", "session"
 	tokenUser   bool            // GET /authenticate/:user answers 200
 	saltCalls   atomic.Int32
@@ -98,7 +98,7 @@ type fakeAuthCore struct {
 	schemes     chan string
 }
 
-func (f *fakeAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *lcAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const user, pw = "root@openhim.org", "openhim-password"
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/authenticate/") && r.Method == http.MethodGet:
@@ -107,7 +107,7 @@ func (f *fakeAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Could not find token passport for user", http.StatusNotFound)
 			return
 		}
-		fmt.Fprintf(w, `{"salt":%q,"ts":%q}`, rootSalt, time.Now().UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(w, `{"salt":%q,"ts":%q}`, lcRootSalt, time.Now().UTC().Format(time.RFC3339Nano))
 		return
 	case r.URL.Path == "/authenticate/local" && r.Method == http.MethodPost:
 		f.loginCalls.Add(1)
@@ -126,7 +126,7 @@ func (f *fakeAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("auth-username") != "" && f.accept["token"] {
 		ts := r.Header.Get("auth-ts")
-		want := authToken(rootPasswordHash, r.Header.Get("auth-salt"), ts)
+		want := authToken(lcRootPasswordHash, r.Header.Get("auth-salt"), ts)
 		parsed, err := time.Parse(time.RFC3339Nano, ts)
 		if r.Header.Get("auth-token") == want && err == nil && time.Since(parsed).Abs() < 10*time.Second {
 			scheme = "token"
@@ -153,32 +153,32 @@ func TestAuthSchemes(t *testing.T) {
 	tests := []struct {
 		name       string
 		scheme     AuthScheme
-		core       *fakeAuthCore
+		core       *lcAuthCore
 		calls      int
 		wantErr    error
 		wantScheme string
 		wantSalt   int32 // GET /authenticate/:user calls
 		wantLogin  int32
 	}{
-		{name: "basic never asks for the salt", scheme: AuthBasic, core: &fakeAuthCore{accept: map[string]bool{"basic": true}},
+		{name: "basic never asks for the salt", scheme: AuthBasic, core: &lcAuthCore{accept: map[string]bool{"basic": true}},
 			calls: 3, wantScheme: "basic", wantSalt: 0},
 		{name: "basic works for a user without token passport", scheme: AuthBasic,
-			core: &fakeAuthCore{accept: map[string]bool{"basic": true}, tokenUser: false}, calls: 2, wantScheme: "basic"},
-		{name: "basic rejected is a credential error", scheme: AuthBasic, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+			core: &lcAuthCore{accept: map[string]bool{"basic": true}, tokenUser: false}, calls: 2, wantScheme: "basic"},
+		{name: "basic rejected is a credential error", scheme: AuthBasic, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
 			calls: 1, wantErr: ErrUnauthorized},
-		{name: "token caches the salt", scheme: AuthToken, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+		{name: "token caches the salt", scheme: AuthToken, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
 			calls: 3, wantScheme: "token", wantSalt: 1},
-		{name: "auto uses basic when it works", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true},
+		{name: "auto uses basic when it works", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true},
 			calls: 3, wantScheme: "basic", wantSalt: 0},
-		{name: "auto falls back to token (core 4.x)", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
+		{name: "auto falls back to token (core 4.x)", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
 			calls: 3, wantScheme: "token", wantSalt: 1},
-		{name: "auto with neither", scheme: AuthAuto, core: &fakeAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
+		{name: "auto with neither", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
 			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1},
-		{name: "session logs in once", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"session": true}},
+		{name: "session logs in once", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"session": true}},
 			calls: 3, wantScheme: "session", wantLogin: 1},
-		{name: "session re-logs in once on 401", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"session": true}, expireAfter: 2},
+		{name: "session re-logs in once on 401", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"session": true}, expireAfter: 2},
 			calls: 4, wantScheme: "session", wantLogin: 2},
-		{name: "session login refused", scheme: AuthSession, core: &fakeAuthCore{accept: map[string]bool{"basic": true}},
+		{name: "session login refused", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"basic": true}},
 			calls: 1, wantErr: ErrNotFound, wantLogin: 1},
 	}
 	for _, tt := range tests {
@@ -223,7 +223,7 @@ func TestAuthSchemes(t *testing.T) {
 // TestAuthBadPasswordNotHammered checks that a 401 is not retried beyond the
 // one credential refresh.
 func TestAuthBadPasswordNotHammered(t *testing.T) {
-	core := &fakeAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true}
+	core := &lcAuthCore{accept: map[string]bool{"basic": true, "token": true}, tokenUser: true}
 	srv := httptest.NewServer(core)
 	defer srv.Close()
 	c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "root@openhim.org", Password: "wrong", MaxRetries: 5,

@@ -74,7 +74,7 @@ func TestNewClientConfig(t *testing.T) {
 		{name: "CA file without PEM", cfg: OpenHIMConfig{URL: "https://core", Username: "u", CAFile: bad}, wantErr: "no PEM"},
 		{name: "cert without key", cfg: OpenHIMConfig{URL: "https://core", Username: "u", CertFile: bad}, wantErr: "set together"},
 		{name: "TLS options with custom RoundTripper", cfg: OpenHIMConfig{URL: "https://core", Username: "u", InsecureSkipVerify: true,
-			HTTPClient: &http.Client{Transport: roundTripFunc(nil)}}, wantErr: "*http.Transport"},
+			HTTPClient: &http.Client{Transport: lcRoundTrip(nil)}}, wantErr: "*http.Transport"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,9 +95,9 @@ func TestNewClientConfig(t *testing.T) {
 	}
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
+type lcRoundTrip func(*http.Request) (*http.Response, error)
 
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (f lcRoundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestStandaloneClient(t *testing.T) {
 	c, err := NewClient(OpenHIMConfig{}, nil)
@@ -212,7 +212,7 @@ func TestRetryBackoffTiming(t *testing.T) {
 		var times []time.Time
 		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 4,
 			RetryWaitMin: time.Second, RetryWaitMax: 4 * time.Second,
-			HTTPClient: &http.Client{Transport: handlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			HTTPClient: &http.Client{Transport: lcHandlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				times = append(times, time.Now())
 				w.WriteHeader(http.StatusServiceUnavailable)
 			}))}}, nil)
@@ -240,7 +240,7 @@ func TestRetryBackoffTiming(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, Timeout: 3 * time.Second, MaxRetries: -1,
-			HTTPClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			HTTPClient: &http.Client{Transport: lcRoundTrip(func(r *http.Request) (*http.Response, error) {
 				<-r.Context().Done()
 				return nil, r.Context().Err()
 			})}}, nil)
@@ -262,7 +262,7 @@ func TestContextCanceledStopsRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int32
 		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 100, RetryWaitMin: time.Second,
-			HTTPClient: &http.Client{Transport: handlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			HTTPClient: &http.Client{Transport: lcHandlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(http.StatusInternalServerError)
 			}))}}, nil)
@@ -281,15 +281,19 @@ func TestContextCanceledStopsRetries(t *testing.T) {
 	})
 }
 
-// handlerTransport serves requests in process with h (no network), so it
+// lcHandlerTransport serves requests in process with h (no network), so it
 // works inside a synctest bubble.
-func handlerTransport(h http.Handler) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+func lcHandlerTransport(h http.Handler) http.RoundTripper {
+	return lcRoundTrip(func(r *http.Request) (*http.Response, error) {
 		if err := r.Context().Err(); err != nil {
 			return nil, err
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
+		sr := r.Clone(r.Context())
+		if sr.Body == nil {
+			sr.Body = http.NoBody
+		}
+		h.ServeHTTP(rec, sr)
 		res := rec.Result()
 		res.Request = r
 		return res, nil
@@ -316,10 +320,10 @@ func TestPathPrefixAndURNEscaping(t *testing.T) {
 	}
 }
 
-// writeCert creates a self-signed CA and a leaf certificate for 127.0.0.1
+// lcWriteCert creates a self-signed CA and a leaf certificate for 127.0.0.1
 // signed by it, writes PEM files into dir and returns their paths and the
 // leaf as a tls.Certificate.
-func writeCert(t *testing.T, dir, name string, client bool) (caFile, certFile, keyFile string, leaf tls.Certificate) {
+func lcWriteCert(t *testing.T, dir, name string, client bool) (caFile, certFile, keyFile string, leaf tls.Certificate) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
@@ -362,8 +366,8 @@ func writeCert(t *testing.T, dir, name string, client bool) (caFile, certFile, k
 
 func TestTLSOptions(t *testing.T) {
 	dir := t.TempDir()
-	serverCA, _, _, serverCert := writeCert(t, dir, "server", false)
-	clientCA, clientCert, clientKey, _ := writeCert(t, dir, "client", true)
+	serverCA, _, _, serverCert := lcWriteCert(t, dir, "server", false)
+	clientCA, clientCert, clientKey, _ := lcWriteCert(t, dir, "client", true)
 	clientPool := x509.NewCertPool()
 	pemBytes, _ := os.ReadFile(clientCA)
 	clientPool.AppendCertsFromPEM(pemBytes)

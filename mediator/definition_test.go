@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func loadDefinition(t *testing.T, name string) Definition {
+func lcLoadDefinition(t *testing.T, name string) Definition {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "lifecycle", name))
 	if err != nil {
@@ -24,7 +24,7 @@ func loadDefinition(t *testing.T, name string) Definition {
 }
 
 // fields returns the Field of every *ValidationError joined in err.
-func fields(err error) []string {
+func lcFields(err error) []string {
 	var out []string
 	var walk func(error)
 	walk = func(e error) {
@@ -48,8 +48,8 @@ func fields(err error) []string {
 }
 
 func TestDefinitionValidate(t *testing.T) {
-	v7 := loadDefinition(t, "mediator-v7.json")
-	kafka := loadDefinition(t, "mediator-v8-kafka.json")
+	v7 := lcLoadDefinition(t, "mediator-v7.json")
+	kafka := lcLoadDefinition(t, "mediator-v8-kafka.json")
 	tests := []struct {
 		name   string
 		def    Definition
@@ -145,14 +145,14 @@ func TestDefinitionValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := cloneDef(t, tt.def)
+			d := lcCloneDef(t, tt.def)
 			if tt.mutate != nil {
 				tt.mutate(&d)
 			}
 			err := d.Validate(tt.core)
 			want := slices.Clone(tt.want)
 			slices.Sort(want)
-			if got := fields(err); !slices.Equal(got, want) {
+			if got := lcFields(err); !slices.Equal(got, want) {
 				t.Fatalf("error fields = %v, want %v\nerr: %v", got, want, err)
 			}
 			if err != nil && !errors.Is(err, ErrInvalid) {
@@ -162,7 +162,7 @@ func TestDefinitionValidate(t *testing.T) {
 	}
 }
 
-func cloneDef(t *testing.T, d Definition) Definition {
+func lcCloneDef(t *testing.T, d Definition) Definition {
 	t.Helper()
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -186,7 +186,7 @@ func TestValidateConfigNeverLeaksValues(t *testing.T) {
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("error leaks the value: %v", err)
 	}
-	if got, want := fields(err), []string{"config.apiKey", "config.mode", "config.n", "config.other"}; !slices.Equal(got, want) {
+	if got, want := lcFields(err), []string{"config.apiKey", "config.mode", "config.n", "config.other"}; !slices.Equal(got, want) {
 		t.Fatalf("fields = %v, want %v", got, want)
 	}
 }

@@ -18,7 +18,7 @@ type cfgUpstream struct {
 	Tags   []string
 }
 
-type testConfig struct {
+type lcTestConfig struct {
 	UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL" description:"Where requests go"`
 	APIKey      Password          `openhim:"apiKey"`
 	Token       string            `openhim:"token,password"`
@@ -38,7 +38,7 @@ type testConfig struct {
 }
 
 func TestConfigDefsOf(t *testing.T) {
-	defs, err := ConfigDefsOf(&testConfig{})
+	defs, err := ConfigDefsOf(&lcTestConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestConfigDefsOf(t *testing.T) {
 		got, _ := json.MarshalIndent(defs, "", " ")
 		t.Fatalf("defs:\n%s", got)
 	}
-	_ = testConfig{}.unexported
+	_ = lcTestConfig{}.unexported
 }
 
 func TestConfigDefsOfErrors(t *testing.T) {
@@ -107,18 +107,18 @@ func TestConfigDefsOfErrors(t *testing.T) {
 }
 
 func TestDecodeConfig(t *testing.T) {
-	defaults := testConfig{UpstreamURL: "http://default", Retries: 1, Mode: "fast"}
+	defaults := lcTestConfig{UpstreamURL: "http://default", Retries: 1, Mode: "fast"}
 	tests := []struct {
 		name      string
 		raw       string
-		want      func(c *testConfig)
+		want      func(c *lcTestConfig)
 		errFields []string
 	}{
-		{name: "empty keeps defaults", raw: `{}`, want: func(c *testConfig) {}},
+		{name: "empty keeps defaults", raw: `{}`, want: func(c *lcTestConfig) {}},
 		{name: "all types", raw: `{"upstreamUrl":"http://x","apiKey":"k1","token":"t1","notes":"n","mode":"safe","retries":5,
 			"ratio":0.5,"port":8080,"enabled":true,"headers":{"A":"1"},"targets":[{"url":"u1","weight":2,"tags":["a"]}],
 			"primary":{"url":"p"},"timeout":"1m30s","codes":[200,201]}`,
-			want: func(c *testConfig) {
+			want: func(c *lcTestConfig) {
 				c.UpstreamURL, c.APIKey, c.Token, c.Notes, c.Mode, c.Retries = "http://x", "k1", "t1", "n", "safe", 5
 				c.Ratio, c.Port, c.Enabled, c.Headers = 0.5, 8080, true, map[string]string{"A": "1"}
 				c.Targets = []cfgUpstream{{URL: "u1", Weight: 2, Tags: []string{"a"}}}
@@ -142,7 +142,7 @@ func TestDecodeConfig(t *testing.T) {
 			got := defaults
 			err := DecodeConfig(raw, nil, &got)
 			if tt.errFields != nil {
-				if f := fields(err); !slices.Equal(f, tt.errFields) {
+				if f := lcFields(err); !slices.Equal(f, tt.errFields) {
 					t.Fatalf("error fields = %v, want %v (err %v)", f, tt.errFields, err)
 				}
 				if !reflect.DeepEqual(got, defaults) {
@@ -166,7 +166,7 @@ func TestDecodeConfigNeverLeaksPasswords(t *testing.T) {
 	const secret = "s3cr3t-Value"
 	raw := map[string]any{"apiKey": 5.0, "token": []any{secret}, "mode": secret, "notes": map[string]any{"x": secret},
 		"primary": map[string]any{"bogus": secret}, "headers": map[string]any{"h": []any{secret}}}
-	var c testConfig
+	var c lcTestConfig
 	err := DecodeConfig(raw, nil, &c)
 	if err == nil {
 		t.Fatal("want error")
@@ -174,13 +174,13 @@ func TestDecodeConfigNeverLeaksPasswords(t *testing.T) {
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("error leaks a value: %v", err)
 	}
-	if got, want := fields(err), []string{"config.apiKey", "config.headers.h", "config.mode", "config.notes", "config.primary.bogus", "config.token"}; !slices.Equal(got, want) {
+	if got, want := lcFields(err), []string{"config.apiKey", "config.headers.h", "config.mode", "config.notes", "config.primary.bogus", "config.token"}; !slices.Equal(got, want) {
 		t.Fatalf("fields = %v, want %v", got, want)
 	}
 }
 
 func TestConfigOfRoundTrip(t *testing.T) {
-	in := testConfig{UpstreamURL: "http://x", APIKey: "k", Token: "t", Mode: "safe", Retries: 3, Ratio: 0.25, Port: 1,
+	in := lcTestConfig{UpstreamURL: "http://x", APIKey: "k", Token: "t", Mode: "safe", Retries: 3, Ratio: 0.25, Port: 1,
 		Enabled: true, Headers: map[string]string{"a": "b"}, Targets: []cfgUpstream{{URL: "u", Weight: 1, Tags: []string{}}},
 		Primary: cfgUpstream{URL: "p", Tags: []string{"x"}}, Timeout: 2 * time.Second, Codes: []int{1, 2}}
 	m, err := ConfigOf(in)
@@ -195,7 +195,7 @@ func TestConfigOfRoundTrip(t *testing.T) {
 	b, _ := json.Marshal(m)
 	var back map[string]any
 	_ = json.Unmarshal(b, &back)
-	var out testConfig
+	var out lcTestConfig
 	if err := DecodeConfig(back, defs, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestConfigOfRoundTrip(t *testing.T) {
 
 func TestTypedConfig(t *testing.T) {
 	var logBuf strings.Builder
-	tc, err := NewTypedConfig(testConfig{UpstreamURL: "http://default", Retries: 1}, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	tc, err := NewTypedConfig(lcTestConfig{UpstreamURL: "http://default", Retries: 1}, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,9 +219,9 @@ func TestTypedConfig(t *testing.T) {
 	if d := tc.DefaultConfig(); d["upstreamUrl"] != "http://default" || d["retries"] != 1.0 {
 		t.Errorf("DefaultConfig = %v", d)
 	}
-	type change struct{ old, new testConfig }
+	type change struct{ old, new lcTestConfig }
 	var changes []change
-	tc.Subscribe(func(old, new testConfig) { changes = append(changes, change{old, new}) })
+	tc.Subscribe(func(old, new lcTestConfig) { changes = append(changes, change{old, new}) })
 
 	tc.OnConfig(nil, map[string]any{"upstreamUrl": "http://a", "apiKey": "pw-1"})
 	tc.OnConfig(nil, map[string]any{"retries": 7.0}) // upstreamUrl removed in core: back to the default
@@ -248,7 +248,7 @@ func TestTypedConfig(t *testing.T) {
 }
 
 func TestTypedConfigConcurrent(t *testing.T) {
-	tc, err := NewTypedConfig(testConfig{Retries: 0}, nil)
+	tc, err := NewTypedConfig(lcTestConfig{Retries: 0}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func FuzzDecodeConfig(f *testing.F) {
 	f.Add(`{"upstreamUrl":"x","retries":3,"targets":[{"url":"a"}]}`)
 	f.Add(`{"headers":{"a":1},"codes":[1.5,null],"primary":[]}`)
 	f.Add(`{"port":-1,"timeout":"1h","mode":"safe","ratio":1e300}`)
-	defs, err := ConfigDefsOf(testConfig{})
+	defs, err := ConfigDefsOf(lcTestConfig{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func FuzzDecodeConfig(f *testing.F) {
 		if json.Unmarshal([]byte(s), &raw) != nil {
 			return
 		}
-		var c testConfig
+		var c lcTestConfig
 		err := DecodeConfig(raw, defs, &c)
 		if err == nil {
 			// whatever decodes must pass core's validation
