@@ -1,0 +1,285 @@
+package mediator_test
+
+// e2e test of the request side through the REAL OpenHIM router (openhim-core 4.0.5 from .ci/stack.sh):
+// a mediator built with this package registers, installs its default channel, receives routed requests that
+// make two outbound calls, and GET /transactions shows what core stored from our envelopes.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// servingTransaction is the part of a stored transaction the test checks.
+type servingTransaction struct {
+	ID      string `json:"_id"`
+	Status  string `json:"status"`
+	Request struct {
+		Path string `json:"path"`
+	} `json:"request"`
+	Response struct {
+		Status int    `json:"status"`
+		Body   string `json:"body"`
+	} `json:"response"`
+	Orchestrations []struct {
+		Name    string `json:"name"`
+		Request struct {
+			Method  string            `json:"method"`
+			Path    string            `json:"path"`
+			Headers map[string]string `json:"headers"`
+			Body    string            `json:"body"`
+		} `json:"request"`
+		Response *struct {
+			Status int    `json:"status"`
+			Body   string `json:"body"`
+		} `json:"response"`
+	} `json:"orchestrations"`
+	Properties map[string]any `json:"properties"`
+	Error      *struct {
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func TestE2EServingThroughRouter(t *testing.T) {
+	api, router := os.Getenv("OPENHIM_API_URL"), strings.TrimRight(os.Getenv("OPENHIM_ROUTER_URL"), "/")
+	if api == "" || router == "" {
+		t.Skip("OPENHIM_API_URL / OPENHIM_ROUTER_URL not set; start the stack with: eval \"$(bash .ci/stack.sh start)\"")
+	}
+	user, pass := os.Getenv("OPENHIM_USERNAME"), os.Getenv("OPENHIM_PASSWORD")
+	if user == "" {
+		user, pass = "root@openhim.org", "openhim-password"
+	}
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	suffix := fmt.Sprintf("e2e-serving-%d-%s", time.Now().Unix(), hex.EncodeToString(nonce[:]))
+	urn := "urn:mediator:" + suffix
+	role, clientID, clientPW := "role-"+suffix, "client-"+suffix, "pw-"+suffix
+
+	// Two upstream services the handler calls.
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"service":%q,"received":%q}`, r.URL.Path, body)
+	}))
+	t.Cleanup(upstream.Close)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	httpc := &http.Client{Transport: mediator.Transport(nil), Timeout: 10 * time.Second}
+	call := func(ctx context.Context, name, path, body string) (string, error) {
+		req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, name), http.MethodPost, upstream.URL+path, strings.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer upstream-secret")
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	twoCalls := func(ctx context.Context, in string) (*mediator.Result, error) {
+		a, err := call(ctx, "cht lookup", "/cht", in)
+		if err != nil {
+			return nil, err
+		}
+		b, err := call(ctx, "fhir write", "/fhir", a)
+		if err != nil {
+			return nil, err
+		}
+		return &mediator.Result{
+			StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: []byte(b), Properties: map[string]any{"run": suffix, "calls": 2},
+		}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/"+suffix+"/ok", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		if r.TransactionID == "" {
+			return nil, mediator.Errorf(http.StatusBadRequest, "no transaction id")
+		}
+		in, _ := io.ReadAll(r.Body)
+		return twoCalls(r.Context(), string(in))
+	}))
+	mux.Handle("/"+suffix+"/fail", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return nil, errors.New("e2e handler failure " + suffix)
+	}))
+	mux.Handle("/"+suffix+"/async", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return r.Async(func(ctx context.Context) (*mediator.Result, error) {
+			time.Sleep(300 * time.Millisecond)
+			return twoCalls(ctx, "async")
+		})
+	}))
+
+	route := mediator.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
+	m, err := mediator.New(mediator.Config{
+		Definition: mediator.Definition{
+			URN: urn, Version: "1.0.0", Name: "Serving e2e " + suffix, Description: "e2e",
+			Endpoints: []mediator.Route{route},
+			DefaultChannelConfig: []mediator.Channel{{
+				Name: "Channel " + suffix, URLPattern: "^/" + suffix + "/.*$", Allow: []string{role},
+				Methods: []string{"GET", "POST"}, Type: "http", Routes: []mediator.Route{route},
+			}},
+		},
+		Listener: ln,
+		OpenHIM: mediator.OpenHIMConfig{URL: api, Username: user, Password: pass, Auth: mediator.AuthToken,
+			InsecureSkipVerify: true, CoreVersion: 4},
+		InstallChannels:   true,
+		HeartbeatInterval: time.Second,
+		Handler:           mux,
+		Logger:            slog.New(slog.NewTextHandler(servingTestLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	require.Eventually(t, m.Ready, 30*time.Second, 100*time.Millisecond, "registered with core")
+
+	apiCtx, apiCancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer apiCancel()
+	core := m.Client()
+	require.Eventually(t, func() bool {
+		var chans []struct{ Name string }
+		return core.Do(apiCtx, http.MethodGet, "/channels", nil, &chans) == nil && containsName(chans, "Channel "+suffix)
+	}, 30*time.Second, 250*time.Millisecond, "default channel installed")
+	salt := hex.EncodeToString(nonce[:])
+	sum := sha512.Sum512([]byte(clientPW + salt))
+	require.NoError(t, core.Do(apiCtx, http.MethodPost, "/clients", map[string]any{
+		"clientID": clientID, "name": clientID, "roles": []string{role},
+		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
+	}, nil))
+
+	routed := func(path, body string) (int, string) {
+		var code int
+		var got string
+		require.Eventually(t, func() bool { // channels and clients become routable after core's cache refresh
+			req, _ := http.NewRequest(http.MethodPost, router+path, strings.NewReader(body))
+			req.SetBasicAuth(clientID, clientPW)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			code, got = resp.StatusCode, string(b)
+			return code != http.StatusUnauthorized && code != http.StatusNotFound
+		}, 20*time.Second, 300*time.Millisecond)
+		return code, got
+	}
+	transaction := func(path string, ready func(*servingTransaction) bool) *servingTransaction {
+		var tx *servingTransaction
+		q := url.Values{"filterRepresentation": {"full"}, "filterLimit": {"5"},
+			"filters": {fmt.Sprintf(`{"request.path":%q}`, path)}}
+		require.Eventually(t, func() bool {
+			var list []servingTransaction
+			if err := core.Do(apiCtx, http.MethodGet, "/transactions?"+q.Encode(), nil, &list); err != nil || len(list) == 0 {
+				return false
+			}
+			tx = &list[0]
+			return ready(tx)
+		}, 20*time.Second, 300*time.Millisecond, "transaction for %s", path)
+		return tx
+	}
+	ourOrchestrations := func(t *testing.T, tx *servingTransaction, wantInput string) {
+		names := map[string]int{}
+		for i, o := range tx.Orchestrations {
+			names[o.Name] = i
+		}
+		require.Contains(t, names, "cht lookup")
+		require.Contains(t, names, "fhir write")
+		assert.Contains(t, names, route.Name, "core's own orchestration for the route")
+		cht := tx.Orchestrations[names["cht lookup"]]
+		assert.Equal(t, "POST", cht.Request.Method)
+		assert.Equal(t, "/cht", cht.Request.Path)
+		assert.Equal(t, wantInput, cht.Request.Body)
+		assert.Equal(t, "[REDACTED]", cht.Request.Headers["Authorization"])
+		require.NotNil(t, cht.Response)
+		assert.Equal(t, 200, cht.Response.Status)
+		assert.Contains(t, cht.Response.Body, `"service":"/cht"`)
+	}
+
+	t.Run("success", func(t *testing.T) {
+		path := "/" + suffix + "/ok"
+		code, body := routed(path, "patient-42")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Contains(t, body, `"service":"/fhir"`)
+		tx := transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" })
+		assert.Equal(t, "Successful", tx.Status)
+		assert.Equal(t, 200, tx.Response.Status)
+		assert.Equal(t, body, tx.Response.Body)
+		ourOrchestrations(t, tx, "patient-42")
+		assert.Equal(t, suffix, tx.Properties["run"])
+		assert.EqualValues(t, 2, tx.Properties["calls"])
+		assert.Nil(t, tx.Error)
+	})
+	t.Run("handler failure", func(t *testing.T) {
+		path := "/" + suffix + "/fail"
+		code, body := routed(path, "")
+		assert.Equal(t, http.StatusInternalServerError, code)
+		assert.Contains(t, body, "e2e handler failure")
+		tx := transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" })
+		assert.Equal(t, "Failed", tx.Status)
+		require.NotNil(t, tx.Error)
+		assert.Equal(t, "e2e handler failure "+suffix, tx.Error.Message)
+	})
+	t.Run("async", func(t *testing.T) {
+		path := "/" + suffix + "/async"
+		code, body := routed(path, "")
+		assert.Equal(t, http.StatusAccepted, code)
+		assert.Contains(t, body, "Processing")
+		tx := transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" })
+		assert.Equal(t, "Successful", tx.Status)
+		assert.Equal(t, 200, tx.Response.Status)
+		assert.Contains(t, tx.Response.Body, `"service":"/fhir"`)
+		assert.Equal(t, suffix, tx.Properties["run"])
+		names := []string{}
+		for _, o := range tx.Orchestrations {
+			names = append(names, o.Name)
+		}
+		assert.Subset(t, names, []string{"cht lookup", "fhir write"})
+	})
+}
+
+func containsName(list []struct{ Name string }, name string) bool {
+	for _, c := range list {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = json.Marshal
+
+// servingTestLog sends the mediator's logs to the test log.
+type servingTestLog struct{ t *testing.T }
+
+func (w servingTestLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
