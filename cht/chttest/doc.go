@@ -1,0 +1,64 @@
+// Package chttest provides an in-memory fake of the Community Health
+// Toolkit (CHT) API for tests, and OutboundPusher, which replays CHT's
+// outbound push against a mediator.
+//
+// # Fake server
+//
+// NewServer starts an httptest-based server that is already running, like
+// httptest.NewServer. Documents are stored as raw JSON, CouchDB-style, with
+// revisions and a changes feed; the fake does not use the cht client
+// package, so it can catch client bugs. It follows the behaviour described
+// in the project's CHT reference:
+//
+//   - users with roles and permissions; basic auth and POST /_session
+//     cookies; online users ("_admin", "admin", "mm-online") versus offline
+//     users (403 on hydrate, contacts-by-phone and the cht-datasource
+//     endpoints); 401 as JSON or text/plain depending on Accept; failed
+//     logins rate limited (429 after 10 in 10 s);
+//   - the strict "Content-Type: application/json" check (a charset suffix
+//     gives 400) on /api/v1/people, /api/v1/places and the 5.2 person,
+//     place and report writes, while records and hydrate accept it;
+//   - GET and POST /api/v1/hydrate: request order kept, not_found entries,
+//     full parent chains with shallow primary contacts, and a report's
+//     patient and place resolved by shortcode or UUID;
+//   - POST /api/v1/records and /api/v2/records: the form must be in
+//     Config.Forms, its code is upper-cased, keys are lower-cased,
+//     undeclared keys are dropped, validation errors are stored on the
+//     doc's errors while the answer is still 200, and hard errors are
+//     500 {"code":500,"error":"Server error","details":...};
+//   - /api/v1/people and /api/v1/places ({ok,id,rev}), the 5.2
+//     /api/v1/person, /api/v1/place and /api/v1/report writes, the 4.9+
+//     cht-datasource reads with with_lineage and cursor paging, and
+//     /api/v1/contacts-by-phone;
+//   - /medic/<id> GET, PUT and DELETE with 409 conflicts, _all_docs,
+//     _bulk_docs and _changes (since, limit, include_docs, longpoll), with
+//     opaque sequence strings as CouchDB 2+ returns them;
+//   - /api/info with Config.Version; routes that do not exist in that
+//     version answer 404, as the reference's version matrix says.
+//
+// Serve under Config.BasePath to catch clients that build absolute URLs.
+// Seed with Seed, SeedFile, PutDoc or PutDocs; inspect with Doc, Docs,
+// Reports and Requests. InjectFault adds latency, error statuses (429 with
+// Retry-After), aborted connections, per route, by count or with a seeded
+// probability.
+//
+// NewDemoServer seeds a realistic hierarchy (district → health centre →
+// CHW area → household → people) with three reports; the Demo* constants
+// name its documents.
+//
+// # Outbound push
+//
+// OutboundPusher does what CHT's mark_for_outbound transition and
+// Sentinel's outbound schedule do for one push configuration: it evaluates
+// relevance, maps the hydrated doc with CHT's mapping semantics (or a Go
+// function), POSTs the payload with basic auth and a 10 s timeout, counts
+// only 2xx as success (also 3xx from CHT 4.17, when a JSON content type
+// with an invalid body fails the push), queues failures for a retry every
+// 5 minutes (configurable), and re-sends a doc only when the payload's
+// hash changes. With PusherConfig.Server it follows the fake's changes, so
+// a mediator can be tested end to end the way CHT drives it.
+//
+// The fake is not CHT: it does not run transitions other than attaching a
+// sender to records, does not parse SMS message text into fields, and
+// normalises phone numbers much more simply than CHT.
+package chttest
