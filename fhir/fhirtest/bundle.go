@@ -178,7 +178,11 @@ func (h *Handler) parseEntry(i int, raw any) (*entry, *opError) {
 		}
 		p, err := prepare(rm, e.typ, h.strict)
 		if err != nil {
-			err.expression = where + ".resource" + strings.TrimPrefix(err.expression, e.typ)
+			if rest, ok := strings.CutPrefix(err.expression, e.typ+"."); ok {
+				err.expression = where + ".resource." + rest
+			} else {
+				err.expression = where + ".resource." + err.expression
+			}
 			return e, err
 		}
 		if bodyID, _ := rm["id"].(string); e.method == http.MethodPut && e.id != "" && bodyID != e.id {
@@ -240,6 +244,13 @@ func (h *Handler) resolve(entries []*entry, tx bool) *opError {
 		return nil
 	}
 	for _, e := range entries {
+		for k, vs := range e.search { // GET Type?subject=urn:uuid:... runs after the writes
+			for i, v := range vs {
+				if nv, changed := rewriteRefs(v, refs); changed {
+					e.search[k][i] = nv.(string)
+				}
+			}
+		}
 		if e.p == nil || e.err != nil {
 			continue
 		}
