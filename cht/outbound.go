@@ -1,0 +1,349 @@
+package cht
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// OutboundPayload is one push received from CHT's outbound feature. CHT
+// sends whatever the push's mapping produces, so the payload is kept as
+// raw JSON; the handler also recognises the two common shapes:
+//
+//   - the whole document, mapped as {"doc": "doc"} (or sent as the body
+//     itself), which fills Doc;
+//   - a reference such as {"id": "doc._id", "rev": "doc._rev"}, which
+//     fills ID and Rev, and Doc when the handler has a Fetch function.
+type OutboundPayload struct {
+	// Body is the request body as received.
+	Body json.RawMessage
+	// Doc is the CHT document when the payload carries or references one
+	// (hydrated when CHT sent it: outbound evaluates hydrated docs).
+	Doc json.RawMessage
+	// ID and Rev identify the document, from "_id"/"_rev" or "id"/"rev"
+	// of the body or of Doc; "" when unknown.
+	ID, Rev string
+	// RequestID is CHT's X-Request-Id header, if any.
+	RequestID string
+	// Header is the request header.
+	Header http.Header
+}
+
+// Field returns the value at a dotted path in Body (e.g.
+// "observations.0.code"); see [Fields.Field].
+func (p *OutboundPayload) Field(path string) (any, bool) {
+	v, err := decodeAny(p.Body, "")
+	if err != nil {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	return Fields(m).Field(path)
+}
+
+// Decode decodes Body into v.
+func (p *OutboundPayload) Decode(v any) error {
+	if err := json.Unmarshal(p.Body, v); err != nil {
+		return fmt.Errorf("cht: decode outbound payload: %w", err)
+	}
+	return nil
+}
+
+// DocType returns Doc's type member, or "" without Doc.
+func (p *OutboundPayload) DocType() string {
+	if len(p.Doc) == 0 {
+		return ""
+	}
+	return HydratedDoc{Doc: p.Doc}.Type()
+}
+
+// Contact decodes Doc as a contact. It fails when there is no Doc.
+func (p *OutboundPayload) Contact() (*Contact, error) {
+	if len(p.Doc) == 0 {
+		return nil, errors.New("cht: outbound payload carries no document")
+	}
+	return HydratedDoc{ID: p.ID, Doc: p.Doc}.Contact()
+}
+
+// Report decodes Doc as a report. It fails when there is no Doc.
+func (p *OutboundPayload) Report() (*Report, error) {
+	if len(p.Doc) == 0 {
+		return nil, errors.New("cht: outbound payload carries no document")
+	}
+	return HydratedDoc{ID: p.ID, Doc: p.Doc}.Report()
+}
+
+// OutboundError lets the handler function choose the status code of a
+// failure. Any status is a failure to CHT, which retries the push about
+// every 5 minutes until it gets a 2xx; the code only informs people reading
+// CHT's logs. Plain errors answer 500.
+type OutboundError struct {
+	StatusCode int // 4xx or 5xx; anything else means 500
+	Err        error
+}
+
+func (e *OutboundError) Error() string {
+	return fmt.Sprintf("cht: outbound: %d: %v", e.StatusCode, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *OutboundError) Unwrap() error { return e.Err }
+
+// OutboundHandlerConfig configures an [OutboundHandler].
+type OutboundHandlerConfig struct {
+	// Handle processes one push. It must return nil only once the data is
+	// durably stored or queued: the handler then answers 2xx and CHT never
+	// sends this payload again. Any error makes CHT retry. Handle must be
+	// idempotent (the same payload can arrive again) and honour ctx,
+	// which is cancelled at the deadline. Required.
+	Handle func(ctx context.Context, p *OutboundPayload) error
+	// Fetch, if set, loads the current document for payloads that only
+	// reference one (an id without a doc), e.g. [Client.HydrateFetcher].
+	// A Fetch error fails the push (503), so CHT retries.
+	Fetch func(ctx context.Context, id string) (json.RawMessage, error)
+	// DocKey is the payload member holding the whole document; "" means
+	// "doc". A body with "_id" and "type" members is itself taken as the
+	// document.
+	DocKey string
+	// Timeout is the deadline for Fetch plus Handle; the handler answers
+	// 503 when it passes. CHT gives up after 10 s, so keep it below that.
+	// 0 means 8s.
+	Timeout time.Duration
+	// MaxBodyBytes limits the request body (413 beyond); 0 means 4 MiB.
+	MaxBodyBytes int64
+	// Logger logs failures; nil discards.
+	Logger *slog.Logger
+}
+
+// OutboundHandler is an http.Handler receiving CHT outbound pushes. It
+// answers by CHT's rules (cht-api.md §4.3-4.5):
+//
+//   - 200 with the JSON body {"ok":true} only after Handle succeeded (CHT
+//     4.17+ fails a 2xx push whose JSON body does not parse);
+//   - 503 when Fetch fails or the deadline passes, 500 (or the
+//     [OutboundError] status) when Handle fails, so that CHT retries;
+//   - 405 for methods other than POST, 415 for a content type other than
+//     application/json, 413 for a body over the limit, 400 naming the
+//     problem for an empty or malformed body.
+//
+// Error bodies are JSON {"ok":false,"error":"..."}. It is safe for
+// concurrent use.
+type OutboundHandler struct {
+	cfg OutboundHandlerConfig
+	log *slog.Logger
+	wg  sync.WaitGroup // Handle calls still running after their deadline
+}
+
+// NewOutboundHandler validates cfg and returns a handler.
+func NewOutboundHandler(cfg OutboundHandlerConfig) (*OutboundHandler, error) {
+	if cfg.Handle == nil {
+		return nil, errors.New("cht: outbound handler: Handle is required")
+	}
+	if cfg.Timeout < 0 || cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("cht: outbound handler: Timeout and MaxBodyBytes must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 8 * time.Second
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.DocKey == "" {
+		cfg.DocKey = "doc"
+	}
+	h := &OutboundHandler{cfg: cfg, log: cfg.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h, nil
+}
+
+// Wait blocks until Handle calls that outlived their deadline have
+// returned; call it on shutdown.
+func (h *OutboundHandler) Wait() { h.wg.Wait() }
+
+func writeOutbound(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if status < 300 {
+		_, _ = io.WriteString(w, `{"ok":true}`+"\n")
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"ok": false, "error": msg})
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// ServeHTTP implements http.Handler.
+func (h *OutboundHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeOutbound(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; CHT outbound pushes use POST")
+		return
+	}
+	if !mediaTypeIs(r.Header, "application/json") {
+		writeOutbound(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeOutbound(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", mbe.Limit))
+			return
+		}
+		writeOutbound(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	p, err := h.parse(body)
+	if err != nil {
+		writeOutbound(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p.RequestID = r.Header.Get("X-Request-Id")
+	p.Header = r.Header.Clone()
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		done <- h.run(ctx, p)
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Answer before CHT's own timeout; the push will be retried.
+		h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
+		writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
+		return
+	}
+	if err == nil {
+		writeOutbound(w, http.StatusOK, "")
+		return
+	}
+	status := http.StatusInternalServerError
+	var oe *OutboundError
+	var fe *fetchError
+	switch {
+	case errors.As(err, &fe):
+		status = http.StatusServiceUnavailable
+	case errors.As(err, &oe) && oe.StatusCode >= 400 && oe.StatusCode <= 599:
+		status = oe.StatusCode
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	h.log.ErrorContext(ctx, "cht: outbound push failed", "id", p.ID, "status", status, "err", err, "request_id", p.RequestID)
+	writeOutbound(w, status, err.Error())
+}
+
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return "fetch document: " + e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// run fetches the document if needed and calls Handle, turning a panic
+// into an error.
+func (h *OutboundHandler) run(ctx context.Context, p *OutboundPayload) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("cht: outbound handler panic: %v", v)
+		}
+	}()
+	if len(p.Doc) == 0 && p.ID != "" && h.cfg.Fetch != nil {
+		doc, err := h.cfg.Fetch(ctx, p.ID)
+		if err != nil {
+			return &fetchError{err}
+		}
+		p.Doc = doc
+	}
+	return h.cfg.Handle(ctx, p)
+}
+
+// parse validates the body and recognises the document and its id.
+func (h *OutboundHandler) parse(body []byte) (*OutboundPayload, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errors.New("empty body; want a JSON value")
+	}
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("malformed JSON at byte %d: %v", se.Offset, se)
+		}
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	p := &OutboundPayload{Body: body}
+	if jsonKind(body) != "object" {
+		return p, nil // a mapping can produce any JSON value
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", err)
+	}
+	idOf := func(m map[string]json.RawMessage, keys ...string) string {
+		for _, k := range keys {
+			if v, ok := m[k]; ok && jsonKind(v) == "string" {
+				var s string
+				_ = json.Unmarshal(v, &s)
+				if s != "" {
+					return s
+				}
+			}
+		}
+		return ""
+	}
+	if d, ok := m[h.cfg.DocKey]; ok {
+		if k := jsonKind(d); k != "object" {
+			return nil, fmt.Errorf("%s: want the document object, got %s", h.cfg.DocKey, k)
+		}
+		p.Doc = d
+		var dm map[string]json.RawMessage
+		_ = json.Unmarshal(d, &dm)
+		p.ID, p.Rev = idOf(dm, "_id"), idOf(dm, "_rev")
+	} else if _, hasID := m["_id"]; hasID {
+		if _, hasType := m["type"]; hasType {
+			p.Doc = body
+		}
+	}
+	if p.ID == "" {
+		p.ID = idOf(m, "_id", "id")
+	}
+	if p.Rev == "" {
+		p.Rev = idOf(m, "_rev", "rev")
+	}
+	return p, nil
+}
+
+// HydrateFetcher returns a Fetch function for [OutboundHandlerConfig] that
+// loads the current hydrated document with [Client.Hydrate], as CHT's own
+// outbound retries do. A missing document is an error matching
+// [ErrNotFound].
+func (c *Client) HydrateFetcher() func(ctx context.Context, id string) (json.RawMessage, error) {
+	return func(ctx context.Context, id string) (json.RawMessage, error) {
+		d, err := c.hydrateOne(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return d.Doc, nil
+	}
+}
+
+// mediaTypeIs reports whether the Content-Type header has media type mt.
+func mediaTypeIs(h http.Header, mt string) bool {
+	got, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && strings.EqualFold(got, mt)
+}

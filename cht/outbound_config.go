@@ -1,0 +1,233 @@
+package cht
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// OutboundConfig generates the app_settings.outbound block of a CHT
+// configuration: push name → [OutboundPush]. Marshalled, it is exactly the
+// object CHT expects under "outbound"; [OutboundConfig.AppSettings] also
+// enables the mark_for_outbound transition.
+type OutboundConfig map[string]OutboundPush
+
+// OutboundPush is one entry of app_settings.outbound.
+type OutboundPush struct {
+	// RelevantTo is a JavaScript expression over the hydrated doc, e.g.
+	// "doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'".
+	RelevantTo  string              `json:"relevant_to"`
+	Destination OutboundDestination `json:"destination"`
+	// Mapping maps destination object-paths (numeric segments create
+	// arrays) to sources; see [MapPath], [MapOptional] and [MapExpr].
+	Mapping map[string]MapValue `json:"mapping"`
+	// Cron, if set (CHT 4.5+), queues pushes outside ±5 min of its ticks.
+	Cron string `json:"cron,omitempty"`
+}
+
+// OutboundDestination is where CHT POSTs: urlJoin(BaseURL, Path).
+type OutboundDestination struct {
+	BaseURL string        `json:"base_url"`
+	Path    string        `json:"path"`
+	Auth    *OutboundAuth `json:"auth,omitempty"`
+}
+
+// OutboundAuth is a destination's auth. Secrets are never in the
+// settings: CHT reads them from its credentials store
+// (PUT /api/v1/credentials/<key>) under PasswordKey or ValueKey.
+type OutboundAuth struct {
+	Type        string `json:"type"` // "basic", "header" or "muso-sih"
+	Username    string `json:"username,omitempty"`
+	PasswordKey string `json:"password_key,omitempty"`
+	Name        string `json:"name,omitempty"`      // header auth: must be "Authorization"
+	ValueKey    string `json:"value_key,omitempty"` // header auth
+	Path        string `json:"path,omitempty"`      // muso-sih login path
+}
+
+// MapValue is a mapping source: a required path (encoded as a plain
+// string), or {"path"|"expr", "optional"}.
+type MapValue struct {
+	Path     string // e.g. "doc.fields.patient_uuid"
+	Expr     string // JavaScript expression using doc
+	Optional bool   // omit the member when undefined instead of failing
+}
+
+// MapPath is a required source path: the push fails (and is retried
+// forever) when it is undefined.
+func MapPath(path string) MapValue { return MapValue{Path: path} }
+
+// MapOptional is a source path omitted from the payload when undefined.
+func MapOptional(path string) MapValue { return MapValue{Path: path, Optional: true} }
+
+// MapExpr is a JavaScript expression evaluated with doc in scope.
+func MapExpr(expr string, optional bool) MapValue { return MapValue{Expr: expr, Optional: optional} }
+
+// MarshalJSON encodes a required path as a string and anything else as an
+// object.
+func (v MapValue) MarshalJSON() ([]byte, error) {
+	if v.Expr == "" && !v.Optional {
+		return json.Marshal(v.Path)
+	}
+	m := map[string]any{}
+	if v.Expr != "" {
+		m["expr"] = v.Expr
+	} else {
+		m["path"] = v.Path
+	}
+	if v.Optional {
+		m["optional"] = true
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON accepts both forms.
+func (v *MapValue) UnmarshalJSON(b []byte) error {
+	if jsonKind(b) == "string" {
+		*v = MapValue{}
+		return json.Unmarshal(b, &v.Path)
+	}
+	var o struct {
+		Path     string `json:"path"`
+		Expr     string `json:"expr"`
+		Optional bool   `json:"optional"`
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("cht: mapping value: %w", err)
+	}
+	*v = MapValue(o)
+	return nil
+}
+
+// DocMapping maps the whole hydrated document to "doc", the shape
+// [OutboundHandler] decodes into OutboundPayload.Doc.
+func DocMapping() map[string]MapValue { return map[string]MapValue{"doc": MapPath("doc")} }
+
+// RefMapping sends only the document id and revision; pair it with
+// OutboundHandlerConfig.Fetch to load the current document. The payload
+// changes with every revision, so CHT pushes every edit.
+func RefMapping() map[string]MapValue {
+	return map[string]MapValue{"id": MapPath("doc._id"), "rev": MapPath("doc._rev")}
+}
+
+// NewOutboundDestination splits an endpoint URL, such as an OpenHIM
+// channel URL, into base_url and path, with basic auth by username and the
+// CHT credential key holding the password. Credentials embedded in the URL
+// are rejected: they would end up in app_settings.
+func NewOutboundDestination(endpoint, username, passwordKey string) (OutboundDestination, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return OutboundDestination{}, fmt.Errorf("cht: outbound destination %q: want an http(s) URL", endpoint)
+	}
+	if u.User != nil {
+		return OutboundDestination{}, errors.New("cht: outbound destination: credentials in the URL; use username and a credential key")
+	}
+	d := OutboundDestination{BaseURL: u.Scheme + "://" + u.Host, Path: u.EscapedPath()}
+	if u.RawQuery != "" {
+		d.Path += "?" + u.RawQuery
+	}
+	if d.Path == "" {
+		d.Path = "/"
+	}
+	if username != "" || passwordKey != "" {
+		d.Auth = &OutboundAuth{Type: "basic", Username: username, PasswordKey: passwordKey}
+	}
+	return d, nil
+}
+
+// Validate checks the configuration against CHT's rules.
+func (c OutboundConfig) Validate() error {
+	if len(c) == 0 {
+		return errors.New("cht: outbound config: no pushes")
+	}
+	names := make([]string, 0, len(c))
+	for n := range c {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		if err := c[name].validate(); err != nil {
+			errs = append(errs, fmt.Errorf("cht: outbound config %q: %w", name, err))
+		}
+		if strings.TrimSpace(name) == "" {
+			errs = append(errs, errors.New("cht: outbound config: empty push name"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p OutboundPush) validate() error {
+	var errs []error
+	if strings.TrimSpace(p.RelevantTo) == "" {
+		errs = append(errs, errors.New("relevant_to is required"))
+	}
+	d := p.Destination
+	if u, err := url.Parse(d.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("destination.base_url %q: want an http(s) URL", d.BaseURL))
+	} else if u.User != nil {
+		errs = append(errs, errors.New("destination.base_url holds credentials; use auth with password_key"))
+	}
+	if a := d.Auth; a != nil {
+		switch strings.ToLower(a.Type) {
+		case "basic":
+			if a.Username == "" || a.PasswordKey == "" {
+				errs = append(errs, errors.New("destination.auth basic needs username and password_key"))
+			}
+		case "header":
+			if !strings.EqualFold(a.Name, "authorization") || a.ValueKey == "" {
+				errs = append(errs, errors.New(`destination.auth header needs name "Authorization" and value_key`))
+			}
+		case "muso-sih":
+			if a.Username == "" || a.PasswordKey == "" || a.Path == "" {
+				errs = append(errs, errors.New("destination.auth muso-sih needs username, password_key and path"))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("destination.auth.type %q: CHT accepts basic, header or muso-sih", a.Type))
+		}
+	}
+	if len(p.Mapping) == 0 {
+		errs = append(errs, errors.New("mapping is required"))
+	}
+	keys := make([]string, 0, len(p.Mapping))
+	for k := range p.Mapping {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := p.Mapping[k]
+		switch {
+		case k == "":
+			errs = append(errs, errors.New("mapping has an empty destination path"))
+		case (v.Path == "") == (v.Expr == ""):
+			errs = append(errs, fmt.Errorf("mapping %q: set exactly one of path and expr", k))
+		case v.Path != "" && v.Path != "doc" && !strings.HasPrefix(v.Path, "doc."):
+			errs = append(errs, fmt.Errorf("mapping %q: source path %q must start with doc", k, v.Path))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// JSON validates the configuration and returns the outbound block,
+// indented for app_settings.json.
+func (c OutboundConfig) JSON() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(map[string]OutboundPush(c), "", "  ")
+}
+
+// AppSettings validates the configuration and returns the app_settings
+// fragment {"transitions": {"mark_for_outbound": true}, "outbound": {...}}
+// to merge into a CHT configuration.
+func (c OutboundConfig) AppSettings() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(map[string]any{
+		"transitions": map[string]bool{"mark_for_outbound": true},
+		"outbound":    map[string]OutboundPush(c),
+	}, "", "  ")
+}

@@ -1,0 +1,364 @@
+package cht_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+)
+
+func post(t *testing.T, h http.Handler, method, ctype, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, "/cht/push", strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// checkJSONBody fails unless the answer has a JSON content type and a body
+// that parses (CHT 4.17+ fails pushes whose JSON body does not parse).
+func checkJSONBody(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("body %q is not JSON: %v", rec.Body, err)
+	}
+	return m
+}
+
+func TestOutboundHandlerRejects(t *testing.T) {
+	var calls atomic.Int32
+	h, err := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
+		MaxBodyBytes: 64,
+		Handle:       func(context.Context, *cht.OutboundPayload) error { calls.Add(1); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, method, ctype, body string
+		status                    int
+		errContains               string
+	}{
+		{"GET", "GET", "application/json", `{}`, 405, "POST"},
+		{"text/plain", "POST", "text/plain", `{}`, 415, "text/plain"},
+		{"no content type", "POST", "", `{}`, 415, "application/json"},
+		{"too large", "POST", "application/json", `{"x":"` + strings.Repeat("a", 100) + `"}`, 413, "64 bytes"},
+		{"empty", "POST", "application/json", ``, 400, "empty body"},
+		{"malformed", "POST", "application/json", `{"id": "a",}`, 400, "byte 12"},
+		{"doc not object", "POST", "application/json", `{"doc": "x"}`, 400, "doc: want the document object, got string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := post(t, h, tt.method, tt.ctype, tt.body)
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d (%s)", rec.Code, tt.status, rec.Body)
+			}
+			m := checkJSONBody(t, rec)
+			if msg, _ := m["error"].(string); !strings.Contains(msg, tt.errContains) || m["ok"] != false {
+				t.Errorf("body = %v, want error containing %q", m, tt.errContains)
+			}
+		})
+	}
+	if calls.Load() != 0 {
+		t.Errorf("Handle called %d times for rejected requests", calls.Load())
+	}
+}
+
+func TestOutboundHandlerPayloads(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name, body   string
+		ctype        string
+		id, rev      string
+		docType      string
+		hasDoc       bool
+		field, value string
+	}{
+		{"whole doc under doc (§8.2)", read("outbound_patient.json"), "application/json", "75905106a4bc2a9046ed28df070016ce", "", "", true, "doc.patient_id", "13985"},
+		{"mapped encounter (§8.3)", read("outbound_encounter.json"), "application/json; charset=utf-8", "442b0937-a32f-443e-8d28-7d9a7552fda2", "", "", false, "observations.0.valueQuantity.value", "175"},
+		{"doc as body", read("report_xform.json"), "application/json", "232a3938-9b1c-4d88-bbd8-8ebd6a688b2d", "1-68ec4e77bbba238ef09dab5e8c8131e7", "data_record", true, "fields.danger_signs.fever", "yes"},
+		{"reference", `{"id":"abc","rev":"3-x"}`, "application/json", "abc", "3-x", "", false, "rev", "3-x"},
+		{"array payload", `[1,2]`, "application/json", "", "", "", false, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *cht.OutboundPayload
+			h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+				got = p
+				return nil
+			}})
+			rec := post(t, h, "POST", tt.ctype, tt.body)
+			if rec.Code != 200 {
+				t.Fatalf("status = %d %s", rec.Code, rec.Body)
+			}
+			if m := checkJSONBody(t, rec); m["ok"] != true {
+				t.Errorf("body = %v", m)
+			}
+			if got.ID != tt.id || got.Rev != tt.rev || (len(got.Doc) > 0) != tt.hasDoc || got.DocType() != tt.docType {
+				t.Errorf("payload id %q rev %q doc %v type %q", got.ID, got.Rev, len(got.Doc) > 0, got.DocType())
+			}
+			if tt.field != "" {
+				v, ok := got.Field(tt.field)
+				if s, _ := v.(json.Number); !ok || (string(s) != tt.value && v != tt.value) {
+					t.Errorf("Field(%q) = %v, %v", tt.field, v, ok)
+				}
+			}
+			if string(got.Body) != tt.body {
+				t.Error("Body differs from what was sent")
+			}
+		})
+	}
+}
+
+func TestOutboundHandlerFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		handle func(context.Context, *cht.OutboundPayload) error
+		status int
+	}{
+		{"error", func(context.Context, *cht.OutboundPayload) error { return errors.New("fhir down") }, 500},
+		{"chosen status", func(context.Context, *cht.OutboundPayload) error {
+			return &cht.OutboundError{StatusCode: 422, Err: errors.New("no patient")}
+		}, 422},
+		{"invalid chosen status", func(context.Context, *cht.OutboundPayload) error {
+			return &cht.OutboundError{StatusCode: 200, Err: errors.New("x")}
+		}, 500},
+		{"panic", func(context.Context, *cht.OutboundPayload) error { panic("boom") }, 500},
+		{"deadline", func(ctx context.Context, _ *cht.OutboundPayload) error { <-ctx.Done(); return ctx.Err() }, 503},
+		{"ignores deadline", func(ctx context.Context, _ *cht.OutboundPayload) error {
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		}, 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: tt.handle, Timeout: 50 * time.Millisecond})
+			start := time.Now()
+			rec := post(t, h, "POST", "application/json", `{"id":"a"}`)
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d", rec.Code, tt.status)
+			}
+			if m := checkJSONBody(t, rec); m["ok"] != false || m["error"] == "" {
+				t.Errorf("body = %v", m)
+			}
+			if d := time.Since(start); d > 250*time.Millisecond {
+				t.Errorf("answered after %v; the deadline is 50ms", d)
+			}
+			h.Wait()
+		})
+	}
+}
+
+func TestOutboundHandlerFetch(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	var got *cht.Report
+	h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
+		Fetch: c.HydrateFetcher(),
+		Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+			r, err := p.Report()
+			got = r
+			return err
+		},
+	})
+	rec := post(t, h, "POST", "application/json", `{"id":"`+chttest.DemoDangerSignReportID+`","rev":"1-x"}`)
+	if rec.Code != 200 {
+		t.Fatalf("status = %d %s", rec.Code, rec.Body)
+	}
+	if got == nil || got.Patient == nil || got.Patient.ID != chttest.DemoMotherID {
+		t.Errorf("report not hydrated: %+v", got)
+	}
+	srv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: 503})
+	if rec := post(t, h, "POST", "application/json", `{"id":"x"}`); rec.Code != 503 {
+		t.Errorf("fetch failure status = %d, want 503", rec.Code)
+	}
+}
+
+// TestOutboundWithPusher drives the handler the way CHT does: chttest's
+// OutboundPusher maps hydrated docs and POSTs them, treats non-2xx as a
+// failure and queues the doc for retry.
+func TestOutboundWithPusher(t *testing.T) {
+	srv := chttest.NewDemoServer()
+	defer srv.Close()
+	var fail atomic.Bool
+	fail.Store(true)
+	var received []*cht.Report
+	h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+		if fail.Load() {
+			return errors.New("downstream unavailable")
+		}
+		r, err := p.Report()
+		if err != nil {
+			return err
+		}
+		received = append(received, r)
+		return nil
+	}})
+	mediator := httptest.NewServer(h)
+	defer mediator.Close()
+	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{
+		Name: "fhir_reports", URL: mediator.URL + "/cht/report", Server: srv,
+		RelevantTo: func(doc map[string]any) bool { return doc["type"] == "data_record" },
+		Mapping:    map[string]any{"doc": "doc"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := pusher.PushID(ctx, chttest.DemoDangerSignReportID)
+	if err == nil || a.Outcome != chttest.OutcomeFailed || a.StatusCode != 500 {
+		t.Fatalf("first push: %+v, %v; want failed with 500", a, err)
+	}
+	if q := pusher.Queue(); len(q) != 1 {
+		t.Fatalf("queue = %v", q)
+	}
+	fail.Store(false)
+	if err := pusher.RunQueue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(received) != 1 || received[0].Patient == nil || received[0].Patient.Name != "Della Otieno" {
+		t.Fatalf("received = %+v", received)
+	}
+	if q := pusher.Queue(); len(q) != 0 {
+		t.Errorf("queue after success = %v", q)
+	}
+	// The same payload is not sent twice.
+	a, _ = pusher.PushID(ctx, chttest.DemoDangerSignReportID)
+	if a.Outcome != chttest.OutcomeAlreadySent {
+		for _, x := range pusher.Attempts() {
+			t.Logf("%s %s %d %s", x.Outcome, x.Hash, x.StatusCode, x.Payload[:80])
+		}
+		t.Errorf("re-push outcome = %s", a.Outcome)
+	}
+}
+
+func TestOutboundConfig(t *testing.T) {
+	dest, err := cht.NewOutboundDestination("http://openhim-core:5001/mediator/cht/encounter", "interop-client", "openhim1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cht.OutboundConfig{
+		"openmrs_height_weight": {
+			RelevantTo:  "doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'",
+			Destination: dest,
+			Mapping: map[string]cht.MapValue{
+				"id":                                 cht.MapPath("doc._id"),
+				"patient_uuid":                       cht.MapPath("doc.fields.patient_uuid"),
+				"reported_date":                      cht.MapPath("doc.reported_date"),
+				"observations.0.valueQuantity.value": cht.MapOptional("doc.fields.height"),
+				"observations.0.valueQuantity.unit":  cht.MapExpr("'cm'", false),
+			},
+		},
+	}
+	got, err := cfg.AppSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "outbound": {
+    "openmrs_height_weight": {
+      "relevant_to": "doc.type === 'data_record' \u0026\u0026 doc.form === 'HEIGHT_WEIGHT'",
+      "destination": {
+        "base_url": "http://openhim-core:5001",
+        "path": "/mediator/cht/encounter",
+        "auth": {
+          "type": "basic",
+          "username": "interop-client",
+          "password_key": "openhim1"
+        }
+      },
+      "mapping": {
+        "id": "doc._id",
+        "observations.0.valueQuantity.unit": {
+          "expr": "'cm'"
+        },
+        "observations.0.valueQuantity.value": {
+          "optional": true,
+          "path": "doc.fields.height"
+        },
+        "patient_uuid": "doc.fields.patient_uuid",
+        "reported_date": "doc.reported_date"
+      }
+    }
+  },
+  "transitions": {
+    "mark_for_outbound": true
+  }
+}`
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// It decodes back to the same configuration.
+	var back struct {
+		Outbound cht.OutboundConfig `json:"outbound"`
+	}
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if v := back.Outbound["openmrs_height_weight"].Mapping["observations.0.valueQuantity.value"]; v != cht.MapOptional("doc.fields.height") {
+		t.Errorf("decoded mapping = %+v", v)
+	}
+}
+
+func TestOutboundConfigValidate(t *testing.T) {
+	good := cht.OutboundPush{RelevantTo: "true", Destination: cht.OutboundDestination{BaseURL: "https://h", Path: "/p"}, Mapping: cht.DocMapping()}
+	tests := []struct {
+		name string
+		mod  func(p *cht.OutboundPush)
+		want string
+	}{
+		{"ok", func(*cht.OutboundPush) {}, ""},
+		{"no relevant_to", func(p *cht.OutboundPush) { p.RelevantTo = "" }, "relevant_to"},
+		{"bad base_url", func(p *cht.OutboundPush) { p.Destination.BaseURL = "h" }, "base_url"},
+		{"creds in url", func(p *cht.OutboundPush) { p.Destination.BaseURL = "https://u:p@h" }, "credentials"},
+		{"bad auth type", func(p *cht.OutboundPush) { p.Destination.Auth = &cht.OutboundAuth{Type: "bearer"} }, "basic, header or muso-sih"},
+		{"basic without key", func(p *cht.OutboundPush) { p.Destination.Auth = &cht.OutboundAuth{Type: "basic", Username: "u"} }, "password_key"},
+		{"header name", func(p *cht.OutboundPush) {
+			p.Destination.Auth = &cht.OutboundAuth{Type: "header", Name: "X-Token", ValueKey: "k"}
+		}, "Authorization"},
+		{"no mapping", func(p *cht.OutboundPush) { p.Mapping = nil }, "mapping is required"},
+		{"path and expr", func(p *cht.OutboundPush) { p.Mapping = map[string]cht.MapValue{"a": {Path: "doc.a", Expr: "1"}} }, "exactly one"},
+		{"path not doc", func(p *cht.OutboundPush) { p.Mapping = map[string]cht.MapValue{"a": cht.MapPath("fields.a")} }, "must start with doc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := good
+			tt.mod(&p)
+			err := cht.OutboundConfig{"push": p}.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("err = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := cht.NewOutboundDestination("https://u:p@h/x", "", ""); err == nil {
+		t.Error("credentials in destination URL accepted")
+	}
+}
