@@ -1,0 +1,161 @@
+package fhir
+
+import (
+	"encoding/json"
+	"testing"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+func benchConverter(b *testing.B) *Converter { return testConverter(b, Config{}) }
+
+// BenchmarkPayloadResources is the work the Node mapper does: outbound
+// payload JSON → Encounter + 20 Observations JSON.
+func BenchmarkPayloadResources(b *testing.B) {
+	c := benchConverter(b)
+	data := readFile(b, "testdata/encounter-20obs.json")
+	buf := make([]byte, 0, 32<<10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		p, err := DecodeEncounterPayload(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t, err := c.ConvertPayload(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf = buf[:0]
+		for i := range t.Entries {
+			if buf, err = AppendJSON(buf, t.Entries[i].Resource); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "out-bytes")
+}
+
+// BenchmarkPayloadBundle is the same work producing a transaction Bundle.
+func BenchmarkPayloadBundle(b *testing.B) {
+	c := benchConverter(b)
+	data := readFile(b, "testdata/encounter-20obs.json")
+	buf := make([]byte, 0, 32<<10)
+	b.ReportAllocs()
+	var err error
+	for b.Loop() {
+		if buf, err = c.PayloadBundleJSON(buf[:0], data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "out-bytes")
+}
+
+// BenchmarkPayloadSamply is the straightforward version: encoding/json
+// decode, samply types, json.Marshal per resource.
+func BenchmarkPayloadSamply(b *testing.B) {
+	c := benchConverter(b)
+	data := readFile(b, "testdata/encounter-20obs.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		var p EncounterPayload
+		if err := json.Unmarshal(data, &p); err != nil {
+			b.Fatal(err)
+		}
+		t, err := c.ConvertPayload(&p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range t.Entries {
+			if _, err := json.Marshal(t.Entries[i].Resource); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkPayloadEncodingJSON is the reference: bare encoding/json decode
+// and encode of the same input.
+func BenchmarkPayloadEncodingJSON(b *testing.B) {
+	data := readFile(b, "testdata/encounter-20obs.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReportBundle: hydrated report with 20 mapped fields → transaction
+// Bundle JSON (Patient, Practitioner, Locations, Organizations, Encounter, 20
+// Observations).
+func BenchmarkReportBundle(b *testing.B) {
+	c := benchConverter(b)
+	r := loadReport(b, "testdata/report_assessment_hydrated.json")
+	buf := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		t, err := c.ReportBundle(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if buf, err = t.AppendJSON(buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "out-bytes")
+}
+
+// BenchmarkReportBundleSamply is the same with the samply Bundle and
+// encoding/json.
+func BenchmarkReportBundleSamply(b *testing.B) {
+	c := benchConverter(b)
+	r := loadReport(b, "testdata/report_assessment_hydrated.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		t, err := c.ReportBundle(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bd := &models.Bundle{Type: models.BundleTypeTransaction}
+		for _, e := range t.Entries {
+			raw, err := json.Marshal(e.Resource)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rq := e.Request
+			bd.Entry = append(bd.Entry, models.BundleEntry{FullUrl: &e.FullURL, Resource: raw, Request: &rq})
+		}
+		if _, err := json.Marshal(bd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReportDecodeBundle includes decoding the hydrated report JSON
+// with package cht.
+func BenchmarkReportDecodeBundle(b *testing.B) {
+	c := benchConverter(b)
+	data := readFile(b, "testdata/report_assessment_hydrated.json")
+	buf := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		var r cht.Report
+		if err := json.Unmarshal(data, &r); err != nil {
+			b.Fatal(err)
+		}
+		t, err := c.ReportBundle(&r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if buf, err = t.AppendJSON(buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

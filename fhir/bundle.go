@@ -1,0 +1,136 @@
+package fhir
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// Transaction is a FHIR transaction Bundle under construction, holding typed
+// samply resources. Marshal it with [Transaction.MarshalJSON] (fast path) or
+// convert it with [Transaction.Bundle]; both give the same JSON.
+type Transaction struct {
+	Entries []Entry
+}
+
+// Entry is one transaction entry. Resource is a pointer to a samply resource
+// (*models.Patient, *models.Observation, ...).
+type Entry struct {
+	FullURL  string // "urn:uuid:<uuid>"
+	Resource any
+	Request  models.BundleEntryRequest
+}
+
+// Bundle returns the transaction as a samply Bundle (type transaction), with
+// each resource marshalled into its entry.
+func (t *Transaction) Bundle() (*models.Bundle, error) {
+	b := &models.Bundle{Type: models.BundleTypeTransaction, Entry: make([]models.BundleEntry, len(t.Entries))}
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		raw, err := Marshal(e.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("fhir: bundle entry %d: %w", i, err)
+		}
+		rq := e.Request
+		b.Entry[i] = models.BundleEntry{FullUrl: ptr(e.FullURL), Resource: raw, Request: &rq}
+	}
+	return b, nil
+}
+
+// MarshalJSON encodes the transaction as a FHIR Bundle without going
+// through encoding/json's reflection (byte-for-byte the same as
+// json.Marshal(t.Bundle())).
+func (t *Transaction) MarshalJSON() ([]byte, error) { return t.AppendJSON(nil) }
+
+// AppendJSON appends the Bundle JSON to dst.
+func (t *Transaction) AppendJSON(dst []byte) ([]byte, error) { return AppendJSON(dst, t) }
+
+// Len returns the number of entries.
+func (t *Transaction) Len() int { return len(t.Entries) }
+
+func (e *encoder) transaction(t *Transaction) {
+	f := e.begin()
+	e.strv(f, `"type":`, "transaction")
+	if len(t.Entries) > 0 {
+		e.key(f, `"entry":`)
+		e.b = append(e.b, '[')
+		for i := range t.Entries {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			en := &t.Entries[i]
+			ef := e.begin()
+			e.strv(ef, `"fullUrl":`, en.FullURL)
+			e.key(ef, `"resource":`)
+			n := len(e.b)
+			out, err := appendResource(e.b, en.Resource)
+			if err != nil {
+				// Fall back for this resource only.
+				raw, merr := json.Marshal(en.Resource)
+				if merr != nil {
+					e.fail(merr)
+					return
+				}
+				if len(raw) == 0 || string(raw) == "null" {
+					e.fail(fmt.Errorf("entry %d has no resource", i))
+					return
+				}
+				e.b = append(e.b[:n], raw...)
+			} else {
+				e.b = out
+			}
+			rq := en.Request
+			e.request(ef, &rq)
+			e.end()
+		}
+		e.b = append(e.b, ']')
+	}
+	e.resourceType(f, "Bundle")
+}
+
+// entry makes the transaction entry for a resource of type rt made from the
+// CHT document chtID, with identifier system|value as its business key.
+func (c *Converter) entry(x *refs, rt, chtID string, path string, resource any, system, value string) Entry {
+	var urn string
+	if path == "" {
+		urn = x.add(rt, chtID)
+	} else {
+		// "urn:uuid:<id>" and "<rt>/<id>" share one allocation.
+		u := c.uuid(rt, chtID, path)
+		var tmp [36]byte
+		id := appendUUID(tmp[:0], u)
+		var sb strings.Builder
+		sb.Grow(9 + 36 + len(rt) + 1 + 36)
+		sb.WriteString("urn:uuid:")
+		sb.Write(id)
+		sb.WriteString(rt)
+		sb.WriteByte('/')
+		sb.Write(id)
+		s := sb.String()
+		urn = s[:45]
+		if c.cfg.Strategy == WritePut {
+			return Entry{FullURL: urn, Resource: resource,
+				Request: models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: s[45:]}}
+		}
+	}
+	e := Entry{FullURL: urn, Resource: resource}
+	switch c.cfg.Strategy {
+	case WritePut:
+		id := urn[len("urn:uuid:"):]
+		e.Request = models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: rt + "/" + id}
+	case WriteConditionalUpdate:
+		e.Request = models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: rt + "?" + identifierQuery(system, value)}
+	case WriteConditionalCreate:
+		e.Request = models.BundleEntryRequest{Method: models.HTTPVerbPOST, Url: rt, IfNoneExist: ptr(identifierQuery(system, value))}
+	}
+	return e
+}
+
+// identifierQuery returns "identifier=<system>|<value>" with both parts
+// query-escaped.
+func identifierQuery(system, value string) string {
+	return "identifier=" + url.QueryEscape(system) + "|" + url.QueryEscape(value)
+}

@@ -1,0 +1,330 @@
+package fhir
+
+import (
+	"strings"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// Patient converts a CHT person to a FHIR Patient: deterministic id (with
+// WritePut), identifiers for _id, patient_id and external_id, name (full
+// text plus the configured given/family split), gender (male, female, other
+// or unknown; never an error), birthDate when date_of_birth is a valid FHIR
+// date, telecom phones, deceased[x] from date_of_death, managingOrganization
+// and generalPractitioner from a hydrated lineage, and the CHT source tag.
+func (c *Converter) Patient(p *cht.Person) (*models.Patient, error) {
+	if err := c.checkContact(p, true); err != nil {
+		return nil, err
+	}
+	return c.patient(nil, p), nil
+}
+
+// Practitioner converts a CHT person (typically a CHW: a report's contact or
+// a place's primary contact) to a FHIR Practitioner.
+func (c *Converter) Practitioner(p *cht.Person) (*models.Practitioner, error) {
+	if err := c.checkContact(p, true); err != nil {
+		return nil, err
+	}
+	return c.practitioner(p), nil
+}
+
+// Location converts a CHT place to a FHIR Location; type is the
+// contact_type, partOf the parent place's Location, managingOrganization the
+// nearest place (itself included) whose type is an organization type.
+func (c *Converter) Location(p *cht.Place) (*models.Location, error) {
+	if err := c.checkContact(p, false); err != nil {
+		return nil, err
+	}
+	return c.location(nil, p), nil
+}
+
+// Organization converts a CHT place to a FHIR Organization; partOf is the
+// nearest hydrated ancestor whose type is an organization type.
+func (c *Converter) Organization(p *cht.Place) (*models.Organization, error) {
+	if err := c.checkContact(p, false); err != nil {
+		return nil, err
+	}
+	return c.organization(nil, p), nil
+}
+
+func (c *Converter) checkContact(ct *cht.Contact, person bool) error {
+	if ct == nil {
+		return &ConversionError{Field: "_id", Reason: "no document"}
+	}
+	if ct.ID == "" {
+		return &ConversionError{Field: "_id", Reason: "document has no _id"}
+	}
+	if !ct.IsContact() {
+		return &ConversionError{DocID: ct.ID, Field: "type", Value: ct.Type, Reason: "not a contact document"}
+	}
+	if c.isPerson(ct) != person {
+		want := "place"
+		if person {
+			want = "person"
+		}
+		return &ConversionError{DocID: ct.ID, Field: "type", Value: ct.TypeID(), Reason: "contact type is not a " + want + " type"}
+	}
+	return nil
+}
+
+func (c *Converter) meta() *models.Meta {
+	return &models.Meta{Tag: []models.Coding{{System: ptr(c.sys.Source), Code: ptr("cht"), Display: ptr("Community Health Toolkit")}}}
+}
+
+// id returns the logical id to set on a resource (nil for conditional
+// strategies, where the server assigns ids).
+func (c *Converter) id(rt, chtID string, path ...string) *string {
+	if c.cfg.Strategy != WritePut {
+		return nil
+	}
+	return ptr(c.ID(rt, chtID, path...))
+}
+
+func identifier(system, value, label string, use *models.IdentifierUse) models.Identifier {
+	id := models.Identifier{Use: use, System: ptr(system), Value: ptr(value)}
+	if label != "" {
+		id.Type = &models.CodeableConcept{Text: ptr(label)}
+	}
+	return id
+}
+
+func (c *Converter) contactIdentifiers(ct *cht.Contact) []models.Identifier {
+	ids := make([]models.Identifier, 0, 3)
+	ids = append(ids, identifier(c.sys.DocumentID, ct.ID, "CHT document ID", nil))
+	if s := strings.TrimSpace(ct.PatientID); s != "" {
+		ids = append(ids, identifier(c.sys.PatientID, s, "CHT patient ID", ptr(models.IdentifierUseOfficial)))
+	}
+	if s := strings.TrimSpace(ct.PlaceID); s != "" {
+		ids = append(ids, identifier(c.sys.PlaceID, s, "CHT place ID", ptr(models.IdentifierUseOfficial)))
+	}
+	if s := strings.TrimSpace(ct.ExternalID); s != "" {
+		ids = append(ids, identifier(c.sys.ExternalID, s, "External ID", ptr(models.IdentifierUseSecondary)))
+	}
+	return ids
+}
+
+func (c *Converter) humanName(name string) []models.HumanName {
+	text := strings.Join(strings.Fields(name), " ")
+	if text == "" {
+		return nil
+	}
+	hn := models.HumanName{Text: ptr(text)}
+	words := strings.Fields(text)
+	if len(words) >= 2 {
+		switch c.cfg.NameSplit {
+		case NameFamilyLast:
+			hn.Family = ptr(words[len(words)-1])
+			hn.Given = words[:len(words)-1]
+		case NameFamilyFirst:
+			hn.Family = ptr(words[0])
+			hn.Given = words[1:]
+		}
+	}
+	return []models.HumanName{hn}
+}
+
+func telecom(ct *cht.Contact) []models.ContactPoint {
+	var out []models.ContactPoint
+	for _, ph := range []string{ct.Phone, ct.PhoneAlternate} {
+		if ph = strings.TrimSpace(ph); ph != "" {
+			out = append(out, models.ContactPoint{System: ptr(models.ContactPointSystemPhone), Value: ptr(ph)})
+		}
+	}
+	if len(out) == 2 {
+		out[0].Rank, out[1].Rank = ptr(1), ptr(2)
+	}
+	return out
+}
+
+// Gender maps a CHT sex value to a FHIR AdministrativeGender. It never fails:
+// unrecognised values give unknown. ok is false for an empty value (no
+// gender should be set).
+func Gender(sex string) (g models.AdministrativeGender, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(sex)) {
+	case "":
+		return models.AdministrativeGenderUnknown, false
+	case "male", "m", "man", "boy":
+		return models.AdministrativeGenderMale, true
+	case "female", "f", "woman", "girl":
+		return models.AdministrativeGenderFemale, true
+	case "other", "o", "intersex":
+		return models.AdministrativeGenderOther, true
+	}
+	return models.AdministrativeGenderUnknown, true
+}
+
+// fhirDate returns s as a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD, a real
+// calendar date) and whether it is one. An RFC 3339 date-time yields its
+// date part.
+func fhirDate(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	switch len(s) {
+	case 4:
+		if t, err := time.Parse("2006", s); err == nil && t.Year() > 0 {
+			return s, true
+		}
+	case 7:
+		if _, err := time.Parse("2006-01", s); err == nil && s[0] != '0' {
+			return s, true
+		}
+	case 10:
+		if _, err := time.Parse("2006-01-02", s); err == nil && s[0] != '0' {
+			return s, true
+		}
+	default:
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil && len(s) > 10 {
+			if _, err := time.Parse("2006-01-02", s[:10]); err == nil && t.Year() > 0 {
+				return s[:10], true
+			}
+		}
+	}
+	return "", false
+}
+
+// fhirDateTime returns s as a FHIR dateTime: a FHIR date, or an RFC 3339
+// date-time with seconds and zone.
+func fhirDateTime(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) <= 10 {
+		return fhirDate(s)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() < 1 || t.Year() > 9999 {
+		return "", false
+	}
+	return s, true
+}
+
+func (c *Converter) patient(x *refs, p *cht.Person) *models.Patient {
+	pt := &models.Patient{
+		Id:         c.id("Patient", p.ID),
+		Meta:       c.meta(),
+		Identifier: c.contactIdentifiers(p),
+		Name:       c.humanName(p.Name),
+		Telecom:    telecom(p),
+	}
+	if g, ok := Gender(p.Sex); ok {
+		pt.Gender = &g
+	}
+	if d, ok := fhirDate(p.DateOfBirth); ok {
+		pt.BirthDate = &d
+	}
+	if dod := strings.TrimSpace(p.DateOfDeath); dod != "" {
+		if d, ok := fhirDateTime(dod); ok {
+			pt.DeceasedDateTime = &d
+		} else {
+			pt.DeceasedBoolean = ptr(true)
+		}
+	}
+	if org := c.nearestOrg(p.Parent); org != "" {
+		r := c.ref(x, "Organization", org)
+		pt.ManagingOrganization = &r
+	}
+	if chw := c.chwOf(p.Parent); chw != nil {
+		pt.GeneralPractitioner = []models.Reference{c.ref(x, "Practitioner", chw.ID)}
+	}
+	return pt
+}
+
+// nearestOrg returns the _id of the first hydrated ancestor whose type is an
+// organization type.
+func (c *Converter) nearestOrg(l *cht.Lineage) string {
+	for ; l != nil; l = l.Parent {
+		if l.Doc != nil && c.orgTypes[l.Doc.TypeID()] {
+			return l.ID
+		}
+	}
+	return ""
+}
+
+// chwOf returns the primary contact of the first hydrated ancestor whose
+// type is a practitioner place type.
+func (c *Converter) chwOf(l *cht.Lineage) *cht.Contact {
+	for ; l != nil; l = l.Parent {
+		if l.Doc != nil && c.pracType[l.Doc.TypeID()] {
+			if l.Doc.Contact != nil && l.Doc.Contact.ID != "" {
+				return l.Doc.Contact
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *Converter) practitioner(p *cht.Person) *models.Practitioner {
+	pr := &models.Practitioner{
+		Id:         c.id("Practitioner", p.ID),
+		Meta:       c.meta(),
+		Identifier: c.contactIdentifiers(p),
+		Active:     ptr(true),
+		Name:       c.humanName(p.Name),
+		Telecom:    telecom(p),
+	}
+	if g, ok := Gender(p.Sex); ok {
+		pr.Gender = &g
+	}
+	if d, ok := fhirDate(p.DateOfBirth); ok {
+		pr.BirthDate = &d
+	}
+	return pr
+}
+
+func (c *Converter) placeType(p *cht.Place) []models.CodeableConcept {
+	t := p.TypeID()
+	return []models.CodeableConcept{{
+		Coding: []models.Coding{{System: ptr(c.sys.ContactType), Code: ptr(t)}},
+		Text:   ptr(t),
+	}}
+}
+
+func nonEmpty(s string) *string {
+	if s = strings.TrimSpace(s); s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
+	loc := &models.Location{
+		Id:         c.id("Location", p.ID),
+		Meta:       c.meta(),
+		Identifier: c.contactIdentifiers(p),
+		Status:     ptr(models.LocationStatusActive),
+		Name:       nonEmpty(p.Name),
+		Mode:       ptr(models.LocationModeInstance),
+		Type:       c.placeType(p),
+		Telecom:    telecom(p),
+	}
+	if c.orgTypes[p.TypeID()] {
+		r := c.ref(x, "Organization", p.ID)
+		loc.ManagingOrganization = &r
+	} else if org := c.nearestOrg(p.Parent); org != "" {
+		r := c.ref(x, "Organization", org)
+		loc.ManagingOrganization = &r
+	}
+	if pid := p.ParentID(); pid != "" {
+		r := c.ref(x, "Location", pid)
+		loc.PartOf = &r
+	}
+	return loc
+}
+
+func (c *Converter) organization(x *refs, p *cht.Place) *models.Organization {
+	org := &models.Organization{
+		Id:         c.id("Organization", p.ID),
+		Meta:       c.meta(),
+		Identifier: c.contactIdentifiers(p),
+		Active:     ptr(true),
+		Type:       c.placeType(p),
+		Name:       nonEmpty(p.Name),
+		Telecom:    telecom(p),
+	}
+	if up := c.nearestOrg(p.Parent); up != "" {
+		r := c.ref(x, "Organization", up)
+		org.PartOf = &r
+	}
+	return org
+}

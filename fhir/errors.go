@@ -1,0 +1,125 @@
+package fhir
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrUnmappedForm is returned (wrapped) when a report's form has no entry in
+// the mapping. Callers that only forward mapped forms can skip such reports:
+//
+//	if errors.Is(err, fhir.ErrUnmappedForm) { return nil }
+var ErrUnmappedForm = errors.New("fhir: form not mapped")
+
+// ErrUnsupportedResource is returned (wrapped) by [ParseResource] and the
+// FHIR → CHT converters for a resourceType they do not handle.
+var ErrUnsupportedResource = errors.New("fhir: unsupported resource type")
+
+// ConversionError reports CHT data that cannot be converted to FHIR. Field is
+// the CHT field (a document key such as "date_of_death" or a report path
+// such as "fields.vitals.temperature"), Value the offending value, Reason
+// what is wrong with it.
+type ConversionError struct {
+	DocID  string // CHT document _id, if known
+	Field  string
+	Value  any
+	Reason string
+	Err    error // underlying error, if any
+}
+
+func (e *ConversionError) Error() string {
+	var b strings.Builder
+	b.WriteString("fhir: convert")
+	if e.DocID != "" {
+		fmt.Fprintf(&b, " doc %q", e.DocID)
+	}
+	fmt.Fprintf(&b, " field %q", e.Field)
+	if e.Value != nil {
+		fmt.Fprintf(&b, " (value %s)", shortValue(e.Value))
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *ConversionError) Unwrap() error { return e.Err }
+
+func shortValue(v any) string {
+	s := fmt.Sprintf("%#v", v)
+	if len(s) > 64 {
+		s = s[:61] + "..."
+	}
+	return s
+}
+
+// Issue is one problem found in incoming FHIR. Expression is the FHIRPath of
+// the element (e.g. "Observation.code.coding[0].system").
+type Issue struct {
+	Expression string
+	Reason     string
+	// Code is the OperationOutcome issue type; the zero value means
+	// "invalid".
+	Code IssueCode
+}
+
+// IssueCode is an OperationOutcome issue type code (a subset of
+// http://hl7.org/fhir/issue-type).
+type IssueCode string
+
+// Issue type codes used by this package.
+const (
+	IssueInvalid      IssueCode = "invalid"
+	IssueStructure    IssueCode = "structure"
+	IssueRequired     IssueCode = "required"
+	IssueValue        IssueCode = "value"
+	IssueCodeInvalid  IssueCode = "code-invalid"
+	IssueNotSupported IssueCode = "not-supported"
+	IssueNotFound     IssueCode = "not-found"
+	IssueProcessing   IssueCode = "processing"
+	IssueException    IssueCode = "exception"
+)
+
+// InvalidResourceError reports incoming FHIR that fails the checks of
+// [ParseResource] or a FHIR → CHT converter. Use [OutcomeFromError] (or
+// [InvalidResourceError.OperationOutcome]) to answer the sender.
+type InvalidResourceError struct {
+	ResourceType string
+	Issues       []Issue
+}
+
+func (e *InvalidResourceError) Error() string {
+	var b strings.Builder
+	b.WriteString("fhir: invalid ")
+	if e.ResourceType != "" {
+		b.WriteString(e.ResourceType)
+	} else {
+		b.WriteString("resource")
+	}
+	for i, is := range e.Issues {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		if is.Expression != "" {
+			b.WriteString(is.Expression)
+			b.WriteString(": ")
+		}
+		b.WriteString(is.Reason)
+	}
+	return b.String()
+}
+
+func invalid(rt, expr, reason string) *InvalidResourceError {
+	return &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: reason}}}
+}
+
+func required(rt, expr string) *InvalidResourceError {
+	return &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: "required element is missing", Code: IssueRequired}}}
+}

@@ -1,0 +1,304 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ValueKind names the FHIR type an Observation value is converted to.
+type ValueKind string
+
+// Value kinds accepted in a [FieldMapping].
+const (
+	KindQuantity   ValueKind = "quantity" // valueQuantity with a UCUM unit
+	KindCodeable   ValueKind = "codeable" // valueCodeableConcept from a value → coding table
+	KindBoolean    ValueKind = "boolean"  // valueBoolean from yes/no/true/false
+	KindInteger    ValueKind = "integer"  // valueInteger
+	KindDecimal    ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
+	KindString     ValueKind = "string"   // valueString
+	KindDateTime   ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
+	KindDate       ValueKind = "date"     // valueDateTime holding a date (YYYY, YYYY-MM or YYYY-MM-DD)
+	KindTime       ValueKind = "time"     // valueTime (HH:MM[:SS[.fff]])
+	ucumSystem               = "http://unitsofmeasure.org"
+	categorySystem           = "http://terminology.hl7.org/CodeSystem/observation-category"
+)
+
+var validKinds = map[ValueKind]bool{KindQuantity: true, KindCodeable: true, KindBoolean: true, KindInteger: true,
+	KindDecimal: true, KindString: true, KindDateTime: true, KindDate: true, KindTime: true}
+
+// Code is a FHIR Coding in a mapping file.
+type Code struct {
+	System  string `json:"system" yaml:"system"`
+	Code    string `json:"code" yaml:"code"`
+	Display string `json:"display,omitempty" yaml:"display,omitempty"`
+}
+
+// Mapping is the declarative CHT form field ⇄ FHIR Observation mapping. It is
+// usually loaded from a YAML or JSON file with [LoadMapping] or [ParseMapping]
+// (see docs/mappings.md), but it is a plain struct and may be built in Go; call
+// [Mapping.Validate] before use ([New] does).
+type Mapping struct {
+	// Version of the file format; 0 or 1.
+	Version int `json:"version,omitempty" yaml:"version,omitempty"`
+	// Forms lists one entry per CHT form.
+	Forms []FormMapping `json:"forms" yaml:"forms"`
+}
+
+// FormMapping maps the fields of one CHT form.
+type FormMapping struct {
+	// Form is the CHT form code, matched case-insensitively (records API forms
+	// are stored upper-case, XForms lower-case).
+	Form string `json:"form" yaml:"form"`
+	// EncounterType is the Encounter.type coding for reports of this form.
+	// When empty, the converter uses Config.EncounterType or a local code
+	// naming the form.
+	EncounterType *Code `json:"encounterType,omitempty" yaml:"encounterType,omitempty"`
+	// Category is the default Observation.category of the form's fields.
+	Category []Code `json:"category,omitempty" yaml:"category,omitempty"`
+	// Fields lists the mapped fields. Unlisted fields are not converted.
+	Fields []FieldMapping `json:"fields" yaml:"fields"`
+}
+
+// FieldMapping maps one report field (a dotted path below report.fields) to
+// one Observation.
+type FieldMapping struct {
+	// Path is the dotted path below the report's fields, e.g.
+	// "vitals.temperature". It is also the key of the field in a records
+	// API submission built by the reverse mapping.
+	Path string `json:"path" yaml:"path"`
+	// Code is the Observation.code coding. It must be unique within a form.
+	Code Code `json:"code" yaml:"code"`
+	// Text is an optional Observation.code.text (a label for humans).
+	Text string `json:"text,omitempty" yaml:"text,omitempty"`
+	// Type is the value kind.
+	Type ValueKind `json:"type" yaml:"type"`
+	// Unit is the UCUM code of a quantity ("kg", "cm", "Cel", "/min").
+	Unit string `json:"unit,omitempty" yaml:"unit,omitempty"`
+	// UnitDisplay is the human-readable unit (Quantity.unit); default Unit.
+	UnitDisplay string `json:"unitDisplay,omitempty" yaml:"unitDisplay,omitempty"`
+	// Values is the CHT value → coding table of a codeable field.
+	Values map[string]Code `json:"values,omitempty" yaml:"values,omitempty"`
+	// ValueSystem, when set on a codeable field, codes values missing from
+	// Values as {system: ValueSystem, code: <CHT value>} instead of failing.
+	ValueSystem string `json:"valueSystem,omitempty" yaml:"valueSystem,omitempty"`
+	// TrueValue and FalseValue are the CHT values a boolean field is written
+	// back as by the reverse mapping (e.g. "yes"/"no"). When empty, JSON
+	// booleans are written. Forward conversion always accepts true/false,
+	// "true"/"false", "yes"/"no" and these values.
+	TrueValue  string `json:"trueValue,omitempty" yaml:"trueValue,omitempty"`
+	FalseValue string `json:"falseValue,omitempty" yaml:"falseValue,omitempty"`
+	// Category overrides the form's category for this field.
+	Category []Code `json:"category,omitempty" yaml:"category,omitempty"`
+}
+
+// MappingError reports an invalid mapping: Form and Field locate the entry
+// (either may be empty), Reason says what is wrong.
+type MappingError struct {
+	Form, Field, Reason string
+}
+
+func (e *MappingError) Error() string {
+	var b strings.Builder
+	b.WriteString("fhir: mapping")
+	if e.Form != "" {
+		fmt.Fprintf(&b, " form %q", e.Form)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, " field %q", e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+// LoadMapping reads a mapping from a YAML (.yaml, .yml) or JSON file and
+// validates it.
+func LoadMapping(path string) (*Mapping, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: load mapping: %w", err)
+	}
+	m, err := ParseMapping(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return m, nil
+}
+
+// ParseMapping parses a mapping in JSON (when the first non-blank byte is
+// '{') or YAML and validates it. Unknown keys are rejected so that typos do
+// not silently drop data.
+func ParseMapping(data []byte) (*Mapping, error) {
+	var m Mapping
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			return nil, fmt.Errorf("fhir: parse mapping JSON: %w", err)
+		}
+		if dec.More() {
+			return nil, errors.New("fhir: parse mapping JSON: trailing data after the mapping object")
+		}
+	} else {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, &MappingError{Reason: "empty document"}
+			}
+			return nil, fmt.Errorf("fhir: parse mapping YAML: %w", err)
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks the mapping: known version, non-empty unique form codes,
+// and for every field a valid path, a code with system and code, a known
+// type, a unit for quantities, a value table or value system for codeables,
+// and codes unique within the form (so the reverse mapping is unambiguous).
+// It returns a *[MappingError].
+func (m *Mapping) Validate() error {
+	if m.Version != 0 && m.Version != 1 {
+		return &MappingError{Reason: fmt.Sprintf("unsupported version %d (want 1)", m.Version)}
+	}
+	forms := map[string]bool{}
+	for _, f := range m.Forms {
+		if strings.TrimSpace(f.Form) == "" {
+			return &MappingError{Reason: "form code is empty"}
+		}
+		key := strings.ToLower(f.Form)
+		if forms[key] {
+			return &MappingError{Form: f.Form, Reason: "form listed twice"}
+		}
+		forms[key] = true
+		if f.EncounterType != nil {
+			if err := checkCode(*f.EncounterType); err != "" {
+				return &MappingError{Form: f.Form, Reason: "encounterType " + err}
+			}
+		}
+		for _, c := range f.Category {
+			if err := checkCode(c); err != "" {
+				return &MappingError{Form: f.Form, Reason: "category " + err}
+			}
+		}
+		paths := map[string]bool{}
+		codes := map[Code]bool{}
+		for _, fm := range f.Fields {
+			if err := fm.validate(); err != "" {
+				return &MappingError{Form: f.Form, Field: fm.Path, Reason: err}
+			}
+			if paths[fm.Path] {
+				return &MappingError{Form: f.Form, Field: fm.Path, Reason: "path listed twice"}
+			}
+			paths[fm.Path] = true
+			k := Code{System: fm.Code.System, Code: fm.Code.Code}
+			if codes[k] {
+				return &MappingError{Form: f.Form, Field: fm.Path,
+					Reason: fmt.Sprintf("code %s|%s used by two fields", k.System, k.Code)}
+			}
+			codes[k] = true
+		}
+	}
+	return nil
+}
+
+func checkCode(c Code) string {
+	switch {
+	case strings.TrimSpace(c.System) == "":
+		return "has no system"
+	case strings.TrimSpace(c.Code) == "":
+		return "has no code"
+	case strings.TrimSpace(c.Code) != c.Code:
+		return "code has leading or trailing white space"
+	}
+	return ""
+}
+
+func (fm *FieldMapping) validate() string {
+	if fm.Path == "" {
+		return "path is empty"
+	}
+	for _, seg := range strings.Split(fm.Path, ".") {
+		if seg == "" {
+			return "path has an empty segment"
+		}
+	}
+	if err := checkCode(fm.Code); err != "" {
+		return "code " + err
+	}
+	if !validKinds[fm.Type] {
+		if fm.Type == "" {
+			return "type is missing"
+		}
+		return fmt.Sprintf("unknown type %q", fm.Type)
+	}
+	for _, c := range fm.Category {
+		if err := checkCode(c); err != "" {
+			return "category " + err
+		}
+	}
+	switch fm.Type {
+	case KindQuantity:
+		if strings.TrimSpace(fm.Unit) == "" {
+			return "quantity needs a UCUM unit"
+		}
+	case KindCodeable:
+		if len(fm.Values) == 0 && fm.ValueSystem == "" {
+			return "codeable needs values or valueSystem"
+		}
+		seen := map[Code]string{}
+		for v, c := range fm.Values {
+			if err := checkCode(c); err != "" {
+				return fmt.Sprintf("value %q %s", v, err)
+			}
+			k := Code{System: c.System, Code: c.Code}
+			if other, ok := seen[k]; ok {
+				a, b := min(v, other), max(v, other)
+				return fmt.Sprintf("values %q and %q map to the same code", a, b)
+			}
+			seen[k] = v
+		}
+	case KindBoolean:
+		if (fm.TrueValue == "") != (fm.FalseValue == "") {
+			return "trueValue and falseValue must be set together"
+		}
+		if fm.TrueValue != "" && fm.TrueValue == fm.FalseValue {
+			return "trueValue equals falseValue"
+		}
+	}
+	if fm.Type != KindQuantity && (fm.Unit != "" || fm.UnitDisplay != "") {
+		return "unit is only allowed on quantity fields"
+	}
+	if fm.Type != KindCodeable && (len(fm.Values) > 0 || fm.ValueSystem != "") {
+		return "values and valueSystem are only allowed on codeable fields"
+	}
+	if fm.Type != KindBoolean && (fm.TrueValue != "" || fm.FalseValue != "") {
+		return "trueValue and falseValue are only allowed on boolean fields"
+	}
+	return ""
+}
+
+// Form returns the mapping of form (matched case-insensitively) and whether
+// there is one.
+func (m *Mapping) Form(form string) (*FormMapping, bool) {
+	if m == nil {
+		return nil, false
+	}
+	for i := range m.Forms {
+		if strings.EqualFold(m.Forms[i].Form, form) {
+			return &m.Forms[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,393 @@
+package fhir
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// EncounterPayload is the outbound push payload used by the
+// cht-interoperability mediators (cht-api.md §6.1 "POST /cht/encounter"):
+// a report id, the patient's _id, reported_date and a list of observations
+// already mapped by the CHT outbound configuration.
+type EncounterPayload struct {
+	ID           string               `json:"id"`
+	PatientUUID  string               `json:"patient_uuid"`
+	ReportedDate cht.Millis           `json:"reported_date"`
+	Form         string               `json:"form,omitempty"` // optional; selects Encounter.type from the mapping
+	Observations []PayloadObservation `json:"observations"`
+}
+
+// PayloadObservation is one entry of EncounterPayload.Observations. Exactly
+// one value must be set.
+type PayloadObservation struct {
+	Code          string           `json:"code"`
+	Label         string           `json:"label,omitempty"`
+	ValueQuantity *PayloadQuantity `json:"valueQuantity,omitempty"`
+	ValueCode     *string          `json:"valueCode,omitempty"`
+	ValueString   *string          `json:"valueString,omitempty"`
+	ValueBoolean  *bool            `json:"valueBoolean,omitempty"`
+	ValueInteger  *int             `json:"valueInteger,omitempty"`
+	ValueDateTime *string          `json:"valueDateTime,omitempty"`
+	ValueTime     *string          `json:"valueTime,omitempty"`
+}
+
+// PayloadQuantity is a quantity value in an outbound payload.
+type PayloadQuantity struct {
+	Value  json.Number `json:"value"`
+	Unit   string      `json:"unit,omitempty"`
+	System string      `json:"system,omitempty"`
+	Code   string      `json:"code,omitempty"`
+}
+
+// DecodeEncounterPayload decodes an outbound encounter payload with a
+// hand-written decoder that does a handful of allocations (the result holds
+// substrings of a single copy of data). Unknown keys are ignored, like
+// encoding/json does; errors name the offending key.
+func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
+	p := new(EncounterPayload)
+	d := &scanner{s: string(data)}
+	if d.null() {
+		return nil, &ConversionError{Field: "", Reason: "payload is null"}
+	}
+	field := ""
+	d.object(func(k string) {
+		field = k
+		switch k {
+		case "id":
+			p.ID = d.optStr()
+		case "patient_uuid":
+			p.PatientUUID = d.optStr()
+		case "form":
+			p.Form = d.optStr()
+		case "reported_date":
+			switch d.peek() {
+			case '"':
+				s := d.str()
+				if s == "" {
+					return
+				}
+				ms, ok := cht.ParseMillis(s)
+				if !ok {
+					d.fail("invalid date %q", s)
+				}
+				p.ReportedDate = ms
+			case 'n':
+				d.null()
+			default:
+				n := d.number()
+				if d.err != nil {
+					return
+				}
+				ms, err := strconv.ParseInt(n, 10, 64)
+				if err != nil {
+					f, ferr := strconv.ParseFloat(n, 64)
+					if ferr != nil {
+						d.fail("invalid timestamp %s", n)
+						return
+					}
+					ms = int64(f)
+				}
+				p.ReportedDate = cht.Millis(ms)
+			}
+		case "observations":
+			if d.null() {
+				return
+			}
+			n := 0
+			d.array(func() {
+				field = "observations." + strconv.Itoa(n)
+				if p.Observations == nil {
+					p.Observations = make([]PayloadObservation, 0, 24)
+				}
+				p.Observations = append(p.Observations, PayloadObservation{})
+				d.observation(&p.Observations[len(p.Observations)-1], p)
+				n++
+			})
+		default:
+			d.skip(0)
+		}
+	})
+	d.end()
+	if d.err != nil {
+		return nil, &ConversionError{Field: field, Reason: "invalid JSON", Err: d.err}
+	}
+	return p, nil
+}
+
+func (d *scanner) optStr() string {
+	if d.null() {
+		return ""
+	}
+	return d.str()
+}
+
+func (d *scanner) observation(o *PayloadObservation, p *EncounterPayload) {
+	d.object(func(k string) {
+		if d.null() {
+			return
+		}
+		switch k {
+		case "code":
+			o.Code = d.str()
+		case "label":
+			o.Label = d.str()
+		case "valueQuantity":
+			q := new(PayloadQuantity)
+			d.object(func(k string) {
+				if d.null() {
+					return
+				}
+				switch k {
+				case "value":
+					q.Value = json.Number(d.number())
+				case "unit":
+					q.Unit = d.str()
+				case "system":
+					q.System = d.str()
+				case "code":
+					q.Code = d.str()
+				default:
+					d.skip(1)
+				}
+			})
+			o.ValueQuantity = q
+		case "valueCode":
+			s := d.str()
+			o.ValueCode = &s
+		case "valueString":
+			s := d.str()
+			o.ValueString = &s
+		case "valueDateTime":
+			s := d.str()
+			o.ValueDateTime = &s
+		case "valueTime":
+			s := d.str()
+			o.ValueTime = &s
+		case "valueBoolean":
+			b := d.boolean()
+			o.ValueBoolean = &b
+		case "valueInteger":
+			n := d.number()
+			if d.err != nil {
+				return
+			}
+			i, err := strconv.ParseInt(n, 10, 32)
+			if err != nil {
+				d.fail("valueInteger %s is not a 32-bit integer", n)
+				return
+			}
+			v := int(i)
+			o.ValueInteger = &v
+		default:
+			d.skip(1)
+		}
+	})
+}
+
+// ConvertPayload converts an outbound encounter payload to a transaction of
+// one Encounter and one Observation per entry. Observation codes use
+// Systems.Codes (the payload carries bare codes), valueCode becomes
+// valueCodeableConcept in the same system.
+func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
+	if p == nil || p.ID == "" {
+		return nil, &ConversionError{Field: "id", Reason: "payload has no id"}
+	}
+	x := &refs{c: c, in: make([]member, 0, 2)}
+	x.add("Encounter", p.ID)
+	var subj models.Reference
+	if p.PatientUUID != "" {
+		subj = c.ref(x, "Patient", p.PatientUUID)
+	}
+	enc := &models.Encounter{
+		Id:         c.id("Encounter", p.ID),
+		Meta:       c.meta(),
+		Identifier: []models.Identifier{identifier(c.sys.DocumentID, p.ID, "CHT document ID", nil)},
+		Status:     models.EncounterStatusFinished,
+		Class:      models.Coding{System: ptr(*c.class.System), Code: ptr(*c.class.Code), Display: c.class.Display},
+	}
+	if c.class.Display != nil {
+		enc.Class.Display = ptr(*c.class.Display)
+	}
+	if p.Form != "" {
+		if fi, ok := c.forms[lower(p.Form)]; ok {
+			cd := fi.encType.Coding[0]
+			enc.Type = []models.CodeableConcept{{Coding: []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code), Display: cd.Display}}}}
+		}
+	}
+	if enc.Type == nil && c.cfg.EncounterType != nil {
+		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{coding(*c.cfg.EncounterType)}}}
+	}
+	if p.PatientUUID != "" {
+		s := subj
+		enc.Subject = &s
+	}
+	var effective string
+	if !p.ReportedDate.IsZero() {
+		effective = formatDateTime(p.ReportedDate.Time())
+		enc.Period = &models.Period{Start: ptr(effective)}
+	}
+	sh := c.newShared(effective)
+	if p.PatientUUID != "" {
+		sh.subject = copyRef(subj, &sh.subjRef, &sh.subjType, &sh.subjIdent, &sh.subjISys, &sh.subjIVal)
+	}
+	sh.encounter = copyRef(c.ref(x, "Encounter", p.ID), &sh.encRef, &sh.encType, &sh.encIdent, &sh.encISys, &sh.encIVal)
+	t := &Transaction{Entries: make([]Entry, 0, 1+len(p.Observations))}
+	t.Entries = append(t.Entries, c.entry(x, "Encounter", p.ID, "", enc, c.sys.DocumentID, p.ID))
+	arenas := make([]obsArena, len(p.Observations))
+	for i := range p.Observations {
+		po := &p.Observations[i]
+		if po.Code == "" {
+			return nil, &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i) + ".code", Reason: "missing code"}
+		}
+		a := &arenas[i]
+		o := &a.obs
+		if err := c.setPayloadValue(a, po); err != nil {
+			return nil, &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i), Reason: err.Error()}
+		}
+		key := po.Code
+		if n := countCode(p.Observations[:i], po.Code); n > 0 {
+			key = po.Code + "#" + strconv.Itoa(n+1)
+		}
+		o.Status = models.ObservationStatusFinal
+		o.Meta = &sh.meta
+		a.idValue = p.ID + "/" + key
+		a.identifier[0] = models.Identifier{System: &sh.idSys, Value: &a.idValue}
+		o.Identifier = a.identifier[:]
+		a.coding[0] = models.Coding{System: &sh.codesSys, Code: setStr(&a.codeCode, po.Code),
+			Display: optStr(&a.codeDisplay, po.Label)}
+		o.Code = models.CodeableConcept{Coding: a.coding[:]}
+		if p.PatientUUID != "" {
+			o.Subject = &sh.subject
+		}
+		o.Encounter = &sh.encounter
+		if effective != "" {
+			o.EffectiveDateTime = &sh.effective
+		}
+		e := c.entry(x, "Observation", p.ID, key, o, c.sys.Observation, a.idValue)
+		if c.cfg.Strategy == WritePut {
+			a.id = e.FullURL[len("urn:uuid:"):]
+			o.Id = &a.id
+		}
+		t.Entries = append(t.Entries, e)
+	}
+	return t, nil
+}
+
+func countCode(obs []PayloadObservation, code string) int {
+	n := 0
+	for i := range obs {
+		if obs[i].Code == code {
+			n++
+		}
+	}
+	return n
+}
+
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
+	o := &a.obs
+	n := 0
+	if q := po.ValueQuantity; q != nil {
+		n++
+		v := string(q.Value)
+		if !isValidNumber(v) {
+			return fmt.Errorf("valueQuantity.value %q is not a number", v)
+		}
+		a.num = q.Value
+		a.qty = models.Quantity{Value: &a.num, Unit: optStr(&a.unit, q.Unit), System: optStr(&a.unitSys, q.System),
+			Code: optStr(&a.unitCode, q.Code)}
+		if a.qty.Code != nil && a.qty.System == nil {
+			return fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
+		}
+		o.ValueQuantity = &a.qty
+	}
+	if po.ValueCode != nil {
+		n++
+		if *po.ValueCode == "" {
+			return fmt.Errorf("valueCode is empty")
+		}
+		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, c.sys.Codes), Code: setStr(&a.vCode, *po.ValueCode)}
+		a.vcc.Coding = a.vcoding[:]
+		o.ValueCodeableConcept = &a.vcc
+	}
+	if po.ValueString != nil {
+		n++
+		if *po.ValueString == "" {
+			return fmt.Errorf("valueString is empty")
+		}
+		a.s = *po.ValueString
+		o.ValueString = &a.s
+	}
+	if po.ValueBoolean != nil {
+		n++
+		a.b = *po.ValueBoolean
+		o.ValueBoolean = &a.b
+	}
+	if po.ValueInteger != nil {
+		n++
+		a.i = *po.ValueInteger
+		o.ValueInteger = &a.i
+	}
+	if po.ValueDateTime != nil {
+		n++
+		s, ok := fhirDateTime(*po.ValueDateTime)
+		if !ok {
+			return fmt.Errorf("valueDateTime %q is not a FHIR dateTime", *po.ValueDateTime)
+		}
+		a.s = s
+		o.ValueDateTime = &a.s
+	}
+	if po.ValueTime != nil {
+		n++
+		s := *po.ValueTime
+		if !timeRE(s) {
+			return fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
+		}
+		if len(s) == 5 {
+			s += ":00"
+		}
+		a.s = s
+		o.ValueTime = &a.s
+	}
+	switch n {
+	case 0:
+		return fmt.Errorf("no value")
+	case 1:
+		return nil
+	}
+	return fmt.Errorf("%d values (value[x] allows one)", n)
+}
+
+// PayloadBundleJSON decodes an outbound encounter payload and appends the
+// JSON transaction Bundle (Encounter + Observations) to dst. It is the
+// allocation-light path for high-volume outbound pushes.
+func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
+	p, err := DecodeEncounterPayload(payload)
+	if err != nil {
+		return dst, err
+	}
+	t, err := c.ConvertPayload(p)
+	if err != nil {
+		return dst, err
+	}
+	return t.AppendJSON(dst)
+}

@@ -1,0 +1,582 @@
+package fhir
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// formIndex is the precomputed form of a FormMapping.
+type formIndex struct {
+	fm      *FormMapping
+	encType models.CodeableConcept
+	fields  []fieldIndex
+}
+
+type fieldIndex struct {
+	fm       *FieldMapping
+	category []Code
+	text     string
+}
+
+func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
+	out := make(map[string]*formIndex, len(m.Forms))
+	for i := range m.Forms {
+		fm := &m.Forms[i]
+		fi := &formIndex{fm: fm}
+		t := Code{System: c.sys.Form, Code: fm.Form}
+		switch {
+		case fm.EncounterType != nil:
+			t = *fm.EncounterType
+		case c.cfg.EncounterType != nil:
+			t = *c.cfg.EncounterType
+		}
+		fi.encType = models.CodeableConcept{Coding: []models.Coding{coding(t)}}
+		for j := range fm.Fields {
+			f := &fm.Fields[j]
+			cat := f.Category
+			if cat == nil {
+				cat = fm.Category
+			}
+			fi.fields = append(fi.fields, fieldIndex{fm: f, category: cat, text: f.Text})
+		}
+		out[strings.ToLower(fm.Form)] = fi
+	}
+	return out
+}
+
+func (c *Converter) form(form string) (*formIndex, error) {
+	if fi, ok := c.forms[strings.ToLower(form)]; ok {
+		return fi, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrUnmappedForm, form)
+}
+
+// reportSubject describes the report's subject.
+type reportSubject struct {
+	id        string // CHT _id, or shortcode when byCode
+	byCode    bool   // id is a patient_id/place_id shortcode
+	place     bool   // the subject is a place
+	hydrated  *cht.Contact
+	reference models.Reference
+}
+
+func isShortcode(s string) bool {
+	if len(s) == 0 || len(s) > 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, bool) {
+	var s reportSubject
+	switch {
+	case r.Patient != nil && r.Patient.ID != "":
+		s.id, s.hydrated = r.Patient.ID, r.Patient
+		s.place = r.Patient.Hydrated() && !c.isPerson(r.Patient)
+	case r.Place != nil && r.Place.ID != "" && r.Place.Hydrated():
+		s.id, s.hydrated, s.place = r.Place.ID, r.Place, true
+	default:
+		id, path, ok := r.Subject()
+		if !ok {
+			return s, false
+		}
+		s.id = id
+		s.place = path == "place_id"
+		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
+	}
+	rt := "Patient"
+	if s.place {
+		rt = "Location"
+	}
+	switch {
+	case s.byCode && s.place:
+		s.reference = c.shortcodeRef(rt, c.sys.PlaceID, s.id)
+	case s.byCode:
+		s.reference = c.shortcodeRef(rt, c.sys.PatientID, s.id)
+	default:
+		s.reference = c.ref(x, rt, s.id)
+	}
+	return s, true
+}
+
+func checkReport(r *cht.Report) error {
+	if r == nil {
+		return &ConversionError{Field: "_id", Reason: "no document"}
+	}
+	if r.ID == "" {
+		return &ConversionError{Field: "_id", Reason: "report has no _id"}
+	}
+	if r.Form == "" {
+		return &ConversionError{DocID: r.ID, Field: "form", Reason: "report has no form"}
+	}
+	return nil
+}
+
+// Encounter converts a report to a FHIR Encounter: status finished, class
+// from Config.EncounterClass, type from the form mapping, subject (the
+// report's patient), participant (the submitting CHW), serviceProvider
+// (nearest organization in the CHW's hydrated lineage), period.start =
+// reported_date (no end is invented) and identifier = report _id. Reports of
+// unmapped forms are converted too (type from Systems.Form).
+func (c *Converter) Encounter(r *cht.Report) (*models.Encounter, error) {
+	if err := checkReport(r); err != nil {
+		return nil, err
+	}
+	return c.encounter(nil, r), nil
+}
+
+func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
+	enc := &models.Encounter{
+		Id:         c.id("Encounter", r.ID),
+		Meta:       c.meta(),
+		Identifier: []models.Identifier{identifier(c.sys.DocumentID, r.ID, "CHT document ID", nil)},
+		Status:     models.EncounterStatusFinished,
+		Class:      c.class,
+	}
+	enc.Class.System, enc.Class.Code = ptr(*c.class.System), ptr(*c.class.Code)
+	if c.class.Display != nil {
+		enc.Class.Display = ptr(*c.class.Display)
+	}
+	if fi, ok := c.forms[strings.ToLower(r.Form)]; ok {
+		cd := fi.encType.Coding[0]
+		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code), Display: cd.Display}}}}
+	} else {
+		t := Code{System: c.sys.Form, Code: r.Form}
+		if c.cfg.EncounterType != nil {
+			t = *c.cfg.EncounterType
+		}
+		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{coding(t)}}}
+	}
+	if s, ok := c.subject(x, r); ok && !s.place {
+		enc.Subject = &s.reference
+	}
+	if r.Contact != nil && r.Contact.ID != "" {
+		ind := c.ref(x, "Practitioner", r.Contact.ID)
+		enc.Participant = []models.EncounterParticipant{{Individual: &ind}}
+		if org := c.nearestOrg(r.Contact.Parent); org != "" {
+			sp := c.ref(x, "Organization", org)
+			enc.ServiceProvider = &sp
+		}
+	}
+	if !r.ReportedDate.IsZero() {
+		enc.Period = &models.Period{Start: ptr(formatDateTime(r.ReportedDate.Time()))}
+	}
+	return enc
+}
+
+// formatDateTime formats t as a FHIR dateTime in UTC with milliseconds.
+func formatDateTime(t time.Time) string {
+	var b [32]byte
+	return string(t.UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z07:00"))
+}
+
+// Observations converts the mapped fields of a report to Observations, in
+// mapping order. Absent fields and empty values ("" or null) are skipped.
+// A report whose form is not mapped yields an error wrapping
+// ErrUnmappedForm; a value that cannot be converted yields a
+// *ConversionError naming the field ("fields.<path>") and the reason.
+func (c *Converter) Observations(r *cht.Report) ([]models.Observation, error) {
+	if err := checkReport(r); err != nil {
+		return nil, err
+	}
+	return c.observations(nil, r)
+}
+
+// obsArena holds one Observation and the elements only it points to, so
+// that the Observations of a report take one allocation instead of dozens.
+// Strings are copied into the arena so no pointer aliases converter state.
+type obsArena struct {
+	obs        models.Observation
+	identifier [1]models.Identifier
+	coding     [1]models.Coding
+	category   [1]models.CodeableConcept
+	catCoding  [1]models.Coding
+	qty        models.Quantity
+	num        json.Number
+	vcc        models.CodeableConcept
+	vcoding    [1]models.Coding
+	b          bool
+	i          int
+	s          string
+
+	id, idValue                              string
+	codeSys, codeCode, codeDisplay, codeText string
+	catSys, catCode, catDisplay              string
+	unit, unitSys, unitCode                  string
+	vSys, vCode, vDisplay                    string
+}
+
+// obsShared holds the elements that are identical for all Observations of
+// one conversion (meta, subject, encounter, performer, effective time). The
+// Observations of one call share them; they never alias converter state.
+type obsShared struct {
+	meta                           models.Meta
+	tag                            [1]models.Coding
+	subject, encounter             models.Reference
+	performer                      [1]models.Reference
+	subjIdent, encIdent, perfIdent models.Identifier
+	tagSys, tagCode, tagDisplay    string
+	subjRef, subjType, encRef      string
+	encType, perfRef, perfType     string
+	subjISys, subjIVal             string
+	encISys, encIVal               string
+	perfISys, perfIVal             string
+	effective, idSys, codesSys     string
+}
+
+func (c *Converter) newShared(effective string) *obsShared {
+	sh := &obsShared{tagSys: c.sys.Source, tagCode: "cht", tagDisplay: "Community Health Toolkit",
+		effective: effective, idSys: c.sys.Observation, codesSys: c.sys.Codes}
+	sh.tag[0] = models.Coding{System: &sh.tagSys, Code: &sh.tagCode, Display: &sh.tagDisplay}
+	sh.meta.Tag = sh.tag[:]
+	return sh
+}
+
+func setStr(dst *string, v string) *string {
+	*dst = v
+	return dst
+}
+
+func optStr(dst *string, v string) *string {
+	if v == "" {
+		return nil
+	}
+	*dst = v
+	return dst
+}
+
+func (c *Converter) observations(x *refs, r *cht.Report) ([]models.Observation, error) {
+	fi, err := c.form(r.Form)
+	if err != nil {
+		return nil, err
+	}
+	arenas := make([]obsArena, 0, len(fi.fields))
+	var effective string
+	if !r.ReportedDate.IsZero() {
+		effective = formatDateTime(r.ReportedDate.Time())
+	}
+	sh := c.newShared(effective)
+	subj, hasSubj := c.subject(x, r)
+	if hasSubj {
+		sh.subject = copyRef(subj.reference, &sh.subjRef, &sh.subjType, &sh.subjIdent, &sh.subjISys, &sh.subjIVal)
+	}
+	sh.encounter = copyRef(c.ref(x, "Encounter", r.ID), &sh.encRef, &sh.encType, &sh.encIdent, &sh.encISys, &sh.encIVal)
+	hasPerf := r.Contact != nil && r.Contact.ID != ""
+	if hasPerf {
+		sh.performer[0] = copyRef(c.ref(x, "Practitioner", r.Contact.ID), &sh.perfRef, &sh.perfType, &sh.perfIdent, &sh.perfISys, &sh.perfIVal)
+	}
+	for i := range fi.fields {
+		f := &fi.fields[i]
+		v, ok := r.Fields.Field(f.fm.Path)
+		if !ok || isEmptyValue(v) {
+			continue
+		}
+		arenas = append(arenas, obsArena{})
+		a := &arenas[len(arenas)-1]
+		o := &a.obs
+		if err := c.setValue(a, f.fm, v); err != nil {
+			return nil, &ConversionError{DocID: r.ID, Field: "fields." + f.fm.Path, Value: v, Reason: err.Error()}
+		}
+		if c.cfg.Strategy == WritePut {
+			a.id = uuidString(c.uuid("Observation", r.ID, f.fm.Path))
+			o.Id = &a.id
+		}
+		o.Meta = &sh.meta
+		a.identifier[0] = models.Identifier{System: &sh.idSys, Value: setStr(&a.idValue, r.ID+"/"+f.fm.Path)}
+		o.Identifier = a.identifier[:]
+		o.Status = models.ObservationStatusFinal
+		if len(f.category) == 1 {
+			k := f.category[0]
+			a.catCoding[0] = models.Coding{System: setStr(&a.catSys, k.System), Code: setStr(&a.catCode, k.Code),
+				Display: optStr(&a.catDisplay, k.Display)}
+			a.category[0].Coding = a.catCoding[:]
+			o.Category = a.category[:]
+		} else if len(f.category) > 1 {
+			o.Category = make([]models.CodeableConcept, len(f.category))
+			for j, k := range f.category {
+				o.Category[j].Coding = []models.Coding{coding(k)}
+			}
+		}
+		a.coding[0] = models.Coding{System: setStr(&a.codeSys, f.fm.Code.System), Code: setStr(&a.codeCode, f.fm.Code.Code),
+			Display: optStr(&a.codeDisplay, f.fm.Code.Display)}
+		o.Code = models.CodeableConcept{Coding: a.coding[:], Text: optStr(&a.codeText, f.text)}
+		if hasSubj {
+			o.Subject = &sh.subject
+		}
+		o.Encounter = &sh.encounter
+		if effective != "" {
+			o.EffectiveDateTime = &sh.effective
+		}
+		if hasPerf {
+			o.Performer = sh.performer[:]
+		}
+	}
+	out := make([]models.Observation, len(arenas))
+	for i := range arenas {
+		out[i] = arenas[i].obs
+	}
+	return out, nil
+}
+
+// copyRef copies a reference into caller-provided storage.
+func copyRef(r models.Reference, ref, typ *string, ident *models.Identifier, isys, ival *string) models.Reference {
+	out := models.Reference{}
+	if r.Reference != nil {
+		out.Reference = setStr(ref, *r.Reference)
+	}
+	if r.Type != nil {
+		out.Type = setStr(typ, *r.Type)
+	}
+	if r.Identifier != nil {
+		*ident = models.Identifier{}
+		if r.Identifier.System != nil {
+			ident.System = setStr(isys, *r.Identifier.System)
+		}
+		if r.Identifier.Value != nil {
+			ident.Value = setStr(ival, *r.Identifier.Value)
+		}
+		out.Identifier = ident
+	}
+	return out
+}
+
+func isEmptyValue(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return strings.TrimSpace(v) == ""
+	}
+	return false
+}
+
+// number returns v as a JSON number literal.
+func number(v any) (json.Number, error) {
+	switch v := v.(type) {
+	case json.Number:
+		s := strings.TrimSpace(string(v))
+		if !isValidNumber(s) {
+			return "", fmt.Errorf("%q is not a number", string(v))
+		}
+		return json.Number(s), nil
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return "", fmt.Errorf("%v is not a finite number", v)
+		}
+		return json.Number(strconv.FormatFloat(v, 'f', -1, 64)), nil
+	case int:
+		return json.Number(strconv.Itoa(v)), nil
+	case int64:
+		return json.Number(strconv.FormatInt(v, 10)), nil
+	case string:
+		s := strings.TrimSpace(v)
+		if isValidNumber(s) {
+			return json.Number(s), nil
+		}
+		// XForms store numbers as strings; accept "+5", ".5", "5." too.
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return "", fmt.Errorf("%q is not a number", v)
+		}
+		return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), nil
+	}
+	return "", fmt.Errorf("want a number, got %s", kindOf(v))
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case map[string]any, cht.Fields:
+		return "an object"
+	case []any:
+		return "an array"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case json.Number, float64, int, int64:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// parseBool accepts booleans, "true"/"false", "yes"/"no" (any case) and the
+// field's configured true/false values.
+func parseBool(fm *FieldMapping, v any) (bool, error) {
+	switch v := v.(type) {
+	case bool:
+		return v, nil
+	case string:
+		s := strings.TrimSpace(v)
+		switch {
+		case fm.TrueValue != "" && s == fm.TrueValue:
+			return true, nil
+		case fm.FalseValue != "" && s == fm.FalseValue:
+			return false, nil
+		}
+		switch strings.ToLower(s) {
+		case "true", "yes":
+			return true, nil
+		case "false", "no":
+			return false, nil
+		}
+		return false, fmt.Errorf("%q is not a boolean (want yes/no/true/false)", v)
+	}
+	return false, fmt.Errorf("want a boolean, got %s", kindOf(v))
+}
+
+func stringOf(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return string(v), nil
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	}
+	return "", fmt.Errorf("want a string, got %s", kindOf(v))
+}
+
+var timeRE = func(s string) bool {
+	// HH:MM[:SS[.fff]] with valid ranges
+	if len(s) != 5 && len(s) < 8 {
+		return false
+	}
+	for _, l := range []string{"15:04", "15:04:05", "15:04:05.999999999"} {
+		if _, err := time.Parse(l, s); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
+	o := &a.obs
+	switch fm.Type {
+	case KindQuantity, KindDecimal:
+		n, err := number(v)
+		if err != nil {
+			return err
+		}
+		a.num = n
+		a.qty.Value = &a.num
+		if fm.Type == KindQuantity {
+			disp := fm.UnitDisplay
+			if disp == "" {
+				disp = fm.Unit
+			}
+			a.qty.Unit = setStr(&a.unit, disp)
+			a.qty.System = setStr(&a.unitSys, ucumSystem)
+			a.qty.Code = setStr(&a.unitCode, fm.Unit)
+		}
+		o.ValueQuantity = &a.qty
+	case KindInteger:
+		n, err := number(v)
+		if err != nil {
+			return err
+		}
+		i, err := strconv.ParseInt(string(n), 10, 32)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(string(n), 64)
+			if ferr != nil || f != math.Trunc(f) || f > math.MaxInt32 || f < math.MinInt32 {
+				return fmt.Errorf("%s is not a 32-bit integer", n)
+			}
+			i = int64(f)
+		}
+		a.i = int(i)
+		o.ValueInteger = &a.i
+	case KindBoolean:
+		b, err := parseBool(fm, v)
+		if err != nil {
+			return err
+		}
+		a.b = b
+		o.ValueBoolean = &a.b
+	case KindString:
+		s, err := stringOf(v)
+		if err != nil {
+			return err
+		}
+		a.s = s
+		o.ValueString = &a.s
+	case KindCodeable:
+		s, err := stringOf(v)
+		if err != nil {
+			return err
+		}
+		s = strings.TrimSpace(s)
+		k, ok := fm.Values[s]
+		if !ok {
+			if fm.ValueSystem == "" {
+				return fmt.Errorf("value %q is not in the coding table", s)
+			}
+			k = Code{System: fm.ValueSystem, Code: s}
+		}
+		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, k.System), Code: setStr(&a.vCode, k.Code),
+			Display: optStr(&a.vDisplay, k.Display)}
+		a.vcc.Coding = a.vcoding[:]
+		o.ValueCodeableConcept = &a.vcc
+	case KindDateTime, KindDate:
+		var s string
+		switch t := v.(type) {
+		case json.Number, float64, int64, int:
+			n, err := number(t)
+			if err != nil {
+				return err
+			}
+			ms, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s is not a timestamp in milliseconds", n)
+			}
+			s = formatDateTime(cht.Millis(ms).Time())
+			if fm.Type == KindDate {
+				s = s[:10]
+			}
+		case string:
+			var ok bool
+			if fm.Type == KindDate {
+				s, ok = fhirDate(t)
+			} else {
+				s, ok = fhirDateTime(t)
+			}
+			if !ok {
+				return fmt.Errorf("%q is not a valid FHIR %s", t, fm.Type)
+			}
+		default:
+			return fmt.Errorf("want a date string or timestamp, got %s", kindOf(v))
+		}
+		a.s = s
+		o.ValueDateTime = &a.s
+	case KindTime:
+		s, err := stringOf(v)
+		if err != nil {
+			return err
+		}
+		s = strings.TrimSpace(s)
+		if !timeRE(s) {
+			return fmt.Errorf("%q is not a valid time (HH:MM[:SS])", s)
+		}
+		if len(s) == 5 {
+			s += ":00" // FHIR time requires seconds
+		}
+		a.s = s
+		o.ValueTime = &a.s
+	default:
+		return fmt.Errorf("unknown type %q", fm.Type)
+	}
+	return nil
+}
