@@ -294,7 +294,7 @@ func (s *Server) handleAddMediator(w http.ResponseWriter, r *http.Request, u *us
 		return
 	}
 	if !ok {
-		writeText(w, http.StatusBadRequest, "invalid JSON")
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	doc, _ := body.(map[string]any)
@@ -480,16 +480,15 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, urn str
 		writeStatus(w, http.StatusRequestEntityTooLarge)
 		return
 	}
+	if !ok {
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
+		return
+	}
 	s.mu.Lock()
 	m := s.findMediator(urn)
 	if m == nil {
 		s.mu.Unlock()
 		writeStatus(w, http.StatusNotFound)
-		return
-	}
-	if !ok {
-		s.mu.Unlock()
-		writeText(w, http.StatusBadRequest, "invalid JSON")
 		return
 	}
 	hb, _ := body.(map[string]any)
@@ -571,7 +570,7 @@ func (s *Server) handleSetConfig(w http.ResponseWriter, r *http.Request, urn str
 		return
 	}
 	if !ok {
-		writeText(w, http.StatusBadRequest, "invalid JSON")
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	cfg, isMap := body.(map[string]any)
@@ -614,7 +613,7 @@ func (s *Server) handleLoadDefaultChannels(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	if !ok {
-		writeText(w, http.StatusBadRequest, "invalid JSON")
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	var names []string
@@ -764,7 +763,7 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 	}
 	doc, _ := body.(map[string]any)
 	if !ok || doc == nil {
-		writeText(w, http.StatusBadRequest, "invalid JSON")
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	var c Channel
@@ -857,7 +856,7 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 	}
 	var c RouterClient
 	if !ok || remarshal(body, &c) != nil {
-		writeText(w, http.StatusBadRequest, "invalid JSON")
+		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	se := &schemaErrors{model: "Client"}
@@ -883,10 +882,8 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 		}
 	}
 	// core answers 400 with the bare error message here (no prefix).
-	if err := se.err(); err != nil {
-		var ve *validationError
-		errors.As(err, &ve)
-		writeText(w, http.StatusBadRequest, ve.msg)
+	if msg := se.message(); msg != "" {
+		writeText(w, http.StatusBadRequest, msg)
 		return
 	}
 	for _, e := range s.clients {

@@ -114,7 +114,8 @@ type Transaction struct {
 	// MetadataError is set when core would have failed to save the
 	// response metadata (an orchestration without name or
 	// request.timestamp, §5.2): response, orchestrations, properties and
-	// error are then not stored, as in core.
+	// error are then not stored. Version7 and Version8 only: the real
+	// 4.0.5 stores such orchestrations (verified by the e2e test).
 	MetadataError string `json:"-"`
 	// MetricsSkipped reports that the mediator's response carried no
 	// response.timestamp, so core records no metrics for it (§5.2).
@@ -129,7 +130,7 @@ type RequestDef struct {
 	Port        string            `json:"port,omitempty"`
 	Path        string            `json:"path,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
-	Querystring string            `json:"querystring,omitempty"`
+	Querystring string            `json:"querystring"`
 	Body        string            `json:"body,omitempty"`
 	Method      string            `json:"method,omitempty"`
 	Timestamp   *time.Time        `json:"timestamp,omitempty"`

@@ -51,8 +51,9 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	// answers 401 unless that channel is public or allows the client.
 	ch := s.matchChannel(r)
 	if ch == nil || !authorised(ch, client, remoteIP(r)) {
+		// 4.0.5 answers with an empty body here.
 		w.Header().Set("WWW-Authenticate", "Basic")
-		writeStatus(w, http.StatusUnauthorized)
+		writeText(w, http.StatusUnauthorized, "")
 		return
 	}
 	// proxy middleware, before the transaction is stored.
@@ -110,7 +111,7 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res := s.forward(r, body, ch, tx.ID)
+	res := s.forward(r, body, ch, tx.ID, start)
 
 	s.mu.Lock()
 	s.finishTransaction(tx, res)
@@ -241,7 +242,7 @@ func clientAllowed(c *Channel, client *RouterClient) bool {
 
 // forward sends the request to the channel's primary route (§5.5) and
 // interprets the answer (§5.1–§5.2).
-func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string) routeResult {
+func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string, reqTime time.Time) routeResult {
 	var primary *Route
 	n := 0
 	for i := range ch.Routes {
@@ -306,17 +307,21 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string)
 	if route.Username != "" || route.Password != "" {
 		out.SetBasicAuth(route.Username, route.Password)
 	}
-	reqTime := s.now()
+	// core's buildOrchestration: options.path already carries the query
+	// string, and the timestamp is the transaction's request timestamp.
+	orchPath := path
+	if r.URL.RawQuery != "" {
+		orchPath += "?" + r.URL.RawQuery
+	}
 	orch := Orchestration{
 		Name: route.Name,
 		Request: &RequestDef{
-			Host:        route.Host,
-			Port:        strconv.Itoa(route.Port),
-			Path:        path,
-			Headers:     headerMap(out.Header, false),
-			Querystring: r.URL.RawQuery,
-			Method:      r.Method,
-			Timestamp:   &reqTime,
+			Host:      route.Host,
+			Port:      strconv.Itoa(route.Port),
+			Path:      orchPath,
+			Headers:   headerMap(out.Header, false),
+			Method:    r.Method,
+			Timestamp: &reqTime,
 		},
 	}
 	if sendBody {
@@ -480,11 +485,14 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 		raw, _ := m["orchestrations"].([]any)
 		for i, o := range raw {
 			om, _ := o.(map[string]any)
-			if reason := orchestrationInvalid(om); reason != "" && tx.MetadataError == "" {
+			// 4.0.5 (mongoose 4.13) stores such orchestrations: update
+			// validators do not check required paths inside array
+			// items. Later cores reject the whole update (§5.2).
+			if reason := orchestrationInvalid(om); reason != "" && tx.MetadataError == "" && s.cfg.Version >= Version7 {
 				tx.MetadataError = fmt.Sprintf("orchestrations.%d.%s", i, reason)
 			}
 			var parsed Orchestration
-			if err := remarshal(castOrchestration(om), &parsed); err != nil && tx.MetadataError == "" {
+			if err := remarshal(castOrchestration(om), &parsed); err != nil && tx.MetadataError == "" && s.cfg.Version >= Version7 {
 				tx.MetadataError = fmt.Sprintf("orchestrations.%d: %v", i, err)
 			}
 			orchs = append(orchs, parsed)

@@ -230,11 +230,22 @@ func (s *schemaErrors) add(path, format string, args ...any) {
 	s.errs = append(s.errs, path+": "+fmt.Sprintf(format, args...))
 }
 
+// err is the ValidationError as `${err}` prints it on core 4.0.5
+// (mongoose 4.13's toString: the failures without the "<Model> validation
+// failed" message), e.g. "ValidationError: name: Path `name` is required.".
 func (s *schemaErrors) err() error {
 	if len(s.errs) == 0 {
 		return nil
 	}
-	return &validationError{msg: s.model + " validation failed: " + strings.Join(s.errs, ", ")}
+	return &validationError{msg: strings.Join(s.errs, ", ")}
+}
+
+// message is err.message: "<Model> validation failed: …" ("" when valid).
+func (s *schemaErrors) message() string {
+	if len(s.errs) == 0 {
+		return ""
+	}
+	return s.model + " validation failed: " + strings.Join(s.errs, ", ")
 }
 
 // routeTypes returns the RouteDef type enum of a core version (§6).
