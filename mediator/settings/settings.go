@@ -1,0 +1,443 @@
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// DefaultEnvPrefix is the prefix of the environment variables [Load] reads.
+const DefaultEnvPrefix = "MEDIATOR"
+
+// Secret is a string that never shows in logs or formatted output
+// (LogValue, String and GoString redact it). Convert it with string(s).
+type Secret string
+
+// LogValue redacts the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString redacts the secret.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// Mediator is the configuration of a mediator as a file or the environment
+// gives it. Embed it, squashed, in a program's own settings struct:
+//
+//	type AppSettings struct {
+//		settings.Mediator `mapstructure:",squash"`
+//		CHT struct {
+//			URL string `mapstructure:"url"` // MEDIATOR_CHT_URL
+//		} `mapstructure:"cht"`
+//	}
+//
+// Defaults are those of [Default].
+type Mediator struct {
+	// Listen is the address to serve on (MEDIATOR_LISTEN).
+	Listen string `mapstructure:"listen"`
+	// OpenHIM is the connection to core (MEDIATOR_OPENHIM_*).
+	OpenHIM OpenHIM `mapstructure:"openhim"`
+	// HeartbeatInterval between heartbeats; negative disables them
+	// (MEDIATOR_HEARTBEAT_INTERVAL, e.g. "10s").
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
+	// InstallChannels installs the default channels after registering
+	// (MEDIATOR_INSTALL_CHANNELS).
+	InstallChannels bool `mapstructure:"install_channels"`
+	// MaxBodyBytes limits request bodies; negative means no limit
+	// (MEDIATOR_MAX_BODY_BYTES).
+	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+	// ShutdownTimeout bounds the graceful shutdown
+	// (MEDIATOR_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// RedactHeaders are further headers redacted in orchestrations
+	// (MEDIATOR_REDACT_HEADERS, comma-separated).
+	RedactHeaders []string `mapstructure:"redact_headers"`
+}
+
+// OpenHIM is the connection to core's API.
+type OpenHIM struct {
+	// URL of core's API; "" runs the mediator standalone
+	// (MEDIATOR_OPENHIM_URL).
+	URL string `mapstructure:"url"`
+	// Username and Password of the core user (MEDIATOR_OPENHIM_USERNAME,
+	// MEDIATOR_OPENHIM_PASSWORD).
+	Username string `mapstructure:"username"`
+	Password Secret `mapstructure:"password"`
+	// Auth is basic, token, session or auto (MEDIATOR_OPENHIM_AUTH).
+	Auth string `mapstructure:"auth"`
+	// InsecureSkipVerify turns TLS verification off
+	// (MEDIATOR_OPENHIM_INSECURE_SKIP_VERIFY).
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+	// CAFile is a PEM bundle to trust (MEDIATOR_OPENHIM_CA_FILE).
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are a client certificate
+	// (MEDIATOR_OPENHIM_CERT_FILE, MEDIATOR_OPENHIM_KEY_FILE).
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// Timeout of each API call (MEDIATOR_OPENHIM_TIMEOUT).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// CoreVersion is core's major version, for validation
+	// (MEDIATOR_OPENHIM_CORE_VERSION).
+	CoreVersion int `mapstructure:"core_version"`
+}
+
+// Default returns the default settings. This is the one place they are
+// defined:
+//
+//	listen               ":8080"
+//	heartbeat_interval   10s
+//	install_channels     false
+//	max_body_bytes       10485760 (10 MiB)
+//	shutdown_timeout     30s
+//	redact_headers       none (Authorization, Proxy-Authorization, Cookie and Set-Cookie always are)
+//	openhim.url          "" (standalone)
+//	openhim.auth         "auto"
+//	openhim.timeout      10s
+//	openhim.core_version 8
+func Default() Mediator {
+	return Mediator{
+		Listen:            mediator.DefaultListen,
+		HeartbeatInterval: 10 * time.Second,
+		MaxBodyBytes:      mediator.DefaultMaxBodyBytes,
+		ShutdownTimeout:   mediator.DefaultShutdownTimeout,
+		RedactHeaders:     []string{},
+		OpenHIM: OpenHIM{
+			Auth:        string(mediator.AuthAuto),
+			Timeout:     10 * time.Second,
+			CoreVersion: 8,
+		},
+	}
+}
+
+// Validate checks the values; errors name the key.
+func (m Mediator) Validate() error {
+	var errs []error
+	if m.Listen == "" {
+		errs = append(errs, errors.New(`settings: "listen" must not be empty`))
+	}
+	switch mediator.AuthScheme(m.OpenHIM.Auth) {
+	case "", mediator.AuthAuto, mediator.AuthBasic, mediator.AuthToken, mediator.AuthSession:
+	default:
+		errs = append(errs, fmt.Errorf(`settings: "openhim.auth" is %q; want basic, token, session or auto`, m.OpenHIM.Auth))
+	}
+	if m.OpenHIM.URL != "" {
+		u, err := url.Parse(m.OpenHIM.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf(`settings: "openhim.url" is not an http(s) URL: %q`, redactURL(m.OpenHIM.URL)))
+		}
+	}
+	if (m.OpenHIM.CertFile == "") != (m.OpenHIM.KeyFile == "") {
+		errs = append(errs, errors.New(`settings: "openhim.cert_file" and "openhim.key_file" go together`))
+	}
+	if m.OpenHIM.Timeout < 0 {
+		errs = append(errs, errors.New(`settings: "openhim.timeout" must not be negative`))
+	}
+	if m.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New(`settings: "shutdown_timeout" must not be negative`))
+	}
+	if m.OpenHIM.CoreVersion < 0 {
+		errs = append(errs, errors.New(`settings: "openhim.core_version" must not be negative`))
+	}
+	return errors.Join(errs...)
+}
+
+// OpenHIMConfig returns the core connection settings as the mediator
+// package wants them.
+func (m Mediator) OpenHIMConfig() mediator.OpenHIMConfig {
+	o := m.OpenHIM
+	return mediator.OpenHIMConfig{
+		URL: o.URL, Username: o.Username, Password: string(o.Password), Auth: mediator.AuthScheme(o.Auth),
+		InsecureSkipVerify: o.InsecureSkipVerify, CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		Timeout: o.Timeout, CoreVersion: o.CoreVersion,
+	}
+}
+
+// Apply copies the settings into cfg (Listen, OpenHIM, HeartbeatInterval,
+// InstallChannels, MaxBodyBytes, ShutdownTimeout and
+// Capture.RedactHeaders), leaving its other fields alone.
+func (m Mediator) Apply(cfg *mediator.Config) {
+	cfg.Listen = m.Listen
+	cfg.OpenHIM = m.OpenHIMConfig()
+	cfg.HeartbeatInterval = m.HeartbeatInterval
+	cfg.InstallChannels = m.InstallChannels
+	cfg.MaxBodyBytes = m.MaxBodyBytes
+	cfg.ShutdownTimeout = m.ShutdownTimeout
+	cfg.Capture.RedactHeaders = append([]string(nil), m.RedactHeaders...)
+}
+
+// LogValue logs the settings without secrets.
+func (m Mediator) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("listen", m.Listen),
+		slog.String("openhim.url", redactURL(m.OpenHIM.URL)),
+		slog.String("openhim.username", m.OpenHIM.Username),
+		slog.String("openhim.auth", m.OpenHIM.Auth),
+		slog.Bool("openhim.insecure_skip_verify", m.OpenHIM.InsecureSkipVerify),
+		slog.Duration("heartbeat_interval", m.HeartbeatInterval),
+		slog.Bool("install_channels", m.InstallChannels),
+	)
+}
+
+// String formats the settings without secrets.
+func (m Mediator) String() string {
+	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v}",
+		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders)
+}
+
+// GoString formats the settings without secrets.
+func (m Mediator) GoString() string { return "settings.Mediator" + m.String() }
+
+// String formats the connection settings without secrets (the password
+// and any password in the URL are redacted).
+func (o OpenHIM) String() string {
+	return fmt.Sprintf("{URL:%s Username:%s Password:%s Auth:%s InsecureSkipVerify:%t CAFile:%s CertFile:%s KeyFile:%s Timeout:%s CoreVersion:%d}",
+		redactURL(o.URL), o.Username, o.Password, o.Auth, o.InsecureSkipVerify, o.CAFile, o.CertFile, o.KeyFile, o.Timeout, o.CoreVersion)
+}
+
+// GoString formats the connection settings without secrets.
+func (o OpenHIM) GoString() string { return "settings.OpenHIM" + o.String() }
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// Options configure [LoadWith].
+type Options struct {
+	// File is a YAML (.yaml, .yml) or JSON (.json) file; "" reads none.
+	File string
+	// EnvPrefix prefixes the environment variables; "" means
+	// DefaultEnvPrefix. A nested key joins its parts with "_": key
+	// "openhim.url" is read from MEDIATOR_OPENHIM_URL.
+	EnvPrefix string
+}
+
+// Load reads settings into dst, a pointer to a struct with mapstructure
+// tags (such as [Mediator], or a program's struct embedding it), from the
+// file at path ("" for none) and from MEDIATOR_* environment variables,
+// which win over the file. What dst holds before the call is the default
+// (start from [Default]). Every leaf key has its variable, derived from the
+// struct: key "openhim.ca_file" is MEDIATOR_OPENHIM_CA_FILE. Lists come from
+// the environment comma-separated, durations as Go durations ("10s").
+//
+// A key in the file that dst does not have, and a value that does not fit
+// its field, are errors naming the key. Environment variables with the
+// prefix that match no key are ignored (platforms such as Kubernetes set
+// some). If dst has a Validate() error method, Load returns its error.
+func Load(path string, dst any) error {
+	return LoadWith(Options{File: path}, dst)
+}
+
+// LoadWith is [Load] with options.
+func LoadWith(opts Options, dst any) error {
+	rv := reflect.ValueOf(dst)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("settings: destination must be a non-nil pointer to a struct, not %T", dst)
+	}
+	prefix := opts.EnvPrefix
+	if prefix == "" {
+		prefix = DefaultEnvPrefix
+	}
+	leaves := map[string]reflect.Value{}
+	collectLeaves(rv.Elem(), "", leaves)
+
+	v := viper.New()
+	keys := make([]string, 0, len(leaves))
+	for k := range leaves {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v.SetDefault(k, leaves[k].Interface())
+		if err := v.BindEnv(k, EnvName(prefix, k)); err != nil {
+			return fmt.Errorf("settings: bind %s: %w", k, err)
+		}
+	}
+	if opts.File != "" {
+		switch ext := strings.ToLower(filepath.Ext(opts.File)); ext {
+		case ".yaml", ".yml":
+			v.SetConfigType("yaml")
+		case ".json":
+			v.SetConfigType("json")
+		default:
+			return fmt.Errorf("settings: %s: unsupported file type %q (want .yaml, .yml or .json)", opts.File, ext)
+		}
+		v.SetConfigFile(opts.File)
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("settings: read %s: %w", opts.File, err)
+		}
+		var unknown []string
+		for _, k := range v.AllKeys() {
+			if !known(k, leaves) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return fmt.Errorf("settings: %s: unknown key(s) %q", opts.File, unknown)
+		}
+	}
+	err := v.Unmarshal(dst, func(c *mapstructure.DecoderConfig) {
+		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, sliceHook)
+	})
+	if err != nil {
+		return &decodeError{msg: decodeMessage(err.Error(), prefix), err: err}
+	}
+	if val, ok := dst.(interface{ Validate() error }); ok {
+		return val.Validate()
+	}
+	return nil
+}
+
+// decodeError rewords mapstructure's multi-line message into one line
+// naming each key and its environment variable.
+type decodeError struct {
+	msg string
+	err error
+}
+
+func (e *decodeError) Error() string { return e.msg }
+func (e *decodeError) Unwrap() error { return e.err }
+
+func decodeMessage(s, prefix string) string {
+	_, rest, found := strings.Cut(s, "error(s):")
+	if !found {
+		return "settings: " + s
+	}
+	var parts []string
+	for _, line := range strings.Split(rest, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "'") {
+			if key, msg, ok := strings.Cut(line[1:], "'"); ok {
+				line = fmt.Sprintf("%q (%s): %s", key, EnvName(prefix, key), strings.TrimSpace(msg))
+			}
+		}
+		parts = append(parts, line)
+	}
+	return "settings: " + strings.Join(parts, "; ")
+}
+
+// EnvName returns the environment variable of key: prefix, "_", and the
+// key upper-cased with "." replaced by "_".
+func EnvName(prefix, key string) string {
+	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// durationHook parses durations from strings and refuses bare numbers
+// (is 10 seconds or nanoseconds?), except 0.
+func durationHook(f, t reflect.Type, data any) (any, error) {
+	if t != durationType {
+		return data, nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		d, err := time.ParseDuration(strings.TrimSpace(data.(string)))
+		if err != nil {
+			return nil, fmt.Errorf("not a duration (want e.g. \"10s\"): %w", err)
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		if reflect.ValueOf(data).IsZero() {
+			return time.Duration(0), nil
+		}
+		if f == durationType { // a default
+			return data, nil
+		}
+		return nil, fmt.Errorf("a bare number is ambiguous; write a duration such as \"%vs\"", data)
+	}
+	return data, nil
+}
+
+// sliceHook splits a comma-separated string into a list, trimming spaces.
+func sliceHook(f, t reflect.Type, data any) (any, error) {
+	if f.Kind() != reflect.String || t.Kind() != reflect.Slice {
+		return data, nil
+	}
+	s := strings.TrimSpace(data.(string))
+	if s == "" {
+		return []string{}, nil
+	}
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts, nil
+}
+
+// collectLeaves maps each leaf key of a struct to its field value:
+// structs (except time types) nest with ".", ",squash" embeds flatten.
+func collectLeaves(v reflect.Value, prefix string, out map[string]reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("mapstructure")
+		name, rest, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		squash := strings.Contains(rest, "squash")
+		if name == "" && !squash {
+			if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				squash = true
+			} else {
+				name = strings.ToLower(f.Name)
+			}
+		}
+		if squash && fv.Kind() == reflect.Struct {
+			collectLeaves(fv, prefix, out)
+			continue
+		}
+		key := prefix + strings.ToLower(name)
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeFor[time.Time]() {
+			collectLeaves(fv, key+".", out)
+			continue
+		}
+		out[key] = fv
+	}
+}
+
+// known reports whether k is a leaf key or lies under a map-typed leaf.
+func known(k string, leaves map[string]reflect.Value) bool {
+	if _, ok := leaves[k]; ok {
+		return true
+	}
+	for p := k; ; {
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+		if lv, ok := leaves[p]; ok && lv.Kind() == reflect.Map {
+			return true
+		}
+	}
+}

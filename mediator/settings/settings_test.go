@@ -1,0 +1,133 @@
+package settings
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// appSettings is how a program extends the mediator settings.
+type appSettings struct {
+	Mediator `mapstructure:",squash"`
+	CHT      struct {
+		URL    string            `mapstructure:"url"`
+		Labels map[string]string `mapstructure:"labels"`
+	} `mapstructure:"cht"`
+	FHIRURL string `mapstructure:"fhir_url"`
+}
+
+func TestLoadFileAndEnv(t *testing.T) {
+	t.Setenv("MEDIATOR_OPENHIM_PASSWORD", "from-env")
+	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "2s")
+	t.Setenv("MEDIATOR_FHIR_URL", "http://fhir:8080/fhir")
+	t.Setenv("MEDIATOR_REDACT_HEADERS", "X-Api-Key, X-Token")
+	t.Setenv("MEDIATOR_SERVICE_HOST", "10.0.0.1") // set by Kubernetes; ignored
+
+	cfg := appSettings{Mediator: Default()}
+	require.NoError(t, Load("testdata/mediator.yaml", &cfg))
+	assert.Equal(t, "127.0.0.1:9000", cfg.Listen, "file")
+	assert.Equal(t, 2*time.Second, cfg.HeartbeatInterval, "env wins over file")
+	assert.True(t, cfg.InstallChannels)
+	assert.Equal(t, []string{"X-Api-Key", "X-Token"}, cfg.RedactHeaders, "comma-separated env list")
+	assert.Equal(t, OpenHIM{URL: "https://openhim-core:8080", Username: "root@openhim.org", Password: "from-env",
+		Auth: "token", InsecureSkipVerify: true, Timeout: 10 * time.Second, CoreVersion: 8}, cfg.OpenHIM)
+	assert.Equal(t, "http://cht:5988", cfg.CHT.URL)
+	assert.Equal(t, map[string]string{"anything": "goes"}, cfg.CHT.Labels)
+	assert.Equal(t, "http://fhir:8080/fhir", cfg.FHIRURL)
+	assert.Equal(t, int64(mediator.DefaultMaxBodyBytes), cfg.MaxBodyBytes, "default")
+}
+
+func TestLoadJSONAndDefaults(t *testing.T) {
+	cfg := Default()
+	require.NoError(t, Load("testdata/mediator.json", &cfg))
+	want := Default()
+	want.Listen = ":7000"
+	want.OpenHIM.URL = "http://core:8080"
+	want.OpenHIM.Timeout = 3 * time.Second
+	want.OpenHIM.CoreVersion = 4
+	assert.Equal(t, want, cfg)
+
+	cfg = Default()
+	require.NoError(t, Load("", &cfg))
+	assert.Equal(t, Default(), cfg, "no file, no env: the defaults")
+}
+
+func TestLoadEnvOnly(t *testing.T) {
+	for k, v := range map[string]string{
+		"MEDIATOR_LISTEN": ":1234", "MEDIATOR_OPENHIM_URL": "https://core:8080", "MEDIATOR_OPENHIM_USERNAME": "u",
+		"MEDIATOR_OPENHIM_PASSWORD": "p", "MEDIATOR_OPENHIM_AUTH": "basic", "MEDIATOR_OPENHIM_INSECURE_SKIP_VERIFY": "true",
+		"MEDIATOR_OPENHIM_CA_FILE": "/ca.pem", "MEDIATOR_HEARTBEAT_INTERVAL": "-1s",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg := Default()
+	require.NoError(t, Load("", &cfg))
+	assert.Equal(t, ":1234", cfg.Listen)
+	assert.Equal(t, OpenHIM{URL: "https://core:8080", Username: "u", Password: "p", Auth: "basic",
+		InsecureSkipVerify: true, CAFile: "/ca.pem", Timeout: 10 * time.Second, CoreVersion: 8}, cfg.OpenHIM)
+	assert.Equal(t, -time.Second, cfg.HeartbeatInterval)
+
+	var mc mediator.Config
+	cfg.Apply(&mc)
+	assert.Equal(t, ":1234", mc.Listen)
+	assert.Equal(t, "p", mc.OpenHIM.Password)
+	assert.Equal(t, mediator.AuthBasic, mc.OpenHIM.Auth)
+	assert.Equal(t, -time.Second, mc.HeartbeatInterval)
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, file string
+		env        map[string]string
+		wantErr    []string
+	}{
+		{"unknown key", "testdata/unknown.yaml", nil, []string{"unknown key", "openhim.urll"}},
+		{"bad bool in file", "testdata/bad-bool.yaml", nil, []string{"insecure_skip_verify"}},
+		{"bare number duration", "testdata/bare-duration.yaml", nil, []string{"heartbeat_interval", "ambiguous"}},
+		{"bad auth", "testdata/bad-auth.json", nil, []string{`"openhim.auth"`, "kerberos"}},
+		{"bad duration in env", "", map[string]string{"MEDIATOR_OPENHIM_TIMEOUT": "soon"}, []string{"openhim.timeout", "not a duration"}},
+		{"bad int in env", "", map[string]string{"MEDIATOR_MAX_BODY_BYTES": "lots"}, []string{"max_body_bytes"}},
+		{"bad url in env", "", map[string]string{"MEDIATOR_OPENHIM_URL": "ftp://user:secret@core"}, []string{"openhim.url", "ftp://user:xxxxx@core"}},
+		{"missing file", "testdata/nope.yaml", nil, []string{"testdata/nope.yaml"}},
+		{"unsupported type", "testdata/x.toml", nil, []string{"unsupported file type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg := Default()
+			err := Load(tt.file, &cfg)
+			require.Error(t, err)
+			for _, w := range tt.wantErr {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.NotContains(t, err.Error(), "secret", "secrets never in errors")
+		})
+	}
+	assert.ErrorContains(t, Load("", Default()), "pointer to a struct")
+}
+
+func TestEnvName(t *testing.T) {
+	assert.Equal(t, "MEDIATOR_OPENHIM_INSECURE_SKIP_VERIFY", EnvName("MEDIATOR", "openhim.insecure_skip_verify"))
+	assert.Equal(t, "APP_CHT_URL", EnvName("APP", "cht.url"))
+}
+
+func TestSecretsNotLogged(t *testing.T) {
+	cfg := Default()
+	cfg.OpenHIM.URL = "https://admin:urlpass@core:8080"
+	cfg.OpenHIM.Password = "hunter2"
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("config", "settings", cfg, "pw", cfg.OpenHIM.Password)
+	out := b.String() + fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg.OpenHIM.Password)
+	assert.NotContains(t, out, "hunter2")
+	assert.NotContains(t, out, "urlpass")
+	assert.Contains(t, b.String(), "REDACTED")
+}
