@@ -475,5 +475,3 @@ func firstWords(s string, n int) string {
 	w := strings.Fields(s)
 	return strings.Join(w[:min(n, len(w))], " ")
 }
-
-
