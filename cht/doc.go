@@ -1,6 +1,66 @@
 // Package cht is a client for the Community Health Toolkit (CHT) API, the
 // CHT document types, and a receiver for CHT's outbound push.
 //
+// It follows CHT's behaviour as documented in the project's reference
+// (cht-api.md): every request sends Accept: application/json (so errors
+// come back as JSON), JSON bodies are sent with exactly
+// Content-Type: application/json (CHT answers 400 to "; charset=utf-8" on
+// most JSON routes), and the rules that lose data silently (records API
+// key handling, 200 answers for invalid records, "+" in phone numbers) are
+// handled up front.
+//
+// # Client
+//
+// [New] takes a [Config] by value and does no I/O. Requests are grouped by
+// resource, as in go-github:
+//
+//	c, err := cht.New(cht.Config{URL: "https://cht.example.org", Username: "mediator", Password: pw})
+//	res, err := c.Hydrate(ctx, ids...)                   // POST /api/v1/hydrate, batched, order kept
+//	p, err := c.People.Get(ctx, id, &cht.GetOptions{WithLineage: true})
+//	for place, err := range c.Places.All(ctx, cht.ListOptions{Type: "clinic"}) { ... }
+//	out, err := c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: f}, &cht.SubmitOptions{ReadBack: true})
+//	contacts, err := c.Contacts.ByPhone(ctx, "+254712345678")
+//	page, err := c.Docs.Changes(ctx, cht.ChangesOptions{Since: checkpoint, IncludeDocs: true})
+//
+// Endpoints that appeared in later CHT versions are chosen by the server
+// version ([Client.Version], from GET /api/info, or Config.Version): on
+// servers older than 4.9/4.10/4.18 the Get methods fall back to hydrate
+// (with lineage) or the raw document, and person/place creation uses the
+// legacy /api/v1/people and /api/v1/places below 5.2. Listings that have
+// no fallback return an error matching [ErrUnsupported].
+//
+// A Client is safe for concurrent use and holds one http.Client.
+//
+// # Authentication
+//
+// Basic auth is sent with every request by default. With Config.Session
+// the client logs in once with POST /_session and uses the AuthSession
+// cookie, logging in again once when it expires. Credentials may also be
+// embedded in Config.URL; they are removed from every URL the client
+// reports. [Password] redacts itself in logs, fmt output and JSON.
+//
+// # Retries
+//
+// Requests that only read (GET, and POST /api/v1/hydrate) are retried with
+// exponential backoff after 5xx answers and network errors or timeouts;
+// every request is retried after 429, honouring Retry-After. Nothing is
+// ever retried after 401, because CHT rate-limits failed logins. Writes
+// are not retried after 5xx: the records API is not idempotent.
+//
+// # Errors
+//
+// Non-2xx answers are *[APIError] values carrying CHT's "error", "reason"
+// and "details" members; they match the sentinels [ErrNotFound],
+// [ErrUnauthorized], [ErrForbidden], [ErrConflict], [ErrRateLimited],
+// [ErrBadRequest] and [ErrServer] with errors.Is:
+//
+//	var apiErr *cht.APIError
+//	if errors.As(err, &apiErr) && apiErr.StatusCode == 403 { ... }
+//	if errors.Is(err, cht.ErrNotFound) { ... }
+//
+// A cancelled context gives an error matching context.Canceled or
+// context.DeadlineExceeded.
+//
 // # Documents
 //
 // [Contact] (with the aliases [Person] and [Place]) and [Report] decode
@@ -8,13 +68,27 @@
 // "parent": "" on top-level places, reported_date in milliseconds or ISO
 // 8601 ([Millis]). Members without a Go field are kept in Extra, so a
 // document decoded and re-encoded loses nothing. Decoding never panics;
-// failures are *[DecodeError] values that name the JSON path:
+// failures are *[DecodeError] values that name the JSON path, e.g.
+// "contact.parent._id". Report form data is reached by dotted path:
 //
-//	var r cht.Report
-//	if err := json.Unmarshal(b, &r); err != nil {
-//		var de *cht.DecodeError
-//		if errors.As(err, &de) { log.Print(de.Path) } // e.g. "contact.parent._id"
-//	}
-//	fever, _ := r.FieldString("danger_signs.fever")
-//	subject, from, ok := r.Subject()
+//	fever, ok := r.FieldString("danger_signs.fever")
+//	subject, from, ok := r.Subject() // fields.patient_uuid, fields.patient_id, patient_id, fields.inputs.contact._id, place_id
+//
+// # Pagination
+//
+// Listings return one [Page] (List) or iterate over all pages (All,
+// an iter.Seq2 that yields (nil, err) once on failure). The _changes feed
+// is read page by page with [DocsService.Changes] or iterated with
+// [DocsService.All]; each [Change] carries the [Seq] to checkpoint.
+//
+// # Outbound push
+//
+// [OutboundHandler] is an http.Handler for the destination of a CHT
+// outbound push. It answers 2xx with a JSON body only after the user's
+// function succeeded, and non-2xx otherwise so that CHT retries; it
+// answers 503 before CHT's 10 s timeout. [OutboundConfig] generates the
+// app_settings.outbound block that points CHT at it.
+//
+// The fake server in package chttest serves the same API in memory for
+// tests, and chttest.OutboundPusher replays CHT's outbound push.
 package cht

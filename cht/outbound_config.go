@@ -1,6 +1,7 @@
 package cht
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,7 +217,20 @@ func (c OutboundConfig) JSON() ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return json.MarshalIndent(map[string]OutboundPush(c), "", "  ")
+	return marshalSettings(map[string]OutboundPush(c))
+}
+
+// marshalSettings indents v without HTML escaping, so that JavaScript
+// such as "a && b" stays readable in app_settings.json.
+func marshalSettings(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // AppSettings validates the configuration and returns the app_settings
@@ -226,8 +240,8 @@ func (c OutboundConfig) AppSettings() ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return json.MarshalIndent(map[string]any{
+	return marshalSettings(map[string]any{
 		"transitions": map[string]bool{"mark_for_outbound": true},
 		"outbound":    map[string]OutboundPush(c),
-	}, "", "  ")
+	})
 }

@@ -279,7 +279,7 @@ func TestOutboundConfig(t *testing.T) {
 	want := `{
   "outbound": {
     "openmrs_height_weight": {
-      "relevant_to": "doc.type === 'data_record' \u0026\u0026 doc.form === 'HEIGHT_WEIGHT'",
+      "relevant_to": "doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'",
       "destination": {
         "base_url": "http://openhim-core:5001",
         "path": "/mediator/cht/encounter",
