@@ -160,9 +160,10 @@ func (h *Handler) TimeoutNextWrites(n int) {
 	h.faults.hangNext += n
 }
 
-// hang holds a request until the client gives up, the handler closes, or d elapses (d > 0). It
-// reports whether the caller should still write a response.
+// hang holds a request until the client gives up, the handler closes, or d elapses (d > 0).
 func (h *Handler) hang(r *http.Request, d time.Duration) {
+	h.held.Add(1)
+	defer h.held.Add(-1)
 	var timeout <-chan time.Time
 	if d > 0 {
 		t := time.NewTimer(d)
@@ -175,6 +176,9 @@ func (h *Handler) hang(r *http.Request, d time.Duration) {
 	case <-timeout:
 	}
 }
+
+// Held returns the number of requests currently held by timeout or lost-response faults.
+func (h *Handler) Held() int { return int(h.held.Load()) }
 
 // sleep waits d or until the request or handler ends.
 func (h *Handler) sleep(r *http.Request, d time.Duration) {

@@ -40,7 +40,7 @@ func (h *Handler) logRequest(r Request) {
 func (h *Handler) Requests() []Request {
 	h.reqMu.Lock()
 	defer h.reqMu.Unlock()
-	if len(h.reqs) < h.logSize || h.reqN%h.logSize == 0 {
+	if h.logSize == 0 || len(h.reqs) < h.logSize || h.reqN%h.logSize == 0 {
 		return slices.Clone(h.reqs)
 	}
 	start := h.reqN % h.logSize

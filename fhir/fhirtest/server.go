@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,9 +49,11 @@ type Handler struct {
 
 	faults faultState
 
-	reqMu sync.Mutex // guards reqs and reqNext
+	reqMu sync.Mutex // guards reqs and reqN
 	reqs  []Request  // ring buffer of logSize entries
-	reqN  int        // number of requests ever logged since the last Reset
+	reqN  int        // number of requests logged since the last Reset
+
+	held atomic.Int64 // requests held by timeout faults
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: releases hung requests
