@@ -75,6 +75,10 @@ func newStubMediator(t *testing.T) *stubMediator {
 		case strings.HasSuffix(r.URL.Path, "/badorch"):
 			// no request.timestamp: core cannot save the response metadata
 			env["orchestrations"] = []any{map[string]any{"name": "no timestamp", "request": map[string]any{"method": "GET"}}}
+		case strings.HasSuffix(r.URL.Path, "/objbody"):
+			// body as an object and status as a string
+			env["response"].(map[string]any)["body"] = map[string]any{"a": 1}
+			env["response"].(map[string]any)["status"] = "202"
 		case strings.HasSuffix(r.URL.Path, "/nostatus"):
 			delete(env, "status")
 			env["response"].(map[string]any)["status"] = 404
@@ -293,6 +297,19 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	cfg, _ = got["config"].(map[string]any)
 	rec.add("GET masks password", "apiKey=%v upstreamUrl=%v", cfg["apiKey"], cfg["upstreamUrl"])
 
+	// §2.2 step 3: a higher version keeps existing values
+	higher := doc("1.2.0")
+	higher["configDefs"] = append(higher["configDefs"].([]any), map[string]any{"param": "extra", "type": "number"})
+	higher["config"] = map[string]any{"upstreamUrl": "http://new-default", "extra": 7}
+	higher["name"] = "Renamed by higher version"
+	status("re-register higher version", http.MethodPost, "/mediators", higher)
+	r = do(http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 16, "config": true})
+	rec.add("config after higher version", "%d %s", r.Status, canonJSON(r.Body))
+	r = do(http.MethodGet, esc, nil)
+	got = nil
+	r.json(t, &got)
+	rec.add("definition after higher version", "name=%v version=%v configDefs=%d", got["name"], got["version"], len(got["configDefs"].([]any)))
+
 	// registered without config: config:true answers OK (#548)
 	nocfg := doc("1.0.0")
 	nocfg["urn"] = urn + "-nocfg"
@@ -306,6 +323,9 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	delete(emptycfg, "defaultChannelConfig")
 	status("register with config {}", http.MethodPost, "/mediators", emptycfg)
 	status("heartbeat config:true with config {}", http.MethodPost, "/mediators/"+url.PathEscape(urn+"-emptycfg")+"/heartbeat", map[string]any{"uptime": 1, "config": true})
+	status("PUT config {}", http.MethodPut, "/mediators/"+url.PathEscape(urn+"-emptycfg")+"/config", map[string]any{})
+	status("heartbeat config:true after PUT {}", http.MethodPost, "/mediators/"+url.PathEscape(urn+"-emptycfg")+"/heartbeat", map[string]any{"uptime": 2, "config": true})
+	status("heartbeat text/plain body", http.MethodPost, "/mediators/"+url.PathEscape(urn+"-emptycfg")+"/heartbeat", nil)
 
 	// clients and channels
 	clientSalt := "e2esalt"
@@ -369,6 +389,8 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("route method not allowed", "%d %s", resp.StatusCode, body)
 	resp, body = route("route badorch", http.MethodGet, base+"/badorch", clientID, "clientpw")
 	rec.add("route orchestration without timestamp", "%d %s", resp.StatusCode, norm(body))
+	resp, body = route("route objbody", http.MethodGet, base+"/objbody", clientID, "clientpw")
+	rec.add("route object body, string status", "%d %s ct=%s", resp.StatusCode, body, mediaType(resp.Header))
 	// Not exercised against the real 4.0.5: a transaction whose status core
 	// computes itself (mediator without "status", or a non-mediator
 	// route) races storeResponse in setFinalStatus, and the metrics update
@@ -377,13 +399,13 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	// shares that core, so these cases are covered by the fake's own tests.
 
 	// transactions
-	txs := waitTransactions(t, c, base, 3)
+	txs := waitTransactions(t, c, base, 4)
 	byPath := map[string]map[string]any{}
 	for _, tx := range txs {
 		req, _ := tx["request"].(map[string]any)
 		byPath[fmt.Sprint(req["path"])] = tx
 	}
-	for _, p := range []string{"/ok", "/method", "/badorch"} {
+	for _, p := range []string{"/ok", "/method", "/badorch", "/objbody"} {
 		tx := byPath[base+p]
 		if tx == nil {
 			rec.add("transaction "+p, "missing")
@@ -409,6 +431,17 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 			rec.add("core orchestration of the route", "path=%v method=%v port=%v status=%v hasBody=%v", norm(fmt.Sprint(oreq["path"])), oreq["method"],
 				oreq["port"] != nil, oresp["status"], oresp["body"] != nil)
 		}
+	}
+	var simple []map[string]any
+	do(http.MethodGet, "/transactions?filters="+url.QueryEscape(`{"request.path":"^`+base+`/ok$"}`), nil).json(t, &simple)
+	if len(simple) == 1 {
+		_, hasOrch := simple[0]["orchestrations"]
+		req, _ := simple[0]["request"].(map[string]any)
+		_, hasReqBody := req["body"]
+		_, hasReqHeaders := req["headers"]
+		rec.add("GET /transactions simple representation", "orchestrations=%v request.body=%v request.headers=%v", hasOrch, hasReqBody, hasReqHeaders)
+	} else {
+		rec.add("GET /transactions simple representation", "%d transactions", len(simple))
 	}
 	if tx := byPath[base+"/ok"]; tx != nil {
 		id, _ := tx["_id"].(string)
