@@ -1,0 +1,314 @@
+package openhimtest
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// routerFixture is a fake core, a mediator behind a channel and a client.
+type routerFixture struct {
+	srv      *Server
+	mediator *httptest.Server
+	mu       sync.Mutex
+	lastReq  *http.Request
+	lastBody string
+}
+
+func newRouterFixture(t *testing.T, v Version, handler http.HandlerFunc, mutate func(*Channel)) *routerFixture {
+	t.Helper()
+	f := &routerFixture{}
+	f.srv = NewServer(Config{Version: v})
+	t.Cleanup(f.srv.Close)
+	f.mediator = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.lastReq, f.lastBody = r.Clone(r.Context()), string(b)
+		f.mu.Unlock()
+		handler(w, r)
+	}))
+	t.Cleanup(f.mediator.Close)
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(f.mediator.URL, "http://"))
+	p, _ := strconv.Atoi(port)
+	ch := Channel{
+		Name: "test channel", URLPattern: "^/api/.*$", Allow: []string{"tester"},
+		Routes: []Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
+	}
+	if mutate != nil {
+		mutate(&ch)
+	}
+	if _, err := f.srv.AddChannel(ch); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.AddClient("client-1", "pw", "tester")
+	return f
+}
+
+func (f *routerFixture) call(t *testing.T, method, path, user, pw, body string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.RouterURL+path, rd)
+	if user != "" {
+		req.SetBasicAuth(user, pw)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func envelope(mut func(m map[string]any)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now().UTC().Format(time.RFC3339Nano)
+		m := map[string]any{
+			"x-mediator-urn": "urn:mediator:test",
+			"status":         "Successful",
+			"response": map[string]any{
+				"status": 200, "headers": map[string]any{"content-type": "application/json"},
+				"body": `{"ok":true}`, "timestamp": now,
+			},
+			"orchestrations": []any{map[string]any{
+				"name": "fhir", "request": map[string]any{"method": "POST", "path": "/fhir", "timestamp": now},
+				"response": map[string]any{"status": 201, "timestamp": now},
+			}},
+			"properties": map[string]any{"k": "v"},
+		}
+		if mut != nil {
+			mut(m)
+		}
+		w.Header().Set("Content-Type", "application/json+openhim; charset=utf-8")
+		json.NewEncoder(w).Encode(m)
+	}
+}
+
+// §5.1–§5.2: the envelope's response is what the client gets; status,
+// orchestrations (mediator's first, then core's own), properties stored.
+func TestRouterMediatorResponse_S5(t *testing.T) {
+	f := newRouterFixture(t, Version4, envelope(nil), nil)
+	resp, body := f.call(t, http.MethodPost, "/api/patients?x=1", "client-1", "pw", `{"in":1}`)
+	txID := resp.Header.Get(transactionIDHeader)
+	if resp.StatusCode != 200 || body != `{"ok":true}` || txID == "" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("client got %d %q headers %v", resp.StatusCode, body, resp.Header)
+	}
+	f.mu.Lock()
+	got := f.lastReq
+	gotBody := f.lastBody
+	f.mu.Unlock()
+	if got.Header.Get(transactionIDHeader) != txID || got.Header.Get(clientIDHeader) != "client-1" ||
+		got.Header.Get("Authorization") != "" || got.URL.Path != "/api/patients" || got.URL.RawQuery != "x=1" || gotBody != `{"in":1}` {
+		t.Fatalf("mediator got %v %v body %q", got.URL, got.Header, gotBody)
+	}
+	txs := f.srv.Transactions()
+	if len(txs) != 1 {
+		t.Fatalf("transactions: %d", len(txs))
+	}
+	tx := txs[0]
+	if tx.ID != txID || tx.Status != "Successful" || tx.Response.Status != 200 || tx.Response.Body != `{"ok":true}` ||
+		tx.Properties["k"] != "v" || tx.MediatorURN != "urn:mediator:test" || tx.Request.Body != `{"in":1}` || tx.Request.Querystring != "x=1" {
+		t.Fatalf("transaction %+v", tx)
+	}
+	if len(tx.Orchestrations) != 2 || tx.Orchestrations[0].Name != "fhir" || tx.Orchestrations[1].Name != "mediator route" ||
+		tx.Orchestrations[1].Request.Path != "/api/patients?x=1" || tx.Orchestrations[1].Response.Status != 200 {
+		t.Fatalf("orchestrations %+v", tx.Orchestrations)
+	}
+}
+
+// §5.2 / §5.3: table of envelope variations and what core stores.
+func TestRouterEnvelopeRules_S5_2(t *testing.T) {
+	tests := []struct {
+		name          string
+		version       Version
+		mut           func(m map[string]any)
+		clientStatus  int
+		clientBody    string
+		status        string
+		storedBody    string
+		metadataError bool
+		metricsSkip   bool
+		autoRetry     bool
+	}{
+		{"status overrides computed", Version4, func(m map[string]any) { m["status"] = "Completed with error(s)" }, 200, `{"ok":true}`, "Completed with error(s)", `{"ok":true}`, false, false, false},
+		{"no status, 404 -> Completed", Version4, func(m map[string]any) {
+			delete(m, "status")
+			m["response"].(map[string]any)["status"] = 404
+		}, 404, `{"ok":true}`, "Completed", `{"ok":true}`, false, false, false},
+		{"no status, 503 -> Failed", Version4, func(m map[string]any) {
+			delete(m, "status")
+			m["response"].(map[string]any)["status"] = 503
+		}, 503, `{"ok":true}`, "Failed", `{"ok":true}`, false, false, false},
+		{"string status is parseInt-ed", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = "201" }, 201, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
+		{"object body stored as [object Object]", Version4, func(m map[string]any) { m["response"].(map[string]any)["body"] = map[string]any{"a": 1} }, 200, `{"a":1}`, "Successful", "[object Object]", false, false, false},
+		{"no response.timestamp: no metrics", Version4, func(m map[string]any) { delete(m["response"].(map[string]any), "timestamp") }, 200, `{"ok":true}`, "Successful", `{"ok":true}`, false, true, false},
+		{"error sets autoRetry", Version4, func(m map[string]any) { m["error"] = map[string]any{"message": "boom"} }, 200, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, true},
+		{"v4 stores orchestration without timestamp", Version4, func(m map[string]any) {
+			m["orchestrations"] = []any{map[string]any{"name": "x", "request": map[string]any{}}}
+		}, 200, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
+		{"v8 drops metadata for orchestration without timestamp", Version8, func(m map[string]any) {
+			m["orchestrations"] = []any{map[string]any{"name": "x", "request": map[string]any{}}}
+		}, 200, `{"ok":true}`, "Successful", "", true, false, false},
+		{"v8 drops metadata for orchestration without name", Version8, func(m map[string]any) {
+			m["orchestrations"] = []any{map[string]any{"request": map[string]any{"timestamp": "2025-01-01T00:00:00Z"}}}
+		}, 200, `{"ok":true}`, "Successful", "", true, false, false},
+		{"missing response -> 500 Failed", Version4, func(m map[string]any) { delete(m, "response"); delete(m, "status") }, 500, internalErrorBody, "Failed", internalErrorBody, false, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(tt.mut), nil)
+			resp, body := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+			if resp.StatusCode != tt.clientStatus || body != tt.clientBody {
+				t.Fatalf("client got %d %q, want %d %q", resp.StatusCode, body, tt.clientStatus, tt.clientBody)
+			}
+			tx := f.srv.Transactions()[0]
+			stored := ""
+			if tx.Response != nil {
+				stored = tx.Response.Body
+			}
+			if tx.Status != tt.status || stored != tt.storedBody || (tx.MetadataError != "") != tt.metadataError ||
+				tx.MetricsSkipped != tt.metricsSkip || tx.AutoRetry != tt.autoRetry {
+				t.Fatalf("tx status %q body %q metadataError %q metricsSkipped %v autoRetry %v",
+					tx.Status, stored, tx.MetadataError, tx.MetricsSkipped, tx.AutoRetry)
+			}
+		})
+	}
+}
+
+// §5.5 and core's router: client auth, channel selection, 401/405, plain
+// responses, path/pathTransform, body only for POST/PUT on 4.0.5.
+func TestRouterRequestHandling_S5_5(t *testing.T) {
+	plain := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Upstream", "1")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "plain "+r.URL.Path)
+	}
+	tests := []struct {
+		name       string
+		version    Version
+		mutate     func(*Channel)
+		method     string
+		path       string
+		user, pw   string
+		body       string
+		wantStatus int
+		wantBody   string
+		wantPath   string // path the mediator saw
+		wantTx     string // stored status, "" = no transaction
+		wantSent   string // body the mediator saw
+	}{
+		{"plain route", Version4, nil, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"bad password", Version4, nil, "GET", "/api/a", "client-1", "nope", "", 401, "", "", "", ""},
+		{"no credentials", Version4, nil, "GET", "/api/a", "", "", "", 401, "", "", "", ""},
+		{"no channel", Version4, nil, "GET", "/other", "client-1", "pw", "", 401, "", "", "", ""},
+		{"public channel", Version4, func(c *Channel) { c.AuthType = "public"; c.Allow = nil }, "GET", "/api/a", "", "", "", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"allowed by clientID", Version4, func(c *Channel) { c.Allow = []string{"client-1"} }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"method not allowed", Version4, func(c *Channel) { c.Methods = []string{"POST"} }, "GET", "/api/a", "client-1", "pw", "", 405,
+			"Request with method GET is not allowed. Only POST methods are allowed", "", "Processing", ""},
+		{"route path", Version4, func(c *Channel) { c.Routes[0].Path = "/fixed" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /fixed", "/fixed", "Successful", ""},
+		{"pathTransform", Version4, func(c *Channel) { c.Routes[0].PathTransform = "s/api/v2/g" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /v2/a", "/v2/a", "Successful", ""},
+		{"v4 PATCH body not sent", Version4, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"v8 PATCH body sent", Version8, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
+		{"PUT body sent", Version4, nil, "PUT", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
+		{"disabled channel", Version4, func(c *Channel) { c.Status = "disabled" }, "GET", "/api/a", "client-1", "pw", "", 401, "", "", "", ""},
+		{"v8 async channel", Version8, func(c *Channel) { c.IsAsynchronousProcess = true }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Pending Async", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, plain, tt.mutate)
+			resp, body := f.call(t, tt.method, tt.path, tt.user, tt.pw, tt.body)
+			if resp.StatusCode != tt.wantStatus || body != tt.wantBody {
+				t.Fatalf("client got %d %q, want %d %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+			}
+			if tt.wantStatus == 401 && resp.Header.Get("WWW-Authenticate") != "Basic" {
+				t.Fatalf("401 without WWW-Authenticate: Basic")
+			}
+			f.mu.Lock()
+			seen, sentBody := f.lastReq, f.lastBody
+			f.mu.Unlock()
+			if tt.wantPath == "" && seen != nil || tt.wantPath != "" && (seen == nil || seen.URL.Path != tt.wantPath || sentBody != tt.wantSent) {
+				t.Fatalf("mediator saw %v body %q, want path %q body %q", seen, sentBody, tt.wantPath, tt.wantSent)
+			}
+			txs := f.srv.Transactions()
+			if tt.wantTx == "" {
+				if len(txs) != 0 {
+					t.Fatalf("transaction recorded for a rejected request: %+v", txs)
+				}
+				return
+			}
+			if len(txs) != 1 || txs[0].Status != tt.wantTx {
+				t.Fatalf("transactions %+v, want one with status %q", txs, tt.wantTx)
+			}
+			if tt.wantStatus == 202 && (resp.Header.Get("X-Upstream") != "1" || resp.Header.Get(transactionIDHeader) != txs[0].ID) {
+				t.Fatalf("plain response headers not passed through: %v", resp.Header)
+			}
+		})
+	}
+}
+
+// A route that cannot be reached: 500 for the client, Failed + error.
+func TestRouterUnreachableRoute_S5_1(t *testing.T) {
+	f := newRouterFixture(t, Version4, envelope(nil), func(c *Channel) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		c.Routes[0].Port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	})
+	resp, body := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+	if resp.StatusCode != 500 || body != internalErrorBody {
+		t.Fatalf("client got %d %q", resp.StatusCode, body)
+	}
+	tx := f.srv.Transactions()[0]
+	if tx.Status != "Failed" || tx.Error == nil || !tx.AutoRetry || len(tx.Orchestrations) != 1 || tx.Orchestrations[0].Error == nil {
+		t.Fatalf("tx %+v", tx)
+	}
+}
+
+// §5.6: PUT /transactions/:id ($set and $push) through the API and helper.
+func TestUpdateTransaction_S5_6(t *testing.T) {
+	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) { m["status"] = "Processing" }), nil)
+	resp, _ := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+	id := resp.Header.Get(transactionIDHeader)
+	c := &apiClient{base: f.srv.URL, hc: f.srv.Client(), user: RootUser, pass: RootPassword}
+	r := c.do(t, http.MethodPut, "/transactions/"+id, map[string]any{
+		"status":   "Successful",
+		"response": map[string]any{"status": 200, "body": "done", "timestamp": "2025-01-01T00:00:00.000Z"},
+		"$push":    map[string]any{"orchestrations": map[string]any{"$each": []any{map[string]any{"name": "later", "request": map[string]any{"timestamp": "2025-01-01T00:00:00.000Z"}}}}},
+	})
+	if r.Status != 200 || r.Body != "Transaction with ID: "+id+" successfully updated" {
+		t.Fatalf("PUT: %d %q", r.Status, r.Body)
+	}
+	tx, _ := f.srv.Transaction(id)
+	if tx.Status != "Successful" || tx.Response.Body != "done" || len(tx.Orchestrations) != 3 || tx.Orchestrations[2].Name != "later" || tx.Updates != 1 {
+		t.Fatalf("after PUT: %+v", tx)
+	}
+	if err := f.srv.UpdateTransaction(id, map[string]any{"error": map[string]any{"message": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if tx, _ := f.srv.Transaction(id); !tx.AutoRetry || tx.Error.Message != "x" {
+		t.Fatalf("error update: %+v", tx)
+	}
+	if r := c.do(t, http.MethodPut, "/transactions/000000000000000000000000", map[string]any{"status": "Failed"}); r.Status != 500 {
+		t.Fatalf("unknown id: %d, want 500 (as 4.0.5)", r.Status)
+	}
+	var full []Transaction
+	c.do(t, http.MethodGet, "/transactions?filterRepresentation=full", nil).json(t, &full)
+	if len(full) != 1 || len(full[0].Orchestrations) != 3 {
+		t.Fatalf("GET full: %+v", full)
+	}
+	var simple []map[string]any
+	c.do(t, http.MethodGet, "/transactions", nil).json(t, &simple)
+	if _, ok := simple[0]["orchestrations"]; ok || len(simple) != 1 {
+		t.Fatalf("GET simple kept orchestrations: %v", simple)
+	}
+}
