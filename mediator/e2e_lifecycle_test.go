@@ -515,7 +515,6 @@ func TestE2EUpdateTransaction(t *testing.T) {
 	}
 }
 
-
 func e2eLcCounter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
