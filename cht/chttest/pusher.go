@@ -586,6 +586,9 @@ func ApplyMapping(mapping map[string]any, doc map[string]any) (map[string]any, e
 		if srcPath != "<expr>" {
 			v, found = getPath(ctx, srcPath)
 		}
+		// Copy so that later destinations cannot write into the source doc
+		// (or create cycles through an aliased object).
+		v = deepCopy(v)
 		if !found {
 			if optional {
 				continue
@@ -675,4 +678,23 @@ func setPath(cur any, segs []string, v any) (any, error) {
 	default:
 		return nil, fmt.Errorf("segment %q on a %T", seg, cur)
 	}
+}
+
+// deepCopy copies JSON-like maps and slices.
+func deepCopy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[k] = deepCopy(x)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, x := range t {
+			s[i] = deepCopy(x)
+		}
+		return s
+	}
+	return v
 }
