@@ -155,3 +155,7 @@ func testMediator(urn, version string) map[string]any {
 }
 
 func clone(m map[string]any) map[string]any { return cloneJSON(m) }
+
+var nowFunc = time.Now
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
