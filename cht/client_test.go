@@ -692,3 +692,42 @@ func TestAPIErrorShapes(t *testing.T) {
 		})
 	}
 }
+
+func TestUUIDListings(t *testing.T) {
+	_, c := newDemo(t, chttest.Config{})
+	ctx := context.Background()
+	var ids []string
+	for id, err := range c.Contacts.AllUUIDs(ctx, cht.UUIDQuery{Type: "person", Limit: 4}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != 6 || !slices.Contains(ids, chttest.DemoPatientID) {
+		t.Errorf("person ids = %v", ids)
+	}
+	page, err := c.Reports.UUIDs(ctx, cht.UUIDQuery{Freetext: "form:HEIGHT_WEIGHT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(page.Data, []string{chttest.DemoHeightWeightReportID}) {
+		t.Errorf("report ids = %v", page.Data)
+	}
+	if _, err := c.Reports.UUIDs(ctx, cht.UUIDQuery{}); err == nil {
+		t.Error("report uuids without freetext accepted")
+	}
+}
+
+func TestSetCredential(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	if err := c.SetCredential(context.Background(), "openhim1", "interop-password"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := srv.Credential("openhim1"); got != "interop-password" {
+		t.Errorf("stored %q", got)
+	}
+	r := requestsTo(srv, "PUT", "/api/v1/credentials/openhim1")
+	if len(r) != 1 || r[0].Header.Get("Content-Type") != "text/plain" {
+		t.Errorf("request = %+v", r)
+	}
+}
