@@ -64,6 +64,7 @@ type e2eLcUpstream struct {
 
 type e2eLcConfig struct {
 	UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL"`
+	APIKey      mediator.Password `openhim:"apiKey"`
 	Retries     int               `openhim:"retries"`
 	Mode        string            `openhim:"mode" values:"fast,safe"`
 	Enabled     bool              `openhim:"enabled"`
@@ -73,7 +74,7 @@ type e2eLcConfig struct {
 
 func e2eLcDefinition(t *testing.T, urn string) mediator.Definition {
 	t.Helper()
-	defaults := e2eLcConfig{UpstreamURL: "http://127.0.0.1:9/default", Retries: 1, Mode: "fast", Headers: map[string]string{"X-A": "1"},
+	defaults := e2eLcConfig{UpstreamURL: "http://127.0.0.1:9/default", APIKey: "default-key", Retries: 1, Mode: "fast", Headers: map[string]string{"X-A": "1"},
 		Targets: []e2eLcUpstream{{URL: "http://a", Weight: 1}}}
 	defs, err := mediator.ConfigDefsOf(defaults)
 	if err != nil {
@@ -160,8 +161,12 @@ func TestE2ELifecycleTwoReplicasSeeConfigChange(t *testing.T) {
 	if stored.LastHeartbeat == nil || stored.Uptime == nil || *stored.Uptime <= 0 {
 		t.Errorf("core did not store heartbeats: lastHeartbeat %v uptime %v", stored.LastHeartbeat, stored.Uptime)
 	}
+	// GET masks passwords; heartbeats (config:true) carry the real value.
+	if stored.Config["apiKey"] != "**********" {
+		t.Errorf("GET /mediators/:urn apiKey = %v, want core's mask", stored.Config["apiKey"])
+	}
 
-	next := map[string]any{"upstreamUrl": "http://127.0.0.1:9/changed", "retries": 4.0, "mode": "safe", "enabled": true,
+	next := map[string]any{"upstreamUrl": "http://127.0.0.1:9/changed", "apiKey": "rotated-key", "retries": 4.0, "mode": "safe", "enabled": true,
 		"headers": map[string]any{"X-B": "2"}, "targets": []any{map[string]any{"url": "http://b", "weight": 2.0}}}
 	start := time.Now()
 	if err := admin.SetConfig(context.Background(), urn, next); err != nil {
@@ -177,7 +182,7 @@ func TestE2ELifecycleTwoReplicasSeeConfigChange(t *testing.T) {
 		}
 		t.Logf("replica %d saw the change after %v", i, time.Since(start).Round(time.Millisecond))
 		got := r.typed.Load()
-		if got.UpstreamURL != "http://127.0.0.1:9/changed" || got.Retries != 4 || got.Mode != "safe" || !got.Enabled ||
+		if got.UpstreamURL != "http://127.0.0.1:9/changed" || got.APIKey != "rotated-key" || got.Retries != 4 || got.Mode != "safe" || !got.Enabled ||
 			got.Headers["X-B"] != "2" || len(got.Targets) != 1 || got.Targets[0].Weight != 2 {
 			t.Errorf("replica %d typed config = %+v", i, got)
 		}
