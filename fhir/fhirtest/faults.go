@@ -46,7 +46,7 @@ func (f Faults) validate() error {
 			errs = append(errs, fmt.Errorf("fhirtest: Faults.%s %v outside [0, 1]", r.name, r.v))
 		}
 	}
-	if f.FailRate+f.TimeoutRate+f.LostResponseRate > 1 {
+	if len(errs) == 0 && f.FailRate+f.TimeoutRate+f.LostResponseRate > 1 {
 		errs = append(errs, errors.New("fhirtest: Faults.FailRate+TimeoutRate+LostResponseRate exceeds 1"))
 	}
 	if f.FailStatus != 0 && (f.FailStatus < 400 || f.FailStatus > 599) {
