@@ -18,40 +18,70 @@ const maxDepth = 64
 // This is also the doc CHT's outbound push maps (Sentinel loads it with
 // fetchHydratedDoc); its signature fits PusherConfig.Source.
 func (s *Server) HydratedDoc(id string) (map[string]any, bool) {
-	d, ok := s.store.get(id)
+	return s.hydrator().doc(id)
+}
+
+// hydrator hydrates docs, decoding each stored doc at most once per
+// request (ancestors are shared by most docs of a batch).
+type hydrator struct {
+	s     *Server
+	cache map[string]map[string]any // decoded docs; nil value = missing
+}
+
+func (s *Server) hydrator() *hydrator {
+	return &hydrator{s: s, cache: make(map[string]map[string]any)}
+}
+
+// get returns a private copy of a live stored doc.
+func (h *hydrator) get(id string) (map[string]any, bool) {
+	d, seen := h.cache[id]
+	if !seen {
+		d, _ = h.s.store.get(id)
+		h.cache[id] = d
+	}
+	if d == nil {
+		return nil, false
+	}
+	return deepCopy(d).(map[string]any), true
+}
+
+func (h *hydrator) doc(id string) (map[string]any, bool) {
+	d, ok := h.get(id)
 	if !ok {
 		return nil, false
 	}
-	s.hydrateDoc(d)
+	h.hydrateDoc(d)
 	return d, true
 }
 
-func (s *Server) hydrateDoc(d map[string]any) {
+func (s *Server) hydrateDoc(d map[string]any) { s.hydrator().hydrateDoc(d) }
+
+func (h *hydrator) hydrateDoc(d map[string]any) {
 	if str(d["type"]) == "data_record" {
-		s.hydrateReport(d)
+		h.hydrateReport(d)
 		return
 	}
-	s.hydrateContact(d)
+	h.hydrateContact(d)
 }
 
 // hydrateContact fills the parent chain and primary contacts of a contact.
-func (s *Server) hydrateContact(d map[string]any) {
+func (h *hydrator) hydrateContact(d map[string]any) {
 	if p, ok := d["parent"]; ok {
-		d["parent"] = s.hydrateParent(p, 0)
+		d["parent"] = h.hydrateParent(p, 0)
 	}
-	s.fillContact(d)
-	s.fillLinkedDocs(d)
+	h.fillContact(d)
+	h.fillLinkedDocs(d)
 }
 
 // hydrateParent replaces a minified {_id, parent} stub by the stored doc,
 // recursively. Missing ancestors stay as stubs.
-func (s *Server) hydrateParent(stub any, depth int) any {
+func (h *hydrator) hydrateParent(stub any, depth int) any {
 	m, ok := stub.(map[string]any)
 	id := idOf(stub)
 	if !ok || id == "" || depth > maxDepth {
 		return stub
 	}
-	found, ok := s.store.get(id)
+	found, ok := h.get(id)
 	var res map[string]any
 	if ok {
 		res = found
@@ -66,28 +96,28 @@ func (s *Server) hydrateParent(stub any, depth int) any {
 		next, has = found["parent"]
 	}
 	if has {
-		res["parent"] = s.hydrateParent(next, depth+1)
+		res["parent"] = h.hydrateParent(next, depth+1)
 	}
 	if ok {
-		s.fillContact(res)
+		h.fillContact(res)
 	}
 	return res
 }
 
 // fillContact replaces a place's contact stub by the person doc, shallowly
 // (the person's own parent stays minified).
-func (s *Server) fillContact(d map[string]any) {
+func (h *hydrator) fillContact(d map[string]any) {
 	id := idOf(d["contact"])
 	if id == "" {
 		return
 	}
-	if c, ok := s.store.get(id); ok {
+	if c, ok := h.get(id); ok {
 		d["contact"] = c
 	}
 }
 
 // fillLinkedDocs fills linked_docs values (ids or {_id}) shallowly.
-func (s *Server) fillLinkedDocs(d map[string]any) {
+func (h *hydrator) fillLinkedDocs(d map[string]any) {
 	ld, ok := d["linked_docs"].(map[string]any)
 	if !ok {
 		return
@@ -100,7 +130,7 @@ func (s *Server) fillLinkedDocs(d map[string]any) {
 		if id == "" {
 			continue
 		}
-		if doc, ok := s.store.get(id); ok {
+		if doc, ok := h.get(id); ok {
 			ld[k] = doc
 		}
 	}
@@ -109,8 +139,8 @@ func (s *Server) fillLinkedDocs(d map[string]any) {
 // deepContact returns the contact with id hydrated deeply, following the
 // lineage of stub when given (a report's minified contact) or else the
 // contact's own parent chain.
-func (s *Server) deepContact(id string, stub map[string]any) (map[string]any, bool) {
-	d, ok := s.store.get(id)
+func (h *hydrator) deepContact(id string, stub map[string]any) (map[string]any, bool) {
+	d, ok := h.get(id)
 	if !ok {
 		return nil, false
 	}
@@ -119,26 +149,26 @@ func (s *Server) deepContact(id string, stub map[string]any) (map[string]any, bo
 			d["parent"] = p
 		}
 	}
-	s.hydrateContact(d)
+	h.hydrateContact(d)
 	return d, true
 }
 
-func (s *Server) hydrateReport(d map[string]any) {
+func (h *hydrator) hydrateReport(d map[string]any) {
 	if stub, ok := d["contact"].(map[string]any); ok {
 		if id := idOf(stub); id != "" {
-			if c, ok := s.deepContact(id, stub); ok {
+			if c, ok := h.deepContact(id, stub); ok {
 				d["contact"] = c
 			}
 		}
 	}
 	fields, _ := d["fields"].(map[string]any)
 	if ref := firstTruthy(fields["patient_id"], fields["patient_uuid"], d["patient_id"]); ref != "" {
-		if c, ok := s.deepContact(s.resolveRef(ref), nil); ok {
+		if c, ok := h.deepContact(h.s.resolveRef(ref), nil); ok {
 			d["patient"] = c
 		}
 	}
 	if ref := firstTruthy(fields["place_id"], d["place_id"]); ref != "" {
-		if c, ok := s.deepContact(s.resolveRef(ref), nil); ok {
+		if c, ok := h.deepContact(h.s.resolveRef(ref), nil); ok {
 			d["place"] = c
 		}
 	}
@@ -223,9 +253,10 @@ func (s *Server) handleHydrate(c *reqCtx, _ []string) {
 		return
 	}
 	out := make([]hydrateEntry, 0, len(list))
+	h := s.hydrator()
 	for _, v := range list {
 		id := str(v)
-		if d, ok := s.HydratedDoc(id); ok {
+		if d, ok := h.doc(id); ok {
 			out = append(out, hydrateEntry{ID: id, Doc: d})
 		} else {
 			out = append(out, hydrateEntry{ID: id, Error: "not_found"})
