@@ -1,0 +1,90 @@
+// Package openhimtest provides a fake OpenHIM core for tests: an API server
+// and a router, each an [net/http/httptest] server on loopback, that behave
+// like the real core as documented in the project's OpenHIM protocol
+// reference and as checked against a real openhim-core 4.0.5 by this
+// package's differential e2e test.
+//
+// It mirrors net/http/httptest: [NewServer] returns a running server,
+// [Server.URL] and [Server.RouterURL] have no trailing slash, [Server.Close]
+// blocks until outstanding requests finish, and [Server.Client] returns a
+// client configured for the API (it trusts the TLS certificate when
+// [Config.TLS] is set).
+//
+//	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version8})
+//	defer srv.Close()
+//	// point the mediator's OpenHIM URL at srv.URL, user openhimtest.RootUser,
+//	// password openhimtest.RootPassword, HTTP client srv.Client()
+//
+// # Version profiles
+//
+// [Version4] is openhim-core 4.0.5 (the only version on npm, and the one the
+// project's CI runs): token authentication only (basic auth is answered
+// 401). [Version7] (7.1) adds basic auth. [Version8] (the default) uses
+// passport dispatch: a session cookie from POST /authenticate/local wins,
+// then token auth when any auth-* header is present, then basic auth.
+// Route validation follows the version: up to 7, host and port are
+// required and type is http, tcp or mllp; on 8, type is http or kafka.
+//
+// # What the API does
+//
+//   - Token auth as core checks it: auth-ts within ±[Config.AuthWindow]
+//     (10 s by default) of the server clock (an auth-ts that JavaScript's
+//     Date.parse cannot read is not rejected by the window, as in core),
+//     auth-token = hex(sha512(passwordHash + auth-salt + auth-ts)).
+//   - /mediators* need the admin group (403 with core's text otherwise).
+//   - POST /mediators validates with core's exact 400 texts; a same or
+//     lower version is a 201 no-op; a higher version updates the
+//     definition while existing config values win and _configModifiedTS
+//     is not bumped.
+//   - POST /mediators/:urn/heartbeat: 404 before 400 (no uptime); returns
+//     the config when config:true or when _configModifiedTS is later than
+//     the previous heartbeat (so a change is pushed once, to whichever
+//     replica beats first); "OK" when there is no stored config (core's
+//     Koa quirk, issue #548), "" otherwise.
+//   - GET /mediators/:urn masks password values; GET /mediators does not
+//     (a core bug). PUT /mediators/:urn/config restores masked values,
+//     validates and replaces the config.
+//   - POST /mediators/:urn/channels installs default channels (500 on a
+//     duplicate name); POST /channels (400 on a duplicate); POST /clients;
+//     GET /transactions (filterRepresentation, filterLimit, filterPage,
+//     filters) and PUT /transactions/:id (a Mongo-style update).
+//
+// # Router
+//
+// The router matches the first enabled channel (by priority) whose
+// urlPattern and matchContentTypes match, then authorises the client
+// (basic auth against a [RouterClient], or an authType "public" channel);
+// otherwise 401 with an empty body. It stores a transaction, enforces the
+// channel's methods (405, the transaction stays Processing as in core),
+// forwards to the primary route with X-OpenHIM-TransactionID and
+// X-OpenHIM-ClientID, and parses application/json+openhim answers as core
+// does: the envelope's response is what the client gets, its status
+// overrides the computed one, its orchestrations come before core's own
+// orchestration of the route, and an object body is stored as
+// "[object Object]". [Transaction.MetricsSkipped] and
+// [Transaction.MetadataError] expose what core would silently lose.
+// Channels are routable at once (the real core needs about a second to
+// refresh its cache).
+//
+// # Inspection and faults
+//
+// [Server.Mediators], [Server.Mediator], [Server.Heartbeats],
+// [Server.ConfigPushes], [Server.Channels], [Server.Clients],
+// [Server.Transactions] and [Server.Transaction] return plain copies.
+// [Server.Register], [Server.SetConfig], [Server.AddChannel],
+// [Server.UpdateTransaction] and [Server.Deregister] apply API operations
+// directly and return an [*Error] carrying core's status and text.
+// [Server.Stop], [Server.Start] and [Server.Restart] close and reopen the
+// listeners on the same addresses while keeping the state (core down at
+// start, core restarted mid-run); [Server.SetDown] drops API connections;
+// [Server.FailNext] answers the next n API requests with a status.
+//
+// # Known differences from the real core
+//
+// The fake keeps everything in memory, runs no auditing, alerts, metrics,
+// polling or TCP channels, does not route to secondary routes, and does
+// not reproduce a crash seen on the real 4.0.5 (with FerretDB): when core
+// computes a transaction's status itself, its metrics update can race the
+// response update and kill the worker. Mediators avoid that path by always
+// sending a status.
+package openhimtest
