@@ -1,0 +1,340 @@
+package mediator_test
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// fakeLcClient returns a client for the fake core srv.
+func fakeLcClient(t *testing.T, srv *openhimtest.Server, cfg mediator.OpenHIMConfig) *mediator.Client {
+	t.Helper()
+	cfg.URL = srv.URL
+	if cfg.Username == "" {
+		cfg.Username, cfg.Password = openhimtest.RootUser, openhimtest.RootPassword
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = srv.Client()
+	}
+	if cfg.RetryWaitMin == 0 {
+		cfg.RetryWaitMin, cfg.RetryWaitMax = 5*time.Millisecond, 20*time.Millisecond
+	}
+	c, err := mediator.NewClient(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fakeLcDefinition(urn string) mediator.Definition {
+	return mediator.Definition{URN: urn, Version: "1.0.0", Name: "Fake Test Mediator",
+		Endpoints: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}},
+		DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel " + urn, URLPattern: "^/fake$",
+			Routes: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}}}},
+		ConfigDefs: []mediator.ConfigDef{{Param: "url", Type: mediator.ConfigString}, {Param: "apiKey", Type: mediator.ConfigPassword}},
+		Config:     map[string]any{"url": "http://default", "apiKey": "default-key"},
+	}
+}
+
+func TestFakeCoreAuthPerVersion(t *testing.T) {
+	tests := []struct {
+		name    string
+		version openhimtest.Version
+		auth    mediator.AuthScheme
+		local   bool // user created on core 7.2+ (no token passport)
+		wantErr error
+	}{
+		{name: "4.x auto falls back to token", version: openhimtest.Version4, auth: mediator.AuthAuto},
+		{name: "4.x token", version: openhimtest.Version4, auth: mediator.AuthToken},
+		{name: "4.x basic is refused", version: openhimtest.Version4, auth: mediator.AuthBasic, wantErr: mediator.ErrUnauthorized},
+		{name: "7.x auto uses basic", version: openhimtest.Version7, auth: mediator.AuthAuto},
+		{name: "7.x token", version: openhimtest.Version7, auth: mediator.AuthToken},
+		{name: "8.x basic", version: openhimtest.Version8, auth: mediator.AuthBasic},
+		{name: "8.x session", version: openhimtest.Version8, auth: mediator.AuthSession},
+		{name: "8.x token", version: openhimtest.Version8, auth: mediator.AuthToken},
+		{name: "8.x console-created user: basic works", version: openhimtest.Version8, auth: mediator.AuthBasic, local: true},
+		{name: "8.x console-created user: auto works", version: openhimtest.Version8, auth: mediator.AuthAuto, local: true},
+		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: mediator.AuthSession, local: true},
+		{name: "8.x console-created user: token cannot", version: openhimtest.Version8, auth: mediator.AuthToken, local: true,
+			wantErr: mediator.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := openhimtest.NewServer(openhimtest.Config{Version: tt.version})
+			defer srv.Close()
+			cfg := mediator.OpenHIMConfig{Auth: tt.auth, CoreVersion: int(tt.version)}
+			if tt.local {
+				srv.AddLocalUser("mediator@example.org", "local-pw", "admin")
+				cfg.Username, cfg.Password = "mediator@example.org", "local-pw"
+			}
+			c := fakeLcClient(t, srv, cfg)
+			def := fakeLcDefinition("urn:mediator:auth")
+			for range 2 { // the second call uses cached state (salt, session)
+				err := c.Register(context.Background(), &def)
+				if tt.wantErr != nil {
+					if !errors.Is(err, tt.wantErr) {
+						t.Fatalf("err = %v, want %v", err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, ok := srv.Mediator("urn:mediator:auth"); !ok {
+				t.Fatal("mediator not stored")
+			}
+		})
+	}
+}
+
+func TestFakeCoreTLS(t *testing.T) {
+	srv := openhimtest.NewTLSServer(openhimtest.Config{})
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "core.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     mediator.OpenHIMConfig
+		wantErr bool
+	}{
+		{name: "default verification rejects an unknown CA", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}}, wantErr: true},
+		{name: "CA bundle", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}, CAFile: caFile}},
+		{name: "the test kit's client", cfg: mediator.OpenHIMConfig{}},
+		{name: "insecure skip verify", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}, InsecureSkipVerify: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.MaxRetries = -1
+			c := fakeLcClient(t, srv, tt.cfg)
+			_, err := c.ListChannels(context.Background())
+			if tt.wantErr != (err != nil) {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFakeCoreRegistration(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version7, BasePath: "/api"})
+	defer srv.Close()
+	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 7})
+	ctx := context.Background()
+	urn := "urn:mediator:with/slash and space"
+	def := fakeLcDefinition(urn)
+	if err := c.Register(ctx, &def); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.GetMediator(ctx, urn)
+	if err != nil {
+		t.Fatalf("GET escaped URN: %v", err)
+	}
+	if m.URN != urn || m.Config["apiKey"] != "**********" || m.Config["url"] != "http://default" {
+		t.Errorf("stored = %+v (passwords must be masked by GET)", m.Definition)
+	}
+	cfg, err := c.Heartbeat(ctx, urn, 1.5, true)
+	if err != nil || cfg["apiKey"] != "default-key" {
+		t.Errorf("heartbeat config = %v, %v; want the unmasked password", cfg, err)
+	}
+
+	// same version, other content: 201 but ignored
+	changed := def
+	changed.Name = "Renamed"
+	if err := c.Register(ctx, &changed); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.CheckRegistration(ctx, &changed); err != nil || d == nil || !reflect.DeepEqual(d.Fields, []string{"name"}) {
+		t.Errorf("drift = %+v, %v", d, err)
+	}
+	// lower version: ignored too, drift names the stored version
+	older := def
+	older.Version = "0.9.0"
+	if err := c.Register(ctx, &older); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := c.CheckRegistration(ctx, &older); d == nil || d.StoredVersion != "1.0.0" {
+		t.Errorf("drift for older version = %+v", d)
+	}
+
+	// channels: idempotent install
+	for i := range 2 {
+		installed, err := c.InstallMissingChannels(ctx, &def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int]int{0: 1, 1: 0}[i]; len(installed) != want {
+			t.Errorf("round %d installed %v", i, installed)
+		}
+	}
+	if n := len(srv.Channels()); n != 1 {
+		t.Errorf("channels = %d, want 1", n)
+	}
+
+	// deregister
+	if err := c.Deregister(ctx, urn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Heartbeat(ctx, urn, 2, false); !errors.Is(err, mediator.ErrNotFound) {
+		t.Errorf("heartbeat after delete = %v, want ErrNotFound", err)
+	}
+}
+
+func TestFakeCoreRejectsPerVersion(t *testing.T) {
+	// A definition valid for core 8 (no host/port) sent to a core 7: the
+	// local check is bypassed by targeting 8, so core's 400 comes back.
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version7})
+	defer srv.Close()
+	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 8})
+	def := fakeLcDefinition("urn:mediator:v8-only")
+	def.Endpoints = []mediator.Route{{Name: "no host"}}
+	err := c.Register(context.Background(), &def)
+	var ae *mediator.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.Message, "host") {
+		t.Fatalf("err = %v, want core's 400 naming host", err)
+	}
+	// targeting the right version catches it locally, before any request
+	c7 := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 7})
+	err = c7.Register(context.Background(), &def)
+	var ve *mediator.ValidationError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "endpoints[0].") {
+		t.Fatalf("err = %v, want a local ValidationError on endpoints[0]", err)
+	}
+}
+
+func TestFakeCoreRetriesTransientFailures(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{})
+	defer srv.Close()
+	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{Auth: mediator.AuthBasic})
+	srv.FailNext(2, http.StatusServiceUnavailable)
+	def := fakeLcDefinition("urn:mediator:retry")
+	if err := c.Register(context.Background(), &def); err != nil {
+		t.Fatalf("Register with 2 transient 503s = %v", err)
+	}
+	srv.FailNext(10, http.StatusInternalServerError)
+	if err := c.Register(context.Background(), &def); !errors.Is(err, mediator.ErrServer) {
+		t.Fatalf("Register with persistent 500 = %v, want ErrServer", err)
+	}
+}
+
+// fakeLcRun starts l and stops it at cleanup.
+func fakeLcRun(t *testing.T, l *mediator.Lifecycle) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+}
+
+func TestFakeCoreLifecycleDownAtStartAndRestart(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+	defer srv.Close()
+	srv.Stop() // core is down when the mediator starts
+	urn := "urn:mediator:down-at-start"
+	l, err := mediator.NewLifecycle(mediator.LifecycleConfig{Client: fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 4}),
+		Definition: fakeLcDefinition(urn), HeartbeatInterval: 100 * time.Millisecond,
+		RegisterRetryMin: 20 * time.Millisecond, RegisterRetryMax: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeLcRun(t, l)
+	time.Sleep(300 * time.Millisecond)
+	if l.Registered() {
+		t.Fatal("registered while core is down")
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !e2eLcWait(10*time.Second, func() bool { return l.Registered() && len(srv.Heartbeats(urn)) > 0 }) {
+		t.Fatal("not registered and heartbeating after core came up")
+	}
+	if err := srv.Restart(); err != nil { // core restarts mid-run (state kept)
+		t.Fatal(err)
+	}
+	before := len(srv.Heartbeats(urn))
+	if !e2eLcWait(10*time.Second, func() bool { return len(srv.Heartbeats(urn)) >= before+3 }) {
+		t.Fatal("heartbeats did not resume after restart")
+	}
+	// heartbeats ask for config every time
+	for i, hb := range srv.Heartbeats(urn) {
+		if !hb.ConfigRequested || hb.Uptime <= 0 {
+			t.Fatalf("heartbeat %d = %+v", i, hb)
+		}
+	}
+}
+
+// TestFakeCoreReplicasPushOnce shows why every heartbeat asks for config:
+// core pushes a change to one heartbeat only, so with ConfigOnChangeOnly
+// only one of two replicas sees it; by default both do.
+func TestFakeCoreReplicasPushOnce(t *testing.T) {
+	for _, onChangeOnly := range []bool{false, true} {
+		t.Run(map[bool]string{false: "config:true always", true: "config on change only"}[onChangeOnly], func(t *testing.T) {
+			srv := openhimtest.NewServer(openhimtest.Config{})
+			defer srv.Close()
+			urn := "urn:mediator:replicas"
+			var ls []*mediator.Lifecycle
+			for range 2 {
+				l, err := mediator.NewLifecycle(mediator.LifecycleConfig{Client: fakeLcClient(t, srv, mediator.OpenHIMConfig{}),
+					Definition: fakeLcDefinition(urn), HeartbeatInterval: 50 * time.Millisecond, ConfigOnChangeOnly: onChangeOnly})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fakeLcRun(t, l)
+				ls = append(ls, l)
+			}
+			for _, l := range ls {
+				if !e2eLcWait(10*time.Second, func() bool { return l.ConfigVersion() == 1 }) {
+					t.Fatal("no first config")
+				}
+			}
+			next := map[string]any{"url": "http://changed", "apiKey": "k2"}
+			if err := srv.SetConfig(urn, next); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // 10 heartbeat intervals
+			saw := 0
+			for _, l := range ls {
+				if reflect.DeepEqual(l.Config(), next) {
+					saw++
+				}
+			}
+			want := 2
+			if onChangeOnly {
+				want = 1 // core's push-once: the other replica never sees it
+			}
+			if saw != want {
+				t.Fatalf("replicas that saw the change = %d, want %d", saw, want)
+			}
+		})
+	}
+}
+
+func TestFakeCoreUpdateTransaction(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{})
+	defer srv.Close()
+	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{MaxRetries: -1})
+	err := c.UpdateTransaction(context.Background(), "5f0000000000000000000000", map[string]any{"status": "Successful"})
+	// core answers an unknown transaction id with a 500 (it dereferences null)
+	if !errors.Is(err, mediator.ErrServer) {
+		t.Fatalf("unknown transaction = %v, want ErrServer", err)
+	}
+	if err := c.UpdateTransaction(context.Background(), "x", nil); err == nil {
+		t.Fatal("nil update accepted")
+	}
+}
