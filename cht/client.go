@@ -77,6 +77,9 @@ type Config struct {
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff; 0 means
 	// 500ms and 30s. A Retry-After header is honoured up to RetryWaitMax.
 	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxResponseBytes bounds the size of a response body; 0 means 64 MiB.
+	// Larger answers (e.g. a huge _changes page) fail with an error.
+	MaxResponseBytes int
 	// DB is the CouchDB database proxied by the API; "" means "medic".
 	DB string
 	// UserAgent is sent with each request; "" means a library default.
@@ -155,8 +158,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Session && user == "" {
 		return nil, errors.New("cht: config: Session requires Username and Password")
 	}
-	if cfg.Timeout < 0 || cfg.HydrateBatchSize < 0 || cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 {
-		return nil, errors.New("cht: config: Timeout, HydrateBatchSize and RetryWait* must not be negative")
+	if cfg.Timeout < 0 || cfg.HydrateBatchSize < 0 || cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 || cfg.MaxResponseBytes < 0 {
+		return nil, errors.New("cht: config: Timeout, HydrateBatchSize, RetryWait* and MaxResponseBytes must not be negative")
+	}
+	maxResp := cfg.MaxResponseBytes
+	if maxResp == 0 {
+		maxResp = 64 << 20
 	}
 	c := &Client{
 		base: u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
@@ -208,6 +215,7 @@ func New(cfg Config) (*Client, error) {
 	c.rc.SetDisableWarn(true)
 	c.rc.SetLogger(restyLogger{c.log})
 	c.rc.SetRetryCount(0)
+	c.rc.SetResponseBodyLimit(maxResp)
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = DefaultUserAgent
@@ -294,7 +302,7 @@ func (c *Client) do(ctx context.Context, r request, out any) (*response, error) 
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, ctx.Err())
 			}
-			if !r.retry || attempt >= c.retries {
+			if !r.retry || attempt >= c.retries || errors.Is(err, resty.ErrResponseBodyTooLarge) {
 				return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, err)
 			}
 			c.log.DebugContext(ctx, "cht: retrying after network error", "method", r.method, "path", r.path, "attempt", attempt+1, "err", err)

@@ -731,3 +731,13 @@ func TestSetCredential(t *testing.T) {
 		t.Errorf("request = %+v", r)
 	}
 }
+
+func TestResponseBodyLimit(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) { c.MaxResponseBytes = 512 })
+	if _, err := c.Hydrate(context.Background(), chttest.DemoPatientID); err == nil {
+		t.Fatal("oversized hydrate answer accepted")
+	}
+	if n := len(requestsTo(srv, "POST", "/api/v1/hydrate")); n != 1 {
+		t.Errorf("oversized answer retried: %d requests", n)
+	}
+}

@@ -13,8 +13,12 @@ import (
 // [Contact.IsPerson] to tell people from places.
 //
 // Members without a field here are kept in Extra and written back by
-// MarshalJSON, so decoding and re-encoding a document loses no data
-// (empty known string members are omitted).
+// MarshalJSON, so decoding and re-encoding a document loses no data. Two
+// normalisations apply: a number or boolean in a string member (e.g. a
+// numeric phone) is re-encoded as a string, and a parent or contact given
+// as a bare id string is re-encoded as {"_id": id}. Values CHT uses as
+// placeholders ("parent": "", "geolocation": "", "external_id": "") are
+// kept as they were.
 type Contact struct {
 	ID          string `json:"_id"`
 	Rev         string `json:"_rev,omitempty"`
