@@ -91,7 +91,11 @@ const (
 type InvalidResourceError struct {
 	ResourceType string
 	Issues       []Issue
+	Err          error // optional sentinel, e.g. ErrUnsupportedResource
 }
+
+// Unwrap returns the sentinel error, if any.
+func (e *InvalidResourceError) Unwrap() error { return e.Err }
 
 func (e *InvalidResourceError) Error() string {
 	var b strings.Builder

@@ -1,0 +1,316 @@
+package fhir
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+func TestPatientFromPersonWithLineage(t *testing.T) {
+	c := testConverter(t, Config{})
+	r := loadReport(t, "testdata/report_assessment_hydrated.json")
+	p, err := c.Patient(r.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *p.Id, c.ID("Patient", "75905106a4bc2a9046ed28df070016ce"); got != want {
+		t.Errorf("id = %s, want %s", got, want)
+	}
+	wantIDs := map[string]string{
+		testInstance + "/medic":       "75905106a4bc2a9046ed28df070016ce",
+		testInstance + "/patient_id":  "13985",
+		testInstance + "/external_id": "UPI-0042",
+	}
+	if len(p.Identifier) != len(wantIDs) {
+		t.Errorf("identifiers = %d, want %d", len(p.Identifier), len(wantIDs))
+	}
+	for _, id := range p.Identifier {
+		if wantIDs[*id.System] != *id.Value {
+			t.Errorf("identifier %s|%s unexpected", *id.System, *id.Value)
+		}
+	}
+	n := p.Name[0]
+	if *n.Text != "John Test" || *n.Family != "Test" || strings.Join(n.Given, " ") != "John" {
+		t.Errorf("name = %+v", n)
+	}
+	if p.Gender == nil || *p.Gender != models.AdministrativeGenderMale {
+		t.Errorf("gender = %v", p.Gender)
+	}
+	if *p.BirthDate != "1980-06-06" {
+		t.Errorf("birthDate = %s", *p.BirthDate)
+	}
+	if *p.Telecom[0].System != models.ContactPointSystemPhone || *p.Telecom[0].Value != "+2548277217095" {
+		t.Errorf("telecom = %+v", p.Telecom)
+	}
+	if got, want := *p.ManagingOrganization.Reference, "Organization/"+c.ID("Organization", "d9153705-4574-43c3-b945-71aa2164d1d6"); got != want {
+		t.Errorf("managingOrganization = %s, want %s (nearest organization in the lineage)", got, want)
+	}
+	if got, want := *p.GeneralPractitioner[0].Reference, "Practitioner/"+c.ID("Practitioner", "f512e1d8-841b-4bc1-8154-b6794755f45b"); got != want {
+		t.Errorf("generalPractitioner = %s, want %s (the health centre's CHW)", got, want)
+	}
+	if !c.IsFromCHT(p.Meta) {
+		t.Error("meta.tag does not mark CHT as the source")
+	}
+	if p.DeceasedBoolean != nil || p.DeceasedDateTime != nil {
+		t.Error("deceased set for a living person")
+	}
+}
+
+func TestPatientFields(t *testing.T) {
+	c := testConverter(t, Config{})
+	tests := []struct {
+		name  string
+		p     cht.Person
+		check func(t *testing.T, p *models.Patient)
+	}{
+		{"gender female", cht.Person{Sex: "Female"}, func(t *testing.T, p *models.Patient) {
+			if *p.Gender != models.AdministrativeGenderFemale {
+				t.Errorf("gender %v", *p.Gender)
+			}
+		}},
+		{"gender unknown input", cht.Person{Sex: "femal"}, func(t *testing.T, p *models.Patient) {
+			if *p.Gender != models.AdministrativeGenderUnknown {
+				t.Errorf("gender %v", *p.Gender)
+			}
+		}},
+		{"gender absent", cht.Person{}, func(t *testing.T, p *models.Patient) {
+			if p.Gender != nil {
+				t.Errorf("gender %v", *p.Gender)
+			}
+		}},
+		{"birthDate invalid day", cht.Person{DateOfBirth: "2020-13-45"}, func(t *testing.T, p *models.Patient) {
+			if p.BirthDate != nil {
+				t.Errorf("birthDate %s", *p.BirthDate)
+			}
+		}},
+		{"birthDate datetime", cht.Person{DateOfBirth: "1990-02-03T00:00:00.000Z"}, func(t *testing.T, p *models.Patient) {
+			if p.BirthDate == nil || *p.BirthDate != "1990-02-03" {
+				t.Errorf("birthDate %v", p.BirthDate)
+			}
+		}},
+		{"birthDate year", cht.Person{DateOfBirth: "1990"}, func(t *testing.T, p *models.Patient) {
+			if p.BirthDate == nil || *p.BirthDate != "1990" {
+				t.Errorf("birthDate %v", p.BirthDate)
+			}
+		}},
+		{"deceased date", cht.Person{DateOfDeath: "2024-01-02"}, func(t *testing.T, p *models.Patient) {
+			if p.DeceasedDateTime == nil || *p.DeceasedDateTime != "2024-01-02" || p.DeceasedBoolean != nil {
+				t.Errorf("deceased %v %v", p.DeceasedDateTime, p.DeceasedBoolean)
+			}
+		}},
+		{"deceased unparsable", cht.Person{DateOfDeath: "last week"}, func(t *testing.T, p *models.Patient) {
+			if p.DeceasedBoolean == nil || !*p.DeceasedBoolean || p.DeceasedDateTime != nil {
+				t.Errorf("deceased %v %v", p.DeceasedDateTime, p.DeceasedBoolean)
+			}
+		}},
+		{"single word name", cht.Person{Name: "  Madonna "}, func(t *testing.T, p *models.Patient) {
+			if *p.Name[0].Text != "Madonna" || p.Name[0].Family != nil || p.Name[0].Given != nil {
+				t.Errorf("name %+v", p.Name[0])
+			}
+		}},
+		{"no name", cht.Person{}, func(t *testing.T, p *models.Patient) {
+			if p.Name != nil {
+				t.Errorf("name %+v", p.Name)
+			}
+		}},
+		{"two phones", cht.Person{Phone: "+1", PhoneAlternate: "+2"}, func(t *testing.T, p *models.Patient) {
+			if len(p.Telecom) != 2 || *p.Telecom[1].Value != "+2" || *p.Telecom[1].Rank != 2 {
+				t.Errorf("telecom %+v", p.Telecom)
+			}
+		}},
+		{"minified lineage", cht.Person{Parent: cht.NewLineage("a", "b")}, func(t *testing.T, p *models.Patient) {
+			if p.ManagingOrganization != nil || p.GeneralPractitioner != nil {
+				t.Error("references invented from a minified lineage")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.p.ID, tt.p.Type = "p1", "person"
+			p, err := c.Patient(&tt.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, p)
+		})
+	}
+}
+
+func TestNameSplit(t *testing.T) {
+	for _, tt := range []struct {
+		split         NameSplit
+		family, given string
+	}{
+		{NameFamilyLast, "Achieng", "Grace Wanjiru"},
+		{NameFamilyFirst, "Grace", "Wanjiru Achieng"},
+		{NameTextOnly, "", ""},
+	} {
+		c := testConverter(t, Config{NameSplit: tt.split})
+		p, err := c.Patient(&cht.Person{ID: "x", Type: "person", Name: "Grace  Wanjiru Achieng"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := p.Name[0]
+		fam := ""
+		if n.Family != nil {
+			fam = *n.Family
+		}
+		if *n.Text != "Grace Wanjiru Achieng" || fam != tt.family || strings.Join(n.Given, " ") != tt.given {
+			t.Errorf("split %d: %+v", tt.split, n)
+		}
+	}
+}
+
+func TestContactErrors(t *testing.T) {
+	c := testConverter(t, Config{})
+	tests := []struct {
+		name  string
+		conv  func() error
+		field string
+	}{
+		{"no id", func() error { _, err := c.Patient(&cht.Person{Type: "person"}); return err }, "_id"},
+		{"nil", func() error { _, err := c.Patient(nil); return err }, "_id"},
+		{"place as patient", func() error { _, err := c.Patient(&cht.Person{ID: "x", Type: "clinic"}); return err }, "type"},
+		{"person as location", func() error { _, err := c.Location(&cht.Place{ID: "x", Type: "person"}); return err }, "type"},
+		{"not a contact", func() error { _, err := c.Organization(&cht.Place{ID: "x", Type: "data_record"}); return err }, "type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.conv()
+			var ce *ConversionError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want *ConversionError", err)
+			}
+			if ce.Field != tt.field || ce.Reason == "" {
+				t.Errorf("field %q reason %q, want field %q", ce.Field, ce.Reason, tt.field)
+			}
+		})
+	}
+}
+
+func TestConfigurablePersonType(t *testing.T) {
+	c := testConverter(t, Config{})
+	p := loadContact(t, "testdata/person_configurable.json")
+	if _, err := c.Patient(p); err != nil {
+		t.Fatalf("contact_type person: %v", err)
+	}
+	p.ContactType = "chw_person"
+	if _, err := c.Patient(p); err == nil {
+		t.Fatal("chw_person accepted without PersonTypes")
+	}
+	c2 := testConverter(t, Config{PersonTypes: []string{"chw_person"}})
+	if _, err := c2.Patient(p); err != nil {
+		t.Fatalf("with PersonTypes: %v", err)
+	}
+}
+
+func TestLocationAndOrganization(t *testing.T) {
+	c := testConverter(t, Config{})
+	hc := loadContact(t, "testdata/place_health_center.json")
+	loc, err := c.Location(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *loc.Name != "Example Health Center" || *loc.Status != models.LocationStatusActive {
+		t.Errorf("location %+v", loc)
+	}
+	if got := *loc.Type[0].Coding[0].Code; got != "health_center" {
+		t.Errorf("type = %s", got)
+	}
+	if got, want := *loc.PartOf.Reference, "Location/"+c.ID("Location", "b935ef10-0339-4263-99fc-34d4f8d72891"); got != want {
+		t.Errorf("partOf = %s, want %s", got, want)
+	}
+	if got, want := *loc.ManagingOrganization.Reference, "Organization/"+c.ID("Organization", hc.ID); got != want {
+		t.Errorf("managingOrganization = %s, want its own Organization %s", got, want)
+	}
+	if v := identifierValue(loc.Identifier, testInstance+"/place_id"); v != "17437" {
+		t.Errorf("place_id identifier = %q", v)
+	}
+	org, err := c.Organization(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *org.Name != "Example Health Center" || !*org.Active || org.PartOf != nil {
+		t.Errorf("organization %+v (partOf needs a hydrated ancestor)", org)
+	}
+	clinic := loadContact(t, "testdata/place_clinic.json")
+	cl, err := c.Location(clinic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.ManagingOrganization != nil {
+		t.Error("clinic with a minified lineage got a managingOrganization")
+	}
+	for _, id := range cl.Identifier {
+		if *id.System == testInstance+"/external_id" {
+			t.Error("empty external_id produced an identifier")
+		}
+	}
+}
+
+func TestContactBundle(t *testing.T) {
+	c := testConverter(t, Config{})
+	chw := loadContact(t, "testdata/person_with_lineage.json")
+	tx, err := c.ContactBundle(chw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range tx.Entries {
+		got[resourceType(t, e.Resource)]++
+	}
+	// role chw -> Practitioner; health centre and district hospital ->
+	// Location + Organization each; the supervisor is the district
+	// hospital's contact, not a CHW place contact.
+	want := map[string]int{"Practitioner": 1, "Location": 2, "Organization": 2}
+	if len(got) != len(want) {
+		t.Errorf("resources %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("resources %v, want %v", got, want)
+		}
+	}
+	checkBundleReferences(t, tx)
+}
+
+func resourceType(t *testing.T, res any) string {
+	t.Helper()
+	b, err := Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ ResourceType string }
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.ResourceType
+}
+
+// checkBundleReferences requires every urn:uuid reference to resolve to an
+// entry of the bundle and every fullUrl to be unique.
+func checkBundleReferences(t *testing.T, tx *Transaction) {
+	t.Helper()
+	b, err := tx.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := map[string]bool{}
+	for _, e := range tx.Entries {
+		if full[e.FullURL] {
+			t.Errorf("duplicate fullUrl %s", e.FullURL)
+		}
+		full[e.FullURL] = true
+	}
+	for _, part := range strings.Split(string(b), `"reference":"`)[1:] {
+		ref := part[:strings.IndexByte(part, '"')]
+		if strings.HasPrefix(ref, "urn:uuid:") && !full[ref] {
+			t.Errorf("reference %s does not resolve inside the bundle", ref)
+		}
+	}
+}

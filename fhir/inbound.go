@@ -1,0 +1,389 @@
+package fhir
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// Submission is a CHT records API (POST /api/v2/records) submission: the
+// form code, optional sender phone and reported date in _meta, and the form
+// fields at the top level of the body. Field keys may be dotted paths; CHT
+// stores them as nested objects below doc.fields.
+type Submission struct {
+	Form         string
+	From         string
+	ReportedDate time.Time
+	Fields       map[string]any
+}
+
+// MarshalJSON encodes the records API body:
+// {"_meta":{"form":...,"from":...,"reported_date":<ms>}, <fields>...}.
+func (s *Submission) MarshalJSON() ([]byte, error) {
+	meta := map[string]any{"form": s.Form}
+	if s.From != "" {
+		meta["from"] = s.From
+	}
+	if !s.ReportedDate.IsZero() {
+		meta["reported_date"] = s.ReportedDate.UnixMilli()
+	}
+	body := make(map[string]any, len(s.Fields)+1)
+	maps.Copy(body, s.Fields)
+	body["_meta"] = meta
+	return json.Marshal(body)
+}
+
+// IsFromCHT reports whether meta carries the CHT source tag this converter
+// writes, so flows can skip resources that originated in CHT (loop
+// prevention).
+func (c *Converter) IsFromCHT(meta *models.Meta) bool {
+	if meta == nil {
+		return false
+	}
+	for _, t := range meta.Tag {
+		if t.System != nil && t.Code != nil && *t.System == c.sys.Source && *t.Code == "cht" {
+			return true
+		}
+	}
+	return false
+}
+
+func identifierValue(ids []models.Identifier, system string) string {
+	for _, id := range ids {
+		if id.System != nil && id.Value != nil && *id.System == system && *id.Value != "" {
+			return *id.Value
+		}
+	}
+	return ""
+}
+
+// PersonFromPatient converts a FHIR Patient to a CHT person document ready
+// for POST /api/v1/people (or /api/v1/person): name (HumanName.text, else
+// given and family joined in the configured order), sex (male/female),
+// date_of_birth (full dates only), phone, date_of_death, external_id (the
+// identifier with Systems.ExternalID, else the FHIR id), _id when the
+// Patient carries a Systems.DocumentID identifier (an existing CHT person),
+// type from Inbound.PersonType and parent from Inbound.ParentPlace.
+func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Person, error) {
+	if p == nil {
+		return nil, required("Patient", "Patient")
+	}
+	name := c.nameOf(p.Name)
+	if name == "" {
+		return nil, required("Patient", "Patient.name")
+	}
+	person := &cht.Person{Name: name, Type: "person"}
+	if t := c.cfg.Inbound.PersonType; t != "person" {
+		person.Type, person.ContactType = "contact", t
+	}
+	person.ID = identifierValue(p.Identifier, c.sys.DocumentID)
+	if p.Gender != nil {
+		switch *p.Gender {
+		case models.AdministrativeGenderMale:
+			person.Sex = "male"
+		case models.AdministrativeGenderFemale:
+			person.Sex = "female"
+		}
+	}
+	if p.BirthDate != nil {
+		if d, ok := fhirDate(*p.BirthDate); ok && len(d) == 10 {
+			person.DateOfBirth = d
+		} else if !ok {
+			return nil, invalid("Patient", "Patient.birthDate", fmt.Sprintf("%q is not a valid date", *p.BirthDate))
+		}
+	}
+	for _, t := range p.Telecom {
+		if t.Value != nil && t.System != nil && (*t.System == models.ContactPointSystemPhone || *t.System == models.ContactPointSystemSms) {
+			if person.Phone == "" {
+				person.Phone = strings.TrimSpace(*t.Value)
+			} else if person.PhoneAlternate == "" {
+				person.PhoneAlternate = strings.TrimSpace(*t.Value)
+			}
+		}
+	}
+	if p.DeceasedDateTime != nil {
+		person.DateOfDeath = *p.DeceasedDateTime
+	}
+	person.ExternalID = identifierValue(p.Identifier, c.sys.ExternalID)
+	if person.ExternalID == "" && p.Id != nil {
+		person.ExternalID = *p.Id
+	}
+	if pp := c.cfg.Inbound.ParentPlace; pp != "" {
+		person.Parent = cht.NewLineage(pp)
+	}
+	return person, nil
+}
+
+func (c *Converter) nameOf(names []models.HumanName) string {
+	pick := -1
+	for i, n := range names {
+		if n.Use != nil && (*n.Use == models.NameUseOld || *n.Use == models.NameUseMaiden) {
+			continue
+		}
+		if pick < 0 || (n.Use != nil && *n.Use == models.NameUseOfficial) {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		return ""
+	}
+	n := names[pick]
+	if n.Text != nil && strings.TrimSpace(*n.Text) != "" {
+		return strings.Join(strings.Fields(*n.Text), " ")
+	}
+	parts := append([]string(nil), n.Given...)
+	if n.Family != nil {
+		if c.cfg.NameSplit == NameFamilyFirst {
+			parts = append([]string{*n.Family}, parts...)
+		} else {
+			parts = append(parts, *n.Family)
+		}
+	}
+	return strings.Join(strings.Fields(strings.Join(parts, " ")), " ")
+}
+
+// patientUUID finds the CHT _id of the subject: the Patient's DocumentID
+// identifier, else the reference's logical identifier.
+func (c *Converter) patientUUID(ref *models.Reference, patient *models.Patient) string {
+	if patient != nil {
+		if v := identifierValue(patient.Identifier, c.sys.DocumentID); v != "" {
+			return v
+		}
+	}
+	if ref != nil && ref.Identifier != nil {
+		return identifierValue([]models.Identifier{*ref.Identifier}, c.sys.DocumentID)
+	}
+	return ""
+}
+
+// SubmissionFromObservations converts Observations (and optionally their
+// Encounter and subject Patient) to a records API submission through the
+// mapping reversed: each Observation's code selects the field (its path
+// becomes the submission key) and the value is converted back (quantities
+// and decimals to numbers, codings through the value table, booleans to
+// trueValue/falseValue or JSON booleans, ...).
+//
+// The form is form if not empty, else the mapped form whose Encounter type
+// matches enc.type, else Inbound.ObservationForm. The CHT patient _id (key
+// Inbound.PatientField) comes from patient's CHT identifier or from the
+// subject reference's identifier. reported_date is the Encounter's
+// period.start or the first effectiveDateTime. An Observation whose code is
+// not mapped for the form is an error naming Observation.code.
+func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient) (*Submission, error) {
+	fi, err := c.inboundForm(form, enc)
+	if err != nil {
+		return nil, err
+	}
+	sub := &Submission{Form: fi.fm.Form, Fields: make(map[string]any, len(obs)+1)}
+	var subj *models.Reference
+	if enc != nil {
+		subj = enc.Subject
+		if enc.Period != nil && enc.Period.Start != nil {
+			if t, err := time.Parse(time.RFC3339Nano, *enc.Period.Start); err == nil {
+				sub.ReportedDate = t
+			}
+		}
+	}
+	for i := range obs {
+		o := &obs[i]
+		expr := "Observation"
+		if len(obs) > 1 {
+			expr = "Bundle.entry.resource.where(resourceType='Observation')[" + strconv.Itoa(i) + "]"
+		}
+		if subj == nil {
+			subj = o.Subject
+		}
+		if sub.ReportedDate.IsZero() && o.EffectiveDateTime != nil {
+			if t, err := time.Parse(time.RFC3339Nano, *o.EffectiveDateTime); err == nil {
+				sub.ReportedDate = t
+			}
+		}
+		f := fi.byCode(o.Code)
+		if f == nil {
+			return nil, invalid("Observation", expr+".code", fmt.Sprintf("code is not mapped for form %q", fi.fm.Form))
+		}
+		v, err := c.reverseValue(f, o)
+		if err != nil {
+			return nil, invalid("Observation", expr+".value[x]", fmt.Sprintf("field %q: %v", f.Path, err))
+		}
+		if _, dup := sub.Fields[f.Path]; dup {
+			return nil, invalid("Observation", expr+".code", fmt.Sprintf("field %q given twice", f.Path))
+		}
+		sub.Fields[f.Path] = v
+	}
+	uuid := c.patientUUID(subj, patient)
+	if uuid == "" {
+		return nil, invalid("Observation", "Observation.subject", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	}
+	sub.Fields[c.cfg.Inbound.PatientField] = uuid
+	return sub, nil
+}
+
+func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex, error) {
+	if form != "" {
+		return c.form(form)
+	}
+	if enc != nil {
+		for _, t := range enc.Type {
+			for _, cd := range t.Coding {
+				if cd.System == nil || cd.Code == nil {
+					continue
+				}
+				if *cd.System == c.sys.Form {
+					if fi, ok := c.forms[strings.ToLower(*cd.Code)]; ok {
+						return fi, nil
+					}
+				}
+				for _, fi := range c.forms {
+					et := fi.encType.Coding[0]
+					if fi.fm.EncounterType != nil && *et.System == *cd.System && *et.Code == *cd.Code {
+						return fi, nil
+					}
+				}
+			}
+		}
+	}
+	if f := c.cfg.Inbound.ObservationForm; f != "" {
+		return c.form(f)
+	}
+	return nil, invalid("Encounter", "Encounter.type", "does not identify a mapped form and no Inbound.ObservationForm is configured")
+}
+
+func (fi *formIndex) byCode(cc models.CodeableConcept) *FieldMapping {
+	for _, cd := range cc.Coding {
+		if cd.System == nil || cd.Code == nil {
+			continue
+		}
+		for i := range fi.fields {
+			f := fi.fields[i].fm
+			if f.Code.System == *cd.System && f.Code.Code == *cd.Code {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, error) {
+	switch f.Type {
+	case KindQuantity, KindDecimal:
+		q := o.ValueQuantity
+		if q == nil || q.Value == nil {
+			return nil, fmt.Errorf("want valueQuantity with a value")
+		}
+		if f.Type == KindQuantity && q.Code != nil && *q.Code != f.Unit {
+			return nil, fmt.Errorf("unit %q, want %q", *q.Code, f.Unit)
+		}
+		return *q.Value, nil
+	case KindInteger:
+		if o.ValueInteger == nil {
+			return nil, fmt.Errorf("want valueInteger")
+		}
+		return *o.ValueInteger, nil
+	case KindBoolean:
+		if o.ValueBoolean == nil {
+			return nil, fmt.Errorf("want valueBoolean")
+		}
+		if f.TrueValue != "" {
+			if *o.ValueBoolean {
+				return f.TrueValue, nil
+			}
+			return f.FalseValue, nil
+		}
+		return *o.ValueBoolean, nil
+	case KindString:
+		if o.ValueString == nil {
+			return nil, fmt.Errorf("want valueString")
+		}
+		return *o.ValueString, nil
+	case KindCodeable:
+		if o.ValueCodeableConcept == nil {
+			return nil, fmt.Errorf("want valueCodeableConcept")
+		}
+		for _, cd := range o.ValueCodeableConcept.Coding {
+			if cd.System == nil || cd.Code == nil {
+				continue
+			}
+			for v, k := range f.Values {
+				if k.System == *cd.System && k.Code == *cd.Code {
+					return v, nil
+				}
+			}
+			if f.ValueSystem != "" && *cd.System == f.ValueSystem {
+				return *cd.Code, nil
+			}
+		}
+		return nil, fmt.Errorf("no coding in the value table")
+	case KindDateTime, KindDate:
+		if o.ValueDateTime == nil {
+			return nil, fmt.Errorf("want valueDateTime")
+		}
+		return *o.ValueDateTime, nil
+	case KindTime:
+		if o.ValueTime == nil {
+			return nil, fmt.Errorf("want valueTime")
+		}
+		return *o.ValueTime, nil
+	}
+	return nil, fmt.Errorf("unknown type %q", f.Type)
+}
+
+// SubmissionFromServiceRequest converts a ServiceRequest (e.g. a referral or
+// a lost-to-follow-up request) to a records API submission of form
+// Inbound.TaskForm carrying the CHT patient _id (key Inbound.PatientField),
+// which makes CHT raise a task for the CHW. Only active requests are
+// converted. patient may be nil when the subject reference carries the CHT
+// identifier.
+func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, patient *models.Patient) (*Submission, error) {
+	if sr == nil {
+		return nil, required("ServiceRequest", "ServiceRequest")
+	}
+	if sr.Status != models.RequestStatusActive {
+		return nil, &InvalidResourceError{ResourceType: "ServiceRequest", Issues: []Issue{{Expression: "ServiceRequest.status",
+			Reason: fmt.Sprintf("status %q raises no task (want active)", sr.Status.Code()), Code: IssueValue}}}
+	}
+	uuid := c.patientUUID(&sr.Subject, patient)
+	if uuid == "" {
+		return nil, invalid("ServiceRequest", "ServiceRequest.subject", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	}
+	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	if sr.AuthoredOn != nil {
+		if t, err := time.Parse(time.RFC3339Nano, *sr.AuthoredOn); err == nil {
+			sub.ReportedDate = t
+		}
+	}
+	return sub, nil
+}
+
+// SubmissionFromTask is SubmissionFromServiceRequest for a Task (subject in
+// Task.for). Tasks with status requested, received, accepted or ready are
+// converted.
+func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) (*Submission, error) {
+	if t == nil {
+		return nil, required("Task", "Task")
+	}
+	switch t.Status {
+	case models.TaskStatusRequested, models.TaskStatusReceived, models.TaskStatusAccepted, models.TaskStatusReady:
+	default:
+		return nil, &InvalidResourceError{ResourceType: "Task", Issues: []Issue{{Expression: "Task.status",
+			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted or ready)", t.Status.Code()), Code: IssueValue}}}
+	}
+	uuid := c.patientUUID(t.For, patient)
+	if uuid == "" {
+		return nil, invalid("Task", "Task.for", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	}
+	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	if t.AuthoredOn != nil {
+		if at, err := time.Parse(time.RFC3339Nano, *t.AuthoredOn); err == nil {
+			sub.ReportedDate = at
+		}
+	}
+	return sub, nil
+}

@@ -1,0 +1,204 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// maxIncoming bounds the size of a resource ParseResource accepts.
+const maxIncoming = 8 << 20
+
+// requiredElements lists, per supported resource type, the elements with
+// minimum cardinality 1 in R4 that the samply types cannot detect as missing
+// (they decode to zero values).
+var requiredElements = map[string][]string{
+	"Patient":        nil,
+	"Observation":    {"status", "code"},
+	"Encounter":      {"status", "class"},
+	"ServiceRequest": {"status", "intent", "subject"},
+	"Task":           {"status", "intent"},
+	"Bundle":         {"type"},
+}
+
+// choiceElements lists choice types ([x]) whose variants are exclusive.
+var choiceElements = map[string][]string{
+	"Patient":        {"deceased", "multipleBirth"},
+	"Observation":    {"effective", "value"},
+	"ServiceRequest": {"quantity", "occurrence", "asNeeded"},
+}
+
+// enumElements are top-level coded elements checked before decoding so the
+// error names the element.
+var enumElements = map[string]map[string]func([]byte) error{
+	"Patient":     {"gender": unmarshalInto[models.AdministrativeGender]},
+	"Observation": {"status": unmarshalInto[models.ObservationStatus]},
+	"Encounter":   {"status": unmarshalInto[models.EncounterStatus]},
+	"ServiceRequest": {"status": unmarshalInto[models.RequestStatus], "intent": unmarshalInto[models.RequestIntent],
+		"priority": unmarshalInto[models.RequestPriority]},
+	"Task":   {"status": unmarshalInto[models.TaskStatus], "priority": unmarshalInto[models.RequestPriority]},
+	"Bundle": {"type": unmarshalInto[models.BundleType]},
+}
+
+func unmarshalInto[T any](b []byte) error {
+	var v T
+	return json.Unmarshal(b, &v)
+}
+
+// ParseResource checks and decodes one incoming FHIR resource of a
+// supported type (Patient, Observation, Encounter, ServiceRequest, Task,
+// Bundle) and returns a pointer to the samply value (*models.Patient, ...).
+//
+// Beyond what the samply types do it checks: that the body is one JSON
+// object with a known resourceType, that required elements are present and
+// not null (samply would silently default a missing status to its first
+// code), that coded elements hold valid codes, that choice elements ([x])
+// have at most one variant, and the ele-1 rule (no empty strings, objects or
+// arrays, no nulls). Failures are an *[InvalidResourceError] whose issues
+// name the elements as FHIRPath expressions; an unsupported resourceType
+// also matches [ErrUnsupportedResource].
+func ParseResource(data []byte) (any, error) {
+	if len(data) > maxIncoming {
+		return nil, invalid("", "", fmt.Sprintf("resource larger than %d bytes", maxIncoming))
+	}
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil || raw == nil {
+		e := invalid("", "", "body is not a JSON object")
+		e.Issues[0].Code = IssueStructure
+		return nil, e
+	}
+	if dec.More() {
+		return nil, invalid("", "", "trailing data after the resource")
+	}
+	rtRaw, ok := raw["resourceType"]
+	var rt string
+	if !ok || json.Unmarshal(rtRaw, &rt) != nil || rt == "" {
+		return nil, required("", "resourceType")
+	}
+	req, supported := requiredElements[rt]
+	if !supported {
+		return nil, &InvalidResourceError{ResourceType: rt, Err: ErrUnsupportedResource, Issues: []Issue{{
+			Expression: "resourceType", Reason: fmt.Sprintf("resource type %q is not supported", rt), Code: IssueNotSupported}}}
+	}
+	ire := &InvalidResourceError{ResourceType: rt}
+	for _, el := range req {
+		if v, ok := raw[el]; !ok || string(bytes.TrimSpace(v)) == "null" {
+			ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: "required element is missing", Code: IssueRequired})
+		}
+	}
+	for el, check := range enumElements[rt] {
+		if v, ok := raw[el]; ok && string(v) != "null" {
+			if err := check(v); err != nil {
+				ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: err.Error(), Code: IssueCodeInvalid})
+			}
+		}
+	}
+	for _, choice := range choiceElements[rt] {
+		var set []string
+		for k := range raw {
+			if len(k) > len(choice) && strings.HasPrefix(k, choice) && k[len(choice)] >= 'A' && k[len(choice)] <= 'Z' {
+				set = append(set, k)
+			}
+		}
+		if len(set) > 1 {
+			slices.Sort(set)
+			ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + choice + "[x]",
+				Reason: "only one of " + strings.Join(set, ", ") + " is allowed", Code: IssueStructure})
+		}
+	}
+	var tree any
+	if err := json.Unmarshal(data, &tree); err == nil {
+		ire.Issues = append(ire.Issues, Ele1(tree, rt)...)
+	}
+	if len(ire.Issues) > 0 {
+		slices.SortStableFunc(ire.Issues, func(a, b Issue) int { return strings.Compare(a.Expression, b.Expression) })
+		return nil, ire
+	}
+	res, err := decodeAs(rt, data)
+	if err != nil {
+		expr := rt
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			expr = rt + "." + ute.Field
+		}
+		return nil, &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: err.Error(), Code: IssueStructure}}}
+	}
+	return res, nil
+}
+
+func decodeAs(rt string, data []byte) (any, error) {
+	switch rt {
+	case "Patient":
+		v, err := models.UnmarshalPatient(data)
+		return &v, err
+	case "Observation":
+		v, err := models.UnmarshalObservation(data)
+		return &v, err
+	case "Encounter":
+		v, err := models.UnmarshalEncounter(data)
+		return &v, err
+	case "ServiceRequest":
+		v, err := models.UnmarshalServiceRequest(data)
+		return &v, err
+	case "Task":
+		v, err := models.UnmarshalTask(data)
+		return &v, err
+	case "Bundle":
+		v, err := models.UnmarshalBundle(data)
+		return &v, err
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnsupportedResource, rt)
+}
+
+// Ele1 checks the FHIR ele-1 rule on a decoded JSON tree (as produced by
+// encoding/json into any): every element must have a value or children, so
+// empty strings, empty objects, empty arrays and nulls are reported. path is
+// the FHIRPath of v (e.g. the resource type). The div of a narrative and
+// the resource's own "resourceType" are not special-cased: they are never
+// empty in valid FHIR either.
+func Ele1(v any, path string) []Issue {
+	var out []Issue
+	ele1(v, path, &out)
+	return out
+}
+
+func ele1(v any, path string, out *[]Issue) {
+	switch v := v.(type) {
+	case nil:
+		*out = append(*out, Issue{Expression: path, Reason: "null is not allowed (ele-1)", Code: IssueStructure})
+	case string:
+		if strings.TrimSpace(v) == "" {
+			*out = append(*out, Issue{Expression: path, Reason: "empty string is not allowed (ele-1)", Code: IssueValue})
+		}
+	case []any:
+		if len(v) == 0 {
+			*out = append(*out, Issue{Expression: path, Reason: "empty array is not allowed (ele-1)", Code: IssueStructure})
+		}
+		for i, e := range v {
+			ele1(e, path+"["+strconv.Itoa(i)+"]", out)
+		}
+	case map[string]any:
+		if len(v) == 0 {
+			*out = append(*out, Issue{Expression: path, Reason: "empty object is not allowed (ele-1)", Code: IssueStructure})
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if k == "resourceType" {
+				continue
+			}
+			ele1(v[k], path+"."+k, out)
+		}
+	}
+}
