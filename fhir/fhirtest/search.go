@@ -171,7 +171,11 @@ type idFilter []string
 
 func (f idFilter) match(r *record) bool { return slices.Contains(f, r.id) }
 
-func (f idFilter) candidates(ts *typeStore) ([]string, bool) { return f, true }
+func (f idFilter) candidates(*typeStore) ([]string, bool) {
+	ids := slices.Clone(f)
+	slices.Sort(ids)
+	return slices.Compact(ids), true
+}
 
 // tokenAlt is one alternative of an identifier search: "system|value", "|value" (no system),
 // "value" (any system) or "system|" (any value).

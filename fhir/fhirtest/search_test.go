@@ -63,6 +63,7 @@ func TestSearch(t *testing.T) {
 		{"Practitioner?identifier=urn:cht:contact|c-1", []string{"chw1"}, -1, false},
 		{"Patient?_id=pa,pc", []string{"pa", "pc"}, -1, false},
 		{"Patient?_id=zz", nil, -1, false},
+		{"Patient?_id=pc,pa,pc", []string{"pa", "pc"}, -1, false},
 		{"Patient?_id=pa&identifier=c-2", nil, -1, false},
 		{"Patient?_lastUpdated=ge2024-01-01T01:00:00Z&_lastUpdated=lt2024-01-01T02:00:00Z", []string{"pb"}, -1, false},
 		{"Patient?_lastUpdated=2024-01-01", []string{"pa", "pb", "pc"}, -1, false},
