@@ -80,7 +80,7 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 
 func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 	defer a.wg.Done()
-	rec := &recorder{cfg: cfg.capture, txn: &txn{cfg: cfg}}
+	rec := newRecorder(cfg, nil)
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
 	res, err, stack := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
 	var env *Envelope

@@ -253,9 +253,7 @@ func WriteEnvelope(w http.ResponseWriter, env *Envelope) error {
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := env.appendJSON((*bp)[:0])
-	h := w.Header()
-	h.Set("Content-Type", ContentType)
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.Header()["Content-Type"] = contentTypeValue
 	w.WriteHeader(env.Response.Status)
 	_, err := w.Write(b)
 	putBuf(bp, b)
@@ -264,6 +262,10 @@ func WriteEnvelope(w http.ResponseWriter, env *Envelope) error {
 	}
 	return nil
 }
+
+// contentTypeValue is shared by every response (net/http does not modify
+// header values).
+var contentTypeValue = []string{ContentType}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 

@@ -32,6 +32,15 @@ type txn struct {
 	code     int   // response status written
 	status   Status
 	errMsg   string
+
+	req Request       // the HandlerFunc's request, allocated with the txn
+	cw  captureWriter // used by a Mediator
+}
+
+// txnState allocates a recorder and its txn together.
+type txnState struct {
+	rec recorder
+	t   txn
 }
 
 // HandlerFunc handles a request routed by core and returns the result the
@@ -54,7 +63,8 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t := rec.txn
 	t.direct = true
-	req := newRequest(r, rec, t.cfg)
+	req := &t.req
+	req.init(r, rec, t.cfg)
 	res, err, stack := callHandler(f, req)
 	var env *Envelope
 	if err != nil {
@@ -85,11 +95,12 @@ func callHandler(f HandlerFunc, r *Request) (res *Result, err error, stack strin
 }
 
 func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
-	rec := &recorder{cfg: cfg.capture, txn: &txn{cfg: cfg}}
-	if r.ContentLength > 0 {
-		rec.txn.reqBytes = r.ContentLength
+	st := &txnState{}
+	st.rec.cfg, st.rec.txn, st.t.cfg = cfg.capture, &st.t, cfg
+	if r != nil && r.ContentLength > 0 {
+		st.t.reqBytes = r.ContentLength
 	}
-	return rec
+	return &st.rec
 }
 
 // envelope builds the normalized envelope of a transaction; nil if status

@@ -106,6 +106,10 @@ type orchRec struct {
 	respBody capBuf
 	nested   bool // response is application/json+openhim: merge at the end
 	manual   bool // added with AddOrchestration: bodies are in o
+
+	// Allocated with the record: the request copy and the body wrappers.
+	cp              http.Request
+	reqTee, respTee teeBody
 }
 
 // capBuf keeps the first limit bytes written to it and counts the rest.
@@ -203,9 +207,13 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 		if !r.manual {
 			o.Request.Body = r.reqBody.String()
 			if o.Response != nil {
-				resp := *o.Response
-				resp.Body = r.respBody.String()
-				o.Response = &resp
+				if finish { // no one else reads r.o any more: no copy
+					o.Response.Body = r.respBody.String()
+				} else {
+					resp := *o.Response
+					resp.Body = r.respBody.String()
+					o.Response = &resp
+				}
 			}
 		}
 		out = append(out, o)
@@ -301,9 +309,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && r.reqBody.limit > 0 {
 		// A shallow copy with a teeing body: the caller's request is
 		// not modified, and the transport still closes the body.
-		cp := *req
-		cp.Body = &teeBody{rc: req.Body, rec: rec, buf: &r.reqBody}
-		out = &cp
+		if cl := req.ContentLength; cl > 0 && cl <= r.reqBody.limit {
+			r.reqBody.b = make([]byte, 0, cl)
+		}
+		r.cp = *req
+		r.reqTee = teeBody{rc: req.Body, rec: rec, buf: &r.reqBody}
+		r.cp.Body = &r.reqTee
+		out = &r.cp
 	}
 	resp, err := t.next.RoundTrip(out)
 	now := time.Now()
@@ -325,7 +337,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rec.mu.Unlock()
 	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols && r.respBody.limit > 0 {
-		resp.Body = &teeBody{rc: resp.Body, rec: rec, buf: &r.respBody}
+		if cl := resp.ContentLength; cl > 0 && cl <= r.respBody.limit {
+			r.respBody.b = make([]byte, 0, cl)
+		}
+		r.respTee = teeBody{rc: resp.Body, rec: rec, buf: &r.respBody}
+		resp.Body = &r.respTee
 	}
 	return resp, nil
 }

@@ -31,9 +31,9 @@ type Request struct {
 	cfg *handlerConfig
 }
 
-func newRequest(r *http.Request, rec *recorder, cfg *handlerConfig) *Request {
+func (q *Request) init(r *http.Request, rec *recorder, cfg *handlerConfig) {
 	h := r.Header
-	return &Request{
+	*q = Request{
 		Request:       r,
 		TransactionID: h.Get(HeaderTransactionID),
 		ClientID:      h.Get(HeaderClientID),

@@ -18,7 +18,8 @@ func (m *Mediator) serveTransaction(w http.ResponseWriter, r *http.Request) {
 	defer m.metrics.inFlight.Dec()
 
 	rec := newRecorder(m.hc, r)
-	cw := &captureWriter{w: w, rec: rec}
+	cw := &rec.txn.cw
+	cw.w, cw.rec = w, rec
 	r2 := r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
 	if m.maxBody > 0 && r.ContentLength > m.maxBody {
 		rec.txn.direct = true
