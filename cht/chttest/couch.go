@@ -276,6 +276,7 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 		case <-changed:
 			changes, last, _ = s.store.changesSince(since, limit)
 		case <-timer.C:
+		case <-s.closing:
 		case <-c.r.Context().Done():
 			timer.Stop()
 			return

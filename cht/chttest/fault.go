@@ -121,6 +121,7 @@ func (s *Server) applyFaults(c *reqCtx) bool {
 		t := time.NewTimer(f.Latency)
 		select {
 		case <-t.C:
+		case <-s.closing:
 		case <-c.r.Context().Done():
 			t.Stop()
 			return true

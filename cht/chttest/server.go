@@ -197,6 +197,9 @@ type Server struct {
 	failures map[string][]time.Time // rate-limit key -> 401/429 times
 	creds    map[string]string
 	settings map[string]any
+
+	closing   chan struct{} // closed by Close: ends longpolls and latency faults
+	closeOnce sync.Once
 }
 
 // NewServer starts a fake CHT server. It accepts zero or one Config; the
@@ -214,7 +217,11 @@ func NewServer(cfg ...Config) *Server {
 	if err != nil {
 		panic(err)
 	}
-	s.ts = httptest.NewServer(s)
+	s.ts = httptest.NewUnstartedServer(s)
+	s.ts.Config.ReadHeaderTimeout = 10 * time.Second
+	s.ts.Config.ReadTimeout = time.Minute
+	s.ts.Config.IdleTimeout = time.Minute
+	s.ts.Start()
 	s.URL = s.ts.URL + s.cfg.BasePath
 	return s
 }
@@ -261,6 +268,7 @@ func newServer(c Config) (*Server, error) {
 		rng:      mrand.New(mrand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15)),
 		failures: make(map[string][]time.Time),
 		creds:    make(map[string]string),
+		closing:  make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -288,8 +296,12 @@ func newServer(c Config) (*Server, error) {
 // Client returns an HTTP client for the server (no credentials set).
 func (s *Server) Client() *http.Client { return s.ts.Client() }
 
-// Close shuts the server down, blocking until in-flight requests finish.
-func (s *Server) Close() { s.ts.Close() }
+// Close shuts the server down, blocking until in-flight requests finish;
+// pending longpolls and injected latencies end at once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.ts.Close()
+}
 
 // Version returns the CHT version the server emulates.
 func (s *Server) Version() string { return s.ver.String() }
