@@ -741,3 +741,67 @@ func TestResponseBodyLimit(t *testing.T) {
 		t.Errorf("oversized answer retried: %d requests", n)
 	}
 }
+
+func TestSessionRenewedOnceAfterExpiry(t *testing.T) {
+	var logins, calls int
+	var valid string
+	reject := false
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/_session":
+			logins++
+			valid = fmt.Sprintf("tok%d", logins)
+			http.SetCookie(w, &http.Cookie{Name: "AuthSession", Value: valid, Path: "/"})
+			fmt.Fprint(w, `{"ok":true}`)
+		case "/api/info":
+			fmt.Fprint(w, `{"version":"4.10.0"}`)
+		default:
+			calls++
+			ck, err := r.Cookie("AuthSession")
+			// The first session "expires" after one use.
+			if err != nil || ck.Value != valid || (logins == 1 && calls > 1) || reject {
+				w.WriteHeader(401)
+				fmt.Fprint(w, `{"code":401,"error":"unauthorized"}`)
+				return
+			}
+			fmt.Fprint(w, `{"_id":"p1","type":"person","name":"Ana"}`)
+		}
+	}))
+	defer ts.Close()
+	c, err := cht.New(cht.Config{URL: ts.URL, Username: "u", Password: "p", Session: true, Version: "4.10.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := c.People.Get(ctx, "p1", nil); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if logins != 2 {
+		t.Errorf("logins = %d, want 2 (initial + one renewal)", logins)
+	}
+	// A 401 that persists after renewing is returned, not looped on.
+	reject, logins, calls = true, 10, 0
+	_, err = c.People.Get(ctx, "p1", nil)
+	if !errors.Is(err, cht.ErrUnauthorized) {
+		t.Errorf("err = %v, want ErrUnauthorized", err)
+	}
+	if logins != 11 || calls != 2 {
+		t.Errorf("logins = %d, calls = %d; want one renewal and two attempts", logins, calls)
+	}
+}
+
+func TestSeqAcceptsNumbers(t *testing.T) {
+	var ch cht.Changes
+	if err := json.Unmarshal([]byte(`{"results":[{"seq":7,"id":"a","changes":[{"rev":"1-x"}]}],"last_seq":7}`), &ch); err != nil {
+		t.Fatal(err)
+	}
+	if ch.LastSeq != "7" || ch.Results[0].Seq != "7" || ch.Results[0].Rev() != "1-x" {
+		t.Errorf("changes = %+v", ch)
+	}
+	if err := json.Unmarshal([]byte(`{"last_seq":{"x":1}}`), &ch); err == nil {
+		t.Error("object seq accepted")
+	}
+}
