@@ -11,6 +11,8 @@
 //	// ... point the code under test at srv.URL, then:
 //	if n := srv.Count("Observation"); n != 20 { t.Errorf("got %d Observations", n) }
 //	for _, raw := range srv.Resources("Patient") { ... } // []json.RawMessage, creation order
+//	obs, err := srv.Search("Observation", "patient=Patient/p1") // same search as over HTTP
+//	err = fhirtest.CompareJSON(bytes.NewReader(obs[0]), strings.NewReader(want)) // error names the element
 //
 // [Handler] is the same server as an http.Handler, for a mux or a real listener (the demo's --serve
 // mode). A Handler is safe for concurrent use; reads run in parallel and writes are serialised by
