@@ -306,3 +306,19 @@ func TestBasePathAndBodyLimit(t *testing.T) {
 		t.Fatalf("oversized body: %d", r.status)
 	}
 }
+
+func TestRequestHistoryBounded(t *testing.T) {
+	srv := newTestServer(t, Config{MaxRecordedRequests: 3})
+	for i := range 5 {
+		do(t, srv, call{method: "GET", path: "/medic/d" + strconv.Itoa(i)})
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 3 || reqs[0].Path != "/medic/d2" || reqs[2].Path != "/medic/d4" || reqs[2].Status != 404 {
+		t.Fatalf("history %+v", reqs)
+	}
+	off := newTestServer(t, Config{MaxRecordedRequests: -1})
+	do(t, off, call{method: "GET", path: "/api/info"})
+	if n := len(off.Requests()); n != 0 {
+		t.Fatalf("recorded %d requests with recording off", n)
+	}
+}

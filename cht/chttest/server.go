@@ -158,6 +158,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives one debug line per request; nil discards.
 	Logger *slog.Logger
+	// MaxRecordedRequests bounds the history Requests returns (the oldest
+	// are dropped); 0 means 10000, negative records nothing. Long soak or
+	// backfill runs keep memory flat this way.
+	MaxRecordedRequests int
 }
 
 // Request is a request the fake received, as recorded by Server.Requests.
@@ -250,6 +254,9 @@ func newServer(c Config) (*Server, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxRecordedRequests == 0 {
+		c.MaxRecordedRequests = 10000
+	}
 	if c.ContactTypes == nil {
 		c.ContactTypes = DefaultContactTypes
 	}
@@ -331,7 +338,8 @@ func (s *Server) Credential(key string) (string, bool) {
 	return v, ok
 }
 
-// Requests returns a copy of every request received so far, oldest first.
+// Requests returns a copy of the requests received so far (at most
+// Config.MaxRecordedRequests, the most recent), oldest first.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -393,9 +401,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.User = c.user.Name
 		}
 		rec.Body = c.body
-		s.mu.Lock()
-		s.reqs = append(s.reqs, rec)
-		s.mu.Unlock()
+		if keep := s.cfg.MaxRecordedRequests; keep > 0 {
+			s.mu.Lock()
+			if len(s.reqs) >= keep {
+				n := copy(s.reqs, s.reqs[len(s.reqs)-keep+1:])
+				clear(s.reqs[n:])
+				s.reqs = s.reqs[:n]
+			}
+			s.reqs = append(s.reqs, rec)
+			s.mu.Unlock()
+		}
 		s.log.Debug("chttest request", "method", r.Method, "path", rec.Path, "status", sw.status)
 	}()
 
