@@ -375,7 +375,12 @@ func (c *Client) attempt(ctx context.Context, r request, target string, body []b
 		}
 		c.sessMu.Unlock()
 	}
+	start := time.Now()
 	res, err := req.Execute(r.method, target)
+	if res != nil && err == nil {
+		c.log.DebugContext(ctx, "cht: request", "method", r.method, "path", r.path,
+			"status", res.StatusCode(), "duration", time.Since(start))
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

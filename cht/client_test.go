@@ -486,11 +486,19 @@ func TestCreatePersonAndPlace(t *testing.T) {
 			srv, c := newDemo(t, chttest.Config{Version: v})
 			ctx := context.Background()
 			place, err := c.Places.Create(ctx, &cht.Place{
-				Type: "contact", ContactType: "household", Name: "New Household",
+				Type: "household", Name: "New Household",
 				Parent: cht.NewLineage(chttest.DemoCHWAreaID),
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			var storedPlace cht.Place
+			rawPlace, _ := srv.Doc(place.ID)
+			if err := json.Unmarshal(rawPlace, &storedPlace); err != nil {
+				t.Fatal(err)
+			}
+			if storedPlace.Type != "contact" || storedPlace.ContactType != "household" || storedPlace.ParentID() != chttest.DemoCHWAreaID {
+				t.Errorf("stored place = %s", rawPlace)
 			}
 			person, err := c.People.Create(ctx, &cht.Person{
 				Name: "Ana", Sex: "female", DateOfBirth: "1990-01-01", Parent: cht.NewLineage(place.ID),

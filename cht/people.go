@@ -61,8 +61,9 @@ type CreateResult struct {
 
 // Create creates a person whose parent place is p.Parent.ID. It uses
 // POST /api/v1/person on CHT 5.2+ and the legacy POST /api/v1/people
-// otherwise. The type defaults to "person"; a configured type is given as
-// Type "contact" plus ContactType (or directly as Type on 5.2+). Other
+// otherwise. The type defaults to "person"; a configured type may be given
+// as Type "contact" plus ContactType or directly as Type, and is sent in
+// the form each endpoint expects. Other
 // fields, including Extra, are sent as they are. Set p.ID to choose the
 // document id, which makes retrying a create safe (a replay conflicts).
 // Create is not retried on server errors.
@@ -103,9 +104,14 @@ func createBody(c *Contact, v2 bool, parentKey string) (map[string]json.RawMessa
 	cp := *c
 	parent, contact := cp.Parent, cp.Contact
 	cp.Parent, cp.Contact, cp.Rev = nil, nil, ""
-	if v2 {
+	switch {
+	case v2:
 		cp.Type, cp.ContactType = cp.TypeID(), ""
 		parentKey = "parent"
+	case cp.Type != "contact" && !slices.Contains(legacyTypes, cp.Type):
+		// The legacy endpoints know configured types only as
+		// type "contact" + contact_type.
+		cp.Type, cp.ContactType = "contact", cp.Type
 	}
 	b, err := cp.MarshalJSON()
 	if err != nil {
