@@ -105,6 +105,7 @@ type Transaction struct {
 	Properties     map[string]any  `json:"properties,omitempty"`
 	Status         string          `json:"status"`
 	Error          *ErrorDef       `json:"error,omitempty"`
+	Routes         []RouteMetadata `json:"routes,omitempty"`
 	CanRerun       bool            `json:"canRerun"`
 	AutoRetry      bool            `json:"autoRetry"`
 
@@ -152,6 +153,18 @@ type Orchestration struct {
 	Request  *RequestDef  `json:"request,omitempty"`
 	Response *ResponseDef `json:"response,omitempty"`
 	Error    *ErrorDef    `json:"error,omitempty"`
+}
+
+// RouteMetadata is a secondary (non-primary) route's record in a
+// transaction's routes.
+type RouteMetadata struct {
+	Name           string          `json:"name"`
+	Request        *RequestDef     `json:"request,omitempty"`
+	Response       *ResponseDef    `json:"response,omitempty"`
+	Orchestrations []Orchestration `json:"orchestrations,omitempty"`
+	Properties     map[string]any  `json:"properties,omitempty"`
+	MediatorURN    string          `json:"mediatorURN,omitempty"`
+	Error          *ErrorDef       `json:"error,omitempty"`
 }
 
 // ErrorDef is core's {message, stack}.

@@ -141,6 +141,7 @@ type routeResult struct {
 	storedBody    string         // ctx.response.body.toString()
 	respTimestamp *time.Time     // ctx.response.timestamp
 	pendingAsync  bool
+	secondary     []RouteMetadata
 }
 
 func (s *Server) authenticateRouterClient(r *http.Request) *RouterClient {
@@ -240,27 +241,23 @@ func clientAllowed(c *Channel, client *RouterClient) bool {
 	return false
 }
 
-// forward sends the request to the channel's primary route (§5.5) and
-// interprets the answer (§5.1–§5.2).
-func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string, reqTime time.Time) routeResult {
-	var primary *Route
-	n := 0
-	for i := range ch.Routes {
-		rt := &ch.Routes[i]
-		if rt.Primary && rt.Status != "disabled" {
-			n++
-			primary = rt
-		}
-	}
-	if n != 1 {
-		msg := "Channel contains multiple primary routes"
-		if n == 0 {
-			msg = "A primary route could not be found"
-		}
-		return s.failResult(errors.New(msg), Orchestration{}, false)
-	}
-	route := primary
+// sent is the outcome of one request to a route.
+type sent struct {
+	orch   Orchestration // core's orchestration of the route
+	status int
+	header http.Header
+	body   []byte
+	recvAt time.Time
+	err    error
+}
 
+// sendRoute sends the request to one route as core's sendHttpRequest does
+// (§5.5): path from route.path, pathTransform or the request; the query
+// string; the body only for POST and PUT (and PATCH after 4.x); the
+// client's headers without Host and (unless forwardAuthHeader)
+// Authorization, plus X-OpenHIM-TransactionID; basic auth from the route;
+// https when secured; timeout channel.timeout ?? route.timeout ?? 60 s.
+func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Route, txID string, reqTime time.Time) sent {
 	scheme := "http"
 	if route.Secured {
 		scheme = "https"
@@ -294,7 +291,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 	}
 	out, err := http.NewRequestWithContext(ctx, r.Method, target, reqBody)
 	if err != nil {
-		return s.failResult(err, Orchestration{}, false)
+		return sent{err: err}
 	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
@@ -313,7 +310,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 	if r.URL.RawQuery != "" {
 		orchPath += "?" + r.URL.RawQuery
 	}
-	orch := Orchestration{
+	res := sent{orch: Orchestration{
 		Name: route.Name,
 		Request: &RequestDef{
 			Host:      route.Host,
@@ -323,40 +320,89 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 			Method:    r.Method,
 			Timestamp: &reqTime,
 		},
-	}
+	}}
 	if sendBody {
-		orch.Request.Body = string(body)
+		res.orch.Request.Body = string(body)
 	}
-
 	resp, err := s.routeClient.Do(out)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("Request took longer than %dms", timeout.Milliseconds())
 		}
-		return s.failResult(err, orch, true)
+		res.err = err
+		res.orch.Error = &ErrorDef{Message: err.Error()}
+		return res
 	}
 	defer resp.Body.Close()
 	rb, err := decodeBody(resp)
 	if err != nil {
-		return s.failResult(err, orch, true)
+		res.err = err
+		res.orch.Error = &ErrorDef{Message: err.Error()}
+		return res
 	}
-	respTime := s.now()
-	orch.Response = &ResponseDef{
+	res.recvAt = s.now()
+	res.status, res.header, res.body = resp.StatusCode, resp.Header, rb
+	res.orch.Response = &ResponseDef{
 		Status:    resp.StatusCode,
 		Headers:   headerMap(resp.Header, false),
 		Body:      string(rb),
-		Timestamp: &respTime,
+		Timestamp: &res.recvAt,
 	}
-	res := routeResult{coreOrch: orch}
+	return res
+}
 
-	if strings.Contains(resp.Header.Get("Content-Type"), openhimContentType) {
+// forward sends the request to the channel's enabled routes: the primary
+// one decides the client's answer (§5.1–§5.2), the others are recorded in
+// the transaction's routes.
+func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string, reqTime time.Time) routeResult {
+	var primary *Route
+	n := 0
+	for i := range ch.Routes {
+		rt := &ch.Routes[i]
+		if rt.Primary && rt.Status != "disabled" {
+			n++
+			primary = rt
+		}
+	}
+	if n > 1 {
+		return s.failResult(errors.New("Cannot route transaction: Channel contains multiple primary routes and only one primary is allowed"), sent{})
+	}
+	var res routeResult
+	if primary == nil {
+		// No primary: core answers with whatever Koa has, a 404.
+		res = routeResult{clientStatus: http.StatusNotFound, clientHeader: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+			clientBody: []byte("Not Found"), storedBody: "Not Found"}
+	} else {
+		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID)
+		if s.cfg.Version >= Version8 && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
+			res.pendingAsync = true
+			res.clientStatus = http.StatusAccepted
+		}
+	}
+	for i := range ch.Routes {
+		rt := &ch.Routes[i]
+		if rt.Primary || rt.Status == "disabled" {
+			continue
+		}
+		res.secondary = append(res.secondary, s.secondaryResult(s.sendRoute(r, body, ch, rt, txID, reqTime), rt, reqTime))
+	}
+	return res
+}
+
+// primaryResult interprets the primary route's answer.
+func (s *Server) primaryResult(sr sent, txID string) routeResult {
+	if sr.err != nil {
+		return s.failResult(sr.err, sr)
+	}
+	res := routeResult{coreOrch: sr.orch}
+	if strings.Contains(sr.header.Get("Content-Type"), openhimContentType) {
 		var m map[string]any
-		if err := json.Unmarshal(rb, &m); err != nil {
-			return s.failResult(fmt.Errorf("SyntaxError: %v", err), orch, true)
+		if err := json.Unmarshal(sr.body, &m); err != nil {
+			return s.failResult(fmt.Errorf("SyntaxError: %v", err), sr)
 		}
 		mr, ok := m["response"].(map[string]any)
 		if !ok {
-			res := s.failResult(errors.New("TypeError: Cannot read property 'status' of undefined"), orch, true)
+			res := s.failResult(errors.New("TypeError: Cannot read property 'status' of undefined"), sr)
 			res.mediator = m // ctx.mediatorResponse was already set
 			return res
 		}
@@ -369,19 +415,66 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 			hs = h
 		}
 		setKoaResponse(&res, statusOf(mr["status"]), mr["body"], hs, mr["headers"] != nil, txID)
-	} else {
-		res.respTimestamp = &respTime
-		hs := map[string]any{}
-		for k, vs := range resp.Header {
-			hs[strings.ToLower(k)] = strings.Join(vs, ", ")
-		}
-		setKoaResponse(&res, resp.StatusCode, string(rb), hs, true, txID)
+		return res
 	}
-	if s.cfg.Version >= Version8 && ch.IsAsynchronousProcess && res.clientStatus < 400 {
-		res.pendingAsync = true
-		res.clientStatus = http.StatusAccepted
+	recv := sr.recvAt
+	res.respTimestamp = &recv
+	hs := map[string]any{}
+	for k, vs := range sr.header {
+		hs[strings.ToLower(k)] = strings.Join(vs, ", ")
 	}
+	setKoaResponse(&res, sr.status, string(sr.body), hs, true, txID)
 	return res
+}
+
+// secondaryResult builds a routes[] entry as buildNonPrimarySendRequestPromise
+// does: a json+openhim answer contributes its response, orchestrations,
+// properties and x-mediator-urn; its status and error are ignored.
+func (s *Server) secondaryResult(sr sent, rt *Route, reqTime time.Time) RouteMetadata {
+	req := *sr.orch.Request
+	req.Path = strings.SplitN(req.Path, "?", 2)[0]
+	req.Body = ""
+	req.Querystring = ""
+	if i := strings.Index(sr.orch.Request.Path, "?"); i >= 0 {
+		req.Querystring = sr.orch.Request.Path[i+1:]
+	}
+	rm := RouteMetadata{Name: rt.Name, Request: &req}
+	if sr.err != nil {
+		rm.Error = &ErrorDef{Message: sr.err.Error()}
+		rm.Response = &ResponseDef{Status: http.StatusInternalServerError, Timestamp: &reqTime}
+		return rm
+	}
+	recv := sr.recvAt
+	if strings.Contains(sr.header.Get("Content-Type"), openhimContentType) {
+		var m map[string]any
+		if err := json.Unmarshal(sr.body, &m); err == nil {
+			if urn, ok := m["x-mediator-urn"]; ok {
+				rm.MediatorURN = jsString(urn)
+			}
+			for _, o := range asSlice(m["orchestrations"]) {
+				var parsed Orchestration
+				om, _ := o.(map[string]any)
+				if remarshal(castOrchestration(om), &parsed) == nil {
+					rm.Orchestrations = append(rm.Orchestrations, parsed)
+				}
+			}
+			rm.Properties, _ = m["properties"].(map[string]any)
+			if mr, ok := m["response"].(map[string]any); ok {
+				var resp ResponseDef
+				if remarshal(castOrchestration(map[string]any{"response": mr})["response"], &resp) == nil {
+					rm.Response = &resp
+				}
+			}
+			return rm
+		}
+	}
+	rm.Response = &ResponseDef{Status: sr.status, Headers: headerMap(sr.header, false), Body: string(sr.body), Timestamp: &recv}
+	return rm
+}
+
+func asSlice(v any) []any {
+	a, _ := v.([]any)
+	return a
 }
 
 // setKoaResponse mirrors core's setKoaResponse plus Koa's body handling: a
@@ -438,23 +531,17 @@ func setKoaResponse(res *routeResult, status int, body any, headers map[string]a
 
 // failResult is core's handleServerError: the client gets 500 "An internal
 // server error occurred", the transaction an error and autoRetry.
-func (s *Server) failResult(err error, orch Orchestration, withOrch bool) routeResult {
+func (s *Server) failResult(err error, sr sent) routeResult {
 	now := s.now()
-	res := routeResult{
+	return routeResult{
 		err:           err,
 		clientStatus:  http.StatusInternalServerError,
 		clientHeader:  http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 		clientBody:    []byte(internalErrorBody),
 		storedBody:    internalErrorBody,
 		respTimestamp: &now,
+		coreOrch:      sr.orch,
 	}
-	if withOrch {
-		if orch.Response == nil {
-			orch.Error = &ErrorDef{Message: err.Error()}
-		}
-		res.coreOrch = orch
-	}
-	return res
 }
 
 // finishTransaction stores the outcome as core's storeResponse (one
@@ -508,6 +595,7 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 	if res.coreOrch.Name != "" {
 		orchs = append(orchs, res.coreOrch)
 	}
+	tx.Routes = res.secondary
 	saved := tx.MetadataError == ""
 	if saved {
 		tx.Response = resp
@@ -531,21 +619,45 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 	case res.pendingAsync:
 		tx.Status = "Pending Async"
 	default:
-		tx.Status = computeStatus(res.clientStatus)
+		tx.Status = computeStatus(res.clientStatus, tx.Routes)
 	}
 }
 
-// computeStatus is setFinalStatus for a transaction with only a primary
-// route (§5.3).
-func computeStatus(code int) string {
-	switch {
-	case code >= 500:
+// computeStatus is setFinalStatus (§5.3): primary 5xx → Failed; else a
+// secondary 5xx → Completed with error(s); primary 2xx with all routes 2xx
+// → Successful; primary 4xx with all routes 2xx → Completed; anything
+// else still Processing → Completed.
+func computeStatus(code int, routes []RouteMetadata) string {
+	if code >= 500 && code <= 599 {
 		return "Failed"
-	case code >= 200 && code < 300:
-		return "Successful"
-	default:
-		return "Completed"
 	}
+	status := "Processing"
+	routeFailures, routeSuccess := false, true
+	for _, r := range routes {
+		st := 0
+		if r.Response != nil {
+			st = r.Response.Status
+		}
+		if st >= 500 && st <= 599 {
+			routeFailures = true
+		}
+		if st < 200 || st > 299 {
+			routeSuccess = false
+		}
+	}
+	if routeFailures {
+		status = "Completed with error(s)"
+	}
+	if code >= 200 && code <= 299 && routeSuccess {
+		status = "Successful"
+	}
+	if code >= 400 && code <= 499 && routeSuccess {
+		status = "Completed"
+	}
+	if status == "Processing" {
+		status = "Completed"
+	}
+	return status
 }
 
 // orchestrationInvalid returns why Mongoose's validation of an orchestration

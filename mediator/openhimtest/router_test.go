@@ -312,3 +312,43 @@ func TestUpdateTransaction_S5_6(t *testing.T) {
 		t.Fatalf("GET simple kept orchestrations: %v", simple)
 	}
 }
+
+// §5.3: secondary routes are recorded in routes[] and a secondary 5xx makes
+// the computed status "Completed with error(s)".
+func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer failing.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(failing.URL, "http://"))
+	p, _ := strconv.Atoi(port)
+	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) { delete(m, "status") }), func(c *Channel) {
+		c.Routes = append(c.Routes, Route{Name: "audit copy", Host: host, Port: p})
+	})
+	resp, body := f.call(t, http.MethodPost, "/api/x?q=1", "client-1", "pw", "payload")
+	if resp.StatusCode != 200 || body != `{"ok":true}` {
+		t.Fatalf("client got %d %q", resp.StatusCode, body)
+	}
+	tx := f.srv.Transactions()[0]
+	if tx.Status != "Completed with error(s)" || len(tx.Routes) != 1 || tx.Routes[0].Name != "audit copy" ||
+		tx.Routes[0].Response.Status != 502 || tx.Routes[0].Request.Path != "/api/x" || tx.Routes[0].Request.Querystring != "q=1" {
+		t.Fatalf("tx %+v routes %+v", tx, tx.Routes)
+	}
+	for _, tt := range []struct {
+		code   int
+		routes []RouteMetadata
+		want   string
+	}{
+		{200, nil, "Successful"},
+		{404, nil, "Completed"},
+		{500, nil, "Failed"},
+		{302, nil, "Completed"},
+		{200, []RouteMetadata{{Response: &ResponseDef{Status: 500}}}, "Completed with error(s)"},
+		{404, []RouteMetadata{{Response: &ResponseDef{Status: 201}}}, "Completed"},
+		{200, []RouteMetadata{{Response: &ResponseDef{Status: 404}}}, "Completed"},
+	} {
+		if got := computeStatus(tt.code, tt.routes); got != tt.want {
+			t.Errorf("computeStatus(%d, %v) = %q, want %q", tt.code, tt.routes, got, tt.want)
+		}
+	}
+}

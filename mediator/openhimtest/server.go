@@ -194,10 +194,14 @@ func (s *Server) start(apiAddr, rtrAddr string) error {
 	api.Listener.Close()
 	api.Listener = apiLn
 	setTimeouts(api.Config)
+	// Server errors (e.g. TLS handshakes a test provokes on purpose) go to
+	// the injected logger at debug level instead of stderr.
+	api.Config.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)
 	router := httptest.NewUnstartedServer(http.HandlerFunc(s.serveRouter))
 	router.Listener.Close()
 	router.Listener = rtrLn
 	setTimeouts(router.Config)
+	router.Config.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)
 	router.Config.WriteTimeout = 0 // the route timeout governs
 	if s.cfg.TLS {
 		api.StartTLS()
