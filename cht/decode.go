@@ -23,6 +23,7 @@ type DecodeError struct {
 	Err  error  // what was wrong
 }
 
+// Error implements error.
 func (e *DecodeError) Error() string {
 	if e.Path == "" {
 		return "cht: decode document: " + e.Err.Error()

@@ -61,6 +61,7 @@ type Seq string
 // SeqNow starts a changes feed at the current end of the database.
 const SeqNow Seq = "now"
 
+// String returns the sequence as sent by CouchDB.
 func (s Seq) String() string { return string(s) }
 
 // UnmarshalJSON accepts a string or a number.

@@ -46,6 +46,7 @@ type APIError struct {
 	RetryAfter time.Duration
 }
 
+// Error implements error: method, redacted URL, status and CHT's message.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cht: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))

@@ -42,6 +42,7 @@ func (v Version) AtLeast(major, minor int) bool {
 	return v.Major > major || v.Major == major && v.Minor >= minor
 }
 
+// String returns the version as reported, or major.minor.patch.
 func (v Version) String() string {
 	if v.Raw != "" {
 		return v.Raw

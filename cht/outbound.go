@@ -93,6 +93,7 @@ type OutboundError struct {
 	Err        error
 }
 
+// Error implements error.
 func (e *OutboundError) Error() string {
 	return fmt.Sprintf("cht: outbound: %d: %v", e.StatusCode, e.Err)
 }
