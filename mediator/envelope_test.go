@@ -153,7 +153,6 @@ func TestWriteEnvelope(t *testing.T) {
 	assert.True(t, env.Response.Timestamp.Truncate(time.Millisecond).Equal(back.Response.Timestamp))
 }
 
-
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{
 		"", "plain", `quote " backslash \`, "ctl \x00\x01\x1f\x7f", "nl\n cr\r tab\t",
