@@ -338,3 +338,20 @@ func TestFakeCoreUpdateTransaction(t *testing.T) {
 		t.Fatal("nil update accepted")
 	}
 }
+
+// TestFakeCoreTokenClockSkew: core accepts auth-ts only within ±10 s of
+// its clock; the client corrects a large skew with the ts core returns
+// from GET /authenticate/:user.
+func TestFakeCoreTokenClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{time.Hour, -3 * time.Minute} {
+		t.Run(skew.String(), func(t *testing.T) {
+			srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4,
+				Now: func() time.Time { return time.Now().Add(skew) }})
+			defer srv.Close()
+			c := fakeLcClient(t, srv, mediator.OpenHIMConfig{Auth: mediator.AuthToken, CoreVersion: 4})
+			if _, err := c.ListChannels(context.Background()); err != nil {
+				t.Fatalf("token auth with core's clock %v off: %v", skew, err)
+			}
+		})
+	}
+}
