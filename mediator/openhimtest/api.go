@@ -142,7 +142,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.handleCoreHeartbeat(w)
 		return
 	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "authenticate":
-		s.handleAuthenticateSalt(w, seg[1])
+		s.handleAuthenticateSalt(w, jsUnescape(seg[1]))
 		return
 	case s.cfg.Version >= Version8 && r.Method == http.MethodPost && len(seg) == 2 && seg[0] == "authenticate" && seg[1] == "local":
 		s.handleLocalLogin(w, r)
@@ -225,6 +225,7 @@ func (s *Server) routeMediators(w http.ResponseWriter, r *http.Request, u *user,
 // determined").
 func (s *Server) handleCoreHeartbeat(w http.ResponseWriter) {
 	now := s.now()
+	out := map[string]any{"master": now.Sub(s.started).Seconds()}
 	meds := map[string]any{}
 	s.mu.Lock()
 	for _, m := range s.mediators {
@@ -235,7 +236,11 @@ func (s *Server) handleCoreHeartbeat(w http.ResponseWriter) {
 		}
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"master": 0, "mediators": meds, "now": now.UnixMilli()})
+	if len(meds) > 0 { // core creates the key with the first mediator
+		out["mediators"] = meds
+	}
+	out["now"] = now.UnixMilli()
+	writeJSON(w, http.StatusOK, out)
 }
 
 // findMediator returns the stored mediator; s.mu must be held.

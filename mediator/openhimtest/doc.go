@@ -57,8 +57,9 @@
 // otherwise 401 with an empty body. It stores a transaction, enforces the
 // channel's methods (405, the transaction stays Processing as in core),
 // forwards to the primary route with X-OpenHIM-TransactionID and
-// X-OpenHIM-ClientID, and parses application/json+openhim answers as core
-// does: the envelope's response is what the client gets, its status
+// X-OpenHIM-ClientID (other enabled routes are called too and recorded in
+// the transaction's routes), and parses application/json+openhim answers
+// as core does: the envelope's response is what the client gets, its status
 // overrides the computed one, its orchestrations come before core's own
 // orchestration of the route, and an object body is stored as
 // "[object Object]". [Transaction.MetricsSkipped] and
@@ -82,8 +83,9 @@
 // # Known differences from the real core
 //
 // The fake keeps everything in memory, runs no auditing, alerts, metrics,
-// polling or TCP channels, does not route to secondary routes, and does
-// not reproduce a crash seen on the real 4.0.5 (with FerretDB): when core
+// polling, TCP channels, auto-retry or reruns, calls secondary routes one
+// after the other (core runs them in parallel), and does not reproduce a
+// crash seen on the real 4.0.5 (with FerretDB): when core
 // computes a transaction's status itself, its metrics update can race the
 // response update and kill the worker. Mediators avoid that path by always
 // sending a status.

@@ -417,7 +417,32 @@ func TestDeleteAndURNEscaping_S2_2(t *testing.T) {
 		t.Fatal("mediator still listed")
 	}
 	var hb map[string]any
-	if err := json.Unmarshal([]byte(c.do(t, http.MethodGet, "/heartbeat", nil).Body), &hb); err != nil || hb["mediators"] == nil {
-		t.Fatalf("GET /heartbeat: %v %v", hb, err)
+	if err := json.Unmarshal([]byte(c.do(t, http.MethodGet, "/heartbeat", nil).Body), &hb); err != nil || hb["mediators"] != nil || hb["now"] == nil {
+		t.Fatalf("GET /heartbeat without mediators: %v %v (core adds the key with the first mediator)", hb, err)
+	}
+}
+
+// §3 "How offline is determined": GET /heartbeat lists _uptime for
+// mediators seen in the last 60 s, null otherwise.
+func TestCoreHeartbeatEndpoint_S3(t *testing.T) {
+	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, c := newFake(t, Config{Version: Version4, Now: func() time.Time { return clock }})
+	for _, u := range []string{"urn:a", "urn:b"} {
+		c.do(t, http.MethodPost, "/mediators", testMediator(u, "1.0.0"))
+	}
+	c.do(t, http.MethodPost, "/mediators/urn:a/heartbeat", map[string]any{"uptime": 42.5})
+	get := func() map[string]any {
+		var hb struct{ Mediators map[string]any }
+		c.scheme = "none"
+		c.do(t, http.MethodGet, "/heartbeat", nil).json(t, &hb)
+		c.scheme = ""
+		return hb.Mediators
+	}
+	if m := get(); m["urn:a"] != 42.5 || m["urn:b"] != nil || len(m) != 2 {
+		t.Fatalf("mediators = %v", m)
+	}
+	clock = clock.Add(61 * time.Second)
+	if m := get(); m["urn:a"] != nil {
+		t.Fatalf("after 61 s: %v, want null", m)
 	}
 }

@@ -104,6 +104,7 @@ type Server struct {
 	failStatus int
 
 	routeClient *http.Client
+	started     time.Time
 	idCounter   atomic.Uint32
 	idRandom    [5]byte
 }
@@ -152,6 +153,7 @@ func NewServer(cfg Config) *Server {
 		sessions:   map[string]string{},
 		heartbeats: map[string][]Heartbeat{},
 		pushes:     map[string][]ConfigPush{},
+		started:    cfg.Now(),
 	}
 	_, _ = rand.Read(s.idRandom[:])
 	s.users[RootUser] = &user{
