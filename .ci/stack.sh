@@ -62,9 +62,14 @@ install_ferretdb() {
 	# dependency panics at start (version.txt); so: download the exact module, write version.txt, patch, build.
 	# A private GOCACHE: a shared build cache was seen returning missing-file errors during this build.
 	export GOCACHE=$CACHE/gocache GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOWORK=off
-	dir=$(cd "$CACHE" && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+	local blog=$CACHE/ferretdb-build.log
+	: >"$blog"
+	dir=$(cd "$CACHE" && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>>"$blog" |
 		sed -n 's/^[[:space:]]*"Dir":[[:space:]]*"\(.*\)",\{0,1\}$/\1/p')
-	[[ -n $dir && -d $dir ]] || die "go mod download github.com/FerretDB/FerretDB@$FERRETDB_VERSION gave no directory"
+	if [[ -z $dir || ! -d $dir ]]; then
+		tail -n 30 "$blog" >&2
+		die "go mod download github.com/FerretDB/FerretDB@$FERRETDB_VERSION gave no directory"
+	fi
 	src=$CACHE/src/ferretdb
 	rm -rf "$src"
 	cp -r "$dir" "$src"
@@ -76,7 +81,10 @@ install_ferretdb() {
 	(cd "$src" && GIT_CEILING_DIRECTORIES=$CACHE/src git apply -p1 --whitespace=nowarn \
 		"$CI_DIR/openhim/ferretdb-v1.24.0-opquery.patch") ||
 		die "patching FerretDB failed"
-	(cd "$src" && go build -trimpath -o "$CACHE/bin/ferretdb.new" ./cmd/ferretdb) || die "building FerretDB failed"
+	if ! (cd "$src" && go build -trimpath -o "$CACHE/bin/ferretdb.new" ./cmd/ferretdb) >>"$blog" 2>&1; then
+		tail -n 30 "$blog" >&2
+		die "building FerretDB failed (log: $blog)"
+	fi
 	mv "$CACHE/bin/ferretdb.new" "$CACHE/bin/ferretdb"
 	echo "$want" >"$CACHE/bin/ferretdb.stamp"
 	"$CACHE/bin/ferretdb" --version 2>&1 | head -1 >&2
@@ -117,9 +125,15 @@ cmd_install() {
 	command -v go >/dev/null || die "go not found"
 	command -v node >/dev/null || die "node not found"
 	command -v npm >/dev/null || die "npm not found"
+	local t0=$SECONDS
 	install_ferretdb
+	log "ferretdb: $((SECONDS - t0))s"
+	t0=$SECONDS
 	install_openhim
+	log "openhim: $((SECONDS - t0))s"
+	t0=$SECONDS
 	install_fhir
+	log "fhir-server: $((SECONDS - t0))s"
 }
 
 # ---------------------------------------------------------------------------------------------------------------
