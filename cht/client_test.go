@@ -259,10 +259,10 @@ func TestContextCanceledDuringBackoff(t *testing.T) {
 
 func TestAttemptTimeout(t *testing.T) {
 	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
-		c.Timeout = 50 * time.Millisecond
+		c.Timeout = 300 * time.Millisecond
 		c.Version = "5.2.0"
 	})
-	srv.InjectFault(chttest.Fault{Path: "/api/v1/person/*", Latency: 2 * time.Second, Count: 1})
+	srv.InjectFault(chttest.Fault{Path: "/api/v1/person/*", Latency: time.Minute, Count: 1})
 	p, err := c.People.Get(context.Background(), chttest.DemoPatientID, nil)
 	if err != nil {
 		t.Fatalf("slow first attempt should be retried: %v", err)
