@@ -231,23 +231,36 @@ func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex,
 		return c.form(form)
 	}
 	if enc != nil {
+		// The CHT form coding identifies the form exactly.
+		for _, t := range enc.Type {
+			for _, cd := range t.Coding {
+				if cd.System != nil && cd.Code != nil && *cd.System == c.sys.Form {
+					if fi, ok := c.forms[strings.ToLower(*cd.Code)]; ok {
+						return fi, nil
+					}
+				}
+			}
+		}
+		// Else a mapped encounterType shared by no other form.
+		var match *formIndex
 		for _, t := range enc.Type {
 			for _, cd := range t.Coding {
 				if cd.System == nil || cd.Code == nil {
 					continue
 				}
-				if *cd.System == c.sys.Form {
-					if fi, ok := c.forms[strings.ToLower(*cd.Code)]; ok {
-						return fi, nil
-					}
-				}
 				for _, fi := range c.forms {
 					et := fi.encType.Coding[0]
 					if fi.fm.EncounterType != nil && *et.System == *cd.System && *et.Code == *cd.Code {
-						return fi, nil
+						if match != nil && match != fi {
+							return nil, invalid("Encounter", "Encounter.type", fmt.Sprintf("type %s|%s is mapped by several forms; name the form", *cd.System, *cd.Code))
+						}
+						match = fi
 					}
 				}
 			}
+		}
+		if match != nil {
+			return match, nil
 		}
 	}
 	if f := c.cfg.Inbound.ObservationForm; f != "" {

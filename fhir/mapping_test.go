@@ -15,8 +15,8 @@ func TestLoadMappingExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Forms) != 3 {
-		t.Fatalf("forms = %d, want 3", len(m.Forms))
+	if len(m.Forms) != 4 {
+		t.Fatalf("forms = %d, want 4", len(m.Forms))
 	}
 	f, ok := m.Form("Assessment") // case-insensitive
 	if !ok || len(f.Fields) != 20 {

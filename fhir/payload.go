@@ -215,8 +215,7 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 	}
 	if p.Form != "" {
 		if fi, ok := c.forms[lower(p.Form)]; ok {
-			cd := fi.encType.Coding[0]
-			enc.Type = []models.CodeableConcept{{Coding: []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code), Display: cd.Display}}}}
+			enc.Type = c.encounterType(fi, p.Form)
 		}
 	}
 	if enc.Type == nil && c.cfg.EncounterType != nil {

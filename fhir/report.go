@@ -151,8 +151,7 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 		enc.Class.Display = ptr(*c.class.Display)
 	}
 	if fi, ok := c.forms[strings.ToLower(r.Form)]; ok {
-		cd := fi.encType.Coding[0]
-		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code), Display: cd.Display}}}}
+		enc.Type = c.encounterType(fi, r.Form)
 	} else {
 		t := Code{System: c.sys.Form, Code: r.Form}
 		if c.cfg.EncounterType != nil {
@@ -175,6 +174,21 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 		enc.Period = &models.Period{Start: ptr(formatDateTime(r.ReportedDate.Time()))}
 	}
 	return enc
+}
+
+// encounterType returns the mapped Encounter.type of a form. When the
+// mapping names an encounterType, a second coding {Systems.Form, form}
+// identifies the CHT form exactly (several forms may share one type).
+func (c *Converter) encounterType(fi *formIndex, form string) []models.CodeableConcept {
+	cd := fi.encType.Coding[0]
+	codings := []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code)}}
+	if cd.Display != nil {
+		codings[0].Display = ptr(*cd.Display)
+	}
+	if *cd.System != c.sys.Form {
+		codings = append(codings, models.Coding{System: ptr(c.sys.Form), Code: ptr(form)})
+	}
+	return []models.CodeableConcept{{Coding: codings}}
 }
 
 // formatDateTime formats t as a FHIR dateTime in UTC with milliseconds.
