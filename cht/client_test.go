@@ -813,3 +813,50 @@ func TestSeqAcceptsNumbers(t *testing.T) {
 		t.Error("object seq accepted")
 	}
 }
+
+func TestAllHydrated(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	ctx := context.Background()
+	if err := srv.DeleteDoc(chttest.DemoChildID); err != nil {
+		t.Fatal(err)
+	}
+	var n, deleted, reportsWithPatient int
+	var last cht.Seq
+	for ch, err := range c.Docs.AllHydrated(ctx, cht.ChangesOptions{Limit: 5}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		last = ch.Seq
+		if ch.Deleted {
+			deleted++
+			if ch.Hydrated != nil {
+				t.Errorf("deleted %s has a document", ch.ID)
+			}
+			continue
+		}
+		if ch.Hydrated == nil {
+			t.Errorf("change %s not hydrated", ch.ID)
+			continue
+		}
+		if ch.Hydrated.IsReport() {
+			r, err := ch.Hydrated.Report()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Patient != nil {
+				reportsWithPatient++
+			}
+		}
+	}
+	// The assessment report's patient is the deleted child: no patient.
+	if n != 13 || deleted != 1 || reportsWithPatient != 2 {
+		t.Errorf("changes = %d, deleted = %d, reports with patient = %d", n, deleted, reportsWithPatient)
+	}
+	if last == "" {
+		t.Error("no checkpoint")
+	}
+	if k := len(requestsTo(srv, "POST", "/api/v1/hydrate")); k != 3 {
+		t.Errorf("hydrate calls = %d, want one per page (3)", k)
+	}
+}

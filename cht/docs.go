@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -186,3 +187,66 @@ func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*C
 		}
 	}
 }
+
+// HydratedChange is a change of the _changes feed with its document as
+// hydrate returns it.
+type HydratedChange struct {
+	Change
+	// Hydrated is the current hydrated document; nil when the change is a
+	// deletion or the document was gone when it was hydrated.
+	Hydrated *HydratedDoc
+}
+
+// AllHydrated iterates over the _changes feed like [DocsService.All] and
+// hydrates each page's documents with one batched [Client.Hydrate] call,
+// which is how a pull-mode mediator or a backfill reads CHT. Design
+// documents (_design/...) are skipped. Changes are yielded in feed order;
+// store Seq after processing each one to checkpoint. On error it yields
+// (nil, err) once and stops.
+func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter.Seq2[*HydratedChange, error] {
+	return func(yield func(*HydratedChange, error) bool) {
+		o := opts
+		o.Longpoll, o.IncludeDocs = false, false
+		if o.Limit <= 0 {
+			o.Limit = 100
+		}
+		for {
+			page, err := s.Changes(ctx, o)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			var ids []string
+			for _, ch := range page.Results {
+				if !ch.Deleted && !isDesignDoc(ch.ID) {
+					ids = append(ids, ch.ID)
+				}
+			}
+			docs := map[string]*HydratedDoc{}
+			if len(ids) > 0 {
+				res, err := s.client.Hydrate(ctx, ids...)
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+				for i := range res.Docs {
+					docs[res.Docs[i].ID] = &res.Docs[i]
+				}
+			}
+			for _, ch := range page.Results {
+				if isDesignDoc(ch.ID) {
+					continue
+				}
+				if !yield(&HydratedChange{Change: ch, Hydrated: docs[ch.ID]}, nil) {
+					return
+				}
+			}
+			if len(page.Results) < o.Limit || page.LastSeq == "" || page.LastSeq == o.Since {
+				return
+			}
+			o.Since = page.LastSeq
+		}
+	}
+}
+
+func isDesignDoc(id string) bool { return strings.HasPrefix(id, "_design/") }
