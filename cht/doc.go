@@ -80,6 +80,9 @@
 // an iter.Seq2 that yields (nil, err) once on failure). The _changes feed
 // is read page by page with [DocsService.Changes] or iterated with
 // [DocsService.All]; each [Change] carries the [Seq] to checkpoint.
+// [DocsService.AllHydrated] adds each document as hydrate returns it,
+// one batched hydrate call per page: the building block of a pull-mode
+// mediator or a backfill.
 //
 // # Outbound push
 //
