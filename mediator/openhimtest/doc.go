@@ -62,8 +62,9 @@
 // as core does: the envelope's response is what the client gets, its status
 // overrides the computed one, its orchestrations come before core's own
 // orchestration of the route, and an object body is stored as
-// "[object Object]". [Transaction.MetricsSkipped] and
-// [Transaction.MetadataError] expose what core would silently lose.
+// "[object Object]". [Transaction.MetricsSkipped],
+// [Transaction.MetadataError] and [Transaction.Core4Crash] expose what
+// core would silently lose or where it would fail.
 // Channels are routable at once (the real core needs about a second to
 // refresh its cache).
 //
@@ -85,8 +86,10 @@
 // The fake keeps everything in memory, runs no auditing, alerts, metrics,
 // polling, TCP channels, auto-retry or reruns, calls secondary routes one
 // after the other (core runs them in parallel), and does not reproduce a
-// crash seen on the real 4.0.5 (with FerretDB): when core
-// computes a transaction's status itself, its metrics update can race the
-// response update and kill the worker. Mediators avoid that path by always
-// sending a status.
+// crash seen on the real 4.0.5 (with FerretDB): when core computes a
+// transaction's status itself, or sets autoRetry (an envelope error), its
+// metrics update races the response update and kills the worker; the
+// router is then refused for seconds. [Transaction.Core4Crash] flags such
+// transactions. Mediators avoid the path by always sending a status and
+// reporting failures without the error object on 4.0.5.
 package openhimtest

@@ -102,6 +102,7 @@ func (s *Server) Transaction(id string) (Transaction, bool) {
 func copyTx(t *Transaction) Transaction {
 	c := cloneJSON(*t)
 	c.MediatorURN, c.MetadataError, c.MetricsSkipped, c.Updates = t.MediatorURN, t.MetadataError, t.MetricsSkipped, t.Updates
+	c.Core4Crash = t.Core4Crash
 	return c
 }
 

@@ -121,6 +121,14 @@ type Transaction struct {
 	// MetricsSkipped reports that the mediator's response carried no
 	// response.timestamp, so core records no metrics for it (§5.2).
 	MetricsSkipped bool `json:"-"`
+	// Core4Crash is set (Version4 only) when core 4.0.5 would write a
+	// final-status update for this transaction: its status was computed by
+	// core (no mediator status, or a plain route) or autoRetry was set (an
+	// envelope error, an unreachable route). That update races the
+	// response update and its metrics code then crashed the real core's
+	// worker in our runs (NaN response time). Mediators that send a status
+	// and no error avoid it.
+	Core4Crash bool `json:"-"`
 	// Updates counts PUT /transactions/:id calls applied to it.
 	Updates int `json:"-"`
 }

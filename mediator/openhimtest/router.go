@@ -609,6 +609,7 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 	if txErr != nil {
 		tx.AutoRetry = true // setFinalStatus' own update
 	}
+	tx.Core4Crash = s.cfg.Version == Version4 && (mediatorStatus == "" || tx.AutoRetry)
 	switch {
 	case mediatorStatus != "":
 		// setFinalStatus leaves the status to storeResponse; on 4.0.5 it

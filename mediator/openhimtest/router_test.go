@@ -352,3 +352,32 @@ func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
 		}
 	}
 }
+
+// Transaction.Core4Crash flags what crashed the real 4.0.5 worker in the
+// e2e runs: a final-status update (computed status or autoRetry).
+func TestCore4CrashFlag(t *testing.T) {
+	tests := []struct {
+		name    string
+		version Version
+		mut     func(m map[string]any)
+		want    bool
+	}{
+		{"status, no error: safe", Version4, nil, false},
+		{"no status: computed", Version4, func(m map[string]any) { delete(m, "status") }, true},
+		{"error with status: autoRetry", Version4, func(m map[string]any) { m["error"] = map[string]any{"message": "x"} }, true},
+		{"Failed without error object: safe", Version4, func(m map[string]any) {
+			m["status"] = "Failed"
+			m["response"].(map[string]any)["status"] = 500
+		}, false},
+		{"only flagged on Version4", Version8, func(m map[string]any) { delete(m, "status") }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(tt.mut), nil)
+			f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+			if got := f.srv.Transactions()[0].Core4Crash; got != tt.want {
+				t.Fatalf("Core4Crash = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

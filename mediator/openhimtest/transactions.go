@@ -258,6 +258,7 @@ func (s *Server) updateTransaction(id string, upd map[string]any) (int, string) 
 		return http.StatusInternalServerError, "Could not update transaction via the API: " + err.Error()
 	}
 	updated.MediatorURN, updated.MetadataError, updated.MetricsSkipped = t.MediatorURN, t.MetadataError, t.MetricsSkipped
+	updated.Core4Crash = t.Core4Crash
 	updated.Updates = t.Updates + 1
 	if updated.Error != nil {
 		updated.AutoRetry = true
