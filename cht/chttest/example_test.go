@@ -144,3 +144,41 @@ func ExampleOutboundPusher() {
 	// sent <nil>
 	// already_sent <nil>
 }
+
+func ExampleOutboundFromSettings() {
+	srv := chttest.NewDemoServer()
+	defer srv.Close()
+	// CHT reads the password from its credentials store.
+	srv.SetCredential("openhim1", "interop-password")
+
+	mediator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _, _ := r.BasicAuth()
+		b, _ := io.ReadAll(r.Body)
+		fmt.Println(u, r.URL.Path, string(b))
+	}))
+	defer mediator.Close()
+
+	settings := `{"outbound":{"height_weight":{
+	  "relevant_to":"doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'",
+	  "destination":{"base_url":"` + mediator.URL + `","path":"/mediator/cht/encounter",
+	    "auth":{"type":"basic","username":"interop","password_key":"openhim1"}},
+	  "mapping":{"id":"doc._id","patient_uuid":"doc.fields.patient_uuid",
+	    "observations.0.valueQuantity.value":"doc.fields.height",
+	    "observations.0.valueQuantity.unit":{"expr":"'cm'"}}}}}`
+	cfgs, err := chttest.OutboundFromSettings([]byte(settings), srv.Credential)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfgs[0].Server = srv // follow the fake's changes, as Sentinel does
+	p, err := chttest.NewOutboundPusher(cfgs[0])
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	n, err := p.Sync(context.Background())
+	fmt.Println(n, "docs evaluated,", p.CountOutcome(chttest.OutcomeSent), "sent,", err)
+	// Output:
+	// interop /mediator/cht/encounter {"id":"442b0937-a32f-443e-8d28-7d9a7552fda2","observations":[{"valueQuantity":{"unit":"cm","value":172}}],"patient_uuid":"75905106a4bc2a9046ed28df070016ce"}
+	// 13 docs evaluated, 1 sent, <nil>
+}
