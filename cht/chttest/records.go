@@ -2,6 +2,7 @@ package chttest
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +20,11 @@ type publicError string
 
 func (e publicError) Error() string { return string(e) }
 
+// parseError is a body the JSON parser (body-parser) rejects: 400.
+type parseError string
+
+func (e parseError) Error() string { return string(e) }
+
 func (s *Server) handleRecords(c *reqCtx) {
 	if !c.user.can(PermCreateRecords) {
 		s.forbidden(c)
@@ -34,6 +40,11 @@ func (s *Server) handleRecords(c *reqCtx) {
 	default:
 		err = publicError("Content type not supported.")
 	}
+	var pe parseError
+	if errors.As(err, &pe) {
+		s.apiError(c, http.StatusBadRequest, pe.Error(), nil)
+		return
+	}
 	if err != nil {
 		s.serverError(c, err.Error())
 		return
@@ -48,7 +59,7 @@ func (s *Server) handleRecords(c *reqCtx) {
 func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
 	body, err := decodeAny(c.body)
 	if err != nil {
-		return nil, publicError("Invalid JSON: " + err.Error())
+		return nil, parseError("Invalid JSON: " + err.Error())
 	}
 	obj, _ := body.(map[string]any)
 	meta, ok := obj["_meta"].(map[string]any)

@@ -122,6 +122,8 @@ func TestRecordsErrors(t *testing.T) {
 			500, `{"code":500,"error":"Server error","details":"Missing required value: from"}`, ""},
 		{"sms without message", call{ct: "application/x-www-form-urlencoded", body: `from=%2B254712345679`},
 			500, `{"code":500,"error":"Server error","details":"Missing required field: message"}`, ""},
+		{"malformed JSON is rejected by the body parser", call{ct: "application/json", body: `{"_meta":`},
+			400, "", ""},
 		{"no permission", call{ct: "application/json", body: `{"_meta":{"form":"HEIGHT_WEIGHT"}}`, user: "viewer", pass: "pw"},
 			403, `{"code":403,"error":"Insufficient privileges"}`, ""},
 	}
