@@ -245,3 +245,30 @@ func TestSemver(t *testing.T) {
 		t.Errorf("build metadata must not affect precedence: %d %v", c, ok)
 	}
 }
+
+func FuzzDefinitionValidate(f *testing.F) {
+	for _, name := range []string{"mediator-v7.json", "mediator-v8-kafka.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "lifecycle", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, 7)
+		f.Add(b, 8)
+	}
+	f.Add([]byte(`{"urn":"x","version":"1.0.0-rc.01","configDefs":[{"param":"s","type":"struct","template":[{"type":"struct"}]}],"config":{"s":[]}}`), 0)
+	f.Fuzz(func(t *testing.T, b []byte, core int) {
+		var d Definition
+		if json.Unmarshal(b, &d) != nil {
+			return
+		}
+		err := d.Validate(core)
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("validation error does not match ErrInvalid: %v", err)
+		}
+		if err == nil {
+			if _, ok := parseSemver(d.Version); !ok || d.URN == "" || len(d.Endpoints) == 0 {
+				t.Fatalf("accepted an invalid definition: %+v", d)
+			}
+		}
+	})
+}

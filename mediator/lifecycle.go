@@ -254,6 +254,7 @@ func (l *Lifecycle) installChannels(ctx context.Context) {
 // (errReregister).
 func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error {
 	first := true
+	failures := 0 // consecutive, to keep an outage from flooding the log
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -281,8 +282,17 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error 
 				l.log.WarnContext(ctx, "openhim core does not know the mediator (deleted?); registering again")
 				return errReregister
 			}
-			l.log.WarnContext(ctx, "heartbeat failed", "err", err)
+			failures++
+			if failures == 1 || failures%30 == 0 {
+				l.log.WarnContext(ctx, "heartbeat failed", "err", err, "consecutive_failures", failures)
+			} else {
+				l.log.DebugContext(ctx, "heartbeat failed", "err", err, "consecutive_failures", failures)
+			}
 		} else {
+			if failures > 0 {
+				l.log.InfoContext(ctx, "heartbeats to openhim core resumed", "after_failures", failures)
+				failures = 0
+			}
 			first = false
 			l.applyConfig(cfg, wantConfig)
 			l.installChannels(ctx)
