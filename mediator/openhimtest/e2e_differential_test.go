@@ -3,6 +3,7 @@ package openhimtest
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -114,7 +116,7 @@ func TestE2EDifferentialFakeVersusRealCore(t *testing.T) {
 	}}
 	real := diffTarget{
 		name:   "real core 4.0.5",
-		api:    &apiClient{base: strings.TrimRight(apiURL, "/"), hc: insecure, user: user, pass: pass},
+		api:    &apiClient{base: strings.TrimRight(apiURL, "/"), hc: insecure, user: user, pass: pass, retryRefused: true},
 		router: strings.TrimRight(routerURL, "/"),
 		settle: 1500 * time.Millisecond,
 	}
@@ -368,6 +370,10 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 			req.SetBasicAuth(user, pw)
 		}
 		resp, err := rc.Do(req)
+		for i := 0; err != nil && errors.Is(err, syscall.ECONNREFUSED) && i < 40; i++ {
+			time.Sleep(500 * time.Millisecond) // core's worker restarting (see doc.go)
+			resp, err = rc.Do(req)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
