@@ -322,3 +322,33 @@ func TestRequestHistoryBounded(t *testing.T) {
 		t.Fatalf("recorded %d requests with recording off", n)
 	}
 }
+
+func TestBulkAndAllDocs(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	r := do(t, srv, call{method: "POST", path: "/medic/_bulk_docs", ct: "application/json",
+		body: `{"docs":[{"_id":"a","type":"person","name":"A"},{"_id":"b","_rev":"7-abc","name":"B"},{"name":"generated"}],"new_edits":false}`})
+	if r.status != 201 {
+		t.Fatalf("bulk: %d %s", r.status, r.body)
+	}
+	rows := r.json(t).([]any)
+	if len(rows) != 3 || get(rows[1], "rev") != "7-abc" || !couchID.MatchString(str(get(rows[2], "id"))) {
+		t.Fatalf("bulk rows %s", r.body)
+	}
+	// With edits on, a stale write is a per-doc conflict, not a failed request.
+	r = do(t, srv, call{method: "POST", path: "/medic/_bulk_docs", ct: "application/json",
+		body: `{"docs":[{"_id":"a","name":"A2"},{"_id":"c"}]}`})
+	rows = r.json(t).([]any)
+	if r.status != 201 || get(rows[0], "error") != "conflict" || get(rows[1], "ok") != true {
+		t.Fatalf("bulk edits: %d %s", r.status, r.body)
+	}
+	r = do(t, srv, call{method: "GET", path: "/medic/_all_docs?include_docs=true&limit=2&startkey=%22a%22"})
+	b := r.obj(t)
+	if get(b, "total_rows") != mustNumber("4") || get(b, "rows.0.id") != "a" || get(b, "rows.1.doc._rev") != "7-abc" || get(b, "rows.2") != nil {
+		t.Fatalf("all_docs %s", r.body)
+	}
+	r = do(t, srv, call{method: "POST", path: "/medic/_all_docs", ct: "application/json", body: `{"keys":["c","zz"]}`})
+	b = r.obj(t)
+	if get(b, "rows.0.id") != "c" || get(b, "rows.1.error") != "not_found" {
+		t.Fatalf("all_docs keys %s", r.body)
+	}
+}

@@ -211,3 +211,26 @@ func TestHydrateErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestHydrateLinkedDocsAndCycles(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	if err := srv.PutDocs(
+		map[string]any{"_id": "hh", "type": "clinic", "name": "HH", "linked_docs": map[string]any{"aa": "p", "bb": map[string]any{"_id": "p"}, "cc": "gone"}},
+		map[string]any{"_id": "p", "type": "person", "name": "P", "parent": map[string]any{"_id": "hh"}},
+		map[string]any{"_id": "loop1", "type": "clinic", "parent": map[string]any{"_id": "loop2"}},
+		map[string]any{"_id": "loop2", "type": "clinic"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	// loop2's stored parent points back at loop1: a cycle through stored docs.
+	if _, err := srv.PutDoc(map[string]any{"_id": "loop2", "type": "clinic", "parent": map[string]any{"_id": "loop1"}}); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := srv.HydratedDoc("hh")
+	if !ok || get(d, "linked_docs.aa.name") != "P" || get(d, "linked_docs.bb.name") != "P" || get(d, "linked_docs.cc") != "gone" {
+		t.Fatalf("linked_docs %v", get(d, "linked_docs"))
+	}
+	if d, ok := srv.HydratedDoc("loop1"); !ok || get(d, "parent._id") != "loop2" {
+		t.Fatalf("cycle: %v", d)
+	}
+}
