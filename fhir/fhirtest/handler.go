@@ -269,13 +269,7 @@ func outcomeJSON(severity, code, text, expression string) []byte {
 	return append(b, "}]}"...)
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	enc, err := encodeJSON(s)
-	if err != nil { // unreachable: every Go string encodes
-		return append(b, `""`...)
-	}
-	return append(b, enc...)
-}
+func appendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 
 var capabilityStatement = []byte(`{"resourceType":"CapabilityStatement","status":"active","date":"2026-01-01",` +
 	`"kind":"instance","software":{"name":"fhirtest (github.com/cht-interop/openhim-mediator-go/fhir/fhirtest)"},` +

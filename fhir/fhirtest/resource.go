@@ -73,7 +73,7 @@ func (p *prepared) finish(id string, version int, seq uint64, now time.Time) (*r
 	}
 	meta["versionId"] = strconv.Itoa(version)
 	meta["lastUpdated"] = formatInstant(now)
-	raw, err := encodeJSON(p.m)
+	raw, err := appendJSON(make([]byte, 0, 512), p.m)
 	if err != nil {
 		return nil, err
 	}

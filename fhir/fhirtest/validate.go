@@ -3,9 +3,7 @@ package fhirtest
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 )
@@ -128,14 +126,9 @@ func decodeObject(body []byte, where string) (map[string]any, *opError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errInvalid(where, "missing request body")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := parseJSON(body)
+	if err != nil {
 		return nil, &opError{status: http.StatusBadRequest, code: "structure", msg: "invalid JSON: " + err.Error(), expression: where}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, &opError{status: http.StatusBadRequest, code: "structure", msg: "invalid JSON: data after the top-level value", expression: where}
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
