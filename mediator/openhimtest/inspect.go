@@ -13,6 +13,7 @@ type Error struct {
 	Message    string
 }
 
+// Error formats the status and core's message.
 func (e *Error) Error() string {
 	return fmt.Sprintf("openhimtest: %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
 }

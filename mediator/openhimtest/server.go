@@ -207,17 +207,23 @@ func (s *Server) start(apiAddr, rtrAddr string) error {
 	router.Config.WriteTimeout = 0 // the route timeout governs
 	if s.cfg.TLS {
 		api.StartTLS()
-		pool := x509.NewCertPool()
-		pool.AddCert(api.Certificate())
-		s.certPool = pool
 	} else {
 		api.Start()
 	}
 	router.Start()
 	s.api, s.router = api, router
-	s.apiAddr, s.rtrAddr = apiLn.Addr().String(), rtrLn.Addr().String()
-	s.URL = api.URL + s.cfg.BasePath
-	s.RouterURL = router.URL
+	if s.URL == "" {
+		// First start only: a restart reuses the addresses, and the fields
+		// must not be written while tests read them.
+		if s.cfg.TLS {
+			pool := x509.NewCertPool()
+			pool.AddCert(api.Certificate()) // httptest's fixed certificate
+			s.certPool = pool
+		}
+		s.apiAddr, s.rtrAddr = apiLn.Addr().String(), rtrLn.Addr().String()
+		s.URL = api.URL + s.cfg.BasePath
+		s.RouterURL = router.URL
+	}
 	return nil
 }
 

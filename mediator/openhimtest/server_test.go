@@ -80,6 +80,12 @@ func TestTLSAndBasePath(t *testing.T) {
 	if _, err := http.Get(srv.URL + "/heartbeat"); err == nil {
 		t.Fatal("default client trusted the test certificate")
 	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.do(t, http.MethodGet, "/mediators", nil); r.Status != 200 {
+		t.Fatalf("TLS after Restart: %d", r.Status)
+	}
 }
 
 func TestRegisterAndAddChannelHelpers(t *testing.T) {
