@@ -34,7 +34,7 @@ type OutboundPayload struct {
 	ID, Rev string
 	// RequestID is CHT's X-Request-Id header, if any.
 	RequestID string
-	// Header is the request header.
+	// Header is the request header without Authorization and Cookie.
 	Header http.Header
 }
 
@@ -214,6 +214,8 @@ func (h *OutboundHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.RequestID = r.Header.Get("X-Request-Id")
 	p.Header = r.Header.Clone()
+	p.Header.Del("Authorization") // never hand credentials on to be logged
+	p.Header.Del("Cookie")
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()

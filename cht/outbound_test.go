@@ -20,6 +20,8 @@ import (
 func post(t *testing.T, h http.Handler, method, ctype, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, "/cht/push", strings.NewReader(body))
+	req.SetBasicAuth("cht", "outbound-secret")
+	req.Header.Set("X-Request-Id", "req-1")
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
@@ -128,6 +130,9 @@ func TestOutboundHandlerPayloads(t *testing.T) {
 			}
 			if string(got.Body) != tt.body {
 				t.Error("Body differs from what was sent")
+			}
+			if got.RequestID != "req-1" || got.Header.Get("Authorization") != "" {
+				t.Errorf("request id %q, authorization %q", got.RequestID, got.Header.Get("Authorization"))
 			}
 		})
 	}
