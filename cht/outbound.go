@@ -138,8 +138,9 @@ type OutboundHandlerConfig struct {
 //     application/json, 413 for a body over the limit, 400 naming the
 //     problem for an empty or malformed body.
 //
-// Error bodies are JSON {"ok":false,"error":"..."}. It is safe for
-// concurrent use.
+// Error bodies are JSON {"ok":false,"error":"..."}. The handler does not
+// authenticate the caller: put it behind an OpenHIM channel (which checks
+// CHT's basic credentials) or wrap it. It is safe for concurrent use.
 type OutboundHandler struct {
 	cfg OutboundHandlerConfig
 	log *slog.Logger
