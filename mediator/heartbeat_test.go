@@ -97,3 +97,24 @@ func TestProcessUptime(t *testing.T) {
 		t.Fatalf("ProcessUptime = %v then %v", a, b)
 	}
 }
+
+// BenchmarkHeartbeat measures one heartbeat with a config answer over
+// loopback HTTP (client side plus a trivial server).
+func BenchmarkHeartbeat(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"upstreamUrl":"http://fhir:8080","apiKey":"k","retries":3,"headers":{"a":"b"}}`)
+	}))
+	defer srv.Close()
+	c, err := mediator.NewClient(mediator.OpenHIMConfig{URL: srv.URL, Username: "u", Password: "p", Auth: mediator.AuthBasic}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Heartbeat(context.Background(), "urn:mediator:bench", 1.5, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package mediator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,10 +92,17 @@ func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("mediator: LifecycleConfig.Client is required")
 	}
-	def := cfg.Definition
-	def.Config = cfgCopyMap(def.Config)
-	if err := def.Validate(cfg.Client.coreVersion); err != nil {
+	if err := cfg.Definition.Validate(cfg.Client.coreVersion); err != nil {
 		return nil, err
+	}
+	// Deep copy, so that later edits by the caller have no effect.
+	var def Definition
+	b, err := json.Marshal(cfg.Definition)
+	if err == nil {
+		err = json.Unmarshal(b, &def)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mediator: LifecycleConfig.Definition: %w", err)
 	}
 	l := &Lifecycle{
 		c:            cfg.Client,
@@ -123,7 +131,6 @@ func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	l.log = l.log.With("urn", def.URN)
-	var err error
 	if l.metrics, err = newLifecycleMetrics(cfg.Registerer, def.URN); err != nil {
 		return nil, err
 	}

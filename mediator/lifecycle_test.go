@@ -646,3 +646,59 @@ func lcHistCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
 	t.Fatalf("histogram %s not found", name)
 	return 0
 }
+
+func TestLifecycleCopiesDefinition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core := newLcMiniCore()
+		def := lcDefinition("urn:copy")
+		def.Config = map[string]any{"a": "x"}
+		c, err := NewClient(OpenHIMConfig{URL: "https://core.test", Username: "u", Auth: AuthBasic,
+			HTTPClient: &http.Client{Transport: lcHandlerTransport(core)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: def})
+		if err != nil {
+			t.Fatal(err)
+		}
+		def.Name = "mutated"
+		def.Endpoints[0].Host = "mutated"
+		def.Config["a"] = "mutated"
+		if err := lcRunFor(t, l, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		var stored Definition
+		if err := json.Unmarshal(core.stored["urn:copy"], &stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored.Name != "Test Mediator" || stored.Endpoints[0].Host != "127.0.0.1" || stored.Config["a"] != "x" {
+			t.Fatalf("caller's later edits leaked into the registration: %+v", stored)
+		}
+	})
+}
+
+func BenchmarkAuthTokenHeaders(b *testing.B) {
+	a := &authState{active: AuthToken, username: "root@openhim.org", passHash: lcRootPasswordHash}
+	req, _ := http.NewRequest(http.MethodGet, "https://core/mediators", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.apply(req)
+	}
+}
+
+func BenchmarkDecodeConfig(b *testing.B) {
+	raw := map[string]any{"upstreamUrl": "http://x", "apiKey": "k", "mode": "safe", "retries": 5.0, "enabled": true,
+		"headers": map[string]any{"A": "1", "B": "2"}, "targets": []any{map[string]any{"url": "u", "weight": 2.0}},
+		"timeout": "30s", "codes": []any{200.0, 201.0}}
+	defs, err := ConfigDefsOf(lcTestConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var c lcTestConfig
+		if err := DecodeConfig(raw, defs, &c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
