@@ -698,3 +698,17 @@ func deepCopy(v any) any {
 	}
 	return v
 }
+
+// LogValue redacts the secrets, so a logged config shows no password or
+// Authorization value.
+func (c PusherConfig) LogValue() slog.Value {
+	redact := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "[REDACTED]"
+	}
+	return slog.GroupValue(slog.String("name", c.Name), slog.String("url", c.URL),
+		slog.String("username", c.Username), slog.String("password", redact(c.Password)),
+		slog.String("auth_header", redact(c.AuthHeader)), slog.String("version", c.Version))
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -437,5 +438,25 @@ func TestPusherRunFollowsServer(t *testing.T) {
 	var body map[string]any
 	if err := json.Unmarshal(sent[0].Payload, &body); err != nil || body["id"] != id || get(body, "observations.0.valueQuantity.value") != 180.0 {
 		t.Fatalf("payload %s", sent[0].Payload)
+	}
+}
+
+func TestSecretsRedactedInLogs(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	log.Info("cfg", "pusher", PusherConfig{Name: "p", URL: "http://x", Username: "u", Password: "s3cret-pw", AuthHeader: "Token s3cret-tok"},
+		"user", User{Name: "medic", Password: "s3cret-user"})
+	out := buf.String()
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "[REDACTED]") {
+		t.Fatalf("log leaks secrets: %s", out)
+	}
+	// Attempt logs of a failing push carry no credentials either.
+	buf.Reset()
+	dest := newDestination(t, reply(500, "", ""))
+	p, _ := NewOutboundPusher(PusherConfig{URL: dest.URL, Username: "u", Password: "s3cret-pw", Logger: log,
+		Mapping: map[string]any{"id": "doc._id"}})
+	_, _ = p.Push(context.Background(), map[string]any{"_id": "x"})
+	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "failed") {
+		t.Fatalf("attempt log: %s", buf.String())
 	}
 }

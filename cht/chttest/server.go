@@ -979,3 +979,8 @@ func jsonBody(c *reqCtx) (map[string]any, error) {
 	m, _ := v.(map[string]any)
 	return m, nil
 }
+
+// LogValue redacts the password.
+func (u User) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", u.Name), slog.Any("roles", u.Roles), slog.String("password", "[REDACTED]"))
+}
