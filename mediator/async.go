@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -13,6 +15,7 @@ import (
 // transactionUpdater is what the async helper needs from [Client].
 type transactionUpdater interface {
 	UpdateTransaction(ctx context.Context, id string, update any) error
+	Do(ctx context.Context, method, path string, in, out any) error
 }
 
 // AsyncFunc does the work of an asynchronous request. Its context carries
@@ -44,7 +47,9 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 // runs fn in the background. When fn returns, the transaction is updated
 // through core's API (PUT /transactions/:id) with the final status,
 // response, orchestrations (replacing those stored with the 202 answer),
-// properties and error; a failed update is retried, then logged.
+// properties and error. The update is checked (core stores the 202 answer
+// after it arrives, which can overwrite an early update) and retried with
+// backoff, then logged if it still fails.
 // In standalone mode the outcome is only logged. A [Mediator]'s shutdown
 // waits for running async work.
 //
@@ -105,13 +110,27 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 	for attempt := 1; ; attempt++ {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 30*time.Second)
 		err = a.updater.UpdateTransaction(uctx, id, update)
+		if err == nil {
+			// Core stores the 202 answer itself, after it arrives; an
+			// update that came first is overwritten. Check it stuck.
+			var stored struct {
+				Status string `json:"status"`
+			}
+			gerr := a.updater.Do(uctx, http.MethodGet, "/transactions/"+url.PathEscape(id), nil, &stored)
+			switch {
+			case gerr != nil:
+				log.Warn("mediator: async transaction updated but not verified", "error", gerr)
+			case stored.Status != string(env.Status):
+				err = fmt.Errorf("mediator: transaction status is %q after the update, not %q (overwritten by core storing the 202 answer)", stored.Status, env.Status)
+			}
+		}
 		cancel()
 		if err == nil {
 			a.count("ok")
-			log.Info("mediator: async transaction updated", "status", env.Status, "code", env.Response.Status)
+			log.Info("mediator: async transaction updated", "status", env.Status, "code", env.Response.Status, "attempts", attempt)
 			return
 		}
-		if attempt == 3 || a.ctx.Err() != nil {
+		if attempt == 5 || a.ctx.Err() != nil {
 			a.count("error")
 			log.Error("mediator: async transaction update failed; the transaction keeps its Processing status",
 				"status", env.Status, "attempts", attempt, "error", err)

@@ -30,9 +30,10 @@ import (
 
 // servingTransaction is the part of a stored transaction the test checks.
 type servingTransaction struct {
-	ID      string `json:"_id"`
-	Status  string `json:"status"`
-	Request struct {
+	ID        string `json:"_id"`
+	Status    string `json:"status"`
+	AutoRetry bool   `json:"autoRetry"`
+	Request   struct {
 		Path string `json:"path"`
 	} `json:"request"`
 	Response struct {
@@ -122,12 +123,13 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		in, _ := io.ReadAll(r.Body)
 		return twoCalls(r.Context(), string(in))
 	}))
-	mux.Handle("/"+suffix+"/fail", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+	mux.Handle("/"+suffix+"/fail/", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
 		return nil, errors.New("e2e handler failure " + suffix)
 	}))
 	mux.Handle("/"+suffix+"/async", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
 		return r.Async(func(ctx context.Context) (*mediator.Result, error) {
-			time.Sleep(300 * time.Millisecond)
+			// No delay: the update may reach core before core stored the
+			// 202 answer; the library must make it stick anyway.
 			return twoCalls(ctx, "async")
 		})
 	}))
@@ -202,7 +204,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 			}
 			tx = &list[0]
 			return ready(tx)
-		}, 20*time.Second, 300*time.Millisecond, "transaction for %s", path)
+		}, 45*time.Second, 300*time.Millisecond, "transaction for %s", path)
 		return tx
 	}
 	ourOrchestrations := func(t *testing.T, tx *servingTransaction, wantInput string) {
@@ -238,11 +240,26 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		assert.Nil(t, tx.Error)
 	})
 	t.Run("handler failure", func(t *testing.T) {
-		path := "/" + suffix + "/fail"
-		code, body := routed(path, "")
-		assert.Equal(t, http.StatusInternalServerError, code)
-		assert.Contains(t, body, "e2e handler failure")
-		tx := transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" })
+		// An envelope error makes core 4.0.5 update the transaction twice at
+		// once (storeResponse, setFinalStatus/autoRetry). On FerretDB that
+		// can lose the stored response (real MongoDB updates atomically):
+		// the transaction stays Processing with autoRetry set and core's
+		// worker restarts. See /work/coord/notes/serving.md. Retry then.
+		lost := func(tx *servingTransaction) bool {
+			return tx.Status == "Processing" && tx.AutoRetry && tx.Response.Status == 0
+		}
+		var tx *servingTransaction
+		for attempt := 1; attempt <= 3; attempt++ {
+			path := fmt.Sprintf("/%s/fail/%d", suffix, attempt)
+			code, body := routed(path, "")
+			assert.Equal(t, http.StatusInternalServerError, code)
+			assert.Contains(t, body, "e2e handler failure")
+			tx = transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" || lost(tx) })
+			if !lost(tx) {
+				break
+			}
+			t.Logf("attempt %d: the test stack lost core's response update (FerretDB); retrying", attempt)
+		}
 		assert.Equal(t, "Failed", tx.Status)
 		require.NotNil(t, tx.Error)
 		assert.Equal(t, "e2e handler failure "+suffix, tx.Error.Message)

@@ -1,0 +1,151 @@
+package mediator_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// TestMediatorThroughFakeCore runs a mediator against openhimtest's fake
+// core for each core version: readiness follows registration, routed
+// requests are stored as core would store them, async work updates the
+// transaction.
+func TestMediatorThroughFakeCore(t *testing.T) {
+	for _, version := range []openhimtest.Version{openhimtest.Version4, openhimtest.Version8} {
+		t.Run(strings.ReplaceAll(t.Name(), "/", "-")+"-v"+string(rune('0'+version)), func(t *testing.T) {
+			testThroughFakeCore(t, version)
+		})
+	}
+}
+
+func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
+	core := openhimtest.NewServer(openhimtest.Config{Version: version})
+	t.Cleanup(core.Close)
+	core.SetDown(true) // not registered at first
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "up:"+r.URL.Path)
+	}))
+	t.Cleanup(upstream.Close)
+	client := &http.Client{Transport: mediator.Transport(nil)}
+	call := func(ctx context.Context, name, path string) error {
+		req, _ := http.NewRequestWithContext(mediator.WithOrchestration(ctx, name), http.MethodGet, upstream.URL+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	work := func(ctx context.Context) (*mediator.Result, error) {
+		if err := call(ctx, "first", "/a"); err != nil {
+			return nil, err
+		}
+		if err := call(ctx, "second", "/b"); err != nil {
+			return nil, err
+		}
+		return &mediator.Result{Body: []byte("done"), Properties: map[string]any{"k": "v"}}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/fake/ok", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) { return work(r.Context()) }))
+	mux.Handle("/fake/fail", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return nil, errors.New("fake failure")
+	}))
+	mux.Handle("/fake/async", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return r.Async(work)
+	}))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	route := mediator.Route{Name: "Fake Route", Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
+	m, err := mediator.New(mediator.Config{
+		Definition: mediator.Definition{URN: "urn:mediator:fake-core", Version: "1.0.0", Name: "Fake core test",
+			Endpoints: []mediator.Route{route},
+			DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel", URLPattern: "^/fake/.*$", Allow: []string{"fake"},
+				Methods: []string{"GET"}, Type: "http", Routes: []mediator.Route{route}}}},
+		Listener: ln,
+		OpenHIM: mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+			CoreVersion: int(version), RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 20 * time.Millisecond},
+		InstallChannels:   true,
+		HeartbeatInterval: 200 * time.Millisecond,
+		Handler:           mux,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+
+	base := "http://" + ln.Addr().String()
+	require.Eventually(t, func() bool { return m.Addr() != nil }, 5*time.Second, 10*time.Millisecond)
+	resp, err := http.Get(base + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "not ready while core is down")
+
+	core.SetDown(false)
+	require.Eventually(t, m.Ready, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(core.Channels()) == 1 }, 5*time.Second, 20*time.Millisecond)
+	core.AddClient("fake-client", "fake-pw", "fake")
+
+	routed := func(path string) int {
+		req, _ := http.NewRequest(http.MethodGet, core.RouterURL+path, nil)
+		req.SetBasicAuth("fake-client", "fake-pw")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	txFor := func(path string) openhimtest.Transaction {
+		for _, tx := range core.Transactions() {
+			if tx.Request != nil && tx.Request.Path == path {
+				return tx
+			}
+		}
+		t.Fatalf("no transaction for %s", path)
+		return openhimtest.Transaction{}
+	}
+
+	assert.Equal(t, 200, routed("/fake/ok"))
+	tx := txFor("/fake/ok")
+	assert.Equal(t, "Successful", tx.Status)
+	assert.Equal(t, "urn:mediator:fake-core", tx.MediatorURN)
+	assert.Empty(t, tx.MetadataError, "core saved the response metadata")
+	assert.False(t, tx.MetricsSkipped, "response.timestamp was set")
+	assert.Equal(t, "done", tx.Response.Body)
+	assert.Equal(t, map[string]any{"k": "v"}, tx.Properties)
+	var names []string
+	for _, o := range tx.Orchestrations {
+		names = append(names, o.Name)
+	}
+	assert.Equal(t, []string{"first", "second", "Fake Route"}, names, "ours first, then core's own")
+
+	assert.Equal(t, 500, routed("/fake/fail"))
+	tx = txFor("/fake/fail")
+	assert.Equal(t, "Failed", tx.Status)
+	require.NotNil(t, tx.Error)
+	assert.Equal(t, "fake failure", tx.Error.Message)
+
+	assert.Equal(t, 202, routed("/fake/async"))
+	require.Eventually(t, func() bool { return txFor("/fake/async").Updates == 1 }, 10*time.Second, 20*time.Millisecond)
+	tx = txFor("/fake/async")
+	assert.Equal(t, "Successful", tx.Status)
+	assert.Equal(t, "done", tx.Response.Body)
+	assert.Len(t, tx.Orchestrations, 2)
+}
