@@ -1,0 +1,245 @@
+// Command cht-to-fhir is an OpenHIM mediator that writes CHT outbound pushes
+// to a FHIR R4 server as transaction Bundles. Copy this directory to start
+// your own mediator.
+//
+// Usage:
+//
+//	cht-to-fhir [--config config.yaml] [--print-openhim-config] [--print-cht-outbound]
+//
+// Settings come from the config file and from MEDIATOR_* environment
+// variables (see config.yaml). Without MEDIATOR_OPENHIM_URL the mediator runs
+// standalone: it serves, but does not register with OpenHIM.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	_ "embed"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
+)
+
+// defaultMapping is used when no mapping file is configured.
+//
+//go:embed mapping.yaml
+var defaultMapping []byte
+
+// Settings is everything the mediator reads from its config file and the
+// environment (MEDIATOR_ + the key upper-cased, "." as "_").
+type Settings struct {
+	settings.Mediator `mapstructure:",squash"`
+	// PublicHost is the host name core uses to reach this mediator
+	// (MEDIATOR_PUBLIC_HOST); the port is the one of Listen.
+	PublicHost string `mapstructure:"public_host"`
+	// RouterURL is OpenHIM's router URL that CHT pushes to, used by
+	// --print-cht-outbound (MEDIATOR_ROUTER_URL).
+	RouterURL string `mapstructure:"router_url"`
+	// CHT is the CHT instance (MEDIATOR_CHT_URL, _USERNAME, _PASSWORD).
+	CHT Endpoint `mapstructure:"cht"`
+	// FHIR is the FHIR server, or an OpenHIM channel in front of it
+	// (MEDIATOR_FHIR_URL, _USERNAME, _PASSWORD).
+	FHIR Endpoint `mapstructure:"fhir"`
+	// MappingFile is the form field mapping (MEDIATOR_MAPPING_FILE); ""
+	// uses the mapping.yaml built into the binary.
+	MappingFile string `mapstructure:"mapping_file"`
+	// SkipUnmappedForms answers 200 to reports of unmapped forms instead of
+	// 422 (MEDIATOR_SKIP_UNMAPPED_FORMS).
+	SkipUnmappedForms bool `mapstructure:"skip_unmapped_forms"`
+}
+
+// Endpoint is a server and its credentials.
+type Endpoint struct {
+	URL      string          `mapstructure:"url"`
+	Username string          `mapstructure:"username"`
+	Password settings.Secret `mapstructure:"password"`
+}
+
+// Validate checks the settings; errors name the key.
+func (s Settings) Validate() error {
+	errs := []error{s.Mediator.Validate()}
+	if s.CHT.URL == "" {
+		errs = append(errs, errors.New("cht.url (MEDIATOR_CHT_URL) is required: it names the CHT instance in FHIR identifiers"))
+	}
+	if s.FHIR.URL == "" {
+		errs = append(errs, errors.New("fhir.url (MEDIATOR_FHIR_URL) is required"))
+	}
+	return errors.Join(errs...)
+}
+
+func defaultSettings() Settings {
+	s := Settings{Mediator: settings.Default(), PublicHost: "localhost", RouterURL: "https://openhim-core:5000"}
+	s.Listen = ":8601"
+	return s
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
+		logger.Error("cht-to-fhir stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run is main without the process: it parses args, loads the settings and
+// serves until ctx is done.
+func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("cht-to-fhir", flag.ContinueOnError)
+	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
+	printOpenHIM := fs.Bool("print-openhim-config", false, "print the mediator and channel for OpenHIM's console import, and exit")
+	printOutbound := fs.Bool("print-cht-outbound", false, "print the app_settings.outbound block for CHT, and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s := defaultSettings()
+	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	mapping, err := loadMapping(s.MappingFile)
+	if err != nil {
+		return err
+	}
+	def, err := definition(s)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *printOpenHIM:
+		return writeJSON(stdout, openHIMImport(def))
+	case *printOutbound:
+		oc, err := outbound(s, mapping)
+		if err != nil {
+			return err
+		}
+		out, err := oc.AppSettings()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", out)
+		return err
+	}
+
+	m, err := newMediator(s, mapping, def, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("cht-to-fhir starting", "listen", s.Listen, "standalone", m.Standalone(), "settings", s.Mediator)
+	return m.Run(ctx)
+}
+
+// newMediator builds the mediator from the settings.
+func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
+	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping})
+	if err != nil {
+		return nil, err
+	}
+	var chtClient *cht.Client
+	if s.CHT.Username != "" {
+		chtClient, err = cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
+			Password: cht.Password(s.CHT.Password), Logger: logger,
+			// Calls to CHT are recorded as orchestrations of the transaction.
+			HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	bridge, err := chttofhir.New(chttofhir.Config{
+		Converter:         conv,
+		FHIRURL:           s.FHIR.URL,
+		FHIRUsername:      s.FHIR.Username,
+		FHIRPassword:      string(s.FHIR.Password),
+		CHT:               chtClient,
+		SkipUnmappedForms: s.SkipUnmappedForms,
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h, err := bridge.Handler()
+	if err != nil {
+		return nil, err
+	}
+	cfg := mediator.Config{Definition: def, Handler: h, Logger: logger}
+	s.Apply(&cfg)
+	return mediator.New(cfg)
+}
+
+// definition is the registration document, reachable at PublicHost and the
+// port of Listen.
+func definition(s Settings) (mediator.Definition, error) {
+	_, portText, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		return mediator.Definition{}, fmt.Errorf("listen %q: %w", s.Listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port <= 0 {
+		return mediator.Definition{}, fmt.Errorf("listen %q: a fixed port is needed so core can reach the mediator", s.Listen)
+	}
+	return chttofhir.Definition(s.PublicHost, port), nil
+}
+
+func loadMapping(path string) (*fhir.Mapping, error) {
+	if path == "" {
+		return fhir.ParseMapping(defaultMapping)
+	}
+	return fhir.LoadMapping(path)
+}
+
+// openHIMImport is the document OpenHIM's console imports (Export/Import
+// page, or POST /metadata): the mediator and its default channel.
+func openHIMImport(def mediator.Definition) map[string]any {
+	return map[string]any{
+		"Mediators": []mediator.Definition{def},
+		"Channels":  def.DefaultChannelConfig,
+	}
+}
+
+// outbound is the CHT outbound configuration that pushes the mapped reports
+// and every person to the mediator's channel.
+func outbound(s Settings, mapping *fhir.Mapping) (cht.OutboundConfig, error) {
+	forms := make([]string, 0, len(mapping.Forms))
+	for _, f := range mapping.Forms {
+		forms = append(forms, strconv.Quote(f.Form))
+	}
+	channel := strings.TrimRight(s.RouterURL, "/") + chttofhir.OutboundPath
+	dest, err := cht.NewOutboundDestination(channel, chttofhir.ClientRole, "openhim_cht_to_fhir")
+	if err != nil {
+		return nil, fmt.Errorf("router_url: %w", err)
+	}
+	return cht.OutboundConfig{
+		"cht_to_fhir_reports": {
+			RelevantTo:  fmt.Sprintf("doc.type === 'data_record' && [%s].includes(doc.form)", strings.Join(forms, ", ")),
+			Destination: dest,
+			Mapping:     cht.DocMapping(),
+		},
+		"cht_to_fhir_people": {
+			RelevantTo:  "doc.type === 'person' || (doc.type === 'contact' && doc.contact_type === 'person')",
+			Destination: dest,
+			Mapping:     cht.DocMapping(),
+		},
+	}, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

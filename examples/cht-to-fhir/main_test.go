@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+func setBaseEnv(t *testing.T) {
+	t.Setenv("MEDIATOR_CHT_URL", "https://cht.example.org")
+	t.Setenv("MEDIATOR_FHIR_URL", "http://127.0.0.1:1/fhir")
+}
+
+func TestPrintOpenHIMConfig(t *testing.T) {
+	setBaseEnv(t)
+	t.Setenv("MEDIATOR_PUBLIC_HOST", "mediators.internal")
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--config", "config.yaml", "--print-openhim-config"}, &out, slog.New(slog.DiscardHandler)))
+
+	var doc struct {
+		Mediators []mediator.Definition
+		Channels  []mediator.Channel
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
+	require.Len(t, doc.Mediators, 1)
+	def := doc.Mediators[0]
+	assert.Equal(t, "urn:mediator:cht-to-fhir", def.URN)
+	require.NoError(t, def.Validate(4), "valid for core 4 (host and port set)")
+	require.NoError(t, def.Validate(8))
+	require.Len(t, doc.Channels, 1)
+	assert.Equal(t, "mediators.internal", doc.Channels[0].Routes[0].Host, "MEDIATOR_PUBLIC_HOST wins over the file")
+	assert.Equal(t, 8601, doc.Channels[0].Routes[0].Port, "port of listen in config.yaml")
+}
+
+func TestPrintCHTOutbound(t *testing.T) {
+	setBaseEnv(t)
+	t.Setenv("MEDIATOR_ROUTER_URL", "https://openhim.example.org:5000")
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--print-cht-outbound"}, &out, slog.New(slog.DiscardHandler)))
+
+	var doc struct {
+		Transitions map[string]bool `json:"transitions"`
+		Outbound    map[string]struct {
+			RelevantTo  string `json:"relevant_to"`
+			Destination struct {
+				BaseURL string `json:"base_url"`
+				Path    string `json:"path"`
+				Auth    struct {
+					Type, Username, PasswordKey string
+				} `json:"auth"`
+			} `json:"destination"`
+			Mapping map[string]string `json:"mapping"`
+		} `json:"outbound"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
+	assert.True(t, doc.Transitions["mark_for_outbound"])
+	reports := doc.Outbound["cht_to_fhir_reports"]
+	assert.Equal(t, "https://openhim.example.org:5000", reports.Destination.BaseURL)
+	assert.Equal(t, "/cht/outbound", reports.Destination.Path)
+	assert.Contains(t, reports.RelevantTo, `"HEIGHT_WEIGHT"`, "every mapped form is relevant")
+	assert.Equal(t, map[string]string{"doc": "doc"}, reports.Mapping)
+	assert.Contains(t, doc.Outbound, "cht_to_fhir_people")
+}
+
+func TestSettingsErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no FHIR URL", map[string]string{"MEDIATOR_CHT_URL": "https://cht.example.org"}, "fhir.url"},
+		{"no CHT URL", map[string]string{"MEDIATOR_FHIR_URL": "http://fhir"}, "cht.url"},
+		{"bad heartbeat", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
+		{"missing mapping file", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			err := run(context.Background(), []string{"--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// TestRunRegistersAndServes runs the program against the fake OpenHIM core,
+// a fake CHT and the in-memory FHIR server, and drives one push through
+// core's router.
+func TestRunRegistersAndServes(t *testing.T) {
+	core := openhimtest.NewServer(openhimtest.Config{})
+	t.Cleanup(core.Close)
+	core.AddClient("cht", "cht-secret", "cht")
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer()
+	t.Cleanup(fhirSrv.Close)
+
+	port := freePort(t)
+	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", port))
+	t.Setenv("MEDIATOR_PUBLIC_HOST", "127.0.0.1")
+	t.Setenv("MEDIATOR_OPENHIM_URL", core.URL)
+	t.Setenv("MEDIATOR_OPENHIM_USERNAME", openhimtest.RootUser)
+	t.Setenv("MEDIATOR_OPENHIM_PASSWORD", openhimtest.RootPassword)
+	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "200ms")
+	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+
+	require.Eventually(t, func() bool {
+		_, ok := core.Mediator("urn:mediator:cht-to-fhir")
+		return ok && len(core.Channels()) == 1
+	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
+
+	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
+	require.True(t, ok)
+	body, err := json.Marshal(map[string]any{"doc": doc})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, core.RouterURL+"/cht/outbound", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("cht", "cht-secret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 1, fhirSrv.Count("Encounter"))
+
+	txs := core.Transactions()
+	require.Len(t, txs, 1)
+	assert.Equal(t, "Successful", string(txs[0].Status))
+	require.NotEmpty(t, txs[0].Orchestrations)
+	assert.Equal(t, "FHIR transaction", txs[0].Orchestrations[0].Name)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
