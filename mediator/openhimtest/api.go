@@ -168,6 +168,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.handleAddChannel(w, r, u)
 	case seg[0] == "channels" && len(seg) == 2 && m == http.MethodGet:
 		s.handleGetChannel(w, u, seg[1])
+	case seg[0] == "channels" && len(seg) == 2 && m == http.MethodPut:
+		s.handleUpdateChannel(w, r, u, seg[1])
 	case seg[0] == "channels" && len(seg) == 2 && m == http.MethodDelete:
 		s.handleRemoveChannel(w, u, seg[1])
 	case seg[0] == "clients" && len(seg) == 1 && m == http.MethodPost:
@@ -753,6 +755,68 @@ func (s *Server) handleRemoveChannel(w http.ResponseWriter, u *user, id string) 
 	s.channels = slices.DeleteFunc(s.channels, func(c *Channel) bool { return c.ID == id })
 	s.mu.Unlock()
 	writeText(w, http.StatusOK, "The channel was successfully deleted")
+}
+
+// handleUpdateChannel is PUT /channels/:id: the body's fields are set on
+// the stored channel (channel.set), then core's checks and the schema run.
+func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *user, id string) {
+	if !u.admin() {
+		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to updateChannel denied.", u.email))
+		return
+	}
+	id = jsUnescape(id)
+	body, ok, err := readJSONBody(r)
+	if err != nil {
+		writeStatus(w, http.StatusRequestEntityTooLarge)
+		return
+	}
+	upd, _ := body.(map[string]any)
+	if !ok || upd == nil {
+		writeStatus(w, http.StatusBadRequest)
+		return
+	}
+	delete(upd, "_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var target *Channel
+	for _, c := range s.channels {
+		if c.ID == id {
+			target = c
+		}
+	}
+	if target == nil {
+		writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not update channel by id: %s via the API: TypeError: Cannot read property 'set' of null", id))
+		return
+	}
+	var doc map[string]any
+	if err := remarshal(target, &doc); err != nil {
+		writeText(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	for k, v := range upd {
+		doc[k] = v
+	}
+	se := &schemaErrors{model: "Channel"}
+	validateChannel(se, doc, "", s.cfg.Version)
+	var c Channel
+	if err := se.err(); err != nil || remarshal(doc, &c) != nil {
+		writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not update channel by id: %s via the API: %v", id, err))
+		return
+	}
+	if msg := s.channelRules(&c); msg != "" {
+		writeText(w, http.StatusBadRequest, msg)
+		return
+	}
+	for _, e := range s.channels {
+		if e.ID != id && e.Name == c.Name {
+			writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not update channel by id: %s via the API: MongoError: E11000 duplicate key error collection: openhim.channels index: name_1 dup key: { : %q }", id, c.Name))
+			return
+		}
+	}
+	channelDefaults(&c)
+	c.ID = id
+	*target = c
+	writeText(w, http.StatusOK, "The channel was successfully updated")
 }
 
 // handleAddChannel is POST /channels (core src/api/channels.js addChannel).

@@ -22,7 +22,7 @@ type routerFixture struct {
 	lastBody string
 }
 
-func newRouterFixture(t *testing.T, v Version, handler http.HandlerFunc, mutate func(*Channel)) *routerFixture {
+func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate func(*Channel)) *routerFixture {
 	t.Helper()
 	f := &routerFixture{}
 	f.srv = NewServer(Config{Version: v})
@@ -379,5 +379,24 @@ func TestCore4CrashFlag(t *testing.T) {
 				t.Fatalf("Core4Crash = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// PUT /channels/:id changes a channel; a disabled channel no longer routes.
+func TestUpdateChannel(t *testing.T) {
+	f := newRouterFixture(t, Version4, envelope(nil), nil)
+	c := &apiClient{base: f.srv.URL, hc: f.srv.Client(), user: RootUser, pass: RootPassword}
+	id := f.srv.Channels()[0].ID
+	if r := c.do(t, http.MethodPut, "/channels/"+id, map[string]any{"status": "disabled"}); r.Status != 200 || r.Body != "The channel was successfully updated" {
+		t.Fatalf("PUT: %d %q", r.Status, r.Body)
+	}
+	if resp, _ := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", ""); resp.StatusCode != 401 {
+		t.Fatalf("disabled channel routed: %d", resp.StatusCode)
+	}
+	if r := c.do(t, http.MethodPut, "/channels/"+id, map[string]any{"status": "enabled", "methods": []any{"GET", "GET"}}); r.Status != 400 {
+		t.Fatalf("repeated methods: %d %q", r.Status, r.Body)
+	}
+	if ch := f.srv.Channels()[0]; ch.Status != "disabled" || ch.Name != "test channel" || len(ch.Routes) != 1 {
+		t.Fatalf("channel after rejected update: %+v", ch)
 	}
 }
