@@ -69,7 +69,8 @@
 //
 // [Handler.FailNextWrites] and [Handler.TimeoutNextWrites] script the next writes; [Handler.SetFaults]
 // fails a seeded random fraction of writes with an error status, a timeout (not applied, no timely
-// answer) or a lost response (applied, no timely answer), and adds latency. Every request records the
+// answer), a lost response (applied, no timely answer) or a dropped connection, adds latency, or
+// takes the whole server down (Faults.Down) and back up. Every request records the
 // fault it got in [Request.Fault], so a soak test can reconcile what it sent with what was stored.
 //
 // # Matching the real server

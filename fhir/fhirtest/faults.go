@@ -24,6 +24,11 @@ type Faults struct {
 	// LostResponseRate is the fraction of writes that are applied and then answered like a timeout:
 	// the data is stored but the client never learns it. Retrying them must not create duplicates.
 	LostResponseRate float64
+	// DropRate is the fraction of writes whose connection is closed without an answer and without
+	// applying them, as when a proxy or the network resets the connection.
+	DropRate float64
+	// Down makes the server drop every request, reads included, as if it were stopped.
+	Down bool
 	// Hang bounds how long a timeout or lost-response fault holds the request before it is answered
 	// with 504 Gateway Timeout; 0 means until the client gives up or the server closes.
 	Hang time.Duration
@@ -41,13 +46,13 @@ func (f Faults) validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"FailRate", f.FailRate}, {"TimeoutRate", f.TimeoutRate}, {"LostResponseRate", f.LostResponseRate}} {
+	}{{"FailRate", f.FailRate}, {"TimeoutRate", f.TimeoutRate}, {"LostResponseRate", f.LostResponseRate}, {"DropRate", f.DropRate}} {
 		if !(r.v >= 0 && r.v <= 1) {
 			errs = append(errs, fmt.Errorf("fhirtest: Faults.%s %v outside [0, 1]", r.name, r.v))
 		}
 	}
-	if len(errs) == 0 && f.FailRate+f.TimeoutRate+f.LostResponseRate > 1 {
-		errs = append(errs, errors.New("fhirtest: Faults.FailRate+TimeoutRate+LostResponseRate exceeds 1"))
+	if len(errs) == 0 && f.FailRate+f.TimeoutRate+f.LostResponseRate+f.DropRate > 1 {
+		errs = append(errs, errors.New("fhirtest: Faults.FailRate+TimeoutRate+LostResponseRate+DropRate exceeds 1"))
 	}
 	if f.FailStatus != 0 && (f.FailStatus < 400 || f.FailStatus > 599) {
 		errs = append(errs, fmt.Errorf("fhirtest: Faults.FailStatus %d is not a 4xx or 5xx status", f.FailStatus))
@@ -63,6 +68,7 @@ const (
 	FaultFail         = "fail"          // answered with an error status, not applied
 	FaultTimeout      = "timeout"       // not applied, not answered in time
 	FaultLostResponse = "lost-response" // applied, not answered in time
+	FaultDrop         = "drop"          // connection closed without an answer, not applied
 )
 
 // faultState is the live fault configuration of a Handler.
@@ -101,6 +107,9 @@ func (fs *faultState) decide(write bool) (kind string, status int, hang time.Dur
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	hang = fs.cfg.Hang
+	if fs.cfg.Down {
+		return FaultDrop, 0, hang
+	}
 	if write && len(fs.failNext) > 0 {
 		status = fs.failNext[0]
 		fs.failNext = fs.failNext[1:]
@@ -125,6 +134,8 @@ func (fs *faultState) decide(write bool) (kind string, status int, hang time.Dur
 		return FaultTimeout, 0, hang
 	case write && x < fs.cfg.FailRate+fs.cfg.TimeoutRate+fs.cfg.LostResponseRate:
 		return FaultLostResponse, 0, hang
+	case write && x < fs.cfg.FailRate+fs.cfg.TimeoutRate+fs.cfg.LostResponseRate+fs.cfg.DropRate:
+		return FaultDrop, 0, hang
 	}
 	return "", 0, hang
 }
@@ -175,6 +186,18 @@ func (h *Handler) hang(r *http.Request, d time.Duration) {
 	case <-h.closed:
 	case <-timeout:
 	}
+}
+
+// drop closes the client connection without an answer. Without a hijackable connection (a
+// ResponseRecorder) it answers 503 instead.
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	writeError(w, &opError{status: http.StatusServiceUnavailable, code: "transient", msg: "fhirtest: injected connection drop"})
 }
 
 // Held returns the number of requests currently held by timeout or lost-response faults.

@@ -312,3 +312,49 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Errorf("counts %s, want 10 conditional Patients + 1 from the transaction, 1 Encounter, 20 Observations", got)
 	}
 }
+
+func TestDropAndDown(t *testing.T) {
+	srv, c := newClient(t, fhirtest.Config{})
+	if err := srv.SetFaults(fhirtest.Faults{DropRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.do(context.Background(), http.MethodPost, "/Patient", patient("urn:d", "1")); err == nil {
+		t.Fatal("dropped write got an answer")
+	}
+	if r := mustDo(t, c, http.MethodGet, "/Patient", nil); r.status != 200 {
+		t.Fatalf("read with DropRate: %d", r.status)
+	}
+	if err := srv.SetFaults(fhirtest.Faults{Down: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.do(context.Background(), http.MethodGet, "/Patient", nil); err == nil {
+		t.Fatal("read answered while Down")
+	}
+	if err := srv.SetFaults(fhirtest.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustDo(t, c, http.MethodPost, "/Patient", patient("urn:d", "1")); r.status != 201 {
+		t.Fatalf("write after recovery: %d", r.status)
+	}
+	if n := srv.Count("Patient"); n != 1 {
+		t.Errorf("count %d, want 1: dropped writes must not be applied", n)
+	}
+	var faults []string
+	for _, r := range srv.Requests() {
+		f := fmt.Sprintf("%s:%d:%s", r.Method, r.Status, r.Fault)
+		if len(faults) > 0 && faults[len(faults)-1] == f {
+			continue // net/http retries an idempotent request once on a dropped connection
+		}
+		faults = append(faults, f)
+	}
+	if got := strings.Join(faults, " "); got != "POST:0:drop GET:200: GET:0:drop POST:201:" {
+		t.Errorf("logged %s", got)
+	}
+	// Without a network connection (ServeHTTP on a recorder) a drop answers 503.
+	if err := srv.SetFaults(fhirtest.Faults{Down: true}); err != nil {
+		t.Fatal(err)
+	}
+	if w := serve(srv.Handler, http.MethodGet, "/fhir/R4/Patient", nil); w.Code != 503 {
+		t.Errorf("recorder drop: %d", w.Code)
+	}
+}

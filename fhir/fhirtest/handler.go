@@ -76,6 +76,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.hang(r, hang)
 		writeError(lw, &opError{status: http.StatusGatewayTimeout, code: "timeout", msg: "fhirtest: injected timeout"})
 		return
+	case FaultDrop:
+		drop(w)
+		return
 	case FaultLostResponse:
 		h.route(&discardWriter{header: http.Header{}}, r, segs, body, write)
 		h.hang(r, hang)

@@ -15,8 +15,8 @@ type Request struct {
 	Query    string // raw query, without "?"
 	Header   http.Header
 	Body     []byte
-	Status   int           // status answered
-	Fault    string        // injected fault: "", FaultFail, FaultTimeout or FaultLostResponse
+	Status   int           // status answered; 0 when the connection was dropped
+	Fault    string        // injected fault: "", FaultFail, FaultTimeout, FaultLostResponse or FaultDrop
 	Time     time.Time     // when the request arrived
 	Duration time.Duration // time to answer, injected latency and hangs included
 }
