@@ -175,7 +175,7 @@ func TestE2ELifecycleTwoReplicasSeeConfigChange(t *testing.T) {
 	// Core pushes a change to one heartbeat only; with config:true on every
 	// heartbeat both replicas must see it within two intervals (plus the
 	// heartbeat round trips of a busy test machine).
-	limit := 2*interval + interval/5 + 2*time.Second
+	limit := 2*interval + interval/5 + 3*time.Second
 	for i, r := range replicas {
 		if !e2eLcWait(limit, func() bool { return reflect.DeepEqual(r.l.Config(), next) }) {
 			t.Fatalf("replica %d did not see the change within %v: %v", i, limit, r.l.Config())

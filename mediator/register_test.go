@@ -307,19 +307,29 @@ func TestFakeCoreReplicasPushOnce(t *testing.T) {
 			if err := srv.SetConfig(urn, next); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond) // 10 heartbeat intervals
-			saw := 0
-			for _, l := range ls {
-				if reflect.DeepEqual(l.Config(), next) {
-					saw++
+			saw := func() int {
+				n := 0
+				for _, l := range ls {
+					if reflect.DeepEqual(l.Config(), next) {
+						n++
+					}
 				}
+				return n
 			}
 			want := 2
 			if onChangeOnly {
 				want = 1 // core's push-once: the other replica never sees it
 			}
-			if saw != want {
-				t.Fatalf("replicas that saw the change = %d, want %d", saw, want)
+			if !e2eLcWait(10*time.Second, func() bool { return saw() >= want }) {
+				t.Fatalf("replicas that saw the change = %d, want %d", saw(), want)
+			}
+			hbs := len(srv.Heartbeats(urn))
+			// give the other replica 10 more heartbeats to (not) see it
+			if !e2eLcWait(10*time.Second, func() bool { return len(srv.Heartbeats(urn)) >= hbs+20 }) {
+				t.Fatal("heartbeats stopped")
+			}
+			if got := saw(); got != want {
+				t.Fatalf("replicas that saw the change = %d, want %d", got, want)
 			}
 		})
 	}
