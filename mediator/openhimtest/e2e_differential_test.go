@@ -239,6 +239,19 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 			delete(m["endpoints"].([]any)[0].(map[string]any), "host")
 		}},
 		{"route type kafka", func(m map[string]any) { m["endpoints"].([]any)[0].(map[string]any)["type"] = "kafka" }},
+		{"port not a number", func(m map[string]any) { m["endpoints"].([]any)[0].(map[string]any)["port"] = "abc" }},
+		{"channel without name and urlPattern", func(m map[string]any) {
+			ch := m["defaultChannelConfig"].([]any)[0].(map[string]any)
+			delete(ch, "name")
+			delete(ch, "urlPattern")
+		}},
+		{"no name, route without host and port", func(m map[string]any) {
+			delete(m, "name")
+			delete(m["endpoints"].([]any)[0].(map[string]any), "host")
+			delete(m["endpoints"].([]any)[0].(map[string]any), "port")
+			delete(m["defaultChannelConfig"].([]any)[0].(map[string]any), "urlPattern")
+			m["endpoints"] = append(m["endpoints"].([]any), map[string]any{"host": "h", "port": 1})
+		}},
 		{"bad configDef type", func(m map[string]any) {
 			m["configDefs"] = []any{map[string]any{"param": "p", "type": "array"}}
 			delete(m, "config")
@@ -278,6 +291,7 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	status("heartbeat unknown urn", http.MethodPost, "/mediators/"+url.PathEscape(urn+"-nope")+"/heartbeat", map[string]any{"uptime": 1})
 	status("heartbeat without uptime", http.MethodPost, esc+"/heartbeat", map[string]any{"downtime": 0.5})
 	status("heartbeat text body", http.MethodPost, esc+"/heartbeat", "uptime=3")
+	status("heartbeat uptime not a number", http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": "abc"})
 	status("heartbeat plain", http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 12.5})
 	r = do(http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 13.5, "config": true})
 	rec.add("heartbeat config:true", "%d %s ct=%s", r.Status, canonJSON(r.Body), mediaType(r.Header))

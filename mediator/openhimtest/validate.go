@@ -324,52 +324,73 @@ func objects(v any) []map[string]any {
 	return out
 }
 
-// validateRoute applies RouteDef's schema to a decoded route, per version.
+// appendReversed adds a subdocument's errors to s. Mongoose 4.13 reports
+// the failures of an embedded document in reverse schema order (seen on the
+// real 4.0.5: "endpoints.0.port: …, endpoints.0.host: …").
+func appendReversed(s, sub *schemaErrors) {
+	for i := len(sub.errs) - 1; i >= 0; i-- {
+		s.errs = append(s.errs, sub.errs[i])
+	}
+}
+
+// validateRoute applies RouteDef's schema (an embedded document) to a
+// decoded route, per version. Checks run in schema order: name, host,
+// port, type, status.
 func validateRoute(s *schemaErrors, r map[string]any, prefix string, v Version) {
-	requiredString(s, r, prefix, "name")
-	enumString(s, r, prefix, "type", routeTypes(v))
-	castNumber(s, r, prefix, "port")
+	sub := &schemaErrors{}
+	requiredString(sub, r, prefix, "name")
 	if v < Version8 {
-		requiredString(s, r, prefix, "host")
-		if p, ok := r["port"]; !ok || p == nil {
-			s.add(prefix+"port", "Path `port` is required.")
-		}
+		requiredString(sub, r, prefix, "host")
+	}
+	castNumber(sub, r, prefix, "port")
+	if p, ok := r["port"]; v < Version8 && (!ok || p == nil) {
+		sub.add(prefix+"port", "Path `port` is required.")
 	}
 	if p, ok := r["port"].(float64); ok {
 		if p < 0 {
-			s.add(prefix+"port", "Path `port` (%s) is less than minimum allowed value (0).", jsString(p))
+			sub.add(prefix+"port", "Path `port` (%s) is less than minimum allowed value (0).", jsString(p))
 		} else if p > 65536 {
-			s.add(prefix+"port", "Path `port` (%s) is more than maximum allowed value (65536).", jsString(p))
+			sub.add(prefix+"port", "Path `port` (%s) is more than maximum allowed value (65536).", jsString(p))
 		}
 	}
-	castNumber(s, r, prefix, "timeout")
-	enumString(s, r, prefix, "status", routeStatuses)
+	enumString(sub, r, prefix, "type", routeTypes(v))
+	castNumber(sub, r, prefix, "timeout")
+	enumString(sub, r, prefix, "status", routeStatuses)
+	appendReversed(s, sub)
 }
 
-// validateChannel applies ChannelDef's schema to a decoded channel.
-func validateChannel(s *schemaErrors, c map[string]any, prefix string, v Version) {
-	requiredString(s, c, prefix, "name")
-	requiredString(s, c, prefix, "urlPattern")
-	enumString(s, c, prefix, "type", channelTypes)
-	enumString(s, c, prefix, "authType", channelAuth)
-	enumString(s, c, prefix, "status", channelStatuses)
-	castNumber(s, c, prefix, "priority")
-	castNumber(s, c, prefix, "timeout")
-	if p, ok := c["priority"].(float64); ok && p < 1 {
-		s.add(prefix+"priority", "Path `priority` (%s) is less than minimum allowed value (1).", jsString(p))
-	}
+// validateChannel applies ChannelDef's schema to a decoded channel;
+// embedded (in a mediator's defaultChannelConfig) reverses the order as
+// Mongoose does for embedded documents. Checks run in schema order.
+func validateChannel(s *schemaErrors, c map[string]any, prefix string, v Version, embedded bool) {
+	sub := &schemaErrors{}
+	requiredString(sub, c, prefix, "name")
+	requiredString(sub, c, prefix, "urlPattern")
+	castNumber(sub, c, prefix, "timeout")
 	if ms, ok := c["methods"].([]any); ok {
 		for i, m := range ms {
 			if !slices.Contains(httpMethods, jsString(m)) {
-				s.add(fmt.Sprintf("%smethods.%d", prefix, i), "`%s` is not a valid enum value for path `methods`.", jsString(m))
+				sub.add(fmt.Sprintf("%smethods.%d", prefix, i), "`%s` is not a valid enum value for path `methods`.", jsString(m))
 			}
 		}
 	}
+	enumString(sub, c, prefix, "type", channelTypes)
+	castNumber(sub, c, prefix, "priority")
+	if p, ok := c["priority"].(float64); ok && p < 1 {
+		sub.add(prefix+"priority", "Path `priority` (%s) is less than minimum allowed value (1).", jsString(p))
+	}
+	enumString(sub, c, prefix, "authType", channelAuth)
 	for i, r := range objects(c["routes"]) {
-		validateRoute(s, r, fmt.Sprintf("%sroutes.%d.", prefix, i), v)
+		validateRoute(sub, r, fmt.Sprintf("%sroutes.%d.", prefix, i), v)
 	}
 	if rs, ok := c["routes"].([]any); ok {
 		c["routes"] = mapsToAny(objects(rs))
+	}
+	enumString(sub, c, prefix, "status", channelStatuses)
+	if embedded {
+		appendReversed(s, sub)
+	} else {
+		s.errs = append(s.errs, sub.errs...)
 	}
 }
 
@@ -398,7 +419,7 @@ func castMediator(doc map[string]any, v Version, validate bool) error {
 	}
 	chs := objects(doc["defaultChannelConfig"])
 	for i, c := range chs {
-		validateChannel(s, c, fmt.Sprintf("defaultChannelConfig.%d.", i), v)
+		validateChannel(s, c, fmt.Sprintf("defaultChannelConfig.%d.", i), v, true)
 	}
 	if _, ok := doc["defaultChannelConfig"]; ok {
 		doc["defaultChannelConfig"] = mapsToAny(chs)
