@@ -35,7 +35,8 @@ const (
 	AuthToken AuthScheme = "token"
 	// AuthSession logs in with POST /authenticate/local (core 7.2+) and
 	// uses the session cookie, avoiding a bcrypt check per request; on a
-	// 401 it logs in again once.
+	// 401 it logs in again once. Core marks the cookie Secure by default
+	// (api.secureCookie), so use it over https.
 	AuthSession AuthScheme = "session"
 )
 

@@ -418,3 +418,20 @@ func TestTLSOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestCoreMessage(t *testing.T) {
+	long := strings.Repeat("é", 400) // 800 bytes
+	tests := []struct{ body, want string }{
+		{"", ""},
+		{"  Could not add Mediator via the API: ValidationError: x \n", "Could not add Mediator via the API: ValidationError: x"},
+		{`{"error":"Could not find token passport"}`, "Could not find token passport"},
+		{`{"message":"nope","error":""}`, "nope"},
+		{`{"other":1}`, `{"other":1}`},
+		{long, strings.Repeat("é", 256) + "…"},
+	}
+	for _, tt := range tests {
+		if got := coreMessage([]byte(tt.body)); got != tt.want {
+			t.Errorf("coreMessage(%.20q) = %.40q, want %.40q", tt.body, got, tt.want)
+		}
+	}
+}

@@ -98,6 +98,9 @@ func (m *lcMiniCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(st)
 		_, _ = io.WriteString(w, b)
+	case r.Method == http.MethodDelete && len(seg) == 2 && seg[0] == "mediators":
+		delete(m.stored, urn) // core answers 200 even for an unknown URN
+		_, _ = io.WriteString(w, "Mediator with urn "+urn+" has been successfully removed")
 	case r.Method == http.MethodGet && p == "channels":
 		var out []map[string]string
 		for _, n := range m.channelSet {
@@ -701,4 +704,26 @@ func BenchmarkDecodeConfig(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestLifecycleDeregister(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core := newLcMiniCore()
+		l := newLcLifecycle(t, core, LifecycleConfig{HeartbeatInterval: -1})
+		if err := lcRunFor(t, l, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !l.Registered() || len(core.heartbeats()) != 0 {
+			t.Fatalf("registered %v, heartbeats %d (disabled)", l.Registered(), len(core.heartbeats()))
+		}
+		if err := l.Deregister(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if l.Registered() {
+			t.Error("still registered after Deregister")
+		}
+		if d := l.Definition(); d.URN != "urn:mediator:test" {
+			t.Errorf("Definition() = %+v", d)
+		}
+	})
 }
