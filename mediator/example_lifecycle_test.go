@@ -121,3 +121,39 @@ func ExampleDefinition_Validate() {
 	// mediator: invalid version: version is required; must be in SemVer form x.y.z (got "1.0")
 	// mediator: invalid endpoints[0].type: route type "mllp" is not supported by core 8 (want http or kafka)
 }
+
+// ExampleClient shows the API client on its own: register, heartbeat with
+// config:true, and read the stored definition back.
+func ExampleClient() {
+	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4}) // token auth only, like core 4.x
+	defer core.Close()
+	client, err := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+		Password: openhimtest.RootPassword, CoreVersion: 4}, nil) // Auth "" (auto) falls back to token
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	def := &mediator.Definition{URN: "urn:mediator:client-example", Version: "1.0.0", Name: "Client Example",
+		Endpoints:  []mediator.Route{{Name: "Client Example", Host: "mediator", Port: 8000}},
+		ConfigDefs: []mediator.ConfigDef{{Param: "token", Type: mediator.ConfigPassword}},
+		Config:     map[string]any{"token": "s3cret"}}
+	if err := client.Register(ctx, def); err != nil {
+		panic(err)
+	}
+	cfg, err := client.Heartbeat(ctx, def.URN, mediator.ProcessUptime(), true)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("heartbeat config:", cfg["token"])
+	stored, err := client.GetMediator(ctx, def.URN)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("GET config:", stored.Config["token"])
+	drift, _ := client.CheckRegistration(ctx, def)
+	fmt.Println("drift:", drift)
+	// Output:
+	// heartbeat config: s3cret
+	// GET config: **********
+	// drift: no drift
+}

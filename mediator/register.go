@@ -137,6 +137,9 @@ type Drift struct {
 
 // String summarises the drift.
 func (d *Drift) String() string {
+	if d == nil {
+		return "no drift"
+	}
 	return fmt.Sprintf("core keeps version %s (differing fields: %v)", d.StoredVersion, d.Fields)
 }
 
