@@ -208,6 +208,19 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	return c.buf.Write(p)
 }
 
+// Flush implements http.Flusher: it flushes when a HandlerFunc writes the
+// envelope itself and does nothing while the answer is buffered (it can't
+// be sent before it is wrapped in the envelope).
+func (c *captureWriter) Flush() { _ = c.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (c *captureWriter) FlushError() error {
+	if c.rec.txn.direct {
+		return http.NewResponseController(c.w).Flush()
+	}
+	return nil
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (c *captureWriter) Unwrap() http.ResponseWriter { return c.w }
 

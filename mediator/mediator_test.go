@@ -297,6 +297,31 @@ func TestMediatorProbesAndMetrics(t *testing.T) {
 	assert.Contains(t, text, `openhim_mediator_requests_in_flight 0`)
 }
 
+func TestMediatorRunListenError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	m, err := New(Config{Handler: http.NotFoundHandler(), Definition: testDefinition("urn:mediator:busy"), Listen: busy.Addr().String()})
+	require.NoError(t, err)
+	err = m.Run(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "mediator: listen")
+}
+
+func TestMediatorPlainHandlerFlushIsBuffered(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "part 1, ")
+		require.NoError(t, http.NewResponseController(w).Flush())
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "part 2")
+	})
+	_, base := startMediator(t, Config{Handler: h})
+	resp, err := http.Get(base + "/stream")
+	require.NoError(t, err)
+	env := getEnvelope(t, resp)
+	assert.Equal(t, "part 1, part 2", env.Response.Body, "a flush does not send a partial, unwrapped answer")
+}
+
 func TestMediatorGracefulShutdown(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})

@@ -1,0 +1,47 @@
+package settings_test
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
+)
+
+// A program's settings: the mediator's, squashed, plus its own keys.
+type AppSettings struct {
+	settings.Mediator `mapstructure:",squash"`
+	CHT               struct {
+		URL      string          `mapstructure:"url"`      // MEDIATOR_CHT_URL
+		Password settings.Secret `mapstructure:"password"` // MEDIATOR_CHT_PASSWORD
+	} `mapstructure:"cht"`
+}
+
+func ExampleLoad() {
+	os.Setenv("MEDIATOR_OPENHIM_PASSWORD", "s3cret")
+	os.Setenv("MEDIATOR_CHT_URL", "http://cht:5988")
+	defer os.Unsetenv("MEDIATOR_OPENHIM_PASSWORD")
+	defer os.Unsetenv("MEDIATOR_CHT_URL")
+
+	cfg := AppSettings{Mediator: settings.Default()}
+	if err := settings.Load("testdata/example.yaml", &cfg); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cfg.Listen, cfg.OpenHIM.URL, cfg.OpenHIM.Auth, cfg.HeartbeatInterval)
+	fmt.Println(cfg.CHT.URL)
+	fmt.Println("password:", cfg.OpenHIM.Password) // redacted when printed or logged
+
+	var mc mediator.Config
+	cfg.Apply(&mc)
+	fmt.Println(mc.OpenHIM.Password == "s3cret", mc.InstallChannels)
+
+	bad := AppSettings{Mediator: settings.Default()}
+	fmt.Println(settings.Load("testdata/unknown.yaml", &bad))
+	// Output:
+	// 127.0.0.1:9000 https://openhim-core:8080 token 5s
+	// http://cht:5988
+	// password: REDACTED
+	// true true
+	// settings: testdata/unknown.yaml: unknown key(s) ["openhim.urll"]
+}
