@@ -77,6 +77,9 @@ func (p *prepared) finish(id string, version int, seq uint64, now time.Time) (*r
 	if err != nil {
 		return nil, err
 	}
+	if cap(raw)-len(raw) > 64 {
+		raw = bytes.Clone(raw) // stored for the life of the resource: drop the spare capacity
+	}
 	return &record{typ: p.typ, id: id, version: version, seq: seq, updated: now, raw: raw,
 		idents: p.idents, refs: p.refs}, nil
 }

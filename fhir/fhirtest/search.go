@@ -216,17 +216,13 @@ func (f tokenFilter) match(r *record) bool {
 func (f tokenFilter) candidates(ts *typeStore) ([]string, bool) {
 	var ids []string
 	for _, a := range f {
-		var set map[string]struct{}
 		switch {
 		case a.anyValue:
 			return nil, false
 		case a.anySystem:
-			set = ts.byValue[a.value]
+			ids = ts.byValue[a.value].appendTo(ids)
 		default:
-			set = ts.byIdent[ident{a.system, a.value}]
-		}
-		for id := range set {
-			ids = append(ids, id)
+			ids = ts.byIdent[ident{a.system, a.value}].appendTo(ids)
 		}
 	}
 	slices.Sort(ids)
@@ -292,9 +288,7 @@ func (f *refFilter) candidates(ts *typeStore) ([]string, bool) {
 	}
 	var ids []string
 	for _, a := range f.alts {
-		for id := range ts.byRef[a] {
-			ids = append(ids, id)
-		}
+		ids = ts.byRef[a].appendTo(ids)
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), true

@@ -32,18 +32,38 @@ type ref struct{ param, target string }
 // version numbers continue after a delete) but never in the indexes.
 type typeStore struct {
 	byID    map[string]*record
-	live    int                            // number of non-deleted records
-	byIdent map[ident]map[string]struct{}  // system+value -> ids
-	byValue map[string]map[string]struct{} // value (any system) -> ids
-	byRef   map[ref]map[string]struct{}    // param+target -> ids
+	live    int              // number of non-deleted records
+	byIdent map[ident]idSet  // system+value -> ids
+	byValue map[string]idSet // value (any system) -> ids
+	byRef   map[ref]idSet    // param+target -> ids
+}
+
+// idSet is a set of ids that stores the common single id without allocating a map.
+type idSet struct {
+	one  string              // the only id, when many is nil
+	many map[string]struct{} // two or more ids
+}
+
+// appendTo appends the ids of s to dst.
+func (s idSet) appendTo(dst []string) []string {
+	if s.many == nil {
+		if s.one != "" {
+			dst = append(dst, s.one)
+		}
+		return dst
+	}
+	for id := range s.many {
+		dst = append(dst, id)
+	}
+	return dst
 }
 
 func newTypeStore() *typeStore {
 	return &typeStore{
 		byID:    make(map[string]*record),
-		byIdent: make(map[ident]map[string]struct{}),
-		byValue: make(map[string]map[string]struct{}),
-		byRef:   make(map[ref]map[string]struct{}),
+		byIdent: make(map[ident]idSet),
+		byValue: make(map[string]idSet),
+		byRef:   make(map[ref]idSet),
 	}
 }
 
@@ -103,20 +123,32 @@ func (s *store) set(typ, id string, r *record) *record {
 	return old
 }
 
-func addID[K comparable](m map[K]map[string]struct{}, k K, id string) {
-	set := m[k]
-	if set == nil {
-		set = make(map[string]struct{}, 1)
-		m[k] = set
+func addID[K comparable](m map[K]idSet, k K, id string) {
+	s, ok := m[k]
+	switch {
+	case !ok:
+		m[k] = idSet{one: id}
+	case s.many != nil:
+		s.many[id] = struct{}{}
+	case s.one != id:
+		m[k] = idSet{many: map[string]struct{}{s.one: {}, id: {}}}
 	}
-	set[id] = struct{}{}
 }
 
-func delID[K comparable](m map[K]map[string]struct{}, k K, id string) {
-	if set := m[k]; set != nil {
-		delete(set, id)
-		if len(set) == 0 {
+func delID[K comparable](m map[K]idSet, k K, id string) {
+	s, ok := m[k]
+	switch {
+	case !ok:
+	case s.many == nil:
+		if s.one == id {
 			delete(m, k)
+		}
+	default:
+		delete(s.many, id)
+		if len(s.many) == 1 {
+			for last := range s.many {
+				m[k] = idSet{one: last}
+			}
 		}
 	}
 }
