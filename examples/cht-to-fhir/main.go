@@ -27,19 +27,12 @@ import (
 	"strings"
 	"syscall"
 
-	_ "embed"
-
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
-
-// defaultMapping is used when no mapping file is configured.
-//
-//go:embed mapping.yaml
-var defaultMapping []byte
 
 // Settings is everything the mediator reads from its config file and the
 // environment (MEDIATOR_ + the key upper-cased, "." as "_").
@@ -57,7 +50,7 @@ type Settings struct {
 	// (MEDIATOR_FHIR_URL, _USERNAME, _PASSWORD).
 	FHIR Endpoint `mapstructure:"fhir"`
 	// MappingFile is the form field mapping (MEDIATOR_MAPPING_FILE); ""
-	// uses the mapping.yaml built into the binary.
+	// uses chttofhir/mapping.yaml, built into the binary.
 	MappingFile string `mapstructure:"mapping_file"`
 	// SkipUnmappedForms answers 200 to reports of unmapped forms instead of
 	// 422 (MEDIATOR_SKIP_UNMAPPED_FORMS).
@@ -198,7 +191,7 @@ func definition(s Settings) (mediator.Definition, error) {
 
 func loadMapping(path string) (*fhir.Mapping, error) {
 	if path == "" {
-		return fhir.ParseMapping(defaultMapping)
+		return chttofhir.DefaultMapping()
 	}
 	return fhir.LoadMapping(path)
 }

@@ -37,9 +37,7 @@ func newRig(t *testing.T, withCHTClient bool) *rig {
 	fhirSrv := fhirtest.NewServer()
 	t.Cleanup(fhirSrv.Close)
 
-	data, err := os.ReadFile("../mapping.yaml")
-	require.NoError(t, err)
-	mapping, err := fhir.ParseMapping(data)
+	mapping, err := chttofhir.DefaultMapping()
 	require.NoError(t, err)
 	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: mapping})
 	require.NoError(t, err)

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// Credentials of the demo's OpenHIM clients.
+const (
+	chtClientID  = "cht"
+	chtClientPW  = "cht-demo-password"
+	emrClientID  = "emr"
+	emrClientPW  = "emr-demo-password"
+	instanceURL  = "https://cht.demo.example"
+	readyTimeout = 10 * time.Second
+)
+
+// demo holds the running fakes and mediators.
+type demo struct {
+	core      *openhimtest.Server
+	cht       *chttest.Server
+	fhir      *fhirtest.Server
+	conv      *fhir.Converter
+	mediators []*runningMediator
+	log       *slog.Logger
+}
+
+type runningMediator struct {
+	name string
+	m    *mediator.Mediator
+	stop context.CancelFunc
+	done chan error
+}
+
+// startDemo starts the fakes and both mediators, and waits until the
+// mediators are registered with their channels installed.
+func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
+	log := slog.New(slog.DiscardHandler)
+	if verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	d := &demo{
+		core: openhimtest.NewServer(openhimtest.Config{}),
+		cht:  chttest.NewDemoServer(),
+		fhir: fhirtest.NewServer(),
+		log:  log,
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	d.core.AddClient(chtClientID, chtClientPW, chttofhir.ClientRole)
+
+	mapping, err := fhir.ParseMapping(demoMapping)
+	if err != nil {
+		return nil, err
+	}
+	d.conv, err = fhir.New(fhir.Config{
+		InstanceURL: instanceURL,
+		Mapping:     mapping,
+		Inbound:     fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
+	})
+	if err != nil {
+		return nil, err
+	}
+	chtClient, err := cht.New(cht.Config{
+		URL: d.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword),
+		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// CHT → FHIR.
+	bridge, err := chttofhir.New(chttofhir.Config{Converter: d.conv, FHIRURL: d.fhir.URL, CHT: chtClient, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	h, err := bridge.Handler()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.startMediator(ctx, "cht-to-fhir", chttofhir.Definition, h); err != nil {
+		return nil, err
+	}
+	if err := d.startReverse(ctx, chtClient); err != nil {
+		return nil, err
+	}
+	return d, d.waitReady(ctx)
+}
+
+// startMediator runs one mediator on a loopback port, registering with the
+// fake core and installing its default channel.
+func (d *demo) startMediator(ctx context.Context, name string, def func(host string, port int) mediator.Definition, h http.Handler) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	m, err := mediator.New(mediator.Config{
+		Definition: def("127.0.0.1", ln.Addr().(*net.TCPAddr).Port),
+		Listener:   ln,
+		OpenHIM: mediator.OpenHIMConfig{
+			URL: d.core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+		},
+		HeartbeatInterval: time.Second,
+		InstallChannels:   true,
+		Handler:           h,
+		Logger:            d.log.With("mediator", name),
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	mctx, stop := context.WithCancel(ctx)
+	rm := &runningMediator{name: name, m: m, stop: stop, done: make(chan error, 1)}
+	go func() { rm.done <- m.Run(mctx) }()
+	d.mediators = append(d.mediators, rm)
+	return nil
+}
+
+// waitReady waits until every mediator is registered and its channel is
+// installed in core.
+func (d *demo) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ready := len(d.core.Channels()) >= len(d.mediators)
+		for _, rm := range d.mediators {
+			ready = ready && rm.m.Ready()
+		}
+		if ready {
+			// Core's channel cache refreshes about once a second.
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("mediators did not register with the fake OpenHIM core in time")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the mediators (gracefully) and the fakes.
+func (d *demo) Close() {
+	for _, rm := range d.mediators {
+		rm.stop()
+		select {
+		case <-rm.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	for _, c := range []interface{ Close() }{d.core, d.cht, d.fhir} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// printEndpoints tells a user how to reach everything in --serve mode.
+func (d *demo) printEndpoints(out io.Writer) {
+	fmt.Fprintf(out, `
+Serving until Ctrl-C:
+  OpenHIM API      %s   (user %s, password %s)
+  OpenHIM router   %s   (client %s/%s for /cht/*, %s/%s for /fhir/*)
+  CHT API (fake)   %s   (user %s, password %s)
+  FHIR server      %s
+`, d.core.URL, openhimtest.RootUser, openhimtest.RootPassword,
+		d.core.RouterURL, chtClientID, chtClientPW, emrClientID, emrClientPW,
+		d.cht.URL, chttest.AdminUsername, chttest.AdminPassword, d.fhir.URL)
+	for _, rm := range d.mediators {
+		fmt.Fprintf(out, "  mediator %-12s http://%s\n", rm.name, rm.m.Addr())
+	}
+	fmt.Fprintf(out, `
+Try:
+  curl -s %s/Patient | head -c 600
+  curl -s -u %s:%s -H 'Content-Type: application/json' -d '{"doc":{"_id":"%s"}}' %s/cht/outbound
+`, d.fhir.URL, chtClientID, chtClientPW, chttest.DemoHeightWeightReportID, d.core.RouterURL)
+}
