@@ -683,7 +683,7 @@ func (s *Server) saveChannel(c Channel) error {
 		return err
 	}
 	se := &schemaErrors{model: "Channel"}
-	validateChannel(se, doc, "", s.cfg.Version, false)
+	validateChannel(se, doc, "", s.cfg.Version)
 	if err := se.err(); err != nil {
 		return err
 	}
@@ -797,7 +797,7 @@ func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *
 		doc[k] = v
 	}
 	se := &schemaErrors{model: "Channel"}
-	validateChannel(se, doc, "", s.cfg.Version, false)
+	validateChannel(se, doc, "", s.cfg.Version)
 	var c Channel
 	if err := se.err(); err != nil || remarshal(doc, &c) != nil {
 		writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not update channel by id: %s via the API: %v", id, err))
@@ -839,7 +839,7 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 	if err := remarshal(doc, &c); err != nil {
 		// Let the schema report the cast problem.
 		se := &schemaErrors{model: "Channel"}
-		validateChannel(se, doc, "", s.cfg.Version, false)
+		validateChannel(se, doc, "", s.cfg.Version)
 		msg := fmt.Sprint(se.err())
 		if se.err() == nil {
 			msg = "ValidationError: Channel validation failed: " + err.Error()

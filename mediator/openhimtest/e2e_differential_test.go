@@ -211,6 +211,16 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("GET /authenticate unknown user", "%d %s", r.Status, norm(r.Body))
 	r, _ = none.try(http.MethodPost, "/authenticate/local", map[string]any{"username": c.user, "password": c.pass})
 	rec.add("POST /authenticate/local on 4.x", "%d", r.Status)
+	for _, skew := range []time.Duration{-30 * time.Second, 30 * time.Second, -5 * time.Second} {
+		skewed := *c
+		skewed.now = func() time.Time { return time.Now().Add(skew) }
+		r, _ = skewed.try(http.MethodGet, "/mediators/urn:none-"+id, nil)
+		rec.add(fmt.Sprintf("auth-ts skewed %v", skew), "%d", r.Status)
+	}
+	upper := *c
+	upper.user = strings.ToUpper(c.user)
+	r, _ = upper.try(http.MethodGet, "/mediators/urn:none-"+id, nil)
+	rec.add("auth-username is case-insensitive", "%d", r.Status)
 
 	// §2.1 validation
 	cases := []struct {
@@ -293,6 +303,7 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	status("heartbeat text body", http.MethodPost, esc+"/heartbeat", "uptime=3")
 	status("heartbeat uptime not a number", http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": "abc"})
 	status("heartbeat plain", http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 12.5})
+	status("heartbeat config:\"true\" string", http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 12.6, "config": "true"})
 	r = do(http.MethodPost, esc+"/heartbeat", map[string]any{"uptime": 13.5, "config": true})
 	rec.add("heartbeat config:true", "%d %s ct=%s", r.Status, canonJSON(r.Body), mediaType(r.Header))
 	r = do(http.MethodGet, esc, nil)
@@ -476,6 +487,22 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("PUT /transactions unknown id", "%d", r.Status)
 	r = do(http.MethodGet, "/transactions/5a0000000000000000000000", nil)
 	rec.add("GET /transactions unknown id", "%d %s", r.Status, r.Body)
+
+	// URNs with a slash travel percent-encoded (koa-route decodes, core unescapes)
+	slash := doc("1.0.0")
+	slash["urn"] = urn + "/with slash"
+	delete(slash, "defaultChannelConfig")
+	status("register URN with slash", http.MethodPost, "/mediators", slash)
+	r = do(http.MethodGet, "/mediators/"+url.PathEscape(urn+"/with slash"), nil)
+	got = nil
+	if r.Status == 200 {
+		r.json(t, &got)
+	}
+	rec.add("GET URN with slash", "%d urn=%v", r.Status, norm(fmt.Sprint(got["urn"])))
+	status("heartbeat URN with slash", http.MethodPost, "/mediators/"+url.PathEscape(urn+"/with slash")+"/heartbeat", map[string]any{"uptime": 1})
+	status("DELETE unknown URN", http.MethodDelete, "/mediators/"+url.PathEscape(urn+"-never"), nil)
+	status("POST /channels without name and urlPattern", http.MethodPost, "/channels", map[string]any{"allow": []any{role},
+		"routes": []any{map[string]any{"name": "r", "host": stubHost, "port": stubPort, "primary": true}}})
 
 	// DELETE
 	status("DELETE mediator", http.MethodDelete, esc, nil)

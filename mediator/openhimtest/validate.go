@@ -324,9 +324,10 @@ func objects(v any) []map[string]any {
 	return out
 }
 
-// appendReversed adds a subdocument's errors to s. Mongoose 4.13 reports
-// the failures of an embedded document in reverse schema order (seen on the
-// real 4.0.5: "endpoints.0.port: …, endpoints.0.host: …").
+// appendReversed adds a document's own path errors to s in reverse schema
+// order, as Mongoose 4.13 reports them (seen on the real 4.0.5:
+// "endpoints.0.port: …, endpoints.0.host: …", "urlPattern: …, name: …");
+// errors of embedded documents follow (see validateChannel).
 func appendReversed(s, sub *schemaErrors) {
 	for i := len(sub.errs) - 1; i >= 0; i-- {
 		s.errs = append(s.errs, sub.errs[i])
@@ -359,10 +360,9 @@ func validateRoute(s *schemaErrors, r map[string]any, prefix string, v Version) 
 	appendReversed(s, sub)
 }
 
-// validateChannel applies ChannelDef's schema to a decoded channel;
-// embedded (in a mediator's defaultChannelConfig) reverses the order as
-// Mongoose does for embedded documents. Checks run in schema order.
-func validateChannel(s *schemaErrors, c map[string]any, prefix string, v Version, embedded bool) {
+// validateChannel applies ChannelDef's schema to a decoded channel: its own
+// paths' errors in reverse schema order, then its routes' errors.
+func validateChannel(s *schemaErrors, c map[string]any, prefix string, v Version) {
 	sub := &schemaErrors{}
 	requiredString(sub, c, prefix, "name")
 	requiredString(sub, c, prefix, "urlPattern")
@@ -380,17 +380,13 @@ func validateChannel(s *schemaErrors, c map[string]any, prefix string, v Version
 		sub.add(prefix+"priority", "Path `priority` (%s) is less than minimum allowed value (1).", jsString(p))
 	}
 	enumString(sub, c, prefix, "authType", channelAuth)
+	enumString(sub, c, prefix, "status", channelStatuses)
+	appendReversed(s, sub)
 	for i, r := range objects(c["routes"]) {
-		validateRoute(sub, r, fmt.Sprintf("%sroutes.%d.", prefix, i), v)
+		validateRoute(s, r, fmt.Sprintf("%sroutes.%d.", prefix, i), v)
 	}
 	if rs, ok := c["routes"].([]any); ok {
 		c["routes"] = mapsToAny(objects(rs))
-	}
-	enumString(sub, c, prefix, "status", channelStatuses)
-	if embedded {
-		appendReversed(s, sub)
-	} else {
-		s.errs = append(s.errs, sub.errs...)
 	}
 }
 
@@ -419,7 +415,7 @@ func castMediator(doc map[string]any, v Version, validate bool) error {
 	}
 	chs := objects(doc["defaultChannelConfig"])
 	for i, c := range chs {
-		validateChannel(s, c, fmt.Sprintf("defaultChannelConfig.%d.", i), v, true)
+		validateChannel(s, c, fmt.Sprintf("defaultChannelConfig.%d.", i), v)
 	}
 	if _, ok := doc["defaultChannelConfig"]; ok {
 		doc["defaultChannelConfig"] = mapsToAny(chs)
