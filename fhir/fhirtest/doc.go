@@ -16,8 +16,10 @@
 //
 // [Handler] is the same server as an http.Handler, for a mux or a real listener (the demo's --serve
 // mode). A Handler is safe for concurrent use; reads run in parallel and writes are serialised by
-// one lock held only for index lookups and encoding, which sustains well over ten thousand writes
-// per second on two cores (see BenchmarkCreateParallel).
+// one lock held only for index lookups and encoding. On the project's 2-core machine a create costs
+// about 25 µs of CPU and a 22-entry transaction about 0.5 ms (BenchmarkCreateParallel,
+// BenchmarkTransaction), so tens of thousands of writes per second; a stored resource takes about
+// 1.5 KB of memory (set [Config.RequestLog] to -1 in load tests so request bodies are not kept).
 //
 // # Interactions
 //
