@@ -268,3 +268,15 @@ func TestResourceJSONRoundTrip(t *testing.T) {
 		t.Fatalf("stored JSON invalid: %v", err)
 	}
 }
+
+func TestServerConfigErrorAndConnections(t *testing.T) {
+	if srv, err := fhirtest.NewServerConfig(fhirtest.Config{MaxBodyBytes: -5}); err == nil || srv != nil {
+		t.Fatalf("NewServerConfig with a negative MaxBodyBytes = %v, %v", srv, err)
+	}
+	srv, c := newClient(t, fhirtest.Config{})
+	mustDo(t, c, http.MethodGet, "/metadata", nil)
+	srv.CloseClientConnections()
+	if r := mustDo(t, c, http.MethodGet, "/metadata", nil); r.status != 200 {
+		t.Errorf("request after CloseClientConnections: %d", r.status)
+	}
+}
