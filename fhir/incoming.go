@@ -119,6 +119,13 @@ func ParseResource(data []byte) (any, error) {
 		ire.Issues = append(ire.Issues, Ele1(tree, rt)...)
 	}
 	if len(ire.Issues) > 0 {
+		// One issue per element: a null required element is also an ele-1 finding.
+		seen := map[string]bool{}
+		ire.Issues = slices.DeleteFunc(ire.Issues, func(is Issue) bool {
+			dup := seen[is.Expression]
+			seen[is.Expression] = true
+			return dup
+		})
 		slices.SortStableFunc(ire.Issues, func(a, b Issue) int { return strings.Compare(a.Expression, b.Expression) })
 		return nil, ire
 	}

@@ -1,0 +1,348 @@
+package fhir
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+func TestParseResource(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		exprs []string // expected issue expressions; nil = valid
+		code  IssueCode
+	}{
+		{"valid observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a"}`, nil, ""},
+		{"valid patient", `{"resourceType":"Patient","name":[{"text":"A B"}],"gender":"female"}`, nil, ""},
+		{"not an object", `[1,2]`, []string{""}, IssueStructure},
+		{"garbage", `{"resourceType":`, []string{""}, IssueStructure},
+		{"no resourceType", `{"status":"final"}`, []string{"resourceType"}, IssueRequired},
+		{"unsupported", `{"resourceType":"Medication"}`, []string{"resourceType"}, IssueNotSupported},
+		{"missing status", `{"resourceType":"Observation","code":{"text":"x"}}`, []string{"Observation.status"}, IssueRequired},
+		{"null code", `{"resourceType":"Observation","status":"final","code":null}`, []string{"Observation.code"}, IssueRequired},
+		{"bad status code", `{"resourceType":"Observation","status":"done","code":{"text":"x"}}`, []string{"Observation.status"}, IssueCodeInvalid},
+		{"bad gender", `{"resourceType":"Patient","gender":"femal"}`, []string{"Patient.gender"}, IssueCodeInvalid},
+		{"two values", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueBoolean":true}`, []string{"Observation.value[x]"}, IssueStructure},
+		{"two deceased", `{"resourceType":"Patient","deceasedBoolean":true,"deceasedDateTime":"2020-01-01"}`, []string{"Patient.deceased[x]"}, IssueStructure},
+		{"empty name", `{"resourceType":"Patient","name":[{}]}`, []string{"Patient.name[0]"}, IssueStructure},
+		{"empty string", `{"resourceType":"Patient","name":[{"given":["a",""]}]}`, []string{"Patient.name[0].given[1]"}, IssueValue},
+		{"encounter class missing", `{"resourceType":"Encounter","status":"finished"}`, []string{"Encounter.class"}, IssueRequired},
+		{"service request", `{"resourceType":"ServiceRequest","status":"active","intent":"order"}`, []string{"ServiceRequest.subject"}, IssueRequired},
+		{"task intent", `{"resourceType":"Task","status":"requested"}`, []string{"Task.intent"}, IssueRequired},
+		{"wrong type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":"6"}`, []string{"Observation.valueInteger"}, IssueStructure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := ParseResource([]byte(tt.in))
+			if tt.exprs == nil {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				if res == nil {
+					t.Fatal("no resource")
+				}
+				return
+			}
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) {
+				t.Fatalf("err = %v, want *InvalidResourceError", err)
+			}
+			var got []string
+			for _, is := range ire.Issues {
+				got = append(got, is.Expression)
+			}
+			if !reflect.DeepEqual(got, tt.exprs) {
+				t.Errorf("expressions %q, want %q (%v)", got, tt.exprs, err)
+			}
+			if ire.Issues[0].Code != tt.code {
+				t.Errorf("code %q, want %q", ire.Issues[0].Code, tt.code)
+			}
+			oo := OutcomeFromError(err)
+			if len(oo.Issue) != len(tt.exprs) || oo.Issue[0].Severity != models.IssueSeverityError {
+				t.Errorf("outcome %+v", oo)
+			}
+			if tt.exprs[0] != "" && (len(oo.Issue[0].Expression) != 1 || oo.Issue[0].Expression[0] != tt.exprs[0]) {
+				t.Errorf("outcome expression %v, want %s", oo.Issue[0].Expression, tt.exprs[0])
+			}
+		})
+	}
+	_, err := ParseResource([]byte(`{"resourceType":"Medication"}`))
+	if !errors.Is(err, ErrUnsupportedResource) {
+		t.Errorf("unsupported: %v", err)
+	}
+	res, err := ParseResource([]byte(`{"resourceType":"Task","status":"ready","intent":"order","for":{"reference":"Patient/1"}}`))
+	if task, ok := res.(*models.Task); err != nil || !ok || task.Status != models.TaskStatusReady {
+		t.Errorf("task: %v %#v", err, res)
+	}
+}
+
+func FuzzParseResource(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.5}}`,
+		`{"resourceType":"Patient","name":[{"text":"A"}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"}}]}`,
+		`{"resourceType":"ServiceRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"}}`,
+		`null`, `{}`, `{"resourceType":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := ParseResource(data)
+		if err != nil {
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || len(ire.Issues) == 0 {
+				t.Fatalf("error without issues: %v", err)
+			}
+			if oo := OutcomeFromError(err); len(oo.Issue) == 0 {
+				t.Fatal("empty outcome")
+			}
+			return
+		}
+		if res == nil {
+			t.Fatal("nil resource without error")
+		}
+		if _, err := Marshal(res); err != nil {
+			t.Fatalf("accepted resource does not marshal: %v", err)
+		}
+	})
+}
+
+func TestOperationOutcome(t *testing.T) {
+	oo := NewOperationOutcome()
+	b, err := Marshal(oo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"issue":[{"severity":"information","code":"informational","diagnostics":"All OK"}],"resourceType":"OperationOutcome"}` {
+		t.Errorf("empty outcome: %s", b)
+	}
+	tests := []struct {
+		err  error
+		code models.IssueType
+		diag string
+	}{
+		{&ConversionError{Field: "fields.x", Reason: "bad"}, models.IssueTypeValue, `field "fields.x": bad`},
+		{ErrUnmappedForm, models.IssueTypeNotSupported, "form not mapped"},
+		{errors.New("boom"), models.IssueTypeException, "boom"},
+		{invalid("Patient", "Patient.name", "x"), models.IssueTypeInvalid, "Patient.name: x"},
+	}
+	for _, tt := range tests {
+		oo := OutcomeFromError(tt.err)
+		if len(oo.Issue) != 1 || oo.Issue[0].Code != tt.code || oo.Issue[0].Severity != models.IssueSeverityError ||
+			oo.Issue[0].Diagnostics == nil || !strings.Contains(*oo.Issue[0].Diagnostics, tt.diag) {
+			t.Errorf("%v: %+v", tt.err, oo.Issue)
+		}
+	}
+}
+
+func TestPersonFromPatient(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ParentPlace: "hh-1", PersonType: "patient"}})
+	p := &models.Patient{
+		Id:         ptr("fhir-7"),
+		Identifier: []models.Identifier{{System: ptr("urn:other"), Value: ptr("x")}},
+		Name: []models.HumanName{
+			{Use: ptr(models.NameUseOld), Text: ptr("Old Name")},
+			{Given: []string{"Amina", "W."}, Family: ptr("Otieno")},
+		},
+		Gender:           ptr(models.AdministrativeGenderFemale),
+		BirthDate:        ptr("1991-04-05"),
+		Telecom:          []models.ContactPoint{{System: ptr(models.ContactPointSystemEmail), Value: ptr("a@b")}, {System: ptr(models.ContactPointSystemPhone), Value: ptr("+254700000001")}},
+		DeceasedDateTime: ptr("2024-05-06"),
+	}
+	got, err := c.PersonFromPatient(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &cht.Person{Type: "contact", ContactType: "patient", Name: "Amina W. Otieno", Sex: "female",
+		DateOfBirth: "1991-04-05", Phone: "+254700000001", DateOfDeath: "2024-05-06", ExternalID: "fhir-7",
+		Parent: cht.NewLineage("hh-1")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	// Errors name the element.
+	for _, tt := range []struct {
+		p    *models.Patient
+		expr string
+	}{
+		{&models.Patient{}, "Patient.name"},
+		{&models.Patient{Name: []models.HumanName{{Text: ptr("A")}}, BirthDate: ptr("1991-02-30")}, "Patient.birthDate"},
+	} {
+		_, err := c.PersonFromPatient(tt.p)
+		var ire *InvalidResourceError
+		if !errors.As(err, &ire) || ire.Issues[0].Expression != tt.expr {
+			t.Errorf("err = %v, want issue at %s", err, tt.expr)
+		}
+	}
+}
+
+func TestPatientRoundTrip(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, f := range []string{"testdata/person_openmrs_example.json", "testdata/person_with_lineage.json"} {
+		orig := loadContact(t, f)
+		p, err := c.Patient(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := c.PersonFromPatient(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.ID != orig.ID || back.Name != orig.Name || back.Sex != orig.Sex || back.DateOfBirth != orig.DateOfBirth ||
+			back.Phone != orig.Phone || back.ExternalID != *p.Id {
+			t.Errorf("%s: %+v", f, back)
+		}
+	}
+}
+
+func TestSubmissionRoundTrip(t *testing.T) {
+	c := testConverter(t, Config{})
+	r := loadReport(t, "testdata/report_assessment_hydrated.json")
+	enc, err := c.Encounter(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := c.Observations(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pat, err := c.Patient(r.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.SubmissionFromObservations("", enc, obs, pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm, _ := c.cfg.Mapping.Form(r.Form)
+	if sub.Form != fm.Form || !sub.ReportedDate.Equal(r.ReportedDate.Time()) {
+		t.Errorf("form %q date %v", sub.Form, sub.ReportedDate)
+	}
+	if len(sub.Fields) != 21 {
+		t.Errorf("%d fields, want 20 + patient_uuid", len(sub.Fields))
+	}
+	for _, f := range fm.Fields {
+		want, _ := r.Field(f.Path)
+		if got := sub.Fields[f.Path]; !reflect.DeepEqual(got, want) {
+			// numbers: json.Number vs int
+			if g, ok := got.(int); !ok || json.Number(strings.TrimSpace(jsonString(g))) != want {
+				t.Errorf("%s: got %#v, want %#v", f.Path, got, want)
+			}
+		}
+	}
+	if sub.Fields["patient_uuid"] != r.Patient.ID {
+		t.Errorf("patient_uuid = %v", sub.Fields["patient_uuid"])
+	}
+	body, err := json.Marshal(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	meta := m["_meta"].(map[string]any)
+	if meta["form"] != "assessment" || meta["reported_date"] != float64(1730355950419) || m["household.has_bednet"] != "yes" {
+		t.Errorf("records API body: %s", body)
+	}
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestSubmissionFromObservationsErrors(t *testing.T) {
+	c := testConverter(t, Config{})
+	obs := func(code, sys string, mod func(o *models.Observation)) models.Observation {
+		o := models.Observation{Status: models.ObservationStatusFinal, Code: models.CodeableConcept{Coding: []models.Coding{{System: ptr(sys), Code: ptr(code)}}},
+			Subject: &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}}
+		mod(&o)
+		return o
+	}
+	tests := []struct {
+		name string
+		form string
+		obs  []models.Observation
+		expr string
+	}{
+		{"unmapped code", "HEIGHT_WEIGHT", []models.Observation{obs("x", "http://loinc.org", func(*models.Observation) {})}, "Observation.code"},
+		{"wrong value type", "HEIGHT_WEIGHT", []models.Observation{obs("8302-2", "http://loinc.org", func(o *models.Observation) { o.ValueString = ptr("a") })}, "Observation.value[x]"},
+		{"wrong unit", "HEIGHT_WEIGHT", []models.Observation{obs("8302-2", "http://loinc.org", func(o *models.Observation) {
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("70")), Code: ptr("[in_i]"), System: ptr(ucumSystem)}
+		})}, "Observation.value[x]"},
+		{"no subject", "HEIGHT_WEIGHT", []models.Observation{obs("8302-2", "http://loinc.org", func(o *models.Observation) {
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("170"))}
+			o.Subject = &models.Reference{Reference: ptr("Patient/123")}
+		})}, "Observation.subject"},
+		{"no form", "", nil, "Encounter.type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.SubmissionFromObservations(tt.form, nil, tt.obs, nil)
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || ire.Issues[0].Expression != tt.expr {
+				t.Errorf("err = %v, want issue at %s", err, tt.expr)
+			}
+		})
+	}
+	if _, err := c.SubmissionFromObservations("nope", nil, nil, nil); !errors.Is(err, ErrUnmappedForm) {
+		t.Errorf("unknown form: %v", err)
+	}
+}
+
+func TestSubmissionFromServiceRequestAndTask(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{TaskForm: "referral_follow_up", PatientField: "patient_id"}})
+	pat := &models.Patient{Identifier: []models.Identifier{{System: ptr(testInstance + "/medic"), Value: ptr("p-42")}}}
+	sr := &models.ServiceRequest{Status: models.RequestStatusActive, Intent: models.RequestIntentOrder,
+		Subject: models.Reference{Reference: ptr("Patient/abc")}, AuthoredOn: ptr("2024-11-01T10:00:00Z")}
+	sub, err := c.SubmissionFromServiceRequest(sr, pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Form != "referral_follow_up" || sub.Fields["patient_id"] != "p-42" || !sub.ReportedDate.Equal(time.Date(2024, 11, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("submission %+v", sub)
+	}
+	sr.Status = models.RequestStatusCompleted
+	if _, err := c.SubmissionFromServiceRequest(sr, pat); err == nil || !strings.Contains(err.Error(), "ServiceRequest.status") {
+		t.Errorf("completed request: %v", err)
+	}
+	sr.Status = models.RequestStatusActive
+	if _, err := c.SubmissionFromServiceRequest(sr, nil); err == nil || !strings.Contains(err.Error(), "ServiceRequest.subject") {
+		t.Errorf("no identifier: %v", err)
+	}
+	task := &models.Task{Status: models.TaskStatusRequested, Intent: "order",
+		For: &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p-43")}}}
+	sub, err = c.SubmissionFromTask(task, nil)
+	if err != nil || sub.Fields["patient_id"] != "p-43" {
+		t.Errorf("task: %+v %v", sub, err)
+	}
+	task.Status = models.TaskStatusCancelled
+	if _, err := c.SubmissionFromTask(task, nil); err == nil || !strings.Contains(err.Error(), "Task.status") {
+		t.Errorf("cancelled task: %v", err)
+	}
+	// Defaults.
+	d := testConverter(t, Config{})
+	sub, err = d.SubmissionFromTask(&models.Task{Status: models.TaskStatusReady, For: task.For}, nil)
+	if err != nil || sub.Form != "interop_follow_up" || sub.Fields["patient_uuid"] != "p-43" {
+		t.Errorf("defaults: %+v %v", sub, err)
+	}
+}
+
+func TestIsFromCHT(t *testing.T) {
+	c := testConverter(t, Config{})
+	if c.IsFromCHT(nil) || c.IsFromCHT(&models.Meta{}) {
+		t.Error("untagged resource reported as from CHT")
+	}
+	p, _ := c.Patient(&cht.Person{ID: "a", Type: "person"})
+	if !c.IsFromCHT(p.Meta) {
+		t.Error("own resource not recognised")
+	}
+}
