@@ -249,6 +249,20 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		name: "version-aware update",
+		run: func(r *recorder, sys string) {
+			created := r.do(http.MethodPost, "/Patient", patient(sys, "vu"))
+			id, etag := str(created.body, "id"), created.header.Get("ETag")
+			p := patient(sys, "vu")
+			p["id"] = id
+			first := r.do(http.MethodPut, "/Patient/"+id, p, "If-Match", etag)
+			r.logf("matching If-Match=%d new etag=%v", first.status, first.header.Get("ETag") != etag)
+			r.logf("stale If-Match=%d", r.do(http.MethodPut, "/Patient/"+id, p, "If-Match", etag).status)
+			r.logf("json content type=%d", r.do(http.MethodPost, "/Patient", patient(sys, "vu2"), "Content-Type", "application/json").status)
+		},
+		want: []string{"matching If-Match=200 new etag=true", "stale If-Match=412", "json content type=201"},
+	},
+	{
 		name: "conditional update",
 		run: func(r *recorder, sys string) {
 			path := "/Patient?identifier=" + url.QueryEscape(sys+"|cu")
