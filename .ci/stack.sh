@@ -185,7 +185,6 @@ check_port_free() {
 }
 
 start_ferretdb() {
-	check_port_free "$PORT_FERRETDB" ferretdb
 	rm -rf "$WORK/ferretdb"
 	mkdir -p "$WORK/ferretdb/data" "$WORK/ferretdb/state"
 	"$CACHE/bin/ferretdb" --handler=sqlite --sqlite-url="file:$WORK/ferretdb/data/" --state-dir="$WORK/ferretdb/state" \
@@ -202,10 +201,6 @@ openhim_started() {
 }
 
 start_openhim() {
-	local p
-	for p in "$PORT_API" "$PORT_ROUTER_HTTP" "$PORT_ROUTER_HTTPS" "$PORT_RERUN" "$PORT_TCP_RECEIVER" "$PORT_POLLING"; do
-		check_port_free "$p" openhim
-	done
 	# a fresh database per start: names (URNs, channels, clients) written by the tests are unique per run only
 	local db="openhim_ci_$(date -u +%Y%m%d%H%M%S)_$$"
 	echo "$db" >"$WORK/openhim.db"
@@ -240,7 +235,6 @@ JSON
 }
 
 start_fhir() {
-	check_port_free "$PORT_FHIR" fhir
 	# run a fresh copy of server.mjs next to the cached node_modules (ESM imports resolve from the file's folder)
 	cp "$CI_DIR/fhir-server/server.mjs" "$CACHE/fhir-server/server.mjs"
 	(
@@ -265,40 +259,58 @@ cmd_start() {
 		fi
 	done
 	cmd_install
+	check_port_free "$PORT_FERRETDB" ferretdb
+	for n in "$PORT_API" "$PORT_ROUTER_HTTP" "$PORT_ROUTER_HTTPS" "$PORT_RERUN" "$PORT_TCP_RECEIVER" "$PORT_POLLING"; do
+		check_port_free "$n" openhim
+	done
+	check_port_free "$PORT_FHIR" fhir
 	mkdir -p "$LOGS"
 	local t0=$SECONDS
+	# a failed start stops whatever it had started already
+	trap 'rc=$?; if ((rc != 0)); then log "start failed: stopping what was started"; cmd_stop; fi' EXIT
 	start_ferretdb
 	start_openhim
 	start_fhir
+	trap - EXIT
 	log "stack ready in $((SECONDS - t0))s; logs in $LOGS"
 	cmd_env
 }
 
-# stop_one NAME: TERM the recorded PID, wait up to 10 s, then KILL.
-stop_one() {
-	local name=$1 pidf=$WORK/$1.pid pid i
-	[[ -f $pidf ]] || return 0
-	pid=$(cat "$pidf")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
+# stop_pids NAME...: TERM the recorded PIDs, wait up to 10 s for all, then KILL the ones left.
+stop_pids() {
+	local name pid i left
+	local -a names=() pids=()
+	for name in "$@"; do
+		[[ -f $WORK/$name.pid ]] || continue
+		pid=$(cat "$WORK/$name.pid")
 		if kill -0 "$pid" 2>/dev/null; then
-			log "$name (pid $pid) ignored TERM; sending KILL"
-			kill -KILL "$pid" 2>/dev/null || true
+			kill -TERM "$pid" 2>/dev/null || true
+			names+=("$name")
+			pids+=("$pid")
 		fi
-		log "stopped $name (pid $pid)"
-	fi
-	rm -f "$pidf"
+		rm -f "$WORK/$name.pid"
+	done
+	for i in $(seq 1 100); do
+		left=0
+		for pid in "${pids[@]}"; do
+			kill -0 "$pid" 2>/dev/null && left=1
+		done
+		((left)) || break
+		sleep 0.1
+	done
+	for i in "${!pids[@]}"; do
+		if kill -0 "${pids[$i]}" 2>/dev/null; then
+			log "${names[$i]} (pid ${pids[$i]}) ignored TERM for 10s; sending KILL"
+			kill -KILL "${pids[$i]}" 2>/dev/null || true
+		fi
+		log "stopped ${names[$i]} (pid ${pids[$i]})"
+	done
 }
 
 cmd_stop() {
-	# openhim-core 4.0.5 runs as one process (its master "Core"); its servers close on TERM.
-	stop_one fhir
-	stop_one openhim
-	stop_one ferretdb
+	# openhim-core 4.0.5 runs as one node process; it closes its servers on TERM. The database goes last.
+	stop_pids fhir openhim
+	stop_pids ferretdb
 }
 
 cmd_status() {

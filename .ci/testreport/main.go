@@ -56,8 +56,7 @@ func main() {
 		skipRE = regexp.MustCompile(*forbidSkip)
 	}
 
-	out := bufio.NewWriter(os.Stdout)
-	defer out.Flush()
+	out := os.Stdout                  // unbuffered: CI logs show progress as packages finish
 	buffered := map[string][]string{} // package + "\x00" + test -> output, while not verbose
 	passedBy := map[string][]string{} // package -> passed top-level tests
 	var passed, failed, skipped int
@@ -164,7 +163,6 @@ func main() {
 	}
 	fmt.Fprintf(out, "testreport: %d passed, %d failed, %d skipped (top-level tests)\n", passed, failed, skipped)
 	if failed > 0 || !ok {
-		out.Flush()
 		os.Exit(1)
 	}
 }
