@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -57,18 +58,19 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 	field := ""
 	d.object(func(k string) {
 		field = k
-		switch k {
+		switch canon(k, "id", "patient_uuid", "form", "reported_date", "observations") {
 		case "id":
-			p.ID = d.optStr()
+			d.strInto(&p.ID)
 		case "patient_uuid":
-			p.PatientUUID = d.optStr()
+			d.strInto(&p.PatientUUID)
 		case "form":
-			p.Form = d.optStr()
+			d.strInto(&p.Form)
 		case "reported_date":
 			switch d.peek() {
 			case '"':
 				s := d.str()
 				if s == "" {
+					p.ReportedDate = 0
 					return
 				}
 				ms, ok := cht.ParseMillis(s)
@@ -78,6 +80,7 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 				p.ReportedDate = ms
 			case 'n':
 				d.null()
+				p.ReportedDate = 0
 			default:
 				n := d.number()
 				if d.err != nil {
@@ -86,7 +89,7 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 				ms, err := strconv.ParseInt(n, 10, 64)
 				if err != nil {
 					f, ferr := strconv.ParseFloat(n, 64)
-					if ferr != nil {
+					if ferr != nil || f > 9.2e18 || f < -9.2e18 {
 						d.fail("invalid timestamp %s", n)
 						return
 					}
@@ -96,16 +99,18 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 			}
 		case "observations":
 			if d.null() {
+				p.Observations = nil
 				return
 			}
+			if p.Observations == nil {
+				p.Observations = make([]PayloadObservation, 0, 24)
+			}
+			p.Observations = p.Observations[:0]
 			n := 0
 			d.array(func() {
 				field = "observations." + strconv.Itoa(n)
-				if p.Observations == nil {
-					p.Observations = make([]PayloadObservation, 0, 24)
-				}
 				p.Observations = append(p.Observations, PayloadObservation{})
-				d.observation(&p.Observations[len(p.Observations)-1], p)
+				d.observation(&p.Observations[len(p.Observations)-1])
 				n++
 			})
 		default:
@@ -119,66 +124,111 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 	return p, nil
 }
 
-func (d *scanner) optStr() string {
-	if d.null() {
-		return ""
+// canon returns the known key matching k, exactly or else
+// case-insensitively (as encoding/json matches struct fields), or k.
+func canon(k string, known ...string) string {
+	for _, c := range known {
+		if k == c {
+			return c
+		}
 	}
-	return d.str()
+	for _, c := range known {
+		if strings.EqualFold(k, c) {
+			return c
+		}
+	}
+	return k
 }
 
-func (d *scanner) observation(o *PayloadObservation, p *EncounterPayload) {
+// strInto decodes a string into *dst; null leaves *dst unchanged.
+func (d *scanner) strInto(dst *string) {
+	if !d.null() {
+		*dst = d.str()
+	}
+}
+
+// strPtr decodes a string into *dst, allocating it if needed; null sets
+// *dst to nil.
+func (d *scanner) strPtr(dst **string) {
+	if d.null() {
+		*dst = nil
+		return
+	}
+	s := d.str()
+	if *dst == nil {
+		*dst = new(string)
+	}
+	**dst = s
+}
+
+func (d *scanner) observation(o *PayloadObservation) {
+	if d.null() {
+		return
+	}
 	d.object(func(k string) {
-		if d.null() {
-			return
-		}
-		switch k {
+		switch canon(k, "code", "label", "valueQuantity", "valueCode", "valueString", "valueDateTime", "valueTime",
+			"valueBoolean", "valueInteger") {
 		case "code":
-			o.Code = d.str()
+			d.strInto(&o.Code)
 		case "label":
-			o.Label = d.str()
+			d.strInto(&o.Label)
 		case "valueQuantity":
-			q := new(PayloadQuantity)
+			if d.null() {
+				o.ValueQuantity = nil
+				return
+			}
+			if o.ValueQuantity == nil {
+				o.ValueQuantity = new(PayloadQuantity)
+			}
+			q := o.ValueQuantity
 			d.object(func(k string) {
-				if d.null() {
-					return
-				}
-				switch k {
+				switch canon(k, "value", "unit", "system", "code") {
 				case "value":
+					if d.null() {
+						return
+					}
+					if d.peek() == '"' {
+						d.fail("valueQuantity.value is a string")
+						return
+					}
 					q.Value = json.Number(d.number())
 				case "unit":
-					q.Unit = d.str()
+					d.strInto(&q.Unit)
 				case "system":
-					q.System = d.str()
+					d.strInto(&q.System)
 				case "code":
-					q.Code = d.str()
+					d.strInto(&q.Code)
 				default:
 					d.skip(1)
 				}
 			})
-			o.ValueQuantity = q
 		case "valueCode":
-			s := d.str()
-			o.ValueCode = &s
+			d.strPtr(&o.ValueCode)
 		case "valueString":
-			s := d.str()
-			o.ValueString = &s
+			d.strPtr(&o.ValueString)
 		case "valueDateTime":
-			s := d.str()
-			o.ValueDateTime = &s
+			d.strPtr(&o.ValueDateTime)
 		case "valueTime":
-			s := d.str()
-			o.ValueTime = &s
+			d.strPtr(&o.ValueTime)
 		case "valueBoolean":
+			if d.null() {
+				o.ValueBoolean = nil
+				return
+			}
 			b := d.boolean()
 			o.ValueBoolean = &b
 		case "valueInteger":
+			if d.null() {
+				o.ValueInteger = nil
+				return
+			}
 			n := d.number()
 			if d.err != nil {
 				return
 			}
-			i, err := strconv.ParseInt(n, 10, 32)
-			if err != nil {
-				d.fail("valueInteger %s is not a 32-bit integer", n)
+			i, err := strconv.ParseInt(n, 10, 64)
+			if err != nil || i != int64(int(i)) {
+				d.fail("valueInteger %s is not an integer", n)
 				return
 			}
 			v := int(i)

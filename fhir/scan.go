@@ -116,14 +116,24 @@ func (d *scanner) str() string {
 		return ""
 	}
 	start := d.i
+	ascii := true
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
 		case c == '"':
 			v := d.s[start:d.i]
+			if !ascii && !utf8.ValidString(v) {
+				d.i = start
+				return d.strSlow(start)
+			}
 			d.i++
 			return v
+		case c >= utf8.RuneSelf:
+			ascii = false
 		case c == '\\':
+			if !ascii {
+				d.i = start // re-scan so invalid UTF-8 before the escape is replaced
+			}
 			return d.strSlow(start)
 		case c < 0x20:
 			d.fail("control character in string")
@@ -137,7 +147,7 @@ func (d *scanner) str() string {
 
 func (d *scanner) strSlow(start int) string {
 	b := make([]byte, 0, d.i-start+16)
-	b = append(b, d.s[start:d.i]...)
+	b = append(b, d.s[start:d.i]...) // valid so far
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
@@ -147,6 +157,12 @@ func (d *scanner) strSlow(start int) string {
 		case c < 0x20:
 			d.fail("control character in string")
 			return ""
+		case c >= utf8.RuneSelf:
+			// Invalid UTF-8 becomes U+FFFD, byte by byte, like encoding/json.
+			r, size := utf8.DecodeRuneInString(d.s[d.i:])
+			b = utf8.AppendRune(b, r)
+			d.i += size
+			continue
 		case c != '\\':
 			b = append(b, c)
 			d.i++
