@@ -106,17 +106,14 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 		return
 	}
 	update := transactionUpdate(env)
+	a.waitStored(id, log)
 	delay := a.backoff
 	for attempt := 1; ; attempt++ {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 30*time.Second)
 		err = a.updater.UpdateTransaction(uctx, id, update)
 		if err == nil {
-			// Core stores the 202 answer itself, after it arrives; an
-			// update that came first is overwritten. Check it stuck.
-			var stored struct {
-				Status string `json:"status"`
-			}
-			gerr := a.updater.Do(uctx, http.MethodGet, "/transactions/"+url.PathEscape(id), nil, &stored)
+			// Check the update stuck (see waitStored).
+			stored, gerr := a.stored(uctx, id)
 			switch {
 			case gerr != nil:
 				log.Warn("mediator: async transaction updated but not verified", "error", gerr)
@@ -142,6 +139,40 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 		case <-a.ctx.Done():
 		}
 		delay *= 2
+	}
+}
+
+// storedTransaction is what the async helper reads back from core.
+type storedTransaction struct {
+	Status   string `json:"status"`
+	Response *struct {
+		Status int `json:"status"`
+	} `json:"response"`
+}
+
+func (a *asyncRunner) stored(ctx context.Context, id string) (*storedTransaction, error) {
+	var t storedTransaction
+	err := a.updater.Do(ctx, http.MethodGet, "/transactions/"+url.PathEscape(id), nil, &t)
+	return &t, err
+}
+
+// waitStored waits (up to 10 s) until core has stored the 202 answer.
+// Core stores a route's answer asynchronously after it arrives, with a
+// plain overwrite: an update that reached core first would be lost.
+func (a *asyncRunner) waitStored(id string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 10*time.Second)
+	defer cancel()
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		t, err := a.stored(ctx, id)
+		if err == nil && t.Response != nil && t.Response.Status != 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log.Warn("mediator: core has not stored the 202 answer yet; updating anyway", "error", err)
+			return
+		case <-time.After(wait):
+		}
 	}
 }
 
