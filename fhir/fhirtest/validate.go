@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -166,11 +167,18 @@ func checkResource(m map[string]any, wantType string, strict bool) *opError {
 		if k == "resourceType" {
 			continue
 		}
-		keep, err := cleanValue(v, rt+"."+k, strict, func(nv any) { m[k] = nv })
-		if err != nil {
-			return err
+		nv, keep, cerr := cleanValue(v, strict)
+		if cerr != nil {
+			var expr strings.Builder
+			expr.WriteString(rt + "." + k)
+			for i := len(cerr.path) - 1; i >= 0; i-- {
+				expr.WriteString(cerr.path[i])
+			}
+			return &opError{status: http.StatusBadRequest, code: "structure", msg: cerr.msg, expression: expr.String()}
 		}
-		if !keep {
+		if keep {
+			m[k] = nv
+		} else {
 			delete(m, k)
 		}
 	}
@@ -182,19 +190,25 @@ func checkResource(m map[string]any, wantType string, strict bool) *opError {
 	return nil
 }
 
-// cleanValue checks v at path: null is an error; empty values report keep=false (or an error when
-// strict). Arrays and objects are cleaned in place; set replaces v when an array shrinks.
-func cleanValue(v any, path string, strict bool, set func(any)) (keep bool, _ *opError) {
-	empty := func(what string) (bool, *opError) {
+// cleanErr is a null or (when strict) empty value; path lists the element steps from the problem
+// up to the value cleanValue was called with (innermost first), built only on error.
+type cleanErr struct {
+	msg  string
+	path []string
+}
+
+// cleanValue checks v: null is an error; empty strings, arrays and objects report keep=false (or an
+// error when strict). Arrays and objects are cleaned in place; the returned value replaces v.
+func cleanValue(v any, strict bool) (_ any, keep bool, _ *cleanErr) {
+	empty := func(what string) (any, bool, *cleanErr) {
 		if strict {
-			return false, &opError{status: http.StatusBadRequest, code: "structure",
-				msg: "empty " + what + " (FHIR invariant ele-1)", expression: path}
+			return nil, false, &cleanErr{msg: "empty " + what + " (FHIR invariant ele-1)"}
 		}
-		return false, nil
+		return nil, false, nil
 	}
 	switch x := v.(type) {
 	case nil:
-		return false, &opError{status: http.StatusBadRequest, code: "structure", msg: "invalid null value", expression: path}
+		return nil, false, &cleanErr{msg: "invalid null value"}
 	case string:
 		if x == "" {
 			return empty("string")
@@ -202,27 +216,29 @@ func cleanValue(v any, path string, strict bool, set func(any)) (keep bool, _ *o
 	case []any:
 		out := x[:0]
 		for i, e := range x {
-			keepE, err := cleanValue(e, fmt.Sprintf("%s[%d]", path, i), strict, func(nv any) { x[i] = nv })
+			ne, keepE, err := cleanValue(e, strict)
 			if err != nil {
-				return false, err
+				err.path = append(err.path, "["+strconv.Itoa(i)+"]")
+				return nil, false, err
 			}
 			if keepE {
-				out = append(out, x[i])
+				out = append(out, ne)
 			}
 		}
 		if len(out) == 0 {
 			return empty("array")
 		}
-		if len(out) != len(x) {
-			set(out)
-		}
+		return out, true, nil
 	case map[string]any:
 		for k, e := range x {
-			keepE, err := cleanValue(e, path+"."+k, strict, func(nv any) { x[k] = nv })
+			ne, keepE, err := cleanValue(e, strict)
 			if err != nil {
-				return false, err
+				err.path = append(err.path, "."+k)
+				return nil, false, err
 			}
-			if !keepE {
+			if keepE {
+				x[k] = ne
+			} else {
 				delete(x, k)
 			}
 		}
@@ -230,7 +246,7 @@ func cleanValue(v any, path string, strict bool, set func(any)) (keep bool, _ *o
 			return empty("object")
 		}
 	}
-	return true, nil
+	return v, true, nil
 }
 
 func jsonString(v any) string {
