@@ -60,10 +60,12 @@
 // # Validation
 //
 // Request bodies must be JSON objects (400), with a known R4 resourceType matching the URL (400), a
-// valid id (1-64 of [A-Za-z0-9-.]) and no null values (400). Required elements of common resource
-// types are checked (Observation.status and code, Encounter.status and class, ...). Empty strings,
-// arrays and objects are dropped, as the real server does; [Config.Strict] rejects them instead
-// (FHIR invariant ele-1). Content-Type must be application/fhir+json or application/json (415 for
+// valid id (1-64 of [A-Za-z0-9-.]), no null values and no empty objects (400). Required elements of
+// common resource types are checked (Observation.status and code, Encounter.status and class, ...).
+// Empty strings and arrays, and objects left empty without them, are dropped, as the real server
+// does; [Config.Strict] rejects them instead (FHIR invariant ele-1). Unlike the real server,
+// fhirtest knows no element definitions: unknown elements, wrong value types and codes are stored
+// as sent, so validate converter output separately. Content-Type must be application/fhir+json or application/json (415 for
 // others; a missing one is accepted), and bodies above [Config.MaxBodyBytes] are answered 413. Errors
 // are OperationOutcomes whose issue names the offending element in expression.
 //
@@ -85,7 +87,7 @@
 //   - PUT that creates a resource answers 200, not 201 (a conditional PUT that creates answers 201).
 //   - A read or delete after a delete answers 404, not 410 Gone; deleting an unknown id is 404.
 //   - POST keeps a client-supplied id; POST entries inside a Bundle get a new id.
-//   - Empty elements are dropped silently; null values are rejected.
+//   - Empty strings and arrays are dropped silently; null values and {} are rejected.
 //   - Resource ids are UUIDs. Search results are in creation order by default.
 //   - urn:uuid references are rewritten inside any string, not only in Reference.reference.
 //

@@ -412,10 +412,12 @@ var scenarios = []scenario{
 			_, hasName := resp.body["name"]
 			_, hasGender := resp.body["gender"]
 			r.logf("empty elements status=%d dropped=%v", resp.status, !hasName && !hasGender)
+			r.logf("empty object=%d", r.do(http.MethodPost, "/Patient", []byte(`{"resourceType":"Patient","name":[{}]}`)).status)
+			r.logf("object emptied=%d", r.do(http.MethodPost, "/Patient", []byte(`{"resourceType":"Patient","name":[{"text":""}]}`)).status)
 			r.logf("not a bundle=%d", r.do(http.MethodPost, "", patient(sys, "x")).status)
 		},
 		want: []string{"type mismatch=400", "not an object=400", "invalid JSON=400", "null value=400",
-			"missing required=400", "empty elements status=201 dropped=true", "not a bundle=400"},
+			"missing required=400", "empty elements status=201 dropped=true", "empty object=400", "object emptied=201", "not a bundle=400"},
 	},
 }
 

@@ -139,9 +139,9 @@ func decodeObject(body []byte, where string) (map[string]any, *opError) {
 }
 
 // checkResource validates a resource body for a write of wantType ("" accepts any known type). It
-// rejects a missing, unknown or mismatched resourceType, a malformed id, null values and missing
-// required elements. Empty strings, arrays and objects are removed, as the real server does, unless
-// strict is set, in which case they are rejected (FHIR invariant ele-1).
+// rejects a missing, unknown or mismatched resourceType, a malformed id, null values, empty objects
+// and missing required elements. Empty strings and arrays are removed, as the real server does,
+// unless strict is set, in which case they are rejected (FHIR invariant ele-1).
 func checkResource(m map[string]any, wantType string, strict bool) *opError {
 	rt, _ := m["resourceType"].(string)
 	switch {
@@ -197,8 +197,8 @@ type cleanErr struct {
 	path []string
 }
 
-// cleanValue checks v: null is an error; empty strings, arrays and objects report keep=false (or an
-// error when strict). Arrays and objects are cleaned in place; the returned value replaces v.
+// cleanValue checks v: null and {} are errors; empty strings and arrays, and objects left empty by
+// dropping them, report keep=false (or an error when strict). Arrays and objects are cleaned in place; the returned value replaces v.
 func cleanValue(v any, strict bool) (_ any, keep bool, _ *cleanErr) {
 	empty := func(what string) (any, bool, *cleanErr) {
 		if strict {
@@ -230,6 +230,11 @@ func cleanValue(v any, strict bool) (_ any, keep bool, _ *cleanErr) {
 		}
 		return out, true, nil
 	case map[string]any:
+		if len(x) == 0 {
+			// Rejected even when not strict, as the real server does ("Invalid empty non-primitive
+			// value"); an object that only becomes empty once its empty strings are dropped is dropped.
+			return nil, false, &cleanErr{msg: "invalid empty object (FHIR invariant ele-1)"}
+		}
 		for k, e := range x {
 			ne, keepE, err := cleanValue(e, strict)
 			if err != nil {
