@@ -1,0 +1,401 @@
+package fhirtocht
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// BasePath is the path below which [Bridge.Handler] serves FHIR.
+const BasePath = "/fhir"
+
+// DefaultTimeout is the deadline of one request, all CHT calls included.
+const DefaultTimeout = 20 * time.Second
+
+// DefaultMaxBodyBytes is the default limit of a request body.
+const DefaultMaxBodyBytes = 4 << 20
+
+// FHIRContentType is the content type of every answer.
+const FHIRContentType = "application/fhir+json"
+
+// Report fields filled from a ServiceRequest or Task besides the patient
+// field (fhir.InboundConfig.PatientField). They match the INTEROP_FOLLOW_UP
+// form of cht-interoperability; a field the request does not give is left
+// out.
+const (
+	// FieldRequestID holds the request's id (else its identifier value).
+	FieldRequestID = "service_request_id"
+	// FieldReason holds the text of the first reason code.
+	FieldReason = "reason"
+	// FieldDueDate holds the date the follow-up is due: the
+	// ServiceRequest's occurrence (dateTime or period end), the Task's
+	// restriction period end.
+	FieldDueDate = "due_date"
+)
+
+// Config configures a Bridge.
+type Config struct {
+	// Converter converts FHIR to CHT documents. Required. Its Inbound
+	// configuration sets the parent place of created people, the task form
+	// and the patient field; its Systems the identifier systems.
+	Converter *fhir.Converter
+	// CHT is the CHT instance written to. Required. Give it an HTTPClient
+	// whose transport is mediator.Transport so that CHT calls are recorded
+	// as orchestrations. The user must be an online user allowed to write
+	// documents (e.g. with can_edit), as writes go through /medic.
+	CHT *cht.Client
+	// MaxBodyBytes limits a request body (413 beyond); 0 means
+	// DefaultMaxBodyBytes. Keep the mediator's own limit above it, so that
+	// the answer is an OperationOutcome.
+	MaxBodyBytes int64
+	// Timeout is the deadline of one request; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// FHIRURL, when set, is the FHIR base URL literal Patient references
+	// (Patient/<id>) of ServiceRequests, Tasks and Observations are read
+	// from, to find the CHT person by the Patient's identifiers. Without it
+	// such a reference resolves only to a person keyed by that id.
+	FHIRURL string
+	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
+	// basic auth.
+	FHIRUsername string
+	FHIRPassword string
+	// HTTPClient is used for FHIRURL; its transport is wrapped with
+	// mediator.Transport so calls become orchestrations. Nil means a client
+	// with a 10 s timeout.
+	HTTPClient *http.Client
+	// AcceptCHTOrigin writes resources that carry the converter's CHT
+	// source tag too. By default they are acknowledged (200) but not
+	// written back, which breaks loops when the FHIR server notifies the
+	// EMR side of what cht-to-fhir wrote.
+	AcceptCHTOrigin bool
+	// Now returns the current time (reported_date of new documents); nil
+	// means time.Now.
+	Now func() time.Time
+	// Logger receives one line per failed request; nil discards.
+	Logger *slog.Logger
+}
+
+// Bridge writes incoming FHIR resources to CHT. It is safe for concurrent
+// use.
+type Bridge struct {
+	cfg  Config
+	conv *fhir.Converter
+	cht  *cht.Client
+	sys  fhir.Systems
+	http *http.Client
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New returns a Bridge for cfg. It does no I/O.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Converter == nil {
+		return nil, errors.New("fhirtocht: Converter is required")
+	}
+	if cfg.CHT == nil {
+		return nil, errors.New("fhirtocht: CHT is required")
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("fhirtocht: MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	cfg.FHIRURL = strings.TrimRight(cfg.FHIRURL, "/")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient
+		hc = &c
+	}
+	hc.Transport = mediator.Transport(hc.Transport)
+	b := &Bridge{cfg: cfg, http: hc, conv: cfg.Converter, cht: cfg.CHT, sys: cfg.Converter.Systems(), log: cfg.Logger, now: cfg.Now}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b, nil
+}
+
+// resourceTypes are the types with their own route, in route order.
+var resourceTypes = []string{"Patient", "ServiceRequest", "Task", "Observation"}
+
+// Handler returns the bridge's routes below [BasePath] (see the package
+// documentation). Other paths and methods below it are answered 404 or 405
+// with an OperationOutcome.
+func (b *Bridge) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range resourceTypes {
+		mux.Handle("POST "+BasePath+"/"+rt, b.route(rt, false))
+		mux.Handle("PUT "+BasePath+"/"+rt+"/{id}", b.route(rt, true))
+	}
+	mux.Handle("POST "+BasePath+"/Bundle", b.route("Bundle", false))
+	mux.Handle("POST "+BasePath+"/{$}", b.route("Bundle", false))
+	mux.Handle("POST "+BasePath, b.route("Bundle", false))
+	mux.Handle(BasePath+"/", mediator.HandlerFunc(b.notSupported))
+	return mux
+}
+
+// route handles one resource type; withID routes carry the id in the path.
+func (b *Bridge) route(resourceType string, withID bool) mediator.HandlerFunc {
+	return func(r *mediator.Request) (*mediator.Result, error) {
+		ctx, cancel := context.WithTimeout(r.Context(), b.cfg.Timeout)
+		defer cancel()
+		res, err := b.serve(ctx, r, resourceType, withID)
+		if err != nil {
+			return b.failure(ctx, r, err), nil
+		}
+		return res, nil
+	}
+}
+
+func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType string, withID bool) (*mediator.Result, error) {
+	body, err := b.readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := fhir.ParseResource(body)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Err: err}
+	}
+	var pathID string
+	if withID {
+		pathID = r.PathValue("id")
+	}
+	if got := typeOf(res); got != resourceType {
+		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("resourceType",
+			fmt.Sprintf("%s sent to %s", got, r.URL.Path), fhir.IssueInvalid)}
+	}
+	if withID {
+		if err := setID(res, pathID); err != nil {
+			return nil, err
+		}
+	}
+	if bundle, ok := res.(*models.Bundle); ok {
+		return b.serveBundle(ctx, bundle)
+	}
+	u, err := b.plan(ctx, res, nil)
+	if err != nil {
+		return nil, err
+	}
+	if u.skip {
+		return outcomeResult(http.StatusOK, informational(u.message)), nil
+	}
+	created, err := b.execute(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	out, err := u.answer(b.sys.DocumentID)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{"Content-Type": {FHIRContentType}}
+	return &mediator.Result{StatusCode: status, Status: mediator.StatusSuccessful, Header: h, Body: out,
+		Properties: map[string]any{"cht_doc": u.docID}}, nil
+}
+
+// readBody checks the content type and reads the body within the limit.
+func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
+	ct := r.Header.Get("Content-Type")
+	if !isFHIRJSON(ct) {
+		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
+			"content type %q is not supported: send application/fhir+json or application/json", ct), fhir.IssueNotSupported)}
+	}
+	limit := b.cfg.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, tooLarge(min(limit, mb.Limit))
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Err: fmt.Errorf("read body: %w", err)}
+	}
+	return data, nil
+}
+
+func tooLarge(limit int64) error {
+	return &Error{Status: http.StatusRequestEntityTooLarge,
+		Err: invalid("", fmt.Sprintf("body larger than %d bytes", limit), fhir.IssueInvalid)}
+}
+
+// isFHIRJSON accepts the FHIR JSON media types and plain JSON, with any
+// parameters.
+func isFHIRJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "application/fhir+json", "application/json", "application/json+fhir":
+		return true
+	}
+	return false
+}
+
+// notSupported answers every other path and method below BasePath.
+func (b *Bridge) notSupported(r *mediator.Request) (*mediator.Result, error) {
+	status := http.StatusNotFound
+	rest := strings.TrimPrefix(r.URL.Path, BasePath+"/")
+	first, _, _ := strings.Cut(rest, "/")
+	for _, rt := range append(resourceTypes, "Bundle") {
+		if first == rt {
+			status = http.StatusMethodNotAllowed
+		}
+	}
+	msg := fmt.Sprintf("%s %s is not supported: this mediator accepts POST and PUT of %s, and POST of a Bundle to %s",
+		r.Method, r.URL.Path, strings.Join(resourceTypes, ", "), BasePath)
+	res := outcomeResult(status, fhir.NewOperationOutcome(fhir.OutcomeIssue{
+		Severity: models.IssueSeverityError, Code: fhir.IssueNotSupported, Diagnostics: msg}))
+	if status == http.StatusMethodNotAllowed {
+		res.Header.Set("Allow", "POST, PUT")
+	}
+	return res, nil
+}
+
+// Error is a failed request: the HTTP status answered and the cause, which
+// becomes the OperationOutcome.
+type Error struct {
+	Status int
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// failure turns an error into the OperationOutcome answer.
+func (b *Bridge) failure(ctx context.Context, r *mediator.Request, err error) *mediator.Result {
+	status := statusOf(err)
+	var oo *models.OperationOutcome
+	if status >= 500 {
+		oo = transientOutcome(err)
+		b.log.WarnContext(ctx, "fhir-to-cht: not written to CHT; the sender should retry",
+			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		oo = fhir.OutcomeFromError(err)
+	}
+	res := outcomeResult(status, oo)
+	if status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
+		res.Header.Set("Retry-After", "10")
+	}
+	return res
+}
+
+// statusOf maps an error to the status answered.
+func statusOf(err error) int {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Status
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	var ce *cht.APIError
+	if errors.As(err, &ce) {
+		return http.StatusBadGateway
+	}
+	var ire *fhir.InvalidResourceError
+	if errors.As(err, &ire) {
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusBadGateway
+}
+
+// transientOutcome describes a failure the sender should retry.
+func transientOutcome(err error) *models.OperationOutcome {
+	msg := "CHT did not store the data, nothing was lost: retry the request (writes are idempotent): " + err.Error()
+	return &models.OperationOutcome{Issue: []models.OperationOutcomeIssue{{
+		Severity: models.IssueSeverityError, Code: models.IssueTypeTransient, Diagnostics: &msg}}}
+}
+
+func informational(msg string) *models.OperationOutcome {
+	return fhir.NewOperationOutcome(fhir.OutcomeIssue{Severity: models.IssueSeverityInformation,
+		Code: "informational", Diagnostics: msg})
+}
+
+// outcomeResult answers an OperationOutcome.
+func outcomeResult(status int, oo *models.OperationOutcome) *mediator.Result {
+	body, err := json.Marshal(oo)
+	if err != nil {
+		// An OperationOutcome of strings always encodes; keep a valid
+		// answer anyway.
+		body = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	}
+	res := &mediator.Result{StatusCode: status, Header: http.Header{"Content-Type": {FHIRContentType}}, Body: body}
+	if status/100 == 2 {
+		res.Status = mediator.StatusSuccessful
+	}
+	return res
+}
+
+// invalid is an InvalidResourceError with one issue.
+func invalid(expr, reason string, code fhir.IssueCode) *fhir.InvalidResourceError {
+	return &fhir.InvalidResourceError{Issues: []fhir.Issue{{Expression: expr, Reason: reason, Code: code}}}
+}
+
+// typeOf returns the resource type of a ParseResource result.
+func typeOf(res any) string {
+	switch res.(type) {
+	case *models.Patient:
+		return "Patient"
+	case *models.ServiceRequest:
+		return "ServiceRequest"
+	case *models.Task:
+		return "Task"
+	case *models.Observation:
+		return "Observation"
+	case *models.Encounter:
+		return "Encounter"
+	case *models.Bundle:
+		return "Bundle"
+	}
+	return fmt.Sprintf("%T", res)
+}
+
+// setID applies the id of a PUT URL: the body's id must be absent or equal.
+func setID(res any, id string) error {
+	var p **string
+	switch v := res.(type) {
+	case *models.Patient:
+		p = &v.Id
+	case *models.ServiceRequest:
+		p = &v.Id
+	case *models.Task:
+		p = &v.Id
+	case *models.Observation:
+		p = &v.Id
+	default:
+		return nil
+	}
+	if *p != nil && **p != id {
+		return &Error{Status: http.StatusBadRequest, Err: invalid(typeOf(res)+".id",
+			fmt.Sprintf("id %q differs from the URL's %q", **p, id), fhir.IssueInvalid)}
+	}
+	*p = &id
+	return nil
+}

@@ -1,0 +1,645 @@
+package fhirtocht_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+const instanceURL = "https://cht.example.org"
+
+// now is the fixed clock of the bridge under test.
+var now = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+
+// rig is an EMR → mediator → CHT pipeline of fakes.
+type rig struct {
+	cht    *chttest.Server
+	fhir   *fhirtest.Server
+	conv   *fhir.Converter
+	bridge *fhirtocht.Bridge
+	med    *httptest.Server
+}
+
+func newRig(t *testing.T, configure ...func(*fhirtocht.Config)) *rig {
+	t.Helper()
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer()
+	t.Cleanup(fhirSrv.Close)
+
+	mapping, err := fhirtocht.DefaultMapping()
+	require.NoError(t, err)
+	conv, err := fhir.New(fhir.Config{InstanceURL: instanceURL, Mapping: mapping,
+		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID, TaskForm: "INTEROP_FOLLOW_UP",
+			ObservationForm: "HEIGHT_WEIGHT"}})
+	require.NoError(t, err)
+	c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
+		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		// Recording the CHT calls makes them orchestrations.
+		HTTPClient: &http.Client{Transport: mediator.Transport(chtSrv.Client().Transport)}})
+	require.NoError(t, err)
+	cfg := fhirtocht.Config{Converter: conv, CHT: c, Now: func() time.Time { return now }}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	bridge, err := fhirtocht.New(cfg)
+	require.NoError(t, err)
+	m, err := mediator.New(mediator.Config{Definition: fhirtocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	require.NoError(t, err)
+	med := httptest.NewServer(m)
+	t.Cleanup(med.Close)
+	return &rig{cht: chtSrv, fhir: fhirSrv, conv: conv, bridge: bridge, med: med}
+}
+
+// answer is what core would return to the EMR: the envelope's response.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+	env    *mediator.Envelope
+}
+
+func (r *rig) send(t *testing.T, method, path, ctype string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, r.med.URL+path, bytes.NewReader(body))
+	require.NoError(t, err)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, mediator.ContentType, strings.Split(resp.Header.Get("Content-Type"), ";")[0], "%s", raw)
+	env, err := mediator.ParseEnvelope(raw)
+	require.NoError(t, err)
+	assert.Equal(t, resp.StatusCode, env.Response.Status)
+	h := http.Header{}
+	for k, v := range env.Response.Headers {
+		h.Set(k, v)
+	}
+	return answer{status: env.Response.Status, header: h, body: []byte(env.Response.Body), env: env}
+}
+
+func (r *rig) post(t *testing.T, path string, body []byte) answer {
+	t.Helper()
+	return r.send(t, http.MethodPost, path, "application/fhir+json", body)
+}
+
+func testdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	require.NoError(t, err)
+	return b
+}
+
+// doc returns a stored CHT document decoded.
+func (r *rig) doc(t *testing.T, id string) map[string]any {
+	t.Helper()
+	raw, ok := r.cht.Doc(id)
+	require.True(t, ok, "CHT has no document %s", id)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(raw, &m))
+	return m
+}
+
+// countDocs counts the live CHT documents whose member key equals value.
+func (r *rig) countDocs(t *testing.T, key, value string) int {
+	t.Helper()
+	n := 0
+	for _, raw := range r.cht.Docs() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		if m[key] == value {
+			n++
+		}
+	}
+	return n
+}
+
+// reports returns the stored reports of form, decoded.
+func (r *rig) reports(t *testing.T, form string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, raw := range r.cht.Reports(form) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		out = append(out, m)
+	}
+	return out
+}
+
+// outcome decodes an OperationOutcome answer.
+type outcome struct {
+	ResourceType string `json:"resourceType"`
+	Issue        []struct {
+		Severity    string   `json:"severity"`
+		Code        string   `json:"code"`
+		Diagnostics string   `json:"diagnostics"`
+		Expression  []string `json:"expression"`
+	} `json:"issue"`
+}
+
+func parseOutcome(t *testing.T, body []byte) outcome {
+	t.Helper()
+	var oo outcome
+	require.NoError(t, json.Unmarshal(body, &oo), "%s", body)
+	require.Equal(t, "OperationOutcome", oo.ResourceType, "%s", body)
+	require.NotEmpty(t, oo.Issue)
+	return oo
+}
+
+func (o outcome) text() string {
+	var parts []string
+	for _, is := range o.Issue {
+		parts = append(parts, is.Code, is.Diagnostics, strings.Join(is.Expression, ","))
+	}
+	return strings.Join(parts, " | ")
+}
+
+func TestPatientCreateUpdateAndResend(t *testing.T) {
+	r := newRig(t)
+	id := r.bridge.PersonID("EMR-0001")
+	steps := []struct {
+		name        string
+		method      string
+		path        string
+		file        string
+		status      int
+		wantName    string
+		wantPhone   string
+		wantNewRev  bool
+		wantCreated bool
+	}{
+		{"create", http.MethodPost, "/fhir/Patient", "patient.json", http.StatusCreated, "Mary Achieng", "+254700000001", true, true},
+		{"same Patient again", http.MethodPost, "/fhir/Patient", "patient.json", http.StatusOK, "Mary Achieng", "+254700000001", false, false},
+		{"update by PUT with id", http.MethodPut, "/fhir/Patient/emr-patient-1", "patient-updated.json", http.StatusOK, "Mary Atieno Achieng", "+254700000002", true, false},
+		{"update re-sent", http.MethodPut, "/fhir/Patient/emr-patient-1", "patient-updated.json", http.StatusOK, "Mary Atieno Achieng", "+254700000002", false, false},
+	}
+	rev := ""
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			a := r.send(t, st.method, st.path, "application/fhir+json", testdata(t, st.file))
+			require.Equal(t, st.status, a.status, "%s", a.body)
+			assert.Equal(t, mediator.StatusSuccessful, a.env.Status)
+
+			// The answer is the Patient with the CHT person's identifier.
+			var p struct {
+				ResourceType string
+				Identifier   []struct{ System, Value string }
+			}
+			require.NoError(t, json.Unmarshal(a.body, &p))
+			assert.Equal(t, "Patient", p.ResourceType)
+			assert.Contains(t, p.Identifier, struct{ System, Value string }{instanceURL + "/medic", id})
+
+			doc := r.doc(t, id)
+			assert.Equal(t, st.wantName, doc["name"])
+			assert.Equal(t, st.wantPhone, doc["phone"])
+			assert.Equal(t, "EMR-0001", doc["external_id"])
+			assert.Equal(t, "female", doc["sex"])
+			assert.Equal(t, "1990-04-12", doc["date_of_birth"])
+			assert.Equal(t, float64(now.UnixMilli()), doc["reported_date"], "reported_date of the creation is kept")
+			assert.Equal(t, map[string]any{"_id": chttest.DemoHouseholdID, "parent": map[string]any{
+				"_id": chttest.DemoCHWAreaID, "parent": map[string]any{"_id": chttest.DemoHealthCentreID,
+					"parent": map[string]any{"_id": chttest.DemoDistrictID}}}}, doc["parent"], "minified lineage as CHT stores it")
+			assert.Equal(t, st.wantNewRev, doc["_rev"] != rev, "a write only when something changed")
+			rev = doc["_rev"].(string)
+			assert.Equal(t, 1, r.countDocs(t, "external_id", "EMR-0001"), "one person, however often it is sent")
+		})
+	}
+
+	// The person is where CHT's hydrate finds it: under the household.
+	hydrated, ok := r.cht.HydratedDoc(id)
+	require.True(t, ok)
+	assert.Equal(t, "Otieno Household", hydrated["parent"].(map[string]any)["name"])
+}
+
+func TestPatientThatCameFromCHTUpdatesThatPerson(t *testing.T) {
+	r := newRig(t, func(c *fhirtocht.Config) { c.AcceptCHTOrigin = true })
+	body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"%s/medic","value":"%s"}],
+		"name":[{"text":"John Test"}],"telecom":[{"system":"phone","value":"+254799999999"}]}`, instanceURL, chttest.DemoPatientID)
+	a := r.post(t, "/fhir/Patient", []byte(body))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	doc := r.doc(t, chttest.DemoPatientID)
+	assert.Equal(t, "+254799999999", doc["phone"])
+	assert.Equal(t, chttest.DemoHouseholdID, doc["parent"].(map[string]any)["_id"], "parent kept")
+}
+
+func TestServiceRequestRaisesOneTaskReport(t *testing.T) {
+	r := newRig(t)
+	body := testdata(t, "service-request.json")
+	for i, want := range []int{http.StatusCreated, http.StatusOK, http.StatusOK} {
+		a := r.post(t, "/fhir/ServiceRequest", body)
+		require.Equal(t, want, a.status, "send %d: %s", i, a.body)
+	}
+	reports := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1, "posted three times, one report")
+	rep := reports[0]
+	assert.Equal(t, r.bridge.ReportID("ServiceRequest", "https://emr.example.org/service-request|SR-0001"), rep["_id"])
+	assert.Equal(t, map[string]any{
+		"patient_uuid":       chttest.DemoPatientID,
+		"service_request_id": "ltfu-0001",
+		"reason":             "Missed ART refill appointment",
+		"due_date":           "2026-11-29",
+	}, rep["fields"])
+	assert.Equal(t, float64(time.Date(2026, 11, 20, 9, 30, 0, 0, time.UTC).UnixMilli()), rep["reported_date"], "authoredOn")
+	assert.Equal(t, []any{}, rep["errors"])
+
+	// CHT's hydrate links the report to its patient, which is what makes
+	// the CHW's task appear.
+	hydrated, ok := r.cht.HydratedDoc(rep["_id"].(string))
+	require.True(t, ok)
+	require.NotNil(t, hydrated["patient"], "report resolved to its patient")
+	assert.Equal(t, "John Test", hydrated["patient"].(map[string]any)["name"])
+}
+
+func TestConcurrentDuplicatesMakeOneReport(t *testing.T) {
+	r := newRig(t)
+	body := testdata(t, "service-request.json")
+	var wg sync.WaitGroup
+	statuses := make([]int, 8)
+	for i := range statuses {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, r.med.URL+"/fhir/ServiceRequest", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				statuses[i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, s := range statuses {
+		assert.Contains(t, []int{http.StatusOK, http.StatusCreated}, s)
+		if s == http.StatusCreated {
+			created++
+		}
+	}
+	assert.Equal(t, 1, created)
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+}
+
+func TestTaskForAPatientOfTheEMR(t *testing.T) {
+	tests := []struct {
+		name    string
+		fhirURL bool
+		status  int
+		want    string
+	}{
+		// The Task refers to Patient/emr-patient-1; the person is keyed by
+		// the Patient's identifier, so the bridge reads the Patient.
+		{"Patient read from the FHIR server", true, http.StatusCreated, ""},
+		{"no FHIR server to read it from", false, http.StatusUnprocessableEntity, "Task.for"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			if tt.fhirURL {
+				require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+				r = rebuild(t, r, func(c *fhirtocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+			}
+			a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+			require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+
+			a = r.post(t, "/fhir/Task", testdata(t, "task.json"))
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			reports := r.reports(t, "INTEROP_FOLLOW_UP")
+			if tt.want != "" {
+				assert.Contains(t, parseOutcome(t, a.body).text(), tt.want)
+				assert.Empty(t, reports)
+				return
+			}
+			require.Len(t, reports, 1)
+			fields := reports[0]["fields"].(map[string]any)
+			assert.Equal(t, r.bridge.PersonID("EMR-0001"), fields["patient_uuid"])
+			assert.Equal(t, "referral-0001", fields["service_request_id"])
+			assert.Equal(t, "Patient referral", fields["reason"])
+			assert.Equal(t, "2026-11-28", fields["due_date"])
+			var names []string
+			for _, o := range a.env.Orchestrations {
+				names = append(names, o.Name)
+			}
+			assert.Equal(t, []string{"FHIR read subject", "CHT read subject", "CHT read report", "CHT create report"}, names)
+		})
+	}
+}
+
+// rebuild replaces the rig's bridge and mediator, keeping its fakes.
+func rebuild(t *testing.T, r *rig, configure func(*fhirtocht.Config)) *rig {
+	t.Helper()
+	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername,
+		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: mediator.Transport(r.cht.Client().Transport)}})
+	require.NoError(t, err)
+	cfg := fhirtocht.Config{Converter: r.conv, CHT: c, Now: func() time.Time { return now }}
+	configure(&cfg)
+	bridge, err := fhirtocht.New(cfg)
+	require.NoError(t, err)
+	m, err := mediator.New(mediator.Config{Definition: fhirtocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	require.NoError(t, err)
+	med := httptest.NewServer(m)
+	t.Cleanup(med.Close)
+	return &rig{cht: r.cht, fhir: r.fhir, conv: r.conv, bridge: bridge, med: med}
+}
+
+func TestTransactionWithANewPatientAndItsServiceRequest(t *testing.T) {
+	r := newRig(t)
+	body := testdata(t, "bundle-new-patient.json")
+	for i, want := range []string{"201 Created", "200 OK"} {
+		a := r.post(t, "/fhir", body)
+		require.Equal(t, http.StatusOK, a.status, "send %d: %s", i, a.body)
+		var resp struct {
+			ResourceType, Type string
+			Entry              []struct{ Response struct{ Status string } }
+		}
+		require.NoError(t, json.Unmarshal(a.body, &resp))
+		assert.Equal(t, "transaction-response", resp.Type)
+		require.Len(t, resp.Entry, 2)
+		assert.Equal(t, want, resp.Entry[0].Response.Status)
+		assert.Equal(t, want, resp.Entry[1].Response.Status)
+	}
+	personID := r.bridge.PersonID("EMR-0042")
+	assert.Equal(t, "Peter Odhiambo", r.doc(t, personID)["name"])
+	reports := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1)
+	assert.Equal(t, personID, reports[0]["fields"].(map[string]any)["patient_uuid"], "refers to the Patient of the same Bundle")
+}
+
+func TestObservationsBecomeOneReportOfTheMappedForm(t *testing.T) {
+	r := newRig(t)
+	body := testdata(t, "observations.json")
+	for i, want := range []int{http.StatusOK, http.StatusOK} {
+		a := r.post(t, "/fhir/Bundle", body)
+		require.Equal(t, want, a.status, "send %d: %s", i, a.body)
+	}
+	reports := r.reports(t, "HEIGHT_WEIGHT")
+	require.Len(t, reports, 2, "the demo's report and ours, once")
+	var ours map[string]any
+	for _, rep := range reports {
+		if rep["_id"] == r.bridge.ReportID("Encounter", "https://emr.example.org/encounter|ENC-7") {
+			ours = rep
+		}
+	}
+	require.NotNil(t, ours)
+	assert.Equal(t, map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(168), "weight": 61.5}, ours["fields"])
+	assert.Equal(t, float64(time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).UnixMilli()), ours["reported_date"])
+}
+
+// TestRoundTripWithCHTToFHIR converts the demo's HEIGHT_WEIGHT report the
+// way cht-to-fhir does, sends the Encounter, Observations and Patient back,
+// and expects the same form fields.
+func TestRoundTripWithCHTToFHIR(t *testing.T) {
+	r := newRig(t, func(c *fhirtocht.Config) { c.AcceptCHTOrigin = true })
+	hydrated, ok := r.cht.HydratedDoc(chttest.DemoHeightWeightReportID)
+	require.True(t, ok)
+	raw, err := json.Marshal(hydrated)
+	require.NoError(t, err)
+	var report cht.Report
+	require.NoError(t, json.Unmarshal(raw, &report))
+	tx, err := r.conv.ReportBundle(&report)
+	require.NoError(t, err)
+	out, err := tx.MarshalJSON()
+	require.NoError(t, err)
+
+	// Keep what an EMR would send back: Patient, Encounter, Observations.
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(out, &bundle))
+	var keep []any
+	for _, e := range bundle["entry"].([]any) {
+		switch e.(map[string]any)["resource"].(map[string]any)["resourceType"] {
+		case "Patient", "Encounter", "Observation":
+			keep = append(keep, e)
+		}
+	}
+	bundle["entry"] = keep
+	body, err := json.Marshal(bundle)
+	require.NoError(t, err)
+
+	a := r.post(t, "/fhir", body)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	var ours map[string]any
+	for _, rep := range r.reports(t, "HEIGHT_WEIGHT") {
+		if rep["_id"] != chttest.DemoHeightWeightReportID {
+			ours = rep
+		}
+	}
+	require.NotNil(t, ours, "a second HEIGHT_WEIGHT report")
+	assert.Equal(t, report.Fields["height"], json.Number(fmt.Sprint(ours["fields"].(map[string]any)["height"])))
+	assert.Equal(t, report.Fields["weight"], json.Number(fmt.Sprint(ours["fields"].(map[string]any)["weight"])))
+	assert.Equal(t, chttest.DemoPatientID, ours["fields"].(map[string]any)["patient_uuid"])
+	assert.Equal(t, float64(report.ReportedDate), ours["reported_date"])
+
+	// Without AcceptCHTOrigin the same Bundle is acknowledged, not written
+	// back: the loop guard.
+	guarded := rebuild(t, r, func(*fhirtocht.Config) {})
+	before := len(r.cht.Docs())
+	a = guarded.post(t, "/fhir", body)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	assert.Contains(t, string(a.body), "originated in CHT")
+	assert.Len(t, r.cht.Docs(), before)
+}
+
+func TestBatchAnswersPerEntry(t *testing.T) {
+	r := newRig(t)
+	good := testdata(t, "service-request.json")
+	inactive := strings.Replace(string(good), `"active"`, `"completed"`, 1)
+	inactive = strings.Replace(inactive, "SR-0001", "SR-0002", 1)
+	body := fmt.Sprintf(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":%s},{"resource":%s}]}`, good, inactive)
+	a := r.post(t, "/fhir", []byte(body))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	var resp struct {
+		Type  string
+		Entry []struct {
+			Response struct {
+				Status  string
+				Outcome outcome
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal(a.body, &resp))
+	assert.Equal(t, "batch-response", resp.Type)
+	require.Len(t, resp.Entry, 2)
+	assert.Equal(t, "201 Created", resp.Entry[0].Response.Status)
+	assert.Equal(t, "422 Unprocessable Entity", resp.Entry[1].Response.Status)
+	assert.Contains(t, resp.Entry[1].Response.Outcome.text(), "Bundle.entry[1].resource.status")
+	assert.Equal(t, mediator.StatusCompletedWithErrors, a.env.Status)
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+}
+
+func TestBadInputIsAnsweredWithAnOperationOutcome(t *testing.T) {
+	r := newRig(t, func(c *fhirtocht.Config) { c.MaxBodyBytes = 2048 })
+	sr := string(testdata(t, "service-request.json"))
+	unknownSubject := strings.Replace(sr, `{"identifier": {"system": "https://cht.example.org/medic", "value": "75905106a4bc2a9046ed28df070016ce"}}`,
+		`{"reference": "Patient/nobody"}`, 1)
+	require.NotEqual(t, sr, unknownSubject)
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		ctype  string
+		body   string
+		status int
+		want   string // in the outcome's codes, diagnostics or expressions
+	}{
+		{"wrong content type", "POST", "/fhir/Patient", "text/plain", `{}`, 415, "text/plain"},
+		{"no content type", "POST", "/fhir/Patient", "", `{}`, 415, "application/fhir+json"},
+		{"malformed JSON", "POST", "/fhir/Patient", "application/json", `{"resourceType":`, 400, "structure"},
+		{"too large", "POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient","text":"` + strings.Repeat("x", 4096) + `"}`, 413, "2048"},
+		{"missing required element", "POST", "/fhir/ServiceRequest", "application/fhir+json",
+			`{"resourceType":"ServiceRequest","status":"active","subject":{"reference":"Patient/1"}}`, 400, "ServiceRequest.intent"},
+		{"invalid code", "POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient","gender":"f"}`, 400, "Patient.gender"},
+		{"resource type of another route", "POST", "/fhir/Patient", "application/fhir+json", sr, 400, "ServiceRequest sent to /fhir/Patient"},
+		{"unsupported resource type", "POST", "/fhir/Bundle", "application/fhir+json", `{"resourceType":"Practitioner"}`, 400, "not-supported"},
+		{"PUT id differs", "PUT", "/fhir/ServiceRequest/other", "application/fhir+json", sr, 400, "ServiceRequest.id"},
+		{"Patient without name", "POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient","id":"p1"}`, 422, "Patient.name"},
+		{"Patient without identifier or id", "POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient","name":[{"text":"A B"}]}`, 422, "Patient.identifier"},
+		{"ServiceRequest not active", "POST", "/fhir/ServiceRequest", "application/fhir+json", strings.Replace(sr, `"active"`, `"revoked"`, 1), 422, "ServiceRequest.status"},
+		{"subject unknown to CHT", "POST", "/fhir/ServiceRequest", "application/fhir+json", unknownSubject, 422, "ServiceRequest.subject"},
+		{"unmapped Observation code", "POST", "/fhir/Observation", "application/fhir+json",
+			`{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"0000-0"}]},
+			"subject":{"identifier":{"system":"https://cht.example.org/medic","value":"` + chttest.DemoPatientID + `"}},"valueQuantity":{"value":1}}`, 422, "Observation.code"},
+		{"Bundle entry invalid", "POST", "/fhir", "application/fhir+json",
+			`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"x","name":[{"text":"A"}]}},
+			{"resource":{"resourceType":"Task","intent":"order"}}]}`, 400, "Bundle.entry[1].resource.status"},
+		{"Bundle of a wrong type", "POST", "/fhir", "application/fhir+json", `{"resourceType":"Bundle","type":"searchset"}`, 400, "Bundle.type"},
+		{"GET is not supported", "GET", "/fhir/Patient", "", ``, 405, "not-supported"},
+		{"unknown path", "POST", "/fhir/Practitioner", "application/fhir+json", `{}`, 404, "not-supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := r.send(t, tt.method, tt.path, tt.ctype, []byte(tt.body))
+			assert.Equal(t, tt.status, a.status, "%s", a.body)
+			assert.Equal(t, fhirtocht.FHIRContentType, a.header.Get("Content-Type"))
+			assert.Contains(t, parseOutcome(t, a.body).text(), tt.want)
+		})
+	}
+	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"), "nothing written")
+	assert.Equal(t, 0, r.countDocs(t, "name", "A B"))
+}
+
+func TestCHTDownIsRetriedWithoutDuplicates(t *testing.T) {
+	tests := []struct {
+		name string
+		path string
+		file string
+		form string
+	}{
+		{"Patient", "/fhir/Patient", "patient.json", ""},
+		{"ServiceRequest", "/fhir/ServiceRequest", "service-request.json", "INTEROP_FOLLOW_UP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			before := len(r.cht.Docs())
+			remove := r.cht.InjectFault(chttest.Fault{Path: "/medic/*", Status: http.StatusServiceUnavailable})
+			a := r.post(t, tt.path, testdata(t, tt.file))
+			assert.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+			assert.Equal(t, mediator.StatusFailed, a.env.Status)
+			assert.NotEmpty(t, a.header.Get("Retry-After"))
+			oo := parseOutcome(t, a.body)
+			assert.Equal(t, "transient", oo.Issue[0].Code)
+			assert.Len(t, r.cht.Docs(), before, "nothing written")
+
+			// CHT fails the write only (the read succeeded): still non-2xx.
+			remove()
+			remove = r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusInternalServerError})
+			a = r.post(t, tt.path, testdata(t, tt.file))
+			assert.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+			remove()
+
+			// The EMR retries, twice.
+			for i, want := range []int{http.StatusCreated, http.StatusOK} {
+				a = r.post(t, tt.path, testdata(t, tt.file))
+				require.Equal(t, want, a.status, "retry %d: %s", i, a.body)
+			}
+			assert.Len(t, r.cht.Docs(), before+1, "exactly one document")
+			if tt.form != "" {
+				assert.Len(t, r.reports(t, tt.form), 1)
+			}
+		})
+	}
+}
+
+func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
+	r := newRig(t)
+	a := r.post(t, "/fhir/Patient", testdata(t, "patient.json"))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	assert.Equal(t, fhirtocht.URN, a.env.MediatorURN)
+	var names []string
+	for _, o := range a.env.Orchestrations {
+		names = append(names, o.Name)
+	}
+	assert.Equal(t, []string{"CHT read person", "CHT read parent place", "CHT create person"}, names)
+	assert.Equal(t, http.StatusNotFound, a.env.Orchestrations[0].Response.Status)
+	assert.Equal(t, http.MethodPut, a.env.Orchestrations[2].Request.Method)
+	assert.Equal(t, r.bridge.PersonID("EMR-0001"), a.env.Properties["cht_doc"])
+}
+
+func TestMappingMatchesCHTToFHIR(t *testing.T) {
+	ours, err := fhirtocht.DefaultMapping()
+	require.NoError(t, err)
+	data, err := os.ReadFile("../../cht-to-fhir/chttofhir/mapping.yaml")
+	require.NoError(t, err)
+	theirs, err := fhir.ParseMapping(data)
+	require.NoError(t, err)
+	assert.Equal(t, theirs, ours, "fhirtocht/mapping.yaml must stay a copy of cht-to-fhir's")
+}
+
+func TestNewValidates(t *testing.T) {
+	conv, err := fhir.New(fhir.Config{InstanceURL: instanceURL})
+	require.NoError(t, err)
+	c, err := cht.New(cht.Config{URL: "http://127.0.0.1:1"})
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		cfg  fhirtocht.Config
+		want string
+	}{
+		{"no converter", fhirtocht.Config{CHT: c}, "Converter"},
+		{"no CHT", fhirtocht.Config{Converter: conv}, "CHT"},
+		{"negative body limit", fhirtocht.Config{Converter: conv, CHT: c, MaxBodyBytes: -1}, "MaxBodyBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fhirtocht.New(tt.cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestTimeoutAnswersGatewayTimeout(t *testing.T) {
+	r := newRig(t, func(c *fhirtocht.Config) { c.Timeout = 200 * time.Millisecond })
+	r.cht.InjectFault(chttest.Fault{Path: "/medic/*", Latency: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.med.URL+"/fhir/Patient", bytes.NewReader(testdata(t, "patient.json")))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
+}

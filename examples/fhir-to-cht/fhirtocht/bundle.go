@@ -1,0 +1,377 @@
+package fhirtocht
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// plannedBundle is a Bundle turned into units: Patients first (so that the
+// other entries can refer to them), then ServiceRequests and Tasks, then
+// each Encounter with its Observations.
+type plannedBundle struct {
+	units   []*unit
+	entries [][]int // entries of each unit
+	errs    []error // planning error of each unit (nil if planned)
+	unitOf  []int   // unit of each entry; -1 for none
+	notes   []string
+}
+
+// serveBundle processes a transaction, batch or collection Bundle.
+//
+// A transaction or collection is checked and converted as a whole before
+// anything is written; a failure then writes nothing. If a CHT write fails
+// halfway, the answer is an error and the sender retries the whole Bundle,
+// which is safe because every write is idempotent. A batch processes each
+// entry on its own and answers a batch-response with a status per entry;
+// its HTTP status is 200 unless an entry failed because of CHT (502), so
+// that OpenHIM and the sender retry.
+func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*mediator.Result, error) {
+	batch := false
+	switch bundle.Type {
+	case models.BundleTypeTransaction, models.BundleTypeCollection:
+	case models.BundleTypeBatch:
+		batch = true
+	default:
+		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.type",
+			fmt.Sprintf("type %q is not accepted: send a transaction, batch or collection", bundle.Type.Code()), fhir.IssueNotSupported)}
+	}
+	if len(bundle.Entry) == 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.entry", "the Bundle has no entries", fhir.IssueRequired)}
+	}
+	parsed, err := parseEntries(bundle)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Err: err}
+	}
+	pb := b.planBundle(ctx, bundle, parsed)
+
+	results := make([]*entryResult, len(pb.units))
+	if !batch {
+		var issues []fhir.Issue
+		for i, err := range pb.errs {
+			if err != nil {
+				issues = append(issues, entryIssues(err, pb.entries[i][0])...)
+			}
+		}
+		if len(issues) > 0 {
+			return nil, &Error{Status: http.StatusUnprocessableEntity,
+				Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}}
+		}
+		for i, u := range pb.units {
+			created, err := b.execute(ctx, u)
+			if err != nil {
+				if statusOf(err) < 500 {
+					err = &Error{Status: statusOf(err), Err: &fhir.InvalidResourceError{ResourceType: "Bundle",
+						Issues: entryIssues(err, pb.entries[i][0])}}
+				}
+				return nil, err
+			}
+			results[i] = &entryResult{created: created, unit: u}
+		}
+	} else {
+		for i, u := range pb.units {
+			if pb.errs[i] != nil {
+				results[i] = &entryResult{err: pb.errs[i], status: statusOf(pb.errs[i]), unit: u}
+				continue
+			}
+			created, err := b.execute(ctx, u)
+			results[i] = &entryResult{created: created, err: err, unit: u}
+			if err != nil {
+				results[i].status = statusOf(err)
+			}
+		}
+	}
+	return b.bundleAnswer(batch, pb, results)
+}
+
+// entryResult is the outcome of one unit.
+type entryResult struct {
+	unit    *unit
+	created bool
+	err     error
+	status  int
+}
+
+// parseEntries checks and decodes every entry's resource.
+func parseEntries(bundle *models.Bundle) ([]any, error) {
+	parsed := make([]any, len(bundle.Entry))
+	var issues []fhir.Issue
+	for i, e := range bundle.Entry {
+		prefix := "Bundle.entry[" + strconv.Itoa(i) + "]"
+		if len(e.Resource) == 0 {
+			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Reason: "required element is missing", Code: fhir.IssueRequired})
+			continue
+		}
+		res, err := fhir.ParseResource(e.Resource)
+		if err != nil {
+			issues = append(issues, entryIssues(err, i)...)
+			continue
+		}
+		switch typeOf(res) {
+		case "Patient", "ServiceRequest", "Task", "Observation", "Encounter":
+		default:
+			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Code: fhir.IssueNotSupported,
+				Reason: typeOf(res) + " is not accepted in a Bundle"})
+			continue
+		}
+		if e.Request != nil {
+			switch e.Request.Method {
+			case models.HTTPVerbPOST:
+			case models.HTTPVerbPUT:
+				id, ok := literalID(e.Request.Url, typeOf(res))
+				if !ok {
+					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: fhir.IssueInvalid,
+						Reason: fmt.Sprintf("PUT %q: want %s/<id>", e.Request.Url, typeOf(res))})
+					continue
+				}
+				if err := setID(res, id); err != nil {
+					issues = append(issues, entryIssues(err, i)...)
+					continue
+				}
+			default:
+				issues = append(issues, fhir.Issue{Expression: prefix + ".request.method", Code: fhir.IssueNotSupported,
+					Reason: fmt.Sprintf("method %s is not supported: POST or PUT", e.Request.Method.Code())})
+				continue
+			}
+		}
+		parsed[i] = res
+	}
+	if len(issues) > 0 {
+		return nil, &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}
+	}
+	return parsed, nil
+}
+
+// entryIssues rewrites the issues of an entry's error to name the element
+// inside the Bundle ("Patient.name" → "Bundle.entry[2].resource.name").
+func entryIssues(err error, entry int) []fhir.Issue {
+	prefix := "Bundle.entry[" + strconv.Itoa(entry) + "].resource"
+	var ire *fhir.InvalidResourceError
+	if !errors.As(err, &ire) {
+		return []fhir.Issue{{Expression: prefix, Reason: err.Error(), Code: fhir.IssueProcessing}}
+	}
+	out := make([]fhir.Issue, 0, len(ire.Issues))
+	for _, is := range ire.Issues {
+		expr := is.Expression
+		switch {
+		case strings.HasPrefix(expr, "Bundle."):
+		case expr == "":
+			expr = prefix
+		case expr == ire.ResourceType:
+			expr = prefix
+		case ire.ResourceType != "" && strings.HasPrefix(expr, ire.ResourceType+"."):
+			expr = prefix + expr[len(ire.ResourceType):]
+		default:
+			if dot := strings.IndexByte(expr, '.'); dot > 0 && isTypeName(expr[:dot]) {
+				expr = prefix + expr[dot:]
+			} else {
+				expr = prefix + "." + expr
+			}
+		}
+		is.Expression = expr
+		out = append(out, is)
+	}
+	if len(out) == 0 {
+		out = append(out, fhir.Issue{Expression: prefix, Reason: err.Error(), Code: fhir.IssueInvalid})
+	}
+	return out
+}
+
+func isTypeName(s string) bool {
+	switch s {
+	case "Patient", "ServiceRequest", "Task", "Observation", "Encounter":
+		return true
+	}
+	return false
+}
+
+// planBundle groups the entries into units without I/O.
+func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed []any) *plannedBundle {
+	pb := &plannedBundle{unitOf: make([]int, len(parsed))}
+	for i := range pb.unitOf {
+		pb.unitOf[i] = -1
+	}
+	add := func(u *unit, err error, entries ...int) {
+		for _, e := range entries {
+			pb.unitOf[e] = len(pb.units)
+		}
+		pb.units = append(pb.units, u)
+		pb.errs = append(pb.errs, err)
+		pb.entries = append(pb.entries, entries)
+	}
+	refsOf := func(i int, rt string, id *string) []string {
+		var keys []string
+		if fu := bundle.Entry[i].FullUrl; fu != nil && *fu != "" {
+			keys = append(keys, *fu)
+		}
+		if id != nil && *id != "" {
+			keys = append(keys, rt+"/"+*id)
+		}
+		return keys
+	}
+
+	refs := map[string]string{}
+	for i, res := range parsed {
+		if p, ok := res.(*models.Patient); ok {
+			u, err := b.plan(ctx, p, nil)
+			add(u, err, i)
+			if err == nil && !u.skip {
+				for _, k := range refsOf(i, "Patient", p.Id) {
+					refs[k] = u.docID
+				}
+			}
+		}
+	}
+	for i, res := range parsed {
+		switch res.(type) {
+		case *models.ServiceRequest, *models.Task:
+			u, err := b.plan(ctx, res, refs)
+			add(u, err, i)
+		}
+	}
+
+	// Observations: with the Encounter they refer to, else grouped by
+	// subject and effective time (one report per visit).
+	encOf := map[string]int{}
+	var encs []int
+	for i, res := range parsed {
+		if e, ok := res.(*models.Encounter); ok {
+			encs = append(encs, i)
+			for _, k := range refsOf(i, "Encounter", e.Id) {
+				encOf[k] = i
+			}
+		}
+	}
+	groups := map[string][]int{}
+	var order []string
+	for i, res := range parsed {
+		o, ok := res.(*models.Observation)
+		if !ok {
+			continue
+		}
+		key := ""
+		if o.Encounter != nil && o.Encounter.Reference != nil {
+			if e, ok := encOf[*o.Encounter.Reference]; ok {
+				key = "enc:" + strconv.Itoa(e)
+			}
+		}
+		if key == "" && len(encs) == 1 {
+			key = "enc:" + strconv.Itoa(encs[0])
+		}
+		if key == "" {
+			subj, eff := "", ""
+			if o.Subject != nil {
+				subj = string(mustJSON(o.Subject))
+			}
+			if o.EffectiveDateTime != nil {
+				eff = *o.EffectiveDateTime
+			}
+			key = "obs:" + subj + "@" + eff
+		}
+		if _, seen := groups[key]; !seen {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], i)
+	}
+	for _, key := range order {
+		idx := groups[key]
+		var enc *models.Encounter
+		entries := idx
+		if e, ok := strings.CutPrefix(key, "enc:"); ok {
+			n, _ := strconv.Atoi(e)
+			enc = parsed[n].(*models.Encounter)
+			entries = append([]int{n}, idx...)
+		}
+		obs := make([]models.Observation, len(idx))
+		for j, i := range idx {
+			obs[j] = *parsed[i].(*models.Observation)
+		}
+		var primary any = parsed[idx[0]]
+		if enc != nil {
+			primary = enc
+		}
+		u, err := b.planObservations(ctx, enc, obs, primary, refs)
+		add(u, err, entries...)
+	}
+	for _, i := range encs {
+		if pb.unitOf[i] < 0 {
+			pb.notes = append(pb.notes, fmt.Sprintf("Bundle.entry[%d]: Encounter without Observations: nothing written", i))
+		}
+	}
+	return pb
+}
+
+// bundleAnswer builds the transaction-response (transaction, collection) or
+// batch-response Bundle with one entry per entry received.
+func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryResult) (*mediator.Result, error) {
+	typ := models.BundleTypeTransactionResponse
+	if batch {
+		typ = models.BundleTypeBatchResponse
+	}
+	out := models.Bundle{Type: typ, Entry: make([]models.BundleEntry, len(pb.unitOf))}
+	status, txStatus := http.StatusOK, mediator.StatusSuccessful
+	docs := []string{}
+	for i, ui := range pb.unitOf {
+		resp := &models.BundleEntryResponse{}
+		var oo *models.OperationOutcome
+		switch {
+		case ui < 0:
+			resp.Status = "200 OK"
+			oo = informational("Encounter without Observations: nothing written")
+		default:
+			r := results[ui]
+			switch {
+			case r.err != nil:
+				resp.Status = strconv.Itoa(r.status) + " " + http.StatusText(r.status)
+				if r.status >= 500 {
+					oo = transientOutcome(r.err)
+					status = http.StatusBadGateway
+				} else {
+					oo = fhir.OutcomeFromError(&fhir.InvalidResourceError{Issues: entryIssues(r.err, pb.entries[ui][0])})
+				}
+				txStatus = mediator.StatusCompletedWithErrors
+			case r.unit.skip:
+				resp.Status = "200 OK"
+				oo = informational(r.unit.message)
+			case r.created:
+				resp.Status = "201 Created"
+				oo = informational(fmt.Sprintf("CHT document %s created", r.unit.docID))
+			default:
+				resp.Status = "200 OK"
+				oo = informational(fmt.Sprintf("CHT document %s up to date", r.unit.docID))
+			}
+			if r.err == nil && !r.unit.skip && pb.entries[ui][0] == i {
+				docs = append(docs, r.unit.docID)
+			}
+		}
+		raw, err := json.Marshal(oo)
+		if err != nil {
+			return nil, err
+		}
+		resp.Outcome = raw
+		out.Entry[i] = models.BundleEntry{Response: resp}
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	if status >= 500 {
+		txStatus = mediator.StatusFailed
+	}
+	res := &mediator.Result{StatusCode: status, Status: txStatus,
+		Header: http.Header{"Content-Type": {FHIRContentType}}, Body: body,
+		Properties: map[string]any{"cht_docs": docs}}
+	if status == http.StatusBadGateway {
+		res.Header.Set("Retry-After", "10")
+	}
+	return res, nil
+}

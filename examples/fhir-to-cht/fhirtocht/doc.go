@@ -1,0 +1,48 @@
+// Package fhirtocht is the FHIR → CHT mediator of the fhir-to-cht example: an
+// EMR or HIE sends FHIR R4 resources and the mediator writes them to CHT.
+//
+//	POST /fhir/Patient, PUT /fhir/Patient/{id}                 create or update a CHT person
+//	POST /fhir/ServiceRequest, PUT /fhir/ServiceRequest/{id}   a report that raises a CHW task
+//	POST /fhir/Task, PUT /fhir/Task/{id}                       a report that raises a CHW task
+//	POST /fhir/Observation, PUT /fhir/Observation/{id}         a report of the mapped form
+//	POST /fhir, POST /fhir/Bundle                              a transaction, batch or collection Bundle
+//
+// Bodies are FHIR JSON (application/fhir+json or application/json). Every
+// error is answered with an OperationOutcome naming the element and the
+// problem: 400 for malformed or invalid resources, 413 for bodies over
+// Config.MaxBodyBytes, 415 for other content types, 422 for resources that
+// are valid FHIR but cannot become CHT data (an inactive ServiceRequest, a
+// subject CHT does not know, an unmapped Observation code), and 502 or 504
+// when CHT failed, so the EMR (or OpenHIM) retries.
+//
+// # Idempotency
+//
+// Every write goes to CHT's database (through the API's /medic proxy) under
+// a deterministic document _id, a name-based UUID of the CHT instance and
+// the FHIR resource's identity. A create is a PUT without _rev, which
+// CouchDB accepts exactly once; a retry or re-send finds the document and
+// updates it only if the content changed (PUT with the current _rev, one
+// re-read and retry on 409). So retries, re-sends and concurrent duplicates
+// never create a second person or report.
+//
+//   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
+//     the identifier with the converter's ExternalID system, else its id,
+//     else its first identifier. A Patient that carries a CHT _id identifier
+//     (one cht-to-fhir wrote) updates that person.
+//   - A ServiceRequest, Task or group of Observations becomes the report with
+//     _id [Bridge.ReportID] of its identity: the resource's first identifier,
+//     else its id (for Observations: the Encounter's, else the
+//     Observations'), else, for Observations with an effective time, a hash
+//     of the report's content.
+//
+// CHT's own create endpoints cannot do this: the records API and the 5.2+
+// person API generate the _id (and reject a given one), so a lost answer
+// followed by a retry would create a duplicate. Writing the document as the
+// records API (or the people API) would store it is also what CHT's web app
+// does for every form it submits; Sentinel then runs the transitions on the
+// change, and the CHW's device computes the task from the report.
+//
+// Run inside a [mediator.Mediator], with a CHT client whose HTTPClient uses
+// [mediator.Transport], every CHT call is an orchestration of the OpenHIM
+// transaction.
+package fhirtocht

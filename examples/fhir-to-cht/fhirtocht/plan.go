@@ -1,0 +1,390 @@
+package fhirtocht
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// unit is one CHT write planned, without I/O, from one resource or from a
+// group of Bundle entries (an Encounter and its Observations).
+type unit struct {
+	resourceType string // of the primary resource
+	resource     any    // the primary resource, answered back
+	docID        string // CHT _id written
+
+	person *cht.Person      // a person to create or update, or
+	report *fhir.Submission // a report to write
+
+	// subject is the CHT person a report is about when it was not written
+	// in the same Bundle: it must exist before the report is written.
+	subject, subjectExpr string
+
+	// skip acknowledges the resource without writing (message says why).
+	skip    bool
+	message string
+}
+
+// PersonID returns the CHT _id of the person made from a Patient whose key
+// (see the package documentation) is key: a name-based UUID in the name
+// space of the converter's CHT instance.
+func (b *Bridge) PersonID(key string) string {
+	return b.conv.ID("fhir-to-cht/person", key)
+}
+
+// ReportID returns the CHT _id of the report made from a resource of type
+// resourceType whose identity is identity ("system|value" of an identifier,
+// "id:" + the logical id, or "content:" + a hash).
+func (b *Bridge) ReportID(resourceType, identity string) string {
+	return b.conv.ID("fhir-to-cht/report", resourceType+"|"+identity)
+}
+
+// identity returns the identity of a resource: its first identifier with a
+// value, else its logical id.
+func identity(ids []models.Identifier, id *string) string {
+	for _, i := range ids {
+		if i.Value != nil && *i.Value != "" {
+			sys := ""
+			if i.System != nil {
+				sys = *i.System
+			}
+			return sys + "|" + *i.Value
+		}
+	}
+	if id != nil && *id != "" {
+		return "id:" + *id
+	}
+	return ""
+}
+
+// plan converts one resource (not a Bundle) to a unit. refs maps the
+// references of Patients of the same Bundle (fullUrl and Patient/<id>) to
+// their CHT _id.
+func (b *Bridge) plan(ctx context.Context, res any, refs map[string]string) (*unit, error) {
+	switch r := res.(type) {
+	case *models.Patient:
+		return b.planPatient(r)
+	case *models.ServiceRequest:
+		return b.planRequest(ctx, "ServiceRequest", r, r.Meta, &r.Subject, r.Identifier, r.Id, refs)
+	case *models.Task:
+		return b.planRequest(ctx, "Task", r, r.Meta, r.For, r.Identifier, r.Id, refs)
+	case *models.Observation:
+		return b.planObservations(ctx, nil, []models.Observation{*r}, r, refs)
+	}
+	return nil, &Error{Status: http.StatusBadRequest, Err: invalid("resourceType",
+		fmt.Sprintf("%s is not accepted here", typeOf(res)), fhir.IssueNotSupported)}
+}
+
+// fromCHT reports whether the resource must be skipped for loop prevention.
+func (b *Bridge) fromCHT(meta *models.Meta) bool {
+	return !b.cfg.AcceptCHTOrigin && b.conv.IsFromCHT(meta)
+}
+
+func skipped(resourceType string, res any) *unit {
+	return &unit{resourceType: resourceType, resource: res, skip: true,
+		message: resourceType + " originated in CHT (CHT source tag): not written back"}
+}
+
+func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
+	if b.fromCHT(p.Meta) {
+		return skipped("Patient", p), nil
+	}
+	person, err := b.conv.PersonFromPatient(p)
+	if err != nil {
+		return nil, err
+	}
+	if person.ID == "" {
+		key := personKey(p, b.sys.ExternalID)
+		if key == "" {
+			return nil, invalid("Patient.identifier",
+				"an identifier or an id is required, so that a re-send updates the same CHT person", fhir.IssueRequired)
+		}
+		person.ID, person.ExternalID = b.PersonID(key), key
+	}
+	return &unit{resourceType: "Patient", resource: p, docID: person.ID, person: person}, nil
+}
+
+// personKey is the key of a Patient without a CHT identifier: the value of
+// its identifier with the external_id system, else of its first identifier,
+// else its id. Identifiers come first: they are what the EMR keeps stable
+// across its own systems, and a POST usually carries no id.
+func personKey(p *models.Patient, externalIDSystem string) string {
+	for _, i := range p.Identifier {
+		if i.System != nil && *i.System == externalIDSystem && i.Value != nil && *i.Value != "" {
+			return *i.Value
+		}
+	}
+	if v := firstValue(p.Identifier); v != "" {
+		return v
+	}
+	if p.Id != nil {
+		return *p.Id
+	}
+	return ""
+}
+
+// personIDOf is the CHT _id of the person a Patient is (or becomes).
+func (b *Bridge) personIDOf(p *models.Patient) string {
+	for _, i := range p.Identifier {
+		if i.System != nil && *i.System == b.sys.DocumentID && i.Value != nil && *i.Value != "" {
+			return *i.Value
+		}
+	}
+	if key := personKey(p, b.sys.ExternalID); key != "" {
+		return b.PersonID(key)
+	}
+	return ""
+}
+
+func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *models.Meta, subject *models.Reference,
+	ids []models.Identifier, id *string, refs map[string]string) (*unit, error) {
+	if b.fromCHT(meta) {
+		return skipped(rt, res), nil
+	}
+	subjectExpr := rt + ".subject"
+	if rt == "Task" {
+		subjectExpr = "Task.for"
+	}
+	patient, check, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	if err != nil {
+		return nil, err
+	}
+	var sub *fhir.Submission
+	switch r := res.(type) {
+	case *models.ServiceRequest:
+		sub, err = b.conv.SubmissionFromServiceRequest(r, patient)
+	case *models.Task:
+		sub, err = b.conv.SubmissionFromTask(r, patient)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ident := identity(ids, id)
+	if ident == "" {
+		return nil, invalid(rt+".identifier",
+			"an identifier or an id is required, so that a re-send does not raise a second task", fhir.IssueRequired)
+	}
+	if id != nil && *id != "" {
+		sub.Fields[FieldRequestID] = *id
+	} else if v := firstValue(ids); v != "" {
+		sub.Fields[FieldRequestID] = v
+	}
+	switch r := res.(type) {
+	case *models.ServiceRequest:
+		for _, rc := range r.ReasonCode {
+			if t := conceptText(rc); t != "" {
+				sub.Fields[FieldReason] = t
+				break
+			}
+		}
+		switch {
+		case r.OccurrenceDateTime != nil:
+			sub.Fields[FieldDueDate] = *r.OccurrenceDateTime
+		case r.OccurrencePeriod != nil && r.OccurrencePeriod.End != nil:
+			sub.Fields[FieldDueDate] = *r.OccurrencePeriod.End
+		}
+	case *models.Task:
+		if r.ReasonCode != nil {
+			if t := conceptText(*r.ReasonCode); t != "" {
+				sub.Fields[FieldReason] = t
+			}
+		}
+		if r.Restriction != nil && r.Restriction.Period != nil && r.Restriction.Period.End != nil {
+			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
+		}
+	}
+	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
+		subject: check, subjectExpr: subjectExpr}, nil
+}
+
+// planObservations converts an optional Encounter and its Observations
+// to one report. primary is the resource answered for a single
+// Observation.
+func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]string) (*unit, error) {
+	for i := range obs {
+		if b.fromCHT(obs[i].Meta) {
+			return skipped("Observation", primary), nil
+		}
+	}
+	var subject *models.Reference
+	if enc != nil {
+		subject = enc.Subject
+	}
+	for i := 0; subject == nil && i < len(obs); i++ {
+		subject = obs[i].Subject
+	}
+	subjectExpr := "Observation.subject"
+	if enc != nil && enc.Subject != nil {
+		subjectExpr = "Encounter.subject"
+	}
+	patient, check, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := b.conv.SubmissionFromObservations("", enc, obs, patient)
+	if err != nil {
+		return nil, err
+	}
+	rt, ident := "Observation", ""
+	if enc != nil {
+		rt, ident = "Encounter", identity(enc.Identifier, enc.Id)
+	}
+	if ident == "" {
+		idents := make([]string, 0, len(obs))
+		for i := range obs {
+			id := identity(obs[i].Identifier, obs[i].Id)
+			if id == "" {
+				idents = nil
+				break
+			}
+			idents = append(idents, id)
+		}
+		slices.Sort(idents)
+		ident = strings.Join(idents, ",")
+	}
+	if ident == "" {
+		// Same content at the same time for the same patient is the
+		// same report.
+		if sub.ReportedDate.IsZero() {
+			return nil, invalid("Observation.identifier",
+				"an identifier, an id or an effective time is required, so that a re-send does not create a second report",
+				fhir.IssueRequired)
+		}
+		body, err := sub.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(body)
+		ident = "content:" + hex.EncodeToString(sum[:16])
+	}
+	return &unit{resourceType: "Observation", resource: primary, docID: b.ReportID(rt, ident), report: sub,
+		subject: check, subjectExpr: subjectExpr}, nil
+}
+
+// subjectPatient resolves a subject reference to the CHT person, as a
+// Patient carrying the CHT _id identifier for the converter. check is the
+// _id to verify before writing ("" when the person is written in the same
+// Bundle, or when the reference cannot be resolved, which the converter
+// then reports). The rules, in order: an identifier with the CHT
+// document system; a Patient of the same Bundle; another identifier's
+// value as a key; a literal Patient reference, read from the FHIR server
+// when Config.FHIRURL is set, else with its id as the key.
+func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]string) (patient *models.Patient, check string, err error) {
+	if ref == nil {
+		return nil, "", nil
+	}
+	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
+		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.DocumentID {
+			return nil, *ref.Identifier.Value, nil
+		}
+	}
+	if ref.Reference != nil {
+		if id, ok := refs[*ref.Reference]; ok {
+			return b.patientWithID(id), "", nil
+		}
+	}
+	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
+		id := b.PersonID(*ref.Identifier.Value)
+		return b.patientWithID(id), id, nil
+	}
+	if ref.Reference == nil {
+		return nil, "", nil
+	}
+	id, ok := literalID(*ref.Reference, "Patient")
+	if !ok {
+		return nil, "", nil
+	}
+	if b.cfg.FHIRURL == "" {
+		pid := b.PersonID(id)
+		return b.patientWithID(pid), pid, nil
+	}
+	p, err := b.readPatient(ctx, *ref.Reference, id, expr)
+	if err != nil {
+		return nil, "", err
+	}
+	pid := b.personIDOf(p)
+	if pid == "" {
+		return nil, "", invalid(expr, "the referenced Patient has neither identifier nor id", fhir.IssueValue)
+	}
+	return b.patientWithID(pid), pid, nil
+}
+
+func (b *Bridge) patientWithID(id string) *models.Patient {
+	sys := b.sys.DocumentID
+	return &models.Patient{Identifier: []models.Identifier{{System: &sys, Value: &id}}}
+}
+
+// literalID extracts the id of a relative or absolute literal reference
+// to resourceType ("Patient/123", "https://emr/fhir/Patient/123/_history/2").
+func literalID(ref, resourceType string) (string, bool) {
+	if h := strings.Index(ref, "/_history/"); h >= 0 {
+		ref = ref[:h]
+	}
+	i := strings.LastIndex(ref, resourceType+"/")
+	if i < 0 || (i > 0 && ref[i-1] != '/') {
+		return "", false
+	}
+	id := ref[i+len(resourceType)+1:]
+	if id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
+}
+
+func firstValue(ids []models.Identifier) string {
+	for _, i := range ids {
+		if i.Value != nil && *i.Value != "" {
+			return *i.Value
+		}
+	}
+	return ""
+}
+
+// conceptText is a CodeableConcept's text, else its first display, else
+// its first code.
+func conceptText(c models.CodeableConcept) string {
+	if c.Text != nil && *c.Text != "" {
+		return *c.Text
+	}
+	for _, cd := range c.Coding {
+		if cd.Display != nil && *cd.Display != "" {
+			return *cd.Display
+		}
+	}
+	for _, cd := range c.Coding {
+		if cd.Code != nil && *cd.Code != "" {
+			return *cd.Code
+		}
+	}
+	return ""
+}
+
+// answer is the body of a successful single-resource answer: the resource
+// as received; a Patient also gets the identifier of its CHT person.
+func (u *unit) answer(docSystem string) ([]byte, error) {
+	if p, ok := u.resource.(*models.Patient); ok && u.docID != "" {
+		cp := *p
+		has := false
+		for _, i := range cp.Identifier {
+			if i.System != nil && *i.System == docSystem && i.Value != nil && *i.Value == u.docID {
+				has = true
+			}
+		}
+		if !has {
+			id := u.docID
+			cp.Identifier = append(slices.Clone(cp.Identifier), models.Identifier{System: &docSystem, Value: &id})
+		}
+		return json.Marshal(cp)
+	}
+	return json.Marshal(u.resource)
+}

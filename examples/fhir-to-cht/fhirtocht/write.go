@@ -1,0 +1,285 @@
+package fhirtocht
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// attempts bounds the read-modify-write cycles of one document: a 409
+// (another writer got there first) is re-read and retried once.
+const attempts = 2
+
+// execute writes a planned unit; created reports whether a new CHT
+// document was made.
+func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error) {
+	if u.skip {
+		return false, nil
+	}
+	if u.subject != "" {
+		if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+			return false, err
+		}
+	}
+	if u.person != nil {
+		return b.upsertPerson(ctx, u.person)
+	}
+	return b.upsertReport(ctx, u.docID, u.report)
+}
+
+// checkSubject verifies that the person a report is about exists in CHT:
+// a report about nobody would raise no task and fail silently.
+func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
+	var c cht.Contact
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read subject"), id, &c)
+	switch {
+	case errors.Is(err, cht.ErrNotFound):
+		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
+			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), fhir.IssueNotFound)}
+	case err != nil:
+		return chtFailure("read subject "+id, err)
+	case !c.IsContact():
+		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
+			fmt.Sprintf("CHT document %s is not a contact", id), fhir.IssueValue)}
+	}
+	return nil
+}
+
+// upsertPerson creates the person under its deterministic _id, or updates
+// the fields the Patient gives.
+func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Person) (created bool, err error) {
+	for range attempts {
+		var cur cht.Contact
+		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
+		if errors.Is(err, cht.ErrNotFound) {
+			doc, err := b.newPerson(ctx, p)
+			if err != nil {
+				return false, err
+			}
+			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
+			if errors.Is(err, cht.ErrConflict) {
+				continue // created meanwhile: update it
+			}
+			if err != nil {
+				return false, chtFailure("create person "+p.ID, err)
+			}
+			return true, nil
+		}
+		if err != nil {
+			return false, chtFailure("read person "+p.ID, err)
+		}
+		if !mergePerson(&cur, p) {
+			return false, nil
+		}
+		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, &cur)
+		if errors.Is(err, cht.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return false, chtFailure("update person "+p.ID, err)
+		}
+		return false, nil
+	}
+	return false, &Error{Status: http.StatusServiceUnavailable,
+		Err: fmt.Errorf("person %s: concurrent updates in CHT kept conflicting", p.ID)}
+}
+
+// newPerson is the document CHT's people API would store: the parent
+// lineage minified from the parent place, and reported_date set.
+func (b *Bridge) newPerson(ctx context.Context, p *cht.Person) (*cht.Person, error) {
+	if p.Parent == nil || p.Parent.ID == "" {
+		return nil, &Error{Status: http.StatusInternalServerError,
+			Err: errors.New("mediator configuration: no parent place for new people (fhir.InboundConfig.ParentPlace, MEDIATOR_PARENT_PLACE)")}
+	}
+	var parent cht.Contact
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read parent place"), p.Parent.ID, &parent)
+	if errors.Is(err, cht.ErrNotFound) {
+		return nil, &Error{Status: http.StatusInternalServerError,
+			Err: fmt.Errorf("mediator configuration: parent place %s does not exist in CHT", p.Parent.ID)}
+	}
+	if err != nil {
+		return nil, chtFailure("read parent place "+p.Parent.ID, err)
+	}
+	if !parent.IsContact() || parent.TypeID() == "person" {
+		return nil, &Error{Status: http.StatusInternalServerError,
+			Err: fmt.Errorf("mediator configuration: parent %s is a %q, not a place", p.Parent.ID, parent.TypeID())}
+	}
+	doc := *p
+	doc.Parent = &cht.Lineage{ID: parent.ID, Parent: parent.Parent.Minify()}
+	doc.ReportedDate = cht.MillisOf(b.now())
+	return &doc, nil
+}
+
+// mergePerson copies the fields the Patient gives into cur; it reports
+// whether anything changed. The parent is kept: CHT users may have moved
+// the person since.
+func mergePerson(cur *cht.Contact, in *cht.Person) bool {
+	changed := false
+	set := func(dst *string, v string) {
+		if v != "" && *dst != v {
+			*dst, changed = v, true
+		}
+	}
+	set(&cur.Name, in.Name)
+	set(&cur.Sex, in.Sex)
+	set(&cur.DateOfBirth, in.DateOfBirth)
+	set(&cur.DateOfDeath, in.DateOfDeath)
+	set(&cur.Phone, in.Phone)
+	set(&cur.PhoneAlternate, in.PhoneAlternate)
+	set(&cur.ExternalID, in.ExternalID)
+	return changed
+}
+
+// upsertReport writes the report under its deterministic _id; an existing
+// one is updated only when its fields differ.
+func (b *Bridge) upsertReport(ctx context.Context, id string, sub *fhir.Submission) (created bool, err error) {
+	doc, err := b.reportDoc(id, sub)
+	if err != nil {
+		return false, err
+	}
+	for range attempts {
+		var cur map[string]json.RawMessage
+		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), id, &cur)
+		if errors.Is(err, cht.ErrNotFound) {
+			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create report"), id, doc)
+			if errors.Is(err, cht.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return false, chtFailure("create report "+id, err)
+			}
+			return true, nil
+		}
+		if err != nil {
+			return false, chtFailure("read report "+id, err)
+		}
+		fields, err := json.Marshal(doc["fields"])
+		if err != nil {
+			return false, err
+		}
+		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], mustJSON(doc["form"])) {
+			return false, nil
+		}
+		cur["fields"], cur["form"] = fields, mustJSON(doc["form"])
+		if !sub.ReportedDate.IsZero() {
+			cur["reported_date"] = mustJSON(doc["reported_date"])
+		}
+		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update report"), id, cur)
+		if errors.Is(err, cht.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return false, chtFailure("update report "+id, err)
+		}
+		return false, nil
+	}
+	return false, &Error{Status: http.StatusServiceUnavailable,
+		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", id)}
+}
+
+// reportDoc is the data_record the records API (POST /api/v2/records)
+// would store for sub: the form code upper-cased, field keys lower-cased
+// and dotted keys nested below fields, reported_date in milliseconds (now
+// when the resource gives none), empty errors and tasks, and the _meta
+// object as sms_message. Unlike the records API it keeps field keys the
+// form definition does not declare.
+func (b *Bridge) reportDoc(id string, sub *fhir.Submission) (map[string]any, error) {
+	rec := cht.Record{Form: sub.Form, From: sub.From, ReportedDate: sub.ReportedDate, Fields: sub.Fields}
+	if rec.ReportedDate.IsZero() {
+		rec.ReportedDate = b.now()
+	}
+	body, err := rec.MarshalJSON()
+	if err != nil {
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), fhir.IssueValue)}
+	}
+	var flat map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&flat); err != nil {
+		return nil, err
+	}
+	meta, _ := flat["_meta"].(map[string]any)
+	delete(flat, "_meta")
+	fields := map[string]any{}
+	for k, v := range flat {
+		if err := setDotted(fields, k, v); err != nil {
+			return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), fhir.IssueValue)}
+		}
+	}
+	doc := map[string]any{
+		"_id":           id,
+		"type":          "data_record",
+		"form":          meta["form"],
+		"fields":        fields,
+		"reported_date": meta["reported_date"],
+		"errors":        []any{},
+		"tasks":         []any{},
+		"sms_message":   meta,
+	}
+	if from, ok := meta["from"]; ok {
+		doc["from"] = from
+	}
+	return doc, nil
+}
+
+// setDotted stores v at the dotted path k below m, creating objects.
+func setDotted(m map[string]any, k string, v any) error {
+	parts := strings.Split(k, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p]
+		if !ok {
+			child := map[string]any{}
+			m[p] = child
+			m = child
+			continue
+		}
+		child, ok := next.(map[string]any)
+		if !ok {
+			return fmt.Errorf("field %q: %q is both a value and an object", k, p)
+		}
+		m = child
+	}
+	last := parts[len(parts)-1]
+	if _, ok := m[last].(map[string]any); ok {
+		return fmt.Errorf("field %q is both a value and an object", k)
+	}
+	m[last] = v
+	return nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// sameJSON compares two JSON values semantically (member order aside).
+func sameJSON(a, b json.RawMessage) bool {
+	var x, y any
+	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
+	da.UseNumber()
+	db.UseNumber()
+	if da.Decode(&x) != nil || db.Decode(&y) != nil {
+		return false
+	}
+	return bytes.Equal(mustJSON(x), mustJSON(y))
+}
+
+// chtFailure wraps a failed CHT call: the sender should retry.
+func chtFailure(what string, err error) error {
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	return &Error{Status: status, Err: fmt.Errorf("cht: %s: %w", what, err)}
+}
