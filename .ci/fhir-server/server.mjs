@@ -10,7 +10,9 @@
 //
 // Base URL: http://127.0.0.1:$PORT/fhir/R4. Every POST/PUT body and every transaction/batch entry
 // resource is validated with @medplum/core's validateResource; a failure answers 400 with the
-// OperationOutcome. This is a test double, not a conformant server (see .ci/README.md).
+// OperationOutcome. Transaction Bundles are atomic (a failing entry fails the request with its status
+// and nothing of the Bundle is kept); batches are not. Requests are handled one at a time. This is a test double, not a conformant server
+// (see .ci/README.md).
 import http from 'node:http';
 import {
   badRequest,
@@ -107,6 +109,70 @@ function validateWrite(method, url, body) {
   }
 }
 
+// Requests are handled one at a time: a failed transaction then restores the repository without
+// undoing anybody else's writes. (The in-memory repository is fast; the tests need correctness.)
+let tail = Promise.resolve();
+function oneAtATime(fn) {
+  const run = tail.then(fn);
+  tail = run.then(
+    () => undefined,
+    () => undefined
+  );
+  return run;
+}
+
+// route passes one request to the router and returns [outcome, resource, status]. Transaction Bundles
+// are all-or-nothing: the repository is snapshotted first and restored when any entry fails, and the
+// answer is then the failing entry's status and OperationOutcome. (medplum's own transaction mode is
+// not used: it caps conditional transactions at 8 entries, and MemoryRepository.withTransaction has no
+// rollback anyway.)
+async function route(method, url, body, headers) {
+  const isTransaction =
+    method === 'POST' && url.split('?')[0].replace(/\/+/g, '') === '' && body?.type === 'transaction';
+  const snapshot = isTransaction
+    ? { resources: structuredClone(repo.resources), history: structuredClone(repo.history) }
+    : undefined;
+  const restore = () => {
+    if (snapshot) {
+      repo.resources = snapshot.resources;
+      repo.history = snapshot.history;
+    }
+  };
+  let outcome, resource;
+  try {
+    [outcome, resource] = await router.handleRequest(
+      { method, url, body, headers, params: {}, query: {} },
+      repo
+    );
+  } catch (err) {
+    restore();
+    throw err;
+  }
+  const status = getStatus(outcome);
+  if (!snapshot) {
+    return [outcome, resource, status];
+  }
+  if (status >= 400) {
+    restore();
+    return [outcome, undefined, status];
+  }
+  const entries = resource?.entry ?? [];
+  for (let i = 0; i < entries.length; i++) {
+    const entryStatus = Number.parseInt(String(entries[i]?.response?.status ?? ''), 10);
+    if (Number.isNaN(entryStatus) || entryStatus >= 400) {
+      restore();
+      const failed = structuredClone(
+        entries[i]?.response?.outcome ?? badRequest(`entry status ${entries[i]?.response?.status}`)
+      );
+      for (const issue of failed.issue ?? []) {
+        issue.diagnostics = issue.diagnostics ?? `transaction rolled back: Bundle.entry[${i}] failed`;
+      }
+      return [failed, undefined, Number.isNaN(entryStatus) ? 500 : entryStatus];
+    }
+  }
+  return [outcome, resource, status];
+}
+
 function send(res, status, body, headers = {}) {
   const text = body === undefined ? '' : JSON.stringify(body);
   res.writeHead(status, {
@@ -158,11 +224,7 @@ async function handle(req, res) {
   }
   validateWrite(method, url, body);
 
-  const [outcome, resource] = await router.handleRequest(
-    { method, url, body, headers: req.headers, params: {}, query: {} },
-    repo
-  );
-  const status = getStatus(outcome);
+  const [outcome, resource, status] = await oneAtATime(() => route(method, url, body, req.headers));
   const headers = {};
   const versionId = resource?.meta?.versionId;
   if (versionId) {
