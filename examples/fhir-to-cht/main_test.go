@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+func setBaseEnv(t *testing.T) {
+	t.Setenv("MEDIATOR_CHT_URL", "https://cht.example.org")
+	t.Setenv("MEDIATOR_CHT_USERNAME", "openhim")
+	t.Setenv("MEDIATOR_PARENT_PLACE", "household-1")
+}
+
+func TestPrintOpenHIMConfig(t *testing.T) {
+	setBaseEnv(t)
+	t.Setenv("MEDIATOR_PUBLIC_HOST", "mediators.internal")
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--config", "config.yaml", "--print-openhim-config"}, &out, slog.New(slog.DiscardHandler)))
+
+	var doc struct {
+		Mediators []mediator.Definition
+		Channels  []mediator.Channel
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
+	require.Len(t, doc.Mediators, 1)
+	def := doc.Mediators[0]
+	assert.Equal(t, "urn:mediator:fhir-to-cht", def.URN)
+	require.NoError(t, def.Validate(4), "valid for core 4 (host and port set)")
+	require.NoError(t, def.Validate(8))
+	require.Len(t, doc.Channels, 1)
+	ch := doc.Channels[0]
+	assert.Equal(t, "mediators.internal", ch.Routes[0].Host, "MEDIATOR_PUBLIC_HOST wins over the file")
+	assert.Equal(t, 8602, ch.Routes[0].Port, "port of listen in config.yaml")
+	assert.Equal(t, []string{"emr"}, ch.Allow)
+	assert.Equal(t, "^/fhir(/.*)?$", ch.URLPattern)
+}
+
+func TestPrintCHTOutboundExplainsWhyThereIsNone(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--print-cht-outbound"}, &out, slog.New(slog.DiscardHandler))
+	require.ErrorIs(t, err, errNoOutbound)
+	assert.Contains(t, err.Error(), "receives from the EMR")
+	assert.Empty(t, out.String(), "nothing a script could mistake for an outbound block")
+}
+
+func TestSettingsErrorsNameTheKey(t *testing.T) {
+	base := map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_CHT_USERNAME": "u", "MEDIATOR_PARENT_PLACE": "p"}
+	tests := []struct {
+		name  string
+		unset string
+		env   map[string]string
+		want  string
+	}{
+		{"no CHT URL", "MEDIATOR_CHT_URL", nil, "cht.url"},
+		{"no CHT user", "MEDIATOR_CHT_USERNAME", nil, "cht.username"},
+		{"no parent place", "MEDIATOR_PARENT_PLACE", nil, "parent_place"},
+		{"bad heartbeat", "", map[string]string{"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
+		{"missing mapping file", "", map[string]string{"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
+		{"listen without port", "", map[string]string{"MEDIATOR_LISTEN": "127.0.0.1:0"}, "fixed port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range base {
+				if k != tt.unset {
+					t.Setenv(k, v)
+				}
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			err := run(context.Background(), []string{"--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// TestRunRegistersAndServes runs the program against the fake OpenHIM core
+// and a fake CHT, and sends the EMR's requests through core's router.
+func TestRunRegistersAndServes(t *testing.T) {
+	core := openhimtest.NewServer(openhimtest.Config{})
+	t.Cleanup(core.Close)
+	core.AddClient("emr", "emr-secret", "emr")
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+
+	port := freePort(t)
+	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", port))
+	t.Setenv("MEDIATOR_PUBLIC_HOST", "127.0.0.1")
+	t.Setenv("MEDIATOR_OPENHIM_URL", core.URL)
+	t.Setenv("MEDIATOR_OPENHIM_USERNAME", openhimtest.RootUser)
+	t.Setenv("MEDIATOR_OPENHIM_PASSWORD", openhimtest.RootPassword)
+	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "200ms")
+	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
+	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
+	t.Setenv("MEDIATOR_PARENT_PLACE", chttest.DemoHouseholdID)
+	t.Setenv("MEDIATOR_MAX_BODY_BYTES", "65536")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+
+	require.Eventually(t, func() bool {
+		_, ok := core.Mediator("urn:mediator:fhir-to-cht")
+		return ok && len(core.Channels()) == 1
+	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
+
+	// The identifiers name the CHT instance by MEDIATOR_CHT_URL.
+	sr, err := os.ReadFile("fhirtocht/testdata/service-request.json")
+	require.NoError(t, err)
+	sr = bytes.Replace(sr, []byte("https://cht.example.org/medic"), []byte(chtSrv.URL+"/medic"), 1)
+
+	send := func(path string, body []byte) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, core.RouterURL+path, bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.SetBasicAuth("emr", "emr-secret")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, b
+	}
+	tests := []struct {
+		name   string
+		path   string
+		body   []byte
+		status int
+		want   string
+	}{
+		{"ServiceRequest", "/fhir/ServiceRequest", sr, http.StatusCreated, `"resourceType":"ServiceRequest"`},
+		{"ServiceRequest re-sent", "/fhir/ServiceRequest", sr, http.StatusOK, `"resourceType":"ServiceRequest"`},
+		{"too large", "/fhir/Patient", []byte(`{"resourceType":"Patient","x":"` + strings.Repeat("x", 70000) + `"}`),
+			http.StatusRequestEntityTooLarge, `"resourceType":"OperationOutcome"`},
+	}
+	for _, tt := range tests {
+		status, body := send(tt.path, tt.body)
+		assert.Equal(t, tt.status, status, "%s: %s", tt.name, body)
+		assert.Contains(t, string(body), tt.want, tt.name)
+	}
+	reports := chtSrv.Reports("INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1, "one report for the request sent twice")
+	assert.Contains(t, string(reports[0]), chttest.DemoPatientID)
+
+	txs := core.Transactions()
+	require.Len(t, txs, len(tests))
+	assert.Equal(t, "Successful", string(txs[0].Status))
+	var names []string
+	for _, o := range txs[0].Orchestrations {
+		names = append(names, o.Name)
+	}
+	require.GreaterOrEqual(t, len(names), 3)
+	assert.Equal(t, []string{"CHT read subject", "CHT read report", "CHT create report"}, names[:3],
+		"our orchestrations first (core appends its route to the primary mediator)")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

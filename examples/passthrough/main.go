@@ -1,0 +1,94 @@
+// Command passthrough is the smallest useful OpenHIM mediator, a template:
+// it registers with core, heartbeats, and forwards every request it is routed
+// to MEDIATOR_UPSTREAM_URL, recording the call as an orchestration.
+//
+//	MEDIATOR_UPSTREAM_URL=http://upstream:8080 passthrough [--config config.yaml]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
+)
+
+// Settings are read from the config file and MEDIATOR_* variables.
+type Settings struct {
+	settings.Mediator `mapstructure:",squash"`
+	PublicHost        string `mapstructure:"public_host"`  // host core reaches us at, port of listen (MEDIATOR_PUBLIC_HOST)
+	UpstreamURL       string `mapstructure:"upstream_url"` // where requests go (MEDIATOR_UPSTREAM_URL)
+}
+
+// Validate checks the settings; errors name the key.
+func (s Settings) Validate() error {
+	u, err := url.Parse(s.UpstreamURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.Join(s.Mediator.Validate(), errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must be an http(s) URL"))
+	}
+	return s.Mediator.Validate()
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(ctx, os.Args[1:], logger); err != nil {
+		logger.Error("passthrough stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run loads the settings and serves until ctx is done.
+func run(ctx context.Context, args []string, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("passthrough", flag.ContinueOnError)
+	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s := Settings{Mediator: settings.Default(), PublicHost: "localhost"}
+	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	upstream, _ := url.Parse(s.UpstreamURL) // checked by Validate
+	_, portText, _ := net.SplitHostPort(s.Listen)
+	port, err := strconv.Atoi(portText)
+	if err != nil || port <= 0 {
+		return fmt.Errorf("listen %q: a fixed port is needed so core can reach the mediator", s.Listen)
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.ResponseHeaderTimeout = 30 * time.Second
+	proxy := &httputil.ReverseProxy{
+		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(upstream) },
+		Transport: mediator.Transport(base), // records each call as an orchestration
+	}
+	route := mediator.Route{Name: "Passthrough", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
+	cfg := mediator.Config{
+		Definition: mediator.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
+			Description: "Forwards requests to " + upstream.Redacted(), Endpoints: []mediator.Route{route},
+			DefaultChannelConfig: []mediator.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
+				Type: "http", Allow: []string{"passthrough"}, AuthType: "private", Routes: []mediator.Route{route}}}},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			proxy.ServeHTTP(w, r.WithContext(mediator.WithOrchestration(r.Context(), "Upstream")))
+		}),
+		Logger: logger,
+	}
+	s.Apply(&cfg)
+	m, err := mediator.New(cfg)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
