@@ -11,6 +11,22 @@ import (
 
 func benchConverter(b *testing.B) *Converter { return testConverter(b, Config{}) }
 
+// cpuMeter reports process CPU time per operation ("cpu-ns/op"): on a
+// shared machine wall time includes time the benchmark waited for a core.
+type cpuMeter struct{ start int64 }
+
+func startCPU(b *testing.B) cpuMeter {
+	b.Helper()
+	return cpuMeter{start: processCPU()}
+}
+
+func (m cpuMeter) report(b *testing.B) {
+	if m.start == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
+}
+
 // BenchmarkPayloadResources is the work the Node mapper does: outbound
 // payload JSON → Encounter + 20 Observations JSON.
 func BenchmarkPayloadResources(b *testing.B) {
@@ -19,6 +35,7 @@ func BenchmarkPayloadResources(b *testing.B) {
 	buf := make([]byte, 0, 32<<10)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
+	cpu := startCPU(b)
 	for b.Loop() {
 		p, err := DecodeEncounterPayload(data)
 		if err != nil {
@@ -35,6 +52,7 @@ func BenchmarkPayloadResources(b *testing.B) {
 			}
 		}
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(len(buf)), "out-bytes")
 }
 
@@ -45,11 +63,13 @@ func BenchmarkPayloadBundle(b *testing.B) {
 	buf := make([]byte, 0, 32<<10)
 	b.ReportAllocs()
 	var err error
+	cpu := startCPU(b)
 	for b.Loop() {
 		if buf, err = c.PayloadBundleJSON(buf[:0], data); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(len(buf)), "out-bytes")
 }
 
@@ -59,6 +79,7 @@ func BenchmarkPayloadSamply(b *testing.B) {
 	c := benchConverter(b)
 	data := readFile(b, "testdata/encounter-20obs.json")
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		var p EncounterPayload
 		if err := json.Unmarshal(data, &p); err != nil {
@@ -74,6 +95,7 @@ func BenchmarkPayloadSamply(b *testing.B) {
 			}
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkPayloadEncodingJSON is the reference: bare encoding/json decode
@@ -81,6 +103,7 @@ func BenchmarkPayloadSamply(b *testing.B) {
 func BenchmarkPayloadEncodingJSON(b *testing.B) {
 	data := readFile(b, "testdata/encounter-20obs.json")
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		var v any
 		if err := json.Unmarshal(data, &v); err != nil {
@@ -90,16 +113,36 @@ func BenchmarkPayloadEncodingJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkReportBundle: hydrated report with 20 mapped fields → transaction
-// Bundle JSON (Patient, Practitioner, Locations, Organizations, Encounter, 20
-// Observations).
+// Bundle JSON (Patient, Practitioner, 3 Locations, 2 Organizations,
+// Encounter, 20 Observations), through AppendReportBundle.
 func BenchmarkReportBundle(b *testing.B) {
 	c := benchConverter(b)
 	r := loadReport(b, "testdata/report_assessment_hydrated.json")
 	buf := make([]byte, 0, 64<<10)
+	var err error
 	b.ReportAllocs()
+	cpu := startCPU(b)
+	for b.Loop() {
+		if buf, err = c.AppendReportBundle(buf[:0], r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(buf)), "out-bytes")
+}
+
+// BenchmarkReportBundleTyped is the same through the samply values
+// (ReportBundle) and the fast encoder.
+func BenchmarkReportBundleTyped(b *testing.B) {
+	c := benchConverter(b)
+	r := loadReport(b, "testdata/report_assessment_hydrated.json")
+	buf := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		t, err := c.ReportBundle(r)
 		if err != nil {
@@ -109,7 +152,7 @@ func BenchmarkReportBundle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(len(buf)), "out-bytes")
+	cpu.report(b)
 }
 
 // BenchmarkReportBundleSamply is the same with the samply Bundle and
@@ -118,6 +161,7 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 	c := benchConverter(b)
 	r := loadReport(b, "testdata/report_assessment_hydrated.json")
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		t, err := c.ReportBundle(r)
 		if err != nil {
@@ -136,6 +180,7 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkReportDecodeBundle includes decoding the hydrated report JSON
@@ -145,17 +190,16 @@ func BenchmarkReportDecodeBundle(b *testing.B) {
 	data := readFile(b, "testdata/report_assessment_hydrated.json")
 	buf := make([]byte, 0, 64<<10)
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		var r cht.Report
 		if err := json.Unmarshal(data, &r); err != nil {
 			b.Fatal(err)
 		}
-		t, err := c.ReportBundle(&r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if buf, err = t.AppendJSON(buf[:0]); err != nil {
+		var err error
+		if buf, err = c.AppendReportBundle(buf[:0], &r); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -61,34 +62,41 @@ func (e *encoder) transaction(t *Transaction) {
 			if i > 0 {
 				e.b = append(e.b, ',')
 			}
-			en := &t.Entries[i]
-			ef := e.begin()
-			e.strv(ef, `"fullUrl":`, en.FullURL)
-			e.key(ef, `"resource":`)
-			n := len(e.b)
-			out, err := appendResource(e.b, en.Resource)
-			if err != nil {
-				// Fall back for this resource only.
-				raw, merr := json.Marshal(en.Resource)
-				if merr != nil {
-					e.fail(merr)
-					return
-				}
-				if len(raw) == 0 || string(raw) == "null" {
-					e.fail(fmt.Errorf("entry %d has no resource", i))
-					return
-				}
-				e.b = append(e.b[:n], raw...)
-			} else {
-				e.b = out
+			e.entry(&t.Entries[i])
+			if e.err != nil {
+				return
 			}
-			rq := en.Request
-			e.request(ef, &rq)
-			e.end()
 		}
 		e.b = append(e.b, ']')
 	}
 	e.resourceType(f, "Bundle")
+}
+
+// entry writes one transaction entry; a resource the fast path does not
+// handle is encoded with encoding/json.
+func (e *encoder) entry(en *Entry) {
+	ef := e.begin()
+	e.strv(ef, `"fullUrl":`, en.FullURL)
+	e.key(ef, `"resource":`)
+	n := len(e.b)
+	out, err := appendResource(e.b, en.Resource)
+	if err != nil {
+		raw, merr := json.Marshal(en.Resource)
+		if merr != nil {
+			e.fail(merr)
+			return
+		}
+		if len(raw) == 0 || string(raw) == "null" {
+			e.fail(errors.New("entry has no resource"))
+			return
+		}
+		e.b = append(e.b[:n], raw...)
+	} else {
+		e.b = out
+	}
+	rq := en.Request
+	e.request(ef, &rq)
+	e.end()
 }
 
 // entry makes the transaction entry for a resource of type rt made from the

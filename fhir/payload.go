@@ -248,38 +248,7 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 		return nil, &ConversionError{Field: "id", Reason: "payload has no id"}
 	}
 	x := &refs{c: c, in: make([]member, 0, 2)}
-	x.add("Encounter", p.ID)
-	var subj models.Reference
-	if p.PatientUUID != "" {
-		subj = c.ref(x, "Patient", p.PatientUUID)
-	}
-	enc := &models.Encounter{
-		Id:         c.id("Encounter", p.ID),
-		Meta:       c.meta(),
-		Identifier: []models.Identifier{identifier(c.sys.DocumentID, p.ID, "CHT document ID", nil)},
-		Status:     models.EncounterStatusFinished,
-		Class:      models.Coding{System: ptr(*c.class.System), Code: ptr(*c.class.Code), Display: c.class.Display},
-	}
-	if c.class.Display != nil {
-		enc.Class.Display = ptr(*c.class.Display)
-	}
-	if p.Form != "" {
-		if fi, ok := c.forms[lower(p.Form)]; ok {
-			enc.Type = c.encounterType(fi, p.Form)
-		}
-	}
-	if enc.Type == nil && c.cfg.EncounterType != nil {
-		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{coding(*c.cfg.EncounterType)}}}
-	}
-	if p.PatientUUID != "" {
-		s := subj
-		enc.Subject = &s
-	}
-	var effective string
-	if !p.ReportedDate.IsZero() {
-		effective = formatDateTime(p.ReportedDate.Time())
-		enc.Period = &models.Period{Start: ptr(effective)}
-	}
+	enc, subj, effective := c.payloadEncounter(x, p)
 	sh := c.newShared(effective)
 	if p.PatientUUID != "" {
 		sh.subject = copyRef(subj, &sh.subjRef, &sh.subjType, &sh.subjIdent, &sh.subjISys, &sh.subjIVal)
@@ -325,6 +294,44 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 		t.Entries = append(t.Entries, e)
 	}
 	return t, nil
+}
+
+// payloadEncounter builds the Encounter of a payload and returns it with
+// the subject reference and the formatted reported date.
+func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Encounter, models.Reference, string) {
+	x.add("Encounter", p.ID)
+	var subj models.Reference
+	if p.PatientUUID != "" {
+		subj = c.ref(x, "Patient", p.PatientUUID)
+	}
+	enc := &models.Encounter{
+		Id:         c.id("Encounter", p.ID),
+		Meta:       c.meta(),
+		Identifier: []models.Identifier{identifier(c.sys.DocumentID, p.ID, "CHT document ID", nil)},
+		Status:     models.EncounterStatusFinished,
+		Class:      models.Coding{System: ptr(*c.class.System), Code: ptr(*c.class.Code)},
+	}
+	if c.class.Display != nil {
+		enc.Class.Display = ptr(*c.class.Display)
+	}
+	if p.Form != "" {
+		if fi, ok := c.forms[lower(p.Form)]; ok {
+			enc.Type = c.encounterType(fi, p.Form)
+		}
+	}
+	if enc.Type == nil && c.cfg.EncounterType != nil {
+		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{coding(*c.cfg.EncounterType)}}}
+	}
+	if p.PatientUUID != "" {
+		s := subj
+		enc.Subject = &s
+	}
+	var effective string
+	if !p.ReportedDate.IsZero() {
+		effective = formatDateTime(p.ReportedDate.Time())
+		enc.Period = &models.Period{Start: ptr(effective)}
+	}
+	return enc, subj, effective
 }
 
 func countCode(obs []PayloadObservation, code string) int {
@@ -428,15 +435,134 @@ func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
 
 // PayloadBundleJSON decodes an outbound encounter payload and appends the
 // JSON transaction Bundle (Encounter + Observations) to dst. It is the
-// allocation-light path for high-volume outbound pushes.
+// allocation-light path for high-volume outbound pushes: the Observations
+// are written directly, without building samply values, and the result is
+// byte-for-byte what ConvertPayload followed by Transaction.MarshalJSON
+// gives (errors included), which payload_test.go and a fuzz target check.
 func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
 	p, err := DecodeEncounterPayload(payload)
 	if err != nil {
 		return dst, err
 	}
-	t, err := c.ConvertPayload(p)
-	if err != nil {
-		return dst, err
+	return c.AppendPayloadBundle(dst, p)
+}
+
+// AppendPayloadBundle appends the JSON transaction Bundle of p to dst; see
+// [Converter.PayloadBundleJSON].
+func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte, error) {
+	if p == nil || p.ID == "" {
+		return dst, &ConversionError{Field: "id", Reason: "payload has no id"}
 	}
-	return t.AppendJSON(dst)
+	n := len(dst)
+	x := &refs{c: c, in: make([]member, 0, 2)}
+	enc, subj, effective := c.payloadEncounter(x, p)
+	encEntry := c.entry(x, "Encounter", p.ID, "", enc, c.sys.DocumentID, p.ID)
+
+	// Fragments shared by every Observation.
+	var fr encoder
+	first := true
+	fr.meta(&first, enc.Meta)
+	metaEnd := len(fr.b)
+	if p.PatientUUID != "" {
+		fr.ref(&first, `"subject":`, &subj)
+	}
+	subjEnd := len(fr.b)
+	encRef := c.ref(x, "Encounter", p.ID)
+	fr.ref(&first, `"encounter":`, &encRef)
+	encEnd := len(fr.b)
+	if effective != "" {
+		fr.str(&first, `"effectiveDateTime":`, &effective)
+	}
+	metaFrag, subjFrag, encFrag, effFrag := fr.b[:metaEnd], fr.b[metaEnd:subjEnd], fr.b[subjEnd:encEnd], fr.b[encEnd:]
+
+	e := encoder{b: dst}
+	f := e.begin()
+	e.strv(f, `"type":`, "transaction")
+	e.key(f, `"entry":`)
+	e.b = append(e.b, '[')
+	e.entry(&encEntry)
+	var a obsArena
+	for i := range p.Observations {
+		po := &p.Observations[i]
+		if po.Code == "" {
+			return dst[:n], &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i) + ".code", Reason: "missing code"}
+		}
+		a = obsArena{}
+		if err := c.setPayloadValue(&a, po); err != nil {
+			return dst[:n], &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i), Reason: err.Error()}
+		}
+		key, dup := po.Code, countCode(p.Observations[:i], po.Code)
+		u := c.uuidKey("Observation", p.ID, key, dup)
+		e.b = append(e.b, `,{"fullUrl":"urn:uuid:`...)
+		e.b = appendUUID(e.b, u)
+		e.b = append(e.b, `","resource":{`...)
+		if c.cfg.Strategy == WritePut {
+			e.b = append(e.b, `"id":"`...)
+			e.b = appendUUID(e.b, u)
+			e.b = append(e.b, `",`...)
+		}
+		e.b = append(e.b, metaFrag...)
+		e.b = append(e.b, `,"identifier":[{"system":`...)
+		e.b = appendString(e.b, c.sys.Observation)
+		e.b = append(e.b, `,"value":"`...)
+		e.b = appendStringBody(e.b, p.ID)
+		e.b = append(e.b, '/')
+		e.b = appendStringBody(e.b, po.Code)
+		if dup > 0 {
+			e.b = append(e.b, '#')
+			e.b = strconv.AppendInt(e.b, int64(dup+1), 10)
+		}
+		e.b = append(e.b, `"}],"status":"final","code":{"coding":[{"system":`...)
+		e.b = appendString(e.b, c.sys.Codes)
+		e.b = append(e.b, `,"code":`...)
+		e.b = appendString(e.b, po.Code)
+		if po.Label != "" {
+			e.b = append(e.b, `,"display":`...)
+			e.b = appendString(e.b, po.Label)
+		}
+		e.b = append(e.b, `}]}`...)
+		e.b = append(e.b, subjFrag...)
+		e.b = append(e.b, encFrag...)
+		e.b = append(e.b, effFrag...)
+		notFirst := false
+		o := &a.obs
+		e.quantity(&notFirst, `"valueQuantity":`, o.ValueQuantity)
+		e.cc(&notFirst, `"valueCodeableConcept":`, o.ValueCodeableConcept)
+		e.str(&notFirst, `"valueString":`, o.ValueString)
+		e.boolean(&notFirst, `"valueBoolean":`, o.ValueBoolean)
+		e.integer(&notFirst, `"valueInteger":`, o.ValueInteger)
+		e.str(&notFirst, `"valueTime":`, o.ValueTime)
+		e.str(&notFirst, `"valueDateTime":`, o.ValueDateTime)
+		e.b = append(e.b, `,"resourceType":"Observation"},"request":{"method":`...)
+		switch c.cfg.Strategy {
+		case WritePut:
+			e.b = append(e.b, `"PUT","url":"Observation/`...)
+			e.b = appendUUID(e.b, u)
+			e.b = append(e.b, '"')
+		default:
+			// The identifier value, unescaped, for the query.
+			val := p.ID + "/" + key
+			if dup > 0 {
+				val += "#" + strconv.Itoa(dup+1)
+			}
+			q := identifierQuery(c.sys.Observation, val)
+			if c.cfg.Strategy == WriteConditionalUpdate {
+				e.b = append(e.b, `"PUT","url":`...)
+				e.b = appendString(e.b, "Observation?"+q)
+			} else {
+				e.b = append(e.b, `"POST","url":"Observation","ifNoneExist":`...)
+				e.b = appendString(e.b, q)
+			}
+		}
+		e.b = append(e.b, `}}`...)
+		if e.err != nil {
+			return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
+		}
+	}
+	e.b = append(e.b, ']')
+	e.resourceType(f, "Bundle")
+	if e.err != nil {
+		return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
+	}
+	return e.b, nil
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
 func TestDecodeEncounterPayload(t *testing.T) {
@@ -159,4 +162,110 @@ func TestConvertPayloadErrors(t *testing.T) {
 	if tx.Entries[1].FullURL == tx.Entries[2].FullURL {
 		t.Error("duplicate codes share an id")
 	}
+}
+
+// genPayload builds a random outbound payload, valid or not.
+func genPayload(r *rand.Rand) *EncounterPayload {
+	f := &filler{r: r}
+	p := &EncounterPayload{ID: "r" + f.str(), PatientUUID: f.str(), ReportedDate: cht.Millis(r.Int64N(4e12) - 1e12)}
+	if r.IntN(4) == 0 {
+		p.Form = []string{"assessment", "HEIGHT_WEIGHT", "unknown"}[r.IntN(3)]
+	}
+	codes := []string{"weight", "height", "danger_signs", "a<b>&c", "x"}
+	for range r.IntN(12) {
+		o := PayloadObservation{Code: codes[r.IntN(len(codes))]}
+		if r.IntN(3) == 0 {
+			o.Label = f.str()
+		}
+		for range 1 + boolInt(r.IntN(40) == 0) - boolInt(r.IntN(40) == 0) {
+			switch r.IntN(7) {
+			case 0:
+				q := &PayloadQuantity{Value: json.Number(f.number())}
+				if r.IntN(2) == 0 {
+					q.Unit, q.System, q.Code = "kg", ucumSystem, "kg"
+				} else if r.IntN(2) == 0 {
+					q.Code = "kg"
+				}
+				o.ValueQuantity = q
+			case 1:
+				o.ValueCode = ptr(f.str())
+			case 2:
+				o.ValueString = ptr(f.str())
+			case 3:
+				o.ValueBoolean = ptr(r.IntN(2) == 0)
+			case 4:
+				o.ValueInteger = ptr(r.IntN(100) - 50)
+			case 5:
+				o.ValueDateTime = ptr([]string{"2024-10-31", "2024-10-31T06:25:50.419Z", "2024-10-31T06:25:50+03:00", "bad"}[r.IntN(4)])
+			case 6:
+				o.ValueTime = ptr([]string{"06:25", "06:25:50", "23:59:59.5", "6pm"}[r.IntN(4)])
+			}
+		}
+		p.Observations = append(p.Observations, o)
+	}
+	return p
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestAppendPayloadBundleEquivalence: the direct writer and the typed path
+// (ConvertPayload + MarshalJSON) give the same bytes and the same errors.
+func TestAppendPayloadBundleEquivalence(t *testing.T) {
+	ok := 0
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		for seed := range uint64(700) {
+			p := genPayload(rand.New(rand.NewPCG(seed, 7)))
+			if comparePayloadPaths(t, c, p) {
+				ok++
+			}
+		}
+	}
+	if ok < 800 {
+		t.Errorf("only %d of 2100 generated payloads converted; generator too weak", ok)
+	}
+}
+
+func comparePayloadPaths(t *testing.T, c *Converter, p *EncounterPayload) bool {
+	t.Helper()
+	prefix := []byte("prefix")
+	direct, derr := c.AppendPayloadBundle(prefix, p)
+	tx, terr := c.ConvertPayload(p)
+	var typed []byte
+	if terr == nil {
+		typed, terr = tx.AppendJSON(prefix)
+	}
+	if (derr == nil) != (terr == nil) || (derr != nil && derr.Error() != terr.Error()) {
+		t.Fatalf("errors differ: direct %v, typed %v (%+v)", derr, terr, p)
+	}
+	if derr != nil {
+		if string(direct) != "prefix" {
+			t.Fatalf("dst changed on error: %q", direct)
+		}
+		return false
+	}
+	if !bytes.Equal(direct, typed) {
+		t.Fatalf("outputs differ:\ndirect %s\ntyped  %s", direct, typed)
+	}
+	return true
+}
+
+func FuzzPayloadBundleJSON(f *testing.F) {
+	f.Add(readFile(f, "testdata/encounter-20obs.json"), uint8(0))
+	f.Add(readFile(f, "../cht/testdata/outbound_encounter.json"), uint8(1))
+	f.Add([]byte(`{"id":"r<&>","form":"assessment","observations":[{"code":"a","valueTime":"10:00"},{"code":"a","valueCode":"z"}]}`), uint8(2))
+	convs := []*Converter{testConverter(f, Config{Strategy: WritePut}), testConverter(f, Config{Strategy: WriteConditionalUpdate}),
+		testConverter(f, Config{Strategy: WriteConditionalCreate})}
+	f.Fuzz(func(t *testing.T, data []byte, strat uint8) {
+		p, err := DecodeEncounterPayload(data)
+		if err != nil {
+			return
+		}
+		comparePayloadPaths(t, convs[strat%3], p)
+	})
 }

@@ -24,6 +24,28 @@ type fieldIndex struct {
 	fm       *FieldMapping
 	category []Code
 	text     string
+	// frag is the JSON of the field's "category" (if any) and "code"
+	// members, as the encoder writes them, for the direct writer.
+	frag []byte
+}
+
+// fieldFragment encodes the category and code members of a field's
+// Observations.
+func fieldFragment(f *fieldIndex) []byte {
+	o := &models.Observation{}
+	for _, k := range f.category {
+		o.Category = append(o.Category, models.CodeableConcept{Coding: []models.Coding{coding(k)}})
+	}
+	o.Code = models.CodeableConcept{Coding: []models.Coding{coding(f.fm.Code)}}
+	if f.text != "" {
+		o.Code.Text = ptr(f.text)
+	}
+	var e encoder
+	first := true
+	e.ccs(&first, `"category":`, o.Category)
+	e.key(&first, `"code":`)
+	e.codeableConcept(&o.Code)
+	return e.b
 }
 
 func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
@@ -46,6 +68,7 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 				cat = fm.Category
 			}
 			fi.fields = append(fi.fields, fieldIndex{fm: f, category: cat, text: f.Text})
+			fi.fields[len(fi.fields)-1].frag = fieldFragment(&fi.fields[len(fi.fields)-1])
 		}
 		out[strings.ToLower(fm.Form)] = fi
 	}

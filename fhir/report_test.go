@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -353,4 +355,128 @@ func TestReportUsesFullContactDoc(t *testing.T) {
 			}
 		}
 	}
+}
+
+func compareReportPaths(t *testing.T, c *Converter, r *cht.Report) bool {
+	t.Helper()
+	prefix := []byte("prefix")
+	direct, derr := c.AppendReportBundle(prefix, r)
+	tx, terr := c.ReportBundle(r)
+	var typed []byte
+	if terr == nil {
+		typed, terr = tx.AppendJSON(prefix)
+	}
+	if (derr == nil) != (terr == nil) || (derr != nil && derr.Error() != terr.Error()) {
+		t.Fatalf("errors differ: direct %v, typed %v", derr, terr)
+	}
+	if derr != nil {
+		if string(direct) != "prefix" {
+			t.Fatalf("dst changed on error: %q", direct)
+		}
+		return false
+	}
+	if !bytes.Equal(direct, typed) {
+		t.Fatalf("outputs differ:\ndirect %s\ntyped  %s", direct, typed)
+	}
+	return true
+}
+
+// genReport derives a report from the hydrated fixture with random values
+// (of right and wrong types) in the mapped fields.
+func genReport(t *testing.T, base *cht.Report, r *rand.Rand) *cht.Report {
+	f := &filler{r: r}
+	out := *base
+	out.Fields = cht.Fields{}
+	out.Form = []string{"assessment", "DELIVERY", "HEIGHT_WEIGHT"}[r.IntN(3)]
+	values := []func() any{
+		func() any { return json.Number(f.number()) },
+		func() any { return f.str() },
+		func() any { return r.IntN(2) == 0 },
+		func() any {
+			return []string{"yes", "no", "convulsions", "positive", "pregnant", "2024-02-29", "10:30", "2024-10-31T06:25:50Z"}[r.IntN(8)]
+		},
+		func() any { return float64(r.IntN(1000)) / 10 },
+		func() any { return nil },
+	}
+	for _, fm := range []string{"vitals", "household"} {
+		out.Fields[fm] = map[string]any{}
+	}
+	m, _ := ParseMapping(readFile(t, "testdata/mapping.yaml"))
+	fm, _ := m.Form(out.Form)
+	for _, fld := range fm.Fields {
+		if r.IntN(5) == 0 {
+			continue
+		}
+		var v any
+		switch {
+		case r.IntN(15) == 0:
+			v = values[r.IntN(len(values))]() // often the wrong kind
+		case fld.Type == KindQuantity || fld.Type == KindDecimal:
+			v = values[[]int{0, 4}[r.IntN(2)]]()
+		case fld.Type == KindInteger:
+			v = json.Number(strconv.Itoa(r.IntN(200) - 100))
+		case fld.Type == KindBoolean:
+			v = []any{true, false, "yes", "no", "true"}[r.IntN(5)]
+		case fld.Type == KindString:
+			v = "s" + f.str()
+		case fld.Type == KindCodeable:
+			keys := []string{"x"}
+			for k := range fld.Values {
+				keys = append(keys, k)
+			}
+			v = keys[r.IntN(len(keys))]
+		case fld.Type == KindDate:
+			v = []any{"2024-02-29", "2024", json.Number("1730355950419")}[r.IntN(3)]
+		case fld.Type == KindDateTime:
+			v = []any{"2024-10-31T06:25:50Z", "2024-10-31", json.Number("1730355950419")}[r.IntN(3)]
+		case fld.Type == KindTime:
+			v = []any{"10:30", "23:59:59", "00:00:00.5"}[r.IntN(3)]
+		}
+		parts := strings.Split(fld.Path, ".")
+		cur := map[string]any(out.Fields)
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := cur[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				cur[p] = next
+			}
+			cur = next
+		}
+		cur[parts[len(parts)-1]] = v
+	}
+	if r.IntN(4) == 0 {
+		out.Patient = nil
+		out.Fields["patient_uuid"] = f.str()
+	}
+	if r.IntN(5) == 0 {
+		out.Contact = nil
+	}
+	if r.IntN(6) == 0 {
+		out.ReportedDate = 0
+	}
+	return &out
+}
+
+// TestAppendReportBundleEquivalence: the direct writer equals the typed
+// path for the fixtures and for generated reports, with every strategy.
+func TestAppendReportBundleEquivalence(t *testing.T) {
+	base := loadReport(t, "testdata/report_assessment_hydrated.json")
+	ok := 0
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		for _, f := range []string{"testdata/report_assessment_hydrated.json", "testdata/report_records_api.json", "testdata/report_ltfu.json"} {
+			if !compareReportPaths(t, c, loadReport(t, f)) {
+				t.Errorf("%s: fixture did not convert", f)
+			}
+		}
+		for seed := range uint64(300) {
+			if compareReportPaths(t, c, genReport(t, base, rand.New(rand.NewPCG(seed, 9)))) {
+				ok++
+			}
+		}
+	}
+	if ok < 200 {
+		t.Errorf("only %d of 900 generated reports converted", ok)
+	}
+	t.Logf("%d of 900 generated reports converted", ok)
 }

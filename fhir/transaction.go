@@ -1,7 +1,10 @@
 package fhir
 
 import (
+	"fmt"
 	"slices"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
@@ -136,6 +139,28 @@ func (c *Converter) ContactBundle(ct *cht.Contact) (*Transaction, error) {
 // ErrUnmappedForm; use [Converter.Encounter] alone for such reports if
 // wanted.
 func (c *Converter) ReportBundle(r *cht.Report) (*Transaction, error) {
+	p, err := c.reportPlan(r)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := c.observations(p.x, r)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+1+len(obs))}
+	p.build(t)
+	enc := c.encounter(p.x, r)
+	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
+	for i := range obs {
+		path := (*obs[i].Identifier[0].Value)[len(r.ID)+1:]
+		t.Entries = append(t.Entries, c.entry(p.x, "Observation", r.ID, path, &obs[i], c.sys.Observation, *obs[i].Identifier[0].Value))
+	}
+	return t, nil
+}
+
+// reportPlan checks a report and plans the contact resources of its
+// transaction.
+func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	if err := checkReport(r); err != nil {
 		return nil, err
 	}
@@ -152,17 +177,118 @@ func (c *Converter) ReportBundle(r *cht.Report) (*Transaction, error) {
 		p.contact(r.Place, false)
 	}
 	p.x.add("Encounter", r.ID)
-	obs, err := c.observations(p.x, r)
+	return p, nil
+}
+
+// AppendReportBundle appends the JSON of [Converter.ReportBundle]'s
+// transaction to dst. It writes the Observations directly, without
+// building samply values, and is byte-for-byte equal to
+// ReportBundle followed by Transaction.MarshalJSON (errors included), which
+// report_test.go checks. On error dst is returned unchanged.
+func (c *Converter) AppendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
+	p, err := c.reportPlan(r)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+1+len(obs))}
+	fi, _ := c.form(r.Form)
+	n := len(dst)
+	var effective string
+	if !r.ReportedDate.IsZero() {
+		effective = formatDateTime(r.ReportedDate.Time())
+	}
+	// Fragments shared by every Observation.
+	var fr encoder
+	first := true
+	fr.meta(&first, c.meta())
+	metaEnd := len(fr.b)
+	if subj, ok := c.subject(p.x, r); ok {
+		fr.ref(&first, `"subject":`, &subj.reference)
+	}
+	encRef := c.ref(p.x, "Encounter", r.ID)
+	fr.ref(&first, `"encounter":`, &encRef)
+	if effective != "" {
+		fr.str(&first, `"effectiveDateTime":`, &effective)
+	}
+	if r.Contact != nil && r.Contact.ID != "" {
+		perf := []models.Reference{c.ref(p.x, "Practitioner", r.Contact.ID)}
+		fr.refs(&first, `"performer":`, perf)
+	}
+	metaFrag, refFrag := fr.b[:metaEnd], fr.b[metaEnd:]
+
+	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+1)}
 	p.build(t)
 	enc := c.encounter(p.x, r)
 	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
-	for i := range obs {
-		path := (*obs[i].Identifier[0].Value)[len(r.ID)+1:]
-		t.Entries = append(t.Entries, c.entry(p.x, "Observation", r.ID, path, &obs[i], c.sys.Observation, *obs[i].Identifier[0].Value))
+
+	e := encoder{b: dst}
+	f := e.begin()
+	e.strv(f, `"type":`, "transaction")
+	e.key(f, `"entry":`)
+	e.b = append(e.b, '[')
+	for i := range t.Entries {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.entry(&t.Entries[i])
 	}
-	return t, nil
+	var a obsArena
+	for i := range fi.fields {
+		fx := &fi.fields[i]
+		v, ok := r.Fields.Field(fx.fm.Path)
+		if !ok || isEmptyValue(v) {
+			continue
+		}
+		a = obsArena{}
+		if err := c.setValue(&a, fx.fm, v); err != nil {
+			return dst[:n], &ConversionError{DocID: r.ID, Field: "fields." + fx.fm.Path, Value: v, Reason: err.Error()}
+		}
+		u := c.uuid("Observation", r.ID, fx.fm.Path)
+		e.b = append(e.b, `,{"fullUrl":"urn:uuid:`...)
+		e.b = appendUUID(e.b, u)
+		e.b = append(e.b, `","resource":{`...)
+		if c.cfg.Strategy == WritePut {
+			e.b = append(e.b, `"id":"`...)
+			e.b = appendUUID(e.b, u)
+			e.b = append(e.b, `",`...)
+		}
+		e.b = append(e.b, metaFrag...)
+		e.b = append(e.b, `,"identifier":[{"system":`...)
+		e.b = appendString(e.b, c.sys.Observation)
+		e.b = append(e.b, `,"value":"`...)
+		e.b = appendStringBody(e.b, r.ID)
+		e.b = append(e.b, '/')
+		e.b = appendStringBody(e.b, fx.fm.Path)
+		e.b = append(e.b, `"}],"status":"final",`...)
+		e.b = append(e.b, fx.frag...)
+		e.b = append(e.b, refFrag...)
+		notFirst := false
+		o := &a.obs
+		e.quantity(&notFirst, `"valueQuantity":`, o.ValueQuantity)
+		e.cc(&notFirst, `"valueCodeableConcept":`, o.ValueCodeableConcept)
+		e.str(&notFirst, `"valueString":`, o.ValueString)
+		e.boolean(&notFirst, `"valueBoolean":`, o.ValueBoolean)
+		e.integer(&notFirst, `"valueInteger":`, o.ValueInteger)
+		e.str(&notFirst, `"valueTime":`, o.ValueTime)
+		e.str(&notFirst, `"valueDateTime":`, o.ValueDateTime)
+		e.b = append(e.b, `,"resourceType":"Observation"},"request":{"method":`...)
+		switch c.cfg.Strategy {
+		case WritePut:
+			e.b = append(e.b, `"PUT","url":"Observation/`...)
+			e.b = appendUUID(e.b, u)
+			e.b = append(e.b, '"')
+		case WriteConditionalUpdate:
+			e.b = append(e.b, `"PUT","url":`...)
+			e.b = appendString(e.b, "Observation?"+identifierQuery(c.sys.Observation, r.ID+"/"+fx.fm.Path))
+		default:
+			e.b = append(e.b, `"POST","url":"Observation","ifNoneExist":`...)
+			e.b = appendString(e.b, identifierQuery(c.sys.Observation, r.ID+"/"+fx.fm.Path))
+		}
+		e.b = append(e.b, `}}`...)
+	}
+	e.b = append(e.b, ']')
+	e.resourceType(f, "Bundle")
+	if e.err != nil {
+		return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
+	}
+	return e.b, nil
 }
