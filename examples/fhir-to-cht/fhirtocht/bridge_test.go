@@ -37,9 +37,10 @@ type rig struct {
 	conv   *fhir.Converter
 	bridge *fhirtocht.Bridge
 	med    *httptest.Server
+	m      *mediator.Mediator
 }
 
-func newRig(t *testing.T, configure ...func(*fhirtocht.Config)) *rig {
+func newRig(t testing.TB, configure ...func(*fhirtocht.Config)) *rig {
 	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
@@ -67,7 +68,7 @@ func newRig(t *testing.T, configure ...func(*fhirtocht.Config)) *rig {
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)
-	return &rig{cht: chtSrv, fhir: fhirSrv, conv: conv, bridge: bridge, med: med}
+	return &rig{cht: chtSrv, fhir: fhirSrv, conv: conv, bridge: bridge, med: med, m: m}
 }
 
 // answer is what core would return to the EMR: the envelope's response.
@@ -361,7 +362,7 @@ func rebuild(t *testing.T, r *rig, configure func(*fhirtocht.Config)) *rig {
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)
-	return &rig{cht: r.cht, fhir: r.fhir, conv: r.conv, bridge: bridge, med: med}
+	return &rig{cht: r.cht, fhir: r.fhir, conv: r.conv, bridge: bridge, med: med, m: m}
 }
 
 func TestTransactionWithANewPatientAndItsServiceRequest(t *testing.T) {
@@ -523,6 +524,8 @@ func TestBadInputIsAnsweredWithAnOperationOutcome(t *testing.T) {
 		{"Bundle entry invalid", "POST", "/fhir", "application/fhir+json",
 			`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"x","name":[{"text":"A"}]}},
 			{"resource":{"resourceType":"Task","intent":"order"}}]}`, 400, "Bundle.entry[1].resource.status"},
+		{"Bundle Observation code not mapped", "POST", "/fhir", "application/fhir+json",
+			strings.Replace(string(testdata(t, "observations.json")), "29463-7", "0000-0", 1), 422, "Bundle.entry[2].resource.code"},
 		{"Bundle of a wrong type", "POST", "/fhir", "application/fhir+json", `{"resourceType":"Bundle","type":"searchset"}`, 400, "Bundle.type"},
 		{"GET is not supported", "GET", "/fhir/Patient", "", ``, 405, "not-supported"},
 		{"unknown path", "POST", "/fhir/Practitioner", "application/fhir+json", `{}`, 404, "not-supported"},
@@ -642,4 +645,71 @@ func TestTimeoutAnswersGatewayTimeout(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
+}
+
+// TestSubjectWrittenByCHTToFHIR refers to the Patient cht-to-fhir wrote to
+// the FHIR server by its logical id: the bridge reads it and finds the CHT
+// person by its CHT identifier.
+func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
+	r := newRig(t)
+	hydrated, ok := r.cht.HydratedDoc(chttest.DemoPatientID)
+	require.True(t, ok)
+	raw, err := json.Marshal(hydrated)
+	require.NoError(t, err)
+	var person cht.Person
+	require.NoError(t, json.Unmarshal(raw, &person))
+	patient, err := r.conv.Patient(&person)
+	require.NoError(t, err)
+	pj, err := fhir.Marshal(patient)
+	require.NoError(t, err)
+	require.NoError(t, r.fhir.Load(pj))
+	r = rebuild(t, r, func(c *fhirtocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+
+	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"ltfu-9","status":"active","intent":"order",
+		"subject":{"reference":"%s/Patient/%s"}}`, r.fhir.URL, *patient.Id)
+	a := r.post(t, "/fhir/ServiceRequest", []byte(sr))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	reports := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1)
+	assert.Equal(t, chttest.DemoPatientID, reports[0]["fields"].(map[string]any)["patient_uuid"])
+
+	// The FHIR server does not know the Patient: 422 naming the subject.
+	sr = strings.Replace(sr, *patient.Id, "unknown", 1)
+	sr = strings.Replace(sr, "ltfu-9", "ltfu-10", 1)
+	a = r.post(t, "/fhir/ServiceRequest", []byte(sr))
+	require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+	assert.Contains(t, parseOutcome(t, a.body).text(), "ServiceRequest.subject")
+
+	// The FHIR server is down: 502, so that the EMR retries.
+	require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{Down: true}))
+	a = r.post(t, "/fhir/ServiceRequest", []byte(sr))
+	assert.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+}
+
+func TestSingleObservationWithoutIdentity(t *testing.T) {
+	r := newRig(t)
+	obs := fmt.Sprintf(`{"resourceType":"Observation","status":"final",
+		"code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},
+		"subject":{"identifier":{"system":"%s/medic","value":"%s"}},
+		"effectiveDateTime":"2026-11-21T07:00:00Z",
+		"valueQuantity":{"value":70,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}`, instanceURL, chttest.DemoMotherID)
+	for i, want := range []int{http.StatusCreated, http.StatusOK} {
+		a := r.post(t, "/fhir/Observation", []byte(obs))
+		require.Equal(t, want, a.status, "send %d: %s", i, a.body)
+	}
+	var ours []map[string]any
+	for _, rep := range r.reports(t, "HEIGHT_WEIGHT") {
+		if rep["_id"] != chttest.DemoHeightWeightReportID {
+			ours = append(ours, rep)
+		}
+	}
+	require.Len(t, ours, 1, "the same content at the same time is the same report")
+	assert.Equal(t, map[string]any{"patient_uuid": chttest.DemoMotherID, "weight": float64(70)}, ours[0]["fields"])
+
+	// Without an effective time there is nothing to recognise a re-send by.
+	noTime := strings.Replace(obs, `"effectiveDateTime":"2026-11-21T07:00:00Z",`, "", 1)
+	a := r.post(t, "/fhir/Observation", []byte(noTime))
+	require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+	assert.Contains(t, parseOutcome(t, a.body).text(), "Observation.identifier")
 }

@@ -300,6 +300,13 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 			primary = enc
 		}
 		u, err := b.planObservations(ctx, enc, obs, primary, refs)
+		if err != nil {
+			encIdx := -1
+			if enc != nil {
+				encIdx = entries[0]
+			}
+			err = groupError(err, encIdx, idx)
+		}
 		add(u, err, entries...)
 	}
 	for _, i := range encs {
@@ -374,4 +381,35 @@ func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryRes
 		res.Header.Set("Retry-After", "10")
 	}
 	return res, nil
+}
+
+// groupError rewrites the issues of a group's conversion error to name the
+// Bundle entries: "Observation.code" (one Observation) and
+// "Bundle.entry.resource.where(resourceType='Observation')[j].code" (several)
+// become "Bundle.entry[n].resource.code", "Encounter.type" names the
+// Encounter's entry.
+func groupError(err error, encIdx int, obsIdx []int) error {
+	var ire *fhir.InvalidResourceError
+	if !errors.As(err, &ire) {
+		return err
+	}
+	entry := func(n int) string { return "Bundle.entry[" + strconv.Itoa(n) + "].resource" }
+	const many = "Bundle.entry.resource.where(resourceType='Observation')["
+	out := &fhir.InvalidResourceError{ResourceType: "Bundle", Err: ire.Err, Issues: make([]fhir.Issue, 0, len(ire.Issues))}
+	for _, is := range ire.Issues {
+		switch e := is.Expression; {
+		case strings.HasPrefix(e, many):
+			if end := strings.IndexByte(e[len(many):], ']'); end >= 0 {
+				if j, err := strconv.Atoi(e[len(many) : len(many)+end]); err == nil && j >= 0 && j < len(obsIdx) {
+					is.Expression = entry(obsIdx[j]) + e[len(many)+end+1:]
+				}
+			}
+		case strings.HasPrefix(e, "Observation") && len(obsIdx) > 0:
+			is.Expression = entry(obsIdx[0]) + strings.TrimPrefix(e, "Observation")
+		case strings.HasPrefix(e, "Encounter") && encIdx >= 0:
+			is.Expression = entry(encIdx) + strings.TrimPrefix(e, "Encounter")
+		}
+		out.Issues = append(out.Issues, is)
+	}
+	return out
 }
