@@ -1,0 +1,67 @@
+package mediator_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// ExampleNew is the smallest complete mediator: it registers with core,
+// heartbeats, serves one route, and follows the config an administrator
+// changes in the OpenHIM console. Here core is the fake from openhimtest; in
+// production, URL is core's API (https://openhim-core:8080).
+func ExampleNew() {
+	core := openhimtest.NewServer(openhimtest.Config{})
+	defer core.Close()
+
+	// The mediator's settings as the OpenHIM console edits them: configDefs
+	// are derived from the struct, and changes arrive typed.
+	type Settings struct {
+		Greeting string `openhim:"greeting" display:"Greeting"`
+	}
+	settings, err := mediator.NewTypedConfig(Settings{Greeting: "hello"}, nil)
+	if err != nil {
+		panic(err)
+	}
+	changed := make(chan Settings, 4)
+	settings.Subscribe(func(_, new Settings) { changed <- new })
+
+	m, err := mediator.New(mediator.Config{
+		Definition: mediator.Definition{
+			URN: "urn:mediator:hello", Version: "1.0.0", Name: "Hello",
+			Endpoints:  []mediator.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},
+			ConfigDefs: settings.Defs(),
+			Config:     settings.DefaultConfig(),
+		},
+		Listen: "127.0.0.1:0",
+		OpenHIM: mediator.OpenHIMConfig{
+			URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+		},
+		HeartbeatInterval: 50 * time.Millisecond,
+		OnConfig:          settings.OnConfig,
+		Handler: mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+			return mediator.JSONResult(http.StatusOK, map[string]string{"message": settings.Load().Greeting})
+		}),
+	})
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }() // serves, registers, heartbeats
+
+	fmt.Println("config from core:", (<-changed).Greeting)
+	_ = core.SetConfig("urn:mediator:hello", map[string]any{"greeting": "habari"}) // an admin edits it
+	fmt.Println("config changed to:", (<-changed).Greeting)
+
+	cancel() // graceful shutdown: drains requests, stops heartbeats
+	fmt.Println("stopped:", <-done)
+	// Output:
+	// config from core: hello
+	// config changed to: habari
+	// stopped: <nil>
+}
