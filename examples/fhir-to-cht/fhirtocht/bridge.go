@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +151,7 @@ func (b *Bridge) Handler() http.Handler {
 	mux.Handle("POST "+BasePath+"/{$}", b.route("Bundle", false))
 	mux.Handle("POST "+BasePath, b.route("Bundle", false))
 	mux.Handle(BasePath+"/", mediator.HandlerFunc(b.notSupported))
+	mux.Handle(BasePath, mediator.HandlerFunc(b.notSupported))
 	return mux
 }
 
@@ -258,20 +260,21 @@ func isFHIRJSON(ct string) bool {
 
 // notSupported answers every other path and method below BasePath.
 func (b *Bridge) notSupported(r *mediator.Request) (*mediator.Result, error) {
-	status := http.StatusNotFound
-	rest := strings.TrimPrefix(r.URL.Path, BasePath+"/")
+	status, allow := http.StatusNotFound, ""
+	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, BasePath), "/")
 	first, _, _ := strings.Cut(rest, "/")
-	for _, rt := range append(resourceTypes, "Bundle") {
-		if first == rt {
-			status = http.StatusMethodNotAllowed
-		}
+	switch {
+	case rest == "" || rest == "Bundle":
+		status, allow = http.StatusMethodNotAllowed, "POST"
+	case slices.Contains(resourceTypes, first):
+		status, allow = http.StatusMethodNotAllowed, "POST, PUT"
 	}
 	msg := fmt.Sprintf("%s %s is not supported: this mediator accepts POST and PUT of %s, and POST of a Bundle to %s",
 		r.Method, r.URL.Path, strings.Join(resourceTypes, ", "), BasePath)
 	res := outcomeResult(status, fhir.NewOperationOutcome(fhir.OutcomeIssue{
 		Severity: models.IssueSeverityError, Code: fhir.IssueNotSupported, Diagnostics: msg}))
-	if status == http.StatusMethodNotAllowed {
-		res.Header.Set("Allow", "POST, PUT")
+	if allow != "" {
+		res.Header.Set("Allow", allow)
 	}
 	return res, nil
 }
@@ -291,13 +294,13 @@ func (e *Error) Unwrap() error { return e.Err }
 // failure turns an error into the OperationOutcome answer.
 func (b *Bridge) failure(ctx context.Context, r *mediator.Request, err error) *mediator.Result {
 	status := statusOf(err)
-	var oo *models.OperationOutcome
+	oo := fhir.OutcomeFromError(err)
 	if status >= 500 {
-		oo = transientOutcome(err)
+		if status != http.StatusInternalServerError {
+			oo = transientOutcome(err)
+		}
 		b.log.WarnContext(ctx, "fhir-to-cht: not written to CHT; the sender should retry",
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	} else {
-		oo = fhir.OutcomeFromError(err)
 	}
 	res := outcomeResult(status, oo)
 	if status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
@@ -323,7 +326,7 @@ func statusOf(err error) int {
 	if errors.As(err, &ire) {
 		return http.StatusUnprocessableEntity
 	}
-	return http.StatusBadGateway
+	return http.StatusInternalServerError
 }
 
 // transientOutcome describes a failure the sender should retry.

@@ -7,13 +7,21 @@
 //	POST /fhir/Observation, PUT /fhir/Observation/{id}         a report of the mapped form
 //	POST /fhir, POST /fhir/Bundle                              a transaction, batch or collection Bundle
 //
-// Bodies are FHIR JSON (application/fhir+json or application/json). Every
-// error is answered with an OperationOutcome naming the element and the
-// problem: 400 for malformed or invalid resources, 413 for bodies over
-// Config.MaxBodyBytes, 415 for other content types, 422 for resources that
-// are valid FHIR but cannot become CHT data (an inactive ServiceRequest, a
-// subject CHT does not know, an unmapped Observation code), and 502 or 504
-// when CHT failed, so the EMR (or OpenHIM) retries.
+// Bodies are FHIR JSON (application/fhir+json or application/json). A
+// single resource is answered 201 (a CHT document was created) or 200
+// (updated, or already up to date) with the resource; a Patient also gets the
+// identifier of its CHT person. A transaction or collection Bundle is
+// answered with a transaction-response Bundle, a batch with a
+// batch-response, with one entry per entry received.
+//
+// Every error is answered with an OperationOutcome naming the element and
+// the problem: 400 for malformed or invalid resources, 404 and 405 for other
+// paths and methods, 413 for bodies over Config.MaxBodyBytes, 415 for other
+// content types, 422 for resources that are valid FHIR but cannot become CHT
+// data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
+// Observation code), 500 for a mediator configuration error (a missing
+// parent place), and 502 or 504 when CHT or the FHIR server failed: nothing
+// was lost, and the EMR (or OpenHIM) retries.
 //
 // # Idempotency
 //

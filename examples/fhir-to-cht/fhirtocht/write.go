@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
+
+// legacyPlaceTypes are CHT's hard-coded place types.
+var legacyPlaceTypes = []string{"district_hospital", "health_center", "clinic"}
 
 // attempts bounds the read-modify-write cycles of one document: a 409
 // (another writer got there first) is re-read and retried once.
@@ -75,6 +79,10 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Person) (created bool,
 		}
 		if err != nil {
 			return false, chtFailure("read person "+p.ID, err)
+		}
+		if !cur.IsContact() || slices.Contains(legacyPlaceTypes, cur.Type) {
+			return false, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
+				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), fhir.IssueValue)}
 		}
 		if !mergePerson(&cur, p) {
 			return false, nil
