@@ -107,7 +107,7 @@ func (r *rig) post(t *testing.T, path string, body []byte) answer {
 	return r.send(t, http.MethodPost, path, "application/fhir+json", body)
 }
 
-func testdata(t *testing.T, name string) []byte {
+func testdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	require.NoError(t, err)
@@ -716,4 +716,41 @@ func TestSingleObservationWithoutIdentity(t *testing.T) {
 	a := r.post(t, "/fhir/Observation", []byte(noTime))
 	require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
 	assert.Contains(t, parseOutcome(t, a.body).text(), "Observation.identifier")
+}
+
+// TestTransactionFailingHalfwayIsRetriedSafely lets CHT store the Patient
+// and fail the report: the answer is non-2xx, and the retried transaction
+// completes without a second person.
+func TestTransactionFailingHalfwayIsRetriedSafely(t *testing.T) {
+	r := newRig(t)
+	body := testdata(t, "bundle-new-patient.json")
+	remove := r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable, Skip: 1})
+	a := r.post(t, "/fhir", body)
+	remove()
+	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	assert.Equal(t, "transient", parseOutcome(t, a.body).Issue[0].Code)
+	assert.Equal(t, 1, r.countDocs(t, "external_id", "EMR-0042"), "the person was written")
+	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"), "the report was not")
+
+	a = r.post(t, "/fhir", body)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	assert.Equal(t, 1, r.countDocs(t, "external_id", "EMR-0042"))
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+}
+
+func TestBatchWithCHTDownIsNon2xx(t *testing.T) {
+	r := newRig(t)
+	body := fmt.Sprintf(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":%s}]}`, testdata(t, "service-request.json"))
+	remove := r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable})
+	a := r.post(t, "/fhir", []byte(body))
+	remove()
+	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	assert.Equal(t, mediator.StatusFailed, a.env.Status)
+	assert.Contains(t, string(a.body), `"status":"502 Bad Gateway"`)
+	assert.Contains(t, string(a.body), `"batch-response"`)
+	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+
+	a = r.post(t, "/fhir", []byte(body))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
 }
