@@ -54,14 +54,24 @@ func ExampleNew() {
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }() // serves, registers, heartbeats
 
-	fmt.Println("config from core:", (<-changed).Greeting)
-	_ = core.SetConfig("urn:mediator:hello", map[string]any{"greeting": "habari"}) // an admin edits it
-	fmt.Println("config changed to:", (<-changed).Greeting)
+	for !m.Ready() { // registered with core
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("registered; greeting:", settings.Load().Greeting)
+	if err := core.SetConfig("urn:mediator:hello", map[string]any{"greeting": "habari"}); err != nil { // an admin edits it
+		panic(err)
+	}
+	for s := range changed { // the first value is the config core held at registration
+		if s.Greeting != "hello" {
+			fmt.Println("config changed to:", s.Greeting)
+			break
+		}
+	}
 
 	cancel() // graceful shutdown: drains requests, stops heartbeats
 	fmt.Println("stopped:", <-done)
 	// Output:
-	// config from core: hello
+	// registered; greeting: hello
 	// config changed to: habari
 	// stopped: <nil>
 }
