@@ -282,10 +282,13 @@ func (b *Bridge) notSupported(r *mediator.Request) (*mediator.Result, error) {
 // Error is a failed request: the HTTP status answered and the cause, which
 // becomes the OperationOutcome.
 type Error struct {
+	// Status is the HTTP status answered.
 	Status int
-	Err    error
+	// Err is the cause; an *fhir.InvalidResourceError names the elements.
+	Err error
 }
 
+// Error returns the cause's message.
 func (e *Error) Error() string { return e.Err.Error() }
 
 // Unwrap returns the cause.

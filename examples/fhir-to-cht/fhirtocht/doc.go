@@ -34,14 +34,26 @@
 // never create a second person or report.
 //
 //   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
-//     the identifier with the converter's ExternalID system, else its id,
-//     else its first identifier. A Patient that carries a CHT _id identifier
-//     (one cht-to-fhir wrote) updates that person.
+//     the value of its identifier with the converter's ExternalID system,
+//     else of its first identifier, else its id; the key is also stored as
+//     external_id. A Patient that carries a CHT _id identifier (one
+//     cht-to-fhir wrote) updates that person.
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
 //     Observations'), else, for Observations with an effective time, a hash
 //     of the report's content.
+//
+// # Subjects
+//
+// A ServiceRequest's subject, a Task's for, an Encounter's or Observation's
+// subject is resolved to a CHT person in this order: an identifier with the
+// CHT document system (the person's _id); a Patient of the same Bundle
+// (by fullUrl or Patient/<id>); another identifier's value as a person key;
+// a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
+// Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
+// the id as the key. The person must exist in CHT (422 otherwise): a report
+// about nobody would raise no task.
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer
