@@ -55,9 +55,10 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 	if d.null() {
 		return nil, &ConversionError{Field: "", Reason: "payload is null"}
 	}
-	field := ""
+	field, obsIndex := "", -1
+	pool := &valuePool{}
 	d.object(func(k string) {
-		field = k
+		field, obsIndex = k, -1
 		switch canon(k, "id", "patient_uuid", "form", "reported_date", "observations") {
 		case "id":
 			d.strInto(&p.ID)
@@ -106,12 +107,13 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 				p.Observations = make([]PayloadObservation, 0, 24)
 			}
 			p.Observations = p.Observations[:0]
-			n := 0
+			obsIndex = 0
 			d.array(func() {
-				field = "observations." + strconv.Itoa(n)
 				p.Observations = append(p.Observations, PayloadObservation{})
-				d.observation(&p.Observations[len(p.Observations)-1])
-				n++
+				d.observation(&p.Observations[len(p.Observations)-1], pool)
+				if d.err == nil {
+					obsIndex++
+				}
 			})
 		default:
 			d.skip(0)
@@ -119,9 +121,55 @@ func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 	})
 	d.end()
 	if d.err != nil {
+		if field == "observations" && obsIndex >= 0 {
+			field += "." + strconv.Itoa(obsIndex)
+		}
 		return nil, &ConversionError{Field: field, Reason: "invalid JSON", Err: d.err}
 	}
 	return p, nil
+}
+
+// valuePool holds the decoded values the PayloadObservation pointers point
+// to, so that a payload takes a few allocations instead of one per value.
+// When a slice grows, earlier pointers keep pointing into the old backing
+// array, which stays valid.
+type valuePool struct {
+	strs  []string
+	bools []bool
+	ints  []int
+	qtys  []PayloadQuantity
+}
+
+func (vp *valuePool) str(s string) *string {
+	if len(vp.strs) == cap(vp.strs) {
+		vp.strs = make([]string, 0, 32)
+	}
+	vp.strs = append(vp.strs, s)
+	return &vp.strs[len(vp.strs)-1]
+}
+
+func (vp *valuePool) boolean(b bool) *bool {
+	if len(vp.bools) == cap(vp.bools) {
+		vp.bools = make([]bool, 0, 32)
+	}
+	vp.bools = append(vp.bools, b)
+	return &vp.bools[len(vp.bools)-1]
+}
+
+func (vp *valuePool) integer(i int) *int {
+	if len(vp.ints) == cap(vp.ints) {
+		vp.ints = make([]int, 0, 32)
+	}
+	vp.ints = append(vp.ints, i)
+	return &vp.ints[len(vp.ints)-1]
+}
+
+func (vp *valuePool) quantity() *PayloadQuantity {
+	if len(vp.qtys) == cap(vp.qtys) {
+		vp.qtys = make([]PayloadQuantity, 0, 16)
+	}
+	vp.qtys = append(vp.qtys, PayloadQuantity{})
+	return &vp.qtys[len(vp.qtys)-1]
 }
 
 // canon returns the known key matching k, exactly or else
@@ -147,21 +195,22 @@ func (d *scanner) strInto(dst *string) {
 	}
 }
 
-// strPtr decodes a string into *dst, allocating it if needed; null sets
-// *dst to nil.
-func (d *scanner) strPtr(dst **string) {
+// strPtr decodes a string into *dst, taking storage from vp if needed;
+// null sets *dst to nil.
+func (d *scanner) strPtr(dst **string, vp *valuePool) {
 	if d.null() {
 		*dst = nil
 		return
 	}
 	s := d.str()
 	if *dst == nil {
-		*dst = new(string)
+		*dst = vp.str(s)
+		return
 	}
 	**dst = s
 }
 
-func (d *scanner) observation(o *PayloadObservation) {
+func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 	if d.null() {
 		return
 	}
@@ -178,7 +227,7 @@ func (d *scanner) observation(o *PayloadObservation) {
 				return
 			}
 			if o.ValueQuantity == nil {
-				o.ValueQuantity = new(PayloadQuantity)
+				o.ValueQuantity = vp.quantity()
 			}
 			q := o.ValueQuantity
 			d.object(func(k string) {
@@ -203,20 +252,22 @@ func (d *scanner) observation(o *PayloadObservation) {
 				}
 			})
 		case "valueCode":
-			d.strPtr(&o.ValueCode)
+			d.strPtr(&o.ValueCode, vp)
 		case "valueString":
-			d.strPtr(&o.ValueString)
+			d.strPtr(&o.ValueString, vp)
 		case "valueDateTime":
-			d.strPtr(&o.ValueDateTime)
+			d.strPtr(&o.ValueDateTime, vp)
 		case "valueTime":
-			d.strPtr(&o.ValueTime)
+			d.strPtr(&o.ValueTime, vp)
 		case "valueBoolean":
 			if d.null() {
 				o.ValueBoolean = nil
 				return
 			}
 			b := d.boolean()
-			o.ValueBoolean = &b
+			if d.err == nil {
+				o.ValueBoolean = vp.boolean(b)
+			}
 		case "valueInteger":
 			if d.null() {
 				o.ValueInteger = nil
@@ -231,8 +282,7 @@ func (d *scanner) observation(o *PayloadObservation) {
 				d.fail("valueInteger %s is not an integer", n)
 				return
 			}
-			v := int(i)
-			o.ValueInteger = &v
+			o.ValueInteger = vp.integer(int(i))
 		default:
 			d.skip(1)
 		}
@@ -459,7 +509,7 @@ func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte
 	encEntry := c.entry(x, "Encounter", p.ID, "", enc, c.sys.DocumentID, p.ID)
 
 	// Fragments shared by every Observation.
-	var fr encoder
+	fr := encoder{b: make([]byte, 0, 512)}
 	first := true
 	fr.meta(&first, enc.Meta)
 	metaEnd := len(fr.b)

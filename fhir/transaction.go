@@ -197,7 +197,7 @@ func (c *Converter) AppendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
 	// Fragments shared by every Observation.
-	var fr encoder
+	fr := encoder{b: make([]byte, 0, 1024)}
 	first := true
 	fr.meta(&first, c.meta())
 	metaEnd := len(fr.b)
