@@ -19,6 +19,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
@@ -607,9 +608,7 @@ func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 func TestMappingMatchesCHTToFHIR(t *testing.T) {
 	ours, err := fhirtocht.DefaultMapping()
 	require.NoError(t, err)
-	data, err := os.ReadFile("../../cht-to-fhir/chttofhir/mapping.yaml")
-	require.NoError(t, err)
-	theirs, err := fhir.ParseMapping(data)
+	theirs, err := chttofhir.DefaultMapping()
 	require.NoError(t, err)
 	assert.Equal(t, theirs, ours, "fhirtocht/mapping.yaml must stay a copy of cht-to-fhir's")
 }
