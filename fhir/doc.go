@@ -2,53 +2,91 @@
 // resources and back.
 //
 // Resources are the types of github.com/samply/golang-fhir-models (imported
-// here as models). A [Converter], configured once with [New], turns
+// in this documentation as models). A [Converter], configured once with
+// [New] (no I/O), turns
 //
-//   - a CHT person into a Patient or Practitioner, a place into a Location
-//     and Organization ([Converter.Patient], [Converter.Practitioner],
-//     [Converter.Location], [Converter.Organization], [Converter.ContactBundle]);
+//   - a CHT person into a Patient or Practitioner and a place into a Location
+//     and an Organization ([Converter.Patient], [Converter.Practitioner],
+//     [Converter.Location], [Converter.Organization],
+//     [Converter.ContactBundle]);
 //   - a report into an Encounter and Observations through a declarative
 //     [Mapping] of form fields to codes ([Converter.Encounter],
-//     [Converter.Observations], [Converter.ReportBundle]);
+//     [Converter.Observations], [Converter.ReportBundle],
+//     [Converter.AppendReportBundle]); the mapping file format is described
+//     in docs/mappings.md;
 //   - the outbound payload of the cht-interoperability mediators into an
 //     Encounter and Observations ([DecodeEncounterPayload],
 //     [Converter.ConvertPayload], [Converter.PayloadBundleJSON]);
 //
-// and FHIR back into CHT: a Patient into a person payload, Observations into
-// a records API submission through the same mapping reversed, and a
-// ServiceRequest or Task into a submission that raises a CHW task.
+// and FHIR back into CHT: a Patient into a person document
+// ([Converter.PersonFromPatient]), Observations into a records API
+// [Submission] through the same mapping reversed
+// ([Converter.SubmissionFromObservations]), and a ServiceRequest or Task into
+// a submission that makes CHT raise a task for the CHW
+// ([Converter.SubmissionFromServiceRequest], [Converter.SubmissionFromTask]).
+//
+// A Converter is immutable and safe for concurrent use. The resources it
+// returns are fresh values the caller may modify, except that the resources
+// of one conversion may share identical sub-elements (meta, the subject and
+// encounter references of Observations).
 //
 // # Transactions and idempotency
 //
-// Each CHT document becomes one transaction [Transaction] whose entries refer
-// to each other by urn:uuid. With the default [WritePut] strategy every
-// resource has a deterministic id (a name-based UUID of the CHT instance, the
-// resource type, the CHT _id and, for Observations, the field path) and is
-// written with PUT, so posting the same document twice yields one set of
-// resources. [WriteConditionalUpdate] and [WriteConditionalCreate] key the
-// writes on the CHT identifier instead.
+// Each CHT document becomes one [Transaction] whose entries refer to each
+// other by urn:uuid. With the default [WritePut] strategy every resource has
+// a deterministic id, a name-based (version 5) UUID of the CHT instance URL,
+// the resource type, the CHT _id and, for Observations, the field path (see
+// [Converter.ID]), and is written with PUT: posting the same document twice
+// yields one set of resources, and a later edit in CHT updates them.
+// [WriteConditionalUpdate] (PUT Type?identifier=...) and
+// [WriteConditionalCreate] (POST with ifNoneExist) key the writes on the CHT
+// identifier instead and let the server assign ids. References to documents
+// that are not in the transaction use Type/<id> with WritePut and a logical
+// reference by identifier otherwise.
+//
+// Every resource carries identifiers with real system URIs derived from
+// Config.InstanceURL (see [Systems]) and a meta.tag marking CHT as its
+// source, which [Converter.IsFromCHT] recognises so flows can avoid loops.
 //
 // # Errors
 //
 // Conversion errors are *[ConversionError] values naming the CHT field and
-// the reason. A report whose form is not in the mapping gives an error
-// matching [ErrUnmappedForm]. Incoming FHIR that fails the checks gives an
-// *[InvalidResourceError]; [OutcomeFromError] turns any error into an
-// OperationOutcome naming the offending element.
+// the reason:
+//
+//	var ce *fhir.ConversionError
+//	if errors.As(err, &ce) { log.Printf("field %s: %s", ce.Field, ce.Reason) }
+//
+// A report whose form is not in the mapping gives an error matching
+// [ErrUnmappedForm], which callers that forward only some forms can ignore.
+// Incoming FHIR is checked by [ParseResource] (resourceType, required
+// elements, codes, choice types, ele-1); failures are an
+// *[InvalidResourceError] whose issues name the elements, and
+// [OutcomeFromError] turns any error into an OperationOutcome to answer with.
+// [NewOperationOutcome] builds one directly.
 //
 // # Encoding
 //
-// [AppendJSON], [Marshal] and [Transaction.MarshalJSON] write the JSON of the
-// resources this package produces directly, without reflection, and produce
-// exactly the bytes encoding/json produces for the same samply values.
+// [Marshal], [AppendJSON] and [Transaction.MarshalJSON] write the JSON of
+// the resources this package produces without reflection and without
+// re-scanning nested output, and produce exactly the bytes encoding/json
+// produces for the same samply values (other values fall back to
+// encoding/json). [Converter.AppendReportBundle] and
+// [Converter.PayloadBundleJSON] go further and write the Observations of a
+// transaction directly; their output equals that of the typed path. The
+// tests prove both equivalences over generated values and fuzz targets; the
+// figures are in docs/performance.md.
 //
 // # The samply model quirks
 //
 // The samply types marshal zero-valued required enums as their first code
-// (an empty Observation says "status":"registered"), an OperationOutcome
-// without issues as "issue":null, do not enforce choice-type exclusivity and
-// silently drop unknown elements. Every builder in this package therefore
-// sets all required elements explicitly, [NewOperationOutcome] never yields
-// a nil issue list, and [ParseResource] checks required elements in the raw
-// JSON before decoding.
+// (an empty Observation says "status":"registered", an empty Encounter
+// "class":{}), an OperationOutcome without issues as "issue":null, do not
+// enforce choice-type exclusivity and silently drop unknown elements,
+// contained resources and primitive extensions. Every builder in this
+// package therefore sets all required elements explicitly and sets at most
+// one variant of a choice, [NewOperationOutcome] never yields a nil issue
+// list, and [ParseResource] checks required elements and choices in the raw
+// JSON before decoding. Every resource the converters produce in the tests
+// is validated with google/fhir's R4 validator, an ele-1 check and the
+// invariants obs-6 and qty-3 (module fhir/internal/validation).
 package fhir

@@ -480,3 +480,47 @@ func TestAppendReportBundleEquivalence(t *testing.T) {
 	}
 	t.Logf("%d of 900 generated reports converted", ok)
 }
+
+// TestConcurrentUse converts the same documents from several goroutines;
+// run with -race it shows the Converter is safe for concurrent use.
+func TestConcurrentUse(t *testing.T) {
+	c := testConverter(t, Config{})
+	r := loadReport(t, "testdata/report_assessment_hydrated.json")
+	payload := readFile(t, "testdata/encounter-20obs.json")
+	want, err := c.AppendReportBundle(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantP, err := c.PayloadBundleJSON(nil, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				got, err := c.AppendReportBundle(nil, r)
+				if err == nil && !bytes.Equal(got, want) {
+					err = errors.New("report output differs between goroutines")
+				}
+				if err == nil {
+					var gotP []byte
+					gotP, err = c.PayloadBundleJSON(nil, payload)
+					if err == nil && !bytes.Equal(gotP, wantP) {
+						err = errors.New("payload output differs between goroutines")
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
