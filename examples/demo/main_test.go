@@ -26,11 +26,13 @@ func TestDemo(t *testing.T) {
 	num := func(i int) int { n, _ := strconv.Atoi(m[i]); return n }
 	assert.Equal(t, 3, num(1), "pushes")
 	assert.Equal(t, 18, num(2), "FHIR resources: 2 patients, 2 practitioners, 2 organizations, 4 locations, 1 encounter, 7 observations")
-	assert.Equal(t, 3, num(3), "one OpenHIM transaction per push")
+	assert.Equal(t, 5, num(3), "one OpenHIM transaction per push and per EMR request")
+	assert.Equal(t, 1, num(4), "the ServiceRequest sent twice raised one CHT record")
 
 	assert.Contains(t, text, `"Amina Wanjiru"`, "the new patient reached the FHIR server")
 	assert.Contains(t, text, "Body temperature = 38.9 °C")
-	assert.Contains(t, text, "3/3 Successful")
+	assert.Contains(t, text, "5/5 Successful")
+	assert.Contains(t, text, "patient_uuid         "+newPatientID, "the task record names the patient")
 	assert.Contains(t, text, `orchestration "FHIR transaction"`)
 	assert.NotContains(t, text, "Failed")
 }
