@@ -191,6 +191,6 @@ Serving until Ctrl-C:
 	fmt.Fprintf(out, `
 Try:
   curl -s %s/Patient | head -c 600
-  curl -s -u %s:%s -H 'Content-Type: application/json' -d '{"doc":{"_id":"%s"}}' %s/cht/outbound
+  curl -s -u %s:%s -H 'Content-Type: application/json' -d '{"id":"%s"}' %s/cht/outbound
 `, d.fhir.URL, chtClientID, chtClientPW, chttest.DemoHeightWeightReportID, d.core.RouterURL)
 }
