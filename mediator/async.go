@@ -210,7 +210,7 @@ func transactionUpdate(env *Envelope) map[string]any {
 }
 
 // shutdown stops accepting async work and waits for running work until
-// ctx is done, then cancels it.
+// ctx is done; then it cancels the work's context and returns ctx.Err().
 func (a *asyncRunner) shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	a.closed = true
@@ -222,8 +222,8 @@ func (a *asyncRunner) shutdown(ctx context.Context) error {
 		a.cancel()
 		return nil
 	case <-ctx.Done():
+		// Cancel the work's context and stop waiting: the deadline wins.
 		a.cancel()
-		<-done
 		return ctx.Err()
 	}
 }

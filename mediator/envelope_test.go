@@ -35,6 +35,7 @@ func TestComputeStatus(t *testing.T) {
 		{"4xx", 400, nil, StatusCompleted},
 		{"2xx with orchestration 4xx", 200, []Orchestration{notFound}, StatusCompleted},
 		{"3xx", 302, nil, StatusCompleted},
+		{"orchestration without response or error ignored", 200, []Orchestration{{Name: "queue"}}, StatusSuccessful},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,6 +44,8 @@ func validateStatus(s Status) error {
 //     response (transport error) makes it "Completed with error(s)";
 //   - a 2xx response with every orchestration 2xx is Successful;
 //   - anything else (4xx, or 2xx with a 3xx/4xx orchestration) is Completed.
+//
+// Orchestrations with neither a response nor an error are ignored.
 func ComputeStatus(responseStatus int, orchestrations []Orchestration) Status {
 	if responseStatus >= 500 {
 		return StatusFailed
@@ -51,11 +53,14 @@ func ComputeStatus(responseStatus int, orchestrations []Orchestration) Status {
 	all2xx := true
 	for i := range orchestrations {
 		o := &orchestrations[i]
-		code := 0
-		if o.Response != nil {
-			code = o.Response.Status
+		if o.Response == nil {
+			if o.Error != nil {
+				return StatusCompletedWithErrors
+			}
+			continue // no HTTP exchange (e.g. added with AddOrchestration)
 		}
-		if code >= 500 || (o.Response == nil && o.Error != nil) {
+		code := o.Response.Status
+		if code >= 500 {
 			return StatusCompletedWithErrors
 		}
 		if code < 200 || code > 299 {

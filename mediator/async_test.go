@@ -1,0 +1,180 @@
+package mediator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeUpdater plays core's transactions API for the async helper.
+type fakeUpdater struct {
+	mu        sync.Mutex
+	updates   []map[string]any
+	failPuts  int  // the first failPuts updates fail
+	overwrite int  // the first overwrite verifications see "Processing"
+	stored    bool // core has stored the 202 answer
+	storeAt   int  // ... after this many GETs
+	gets      int
+	results   []string // counted metric results
+}
+
+func (f *fakeUpdater) UpdateTransaction(ctx context.Context, id string, update any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failPuts > 0 {
+		f.failPuts--
+		return errors.New("core unreachable")
+	}
+	b, _ := json.Marshal(update)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	f.updates = append(f.updates, m)
+	return nil
+}
+
+func (f *fakeUpdater) Do(ctx context.Context, method, path string, in, out any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gets++
+	t := out.(*storedTransaction)
+	if f.gets > f.storeAt {
+		f.stored = true
+	}
+	if !f.stored {
+		t.Status = "Processing"
+		return nil
+	}
+	t.Response = &struct {
+		Status int `json:"status"`
+	}{Status: 202}
+	switch {
+	case len(f.updates) == 0:
+		t.Status = "Processing"
+	case f.overwrite > 0:
+		f.overwrite--
+		t.Status = "Processing"
+	default:
+		t.Status, _ = f.updates[len(f.updates)-1]["status"].(string)
+	}
+	return nil
+}
+
+func runAsync(t *testing.T, f *fakeUpdater, work AsyncFunc) (*Result, error) {
+	t.Helper()
+	a := newAsyncRunner(f, slog.New(slog.DiscardHandler), func(r string) {
+		f.mu.Lock()
+		f.results = append(f.results, r)
+		f.mu.Unlock()
+	})
+	a.backoff = time.Millisecond
+	cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	r := httptest.NewRequest(http.MethodPost, "/x", nil)
+	r.Header.Set(HeaderTransactionID, "tx-9")
+	var req Request
+	req.init(r, newRecorder(cfg, r), cfg)
+	res, err := req.Async(work)
+	require.NoError(t, a.shutdown(context.Background()))
+	return res, err
+}
+
+func TestAsync(t *testing.T) {
+	done := func(ctx context.Context) (*Result, error) {
+		AddOrchestration(ctx, Orchestration{Name: "background call"})
+		return &Result{Body: []byte("finished"), Properties: map[string]any{"n": 1}}, nil
+	}
+	tests := []struct {
+		name        string
+		f           *fakeUpdater
+		work        AsyncFunc
+		wantUpdates int
+		wantResult  string
+		wantStatus  string
+	}{
+		{"stored first, one update", &fakeUpdater{}, done, 1, "ok", "Successful"},
+		{"waits for core to store the 202", &fakeUpdater{storeAt: 3}, done, 1, "ok", "Successful"},
+		{"overwritten once, updated again", &fakeUpdater{overwrite: 1}, done, 2, "ok", "Successful"},
+		{"transient failures are retried", &fakeUpdater{failPuts: 2}, done, 1, "ok", "Successful"},
+		{"gives up after 5 attempts", &fakeUpdater{failPuts: 99}, done, 0, "error", ""},
+		{"work error is reported as Failed", &fakeUpdater{}, func(context.Context) (*Result, error) {
+			return nil, errors.New("background boom")
+		}, 1, "ok", "Failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := runAsync(t, tt.f, tt.work)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusAccepted, res.StatusCode)
+			assert.Equal(t, StatusProcessing, res.Status)
+			assert.JSONEq(t, `{"status":"Processing","transactionId":"tx-9"}`, string(res.Body))
+			require.Len(t, tt.f.updates, tt.wantUpdates)
+			assert.Equal(t, []string{tt.wantResult}, tt.f.results)
+			if tt.wantUpdates == 0 {
+				return
+			}
+			u := tt.f.updates[len(tt.f.updates)-1]
+			assert.Equal(t, tt.wantStatus, u["status"])
+			resp := u["response"].(map[string]any)
+			assert.NotEmpty(t, resp["timestamp"])
+			if tt.wantStatus == "Failed" {
+				assert.Equal(t, map[string]any{"message": "background boom"}, u["error"])
+				return
+			}
+			assert.Equal(t, "finished", resp["body"])
+			assert.Equal(t, map[string]any{"n": float64(1)}, u["properties"])
+			orchs := u["orchestrations"].([]any)
+			assert.Equal(t, "background call", orchs[0].(map[string]any)["name"])
+		})
+	}
+}
+
+func TestAsyncRefusals(t *testing.T) {
+	// Not served by a Mediator.
+	var req Request
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.init(r, newRecorder(defaultHandlerConfig, r), defaultHandlerConfig)
+	_, err := req.Async(func(context.Context) (*Result, error) { return nil, nil })
+	assert.ErrorContains(t, err, "needs a request served by a Mediator")
+
+	a := newAsyncRunner(&fakeUpdater{}, slog.New(slog.DiscardHandler), nil)
+	cfg := &handlerConfig{capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	req.init(r, newRecorder(cfg, r), cfg)
+	_, err = req.Async(func(context.Context) (*Result, error) { return nil, nil })
+	assert.Equal(t, http.StatusBadRequest, errorStatus(err), "no transaction id: %v", err)
+
+	r.Header.Set(HeaderTransactionID, "tx")
+	req.init(r, newRecorder(cfg, r), cfg)
+	require.NoError(t, a.shutdown(context.Background()))
+	_, err = req.Async(func(context.Context) (*Result, error) { return nil, nil })
+	assert.Equal(t, http.StatusServiceUnavailable, errorStatus(err), "after shutdown: %v", err)
+}
+
+func TestAsyncShutdownWaits(t *testing.T) {
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	a := newAsyncRunner(nil, slog.New(slog.DiscardHandler), nil) // standalone
+	cfg := &handlerConfig{capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	var req Request
+	req.init(r, newRecorder(cfg, r), cfg)
+	_, err := req.Async(func(ctx context.Context) (*Result, error) {
+		<-release
+		close(finished)
+		return &Result{}, nil
+	})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, a.shutdown(ctx), context.DeadlineExceeded, "work still running at the deadline")
+	close(release)
+	<-finished
+}
