@@ -28,7 +28,7 @@ func (c *Converter) Practitioner(p *cht.Person) (*models.Practitioner, error) {
 	if err := c.checkContact(p, true); err != nil {
 		return nil, err
 	}
-	return c.practitioner(p), nil
+	return c.practitioner(nil, p), nil
 }
 
 // Location converts a CHT place to a FHIR Location; type is the
@@ -70,67 +70,76 @@ func (c *Converter) checkContact(ct *cht.Contact, person bool) error {
 	return nil
 }
 
-func (c *Converter) meta() *models.Meta {
-	return &models.Meta{Tag: []models.Coding{{System: ptr(c.sys.Source), Code: ptr("cht"), Display: ptr("Community Health Toolkit")}}}
+// meta returns the meta with the CHT source tag; the resources of one
+// conversion (x != nil) share it.
+func (c *Converter) meta(x *refs) *models.Meta {
+	if x != nil && x.meta != nil {
+		return x.meta
+	}
+	m := &models.Meta{Tag: []models.Coding{{System: x.s(c.sys.Source), Code: x.s("cht"), Display: x.s("Community Health Toolkit")}}}
+	if x != nil {
+		x.meta = m
+	}
+	return m
 }
 
 // id returns the logical id to set on a resource (nil for conditional
 // strategies, where the server assigns ids).
-func (c *Converter) id(rt, chtID string, path ...string) *string {
+func (c *Converter) id(x *refs, rt, chtID string, path ...string) *string {
 	if c.cfg.Strategy != WritePut {
 		return nil
 	}
-	return ptr(c.ID(rt, chtID, path...))
+	return x.s(c.ID(rt, chtID, path...))
 }
 
-func identifier(system, value, label string, use *models.IdentifierUse) models.Identifier {
-	id := models.Identifier{Use: use, System: ptr(system), Value: ptr(value)}
+func (x *refs) identifier(system, value, label string, use *models.IdentifierUse) models.Identifier {
+	id := models.Identifier{Use: use, System: x.s(system), Value: x.s(value)}
 	if label != "" {
-		id.Type = &models.CodeableConcept{Text: ptr(label)}
+		id.Type = &models.CodeableConcept{Text: x.s(label)}
 	}
 	return id
 }
 
-func (c *Converter) contactIdentifiers(ct *cht.Contact) []models.Identifier {
+func (c *Converter) contactIdentifiers(x *refs, ct *cht.Contact) []models.Identifier {
 	ids := make([]models.Identifier, 0, 3)
-	ids = append(ids, identifier(c.sys.DocumentID, ct.ID, "CHT document ID", nil))
+	ids = append(ids, x.identifier(c.sys.DocumentID, ct.ID, "CHT document ID", nil))
 	if s := strings.TrimSpace(ct.PatientID); s != "" {
-		ids = append(ids, identifier(c.sys.PatientID, s, "CHT patient ID", ptr(models.IdentifierUseOfficial)))
+		ids = append(ids, x.identifier(c.sys.PatientID, s, "CHT patient ID", ptr(models.IdentifierUseOfficial)))
 	}
 	if s := strings.TrimSpace(ct.PlaceID); s != "" {
-		ids = append(ids, identifier(c.sys.PlaceID, s, "CHT place ID", ptr(models.IdentifierUseOfficial)))
+		ids = append(ids, x.identifier(c.sys.PlaceID, s, "CHT place ID", ptr(models.IdentifierUseOfficial)))
 	}
 	if s := strings.TrimSpace(ct.ExternalID); s != "" {
-		ids = append(ids, identifier(c.sys.ExternalID, s, "External ID", ptr(models.IdentifierUseSecondary)))
+		ids = append(ids, x.identifier(c.sys.ExternalID, s, "External ID", ptr(models.IdentifierUseSecondary)))
 	}
 	return ids
 }
 
-func (c *Converter) humanName(name string) []models.HumanName {
+func (c *Converter) humanName(x *refs, name string) []models.HumanName {
 	text := strings.Join(strings.Fields(name), " ")
 	if text == "" {
 		return nil
 	}
-	hn := models.HumanName{Text: ptr(text)}
+	hn := models.HumanName{Text: x.s(text)}
 	words := strings.Fields(text)
 	if len(words) >= 2 {
 		switch c.cfg.NameSplit {
 		case NameFamilyLast:
-			hn.Family = ptr(words[len(words)-1])
+			hn.Family = x.s(words[len(words)-1])
 			hn.Given = words[:len(words)-1]
 		case NameFamilyFirst:
-			hn.Family = ptr(words[0])
+			hn.Family = x.s(words[0])
 			hn.Given = words[1:]
 		}
 	}
 	return []models.HumanName{hn}
 }
 
-func telecom(ct *cht.Contact) []models.ContactPoint {
+func telecom(x *refs, ct *cht.Contact) []models.ContactPoint {
 	var out []models.ContactPoint
 	for _, ph := range []string{ct.Phone, ct.PhoneAlternate} {
 		if ph = strings.TrimSpace(ph); ph != "" {
-			out = append(out, models.ContactPoint{System: ptr(models.ContactPointSystemPhone), Value: ptr(ph)})
+			out = append(out, models.ContactPoint{System: ptr(models.ContactPointSystemPhone), Value: x.s(ph)})
 		}
 	}
 	if len(out) == 2 {
@@ -200,11 +209,11 @@ func fhirDateTime(s string) (string, bool) {
 
 func (c *Converter) patient(x *refs, p *cht.Person) *models.Patient {
 	pt := &models.Patient{
-		Id:         c.id("Patient", p.ID),
-		Meta:       c.meta(),
-		Identifier: c.contactIdentifiers(p),
-		Name:       c.humanName(p.Name),
-		Telecom:    telecom(p),
+		Id:         c.id(x, "Patient", p.ID),
+		Meta:       c.meta(x),
+		Identifier: c.contactIdentifiers(x, p),
+		Name:       c.humanName(x, p.Name),
+		Telecom:    telecom(x, p),
 	}
 	if g, ok := Gender(p.Sex); ok {
 		pt.Gender = &g
@@ -254,14 +263,14 @@ func (c *Converter) chwOf(l *cht.Lineage) *cht.Contact {
 	return nil
 }
 
-func (c *Converter) practitioner(p *cht.Person) *models.Practitioner {
+func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {
 	pr := &models.Practitioner{
-		Id:         c.id("Practitioner", p.ID),
-		Meta:       c.meta(),
-		Identifier: c.contactIdentifiers(p),
+		Id:         c.id(x, "Practitioner", p.ID),
+		Meta:       c.meta(x),
+		Identifier: c.contactIdentifiers(x, p),
 		Active:     ptr(true),
-		Name:       c.humanName(p.Name),
-		Telecom:    telecom(p),
+		Name:       c.humanName(x, p.Name),
+		Telecom:    telecom(x, p),
 	}
 	if g, ok := Gender(p.Sex); ok {
 		pr.Gender = &g
@@ -272,31 +281,31 @@ func (c *Converter) practitioner(p *cht.Person) *models.Practitioner {
 	return pr
 }
 
-func (c *Converter) placeType(p *cht.Place) []models.CodeableConcept {
+func (c *Converter) placeType(x *refs, p *cht.Place) []models.CodeableConcept {
 	t := p.TypeID()
 	return []models.CodeableConcept{{
-		Coding: []models.Coding{{System: ptr(c.sys.ContactType), Code: ptr(t)}},
-		Text:   ptr(t),
+		Coding: []models.Coding{{System: x.s(c.sys.ContactType), Code: x.s(t)}},
+		Text:   x.s(t),
 	}}
 }
 
-func nonEmpty(s string) *string {
+func (x *refs) nonEmpty(s string) *string {
 	if s = strings.TrimSpace(s); s == "" {
 		return nil
 	}
-	return &s
+	return x.s(s)
 }
 
 func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
 	loc := &models.Location{
-		Id:         c.id("Location", p.ID),
-		Meta:       c.meta(),
-		Identifier: c.contactIdentifiers(p),
+		Id:         c.id(x, "Location", p.ID),
+		Meta:       c.meta(x),
+		Identifier: c.contactIdentifiers(x, p),
 		Status:     ptr(models.LocationStatusActive),
-		Name:       nonEmpty(p.Name),
+		Name:       x.nonEmpty(p.Name),
 		Mode:       ptr(models.LocationModeInstance),
-		Type:       c.placeType(p),
-		Telecom:    telecom(p),
+		Type:       c.placeType(x, p),
+		Telecom:    telecom(x, p),
 	}
 	if c.orgTypes[p.TypeID()] {
 		r := c.ref(x, "Organization", p.ID)
@@ -314,13 +323,13 @@ func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
 
 func (c *Converter) organization(x *refs, p *cht.Place) *models.Organization {
 	org := &models.Organization{
-		Id:         c.id("Organization", p.ID),
-		Meta:       c.meta(),
-		Identifier: c.contactIdentifiers(p),
+		Id:         c.id(x, "Organization", p.ID),
+		Meta:       c.meta(x),
+		Identifier: c.contactIdentifiers(x, p),
 		Active:     ptr(true),
-		Type:       c.placeType(p),
-		Name:       nonEmpty(p.Name),
-		Telecom:    telecom(p),
+		Type:       c.placeType(x, p),
+		Name:       x.nonEmpty(p.Name),
+		Telecom:    telecom(x, p),
 	}
 	if up := c.nearestOrg(p.Parent); up != "" {
 		r := c.ref(x, "Organization", up)

@@ -355,18 +355,18 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 		subj = c.ref(x, "Patient", p.PatientUUID)
 	}
 	enc := &models.Encounter{
-		Id:         c.id("Encounter", p.ID),
-		Meta:       c.meta(),
-		Identifier: []models.Identifier{identifier(c.sys.DocumentID, p.ID, "CHT document ID", nil)},
+		Id:         c.id(x, "Encounter", p.ID),
+		Meta:       c.meta(x),
+		Identifier: []models.Identifier{x.identifier(c.sys.DocumentID, p.ID, "CHT document ID", nil)},
 		Status:     models.EncounterStatusFinished,
-		Class:      models.Coding{System: ptr(*c.class.System), Code: ptr(*c.class.Code)},
+		Class:      models.Coding{System: x.s(*c.class.System), Code: x.s(*c.class.Code)},
 	}
 	if c.class.Display != nil {
-		enc.Class.Display = ptr(*c.class.Display)
+		enc.Class.Display = x.s(*c.class.Display)
 	}
 	if p.Form != "" {
 		if fi, ok := c.forms[lower(p.Form)]; ok {
-			enc.Type = c.encounterType(fi, p.Form)
+			enc.Type = c.encounterType(x, fi, p.Form)
 		}
 	}
 	if enc.Type == nil && c.cfg.EncounterType != nil {
@@ -379,7 +379,7 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 	var effective string
 	if !p.ReportedDate.IsZero() {
 		effective = formatDateTime(p.ReportedDate.Time())
-		enc.Period = &models.Period{Start: ptr(effective)}
+		enc.Period = &models.Period{Start: x.s(effective)}
 	}
 	return enc, subj, effective
 }

@@ -15,8 +15,24 @@ type member struct {
 // otherwise to Type/<deterministic id> (WritePut) or to a logical reference
 // by CHT identifier (conditional strategies, where ids are server-assigned).
 type refs struct {
-	c  *Converter
-	in []member
+	c    *Converter
+	in   []member
+	strs []string     // storage for the strings the resources point to
+	meta *models.Meta // shared by the resources of one conversion
+}
+
+// s returns a pointer to a copy of v, taken from a slab shared by the
+// resources of one conversion (one allocation per 64 strings instead of one
+// each). A nil refs allocates v alone.
+func (x *refs) s(v string) *string {
+	if x == nil {
+		return &v
+	}
+	if len(x.strs) == cap(x.strs) {
+		x.strs = make([]string, 0, 64)
+	}
+	x.strs = append(x.strs, v)
+	return &x.strs[len(x.strs)-1]
 }
 
 func (x *refs) add(rt, chtID string) string {
@@ -46,16 +62,16 @@ func (x *refs) lookup(rt, chtID string) (string, bool) {
 // ref returns a reference to the resource of type rt made from CHT document
 // chtID.
 func (c *Converter) ref(x *refs, rt, chtID string) models.Reference {
-	r := models.Reference{Type: ptr(rt)}
+	r := models.Reference{Type: x.s(rt)}
 	if urn, ok := x.lookup(rt, chtID); ok {
-		r.Reference = ptr(urn)
+		r.Reference = x.s(urn)
 		return r
 	}
 	if c.cfg.Strategy == WritePut {
-		r.Reference = ptr(rt + "/" + c.ID(rt, chtID))
+		r.Reference = x.s(rt + "/" + c.ID(rt, chtID))
 		return r
 	}
-	r.Identifier = &models.Identifier{System: ptr(c.sys.DocumentID), Value: ptr(chtID)}
+	r.Identifier = &models.Identifier{System: x.s(c.sys.DocumentID), Value: x.s(chtID)}
 	return r
 }
 

@@ -163,18 +163,18 @@ func (c *Converter) Encounter(r *cht.Report) (*models.Encounter, error) {
 
 func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 	enc := &models.Encounter{
-		Id:         c.id("Encounter", r.ID),
-		Meta:       c.meta(),
-		Identifier: []models.Identifier{identifier(c.sys.DocumentID, r.ID, "CHT document ID", nil)},
+		Id:         c.id(x, "Encounter", r.ID),
+		Meta:       c.meta(x),
+		Identifier: []models.Identifier{x.identifier(c.sys.DocumentID, r.ID, "CHT document ID", nil)},
 		Status:     models.EncounterStatusFinished,
 		Class:      c.class,
 	}
-	enc.Class.System, enc.Class.Code = ptr(*c.class.System), ptr(*c.class.Code)
+	enc.Class.System, enc.Class.Code = x.s(*c.class.System), x.s(*c.class.Code)
 	if c.class.Display != nil {
-		enc.Class.Display = ptr(*c.class.Display)
+		enc.Class.Display = x.s(*c.class.Display)
 	}
 	if fi, ok := c.forms[strings.ToLower(r.Form)]; ok {
-		enc.Type = c.encounterType(fi, r.Form)
+		enc.Type = c.encounterType(x, fi, r.Form)
 	} else {
 		t := Code{System: c.sys.Form, Code: r.Form}
 		if c.cfg.EncounterType != nil {
@@ -194,7 +194,7 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 		}
 	}
 	if !r.ReportedDate.IsZero() {
-		enc.Period = &models.Period{Start: ptr(formatDateTime(r.ReportedDate.Time()))}
+		enc.Period = &models.Period{Start: x.s(formatDateTime(r.ReportedDate.Time()))}
 	}
 	return enc
 }
@@ -202,14 +202,15 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 // encounterType returns the mapped Encounter.type of a form. When the
 // mapping names an encounterType, a second coding {Systems.Form, form}
 // identifies the CHT form exactly (several forms may share one type).
-func (c *Converter) encounterType(fi *formIndex, form string) []models.CodeableConcept {
+func (c *Converter) encounterType(x *refs, fi *formIndex, form string) []models.CodeableConcept {
 	cd := fi.encType.Coding[0]
-	codings := []models.Coding{{System: ptr(*cd.System), Code: ptr(*cd.Code)}}
+	codings := make([]models.Coding, 1, 2)
+	codings[0] = models.Coding{System: x.s(*cd.System), Code: x.s(*cd.Code)}
 	if cd.Display != nil {
-		codings[0].Display = ptr(*cd.Display)
+		codings[0].Display = x.s(*cd.Display)
 	}
 	if *cd.System != c.sys.Form {
-		codings = append(codings, models.Coding{System: ptr(c.sys.Form), Code: ptr(form)})
+		codings = append(codings, models.Coding{System: x.s(c.sys.Form), Code: x.s(form)})
 	}
 	return []models.CodeableConcept{{Coding: codings}}
 }

@@ -97,7 +97,7 @@ func (p *plan) build(t *Transaction) {
 		case "Patient":
 			res = c.patient(p.x, it.doc)
 		case "Practitioner":
-			res = c.practitioner(it.doc)
+			res = c.practitioner(p.x, it.doc)
 		case "Location":
 			res = c.location(p.x, it.doc)
 		case "Organization":
@@ -199,7 +199,7 @@ func (c *Converter) AppendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 	// Fragments shared by every Observation.
 	fr := encoder{b: make([]byte, 0, 1024)}
 	first := true
-	fr.meta(&first, c.meta())
+	fr.meta(&first, c.meta(p.x))
 	metaEnd := len(fr.b)
 	if subj, ok := c.subject(p.x, r); ok {
 		fr.ref(&first, `"subject":`, &subj.reference)
