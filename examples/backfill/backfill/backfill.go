@@ -1,0 +1,438 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// Defaults of Config.
+const (
+	DefaultBatchSize   = 100
+	DefaultWorkers     = 4
+	DefaultPageSize    = 500
+	DefaultMaxAttempts = 8
+	DefaultRetryWait   = 200 * time.Millisecond
+	maxRetryWait       = 15 * time.Second
+)
+
+// Config configures Run.
+type Config struct {
+	// CHT reads the _changes feed and hydrates documents. Its user must be
+	// an online user. Required.
+	CHT *cht.Client
+	// Converter converts documents to transactions. Required.
+	Converter *fhir.Converter
+	// Writer stores the bundles: a *FHIRWriter, or a DirWriter for a dry
+	// run. Required.
+	Writer Writer
+	// CheckpointFile is where progress is kept; "" keeps none (the sync
+	// then starts from the beginning every time).
+	CheckpointFile string
+	// BatchSize is the number of feed entries per transaction Bundle; 0
+	// means DefaultBatchSize.
+	BatchSize int
+	// Workers is the number of bundles written concurrently; 0 means
+	// DefaultWorkers.
+	Workers int
+	// PageSize is the number of changes read (and hydrated) per request; 0
+	// means DefaultPageSize.
+	PageSize int
+	// MaxAttempts bounds the attempts to write one bundle on network
+	// errors, 408, 429 and 5xx; 0 means DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryWait is the first backoff between attempts, doubled each time
+	// up to 15 s; 0 means DefaultRetryWait.
+	RetryWait time.Duration
+	// OnProgress, if set, is called after every committed batch, from one
+	// goroutine.
+	OnProgress func(Progress)
+	// Logger receives one line per failed document and per retried
+	// bundle; nil discards.
+	Logger *slog.Logger
+}
+
+// Progress is reported to Config.OnProgress.
+type Progress struct {
+	// Checkpoint is the state after the batch (counts include earlier
+	// runs).
+	Checkpoint Checkpoint
+	// Done is the number of feed entries processed by this run and Total
+	// the number this run had to process when it started (0 if unknown).
+	Done, Total int64
+	// Elapsed is the time since this run started.
+	Elapsed time.Duration
+}
+
+// Summary is the outcome of Run.
+type Summary struct {
+	// Checkpoint is the final state (counts include earlier runs).
+	Checkpoint
+	// Processed is the number of feed entries processed by this run.
+	Processed int64
+	// Elapsed is the duration of this run.
+	Elapsed time.Duration
+}
+
+// batch is a slice of the feed: up to BatchSize entries ending at seq.
+type batch struct {
+	index int64
+	seq   cht.Seq
+	docs  []cht.HydratedDoc
+	pre   counts // skipped by the reader
+}
+
+type result struct {
+	index int64
+	seq   cht.Seq
+	c     counts
+	err   error
+}
+
+// Run syncs the feed from the checkpoint to its current end. It returns the
+// summary, and an error when a batch could not be written (the checkpoint
+// then stays before it and a later Run resumes there) or ctx was canceled.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	if cfg.CHT == nil || cfg.Converter == nil || cfg.Writer == nil {
+		return nil, errors.New("backfill: CHT, Converter and Writer are required")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.RetryWait <= 0 {
+		cfg.RetryWait = DefaultRetryWait
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if dw, ok := cfg.Writer.(DirWriter); ok {
+		if err := ensureDir(dw.Dir); err != nil {
+			return nil, err
+		}
+	}
+	cp := Checkpoint{}
+	if cfg.CheckpointFile != "" {
+		var err error
+		if cp, err = ReadCheckpoint(cfg.CheckpointFile); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	sum := &Summary{}
+
+	// The number of entries left, for the progress bar's ETA.
+	var total int64
+	if cfg.OnProgress != nil {
+		page, err := cfg.CHT.Docs.Changes(ctx, cht.ChangesOptions{Since: cp.Seq, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("backfill: read changes: %w", err)
+		}
+		total = int64(len(page.Results) + page.Pending)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// window bounds the batches between the reader and the committed
+	// prefix, so a slow batch cannot make the others pile up.
+	window := make(chan struct{}, 2*cfg.Workers)
+	batches := make(chan *batch, cfg.Workers)
+	results := make(chan result, cfg.Workers)
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- read(ctx, cfg, cp, window, batches)
+		close(batches)
+	}()
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				c, err := writeBatch(ctx, cfg, b)
+				results <- result{index: b.index, seq: b.seq, c: c, err: err}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	// Commit in order: pending holds batches finished ahead of the next one.
+	next := cp.Batches
+	pending := map[int64]result{}
+	var runErr error
+	for r := range results {
+		if r.err != nil {
+			if runErr == nil {
+				runErr = r.err
+				cancel(r.err)
+			}
+			continue
+		}
+		if runErr != nil {
+			continue
+		}
+		pending[r.index] = r
+		for {
+			p, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			cp.add(&p.c)
+			cp.Seq = p.seq
+			cp.UpdatedAt = time.Now().UTC()
+			sum.Processed += p.c.docs
+			if cfg.CheckpointFile != "" {
+				if err := WriteCheckpoint(cfg.CheckpointFile, cp); err != nil {
+					runErr = err
+					cancel(err)
+					break
+				}
+			}
+			<-window
+			if cfg.OnProgress != nil {
+				cfg.OnProgress(Progress{Checkpoint: cp.clone(), Done: sum.Processed, Total: total, Elapsed: time.Since(start)})
+			}
+		}
+	}
+	if err := <-readErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	sum.Checkpoint = cp
+	sum.Elapsed = time.Since(start)
+	if runErr == nil && ctx.Err() != nil {
+		runErr = context.Cause(ctx)
+	}
+	return sum, runErr
+}
+
+// read cuts the feed into batches.
+func read(ctx context.Context, cfg Config, cp Checkpoint, window chan struct{}, out chan<- *batch) error {
+	index := cp.Batches
+	b := &batch{index: index}
+	send := func() bool {
+		select {
+		case window <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return false
+		}
+		index++
+		b = &batch{index: index, docs: make([]cht.HydratedDoc, 0, cfg.BatchSize)}
+		return true
+	}
+	for ch, err := range cfg.CHT.Docs.AllHydrated(ctx, cht.ChangesOptions{Since: cp.Seq, Limit: cfg.PageSize}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // the cause is reported by Run
+			}
+			return fmt.Errorf("backfill: read changes after %q: %w", b.seq, err)
+		}
+		b.seq = ch.Seq
+		b.pre.docs++
+		switch {
+		case ch.Deleted:
+			b.pre.skip("deleted")
+		case ch.Hydrated == nil:
+			b.pre.skip("not found")
+		default:
+			b.docs = append(b.docs, *ch.Hydrated)
+		}
+		if b.pre.docs >= int64(cfg.BatchSize) && !send() {
+			return nil
+		}
+	}
+	if b.pre.docs > 0 {
+		send()
+	}
+	return nil
+}
+
+// contactTypes are the document types converted with ContactBundle.
+var contactTypes = map[string]bool{
+	"contact": true, "person": true, "clinic": true, "health_center": true, "district_hospital": true,
+}
+
+// converted is one document's transaction.
+type converted struct {
+	id string
+	tx *fhir.Transaction
+}
+
+// writeBatch converts a batch and writes it as one bundle; when the server
+// rejects the bundle, it writes the documents one by one.
+func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
+	c := b.pre
+	c.skipped = cloneMap(b.pre.skipped)
+	txs := make([]converted, 0, len(b.docs))
+	for i := range b.docs {
+		d := &b.docs[i]
+		tx, skip, err := convert(cfg.Converter, d)
+		switch {
+		case err != nil:
+			cfg.Logger.WarnContext(ctx, "document not converted", "doc", d.ID, "err", err)
+			c.fail(d.ID, err)
+		case skip != "":
+			c.skip(skip)
+		default:
+			txs = append(txs, converted{id: d.ID, tx: tx})
+		}
+	}
+	if len(txs) == 0 {
+		return c, nil
+	}
+	name := fmt.Sprintf("batch-%06d", b.index)
+	bundle, entries, err := encode(txs)
+	if err != nil {
+		return c, err
+	}
+	err = writeRetrying(ctx, cfg, name, bundle)
+	if err == nil {
+		c.converted += int64(len(txs))
+		c.resources += int64(entries)
+		return c, nil
+	}
+	if !isPermanent(err) || len(txs) == 1 {
+		if isPermanent(err) {
+			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", txs[0].id, "err", err)
+			c.fail(txs[0].id, err)
+			return c, nil
+		}
+		return c, fmt.Errorf("backfill: %s (after %q): %w", name, b.seq, err)
+	}
+	// One document spoils the bundle: find it by writing them one by one.
+	cfg.Logger.InfoContext(ctx, "bundle rejected; writing its documents one by one", "batch", name, "err", err)
+	for _, t := range txs {
+		one, entries, err := encode([]converted{t})
+		if err != nil {
+			return c, err
+		}
+		err = writeRetrying(ctx, cfg, name+"-"+t.id, one)
+		switch {
+		case err == nil:
+			c.converted++
+			c.resources += int64(entries)
+		case isPermanent(err):
+			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", t.id, "err", err)
+			c.fail(t.id, err)
+		default:
+			return c, fmt.Errorf("backfill: %s (after %q): %w", name, b.seq, err)
+		}
+	}
+	return c, nil
+}
+
+// convert returns the document's transaction, or the reason it is skipped.
+func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, string, error) {
+	typ := d.Type()
+	switch {
+	case typ == "data_record":
+		r, err := d.Report()
+		if err != nil {
+			return nil, "", err
+		}
+		tx, err := conv.ReportBundle(r)
+		if errors.Is(err, fhir.ErrUnmappedForm) {
+			return nil, "unmapped form", nil
+		}
+		return tx, "", err
+	case contactTypes[typ]:
+		ct, err := d.Contact()
+		if err != nil {
+			return nil, "", err
+		}
+		tx, err := conv.ContactBundle(ct)
+		return tx, "", err
+	case typ == "":
+		return nil, "no type", nil
+	default:
+		return nil, "type " + typ, nil
+	}
+}
+
+// encode merges transactions into one bundle. Resources shared by several
+// documents (a patient, the CHW, their places) have the same deterministic
+// fullUrl and are written once.
+func encode(txs []converted) ([]byte, int, error) {
+	if len(txs) == 1 {
+		data, err := txs[0].tx.MarshalJSON()
+		return data, txs[0].tx.Len(), err
+	}
+	n := 0
+	for _, t := range txs {
+		n += t.tx.Len()
+	}
+	merged := fhir.Transaction{Entries: make([]fhir.Entry, 0, n)}
+	seen := make(map[string]struct{}, n)
+	for _, t := range txs {
+		for _, e := range t.tx.Entries {
+			key := e.FullURL
+			if key == "" {
+				key = e.Request.Method.Code() + " " + e.Request.Url
+			}
+			if _, dup := seen[key]; dup {
+				continue
+			}
+			seen[key] = struct{}{}
+			merged.Entries = append(merged.Entries, e)
+		}
+	}
+	data, err := merged.MarshalJSON()
+	return data, len(merged.Entries), err
+}
+
+// writeRetrying writes a bundle, retrying transient failures with backoff.
+func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte) error {
+	wait := cfg.RetryWait
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = cfg.Writer.WriteBundle(ctx, name, bundle)
+		if err == nil || isPermanent(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
+			return err
+		}
+		cfg.Logger.InfoContext(ctx, "bundle not written; retrying", "batch", name, "attempt", attempt, "err", err)
+		// Full jitter keeps the workers from retrying in lockstep.
+		d := wait/2 + rand.N(wait/2+1)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return err
+		}
+		wait = min(2*wait, maxRetryWait)
+	}
+}
+
+func cloneMap(m map[string]int64) map[string]int64 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,168 @@
+package backfill
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// MaxFailures is how many failed documents a Checkpoint lists by id; the
+// count in Checkpoint.Failed goes on beyond it.
+const MaxFailures = 100
+
+// Checkpoint is the progress of a sync: every document of the feed up to and
+// including Seq is written (or counted as skipped or failed). Counts add up
+// over restarts.
+type Checkpoint struct {
+	// Seq is the feed sequence to resume after; "" means the beginning.
+	Seq cht.Seq `json:"seq"`
+	// Batches is the number of committed batches.
+	Batches int64 `json:"batches"`
+	// Docs is the number of feed entries processed (converted, skipped and
+	// failed).
+	Docs int64 `json:"docs"`
+	// Converted is the number of documents written to FHIR.
+	Converted int64 `json:"converted"`
+	// Resources is the number of transaction entries written (resources
+	// shared by documents of one batch count once).
+	Resources int64 `json:"resources"`
+	// Skipped counts documents that are not converted, by reason
+	// ("deleted", "not found", "unmapped form", "type <type>").
+	Skipped map[string]int64 `json:"skipped,omitempty"`
+	// Failed is the number of documents that could not be converted or
+	// that the FHIR server rejected.
+	Failed int64 `json:"failed"`
+	// Failures lists the first MaxFailures failed documents.
+	Failures []Failure `json:"failures,omitempty"`
+	// UpdatedAt is when the checkpoint was written.
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Failure is a document that was not written, and why.
+type Failure struct {
+	DocID  string `json:"docId"`
+	Reason string `json:"reason"`
+}
+
+// counts is what one batch adds to a checkpoint.
+type counts struct {
+	docs, converted, resources, failed int64
+	skipped                            map[string]int64
+	failures                           []Failure
+}
+
+func (c *counts) skip(reason string) {
+	if c.skipped == nil {
+		c.skipped = map[string]int64{}
+	}
+	c.skipped[reason]++
+}
+
+func (c *counts) fail(id string, err error) {
+	c.failed++
+	if len(c.failures) < MaxFailures {
+		c.failures = append(c.failures, Failure{DocID: id, Reason: err.Error()})
+	}
+}
+
+// add adds a committed batch's counts.
+func (cp *Checkpoint) add(c *counts) {
+	cp.Batches++
+	cp.Docs += c.docs
+	cp.Converted += c.converted
+	cp.Resources += c.resources
+	cp.Failed += c.failed
+	for k, v := range c.skipped {
+		if cp.Skipped == nil {
+			cp.Skipped = map[string]int64{}
+		}
+		cp.Skipped[k] += v
+	}
+	for _, f := range c.failures {
+		if len(cp.Failures) >= MaxFailures {
+			break
+		}
+		cp.Failures = append(cp.Failures, f)
+	}
+}
+
+// clone returns a deep copy.
+func (cp Checkpoint) clone() Checkpoint {
+	cp.Skipped = maps.Clone(cp.Skipped)
+	cp.Failures = append([]Failure(nil), cp.Failures...)
+	return cp
+}
+
+// SkippedTotal is the number of skipped documents.
+func (cp *Checkpoint) SkippedTotal() int64 {
+	var n int64
+	for _, v := range cp.Skipped {
+		n += v
+	}
+	return n
+}
+
+// ReadCheckpoint reads the checkpoint at path. A missing file is the zero
+// Checkpoint (start from the beginning), not an error.
+func ReadCheckpoint(path string) (Checkpoint, error) {
+	var cp Checkpoint
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cp, nil
+	}
+	if err != nil {
+		return cp, fmt.Errorf("backfill: read checkpoint: %w", err)
+	}
+	if err := json.Unmarshal(data, &cp); err != nil {
+		return cp, fmt.Errorf("backfill: checkpoint %s is not valid (delete it to start over): %w", path, err)
+	}
+	return cp, nil
+}
+
+// WriteCheckpoint writes cp to path atomically: a reader (or a restart after
+// a crash) sees either the old or the new checkpoint, never a torn one.
+func WriteCheckpoint(path string, cp Checkpoint) error {
+	data, err := json.MarshalIndent(cp, "", "  ")
+	if err != nil {
+		return fmt.Errorf("backfill: encode checkpoint: %w", err)
+	}
+	return writeFileAtomic(path, append(data, '\n'))
+}
+
+// writeFileAtomic writes data to a temporary file beside path, fsyncs it,
+// renames it over path and fsyncs the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backfill: write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		// Make the rename durable; not every file system supports it.
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,31 @@
+// Package backfill is the one-time bulk sync of the backfill example: it
+// reads every document of CHT's _changes feed (hydrated, page by page),
+// converts reports and contacts with a [fhir.Converter] and writes them to a
+// FHIR server as transaction Bundles of up to Config.BatchSize documents,
+// with Config.Workers writes in flight.
+//
+// # Resuming
+//
+// After each committed batch a [Checkpoint] (the feed sequence up to which
+// every document is written, and the counts so far) is written to
+// Config.CheckpointFile atomically: to a temporary file, fsynced, then
+// renamed over the old one. Batches commit out of order, but the checkpoint
+// only advances over a contiguous prefix of committed batches, so it never
+// names a sequence whose documents are not all written. A process killed at
+// any point restarts from the checkpoint and rewrites at most the batches
+// that were in flight; the converter's writes are idempotent (PUT to
+// deterministic ids), so the overlap creates no duplicates.
+//
+// # Failures
+//
+// A batch the server rejects as a whole with a 4xx status is split and its
+// documents written one by one, so one bad document fails alone; documents
+// that cannot be converted or that the server rejects are counted as failed
+// with their reason and the sync moves on. Network errors, 429 and 5xx
+// answers are retried with backoff; when a batch still fails after
+// Config.MaxAttempts, Run stops with an error and the checkpoint stays
+// before that batch.
+//
+// Memory is bounded by Config.PageSize, Config.BatchSize and
+// Config.Workers, not by the size of the database.
+package backfill

@@ -1,0 +1,176 @@
+package backfill
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Writer stores one transaction Bundle. name identifies the bundle
+// ("batch-000042", or "batch-000042-<doc id>" when a batch is written
+// document by document). WriteBundle returns nil only once the bundle is
+// durably stored; a *WriteError with a 4xx status (other than 408 and 429)
+// means the bundle itself was rejected and retrying it is pointless.
+type Writer interface {
+	WriteBundle(ctx context.Context, name string, bundle []byte) error
+}
+
+// WriteError is a bundle the FHIR server did not commit.
+type WriteError struct {
+	// StatusCode is the server's answer; 0 for network errors and
+	// timeouts.
+	StatusCode int
+	// Reason is a short text: the OperationOutcome's diagnostics or the
+	// network error.
+	Reason string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *WriteError) Error() string {
+	if e.StatusCode == 0 {
+		return "backfill: fhir transaction: " + e.Reason
+	}
+	return fmt.Sprintf("backfill: fhir transaction: server answered %d: %s", e.StatusCode, e.Reason)
+}
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Permanent reports whether the server rejected the bundle itself (a 4xx
+// other than 408 Request Timeout and 429 Too Many Requests).
+func (e *WriteError) Permanent() bool {
+	return e.StatusCode >= 400 && e.StatusCode < 500 &&
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+}
+
+// isPermanent reports whether err is a permanent *WriteError.
+func isPermanent(err error) bool {
+	var we *WriteError
+	return errors.As(err, &we) && we.Permanent()
+}
+
+// maxAnswer bounds how much of the FHIR server's answer is read.
+const maxAnswer = 64 << 20
+
+// FHIRWriter posts transaction Bundles to a FHIR server.
+type FHIRWriter struct {
+	// URL is the FHIR base URL. Required.
+	URL string
+	// Username and Password, when Username is set, authenticate with basic
+	// auth. They never appear in errors.
+	Username, Password string
+	// Client is the HTTP client; nil means a client with a 60 s timeout.
+	Client *http.Client
+}
+
+var defaultClient = &http.Client{Timeout: 60 * time.Second}
+
+// WriteBundle posts bundle to the base URL and checks that the server
+// answered with a transaction-response Bundle.
+func (w *FHIRWriter) WriteBundle(ctx context.Context, name string, bundle []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(w.URL, "/"), bytes.NewReader(bundle))
+	if err != nil {
+		return fmt.Errorf("backfill: fhir transaction: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("Prefer", "return=minimal")
+	if w.Username != "" {
+		req.SetBasicAuth(w.Username, w.Password)
+	}
+	hc := w.Client
+	if hc == nil {
+		hc = defaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return &WriteError{Reason: err.Error(), Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return &WriteError{Reason: "read answer: " + err.Error(), Err: err}
+	}
+	if resp.StatusCode/100 != 2 {
+		return &WriteError{StatusCode: resp.StatusCode, Reason: diagnostics(data)}
+	}
+	var answer struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &answer); err != nil || answer.ResourceType != "Bundle" || answer.Type != "transaction-response" {
+		// Not committed as far as we can tell: retry (writes are idempotent).
+		return &WriteError{Reason: fmt.Sprintf("answer %d is not a transaction-response Bundle", resp.StatusCode)}
+	}
+	return nil
+}
+
+// diagnostics extracts a short reason from a FHIR error answer.
+func diagnostics(body []byte) string {
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Diagnostics string `json:"diagnostics"`
+			Details     struct {
+				Text string `json:"text"`
+			} `json:"details"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(body, &oo) == nil && oo.ResourceType == "OperationOutcome" {
+		var parts []string
+		for _, is := range oo.Issue {
+			switch {
+			case is.Diagnostics != "":
+				parts = append(parts, is.Diagnostics)
+			case is.Details.Text != "":
+				parts = append(parts, is.Details.Text)
+			}
+		}
+		if len(parts) > 0 {
+			return strings.Join(parts, "; ")
+		}
+	}
+	const max = 200
+	if len(body) > max {
+		return string(body[:max]) + "…"
+	}
+	return string(body)
+}
+
+// DirWriter writes each bundle to <Dir>/<name>.json instead of a server
+// (the --dry-run mode). Files are written atomically.
+type DirWriter struct {
+	Dir string
+}
+
+// WriteBundle writes bundle to Dir.
+func (w DirWriter) WriteBundle(_ context.Context, name string, bundle []byte) error {
+	return writeFileAtomic(filepath.Join(w.Dir, safeName(name)+".json"), bundle)
+}
+
+// safeName keeps names usable as file names.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// ensureDir creates dir.
+func ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	return nil
+}

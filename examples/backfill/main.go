@@ -1,0 +1,272 @@
+// Command backfill is a one-time bulk sync of every CHT document to a FHIR
+// R4 server: it follows CHT's _changes feed from the beginning, converts
+// reports and contacts with the cht-to-fhir mapping and writes them as
+// transaction Bundles. Run it once before starting the cht-to-fhir mediator
+// (whose outbound pushes then keep FHIR up to date); it can be stopped and
+// restarted at any time and resumes from its checkpoint.
+//
+// Usage:
+//
+//	backfill [--config config.yaml] [--dry-run DIR]
+//
+// Settings come from the config file and from MEDIATOR_* environment
+// variables (see config.yaml). On a terminal, progress is a bar with rate
+// and ETA; otherwise one log line per log_interval. A JSON summary is
+// printed at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
+)
+
+// Settings is everything backfill reads from its config file and the
+// environment (MEDIATOR_ + the key upper-cased, "." as "_").
+type Settings struct {
+	// CHT is the CHT instance (MEDIATOR_CHT_URL, _USERNAME, _PASSWORD); the
+	// user must be an online user (hydrate and _changes).
+	CHT Endpoint `mapstructure:"cht"`
+	// FHIR is the FHIR server (MEDIATOR_FHIR_URL, _USERNAME, _PASSWORD).
+	FHIR Endpoint `mapstructure:"fhir"`
+	// MappingFile is the form field mapping (MEDIATOR_MAPPING_FILE); ""
+	// uses the cht-to-fhir example's mapping, built into the binary.
+	MappingFile string `mapstructure:"mapping_file"`
+	// CheckpointFile keeps the progress (MEDIATOR_CHECKPOINT_FILE).
+	CheckpointFile string `mapstructure:"checkpoint_file"`
+	// BatchSize is the number of documents per transaction Bundle
+	// (MEDIATOR_BATCH_SIZE).
+	BatchSize int `mapstructure:"batch_size"`
+	// Workers is the number of Bundles written concurrently
+	// (MEDIATOR_WORKERS).
+	Workers int `mapstructure:"workers"`
+	// PageSize is the number of changes read per request
+	// (MEDIATOR_PAGE_SIZE).
+	PageSize int `mapstructure:"page_size"`
+	// MaxAttempts bounds the attempts per Bundle on transient failures
+	// (MEDIATOR_MAX_ATTEMPTS).
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// Timeout is the deadline of each request to CHT and FHIR
+	// (MEDIATOR_TIMEOUT).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// LogInterval is the period of progress lines when stdout is not a
+	// terminal (MEDIATOR_LOG_INTERVAL).
+	LogInterval time.Duration `mapstructure:"log_interval"`
+}
+
+// Endpoint is a server and its credentials.
+type Endpoint struct {
+	URL      string          `mapstructure:"url"`
+	Username string          `mapstructure:"username"`
+	Password settings.Secret `mapstructure:"password"`
+}
+
+// Validate checks the settings; errors name the key.
+func (s Settings) Validate() error {
+	var errs []error
+	if s.CHT.URL == "" {
+		errs = append(errs, errors.New("cht.url (MEDIATOR_CHT_URL) is required"))
+	}
+	if s.FHIR.URL == "" {
+		errs = append(errs, errors.New("fhir.url (MEDIATOR_FHIR_URL) is required"))
+	}
+	if s.CheckpointFile == "" {
+		errs = append(errs, errors.New("checkpoint_file (MEDIATOR_CHECKPOINT_FILE) is required"))
+	}
+	for _, v := range []struct {
+		key string
+		n   int
+	}{{"batch_size", s.BatchSize}, {"workers", s.Workers}, {"page_size", s.PageSize}, {"max_attempts", s.MaxAttempts}} {
+		if v.n <= 0 {
+			errs = append(errs, fmt.Errorf("%s (%s) must be positive, got %d", v.key, settings.EnvName(settings.DefaultEnvPrefix, v.key), v.n))
+		}
+	}
+	if s.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout (MEDIATOR_TIMEOUT) must be positive"))
+	}
+	if s.LogInterval <= 0 {
+		errs = append(errs, errors.New("log_interval (MEDIATOR_LOG_INTERVAL) must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func defaultSettings() Settings {
+	return Settings{
+		CheckpointFile: "backfill-checkpoint.json",
+		BatchSize:      backfill.DefaultBatchSize,
+		Workers:        backfill.DefaultWorkers,
+		PageSize:       backfill.DefaultPageSize,
+		MaxAttempts:    backfill.DefaultMaxAttempts,
+		Timeout:        60 * time.Second,
+		LogInterval:    10 * time.Second,
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
+		logger.Error("backfill stopped; run it again to resume", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run is main without the process.
+func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
+	dryRun := fs.String("dry-run", "", "write the transaction Bundles to this directory instead of the FHIR server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s := defaultSettings()
+	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	var mapping *fhir.Mapping
+	var err error
+	if s.MappingFile == "" {
+		mapping, err = chttofhir.DefaultMapping()
+	} else {
+		mapping, err = fhir.LoadMapping(s.MappingFile)
+	}
+	if err != nil {
+		return err
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping})
+	if err != nil {
+		return err
+	}
+	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
+		Password: cht.Password(s.CHT.Password), Timeout: s.Timeout, Logger: logger})
+	if err != nil {
+		return err
+	}
+	var w backfill.Writer = &backfill.FHIRWriter{URL: s.FHIR.URL, Username: s.FHIR.Username,
+		Password: string(s.FHIR.Password), Client: fhirClient(s)}
+	if *dryRun != "" {
+		w = backfill.DirWriter{Dir: *dryRun}
+	}
+
+	cfg := backfill.Config{CHT: chtClient, Converter: conv, Writer: w, CheckpointFile: s.CheckpointFile,
+		BatchSize: s.BatchSize, Workers: s.Workers, PageSize: s.PageSize, MaxAttempts: s.MaxAttempts, Logger: logger}
+	if isTerminal(stdout) {
+		bar := newBar(stdout)
+		defer bar.Finish()
+		cfg.OnProgress = func(p backfill.Progress) {
+			if p.Total > 0 && bar.GetMax64() != p.Total {
+				bar.ChangeMax64(p.Total)
+			}
+			bar.Set64(p.Done)
+		}
+	} else {
+		cfg.OnProgress = logProgress(logger, s.LogInterval)
+	}
+	logger.Info("backfill starting", "cht", s.CHT.URL, "fhir", s.FHIR.URL, "dry_run", *dryRun,
+		"checkpoint", s.CheckpointFile, "batch_size", s.BatchSize, "workers", s.Workers)
+	sum, err := backfill.Run(ctx, cfg)
+	if sum != nil {
+		if perr := printSummary(stdout, sum); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+// fhirClient is the HTTP client of the FHIR writer: one idle connection per
+// worker, and the request timeout.
+func fhirClient(s Settings) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = s.Workers
+	return &http.Client{Transport: tr, Timeout: s.Timeout}
+}
+
+func newBar(w io.Writer) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("backfill"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("docs"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionFullWidth(),
+	)
+}
+
+// logProgress returns a progress callback that logs at most one line per
+// interval, with the rate and the estimated time left.
+func logProgress(logger *slog.Logger, interval time.Duration) func(backfill.Progress) {
+	var last time.Time
+	return func(p backfill.Progress) {
+		now := time.Now()
+		if now.Sub(last) < interval {
+			return
+		}
+		last = now
+		rate := float64(p.Done) / p.Elapsed.Seconds()
+		attrs := []any{"done", p.Done, "total", p.Total, "docs_per_s", int(rate),
+			"converted", p.Checkpoint.Converted, "skipped", p.Checkpoint.SkippedTotal(), "failed", p.Checkpoint.Failed}
+		if p.Total > 0 && rate > 0 {
+			attrs = append(attrs, "eta", (time.Duration(float64(p.Total-p.Done)/rate) * time.Second).Round(time.Second).String())
+		}
+		logger.Info("backfill progress", attrs...)
+	}
+}
+
+// summary is the JSON printed at the end.
+type summary struct {
+	Converted  int64              `json:"converted"`
+	Skipped    map[string]int64   `json:"skipped"`
+	Failed     int64              `json:"failed"`
+	Failures   []backfill.Failure `json:"failures,omitempty"`
+	Resources  int64              `json:"resources"`
+	Docs       int64              `json:"docs"`
+	ThisRun    int64              `json:"thisRun"`
+	Seconds    float64            `json:"seconds"`
+	DocsPerSec float64            `json:"docsPerSecond"`
+	Checkpoint string             `json:"seq"`
+}
+
+func printSummary(w io.Writer, s *backfill.Summary) error {
+	out := summary{Converted: s.Converted, Skipped: s.Skipped, Failed: s.Failed, Failures: s.Failures,
+		Resources: s.Resources, Docs: s.Docs, ThisRun: s.Processed, Seconds: s.Elapsed.Seconds(),
+		Checkpoint: s.Seq.String()}
+	if out.Skipped == nil {
+		out.Skipped = map[string]int64{}
+	}
+	if s.Elapsed > 0 {
+		out.DocsPerSec = float64(s.Processed) / s.Elapsed.Seconds()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// isTerminal reports whether w is a terminal (character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
