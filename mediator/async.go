@@ -87,7 +87,7 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 	defer a.wg.Done()
 	rec := newRecorder(cfg, nil)
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
-	res, err, stack := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
+	res, stack, err := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
 	var env *Envelope
 	if err != nil {
 		env = rec.errorEnvelope(err, stack)

@@ -65,7 +65,7 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.direct = true
 	req := &t.req
 	req.init(r, rec, t.cfg)
-	res, err, stack := callHandler(f, req)
+	res, stack, err := callHandler(f, req)
 	var env *Envelope
 	if err != nil {
 		env = rec.errorEnvelope(err, stack)
@@ -81,17 +81,17 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.write(w, env)
 }
 
-func callHandler(f HandlerFunc, r *Request) (res *Result, err error, stack string) {
+func callHandler(f HandlerFunc, r *Request) (res *Result, stack string, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			res, err, stack = nil, fmt.Errorf("mediator: handler panic: %v", v), string(debug.Stack())
+			res, stack, err = nil, string(debug.Stack()), fmt.Errorf("mediator: handler panic: %v", v)
 		}
 	}()
 	res, err = f(r)
-	return res, err, ""
+	return res, "", err
 }
 
 func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
