@@ -44,7 +44,7 @@ func (t *Transaction) Bundle() (*models.Bundle, error) {
 // MarshalJSON encodes the transaction as a FHIR Bundle without going
 // through encoding/json's reflection (byte-for-byte the same as
 // json.Marshal(t.Bundle())).
-func (t *Transaction) MarshalJSON() ([]byte, error) { return t.AppendJSON(nil) }
+func (t Transaction) MarshalJSON() ([]byte, error) { return t.AppendJSON(nil) }
 
 // AppendJSON appends the Bundle JSON to dst.
 func (t *Transaction) AppendJSON(dst []byte) ([]byte, error) { return AppendJSON(dst, t) }

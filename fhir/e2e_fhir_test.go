@@ -17,6 +17,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
 
 // e2eServer is a minimal FHIR REST client for the e2e tests.
@@ -164,7 +165,18 @@ func readJSON(t *testing.T, name string, v any) {
 // example twice, with each write strategy, and requires exactly one
 // resource per business identifier afterwards.
 func TestE2ETransactionsIdempotent(t *testing.T) {
-	srv := newE2EServer(t)
+	testTransactionsIdempotent(t, newE2EServer(t))
+}
+
+// TestTransactionsIdempotentInMemory runs the same scenario against the
+// in-memory fhirtest server, so it runs without the real one too.
+func TestTransactionsIdempotentInMemory(t *testing.T) {
+	mem := fhirtest.NewServer()
+	t.Cleanup(mem.Close)
+	testTransactionsIdempotent(t, &e2eServer{t: t, base: mem.URL, client: mem.Client()})
+}
+
+func testTransactionsIdempotent(t *testing.T, srv *e2eServer) {
 	examples := []struct {
 		name  string
 		build func(c *fhir.Converter) (*fhir.Transaction, error)

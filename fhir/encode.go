@@ -86,6 +86,8 @@ func appendResource(b []byte, resource any) ([]byte, error) {
 			return append(b, "null"...), nil
 		}
 		e.transaction(r)
+	case Transaction:
+		e.transaction(&r)
 	default:
 		return b, errFallback
 	}

@@ -335,6 +335,12 @@ func TestReportBundleStrategies(t *testing.T) {
 			if !bytes.Equal(a, ref) {
 				t.Error("Transaction.MarshalJSON differs from json.Marshal(Transaction.Bundle())")
 			}
+			// encoding/json on the Transaction (value or pointer) uses the fast path.
+			for _, v := range []any{tx, *tx} {
+				if viaJSON, err := json.Marshal(v); err != nil || !bytes.Equal(viaJSON, a) {
+					t.Errorf("json.Marshal(%T) differs: %v", v, err)
+				}
+			}
 			if strat != WritePut && bytes.Contains(a, []byte(`"id":"`)) {
 				t.Error("server-assigned-id strategy sent resource ids")
 			}
