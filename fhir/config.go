@@ -31,6 +31,8 @@ const (
 	WriteConditionalCreate
 )
 
+// String returns the strategy name: "put", "conditional-update" or
+// "conditional-create".
 func (s WriteStrategy) String() string {
 	switch s {
 	case WritePut:

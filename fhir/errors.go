@@ -28,6 +28,7 @@ type ConversionError struct {
 	Err    error // underlying error, if any
 }
 
+// Error returns "fhir: convert doc <id> field <field> (value <v>): <reason>".
 func (e *ConversionError) Error() string {
 	var b strings.Builder
 	b.WriteString("fhir: convert")
@@ -97,6 +98,7 @@ type InvalidResourceError struct {
 // Unwrap returns the sentinel error, if any.
 func (e *InvalidResourceError) Unwrap() error { return e.Err }
 
+// Error lists the issues as "<expression>: <reason>".
 func (e *InvalidResourceError) Error() string {
 	var b strings.Builder
 	b.WriteString("fhir: invalid ")

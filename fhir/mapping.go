@@ -104,6 +104,7 @@ type MappingError struct {
 	Form, Field, Reason string
 }
 
+// Error returns "fhir: mapping form <form> field <path>: <reason>".
 func (e *MappingError) Error() string {
 	var b strings.Builder
 	b.WriteString("fhir: mapping")
