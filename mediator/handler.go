@@ -17,6 +17,8 @@ type handlerConfig struct {
 	capture *compiled
 	log     *slog.Logger
 	async   *asyncRunner // nil outside a Mediator
+	// errorBody formats error answers; nil means {"error": message}.
+	errorBody func(statusCode int, err error) (contentType string, body []byte)
 }
 
 var defaultHandlerConfig = &handlerConfig{
@@ -128,8 +130,14 @@ func (rec *recorder) envelope(code int, h http.Header, body []byte, status Statu
 func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 	code := errorStatus(err)
 	msg := err.Error()
-	body := errorBody(msg)
-	h := http.Header{"Content-Type": {"application/json"}}
+	var h http.Header
+	var body []byte
+	if f := rec.txn.cfg.errorBody; f != nil {
+		ct, b := f(code, err)
+		h, body = http.Header{"Content-Type": {ct}}, b
+	} else {
+		h, body = http.Header{"Content-Type": {"application/json"}}, errorBody(msg)
+	}
 	var e *Error
 	if code >= 500 || stack != "" {
 		e = &Error{Message: msg, Stack: stack}

@@ -66,6 +66,12 @@ type Config struct {
 	// MaxBodyBytes limits request bodies: larger ones are answered 413
 	// with a JSON error. 0 means DefaultMaxBodyBytes; negative, no limit.
 	MaxBodyBytes int64
+	// ErrorBody formats the body of the answers the library makes for
+	// errors: handler errors and panics, and the 413 for a body over
+	// MaxBodyBytes (a FHIR mediator can answer an OperationOutcome). It
+	// returns the Content-Type and the body. nil means application/json
+	// {"error": "<message>"}.
+	ErrorBody func(statusCode int, err error) (contentType string, body []byte)
 	// Capture controls orchestration capture (body caps, budget, redacted
 	// headers).
 	Capture CaptureConfig
@@ -170,7 +176,7 @@ func New(cfg Config) (*Mediator, error) {
 	m.async = newAsyncRunner(updater, m.log, func(result string) { m.metrics.asyncUpdates.WithLabelValues(result).Inc() })
 	cc := cfg.Capture.compile()
 	cc.observe = m.metrics.observeOrchestration
-	m.hc = &handlerConfig{urn: cfg.Definition.URN, capture: cc, log: m.log, async: m.async}
+	m.hc = &handlerConfig{urn: cfg.Definition.URN, capture: cc, log: m.log, async: m.async, errorBody: cfg.ErrorBody}
 	m.srv = &http.Server{
 		Handler:           m,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -255,6 +255,42 @@ func TestMediatorBodyLimit(t *testing.T) {
 	}
 }
 
+func TestMediatorErrorBody(t *testing.T) {
+	h := HandlerFunc(func(r *Request) (*Result, error) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			return nil, err
+		}
+		return nil, Errorf(http.StatusUnprocessableEntity, "bad resource")
+	})
+	outcome := func(code int, err error) (string, []byte) {
+		return "application/fhir+json", []byte(`{"resourceType":"OperationOutcome","issue":[{"diagnostics":` +
+			string(appendString(nil, err.Error())) + `}]}`)
+	}
+	_, base := startMediator(t, Config{Handler: h, MaxBodyBytes: 4, ErrorBody: outcome})
+	tests := []struct {
+		body     string
+		wantCode int
+		wantDiag string
+	}{
+		{"abc", 422, "bad resource"},
+		{"too long", 413, "exceeds the limit of 4 bytes"},
+	}
+	for _, tt := range tests {
+		resp, err := http.Post(base+"/Patient", "application/fhir+json", strings.NewReader(tt.body))
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		assert.Equal(t, tt.wantCode, env.Response.Status)
+		assert.Equal(t, "application/fhir+json", env.Response.Headers["Content-Type"])
+		var oo struct {
+			ResourceType string
+			Issue        []struct{ Diagnostics string }
+		}
+		require.NoError(t, json.Unmarshal([]byte(env.Response.Body), &oo))
+		assert.Equal(t, "OperationOutcome", oo.ResourceType)
+		assert.Contains(t, oo.Issue[0].Diagnostics, tt.wantDiag)
+	}
+}
+
 func TestMediatorProbesAndMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	up := upstream(t)
