@@ -2,9 +2,16 @@ package backfill_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -19,8 +26,12 @@ type env struct {
 	cht   *chttest.Server
 	fhir  *fhirtest.Server
 	stats chttest.SyntheticStats
+	docs  int
 	cfg   backfill.Config
 }
+
+// demoReports is the number of reports in the demo fixture.
+const demoReports = 3
 
 func newEnv(t testing.TB, households int) *env {
 	t.Helper()
@@ -31,22 +42,179 @@ func newEnv(t testing.TB, households int) *env {
 	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: -1})
 	require.NoError(t, err)
 	t.Cleanup(fhirSrv.Close)
-	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	require.NoError(t, err)
 	mapping, err := chttofhir.DefaultMapping()
 	require.NoError(t, err)
 	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
-	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, cfg: backfill.Config{
+	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs()), cfg: backfill.Config{
 		CHT: client, Converter: conv, Writer: &backfill.FHIRWriter{URL: fhirSrv.URL},
 		CheckpointFile: filepath.Join(t.TempDir(), "checkpoint.json"), BatchSize: 20, Workers: 3, PageSize: 50,
+		RetryWait: time.Millisecond,
 	}}
 }
 
-func TestRunWritesEverything(t *testing.T) {
+func TestRunWritesEverythingOnce(t *testing.T) {
 	e := newEnv(t, 20)
+	var progress []backfill.Progress
+	e.cfg.OnProgress = func(p backfill.Progress) { progress = append(progress, p) }
 	sum, err := backfill.Run(context.Background(), e.cfg)
 	require.NoError(t, err)
-	t.Logf("summary %+v, counts %v", sum, e.fhir.Counts())
+
+	assert.Equal(t, int64(e.docs), sum.Docs)
+	assert.Equal(t, int64(e.docs), sum.Converted, "skipped %v, failures %v", sum.Skipped, sum.Failures)
+	assert.Equal(t, e.stats.Reports+demoReports, e.fhir.Count("Encounter"))
+	assert.Equal(t, e.stats.Households+4, e.fhir.Count("Location"), "households and the 4 demo places")
+
+	require.NotEmpty(t, progress)
+	last := progress[len(progress)-1]
+	assert.Equal(t, int64(e.docs), last.Done)
+	assert.GreaterOrEqual(t, last.Total, last.Done, "total estimated from the feed's pending count (it counts updates, not documents)")
+	for i := 1; i < len(progress); i++ {
+		assert.Greater(t, progress[i].Checkpoint.Batches, progress[i-1].Checkpoint.Batches)
+	}
+
+	cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Equal(t, sum.Seq, cp.Seq)
+	assert.Equal(t, sum.Converted, cp.Converted)
+
+	// Nothing left: a second run writes nothing.
+	e.fhir.Reset()
+	again, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Zero(t, again.Processed)
+	assert.Zero(t, e.fhir.Count("Encounter"))
+	assert.Equal(t, sum.Converted, again.Converted)
 }
 
+// orderedWriter holds the first bundle until the second one is written.
+type orderedWriter struct {
+	mu       sync.Mutex
+	release  chan struct{}
+	written  []string
+	snapshot func() // called after the second bundle
+}
+
+func (w *orderedWriter) WriteBundle(ctx context.Context, name string, _ []byte) error {
+	if name == "batch-000000" {
+		select {
+		case <-w.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	w.mu.Lock()
+	w.written = append(w.written, name)
+	w.mu.Unlock()
+	if name == "batch-000001" {
+		w.snapshot()
+		close(w.release)
+	}
+	return nil
+}
+
+func TestCheckpointNeverPassesAnUncommittedBatch(t *testing.T) {
+	e := newEnv(t, 10)
+	var before backfill.Checkpoint
+	w := &orderedWriter{release: make(chan struct{})}
+	w.snapshot = func() {
+		// Give the committer time to (wrongly) advance past batch 0.
+		time.Sleep(50 * time.Millisecond)
+		var err error
+		before, err = backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+		require.NoError(t, err)
+	}
+	e.cfg.Writer = w
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Equal(t, "batch-000001", w.written[0], "batch 1 finished first")
+	assert.Zero(t, before.Batches, "no checkpoint while batch 0 is in flight")
+	assert.Equal(t, cht.Seq(""), before.Seq)
+	assert.Equal(t, int64(e.docs), sum.Converted)
+}
+
+// rejectingWriter answers 400 to bundles holding a marked document.
+type rejectingWriter struct {
+	backfill.Writer
+	bad string
+}
+
+func (w rejectingWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
+	if strings.Contains(string(b), w.bad) {
+		return &backfill.WriteError{StatusCode: http.StatusBadRequest, Reason: "Observation.value: bad"}
+	}
+	return w.Writer.WriteBundle(ctx, name, b)
+}
+
+func TestRejectedDocumentFailsAlone(t *testing.T) {
+	e := newEnv(t, 4)
+	bad := e.stats.ReportIDs[5]
+	e.cfg.Writer = rejectingWriter{Writer: e.cfg.Writer, bad: bad}
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), sum.Failed)
+	require.Len(t, sum.Failures, 1)
+	assert.Equal(t, bad, sum.Failures[0].DocID)
+	assert.Contains(t, sum.Failures[0].Reason, "400")
+	assert.Equal(t, int64(e.docs-1), sum.Converted)
+	assert.Equal(t, e.stats.Reports+demoReports-1, e.fhir.Count("Encounter"))
+}
+
+func TestTransientFailuresAreRetried(t *testing.T) {
+	e := newEnv(t, 20)
+	require.NoError(t, e.fhir.SetFaults(fhirtest.Faults{FailRate: 0.3, LostResponseRate: 0.1, Hang: 20 * time.Millisecond, Seed: 3}))
+	e.cht.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: http.StatusServiceUnavailable, Probability: 0.3})
+	e.cfg.MaxAttempts = 20
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Equal(t, int64(e.docs), sum.Converted)
+	require.NoError(t, e.fhir.SetFaults(fhirtest.Faults{}))
+	assert.Equal(t, e.stats.Reports+demoReports, e.fhir.Count("Encounter"), "none lost, none duplicated")
+}
+
+func TestPersistentFailureStopsBeforeTheBatch(t *testing.T) {
+	e := newEnv(t, 10)
+	e.cfg.MaxAttempts = 2
+	e.fhir.FailNextWrites(1000, http.StatusServiceUnavailable)
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.Error(t, err)
+	var we *backfill.WriteError
+	require.True(t, errors.As(err, &we), "%v", err)
+	assert.Equal(t, http.StatusServiceUnavailable, we.StatusCode)
+	assert.Zero(t, sum.Converted)
+	cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Equal(t, cht.Seq(""), cp.Seq, "checkpoint stays before the failed batch")
+}
+
+func TestDirWriter(t *testing.T) {
+	dir := t.TempDir()
+	w := backfill.DirWriter{Dir: dir}
+	require.NoError(t, w.WriteBundle(context.Background(), "batch-000001-a/b", []byte(`{"resourceType":"Bundle"}`)))
+	matches, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	require.NoError(t, err)
+	require.Len(t, matches, 1)
+	assert.Equal(t, "batch-000001-a_b.json", filepath.Base(matches[0]))
+}
+
+func TestReadCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cp, err := backfill.ReadCheckpoint(filepath.Join(dir, "missing.json"))
+	require.NoError(t, err, "a missing checkpoint starts from the beginning")
+	assert.Zero(t, cp.Batches)
+
+	path := filepath.Join(dir, "cp.json")
+	want := backfill.Checkpoint{Seq: "12-abc", Batches: 3, Docs: 300, Converted: 290, Failed: 1,
+		Skipped: map[string]int64{"deleted": 9}, Failures: []backfill.Failure{{DocID: "r1", Reason: "bad"}}}
+	require.NoError(t, backfill.WriteCheckpoint(path, want))
+	got, err := backfill.ReadCheckpoint(path)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	require.NoError(t, os.WriteFile(path, []byte("{not json"), 0o600))
+	_, err = backfill.ReadCheckpoint(path)
+	require.ErrorContains(t, err, "delete it to start over")
+}
