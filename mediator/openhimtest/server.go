@@ -104,6 +104,7 @@ type Server struct {
 	failStatus int
 
 	routeClient *http.Client
+	client      *http.Client
 	started     time.Time
 	idCounter   atomic.Uint32
 	idRandom    [5]byte
@@ -173,6 +174,7 @@ func NewServer(cfg Config) *Server {
 	if err := s.start("127.0.0.1:0", "127.0.0.1:0"); err != nil {
 		panic(fmt.Sprintf("openhimtest: failed to listen: %v", err))
 	}
+	s.client = s.newClient()
 	return s
 }
 
@@ -249,6 +251,7 @@ func (s *Server) Close() {
 		s.api, s.router = nil, nil
 	}
 	s.routeClient.CloseIdleConnections()
+	s.client.CloseIdleConnections()
 }
 
 // Stop closes the API and router listeners (clients get "connection
@@ -310,8 +313,12 @@ func (s *Server) FailNext(n, status int) {
 }
 
 // Client returns an HTTP client configured for the API server: it trusts
-// the TLS certificate when Config.TLS is set, and has a timeout.
-func (s *Server) Client() *http.Client {
+// the TLS certificate when Config.TLS is set, and has a 30 s timeout. Like
+// httptest.Server.Client, it is the same client on every call; Close
+// closes its idle connections.
+func (s *Server) Client() *http.Client { return s.client }
+
+func (s *Server) newClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if s.certPool != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: s.certPool, MinVersion: tls.VersionTLS12}
