@@ -346,3 +346,29 @@ func TestIsFromCHT(t *testing.T) {
 		t.Error("own resource not recognised")
 	}
 }
+
+func TestSubmissionObservationFormFallback(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ObservationForm: "HEIGHT_WEIGHT"}})
+	o := models.Observation{Status: models.ObservationStatusFinal,
+		Code:          models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr("29463-7")}}},
+		ValueQuantity: &models.Quantity{Value: ptr(json.Number("61.5")), Code: ptr("kg"), System: ptr(ucumSystem)},
+		Subject:       &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}}
+	// An Encounter from another system: its type names no mapped form.
+	enc := &models.Encounter{Type: []models.CodeableConcept{{Coding: []models.Coding{{System: ptr("http://snomed.info/sct"), Code: ptr("185349003")}}}}}
+	sub, err := c.SubmissionFromObservations("", enc, []models.Observation{o}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Form != "HEIGHT_WEIGHT" || sub.Fields["weight"] != json.Number("61.5") || sub.Fields["patient_uuid"] != "p1" {
+		t.Errorf("submission %+v", sub)
+	}
+	// Without the fallback the form cannot be determined; a shared type is ambiguous.
+	d := testConverter(t, Config{})
+	if _, err := d.SubmissionFromObservations("", enc, []models.Observation{o}, nil); err == nil || !strings.Contains(err.Error(), "Encounter.type") {
+		t.Errorf("no fallback: %v", err)
+	}
+	shared := &models.Encounter{Type: []models.CodeableConcept{{Coding: []models.Coding{{System: ptr("http://snomed.info/sct"), Code: ptr("439708006")}}}}}
+	if _, err := d.SubmissionFromObservations("", shared, []models.Observation{o}, nil); err == nil || !strings.Contains(err.Error(), "several forms") {
+		t.Errorf("ambiguous type: %v", err)
+	}
+}
