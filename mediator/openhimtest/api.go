@@ -835,14 +835,15 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
+	// new ChannelModel(body) casts first (numeric strings to numbers);
+	// schema errors are reported by save(), after addChannel's own checks.
+	se := &schemaErrors{model: "Channel"}
+	validateChannel(se, doc, "", s.cfg.Version)
 	var c Channel
 	if err := remarshal(doc, &c); err != nil {
-		// Let the schema report the cast problem.
-		se := &schemaErrors{model: "Channel"}
-		validateChannel(se, doc, "", s.cfg.Version)
 		msg := fmt.Sprint(se.err())
 		if se.err() == nil {
-			msg = "ValidationError: Channel validation failed: " + err.Error()
+			msg = "ValidationError: " + err.Error()
 		}
 		writeText(w, http.StatusBadRequest, "Could not add channel via the API: "+msg)
 		return

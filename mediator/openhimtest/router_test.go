@@ -400,3 +400,18 @@ func TestUpdateChannel(t *testing.T) {
 		t.Fatalf("channel after rejected update: %+v", ch)
 	}
 }
+
+// POST /channels casts numeric strings like Mongoose does.
+func TestAddChannelCastsPort(t *testing.T) {
+	_, c := newFake(t, Config{Version: Version4})
+	r := c.do(t, http.MethodPost, "/channels", map[string]any{"name": "cast", "urlPattern": "^/c$",
+		"routes": []any{map[string]any{"name": "r", "host": "h", "port": "8080", "primary": true}}})
+	if r.Status != 201 {
+		t.Fatalf("numeric string port: %d %q", r.Status, r.Body)
+	}
+	r = c.do(t, http.MethodPost, "/channels", map[string]any{"name": "cast2", "urlPattern": "^/c$",
+		"routes": []any{map[string]any{"name": "r", "host": "h", "port": "x", "primary": true}}})
+	if r.Status != 400 || r.Body != `Could not add channel via the API: ValidationError: routes.0.port: Cast to Number failed for value "x" at path "port"` {
+		t.Fatalf("bad port: %d %q", r.Status, r.Body)
+	}
+}
