@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,15 +47,18 @@ func (r *recorder) add(step string, format string, args ...any) {
 // both cores; it records the headers it received per path.
 type stubMediator struct {
 	*httptest.Server
-	mu   sync.Mutex
-	seen map[string]http.Header
+	mu     sync.Mutex
+	seen   map[string]http.Header
+	bodies map[string]string
 }
 
 func newStubMediator(t *testing.T) *stubMediator {
-	st := &stubMediator{seen: map[string]http.Header{}}
+	st := &stubMediator{seen: map[string]http.Header{}, bodies: map[string]string{}}
 	st.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
 		st.mu.Lock()
 		st.seen[r.URL.Path] = r.Header.Clone()
+		st.bodies[r.URL.Path] = string(b)
 		st.mu.Unlock()
 		now := time.Now().UTC().Format(time.RFC3339Nano)
 		env := map[string]any{
@@ -389,8 +393,15 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 
 	// §5 router
 	rc := &http.Client{Timeout: 30 * time.Second}
-	route := func(step, method, path, user, pw string) (*http.Response, string) {
-		req, _ := http.NewRequest(method, tg.router+path, nil)
+	route := func(step, method, path, user, pw string, body ...string) (*http.Response, string) {
+		var rd io.Reader
+		if len(body) > 0 {
+			rd = strings.NewReader(body[0])
+		}
+		req, _ := http.NewRequest(method, tg.router+path, rd)
+		if len(body) > 0 {
+			req.Header.Set("Content-Type", "application/fhir+json")
+		}
 		if user != "" {
 			req.SetBasicAuth(user, pw)
 		}
@@ -420,6 +431,11 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("route method not allowed", "%d %s", resp.StatusCode, body)
 	resp, body = route("route badorch", http.MethodGet, base+"/badorch", clientID, "clientpw")
 	rec.add("route orchestration without timestamp", "%d %s", resp.StatusCode, norm(body))
+	resp, _ = route("route POST", http.MethodPost, base+"/post", clientID, "clientpw", `{"resourceType":"Patient"}`)
+	stub.mu.Lock()
+	postBody, postHdr := stub.bodies[base+"/post"], stub.seen[base+"/post"]
+	stub.mu.Unlock()
+	rec.add("route POST body forwarded", "%d body=%s ct=%s xfh=%v", resp.StatusCode, postBody, postHdr.Get("Content-Type"), postHdr.Get("X-Forwarded-Host") != "")
 	resp, body = route("route objbody", http.MethodGet, base+"/objbody", clientID, "clientpw")
 	rec.add("route object body, string status", "%d %s ct=%s", resp.StatusCode, body, mediaType(resp.Header))
 	// Not exercised against the real 4.0.5: a transaction whose status core
@@ -430,13 +446,13 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	// shares that core, so these cases are covered by the fake's own tests.
 
 	// transactions
-	txs := waitTransactions(t, c, base, 4)
+	txs := waitTransactions(t, c, base, 5)
 	byPath := map[string]map[string]any{}
 	for _, tx := range txs {
 		req, _ := tx["request"].(map[string]any)
 		byPath[fmt.Sprint(req["path"])] = tx
 	}
-	for _, p := range []string{"/ok", "/method", "/badorch", "/objbody"} {
+	for _, p := range []string{"/ok", "/method", "/badorch", "/objbody", "/post"} {
 		tx := byPath[base+p]
 		if tx == nil {
 			rec.add("transaction "+p, "missing")
@@ -454,6 +470,17 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 		rec.add("transaction "+p, "status=%v response.status=%v body=%v hasRespTS=%v orchestrations=%v properties=%v query=%v method=%v channel=%v client=%v autoRetry=%v canRerun=%v error=%v",
 			tx["status"], resp["status"], norm(fmt.Sprint(resp["body"])), hasRespTS, names, tx["properties"], req["querystring"], req["method"],
 			tx["channelID"] == channelID, tx["clientID"] != nil, tx["autoRetry"], tx["canRerun"], tx["error"])
+		if p == "/post" {
+			hs, _ := req["headers"].(map[string]any)
+			var keys []string
+			for k := range hs {
+				if k != "authorization" && k != "content-length" && k != "accept-encoding" {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			rec.add("stored request of POST", "body=%v headerKeys=%v hasClientIP=%v", req["body"], keys, tx["clientIP"] != nil)
+		}
 		if p == "/ok" {
 			rec.add("transaction id equals response header", "%v", tx["_id"] == txHeader)
 			o, _ := orchs[len(orchs)-1].(map[string]any)

@@ -56,19 +56,20 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusUnauthorized, "")
 		return
 	}
-	// proxy middleware, before the transaction is stored.
+	// basicAuthentication and proxy middleware, before the transaction is
+	// stored: core sets these keys with this exact case on Node's
+	// lower-cased header object, so a client's own x-forwarded-for stays
+	// beside core's X-Forwarded-For (both are forwarded).
+	coreHeaders := [][2]string{}
 	if client != nil {
-		r.Header.Set(clientIDHeader, client.ClientID)
+		coreHeaders = append(coreHeaders, [2]string{clientIDHeader, client.ClientID})
 	}
-	if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-		r.Header.Set("X-Forwarded-For", prior+", "+remoteIP(r))
-	} else {
-		r.Header.Set("X-Forwarded-For", remoteIP(r))
-	}
-	if prior := r.Header.Get("X-Forwarded-Host"); prior != "" {
-		r.Header.Set("X-Forwarded-Host", prior+", "+r.Host)
-	} else {
-		r.Header.Set("X-Forwarded-Host", r.Host)
+	coreHeaders = append(coreHeaders, [2]string{"X-Forwarded-For", remoteIP(r)}, [2]string{"X-Forwarded-Host", r.Host})
+	stored := headerMap(r.Header, true)
+	stored["host"] = r.Host
+	for _, kv := range coreHeaders {
+		stored[kv[0]] = kv[1]
+		r.Header.Add(kv[0], kv[1])
 	}
 
 	start := s.now()
@@ -82,7 +83,7 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 			Host:        hostOnly(r.Host),
 			Port:        portOf(r.Host),
 			Path:        r.URL.Path,
-			Headers:     headerMap(r.Header, true),
+			Headers:     stored,
 			Querystring: r.URL.RawQuery,
 			Body:        string(body),
 			Method:      r.Method,
