@@ -1,0 +1,8 @@
+package main
+
+import "flag"
+
+func main() {
+	flag.Bool("print-config", false, "print")
+	flag.Parse()
+}
