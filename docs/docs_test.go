@@ -616,15 +616,15 @@ func (c *checker) queueCompile(b block) []problem {
 	return nil
 }
 
-// buildLineRE matches compiler messages about a block: go build names the
+// buildLineRE matches compiler messages about a block: the go command names the
 // overlay's source file (tmp/bN.go) or its place in the module
 // (zz_doccompile/bN/main.go).
 var buildLineRE = regexp.MustCompile(`\bb(\d+)(?:/main)?\.go:(\d+)(?::\d+)?: (.*)$`)
 
-// compileQueued compiles the queued compile blocks in one go build run: each
-// block is a package under compileDir, supplied through -overlay (go vet
-// cannot be used: it changes into the package directory, which does not
-// exist on disk).
+// compileQueued compiles the queued compile blocks in one "go list -export"
+// run, which type-checks and compiles without linking: each block is a
+// package under compileDir, supplied through -overlay (go vet cannot be used:
+// it changes into the package directory, which does not exist on disk).
 func (c *checker) compileQueued(t *testing.T) []problem {
 	if len(c.compile) == 0 {
 		return nil
@@ -651,7 +651,7 @@ func (c *checker) compileQueued(t *testing.T) []problem {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool(), append([]string{"build", "-o", os.DevNull, "-overlay", ov}, pkgs...)...)
+	cmd := exec.CommandContext(ctx, goTool(), append([]string{"list", "-export", "-f", "{{.ImportPath}}", "-overlay", ov}, pkgs...)...)
 	cmd.Dir = c.root
 	out, err := cmd.CombinedOutput()
 	if err == nil {
@@ -671,7 +671,7 @@ func (c *checker) compileQueued(t *testing.T) []problem {
 		}
 	}
 	if len(probs) == 0 {
-		probs = append(probs, problem{c.compile[0].doc, c.compile[0].line, fmt.Sprintf("go build of the compile blocks failed: %v\n%s", err, out)})
+		probs = append(probs, problem{c.compile[0].doc, c.compile[0].line, fmt.Sprintf("compiling the compile blocks failed: %v\n%s", err, out)})
 	}
 	return probs
 }
