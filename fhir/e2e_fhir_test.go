@@ -314,3 +314,57 @@ func TestE2ERoundTrip(t *testing.T) {
 		t.Errorf("person = %+v, want the fields of %+v", p, r.Patient)
 	}
 }
+
+// TestE2EServiceRequestToCHT writes a CHT patient, creates a referral
+// ServiceRequest for it on the server (as another system would), reads it
+// back through ParseResource and converts it to the records submission that
+// raises a CHW task.
+func TestE2EServiceRequestToCHT(t *testing.T) {
+	srv := newE2EServer(t)
+	c := e2eConverter(t, fhir.WritePut)
+	var p cht.Person
+	readJSON(t, "testdata/person_openmrs_example.json", &p)
+	tx, err := c.ContactBundle(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.post(tx)
+	patientID := c.ID("Patient", p.ID)
+	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"active","intent":"order",
+		"code":{"text":"Lost to follow-up"},"subject":{"reference":"Patient/%s"},"authoredOn":"2024-11-01T10:00:00Z"}`, patientID)
+	code, body := srv.do(http.MethodPost, "/ServiceRequest", []byte(sr))
+	if code != http.StatusCreated {
+		t.Fatalf("create ServiceRequest: HTTP %d %s", code, body)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(body, &created); err != nil || created.ID == "" {
+		t.Fatalf("created: %s %v", body, err)
+	}
+	code, body = srv.do(http.MethodGet, "/ServiceRequest/"+created.ID, nil)
+	if code != http.StatusOK {
+		t.Fatalf("read ServiceRequest: HTTP %d", code)
+	}
+	res, err := fhir.ParseResource(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := res.(*models.ServiceRequest)
+	code, body = srv.do(http.MethodGet, "/"+*req.Subject.Reference, nil)
+	if code != http.StatusOK {
+		t.Fatalf("read subject: HTTP %d", code)
+	}
+	pres, err := fhir.ParseResource(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.SubmissionFromServiceRequest(req, pres.(*models.Patient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Form != "interop_follow_up" || sub.Fields["patient_uuid"] != p.ID {
+		t.Errorf("submission %+v, want form interop_follow_up for patient %s", sub, p.ID)
+	}
+	if !sub.ReportedDate.Equal(time.Date(2024, 11, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("reported date %v", sub.ReportedDate)
+	}
+}
