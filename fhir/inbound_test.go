@@ -38,6 +38,10 @@ func TestParseResource(t *testing.T) {
 		{"service request", `{"resourceType":"ServiceRequest","status":"active","intent":"order"}`, []string{"ServiceRequest.subject"}, IssueRequired},
 		{"task intent", `{"resourceType":"Task","status":"requested"}`, []string{"Task.intent"}, IssueRequired},
 		{"wrong type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":"6"}`, []string{"Observation.valueInteger"}, IssueStructure},
+		{"primitive extension", `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`, []string{"Patient._birthDate"}, IssueNotSupported},
+		{"contained", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}]}`, []string{"Patient.contained"}, IssueNotSupported},
+		{"unknown element", `{"resourceType":"Patient","name":[{"text":"A","nickname":"B"}]}`, []string{"Patient.name[0].nickname"}, IssueNotSupported},
+		{"server meta kept", `{"resourceType":"Patient","meta":{"versionId":"1","author":{"reference":"Practitioner/1"}},"name":[{"text":"A"}]}`, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,8 +59,11 @@ func unmarshalInto[T any](b []byte) error {
 // object with a known resourceType, that required elements are present and
 // not null (samply would silently default a missing status to its first
 // code), that coded elements hold valid codes, that choice elements ([x])
-// have at most one variant, and the ele-1 rule (no empty strings, objects or
-// arrays, no nulls). Failures are an *[InvalidResourceError] whose issues
+// have at most one variant, the ele-1 rule (no empty strings, objects or
+// arrays, no nulls), and that nothing would be lost in decoding: elements
+// the samply types do not model (unknown elements, contained resources,
+// primitive extensions such as _birthDate) are rejected, except inside the
+// resource's meta, where servers keep their own bookkeeping. Failures are an *[InvalidResourceError] whose issues
 // name the elements as FHIRPath expressions; an unsupported resourceType
 // also matches [ErrUnsupportedResource].
 func ParseResource(data []byte) (any, error) {
@@ -138,7 +141,61 @@ func ParseResource(data []byte) (any, error) {
 		}
 		return nil, &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: err.Error(), Code: IssueStructure}}}
 	}
+	// The samply types drop what they do not model (unknown elements,
+	// contained resources, primitive extensions such as _birthDate):
+	// reject such input rather than lose data silently.
+	kept, err := json.Marshal(res)
+	if err == nil {
+		var keptTree any
+		if err := json.Unmarshal(kept, &keptTree); err == nil {
+			if issues := dropped(tree, keptTree, rt, true); len(issues) > 0 {
+				return nil, &InvalidResourceError{ResourceType: rt, Issues: issues}
+			}
+		}
+	}
 	return res, nil
+}
+
+// dropped reports the object members of raw that are missing from kept
+// (the input decoded and re-encoded through the samply types). The
+// resource's meta is exempt: servers add their own bookkeeping there.
+func dropped(raw, kept any, path string, root bool) []Issue {
+	var out []Issue
+	switch r := raw.(type) {
+	case map[string]any:
+		k, _ := kept.(map[string]any)
+		keys := make([]string, 0, len(r))
+		for key := range r {
+			keys = append(keys, key)
+		}
+		slices.Sort(keys)
+		for _, key := range keys {
+			if key == "resourceType" || (root && key == "meta") {
+				continue
+			}
+			kv, ok := k[key]
+			if !ok {
+				reason := "element is not supported and would be lost"
+				switch {
+				case strings.HasPrefix(key, "_"):
+					reason = "primitive extensions are not supported and would be lost"
+				case key == "contained":
+					reason = "contained resources are not supported and would be lost"
+				}
+				out = append(out, Issue{Expression: path + "." + key, Reason: reason, Code: IssueNotSupported})
+				continue
+			}
+			out = append(out, dropped(r[key], kv, path+"."+key, false)...)
+		}
+	case []any:
+		k, _ := kept.([]any)
+		for i := range r {
+			if i < len(k) {
+				out = append(out, dropped(r[i], k[i], path+"["+strconv.Itoa(i)+"]", false)...)
+			}
+		}
+	}
+	return out
 }
 
 func decodeAs(rt string, data []byte) (any, error) {
