@@ -86,7 +86,7 @@
 // package therefore sets all required elements explicitly and sets at most
 // one variant of a choice, [NewOperationOutcome] never yields a nil issue
 // list, and [ParseResource] checks required elements and choices in the raw
-// JSON before decoding. Every resource the converters produce in the tests
+// JSON before decoding and rejects elements the samply types would drop. Every resource the converters produce in the tests
 // is validated with google/fhir's R4 validator, an ele-1 check and the
 // invariants obs-6 and qty-3 (module fhir/internal/validation).
 package fhir
