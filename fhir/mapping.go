@@ -17,18 +17,19 @@ type ValueKind string
 
 // Value kinds accepted in a [FieldMapping].
 const (
-	KindQuantity   ValueKind = "quantity" // valueQuantity with a UCUM unit
-	KindCodeable   ValueKind = "codeable" // valueCodeableConcept from a value → coding table
-	KindBoolean    ValueKind = "boolean"  // valueBoolean from yes/no/true/false
-	KindInteger    ValueKind = "integer"  // valueInteger
-	KindDecimal    ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
-	KindString     ValueKind = "string"   // valueString
-	KindDateTime   ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
-	KindDate       ValueKind = "date"     // valueDateTime holding a date (YYYY, YYYY-MM or YYYY-MM-DD)
-	KindTime       ValueKind = "time"     // valueTime (HH:MM[:SS[.fff]])
-	ucumSystem               = "http://unitsofmeasure.org"
-	categorySystem           = "http://terminology.hl7.org/CodeSystem/observation-category"
+	KindQuantity ValueKind = "quantity" // valueQuantity with a UCUM unit
+	KindCodeable ValueKind = "codeable" // valueCodeableConcept from a value → coding table
+	KindBoolean  ValueKind = "boolean"  // valueBoolean from yes/no/true/false
+	KindInteger  ValueKind = "integer"  // valueInteger
+	KindDecimal  ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
+	KindString   ValueKind = "string"   // valueString
+	KindDateTime ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
+	KindDate     ValueKind = "date"     // valueDateTime holding a date (YYYY, YYYY-MM or YYYY-MM-DD)
+	KindTime     ValueKind = "time"     // valueTime (HH:MM[:SS[.fff]])
 )
+
+// ucumSystem is the code system of quantity units.
+const ucumSystem = "http://unitsofmeasure.org"
 
 var validKinds = map[ValueKind]bool{KindQuantity: true, KindCodeable: true, KindBoolean: true, KindInteger: true,
 	KindDecimal: true, KindString: true, KindDateTime: true, KindDate: true, KindTime: true}
