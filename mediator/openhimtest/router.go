@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -415,8 +416,19 @@ func (s *Server) primaryResult(sr sent, txID string) routeResult {
 		if h, ok := mr["headers"].(map[string]any); ok {
 			hs = h
 		}
-		setKoaResponse(&res, statusOf(mr["status"]), mr["body"], hs, mr["headers"] != nil, txID)
+		code := statusOf(mr["status"])
+		if !validFinalStatus(code) {
+			// Koa's status setter throws for unknown codes; 1xx codes
+			// are refused too (they cannot be a final response).
+			res := s.failResult(fmt.Errorf("invalid status code: %d", code), sr)
+			res.mediator = m
+			return res
+		}
+		setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID)
 		return res
+	}
+	if !validFinalStatus(sr.status) {
+		return s.failResult(fmt.Errorf("invalid status code: %d", sr.status), sr)
 	}
 	recv := sr.recvAt
 	res.respTimestamp = &recv
@@ -477,6 +489,8 @@ func asSlice(v any) []any {
 	a, _ := v.([]any)
 	return a
 }
+
+func validFinalStatus(code int) bool { return code >= 200 && http.StatusText(code) != "" }
 
 // setKoaResponse mirrors core's setKoaResponse plus Koa's body handling: a
 // string body is sent as is (text/plain, or text/html when it starts with
@@ -742,6 +756,11 @@ func parseDateValue(v any) (time.Time, bool) {
 		t, ok := parseJSDate(x)
 		return t.UTC(), ok
 	case float64:
+		// Beyond years 0–9999 the value cannot round-trip through JSON;
+		// treat it as an invalid date.
+		if x < -62167219200000 || x > 253402300799999 || math.IsNaN(x) {
+			return time.Time{}, false
+		}
 		return time.UnixMilli(int64(x)).UTC(), true
 	}
 	return time.Time{}, false

@@ -61,7 +61,7 @@ func (f *routerFixture) call(t *testing.T, method, path, user, pw, body string) 
 	if user != "" {
 		req.SetBasicAuth(user, pw)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := routerTestClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +69,8 @@ func (f *routerFixture) call(t *testing.T, method, path, user, pw, body string) 
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
+
+var routerTestClient = &http.Client{Timeout: 20 * time.Second}
 
 func envelope(mut func(m map[string]any)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +164,8 @@ func TestRouterEnvelopeRules_S5_2(t *testing.T) {
 		{"v8 drops metadata for orchestration without name", Version8, func(m map[string]any) {
 			m["orchestrations"] = []any{map[string]any{"request": map[string]any{"timestamp": "2025-01-01T00:00:00Z"}}}
 		}, 200, `{"ok":true}`, "Successful", "", true, false, false},
+		{"unknown status code -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 42 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"1xx status -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 101 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
 		{"missing response -> 500 Failed", Version4, func(m map[string]any) { delete(m, "response"); delete(m, "status") }, 500, internalErrorBody, "Failed", internalErrorBody, false, false, true},
 	}
 	for _, tt := range tests {
@@ -414,4 +418,43 @@ func TestAddChannelCastsPort(t *testing.T) {
 	if r.Status != 400 || r.Body != `Could not add channel via the API: ValidationError: routes.0.port: Cast to Number failed for value "x" at path "port"` {
 		t.Fatalf("bad port: %d %q", r.Status, r.Body)
 	}
+}
+
+// FuzzRouterEnvelope feeds arbitrary application/json+openhim bodies to the
+// router: it must answer (never panic or hang) and store the transaction.
+func FuzzRouterEnvelope(f *testing.F) {
+	f.Add(`{"status":"Successful","response":{"status":200,"body":"x","timestamp":"2025-01-01T00:00:00Z"}}`)
+	f.Add(`{"response":{"status":"abc","headers":{"set-cookie":["a=1","b=2"],"location":"/x"},"body":{"a":[1,2]}}}`)
+	f.Add(`{"response":{"status":302,"headers":null},"orchestrations":[null,{"name":1,"request":{"timestamp":5}}],"properties":[]}`)
+	f.Add(`{"response":{"status":1e9},"error":"not an object"}`)
+	f.Add(`not json`)
+	f.Add(`{"status":"Successful","response":{"status":200,"timestamp":1e300},"orchestrations":[{"name":"a","request":{"timestamp":-1e300}}]}`)
+	var mu sync.Mutex
+	var payload string
+	fx := newRouterFixture(f, Version8, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		p := payload
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json+openhim")
+		io.WriteString(w, p)
+	}, nil)
+	f.Fuzz(func(t *testing.T, body string) {
+		mu.Lock()
+		payload = body
+		mu.Unlock()
+		fx.srv.mu.Lock()
+		fx.srv.txs = nil // keep each execution O(1)
+		fx.srv.mu.Unlock()
+		resp, _ := fx.call(t, http.MethodGet, "/api/fuzz", "client-1", "pw", "")
+		if resp.StatusCode < 200 || resp.StatusCode > 599 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		txs := fx.srv.Transactions() // also checks that it can be copied
+		if len(txs) != 1 || txs[0].Status == "" || txs[0].Response == nil && txs[0].MetadataError == "" {
+			t.Fatalf("transaction not stored: %+v", txs)
+		}
+		if _, err := json.Marshal(txs[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
