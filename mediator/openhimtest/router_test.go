@@ -458,3 +458,16 @@ func FuzzRouterEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// Channel fields the fake does not interpret survive POST and GET.
+func TestChannelExtraFields(t *testing.T) {
+	_, c := newFake(t, Config{Version: Version4})
+	c.do(t, http.MethodPost, "/channels", map[string]any{"name": "extra", "urlPattern": "^/e$", "rewriteUrls": true,
+		"alerts": []any{map[string]any{"condition": "status", "status": "500"}},
+		"routes": []any{map[string]any{"name": "r", "host": "h", "port": 1, "primary": true}}})
+	var got []map[string]any
+	c.do(t, http.MethodGet, "/channels", nil).json(t, &got)
+	if len(got) != 1 || got[0]["rewriteUrls"] != true || got[0]["alerts"] == nil || got[0]["updatedBy"] == nil {
+		t.Fatalf("GET /channels = %v", got)
+	}
+}
