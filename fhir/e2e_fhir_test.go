@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,23 +73,8 @@ func (s *e2eServer) post(tx *fhir.Transaction) {
 		s.t.Fatal(err)
 	}
 	code, resp := s.do(http.MethodPost, "", body)
-	if code != http.StatusOK {
-		s.t.Fatalf("transaction: HTTP %d: %s", code, resp)
-	}
-	var out struct {
-		Type  string
-		Entry []struct{ Response struct{ Status string } }
-	}
-	if err := json.Unmarshal(resp, &out); err != nil {
-		s.t.Fatal(err)
-	}
-	if out.Type != "transaction-response" || len(out.Entry) != tx.Len() {
-		s.t.Fatalf("response type %q with %d entries, want transaction-response with %d", out.Type, len(out.Entry), tx.Len())
-	}
-	for i, e := range out.Entry {
-		if !strings.HasPrefix(e.Response.Status, "2") {
-			s.t.Errorf("entry %d: status %s", i, e.Response.Status)
-		}
+	if err := fhir.CheckTransactionResponse(code, resp, tx.Len()); err != nil {
+		s.t.Fatalf("%v\n%s", err, resp)
 	}
 }
 
@@ -166,6 +152,42 @@ func readJSON(t *testing.T, name string, v any) {
 // resource per business identifier afterwards.
 func TestE2ETransactionsIdempotent(t *testing.T) {
 	testTransactionsIdempotent(t, newE2EServer(t))
+}
+
+// TestTransactionFailureInMemory: a transaction the server rejects is
+// reported by CheckTransactionResponse, naming the server's reason.
+func TestTransactionFailureInMemory(t *testing.T) {
+	mem := fhirtest.NewServer()
+	t.Cleanup(mem.Close)
+	srv := &e2eServer{t: t, base: mem.URL, client: mem.Client()}
+	c := e2eConverter(t, fhir.WritePut)
+	var r cht.Report
+	readJSON(t, "testdata/report_records_api.json", &r)
+	tx, err := c.ReportBundle(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := tx.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.FailNextWrites(1, http.StatusServiceUnavailable)
+	code, resp := srv.do(http.MethodPost, "", body)
+	err = fhir.CheckTransactionResponse(code, resp, tx.Len())
+	var te *fhir.TransactionError
+	if !errors.As(err, &te) || te.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v, want a TransactionError with HTTP 503", err)
+	}
+	if n := mem.Count("Observation"); n != 0 {
+		t.Errorf("%d Observations stored by a failed transaction", n)
+	}
+	code, resp = srv.do(http.MethodPost, "", body)
+	if err := fhir.CheckTransactionResponse(code, resp, tx.Len()); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n := mem.Count("Observation"); n != 2 {
+		t.Errorf("%d Observations after the retry, want 2", n)
+	}
 }
 
 // TestTransactionsIdempotentInMemory runs the same scenario against the
