@@ -351,9 +351,11 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 	typ := d.Type()
 	switch {
 	case typ == "data_record":
-		r, err := d.Report()
-		if err != nil {
-			return nil, "", err
+		// UnmarshalJSON directly: json.Unmarshal would first scan the whole
+		// document once more to validate it.
+		r := new(cht.Report)
+		if err := r.UnmarshalJSON(d.Doc); err != nil {
+			return nil, "", fmt.Errorf("decode report: %w", err)
 		}
 		tx, err := conv.ReportBundle(r)
 		if errors.Is(err, fhir.ErrUnmappedForm) {
@@ -361,9 +363,9 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 		}
 		return tx, "", err
 	case contactTypes[typ]:
-		ct, err := d.Contact()
-		if err != nil {
-			return nil, "", err
+		ct := new(cht.Contact)
+		if err := ct.UnmarshalJSON(d.Doc); err != nil {
+			return nil, "", fmt.Errorf("decode contact: %w", err)
 		}
 		tx, err := conv.ContactBundle(ct)
 		return tx, "", err
