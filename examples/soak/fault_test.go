@@ -1,0 +1,255 @@
+package soak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// faultRun is the outcome of runFaults.
+type faultRun struct {
+	Pushed, Sent, Failed     int
+	FHIRRequests, FHIRFaults int
+	HeapBefore, HeapAfter    uint64
+	HeapPeak                 uint64 // at the end of the run, fakes included
+	Goroutines               [2]int
+	Elapsed                  time.Duration
+}
+
+// runFaults pushes about n payloads through core's router to the
+// cht-to-fhir mediator with faults everywhere, and checks that the FHIR
+// store ends with exactly the expected resources.
+func runFaults(t *testing.T, n int) faultRun {
+	var run faultRun
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	run.HeapBefore = ms.HeapAlloc
+	run.Goroutines[0] = runtime.NumGoroutine()
+
+	faultScenario(t, n, &run)
+
+	// Everything the scenario made is closed and unreachable now: what is
+	// left on the heap or running was leaked.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	time.Sleep(100 * time.Millisecond)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	run.HeapAfter = ms.HeapAlloc
+	run.Goroutines[1] = runtime.NumGoroutine()
+	return run
+}
+
+// pushers is the number of outbound pushers, each pushing a share of the
+// documents (CHT pushes one at a time; several make the run shorter).
+const pushers = 4
+
+func faultScenario(t *testing.T, n int, run *faultRun) {
+
+	core := openhimtest.NewServer(openhimtest.Config{})
+	defer core.Close()
+	core.AddClient(routerClient, routerPassword, chttofhir.ClientRole)
+	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1, Seed: 11})
+	defer chtSrv.Close()
+	// 3 people and 6 reports per household are pushed.
+	stats, err := chtSrv.SeedSynthetic(chttest.Synthetic{Households: max(1, n/9), PeoplePerHousehold: 3, ReportsPerPerson: 2, Seed: 5})
+	require.NoError(t, err)
+	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: 4 * n})
+	require.NoError(t, err)
+	defer fhirSrv.Close()
+
+	// 30% of FHIR writes fail: errors, timeouts (not applied) and lost
+	// answers (applied, then no answer).
+	require.NoError(t, fhirSrv.SetFaults(fhirtest.Faults{FailRate: 0.15, TimeoutRate: 0.08, LostResponseRate: 0.07,
+		Hang: 100 * time.Millisecond, Seed: 42}))
+	// CHT answers 429 and 503 to some hydrates.
+	chtSrv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: http.StatusTooManyRequests, RetryAfter: time.Second, Probability: 0.15})
+	chtSrv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: http.StatusServiceUnavailable, Probability: 0.15})
+
+	// Core is unreachable when the mediator starts.
+	core.SetDown(true)
+	h, conv := newBridge(t, bridgeConfig{CHTURL: chtSrv.URL, CHTUser: chttest.AdminUsername,
+		CHTPassword: chttest.AdminPassword, FHIRURL: fhirSrv.URL})
+	mctx, stopMediator := context.WithCancel(context.Background())
+	mdone := runMediatorCtx(t, mctx, h, mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+		Password: openhimtest.RootPassword, Timeout: time.Second}, 100*time.Millisecond)
+
+	ids := append(append([]string{}, stats.PersonIDs...), stats.ReportIDs...)
+	want := expectedResources(t, chtSrv, conv, allDocIDs(t, chtSrv))
+	wantEncounters := stats.Reports + 3 // and the demo reports
+
+	var ps []*chttest.OutboundPusher
+	for i := range pushers {
+		p, err := chttest.NewOutboundPusher(chttest.PusherConfig{
+			Name: "cht_to_fhir", URL: core.RouterURL + chttofhir.OutboundPath,
+			Username: routerClient, Password: routerPassword,
+			RelevantTo: func(doc map[string]any) bool { return relevant(doc) && share(doc, pushers) == i },
+			Map:        mixedPayload, Server: chtSrv,
+			RetryInterval: 20 * time.Millisecond, Timeout: 5 * time.Second,
+		})
+		require.NoError(t, err)
+		ps = append(ps, p)
+	}
+	start := time.Now()
+	pctx, stopPusher := context.WithCancel(context.Background())
+	pdone := make(chan error, pushers)
+	for _, p := range ps {
+		go func() { pdone <- p.Run(pctx) }()
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	assert.Empty(t, core.Heartbeats(chttofhir.URN), "core down: no heartbeat accepted yet")
+	core.SetDown(false)
+	t.Logf("%v core up", time.Since(start))
+
+	// Restart core once a third of the reports are in.
+	require.Eventually(t, func() bool { return fhirSrv.Count("Encounter") >= wantEncounters/3 }, 2*time.Minute, 10*time.Millisecond,
+		"a third of the reports written (%d/%d)", fhirSrv.Count("Encounter"), wantEncounters)
+	t.Logf("%v a third written; restarting core", time.Since(start))
+	beats := len(core.Heartbeats(chttofhir.URN))
+	require.NoError(t, core.Restart())
+	require.Eventually(t, func() bool { return len(core.Heartbeats(chttofhir.URN)) > beats }, 30*time.Second, 10*time.Millisecond,
+		"heartbeats resume after the restart")
+
+	t.Logf("%v heartbeats resumed", time.Since(start))
+	require.Eventually(t, func() bool {
+		return fhirSrv.Count("Encounter") >= wantEncounters && pushedAll(ps, ids)
+	}, 5*time.Minute, 20*time.Millisecond, "every payload delivered (encounters %d/%d)",
+		fhirSrv.Count("Encounter"), wantEncounters)
+	run.Elapsed = time.Since(start)
+	stopPusher()
+	for range ps {
+		require.NoError(t, <-pdone)
+	}
+
+	require.NoError(t, fhirSrv.SetFaults(fhirtest.Faults{}))
+	got, dups := storedResources(t, fhirSrv)
+	assert.Zero(t, dups, "resources sharing a CHT identifier")
+	assert.Equal(t, wantEncounters, fhirSrv.Count("Encounter"))
+	assert.Empty(t, missing(want, got), "lost resources")
+	assert.Empty(t, missing(got, want), "unexpected resources")
+
+	run.Pushed = len(ids)
+	for _, p := range ps {
+		run.Sent += p.CountOutcome(chttest.OutcomeSent)
+		run.Failed += p.CountOutcome(chttest.OutcomeFailed)
+		assert.Empty(t, p.Queue(), "nothing left to retry")
+		if testing.Verbose() {
+			var d [2]time.Duration
+			var c [2]int
+			for _, a := range p.Attempts() {
+				k := 0
+				if a.Outcome != chttest.OutcomeSent {
+					k = 1
+				}
+				d[k] += a.Duration
+				c[k]++
+			}
+			t.Logf("pusher: %d sent (%v total), %d other (%v total)", c[0], d[0], c[1], d[1])
+		}
+	}
+	for _, r := range fhirSrv.Requests() {
+		run.FHIRRequests++
+		if r.Fault != "" {
+			run.FHIRFaults++
+		}
+	}
+	assert.Positive(t, run.Failed, "faults made pushes fail")
+	assert.Positive(t, run.FHIRFaults, "faults were injected")
+
+	stopMediator()
+	require.NoError(t, <-mdone)
+	var peak runtime.MemStats
+	runtime.ReadMemStats(&peak)
+	run.HeapPeak = peak.HeapAlloc
+}
+
+// runMediatorCtx is runMediator with a caller's context; done reports Run's
+// error (nil on cancel).
+func runMediatorCtx(t *testing.T, ctx context.Context, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration) <-chan error {
+	t.Helper()
+	m := newMediator(t, h, oh, heartbeat, slog.New(slog.DiscardHandler))
+	done := make(chan error, 1)
+	go func() {
+		err := m.Run(ctx)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		done <- err
+	}()
+	return done
+}
+
+// pushedAll reports whether every id was accepted by one of the pushers.
+func pushedAll(ps []*chttest.OutboundPusher, ids []string) bool {
+next:
+	for _, id := range ids {
+		for _, p := range ps {
+			if _, ok := p.SentHash(id); ok {
+				continue next
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func allDocIDs(t testing.TB, srv *chttest.Server) []string {
+	var ids []string
+	for _, raw := range srv.Docs() {
+		var d struct {
+			ID string `json:"_id"`
+		}
+		require.NoError(t, jsonUnmarshal(raw, &d))
+		if d.ID != "" && d.ID[0] != '_' {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// missing lists the keys of a that b lacks (at most 10).
+func missing(a, b map[string]bool) []string {
+	var out []string
+	for k := range a {
+		if !b[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	if len(out) > 10 {
+		out = append(out[:10], fmt.Sprintf("... %d more", len(out)-10))
+	}
+	return out
+}
+
+// TestFaultsNoLossNoDuplicates is the short fault run CI does (SOAK_N
+// payloads, default 1,000).
+func TestFaultsNoLossNoDuplicates(t *testing.T) {
+	n := payloads(t, 1000)
+	if testing.Short() || raceEnabled {
+		n = 200
+	}
+	run := runFaults(t, n)
+	t.Logf("%d docs pushed in %v: %d sent, %d failed attempts; FHIR %d requests, %d faulted; heap %d KiB before, %d KiB at the end (fakes included), %d KiB after; goroutines %d → %d",
+		run.Pushed, run.Elapsed.Round(time.Millisecond), run.Sent, run.Failed, run.FHIRRequests, run.FHIRFaults,
+		run.HeapBefore>>10, run.HeapPeak>>10, run.HeapAfter>>10, run.Goroutines[0], run.Goroutines[1])
+	// Everything is closed: what the run allocated must be garbage.
+	assert.Less(t, int64(run.HeapAfter)-int64(run.HeapBefore), int64(4<<20), "heap retained after the run")
+	assert.LessOrEqual(t, run.Goroutines[1], run.Goroutines[0]+5, "goroutines left running")
+}

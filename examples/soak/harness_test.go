@@ -1,0 +1,212 @@
+package soak
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// Router client CHT's outbound push authenticates as.
+const (
+	routerClient   = "cht"
+	routerPassword = "cht-router-secret"
+)
+
+// payloads returns SOAK_N, or def.
+func payloads(t testing.TB, def int) int {
+	if v := os.Getenv("SOAK_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err, "SOAK_N")
+		return n
+	}
+	return def
+}
+
+// bridgeConfig configures newBridge.
+type bridgeConfig struct {
+	CHTURL, CHTUser, CHTPassword    string
+	FHIRURL, FHIRUser, FHIRPassword string
+	CHTClient                       *http.Client // transport for CHT (nil: default)
+	Logger                          *slog.Logger
+}
+
+// newBridge wires chttofhir as examples/cht-to-fhir/main.go does, with fast
+// CHT retries for tests.
+func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
+	t.Helper()
+	mapping, err := chttofhir.DefaultMapping()
+	require.NoError(t, err)
+	conv, err := fhir.New(fhir.Config{InstanceURL: bc.CHTURL, Mapping: mapping})
+	require.NoError(t, err)
+	hc := &http.Client{Transport: mediator.Transport(nil)}
+	if bc.CHTClient != nil {
+		hc = &http.Client{Transport: mediator.Transport(bc.CHTClient.Transport)}
+	}
+	chtClient, err := cht.New(cht.Config{URL: bc.CHTURL, Username: bc.CHTUser, Password: cht.Password(bc.CHTPassword),
+		Logger: bc.Logger, HTTPClient: hc, Timeout: 2 * time.Second,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
+	require.NoError(t, err)
+	bridge, err := chttofhir.New(chttofhir.Config{Converter: conv, FHIRURL: bc.FHIRURL,
+		FHIRUsername: bc.FHIRUser, FHIRPassword: bc.FHIRPassword, CHT: chtClient,
+		HTTPClient: &http.Client{Timeout: 5 * time.Second}, Logger: bc.Logger})
+	require.NoError(t, err)
+	h, err := bridge.Handler()
+	require.NoError(t, err)
+	return h, conv
+}
+
+// newMediator builds the cht-to-fhir mediator serving h on a loopback
+// port, registered with the core of oh (none when oh.URL is "").
+func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) *mediator.Mediator {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	m, err := mediator.New(mediator.Config{
+		Definition:        chttofhir.Definition("127.0.0.1", port),
+		Listener:          ln,
+		OpenHIM:           oh,
+		HeartbeatInterval: heartbeat,
+		InstallChannels:   true,
+		Handler:           h,
+		Logger:            logger,
+		ReadTimeout:       2 * time.Second,
+		ReadHeaderTimeout: time.Second,
+	})
+	require.NoError(t, err)
+	return m
+}
+
+// runMediator runs m until the test ends.
+func runMediator(t testing.TB, m *mediator.Mediator) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("mediator: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("mediator did not stop")
+		}
+	})
+}
+
+// relevant is the outbound relevance of the cht-to-fhir example: reports and
+// people.
+func relevant(doc map[string]any) bool {
+	switch doc["type"] {
+	case "data_record":
+		return true
+	case "person":
+		return true
+	case "contact":
+		return doc["contact_type"] == "person"
+	}
+	return false
+}
+
+// mixedPayload sends half the docs whole ({"doc": doc}) and half as a
+// reference the mediator resolves with CHT's hydrate API ({"id", "rev"}), so
+// that hydrate faults are on the path.
+func mixedPayload(doc map[string]any) (any, error) {
+	id, _ := doc["_id"].(string)
+	if share(doc, 7)%2 == 0 {
+		return map[string]any{"doc": doc}, nil
+	}
+	return map[string]any{"id": id, "rev": doc["_rev"]}, nil
+}
+
+// share assigns a doc to one of n shares by a hash of its id.
+func share(doc map[string]any, n int) int {
+	id, _ := doc["_id"].(string)
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
+
+// expectedResources converts every relevant doc of the fake CHT as the
+// mediator would and returns the ids ("Type/id") the FHIR store must hold.
+func expectedResources(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string) map[string]bool {
+	t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		doc, ok := srv.HydratedDoc(id)
+		require.True(t, ok, id)
+		if !relevant(doc) {
+			continue
+		}
+		raw, err := json.Marshal(doc)
+		require.NoError(t, err)
+		hd := cht.HydratedDoc{ID: id, Doc: raw}
+		var tx *fhir.Transaction
+		if hd.IsReport() {
+			r, err := hd.Report()
+			require.NoError(t, err)
+			tx, err = conv.ReportBundle(r)
+			require.NoError(t, err, id)
+		} else {
+			c, err := hd.Contact()
+			require.NoError(t, err)
+			tx, err = conv.ContactBundle(c)
+			require.NoError(t, err, id)
+		}
+		for _, e := range tx.Entries {
+			want[e.Request.Url] = true
+		}
+	}
+	return want
+}
+
+// storedResources returns the ids ("Type/id") in the FHIR store, and the
+// number of resources sharing a CHT identifier with another one of the same
+// type (duplicates).
+func storedResources(t testing.TB, srv *fhirtest.Server) (map[string]bool, int) {
+	t.Helper()
+	got := map[string]bool{}
+	dups := 0
+	for typ := range srv.Counts() {
+		seen := map[string]bool{}
+		for _, raw := range srv.Resources(typ) {
+			var r struct {
+				ID         string `json:"id"`
+				Identifier []struct {
+					System, Value string
+				} `json:"identifier"`
+			}
+			require.NoError(t, json.Unmarshal(raw, &r))
+			got[typ+"/"+r.ID] = true
+			for _, id := range r.Identifier {
+				key := id.System + "|" + id.Value
+				if seen[key] {
+					dups++
+				}
+				seen[key] = true
+			}
+		}
+	}
+	return got, dups
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
