@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha512"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -190,7 +191,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			code, got = resp.StatusCode, string(b)
 			return code != http.StatusUnauthorized && code != http.StatusNotFound
-		}, 20*time.Second, 300*time.Millisecond)
+		}, 45*time.Second, 300*time.Millisecond)
 		return code, got
 	}
 	transaction := func(path string, ready func(*servingTransaction) bool) *servingTransaction {
@@ -254,12 +255,27 @@ func TestE2EServingThroughRouter(t *testing.T) {
 			code, body := routed(path, "")
 			assert.Equal(t, http.StatusInternalServerError, code)
 			assert.Contains(t, body, "e2e handler failure")
-			tx = transaction(path, func(tx *servingTransaction) bool { return tx.Status != "Processing" || lost(tx) })
+			// Lost only if it still looks so 10 s later (core may simply not
+			// have stored the response yet).
+			var lostSince time.Time
+			tx = transaction(path, func(tx *servingTransaction) bool {
+				if !lost(tx) {
+					lostSince = time.Time{}
+					return tx.Status != "Processing"
+				}
+				if lostSince.IsZero() {
+					lostSince = time.Now()
+				}
+				return time.Since(lostSince) > 10*time.Second
+			})
 			if !lost(tx) {
 				break
 			}
 			t.Logf("attempt %d: the test stack lost core's response update (FerretDB); retrying", attempt)
 		}
+		// The race above can also crash core's worker when the stored
+		// transaction looks right; leave core up for the tests that follow.
+		waitCoreUp(t, api)
 		assert.Equal(t, "Failed", tx.Status)
 		require.NotNil(t, tx.Error)
 		assert.Equal(t, "e2e handler failure "+suffix, tx.Error.Message)
@@ -280,6 +296,34 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		}
 		assert.Subset(t, names, []string{"cht lookup", "fhir write"})
 	})
+}
+
+// waitCoreUp waits until core's public GET /heartbeat has answered twice in a
+// row, half a second apart (a crashed worker takes ~13 s to come back).
+func waitCoreUp(t *testing.T, api string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // core's default certificate has no SAN
+	}}
+	defer hc.CloseIdleConnections()
+	time.Sleep(time.Second)
+	ok := 0
+	deadline := time.Now().Add(45 * time.Second)
+	for ok < 2 && time.Now().Before(deadline) {
+		resp, err := hc.Get(strings.TrimRight(api, "/") + "/heartbeat")
+		if err == nil {
+			resp.Body.Close()
+		}
+		if err == nil && resp.StatusCode == http.StatusOK {
+			ok++
+		} else {
+			ok = 0
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if ok < 2 {
+		t.Errorf("OpenHIM core did not come back within 45 s")
+	}
 }
 
 func containsName(list []struct{ Name string }, name string) bool {
