@@ -183,7 +183,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 // error (nil on cancel).
 func runMediatorCtx(t *testing.T, ctx context.Context, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration) <-chan error {
 	t.Helper()
-	m := newMediator(t, h, oh, heartbeat, slog.New(slog.DiscardHandler))
+	m, _ := newMediator(t, h, oh, heartbeat, slog.New(slog.DiscardHandler))
 	done := make(chan error, 1)
 	go func() {
 		err := m.Run(ctx)

@@ -21,6 +21,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 // Router client CHT's outbound push authenticates as.
@@ -37,6 +38,14 @@ func payloads(t testing.TB, def int) int {
 		return n
 	}
 	return def
+}
+
+// newCore starts a fake OpenHIM core with the router client CHT uses.
+func newCore(t testing.TB) *openhimtest.Server {
+	core := openhimtest.NewServer(openhimtest.Config{})
+	t.Cleanup(core.Close)
+	core.AddClient(routerClient, routerPassword, chttofhir.ClientRole)
+	return core
 }
 
 // bridgeConfig configures newBridge.
@@ -74,7 +83,7 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 
 // newMediator builds the cht-to-fhir mediator serving h on a loopback
 // port, registered with the core of oh (none when oh.URL is "").
-func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) *mediator.Mediator {
+func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) (*mediator.Mediator, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -91,7 +100,7 @@ func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartb
 		ReadHeaderTimeout: time.Second,
 	})
 	require.NoError(t, err)
-	return m
+	return m, "http://" + ln.Addr().String()
 }
 
 // runMediator runs m until the test ends.
