@@ -315,6 +315,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.cp = *req
 		r.reqTee = teeBody{rc: req.Body, rec: rec, buf: &r.reqBody}
 		r.cp.Body = &r.reqTee
+		if getBody := req.GetBody; getBody != nil {
+			// The transport rewinds the body with GetBody to retry on a
+			// new connection: record the body sent last, not both.
+			r.cp.GetBody = func() (io.ReadCloser, error) {
+				b, err := getBody()
+				if err != nil {
+					return nil, err
+				}
+				rec.mu.Lock()
+				r.reqBody.b, r.reqBody.total = r.reqBody.b[:0], 0
+				rec.mu.Unlock()
+				return &teeBody{rc: b, rec: rec, buf: &r.reqBody}, nil
+			}
+		}
 		out = &r.cp
 	}
 	resp, err := t.next.RoundTrip(out)

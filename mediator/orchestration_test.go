@@ -130,6 +130,35 @@ func TestTransportError(t *testing.T) {
 	assert.Contains(t, o.Error.Message, "connection refused")
 }
 
+// rewindingTransport reads the body, then rewinds it with GetBody and sends
+// it again, as http.Transport does to retry on a fresh connection.
+type rewindingTransport struct{ sent []string }
+
+func (rt *rewindingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	rt.sent = append(rt.sent, string(b))
+	body, err := r.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	b, _ = io.ReadAll(body)
+	body.Close()
+	rt.sent = append(rt.sent, string(b))
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+}
+
+func TestTransportRecordsRewoundBodyOnce(t *testing.T) {
+	rt := &rewindingTransport{}
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://up/x", strings.NewReader("payload"))
+	resp, err := Transport(rt).RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, []string{"payload", "payload"}, rt.sent)
+	assert.Equal(t, "payload", orchs()[0].Request.Body)
+}
+
 func TestTransportWithoutRecorderPassesThrough(t *testing.T) {
 	srv := upstream(t)
 	resp, err := (&http.Client{Transport: Transport(nil)}).Get(srv.URL + "/x")
