@@ -151,3 +151,32 @@ func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
 	assert.Equal(t, "done", tx.Response.Body)
 	assert.Len(t, tx.Orchestrations, 2)
 }
+
+// TestMediatorRunStopsWhenCoreRejectsRegistration: a 400 from core is fatal
+// for the lifecycle, and Run shuts the server down and returns it.
+func TestMediatorRunStopsWhenCoreRejectsRegistration(t *testing.T) {
+	core := openhimtest.NewServer(openhimtest.Config{})
+	t.Cleanup(core.Close)
+	core.FailNext(1, http.StatusBadRequest)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m, err := mediator.New(mediator.Config{
+		Definition: mediator.Definition{URN: "urn:mediator:rejected", Version: "1.0.0", Name: "Rejected",
+			Endpoints: []mediator.Route{{Name: "R", Host: "127.0.0.1", Port: 1, Primary: true, Type: "http"}}},
+		Listener: ln,
+		OpenHIM:  mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword},
+		Handler:  http.NotFoundHandler(),
+	})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.ErrorIs(t, err, mediator.ErrBadRequest)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after core rejected the registration")
+	}
+	_, err = http.Get("http://" + ln.Addr().String() + "/healthz")
+	assert.Error(t, err, "the server is shut down")
+}
