@@ -95,22 +95,22 @@ func (c *Converter) id(x *refs, rt, chtID string, path ...string) *string {
 func (x *refs) identifier(system, value, label string, use *models.IdentifierUse) models.Identifier {
 	id := models.Identifier{Use: use, System: x.s(system), Value: x.s(value)}
 	if label != "" {
-		id.Type = &models.CodeableConcept{Text: x.s(label)}
+		id.Type = x.cc(models.CodeableConcept{Text: x.s(label)})
 	}
 	return id
 }
 
 func (c *Converter) contactIdentifiers(x *refs, ct *cht.Contact) []models.Identifier {
-	ids := make([]models.Identifier, 0, 3)
+	ids := x.identSlice(4)
 	ids = append(ids, x.identifier(c.sys.DocumentID, ct.ID, "CHT document ID", nil))
 	if s := strings.TrimSpace(ct.PatientID); s != "" {
-		ids = append(ids, x.identifier(c.sys.PatientID, s, "CHT patient ID", ptr(models.IdentifierUseOfficial)))
+		ids = append(ids, x.identifier(c.sys.PatientID, s, "CHT patient ID", x.use(models.IdentifierUseOfficial)))
 	}
 	if s := strings.TrimSpace(ct.PlaceID); s != "" {
-		ids = append(ids, x.identifier(c.sys.PlaceID, s, "CHT place ID", ptr(models.IdentifierUseOfficial)))
+		ids = append(ids, x.identifier(c.sys.PlaceID, s, "CHT place ID", x.use(models.IdentifierUseOfficial)))
 	}
 	if s := strings.TrimSpace(ct.ExternalID); s != "" {
-		ids = append(ids, x.identifier(c.sys.ExternalID, s, "External ID", ptr(models.IdentifierUseSecondary)))
+		ids = append(ids, x.identifier(c.sys.ExternalID, s, "External ID", x.use(models.IdentifierUseSecondary)))
 	}
 	return ids
 }
@@ -229,8 +229,7 @@ func (c *Converter) patient(x *refs, p *cht.Person) *models.Patient {
 		}
 	}
 	if org := c.nearestOrg(p.Parent); org != "" {
-		r := c.ref(x, "Organization", org)
-		pt.ManagingOrganization = &r
+		pt.ManagingOrganization = x.refp(c.ref(x, "Organization", org))
 	}
 	if chw := c.chwOf(p.Parent); chw != nil {
 		pt.GeneralPractitioner = []models.Reference{c.ref(x, "Practitioner", chw.ID)}
@@ -283,10 +282,11 @@ func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {
 
 func (c *Converter) placeType(x *refs, p *cht.Place) []models.CodeableConcept {
 	t := p.TypeID()
-	return []models.CodeableConcept{{
-		Coding: []models.Coding{{System: x.s(c.sys.ContactType), Code: x.s(t)}},
-		Text:   x.s(t),
-	}}
+	cc := x.ccSlice(1)
+	cc[0].Coding = x.codingSlice(1)
+	cc[0].Coding[0] = models.Coding{System: x.s(c.sys.ContactType), Code: x.s(t)}
+	cc[0].Text = x.s(t)
+	return cc
 }
 
 func (x *refs) nonEmpty(s string) *string {
@@ -308,15 +308,12 @@ func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
 		Telecom:    telecom(x, p),
 	}
 	if c.orgTypes[p.TypeID()] {
-		r := c.ref(x, "Organization", p.ID)
-		loc.ManagingOrganization = &r
+		loc.ManagingOrganization = x.refp(c.ref(x, "Organization", p.ID))
 	} else if org := c.nearestOrg(p.Parent); org != "" {
-		r := c.ref(x, "Organization", org)
-		loc.ManagingOrganization = &r
+		loc.ManagingOrganization = x.refp(c.ref(x, "Organization", org))
 	}
 	if pid := p.ParentID(); pid != "" {
-		r := c.ref(x, "Location", pid)
-		loc.PartOf = &r
+		loc.PartOf = x.refp(c.ref(x, "Location", pid))
 	}
 	return loc
 }
@@ -332,8 +329,7 @@ func (c *Converter) organization(x *refs, p *cht.Place) *models.Organization {
 		Telecom:    telecom(x, p),
 	}
 	if up := c.nearestOrg(p.Parent); up != "" {
-		r := c.ref(x, "Organization", up)
-		org.PartOf = &r
+		org.PartOf = x.refp(c.ref(x, "Organization", up))
 	}
 	return org
 }

@@ -19,6 +19,92 @@ type refs struct {
 	in   []member
 	strs []string     // storage for the strings the resources point to
 	meta *models.Meta // shared by the resources of one conversion
+
+	// Slabs for the elements the resources of one conversion point to.
+	ccs     slab[models.CodeableConcept]
+	codings slab[models.Coding]
+	idents  slab[models.Identifier]
+	rs      slab[models.Reference]
+	uses    slab[models.IdentifierUse]
+}
+
+// heap returns a pointer to a heap copy of v. It is not inlined so that the
+// callers' parameters do not escape (and get allocated) on their slab paths.
+//
+//go:noinline
+func heap[T any](v T) *T { return &v }
+
+// slab hands out pointers to and short slices of elements of shared
+// backing arrays, so that building a resource takes a few allocations
+// instead of one per element. Slices are capacity-limited, so appending to
+// one never overwrites another.
+type slab[T any] struct{ s []T }
+
+func (sl *slab[T]) grow(n int) {
+	if cap(sl.s)-len(sl.s) < n {
+		sl.s = make([]T, 0, max(16, n))
+	}
+}
+
+// ptr returns a pointer to a copy of v.
+func (sl *slab[T]) ptr(v T) *T {
+	sl.grow(1)
+	sl.s = append(sl.s, v)
+	return &sl.s[len(sl.s)-1]
+}
+
+// take returns a zeroed slice of length n and capacity n.
+func (sl *slab[T]) take(n int) []T {
+	sl.grow(n)
+	i := len(sl.s)
+	var zero T
+	for range n {
+		sl.s = append(sl.s, zero)
+	}
+	return sl.s[i : i+n : i+n]
+}
+
+// refp returns a pointer to a copy of r.
+func (x *refs) refp(r models.Reference) *models.Reference {
+	if x == nil {
+		return heap(r)
+	}
+	return x.rs.ptr(r)
+}
+
+func (x *refs) cc(v models.CodeableConcept) *models.CodeableConcept {
+	if x == nil {
+		return heap(v)
+	}
+	return x.ccs.ptr(v)
+}
+
+func (x *refs) use(v models.IdentifierUse) *models.IdentifierUse {
+	if x == nil {
+		return heap(v)
+	}
+	return x.uses.ptr(v)
+}
+
+func (x *refs) ccSlice(n int) []models.CodeableConcept {
+	if x == nil {
+		return make([]models.CodeableConcept, n)
+	}
+	return x.ccs.take(n)
+}
+
+func (x *refs) codingSlice(n int) []models.Coding {
+	if x == nil {
+		return make([]models.Coding, n)
+	}
+	return x.codings.take(n)
+}
+
+func (x *refs) identSlice(n int) []models.Identifier {
+	if x == nil {
+		return make([]models.Identifier, 0, n)
+	}
+	return x.idents.take(n)[:0]
 }
 
 // s returns a pointer to a copy of v, taken from a slab shared by the
@@ -26,7 +112,7 @@ type refs struct {
 // each). A nil refs allocates v alone.
 func (x *refs) s(v string) *string {
 	if x == nil {
-		return &v
+		return heap(v)
 	}
 	if len(x.strs) == cap(x.strs) {
 		x.strs = make([]string, 0, 64)

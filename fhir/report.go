@@ -186,11 +186,9 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 		enc.Subject = &s.reference
 	}
 	if r.Contact != nil && r.Contact.ID != "" {
-		ind := c.ref(x, "Practitioner", r.Contact.ID)
-		enc.Participant = []models.EncounterParticipant{{Individual: &ind}}
+		enc.Participant = []models.EncounterParticipant{{Individual: x.refp(c.ref(x, "Practitioner", r.Contact.ID))}}
 		if org := c.nearestOrg(r.Contact.Parent); org != "" {
-			sp := c.ref(x, "Organization", org)
-			enc.ServiceProvider = &sp
+			enc.ServiceProvider = x.refp(c.ref(x, "Organization", org))
 		}
 	}
 	if !r.ReportedDate.IsZero() {
@@ -204,7 +202,7 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 // identifies the CHT form exactly (several forms may share one type).
 func (c *Converter) encounterType(x *refs, fi *formIndex, form string) []models.CodeableConcept {
 	cd := fi.encType.Coding[0]
-	codings := make([]models.Coding, 1, 2)
+	codings := x.codingSlice(2)[:1]
 	codings[0] = models.Coding{System: x.s(*cd.System), Code: x.s(*cd.Code)}
 	if cd.Display != nil {
 		codings[0].Display = x.s(*cd.Display)
