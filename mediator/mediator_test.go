@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -356,6 +357,57 @@ func TestMediatorPlainHandlerFlushIsBuffered(t *testing.T) {
 	require.NoError(t, err)
 	env := getEnvelope(t, resp)
 	assert.Equal(t, "part 1, part 2", env.Response.Body, "a flush does not send a partial, unwrapped answer")
+}
+
+func TestMediatorRequestLog(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := HandlerFunc(func(r *Request) (*Result, error) { return nil, errors.New("upstream down") })
+	_, base := startMediator(t, Config{Handler: h, Logger: logger})
+	req, _ := http.NewRequest(http.MethodPost, base+"/x?token=querysecret", strings.NewReader("bodysecret"))
+	req.Header.Set("Authorization", "Bearer headersecret")
+	req.Header.Set(HeaderTransactionID, "tx-log")
+	req.Header.Set(HeaderClientID, "client-log")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	// The line is written after the answer is sent.
+	require.Eventually(t, func() bool { return strings.Contains(buf.String(), `"mediator: request"`) }, 5*time.Second, 5*time.Millisecond)
+	var line map[string]any
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, `"mediator: request"`) {
+			require.NoError(t, json.Unmarshal([]byte(l), &line))
+		}
+	}
+	require.NotNil(t, line, "request logged: %s", buf.String())
+	assert.Equal(t, "tx-log", line["transaction_id"])
+	assert.Equal(t, "client-log", line["client_id"])
+	assert.Equal(t, "WARN", line["level"])
+	assert.Equal(t, "upstream down", line["error"])
+	assert.EqualValues(t, 500, line["code"])
+	assert.Equal(t, "Failed", line["status"])
+	for _, secret := range []string{"querysecret", "bodysecret", "headersecret"} {
+		assert.NotContains(t, buf.String(), secret)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestMediatorGracefulShutdown(t *testing.T) {
