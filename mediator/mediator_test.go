@@ -323,11 +323,18 @@ func TestMediatorProbesAndMetrics(t *testing.T) {
 		env := getEnvelope(t, resp)
 		assert.Equal(t, id, env.Response.Body)
 	}
-	resp, err := http.Get(base + "/metrics")
-	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	text := string(b)
+	// Metrics are recorded just after the answer is sent.
+	var text string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text = string(b)
+		return strings.Contains(text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`)
+	}, 5*time.Second, 10*time.Millisecond)
 	assert.Contains(t, text, `openhim_mediator_requests_total{code="200",route="GET /items/{id}",status="Successful"} 2`)
 	assert.Contains(t, text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`)
 	assert.Contains(t, text, `openhim_mediator_orchestration_duration_seconds_count{name="lookup"} 2`)
