@@ -333,7 +333,8 @@ func TestMediatorProbesAndMetrics(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		text = string(b)
-		return strings.Contains(text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`)
+		return strings.Contains(text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`) &&
+			strings.Contains(text, `openhim_mediator_requests_in_flight 0`)
 	}, 5*time.Second, 10*time.Millisecond)
 	assert.Contains(t, text, `openhim_mediator_requests_total{code="200",route="GET /items/{id}",status="Successful"} 2`)
 	assert.Contains(t, text, `openhim_mediator_request_duration_seconds_count{route="GET /items/{id}"} 2`)
