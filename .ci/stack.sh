@@ -225,9 +225,14 @@ start_openhim() {
 JSON
 	# cwd must be the openhim-core package: the mongoose preload resolves mongoose from there.
 	# NODE_ENV is cleared so that core reads no config/<env>.json on top of ours.
+	# --unhandled-rejections=warn: core 4.0.5 was written for node 8-10, where an unhandled promise rejection only
+	# logged a warning; node >= 15 kills the process instead. Seen: an envelope with an `error` object (autoRetry
+	# path) makes recordTransactionMetrics reject (NaN maxResponseTime); on node 20 that killed core's worker
+	# (API and router down until the master restarted it). With warn, core behaves as on its own node versions.
 	(
 		cd "$CACHE/openhim/node_modules/openhim-core" &&
-			exec env -u NODE_ENV node -r "$CI_DIR/openhim/mongoose-usepusheach.js" lib/server.js --conf="$WORK/openhim.json"
+			exec env -u NODE_ENV node --unhandled-rejections=warn -r "$CI_DIR/openhim/mongoose-usepusheach.js" \
+				lib/server.js --conf="$WORK/openhim.json"
 	) >"$LOGS/openhim.log" 2>&1 </dev/null &
 	echo $! >"$WORK/openhim.pid"
 	wait_for openhim "API https://127.0.0.1:$PORT_API/heartbeat and router :$PORT_ROUTER_HTTP" openhim_started
