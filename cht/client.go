@@ -1,7 +1,6 @@
 package cht
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -422,12 +421,3 @@ func redactURLError(err error) error {
 
 // escapeID escapes a document id for use as one path segment.
 func escapeID(id string) string { return url.PathEscape(id) }
-
-// decodeJSON decodes b into v, naming what was decoded in errors.
-func decodeJSON(b []byte, v any, what string) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("cht: decode %s: %w", what, err)
-	}
-	return nil
-}

@@ -654,7 +654,7 @@ func TestBasicAuthFromURLAndRedaction(t *testing.T) {
 	var out bytes.Buffer
 	slog.New(slog.NewTextHandler(&out, nil)).Info("cfg", "password", pw)
 	fmt.Fprintf(&out, "%v %s %#v", pw, pw, cht.Config{Password: pw})
-	b, _ := json.Marshal(cht.Config{Password: pw})
+	b, _ := json.Marshal(struct{ Password cht.Password }{pw})
 	out.Write(b)
 	if strings.Contains(out.String(), "s3cret") {
 		t.Errorf("password leaked: %s", out.String())

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 )
 
 // maxDepth bounds how deeply parent/contact chains may nest when decoding.
@@ -98,30 +97,6 @@ func decodeString(raw []byte, path string) (string, error) {
 		return string(bytes.TrimSpace(raw)), nil
 	default:
 		return "", decodeErr(path, "want string, got %s", k)
-	}
-}
-
-// decodeFloat decodes a number, accepting numeric strings.
-func decodeFloat(raw []byte, path string) (float64, error) {
-	switch k := jsonKind(raw); k {
-	case "number":
-		f, err := strconv.ParseFloat(string(bytes.TrimSpace(raw)), 64)
-		if err != nil {
-			return 0, &DecodeError{Path: path, Err: err}
-		}
-		return f, nil
-	case "string":
-		s, err := decodeString(raw, path)
-		if err != nil {
-			return 0, err
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return 0, decodeErr(path, "want number, got string %q", s)
-		}
-		return f, nil
-	default:
-		return 0, decodeErr(path, "want number, got %s", k)
 	}
 }
 

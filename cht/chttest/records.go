@@ -150,8 +150,6 @@ func applyForm(form Form, data map[string]any) (map[string]any, []any) {
 	return fields, errs
 }
 
-var numberRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
-
 // convertField applies CHT's JSON conversions; ok is false for a value of
 // the wrong type (it is still stored).
 func convertField(typ string, v any) (any, bool) {

@@ -156,14 +156,6 @@ func nextRev(prev string, raw []byte) string {
 	return strconv.Itoa(gen+1) + "-" + hex.EncodeToString(h.Sum(nil))
 }
 
-func revGen(rev string) int {
-	if i := strings.IndexByte(rev, '-'); i > 0 {
-		n, _ := strconv.Atoi(rev[:i])
-		return n
-	}
-	return 0
-}
-
 // put writes doc. With force, the revision check is skipped and a _rev the
 // document already carries is kept (seeding); otherwise doc["_rev"] must
 // match the current revision (or be absent for a new or deleted document).
