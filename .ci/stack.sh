@@ -50,7 +50,7 @@ stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 install_ferretdb() {
 	local want have src dir
-	want=$(printf '%s\n' "$FERRETDB_VERSION" | cat - "$CI_DIR/openhim/ferretdb-v1.24.0-opquery.patch" | sha256sum | cut -d' ' -f1)
+	want=$(printf '%s\n' "$FERRETDB_VERSION" | cat - "$CI_DIR/openhim/ferretdb-v1.24.0.patch" | sha256sum | cut -d' ' -f1)
 	have=$(cat "$CACHE/bin/ferretdb.stamp" 2>/dev/null || true)
 	if [[ -x $CACHE/bin/ferretdb && $want == "$have" ]]; then
 		log "ferretdb $FERRETDB_VERSION: cached ($CACHE/bin/ferretdb)"
@@ -76,10 +76,12 @@ install_ferretdb() {
 	chmod -R u+w "$src"
 	# without version.txt the binary panics at start ("Invalid build/version/version.txt file content")
 	echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
-	# OP_QUERY -> OP_MSG fallback so that openhim-core 4.0.5's mongodb-core 2.x driver works
+	# the patch: OP_QUERY -> OP_MSG fallback so that openhim-core 4.0.5's mongodb-core 2.x driver works, and
+	# update/findAndModify serialised (FerretDB reads and writes back in separate calls: concurrent updates of one
+	# document lost one of them, e.g. a transaction's response)
 	# (GIT_CEILING_DIRECTORIES: apply to this folder even when the cache lies inside a git work tree)
 	(cd "$src" && GIT_CEILING_DIRECTORIES=$CACHE/src git apply -p1 --whitespace=nowarn \
-		"$CI_DIR/openhim/ferretdb-v1.24.0-opquery.patch") ||
+		"$CI_DIR/openhim/ferretdb-v1.24.0.patch") ||
 		die "patching FerretDB failed"
 	if ! (cd "$src" && go build -trimpath -o "$CACHE/bin/ferretdb.new" ./cmd/ferretdb) >>"$blog" 2>&1; then
 		tail -n 30 "$blog" >&2
