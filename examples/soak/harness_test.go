@@ -50,6 +50,7 @@ func newCore(t testing.TB) *openhimtest.Server {
 
 // bridgeConfig configures newBridge.
 type bridgeConfig struct {
+	InstanceURL                     string // names identifiers and ids; "" means CHTURL
 	CHTURL, CHTUser, CHTPassword    string
 	FHIRURL, FHIRUser, FHIRPassword string
 	CHTClient                       *http.Client // transport for CHT (nil: default)
@@ -62,7 +63,11 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 	t.Helper()
 	mapping, err := chttofhir.DefaultMapping()
 	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{InstanceURL: bc.CHTURL, Mapping: mapping})
+	instance := bc.InstanceURL
+	if instance == "" {
+		instance = bc.CHTURL
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: instance, Mapping: mapping})
 	require.NoError(t, err)
 	hc := &http.Client{Transport: mediator.Transport(nil)}
 	if bc.CHTClient != nil {
@@ -84,12 +89,25 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 // newMediator builds the cht-to-fhir mediator serving h on a loopback
 // port, registered with the core of oh (none when oh.URL is "").
 func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) (*mediator.Mediator, string) {
+	return newMediatorConfig(t, h, oh, heartbeat, logger, func(port int) mediator.Definition {
+		return chttofhir.Definition("127.0.0.1", port)
+	})
+}
+
+// newMediatorDef is newMediator with a definition of its own, a 200 ms
+// heartbeat and discarded logs.
+func newMediatorDef(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, def func(port int) mediator.Definition) (*mediator.Mediator, string) {
+	return newMediatorConfig(t, h, oh, 200*time.Millisecond, slog.New(slog.DiscardHandler), def)
+}
+
+func newMediatorConfig(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger,
+	def func(port int) mediator.Definition) (*mediator.Mediator, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	m, err := mediator.New(mediator.Config{
-		Definition:        chttofhir.Definition("127.0.0.1", port),
+		Definition:        def(port),
 		Listener:          ln,
 		OpenHIM:           oh,
 		HeartbeatInterval: heartbeat,
@@ -160,6 +178,18 @@ func share(doc map[string]any, n int) int {
 func expectedResources(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string) map[string]bool {
 	t.Helper()
 	want := map[string]bool{}
+	for _, tx := range expectedTransactions(t, srv, conv, ids) {
+		for _, e := range tx.Entries {
+			want[e.Request.Url] = true
+		}
+	}
+	return want
+}
+
+// expectedTransactions converts every relevant doc as the mediator would.
+func expectedTransactions(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string) []*fhir.Transaction {
+	t.Helper()
+	var txs []*fhir.Transaction
 	for _, id := range ids {
 		doc, ok := srv.HydratedDoc(id)
 		require.True(t, ok, id)
@@ -181,11 +211,9 @@ func expectedResources(t testing.TB, srv *chttest.Server, conv *fhir.Converter, 
 			tx, err = conv.ContactBundle(c)
 			require.NoError(t, err, id)
 		}
-		for _, e := range tx.Entries {
-			want[e.Request.Url] = true
-		}
+		txs = append(txs, tx)
 	}
-	return want
+	return txs
 }
 
 // storedResources returns the ids ("Type/id") in the FHIR store, and the
