@@ -27,6 +27,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -246,12 +248,15 @@ type summary struct {
 	Seconds    float64            `json:"seconds"`
 	DocsPerSec float64            `json:"docsPerSecond"`
 	Checkpoint string             `json:"seq"`
+	// PeakRSSMiB is the process's peak resident memory (Linux VmHWM; 0
+	// elsewhere).
+	PeakRSSMiB float64 `json:"peakRssMiB"`
 }
 
 func printSummary(w io.Writer, s *backfill.Summary) error {
 	out := summary{Converted: s.Converted, Skipped: s.Skipped, Failed: s.Failed, Failures: s.Failures,
 		Resources: s.Resources, Docs: s.Docs, ThisRun: s.Processed, Seconds: s.Elapsed.Seconds(),
-		Checkpoint: s.Seq.String()}
+		Checkpoint: s.Seq.String(), PeakRSSMiB: float64(peakRSS()) / (1 << 20)}
 	if out.Skipped == nil {
 		out.Skipped = map[string]int64{}
 	}
@@ -274,6 +279,25 @@ func tuneGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(160 << 20)
 	}
+}
+
+// peakRSS is the process's peak resident set size in bytes, from
+// /proc/self/status; 0 where that is not available.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // isTerminal reports whether w is a terminal (character device).
