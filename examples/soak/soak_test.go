@@ -3,7 +3,9 @@
 package soak
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -62,4 +64,15 @@ func TestLoadTable(t *testing.T) {
 		}
 		t.Log(formatLoad(lt.name, rs))
 	}
+}
+
+// formatLoad formats results as a Markdown table.
+func formatLoad(name string, rs []loadResult) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "\n%s\n\n| offered req/s | sent | 2xx | throughput req/s | p50 | p99 | max |\n|---:|---:|---:|---:|---:|---:|---:|\n", name)
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %d | %d | %d | %.0f | %v | %v | %v |\n", r.Rate, r.Sent, r.OK, r.Throughput,
+			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(100*time.Microsecond))
+	}
+	return b.String()
 }
