@@ -1,0 +1,70 @@
+package backfill_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+)
+
+// Sync a (fake) CHT instance to a (fake) FHIR server, resumably.
+func ExampleRun() {
+	chtSrv := chttest.NewDemoServer()
+	defer chtSrv.Close()
+	fhirSrv := fhirtest.NewServer()
+	defer fhirSrv.Close()
+	dir, err := os.MkdirTemp("", "backfill")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+
+	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mapping, err := chttofhir.DefaultMapping()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfg := backfill.Config{
+		CHT:            client,
+		Converter:      conv,
+		Writer:         &backfill.FHIRWriter{URL: fhirSrv.URL},
+		CheckpointFile: filepath.Join(dir, "checkpoint.json"),
+	}
+	sum, err := backfill.Run(context.Background(), cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("converted %d of %d documents, %d failed\n", sum.Converted, sum.Docs, sum.Failed)
+	fmt.Println("encounters:", fhirSrv.Count("Encounter"))
+
+	// Run again: the checkpoint says everything is done.
+	again, err := backfill.Run(context.Background(), cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("second run processed:", again.Processed)
+	// Output:
+	// converted 13 of 13 documents, 0 failed
+	// encounters: 3
+	// second run processed: 0
+}
