@@ -348,7 +348,7 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 
 // convert returns the document's transaction, or the reason it is skipped.
 func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, string, error) {
-	typ := d.Type()
+	typ := docType(d)
 	switch {
 	case typ == "data_record":
 		// UnmarshalJSON directly: json.Unmarshal would first scan the whole
