@@ -1,0 +1,66 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// TestE2EBackfillRealFHIR syncs a small fake CHT to the real FHIR server
+// twice (the second time from scratch, as after a lost checkpoint) and
+// checks that each report's Encounter exists exactly once.
+func TestE2EBackfillRealFHIR(t *testing.T) {
+	base := os.Getenv("FHIR_BASE_URL")
+	if base == "" {
+		t.Skip("FHIR_BASE_URL is not set (see .ci/README.md)")
+	}
+	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1})
+	t.Cleanup(chtSrv.Close)
+	stats, err := chtSrv.SeedSynthetic(chttest.Synthetic{Households: 5, PeoplePerHousehold: 2, ReportsPerPerson: 2, Seed: 21})
+	require.NoError(t, err)
+	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	require.NoError(t, err)
+	mapping, err := chttofhir.DefaultMapping()
+	require.NoError(t, err)
+	// Identifiers unique to this run: the instance URL names them.
+	instance := fmt.Sprintf("https://backfill%d.cht.example.org", time.Now().UnixNano())
+	conv, err := fhir.New(fhir.Config{InstanceURL: instance, Mapping: mapping})
+	require.NoError(t, err)
+	hc := &http.Client{Timeout: 30 * time.Second}
+
+	for run := range 2 {
+		sum, err := backfill.Run(context.Background(), backfill.Config{CHT: client, Converter: conv,
+			Writer:         &backfill.FHIRWriter{URL: base, Client: hc},
+			CheckpointFile: filepath.Join(t.TempDir(), "cp.json"), BatchSize: 10, Workers: 2})
+		require.NoError(t, err, "run %d", run)
+		require.Zero(t, sum.Failed, "run %d: %v", run, sum.Failures)
+		assert.Equal(t, sum.Docs, sum.Converted, "run %d", run)
+	}
+
+	for _, id := range stats.ReportIDs {
+		q := url.Values{"identifier": {conv.Systems().DocumentID + "|" + id}}
+		resp, err := hc.Get(base + "/Encounter?" + q.Encode())
+		require.NoError(t, err)
+		var bundle struct {
+			Entry []json.RawMessage `json:"entry"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&bundle))
+		resp.Body.Close()
+		assert.Len(t, bundle.Entry, 1, "Encounter of report %s", id)
+	}
+}
