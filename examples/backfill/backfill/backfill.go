@@ -413,7 +413,7 @@ func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte) 
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = cfg.Writer.WriteBundle(ctx, name, bundle)
-		if err == nil || isPermanent(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
+		if err == nil || isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
 			return err
 		}
 		cfg.Logger.InfoContext(ctx, "bundle not written; retrying", "batch", name, "attempt", attempt, "err", err)

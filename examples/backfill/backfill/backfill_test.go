@@ -218,3 +218,28 @@ func TestReadCheckpoint(t *testing.T) {
 	_, err = backfill.ReadCheckpoint(path)
 	require.ErrorContains(t, err, "delete it to start over")
 }
+
+// failingWriter answers every bundle with one status.
+type failingWriter struct{ status int }
+
+func (w failingWriter) WriteBundle(context.Context, string, []byte) error {
+	return &backfill.WriteError{StatusCode: w.status, Reason: http.StatusText(w.status)}
+}
+
+func TestConfigurationErrorsStopAtOnce(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			e := newEnv(t, 3)
+			e.cfg.Writer = failingWriter{status}
+			sum, err := backfill.Run(context.Background(), e.cfg)
+			var we *backfill.WriteError
+			require.ErrorAs(t, err, &we)
+			assert.Equal(t, status, we.StatusCode)
+			assert.Zero(t, sum.Failed, "no document is blamed for a configuration error")
+			assert.Zero(t, sum.Converted)
+			cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+			require.NoError(t, err)
+			assert.Zero(t, cp.Batches, "checkpoint stays before the batch")
+		})
+	}
+}

@@ -18,13 +18,14 @@
 //
 // # Failures
 //
-// A batch the server rejects as a whole with a 4xx status is split and its
-// documents written one by one, so one bad document fails alone; documents
-// that cannot be converted or that the server rejects are counted as failed
-// with their reason and the sync moves on. Network errors, 429 and 5xx
-// answers are retried with backoff; when a batch still fails after
-// Config.MaxAttempts, Run stops with an error and the checkpoint stays
-// before that batch.
+// A batch the server rejects for its content (400, 409, 412, 413, 422) is
+// split and its documents written one by one, so one bad document fails
+// alone; documents that cannot be converted or that the server rejects are
+// counted as failed with their reason and the sync moves on. Network errors,
+// 408, 429 and 5xx answers are retried with backoff; when a batch still
+// fails after Config.MaxAttempts, Run stops with an error and the checkpoint
+// stays before that batch. Other 4xx answers (401, 403, 404...) concern the
+// configuration, not the documents: Run stops at once, before the batch.
 //
 // Memory is bounded by Config.PageSize, Config.BatchSize and
 // Config.Workers, not by the size of the database.

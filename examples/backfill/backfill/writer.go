@@ -44,10 +44,23 @@ func (e *WriteError) Error() string {
 
 func (e *WriteError) Unwrap() error { return e.Err }
 
-// Permanent reports whether the server rejected the bundle itself (a 4xx
-// other than 408 Request Timeout and 429 Too Many Requests).
+// Permanent reports whether the server rejected the content of the bundle
+// (400, 409, 412, 413, 422): retrying the same bundle is pointless, but its
+// documents may be written one by one.
 func (e *WriteError) Permanent() bool {
-	return e.StatusCode >= 400 && e.StatusCode < 500 &&
+	switch e.StatusCode {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusPreconditionFailed,
+		http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// Fatal reports whether the answer concerns the request rather than the
+// bundle (any other 4xx but 408 and 429: bad credentials, a wrong URL or
+// method): no bundle can be written until the configuration is fixed.
+func (e *WriteError) Fatal() bool {
+	return e.StatusCode >= 400 && e.StatusCode < 500 && !e.Permanent() &&
 		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
 }
 
@@ -55,6 +68,12 @@ func (e *WriteError) Permanent() bool {
 func isPermanent(err error) bool {
 	var we *WriteError
 	return errors.As(err, &we) && we.Permanent()
+}
+
+// isFatal reports whether err is a fatal *WriteError.
+func isFatal(err error) bool {
+	var we *WriteError
+	return errors.As(err, &we) && we.Fatal()
 }
 
 // maxAnswer bounds how much of the FHIR server's answer is read.
