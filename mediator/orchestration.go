@@ -297,6 +297,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if o.Name == "" {
 		o.Name = defaultName(o.Request.Method, o.Request.Host, o.Request.Port)
 	}
+	teeReq := req.Body != nil && req.Body != http.NoBody && r.reqBody.limit > 0
+	if cl := req.ContentLength; teeReq && cl > 0 && cl <= r.reqBody.limit {
+		// Allocated before r is published: snapshot reads it under rec.mu.
+		r.reqBody.b = make([]byte, 0, cl)
+	}
 	rec.mu.Lock()
 	if rec.done {
 		rec.mu.Unlock()
@@ -306,12 +311,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec.mu.Unlock()
 
 	out := req
-	if req.Body != nil && req.Body != http.NoBody && r.reqBody.limit > 0 {
+	if teeReq {
 		// A shallow copy with a teeing body: the caller's request is
 		// not modified, and the transport still closes the body.
-		if cl := req.ContentLength; cl > 0 && cl <= r.reqBody.limit {
-			r.reqBody.b = make([]byte, 0, cl)
-		}
 		r.cp = *req
 		r.reqTee = teeBody{rc: req.Body, rec: rec, buf: &r.reqBody}
 		r.cp.Body = &r.reqTee
@@ -349,11 +351,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.nested = true
 		r.respBody.limit = max(r.respBody.limit, rec.cfg.budget)
 	}
+	teeResp := resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols && r.respBody.limit > 0
+	if cl := resp.ContentLength; teeResp && cl > 0 && cl <= r.respBody.limit {
+		r.respBody.b = make([]byte, 0, cl) // under rec.mu: r is published
+	}
 	rec.mu.Unlock()
-	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols && r.respBody.limit > 0 {
-		if cl := resp.ContentLength; cl > 0 && cl <= r.respBody.limit {
-			r.respBody.b = make([]byte, 0, cl)
-		}
+	if teeResp {
 		r.respTee = teeBody{rc: resp.Body, rec: rec, buf: &r.respBody}
 		resp.Body = &r.respTee
 	}

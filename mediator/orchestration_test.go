@@ -241,3 +241,49 @@ func TestAddOrchestration(t *testing.T) {
 	assert.Equal(t, "m", list[0].Request.Body)
 	assert.False(t, list[0].Request.Timestamp.IsZero())
 }
+
+// TestTransportSnapshotWhileCalling takes snapshots while calls with known
+// body lengths are in flight: under -race, any body buffer assigned outside
+// the recorder's lock after the record is published is reported.
+func TestTransportSnapshotWhileCalling(t *testing.T) {
+	srv := upstream(t)
+	client := &http.Client{Transport: Transport(nil)}
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, o := range Orchestrations(ctx) {
+					_ = o.Request.Body
+				}
+			}
+		})
+	}
+	const calls = 40
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			body := fmt.Sprint("body ", i)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(body))
+			resp, err := client.Do(req)
+			if assert.NoError(t, err) {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	list := orchs()
+	require.Len(t, list, calls)
+	for _, o := range list {
+		assert.Equal(t, fmt.Sprintf("got %d bytes: %s", len(o.Request.Body), o.Request.Body), o.Response.Body)
+	}
+}
