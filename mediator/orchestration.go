@@ -71,7 +71,9 @@ func (c CaptureConfig) compile() *compiled {
 	return cc
 }
 
+// secret reports whether header k is redacted; k need not be canonical.
 func (cc *compiled) secret(k string) bool {
+	k = http.CanonicalHeaderKey(k)
 	switch k {
 	case "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie":
 		return true
@@ -223,6 +225,10 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 				for _, n := range env.Orchestrations {
 					if n.Group == "" {
 						n.Group = o.Name
+					}
+					rec.cfg.redactMap(n.Request.Headers)
+					if n.Response != nil {
+						rec.cfg.redactMap(n.Response.Headers)
 					}
 					out = append(out, n)
 				}
@@ -377,6 +383,16 @@ func (cc *compiled) headers(h http.Header) map[string]string {
 		}
 	}
 	return m
+}
+
+// redactMap replaces the values of secret headers in m, a freshly decoded
+// map no one else holds (nested orchestrations).
+func (cc *compiled) redactMap(m map[string]string) {
+	for k := range m {
+		if cc.secret(k) {
+			m[k] = redacted
+		}
+	}
 }
 
 // teeBody copies what is read through it into a capped buffer.

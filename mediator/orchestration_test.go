@@ -287,3 +287,55 @@ func TestTransportSnapshotWhileCalling(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("got %d bytes: %s", len(o.Request.Body), o.Request.Body), o.Response.Body)
 	}
 }
+
+// TestTransportRedactsNonCanonicalHeaders checks that secrets are redacted
+// whatever the case of the header key and of the configured names, in our
+// orchestrations and in those merged from a nested envelope.
+func TestTransportRedactsNonCanonicalHeaders(t *testing.T) {
+	nested := `{"x-mediator-urn":"urn:mediator:down","status":"Successful",
+		"response":{"status":200,"body":"ok","timestamp":"2026-01-02T03:04:05Z"},
+		"orchestrations":[{"name":"inner","request":{"method":"GET","headers":{"authorization":"Bearer in","x-api-key":"k-in","x-trace":"t"},"timestamp":"2026-01-02T03:04:04Z"},
+		"response":{"status":200,"headers":{"set-cookie":"s=in","X-Custom-Secret":"c-in"},"timestamp":"2026-01-02T03:04:05Z"}}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, nested)
+	}))
+	t.Cleanup(srv.Close)
+	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{RedactHeaders: []string{"x-api-key", "X-CUSTOM-SECRET"}})
+	req, err := http.NewRequestWithContext(WithOrchestration(ctx, "outer"), http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header["authorization"] = []string{"Bearer out"}
+	req.Header["x-api-key"] = []string{"k-out"}
+	req.Header["cookie"] = []string{"c=out"}
+	req.Header["x-trace"] = []string{"t"}
+	resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+
+	list := orchs()
+	require.Len(t, list, 2)
+	byName := map[string]Orchestration{}
+	for _, o := range list {
+		byName[o.Name] = o
+	}
+	tests := []struct {
+		name string
+		got  map[string]string
+		want map[string]string
+	}{
+		{"outer request", byName["outer"].Request.Headers, map[string]string{
+			"authorization": redacted, "x-api-key": redacted, "cookie": redacted, "x-trace": "t"}},
+		{"nested request", byName["inner"].Request.Headers, map[string]string{
+			"authorization": redacted, "x-api-key": redacted, "x-trace": "t"}},
+		{"nested response", byName["inner"].Response.Headers, map[string]string{
+			"set-cookie": redacted, "X-Custom-Secret": redacted}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.want {
+				assert.Equal(t, v, tt.got[k], k)
+			}
+		})
+	}
+}
