@@ -145,7 +145,7 @@ func (b *Bridge) HandlePush(ctx context.Context, p *cht.OutboundPayload) error {
 	if err != nil {
 		return fmt.Errorf("encode transaction for %s: %w", p.ID, err)
 	}
-	if err := b.post(ctx, body); err != nil {
+	if err := b.post(ctx, body, tx.Len()); err != nil {
 		b.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
@@ -230,8 +230,11 @@ func conversionFailure(err error) error {
 	return &cht.OutboundError{StatusCode: http.StatusUnprocessableEntity, Err: err}
 }
 
-// post sends one transaction Bundle and checks that the server committed it.
-func (b *Bridge) post(ctx context.Context, bundle []byte) error {
+// post sends one transaction Bundle of n entries (n < 0: unknown) and
+// checks that the server applied every entry: a 200 whose entries are not all
+// 2xx (a proxy or a server that does not apply transactions atomically) is a
+// failure too, so CHT retries.
+func (b *Bridge) post(ctx context.Context, bundle []byte, n int) error {
 	ctx = mediator.WithOrchestration(ctx, "FHIR transaction")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.cfg.FHIRURL, bytes.NewReader(bundle))
 	if err != nil {
@@ -251,51 +254,10 @@ func (b *Bridge) post(ctx context.Context, bundle []byte) error {
 	if err != nil {
 		return &cht.OutboundError{StatusCode: http.StatusBadGateway, Err: fmt.Errorf("fhir transaction: read answer: %w", err)}
 	}
-	if resp.StatusCode/100 != 2 {
-		return &cht.OutboundError{StatusCode: http.StatusBadGateway,
-			Err: fmt.Errorf("fhir transaction: server answered %d: %s", resp.StatusCode, diagnostics(data))}
-	}
-	var answer struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-	}
-	if err := json.Unmarshal(data, &answer); err != nil || answer.ResourceType != "Bundle" || answer.Type != "transaction-response" {
-		return &cht.OutboundError{StatusCode: http.StatusBadGateway,
-			Err: fmt.Errorf("fhir transaction: server answered %d without a transaction-response Bundle", resp.StatusCode)}
+	if err := fhir.CheckTransactionResponse(resp.StatusCode, data, n); err != nil {
+		return &cht.OutboundError{StatusCode: http.StatusBadGateway, Err: err}
 	}
 	return nil
-}
-
-// diagnostics extracts a short reason from a FHIR error answer.
-func diagnostics(body []byte) string {
-	var oo struct {
-		ResourceType string `json:"resourceType"`
-		Issue        []struct {
-			Diagnostics string `json:"diagnostics"`
-			Details     struct {
-				Text string `json:"text"`
-			} `json:"details"`
-		} `json:"issue"`
-	}
-	if json.Unmarshal(body, &oo) == nil && oo.ResourceType == "OperationOutcome" {
-		var parts []string
-		for _, is := range oo.Issue {
-			switch {
-			case is.Diagnostics != "":
-				parts = append(parts, is.Diagnostics)
-			case is.Details.Text != "":
-				parts = append(parts, is.Details.Text)
-			}
-		}
-		if len(parts) > 0 {
-			return strings.Join(parts, "; ")
-		}
-	}
-	const max = 300
-	if len(body) > max {
-		return string(body[:max]) + "…"
-	}
-	return string(body)
 }
 
 // serveEncounter handles the cht-interoperability style payload.
@@ -317,7 +279,7 @@ func (b *Bridge) serveEncounter(r *mediator.Request) (*mediator.Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.Timeout)
 	defer cancel()
-	if err := b.post(ctx, bundle); err != nil {
+	if err := b.post(ctx, bundle, -1); err != nil {
 		return nil, err
 	}
 	return mediator.JSONResult(http.StatusOK, map[string]string{"status": "written"})

@@ -239,3 +239,48 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestPartialTransactionIsAFailure: a 200 whose entries are not all 2xx
+// (a proxy, or a server that does not apply transactions atomically) must
+// not be acknowledged to CHT.
+func TestPartialTransactionIsAFailure(t *testing.T) {
+	answers := []struct {
+		name string
+		body string
+	}{
+		{"an entry failed", `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"400 Bad Request"}}]}`},
+		{"entries missing", `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`},
+		{"not a transaction-response", `{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational"}]}`},
+	}
+	for _, a := range answers {
+		t.Run(a.name, func(t *testing.T) {
+			fhirSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/fhir+json")
+				_, _ = io.WriteString(w, a.body)
+			}))
+			defer fhirSrv.Close()
+			mapping, err := chttofhir.DefaultMapping()
+			require.NoError(t, err)
+			conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: mapping})
+			require.NoError(t, err)
+			bridge, err := chttofhir.New(chttofhir.Config{Converter: conv, FHIRURL: fhirSrv.URL})
+			require.NoError(t, err)
+			chtSrv := chttest.NewDemoServer()
+			defer chtSrv.Close()
+			doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
+			require.True(t, ok)
+			body, err := json.Marshal(map[string]any{"doc": doc})
+			require.NoError(t, err)
+			p := &cht.OutboundPayload{Body: body}
+			require.NoError(t, json.Unmarshal(body, &struct {
+				Doc *json.RawMessage `json:"doc"`
+			}{&p.Doc}))
+			p.ID = chttest.DemoHeightWeightReportID
+
+			err = bridge.HandlePush(context.Background(), p)
+			require.Error(t, err, "acknowledged a transaction the server did not apply in full")
+			var te *fhir.TransactionError
+			assert.ErrorAs(t, err, &te)
+		})
+	}
+}
