@@ -12,7 +12,8 @@
 // Settings come from the config file and from MEDIATOR_* environment
 // variables (see config.yaml). On a terminal, progress is a bar with rate
 // and ETA; otherwise one log line per log_interval. A JSON summary is
-// printed at the end.
+// printed at the end. A dry run (--dry-run DIR) keeps its checkpoint in
+// DIR/checkpoint.json and leaves the real one untouched.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -133,11 +135,15 @@ func main() {
 	}
 }
 
+// dryRunCheckpoint is the checkpoint file of a dry run, inside the dry-run
+// directory.
+const dryRunCheckpoint = "checkpoint.json"
+
 // run is main without the process.
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
-	dryRun := fs.String("dry-run", "", "write the transaction Bundles to this directory instead of the FHIR server")
+	dryRun := fs.String("dry-run", "", "write the transaction Bundles (and a checkpoint of their own) to this directory instead of the FHIR server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -166,11 +172,15 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	var w backfill.Writer = &backfill.FHIRWriter{URL: s.FHIR.URL, Username: s.FHIR.Username,
 		Password: string(s.FHIR.Password), Client: fhirClient(s)}
+	checkpoint := s.CheckpointFile
 	if *dryRun != "" {
+		// A dry run keeps its own checkpoint beside its bundles: moving the
+		// real one would make the next real run skip what was only dry-run.
 		w = backfill.DirWriter{Dir: *dryRun}
+		checkpoint = filepath.Join(*dryRun, dryRunCheckpoint)
 	}
 
-	cfg := backfill.Config{CHT: chtClient, Converter: conv, Writer: w, CheckpointFile: s.CheckpointFile,
+	cfg := backfill.Config{CHT: chtClient, Converter: conv, Writer: w, CheckpointFile: checkpoint,
 		BatchSize: s.BatchSize, Workers: s.Workers, PageSize: s.PageSize, MaxAttempts: s.MaxAttempts, Logger: logger}
 	if isTerminal(stdout) {
 		bar := newBar(stdout)
@@ -185,7 +195,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		cfg.OnProgress = logProgress(logger, s.LogInterval)
 	}
 	logger.Info("backfill starting", "cht", s.CHT.URL, "fhir", s.FHIR.URL, "dry_run", *dryRun,
-		"checkpoint", s.CheckpointFile, "batch_size", s.BatchSize, "workers", s.Workers)
+		"checkpoint", checkpoint, "batch_size", s.BatchSize, "workers", s.Workers)
 	sum, err := backfill.Run(ctx, cfg)
 	if sum != nil {
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {

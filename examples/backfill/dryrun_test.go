@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A dry run must not move the real checkpoint: the real run after it still
+// writes every document.
+func TestDryRunLeavesRealCheckpoint(t *testing.T) {
+	f := newFakes(t, 5)
+	dir := t.TempDir()
+	cp := filepath.Join(dir, "cp.json")
+	f.setEnv(t, cp)
+	dry := filepath.Join(dir, "bundles")
+	var stdout bytes.Buffer
+	logger := slog.New(slog.DiscardHandler)
+	require.NoError(t, run(context.Background(), []string{"--dry-run", dry}, &stdout, logger))
+	_, err := os.Stat(cp)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the dry run wrote the real checkpoint")
+	assert.FileExists(t, filepath.Join(dry, dryRunCheckpoint), "the dry run keeps its own checkpoint")
+
+	stdout.Reset()
+	require.NoError(t, run(context.Background(), nil, &stdout, logger))
+	var sum summary
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &sum))
+	assert.Positive(t, sum.ThisRun)
+	assert.Equal(t, f.stats.Reports+demoReports, f.fhir.Count("Encounter"))
+}
