@@ -247,9 +247,13 @@ func truncateUTF8(s string) string {
 // and writes it with Content-Type application/json+openhim and the HTTP
 // status of env.Response.Status. Core ignores the outer status; clients
 // that call the mediator directly see the same status as core's clients.
+// A Response.Status outside 200-599 is an error and nothing is written.
 func WriteEnvelope(w http.ResponseWriter, env *Envelope) error {
 	if err := env.Normalize("", time.Now()); err != nil {
 		return err
+	}
+	if s := env.Response.Status; !validResponseStatus(s) {
+		return fmt.Errorf("mediator: write envelope: invalid response status %d (want 200-599)", s)
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := env.appendJSON((*bp)[:0])

@@ -75,12 +75,25 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if res == nil {
 			res = &Result{StatusCode: http.StatusNoContent}
 		}
-		env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
-		if env == nil { // invalid Status
-			env = rec.errorEnvelope(validateStatus(res.Status), "")
+		if res.StatusCode != 0 && !validResponseStatus(res.StatusCode) {
+			env = rec.errorEnvelope(invalidStatusError(res.StatusCode), "")
+		} else {
+			env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
+			if env == nil { // invalid Status
+				env = rec.errorEnvelope(validateStatus(res.Status), "")
+			}
 		}
 	}
 	rec.write(w, env)
+}
+
+// validResponseStatus reports whether code can be the final status of an
+// answer: 200-599 (net/http panics on codes outside 100-999, and a 1xx is
+// not a final answer).
+func validResponseStatus(code int) bool { return code >= 200 && code <= 599 }
+
+func invalidStatusError(code int) error {
+	return fmt.Errorf("mediator: handler answered invalid HTTP status %d (want 200-599)", code)
 }
 
 func callHandler(f HandlerFunc, r *Request) (res *Result, stack string, err error) {
@@ -184,6 +197,7 @@ type captureWriter struct {
 	rec  *recorder
 	h    http.Header
 	code int
+	bad  int // first invalid status the handler wrote, 0 if none
 	buf  bytes.Buffer
 }
 
@@ -198,6 +212,12 @@ func (c *captureWriter) Header() http.Header {
 }
 
 func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 && c.bad == 0 && (code < 100 || code > 599) {
+		// Answered as a Failed envelope by finish, instead of the
+		// panic of the underlying writer.
+		c.bad = code
+		return
+	}
 	if c.code == 0 && code >= 200 {
 		c.code = code
 	}
@@ -237,6 +257,10 @@ func (c *captureWriter) Unwrap() http.ResponseWriter { return c.w }
 func (c *captureWriter) finish() {
 	t := c.rec.txn
 	if t.direct {
+		return
+	}
+	if c.bad != 0 {
+		c.rec.write(c.w, c.rec.errorEnvelope(invalidStatusError(c.bad), ""))
 		return
 	}
 	code := c.code

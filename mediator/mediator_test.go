@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -455,4 +456,41 @@ func TestMediatorGracefulShutdown(t *testing.T) {
 	assert.NoError(t, <-done)
 	assert.False(t, m.Ready())
 	assert.ErrorIs(t, m.ListenAndServe(), http.ErrServerClosed, "not reusable after shutdown")
+}
+
+// TestMediatorInvalidStatus checks that a status net/http can't write
+// (or that is no final answer) is answered as a 500 Failed envelope naming
+// it, never a panic and a reset connection.
+func TestMediatorInvalidStatus(t *testing.T) {
+	mux := http.NewServeMux()
+	for _, code := range []int{42, 150, 600, 1000} {
+		mux.Handle(fmt.Sprintf("GET /func/%d", code), HandlerFunc(func(r *Request) (*Result, error) {
+			return &Result{StatusCode: code, Body: []byte("x")}, nil
+		}))
+	}
+	for _, code := range []int{42, 1000} {
+		mux.HandleFunc(fmt.Sprintf("GET /plain/%d", code), func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			_, _ = io.WriteString(w, "x")
+		})
+	}
+	_, base := startMediator(t, Config{Handler: mux})
+	tests := []struct {
+		path string
+		code int
+	}{
+		{"/func/42", 42}, {"/func/150", 150}, {"/func/600", 600}, {"/func/1000", 1000},
+		{"/plain/42", 42}, {"/plain/1000", 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(base + tt.path)
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			assert.Equal(t, http.StatusInternalServerError, env.Response.Status)
+			assert.Equal(t, StatusFailed, env.Status)
+			require.NotNil(t, env.Error)
+			assert.Contains(t, env.Error.Message, fmt.Sprintf("invalid HTTP status %d", tt.code))
+		})
+	}
 }
