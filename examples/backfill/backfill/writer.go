@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
 // Writer stores one transaction Bundle. name identifies the bundle
@@ -31,11 +34,18 @@ type WriteError struct {
 	// Reason is a short text: the OperationOutcome's diagnostics or the
 	// network error.
 	Reason string
-	// Err is the underlying error, if any.
+	// EntryStatus is, when the server answered 2xx but failed an entry of
+	// the transaction-response, that entry's status code (0 otherwise).
+	EntryStatus int
+	// Err is the underlying error, if any (a *fhir.TransactionError when
+	// the answer was not a complete transaction-response).
 	Err error
 }
 
 func (e *WriteError) Error() string {
+	if e.EntryStatus != 0 {
+		return "backfill: fhir transaction: " + e.Reason
+	}
 	if e.StatusCode == 0 {
 		return "backfill: fhir transaction: " + e.Reason
 	}
@@ -45,9 +55,14 @@ func (e *WriteError) Error() string {
 func (e *WriteError) Unwrap() error { return e.Err }
 
 // Permanent reports whether the server rejected the content of the bundle
-// (400, 409, 412, 413, 422): retrying the same bundle is pointless, but its
-// documents may be written one by one.
+// (400, 409, 412, 413, 422, or a 2xx answer whose failed entry has a 4xx
+// status other than 408 and 429): retrying the same bundle is pointless,
+// but its documents may be written one by one.
 func (e *WriteError) Permanent() bool {
+	if e.EntryStatus != 0 {
+		return e.EntryStatus >= 400 && e.EntryStatus < 500 &&
+			e.EntryStatus != http.StatusRequestTimeout && e.EntryStatus != http.StatusTooManyRequests
+	}
 	switch e.StatusCode {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusPreconditionFailed,
 		http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
@@ -93,7 +108,8 @@ type FHIRWriter struct {
 var defaultClient = &http.Client{Timeout: 60 * time.Second}
 
 // WriteBundle posts bundle to the base URL and checks that the server
-// answered with a transaction-response Bundle.
+// answered with a transaction-response Bundle holding one 2xx entry per
+// entry of bundle.
 func (w *FHIRWriter) WriteBundle(ctx context.Context, name string, bundle []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(w.URL, "/"), bytes.NewReader(bundle))
 	if err != nil {
@@ -121,15 +137,30 @@ func (w *FHIRWriter) WriteBundle(ctx context.Context, name string, bundle []byte
 	if resp.StatusCode/100 != 2 {
 		return &WriteError{StatusCode: resp.StatusCode, Reason: diagnostics(data)}
 	}
-	var answer struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-	}
-	if err := json.Unmarshal(data, &answer); err != nil || answer.ResourceType != "Bundle" || answer.Type != "transaction-response" {
-		// Not committed as far as we can tell: retry (writes are idempotent).
-		return &WriteError{Reason: fmt.Sprintf("answer %d is not a transaction-response Bundle", resp.StatusCode)}
+	// Commit only a transaction-response with one 2xx entry per posted
+	// entry; anything else may not have been stored.
+	if err := fhir.CheckTransactionResponse(resp.StatusCode, data, entryCount(bundle)); err != nil {
+		we := &WriteError{StatusCode: resp.StatusCode, Reason: err.Error(), Err: err}
+		var te *fhir.TransactionError
+		if errors.As(err, &te) && te.Entry >= 0 {
+			code, _, _ := strings.Cut(strings.TrimSpace(te.EntryStatus), " ")
+			we.EntryStatus, _ = strconv.Atoi(code)
+		}
+		return we
 	}
 	return nil
+}
+
+// entryCount is the number of entries of bundle; -1 if it cannot be read
+// (the answer's entry count is then not checked).
+func entryCount(bundle []byte) int {
+	var b struct {
+		Entry []struct{} `json:"entry"`
+	}
+	if json.Unmarshal(bundle, &b) != nil {
+		return -1
+	}
+	return len(b.Entry)
 }
 
 // diagnostics extracts a short reason from a FHIR error answer.
