@@ -46,8 +46,12 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 // Async answers the request now, with HTTP 202 and status Processing, and
 // runs fn in the background. When fn returns, the transaction is updated
 // through core's API (PUT /transactions/:id) with the final status,
-// response, orchestrations (replacing those stored with the 202 answer),
-// properties and error. The update is checked (core stores the 202 answer
+// response, orchestrations, properties and error. Core replaces the stored
+// orchestrations with those of the update, so the update carries the
+// orchestrations recorded in this request before Async was called (the
+// ones the 202 answer reports), then those of fn. Orchestrations added to
+// the 202 answer after Async returns (e.g. Result.Orchestrations of the
+// handler) are not carried over and are lost with the update. The update is checked (core stores the 202 answer
 // after it arrives, which can overwrite an early update) and retried with
 // backoff, then logged if it still fails.
 // In standalone mode the outcome is only logged. A [Mediator]'s shutdown
@@ -73,7 +77,11 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 	a.wg.Add(1)
 	a.mu.Unlock()
 	cfg := r.cfg
-	go a.run(cfg, id, fn)
+	var prior []Orchestration
+	if r.rec != nil {
+		prior = r.rec.snapshot(false)
+	}
+	go a.run(cfg, id, prior, fn)
 	body, _ := json.Marshal(map[string]string{"status": string(StatusProcessing), "transactionId": id})
 	return &Result{
 		Status:     StatusProcessing,
@@ -83,7 +91,7 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 	}, nil
 }
 
-func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
+func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, fn AsyncFunc) {
 	defer a.wg.Done()
 	rec := newRecorder(cfg, nil)
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
@@ -98,6 +106,14 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, fn AsyncFunc) {
 		if env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil); env == nil {
 			env = rec.errorEnvelope(validateStatus(res.Status), "")
 		}
+	}
+	if len(prior) > 0 {
+		now := time.Now()
+		for i := range prior {
+			normalizeOrchestration(&prior[i], now)
+		}
+		env.Orchestrations = append(prior, env.Orchestrations...)
+		fitBodies(env.Orchestrations, int64(len(env.Response.Body)), rec.cfg.budget)
 	}
 	log := a.log.With("transaction_id", id)
 	if a.updater == nil {

@@ -178,3 +178,33 @@ func TestAsyncShutdownWaits(t *testing.T) {
 	close(release)
 	<-finished
 }
+
+// TestAsyncKeepsOrchestrationsBeforeAsync checks that the final update,
+// which replaces the stored orchestrations, starts with those recorded in
+// the request before Async was called.
+func TestAsyncKeepsOrchestrationsBeforeAsync(t *testing.T) {
+	f := &fakeUpdater{}
+	a := newAsyncRunner(f, slog.New(slog.DiscardHandler), nil)
+	a.backoff = time.Millisecond
+	cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	r := httptest.NewRequest(http.MethodPost, "/x", nil)
+	r.Header.Set(HeaderTransactionID, "tx-10")
+	rec := newRecorder(cfg, r)
+	r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+	require.True(t, AddOrchestration(r.Context(), Orchestration{Name: "before async"}))
+	var req Request
+	req.init(r, rec, cfg)
+	_, err := req.Async(func(ctx context.Context) (*Result, error) {
+		AddOrchestration(ctx, Orchestration{Name: "background call"})
+		return &Result{Body: []byte("done")}, nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, a.shutdown(context.Background()))
+	require.Len(t, f.updates, 1)
+	orchs, _ := f.updates[0]["orchestrations"].([]any)
+	var names []string
+	for _, o := range orchs {
+		names = append(names, o.(map[string]any)["name"].(string))
+	}
+	assert.Equal(t, []string{"before async", "background call"}, names)
+}
