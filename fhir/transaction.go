@@ -134,7 +134,9 @@ func (c *Converter) ContactBundle(ct *cht.Contact) (*Transaction, error) {
 // its Encounter, one Observation per mapped non-empty field, and the
 // hydrated patient, submitting CHW and their hydrated lineage (Patient,
 // Practitioner, Location, Organization), all linked with urn:uuid
-// references. Posting the same bundle twice creates no duplicates (see
+// references. The report's patient is always included as a Patient, even
+// when its role is one of Config.PractitionerRoles (then it is also a
+// Practitioner). Posting the same bundle twice creates no duplicates (see
 // [WriteStrategy]). An unmapped form gives an error wrapping
 // ErrUnmappedForm; use [Converter.Encounter] alone for such reports if
 // wanted.
@@ -173,6 +175,12 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	}
 	if r.Patient != nil {
 		p.contact(r.Patient, false)
+		// The report subject is referenced as a Patient even when the person
+		// also has a practitioner role (a CHW or nurse as patient), so the
+		// bundle must create that Patient too.
+		if pt := r.Patient; pt.ID != "" && pt.Hydrated() && pt.IsContact() && c.isPerson(pt) {
+			p.add("Patient", pt)
+		}
 	} else if r.Place != nil {
 		p.contact(r.Place, false)
 	}
