@@ -268,14 +268,29 @@ func (c *captureWriter) finish() {
 		code = http.StatusOK
 	}
 	if strings.Contains(c.h.Get("Content-Type"), ContentType) {
+		// The handler wrote its own envelope: add the orchestrations
+		// recorded through Transport meanwhile. A body that doesn't
+		// parse passes through as written.
+		body := c.buf.Bytes()
+		env, err := ParseEnvelope(body)
+		if err == nil {
+			if orchs := c.rec.snapshot(true); len(orchs) > 0 {
+				fitBodies(orchs, t.reqBytes+int64(len(env.Response.Body)), c.rec.cfg.budget)
+				env.Orchestrations = append(env.Orchestrations, orchs...)
+			}
+			if env.Normalize(t.cfg.urn, time.Now()) == nil {
+				body = env.appendJSON(nil)
+				c.h.Del("Content-Length")
+			}
+		}
 		dst := c.w.Header()
 		for k, v := range c.h {
 			dst[k] = v
 		}
 		c.w.WriteHeader(code)
-		_, _ = c.w.Write(c.buf.Bytes())
+		_, _ = c.w.Write(body)
 		t.code = code
-		if env, err := ParseEnvelope(c.buf.Bytes()); err == nil {
+		if err == nil {
 			t.status = env.Status
 			if env.Error != nil {
 				t.errMsg = env.Error.Message

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -493,4 +494,53 @@ func TestMediatorInvalidStatus(t *testing.T) {
 			assert.Contains(t, env.Error.Message, fmt.Sprintf("invalid HTTP status %d", tt.code))
 		})
 	}
+}
+
+// TestMediatorPlainHandlerOwnEnvelopeKeepsOrchestrations checks that a
+// plain handler writing its own envelope gets the orchestrations recorded
+// through Transport added, and that a body that isn't an envelope passes
+// through as written.
+func TestMediatorPlainHandlerOwnEnvelopeKeepsOrchestrations(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "upstream")
+	}))
+	t.Cleanup(up.Close)
+	client := &http.Client{Transport: Transport(nil)}
+	call := func(r *http.Request) {
+		req, _ := http.NewRequestWithContext(WithOrchestration(r.Context(), "lookup"), http.MethodGet, up.URL, nil)
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /own", func(w http.ResponseWriter, r *http.Request) {
+		call(r)
+		_ = WriteEnvelope(w, &Envelope{MediatorURN: "urn:custom", Response: Response{Status: 200, Body: "own"},
+			Orchestrations: []Orchestration{{Name: "handler's own", Request: OrchestrationRequest{Method: "GET"}}}})
+	})
+	mux.HandleFunc("GET /broken", func(w http.ResponseWriter, r *http.Request) {
+		call(r)
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, "not json")
+	})
+	_, base := startMediator(t, Config{Handler: mux})
+
+	resp, err := http.Get(base + "/own")
+	require.NoError(t, err)
+	env := getEnvelope(t, resp)
+	assert.Equal(t, "urn:custom", env.MediatorURN)
+	assert.Equal(t, "own", env.Response.Body)
+	var names []string
+	for _, o := range env.Orchestrations {
+		names = append(names, o.Name)
+	}
+	assert.ElementsMatch(t, []string{"handler's own", "lookup"}, names)
+
+	resp, err = http.Get(base + "/broken")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "not json", string(body))
 }
