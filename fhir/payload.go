@@ -24,7 +24,8 @@ type EncounterPayload struct {
 }
 
 // PayloadObservation is one entry of EncounterPayload.Observations. Exactly
-// one value must be set.
+// one value must be set. Code must not contain '#': when a code repeats in
+// a payload, the n-th occurrence (n >= 2) is identified as "<code>#<n>".
 type PayloadObservation struct {
 	Code          string           `json:"code"`
 	Label         string           `json:"label,omitempty"`
@@ -309,8 +310,8 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 	arenas := make([]obsArena, len(p.Observations))
 	for i := range p.Observations {
 		po := &p.Observations[i]
-		if po.Code == "" {
-			return nil, &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i) + ".code", Reason: "missing code"}
+		if err := checkPayloadCode(p.ID, i, po.Code); err != nil {
+			return nil, err
 		}
 		a := &arenas[i]
 		o := &a.obs
@@ -382,6 +383,20 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 		enc.Period = &models.Period{Start: x.s(effective)}
 	}
 	return enc, subj, effective
+}
+
+// checkPayloadCode checks the code of observation i. A code may not contain
+// '#': repeated codes get identifier values and ids keyed "<code>#<n>", so
+// a literal "a#2" would collide with the second "a".
+func checkPayloadCode(id string, i int, code string) error {
+	switch {
+	case code == "":
+		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Reason: "missing code"}
+	case strings.IndexByte(code, '#') >= 0:
+		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Value: code,
+			Reason: "code contains '#' (reserved for repeated codes)"}
+	}
+	return nil
 }
 
 func countCode(obs []PayloadObservation, code string) int {
@@ -534,8 +549,8 @@ func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte
 	var a obsArena
 	for i := range p.Observations {
 		po := &p.Observations[i]
-		if po.Code == "" {
-			return dst[:n], &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i) + ".code", Reason: "missing code"}
+		if err := checkPayloadCode(p.ID, i, po.Code); err != nil {
+			return dst[:n], err
 		}
 		a = obsArena{}
 		if err := c.setPayloadValue(&a, po); err != nil {
