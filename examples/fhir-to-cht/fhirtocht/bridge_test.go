@@ -181,7 +181,7 @@ func (o outcome) text() string {
 
 func TestPatientCreateUpdateAndResend(t *testing.T) {
 	r := newRig(t)
-	id := r.bridge.PersonID("EMR-0001")
+	id := r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001")
 	steps := []struct {
 		name        string
 		method      string
@@ -335,7 +335,7 @@ func TestTaskForAPatientOfTheEMR(t *testing.T) {
 			}
 			require.Len(t, reports, 1)
 			fields := reports[0]["fields"].(map[string]any)
-			assert.Equal(t, r.bridge.PersonID("EMR-0001"), fields["patient_uuid"])
+			assert.Equal(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"), fields["patient_uuid"])
 			assert.Equal(t, "referral-0001", fields["service_request_id"])
 			assert.Equal(t, "Patient referral", fields["reason"])
 			assert.Equal(t, "2026-11-28", fields["due_date"])
@@ -382,7 +382,7 @@ func TestTransactionWithANewPatientAndItsServiceRequest(t *testing.T) {
 		assert.Equal(t, want, resp.Entry[0].Response.Status)
 		assert.Equal(t, want, resp.Entry[1].Response.Status)
 	}
-	personID := r.bridge.PersonID("EMR-0042")
+	personID := r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0042")
 	assert.Equal(t, "Peter Odhiambo", r.doc(t, personID)["name"])
 	reports := r.reports(t, "INTEROP_FOLLOW_UP")
 	require.Len(t, reports, 1)
@@ -602,7 +602,7 @@ func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 	assert.Equal(t, []string{"CHT read person", "CHT read parent place", "CHT create person"}, names)
 	assert.Equal(t, http.StatusNotFound, a.env.Orchestrations[0].Response.Status)
 	assert.Equal(t, http.MethodPut, a.env.Orchestrations[2].Request.Method)
-	assert.Equal(t, r.bridge.PersonID("EMR-0001"), a.env.Properties["cht_doc"])
+	assert.Equal(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"), a.env.Properties["cht_doc"])
 }
 
 func TestMappingMatchesCHTToFHIR(t *testing.T) {

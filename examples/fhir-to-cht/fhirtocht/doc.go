@@ -35,8 +35,9 @@
 //
 //   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
 //     the value of its identifier with the converter's ExternalID system,
-//     else of its first identifier, else its id; the key is also stored as
-//     external_id. A Patient that carries a CHT _id identifier (one
+//     else "system|value" of its first identifier (the bare value when it
+//     has no system), else its id; that identifier's value (or the id) is
+//     stored as external_id. A Patient that carries a CHT _id identifier (one
 //     cht-to-fhir wrote) updates that person.
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
@@ -49,7 +50,8 @@
 // A ServiceRequest's subject, a Task's for, an Encounter's or Observation's
 // subject is resolved to a CHT person in this order: an identifier with the
 // CHT document system (the person's _id); a Patient of the same Bundle
-// (by fullUrl or Patient/<id>); another identifier's value as a person key;
+// (by fullUrl or Patient/<id>); another identifier as a person key (the
+// same "system|value" or bare ExternalID value as the Patient's key);
 // a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
 // the id as the key. The person must exist in CHT (422 otherwise): a report

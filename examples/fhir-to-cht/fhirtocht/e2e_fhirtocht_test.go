@@ -135,7 +135,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	// (resolved through the FHIR server), sent twice.
 	code, got := routed("/fhir/Patient", patient)
 	require.Equal(t, http.StatusCreated, code, "%s", got)
-	personID := bridge.PersonID("MRN-" + suffix)
+	personID := bridge.PersonID("https://emr.example.org/patient-id|MRN-" + suffix)
 	_, ok := chtSrv.Doc(personID)
 	require.True(t, ok, "CHT person created")
 

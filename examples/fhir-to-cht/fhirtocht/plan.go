@@ -104,33 +104,48 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 		return nil, err
 	}
 	if person.ID == "" {
-		key := personKey(p, b.sys.ExternalID)
+		key, externalID := personKey(p, b.sys.ExternalID)
 		if key == "" {
 			return nil, invalid("Patient.identifier",
 				"an identifier or an id is required, so that a re-send updates the same CHT person", fhir.IssueRequired)
 		}
-		person.ID, person.ExternalID = b.PersonID(key), key
+		person.ID, person.ExternalID = b.PersonID(key), externalID
 	}
 	return &unit{resourceType: "Patient", resource: p, docID: person.ID, person: person}, nil
 }
 
 // personKey is the key of a Patient without a CHT identifier: the value of
-// its identifier with the external_id system, else of its first identifier,
-// else its id. Identifiers come first: they are what the EMR keeps stable
-// across its own systems, and a POST usually carries no id.
-func personKey(p *models.Patient, externalIDSystem string) string {
+// its identifier with the external_id system, else "system|value" of its
+// first identifier (see identifierKey), else its id. Identifiers come
+// first: they are what the EMR keeps stable across its own systems, and a
+// POST usually carries no id. externalID is the value to store as the
+// person's external_id: the identifier's value, else the id.
+func personKey(p *models.Patient, externalIDSystem string) (key, externalID string) {
 	for _, i := range p.Identifier {
 		if i.System != nil && *i.System == externalIDSystem && i.Value != nil && *i.Value != "" {
-			return *i.Value
+			return *i.Value, *i.Value
 		}
 	}
-	if v := firstValue(p.Identifier); v != "" {
-		return v
+	for _, i := range p.Identifier {
+		if i.Value != nil && *i.Value != "" {
+			return identifierKey(i.System, *i.Value, externalIDSystem), *i.Value
+		}
 	}
 	if p.Id != nil {
-		return *p.Id
+		return *p.Id, *p.Id
 	}
-	return ""
+	return "", ""
+}
+
+// identifierKey is the person key of an identifier: "system|value", so
+// that equal values of different systems (urn:nid|1001, urn:mrn|1001) are
+// different persons; the bare value when the system is the external_id
+// system (the key of persons written before) or absent.
+func identifierKey(system *string, value, externalIDSystem string) string {
+	if system == nil || *system == "" || *system == externalIDSystem {
+		return value
+	}
+	return *system + "|" + value
 }
 
 // personIDOf is the CHT _id of the person a Patient is (or becomes).
@@ -140,7 +155,7 @@ func (b *Bridge) personIDOf(p *models.Patient) string {
 			return *i.Value
 		}
 	}
-	if key := personKey(p, b.sys.ExternalID); key != "" {
+	if key, _ := personKey(p, b.sys.ExternalID); key != "" {
 		return b.PersonID(key)
 	}
 	return ""
@@ -276,8 +291,8 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 // _id to verify before writing ("" when the person is written in the same
 // Bundle, or when the reference cannot be resolved, which the converter
 // then reports). The rules, in order: an identifier with the CHT
-// document system; a Patient of the same Bundle; another identifier's
-// value as a key; a literal Patient reference, read from the FHIR server
+// document system; a Patient of the same Bundle; another identifier as
+// a key (see identifierKey); a literal Patient reference, read from the FHIR server
 // when Config.FHIRURL is set, else with its id as the key.
 func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]string) (patient *models.Patient, check string, err error) {
 	if ref == nil {
@@ -294,7 +309,7 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		}
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
-		id := b.PersonID(*ref.Identifier.Value)
+		id := b.PersonID(identifierKey(ref.Identifier.System, *ref.Identifier.Value, b.sys.ExternalID))
 		return b.patientWithID(id), id, nil
 	}
 	if ref.Reference == nil {

@@ -1,0 +1,32 @@
+package fhirtocht_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Equal identifier values of different systems are different persons, and a
+// subject identifier resolves to the person of its own system.
+func TestPatientKeyIncludesIdentifierSystem(t *testing.T) {
+	r := newRig(t)
+	a := r.post(t, "/fhir/Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:nid","value":"1001"}],"name":[{"text":"Alice Alpha"}]}`))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	a = r.post(t, "/fhir/Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"1001"}],"name":[{"text":"Bob Beta"}]}`))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+
+	alice, bob := r.bridge.PersonID("urn:nid|1001"), r.bridge.PersonID("urn:mrn|1001")
+	require.NotEqual(t, alice, bob)
+	assert.Equal(t, "Alice Alpha", r.doc(t, alice)["name"])
+	assert.Equal(t, "Bob Beta", r.doc(t, bob)["name"])
+	assert.Equal(t, "1001", r.doc(t, bob)["external_id"], "external_id keeps the bare value")
+
+	a = r.post(t, "/fhir/ServiceRequest", []byte(`{"resourceType":"ServiceRequest","id":"sr-bob","status":"active",
+		"intent":"order","subject":{"identifier":{"system":"urn:mrn","value":"1001"}}}`))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	reports := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1)
+	assert.Equal(t, bob, reports[0]["fields"].(map[string]any)["patient_uuid"])
+}
