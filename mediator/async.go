@@ -23,11 +23,18 @@ type transactionUpdater interface {
 // cancelled if the mediator's shutdown deadline passes.
 type AsyncFunc func(ctx context.Context) (*Result, error)
 
+// asyncShutdownGrace bounds how long shutdown waits, after its deadline
+// has cancelled the async work, for the work to send its final transaction
+// update (the client already got 202; without the update the transaction
+// stays Processing).
+const asyncShutdownGrace = 5 * time.Second
+
 // asyncRunner owns the goroutines of asynchronous requests.
 type asyncRunner struct {
 	updater transactionUpdater // nil in standalone mode
 	log     *slog.Logger
 	backoff time.Duration // first retry delay of a failed update
+	grace   time.Duration // how long shutdown waits for the final updates after cancelling
 	updates func(result string)
 
 	ctx    context.Context // cancelled when shutdown gives up waiting
@@ -40,7 +47,8 @@ type asyncRunner struct {
 
 func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)) *asyncRunner {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &asyncRunner{updater: u, log: log, backoff: time.Second, updates: updates, ctx: ctx, cancel: cancel}
+	return &asyncRunner{updater: u, log: log, backoff: time.Second, grace: asyncShutdownGrace,
+		updates: updates, ctx: ctx, cancel: cancel}
 }
 
 // Async answers the request now, with HTTP 202 and status Processing, and
@@ -226,7 +234,9 @@ func transactionUpdate(env *Envelope) map[string]any {
 }
 
 // shutdown stops accepting async work and waits for running work until
-// ctx is done; then it cancels the work's context and returns ctx.Err().
+// ctx is done; then it cancels the work's context, waits up to a.grace
+// more for the final updates (now reporting the cancelled work as Failed)
+// to be sent, and returns ctx.Err().
 func (a *asyncRunner) shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	a.closed = true
@@ -238,8 +248,17 @@ func (a *asyncRunner) shutdown(ctx context.Context) error {
 		a.cancel()
 		return nil
 	case <-ctx.Done():
-		// Cancel the work's context and stop waiting: the deadline wins.
+		// Cancel the work's context, then give the final updates a
+		// short bounded grace: the deadline wins, but not by dropping
+		// updates that are about to be sent.
 		a.cancel()
+		t := time.NewTimer(a.grace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			a.log.Warn("mediator: shutdown did not wait for all async transaction updates", "grace", a.grace)
+		}
 		return ctx.Err()
 	}
 }

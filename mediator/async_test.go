@@ -161,6 +161,7 @@ func TestAsyncShutdownWaits(t *testing.T) {
 	release := make(chan struct{})
 	finished := make(chan struct{})
 	a := newAsyncRunner(nil, slog.New(slog.DiscardHandler), nil) // standalone
+	a.grace = 50 * time.Millisecond                              // the work ignores cancellation: don't wait the full grace
 	cfg := &handlerConfig{capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	var req Request
@@ -207,4 +208,33 @@ func TestAsyncKeepsOrchestrationsBeforeAsync(t *testing.T) {
 		names = append(names, o.(map[string]any)["name"].(string))
 	}
 	assert.Equal(t, []string{"before async", "background call"}, names)
+}
+
+// TestAsyncShutdownWaitsForFinalUpdate checks that a shutdown whose
+// deadline cancels running async work still sends the work's final
+// update (Failed) before returning, within the grace.
+func TestAsyncShutdownWaitsForFinalUpdate(t *testing.T) {
+	f := &fakeUpdater{storeAt: 1} // the first read finds the 202 not stored: the update comes later
+	a := newAsyncRunner(f, slog.New(slog.DiscardHandler), nil)
+	a.backoff = time.Millisecond
+	cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	r := httptest.NewRequest(http.MethodPost, "/x", nil)
+	r.Header.Set(HeaderTransactionID, "tx-11")
+	var req Request
+	req.init(r, newRecorder(cfg, r), cfg)
+	started := make(chan struct{})
+	_, err := req.Async(func(ctx context.Context) (*Result, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	require.NoError(t, err)
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has passed
+	require.ErrorIs(t, a.shutdown(ctx), context.Canceled)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Len(t, f.updates, 1, "the final update is sent before shutdown returns")
+	assert.Equal(t, "Failed", f.updates[0]["status"])
 }

@@ -295,7 +295,9 @@ func (m *Mediator) Serve(ln net.Listener) error {
 
 // Shutdown stops the mediator gracefully: it stops accepting requests,
 // waits for in-flight and async requests until ctx is done, and stops the
-// lifecycle (heartbeats). The mediator is not deregistered from core
+// lifecycle (heartbeats). Async work still running at ctx's deadline is
+// cancelled; Shutdown then waits up to 5 s more for its final transaction
+// updates (reporting it as Failed) before returning ctx.Err(). The mediator is not deregistered from core
 // (that would destroy its stored config).
 func (m *Mediator) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
