@@ -32,8 +32,9 @@ func (c *Converter) Practitioner(p *cht.Person) (*models.Practitioner, error) {
 }
 
 // Location converts a CHT place to a FHIR Location; type is the
-// contact_type, partOf the parent place's Location, managingOrganization the
-// nearest place (itself included) whose type is an organization type.
+// contact_type (omitted when the place has none), partOf the parent place's
+// Location, managingOrganization the nearest place (itself included) whose
+// type is an organization type.
 func (c *Converter) Location(p *cht.Place) (*models.Location, error) {
 	if err := c.checkContact(p, false); err != nil {
 		return nil, err
@@ -280,8 +281,14 @@ func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {
 	return pr
 }
 
+// placeType returns the type of a Location or Organization: the place's
+// contact type, or none when the place has no type (a configurable-hierarchy
+// place without contact_type), since an empty code would break ele-1.
 func (c *Converter) placeType(x *refs, p *cht.Place) []models.CodeableConcept {
 	t := p.TypeID()
+	if t == "" {
+		return nil
+	}
 	cc := x.ccSlice(1)
 	cc[0].Coding = x.codingSlice(1)
 	cc[0].Coding[0] = models.Coding{System: x.s(c.sys.ContactType), Code: x.s(t)}

@@ -1,9 +1,12 @@
 package fhir
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -50,5 +53,29 @@ func TestReportSubjectWithPractitionerRole(t *testing.T) {
 				t.Error("AppendReportBundle differs from ReportBundle")
 			}
 		})
+	}
+}
+
+// TestLocationWithoutContactType checks that a configurable-hierarchy place
+// without contact_type gets no empty type element (ele-1).
+func TestLocationWithoutContactType(t *testing.T) {
+	c := testConverter(t, Config{})
+	var p cht.Place
+	if err := json.Unmarshal([]byte(`{"_id":"pl","type":"contact","name":"X"}`), &p); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Location(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Type != nil {
+		t.Errorf("Location.type = %+v, want none", l.Type)
+	}
+	b, err := Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(`"type":[`)) || bytes.Contains(b, []byte(`""`)) {
+		t.Errorf("Location JSON has an empty type: %s", b)
 	}
 }
