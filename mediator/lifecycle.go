@@ -142,7 +142,10 @@ var errReregister = errors.New("mediator: mediator unknown to core")
 
 // Run registers the mediator, retrying with backoff until core accepts it,
 // then heartbeats until ctx is done, re-registering whenever a heartbeat
-// gets a 404 (mediator deleted in core). The mediator can serve meanwhile:
+// gets a 404 (mediator deleted in core). Consecutive re-registrations with
+// no successful heartbeat in between wait the registration retry backoff
+// (RegisterRetryMin doubling up to RegisterRetryMax), so a core that keeps
+// answering 404 is not hammered. The mediator can serve meanwhile:
 // Run never waits for core before it returns and never gives up while
 // core is unreachable.
 //
@@ -159,6 +162,7 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 		return nil
 	}
 	started := time.Now()
+	rereg := 0 // consecutive re-registrations without a successful heartbeat
 	for {
 		if err := l.register(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -170,12 +174,23 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return nil
 		}
-		err := l.heartbeatLoop(ctx, started)
+		beat, err := l.heartbeatLoop(ctx, started)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if !errors.Is(err, errReregister) {
 			return err
+		}
+		if beat {
+			rereg = 0
+			continue
+		}
+		wait := retryBackoff(l.retryMin, l.retryMax, rereg)
+		rereg++
+		l.log.WarnContext(ctx, "openhim core keeps answering 404 to heartbeats right after registering; waiting before registering again",
+			"retry_in", wait, "consecutive", rereg)
+		if sleepOrDone(ctx, wait) != nil {
+			return nil
 		}
 	}
 }
@@ -258,8 +273,8 @@ func (l *Lifecycle) installChannels(ctx context.Context) {
 }
 
 // heartbeatLoop heartbeats until ctx is done (nil) or core answers 404
-// (errReregister).
-func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error {
+// (errReregister). beat reports whether a heartbeat succeeded.
+func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat bool, err error) {
 	first := true
 	failures := 0 // consecutive, to keep an outage from flooding the log
 	timer := time.NewTimer(0)
@@ -267,7 +282,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error 
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return beat, nil
 		case <-timer.C:
 		}
 		wantConfig := first || !l.onChangeOnly
@@ -280,14 +295,14 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error 
 		l.metrics.hbDuration.Observe(time.Since(t0).Seconds())
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return beat, nil
 			}
 			l.metrics.hbFailures.Inc()
 			if errors.Is(err, ErrNotFound) {
 				l.registered.Store(false)
 				l.metrics.registered.Set(0)
 				l.log.WarnContext(ctx, "openhim core does not know the mediator (deleted?); registering again")
-				return errReregister
+				return beat, errReregister
 			}
 			failures++
 			if failures == 1 || failures%30 == 0 {
@@ -296,6 +311,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) error 
 				l.log.DebugContext(ctx, "heartbeat failed", "err", err, "consecutive_failures", failures)
 			}
 		} else {
+			beat = true
 			if failures > 0 {
 				l.log.InfoContext(ctx, "heartbeats to openhim core resumed", "after_failures", failures)
 				failures = 0

@@ -727,3 +727,34 @@ func TestLifecycleDeregister(t *testing.T) {
 		}
 	})
 }
+
+// TestLifecycleReregisterBackoff checks that a core answering 404 to every
+// heartbeat is not hammered with registrations: consecutive
+// re-registrations without a successful heartbeat wait the retry backoff.
+func TestLifecycleReregisterBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core := newLcMiniCore()
+		// 404 to every heartbeat (bounded, so that a tight loop ends).
+		core.hbAnswer = func(n int) (int, string) {
+			if n < 1000 {
+				return http.StatusNotFound, ""
+			}
+			return http.StatusOK, ""
+		}
+		l := newLcLifecycle(t, core, LifecycleConfig{HeartbeatInterval: time.Second,
+			RegisterRetryMin: time.Second, RegisterRetryMax: 8 * time.Second})
+		if err := lcRunFor(t, l, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		regs := core.registrations()
+		// Waits in [0.5,1], [1,2], [2,4], then [4,8] s: at most 8 in 20 s.
+		if len(regs) < 4 || len(regs) > 8 {
+			t.Fatalf("registrations in 20 s = %d, want 4-8", len(regs))
+		}
+		for i := 2; i < len(regs); i++ {
+			if gap := regs[i].Sub(regs[i-1]); gap < time.Second {
+				t.Errorf("gap before registration %d = %v, want >= 1s (backoff)", i, gap)
+			}
+		}
+	})
+}
