@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -24,7 +25,8 @@ type EncounterPayload struct {
 }
 
 // PayloadObservation is one entry of EncounterPayload.Observations. Exactly
-// one value must be set. Code must not contain '#': when a code repeats in
+// one value must be set; ValueInteger must fit in 32 bits (FHIR integer).
+// Code must not contain '#': when a code repeats in
 // a payload, the n-th occurrence (n >= 2) is identified as "<code>#<n>".
 type PayloadObservation struct {
 	Code          string           `json:"code"`
@@ -465,6 +467,9 @@ func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
 	}
 	if po.ValueInteger != nil {
 		n++
+		if v := *po.ValueInteger; v > math.MaxInt32 || v < math.MinInt32 {
+			return fmt.Errorf("valueInteger %d is not a 32-bit integer", v)
+		}
 		a.i = *po.ValueInteger
 		o.ValueInteger = &a.i
 	}

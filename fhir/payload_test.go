@@ -146,6 +146,8 @@ func TestConvertPayloadErrors(t *testing.T) {
 		{`{"id":"r","observations":[{"code":"a","valueQuantity":{"value":1,"code":"kg"}}]}`, "observations.0", "qty-3"},
 		{`{"id":"r","observations":[{"code":"a","valueDateTime":"31/10/2024"}]}`, "observations.0", "not a FHIR dateTime"},
 		{`{"id":"r","observations":[{"code":"a","valueCode":""}]}`, "observations.0", "valueCode is empty"},
+		{`{"id":"r","observations":[{"code":"a","valueInteger":3000000000}]}`, "observations.0", "not a 32-bit integer"},
+		{`{"id":"r","observations":[{"code":"a","valueInteger":-2147483649}]}`, "observations.0", "not a 32-bit integer"},
 		// A literal "a#2" would collide with the second "a".
 		{`{"id":"r","observations":[{"code":"a","valueString":"x"},{"code":"a","valueString":"y"},{"code":"a#2","valueString":"z"}]}`, "observations.2.code", "contains '#'"},
 	} {
