@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,4 +36,26 @@ func TestDryRunLeavesRealCheckpoint(t *testing.T) {
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &sum))
 	assert.Positive(t, sum.ThisRun)
 	assert.Equal(t, f.stats.Reports+demoReports, f.fhir.Count("Encounter"))
+}
+
+// Documents the FHIR server rejects make the command fail, and the summary
+// still lists them.
+func TestRunFailsWhenDocumentsFailed(t *testing.T) {
+	f := newFakes(t, 1)
+	reject := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"rejected"}]}`))
+	}))
+	t.Cleanup(reject.Close)
+	f.setEnv(t, filepath.Join(t.TempDir(), "cp.json"))
+	t.Setenv("MEDIATOR_FHIR_URL", reject.URL)
+	var stdout bytes.Buffer
+	err := run(context.Background(), nil, &stdout, slog.New(slog.DiscardHandler))
+	require.ErrorIs(t, err, errFailed)
+	var sum summary
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &sum))
+	assert.Positive(t, sum.Failed)
+	assert.NotEmpty(t, sum.Failures)
+	assert.Contains(t, sum.Failures[0].Reason, "rejected")
 }

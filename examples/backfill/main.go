@@ -12,7 +12,12 @@
 // Settings come from the config file and from MEDIATOR_* environment
 // variables (see config.yaml). On a terminal, progress is a bar with rate
 // and ETA; otherwise one log line per log_interval. A JSON summary is
-// printed at the end. A dry run (--dry-run DIR) keeps its checkpoint in
+// printed at the end. The exit status is 1 when the sync stopped (run it
+// again to resume) or when documents failed: they could not be converted or
+// the FHIR server rejected them, and the summary lists them ("failed",
+// "failures", counted over all runs). The checkpoint moves past failed
+// documents, so fix them in CHT (a new revision re-enters the feed) or in
+// the mapping and sync again from a fresh checkpoint. A dry run (--dry-run DIR) keeps its checkpoint in
 // DIR/checkpoint.json and leaves the real one untouched.
 package main
 
@@ -130,10 +135,17 @@ func main() {
 	defer stop()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
-		logger.Error("backfill stopped; run it again to resume", "err", err)
+		if errors.Is(err, errFailed) {
+			logger.Error("backfill done, but some documents were not written; see the summary", "err", err)
+		} else {
+			logger.Error("backfill stopped; run it again to resume", "err", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errFailed is the error of a sync that completed with failed documents.
+var errFailed = errors.New("backfill: documents failed")
 
 // dryRunCheckpoint is the checkpoint file of a dry run, inside the dry-run
 // directory.
@@ -200,6 +212,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if sum != nil {
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {
 			err = perr
+		}
+		if err == nil && sum.Failed > 0 {
+			err = fmt.Errorf("%w: %d not written (listed in the summary)", errFailed, sum.Failed)
 		}
 	}
 	return err

@@ -18,11 +18,14 @@
 //
 // # Failures
 //
-// A batch the server rejects for its content (400, 409, 412, 413, 422) is
-// split and its documents written one by one, so one bad document fails
-// alone; documents that cannot be converted or that the server rejects are
-// counted as failed with their reason and the sync moves on. Network errors,
-// 408, 429 and 5xx answers are retried with backoff; when a batch still
+// A batch the server rejects for its content (400, 413, 422, or a 2xx
+// transaction-response with a 4xx entry) is split and its documents written
+// one by one, so one bad document fails alone; documents that cannot be
+// converted or that the server rejects are counted as failed with their
+// reason and the sync moves on (Summary.Failed; the backfill command then
+// exits non-zero). Network errors, 408, 409 and 412 (version conflicts
+// between workers writing a shared resource), 429 and 5xx answers, and
+// incomplete transaction-responses are retried with backoff; when a batch still
 // fails after Config.MaxAttempts, Run stops with an error and the checkpoint
 // stays before that batch. Other 4xx answers (401, 403, 404...) concern the
 // configuration, not the documents: Run stops at once, before the batch.

@@ -20,8 +20,9 @@ import (
 // Writer stores one transaction Bundle. name identifies the bundle
 // ("batch-000042", or "batch-000042-<doc id>" when a batch is written
 // document by document). WriteBundle returns nil only once the bundle is
-// durably stored; a *WriteError with a 4xx status (other than 408 and 429)
-// means the bundle itself was rejected and retrying it is pointless.
+// durably stored; a *WriteError with a 4xx status (other than 408, 409, 412
+// and 429) means the bundle itself was rejected and retrying it is
+// pointless.
 type Writer interface {
 	WriteBundle(ctx context.Context, name string, bundle []byte) error
 }
@@ -55,28 +56,37 @@ func (e *WriteError) Error() string {
 func (e *WriteError) Unwrap() error { return e.Err }
 
 // Permanent reports whether the server rejected the content of the bundle
-// (400, 409, 412, 413, 422, or a 2xx answer whose failed entry has a 4xx
-// status other than 408 and 429): retrying the same bundle is pointless,
-// but its documents may be written one by one.
+// (400, 413, 422, or a 2xx answer whose failed entry has a 4xx status that
+// is not transient): retrying the same bundle is pointless, but its
+// documents may be written one by one.
 func (e *WriteError) Permanent() bool {
 	if e.EntryStatus != 0 {
-		return e.EntryStatus >= 400 && e.EntryStatus < 500 &&
-			e.EntryStatus != http.StatusRequestTimeout && e.EntryStatus != http.StatusTooManyRequests
+		return e.EntryStatus >= 400 && e.EntryStatus < 500 && !transient(e.EntryStatus)
 	}
 	switch e.StatusCode {
-	case http.StatusBadRequest, http.StatusConflict, http.StatusPreconditionFailed,
-		http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return true
 	}
 	return false
 }
 
 // Fatal reports whether the answer concerns the request rather than the
-// bundle (any other 4xx but 408 and 429: bad credentials, a wrong URL or
-// method): no bundle can be written until the configuration is fixed.
+// bundle (any other 4xx that is not transient: bad credentials, a wrong URL
+// or method): no bundle can be written until the configuration is fixed.
 func (e *WriteError) Fatal() bool {
-	return e.StatusCode >= 400 && e.StatusCode < 500 && !e.Permanent() &&
-		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+	return e.StatusCode >= 400 && e.StatusCode < 500 && !e.Permanent() && !transient(e.StatusCode)
+}
+
+// transient reports whether a 4xx status is worth retrying as it is: 408
+// and 429, and 409 and 412, the version conflicts of concurrent writers of
+// the same resource (workers writing batches that share a patient or a
+// place), which clear once the other write is done.
+func transient(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusPreconditionFailed, http.StatusTooManyRequests:
+		return true
+	}
+	return false
 }
 
 // isPermanent reports whether err is a permanent *WriteError.
