@@ -109,7 +109,7 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 			return false, nil
 		}
 		if err := a.fetchSaltLocked(ctx, c); err != nil {
-			if isCredentialError(err) || errors.Is(err, ErrNotFound) {
+			if isCredentialError(err) { // incl. the 404 of a user without token passport
 				return false, nil // no token passport either: report the original 401
 			}
 			return false, err
@@ -120,7 +120,7 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 	case AuthToken:
 		a.passHash = ""
 		if err := a.fetchSaltLocked(ctx, c); err != nil {
-			if errors.Is(err, ErrNotFound) {
+			if isCredentialError(err) {
 				return false, nil
 			}
 			return false, err
@@ -199,7 +199,7 @@ func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 		return err
 	}
 	if resp.status != http.StatusOK {
-		return c.apiError(http.MethodGet, path, resp)
+		return credentialFailure(c.apiError(http.MethodGet, path, resp))
 	}
 	var body struct {
 		Salt string `json:"salt"`
@@ -233,9 +233,43 @@ func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 		return err
 	}
 	if resp.status != http.StatusOK {
-		return c.apiError(http.MethodPost, path, resp)
+		return credentialFailure(c.apiError(http.MethodPost, path, resp))
 	}
 	a.loggedIn = true
 	a.gen++
 	return nil
+}
+
+// credentialError is a 4xx answer to the salt fetch or the login: the
+// credentials (user, password, auth scheme) are wrong, whatever the status.
+// It matches [ErrUnauthorized] and converts to the [*APIError] with
+// errors.As, but never matches the sentinel of its own status: a 404 for an
+// unknown user must not read as "mediator deleted" (ErrNotFound), nor a
+// 400 as a rejected definition (ErrBadRequest).
+type credentialError struct{ api *APIError }
+
+func (e *credentialError) Error() string {
+	return "mediator: authentication failed (check username, password and auth scheme): " + e.api.Error()
+}
+
+// Is matches ErrUnauthorized.
+func (e *credentialError) Is(target error) bool { return target == ErrUnauthorized }
+
+// As converts to the *APIError of core's answer.
+func (e *credentialError) As(target any) bool {
+	if p, ok := target.(**APIError); ok {
+		*p = e.api
+		return true
+	}
+	return false
+}
+
+// credentialFailure wraps a 4xx answer of the salt fetch or the login as a
+// credential error; other errors (5xx: core trouble, retried) pass through.
+func credentialFailure(err error) error {
+	var api *APIError
+	if errors.As(err, &api) && api.StatusCode >= 400 && api.StatusCode < 500 {
+		return &credentialError{api: api}
+	}
+	return err
 }

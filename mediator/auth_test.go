@@ -179,7 +179,9 @@ func TestAuthSchemes(t *testing.T) {
 		{name: "session re-logs in once on 401", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"session": true}, expireAfter: 2},
 			calls: 4, wantScheme: "session", wantLogin: 2},
 		{name: "session login refused", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"basic": true}},
-			calls: 1, wantErr: ErrNotFound, wantLogin: 1},
+			calls: 1, wantErr: ErrUnauthorized, wantLogin: 1},
+		{name: "token user without token passport", scheme: AuthToken, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
+			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,6 +203,19 @@ func TestAuthSchemes(t *testing.T) {
 			}
 			if tt.wantErr != nil && !errors.Is(lastErr, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", lastErr, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				// A credential failure never reads as "mediator deleted" or
+				// "definition rejected", and still carries core's answer.
+				for _, bad := range []error{ErrNotFound, ErrBadRequest} {
+					if errors.Is(lastErr, bad) {
+						t.Errorf("err = %v matches %v", lastErr, bad)
+					}
+				}
+				var api *APIError
+				if !errors.As(lastErr, &api) {
+					t.Errorf("err = %v is not an *APIError", lastErr)
+				}
 			}
 			if tt.wantErr == nil {
 				c.auth.mu.Lock()

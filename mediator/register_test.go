@@ -65,8 +65,10 @@ func TestFakeCoreAuthPerVersion(t *testing.T) {
 		{name: "8.x console-created user: basic works", version: openhimtest.Version8, auth: mediator.AuthBasic, local: true},
 		{name: "8.x console-created user: auto works", version: openhimtest.Version8, auth: mediator.AuthAuto, local: true},
 		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: mediator.AuthSession, local: true},
+		// Core's 404 (no token passport) is a credential error, not ErrNotFound
+		// (which the heartbeat loop reads as "mediator deleted").
 		{name: "8.x console-created user: token cannot", version: openhimtest.Version8, auth: mediator.AuthToken, local: true,
-			wantErr: mediator.ErrNotFound},
+			wantErr: mediator.ErrUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
