@@ -66,6 +66,11 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			return nil, &Error{Status: http.StatusUnprocessableEntity,
 				Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}}
 		}
+		// Check every subject before the first write, so that a missing
+		// person fails the transaction with nothing written.
+		if err := b.checkSubjects(ctx, pb); err != nil {
+			return nil, err
+		}
 		for i, u := range pb.units {
 			created, err := b.execute(ctx, u)
 			if err != nil {
@@ -91,6 +96,35 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 		}
 	}
 	return b.bundleAnswer(batch, pb, results)
+}
+
+// checkSubjects verifies the subject of every unit of a transaction (each
+// existing person once) and clears the units' checks, so that execute does not
+// repeat them. The answer names every entry whose subject is missing.
+func (b *Bridge) checkSubjects(ctx context.Context, pb *plannedBundle) error {
+	var issues []fhir.Issue
+	exists := map[string]bool{}
+	for i, u := range pb.units {
+		if u.skip || u.subject == "" || exists[u.subject] {
+			continue
+		}
+		if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+			if statusOf(err) >= 500 {
+				return err
+			}
+			issues = append(issues, entryIssues(err, pb.entries[i][0])...)
+			continue
+		}
+		exists[u.subject] = true
+	}
+	if len(issues) > 0 {
+		return &Error{Status: http.StatusUnprocessableEntity,
+			Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}}
+	}
+	for _, u := range pb.units {
+		u.subject = ""
+	}
+	return nil
 }
 
 // entryResult is the outcome of one unit.

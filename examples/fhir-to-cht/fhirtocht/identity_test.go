@@ -30,3 +30,20 @@ func TestPatientKeyIncludesIdentifierSystem(t *testing.T) {
 	require.Len(t, reports, 1)
 	assert.Equal(t, bob, reports[0]["fields"].(map[string]any)["patient_uuid"])
 }
+
+// A transaction whose subject check fails writes nothing, not even the
+// entries before it.
+func TestTransactionWithAMissingSubjectWritesNothing(t *testing.T) {
+	r := newRig(t)
+	before := len(r.cht.Docs())
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+ {"resource":{"resourceType":"Patient","identifier":[{"system":"urn:nid","value":"new-777"}],"name":[{"text":"New Person"}]}},
+ {"resource":{"resourceType":"ServiceRequest","id":"sr-1","status":"active","intent":"order","subject":{"identifier":{"system":"urn:nid","value":"nobody-999"}}}}]}`
+	a := r.post(t, "/fhir", []byte(body))
+	require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+	oo := parseOutcome(t, a.body)
+	assert.Contains(t, oo.text(), "Bundle.entry[1]")
+	assert.Contains(t, oo.text(), "no CHT person")
+	assert.Zero(t, r.countDocs(t, "external_id", "new-777"), "the Patient of the failed transaction was written")
+	assert.Equal(t, before, len(r.cht.Docs()), "documents written")
+}
