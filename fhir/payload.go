@@ -310,6 +310,7 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 	t := &Transaction{Entries: make([]Entry, 0, 1+len(p.Observations))}
 	t.Entries = append(t.Entries, c.entry(x, "Encounter", p.ID, "", enc, c.sys.DocumentID, p.ID))
 	arenas := make([]obsArena, len(p.Observations))
+	dups := dupCounter{obs: p.Observations}
 	for i := range p.Observations {
 		po := &p.Observations[i]
 		if err := checkPayloadCode(p.ID, i, po.Code); err != nil {
@@ -321,7 +322,7 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 			return nil, &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i), Reason: err.Error()}
 		}
 		key := po.Code
-		if n := countCode(p.Observations[:i], po.Code); n > 0 {
+		if n := dups.next(i); n > 0 {
 			key = po.Code + "#" + strconv.Itoa(n+1)
 		}
 		o.Status = models.ObservationStatusFinal
@@ -401,13 +402,32 @@ func checkPayloadCode(id string, i int, code string) error {
 	return nil
 }
 
-func countCode(obs []PayloadObservation, code string) int {
-	n := 0
-	for i := range obs {
-		if obs[i].Code == code {
-			n++
+// dupCounter numbers repeated observation codes: next returns how many
+// earlier observations had the same code. Short payloads are scanned
+// (no allocation); longer ones use a map so the cost stays linear.
+type dupCounter struct {
+	obs    []PayloadObservation
+	counts map[string]int
+}
+
+const dupScanMax = 16
+
+func (d *dupCounter) next(i int) int {
+	code := d.obs[i].Code
+	if len(d.obs) <= dupScanMax {
+		n := 0
+		for j := range d.obs[:i] {
+			if d.obs[j].Code == code {
+				n++
+			}
 		}
+		return n
 	}
+	if d.counts == nil {
+		d.counts = make(map[string]int, len(d.obs))
+	}
+	n := d.counts[code]
+	d.counts[code] = n + 1
 	return n
 }
 
@@ -552,6 +572,7 @@ func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte
 	e.b = append(e.b, '[')
 	e.entry(&encEntry)
 	var a obsArena
+	dups := dupCounter{obs: p.Observations}
 	for i := range p.Observations {
 		po := &p.Observations[i]
 		if err := checkPayloadCode(p.ID, i, po.Code); err != nil {
@@ -561,7 +582,7 @@ func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte
 		if err := c.setPayloadValue(&a, po); err != nil {
 			return dst[:n], &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i), Reason: err.Error()}
 		}
-		key, dup := po.Code, countCode(p.Observations[:i], po.Code)
+		key, dup := po.Code, dups.next(i)
 		u := c.uuidKey("Observation", p.ID, key, dup)
 		e.b = append(e.b, `,{"fullUrl":"urn:uuid:`...)
 		e.b = appendUUID(e.b, u)

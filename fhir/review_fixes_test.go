@@ -3,6 +3,8 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -77,5 +79,84 @@ func TestLocationWithoutContactType(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte(`"type":[`)) || bytes.Contains(b, []byte(`""`)) {
 		t.Errorf("Location JSON has an empty type: %s", b)
+	}
+}
+
+// TestPayloadRepeatedCodes checks the numbering of repeated codes on both
+// sides of the scan/map switch, for both conversion paths.
+func TestPayloadRepeatedCodes(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, n := range []int{3, dupScanMax, dupScanMax + 1, 100} {
+		p := &EncounterPayload{ID: "r"}
+		var want []string
+		seen := map[string]int{}
+		for i := range n {
+			code := []string{"a", "b", "c"}[i%3]
+			if i%5 == 0 {
+				code = "a"
+			}
+			seen[code]++
+			id := "r/" + code
+			if k := seen[code]; k > 1 {
+				id += "#" + strconv.Itoa(k)
+			}
+			want = append(want, id)
+			p.Observations = append(p.Observations, PayloadObservation{Code: code, ValueBoolean: ptr(true)})
+		}
+		tx, err := c.ConvertPayload(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range tx.Entries[1:] {
+			o := e.Resource.(*models.Observation)
+			if got := *o.Identifier[0].Value; got != want[i] {
+				t.Fatalf("n=%d: observation %d identifier %s, want %s", n, i, got, want[i])
+			}
+		}
+		checkBundleReferences(t, tx)
+		slow, _ := tx.MarshalJSON()
+		fast, err := c.AppendPayloadBundle(nil, p)
+		if err != nil || !bytes.Equal(fast, slow) {
+			t.Errorf("n=%d: AppendPayloadBundle differs from ConvertPayload (%v)", n, err)
+		}
+	}
+}
+
+// TestPayloadLinearInObservations checks that the cost of a payload grows
+// linearly with its number of observations (repeated codes used to be
+// counted by rescanning all earlier observations). It compares the CPU time
+// of payloads 16 times apart in size: linear gives ~16x, quadratic ~256x;
+// the bound leaves a wide margin for noise.
+func TestPayloadLinearInObservations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("CPU-time scaling test")
+	}
+	c := testConverter(t, Config{})
+	payload := func(n int) []byte {
+		var sb strings.Builder
+		sb.WriteString(`{"id":"r","observations":[`)
+		for i := range n {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(`{"code":"a","valueBoolean":true}`)
+		}
+		sb.WriteString(`]}`)
+		return []byte(sb.String())
+	}
+	cost := func(data []byte) int64 {
+		best := int64(math.MaxInt64)
+		for range 3 {
+			start := processCPU()
+			if _, err := c.PayloadBundleJSON(nil, data); err != nil {
+				t.Fatal(err)
+			}
+			best = min(best, processCPU()-start)
+		}
+		return max(best, 1)
+	}
+	small, large := cost(payload(2000)), cost(payload(32000))
+	if ratio := float64(large) / float64(small); ratio > 80 {
+		t.Errorf("16x more observations cost %.0fx more CPU (%v vs %v); want about linear", ratio, large, small)
 	}
 }
