@@ -173,9 +173,13 @@ func (c *Converter) patientUUID(ref *models.Reference, patient *models.Patient) 
 // The form is form if not empty, else the mapped form whose Encounter type
 // matches enc.type, else Inbound.ObservationForm. The CHT patient _id (key
 // Inbound.PatientField) comes from patient's CHT identifier or from the
-// subject reference's identifier. reported_date is the Encounter's
-// period.start or the first effectiveDateTime. An Observation whose code is
-// not mapped for the form is an error naming Observation.code.
+// subject reference's identifier. All Observations must have the same
+// subject as each other and as the Encounter (same identifier, or same
+// literal reference when there is no identifier); an Observation with
+// another subject is an error naming its subject. reported_date is the
+// Encounter's period.start or the first effectiveDateTime. An Observation
+// whose code is not mapped for the form is an error naming
+// Observation.code.
 func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient) (*Submission, error) {
 	fi, err := c.inboundForm(form, enc)
 	if err != nil {
@@ -183,8 +187,12 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 	}
 	sub := &Submission{Form: fi.fm.Form, Fields: make(map[string]any, len(obs)+1)}
 	var subj *models.Reference
+	subjExpr := ""
 	if enc != nil {
 		subj = enc.Subject
+		if subj != nil {
+			subjExpr = "Encounter.subject"
+		}
 		if enc.Period != nil && enc.Period.Start != nil {
 			if t, err := time.Parse(time.RFC3339Nano, *enc.Period.Start); err == nil {
 				sub.ReportedDate = t
@@ -197,8 +205,13 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 		if len(obs) > 1 {
 			expr = "Bundle.entry.resource.where(resourceType='Observation')[" + strconv.Itoa(i) + "]"
 		}
-		if subj == nil {
-			subj = o.Subject
+		switch {
+		case o.Subject == nil:
+		case subj == nil:
+			subj, subjExpr = o.Subject, expr+".subject"
+		case subjectKey(o.Subject) != subjectKey(subj):
+			// One submission is about one patient.
+			return nil, invalid("Observation", expr+".subject", "subject differs from "+subjExpr)
 		}
 		if sub.ReportedDate.IsZero() && o.EffectiveDateTime != nil {
 			if t, err := time.Parse(time.RFC3339Nano, *o.EffectiveDateTime); err == nil {
@@ -224,6 +237,25 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 	}
 	sub.Fields[c.cfg.Inbound.PatientField] = uuid
 	return sub, nil
+}
+
+// subjectKey identifies the target of a subject reference: its logical
+// identifier if it has one, else its literal reference.
+func subjectKey(r *models.Reference) string {
+	if id := r.Identifier; id != nil {
+		var sys, val string
+		if id.System != nil {
+			sys = *id.System
+		}
+		if id.Value != nil {
+			val = *id.Value
+		}
+		return "identifier:" + sys + "|" + val
+	}
+	if r.Reference != nil {
+		return "reference:" + *r.Reference
+	}
+	return ""
 }
 
 func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex, error) {

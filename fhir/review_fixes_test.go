@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -158,5 +159,51 @@ func TestPayloadLinearInObservations(t *testing.T) {
 	small, large := cost(payload(2000)), cost(payload(32000))
 	if ratio := float64(large) / float64(small); ratio > 80 {
 		t.Errorf("16x more observations cost %.0fx more CPU (%v vs %v); want about linear", ratio, large, small)
+	}
+}
+
+// TestSubmissionMixedSubjects checks that Observations about different
+// patients (or about another patient than the Encounter) are rejected
+// instead of being merged under the first subject.
+func TestSubmissionMixedSubjects(t *testing.T) {
+	c := testConverter(t, Config{})
+	sys := c.Systems().DocumentID
+	ident := func(id string) *models.Reference {
+		return &models.Reference{Identifier: &models.Identifier{System: ptr(sys), Value: ptr(id)}}
+	}
+	mk := func(subject *models.Reference, code, v, unit string) models.Observation {
+		return models.Observation{Status: models.ObservationStatusFinal,
+			Code:          models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr(code)}}},
+			Subject:       subject,
+			ValueQuantity: &models.Quantity{Value: ptr(json.Number(v)), System: ptr(ucumSystem), Code: ptr(unit), Unit: ptr(unit)}}
+	}
+	tests := []struct {
+		name string
+		enc  *models.Encounter
+		obs  []models.Observation
+		expr string // "" = accepted
+	}{
+		{"same subject", nil, []models.Observation{mk(ident("A"), "8302-2", "170", "cm"), mk(ident("A"), "29463-7", "70", "kg")}, ""},
+		{"one subject omitted", &models.Encounter{Subject: ident("A")}, []models.Observation{mk(nil, "8302-2", "170", "cm"), mk(ident("A"), "29463-7", "70", "kg")}, ""},
+		{"two patients", nil, []models.Observation{mk(ident("A"), "8302-2", "170", "cm"), mk(ident("B"), "29463-7", "70", "kg")},
+			"Bundle.entry.resource.where(resourceType='Observation')[1].subject"},
+		{"other than encounter", &models.Encounter{Subject: ident("A")}, []models.Observation{mk(ident("B"), "8302-2", "170", "cm")}, "Observation.subject"},
+		{"literal vs identifier", nil, []models.Observation{mk(ident("A"), "8302-2", "170", "cm"), mk(&models.Reference{Reference: ptr("Patient/B")}, "29463-7", "70", "kg")},
+			"Bundle.entry.resource.where(resourceType='Observation')[1].subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := c.SubmissionFromObservations("HEIGHT_WEIGHT", tt.enc, tt.obs, nil)
+			if tt.expr == "" {
+				if err != nil || sub.Fields["patient_uuid"] != "A" {
+					t.Errorf("sub = %+v, err = %v", sub, err)
+				}
+				return
+			}
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || ire.Issues[0].Expression != tt.expr {
+				t.Errorf("err = %v, want issue at %s", err, tt.expr)
+			}
+		})
 	}
 }
