@@ -30,15 +30,26 @@ type Settings struct {
 	settings.Mediator `mapstructure:",squash"`
 	PublicHost        string `mapstructure:"public_host"`  // host core reaches us at, port of listen (MEDIATOR_PUBLIC_HOST)
 	UpstreamURL       string `mapstructure:"upstream_url"` // where requests go (MEDIATOR_UPSTREAM_URL)
+	// UpstreamTimeout bounds each forwarded call, body included
+	// (MEDIATOR_UPSTREAM_TIMEOUT); below core's 60 s route timeout so the
+	// mediator answers first.
+	UpstreamTimeout time.Duration `mapstructure:"upstream_timeout"`
 }
+
+// defaultUpstreamTimeout is the default of Settings.UpstreamTimeout.
+const defaultUpstreamTimeout = 50 * time.Second
 
 // Validate checks the settings; errors name the key.
 func (s Settings) Validate() error {
+	errs := []error{s.Mediator.Validate()}
 	u, err := url.Parse(s.UpstreamURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.Join(s.Mediator.Validate(), errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must be an http(s) URL"))
+		errs = append(errs, errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must be an http(s) URL"))
 	}
-	return s.Mediator.Validate()
+	if s.UpstreamTimeout <= 0 {
+		errs = append(errs, errors.New("upstream_timeout (MEDIATOR_UPSTREAM_TIMEOUT) must be positive"))
+	}
+	return errors.Join(errs...)
 }
 
 func main() {
@@ -58,7 +69,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s := Settings{Mediator: settings.Default(), PublicHost: "localhost"}
+	s := Settings{Mediator: settings.Default(), PublicHost: "localhost", UpstreamTimeout: defaultUpstreamTimeout}
 	if err := settings.Load(*configFile, &s); err != nil {
 		return err
 	}
@@ -81,7 +92,11 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 			DefaultChannelConfig: []mediator.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
 				Type: "http", Allow: []string{"passthrough"}, AuthType: "private", Routes: []mediator.Route{route}}}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			proxy.ServeHTTP(w, r.WithContext(mediator.WithOrchestration(r.Context(), "Upstream")))
+			// Bound the whole call: an upstream that sends its headers and
+			// then stalls the body would otherwise hold the request.
+			ctx, cancel := context.WithTimeout(r.Context(), s.UpstreamTimeout)
+			defer cancel()
+			proxy.ServeHTTP(w, r.WithContext(mediator.WithOrchestration(ctx, "Upstream")))
 		}),
 		Logger: logger,
 	}
