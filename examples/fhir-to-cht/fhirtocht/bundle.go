@@ -273,8 +273,9 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		}
 	}
 
-	// Observations: with the Encounter they refer to, else grouped by
-	// subject and effective time (one report per visit).
+	// Observations: with the Encounter they refer to (or the Bundle's only
+	// Encounter when they refer to none), else grouped by subject and
+	// effective time (one report per visit).
 	encOf := map[string]int{}
 	var encs []int
 	for i, res := range parsed {
@@ -298,7 +299,9 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 				key = "enc:" + strconv.Itoa(e)
 			}
 		}
-		if key == "" && len(encs) == 1 {
+		// The Bundle's only Encounter takes the Observations that name
+		// no encounter, not those of another one outside the Bundle.
+		if key == "" && len(encs) == 1 && o.Encounter == nil {
 			key = "enc:" + strconv.Itoa(encs[0])
 		}
 		if key == "" {

@@ -1,11 +1,14 @@
 package fhirtocht_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 )
 
 // Equal identifier values of different systems are different persons, and a
@@ -46,4 +49,32 @@ func TestTransactionWithAMissingSubjectWritesNothing(t *testing.T) {
 	assert.Contains(t, oo.text(), "no CHT person")
 	assert.Zero(t, r.countDocs(t, "external_id", "new-777"), "the Patient of the failed transaction was written")
 	assert.Equal(t, before, len(r.cht.Docs()), "documents written")
+}
+
+// An Observation that refers to an Encounter outside the Bundle is not
+// folded into the Bundle's only Encounter.
+func TestObservationOfAnotherEncounterIsNotFoldedIn(t *testing.T) {
+	r := newRig(t)
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(testdata(t, "observations.json"), &bundle))
+	bundle["entry"] = append(bundle["entry"].([]any), map[string]any{"resource": map[string]any{
+		"resourceType": "Observation", "id": "obs-other-visit", "status": "final",
+		"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8302-2"}}},
+		"subject":           map[string]any{"identifier": map[string]any{"system": "https://cht.example.org/medic", "value": chttest.DemoPatientID}},
+		"encounter":         map[string]any{"reference": "Encounter/other-visit"},
+		"effectiveDateTime": "2026-11-21T09:00:00Z",
+		"valueQuantity":     map[string]any{"value": 170, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"},
+	}})
+	body, err := json.Marshal(bundle)
+	require.NoError(t, err)
+	a := r.post(t, "/fhir/Bundle", body)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+
+	enc := r.doc(t, r.bridge.ReportID("Encounter", "https://emr.example.org/encounter|ENC-7"))
+	assert.Equal(t, map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(168), "weight": 61.5}, enc["fields"])
+	var heights []any
+	for _, rep := range r.reports(t, "HEIGHT_WEIGHT") {
+		heights = append(heights, rep["fields"].(map[string]any)["height"])
+	}
+	assert.Contains(t, heights, float64(170), "the other visit's Observation is a report of its own")
 }
