@@ -168,7 +168,10 @@ func (c *Converter) patientUUID(ref *models.Reference, patient *models.Patient) 
 // mapping reversed: each Observation's code selects the field (its path
 // becomes the submission key) and the value is converted back (quantities
 // and decimals to numbers, codings through the value table, booleans to
-// trueValue/falseValue or JSON booleans, ...).
+// trueValue/falseValue or JSON booleans, ...). A quantity must be in the
+// field's unit (system http://unitsofmeasure.org and code equal to the
+// mapped unit, or, without system and code, a unit text equal to the mapped
+// unit or unitDisplay) and may not have a comparator.
 //
 // The form is form if not empty, else the mapped form whose Encounter type
 // matches enc.type, else Inbound.ObservationForm. The CHT patient _id (key
@@ -316,6 +319,34 @@ func (fi *formIndex) byCode(cc models.CodeableConcept) *FieldMapping {
 	return nil
 }
 
+// checkUnit checks that q is in the field's unit: UCUM system and code
+// equal to the mapped unit, or, without code and system, a unit text equal
+// to the mapped unit or its display. A quantity without unit is rejected:
+// 150 could be kg or lb.
+func checkUnit(f *FieldMapping, q *models.Quantity) error {
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	code, sys, unit := str(q.Code), str(q.System), str(q.Unit)
+	switch {
+	case code != "" || sys != "":
+		if sys != ucumSystem {
+			return fmt.Errorf("valueQuantity.system %q, want %q", sys, ucumSystem)
+		}
+		if code != f.Unit {
+			return fmt.Errorf("unit %q, want %q", code, f.Unit)
+		}
+	case unit == "":
+		return fmt.Errorf("valueQuantity has no unit, want %q", f.Unit)
+	case unit != f.Unit && (f.UnitDisplay == "" || unit != f.UnitDisplay):
+		return fmt.Errorf("unit %q, want %q", unit, f.Unit)
+	}
+	return nil
+}
+
 func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, error) {
 	switch f.Type {
 	case KindQuantity, KindDecimal:
@@ -323,8 +354,13 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 		if q == nil || q.Value == nil {
 			return nil, fmt.Errorf("want valueQuantity with a value")
 		}
-		if f.Type == KindQuantity && q.Code != nil && *q.Code != f.Unit {
-			return nil, fmt.Errorf("unit %q, want %q", *q.Code, f.Unit)
+		if q.Comparator != nil {
+			return nil, fmt.Errorf("valueQuantity.comparator %q is not supported (the CHT field holds an exact number)", q.Comparator.Code())
+		}
+		if f.Type == KindQuantity {
+			if err := checkUnit(f, q); err != nil {
+				return nil, err
+			}
 		}
 		return *q.Value, nil
 	case KindInteger:

@@ -283,9 +283,22 @@ func TestSubmissionFromObservationsErrors(t *testing.T) {
 			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("70")), Code: ptr("[in_i]"), System: ptr(ucumSystem)}
 		})}, "Observation.value[x]"},
 		{"no subject", "HEIGHT_WEIGHT", []models.Observation{obs("8302-2", "http://loinc.org", func(o *models.Observation) {
-			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("170"))}
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("170")), System: ptr(ucumSystem), Code: ptr("cm")}
 			o.Subject = &models.Reference{Reference: ptr("Patient/123")}
 		})}, "Observation.subject"},
+		{"unit text lb", "HEIGHT_WEIGHT", []models.Observation{obs("29463-7", "http://loinc.org", func(o *models.Observation) {
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("150")), Unit: ptr("lb")}
+		})}, "Observation.value[x]"},
+		{"no unit", "HEIGHT_WEIGHT", []models.Observation{obs("29463-7", "http://loinc.org", func(o *models.Observation) {
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("150"))}
+		})}, "Observation.value[x]"},
+		{"code without UCUM system", "HEIGHT_WEIGHT", []models.Observation{obs("29463-7", "http://loinc.org", func(o *models.Observation) {
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("150")), System: ptr("http://example.org/units"), Code: ptr("kg")}
+		})}, "Observation.value[x]"},
+		{"comparator", "HEIGHT_WEIGHT", []models.Observation{obs("29463-7", "http://loinc.org", func(o *models.Observation) {
+			gt := models.QuantityComparatorGreaterThan
+			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("150")), Comparator: &gt, System: ptr(ucumSystem), Code: ptr("kg")}
+		})}, "Observation.value[x]"},
 		{"no form", "", nil, "Encounter.type"},
 	}
 	for _, tt := range tests {

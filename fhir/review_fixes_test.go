@@ -207,3 +207,22 @@ func TestSubmissionMixedSubjects(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmissionQuantityUnitAccepted: quantities in the mapped unit are
+// accepted with a UCUM code, or without code and system by unit text.
+func TestSubmissionQuantityUnitAccepted(t *testing.T) {
+	c := testConverter(t, Config{})
+	subject := &models.Reference{Identifier: &models.Identifier{System: ptr(c.Systems().DocumentID), Value: ptr("A")}}
+	for _, q := range []models.Quantity{
+		{Value: ptr(json.Number("70")), System: ptr(ucumSystem), Code: ptr("kg")},
+		{Value: ptr(json.Number("70")), System: ptr(ucumSystem), Code: ptr("kg"), Unit: ptr("kilogram")},
+		{Value: ptr(json.Number("70")), Unit: ptr("kg")},
+	} {
+		o := models.Observation{Status: models.ObservationStatusFinal, Subject: subject, ValueQuantity: &q,
+			Code: models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr("29463-7")}}}}
+		sub, err := c.SubmissionFromObservations("HEIGHT_WEIGHT", nil, []models.Observation{o}, nil)
+		if err != nil || sub.Fields["weight"] != json.Number("70") {
+			t.Errorf("%+v: sub = %+v, err = %v", q, sub, err)
+		}
+	}
+}
