@@ -250,17 +250,32 @@ func (c *Converter) nearestOrg(l *cht.Lineage) string {
 }
 
 // chwOf returns the primary contact of the first hydrated ancestor whose
-// type is a practitioner place type.
+// type is a practitioner place type, if that contact is a hydrated person:
+// only then is its Practitioner put in a bundle (plan.place), so a
+// generalPractitioner reference always resolves.
 func (c *Converter) chwOf(l *cht.Lineage) *cht.Contact {
 	for ; l != nil; l = l.Parent {
 		if l.Doc != nil && c.pracType[l.Doc.TypeID()] {
-			if l.Doc.Contact != nil && l.Doc.Contact.ID != "" {
-				return l.Doc.Contact
-			}
-			return nil
+			return c.placeCHW(l.Doc)
 		}
 	}
 	return nil
+}
+
+// placeCHW returns the primary contact of a practitioner place when it is
+// hydrated and a person (shallow contact docs may omit type), else nil.
+func (c *Converter) placeCHW(pl *cht.Contact) *cht.Contact {
+	if pl.Contact == nil || pl.Contact.ID == "" || !pl.Contact.Hydrated() {
+		return nil
+	}
+	pc := *pl.Contact
+	if pc.Type == "" {
+		pc.Type = "person"
+	}
+	if !c.isPerson(&pc) {
+		return nil
+	}
+	return &pc
 }
 
 func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {

@@ -226,3 +226,50 @@ func TestSubmissionQuantityUnitAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneralPractitionerOnlyWhenIncluded checks that Patient.generalPractitioner
+// references the place's CHW only when the CHW's contact doc is hydrated and
+// therefore its Practitioner is in the bundle.
+func TestGeneralPractitionerOnlyWhenIncluded(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, tt := range []struct {
+		name, contact string
+		want          bool
+	}{
+		{"shallow contact", `{"_id":"chw1"}`, false},
+		{"hydrated contact", `{"_id":"chw1","type":"person","name":"C H W"}`, true},
+		{"hydrated without type", `{"_id":"chw1","name":"C H W"}`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var p cht.Contact
+			doc := `{"_id":"p1","type":"person","name":"A B","parent":{"_id":"hc","type":"health_center","name":"HC","contact":` + tt.contact + `}}`
+			if err := json.Unmarshal([]byte(doc), &p); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := c.ContactBundle(&p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBundleReferences(t, tx)
+			var pt *models.Patient
+			practitioners := 0
+			for _, e := range tx.Entries {
+				switch r := e.Resource.(type) {
+				case *models.Patient:
+					pt = r
+				case *models.Practitioner:
+					practitioners++
+				}
+			}
+			if pt == nil {
+				t.Fatal("no Patient")
+			}
+			if got := len(pt.GeneralPractitioner) > 0; got != tt.want || practitioners != len(pt.GeneralPractitioner) {
+				t.Errorf("generalPractitioner %+v with %d Practitioners in the bundle, want reference %v", pt.GeneralPractitioner, practitioners, tt.want)
+			}
+			if tt.want && !strings.HasPrefix(*pt.GeneralPractitioner[0].Reference, "urn:uuid:") {
+				t.Errorf("generalPractitioner %s is not a bundle reference", *pt.GeneralPractitioner[0].Reference)
+			}
+		})
+	}
+}

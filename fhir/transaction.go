@@ -66,13 +66,9 @@ func (p *plan) place(pl *cht.Contact) {
 	if p.c.orgTypes[pl.TypeID()] {
 		p.add("Organization", pl)
 	}
-	if p.c.pracType[pl.TypeID()] && pl.Contact != nil && pl.Contact.Hydrated() && pl.Contact.ID != "" {
-		pc := *pl.Contact
-		if pc.Type == "" {
-			pc.Type = "person" // shallow contact docs may omit type
-		}
-		if p.c.isPerson(&pc) {
-			p.add("Practitioner", &pc)
+	if p.c.pracType[pl.TypeID()] {
+		if pc := p.c.placeCHW(pl); pc != nil {
+			p.add("Practitioner", pc)
 		}
 	}
 }
