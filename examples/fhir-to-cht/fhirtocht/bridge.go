@@ -82,6 +82,10 @@ type Config struct {
 	// written back, which breaks loops when the FHIR server notifies the
 	// EMR side of what cht-to-fhir wrote.
 	AcceptCHTOrigin bool
+	// PersonTypes are the contact types, besides "person" and the
+	// converter's Inbound.PersonType, that are people. A Patient updates,
+	// and a report's subject is, only a CHT contact of one of these types.
+	PersonTypes []string
 	// Now returns the current time (reported_date of new documents); nil
 	// means time.Now.
 	Now func() time.Time
@@ -99,6 +103,9 @@ type Bridge struct {
 	http *http.Client
 	log  *slog.Logger
 	now  func() time.Time
+	// personTypes are the contact types that are people (besides
+	// "person"): Config.PersonTypes and the converter's type of new people.
+	personTypes []string
 }
 
 // New returns a Bridge for cfg. It does no I/O.
@@ -132,7 +139,23 @@ func New(cfg Config) (*Bridge, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
+	b.personTypes = slices.Clone(cfg.PersonTypes)
+	// The converter's type of new people (Inbound.PersonType), from a
+	// probe conversion: the converter does not export its configuration.
+	if p, err := cfg.Converter.PersonFromPatient(&models.Patient{Name: []models.HumanName{{Text: new("probe")}}}); err == nil {
+		b.personTypes = append(b.personTypes, p.TypeID())
+	}
 	return b, nil
+}
+
+// checkDocID rejects a CHT _id that CouchDB reserves (one starting with
+// "_", such as _design/...): no FHIR resource may read or write it.
+func checkDocID(id, expr string) error {
+	if strings.HasPrefix(id, "_") {
+		return &Error{Status: http.StatusBadRequest, Err: invalid(expr,
+			fmt.Sprintf("CHT _id %q starts with \"_\", which CouchDB reserves", id), fhir.IssueValue)}
+	}
+	return nil
 }
 
 // resourceTypes are the types with their own route, in route order.

@@ -38,7 +38,9 @@
 //     else "system|value" of its first identifier (the bare value when it
 //     has no system), else its id; that identifier's value (or the id) is
 //     stored as external_id. A Patient that carries a CHT _id identifier (one
-//     cht-to-fhir wrote) updates that person.
+//     cht-to-fhir wrote) updates that person; it must be a person
+//     (Config.PersonTypes), not a place (422), and an _id starting with
+//     "_" is rejected (400).
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
@@ -54,8 +56,9 @@
 // same "system|value" or bare ExternalID value as the Patient's key);
 // a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
-// the id as the key. The person must exist in CHT (422 otherwise): a report
-// about nobody would raise no task.
+// the id as the key. The person must exist in CHT and be a person, not a
+// place (422 otherwise): a report about nobody would raise no task. In a
+// transaction every subject is checked before the first write.
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer

@@ -78,3 +78,42 @@ func TestObservationOfAnotherEncounterIsNotFoldedIn(t *testing.T) {
 	}
 	assert.Contains(t, heights, float64(170), "the other visit's Observation is a report of its own")
 }
+
+// A Patient updates only a CHT person, never a place, and never writes a
+// document whose _id CouchDB reserves; a report's subject must be a person.
+func TestPatientTargetMustBeAPerson(t *testing.T) {
+	medic := func(id string) string {
+		return `{"system":"https://cht.example.org/medic","value":"` + id + `"}`
+	}
+	tests := []struct {
+		name, path, body string
+		status           int
+		want             string
+	}{
+		{"Patient onto a configurable place", "/fhir/Patient",
+			`{"resourceType":"Patient","identifier":[` + medic(chttest.DemoHouseholdID) + `],"name":[{"text":"Not A Place"}]}`,
+			http.StatusUnprocessableEntity, "not a person"},
+		{"Patient onto a legacy place", "/fhir/Patient",
+			`{"resourceType":"Patient","identifier":[` + medic(chttest.DemoHealthCentreID) + `],"name":[{"text":"Not A Place"}]}`,
+			http.StatusUnprocessableEntity, "not a person"},
+		{"Patient under a reserved _id", "/fhir/Patient",
+			`{"resourceType":"Patient","identifier":[` + medic("_design/medic") + `],"name":[{"text":"Reserved"}]}`,
+			http.StatusBadRequest, "Patient.identifier"},
+		{"ServiceRequest about a place", "/fhir/ServiceRequest",
+			`{"resourceType":"ServiceRequest","id":"sr-place","status":"active","intent":"order","subject":{"identifier":` + medic(chttest.DemoHouseholdID) + `}}`,
+			http.StatusUnprocessableEntity, "not a person"},
+		{"ServiceRequest about a reserved _id", "/fhir/ServiceRequest",
+			`{"resourceType":"ServiceRequest","id":"sr-reserved","status":"active","intent":"order","subject":{"identifier":` + medic("_design/medic") + `}}`,
+			http.StatusBadRequest, "ServiceRequest.subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			before := r.cht.Docs()
+			a := r.post(t, tt.path, []byte(tt.body))
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			assert.Contains(t, parseOutcome(t, a.body).text(), tt.want)
+			assert.Equal(t, before, r.cht.Docs(), "CHT changed")
+		})
+	}
+}

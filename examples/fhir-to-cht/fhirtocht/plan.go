@@ -103,6 +103,9 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDocID(person.ID, "Patient.identifier"); err != nil {
+		return nil, err
+	}
 	if person.ID == "" {
 		key, externalID := personKey(p, b.sys.ExternalID)
 		if key == "" {
@@ -300,6 +303,9 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
 		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.DocumentID {
+			if err := checkDocID(*ref.Identifier.Value, expr); err != nil {
+				return nil, "", err
+			}
 			return nil, *ref.Identifier.Value, nil
 		}
 	}
@@ -330,6 +336,9 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	pid := b.personIDOf(p)
 	if pid == "" {
 		return nil, "", invalid(expr, "the referenced Patient has neither identifier nor id", fhir.IssueValue)
+	}
+	if err := checkDocID(pid, expr); err != nil {
+		return nil, "", err
 	}
 	return b.patientWithID(pid), pid, nil
 }

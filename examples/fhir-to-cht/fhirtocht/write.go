@@ -15,9 +15,6 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
-// legacyPlaceTypes are CHT's hard-coded place types.
-var legacyPlaceTypes = []string{"district_hospital", "health_center", "clinic"}
-
 // attempts bounds the read-modify-write cycles of one document: a 409
 // (another writer got there first) is re-read and retried once.
 const attempts = 2
@@ -39,8 +36,9 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 	return b.upsertReport(ctx, u.docID, u.report)
 }
 
-// checkSubject verifies that the person a report is about exists in CHT:
-// a report about nobody would raise no task and fail silently.
+// checkSubject verifies that the person a report is about exists in CHT
+// and is a person (Config.PersonTypes): a report about nobody would raise
+// no task and fail silently.
 func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 	var c cht.Contact
 	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read subject"), id, &c)
@@ -50,9 +48,9 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), fhir.IssueNotFound)}
 	case err != nil:
 		return chtFailure("read subject "+id, err)
-	case !c.IsContact():
+	case !c.IsPerson(b.personTypes...):
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
-			fmt.Sprintf("CHT document %s is not a contact", id), fhir.IssueValue)}
+			fmt.Sprintf("CHT document %s is a %q, not a person", id, c.TypeID()), fhir.IssueValue)}
 	}
 	return nil
 }
@@ -80,7 +78,7 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Person) (created bool,
 		if err != nil {
 			return false, chtFailure("read person "+p.ID, err)
 		}
-		if !cur.IsContact() || slices.Contains(legacyPlaceTypes, cur.Type) {
+		if !cur.IsPerson(slices.Concat(b.personTypes, []string{p.TypeID()})...) {
 			return false, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
 				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), fhir.IssueValue)}
 		}
