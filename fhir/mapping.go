@@ -20,7 +20,7 @@ const (
 	KindQuantity ValueKind = "quantity" // valueQuantity with a UCUM unit
 	KindCodeable ValueKind = "codeable" // valueCodeableConcept from a value → coding table
 	KindBoolean  ValueKind = "boolean"  // valueBoolean from yes/no/true/false
-	KindInteger  ValueKind = "integer"  // valueInteger
+	KindInteger  ValueKind = "integer"  // valueInteger; 32-bit, parsed exactly (a fractional part must be zeros)
 	KindDecimal  ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
 	KindString   ValueKind = "string"   // valueString
 	KindDateTime ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)

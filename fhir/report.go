@@ -400,6 +400,62 @@ func isEmptyValue(v any) bool {
 }
 
 // number returns v as a JSON number literal.
+// exactInt32 parses a JSON number exactly (no rounding through float64):
+// "12", "12.000", "1.2e1" and "120e-1" are 12; a non-zero fractional part or
+// a value outside the int32 range is not an integer.
+func exactInt32(s string) (int32, bool) {
+	if i, err := strconv.ParseInt(s, 10, 32); err == nil {
+		return int32(i), true
+	}
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	mant, exp := s, 0
+	if k := strings.IndexAny(s, "eE"); k >= 0 {
+		mant = s[:k]
+		e, err := strconv.Atoi(strings.TrimPrefix(s[k+1:], "+"))
+		if err != nil || e > 1e6 || e < -1e6 {
+			// Huge exponents: only a zero mantissa could be an integer
+			// in range; treat it like any other out-of-range value.
+			if strings.Trim(mant, "0.") == "" {
+				return 0, true
+			}
+			return 0, false
+		}
+		exp = e
+	}
+	digits := mant
+	if k := strings.IndexByte(mant, '.'); k >= 0 {
+		digits = mant[:k] + mant[k+1:]
+		exp -= len(mant) - k - 1
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" {
+		return 0, true
+	}
+	for len(digits) > 0 && digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+		exp++
+	}
+	if exp < 0 || len(digits)+exp > 10 {
+		return 0, false
+	}
+	if neg {
+		digits = "-" + digits
+	}
+	i, err := strconv.ParseInt(digits+strings.Repeat("0", exp), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(i), true
+}
+
 func number(v any) (json.Number, error) {
 	switch v := v.(type) {
 	case json.Number:
@@ -525,13 +581,9 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 		if err != nil {
 			return err
 		}
-		i, err := strconv.ParseInt(string(n), 10, 32)
-		if err != nil {
-			f, ferr := strconv.ParseFloat(string(n), 64)
-			if ferr != nil || f != math.Trunc(f) || f > math.MaxInt32 || f < math.MinInt32 {
-				return fmt.Errorf("%s is not a 32-bit integer", n)
-			}
-			i = int64(f)
+		i, ok := exactInt32(string(n))
+		if !ok {
+			return fmt.Errorf("%s is not a 32-bit integer", n)
 		}
 		a.i = int(i)
 		o.ValueInteger = &a.i

@@ -237,6 +237,8 @@ func TestObservationErrors(t *testing.T) {
 		{"HEIGHT_WEIGHT", cht.Fields{"height": map[string]any{"a": 1}}, "fields.height", "want a number, got an object"},
 		{"assessment", cht.Fields{"referred": "maybe"}, "fields.referred", "not a boolean"},
 		{"assessment", cht.Fields{"days_sick": json.Number("2.5")}, "fields.days_sick", "not a 32-bit integer"},
+		{"assessment", cht.Fields{"days_sick": json.Number("2147483647.0000001")}, "fields.days_sick", "not a 32-bit integer"},
+		{"assessment", cht.Fields{"days_sick": "2147483647.0000001"}, "fields.days_sick", "not a 32-bit integer"},
 		{"assessment", cht.Fields{"malaria_rdt": "unclear"}, "fields.malaria_rdt", `value "unclear" is not in the coding table`},
 		{"assessment", cht.Fields{"chw_notes": []any{"x"}}, "fields.chw_notes", "want a string, got an array"},
 		{"delivery", cht.Fields{"delivery_date": "2024-02-30"}, "fields.delivery_date", "not a valid FHIR date"},

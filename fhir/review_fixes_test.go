@@ -273,3 +273,40 @@ func TestGeneralPractitionerOnlyWhenIncluded(t *testing.T) {
 		})
 	}
 }
+
+// TestExactInt32 checks that integer fields are parsed exactly, not
+// rounded through float64.
+func TestExactInt32(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int32
+		ok   bool
+	}{
+		{"12", 12, true},
+		{"-12", -12, true},
+		{"12.000", 12, true},
+		{"1.2e1", 12, true},
+		{"120e-1", 12, true},
+		{"1E+2", 100, true},
+		{"0.0", 0, true},
+		{"-0", 0, true},
+		{"0e999999999999", 0, true},
+		{"2147483647", math.MaxInt32, true},
+		{"-2147483648", math.MinInt32, true},
+		{"2147483647.0", math.MaxInt32, true},
+		{"2147483647.0000001", 0, false},
+		{"2147483648", 0, false},
+		{"-2147483649", 0, false},
+		{"2.5", 0, false},
+		{"1e-1", 0, false},
+		{"1e10", 0, false},
+		{"1e999999999999", 0, false},
+		{"1e-999999999999", 0, false},
+		{"100000000000000000000e-20", 1, true},
+	} {
+		got, ok := exactInt32(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("exactInt32(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
