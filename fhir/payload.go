@@ -300,6 +300,9 @@ func (c *Converter) ConvertPayload(p *EncounterPayload) (*Transaction, error) {
 	if p == nil || p.ID == "" {
 		return nil, &ConversionError{Field: "id", Reason: "payload has no id"}
 	}
+	if err := checkReportedDate(p.ID, p.ReportedDate); err != nil {
+		return nil, err
+	}
 	x := &refs{c: c, in: make([]member, 0, 2)}
 	enc, subj, effective := c.payloadEncounter(x, p)
 	sh := c.newShared(effective)
@@ -542,6 +545,9 @@ func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
 func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte, error) {
 	if p == nil || p.ID == "" {
 		return dst, &ConversionError{Field: "id", Reason: "payload has no id"}
+	}
+	if err := checkReportedDate(p.ID, p.ReportedDate); err != nil {
+		return dst, err
 	}
 	n := len(dst)
 	x := &refs{c: c, in: make([]member, 0, 2)}

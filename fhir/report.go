@@ -145,6 +145,25 @@ func checkReport(r *cht.Report) error {
 	if r.Form == "" {
 		return &ConversionError{DocID: r.ID, Field: "form", Reason: "report has no form"}
 	}
+	return checkReportedDate(r.ID, r.ReportedDate)
+}
+
+// The millisecond timestamps a FHIR dateTime can hold (years 1 to 9999 in
+// UTC).
+const (
+	minFHIRMillis = -62135596800000 // 0001-01-01T00:00:00.000Z
+	maxFHIRMillis = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+func fhirMillis(ms int64) bool { return ms >= minFHIRMillis && ms <= maxFHIRMillis }
+
+// checkReportedDate rejects a reported_date that no FHIR dateTime can hold;
+// cht decodes any millisecond count.
+func checkReportedDate(docID string, m cht.Millis) error {
+	if !fhirMillis(int64(m)) {
+		return &ConversionError{DocID: docID, Field: "reported_date", Value: int64(m),
+			Reason: "timestamp is outside the years 1 to 9999 a FHIR dateTime can hold"}
+	}
 	return nil
 }
 
@@ -153,7 +172,10 @@ func checkReport(r *cht.Report) error {
 // report's patient), participant (the submitting CHW), serviceProvider
 // (nearest organization in the CHW's hydrated lineage), period.start =
 // reported_date (no end is invented) and identifier = report _id. Reports of
-// unmapped forms are converted too (type from Systems.Form).
+// unmapped forms are converted too (type from Systems.Form). A reported_date
+// outside the years 1 to 9999 (UTC), which no FHIR dateTime can hold, is a
+// *ConversionError naming reported_date, here and in every conversion of a
+// report or encounter payload.
 func (c *Converter) Encounter(r *cht.Report) (*models.Encounter, error) {
 	if err := checkReport(r); err != nil {
 		return nil, err
@@ -629,6 +651,9 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 			ms, err := strconv.ParseInt(string(n), 10, 64)
 			if err != nil {
 				return fmt.Errorf("%s is not a timestamp in milliseconds", n)
+			}
+			if !fhirMillis(ms) {
+				return fmt.Errorf("timestamp %d is outside the years 1 to 9999 a FHIR %s can hold", ms, fm.Type)
 			}
 			s = formatDateTime(cht.Millis(ms).Time())
 			if fm.Type == KindDate {

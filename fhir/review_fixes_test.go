@@ -310,3 +310,62 @@ func TestExactInt32(t *testing.T) {
 		}
 	}
 }
+
+// TestReportedDateRange checks that a reported_date no FHIR dateTime can hold
+// (before year 1 or after year 9999) is a ConversionError naming
+// reported_date on every path, and that the limits themselves convert.
+func TestReportedDateRange(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, tt := range []struct {
+		ms   int64
+		want string // Encounter.period.start, "" = error
+	}{
+		{minFHIRMillis, "0001-01-01T00:00:00.000Z"},
+		{maxFHIRMillis, "9999-12-31T23:59:59.999Z"},
+		{minFHIRMillis - 1, ""},
+		{maxFHIRMillis + 1, ""},
+		{math.MaxInt64, ""},
+		{math.MinInt64, ""},
+	} {
+		r := loadReport(t, "testdata/report_assessment_hydrated.json")
+		r.ReportedDate = cht.Millis(tt.ms)
+		p := &EncounterPayload{ID: "r", ReportedDate: cht.Millis(tt.ms), Observations: []PayloadObservation{{Code: "a", ValueBoolean: ptr(true)}}}
+		errs := map[string]error{}
+		var enc *models.Encounter
+		enc, errs["Encounter"] = c.Encounter(r)
+		_, errs["Observations"] = c.Observations(r)
+		_, errs["ReportBundle"] = c.ReportBundle(r)
+		_, errs["AppendReportBundle"] = c.AppendReportBundle(nil, r)
+		var ptx *Transaction
+		ptx, errs["ConvertPayload"] = c.ConvertPayload(p)
+		_, errs["AppendPayloadBundle"] = c.AppendPayloadBundle(nil, p)
+		for name, err := range errs {
+			if tt.want != "" {
+				if err != nil {
+					t.Errorf("%d: %s: %v", tt.ms, name, err)
+				}
+				continue
+			}
+			var ce *ConversionError
+			if !errors.As(err, &ce) || ce.Field != "reported_date" {
+				t.Errorf("%d: %s: err = %v, want a ConversionError naming reported_date", tt.ms, name, err)
+			}
+		}
+		if tt.want != "" {
+			if got := *enc.Period.Start; got != tt.want {
+				t.Errorf("%d: period.start %s, want %s", tt.ms, got, tt.want)
+			}
+			if got := *ptx.Entries[0].Resource.(*models.Encounter).Period.Start; got != tt.want {
+				t.Errorf("%d: payload period.start %s, want %s", tt.ms, got, tt.want)
+			}
+		}
+	}
+	// Date and dateTime fields given as milliseconds.
+	for _, fld := range []cht.Fields{{"labour_onset": json.Number("253402300800000")}, {"delivery_date": json.Number("-62135596800001")}} {
+		_, err := c.Observations(&cht.Report{ID: "r9", Form: "delivery", Fields: fld})
+		var ce *ConversionError
+		if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "outside the years 1 to 9999") {
+			t.Errorf("%v: err = %v", fld, err)
+		}
+	}
+}
