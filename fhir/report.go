@@ -634,6 +634,12 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 			if fm.ValueSystem == "" {
 				return fmt.Errorf("value %q is not in the coding table", s)
 			}
+			if strings.ContainsAny(s, " \t\r\n") {
+				// A select_multiple answer ("fever cough"): several
+				// concepts, which one CodeableConcept cannot hold (its
+				// codings are translations of one concept).
+				return fmt.Errorf("value %q holds several answers (select_multiple); map the field as a string or one boolean per option", s)
+			}
 			k = Code{System: fm.ValueSystem, Code: s}
 		}
 		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, k.System), Code: setStr(&a.vCode, k.Code),

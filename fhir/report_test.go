@@ -240,6 +240,7 @@ func TestObservationErrors(t *testing.T) {
 		{"assessment", cht.Fields{"days_sick": json.Number("2147483647.0000001")}, "fields.days_sick", "not a 32-bit integer"},
 		{"assessment", cht.Fields{"days_sick": "2147483647.0000001"}, "fields.days_sick", "not a 32-bit integer"},
 		{"assessment", cht.Fields{"malaria_rdt": "unclear"}, "fields.malaria_rdt", `value "unclear" is not in the coding table`},
+		{"assessment", cht.Fields{"fever_duration": "two_days three_days"}, "fields.fever_duration", "several answers (select_multiple)"},
 		{"assessment", cht.Fields{"chw_notes": []any{"x"}}, "fields.chw_notes", "want a string, got an array"},
 		{"delivery", cht.Fields{"delivery_date": "2024-02-30"}, "fields.delivery_date", "not a valid FHIR date"},
 		{"delivery", cht.Fields{"labour_onset": "yesterday"}, "fields.labour_onset", "not a valid FHIR dateTime"},
