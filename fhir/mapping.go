@@ -24,8 +24,11 @@ const (
 	KindDecimal  ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
 	KindString   ValueKind = "string"   // valueString
 	KindDateTime ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
-	KindDate     ValueKind = "date"     // valueDateTime holding a date (YYYY, YYYY-MM or YYYY-MM-DD)
-	KindTime     ValueKind = "time"     // valueTime (HH:MM[:SS[.fff]])
+	// KindDate is a valueDateTime holding a date (YYYY, YYYY-MM or
+	// YYYY-MM-DD). A millisecond timestamp becomes the UTC calendar day of
+	// that instant (not the CHT user's local day).
+	KindDate ValueKind = "date"
+	KindTime ValueKind = "time" // valueTime (HH:MM[:SS[.fff]])
 )
 
 // ucumSystem is the code system of quantity units.
@@ -88,6 +91,8 @@ type FieldMapping struct {
 	Values map[string]Code `json:"values,omitempty" yaml:"values,omitempty"`
 	// ValueSystem, when set on a codeable field, codes values missing from
 	// Values as {system: ValueSystem, code: <CHT value>} instead of failing.
+	// A missing value containing whitespace (a select_multiple answer such
+	// as "fever cough") still fails: one CodeableConcept holds one concept.
 	ValueSystem string `json:"valueSystem,omitempty" yaml:"valueSystem,omitempty"`
 	// TrueValue and FalseValue are the CHT values a boolean field is written
 	// back as by the reverse mapping (e.g. "yes"/"no"). When empty, JSON
