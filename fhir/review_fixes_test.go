@@ -123,45 +123,6 @@ func TestPayloadRepeatedCodes(t *testing.T) {
 	}
 }
 
-// TestPayloadLinearInObservations checks that the cost of a payload grows
-// linearly with its number of observations (repeated codes used to be
-// counted by rescanning all earlier observations). It compares the CPU time
-// of payloads 16 times apart in size: linear gives ~16x, quadratic ~256x;
-// the bound leaves a wide margin for noise.
-func TestPayloadLinearInObservations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("CPU-time scaling test")
-	}
-	c := testConverter(t, Config{})
-	payload := func(n int) []byte {
-		var sb strings.Builder
-		sb.WriteString(`{"id":"r","observations":[`)
-		for i := range n {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`{"code":"a","valueBoolean":true}`)
-		}
-		sb.WriteString(`]}`)
-		return []byte(sb.String())
-	}
-	cost := func(data []byte) int64 {
-		best := int64(math.MaxInt64)
-		for range 3 {
-			start := processCPU()
-			if _, err := c.PayloadBundleJSON(nil, data); err != nil {
-				t.Fatal(err)
-			}
-			best = min(best, processCPU()-start)
-		}
-		return max(best, 1)
-	}
-	small, large := cost(payload(2000)), cost(payload(32000))
-	if ratio := float64(large) / float64(small); ratio > 80 {
-		t.Errorf("16x more observations cost %.0fx more CPU (%v vs %v); want about linear", ratio, large, small)
-	}
-}
-
 // TestSubmissionMixedSubjects checks that Observations about different
 // patients (or about another patient than the Encounter) are rejected
 // instead of being merged under the first subject.
