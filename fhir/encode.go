@@ -200,6 +200,13 @@ func (e *encoder) begin() *bool {
 func (e *encoder) end() { e.b = append(e.b, '}') }
 
 // ---- data types ----
+//
+// The array writers below (codings, ccs, identifiers, refs, humanNames,
+// telecom, and the loops in the resource writers) repeat the same loop on
+// purpose. A generic array[T] helper taking the element writer as a func
+// value was measured at the end of the first session: it added 3-29
+// allocations per conversion (PayloadBundle 28 → 31, ReportBundleTyped
+// 151 → 180) and pushed the payload path past its 19 µs target.
 
 func (e *encoder) coding(c *models.Coding) {
 	e.noExt(c.Extension)
