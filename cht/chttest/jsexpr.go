@@ -149,36 +149,25 @@ func (p *jsParser) ternary() (jsNode, error) {
 	}, nil
 }
 
-func (p *jsParser) or() (jsNode, error) {
-	l, err := p.and()
-	for err == nil && p.accept("||") {
-		var r jsNode
-		if r, err = p.and(); err != nil {
-			break
-		}
-		ll := l
-		l = func(d map[string]any) (any, error) {
-			v, err := ll(d)
-			if err != nil || truthy(v) {
-				return v, err
-			}
-			return r(d)
-		}
-	}
-	return l, err
-}
+func (p *jsParser) or() (jsNode, error) { return p.logical("||", p.and, false) }
 
-func (p *jsParser) and() (jsNode, error) {
-	l, err := p.compare()
-	for err == nil && p.accept("&&") {
+func (p *jsParser) and() (jsNode, error) { return p.logical("&&", p.compare, true) }
+
+// logical parses a left-associative chain of op (|| or &&) over operands
+// parsed by next. As in JavaScript it yields an operand, not a boolean: the
+// right operand is evaluated only when the left one's truthiness equals
+// evalRight (false for ||, true for &&).
+func (p *jsParser) logical(op string, next func() (jsNode, error), evalRight bool) (jsNode, error) {
+	l, err := next()
+	for err == nil && p.accept(op) {
 		var r jsNode
-		if r, err = p.compare(); err != nil {
+		if r, err = next(); err != nil {
 			break
 		}
 		ll := l
 		l = func(d map[string]any) (any, error) {
 			v, err := ll(d)
-			if err != nil || !truthy(v) {
+			if err != nil || truthy(v) != evalRight {
 				return v, err
 			}
 			return r(d)
