@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -116,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	switch {
 	case *printOpenHIM:
-		return writeJSON(stdout, openHIMImport(def))
+		return writeJSON(stdout, mediator.MetadataFor(def))
 	case *printOutbound:
 		oc, err := outbound(s, mapping)
 		if err != nil {
@@ -178,13 +177,9 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 // definition is the registration document, reachable at PublicHost and the
 // port of Listen.
 func definition(s Settings) (mediator.Definition, error) {
-	_, portText, err := net.SplitHostPort(s.Listen)
+	port, err := s.ListenPort()
 	if err != nil {
-		return mediator.Definition{}, fmt.Errorf("listen %q: %w", s.Listen, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port <= 0 {
-		return mediator.Definition{}, fmt.Errorf("listen %q: a fixed port is needed so core can reach the mediator", s.Listen)
+		return mediator.Definition{}, err
 	}
 	return chttofhir.Definition(s.PublicHost, port), nil
 }
@@ -194,15 +189,6 @@ func loadMapping(path string) (*fhir.Mapping, error) {
 		return chttofhir.DefaultMapping()
 	}
 	return fhir.LoadMapping(path)
-}
-
-// openHIMImport is the document OpenHIM's console imports (Export/Import
-// page, or POST /metadata): the mediator and its default channel.
-func openHIMImport(def mediator.Definition) map[string]any {
-	return map[string]any{
-		"Mediators": []mediator.Definition{def},
-		"Channels":  def.DefaultChannelConfig,
-	}
 }
 
 // outbound is the CHT outbound configuration that pushes the mapped reports

@@ -9,15 +9,12 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -74,10 +71,9 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		return err
 	}
 	upstream, _ := url.Parse(s.UpstreamURL) // checked by Validate
-	_, portText, _ := net.SplitHostPort(s.Listen)
-	port, err := strconv.Atoi(portText)
-	if err != nil || port <= 0 {
-		return fmt.Errorf("listen %q: a fixed port is needed so core can reach the mediator", s.Listen)
+	port, err := s.ListenPort()
+	if err != nil {
+		return err
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.ResponseHeaderTimeout = 30 * time.Second

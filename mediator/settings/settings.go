@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -124,6 +126,20 @@ func Default() Mediator {
 			CoreVersion: 8,
 		},
 	}
+}
+
+// ListenPort is the port of Listen, which a mediator's registration
+// endpoints name so that core can reach it. A missing or zero port (":0")
+// is an error naming the key: core needs a fixed port.
+func (m Mediator) ListenPort() (int, error) {
+	_, text, err := net.SplitHostPort(m.Listen)
+	if err == nil {
+		if port, perr := strconv.Atoi(text); perr == nil && port > 0 && port <= 65535 {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("settings: listen (%s) %q: a fixed port is needed so core can reach the mediator",
+		EnvName(DefaultEnvPrefix, "listen"), m.Listen)
 }
 
 // Validate checks the values; errors name the key.

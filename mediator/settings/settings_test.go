@@ -131,3 +131,35 @@ func TestSecretsNotLogged(t *testing.T) {
 	assert.NotContains(t, out, "urlpass")
 	assert.Contains(t, b.String(), "REDACTED")
 }
+
+func TestListenPort(t *testing.T) {
+	tests := []struct {
+		listen string
+		want   int
+		err    bool
+	}{
+		{":8601", 8601, false},
+		{"127.0.0.1:5002", 5002, false},
+		{"[::1]:9000", 9000, false},
+		{":0", 0, true},
+		{"localhost", 0, true},
+		{":http", 0, true},
+		{":70000", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen, func(t *testing.T) {
+			m := Default()
+			m.Listen = tt.listen
+			got, err := m.ListenPort()
+			if tt.err {
+				if err == nil || !strings.Contains(err.Error(), "MEDIATOR_LISTEN") {
+					t.Fatalf("ListenPort() = %d, %v; want an error naming MEDIATOR_LISTEN", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ListenPort() = %d, %v; want %d", got, err, tt.want)
+			}
+		})
+	}
+}

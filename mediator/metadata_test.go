@@ -1,0 +1,33 @@
+package mediator_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+func TestMetadataFor(t *testing.T) {
+	a := mediator.Definition{URN: "urn:a", Version: "1.0.0", Name: "A",
+		DefaultChannelConfig: []mediator.Channel{{Name: "A1", URLPattern: "^/a$"}, {Name: "A2", URLPattern: "^/a2$"}}}
+	b := mediator.Definition{URN: "urn:b", Version: "2.0.0", Name: "B",
+		DefaultChannelConfig: []mediator.Channel{{Name: "B1", URLPattern: "^/b$"}}}
+
+	data, err := json.Marshal(mediator.MetadataFor(a, b))
+	require.NoError(t, err)
+	var doc map[string][]map[string]any
+	require.NoError(t, json.Unmarshal(data, &doc))
+	require.Len(t, doc, 2, "only core's two collections: %s", data)
+	var urns, channels []any
+	for _, m := range doc["Mediators"] {
+		urns = append(urns, m["urn"])
+	}
+	for _, c := range doc["Channels"] {
+		channels = append(channels, c["name"])
+	}
+	assert.Equal(t, []any{"urn:a", "urn:b"}, urns)
+	assert.Equal(t, []any{"A1", "A2", "B1"}, channels, "every default channel, in order")
+}
