@@ -624,7 +624,10 @@ func (l *lenientString) UnmarshalJSON(b []byte) error {
 		if err := json.Compact(&c, b); err != nil {
 			return err
 		}
-		l.s = c.String()
+		// Compact keeps invalid UTF-8 inside strings as it is; replace it as
+		// json.Unmarshal does for a string body, so the body is valid text
+		// and encodes the same way every time.
+		l.s = strings.ToValidUTF8(c.String(), "\uFFFD")
 	}
 	return nil
 }
