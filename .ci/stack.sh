@@ -89,7 +89,10 @@ install_ferretdb() {
 	fi
 	mv "$CACHE/bin/ferretdb.new" "$CACHE/bin/ferretdb"
 	echo "$want" >"$CACHE/bin/ferretdb.stamp"
-	"$CACHE/bin/ferretdb" --version 2>&1 | head -1 >&2
+	# no `| head -1` here: under pipefail, head closing the pipe early makes the writer die of SIGPIPE (exit 141)
+	local v
+	v=$("$CACHE/bin/ferretdb" --version 2>&1) || die "the FerretDB binary just built does not run: $v"
+	log "${v%%$'\n'*}"
 }
 
 # npm_ci NAME SRC_DIR: npm ci of SRC_DIR's package.json + package-lock.json into $CACHE/NAME (cached by lockfile).
