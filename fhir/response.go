@@ -32,16 +32,47 @@ func (e *TransactionError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Reason)
 	}
-	if e.Outcome != nil {
-		for _, is := range e.Outcome.Issue {
-			if is.Diagnostics != nil {
-				b.WriteString(": ")
-				b.WriteString(*is.Diagnostics)
-				break
+	if r := outcomeText(e.Outcome); r != "" {
+		b.WriteString(": ")
+		b.WriteString(r)
+	}
+	return b.String()
+}
+
+// outcomeText returns the server's reasons in an OperationOutcome: the
+// diagnostics and details.text of each issue (servers put the reason in
+// either: HAPI in diagnostics, Medplum in details.text), issues of severity
+// fatal and error first, joined with "; ". Identical texts are given once.
+// It returns "" for nil or an outcome without text.
+func outcomeText(oo *models.OperationOutcome) string {
+	if oo == nil {
+		return ""
+	}
+	var parts []string
+	seen := map[string]bool{}
+	add := func(s *string) {
+		if s == nil {
+			return
+		}
+		t := strings.TrimSpace(*s)
+		if t != "" && !seen[t] {
+			seen[t] = true
+			parts = append(parts, t)
+		}
+	}
+	for _, pass := range []bool{true, false} {
+		for _, is := range oo.Issue {
+			serious := is.Severity == models.IssueSeverityFatal || is.Severity == models.IssueSeverityError
+			if serious != pass {
+				continue
+			}
+			add(is.Diagnostics)
+			if is.Details != nil {
+				add(is.Details.Text)
 			}
 		}
 	}
-	return b.String()
+	return strings.Join(parts, "; ")
 }
 
 // CheckTransactionResponse checks the answer to a posted transaction: the
@@ -51,7 +82,11 @@ func (e *TransactionError) Error() string {
 // server did not store.
 func CheckTransactionResponse(statusCode int, body []byte, n int) error {
 	if statusCode < 200 || statusCode > 299 {
-		return &TransactionError{StatusCode: statusCode, Entry: -1, Outcome: parseOutcome(body)}
+		te := &TransactionError{StatusCode: statusCode, Entry: -1, Outcome: parseOutcome(body)}
+		if te.Outcome == nil {
+			te.Reason = bodySnippet(body)
+		}
+		return te
 	}
 	var resp struct {
 		ResourceType string `json:"resourceType"`
@@ -86,6 +121,22 @@ func CheckTransactionResponse(statusCode int, body []byte, n int) error {
 	return nil
 }
 
+// bodySnippet returns the start of a response body that is not an
+// OperationOutcome (an HTML error page, plain text), as valid UTF-8 on one
+// line, so an error still says what the server answered.
+func bodySnippet(b []byte) string {
+	const limit = 200
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(b[:min(len(b), 4*limit)]), "\uFFFD")), " ")
+	if r := []rune(s); len(r) > limit {
+		s = string(r[:limit]) + "..."
+	}
+	return s
+}
+
+// parseOutcome decodes an OperationOutcome from a response body; it
+// returns nil when the body is not one or has no issues. The FHIR client
+// and CheckTransactionResponse share it with outcomeText, so every error
+// from a FHIR server carries the server's reason the same way.
 func parseOutcome(b []byte) *models.OperationOutcome {
 	if len(b) == 0 {
 		return nil
