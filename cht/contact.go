@@ -52,10 +52,6 @@ type Contact struct {
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-// DefaultPersonTypes are the contact type ids that are people in every CHT
-// configuration.
-var DefaultPersonTypes = []string{"person"}
-
 // legacyTypes are the fixed contact types of CHT before 3.7.
 var legacyTypes = []string{"district_hospital", "health_center", "clinic", "person"}
 
@@ -88,7 +84,7 @@ func (c *Contact) IsPerson(personTypes ...string) bool {
 		return false
 	}
 	t := c.TypeID()
-	return slices.Contains(DefaultPersonTypes, t) || slices.Contains(personTypes, t)
+	return t == personTypeID || slices.Contains(personTypes, t)
 }
 
 // IsPlace reports whether the contact is a place, i.e. a contact that is

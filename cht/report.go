@@ -111,9 +111,9 @@ func (r *Report) FieldBool(path string) (bool, bool) { return r.Fields.Bool(path
 // FieldTime returns a form field as a time; see [Fields.Time].
 func (r *Report) FieldTime(path string) (time.Time, bool) { return r.Fields.Time(path) }
 
-// SubjectPaths is the order in which [Report.Subject] looks for the
+// subjectPaths is the order in which [Report.Subject] looks for the
 // report's subject. Paths starting with "fields." are form fields.
-var SubjectPaths = []string{
+var subjectPaths = [...]string{
 	"fields.patient_uuid",
 	"fields.patient_id",
 	"patient_id",
@@ -122,7 +122,9 @@ var SubjectPaths = []string{
 }
 
 // Subject returns the id of the person or place the report is about and
-// the path it came from (one of [SubjectPaths]). The value may be a
+// the path it came from: the first non-empty one of fields.patient_uuid,
+// fields.patient_id, patient_id, fields.inputs.contact._id and place_id,
+// in that order. The value may be a
 // shortcode (patient_id, place_id) or a document uuid; the hydrated
 // Patient/Place, when present, tell which. ok is false when no path holds
 // a non-empty value.
@@ -130,7 +132,7 @@ func (r *Report) Subject() (id, path string, ok bool) {
 	if r == nil {
 		return "", "", false
 	}
-	for _, p := range SubjectPaths {
+	for _, p := range subjectPaths {
 		var v string
 		switch p {
 		case "patient_id":
