@@ -157,7 +157,7 @@ func TestE2ETransactionsIdempotent(t *testing.T) {
 // TestTransactionFailureInMemory: a transaction the server rejects is
 // reported by CheckTransactionResponse, naming the server's reason.
 func TestTransactionFailureInMemory(t *testing.T) {
-	mem := fhirtest.NewServer()
+	mem := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(mem.Close)
 	srv := &e2eServer{t: t, base: mem.URL, client: mem.Client()}
 	c := e2eConverter(t, fhir.WritePut)
@@ -193,7 +193,7 @@ func TestTransactionFailureInMemory(t *testing.T) {
 // TestTransactionsIdempotentInMemory runs the same scenario against the
 // in-memory fhirtest server, so it runs without the real one too.
 func TestTransactionsIdempotentInMemory(t *testing.T) {
-	mem := fhirtest.NewServer()
+	mem := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(mem.Close)
 	testTransactionsIdempotent(t, &e2eServer{t: t, base: mem.URL, client: mem.Client()})
 }

@@ -77,7 +77,7 @@ func ExampleConverter_ReportBundle() {
 
 // Posting the same transaction twice leaves one set of resources.
 func ExampleTransaction_MarshalJSON() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 
 	c := exampleConverter()
@@ -111,7 +111,7 @@ func ExampleTransaction_MarshalJSON() {
 // After posting, check that the server applied every entry before
 // acknowledging the CHT push.
 func ExampleCheckTransactionResponse() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 	c := exampleConverter()
 	var r cht.Report

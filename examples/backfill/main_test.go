@@ -42,8 +42,7 @@ func newFakes(t testing.TB, households int) *fakes {
 	t.Cleanup(chtSrv.Close)
 	stats, err := chtSrv.SeedSynthetic(chttest.Synthetic{Households: households, PeoplePerHousehold: 3, ReportsPerPerson: 2, Seed: 7})
 	require.NoError(t, err)
-	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: -1})
-	require.NoError(t, err)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{RequestLog: -1})
 	t.Cleanup(fhirSrv.Close)
 	return &fakes{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs())}
 }

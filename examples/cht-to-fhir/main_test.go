@@ -111,7 +111,7 @@ func TestRunRegistersAndServes(t *testing.T) {
 	core.AddClient("cht", "cht-secret", "cht")
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer()
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
 	port := freePort(t)

@@ -57,7 +57,7 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 	d := &demo{
 		core: openhimtest.NewServer(openhimtest.Config{}),
 		cht:  chttest.NewDemoServer(),
-		fhir: fhirtest.NewServer(),
+		fhir: fhirtest.NewServer(fhirtest.Config{}),
 		log:  log,
 	}
 	defer func() {

@@ -69,8 +69,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	// 3 people and 6 reports per household are pushed.
 	stats, err := chtSrv.SeedSynthetic(chttest.Synthetic{Households: max(1, n/9), PeoplePerHousehold: 3, ReportsPerPerson: 2, Seed: 5})
 	require.NoError(t, err)
-	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: min(4*n, 8000)})
-	require.NoError(t, err)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{RequestLog: min(4*n, 8000)})
 	defer fhirSrv.Close()
 
 	// 30% of FHIR writes fail: errors, timeouts (not applied) and lost

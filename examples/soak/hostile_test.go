@@ -40,7 +40,7 @@ type entryPoint struct {
 func serveHostile(t *testing.T) map[string]string {
 	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1})
 	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer()
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 	logger := slog.New(slog.DiscardHandler)
 

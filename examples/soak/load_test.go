@@ -103,8 +103,7 @@ func (lt loadTarget) request() *http.Request {
 func loadTargets(t testing.TB) []loadTarget {
 	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1})
 	t.Cleanup(chtSrv.Close)
-	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: -1})
-	require.NoError(t, err)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{RequestLog: -1})
 	t.Cleanup(fhirSrv.Close)
 	logger := slog.New(slog.DiscardHandler)
 

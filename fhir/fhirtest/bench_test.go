@@ -51,10 +51,7 @@ func BenchmarkTransaction(b *testing.B) {
 	b.Run("repeat", func(b *testing.B) { run(b, direct(newHandler(b)), false) })
 	b.Run("new", func(b *testing.B) { run(b, direct(newHandler(b)), true) })
 	b.Run("http", func(b *testing.B) {
-		srv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		srv := fhirtest.NewServer(fhirtest.Config{RequestLog: -1})
 		defer srv.Close()
 		hc := srv.Client()
 		run(b, func(body []byte) int {

@@ -1,12 +1,12 @@
 // Package fhirtest provides an in-memory FHIR R4 server for tests, in the manner of
 // net/http/httptest.
 //
-// [NewServer] starts a server on a loopback port; [Server.URL] is its FHIR base URL (for example
+// [NewServer] starts a server on a loopback port (a zero [Config] gives the defaults); [Server.URL] is its FHIR base URL (for example
 // http://127.0.0.1:41234/fhir/R4, no trailing slash) and [Server.Client] an HTTP client for it.
 // Resources are stored as raw JSON, so any R4 resource type can be written and read back unchanged
 // apart from id and meta. Inspection helpers return plain values for assertions:
 //
-//	srv := fhirtest.NewServer()
+//	srv := fhirtest.NewServer(fhirtest.Config{})
 //	t.Cleanup(srv.Close)
 //	// ... point the code under test at srv.URL, then:
 //	if n := srv.Count("Observation"); n != 20 { t.Errorf("got %d Observations", n) }
@@ -16,10 +16,10 @@
 //
 // [Handler] is the same server as an http.Handler, for a mux or a real listener (the demo's --serve
 // mode). A Handler is safe for concurrent use; reads run in parallel and writes are serialised by
-// one lock held only for index lookups and encoding. On the project's 2-core machine a create costs
-// about 25 µs of CPU and a 22-entry transaction about 0.5 ms (BenchmarkCreateParallel,
-// BenchmarkTransaction), so tens of thousands of writes per second; a stored resource takes about
-// 1.5 KB of memory (set [Config.RequestLog] to -1 in load tests so request bodies are not kept).
+// one lock held only for index lookups and encoding. A create costs a few tens of µs of CPU and a
+// 22-entry transaction well under a millisecond (BenchmarkCreateParallel, BenchmarkTransaction),
+// so one core serves thousands of writes per second; a stored resource takes about 1.5 KB of
+// memory (set [Config.RequestLog] to -1 in load tests so request bodies are not kept).
 //
 // # Interactions
 //
@@ -37,7 +37,8 @@
 //     404.
 //   - search: GET [base]/Type?params or POST [base]/Type/_search with identifier (system|value,
 //     |value for no system, value for any system, system| for any value; comma for OR), _id,
-//     subject, patient and encounter (Type/id, bare id, absolute URL, :Type modifier), _lastUpdated
+//     status (the resource's top-level status code; comma for OR), subject, patient and encounter
+//     (Type/id, bare id, absolute URL, :Type modifier), _lastUpdated
 //     (eq, ne, gt, lt, ge, le, sa, eb at the value's precision; repeat for ranges), _count (default
 //     100, max 1000), _offset, _sort (_lastUpdated, _id, optionally descending) and _summary=count.
 //     The answer is a searchset Bundle with total, self and next links, and fullUrl per entry.
@@ -52,6 +53,24 @@
 //     per entry. Response entries carry fullUrl, the resource and response.status ("201 Created"),
 //     location (Type/id/_history/n), etag and lastModified.
 //   - GET [base]/metadata answers a minimal CapabilityStatement.
+//
+// # Subscriptions
+//
+// An R4 Subscription with channel.type rest-hook is stored with status active (a requested one is
+// accepted at once) and notified after every write whose resource matches its criteria, a search
+// such as Task?_id=123&status=completed,failed using the search parameters above. Writes inside a
+// transaction notify once it commits; a rolled-back transaction notifies nobody. Notifications go
+// out one at a time in the order of the writes, as R4 rest-hook sends them: without
+// channel.payload a POST with no body to channel.endpoint; with a JSON payload the resource is PUT
+// to [endpoint]/[type]/[id]. Every channel.header ("Name: value") is sent as an HTTP header. When
+// the endpoint cannot be reached or answers other than 2xx, the Subscription's status becomes
+// error with the reason in Subscription.error, and it is not notified again until updated to
+// active. [Handler.Notifications] and [Handler.AwaitNotifications] return what was sent;
+// [Config.NotifyClient] is the HTTP client used. A Subscription fhirtest cannot deliver (another
+// channel type, an XML payload, criteria with an unsupported search parameter) is answered 400
+// naming the element; status off and error are stored as sent. Deleting a Subscription stops its
+// notifications. The real e2e server stores Subscriptions but sends no notifications; poll with
+// _lastUpdated there.
 //
 // Every version gets meta.versionId ("1", "2", ... continuing after a delete) and
 // meta.lastUpdated (UTC, milliseconds); other meta elements are kept. Answers are

@@ -26,7 +26,7 @@ func TestE2EDifferential(t *testing.T) {
 		t.Fatalf("real FHIR server at %s unreachable: %v", base, err)
 	}
 
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(srv.Close)
 	fake := runScenarios(t, srv.URL, srv.Client())
 	real := runScenarios(t, base, hc)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
 
@@ -34,7 +36,7 @@ func post(c *http.Client, url, body string, header ...string) (int, map[string]a
 }
 
 func ExampleNewServer() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 
 	patient := `{"resourceType":"Patient","identifier":[{"system":"https://cht.example.org/contact","value":"c-1"}]}`
@@ -52,7 +54,7 @@ func ExampleNewServer() {
 }
 
 func ExampleServer_transaction() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 
 	// A Patient created if absent and an Observation updated by identifier, linked by urn:uuid.
@@ -94,7 +96,7 @@ func ExampleServer_transaction() {
 }
 
 func ExampleHandler_FailNextWrites() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 
 	srv.FailNextWrites(2, http.StatusServiceUnavailable)
@@ -117,7 +119,7 @@ func ExampleHandler_FailNextWrites() {
 }
 
 func ExampleHandler_SetFaults() {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	defer srv.Close()
 
 	// 30 % of writes fail with 503, reproducibly for seed 1.
@@ -141,17 +143,15 @@ func ExampleHandler_SetFaults() {
 }
 
 func ExampleHandler_Load() {
-	srv, err := fhirtest.NewServerConfig(fhirtest.Config{
+	srv := fhirtest.NewServer(fhirtest.Config{
 		Now: func() time.Time { return time.Date(2024, 10, 31, 6, 25, 50, 0, time.UTC) },
 	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
 	defer srv.Close()
 
-	err = srv.Load(
-		json.RawMessage(`{"resourceType":"Patient","id":"p1","name":[{"text":"Grace Achieng"}]}`),
+	// Seed with the FHIR model types the library builds with, or with raw JSON.
+	id, name := "p1", "Grace Achieng"
+	err := srv.Load(
+		models.Patient{Id: &id, Name: []models.HumanName{{Text: &name}}},
 		json.RawMessage(`{"resourceType":"Practitioner","id":"chw1"}`),
 	)
 	fmt.Println(err)

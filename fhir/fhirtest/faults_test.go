@@ -88,7 +88,7 @@ func TestTimeoutNextWrites(t *testing.T) {
 		}
 	})
 	t.Run("close releases held requests", func(t *testing.T) {
-		srv := fhirtest.NewServer()
+		srv := fhirtest.NewServer(fhirtest.Config{})
 		c := &fhirClient{base: srv.URL, hc: &http.Client{}} // no client timeout
 		srv.TimeoutNextWrites(1)
 		done := make(chan error, 1)
@@ -191,7 +191,7 @@ func TestFaultsOnReadsAndLatency(t *testing.T) {
 }
 
 func TestFaultsValidation(t *testing.T) {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(srv.Close)
 	for _, f := range []fhirtest.Faults{
 		{FailRate: 1.5}, {FailRate: -0.1}, {TimeoutRate: 2}, {FailRate: 0.6, TimeoutRate: 0.6},
@@ -249,7 +249,7 @@ func TestRequestsAndReset(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(srv.Close)
 	for _, bad := range [][]byte{
 		[]byte(`{"resourceType":"Patient"}`),

@@ -81,11 +81,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case FaultLostResponse:
 		h.route(&discardWriter{header: http.Header{}}, r, segs, body, write)
+		h.drainChanges()
 		h.hang(r, hang)
 		writeError(lw, &opError{status: http.StatusGatewayTimeout, code: "timeout", msg: "fhirtest: injected timeout after the write was applied"})
 		return
 	}
 	h.route(lw, r, segs, body, write)
+	h.drainChanges()
 }
 
 // route dispatches one request to its interaction.

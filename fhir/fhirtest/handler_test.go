@@ -3,6 +3,7 @@ package fhirtest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -14,10 +15,7 @@ import (
 
 func newClient(t *testing.T, cfg fhirtest.Config) (*fhirtest.Server, *fhirClient) {
 	t.Helper()
-	srv, err := fhirtest.NewServerConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := fhirtest.NewServer(cfg)
 	t.Cleanup(srv.Close)
 	return srv, &fhirClient{base: srv.URL, hc: srv.Client()}
 }
@@ -271,9 +269,15 @@ func TestResourceJSONRoundTrip(t *testing.T) {
 }
 
 func TestServerConfigErrorAndConnections(t *testing.T) {
-	if srv, err := fhirtest.NewServerConfig(fhirtest.Config{MaxBodyBytes: -5}); err == nil || srv != nil {
-		t.Fatalf("NewServerConfig with a negative MaxBodyBytes = %v, %v", srv, err)
-	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "MaxBodyBytes") {
+				t.Errorf("NewServer with a negative MaxBodyBytes: panic %v, want one naming MaxBodyBytes", r)
+			}
+		}()
+		srv := fhirtest.NewServer(fhirtest.Config{MaxBodyBytes: -5})
+		srv.Close()
+	}()
 	srv, c := newClient(t, fhirtest.Config{})
 	mustDo(t, c, http.MethodGet, "/metadata", nil)
 	srv.CloseClientConnections()

@@ -97,30 +97,50 @@ func (h *Handler) Counts() map[string]int {
 // Reset deletes every resource, forgets the logged requests and clears all faults.
 func (h *Handler) Reset() {
 	h.mu.Lock()
-	h.st = newStore()
+	h.st = newStore(&h.dirty)
+	h.dirty.Store(false)
 	h.mu.Unlock()
+	h.noteMu.Lock()
+	h.queue, h.notes = nil, nil
+	h.noteMu.Unlock()
 	h.reqMu.Lock()
 	h.reqs, h.reqN = nil, 0
 	h.reqMu.Unlock()
 	h.faults.reset()
 }
 
-// Load stores resources as if each had been PUT (an id is required), for seeding fixtures. It
-// validates them all first and stores none if one is invalid.
-func (h *Handler) Load(resources ...json.RawMessage) error {
+// Load stores resources as if each had been PUT (an id is required), for seeding fixtures. A
+// resource is a json.RawMessage or []byte holding its JSON, or any value encoding/json marshals to
+// a resource, such as the github.com/samply/golang-fhir-models types the fhir package builds with
+// (models.Patient{Id: &id, ...}). Load validates them all first and stores none if one is invalid.
+// Active Subscriptions are notified as for a PUT.
+func (h *Handler) Load(resources ...any) error {
 	ps := make([]*prepared, len(resources))
-	for i, raw := range resources {
-		m, err := decodeObject(raw, "")
-		if err == nil {
-			ps[i], err = prepare(m, "", h.strict)
+	for i, res := range resources {
+		var raw []byte
+		var err error
+		switch v := res.(type) {
+		case json.RawMessage:
+			raw = v
+		case []byte:
+			raw = v
+		default:
+			if raw, err = json.Marshal(v); err != nil {
+				return fmt.Errorf("fhirtest: load resource %d (%T): %w", i, res, err)
+			}
 		}
-		if err == nil && !validID(fmt.Sprint(m["id"])) {
-			err = errInvalid("id", "Load needs resources with an id")
+		m, oerr := decodeObject(raw, "")
+		if oerr == nil {
+			ps[i], oerr = prepare(m, "", h.strict)
 		}
-		if err != nil {
-			return fmt.Errorf("fhirtest: load resource %d: %w", i, err)
+		if oerr == nil && !validID(fmt.Sprint(m["id"])) {
+			oerr = errInvalid("id", "Load needs resources with an id")
+		}
+		if oerr != nil {
+			return fmt.Errorf("fhirtest: load resource %d: %w", i, oerr)
 		}
 	}
+	defer h.drainChanges()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range ps {

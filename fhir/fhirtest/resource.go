@@ -16,6 +16,7 @@ type prepared struct {
 	m      map[string]any
 	idents []ident
 	refs   []ref
+	status string // the top-level status code, for the status search parameter
 }
 
 // prepare validates m as a resource of wantType ("" = any) and extracts its search keys.
@@ -24,6 +25,11 @@ func prepare(m map[string]any, wantType string, strict bool) (*prepared, *opErro
 		return nil, err
 	}
 	p := &prepared{typ: m["resourceType"].(string), m: m}
+	if p.typ == "Subscription" {
+		if err := checkSubscription(m); err != nil {
+			return nil, err
+		}
+	}
 	p.index()
 	return p, nil
 }
@@ -32,6 +38,7 @@ func prepare(m map[string]any, wantType string, strict bool) (*prepared, *opErro
 func (p *prepared) index() {
 	p.idents = p.idents[:0]
 	p.refs = p.refs[:0]
+	p.status, _ = p.m["status"].(string)
 	if arr, ok := p.m["identifier"].([]any); ok {
 		for _, e := range arr {
 			o, _ := e.(map[string]any)
@@ -81,7 +88,7 @@ func (p *prepared) finish(id string, version int, seq uint64, now time.Time) (*r
 		raw = bytes.Clone(raw) // stored for the life of the resource: drop the spare capacity
 	}
 	return &record{typ: p.typ, id: id, version: version, seq: seq, updated: now, raw: raw,
-		idents: p.idents, refs: p.refs}, nil
+		idents: p.idents, refs: p.refs, status: p.status}, nil
 }
 
 // encodeJSON marshals v without HTML escaping (narratives stay readable) and without a trailing newline.

@@ -476,7 +476,7 @@ func runScenarios(t *testing.T, base string, hc *http.Client) map[string][]strin
 }
 
 func TestScenarios(t *testing.T) {
-	srv := fhirtest.NewServer()
+	srv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(srv.Close)
 	got := runScenarios(t, srv.URL, srv.Client())
 	for _, sc := range scenarios {

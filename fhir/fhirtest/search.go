@@ -60,6 +60,11 @@ func parseQuery(typ string, vals url.Values) (*query, *opError) {
 				f = parseTokenFilter(v)
 			case "subject", "patient", "encounter":
 				f, err = parseRefFilter(name, modifier, v)
+			case "status":
+				if modifier != "" {
+					return nil, unsupportedModifier(key)
+				}
+				f = statusFilter(splitComma(v))
 			case "_lastUpdated":
 				if modifier != "" {
 					return nil, unsupportedModifier(key)
@@ -92,7 +97,7 @@ func parseQuery(typ string, vals url.Values) (*query, *opError) {
 				// Accepted and ignored: the total is always given and the format is always JSON.
 			default:
 				return nil, &opError{status: http.StatusBadRequest, code: "not-supported",
-					msg:        "unsupported search parameter " + key + " on " + typ + " (fhirtest supports _id, identifier, subject, patient, encounter, _lastUpdated, _count, _offset, _sort, _summary=count)",
+					msg:        "unsupported search parameter " + key + " on " + typ + " (fhirtest supports _id, identifier, status, subject, patient, encounter, _lastUpdated, _count, _offset, _sort, _summary=count)",
 					expression: key}
 			}
 			if err != nil {
@@ -176,6 +181,13 @@ func (f idFilter) candidates(*typeStore) ([]string, bool) {
 	slices.Sort(ids)
 	return slices.Compact(ids), true
 }
+
+// statusFilter matches the top-level status code (Task, ServiceRequest, Encounter, ...).
+type statusFilter []string
+
+func (f statusFilter) match(r *record) bool { return r.status != "" && slices.Contains(f, r.status) }
+
+func (f statusFilter) candidates(*typeStore) ([]string, bool) { return nil, false }
 
 // tokenAlt is one alternative of an identifier search: "system|value", "|value" (no system),
 // "value" (any system) or "system|" (any value).

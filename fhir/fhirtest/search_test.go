@@ -32,7 +32,7 @@ func loadFixtures(t *testing.T, h *fhirtest.Server, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rs []json.RawMessage
+	var rs []any
 	if err := json.Unmarshal(b, &rs); err != nil {
 		t.Fatal(err)
 	}

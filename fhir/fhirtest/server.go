@@ -33,6 +33,9 @@ type Config struct {
 	RequestLog int
 	// Now returns the time used for meta.lastUpdated; nil means time.Now.
 	Now func() time.Time
+	// NotifyClient sends the rest-hook notifications of active Subscriptions; nil means a client
+	// with a 10 s timeout. Set it to reach TLS endpoints of httptest servers.
+	NotifyClient *http.Client
 }
 
 // Handler is the in-memory FHIR R4 server as an http.Handler, for mounting in a mux or a real
@@ -54,6 +57,15 @@ type Handler struct {
 	reqN  int        // number of requests logged since the last Reset
 
 	held atomic.Int64 // requests held by timeout faults
+
+	dirty        atomic.Bool // st.changed is not empty
+	notifyClient *http.Client
+	noteMu       sync.Mutex // guards queue, delivering, notes and noteSignal
+	queue        []delivery
+	delivering   bool
+	notes        []Notification
+	noteSignal   chan struct{} // closed and replaced when a notification is added to notes
+	deliverWG    sync.WaitGroup
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: releases hung requests
@@ -86,26 +98,36 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NotifyClient == nil {
+		cfg.NotifyClient = &http.Client{Timeout: 10 * time.Second}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Handler{
-		basePath: cfg.BasePath,
-		maxBody:  cfg.MaxBodyBytes,
-		strict:   cfg.Strict,
-		logSize:  cfg.RequestLog,
-		now:      cfg.Now,
-		st:       newStore(),
-		closed:   make(chan struct{}),
-	}, nil
+	h := &Handler{
+		basePath:     cfg.BasePath,
+		maxBody:      cfg.MaxBodyBytes,
+		strict:       cfg.Strict,
+		logSize:      cfg.RequestLog,
+		now:          cfg.Now,
+		notifyClient: cfg.NotifyClient,
+		noteSignal:   make(chan struct{}),
+		closed:       make(chan struct{}),
+	}
+	h.st = newStore(&h.dirty)
+	return h, nil
 }
 
 // BasePath returns the URL path of the FHIR base, e.g. "/fhir/R4".
 func (h *Handler) BasePath() string { return h.basePath }
 
-// Close releases requests held by timeout faults. The Handler keeps serving afterwards, without
-// holding requests. It is safe to call more than once.
-func (h *Handler) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
+// Close releases requests held by timeout faults, cancels the notification being sent and waits
+// for the delivery goroutine to stop. The Handler keeps serving afterwards, without holding
+// requests or sending notifications. It is safe to call more than once.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
+	h.deliverWG.Wait()
+}
 
 // Server is an in-memory FHIR R4 server listening on a loopback port, like httptest.Server. Use
 // [Server.URL] as the FHIR base URL and [Server.Client] as the HTTP client.
@@ -118,27 +140,19 @@ type Server struct {
 	ts *httptest.Server
 }
 
-// NewServer starts a Server with the default [Config]. The caller must call Close.
-func NewServer() *Server {
-	s, err := NewServerConfig(Config{})
-	if err != nil {
-		panic(err) // unreachable: the zero Config is valid
-	}
-	return s
-}
-
-// NewServerConfig starts a Server configured by cfg, or returns an error naming the invalid field.
-// The caller must call Close.
-func NewServerConfig(cfg Config) (*Server, error) {
+// NewServer starts a Server configured by cfg; the zero Config gives the defaults. Like
+// httptest.NewServer it panics when it cannot start, here also when cfg is invalid (the message
+// names the field). The caller must call Close.
+func NewServer(cfg Config) *Server {
 	h, err := NewHandler(cfg)
 	if err != nil {
-		return nil, err
+		panic(err)
 	}
 	ts := httptest.NewUnstartedServer(h)
 	ts.Config.ReadHeaderTimeout = 10 * time.Second
 	ts.Config.IdleTimeout = time.Minute
 	ts.Start()
-	return &Server{Handler: h, URL: ts.URL + h.basePath, ts: ts}, nil
+	return &Server{Handler: h, URL: ts.URL + h.basePath, ts: ts}
 }
 
 // Client returns an HTTP client for the server, with a 30 s timeout.

@@ -3,6 +3,7 @@ package fhirtest
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,7 @@ type record struct {
 	raw     []byte    // the resource JSON including id and meta; nil for a tombstone
 	idents  []ident   // identifier[].system/value
 	refs    []ref     // indexed reference elements (subject, patient, ...)
+	status  string    // the top-level status code ("" when absent)
 }
 
 func (r *record) deleted() bool { return r.raw == nil }
@@ -71,9 +73,18 @@ func newTypeStore() *typeStore {
 type store struct {
 	types map[string]*typeStore
 	seq   uint64
+
+	// changed lists the records (tombstones included) written since the Handler last drained it,
+	// once the store has seen a Subscription; dirty is the Handler's flag that it is not empty.
+	changed []*record
+	track   bool
+	dirty   *atomic.Bool
+	subs    map[string]*subscription // active rest-hook subscriptions by id
 }
 
-func newStore() *store { return &store{types: make(map[string]*typeStore)} }
+func newStore(dirty *atomic.Bool) *store {
+	return &store{types: make(map[string]*typeStore), dirty: dirty}
+}
 
 func (s *store) typeStore(typ string, create bool) *typeStore {
 	ts := s.types[typ]
@@ -206,6 +217,7 @@ func sortBySeq(rs []*record) {
 type undoLog struct {
 	entries []undoEntry
 	seq     uint64
+	changed int // len(store.changed) at the start
 }
 
 type undoEntry struct {
@@ -213,11 +225,16 @@ type undoEntry struct {
 	prev    *record
 }
 
-func (s *store) begin() *undoLog { return &undoLog{seq: s.seq} }
+func (s *store) begin() *undoLog { return &undoLog{seq: s.seq, changed: len(s.changed)} }
 
 // put stores r, recording the previous state in u when u is not nil.
 func (s *store) put(u *undoLog, r *record) {
 	prev := s.set(r.typ, r.id, r)
+	if s.track || r.typ == "Subscription" {
+		s.track = true
+		s.changed = append(s.changed, r)
+		s.dirty.Store(true)
+	}
 	if u != nil {
 		u.entries = append(u.entries, undoEntry{typ: r.typ, id: r.id, prev: prev})
 	}
@@ -230,5 +247,7 @@ func (s *store) rollback(u *undoLog) {
 		s.set(e.typ, e.id, e.prev)
 	}
 	s.seq = u.seq
+	clear(s.changed[u.changed:])
+	s.changed = s.changed[:u.changed]
 	u.entries = nil
 }

@@ -2,6 +2,7 @@ package fhirtest
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 )
 
@@ -47,7 +48,7 @@ func TestIDSet(t *testing.T) {
 
 // TestRollbackRestoresIndexes checks set/put/rollback on the store directly.
 func TestRollbackRestoresIndexes(t *testing.T) {
-	s := newStore()
+	s := newStore(new(atomic.Bool))
 	rec := func(id string, v int, value string) *record {
 		return &record{typ: "Patient", id: id, version: v, raw: []byte("{}"), idents: []ident{{"s", value}}}
 	}

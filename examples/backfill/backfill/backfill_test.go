@@ -39,8 +39,7 @@ func newEnv(t testing.TB, households int) *env {
 	t.Cleanup(chtSrv.Close)
 	stats, err := chtSrv.SeedSynthetic(chttest.Synthetic{Households: households, PeoplePerHousehold: 3, ReportsPerPerson: 2, Seed: 1})
 	require.NoError(t, err)
-	fhirSrv, err := fhirtest.NewServerConfig(fhirtest.Config{RequestLog: -1})
-	require.NoError(t, err)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{RequestLog: -1})
 	t.Cleanup(fhirSrv.Close)
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})

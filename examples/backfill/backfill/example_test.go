@@ -18,7 +18,7 @@ import (
 func ExampleRun() {
 	chtSrv := chttest.NewDemoServer()
 	defer chtSrv.Close()
-	fhirSrv := fhirtest.NewServer()
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	defer fhirSrv.Close()
 	dir, err := os.MkdirTemp("", "backfill")
 	if err != nil {

@@ -34,7 +34,7 @@ func newRig(t *testing.T, withCHTClient bool) *rig {
 	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer()
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
 	mapping, err := chttofhir.DefaultMapping()

@@ -45,7 +45,7 @@ func newRig(t testing.TB, configure ...func(*fhirtocht.Config)) *rig {
 	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer()
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
 	mapping, err := fhirtocht.DefaultMapping()
