@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -86,19 +87,37 @@ func (v MapValue) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON accepts both forms.
 func (v *MapValue) UnmarshalJSON(b []byte) error {
-	if jsonKind(b) == "string" {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
 		*v = MapValue{}
 		return json.Unmarshal(b, &v.Path)
 	}
 	var o struct {
-		Path     string `json:"path"`
-		Expr     string `json:"expr"`
-		Optional bool   `json:"optional"`
+		Path     string          `json:"path"`
+		Expr     json.RawMessage `json:"expr"`
+		Optional bool            `json:"optional"`
 	}
 	if err := json.Unmarshal(b, &o); err != nil {
 		return fmt.Errorf("cht: mapping value: %w", err)
 	}
-	*v = MapValue(o)
+	*v = MapValue{Path: o.Path, Optional: o.Optional}
+	e := string(bytes.TrimSpace(o.Expr))
+	switch {
+	case e == "" || e == "null" || e == "false":
+		// falsy: CHT falls back to path
+	case e == "true":
+		// Node's vm runs `${expr}`: {"expr": true} is the program "true".
+		v.Expr = "true"
+	case e[0] == '"':
+		return json.Unmarshal(o.Expr, &v.Expr)
+	default:
+		f, err := strconv.ParseFloat(e, 64)
+		if err != nil {
+			return fmt.Errorf("cht: mapping value: expr must be JavaScript source, not %s", e)
+		}
+		if f != 0 {
+			v.Expr = strconv.FormatFloat(f, 'g', -1, 64)
+		}
+	}
 	return nil
 }
 

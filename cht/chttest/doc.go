@@ -54,9 +54,13 @@
 // function), POSTs the payload with basic auth and a 10 s timeout, counts
 // only 2xx as success (also 3xx from CHT 4.17, when a JSON content type
 // with an invalid body fails the push), queues failures for a retry every
-// 5 minutes (configurable), and re-sends a doc only when the payload's
-// hash changes. With PusherConfig.Server it follows the fake's changes, so
-// a mediator can be tested end to end the way CHT drives it.
+// 5 minutes (configurable) without evaluating relevance again, pushes a
+// configuration with a cron only near its ticks, and re-sends a doc only
+// when the payload's hash changes. relevant_to and mapping expressions are
+// JavaScript, run in a JavaScript VM (goja) with doc in scope as CHT runs
+// them in Node's vm module; OutboundFromSettings reads an app_settings
+// outbound block. With PusherConfig.Server it follows the fake's changes,
+// so a mediator can be tested end to end the way CHT drives it.
 //
 // The fake is not CHT: it does not run transitions other than attaching a
 // sender to records, does not parse SMS message text into fields, and

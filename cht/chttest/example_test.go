@@ -179,6 +179,6 @@ func ExampleOutboundFromSettings() {
 	n, err := p.Sync(context.Background())
 	fmt.Println(n, "docs evaluated,", p.CountOutcome(chttest.OutcomeSent), "sent,", err)
 	// Output:
-	// interop /mediator/cht/encounter {"id":"442b0937-a32f-443e-8d28-7d9a7552fda2","observations":[{"valueQuantity":{"unit":"cm","value":172}}],"patient_uuid":"75905106a4bc2a9046ed28df070016ce"}
+	// interop /mediator/cht/encounter {"id":"442b0937-a32f-443e-8d28-7d9a7552fda2","patient_uuid":"75905106a4bc2a9046ed28df070016ce","observations":[{"valueQuantity":{"value":172,"unit":"cm"}}]}
 	// 13 docs evaluated, 1 sent, <nil>
 }

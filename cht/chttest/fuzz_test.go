@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"time"
 )
 
@@ -75,20 +77,26 @@ func urlQueryEscape(s string) string {
 	return b.String()
 }
 
-// FuzzCompileJS: the JS-subset interpreter rejects or evaluates any input
-// without panicking.
-func FuzzCompileJS(f *testing.F) {
+// FuzzOutboundJS: any relevant_to or expr source either fails to compile
+// or evaluates (possibly throwing) without a panic or a hang.
+func FuzzOutboundJS(f *testing.F) {
 	for _, s := range []string{"doc.type === 'person' && doc.patient_id", "['a','b'].includes(doc.form)",
-		"doc.a ? doc.b : 'x' + 1", "!(doc.n >= 3)", "doc['x'][0].y", "((((", "'unterminated", "doc.a.b.c"} {
+		"doc.a ? doc.b : 'x' + 1", "!(doc.n >= 3)", "doc['x'][0].y", "((((", "'unterminated", "doc.a.b.c",
+		"[{ \"system\": \"cht\", \"value\": doc._id }]", "'cht/'.concat(doc._id)", "doc.n - 1"} {
 		f.Add(s)
 	}
-	doc := map[string]any{"type": "person", "n": json.Number("3"), "a": map[string]any{"b": []any{"x", nil}}}
+	doc := map[string]any{"_id": "x", "type": "person", "n": json.Number("3"), "a": map[string]any{"b": []any{"x", nil}}}
 	f.Fuzz(func(t *testing.T, src string) {
-		n, err := compileJS(src)
+		p, err := compileJS(src)
 		if err != nil {
 			return
 		}
-		_, _ = n(doc)
+		js, err := newJSDoc(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = js.truthy(p)
+		_, _ = js.mapPayload("fuzz", []mapSource{{dest: "v", expr: p}})
 	})
 }
 
@@ -100,15 +108,13 @@ func FuzzApplyMapping(f *testing.F) {
 	f.Add("0.1.2", "doc.fields.length")
 	doc := map[string]any{"_id": "x", "fields": map[string]any{"list": []any{"a", "b"}}}
 	f.Fuzz(func(t *testing.T, dest, src string) {
-		m := map[string]any{dest: src, dest + ".z": MapPath{Path: src, Optional: true}}
+		m := map[string]any{dest: src, dest + ".z": cht.MapOptional(src)}
 		if src == "" {
 			return
 		}
 		out, err := ApplyMapping(m, doc)
-		if err == nil {
-			if _, err := json.Marshal(out); err != nil {
-				t.Fatalf("unencodable payload: %v", err)
-			}
+		if err == nil && !json.Valid(out) {
+			t.Fatalf("invalid JSON payload %s", out)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -139,8 +140,23 @@ func newTestServer(t *testing.T, cfg Config) *Server {
 	return srv
 }
 
-// get walks a decoded JSON value by dotted path.
+// get walks a decoded JSON value by dotted path (numeric segments index
+// arrays); a missing step is nil.
 func get(v any, path string) any {
-	x, _ := getPath(v, path)
-	return x
+	cur := v
+	for seg := range strings.SplitSeq(path, ".") {
+		switch t := cur.(type) {
+		case map[string]any:
+			cur = t[seg]
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(t) {
+				return nil
+			}
+			cur = t[i]
+		default:
+			return nil
+		}
+	}
+	return cur
 }

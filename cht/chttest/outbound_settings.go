@@ -1,16 +1,23 @@
 package chttest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
 // OutboundFromSettings turns an app_settings "outbound" block into one
 // PusherConfig per push, ordered by name. raw is either the outbound
 // object or a whole app_settings document holding it.
+//
+// relevant_to and mapping "expr" strings are JavaScript, run in a VM with
+// doc in scope as CHT runs them; a push without relevant_to pushes
+// nothing. Mapping keys are walked in the order CHT walks them.
 //
 // Secrets are read with creds by the destination's password_key (basic) or
 // value_key (header), as CHT reads its credentials store; Server.Credential
@@ -18,14 +25,8 @@ import (
 // been configured."), as is an auth type other than basic or header
 // (muso-sih is not supported by the pusher).
 //
-// relevant_to and mapping "expr" strings are JavaScript in CHT. They are
-// evaluated here by a small interpreter for the subset such configs
-// usually use (doc member access, literals, array literals, ! && || ?:,
-// comparisons, + and .includes()); anything else is reported as an error
-// so a test never silently evaluates a condition differently from CHT.
-//
-// The returned configs have URL, Name, auth, RelevantTo and Mapping set;
-// set Server, Version, RetryInterval etc. before NewOutboundPusher.
+// The returned configs have Name, URL, auth, relevance, Mapping and Cron
+// set; set Server, Version, RetryInterval etc. before NewOutboundPusher.
 func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]PusherConfig, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
@@ -53,45 +54,31 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 	return out, nil
 }
 
-type settingsPush struct {
-	RelevantTo  string `json:"relevant_to"`
-	Destination struct {
-		BaseURL string `json:"base_url"`
-		Path    string `json:"path"`
-		Auth    *struct {
-			Type        string `json:"type"`
-			Username    string `json:"username"`
-			PasswordKey string `json:"password_key"`
-			Name        string `json:"name"`
-			ValueKey    string `json:"value_key"`
-		} `json:"auth"`
-	} `json:"destination"`
-	Mapping map[string]json.RawMessage `json:"mapping"`
-	Cron    string                     `json:"cron"`
-}
-
 func pushFromSettings(name string, raw json.RawMessage, creds func(string) (string, bool)) (PusherConfig, error) {
-	var sp settingsPush
+	var sp cht.OutboundPush
 	if err := json.Unmarshal(raw, &sp); err != nil {
 		return PusherConfig{}, err
 	}
-	cfg := PusherConfig{Name: name}
+	cfg := PusherConfig{Name: name, Cron: sp.Cron, fromSettings: true}
 	if sp.Destination.BaseURL == "" {
 		return cfg, errors.New("destination.base_url is required")
 	}
 	cfg.URL = urlJoin(sp.Destination.BaseURL, sp.Destination.Path)
 	if a := sp.Destination.Auth; a != nil {
 		secret := func(key string) (string, error) {
-			if creds == nil {
-				return "", fmt.Errorf("Credentials for '%s' have not been configured.", key)
+			v, ok := "", false
+			if creds != nil {
+				v, ok = creds(key)
 			}
-			v, ok := creds(key)
-			if !ok {
-				return "", fmt.Errorf("Credentials for '%s' have not been configured.", key)
+			if !ok || v == "" {
+				return "", fmt.Errorf("Credentials for '%s' have not been configured. See the Outbound documentation.", key)
 			}
 			return v, nil
 		}
+		// outbound.js validateAuthConfig and handleAuth.
 		switch strings.ToLower(a.Type) {
+		case "":
+			return cfg, errors.New("No auth.type, either declare the type or omit the auth property")
 		case "basic":
 			pw, err := secret(a.PasswordKey)
 			if err != nil {
@@ -100,7 +87,7 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 			cfg.Username, cfg.Password = a.Username, pw
 		case "header":
 			if !strings.EqualFold(a.Name, "authorization") {
-				return cfg, fmt.Errorf("Invalid auth header name: %q (only Authorization)", a.Name)
+				return cfg, fmt.Errorf("Unsupported header name '%s'. Supported: authorization", a.Name)
 			}
 			v, err := secret(a.ValueKey)
 			if err != nil {
@@ -110,63 +97,58 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 		case "muso-sih":
 			return cfg, errors.New("auth type muso-sih is not supported by chttest")
 		default:
-			return cfg, errors.New("Invalid auth type")
+			return cfg, fmt.Errorf("Invalid auth type '%s'. Supported: basic, header, muso-sih", a.Type)
 		}
 	}
-	if strings.TrimSpace(sp.RelevantTo) != "" {
-		n, err := compileJS(sp.RelevantTo)
+	if sp.RelevantTo != "" {
+		p, err := compileJS(sp.RelevantTo)
 		if err != nil {
 			return cfg, fmt.Errorf("relevant_to: %w", err)
 		}
-		cfg.RelevantTo = func(doc map[string]any) bool {
-			v, err := n(doc)
-			return err == nil && truthy(v)
-		}
+		cfg.relevantJS = p
 	}
 	if len(sp.Mapping) == 0 {
 		return cfg, errors.New("mapping is required")
 	}
 	cfg.Mapping = make(map[string]any, len(sp.Mapping))
-	for dest, rv := range sp.Mapping {
-		var s string
-		if err := json.Unmarshal(rv, &s); err == nil {
-			cfg.Mapping[dest] = s
-			continue
-		}
-		var obj struct {
-			Path     string  `json:"path"`
-			Expr     *string `json:"expr"`
-			Optional bool    `json:"optional"`
-		}
-		if err := json.Unmarshal(rv, &obj); err != nil {
-			return cfg, fmt.Errorf("mapping %q: %w", dest, err)
-		}
-		switch {
-		case obj.Expr != nil:
-			n, err := compileJS(*obj.Expr)
-			if err != nil {
-				return cfg, fmt.Errorf("mapping %q: expr: %w", dest, err)
-			}
-			cfg.Mapping[dest] = MapExpr{Optional: obj.Optional, Expr: func(doc map[string]any) (any, error) {
-				v, err := n(doc)
-				if err != nil {
-					return nil, err
-				}
-				switch v {
-				case undefined:
-					return nil, nil // undefined: omitted when optional
-				case nil:
-					return json.RawMessage("null"), nil // JavaScript null is a value
-				}
-				return v, nil
-			}}
-		case obj.Path != "":
-			cfg.Mapping[dest] = MapPath{Path: obj.Path, Optional: obj.Optional}
-		default:
-			return cfg, fmt.Errorf("mapping %q: needs path or expr", dest)
-		}
+	for dest, v := range sp.Mapping {
+		cfg.Mapping[dest] = v
+	}
+	order, err := objectKeys(raw, "mapping")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.mappingOrder = order
+	if _, err := compileMapping(cfg.Mapping, order); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
+}
+
+// objectKeys returns the keys of the object member name of the JSON
+// object raw, in document order.
+func objectKeys(raw json.RawMessage, name string) ([]string, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(top[name]))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("%s: want an object", name)
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, t.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
 }
 
 // urlJoin joins base_url and path as the url-join package CHT uses does

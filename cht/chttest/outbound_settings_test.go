@@ -2,54 +2,81 @@ package chttest
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
-func TestCompileJS(t *testing.T) {
-	doc := map[string]any{"type": "data_record", "form": "referral", "n": mustNumber("3"), "fields": map[string]any{
-		"patient_id": "13985", "list": []any{"a", "b"}}, "role": "patient", "empty": "", "nul": nil}
-	tests := []struct {
+// TestOutboundJS pins relevant_to and expr evaluation as JavaScript, as
+// CHT runs them with vm.runInNewContext(src, {doc})
+// (shared-libs/transitions/src/transitions/mark_for_outbound.js relevantTo,
+// shared-libs/outbound/src/outbound.js mapDocumentToPayload), including
+// what a JavaScript subset cannot do: object literals, methods, unary
+// minus, and JSON.stringify's treatment of undefined.
+func TestOutboundJS(t *testing.T) {
+	doc := map[string]any{"_id": "d1", "type": "data_record", "form": "referral", "n": json.Number("3"),
+		"fields": map[string]any{"patient_id": "13985", "list": []any{"a", "b"}}, "role": "patient", "empty": "", "nul": nil}
+	relevant := []struct {
 		src  string
-		want any
+		want bool
 	}{
 		{"doc.type === 'data_record' && doc.form === 'referral'", true},
 		{"doc.type === 'person' && doc.role == 'patient'", false},
-		{`doc.type === "data_record" && doc.fields.patient_id`, "13985"},
-		{"doc.fields.missing", undefined},
-		{"!doc.fields.missing", true},
+		{"doc.fields.missing", false},
 		{"doc.n === 3 && doc.n == '3' && doc.n !== '3'", true},
-		{"doc.n > 2 && doc.n <= 3", true},
 		{"['referral','pnc'].includes(doc.form)", true},
-		{"doc.fields.list.includes('c')", false},
-		{"doc.fields.list[1]", "b"},
-		{"doc['fields']['patient_id']", "13985"},
-		{"doc.fields.list.length", 2.0},
-		{"doc.empty || 'default'", "default"},
-		{"doc.form === 'referral' ? 'urgent' : 'routine'", "urgent"},
-		{"'Patient/' + doc.fields.patient_id", "Patient/13985"},
+		{"doc.fields.list.indexOf('c') > -1", false},
+		{"doc.empty", false},
 		{"doc.nul == undefined && doc.nul !== undefined", true},
-		{"(doc.type === 'x' || doc.role === 'patient')", true},
+		{"doc.form.split('e').length === 3", true},
+		{"(function(){ return doc.role === 'patient' })()", true},
+		{"typeof require === 'undefined' && typeof process === 'undefined'", true}, // only doc is in scope
 	}
-	for _, tt := range tests {
-		n, err := compileJS(tt.src)
+	for _, tt := range relevant {
+		p, err := compileJS(tt.src)
 		if err != nil {
-			t.Errorf("%s: %v", tt.src, err)
-			continue
+			t.Fatalf("%s: %v", tt.src, err)
 		}
-		got, err := n(doc)
-		if err != nil || got != tt.want {
-			t.Errorf("%s = %#v (%v), want %#v", tt.src, got, err, tt.want)
+		js, err := newJSDoc(doc)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, src := range []string{"new Date()", "doc.name.split(' ')", "{a:1}", "doc.a = 1", "doc.type ===", "`x`"} {
-		if _, err := compileJS(src); err == nil {
-			t.Errorf("%q compiled; it must be rejected", src)
+		if got, err := js.truthy(p); err != nil || got != tt.want {
+			t.Errorf("relevant_to %s = %v (%v), want %v", tt.src, got, err, tt.want)
 		}
 	}
-	n, _ := compileJS("doc.fields.missing.deeper")
-	if _, err := n(doc); err == nil || !strings.Contains(err.Error(), "Cannot read properties of undefined") {
-		t.Errorf("reading through undefined: %v", err)
+	exprs := []struct {
+		expr, want string
+	}{
+		{`[{ "system": "cht", "use": "official", "value": doc._id }]`, `{"v":[{"system":"cht","use":"official","value":"d1"}]}`},
+		{`'cht/'.concat(doc._id)`, `{"v":"cht/d1"}`},
+		{`doc.n - 1`, `{"v":2}`},
+		{`-1`, `{"v":-1}`},
+		{`[doc.nope, 1]`, `{"v":[null,1]}`},             // undefined in an array is null
+		{`({a: doc.nope, b: 1})`, `{"v":{"b":1}}`},      // and dropped from an object
+		{`({a: 1, b: 2, a: 3})`, `{"v":{"a":3,"b":2}}`}, // duplicate keys: the last value, the first position
+		{`0.1 + 0.2`, `{"v":0.30000000000000004}`},
+		{`1e21`, `{"v":1e+21}`},
+		{`NaN`, `{"v":null}`},
+		{`new Date(0)`, `{"v":"1970-01-01T00:00:00.000Z"}`},
+		{`'<&>'`, `{"v":"<&>"}`},
+		{`doc.nul`, `{"v":null}`},
+	}
+	for _, tt := range exprs {
+		got, err := ApplyMapping(map[string]any{"v": cht.MapExpr(tt.expr, false)}, doc)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("expr %s: %s (%v), want %s", tt.expr, got, err, tt.want)
+		}
+	}
+	if _, err := compileJS("doc.type ==="); err == nil {
+		t.Error("a syntax error compiled")
+	}
+	js, _ := newJSDoc(doc)
+	p, _ := compileJS("while (true) {}")
+	if _, err := js.truthy(p); err == nil {
+		t.Error("an endless loop was not interrupted")
 	}
 }
 
@@ -110,7 +137,7 @@ func TestOutboundFromSettings(t *testing.T) {
 			// Reference §6.2: the patient mapping uses required paths, so a
 			// person without a phone (the child) fails mapping and is
 			// retried forever.
-			if err == nil || !strings.Contains(err.Error(), `"doc.phone" not found`) ||
+			if err == nil || !strings.Contains(err.Error(), "Mapping error for 'patient/doc.phone' on source document '"+DemoChildID+"': cannot find 'doc.phone' on source document") ||
 				len(p.Queue()) != 1 || p.Queue()[0] != DemoChildID {
 				t.Fatalf("patient: err %v queue %v", err, p.Queue())
 			}
@@ -143,8 +170,9 @@ func TestOutboundFromSettings(t *testing.T) {
 		{"missing credential", `{"p":{"destination":{"base_url":"http://x","auth":{"type":"basic","username":"u","password_key":"nokey"}},"mapping":{"a":"doc._id"}}}`,
 			"Credentials for 'nokey' have not been configured."},
 		{"invalid auth type", `{"p":{"destination":{"base_url":"http://x","auth":{"type":"oauth"}},"mapping":{"a":"doc._id"}}}`, "Invalid auth type"},
-		{"unsupported JavaScript", `{"p":{"relevant_to":"doc.a.split(',').length > 1","destination":{"base_url":"http://x"},"mapping":{"a":"doc._id"}}}`, "relevant_to"},
-		{"object literal expr", `{"p":{"destination":{"base_url":"http://x"},"mapping":{"a":{"expr":"[{system:'cht'}]"}}}}`, "expr"},
+		{"relevant_to syntax error", `{"p":{"relevant_to":"doc.a ===","destination":{"base_url":"http://x"},"mapping":{"a":"doc._id"}}}`, "relevant_to"},
+		{"expr syntax error", `{"p":{"destination":{"base_url":"http://x"},"mapping":{"a":{"expr":"[{system:'cht'}"}}}}`, `mapping "a": expr`},
+		{"neither path nor expr", `{"p":{"destination":{"base_url":"http://x"},"mapping":{"a":{"expr":false}}}}`, "either 'expr' or 'path' is required"},
 		{"no mapping", `{"p":{"destination":{"base_url":"http://x"}}}`, "mapping is required"},
 	}
 	for _, tt := range errTests {

@@ -3,8 +3,6 @@ package chttest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +11,13 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
 // Defaults of CHT's outbound push.
@@ -27,20 +28,6 @@ const (
 	// queued pushes.
 	OutboundRetryInterval = 5 * time.Minute
 )
-
-// MapPath is a mapping value {"path": ..., "optional": ...}.
-type MapPath struct {
-	Path     string
-	Optional bool
-}
-
-// MapExpr stands in for a mapping {"expr": ...}: CHT evaluates JavaScript,
-// the pusher calls Expr. A nil result is undefined: omitted when Optional,
-// a mapping error otherwise.
-type MapExpr struct {
-	Expr     func(doc map[string]any) (any, error)
-	Optional bool
-}
 
 // PusherConfig configures an OutboundPusher. It mirrors one entry of
 // app_settings.outbound.
@@ -56,15 +43,24 @@ type PusherConfig struct {
 	// AuthHeader, if set, is sent verbatim as Authorization (auth.type
 	// "header").
 	AuthHeader string
-	// RelevantTo decides whether a doc is pushed; nil pushes every doc.
+	// RelevantTo decides in Go whether a doc is pushed; nil pushes every
+	// doc. Configurations read by OutboundFromSettings evaluate
+	// relevant_to as JavaScript instead (and push nothing without it, as
+	// CHT).
 	RelevantTo func(doc map[string]any) bool
 	// Mapping is CHT's mapping: destination object-path → source. A
 	// source is a string path such as "doc.fields.height" (required), a
-	// MapPath, a map{"path","optional"} as decoded from JSON, or a
-	// MapExpr. Numeric destination segments create arrays.
+	// cht.MapValue (path or JavaScript expr, optional or not), or a
+	// map{"path"|"expr","optional"} as decoded from JSON. Expressions run
+	// in a JavaScript VM with doc in scope, as CHT runs them. Numeric
+	// destination segments create arrays.
 	Mapping map[string]any
 	// Map, if set, replaces Mapping: it returns the payload for a doc.
 	Map func(doc map[string]any) (any, error)
+	// Cron, if set, is the push's cron expression (CHT 4.5+, UTC): pushes
+	// happen only within 5 minutes of one of its ticks; outside that
+	// window a doc is queued, and queued docs wait for the window.
+	Cron string
 	// Version is the CHT version whose rules apply: from 4.17 a 3xx
 	// answer also counts as success and redirects are followed, and a
 	// JSON content type with an invalid body fails the push; from 4.18 a
@@ -91,6 +87,12 @@ type PusherConfig struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// Set by OutboundFromSettings: relevant_to as JavaScript, and the
+	// mapping's key order in app_settings.
+	relevantJS   *jsProgram
+	fromSettings bool
+	mappingOrder []string
 }
 
 // Outcome is the result of one push attempt.
@@ -104,6 +106,7 @@ const (
 	OutcomeAlreadySent  Outcome = "already_sent"  // same payload hash as the last success; not sent
 	OutcomeNotRelevant  Outcome = "not_relevant"  // RelevantTo false or doc deleted
 	OutcomeDropped      Outcome = "dropped"       // queued doc no longer exists; task deleted
+	OutcomeQueued       Outcome = "queued"        // outside the cron window; queued without sending
 )
 
 // Attempt records one evaluation of a doc by the pusher.
@@ -114,8 +117,8 @@ type Attempt struct {
 	// Retry is true for attempts made by RunQueue.
 	Retry   bool
 	Outcome Outcome
-	// Payload is the mapped JSON body and Hash its SHA-256 over key-sorted
-	// JSON (what CHT stores in the infodoc).
+	// Payload is the mapped JSON body and Hash the hash CHT stores in the
+	// infodoc for it (see PayloadHash).
 	Payload json.RawMessage
 	Hash    string
 	// StatusCode and Response are the destination's answer (0/nil when
@@ -129,10 +132,12 @@ type Attempt struct {
 // OutboundPusher replays CHT's outbound push (mark_for_outbound and
 // Sentinel's outbound schedule) against a destination.
 type OutboundPusher struct {
-	cfg    PusherConfig
-	ver    version
-	client *http.Client
-	log    *slog.Logger
+	cfg     PusherConfig
+	ver     version
+	sources []mapSource // cfg.Mapping, normalised and compiled
+	cron    cron.Schedule
+	client  *http.Client
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	attempts []Attempt
@@ -155,9 +160,14 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	if cfg.Map == nil && len(cfg.Mapping) == 0 {
 		return nil, errors.New("chttest: outbound: Mapping or Map is required")
 	}
-	for dest, src := range cfg.Mapping {
-		if err := checkMapSource(src); err != nil {
-			return nil, fmt.Errorf("chttest: outbound: mapping %q: %w", dest, err)
+	sources, err := compileMapping(cfg.Mapping, cfg.mappingOrder)
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound: %w", err)
+	}
+	var sched cron.Schedule
+	if cfg.Cron != "" {
+		if sched, err = cron.ParseStandard(cfg.Cron); err != nil {
+			return nil, fmt.Errorf("chttest: outbound: cron %q: %w", cfg.Cron, err)
 		}
 	}
 	if cfg.Name == "" {
@@ -191,7 +201,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		// request-promise-native does not follow redirects on POST.
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	p := &OutboundPusher{cfg: cfg, ver: v, client: client, log: cfg.Logger,
+	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, client: client, log: cfg.Logger,
 		lastDoc: make(map[string]map[string]any), sent: make(map[string]string)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -199,31 +209,50 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	return p, nil
 }
 
-func checkMapSource(src any) error {
-	switch t := src.(type) {
-	case string:
-		if t == "" {
-			return errors.New("empty path")
-		}
-	case MapPath:
-		if t.Path == "" {
-			return errors.New("empty path")
-		}
-	case MapExpr:
-		if t.Expr == nil {
-			return errors.New("nil Expr")
-		}
-	case map[string]any:
-		if _, ok := t["expr"]; ok {
-			return errors.New(`"expr" is JavaScript and cannot be evaluated by chttest; use MapExpr or PusherConfig.Map`)
-		}
-		if p, _ := t["path"].(string); p == "" {
-			return errors.New(`object source needs a "path"`)
-		}
-	default:
-		return fmt.Errorf("unsupported source type %T", src)
+// compileMapping normalises a mapping as outbound.js
+// normaliseSourceConfiguration does and compiles its expressions, in the
+// order CHT walks the keys.
+func compileMapping(mapping map[string]any, order []string) ([]mapSource, error) {
+	keys := make([]string, 0, len(mapping))
+	for k := range mapping {
+		keys = append(keys, k)
 	}
-	return nil
+	out := make([]mapSource, 0, len(keys))
+	for _, dest := range jsKeyOrder(keys, order) {
+		var mv cht.MapValue
+		switch t := mapping[dest].(type) {
+		case string:
+			mv = cht.MapPath(t)
+		case cht.MapValue:
+			mv = t
+		case map[string]any:
+			b, err := json.Marshal(t)
+			if err == nil {
+				err = json.Unmarshal(b, &mv)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("mapping %q: %w", dest, err)
+			}
+		default:
+			return nil, fmt.Errorf("mapping %q: unsupported source type %T", dest, t)
+		}
+		s := mapSource{dest: dest, path: mv.Path, required: !mv.Optional}
+		if _, isStr := mapping[dest].(string); isStr {
+			s.required = true
+		}
+		switch {
+		case mv.Expr != "":
+			p, err := compileJS(mv.Expr)
+			if err != nil {
+				return nil, fmt.Errorf("mapping %q: expr: %w", dest, err)
+			}
+			s.expr = p
+		case mv.Path == "":
+			return nil, fmt.Errorf("mapping %q: either 'expr' or 'path' is required", dest)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // Push evaluates doc as mark_for_outbound does right after a change: skip
@@ -262,28 +291,43 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	p.mu.Lock()
 	p.lastDoc[id] = d
 	p.mu.Unlock()
-	if del, _ := d["_deleted"].(bool); del || (p.cfg.RelevantTo != nil && !p.cfg.RelevantTo(d)) {
-		a.Outcome = OutcomeNotRelevant
-		if retry {
-			// The config no longer applies: CHT drops the queue entry.
-			p.dequeue(id)
+	var js *jsDoc
+	if p.cfg.Map == nil || p.cfg.relevantJS != nil {
+		var err error
+		if js, err = newJSDoc(d); err != nil {
+			a.Outcome, a.Err = OutcomeMappingError, fmt.Errorf("chttest: outbound: %w", err)
+			p.enqueue(id)
+			return p.record(a), a.Err
 		}
-		return p.record(a), nil
 	}
-	payload, err := p.mapDoc(d)
+	if !retry {
+		// Sentinel's schedule never re-checks relevance: a queued doc is
+		// retried until it is sent or deleted.
+		relevant, err := p.relevant(js, d)
+		if err != nil || !relevant {
+			a.Outcome, a.Err = OutcomeNotRelevant, err
+			return p.record(a), err
+		}
+		if !p.due() {
+			// mark_for_outbound: outside the cron window the push is
+			// queued without an attempt.
+			a.Outcome = OutcomeQueued
+			p.enqueue(id)
+			return p.record(a), nil
+		}
+	}
+	body, err := p.mapDoc(js, d)
 	if err != nil {
 		a.Outcome, a.Err = OutcomeMappingError, err
 		p.enqueue(id)
 		return p.record(a), err
 	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		a.Outcome, a.Err = OutcomeMappingError, fmt.Errorf("chttest: outbound: encode payload: %w", err)
+	a.Payload = body
+	if a.Hash, err = payloadHash(body); err != nil {
+		a.Outcome, a.Err = OutcomeMappingError, fmt.Errorf("chttest: outbound: hash payload: %w", err)
 		p.enqueue(id)
 		return p.record(a), a.Err
 	}
-	a.Payload = body
-	a.Hash = PayloadHash(payload)
 	p.mu.Lock()
 	already := p.sent[id] == a.Hash
 	p.mu.Unlock()
@@ -307,6 +351,40 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	p.dequeue(id)
 	return p.record(a), nil
 }
+
+// relevant applies RelevantTo, or relevant_to as JavaScript for a
+// configuration read from app settings (no relevant_to: never relevant).
+// A deleted doc is never pushed (Sentinel runs no transitions on it).
+func (p *OutboundPusher) relevant(js *jsDoc, d map[string]any) (bool, error) {
+	if del, _ := d["_deleted"].(bool); del {
+		return false, nil
+	}
+	switch {
+	case p.cfg.RelevantTo != nil:
+		return p.cfg.RelevantTo(d), nil
+	case p.cfg.relevantJS != nil:
+		ok, err := js.truthy(p.cfg.relevantJS)
+		if err != nil {
+			return false, fmt.Errorf("chttest: outbound: %s relevant_to: %w", p.cfg.Name, err)
+		}
+		return ok, nil
+	}
+	return !p.cfg.fromSettings, nil
+}
+
+// due reports whether the push may be sent now: no cron, or now within 5
+// minutes of one of its ticks (transitions lib isWithinTimeFrame).
+func (p *OutboundPusher) due() bool {
+	if p.cron == nil {
+		return true
+	}
+	now := p.cfg.Now().UTC()
+	next := p.cron.Next(now.Add(-cronWindow - time.Second))
+	return !next.After(now.Add(cronWindow))
+}
+
+// cronWindow is Sentinel's TIME_FRAME_DURATION around a cron tick.
+const cronWindow = 5 * time.Minute
 
 func (p *OutboundPusher) record(a Attempt) Attempt {
 	p.mu.Lock()
@@ -352,7 +430,7 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		req.SetBasicAuth(p.cfg.Username, p.cfg.Password)
 	}
 	if p.ver.atLeast(4, 18) {
-		req.Header.Set("User-Agent", "Community Health Toolkit/"+p.ver.String()+" ("+runtime.GOOS+","+runtime.GOARCH+")")
+		req.Header.Set("User-Agent", "Community Health Toolkit/"+p.ver.String()+" ("+runtime.GOOS+","+nodeArch(runtime.GOARCH)+")")
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -383,6 +461,9 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 	p.runMu.Lock()
 	defer p.runMu.Unlock()
+	if !p.due() {
+		return nil // queued pushes wait for the cron window
+	}
 	p.mu.Lock()
 	ids := slices.Clone(p.queue)
 	p.mu.Unlock()
@@ -520,164 +601,86 @@ func (p *OutboundPusher) CountOutcome(o Outcome) int {
 	return n
 }
 
-// PayloadHash returns the SHA-256 (hex) of the key-sorted JSON of payload,
-// the hash CHT compares to decide whether a payload was already sent.
-func PayloadHash(payload any) string {
-	b, err := json.Marshal(payload) // encoding/json sorts map keys
+// PayloadHash returns the hash CHT stores for a pushed payload and
+// compares to decide whether it was already sent: SHA-256 (hex) of the
+// payload's JSON with object keys sorted (outbound.js hash and
+// orderedStringify). payload is JSON bytes (as Attempt.Payload) or a Go
+// value, encoded as JSON.stringify would encode it.
+func PayloadHash(payload any) (string, error) {
+	body, err := encodePayload(payload)
 	if err != nil {
-		return ""
+		return "", err
 	}
-	if v, err := decodeAny(b); err == nil {
-		b, _ = json.Marshal(v) // re-encode structs with sorted keys
-	}
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
+	return payloadHash(body)
 }
 
-// mapDoc applies Map or Mapping.
-func (p *OutboundPusher) mapDoc(d map[string]any) (any, error) {
+// encodePayload encodes a Go payload as JSON.stringify does (no HTML escaping).
+func encodePayload(payload any) ([]byte, error) {
+	switch t := payload.(type) {
+	case json.RawMessage:
+		return t, nil
+	case []byte:
+		return t, nil
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payload); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// nodeArch names a GOARCH as Node's os.arch() does.
+func nodeArch(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x64"
+	case "386":
+		return "ia32"
+	}
+	return goarch
+}
+
+// mapDoc applies Map or the mapping and returns the JSON body.
+func (p *OutboundPusher) mapDoc(js *jsDoc, d map[string]any) ([]byte, error) {
 	if p.cfg.Map != nil {
 		v, err := p.cfg.Map(d)
 		if err != nil {
 			return nil, fmt.Errorf("chttest: outbound: map: %w", err)
 		}
-		return v, nil
+		body, err := encodePayload(v)
+		if err != nil {
+			return nil, fmt.Errorf("chttest: outbound: encode payload: %w", err)
+		}
+		return body, nil
 	}
-	return ApplyMapping(p.cfg.Mapping, d)
+	body, err := js.mapPayload(p.cfg.Name, p.sources)
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound: %w", err)
+	}
+	return body, nil
 }
 
-// ApplyMapping applies a CHT outbound mapping to doc (see
-// PusherConfig.Mapping): sources are resolved against {"doc": doc} with
-// object-path semantics; a missing required value is an error; optional
-// missing values are omitted.
-func ApplyMapping(mapping map[string]any, doc map[string]any) (map[string]any, error) {
-	ctx := map[string]any{"doc": doc}
-	keys := make([]string, 0, len(mapping))
-	for k := range mapping {
-		keys = append(keys, k)
+// ApplyMapping returns the payload CHT builds for doc with mapping (see
+// PusherConfig.Mapping), as the JSON it would send: sources are resolved
+// against {doc} with object-path semantics, expressions run as
+// JavaScript, a missing required value is an error and a missing optional
+// one is omitted.
+func ApplyMapping(mapping map[string]any, doc map[string]any) (json.RawMessage, error) {
+	sources, err := compileMapping(mapping, nil)
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound: %w", err)
 	}
-	slices.Sort(keys)
-	out := map[string]any{}
-	for _, dest := range keys {
-		var v any
-		var found, optional bool
-		var srcPath string
-		switch t := mapping[dest].(type) {
-		case string:
-			srcPath = t
-		case MapPath:
-			srcPath, optional = t.Path, t.Optional
-		case map[string]any:
-			srcPath, _ = t["path"].(string)
-			optional, _ = t["optional"].(bool)
-			if _, ok := t["expr"]; ok {
-				return nil, fmt.Errorf("chttest: outbound: mapping %q: expr is not supported", dest)
-			}
-		case MapExpr:
-			r, err := t.Expr(doc)
-			if err != nil {
-				return nil, fmt.Errorf("chttest: outbound: mapping %q: expr: %w", dest, err)
-			}
-			v, found, optional = r, r != nil, t.Optional
-			srcPath = "<expr>"
-		default:
-			return nil, fmt.Errorf("chttest: outbound: mapping %q: unsupported source %T", dest, t)
-		}
-		if srcPath != "<expr>" {
-			v, found = getPath(ctx, srcPath)
-		}
-		// Copy so that later destinations cannot write into the source doc
-		// (or create cycles through an aliased object).
-		v = deepCopy(v)
-		if !found {
-			if optional {
-				continue
-			}
-			return nil, fmt.Errorf("chttest: outbound: mapping error for %q: JSON path %q not found", dest, srcPath)
-		}
-		r, err := setPath(out, strings.Split(dest, "."), v)
-		if err != nil {
-			return nil, fmt.Errorf("chttest: outbound: mapping %q: %w", dest, err)
-		}
-		out = r.(map[string]any)
+	js, err := newJSDoc(doc)
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound: %w", err)
 	}
-	return out, nil
-}
-
-// getPath is object-path get: numeric segments index arrays; a missing
-// segment is undefined (found false). JSON null is found.
-func getPath(v any, path string) (any, bool) {
-	cur := v
-	for seg := range strings.SplitSeq(path, ".") {
-		switch t := cur.(type) {
-		case map[string]any:
-			x, ok := t[seg]
-			if !ok {
-				return nil, false
-			}
-			cur = x
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(t) {
-				return nil, false
-			}
-			cur = t[i]
-		case string:
-			if seg == "length" {
-				cur = json.Number(strconv.Itoa(len(t)))
-				continue
-			}
-			return nil, false
-		default:
-			return nil, false
-		}
+	body, err := js.mapPayload("mapping", sources)
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound: %w", err)
 	}
-	return cur, true
-}
-
-// setPath is object-path set: missing containers are created, as arrays
-// when the next segment is numeric.
-func setPath(cur any, segs []string, v any) (any, error) {
-	if len(segs) == 0 {
-		return v, nil
-	}
-	seg := segs[0]
-	idx, numErr := strconv.Atoi(seg)
-	isIdx := numErr == nil && idx >= 0
-	if cur == nil {
-		if isIdx {
-			cur = []any{}
-		} else {
-			cur = map[string]any{}
-		}
-	}
-	switch t := cur.(type) {
-	case map[string]any:
-		r, err := setPath(t[seg], segs[1:], v)
-		if err != nil {
-			return nil, err
-		}
-		t[seg] = r
-		return t, nil
-	case []any:
-		if !isIdx {
-			return nil, fmt.Errorf("segment %q on an array", seg)
-		}
-		if idx > 1<<16 {
-			return nil, fmt.Errorf("array index %d too large", idx)
-		}
-		for len(t) <= idx {
-			t = append(t, nil)
-		}
-		r, err := setPath(t[idx], segs[1:], v)
-		if err != nil {
-			return nil, err
-		}
-		t[idx] = r
-		return t, nil
-	default:
-		return nil, fmt.Errorf("segment %q on a %T", seg, cur)
-	}
+	return body, nil
 }
 
 // deepCopy copies JSON-like maps and slices.

@@ -2,21 +2,22 @@ package chttest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-func constExpr(v any) MapExpr {
-	return MapExpr{Expr: func(map[string]any) (any, error) { return v, nil }}
-}
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
 
 // heightWeightMapping is the openmrs_height_weight push of reference §6.1
 // (exprs for the constants).
@@ -24,12 +25,12 @@ var heightWeightMapping = map[string]any{
 	"id":                                 "doc._id",
 	"patient_uuid":                       "doc.fields.patient_uuid",
 	"reported_date":                      "doc.reported_date",
-	"observations.0.code":                constExpr("5090AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+	"observations.0.code":                cht.MapExpr("'5090AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
 	"observations.0.valueQuantity.value": "doc.fields.height",
-	"observations.0.valueQuantity.unit":  constExpr("cm"),
-	"observations.1.code":                constExpr("5089AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+	"observations.0.valueQuantity.unit":  cht.MapExpr("'cm'", false),
+	"observations.1.code":                cht.MapExpr("'5089AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
 	"observations.1.valueQuantity.value": "doc.fields.weight",
-	"observations.1.valueQuantity.unit":  constExpr("kg"),
+	"observations.1.valueQuantity.unit":  cht.MapExpr("'kg'", false),
 }
 
 // patientMapping is the "patient" push of reference §6.1.
@@ -70,7 +71,7 @@ func TestApplyMappingReference(t *testing.T) {
 				"chw":      "doc.contact.name",
 				"facility": "doc.contact.parent.parent.name",
 				"fever":    "doc.fields.group_fever.fever",
-				"missing":  MapPath{Path: "doc.fields.nope", Optional: true},
+				"missing":  cht.MapOptional("doc.fields.nope"),
 				"alsoMiss": map[string]any{"path": "doc.fields.nope", "optional": true},
 				"first":    "doc.fields.inputs.contact._id",
 			},
@@ -88,7 +89,7 @@ func TestApplyMappingReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jsonEqual(t, []byte(mustMarshal(t, got)), []byte(tt.want))
+			jsonEqual(t, got, []byte(tt.want))
 		})
 	}
 
@@ -98,10 +99,14 @@ func TestApplyMappingReference(t *testing.T) {
 		doc     map[string]any
 		want    string
 	}{
-		{"required missing", map[string]any{"x": "doc.a.b"}, map[string]any{"a": map[string]any{}}, `JSON path "doc.a.b" not found`},
-		{"expr fails", map[string]any{"x": MapExpr{Expr: func(map[string]any) (any, error) { return nil, errors.New("boom") }}}, map[string]any{}, "boom"},
-		{"required expr undefined", map[string]any{"x": MapExpr{Expr: func(map[string]any) (any, error) { return nil, nil }}}, map[string]any{}, "not found"},
-		{"array then key", map[string]any{"a.0": "doc.v", "a.b": "doc.v"}, map[string]any{"v": 1}, `segment "b" on an array`},
+		{"required missing", map[string]any{"x": "doc.a.b"}, map[string]any{"_id": "r1", "a": map[string]any{}},
+			"Mapping error for 'mapping/x' on source document 'r1': cannot find 'doc.a.b' on source document"},
+		{"expr throws", map[string]any{"x": cht.MapExpr("doc.a.b.c", false)}, map[string]any{"_id": "r1"},
+			"Mapping error for 'mapping/x' JS error on source document: 'r1': TypeError: Cannot read property 'b' of undefined"},
+		{"required expr undefined", map[string]any{"x": cht.MapExpr("doc.nope", false)}, map[string]any{"_id": "r1"},
+			"Mapping error for 'mapping/x' on source document 'r1': expr evaluated to undefined"},
+		{"through a primitive", map[string]any{"a": "doc.v", "a.b": "doc.v"}, map[string]any{"v": 1}, "Cannot create property 'b' on number '1'"},
+		{"magic property", map[string]any{"__proto__.x": "doc.v"}, map[string]any{"v": 1}, "magic properties"},
 	}
 	for _, tt := range errTests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +118,7 @@ func TestApplyMappingReference(t *testing.T) {
 	}
 	// null is a value (not undefined) and is sent.
 	got, err := ApplyMapping(map[string]any{"x": "doc.n"}, map[string]any{"n": nil})
-	if err != nil || mustMarshal(t, got) != `{"x":null}` {
+	if err != nil || string(got) != `{"x":null}` {
 		t.Fatalf("null: %v %v", got, err)
 	}
 }
@@ -126,7 +131,8 @@ func TestNewOutboundPusherValidates(t *testing.T) {
 		{"no URL", PusherConfig{Mapping: patientMapping}},
 		{"relative URL", PusherConfig{URL: "/x", Mapping: patientMapping}},
 		{"no mapping", PusherConfig{URL: "http://x"}},
-		{"JS expr", PusherConfig{URL: "http://x", Mapping: map[string]any{"a": map[string]any{"expr": "doc.a"}}}},
+		{"JS syntax error", PusherConfig{URL: "http://x", Mapping: map[string]any{"a": map[string]any{"expr": "doc.a ==="}}}},
+		{"bad cron", PusherConfig{URL: "http://x", Mapping: patientMapping, Cron: "61 * * * *"}},
 		{"bad version", PusherConfig{URL: "http://x", Mapping: patientMapping, Version: "four"}},
 	}
 	for _, tt := range tests {
@@ -302,8 +308,9 @@ func TestPusherHashDedupe(t *testing.T) {
 		t.Errorf("destination got %d requests, want 2", dest.count())
 	}
 	h, ok := p.SentHash("p1")
-	if !ok || h != PayloadHash(map[string]any{"doc": map[string]any{"_id": "p1", "name": "A", "phone": "2",
-		"date_of_birth": "x", "sex": "f", "patient_id": "1"}}) {
+	// outbound.js hash: sha256 of orderedStringify(payload), keys sorted.
+	want := sha256.Sum256([]byte(`{"doc":{"_id":"p1","date_of_birth":"x","name":"A","patient_id":"1","phone":"2","sex":"f"}}`))
+	if !ok || h != hex.EncodeToString(want[:]) {
 		t.Errorf("SentHash %q %v", h, ok)
 	}
 	if got, want := p.CountOutcome(OutcomeAlreadySent), 2; got != want {
@@ -458,5 +465,132 @@ func TestSecretsRedactedInLogs(t *testing.T) {
 	_, _ = p.Push(context.Background(), map[string]any{"_id": "x"})
 	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "failed") {
 		t.Fatalf("attempt log: %s", buf.String())
+	}
+}
+
+// TestPusherCronWindow pins outbound cron (CHT 4.5+): a relevant doc
+// outside ±5 minutes of a tick is queued without an attempt
+// (shared-libs/transitions/src/transitions/mark_for_outbound.js
+// markForOutbound, utils.isWithinTimeFrame with TIME_FRAME_DURATION), and
+// the schedule retries only pushes that are due (sentinel/src/schedule/
+// outbound.js execute, dueConfiguredPushes).
+func TestPusherCronWindow(t *testing.T) {
+	dest := newDestination(t, reply(200, "application/json", "{}"))
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	p, err := NewOutboundPusher(PusherConfig{Name: "hourly", URL: dest.URL, Mapping: map[string]any{"id": "doc._id"},
+		Cron: "0 * * * *", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := p.Push(ctx, map[string]any{"_id": "r1", "type": "data_record"})
+	if err != nil || a.Outcome != OutcomeQueued || dest.count() != 0 || len(p.Queue()) != 1 {
+		t.Fatalf("outside the window: %s %v, %d requests, queue %v", a.Outcome, err, dest.count(), p.Queue())
+	}
+	steps := []struct {
+		at   time.Time
+		sent int
+	}{
+		{time.Date(2026, 3, 1, 10, 54, 59, 0, time.UTC), 0}, // 5 min 1 s before 11:00
+		{time.Date(2026, 3, 1, 11, 5, 1, 0, time.UTC), 0},   // 5 min 1 s after
+		{time.Date(2026, 3, 1, 11, 5, 0, 0, time.UTC), 1},   // bounds are inclusive
+	}
+	for _, s := range steps {
+		now = s.at
+		if err := p.RunQueue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if dest.count() != s.sent {
+			t.Fatalf("at %s: %d requests, want %d", s.at.Format(time.TimeOnly), dest.count(), s.sent)
+		}
+	}
+	if len(p.Queue()) != 0 {
+		t.Errorf("queue %v after the push", p.Queue())
+	}
+	now = time.Date(2026, 3, 1, 11, 58, 0, 0, time.UTC)
+	if a, err := p.Push(ctx, map[string]any{"_id": "r2"}); err != nil || a.Outcome != OutcomeSent {
+		t.Errorf("inside the window: %s %v", a.Outcome, err)
+	}
+}
+
+// TestPusherRetryDoesNotRecheckRelevance pins that Sentinel's schedule
+// retries a queued push with the current hydrated doc without evaluating
+// relevant_to again (sentinel/src/schedule/outbound.js batch and
+// singlePush call outbound.send directly), so a doc edited out of scope
+// after a failure is still pushed.
+func TestPusherRetryDoesNotRecheckRelevance(t *testing.T) {
+	srv := NewServer(Config{})
+	t.Cleanup(srv.Close)
+	dest := newDestination(t, reply(503, "", ""))
+	cfgs, err := OutboundFromSettings([]byte(`{"patients":{"relevant_to":"doc.role === 'patient'",
+		"destination":{"base_url":"`+dest.URL+`"},"mapping":{"id":"doc._id","role":"doc.role"}}}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cfgs[0]
+	cfg.Server = srv
+	p, err := NewOutboundPusher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rev, err := srv.PutDoc(map[string]any{"_id": "p1", "type": "person", "role": "patient"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := p.PushID(ctx, "p1"); a.Outcome != OutcomeFailed || len(p.Queue()) != 1 {
+		t.Fatalf("first push %s, queue %v", a.Outcome, p.Queue())
+	}
+	if _, err := srv.PutDoc(map[string]any{"_id": "p1", "_rev": rev, "type": "person", "role": "chw"}); err != nil {
+		t.Fatal(err)
+	}
+	dest.setRespond(reply(200, "application/json", "{}"))
+	if err := p.RunQueue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if dest.count() != 2 || dest.bodies[1] != `{"id":"p1","role":"chw"}` || len(p.Queue()) != 0 {
+		t.Fatalf("retry: %d requests %v, queue %v", dest.count(), dest.bodies, p.Queue())
+	}
+}
+
+// TestPusherNodeDetails pins what CHT's Node process puts on the wire:
+// the User-Agent names the architecture as os.arch() does ("x64" for
+// amd64; shared-libs/couch-request/src/couch-request.js getUserAgent), and
+// the stored hash is SHA-256 of orderedStringify, where nested object keys
+// are sorted but objects inside arrays keep their order, keys are written
+// unescaped and <, > and & are not escaped (shared-libs/outbound/src/
+// outbound.js hash and orderedStringify).
+func TestPusherNodeDetails(t *testing.T) {
+	for goarch, node := range map[string]string{"amd64": "x64", "386": "ia32", "arm64": "arm64"} {
+		if got := nodeArch(goarch); got != node {
+			t.Errorf("nodeArch(%s) = %s, want %s", goarch, got, node)
+		}
+	}
+	dest := newDestination(t, reply(200, "application/json", "{}"))
+	p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: "4.18.0",
+		Mapping: map[string]any{"z": cht.MapExpr(`[{b: 1, a: '<&>'}]`, false), "a": cht.MapExpr(`({y: 1, x: 2})`, false)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Push(context.Background(), map[string]any{"_id": "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Community Health Toolkit/4.18.0 (" + runtime.GOOS + "," + nodeArch(runtime.GOARCH) + ")"; dest.reqs[0].Header.Get("User-Agent") != want {
+		t.Errorf("User-Agent %q, want %q", dest.reqs[0].Header.Get("User-Agent"), want)
+	}
+	// JSON.stringify writes objects in insertion order (a Go map mapping
+	// is walked in sorted order); orderedStringify sorts them.
+	if string(a.Payload) != `{"a":{"y":1,"x":2},"z":[{"b":1,"a":"<&>"}]}` {
+		t.Errorf("payload %s", a.Payload)
+	}
+	sum := sha256.Sum256([]byte(`{"a":{"x":2,"y":1},"z":[{"b":1,"a":"<&>"}]}`))
+	if a.Hash != hex.EncodeToString(sum[:]) {
+		t.Errorf("hash %s", a.Hash)
+	}
+	h, err := PayloadHash(json.RawMessage(`{"k\"q":1}`))
+	sum = sha256.Sum256([]byte(`{"k"q":1}`)) // keys are not re-escaped
+	if err != nil || h != hex.EncodeToString(sum[:]) {
+		t.Errorf("PayloadHash with a quote in a key: %s %v", h, err)
 	}
 }
