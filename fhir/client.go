@@ -1,0 +1,404 @@
+package fhir
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+)
+
+// ClientConfig configures a [Client]. Every field but BaseURL has a usable
+// zero value.
+type ClientConfig struct {
+	// BaseURL is the FHIR server's base URL (e.g.
+	// http://hapi:8080/fhir), or the URL of an OpenHIM channel in front of
+	// it. Transactions are posted to it, resources read below it.
+	BaseURL string
+	// Username and Password, when Username is set, authenticate every
+	// request with basic auth. The password never appears in logs or
+	// errors.
+	Username, Password string
+	// HTTPClient is copied and used for all requests; nil means a new
+	// client with http.DefaultTransport. A mediator plugs its orchestration
+	// capture here: &http.Client{Transport: mediator.Transport(nil)}.
+	HTTPClient *http.Client
+	// Timeout bounds each attempt of a request; 0 means 30s. A context
+	// deadline bounds the whole call, retries included.
+	Timeout time.Duration
+	// MaxRetries is how often a call is retried after a network error,
+	// 408, 429, 502, 503 or 504; 0 means 2, negative disables. The backoff
+	// is resty's (exponential with jitter, between 200ms and 5s, or the
+	// server's Retry-After). A 2xx answer is never retried, and a POST of
+	// [Client.Create] is retried only when the server did not process it
+	// (429, 503).
+	MaxRetries int
+	// MaxResponseBytes bounds the body read from a read, search, create,
+	// update or error answer; 0 means 16 MiB. A transaction answer is
+	// checked while it streams and has no limit.
+	MaxResponseBytes int64
+	// Logger receives debug lines for retries; nil discards.
+	Logger *slog.Logger
+}
+
+// LogValue logs the configuration with the password redacted.
+func (c ClientConfig) LogValue() slog.Value {
+	pw := ""
+	if c.Password != "" {
+		pw = "REDACTED"
+	}
+	return slog.GroupValue(
+		slog.String("base_url", redactURL(c.BaseURL)),
+		slog.String("username", c.Username),
+		slog.String("password", pw),
+		slog.Duration("timeout", c.Timeout),
+		slog.Int("max_retries", c.MaxRetries),
+	)
+}
+
+// redactURL drops credentials embedded in a URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	u.User = nil
+	return u.String()
+}
+
+// Client is a FHIR R4 REST client: transactions with their answer checked,
+// and read, search, create, update and delete of single resources. It is
+// safe for concurrent use. Create it with [NewClient].
+//
+// Every answer that is not a success is a *[ServerError] carrying the status
+// and the server's OperationOutcome; network errors are returned wrapped.
+type Client struct {
+	rc      *resty.Client
+	base    string // without trailing slash and credentials
+	maxBody int64
+	log     *slog.Logger
+}
+
+// NewClient returns a Client for cfg. It does no I/O.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("fhir: base URL %q: want an absolute http(s) URL", redactURL(cfg.BaseURL))
+	}
+	if cfg.Username == "" && u.User != nil {
+		cfg.Username = u.User.Username()
+		cfg.Password, _ = u.User.Password()
+	}
+	u.User = nil
+	c := &Client{base: strings.TrimRight(u.String(), "/"), maxBody: cfg.MaxResponseBytes, log: cfg.Logger}
+	if c.maxBody <= 0 {
+		c.maxBody = 16 << 20
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	hc := &http.Client{}
+	if cfg.HTTPClient != nil {
+		cp := *cfg.HTTPClient
+		hc = &cp
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	hc.Timeout = timeout
+	retries := cfg.MaxRetries
+	switch {
+	case retries == 0:
+		retries = 2
+	case retries < 0:
+		retries = 0
+	}
+	c.rc = resty.NewWithClient(hc).
+		SetLogger(restyLogger{c.log}).
+		SetHeader("Accept", contentType).
+		SetRetryCount(retries).
+		SetRetryWaitTime(200 * time.Millisecond).
+		SetRetryMaxWaitTime(5 * time.Second).
+		SetRetryAfter(retryAfter).
+		AddRetryCondition(c.shouldRetry)
+	if cfg.Username != "" {
+		c.rc.SetBasicAuth(cfg.Username, cfg.Password)
+	}
+	return c, nil
+}
+
+// contentType is the FHIR JSON media type sent and accepted.
+const contentType = "application/fhir+json"
+
+// noRetryKey marks a request whose network errors must not be retried.
+type noRetryKey struct{}
+
+// shouldRetry is the client's only retry condition (it replaces resty's
+// default of retrying every error). A retried answer's body is buffered
+// (bounded) and closed, so the connection is reused and the last answer can
+// still be read.
+func (c *Client) shouldRetry(resp *resty.Response, err error) bool {
+	if err != nil {
+		if resp != nil && resp.Request != nil {
+			ctx := resp.Request.Context()
+			if ctx.Err() != nil || ctx.Value(noRetryKey{}) != nil {
+				return false
+			}
+		}
+		var tooBig *http.MaxBytesError
+		return !errors.As(err, &tooBig)
+	}
+	if resp == nil || resp.RawResponse == nil {
+		return false
+	}
+	status := resp.StatusCode()
+	retry := false
+	switch status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		retry = true
+	case http.StatusRequestTimeout, http.StatusBadGateway, http.StatusGatewayTimeout:
+		retry = resp.Request.Context().Value(noRetryKey{}) == nil
+	}
+	if retry {
+		c.log.DebugContext(resp.Request.Context(), "fhir: retrying", "method", resp.Request.Method,
+			"url", resp.Request.URL, "status", status, "attempt", resp.Request.Attempt)
+		bufferBody(resp.RawResponse, 64<<10)
+	}
+	return retry
+}
+
+// bufferBody replaces resp.Body by its first n bytes and closes the original.
+func bufferBody(resp *http.Response, n int64) {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// retryAfter honours a Retry-After header given in seconds.
+func retryAfter(_ *resty.Client, resp *resty.Response) (time.Duration, error) {
+	if s, err := strconv.Atoi(resp.Header().Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second, nil
+	}
+	return 0, nil
+}
+
+// call is one request; the caller closes the returned response's body.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body []byte, prefer string) (*http.Response, error) {
+	req := c.rc.R().SetContext(ctx).SetDoNotParseResponse(true)
+	if body != nil {
+		req.SetHeader("Content-Type", contentType).SetBody(body)
+	}
+	if prefer != "" {
+		req.SetHeader("Prefer", prefer)
+	}
+	if query != nil {
+		req.SetQueryParamsFromValues(query)
+	}
+	target := c.base
+	if path != "" {
+		target += "/" + path
+	}
+	resp, err := req.Execute(method, target)
+	if err != nil {
+		if resp != nil && resp.RawResponse != nil {
+			resp.RawResponse.Body.Close()
+		}
+		return nil, fmt.Errorf("fhir: %s %s: %w", method, c.shown(path), err)
+	}
+	return resp.RawResponse, nil
+}
+
+// shown is path as put in messages: the base without credentials.
+func (c *Client) shown(path string) string {
+	if path == "" {
+		return c.base
+	}
+	return c.base + "/" + path
+}
+
+// do runs a request and decodes a 2xx answer's body into out (when out is
+// not nil and the body is not empty). Any other answer is a *ServerError.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	prefer := ""
+	if out == nil && body != nil {
+		prefer = "return=minimal"
+	}
+	resp, err := c.call(ctx, method, path, query, body, prefer)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return fmt.Errorf("fhir: %s %s: read answer: %w", method, c.shown(path), err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newServerError(method, c.shown(path), resp.StatusCode, data)
+	}
+	if int64(len(data)) > c.maxBody {
+		return fmt.Errorf("fhir: %s %s: answer larger than %d bytes", method, c.shown(path), c.maxBody)
+	}
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = append((*raw)[:0], data...)
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("fhir: %s %s: decode answer: %w", method, c.shown(path), err)
+	}
+	return nil
+}
+
+// resourcePath is Type/id with id escaped; it refuses ids that are not FHIR
+// ids, so a caller's value cannot reach another path of the server.
+func resourcePath(typ, id string) (string, error) {
+	if !validType(typ) {
+		return "", fmt.Errorf("fhir: resource type %q: want letters only", typ)
+	}
+	if id == "" {
+		return typ, nil
+	}
+	if !validID(id) {
+		return "", fmt.Errorf("fhir: %s id %q: want 1-64 of A-Z a-z 0-9 - .", typ, id)
+	}
+	return typ + "/" + id, nil
+}
+
+func validType(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// validID reports whether id matches FHIR R4's id syntax [A-Za-z0-9\-\.]{1,64}.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return id != "." && id != ".."
+}
+
+// encodeBody is resource as JSON: []byte and json.RawMessage as they are,
+// anything else through encoding/json (samply's types marshal to FHIR JSON).
+func encodeBody(resource any) ([]byte, error) {
+	switch r := resource.(type) {
+	case []byte:
+		return r, nil
+	case json.RawMessage:
+		return r, nil
+	case nil:
+		return nil, errors.New("fhir: no resource")
+	}
+	b, err := json.Marshal(resource)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: encode resource: %w", err)
+	}
+	return b, nil
+}
+
+// Read reads typ/id (GET [base]/typ/id) into out: a pointer to a samply
+// type such as *models.Patient, or a *json.RawMessage for the bytes. A
+// resource that does not exist is a *ServerError with StatusCode 404 (or 410
+// when deleted).
+func (c *Client) Read(ctx context.Context, typ, id string, out any) error {
+	if id == "" {
+		return fmt.Errorf("fhir: read %s: empty id", typ)
+	}
+	path, err := resourcePath(typ, id)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodGet, path, nil, nil, out)
+}
+
+// Search searches typ (GET [base]/typ?query) and decodes the searchset
+// Bundle into out (a *models.Bundle or *json.RawMessage). Follow further
+// pages with the Bundle's "next" link yourself; this reads one page.
+func (c *Client) Search(ctx context.Context, typ string, query url.Values, out any) error {
+	path, err := resourcePath(typ, "")
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodGet, path, query, nil, out)
+}
+
+// Create creates resource as a new typ (POST [base]/typ) and decodes the
+// stored resource, with the id the server assigned, into out (nil skips
+// it). resource is JSON bytes or a value encoding/json marshals (a samply
+// type). A network error is not retried, since the server may have created
+// the resource: make creates idempotent with a conditional [Client.Update]
+// or a transaction's ifNoneExist where duplicates matter.
+func (c *Client) Create(ctx context.Context, typ string, resource, out any) error {
+	path, err := resourcePath(typ, "")
+	if err != nil {
+		return err
+	}
+	body, err := encodeBody(resource)
+	if err != nil {
+		return err
+	}
+	return c.do(context.WithValue(ctx, noRetryKey{}, true), http.MethodPost, path, nil, body, out)
+}
+
+// Update writes resource as typ/id (PUT [base]/typ/id), creating it when the
+// server allows clients to choose ids, and decodes the stored resource into
+// out (nil skips it). Updates are idempotent and retried.
+func (c *Client) Update(ctx context.Context, typ, id string, resource, out any) error {
+	if id == "" {
+		return fmt.Errorf("fhir: update %s: empty id", typ)
+	}
+	path, err := resourcePath(typ, id)
+	if err != nil {
+		return err
+	}
+	body, err := encodeBody(resource)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPut, path, nil, body, out)
+}
+
+// Delete deletes typ/id (DELETE [base]/typ/id). Deleting a resource that
+// does not exist succeeds on servers that answer 204 or 404 as FHIR allows
+// (a 404 is returned as a *ServerError).
+func (c *Client) Delete(ctx context.Context, typ, id string) error {
+	if id == "" {
+		return fmt.Errorf("fhir: delete %s: empty id", typ)
+	}
+	path, err := resourcePath(typ, id)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, path, nil, nil, nil)
+}
+
+// restyLogger routes resty's messages to slog at debug level.
+type restyLogger struct{ l *slog.Logger }
+
+func (r restyLogger) Errorf(format string, v ...any) { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }
+func (r restyLogger) Warnf(format string, v ...any)  { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }
+func (r restyLogger) Debugf(format string, v ...any) { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }

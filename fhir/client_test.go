@@ -1,0 +1,383 @@
+package fhir
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testClient returns a client for srv with fast retries.
+func testClient(t *testing.T, srv *httptest.Server, cfg ClientConfig) *Client {
+	t.Helper()
+	cfg.BaseURL = srv.URL + "/fhir"
+	c, err := NewClient(cfg)
+	require.NoError(t, err)
+	c.rc.SetRetryWaitTime(time.Millisecond).SetRetryMaxWaitTime(5 * time.Millisecond)
+	return c
+}
+
+// answer builds a transaction-response with the given entry statuses.
+func answer(statuses ...string) string {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"transaction-response","entry":[`)
+	for i, s := range statuses {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"response":{"status":%q,"location":"Patient/%d/_history/1"}}`, s, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+func bundleOf(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"resource":{"resourceType":"Patient","id":"p%d","name":[{"text":"x[]{}"}]},"request":{"method":"PUT","url":"Patient/p%d"}}`, i, i)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+func TestTransactionSendsBundleAndChecksAnswer(t *testing.T) {
+	var got *http.Request
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		body, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, answer("201 Created", "200 OK"))
+	}))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{Username: "u", Password: "secret"})
+	require.NoError(t, c.Transaction(context.Background(), bundleOf(2)))
+	assert.Equal(t, http.MethodPost, got.Method)
+	assert.Equal(t, "/fhir", got.URL.Path)
+	assert.Equal(t, "application/fhir+json", got.Header.Get("Content-Type"))
+	assert.Equal(t, "application/fhir+json", got.Header.Get("Accept"))
+	assert.Equal(t, "return=minimal", got.Header.Get("Prefer"))
+	user, pass, ok := got.BasicAuth()
+	assert.True(t, ok)
+	assert.Equal(t, "u", user)
+	assert.Equal(t, "secret", pass)
+	assert.Equal(t, bundleOf(2), body)
+}
+
+func TestTransactionAnswerIsChecked(t *testing.T) {
+	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"HAPI-0550: version conflict"}]}`
+	tests := []struct {
+		name        string
+		status      int
+		body        string
+		entries     int
+		entry       int
+		entryStatus int
+		reason      string
+	}{
+		{"non-2xx with outcome", 400, outcome, 1, -1, 0, "HAPI-0550: version conflict"},
+		{"non-2xx with details.text", 422, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","details":{"text":"bad code"}}]}`, 1, -1, 0, "bad code"},
+		{"medplum style", 400, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure","details":{"text":"Missing required property"},"expression":["Observation.status"],"diagnostics":"Bundle.entry[0].resource"},{"severity":"error","code":"processing","diagnostics":"second"}]}`, 1, -1, 0, "Missing required property: Bundle.entry[0].resource (Observation.status); second"},
+		{"non-2xx plain text", 401, "Unauthorized\n  go away", 1, -1, 0, "Unauthorized go away"},
+		{"failed entry", 200, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"412 Precondition Failed","outcome":` + outcome + `}}]}`, 2, 1, 412, "HAPI-0550: version conflict"},
+		{"entry without response", 200, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"fullUrl":"x"}]}`, 1, 0, 0, "entry has no response"},
+		{"unparseable entry status", 200, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"ok"}}]}`, 1, 0, 0, `entry status "ok"`},
+		{"too few entries", 200, answer("201 Created"), 2, -1, 0, "answer has 1 entries, want 2"},
+		{"batch-response", 200, `{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"200 OK"}}]}`, 1, -1, 0, "answer is a Bundle batch-response"},
+		{"not JSON", 200, `<html>proxy</html>`, 1, -1, 0, "answer is not a JSON object"},
+		{"truncated", 200, answer("201 Created")[:60], 1, -1, 0, "answer is not"},
+		{"OperationOutcome with 200", 200, outcome, 1, -1, 0, "answer is a OperationOutcome (none)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), bundleOf(tt.entries))
+			var se *ServerError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tt.status, se.StatusCode)
+			assert.Equal(t, tt.entry, se.Entry)
+			assert.Equal(t, tt.entryStatus, se.EntryStatus)
+			assert.Contains(t, se.Reason, tt.reason)
+			assert.Contains(t, err.Error(), srv.URL+"/fhir")
+			if tt.entryStatus != 0 {
+				assert.Equal(t, tt.entryStatus, se.Status())
+				require.NotNil(t, se.Outcome)
+			}
+		})
+	}
+}
+
+// A transaction whose answer is far larger than any read limit is checked
+// in full: a 10,000-entry answer with each resource returned (about 20 MB)
+// is a success, not a failure that makes the sender retry forever.
+func TestTransactionLargeAnswerIsASuccess(t *testing.T) {
+	const n = 10000
+	pad := strings.Repeat("x", 2000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[`)
+		for i := range n {
+			if i > 0 {
+				io.WriteString(w, ",")
+			}
+			fmt.Fprintf(w, `{"resource":{"resourceType":"Observation","id":"o%d","note":[{"text":%q}]},"response":{"status":"201 Created"}}`, i, pad)
+		}
+		io.WriteString(w, `],"link":[{"relation":"self","url":"x"}]}`)
+	}))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{MaxResponseBytes: 1 << 20})
+	require.NoError(t, c.Transaction(context.Background(), bundleOf(n)))
+}
+
+func TestTransactionRetriesTransientFailuresOnly(t *testing.T) {
+	tests := []struct {
+		name     string
+		statuses []int
+		wantErr  bool
+		calls    int32
+	}{
+		{"503 then 200", []int{503, 200}, false, 2},
+		{"429 then 502 then 200", []int{429, 502, 200}, false, 3},
+		{"500 is not retried", []int{500, 200}, true, 1},
+		{"400 is not retried", []int{400, 200}, true, 1},
+		{"gives up after MaxRetries", []int{503, 503, 503, 200}, true, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				i := calls.Add(1) - 1
+				body, _ := io.ReadAll(r.Body)
+				if !bytes.Equal(body, bundleOf(1)) {
+					t.Errorf("attempt %d sent %q", i, body)
+				}
+				st := tt.statuses[min(int(i), len(tt.statuses)-1)]
+				w.WriteHeader(st)
+				if st == 200 {
+					io.WriteString(w, answer("200 OK"))
+				} else {
+					fmt.Fprintf(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient","diagnostics":"attempt %d"}]}`, i)
+				}
+			}))
+			defer srv.Close()
+			err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), bundleOf(1))
+			assert.Equal(t, tt.calls, calls.Load())
+			if !tt.wantErr {
+				require.NoError(t, err)
+				return
+			}
+			var se *ServerError
+			require.ErrorAs(t, err, &se)
+			// The last answer is reported, with its outcome.
+			assert.Equal(t, fmt.Sprintf("attempt %d", calls.Load()-1), se.Reason)
+		})
+	}
+}
+
+// A 2xx answer is never retried, even when it fails the check: the server
+// may have stored the data, and the caller decides.
+func TestTransactionBadSuccessIsNotRetried(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[]}`)
+	}))
+	defer srv.Close()
+	err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), bundleOf(1))
+	require.Error(t, err)
+	assert.EqualValues(t, 1, calls.Load())
+}
+
+// hangUp is a handler that closes the connection without answering.
+func hangUp(calls *atomic.Int32) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+}
+
+func TestCreateIsNotRetriedAfterANetworkErrorButUpdateIs(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(hangUp(&calls))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{MaxRetries: 2})
+	err := c.Create(context.Background(), "Task", []byte(`{"resourceType":"Task"}`), nil)
+	require.Error(t, err)
+	var se *ServerError
+	assert.False(t, errors.As(err, &se), "a network error is not a ServerError")
+	assert.EqualValues(t, 1, calls.Load(), "a POST that may have created a resource is not repeated")
+
+	calls.Store(0)
+	err = c.Update(context.Background(), "Task", "t1", []byte(`{"resourceType":"Task","id":"t1"}`), nil)
+	require.Error(t, err)
+	assert.EqualValues(t, 3, calls.Load(), "an idempotent PUT is retried")
+}
+
+func TestReadSearchCreateUpdateDelete(t *testing.T) {
+	var log []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		log = append(log, r.Method+" "+r.URL.RequestURI()+" "+string(body)+" "+r.Header.Get("Prefer"))
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/fhir/Patient/missing":
+			w.WriteHeader(404)
+			io.WriteString(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"Resource Patient/missing is not known"}]}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/fhir/Patient/p1":
+			io.WriteString(w, `{"resourceType":"Patient","id":"p1","active":true}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/fhir/Task":
+			io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","total":0}`)
+		case r.Method == http.MethodPost:
+			w.WriteHeader(201)
+			io.WriteString(w, `{"resourceType":"Task","id":"server-id","status":"requested","intent":"order"}`)
+		case r.Method == http.MethodPut:
+			io.WriteString(w, string(body))
+		case r.Method == http.MethodDelete:
+			w.WriteHeader(204)
+		}
+	}))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{})
+	ctx := context.Background()
+
+	var p models.Patient
+	require.NoError(t, c.Read(ctx, "Patient", "p1", &p))
+	assert.Equal(t, "p1", *p.Id)
+	var raw json.RawMessage
+	require.NoError(t, c.Read(ctx, "Patient", "p1", &raw))
+	assert.JSONEq(t, `{"resourceType":"Patient","id":"p1","active":true}`, string(raw))
+
+	err := c.Read(ctx, "Patient", "missing", &p)
+	var se *ServerError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 404, se.StatusCode)
+	assert.Equal(t, "Resource Patient/missing is not known", se.Reason)
+
+	var b models.Bundle
+	require.NoError(t, c.Search(ctx, "Task", url.Values{"status": {"requested"}, "owner": {"Practitioner/a b"}}, &b))
+	assert.Equal(t, models.BundleTypeSearchset, b.Type)
+
+	var task models.Task
+	status := models.TaskStatusRequested
+	require.NoError(t, c.Create(ctx, "Task", models.Task{Status: status, Intent: "order"}, &task))
+	assert.Equal(t, "server-id", *task.Id)
+	require.NoError(t, c.Update(ctx, "Task", "t1", []byte(`{"resourceType":"Task","id":"t1"}`), nil))
+	require.NoError(t, c.Delete(ctx, "Task", "t1"))
+
+	assert.Equal(t, []string{
+		"GET /fhir/Patient/p1  ",
+		"GET /fhir/Patient/p1  ",
+		"GET /fhir/Patient/missing  ",
+		"GET /fhir/Task?owner=Practitioner%2Fa+b&status=requested  ",
+		`POST /fhir/Task {"status":"requested","intent":"order","resourceType":"Task"} `,
+		`PUT /fhir/Task/t1 {"resourceType":"Task","id":"t1"} return=minimal`,
+		"DELETE /fhir/Task/t1  ",
+	}, log)
+}
+
+// Ids that are not FHIR ids never reach the server: a caller's value cannot
+// address another path.
+func TestInvalidIDsAreRefusedBeforeAnyRequest(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{})
+	for _, id := range []string{"../../_users", "a/b", "..", "a%00b", "_design", strings.Repeat("a", 65), "a b", "é"} {
+		assert.Error(t, c.Read(context.Background(), "Patient", id, nil), id)
+		assert.Error(t, c.Delete(context.Background(), "Patient", id), id)
+	}
+	assert.Error(t, c.Read(context.Background(), "Patient/x", "1", nil))
+	assert.EqualValues(t, 0, calls.Load())
+}
+
+func TestResponseLimitAppliesToReads(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"resourceType":"Patient","id":"p","text":{"div":"`+strings.Repeat("x", 2000)+`"}}`)
+	}))
+	defer srv.Close()
+	err := testClient(t, srv, ClientConfig{MaxResponseBytes: 1000}).Read(context.Background(), "Patient", "p", nil)
+	assert.ErrorContains(t, err, "answer larger than 1000 bytes")
+}
+
+// countingTransport stands in for mediator.Transport: the client must send
+// every call through the configured HTTPClient.
+type countingTransport struct{ n atomic.Int32 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestHTTPClientIsUsedAndNotModified(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, answer("200 OK"))
+	}))
+	defer srv.Close()
+	tr := &countingTransport{}
+	hc := &http.Client{Transport: tr}
+	c := testClient(t, srv, ClientConfig{HTTPClient: hc, Timeout: time.Second})
+	require.NoError(t, c.Transaction(context.Background(), bundleOf(1)))
+	assert.EqualValues(t, 1, tr.n.Load())
+	assert.Zero(t, hc.Timeout, "the caller's client is copied, not changed")
+}
+
+func TestClientConfigRedactsThePassword(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := ClientConfig{BaseURL: "https://user:urlpass@fhir.example.org/fhir", Username: "u", Password: "s3cret"}
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "fhir", cfg)
+	assert.NotContains(t, buf.String(), "s3cret")
+	assert.NotContains(t, buf.String(), "urlpass")
+	assert.Contains(t, buf.String(), `"base_url":"https://fhir.example.org/fhir"`)
+
+	_, err := NewClient(ClientConfig{BaseURL: "fhir.example.org"})
+	assert.ErrorContains(t, err, "want an absolute http(s) URL")
+}
+
+func TestURLCredentialsAuthenticateAndStayOutOfErrors(t *testing.T) {
+	var user, pass string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ = r.BasicAuth()
+		w.WriteHeader(500)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	u.User = url.UserPassword("me", "pw-in-url")
+	c, err := NewClient(ClientConfig{BaseURL: u.String() + "/fhir"})
+	require.NoError(t, err)
+	err = c.Transaction(context.Background(), bundleOf(1))
+	require.Error(t, err)
+	assert.Equal(t, "me", user)
+	assert.Equal(t, "pw-in-url", pass)
+	assert.NotContains(t, err.Error(), "pw-in-url")
+}
+
+func TestCountEntries(t *testing.T) {
+	assert.Equal(t, 3, countEntries(bundleOf(3)))
+	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","type":"transaction"}`)))
+	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","entry":null}`)))
+	assert.Equal(t, -1, countEntries([]byte(`{"entry":[`)))
+}

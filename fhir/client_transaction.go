@@ -1,0 +1,215 @@
+package fhir
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Transaction posts bundle, a transaction Bundle, to the base URL and checks
+// the answer: the status must be 2xx and the body a transaction-response
+// Bundle with one entry per entry of bundle, each with a 2xx status.
+// Anything else is a *[ServerError] (Entry names the failed entry), so a
+// caller never acknowledges data the server did not store.
+//
+// The answer is checked while it streams: a large answer (thousands of
+// entries, or resources returned in full by a server that ignores
+// "Prefer: return=minimal") is never cut short and mistaken for a failure.
+// Network errors, 408, 429, 502, 503 and 504 are retried (see
+// [ClientConfig].MaxRetries): the bundles of a [Converter] are idempotent, so
+// make yours idempotent too (PUT with ids, conditional creates).
+func (c *Client) Transaction(ctx context.Context, bundle []byte) error {
+	want := countEntries(bundle)
+	resp, err := c.call(ctx, http.MethodPost, "", nil, bundle, "return=minimal")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	op := http.MethodPost + " " + c.base
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody))
+		if err != nil {
+			return fmt.Errorf("fhir: %s: HTTP %d: read answer: %w", op, resp.StatusCode, err)
+		}
+		return newServerError(http.MethodPost, c.base, resp.StatusCode, data)
+	}
+	if se := checkTransactionAnswer(resp.Body, want); se != nil {
+		se.StatusCode, se.op = resp.StatusCode, op
+		return se
+	}
+	// Drain what follows the Bundle so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return nil
+}
+
+// countEntries is the number of entries of a Bundle, -1 if it cannot be
+// read (the answer's entry count is then not checked).
+func countEntries(bundle []byte) int {
+	d := &scanner{s: string(bundle)}
+	n := 0
+	d.object(func(k string) {
+		if k != "entry" {
+			d.skip(1)
+			return
+		}
+		if d.null() {
+			return
+		}
+		d.array(func() { n++; d.skip(2) })
+	})
+	d.end()
+	if d.err != nil {
+		return -1
+	}
+	return n
+}
+
+// checkTransactionAnswer reads a transaction-response Bundle from r token by
+// token, keeping only the entries' statuses and the outcome of a failed
+// entry, and reports the first problem (nil when every entry succeeded and
+// their number is want, or want < 0).
+func checkTransactionAnswer(r io.Reader, want int) *ServerError {
+	fail := func(format string, args ...any) *ServerError {
+		return &ServerError{Entry: -1, Reason: fmt.Sprintf(format, args...)}
+	}
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{'); err != nil {
+		return fail("answer is not a JSON object: %v", err)
+	}
+	var rt, typ string
+	entries := 0
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return fail("answer is not JSON: %v", err)
+		}
+		switch key {
+		case "resourceType":
+			err = dec.Decode(&rt)
+		case "type":
+			err = dec.Decode(&typ)
+		case "entry":
+			var se *ServerError
+			entries, se, err = checkEntries(dec)
+			if se != nil {
+				return se
+			}
+		default:
+			err = skipValue(dec)
+		}
+		if err != nil {
+			return fail("answer is not a transaction-response Bundle: %v", err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return fail("answer is not JSON: %v", err)
+	}
+	if rt != "Bundle" || typ != "transaction-response" {
+		return fail("answer is a %s %s, want a transaction-response Bundle", orNone(rt), orNone(typ))
+	}
+	if want >= 0 && entries != want {
+		return fail("answer has %d entries, want %d", entries, want)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// checkEntries reads the entry array; it returns the first failed entry as
+// a *ServerError.
+func checkEntries(dec *json.Decoder) (int, *ServerError, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return 0, nil, err
+	}
+	if tok == nil { // "entry": null
+		return 0, nil, nil
+	}
+	if tok != json.Delim('[') {
+		return 0, nil, fmt.Errorf("entry is not an array")
+	}
+	n := 0
+	for dec.More() {
+		if err := expectDelim(dec, '{'); err != nil {
+			return n, nil, fmt.Errorf("entry %d: %w", n, err)
+		}
+		seen := false
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return n, nil, err
+			}
+			if key != "response" {
+				if err := skipValue(dec); err != nil {
+					return n, nil, err
+				}
+				continue
+			}
+			var resp struct {
+				Status  string          `json:"status"`
+				Outcome json.RawMessage `json:"outcome"`
+			}
+			if err := dec.Decode(&resp); err != nil {
+				return n, nil, fmt.Errorf("entry %d: response: %w", n, err)
+			}
+			seen = true
+			code, _, _ := strings.Cut(strings.TrimSpace(resp.Status), " ")
+			if c, err := strconv.Atoi(code); err != nil || c < 200 || c > 299 {
+				se := &ServerError{Entry: n, EntryStatus: c, Outcome: parseOutcome(resp.Outcome)}
+				se.Reason = outcomeReason(se.Outcome)
+				if se.Reason == "" {
+					se.Reason = fmt.Sprintf("entry status %q", resp.Status)
+				}
+				return n, se, nil
+			}
+		}
+		if err := expectDelim(dec, '}'); err != nil {
+			return n, nil, err
+		}
+		if !seen {
+			return n, &ServerError{Entry: n, Reason: "entry has no response"}, nil
+		}
+		n++
+	}
+	return n, nil, expectDelim(dec, ']')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("want %q, got %v", want, tok)
+	}
+	return nil
+}
+
+// skipValue consumes one JSON value token by token, without buffering it.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
