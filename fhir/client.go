@@ -399,6 +399,12 @@ func (c *Client) Delete(ctx context.Context, typ, id string) error {
 // restyLogger routes resty's messages to slog at debug level.
 type restyLogger struct{ l *slog.Logger }
 
-func (r restyLogger) Errorf(format string, v ...any) { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }
-func (r restyLogger) Warnf(format string, v ...any)  { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }
-func (r restyLogger) Debugf(format string, v ...any) { r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...)) }
+func (r restyLogger) Errorf(format string, v ...any) {
+	r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...))
+}
+func (r restyLogger) Warnf(format string, v ...any) {
+	r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...))
+}
+func (r restyLogger) Debugf(format string, v ...any) {
+	r.l.Debug("fhir: resty: " + fmt.Sprintf(format, v...))
+}

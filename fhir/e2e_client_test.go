@@ -72,4 +72,3 @@ func TestE2EClientAgainstRealServer(t *testing.T) {
 	assert.Contains(t, se.Reason, "Observation.status")
 	t.Logf("refused transaction: %v", err)
 }
-
