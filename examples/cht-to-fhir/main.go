@@ -199,7 +199,7 @@ func outbound(s Settings, mapping *fhir.Mapping) (cht.OutboundConfig, error) {
 		forms = append(forms, strconv.Quote(f.Form))
 	}
 	channel := strings.TrimRight(s.RouterURL, "/") + chttofhir.OutboundPath
-	dest, err := cht.NewOutboundDestination(channel, chttofhir.ClientRole, "openhim_cht_to_fhir")
+	dest, err := cht.NewOutboundDestination(channel, chttofhir.ClientID, "openhim_cht_to_fhir")
 	if err != nil {
 		return nil, fmt.Errorf("router_url: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
@@ -75,6 +76,10 @@ func TestPrintCHTOutbound(t *testing.T) {
 	assert.Contains(t, reports.RelevantTo, `"HEIGHT_WEIGHT"`, "every mapped form is relevant")
 	assert.Equal(t, map[string]string{"doc": "doc"}, reports.Mapping)
 	assert.Contains(t, doc.Outbound, "cht_to_fhir_people")
+	// The push authenticates as a client whose ID is not a role: core 4.x-8.x
+	// refuses such a client with 409 (openhim-core src/api/clients.js addClient).
+	assert.Equal(t, chttofhir.ClientID, reports.Destination.Auth.Username)
+	assert.NotEqual(t, chttofhir.ClientRole, reports.Destination.Auth.Username)
 }
 
 func TestSettingsErrorsNameTheKey(t *testing.T) {

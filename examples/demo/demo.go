@@ -22,7 +22,7 @@ import (
 
 // Credentials of the demo's OpenHIM clients.
 const (
-	chtClientID  = "cht"
+	chtClientID  = chttofhir.ClientID
 	chtClientPW  = "cht-demo-password"
 	emrClientID  = "emr"
 	emrClientPW  = "emr-demo-password"

@@ -16,6 +16,13 @@ const ChannelName = "CHT to FHIR"
 // to the client that CHT's outbound push authenticates as.
 const ClientRole = "cht"
 
+// ClientID is the OpenHIM client CHT's outbound push authenticates as (the
+// basic auth user of --print-cht-outbound). It must differ from every role a
+// channel allows: core refuses to create or update a client whose ID is such
+// a role (409 "A role name conflicts with clientID", addClient and
+// updateClient in openhim-core's src/api/clients.js).
+const ClientID = "cht-outbound"
+
 // Definition is the registration document of the mediator reachable by core
 // at host:port: one endpoint and a default channel that routes CHT's
 // outbound pushes (POST /cht/outbound and /cht/encounter) to it.
