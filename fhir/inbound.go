@@ -418,9 +418,9 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 
 // SubmissionFromServiceRequest converts a ServiceRequest (e.g. a referral or
 // a lost-to-follow-up request) to a records API submission of form
-// Inbound.TaskForm carrying the CHT patient _id (key Inbound.PatientField),
-// which makes CHT raise a task for the CHW. Only active requests are
-// converted. patient may be nil when the subject reference carries the CHT
+// Inbound.TaskForm carrying the CHT patient _id (key Inbound.PatientField)
+// and the request's id (key "fhir_service_request"), which makes CHT raise a
+// task for the CHW. Only active requests are converted. patient may be nil when the subject reference carries the CHT
 // identifier.
 func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, patient *models.Patient) (*Submission, error) {
 	if sr == nil {
@@ -435,6 +435,11 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 		return nil, invalid("ServiceRequest", "ServiceRequest.subject", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
 	}
 	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	var srID string
+	if sr.Id != nil {
+		srID = *sr.Id
+	}
+	requestFields(sub, nil, srID)
 	if sr.AuthoredOn != nil {
 		if t, err := time.Parse(time.RFC3339Nano, *sr.AuthoredOn); err == nil {
 			sub.ReportedDate = t
@@ -444,8 +449,10 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 }
 
 // SubmissionFromTask is SubmissionFromServiceRequest for a Task (subject in
-// Task.for). Tasks with status requested, received, accepted or ready are
-// converted.
+// Task.for). The submission carries the Task id (key "fhir_task") and the
+// ServiceRequest of Task.focus or Task.basedOn (key "fhir_service_request"),
+// for the follow-up form that closes the loop ([FollowUp]). Tasks with status
+// requested, received, accepted or ready are converted.
 func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) (*Submission, error) {
 	if t == nil {
 		return nil, required("Task", "Task")
@@ -461,6 +468,11 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 		return nil, invalid("Task", "Task.for", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
 	}
 	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	srID := referenceID(t.Focus, "ServiceRequest")
+	for i := 0; srID == "" && i < len(t.BasedOn); i++ {
+		srID = referenceID(&t.BasedOn[i], "ServiceRequest")
+	}
+	requestFields(sub, t.Id, srID)
 	if t.AuthoredOn != nil {
 		if at, err := time.Parse(time.RFC3339Nano, *t.AuthoredOn); err == nil {
 			sub.ReportedDate = at

@@ -68,6 +68,9 @@ type FormMapping struct {
 	Category []Code `json:"category,omitempty" yaml:"category,omitempty"`
 	// Fields lists the mapped fields. Unlisted fields are not converted.
 	Fields []FieldMapping `json:"fields" yaml:"fields"`
+	// FollowUp declares the form as the follow-up of a FHIR request (referral loop); see
+	// [Converter.CloseReferral].
+	FollowUp *FollowUp `json:"followUp,omitempty" yaml:"followUp,omitempty"`
 }
 
 // FieldMapping maps one report field (a dotted path below report.fields) to
@@ -197,6 +200,11 @@ func (m *Mapping) Validate() error {
 		for _, c := range f.Category {
 			if err := checkCode(c); err != "" {
 				return &MappingError{Form: f.Form, Reason: "category " + err}
+			}
+		}
+		if f.FollowUp != nil {
+			if err := f.FollowUp.validate(); err != "" {
+				return &MappingError{Form: f.Form, Reason: err}
 			}
 		}
 		paths := map[string]bool{}

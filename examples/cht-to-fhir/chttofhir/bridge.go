@@ -176,6 +176,9 @@ func (b *Bridge) convert(ctx context.Context, p *cht.OutboundPayload) (*fhir.Tra
 		if err != nil {
 			return nil, conversionFailure(err)
 		}
+		if err := b.closeReferral(ctx, tx, r); err != nil {
+			return nil, err
+		}
 		return tx, nil
 	}
 	c, err := p.Contact()

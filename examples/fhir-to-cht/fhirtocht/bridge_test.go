@@ -259,10 +259,11 @@ func TestServiceRequestRaisesOneTaskReport(t *testing.T) {
 	rep := reports[0]
 	assert.Equal(t, r.bridge.ReportID("ServiceRequest", "https://emr.example.org/service-request|SR-0001"), rep["_id"])
 	assert.Equal(t, map[string]any{
-		"patient_uuid":       chttest.DemoPatientID,
-		"service_request_id": "ltfu-0001",
-		"reason":             "Missed ART refill appointment",
-		"due_date":           "2026-11-29",
+		"patient_uuid":         chttest.DemoPatientID,
+		"service_request_id":   "ltfu-0001",
+		"fhir_service_request": "ltfu-0001",
+		"reason":               "Missed ART refill appointment",
+		"due_date":             "2026-11-29",
 	}, rep["fields"])
 	assert.Equal(t, float64(time.Date(2026, 11, 20, 9, 30, 0, 0, time.UTC).UnixMilli()), rep["reported_date"], "authoredOn")
 	assert.Equal(t, []any{}, rep["errors"])
@@ -337,6 +338,7 @@ func TestTaskForAPatientOfTheEMR(t *testing.T) {
 			fields := reports[0]["fields"].(map[string]any)
 			assert.Equal(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"), fields["patient_uuid"])
 			assert.Equal(t, "referral-0001", fields["service_request_id"])
+			assert.Equal(t, "referral-0001", fields["fhir_task"])
 			assert.Equal(t, "Patient referral", fields["reason"])
 			assert.Equal(t, "2026-11-28", fields["due_date"])
 			var names []string

@@ -1,0 +1,389 @@
+package fhir
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// Submission keys the FHIR → CHT conversion writes into the records API submission it makes from
+// a Task or ServiceRequest, so that a CHT task can hand the request's ids to its follow-up form
+// (see docs/referral-loop.md).
+const (
+	taskField           = "fhir_task"
+	serviceRequestField = "fhir_service_request"
+)
+
+// FollowUp declares a form as the follow-up of a FHIR request: a CHW's report of this form closes
+// the Task the CHT task was raised for. It is the followUp entry of a [FormMapping].
+type FollowUp struct {
+	// Task is the dotted path below the report's fields holding the id of the FHIR Task (a bare
+	// id or "Task/<id>"), usually a form input filled by the CHT task, e.g. "inputs.fhir_task".
+	Task string `json:"task" yaml:"task"`
+	// ServiceRequest is the path of the ServiceRequest id. When empty or absent in a report, the
+	// Task's basedOn (or focus) ServiceRequest is used.
+	ServiceRequest string `json:"serviceRequest,omitempty" yaml:"serviceRequest,omitempty"`
+	// Outcome is the path of the visit's outcome. When empty, every report means done.
+	Outcome string `json:"outcome,omitempty" yaml:"outcome,omitempty"`
+	// Done, NotFound and Refused list the outcome values that move the Task to completed, failed
+	// and rejected. Any other value is a conversion error naming the field.
+	Done     []string `json:"done,omitempty" yaml:"done,omitempty"`
+	NotFound []string `json:"notFound,omitempty" yaml:"notFound,omitempty"`
+	Refused  []string `json:"refused,omitempty" yaml:"refused,omitempty"`
+	// CompleteRequest sets the ServiceRequest's status to completed when a report's outcome is done.
+	CompleteRequest bool `json:"completeRequest,omitempty" yaml:"completeRequest,omitempty"`
+}
+
+// validate checks a follow-up declaration; it returns "" when valid.
+func (f *FollowUp) validate() string {
+	for _, p := range []struct{ name, path string }{{"task", f.Task}, {"serviceRequest", f.ServiceRequest}, {"outcome", f.Outcome}} {
+		if p.path == "" {
+			if p.name == "task" {
+				return "followUp.task is required (the field holding the Task id)"
+			}
+			continue
+		}
+		if slices.Contains(strings.Split(p.path, "."), "") {
+			return "followUp." + p.name + " has an empty path segment"
+		}
+	}
+	seen := map[string]string{}
+	for _, l := range []struct {
+		name   string
+		values []string
+	}{{"done", f.Done}, {"notFound", f.NotFound}, {"refused", f.Refused}} {
+		if len(l.values) > 0 && f.Outcome == "" {
+			return "followUp." + l.name + " needs followUp.outcome"
+		}
+		for _, v := range l.values {
+			if other, ok := seen[v]; ok {
+				return fmt.Sprintf("followUp outcome %q is listed in both %s and %s", v, other, l.name)
+			}
+			seen[v] = l.name
+		}
+	}
+	if f.Outcome != "" && len(f.Done) == 0 {
+		return "followUp.done needs at least one value when followUp.outcome is set"
+	}
+	return ""
+}
+
+// requestFields adds the ids of the request a CHT task is raised for to its submission.
+func requestFields(sub *Submission, taskID *string, serviceRequest string) {
+	if taskID != nil && *taskID != "" {
+		sub.Fields[taskField] = *taskID
+	}
+	if serviceRequest != "" {
+		sub.Fields[serviceRequestField] = serviceRequest
+	}
+}
+
+// referenceID returns the id of a reference to typ ("typ/id", absolute or versioned), or "".
+func referenceID(r *models.Reference, typ string) string {
+	if r == nil || r.Reference == nil {
+		return ""
+	}
+	s := *r.Reference
+	i := strings.LastIndex(s, typ+"/")
+	if i < 0 || (i > 0 && s[i-1] != '/') {
+		return ""
+	}
+	id, _, _ := strings.Cut(s[i+len(typ)+1:], "/")
+	if !validResourceID(id) {
+		return ""
+	}
+	return id
+}
+
+// followUpOf returns the follow-up declaration of form, if any.
+func (c *Converter) followUpOf(form string) *FollowUp {
+	if fi, ok := c.forms[strings.ToLower(form)]; ok {
+		return fi.fm.FollowUp
+	}
+	return nil
+}
+
+// followUpReport is what a follow-up report says about its request.
+type followUpReport struct {
+	task, serviceRequest string // ids
+	status               models.TaskStatus
+	outcome              string
+	date                 string // reported_date as a FHIR instant; "" when unknown
+}
+
+// parseFollowUp reads the request ids and the outcome of a follow-up report.
+func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, error) {
+	idAt := func(path, typ string, required bool) (string, error) {
+		v, ok := r.Fields.Field(path)
+		if !ok || isEmptyValue(v) {
+			if required {
+				return "", &ConversionError{DocID: r.ID, Field: "fields." + path, Reason: "the follow-up report carries no " + typ + " id"}
+			}
+			return "", nil
+		}
+		s, isString := v.(string)
+		id := strings.TrimPrefix(strings.TrimSpace(s), typ+"/")
+		if !isString || !validResourceID(id) {
+			return "", &ConversionError{DocID: r.ID, Field: "fields." + path, Value: v, Reason: "not a " + typ + " id"}
+		}
+		return id, nil
+	}
+	fu := &followUpReport{status: models.TaskStatusCompleted}
+	var err error
+	if fu.task, err = idAt(f.Task, "Task", true); err != nil {
+		return nil, err
+	}
+	if f.ServiceRequest != "" {
+		if fu.serviceRequest, err = idAt(f.ServiceRequest, "ServiceRequest", false); err != nil {
+			return nil, err
+		}
+	}
+	if f.Outcome != "" {
+		v, _ := r.Fields.Field(f.Outcome)
+		s, _ := v.(string)
+		fu.outcome = s
+		switch {
+		case slices.Contains(f.Done, s):
+		case slices.Contains(f.NotFound, s):
+			fu.status = models.TaskStatusFailed
+		case slices.Contains(f.Refused, s):
+			fu.status = models.TaskStatusRejected
+		default:
+			return nil, &ConversionError{DocID: r.ID, Field: "fields." + f.Outcome, Value: v,
+				Reason: "not an outcome listed in the form's followUp (done, notFound, refused)"}
+		}
+	}
+	if !r.ReportedDate.IsZero() {
+		fu.date = formatDateTime(r.ReportedDate.Time())
+	}
+	return fu, nil
+}
+
+// validResourceID reports whether s is a FHIR id (1-64 of [A-Za-z0-9-.]).
+func validResourceID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// CloseReferral adds the referral loop to tx, the transaction [Converter.ReportBundle] made from a
+// report whose form the mapping declares as a follow-up ([FollowUp]); for other forms it does
+// nothing. It reads the request's Task (and its ServiceRequest) with rd, which [Client] satisfies,
+// and then, in the same transaction:
+//
+//   - the report's Encounter gets basedOn the ServiceRequest;
+//   - the Task is updated (If-Match its version) with an output referencing the Encounter, one per
+//     follow-up report, and the status of the latest report (by reported_date): completed, failed
+//     or rejected from the outcome, with lastModified its reported_date;
+//   - with CompleteRequest, the ServiceRequest's status becomes completed when the outcome is done.
+//
+// The result depends only on the set of follow-up reports written, not on their order, and a
+// replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
+// subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
+// with 412; pushing the report again merges with the new version. A report without the Task id,
+// or with an outcome not listed, is a *[ConversionError] naming the field.
+func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.Report,
+	rd interface {
+		Read(ctx context.Context, resourceType, id string, out any) error
+	}) error {
+	f := c.followUpOf(r.Form)
+	if f == nil {
+		return nil
+	}
+	fu, err := c.parseFollowUp(f, r)
+	if err != nil {
+		return err
+	}
+	var enc *models.Encounter
+	var encURL string
+	for i := range tx.Entries {
+		if e, ok := tx.Entries[i].Resource.(*models.Encounter); ok {
+			enc, encURL = e, tx.Entries[i].FullURL
+			break
+		}
+	}
+	if enc == nil {
+		return fmt.Errorf("fhir: close referral: the transaction of report %s has no Encounter", r.ID)
+	}
+	task, err := readRaw(ctx, rd, "Task", fu.task)
+	if err != nil {
+		return err
+	}
+	if fu.serviceRequest == "" {
+		fu.serviceRequest = requestOf(task)
+	}
+	if fu.serviceRequest != "" {
+		ref := "ServiceRequest/" + fu.serviceRequest
+		if !slices.ContainsFunc(enc.BasedOn, func(b models.Reference) bool { return b.Reference != nil && *b.Reference == ref }) {
+			enc.BasedOn = append(enc.BasedOn, models.Reference{Reference: ptr(ref)})
+		}
+	}
+	output := map[string]any{
+		"type": map[string]any{"coding": []any{map[string]any{"system": c.sys.Form, "code": r.Form}},
+			"text": "CHT follow-up report"},
+		"valueReference": map[string]any{"reference": encURL, "type": "Encounter",
+			"identifier": map[string]any{"system": c.sys.DocumentID, "value": r.ID}},
+	}
+	if version, changed := mergeTask(task, output, r.ID, fu, c.sys.DocumentID); changed {
+		tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task))
+	}
+	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && fu.serviceRequest != "" {
+		sr, err := readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)
+		if err != nil {
+			return err
+		}
+		if sr["status"] != "completed" {
+			version := versionOf(sr)
+			delete(sr, "meta")
+			sr["status"] = "completed"
+			tx.Entries = append(tx.Entries, updateEntry(c, "ServiceRequest", fu.serviceRequest, version, sr))
+		}
+	}
+	return nil
+}
+
+// readRaw reads typ/id as a JSON object, keeping numbers exact.
+func readRaw(ctx context.Context, rd interface {
+	Read(ctx context.Context, resourceType, id string, out any) error
+}, typ, id string) (map[string]any, error) {
+	var raw json.RawMessage
+	if err := rd.Read(ctx, typ, id, &raw); err != nil {
+		return nil, fmt.Errorf("fhir: close referral: read %s/%s: %w", typ, id, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m["resourceType"] != typ {
+		return nil, fmt.Errorf("fhir: close referral: %s/%s is not a %s resource", typ, id, typ)
+	}
+	return m, nil
+}
+
+// requestOf returns the id of the ServiceRequest a Task is based on (basedOn, else focus).
+func requestOf(task map[string]any) string {
+	refs, _ := task["basedOn"].([]any)
+	if focus, ok := task["focus"]; ok {
+		refs = append(refs, focus)
+	}
+	for _, r := range refs {
+		m, _ := r.(map[string]any)
+		s, _ := m["reference"].(string)
+		if i := strings.LastIndex(s, "ServiceRequest/"); i >= 0 {
+			if id, _, _ := strings.Cut(s[i+len("ServiceRequest/"):], "/"); validResourceID(id) {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// mergeTask merges one follow-up report into task, returning the version read and whether
+// anything besides meta changed (meta is removed: the server sets it). Outputs
+// are keyed by the report's document id (so a replay replaces its own output) and kept in that
+// order; the status comes from the latest report by reported_date, ties broken by the status
+// code, so the result does not depend on the order reports arrive in.
+func mergeTask(task, output map[string]any, reportID string, fu *followUpReport, docSystem string) (version string, changed bool) {
+	version = versionOf(task)
+	delete(task, "meta")
+	before, _ := json.Marshal(task)
+	outputs, _ := task["output"].([]any)
+	reportOf := func(o any) string {
+		m, _ := o.(map[string]any)
+		vr, _ := m["valueReference"].(map[string]any)
+		id, _ := vr["identifier"].(map[string]any)
+		if id["system"] != docSystem {
+			return ""
+		}
+		s, _ := id["value"].(string)
+		return s
+	}
+	ours := false
+	kept := outputs[:0:0]
+	for _, o := range outputs {
+		switch reportOf(o) {
+		case reportID:
+			// replaced below
+		case "":
+			kept = append(kept, o)
+		default:
+			ours = true // closed before by another follow-up report
+			kept = append(kept, o)
+		}
+	}
+	existing := slices.IndexFunc(outputs, func(o any) bool { return reportOf(o) == reportID })
+	if existing >= 0 {
+		// Keep the stored output of a replayed report (its reference is resolved already).
+		output = outputs[existing].(map[string]any)
+	}
+	// Other outputs keep their place; follow-up outputs follow, ordered by report id.
+	foreign := slices.DeleteFunc(slices.Clone(kept), func(o any) bool { return reportOf(o) != "" })
+	follow := append(slices.DeleteFunc(kept, func(o any) bool { return reportOf(o) == "" }), output)
+	slices.SortFunc(follow, func(a, b any) int { return strings.Compare(reportOf(a), reportOf(b)) })
+	task["output"] = append(foreign, follow...)
+
+	curStatus, _ := task["status"].(string)
+	curDate, _ := task["lastModified"].(string)
+	if !ours || laterThan(fu.date, string(fu.status.Code()), curDate, curStatus) {
+		task["status"] = fu.status.Code()
+		if fu.date != "" {
+			task["lastModified"] = fu.date
+		}
+		if fu.outcome != "" {
+			task["statusReason"] = map[string]any{"text": fu.outcome}
+		} else {
+			delete(task, "statusReason")
+		}
+	}
+	after, _ := json.Marshal(task)
+	return version, !bytes.Equal(before, after)
+}
+
+// laterThan orders (date, status) pairs: a later instant wins, equal instants go to the larger
+// status code.
+func laterThan(date, status, curDate, curStatus string) bool {
+	a, errA := time.Parse(time.RFC3339Nano, date)
+	b, errB := time.Parse(time.RFC3339Nano, curDate)
+	switch {
+	case errA != nil && errB != nil:
+		return status > curStatus
+	case errA != nil:
+		return false
+	case errB != nil:
+		return true
+	case !a.Equal(b):
+		return a.After(b)
+	}
+	return status > curStatus
+}
+
+// updateEntry is a PUT of typ/id guarded by If-Match on the version read.
+func updateEntry(c *Converter, typ, id, version string, res map[string]any) Entry {
+	u := c.uuid(typ, id, "referral")
+	e := Entry{FullURL: "urn:uuid:" + string(appendUUID(nil, u)), Resource: res,
+		Request: models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: typ + "/" + id}}
+	if version != "" {
+		e.Request.IfMatch = ptr(`W/"` + version + `"`)
+	}
+	return e
+}
+
+// versionOf returns meta.versionId of a resource read as JSON.
+func versionOf(res map[string]any) string {
+	meta, _ := res["meta"].(map[string]any)
+	v, _ := meta["versionId"].(string)
+	return v
+}

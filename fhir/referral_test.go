@@ -1,0 +1,340 @@
+package fhir_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+)
+
+// restReader reads resources over FHIR REST for CloseReferral.
+type restReader struct {
+	base string
+	hc   *http.Client
+}
+
+func (r restReader) Read(ctx context.Context, typ, id string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/"+typ+"/"+id, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/%s: %d %s", typ, id, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// loop is one FHIR server the referral loop runs against.
+type loop struct {
+	t    *testing.T
+	rd   restReader
+	conv *fhir.Converter
+	tag  string // unique per run, for identifiers on the shared real server
+}
+
+func referralMapping(t *testing.T) *fhir.Mapping {
+	t.Helper()
+	m, err := fhir.LoadMapping("testdata/mapping.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Forms {
+		if m.Forms[i].Form == "interop_follow_up" {
+			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", Outcome: "follow_up.outcome",
+				Done: []string{"met"}, NotFound: []string{"not_found", "moved"}, Refused: []string{"refused"},
+				CompleteRequest: true}
+		}
+	}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func newLoop(t *testing.T, base string, hc *http.Client) *loop {
+	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: referralMapping(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &loop{t: t, rd: restReader{base: base, hc: hc}, conv: conv, tag: fmt.Sprint(time.Now().UnixNano())}
+}
+
+func (l *loop) do(method, path string, body any) map[string]any {
+	l.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, l.rd.base+path, rd)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := l.rd.hc.Do(req)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode >= 300 {
+		l.t.Fatalf("%s %s: %d %v %v", method, path, resp.StatusCode, out, err)
+	}
+	return out
+}
+
+// request creates a ServiceRequest and the Task for it, as an EMR does, and returns their ids.
+func (l *loop) request(name string) (srID, taskID string) {
+	patient := map[string]any{"reference": "Patient/" + name}
+	sr := l.do(http.MethodPost, "/ServiceRequest", map[string]any{"resourceType": "ServiceRequest", "status": "active",
+		"intent": "order", "subject": patient,
+		"identifier": []any{map[string]any{"system": "urn:emr:referral", "value": l.tag + "-" + name}}})
+	srID = sr["id"].(string)
+	task := l.do(http.MethodPost, "/Task", map[string]any{"resourceType": "Task", "status": "requested", "intent": "order",
+		"for": patient, "basedOn": []any{map[string]any{"reference": "ServiceRequest/" + srID}},
+		"input": []any{map[string]any{"type": map[string]any{"text": "dose"}, "valueDecimal": json.Number("0.10")}}})
+	return srID, task["id"].(string)
+}
+
+// report is the CHW's follow-up report for taskID.
+func (l *loop) report(id, taskID, outcome string, reported time.Time) *cht.Report {
+	l.t.Helper()
+	b, err := os.ReadFile("testdata/report_ltfu.json")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var doc map[string]any
+	_ = json.Unmarshal(b, &doc)
+	doc["_id"] = l.tag + "-" + id
+	doc["reported_date"] = reported.UnixMilli()
+	fields := doc["fields"].(map[string]any)
+	fields["inputs"].(map[string]any)["fhir_task"] = taskID
+	fields["follow_up"] = map[string]any{"outcome": outcome}
+	b, _ = json.Marshal(doc)
+	var r cht.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		l.t.Fatal(err)
+	}
+	return &r
+}
+
+// push converts and writes a follow-up report as the CHT → FHIR push does.
+func (l *loop) push(r *cht.Report) {
+	l.t.Helper()
+	tx, err := l.conv.ReportBundle(r)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := l.conv.CloseReferral(context.Background(), tx, r, l.rd); err != nil {
+		l.t.Fatal(err)
+	}
+	body, err := tx.MarshalJSON()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, l.rd.base, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := l.rd.hc.Do(req)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if err := fhir.CheckTransactionResponse(resp.StatusCode, answer, tx.Len()); err != nil {
+		l.t.Fatalf("push %s: %v", r.ID, err)
+	}
+}
+
+func (l *loop) read(typ, id string) map[string]any { return l.do(http.MethodGet, "/"+typ+"/"+id, nil) }
+
+func get(m any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			mm, _ := m.(map[string]any)
+			m = mm[k]
+		case int:
+			a, _ := m.([]any)
+			if k >= len(a) {
+				return nil
+			}
+			m = a[k]
+		}
+	}
+	return m
+}
+
+// encounterOf returns the id of the Encounter made from report id.
+func (l *loop) encounterOf(reportID string) string {
+	l.t.Helper()
+	b := l.do(http.MethodGet, "/Encounter?identifier="+"https%3A%2F%2Fcht.example.org%2Fmedic%7C"+reportID, nil)
+	if n, _ := b["total"].(float64); n != 1 {
+		l.t.Fatalf("%v Encounters for report %s, want 1", b["total"], reportID)
+	}
+	return get(b, "entry", 0, "resource", "id").(string)
+}
+
+func testReferralLoop(t *testing.T, base string, hc *http.Client) {
+	l := newLoop(t, base, hc)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+	t.Run("done closes the Task and completes the ServiceRequest, once under replays", func(t *testing.T) {
+		l.t = t
+		srID, taskID := l.request("p1")
+		r := l.report("r1", taskID, "met", t0)
+		l.push(r)
+		first := l.read("Task", taskID)
+		for range 2 {
+			l.push(r)
+		}
+		task := l.read("Task", taskID)
+		if get(task, "meta", "versionId") != get(first, "meta", "versionId") {
+			t.Errorf("a replay wrote the Task again: version %v then %v", get(first, "meta", "versionId"), get(task, "meta", "versionId"))
+		}
+		enc := l.encounterOf(r.ID)
+		if task["status"] != "completed" || get(task, "output", 0, "valueReference", "reference") != "Encounter/"+enc {
+			t.Errorf("Task = %v, want completed with output Encounter/%s", task, enc)
+		}
+		if n := len(task["output"].([]any)); n != 1 {
+			t.Errorf("%d Task outputs, want 1", n)
+		}
+		if get(task, "input", 0, "valueDecimal") != 0.1 || get(task, "basedOn", 0, "reference") != "ServiceRequest/"+srID {
+			t.Errorf("the EMR's Task elements were not kept: %v", task)
+		}
+		if sr := l.read("ServiceRequest", srID); sr["status"] != "completed" {
+			t.Errorf("ServiceRequest status %v, want completed", sr["status"])
+		}
+		if got := get(l.read("Encounter", enc), "basedOn", 0, "reference"); got != "ServiceRequest/"+srID {
+			t.Errorf("Encounter.basedOn = %v, want ServiceRequest/%s", got, srID)
+		}
+	})
+
+	t.Run("the order of two follow-ups does not change the final state", func(t *testing.T) {
+		l.t = t
+		final := func(name string, order ...string) map[string]any {
+			srID, taskID := l.request(name)
+			reports := map[string]*cht.Report{
+				"A": l.report(name+"-a", taskID, "not_found", t0),
+				"B": l.report(name+"-b", taskID, "met", t0.Add(time.Hour)),
+			}
+			for _, k := range order {
+				l.push(reports[k])
+			}
+			task := l.read("Task", taskID)
+			var outs []any
+			for i := range task["output"].([]any) {
+				outs = append(outs, get(task, "output", i, "valueReference", "identifier", "value"))
+			}
+			return map[string]any{"status": task["status"], "lastModified": task["lastModified"],
+				"reason": get(task, "statusReason", "text"), "outputs": fmt.Sprint(outs...) != "",
+				"n": len(outs), "sr": l.read("ServiceRequest", srID)["status"]}
+		}
+		ab := final("p2", "A", "B")
+		ba := final("p3", "B", "A", "B", "A")
+		want := map[string]any{"status": "completed", "lastModified": "2026-03-01T10:00:00.000Z", "reason": "met",
+			"outputs": true, "n": 2, "sr": "completed"}
+		for name, got := range map[string]map[string]any{"A,B": ab, "B,A,B,A": ba} {
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("after %s: %v, want %v", name, got, want)
+			}
+		}
+	})
+
+	t.Run("not found fails the Task and leaves the ServiceRequest", func(t *testing.T) {
+		l.t = t
+		srID, taskID := l.request("p4")
+		l.push(l.report("r4", taskID, "moved", t0))
+		if task := l.read("Task", taskID); task["status"] != "failed" || get(task, "statusReason", "text") != "moved" {
+			t.Errorf("Task = %v, want failed (moved)", task)
+		}
+		if sr := l.read("ServiceRequest", srID); sr["status"] != "active" {
+			t.Errorf("ServiceRequest status %v, want active", sr["status"])
+		}
+	})
+
+	t.Run("bad follow-up reports name the field", func(t *testing.T) {
+		l.t = t
+		_, taskID := l.request("p5")
+		for _, tt := range []struct {
+			r     *cht.Report
+			field string
+		}{
+			{l.report("r5", "", "met", t0), "fields.inputs.fhir_task"},
+			{l.report("r6", "Task/bad id!", "met", t0), "fields.inputs.fhir_task"},
+			{l.report("r7", taskID, "maybe", t0), "fields.follow_up.outcome"},
+		} {
+			tx, err := l.conv.ReportBundle(tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = l.conv.CloseReferral(context.Background(), tx, tt.r, l.rd)
+			var ce *fhir.ConversionError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Errorf("CloseReferral = %v, want a ConversionError naming %s", err, tt.field)
+			}
+		}
+	})
+}
+
+func TestReferralLoopInMemory(t *testing.T) {
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	testReferralLoop(t, srv.URL, srv.Client())
+}
+
+// TestE2EReferralLoop runs the loop against the real FHIR server (FHIR_BASE_URL).
+func TestE2EReferralLoop(t *testing.T) {
+	base := os.Getenv("FHIR_BASE_URL")
+	if base == "" {
+		t.Skip("FHIR_BASE_URL not set")
+	}
+	testReferralLoop(t, strings.TrimRight(base, "/"), &http.Client{Timeout: 30 * time.Second})
+}
+
+func TestFollowUpMappingValidation(t *testing.T) {
+	tests := []struct {
+		f    fhir.FollowUp
+		want string
+	}{
+		{fhir.FollowUp{}, "followUp.task is required"},
+		{fhir.FollowUp{Task: "inputs..task"}, "empty path segment"},
+		{fhir.FollowUp{Task: "t", Done: []string{"met"}}, "needs followUp.outcome"},
+		{fhir.FollowUp{Task: "t", Outcome: "o"}, "followUp.done needs at least one value"},
+		{fhir.FollowUp{Task: "t", Outcome: "o", Done: []string{"met"}, Refused: []string{"met"}}, `"met" is listed in both done and refused`},
+	}
+	for _, tt := range tests {
+		f := tt.f
+		m := &fhir.Mapping{Forms: []fhir.FormMapping{{Form: "follow", FollowUp: &f}}}
+		if err := m.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tt.f, err, tt.want)
+		}
+	}
+	yaml := "forms:\n  - form: follow\n    fields: []\n    followUp: {task: inputs.fhir_task, outcome: o, done: [met], completeRequest: true}\n"
+	m, err := fhir.ParseMapping([]byte(yaml))
+	if err != nil || m.Forms[0].FollowUp == nil || !m.Forms[0].FollowUp.CompleteRequest {
+		t.Errorf("ParseMapping = %+v, %v", m, err)
+	}
+}
