@@ -2,6 +2,7 @@ package mediator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,24 @@ type Config struct {
 	// OnConfig is called when core's config for the mediator changes
 	// (including the first time). See [LifecycleConfig].
 	OnConfig func(old, new map[string]any)
+	// Auth is the authentication required of requests (every path but
+	// /healthz and /readyz; /metrics too unless MetricsListen is set).
+	// The zero value requires none. When Auth.Username is set, New sends
+	// the credentials on the Definition's endpoints and default channel
+	// routes (see [Definition.WithCredentials]).
+	Auth InboundAuth
+	// TLSConfig, when set, makes the mediator serve HTTPS with it (it must
+	// hold a certificate). With Auth.ClientCert, its ClientCAs verify
+	// client certificates; New asks clients for one (ClientAuth
+	// VerifyClientCertIfGiven) unless ClientAuth says otherwise, so the
+	// probes stay reachable without one.
+	TLSConfig *tls.Config
+	// MetricsListen, when set, is a separate TCP address serving /metrics
+	// only, without authentication (for example "127.0.0.1:9090" for a
+	// local Prometheus agent); the main address then treats /metrics as
+	// any other path. When empty, /metrics is served on the main address
+	// and requires Auth like the routes.
+	MetricsListen string
 	// Handler serves every path but /healthz, /readyz and /metrics. A
 	// [HandlerFunc] answers with its result; any other http.Handler has
 	// what it writes wrapped in an envelope (unless it writes an
@@ -87,24 +106,27 @@ type Config struct {
 // [Mediator.ListenAndServe] and [Mediator.Shutdown]). A Mediator can't be
 // reused after it is shut down. Its methods are safe for concurrent use.
 type Mediator struct {
-	cfg       Config
-	log       *slog.Logger
-	client    *Client
-	lifecycle *Lifecycle
-	hc        *handlerConfig
-	metrics   *serverMetrics
-	metricsH  http.Handler
-	async     *asyncRunner
-	srv       *http.Server
-	maxBody   int64
+	cfg        Config
+	log        *slog.Logger
+	client     *Client
+	lifecycle  *Lifecycle
+	hc         *handlerConfig
+	metrics    *serverMetrics
+	metricsH   http.Handler
+	async      *asyncRunner
+	srv        *http.Server
+	maxBody    int64
+	auth       *inboundAuth // nil: no authentication
+	metricsSrv *http.Server // nil: /metrics on the main address
 
-	mu       sync.Mutex // guards ln, started, shutdown, lcCancel
-	ln       net.Listener
-	started  bool
-	shutdown bool
-	lcCancel context.CancelFunc
-	lcDone   chan struct{}
-	lcErr    error // set before lcDone is closed
+	mu        sync.Mutex // guards ln, metricsLn, started, shutdown, lcCancel
+	ln        net.Listener
+	metricsLn net.Listener
+	started   bool
+	shutdown  bool
+	lcCancel  context.CancelFunc
+	lcDone    chan struct{}
+	lcErr     error // set before lcDone is closed
 }
 
 // New validates cfg and returns a Mediator. It does no I/O.
@@ -136,6 +158,23 @@ func New(cfg Config) (*Mediator, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
+	if err := cfg.Auth.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TLSConfig != nil {
+		tc := cfg.TLSConfig.Clone()
+		if len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+			return nil, errors.New("mediator: Config.TLSConfig has no certificate")
+		}
+		if cfg.Auth.ClientCert && tc.ClientAuth == tls.NoClientCert {
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		cfg.TLSConfig = tc
+	}
+	if cfg.Auth.ClientCert && (cfg.TLSConfig == nil || cfg.TLSConfig.ClientCAs == nil) {
+		return nil, errors.New("mediator: Config.Auth.ClientCert needs Config.TLSConfig with ClientCAs")
+	}
+	cfg.Definition = cfg.Definition.WithCredentials(cfg.Auth)
 	m := &Mediator{cfg: cfg, maxBody: cfg.MaxBodyBytes, lcDone: make(chan struct{})}
 	if m.maxBody == 0 {
 		m.maxBody = DefaultMaxBodyBytes
@@ -154,6 +193,19 @@ func New(cfg Config) (*Mediator, error) {
 		return nil, fmt.Errorf("mediator: register metrics: %w", err)
 	}
 	m.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	m.auth = newInboundAuth(cfg.Auth, cfg.Definition.URN)
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.metricsH)
+		m.metricsSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.ReadTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		}
+	}
 	if m.client, err = NewClient(cfg.OpenHIM, m.log); err != nil {
 		return nil, err
 	}
@@ -184,6 +236,7 @@ func New(cfg Config) (*Mediator, error) {
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		TLSConfig:         cfg.TLSConfig,
 	}
 	return m, nil
 }
@@ -279,6 +332,16 @@ func (m *Mediator) Serve(ln net.Listener) error {
 		}
 		return errors.New("mediator: already serving")
 	}
+	if m.metricsSrv != nil {
+		mln, err := net.Listen("tcp", m.cfg.MetricsListen)
+		if err != nil {
+			m.mu.Unlock()
+			ln.Close()
+			return fmt.Errorf("mediator: listen for metrics: %w", err)
+		}
+		m.metricsLn = mln
+		go func() { _ = m.metricsSrv.Serve(mln) }()
+	}
 	m.started = true
 	m.ln = ln
 	lctx, cancel := context.WithCancel(context.Background())
@@ -289,7 +352,18 @@ func (m *Mediator) Serve(ln net.Listener) error {
 		defer close(m.lcDone)
 		m.lcErr = m.lifecycle.Run(lctx)
 	}()
-	m.log.Info("mediator: serving", "addr", ln.Addr().String(), "urn", m.cfg.Definition.URN, "standalone", m.Standalone())
+	attrs := []any{"addr", ln.Addr().String(), "urn", m.cfg.Definition.URN, "standalone", m.Standalone(),
+		"tls", m.cfg.TLSConfig != nil, "auth", m.cfg.Auth}
+	if m.metricsLn != nil {
+		attrs = append(attrs, "metrics_addr", m.metricsLn.Addr().String())
+	}
+	m.log.Info("mediator: serving", attrs...)
+	if !m.cfg.Auth.Enabled() {
+		m.log.Warn("mediator: no inbound authentication configured: anyone who reaches " + ln.Addr().String() + " can call the mediator's routes")
+	}
+	if m.cfg.TLSConfig != nil {
+		return m.srv.ServeTLS(ln, "", "")
+	}
 	return m.srv.Serve(ln)
 }
 
@@ -306,6 +380,9 @@ func (m *Mediator) Shutdown(ctx context.Context) error {
 	cancel := m.lcCancel
 	m.mu.Unlock()
 	err := m.srv.Shutdown(ctx)
+	if m.metricsSrv != nil {
+		err = errors.Join(err, m.metricsSrv.Shutdown(ctx))
+	}
 	err = errors.Join(err, m.async.shutdown(ctx))
 	if started {
 		cancel()
@@ -329,6 +406,14 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProbe(w, r, http.StatusServiceUnavailable, `{"status":"not ready","reason":"not registered with OpenHIM core yet"}`)
 		}
 	case "/metrics":
+		if m.metricsSrv != nil {
+			m.serveTransaction(w, r)
+			return
+		}
+		if !m.auth.allow(r) {
+			m.auth.refuse(w)
+			return
+		}
 		m.metricsH.ServeHTTP(w, r)
 	default:
 		m.serveTransaction(w, r)

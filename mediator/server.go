@@ -21,7 +21,9 @@ func (m *Mediator) serveTransaction(w http.ResponseWriter, r *http.Request) {
 	cw := &rec.txn.cw
 	cw.w, cw.rec = w, rec
 	r2 := r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
-	if m.maxBody > 0 && r.ContentLength > m.maxBody {
+	if !m.auth.allow(r) {
+		m.auth.refuseEnvelope(w, rec)
+	} else if m.maxBody > 0 && r.ContentLength > m.maxBody {
 		rec.txn.direct = true
 		rec.write(w, rec.errorEnvelope(&StatusError{StatusCode: http.StatusRequestEntityTooLarge,
 			Err: fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, m.maxBody)}, ""))

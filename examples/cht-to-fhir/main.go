@@ -170,7 +170,9 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 		return nil, err
 	}
 	cfg := mediator.Config{Definition: def, Handler: h, Logger: logger}
-	s.Apply(&cfg)
+	if err := s.Apply(&cfg); err != nil {
+		return nil, err
+	}
 	return mediator.New(cfg)
 }
 

@@ -202,7 +202,9 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 		return nil, err
 	}
 	cfg := mediator.Config{Definition: def, Handler: bridge.Handler(), Logger: logger}
-	s.Apply(&cfg)
+	if err := s.Apply(&cfg); err != nil {
+		return nil, err
+	}
 	if cfg.MaxBodyBytes > 0 {
 		// The bridge enforces max_body_bytes itself, answering 413 with an
 		// OperationOutcome; the mediator's own limit (a JSON envelope error)

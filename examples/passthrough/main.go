@@ -96,7 +96,9 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		}),
 		Logger: logger,
 	}
-	s.Apply(&cfg)
+	if err := s.Apply(&cfg); err != nil {
+		return err
+	}
 	m, err := mediator.New(cfg)
 	if err != nil {
 		return err

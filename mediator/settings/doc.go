@@ -10,7 +10,9 @@
 //		return err // names the offending key
 //	}
 //	mc := mediator.Config{Definition: def, Handler: h}
-//	cfg.Apply(&mc)
+//	if err := cfg.Apply(&mc); err != nil {
+//		return err // names the offending key
+//	}
 //
 // # Keys and variables
 //
@@ -19,9 +21,24 @@
 // openhim.insecure_skip_verify, openhim.ca_file, openhim.cert_file,
 // openhim.key_file, openhim.timeout, openhim.core_version,
 // heartbeat_interval, install_channels, max_body_bytes, shutdown_timeout,
-// redact_headers. Each is read from the environment as MEDIATOR_ followed
+// redact_headers, log_level, auth.username, auth.password, auth.token,
+// tls.cert_file, tls.key_file, tls.client_ca_file, metrics_listen. Each is read from the environment as MEDIATOR_ followed
 // by the key upper-cased with "_" for "." ([EnvName]): MEDIATOR_LISTEN,
 // MEDIATOR_OPENHIM_URL, MEDIATOR_OPENHIM_PASSWORD, MEDIATOR_HEARTBEAT_INTERVAL.
-// The environment wins over the file; the file over the defaults of
-// [Default]. viper is used only here.
+// The environment wins over the file, even when a variable is set but
+// empty (MEDIATOR_CHT_USERNAME= clears the file's value); the file wins
+// over the defaults of [Default]. viper is used only here.
+//
+// # Inbound authentication
+//
+// auth.username and auth.password make the mediator require HTTP basic
+// authentication (what an OpenHIM route with a username and password
+// sends), auth.token a bearer token (what a CHT outbound destination with
+// header auth sends as "Authorization: Bearer <token>"), and
+// tls.client_ca_file a client certificate signed by those CAs (mutual TLS
+// over the tls.cert_file and tls.key_file certificate). Any one of them lets
+// a request in; /healthz and /readyz stay open, and /metrics requires them
+// too unless metrics_listen serves it on a separate address.
+// [Mediator.InboundAuth] gives what the OpenHIM routes and the CHT outbound
+// configuration must send.
 package settings

@@ -33,7 +33,10 @@ func ExampleLoad() {
 	fmt.Println("password:", cfg.OpenHIM.Password) // redacted when printed or logged
 
 	var mc mediator.Config
-	cfg.Apply(&mc)
+	if err := cfg.Apply(&mc); err != nil {
+		fmt.Println(err)
+		return
+	}
 	fmt.Println(mc.OpenHIM.Password == "s3cret", mc.InstallChannels)
 
 	bad := AppSettings{Mediator: settings.Default()}

@@ -1,11 +1,14 @@
 package settings
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -71,6 +74,46 @@ type Mediator struct {
 	// RedactHeaders are further headers redacted in orchestrations
 	// (MEDIATOR_REDACT_HEADERS, comma-separated).
 	RedactHeaders []string `mapstructure:"redact_headers"`
+	// LogLevel is debug, info, warn or error (MEDIATOR_LOG_LEVEL); pass
+	// it to the program's slog handler.
+	LogLevel slog.Level `mapstructure:"log_level"`
+	// Auth is what callers of the mediator's routes must send
+	// (MEDIATOR_AUTH_*). Without any, the routes are open.
+	Auth Auth `mapstructure:"auth"`
+	// TLS makes the mediator serve HTTPS (MEDIATOR_TLS_*).
+	TLS TLS `mapstructure:"tls"`
+	// MetricsListen, when set, serves /metrics on this separate address
+	// without authentication, and no longer on Listen
+	// (MEDIATOR_METRICS_LISTEN, e.g. "127.0.0.1:9090").
+	MetricsListen string `mapstructure:"metrics_listen"`
+}
+
+// Auth is the inbound authentication of the mediator's routes: a caller
+// is let in with any one of the configured credentials. /healthz and
+// /readyz stay open.
+type Auth struct {
+	// Username and Password are required as HTTP basic authentication,
+	// as an OpenHIM route sends its username and password
+	// (MEDIATOR_AUTH_USERNAME, MEDIATOR_AUTH_PASSWORD).
+	Username string `mapstructure:"username"`
+	Password Secret `mapstructure:"password"`
+	// Token is accepted as "Authorization: Bearer <token>", as a CHT
+	// outbound destination with header auth sends it
+	// (MEDIATOR_AUTH_TOKEN).
+	Token Secret `mapstructure:"token"`
+}
+
+// TLS is the mediator's HTTPS certificate and, optionally, the CA that
+// signs the client certificates it accepts.
+type TLS struct {
+	// CertFile and KeyFile are the server's PEM certificate (chain) and
+	// key (MEDIATOR_TLS_CERT_FILE, MEDIATOR_TLS_KEY_FILE).
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ClientCAFile, when set, is a PEM bundle of CAs: a client
+	// certificate they sign is accepted in place of other credentials
+	// (mutual TLS; MEDIATOR_TLS_CLIENT_CA_FILE).
+	ClientCAFile string `mapstructure:"client_ca_file"`
 }
 
 // OpenHIM is the connection to core's API.
@@ -113,6 +156,9 @@ type OpenHIM struct {
 //	openhim.auth         "auto"
 //	openhim.timeout      10s
 //	openhim.core_version 8
+//	log_level            info
+//	auth, tls            none (routes open, plain HTTP)
+//	metrics_listen       "" (/metrics on listen)
 func Default() Mediator {
 	return Mediator{
 		Listen:            mediator.DefaultListen,
@@ -171,6 +217,24 @@ func (m Mediator) Validate() error {
 	if m.OpenHIM.CoreVersion < 0 {
 		errs = append(errs, errors.New(`settings: "openhim.core_version" must not be negative`))
 	}
+	if (m.Auth.Username == "") != (m.Auth.Password == "") {
+		errs = append(errs, fmt.Errorf("settings: auth.username (%s) and auth.password (%s) go together",
+			EnvName(DefaultEnvPrefix, "auth.username"), EnvName(DefaultEnvPrefix, "auth.password")))
+	}
+	if strings.Contains(m.Auth.Username, ":") {
+		errs = append(errs, fmt.Errorf("settings: auth.username (%s) must not contain ':'", EnvName(DefaultEnvPrefix, "auth.username")))
+	}
+	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("settings: tls.cert_file (%s) and tls.key_file (%s) go together",
+			EnvName(DefaultEnvPrefix, "tls.cert_file"), EnvName(DefaultEnvPrefix, "tls.key_file")))
+	}
+	if m.TLS.ClientCAFile != "" && m.TLS.CertFile == "" {
+		errs = append(errs, fmt.Errorf("settings: tls.client_ca_file (%s) needs tls.cert_file and tls.key_file: client certificates travel over HTTPS",
+			EnvName(DefaultEnvPrefix, "tls.client_ca_file")))
+	}
+	if m.MetricsListen != "" && m.MetricsListen == m.Listen {
+		errs = append(errs, fmt.Errorf("settings: metrics_listen (%s) must differ from listen", EnvName(DefaultEnvPrefix, "metrics_listen")))
+	}
 	return errors.Join(errs...)
 }
 
@@ -185,10 +249,24 @@ func (m Mediator) OpenHIMConfig() mediator.OpenHIMConfig {
 	}
 }
 
+// InboundAuth returns the authentication the mediator requires, as the
+// mediator package wants it. Print the route credentials and CHT outbound
+// auth from it (see [mediator.Definition.WithCredentials]) so that what
+// core and CHT send matches what the mediator checks.
+func (m Mediator) InboundAuth() mediator.InboundAuth {
+	return mediator.InboundAuth{Username: m.Auth.Username, Password: string(m.Auth.Password),
+		Token: string(m.Auth.Token), ClientCert: m.TLS.ClientCAFile != ""}
+}
+
 // Apply copies the settings into cfg (Listen, OpenHIM, HeartbeatInterval,
-// InstallChannels, MaxBodyBytes, ShutdownTimeout and
-// Capture.RedactHeaders), leaving its other fields alone.
-func (m Mediator) Apply(cfg *mediator.Config) {
+// InstallChannels, MaxBodyBytes, ShutdownTimeout, Capture.RedactHeaders,
+// Auth, TLSConfig and MetricsListen), leaving its other fields alone. It
+// reads the TLS files; an error names the key.
+func (m Mediator) Apply(cfg *mediator.Config) error {
+	tc, err := m.TLS.config()
+	if err != nil {
+		return err
+	}
 	cfg.Listen = m.Listen
 	cfg.OpenHIM = m.OpenHIMConfig()
 	cfg.HeartbeatInterval = m.HeartbeatInterval
@@ -196,6 +274,37 @@ func (m Mediator) Apply(cfg *mediator.Config) {
 	cfg.MaxBodyBytes = m.MaxBodyBytes
 	cfg.ShutdownTimeout = m.ShutdownTimeout
 	cfg.Capture.RedactHeaders = append([]string(nil), m.RedactHeaders...)
+	cfg.Auth = m.InboundAuth()
+	cfg.TLSConfig = tc
+	cfg.MetricsListen = m.MetricsListen
+	return nil
+}
+
+// config loads the files into a server TLS configuration; nil without a
+// certificate.
+func (t TLS) config() (*tls.Config, error) {
+	if t.CertFile == "" && t.KeyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("settings: tls.cert_file (%s) and tls.key_file (%s): %w",
+			EnvName(DefaultEnvPrefix, "tls.cert_file"), EnvName(DefaultEnvPrefix, "tls.key_file"), err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("settings: tls.client_ca_file (%s): %w", EnvName(DefaultEnvPrefix, "tls.client_ca_file"), err)
+		}
+		tc.ClientCAs = x509.NewCertPool()
+		if !tc.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("settings: tls.client_ca_file (%s) %s: no PEM certificate in it",
+				EnvName(DefaultEnvPrefix, "tls.client_ca_file"), t.ClientCAFile)
+		}
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }
 
 // LogValue logs the settings without secrets.
@@ -208,13 +317,19 @@ func (m Mediator) LogValue() slog.Value {
 		slog.Bool("openhim.insecure_skip_verify", m.OpenHIM.InsecureSkipVerify),
 		slog.Duration("heartbeat_interval", m.HeartbeatInterval),
 		slog.Bool("install_channels", m.InstallChannels),
+		slog.String("log_level", m.LogLevel.String()),
+		slog.Any("auth", m.InboundAuth()),
+		slog.String("tls.cert_file", m.TLS.CertFile),
+		slog.String("tls.client_ca_file", m.TLS.ClientCAFile),
+		slog.String("metrics_listen", m.MetricsListen),
 	)
 }
 
 // String formats the settings without secrets.
 func (m Mediator) String() string {
-	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v}",
-		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders)
+	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v LogLevel:%s Auth:%s TLS:%+v MetricsListen:%s}",
+		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders,
+		m.LogLevel, m.InboundAuth(), m.TLS, m.MetricsListen)
 }
 
 // GoString formats the settings without secrets.
@@ -277,6 +392,7 @@ func LoadWith(opts Options, dst any) error {
 	collectLeaves(rv.Elem(), "", leaves)
 
 	v := viper.New()
+	v.AllowEmptyEnv(true) // MEDIATOR_X= (empty) overrides the file
 	keys := make([]string, 0, len(leaves))
 	for k := range leaves {
 		keys = append(keys, k)
@@ -313,7 +429,7 @@ func LoadWith(opts Options, dst any) error {
 		}
 	}
 	err := v.Unmarshal(dst, func(c *mapstructure.DecoderConfig) {
-		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, sliceHook)
+		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, levelHook, sliceHook)
 	})
 	if err != nil {
 		return &decodeError{msg: decodeMessage(err.Error(), prefix), err: err}
@@ -371,7 +487,11 @@ func durationHook(f, t reflect.Type, data any) (any, error) {
 	}
 	switch f.Kind() {
 	case reflect.String:
-		d, err := time.ParseDuration(strings.TrimSpace(data.(string)))
+		text := strings.TrimSpace(data.(string))
+		if text == "" { // an empty variable: the zero value
+			return time.Duration(0), nil
+		}
+		d, err := time.ParseDuration(text)
 		if err != nil {
 			return nil, fmt.Errorf("not a duration (want e.g. \"10s\"): %w", err)
 		}
@@ -387,6 +507,27 @@ func durationHook(f, t reflect.Type, data any) (any, error) {
 		return nil, fmt.Errorf("a bare number is ambiguous; write a duration such as \"%vs\"", data)
 	}
 	return data, nil
+}
+
+var levelType = reflect.TypeFor[slog.Level]()
+
+// levelHook parses log levels by name (debug, info, warn, error).
+func levelHook(f, t reflect.Type, data any) (any, error) {
+	if t != levelType || f == levelType {
+		return data, nil
+	}
+	if f.Kind() != reflect.String {
+		return nil, errors.New("want debug, info, warn or error")
+	}
+	text := strings.TrimSpace(data.(string))
+	if text == "" {
+		return slog.LevelInfo, nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(text)); err != nil {
+		return nil, fmt.Errorf("%q is not a log level: want debug, info, warn or error", text)
+	}
+	return l, nil
 }
 
 // sliceHook splits a comma-separated string into a list, trimming spaces.

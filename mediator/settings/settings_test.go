@@ -75,7 +75,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	assert.Equal(t, -time.Second, cfg.HeartbeatInterval)
 
 	var mc mediator.Config
-	cfg.Apply(&mc)
+	require.NoError(t, cfg.Apply(&mc))
 	assert.Equal(t, ":1234", mc.Listen)
 	assert.Equal(t, "p", mc.OpenHIM.Password)
 	assert.Equal(t, mediator.AuthBasic, mc.OpenHIM.Auth)

@@ -1,0 +1,200 @@
+package mediator
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// InboundAuth is the authentication a [Mediator] requires of the requests
+// routed to it: every path but /healthz and /readyz, and /metrics unless
+// [Config.MetricsListen] serves it elsewhere. A request is let in when it
+// satisfies one of the configured methods; the zero value requires nothing.
+// Secrets are compared in constant time and never logged.
+type InboundAuth struct {
+	// Username and Password, when Username is set, are accepted as HTTP
+	// basic authentication: what an OpenHIM route sends when its username
+	// and password are set (see [Definition.WithCredentials]), and what a
+	// CHT outbound destination with "basic" auth sends.
+	Username, Password string
+	// Token, when set, is accepted as "Authorization: Bearer <Token>": what
+	// a CHT outbound destination with "header" auth sends when its
+	// credential is "Bearer <Token>".
+	Token string
+	// ClientCert accepts a request whose TLS client certificate verifies
+	// against [Config.TLSConfig]'s ClientCAs (mutual TLS).
+	ClientCert bool
+}
+
+// Enabled reports whether any method is configured.
+func (a InboundAuth) Enabled() bool { return a.Username != "" || a.Token != "" || a.ClientCert }
+
+// String describes the configured methods without their secrets.
+func (a InboundAuth) String() string {
+	var methods []string
+	if a.Username != "" {
+		methods = append(methods, "basic (username "+strconv.Quote(a.Username)+")")
+	}
+	if a.Token != "" {
+		methods = append(methods, "bearer token")
+	}
+	if a.ClientCert {
+		methods = append(methods, "client certificate")
+	}
+	if len(methods) == 0 {
+		return "none"
+	}
+	return strings.Join(methods, ", ")
+}
+
+// GoString is String, so %#v does not print the secrets either.
+func (a InboundAuth) GoString() string { return "mediator.InboundAuth{" + a.String() + "}" }
+
+// LogValue logs the configured methods without their secrets.
+func (a InboundAuth) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+func (a InboundAuth) validate() error {
+	if a.Username == "" && a.Password != "" {
+		return errors.New("mediator: InboundAuth.Password is set without a Username")
+	}
+	if a.Username != "" && a.Password == "" {
+		return errors.New("mediator: InboundAuth.Username is set without a Password")
+	}
+	if strings.Contains(a.Username, ":") {
+		return errors.New("mediator: InboundAuth.Username must not contain ':' (HTTP basic authentication cannot carry it)")
+	}
+	return nil
+}
+
+// inboundAuth checks requests against an InboundAuth. The secrets are kept
+// as SHA-256 digests so that comparisons take the same time whatever the
+// length or content of what a caller sends.
+type inboundAuth struct {
+	basic      bool
+	user, pass [sha256.Size]byte
+	bearer     bool
+	token      [sha256.Size]byte
+	clientCert bool
+	challenge  []string // WWW-Authenticate values
+}
+
+func newInboundAuth(a InboundAuth, realm string) *inboundAuth {
+	if !a.Enabled() {
+		return nil
+	}
+	ia := &inboundAuth{clientCert: a.ClientCert}
+	realm = strconv.Quote(realm)
+	if a.Username != "" {
+		ia.basic = true
+		ia.user, ia.pass = sha256.Sum256([]byte(a.Username)), sha256.Sum256([]byte(a.Password))
+		ia.challenge = append(ia.challenge, "Basic realm="+realm+`, charset="UTF-8"`)
+	}
+	if a.Token != "" {
+		ia.bearer = true
+		ia.token = sha256.Sum256([]byte(a.Token))
+		ia.challenge = append(ia.challenge, "Bearer realm="+realm)
+	}
+	if len(ia.challenge) == 0 { // client certificates only
+		ia.challenge = append(ia.challenge, "Mutual realm="+realm)
+	}
+	return ia
+}
+
+// allow reports whether r carries accepted credentials.
+func (ia *inboundAuth) allow(r *http.Request) bool {
+	if ia == nil {
+		return true
+	}
+	if ia.clientCert && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	h := r.Header.Get("Authorization")
+	scheme, cred, _ := strings.Cut(h, " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case ia.basic && strings.EqualFold(scheme, "Basic"):
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			return false
+		}
+		u, p := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+		// Both compared, whatever the first gives.
+		return subtle.ConstantTimeCompare(u[:], ia.user[:])&subtle.ConstantTimeCompare(p[:], ia.pass[:]) == 1
+	case ia.bearer && strings.EqualFold(scheme, "Bearer"):
+		t := sha256.Sum256([]byte(cred))
+		return subtle.ConstantTimeCompare(t[:], ia.token[:]) == 1
+	}
+	return false
+}
+
+// refuseEnvelope answers a transaction 401 with the challenges, both on
+// the response and in the envelope (core passes the envelope's headers on
+// to its client).
+func (ia *inboundAuth) refuseEnvelope(w http.ResponseWriter, rec *recorder) {
+	rec.txn.direct = true
+	env := rec.errorEnvelope(errUnauthenticated, "")
+	for _, c := range ia.challenge {
+		w.Header().Add("WWW-Authenticate", c)
+	}
+	env.Response.Headers["WWW-Authenticate"] = strings.Join(ia.challenge, ", ")
+	rec.write(w, env)
+	rec.txn.errMsg = errUnauthenticated.Error() // logged as a warning, without the credentials
+}
+
+// refuse answers with the challenges, outside any envelope (for
+// /metrics).
+func (ia *inboundAuth) refuse(w http.ResponseWriter) {
+	for _, c := range ia.challenge {
+		w.Header().Add("WWW-Authenticate", c)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write(errorBody(errUnauthenticated.Error()))
+}
+
+// errUnauthenticated is the message of a refused request: it never says
+// which part of the credentials was wrong.
+var errUnauthenticated = &StatusError{StatusCode: http.StatusUnauthorized,
+	Err: errors.New("authentication required: send the credentials configured for this mediator")}
+
+// WithCredentials returns a copy of d whose endpoints and default channel
+// routes send a's basic credentials (route username and password), so that
+// the channels core installs, and the mediator's endpoints an administrator
+// adds as routes in the console, pass the mediator's [InboundAuth]. Routes
+// that already carry a username are left alone. Without a.Username it
+// returns d unchanged.
+//
+// [New] applies it to [Config.Definition], so registration and installed
+// channels match the configured authentication; use it directly to print
+// the same definition (for example with [MetadataFor]).
+func (d Definition) WithCredentials(a InboundAuth) Definition {
+	if a.Username == "" {
+		return d
+	}
+	set := func(routes []Route) []Route {
+		if len(routes) == 0 {
+			return routes
+		}
+		out := append([]Route(nil), routes...)
+		for i := range out {
+			if out[i].Username == "" && (out[i].Type == "" || out[i].Type == "http") {
+				out[i].Username, out[i].Password = a.Username, Password(a.Password)
+			}
+		}
+		return out
+	}
+	d.Endpoints = set(d.Endpoints)
+	if len(d.DefaultChannelConfig) > 0 {
+		chs := append([]Channel(nil), d.DefaultChannelConfig...)
+		for i := range chs {
+			chs[i].Routes = set(chs[i].Routes)
+		}
+		d.DefaultChannelConfig = chs
+	}
+	return d
+}

@@ -1,0 +1,185 @@
+package settings
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// writeSelfSigned writes a self-signed certificate and its key as PEM
+// files and returns their paths.
+func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mediator"},
+		DNSNames: []string{"mediator"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	return certFile, keyFile
+}
+
+func TestLoadInboundAuthAndTLS(t *testing.T) {
+	certFile, keyFile := writeSelfSigned(t)
+	for k, v := range map[string]string{
+		"MEDIATOR_AUTH_USERNAME": "openhim", "MEDIATOR_AUTH_PASSWORD": "route-pass", "MEDIATOR_AUTH_TOKEN": "tok-123",
+		"MEDIATOR_TLS_CERT_FILE": certFile, "MEDIATOR_TLS_KEY_FILE": keyFile, "MEDIATOR_TLS_CLIENT_CA_FILE": certFile,
+		"MEDIATOR_METRICS_LISTEN": "127.0.0.1:9090", "MEDIATOR_LOG_LEVEL": "debug",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg := Default()
+	require.NoError(t, Load("", &cfg))
+	assert.Equal(t, Auth{Username: "openhim", Password: "route-pass", Token: "tok-123"}, cfg.Auth)
+	assert.Equal(t, TLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: certFile}, cfg.TLS)
+	assert.Equal(t, slog.LevelDebug, cfg.LogLevel)
+
+	var mc mediator.Config
+	require.NoError(t, cfg.Apply(&mc))
+	assert.Equal(t, mediator.InboundAuth{Username: "openhim", Password: "route-pass", Token: "tok-123", ClientCert: true}, mc.Auth)
+	assert.Equal(t, "127.0.0.1:9090", mc.MetricsListen)
+	require.NotNil(t, mc.TLSConfig)
+	assert.Len(t, mc.TLSConfig.Certificates, 1)
+	assert.NotNil(t, mc.TLSConfig.ClientCAs)
+	assert.Equal(t, tls.VerifyClientCertIfGiven, mc.TLSConfig.ClientAuth, "probes stay reachable without a certificate")
+
+	// What the settings log and print names the methods, never the secrets.
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "settings", cfg)
+	out := b.String() + fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg)
+	for _, secret := range []string{"route-pass", "tok-123"} {
+		assert.NotContains(t, out, secret)
+	}
+	assert.Contains(t, b.String(), `basic (username \"openhim\"), bearer token, client certificate`)
+	assert.Contains(t, b.String(), `"log_level":"DEBUG"`)
+}
+
+func TestApplyTLSErrorsNameTheKey(t *testing.T) {
+	certFile, keyFile := writeSelfSigned(t)
+	tests := []struct {
+		name    string
+		tls     TLS
+		wantErr string
+	}{
+		{"missing cert", TLS{CertFile: "/nonexistent/cert.pem", KeyFile: keyFile}, "MEDIATOR_TLS_CERT_FILE"},
+		{"key of no cert", TLS{CertFile: certFile, KeyFile: certFile}, "tls.key_file (MEDIATOR_TLS_KEY_FILE)"},
+		{"missing client CA", TLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: "/nonexistent/ca.pem"}, "MEDIATOR_TLS_CLIENT_CA_FILE"},
+		{"client CA not PEM", TLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: "testdata/mediator.yaml"}, "no PEM certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := Default()
+			m.TLS = tt.tls
+			var mc mediator.Config
+			err := m.Apply(&mc)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestValidateInboundSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Mediator)
+		wantErr string
+	}{
+		{"username without password", func(m *Mediator) { m.Auth.Username = "u" }, "auth.username (MEDIATOR_AUTH_USERNAME) and auth.password (MEDIATOR_AUTH_PASSWORD) go together"},
+		{"password without username", func(m *Mediator) { m.Auth.Password = "p" }, "go together"},
+		{"colon in username", func(m *Mediator) { m.Auth.Username, m.Auth.Password = "a:b", "p" }, "must not contain ':'"},
+		{"cert without key", func(m *Mediator) { m.TLS.CertFile = "c.pem" }, "tls.cert_file (MEDIATOR_TLS_CERT_FILE) and tls.key_file"},
+		{"client CA without TLS", func(m *Mediator) { m.TLS.ClientCAFile = "ca.pem" }, "MEDIATOR_TLS_CLIENT_CA_FILE) needs tls.cert_file"},
+		{"metrics on the main address", func(m *Mediator) { m.MetricsListen = m.Listen }, "metrics_listen (MEDIATOR_METRICS_LISTEN) must differ"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := Default()
+			tt.edit(&m)
+			err := m.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+	m := Default()
+	m.Auth = Auth{Username: "u", Password: "p"}
+	assert.NoError(t, m.Validate())
+}
+
+func TestLoadLogLevel(t *testing.T) {
+	tests := []struct {
+		env     string
+		want    slog.Level
+		wantErr string
+	}{
+		{"debug", slog.LevelDebug, ""},
+		{"INFO", slog.LevelInfo, ""},
+		{"warn", slog.LevelWarn, ""},
+		{" error ", slog.LevelError, ""},
+		{"", slog.LevelInfo, ""},
+		{"verbose", 0, `"log_level" (MEDIATOR_LOG_LEVEL): "verbose" is not a log level: want debug, info, warn or error`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv("MEDIATOR_LOG_LEVEL", tt.env)
+			cfg := Default()
+			err := Load("", &cfg)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.NotContains(t, err.Error(), "slog", "no Go package or type names")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.LogLevel)
+		})
+	}
+	t.Run("file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "m.yaml")
+		require.NoError(t, os.WriteFile(path, []byte("log_level: warn\n"), 0o600))
+		cfg := Default()
+		require.NoError(t, Load(path, &cfg))
+		assert.Equal(t, slog.LevelWarn, cfg.LogLevel)
+	})
+}
+
+// TestEmptyEnvOverridesFile: MEDIATOR_X= (set, empty) replaces the file's
+// value, so a deployment can clear a setting the file sets.
+func TestEmptyEnvOverridesFile(t *testing.T) {
+	t.Setenv("MEDIATOR_OPENHIM_USERNAME", "")
+	t.Setenv("MEDIATOR_CHT_URL", "")
+	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "")
+	t.Setenv("MEDIATOR_INSTALL_CHANNELS", "")
+	t.Setenv("MEDIATOR_REDACT_HEADERS", "")
+	cfg := appSettings{Mediator: Default()}
+	require.NoError(t, Load("testdata/mediator.yaml", &cfg))
+	assert.Empty(t, cfg.OpenHIM.Username)
+	assert.Empty(t, cfg.CHT.URL)
+	assert.Zero(t, cfg.HeartbeatInterval)
+	assert.False(t, cfg.InstallChannels)
+	assert.Empty(t, cfg.RedactHeaders)
+	assert.Equal(t, "127.0.0.1:9000", cfg.Listen, "unset variables leave the file's value")
+}
