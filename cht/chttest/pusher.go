@@ -87,6 +87,11 @@ type PusherConfig struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// MaxAttempts bounds how many attempts Attempts keeps (the most
+	// recent ones); 0 keeps every attempt. Long runs set it so that the
+	// pusher's memory stays flat. CountOutcome counts every attempt
+	// regardless.
+	MaxAttempts int
 
 	// Set by OutboundFromSettings: relevant_to as JavaScript, and the
 	// mapping's key order in app_settings.
@@ -141,9 +146,12 @@ type OutboundPusher struct {
 
 	mu       sync.Mutex
 	attempts []Attempt
-	queue    []string
-	lastDoc  map[string]map[string]any
-	sent     map[string]string // doc id -> hash of the last successful payload
+	outcomes map[Outcome]int
+	queue    []queued         // retry order; entries whose id left inQueue are stale
+	inQueue  map[string]int64 // doc id -> ticket of its live queue entry
+	ticket   int64
+	lastDoc  map[string]map[string]any // only without Source
+	sent     map[string]string         // doc id -> hash of the last successful payload
 	seq      int64
 	seqInit  bool
 	runMu    sync.Mutex // serialises Push, RunQueue and Sync, like Sentinel
@@ -202,7 +210,8 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, client: client, log: cfg.Logger,
-		lastDoc: make(map[string]map[string]any), sent: make(map[string]string)}
+		lastDoc: make(map[string]map[string]any), sent: make(map[string]string),
+		outcomes: make(map[Outcome]int), inQueue: make(map[string]int64)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -288,9 +297,13 @@ func (p *OutboundPusher) PushID(ctx context.Context, id string) (Attempt, error)
 func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool) (Attempt, error) {
 	id := str(d["_id"])
 	a := Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: retry}
-	p.mu.Lock()
-	p.lastDoc[id] = d
-	p.mu.Unlock()
+	if p.cfg.Source == nil {
+		// RunQueue retries this copy; with a Source it re-fetches instead,
+		// so nothing is kept (a long run would hold every doc).
+		p.mu.Lock()
+		p.lastDoc[id] = d
+		p.mu.Unlock()
+	}
 	var js *jsDoc
 	if p.cfg.Map == nil || p.cfg.relevantJS != nil {
 		var err error
@@ -388,6 +401,13 @@ const cronWindow = 5 * time.Minute
 
 func (p *OutboundPusher) record(a Attempt) Attempt {
 	p.mu.Lock()
+	p.outcomes[a.Outcome]++
+	if m := p.cfg.MaxAttempts; m > 0 && len(p.attempts) >= m {
+		// Drop the older half at once: amortised O(1) per attempt.
+		n := copy(p.attempts, p.attempts[len(p.attempts)-m/2:])
+		clear(p.attempts[n:])
+		p.attempts = p.attempts[:n]
+	}
 	p.attempts = append(p.attempts, a)
 	p.mu.Unlock()
 	lvl := slog.LevelDebug
@@ -399,20 +419,55 @@ func (p *OutboundPusher) record(a Attempt) Attempt {
 	return a
 }
 
+// queued is one retry queue entry.
+type queued struct {
+	id     string
+	ticket int64
+}
+
+// enqueue and dequeue are O(1) (amortised): a long run queues thousands of
+// docs, and a linear search per push made it quadratic.
 func (p *OutboundPusher) enqueue(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !slices.Contains(p.queue, id) {
-		p.queue = append(p.queue, id)
+	if _, ok := p.inQueue[id]; ok {
+		return
 	}
+	p.ticket++
+	p.inQueue[id] = p.ticket
+	p.queue = append(p.queue, queued{id, p.ticket})
 }
 
 func (p *OutboundPusher) dequeue(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if i := slices.Index(p.queue, id); i >= 0 {
-		p.queue = slices.Delete(p.queue, i, i+1)
+	if _, ok := p.inQueue[id]; !ok {
+		return
 	}
+	delete(p.inQueue, id)
+	if len(p.queue) > 2*len(p.inQueue)+16 {
+		p.queue = p.liveQueue()
+	}
+}
+
+// liveQueue returns the live queue entries in order; p.mu is held.
+func (p *OutboundPusher) liveQueue() []queued {
+	out := make([]queued, 0, len(p.inQueue))
+	for _, q := range p.queue {
+		if p.inQueue[q.id] == q.ticket {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// queueIDs returns the ids waiting for a retry, in order; p.mu is held.
+func (p *OutboundPusher) queueIDs() []string {
+	ids := make([]string, 0, len(p.inQueue))
+	for _, q := range p.liveQueue() {
+		ids = append(ids, q.id)
+	}
+	return ids
 }
 
 // send POSTs body and applies CHT's success rules.
@@ -465,7 +520,7 @@ func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 		return nil // queued pushes wait for the cron window
 	}
 	p.mu.Lock()
-	ids := slices.Clone(p.queue)
+	ids := p.queueIDs()
 	p.mu.Unlock()
 	var errs []error
 	for _, id := range ids {
@@ -565,7 +620,8 @@ func (p *OutboundPusher) Run(ctx context.Context) error {
 	}
 }
 
-// Attempts returns every attempt so far, oldest first.
+// Attempts returns the attempts so far, oldest first: every attempt, or
+// with PusherConfig.MaxAttempts at least the most recent MaxAttempts/2.
 func (p *OutboundPusher) Attempts() []Attempt {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -576,7 +632,7 @@ func (p *OutboundPusher) Attempts() []Attempt {
 func (p *OutboundPusher) Queue() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.Clone(p.queue)
+	return p.queueIDs()
 }
 
 // SentHash returns the hash of the last payload successfully pushed for a
@@ -588,17 +644,12 @@ func (p *OutboundPusher) SentHash(docID string) (string, bool) {
 	return h, ok
 }
 
-// CountOutcome counts the attempts with outcome o.
+// CountOutcome counts the attempts with outcome o, including those
+// Attempts no longer keeps (PusherConfig.MaxAttempts).
 func (p *OutboundPusher) CountOutcome(o Outcome) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, a := range p.attempts {
-		if a.Outcome == o {
-			n++
-		}
-	}
-	return n
+	return p.outcomes[o]
 }
 
 // PayloadHash returns the hash CHT stores for a pushed payload and

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -592,5 +594,56 @@ func TestPusherNodeDetails(t *testing.T) {
 	sum = sha256.Sum256([]byte(`{"k"q":1}`)) // keys are not re-escaped
 	if err != nil || h != hex.EncodeToString(sum[:]) {
 		t.Errorf("PayloadHash with a quote in a key: %s %v", h, err)
+	}
+}
+
+// TestPusherQueueOrderAndMaxAttempts checks the retry queue keeps its order
+// through removals and re-queueing (entries are removed lazily), and that
+// MaxAttempts bounds Attempts while CountOutcome still counts every attempt.
+func TestPusherQueueOrderAndMaxAttempts(t *testing.T) {
+	dest := newDestination(t, reply(503, "", ""))
+	p, err := NewOutboundPusher(PusherConfig{Name: "q", URL: dest.URL, MaxAttempts: 10,
+		Map: func(doc map[string]any) (any, error) { return doc, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var want []string
+	for i := range 50 {
+		id := "doc-" + strconv.Itoa(i)
+		if _, err := p.Push(ctx, map[string]any{"_id": id}); err == nil {
+			t.Fatal("push to a failing destination succeeded")
+		}
+		want = append(want, id)
+	}
+	// Remove every even doc (succeeds), then re-queue doc-0 (fails again):
+	// it goes to the back.
+	dest.setRespond(reply(200, "application/json", `{}`))
+	for i := 0; i < 50; i += 2 {
+		if _, err := p.Push(ctx, map[string]any{"_id": "doc-" + strconv.Itoa(i), "v": 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest.setRespond(reply(503, "", ""))
+	if _, err := p.Push(ctx, map[string]any{"_id": "doc-0", "v": 3}); err == nil {
+		t.Fatal("push succeeded")
+	}
+	var odd []string
+	for i, id := range want {
+		if i%2 == 1 {
+			odd = append(odd, id)
+		}
+	}
+	if got, exp := p.Queue(), append(odd, "doc-0"); !slices.Equal(got, exp) {
+		t.Fatalf("queue %v, want %v", got, exp)
+	}
+	if n := len(p.Attempts()); n > 10 || n < 5 {
+		t.Errorf("Attempts kept %d, want 5-10 with MaxAttempts 10", n)
+	}
+	if a := p.Attempts(); a[len(a)-1].DocID != "doc-0" {
+		t.Errorf("last kept attempt %s, want doc-0", a[len(a)-1].DocID)
+	}
+	if f, s := p.CountOutcome(OutcomeFailed), p.CountOutcome(OutcomeSent); f != 51 || s != 25 {
+		t.Errorf("CountOutcome failed %d sent %d, want 51 and 25", f, s)
 	}
 }

@@ -55,13 +55,24 @@ func runFaults(t *testing.T, n int) faultRun {
 	return run
 }
 
+// keepHistory is how many transactions the fake core and attempts each
+// pusher keep.
+const keepHistory = 2000
+
+// budget is how long n payloads may take: generous (a busy CI machine, the
+// race detector), but proportional to n, so that a run that slows down as
+// it grows fails instead of hanging.
+func budget(n int) time.Duration { return time.Minute + time.Duration(n)*50*time.Millisecond }
+
 // pushers is the number of outbound pushers, each pushing a share of the
 // documents (CHT pushes one at a time; several make the run shorter).
 const pushers = 4
 
 func faultScenario(t *testing.T, n int, run *faultRun) {
 
-	core := openhimtest.NewServer(openhimtest.Config{})
+	// The fakes keep a bounded history, so that memory, and with it the
+	// collector's work per request, stays flat however long the run.
+	core := openhimtest.NewServer(openhimtest.Config{MaxTransactions: keepHistory})
 	defer core.Close()
 	core.AddClient(routerClient, routerPassword, chttofhir.ClientRole)
 	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1, Seed: 11})
@@ -99,7 +110,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 			Username: routerClient, Password: routerPassword,
 			RelevantTo: func(doc map[string]any) bool { return relevant(doc) && share(doc, pushers) == i },
 			Map:        mixedPayload, Server: chtSrv,
-			RetryInterval: 20 * time.Millisecond, Timeout: 5 * time.Second,
+			RetryInterval: 20 * time.Millisecond, Timeout: 5 * time.Second, MaxAttempts: keepHistory,
 		})
 		require.NoError(t, err)
 		ps = append(ps, p)
@@ -117,8 +128,9 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	t.Logf("%v core up", time.Since(start))
 
 	// Restart core once a third of the reports are in.
-	require.Eventually(t, func() bool { return fhirSrv.Count("Encounter") >= wantEncounters/3 }, 2*time.Minute, 10*time.Millisecond,
-		"a third of the reports written (%d/%d)", fhirSrv.Count("Encounter"), wantEncounters)
+	if !assert.Eventually(t, func() bool { return fhirSrv.Count("Encounter") >= wantEncounters/3 }, budget(n/3), 10*time.Millisecond) {
+		t.Fatalf("a third of the reports not written in %v (%d/%d)", budget(n/3), fhirSrv.Count("Encounter"), wantEncounters)
+	}
 	t.Logf("%v a third written; restarting core", time.Since(start))
 	beats := len(core.Heartbeats(chttofhir.URN))
 	require.NoError(t, core.Restart())
@@ -126,10 +138,11 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 		"heartbeats resume after the restart")
 
 	t.Logf("%v heartbeats resumed", time.Since(start))
-	require.Eventually(t, func() bool {
+	if !assert.Eventually(t, func() bool {
 		return fhirSrv.Count("Encounter") >= wantEncounters && pushedAll(ps, ids)
-	}, 5*time.Minute, 20*time.Millisecond, "every payload delivered (encounters %d/%d)",
-		fhirSrv.Count("Encounter"), wantEncounters)
+	}, budget(n), 20*time.Millisecond) {
+		t.Fatalf("not every payload delivered in %v (encounters %d/%d)", budget(n), fhirSrv.Count("Encounter"), wantEncounters)
+	}
 	run.Elapsed = time.Since(start)
 	stopPusher()
 	for range ps {

@@ -98,6 +98,12 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 		tx.CanRerun = false
 	}
 	s.mu.Lock()
+	if m := s.cfg.MaxTransactions; m > 0 && len(s.txs) >= m {
+		// Forget the older half at once: amortised O(1) per request.
+		n := copy(s.txs, s.txs[len(s.txs)-m/2:])
+		clear(s.txs[n:])
+		s.txs = s.txs[:n]
+	}
 	s.txs = append(s.txs, tx)
 	s.mu.Unlock()
 

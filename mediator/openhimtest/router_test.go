@@ -471,3 +471,24 @@ func TestChannelExtraFields(t *testing.T) {
 		t.Fatalf("GET /channels = %v", got)
 	}
 }
+
+// TestMaxTransactions: with Config.MaxTransactions the server keeps only
+// the most recent transactions, oldest forgotten first.
+func TestMaxTransactions(t *testing.T) {
+	f := newRouterFixture(t, Version8, envelope(nil), nil)
+	f.srv.cfg.MaxTransactions = 4 // set before any request
+	for i := range 9 {
+		if resp, _ := f.call(t, http.MethodGet, "/api/"+strconv.Itoa(i), "client-1", "pw", ""); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	txs := f.srv.Transactions()
+	if len(txs) < 2 || len(txs) > 4 {
+		t.Fatalf("kept %d transactions, want 2-4", len(txs))
+	}
+	for i, tx := range txs {
+		if want := "/api/" + strconv.Itoa(9-len(txs)+i); tx.Request.Path != want {
+			t.Errorf("transaction %d is %s, want %s (the most recent, in order)", i, tx.Request.Path, want)
+		}
+	}
+}

@@ -66,6 +66,10 @@ type Config struct {
 	RouteTLS *tls.Config
 	// Logger receives request logs; nil discards them.
 	Logger *slog.Logger
+	// MaxTransactions bounds how many transactions the server keeps (the
+	// most recent ones; core keeps all of them in MongoDB); 0 keeps all.
+	// Long load runs set it so that the fake's memory stays flat.
+	MaxTransactions int
 }
 
 // Server is a running fake OpenHIM core: an API server and a router, each an
