@@ -3,7 +3,7 @@ package chttest
 import (
 	"bytes"
 	_ "embed"
-	"maps"
+	"encoding/json"
 	"slices"
 )
 
@@ -43,20 +43,25 @@ var DemoContactTypes = []ContactType{
 // reference's OpenMRS example) and INTEROP_FOLLOW_UP (the records-API form
 // that raises a CHW follow-up task in cht-interoperability).
 func DemoForms() map[string]Form {
-	return map[string]Form{
-		"HEIGHT_WEIGHT": {Fields: map[string]FormField{
-			"patient_uuid": {Type: "string", Required: true},
-			"height":       {Type: "integer"},
-			"weight":       {Type: "integer"},
-		}},
-		"INTEROP_FOLLOW_UP": {Fields: map[string]FormField{
-			"patient_uuid":       {Type: "string", Required: true},
-			"reason":             {Type: "string"},
-			"service_request_id": {Type: "string"},
-			"due_date":           {Type: "date"},
-		}},
+	var forms map[string]Form
+	if err := json.Unmarshal(demoForms, &forms); err != nil {
+		panic("chttest: demo forms: " + err.Error())
 	}
+	return forms
 }
+
+// demoForms is the app_settings.forms block of the demo.
+var demoForms = []byte(`{
+  "HEIGHT_WEIGHT": {"meta": {"code": "HEIGHT_WEIGHT", "label": "Height and weight"}, "fields": {
+    "patient_uuid": {"type": "string", "required": true, "labels": {"tiny": "p"}},
+    "height": {"type": "integer", "labels": {"tiny": "h"}},
+    "weight": {"type": "integer", "labels": {"tiny": "w"}}}},
+  "INTEROP_FOLLOW_UP": {"meta": {"code": "INTEROP_FOLLOW_UP", "label": "Follow-up"}, "fields": {
+    "patient_uuid": {"type": "string", "required": true, "labels": {"tiny": "p"}},
+    "reason": {"type": "string", "labels": {"tiny": "r"}},
+    "service_request_id": {"type": "string", "labels": {"tiny": "s"}},
+    "due_date": {"type": "date", "labels": {"tiny": "d"}}}}
+}`)
 
 // DemoFixture returns the demo fixture: a JSON array of 13 documents (the
 // hierarchy above with six people and three reports), ready for Seed.
@@ -65,7 +70,8 @@ func DemoFixture() []byte { return bytes.Clone(demoFixture) }
 // DemoConfig returns a Config with the demo's contact types and forms; the
 // other fields are defaults.
 func DemoConfig() Config {
-	return Config{ContactTypes: slices.Clone(DemoContactTypes), Forms: maps.Clone(DemoForms())}
+	return Config{ContactTypes: slices.Clone(DemoContactTypes), Forms: DemoForms(),
+		Settings: map[string]any{"default_country_code": "254"}}
 }
 
 // NewDemoServer starts a server with DemoConfig (plus the overrides in cfg,

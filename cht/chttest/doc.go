@@ -21,11 +21,13 @@
 //   - GET and POST /api/v1/hydrate: request order kept, not_found entries,
 //     full parent chains with shallow primary contacts, and a report's
 //     patient and place resolved by shortcode or UUID;
-//   - POST /api/v1/records and /api/v2/records: the form must be in
-//     Config.Forms, its code is upper-cased, keys are lower-cased,
-//     undeclared keys are dropped, validation errors are stored on the
-//     doc's errors while the answer is still 200, and hard errors are
-//     500 {"code":500,"error":"Server error","details":...};
+//   - POST /api/v1/records and /api/v2/records: JSON submissions checked
+//     against Config.Forms with CHT's strict JSON types, and gateway SMS
+//     messages parsed in the compact and textforms formats; validation
+//     errors are stored on the doc's errors (English texts) while the
+//     answer is still 200; forms_only_mode, and the update_clinics
+//     transition when app settings enable it; hard errors are 500
+//     {"code":500,"error":"Server error","details":...};
 //   - /api/v1/people and /api/v1/places ({ok,id,rev}), the 5.2
 //     /api/v1/person, /api/v1/place and /api/v1/report writes, the 4.9+
 //     cht-datasource reads with with_lineage and cursor paging, and
@@ -62,7 +64,9 @@
 // outbound block. With PusherConfig.Server it follows the fake's changes,
 // so a mediator can be tested end to end the way CHT drives it.
 //
-// The fake is not CHT: it does not run transitions other than attaching a
-// sender to records, does not parse SMS message text into fields, and
-// normalises phone numbers much more simply than CHT.
+// Phone numbers are normalised with libphonenumber and the settings'
+// default_country_code, as CHT does. The fake is not CHT: of the
+// transitions it runs only update_clinics, parses no Muvuku or JavaRosa
+// SMS, converts no Bikram Sambat dates and reads dates without a zone as
+// UTC. docs/fidelity.md lists what it models.
 package chttest

@@ -1,7 +1,6 @@
 package chttest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +113,11 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 	for dest, v := range sp.Mapping {
 		cfg.Mapping[dest] = v
 	}
-	order, err := objectKeys(raw, "mapping")
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return cfg, err
+	}
+	order, err := objectKeys(top, "mapping")
 	if err != nil {
 		return cfg, err
 	}
@@ -123,32 +126,6 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 		return cfg, err
 	}
 	return cfg, nil
-}
-
-// objectKeys returns the keys of the object member name of the JSON
-// object raw, in document order.
-func objectKeys(raw json.RawMessage, name string) ([]string, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(top[name]))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("%s: want an object", name)
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, t.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, err
-		}
-	}
-	return keys, nil
 }
 
 // urlJoin joins base_url and path as the url-join package CHT uses does

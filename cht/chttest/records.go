@@ -3,13 +3,14 @@ package chttest
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/phone"
 )
 
 func (s *Server) handleRecordsV1(c *reqCtx, _ []string) { s.handleRecords(c) }
@@ -56,221 +57,366 @@ func (s *Server) handleRecords(c *reqCtx) {
 	writeJSON(c.w, http.StatusOK, map[string]any{"success": true, "id": doc["_id"]})
 }
 
+// recordFromJSON is records.js createRecordByJSON.
 func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
 	body, err := decodeAny(c.body)
 	if err != nil {
 		return nil, parseError("Invalid JSON: " + err.Error())
 	}
 	obj, _ := body.(map[string]any)
-	meta, ok := obj["_meta"].(map[string]any)
-	if !ok {
+	metaV, present := obj["_meta"]
+	if !present || metaV == nil || metaV == "" {
 		return nil, publicError("Missing _meta property.")
 	}
-	code := strings.ToUpper(str(meta["form"]))
-	if code == "" {
+	meta, _ := metaV.(map[string]any)
+	if f, ok := meta["form"]; !ok || f == nil || f == "" {
 		return nil, publicError("Missing required field: form")
 	}
+	code, ok := meta["form"].(string)
+	if !ok {
+		return nil, publicError("options.form.toUpperCase is not a function")
+	}
+	code = strings.ToUpper(code)
 	form, ok := s.cfg.Forms[code]
 	if !ok {
 		return nil, publicError("Form not found: " + code)
 	}
+	options := make(map[string]any, len(meta))
+	for k, v := range meta {
+		options[k] = v
+	}
+	options["form"] = code
 	data := make(map[string]any, len(obj))
 	for k, v := range obj {
 		if k == "_meta" {
 			continue
 		}
+		if fd, ok := form.Fields[k]; ok {
+			switch {
+			case fd.Type == "date":
+				v = momentMillis(v)
+			case fd.Type == "boolean" && (jsonNumberIs(v, 1) || jsonNumberIs(v, 0)):
+				v = jsonNumberIs(v, 1)
+			}
+		}
 		data[strings.ToLower(k)] = v
 	}
-	reported, err := s.parseSentTimestamp(meta["reported_date"])
-	if err != nil {
-		return nil, err
+	return s.dataRecord(code, &form, data, options), nil
+}
+
+// momentMillis is moment(v).valueOf() as JSON: a number stays, a date
+// string becomes milliseconds, anything else NaN (null).
+func momentMillis(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		return t
+	case string:
+		if ms, ok := parseDateMillis(t); ok {
+			return json.Number(strconv.FormatInt(ms, 10))
+		}
 	}
-	from := normalizePhone(str(meta["from"]))
-	smsMessage := make(map[string]any, len(meta))
-	for k, v := range meta {
-		smsMessage[k] = v
+	return nil
+}
+
+func jsonNumberIs(v any, n float64) bool {
+	num, ok := v.(json.Number)
+	if !ok {
+		return false
 	}
-	smsMessage["form"] = code
+	f, err := num.Float64()
+	return err == nil && f == n
+}
+
+// dataRecord is records.js getDataRecord: the report doc for parsed form
+// data (nil form: no definition) and the request's options (_meta, or the
+// SMS content).
+func (s *Server) dataRecord(code string, form *Form, data, options map[string]any) map[string]any {
 	doc := map[string]any{
 		"_id":           s.newUUID(),
 		"type":          "data_record",
-		"from":          from,
-		"form":          code,
 		"errors":        []any{},
 		"tasks":         []any{},
 		"fields":        map[string]any{},
-		"reported_date": reported,
-		"sms_message":   smsMessage,
+		"reported_date": s.now().UnixMilli(),
+		"sms_message":   options,
 	}
-	fields, errs := applyForm(form, data)
-	doc["fields"] = fields
-	doc["errors"] = errs
-	if loc := str(meta["locale"]); loc != "" {
-		doc["locale"] = loc
+	if code != "" {
+		doc["form"] = code
 	}
-	s.attachSender(doc, from)
-	return doc, nil
-}
-
-// applyForm copies the declared keys of data into fields (dot-notation keys
-// create sub-objects), converting date and boolean values, and returns the
-// validation errors CHT stores on the doc.
-func applyForm(form Form, data map[string]any) (map[string]any, []any) {
-	fields := map[string]any{}
-	var missing, wrongType []string
-	keys := make([]string, 0, len(form.Fields))
-	for k := range form.Fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		def := form.Fields[key]
-		v, ok := data[key]
-		if !ok || v == nil || v == "" {
-			if def.Required {
-				missing = append(missing, key)
-			}
-			continue
-		}
-		cv, ok := convertField(def.Type, v)
-		if !ok {
-			wrongType = append(wrongType, key)
-		}
-		setDotted(fields, key, cv)
-	}
-	errs := []any{}
-	if len(missing) > 0 {
-		errs = append(errs, map[string]any{"code": "sys.missing_fields",
-			"message": "Missing or invalid fields: " + strings.Join(missing, ", ") + "."})
-	}
-	for _, k := range wrongType {
-		errs = append(errs, map[string]any{"code": "sys.incorrect_type",
-			"message": "Incorrect type for field: " + k + "."})
-	}
-	return fields, errs
-}
-
-// convertField applies CHT's JSON conversions; ok is false for a value of
-// the wrong type (it is still stored).
-func convertField(typ string, v any) (any, bool) {
-	switch typ {
-	case "date":
-		switch t := v.(type) {
-		case json.Number:
-			return t, true
-		case string:
-			if ms, ok := parseDateMillis(t); ok {
-				return json.Number(strconv.FormatInt(ms, 10)), true
-			}
-			return v, false
-		}
-		return v, false
-	case "boolean":
-		switch t := v.(type) {
-		case bool:
-			return t, true
-		case json.Number:
-			switch t.String() {
-			case "1":
-				return true, true
-			case "0":
-				return false, true
-			}
-		case string:
-			switch t {
-			case "1", "true":
-				return true, true
-			case "0", "false":
-				return false, true
+	if from, ok := options["from"]; ok && from != nil {
+		doc["from"] = from
+		if f, ok := from.(string); ok {
+			if n, ok := phone.Normalize(s.phoneSettings(), f); ok {
+				doc["from"] = n
 			}
 		}
-		return v, false
-	case "integer":
-		switch t := v.(type) {
-		case json.Number:
-			_, err := t.Int64()
-			return v, err == nil
-		case string:
-			_, err := strconv.ParseInt(t, 10, 64)
-			return v, err == nil
-		}
-		return v, false
-	case "", "string":
-		switch v.(type) {
-		case string, json.Number:
-			return v, true
-		}
-		return v, false
-	default:
-		return v, true
 	}
-}
-
-func setDotted(m map[string]any, key string, v any) {
-	parts := strings.Split(key, ".")
-	cur := m
-	for _, p := range parts[:len(parts)-1] {
-		next, ok := cur[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			cur[p] = next
-		}
-		cur = next
+	if ts, ok := parseSentTimestamp(options["reported_date"]); ok {
+		doc["reported_date"] = ts
 	}
-	cur[parts[len(parts)-1]] = v
-}
-
-var dateLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.000Z0700", "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"}
-
-func parseDateMillis(s string) (int64, bool) {
-	for _, l := range dateLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t.UnixMilli(), true
+	locale := s.recordLocale(options)
+	if form != nil {
+		if form.FacilityReference != "" {
+			if v, ok := data[form.FacilityReference]; ok {
+				if sv, isStr := v.(string); isStr {
+					v = strings.ToUpper(sv)
+				}
+				doc["refid"] = v
+			}
+		}
+		fields := doc["fields"].(map[string]any)
+		for _, k := range form.keys() {
+			mergeField(strings.Split(k, "."), fields, data)
+		}
+		for _, e := range validateForm(form, data) {
+			addError(doc, e, locale)
 		}
 	}
-	return 0, false
-}
-
-var digits13 = regexp.MustCompile(`^[0-9]{13,}$`)
-
-// parseSentTimestamp mirrors CHT: a number is used as-is, a string of 13 or
-// more digits is a number, another string is parsed as a date; the default
-// is now.
-func (s *Server) parseSentTimestamp(v any) (any, error) {
-	switch t := v.(type) {
-	case nil:
-		return s.now().UnixMilli(), nil
-	case json.Number:
-		return t, nil
-	case string:
-		if t == "" {
-			return s.now().UnixMilli(), nil
-		}
-		if digits13.MatchString(t) {
-			return json.Number(t), nil
-		}
-		if ms, ok := parseDateMillis(t); ok {
-			return ms, nil
-		}
-		return nil, publicError("Invalid reported_date: " + t)
+	if v, _ := data["_extra_fields"].(bool); v {
+		addError(doc, recordError{code: "extra_fields"}, locale)
 	}
-	return s.now().UnixMilli(), nil
+	if msg, ok := options["message"].(string); ok && strings.TrimSpace(msg) == "" {
+		addError(doc, recordError{code: "sys.empty"}, locale)
+	}
+	if form == nil {
+		if s.settingTruthy("forms_only_mode") {
+			addError(doc, recordError{code: "sys.form_not_found", ctx: map[string]string{"form": code}}, locale)
+		} else {
+			delete(doc, "form")
+		}
+	}
+	s.runTransitions(doc)
+	return doc
 }
 
-// attachSender sets the report's contact when from matches a contact's
-// phone (the update_clinics transition).
-func (s *Server) attachSender(doc map[string]any, from string) {
-	if from == "" {
+// mergeField is smsparser.merge: copies data's value at a (dot) key into
+// the record's fields; a nested key is copied only when its parent is
+// truthy.
+func mergeField(key []string, fields, data map[string]any) {
+	if len(key) > 1 {
+		parent, ok := data[key[0]]
+		if !ok || !jsonTruthy(parent) {
+			return
+		}
+		sub, _ := fields[key[0]].(map[string]any)
+		if sub == nil {
+			sub = map[string]any{}
+			fields[key[0]] = sub
+		}
+		pm, _ := parent.(map[string]any)
+		mergeField(key[1:], sub, pm)
 		return
 	}
-	ids := s.store.ids(func(_ string, m docMeta) bool { return m.phone == from && s.isPersonMeta(m) })
-	if len(ids) > 0 {
-		doc["contact"] = s.minifyLineage(ids[0])
+	if v, ok := data[key[0]]; ok {
+		fields[key[0]] = v
 	}
 }
 
-// recordFromSMS handles the form-urlencoded (SMS gateway) variant. The
-// message text is not parsed into fields; the form code is its first word.
+// recordError is a stored validation error before translation.
+type recordError struct {
+	code string
+	ctx  map[string]string
+}
+
+// messages are the English texts of the errors records can carry
+// (api/resources/translations/messages-en.properties).
+var messages = map[string]string{
+	"sys.missing_fields":     "Missing or invalid fields: {{fields}}.",
+	"sys.incorrect_type":     "Incorrect type of field {{key}}, expected {{expectedType}}.",
+	"sys.empty":              "Message appears empty.",
+	"sys.form_not_found":     "Form '{{form}}' not found.",
+	"sys.facility_not_found": "Facility not found.",
+	"extra_fields":           "Extra fields.",
+}
+
+// addError appends {code, message} with the message translated (only
+// English is modelled) and its {{placeholders}} filled.
+func addError(doc map[string]any, e recordError, _ string) {
+	msg, ok := messages[e.code]
+	if !ok {
+		msg = e.code
+	}
+	for k, v := range e.ctx {
+		msg = strings.ReplaceAll(msg, "{{"+k+"}}", v)
+	}
+	errs, _ := doc["errors"].([]any)
+	doc["errors"] = append(errs, map[string]any{"code": e.code, "message": msg})
+}
+
+// validateForm is report/validate.js validate: per field in definition
+// order, a type error for a present value of the wrong JSON type (a
+// field with a list is not checked), then one sys.missing_fields for the
+// required fields that are absent or null ("" is present).
+func validateForm(form *Form, data map[string]any) []recordError {
+	var errs []recordError
+	var missing []string
+	for _, k := range form.keys() {
+		fd := form.Fields[k]
+		v, ok := data[k]
+		exists := ok && v != nil
+		if fd.Required && !exists {
+			missing = append(missing, k)
+			continue
+		}
+		if !exists || fd.List != nil {
+			continue
+		}
+		var bad bool
+		switch fd.Type {
+		case "integer":
+			bad = !isJSInteger(v)
+		case "string":
+			_, isStr := v.(string)
+			bad = !isStr
+		case "boolean":
+			_, isBool := v.(bool)
+			bad = !isBool
+		case "complex":
+			switch v.(type) {
+			case map[string]any, []any:
+			default:
+				bad = true
+			}
+		}
+		if bad {
+			errs = append(errs, recordError{code: "sys.incorrect_type", ctx: map[string]string{"expectedType": fd.Type, "key": k}})
+		}
+	}
+	if len(missing) > 0 {
+		errs = append(errs, recordError{code: "sys.missing_fields", ctx: map[string]string{"fields": strings.Join(missing, ",")}})
+	}
+	return errs
+}
+
+func isJSInteger(v any) bool {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := t.Float64()
+		return err == nil && f == math.Trunc(f) && !math.IsInf(f, 0)
+	case float64:
+		return t == math.Trunc(t) && !math.IsInf(t, 0)
+	}
+	return false
+}
+
+func jsonTruthy(v any) bool {
+	if n, ok := v.(json.Number); ok {
+		f, err := n.Float64()
+		return err == nil && f != 0
+	}
+	return jsTruthy(v)
+}
+
+// parseSentTimestamp is records.js parseSentTimestamp as getDataRecord
+// uses it: a number is taken as is, a string holding 13 or more digits is
+// Number(string), another string is read as a date; anything that gives 0
+// or NaN leaves the report at "now" (ok false).
+func parseSentTimestamp(v any) (any, bool) {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := t.Float64()
+		return t, err == nil && f != 0
+	case float64:
+		return t, t != 0 && !math.IsNaN(t)
+	case string:
+		if digits13.MatchString(t) {
+			f, ok := jsNumber(t)
+			if !ok || f == 0 {
+				return nil, false
+			}
+			return json.Number(jsNumberString(f)), true
+		}
+		if ms, ok := parseDateMillis(t); ok && ms != 0 {
+			return ms, true
+		}
+	}
+	return nil, false
+}
+
+var digits13 = regexp.MustCompile(`\d{13,}`)
+
+// recordLocale is records.js getLocale for a new record.
+func (s *Server) recordLocale(options map[string]any) string {
+	if l, _ := options["locale"].(string); l != "" {
+		return l
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, _ := s.settings["locale"].(string); l != "" {
+		return l
+	}
+	return "en"
+}
+
+// phoneSettings returns default_country_code and phone_validation.
+func (s *Server) phoneSettings() phone.Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return phone.FromAppSettings(s.settings)
+}
+
+func (s *Server) settingTruthy(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return jsonTruthy(s.settings[key])
+}
+
+// transitionEnabled reports whether app_settings.transitions enables a
+// transition (true, or an object without "disable": true).
+func (s *Server) transitionEnabled(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, _ := s.settings["transitions"].(map[string]any)
+	switch v := t[name].(type) {
+	case bool:
+		return v
+	case map[string]any:
+		d, _ := v["disable"].(bool)
+		return !d
+	}
+	return false
+}
+
+// runTransitions runs the configured transitions the records API runs
+// synchronously (api/src/controllers/records.js processDocs). Only
+// update_clinics is modelled: it sets the report's contact from the
+// sender's phone (or refid), or records sys.facility_not_found for a
+// private form.
+func (s *Server) runTransitions(doc map[string]any) {
+	if !s.transitionEnabled("update_clinics") {
+		return
+	}
+	var id string
+	if ref, ok := doc["refid"]; ok && jsonTruthy(ref) {
+		id, _ = s.store.byShortcode(jsString(ref))
+	} else if from := str(doc["from"]); from != "" {
+		ids := s.store.ids(func(_ string, m docMeta) bool { return m.phone == from && s.phoneViewType(m) })
+		if len(ids) > 0 {
+			id = ids[0]
+		}
+	}
+	if id != "" {
+		doc["contact"] = s.minifyLineage(id)
+		return
+	}
+	code, _ := doc["form"].(string)
+	if f, ok := s.cfg.Forms[code]; ok && f.PublicForm {
+		return
+	}
+	addError(doc, recordError{code: "sys.facility_not_found"}, "")
+}
+
+// phoneViewType is the contacts_by_phone view's type filter.
+func (s *Server) phoneViewType(m docMeta) bool {
+	switch m.typ {
+	case "contact", "district_hospital", "health_center", "clinic", "person":
+		return true
+	}
+	return false
+}
+
+// recordFromSMS is records.js createByForm: the gateway's form-encoded
+// message, parsed by its form when the code names one.
 func (s *Server) recordFromSMS(c *reqCtx) (map[string]any, error) {
 	v, err := url.ParseQuery(string(c.body))
 	if err != nil {
@@ -282,34 +428,41 @@ func (s *Server) recordFromSMS(c *reqCtx) (map[string]any, error) {
 	if _, ok := v["message"]; !ok {
 		return nil, publicError("Missing required field: message")
 	}
-	msg := v.Get("message")
-	from := normalizePhone(v.Get("from"))
-	reported := any(s.now().UnixMilli())
-	if ts := v.Get("sent_timestamp"); ts != "" {
-		if reported, err = s.parseSentTimestamp(ts); err != nil {
-			return nil, err
+	raw := v.Get("message")
+	msg := raw
+	code, _ := smsFormCode(msg)
+	form, found := s.cfg.Forms[code]
+	if code != "" && !found {
+		cleaned := zeroWidth.ReplaceAllString(code, "")
+		if form, found = s.cfg.Forms[cleaned]; found {
+			msg = strings.Replace(msg, code, cleaned, 1)
+			code = cleaned
 		}
 	}
-	var form any
-	if word, _, _ := strings.Cut(strings.TrimSpace(msg), " "); word != "" {
-		if _, ok := s.cfg.Forms[strings.ToUpper(word)]; ok {
-			form = strings.ToUpper(word)
+	content := map[string]any{"type": "sms_message", "message": raw, "from": v.Get("from")}
+	if code != "" {
+		content["form"] = code
+	}
+	for _, k := range []string{"sent_timestamp", "locale", "gateway_ref"} {
+		if _, ok := v[k]; ok {
+			name := k
+			if k == "sent_timestamp" {
+				name = "reported_date"
+			}
+			content[name] = v.Get(k)
 		}
 	}
-	sms := map[string]any{"message": msg, "from": from, "type": "sms_message", "form": form}
-	if g := v.Get("gateway_ref"); g != "" {
-		sms["gateway_ref"] = g
+	data := map[string]any{}
+	var fp *Form
+	if found {
+		fp = &form
+		locale, _ := content["locale"].(string)
+		var ok bool
+		if data, ok = s.parseSMS(fp, msg, locale); !ok {
+			return nil, publicError("TypeError: Cannot read properties of null (reading 'length')")
+		}
 	}
-	if l := v.Get("locale"); l != "" {
-		sms["locale"] = l
-	}
-	doc := map[string]any{
-		"_id": s.newUUID(), "type": "data_record", "from": from, "form": form,
-		"errors": []any{}, "tasks": []any{}, "fields": map[string]any{},
-		"reported_date": reported, "sms_message": sms,
-	}
-	s.attachSender(doc, from)
-	return doc, nil
+	return s.dataRecord(code, fp, data, content), nil
 }
 
 var phoneRE = regexp.MustCompile(`^\+?[0-9]{6,15}$`)

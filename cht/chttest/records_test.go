@@ -13,7 +13,7 @@ func recordsServer(t *testing.T, version string) *Server {
 	t.Helper()
 	fixed := time.Date(2024, 10, 31, 6, 25, 50, 419e6, time.UTC)
 	srv := newTestServer(t, Config{Version: version, Forms: DemoForms(), ContactTypes: DemoContactTypes,
-		Now: func() time.Time { return fixed }})
+		Settings: map[string]any{"default_country_code": 254}, Now: func() time.Time { return fixed }})
 	if err := srv.Seed(strings.NewReader(string(DemoFixture()))); err != nil {
 		t.Fatal(err)
 	}
@@ -21,81 +21,163 @@ func recordsServer(t *testing.T, version string) *Server {
 	return srv
 }
 
-func TestRecordsV2(t *testing.T) {
+// postRecord submits a record and returns the stored doc without _rev.
+func postRecord(t *testing.T, srv *Server, ct, body string) map[string]any {
+	t.Helper()
+	r := do(t, srv, call{method: "POST", path: "/api/v2/records", ct: ct, body: body})
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	resp := r.obj(t)
+	id, _ := resp["id"].(string)
+	if resp["success"] != true || id == "" || len(resp) != 2 {
+		t.Fatalf("answer %s, want {success:true, id}", r.body)
+	}
+	raw, ok := srv.Doc(id)
+	if !ok {
+		t.Fatal("doc not stored")
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "_rev")
+	return doc
+}
+
+// TestRecordsJSON pins JSON submissions: api/src/services/records.js
+// createRecordByJSON (form upper-cased, keys lower-cased, date fields
+// through moment, only 1/0 become booleans for boolean fields),
+// getDataRecord (no "from" without _meta.from; reported_date from
+// parseSentTimestamp, "now" when it gives nothing) and
+// api/src/services/report/validate.js validate (JSON types checked
+// strictly, "" present, type errors then one sys.missing_fields).
+func TestRecordsJSON(t *testing.T) {
 	srv := recordsServer(t, "5.2.0")
+	uuidV7 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	tests := []struct {
 		name string
-		ct   string
 		body string
-		want string // stored doc without _id, _rev (JSON)
+		want string
 	}{
 		{
 			// Reference §8.3 "CHT Create Report" (Postman collection).
 			name: "reference submission",
-			ct:   "application/json",
 			body: `{ "_meta": { "form": "HEIGHT_WEIGHT" }, "patient_uuid": "` + DemoPatientID + `", "height": 172, "weight": 65 }`,
-			want: `{"type":"data_record","from":"","form":"HEIGHT_WEIGHT","errors":[],"tasks":[],
+			want: `{"type":"data_record","form":"HEIGHT_WEIGHT","errors":[],"tasks":[],
 				"fields":{"patient_uuid":"` + DemoPatientID + `","height":172,"weight":65},
 				"reported_date":1730355950419,"sms_message":{"form":"HEIGHT_WEIGHT"}}`,
 		},
 		{
-			// Reference §2: _meta with from, reported_date and locale; charset is accepted here.
-			name: "lower-case form, upper-case keys, undeclared dropped, sender attached",
-			ct:   "application/json; charset=utf-8",
-			body: `{"_meta":{"form":"height_weight","from":"+254712345679","reported_date":1730355950000,"locale":"en"},
-				"PATIENT_UUID":"` + DemoPatientID + `","Height":"172","weight":65,"bmi":22.1}`,
-			want: `{"type":"data_record","from":"+254712345679","form":"HEIGHT_WEIGHT","errors":[],"tasks":[],
+			name: "lower-case form, upper-case keys lower-cased, a numeric string is no integer, from normalised",
+			body: `{"_meta":{"form":"height_weight","from":"0712 345 679","reported_date":1730355950000,"locale":"en"},
+				"PATIENT_UUID":"` + DemoPatientID + `","Height":"172","weight":65.0,"bmi":22.1}`,
+			want: `{"type":"data_record","from":"+254712345679","form":"HEIGHT_WEIGHT",
+				"errors":[{"code":"sys.incorrect_type","message":"Incorrect type of field height, expected integer."}],"tasks":[],
 				"fields":{"patient_uuid":"` + DemoPatientID + `","height":"172","weight":65},
-				"reported_date":1730355950000,"locale":"en",
-				"sms_message":{"form":"HEIGHT_WEIGHT","from":"+254712345679","reported_date":1730355950000,"locale":"en"},
-				"contact":{"_id":"` + DemoCHWID + `","parent":{"_id":"` + DemoCHWAreaID + `","parent":{"_id":"` + DemoHealthCentreID + `","parent":{"_id":"` + DemoDistrictID + `"}}}}}`,
+				"reported_date":1730355950000,
+				"sms_message":{"form":"HEIGHT_WEIGHT","from":"0712 345 679","reported_date":1730355950000,"locale":"en"}}`,
 		},
 		{
-			name: "validation errors are stored, not returned",
-			ct:   "application/json",
-			body: `{"_meta":{"form":"HEIGHT_WEIGHT","reported_date":"2024-10-31T06:25:50.419Z"},"height":"tall"}`,
-			want: `{"type":"data_record","from":"","form":"HEIGHT_WEIGHT",
-				"errors":[{"code":"sys.missing_fields","message":"Missing or invalid fields: patient_uuid."},
-				          {"code":"sys.incorrect_type","message":"Incorrect type for field: height."}],
-				"tasks":[],"fields":{"height":"tall"},"reported_date":1730355950419,
+			name: "empty string is present, type errors before missing fields",
+			body: `{"_meta":{"form":"HEIGHT_WEIGHT","reported_date":"2024-10-31T06:25:50.419Z"},"patient_uuid":"","height":"tall","weight":null}`,
+			want: `{"type":"data_record","form":"HEIGHT_WEIGHT",
+				"errors":[{"code":"sys.incorrect_type","message":"Incorrect type of field height, expected integer."}],
+				"tasks":[],"fields":{"patient_uuid":"","height":"tall","weight":null},"reported_date":1730355950419,
 				"sms_message":{"form":"HEIGHT_WEIGHT","reported_date":"2024-10-31T06:25:50.419Z"}}`,
 		},
 		{
+			name: "missing fields are listed comma-separated",
+			body: `{"_meta":{"form":"INTEROP_FOLLOW_UP"},"reason":5}`,
+			want: `{"type":"data_record","form":"INTEROP_FOLLOW_UP",
+				"errors":[{"code":"sys.incorrect_type","message":"Incorrect type of field reason, expected string."},
+				          {"code":"sys.missing_fields","message":"Missing or invalid fields: patient_uuid."}],
+				"tasks":[],"fields":{"reason":5},"reported_date":1730355950419,"sms_message":{"form":"INTEROP_FOLLOW_UP"}}`,
+		},
+		{
 			name: "date converted, 13-digit string date",
-			ct:   "application/json",
 			body: `{"_meta":{"form":"INTEROP_FOLLOW_UP","reported_date":"1730355950419"},"patient_uuid":"p1","due_date":"2024-11-07","reason":"ltfu"}`,
-			want: `{"type":"data_record","from":"","form":"INTEROP_FOLLOW_UP","errors":[],"tasks":[],
+			want: `{"type":"data_record","form":"INTEROP_FOLLOW_UP","errors":[],"tasks":[],
 				"fields":{"patient_uuid":"p1","due_date":1730937600000,"reason":"ltfu"},
 				"reported_date":1730355950419,"sms_message":{"form":"INTEROP_FOLLOW_UP","reported_date":"1730355950419"}}`,
 		},
+		{
+			name: "a bad date field is null; a bad reported_date is now",
+			body: `{"_meta":{"form":"INTEROP_FOLLOW_UP","reported_date":"yesterday"},"patient_uuid":"p1","due_date":"soon"}`,
+			want: `{"type":"data_record","form":"INTEROP_FOLLOW_UP","errors":[],"tasks":[],
+				"fields":{"patient_uuid":"p1","due_date":null},
+				"reported_date":1730355950419,"sms_message":{"form":"INTEROP_FOLLOW_UP","reported_date":"yesterday"}}`,
+		},
+		{
+			name: "reported_date with 13 digits among other characters is now",
+			body: `{"_meta":{"form":"INTEROP_FOLLOW_UP","reported_date":"x1730355950000"},"patient_uuid":"p1"}`,
+			want: `{"type":"data_record","form":"INTEROP_FOLLOW_UP","errors":[],"tasks":[],"fields":{"patient_uuid":"p1"},
+				"reported_date":1730355950419,"sms_message":{"form":"INTEROP_FOLLOW_UP","reported_date":"x1730355950000"}}`,
+		},
 	}
-	uuidV7 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := do(t, srv, call{method: "POST", path: "/api/v2/records", ct: tt.ct, body: tt.body})
-			if r.status != http.StatusOK {
-				t.Fatalf("status %d: %s", r.status, r.body)
-			}
-			resp := r.obj(t)
-			id, _ := resp["id"].(string)
-			if resp["success"] != true || !uuidV7.MatchString(id) || len(resp) != 2 {
-				t.Fatalf("answer %s, want {success:true, id:<uuidv7>}", r.body)
-			}
-			raw, ok := srv.Doc(id)
-			if !ok {
-				t.Fatal("doc not stored")
-			}
-			var doc map[string]any
-			if err := json.Unmarshal(raw, &doc); err != nil {
-				t.Fatal(err)
+			doc := postRecord(t, srv, "application/json", tt.body)
+			if id, _ := doc["_id"].(string); !uuidV7.MatchString(id) {
+				t.Errorf("5.x records get a UUIDv7 id, got %q", id)
 			}
 			delete(doc, "_id")
-			if rev, _ := doc["_rev"].(string); !strings.HasPrefix(rev, "1-") {
-				t.Errorf("_rev = %q", rev)
-			}
-			delete(doc, "_rev")
 			jsonEqual(t, []byte(mustMarshal(t, doc)), []byte(tt.want))
 		})
+	}
+}
+
+// TestRecordsJSONBooleans pins createRecordByJSON's boolean conversion:
+// only the numbers 1 and 0 become true and false; "true" stays a string
+// and fails validation.
+func TestRecordsJSONBooleans(t *testing.T) {
+	var forms map[string]Form
+	if err := json.Unmarshal([]byte(`{"B":{"meta":{"code":"B"},"fields":{"ok":{"type":"boolean"}}}}`), &forms); err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, Config{Forms: forms})
+	for body, want := range map[string]string{
+		`{"_meta":{"form":"B"},"ok":1}`:      `{"ok":true}|[]`,
+		`{"_meta":{"form":"B"},"ok":0}`:      `{"ok":false}|[]`,
+		`{"_meta":{"form":"B"},"ok":true}`:   `{"ok":true}|[]`,
+		`{"_meta":{"form":"B"},"ok":"true"}`: `{"ok":"true"}|[{"code":"sys.incorrect_type","message":"Incorrect type of field ok, expected boolean."}]`,
+		`{"_meta":{"form":"B"},"ok":2}`:      `{"ok":2}|[{"code":"sys.incorrect_type","message":"Incorrect type of field ok, expected boolean."}]`,
+	} {
+		doc := postRecord(t, srv, "application/json", body)
+		if got := mustMarshal(t, doc["fields"]) + "|" + mustMarshal(t, doc["errors"]); got != want {
+			t.Errorf("%s: %s, want %s", body, got, want)
+		}
+	}
+}
+
+// TestRecordsTransitions pins that the records API runs only the
+// configured transitions (api/src/controllers/records.js runTransitions
+// through the transitions lib): without update_clinics the sender is not
+// attached; with it (shared-libs/transitions/src/transitions/
+// update_clinics.js getContactByPhone) the contact whose stored phone
+// equals the normalised sender is attached, and a private form from an
+// unknown sender gets sys.facility_not_found.
+func TestRecordsTransitions(t *testing.T) {
+	srv := recordsServer(t, "4.21.0")
+	body := `{"_meta":{"form":"HEIGHT_WEIGHT","from":"+254712345679"},"patient_uuid":"p"}`
+	if doc := postRecord(t, srv, "application/json", body); doc["contact"] != nil || len(doc["errors"].([]any)) != 0 {
+		t.Fatalf("update_clinics ran while not configured: %v", doc)
+	}
+	srv.SetSettings(map[string]any{"default_country_code": 254, "transitions": map[string]any{"update_clinics": true}})
+	doc := postRecord(t, srv, "application/json", `{"_meta":{"form":"HEIGHT_WEIGHT","from":"0712345679"},"patient_uuid":"p"}`)
+	if got := get(doc, "contact._id"); got != DemoCHWID {
+		t.Errorf("contact %v, want %s", got, DemoCHWID)
+	}
+	if got := get(doc, "contact.parent._id"); got != DemoCHWAreaID {
+		t.Errorf("contact lineage %v", doc["contact"])
+	}
+	doc = postRecord(t, srv, "application/json", `{"_meta":{"form":"HEIGHT_WEIGHT","from":"+254700000000"},"patient_uuid":"p"}`)
+	if doc["contact"] != nil || mustMarshal(t, doc["errors"]) != `[{"code":"sys.facility_not_found","message":"Facility not found."}]` {
+		t.Errorf("unknown sender: contact %v errors %v", doc["contact"], doc["errors"])
+	}
+	srv.SetSettings(map[string]any{"transitions": map[string]any{"update_clinics": map[string]any{"disable": true}}})
+	if doc := postRecord(t, srv, "application/json", body); doc["contact"] != nil {
+		t.Errorf("a disabled transition ran: %v", doc["contact"])
 	}
 }
 
@@ -151,28 +233,88 @@ func TestRecordsErrors(t *testing.T) {
 	}
 }
 
+// TestRecordsSMS pins form-encoded (gateway) submissions:
+// api/src/services/records.js createByForm (raw message, raw from and the
+// form code kept in sms_message; zero-width characters stripped from an
+// unknown code; sys.empty; forms_only_mode's sys.form_not_found, else no
+// form), api/src/services/report/smsparser.js getFormCode, parse and
+// parseField, and textforms-parser.js isCompact, parseCompact and parse.
 func TestRecordsSMS(t *testing.T) {
 	srv := recordsServer(t, "4.21.0")
-	r := do(t, srv, call{method: "POST", path: "/api/v2/records", ct: "application/x-www-form-urlencoded",
-		body: "message=HEIGHT_WEIGHT+172+65&from=%2B254712345679&sent_timestamp=1730355950419"})
-	if r.status != http.StatusOK {
-		t.Fatalf("status %d: %s", r.status, r.body)
+	zw := "\u200b"
+	tests := []struct {
+		name, body string
+		want       map[string]string // path → JSON value
+	}{
+		{"compact", "message=HEIGHT_WEIGHT+" + DemoPatientID + "+172+65&from=%2B254712345679&sent_timestamp=1730355950419", map[string]string{
+			"form": `"HEIGHT_WEIGHT"`, "from": `"+254712345679"`, "fields": `{"patient_uuid":"` + DemoPatientID + `","height":172,"weight":65}`,
+			"errors": `[]`, "reported_date": `1730355950419`, "sms_message.message": `"HEIGHT_WEIGHT ` + DemoPatientID + ` 172 65"`,
+			"sms_message.form": `"HEIGHT_WEIGHT"`, "sms_message.reported_date": `"1730355950419"`,
+		}},
+		{"compact, lower-case code, national sender", "message=height_weight+x1+abc&from=0712345679", map[string]string{
+			"form": `"HEIGHT_WEIGHT"`, "from": `"+254712345679"`, "sms_message.from": `"0712345679"`,
+			"fields": `{"patient_uuid":"x1","height":null}`, "sms_message.form": `"HEIGHT_WEIGHT"`,
+			"errors": `[]`, // a list-less integer that does not parse is null, which validation accepts as absent
+		}},
+		{"textforms by tiny label", "message=HEIGHT_WEIGHT+p+abc%23h+172%23W+65&from=%2B254712345679", map[string]string{
+			"fields": `{"patient_uuid":"abc","height":172,"weight":65}`, "errors": `[]`,
+		}},
+		{"a value starting with a tiny label and a digit makes it textforms", "message=HEIGHT_WEIGHT+p1+abc&from=%2B254712345679", map[string]string{
+			"fields": `{"patient_uuid":"1abc"}`, "errors": `[]`,
+		}},
+		{"textforms, a missing required field", "message=HEIGHT_WEIGHT+h+172%23w+65&from=%2B254712345679", map[string]string{
+			"fields": `{"height":172,"weight":65}`,
+			"errors": `[{"code":"sys.missing_fields","message":"Missing or invalid fields: patient_uuid."}]`,
+		}},
+		{"zero-width characters in the code", "message=HEIGHT" + zw + "_WEIGHT+x1+170+60&from=%2B254712345679", map[string]string{
+			"form": `"HEIGHT_WEIGHT"`, "fields": `{"patient_uuid":"x1","height":170,"weight":60}`,
+			"sms_message.message": `"HEIGHT\u200b_WEIGHT x1 170 60"`,
+		}},
+		{"unknown form is a plain message", "message=HELLO+there&from=%2B254712345679", map[string]string{
+			"form": `null`, "fields": `{}`, "errors": `[]`, "sms_message.form": `"HELLO"`,
+		}},
+		{"empty message", "message=+&from=%2B254712345679", map[string]string{
+			"form": `null`, "errors": `[{"code":"sys.empty","message":"Message appears empty."}]`,
+		}},
+		{"bad sent_timestamp is now", "message=HELLO&from=%2B254712345679&sent_timestamp=later", map[string]string{
+			"reported_date": `1730355950419`, "sms_message.reported_date": `"later"`,
+		}},
+		{"invalid sender kept raw", "message=HELLO&from=12ab", map[string]string{"from": `"12ab"`}},
 	}
-	raw, _ := srv.Doc(str(r.obj(t)["id"]))
-	doc, _ := decodeAny(raw)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.ReplaceAll(tt.body, zw, "%E2%80%8B")
+			doc := postRecord(t, srv, "application/x-www-form-urlencoded", body)
+			for path, want := range tt.want {
+				var w any
+				if err := json.Unmarshal([]byte(want), &w); err != nil {
+					t.Fatal(err)
+				}
+				if got := mustMarshal(t, get(doc, path)); got != mustMarshal(t, w) {
+					t.Errorf("%s = %s, want %s", path, got, want)
+				}
+			}
+		})
+	}
 	uuidV4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	for path, want := range map[string]any{
-		"form": "HEIGHT_WEIGHT", "from": "+254712345679", "sms_message.message": "HEIGHT_WEIGHT 172 65",
-		"contact._id": DemoCHWID, "type": "data_record",
-	} {
-		if got := get(doc, path); got != want {
-			t.Errorf("%s = %v, want %v", path, got, want)
-		}
+	if id := postRecord(t, srv, "application/x-www-form-urlencoded", "message=HI&from=1")["_id"].(string); !uuidV4.MatchString(id) {
+		t.Errorf("4.x records get a UUIDv4 id, got %q", id)
 	}
-	if got := get(doc, "reported_date"); mustMarshal(t, got) != "1730355950419" {
-		t.Errorf("reported_date = %v", got)
+	srv.SetSettings(map[string]any{"forms_only_mode": true})
+	doc := postRecord(t, srv, "application/x-www-form-urlencoded", "message=HELLO+there&from=%2B254712345679")
+	if doc["form"] != "HELLO" || mustMarshal(t, doc["errors"]) != `[{"code":"sys.form_not_found","message":"Form 'HELLO' not found."}]` {
+		t.Errorf("forms_only_mode: form %v errors %v", doc["form"], doc["errors"])
 	}
-	if !uuidV4.MatchString(str(get(doc, "_id"))) {
-		t.Errorf("4.x records must get a UUIDv4, got %v", get(doc, "_id"))
+}
+
+// TestTextformsParser pins textforms-parser.js parse on its own: keys
+// lower-cased, numbers typed (a leading 0 keeps a string), dates to
+// milliseconds, a repeated key collecting an array, "key number text"
+// joined.
+func TestTextformsParser(t *testing.T) {
+	got := parseTextforms("AB 12 # cd 1.5 # d 2024-01-02 # E x y # ab 3 # f 0 # g 12 kg")
+	want := `{"ab":[12,3],"cd":1.5,"d":1704153600000,"e":"x y","f":"0","g":"12kg"}`
+	if s := mustMarshal(t, got); s != want {
+		t.Errorf("parse = %s, want %s", s, want)
 	}
 }

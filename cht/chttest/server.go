@@ -99,20 +99,6 @@ func (u *User) canAny(perms ...string) bool {
 	return slices.ContainsFunc(perms, func(p string) bool { return slices.Contains(u.Permissions, p) })
 }
 
-// Form is a JSON (SMS) form definition as in app_settings.forms; it decodes
-// from that JSON. Only Fields matters to the records API.
-type Form struct {
-	Fields map[string]FormField `json:"fields"`
-}
-
-// FormField is one declared field of a JSON form.
-type FormField struct {
-	// Type is "string" (default), "integer", "date" or "boolean".
-	Type string `json:"type"`
-	// Required adds sys.missing_fields to the doc's errors when absent.
-	Required bool `json:"required"`
-}
-
 // ContactType is an entry of app_settings.contact_types.
 type ContactType struct {
 	ID      string   `json:"id"`
@@ -140,7 +126,15 @@ type Config struct {
 	Users []User
 	// Forms are the JSON forms of app_settings.forms, keyed by code. CHT
 	// looks forms up by the upper-cased code, so keys must be upper case.
+	// Decode them from app settings JSON to keep the field order that
+	// compact SMS parsing depends on.
 	Forms map[string]Form
+	// Settings are the other app settings the fake reads (and GET
+	// /api/v1/settings returns): forms_only_mode, transitions (only
+	// update_clinics runs, and only when enabled), default_country_code and
+	// phone_validation (phone normalisation), locale. Replace them later
+	// with SetSettings.
+	Settings map[string]any
 	// ContactTypes is app_settings.contact_types; nil means
 	// DefaultContactTypes.
 	ContactTypes []ContactType
@@ -275,6 +269,7 @@ func newServer(c Config) (*Server, error) {
 		rng:      mrand.New(mrand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15)),
 		failures: make(map[string][]time.Time),
 		creds:    make(map[string]string),
+		settings: maps.Clone(c.Settings),
 		closing:  make(chan struct{}),
 	}
 	if s.log == nil {
