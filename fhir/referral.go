@@ -97,7 +97,7 @@ func referenceID(r *models.Reference, typ string) string {
 		return ""
 	}
 	id, _, _ := strings.Cut(s[i+len(typ)+1:], "/")
-	if !validResourceID(id) {
+	if !validID(id) {
 		return ""
 	}
 	return id
@@ -131,7 +131,7 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 		}
 		s, isString := v.(string)
 		id := strings.TrimPrefix(strings.TrimSpace(s), typ+"/")
-		if !isString || !validResourceID(id) {
+		if !isString || !validID(id) {
 			return "", &ConversionError{DocID: r.ID, Field: "fields." + path, Value: v, Reason: "not a " + typ + " id"}
 		}
 		return id, nil
@@ -165,19 +165,6 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 		fu.date = formatDateTime(r.ReportedDate.Time())
 	}
 	return fu, nil
-}
-
-// validResourceID reports whether s is a FHIR id (1-64 of [A-Za-z0-9-.]).
-func validResourceID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // CloseReferral adds the referral loop to tx, the transaction [Converter.ReportBundle] made from a
@@ -283,7 +270,7 @@ func requestOf(task map[string]any) string {
 		m, _ := r.(map[string]any)
 		s, _ := m["reference"].(string)
 		if i := strings.LastIndex(s, "ServiceRequest/"); i >= 0 {
-			if id, _, _ := strings.Cut(s[i+len("ServiceRequest/"):], "/"); validResourceID(id) {
+			if id, _, _ := strings.Cut(s[i+len("ServiceRequest/"):], "/"); validID(id) {
 				return id
 			}
 		}

@@ -82,6 +82,15 @@ type Settings struct {
 	// (MEDIATOR_ACCEPT_CHT_ORIGIN); by default they are acknowledged and
 	// skipped, to avoid loops.
 	AcceptCHTOrigin bool `mapstructure:"accept_cht_origin"`
+	// NotifyEMR, when notify_emr.endpoint is set, gives every Task written to CHT an R4 rest-hook
+	// Subscription on fhir.url that tells the EMR when the follow-up closes it
+	// (docs/referral-loop.md).
+	NotifyEMR struct {
+		Endpoint      string          `mapstructure:"endpoint"`
+		Authorization settings.Secret `mapstructure:"authorization"` // sent as the Authorization header
+		Payload       string          `mapstructure:"payload"`       // "" or application/fhir+json
+		Criteria      string          `mapstructure:"criteria"`      // "" means fhir.DefaultTaskCriteria
+	} `mapstructure:"notify_emr"`
 }
 
 // Endpoint is a server and its credentials.
@@ -188,7 +197,15 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 	if err != nil {
 		return nil, err
 	}
+	var notify *fhir.TaskSubscription
+	if n := s.NotifyEMR; n.Endpoint != "" {
+		notify = &fhir.TaskSubscription{Endpoint: n.Endpoint, Payload: n.Payload, Criteria: n.Criteria}
+		if n.Authorization != "" {
+			notify.Header = []string{"Authorization: " + string(n.Authorization)}
+		}
+	}
 	bridge, err := fhirtocht.New(fhirtocht.Config{
+		NotifyEMR:       notify,
 		Converter:       conv,
 		CHT:             chtClient,
 		FHIRURL:         s.FHIR.URL,

@@ -73,6 +73,9 @@ type Config struct {
 	// basic auth.
 	FHIRUsername string
 	FHIRPassword string
+	// NotifyEMR, when set, makes every Task written to CHT get an R4 rest-hook Subscription on
+	// FHIRURL (fhir.Client.SubscribeTask), removed again when the CHT write fails.
+	NotifyEMR *fhir.TaskSubscription
 	// HTTPClient is used for FHIRURL; its transport is wrapped with
 	// mediator.Transport so calls become orchestrations. Nil means a client
 	// with a 10 s timeout.
@@ -101,6 +104,7 @@ type Bridge struct {
 	cht  *cht.Client
 	sys  fhir.Systems
 	http *http.Client
+	fhir *fhir.Client // for NotifyEMR; nil without it
 	log  *slog.Logger
 	now  func() time.Time
 	// personTypes are the contact types that are people (besides
@@ -133,6 +137,13 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	hc.Transport = mediator.Transport(hc.Transport)
 	b := &Bridge{cfg: cfg, http: hc, conv: cfg.Converter, cht: cfg.CHT, sys: cfg.Converter.Systems(), log: cfg.Logger, now: cfg.Now}
+	if cfg.NotifyEMR != nil {
+		fc, err := newFHIRClient(cfg, hc)
+		if err != nil {
+			return nil, err
+		}
+		b.fhir = fc
+	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -223,7 +234,7 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 	if u.skip {
 		return outcomeResult(http.StatusOK, informational(u.message)), nil
 	}
-	created, err := b.execute(ctx, u)
+	created, err := b.executeWithSubscription(ctx, u)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			return nil, err
 		}
 		for i, u := range pb.units {
-			created, err := b.execute(ctx, u)
+			created, err := b.executeWithSubscription(ctx, u)
 			if err != nil {
 				if statusOf(err) < 500 {
 					err = &Error{Status: statusOf(err), Err: &fhir.InvalidResourceError{ResourceType: "Bundle",
@@ -88,7 +88,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 				results[i] = &entryResult{err: pb.errs[i], status: statusOf(pb.errs[i]), unit: u}
 				continue
 			}
-			created, err := b.execute(ctx, u)
+			created, err := b.executeWithSubscription(ctx, u)
 			results[i] = &entryResult{created: created, err: err, unit: u}
 			if err != nil {
 				results[i].status = statusOf(err)

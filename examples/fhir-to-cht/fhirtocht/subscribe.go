@@ -1,0 +1,46 @@
+package fhirtocht
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+)
+
+// newFHIRClient is the client of Config.FHIRURL used for the EMR's Subscriptions.
+func newFHIRClient(cfg Config, hc *http.Client) (*fhir.Client, error) {
+	if cfg.FHIRURL == "" {
+		return nil, errors.New("fhirtocht: NotifyEMR needs FHIRURL (the Subscription is created there)")
+	}
+	return fhir.NewClient(fhir.ClientConfig{BaseURL: cfg.FHIRURL, Username: cfg.FHIRUsername,
+		Password: cfg.FHIRPassword, HTTPClient: hc, Logger: cfg.Logger})
+}
+
+// executeWithSubscription writes a Task's CHT report after making sure the FHIR server holds the
+// rest-hook Subscription that tells the EMR when the Task is closed; when the CHT write fails, a
+// Subscription made by this request is deleted again, so none is left dangling.
+func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created bool, err error) {
+	t, ok := u.resource.(*models.Task)
+	if b.fhir == nil || u.skip || !ok || t.Id == nil || *t.Id == "" {
+		return b.execute(ctx, u)
+	}
+	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
+	if err != nil {
+		return false, &Error{Status: http.StatusBadGateway, Err: err}
+	}
+	created, err = b.execute(ctx, u)
+	if err != nil {
+		// The request failed: remove the Subscription even if the caller's context is done.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Timeout)
+		defer cancel()
+		if uerr := undo(mediator.WithOrchestration(uctx, "FHIR remove Subscription")); uerr != nil {
+			b.log.ErrorContext(ctx, "CHT write failed and its Subscription could not be removed", "task", *t.Id, "err", uerr)
+			return false, errors.Join(err, uerr)
+		}
+	}
+	return created, err
+}

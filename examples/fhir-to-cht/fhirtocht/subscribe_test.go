@@ -1,0 +1,67 @@
+package fhirtocht_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// A Task gets the EMR's rest-hook Subscription with its CHT task; when the CHT write fails the
+// Subscription is removed again (as medic/cht-interoperability's createServiceRequest deletes it
+// when creating the CHT record fails), and the retried request subscribes once.
+func TestTaskSubscriptionRemovedWhenCHTWriteFails(t *testing.T) {
+	r := newRig(t)
+	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+	hook := &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events", Header: []string{"Authorization: Bearer emr"}}
+	r = rebuild(t, r, func(c *fhirtocht.Config) {
+		c.FHIRURL = r.fhir.URL
+		c.HTTPClient = r.fhir.Client()
+		c.NotifyEMR = hook
+	})
+	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+
+	remove := r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable})
+	a = r.post(t, "/fhir/Task", testdata(t, "task.json"))
+	remove()
+	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+	assert.Equal(t, 0, r.fhir.Count("Subscription"), "no dangling Subscription after the failed CHT write")
+	var created, deleted int
+	for _, q := range r.fhir.Requests() {
+		switch {
+		case q.Method == http.MethodPut && q.Status == http.StatusOK && strings.Contains(q.Path, "/Subscription/"):
+			created++
+		case q.Method == http.MethodDelete && strings.Contains(q.Path, "/Subscription/"):
+			deleted++
+		}
+	}
+	assert.Equal(t, 1, created, "the Subscription was made before the CHT write")
+	assert.Equal(t, 1, deleted)
+
+	for range 2 { // the EMR retries; a re-send must not add a Subscription
+		a = r.post(t, "/fhir/Task", testdata(t, "task.json"))
+		require.Less(t, a.status, 300, "%s", a.body)
+	}
+	require.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+	subs := r.fhir.Resources("Subscription")
+	require.Len(t, subs, 1)
+	assert.Contains(t, string(subs[0]), `"criteria":"Task?_id=referral-0001&status=completed,failed,rejected"`)
+	assert.Contains(t, string(subs[0]), `"endpoint":"https://emr.example.org/referral-events"`)
+}
+
+func TestNotifyEMRNeedsFHIRURL(t *testing.T) {
+	r := newRig(t)
+	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword)})
+	require.NoError(t, err)
+	_, err = fhirtocht.New(fhirtocht.Config{Converter: r.conv, CHT: c, NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr"}})
+	require.ErrorContains(t, err, "FHIRURL")
+}

@@ -1,0 +1,203 @@
+package fhir
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TaskSubscription configures the R4 rest-hook Subscription by which the FHIR server tells the
+// EMR that a referral's Task changed (see [Client.SubscribeTask]).
+type TaskSubscription struct {
+	// Endpoint is the EMR's URL the server notifies (Subscription.channel.endpoint). Required.
+	Endpoint string
+	// Header lists HTTP headers sent with every notification, "Name: value"
+	// (Subscription.channel.header), e.g. the EMR's "Authorization: Bearer ...". They are stored in
+	// the Subscription, readable by whoever may read Subscriptions on the FHIR server.
+	Header []string
+	// Payload is Subscription.channel.payload: "" notifies with an empty POST, a MIME type such as
+	// "application/fhir+json" sends the Task.
+	Payload string
+	// Criteria is the search that selects the notifications, with {id} replaced by the Task id;
+	// "" means "Task?_id={id}&status=completed,failed,rejected" (the follow-up closed the Task).
+	Criteria string
+	// Reason is Subscription.reason; "" means "CHT follow-up of Task <id>".
+	Reason string
+}
+
+// DefaultTaskCriteria is the criteria of a [TaskSubscription] without one.
+const DefaultTaskCriteria = "Task?_id={id}&status=completed,failed,rejected"
+
+// subscriptionID is the deterministic id of the Subscription of taskID to endpoint, so that a
+// re-sent request finds the Subscription made the first time instead of adding another.
+func subscriptionID(taskID, endpoint string) string {
+	h := sha1.Sum([]byte("Subscription\x00" + taskID + "\x00" + endpoint))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	var u [16]byte
+	copy(u[:], h[:16])
+	return string(appendUUID(nil, u))
+}
+
+// SubscribeTask makes sure the FHIR server holds the rest-hook Subscription of s for the Task
+// taskID; its id is derived from the Task and the endpoint, so calling it again for the same Task
+// adds nothing. It returns the Subscription's id and an undo function that deletes the
+// Subscription again when this call created it (and does nothing when it existed before): call it
+// when the CHT write that the Subscription belongs to fails, so that no dangling Subscription is
+// left. The server must accept client-assigned ids on update (PUT), as HAPI, medplum and fhirtest
+// do.
+func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscription) (id string, undo func(context.Context) error, err error) {
+	noop := func(context.Context) error { return nil }
+	if !validID(taskID) {
+		return "", noop, fmt.Errorf("fhir: subscribe task: invalid Task id %q", taskID)
+	}
+	if u, perr := url.Parse(s.Endpoint); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", noop, fmt.Errorf("fhir: subscribe task: TaskSubscription.Endpoint %q is not an absolute http(s) URL", s.Endpoint)
+	}
+	for _, h := range s.Header {
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+			return "", noop, errors.New(`fhir: subscribe task: a TaskSubscription.Header entry is not "Name: value"`)
+		}
+	}
+	criteria := s.Criteria
+	if criteria == "" {
+		criteria = DefaultTaskCriteria
+	}
+	reason := s.Reason
+	if reason == "" {
+		reason = "CHT follow-up of Task " + taskID
+	}
+	id = subscriptionID(taskID, s.Endpoint)
+	var cur json.RawMessage
+	err = c.Read(ctx, "Subscription", id, &cur)
+	var se *ServerError
+	switch {
+	case err == nil:
+		return id, noop, nil // made by an earlier call for this Task: not ours to undo
+	case errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone):
+	default:
+		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
+	}
+	channel := map[string]any{"type": "rest-hook", "endpoint": s.Endpoint}
+	if len(s.Header) > 0 {
+		channel["header"] = s.Header
+	}
+	if s.Payload != "" {
+		channel["payload"] = s.Payload
+	}
+	sub := map[string]any{"resourceType": "Subscription", "id": id, "status": "requested", "reason": reason,
+		"criteria": strings.ReplaceAll(criteria, "{id}", url.QueryEscape(taskID)), "channel": channel}
+	if err := c.Update(ctx, "Subscription", id, sub, nil); err != nil {
+		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
+	}
+	return id, func(ctx context.Context) error {
+		err := c.Delete(ctx, "Subscription", id)
+		if errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("fhir: remove Subscription %s of Task %s: %w", id, taskID, err)
+		}
+		return nil
+	}, nil
+}
+
+// TaskCheckpoint is where a [Client.PollTasks] poll ended: the newest meta.lastUpdated seen and the
+// ids of the Tasks seen with exactly that instant. Store it (it marshals to JSON) and pass it to the
+// next poll; the zero value polls from the beginning.
+type TaskCheckpoint struct {
+	LastUpdated time.Time `json:"lastUpdated"`
+	IDs         []string  `json:"ids,omitempty"`
+}
+
+// PollTasks returns the Tasks changed since cp, oldest first, and the checkpoint to poll from
+// next: the alternative to a [TaskSubscription] where the FHIR server sends no notifications.
+// query narrows the search (e.g. status=completed,failed,rejected, or _id=a,b); PollTasks adds
+// _lastUpdated, _sort=_lastUpdated and _count, and follows the next links. It searches with
+// _lastUpdated=ge (not gt) and skips the ids already seen at the checkpoint's instant, so a Task
+// written in the same millisecond as the last one seen is not missed. A Task changed again after
+// a poll is returned again by the next one.
+func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Values) ([]json.RawMessage, TaskCheckpoint, error) {
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = slices.Clone(v)
+	}
+	if !cp.LastUpdated.IsZero() {
+		q.Set("_lastUpdated", "ge"+cp.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	}
+	q.Set("_sort", "_lastUpdated")
+	q.Set("_count", "100")
+	seen := map[string]bool{}
+	for _, id := range cp.IDs {
+		seen[id] = true
+	}
+	var out []json.RawMessage
+	next := cp
+	for page := 0; ; page++ {
+		if page > 10000 {
+			return nil, cp, errors.New("fhir: poll tasks: more than 10000 pages")
+		}
+		var b struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+			Link []struct {
+				Relation string `json:"relation"`
+				URL      string `json:"url"`
+			} `json:"link"`
+		}
+		if err := c.Search(ctx, "Task", q, &b); err != nil {
+			return nil, cp, fmt.Errorf("fhir: poll tasks: %w", err)
+		}
+		for _, e := range b.Entry {
+			var t struct {
+				ID   string `json:"id"`
+				Meta struct {
+					LastUpdated string `json:"lastUpdated"`
+				} `json:"meta"`
+			}
+			if err := json.Unmarshal(e.Resource, &t); err != nil || t.ID == "" {
+				return nil, cp, fmt.Errorf("fhir: poll tasks: an entry is not a Task with an id")
+			}
+			at, err := time.Parse(time.RFC3339Nano, t.Meta.LastUpdated)
+			if err != nil {
+				return nil, cp, fmt.Errorf("fhir: poll tasks: Task %s has meta.lastUpdated %q", t.ID, t.Meta.LastUpdated)
+			}
+			if at.Equal(cp.LastUpdated) && seen[t.ID] {
+				continue
+			}
+			out = append(out, e.Resource)
+			switch {
+			case at.After(next.LastUpdated):
+				next = TaskCheckpoint{LastUpdated: at, IDs: []string{t.ID}}
+			case at.Equal(next.LastUpdated) && !slices.Contains(next.IDs, t.ID):
+				next.IDs = append(slices.Clone(next.IDs), t.ID)
+			}
+		}
+		nextURL := ""
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				nextURL = l.URL
+			}
+		}
+		if nextURL == "" || len(b.Entry) == 0 {
+			return out, next, nil
+		}
+		u, err := url.Parse(nextURL)
+		if err != nil {
+			return nil, cp, fmt.Errorf("fhir: poll tasks: next link %q: %w", nextURL, err)
+		}
+		q = u.Query()
+		if _, ok := q["_count"]; !ok {
+			q.Set("_count", strconv.Itoa(100))
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package fhir_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+)
+
+func newFHIRClient(t *testing.T, base string) *fhir.Client {
+	t.Helper()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: base, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func putTask(t *testing.T, c *fhir.Client, id, status string) {
+	t.Helper()
+	task := map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}
+	if err := c.Update(context.Background(), "Task", id, task, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The EMR is told through a rest-hook Subscription: fhirtest delivers it like an R4 server.
+func TestSubscribeTaskNotifies(t *testing.T) {
+	var mu sync.Mutex
+	var got []*http.Request
+	emr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		got = append(got, r)
+		mu.Unlock()
+	}))
+	t.Cleanup(emr.Close)
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	c := newFHIRClient(t, srv.URL)
+	ctx := context.Background()
+	putTask(t, c, "t1", "requested")
+
+	hook := fhir.TaskSubscription{Endpoint: emr.URL + "/fhir-events", Header: []string{"Authorization: Bearer emr-token"}, Payload: "application/fhir+json"}
+	id, undo, err := c.SubscribeTask(ctx, "t1", hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub map[string]any
+	raw, _ := srv.Resource("Subscription", id)
+	_ = json.Unmarshal(raw, &sub)
+	if sub["criteria"] != "Task?_id=t1&status=completed,failed,rejected" || get(sub, "channel", "endpoint") != emr.URL+"/fhir-events" {
+		t.Errorf("Subscription = %s", raw)
+	}
+	// Subscribing again (a re-sent request) finds the same Subscription and must not undo it.
+	id2, undo2, err := c.SubscribeTask(ctx, "t1", hook)
+	if err != nil || id2 != id {
+		t.Fatalf("second SubscribeTask = %q, %v; want %q", id2, err, id)
+	}
+	if err := undo2(ctx); err != nil || srv.Count("Subscription") != 1 {
+		t.Fatalf("undo of an existing Subscription: %v, %d left", err, srv.Count("Subscription"))
+	}
+
+	putTask(t, c, "t1", "in-progress") // no match
+	putTask(t, c, "t1", "completed")
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := srv.AwaitNotifications(wait, 1); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0].Method != http.MethodPut || got[0].URL.Path != "/fhir-events/Task/t1" || got[0].Header.Get("Authorization") != "Bearer emr-token" {
+		t.Errorf("EMR got %d notifications; first %v", len(got), got)
+	}
+	mu.Unlock()
+
+	if err := undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Count("Subscription"); n != 0 {
+		t.Errorf("%d Subscriptions after undo, want 0", n)
+	}
+	if err := undo(ctx); err != nil {
+		t.Errorf("a second undo: %v", err)
+	}
+	if _, _, err := c.SubscribeTask(ctx, "t1", fhir.TaskSubscription{Endpoint: "/relative"}); err == nil || !strings.Contains(err.Error(), "Endpoint") {
+		t.Errorf("relative endpoint: %v", err)
+	}
+}
+
+// TestE2ESubscribeTask creates and removes a Subscription on the real FHIR server (which stores
+// Subscriptions but sends no notifications).
+func TestE2ESubscribeTask(t *testing.T) {
+	base := os.Getenv("FHIR_BASE_URL")
+	if base == "" {
+		t.Skip("FHIR_BASE_URL not set")
+	}
+	c := newFHIRClient(t, strings.TrimRight(base, "/"))
+	ctx := context.Background()
+	taskID := "referral-e2e-" + time.Now().Format("150405.000000000")
+	taskID = strings.ReplaceAll(taskID, ".", "-")
+	putTask(t, c, taskID, "requested")
+	id, undo, err := c.SubscribeTask(ctx, taskID, fhir.TaskSubscription{Endpoint: "https://emr.example.org/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub map[string]any
+	if err := c.Read(ctx, "Subscription", id, &sub); err != nil || sub["criteria"] != "Task?_id="+taskID+"&status=completed,failed,rejected" {
+		t.Fatalf("read Subscription: %v %v", sub, err)
+	}
+	if err := undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Read(ctx, "Subscription", id, &sub); err == nil {
+		t.Errorf("Subscription %s still readable after undo", id)
+	}
+}
+
+func testPollTasks(t *testing.T, c *fhir.Client, tag string, step func()) {
+	ctx := context.Background()
+	q := url.Values{"status": {"completed,failed"}}
+	if tag != "" {
+		q.Set("_id", tag+"a,"+tag+"b,"+tag+"c")
+	}
+	ids := func(rs []json.RawMessage) string {
+		var out []string
+		for _, r := range rs {
+			var m map[string]any
+			_ = json.Unmarshal(r, &m)
+			out = append(out, strings.TrimPrefix(m["id"].(string), tag))
+		}
+		return strings.Join(out, ",")
+	}
+	putTask(t, c, tag+"a", "completed")
+	putTask(t, c, tag+"b", "requested")
+	step()
+	tasks, cp, err := c.PollTasks(ctx, fhir.TaskCheckpoint{}, q)
+	if err != nil || ids(tasks) != "a" {
+		t.Fatalf("first poll = %s, %v; want a", ids(tasks), err)
+	}
+	if tasks, cp2, err := c.PollTasks(ctx, cp, q); err != nil || len(tasks) != 0 || !cp2.LastUpdated.Equal(cp.LastUpdated) {
+		t.Fatalf("poll without changes = %s, %v, %v", ids(tasks), cp2, err)
+	}
+	putTask(t, c, tag+"b", "failed")
+	putTask(t, c, tag+"c", "completed")
+	tasks, cp, err = c.PollTasks(ctx, cp, q)
+	if err != nil || ids(tasks) != "b,c" {
+		t.Fatalf("poll after changes = %s, %v; want b,c", ids(tasks), err)
+	}
+	raw, _ := json.Marshal(cp)
+	var restored fhir.TaskCheckpoint
+	if err := json.Unmarshal(raw, &restored); err != nil {
+		t.Fatal(err)
+	}
+	if tasks, _, err = c.PollTasks(ctx, restored, q); err != nil || len(tasks) != 0 {
+		t.Errorf("poll from the stored checkpoint %s = %s, %v", raw, ids(tasks), err)
+	}
+}
+
+// Tasks written in the same millisecond as the checkpoint are neither missed nor repeated.
+func TestPollTasksInMemory(t *testing.T) {
+	frozen := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC) // every write in the same millisecond
+	srv := fhirtest.NewServer(fhirtest.Config{Now: func() time.Time { return frozen }})
+	t.Cleanup(srv.Close)
+	testPollTasks(t, newFHIRClient(t, srv.URL), "", func() {})
+}
+
+func TestE2EPollTasks(t *testing.T) {
+	base := os.Getenv("FHIR_BASE_URL")
+	if base == "" {
+		t.Skip("FHIR_BASE_URL not set")
+	}
+	tag := strings.ReplaceAll("poll-"+time.Now().Format("150405.000000"), ".", "-") + "-"
+	testPollTasks(t, newFHIRClient(t, strings.TrimRight(base, "/")), tag, func() { time.Sleep(5 * time.Millisecond) })
+}
