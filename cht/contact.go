@@ -13,12 +13,12 @@ import (
 // [Contact.IsPerson] to tell people from places.
 //
 // Members without a field here are kept in Extra and written back by
-// MarshalJSON, so decoding and re-encoding a document loses no data. Two
-// normalisations apply: a number or boolean in a string member (e.g. a
-// numeric phone) is re-encoded as a string, and a parent or contact given
-// as a bare id string is re-encoded as {"_id": id}. Values CHT uses as
-// placeholders ("parent": "", "geolocation": "", "external_id": "") are
-// kept as they were.
+// MarshalJSON, so decoding and re-encoding a document loses no data. So
+// are values CHT uses as placeholders ("parent": "", "geolocation": "",
+// "external_id": ""), nulls, and members of the wrong JSON type (which
+// decoding reports as a [DecodeError]). Two normalisations apply: a parent
+// or contact given as a bare id string is re-encoded as {"_id": id}, and a
+// null geolocation coordinate is dropped.
 type Contact struct {
 	ID          string `json:"_id"`
 	Rev         string `json:"_rev,omitempty"`
@@ -144,123 +144,11 @@ func (c *Contact) MarshalJSON() ([]byte, error) {
 	return marshalMembers(c.Extra, m)
 }
 
-// UnmarshalJSON decodes a contact document. Errors are *DecodeError values
-// naming the JSON path.
+// UnmarshalJSON decodes a contact document in one pass. Errors are
+// *DecodeError values naming the JSON path (see [DecodeError] for which
+// errors still fill c).
 func (c *Contact) UnmarshalJSON(b []byte) error {
-	return c.decode(b, "", 0)
-}
-
-func (c *Contact) decode(raw []byte, path string, depth int) error {
-	if depth > maxDepth {
-		return &DecodeError{Path: path, Err: errTooDeep}
-	}
-	m, err := decodeObject(raw, path)
-	if err != nil {
-		return err
-	}
-	return c.decodeMembers(m, path, depth)
-}
-
-// contactStrings maps JSON member names to string fields.
-func (c *Contact) stringFields() []struct {
-	key string
-	dst *string
-} {
-	return []struct {
-		key string
-		dst *string
-	}{
-		{"_id", &c.ID}, {"_rev", &c.Rev}, {"type", &c.Type}, {"contact_type", &c.ContactType},
-		{"name", &c.Name}, {"short_name", &c.ShortName}, {"patient_id", &c.PatientID},
-		{"place_id", &c.PlaceID}, {"external_id", &c.ExternalID}, {"phone", &c.Phone},
-		{"phone_alternate", &c.PhoneAlternate}, {"sex", &c.Sex}, {"date_of_birth", &c.DateOfBirth},
-		{"date_of_death", &c.DateOfDeath}, {"role", &c.Role}, {"notes", &c.Notes},
-	}
-}
-
-func (c *Contact) decodeMembers(m map[string]json.RawMessage, path string, depth int) error {
-	*c = Contact{}
-	for _, f := range c.stringFields() {
-		v, ok := m[f.key]
-		if !ok {
-			continue
-		}
-		s, err := decodeString(v, joinPath(path, f.key))
-		if err != nil {
-			return err
-		}
-		*f.dst = s
-		if s != "" || isNull(v) {
-			// An empty string is re-encoded by omission; keep "" verbatim
-			// only where it is meaningful (handled by Extra below).
-			delete(m, f.key)
-		}
-	}
-	if v, ok := m["parent"]; ok {
-		p, keep, err := decodeLineage(v, joinPath(path, "parent"), depth+1)
-		if err != nil {
-			return err
-		}
-		c.Parent = p
-		if !keep {
-			delete(m, "parent")
-		}
-	}
-	if v, ok := m["contact"]; ok {
-		ref, keep, err := decodeContactRef(v, joinPath(path, "contact"), depth+1)
-		if err != nil {
-			return err
-		}
-		c.Contact = ref
-		if !keep {
-			delete(m, "contact")
-		}
-	}
-	if v, ok := m["reported_date"]; ok {
-		d, err := decodeMillis(v, joinPath(path, "reported_date"))
-		if err != nil {
-			return err
-		}
-		c.ReportedDate = d
-		if d != 0 {
-			delete(m, "reported_date")
-		}
-	}
-	if v, ok := m["geolocation"]; ok {
-		if g := decodeGeolocation(v); g != nil {
-			c.Geolocation = g
-			delete(m, "geolocation")
-		}
-	}
-	c.Extra = takeExtra(m)
-	return nil
-}
-
-// decodeContactRef decodes a reference to a contact: an object (minified or
-// hydrated), a bare id string, or ""/null for none (keepRaw true).
-func decodeContactRef(raw []byte, path string, depth int) (c *Contact, keepRaw bool, err error) {
-	if depth > maxDepth {
-		return nil, false, &DecodeError{Path: path, Err: errTooDeep}
-	}
-	switch k := jsonKind(raw); k {
-	case "null":
-		return nil, true, nil
-	case "string":
-		s, err := decodeString(raw, path)
-		if err != nil {
-			return nil, false, err
-		}
-		if s == "" {
-			return nil, true, nil
-		}
-		return &Contact{ID: s}, false, nil
-	case "object":
-		c = new(Contact)
-		if err := c.decode(raw, path, depth); err != nil {
-			return nil, false, err
-		}
-		return c, false, nil
-	default:
-		return nil, false, decodeErr(path, "want object or id string, got %s", k)
-	}
+	v, err := decodeContact(string(b))
+	*c = *v
+	return err
 }

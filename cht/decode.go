@@ -1,22 +1,35 @@
 package cht
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
-// maxDepth bounds how deeply parent/contact chains may nest when decoding.
-// Real CHT hierarchies are a handful of levels deep; the bound keeps hostile
-// input from making decoding quadratic.
+// maxDepth bounds how deeply objects and arrays may nest in a document.
+// Real CHT hierarchies are a handful of levels deep; the bound keeps
+// hostile input from exhausting the stack.
 const maxDepth = 64
 
-// DecodeError reports a document that could not be decoded. Path names the
-// offending JSON member in dotted form, e.g. "parent.parent._id" or
-// "fields"; it is empty for the document itself.
+// DecodeError reports a document, or one member of it, that could not be
+// decoded. Path names the offending JSON member in dotted form, e.g.
+// "parent.parent._id", "fields.vitals.temp" or "errors.1.code"; it is
+// empty for the document itself.
 //
-// Use errors.As(err, new(*cht.DecodeError)) to detect it.
+// Decoding is strict: malformed JSON, invalid UTF-8 and nesting beyond 64
+// levels fail the whole document. A member of the wrong JSON type (an _id
+// or name that is a number, a parent that is an array, ...), a string with
+// a NUL character or a lone UTF-16 surrogate, or a number beyond float64's
+// range is reported too, but the rest of the document is still decoded
+// and the offending value is kept verbatim (in Extra, or in Fields for form
+// data), so a caller may choose to go on without it. When several members
+// are wrong the error joins one *DecodeError per member (errors.Join);
+// errors.As finds the first.
 type DecodeError struct {
 	Path string // dotted JSON path; "" for the document root
 	Err  error  // what was wrong
@@ -44,13 +57,32 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
+// errTooDeep is returned for documents nested beyond maxDepth.
+var errTooDeep = errors.New("nested too deeply")
+
+// decodeHook, when set (by tests), is called once per document decoded,
+// so a test can check that a document is decoded once on its way through.
+var decodeHook func()
+
+func countDecode() {
+	if decodeHook != nil {
+		decodeHook()
+	}
+}
+
 // jsonKind names the kind of a JSON value from its first byte.
 func jsonKind(raw []byte) string {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
+	for len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t' || raw[0] == '\r' || raw[0] == '\n') {
+		raw = raw[1:]
+	}
 	if len(raw) == 0 {
 		return "nothing"
 	}
-	switch raw[0] {
+	return kindOf(raw[0])
+}
+
+func kindOf(c byte) string {
+	switch c {
 	case '{':
 		return "object"
 	case '[':
@@ -61,59 +93,581 @@ func jsonKind(raw []byte) string {
 		return "boolean"
 	case 'n':
 		return "null"
-	default:
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		return "number"
 	}
+	return "invalid JSON"
 }
 
 func isNull(raw []byte) bool { return jsonKind(raw) == "null" }
 
-// decodeObject splits a JSON object into its members.
-func decodeObject(raw []byte, path string) (map[string]json.RawMessage, error) {
-	if k := jsonKind(raw); k != "object" {
-		return nil, decodeErr(path, "want object, got %s", k)
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, &DecodeError{Path: path, Err: err}
-	}
-	return m, nil
+// pathSeg is one step of the decoder's current JSON path: an object key,
+// or an array index when key is "" and idx >= 0.
+type pathSeg struct {
+	key string
+	idx int
 }
 
-// decodeString decodes a string member leniently: null is "", and a number
-// or boolean is kept as its literal text (some deployments store ids or
-// phone numbers as numbers). Objects and arrays are errors.
-func decodeString(raw []byte, path string) (string, error) {
-	switch k := jsonKind(raw); k {
-	case "string":
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", &DecodeError{Path: path, Err: err}
+// decoder reads JSON from one string in a single pass. Strings without
+// escapes and object keys are substrings of s, so decoding allocates little
+// beyond the maps and structs it builds. A syntax error (hard) stops
+// decoding; value errors (soft) are collected and decoding goes on.
+type decoder struct {
+	s string
+	// src, when not nil, is the caller's own copy of s, which Extra
+	// values then alias.
+	src   []byte
+	slab  []Contact // see newContact
+	spans []extSpan // verbatim members of the documents being decoded
+	i     int
+	depth int
+	path  []pathSeg
+	hard  error
+	soft  []softErr
+	// set by str: the last string held a NUL or a lone surrogate.
+	strBad string
+	// nesting counts the documents being decoded inside a member of
+	// another; their value errors belong to nestKind.
+	nesting  int
+	nestKind memberKind
+	// docKey, when set, is the member of a top-level outbound payload that
+	// holds the document (see docResult.inner).
+	docKey string
+
+	pathBuf [8]pathSeg
+	spanBuf [8]extSpan
+}
+
+// softErr is a value error; kind tells which view of a document it belongs
+// to (see docResult).
+type softErr struct {
+	err  *DecodeError
+	kind memberKind
+}
+
+// newDecoder returns a decoder for one document. src, when not nil, is
+// the same bytes as s owned by the caller for as long as the result lives:
+// Extra values then alias it instead of a copy.
+func newDecoder(s string, src []byte) *decoder {
+	d := &decoder{s: s, src: src}
+	d.path = d.pathBuf[:0]
+	d.spans = d.spanBuf[:0]
+	return d
+}
+
+func (d *decoder) pathString(extra ...string) string {
+	var b strings.Builder
+	for _, p := range d.path {
+		if b.Len() > 0 {
+			b.WriteByte('.')
 		}
-		return s, nil
-	case "null":
-		return "", nil
-	case "number", "boolean":
-		return string(bytes.TrimSpace(raw)), nil
+		if p.key == "" && p.idx >= 0 {
+			b.WriteString(strconv.Itoa(p.idx))
+		} else {
+			b.WriteString(p.key)
+		}
+	}
+	for _, e := range extra {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e)
+	}
+	return b.String()
+}
+
+func (d *decoder) push(key string) { d.path = append(d.path, pathSeg{key: key, idx: -1}) }
+func (d *decoder) pushIdx(i int)   { d.path = append(d.path, pathSeg{idx: i}) }
+func (d *decoder) pop()            { d.path = d.path[:len(d.path)-1] }
+
+// fail records a syntax error at the current path; the first one wins.
+func (d *decoder) fail(format string, args ...any) {
+	if d.hard == nil {
+		d.hard = &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format+" (at byte %d)", append(args, d.i+1)...)}
+	}
+}
+
+// failErr records err as the syntax error at the current path.
+func (d *decoder) failErr(err error) {
+	if d.hard == nil {
+		d.hard = &DecodeError{Path: d.pathString(), Err: err}
+	}
+}
+
+// bad records a value error at the current path (plus key when not "").
+func (d *decoder) bad(kind memberKind, format string, args ...any) {
+	if len(d.soft) >= 20 {
+		return // enough to tell what is wrong
+	}
+	if d.nesting > 0 {
+		kind = d.nestKind
+	}
+	d.soft = append(d.soft, softErr{err: &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format, args...)}, kind: kind})
+}
+
+func (d *decoder) ws() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte, 0 at the end.
+func (d *decoder) peek() byte {
+	d.ws()
+	if d.i >= len(d.s) {
+		return 0
+	}
+	return d.s[d.i]
+}
+
+// kind names the kind of the next value.
+func (d *decoder) kind() string {
+	c := d.peek()
+	if c == 0 {
+		return "nothing"
+	}
+	return kindOf(c)
+}
+
+// enter and leave bound nesting.
+func (d *decoder) enter() bool {
+	d.depth++
+	if d.depth > maxDepth {
+		d.failErr(errTooDeep)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) leave() { d.depth-- }
+
+// openObject consumes '{' and reports whether the object has members.
+func (d *decoder) openObject() bool {
+	if d.peek() != '{' {
+		d.fail("want object")
+		return false
+	}
+	d.i++
+	if d.peek() == '}' {
+		d.i++
+		return false
+	}
+	return d.hard == nil
+}
+
+// key reads a member name and the ':' after it.
+func (d *decoder) key() string {
+	if d.peek() != '"' {
+		d.fail("want object key")
+		return ""
+	}
+	k := d.str()
+	if d.peek() != ':' {
+		d.fail("want ':' after object key")
+		return ""
+	}
+	d.i++
+	return k
+}
+
+// next consumes ',' (true: another member follows) or the closing byte.
+func (d *decoder) next(close byte) bool {
+	if d.hard != nil {
+		return false
+	}
+	switch d.peek() {
+	case ',':
+		d.i++
+		return true
+	case close:
+		d.i++
+		return false
+	}
+	d.fail("want ',' or '%c'", close)
+	return false
+}
+
+// openArray consumes '[' and reports whether the array has elements.
+func (d *decoder) openArray() bool {
+	if d.peek() != '[' {
+		d.fail("want array")
+		return false
+	}
+	d.i++
+	if d.peek() == ']' {
+		d.i++
+		return false
+	}
+	return d.hard == nil
+}
+
+// plain marks the bytes a string holds as they are: ASCII other than
+// control characters, '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// str reads a string. It sets d.strBad when the string holds a NUL or a
+// lone surrogate (kept as U+0000 and U+FFFD).
+func (d *decoder) str() string {
+	d.strBad = ""
+	if d.peek() != '"' {
+		d.fail("want string")
+		return ""
+	}
+	d.i++
+	start := d.i
+	for d.i < len(d.s) {
+		for d.i < len(d.s) && plain[d.s[d.i]] {
+			d.i++
+		}
+		if d.i >= len(d.s) {
+			break
+		}
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			v := d.s[start:d.i]
+			d.i++
+			return v
+		case c == '\\':
+			return d.strSlow(start)
+		case c < 0x20:
+			d.fail("control character in string")
+			return ""
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && n == 1 {
+				d.fail("invalid UTF-8 in string")
+				return ""
+			}
+			d.i += n
+			continue
+		}
+		d.i++
+	}
+	d.fail("unterminated string")
+	return ""
+}
+
+func (d *decoder) strSlow(start int) string {
+	b := make([]byte, 0, d.i-start+16)
+	b = append(b, d.s[start:d.i]...)
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			return string(b)
+		case c < 0x20:
+			d.fail("control character in string")
+			return ""
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && n == 1 {
+				d.fail("invalid UTF-8 in string")
+				return ""
+			}
+			b = append(b, d.s[d.i:d.i+n]...)
+			d.i += n
+			continue
+		case c != '\\':
+			b = append(b, c)
+			d.i++
+			continue
+		}
+		d.i++
+		if d.i >= len(d.s) {
+			break
+		}
+		e := d.s[d.i]
+		d.i++
+		switch e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return ""
+			}
+			if utf16.IsSurrogate(r) {
+				dec := utf8.RuneError
+				if strings.HasPrefix(d.s[d.i:], `\u`) {
+					save := d.i
+					d.i += 2
+					r2, ok := d.hex4()
+					if !ok {
+						return ""
+					}
+					if dec = utf16.DecodeRune(r, r2); dec == utf8.RuneError {
+						d.i = save
+					}
+				}
+				if dec == utf8.RuneError {
+					d.strBad = "lone UTF-16 surrogate in string"
+				}
+				r = dec
+			} else if r == 0 {
+				d.strBad = "NUL character in string"
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			d.fail("invalid escape \\%c", e)
+			return ""
+		}
+	}
+	d.fail("unterminated string")
+	return ""
+}
+
+func (d *decoder) hex4() (rune, bool) {
+	if d.i+4 > len(d.s) {
+		d.fail("short \\u escape")
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(d.s[d.i : d.i+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			d.fail("invalid \\u escape")
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	d.i += 4
+	return r, true
+}
+
+// number reads a number literal by JSON's grammar.
+func (d *decoder) number() string {
+	d.ws()
+	s, start := d.s, d.i
+	i := start
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
 	default:
-		return "", decodeErr(path, "want string, got %s", k)
+		d.fail("invalid number")
+		return ""
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+			d.fail("invalid number")
+			return ""
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+			d.fail("invalid number")
+			return ""
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	d.i = i
+	return s[start:i]
+}
+
+// literal consumes true, false or null.
+func (d *decoder) literal() {
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if strings.HasPrefix(d.s[d.i:], lit) {
+			d.i += len(lit)
+			return
+		}
+	}
+	d.fail("invalid literal")
+}
+
+// skip consumes any value, checking its syntax.
+func (d *decoder) skip() {
+	switch d.peek() {
+	case '{':
+		if !d.enter() {
+			return
+		}
+		for more := d.openObject(); more; more = d.next('}') {
+			d.key()
+			d.skip()
+		}
+		d.leave()
+	case '[':
+		if !d.enter() {
+			return
+		}
+		for more := d.openArray(); more; more = d.next(']') {
+			d.skip()
+		}
+		d.leave()
+	case '"':
+		d.str()
+	case 't', 'f', 'n':
+		d.literal()
+	case 0:
+		d.fail("want a value")
+	default:
+		d.number()
 	}
 }
 
-// decodeAny decodes arbitrary JSON keeping numbers as json.Number so that
-// large integers survive a round trip.
-func decodeAny(raw []byte, path string) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, &DecodeError{Path: path, Err: err}
-	}
-	return v, nil
+// span skips a value and returns its extent in s.
+func (d *decoder) span() (start, end int) {
+	d.ws()
+	start = d.i
+	d.skip()
+	return start, d.i
 }
 
-// errTooDeep is returned for documents nested beyond maxDepth.
-var errTooDeep = errors.New("nested too deeply")
+// end checks that only white space follows the top-level value.
+func (d *decoder) end() {
+	if d.ws(); d.hard == nil && d.i < len(d.s) {
+		d.fail("data after the document")
+	}
+}
+
+// any decodes a value as encoding/json does into any, except that numbers
+// are json.Number. Value errors are reported under kind.
+func (d *decoder) any(kind memberKind) any {
+	switch d.peek() {
+	case '{':
+		if !d.enter() {
+			return nil
+		}
+		m := map[string]any{}
+		for more := d.openObject(); more; more = d.next('}') {
+			k := d.key()
+			d.push(k)
+			m[k] = d.any(kind)
+			d.pop()
+		}
+		d.leave()
+		return m
+	case '[':
+		if !d.enter() {
+			return nil
+		}
+		a := []any{}
+		for more := d.openArray(); more; more = d.next(']') {
+			d.pushIdx(len(a))
+			a = append(a, d.any(kind))
+			d.pop()
+		}
+		d.leave()
+		return a
+	case '"':
+		s := d.str()
+		if d.strBad != "" {
+			d.bad(kind, "%s", d.strBad)
+		}
+		return s
+	case 't':
+		d.literal()
+		return true
+	case 'f':
+		d.literal()
+		return false
+	case 'n':
+		d.literal()
+		return nil
+	case 0:
+		d.fail("want a value")
+		return nil
+	}
+	n := d.number()
+	if d.hard == nil && !finite(n) {
+		d.bad(kind, "number %s is out of range", n)
+	}
+	return json.Number(n)
+}
+
+// finite reports whether a valid number literal fits a float64.
+func finite(n string) bool {
+	if !strings.ContainsAny(n, "eE") && len(n) < 300 {
+		return true
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	return err == nil && !math.IsInf(f, 0)
+}
+
+// raw returns s[start:end] for Extra: a slice of src when the caller owns
+// the input, else a copy (Extra is usually a small part of a document).
+func (d *decoder) raw(start, end int) json.RawMessage {
+	if d.src != nil {
+		return json.RawMessage(d.src[start:end:end])
+	}
+	return json.RawMessage(d.s[start:end])
+}
+
+// newContact returns a zero Contact from a small slab, so that the
+// contacts of a hydrated document cost one allocation, not one each.
+func (d *decoder) newContact() *Contact {
+	if len(d.slab) == cap(d.slab) {
+		d.slab = make([]Contact, 0, 4)
+	}
+	d.slab = d.slab[:len(d.slab)+1]
+	return &d.slab[len(d.slab)-1]
+}
+
+// result ends a decode: the syntax error, or the value errors of kind
+// among soft[from:to].
+func (d *decoder) result(kind memberKind, from, to int) error {
+	if d.hard != nil {
+		return d.hard
+	}
+	var errs []error
+	for _, e := range d.soft[from:to] {
+		if e.kind == kindAll || e.kind == kind {
+			errs = append(errs, e.err)
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
 
 // members collects marshalled members of a document; typed members override
 // extra members of the same name.
@@ -134,15 +688,4 @@ func marshalMembers(extra map[string]json.RawMessage, typed members) ([]byte, er
 		out[k] = v
 	}
 	return json.Marshal(out)
-}
-
-// copyExtra returns a copy of extra with the given known keys removed.
-func takeExtra(m map[string]json.RawMessage, known ...string) map[string]json.RawMessage {
-	for _, k := range known {
-		delete(m, k)
-	}
-	if len(m) == 0 {
-		return nil
-	}
-	return m
 }

@@ -154,7 +154,6 @@ func TestContactParentVariants(t *testing.T) {
 		{"no parent", `{"_id":"a","type":"clinic"}`, nil, ""},
 		{"bare id parent", `{"_id":"a","type":"clinic","parent":"p1"}`, []string{"p1"}, `{"_id":"a","type":"clinic","parent":{"_id":"p1"}}`},
 		{"minified chain with empty top", `{"_id":"a","type":"person","parent":{"_id":"p1","parent":""}}`, []string{"p1"}, ""},
-		{"numeric phone kept as text", `{"_id":"a","type":"person","phone":254712345678}`, nil, `{"_id":"a","type":"person","phone":"254712345678"}`},
 		{"iso reported_date", `{"_id":"a","type":"person","reported_date":"2024-10-31T06:25:50.419Z"}`, nil, `{"_id":"a","type":"person","reported_date":1730355950419}`},
 		{"digit string reported_date", `{"_id":"a","type":"person","reported_date":"1730355950419"}`, nil, `{"_id":"a","type":"person","reported_date":1730355950419}`},
 		{"empty contact", `{"_id":"a","type":"clinic","contact":""}`, nil, ""},

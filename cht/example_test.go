@@ -100,7 +100,7 @@ func ExampleDecodeError() {
 		fmt.Println("path:", de.Path)
 	}
 	// Output:
-	// cht: decode reported_date: want milliseconds or ISO 8601 date, got "yesterday"
+	// cht: decode reported_date: want milliseconds or an ISO 8601 date, got "yesterday"
 	// path: parent.parent._id
 }
 

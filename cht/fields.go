@@ -137,19 +137,3 @@ func (f Fields) Time(path string) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
-
-func decodeFields(raw []byte, path string) (Fields, error) {
-	switch k := jsonKind(raw); k {
-	case "null":
-		return nil, nil
-	case "object":
-	default:
-		return nil, decodeErr(path, "want object, got %s", k)
-	}
-	v, err := decodeAny(raw, path)
-	if err != nil {
-		return nil, err
-	}
-	m, _ := v.(map[string]any)
-	return Fields(m), nil
-}

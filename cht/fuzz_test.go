@@ -2,6 +2,7 @@ package cht
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,6 +62,46 @@ func FuzzDecodeReport(f *testing.F) {
 		if json.Unmarshal(data, &r) == nil {
 			r.Subject()
 			r.Field("a.0.b")
+		}
+	})
+}
+
+// FuzzDecodeDoc feeds raw bytes to the one-pass decoder (no encoding/json
+// check first): it must reject what encoding/json rejects, never panic,
+// and both views of what it accepts must re-encode stably.
+func FuzzDecodeDoc(f *testing.F) {
+	addFixtureSeeds(f)
+	for _, s := range []string{`{"_id":"a\u0000"}`, `{"a":"\ud800"}`, `{"fields":{"x":1e999}}`, "{\"a\":\"\xff\"}",
+		`{"geolocation":{"latitude":1,"x":null}}`, `{"_id":1,"name":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dd, err := decodeDoc(string(data))
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v is not a *DecodeError", err)
+			}
+			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("accepted invalid JSON %q", data)
+		}
+		c, cerr := dd.contact()
+		r, rerr := dd.report()
+		if cerr == nil {
+			b, err := json.Marshal(c)
+			if err != nil {
+				t.Fatalf("marshal contact: %v", err)
+			}
+			roundTrip(t, b, func() *Contact { return new(Contact) })
+		}
+		if rerr == nil {
+			b, err := json.Marshal(r)
+			if err != nil {
+				t.Fatalf("marshal report: %v", err)
+			}
+			roundTrip(t, b, func() *Report { return new(Report) })
 		}
 	})
 }

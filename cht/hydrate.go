@@ -18,31 +18,30 @@ type HydratedDoc struct {
 // Type returns the document's type member ("person", "contact",
 // "data_record", ...), or "" if it has none.
 func (d HydratedDoc) Type() string {
-	var t struct {
-		Type any `json:"type"`
+	dd, err := decodeDoc(string(d.Doc))
+	if err != nil {
+		return ""
 	}
-	_ = json.Unmarshal(d.Doc, &t)
-	s, _ := t.Type.(string)
-	return s
+	return dd.docType()
 }
 
 // IsReport reports whether the document is a report (type data_record).
 func (d HydratedDoc) IsReport() bool { return d.Type() == "data_record" }
 
-// Contact decodes the document as a contact.
+// Contact decodes the document as a contact; see [Contact.UnmarshalJSON].
 func (d HydratedDoc) Contact() (*Contact, error) {
-	c := new(Contact)
-	if err := json.Unmarshal(d.Doc, c); err != nil {
-		return nil, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
+	c, err := decodeContact(string(d.Doc))
+	if err != nil {
+		return c, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return c, nil
 }
 
-// Report decodes the document as a report.
+// Report decodes the document as a report; see [Report.UnmarshalJSON].
 func (d HydratedDoc) Report() (*Report, error) {
-	r := new(Report)
-	if err := json.Unmarshal(d.Doc, r); err != nil {
-		return nil, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
+	r, err := decodeReport(string(d.Doc))
+	if err != nil {
+		return r, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return r, nil
 }
@@ -58,9 +57,49 @@ type HydrateResult struct {
 
 // hydrateEntry is one element of the hydrate response array.
 type hydrateEntry struct {
-	ID    string          `json:"id"`
-	Doc   json.RawMessage `json:"doc"`
-	Error string          `json:"error"`
+	ID    string
+	Doc   json.RawMessage
+	Error string
+}
+
+// parseHydrate splits a hydrate response into its entries. The documents
+// are checked but not decoded: that happens once, when they are used.
+func parseHydrate(body []byte) ([]hydrateEntry, error) {
+	d := &decoder{s: string(body)}
+	var out []hydrateEntry
+	for more := d.openArray(); more; more = d.next(']') {
+		d.pushIdx(len(out))
+		var e hydrateEntry
+		for more := d.openObject(); more; more = d.next('}') {
+			k := d.key()
+			switch k {
+			case "id", "error":
+				if d.peek() != '"' {
+					d.skip()
+					break
+				}
+				if k == "id" {
+					e.ID = d.str()
+				} else {
+					e.Error = d.str()
+				}
+			case "doc":
+				start, end := d.span()
+				if body[start] == '{' {
+					e.Doc = body[start:end:end]
+				}
+			default:
+				d.skip()
+			}
+		}
+		out = append(out, e)
+		d.pop()
+	}
+	d.end()
+	if d.hard != nil {
+		return nil, d.hard
+	}
+	return out, nil
 }
 
 // Hydrate fetches documents with their lineage via POST /api/v1/hydrate
@@ -71,13 +110,16 @@ func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, er
 	res := &HydrateResult{}
 	for start := 0; start < len(ids); start += c.batch {
 		batch := ids[start:min(start+c.batch, len(ids))]
-		var entries []hydrateEntry
-		_, err := c.do(ctx, request{
+		resp, err := c.do(ctx, request{
 			method: http.MethodPost, path: "/api/v1/hydrate",
 			body: map[string][]string{"doc_ids": batch}, retry: true,
-		}, &entries)
+		}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("cht: hydrate: %w", err)
+		}
+		entries, err := parseHydrate(resp.body)
+		if err != nil {
+			return nil, fmt.Errorf("cht: hydrate: decode response: %w", err)
 		}
 		if len(entries) != len(batch) {
 			return nil, fmt.Errorf("cht: hydrate: asked for %d ids, got %d entries", len(batch), len(entries))
@@ -92,7 +134,7 @@ func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, er
 				res.NotFound = append(res.NotFound, id)
 			case e.Error != "":
 				return nil, fmt.Errorf("cht: hydrate %q: %s", id, e.Error)
-			case len(e.Doc) == 0 || isNull(e.Doc):
+			case len(e.Doc) == 0:
 				return nil, fmt.Errorf("cht: hydrate %q: entry has neither doc nor error", id)
 			default:
 				res.Docs = append(res.Docs, HydratedDoc{ID: id, Doc: e.Doc})

@@ -96,73 +96,14 @@ func (l *Lineage) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON decodes a minified or hydrated link. An empty string or
-// null decodes to a Lineage with an empty ID; documents use decodeLineage,
-// which maps those to a nil *Lineage.
+// null decodes to a Lineage with an empty ID.
 func (l *Lineage) UnmarshalJSON(b []byte) error {
-	v, _, err := decodeLineage(b, "", 0)
-	if err != nil {
-		return err
-	}
+	d := newDecoder(string(b), nil)
+	v, _ := d.lineage(kindAll)
+	d.end()
 	if v == nil {
-		*l = Lineage{}
-		return nil
+		v = new(Lineage)
 	}
 	*l = *v
-	return nil
-}
-
-// decodeLineage decodes a parent member. keepRaw reports that the value was
-// a placeholder ("" or null) for no parent that should be re-encoded as is.
-func decodeLineage(raw []byte, path string, depth int) (l *Lineage, keepRaw bool, err error) {
-	if depth > maxDepth {
-		return nil, false, &DecodeError{Path: path, Err: errTooDeep}
-	}
-	switch k := jsonKind(raw); k {
-	case "null":
-		return nil, true, nil
-	case "string":
-		s, err := decodeString(raw, path)
-		if err != nil {
-			return nil, false, err
-		}
-		if s == "" {
-			return nil, true, nil
-		}
-		// A bare id, as accepted by CHT's create endpoints.
-		return &Lineage{ID: s}, false, nil
-	case "object":
-	default:
-		return nil, false, decodeErr(path, "want object or \"\", got %s", k)
-	}
-	m, err := decodeObject(raw, path)
-	if err != nil {
-		return nil, false, err
-	}
-	for k := range m {
-		if k != "_id" && k != "parent" {
-			// More than a minified link: a hydrated parent document.
-			c := new(Contact)
-			if err := c.decodeMembers(m, path, depth); err != nil {
-				return nil, false, err
-			}
-			return &Lineage{ID: c.ID, Parent: c.Parent, Doc: c}, false, nil
-		}
-	}
-	l = new(Lineage)
-	if v, ok := m["_id"]; ok {
-		if l.ID, err = decodeString(v, joinPath(path, "_id")); err != nil {
-			return nil, false, err
-		}
-	}
-	if v, ok := m["parent"]; ok {
-		p, keep, err := decodeLineage(v, joinPath(path, "parent"), depth+1)
-		if err != nil {
-			return nil, false, err
-		}
-		l.Parent = p
-		if keep {
-			l.raw = v
-		}
-	}
-	return l, false, nil
+	return d.result(kindAll, 0, len(d.soft))
 }

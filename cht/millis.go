@@ -1,8 +1,6 @@
 package cht
 
 import (
-	"bytes"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +42,10 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes a number, a digit string or an ISO 8601 string.
 // null leaves m zero.
 func (m *Millis) UnmarshalJSON(b []byte) error {
-	v, err := decodeMillis(b, "")
-	if err != nil {
+	d := newDecoder(string(b), nil)
+	v, _ := d.millis(kindAll)
+	d.end()
+	if err := d.result(kindAll, 0, len(d.soft)); err != nil {
 		return err
 	}
 	*m = v
@@ -77,35 +77,4 @@ func ParseMillis(s string) (Millis, bool) {
 		}
 	}
 	return 0, false
-}
-
-func decodeMillis(raw []byte, path string) (Millis, error) {
-	switch k := jsonKind(raw); k {
-	case "null":
-		return 0, nil
-	case "number":
-		s := string(bytes.TrimSpace(raw))
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return Millis(n), nil
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f > 9.2e18 || f < -9.2e18 {
-			return 0, decodeErr(path, "timestamp %s out of range", s)
-		}
-		return Millis(int64(f)), nil
-	case "string":
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, &DecodeError{Path: path, Err: err}
-		}
-		if s == "" {
-			return 0, nil
-		}
-		if v, ok := ParseMillis(s); ok {
-			return v, nil
-		}
-		return 0, decodeErr(path, "want milliseconds or ISO 8601 date, got %q", s)
-	default:
-		return 0, decodeErr(path, "want timestamp, got %s", k)
-	}
 }

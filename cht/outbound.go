@@ -1,7 +1,6 @@
 package cht
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,7 +23,8 @@ import (
 //   - a reference such as {"id": "doc._id", "rev": "doc._rev"}, which
 //     fills ID and Rev, and Doc when the handler has a Fetch function.
 type OutboundPayload struct {
-	// Body is the request body as received.
+	// Body is the request body as received. Body and Doc share memory with
+	// the decoded document's Extra values: treat them as read-only.
 	Body json.RawMessage
 	// Doc is the CHT document when the payload carries or references one
 	// (hydrated when CHT sent it: outbound evaluates hydrated docs).
@@ -36,17 +36,18 @@ type OutboundPayload struct {
 	RequestID string
 	// Header is the request header without Authorization and Cookie.
 	Header http.Header
+
+	dec *decodedDoc // Doc decoded; nil until first needed
 }
 
 // Field returns the value at a dotted path in Body (e.g.
 // "observations.0.code"); see [Fields.Field].
 func (p *OutboundPayload) Field(path string) (any, bool) {
-	v, err := decodeAny(p.Body, "")
-	if err != nil {
-		return nil, false
-	}
+	d := newDecoder(string(p.Body), nil)
+	v := d.any(kindAll)
+	d.end()
 	m, ok := v.(map[string]any)
-	if !ok {
+	if d.hard != nil || !ok {
 		return nil, false
 	}
 	return Fields(m).Field(path)
@@ -60,28 +61,58 @@ func (p *OutboundPayload) Decode(v any) error {
 	return nil
 }
 
+// decoded returns Doc decoded, decoding it on first use.
+func (p *OutboundPayload) decoded() (*decodedDoc, error) {
+	if len(p.Doc) == 0 {
+		return nil, errors.New("cht: outbound payload carries no document")
+	}
+	if p.dec == nil {
+		dd, err := decodeDoc(string(p.Doc))
+		if err != nil {
+			return nil, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
+		}
+		p.dec = dd
+	}
+	return p.dec, nil
+}
+
 // DocType returns Doc's type member, or "" without Doc.
 func (p *OutboundPayload) DocType() string {
-	if len(p.Doc) == 0 {
+	dd, err := p.decoded()
+	if err != nil {
 		return ""
 	}
-	return HydratedDoc{Doc: p.Doc}.Type()
+	return dd.docType()
 }
 
-// Contact decodes Doc as a contact. It fails when there is no Doc.
+// Contact returns Doc as a contact. It fails when there is no Doc. The
+// document is decoded once per payload (when the push arrived, or on first
+// use after Fetch): every call returns the same value, so changes made to
+// it are seen by later calls. On a *DecodeError for a member the contact
+// is returned too (see [DecodeError]).
 func (p *OutboundPayload) Contact() (*Contact, error) {
-	if len(p.Doc) == 0 {
-		return nil, errors.New("cht: outbound payload carries no document")
+	dd, err := p.decoded()
+	if err != nil {
+		return nil, err
 	}
-	return HydratedDoc{ID: p.ID, Doc: p.Doc}.Contact()
+	c, err := dd.contact()
+	if err != nil {
+		return c, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
+	}
+	return c, nil
 }
 
-// Report decodes Doc as a report. It fails when there is no Doc.
+// Report returns Doc as a report, decoded once like [OutboundPayload.Contact].
 func (p *OutboundPayload) Report() (*Report, error) {
-	if len(p.Doc) == 0 {
-		return nil, errors.New("cht: outbound payload carries no document")
+	dd, err := p.decoded()
+	if err != nil {
+		return nil, err
 	}
-	return HydratedDoc{ID: p.ID, Doc: p.Doc}.Report()
+	r, err := dd.report()
+	if err != nil {
+		return r, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
+	}
+	return r, nil
 }
 
 // OutboundError lets the handler function choose the status code of a
@@ -276,60 +307,89 @@ func (h *OutboundHandler) run(ctx context.Context, p *OutboundPayload) (err erro
 	return h.cfg.Handle(ctx, p)
 }
 
-// parse validates the body and recognises the document and its id.
+// parse validates the body and recognises the document and its id, in
+// one pass that also decodes the document.
 func (h *OutboundHandler) parse(body []byte) (*OutboundPayload, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, errors.New("empty body; want a JSON value")
-	}
-	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("malformed JSON at byte %d: %v", se.Offset, se)
-		}
-		return nil, fmt.Errorf("malformed JSON: %v", err)
-	}
+	d := newDecoder(string(body), body)
 	p := &OutboundPayload{Body: body}
-	if jsonKind(body) != "object" {
-		return p, nil // a mapping can produce any JSON value
+	switch d.ws(); {
+	case d.i == len(d.s):
+		return nil, errors.New("empty body; want a JSON value")
+	case d.s[d.i] == '{':
+	default:
+		d.skip() // a mapping can produce any JSON value
+		d.end()
+		if d.hard != nil {
+			return nil, malformed(d.hard)
+		}
+		return p, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("malformed JSON: %v", err)
+	d.docKey = h.cfg.DocKey
+	res := d.doc(new(Contact), new(Report))
+	d.end()
+	if d.hard != nil {
+		return nil, malformed(d.hard)
 	}
-	idOf := func(m map[string]json.RawMessage, keys ...string) string {
-		for _, k := range keys {
-			if v, ok := m[k]; ok && jsonKind(v) == "string" {
-				var s string
-				_ = json.Unmarshal(v, &s)
-				if s != "" {
-					return s
+	if res.inner != nil || (res.hasID && res.hasType) {
+		countDecode()
+	}
+	switch {
+	case res.inner != nil:
+		p.Doc = body[res.innerStart:res.innerEnd:res.innerEnd]
+		p.dec = &decodedDoc{d: d, res: res.inner}
+		p.ID, p.Rev = res.inner.c.ID, res.inner.c.Rev
+	case res.hasID && res.hasType:
+		p.Doc = body
+		p.dec = &decodedDoc{d: d, res: &res}
+	}
+	strOf := func(key string) string {
+		for _, sp := range d.spans[res.spanFrom:res.spanTo] {
+			if sp.key == key && (res.inner == nil || sp.start < res.innerStart || sp.start >= res.innerEnd) {
+				d.i = sp.start
+				if d.peek() == '"' {
+					return d.str()
 				}
 			}
 		}
 		return ""
 	}
-	if d, ok := m[h.cfg.DocKey]; ok {
-		if k := jsonKind(d); k != "object" {
-			return nil, fmt.Errorf("%s: want the document object, got %s", h.cfg.DocKey, k)
-		}
-		p.Doc = d
-		var dm map[string]json.RawMessage
-		_ = json.Unmarshal(d, &dm)
-		p.ID, p.Rev = idOf(dm, "_id"), idOf(dm, "_rev")
-	} else if _, hasID := m["_id"]; hasID {
-		if _, hasType := m["type"]; hasType {
-			p.Doc = body
-		}
+	if at := spanOf(d.spans[res.spanFrom:res.spanTo], h.cfg.DocKey); at >= 0 && p.Doc == nil {
+		d.i = at
+		return nil, fmt.Errorf("%s: want the document object, got %s", h.cfg.DocKey, d.kind())
 	}
 	if p.ID == "" {
-		p.ID = idOf(m, "_id", "id")
+		if p.ID = res.c.ID; p.ID == "" {
+			p.ID = strOf("id")
+		}
 	}
 	if p.Rev == "" {
-		p.Rev = idOf(m, "_rev", "rev")
+		if p.Rev = res.c.Rev; p.Rev == "" {
+			p.Rev = strOf("rev")
+		}
 	}
 	return p, nil
+}
+
+// malformed describes a syntax error in a pushed body.
+func malformed(err error) error {
+	var de *DecodeError
+	if errors.As(err, &de) && de.Path != "" {
+		return fmt.Errorf("malformed JSON in %s: %w", de.Path, de.Err)
+	}
+	if de != nil {
+		err = de.Err
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// spanOf returns the start of the value of key, or -1.
+func spanOf(spans []extSpan, key string) int {
+	for _, sp := range spans {
+		if sp.key == key {
+			return sp.start
+		}
+	}
+	return -1
 }
 
 // HydrateFetcher returns a Fetch function for [OutboundHandlerConfig] that

@@ -2,7 +2,6 @@ package cht
 
 import (
 	"encoding/json"
-	"strconv"
 	"time"
 )
 
@@ -66,30 +65,17 @@ func (e ReportError) MarshalJSON() ([]byte, error) {
 	return marshalMembers(e.Extra, m)
 }
 
-// UnmarshalJSON decodes an entry; code and message are read leniently.
-func (e *ReportError) UnmarshalJSON(b []byte) error { return e.decode(b, "") }
-
-func (e *ReportError) decode(raw []byte, path string) error {
-	m, err := decodeObject(raw, path)
-	if err != nil {
-		return err
-	}
+// UnmarshalJSON decodes an entry.
+func (e *ReportError) UnmarshalJSON(b []byte) error {
+	d := newDecoder(string(b), nil)
 	*e = ReportError{}
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{{"code", &e.Code}, {"message", &e.Message}} {
-		if v, ok := m[f.key]; ok {
-			if *f.dst, err = decodeString(v, joinPath(path, f.key)); err != nil {
-				return err
-			}
-			if jsonKind(v) == "string" && (*f.dst != "" || f.key == "code") {
-				delete(m, f.key)
-			}
-		}
+	if d.peek() != '{' {
+		d.fail("want object")
+	} else {
+		d.reportError(e, kindAll)
 	}
-	e.Extra = takeExtra(m)
-	return nil
+	d.end()
+	return d.result(kindAll, 0, len(d.soft))
 }
 
 // Error implements error.
@@ -184,96 +170,11 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	return marshalMembers(r.Extra, m)
 }
 
-// UnmarshalJSON decodes a report. Errors are *DecodeError values naming the
-// JSON path.
+// UnmarshalJSON decodes a report in one pass. Errors are *DecodeError
+// values naming the JSON path (see [DecodeError] for which errors still
+// fill r).
 func (r *Report) UnmarshalJSON(b []byte) error {
-	m, err := decodeObject(b, "")
-	if err != nil {
-		return err
-	}
-	return r.decodeMembers(m, "")
-}
-
-func (r *Report) decodeMembers(m map[string]json.RawMessage, path string) error {
-	*r = Report{}
-	strs := []struct {
-		key string
-		dst *string
-	}{
-		{"_id", &r.ID}, {"_rev", &r.Rev}, {"type", &r.Type}, {"form", &r.Form},
-		{"content_type", &r.ContentType}, {"from", &r.From},
-		{"patient_id", &r.PatientID}, {"place_id", &r.PlaceID},
-	}
-	for _, f := range strs {
-		v, ok := m[f.key]
-		if !ok {
-			continue
-		}
-		s, err := decodeString(v, joinPath(path, f.key))
-		if err != nil {
-			return err
-		}
-		*f.dst = s
-		if s != "" || isNull(v) {
-			delete(m, f.key)
-		}
-	}
-	if v, ok := m["fields"]; ok {
-		f, err := decodeFields(v, joinPath(path, "fields"))
-		if err != nil {
-			return err
-		}
-		r.Fields = f
-		if f != nil {
-			delete(m, "fields")
-		}
-	}
-	for _, ref := range []struct {
-		key string
-		dst **Contact
-	}{{"contact", &r.Contact}, {"patient", &r.Patient}, {"place", &r.Place}} {
-		v, ok := m[ref.key]
-		if !ok {
-			continue
-		}
-		c, keep, err := decodeContactRef(v, joinPath(path, ref.key), 1)
-		if err != nil {
-			return err
-		}
-		*ref.dst = c
-		if !keep {
-			delete(m, ref.key)
-		}
-	}
-	if v, ok := m["reported_date"]; ok {
-		d, err := decodeMillis(v, joinPath(path, "reported_date"))
-		if err != nil {
-			return err
-		}
-		r.ReportedDate = d
-		if d != 0 {
-			delete(m, "reported_date")
-		}
-	}
-	if v, ok := m["geolocation"]; ok {
-		if g := decodeGeolocation(v); g != nil {
-			r.Geolocation = g
-			delete(m, "geolocation")
-		}
-	}
-	if v, ok := m["errors"]; ok && jsonKind(v) == "array" {
-		var entries []json.RawMessage
-		if err := json.Unmarshal(v, &entries); err != nil {
-			return &DecodeError{Path: joinPath(path, "errors"), Err: err}
-		}
-		r.Errors = make([]ReportError, len(entries))
-		for i, e := range entries {
-			if err := r.Errors[i].decode(e, joinPath(path, "errors."+strconv.Itoa(i))); err != nil {
-				return err
-			}
-		}
-		delete(m, "errors")
-	}
-	r.Extra = takeExtra(m)
-	return nil
+	v, err := decodeReport(string(b))
+	*r = *v
+	return err
 }

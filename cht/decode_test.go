@@ -1,0 +1,266 @@
+package cht
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// decodePaths returns the paths of the *DecodeError values in err.
+func decodePaths(err error) []string {
+	var paths []string
+	var walk func(error)
+	walk = func(err error) {
+		var de *DecodeError
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &de) {
+				paths = append(paths, de.Path)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return paths
+}
+
+// TestDecodeStrict pins the strictness: wrong JSON types, NUL characters,
+// lone surrogates and numbers beyond float64 name their path, and the
+// rest of the document is still decoded with the bad value kept in Extra
+// (or Fields).
+func TestDecodeStrict(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		report bool
+		paths  []string
+		check  func(t *testing.T, c *Contact, r *Report)
+	}{
+		{name: "numeric _id", in: `{"_id":123,"type":"person","name":"a"}`, paths: []string{"_id"},
+			check: func(t *testing.T, c *Contact, _ *Report) {
+				if c.ID != "" || string(c.Extra["_id"]) != "123" || c.Name != "a" {
+					t.Errorf("contact = %+v", c)
+				}
+			}},
+		{name: "numeric name and sex", in: `{"_id":"a","type":"person","name":123,"sex":5}`, paths: []string{"name", "sex"}},
+		{name: "boolean phone", in: `{"_id":"a","type":"person","phone":true}`, paths: []string{"phone"}},
+		{name: "NUL in name", in: `{"_id":"a","type":"person","name":"Am\u0000ina"}`, paths: []string{"name"},
+			check: func(t *testing.T, c *Contact, _ *Report) {
+				if c.Name != "" || string(c.Extra["name"]) != `"Am\u0000ina"` {
+					t.Errorf("name %q, extra %s", c.Name, c.Extra["name"])
+				}
+			}},
+		{name: "lone surrogate", in: `{"_id":"a","type":"person","name":"x\ud800y"}`, paths: []string{"name"}},
+		{name: "surrogate pair is fine", in: `{"_id":"a","type":"person","name":"\ud83d\ude00"}`,
+			check: func(t *testing.T, c *Contact, _ *Report) {
+				if c.Name != "😀" {
+					t.Errorf("name = %q", c.Name)
+				}
+			}},
+		{name: "deep lineage name", in: `{"_id":"a","parent":{"_id":"p","type":"clinic","parent":{"_id":"q","type":"health_center","name":[]}}}`,
+			paths: []string{"parent.parent.name"}},
+		{name: "reported_date overflow", in: `{"_id":"a","reported_date":1e999}`, paths: []string{"reported_date"}},
+		{name: "reported_date garbage", in: `{"_id":"a","reported_date":"2099-13-45"}`, paths: []string{"reported_date"}},
+		{name: "geolocation types", in: `{"_id":"a","geolocation":{"latitude":"1.5","longitude":1e400}}`,
+			paths: []string{"geolocation.latitude", "geolocation.longitude"}},
+		{name: "fields out of range and NUL", report: true,
+			in:    `{"_id":"r","type":"data_record","form":"f","fields":{"temp":1e999,"a":[{"b":"x\u0000"}],"ok":1.5}}`,
+			paths: []string{"fields.temp", "fields.a.0.b"},
+			check: func(t *testing.T, _ *Contact, r *Report) {
+				if v, _ := r.Fields.Field("temp"); v != json.Number("1e999") {
+					t.Errorf("fields.temp = %v, want it kept", v)
+				}
+				if v, ok := r.Fields.Float("ok"); !ok || v != 1.5 {
+					t.Errorf("fields.ok = %v", v)
+				}
+			}},
+		{name: "report from and form types", report: true, in: `{"_id":"r","type":"data_record","form":7,"from":254700}`,
+			paths: []string{"form", "from"}},
+		{name: "report patient id type", report: true, in: `{"_id":"r","patient":{"_id":5}}`, paths: []string{"patient._id"}},
+		{name: "fields not an object", report: true, in: `{"_id":"r","fields":"x"}`, paths: []string{"fields"}},
+		{name: "contact-only members are extra in a report", report: true, in: `{"_id":"r","name":5,"parent":7}`},
+		{name: "report-only members are extra in a contact", in: `{"_id":"c","fields":5,"form":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Contact
+			var r Report
+			var err error
+			if tt.report {
+				err = r.UnmarshalJSON([]byte(tt.in))
+			} else {
+				err = c.UnmarshalJSON([]byte(tt.in))
+			}
+			if got := decodePaths(err); !slices.Equal(got, tt.paths) {
+				t.Fatalf("error paths %q (err %v), want %q", got, err, tt.paths)
+			}
+			if tt.check != nil {
+				tt.check(t, &c, &r)
+			}
+			if err != nil {
+				return
+			}
+			// What decodes without error re-encodes to the same JSON value.
+			var out []byte
+			if tt.report {
+				out, err = json.Marshal(&r)
+			} else {
+				out, err = json.Marshal(&c)
+			}
+			if err != nil || !sameJSON(t, []byte(tt.in), out) {
+				t.Errorf("round trip: %s, %v", out, err)
+			}
+		})
+	}
+}
+
+// TestDecodeSyntax: malformed JSON, invalid UTF-8 and raw control
+// characters fail the whole document with a *DecodeError.
+func TestDecodeSyntax(t *testing.T) {
+	for _, in := range []string{
+		``, `{`, `{"_id":"a",}`, `{"_id":"a"} x`, `{"_id":"a\x00"}`, "{\"_id\":\"a\xff\"}",
+		"{\"meta\":{\"x\":\"\xc3\x28\"}}", `{"n":01}`, `{"n":1.}`, `{"n":-}`, `{"n":tru}`, `{"s":"\x"}`, `{"s":"\u12"}`,
+		`[1]`, `"x"`,
+	} {
+		err := new(Contact).UnmarshalJSON([]byte(in))
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			t.Errorf("%q: err = %v, want *DecodeError", in, err)
+		}
+	}
+}
+
+// TestDecodeErrorsFilteredByView: a document of unknown type is decoded
+// once; the errors of members that belong to one kind only are reported
+// for that kind.
+func TestDecodeErrorsFilteredByView(t *testing.T) {
+	dd, err := decodeDoc(`{"_id":"x","type":"person","name":5,"fields":"y","contact":{"_id":6}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cerr := dd.contact()
+	r, rerr := dd.report()
+	if got := decodePaths(cerr); !slices.Equal(got, []string{"name", "contact._id"}) {
+		t.Errorf("contact errors %q", got)
+	}
+	if got := decodePaths(rerr); !slices.Equal(got, []string{"fields", "contact._id"}) {
+		t.Errorf("report errors %q", got)
+	}
+	if c.Extra["fields"] == nil || r.Extra["name"] == nil || c.Extra["name"] == nil || r.Extra["fields"] == nil {
+		t.Errorf("contact extra %v, report extra %v", c.Extra, r.Extra)
+	}
+}
+
+func TestGeolocationKept(t *testing.T) {
+	in := `{"_id":"h","type":"clinic","geolocation":{"latitude":-0.09,"longitude":34.77,"accuracy":12.5,"provider":"gps","timestamp":1730355950419}}`
+	var c Contact
+	if err := c.UnmarshalJSON([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	g := c.Geolocation
+	if !g.Valid() || *g.Latitude != -0.09 || *g.Longitude != 34.77 || *g.Accuracy != 12.5 || string(g.Extra["provider"]) != `"gps"` {
+		t.Fatalf("geolocation = %+v", g)
+	}
+	out, err := json.Marshal(&c)
+	if err != nil || !sameJSON(t, []byte(in), out) {
+		t.Errorf("round trip %s, %v", out, err)
+	}
+}
+
+// countDecodes counts document decodes while the test runs.
+func countDecodes(t *testing.T) *int {
+	n := new(int)
+	decodeHook = func() { *n++ }
+	t.Cleanup(func() { decodeHook = nil })
+	return n
+}
+
+// TestOutboundDecodesOnce: the push handler decodes the pushed document
+// once, in the pass that checks the body; DocType, Report and Contact
+// share that decode.
+func TestOutboundDecodesOnce(t *testing.T) {
+	report := string(readFixture(t, "report_xform.json"))
+	person := string(readFixture(t, "person_hydrated.json"))
+	tests := []struct {
+		name, body string
+		fetch      string // document returned by Fetch
+	}{
+		{"doc member", `{"doc":` + report + `}`, ""},
+		{"body is the doc", person, ""},
+		{"id only, fetched", `{"id":"r1","rev":"1-a"}`, report},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := countDecodes(t)
+			var seen *Report
+			h, err := NewOutboundHandler(OutboundHandlerConfig{
+				Fetch: func(context.Context, string) (json.RawMessage, error) { return json.RawMessage(tt.fetch), nil },
+				Handle: func(_ context.Context, p *OutboundPayload) error {
+					_ = p.DocType()
+					r1, err := p.Report()
+					if err != nil {
+						return err
+					}
+					r2, _ := p.Report()
+					if r1 != r2 {
+						t.Error("Report decoded twice")
+					}
+					if _, err := p.Contact(); err != nil {
+						return err
+					}
+					seen = r1
+					return nil
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 || seen == nil || seen.ID == "" {
+				t.Fatalf("status %d %s, report %+v", rec.Code, rec.Body, seen)
+			}
+			if *n != 1 {
+				t.Errorf("%d decodes, want 1", *n)
+			}
+		})
+	}
+}
+
+// TestOutboundPayloadViews: the contact and report views of one pushed
+// document carry the members of their kind.
+func TestOutboundPayloadViews(t *testing.T) {
+	h, _ := NewOutboundHandler(OutboundHandlerConfig{Handle: func(context.Context, *OutboundPayload) error { return nil }})
+	body := `{"doc":{"_id":"r","_rev":"2-b","type":"data_record","form":"f","from":"+254700","fields":{"a":"1"},"name":"n","parent":{"_id":"p"}},"id":"outer"}`
+	p, err := h.parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ID != "r" || p.Rev != "2-b" || p.DocType() != "data_record" {
+		t.Errorf("id %q rev %q type %q", p.ID, p.Rev, p.DocType())
+	}
+	r, err := p.Report()
+	if err != nil || r.Form != "f" || r.From != "+254700" || r.Fields["a"] != "1" || string(r.Extra["name"]) != `"n"` || r.Extra["parent"] == nil {
+		t.Errorf("report %+v, %v", r, err)
+	}
+	c, err := p.Contact()
+	if err != nil || c.Name != "n" || c.ParentID() != "p" || c.Extra["form"] == nil || c.Extra["id"] != nil {
+		t.Errorf("contact %+v, %v", c, err)
+	}
+	if !reflect.DeepEqual(r.Extra["fields"], json.RawMessage(nil)) {
+		t.Errorf("report extra holds fields")
+	}
+}

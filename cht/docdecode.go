@@ -1,0 +1,705 @@
+package cht
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+)
+
+// memberKind tells which view of a document a member or a value error
+// belongs to: a document of unknown type is decoded once as both a contact
+// and a report, and the caller picks the view.
+type memberKind uint8
+
+const (
+	kindAll     memberKind = iota // both views
+	kindContact                   // contact view only
+	kindReport                    // report view only
+)
+
+// extSpan is a member kept verbatim: its key, its value's extent and the
+// views it is verbatim in.
+type extSpan struct {
+	key        string
+	start, end int
+	kind       memberKind
+}
+
+// docResult is a document decoded once into a contact view, a report view
+// or both.
+type docResult struct {
+	c *Contact
+	r *Report
+	// spanFrom and spanTo delimit the verbatim members in d.spans.
+	spanFrom, spanTo int
+	// minified is true when the object had no members but _id and parent.
+	minified bool
+	hasID    bool // an _id member was present (any value)
+	hasType  bool // a type member was present (any value)
+
+	// softFrom and softTo delimit the value errors of this document in
+	// the decoder's list.
+	softFrom, softTo int
+
+	// inner is the document under the outbound payload key, if any.
+	inner      *docResult
+	innerStart int
+	innerEnd   int
+}
+
+// keep records a verbatim member.
+func (d *decoder) keep(k string, start int, kind memberKind) {
+	d.spans = append(d.spans, extSpan{k, start, d.i, kind})
+}
+
+// extra builds an Extra map from the spans [from:to] of kind (or of both
+// views).
+func (d *decoder) extra(from, to int, kind memberKind) map[string]json.RawMessage {
+	n := 0
+	for _, sp := range d.spans[from:to] {
+		if sp.kind == kindAll || sp.kind == kind {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]json.RawMessage, n)
+	for _, sp := range d.spans[from:to] {
+		if sp.kind == kindAll || sp.kind == kind {
+			m[sp.key] = d.raw(sp.start, sp.end)
+		}
+	}
+	return m
+}
+
+// contactView finishes the contact view of res.
+func (res *docResult) contactView(d *decoder) *Contact {
+	res.c.Extra = d.extra(res.spanFrom, res.spanTo, kindContact)
+	return res.c
+}
+
+// reportView finishes the report view of res.
+func (res *docResult) reportView(d *decoder) *Report {
+	res.r.Extra = d.extra(res.spanFrom, res.spanTo, kindReport)
+	return res.r
+}
+
+// contactOnly finishes a nested contact and frees its spans.
+func (d *decoder) contactOnly(c *Contact) docResult {
+	res := d.doc(c, nil)
+	res.contactView(d)
+	d.spans = d.spans[:res.spanFrom]
+	return res
+}
+
+// nested runs fn for a document nested in a member of kind k: its value
+// errors belong to the views k belongs to.
+func (d *decoder) nested(k memberKind, fn func()) {
+	saved, savedKey := d.nestKind, d.docKey
+	if d.nesting == 0 {
+		d.nestKind = k
+	}
+	d.nesting++
+	d.docKey = ""
+	fn()
+	d.nesting--
+	d.nestKind, d.docKey = saved, savedKey
+}
+
+// doc decodes an object into c, r or both (either may be nil).
+func (d *decoder) doc(c *Contact, r *Report) docResult {
+	res := docResult{c: c, r: r, minified: true, softFrom: len(d.soft), spanFrom: len(d.spans)}
+	if !d.enter() {
+		return res
+	}
+	for more := d.openObject(); more; more = d.next('}') {
+		k := d.key()
+		if d.hard != nil {
+			break
+		}
+		d.ws()
+		start := d.i
+		if k != "_id" && k != "parent" {
+			res.minified = false
+		}
+		if d.docKey != "" && k == d.docKey && d.peek() == '{' {
+			inner := new(docResult)
+			saved := d.docKey
+			d.docKey = ""
+			*inner = d.doc(new(Contact), new(Report))
+			d.docKey = saved
+			res.inner, res.innerStart, res.innerEnd = inner, start, d.i
+			d.keep(k, start, kindAll)
+			continue
+		}
+		d.push(k)
+		kept := d.member(&res, k)
+		d.pop()
+		if !kept {
+			d.keep(k, start, kindAll)
+		}
+	}
+	d.leave()
+	res.softTo, res.spanTo = len(d.soft), len(d.spans)
+	return res
+}
+
+// member decodes the member k of a document into res's views. It returns
+// false when the value is to be kept verbatim in both views.
+func (d *decoder) member(res *docResult, k string) bool {
+	c, r := res.c, res.r
+	start := d.i
+	switch k {
+	case "_id", "_rev", "type", "patient_id", "place_id":
+		if k == "_id" {
+			res.hasID = true
+		} else if k == "type" {
+			res.hasType = true
+		}
+		s, ok := d.strMember(kindAll)
+		if !ok {
+			return false
+		}
+		for _, dst := range [2]*string{c.commonString(k), r.commonString(k)} {
+			if dst != nil {
+				*dst = s
+			}
+		}
+		return true
+	case "contact_type", "name", "short_name", "external_id", "phone", "phone_alternate",
+		"sex", "date_of_birth", "date_of_death", "role", "notes":
+		if c == nil {
+			d.skip()
+			return false
+		}
+		s, ok := d.strMember(kindContact)
+		if !ok {
+			return false
+		}
+		*c.contactString(k) = s
+		if r != nil {
+			d.keep(k, start, kindReport)
+		}
+		return true
+	case "form", "content_type", "from":
+		if r == nil {
+			d.skip()
+			return false
+		}
+		s, ok := d.strMember(kindReport)
+		if !ok {
+			return false
+		}
+		*r.reportString(k) = s
+		if c != nil {
+			d.keep(k, start, kindContact)
+		}
+		return true
+	case "parent":
+		if c == nil {
+			d.skip()
+			return false
+		}
+		l, ok := d.lineage(kindContact)
+		if !ok {
+			return false
+		}
+		c.Parent = l
+		if r != nil {
+			d.keep(k, start, kindReport)
+		}
+		return true
+	case "contact":
+		ref, ok := d.contactRef(kindAll)
+		if !ok {
+			return false
+		}
+		if c != nil {
+			c.Contact = ref
+		}
+		if r != nil {
+			r.Contact = ref
+		}
+		return true
+	case "reported_date":
+		m, ok := d.millis(kindAll)
+		if !ok {
+			return false
+		}
+		if c != nil {
+			c.ReportedDate = m
+		}
+		if r != nil {
+			r.ReportedDate = m
+		}
+		return true
+	case "geolocation":
+		g, ok := d.geolocation(kindAll)
+		if !ok {
+			return false
+		}
+		if c != nil {
+			c.Geolocation = g
+		}
+		if r != nil {
+			r.Geolocation = g
+		}
+		return true
+	case "patient", "place", "fields", "errors":
+		if r == nil {
+			d.skip()
+			return false
+		}
+		ok := false
+		switch k {
+		case "patient":
+			r.Patient, ok = d.contactRef(kindReport)
+		case "place":
+			r.Place, ok = d.contactRef(kindReport)
+		case "fields":
+			r.Fields, ok = d.fields(kindReport)
+		case "errors":
+			r.Errors, ok = d.reportErrors(kindReport)
+		}
+		if ok && c != nil {
+			d.keep(k, start, kindContact)
+		}
+		return ok
+	}
+	d.skip()
+	return false
+}
+
+// strMember reads a string member. ok is false for "", null (kept
+// verbatim) and for values that are not strings (a value error).
+func (d *decoder) strMember(kind memberKind) (string, bool) {
+	switch c := d.peek(); c {
+	case '"':
+		s := d.str()
+		if d.strBad != "" {
+			d.bad(kind, "%s", d.strBad)
+			return "", false
+		}
+		return s, s != ""
+	case 'n':
+		d.literal()
+		return "", false
+	default:
+		d.bad(kind, "want string, got %s", kindOf(c))
+		d.skip()
+		return "", false
+	}
+}
+
+// contactRef reads a reference to a contact: an object (minified or
+// hydrated) or a bare id string. "" and null are kept verbatim.
+func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
+	switch c := d.peek(); c {
+	case '{':
+		ref := d.newContact()
+		d.nested(kind, func() { d.contactOnly(ref) })
+		return ref, d.hard == nil
+	case '"', 'n':
+		s, ok := d.strMember(kind)
+		if !ok {
+			return nil, false
+		}
+		return &Contact{ID: s}, true
+	default:
+		d.bad(kind, "want object or id string, got %s", kindOf(c))
+		d.skip()
+		return nil, false
+	}
+}
+
+// lineage reads a parent member: a minified or hydrated link, or a bare id
+// string. "" and null (no parent) are kept verbatim.
+func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
+	switch c := d.peek(); c {
+	case '{':
+		var l *Lineage
+		d.nested(kind, func() {
+			doc := d.newContact()
+			res := d.contactOnly(doc)
+			if res.minified {
+				l = &Lineage{ID: doc.ID, Parent: doc.Parent}
+				if p, ok := doc.Extra["parent"]; ok && doc.Parent == nil {
+					l.raw = p // "" or null at the top
+				}
+				return
+			}
+			l = &Lineage{ID: doc.ID, Parent: doc.Parent, Doc: doc}
+		})
+		return l, d.hard == nil
+	case '"', 'n':
+		s, ok := d.strMember(kind)
+		if !ok {
+			return nil, false
+		}
+		return &Lineage{ID: s}, true
+	default:
+		d.bad(kind, "want object or id string, got %s", kindOf(c))
+		d.skip()
+		return nil, false
+	}
+}
+
+// millis reads a timestamp: a number of milliseconds, a digit string or an
+// ISO 8601 string. "" and null are kept verbatim.
+func (d *decoder) millis(kind memberKind) (Millis, bool) {
+	switch c := d.peek(); c {
+	case '"':
+		s := d.str()
+		if s == "" || d.hard != nil {
+			return 0, false
+		}
+		if m, ok := ParseMillis(s); ok && d.strBad == "" {
+			return m, m != 0
+		}
+		d.bad(kind, "want milliseconds or an ISO 8601 date, got %q", s)
+		return 0, false
+	case 'n':
+		d.literal()
+		return 0, false
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		n := d.number()
+		if d.hard != nil {
+			return 0, false
+		}
+		m, ok := parseMillisNumber(n)
+		if !ok {
+			d.bad(kind, "timestamp %s is out of range", n)
+			return 0, false
+		}
+		return m, m != 0
+	default:
+		d.bad(kind, "want a timestamp, got %s", kindOf(c))
+		d.skip()
+		return 0, false
+	}
+}
+
+func parseMillisNumber(n string) (Millis, bool) {
+	if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+		return Millis(v), true
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	if err != nil || math.IsInf(f, 0) || f > 9.2e18 || f < -9.2e18 {
+		return 0, false
+	}
+	return Millis(int64(f)), true
+}
+
+// fields reads a report's form data. null is kept verbatim.
+func (d *decoder) fields(kind memberKind) (Fields, bool) {
+	switch c := d.peek(); c {
+	case '{':
+		m, _ := d.any(kind).(map[string]any)
+		return Fields(m), d.hard == nil
+	case 'n':
+		d.literal()
+		return nil, false
+	default:
+		d.bad(kind, "want object, got %s", kindOf(c))
+		d.skip()
+		return nil, false
+	}
+}
+
+// reportErrors reads a report's errors array.
+func (d *decoder) reportErrors(kind memberKind) ([]ReportError, bool) {
+	if c := d.peek(); c != '[' {
+		if c != 'n' {
+			d.bad(kind, "want array, got %s", kindOf(c))
+		}
+		d.skip()
+		return nil, false
+	}
+	if !d.enter() {
+		return nil, false
+	}
+	defer d.leave()
+	out := []ReportError{}
+	ok := true
+	for more := d.openArray(); more; more = d.next(']') {
+		d.pushIdx(len(out))
+		var e ReportError
+		if d.peek() != '{' {
+			d.bad(kind, "want object, got %s", d.kind())
+			d.skip()
+			ok = false
+		} else {
+			ok = d.reportError(&e, kind) && ok
+		}
+		out = append(out, e)
+		d.pop()
+	}
+	return out, ok && d.hard == nil
+}
+
+// reportError reads one entry of a report's errors array.
+func (d *decoder) reportError(e *ReportError, kind memberKind) bool {
+	if !d.enter() {
+		return false
+	}
+	defer d.leave()
+	from := len(d.spans)
+	ok := true
+	for more := d.openObject(); more; more = d.next('}') {
+		k := d.key()
+		d.ws()
+		start := d.i
+		d.push(k)
+		switch k {
+		case "code", "message":
+			if d.peek() != '"' {
+				d.bad(kind, "want string, got %s", d.kind())
+				d.skip()
+				ok = false
+				break
+			}
+			s := d.str()
+			if d.strBad != "" {
+				d.bad(kind, "%s", d.strBad)
+				ok = false
+				break
+			}
+			if s == "" && k == "message" {
+				d.keep(k, start, kindAll)
+				break
+			}
+			if k == "code" {
+				e.Code = s
+			} else {
+				e.Message = s
+			}
+		default:
+			d.skip()
+			d.keep(k, start, kindAll)
+		}
+		d.pop()
+	}
+	e.Extra = d.extra(from, len(d.spans), kindAll)
+	d.spans = d.spans[:from]
+	return ok
+}
+
+// geolocation reads a geolocation object. Anything else ("" is common) is
+// kept verbatim; a value of the wrong type is a value error.
+func (d *decoder) geolocation(kind memberKind) (*Geolocation, bool) {
+	switch c := d.peek(); c {
+	case '{':
+	case '"', 'n':
+		d.skip()
+		return nil, false
+	default:
+		d.bad(kind, "want object, got %s", kindOf(c))
+		d.skip()
+		return nil, false
+	}
+	if !d.enter() {
+		return nil, false
+	}
+	defer d.leave()
+	g := new(Geolocation)
+	from := len(d.spans)
+	ok := true
+	for more := d.openObject(); more; more = d.next('}') {
+		k := d.key()
+		d.ws()
+		start := d.i
+		d.push(k)
+		if dst := g.number(k); dst != nil {
+			switch c := d.peek(); {
+			case c == 'n':
+				d.literal() // null is the same as absent here
+			case c == '-' || (c >= '0' && c <= '9'):
+				n := d.number()
+				f, err := strconv.ParseFloat(n, 64)
+				if d.hard == nil && (err != nil || math.IsInf(f, 0)) {
+					d.bad(kind, "number %s is out of range", n)
+					ok = false
+					break
+				}
+				*dst = &f
+			default:
+				d.bad(kind, "want number, got %s", kindOf(c))
+				d.skip()
+				ok = false
+			}
+		} else {
+			switch k {
+			case "code":
+				n := ""
+				if c := d.peek(); c == '-' || (c >= '0' && c <= '9') {
+					n = d.number()
+				} else {
+					d.skip()
+				}
+				v, err := strconv.Atoi(n)
+				if d.hard == nil && err != nil {
+					d.bad(kind, "want an integer code")
+					ok = false
+					break
+				}
+				g.Code = v
+				if v == 0 {
+					d.keep(k, start, kindAll)
+				}
+			case "message":
+				s, sok := d.strMember(kind)
+				if !sok {
+					d.keep(k, start, kindAll)
+					break
+				}
+				g.Message = s
+			default:
+				d.skip()
+				d.keep(k, start, kindAll)
+			}
+		}
+		d.pop()
+	}
+	g.Extra = d.extra(from, len(d.spans), kindAll)
+	d.spans = d.spans[:from]
+	return g, ok && d.hard == nil
+}
+
+// commonString returns the field of a member both views hold.
+func (c *Contact) commonString(k string) *string {
+	if c == nil {
+		return nil
+	}
+	switch k {
+	case "_id":
+		return &c.ID
+	case "_rev":
+		return &c.Rev
+	case "type":
+		return &c.Type
+	case "patient_id":
+		return &c.PatientID
+	case "place_id":
+		return &c.PlaceID
+	}
+	return nil
+}
+
+func (r *Report) commonString(k string) *string {
+	if r == nil {
+		return nil
+	}
+	switch k {
+	case "_id":
+		return &r.ID
+	case "_rev":
+		return &r.Rev
+	case "type":
+		return &r.Type
+	case "patient_id":
+		return &r.PatientID
+	case "place_id":
+		return &r.PlaceID
+	}
+	return nil
+}
+
+func (c *Contact) contactString(k string) *string {
+	switch k {
+	case "contact_type":
+		return &c.ContactType
+	case "name":
+		return &c.Name
+	case "short_name":
+		return &c.ShortName
+	case "external_id":
+		return &c.ExternalID
+	case "phone":
+		return &c.Phone
+	case "phone_alternate":
+		return &c.PhoneAlternate
+	case "sex":
+		return &c.Sex
+	case "date_of_birth":
+		return &c.DateOfBirth
+	case "date_of_death":
+		return &c.DateOfDeath
+	case "role":
+		return &c.Role
+	}
+	return &c.Notes
+}
+
+func (r *Report) reportString(k string) *string {
+	switch k {
+	case "form":
+		return &r.Form
+	case "content_type":
+		return &r.ContentType
+	}
+	return &r.From
+}
+
+// decodeContact decodes data as a contact document.
+func decodeContact(data string) (*Contact, error) {
+	countDecode()
+	d := newDecoder(data, nil)
+	c := new(Contact)
+	res := d.doc(c, nil)
+	d.end()
+	res.contactView(d)
+	return c, d.result(kindContact, 0, len(d.soft))
+}
+
+// decodeReport decodes data as a report document.
+func decodeReport(data string) (*Report, error) {
+	countDecode()
+	d := newDecoder(data, nil)
+	r := new(Report)
+	res := d.doc(nil, r)
+	d.end()
+	res.reportView(d)
+	return r, d.result(kindReport, 0, len(d.soft))
+}
+
+// decodedDoc is a document decoded once, with its contact and report views
+// finished on demand.
+type decodedDoc struct {
+	d   *decoder
+	res *docResult
+	c   *Contact
+	r   *Report
+}
+
+// decodeDoc decodes data as a document of either kind. A syntax error is
+// returned as is.
+func decodeDoc(data string) (*decodedDoc, error) {
+	countDecode()
+	d := newDecoder(data, nil)
+	res := d.doc(new(Contact), new(Report))
+	d.end()
+	if d.hard != nil {
+		return nil, d.hard
+	}
+	return &decodedDoc{d: d, res: &res}, nil
+}
+
+// docType returns the document's type member ("" if it is not a string).
+func (dd *decodedDoc) docType() string { return dd.res.c.Type }
+
+// contact returns the contact view.
+func (dd *decodedDoc) contact() (*Contact, error) {
+	if dd.c == nil {
+		dd.c = dd.res.contactView(dd.d)
+	}
+	return dd.c, dd.d.result(kindContact, dd.res.softFrom, dd.res.softTo)
+}
+
+// report returns the report view.
+func (dd *decodedDoc) report() (*Report, error) {
+	if dd.r == nil {
+		dd.r = dd.res.reportView(dd.d)
+	}
+	return dd.r, dd.d.result(kindReport, dd.res.softFrom, dd.res.softTo)
+}
