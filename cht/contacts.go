@@ -24,8 +24,11 @@ func (s *ContactsService) Get(ctx context.Context, id string, opts *GetOptions) 
 
 // ByPhone returns the hydrated contacts whose phone matches, via
 // GET /api/v1/contacts-by-phone (CHT 3.10+). CHT normalises the number
-// with the app's default country code. No match returns (nil, nil); an
-// invalid number is an *APIError matching [ErrBadRequest].
+// with libphonenumber and the app's default country code, then matches it
+// against each contact's phone exactly as stored: a contact saved with a
+// national-format number ("0712 345678") is never found, so store phones
+// in E.164. No match returns (nil, nil); an invalid number is an
+// *APIError matching [ErrBadRequest].
 func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact, error) {
 	if phone == "" {
 		return nil, fmt.Errorf("cht: contacts by phone: empty phone")

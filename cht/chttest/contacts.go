@@ -39,40 +39,72 @@ func (s *Server) handleLegacyPeople(c *reqCtx, _ []string) {
 	}
 	id, rev, err := s.createPerson(body)
 	if err != nil {
-		s.apiError(c, http.StatusBadRequest, err.Error(), nil)
+		s.contactError(c, err)
 		return
 	}
 	writeJSON(c.w, http.StatusOK, map[string]any{"ok": true, "id": id, "rev": rev})
 }
 
-// createPerson implements shared-libs/contacts people.createPerson.
+// contactErr is an error of shared-libs/contacts: {code, message}.
+type contactErr struct {
+	code int
+	msg  string
+}
+
+func (e *contactErr) Error() string { return e.msg }
+
+func badRequest(format string, a ...any) error {
+	return &contactErr{http.StatusBadRequest, fmt.Sprintf(format, a...)}
+}
+
+var (
+	errPersonNotFound = &contactErr{http.StatusNotFound, "Failed to find person."}
+	errPlaceNotFound  = &contactErr{http.StatusNotFound, "Failed to find place."}
+)
+
+func (s *Server) contactError(c *reqCtx, err error) {
+	if ce, ok := err.(*contactErr); ok {
+		s.apiError(c, ce.code, ce.msg, nil)
+		return
+	}
+	s.serverError(c, err.Error())
+}
+
+// validatePerson is people.js validatePerson: name must be defined and a
+// string ("" is accepted).
+func (s *Server) validatePerson(p map[string]any) error {
+	if !s.personTy[typeIDOf(p)] {
+		return badRequest("Wrong type, this is not a person.")
+	}
+	name, ok := p["name"]
+	if !ok {
+		return badRequest(`Person is missing a "name" property.`)
+	}
+	if _, isStr := name.(string); !isStr {
+		return badRequest(`Property "name" must be a string.`)
+	}
+	if v, ok := p["reported_date"]; ok && !validDate(v) {
+		return badRequest("Reported date is invalid: %s", jsString(jsValue(v)))
+	}
+	return nil
+}
+
+// createPerson is people.js createPerson: validate, resolve or create the
+// place (404 for a missing one), then write.
 func (s *Server) createPerson(p map[string]any) (id, rev string, err error) {
 	if _, ok := p["type"]; !ok {
-		p["type"] = "person"
+		if _, ok := s.types["person"]; ok || s.personTy["person"] {
+			p["type"] = "person"
+		}
 	}
-	if !s.personTy[typeIDOf(p)] {
-		return "", "", fmt.Errorf("Wrong type, this is not a person.")
-	}
-	if name, _ := p["name"].(string); name == "" {
-		return "", "", fmt.Errorf(`Person is missing a "name" property.`)
-	}
-	if err := s.setReportedDate(p); err != nil {
+	if err := s.validatePerson(p); err != nil {
 		return "", "", err
 	}
-	if place, ok := p["place"]; ok {
-		var placeID string
-		switch t := place.(type) {
-		case string:
-			placeID = t
-			if _, ok := s.store.get(placeID); !ok {
-				return "", "", fmt.Errorf("Failed to find place.")
-			}
-		case map[string]any:
-			if placeID, _, err = s.createPlace(t); err != nil {
-				return "", "", err
-			}
-		default:
-			return "", "", fmt.Errorf("Place must be a string id or an object.")
+	s.setReportedDate(p)
+	if place, ok := p["place"]; ok && jsonTruthy(place) {
+		placeID, err := s.getOrCreatePlace(place)
+		if err != nil {
+			return "", "", err
 		}
 		delete(p, "place")
 		p["parent"] = s.minifyLineage(placeID)
@@ -87,99 +119,196 @@ func (s *Server) createPerson(p map[string]any) (id, rev string, err error) {
 	return p["_id"].(string), rev, nil
 }
 
-func (s *Server) setReportedDate(d map[string]any) error {
-	v, ok := d["reported_date"]
-	if !ok || v == nil {
-		d["reported_date"] = s.now().UnixMilli()
-		return nil
+// getOrCreatePerson is people.js getOrCreatePerson: an id must name a
+// person (404 otherwise), a new object is created.
+func (s *Server) getOrCreatePerson(v any) (string, error) {
+	switch t := v.(type) {
+	case string:
+		d, ok := s.store.get(t)
+		if !ok || !s.isPersonMeta(extractMeta(d)) {
+			return "", errPersonNotFound
+		}
+		return t, nil
+	case map[string]any:
+		if _, hasRev := t["_rev"]; !hasRev {
+			id, _, err := s.createPerson(t)
+			return id, err
+		}
 	}
+	return "", badRequest("Person must be a new object or string identifier (UUID).")
+}
+
+// getOrCreatePlace is places.js getOrCreatePlace.
+func (s *Server) getOrCreatePlace(v any) (string, error) {
+	switch t := v.(type) {
+	case string:
+		d, ok := s.store.get(t)
+		if !ok || !s.isPlaceMeta(extractMeta(d)) {
+			return "", errPlaceNotFound
+		}
+		return t, nil
+	case map[string]any:
+		if _, hasRev := t["_rev"]; !hasRev {
+			id, _, _, err := s.createPlaces(t)
+			return id, err
+		}
+	}
+	return "", badRequest("Place must be a new object or string identifier (UUID).")
+}
+
+// validDate is contacts utils isDateStrValid: a number or a string a date
+// can be read from.
+func validDate(v any) bool {
 	switch t := v.(type) {
 	case json.Number:
-		return nil
+		return true
 	case string:
-		if digits13.MatchString(t) {
-			d["reported_date"] = json.Number(t)
-			return nil
+		if _, ok := jsNumber(t); ok && t != "" {
+			return true
+		}
+		_, ok := parseDateMillis(t)
+		return ok
+	}
+	return false
+}
+
+// jsValue turns decoded JSON numbers into float64 for jsString.
+func jsValue(v any) any {
+	if n, ok := v.(json.Number); ok {
+		f, _ := n.Float64()
+		return f
+	}
+	return v
+}
+
+func (s *Server) setReportedDate(d map[string]any) {
+	switch t := d["reported_date"].(type) {
+	case json.Number:
+		return
+	case string:
+		if f, ok := jsNumber(t); ok && t != "" {
+			d["reported_date"] = json.Number(jsNumberString(f))
+			return
 		}
 		if ms, ok := parseDateMillis(t); ok {
 			d["reported_date"] = ms
-			return nil
+			return
 		}
 	}
-	return fmt.Errorf("Reported date is invalid: %v", v)
+	d["reported_date"] = s.now().UnixMilli()
 }
 
-var legacyPlaceNames = map[string]string{"district_hospital": "Districts", "health_center": "Health Centers", "clinic": "Clinics"}
-
-// createPlace implements shared-libs/contacts places.createPlace, returning
-// the place id and, when a contact was set, its id.
-func (s *Server) createPlace(p map[string]any) (id, contactID string, err error) {
+// validatePlace is places.js validatePlace for a place whose parent is
+// resolved (a stored place id).
+func (s *Server) validatePlace(p map[string]any) error {
+	pid := str(p["_id"])
 	tid := typeIDOf(p)
 	ct, ok := s.types[tid]
 	if !ok || ct.Person {
-		return "", "", fmt.Errorf("Wrong type, object %s is not a place.", mustJSON(p))
+		return badRequest("Wrong type, object %s is not a place.", pid)
 	}
-	if name, _ := p["name"].(string); name == "" {
-		return "", "", fmt.Errorf(`Place is missing a "name" property.`)
+	name, ok := p["name"]
+	if !ok {
+		return badRequest(`Place %s is missing a "name" property.`, pid)
 	}
-	if err := s.setReportedDate(p); err != nil {
-		return "", "", err
+	if v, ok := p["reported_date"]; ok && !validDate(v) {
+		return badRequest("Reported date on place %s is invalid: %s", pid, jsString(jsValue(v)))
 	}
-	plural := legacyPlaceNames[tid]
-	if plural == "" {
-		plural = tid
+	if _, isStr := name.(string); !isStr {
+		return badRequest(`Property "name" on place %s must be a string.`, pid)
 	}
-	parent, hasParent := p["parent"]
-	if hasParent && parent != "" && parent != nil {
-		var pid string
-		switch t := parent.(type) {
-		case string:
-			pid = t
-		case map[string]any:
-			if pid, _, err = s.createPlace(t); err != nil {
-				return "", "", err
-			}
+	if len(ct.Parents) > 0 {
+		parentID := refID(p["parent"])
+		if parentID == "" {
+			return badRequest(`Place %s is missing a "parent" property.`, pid)
 		}
-		pd, ok := s.store.get(pid)
-		if !ok {
-			return "", "", fmt.Errorf("Failed to find parent.")
-		}
+		pd, _ := s.store.get(parentID)
 		if !slices.Contains(ct.Parents, typeIDOf(pd)) {
-			return "", "", fmt.Errorf("%s should have %q parent type.", plural, strings.Join(ct.Parents, `" or "`))
+			return badRequest(`%s "%s" should have one of the following parent types: "%s".`, ct.ID, pid, strings.Join(ct.Parents, ","))
 		}
-		p["parent"] = s.minifyLineage(pid)
-	} else if len(ct.Parents) > 0 {
-		return "", "", fmt.Errorf("%s should have %q parent type.", plural, strings.Join(ct.Parents, `" or "`))
+	}
+	if c, ok := p["contact"]; ok && jsonTruthy(c) {
+		switch c.(type) {
+		case string, map[string]any, []any:
+		default:
+			return badRequest(`Property "contact" on place %s must be an object or string.`, pid)
+		}
+	}
+	return nil
+}
+
+// createPlaces is places.js createPlaces and createPlace: parents are
+// resolved (a missing one is 404) or created first, the place is
+// validated, a contact id is checked before anything is written (404),
+// and a new contact is created after the place and linked to it. It
+// returns the place id, its revision, the contact id if any, and whether
+// the answer carries "ok" (not when a new contact was created).
+func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bool, err error) {
+	switch parent := p["parent"].(type) {
+	case string:
+		if _, err := s.getOrCreatePlace(parent); err != nil {
+			return "", "", false, err
+		}
+	case map[string]any:
+		if _, hasID := parent["_id"]; !hasID {
+			pid, _, _, err := s.createPlaces(parent)
+			if err != nil {
+				return "", "", false, err
+			}
+			p["parent"] = pid
+		}
+	}
+	if err := s.validatePlace(p); err != nil {
+		return "", "", false, err
 	}
 	contact, hasContact := p["contact"]
+	var newContact map[string]any
+	if hasContact && jsonTruthy(contact) {
+		switch t := contact.(type) {
+		case string:
+			if contactID, err = s.getOrCreatePerson(t); err != nil {
+				return "", "", false, err
+			}
+		case map[string]any:
+			if _, ok := t["type"]; !ok {
+				t["type"] = "person"
+			}
+			if err := s.validatePerson(t); err != nil {
+				return "", "", false, err
+			}
+			newContact = t
+		default:
+			return "", "", false, badRequest("")
+		}
+	}
 	delete(p, "contact")
+	s.setReportedDate(p)
+	if pid := refID(p["parent"]); pid != "" {
+		p["parent"] = s.minifyLineage(pid)
+	}
+	if contactID != "" {
+		p["contact"] = contactID
+	}
 	if _, ok := p["_id"]; !ok {
 		p["_id"] = newCouchID()
 	}
 	id = p["_id"].(string)
 	if _, err := s.store.put(p, false); err != nil {
-		return "", "", err
+		return "", "", false, err
 	}
-	if hasContact && contact != nil && contact != "" {
-		switch t := contact.(type) {
-		case string:
-			if _, ok := s.store.get(t); !ok {
-				return "", "", fmt.Errorf("Failed to find person.")
-			}
-			contactID = t
-		case map[string]any:
-			t["place"] = id
-			if contactID, _, err = s.createPerson(t); err != nil {
-				return "", "", err
-			}
-		}
-		cur, _ := s.store.get(id)
-		cur["contact"] = s.minifyLineage(contactID)
-		if _, err := s.store.put(cur, false); err != nil {
-			return "", "", err
-		}
+	if newContact == nil {
+		return id, contactID, true, nil
 	}
-	return id, contactID, nil
+	newContact["place"] = id
+	if contactID, _, err = s.createPerson(newContact); err != nil {
+		return "", "", false, err
+	}
+	cur, _ := s.store.get(id)
+	cur["contact"] = s.minifyLineage(contactID)
+	if _, err := s.store.put(cur, false); err != nil {
+		return "", "", false, err
+	}
+	return id, contactID, false, nil
 }
 
 func mustJSON(v any) string {
@@ -196,20 +325,26 @@ func (s *Server) handleLegacyPlaces(c *reqCtx, _ []string) {
 	if !ok {
 		return
 	}
-	id, contactID, err := s.createPlace(body)
+	id, contactID, withOK, err := s.createPlaces(body)
 	if err != nil {
-		s.apiError(c, http.StatusBadRequest, err.Error(), nil)
+		s.contactError(c, err)
 		return
 	}
-	out := map[string]any{"ok": true, "id": id, "rev": s.store.currentRev(id)}
+	out := map[string]any{"id": id, "rev": s.store.currentRev(id)}
+	if withOK {
+		out["ok"] = true
+	}
 	if contactID != "" {
 		out["contact"] = map[string]any{"id": contactID}
 	}
 	writeJSON(c.w, http.StatusOK, out)
 }
 
-var placeEditable = []string{"name", "type", "contact_type", "parent", "contact", "place_id", "external_id", "notes", "phone", "geolocation"}
+// placeEditable are places.js PLACE_EDITABLE_FIELDS; other members of an
+// update are ignored.
+var placeEditable = []string{"name", "parent", "contact", "place_id"}
 
+// handleLegacyPlaceUpdate is places.js updatePlace.
 func (s *Server) handleLegacyPlaceUpdate(c *reqCtx, params []string) {
 	if !c.user.can(PermEdit, PermUpdatePlaces) {
 		s.forbidden(c)
@@ -219,29 +354,43 @@ func (s *Server) handleLegacyPlaceUpdate(c *reqCtx, params []string) {
 	if !ok {
 		return
 	}
+	if !slices.ContainsFunc(placeEditable, func(k string) bool { return body[k] != nil }) {
+		s.apiError(c, http.StatusBadRequest, "One of the following fields are required: "+strings.Join(placeEditable, ", "), nil)
+		return
+	}
 	cur, ok := s.store.get(params[0])
 	if !ok || !s.isPlaceMeta(extractMeta(cur)) {
 		s.apiError(c, http.StatusNotFound, "Failed to find place.", nil)
 		return
 	}
 	for _, k := range placeEditable {
-		v, ok := body[k]
-		if !ok {
-			continue
-		}
-		switch k {
-		case "parent", "contact":
-			id := str(v)
-			if id == "" {
-				id = idOf(v)
-			}
-			if _, found := s.store.get(id); !found {
-				s.apiError(c, http.StatusBadRequest, fmt.Sprintf("Failed to find %s.", k), nil)
-				return
-			}
-			cur[k] = s.minifyLineage(id)
-		default:
+		if v, ok := body[k]; ok {
 			cur[k] = v
+		}
+	}
+	if v := body["contact"]; jsonTruthy(v) {
+		id, err := s.getOrCreatePerson(v)
+		if err != nil {
+			s.contactError(c, err)
+			return
+		}
+		cur["contact"] = id
+	}
+	if v := body["parent"]; jsonTruthy(v) {
+		id, err := s.getOrCreatePlace(v)
+		if err != nil {
+			s.contactError(c, err)
+			return
+		}
+		cur["parent"] = id
+	}
+	if err := s.validatePlace(cur); err != nil {
+		s.contactError(c, err)
+		return
+	}
+	for _, k := range []string{"contact", "parent"} {
+		if id := refID(cur[k]); id != "" {
+			cur[k] = s.minifyLineage(id)
 		}
 	}
 	rev, err := s.store.put(cur, false)
@@ -262,13 +411,16 @@ func (s *Server) handleContactsByPhone(c *reqCtx, _ []string) {
 			phone = str(body["phone"])
 		}
 	}
-	norm := normalizePhone(phone)
-	if !validPhone(norm) {
+	// api/src/controllers/contacts-by-phone.js: the number is normalised
+	// with the settings' default country and looked up in
+	// contacts_by_phone, which indexes the stored phone as is.
+	norm, valid := phoneNormalize(s.phoneSettings(), phone)
+	if phone == "" || !valid {
 		writeJSON(c.w, http.StatusBadRequest, map[string]any{"error": "bad_request",
 			"reason": "`phone` parameter is required and must be a valid phone number"})
 		return
 	}
-	ids := s.store.ids(func(_ string, m docMeta) bool { return m.phone == norm && s.isContactMeta(m) })
+	ids := s.store.ids(func(_ string, m docMeta) bool { return m.phone == norm && s.phoneViewType(m) })
 	if len(ids) == 0 {
 		writeJSON(c.w, http.StatusNotFound, map[string]any{"error": "not_found", "reason": "no matches found"})
 		return
@@ -581,9 +733,10 @@ func (s *Server) buildDoc(k kind, body map[string]any) (map[string]any, error) {
 	for key, v := range body {
 		doc[key] = v
 	}
-	if err := s.setReportedDate(doc); err != nil {
-		return nil, err
+	if v, ok := doc["reported_date"]; ok && v != nil && !validDate(v) {
+		return nil, fmt.Errorf("Reported date is invalid: %v", v)
 	}
+	s.setReportedDate(doc)
 	if k == kindReport {
 		if str(doc["form"]) == "" {
 			return nil, fmt.Errorf("Missing or empty required field (form).")

@@ -10,6 +10,13 @@ import (
 
 var couchID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+// TestLegacyPeopleAndPlaces pins POST /api/v1/people and /api/v1/places
+// (shared-libs/contacts/src/people.js createPerson and validatePerson:
+// name must be defined and a string, "" is accepted; places.js
+// createPlaces, validatePlace and preparePlaceContact: a missing place,
+// parent or contact is 404, and a contact id is checked before anything
+// is written) and POST /api/v1/places/:id (places.js updatePlace: only
+// PLACE_EDITABLE_FIELDS name, parent, contact and place_id change).
 func TestLegacyPeopleAndPlaces(t *testing.T) {
 	srv := newTestServer(t, Config{Version: "4.10.0"})
 	srv.AddUser(User{Name: "noedit", Password: "pw", Roles: []string{RoleOnline}, Permissions: []string{PermCreatePeople}})
@@ -84,7 +91,20 @@ func TestLegacyPeopleAndPlaces(t *testing.T) {
 		{"bad reported_date", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A","reported_date":"soon"}`},
 			400, `{"code":400,"error":"Reported date is invalid: soon"}`},
 		{"wrong hierarchy", call{path: "/api/v1/places", ct: "application/json", body: `{"name":"C","type":"health_center","parent":"` + str(hc["id"]) + `"}`},
-			400, `{"code":400,"error":"Health Centers should have \"district_hospital\" parent type."}`},
+			400, `{"code":400,"error":"health_center \"\" should have one of the following parent types: \"district_hospital\"."}`},
+		{"name not a string", call{path: "/api/v1/people", ct: "application/json", body: `{"name":5}`},
+			400, `{"code":400,"error":"Property \"name\" must be a string."}`},
+		{"place name missing", call{path: "/api/v1/places", ct: "application/json", body: `{"type":"district_hospital"}`},
+			400, `{"code":400,"error":"Place  is missing a \"name\" property."}`},
+		{"missing place is 404", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A","place":"nope"}`},
+			404, `{"code":404,"error":"Failed to find place."}`},
+		{"a person is no place", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A","place":"` + cid + `"}`},
+			404, `{"code":404,"error":"Failed to find place."}`},
+		{"missing parent is 404", call{path: "/api/v1/places", ct: "application/json", body: `{"name":"C","type":"clinic","parent":"nope"}`},
+			404, `{"code":404,"error":"Failed to find place."}`},
+		{"missing contact is 404 before the place is written", call{path: "/api/v1/places", ct: "application/json",
+			body: `{"name":"C","type":"clinic","parent":"` + str(hc["id"]) + `","contact":"nope"}`},
+			404, `{"code":404,"error":"Failed to find person."}`},
 		{"needs can_edit too", call{path: "/api/v1/people", ct: "application/json", body: `{"name":"A"}`, user: "noedit", pass: "pw"},
 			403, `{"code":403,"error":"Insufficient privileges"}`},
 	}
@@ -103,10 +123,33 @@ func TestLegacyPeopleAndPlaces(t *testing.T) {
 		})
 	}
 
-	// POST /api/v1/places/:id updates and answers {id, rev}.
-	r = do(t, srv, call{method: "POST", path: "/api/v1/places/" + str(hc["id"]), ct: "application/json", body: `{"name":"HC renamed"}`})
+	// An empty name is a name.
+	r = do(t, srv, call{method: "POST", path: "/api/v1/people", ct: "application/json", body: `{"name":""}`})
+	if r.status != 200 {
+		t.Errorf(`name "": %d %s`, r.status, r.body)
+	}
+
+	// POST /api/v1/places/:id updates the editable fields only and answers {id, rev}.
+	r = do(t, srv, call{method: "POST", path: "/api/v1/places/" + str(hc["id"]), ct: "application/json",
+		body: `{"name":"HC renamed","type":"clinic","phone":"+254700000009","notes":"x","external_id":"e"}`})
 	if r.status != 200 || str(r.obj(t)["id"]) != str(hc["id"]) || !strings.HasPrefix(str(r.obj(t)["rev"]), "3-") {
 		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	hcDoc, _ = decodeAny(mustDoc(t, srv, str(hc["id"])))
+	if get(hcDoc, "name") != "HC renamed" || get(hcDoc, "type") != "health_center" || get(hcDoc, "phone") != nil ||
+		get(hcDoc, "notes") != nil || get(hcDoc, "external_id") != nil {
+		t.Errorf("update changed more than the editable fields: %v", hcDoc)
+	}
+	for body, want := range map[string]string{
+		`{"phone":"1"}`:      `{"code":400,"error":"One of the following fields are required: name, parent, contact, place_id"}`,
+		`{"contact":"nope"}`: `{"code":404,"error":"Failed to find person."}`,
+	} {
+		r = do(t, srv, call{method: "POST", path: "/api/v1/places/" + str(hc["id"]), ct: "application/json", body: body})
+		jsonEqual(t, r.body, []byte(want))
+	}
+	r = do(t, srv, call{method: "POST", path: "/api/v1/places/nope", ct: "application/json", body: `{"name":"x"}`})
+	if r.status != 404 {
+		t.Errorf("update of a missing place: %d %s", r.status, r.body)
 	}
 }
 
@@ -124,9 +167,18 @@ func mustNumber(s string) any {
 	return v
 }
 
+// TestContactsByPhone pins api/src/controllers/contacts-by-phone.js: the
+// query is normalised by @medic/phone-number (libphonenumber with the
+// settings' default_country_code) and looked up in the contacts_by_phone
+// view, which indexes each contact's stored phone as is
+// (ddocs/medic-db/medic-client/views/contacts_by_phone/map.js), so a
+// contact stored with a national-format number is never found.
 func TestContactsByPhone(t *testing.T) {
 	srv := NewDemoServer(Config{BasePath: "/cht"})
 	t.Cleanup(srv.Close)
+	if _, err := srv.PutDoc(map[string]any{"_id": "national", "type": "person", "name": "N", "phone": "0722 000 111"}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		c      call
@@ -137,7 +189,9 @@ func TestContactsByPhone(t *testing.T) {
 		{"GET encoded plus", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("+254712345679")}, 200, []string{DemoCHWID}, ""},
 		{"GET formatted", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("+254 (712) 345-679")}, 200, []string{DemoCHWID}, ""},
 		{"POST", call{method: "POST", path: "/api/v1/contacts-by-phone", ct: "application/json; charset=utf-8", body: `{"phone":"+254712345679"}`}, 200, []string{DemoCHWID}, ""},
-		{"GET raw plus becomes a space", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=+254712345679"}, 404, nil,
+		{"GET national format", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("0712 345679")}, 200, []string{DemoCHWID}, ""},
+		{"GET raw plus becomes a space, the default country still matches", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=+254712345679"}, 200, []string{DemoCHWID}, ""},
+		{"a stored national number is not indexed normalised", call{method: "GET", path: "/api/v1/contacts-by-phone?phone=" + url.QueryEscape("0722000111")}, 404, nil,
 			`{"error":"not_found","reason":"no matches found"}`},
 		{"missing phone", call{method: "GET", path: "/api/v1/contacts-by-phone"}, 400, nil,
 			"{\"error\":\"bad_request\",\"reason\":\"`phone` parameter is required and must be a valid phone number\"}"},

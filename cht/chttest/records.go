@@ -465,29 +465,7 @@ func (s *Server) recordFromSMS(c *reqCtx) (map[string]any, error) {
 	return s.dataRecord(code, fp, data, content), nil
 }
 
-var phoneRE = regexp.MustCompile(`^\+?[0-9]{6,15}$`)
-
-// normalizePhone strips spaces, dashes, dots and parentheses. It is far
-// simpler than @medic/phone-number but keeps the property that matters to
-// clients: a "+" sent unencoded in a query string (a space) loses the
-// international prefix and no longer matches.
-func normalizePhone(p string) string {
-	var b strings.Builder
-	for i, r := range strings.TrimSpace(p) {
-		switch {
-		case r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r == '+' && i == 0:
-			b.WriteRune(r)
-		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')':
-		default:
-			return strings.TrimSpace(p)
-		}
-	}
-	return b.String()
-}
-
-func validPhone(p string) bool { return phoneRE.MatchString(p) }
+var phoneNormalize = phone.Normalize
 
 func (s *Server) isPersonMeta(m docMeta) bool {
 	t := m.typ

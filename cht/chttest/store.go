@@ -32,7 +32,7 @@ type docMeta struct {
 	typ         string   // "type"
 	contactType string   // "contact_type"
 	shortcodes  []string // patient_id / place_id of contacts
-	phone       string   // normalised "phone" of contacts
+	phone       string   // "phone" of contacts, as stored
 }
 
 // store is an in-memory, CouchDB-like document database.
@@ -139,7 +139,7 @@ func extractMeta(m map[string]any) docMeta {
 				md.shortcodes = append(md.shortcodes, s)
 			}
 		}
-		md.phone = normalizePhone(str(m["phone"]))
+		md.phone = str(m["phone"]) // contacts_by_phone indexes the stored value
 	}
 	return md
 }
