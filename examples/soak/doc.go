@@ -12,7 +12,8 @@
 //
 // Commands:
 //
-//	go test -count=1 ./examples/soak/                 # short versions (N=1,000 payloads), about 20 s
+//	go test -count=1 ./examples/soak/                 # short versions (N=200 payloads)
+//	SOAK_N=1000 go test -count=1 -run TestFaultsNoLossNoDuplicates ./examples/soak/   # CI's fault harness
 //	go test -count=1 -tags soak -run Soak -timeout 30m ./examples/soak/   # long soak (SOAK_N, default 10,000)
 //	go test -count=1 -tags soak -run LoadTable -v ./examples/soak/        # throughput and p50/p99 at fixed rates
 //	go test -count=1 -run E2E ./examples/soak/        # against a real core and FHIR server (env of .ci/stack.sh)
