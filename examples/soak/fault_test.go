@@ -57,7 +57,7 @@ func runFaults(t *testing.T, n int) faultRun {
 
 // keepHistory is how many transactions the fake core and attempts each
 // pusher keep.
-const keepHistory = 2000
+const keepHistory = 500
 
 // budget is how long n payloads may take: generous (a busy CI machine, the
 // race detector), but proportional to n, so that a run that slows down as
