@@ -118,7 +118,7 @@ func BenchmarkPayloadEncodingJSON(b *testing.B) {
 
 // BenchmarkReportBundle: hydrated report with 20 mapped fields → transaction
 // Bundle JSON (Patient, Practitioner, 3 Locations, 2 Organizations,
-// Encounter, 20 Observations), through AppendReportBundle.
+// Encounter, 20 Observations), through appendReportBundle.
 func BenchmarkReportBundle(b *testing.B) {
 	c := benchConverter(b)
 	r := loadReport(b, "testdata/report_assessment_hydrated.json")
@@ -127,7 +127,7 @@ func BenchmarkReportBundle(b *testing.B) {
 	b.ReportAllocs()
 	cpu := startCPU(b)
 	for b.Loop() {
-		if buf, err = c.AppendReportBundle(buf[:0], r); err != nil {
+		if buf, err = c.appendReportBundle(buf[:0], r); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -197,7 +197,7 @@ func BenchmarkReportDecodeBundle(b *testing.B) {
 			b.Fatal(err)
 		}
 		var err error
-		if buf, err = c.AppendReportBundle(buf[:0], &r); err != nil {
+		if buf, err = c.appendReportBundle(buf[:0], &r); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -78,9 +78,7 @@ func (e *encoder) entry(en *Entry) {
 	ef := e.begin()
 	e.strv(ef, `"fullUrl":`, en.FullURL)
 	e.key(ef, `"resource":`)
-	n := len(e.b)
-	out, err := appendResource(e.b, en.Resource)
-	if err != nil {
+	if err := e.resource(en.Resource); err != nil {
 		raw, merr := json.Marshal(en.Resource)
 		if merr != nil {
 			e.fail(merr)
@@ -90,9 +88,7 @@ func (e *encoder) entry(en *Entry) {
 			e.fail(errors.New("entry has no resource"))
 			return
 		}
-		e.b = append(e.b[:n], raw...)
-	} else {
-		e.b = out
+		e.b = append(e.b, raw...)
 	}
 	rq := en.Request
 	e.request(ef, &rq)

@@ -11,9 +11,8 @@
 //     [Converter.ContactBundle]);
 //   - a report into an Encounter and Observations through a declarative
 //     [Mapping] of form fields to codes ([Converter.Encounter],
-//     [Converter.Observations], [Converter.ReportBundle],
-//     [Converter.AppendReportBundle]); the mapping file format is described
-//     in docs/mappings.md;
+//     [Converter.Observations], [Converter.ReportBundle]); the mapping file
+//     format is described in docs/mappings.md;
 //   - the outbound payload of the cht-interoperability mediators into an
 //     Encounter and Observations ([DecodeEncounterPayload],
 //     [Converter.ConvertPayload], [Converter.PayloadBundleJSON]);
@@ -73,11 +72,14 @@
 // the resources this package produces without reflection and without
 // re-scanning nested output, and produce exactly the bytes encoding/json
 // produces for the same samply values (other values fall back to
-// encoding/json). [Converter.AppendReportBundle] and
-// [Converter.PayloadBundleJSON] go further and write the Observations of a
-// transaction directly; their output equals that of the typed path. The
-// tests prove both equivalences over generated values and fuzz targets; the
-// figures are in docs/performance.md.
+// encoding/json). Bundle bytes come from one place: a [Transaction]'s
+// [Transaction.MarshalJSON] (or [Transaction.AppendJSON] into a buffer of
+// the caller's), and for the outbound payload, bytes in and bytes out,
+// [Converter.PayloadBundleJSON], which writes the Observations directly and
+// equals ConvertPayload followed by MarshalJSON. Outputs are allocated at the
+// size recent ones needed, so a caller passing nil pays no growth copies.
+// The tests prove the equivalences over generated values and fuzz targets;
+// the figures are in docs/performance.md.
 //
 // # The samply model quirks
 //

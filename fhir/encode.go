@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
@@ -26,11 +29,28 @@ var errFallback = errors.New("fhir: fast path not applicable")
 // AppendJSON appends the JSON encoding of a FHIR resource to dst and returns
 // the extended buffer. resource is a samply resource (value or pointer) or
 // a *[Transaction]; other values are encoded with encoding/json. The output is
-// byte-for-byte what json.Marshal produces for the same value.
+// byte-for-byte what json.Marshal produces for the same value. With a nil dst
+// the output of a transaction is allocated at the size recent transactions
+// of the same length needed, so it is not copied while it grows.
 func AppendJSON(dst []byte, resource any) ([]byte, error) {
+	entries := -1
+	switch t := resource.(type) {
+	case *Transaction:
+		if t != nil {
+			entries = len(t.Entries)
+		}
+	case Transaction:
+		entries = len(t.Entries)
+	}
+	if dst == nil && entries >= 0 {
+		dst = make([]byte, 0, txSize.hint(entries))
+	}
 	n := len(dst)
 	out, err := appendResource(dst, resource)
 	if err == nil {
+		if entries > 0 {
+			txSize.observe(entries, len(out)-n)
+		}
 		return out, nil
 	}
 	if !errors.Is(err, errFallback) {
@@ -48,6 +68,16 @@ func Marshal(resource any) ([]byte, error) { return AppendJSON(nil, resource) }
 
 func appendResource(b []byte, resource any) ([]byte, error) {
 	e := encoder{b: b}
+	if err := e.resource(resource); err != nil {
+		return b, err
+	}
+	return e.b, nil
+}
+
+// resource writes one resource; on error e.b is unchanged (and what it
+// remembered of the discarded bytes forgotten).
+func (e *encoder) resource(resource any) error {
+	n := len(e.b)
 	switch r := resource.(type) {
 	case *models.Observation:
 		e.observation(r)
@@ -83,23 +113,109 @@ func appendResource(b []byte, resource any) ([]byte, error) {
 		e.bundle(&r)
 	case *Transaction:
 		if r == nil {
-			return append(b, "null"...), nil
+			e.b = append(e.b, "null"...)
+			return nil
 		}
 		e.transaction(r)
 	case Transaction:
 		e.transaction(&r)
 	default:
-		return b, errFallback
+		return errFallback
 	}
-	if e.err != nil {
-		return b, e.err
+	if err := e.err; err != nil {
+		e.err = nil
+		e.truncate(n)
+		return err
 	}
-	return e.b, nil
+	return nil
 }
+
+// sizeHint estimates output sizes from recent ones: for an input of n units
+// (entries of a transaction, bytes of a payload), the size of the last
+// output for an input of about that size, with an eighth added so that the
+// estimate is rarely short. One is shared by all converters: the documents of
+// one deployment look alike.
+type sizeHint struct {
+	last    [64]atomic.Int64 // by size class of the input; 0 until observed
+	initial int              // bytes per unit before any observation
+}
+
+// class maps an input size to a slot: exact below 32, then 4 slots per
+// doubling.
+func (h *sizeHint) class(units int) int {
+	if units < 32 {
+		return units
+	}
+	b := bits.Len(uint(units)) // ≥ 6
+	c := 32 + (b-6)*4 + (units>>(b-3))&3
+	return min(c, len(h.last)-1)
+}
+
+func (h *sizeHint) hint(units int) int {
+	if v := h.last[h.class(units)].Load(); v > 0 {
+		return int(v)
+	}
+	return units*h.initial + 512
+}
+
+func (h *sizeHint) observe(units, size int) {
+	h.last[h.class(units)].Store(int64(size + size/8 + 64))
+}
+
+// txSize sizes transactions by entries, payloadSize payload bundles by
+// payload bytes.
+var (
+	txSize      = sizeHint{initial: 1024}
+	payloadSize = sizeHint{initial: 16}
+)
 
 type encoder struct {
 	b   []byte
 	err error
+	// memo remembers where in b the last few shared elements were
+	// written (the meta, subject, encounter and performer that all
+	// Observations of a document point to), so that they are copied
+	// rather than encoded again. Keys are pointers: a value is the same
+	// only if it is the same variable, which cannot change during one
+	// encoding.
+	memo [4]memoEntry
+	next int
+}
+
+type memoEntry struct {
+	p    unsafe.Pointer
+	n    int // slice length for slices
+	s, t int // b[s:t] is its JSON
+}
+
+// cached writes the JSON remembered for (p, n), if any.
+func (e *encoder) cached(p unsafe.Pointer, n int) bool {
+	for i := range e.memo {
+		if m := &e.memo[i]; m.p == p && m.n == n {
+			e.b = append(e.b, e.b[m.s:m.t]...)
+			return true
+		}
+	}
+	return false
+}
+
+// remember records that b[s:] is the JSON of (p, n).
+func (e *encoder) remember(p unsafe.Pointer, n, s int) {
+	if e.err != nil {
+		return
+	}
+	e.memo[e.next] = memoEntry{p: p, n: n, s: s, t: len(e.b)}
+	e.next = (e.next + 1) % len(e.memo)
+}
+
+// truncate cuts b to n bytes and forgets what was written after it.
+func (e *encoder) truncate(n int) {
+	e.b = e.b[:n]
+	for i := range e.memo {
+		if e.memo[i].t > n {
+			e.memo[i] = memoEntry{}
+		}
+	}
 }
 
 func (e *encoder) fail(err error) {
@@ -324,7 +440,12 @@ func (e *encoder) reference(r *models.Reference) {
 func (e *encoder) ref(first *bool, name string, r *models.Reference) {
 	if r != nil {
 		e.key(first, name)
+		if e.cached(unsafe.Pointer(r), 0) {
+			return
+		}
+		s := len(e.b)
 		e.reference(r)
+		e.remember(unsafe.Pointer(r), 0, s)
 	}
 }
 
@@ -333,6 +454,10 @@ func (e *encoder) refs(first *bool, name string, v []models.Reference) {
 		return
 	}
 	e.key(first, name)
+	if e.cached(unsafe.Pointer(&v[0]), len(v)) {
+		return
+	}
+	s := len(e.b)
 	e.b = append(e.b, '[')
 	for i := range v {
 		if i > 0 {
@@ -341,6 +466,7 @@ func (e *encoder) refs(first *bool, name string, v []models.Reference) {
 		e.reference(&v[i])
 	}
 	e.b = append(e.b, ']')
+	e.remember(unsafe.Pointer(&v[0]), len(v), s)
 }
 
 func (e *encoder) quantity(first *bool, name string, q *models.Quantity) {
@@ -364,6 +490,10 @@ func (e *encoder) meta(first *bool, m *models.Meta) {
 		return
 	}
 	e.key(first, `"meta":`)
+	if e.cached(unsafe.Pointer(m), 0) {
+		return
+	}
+	defer e.remember(unsafe.Pointer(m), 0, len(e.b))
 	e.noExt(m.Extension)
 	f := e.begin()
 	e.str(f, `"id":`, m.Id)

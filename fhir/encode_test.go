@@ -264,3 +264,51 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestOutputPresized: a caller passing nil (or using MarshalJSON) gets its
+// output allocated once at the right size, not grown by copying.
+func TestOutputPresized(t *testing.T) {
+	c := testConverter(t, Config{})
+	payload := readFile(t, "testdata/encounter-20obs.json")
+	r := loadReport(t, "testdata/report_assessment_hydrated.json")
+	if _, err := c.PayloadBundleJSON(nil, payload); err != nil { // learns the size
+		t.Fatal(err)
+	}
+	if tx, err := c.ReportBundle(r); err != nil { // learns the size
+		t.Fatal(err)
+	} else if _, err := tx.MarshalJSON(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		out, err := c.PayloadBundleJSON(nil, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(out) > len(out)+len(out)/4+512 {
+			t.Errorf("PayloadBundleJSON(nil): len %d cap %d", len(out), cap(out))
+		}
+		tx, err := c.ReportBundle(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := tx.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(body) > len(body)+len(body)/4+512 {
+			t.Errorf("MarshalJSON: len %d cap %d", len(body), cap(body))
+		}
+	}
+	tx, err := c.ReportBundle(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The output and the copy of the Transaction header MarshalJSON's value
+	// receiver makes.
+	if n := testing.AllocsPerRun(20, func() { _, _ = tx.MarshalJSON() }); n > 2 {
+		t.Errorf("MarshalJSON of a report bundle: %v allocations, want 2", n)
+	}
+	if n := testing.AllocsPerRun(20, func() { _, _ = c.PayloadBundleJSON(nil, payload) }); n > 40 {
+		t.Errorf("PayloadBundleJSON(nil): %v allocations", n)
+	}
+}

@@ -532,17 +532,28 @@ func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
 // are written directly, without building samply values, and the result is
 // byte-for-byte what ConvertPayload followed by Transaction.MarshalJSON
 // gives (errors included), which payload_test.go and a fuzz target check.
+//
+// With a dst too small (nil, say) the output is allocated at the size recent
+// payloads of the same length needed, so it is not copied while it grows.
 func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
 	p, err := DecodeEncounterPayload(payload)
 	if err != nil {
 		return dst, err
 	}
-	return c.AppendPayloadBundle(dst, p)
+	if want := payloadSize.hint(len(payload)); cap(dst)-len(dst) < want {
+		dst = append(make([]byte, 0, len(dst)+want), dst...)
+	}
+	n := len(dst)
+	out, err := c.appendPayloadBundle(dst, p)
+	if err == nil {
+		payloadSize.observe(len(payload), len(out)-n)
+	}
+	return out, err
 }
 
-// AppendPayloadBundle appends the JSON transaction Bundle of p to dst; see
+// appendPayloadBundle appends the JSON transaction Bundle of p to dst; see
 // [Converter.PayloadBundleJSON].
-func (c *Converter) AppendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte, error) {
+func (c *Converter) appendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte, error) {
 	if p == nil || p.ID == "" {
 		return dst, &ConversionError{Field: "id", Reason: "payload has no id"}
 	}

@@ -238,7 +238,7 @@ func TestAppendPayloadBundleEquivalence(t *testing.T) {
 func comparePayloadPaths(t *testing.T, c *Converter, p *EncounterPayload) bool {
 	t.Helper()
 	prefix := []byte("prefix")
-	direct, derr := c.AppendPayloadBundle(prefix, p)
+	direct, derr := c.appendPayloadBundle(prefix, p)
 	tx, terr := c.ConvertPayload(p)
 	var typed []byte
 	if terr == nil {

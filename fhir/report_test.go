@@ -369,7 +369,7 @@ func TestReportUsesFullContactDoc(t *testing.T) {
 func compareReportPaths(t *testing.T, c *Converter, r *cht.Report) bool {
 	t.Helper()
 	prefix := []byte("prefix")
-	direct, derr := c.AppendReportBundle(prefix, r)
+	direct, derr := c.appendReportBundle(prefix, r)
 	tx, terr := c.ReportBundle(r)
 	var typed []byte
 	if terr == nil {
@@ -496,7 +496,7 @@ func TestConcurrentUse(t *testing.T) {
 	c := testConverter(t, Config{})
 	r := loadReport(t, "testdata/report_assessment_hydrated.json")
 	payload := readFile(t, "testdata/encounter-20obs.json")
-	want, err := c.AppendReportBundle(nil, r)
+	want, err := c.appendReportBundle(nil, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +508,7 @@ func TestConcurrentUse(t *testing.T) {
 	for range 8 {
 		go func() {
 			for range 20 {
-				got, err := c.AppendReportBundle(nil, r)
+				got, err := c.appendReportBundle(nil, r)
 				if err == nil && !bytes.Equal(got, want) {
 					err = errors.New("report output differs between goroutines")
 				}

@@ -47,13 +47,13 @@ func TestReportSubjectWithPractitionerRole(t *testing.T) {
 				t.Errorf("Encounter.subject %s does not resolve to a Patient in the bundle (%v)", ref, full)
 			}
 			checkBundleReferences(t, tx)
-			fast, err := c.AppendReportBundle(nil, r)
+			fast, err := c.appendReportBundle(nil, r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			slow, _ := tx.MarshalJSON()
 			if string(fast) != string(slow) {
-				t.Error("AppendReportBundle differs from ReportBundle")
+				t.Error("appendReportBundle differs from ReportBundle")
 			}
 		})
 	}
@@ -116,9 +116,9 @@ func TestPayloadRepeatedCodes(t *testing.T) {
 		}
 		checkBundleReferences(t, tx)
 		slow, _ := tx.MarshalJSON()
-		fast, err := c.AppendPayloadBundle(nil, p)
+		fast, err := c.appendPayloadBundle(nil, p)
 		if err != nil || !bytes.Equal(fast, slow) {
-			t.Errorf("n=%d: AppendPayloadBundle differs from ConvertPayload (%v)", n, err)
+			t.Errorf("n=%d: appendPayloadBundle differs from ConvertPayload (%v)", n, err)
 		}
 	}
 }
@@ -296,10 +296,10 @@ func TestReportedDateRange(t *testing.T) {
 		enc, errs["Encounter"] = c.Encounter(r)
 		_, errs["Observations"] = c.Observations(r)
 		_, errs["ReportBundle"] = c.ReportBundle(r)
-		_, errs["AppendReportBundle"] = c.AppendReportBundle(nil, r)
+		_, errs["appendReportBundle"] = c.appendReportBundle(nil, r)
 		var ptx *Transaction
 		ptx, errs["ConvertPayload"] = c.ConvertPayload(p)
-		_, errs["AppendPayloadBundle"] = c.AppendPayloadBundle(nil, p)
+		_, errs["appendPayloadBundle"] = c.appendPayloadBundle(nil, p)
 		for name, err := range errs {
 			if tt.want != "" {
 				if err != nil {

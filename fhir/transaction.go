@@ -184,12 +184,12 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	return p, nil
 }
 
-// AppendReportBundle appends the JSON of [Converter.ReportBundle]'s
+// appendReportBundle appends the JSON of [Converter.ReportBundle]'s
 // transaction to dst. It writes the Observations directly, without
 // building samply values, and is byte-for-byte equal to
 // ReportBundle followed by Transaction.MarshalJSON (errors included), which
 // report_test.go checks. On error dst is returned unchanged.
-func (c *Converter) AppendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
+func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
 	p, err := c.reportPlan(r)
 	if err != nil {
 		return dst, err
