@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -140,7 +141,45 @@ func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
 	writeJSON(c.w, http.StatusCreated, out)
 }
 
-func (s *Server) handleAllDocs(c *reqCtx, _ []string) {
+func (s *Server) handleAllDocs(c *reqCtx, _ []string) { s.allDocs(c, s.store) }
+
+// handleSentinelAllDocs serves medic-sentinel's _all_docs, where Sentinel
+// keeps its task:outbound:* queue. Only database admins may read it, as
+// CouchDB's security object for that database says.
+func (s *Server) handleSentinelAllDocs(c *reqCtx, _ []string) {
+	if !s.sentinelReader(c) {
+		return
+	}
+	s.allDocs(c, s.sentinel)
+}
+
+func (s *Server) handleSentinelDocGet(c *reqCtx, params []string) {
+	if !s.sentinelReader(c) {
+		return
+	}
+	raw, deleted, ok := s.sentinel.lookup(params[0])
+	switch {
+	case !ok:
+		couchError(c.w, http.StatusNotFound, "not_found", "missing")
+	case deleted:
+		couchError(c.w, http.StatusNotFound, "not_found", "deleted")
+	default:
+		c.w.Header().Set("Content-Type", "application/json")
+		_, _ = c.w.Write(raw)
+	}
+}
+
+func (s *Server) sentinelReader(c *reqCtx) bool {
+	if !slices.Contains(c.user.Roles, RoleDBAdmin) {
+		couchError(c.w, http.StatusForbidden, "forbidden", "You are not allowed to access this db.")
+		return false
+	}
+	return true
+}
+
+// allDocs serves _all_docs of st: keys, startkey/endkey (inclusive),
+// skip, limit and include_docs.
+func (s *Server) allDocs(c *reqCtx, st *store) {
 	q := c.r.URL.Query()
 	include := q.Get("include_docs") == "true"
 	var keys []string
@@ -176,16 +215,20 @@ func (s *Server) handleAllDocs(c *reqCtx, _ []string) {
 		}
 		skip = n
 	}
-	var startKey string
+	var startKey, endKey string
 	if sk := q.Get("startkey"); sk != "" {
 		_ = json.Unmarshal([]byte(sk), &startKey)
 	}
+	hasEnd := q.Get("endkey") != ""
+	if hasEnd {
+		_ = json.Unmarshal([]byte(q.Get("endkey")), &endKey)
+	}
 	row := func(id string) map[string]any {
-		raw, deleted, ok := s.store.lookup(id)
+		raw, deleted, ok := st.lookup(id)
 		if !ok {
 			return map[string]any{"key": id, "error": "not_found"}
 		}
-		rev := s.store.currentRev(id)
+		rev := st.currentRev(id)
 		r := map[string]any{"id": id, "key": id, "value": map[string]any{"rev": rev}}
 		if deleted {
 			r["value"] = map[string]any{"rev": rev, "deleted": true}
@@ -196,13 +239,13 @@ func (s *Server) handleAllDocs(c *reqCtx, _ []string) {
 		return r
 	}
 	var rows []any
-	total := s.store.count()
+	total := st.count()
 	if keys != nil {
 		for _, k := range keys {
 			rows = append(rows, row(k))
 		}
 	} else {
-		ids := s.store.ids(func(id string, _ docMeta) bool { return id >= startKey })
+		ids := st.ids(func(id string, _ docMeta) bool { return id >= startKey && (!hasEnd || id <= endKey) })
 		if skip > len(ids) {
 			skip = len(ids)
 		}

@@ -62,7 +62,11 @@
 // JavaScript, run in a JavaScript VM (goja) with doc in scope as CHT runs
 // them in Node's vm module; OutboundFromSettings reads an app_settings
 // outbound block. With PusherConfig.Server it follows the fake's changes,
-// so a mediator can be tested end to end the way CHT drives it.
+// so a mediator can be tested end to end the way CHT drives it, and
+// records failed pushes in the fake's medic-sentinel database as Sentinel
+// does (task:outbound:<doc id> documents, readable by database admins
+// through /medic-sentinel/_all_docs), so that a watch on CHT's outbound
+// queue can be tested too.
 //
 // Phone numbers are normalised with libphonenumber and the settings'
 // default_country_code, as CHT does. The fake is not CHT: of the

@@ -433,6 +433,9 @@ func (p *OutboundPusher) enqueue(id string) {
 	if _, ok := p.inQueue[id]; ok {
 		return
 	}
+	if srv := p.cfg.Server; srv != nil && !srv.addOutboundTask(id, p.cfg.Name, p.cfg.Now()) {
+		return // another push's task exists: Sentinel does not top it up
+	}
 	p.ticket++
 	p.inQueue[id] = p.ticket
 	p.queue = append(p.queue, queued{id, p.ticket})
@@ -443,6 +446,9 @@ func (p *OutboundPusher) dequeue(id string) {
 	defer p.mu.Unlock()
 	if _, ok := p.inQueue[id]; !ok {
 		return
+	}
+	if srv := p.cfg.Server; srv != nil {
+		srv.completeOutboundTask(id)
 	}
 	delete(p.inQueue, id)
 	if len(p.queue) > 2*len(p.inQueue)+16 {
@@ -537,6 +543,9 @@ func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 			p.mu.Unlock()
 		}
 		if !ok {
+			if srv := p.cfg.Server; srv != nil {
+				srv.dropOutboundTask(id)
+			}
 			p.dequeue(id)
 			p.record(Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: true, Outcome: OutcomeDropped})
 			continue

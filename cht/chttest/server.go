@@ -182,6 +182,7 @@ type Server struct {
 	cfg      Config
 	ver      version
 	store    *store
+	sentinel *store // medic-sentinel: Sentinel's task:outbound:* docs
 	log      *slog.Logger
 	personTy map[string]bool
 	types    map[string]ContactType
@@ -261,6 +262,7 @@ func newServer(c Config) (*Server, error) {
 		cfg:      c,
 		ver:      v,
 		store:    newStore(),
+		sentinel: newStore(),
 		log:      c.Logger,
 		personTy: map[string]bool{"person": true},
 		types:    make(map[string]ContactType),
@@ -805,6 +807,9 @@ var routes = []route{
 	{"GET", "/api/v1/report/{}", [2]int{4, 18}, true, true, kindGet(kindReport)},
 	{"POST", "/api/v1/report", [2]int{5, 2}, true, true, kindCreate(kindReport)},
 	{"PUT", "/api/v1/report/{}", [2]int{5, 2}, true, true, kindUpdate(kindReport)},
+	{"GET", "/medic-sentinel/_all_docs", [2]int{0, 0}, true, false, (*Server).handleSentinelAllDocs},
+	{"POST", "/medic-sentinel/_all_docs", [2]int{0, 0}, true, false, (*Server).handleSentinelAllDocs},
+	{"GET", "/medic-sentinel/{}", [2]int{0, 0}, true, false, (*Server).handleSentinelDocGet},
 	{"GET", "/medic", [2]int{0, 0}, true, false, (*Server).handleDBInfo},
 	{"POST", "/medic", [2]int{0, 0}, true, false, (*Server).handleDBPost},
 	{"GET", "/medic/_changes", [2]int{0, 0}, true, false, (*Server).handleChanges},
