@@ -334,7 +334,7 @@ func TestReportsGet(t *testing.T) {
 			if r.Patient == nil || r.Patient.Name != "Della Otieno" {
 				t.Errorf("patient = %+v", r.Patient)
 			}
-			if fever, _ := r.FieldString("danger_signs.fever"); fever != "yes" {
+			if fever, _ := r.Fields.String("danger_signs.fever"); fever != "yes" {
 				t.Errorf("fever = %q", fever)
 			}
 			plain, err := c.Reports.Get(context.Background(), chttest.DemoDangerSignReportID, nil)
@@ -408,7 +408,7 @@ func TestRecordsSubmit(t *testing.T) {
 	if res.Report.Form != "HEIGHT_WEIGHT" || res.Report.ReportedDate != 1730355950419 {
 		t.Errorf("report = %+v", res.Report)
 	}
-	if h, ok := res.Report.FieldFloat("height"); !ok || h != 172 {
+	if h, ok := res.Report.Fields.Float("height"); !ok || h != 172 {
 		t.Errorf("height = %v %v (key not lower-cased?)", h, ok)
 	}
 	if id, _, _ := res.Report.Subject(); id != chttest.DemoPatientID {
@@ -485,14 +485,14 @@ func TestCreatePersonAndPlace(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			srv, c := newDemo(t, chttest.Config{Version: v})
 			ctx := context.Background()
-			place, err := c.Places.Create(ctx, &cht.Place{
+			place, err := c.Places.Create(ctx, &cht.Contact{
 				Type: "household", Name: "New Household",
 				Parent: cht.NewLineage(chttest.DemoCHWAreaID),
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var storedPlace cht.Place
+			var storedPlace cht.Contact
 			rawPlace, _ := srv.Doc(place.ID)
 			if err := json.Unmarshal(rawPlace, &storedPlace); err != nil {
 				t.Fatal(err)
@@ -500,7 +500,7 @@ func TestCreatePersonAndPlace(t *testing.T) {
 			if storedPlace.Type != "contact" || storedPlace.ContactType != "household" || storedPlace.ParentID() != chttest.DemoCHWAreaID {
 				t.Errorf("stored place = %s", rawPlace)
 			}
-			person, err := c.People.Create(ctx, &cht.Person{
+			person, err := c.People.Create(ctx, &cht.Contact{
 				Name: "Ana", Sex: "female", DateOfBirth: "1990-01-01", Parent: cht.NewLineage(place.ID),
 				Extra: map[string]json.RawMessage{"external_id": json.RawMessage(`"EXT-1"`)},
 			})
@@ -510,7 +510,7 @@ func TestCreatePersonAndPlace(t *testing.T) {
 			if person.ID == "" || person.Rev == "" || (v == "5.2.0") != (person.Doc != nil) {
 				t.Errorf("result = %+v", person)
 			}
-			var stored cht.Person
+			var stored cht.Contact
 			raw, ok := srv.Doc(person.ID)
 			if !ok {
 				t.Fatal("person not stored")
@@ -536,7 +536,7 @@ func TestCreatePersonAndPlace(t *testing.T) {
 func TestDocsAndChanges(t *testing.T) {
 	_, c := newDemo(t, chttest.Config{})
 	ctx := context.Background()
-	var p cht.Person
+	var p cht.Contact
 	if err := c.Docs.Get(ctx, chttest.DemoPatientID, &p); err != nil {
 		t.Fatal(err)
 	}

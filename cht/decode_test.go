@@ -264,3 +264,24 @@ func TestOutboundPayloadViews(t *testing.T) {
 		t.Errorf("report extra holds fields")
 	}
 }
+
+// TestReportSenderAndGeolocation: what FHIR has a place for is decoded.
+// An SMS report's sender is the top-level from (api/src/services/records.js
+// getDataRecord: from is the normalised options.from, and sms_message keeps
+// the POST as sent); an XForm report carries the browser's geolocation.
+func TestReportSenderAndGeolocation(t *testing.T) {
+	in := `{"_id":"r","type":"data_record","form":"HEIGHT_WEIGHT","from":"+254712345679",
+		"sms_message":{"from":"0712345679","message":"HW 172 65","form":"HEIGHT_WEIGHT"},
+		"geolocation":{"latitude":-1.28,"longitude":36.81,"accuracy":20,"altitude":null},
+		"geolocation_log":[{"timestamp":1730355950419,"recording":{"latitude":-1.28,"longitude":36.81}}]}`
+	var r Report
+	if err := r.UnmarshalJSON([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	if r.From != "+254712345679" || r.Extra["sms_message"] == nil || r.Extra["geolocation_log"] == nil {
+		t.Errorf("from %q, extra %v", r.From, r.Extra)
+	}
+	if g := r.Geolocation; !g.Valid() || *g.Latitude != -1.28 || *g.Longitude != 36.81 || *g.Accuracy != 20 || g.Altitude != nil {
+		t.Errorf("geolocation %+v", g)
+	}
+}

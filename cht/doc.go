@@ -63,15 +63,18 @@
 //
 // # Documents
 //
-// [Contact] (with the aliases [Person] and [Place]) and [Report] decode
-// every shape CHT produces: minified and hydrated lineage ([Lineage]),
-// "parent": "" on top-level places, reported_date in milliseconds or ISO
-// 8601 ([Millis]). Members without a Go field are kept in Extra, so a
-// document decoded and re-encoded loses nothing. Decoding never panics;
-// failures are *[DecodeError] values that name the JSON path, e.g.
-// "contact.parent._id". Report form data is reached by dotted path:
+// [Contact] (a person or a place) and [Report] decode every shape CHT
+// produces, in one pass over the bytes: minified and hydrated lineage
+// ([Lineage]), "parent": "" on top-level places, reported_date in
+// milliseconds or ISO 8601 ([Millis]). Members without a Go field are kept
+// in Extra, so a document decoded and re-encoded loses nothing. Decoding
+// is strict and never panics: failures are *[DecodeError] values that name
+// the JSON path, e.g. "contact.parent._id". Whether a contact is a person
+// or a place depends on the app's hierarchy: read it with
+// [Client.ContactTypes] or [ParseContactTypes] and ask [ContactTypes.Of].
+// Report form data is reached by dotted path:
 //
-//	fever, ok := r.FieldString("danger_signs.fever")
+//	fever, ok := r.Fields.String("danger_signs.fever")
 //	subject, from, ok := r.Subject() // fields.patient_uuid, fields.patient_id, patient_id, fields.inputs.contact._id, place_id
 //
 // # Pagination

@@ -282,7 +282,7 @@ func TestReportFixtures(t *testing.T) {
 			if got := lineage.IDs(); !reflect.DeepEqual(got, tt.contactLineage) {
 				t.Errorf("contact lineage = %v, want %v", got, tt.contactLineage)
 			}
-			if got, ok := r.FieldString(tt.field); !ok || got != tt.fieldWant {
+			if got, ok := r.Fields.String(tt.field); !ok || got != tt.fieldWant {
 				t.Errorf("FieldString(%q) = %q, %v; want %q", tt.field, got, ok, tt.fieldWant)
 			}
 			if len(r.Errors) != tt.nErrors {
@@ -349,39 +349,39 @@ func TestFieldsAccess(t *testing.T) {
 	if err := json.Unmarshal([]byte(in), &r); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := r.FieldString("a.b.0.c"); !ok || v != "x" {
+	if v, ok := r.Fields.String("a.b.0.c"); !ok || v != "x" {
 		t.Errorf("a.b.0.c = %q %v", v, ok)
 	}
-	if v, ok := r.FieldFloat("a.b.1.c"); !ok || v != 2 {
+	if v, ok := r.Fields.Float("a.b.1.c"); !ok || v != 2 {
 		t.Errorf("a.b.1.c = %v %v", v, ok)
 	}
-	if v, ok := r.FieldFloat("n"); !ok || v != 34 {
+	if v, ok := r.Fields.Float("n"); !ok || v != 34 {
 		t.Errorf("n = %v %v", v, ok)
 	}
-	if v, ok := r.FieldString("big"); !ok || v != "12345678901234567890" {
+	if v, ok := r.Fields.String("big"); !ok || v != "12345678901234567890" {
 		t.Errorf("big = %q %v (precision lost?)", v, ok)
 	}
-	if v, ok := r.FieldBool("yes"); !ok || !v {
+	if v, ok := r.Fields.Bool("yes"); !ok || !v {
 		t.Errorf("yes = %v %v", v, ok)
 	}
-	if v, ok := r.FieldBool("t"); !ok || !v {
+	if v, ok := r.Fields.Bool("t"); !ok || !v {
 		t.Errorf("t = %v %v", v, ok)
 	}
-	if v, ok := r.FieldTime("d"); !ok || !v.Equal(time.Date(2025, 3, 18, 13, 14, 8, 30e6, time.UTC)) {
+	if v, ok := r.Fields.Time("d"); !ok || !v.Equal(time.Date(2025, 3, 18, 13, 14, 8, 30e6, time.UTC)) {
 		t.Errorf("d = %v %v", v, ok)
 	}
-	if v, ok := r.FieldTime("ms"); !ok || v.UnixMilli() != 1730355950419 {
+	if v, ok := r.Fields.Time("ms"); !ok || v.UnixMilli() != 1730355950419 {
 		t.Errorf("ms = %v %v", v, ok)
 	}
 	for _, p := range []string{"a.b.2.c", "a.b.x", "a.z", "", "n.x", "nul.x"} {
-		if v, ok := r.Field(p); ok {
+		if v, ok := r.Fields.Field(p); ok {
 			t.Errorf("Field(%q) = %v, want missing", p, v)
 		}
 	}
-	if _, ok := r.FieldString("a"); ok {
+	if _, ok := r.Fields.String("a"); ok {
 		t.Error("FieldString on object should fail")
 	}
-	if v, ok := r.Field("nul"); !ok || v != nil {
+	if v, ok := r.Fields.Field("nul"); !ok || v != nil {
 		t.Errorf("nul = %v, %v; want nil, true", v, ok)
 	}
 }

@@ -81,8 +81,8 @@ func ExampleReport_Subject() {
 		log.Fatal(err)
 	}
 	id, from, _ := r.Subject()
-	temp, _ := r.FieldFloat("vitals.temp")
-	fever, _ := r.FieldBool("vitals.fever")
+	temp, _ := r.Fields.Float("vitals.temp")
+	fever, _ := r.Fields.Bool("vitals.fever")
 	fmt.Println(id, "from", from)
 	fmt.Println(temp, fever, r.ReportedDate)
 	// Output:

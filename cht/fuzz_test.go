@@ -61,7 +61,7 @@ func FuzzDecodeReport(f *testing.F) {
 		var r Report
 		if json.Unmarshal(data, &r) == nil {
 			r.Subject()
-			r.Field("a.0.b")
+			r.Fields.Field("a.0.b")
 		}
 	})
 }

@@ -16,7 +16,8 @@ import (
 
 // OutboundPayload is one push received from CHT's outbound feature. CHT
 // sends whatever the push's mapping produces, so the payload is kept as
-// raw JSON; the handler also recognises the two common shapes:
+// raw JSON (decode other shapes from Body); the handler also recognises
+// the two common shapes:
 //
 //   - the whole document, mapped as {"doc": "doc"} (or sent as the body
 //     itself), which fills Doc;
@@ -38,27 +39,6 @@ type OutboundPayload struct {
 	Header http.Header
 
 	dec *decodedDoc // Doc decoded; nil until first needed
-}
-
-// Field returns the value at a dotted path in Body (e.g.
-// "observations.0.code"); see [Fields.Field].
-func (p *OutboundPayload) Field(path string) (any, bool) {
-	d := newDecoder(string(p.Body), nil)
-	v := d.any(kindAll)
-	d.end()
-	m, ok := v.(map[string]any)
-	if d.hard != nil || !ok {
-		return nil, false
-	}
-	return Fields(m).Field(path)
-}
-
-// Decode decodes Body into v.
-func (p *OutboundPayload) Decode(v any) error {
-	if err := json.Unmarshal(p.Body, v); err != nil {
-		return fmt.Errorf("cht: decode outbound payload: %w", err)
-	}
-	return nil
 }
 
 // decoded returns Doc decoded, decoding it on first use.

@@ -16,7 +16,7 @@ type PeopleService service
 // On older servers it falls back to hydrate (WithLineage) or the raw
 // document. A missing document, or one that is not a person, is an error
 // matching [ErrNotFound].
-func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*Person, error) {
+func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
 	c, err := getContact(ctx, s.client, FeaturePersonGet, "/api/v1/person/", id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get person %q: %w", id, err)
@@ -29,11 +29,11 @@ func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*
 
 // List fetches one page of people of opts.Type (CHT 4.11+), e.g.
 // "person" or a configured person type.
-func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Person], error) {
+func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Contact], error) {
 	if err := s.client.require(ctx, FeaturePersonList); err != nil {
 		return nil, fmt.Errorf("cht: list people: %w", err)
 	}
-	p, err := listPage[Person](ctx, s.client, "/api/v1/person", opts)
+	p, err := listPage[Contact](ctx, s.client, "/api/v1/person", opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: list people: %w", err)
 	}
@@ -43,7 +43,7 @@ func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Perso
 // All iterates over all people of opts.Type, following cursors from
 // opts.Cursor. On error it yields (nil, err) once and stops. Each
 // iteration starts again from opts.Cursor.
-func (s *PeopleService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Person, error] {
+func (s *PeopleService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
 	return listAll(ctx, s.List, opts)
 }
 
@@ -67,7 +67,7 @@ type CreateResult struct {
 // fields, including Extra, are sent as they are. Set p.ID to choose the
 // document id, which makes retrying a create safe (a replay conflicts).
 // Create is not retried on server errors.
-func (s *PeopleService) Create(ctx context.Context, p *Person) (*CreateResult, error) {
+func (s *PeopleService) Create(ctx context.Context, p *Contact) (*CreateResult, error) {
 	if p == nil || p.Name == "" {
 		return nil, fmt.Errorf("cht: create person: name is required")
 	}

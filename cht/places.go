@@ -13,7 +13,7 @@ type PlacesService service
 // falling back to hydrate (WithLineage) or the raw document on older
 // servers. A missing document, or a person, is an error matching
 // [ErrNotFound].
-func (s *PlacesService) Get(ctx context.Context, id string, opts *GetOptions) (*Place, error) {
+func (s *PlacesService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
 	c, err := getContact(ctx, s.client, FeaturePlaceGet, "/api/v1/place/", id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get place %q: %w", id, err)
@@ -25,11 +25,11 @@ func (s *PlacesService) Get(ctx context.Context, id string, opts *GetOptions) (*
 }
 
 // List fetches one page of places of opts.Type (CHT 4.12+).
-func (s *PlacesService) List(ctx context.Context, opts ListOptions) (*Page[Place], error) {
+func (s *PlacesService) List(ctx context.Context, opts ListOptions) (*Page[Contact], error) {
 	if err := s.client.require(ctx, FeaturePlaceList); err != nil {
 		return nil, fmt.Errorf("cht: list places: %w", err)
 	}
-	p, err := listPage[Place](ctx, s.client, "/api/v1/place", opts)
+	p, err := listPage[Contact](ctx, s.client, "/api/v1/place", opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: list places: %w", err)
 	}
@@ -38,7 +38,7 @@ func (s *PlacesService) List(ctx context.Context, opts ListOptions) (*Page[Place
 
 // All iterates over all places of opts.Type, following cursors. On error
 // it yields (nil, err) once and stops.
-func (s *PlacesService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Place, error] {
+func (s *PlacesService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
 	return listAll(ctx, s.List, opts)
 }
 
@@ -47,7 +47,7 @@ func (s *PlacesService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Pl
 // for a top-level place), with primary contact p.Contact.ID if set. It
 // uses POST /api/v1/place on CHT 5.2+ and the legacy POST /api/v1/places
 // otherwise. Create is not retried on server errors.
-func (s *PlacesService) Create(ctx context.Context, p *Place) (*CreateResult, error) {
+func (s *PlacesService) Create(ctx context.Context, p *Contact) (*CreateResult, error) {
 	if p == nil || p.Name == "" || p.TypeID() == "" {
 		return nil, fmt.Errorf("cht: create place: name and type are required")
 	}

@@ -1,9 +1,6 @@
 package cht
 
-import (
-	"encoding/json"
-	"time"
-)
+import "encoding/json"
 
 // Report is a CHT report document (type "data_record"), created by an
 // XForm in the app, by SMS, or through the records API.
@@ -24,7 +21,7 @@ type Report struct {
 	ContentType string `json:"content_type,omitempty"` // "xml" for XForm reports
 	From        string `json:"from,omitempty"`         // submitter's phone number
 
-	// Fields is the form data; see [Report.Field].
+	// Fields is the form data; see [Fields.Field] and its typed helpers.
 	Fields Fields `json:"fields,omitempty"`
 
 	// Contact is the submitter: {_id, parent} as stored, or the full
@@ -80,22 +77,6 @@ func (e *ReportError) UnmarshalJSON(b []byte) error {
 
 // Error implements error.
 func (e ReportError) Error() string { return "cht: report error " + e.Code + ": " + e.Message }
-
-// Field returns the form field at a dotted path below fields, e.g.
-// "danger_signs.fever"; see [Fields.Field].
-func (r *Report) Field(path string) (any, bool) { return r.Fields.Field(path) }
-
-// FieldString returns a form field as a string; see [Fields.String].
-func (r *Report) FieldString(path string) (string, bool) { return r.Fields.String(path) }
-
-// FieldFloat returns a form field as a number; see [Fields.Float].
-func (r *Report) FieldFloat(path string) (float64, bool) { return r.Fields.Float(path) }
-
-// FieldBool returns a form field as a boolean; see [Fields.Bool].
-func (r *Report) FieldBool(path string) (bool, bool) { return r.Fields.Bool(path) }
-
-// FieldTime returns a form field as a time; see [Fields.Time].
-func (r *Report) FieldTime(path string) (time.Time, bool) { return r.Fields.Time(path) }
 
 // subjectPaths is the order in which [Report.Subject] looks for the
 // report's subject. Paths starting with "fields." are form fields.

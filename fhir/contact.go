@@ -15,7 +15,7 @@ import (
 // or unknown; never an error), birthDate when date_of_birth is a valid FHIR
 // date, telecom phones, deceased[x] from date_of_death, managingOrganization
 // and generalPractitioner from a hydrated lineage, and the CHT source tag.
-func (c *Converter) Patient(p *cht.Person) (*models.Patient, error) {
+func (c *Converter) Patient(p *cht.Contact) (*models.Patient, error) {
 	if err := c.checkContact(p, true); err != nil {
 		return nil, err
 	}
@@ -24,7 +24,7 @@ func (c *Converter) Patient(p *cht.Person) (*models.Patient, error) {
 
 // Practitioner converts a CHT person (typically a CHW: a report's contact or
 // a place's primary contact) to a FHIR Practitioner.
-func (c *Converter) Practitioner(p *cht.Person) (*models.Practitioner, error) {
+func (c *Converter) Practitioner(p *cht.Contact) (*models.Practitioner, error) {
 	if err := c.checkContact(p, true); err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (c *Converter) Practitioner(p *cht.Person) (*models.Practitioner, error) {
 // contact_type (omitted when the place has none), partOf the parent place's
 // Location, managingOrganization the nearest place (itself included) whose
 // type is an organization type.
-func (c *Converter) Location(p *cht.Place) (*models.Location, error) {
+func (c *Converter) Location(p *cht.Contact) (*models.Location, error) {
 	if err := c.checkContact(p, false); err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (c *Converter) Location(p *cht.Place) (*models.Location, error) {
 
 // Organization converts a CHT place to a FHIR Organization; partOf is the
 // nearest hydrated ancestor whose type is an organization type.
-func (c *Converter) Organization(p *cht.Place) (*models.Organization, error) {
+func (c *Converter) Organization(p *cht.Contact) (*models.Organization, error) {
 	if err := c.checkContact(p, false); err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func fhirDateTime(s string) (string, bool) {
 	return s, true
 }
 
-func (c *Converter) patient(x *refs, p *cht.Person) *models.Patient {
+func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 	pt := &models.Patient{
 		Id:         c.id(x, "Patient", p.ID),
 		Meta:       c.meta(x),
@@ -278,7 +278,7 @@ func (c *Converter) placeCHW(pl *cht.Contact) *cht.Contact {
 	return &pc
 }
 
-func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {
+func (c *Converter) practitioner(x *refs, p *cht.Contact) *models.Practitioner {
 	pr := &models.Practitioner{
 		Id:         c.id(x, "Practitioner", p.ID),
 		Meta:       c.meta(x),
@@ -299,7 +299,7 @@ func (c *Converter) practitioner(x *refs, p *cht.Person) *models.Practitioner {
 // placeType returns the type of a Location or Organization: the place's
 // contact type, or none when the place has no type (a configurable-hierarchy
 // place without contact_type), since an empty code would break ele-1.
-func (c *Converter) placeType(x *refs, p *cht.Place) []models.CodeableConcept {
+func (c *Converter) placeType(x *refs, p *cht.Contact) []models.CodeableConcept {
 	t := p.TypeID()
 	if t == "" {
 		return nil
@@ -318,7 +318,7 @@ func (x *refs) nonEmpty(s string) *string {
 	return x.s(s)
 }
 
-func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
+func (c *Converter) location(x *refs, p *cht.Contact) *models.Location {
 	loc := &models.Location{
 		Id:         c.id(x, "Location", p.ID),
 		Meta:       c.meta(x),
@@ -340,7 +340,7 @@ func (c *Converter) location(x *refs, p *cht.Place) *models.Location {
 	return loc
 }
 
-func (c *Converter) organization(x *refs, p *cht.Place) *models.Organization {
+func (c *Converter) organization(x *refs, p *cht.Contact) *models.Organization {
 	org := &models.Organization{
 		Id:         c.id(x, "Organization", p.ID),
 		Meta:       c.meta(x),

@@ -65,65 +65,65 @@ func TestPatientFields(t *testing.T) {
 	c := testConverter(t, Config{})
 	tests := []struct {
 		name  string
-		p     cht.Person
+		p     cht.Contact
 		check func(t *testing.T, p *models.Patient)
 	}{
-		{"gender female", cht.Person{Sex: "Female"}, func(t *testing.T, p *models.Patient) {
+		{"gender female", cht.Contact{Sex: "Female"}, func(t *testing.T, p *models.Patient) {
 			if *p.Gender != models.AdministrativeGenderFemale {
 				t.Errorf("gender %v", *p.Gender)
 			}
 		}},
-		{"gender unknown input", cht.Person{Sex: "femal"}, func(t *testing.T, p *models.Patient) {
+		{"gender unknown input", cht.Contact{Sex: "femal"}, func(t *testing.T, p *models.Patient) {
 			if *p.Gender != models.AdministrativeGenderUnknown {
 				t.Errorf("gender %v", *p.Gender)
 			}
 		}},
-		{"gender absent", cht.Person{}, func(t *testing.T, p *models.Patient) {
+		{"gender absent", cht.Contact{}, func(t *testing.T, p *models.Patient) {
 			if p.Gender != nil {
 				t.Errorf("gender %v", *p.Gender)
 			}
 		}},
-		{"birthDate invalid day", cht.Person{DateOfBirth: "2020-13-45"}, func(t *testing.T, p *models.Patient) {
+		{"birthDate invalid day", cht.Contact{DateOfBirth: "2020-13-45"}, func(t *testing.T, p *models.Patient) {
 			if p.BirthDate != nil {
 				t.Errorf("birthDate %s", *p.BirthDate)
 			}
 		}},
-		{"birthDate datetime", cht.Person{DateOfBirth: "1990-02-03T00:00:00.000Z"}, func(t *testing.T, p *models.Patient) {
+		{"birthDate datetime", cht.Contact{DateOfBirth: "1990-02-03T00:00:00.000Z"}, func(t *testing.T, p *models.Patient) {
 			if p.BirthDate == nil || *p.BirthDate != "1990-02-03" {
 				t.Errorf("birthDate %v", p.BirthDate)
 			}
 		}},
-		{"birthDate year", cht.Person{DateOfBirth: "1990"}, func(t *testing.T, p *models.Patient) {
+		{"birthDate year", cht.Contact{DateOfBirth: "1990"}, func(t *testing.T, p *models.Patient) {
 			if p.BirthDate == nil || *p.BirthDate != "1990" {
 				t.Errorf("birthDate %v", p.BirthDate)
 			}
 		}},
-		{"deceased date", cht.Person{DateOfDeath: "2024-01-02"}, func(t *testing.T, p *models.Patient) {
+		{"deceased date", cht.Contact{DateOfDeath: "2024-01-02"}, func(t *testing.T, p *models.Patient) {
 			if p.DeceasedDateTime == nil || *p.DeceasedDateTime != "2024-01-02" || p.DeceasedBoolean != nil {
 				t.Errorf("deceased %v %v", p.DeceasedDateTime, p.DeceasedBoolean)
 			}
 		}},
-		{"deceased unparsable", cht.Person{DateOfDeath: "last week"}, func(t *testing.T, p *models.Patient) {
+		{"deceased unparsable", cht.Contact{DateOfDeath: "last week"}, func(t *testing.T, p *models.Patient) {
 			if p.DeceasedBoolean == nil || !*p.DeceasedBoolean || p.DeceasedDateTime != nil {
 				t.Errorf("deceased %v %v", p.DeceasedDateTime, p.DeceasedBoolean)
 			}
 		}},
-		{"single word name", cht.Person{Name: "  Madonna "}, func(t *testing.T, p *models.Patient) {
+		{"single word name", cht.Contact{Name: "  Madonna "}, func(t *testing.T, p *models.Patient) {
 			if *p.Name[0].Text != "Madonna" || p.Name[0].Family != nil || p.Name[0].Given != nil {
 				t.Errorf("name %+v", p.Name[0])
 			}
 		}},
-		{"no name", cht.Person{}, func(t *testing.T, p *models.Patient) {
+		{"no name", cht.Contact{}, func(t *testing.T, p *models.Patient) {
 			if p.Name != nil {
 				t.Errorf("name %+v", p.Name)
 			}
 		}},
-		{"two phones", cht.Person{Phone: "+1", PhoneAlternate: "+2"}, func(t *testing.T, p *models.Patient) {
+		{"two phones", cht.Contact{Phone: "+1", PhoneAlternate: "+2"}, func(t *testing.T, p *models.Patient) {
 			if len(p.Telecom) != 2 || *p.Telecom[1].Value != "+2" || *p.Telecom[1].Rank != 2 {
 				t.Errorf("telecom %+v", p.Telecom)
 			}
 		}},
-		{"minified lineage", cht.Person{Parent: cht.NewLineage("a", "b")}, func(t *testing.T, p *models.Patient) {
+		{"minified lineage", cht.Contact{Parent: cht.NewLineage("a", "b")}, func(t *testing.T, p *models.Patient) {
 			if p.ManagingOrganization != nil || p.GeneralPractitioner != nil {
 				t.Error("references invented from a minified lineage")
 			}
@@ -151,7 +151,7 @@ func TestNameSplit(t *testing.T) {
 		{NameTextOnly, "", ""},
 	} {
 		c := testConverter(t, Config{NameSplit: tt.split})
-		p, err := c.Patient(&cht.Person{ID: "x", Type: "person", Name: "Grace  Wanjiru Achieng"})
+		p, err := c.Patient(&cht.Contact{ID: "x", Type: "person", Name: "Grace  Wanjiru Achieng"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,11 +173,11 @@ func TestContactErrors(t *testing.T) {
 		conv  func() error
 		field string
 	}{
-		{"no id", func() error { _, err := c.Patient(&cht.Person{Type: "person"}); return err }, "_id"},
+		{"no id", func() error { _, err := c.Patient(&cht.Contact{Type: "person"}); return err }, "_id"},
 		{"nil", func() error { _, err := c.Patient(nil); return err }, "_id"},
-		{"place as patient", func() error { _, err := c.Patient(&cht.Person{ID: "x", Type: "clinic"}); return err }, "type"},
-		{"person as location", func() error { _, err := c.Location(&cht.Place{ID: "x", Type: "person"}); return err }, "type"},
-		{"not a contact", func() error { _, err := c.Organization(&cht.Place{ID: "x", Type: "data_record"}); return err }, "type"},
+		{"place as patient", func() error { _, err := c.Patient(&cht.Contact{ID: "x", Type: "clinic"}); return err }, "type"},
+		{"person as location", func() error { _, err := c.Location(&cht.Contact{ID: "x", Type: "person"}); return err }, "type"},
+		{"not a contact", func() error { _, err := c.Organization(&cht.Contact{ID: "x", Type: "data_record"}); return err }, "type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

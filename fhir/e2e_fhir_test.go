@@ -204,7 +204,7 @@ func testTransactionsIdempotent(t *testing.T, srv *e2eServer) {
 		build func(c *fhir.Converter) (*fhir.Transaction, error)
 	}{
 		{"8.2 patient", func(c *fhir.Converter) (*fhir.Transaction, error) {
-			var p cht.Person
+			var p cht.Contact
 			readJSON(t, "testdata/person_openmrs_example.json", &p)
 			return c.ContactBundle(&p)
 		}},
@@ -316,7 +316,7 @@ func TestE2ERoundTrip(t *testing.T) {
 	m, _ := fhir.LoadMapping("testdata/mapping.yaml")
 	fm, _ := m.Form(r.Form)
 	for _, f := range fm.Fields {
-		want, ok := r.Field(f.Path)
+		want, ok := r.Fields.Field(f.Path)
 		if !ok {
 			continue
 		}
@@ -344,7 +344,7 @@ func TestE2ERoundTrip(t *testing.T) {
 func TestE2EServiceRequestToCHT(t *testing.T) {
 	srv := newE2EServer(t)
 	c := e2eConverter(t, fhir.WritePut)
-	var p cht.Person
+	var p cht.Contact
 	readJSON(t, "testdata/person_openmrs_example.json", &p)
 	tx, err := c.ContactBundle(&p)
 	if err != nil {

@@ -190,7 +190,7 @@ func ExampleConverter_SubmissionFromObservations() {
 		log.Fatal(err)
 	}
 	// The subject Patient carries the CHT document id as an identifier.
-	patient, err := c.Patient(&cht.Person{ID: "75905106a4bc2a9046ed28df070016ce", Type: "person", Name: "John Test"})
+	patient, err := c.Patient(&cht.Contact{ID: "75905106a4bc2a9046ed28df070016ce", Type: "person", Name: "John Test"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func ExampleConverter_SubmissionFromServiceRequest() {
 // A CHT person becomes a Patient with real identifier systems.
 func ExampleConverter_Patient() {
 	c := exampleConverter()
-	p, err := c.Patient(&cht.Person{ID: "75905106a4bc2a9046ed28df070016ce", Type: "person", Name: "John Test",
+	p, err := c.Patient(&cht.Contact{ID: "75905106a4bc2a9046ed28df070016ce", Type: "person", Name: "John Test",
 		Sex: "male", DateOfBirth: "1980-06-06", Phone: "+2548277217095", PatientID: "13985"})
 	if err != nil {
 		log.Fatal(err)

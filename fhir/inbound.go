@@ -71,7 +71,7 @@ func identifierValue(ids []models.Identifier, system string) string {
 // identifier with Systems.ExternalID, else the FHIR id), _id when the
 // Patient carries a Systems.DocumentID identifier (an existing CHT person),
 // type from Inbound.PersonType and parent from Inbound.ParentPlace.
-func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Person, error) {
+func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 	if p == nil {
 		return nil, required("Patient", "Patient")
 	}
@@ -79,7 +79,7 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Person, error) {
 	if name == "" {
 		return nil, required("Patient", "Patient.name")
 	}
-	person := &cht.Person{Name: name, Type: "person"}
+	person := &cht.Contact{Name: name, Type: "person"}
 	if t := c.cfg.Inbound.PersonType; t != "person" {
 		person.Type, person.ContactType = "contact", t
 	}

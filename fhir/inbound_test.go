@@ -165,7 +165,7 @@ func TestPersonFromPatient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &cht.Person{Type: "contact", ContactType: "patient", Name: "Amina W. Otieno", Sex: "female",
+	want := &cht.Contact{Type: "contact", ContactType: "patient", Name: "Amina W. Otieno", Sex: "female",
 		DateOfBirth: "1991-04-05", Phone: "+254700000001", DateOfDeath: "2024-05-06", ExternalID: "fhir-7",
 		Parent: cht.NewLineage("hh-1")}
 	if !reflect.DeepEqual(got, want) {
@@ -233,7 +233,7 @@ func TestSubmissionRoundTrip(t *testing.T) {
 		t.Errorf("%d fields, want 20 + patient_uuid", len(sub.Fields))
 	}
 	for _, f := range fm.Fields {
-		want, _ := r.Field(f.Path)
+		want, _ := r.Fields.Field(f.Path)
 		if got := sub.Fields[f.Path]; !reflect.DeepEqual(got, want) {
 			// numbers: json.Number vs int
 			if g, ok := got.(int); !ok || json.Number(strings.TrimSpace(jsonString(g))) != want {
@@ -358,7 +358,7 @@ func TestIsFromCHT(t *testing.T) {
 	if c.IsFromCHT(nil) || c.IsFromCHT(&models.Meta{}) {
 		t.Error("untagged resource reported as from CHT")
 	}
-	p, _ := c.Patient(&cht.Person{ID: "a", Type: "person"})
+	p, _ := c.Patient(&cht.Contact{ID: "a", Type: "person"})
 	if !c.IsFromCHT(p.Meta) {
 		t.Error("own resource not recognised")
 	}

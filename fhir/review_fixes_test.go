@@ -63,7 +63,7 @@ func TestReportSubjectWithPractitionerRole(t *testing.T) {
 // without contact_type gets no empty type element (ele-1).
 func TestLocationWithoutContactType(t *testing.T) {
 	c := testConverter(t, Config{})
-	var p cht.Place
+	var p cht.Contact
 	if err := json.Unmarshal([]byte(`{"_id":"pl","type":"contact","name":"X"}`), &p); err != nil {
 		t.Fatal(err)
 	}

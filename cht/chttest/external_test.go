@@ -15,9 +15,9 @@ import (
 func TestPutDocsWithChtTypes(t *testing.T) {
 	srv := chttest.NewServer()
 	t.Cleanup(srv.Close)
-	p := cht.Person{ID: "p1", Type: "person", Name: "Ana",
+	p := cht.Contact{ID: "p1", Type: "person", Name: "Ana",
 		Extra: map[string]json.RawMessage{"custom_field": json.RawMessage(`{"a":1}`)}}
-	if err := srv.PutDocs(p, &cht.Person{ID: "p2", Type: "person", Name: "Ben"}); err != nil {
+	if err := srv.PutDocs(p, &cht.Contact{ID: "p2", Type: "person", Name: "Ben"}); err != nil {
 		t.Fatal(err)
 	}
 	raw, ok := srv.Doc("p1")

@@ -13,7 +13,7 @@ import (
 // PutDoc stores a document as given, as a replication or a
 // `_bulk_docs new_edits:false` write would: no revision check, a _rev the
 // document carries is kept (one is generated otherwise). doc may be a
-// struct (e.g. a cht.Person), a map, or JSON bytes; it must have an _id.
+// struct (e.g. a cht.Contact), a map, or JSON bytes; it must have an _id.
 // It returns the stored revision.
 func (s *Server) PutDoc(doc any) (string, error) {
 	m, err := toDocValue(doc)

@@ -661,7 +661,7 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	require.True(t, ok)
 	raw, err := json.Marshal(hydrated)
 	require.NoError(t, err)
-	var person cht.Person
+	var person cht.Contact
 	require.NoError(t, json.Unmarshal(raw, &person))
 	patient, err := r.conv.Patient(&person)
 	require.NoError(t, err)

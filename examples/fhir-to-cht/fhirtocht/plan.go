@@ -23,7 +23,7 @@ type unit struct {
 	resource     any    // the primary resource, answered back
 	docID        string // CHT _id written
 
-	person *cht.Person      // a person to create or update, or
+	person *cht.Contact     // a person to create or update, or
 	report *fhir.Submission // a report to write
 
 	// subject is the CHT person a report is about when it was not written

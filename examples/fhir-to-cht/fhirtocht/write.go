@@ -57,7 +57,7 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 
 // upsertPerson creates the person under its deterministic _id, or updates
 // the fields the Patient gives.
-func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Person) (created bool, err error) {
+func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool, err error) {
 	for range attempts {
 		var cur cht.Contact
 		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
@@ -100,7 +100,7 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Person) (created bool,
 
 // newPerson is the document CHT's people API would store: the parent
 // lineage minified from the parent place, and reported_date set.
-func (b *Bridge) newPerson(ctx context.Context, p *cht.Person) (*cht.Person, error) {
+func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, error) {
 	if p.Parent == nil || p.Parent.ID == "" {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: errors.New("mediator configuration: no parent place for new people (fhir.InboundConfig.ParentPlace, MEDIATOR_PARENT_PLACE)")}
@@ -127,7 +127,7 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Person) (*cht.Person, err
 // mergePerson copies the fields the Patient gives into cur; it reports
 // whether anything changed. The parent is kept: CHT users may have moved
 // the person since.
-func mergePerson(cur *cht.Contact, in *cht.Person) bool {
+func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 	changed := false
 	set := func(dst *string, v string) {
 		if v != "" && *dst != v {
