@@ -18,6 +18,7 @@ type coreRules struct {
 	routeTypeList    string
 	hostPortRequired bool // route host and port are required up to core 7
 	secondaryGating  bool // waitPrimaryResponse / statusCodesCheck exist since core 8
+	methodsRequired  bool // core 7.1+ matches no request to an http channel without methods
 }
 
 // rulesFor returns the validation rules of a core major version.
@@ -29,10 +30,10 @@ func rulesFor(major int) coreRules {
 	}
 	if major <= 7 {
 		return coreRules{version: major, routeTypes: map[string]bool{"http": true, "tcp": true, "mllp": true},
-			routeTypeList: "http, tcp or mllp", hostPortRequired: true}
+			routeTypeList: "http, tcp or mllp", hostPortRequired: true, methodsRequired: major == 7}
 	}
 	return coreRules{version: major, routeTypes: map[string]bool{"http": true, "kafka": true},
-		routeTypeList: "http or kafka", secondaryGating: true}
+		routeTypeList: "http or kafka", secondaryGating: true, methodsRequired: true}
 }
 
 // semver is a parsed semantic version (node-semver's strict form; a

@@ -50,7 +50,8 @@ type Route struct {
 	ForwardAuthHeader bool     `json:"forwardAuthHeader,omitempty"`
 	// Status is "enabled" (core's default) or "disabled".
 	Status string `json:"status,omitempty"`
-	// Cert is the ObjectId of a CA certificate in core's keystore.
+	// Cert is the ObjectId (24 hex digits) of a CA certificate in core's
+	// keystore, trusted for a secured route.
 	Cert string `json:"cert,omitempty"`
 	// KafkaClientID and KafkaTopic configure kafka routes (core 8+).
 	KafkaClientID string `json:"kafkaClientId,omitempty"`
@@ -59,8 +60,8 @@ type Route struct {
 	// secondary route on the primary's status (core 8+).
 	WaitPrimaryResponse bool   `json:"waitPrimaryResponse,omitempty"`
 	StatusCodesCheck    string `json:"statusCodesCheck,omitempty"`
-	// Timeout in milliseconds for this route (the channel's wins).
-	Timeout int `json:"timeout,omitempty"`
+	// A route has no timeout of its own: core's route schema has none and
+	// drops one. Set [Channel.Timeout], which core applies to every route.
 }
 
 // Channel is an OpenHIM channel (ChannelDef), used in
@@ -74,7 +75,11 @@ type Channel struct {
 	Description string `json:"description,omitempty"`
 	// Type is "http" (default), "tcp", "tls" or "polling".
 	Type string `json:"type,omitempty"`
-	// Methods restricts the HTTP methods; empty means all.
+	// Methods are the HTTP methods the channel accepts, e.g.
+	// []string{"POST"}. Always list them: core 7.1 and later match no
+	// request to a channel without methods (core 4 to 7.0 accept every
+	// method then), so validation for core 7 and later refuses an empty
+	// list.
 	Methods []string `json:"methods,omitempty"`
 	// Allow lists client IDs or roles allowed to use the channel.
 	Allow     []string `json:"allow,omitempty"`
@@ -89,7 +94,8 @@ type Channel struct {
 	MatchContentValue string   `json:"matchContentValue,omitempty"`
 	// Priority is 1 or more when set.
 	Priority int `json:"priority,omitempty"`
-	// Timeout in milliseconds, 1 to 3 600 000 when set.
+	// Timeout in milliseconds, 1 to 3 600 000 when set, for each of the
+	// channel's routes; core's router.timeout (60 s by default) otherwise.
 	Timeout int `json:"timeout,omitempty"`
 	// PollingSchedule is required for polling channels (cron or human interval).
 	PollingSchedule string `json:"pollingSchedule,omitempty"`
@@ -418,10 +424,16 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 	case "", "http", "tcp", "tls":
 	case "polling":
 		if ch.PollingSchedule == "" {
-			errs = append(errs, invalidf(field+".pollingSchedule", "required for a polling channel"))
+			errs = append(errs, invalidf(field+".pollingSchedule", "required for a polling channel: core stores a polling channel "+
+				"without a schedule, and then every core worker fails on its next start (\"no polling schedule set on this channel\") "+
+				"until the channel is deleted from core's database"))
 		}
 	default:
 		errs = append(errs, invalidf(field+".type", "unknown channel type %q (want http, tcp, tls or polling)", ch.Type))
+	}
+	if r.methodsRequired && len(ch.Methods) == 0 && (ch.Type == "" || ch.Type == "http") {
+		errs = append(errs, invalidf(field+".methods", "list the HTTP methods the channel accepts (e.g. [\"POST\"]): "+
+			"core %d.x (from 7.1) routes no request to a channel without methods and answers 404", r.version))
 	}
 	for i, m := range ch.Methods {
 		if !validMethods[m] {
@@ -474,6 +486,9 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 	return errors.Join(errs...)
 }
 
+// objectIDRE is a MongoDB ObjectId as core casts it from a string.
+var objectIDRE = regexp.MustCompile(`^[0-9a-fA-F]{24}$`)
+
 var statusCodesCheckRE = regexp.MustCompile(`^[1-5][0-9*]{2}(,[1-5][0-9*]{2})*$`)
 
 func (r coreRules) validateRoute(field string, rt Route) error {
@@ -496,8 +511,8 @@ func (r coreRules) validateRoute(field string, rt Route) error {
 			errs = append(errs, invalidf(field+".port", "port is required by core %d", r.version))
 		}
 	}
-	if rt.Timeout < 0 {
-		errs = append(errs, invalidf(field+".timeout", "must not be negative"))
+	if rt.Cert != "" && !objectIDRE.MatchString(rt.Cert) {
+		errs = append(errs, invalidf(field+".cert", "want the ObjectId (24 hex digits) of a certificate in core's keystore"))
 	}
 	if rt.Port < 0 || rt.Port > 65536 {
 		errs = append(errs, invalidf(field+".port", "must be between 0 and 65536"))

@@ -139,6 +139,24 @@ func TestDefinitionValidate(t *testing.T) {
 		{name: "struct array element with unknown key", def: v7, mutate: func(d *Definition) {
 			d.Config["targets"] = []any{map[string]any{"url": "x"}, map[string]any{"nope": 1.0}}
 		}, want: []string{"config.targets[1].nope"}},
+		// Core 7.1+ (src/middleware/requestMatching.js, matchMethod:
+		// channel.methods.find(...)) never matches a channel without
+		// methods; 4.x and 7.0 route any method to it.
+		{name: "channel without methods on core 8", def: v7, core: 8, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Methods = nil },
+			want: []string{"defaultChannelConfig[0].methods"}},
+		{name: "channel without methods on core 7", def: v7, core: 7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Methods = nil },
+			want: []string{"defaultChannelConfig[0].methods"}},
+		{name: "channel without methods on default core", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Methods = nil },
+			want: []string{"defaultChannelConfig[0].methods"}},
+		{name: "channel without methods on core 4", def: v7, core: 4, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Methods = nil }},
+		{name: "tcp channel needs no methods", def: v7, core: 7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Methods, d.DefaultChannelConfig[0].Type = nil, "tcp"
+		}},
+		// Core casts route.cert to an ObjectId (src/model/channels.js,
+		// RouteDef cert: Schema.Types.ObjectId): 400 "Cast to ObjectId failed".
+		{name: "route cert not an ObjectId", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Routes[0].Cert = "my-ca.pem" },
+			want: []string{"defaultChannelConfig[0].routes[0].cert"}},
+		{name: "route cert an ObjectId", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Routes[0].Cert = "5f1b2c3d4e5f60718293a4b5" }},
 		{name: "struct template types not checked (as core)", def: v7, mutate: func(d *Definition) {
 			d.Config["targets"] = []any{map[string]any{"url": 5.0, "weight": "heavy"}}
 		}},
@@ -271,4 +289,21 @@ func FuzzDefinitionValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestValidateReasons checks that refusals a user can act on say why.
+func TestValidateReasons(t *testing.T) {
+	d := lcLoadDefinition(t, "mediator-v7.json")
+	d.DefaultChannelConfig[0].Methods = nil
+	err := d.Validate(8)
+	if err == nil || !strings.Contains(err.Error(), "routes no request to a channel without methods and answers 404") {
+		t.Errorf("err = %v; want the reason", err)
+	}
+
+	d = lcLoadDefinition(t, "mediator-v7.json")
+	d.DefaultChannelConfig[0].Type = "polling"
+	err = d.Validate(8)
+	if err == nil || !strings.Contains(err.Error(), "every core worker fails on its next start") {
+		t.Errorf("err = %v; want the reason", err)
+	}
 }

@@ -139,8 +139,8 @@ func (m *lcMiniCore) registrations() []time.Time {
 func lcDefinition(urn string) Definition {
 	return Definition{URN: urn, Version: "1.0.0", Name: "Test Mediator",
 		Endpoints: []Route{{Name: "r", Host: "127.0.0.1", Port: 9000, Primary: true}},
-		DefaultChannelConfig: []Channel{{Name: "ch-a", URLPattern: "^/a$", Routes: []Route{{Name: "r", Host: "127.0.0.1", Port: 9000, Primary: true}}},
-			{Name: "ch-b", URLPattern: "^/b$"}},
+		DefaultChannelConfig: []Channel{{Name: "ch-a", URLPattern: "^/a$", Methods: []string{"POST"}, Routes: []Route{{Name: "r", Host: "127.0.0.1", Port: 9000, Primary: true}}},
+			{Name: "ch-b", URLPattern: "^/b$", Methods: []string{"GET"}}},
 		ConfigDefs: []ConfigDef{{Param: "a", Type: ConfigString}},
 	}
 }

@@ -175,7 +175,8 @@ func compareStored(d *Definition, stored *RegisteredMediator) *Drift {
 }
 
 // subsetOf reports whether every value set in want equals the value in
-// got; got may carry extra fields (core's defaults and _id). Arrays must
+// got, for the object members got has; got may carry extra fields (core's
+// defaults and _id) and lack those its schema does not know. Arrays must
 // have the same length.
 func subsetOf(want, got any) bool {
 	switch w := want.(type) {
@@ -187,7 +188,13 @@ func subsetOf(want, got any) bool {
 			return false
 		}
 		for k, v := range w {
-			if !subsetOf(v, g[k]) {
+			gv, stored := g[k]
+			if !stored {
+				// Core drops what its schema (of that version) lacks,
+				// so only what it stored can differ.
+				continue
+			}
+			if !subsetOf(v, gv) {
 				return false
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func fakeLcClient(t *testing.T, srv *openhimtest.Server, cfg mediator.OpenHIMCon
 func fakeLcDefinition(urn string) mediator.Definition {
 	return mediator.Definition{URN: urn, Version: "1.0.0", Name: "Fake Test Mediator",
 		Endpoints: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}},
-		DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel " + urn, URLPattern: "^/fake$",
+		DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel " + urn, URLPattern: "^/fake$", Methods: []string{"POST"},
 			Routes: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}}}},
 		ConfigDefs: []mediator.ConfigDef{{Param: "url", Type: mediator.ConfigString}, {Param: "apiKey", Type: mediator.ConfigPassword}},
 		Config:     map[string]any{"url": "http://default", "apiKey": "default-key"},
@@ -363,6 +364,49 @@ func TestFakeCoreTokenClockSkew(t *testing.T) {
 			c := fakeLcClient(t, srv, mediator.OpenHIMConfig{Auth: mediator.AuthToken, CoreVersion: 4})
 			if _, err := c.ListChannels(context.Background()); err != nil {
 				t.Fatalf("token auth with core's clock %v off: %v", skew, err)
+			}
+		})
+	}
+}
+
+// TestCompareStoredOnlyWhatCoreStores: core drops what its schema of that
+// version lacks (for example isAsynchronousProcess before 8.3, the kafka
+// route fields before 8), so a field missing from the stored document is
+// no drift; a stored field with another value is.
+func TestCompareStoredOnlyWhatCoreStores(t *testing.T) {
+	def := mediator.Definition{URN: "urn:x", Version: "1.0.0", Name: "X",
+		Endpoints: []mediator.Route{{Name: "r", Host: "h", Port: 1, Primary: true, WaitPrimaryResponse: true}},
+		DefaultChannelConfig: []mediator.Channel{{Name: "c", URLPattern: "^/c$", Methods: []string{"POST"},
+			IsAsynchronousProcess: true}}}
+	tests := []struct {
+		name   string
+		stored string
+		fields []string // nil: no drift
+	}{
+		{"core 4 drops fields it does not know",
+			`{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"h","port":1,"primary":true,"_id":"a"}],
+			  "defaultChannelConfig":[{"name":"c","urlPattern":"^/c$","methods":["POST"],"status":"enabled"}]}`, nil},
+		{"a stored value differs",
+			`{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"other","port":1,"primary":true}],
+			  "defaultChannelConfig":[{"name":"c","urlPattern":"^/c$","methods":["POST"]}]}`, []string{"endpoints"}},
+		{"a stored channel lost a method",
+			`{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"h","port":1,"primary":true}],
+			  "defaultChannelConfig":[{"name":"c","urlPattern":"^/c$","methods":[]}]}`, []string{"defaultChannelConfig"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := mediator.CompareStoredForTest(&def, tt.stored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.fields == nil {
+				if d != nil {
+					t.Fatalf("drift = %v, want none", d)
+				}
+				return
+			}
+			if d == nil || !slices.Equal(d.Fields, tt.fields) {
+				t.Fatalf("drift = %v, want fields %v", d, tt.fields)
 			}
 		})
 	}

@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		Definition: mediator.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
 			Description: "Forwards requests to " + upstream.Redacted(), Endpoints: []mediator.Route{route},
 			DefaultChannelConfig: []mediator.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
-				Type: "http", Allow: []string{"passthrough"}, AuthType: "private", Routes: []mediator.Route{route}}}},
+				Type: "http", Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, Allow: []string{"passthrough"}, AuthType: "private", Routes: []mediator.Route{route}}}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Bound the whole call: an upstream that sends its headers and
 			// then stalls the body would otherwise hold the request.

@@ -950,6 +950,19 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 			writeText(w, http.StatusConflict, fmt.Sprintf("A role name conflicts with clientID '%s'. A role name cannot be the same as a clientID.", c.ClientID))
 			return
 		}
+		if s.cfg.Version >= Version7 {
+			// api/clients.js, addClient (5.x and later): with a
+			// clientID, clientData.roles.includes(clientID) runs before
+			// validation; a missing roles throws (Koa answers 500).
+			if c.Roles == nil {
+				writeText(w, http.StatusInternalServerError, "Internal Server Error")
+				return
+			}
+			if slices.Contains(c.Roles, c.ClientID) {
+				writeText(w, http.StatusBadRequest, fmt.Sprintf("ClientID '%s' cannot be the same as a role name.", c.ClientID))
+				return
+			}
+		}
 	}
 	// core answers 400 with the bare error message here (no prefix).
 	if msg := se.message(); msg != "" {

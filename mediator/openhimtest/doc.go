@@ -52,10 +52,14 @@
 // # Router
 //
 // The router matches the first enabled channel (by priority) whose
-// urlPattern and matchContentTypes match, then authorises the client
-// (basic auth against a [RouterClient], or an authType "public" channel);
-// otherwise 401 with an empty body. It stores a transaction, enforces the
-// channel's methods (405, the transaction stays Processing as in core),
+// urlPattern and matchContentTypes match (and, on [Version7] and
+// [Version8], whose methods include the request's: a channel without
+// methods matches nothing there), then authorises the client (basic auth
+// against a [RouterClient], or an authType "public" channel); otherwise
+// 401 with an empty body, or 404 on Version7 and Version8 when no channel
+// matched; neither stores a transaction. It stores a transaction, on
+// Version4 enforces the channel's methods (405, the transaction stays
+// Processing as in core),
 // forwards to the primary route with X-OpenHIM-TransactionID and
 // X-OpenHIM-ClientID (other enabled routes are called too and recorded in
 // the transaction's routes), and parses application/json+openhim answers

@@ -118,7 +118,7 @@ func ExampleServer_Transactions() {
 
 	srv.AddClient("emr", "emr-password", "emr-role")
 	if _, err := srv.AddChannel(openhimtest.Channel{
-		Name: "Example", URLPattern: "^/example$", Allow: []string{"emr-role"},
+		Name: "Example", URLPattern: "^/example$", Allow: []string{"emr-role"}, Methods: []string{"GET"},
 		Routes: []openhimtest.Route{{Name: "Example route", Host: host, Port: p, Primary: true}},
 	}); err != nil {
 		fmt.Println(err)

@@ -50,7 +50,7 @@ type Route struct {
 	Password          string `json:"password,omitempty"`
 	ForwardAuthHeader bool   `json:"forwardAuthHeader"`
 	Status            string `json:"status,omitempty"`
-	Timeout           int    `json:"timeout,omitempty"`
+	Cert              string `json:"cert,omitempty"`
 }
 
 // Channel is core's ChannelDef (§6), reduced to the fields the fake uses;

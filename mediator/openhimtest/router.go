@@ -51,6 +51,13 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	// whose urlPattern and matchContentTypes match; authorisation then
 	// answers 401 unless that channel is public or allows the client.
 	ch := s.matchChannel(r)
+	if ch == nil && s.cfg.Version >= Version7 {
+		// authorisation.js, authorise: "Channel not found" is a 404
+		// since 7.0.1 (4.x answers 401); like the 401 it stores no
+		// transaction (messageStore runs after authorisation).
+		writeText(w, http.StatusNotFound, "")
+		return
+	}
 	if ch == nil || !authorised(ch, client, remoteIP(r)) {
 		// 4.0.5 answers with an empty body here.
 		w.Header().Set("WWW-Authenticate", "Basic")
@@ -108,7 +115,8 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if len(ch.Methods) > 0 && !slices.Contains(ch.Methods, strings.ToUpper(r.Method)) {
-		// router.isMethodAllowed: 405 with a text body; core never calls
+		// Only reached on 4.x (from 7.1 matchChannel filters on the
+		// method). router.isMethodAllowed: 405 with a text body; core never calls
 		// setFinalStatus on this path, so the transaction stays Processing.
 		msg := fmt.Sprintf("Request with method %s is not allowed. Only %s methods are allowed", r.Method, strings.Join(ch.Methods, ", "))
 		now := s.now()
@@ -188,8 +196,11 @@ func (s *Server) authenticateRouterClient(r *http.Request) *RouterClient {
 
 // matchChannel returns the first enabled channel, in priority order, whose
 // urlPattern (an unanchored regexp tested against the path) and
-// matchContentTypes match, as core's requestMatching does. Authorisation is
-// checked afterwards on that channel only.
+// matchContentTypes match, as core's requestMatching does. From 7.1 the
+// method must be one of the channel's methods too (requestMatching.js,
+// matchMethod: channel.methods.find(...), so a channel without methods
+// matches nothing). Authorisation is checked afterwards on that channel
+// only.
 func (s *Server) matchChannel(r *http.Request) *Channel {
 	s.mu.Lock()
 	channels := make([]Channel, 0, len(s.channels))
@@ -218,6 +229,9 @@ func (s *Server) matchChannel(r *http.Request) *Channel {
 			continue
 		}
 		if len(c.MatchContentTypes) > 0 && (ct == "" || !slices.Contains(c.MatchContentTypes, ct)) {
+			continue
+		}
+		if s.cfg.Version >= Version7 && !slices.Contains(c.Methods, strings.ToUpper(r.Method)) {
 			continue
 		}
 		return c
@@ -264,7 +278,7 @@ type sent struct {
 // string; the body only for POST and PUT (and PATCH after 4.x); the
 // client's headers without Host and (unless forwardAuthHeader)
 // Authorization, plus X-OpenHIM-TransactionID; basic auth from the route;
-// https when secured; timeout channel.timeout ?? route.timeout ?? 60 s.
+// https when secured; timeout channel.timeout ?? 60 s.
 func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Route, txID string, reqTime time.Time) sent {
 	scheme := "http"
 	if route.Secured {
@@ -281,11 +295,11 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
+	// router.js copies channel.timeout onto each route; routes have no
+	// timeout of their own.
 	timeout := defaultRouteTimeout
 	if ch.Timeout > 0 {
 		timeout = time.Duration(ch.Timeout) * time.Millisecond
-	} else if route.Timeout > 0 {
-		timeout = time.Duration(route.Timeout) * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

@@ -39,6 +39,7 @@ func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate 
 	p, _ := strconv.Atoi(port)
 	ch := Channel{
 		Name: "test channel", URLPattern: "^/api/.*$", Allow: []string{"tester"},
+		Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"},
 		Routes: []Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
 	}
 	if mutate != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -355,9 +356,27 @@ func validateRoute(s *schemaErrors, r map[string]any, prefix string, v Version) 
 		}
 	}
 	enumString(sub, r, prefix, "type", routeTypes(v))
-	castNumber(sub, r, prefix, "timeout")
+	castObjectID(sub, r, prefix, "cert")
 	enumString(sub, r, prefix, "status", routeStatuses)
 	appendReversed(s, sub)
+	// RouteDef has no timeout (src/model/channels.js, every version):
+	// Mongoose's strict mode drops it, so GET never returns it.
+	delete(r, "timeout")
+}
+
+var objectIDRe = regexp.MustCompile(`^[0-9a-fA-F]{24}$`)
+
+// castObjectID is Mongoose's ObjectId cast of a string path (RouteDef's
+// cert: Schema.Types.ObjectId): 24 hex digits, or a cast error.
+func castObjectID(s *schemaErrors, m map[string]any, prefix, key string) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return
+	}
+	if str, isStr := v.(string); isStr && objectIDRe.MatchString(str) {
+		return
+	}
+	s.add(prefix+key, "Cast to ObjectId failed for value \"%s\" at path \"%s\"", jsString(v), key)
 }
 
 // validateChannel applies ChannelDef's schema to a decoded channel: its own
