@@ -36,6 +36,10 @@ type asyncRunner struct {
 	backoff time.Duration // first retry delay of a failed update
 	grace   time.Duration // how long shutdown waits for the final updates after cancelling
 	updates func(result string)
+	// pending is the status of the 202 answer: Pending Async on core 8
+	// (core 8.3+ gives asynchronous channels that status itself, and a
+	// mediator status replaces core's), Processing before.
+	pending Status
 
 	ctx    context.Context // cancelled when shutdown gives up waiting
 	cancel context.CancelFunc
@@ -48,10 +52,13 @@ type asyncRunner struct {
 func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)) *asyncRunner {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &asyncRunner{updater: u, log: log, backoff: time.Second, grace: asyncShutdownGrace,
-		updates: updates, ctx: ctx, cancel: cancel}
+		updates: updates, ctx: ctx, cancel: cancel, pending: StatusProcessing}
 }
 
-// Async answers the request now, with HTTP 202 and status Processing, and
+// Async answers the request now, with HTTP 202 and status Pending Async
+// (Processing when [OpenHIMConfig.CoreVersion] is below 8: core 8.3 and
+// later give an isAsynchronousProcess channel's transaction that status
+// until the update, and the mediator's status would replace it), and
 // runs fn in the background. When fn returns, the transaction is updated
 // through core's API (PUT /transactions/:id) with the final status,
 // response, orchestrations, properties and error. Core replaces the stored
@@ -90,9 +97,9 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 		prior = r.rec.snapshot(false)
 	}
 	go a.run(cfg, id, prior, fn)
-	body, _ := json.Marshal(map[string]string{"status": string(StatusProcessing), "transactionId": id})
+	body, _ := json.Marshal(map[string]string{"status": string(a.pending), "transactionId": id})
 	return &Result{
-		Status:     StatusProcessing,
+		Status:     a.pending,
 		StatusCode: http.StatusAccepted,
 		Header:     http.Header{"Content-Type": {"application/json"}},
 		Body:       body,
@@ -153,7 +160,7 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, 
 		}
 		if attempt == 5 || a.ctx.Err() != nil {
 			a.count("error")
-			log.Error("mediator: async transaction update failed; the transaction keeps its Processing status",
+			log.Error("mediator: async transaction update failed; the transaction keeps the status of the 202 answer",
 				"status", env.Status, "attempts", attempt, "error", err)
 			return
 		}

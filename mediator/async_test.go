@@ -238,3 +238,31 @@ func TestAsyncShutdownWaitsForFinalUpdate(t *testing.T) {
 	require.Len(t, f.updates, 1, "the final update is sent before shutdown returns")
 	assert.Equal(t, "Failed", f.updates[0]["status"])
 }
+
+// TestAsyncPendingOnCore8: core 8.3+ gives an isAsynchronousProcess
+// channel's transaction the status "Pending Async" (src/middleware/
+// messageStore.js, initiateRequest and setFinalStatus) and a mediator's
+// status replaces core's, so on core 8 the 202 answer says Pending Async
+// rather than Processing.
+func TestAsyncPendingOnCore8(t *testing.T) {
+	for _, tt := range []struct {
+		core int
+		want Status
+	}{{4, StatusProcessing}, {7, StatusProcessing}, {8, StatusPendingAsync}, {0, StatusPendingAsync}} {
+		m, err := New(Config{Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: OpenHIMConfig{CoreVersion: tt.core}})
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, m.async.pending, "core %d", tt.core)
+	}
+	a := newAsyncRunner(nil, slog.New(slog.DiscardHandler), nil)
+	a.pending = StatusPendingAsync
+	cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+	r := httptest.NewRequest(http.MethodPost, "/x", nil)
+	r.Header.Set(HeaderTransactionID, "tx-8")
+	var req Request
+	req.init(r, newRecorder(cfg, r), cfg)
+	res, err := req.Async(func(context.Context) (*Result, error) { return nil, nil })
+	require.NoError(t, err)
+	require.NoError(t, a.shutdown(context.Background()))
+	assert.Equal(t, StatusPendingAsync, res.Status)
+	assert.JSONEq(t, `{"status":"Pending Async","transactionId":"tx-8"}`, string(res.Body))
+}

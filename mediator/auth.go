@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -108,20 +111,36 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 		if a.scheme != AuthAuto {
 			return false, nil
 		}
-		if err := a.fetchSaltLocked(ctx, c); err != nil {
-			if isCredentialError(err) { // incl. the 404 of a user without token passport
-				return false, nil // no token passport either: report the original 401
-			}
-			return false, err
+		// auto: basic was refused (core up to 7.0 has no basic auth, or
+		// it is off); token auth next, then a session.
+		terr := a.fetchSaltLocked(ctx, c)
+		if terr == nil {
+			c.log.InfoContext(ctx, "openhim core refused basic auth; using token auth", "username", a.username)
+			a.active = AuthToken
+			return true, nil
 		}
-		c.log.InfoContext(ctx, "openhim core rejected basic auth; using token auth", "username", a.username)
-		a.active = AuthToken
-		return true, nil
+		var tce *configError
+		if !errors.As(terr, &tce) {
+			return false, terr // core trouble: retried
+		}
+		serr := a.loginLocked(ctx, c)
+		if serr == nil {
+			c.log.InfoContext(ctx, "openhim core refused basic and token auth; using a session", "username", a.username)
+			a.active = AuthSession
+			return true, nil
+		}
+		var sce *configError
+		if !errors.As(serr, &sce) {
+			return false, serr
+		}
+		return false, &configError{api: sce.api, matches: ErrUnauthorized, fix: fmt.Sprintf(
+			"core accepted none of the auth schemes for user %q: basic was refused; token: %s; session: %s",
+			a.username, tce.fix, sce.fix)}
 	case AuthToken:
 		a.passHash = ""
 		if err := a.fetchSaltLocked(ctx, c); err != nil {
-			if isCredentialError(err) {
-				return false, nil
+			if errors.Is(err, ErrConfig) {
+				return false, nil // the original 401 is reported
 			}
 			return false, err
 		}
@@ -129,7 +148,7 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 	case AuthSession:
 		a.loggedIn = false
 		if err := a.loginLocked(ctx, c); err != nil {
-			if isCredentialError(err) {
+			if errors.Is(err, ErrConfig) {
 				return false, nil
 			}
 			return false, err
@@ -198,8 +217,11 @@ func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 	if err != nil {
 		return err
 	}
+	if resp.status == http.StatusNotFound {
+		return a.noTokenCredentials(c.apiError(http.MethodGet, path, resp))
+	}
 	if resp.status != http.StatusOK {
-		return credentialFailure(c.apiError(http.MethodGet, path, resp))
+		return a.credentialFailure(c.apiError(http.MethodGet, path, resp))
 	}
 	var body struct {
 		Salt string `json:"salt"`
@@ -233,43 +255,75 @@ func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 		return err
 	}
 	if resp.status != http.StatusOK {
-		return credentialFailure(c.apiError(http.MethodPost, path, resp))
+		return a.credentialFailure(c.apiError(http.MethodPost, path, resp))
 	}
 	a.loggedIn = true
 	a.gen++
 	return nil
 }
 
-// credentialError is a 4xx answer to the salt fetch or the login: the
-// credentials (user, password, auth scheme) are wrong, whatever the status.
-// It matches [ErrUnauthorized] and converts to the [*APIError] with
-// errors.As, but never matches the sentinel of its own status: a 404 for an
-// unknown user must not read as "mediator deleted" (ErrNotFound), nor a
-// 400 as a rejected definition (ErrBadRequest).
-type credentialError struct{ api *APIError }
+// Settings named in configuration errors (keys of package settings and
+// their environment variables).
+const (
+	fixCredentials = "check openhim.username and openhim.password (MEDIATOR_OPENHIM_USERNAME, MEDIATOR_OPENHIM_PASSWORD)"
+	fixAuthScheme  = "openhim.auth (MEDIATOR_OPENHIM_AUTH)"
+)
 
-func (e *credentialError) Error() string {
-	return "mediator: authentication failed (check username, password and auth scheme): " + e.api.Error()
-}
-
-// Is matches ErrUnauthorized.
-func (e *credentialError) Is(target error) bool { return target == ErrUnauthorized }
-
-// As converts to the *APIError of core's answer.
-func (e *credentialError) As(target any) bool {
-	if p, ok := target.(**APIError); ok {
-		*p = e.api
-		return true
-	}
-	return false
-}
-
-// credentialFailure wraps a 4xx answer of the salt fetch or the login as a
-// credential error; other errors (5xx: core trouble, retried) pass through.
-func credentialFailure(err error) error {
+// credentialFailure turns a 4xx answer of the salt fetch or the login into
+// a configuration error saying what to change; other errors (5xx: core
+// trouble, retried) pass through, except core's refusal to send a secure
+// cookie over http.
+func (a *authState) credentialFailure(err error) error {
 	var api *APIError
-	if errors.As(err, &api) && api.StatusCode >= 400 && api.StatusCode < 500 {
-		return &credentialError{api: api}
+	if !errors.As(err, &api) {
+		return err
+	}
+	switch {
+	case api.StatusCode >= 500 && strings.Contains(strings.ToLower(api.Message), "secure cookie"):
+		return &configError{api: api, fix: "core sends its session cookie only over https (its api.secureCookie setting): " +
+			"use an https openhim.url (MEDIATOR_OPENHIM_URL), or set " + fixAuthScheme + " to basic"}
+	case api.StatusCode >= 400 && api.StatusCode < 500:
+		return &configError{api: api, matches: ErrUnauthorized, fix: "core refused the credentials: " + fixCredentials}
 	}
 	return err
+}
+
+// noTokenCredentials is the configuration error of a 404 from
+// GET /authenticate/:user.
+func (a *authState) noTokenCredentials(api *APIError) error {
+	return &configError{api: api, matches: ErrUnauthorized, fix: fmt.Sprintf(
+		"core has no token credentials for user %q (an unknown user, or one created on core 7.2 or later, has none): "+
+			"set %s to basic or session, or check openhim.username (MEDIATOR_OPENHIM_USERNAME)", a.username, fixAuthScheme)}
+}
+
+// refused is the configuration error of a 401 or 403 to an API call made
+// with the chosen scheme's credentials.
+func (a *authState) refused(api *APIError) error {
+	if api.StatusCode == http.StatusForbidden {
+		return &configError{api: api, matches: ErrForbidden, fix: fmt.Sprintf(
+			"user %q lacks the permission: put it in core's admin group (core 8.5 and older) or give it the mediator-manage roles", a.username)}
+	}
+	a.mu.Lock()
+	active := a.active
+	a.mu.Unlock()
+	return &configError{api: api, matches: ErrUnauthorized, fix: fmt.Sprintf(
+		"core refused the credentials with %s auth: %s, and %s", active, fixCredentials, fixAuthScheme)}
+}
+
+// tlsFailure turns a certificate verification error into a configuration
+// error; other errors pass through.
+func tlsFailure(err error) error {
+	var (
+		verr *tls.CertificateVerificationError
+		herr x509.HostnameError
+		uerr x509.UnknownAuthorityError
+		ierr x509.CertificateInvalidError
+	)
+	if !errors.As(err, &verr) && !errors.As(err, &herr) && !errors.As(err, &uerr) && !errors.As(err, &ierr) {
+		return err
+	}
+	return &configError{cause: err, fix: "core's TLS certificate does not verify: give core a certificate whose subjectAltName " +
+		"names the host of openhim.url (Go ignores the Common Name; core's bundled certificate has none), or trust its CA " +
+		"with openhim.ca_file (MEDIATOR_OPENHIM_CA_FILE). openhim.insecure_skip_verify turns verification off, and " +
+		"anyone on the network path can then read the credentials"}
 }

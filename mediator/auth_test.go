@@ -96,6 +96,10 @@ type lcAuthCore struct {
 	requests    atomic.Int32
 	expireAfter int32 // session: 401 once after this many requests
 	schemes     chan string
+	// secureCookie answers the login as core does over http with
+	// api.secureCookie on (src/api/authentication.js, koa-session).
+	secureCookie bool
+	forbid       bool // 403 to authenticated requests
 }
 
 func (f *lcAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +115,10 @@ func (f *lcAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == "/authenticate/local" && r.Method == http.MethodPost:
 		f.loginCalls.Add(1)
+		if f.secureCookie {
+			http.Error(w, "Cannot send secure cookie over unencrypted connection", http.StatusInternalServerError)
+			return
+		}
 		if !f.accept["session"] {
 			w.WriteHeader(http.StatusNotFound)
 			return
@@ -146,6 +154,10 @@ func (f *lcAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
+	if f.forbid {
+		http.Error(w, "User root@openhim.org is not an admin, API access to getChannels denied.", http.StatusForbidden)
+		return
+	}
 	fmt.Fprint(w, `[]`)
 }
 
@@ -159,6 +171,7 @@ func TestAuthSchemes(t *testing.T) {
 		wantScheme string
 		wantSalt   int32 // GET /authenticate/:user calls
 		wantLogin  int32
+		wantText   string // in the error: what to change
 	}{
 		{name: "basic never asks for the salt", scheme: AuthBasic, core: &lcAuthCore{accept: map[string]bool{"basic": true}},
 			calls: 3, wantScheme: "basic", wantSalt: 0},
@@ -172,8 +185,16 @@ func TestAuthSchemes(t *testing.T) {
 			calls: 3, wantScheme: "basic", wantSalt: 0},
 		{name: "auto falls back to token (core 4.x)", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: true},
 			calls: 3, wantScheme: "token", wantSalt: 1},
-		{name: "auto with neither", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
-			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1},
+		{name: "auto with none", scheme: AuthAuto, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
+			calls: 1, wantErr: ErrConfig, wantSalt: 1, wantLogin: 1, wantText: "none of the auth schemes"},
+		{name: "auto falls through to a session (no basic, no token passport)", scheme: AuthAuto,
+			core:  &lcAuthCore{accept: map[string]bool{"session": true}, tokenUser: false},
+			calls: 3, wantScheme: "session", wantSalt: 1, wantLogin: 1},
+		{name: "session over http refused by core", scheme: AuthSession,
+			core:  &lcAuthCore{accept: map[string]bool{"session": true}, secureCookie: true},
+			calls: 1, wantErr: ErrConfig, wantLogin: 1, wantText: "use an https openhim.url"},
+		{name: "forbidden is a configuration error", scheme: AuthBasic, core: &lcAuthCore{accept: map[string]bool{"basic": true}, forbid: true},
+			calls: 1, wantErr: ErrForbidden, wantText: "lacks the permission"},
 		{name: "session logs in once", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"session": true}},
 			calls: 3, wantScheme: "session", wantLogin: 1},
 		{name: "session re-logs in once on 401", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"session": true}, expireAfter: 2},
@@ -181,7 +202,7 @@ func TestAuthSchemes(t *testing.T) {
 		{name: "session login refused", scheme: AuthSession, core: &lcAuthCore{accept: map[string]bool{"basic": true}},
 			calls: 1, wantErr: ErrUnauthorized, wantLogin: 1},
 		{name: "token user without token passport", scheme: AuthToken, core: &lcAuthCore{accept: map[string]bool{"token": true}, tokenUser: false},
-			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1},
+			calls: 1, wantErr: ErrUnauthorized, wantSalt: 1, wantText: "set openhim.auth (MEDIATOR_OPENHIM_AUTH) to basic or session"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +210,7 @@ func TestAuthSchemes(t *testing.T) {
 			srv := httptest.NewServer(core)
 			defer srv.Close()
 			c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "root@openhim.org", Password: "openhim-password",
-				Auth: tt.scheme, RetryWaitMin: time.Millisecond}, nil)
+				Auth: tt.scheme, RetryWaitMin: time.Millisecond, MaxRetries: 3}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,6 +226,15 @@ func TestAuthSchemes(t *testing.T) {
 				t.Fatalf("err = %v, want %v", lastErr, tt.wantErr)
 			}
 			if tt.wantErr != nil {
+				if !errors.Is(lastErr, ErrConfig) {
+					t.Errorf("err = %v does not match ErrConfig: retrying cannot fix it", lastErr)
+				}
+				if !strings.Contains(lastErr.Error(), tt.wantText) {
+					t.Errorf("err = %v, want it to say %q", lastErr, tt.wantText)
+				}
+				if strings.Contains(lastErr.Error(), "openhim-password") {
+					t.Errorf("err leaks the password: %v", lastErr)
+				}
 				// A credential failure never reads as "mediator deleted" or
 				// "definition rejected", and still carries core's answer.
 				for _, bad := range []error{ErrNotFound, ErrBadRequest} {

@@ -46,10 +46,12 @@ type OpenHIMConfig struct {
 	Username, Password string
 	// Auth selects the authentication scheme; "" means AuthAuto.
 	Auth AuthScheme
-	// InsecureSkipVerify turns TLS certificate verification off. Core's
-	// bundled default certificate has no SAN, so Go rejects it even when
-	// pinned with CAFile; use this only for tests or upload a proper
-	// certificate to core.
+	// InsecureSkipVerify turns TLS certificate verification off: anyone
+	// who can intercept the traffic can then impersonate core and read
+	// the credentials. Core's bundled default certificate has no SAN, so
+	// Go rejects it even when pinned with CAFile; give core a certificate
+	// whose subjectAltName names its host instead, and use this only on a
+	// test machine. A verification failure is an [ErrConfig] error.
 	InsecureSkipVerify bool
 	// CAFile is a PEM bundle of CAs to trust instead of the system pool.
 	CAFile string
@@ -68,7 +70,7 @@ type OpenHIMConfig struct {
 	HTTPClient *http.Client
 	// MaxRetries is the number of retries after a network error or a 5xx;
 	// 0 means DefaultMaxRetries and a negative value disables retries.
-	// 400, 401, 403 and 404 are never retried.
+	// 400, 401, 403 and 404 are never retried, nor an [ErrConfig] error.
 	MaxRetries int
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff (with
 	// jitter) between retries; 0 means DefaultRetryWaitMin / Max.
@@ -376,14 +378,19 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 				return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), ctx.Err())
 			}
 			var ae *APIError
-			if errors.As(err, &ae) { // from the salt fetch or login
+			switch {
+			case errors.Is(err, ErrConfig):
+				return nil, err // a setting must change
+			case errors.As(err, &ae): // from the salt fetch or login
 				retry = ae.StatusCode >= 500
-			} else {
+			default:
 				retry = true // network error
 			}
 		case resp.status >= 500:
 			err = c.apiError(method, path, resp)
 			retry = true
+		case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
+			return nil, c.auth.refused(c.apiError(method, path, resp))
 		case resp.status >= 300:
 			return nil, c.apiError(method, path, resp)
 		default:
@@ -393,8 +400,9 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 			return nil, err
 		}
 		wait := retryBackoff(c.waitMin, c.waitMax, try)
-		c.log.WarnContext(ctx, "openhim api call failed; retrying", "method", method, "path", path,
-			"attempt", try+1, "wait", wait, "err", err)
+		// Debug: the caller reports the outage once (the Lifecycle does).
+		c.log.DebugContext(ctx, "openhim api call failed; retrying", "method", method, "path", path,
+			"attempt", try+1, "retry_in", wait, "error", err)
 		if err := sleepOrDone(ctx, wait); err != nil {
 			return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), err)
 		}
@@ -445,7 +453,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	start := time.Now()
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), stripURLErr(err))
+		return nil, tlsFailure(fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), stripURLErr(err)))
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))

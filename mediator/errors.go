@@ -29,6 +29,12 @@ var (
 	// ErrNoCore is returned by client calls when [OpenHIMConfig.URL] is
 	// empty (standalone mode).
 	ErrNoCore = errors.New("mediator: no OpenHIM core configured")
+	// ErrConfig matches a failure that retrying cannot fix because a
+	// setting must change: credentials core refuses (401/403), a user
+	// without the credentials of the chosen auth scheme, a session
+	// cookie core will not send over http, a core certificate that does
+	// not verify. The error's text says what to change.
+	ErrConfig = errors.New("mediator: configuration error")
 )
 
 // APIError is the error for any non-2xx answer of the OpenHIM core API.
@@ -75,3 +81,47 @@ func (e *APIError) Is(target error) bool {
 func isCredentialError(err error) bool {
 	return errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden)
 }
+
+// configError is a failure a setting must fix. It matches [ErrConfig]
+// and, for a refusal of the credentials, ErrUnauthorized or ErrForbidden;
+// it converts to the [*APIError] of core's answer with errors.As but never
+// matches the sentinel of that answer's status otherwise: a 404 for a user
+// without token credentials must not read as "mediator deleted"
+// (ErrNotFound), nor a 400 as a rejected definition (ErrBadRequest).
+type configError struct {
+	api     *APIError // core's answer, if any
+	cause   error     // otherwise (TLS verification)
+	matches error     // ErrUnauthorized, ErrForbidden or nil
+	fix     string    // what to change
+}
+
+func (e *configError) Error() string {
+	what := ""
+	switch {
+	case e.api != nil:
+		what = e.api.Error()
+	case e.cause != nil:
+		what = e.cause.Error()
+	}
+	return "mediator: configuration error: " + e.fix + " (" + what + ")"
+}
+
+// Is matches ErrConfig and the sentinel of a refused credential.
+func (e *configError) Is(target error) bool {
+	return target == ErrConfig || (e.matches != nil && target == e.matches)
+}
+
+// As converts to the *APIError of core's answer.
+func (e *configError) As(target any) bool {
+	if p, ok := target.(**APIError); ok && e.api != nil {
+		*p = e.api
+		return true
+	}
+	return false
+}
+
+// Unwrap returns the non-API cause (a TLS error), if any.
+func (e *configError) Unwrap() error { return e.cause }
+
+// Fix is what to change, for /readyz.
+func (e *configError) Fix() string { return e.fix }

@@ -78,6 +78,7 @@ type Lifecycle struct {
 	running        atomic.Bool
 	registered     atomic.Bool
 	channelsNeeded atomic.Bool
+	problem        atomic.Pointer[string] // why the mediator is not registered, for /readyz
 
 	mu         sync.Mutex // guards config, haveConfig, cfgVersion, drift
 	config     map[string]any
@@ -196,8 +197,12 @@ func (l *Lifecycle) Run(ctx context.Context) error {
 }
 
 // register loops until core accepts the registration, ctx is done or core
-// rejects it with a 400.
+// rejects it with a 400. An outage is logged once, with the next retry
+// time, and its end once; a configuration error (see [ErrConfig]) is
+// logged as an error saying what to change whenever it changes, and
+// retried every RegisterRetryMax (an administrator may fix core's side).
 func (l *Lifecycle) register(ctx context.Context) error {
+	var lastProblem string
 	for try := 0; ; try++ {
 		err := l.c.Register(ctx, &l.def)
 		if err == nil {
@@ -208,27 +213,44 @@ func (l *Lifecycle) register(ctx context.Context) error {
 			return ctx.Err()
 		}
 		wait := retryBackoff(l.retryMin, l.retryMax, try)
+		var problem string
 		switch {
 		case errors.Is(err, ErrBadRequest) || errors.Is(err, ErrInvalid):
 			l.metrics.attempts.WithLabelValues(resultRejected).Inc()
-			l.log.ErrorContext(ctx, "openhim core rejected the mediator registration", "err", err)
+			l.log.ErrorContext(ctx, "openhim core rejected the mediator registration", "error", err)
 			return fmt.Errorf("mediator: register %s: %w", l.def.URN, err)
-		case isCredentialError(err):
+		case errors.Is(err, ErrConfig) || isCredentialError(err):
 			l.metrics.attempts.WithLabelValues(resultUnauthorized).Inc()
 			wait = retryBackoff(l.retryMax, l.retryMax, 0)
-			l.log.ErrorContext(ctx, "openhim core refused the credentials; check username, password, auth scheme and permissions",
-				"err", err, "retry_in", wait)
+			problem = "configuration error: " + configFix(err)
+			if problem != lastProblem {
+				l.log.ErrorContext(ctx, "cannot register with openhim core until a setting changes", "error", err,
+					"retry_in", wait.Round(time.Millisecond).String(), "retry_at", time.Now().Add(wait).UTC().Format(time.RFC3339))
+			}
 		default:
 			l.metrics.attempts.WithLabelValues(resultError).Inc()
-			l.log.WarnContext(ctx, "openhim core unreachable; will retry registration", "err", err, "retry_in", wait)
+			problem = "openhim core unreachable: " + err.Error()
+			if lastProblem == "" {
+				l.log.WarnContext(ctx, "openhim core unreachable; retrying registration until it answers", "error", err,
+					"retry_in", wait.Round(time.Millisecond).String(), "retry_at", time.Now().Add(wait).UTC().Format(time.RFC3339))
+			} else {
+				l.log.DebugContext(ctx, "registration failed again", "error", err, "retry_in", wait.Round(time.Millisecond).String())
+			}
 		}
+		lastProblem = problem
+		l.problem.Store(&problem)
 		if err := sleepOrDone(ctx, wait); err != nil {
 			return err
 		}
 	}
+	l.problem.Store(nil)
 	l.registered.Store(true)
 	l.metrics.registered.Set(1)
-	l.log.InfoContext(ctx, "registered with openhim core", "version", l.def.Version)
+	if lastProblem != "" {
+		l.log.InfoContext(ctx, "registered with openhim core after a failure", "version", l.def.Version, "failure", lastProblem)
+	} else {
+		l.log.InfoContext(ctx, "registered with openhim core", "version", l.def.Version)
+	}
 	l.checkDrift(ctx)
 	if l.install {
 		l.channelsNeeded.Store(true)
@@ -241,7 +263,7 @@ func (l *Lifecycle) register(ctx context.Context) error {
 func (l *Lifecycle) checkDrift(ctx context.Context) {
 	drift, err := l.c.CheckRegistration(ctx, &l.def)
 	if err != nil {
-		l.log.WarnContext(ctx, "could not read the stored mediator definition back", "err", err)
+		l.log.WarnContext(ctx, "could not read the stored mediator definition back", "error", err)
 		return
 	}
 	l.mu.Lock()
@@ -262,7 +284,7 @@ func (l *Lifecycle) installChannels(ctx context.Context) {
 	}
 	installed, err := l.c.InstallMissingChannels(ctx, &l.def)
 	if err != nil {
-		l.log.WarnContext(ctx, "could not install default channels; will retry", "err", err)
+		l.log.WarnContext(ctx, "could not install default channels; will retry", "error", err)
 		return
 	}
 	l.channelsNeeded.Store(false)
@@ -305,23 +327,47 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 				return beat, errReregister
 			}
 			failures++
-			if failures == 1 || failures%30 == 0 {
-				l.log.WarnContext(ctx, "heartbeat failed", "err", err, "consecutive_failures", failures)
-			} else {
-				l.log.DebugContext(ctx, "heartbeat failed", "err", err, "consecutive_failures", failures)
+			next := jitter(l.interval)
+			timer.Reset(next)
+			switch {
+			case failures > 1:
+				l.log.DebugContext(ctx, "heartbeat failed", "error", err, "consecutive_failures", failures)
+			case errors.Is(err, ErrConfig):
+				l.log.ErrorContext(ctx, "openhim core refuses heartbeats until a setting changes", "error", err,
+					"retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
+			default:
+				l.log.WarnContext(ctx, "heartbeat failed; retrying until openhim core answers", "error", err,
+					"retry_in", next.Round(time.Millisecond).String(), "retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
 			}
-		} else {
-			beat = true
-			if failures > 0 {
-				l.log.InfoContext(ctx, "heartbeats to openhim core resumed", "after_failures", failures)
-				failures = 0
-			}
-			first = false
-			l.applyConfig(cfg, wantConfig)
-			l.installChannels(ctx)
+			continue
 		}
+		beat = true
+		if failures > 0 {
+			l.log.InfoContext(ctx, "heartbeats to openhim core resumed", "after_failures", failures)
+			failures = 0
+		}
+		first = false
+		l.applyConfig(cfg, wantConfig)
+		l.installChannels(ctx)
 		timer.Reset(jitter(l.interval))
 	}
+}
+
+// configFix is what to change for a configuration error, or its text.
+func configFix(err error) string {
+	var ce *configError
+	if errors.As(err, &ce) {
+		return ce.fix
+	}
+	return err.Error()
+}
+
+// notReadyReason says why the mediator is not registered, for /readyz.
+func (l *Lifecycle) notReadyReason() string {
+	if p := l.problem.Load(); p != nil {
+		return *p
+	}
+	return "not registered with OpenHIM core yet"
 }
 
 // jitter spreads d uniformly over [0.9d, 1.1d].

@@ -226,6 +226,9 @@ func New(cfg Config) (*Mediator, error) {
 		updater = m.client
 	}
 	m.async = newAsyncRunner(updater, m.log, func(result string) { m.metrics.asyncUpdates.WithLabelValues(result).Inc() })
+	if m.client.CoreVersion() >= 8 {
+		m.async.pending = StatusPendingAsync
+	}
 	cc := cfg.Capture.compile()
 	cc.observe = m.metrics.observeOrchestration
 	m.hc = &handlerConfig{urn: cfg.Definition.URN, capture: cc, log: m.log, async: m.async, errorBody: cfg.ErrorBody}
@@ -403,7 +406,16 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if m.Ready() {
 			writeProbe(w, r, http.StatusOK, `{"status":"ready"}`)
 		} else {
-			writeProbe(w, r, http.StatusServiceUnavailable, `{"status":"not ready","reason":"not registered with OpenHIM core yet"}`)
+			m.mu.Lock()
+			reason := "not serving yet"
+			if m.shutdown {
+				reason = "shutting down"
+			} else if m.ln != nil {
+				reason = m.lifecycle.notReadyReason()
+			}
+			m.mu.Unlock()
+			writeProbe(w, r, http.StatusServiceUnavailable, string(append(append([]byte(`{"status":"not ready","reason":`),
+				appendString(nil, reason)...), '}')))
 		}
 	case "/metrics":
 		if m.metricsSrv != nil {

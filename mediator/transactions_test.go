@@ -34,7 +34,7 @@ func TestUpdateTransactionAsync(t *testing.T) {
 	defer med.Close()
 	_, portStr, _ := net.SplitHostPort(strings.TrimPrefix(med.URL, "http://"))
 	port, _ := strconv.Atoi(portStr)
-	channel := map[string]any{"name": "async", "urlPattern": "^/async$", "authType": "public", "type": "http",
+	channel := map[string]any{"name": "async", "urlPattern": "^/async$", "authType": "public", "type": "http", "methods": []string{"POST"},
 		"routes": []map[string]any{{"name": "m", "host": "127.0.0.1", "port": port, "primary": true}}}
 	if err := c.Do(ctx, http.MethodPost, "/channels", channel, nil); err != nil {
 		t.Fatal(err)

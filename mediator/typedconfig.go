@@ -536,7 +536,7 @@ func (tc *TypedConfig[T]) Update(raw map[string]any) error {
 // Update with the new config and logs (and keeps, see Err) a decode error.
 func (tc *TypedConfig[T]) OnConfig(_, next map[string]any) {
 	if err := tc.Update(next); err != nil {
-		tc.log.Error("mediator: config from core rejected; keeping the previous config", "err", err)
+		tc.log.Error("mediator: config from core rejected; keeping the previous config", "error", err)
 	}
 }
 

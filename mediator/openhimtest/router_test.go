@@ -40,7 +40,7 @@ func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate 
 	ch := Channel{
 		Name: "test channel", URLPattern: "^/api/.*$", Allow: []string{"tester"},
 		Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"},
-		Routes: []Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
+		Routes:  []Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
 	}
 	if mutate != nil {
 		mutate(&ch)

@@ -1,0 +1,189 @@
+package mediator
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTLSVerificationIsConfigError: core's bundled certificate names its
+// host only in the Common Name, which Go refuses even when the certificate
+// is trusted with CAFile ("x509: certificate relies on legacy Common Name
+// field"). That is a setting to change, not an outage: it is not retried
+// and the error says how to fix it.
+func TestTLSVerificationIsConfigError(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	caFile := filepath.Join(t.TempDir(), "core.pem")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+
+	var handshakes atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			handshakes.Add(1)
+			return nil, nil
+		},
+	}
+	srv.StartTLS()
+	defer srv.Close()
+
+	for _, tt := range []struct {
+		name   string
+		caFile string
+		want   string
+	}{
+		{"legacy Common Name, trusted", caFile, "legacy Common Name"},
+		{"not trusted", "", "failed to verify certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			handshakes.Store(0)
+			c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "u", Password: "p", Auth: AuthBasic, CAFile: tt.caFile,
+				MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
+			require.NoError(t, err)
+			err = c.Do(context.Background(), http.MethodGet, "/channels", nil, nil)
+			require.ErrorIs(t, err, ErrConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), "subjectAltName")
+			assert.Contains(t, err.Error(), "openhim.ca_file (MEDIATOR_OPENHIM_CA_FILE)")
+			assert.Equal(t, int32(1), handshakes.Load(), "not retried")
+		})
+	}
+}
+
+// TestReadyzSaysWhy: while a configuration error keeps the mediator from
+// registering, /readyz answers 503 with what to change, and the log says
+// it once.
+func TestReadyzSaysWhy(t *testing.T) {
+	core := httptest.NewServer(&lcAuthCore{accept: map[string]bool{"session": true}, secureCookie: true})
+	defer core.Close()
+	logs := &syncBuffer{}
+	m, base := startMediator(t, Config{
+		Handler: okHandler(),
+		OpenHIM: OpenHIMConfig{URL: core.URL, Username: "root@openhim.org", Password: "openhim-password", Auth: AuthSession},
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	var body struct{ Status, Reason string }
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body.Reason = ""
+		_ = json.Unmarshal(b, &body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.HasPrefix(body.Reason, "configuration error")
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.False(t, m.Ready())
+	assert.Contains(t, body.Reason, "use an https openhim.url (MEDIATOR_OPENHIM_URL), or set openhim.auth (MEDIATOR_OPENHIM_AUTH) to basic")
+	assert.Equal(t, 1, strings.Count(logs.String(), `"level":"ERROR"`), "%s", logs.String())
+	assert.NotContains(t, logs.String(), "openhim-password")
+}
+
+// flakyCore answers the first failures requests 503, then registers,
+// heartbeats and reads back like core.
+type flakyCore struct {
+	failures int32
+	calls    atomic.Int32
+}
+
+func (f *flakyCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.calls.Add(1) <= f.failures {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/mediators":
+		w.WriteHeader(http.StatusCreated)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/mediators/"):
+		_ = json.NewEncoder(w).Encode(testDefinition("urn:mediator:flaky"))
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// TestOutageLoggedOnce: an outage at start is one warning with the next
+// retry time, then one line when it ends; the attempts in between are
+// debug lines.
+func TestOutageLoggedOnce(t *testing.T) {
+	fc := &flakyCore{failures: 5}
+	core := httptest.NewServer(fc)
+	defer core.Close()
+	logs := &syncBuffer{}
+	c, err := NewClient(OpenHIMConfig{URL: core.URL, Username: "u", Password: "p", Auth: AuthBasic, MaxRetries: -1}, nil)
+	require.NoError(t, err)
+	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:flaky"),
+		HeartbeatInterval: time.Hour, RegisterRetryMin: time.Millisecond, RegisterRetryMax: 5 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	// 5 failures, the registration, the read-back and the first heartbeat.
+	require.Eventually(t, func() bool { return fc.calls.Load() >= 8 }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
+	var warns, recovered, debug int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+		switch {
+		case rec["level"] == "WARN":
+			warns++
+			assert.Contains(t, rec, "retry_at")
+			_, err := time.ParseDuration(rec["retry_in"].(string))
+			assert.NoError(t, err, "retry_in is a Go duration string: %v", rec["retry_in"])
+		case rec["msg"] == "registered with openhim core after a failure":
+			recovered++
+		case rec["level"] == "DEBUG" && rec["msg"] == "registration failed again":
+			debug++
+		}
+	}
+	assert.Equal(t, 1, warns, logs.String())
+	assert.Equal(t, 1, recovered, logs.String())
+	assert.Equal(t, 4, debug)
+}
+
+// TestConfigErrorIsNotNotFound: the 404 of a user without token
+// credentials (src/api/users.js, authenticateToken: "Could not find token
+// passport for user") is a configuration error, never "mediator deleted".
+func TestConfigErrorIsNotNotFound(t *testing.T) {
+	err := (&authState{username: "u"}).noTokenCredentials(&APIError{StatusCode: 404, Method: "GET", URL: "https://core/authenticate/u"})
+	assert.ErrorIs(t, err, ErrConfig)
+	assert.ErrorIs(t, err, ErrUnauthorized)
+	assert.False(t, errors.Is(err, ErrNotFound))
+	var api *APIError
+	require.ErrorAs(t, err, &api)
+	assert.Equal(t, 404, api.StatusCode)
+}
