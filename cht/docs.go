@@ -109,7 +109,9 @@ func (c *Change) Rev() string {
 type Changes struct {
 	Results []Change `json:"results"`
 	LastSeq Seq      `json:"last_seq"`
-	Pending int      `json:"pending"`
+	// Pending estimates the changes after LastSeq (CouchDB 2+ counts
+	// superseded ones too); use it for progress, never to stop.
+	Pending int `json:"pending"`
 }
 
 // ChangesOptions selects a page of the _changes feed.
@@ -159,9 +161,12 @@ func (s *DocsService) Changes(ctx context.Context, opts ChangesOptions) (*Change
 
 // All iterates over the _changes feed from opts.Since to the current end,
 // fetching pages of opts.Limit (0 means 100) changes. Each change carries
-// its Seq, so a consumer can checkpoint after every item. On error it
-// yields (nil, err) once and stops. The sequence may be iterated again; it
-// restarts from opts.Since. Longpoll is ignored.
+// its Seq, so a consumer can checkpoint after every item. Sequences are
+// opaque; CouchDB may replay changes already sent (after a node restart),
+// and a revision already yielded in this iteration is skipped, but a
+// consumer resuming from a checkpoint must still be idempotent. On error
+// it yields (nil, err) once and stops. The sequence may be iterated
+// again; it restarts from opts.Since. Longpoll is ignored.
 func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*Change, error] {
 	return func(yield func(*Change, error) bool) {
 		o := opts
@@ -169,6 +174,7 @@ func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*C
 		if o.Limit <= 0 {
 			o.Limit = 100
 		}
+		var seen replays
 		for {
 			page, err := s.Changes(ctx, o)
 			if err != nil {
@@ -176,6 +182,9 @@ func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*C
 				return
 			}
 			for i := range page.Results {
+				if seen.again(&page.Results[i]) {
+					continue
+				}
 				if !yield(&page.Results[i], nil) {
 					return
 				}
@@ -210,14 +219,21 @@ func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter
 		if o.Limit <= 0 {
 			o.Limit = 100
 		}
+		var seen replays
 		for {
 			page, err := s.Changes(ctx, o)
 			if err != nil {
 				yield(nil, err)
 				return
 			}
+			fresh := page.Results[:0:0]
+			for i := range page.Results {
+				if !seen.again(&page.Results[i]) {
+					fresh = append(fresh, page.Results[i])
+				}
+			}
 			var ids []string
-			for _, ch := range page.Results {
+			for _, ch := range fresh {
 				if !ch.Deleted && !isDesignDoc(ch.ID) {
 					ids = append(ids, ch.ID)
 				}
@@ -233,7 +249,7 @@ func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter
 					docs[res.Docs[i].ID] = &res.Docs[i]
 				}
 			}
-			for _, ch := range page.Results {
+			for _, ch := range fresh {
 				if isDesignDoc(ch.ID) {
 					continue
 				}
@@ -250,3 +266,19 @@ func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter
 }
 
 func isDesignDoc(id string) bool { return strings.HasPrefix(id, "_design/") }
+
+// replays remembers the revision yielded for each document in one
+// iteration of the feed, so that a replayed change is not yielded twice.
+type replays map[string]string
+
+func (r *replays) again(c *Change) bool {
+	if *r == nil {
+		*r = map[string]string{}
+	}
+	rev := c.Rev()
+	if (*r)[c.ID] == rev {
+		return true
+	}
+	(*r)[c.ID] = rev
+	return false
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // Page is one page of a cht-datasource listing (CHT 4.11+).
@@ -18,9 +19,13 @@ type Page[T any] struct {
 
 // ListOptions selects a page of a listing.
 type ListOptions struct {
-	// Type is the contact type id to list (required by CHT), e.g.
-	// "person", "clinic" or a configured contact_type.
+	// Type is the contact type id to list, e.g. "person", "clinic" or a
+	// configured contact_type. Listings need Type or IDs.
 	Type string
+	// IDs lists documents by uuid instead (GET /api/v1/contact and
+	// /api/v1/report, CHT 5.2+): the page holds those that exist and are
+	// of the listed kind, in the given order.
+	IDs []string
 	// Limit is the page size; 0 means CHT's default of 100.
 	Limit int
 	// Cursor continues from a previous page's Cursor; "" starts at the
@@ -38,13 +43,18 @@ type GetOptions struct {
 func (o *GetOptions) lineage() bool { return o != nil && o.WithLineage }
 
 func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptions) (*Page[T], error) {
-	if opts.Type == "" {
-		return nil, fmt.Errorf("cht: list %s: ListOptions.Type is required", path)
+	if opts.Type == "" && len(opts.IDs) == 0 {
+		return nil, fmt.Errorf("cht: list %s: ListOptions.Type or IDs is required", path)
 	}
 	if opts.Limit < 0 {
 		return nil, fmt.Errorf("cht: list %s: negative limit", path)
 	}
-	q := url.Values{"type": {opts.Type}}
+	q := url.Values{}
+	if len(opts.IDs) > 0 {
+		q.Set("ids", strings.Join(opts.IDs, ","))
+	} else {
+		q.Set("type", opts.Type)
+	}
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
 	}

@@ -271,6 +271,18 @@ type changeRow struct {
 	Doc     json.RawMessage  `json:"doc,omitempty"`
 }
 
+// ReplayChanges makes the next _changes request that resumes from a
+// sequence start n sequences earlier, so that changes the client has seen
+// come again, as a clustered CouchDB does after a node restarts. Sequences
+// are opaque strings and "pending" is an estimate (it counts superseded
+// changes), as in CouchDB 2+; consumers must treat the feed as
+// at-least-once.
+func (s *Server) ReplayChanges(n int) {
+	s.mu.Lock()
+	s.replay = int64(n)
+	s.mu.Unlock()
+}
+
 // handleChanges serves GET/POST /medic/_changes with since, limit,
 // include_docs and feed=normal|longpoll (timeout bounded by
 // Config.MaxLongpoll).
@@ -288,6 +300,11 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 		}
 		since = n
 	}
+	s.mu.Lock()
+	if n := s.replay; n > 0 && since > 0 {
+		since, s.replay = max(since-n, 0), 0
+	}
+	s.mu.Unlock()
 	limit := 0
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)

@@ -254,6 +254,16 @@ func (s *Server) handleHydrate(c *reqCtx, _ []string) {
 	}
 	out := make([]hydrateEntry, 0, len(list))
 	h := s.hydrator()
+	if len(list) == 1 {
+		// One id goes through lineage fetchHydratedDoc, which returns a
+		// report without a form as stored (its lineageIds are empty);
+		// several go through hydrateDocs, which hydrates it.
+		id := str(list[0])
+		if d, ok := s.store.get(id); ok && str(d["type"]) == "data_record" && !jsonTruthy(d["form"]) {
+			writeJSON(c.w, http.StatusOK, []hydrateEntry{{ID: id, Doc: d}})
+			return
+		}
+	}
 	for _, v := range list {
 		id := str(v)
 		if d, ok := h.doc(id); ok {

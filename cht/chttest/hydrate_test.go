@@ -1,6 +1,7 @@
 package chttest
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -232,5 +233,33 @@ func TestHydrateLinkedDocsAndCycles(t *testing.T) {
 	}
 	if d, ok := srv.HydratedDoc("loop1"); !ok || get(d, "parent._id") != "loop2" {
 		t.Fatalf("cycle: %v", d)
+	}
+}
+
+// TestHydrateFormlessReport pins shared-libs/lineage/src/hydration.js:
+// fetchHydratedDocs hands a single id to fetchHydratedDoc, whose
+// lineageIds are empty for a report without a form, so that report comes
+// back as stored; with several ids hydrateDocs hydrates its contact.
+func TestHydrateFormlessReport(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	if _, err := srv.PutDoc(map[string]any{"_id": "sms1", "type": "data_record", "from": "+254712345679",
+		"contact": map[string]any{"_id": DemoCHWID, "parent": map[string]any{"_id": DemoCHWAreaID}}}); err != nil {
+		t.Fatal(err)
+	}
+	one := do(t, srv, call{method: "GET", path: "/api/v1/hydrate?doc_ids=" + url.QueryEscape(`["sms1"]`)})
+	var a []any
+	if err := json.Unmarshal(one.body, &a); err != nil || len(a) != 1 {
+		t.Fatalf("one id: %s", one.body)
+	}
+	if get(a[0], "doc.contact.name") != nil || get(a[0], "doc.contact._id") != DemoCHWID {
+		t.Errorf("a single form-less report was hydrated: %v", a[0])
+	}
+	two := do(t, srv, call{method: "GET", path: "/api/v1/hydrate?doc_ids=" + url.QueryEscape(`["sms1","`+DemoCHWID+`"]`)})
+	if err := json.Unmarshal(two.body, &a); err != nil || len(a) != 2 {
+		t.Fatalf("two ids: %s", two.body)
+	}
+	if get(a[0], "doc.contact.name") != "Example CHW" {
+		t.Errorf("with several ids the report's contact is hydrated: %v", a[0])
 	}
 }

@@ -196,6 +196,7 @@ type Server struct {
 	failures map[string][]time.Time // rate-limit key -> 401/429 times
 	creds    map[string]string
 	settings map[string]any
+	replay   int64 // sequences the next resumed _changes goes back
 
 	closing   chan struct{} // closed by Close: ends longpolls and latency faults
 	closeOnce sync.Once
@@ -801,8 +802,12 @@ var routes = []route{
 	{"POST", "/api/v1/place", [2]int{5, 2}, true, true, kindCreate(kindPlace)},
 	{"GET", "/api/v1/place/{}", [2]int{4, 10}, true, true, kindGet(kindPlace)},
 	{"PUT", "/api/v1/place/{}", [2]int{5, 2}, true, true, kindUpdate(kindPlace)},
+	{"GET", "/api/v1/contact", [2]int{5, 2}, true, true, kindGetAll(kindContact)},
+	{"POST", "/api/v1/contact/summary", [2]int{5, 2}, true, true, kindSummaries(kindContact)},
 	{"GET", "/api/v1/contact/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindContact)},
 	{"GET", "/api/v1/contact/{}", [2]int{4, 18}, true, true, kindGet(kindContact)},
+	{"GET", "/api/v1/report", [2]int{5, 2}, true, true, kindGetAll(kindReport)},
+	{"POST", "/api/v1/report/summary", [2]int{5, 2}, true, true, kindSummaries(kindReport)},
 	{"GET", "/api/v1/report/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindReport)},
 	{"GET", "/api/v1/report/{}", [2]int{4, 18}, true, true, kindGet(kindReport)},
 	{"POST", "/api/v1/report", [2]int{5, 2}, true, true, kindCreate(kindReport)},
