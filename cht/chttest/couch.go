@@ -57,6 +57,9 @@ func (s *Server) handleDocGet(c *reqCtx, params []string) {
 		couchError(c.w, http.StatusNotFound, "not_found", "missing")
 	case deleted:
 		couchError(c.w, http.StatusNotFound, "not_found", "deleted")
+	case !s.sees(c.user, raw):
+		// api/src/controllers/db-doc.js permissionsError
+		writeJSON(c.w, http.StatusForbidden, map[string]any{"error": "forbidden", "reason": "Insufficient privileges"})
 	default:
 		if rev := c.r.URL.Query().Get("rev"); rev != "" && rev != s.store.currentRev(params[0]) {
 			couchError(c.w, http.StatusNotFound, "not_found", "missing")
@@ -142,6 +145,20 @@ func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
 }
 
 func (s *Server) handleAllDocs(c *reqCtx, _ []string) { s.allDocs(c, s.store) }
+
+// visible filters the ids of st an offline user may read (medic only).
+func (s *Server) visible(c *reqCtx, st *store, ids []string) []string {
+	if st != s.store || c.user.online() {
+		return ids
+	}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if raw, ok := st.getRaw(id); ok && s.sees(c.user, raw) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // handleSentinelAllDocs serves medic-sentinel's _all_docs, where Sentinel
 // keeps its task:outbound:* queue. Only database admins may read it, as
@@ -242,10 +259,13 @@ func (s *Server) allDocs(c *reqCtx, st *store) {
 	total := st.count()
 	if keys != nil {
 		for _, k := range keys {
+			if raw, ok := st.getRaw(k); ok && st == s.store && !s.sees(c.user, raw) {
+				continue
+			}
 			rows = append(rows, row(k))
 		}
 	} else {
-		ids := st.ids(func(id string, _ docMeta) bool { return id >= startKey && (!hasEnd || id <= endKey) })
+		ids := s.visible(c, st, st.ids(func(id string, _ docMeta) bool { return id >= startKey && (!hasEnd || id <= endKey) }))
 		if skip > len(ids) {
 			skip = len(ids)
 		}
@@ -345,6 +365,9 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 	}
 	rows := make([]changeRow, 0, len(changes))
 	for _, ch := range changes {
+		if !ch.deleted && !s.sees(c.user, ch.raw) {
+			continue // api/src/controllers/changes.js: only the user's docs
+		}
 		r := changeRow{Seq: formatSeq(ch.seq), ID: ch.id, Changes: []map[string]any{{"rev": ch.rev}}, Deleted: ch.deleted}
 		if include {
 			r.Doc = ch.raw

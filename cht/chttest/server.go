@@ -62,12 +62,16 @@ var IntegrationPermissions = []string{PermCreateRecords, PermViewContacts, PermV
 // (CHT adds "mm-online" to users whose roles are not offline); offline users
 // get 403 from hydrate, contacts-by-phone and the cht-datasource endpoints.
 // Users with role "_admin" or "admin" hold every permission; others hold
-// exactly Permissions.
+// exactly Permissions. An offline user reads only the documents of its
+// Facility's subtree through /medic (_changes, _all_docs, doc GETs), as
+// CHT's replication rules allow.
 type User struct {
 	Name        string
 	Password    string
 	Roles       []string
 	Permissions []string
+	// Facility is the place an offline user is assigned to (facility_id).
+	Facility string
 }
 
 func (u *User) online() bool {
