@@ -77,7 +77,7 @@ func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
 		return nil, publicError("options.form.toUpperCase is not a function")
 	}
 	code = strings.ToUpper(code)
-	form, ok := s.cfg.Forms[code]
+	form, ok := s.form(code)
 	if !ok {
 		return nil, publicError("Form not found: " + code)
 	}
@@ -400,7 +400,7 @@ func (s *Server) runTransitions(doc map[string]any) {
 		return
 	}
 	code, _ := doc["form"].(string)
-	if f, ok := s.cfg.Forms[code]; ok && f.PublicForm {
+	if f, ok := s.form(code); ok && f.PublicForm {
 		return
 	}
 	addError(doc, recordError{code: "sys.facility_not_found"}, "")
@@ -431,10 +431,10 @@ func (s *Server) recordFromSMS(c *reqCtx) (map[string]any, error) {
 	raw := v.Get("message")
 	msg := raw
 	code, _ := smsFormCode(msg)
-	form, found := s.cfg.Forms[code]
+	form, found := s.form(code)
 	if code != "" && !found {
 		cleaned := zeroWidth.ReplaceAllString(code, "")
-		if form, found = s.cfg.Forms[cleaned]; found {
+		if form, found = s.form(cleaned); found {
 			msg = strings.Replace(msg, code, cleaned, 1)
 			code = cleaned
 		}

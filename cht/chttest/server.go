@@ -200,6 +200,7 @@ type Server struct {
 	failures map[string][]time.Time // rate-limit key -> 401/429 times
 	creds    map[string]string
 	settings map[string]any
+	forms    map[string]Form // app_settings.forms (Config.Forms, then PUT /api/v1/settings)
 	replay   int64 // sequences the next resumed _changes goes back
 
 	closing   chan struct{} // closed by Close: ends longpolls and latency faults
@@ -277,6 +278,7 @@ func newServer(c Config) (*Server, error) {
 		failures: make(map[string][]time.Time),
 		creds:    make(map[string]string),
 		settings: maps.Clone(c.Settings),
+		forms:    maps.Clone(c.Forms),
 		closing:  make(chan struct{}),
 	}
 	if s.log == nil {
@@ -788,6 +790,7 @@ var routes = []route{
 	{"GET", "/api/info", [2]int{0, 0}, false, false, (*Server).handleInfo},
 	{"GET", "/api/deploy-info", [2]int{0, 0}, true, false, (*Server).handleDeployInfo},
 	{"GET", "/api/v1/settings", [2]int{0, 0}, true, false, (*Server).handleSettings},
+	{"PUT", "/api/v1/settings", [2]int{0, 0}, true, false, (*Server).handleSettingsPut},
 	{"GET", "/api/v1/hydrate", [2]int{3, 9}, true, true, (*Server).handleHydrate},
 	{"POST", "/api/v1/hydrate", [2]int{3, 9}, true, true, (*Server).handleHydrate},
 	{"POST", "/api/v1/records", [2]int{0, 0}, true, false, (*Server).handleRecordsV1},
@@ -921,6 +924,61 @@ func (s *Server) SetSettings(settings map[string]any) {
 	s.mu.Unlock()
 }
 
+// form returns the JSON form with the code.
+func (s *Server) form(code string) (Form, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.forms[code]
+	return f, ok
+}
+
+func (s *Server) allForms() map[string]Form {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.forms)
+}
+
+// handleSettingsPut is PUT /api/v1/settings (api/src/controllers/settings.js
+// put; can_edit and can_configure): each top-level member given replaces
+// the stored one (CHT merges nested objects unless ?replace=1), "forms"
+// replaces the JSON forms.
+func (s *Server) handleSettingsPut(c *reqCtx, _ []string) {
+	if !c.user.can(PermEdit, "can_configure") {
+		s.forbidden(c)
+		return
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(c.body, &body); err != nil {
+		s.apiError(c, http.StatusBadRequest, "Invalid JSON: "+err.Error(), nil)
+		return
+	}
+	var forms map[string]Form
+	if raw, ok := body["forms"]; ok {
+		if err := json.Unmarshal(raw, &forms); err != nil {
+			s.apiError(c, http.StatusBadRequest, "forms: "+err.Error(), nil)
+			return
+		}
+	}
+	s.mu.Lock()
+	if s.settings == nil {
+		s.settings = map[string]any{}
+	}
+	for k, raw := range body {
+		if k == "forms" {
+			s.forms = forms
+			continue
+		}
+		if k == "contact_types" {
+			continue // fixed by Config.ContactTypes
+		}
+		var v any
+		_ = json.Unmarshal(raw, &v)
+		s.settings[k] = v
+	}
+	s.mu.Unlock()
+	writeJSON(c.w, http.StatusOK, map[string]any{"success": true, "updated": true})
+}
+
 func (s *Server) handleSettings(c *reqCtx, _ []string) {
 	s.mu.Lock()
 	out := maps.Clone(s.settings)
@@ -928,7 +986,7 @@ func (s *Server) handleSettings(c *reqCtx, _ []string) {
 	if out == nil {
 		out = map[string]any{}
 	}
-	forms := s.cfg.Forms
+	forms := s.allForms()
 	if forms == nil {
 		forms = map[string]Form{}
 	}
