@@ -201,7 +201,7 @@ type Server struct {
 	creds    map[string]string
 	settings map[string]any
 	forms    map[string]Form // app_settings.forms (Config.Forms, then PUT /api/v1/settings)
-	replay   int64 // sequences the next resumed _changes goes back
+	replay   int64           // sequences the next resumed _changes goes back
 
 	closing   chan struct{} // closed by Close: ends longpolls and latency faults
 	closeOnce sync.Once
