@@ -55,7 +55,7 @@ func Example() {
 }
 
 func ExampleServer_InjectFault() {
-	srv := chttest.NewServer()
+	srv := chttest.NewServer(chttest.Config{})
 	defer srv.Close()
 	srv.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: http.StatusTooManyRequests,
 		RetryAfter: 2 * time.Second, Count: 1})

@@ -13,7 +13,7 @@ import (
 // TestPutDocsWithChtTypes: cht types are stored through their (pointer
 // receiver) MarshalJSON, so members kept in Extra survive.
 func TestPutDocsWithChtTypes(t *testing.T) {
-	srv := chttest.NewServer()
+	srv := chttest.NewServer(chttest.Config{})
 	t.Cleanup(srv.Close)
 	p := cht.Contact{ID: "p1", Type: "person", Name: "Ana",
 		Extra: map[string]json.RawMessage{"custom_field": json.RawMessage(`{"a":1}`)}}

@@ -207,18 +207,11 @@ type Server struct {
 	closeOnce sync.Once
 }
 
-// NewServer starts a fake CHT server. It accepts zero or one Config; the
+// NewServer starts a fake CHT server; the zero Config gives the defaults. The
 // server is running when NewServer returns. It panics if the Config is
 // invalid (as httptest.NewServer panics when it cannot listen).
-func NewServer(cfg ...Config) *Server {
-	var c Config
-	if len(cfg) > 1 {
-		panic("chttest: NewServer takes at most one Config")
-	}
-	if len(cfg) == 1 {
-		c = cfg[0]
-	}
-	s, err := newServer(c)
+func NewServer(cfg Config) *Server {
+	s, err := newServer(cfg)
 	if err != nil {
 		panic(err)
 	}
