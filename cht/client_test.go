@@ -104,14 +104,14 @@ func TestHydrateOrderNotFoundBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Parent.Hydrated() || p.Parent.Doc.Name != "Otieno Household" || p.Parent.Depth() != 4 {
+	if p.Parent.Doc == nil || p.Parent.Doc.Name != "Otieno Household" || len(p.Parent.IDs()) != 4 {
 		t.Errorf("patient lineage not hydrated: %+v", p.Parent)
 	}
 	r, err := res.Docs[1].Report()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Docs[1].IsReport() || r.Patient == nil || r.Patient.ID != chttest.DemoMotherID || r.Contact.Name != "Example CHW" {
+	if res.Docs[1].Type() != "data_record" || r.Patient == nil || r.Patient.ID != chttest.DemoMotherID || r.Contact.Name != "Example CHW" {
 		t.Errorf("report not hydrated: patient %+v contact %+v", r.Patient, r.Contact)
 	}
 	for _, req := range srv.Requests() {
@@ -278,7 +278,7 @@ func TestContactsByPhone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ID != chttest.DemoCHWID || !got[0].Parent.Hydrated() {
+	if len(got) != 1 || got[0].ID != chttest.DemoCHWID || got[0].Parent.Doc == nil {
 		t.Fatalf("got %+v", got)
 	}
 	reqs := requestsTo(srv, "GET", "/api/v1/contacts-by-phone")
@@ -839,7 +839,7 @@ func TestAllHydrated(t *testing.T) {
 			t.Errorf("change %s not hydrated", ch.ID)
 			continue
 		}
-		if ch.Hydrated.IsReport() {
+		if ch.Hydrated.Type() == "data_record" {
 			r, err := ch.Hydrated.Report()
 			if err != nil {
 				t.Fatal(err)

@@ -25,9 +25,6 @@ func (d HydratedDoc) Type() string {
 	return dd.docType()
 }
 
-// IsReport reports whether the document is a report (type data_record).
-func (d HydratedDoc) IsReport() bool { return d.Type() == "data_record" }
-
 // Contact decodes the document as a contact; see [Contact.UnmarshalJSON].
 func (d HydratedDoc) Contact() (*Contact, error) {
 	c, err := decodeContact(string(d.Doc))

@@ -24,9 +24,6 @@ type Lineage struct {
 	raw json.RawMessage // placeholder parent ("" or null) to re-encode
 }
 
-// Hydrated reports whether the link carries the full parent document.
-func (l *Lineage) Hydrated() bool { return l != nil && l.Doc != nil }
-
 // IDs returns the ancestor ids from this link upwards, nearest first.
 // It returns nil for a nil Lineage.
 func (l *Lineage) IDs() []string {
@@ -35,24 +32,6 @@ func (l *Lineage) IDs() []string {
 		ids = append(ids, p.ID)
 	}
 	return ids
-}
-
-// Depth returns the number of links, 0 for nil.
-func (l *Lineage) Depth() int {
-	n := 0
-	for p := l; p != nil; p = p.Parent {
-		n++
-	}
-	return n
-}
-
-// At returns the ancestor i levels up (0 is this link), or nil.
-func (l *Lineage) At(i int) *Lineage {
-	p := l
-	for ; p != nil && i > 0; i-- {
-		p = p.Parent
-	}
-	return p
 }
 
 // Minify returns a copy of the chain with only ids, the way CHT stores it.

@@ -9,11 +9,9 @@ import (
 // Millis is a CHT timestamp: milliseconds since the Unix epoch, as stored in
 // reported_date. It marshals as a JSON number. When decoding it also accepts
 // what CHT's API accepts: a string of digits, or an ISO 8601 date or
-// date-time. The zero value means "not set".
+// date-time. The zero value means "not set"; Millis(t.UnixMilli())
+// converts a time.Time.
 type Millis int64
-
-// MillisOf converts t to Millis.
-func MillisOf(t time.Time) Millis { return Millis(t.UnixMilli()) }
 
 // Time returns m as a UTC time.Time; the zero Millis gives the zero time.
 func (m Millis) Time() time.Time {
@@ -73,7 +71,7 @@ func ParseMillis(s string) (Millis, bool) {
 	}
 	for _, l := range isoLayouts {
 		if t, err := time.Parse(l, s); err == nil {
-			return MillisOf(t), true
+			return Millis(t.UnixMilli()), true
 		}
 	}
 	return 0, false

@@ -200,7 +200,7 @@ func expectedTransactions(t testing.TB, srv *chttest.Server, conv *fhir.Converte
 		require.NoError(t, err)
 		hd := cht.HydratedDoc{ID: id, Doc: raw}
 		var tx *fhir.Transaction
-		if hd.IsReport() {
+		if hd.Type() == "data_record" {
 			r, err := hd.Report()
 			require.NoError(t, err)
 			tx, err = conv.ReportBundle(r)

@@ -120,7 +120,7 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, e
 	}
 	doc := *p
 	doc.Parent = &cht.Lineage{ID: parent.ID, Parent: parent.Parent.Minify()}
-	doc.ReportedDate = cht.MillisOf(b.now())
+	doc.ReportedDate = cht.Millis(b.now().UnixMilli())
 	return &doc, nil
 }
 
