@@ -11,6 +11,12 @@ import (
 
 func benchConverter(b *testing.B) *Converter { return testConverter(b, Config{}) }
 
+// personConverter knows the person types of ../cht/testdata/person_hydrated.json
+// (app_settings_configurable.json).
+func personConverter(b *testing.B) *Converter {
+	return testConverter(b, Config{PersonTypes: []string{"c_person", "c_chw"}})
+}
+
 // cpuMeter reports process CPU time per operation ("cpu-ns/op"): on a
 // shared machine wall time includes time the benchmark waited for a core.
 type cpuMeter struct{ start int64 }
@@ -116,28 +122,10 @@ func BenchmarkPayloadEncodingJSON(b *testing.B) {
 	cpu.report(b)
 }
 
-// BenchmarkReportBundle: hydrated report with 20 mapped fields → transaction
-// Bundle JSON (Patient, Practitioner, 3 Locations, 2 Organizations,
-// Encounter, 20 Observations), through appendReportBundle.
+// BenchmarkReportBundle: a decoded hydrated report with 20 mapped fields →
+// transaction Bundle JSON (Patient, Practitioner, 3 Locations, 2
+// Organizations, Encounter, 20 Observations) into a reused buffer.
 func BenchmarkReportBundle(b *testing.B) {
-	c := benchConverter(b)
-	r := loadReport(b, "testdata/report_assessment_hydrated.json")
-	buf := make([]byte, 0, 64<<10)
-	var err error
-	b.ReportAllocs()
-	cpu := startCPU(b)
-	for b.Loop() {
-		if buf, err = c.appendReportBundle(buf[:0], r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.report(b)
-	b.ReportMetric(float64(len(buf)), "out-bytes")
-}
-
-// BenchmarkReportBundleTyped is the same through the samply values
-// (ReportBundle) and the fast encoder.
-func BenchmarkReportBundleTyped(b *testing.B) {
 	c := benchConverter(b)
 	r := loadReport(b, "testdata/report_assessment_hydrated.json")
 	buf := make([]byte, 0, 64<<10)
@@ -183,21 +171,132 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 	cpu.report(b)
 }
 
-// BenchmarkReportDecodeBundle includes decoding the hydrated report JSON
-// with package cht.
-func BenchmarkReportDecodeBundle(b *testing.B) {
+// The benchmarks below start from the bytes a mediator receives and end
+// with the bytes it sends, through the API the push handler uses
+// (decode with package cht, convert, MarshalJSON with a nil buffer), each
+// beside encoding/json decoding the same bytes into any and encoding them
+// again (the *EncodingJSON reference).
+
+// BenchmarkReportBytes: hydrated report JSON (3 KB, 20 mapped fields) →
+// transaction Bundle JSON (29 KB).
+func BenchmarkReportBytes(b *testing.B) {
 	c := benchConverter(b)
 	data := readFile(b, "testdata/report_assessment_hydrated.json")
-	buf := make([]byte, 0, 64<<10)
+	var out []byte
 	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
 	cpu := startCPU(b)
 	for b.Loop() {
 		var r cht.Report
-		if err := json.Unmarshal(data, &r); err != nil {
+		if err := r.UnmarshalJSON(data); err != nil {
 			b.Fatal(err)
 		}
-		var err error
-		if buf, err = c.appendReportBundle(buf[:0], &r); err != nil {
+		tx, err := c.ReportBundle(&r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out, err = tx.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(out)), "out-bytes")
+}
+
+// BenchmarkReportBytesEncodingJSON is the reference for BenchmarkReportBytes.
+func BenchmarkReportBytesEncodingJSON(b *testing.B) {
+	benchEncodingJSON(b, "testdata/report_assessment_hydrated.json")
+}
+
+// BenchmarkPersonPatient: hydrated person JSON (2.2 KB: the person, its
+// household, CHW area and health center with their contacts) → Patient JSON.
+func BenchmarkPersonPatient(b *testing.B) {
+	c := personConverter(b)
+	data := readFile(b, "../cht/testdata/person_hydrated.json")
+	var out []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		var ct cht.Contact
+		if err := ct.UnmarshalJSON(data); err != nil {
+			b.Fatal(err)
+		}
+		pt, err := c.Patient(&ct)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out, err = Marshal(pt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(out)), "out-bytes")
+}
+
+// BenchmarkPersonBundle: the same person → its contact transaction Bundle
+// (Patient, Locations and Organizations of its lineage, Practitioners of
+// their contacts).
+func BenchmarkPersonBundle(b *testing.B) {
+	c := personConverter(b)
+	data := readFile(b, "../cht/testdata/person_hydrated.json")
+	var out []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		var ct cht.Contact
+		if err := ct.UnmarshalJSON(data); err != nil {
+			b.Fatal(err)
+		}
+		tx, err := c.ContactBundle(&ct)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out, err = tx.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(out)), "out-bytes")
+}
+
+// BenchmarkPersonEncodingJSON is the reference for the person benchmarks.
+func BenchmarkPersonEncodingJSON(b *testing.B) {
+	benchEncodingJSON(b, "../cht/testdata/person_hydrated.json")
+}
+
+// BenchmarkPayloadBytes: the outbound payload (1.5 KB, 20 observations) →
+// transaction Bundle JSON (18 KB) with PayloadBundleJSON(nil, payload), as
+// the encounter endpoint calls it.
+func BenchmarkPayloadBytes(b *testing.B) {
+	c := benchConverter(b)
+	data := readFile(b, "testdata/encounter-20obs.json")
+	var out []byte
+	var err error
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		if out, err = c.PayloadBundleJSON(nil, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(len(out)), "out-bytes")
+}
+
+func benchEncodingJSON(b *testing.B, name string) {
+	data := readFile(b, name)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(v); err != nil {
 			b.Fatal(err)
 		}
 	}
