@@ -175,14 +175,15 @@ func share(doc map[string]any, n int) int {
 
 // expectedResources converts every relevant doc of the fake CHT as the
 // mediator would and returns the ids ("Type/id") the FHIR store must hold.
+// It keeps only the ids, not the transactions (a long run has 100,000).
 func expectedResources(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string) map[string]bool {
 	t.Helper()
 	want := map[string]bool{}
-	for _, tx := range expectedTransactions(t, srv, conv, ids) {
+	eachExpected(t, srv, conv, ids, func(tx *fhir.Transaction) {
 		for _, e := range tx.Entries {
 			want[e.Request.Url] = true
 		}
-	}
+	})
 	return want
 }
 
@@ -190,6 +191,13 @@ func expectedResources(t testing.TB, srv *chttest.Server, conv *fhir.Converter, 
 func expectedTransactions(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string) []*fhir.Transaction {
 	t.Helper()
 	var txs []*fhir.Transaction
+	eachExpected(t, srv, conv, ids, func(tx *fhir.Transaction) { txs = append(txs, tx) })
+	return txs
+}
+
+// eachExpected calls fn with the transaction of every relevant doc.
+func eachExpected(t testing.TB, srv *chttest.Server, conv *fhir.Converter, ids []string, fn func(*fhir.Transaction)) {
+	t.Helper()
 	for _, id := range ids {
 		doc, ok := srv.HydratedDoc(id)
 		require.True(t, ok, id)
@@ -211,9 +219,8 @@ func expectedTransactions(t testing.TB, srv *chttest.Server, conv *fhir.Converte
 			tx, err = conv.ContactBundle(c)
 			require.NoError(t, err, id)
 		}
-		txs = append(txs, tx)
+		fn(tx)
 	}
-	return txs
 }
 
 // storedResources returns the ids ("Type/id") in the FHIR store, and the
