@@ -62,7 +62,7 @@ const keepHistory = 500
 // budget is how long n payloads may take: generous (a busy CI machine, the
 // race detector), but proportional to n, so that a run that slows down as
 // it grows fails instead of hanging.
-func budget(n int) time.Duration { return time.Minute + time.Duration(n)*50*time.Millisecond }
+func budget(n int) time.Duration { return time.Minute + time.Duration(n)*200*time.Millisecond }
 
 // pushers is the number of outbound pushers, each pushing a share of the
 // documents (CHT pushes one at a time; several make the run shorter).
