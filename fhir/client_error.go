@@ -3,7 +3,6 @@ package fhir
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
@@ -66,52 +65,9 @@ func (e *ServerError) Status() int {
 func newServerError(method, target string, status int, body []byte) *ServerError {
 	e := &ServerError{StatusCode: status, Entry: -1, op: method + " " + target}
 	e.Outcome = parseOutcome(body)
-	e.Reason = outcomeReason(e.Outcome)
+	e.Reason = outcomeText(e.Outcome)
 	if e.Reason == "" {
-		e.Reason = excerpt(body)
+		e.Reason = bodySnippet(body)
 	}
 	return e
-}
-
-// outcomeReason describes each issue as "details.text: diagnostics
-// (expression)", leaving out the parts that are absent: servers differ in
-// where they put the message (HAPI in diagnostics, Medplum in details.text
-// with the location in diagnostics).
-func outcomeReason(oo *models.OperationOutcome) string {
-	if oo == nil {
-		return ""
-	}
-	var parts []string
-	for _, is := range oo.Issue {
-		var words []string
-		if is.Details != nil && is.Details.Text != nil && *is.Details.Text != "" {
-			words = append(words, *is.Details.Text)
-		}
-		if is.Diagnostics != nil && *is.Diagnostics != "" {
-			words = append(words, *is.Diagnostics)
-		}
-		msg := strings.Join(words, ": ")
-		if len(is.Expression) > 0 {
-			msg += " (" + strings.Join(is.Expression, ", ") + ")"
-		}
-		if msg = strings.TrimSpace(msg); msg != "" {
-			parts = append(parts, msg)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// excerpt is the start of a non-FHIR answer, on one line and valid UTF-8.
-func excerpt(body []byte) string {
-	const max = 200
-	s := strings.ToValidUTF8(string(body[:min(len(body), max+4)]), "")
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
 }

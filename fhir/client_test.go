@@ -95,7 +95,7 @@ func TestTransactionAnswerIsChecked(t *testing.T) {
 	}{
 		{"non-2xx with outcome", 400, outcome, 1, -1, 0, "HAPI-0550: version conflict"},
 		{"non-2xx with details.text", 422, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","details":{"text":"bad code"}}]}`, 1, -1, 0, "bad code"},
-		{"medplum style", 400, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure","details":{"text":"Missing required property"},"expression":["Observation.status"],"diagnostics":"Bundle.entry[0].resource"},{"severity":"error","code":"processing","diagnostics":"second"}]}`, 1, -1, 0, "Missing required property: Bundle.entry[0].resource (Observation.status); second"},
+		{"medplum style", 400, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"structure","details":{"text":"Missing required property"},"expression":["Observation.status"],"diagnostics":"Bundle.entry[0].resource"},{"severity":"error","code":"processing","diagnostics":"second"}]}`, 1, -1, 0, "Bundle.entry[0].resource; Missing required property; second"},
 		{"non-2xx plain text", 401, "Unauthorized\n  go away", 1, -1, 0, "Unauthorized go away"},
 		{"failed entry", 200, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"412 Precondition Failed","outcome":` + outcome + `}}]}`, 2, 1, 412, "HAPI-0550: version conflict"},
 		{"entry without response", 200, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"fullUrl":"x"}]}`, 1, 0, 0, "entry has no response"},

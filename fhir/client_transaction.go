@@ -165,7 +165,7 @@ func checkEntries(dec *json.Decoder) (int, *ServerError, error) {
 			code, _, _ := strings.Cut(strings.TrimSpace(resp.Status), " ")
 			if c, err := strconv.Atoi(code); err != nil || c < 200 || c > 299 {
 				se := &ServerError{Entry: n, EntryStatus: c, Outcome: parseOutcome(resp.Outcome)}
-				se.Reason = outcomeReason(se.Outcome)
+				se.Reason = outcomeText(se.Outcome)
 				if se.Reason == "" {
 					se.Reason = fmt.Sprintf("entry status %q", resp.Status)
 				}
