@@ -854,6 +854,7 @@ var dependencyRules = map[string][]string{
 	"cht/chttest":          {"cht"},
 	"fhir":                 {"cht"},
 	"fhir/fhirtest":        {"fhir", "cht"},
+	"fhir/push":            {"fhir", "cht"},
 }
 
 // ruleOf returns the dependencyRules key that governs the package directory
@@ -962,7 +963,11 @@ func TestAllowedImport(t *testing.T) {
 		{"fhir/internal/validation", "cht", true},
 		{"fhir/internal/validation", "fhir/internal/other", true},
 		{"fhir/fhirtest", "fhir", true},
-		{"fhir/fhirtest", "examples/cht-to-fhir/chttofhir", false},
+		{"fhir/fhirtest", "examples/cht-to-fhir", false},
+		{"fhir/push", "fhir", true},
+		{"fhir/push", "fhir/fhirtest", false},
+		{"fhir/push", "cht/chttest", false},
+		{"fhir/push", "mediator", false},
 	}
 	for _, tt := range tests {
 		if got := allowedImport(ruleOf(tt.dir), tt.imp); got != tt.want {

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -58,6 +58,14 @@ var exportRE = regexp.MustCompile(`^(\s*)export\s+([A-Za-z_][A-Za-z0-9_]*)=`)
 // substitute returns the block's lines with the value of every `export NAME=`
 // line whose NAME is in vals replaced (the rest of such a line, a comment
 // included, is dropped), and records the names it replaced in used.
+// The identity of examples/cht-to-fhir that the guide sets up in core (its
+// main.go: clientID, clientRole and the channel of definition).
+const (
+	guideClientID    = "cht-outbound"
+	guideClientRole  = "cht"
+	guideChannelName = "CHT to FHIR"
+)
+
 func substitute(lines []string, vals map[string]string, used map[string]bool) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
@@ -189,8 +197,8 @@ func TestE2EGuide(t *testing.T) {
 	}
 	// A client left by an interrupted run on a long-lived core would make
 	// the guide's POST /clients fail; CI's core is fresh.
-	deleteClient(ctx, t, core, chttofhir.ClientID)
-	t.Cleanup(func() { deleteClient(context.Background(), t, core, chttofhir.ClientID) })
+	deleteClient(ctx, t, core, guideClientID)
+	t.Cleanup(func() { deleteClient(context.Background(), t, core, guideClientID) })
 
 	const chtAdminPassword, chtUserPassword = "cht-admin-secret", "cht-openhim-secret"
 	chtCfg := chttest.DemoConfig()
@@ -268,15 +276,15 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *med
 	}
 	clientDBID := ""
 	for _, c := range clients {
-		if c.ClientID == chttofhir.ClientID {
+		if c.ClientID == guideClientID {
 			clientDBID = c.ID
-			if !slices.Contains(c.Roles, chttofhir.ClientRole) {
-				t.Errorf("client %s roles = %v, want %q", c.ClientID, c.Roles, chttofhir.ClientRole)
+			if !slices.Contains(c.Roles, guideClientRole) {
+				t.Errorf("client %s roles = %v, want %q", c.ClientID, c.Roles, guideClientRole)
 			}
 		}
 	}
 	if clientDBID == "" {
-		t.Errorf("core has no client %q after the guide", chttofhir.ClientID)
+		t.Errorf("core has no client %q after the guide", guideClientID)
 	}
 
 	// The test push of step 8: a Patient identified by this run's CHT.
@@ -297,12 +305,12 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *med
 	}
 	channelID := ""
 	for _, c := range channels {
-		if c.Name == chttofhir.ChannelName {
+		if c.Name == guideChannelName {
 			channelID = c.ID
 		}
 	}
 	if channelID == "" {
-		t.Fatalf("core has no channel %q after the guide", chttofhir.ChannelName)
+		t.Fatalf("core has no channel %q after the guide", guideChannelName)
 	}
 	var txs []struct {
 		ClientID       string `json:"clientID"`
@@ -320,7 +328,7 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *med
 	}
 	found := false
 	for _, tx := range txs {
-		if tx.ClientID == clientDBID && tx.Status == "Successful" && tx.Request.Path == chttofhir.OutboundPath &&
+		if tx.ClientID == clientDBID && tx.Status == "Successful" && tx.Request.Path == push.OutboundPath &&
 			slices.ContainsFunc(tx.Orchestrations, func(o struct {
 				Name string `json:"name"`
 			}) bool {
@@ -331,7 +339,7 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *med
 	}
 	if !found {
 		t.Errorf("no Successful transaction from client %s with a FHIR transaction orchestration on channel %q among %d: %+v",
-			chttofhir.ClientID, chttofhir.ChannelName, len(txs), txs)
+			guideClientID, guideChannelName, len(txs), txs)
 	}
 }
 

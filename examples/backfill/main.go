@@ -43,7 +43,6 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
@@ -166,7 +165,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	var mapping *fhir.Mapping
 	var err error
 	if s.MappingFile == "" {
-		mapping, err = chttofhir.DefaultMapping()
+		mapping = fhir.DefaultMapping()
 	} else {
 		mapping, err = fhir.LoadMapping(s.MappingFile)
 	}

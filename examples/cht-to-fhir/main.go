@@ -27,8 +27,8 @@ import (
 	"syscall"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
@@ -49,7 +49,7 @@ type Settings struct {
 	// (MEDIATOR_FHIR_URL, _USERNAME, _PASSWORD).
 	FHIR Endpoint `mapstructure:"fhir"`
 	// MappingFile is the form field mapping (MEDIATOR_MAPPING_FILE); ""
-	// uses chttofhir/mapping.yaml, built into the binary.
+	// uses fhir.DefaultMapping.
 	MappingFile string `mapstructure:"mapping_file"`
 	// SkipUnmappedForms answers 200 to reports of unmapped forms instead of
 	// 422 (MEDIATOR_SKIP_UNMAPPED_FORMS).
@@ -143,29 +143,23 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 	if err != nil {
 		return nil, err
 	}
+	// Calls to CHT and FHIR are recorded as orchestrations of the transaction.
+	recorded := &http.Client{Transport: mediator.Transport(nil)}
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: s.FHIR.URL, Username: s.FHIR.Username,
+		Password: string(s.FHIR.Password), HTTPClient: recorded, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
 	var chtClient *cht.Client
 	if s.CHT.Username != "" {
 		chtClient, err = cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
-			Password: cht.Password(s.CHT.Password), Logger: logger,
-			// Calls to CHT are recorded as orchestrations of the transaction.
-			HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
+			Password: cht.Password(s.CHT.Password), Logger: logger, HTTPClient: recorded})
 		if err != nil {
 			return nil, err
 		}
 	}
-	bridge, err := chttofhir.New(chttofhir.Config{
-		Converter:         conv,
-		FHIRURL:           s.FHIR.URL,
-		FHIRUsername:      s.FHIR.Username,
-		FHIRPassword:      string(s.FHIR.Password),
-		CHT:               chtClient,
-		SkipUnmappedForms: s.SkipUnmappedForms,
-		Logger:            logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	h, err := bridge.Handler()
+	h, err := push.New(push.Config{Converter: conv, FHIR: fhirClient, CHT: chtClient,
+		SkipUnmappedForms: s.SkipUnmappedForms, Orchestrate: mediator.WithOrchestration, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -177,18 +171,49 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 }
 
 // definition is the registration document, reachable at PublicHost and the
-// port of Listen.
+// port of Listen: one endpoint and a default channel that routes CHT's
+// outbound pushes (POST /cht/outbound and /cht/encounter) to it. Bump
+// Version whenever it changes: core ignores a re-registration with the same
+// version.
 func definition(s Settings) (mediator.Definition, error) {
 	port, err := s.ListenPort()
 	if err != nil {
 		return mediator.Definition{}, err
 	}
-	return chttofhir.Definition(s.PublicHost, port), nil
+	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
+	return mediator.Definition{
+		URN:         "urn:mediator:cht-to-fhir",
+		Version:     "1.0.0",
+		Name:        "CHT to FHIR",
+		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
+		Endpoints:   []mediator.Route{route},
+		DefaultChannelConfig: []mediator.Channel{{
+			Name:        "CHT to FHIR",
+			URLPattern:  "^/cht/(outbound|encounter)$",
+			Description: "CHT outbound pushes to the CHT to FHIR mediator",
+			Type:        "http",
+			Methods:     []string{"POST"},
+			Allow:       []string{clientRole},
+			AuthType:    "private",
+			Routes:      []mediator.Route{route},
+		}},
+	}, nil
 }
+
+// clientRole is the OpenHIM client role allowed to use the channel: give it
+// to the client that CHT's outbound push authenticates as.
+const clientRole = "cht"
+
+// clientID is the OpenHIM client CHT's outbound push authenticates as (the
+// basic auth user of --print-cht-outbound). It must differ from every role a
+// channel allows: core refuses to create or update a client whose ID is such
+// a role (409 "A role name conflicts with clientID", addClient and
+// updateClient in openhim-core's src/api/clients.js).
+const clientID = "cht-outbound"
 
 func loadMapping(path string) (*fhir.Mapping, error) {
 	if path == "" {
-		return chttofhir.DefaultMapping()
+		return fhir.DefaultMapping(), nil
 	}
 	return fhir.LoadMapping(path)
 }
@@ -200,8 +225,8 @@ func outbound(s Settings, mapping *fhir.Mapping) (cht.OutboundConfig, error) {
 	for _, f := range mapping.Forms {
 		forms = append(forms, strconv.Quote(f.Form))
 	}
-	channel := strings.TrimRight(s.RouterURL, "/") + chttofhir.OutboundPath
-	dest, err := cht.NewOutboundDestination(channel, chttofhir.ClientID, "openhim_cht_to_fhir")
+	channel := strings.TrimRight(s.RouterURL, "/") + push.OutboundPath
+	dest, err := cht.NewOutboundDestination(channel, clientID, "openhim_cht_to_fhir")
 	if err != nil {
 		return nil, fmt.Errorf("router_url: %w", err)
 	}

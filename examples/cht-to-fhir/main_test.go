@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
@@ -78,8 +77,8 @@ func TestPrintCHTOutbound(t *testing.T) {
 	assert.Contains(t, doc.Outbound, "cht_to_fhir_people")
 	// The push authenticates as a client whose ID is not a role: core 4.x-8.x
 	// refuses such a client with 409 (openhim-core src/api/clients.js addClient).
-	assert.Equal(t, chttofhir.ClientID, reports.Destination.Auth.Username)
-	assert.NotEqual(t, chttofhir.ClientRole, reports.Destination.Auth.Username)
+	assert.Equal(t, clientID, reports.Destination.Auth.Username)
+	assert.NotEqual(t, clientRole, reports.Destination.Auth.Username)
 }
 
 func TestSettingsErrorsNameTheKey(t *testing.T) {

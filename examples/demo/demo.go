@@ -13,16 +13,16 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 // Credentials of the demo's OpenHIM clients.
 const (
-	chtClientID  = chttofhir.ClientID
+	chtClientID  = "cht-outbound" // not a role a channel allows: core refuses that (409)
 	chtClientPW  = "cht-demo-password"
 	emrClientID  = "emr"
 	emrClientPW  = "emr-demo-password"
@@ -65,15 +65,11 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 			d.Close()
 		}
 	}()
-	d.core.AddClient(chtClientID, chtClientPW, chttofhir.ClientRole)
+	d.core.AddClient(chtClientID, chtClientPW, chtRole)
 
-	mapping, err := fhir.ParseMapping(demoMapping)
-	if err != nil {
-		return nil, err
-	}
 	d.conv, err = fhir.New(fhir.Config{
 		InstanceURL: instanceURL,
-		Mapping:     mapping,
+		Mapping:     fhir.DefaultMapping(),
 		Inbound:     fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
 	})
 	if err != nil {
@@ -88,15 +84,17 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 	}
 
 	// CHT → FHIR.
-	bridge, err := chttofhir.New(chttofhir.Config{Converter: d.conv, FHIRURL: d.fhir.URL, CHT: chtClient, Logger: log})
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: d.fhir.URL,
+		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	h, err := bridge.Handler()
+	h, err := push.New(push.Config{Converter: d.conv, FHIR: fhirClient, CHT: chtClient,
+		Orchestrate: mediator.WithOrchestration, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	if err := d.startMediator(ctx, "cht-to-fhir", chttofhir.Definition, h); err != nil {
+	if err := d.startMediator(ctx, "cht-to-fhir", chtToFHIRDefinition, h); err != nil {
 		return nil, err
 	}
 	if err := d.startReverse(ctx, chtClient); err != nil {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -38,7 +38,7 @@ func (d *demo) runFlows(ctx context.Context, out io.Writer) (*summary, error) {
 	sum := &summary{}
 	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{
 		Name:     "cht_to_fhir",
-		URL:      d.core.RouterURL + chttofhir.OutboundPath,
+		URL:      d.core.RouterURL + push.OutboundPath,
 		Username: chtClientID,
 		Password: chtClientPW,
 		Mapping:  map[string]any{"doc": "doc"},
@@ -113,7 +113,7 @@ func (d *demo) repush(ctx context.Context, out io.Writer, p *chttest.OutboundPus
 			continue
 		}
 		sum.Pushes++
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+chttofhir.OutboundPath, bytes.NewReader(a.Payload))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+push.OutboundPath, bytes.NewReader(a.Payload))
 		if err != nil {
 			return err
 		}

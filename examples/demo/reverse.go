@@ -10,16 +10,12 @@ import (
 	"sort"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 )
 
 // taskForm is the records form the converter submits for ServiceRequests
 // (fhir.InboundConfig.TaskForm, stored upper-case as the records API does).
 const taskForm = "INTEROP_FOLLOW_UP"
-
-// demoMapping is the form field mapping both mediators use.
-var demoMapping = chttofhir.DefaultMappingYAML()
 
 // startReverse starts the fhir-to-cht mediator and the EMR's OpenHIM client.
 func (d *demo) startReverse(ctx context.Context, c *cht.Client) error {

@@ -1,7 +1,7 @@
 // Package soak holds the fault, load and hostile-input tests of the
 // examples; it has no code of its own besides this overview.
 //
-// The tests drive the cht-to-fhir mediator (package chttofhir inside a
+// The tests drive the cht-to-fhir mediator (package fhir/push inside a
 // mediator.Mediator registered with the fake OpenHIM core of openhimtest)
 // the way CHT does, with chttest.OutboundPusher, while faults are
 // injected everywhere: a share of FHIR writes fail, time out or lose their

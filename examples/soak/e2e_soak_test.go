@@ -22,8 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -111,7 +111,7 @@ func TestE2EFaultsRealCore(t *testing.T) {
 	prefix := "/" + run
 	m, _ := newMediatorDef(t, http.StripPrefix(prefix, h), mediator.OpenHIMConfig{URL: api, Username: user, Password: pass,
 		InsecureSkipVerify: true, CoreVersion: 4, Timeout: 10 * time.Second}, func(port int) mediator.Definition {
-		def := chttofhir.Definition("127.0.0.1", port)
+		def := chtToFHIRDefinition("127.0.0.1", port)
 		def.URN += "-" + run
 		def.Name += " " + run
 		def.Endpoints[0].Name += " " + run
@@ -126,7 +126,7 @@ func TestE2EFaultsRealCore(t *testing.T) {
 
 	// Wait until core routes the channel (its cache refreshes every ~1 s).
 	require.Eventually(t, func() bool {
-		resp, err := http.Post(router+prefix+chttofhir.OutboundPath, "application/json", strings.NewReader(`{}`))
+		resp, err := http.Post(router+prefix+push.OutboundPath, "application/json", strings.NewReader(`{}`))
 		if err != nil {
 			return false
 		}
@@ -134,7 +134,7 @@ func TestE2EFaultsRealCore(t *testing.T) {
 		return resp.StatusCode == http.StatusBadRequest // the mediator's answer to an empty push
 	}, 60*time.Second, 250*time.Millisecond, "channel routable")
 
-	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: run, URL: router + prefix + chttofhir.OutboundPath,
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: run, URL: router + prefix + push.OutboundPath,
 		RelevantTo: relevant, Map: mixedPayload, Server: chtSrv, RetryInterval: 100 * time.Millisecond, Timeout: 20 * time.Second})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
@@ -82,7 +82,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	// collector's work per request, stays flat however long the run.
 	core := openhimtest.NewServer(openhimtest.Config{MaxTransactions: keepHistory})
 	defer core.Close()
-	core.AddClient(routerClient, routerPassword, chttofhir.ClientRole)
+	core.AddClient(routerClient, routerPassword, chtRole)
 	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1, Seed: 11})
 	defer chtSrv.Close()
 	// 3 people and 6 reports per household are pushed.
@@ -114,7 +114,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	var ps []*chttest.OutboundPusher
 	for i := range pushers {
 		p, err := chttest.NewOutboundPusher(chttest.PusherConfig{
-			Name: "cht_to_fhir", URL: core.RouterURL + chttofhir.OutboundPath,
+			Name: "cht_to_fhir", URL: core.RouterURL + push.OutboundPath,
 			Username: routerClient, Password: routerPassword,
 			RelevantTo: func(doc map[string]any) bool { return relevant(doc) && share(doc, pushers) == i },
 			Map:        mixedPayload, Server: chtSrv,
@@ -131,7 +131,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	}
 
 	time.Sleep(300 * time.Millisecond)
-	assert.Empty(t, core.Heartbeats(chttofhir.URN), "core down: no heartbeat accepted yet")
+	assert.Empty(t, core.Heartbeats(chtToFHIRURN), "core down: no heartbeat accepted yet")
 	core.SetDown(false)
 	t.Logf("%v core up", time.Since(start))
 
@@ -140,9 +140,9 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 		t.Fatalf("a third of the reports not written in %v (%d/%d)", budget(n/3), fhirSrv.Count("Encounter"), wantEncounters)
 	}
 	t.Logf("%v a third written; restarting core", time.Since(start))
-	beats := len(core.Heartbeats(chttofhir.URN))
+	beats := len(core.Heartbeats(chtToFHIRURN))
 	require.NoError(t, core.Restart())
-	require.Eventually(t, func() bool { return len(core.Heartbeats(chttofhir.URN)) > beats }, 30*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return len(core.Heartbeats(chtToFHIRURN)) > beats }, 30*time.Second, 10*time.Millisecond,
 		"heartbeats resume after the restart")
 
 	t.Logf("%v heartbeats resumed", time.Since(start))

@@ -17,9 +17,9 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
@@ -40,11 +40,33 @@ func payloads(t testing.TB, def int) int {
 	return def
 }
 
+// The cht-to-fhir mediator's identity, as examples/cht-to-fhir/main.go
+// registers it.
+const (
+	chtToFHIRURN = "urn:mediator:cht-to-fhir"
+	chtRole      = "cht"
+)
+
+// chtToFHIRDefinition is the registration of examples/cht-to-fhir reachable
+// at 127.0.0.1 (or host) and port.
+func chtToFHIRDefinition(host string, port int) mediator.Definition {
+	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: host, Port: port, Primary: true}
+	return mediator.Definition{
+		URN: chtToFHIRURN, Version: "1.0.0", Name: "CHT to FHIR",
+		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
+		Endpoints:   []mediator.Route{route},
+		DefaultChannelConfig: []mediator.Channel{{
+			Name: "CHT to FHIR", URLPattern: "^/cht/(outbound|encounter)$", Type: "http", AuthType: "private",
+			Methods: []string{"POST"}, Allow: []string{chtRole}, Routes: []mediator.Route{route},
+		}},
+	}
+}
+
 // newCore starts a fake OpenHIM core with the router client CHT uses.
 func newCore(t testing.TB) *openhimtest.Server {
 	core := openhimtest.NewServer(openhimtest.Config{})
 	t.Cleanup(core.Close)
-	core.AddClient(routerClient, routerPassword, chttofhir.ClientRole)
+	core.AddClient(routerClient, routerPassword, chtRole)
 	return core
 }
 
@@ -57,12 +79,11 @@ type bridgeConfig struct {
 	Logger                          *slog.Logger
 }
 
-// newBridge wires chttofhir as examples/cht-to-fhir/main.go does, with fast
+// newBridge wires fhir/push as examples/cht-to-fhir/main.go does, with fast
 // CHT retries for tests.
 func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 	t.Helper()
-	mapping, err := chttofhir.DefaultMapping()
-	require.NoError(t, err)
+	mapping := fhir.DefaultMapping()
 	instance := bc.InstanceURL
 	if instance == "" {
 		instance = bc.CHTURL
@@ -77,11 +98,11 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 		Logger: bc.Logger, HTTPClient: hc, Timeout: 2 * time.Second,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
 	require.NoError(t, err)
-	bridge, err := chttofhir.New(chttofhir.Config{Converter: conv, FHIRURL: bc.FHIRURL,
-		FHIRUsername: bc.FHIRUser, FHIRPassword: bc.FHIRPassword, CHT: chtClient,
-		HTTPClient: &http.Client{Timeout: 5 * time.Second}, Logger: bc.Logger})
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: bc.FHIRURL, Username: bc.FHIRUser, Password: bc.FHIRPassword,
+		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Timeout: 5 * time.Second, Logger: bc.Logger})
 	require.NoError(t, err)
-	h, err := bridge.Handler()
+	h, err := push.New(push.Config{Converter: conv, FHIR: fhirClient, CHT: chtClient,
+		Orchestrate: mediator.WithOrchestration, Logger: bc.Logger})
 	require.NoError(t, err)
 	return h, conv
 }
@@ -90,7 +111,7 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 // port, registered with the core of oh (none when oh.URL is "").
 func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) (*mediator.Mediator, string) {
 	return newMediatorConfig(t, h, oh, heartbeat, logger, func(port int) mediator.Definition {
-		return chttofhir.Definition("127.0.0.1", port)
+		return chtToFHIRDefinition("127.0.0.1", port)
 	})
 }
 

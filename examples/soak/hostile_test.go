@@ -16,7 +16,6 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
@@ -75,7 +74,7 @@ func serveHostile(t *testing.T) map[string]string {
 	require.NoError(t, err)
 
 	return map[string]string{
-		"cht-to-fhir": serve(chttofhir.Definition, c2f, hostileLimit),
+		"cht-to-fhir": serve(chtToFHIRDefinition, c2f, hostileLimit),
 		"fhir-to-cht": serve(fhirtocht.Definition, f2c.Handler(), 2*hostileLimit+1<<20),
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -131,7 +130,7 @@ func loadTargets(t testing.TB) []loadTarget {
 	t.Cleanup(tr.CloseIdleConnections)
 	return []loadTarget{
 		{name: "mediator, empty handler", url: ebase + "/echo", body: push, client: client},
-		{name: "cht-to-fhir /cht/outbound → FHIR transaction", url: base + chttofhir.OutboundPath, body: push, client: client},
+		{name: "cht-to-fhir /cht/outbound → FHIR transaction", url: base + "/cht/outbound", body: push, client: client},
 	}
 }
 

@@ -22,9 +22,9 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -180,11 +180,11 @@ func TestSecretsNeverLogged(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- m.Run(ctx) }()
 		if sc.openhimPass == openhimSecret {
-			require.Eventually(t, func() bool { return len(core.Heartbeats(chttofhir.URN)) > 2 }, 10*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return len(core.Heartbeats(chtToFHIRURN)) > 2 }, 10*time.Second, 10*time.Millisecond)
 		}
 		// Push straight to the mediator (core's router is not needed
 		// to see what the mediator logs and answers).
-		p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "secrets", URL: base + chttofhir.OutboundPath,
+		p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "secrets", URL: base + push.OutboundPath,
 			Map: mixedPayload, RelevantTo: relevant, Server: chtSrv, Timeout: 5 * time.Second, Logger: logger})
 		require.NoError(t, err)
 		_, err = p.Sync(context.Background())
@@ -205,8 +205,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 
 	// The backfill, with the wrong and then the right FHIR password.
-	mapping, err := chttofhir.DefaultMapping()
-	require.NoError(t, err)
+	mapping := fhir.DefaultMapping()
 	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	for _, pw := range []struct{ cht, fhir string }{{chtWrong, fhirSecret}, {chtSecret, fhirWrong}, {chtSecret, fhirSecret}} {

@@ -17,7 +17,6 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
@@ -44,8 +43,7 @@ func newEnv(t testing.TB, households int) *env {
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	require.NoError(t, err)
-	mapping, err := chttofhir.DefaultMapping()
-	require.NoError(t, err)
+	mapping := fhir.DefaultMapping()
 	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs()), cfg: backfill.Config{

@@ -17,7 +17,6 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
@@ -35,8 +34,7 @@ func TestE2EBackfillRealFHIR(t *testing.T) {
 	require.NoError(t, err)
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
 	require.NoError(t, err)
-	mapping, err := chttofhir.DefaultMapping()
-	require.NoError(t, err)
+	mapping := fhir.DefaultMapping()
 	// Identifiers unique to this run: the instance URL names them.
 	instance := fmt.Sprintf("https://backfill%d.cht.example.org", time.Now().UnixNano())
 	conv, err := fhir.New(fhir.Config{InstanceURL: instance, Mapping: mapping})

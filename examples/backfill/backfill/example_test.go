@@ -9,7 +9,6 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
@@ -32,11 +31,7 @@ func ExampleRun() {
 		fmt.Println(err)
 		return
 	}
-	mapping, err := chttofhir.DefaultMapping()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	mapping := fhir.DefaultMapping()
 	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
 	if err != nil {
 		fmt.Println(err)

@@ -1,4 +1,4 @@
-package chttofhir_test
+package main
 
 // e2e test through the REAL OpenHIM core 4.0.5 and the REAL FHIR server of
 // .ci/stack.sh: the mediator registers and installs its channel, CHT's
@@ -30,8 +30,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -63,19 +63,20 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	// other tests' on the shared FHIR server.
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	mapping, err := chttofhir.DefaultMapping()
+	conv, err := fhir.New(fhir.Config{InstanceURL: "https://" + suffix + ".cht.example.org", Mapping: fhir.DefaultMapping()})
 	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{InstanceURL: "https://" + suffix + ".cht.example.org", Mapping: mapping})
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: viaProxy.String(), HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
-	bridge, err := chttofhir.New(chttofhir.Config{Converter: conv, FHIRURL: viaProxy.String(), Timeout: 5 * time.Second})
-	require.NoError(t, err)
-	h, err := bridge.Handler()
+	h, err := push.New(push.Config{Converter: conv, FHIR: fc, Timeout: 5 * time.Second, Orchestrate: mediator.WithOrchestration})
 	require.NoError(t, err)
 
 	// The shared core gets a unique URN, channel, role and path prefix.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	def := chttofhir.Definition("127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
+	s := defaultSettings()
+	s.PublicHost, s.Listen = "127.0.0.1", ln.Addr().String()
+	def, err := definition(s)
+	require.NoError(t, err)
 	def.URN += ":" + suffix
 	def.DefaultChannelConfig[0].Name += " " + suffix
 	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + "/cht/(outbound|encounter)$"
@@ -109,7 +110,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	}, nil))
 
 	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{
-		Name: "cht_to_fhir", URL: router + "/" + suffix + chttofhir.OutboundPath,
+		Name: "cht_to_fhir", URL: router + "/" + suffix + push.OutboundPath,
 		Username: clientID, Password: clientPW,
 		Mapping: map[string]any{"doc": "doc"}, Server: chtSrv,
 	})
@@ -163,7 +164,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 		Orchestrations []struct{ Name string }
 	}
 	q := url.Values{"filterRepresentation": {"full"}, "filterLimit": {"10"},
-		"filters": {fmt.Sprintf(`{"request.path":%q}`, "/"+suffix+chttofhir.OutboundPath)}}
+		"filters": {fmt.Sprintf(`{"request.path":%q}`, "/"+suffix+push.OutboundPath)}}
 	require.Eventually(t, func() bool {
 		if core.Do(ctx, http.MethodGet, "/transactions?"+q.Encode(), nil, &txs) != nil {
 			return false

@@ -1,0 +1,25 @@
+// Package push writes CHT outbound pushes to a FHIR server: each pushed
+// document becomes one FHIR transaction Bundle (converted by a
+// [fhir.Converter]) posted with a [fhir.Client].
+//
+// [Handler] serves two routes:
+//
+//	POST /cht/outbound    a CHT outbound push carrying the document ({"doc": doc})
+//	                      or naming it ({"id": ..., "rev": ...}; needs Config.CHT)
+//	POST /cht/encounter   the pre-mapped encounter payload of the
+//	                      cht-interoperability mediators ([fhir.EncounterPayload])
+//
+// A push is answered 2xx only after the FHIR server committed its
+// transaction, so CHT retries every push whose data did not arrive; the
+// converter's bundles are idempotent, so a retried push creates no
+// duplicates. Failures are answered by CHT's outbound rules: 400 for a
+// malformed push, 422 for a document that cannot be converted (an unmapped
+// form, unless Config.SkipUnmappedForms), 502 when the FHIR server or CHT
+// failed and 504 when they did not answer in time.
+//
+// Documents that arrive without their lineage, patient or place are
+// hydrated through CHT's API when Config.CHT is set. Run inside an OpenHIM
+// mediator, give the CHT and FHIR clients an HTTPClient whose transport
+// records orchestrations and set Config.Orchestrate, and every call shows up
+// by name in the OpenHIM transaction.
+package push

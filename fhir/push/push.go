@@ -1,0 +1,313 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// Paths served by [Handler].
+const (
+	// OutboundPath receives CHT outbound pushes.
+	OutboundPath = "/cht/outbound"
+	// EncounterPath receives the cht-interoperability encounter payload.
+	EncounterPath = "/cht/encounter"
+)
+
+// DefaultTimeout is the deadline of one push: CHT gives up after 10 s.
+const DefaultTimeout = 8 * time.Second
+
+// maxEncounterBody bounds an encounter payload when nothing else does (a
+// mediator limits bodies before the handler).
+const maxEncounterBody = 32 << 20
+
+// Config configures a [Handler].
+type Config struct {
+	// Converter converts CHT documents to FHIR. Required.
+	Converter *fhir.Converter
+	// FHIR writes the transactions. Required.
+	FHIR *fhir.Client
+	// CHT, when set, hydrates documents that arrive without their
+	// lineage, patient or place, and resolves pushes that only name a
+	// document.
+	CHT *cht.Client
+	// SkipUnmappedForms answers 200 (and logs the reason) to reports whose
+	// form has no mapping. By default they are answered 422, so a missing
+	// mapping is noticed instead of silently dropping data.
+	SkipUnmappedForms bool
+	// Timeout is the deadline of one push; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Orchestrate, when set, names each outgoing call in its context
+	// ("CHT hydrate", "FHIR transaction"). A mediator passes
+	// mediator.WithOrchestration so that OpenHIM shows the calls by name.
+	Orchestrate func(ctx context.Context, name string) context.Context
+	// Logger receives a line per failed or skipped push; nil discards.
+	Logger *slog.Logger
+}
+
+// Handler converts CHT pushes to FHIR transactions and serves
+// [OutboundPath] and [EncounterPath]. It is safe for concurrent use.
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	outbound *cht.OutboundHandler
+}
+
+// New returns a Handler for cfg. It does no I/O.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Converter == nil {
+		return nil, errors.New("push: Converter is required")
+	}
+	if cfg.FHIR == nil {
+		return nil, errors.New("push: FHIR client is required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Orchestrate == nil {
+		cfg.Orchestrate = func(ctx context.Context, _ string) context.Context { return ctx }
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	var fetch func(context.Context, string) (json.RawMessage, error)
+	if cfg.CHT != nil {
+		hydrate := cfg.CHT.HydrateFetcher()
+		fetch = func(ctx context.Context, id string) (json.RawMessage, error) {
+			return hydrate(cfg.Orchestrate(ctx, "CHT hydrate"), id)
+		}
+	}
+	var err error
+	h.outbound, err = cht.NewOutboundHandler(cht.OutboundHandlerConfig{
+		Handle: func(ctx context.Context, p *cht.OutboundPayload) error {
+			return outboundError(h.Push(ctx, p))
+		},
+		Fetch:   fetch,
+		Timeout: cfg.Timeout,
+		Logger:  h.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	h.mux = http.NewServeMux()
+	h.mux.Handle("POST "+OutboundPath, h.outbound)
+	h.mux.HandleFunc("POST "+EncounterPath, h.serveEncounter)
+	return h, nil
+}
+
+// ServeHTTP serves POST [OutboundPath] and POST [EncounterPath].
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Push converts one outbound push and writes it to the FHIR server. It
+// returns nil only once the FHIR server committed the transaction. A
+// failure of the FHIR server is returned as (or wrapping) a
+// *fhir.ServerError, a document that cannot be converted as a
+// *fhir.ConversionError.
+func (h *Handler) Push(ctx context.Context, p *cht.OutboundPayload) error {
+	tx, err := h.convert(ctx, p)
+	if err != nil {
+		if errors.Is(err, fhir.ErrUnmappedForm) && h.cfg.SkipUnmappedForms {
+			h.log.InfoContext(ctx, "skipped push of an unmapped form", "doc", p.ID, "reason", err)
+			return nil
+		}
+		return err
+	}
+	body, err := tx.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("push: encode transaction for %s: %w", p.ID, err)
+	}
+	if err := h.write(ctx, body); err != nil {
+		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// write posts one transaction Bundle.
+func (h *Handler) write(ctx context.Context, bundle []byte) error {
+	if err := h.cfg.FHIR.Transaction(h.cfg.Orchestrate(ctx, "FHIR transaction"), bundle); err != nil {
+		return &failure{status: upstreamStatus(err), err: err}
+	}
+	return nil
+}
+
+// convert turns the payload into a transaction, hydrating what is missing.
+func (h *Handler) convert(ctx context.Context, p *cht.OutboundPayload) (*fhir.Transaction, error) {
+	if len(p.Doc) == 0 {
+		return nil, &failure{status: http.StatusBadRequest,
+			err: errors.New("payload carries no document: map the push as {\"doc\": \"doc\"} or configure CHT access to resolve {\"id\": ...}")}
+	}
+	if p.DocType() == "data_record" {
+		r, err := p.Report()
+		if err != nil {
+			return nil, &failure{status: http.StatusBadRequest, err: err}
+		}
+		if needsHydration(r) && h.cfg.CHT != nil && r.ID != "" {
+			hr, err := h.hydrate(ctx, r.ID)
+			if err != nil {
+				return nil, err
+			}
+			if hr != nil {
+				if r, err = hr.Report(); err != nil {
+					return nil, &failure{status: http.StatusBadGateway, err: err}
+				}
+			}
+		}
+		tx, err := h.cfg.Converter.ReportBundle(r)
+		if err != nil {
+			return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
+		}
+		// A follow-up report closes its referral in the same transaction
+		// (fhir.Converter.CloseReferral; nothing for other forms).
+		if err := h.cfg.Converter.CloseReferral(ctx, tx, r, reader{h}); err != nil {
+			var ce *fhir.ConversionError
+			if errors.As(err, &ce) {
+				return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
+			}
+			return nil, &failure{status: upstreamStatus(err), err: err}
+		}
+		return tx, nil
+	}
+	c, err := p.Contact()
+	if err != nil {
+		return nil, &failure{status: http.StatusBadRequest, err: err}
+	}
+	if c.Parent != nil && c.Parent.Doc == nil && h.cfg.CHT != nil && c.ID != "" {
+		hc, err := h.hydrate(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		if hc != nil {
+			if c, err = hc.Contact(); err != nil {
+				return nil, &failure{status: http.StatusBadGateway, err: err}
+			}
+		}
+	}
+	tx, err := h.cfg.Converter.ContactBundle(c)
+	if err != nil {
+		return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
+	}
+	return tx, nil
+}
+
+// reader reads from the FHIR server, naming each call "FHIR read <type>".
+type reader struct{ h *Handler }
+
+func (r reader) Read(ctx context.Context, typ, id string, out any) error {
+	return r.h.cfg.FHIR.Read(r.h.cfg.Orchestrate(ctx, "FHIR read "+typ), typ, id, out)
+}
+
+// needsHydration reports whether a report arrived without the documents the
+// converter links to (patient, submitting CHW).
+func needsHydration(r *cht.Report) bool {
+	if r.Patient == nil {
+		if _, _, ok := r.Subject(); ok {
+			return true
+		}
+	}
+	return r.Contact != nil && r.Contact.Name == "" && r.Contact.ID != ""
+}
+
+// hydrate fetches the hydrated document id; nil when CHT does not know it
+// (the pushed copy is then converted as it is).
+func (h *Handler) hydrate(ctx context.Context, id string) (*cht.HydratedDoc, error) {
+	res, err := h.cfg.CHT.Hydrate(h.cfg.Orchestrate(ctx, "CHT hydrate"), id)
+	if err != nil {
+		return nil, &failure{status: upstreamStatus(err), err: fmt.Errorf("hydrate %s: %w", id, err)}
+	}
+	if len(res.Docs) == 0 {
+		return nil, nil
+	}
+	return &res.Docs[0], nil
+}
+
+// failure is an error with the HTTP status it is answered with; the cause
+// (a *fhir.ServerError, a *fhir.ConversionError...) stays reachable with
+// errors.As.
+type failure struct {
+	status int
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// upstreamStatus is the status for a failed call to the FHIR server or
+// CHT: 504 when it did not answer in time, else 502.
+func upstreamStatus(err error) int {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// statusOf is the HTTP status for an error of Push.
+func statusOf(err error) int {
+	var f *failure
+	if errors.As(err, &f) {
+		return f.status
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// outboundError gives CHT's outbound handler the status of err.
+func outboundError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &cht.OutboundError{StatusCode: statusOf(err), Err: err}
+}
+
+// serveEncounter handles the cht-interoperability style payload.
+func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || (mt != "application/json" && mt != "application/fhir+json") {
+		writeJSON(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: send application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEncounterBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	bundle, err := h.cfg.Converter.PayloadBundleJSON(nil, payload)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
+	defer cancel()
+	if err := h.write(ctx, bundle); err != nil {
+		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "err", err)
+		writeJSON(w, statusOf(err), err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"written"}`)
+}
+
+// writeJSON answers {"error": msg}.
+func writeJSON(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
