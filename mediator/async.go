@@ -264,7 +264,7 @@ func (a *asyncRunner) shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-t.C:
-			a.log.Warn("mediator: shutdown did not wait for all async transaction updates", "grace", a.grace)
+			a.log.Warn("mediator: shutdown did not wait for all async transaction updates", "grace", a.grace.String())
 		}
 		return ctx.Err()
 	}

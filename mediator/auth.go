@@ -236,7 +236,7 @@ func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 		local := start.Add(time.Since(start) / 2)
 		if skew := ts.Sub(local); skew > 2*time.Second || skew < -2*time.Second {
 			a.skew = skew
-			c.log.WarnContext(ctx, "clock skew with openhim core; correcting auth-ts", "skew", skew)
+			c.log.WarnContext(ctx, "clock skew with openhim core; correcting auth-ts", "skew", skew.Round(time.Millisecond).String())
 		}
 	}
 	a.gen++

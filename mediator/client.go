@@ -464,7 +464,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 		return nil, fmt.Errorf("mediator: %s %s: response larger than %d bytes", method, c.redactedURL(path), maxResponseBytes)
 	}
 	c.log.DebugContext(ctx, "openhim api call", "method", method, "path", path, "status", res.StatusCode,
-		"duration", time.Since(start))
+		"duration", time.Since(start).Round(time.Microsecond).String())
 	return &apiResponse{status: res.StatusCode, header: res.Header, body: data}, nil
 }
 

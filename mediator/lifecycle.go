@@ -35,9 +35,18 @@ type LifecycleConfig struct {
 	// 0 means DefaultHeartbeatInterval (10 s) and a negative value disables
 	// heartbeats (and with them config updates and re-registration).
 	HeartbeatInterval time.Duration
-	// InstallChannels idempotently installs Definition.DefaultChannelConfig
-	// after registering: channels whose names exist in core are skipped.
+	// InstallChannels keeps Definition.DefaultChannelConfig installed:
+	// after registering and then with every heartbeat, a channel missing
+	// from core is installed, and one deleted in core (core 4 keeps it
+	// with status "deleted") is put back as defined. A channel an
+	// administrator edited is reported (a warning and the gauge
+	// openhim_mediator_default_channels_modified) unless RestoreChannels
+	// is set; a disabled one stays disabled.
 	InstallChannels bool
+	// RestoreChannels, with InstallChannels, also puts back a default
+	// channel edited in core away from the definition (in a field core
+	// stores), overwriting the edit.
+	RestoreChannels bool
 	// OnConfig is called with the previous and the new config every time
 	// the config received from core changes, including the first time (old
 	// is then nil). It runs on the heartbeat goroutine and must not block
@@ -65,26 +74,30 @@ type LifecycleConfig struct {
 // forgets the mediator. Create it with [NewLifecycle]; its methods are safe
 // for concurrent use.
 type Lifecycle struct {
-	c              *Client
-	def            Definition
-	interval       time.Duration
-	install        bool
-	onConfig       func(old, new map[string]any)
-	onChangeOnly   bool
-	retryMin       time.Duration
-	retryMax       time.Duration
-	log            *slog.Logger
-	metrics        *lifecycleMetrics
-	running        atomic.Bool
-	registered     atomic.Bool
-	channelsNeeded atomic.Bool
-	problem        atomic.Pointer[string] // why the mediator is not registered, for /readyz
+	c            *Client
+	def          Definition
+	interval     time.Duration
+	install      bool
+	restore      bool
+	onConfig     func(old, new map[string]any)
+	onChangeOnly bool
+	retryMin     time.Duration
+	retryMax     time.Duration
+	log          *slog.Logger
+	metrics      *lifecycleMetrics
+	running      atomic.Bool
+	registered   atomic.Bool
+	problem      atomic.Pointer[string] // why the mediator is not registered, for /readyz
 
 	mu         sync.Mutex // guards config, haveConfig, cfgVersion, drift
 	config     map[string]any
 	haveConfig bool
 	cfgVersion int64
 	drift      *Drift
+
+	// Used by the Run goroutine only.
+	channelErr bool     // the last channel check failed
+	modified   []string // default channels last reported as edited
 }
 
 // NewLifecycle validates cfg (including the Definition, for the client's
@@ -110,6 +123,7 @@ func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 		def:          def,
 		interval:     cfg.HeartbeatInterval,
 		install:      cfg.InstallChannels,
+		restore:      cfg.RestoreChannels,
 		onConfig:     cfg.OnConfig,
 		onChangeOnly: cfg.ConfigOnChangeOnly,
 		retryMin:     cfg.RegisterRetryMin,
@@ -253,8 +267,7 @@ func (l *Lifecycle) register(ctx context.Context) error {
 	}
 	l.checkDrift(ctx)
 	if l.install {
-		l.channelsNeeded.Store(true)
-		l.installChannels(ctx)
+		l.syncDefaultChannels(ctx)
 	}
 	return nil
 }
@@ -276,22 +289,6 @@ func (l *Lifecycle) checkDrift(ctx context.Context) {
 	l.metrics.defDrift.Set(1)
 	l.log.WarnContext(ctx, "openhim core kept a different mediator definition; bump Definition.Version to update it",
 		"registered_version", l.def.Version, "stored_version", drift.StoredVersion, "differing_fields", drift.Fields)
-}
-
-func (l *Lifecycle) installChannels(ctx context.Context) {
-	if !l.channelsNeeded.Load() {
-		return
-	}
-	installed, err := l.c.InstallMissingChannels(ctx, &l.def)
-	if err != nil {
-		l.log.WarnContext(ctx, "could not install default channels; will retry", "error", err)
-		return
-	}
-	l.channelsNeeded.Store(false)
-	l.metrics.channelsDone.Set(1)
-	if len(installed) > 0 {
-		l.log.InfoContext(ctx, "installed default channels", "channels", installed)
-	}
 }
 
 // heartbeatLoop heartbeats until ctx is done (nil) or core answers 404
@@ -348,7 +345,9 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 		}
 		first = false
 		l.applyConfig(cfg, wantConfig)
-		l.installChannels(ctx)
+		if l.install {
+			l.syncDefaultChannels(ctx)
+		}
 		timer.Reset(jitter(l.interval))
 	}
 }

@@ -47,9 +47,10 @@ type Config struct {
 	// HeartbeatInterval is the time between heartbeats; 0 means 10 s, a
 	// negative value disables them. See [LifecycleConfig].
 	HeartbeatInterval time.Duration
-	// InstallChannels installs Definition.DefaultChannelConfig after
-	// registering (idempotently).
-	InstallChannels bool
+	// InstallChannels keeps Definition.DefaultChannelConfig installed in
+	// core, and RestoreChannels puts back edited ones; see
+	// [LifecycleConfig].
+	InstallChannels, RestoreChannels bool
 	// OnConfig is called when core's config for the mediator changes
 	// (including the first time). See [LifecycleConfig].
 	OnConfig func(old, new map[string]any)
@@ -214,6 +215,7 @@ func New(cfg Config) (*Mediator, error) {
 		Definition:        cfg.Definition,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		InstallChannels:   cfg.InstallChannels,
+		RestoreChannels:   cfg.RestoreChannels,
 		OnConfig:          cfg.OnConfig,
 		Logger:            m.log,
 		Registerer:        reg,

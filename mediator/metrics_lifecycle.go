@@ -18,6 +18,9 @@ type lifecycleMetrics struct {
 	cfgChanges   prometheus.Counter
 	defDrift     prometheus.Gauge
 	channelsDone prometheus.Gauge
+	// channelsModified counts default channels edited in core away
+	// from the definition and left so.
+	channelsModified prometheus.Gauge
 }
 
 // Registration attempt results (label "result").
@@ -60,7 +63,11 @@ func newLifecycleMetrics(reg prometheus.Registerer, urn string) (*lifecycleMetri
 			ConstLabels: labels}),
 		channelsDone: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "openhim", Subsystem: "mediator", Name: "default_channels_installed",
-			Help:        "1 once the default channels are installed (or existed), else 0.",
+			Help:        "1 when the last check found every default channel in core (installing or reinstalling what was missing or deleted), else 0.",
+			ConstLabels: labels}),
+		channelsModified: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "openhim", Subsystem: "mediator", Name: "default_channels_modified",
+			Help:        "Default channels that differ in core from the mediator's definition and were left so (restore_channels off).",
 			ConstLabels: labels}),
 	}
 	for _, r := range []string{resultSuccess, resultError, resultRejected, resultUnauthorized} {
@@ -78,6 +85,7 @@ func newLifecycleMetrics(reg prometheus.Registerer, urn string) (*lifecycleMetri
 	m.cfgChanges = lcRegisterCollector(reg, m.cfgChanges, &err)
 	m.defDrift = lcRegisterCollector(reg, m.defDrift, &err)
 	m.channelsDone = lcRegisterCollector(reg, m.channelsDone, &err)
+	m.channelsModified = lcRegisterCollector(reg, m.channelsModified, &err)
 	if err != nil {
 		return nil, fmt.Errorf("mediator: register lifecycle metrics: %w", err)
 	}

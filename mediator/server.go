@@ -45,7 +45,7 @@ func (m *Mediator) serveTransaction(w http.ResponseWriter, r *http.Request) {
 	if m.log.Enabled(r.Context(), slog.LevelInfo) {
 		attrs := []slog.Attr{
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
-			slog.Int("code", t.code), slog.String("status", string(t.status)), slog.Duration("duration", d),
+			slog.Int("code", t.code), slog.String("status", string(t.status)), slog.String("duration", d.Round(time.Microsecond).String()),
 		}
 		if id := r.Header.Get(HeaderTransactionID); id != "" {
 			attrs = append(attrs, slog.String("transaction_id", id))

@@ -752,7 +752,18 @@ func (s *Server) handleRemoveChannel(w http.ResponseWriter, u *user, id string) 
 	}
 	id = jsUnescape(id)
 	s.mu.Lock()
-	s.channels = slices.DeleteFunc(s.channels, func(c *Channel) bool { return c.ID == id })
+	// api/channels.js, removeChannel: a channel with transactions is only
+	// flagged status "deleted" (it stays listed); one without is removed.
+	used := slices.ContainsFunc(s.txs, func(t *Transaction) bool { return t.ChannelID == id })
+	if used {
+		for _, c := range s.channels {
+			if c.ID == id {
+				c.Status = "deleted"
+			}
+		}
+	} else {
+		s.channels = slices.DeleteFunc(s.channels, func(c *Channel) bool { return c.ID == id })
+	}
 	s.mu.Unlock()
 	writeText(w, http.StatusOK, "The channel was successfully deleted")
 }

@@ -20,7 +20,7 @@
 // openhim.username, openhim.password, openhim.auth,
 // openhim.insecure_skip_verify, openhim.ca_file, openhim.cert_file,
 // openhim.key_file, openhim.timeout, openhim.core_version,
-// heartbeat_interval, install_channels, max_body_bytes, shutdown_timeout,
+// heartbeat_interval, install_channels, restore_channels, max_body_bytes, shutdown_timeout,
 // redact_headers, log_level, auth.username, auth.password, auth.token,
 // tls.cert_file, tls.key_file, tls.client_ca_file, metrics_listen. Each is read from the environment as MEDIATOR_ followed
 // by the key upper-cased with "_" for "." ([EnvName]): MEDIATOR_LISTEN,

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -182,4 +183,60 @@ func TestEmptyEnvOverridesFile(t *testing.T) {
 	assert.False(t, cfg.InstallChannels)
 	assert.Empty(t, cfg.RedactHeaders)
 	assert.Equal(t, "127.0.0.1:9000", cfg.Listen, "unset variables leave the file's value")
+}
+
+// TestValidateOneLine: several problems are one line, each naming the key
+// and its variable, never a Go type.
+func TestValidateOneLine(t *testing.T) {
+	m := Default()
+	m.Listen = ""
+	m.OpenHIM.Auth = "kerberos"
+	m.OpenHIM.Timeout = -time.Second
+	err := m.Validate()
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "\n")
+	assert.Equal(t, `settings: listen (MEDIATOR_LISTEN) must not be empty; `+
+		`settings: openhim.auth (MEDIATOR_OPENHIM_AUTH) is "kerberos"; want basic, token, session or auto; `+
+		`settings: openhim.timeout (MEDIATOR_OPENHIM_TIMEOUT) must not be negative`, err.Error())
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	assert.Len(t, errs, 3)
+
+	// A program's own checks join the embedded settings' on the same line.
+	joined := Errors{m.Validate(), errors.New("cht.url (MEDIATOR_CHT_URL) is required"), nil}.Err()
+	assert.NotContains(t, joined.Error(), "\n")
+	assert.True(t, strings.HasSuffix(joined.Error(), "; cht.url (MEDIATOR_CHT_URL) is required"))
+	assert.NoError(t, Errors{nil, Default().Validate()}.Err())
+}
+
+func TestEffective(t *testing.T) {
+	type app struct {
+		Mediator `mapstructure:",squash"`
+		CHT      struct {
+			URL      string `mapstructure:"url"`
+			Password Secret `mapstructure:"password"`
+		} `mapstructure:"cht"`
+		APIToken string            `mapstructure:"api_token"`
+		Headers  map[string]string `mapstructure:"headers"`
+	}
+	cfg := app{Mediator: Default()}
+	cfg.OpenHIM.URL = "https://root:urlpass@core:8080"
+	cfg.OpenHIM.Password = "core-pass"
+	cfg.Auth = Auth{Username: "route", Password: "route-pass", Token: "tok-1"}
+	cfg.CHT.URL = "https://cht.example.org"
+	cfg.CHT.Password = "cht-pass"
+	cfg.APIToken = "plain-token"
+	cfg.Headers = map[string]string{"X-Key": "header-secret"}
+
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", Effective(&cfg))
+	out := b.String()
+	for _, secret := range []string{"urlpass", "core-pass", "route-pass", "tok-1", "cht-pass", "plain-token", "header-secret"} {
+		assert.NotContains(t, out, secret)
+	}
+	for _, want := range []string{`"heartbeat_interval":"10s"`, `"openhim.timeout":"10s"`, `"log_level":"INFO"`,
+		`"cht.url":"https://cht.example.org"`, `"openhim.url":"https://root:xxxxx@core:8080"`, `"auth.username":"route"`,
+		`"auth.password":"REDACTED"`, `"listen":":8080"`, `"install_channels":"false"`, `"api_token":"REDACTED"`} {
+		assert.Contains(t, out, want)
+	}
 }

@@ -65,6 +65,10 @@ type Mediator struct {
 	// InstallChannels installs the default channels after registering
 	// (MEDIATOR_INSTALL_CHANNELS).
 	InstallChannels bool `mapstructure:"install_channels"`
+	// RestoreChannels, with InstallChannels, puts back default channels
+	// edited in core away from the definition; otherwise they are only
+	// reported (MEDIATOR_RESTORE_CHANNELS).
+	RestoreChannels bool `mapstructure:"restore_channels"`
 	// MaxBodyBytes limits request bodies; negative means no limit
 	// (MEDIATOR_MAX_BODY_BYTES).
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
@@ -149,6 +153,7 @@ type OpenHIM struct {
 //	listen               ":8080"
 //	heartbeat_interval   10s
 //	install_channels     false
+//	restore_channels     false
 //	max_body_bytes       10485760 (10 MiB)
 //	shutdown_timeout     30s
 //	redact_headers       none (Authorization, Proxy-Authorization, Cookie and Set-Cookie always are)
@@ -188,54 +193,104 @@ func (m Mediator) ListenPort() (int, error) {
 		EnvName(DefaultEnvPrefix, "listen"), m.Listen)
 }
 
-// Validate checks the values; errors name the key.
+// Validate checks the values. Each problem names the key and its
+// environment variable; several are reported on one line, separated by
+// "; ".
 func (m Mediator) Validate() error {
-	var errs []error
+	var errs Errors
+	key := func(k string) string { return k + " (" + EnvName(DefaultEnvPrefix, k) + ")" }
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("settings: "+format, args...)) }
 	if m.Listen == "" {
-		errs = append(errs, errors.New(`settings: "listen" must not be empty`))
+		add("%s must not be empty", key("listen"))
 	}
 	switch mediator.AuthScheme(m.OpenHIM.Auth) {
 	case "", mediator.AuthAuto, mediator.AuthBasic, mediator.AuthToken, mediator.AuthSession:
 	default:
-		errs = append(errs, fmt.Errorf(`settings: "openhim.auth" is %q; want basic, token, session or auto`, m.OpenHIM.Auth))
+		add("%s is %q; want basic, token, session or auto", key("openhim.auth"), m.OpenHIM.Auth)
 	}
 	if m.OpenHIM.URL != "" {
 		u, err := url.Parse(m.OpenHIM.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf(`settings: "openhim.url" is not an http(s) URL: %q`, redactURL(m.OpenHIM.URL)))
+			add("%s is not an http(s) URL: %s", key("openhim.url"), redactURL(m.OpenHIM.URL))
 		}
 	}
 	if (m.OpenHIM.CertFile == "") != (m.OpenHIM.KeyFile == "") {
-		errs = append(errs, errors.New(`settings: "openhim.cert_file" and "openhim.key_file" go together`))
+		add("%s and %s go together", key("openhim.cert_file"), key("openhim.key_file"))
 	}
 	if m.OpenHIM.Timeout < 0 {
-		errs = append(errs, errors.New(`settings: "openhim.timeout" must not be negative`))
+		add("%s must not be negative", key("openhim.timeout"))
 	}
 	if m.ShutdownTimeout < 0 {
-		errs = append(errs, errors.New(`settings: "shutdown_timeout" must not be negative`))
+		add("%s must not be negative", key("shutdown_timeout"))
 	}
 	if m.OpenHIM.CoreVersion < 0 {
-		errs = append(errs, errors.New(`settings: "openhim.core_version" must not be negative`))
+		add("%s must not be negative", key("openhim.core_version"))
 	}
 	if (m.Auth.Username == "") != (m.Auth.Password == "") {
-		errs = append(errs, fmt.Errorf("settings: auth.username (%s) and auth.password (%s) go together",
-			EnvName(DefaultEnvPrefix, "auth.username"), EnvName(DefaultEnvPrefix, "auth.password")))
+		add("%s and %s go together", key("auth.username"), key("auth.password"))
 	}
 	if strings.Contains(m.Auth.Username, ":") {
-		errs = append(errs, fmt.Errorf("settings: auth.username (%s) must not contain ':'", EnvName(DefaultEnvPrefix, "auth.username")))
+		add("%s must not contain ':'", key("auth.username"))
 	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
-		errs = append(errs, fmt.Errorf("settings: tls.cert_file (%s) and tls.key_file (%s) go together",
-			EnvName(DefaultEnvPrefix, "tls.cert_file"), EnvName(DefaultEnvPrefix, "tls.key_file")))
+		add("%s and %s go together", key("tls.cert_file"), key("tls.key_file"))
 	}
 	if m.TLS.ClientCAFile != "" && m.TLS.CertFile == "" {
-		errs = append(errs, fmt.Errorf("settings: tls.client_ca_file (%s) needs tls.cert_file and tls.key_file: client certificates travel over HTTPS",
-			EnvName(DefaultEnvPrefix, "tls.client_ca_file")))
+		add("%s needs tls.cert_file and tls.key_file: client certificates travel over HTTPS", key("tls.client_ca_file"))
 	}
 	if m.MetricsListen != "" && m.MetricsListen == m.Listen {
-		errs = append(errs, fmt.Errorf("settings: metrics_listen (%s) must differ from listen", EnvName(DefaultEnvPrefix, "metrics_listen")))
+		add("%s must differ from listen", key("metrics_listen"))
 	}
-	return errors.Join(errs...)
+	if m.RestoreChannels && !m.InstallChannels {
+		add("%s needs install_channels (MEDIATOR_INSTALL_CHANNELS)", key("restore_channels"))
+	}
+	return errs.Err()
+}
+
+// Errors are several problems with the settings, reported on one line
+// (a log line stays one line). A program's Validate can collect its own
+// checks and the embedded [Mediator]'s in one.
+type Errors []error
+
+// Error joins the messages with "; ".
+func (e Errors) Error() string {
+	msgs := make([]string, 0, len(e))
+	for _, err := range e {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the errors, for errors.Is and errors.As.
+func (e Errors) Unwrap() []error { return e }
+
+// Err returns nil when there are no errors, else e; nested Errors (and
+// errors.Join results) are flattened, nil errors dropped.
+func (e Errors) Err() error {
+	var flat Errors
+	var walk func(err error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+		case Errors:
+			for _, y := range x {
+				walk(y)
+			}
+		case interface{ Unwrap() []error }:
+			for _, y := range x.Unwrap() {
+				walk(y)
+			}
+		default:
+			flat = append(flat, err)
+		}
+	}
+	for _, err := range e {
+		walk(err)
+	}
+	if len(flat) == 0 {
+		return nil
+	}
+	return flat
 }
 
 // OpenHIMConfig returns the core connection settings as the mediator
@@ -271,6 +326,7 @@ func (m Mediator) Apply(cfg *mediator.Config) error {
 	cfg.OpenHIM = m.OpenHIMConfig()
 	cfg.HeartbeatInterval = m.HeartbeatInterval
 	cfg.InstallChannels = m.InstallChannels
+	cfg.RestoreChannels = m.RestoreChannels
 	cfg.MaxBodyBytes = m.MaxBodyBytes
 	cfg.ShutdownTimeout = m.ShutdownTimeout
 	cfg.Capture.RedactHeaders = append([]string(nil), m.RedactHeaders...)
@@ -315,8 +371,9 @@ func (m Mediator) LogValue() slog.Value {
 		slog.String("openhim.username", m.OpenHIM.Username),
 		slog.String("openhim.auth", m.OpenHIM.Auth),
 		slog.Bool("openhim.insecure_skip_verify", m.OpenHIM.InsecureSkipVerify),
-		slog.Duration("heartbeat_interval", m.HeartbeatInterval),
+		slog.String("heartbeat_interval", m.HeartbeatInterval.String()),
 		slog.Bool("install_channels", m.InstallChannels),
+		slog.Bool("restore_channels", m.RestoreChannels),
 		slog.String("log_level", m.LogLevel.String()),
 		slog.Any("auth", m.InboundAuth()),
 		slog.String("tls.cert_file", m.TLS.CertFile),
@@ -327,8 +384,8 @@ func (m Mediator) LogValue() slog.Value {
 
 // String formats the settings without secrets.
 func (m Mediator) String() string {
-	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v LogLevel:%s Auth:%s TLS:%+v MetricsListen:%s}",
-		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders,
+	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t RestoreChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v LogLevel:%s Auth:%s TLS:%+v MetricsListen:%s}",
+		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.RestoreChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders,
 		m.LogLevel, m.InboundAuth(), m.TLS, m.MetricsListen)
 }
 
@@ -597,4 +654,68 @@ func known(k string, leaves map[string]reflect.Value) bool {
 			return true
 		}
 	}
+}
+
+// Effective returns the whole configuration in cfg (a struct, or a pointer
+// to one, as [Load] fills it) as a log value: every key with its value,
+// durations as "10s", secrets redacted ([Secret] values, string values of
+// keys that name a password, token or secret, and passwords in URLs).
+// Log it once at start-up:
+//
+//	logger.Info("mediator starting", "config", settings.Effective(&cfg))
+func Effective(cfg any) slog.Value {
+	rv := reflect.ValueOf(cfg)
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return slog.StringValue(fmt.Sprintf("(not a settings struct: %T)", cfg))
+	}
+	leaves := map[string]reflect.Value{}
+	collectLeaves(rv, "", leaves)
+	keys := make([]string, 0, len(leaves))
+	for k := range leaves {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, slog.String(k, effectiveValue(k, leaves[k])))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+var secretType = reflect.TypeFor[Secret]()
+
+func effectiveValue(key string, v reflect.Value) string {
+	last := key[strings.LastIndexByte(key, '.')+1:]
+	switch {
+	case v.Type() == secretType || (v.Kind() == reflect.String && isSecretName(last)):
+		return Secret(v.String()).String()
+	case v.Type() == durationType:
+		return time.Duration(v.Int()).String()
+	case v.Type() == levelType:
+		return slog.Level(v.Int()).String()
+	case v.Kind() == reflect.String && (last == "url" || strings.HasSuffix(last, "_url")):
+		if v.String() == "" {
+			return ""
+		}
+		return redactURL(v.String())
+	case v.Kind() == reflect.Map:
+		return fmt.Sprintf("(%d entries)", v.Len()) // values may be secrets
+	}
+	if s, ok := v.Interface().(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func isSecretName(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range []string{"password", "token", "secret"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -91,7 +91,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown key", "testdata/unknown.yaml", nil, []string{"unknown key", "openhim.urll"}},
 		{"bad bool in file", "testdata/bad-bool.yaml", nil, []string{"insecure_skip_verify"}},
 		{"bare number duration", "testdata/bare-duration.yaml", nil, []string{"heartbeat_interval", "ambiguous"}},
-		{"bad auth", "testdata/bad-auth.json", nil, []string{`"openhim.auth"`, "kerberos"}},
+		{"bad auth", "testdata/bad-auth.json", nil, []string{"openhim.auth (MEDIATOR_OPENHIM_AUTH)", "kerberos"}},
 		{"bad duration in env", "", map[string]string{"MEDIATOR_OPENHIM_TIMEOUT": "soon"}, []string{"openhim.timeout", "not a duration"}},
 		{"bad int in env", "", map[string]string{"MEDIATOR_MAX_BODY_BYTES": "lots"}, []string{"max_body_bytes"}},
 		{"bad url in env", "", map[string]string{"MEDIATOR_OPENHIM_URL": "ftp://user:secret@core"}, []string{"openhim.url", "ftp://user:xxxxx@core"}},

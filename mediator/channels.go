@@ -1,0 +1,120 @@
+package mediator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+)
+
+// channelSync is what one pass over the default channels found and did.
+type channelSync struct {
+	installed   []string // missing from core: installed
+	reinstalled []string // deleted in core (core 4 keeps them as status "deleted"): enabled again with the definition
+	restored    []string // edited away from the definition: put back (restore on)
+	modified    []string // edited away from the definition: reported (restore off)
+}
+
+// syncChannels makes the default channels of d exist in core: a missing
+// one is installed (POST /mediators/:urn/channels), one core keeps as
+// "deleted" is put back with the definition and status enabled (PUT
+// /channels/:id: channel names are unique in core, so it cannot be
+// installed anew). A channel that differs from the definition in a field
+// core stores is put back when restore is set, and reported otherwise. A
+// channel an administrator disabled is left disabled.
+func (c *Client) syncChannels(ctx context.Context, d *Definition, restore bool) (channelSync, error) {
+	var r channelSync
+	if len(d.DefaultChannelConfig) == 0 {
+		return r, nil
+	}
+	var stored []map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/channels", nil, &stored); err != nil {
+		return r, err
+	}
+	byName := make(map[string]map[string]any, len(stored))
+	for _, ch := range stored {
+		if name, _ := ch["name"].(string); name != "" {
+			byName[name] = ch
+		}
+	}
+	var missing []string
+	for _, ch := range d.DefaultChannelConfig {
+		s, ok := byName[ch.Name]
+		if !ok {
+			missing = append(missing, ch.Name)
+			continue
+		}
+		want := channelDoc(ch)
+		deleted := s["status"] == "deleted"
+		if !deleted && subsetOf(want, s) {
+			continue
+		}
+		if !deleted && !restore {
+			r.modified = append(r.modified, ch.Name)
+			continue
+		}
+		if ch.Status == "" || ch.Status == "deleted" {
+			want["status"] = "enabled"
+		}
+		id, _ := s["_id"].(string)
+		if id == "" {
+			return r, fmt.Errorf("mediator: channel %q from core has no _id", ch.Name)
+		}
+		if err := c.Do(ctx, http.MethodPut, "/channels/"+url.PathEscape(id), want, nil); err != nil {
+			return r, err
+		}
+		if deleted {
+			r.reinstalled = append(r.reinstalled, ch.Name)
+		} else {
+			r.restored = append(r.restored, ch.Name)
+		}
+	}
+	if len(missing) > 0 {
+		if err := c.InstallChannels(ctx, d.URN, missing...); err != nil {
+			return r, err
+		}
+		r.installed = missing
+	}
+	return r, nil
+}
+
+// channelDoc is ch as the JSON object core is sent.
+func channelDoc(ch Channel) map[string]any {
+	var m map[string]any
+	b, _ := json.Marshal(ch) // a Channel always marshals
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+// syncDefaultChannels runs one pass and logs and measures its outcome: a
+// change to the channels is logged once, the gauges say how things stand.
+func (l *Lifecycle) syncDefaultChannels(ctx context.Context) {
+	r, err := l.c.syncChannels(ctx, &l.def, l.restore)
+	if err != nil {
+		if !l.channelErr {
+			l.log.WarnContext(ctx, "could not check the default channels; will retry with the next heartbeat", "error", err)
+		}
+		l.channelErr = true
+		l.metrics.channelsDone.Set(0)
+		return
+	}
+	l.channelErr = false
+	l.metrics.channelsDone.Set(1)
+	l.metrics.channelsModified.Set(float64(len(r.modified)))
+	if len(r.installed) > 0 {
+		l.log.InfoContext(ctx, "installed default channels", "channels", r.installed)
+	}
+	if len(r.reinstalled) > 0 {
+		l.log.WarnContext(ctx, "default channels were deleted in core; installed them again (install_channels)", "channels", r.reinstalled)
+	}
+	if len(r.restored) > 0 {
+		l.log.WarnContext(ctx, "default channels were edited in core; put them back as defined (restore_channels)", "channels", r.restored)
+	}
+	if !slices.Equal(r.modified, l.modified) && len(r.modified) > 0 {
+		l.log.WarnContext(ctx, "default channels differ in core from the mediator's definition; left as they are "+
+			"(set restore_channels, MEDIATOR_RESTORE_CHANNELS, to put them back)", "channels", r.modified)
+	}
+	l.modified = r.modified
+}

@@ -1,0 +1,142 @@
+package mediator_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDefaultChannelsHeal: with install_channels, a default channel that
+// an administrator deletes comes back at the next heartbeat, whether core
+// removed it or kept it as status "deleted" (core does that when the
+// channel has transactions: src/api/channels.js, removeChannel). An edited
+// channel is reported, or put back with restore_channels. The gauges say
+// how things stand.
+func TestDefaultChannelsHeal(t *testing.T) {
+	for _, restore := range []bool{false, true} {
+		t.Run(map[bool]string{false: "report edits", true: "restore edits"}[restore], func(t *testing.T) {
+			testDefaultChannelsHeal(t, restore)
+		})
+	}
+}
+
+func testDefaultChannelsHeal(t *testing.T, restore bool) {
+	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+	t.Cleanup(core.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	route := mediator.Route{Name: "Heal Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+	reg := prometheus.NewRegistry()
+	logs := &lockedBuffer{}
+	m, err := mediator.New(mediator.Config{
+		Definition: mediator.Definition{URN: "urn:mediator:heal", Version: "1.0.0", Name: "Heal",
+			Endpoints: []mediator.Route{route},
+			DefaultChannelConfig: []mediator.Channel{{Name: "Heal Channel", URLPattern: "^/heal$", Allow: []string{"heal"},
+				Methods: []string{"GET"}, Type: "http", Routes: []mediator.Route{route}}}},
+		Listener: ln,
+		OpenHIM: mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+			CoreVersion: 4, HTTPClient: core.Client()},
+		InstallChannels:   true,
+		RestoreChannels:   restore,
+		HeartbeatInterval: 50 * time.Millisecond,
+		Registry:          reg,
+		Logger:            slog.New(slog.NewJSONHandler(logs, nil)),
+		Handler: mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+			return &mediator.Result{Body: []byte("ok")}, nil
+		}),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+
+	gauge := func(name string) float64 {
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		for _, f := range families {
+			if f.GetName() == name {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	channel := func() *openhimtest.Channel {
+		for _, c := range core.Channels() {
+			if c.Name == "Heal Channel" {
+				return &c
+			}
+		}
+		return nil
+	}
+	admin, err := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+		Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
+	require.NoError(t, err)
+	do := func(method, path string, body any) {
+		t.Helper()
+		require.NoError(t, admin.Do(context.Background(), method, path, body, nil))
+	}
+
+	require.Eventually(t, func() bool { return channel() != nil }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return gauge("openhim_mediator_default_channels_installed") == 1 }, 5*time.Second, 10*time.Millisecond)
+
+	// A transaction on the channel, so that core keeps it as "deleted".
+	core.AddClient("heal-client", "heal-pw", "heal")
+	req, _ := http.NewRequest(http.MethodGet, core.RouterURL+"/heal", nil)
+	req.SetBasicAuth("heal-client", "heal-pw")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	first := channel().ID
+	do(http.MethodDelete, "/channels/"+first, nil)
+	require.Eventually(t, func() bool { c := channel(); return c != nil && c.Status == "enabled" }, 5*time.Second, 10*time.Millisecond,
+		"a channel core keeps as deleted is enabled again")
+	assert.Equal(t, first, channel().ID, "the same channel, put back (names are unique in core)")
+	assert.Contains(t, logs.String(), "default channels were deleted in core; installed them again")
+	assert.Equal(t, 1.0, gauge("openhim_mediator_default_channels_installed"))
+
+	// Edited away from the definition.
+	do(http.MethodPut, "/channels/"+first, map[string]any{"urlPattern": "^/elsewhere$"})
+	if restore {
+		require.Eventually(t, func() bool { return channel().URLPattern == "^/heal$" }, 5*time.Second, 10*time.Millisecond)
+		assert.Contains(t, logs.String(), "put them back as defined (restore_channels)")
+		assert.Equal(t, 0.0, gauge("openhim_mediator_default_channels_modified"))
+	} else {
+		require.Eventually(t, func() bool { return gauge("openhim_mediator_default_channels_modified") == 1 }, 5*time.Second, 10*time.Millisecond)
+		assert.Equal(t, "^/elsewhere$", channel().URLPattern, "an edit is left alone without restore_channels")
+		time.Sleep(200 * time.Millisecond) // several heartbeats: reported once
+		assert.Equal(t, 1, strings.Count(logs.String(), "differ in core from the mediator's definition"))
+	}
+}
