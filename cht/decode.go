@@ -645,7 +645,17 @@ func (d *decoder) newContact() *Contact {
 		d.slab = make([]Contact, 0, 4)
 	}
 	d.slab = d.slab[:len(d.slab)+1]
-	return &d.slab[len(d.slab)-1]
+	c := &d.slab[len(d.slab)-1]
+	*c = Contact{} // the slot may have been given back
+	return c
+}
+
+// freeContact gives back c, the Contact newContact returned last, when
+// nothing refers to it (a minified lineage link).
+func (d *decoder) freeContact(c *Contact) {
+	if n := len(d.slab); n > 0 && &d.slab[n-1] == c {
+		d.slab = d.slab[:n-1]
+	}
 }
 
 // result ends a decode: the syntax error, or the value errors of kind

@@ -327,6 +327,7 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 				if p, ok := doc.Extra["parent"]; ok && doc.Parent == nil {
 					l.raw = p // "" or null at the top
 				}
+				d.freeContact(doc)
 				return
 			}
 			l = &Lineage{ID: doc.ID, Parent: doc.Parent, Doc: doc}
