@@ -271,7 +271,7 @@ func resourcePath(typ, id string) (string, error) {
 		return typ, nil
 	}
 	if !validID(id) {
-		return "", fmt.Errorf("fhir: %s id %q: want 1-64 of A-Z a-z 0-9 - .", typ, id)
+		return "", fmt.Errorf("fhir: %s id %q: want 1-64 characters of [A-Za-z0-9-.]", typ, id)
 	}
 	return typ + "/" + id, nil
 }

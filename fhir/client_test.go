@@ -255,7 +255,7 @@ func TestReadSearchCreateUpdateDelete(t *testing.T) {
 			w.WriteHeader(201)
 			io.WriteString(w, `{"resourceType":"Task","id":"server-id","status":"requested","intent":"order"}`)
 		case r.Method == http.MethodPut:
-			io.WriteString(w, string(body))
+			w.Write(body)
 		case r.Method == http.MethodDelete:
 			w.WriteHeader(204)
 		}

@@ -271,12 +271,13 @@ func (s *Server) parseSMS(f *Form, message, locale string) (map[string]any, bool
 // assigning into a non-object is silently ignored (sloppy-mode JavaScript).
 func createDeepKey(obj map[string]any, keys []string, v any) {
 	for len(keys) > 1 {
-		next, ok := obj[keys[0]]
+		next := obj[keys[0]]
 		if !jsTruthy(next) {
 			m := map[string]any{}
 			obj[keys[0]] = m
 			next = m
 		}
+		var ok bool
 		if obj, ok = next.(map[string]any); !ok {
 			return
 		}
