@@ -855,6 +855,7 @@ var dependencyRules = map[string][]string{
 	"fhir":                 {"cht"},
 	"fhir/fhirtest":        {"fhir", "cht"},
 	"fhir/push":            {"fhir", "cht"},
+	"fhir/backfill":        {"fhir", "cht"},
 }
 
 // ruleOf returns the dependencyRules key that governs the package directory

@@ -42,8 +42,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
@@ -181,18 +181,20 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if err != nil {
 		return err
 	}
-	var w backfill.Writer = &backfill.FHIRWriter{URL: s.FHIR.URL, Username: s.FHIR.Username,
-		Password: string(s.FHIR.Password), Client: fhirClient(s)}
-	checkpoint := s.CheckpointFile
+	// Run retries failed bundles itself (MaxAttempts), so the client does not.
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: s.FHIR.URL, Username: s.FHIR.Username,
+		Password: string(s.FHIR.Password), HTTPClient: httpClient(s), Timeout: s.Timeout, MaxRetries: -1, Logger: logger})
+	if err != nil {
+		return err
+	}
+	cfg := backfill.Config{CHT: chtClient, Converter: conv, FHIR: fhirClient, CheckpointFile: s.CheckpointFile,
+		BatchSize: s.BatchSize, Workers: s.Workers, PageSize: s.PageSize, MaxAttempts: s.MaxAttempts, Logger: logger}
 	if *dryRun != "" {
 		// A dry run keeps its own checkpoint beside its bundles: moving the
 		// real one would make the next real run skip what was only dry-run.
-		w = backfill.DirWriter{Dir: *dryRun}
-		checkpoint = filepath.Join(*dryRun, dryRunCheckpoint)
+		cfg.Writer = backfill.DirWriter{Dir: *dryRun}
+		cfg.CheckpointFile = filepath.Join(*dryRun, dryRunCheckpoint)
 	}
-
-	cfg := backfill.Config{CHT: chtClient, Converter: conv, Writer: w, CheckpointFile: checkpoint,
-		BatchSize: s.BatchSize, Workers: s.Workers, PageSize: s.PageSize, MaxAttempts: s.MaxAttempts, Logger: logger}
 	if isTerminal(stdout) {
 		bar := newBar(stdout)
 		defer bar.Finish()
@@ -206,7 +208,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		cfg.OnProgress = logProgress(logger, s.LogInterval)
 	}
 	logger.Info("backfill starting", "cht", s.CHT.URL, "fhir", s.FHIR.URL, "dry_run", *dryRun,
-		"checkpoint", checkpoint, "batch_size", s.BatchSize, "workers", s.Workers)
+		"checkpoint", cfg.CheckpointFile, "batch_size", s.BatchSize, "workers", s.Workers)
 	sum, err := backfill.Run(ctx, cfg)
 	if sum != nil {
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {
@@ -219,12 +221,12 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	return err
 }
 
-// fhirClient is the HTTP client of the FHIR writer: one idle connection per
-// worker, and the request timeout.
-func fhirClient(s Settings) *http.Client {
+// httpClient is the HTTP client of the FHIR writes: one idle connection per
+// worker.
+func httpClient(s Settings) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = s.Workers
-	return &http.Client{Transport: tr, Timeout: s.Timeout}
+	return &http.Client{Transport: tr}
 }
 
 func newBar(w io.Writer) *progressbar.ProgressBar {

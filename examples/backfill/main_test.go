@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
 

@@ -21,8 +21,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
@@ -212,8 +212,10 @@ func TestSecretsNeverLogged(t *testing.T) {
 		client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chtUser, Password: cht.Password(pw.cht), Logger: logger,
 			RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
 		require.NoError(t, err)
-		sum, err := backfill.Run(context.Background(), backfill.Config{CHT: client, Converter: conv,
-			Writer:         &backfill.FHIRWriter{URL: fhirURL, Username: fhirUser, Password: pw.fhir, Client: &http.Client{Timeout: time.Second}},
+		fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirURL, Username: fhirUser, Password: pw.fhir,
+			Timeout: time.Second, MaxRetries: -1, Logger: logger})
+		require.NoError(t, err)
+		sum, err := backfill.Run(context.Background(), backfill.Config{CHT: client, Converter: conv, FHIR: fc,
 			CheckpointFile: filepath.Join(t.TempDir(), "cp.json"), MaxAttempts: 3, RetryWait: time.Millisecond, Logger: logger})
 		if err != nil {
 			texts = append(texts, err.Error())

@@ -1,8 +1,8 @@
-// Package backfill is the one-time bulk sync of the backfill example: it
+// Package backfill is a one-time bulk sync of CHT to a FHIR server: it
 // reads every document of CHT's _changes feed (hydrated, page by page),
 // converts reports and contacts with a [fhir.Converter] and writes them to a
-// FHIR server as transaction Bundles of up to Config.BatchSize documents,
-// with Config.Workers writes in flight.
+// FHIR server ([fhir.Client]) as transaction Bundles of up to
+// Config.BatchSize documents, with Config.Workers writes in flight.
 //
 // # Resuming
 //

@@ -30,8 +30,12 @@ type Config struct {
 	CHT *cht.Client
 	// Converter converts documents to transactions. Required.
 	Converter *fhir.Converter
-	// Writer stores the bundles: a *FHIRWriter, or a DirWriter for a dry
-	// run. Required.
+	// FHIR writes the bundles as transactions. Required unless Writer is
+	// set. Give it MaxRetries -1: Run retries failed bundles itself
+	// (MaxAttempts), including version conflicts between its workers.
+	FHIR *fhir.Client
+	// Writer, when set, stores the bundles instead of FHIR: a DirWriter
+	// for a dry run, or your own.
 	Writer Writer
 	// CheckpointFile is where progress is kept; "" keeps none (the sync
 	// then starts from the beginning every time).
@@ -100,8 +104,11 @@ type result struct {
 // summary, and an error when a batch could not be written (the checkpoint
 // then stays before it and a later Run resumes there) or ctx was canceled.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	if cfg.Writer == nil && cfg.FHIR != nil {
+		cfg.Writer = clientWriter{cfg.FHIR}
+	}
 	if cfg.CHT == nil || cfg.Converter == nil || cfg.Writer == nil {
-		return nil, errors.New("backfill: CHT, Converter and Writer are required")
+		return nil, errors.New("backfill: CHT, Converter and FHIR (or Writer) are required")
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize

@@ -9,7 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 )
 
 // conflictingWriter answers status to the first attempts of every bundle (a
@@ -27,7 +28,7 @@ func (w *conflictingWriter) WriteBundle(ctx context.Context, name string, b []by
 	n := w.seen[name]
 	w.mu.Unlock()
 	if n <= w.times {
-		return &backfill.WriteError{StatusCode: w.status, Reason: "version conflict"}
+		return &fhir.ServerError{Entry: -1, StatusCode: w.status, Reason: "version conflict"}
 	}
 	return w.Writer.WriteBundle(ctx, name, b)
 }
@@ -38,7 +39,7 @@ func TestVersionConflictsAreRetried(t *testing.T) {
 	for _, status := range []int{http.StatusConflict, http.StatusPreconditionFailed} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			e := newEnv(t, 3)
-			e.cfg.Writer = &conflictingWriter{Writer: e.cfg.Writer, status: status, times: 2, seen: map[string]int{}}
+			e.cfg.Writer = &conflictingWriter{Writer: txWriter{e.cfg.FHIR}, status: status, times: 2, seen: map[string]int{}}
 			sum, err := backfill.Run(context.Background(), e.cfg)
 			require.NoError(t, err)
 			assert.Zero(t, sum.Failed, "%v", sum.Failures)

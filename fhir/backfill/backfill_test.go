@@ -16,10 +16,25 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
+
+// fhirClient is a client for url that leaves retries to Run.
+func fhirClient(t testing.TB, url string) *fhir.Client {
+	t.Helper()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: url, MaxRetries: -1})
+	require.NoError(t, err)
+	return c
+}
+
+// txWriter writes bundles as FHIR transactions, for writers that wrap it.
+type txWriter struct{ c *fhir.Client }
+
+func (w txWriter) WriteBundle(ctx context.Context, _ string, b []byte) error {
+	return w.c.Transaction(ctx, b)
+}
 
 type env struct {
 	cht   *chttest.Server
@@ -47,7 +62,7 @@ func newEnv(t testing.TB, households int) *env {
 	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs()), cfg: backfill.Config{
-		CHT: client, Converter: conv, Writer: &backfill.FHIRWriter{URL: fhirSrv.URL},
+		CHT: client, Converter: conv, FHIR: fhirClient(t, fhirSrv.URL),
 		CheckpointFile: filepath.Join(t.TempDir(), "checkpoint.json"), BatchSize: 20, Workers: 3, PageSize: 50,
 		RetryWait: time.Millisecond,
 	}}
@@ -141,7 +156,7 @@ type rejectingWriter struct {
 
 func (w rejectingWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
 	if strings.Contains(string(b), w.bad) {
-		return &backfill.WriteError{StatusCode: http.StatusBadRequest, Reason: "Observation.value: bad"}
+		return &fhir.ServerError{Entry: -1, StatusCode: http.StatusBadRequest, Reason: "Observation.value: bad"}
 	}
 	return w.Writer.WriteBundle(ctx, name, b)
 }
@@ -149,7 +164,7 @@ func (w rejectingWriter) WriteBundle(ctx context.Context, name string, b []byte)
 func TestRejectedDocumentFailsAlone(t *testing.T) {
 	e := newEnv(t, 4)
 	bad := e.stats.ReportIDs[5]
-	e.cfg.Writer = rejectingWriter{Writer: e.cfg.Writer, bad: bad}
+	e.cfg.Writer = rejectingWriter{Writer: txWriter{e.cfg.FHIR}, bad: bad}
 	sum, err := backfill.Run(context.Background(), e.cfg)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), sum.Failed)
@@ -178,7 +193,7 @@ func TestPersistentFailureStopsBeforeTheBatch(t *testing.T) {
 	e.fhir.FailNextWrites(1000, http.StatusServiceUnavailable)
 	sum, err := backfill.Run(context.Background(), e.cfg)
 	require.Error(t, err)
-	var we *backfill.WriteError
+	var we *fhir.ServerError
 	require.True(t, errors.As(err, &we), "%v", err)
 	assert.Equal(t, http.StatusServiceUnavailable, we.StatusCode)
 	assert.Zero(t, sum.Converted)
@@ -220,7 +235,7 @@ func TestReadCheckpoint(t *testing.T) {
 type failingWriter struct{ status int }
 
 func (w failingWriter) WriteBundle(context.Context, string, []byte) error {
-	return &backfill.WriteError{StatusCode: w.status, Reason: http.StatusText(w.status)}
+	return &fhir.ServerError{Entry: -1, StatusCode: w.status, Reason: http.StatusText(w.status)}
 }
 
 func TestConfigurationErrorsStopAtOnce(t *testing.T) {
@@ -229,7 +244,7 @@ func TestConfigurationErrorsStopAtOnce(t *testing.T) {
 			e := newEnv(t, 3)
 			e.cfg.Writer = failingWriter{status}
 			sum, err := backfill.Run(context.Background(), e.cfg)
-			var we *backfill.WriteError
+			var we *fhir.ServerError
 			require.ErrorAs(t, err, &we)
 			assert.Equal(t, status, we.StatusCode)
 			assert.Zero(t, sum.Failed, "no document is blamed for a configuration error")

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 )
 
@@ -37,10 +37,15 @@ func ExampleRun() {
 		fmt.Println(err)
 		return
 	}
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	cfg := backfill.Config{
 		CHT:            client,
 		Converter:      conv,
-		Writer:         &backfill.FHIRWriter{URL: fhirSrv.URL},
+		FHIR:           fc,
 		CheckpointFile: filepath.Join(dir, "checkpoint.json"),
 	}
 	sum, err := backfill.Run(context.Background(), cfg)

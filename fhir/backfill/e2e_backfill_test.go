@@ -16,8 +16,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/backfill/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 )
 
 // TestE2EBackfillRealFHIR syncs a small fake CHT to the real FHIR server
@@ -40,10 +40,12 @@ func TestE2EBackfillRealFHIR(t *testing.T) {
 	conv, err := fhir.New(fhir.Config{InstanceURL: instance, Mapping: mapping})
 	require.NoError(t, err)
 	hc := &http.Client{Timeout: 30 * time.Second}
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: base, MaxRetries: -1})
+	require.NoError(t, err)
 
 	for run := range 2 {
 		sum, err := backfill.Run(context.Background(), backfill.Config{CHT: client, Converter: conv,
-			Writer:         &backfill.FHIRWriter{URL: base, Client: hc},
+			FHIR:           fc,
 			CheckpointFile: filepath.Join(t.TempDir(), "cp.json"), BatchSize: 10, Workers: 2})
 		require.NoError(t, err, "run %d", run)
 		require.Zero(t, sum.Failed, "run %d: %v", run, sum.Failures)
