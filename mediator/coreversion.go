@@ -1,10 +1,9 @@
 package mediator
 
 import (
-	"math"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // DefaultCoreVersion is the OpenHIM core major version that validation
@@ -36,146 +35,19 @@ func rulesFor(major int) coreRules {
 		routeTypeList: "http or kafka", secondaryGating: true, methodsRequired: true}
 }
 
-// semver is a parsed semantic version (node-semver's strict form; a
-// leading "v" is accepted as core's semver.valid accepts it).
-type semver struct {
-	major, minor, patch uint64
-	pre                 []string
-}
-
-func parseSemver(s string) (semver, bool) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "v")
-	if i := strings.IndexByte(s, '+'); i >= 0 { // build metadata: validated, then ignored
-		build := s[i+1:]
-		s = s[:i]
-		if !validIdents(build, false) {
-			return semver{}, false
-		}
-	}
-	var pre string
-	if i := strings.IndexByte(s, '-'); i >= 0 {
-		pre = s[i+1:]
-		s = s[:i]
-		if !validIdents(pre, true) {
-			return semver{}, false
-		}
-	}
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return semver{}, false
-	}
-	var nums [3]uint64
-	for i, p := range parts {
-		if !semverNumeric(p) || (len(p) > 1 && p[0] == '0') {
-			return semver{}, false
-		}
-		n, err := strconv.ParseUint(p, 10, 64)
-		if err != nil || n > math.MaxInt32 {
-			return semver{}, false
-		}
-		nums[i] = n
-	}
-	v := semver{major: nums[0], minor: nums[1], patch: nums[2]}
-	if pre != "" {
-		v.pre = strings.Split(pre, ".")
-	}
-	return v, true
-}
-
-func validIdents(s string, noLeadingZero bool) bool {
-	if s == "" {
-		return false
-	}
-	for _, id := range strings.Split(s, ".") {
-		if id == "" {
-			return false
-		}
-		for _, c := range id {
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
-				return false
-			}
-		}
-		if noLeadingZero && semverNumeric(id) && len(id) > 1 && id[0] == '0' {
-			return false
-		}
-	}
-	return true
-}
-
-func semverNumeric(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// compare returns -1, 0 or +1 with semver precedence.
-func (a semver) compare(b semver) int {
-	for _, d := range [][2]uint64{{a.major, b.major}, {a.minor, b.minor}, {a.patch, b.patch}} {
-		if d[0] != d[1] {
-			if d[0] < d[1] {
-				return -1
-			}
-			return 1
-		}
-	}
-	switch {
-	case len(a.pre) == 0 && len(b.pre) == 0:
-		return 0
-	case len(a.pre) == 0:
-		return 1
-	case len(b.pre) == 0:
-		return -1
-	}
-	for i := 0; i < len(a.pre) && i < len(b.pre); i++ {
-		x, y := a.pre[i], b.pre[i]
-		if x == y {
-			continue
-		}
-		xn, yn := semverNumeric(x), semverNumeric(y)
-		switch {
-		case xn && yn:
-			xi, _ := strconv.ParseUint(x, 10, 64)
-			yi, _ := strconv.ParseUint(y, 10, 64)
-			if xi < yi {
-				return -1
-			}
-			return 1
-		case xn:
-			return -1
-		case yn:
-			return 1
-		case x < y:
-			return -1
-		default:
-			return 1
-		}
-	}
-	switch {
-	case len(a.pre) < len(b.pre):
-		return -1
-	case len(a.pre) > len(b.pre):
-		return 1
-	}
-	return 0
-}
+// parseSemver parses a version as core's semver.valid does.
+func parseSemver(s string) (semver.Version, bool) { return semver.Parse(s) }
 
 // CompareVersions compares two SemVer versions as core does (node-semver
 // precedence): -1 if a < b, 0 if equal, +1 if a > b. ok is false if either
 // is not a valid version.
 func CompareVersions(a, b string) (cmp int, ok bool) {
-	va, ok1 := parseSemver(a)
-	vb, ok2 := parseSemver(b)
+	va, ok1 := semver.Parse(a)
+	vb, ok2 := semver.Parse(b)
 	if !ok1 || !ok2 {
 		return 0, false
 	}
-	return va.compare(vb), true
+	return semver.Compare(va, vb), true
 }
 
 func cfgSortedKeys[V any](m map[string]V) []string {

@@ -100,10 +100,11 @@ func e2eLcDefinition(t *testing.T, urn string) mediator.Definition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := mediator.ConfigOf(defaults)
+	tc, err := mediator.NewTypedConfig(defaults, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := tc.DefaultConfig()
 	return mediator.Definition{URN: urn, Version: "1.0.0", Name: "e2e " + t.Name(), Description: "lifecycle e2e",
 		Endpoints:  []mediator.Route{{Name: "e2e endpoint", Host: "127.0.0.1", Port: 9, Path: "/", Primary: true}},
 		ConfigDefs: defs, Config: cfg}

@@ -45,7 +45,7 @@ type Envelope struct {
 	Properties map[string]any `json:"properties,omitempty"`
 	// Error, when set, is stored as the transaction error; core retries
 	// the transaction if the channel enables auto-retry.
-	Error *Error `json:"error,omitempty"`
+	Error *ErrorDetails `json:"error,omitempty"`
 }
 
 // Response is the "response" of an envelope or an orchestration.
@@ -64,7 +64,7 @@ type Orchestration struct {
 	Group    string               `json:"group,omitempty"`
 	Request  OrchestrationRequest `json:"request"`
 	Response *Response            `json:"response,omitempty"`
-	Error    *Error               `json:"error,omitempty"`
+	Error    *ErrorDetails        `json:"error,omitempty"`
 }
 
 // OrchestrationRequest is the request half of an [Orchestration].
@@ -79,8 +79,9 @@ type OrchestrationRequest struct {
 	Timestamp   time.Time         `json:"timestamp"`
 }
 
-// Error is the "error" object of an envelope or an orchestration.
-type Error struct {
+// ErrorDetails is the "error" object of an envelope or an orchestration:
+// what went wrong, for core to store.
+type ErrorDetails struct {
 	Message string `json:"message"`
 	Stack   string `json:"stack,omitempty"`
 }
@@ -152,10 +153,10 @@ func defaultName(method, host, port string) string {
 	return method + " " + host + ":" + port
 }
 
-// SanitizeKey replaces '.' and '$' in a key with U+FF0E and U+FF04, as core
+// sanitizeKey replaces '.' and '$' in a key with U+FF0E and U+FF04, as core
 // does for top-level headers: MongoDB rejects keys containing them, and core
 // does not escape orchestration headers itself.
-func SanitizeKey(k string) string {
+func sanitizeKey(k string) string {
 	if !strings.ContainsAny(k, ".$") {
 		return k
 	}
@@ -169,7 +170,7 @@ func sanitizeHeaderKeys(h map[string]string) map[string]string {
 		if strings.ContainsAny(k, ".$") {
 			out := make(map[string]string, len(h))
 			for k, v := range h {
-				out[SanitizeKey(k)] = v
+				out[sanitizeKey(k)] = v
 			}
 			return out
 		}
@@ -182,7 +183,7 @@ func sanitizeKeys(m map[string]any) map[string]any {
 		if strings.ContainsAny(k, ".$") {
 			out := make(map[string]any, len(m))
 			for k, v := range m {
-				out[SanitizeKey(k)] = v
+				out[sanitizeKey(k)] = v
 			}
 			return out
 		}
@@ -383,7 +384,7 @@ func appendOrchestration(b []byte, o *Orchestration) []byte {
 	return append(b, '}')
 }
 
-func appendError(b []byte, e *Error) []byte {
+func appendError(b []byte, e *ErrorDetails) []byte {
 	b = append(b, `{"message":`...)
 	b = appendString(b, e.Message)
 	if e.Stack != "" {
@@ -550,7 +551,7 @@ type wireEnvelope struct {
 	Response       *wireResponse       `json:"response"`
 	Orchestrations []wireOrchestration `json:"orchestrations"`
 	Properties     map[string]any      `json:"properties"`
-	Error          *Error              `json:"error"`
+	Error          *ErrorDetails       `json:"error"`
 }
 
 type wireOrchestration struct {
@@ -558,7 +559,7 @@ type wireOrchestration struct {
 	Group    string        `json:"group"`
 	Request  *wireRequest  `json:"request"`
 	Response *wireResponse `json:"response"`
-	Error    *Error        `json:"error"`
+	Error    *ErrorDetails `json:"error"`
 }
 
 type wireRequest struct {

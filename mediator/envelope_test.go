@@ -18,7 +18,7 @@ func TestComputeStatus(t *testing.T) {
 	ok := Orchestration{Response: &Response{Status: 200}}
 	notFound := Orchestration{Response: &Response{Status: 404}}
 	broken := Orchestration{Response: &Response{Status: 503}}
-	transportErr := Orchestration{Error: &Error{Message: "dial tcp: refused"}}
+	transportErr := Orchestration{Error: &ErrorDetails{Message: "dial tcp: refused"}}
 	tests := []struct {
 		name  string
 		code  int
@@ -124,7 +124,7 @@ func TestWriteEnvelope(t *testing.T) {
 			Request:  OrchestrationRequest{Method: "GET", Host: "cht", Port: "5988", Path: "/api/v1/person/1", Querystring: "a=1"},
 			Response: &Response{Status: 404, Body: "missing"}}},
 		Properties: map[string]any{"patient": "p1"},
-		Error:      &Error{Message: "boom", Stack: "at main"},
+		Error:      &ErrorDetails{Message: "boom", Stack: "at main"},
 	}
 	require.NoError(t, WriteEnvelope(w, env))
 	assert.Equal(t, 404, w.Code)
@@ -230,7 +230,7 @@ func TestParseEnvelope(t *testing.T) {
 			require.Len(t, e.Orchestrations, 1)
 			assert.Nil(t, e.Orchestrations[0].Response)
 			assert.Equal(t, `{"k":1}`, e.Orchestrations[0].Request.Body)
-			assert.Equal(t, &Error{Message: "partial failure", Stack: "at x"}, e.Error)
+			assert.Equal(t, &ErrorDetails{Message: "partial failure", Stack: "at x"}, e.Error)
 		}},
 		{file: "missing-response.json", wantErr: `missing "response"`},
 	}

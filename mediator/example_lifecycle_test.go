@@ -125,6 +125,7 @@ func ExampleDefinition_Validate() {
 // ExampleClient shows the API client on its own: register, heartbeat with
 // config:true, and read the stored definition back.
 func ExampleClient() {
+	started := time.Now()                                                            // a heartbeat carries the process uptime
 	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4}) // token auth only, like core 4.x
 	defer core.Close()
 	client, err := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
@@ -140,7 +141,7 @@ func ExampleClient() {
 	if err := client.Register(ctx, def); err != nil {
 		panic(err)
 	}
-	cfg, err := client.Heartbeat(ctx, def.URN, mediator.ProcessUptime(), true)
+	cfg, err := client.Heartbeat(ctx, def.URN, time.Since(started).Seconds(), true)
 	if err != nil {
 		panic(err)
 	}

@@ -33,16 +33,14 @@ func ExampleNew() {
 	m, err := mediator.New(mediator.Config{
 		Definition: mediator.Definition{
 			URN: "urn:mediator:hello", Version: "1.0.0", Name: "Hello",
-			Endpoints:  []mediator.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},
-			ConfigDefs: settings.Defs(),
-			Config:     settings.DefaultConfig(),
+			Endpoints: []mediator.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},
 		},
-		Listen: "127.0.0.1:0",
+		ConsoleConfig: settings, // its configDefs, defaults and live updates
+		Listen:        "127.0.0.1:0",
 		OpenHIM: mediator.OpenHIMConfig{
 			URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
 		},
 		HeartbeatInterval: 50 * time.Millisecond,
-		OnConfig:          settings.OnConfig,
 		Handler: mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
 			return mediator.JSONResult(http.StatusOK, map[string]string{"message": settings.Load().Greeting})
 		}),

@@ -108,7 +108,7 @@ func ExampleTransport() {
 	}))
 	defer upstream.Close()
 
-	ctx, recorded := mediator.WithRecorder(context.Background(), mediator.CaptureConfig{})
+	ctx, recorded := mediator.RecordOrchestrations(context.Background(), mediator.CaptureConfig{})
 	req, _ := http.NewRequestWithContext(mediator.WithOrchestrationGroup(ctx, "create patient", "fhir"),
 		http.MethodPost, upstream.URL+"/fhir/Patient?_format=json", strings.NewReader(`{"resourceType":"Patient"}`))
 	req.Header.Set("Authorization", "Bearer s3cret")

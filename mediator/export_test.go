@@ -4,7 +4,7 @@ import "encoding/json"
 
 // CompareStoredForTest compares d with a stored mediator document as
 // GET /mediators/:urn returns it.
-func CompareStoredForTest(d *Definition, storedJSON string) (*Drift, error) {
+func CompareStoredForTest(d *Definition, storedJSON string) (*DefinitionDrift, error) {
 	m := &RegisteredMediator{}
 	if err := json.Unmarshal([]byte(storedJSON), m); err != nil {
 		return nil, err

@@ -120,7 +120,7 @@ func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
 
 // envelope builds the normalized envelope of a transaction; nil if status
 // is invalid.
-func (rec *recorder) envelope(code int, h http.Header, body []byte, status Status, props map[string]any, extra []Orchestration, e *Error) *Envelope {
+func (rec *recorder) envelope(code int, h http.Header, body []byte, status Status, props map[string]any, extra []Orchestration, e *ErrorDetails) *Envelope {
 	if validateStatus(status) != nil {
 		return nil
 	}
@@ -151,9 +151,9 @@ func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 	} else {
 		h, body = http.Header{"Content-Type": {"application/json"}}, errorBody(msg)
 	}
-	var e *Error
+	var e *ErrorDetails
 	if code >= 500 || stack != "" {
-		e = &Error{Message: msg, Stack: stack}
+		e = &ErrorDetails{Message: msg, Stack: stack}
 	}
 	return rec.envelope(code, h, body, "", nil, nil, e)
 }

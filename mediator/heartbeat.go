@@ -12,9 +12,9 @@ import (
 // processStart approximates the process start for the heartbeat uptime.
 var processStart = time.Now()
 
-// ProcessUptime returns the process uptime in seconds, the value core
+// processUptime returns the process uptime in seconds, the value core
 // expects in a heartbeat's uptime (not the host's uptime).
-func ProcessUptime() float64 { return time.Since(processStart).Seconds() }
+func processUptime() float64 { return time.Since(processStart).Seconds() }
 
 // Heartbeat sends one heartbeat (POST /mediators/:urn/heartbeat) with the
 // given uptime in seconds. With wantConfig, core answers with the stored

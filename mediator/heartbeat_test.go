@@ -90,14 +90,6 @@ func TestClientHeartbeat(t *testing.T) {
 	}
 }
 
-func TestProcessUptime(t *testing.T) {
-	a := mediator.ProcessUptime()
-	b := mediator.ProcessUptime()
-	if a <= 0 || b < a {
-		t.Fatalf("ProcessUptime = %v then %v", a, b)
-	}
-}
-
 // BenchmarkHeartbeat measures one heartbeat with a config answer over
 // loopback HTTP (client side plus a trivial server).
 func BenchmarkHeartbeat(b *testing.B) {

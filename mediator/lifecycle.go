@@ -93,7 +93,7 @@ type Lifecycle struct {
 	config     map[string]any
 	haveConfig bool
 	cfgVersion int64
-	drift      *Drift
+	drift      *DefinitionDrift
 
 	// Used by the Run goroutine only.
 	channelErr bool     // the last channel check failed
@@ -305,7 +305,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 		case <-timer.C:
 		}
 		wantConfig := first || !l.onChangeOnly
-		uptime := ProcessUptime()
+		uptime := processUptime()
 		if uptime < 0 { // a fake clock (testing/synctest) started before the process
 			uptime = time.Since(started).Seconds()
 		}
@@ -429,7 +429,7 @@ func (l *Lifecycle) ConfigVersion() int64 {
 
 // Drift returns how the definition stored in core differs from ours after
 // the last registration, or nil if core stores ours (or it is unknown).
-func (l *Lifecycle) Drift() *Drift {
+func (l *Lifecycle) Drift() *DefinitionDrift {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.drift

@@ -51,6 +51,12 @@ type Config struct {
 	// core, and RestoreChannels puts back edited ones; see
 	// [LifecycleConfig].
 	InstallChannels, RestoreChannels bool
+	// ConsoleConfig, usually a [*TypedConfig], is the configuration an
+	// administrator edits in the OpenHIM console, wired with this one
+	// field: New takes Definition.ConfigDefs and Definition.Config from it
+	// (unless they are set) and every config core pushes goes to it,
+	// before OnConfig.
+	ConsoleConfig ConsoleConfig
 	// OnConfig is called when core's config for the mediator changes
 	// (including the first time). See [LifecycleConfig].
 	OnConfig func(old, new map[string]any)
@@ -100,6 +106,15 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown Run does when its
 	// context is done; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+}
+
+// ConsoleConfig is a mediator configuration edited in the OpenHIM console,
+// as [*TypedConfig] implements it: its parameters, their defaults, and
+// what to do with a config core pushes.
+type ConsoleConfig interface {
+	Defs() []ConfigDef
+	DefaultConfig() map[string]any
+	OnConfig(old, new map[string]any)
 }
 
 // Mediator serves the requests core routes to it and keeps it registered.
@@ -176,6 +191,21 @@ func New(cfg Config) (*Mediator, error) {
 		return nil, errors.New("mediator: Config.Auth.ClientCert needs Config.TLSConfig with ClientCAs")
 	}
 	cfg.Definition = cfg.Definition.WithCredentials(cfg.Auth)
+	if cc := cfg.ConsoleConfig; cc != nil {
+		if len(cfg.Definition.ConfigDefs) == 0 {
+			cfg.Definition.ConfigDefs = cc.Defs()
+		}
+		if cfg.Definition.Config == nil {
+			cfg.Definition.Config = cc.DefaultConfig()
+		}
+		next := cfg.OnConfig
+		cfg.OnConfig = func(old, new map[string]any) {
+			cc.OnConfig(old, new)
+			if next != nil {
+				next(old, new)
+			}
+		}
+	}
 	m := &Mediator{cfg: cfg, maxBody: cfg.MaxBodyBytes, lcDone: make(chan struct{})}
 	if m.maxBody == 0 {
 		m.maxBody = DefaultMaxBodyBytes

@@ -93,7 +93,7 @@ type orchName struct{ name, group string }
 // concurrent use: a handler may make calls in parallel.
 type recorder struct {
 	cfg *compiled
-	txn *txn // nil for WithRecorder
+	txn *txn // nil for RecordOrchestrations
 
 	mu    sync.Mutex // guards the fields below
 	orchs []*orchRec
@@ -138,11 +138,11 @@ func (c *capBuf) String() string {
 	return string(c.b)
 }
 
-// WithRecorder returns a context in which [Transport] records
+// RecordOrchestrations returns a context in which [Transport] records
 // orchestrations, and a function returning what was recorded so far (with
 // nested envelopes merged). A [Mediator] and [HandlerFunc] do this for every
 // request; call it for work outside a request, such as a background job.
-func WithRecorder(ctx context.Context, cfg CaptureConfig) (context.Context, func() []Orchestration) {
+func RecordOrchestrations(ctx context.Context, cfg CaptureConfig) (context.Context, func() []Orchestration) {
 	rec := &recorder{cfg: cfg.compile()}
 	return context.WithValue(ctx, recorderKey{}, rec), func() []Orchestration { return rec.snapshot(false) }
 }
@@ -244,7 +244,7 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 }
 
 // Transport returns an http.RoundTripper that records every call made with
-// a request context carrying a recorder (see [WithRecorder]; a [Mediator]
+// a request context carrying a recorder (see [RecordOrchestrations]; a [Mediator]
 // and [HandlerFunc] set one up per request) as an [Orchestration]: name and
 // group (see [WithOrchestration]), method, host, port, path, query, headers
 // with secrets redacted, bodies capped, timestamps, status and transport
@@ -346,7 +346,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		rec.mu.Lock()
-		o.Error = &Error{Message: err.Error()}
+		o.Error = &ErrorDetails{Message: err.Error()}
 		rec.mu.Unlock()
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func TestTransportRecords(t *testing.T) {
 	srv := upstream(t)
 	u, _ := url.Parse(srv.URL)
 	client := &http.Client{Transport: Transport(nil)}
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{MaxBodyBytes: 16, RedactHeaders: []string{"x-api-key"}})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{MaxBodyBytes: 16, RedactHeaders: []string{"x-api-key"}})
 
 	longBody := strings.Repeat("x", 40)
 	req, err := http.NewRequestWithContext(WithOrchestrationGroup(ctx, "save", "cht"), http.MethodPost,
@@ -93,7 +93,7 @@ func TestTransportRecords(t *testing.T) {
 func TestTransportDefaultNameAndPort(t *testing.T) {
 	srv := upstream(t)
 	u, _ := url.Parse(srv.URL)
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/fail", nil)
 	resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestTransportError(t *testing.T) {
 	ft := &failingTransport{}
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	req, _ := http.NewRequestWithContext(WithOrchestration(ctx, "fhir"), http.MethodPut, "https://fhir.example/Patient/1", strings.NewReader("{}"))
 	_, err := Transport(ft).RoundTrip(req)
 	require.Error(t, err)
@@ -150,7 +150,7 @@ func (rt *rewindingTransport) RoundTrip(r *http.Request) (*http.Response, error)
 
 func TestTransportRecordsRewoundBodyOnce(t *testing.T) {
 	rt := &rewindingTransport{}
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://up/x", strings.NewReader("payload"))
 	resp, err := Transport(rt).RoundTrip(req)
 	require.NoError(t, err)
@@ -171,7 +171,7 @@ func TestTransportWithoutRecorderPassesThrough(t *testing.T) {
 
 func TestTransportMergesNestedEnvelope(t *testing.T) {
 	srv := upstream(t)
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{MaxBodyBytes: 8})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{MaxBodyBytes: 8})
 	req, _ := http.NewRequestWithContext(WithOrchestration(ctx, "downstream mediator"), http.MethodGet, srv.URL+"/nested", nil)
 	resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
 	require.NoError(t, err)
@@ -195,7 +195,7 @@ func TestTransportMergesNestedEnvelope(t *testing.T) {
 func TestTransportConcurrent(t *testing.T) {
 	srv := upstream(t)
 	client := &http.Client{Transport: Transport(nil)}
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -221,7 +221,7 @@ func TestTransportConcurrent(t *testing.T) {
 func TestTransportWithResty(t *testing.T) {
 	srv := upstream(t)
 	client := resty.New().SetTransport(Transport(nil)).SetBaseURL(srv.URL)
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	resp, err := client.R().SetContext(WithOrchestration(ctx, "resty call")).SetBody("hello").Post("/r")
 	require.NoError(t, err)
 	assert.Equal(t, "got 5 bytes: hello", resp.String())
@@ -234,7 +234,7 @@ func TestTransportWithResty(t *testing.T) {
 
 func TestAddOrchestration(t *testing.T) {
 	assert.False(t, AddOrchestration(context.Background(), Orchestration{Name: "x"}))
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	require.True(t, AddOrchestration(ctx, Orchestration{Name: "queue publish", Request: OrchestrationRequest{Body: "m"}}))
 	list := orchs()
 	require.Len(t, list, 1)
@@ -248,7 +248,7 @@ func TestAddOrchestration(t *testing.T) {
 func TestTransportSnapshotWhileCalling(t *testing.T) {
 	srv := upstream(t)
 	client := &http.Client{Transport: Transport(nil)}
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
 	for range 2 {
@@ -301,7 +301,7 @@ func TestTransportRedactsNonCanonicalHeaders(t *testing.T) {
 		_, _ = io.WriteString(w, nested)
 	}))
 	t.Cleanup(srv.Close)
-	ctx, orchs := WithRecorder(context.Background(), CaptureConfig{RedactHeaders: []string{"x-api-key", "X-CUSTOM-SECRET"}})
+	ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{RedactHeaders: []string{"x-api-key", "X-CUSTOM-SECRET"}})
 	req, err := http.NewRequestWithContext(WithOrchestration(ctx, "outer"), http.MethodGet, srv.URL, nil)
 	require.NoError(t, err)
 	req.Header["authorization"] = []string{"Bearer out"}

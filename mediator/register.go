@@ -124,9 +124,9 @@ func (c *Client) InstallMissingChannels(ctx context.Context, d *Definition) ([]s
 	return missing, nil
 }
 
-// Drift describes how the definition stored in core differs from the one
+// DefinitionDrift describes how the definition stored in core differs from the one
 // a mediator registered.
-type Drift struct {
+type DefinitionDrift struct {
 	// StoredVersion is the version core keeps.
 	StoredVersion string
 	// Fields lists the top-level fields that differ (name, description,
@@ -136,7 +136,7 @@ type Drift struct {
 }
 
 // String summarises the drift.
-func (d *Drift) String() string {
+func (d *DefinitionDrift) String() string {
 	if d == nil {
 		return "no drift"
 	}
@@ -149,7 +149,7 @@ func (d *Drift) String() string {
 // returns nil when core stores d (fields core adds, such as defaults and
 // ids, are ignored; config is not compared because core keeps existing
 // values on purpose).
-func (c *Client) CheckRegistration(ctx context.Context, d *Definition) (*Drift, error) {
+func (c *Client) CheckRegistration(ctx context.Context, d *Definition) (*DefinitionDrift, error) {
 	stored, err := c.GetMediator(ctx, d.URN)
 	if err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func (c *Client) CheckRegistration(ctx context.Context, d *Definition) (*Drift, 
 	return compareStored(d, stored), nil
 }
 
-func compareStored(d *Definition, stored *RegisteredMediator) *Drift {
+func compareStored(d *Definition, stored *RegisteredMediator) *DefinitionDrift {
 	var want map[string]any
 	b, _ := json.Marshal(d) // a Definition always marshals
 	_ = json.Unmarshal(b, &want)
@@ -171,7 +171,7 @@ func compareStored(d *Definition, stored *RegisteredMediator) *Drift {
 	if ok && cmp == 0 && len(fields) == 0 {
 		return nil
 	}
-	return &Drift{StoredVersion: stored.Version, Fields: fields}
+	return &DefinitionDrift{StoredVersion: stored.Version, Fields: fields}
 }
 
 // subsetOf reports whether every value set in want equals the value in

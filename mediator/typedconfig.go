@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 )
 
-// Struct tags understood by [ConfigDefsOf], [DecodeConfig] and [ConfigOf]:
+// Struct tags understood by [ConfigDefsOf], [DecodeConfig] and [TypedConfig]:
 //
 //	openhim:"param[,bigstring|password|option]"  the param name ("-" skips the field);
 //	                                             default: the json tag name, else the
@@ -364,20 +364,20 @@ func cfgFloat(v any) (float64, bool) {
 	return 0, false
 }
 
-// ConfigOf encodes the struct (or pointer to struct) v as a config map in
+// configOf encodes the struct (or pointer to struct) v as a config map in
 // the JSON shapes core stores (string, float64, bool, map[string]any,
 // []any), for example to use as [Definition.Config] defaults. Password
 // fields are included with their real value.
-func ConfigOf(v any) (map[string]any, error) {
+func configOf(v any) (map[string]any, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
-			return nil, errors.New("mediator: ConfigOf: nil pointer")
+			return nil, errors.New("mediator: configOf: nil pointer")
 		}
 		rv = rv.Elem()
 	}
 	if rv.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("mediator: ConfigOf needs a struct, got %T", v)
+		return nil, fmt.Errorf("mediator: configOf needs a struct, got %T", v)
 	}
 	fields, err := cfgFields(rv.Type(), false, "")
 	if err != nil {
@@ -456,7 +456,8 @@ func cfgCopyMap(m map[string]any) map[string]any {
 }
 
 // TypedConfig holds a typed, live mediator configuration of struct type T.
-// Plug its OnConfig method into [LifecycleConfig.OnConfig]: every config
+// Give it to a Mediator as [Config.ConsoleConfig] (or plug its OnConfig
+// method into [LifecycleConfig.OnConfig]): every config
 // core pushes is validated and decoded over the defaults, then swapped in
 // atomically and passed to the subscribers. It is safe for concurrent use.
 type TypedConfig[T any] struct {
@@ -492,7 +493,7 @@ func (tc *TypedConfig[T]) Defs() []ConfigDef { return append([]ConfigDef(nil), t
 
 // DefaultConfig returns the defaults as a config map, for [Definition.Config].
 func (tc *TypedConfig[T]) DefaultConfig() map[string]any {
-	m, _ := ConfigOf(tc.defaults) // T was checked by NewTypedConfig
+	m, _ := configOf(tc.defaults) // T was checked by NewTypedConfig
 	return m
 }
 

@@ -183,13 +183,13 @@ func TestConfigOfRoundTrip(t *testing.T) {
 	in := lcTestConfig{UpstreamURL: "http://x", APIKey: "k", Token: "t", Mode: "safe", Retries: 3, Ratio: 0.25, Port: 1,
 		Enabled: true, Headers: map[string]string{"a": "b"}, Targets: []cfgUpstream{{URL: "u", Weight: 1, Tags: []string{}}},
 		Primary: cfgUpstream{URL: "p", Tags: []string{"x"}}, Timeout: 2 * time.Second, Codes: []int{1, 2}}
-	m, err := ConfigOf(in)
+	m, err := configOf(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defs, _ := ConfigDefsOf(in)
 	if err := ValidateConfig(defs, m); err != nil {
-		t.Fatalf("ConfigOf output fails core's validation: %v", err)
+		t.Fatalf("configOf output fails core's validation: %v", err)
 	}
 	// through JSON, as core stores and returns it
 	b, _ := json.Marshal(m)
