@@ -118,20 +118,33 @@ func TestE2EDifferentialFakeVersusRealCore(t *testing.T) {
 		// core's default certificate has no SAN: Go cannot verify it.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test against core's self-signed cert
 	}}
+	// OPENHIM_CORE_VERSION picks the profile the real core is compared
+	// with (CI runs 4.0.5); from 7.1 the API is called with basic auth.
+	version, scheme := Version4, "token"
+	if v := os.Getenv("OPENHIM_CORE_VERSION"); v != "" {
+		major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		if err != nil {
+			t.Fatalf("OPENHIM_CORE_VERSION %q: %v", v, err)
+		}
+		version = Version(major)
+		if major >= 7 {
+			version, scheme = Version(min(major, 8)), "basic"
+		}
+	}
 	real := diffTarget{
-		name:   "real core 4.0.5",
-		api:    &apiClient{base: strings.TrimRight(apiURL, "/"), hc: insecure, user: user, pass: pass, retryRefused: true},
+		name:   fmt.Sprintf("real core %d", version),
+		api:    &apiClient{base: strings.TrimRight(apiURL, "/"), hc: insecure, user: user, pass: pass, scheme: scheme, retryRefused: true},
 		router: strings.TrimRight(routerURL, "/"),
 		settle: 1500 * time.Millisecond,
 	}
 	if _, err := real.api.try(http.MethodGet, "/heartbeat", nil); err != nil {
 		t.Fatalf("real core unreachable at %s: %v", apiURL, err)
 	}
-	fakeSrv := NewServer(Config{Version: Version4})
+	fakeSrv := NewServer(Config{Version: version})
 	t.Cleanup(fakeSrv.Close)
 	fake := diffTarget{
-		name:   "fake Version4",
-		api:    &apiClient{base: fakeSrv.URL, hc: fakeSrv.Client(), user: RootUser, pass: RootPassword},
+		name:   fmt.Sprintf("fake Version%d", version),
+		api:    &apiClient{base: fakeSrv.URL, hc: fakeSrv.Client(), user: RootUser, pass: RootPassword, scheme: scheme},
 		router: fakeSrv.RouterURL,
 	}
 	stub := newStubMediator(t)
