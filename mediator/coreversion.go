@@ -38,10 +38,10 @@ func rulesFor(major int) coreRules {
 // parseSemver parses a version as core's semver.valid does.
 func parseSemver(s string) (semver.Version, bool) { return semver.Parse(s) }
 
-// CompareVersions compares two SemVer versions as core does (node-semver
+// compareVersions compares two SemVer versions as core does (node-semver
 // precedence): -1 if a < b, 0 if equal, +1 if a > b. ok is false if either
 // is not a valid version.
-func CompareVersions(a, b string) (cmp int, ok bool) {
+func compareVersions(a, b string) (cmp int, ok bool) {
 	va, ok1 := semver.Parse(a)
 	vb, ok2 := semver.Parse(b)
 	if !ok1 || !ok2 {

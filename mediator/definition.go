@@ -246,9 +246,9 @@ func (d *Definition) Validate(coreVersion int) error {
 			names[ch.Name] = true
 		}
 	}
-	add(ValidateConfigDefs(d.ConfigDefs))
+	add(validateConfigDefs(d.ConfigDefs))
 	if d.Config != nil {
-		add(ValidateConfig(d.ConfigDefs, d.Config))
+		add(validateConfig(d.ConfigDefs, d.Config))
 	}
 	return errors.Join(errs...)
 }
@@ -258,10 +258,10 @@ func (d Definition) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("urn", d.URN), slog.String("version", d.Version), slog.String("name", d.Name))
 }
 
-// ValidateConfigDefs checks configDefs the way core's validateConfigDef
+// validateConfigDefs checks configDefs the way core's validateConfigDef
 // does: a known type, non-empty values for option, a template without
 // nested structs for struct, and a unique, non-empty param.
-func ValidateConfigDefs(defs []ConfigDef) error {
+func validateConfigDefs(defs []ConfigDef) error {
 	var errs []error
 	seen := map[string]bool{}
 	for i, def := range defs {
@@ -310,13 +310,13 @@ func validateConfigDef(field string, def ConfigDef, inTemplate bool) error {
 	return nil
 }
 
-// ValidateConfig checks config values against defs with core's
+// validateConfig checks config values against defs with core's
 // validateConfig rules: every key needs a def; array params need arrays;
 // string, bigstring and password need strings; number a number; bool a
 // boolean; option one of the values; map an object of strings; struct an
 // object whose keys are template params. Missing params are allowed.
 // Errors name the param but never include its value.
-func ValidateConfig(defs []ConfigDef, config map[string]any) error {
+func validateConfig(defs []ConfigDef, config map[string]any) error {
 	byParam := make(map[string]ConfigDef, len(defs))
 	for _, d := range defs {
 		byParam[d.Param] = d
@@ -405,7 +405,7 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 		}
 		return nil
 	}
-	return nil // unknown types are only logged by core; ValidateConfigDefs rejects them
+	return nil // unknown types are only logged by core; validateConfigDefs rejects them
 }
 
 // validMethods are the HTTP methods core accepts in a channel.

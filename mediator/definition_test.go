@@ -197,7 +197,7 @@ func TestValidateConfigNeverLeaksValues(t *testing.T) {
 	defs := []ConfigDef{{Param: "apiKey", Type: ConfigPassword}, {Param: "mode", Type: ConfigOption, Values: []string{"a"}},
 		{Param: "n", Type: ConfigNumber}}
 	secret := "hunter2-very-secret"
-	err := ValidateConfig(defs, map[string]any{"apiKey": []any{secret}, "mode": secret, "n": secret, "other": secret})
+	err := validateConfig(defs, map[string]any{"apiKey": []any{secret}, "mode": secret, "n": secret, "other": secret})
 	if err == nil {
 		t.Fatal("want an error")
 	}
@@ -247,7 +247,7 @@ func TestSemver(t *testing.T) {
 		"1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0", "10.0.0"}
 	for i := range order {
 		for j := range order {
-			got, ok := CompareVersions(order[i], order[j])
+			got, ok := compareVersions(order[i], order[j])
 			want := 0
 			if i < j {
 				want = -1
@@ -255,11 +255,11 @@ func TestSemver(t *testing.T) {
 				want = 1
 			}
 			if !ok || got != want {
-				t.Errorf("CompareVersions(%q, %q) = %d, %v; want %d", order[i], order[j], got, ok, want)
+				t.Errorf("compareVersions(%q, %q) = %d, %v; want %d", order[i], order[j], got, ok, want)
 			}
 		}
 	}
-	if c, ok := CompareVersions("1.0.0+a", "1.0.0+b"); !ok || c != 0 {
+	if c, ok := compareVersions("1.0.0+a", "1.0.0+b"); !ok || c != 0 {
 		t.Errorf("build metadata must not affect precedence: %d %v", c, ok)
 	}
 }

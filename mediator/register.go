@@ -167,7 +167,7 @@ func compareStored(d *Definition, stored *RegisteredMediator) *DefinitionDrift {
 			fields = append(fields, k)
 		}
 	}
-	cmp, ok := CompareVersions(d.Version, stored.Version)
+	cmp, ok := compareVersions(d.Version, stored.Version)
 	if ok && cmp == 0 && len(fields) == 0 {
 		return nil
 	}

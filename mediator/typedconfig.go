@@ -63,7 +63,7 @@ func ConfigDefsOf(v any) ([]ConfigDef, error) {
 	for i, f := range fields {
 		defs[i] = f.def
 	}
-	if err := ValidateConfigDefs(defs); err != nil {
+	if err := validateConfigDefs(defs); err != nil {
 		return nil, err
 	}
 	return defs, nil
@@ -180,7 +180,7 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 }
 
 // DecodeConfig validates raw (a config as core sends it) against defs with
-// core's rules ([ValidateConfig]) and decodes it into the struct pointed to
+// core's rules (those of [Definition.Validate]) and decodes it into the struct pointed to
 // by dst. If defs is nil, they are derived from dst with [ConfigDefsOf].
 // Params missing from raw leave their fields untouched. On error dst is
 // not modified; errors name the param but never contain a value.
@@ -199,7 +199,7 @@ func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 			defs[i] = f.def
 		}
 	}
-	if err := ValidateConfig(defs, raw); err != nil {
+	if err := validateConfig(defs, raw); err != nil {
 		return err
 	}
 	tmp := reflect.New(rv.Elem().Type()).Elem()

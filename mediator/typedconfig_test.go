@@ -188,7 +188,7 @@ func TestConfigOfRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defs, _ := ConfigDefsOf(in)
-	if err := ValidateConfig(defs, m); err != nil {
+	if err := validateConfig(defs, m); err != nil {
 		t.Fatalf("configOf output fails core's validation: %v", err)
 	}
 	// through JSON, as core stores and returns it
@@ -290,7 +290,7 @@ func FuzzDecodeConfig(f *testing.F) {
 		err := DecodeConfig(raw, defs, &c)
 		if err == nil {
 			// whatever decodes must pass core's validation
-			if verr := ValidateConfig(defs, raw); verr != nil {
+			if verr := validateConfig(defs, raw); verr != nil {
 				t.Fatalf("decoded but invalid: %v", verr)
 			}
 		}
