@@ -1,7 +1,6 @@
 package mediator
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -207,7 +206,7 @@ func invalidf(field, format string, args ...any) error {
 
 // Validate checks d with the rules OpenHIM core of the given major version
 // applies on POST /mediators (0 means [DefaultCoreVersion]). It returns nil
-// or one or more *ValidationError joined with errors.Join.
+// or one or more *ValidationError joined on one line (errors.As finds each).
 //
 // Unlike core, Validate always requires at least one endpoint: core only
 // requires it for a URN it does not know yet, which a mediator cannot tell
@@ -250,7 +249,7 @@ func (d *Definition) Validate(coreVersion int) error {
 	if d.Config != nil {
 		add(validateConfig(d.ConfigDefs, d.Config))
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs...)
 }
 
 // LogValue logs the definition's identity only, never its config values.
@@ -274,7 +273,7 @@ func validateConfigDefs(defs []ConfigDef) error {
 		seen[def.Param] = true
 		errs = append(errs, validateConfigDef(field, def, false))
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs...)
 }
 
 func validateConfigDef(field string, def ConfigDef, inTemplate bool) error {
@@ -305,7 +304,7 @@ func validateConfigDef(field string, def ConfigDef, inTemplate bool) error {
 			}
 			errs = append(errs, validateConfigDef(f, item, true))
 		}
-		return errors.Join(errs...)
+		return joinErrors(errs...)
 	}
 	return nil
 }
@@ -331,7 +330,7 @@ func validateConfig(defs []ConfigDef, config map[string]any) error {
 		}
 		errs = append(errs, validateConfigValue(field, def, config[k]))
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs...)
 }
 
 func validateConfigValue(field string, def ConfigDef, v any) error {
@@ -346,7 +345,7 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 		for i, el := range arr {
 			errs = append(errs, validateConfigValue(fmt.Sprintf("%s[%d]", field, i), one, el))
 		}
-		return errors.Join(errs...)
+		return joinErrors(errs...)
 	}
 	switch def.Type {
 	case ConfigString, ConfigBigString, ConfigPassword:
@@ -483,7 +482,7 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 	if primaries > 1 {
 		errs = append(errs, invalidf(field+".routes", "channel contains multiple primary routes"))
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs...)
 }
 
 // objectIDRE is a MongoDB ObjectId as core casts it from a string.
@@ -529,5 +528,5 @@ func (r coreRules) validateRoute(field string, rt Route) error {
 	if rt.StatusCodesCheck != "" && !statusCodesCheckRE.MatchString(rt.StatusCodesCheck) {
 		errs = append(errs, invalidf(field+".statusCodesCheck", "want a list like \"2**,404\", got %q", rt.StatusCodesCheck))
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs...)
 }

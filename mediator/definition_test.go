@@ -307,3 +307,16 @@ func TestValidateReasons(t *testing.T) {
 		t.Errorf("err = %v; want the reason", err)
 	}
 }
+
+// TestValidateOneLine: several problems are reported on one line (a log
+// line stays one line), and each is still a *ValidationError.
+func TestValidateOneLine(t *testing.T) {
+	d := Definition{}
+	err := d.Validate(8)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "; ") {
+		t.Fatalf("err = %q; want several problems on one line", err)
+	}
+	if got := lcFields(err); len(got) < 3 {
+		t.Fatalf("fields = %v; want urn, version, name and more", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Sentinel errors matched by [*APIError] (and [*ValidationError]) through
@@ -125,3 +126,31 @@ func (e *configError) Unwrap() error { return e.cause }
 
 // Fix is what to change, for /readyz.
 func (e *configError) Fix() string { return e.fix }
+
+// joinErrors is errors.Join on one line: the messages are separated by
+// "; ", so that a logged error stays one log line. It drops nil errors
+// and returns nil when none is left; errors.Is and errors.As see each.
+func joinErrors(errs ...error) error {
+	var j joinedErrors
+	for _, err := range errs {
+		if err != nil {
+			j = append(j, err)
+		}
+	}
+	if len(j) == 0 {
+		return nil
+	}
+	return j
+}
+
+type joinedErrors []error
+
+func (j joinedErrors) Error() string {
+	msgs := make([]string, len(j))
+	for i, err := range j {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (j joinedErrors) Unwrap() []error { return j }

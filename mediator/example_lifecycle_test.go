@@ -118,8 +118,7 @@ func ExampleDefinition_Validate() {
 		Endpoints: []mediator.Route{{Name: "hl7", Type: "mllp", Host: "h", Port: 2575}}}
 	fmt.Println(d.Validate(8))
 	// Output:
-	// mediator: invalid version: version is required; must be in SemVer form x.y.z (got "1.0")
-	// mediator: invalid endpoints[0].type: route type "mllp" is not supported by core 8 (want http or kafka)
+	// mediator: invalid version: version is required; must be in SemVer form x.y.z (got "1.0"); mediator: invalid endpoints[0].type: route type "mllp" is not supported by core 8 (want http or kafka)
 }
 
 // ExampleClient shows the API client on its own: register, heartbeat with

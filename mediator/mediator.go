@@ -339,7 +339,7 @@ func (m *Mediator) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	return errors.Join(err, serr)
+	return joinErrors(err, serr)
 }
 
 // ListenAndServe listens on Config.Listen (or serves Config.Listener),
@@ -416,9 +416,9 @@ func (m *Mediator) Shutdown(ctx context.Context) error {
 	m.mu.Unlock()
 	err := m.srv.Shutdown(ctx)
 	if m.metricsSrv != nil {
-		err = errors.Join(err, m.metricsSrv.Shutdown(ctx))
+		err = joinErrors(err, m.metricsSrv.Shutdown(ctx))
 	}
-	err = errors.Join(err, m.async.shutdown(ctx))
+	err = joinErrors(err, m.async.shutdown(ctx))
 	if started {
 		cancel()
 		<-m.lcDone

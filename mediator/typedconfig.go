@@ -212,7 +212,7 @@ func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 		}
 		errs = append(errs, cfgAssign(tmp.FieldByIndex(f.index), v, "config."+f.def.Param))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinErrors(errs...); err != nil {
 		return err
 	}
 	rv.Elem().Set(tmp)
@@ -232,7 +232,7 @@ func cfgAssign(dst reflect.Value, v any, field string) error {
 			errs = append(errs, cfgAssign(s.Index(i), el, fmt.Sprintf("%s[%d]", field, i)))
 		}
 		dst.Set(s)
-		return errors.Join(errs...)
+		return joinErrors(errs...)
 	}
 	switch {
 	case t == durationType:
@@ -323,7 +323,7 @@ func cfgAssign(dst reflect.Value, v any, field string) error {
 				errs = append(errs, invalidf(field+"."+k, "not a template param of the struct"))
 			}
 		}
-		return errors.Join(errs...)
+		return joinErrors(errs...)
 	default:
 		return invalidf(field, "unsupported field type %s", t)
 	}
