@@ -84,6 +84,11 @@ type Config struct {
 	// application/json+openhim body itself). It may be an http.ServeMux:
 	// its patterns label the metrics.
 	Handler http.Handler
+	// ReadyCheck, when set, is asked by /readyz once the mediator is serving and registered: an
+	// error makes it answer 503 with the error as the reason, so a probe or an alert sees why (for
+	// example that CHT's pushes to this mediator keep failing). It gets the request's context
+	// with a 5 s deadline.
+	ReadyCheck func(ctx context.Context) error
 	// Logger receives request and lifecycle logs; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics served at /metrics; nil means a new
@@ -435,9 +440,7 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/healthz":
 		writeProbe(w, r, http.StatusOK, `{"status":"ok"}`)
 	case "/readyz":
-		if m.Ready() {
-			writeProbe(w, r, http.StatusOK, `{"status":"ready"}`)
-		} else {
+		if !m.Ready() {
 			m.mu.Lock()
 			reason := "not serving yet"
 			if m.shutdown {
@@ -448,7 +451,19 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			m.mu.Unlock()
 			writeProbe(w, r, http.StatusServiceUnavailable, string(append(append([]byte(`{"status":"not ready","reason":`),
 				appendString(nil, reason)...), '}')))
+			return
 		}
+		if check := m.cfg.ReadyCheck; check != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			err := check(ctx)
+			cancel()
+			if err != nil {
+				writeProbe(w, r, http.StatusServiceUnavailable, string(append(append([]byte(`{"status":"not ready","reason":`),
+					appendString(nil, err.Error())...), '}')))
+				return
+			}
+		}
+		writeProbe(w, r, http.StatusOK, `{"status":"ready"}`)
 	case "/metrics":
 		if m.metricsSrv != nil {
 			m.serveTransaction(w, r)

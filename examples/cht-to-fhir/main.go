@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
@@ -54,6 +55,10 @@ type Settings struct {
 	// SkipUnmappedForms answers 200 to reports of unmapped forms instead of
 	// 422 (MEDIATOR_SKIP_UNMAPPED_FORMS).
 	SkipUnmappedForms bool `mapstructure:"skip_unmapped_forms"`
+	// OutboundWatch, when set, exports CHT's outbound queue at /metrics and makes /readyz fail
+	// once a push has kept failing this long (MEDIATOR_OUTBOUND_WATCH, e.g. 30m); cht.username
+	// must then be a CHT administrator, who may read the queue.
+	OutboundWatch time.Duration `mapstructure:"outbound_watch"`
 }
 
 // Endpoint is a server and its credentials.
@@ -167,6 +172,7 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 	if err := s.Apply(&cfg); err != nil {
 		return nil, err
 	}
+	watchOutbound(s, chtClient, &cfg)
 	return mediator.New(cfg)
 }
 

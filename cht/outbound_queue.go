@@ -1,0 +1,73 @@
+package cht
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// OutboundTask is one document of CHT's outbound push queue: Sentinel's task:outbound:<doc id>
+// document in the medic-sentinel database. mark_for_outbound writes it when the first, immediate
+// push of a document fails (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js);
+// Sentinel's outbound schedule retries every push left in Queue every 5 minutes, removes a push
+// once it succeeds and deletes the document when Queue is empty
+// (sentinel/src/schedule/outbound.js). Every task therefore stands for pushes that have failed
+// at least once, and Created is when the first of them failed.
+type OutboundTask struct {
+	ID      string   `json:"_id"`
+	DocID   string   `json:"doc_id"`  // the medic document to push
+	Created Millis   `json:"created"` // when the task was queued (ms)
+	Queue   []string `json:"queue"`   // names of the pushes (app_settings.outbound keys) still to send
+}
+
+// outboundPage is the page size of OutboundQueue; Sentinel reads its queue in batches of 1000 too.
+const outboundPage = 1000
+
+// OutboundQueue returns every queued outbound push task, in document id order. It reads the
+// medic-sentinel database (GET /medic-sentinel/_all_docs through the API, which passes it to
+// CouchDB), whose members are only the sentinel role and CouchDB server admins, so the client
+// must log in as a CHT administrator (a CouchDB admin); other users get an error matching
+// [ErrForbidden] or [ErrUnauthorized].
+func (c *Client) OutboundQueue(ctx context.Context) ([]OutboundTask, error) {
+	var out []OutboundTask
+	start := `"task:outbound:"`
+	skip := 0
+	for {
+		q := url.Values{
+			"startkey":     {start},
+			"endkey":       {`"task:outbound:` + "\ufff0" + `"`},
+			"include_docs": {"true"},
+			"limit":        {strconv.Itoa(outboundPage)},
+		}
+		if skip > 0 {
+			q.Set("skip", strconv.Itoa(skip))
+		}
+		var page struct {
+			Rows []struct {
+				ID  string        `json:"id"`
+				Doc *OutboundTask `json:"doc"`
+			} `json:"rows"`
+		}
+		r := request{method: http.MethodGet, path: "/" + c.db + "-sentinel/_all_docs", query: q, retry: true}
+		if _, err := c.do(ctx, r, &page); err != nil {
+			return nil, fmt.Errorf("cht: read outbound queue: %w", err)
+		}
+		for _, row := range page.Rows {
+			if row.Doc != nil {
+				out = append(out, *row.Doc)
+			}
+		}
+		if len(page.Rows) < outboundPage {
+			return out, nil
+		}
+		// Continue after the last row: start at its key and skip it.
+		key, err := json.Marshal(page.Rows[len(page.Rows)-1].ID)
+		if err != nil {
+			return nil, fmt.Errorf("cht: read outbound queue: %w", err)
+		}
+		start, skip = string(key), 1
+	}
+}

@@ -1,0 +1,166 @@
+package outboundwatch
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// Defaults of [Config].
+const (
+	DefaultMaxAge   = 30 * time.Minute
+	DefaultCacheFor = 15 * time.Second
+)
+
+// Queue reads CHT's outbound queue; [cht.Client] implements it.
+type Queue interface {
+	OutboundQueue(ctx context.Context) ([]cht.OutboundTask, error)
+}
+
+// Config configures a [Watch]. The zero value is ready to use.
+type Config struct {
+	// MaxAge is how long the oldest waiting push may have been failing before [Watch.Ready]
+	// reports an error; 0 means DefaultMaxAge (six of Sentinel's 5-minute retries).
+	MaxAge time.Duration
+	// CacheFor is how long one read of the queue serves scrapes and readiness checks; 0 means
+	// DefaultCacheFor.
+	CacheFor time.Duration
+	// Timeout bounds one read of the queue during a scrape; 0 means 10 s.
+	Timeout time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Watch is a prometheus.Collector of CHT's outbound queue and a readiness check. It is safe for
+// concurrent use.
+type Watch struct {
+	q   Queue
+	cfg Config
+
+	mu      sync.Mutex
+	readAt  time.Time
+	tasks   []cht.OutboundTask
+	readErr error
+
+	up, tasksDesc, pushes, oldest *prometheus.Desc
+}
+
+// New returns a Watch reading q.
+func New(q Queue, cfg Config) *Watch {
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.CacheFor <= 0 {
+		cfg.CacheFor = DefaultCacheFor
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Watch{q: q, cfg: cfg,
+		up:        prometheus.NewDesc("cht_outbound_queue_up", "1 when the last read of CHT's outbound queue (Sentinel's task:outbound documents) succeeded.", nil, nil),
+		tasksDesc: prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing.", nil, nil),
+		pushes:    prometheus.NewDesc("cht_outbound_queue_pushes", "Outbound pushes waiting for retry, each failed at least once, by destination (app_settings.outbound key).", []string{"destination"}, nil),
+		oldest:    prometheus.NewDesc("cht_outbound_queue_oldest_failure_age_seconds", "Age of the oldest queued outbound push (when its first attempt failed); 0 when the queue is empty.", nil, nil),
+	}
+}
+
+// read returns the queue, reading it when the cached read is older than CacheFor.
+func (w *Watch) read(ctx context.Context) ([]cht.OutboundTask, time.Time, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.cfg.Now()
+	if w.readAt.IsZero() || now.Sub(w.readAt) >= w.cfg.CacheFor || now.Before(w.readAt) {
+		ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+		defer cancel()
+		w.tasks, w.readErr = w.q.OutboundQueue(ctx)
+		w.readAt = now
+	}
+	return w.tasks, now, w.readErr
+}
+
+// summary is what the metrics say about a queue.
+type summary struct {
+	tasks  int
+	byDest map[string]int
+	oldest time.Duration
+}
+
+func summarize(tasks []cht.OutboundTask, now time.Time) summary {
+	s := summary{byDest: map[string]int{}}
+	var first time.Time
+	for _, t := range tasks {
+		if len(t.Queue) == 0 {
+			continue // Sentinel deletes a task with an empty queue
+		}
+		s.tasks++
+		for _, push := range t.Queue {
+			s.byDest[push]++
+		}
+		if c := t.Created.Time(); !c.IsZero() && (first.IsZero() || c.Before(first)) {
+			first = c
+		}
+	}
+	if !first.IsZero() && now.After(first) {
+		s.oldest = now.Sub(first)
+	}
+	return s
+}
+
+// Describe implements prometheus.Collector.
+func (w *Watch) Describe(ch chan<- *prometheus.Desc) {
+	ch <- w.up
+	ch <- w.tasksDesc
+	ch <- w.pushes
+	ch <- w.oldest
+}
+
+// Collect implements prometheus.Collector. When the queue cannot be read only
+// cht_outbound_queue_up (0) is sent.
+func (w *Watch) Collect(ch chan<- prometheus.Metric) {
+	tasks, now, err := w.read(context.Background())
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 0)
+		return
+	}
+	s := summarize(tasks, now)
+	ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(w.tasksDesc, prometheus.GaugeValue, float64(s.tasks))
+	dests := make([]string, 0, len(s.byDest))
+	for d := range s.byDest {
+		dests = append(dests, d)
+	}
+	slices.Sort(dests)
+	for _, d := range dests {
+		ch <- prometheus.MustNewConstMetric(w.pushes, prometheus.GaugeValue, float64(s.byDest[d]), d)
+	}
+	ch <- prometheus.MustNewConstMetric(w.oldest, prometheus.GaugeValue, s.oldest.Seconds())
+}
+
+// Ready reports an error when the queue cannot be read or its oldest push has been failing for
+// longer than Config.MaxAge, naming the destinations; nil otherwise. Use it as a readiness check
+// detail: CHT's pushes to this mediator, or the mediator's own upstream, keep failing.
+func (w *Watch) Ready(ctx context.Context) error {
+	tasks, now, err := w.read(ctx)
+	if err != nil {
+		return fmt.Errorf("CHT outbound queue unreadable: %w", err)
+	}
+	s := summarize(tasks, now)
+	if s.oldest <= w.cfg.MaxAge {
+		return nil
+	}
+	dests := make([]string, 0, len(s.byDest))
+	for d, n := range s.byDest {
+		dests = append(dests, fmt.Sprintf("%s: %d", d, n))
+	}
+	slices.Sort(dests)
+	return fmt.Errorf("CHT outbound pushes failing for %s (over %s): %v", s.oldest.Round(time.Second), w.cfg.MaxAge, dests)
+}

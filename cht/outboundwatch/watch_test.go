@@ -1,0 +1,168 @@
+package outboundwatch_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outboundwatch"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// pusherQueue presents the chttest pusher's retry queue as Sentinel's task:outbound documents:
+// one task per queued doc, created when its first failed attempt since it was last sent happened.
+type pusherQueue struct{ p *chttest.OutboundPusher }
+
+func (q pusherQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error) {
+	firstFail := map[string]time.Time{}
+	for _, a := range q.p.Attempts() {
+		switch a.Outcome {
+		case chttest.OutcomeSent, chttest.OutcomeAlreadySent:
+			delete(firstFail, a.DocID)
+		case chttest.OutcomeFailed, chttest.OutcomeMappingError:
+			if _, ok := firstFail[a.DocID]; !ok {
+				firstFail[a.DocID] = a.Time
+			}
+		}
+	}
+	var out []cht.OutboundTask
+	for _, id := range q.p.Queue() {
+		out = append(out, cht.OutboundTask{ID: "task:outbound:" + id, DocID: id, Created: cht.MillisOf(firstFail[id]), Queue: []string{"fhir-mediator"}})
+	}
+	return out, nil
+}
+
+
+func gauge(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label == "" || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label) {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1 // absent
+}
+
+// The queue metrics rise while CHT's pushes keep failing and fall when the destination recovers.
+func TestWatchFollowsFailingPushes(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(dest.Close)
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "fhir-mediator", URL: dest.URL,
+		Mapping: map[string]any{"id": "doc._id"}, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := outboundwatch.New(pusherQueue{p}, outboundwatch.Config{CacheFor: time.Nanosecond, MaxAge: 30 * time.Minute, Now: clk.now})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(w)
+	ctx := context.Background()
+
+	if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != 0 {
+		t.Fatalf("tasks before any push = %v", got)
+	}
+	for _, id := range []string{"r1", "r2", "r3"} {
+		if _, err := p.Push(ctx, map[string]any{"_id": id, "type": "data_record"}); err == nil {
+			t.Fatal("push to a failing destination succeeded")
+		}
+		clk.add(time.Minute)
+	}
+	for range 7 { // Sentinel retries every 5 minutes; the destination stays down
+		clk.add(5 * time.Minute)
+		if err := p.RunQueue(ctx); err == nil {
+			t.Fatal("retry to a failing destination succeeded")
+		}
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != 3 {
+		t.Errorf("tasks while failing = %v, want 3", got)
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_pushes", "fhir-mediator"); got != 3 {
+		t.Errorf("pushes{destination=fhir-mediator} while failing = %v, want 3", got)
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != (3*time.Minute + 35*time.Minute).Seconds() {
+		t.Errorf("oldest failure age = %v s, want %v", got, (38 * time.Minute).Seconds())
+	}
+	if err := w.Ready(ctx); err == nil || !strings.Contains(err.Error(), "fhir-mediator: 3") {
+		t.Errorf("Ready while failing for 38m = %v, want an error naming the destination", err)
+	}
+
+	down.Store(false)
+	clk.add(5 * time.Minute)
+	if err := p.RunQueue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != 0 {
+		t.Errorf("tasks after recovery = %v, want 0", got)
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_pushes", "fhir-mediator"); got != -1 {
+		t.Errorf("pushes after recovery = %v, want no series", got)
+	}
+	if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != 0 {
+		t.Errorf("oldest failure age after recovery = %v", got)
+	}
+	if err := w.Ready(ctx); err != nil {
+		t.Errorf("Ready after recovery = %v", err)
+	}
+}
+
+type failingQueue struct{ calls atomic.Int32 }
+
+func (f *failingQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error) {
+	f.calls.Add(1)
+	return nil, errors.New("cht: read outbound queue: forbidden")
+}
+
+func TestWatchUnreadableQueue(t *testing.T) {
+	q := &failingQueue{}
+	w := outboundwatch.New(q, outboundwatch.Config{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(w)
+	if up, tasks := gauge(t, reg, "cht_outbound_queue_up", ""), gauge(t, reg, "cht_outbound_queue_tasks", ""); up != 0 || tasks != -1 {
+		t.Errorf("up = %v, tasks = %v; want 0 and no series", up, tasks)
+	}
+	if err := w.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Errorf("Ready = %v", err)
+	}
+	if n := q.calls.Load(); n != 1 {
+		t.Errorf("%d reads within CacheFor, want 1", n)
+	}
+}
