@@ -852,6 +852,7 @@ var dependencyRules = map[string][]string{
 	"mediator/openhimtest": {"mediator"},
 	"cht":                  nil,
 	"cht/chttest":          {"cht"},
+	"cht/outboundwatch":    {"cht"},
 	"fhir":                 {"cht"},
 	"fhir/fhirtest":        {"fhir", "cht"},
 	"fhir/push":            {"fhir", "cht"},

@@ -19,9 +19,12 @@
 //
 // An alert rule that fires when pushes have kept failing for half an hour (six retries):
 //
-//	- alert: CHTOutboundPushesFailing
-//	  expr: cht_outbound_queue_oldest_failure_age_seconds > 1800
-//	  labels: {severity: warning}
-//	  annotations:
-//	    summary: "CHT outbound pushes have been failing for {{ $value | humanizeDuration }}"
+//	groups:
+//	  - name: cht-outbound
+//	    rules:
+//	      - alert: CHTOutboundPushesFailing
+//	        expr: cht_outbound_queue_oldest_failure_age_seconds > 1800
+//	        labels: {severity: warning}
+//	        annotations:
+//	          summary: "CHT outbound pushes have been failing for {{ $value | humanizeDuration }}"
 package outboundwatch

@@ -54,7 +54,6 @@ func (q pusherQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error) 
 	return out, nil
 }
 
-
 func gauge(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
