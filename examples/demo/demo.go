@@ -35,6 +35,7 @@ type demo struct {
 	core      *openhimtest.Server
 	cht       *chttest.Server
 	fhir      *fhirtest.Server
+	emr       *emr // the EMR's notification endpoint (referral.go)
 	conv      *fhir.Converter
 	mediators []*runningMediator
 	log       *slog.Logger
@@ -58,6 +59,7 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 		core: openhimtest.NewServer(openhimtest.Config{}),
 		cht:  chttest.NewDemoServer(),
 		fhir: fhirtest.NewServer(fhirtest.Config{}),
+		emr:  newEMR(),
 		log:  log,
 	}
 	defer func() {
@@ -67,9 +69,13 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 	}()
 	d.core.AddClient(chtClientID, chtClientPW, chtRole)
 
+	mapping := fhir.DefaultMapping()
+	if err := withReferral(mapping); err != nil {
+		return nil, err
+	}
 	d.conv, err = fhir.New(fhir.Config{
 		InstanceURL: instanceURL,
-		Mapping:     fhir.DefaultMapping(),
+		Mapping:     mapping,
 		Inbound:     fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
 	})
 	if err != nil {
@@ -169,6 +175,9 @@ func (d *demo) Close() {
 		if c != nil {
 			c.Close()
 		}
+	}
+	if d.emr != nil {
+		d.emr.Close()
 	}
 }
 

@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := d.runReferral(ctx, out); err != nil {
+		return err
+	}
 	sum.Elapsed = time.Since(start)
 	sum.print(out)
 
