@@ -31,29 +31,6 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// pusherQueue presents the chttest pusher's retry queue as Sentinel's task:outbound documents:
-// one task per queued doc, created when its first failed attempt since it was last sent happened.
-type pusherQueue struct{ p *chttest.OutboundPusher }
-
-func (q pusherQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error) {
-	firstFail := map[string]time.Time{}
-	for _, a := range q.p.Attempts() {
-		switch a.Outcome {
-		case chttest.OutcomeSent, chttest.OutcomeAlreadySent:
-			delete(firstFail, a.DocID)
-		case chttest.OutcomeFailed, chttest.OutcomeMappingError:
-			if _, ok := firstFail[a.DocID]; !ok {
-				firstFail[a.DocID] = a.Time
-			}
-		}
-	}
-	var out []cht.OutboundTask
-	for _, id := range q.p.Queue() {
-		out = append(out, cht.OutboundTask{ID: "task:outbound:" + id, DocID: id, Created: cht.MillisOf(firstFail[id]), Queue: []string{"fhir-mediator"}})
-	}
-	return out, nil
-}
-
 func gauge(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -86,12 +63,19 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 	}))
 	t.Cleanup(dest.Close)
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	// chttest's pusher records failed pushes in medic-sentinel as Sentinel does.
 	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "fhir-mediator", URL: dest.URL,
-		Mapping: map[string]any{"id": "doc._id"}, Now: clk.now})
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := outboundwatch.New(pusherQueue{p}, outboundwatch.Config{CacheFor: time.Nanosecond, MaxAge: 30 * time.Minute, Now: clk.now})
+	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := outboundwatch.New(admin, outboundwatch.Config{CacheFor: time.Nanosecond, MaxAge: 30 * time.Minute, Now: clk.now})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
 	ctx := context.Background()
@@ -100,7 +84,10 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 		t.Fatalf("tasks before any push = %v", got)
 	}
 	for _, id := range []string{"r1", "r2", "r3"} {
-		if _, err := p.Push(ctx, map[string]any{"_id": id, "type": "data_record"}); err == nil {
+		if _, err := chtSrv.PutDoc(map[string]any{"_id": id, "type": "data_record", "form": "referral_follow_up"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.PushID(ctx, id); err == nil {
 			t.Fatal("push to a failing destination succeeded")
 		}
 		clk.add(time.Minute)
