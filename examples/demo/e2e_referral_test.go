@@ -28,10 +28,10 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/cht-to-fhir/chttofhir"
 	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -108,8 +108,7 @@ func TestE2EReferralLoop(t *testing.T) {
 	// CHT (chttest) and the converter both mediators share, with the follow-up form declared.
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	mapping, err := fhir.ParseMapping(demoMapping)
-	require.NoError(t, err)
+	mapping := fhir.DefaultMapping()
 	require.NoError(t, withReferral(mapping))
 	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht-" + e.suffix + ".example.org", Mapping: mapping,
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
@@ -137,11 +136,11 @@ func TestE2EReferralLoop(t *testing.T) {
 	require.NoError(t, err)
 	emrRole, chtRole := "emr-"+e.suffix, "cht-"+e.suffix
 	m := e.e2eMediator(t, "fhir-to-cht", fhirtocht.Definition, toCHT.Handler(), emrRole)
-	toFHIR, err := chttofhir.New(chttofhir.Config{Converter: conv, FHIRURL: e.fhirURL, CHT: chtClient})
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: e.fhirURL, HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
-	h, err := toFHIR.Handler()
+	toFHIR, err := push.New(push.Config{Converter: conv, FHIR: fhirClient, CHT: chtClient, Orchestrate: mediator.WithOrchestration})
 	require.NoError(t, err)
-	e.e2eMediator(t, "cht-to-fhir", chttofhir.Definition, h, chtRole)
+	e.e2eMediator(t, "cht-to-fhir", chtToFHIRDefinition, toFHIR, chtRole)
 	core := m.Client()
 	for _, c := range []struct{ id, role string }{{"emr-client-" + e.suffix, emrRole}, {"cht-client-" + e.suffix, chtRole}} {
 		salt := hex.EncodeToString(nonce[:])
@@ -214,14 +213,14 @@ func TestE2EReferralLoop(t *testing.T) {
 			"follow_up": map[string]any{"outcome": "met"}}})
 	require.NoError(t, err)
 	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "cht_to_fhir",
-		URL:      e.router + "/" + e.suffix + chttofhir.OutboundPath,
+		URL:      e.router + "/" + e.suffix + push.OutboundPath,
 		Username: "cht-client-" + e.suffix, Password: "pw-" + e.suffix, Mapping: map[string]any{"doc": "doc"}, Server: chtSrv})
 	require.NoError(t, err)
 	att, err := pusher.PushID(ctx, reportID)
 	require.NoError(t, err, "answer %d: %s", att.StatusCode, att.Response)
 	first := e.fhir(t, http.MethodGet, "/Task/"+taskID, nil)
 	for range 2 { // CHT re-sends the same payload after a lost answer
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.router+"/"+e.suffix+chttofhir.OutboundPath, bytes.NewReader(att.Payload))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.router+"/"+e.suffix+push.OutboundPath, bytes.NewReader(att.Payload))
 		req.Header.Set("Content-Type", "application/json")
 		req.SetBasicAuth("cht-client-"+e.suffix, "pw-"+e.suffix)
 		resp, err := http.DefaultClient.Do(req)
