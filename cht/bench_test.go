@@ -1,6 +1,7 @@
 package cht
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 )
@@ -13,7 +14,10 @@ import (
 // benchDecode reports CPU time per operation ("cpu-ns/op") beside wall
 // time, which on a shared machine includes time spent waiting for a core.
 func benchDecode(b *testing.B, file string, decode func([]byte) error) {
-	raw := readFixture(b, file)
+	benchBytes(b, readFixture(b, file), decode)
+}
+
+func benchBytes(b *testing.B, raw []byte, decode func([]byte) error) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	start := processCPU()
@@ -46,6 +50,25 @@ func BenchmarkDecodeReport(b *testing.B) {
 
 func BenchmarkDecodeReportEncodingJSONAny(b *testing.B) {
 	benchDecode(b, "report_xform.json", decodeAnyJSON)
+}
+
+// BenchmarkOutboundParse is what the push handler does with a body before
+// Handle: check it and decode the hydrated person it carries ({"doc": ...}),
+// then the contact view Handle asks for.
+func BenchmarkOutboundParse(b *testing.B) {
+	h, err := NewOutboundHandler(OutboundHandlerConfig{Handle: func(context.Context, *OutboundPayload) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := append(append([]byte(`{"doc":`), readFixture(b, "person_hydrated.json")...), '}')
+	benchBytes(b, body, func(raw []byte) error {
+		p, err := h.parse(raw)
+		if err != nil {
+			return err
+		}
+		_, err = p.Contact()
+		return err
+	})
 }
 
 func BenchmarkMarshalReport(b *testing.B) {
