@@ -51,6 +51,9 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 }
 
 // The queue metrics rise while CHT's pushes keep failing and fall when the destination recovers.
+// chttest records failed pushes as cht-core does: mark_for_outbound.js creates task:outbound:<id>
+// with created and queue when the first push fails; sentinel/src/schedule/outbound.js retries the
+// queue every 5 minutes and deletes the task once its queue is empty.
 func TestWatchFollowsFailingPushes(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)

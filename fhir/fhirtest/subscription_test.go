@@ -71,9 +71,10 @@ func await(t *testing.T, srv *fhirtest.Server, n int) []fhirtest.Notification {
 	return notes
 }
 
-// Notifications follow R4 rest-hook (hl7.org/fhir/R4/subscription.html#channels): without a
-// payload a POST with no body to the endpoint, with a payload the resource PUT to
-// [endpoint]/[type]/[id]; every channel.header is sent as an HTTP header.
+// Notifications follow R4 rest-hook (hl7.org/fhir/R4/subscription.html#channels) as HAPI FHIR
+// delivers them (hapi-fhir SubscriptionDeliveringRestHookSubscriber: sendNotification POSTs no body
+// without a payload; doDelivery updates, i.e. PUTs, the resource to [endpoint]/[type]/[id] with one;
+// every channel.header is registered as a request header).
 func TestSubscriptionRestHook(t *testing.T) {
 	srv, c := newClient(t, fhirtest.Config{})
 	full, idOnly := newHook(t), newHook(t)
