@@ -153,9 +153,20 @@ const dryRunCheckpoint = "checkpoint.json"
 // run is main without the process.
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: %s [flags]\n\nFlags:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintln(stdout, "\nEvery setting of config.yaml can also be set with a MEDIATOR_* environment variable:")
+		fmt.Fprintln(stdout, "MEDIATOR_ and the key upper-cased, with _ for . (cht.url is MEDIATOR_CHT_URL).")
+		fmt.Fprintln(stdout, "The environment wins over the file; an empty variable overrides the file too.")
+	}
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
 	dryRun := fs.String("dry-run", "", "write the transaction Bundles (and a checkpoint of their own) to this directory instead of the FHIR server")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // --help printed the usage
+		}
 		return err
 	}
 	s := defaultSettings()

@@ -325,3 +325,12 @@ func vmHWM() int64 {
 	}
 	return 0
 }
+
+// --help exits 0 (run returns nil), prints the flags to stdout and explains
+// the MEDIATOR_* variables.
+func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--help"}, &out, slog.New(slog.DiscardHandler)))
+	assert.Contains(t, out.String(), "-config")
+	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
+}

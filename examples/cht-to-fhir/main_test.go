@@ -178,3 +178,12 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// --help exits 0 (run returns nil), prints the flags to stdout and explains
+// the MEDIATOR_* variables.
+func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--help"}, &out, slog.New(slog.DiscardHandler)))
+	assert.Contains(t, out.String(), "-config")
+	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
+}

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	serve := fs.Bool("serve", false, "keep the servers and mediators running and print their URLs and credentials")
 	verbose := fs.Bool("v", false, "log the mediators' requests to stderr")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // --help printed the usage
+		}
 		return err
 	}
 	start := time.Now()

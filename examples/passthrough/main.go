@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -63,7 +64,17 @@ func main() {
 func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("passthrough", flag.ContinueOnError)
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: %s [flags]\n\nFlags:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintln(w, "\nEvery setting of config.yaml can also be set with a MEDIATOR_* environment variable:")
+		fmt.Fprintln(w, "MEDIATOR_ and the key upper-cased, with _ for . (upstream_url is MEDIATOR_UPSTREAM_URL).")
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // --help printed the usage
+		}
 		return err
 	}
 	s := Settings{Mediator: settings.Default(), PublicHost: "localhost", UpstreamTimeout: defaultUpstreamTimeout}

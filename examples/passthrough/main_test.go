@@ -149,3 +149,8 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// --help exits 0 (run returns nil) instead of failing with flag.ErrHelp.
+func TestHelpExitsZero(t *testing.T) {
+	require.NoError(t, run(context.Background(), []string{"--help"}, slog.New(slog.DiscardHandler)))
+}
