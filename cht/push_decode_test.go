@@ -25,7 +25,15 @@ func TestPushDecodesEachDocumentOnce(t *testing.T) {
 	t.Cleanup(chtSrv.Close)
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
-	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()})
+	settings, err := json.Marshal(map[string]any{"contact_types": chttest.DemoContactTypes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := cht.ParseContactTypes(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping(), ContactTypes: types})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,11 @@ func benchConverter(b *testing.B) *Converter { return testConverter(b, Config{})
 // personConverter knows the person types of ../cht/testdata/person_hydrated.json
 // (app_settings_configurable.json).
 func personConverter(b *testing.B) *Converter {
-	return testConverter(b, Config{PersonTypes: []string{"c_person", "c_chw"}})
+	types, err := cht.ParseContactTypes(readFile(b, "../cht/testdata/app_settings_configurable.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return testConverter(b, Config{ContactTypes: types})
 }
 
 // cpuMeter reports process CPU time per operation ("cpu-ns/op"): on a

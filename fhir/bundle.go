@@ -15,6 +15,11 @@ import (
 // convert it with [Transaction.Bundle]; both give the same JSON.
 type Transaction struct {
 	Entries []Entry
+	// Warnings lists the values of lenient fields (see [FieldMapping] and
+	// [ContactsMapping]) that could not be converted and were left out.
+	// They are not part of the Bundle; log them and report them with the
+	// transaction (for example in the OpenHIM transaction).
+	Warnings []*ConversionError
 }
 
 // Entry is one transaction entry. Resource is a pointer to a samply resource

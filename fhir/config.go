@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,32 +46,42 @@ func (s WriteStrategy) String() string {
 	return fmt.Sprintf("WriteStrategy(%d)", int(s))
 }
 
-// NameSplit selects how a CHT name (one free-text string) is split into
-// HumanName.given and family. HumanName.text always holds the full name.
+// NameSplit selects whether and how a CHT name (one free-text string) is
+// split into HumanName.given and family. HumanName.text always holds the
+// CHT name exactly as stored, and the reverse conversion reads it from
+// there, so no split loses anything.
 type NameSplit int
 
 const (
-	// NameFamilyLast (the default) takes the last word as family name and
-	// the others as given names ("Grace Achieng" → given Grace, family
-	// Achieng). Single-word names are kept in text only.
-	NameFamilyLast NameSplit = iota
-	// NameFamilyFirst takes the first word as family name.
+	// NameTextOnly (the default) sets only HumanName.text: CHT names follow
+	// no given/family convention ("Baby of Amina", "Zoë Ngũgĩ wa Kamau").
+	NameTextOnly NameSplit = iota
+	// NameFamilyLast takes the last word as family name and the others as
+	// given names ("Grace Achieng" → given Grace, family Achieng). Only
+	// names of two or more words that all start with an upper-case letter
+	// are split; others ("Baby of Amina", "Zoë Ngũgĩ wa Kamau", "Amina")
+	// are kept in text only.
+	NameFamilyLast
+	// NameFamilyFirst takes the first word as family name, under the same
+	// conditions.
 	NameFamilyFirst
-	// NameTextOnly sets only HumanName.text.
-	NameTextOnly
 )
 
 // Systems are the URIs used for identifiers and local code systems. Empty
 // fields are derived from Config.InstanceURL (base) as documented per field.
 type Systems struct {
-	DocumentID  string // CHT document _id; default base + "/medic"
-	PatientID   string // person shortcode patient_id; default base + "/patient_id"
-	PlaceID     string // place shortcode place_id; default base + "/place_id"
-	ExternalID  string // external_id; default base + "/external_id"
-	Observation string // Observation identifiers "<report _id>/<field path>"; default base + "/observation"
+	DocumentID string // CHT document _id; default base + "/medic"
+	PatientID  string // person shortcode patient_id; default base + "/patient_id"
+	PlaceID    string // place shortcode place_id; default base + "/place_id"
+	ExternalID string // external_id; default base + "/external_id"
+	// Observation identifies the resources made from parts of a report,
+	// "<report _id>/<field path>" (Observations) and "<report _id>/geolocation"
+	// (the Location a report was filled in); default base + "/observation".
+	Observation string
 	ContactType string // Location/Organization type codes (contact_type); default base + "/contact_type"
 	Form        string // Encounter.type code of forms without encounterType; default base + "/form"
 	Codes       string // codes of outbound payload observations; default base + "/codes"
+	Phone       string // the SMS sender (from) of a report in Encounter.participant; default base + "/phone"
 	// Source is the meta.tag system marking resources as coming from CHT
 	// (code "cht"), so flows can avoid loops; default base + "/source".
 	Source string
@@ -90,20 +101,14 @@ type Config struct {
 	Mapping *Mapping
 	// Strategy is the transaction write strategy; default WritePut.
 	Strategy WriteStrategy
-	// PersonTypes are contact types (besides "person") that are people.
-	PersonTypes []string
-	// OrganizationTypes are place contact types that are also converted to
-	// an Organization (every place becomes a Location); default
-	// ["district_hospital", "health_center"].
-	OrganizationTypes []string
-	// PractitionerRoles are person roles converted to a Practitioner rather
-	// than a Patient by ContactBundle; default ["chw", "chw_supervisor",
-	// "nurse"].
-	PractitionerRoles []string
-	// PractitionerPlaceTypes are place types whose primary contact is the
-	// CHW responsible for the people below; it becomes
-	// Patient.generalPractitioner. Default ["health_center"].
-	PractitionerPlaceTypes []string
+	// ContactTypes is the CHT app's contact hierarchy, which tells people
+	// from places: load it from the instance with cht.Client.ContactTypes
+	// or from an app settings file with cht.ParseContactTypes. The zero
+	// value means cht.LegacyContactTypes() (apps without contact_types). A
+	// contact whose type is not in it is a *ConversionError naming
+	// contact_type (or type). Which FHIR resources each type becomes is
+	// declared in the mapping (Mapping.Contacts).
+	ContactTypes cht.ContactTypes
 	// EncounterClass is Encounter.class; default v3-ActCode HH "home health".
 	EncounterClass *Code
 	// EncounterType is the Encounter.type of forms whose mapping has no
@@ -135,14 +140,15 @@ type InboundConfig struct {
 // Converter converts between CHT documents and FHIR R4 resources. It is
 // immutable and safe for concurrent use.
 type Converter struct {
-	cfg      Config
-	sys      Systems
-	ns       [16]byte
-	class    models.Coding
-	orgTypes map[string]bool
-	pracType map[string]bool
-	forms    map[string]*formIndex
-	tag      []models.Coding
+	cfg     Config
+	sys     Systems
+	ns      [16]byte
+	class   models.Coding
+	forms   map[string]*formIndex
+	tag     []models.Coding
+	lenient map[string]bool // lenient contact fields
+	types   cht.ContactTypes
+	kinds   map[string]*ContactTypeMapping // Mapping.Contacts.Types by type id
 }
 
 // New validates cfg and returns a Converter. It does no I/O.
@@ -161,7 +167,7 @@ func New(cfg Config) (*Converter, error) {
 	if cfg.Strategy < WritePut || cfg.Strategy > WriteConditionalCreate {
 		return nil, fmt.Errorf("fhir: config: unknown Strategy %d", int(cfg.Strategy))
 	}
-	if cfg.NameSplit < NameFamilyLast || cfg.NameSplit > NameTextOnly {
+	if cfg.NameSplit < NameTextOnly || cfg.NameSplit > NameFamilyFirst {
 		return nil, fmt.Errorf("fhir: config: unknown NameSplit %d", int(cfg.NameSplit))
 	}
 	c := &Converter{cfg: cfg, sys: cfg.Systems}
@@ -172,7 +178,7 @@ func New(cfg Config) (*Converter, error) {
 	}{
 		{&c.sys.DocumentID, "medic"}, {&c.sys.PatientID, "patient_id"}, {&c.sys.PlaceID, "place_id"},
 		{&c.sys.ExternalID, "external_id"}, {&c.sys.Observation, "observation"},
-		{&c.sys.ContactType, "contact_type"}, {&c.sys.Form, "form"}, {&c.sys.Codes, "codes"},
+		{&c.sys.ContactType, "contact_type"}, {&c.sys.Form, "form"}, {&c.sys.Codes, "codes"}, {&c.sys.Phone, "phone"},
 		{&c.sys.Source, "source"},
 	} {
 		if *s.dst == "" {
@@ -193,14 +199,25 @@ func New(cfg Config) (*Converter, error) {
 			return nil, fmt.Errorf("fhir: config: EncounterType %s", msg)
 		}
 	}
-	c.orgTypes = set(cfg.OrganizationTypes, "district_hospital", "health_center")
-	c.pracType = set(cfg.PractitionerPlaceTypes, "health_center")
+	c.types = cfg.ContactTypes
+	if len(c.types.Types()) == 0 {
+		c.types = cht.LegacyContactTypes()
+	}
 	c.tag = []models.Coding{{System: &c.sys.Source, Code: ptr("cht"), Display: ptr("Community Health Toolkit")}}
 	if cfg.Mapping != nil {
 		if err := cfg.Mapping.Validate(); err != nil {
 			return nil, err
 		}
 		c.forms = indexMapping(cfg.Mapping, c)
+		c.lenient = set(cfg.Mapping.Contacts.Lenient)
+		c.kinds = map[string]*ContactTypeMapping{}
+		for i := range cfg.Mapping.Contacts.Types {
+			t := &cfg.Mapping.Contacts.Types[i]
+			c.kinds[t.Type] = t
+			if err := checkKinds(t, c.types); err != nil {
+				return nil, err
+			}
+		}
 	}
 	in := &c.cfg.Inbound
 	if in.PersonType == "" {
@@ -215,10 +232,7 @@ func New(cfg Config) (*Converter, error) {
 	return c, nil
 }
 
-func set(v []string, def ...string) map[string]bool {
-	if v == nil {
-		v = def
-	}
+func set(v []string) map[string]bool {
 	m := make(map[string]bool, len(v))
 	for _, s := range v {
 		m[s] = true
@@ -261,7 +275,81 @@ func (c *Converter) uuidKey(rt, chtID, key string, dup int) [16]byte {
 	return uuidV5(c.ns, rt, chtID, string(k))
 }
 
-func (c *Converter) isPerson(ct *cht.Contact) bool { return ct.IsPerson(c.cfg.PersonTypes...) }
+// checkKinds checks a contact type mapping against the app's hierarchy: a
+// person type maps to person resources, a place type to place resources.
+// Types the app does not have are allowed (one mapping may serve several
+// apps).
+func checkKinds(t *ContactTypeMapping, types cht.ContactTypes) error {
+	ct, ok := types.Lookup(t.Type)
+	if !ok {
+		return nil
+	}
+	want, kind := placeResources, "place"
+	if ct.Person {
+		want, kind = personResources, "person"
+	}
+	switch {
+	case !allIn(t.Resources, want):
+		return &MappingError{Field: "contacts.types " + t.Type, Reason: fmt.Sprintf("resources %s, but %s is a %s type of the app (want %s)",
+			strings.Join(t.Resources, ", "), t.Type, kind, strings.Join(want, " and/or "))}
+	case len(t.Roles) > 0 && !ct.Person:
+		return &MappingError{Field: "contacts.types " + t.Type, Reason: "roles, but " + t.Type + " is a place type of the app"}
+	case t.PrimaryContact != "" && ct.Person:
+		return &MappingError{Field: "contacts.types " + t.Type, Reason: "primaryContact, but " + t.Type + " is a person type of the app"}
+	}
+	return nil
+}
+
+// contactType returns the type of a contact in the app's hierarchy, or a
+// *ConversionError naming contact_type (type for legacy documents) when
+// the type is not in it.
+func (c *Converter) contactType(ct *cht.Contact) (cht.ContactType, error) {
+	t, err := c.types.Of(ct)
+	if err != nil {
+		field, v := "type", ct.Type
+		if ct.Type == "contact" {
+			field, v = "contact_type", ct.ContactType
+		}
+		return t, &ConversionError{DocID: ct.ID, Field: field, Value: v,
+			Reason: "not a contact type of the app (contact_types in the app settings)", Err: cht.ErrUnknownContactType}
+	}
+	return t, nil
+}
+
+// isPerson reports whether a contact is of a person type; unknown types are
+// not (the conversion of such a contact fails in contactType).
+func (c *Converter) isPerson(ct *cht.Contact) bool { return c.types.IsPerson(ct.TypeID()) }
+
+// resources returns the FHIR resource types a contact becomes: the
+// mapping's Roles entry for its role, else the mapping's Resources for its
+// type, else Patient for person types and Location for place types.
+func (c *Converter) resources(ct *cht.Contact, person bool) []string {
+	if k := c.kinds[ct.TypeID()]; k != nil {
+		if rs, ok := k.Roles[ct.Role]; ok && person && ct.Role != "" {
+			return rs
+		}
+		if len(k.Resources) > 0 {
+			return k.Resources
+		}
+	}
+	if person {
+		return []string{"Patient"}
+	}
+	return []string{"Location"}
+}
+
+// isOrgType reports whether places of type id become an Organization.
+func (c *Converter) isOrgType(id string) bool {
+	k := c.kinds[id]
+	return k != nil && slices.Contains(k.Resources, "Organization") && c.types.IsPlace(id)
+}
+
+// isPracPlace reports whether the primary contact of places of type id is
+// the practitioner of the people below.
+func (c *Converter) isPracPlace(id string) bool {
+	k := c.kinds[id]
+	return k != nil && k.PrimaryContact == "Practitioner" && c.types.IsPlace(id)
+}
 
 func coding(k Code) models.Coding {
 	cd := models.Coding{System: ptr(k.System), Code: ptr(k.Code)}

@@ -1,74 +1,39 @@
 package fhir
 
 import (
+	"encoding/json"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
-// Patient converts a CHT person to a FHIR Patient: deterministic id (with
-// WritePut), identifiers for _id, patient_id and external_id, name (full
-// text plus the configured given/family split), gender (male, female, other
-// or unknown; never an error), birthDate when date_of_birth is a valid FHIR
-// date, telecom phones, deceased[x] from date_of_death, managingOrganization
-// and generalPractitioner from a hydrated lineage, and the CHT source tag.
-func (c *Converter) Patient(p *cht.Contact) (*models.Patient, error) {
-	if err := c.checkContact(p, true); err != nil {
-		return nil, err
-	}
-	return c.patient(nil, p), nil
-}
-
-// Practitioner converts a CHT person (typically a CHW: a report's contact or
-// a place's primary contact) to a FHIR Practitioner.
-func (c *Converter) Practitioner(p *cht.Contact) (*models.Practitioner, error) {
-	if err := c.checkContact(p, true); err != nil {
-		return nil, err
-	}
-	return c.practitioner(nil, p), nil
-}
-
-// Location converts a CHT place to a FHIR Location; type is the
-// contact_type (omitted when the place has none), partOf the parent place's
-// Location, managingOrganization the nearest place (itself included) whose
-// type is an organization type.
-func (c *Converter) Location(p *cht.Contact) (*models.Location, error) {
-	if err := c.checkContact(p, false); err != nil {
-		return nil, err
-	}
-	return c.location(nil, p), nil
-}
-
-// Organization converts a CHT place to a FHIR Organization; partOf is the
-// nearest hydrated ancestor whose type is an organization type.
-func (c *Converter) Organization(p *cht.Contact) (*models.Organization, error) {
-	if err := c.checkContact(p, false); err != nil {
-		return nil, err
-	}
-	return c.organization(nil, p), nil
-}
-
-func (c *Converter) checkContact(ct *cht.Contact, person bool) error {
+// checkContact checks that ct is a contact of a known type and returns
+// whether it is a person.
+func (c *Converter) checkContact(ct *cht.Contact) (person bool, err error) {
 	if ct == nil {
-		return &ConversionError{Field: "_id", Reason: "no document"}
+		return false, &ConversionError{Field: "_id", Reason: "no document"}
 	}
 	if ct.ID == "" {
-		return &ConversionError{Field: "_id", Reason: "document has no _id"}
+		return false, &ConversionError{Field: "_id", Reason: "document has no _id"}
+	}
+	if err := checkText(ct.ID, "_id", ct.ID); err != nil {
+		return false, err
 	}
 	if !ct.IsContact() {
-		return &ConversionError{DocID: ct.ID, Field: "type", Value: ct.Type, Reason: "not a contact document"}
+		return false, &ConversionError{DocID: ct.ID, Field: "type", Value: ct.Type, Reason: "not a contact document"}
 	}
-	if c.isPerson(ct) != person {
-		want := "place"
-		if person {
-			want = "person"
-		}
-		return &ConversionError{DocID: ct.ID, Field: "type", Value: ct.TypeID(), Reason: "contact type is not a " + want + " type"}
+	t, err := c.contactType(ct)
+	if err != nil {
+		return false, err
 	}
-	return nil
+	return t.Person, nil
 }
 
 // meta returns the meta with the CHT source tag; the resources of one
@@ -116,14 +81,15 @@ func (c *Converter) contactIdentifiers(x *refs, ct *cht.Contact) []models.Identi
 	return ids
 }
 
+// humanName returns the HumanName of a CHT name: text is the name exactly
+// as stored; given and family are set only by a NameFamilyLast or
+// NameFamilyFirst split of a name that splitName accepts.
 func (c *Converter) humanName(x *refs, name string) []models.HumanName {
-	text := strings.Join(strings.Fields(name), " ")
-	if text == "" {
+	if strings.TrimSpace(name) == "" {
 		return nil
 	}
-	hn := models.HumanName{Text: x.s(text)}
-	words := strings.Fields(text)
-	if len(words) >= 2 {
+	hn := models.HumanName{Text: x.s(name)}
+	if words, ok := splitName(name); ok {
 		switch c.cfg.NameSplit {
 		case NameFamilyLast:
 			hn.Family = x.s(words[len(words)-1])
@@ -134,6 +100,24 @@ func (c *Converter) humanName(x *refs, name string) []models.HumanName {
 		}
 	}
 	return []models.HumanName{hn}
+}
+
+// splitName returns the words of a name that can be split into given and
+// family names: two or more words, each starting with an upper-case letter
+// ("Grace Achieng", "Zoë Ngũgĩ"). Names with particles or descriptions
+// ("Zoë Ngũgĩ wa Kamau", "Baby of Amina") are not split.
+func splitName(name string) ([]string, bool) {
+	words := strings.Fields(name)
+	if len(words) < 2 {
+		return nil, false
+	}
+	for _, w := range words {
+		r, _ := utf8.DecodeRuneInString(w)
+		if !unicode.IsUpper(r) {
+			return nil, false
+		}
+	}
+	return words, true
 }
 
 func telecom(x *refs, ct *cht.Contact) []models.ContactPoint {
@@ -149,21 +133,110 @@ func telecom(x *refs, ct *cht.Contact) []models.ContactPoint {
 	return out
 }
 
-// Gender maps a CHT sex value to a FHIR AdministrativeGender. It never fails:
-// unrecognised values give unknown. ok is false for an empty value (no
-// gender should be set).
-func Gender(sex string) (g models.AdministrativeGender, ok bool) {
+// gender maps a CHT sex value to a FHIR AdministrativeGender. ok is false
+// for a value it does not know (the caller reports it); an empty value is
+// not passed in.
+func gender(sex string) (g models.AdministrativeGender, ok bool) {
 	switch strings.ToLower(strings.TrimSpace(sex)) {
-	case "":
-		return models.AdministrativeGenderUnknown, false
 	case "male", "m", "man", "boy":
 		return models.AdministrativeGenderMale, true
 	case "female", "f", "woman", "girl":
 		return models.AdministrativeGenderFemale, true
 	case "other", "o", "intersex":
 		return models.AdministrativeGenderOther, true
+	case "unknown":
+		return models.AdministrativeGenderUnknown, true
 	}
-	return models.AdministrativeGenderUnknown, true
+	return models.AdministrativeGenderUnknown, false
+}
+
+// cleanContact checks the values of a contact that go to FHIR and returns
+// the contact to convert: a copy without the unusable values of lenient
+// fields (each dropped with a warning in x), or a *ConversionError naming
+// the first unusable value of a strict field. Identity members (_id,
+// patient_id, place_id, type, contact_type) are always strict.
+func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error) {
+	d := *ct
+	strict := []struct{ key, v string }{
+		{"_id", d.ID}, {"type", d.Type}, {"contact_type", d.ContactType},
+		{"patient_id", d.PatientID}, {"place_id", d.PlaceID},
+	}
+	for _, f := range strict {
+		if err := checkText(d.ID, f.key, f.v); err != nil {
+			return nil, err
+		}
+	}
+	drop := func(field string, value any, reason string, clear func()) error {
+		e := &ConversionError{DocID: d.ID, Field: field, Value: value, Reason: reason}
+		if !c.lenient[field] {
+			return e
+		}
+		clear()
+		x.warn(e)
+		return nil
+	}
+	texts := []struct {
+		key string
+		dst *string
+	}{{"name", &d.Name}, {"external_id", &d.ExternalID}, {"phone", &d.Phone}, {"phone_alternate", &d.PhoneAlternate},
+		{"sex", &d.Sex}, {"date_of_birth", &d.DateOfBirth}, {"date_of_death", &d.DateOfDeath}}
+	for _, f := range texts {
+		if p := textProblem(*f.dst); p != "" {
+			if err := drop(f.key, *f.dst, p, func() { *f.dst = "" }); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if strings.TrimSpace(d.Sex) != "" {
+		if _, ok := gender(d.Sex); !ok {
+			err := drop("sex", d.Sex, "not a known sex (want male, female, other or unknown)", func() { d.Sex = "" })
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if strings.TrimSpace(d.DateOfBirth) != "" {
+		if _, ok := fhirDate(d.DateOfBirth); !ok {
+			err := drop("date_of_birth", d.DateOfBirth, "not a date (want YYYY-MM-DD, YYYY-MM or YYYY)", func() { d.DateOfBirth = "" })
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if strings.TrimSpace(d.DateOfDeath) != "" {
+		if _, ok := fhirDateTime(d.DateOfDeath); !ok {
+			// Lenient: the person is still deceased, only the date is dropped.
+			err := drop("date_of_death", d.DateOfDeath, "not a date or date-time", func() { d.DateOfDeath = deceasedNoDate })
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if g := d.Geolocation; g != nil && (g.Latitude != nil || g.Longitude != nil) {
+		if p := geoProblem(g); p != "" {
+			if err := drop("geolocation", g, p, func() { d.Geolocation = nil }); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return &d, nil
+}
+
+// deceasedNoDate marks, in a cleaned contact, a date_of_death that was
+// dropped: the person is deceased at an unknown date.
+const deceasedNoDate = "\x00deceased"
+
+// geoProblem says why a geolocation cannot be a FHIR position.
+func geoProblem(g *cht.Geolocation) string {
+	switch {
+	case g.Latitude == nil || g.Longitude == nil:
+		return "latitude and longitude must both be given"
+	case *g.Latitude < -90 || *g.Latitude > 90:
+		return "latitude is outside -90 to 90"
+	case *g.Longitude < -180 || *g.Longitude > 180:
+		return "longitude is outside -180 to 180"
+	}
+	return ""
 }
 
 // fhirDate returns s as a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD, a real
@@ -216,7 +289,7 @@ func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 		Name:       c.humanName(x, p.Name),
 		Telecom:    telecom(x, p),
 	}
-	if g, ok := Gender(p.Sex); ok {
+	if g, ok := gender(p.Sex); ok {
 		pt.Gender = &g
 	}
 	if d, ok := fhirDate(p.DateOfBirth); ok {
@@ -225,7 +298,7 @@ func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 	if dod := strings.TrimSpace(p.DateOfDeath); dod != "" {
 		if d, ok := fhirDateTime(dod); ok {
 			pt.DeceasedDateTime = &d
-		} else {
+		} else if p.DateOfDeath == deceasedNoDate {
 			pt.DeceasedBoolean = ptr(true)
 		}
 	}
@@ -242,7 +315,7 @@ func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 // organization type.
 func (c *Converter) nearestOrg(l *cht.Lineage) string {
 	for ; l != nil; l = l.Parent {
-		if l.Doc != nil && c.orgTypes[l.Doc.TypeID()] {
+		if l.Doc != nil && c.isOrgType(l.Doc.TypeID()) {
 			return l.ID
 		}
 	}
@@ -255,7 +328,7 @@ func (c *Converter) nearestOrg(l *cht.Lineage) string {
 // generalPractitioner reference always resolves.
 func (c *Converter) chwOf(l *cht.Lineage) *cht.Contact {
 	for ; l != nil; l = l.Parent {
-		if l.Doc != nil && c.pracType[l.Doc.TypeID()] {
+		if l.Doc != nil && c.isPracPlace(l.Doc.TypeID()) {
 			return c.placeCHW(l.Doc)
 		}
 	}
@@ -287,7 +360,7 @@ func (c *Converter) practitioner(x *refs, p *cht.Contact) *models.Practitioner {
 		Name:       c.humanName(x, p.Name),
 		Telecom:    telecom(x, p),
 	}
-	if g, ok := Gender(p.Sex); ok {
+	if g, ok := gender(p.Sex); ok {
 		pr.Gender = &g
 	}
 	if d, ok := fhirDate(p.DateOfBirth); ok {
@@ -329,15 +402,59 @@ func (c *Converter) location(x *refs, p *cht.Contact) *models.Location {
 		Type:       c.placeType(x, p),
 		Telecom:    telecom(x, p),
 	}
-	if c.orgTypes[p.TypeID()] {
+	if c.isOrgType(p.TypeID()) {
 		loc.ManagingOrganization = x.refp(c.ref(x, "Organization", p.ID))
 	} else if org := c.nearestOrg(p.Parent); org != "" {
 		loc.ManagingOrganization = x.refp(c.ref(x, "Organization", org))
 	}
-	if pid := p.ParentID(); pid != "" {
+	if pid := p.ParentID(); pid != "" && c.parentIsLocation(p.Parent) {
 		loc.PartOf = x.refp(c.ref(x, "Location", pid))
 	}
+	loc.Position = position(p.Geolocation)
 	return loc
+}
+
+// parentIsLocation reports whether a place's parent becomes a Location: it
+// does unless its hydrated document is of a type mapped without Location.
+func (c *Converter) parentIsLocation(l *cht.Lineage) bool {
+	if l.Doc == nil || !l.Doc.Hydrated() || !l.Doc.IsContact() {
+		return true
+	}
+	return slices.Contains(c.resources(l.Doc, false), "Location")
+}
+
+// position converts a CHT geolocation (checked by cleanContact or
+// reportPlan) to a Location.position.
+func position(g *cht.Geolocation) *models.LocationPosition {
+	if !g.Valid() {
+		return nil
+	}
+	pos := &models.LocationPosition{Longitude: floatNumber(*g.Longitude), Latitude: floatNumber(*g.Latitude)}
+	if g.Altitude != nil {
+		a := floatNumber(*g.Altitude)
+		pos.Altitude = &a
+	}
+	return pos
+}
+
+func floatNumber(f float64) json.Number { return json.Number(strconv.FormatFloat(f, 'f', -1, 64)) }
+
+// geoSuffix makes the CHT-side key of the Location where a report was
+// filled in: "<report _id>/geolocation".
+const geoSuffix = "/geolocation"
+
+// reportLocation converts a report's geolocation to the Location where
+// the report was filled in (referenced from Encounter.location).
+func (c *Converter) reportLocation(x *refs, r *cht.Report) *models.Location {
+	return &models.Location{
+		Id:          c.id(x, "Location", r.ID+geoSuffix),
+		Meta:        c.meta(x),
+		Identifier:  []models.Identifier{x.identifier(c.sys.Observation, r.ID+geoSuffix, "", nil)},
+		Status:      ptr(models.LocationStatusActive),
+		Description: x.s("Where CHT report " + r.ID + " was filled in"),
+		Mode:        ptr(models.LocationModeInstance),
+		Position:    position(r.Geolocation),
+	}
 }
 
 func (c *Converter) organization(x *refs, p *cht.Contact) *models.Organization {

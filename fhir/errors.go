@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrUnmappedForm is returned (wrapped) when a report's form has no entry in
@@ -128,4 +129,31 @@ func invalid(rt, expr, reason string) *InvalidResourceError {
 
 func required(rt, expr string) *InvalidResourceError {
 	return &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: "required element is missing", Code: IssueRequired}}}
+}
+
+// textProblem says why s cannot be a FHIR string ("" when it can): it must
+// be valid UTF-8 without NUL or other control characters except tab, line
+// feed and carriage return.
+func textProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "not valid UTF-8"
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 && b != '\t' && b != '\n' && b != '\r' || b == 0x7f {
+			if b == 0 {
+				return "contains a NUL byte"
+			}
+			return fmt.Sprintf("contains the control character %#02x", b)
+		}
+	}
+	return ""
+}
+
+// checkText returns a *ConversionError naming field when s is not a valid
+// FHIR string (see textProblem).
+func checkText(docID, field, s string) *ConversionError {
+	if p := textProblem(s); p != "" {
+		return &ConversionError{DocID: docID, Field: field, Value: s, Reason: p}
+	}
+	return nil
 }

@@ -231,20 +231,64 @@ func ExampleConverter_SubmissionFromServiceRequest() {
 }
 
 // A CHT person becomes a Patient with real identifier systems.
-func ExampleConverter_Patient() {
-	c := exampleConverter()
-	p, err := c.Patient(&cht.Contact{ID: "75905106a4bc2a9046ed28df070016ce", Type: "person", Name: "John Test",
-		Sex: "male", DateOfBirth: "1980-06-06", Phone: "+2548277217095", PatientID: "13985"})
+// A converter set up from the app's settings: the contact hierarchy comes
+// from app_settings.contact_types (a program reads it from the instance
+// with cht.Client.ContactTypes), and the mapping declares that the CHW type
+// becomes a Practitioner only.
+func ExampleConverter_ContactBundle() {
+	types, err := cht.ParseContactTypes([]byte(`{"contact_types":[
+		{"id":"c_household","parents":[]},
+		{"id":"c_person","person":true,"parents":["c_household"]},
+		{"id":"c_chw","person":true,"parents":["c_household"]}]}`))
 	if err != nil {
 		log.Fatal(err)
 	}
-	out, err := fhir.Marshal(p)
+	mapping, err := fhir.ParseMapping([]byte(`
+contacts:
+  types:
+    - {type: c_chw, resources: [Practitioner]}
+  lenient: [date_of_birth]
+forms: []
+`))
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(string(out))
+	c, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", ContactTypes: types, Mapping: mapping})
+	if err != nil {
+		log.Fatal(err)
+	}
+	household := &cht.Contact{ID: "hh-1", Type: "contact", ContactType: "c_household", Name: "Kamau household"}
+	for _, doc := range []*cht.Contact{
+		{ID: "p-1", Type: "contact", ContactType: "c_person", Name: "Zoë Ngũgĩ wa Kamau", Sex: "female",
+			DateOfBirth: "1990-13-45", Parent: &cht.Lineage{ID: "hh-1", Doc: household}},
+		{ID: "chw-1", Type: "contact", ContactType: "c_chw", Name: "Baby of Amina"},
+		{ID: "x-1", Type: "contact", ContactType: "c_clinic", Name: "Not in the settings"},
+	} {
+		tx, err := c.ContactBundle(doc)
+		if err != nil {
+			fmt.Println("error:", err)
+			continue
+		}
+		for _, e := range tx.Entries {
+			switch r := e.Resource.(type) {
+			case *models.Patient:
+				fmt.Printf("Patient %q gender %s birthDate %v\n", *r.Name[0].Text, *r.Gender, r.BirthDate)
+			case *models.Practitioner:
+				fmt.Printf("Practitioner %q\n", *r.Name[0].Text)
+			case *models.Location:
+				fmt.Printf("Location %q\n", *r.Name)
+			}
+		}
+		for _, w := range tx.Warnings {
+			fmt.Println("warning:", w)
+		}
+	}
 	// Output:
-	// {"id":"858c31a6-35fb-568e-8245-e4233bb4a890","meta":{"tag":[{"system":"https://cht.example.org/source","code":"cht","display":"Community Health Toolkit"}]},"identifier":[{"type":{"text":"CHT document ID"},"system":"https://cht.example.org/medic","value":"75905106a4bc2a9046ed28df070016ce"},{"use":"official","type":{"text":"CHT patient ID"},"system":"https://cht.example.org/patient_id","value":"13985"}],"name":[{"text":"John Test","family":"Test","given":["John"]}],"telecom":[{"system":"phone","value":"+2548277217095"}],"gender":"male","birthDate":"1980-06-06","resourceType":"Patient"}
+	// Patient "Zoë Ngũgĩ wa Kamau" gender female birthDate <nil>
+	// Location "Kamau household"
+	// warning: fhir: convert doc "p-1" field "date_of_birth" (value "1990-13-45"): not a date (want YYYY-MM-DD, YYYY-MM or YYYY)
+	// Practitioner "Baby of Amina"
+	// error: fhir: convert doc "x-1" field "contact_type" (value "c_clinic"): not a contact type of the app (contact_types in the app settings): contact type not in the app's contact_types
 }
 
 func ptr[T any](v T) *T { return &v }

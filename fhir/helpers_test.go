@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
@@ -56,4 +58,85 @@ func loadContact(tb testing.TB, name string) *cht.Contact {
 		tb.Fatal(err)
 	}
 	return &c
+}
+
+// The single-resource conversions below are test shorthands for the
+// resources ContactBundle and ReportBundle build.
+
+func (c *Converter) contactResource(ct *cht.Contact, wantPerson bool) (*cht.Contact, error) {
+	person, err := c.checkContact(ct)
+	if err != nil {
+		return nil, err
+	}
+	if person != wantPerson {
+		return nil, &ConversionError{DocID: ct.ID, Field: "type", Value: ct.TypeID(), Reason: "wrong kind of contact"}
+	}
+	return c.cleanContact(nil, ct)
+}
+
+func (c *Converter) Patient(p *cht.Contact) (*models.Patient, error) {
+	d, err := c.contactResource(p, true)
+	if err != nil {
+		return nil, err
+	}
+	return c.patient(nil, d), nil
+}
+
+func (c *Converter) Practitioner(p *cht.Contact) (*models.Practitioner, error) {
+	d, err := c.contactResource(p, true)
+	if err != nil {
+		return nil, err
+	}
+	return c.practitioner(nil, d), nil
+}
+
+func (c *Converter) Location(p *cht.Contact) (*models.Location, error) {
+	d, err := c.contactResource(p, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.location(nil, d), nil
+}
+
+func (c *Converter) Organization(p *cht.Contact) (*models.Organization, error) {
+	d, err := c.contactResource(p, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.organization(nil, d), nil
+}
+
+// alone returns the conversion state of a planned report without its
+// bundle members, so references are Type/id (or logical) as for a
+// resource converted on its own.
+func (c *Converter) alone(r *cht.Report) (*refs, error) {
+	p, err := c.reportPlan(r)
+	if err != nil {
+		return nil, err
+	}
+	x := &refs{c: c, submitter: p.x.submitter, geo: p.x.geo}
+	if p.x.subj != nil {
+		s, err := c.subject(x, r)
+		if err != nil {
+			return nil, err
+		}
+		x.subj = &s
+	}
+	return x, nil
+}
+
+func (c *Converter) Encounter(r *cht.Report) (*models.Encounter, error) {
+	x, err := c.alone(r)
+	if err != nil {
+		return nil, err
+	}
+	return c.encounter(x, r), nil
+}
+
+func (c *Converter) Observations(r *cht.Report) ([]models.Observation, error) {
+	x, err := c.alone(r)
+	if err != nil {
+		return nil, err
+	}
+	return c.observations(x, r)
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -51,8 +53,43 @@ type Code struct {
 type Mapping struct {
 	// Version of the file format; 0 or 1.
 	Version int `json:"version,omitempty" yaml:"version,omitempty"`
+	// Contacts declares how contacts are converted: the FHIR resources each
+	// contact type becomes and the contact fields that are lenient.
+	Contacts ContactsMapping `json:"contacts,omitzero" yaml:"contacts,omitempty"`
 	// Forms lists one entry per CHT form.
 	Forms []FormMapping `json:"forms" yaml:"forms"`
+}
+
+// ContactsMapping declares how CHT contacts are converted.
+type ContactsMapping struct {
+	// Types lists contact types whose FHIR resources differ from the
+	// defaults derived from the CHT app settings (a person type becomes a
+	// Patient, a place type a Location).
+	Types []ContactTypeMapping `json:"types,omitempty" yaml:"types,omitempty"`
+	// Lenient lists contact fields whose unusable values (a date_of_birth
+	// that is not a date, an unknown sex, ...) are dropped with a warning
+	// instead of failing the conversion: sex, date_of_birth, date_of_death,
+	// name, phone, phone_alternate, external_id, geolocation.
+	Lenient []string `json:"lenient,omitempty" yaml:"lenient,omitempty"`
+}
+
+// ContactTypeMapping declares the FHIR resources of one CHT contact type.
+type ContactTypeMapping struct {
+	// Type is the contact type id of the app settings (contact_types[].id,
+	// or a legacy type such as "health_center").
+	Type string `json:"type" yaml:"type"`
+	// Resources are the FHIR resource types a contact of this type becomes:
+	// Patient and/or Practitioner for a person type, Location and/or
+	// Organization for a place type. Empty keeps the default.
+	Resources []string `json:"resources,omitempty" yaml:"resources,omitempty"`
+	// Roles overrides Resources for persons whose role member has one of
+	// the listed values, e.g. {chw: [Practitioner]} (person types only).
+	Roles map[string][]string `json:"roles,omitempty" yaml:"roles,omitempty"`
+	// PrimaryContact, set to "Practitioner" on a place type, makes the
+	// place's primary contact the health worker responsible for the people
+	// below it: it becomes a Practitioner, referenced as their
+	// Patient.generalPractitioner (place types only).
+	PrimaryContact string `json:"primaryContact,omitempty" yaml:"primaryContact,omitempty"`
 }
 
 // FormMapping maps the fields of one CHT form.
@@ -66,6 +103,11 @@ type FormMapping struct {
 	EncounterType *Code `json:"encounterType,omitempty" yaml:"encounterType,omitempty"`
 	// Category is the default Observation.category of the form's fields.
 	Category []Code `json:"category,omitempty" yaml:"category,omitempty"`
+	// Subjectless marks a form whose reports are about no person or place
+	// (stock counts, CHW self-assessments): its Encounter and Observations
+	// have no subject. A report of any other form whose subject cannot be
+	// resolved is a conversion error.
+	Subjectless bool `json:"subjectless,omitempty" yaml:"subjectless,omitempty"`
 	// Fields lists the mapped fields. Unlisted fields are not converted.
 	Fields []FieldMapping `json:"fields" yaml:"fields"`
 	// FollowUp declares the form as the follow-up of a FHIR request (referral loop); see
@@ -105,7 +147,26 @@ type FieldMapping struct {
 	FalseValue string `json:"falseValue,omitempty" yaml:"falseValue,omitempty"`
 	// Category overrides the form's category for this field.
 	Category []Code `json:"category,omitempty" yaml:"category,omitempty"`
+	// Min and Max bound the value of a quantity, decimal or integer field
+	// (inclusive); a value outside is a conversion error (or, when the
+	// field is lenient, dropped with a warning).
+	Min *float64 `json:"min,omitempty" yaml:"min,omitempty"`
+	Max *float64 `json:"max,omitempty" yaml:"max,omitempty"`
+	// Lenient makes a value that cannot be converted drop the field's
+	// Observation with a warning (Transaction.Warnings) instead of failing
+	// the whole report.
+	Lenient bool `json:"lenient,omitempty" yaml:"lenient,omitempty"`
 }
+
+// Resource types a contact type may be mapped to.
+var (
+	personResources = []string{"Patient", "Practitioner"}
+	placeResources  = []string{"Location", "Organization"}
+)
+
+// lenientContactFields are the contact fields Contacts.Lenient may name.
+var lenientContactFields = []string{"sex", "date_of_birth", "date_of_death", "name", "phone", "phone_alternate",
+	"external_id", "geolocation"}
 
 // MappingError reports an invalid mapping: Form and Field locate the entry
 // (either may be empty), Reason says what is wrong.
@@ -182,6 +243,9 @@ func (m *Mapping) Validate() error {
 	if m.Version != 0 && m.Version != 1 {
 		return &MappingError{Reason: fmt.Sprintf("unsupported version %d (want 1)", m.Version)}
 	}
+	if err := m.Contacts.validate(); err != nil {
+		return err
+	}
 	forms := map[string]bool{}
 	for _, f := range m.Forms {
 		if strings.TrimSpace(f.Form) == "" {
@@ -226,6 +290,81 @@ func (m *Mapping) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (cm *ContactsMapping) validate() error {
+	for _, f := range cm.Lenient {
+		if !slices.Contains(lenientContactFields, f) {
+			return &MappingError{Field: "contacts.lenient", Reason: fmt.Sprintf("%q is not a contact field that can be lenient (want one of %s)",
+				f, strings.Join(lenientContactFields, ", "))}
+		}
+	}
+	types := map[string]bool{}
+	for _, t := range cm.Types {
+		where := "contacts.types " + t.Type
+		if strings.TrimSpace(t.Type) == "" {
+			return &MappingError{Field: "contacts.types", Reason: "type is empty"}
+		}
+		if types[t.Type] {
+			return &MappingError{Field: where, Reason: "type listed twice"}
+		}
+		types[t.Type] = true
+		if err := checkResources(t.Resources); err != "" {
+			return &MappingError{Field: where, Reason: "resources " + err}
+		}
+		for role, rs := range t.Roles {
+			if strings.TrimSpace(role) == "" {
+				return &MappingError{Field: where, Reason: "empty role"}
+			}
+			if len(rs) == 0 {
+				return &MappingError{Field: where, Reason: fmt.Sprintf("role %q maps to no resources", role)}
+			}
+			if err := checkResources(rs); err != "" {
+				return &MappingError{Field: where, Reason: fmt.Sprintf("role %q resources %s", role, err)}
+			}
+			if !allIn(rs, personResources) {
+				return &MappingError{Field: where, Reason: fmt.Sprintf("role %q: roles map persons to Patient or Practitioner", role)}
+			}
+		}
+		if t.PrimaryContact != "" && t.PrimaryContact != "Practitioner" {
+			return &MappingError{Field: where, Reason: fmt.Sprintf("primaryContact %q (want Practitioner)", t.PrimaryContact)}
+		}
+		person, place := allIn(t.Resources, personResources), allIn(t.Resources, placeResources)
+		switch {
+		case len(t.Resources) > 0 && !person && !place:
+			return &MappingError{Field: where, Reason: "resources mix person (Patient, Practitioner) and place (Location, Organization) types"}
+		case len(t.Roles) > 0 && len(t.Resources) > 0 && !person:
+			return &MappingError{Field: where, Reason: "roles are only allowed on person types"}
+		case t.PrimaryContact != "" && len(t.Resources) > 0 && !place:
+			return &MappingError{Field: where, Reason: "primaryContact is only allowed on place types"}
+		case t.PrimaryContact != "" && len(t.Roles) > 0:
+			return &MappingError{Field: where, Reason: "roles and primaryContact exclude each other (person and place)"}
+		}
+	}
+	return nil
+}
+
+func checkResources(rs []string) string {
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !slices.Contains(personResources, r) && !slices.Contains(placeResources, r) {
+			return fmt.Sprintf("%q is not one of Patient, Practitioner, Location, Organization", r)
+		}
+		if seen[r] {
+			return fmt.Sprintf("%q listed twice", r)
+		}
+		seen[r] = true
+	}
+	return ""
+}
+
+func allIn(v, set []string) bool {
+	for _, s := range v {
+		if !slices.Contains(set, s) {
+			return false
+		}
+	}
+	return true
 }
 
 func checkCode(c Code) string {
@@ -300,6 +439,21 @@ func (fm *FieldMapping) validate() string {
 	}
 	if fm.Type != KindBoolean && (fm.TrueValue != "" || fm.FalseValue != "") {
 		return "trueValue and falseValue are only allowed on boolean fields"
+	}
+	if fm.Min != nil || fm.Max != nil {
+		switch fm.Type {
+		case KindQuantity, KindDecimal, KindInteger:
+		default:
+			return "min and max are only allowed on quantity, decimal and integer fields"
+		}
+		for _, b := range []*float64{fm.Min, fm.Max} {
+			if b != nil && (math.IsNaN(*b) || math.IsInf(*b, 0)) {
+				return "min and max must be finite numbers"
+			}
+		}
+		if fm.Min != nil && fm.Max != nil && *fm.Min > *fm.Max {
+			return "min is greater than max"
+		}
 	}
 	return ""
 }

@@ -171,7 +171,7 @@ func TestConvertPayloadErrors(t *testing.T) {
 // genPayload builds a random outbound payload, valid or not.
 func genPayload(r *rand.Rand) *EncounterPayload {
 	f := &filler{r: r}
-	p := &EncounterPayload{ID: "r" + f.str(), PatientUUID: f.str(), ReportedDate: cht.Millis(r.Int64N(4e12) - 1e12)}
+	p := &EncounterPayload{ID: "r" + f.str(), PatientUUID: f.str(), ReportedDate: cht.Millis(r.Int64N(4e12))}
 	if r.IntN(4) == 0 {
 		p.Form = []string{"assessment", "HEIGHT_WEIGHT", "unknown"}[r.IntN(3)]
 	}

@@ -19,6 +19,14 @@ type refs struct {
 	in   []member
 	strs []string     // storage for the strings the resources point to
 	meta *models.Meta // shared by the resources of one conversion
+	// warnings are the values of lenient fields dropped by the conversion.
+	warnings []*ConversionError
+	// subj is the subject of the report being converted (nil when its
+	// form is subjectless); submitter the resource type its submitter is
+	// referenced as ("Practitioner", "Patient", or "" for none).
+	subj      *reportSubject
+	submitter string
+	geo       bool // the report has a geolocation: its Location is in the bundle
 
 	// Slabs for the elements the resources of one conversion point to.
 	ccs     slab[models.CodeableConcept]
@@ -26,6 +34,14 @@ type refs struct {
 	idents  slab[models.Identifier]
 	rs      slab[models.Reference]
 	uses    slab[models.IdentifierUse]
+}
+
+// warn records a dropped lenient value. A nil refs (a conversion that
+// returns no Transaction) discards it.
+func (x *refs) warn(e *ConversionError) {
+	if x != nil {
+		x.warnings = append(x.warnings, e)
+	}
 }
 
 // heap returns a pointer to a heap copy of v. It is not inlined so that the

@@ -2,8 +2,10 @@ package fhir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,25 +105,51 @@ func isShortcode(s string) bool {
 	return true
 }
 
-func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, bool) {
+// subject resolves the subject of a report: the hydrated patient or place,
+// else the first subject path of [cht.Report.Subject]. A report without
+// one, or whose hydrated subject is not converted to a Patient (persons)
+// or Location (places), is a *ConversionError.
+func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 	var s reportSubject
+	field := "patient"
 	switch {
 	case r.Patient != nil && r.Patient.ID != "":
 		s.id, s.hydrated = r.Patient.ID, r.Patient
-		s.place = r.Patient.Hydrated() && !c.isPerson(r.Patient)
 	case r.Place != nil && r.Place.ID != "" && r.Place.Hydrated():
-		s.id, s.hydrated, s.place = r.Place.ID, r.Place, true
+		s.id, s.hydrated, field = r.Place.ID, r.Place, "place"
 	default:
 		id, path, ok := r.Subject()
 		if !ok {
-			return s, false
+			return s, &ConversionError{DocID: r.ID, Field: "patient_id", Reason: "the report has no subject (none of fields.patient_uuid, " +
+				"fields.patient_id, patient_id, fields.inputs.contact._id, place_id is set); map its form as subjectless " +
+				"if its reports are about no one"}
+		}
+		if err := checkText(r.ID, path, id); err != nil {
+			return s, err
 		}
 		s.id = id
 		s.place = path == "place_id"
 		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
 	}
+	if err := checkText(r.ID, field+"._id", s.id); err != nil {
+		return s, err
+	}
 	rt := "Patient"
-	if s.place {
+	if h := s.hydrated; h != nil && h.Hydrated() {
+		person, err := c.checkContact(h)
+		if err != nil {
+			return s, prefixField(field, err)
+		}
+		s.place = !person
+		if s.place {
+			rt = "Location"
+		}
+		if rts := c.resources(h, person); !slices.Contains(rts, rt) {
+			return s, &ConversionError{DocID: r.ID, Field: field + "." + typeField(h), Value: h.TypeID(),
+				Reason: fmt.Sprintf("a report subject becomes a %s, but this contact type is mapped to %s only (add %s to its resources, or map form %q as subjectless)",
+					rt, strings.Join(rts, ", "), rt, r.Form)}
+		}
+	} else if s.place {
 		rt = "Location"
 	}
 	switch {
@@ -132,7 +160,15 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, bool) {
 	default:
 		s.reference = c.ref(x, rt, s.id)
 	}
-	return s, true
+	return s, nil
+}
+
+// typeField is the member holding a contact's type id.
+func typeField(ct *cht.Contact) string {
+	if ct.Type == "contact" {
+		return "contact_type"
+	}
+	return "type"
 }
 
 func checkReport(r *cht.Report) error {
@@ -144,6 +180,11 @@ func checkReport(r *cht.Report) error {
 	}
 	if r.Form == "" {
 		return &ConversionError{DocID: r.ID, Field: "form", Reason: "report has no form"}
+	}
+	for _, f := range []struct{ key, v string }{{"_id", r.ID}, {"form", r.Form}, {"from", r.From}} {
+		if err := checkText(r.ID, f.key, f.v); err != nil {
+			return err
+		}
 	}
 	return checkReportedDate(r.ID, r.ReportedDate)
 }
@@ -157,32 +198,29 @@ const (
 
 func fhirMillis(ms int64) bool { return ms >= minFHIRMillis && ms <= maxFHIRMillis }
 
-// checkReportedDate rejects a reported_date that no FHIR dateTime can hold;
-// cht decodes any millisecond count.
+// checkReportedDate rejects a reported_date before 1970 (CHT writes the
+// time of submission; a negative value is not one) or after the years a
+// FHIR dateTime can hold; cht decodes any millisecond count.
 func checkReportedDate(docID string, m cht.Millis) error {
-	if !fhirMillis(int64(m)) {
+	switch {
+	case m < 0:
+		return &ConversionError{DocID: docID, Field: "reported_date", Value: int64(m),
+			Reason: "timestamp is before 1970, not a submission time"}
+	case !fhirMillis(int64(m)):
 		return &ConversionError{DocID: docID, Field: "reported_date", Value: int64(m),
 			Reason: "timestamp is outside the years 1 to 9999 a FHIR dateTime can hold"}
 	}
 	return nil
 }
 
-// Encounter converts a report to a FHIR Encounter: status finished, class
-// from Config.EncounterClass, type from the form mapping, subject (the
-// report's patient), participant (the submitting CHW), serviceProvider
-// (nearest organization in the CHW's hydrated lineage), period.start =
-// reported_date (no end is invented) and identifier = report _id. Reports of
-// unmapped forms are converted too (type from Systems.Form). A reported_date
-// outside the years 1 to 9999 (UTC), which no FHIR dateTime can hold, is a
-// *ConversionError naming reported_date, here and in every conversion of a
-// report or encounter payload.
-func (c *Converter) Encounter(r *cht.Report) (*models.Encounter, error) {
-	if err := checkReport(r); err != nil {
-		return nil, err
-	}
-	return c.encounter(nil, r), nil
-}
-
+// encounter converts a planned report (see reportPlan) to a FHIR
+// Encounter: status finished, class from Config.EncounterClass, type from
+// the form mapping, subject (a Patient) or location (a Location subject,
+// and the place the report was filled in when it has a geolocation),
+// participant (the submitting CHW, and the SMS sender's phone),
+// serviceProvider (nearest organization in the CHW's hydrated lineage),
+// period.start = reported_date (no end is invented) and identifier =
+// report _id.
 func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 	enc := &models.Encounter{
 		Id:         c.id(x, "Encounter", r.ID),
@@ -195,23 +233,29 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 	if c.class.Display != nil {
 		enc.Class.Display = x.s(*c.class.Display)
 	}
-	if fi, ok := c.forms[strings.ToLower(r.Form)]; ok {
-		enc.Type = c.encounterType(x, fi, r.Form)
-	} else {
-		t := Code{System: c.sys.Form, Code: r.Form}
-		if c.cfg.EncounterType != nil {
-			t = *c.cfg.EncounterType
+	fi := c.forms[strings.ToLower(r.Form)]
+	enc.Type = c.encounterType(x, fi, r.Form)
+	if s := x.subj; s != nil {
+		if s.place {
+			enc.Location = append(enc.Location, models.EncounterLocation{Location: s.reference})
+		} else {
+			enc.Subject = &s.reference
 		}
-		enc.Type = []models.CodeableConcept{{Coding: []models.Coding{coding(t)}}}
 	}
-	if s, ok := c.subject(x, r); ok && !s.place {
-		enc.Subject = &s.reference
+	if x.geo {
+		enc.Location = append(enc.Location, models.EncounterLocation{Location: c.ref(x, "Location", r.ID+geoSuffix)})
 	}
 	if r.Contact != nil && r.Contact.ID != "" {
-		enc.Participant = []models.EncounterParticipant{{Individual: x.refp(c.ref(x, "Practitioner", r.Contact.ID))}}
+		if x.submitter == "Practitioner" {
+			enc.Participant = append(enc.Participant, models.EncounterParticipant{Individual: x.refp(c.ref(x, "Practitioner", r.Contact.ID))})
+		}
 		if org := c.nearestOrg(r.Contact.Parent); org != "" {
 			enc.ServiceProvider = x.refp(c.ref(x, "Organization", org))
 		}
+	}
+	if from := strings.TrimSpace(r.From); from != "" {
+		enc.Participant = append(enc.Participant, models.EncounterParticipant{Individual: &models.Reference{
+			Identifier: &models.Identifier{System: x.s(c.sys.Phone), Value: x.s(from)}, Display: x.s(from)}})
 	}
 	if !r.ReportedDate.IsZero() {
 		enc.Period = &models.Period{Start: x.s(formatDateTime(r.ReportedDate.Time()))}
@@ -223,6 +267,13 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 // mapping names an encounterType, a second coding {Systems.Form, form}
 // identifies the CHT form exactly (several forms may share one type).
 func (c *Converter) encounterType(x *refs, fi *formIndex, form string) []models.CodeableConcept {
+	if fi == nil {
+		t := Code{System: c.sys.Form, Code: form}
+		if c.cfg.EncounterType != nil {
+			t = *c.cfg.EncounterType
+		}
+		return []models.CodeableConcept{{Coding: []models.Coding{coding(t)}}}
+	}
 	cd := fi.encType.Coding[0]
 	codings := x.codingSlice(2)[:1]
 	codings[0] = models.Coding{System: x.s(*cd.System), Code: x.s(*cd.Code)}
@@ -239,18 +290,6 @@ func (c *Converter) encounterType(x *refs, fi *formIndex, form string) []models.
 func formatDateTime(t time.Time) string {
 	var b [32]byte
 	return string(t.UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z07:00"))
-}
-
-// Observations converts the mapped fields of a report to Observations, in
-// mapping order. Absent fields and empty values ("" or null) are skipped.
-// A report whose form is not mapped yields an error wrapping
-// ErrUnmappedForm; a value that cannot be converted yields a
-// *ConversionError naming the field ("fields.<path>") and the reason.
-func (c *Converter) Observations(r *cht.Report) ([]models.Observation, error) {
-	if err := checkReport(r); err != nil {
-		return nil, err
-	}
-	return c.observations(nil, r)
 }
 
 // obsArena holds one Observation and the elements only it points to, so
@@ -327,14 +366,14 @@ func (c *Converter) observations(x *refs, r *cht.Report) ([]models.Observation, 
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
 	sh := c.newShared(effective)
-	subj, hasSubj := c.subject(x, r)
+	hasSubj := x.subj != nil
 	if hasSubj {
-		sh.subject = copyRef(subj.reference, &sh.subjRef, &sh.subjType, &sh.subjIdent, &sh.subjISys, &sh.subjIVal)
+		sh.subject = copyRef(x.subj.reference, &sh.subjRef, &sh.subjType, &sh.subjIdent, &sh.subjISys, &sh.subjIVal)
 	}
 	sh.encounter = copyRef(c.ref(x, "Encounter", r.ID), &sh.encRef, &sh.encType, &sh.encIdent, &sh.encISys, &sh.encIVal)
-	hasPerf := r.Contact != nil && r.Contact.ID != ""
+	hasPerf := r.Contact != nil && r.Contact.ID != "" && x.submitter != ""
 	if hasPerf {
-		sh.performer[0] = copyRef(c.ref(x, "Practitioner", r.Contact.ID), &sh.perfRef, &sh.perfType, &sh.perfIdent, &sh.perfISys, &sh.perfIVal)
+		sh.performer[0] = copyRef(c.ref(x, x.submitter, r.Contact.ID), &sh.perfRef, &sh.perfType, &sh.perfIdent, &sh.perfISys, &sh.perfIVal)
 	}
 	for i := range fi.fields {
 		f := &fi.fields[i]
@@ -346,7 +385,13 @@ func (c *Converter) observations(x *refs, r *cht.Report) ([]models.Observation, 
 		a := &arenas[len(arenas)-1]
 		o := &a.obs
 		if err := c.setValue(a, f.fm, v); err != nil {
-			return nil, &ConversionError{DocID: r.ID, Field: "fields." + f.fm.Path, Value: v, Reason: err.Error()}
+			ce := &ConversionError{DocID: r.ID, Field: "fields." + f.fm.Path, Value: v, Reason: err.Error()}
+			if !f.fm.Lenient {
+				return nil, ce
+			}
+			x.warn(ce)
+			arenas = arenas[:len(arenas)-1]
+			continue
 		}
 		if c.cfg.Strategy == WritePut {
 			a.id = uuidString(c.uuid("Observation", r.ID, f.fm.Path))
@@ -485,6 +530,9 @@ func number(v any) (json.Number, error) {
 		if !isValidNumber(s) {
 			return "", fmt.Errorf("%q is not a number", string(v))
 		}
+		if f, err := strconv.ParseFloat(s, 64); err != nil && math.IsInf(f, 0) {
+			return "", fmt.Errorf("%s is not a finite number", s)
+		}
 		return json.Number(s), nil
 	case float64:
 		if math.IsInf(v, 0) || math.IsNaN(v) {
@@ -498,7 +546,7 @@ func number(v any) (json.Number, error) {
 	case string:
 		s := strings.TrimSpace(v)
 		if isValidNumber(s) {
-			return json.Number(s), nil
+			return number(json.Number(s))
 		}
 		// XForms store numbers as strings; accept "+5", ".5", "5." too.
 		f, err := strconv.ParseFloat(s, 64)
@@ -578,12 +626,38 @@ var timeRE = func(s string) bool {
 	return false
 }
 
+// inRange checks a number against the field's min and max.
+func inRange(fm *FieldMapping, n json.Number) error {
+	if fm.Min == nil && fm.Max == nil {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return fmt.Errorf("%s is not a number", n)
+	}
+	if fm.Min != nil && f < *fm.Min {
+		return fmt.Errorf("%s is below the minimum %v", n, *fm.Min)
+	}
+	if fm.Max != nil && f > *fm.Max {
+		return fmt.Errorf("%s is above the maximum %v", n, *fm.Max)
+	}
+	return nil
+}
+
 func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
+	if s, ok := v.(string); ok {
+		if p := textProblem(s); p != "" {
+			return errors.New(p)
+		}
+	}
 	o := &a.obs
 	switch fm.Type {
 	case KindQuantity, KindDecimal:
 		n, err := number(v)
 		if err != nil {
+			return err
+		}
+		if err := inRange(fm, n); err != nil {
 			return err
 		}
 		a.num = n
@@ -606,6 +680,9 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 		i, ok := exactInt32(string(n))
 		if !ok {
 			return fmt.Errorf("%s is not a 32-bit integer", n)
+		}
+		if err := inRange(fm, n); err != nil {
+			return err
 		}
 		a.i = int(i)
 		o.ValueInteger = &a.i

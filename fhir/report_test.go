@@ -45,14 +45,14 @@ func TestEncounter(t *testing.T) {
 	if got, want := *enc.ServiceProvider.Reference, "Organization/"+c.ID("Organization", "d9153705-4574-43c3-b945-71aa2164d1d6"); got != want {
 		t.Errorf("serviceProvider = %s, want %s", got, want)
 	}
-	// Configurable class; unmapped forms get the local form code.
+	// Configurable class; forms without encounterType get the local form code.
 	c2 := testConverter(t, Config{EncounterClass: &Code{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "AMB"}})
-	r.Form = "other_form"
+	r.Form = "DELIVERY"
 	enc2, err := c2.Encounter(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *enc2.Class.Code != "AMB" || *enc2.Type[0].Coding[0].System != testInstance+"/form" || *enc2.Type[0].Coding[0].Code != "other_form" {
+	if *enc2.Class.Code != "AMB" || *enc2.Type[0].Coding[0].System != testInstance+"/form" || *enc2.Type[0].Coding[0].Code != "DELIVERY" {
 		t.Errorf("class %+v type %+v", enc2.Class, enc2.Type)
 	}
 }
@@ -70,7 +70,6 @@ func TestEncounterSubjectForms(t *testing.T) {
 		{name: "shortcode", r: cht.Report{Fields: cht.Fields{"patient_id": "13985"}}, want: "identifier:" + testInstance + "/patient_id|13985"},
 		{name: "inputs contact", r: cht.Report{Fields: cht.Fields{"inputs": map[string]any{"contact": map[string]any{"_id": "p9"}}}}, want: "Patient/" + c.ID("Patient", "p9")},
 		{name: "place subject", r: cht.Report{PlaceID: "pl1"}, noSubj: true},
-		{name: "none", r: cht.Report{}, noSubj: true},
 		{name: "conditional", r: cht.Report{Fields: cht.Fields{"patient_uuid": "abc"}}, strat: WriteConditionalUpdate, want: "identifier:" + testInstance + "/medic|abc"},
 	}
 	for _, tt := range tests {
@@ -218,7 +217,7 @@ func TestObservationsAssessment(t *testing.T) {
 
 func TestObservationsSkipEmpty(t *testing.T) {
 	c := testConverter(t, Config{})
-	r := &cht.Report{ID: "r", Form: "HEIGHT_WEIGHT", Fields: cht.Fields{"height": "", "weight": nil}}
+	r := &cht.Report{ID: "r", Form: "HEIGHT_WEIGHT", Fields: cht.Fields{"patient_uuid": "p1", "height": "", "weight": nil}}
 	obs, err := c.Observations(r)
 	if err != nil || len(obs) != 0 {
 		t.Errorf("obs %d err %v, want none", len(obs), err)
@@ -248,6 +247,7 @@ func TestObservationErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
+			tt.fields["patient_uuid"] = "p1"
 			_, err := c.Observations(&cht.Report{ID: "r9", Form: tt.form, Fields: tt.fields})
 			var ce *ConversionError
 			if !errors.As(err, &ce) {

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -19,12 +20,12 @@ type plan struct {
 	c     *Converter
 	x     *refs
 	items []planItem
+	// clean holds the checked copy of each contact document converted
+	// (see cleanContact), so a document is checked and warned about once.
+	clean map[*cht.Contact]*cht.Contact
 }
 
-func (p *plan) add(rt string, doc *cht.Contact) bool {
-	if doc == nil || doc.ID == "" {
-		return false
-	}
+func (p *plan) add(rt string, doc *cht.Contact) {
 	if _, ok := p.x.lookup(rt, doc.ID); ok {
 		// Keep the most complete copy: shallow contacts in a lineage carry
 		// only a few fields, the full document has a _rev.
@@ -33,55 +34,98 @@ func (p *plan) add(rt string, doc *cht.Contact) bool {
 				it.doc = doc
 			}
 		}
-		return false
+		return
 	}
 	p.x.add(rt, doc.ID)
 	p.items = append(p.items, planItem{rt: rt, doc: doc})
-	return true
 }
 
-// contact plans a contact and its hydrated lineage.
-func (p *plan) contact(ct *cht.Contact, practitioner bool) {
-	if ct == nil || !ct.Hydrated() || !ct.IsContact() {
-		return
+// check checks a contact document once and returns its cleaned copy and
+// whether it is a person.
+func (p *plan) check(ct *cht.Contact) (*cht.Contact, bool, error) {
+	person, err := p.c.checkContact(ct)
+	if err != nil {
+		return nil, false, err
 	}
-	if p.c.isPerson(ct) {
-		rt := "Patient"
-		if practitioner || p.c.isPractitionerRole(ct) {
-			rt = "Practitioner"
+	if d, ok := p.clean[ct]; ok {
+		return d, person, nil
+	}
+	d, err := p.c.cleanContact(p.x, ct)
+	if err != nil {
+		return nil, false, err
+	}
+	if p.clean == nil {
+		p.clean = map[*cht.Contact]*cht.Contact{}
+	}
+	p.clean[ct] = d
+	return d, person, nil
+}
+
+// contact plans a hydrated contact as the resources its type is mapped
+// to, and its hydrated lineage. It returns those resource types.
+func (p *plan) contact(ct *cht.Contact) ([]string, error) {
+	if ct == nil || !ct.Hydrated() || ct.Type == "" {
+		// A minified or shallow copy (no type) is only referenced.
+		return nil, nil
+	}
+	d, person, err := p.check(ct)
+	if err != nil {
+		return nil, err
+	}
+	rts := p.c.resources(d, person)
+	if person {
+		for _, rt := range rts {
+			p.add(rt, d)
 		}
-		p.add(rt, ct)
-	} else {
-		p.place(ct)
+	} else if err := p.place(d); err != nil {
+		return nil, err
 	}
 	for l := ct.Parent; l != nil; l = l.Parent {
-		if l.Doc != nil && l.Doc.IsContact() && !p.c.isPerson(l.Doc) {
-			p.place(l.Doc)
+		if l.Doc == nil || !l.Doc.Hydrated() || l.Doc.ID == "" || l.Doc.Type == "" {
+			continue
+		}
+		anc, person, err := p.check(l.Doc)
+		if err != nil {
+			return nil, prefixField("parent", err)
+		}
+		if !person {
+			if err := p.place(anc); err != nil {
+				return nil, err
+			}
 		}
 	}
+	return rts, nil
 }
 
-func (p *plan) place(pl *cht.Contact) {
-	p.add("Location", pl)
-	if p.c.orgTypes[pl.TypeID()] {
-		p.add("Organization", pl)
+// prefixField makes the field of a *ConversionError relative to the member
+// holding the document (e.g. "parent.contact_type").
+func prefixField(prefix string, err error) error {
+	var ce *ConversionError
+	if errors.As(err, &ce) {
+		c := *ce
+		c.Field = prefix + "." + c.Field
+		return &c
 	}
-	if p.c.pracType[pl.TypeID()] {
+	return err
+}
+
+// place plans a place as its mapped resources and, for a place whose
+// primary contact is the practitioner of the people below, that contact
+// as a Practitioner.
+func (p *plan) place(pl *cht.Contact) error {
+	for _, rt := range p.c.resources(pl, false) {
+		p.add(rt, pl)
+	}
+	if p.c.isPracPlace(pl.TypeID()) {
 		if pc := p.c.placeCHW(pl); pc != nil {
-			p.add("Practitioner", pc)
+			d, _, err := p.check(pc)
+			if err != nil {
+				return prefixField("contact", err)
+			}
+			p.add("Practitioner", d)
 		}
 	}
-}
-
-func (c *Converter) isPractitionerRole(ct *cht.Contact) bool {
-	return ct.Role != "" && slices.Contains(c.practitionerRoles(), ct.Role)
-}
-
-func (c *Converter) practitionerRoles() []string {
-	if c.cfg.PractitionerRoles != nil {
-		return c.cfg.PractitionerRoles
-	}
-	return []string{"chw", "chw_supervisor", "nurse"}
+	return nil
 }
 
 // build appends the planned contact resources to t.
@@ -103,39 +147,42 @@ func (p *plan) build(t *Transaction) {
 	}
 }
 
-// ContactBundle converts a CHT contact to a transaction: a person becomes a
-// Patient (or a Practitioner when its role is one of
-// Config.PractitionerRoles), a place a Location (plus an Organization for
-// organization types); every hydrated ancestor place and CHW in its lineage is
-// included too, so that references resolve inside the bundle.
+// ContactBundle converts a CHT contact to a transaction: the contact
+// becomes the resources its type is mapped to (Mapping.Contacts; by
+// default a person type a Patient, a place type a Location), and every
+// hydrated ancestor place in its lineage is included too, so that
+// references resolve inside the bundle. A contact whose type is not in
+// Config.ContactTypes, or with a value that cannot be converted, is a
+// *ConversionError naming the field; values of lenient fields are dropped
+// and listed in Transaction.Warnings instead.
 func (c *Converter) ContactBundle(ct *cht.Contact) (*Transaction, error) {
 	if ct == nil || ct.ID == "" {
 		return nil, &ConversionError{Field: "_id", Reason: "document has no _id"}
 	}
-	if err := c.checkContact(ct, c.isPerson(ct)); err != nil {
-		return nil, err
-	}
-	p := &plan{c: c, x: &refs{c: c}}
-	d := *ct
-	if d.Type == "" {
+	if ct.Type == "" {
 		return nil, &ConversionError{DocID: ct.ID, Field: "type", Reason: "contact has no type"}
 	}
-	p.contact(&d, false)
+	p := &plan{c: c, x: &refs{c: c}}
+	if _, err := p.contact(ct); err != nil {
+		return nil, err
+	}
 	t := &Transaction{}
 	p.build(t)
+	t.Warnings = p.x.warnings
 	return t, nil
 }
 
 // ReportBundle converts a (preferably hydrated) report to one transaction:
 // its Encounter, one Observation per mapped non-empty field, and the
-// hydrated patient, submitting CHW and their hydrated lineage (Patient,
-// Practitioner, Location, Organization), all linked with urn:uuid
-// references. The report's patient is always included as a Patient, even
-// when its role is one of Config.PractitionerRoles (then it is also a
-// Practitioner). Posting the same bundle twice creates no duplicates (see
-// [WriteStrategy]). An unmapped form gives an error wrapping
-// ErrUnmappedForm; use [Converter.Encounter] alone for such reports if
-// wanted.
+// hydrated subject, submitter and their hydrated lineage as the resources
+// their types are mapped to, all linked with urn:uuid references. The
+// subject must be a Patient (a person type mapped to Patient) or a
+// Location (a place), and a report must have a subject unless its form is
+// mapped subjectless. Posting the same bundle twice creates no duplicates
+// (see [WriteStrategy]). An unmapped form gives an error wrapping
+// ErrUnmappedForm; a value that cannot be converted a *ConversionError
+// naming the field, except in lenient fields, whose values are dropped and
+// listed in Transaction.Warnings.
 func (c *Converter) ReportBundle(r *cht.Report) (*Transaction, error) {
 	p, err := c.reportPlan(r)
 	if err != nil {
@@ -145,14 +192,13 @@ func (c *Converter) ReportBundle(r *cht.Report) (*Transaction, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+1+len(obs))}
-	p.build(t)
-	enc := c.encounter(p.x, r)
-	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
+	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2+len(obs))}
+	c.reportEntries(p, r, t)
 	for i := range obs {
 		path := (*obs[i].Identifier[0].Value)[len(r.ID)+1:]
 		t.Entries = append(t.Entries, c.entry(p.x, "Observation", r.ID, path, &obs[i], c.sys.Observation, *obs[i].Identifier[0].Value))
 	}
+	t.Warnings = p.x.warnings
 	return t, nil
 }
 
@@ -162,26 +208,66 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	if err := checkReport(r); err != nil {
 		return nil, err
 	}
-	if _, err := c.form(r.Form); err != nil {
+	fi, err := c.form(r.Form)
+	if err != nil {
 		return nil, err
 	}
 	p := &plan{c: c, x: &refs{c: c, in: make([]member, 0, 8)}}
 	if r.Contact != nil {
-		p.contact(r.Contact, true)
-	}
-	if r.Patient != nil {
-		p.contact(r.Patient, false)
-		// The report subject is referenced as a Patient even when the person
-		// also has a practitioner role (a CHW or nurse as patient), so the
-		// bundle must create that Patient too.
-		if pt := r.Patient; pt.ID != "" && pt.Hydrated() && pt.IsContact() && c.isPerson(pt) {
-			p.add("Patient", pt)
+		rts, err := p.contact(r.Contact)
+		if err != nil {
+			return nil, prefixField("contact", err)
 		}
-	} else if r.Place != nil {
-		p.contact(r.Place, false)
+		p.x.submitter = "Practitioner"
+		if rts != nil && !slices.Contains(rts, "Practitioner") {
+			p.x.submitter = ""
+			if slices.Contains(rts, "Patient") {
+				p.x.submitter = "Patient"
+			}
+		}
+	}
+	if !fi.fm.Subjectless {
+		subj, key := r.Patient, "patient"
+		if (subj == nil || subj.ID == "") && r.Place != nil && r.Place.Hydrated() {
+			subj, key = r.Place, "place"
+		}
+		if subj != nil && subj.ID != "" && subj.Hydrated() {
+			if _, err := p.contact(subj); err != nil {
+				return nil, prefixField(key, err)
+			}
+		}
+		s, err := c.subject(p.x, r)
+		if err != nil {
+			return nil, err
+		}
+		p.x.subj = &s
+	}
+	if g := r.Geolocation; g != nil && (g.Latitude != nil || g.Longitude != nil) {
+		if msg := geoProblem(g); msg != "" {
+			ce := &ConversionError{DocID: r.ID, Field: "geolocation", Value: g, Reason: msg}
+			if !c.lenient["geolocation"] {
+				return nil, ce
+			}
+			p.x.warn(ce)
+		} else {
+			p.x.geo = true
+			p.x.add("Location", r.ID+geoSuffix)
+		}
 	}
 	p.x.add("Encounter", r.ID)
 	return p, nil
+}
+
+// reportEntries appends the entries of a planned report other than its
+// Observations: contacts, the Location it was filled in, its Encounter.
+func (c *Converter) reportEntries(p *plan, r *cht.Report, t *Transaction) {
+	p.build(t)
+	if p.x.geo {
+		key := r.ID + geoSuffix
+		t.Entries = append(t.Entries, c.entry(p.x, "Location", key, "", c.reportLocation(p.x, r), c.sys.Observation, key))
+	}
+	enc := c.encounter(p.x, r)
+	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
 }
 
 // appendReportBundle appends the JSON of [Converter.ReportBundle]'s
@@ -205,24 +291,22 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 	first := true
 	fr.meta(&first, c.meta(p.x))
 	metaEnd := len(fr.b)
-	if subj, ok := c.subject(p.x, r); ok {
-		fr.ref(&first, `"subject":`, &subj.reference)
+	if p.x.subj != nil {
+		fr.ref(&first, `"subject":`, &p.x.subj.reference)
 	}
 	encRef := c.ref(p.x, "Encounter", r.ID)
 	fr.ref(&first, `"encounter":`, &encRef)
 	if effective != "" {
 		fr.str(&first, `"effectiveDateTime":`, &effective)
 	}
-	if r.Contact != nil && r.Contact.ID != "" {
-		perf := []models.Reference{c.ref(p.x, "Practitioner", r.Contact.ID)}
+	if r.Contact != nil && r.Contact.ID != "" && p.x.submitter != "" {
+		perf := []models.Reference{c.ref(p.x, p.x.submitter, r.Contact.ID)}
 		fr.refs(&first, `"performer":`, perf)
 	}
 	metaFrag, refFrag := fr.b[:metaEnd], fr.b[metaEnd:]
 
-	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+1)}
-	p.build(t)
-	enc := c.encounter(p.x, r)
-	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
+	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
+	c.reportEntries(p, r, t)
 
 	e := encoder{b: dst}
 	f := e.begin()
@@ -244,6 +328,9 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 		}
 		a = obsArena{}
 		if err := c.setValue(&a, fx.fm, v); err != nil {
+			if fx.fm.Lenient {
+				continue
+			}
 			return dst[:n], &ConversionError{DocID: r.ID, Field: "fields." + fx.fm.Path, Value: v, Reason: err.Error()}
 		}
 		u := c.uuid("Observation", r.ID, fx.fm.Path)

@@ -183,12 +183,18 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if err != nil {
 		return err
 	}
-	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping})
+	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
+		Password: cht.Password(s.CHT.Password), Timeout: s.Timeout, Logger: logger})
 	if err != nil {
 		return err
 	}
-	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
-		Password: cht.Password(s.CHT.Password), Timeout: s.Timeout, Logger: logger})
+	// The app's contact hierarchy (app_settings.contact_types) tells people
+	// from places.
+	types, err := chtClient.ContactTypes(ctx)
+	if err != nil {
+		return err
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping, ContactTypes: types})
 	if err != nil {
 		return err
 	}

@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 
-	m, err := newMediator(s, mapping, def, logger)
+	m, err := newMediator(ctx, s, mapping, def, logger)
 	if err != nil {
 		return err
 	}
@@ -158,11 +158,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 }
 
 // newMediator builds the mediator from the settings.
-func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
-	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping})
-	if err != nil {
-		return nil, err
-	}
+func newMediator(ctx context.Context, s Settings, mapping *fhir.Mapping, def mediator.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
 	// Calls to CHT and FHIR are recorded as orchestrations of the transaction.
 	recorded := &http.Client{Transport: mediator.Transport(nil)}
 	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: s.FHIR.URL, Username: s.FHIR.Username,
@@ -171,12 +167,24 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 		return nil, err
 	}
 	var chtClient *cht.Client
+	var types cht.ContactTypes // without CHT credentials: the legacy hierarchy
 	if s.CHT.Username != "" {
+		var err error
 		chtClient, err = cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
 			Password: cht.Password(s.CHT.Password), Logger: logger, HTTPClient: recorded})
 		if err != nil {
 			return nil, err
 		}
+		// The app's contact hierarchy (app_settings.contact_types) tells
+		// people from places. Without it, contacts of configured types are
+		// rejected (CHT resends them), never guessed.
+		if types, err = chtClient.ContactTypes(ctx); err != nil {
+			logger.Error("cannot read the CHT contact types; only the legacy hierarchy is known", "err", err)
+		}
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping, ContactTypes: types})
+	if err != nil {
+		return nil, err
 	}
 	h, err := push.New(push.Config{Converter: conv, FHIR: fhirClient, CHT: chtClient,
 		SkipUnmappedForms: s.SkipUnmappedForms, Orchestrate: mediator.WithOrchestration, Logger: logger})

@@ -126,6 +126,9 @@ func TestRunRegistersAndServes(t *testing.T) {
 	t.Setenv("MEDIATOR_OPENHIM_PASSWORD", openhimtest.RootPassword)
 	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "200ms")
 	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	// The mediator reads the app's contact types from CHT at start.
+	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
+	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
 	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -73,17 +73,24 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 	if err := withReferral(mapping); err != nil {
 		return nil, err
 	}
-	d.conv, err = fhir.New(fhir.Config{
-		InstanceURL: instanceURL,
-		Mapping:     mapping,
-		Inbound:     fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
+	chtClient, err := cht.New(cht.Config{
+		URL: d.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword),
+		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	chtClient, err := cht.New(cht.Config{
-		URL: d.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword),
-		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Logger: log,
+	// The app's contact hierarchy (app_settings.contact_types) tells people
+	// from places.
+	types, err := chtClient.ContactTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.conv, err = fhir.New(fhir.Config{
+		InstanceURL:  instanceURL,
+		Mapping:      mapping,
+		ContactTypes: types,
+		Inbound:      fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
 	})
 	if err != nil {
 		return nil, err

@@ -65,7 +65,7 @@ func serveHostile(t *testing.T) map[string]string {
 	// far above it.
 	mapping, err := fhirtocht.DefaultMapping()
 	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping,
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoCHWAreaID}})
 	require.NoError(t, err)
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})

@@ -59,7 +59,7 @@ func newEnv(t testing.TB, households int) *env {
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	require.NoError(t, err)
 	mapping := fhir.DefaultMapping()
-	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs()), cfg: backfill.Config{
 		CHT: client, Converter: conv, FHIR: fhirClient(t, fhirSrv.URL),
@@ -78,7 +78,7 @@ func TestRunWritesEverythingOnce(t *testing.T) {
 	assert.Equal(t, int64(e.docs), sum.Docs)
 	assert.Equal(t, int64(e.docs), sum.Converted, "skipped %v, failures %v", sum.Skipped, sum.Failures)
 	assert.Equal(t, e.stats.Reports+demoReports, e.fhir.Count("Encounter"))
-	assert.Equal(t, e.stats.Households+4, e.fhir.Count("Location"), "households and the 4 demo places")
+	assert.Equal(t, e.stats.Households+5, e.fhir.Count("Location"), "households, the 4 demo places and the place the geolocated demo report was filled in")
 
 	require.NotEmpty(t, progress)
 	last := progress[len(progress)-1]

@@ -32,7 +32,13 @@ func ExampleRun() {
 		return
 	}
 	mapping := fhir.DefaultMapping()
-	conv, err := fhir.New(fhir.Config{InstanceURL: chtSrv.URL, Mapping: mapping})
+	// The app's contact hierarchy tells people from places.
+	types, err := client.ContactTypes(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	conv, err := fhir.New(fhir.Config{ContactTypes: types, InstanceURL: chtSrv.URL, Mapping: mapping})
 	if err != nil {
 		fmt.Println(err)
 		return

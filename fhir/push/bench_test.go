@@ -121,8 +121,15 @@ func benchHandler(b *testing.B, doc []byte) *push.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m,
-		PersonTypes: []string{"c_person", "c_chw"}})
+	settings, err := os.ReadFile("../../cht/testdata/app_settings_configurable.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	types, err := cht.ParseContactTypes(settings)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, ContactTypes: types})
 	if err != nil {
 		b.Fatal(err)
 	}

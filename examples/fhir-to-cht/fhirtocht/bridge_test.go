@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -49,7 +50,7 @@ func newRig(t testing.TB, configure ...func(*fhirtocht.Config)) *rig {
 
 	mapping, err := fhirtocht.DefaultMapping()
 	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{InstanceURL: instanceURL, Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL, Mapping: mapping,
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID, TaskForm: "INTEROP_FOLLOW_UP",
 			ObservationForm: "HEIGHT_WEIGHT"}})
 	require.NoError(t, err)
@@ -614,7 +615,7 @@ func TestMappingMatchesCHTToFHIR(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	conv, err := fhir.New(fhir.Config{InstanceURL: instanceURL})
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL})
 	require.NoError(t, err)
 	c, err := cht.New(cht.Config{URL: "http://127.0.0.1:1"})
 	require.NoError(t, err)
@@ -661,8 +662,10 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	require.NoError(t, err)
 	var person cht.Contact
 	require.NoError(t, json.Unmarshal(raw, &person))
-	patient, err := r.conv.Patient(&person)
+	tx, err := r.conv.ContactBundle(&person)
 	require.NoError(t, err)
+	patient, ok := tx.Entries[0].Resource.(*models.Patient)
+	require.True(t, ok, "first entry is the person's Patient")
 	pj, err := fhir.Marshal(patient)
 	require.NoError(t, err)
 	require.NoError(t, r.fhir.Load(pj))

@@ -66,7 +66,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	t.Cleanup(chtSrv.Close)
 	mapping, err := fhirtocht.DefaultMapping()
 	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://cht.example.org", Mapping: mapping,
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
 	require.NoError(t, err)
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,

@@ -82,37 +82,18 @@ func outputs(t *testing.T) []output {
 			load(t, f, &r)
 			tx, err := c.ReportBundle(&r)
 			add(strat.String()+" "+f, tx, err)
-			enc, err := c.Encounter(&r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, marshal(t, f+" encounter", enc))
-			if r.Patient != nil {
-				p, err := c.Patient(r.Patient)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, marshal(t, f+" patient", p))
-			}
+			// The same report filled in with a position and sent by SMS.
+			lat, lon, alt := -1.2921, 36.8219, 1795.0
+			r.Geolocation = &cht.Geolocation{Latitude: &lat, Longitude: &lon, Altitude: &alt}
+			r.From = "+254700000001"
+			tx, err = c.ReportBundle(&r)
+			add(strat.String()+" "+f+" with geolocation and sender", tx, err)
 		}
 		for _, f := range contacts {
 			var ct cht.Contact
 			load(t, f, &ct)
 			tx, err := c.ContactBundle(&ct)
 			add(strat.String()+" "+f, tx, err)
-			if ct.IsPerson() {
-				pr, err := c.Practitioner(&ct)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, marshal(t, f+" practitioner", pr))
-			} else {
-				org, err := c.Organization(&ct)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, marshal(t, f+" organization", org))
-			}
 		}
 		for _, f := range []string{"encounter-20obs.json", "../../cht/testdata/outbound_encounter.json"} {
 			b, err := os.ReadFile(filepath.Join(testdata, f))
@@ -127,7 +108,7 @@ func outputs(t *testing.T) []output {
 			add(strat.String()+" "+f, tx, err)
 		}
 		// Every value kind, from a report of the DELIVERY form.
-		r := &cht.Report{ID: "delivery-1", Form: "DELIVERY", ReportedDate: 1730355950419, Fields: cht.Fields{
+		r := &cht.Report{ID: "delivery-1", Form: "DELIVERY", ReportedDate: 1730355950419, PlaceID: "hh-1", Fields: cht.Fields{
 			"patient_uuid": "p1", "delivery_date": "2024-10-30", "labour_onset": "2024-10-29T22:15:00.000+03:00",
 			"birth_time": "04:30", "blood_loss_litres": json.Number("0.50"), "baby_weight": "3200"}}
 		tx, err := c.ReportBundle(r)
@@ -135,7 +116,7 @@ func outputs(t *testing.T) []output {
 	}
 	// OperationOutcomes for errors.
 	c := converter(t, fhir.WritePut)
-	_, err := c.Observations(&cht.Report{ID: "x", Form: "HEIGHT_WEIGHT", Fields: cht.Fields{"height": "tall"}})
+	_, err := c.ReportBundle(&cht.Report{ID: "x", Form: "HEIGHT_WEIGHT", Fields: cht.Fields{"patient_uuid": "p", "height": "tall"}})
 	out = append(out, marshal(t, "outcome conversion error", fhir.OutcomeFromError(err)))
 	_, err = fhir.ParseResource([]byte(`{"resourceType":"Observation","code":{"text":""}}`))
 	out = append(out, marshal(t, "outcome invalid resource", fhir.OutcomeFromError(err)))
