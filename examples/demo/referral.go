@@ -110,12 +110,12 @@ func (d *demo) runReferral(ctx context.Context, out io.Writer) error {
 	req.SetBasicAuth(emrClientID, emrClientPW)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("EMR request: %w", err)
+		return fmt.Errorf("the EMR request: %w", err)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("EMR Task answered %d: %s", resp.StatusCode, body)
+		return fmt.Errorf("the EMR Task answered %d: %s", resp.StatusCode, body)
 	}
 	fmt.Fprintf(out, "   POST /fhir/Task → HTTP %d; Subscriptions in the FHIR server: %d\n", resp.StatusCode, d.fhir.Count("Subscription"))
 
@@ -199,7 +199,7 @@ func (d *demo) runReferral(ctx context.Context, out io.Writer) error {
 		} `json:"output"`
 	}
 	if err := json.Unmarshal(raw, &t); err != nil || t.Status != "completed" || len(t.Output) != 1 {
-		return fmt.Errorf("Task after the follow-up: %s", raw)
+		return fmt.Errorf("the Task after the follow-up: %s", raw)
 	}
 	sr, _ := d.fhir.Resource("ServiceRequest", srID)
 	var s struct {
@@ -208,7 +208,7 @@ func (d *demo) runReferral(ctx context.Context, out io.Writer) error {
 	_ = json.Unmarshal(sr, &s)
 	fmt.Fprintf(out, "   Task %s: %s, output %s; ServiceRequest %s: %s\n", taskID, t.Status, t.Output[0].ValueReference.Reference, srID, s.Status)
 	if s.Status != "completed" {
-		return fmt.Errorf("ServiceRequest %s is %s, want completed", srID, s.Status)
+		return fmt.Errorf("the ServiceRequest %s is %s, want completed", srID, s.Status)
 	}
 
 	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
