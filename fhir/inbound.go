@@ -67,8 +67,9 @@ func identifierValue(ids []models.Identifier, system string) string {
 // PersonFromPatient converts a FHIR Patient to a CHT person document ready
 // for POST /api/v1/people (or /api/v1/person): name (HumanName.text, else
 // given and family joined in the configured order), sex (male/female),
-// date_of_birth (full dates only), phone, date_of_death, external_id (the
-// identifier with Systems.ExternalID, else the FHIR id), _id when the
+// date_of_birth (full dates only), phone, date_of_death, external_id and
+// patient_id (the identifiers with Systems.ExternalID and
+// Systems.PatientID; never the server's logical id), _id when the
 // Patient carries a Systems.DocumentID identifier (an existing CHT person),
 // type from Inbound.PersonType and parent from Inbound.ParentPlace.
 func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
@@ -111,10 +112,9 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 	if p.DeceasedDateTime != nil {
 		person.DateOfDeath = *p.DeceasedDateTime
 	}
+	// Identifiers only: a server-assigned logical id is never a CHT value.
 	person.ExternalID = identifierValue(p.Identifier, c.sys.ExternalID)
-	if person.ExternalID == "" && p.Id != nil {
-		person.ExternalID = *p.Id
-	}
+	person.PatientID = identifierValue(p.Identifier, c.sys.PatientID)
 	if pp := c.cfg.Inbound.ParentPlace; pp != "" {
 		person.Parent = cht.NewLineage(pp)
 	}
@@ -300,6 +300,9 @@ func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex,
 	}
 	if f := c.cfg.Inbound.ObservationForm; f != "" {
 		return c.form(f)
+	}
+	if enc == nil {
+		return nil, invalid("Observation", "Observation.code", "no Encounter names the form, no form was given and no Inbound.ObservationForm is configured")
 	}
 	return nil, invalid("Encounter", "Encounter.type", "does not identify a mapped form and no Inbound.ObservationForm is configured")
 }
