@@ -33,6 +33,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 type e2eEnv struct {
@@ -53,8 +54,7 @@ func (e e2eEnv) e2eMediator(t *testing.T, name string, def func(string, int) med
 	ch.Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
 		Definition: d, Listener: ln,
-		OpenHIM: mediator.OpenHIMConfig{URL: e.api, Username: e.user, Password: e.pass, Auth: mediator.AuthToken,
-			InsecureSkipVerify: true, CoreVersion: 4},
+		OpenHIM:         openhimtest.RealCore(t),
 		InstallChannels: true, HeartbeatInterval: time.Second,
 		Handler: http.StripPrefix("/"+e.suffix, h), Logger: slog.New(slog.DiscardHandler),
 	})
@@ -110,12 +110,14 @@ func TestE2EReferralLoop(t *testing.T) {
 	t.Cleanup(chtSrv.Close)
 	mapping := fhir.DefaultMapping()
 	require.NoError(t, withReferral(mapping))
-	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht-" + e.suffix + ".example.org", Mapping: mapping,
-		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
-	require.NoError(t, err)
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
 		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
+	require.NoError(t, err)
+	types, err := chtClient.ContactTypes(ctx) // the demo app's configurable hierarchy, as the mediators load it
+	require.NoError(t, err)
+	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht-" + e.suffix + ".example.org", Mapping: mapping,
+		ContactTypes: types, Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
 	require.NoError(t, err)
 
 	// The EMR's Patient, ServiceRequest and Task on the real FHIR server. The Patient carries the

@@ -25,6 +25,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 // faultProxy is a reverse proxy in front of a real FHIR server that fails a
@@ -109,8 +110,7 @@ func TestE2EFaultsRealCore(t *testing.T) {
 	// A channel of this run: path prefix, URN and names unique, public so
 	// that no router client is needed.
 	prefix := "/" + run
-	m, _ := newMediatorDef(t, http.StripPrefix(prefix, h), mediator.OpenHIMConfig{URL: api, Username: user, Password: pass,
-		InsecureSkipVerify: true, CoreVersion: 4, Timeout: 10 * time.Second}, func(port int) mediator.Definition {
+	m, _ := newMediatorDef(t, http.StripPrefix(prefix, h), openhimtest.RealCore(t), func(port int) mediator.Definition {
 		def := chtToFHIRDefinition("127.0.0.1", port)
 		def.URN += "-" + run
 		def.Name += " " + run

@@ -29,6 +29,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
@@ -36,10 +37,6 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	fhirURL := strings.TrimRight(os.Getenv("FHIR_BASE_URL"), "/")
 	if api == "" || router == "" || fhirURL == "" {
 		t.Skip("OPENHIM_API_URL / OPENHIM_ROUTER_URL / FHIR_BASE_URL not set; start the stack with: eval \"$(bash .ci/stack.sh start)\"")
-	}
-	user, pass := os.Getenv("OPENHIM_USERNAME"), os.Getenv("OPENHIM_PASSWORD")
-	if user == "" {
-		user, pass = "root@openhim.org", "openhim-password"
 	}
 	var nonce [4]byte
 	_, _ = rand.Read(nonce[:])
@@ -85,10 +82,9 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + fhirtocht.BasePath + "(/.*)?$"
 	def.DefaultChannelConfig[0].Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
-		Definition: def,
-		Listener:   ln,
-		OpenHIM: mediator.OpenHIMConfig{URL: api, Username: user, Password: pass, Auth: mediator.AuthToken,
-			InsecureSkipVerify: true, CoreVersion: 4},
+		Definition:        def,
+		Listener:          ln,
+		OpenHIM:           openhimtest.RealCore(t),
 		InstallChannels:   true,
 		HeartbeatInterval: time.Second,
 		Handler:           http.StripPrefix("/"+suffix, bridge.Handler()),
