@@ -23,6 +23,7 @@ func docType(d *cht.HydratedDoc) string {
 
 // sniffType scans the members of a top-level JSON object for "type".
 func sniffType(b []byte) (typ string, ok bool) {
+	seenType := false
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return "", false
@@ -59,6 +60,10 @@ func sniffType(b []byte) (typ string, ok bool) {
 			return "", false
 		}
 		if isType {
+			if seenType {
+				return "", false // a repeated "type": let the document decoder settle it
+			}
+			seenType = true
 			v := b[start:i]
 			switch {
 			case len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 && utf8.Valid(v):

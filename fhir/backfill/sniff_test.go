@@ -3,6 +3,7 @@ package backfill
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
@@ -45,12 +46,13 @@ func FuzzSniffType(f *testing.F) {
 }
 
 // checkSniff requires docType to agree with cht.HydratedDoc.Type on every
-// valid JSON document.
+// valid JSON document in valid UTF-8 (cht's decoder refuses invalid UTF-8
+// whatever the type, so the document fails in conversion either way).
 func checkSniff(t *testing.T, b []byte) {
 	t.Helper()
 	d := &cht.HydratedDoc{ID: "x", Doc: b}
 	got := docType(d)
-	if !json.Valid(b) {
+	if !json.Valid(b) || !utf8.Valid(b) {
 		return // the document decoder rejects it whatever the type
 	}
 	if want := d.Type(); got != want {
