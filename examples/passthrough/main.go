@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -32,6 +33,10 @@ type Settings struct {
 	// (MEDIATOR_UPSTREAM_TIMEOUT); below core's 60 s route timeout so the
 	// mediator answers first.
 	UpstreamTimeout time.Duration `mapstructure:"upstream_timeout"`
+	// ForwardHeaders lists the caller's credential headers (Authorization,
+	// Cookie, Proxy-Authorization) sent upstream (MEDIATOR_FORWARD_HEADERS,
+	// comma-separated); empty by default: the caller's credentials stay here.
+	ForwardHeaders []string `mapstructure:"forward_headers"`
 }
 
 // defaultUpstreamTimeout is the default of Settings.UpstreamTimeout.
@@ -46,6 +51,11 @@ func (s Settings) Validate() error {
 	}
 	if s.UpstreamTimeout <= 0 {
 		errs = append(errs, errors.New("upstream_timeout (MEDIATOR_UPSTREAM_TIMEOUT) must be positive"))
+	}
+	for _, h := range s.ForwardHeaders {
+		if !slices.Contains(credentialHeaders, http.CanonicalHeaderKey(h)) {
+			errs = append(errs, fmt.Errorf("forward_headers (MEDIATOR_FORWARD_HEADERS): %q is not one of %v", h, credentialHeaders))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -89,8 +99,10 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.ResponseHeaderTimeout = 30 * time.Second
 	proxy := &httputil.ReverseProxy{
-		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(upstream) },
-		Transport: mediator.Transport(base), // records each call as an orchestration
+		// ReverseProxy drops hop-by-hop headers; rewrite drops credentials.
+		Rewrite:      func(r *httputil.ProxyRequest) { rewrite(r, upstream, s.ForwardHeaders) },
+		Transport:    mediator.Transport(base), // records each call as an orchestration
+		ErrorHandler: proxyError(logger),
 	}
 	route := mediator.Route{Name: "Passthrough", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
 	cfg := mediator.Config{
@@ -103,6 +115,9 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 			// then stalls the body would otherwise hold the request.
 			ctx, cancel := context.WithTimeout(r.Context(), s.UpstreamTimeout)
 			defer cancel()
+			if refuse(w, r, s.MaxBodyBytes, logger) {
+				return // a hostile path or an oversized body: nothing goes upstream
+			}
 			proxy.ServeHTTP(w, r.WithContext(mediator.WithOrchestration(ctx, "Upstream")))
 		}),
 		Logger: logger,
