@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	backfill [--config config.yaml] [--dry-run DIR]
+//	backfill [--config config.yaml] [--dry-run DIR] [--log-level LEVEL] [--version]
 //
 // Settings come from the config file and from MEDIATOR_* environment
 // variables (see config.yaml). On a terminal, progress is a bar with rate
@@ -78,6 +78,8 @@ type Settings struct {
 	// LogInterval is the period of progress lines when stdout is not a
 	// terminal (MEDIATOR_LOG_INTERVAL).
 	LogInterval time.Duration `mapstructure:"log_interval"`
+	// LogLevel is debug, info, warn or error (MEDIATOR_LOG_LEVEL).
+	LogLevel slog.Level `mapstructure:"log_level"`
 }
 
 // Endpoint is a server and its credentials.
@@ -132,7 +134,7 @@ func main() {
 	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
 		if errors.Is(err, errFailed) {
 			logger.Error("backfill done, but some documents were not written; see the summary", "err", err)
@@ -163,14 +165,23 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
 	dryRun := fs.String("dry-run", "", "write the transaction Bundles (and a checkpoint of their own) to this directory instead of the FHIR server")
+	level := fs.String("log-level", "", "log level: debug, info, warn or error; overrides log_level (MEDIATOR_LOG_LEVEL)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // --help printed the usage
 		}
 		return err
 	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "%s %s\n", fs.Name(), version)
+		return err
+	}
 	s := defaultSettings()
 	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	if err := setLogLevel(&s.LogLevel, *level); err != nil {
 		return err
 	}
 	var mapping *fhir.Mapping
@@ -224,8 +235,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	} else {
 		cfg.OnProgress = logProgress(logger, s.LogInterval)
 	}
-	logger.Info("backfill starting", "cht", s.CHT.URL, "fhir", s.FHIR.URL, "dry_run", *dryRun,
-		"checkpoint", cfg.CheckpointFile, "batch_size", s.BatchSize, "workers", s.Workers)
+	logger.Info("backfill starting", "dry_run", *dryRun, "checkpoint", cfg.CheckpointFile, "config", settings.Effective(&s))
 	sum, err := backfill.Run(ctx, cfg)
 	if sum != nil {
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {
@@ -351,4 +361,23 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// version is the example's version, printed by --version.
+const version = "1.0.0"
+
+// logLevel is the level of main's log handler: log_level
+// (MEDIATOR_LOG_LEVEL), or --log-level when given.
+var logLevel = new(slog.LevelVar)
+
+// setLogLevel applies --log-level (when given) over the configured level and
+// sets main's handler to it.
+func setLogLevel(l *slog.Level, flagValue string) error {
+	if flagValue != "" {
+		if err := l.UnmarshalText([]byte(flagValue)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", flagValue)
+		}
+	}
+	logLevel.Set(*l)
+	return nil
 }

@@ -334,3 +334,33 @@ func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
 	assert.Contains(t, out.String(), "-config")
 	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
 }
+
+// TestCLIVersionAndLogLevel pins --version (prints the version, needs no
+// settings) and --log-level (overrides log_level, refuses an unknown level).
+func TestCLIVersionAndLogLevel(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--version"}, &out, slog.New(slog.DiscardHandler)))
+	require.Equal(t, "backfill 1.0.0\n", out.String())
+
+	// A cancelled context stops the run at its first call to CHT.
+	t.Setenv("MEDIATOR_CHT_URL", "http://127.0.0.1:1")
+	t.Setenv("MEDIATOR_FHIR_URL", "http://127.0.0.1:1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		env, flag string
+		want      slog.Level
+	}{{"", "debug", slog.LevelDebug}, {"info", "warn", slog.LevelWarn}, {"error", "", slog.LevelError}} {
+		t.Run(tc.env+"/"+tc.flag, func(t *testing.T) {
+			t.Setenv("MEDIATOR_LOG_LEVEL", tc.env)
+			args := []string{}
+			if tc.flag != "" {
+				args = append(args, "--log-level", tc.flag)
+			}
+			require.Error(t, run(ctx, args, new(bytes.Buffer), slog.New(slog.DiscardHandler)))
+			require.Equal(t, tc.want, logLevel.Level())
+		})
+	}
+	err := run(ctx, []string{"--log-level", "loud"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "--log-level")
+}

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	cht-to-fhir [--config config.yaml] [--print-openhim-config] [--print-cht-outbound]
+//	cht-to-fhir [--config config.yaml] [--print-openhim-config] [--print-cht-outbound] [--log-level LEVEL] [--version]
 //
 // Settings come from the config file and from MEDIATOR_* environment
 // variables (see config.yaml). Without MEDIATOR_OPENHIM_URL the mediator runs
@@ -93,7 +93,7 @@ func defaultSettings() Settings {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
 		logger.Error("cht-to-fhir stopped", "err", err)
 		os.Exit(1)
@@ -115,14 +115,23 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
 	printOpenHIM := fs.Bool("print-openhim-config", false, "print the mediator and channel for OpenHIM's console import, and exit")
 	printOutbound := fs.Bool("print-cht-outbound", false, "print the app_settings.outbound block for CHT, and exit")
+	level := fs.String("log-level", "", "log level: debug, info, warn or error; overrides log_level (MEDIATOR_LOG_LEVEL)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // --help printed the usage
 		}
 		return err
 	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "%s %s\n", fs.Name(), version)
+		return err
+	}
 	s := defaultSettings()
 	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	if err := setLogLevel(&s.LogLevel, *level); err != nil {
 		return err
 	}
 	mapping, err := loadMapping(s.MappingFile)
@@ -135,7 +144,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	switch {
 	case *printOpenHIM:
-		return writeJSON(stdout, mediator.MetadataFor(def))
+		return writeJSON(stdout, mediator.MetadataFor(def.WithCredentials(s.InboundAuth())))
 	case *printOutbound:
 		oc, err := outbound(s, mapping)
 		if err != nil {
@@ -153,7 +162,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if err != nil {
 		return err
 	}
-	logger.Info("cht-to-fhir starting", "listen", s.Listen, "standalone", m.Standalone(), "settings", s.Mediator)
+	logger.Info("cht-to-fhir starting", "standalone", m.Standalone(), "config", settings.Effective(&s))
 	return m.Run(ctx)
 }
 
@@ -212,7 +221,7 @@ func definition(s Settings) (mediator.Definition, error) {
 	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
 	return mediator.Definition{
 		URN:         "urn:mediator:cht-to-fhir",
-		Version:     "1.0.0",
+		Version:     version,
 		Name:        "CHT to FHIR",
 		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
 		Endpoints:   []mediator.Route{route},
@@ -290,4 +299,23 @@ func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), w)
 	cfg.Registry = reg
 	cfg.ReadyCheck = w.Ready
+}
+
+// version is the example's version, printed by --version.
+const version = "1.0.0"
+
+// logLevel is the level of main's log handler: log_level
+// (MEDIATOR_LOG_LEVEL), or --log-level when given.
+var logLevel = new(slog.LevelVar)
+
+// setLogLevel applies --log-level (when given) over the configured level and
+// sets main's handler to it.
+func setLogLevel(l *slog.Level, flagValue string) error {
+	if flagValue != "" {
+		if err := l.UnmarshalText([]byte(flagValue)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", flagValue)
+		}
+	}
+	logLevel.Set(*l)
+	return nil
 }

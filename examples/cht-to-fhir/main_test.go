@@ -190,3 +190,39 @@ func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
 	assert.Contains(t, out.String(), "-config")
 	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
 }
+
+// TestCLIVersionAndLogLevel pins --version (prints the version, needs no
+// settings) and --log-level (overrides log_level, refuses an unknown level).
+func TestCLIVersionAndLogLevel(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--version"}, &out, slog.New(slog.DiscardHandler)))
+	require.Equal(t, "cht-to-fhir 1.0.0\n", out.String())
+
+	for _, tc := range []struct {
+		env, flag string
+		want      slog.Level
+	}{{"", "debug", slog.LevelDebug}, {"info", "warn", slog.LevelWarn}, {"error", "", slog.LevelError}} {
+		t.Run(tc.env+"/"+tc.flag, func(t *testing.T) {
+			t.Setenv("MEDIATOR_LOG_LEVEL", tc.env)
+			args := []string{"--config", "config.yaml", "--print-openhim-config"}
+			if tc.flag != "" {
+				args = append(args, "--log-level", tc.flag)
+			}
+			require.NoError(t, run(context.Background(), args, new(bytes.Buffer), slog.New(slog.DiscardHandler)))
+			require.Equal(t, tc.want, logLevel.Level())
+		})
+	}
+	err := run(context.Background(), []string{"--config", "config.yaml", "--log-level", "loud", "--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "--log-level")
+}
+
+// TestPrintOpenHIMConfigCredentials: the printed routes carry the
+// credentials the mediator requires of its callers.
+func TestPrintOpenHIMConfigCredentials(t *testing.T) {
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--config", "config.yaml", "--print-openhim-config"}, &out, slog.New(slog.DiscardHandler)))
+	require.Contains(t, out.String(), `"username": "openhim-route"`)
+	require.Contains(t, out.String(), `"password": "route-secret"`)
+}

@@ -125,7 +125,7 @@ func defaultSettings() Settings {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if err := run(ctx, os.Args[1:], os.Stdout, logger); err != nil {
 		logger.Error("fhir-to-cht stopped", "err", err)
 		os.Exit(1)
@@ -151,10 +151,16 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
 	printOpenHIM := fs.Bool("print-openhim-config", false, "print the mediator and channel for OpenHIM's console import, and exit")
 	printOutbound := fs.Bool("print-cht-outbound", false, "not applicable: this mediator receives from the EMR, not from CHT")
+	level := fs.String("log-level", "", "log level: debug, info, warn or error; overrides log_level (MEDIATOR_LOG_LEVEL)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // --help printed the usage
 		}
+		return err
+	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "%s %s\n", fs.Name(), version)
 		return err
 	}
 	if *printOutbound {
@@ -162,6 +168,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	s := defaultSettings()
 	if err := settings.Load(*configFile, &s); err != nil {
+		return err
+	}
+	if err := setLogLevel(&s.LogLevel, *level); err != nil {
 		return err
 	}
 	mapping, err := loadMapping(s.MappingFile)
@@ -173,15 +182,15 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	if *printOpenHIM {
-		return writeJSON(stdout, mediator.MetadataFor(def))
+		return writeJSON(stdout, mediator.MetadataFor(def.WithCredentials(s.InboundAuth())))
 	}
 
 	m, err := newMediator(s, mapping, def, logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("fhir-to-cht starting", "listen", s.Listen, "standalone", m.Standalone(),
-		"emr_sends_to", s.RouterURL+fhirtocht.BasePath, "settings", s.Mediator)
+	logger.Info("fhir-to-cht starting", "standalone", m.Standalone(),
+		"emr_sends_to", s.RouterURL+fhirtocht.BasePath, "config", settings.Effective(&s))
 	return m.Run(ctx)
 }
 
@@ -264,4 +273,23 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// version is the example's version, printed by --version.
+const version = "1.0.0"
+
+// logLevel is the level of main's log handler: log_level
+// (MEDIATOR_LOG_LEVEL), or --log-level when given.
+var logLevel = new(slog.LevelVar)
+
+// setLogLevel applies --log-level (when given) over the configured level and
+// sets main's handler to it.
+func setLogLevel(l *slog.Level, flagValue string) error {
+	if flagValue != "" {
+		if err := l.UnmarshalText([]byte(flagValue)); err != nil {
+			return fmt.Errorf("--log-level %q: want debug, info, warn or error", flagValue)
+		}
+	}
+	logLevel.Set(*l)
+	return nil
 }
