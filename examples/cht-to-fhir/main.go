@@ -221,7 +221,7 @@ func definition(s Settings) (mediator.Definition, error) {
 	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
 	return mediator.Definition{
 		URN:         "urn:mediator:cht-to-fhir",
-		Version:     version,
+		Version:     "1.0.0",
 		Name:        "CHT to FHIR",
 		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
 		Endpoints:   []mediator.Route{route},
@@ -301,7 +301,8 @@ func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
 	cfg.ReadyCheck = w.Ready
 }
 
-// version is the example's version, printed by --version.
+// version is the example's version, printed by --version; the same as the
+// Version of its definition.
 const version = "1.0.0"
 
 // logLevel is the level of main's log handler: log_level

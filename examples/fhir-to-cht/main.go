@@ -275,7 +275,8 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// version is the example's version, printed by --version.
+// version is the example's version, printed by --version; the same as the
+// Version of its definition.
 const version = "1.0.0"
 
 // logLevel is the level of main's log handler: log_level
