@@ -226,3 +226,23 @@ func TestPrintOpenHIMConfigCredentials(t *testing.T) {
 	require.Contains(t, out.String(), `"username": "openhim-route"`)
 	require.Contains(t, out.String(), `"password": "route-secret"`)
 }
+
+// TestStartupLogsEffectiveConfig: the start-up line has the CHT and FHIR
+// URLs and never the FHIR password.
+func TestStartupLogsEffectiveConfig(t *testing.T) {
+	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	t.Setenv("MEDIATOR_CHT_URL", "https://cht.test.example")
+	t.Setenv("MEDIATOR_CHT_USERNAME", "")
+	t.Setenv("MEDIATOR_FHIR_URL", "https://fhir.test.example/fhir")
+	t.Setenv("MEDIATOR_FHIR_PASSWORD", "fhir-secret-pw")
+	t.Setenv("MEDIATOR_OPENHIM_URL", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var logs bytes.Buffer
+	err := run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.NewJSONHandler(&logs, nil)))
+	t.Log(err) // the cancelled context stops it once started
+	require.Contains(t, logs.String(), "cht-to-fhir starting")
+	require.Contains(t, logs.String(), "https://cht.test.example")
+	require.Contains(t, logs.String(), "https://fhir.test.example/fhir")
+	require.NotContains(t, logs.String(), "fhir-secret-pw")
+}
