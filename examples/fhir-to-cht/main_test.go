@@ -242,3 +242,19 @@ func TestPrintOpenHIMConfigCredentials(t *testing.T) {
 	require.Contains(t, out.String(), `"username": "openhim-route"`)
 	require.Contains(t, out.String(), `"password": "route-secret"`)
 }
+
+// TestStartupLogsEffectiveConfig: the start-up line has the CHT URL and
+// never the CHT password.
+func TestStartupLogsEffectiveConfig(t *testing.T) {
+	setBaseEnv(t)
+	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	t.Setenv("MEDIATOR_CHT_PASSWORD", "cht-secret-pw")
+	t.Setenv("MEDIATOR_OPENHIM_URL", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stops the mediator once started
+	var logs bytes.Buffer
+	_ = run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.NewJSONHandler(&logs, nil)))
+	require.Contains(t, logs.String(), "fhir-to-cht starting")
+	require.Contains(t, logs.String(), "https://cht.example.org")
+	require.NotContains(t, logs.String(), "cht-secret-pw")
+}
