@@ -165,7 +165,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 	})
 	require.Eventually(t, m.Ready, 30*time.Second, 100*time.Millisecond, "registered with core")
 
-	apiCtx, apiCancel := context.WithTimeout(context.Background(), 60*time.Second)
+	apiCtx, apiCancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer apiCancel()
 	core := m.Client()
 	require.Eventually(t, func() bool {

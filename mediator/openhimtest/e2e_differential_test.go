@@ -557,7 +557,7 @@ func waitTransactions(t *testing.T, c *apiClient, base string, n int) []map[stri
 	t.Helper()
 	filters := url.QueryEscape(`{"request.path":"^` + base + `"}`)
 	var txs []map[string]any
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		r := c.do(t, http.MethodGet, "/transactions?filterRepresentation=full&filters="+filters, nil)
 		txs = nil
 		r.json(t, &txs)
