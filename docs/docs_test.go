@@ -857,6 +857,7 @@ var dependencyRules = map[string][]string{
 	"fhir/fhirtest":        {"fhir", "cht"},
 	"fhir/push":            {"fhir", "cht"},
 	"fhir/backfill":        {"fhir", "cht"},
+	"fhir/tocht":           {"fhir", "cht", "mediator"},
 }
 
 // ruleOf returns the dependencyRules key that governs the package directory
@@ -886,28 +887,46 @@ func allowedImport(rule, imp string) bool {
 	return false
 }
 
-// TestDependencyRules checks the dependency direction that architecture.md
-// documents: the non-test files of each library package import only the
-// module packages its rule allows.
-func TestDependencyRules(t *testing.T) {
-	root := repoRoot(t)
-	modPath := modulePath(t, root)
+// exampleOf returns the example a package directory belongs to
+// ("examples/X"), or "" when it is not under examples/.
+func exampleOf(dir string) string {
+	parts := strings.SplitN(dir, "/", 3)
+	if len(parts) < 2 || parts[0] != "examples" {
+		return ""
+	}
+	return parts[0] + "/" + parts[1]
+}
+
+// dependencyProblems checks the imports of every Go file below root, a
+// module with path modPath, against the rules architecture.md states:
+//   - the non-test files of a library package import only the module
+//     packages its dependencyRules entry allows (so never a test kit);
+//   - no library file, test files included, imports an example;
+//   - no example imports another example (an example's own subpackages are
+//     its own).
+//
+// Files under testdata/ are skipped. It also returns the dependencyRules
+// keys that govern at least one file.
+func dependencyProblems(root, modPath string) (probs []string, seen map[string]bool, err error) {
 	c := newChecker(root)
 	c.loadGoFiles()
 	if c.walkErr != nil {
-		t.Fatal(c.walkErr)
+		return nil, nil, c.walkErr
 	}
-	seen := map[string]bool{}
+	seen = map[string]bool{}
 	for p, src := range c.goFiles {
 		dir := pathDir(p)
-		rule := ruleOf(dir)
-		if rule == "" || strings.HasSuffix(p, "_test.go") || strings.Contains("/"+dir+"/", "/testdata/") {
+		if strings.Contains("/"+dir+"/", "/testdata/") {
 			continue
 		}
-		seen[rule] = true
+		rule, example := ruleOf(dir), exampleOf(dir)
+		isTest := strings.HasSuffix(p, "_test.go")
+		if rule != "" && !isTest {
+			seen[rule] = true
+		}
 		f, err := parser.ParseFile(token.NewFileSet(), p, src, parser.ImportsOnly)
 		if err != nil {
-			t.Errorf("%s: %v", p, err)
+			probs = append(probs, fmt.Sprintf("%s: %v", p, err))
 			continue
 		}
 		for _, is := range f.Imports {
@@ -916,14 +935,62 @@ func TestDependencyRules(t *testing.T) {
 				continue
 			}
 			rel := strings.TrimPrefix(strings.TrimPrefix(imp, modPath), "/")
-			if !allowedImport(rule, rel) {
-				t.Errorf("%s imports %s: package %s may only import %v of this module (docs/architecture.md)", p, rel, rule, dependencyRules[rule])
+			impExample := exampleOf(rel)
+			switch {
+			case rule != "" && impExample != "":
+				probs = append(probs, fmt.Sprintf("%s imports %s: library code never imports an example (docs/architecture.md)", p, rel))
+			case rule != "" && !isTest && !allowedImport(rule, rel):
+				probs = append(probs, fmt.Sprintf("%s imports %s: package %s may only import %v of this module (docs/architecture.md)", p, rel, rule, dependencyRules[rule]))
+			case example != "" && impExample != "" && impExample != example:
+				probs = append(probs, fmt.Sprintf("%s imports %s: no example imports another example (docs/architecture.md)", p, rel))
 			}
 		}
+	}
+	slices.Sort(probs)
+	return probs, seen, nil
+}
+
+// TestDependencyRules checks the dependency direction that architecture.md
+// documents on the repository (dependencyProblems).
+func TestDependencyRules(t *testing.T) {
+	root := repoRoot(t)
+	probs, seen, err := dependencyProblems(root, modulePath(t, root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range probs {
+		t.Error(p)
 	}
 	for rule := range dependencyRules {
 		if !seen[rule] {
 			t.Errorf("no Go file found for package %s: the rule table is stale", rule)
+		}
+	}
+}
+
+// TestDependencyProblems runs the dependency checker on the fixture module in
+// testdata/deps, which breaks each rule once and keeps each allowed import,
+// so that each rule is shown to fail.
+func TestDependencyProblems(t *testing.T) {
+	probs, seen, err := dependencyProblems(filepath.Join("testdata", "deps"), "example.com/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"cht/cht.go imports fhir: package cht may only import [] of this module (docs/architecture.md)",
+		"examples/a/a_test.go imports examples/b: no example imports another example (docs/architecture.md)",
+		"examples/a/main.go imports examples/b/lib: no example imports another example (docs/architecture.md)",
+		"fhir/fhir.go imports cht/chttest: package fhir may only import [cht] of this module (docs/architecture.md)",
+		"fhir/fhir_test.go imports examples/b: library code never imports an example (docs/architecture.md)",
+		"fhir/push/push.go imports examples/b/lib: library code never imports an example (docs/architecture.md)",
+		"mediator/mediator.go imports cht: package mediator may only import [] of this module (docs/architecture.md)",
+	}
+	if !slices.Equal(probs, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(probs, "\n"), strings.Join(want, "\n"))
+	}
+	for _, r := range []string{"mediator", "cht", "fhir", "fhir/push"} {
+		if !seen[r] {
+			t.Errorf("rule %s not seen in the fixture", r)
 		}
 	}
 }
@@ -970,6 +1037,9 @@ func TestAllowedImport(t *testing.T) {
 		{"fhir/push", "fhir/fhirtest", false},
 		{"fhir/push", "cht/chttest", false},
 		{"fhir/push", "mediator", false},
+		{"fhir/tocht", "mediator", true},
+		{"fhir/tocht", "mediator/openhimtest", false},
+		{"fhir/tocht", "fhir/fhirtest", false},
 	}
 	for _, tt := range tests {
 		if got := allowedImport(ruleOf(tt.dir), tt.imp); got != tt.want {
@@ -978,6 +1048,11 @@ func TestAllowedImport(t *testing.T) {
 	}
 	if r := ruleOf("examples/demo"); r != "" {
 		t.Errorf("ruleOf(examples/demo) = %q, want none", r)
+	}
+	for dir, want := range map[string]string{"examples/demo": "examples/demo", "examples/fhir-to-cht/sub": "examples/fhir-to-cht", "examples": "", "fhir/tocht": ""} {
+		if got := exampleOf(dir); got != want {
+			t.Errorf("exampleOf(%s) = %q, want %q", dir, got, want)
+		}
 	}
 }
 

@@ -28,10 +28,10 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
@@ -133,11 +133,11 @@ func TestE2EReferralLoop(t *testing.T) {
 		"intent": "order", "for": subject, "basedOn": []any{map[string]any{"reference": "ServiceRequest/" + srID}}})
 
 	// Both mediators on the real core, each behind its own channel and client role.
-	toCHT, err := fhirtocht.New(fhirtocht.Config{Converter: conv, CHT: chtClient, FHIRURL: e.fhirURL,
+	toCHT, err := tocht.New(tocht.Config{Converter: conv, CHT: chtClient, FHIRURL: e.fhirURL,
 		NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr-" + e.suffix + ".example.org/events"}}) // the EMR's endpoint
 	require.NoError(t, err)
 	emrRole, chtRole := "emr-"+e.suffix, "cht-"+e.suffix
-	m := e.e2eMediator(t, "fhir-to-cht", fhirtocht.Definition, toCHT.Handler(), emrRole)
+	m := e.e2eMediator(t, "fhir-to-cht", tocht.Definition, toCHT.Handler(), emrRole)
 	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: e.fhirURL, HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
 	toFHIR, err := push.New(push.Config{Converter: conv, FHIR: fhirClient, CHT: chtClient, Orchestrate: mediator.WithOrchestration})
@@ -158,7 +158,7 @@ func TestE2EReferralLoop(t *testing.T) {
 		var code int
 		var got string
 		require.Eventually(t, func() bool { // channels and clients become routable after core's cache refresh
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.router+"/"+e.suffix+fhirtocht.BasePath+"/Task", bytes.NewReader(taskBody))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.router+"/"+e.suffix+tocht.BasePath+"/Task", bytes.NewReader(taskBody))
 			req.Header.Set("Content-Type", "application/fhir+json")
 			req.SetBasicAuth("emr-client-"+e.suffix, "pw-"+e.suffix)
 			resp, err := http.DefaultClient.Do(req)

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
 // followUpForm is the CHW's referral follow-up form: its inputs carry the Task id the CHT task
@@ -102,7 +102,7 @@ func (d *demo) runReferral(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	task, _ := d.fhir.Resource("Task", taskID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+fhirtocht.BasePath+"/Task", bytes.NewReader(task))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+tocht.BasePath+"/Task", bytes.NewReader(task))
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"sort"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
 // taskForm is the records form the converter submits for ServiceRequests
@@ -19,12 +19,12 @@ const taskForm = "INTEROP_FOLLOW_UP"
 
 // startReverse starts the fhir-to-cht mediator and the EMR's OpenHIM client.
 func (d *demo) startReverse(ctx context.Context, c *cht.Client) error {
-	b, err := fhirtocht.New(fhirtocht.Config{Converter: d.conv, CHT: c, FHIRURL: d.fhir.URL, Logger: d.log, NotifyEMR: d.emr.notify()})
+	b, err := tocht.New(tocht.Config{Converter: d.conv, CHT: c, FHIRURL: d.fhir.URL, Logger: d.log, NotifyEMR: d.emr.notify()})
 	if err != nil {
 		return err
 	}
-	d.core.AddClient(emrClientID, emrClientPW, fhirtocht.ClientRole)
-	return d.startMediator(ctx, "fhir-to-cht", fhirtocht.Definition, b.Handler())
+	d.core.AddClient(emrClientID, emrClientPW, tocht.ClientRole)
+	return d.startMediator(ctx, "fhir-to-cht", tocht.Definition, b.Handler())
 }
 
 // serviceRequest is the EMR's lost-to-follow-up request for the patient
@@ -51,7 +51,7 @@ func (d *demo) runReverse(ctx context.Context, out io.Writer, sum *summary) erro
 	before := len(d.core.Transactions())
 	for range 2 {
 		sum.ReverseRequests++
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+fhirtocht.BasePath+"/ServiceRequest", bytes.NewReader(d.serviceRequest()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.core.RouterURL+tocht.BasePath+"/ServiceRequest", bytes.NewReader(d.serviceRequest()))
 		if err != nil {
 			return err
 		}

@@ -31,8 +31,8 @@ import (
 	"syscall"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
@@ -56,8 +56,7 @@ type Settings struct {
 	// (MEDIATOR_FHIR_URL, _USERNAME, _PASSWORD).
 	FHIR Endpoint `mapstructure:"fhir"`
 	// MappingFile is the form field mapping (MEDIATOR_MAPPING_FILE); ""
-	// uses fhirtocht/mapping.yaml, built into the binary (the same as
-	// cht-to-fhir's).
+	// uses fhir.DefaultMapping (the same as cht-to-fhir's).
 	MappingFile string `mapstructure:"mapping_file"`
 	// ParentPlace is the _id of the CHT place new people are created under
 	// (MEDIATOR_PARENT_PLACE).
@@ -190,7 +189,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	logger.Info("fhir-to-cht starting", "standalone", m.Standalone(),
-		"emr_sends_to", s.RouterURL+fhirtocht.BasePath, "config", settings.Effective(&s))
+		"emr_sends_to", s.RouterURL+tocht.BasePath, "config", settings.Effective(&s))
 	return m.Run(ctx)
 }
 
@@ -225,7 +224,7 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 			notify.Header = []string{"Authorization: " + string(n.Authorization)}
 		}
 	}
-	bridge, err := fhirtocht.New(fhirtocht.Config{
+	bridge, err := tocht.New(tocht.Config{
 		NotifyEMR:       notify,
 		Converter:       conv,
 		CHT:             chtClient,
@@ -259,12 +258,12 @@ func definition(s Settings) (mediator.Definition, error) {
 	if err != nil {
 		return mediator.Definition{}, err
 	}
-	return fhirtocht.Definition(s.PublicHost, port), nil
+	return tocht.Definition(s.PublicHost, port), nil
 }
 
 func loadMapping(path string) (*fhir.Mapping, error) {
 	if path == "" {
-		return fhirtocht.DefaultMapping()
+		return fhir.DefaultMapping(), nil
 	}
 	return fhir.LoadMapping(path)
 }

@@ -138,7 +138,7 @@ func TestRunRegistersAndServes(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
 
 	// The identifiers name the CHT instance by MEDIATOR_CHT_URL.
-	sr, err := os.ReadFile("fhirtocht/testdata/service-request.json")
+	sr, err := os.ReadFile("testdata/service-request.json")
 	require.NoError(t, err)
 	sr = bytes.Replace(sr, []byte("https://cht.example.org/medic"), []byte(chtSrv.URL+"/medic"), 1)
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -63,19 +63,17 @@ func serveHostile(t *testing.T) map[string]string {
 	// fhir-to-cht, wired as examples/fhir-to-cht/main.go does: the bridge
 	// enforces the limit with an OperationOutcome, the mediator's limit is
 	// far above it.
-	mapping, err := fhirtocht.DefaultMapping()
-	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoCHWAreaID}})
 	require.NoError(t, err)
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
 	require.NoError(t, err)
-	f2c, err := fhirtocht.New(fhirtocht.Config{Converter: conv, CHT: client, MaxBodyBytes: hostileLimit, Logger: logger})
+	f2c, err := tocht.New(tocht.Config{Converter: conv, CHT: client, MaxBodyBytes: hostileLimit, Logger: logger})
 	require.NoError(t, err)
 
 	return map[string]string{
 		"cht-to-fhir": serve(chtToFHIRDefinition, c2f, hostileLimit),
-		"fhir-to-cht": serve(fhirtocht.Definition, f2c.Handler(), 2*hostileLimit+1<<20),
+		"fhir-to-cht": serve(tocht.Definition, f2c.Handler(), 2*hostileLimit+1<<20),
 	}
 }
 

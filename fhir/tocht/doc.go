@@ -1,5 +1,8 @@
-// Package fhirtocht is the FHIR → CHT mediator of the fhir-to-cht example: an
-// EMR or HIE sends FHIR R4 resources and the mediator writes them to CHT.
+// Package tocht writes FHIR R4 resources to CHT: it is the handler of a
+// FHIR → CHT mediator, to which an EMR or HIE sends resources (through
+// OpenHIM) and which writes them to CHT as people and reports.
+// examples/fhir-to-cht wires it into a mediator; [Definition] is that
+// mediator's registration and default channel. [Bridge.Handler] serves:
 //
 //	POST /fhir/Patient, PUT /fhir/Patient/{id}                 create or update a CHT person
 //	POST /fhir/ServiceRequest, PUT /fhir/ServiceRequest/{id}   a report that raises a CHW task
@@ -70,4 +73,4 @@
 // Run inside a [mediator.Mediator], with a CHT client whose HTTPClient uses
 // [mediator.Transport], every CHT call is an orchestration of the OpenHIM
 // transaction.
-package fhirtocht
+package tocht

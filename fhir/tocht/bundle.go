@@ -1,4 +1,4 @@
-package fhirtocht
+package tocht
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package fhirtocht_test
+package tocht_test
 
 // e2e test through the REAL OpenHIM router (openhim-core 4.0.5) and the REAL
 // FHIR server of .ci/stack.sh: the bridge registers, installs its channel
@@ -26,8 +26,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
@@ -61,25 +61,23 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	mapping, err := fhirtocht.DefaultMapping()
-	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://cht.example.org", Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
 	require.NoError(t, err)
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
 		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
-	bridge, err := fhirtocht.New(fhirtocht.Config{Converter: conv, CHT: chtClient, FHIRURL: fhirURL})
+	bridge, err := tocht.New(tocht.Config{Converter: conv, CHT: chtClient, FHIRURL: fhirURL})
 	require.NoError(t, err)
 
 	// The shared core gets a unique URN, channel, role and path prefix.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	def := fhirtocht.Definition("127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
+	def := tocht.Definition("127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
 	def.URN += ":" + suffix
 	def.DefaultChannelConfig[0].Name += " " + suffix
-	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + fhirtocht.BasePath + "(/.*)?$"
+	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + tocht.BasePath + "(/.*)?$"
 	def.DefaultChannelConfig[0].Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
 		Definition:        def,

@@ -1,4 +1,4 @@
-package fhirtocht_test
+package tocht_test
 
 import (
 	"encoding/json"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -34,11 +34,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	bridge, err := fhirtocht.New(fhirtocht.Config{Converter: conv, CHT: chtClient})
+	bridge, err := tocht.New(tocht.Config{Converter: conv, CHT: chtClient})
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := mediator.New(mediator.Config{Definition: fhirtocht.Definition("localhost", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("localhost", 8602), Handler: bridge.Handler()})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package fhirtocht
+package tocht
 
 import "github.com/cht-interop/openhim-mediator-go/mediator"
 

@@ -1,4 +1,4 @@
-package fhirtocht
+package tocht
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // newFHIRClient is the client of Config.FHIRURL used for the EMR's Subscriptions.
 func newFHIRClient(cfg Config, hc *http.Client) (*fhir.Client, error) {
 	if cfg.FHIRURL == "" {
-		return nil, errors.New("fhirtocht: NotifyEMR needs FHIRURL (the Subscription is created there)")
+		return nil, errors.New("tocht: NotifyEMR needs FHIRURL (the Subscription is created there)")
 	}
 	return fhir.NewClient(fhir.ClientConfig{BaseURL: cfg.FHIRURL, Username: cfg.FHIRUsername,
 		Password: cfg.FHIRPassword, HTTPClient: hc, Logger: cfg.Logger})

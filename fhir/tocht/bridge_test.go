@@ -1,4 +1,4 @@
-package fhirtocht_test
+package tocht_test
 
 import (
 	"bytes"
@@ -20,9 +20,9 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -36,21 +36,19 @@ type rig struct {
 	cht    *chttest.Server
 	fhir   *fhirtest.Server
 	conv   *fhir.Converter
-	bridge *fhirtocht.Bridge
+	bridge *tocht.Bridge
 	med    *httptest.Server
 	m      *mediator.Mediator
 }
 
-func newRig(t testing.TB, configure ...func(*fhirtocht.Config)) *rig {
+func newRig(t testing.TB, configure ...func(*tocht.Config)) *rig {
 	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
-	mapping, err := fhirtocht.DefaultMapping()
-	require.NoError(t, err)
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL, Mapping: mapping,
+	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID, TaskForm: "INTEROP_FOLLOW_UP",
 			ObservationForm: "HEIGHT_WEIGHT"}})
 	require.NoError(t, err)
@@ -59,13 +57,13 @@ func newRig(t testing.TB, configure ...func(*fhirtocht.Config)) *rig {
 		// Recording the CHT calls makes them orchestrations.
 		HTTPClient: &http.Client{Transport: mediator.Transport(chtSrv.Client().Transport)}})
 	require.NoError(t, err)
-	cfg := fhirtocht.Config{Converter: conv, CHT: c, Now: func() time.Time { return now }}
+	cfg := tocht.Config{Converter: conv, CHT: c, Now: func() time.Time { return now }}
 	for _, f := range configure {
 		f(&cfg)
 	}
-	bridge, err := fhirtocht.New(cfg)
+	bridge, err := tocht.New(cfg)
 	require.NoError(t, err)
-	m, err := mediator.New(mediator.Config{Definition: fhirtocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)
@@ -237,7 +235,7 @@ func TestPatientCreateUpdateAndResend(t *testing.T) {
 }
 
 func TestPatientThatCameFromCHTUpdatesThatPerson(t *testing.T) {
-	r := newRig(t, func(c *fhirtocht.Config) { c.AcceptCHTOrigin = true })
+	r := newRig(t, func(c *tocht.Config) { c.AcceptCHTOrigin = true })
 	body := fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"%s/medic","value":"%s"}],
 		"name":[{"text":"John Test"}],"telecom":[{"system":"phone","value":"+254799999999"}]}`, instanceURL, chttest.DemoPatientID)
 	a := r.post(t, "/fhir/Patient", []byte(body))
@@ -321,7 +319,7 @@ func TestTaskForAPatientOfTheEMR(t *testing.T) {
 			r := newRig(t)
 			if tt.fhirURL {
 				require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
-				r = rebuild(t, r, func(c *fhirtocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+				r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 			}
 			a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
 			require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
@@ -351,17 +349,17 @@ func TestTaskForAPatientOfTheEMR(t *testing.T) {
 }
 
 // rebuild replaces the rig's bridge and mediator, keeping its fakes.
-func rebuild(t *testing.T, r *rig, configure func(*fhirtocht.Config)) *rig {
+func rebuild(t *testing.T, r *rig, configure func(*tocht.Config)) *rig {
 	t.Helper()
 	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername,
 		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(r.cht.Client().Transport)}})
 	require.NoError(t, err)
-	cfg := fhirtocht.Config{Converter: r.conv, CHT: c, Now: func() time.Time { return now }}
+	cfg := tocht.Config{Converter: r.conv, CHT: c, Now: func() time.Time { return now }}
 	configure(&cfg)
-	bridge, err := fhirtocht.New(cfg)
+	bridge, err := tocht.New(cfg)
 	require.NoError(t, err)
-	m, err := mediator.New(mediator.Config{Definition: fhirtocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)
@@ -415,7 +413,7 @@ func TestObservationsBecomeOneReportOfTheMappedForm(t *testing.T) {
 // way cht-to-fhir does, sends the Encounter, Observations and Patient back,
 // and expects the same form fields.
 func TestRoundTripWithCHTToFHIR(t *testing.T) {
-	r := newRig(t, func(c *fhirtocht.Config) { c.AcceptCHTOrigin = true })
+	r := newRig(t, func(c *tocht.Config) { c.AcceptCHTOrigin = true })
 	hydrated, ok := r.cht.HydratedDoc(chttest.DemoHeightWeightReportID)
 	require.True(t, ok)
 	raw, err := json.Marshal(hydrated)
@@ -457,7 +455,7 @@ func TestRoundTripWithCHTToFHIR(t *testing.T) {
 
 	// Without AcceptCHTOrigin the same Bundle is acknowledged, not written
 	// back: the loop guard.
-	guarded := rebuild(t, r, func(*fhirtocht.Config) {})
+	guarded := rebuild(t, r, func(*tocht.Config) {})
 	before := len(r.cht.Docs())
 	a = guarded.post(t, "/fhir", body)
 	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
@@ -493,7 +491,7 @@ func TestBatchAnswersPerEntry(t *testing.T) {
 }
 
 func TestBadInputIsAnsweredWithAnOperationOutcome(t *testing.T) {
-	r := newRig(t, func(c *fhirtocht.Config) { c.MaxBodyBytes = 2048 })
+	r := newRig(t, func(c *tocht.Config) { c.MaxBodyBytes = 2048 })
 	sr := string(testdata(t, "service-request.json"))
 	unknownSubject := strings.Replace(sr, `{"identifier": {"system": "https://cht.example.org/medic", "value": "75905106a4bc2a9046ed28df070016ce"}}`,
 		`{"reference": "Patient/nobody"}`, 1)
@@ -541,7 +539,7 @@ func TestBadInputIsAnsweredWithAnOperationOutcome(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := r.send(t, tt.method, tt.path, tt.ctype, []byte(tt.body))
 			assert.Equal(t, tt.status, a.status, "%s", a.body)
-			assert.Equal(t, fhirtocht.FHIRContentType, a.header.Get("Content-Type"))
+			assert.Equal(t, tocht.FHIRContentType, a.header.Get("Content-Type"))
 			assert.Contains(t, parseOutcome(t, a.body).text(), tt.want)
 		})
 	}
@@ -596,7 +594,7 @@ func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 	r := newRig(t)
 	a := r.post(t, "/fhir/Patient", testdata(t, "patient.json"))
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
-	assert.Equal(t, fhirtocht.URN, a.env.MediatorURN)
+	assert.Equal(t, tocht.URN, a.env.MediatorURN)
 	var names []string
 	for _, o := range a.env.Orchestrations {
 		names = append(names, o.Name)
@@ -607,13 +605,6 @@ func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 	assert.Equal(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"), a.env.Properties["cht_doc"])
 }
 
-func TestMappingMatchesCHTToFHIR(t *testing.T) {
-	ours, err := fhirtocht.DefaultMapping()
-	require.NoError(t, err)
-	theirs := fhir.DefaultMapping()
-	assert.Equal(t, theirs, ours, "fhirtocht/mapping.yaml must stay a copy of cht-to-fhir's")
-}
-
 func TestNewValidates(t *testing.T) {
 	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL})
 	require.NoError(t, err)
@@ -621,16 +612,16 @@ func TestNewValidates(t *testing.T) {
 	require.NoError(t, err)
 	tests := []struct {
 		name string
-		cfg  fhirtocht.Config
+		cfg  tocht.Config
 		want string
 	}{
-		{"no converter", fhirtocht.Config{CHT: c}, "Converter"},
-		{"no CHT", fhirtocht.Config{Converter: conv}, "CHT"},
-		{"negative body limit", fhirtocht.Config{Converter: conv, CHT: c, MaxBodyBytes: -1}, "MaxBodyBytes"},
+		{"no converter", tocht.Config{CHT: c}, "Converter"},
+		{"no CHT", tocht.Config{Converter: conv}, "CHT"},
+		{"negative body limit", tocht.Config{Converter: conv, CHT: c, MaxBodyBytes: -1}, "MaxBodyBytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := fhirtocht.New(tt.cfg)
+			_, err := tocht.New(tt.cfg)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
@@ -638,7 +629,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestTimeoutAnswersGatewayTimeout(t *testing.T) {
-	r := newRig(t, func(c *fhirtocht.Config) { c.Timeout = 200 * time.Millisecond })
+	r := newRig(t, func(c *tocht.Config) { c.Timeout = 200 * time.Millisecond })
 	r.cht.InjectFault(chttest.Fault{Path: "/medic/*", Latency: 2 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -669,7 +660,7 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	pj, err := fhir.Marshal(patient)
 	require.NoError(t, err)
 	require.NoError(t, r.fhir.Load(pj))
-	r = rebuild(t, r, func(c *fhirtocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+	r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 
 	sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"ltfu-9","status":"active","intent":"order",
 		"subject":{"reference":"%s/Patient/%s"}}`, r.fhir.URL, *patient.Id)

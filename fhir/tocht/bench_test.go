@@ -1,4 +1,4 @@
-package fhirtocht_test
+package tocht_test
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package fhirtocht_test
+package tocht_test
 
 import (
 	"net/http"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/examples/fhir-to-cht/fhirtocht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
 // A Task gets the EMR's rest-hook Subscription with its CHT task; when the CHT write fails the
@@ -21,7 +21,7 @@ func TestTaskSubscriptionRemovedWhenCHTWriteFails(t *testing.T) {
 	r := newRig(t)
 	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
 	hook := &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events", Header: []string{"Authorization: Bearer emr"}}
-	r = rebuild(t, r, func(c *fhirtocht.Config) {
+	r = rebuild(t, r, func(c *tocht.Config) {
 		c.FHIRURL = r.fhir.URL
 		c.HTTPClient = r.fhir.Client()
 		c.NotifyEMR = hook
@@ -62,6 +62,6 @@ func TestNotifyEMRNeedsFHIRURL(t *testing.T) {
 	r := newRig(t)
 	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword)})
 	require.NoError(t, err)
-	_, err = fhirtocht.New(fhirtocht.Config{Converter: r.conv, CHT: c, NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr"}})
+	_, err = tocht.New(tocht.Config{Converter: r.conv, CHT: c, NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr"}})
 	require.ErrorContains(t, err, "FHIRURL")
 }

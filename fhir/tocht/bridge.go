@@ -1,4 +1,4 @@
-package fhirtocht
+package tocht
 
 import (
 	"context"
@@ -115,13 +115,13 @@ type Bridge struct {
 // New returns a Bridge for cfg. It does no I/O.
 func New(cfg Config) (*Bridge, error) {
 	if cfg.Converter == nil {
-		return nil, errors.New("fhirtocht: Converter is required")
+		return nil, errors.New("tocht: Converter is required")
 	}
 	if cfg.CHT == nil {
-		return nil, errors.New("fhirtocht: CHT is required")
+		return nil, errors.New("tocht: CHT is required")
 	}
 	if cfg.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("fhirtocht: MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
+		return nil, fmt.Errorf("tocht: MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

@@ -1,0 +1,2 @@
+// Package lib belongs to example b.
+package lib

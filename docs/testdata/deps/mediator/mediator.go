@@ -1,0 +1,4 @@
+// Package mediator imports cht: refused.
+package mediator
+
+import _ "example.com/m/cht"
