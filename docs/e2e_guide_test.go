@@ -26,7 +26,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // guideDocs are the pages whose `<!-- shell: run -->` blocks TestE2EGuide
@@ -190,7 +190,7 @@ func TestE2EGuide(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	core, err := mediator.NewClient(mediator.OpenHIMConfig{URL: e2e["OPENHIM_API_URL"], Username: e2e["OPENHIM_USERNAME"],
+	core, err := openhim.NewClient(openhim.Config{URL: e2e["OPENHIM_API_URL"], Username: e2e["OPENHIM_USERNAME"],
 		Password: e2e["OPENHIM_PASSWORD"], Auth: "token", InsecureSkipVerify: true, CoreVersion: mustAtoi(t, coreVersion)}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func TestE2EGuide(t *testing.T) {
 }
 
 // checkGuideResults checks the state the getting-started guide leaves.
-func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *mediator.Client, cht *chttest.Server, fhirURL string) {
+func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *openhim.Client, cht *chttest.Server, fhirURL string) {
 	t.Helper()
 	clientPassword := sh.env["CLIENT_PASSWORD"]
 	if clientPassword == "" {
@@ -364,7 +364,7 @@ func fhirCount(ctx context.Context, t *testing.T, base, query string) int {
 }
 
 // deleteClient removes the OpenHIM client with this client ID, if any.
-func deleteClient(ctx context.Context, t *testing.T, core *mediator.Client, clientID string) {
+func deleteClient(ctx context.Context, t *testing.T, core *openhim.Client, clientID string) {
 	var clients []struct {
 		ID       string `json:"_id"`
 		ClientID string `json:"clientID"`

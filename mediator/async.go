@@ -56,7 +56,7 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 }
 
 // Async answers the request now, with HTTP 202 and status Pending Async
-// (Processing when [OpenHIMConfig.CoreVersion] is below 8: core 8.3 and
+// (Processing when [openhim.Config.CoreVersion] is below 8: core 8.3 and
 // later give an isAsynchronousProcess channel's transaction that status
 // until the update, and the mediator's status would replace it), and
 // runs fn in the background. When fn returns, the transaction is updated

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -249,7 +250,7 @@ func TestAsyncPendingOnCore8(t *testing.T) {
 		core int
 		want Status
 	}{{4, StatusProcessing}, {7, StatusProcessing}, {8, StatusPendingAsync}, {0, StatusPendingAsync}} {
-		m, err := New(Config{Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: OpenHIMConfig{CoreVersion: tt.core}})
+		m, err := New(Config{Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: openhim.Config{CoreVersion: tt.core}})
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, m.async.pending, "core %d", tt.core)
 	}

@@ -6,8 +6,8 @@
 // A mediator is a [Config] passed to [New] and started with [Mediator.Run]:
 //
 //	m, err := mediator.New(mediator.Config{
-//		Definition: mediator.Definition{URN: "urn:mediator:cht-fhir", Version: "1.0.0", Name: "CHT to FHIR", ...},
-//		OpenHIM:    mediator.OpenHIMConfig{URL: "https://openhim-core:8080", Username: user, Password: pw},
+//		Definition: openhim.Definition{URN: "urn:mediator:cht-fhir", Version: "1.0.0", Name: "CHT to FHIR", ...},
+//		OpenHIM:    openhim.Config{URL: "https://openhim-core:8080", Username: user, Password: pw},
 //		Handler:    mediator.HandlerFunc(handle),
 //		Logger:     logger,
 //	})
@@ -78,7 +78,7 @@
 //
 // [Request.Async] answers 202 with status Processing at once, runs the work
 // in the background, and then updates the transaction in core
-// ([Client.UpdateTransaction]) with the final status, response and
+// (openhim.Client.UpdateTransaction) with the final status, response and
 // orchestrations.
 //
 // # Metrics
@@ -93,7 +93,10 @@
 //
 // # Registration, heartbeats and config
 //
-// The API-client side ([Client], [Lifecycle]) registers the [Definition],
-// optionally installs its default channels, heartbeats and delivers config
-// changes to Config.OnConfig. [Mediator.Lifecycle] gives access to it.
+// Package openhim, which this package imports (never the other way), holds
+// the core API side: the registration document (openhim.Definition), the
+// API client and the lifecycle that registers the Definition, optionally
+// installs its default channels, heartbeats and delivers config changes to
+// Config.OnConfig and Config.ConsoleConfig. [Mediator.Client] and
+// [Mediator.Lifecycle] give access to them.
 package mediator

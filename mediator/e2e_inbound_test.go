@@ -26,10 +26,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 func TestE2EInboundAuthAndChannelHealing(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	router := strings.TrimRight(os.Getenv("OPENHIM_ROUTER_URL"), "/")
 	if router == "" {
 		t.Skip("OPENHIM_ROUTER_URL not set")
@@ -43,13 +45,13 @@ func TestE2EInboundAuthAndChannelHealing(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	route := mediator.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+	route := openhim.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
 	channelName := "Channel " + suffix
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{URN: "urn:mediator:" + suffix, Version: "1.0.0", Name: "Inbound e2e " + suffix,
-			Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{Name: channelName, URLPattern: "^/" + suffix + "$", Allow: []string{role},
-				Methods: []string{"POST"}, Type: "http", Routes: []mediator.Route{route}}}},
+		Definition: openhim.Definition{URN: "urn:mediator:" + suffix, Version: "1.0.0", Name: "Inbound e2e " + suffix,
+			Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: channelName, URLPattern: "^/" + suffix + "$", Allow: []string{role},
+				Methods: []string{"POST"}, Type: "http", Routes: []openhim.Route{route}}}},
 		Listener:          ln,
 		Registry:          reg,
 		OpenHIM:           cfg,

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -65,7 +67,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 	if api == "" || router == "" {
 		t.Skip("OPENHIM_API_URL / OPENHIM_ROUTER_URL not set; start the stack with: eval \"$(bash .ci/stack.sh start)\"")
 	}
-	coreCfg := e2eLcEnv(t) // OPENHIM_CORE_VERSION and OPENHIM_AUTH decide the version rules and the scheme
+	coreCfg := openhimtest.RealCore(t) // OPENHIM_CORE_VERSION and OPENHIM_AUTH decide the version rules and the scheme
 	// The 202 answer's status: core 8.3+ keeps "Pending Async" for async work.
 	pending := string(mediator.StatusProcessing)
 	if coreCfg.CoreVersion >= 8 {
@@ -138,14 +140,14 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		})
 	}))
 
-	route := mediator.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
+	route := openhim.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{
+		Definition: openhim.Definition{
 			URN: urn, Version: "1.0.0", Name: "Serving e2e " + suffix, Description: "e2e",
-			Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{
+			Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{
 				Name: "Channel " + suffix, URLPattern: "^/" + suffix + "/.*$", Allow: []string{role},
-				Methods: []string{"GET", "POST"}, Type: "http", Routes: []mediator.Route{route},
+				Methods: []string{"GET", "POST"}, Type: "http", Routes: []openhim.Route{route},
 			}},
 		},
 		Listener:          ln,

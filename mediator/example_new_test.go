@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -23,7 +24,7 @@ func ExampleNew() {
 	type Settings struct {
 		Greeting string `openhim:"greeting" display:"Greeting"`
 	}
-	settings, err := mediator.NewTypedConfig(Settings{Greeting: "hello"}, nil)
+	settings, err := openhim.NewTypedConfig(Settings{Greeting: "hello"}, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -31,13 +32,13 @@ func ExampleNew() {
 	settings.Subscribe(func(_, new Settings) { changed <- new })
 
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{
+		Definition: openhim.Definition{
 			URN: "urn:mediator:hello", Version: "1.0.0", Name: "Hello",
-			Endpoints: []mediator.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},
+			Endpoints: []openhim.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},
 		},
 		ConsoleConfig: settings, // its configDefs, defaults and live updates
 		Listen:        "127.0.0.1:0",
-		OpenHIM: mediator.OpenHIMConfig{
+		OpenHIM: openhim.Config{
 			URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
 		},
 		HeartbeatInterval: 50 * time.Millisecond,

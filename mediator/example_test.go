@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // exampleDefinition is a minimal valid definition.
-func exampleDefinition() mediator.Definition {
-	return mediator.Definition{
+func exampleDefinition() openhim.Definition {
+	return openhim.Definition{
 		URN: "urn:mediator:example", Version: "1.0.0", Name: "Example",
-		Endpoints: []mediator.Route{{Name: "Example", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}},
+		Endpoints: []openhim.Route{{Name: "Example", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}},
 	}
 }
 

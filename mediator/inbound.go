@@ -18,7 +18,7 @@ import (
 type InboundAuth struct {
 	// Username and Password, when Username is set, are accepted as HTTP
 	// basic authentication: what an OpenHIM route sends when its username
-	// and password are set (see [Definition.WithCredentials]), and what a
+	// and password are set (see [openhim.Definition.WithCredentials]), and what a
 	// CHT outbound destination with "basic" auth sends.
 	Username, Password string
 	// Token, when set, is accepted as "Authorization: Bearer <Token>": what
@@ -161,40 +161,3 @@ func (ia *inboundAuth) refuse(w http.ResponseWriter) {
 // which part of the credentials was wrong.
 var errUnauthenticated = &StatusError{StatusCode: http.StatusUnauthorized,
 	Err: errors.New("authentication required: send the credentials configured for this mediator")}
-
-// WithCredentials returns a copy of d whose endpoints and default channel
-// routes send a's basic credentials (route username and password), so that
-// the channels core installs, and the mediator's endpoints an administrator
-// adds as routes in the console, pass the mediator's [InboundAuth]. Routes
-// that already carry a username are left alone. Without a.Username it
-// returns d unchanged.
-//
-// [New] applies it to [Config.Definition], so registration and installed
-// channels match the configured authentication; use it directly to print
-// the same definition (for example with [MetadataFor]).
-func (d Definition) WithCredentials(a InboundAuth) Definition {
-	if a.Username == "" {
-		return d
-	}
-	set := func(routes []Route) []Route {
-		if len(routes) == 0 {
-			return routes
-		}
-		out := append([]Route(nil), routes...)
-		for i := range out {
-			if out[i].Username == "" && (out[i].Type == "" || out[i].Type == "http") {
-				out[i].Username, out[i].Password = a.Username, Password(a.Password)
-			}
-		}
-		return out
-	}
-	d.Endpoints = set(d.Endpoints)
-	if len(d.DefaultChannelConfig) > 0 {
-		chs := append([]Channel(nil), d.DefaultChannelConfig...)
-		for i := range chs {
-			chs[i].Routes = set(chs[i].Routes)
-		}
-		d.DefaultChannelConfig = chs
-	}
-	return d
-}

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -293,30 +292,6 @@ func TestInboundAuthRedacted(t *testing.T) {
 	}
 }
 
-func TestDefinitionWithCredentials(t *testing.T) {
-	route := Route{Name: "M", Type: "http", Host: "mediator", Port: 8601, Primary: true}
-	kafka := Route{Name: "K", Type: "kafka", KafkaTopic: "t"}
-	own := Route{Name: "Own", Host: "other", Port: 1, Username: "someone", Password: "theirs"}
-	d := Definition{URN: "urn:x", Endpoints: []Route{route},
-		DefaultChannelConfig: []Channel{{Name: "C", Routes: []Route{route, kafka, own}}}}
-
-	got := d.WithCredentials(InboundAuth{Username: testAuthUser, Password: testAuthPass})
-	assert.Equal(t, testAuthUser, got.Endpoints[0].Username)
-	assert.Equal(t, Password(testAuthPass), got.Endpoints[0].Password)
-	assert.Equal(t, testAuthUser, got.DefaultChannelConfig[0].Routes[0].Username)
-	assert.Empty(t, got.DefaultChannelConfig[0].Routes[1].Username, "a kafka route sends no HTTP credentials")
-	assert.Equal(t, "someone", got.DefaultChannelConfig[0].Routes[2].Username, "a route's own credentials are kept")
-	assert.Empty(t, d.Endpoints[0].Username, "the original is not modified")
-	assert.Empty(t, d.DefaultChannelConfig[0].Routes[0].Username, "the original is not modified")
-
-	// The import document carries the password core must send.
-	b, err := json.Marshal(MetadataFor(got))
-	require.NoError(t, err)
-	assert.Contains(t, string(b), `"password":"`+testAuthPass+`"`)
-
-	assert.Equal(t, d, d.WithCredentials(InboundAuth{Token: "t"}), "no basic credentials: unchanged")
-}
-
 // TestRegisteredRoutesCarryCredentials checks that New registers the
 // endpoints with the credentials the mediator then requires.
 func TestRegisteredRoutesCarryCredentials(t *testing.T) {
@@ -325,5 +300,5 @@ func TestRegisteredRoutesCarryCredentials(t *testing.T) {
 	require.NoError(t, err)
 	def := m.Lifecycle().Definition()
 	assert.Equal(t, testAuthUser, def.Endpoints[0].Username)
-	assert.Equal(t, Password(testAuthPass), def.Endpoints[0].Password)
+	assert.Equal(t, testAuthPass, def.Endpoints[0].Password)
 }

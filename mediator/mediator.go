@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +35,7 @@ const (
 type Config struct {
 	// Definition is registered with core; Definition.URN is also the
 	// "x-mediator-urn" of every response.
-	Definition Definition
+	Definition openhim.Definition
 	// Listen is the TCP address to serve on; "" means DefaultListen.
 	// Ignored when Listener is set.
 	Listen string
@@ -43,28 +44,28 @@ type Config struct {
 	// OpenHIM is the connection to core's API. An empty URL means
 	// standalone mode: the mediator serves but does not register, for
 	// local development.
-	OpenHIM OpenHIMConfig
+	OpenHIM openhim.Config
 	// HeartbeatInterval is the time between heartbeats; 0 means 10 s, a
-	// negative value disables them. See [LifecycleConfig].
+	// negative value disables them. See [openhim.LifecycleConfig].
 	HeartbeatInterval time.Duration
 	// InstallChannels keeps Definition.DefaultChannelConfig installed in
 	// core, and RestoreChannels puts back edited ones; see
-	// [LifecycleConfig].
+	// [openhim.LifecycleConfig].
 	InstallChannels, RestoreChannels bool
-	// ConsoleConfig, usually a [*TypedConfig], is the configuration an
+	// ConsoleConfig, usually an [*openhim.TypedConfig], is the configuration an
 	// administrator edits in the OpenHIM console, wired with this one
 	// field: New takes Definition.ConfigDefs and Definition.Config from it
 	// (unless they are set) and every config core pushes goes to it,
 	// before OnConfig.
-	ConsoleConfig ConsoleConfig
+	ConsoleConfig openhim.ConsoleConfig
 	// OnConfig is called when core's config for the mediator changes
-	// (including the first time). See [LifecycleConfig].
+	// (including the first time). See [openhim.LifecycleConfig].
 	OnConfig func(old, new map[string]any)
 	// Auth is the authentication required of requests (every path but
 	// /healthz and /readyz; /metrics too unless MetricsListen is set).
 	// The zero value requires none. When Auth.Username is set, New sends
 	// the credentials on the Definition's endpoints and default channel
-	// routes (see [Definition.WithCredentials]).
+	// routes (see [openhim.Definition.WithCredentials]).
 	Auth InboundAuth
 	// TLSConfig, when set, makes the mediator serve HTTPS with it (it must
 	// hold a certificate). With Auth.ClientCert, its ClientCAs verify
@@ -113,15 +114,6 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
-// ConsoleConfig is a mediator configuration edited in the OpenHIM console,
-// as [*TypedConfig] implements it: its parameters, their defaults, and
-// what to do with a config core pushes.
-type ConsoleConfig interface {
-	Defs() []ConfigDef
-	DefaultConfig() map[string]any
-	OnConfig(old, new map[string]any)
-}
-
 // Mediator serves the requests core routes to it and keeps it registered.
 // Create one with [New]; start it with [Mediator.Run] (or
 // [Mediator.ListenAndServe] and [Mediator.Shutdown]). A Mediator can't be
@@ -129,8 +121,8 @@ type ConsoleConfig interface {
 type Mediator struct {
 	cfg        Config
 	log        *slog.Logger
-	client     *Client
-	lifecycle  *Lifecycle
+	client     *openhim.Client
+	lifecycle  *openhim.Lifecycle
 	hc         *handlerConfig
 	metrics    *serverMetrics
 	metricsH   http.Handler
@@ -195,7 +187,7 @@ func New(cfg Config) (*Mediator, error) {
 	if cfg.Auth.ClientCert && (cfg.TLSConfig == nil || cfg.TLSConfig.ClientCAs == nil) {
 		return nil, errors.New("mediator: Config.Auth.ClientCert needs Config.TLSConfig with ClientCAs")
 	}
-	cfg.Definition = cfg.Definition.WithCredentials(cfg.Auth)
+	cfg.Definition = cfg.Definition.WithCredentials(cfg.Auth.Username, cfg.Auth.Password)
 	if cc := cfg.ConsoleConfig; cc != nil {
 		if len(cfg.Definition.ConfigDefs) == 0 {
 			cfg.Definition.ConfigDefs = cc.Defs()
@@ -242,10 +234,10 @@ func New(cfg Config) (*Mediator, error) {
 			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 		}
 	}
-	if m.client, err = NewClient(cfg.OpenHIM, m.log); err != nil {
+	if m.client, err = openhim.NewClient(cfg.OpenHIM, m.log); err != nil {
 		return nil, err
 	}
-	m.lifecycle, err = NewLifecycle(LifecycleConfig{
+	m.lifecycle, err = openhim.NewLifecycle(openhim.LifecycleConfig{
 		Client:            m.client,
 		Definition:        cfg.Definition,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -282,11 +274,11 @@ func New(cfg Config) (*Mediator, error) {
 }
 
 // Client returns the core API client (standalone when no URL is set).
-func (m *Mediator) Client() *Client { return m.client }
+func (m *Mediator) Client() *openhim.Client { return m.client }
 
 // Lifecycle returns the registration and heartbeat lifecycle, e.g. for its
 // latest config.
-func (m *Mediator) Lifecycle() *Lifecycle { return m.lifecycle }
+func (m *Mediator) Lifecycle() *openhim.Lifecycle { return m.lifecycle }
 
 // Standalone reports whether the mediator runs without core.
 func (m *Mediator) Standalone() bool { return m.client.Standalone() }
@@ -344,7 +336,7 @@ func (m *Mediator) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	return joinErrors(err, serr)
+	return errors.Join(err, serr)
 }
 
 // ListenAndServe listens on Config.Listen (or serves Config.Listener),
@@ -421,9 +413,9 @@ func (m *Mediator) Shutdown(ctx context.Context) error {
 	m.mu.Unlock()
 	err := m.srv.Shutdown(ctx)
 	if m.metricsSrv != nil {
-		err = joinErrors(err, m.metricsSrv.Shutdown(ctx))
+		err = errors.Join(err, m.metricsSrv.Shutdown(ctx))
 	}
-	err = joinErrors(err, m.async.shutdown(ctx))
+	err = errors.Join(err, m.async.shutdown(ctx))
 	if started {
 		cancel()
 		<-m.lcDone
@@ -446,7 +438,7 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if m.shutdown {
 				reason = "shutting down"
 			} else if m.ln != nil {
-				reason = m.lifecycle.notReadyReason()
+				reason = m.lifecycle.Problem()
 			}
 			m.mu.Unlock()
 			writeProbe(w, r, http.StatusServiceUnavailable, string(append(append([]byte(`{"status":"not ready","reason":`),

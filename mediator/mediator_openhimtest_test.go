@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -70,14 +71,14 @@ func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
-	route := mediator.Route{Name: "Fake Route", Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
+	route := openhim.Route{Name: "Fake Route", Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{URN: "urn:mediator:fake-core", Version: "1.0.0", Name: "Fake core test",
-			Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel", URLPattern: "^/fake/.*$", Allow: []string{"fake"},
-				Methods: []string{"GET"}, Type: "http", Routes: []mediator.Route{route}}}},
+		Definition: openhim.Definition{URN: "urn:mediator:fake-core", Version: "1.0.0", Name: "Fake core test",
+			Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Fake Channel", URLPattern: "^/fake/.*$", Allow: []string{"fake"},
+				Methods: []string{"GET"}, Type: "http", Routes: []openhim.Route{route}}}},
 		Listener: ln,
-		OpenHIM: mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+		OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
 			CoreVersion: int(version), RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 20 * time.Millisecond},
 		InstallChannels:   true,
 		HeartbeatInterval: 200 * time.Millisecond,
@@ -161,10 +162,10 @@ func TestMediatorRunStopsWhenCoreRejectsRegistration(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{URN: "urn:mediator:rejected", Version: "1.0.0", Name: "Rejected",
-			Endpoints: []mediator.Route{{Name: "R", Host: "127.0.0.1", Port: 1, Primary: true, Type: "http"}}},
+		Definition: openhim.Definition{URN: "urn:mediator:rejected", Version: "1.0.0", Name: "Rejected",
+			Endpoints: []openhim.Route{{Name: "R", Host: "127.0.0.1", Port: 1, Primary: true, Type: "http"}}},
 		Listener: ln,
-		OpenHIM:  mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword},
+		OpenHIM:  openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword},
 		Handler:  http.NotFoundHandler(),
 	})
 	require.NoError(t, err)
@@ -173,7 +174,7 @@ func TestMediatorRunStopsWhenCoreRejectsRegistration(t *testing.T) {
 	select {
 	case err := <-done:
 		require.Error(t, err)
-		assert.ErrorIs(t, err, mediator.ErrBadRequest)
+		assert.ErrorIs(t, err, openhim.ErrBadRequest)
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after core rejected the registration")
 	}

@@ -16,14 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func testDefinition(urn string) Definition {
-	return Definition{URN: urn, Version: "1.0.0", Name: "Test Mediator",
-		Endpoints: []Route{{Name: "Test Route", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}}}
+func testDefinition(urn string) openhim.Definition {
+	return openhim.Definition{URN: urn, Version: "1.0.0", Name: "Test Mediator",
+		Endpoints: []openhim.Route{{Name: "Test Route", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}}}
 }
 
 // startMediator runs a standalone mediator on a loopback port until the
@@ -70,7 +71,7 @@ func TestNewValidates(t *testing.T) {
 		{"no handler", Config{Definition: testDefinition("urn:a")}, "Handler is required"},
 		{"no urn", Config{Handler: h}, "URN is required"},
 		{"negative timeout", Config{Handler: h, Definition: testDefinition("urn:a"), ReadTimeout: -1}, "ReadTimeout must not be negative"},
-		{"bad core URL", Config{Handler: h, Definition: testDefinition("urn:a"), OpenHIM: OpenHIMConfig{URL: "ftp://x"}}, "mediator:"},
+		{"bad core URL", Config{Handler: h, Definition: testDefinition("urn:a"), OpenHIM: openhim.Config{URL: "ftp://x"}}, "Config.URL must be http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
@@ -144,7 +145,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	switch {
 	case *printOpenHIM:
-		return writeJSON(stdout, mediator.MetadataFor(def.WithCredentials(s.InboundAuth())))
+		return writeJSON(stdout, openhim.MetadataFor(def.WithCredentials(s.Auth.Username, string(s.Auth.Password))))
 	case *printOutbound:
 		oc, err := outbound(s, mapping)
 		if err != nil {
@@ -167,7 +168,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 }
 
 // newMediator builds the mediator from the settings.
-func newMediator(ctx context.Context, s Settings, mapping *fhir.Mapping, def mediator.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
+func newMediator(ctx context.Context, s Settings, mapping *fhir.Mapping, def openhim.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
 	// Calls to CHT and FHIR are recorded as orchestrations of the transaction.
 	recorded := &http.Client{Transport: mediator.Transport(nil)}
 	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: s.FHIR.URL, Username: s.FHIR.Username,
@@ -213,19 +214,19 @@ func newMediator(ctx context.Context, s Settings, mapping *fhir.Mapping, def med
 // outbound pushes (POST /cht/outbound and /cht/encounter) to it. Bump
 // Version whenever it changes: core ignores a re-registration with the same
 // version.
-func definition(s Settings) (mediator.Definition, error) {
+func definition(s Settings) (openhim.Definition, error) {
 	port, err := s.ListenPort()
 	if err != nil {
-		return mediator.Definition{}, err
+		return openhim.Definition{}, err
 	}
-	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
-	return mediator.Definition{
+	route := openhim.Route{Name: "CHT to FHIR mediator", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
+	return openhim.Definition{
 		URN:         "urn:mediator:cht-to-fhir",
 		Version:     "1.0.0",
 		Name:        "CHT to FHIR",
 		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
-		Endpoints:   []mediator.Route{route},
-		DefaultChannelConfig: []mediator.Channel{{
+		Endpoints:   []openhim.Route{route},
+		DefaultChannelConfig: []openhim.Channel{{
 			Name:        "CHT to FHIR",
 			URLPattern:  "^/cht/(outbound|encounter)$",
 			Description: "CHT outbound pushes to the CHT to FHIR mediator",
@@ -233,7 +234,7 @@ func definition(s Settings) (mediator.Definition, error) {
 			Methods:     []string{"POST"},
 			Allow:       []string{clientRole},
 			AuthType:    "private",
-			Routes:      []mediator.Route{route},
+			Routes:      []openhim.Route{route},
 		}},
 	}, nil
 }

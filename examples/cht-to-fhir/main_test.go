@@ -17,7 +17,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -33,8 +33,8 @@ func TestPrintOpenHIMConfig(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"--config", "config.yaml", "--print-openhim-config"}, &out, slog.New(slog.DiscardHandler)))
 
 	var doc struct {
-		Mediators []mediator.Definition
-		Channels  []mediator.Channel
+		Mediators []openhim.Definition
+		Channels  []openhim.Channel
 	}
 	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
 	require.Len(t, doc.Mediators, 1)

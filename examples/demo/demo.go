@@ -17,6 +17,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -118,7 +119,7 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 
 // startMediator runs one mediator on a loopback port, registering with the
 // fake core and installing its default channel.
-func (d *demo) startMediator(ctx context.Context, name string, def func(host string, port int) mediator.Definition, h http.Handler) error {
+func (d *demo) startMediator(ctx context.Context, name string, def func(host string, port int) openhim.Definition, h http.Handler) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -126,7 +127,7 @@ func (d *demo) startMediator(ctx context.Context, name string, def func(host str
 	m, err := mediator.New(mediator.Config{
 		Definition: def("127.0.0.1", ln.Addr().(*net.TCPAddr).Port),
 		Listener:   ln,
-		OpenHIM: mediator.OpenHIMConfig{
+		OpenHIM: openhim.Config{
 			URL: d.core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
 		},
 		HeartbeatInterval: time.Second,

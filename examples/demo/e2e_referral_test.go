@@ -33,6 +33,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -42,7 +43,7 @@ type e2eEnv struct {
 
 // e2eMediator registers a mediator with the real core under a unique URN, channel name, path prefix
 // and role, and runs it until the test ends.
-func (e e2eEnv) e2eMediator(t *testing.T, name string, def func(string, int) mediator.Definition, h http.Handler, role string) *mediator.Mediator {
+func (e e2eEnv) e2eMediator(t *testing.T, name string, def func(string, int) openhim.Definition, h http.Handler, role string) *mediator.Mediator {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

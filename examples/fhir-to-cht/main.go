@@ -34,6 +34,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
@@ -181,7 +182,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	if *printOpenHIM {
-		return writeJSON(stdout, mediator.MetadataFor(def.WithCredentials(s.InboundAuth())))
+		return writeJSON(stdout, openhim.MetadataFor(def.WithCredentials(s.Auth.Username, string(s.Auth.Password))))
 	}
 
 	m, err := newMediator(s, mapping, def, logger)
@@ -194,7 +195,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 }
 
 // newMediator builds the mediator from the settings.
-func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
+func newMediator(s Settings, mapping *fhir.Mapping, def openhim.Definition, logger *slog.Logger) (*mediator.Mediator, error) {
 	conv, err := fhir.New(fhir.Config{
 		InstanceURL: s.CHT.URL,
 		Mapping:     mapping,
@@ -253,10 +254,10 @@ func newMediator(s Settings, mapping *fhir.Mapping, def mediator.Definition, log
 
 // definition is the registration document, reachable at PublicHost and the
 // port of Listen.
-func definition(s Settings) (mediator.Definition, error) {
+func definition(s Settings) (openhim.Definition, error) {
 	port, err := s.ListenPort()
 	if err != nil {
-		return mediator.Definition{}, err
+		return openhim.Definition{}, err
 	}
 	return tocht.Definition(s.PublicHost, port), nil
 }

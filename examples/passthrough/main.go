@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
@@ -104,12 +105,12 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		Transport:    mediator.Transport(base), // records each call as an orchestration
 		ErrorHandler: proxyError(logger),
 	}
-	route := mediator.Route{Name: "Passthrough", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
+	route := openhim.Route{Name: "Passthrough", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
 	cfg := mediator.Config{
-		Definition: mediator.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
-			Description: "Forwards requests to " + upstream.Redacted(), Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
-				Type: "http", Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, Allow: []string{"passthrough"}, AuthType: "private", Routes: []mediator.Route{route}}}},
+		Definition: openhim.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
+			Description: "Forwards requests to " + upstream.Redacted(), Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
+				Type: "http", Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, Allow: []string{"passthrough"}, AuthType: "private", Routes: []openhim.Route{route}}}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Bound the whole call: an upstream that sends its headers and
 			// then stalls the body would otherwise hold the request.

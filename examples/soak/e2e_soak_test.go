@@ -24,7 +24,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -110,7 +110,7 @@ func TestE2EFaultsRealCore(t *testing.T) {
 	// A channel of this run: path prefix, URN and names unique, public so
 	// that no router client is needed.
 	prefix := "/" + run
-	m, _ := newMediatorDef(t, http.StripPrefix(prefix, h), openhimtest.RealCore(t), func(port int) mediator.Definition {
+	m, _ := newMediatorDef(t, http.StripPrefix(prefix, h), openhimtest.RealCore(t), func(port int) openhim.Definition {
 		def := chtToFHIRDefinition("127.0.0.1", port)
 		def.URN += "-" + run
 		def.Name += " " + run

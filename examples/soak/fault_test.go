@@ -17,7 +17,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -104,7 +104,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 	h, conv := newBridge(t, bridgeConfig{CHTURL: chtSrv.URL, CHTUser: chttest.AdminUsername,
 		CHTPassword: chttest.AdminPassword, FHIRURL: fhirSrv.URL})
 	mctx, stopMediator := context.WithCancel(context.Background())
-	mdone := runMediatorCtx(t, mctx, h, mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+	mdone := runMediatorCtx(t, mctx, h, openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 		Password: openhimtest.RootPassword, Timeout: time.Second}, 100*time.Millisecond)
 
 	ids := append(append([]string{}, stats.PersonIDs...), stats.ReportIDs...)
@@ -201,7 +201,7 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 
 // runMediatorCtx is runMediator with a caller's context; done reports Run's
 // error (nil on cancel).
-func runMediatorCtx(t *testing.T, ctx context.Context, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration) <-chan error {
+func runMediatorCtx(t *testing.T, ctx context.Context, h http.Handler, oh openhim.Config, heartbeat time.Duration) <-chan error {
 	t.Helper()
 	m, _ := newMediator(t, h, oh, heartbeat, slog.New(slog.DiscardHandler))
 	done := make(chan error, 1)

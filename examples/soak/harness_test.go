@@ -21,6 +21,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -49,15 +50,15 @@ const (
 
 // chtToFHIRDefinition is the registration of examples/cht-to-fhir reachable
 // at 127.0.0.1 (or host) and port.
-func chtToFHIRDefinition(host string, port int) mediator.Definition {
-	route := mediator.Route{Name: "CHT to FHIR mediator", Type: "http", Host: host, Port: port, Primary: true}
-	return mediator.Definition{
+func chtToFHIRDefinition(host string, port int) openhim.Definition {
+	route := openhim.Route{Name: "CHT to FHIR mediator", Type: "http", Host: host, Port: port, Primary: true}
+	return openhim.Definition{
 		URN: chtToFHIRURN, Version: "1.0.0", Name: "CHT to FHIR",
 		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
-		Endpoints:   []mediator.Route{route},
-		DefaultChannelConfig: []mediator.Channel{{
+		Endpoints:   []openhim.Route{route},
+		DefaultChannelConfig: []openhim.Channel{{
 			Name: "CHT to FHIR", URLPattern: "^/cht/(outbound|encounter)$", Type: "http", AuthType: "private",
-			Methods: []string{"POST"}, Allow: []string{chtRole}, Routes: []mediator.Route{route},
+			Methods: []string{"POST"}, Allow: []string{chtRole}, Routes: []openhim.Route{route},
 		}},
 	}
 }
@@ -109,20 +110,20 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 
 // newMediator builds the cht-to-fhir mediator serving h on a loopback
 // port, registered with the core of oh (none when oh.URL is "").
-func newMediator(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger) (*mediator.Mediator, string) {
-	return newMediatorConfig(t, h, oh, heartbeat, logger, func(port int) mediator.Definition {
+func newMediator(t testing.TB, h http.Handler, oh openhim.Config, heartbeat time.Duration, logger *slog.Logger) (*mediator.Mediator, string) {
+	return newMediatorConfig(t, h, oh, heartbeat, logger, func(port int) openhim.Definition {
 		return chtToFHIRDefinition("127.0.0.1", port)
 	})
 }
 
 // newMediatorDef is newMediator with a definition of its own, a 200 ms
 // heartbeat and discarded logs.
-func newMediatorDef(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, def func(port int) mediator.Definition) (*mediator.Mediator, string) {
+func newMediatorDef(t testing.TB, h http.Handler, oh openhim.Config, def func(port int) openhim.Definition) (*mediator.Mediator, string) {
 	return newMediatorConfig(t, h, oh, 200*time.Millisecond, slog.New(slog.DiscardHandler), def)
 }
 
-func newMediatorConfig(t testing.TB, h http.Handler, oh mediator.OpenHIMConfig, heartbeat time.Duration, logger *slog.Logger,
-	def func(port int) mediator.Definition) (*mediator.Mediator, string) {
+func newMediatorConfig(t testing.TB, h http.Handler, oh openhim.Config, heartbeat time.Duration, logger *slog.Logger,
+	def func(port int) openhim.Definition) (*mediator.Mediator, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // hostileLimit is the body limit the mediators of this test run with.
@@ -43,7 +44,7 @@ func serveHostile(t *testing.T) map[string]string {
 	t.Cleanup(fhirSrv.Close)
 	logger := slog.New(slog.DiscardHandler)
 
-	serve := func(def func(string, int) mediator.Definition, h http.Handler, maxBody int64) string {
+	serve := func(def func(string, int) openhim.Definition, h http.Handler, maxBody int64) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		m, err := mediator.New(mediator.Config{

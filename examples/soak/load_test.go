@@ -18,6 +18,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // loadResult is what load measured at one request rate.
@@ -108,7 +109,7 @@ func loadTargets(t testing.TB) []loadTarget {
 
 	h, _ := newBridge(t, bridgeConfig{CHTURL: chtSrv.URL, CHTUser: chttest.AdminUsername,
 		CHTPassword: chttest.AdminPassword, FHIRURL: fhirSrv.URL})
-	m, base := newMediator(t, h, mediator.OpenHIMConfig{}, -1, logger)
+	m, base := newMediator(t, h, openhim.Config{}, -1, logger)
 	runMediator(t, m)
 	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
 	require.True(t, ok)
@@ -121,7 +122,7 @@ func loadTargets(t testing.TB) []loadTarget {
 		}
 		return mediator.JSONResult(http.StatusOK, map[string]string{"status": "ok"})
 	})
-	em, ebase := newMediator(t, echo, mediator.OpenHIMConfig{}, -1, logger)
+	em, ebase := newMediator(t, echo, openhim.Config{}, -1, logger)
 	runMediator(t, em)
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -25,7 +25,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // Known secret values. The wrong ones are secrets too: a typo in a password
@@ -173,8 +173,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	for _, sc := range scenarios {
 		h, _ := newBridge(t, bridgeConfig{CHTURL: chtSrv.URL, CHTUser: chtUser, CHTPassword: sc.chtPass,
 			FHIRURL: fhirURL, FHIRUser: fhirUser, FHIRPassword: sc.fPwd, Logger: logger})
-		m, base := newMediator(t, h, mediator.OpenHIMConfig{URL: core.URL, Username: openhimUser, Password: sc.openhimPass,
-			Auth: mediator.AuthScheme("token"), Timeout: time.Second, HTTPClient: &http.Client{Transport: tokens}},
+		m, base := newMediator(t, h, openhim.Config{URL: core.URL, Username: openhimUser, Password: sc.openhimPass,
+			Auth: openhim.AuthScheme("token"), Timeout: time.Second, HTTPClient: &http.Client{Transport: tokens}},
 			50*time.Millisecond, logger)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -1,6 +1,8 @@
 package tocht
 
-import "github.com/cht-interop/openhim-mediator-go/mediator"
+import (
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
+)
 
 // URN is the mediator's URN in OpenHIM.
 const URN = "urn:mediator:fhir-to-cht"
@@ -19,15 +21,15 @@ const ClientRole = "emr"
 // Definition is the registration document of the mediator reachable by core
 // at host:port: one endpoint and a default channel that routes the EMR's
 // FHIR writes (POST and PUT of /fhir and below) to it.
-func Definition(host string, port int) mediator.Definition {
-	route := mediator.Route{Name: "FHIR to CHT mediator", Type: "http", Host: host, Port: port, Primary: true}
-	return mediator.Definition{
+func Definition(host string, port int) openhim.Definition {
+	route := openhim.Route{Name: "FHIR to CHT mediator", Type: "http", Host: host, Port: port, Primary: true}
+	return openhim.Definition{
 		URN:         URN,
 		Version:     Version,
 		Name:        "FHIR to CHT",
 		Description: "Writes FHIR Patients, ServiceRequests, Tasks, Observations and Bundles from an EMR to CHT",
-		Endpoints:   []mediator.Route{route},
-		DefaultChannelConfig: []mediator.Channel{{
+		Endpoints:   []openhim.Route{route},
+		DefaultChannelConfig: []openhim.Channel{{
 			Name:        ChannelName,
 			URLPattern:  "^" + BasePath + "(/.*)?$",
 			Description: "FHIR resources from the EMR to the FHIR to CHT mediator",
@@ -35,7 +37,7 @@ func Definition(host string, port int) mediator.Definition {
 			Methods:     []string{"POST", "PUT"},
 			Allow:       []string{ClientRole},
 			AuthType:    "private",
-			Routes:      []mediator.Route{route},
+			Routes:      []openhim.Route{route},
 		}},
 	}
 }

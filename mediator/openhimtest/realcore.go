@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // RealCore returns the API settings of a real OpenHIM core for end-to-end
@@ -20,13 +20,13 @@ import (
 // Core's default certificate has no subject alternative name, which Go
 // cannot verify, so the settings skip TLS verification: use them only in
 // tests against a core on your own machine.
-func RealCore(tb testing.TB) mediator.OpenHIMConfig {
+func RealCore(tb testing.TB) openhim.Config {
 	tb.Helper()
-	cfg := mediator.OpenHIMConfig{
+	cfg := openhim.Config{
 		URL:                os.Getenv("OPENHIM_API_URL"),
 		Username:           os.Getenv("OPENHIM_USERNAME"),
 		Password:           os.Getenv("OPENHIM_PASSWORD"),
-		Auth:               mediator.AuthScheme(os.Getenv("OPENHIM_AUTH")),
+		Auth:               openhim.AuthScheme(os.Getenv("OPENHIM_AUTH")),
 		CoreVersion:        4,
 		InsecureSkipVerify: true,
 		Timeout:            15 * time.Second,

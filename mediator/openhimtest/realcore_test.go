@@ -3,7 +3,7 @@ package openhimtest_test
 import (
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 	"github.com/stretchr/testify/assert"
 )
@@ -24,11 +24,11 @@ func TestRealCore(t *testing.T) {
 		name, url, version, auth string
 		skipped, failed          bool
 		wantVersion              int
-		wantAuth                 mediator.AuthScheme
+		wantAuth                 openhim.AuthScheme
 	}{
 		{name: "unset", skipped: true, wantVersion: 4},
 		{name: "defaults", url: "https://core:8080", wantVersion: 4},
-		{name: "8.5 with basic", url: "https://core:8080", version: "8.5.0", auth: "basic", wantVersion: 8, wantAuth: mediator.AuthBasic},
+		{name: "8.5 with basic", url: "https://core:8080", version: "8.5.0", auth: "basic", wantVersion: 8, wantAuth: openhim.AuthBasic},
 		{name: "bad version", url: "https://core:8080", version: "eight", failed: true, wantVersion: 4},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // DefaultEnvPrefix is the prefix of the environment variables [Load] reads.
@@ -172,7 +173,7 @@ func Default() Mediator {
 		ShutdownTimeout:   mediator.DefaultShutdownTimeout,
 		RedactHeaders:     []string{},
 		OpenHIM: OpenHIM{
-			Auth:        string(mediator.AuthAuto),
+			Auth:        string(openhim.AuthAuto),
 			Timeout:     10 * time.Second,
 			CoreVersion: 8,
 		},
@@ -203,8 +204,8 @@ func (m Mediator) Validate() error {
 	if m.Listen == "" {
 		add("%s must not be empty", key("listen"))
 	}
-	switch mediator.AuthScheme(m.OpenHIM.Auth) {
-	case "", mediator.AuthAuto, mediator.AuthBasic, mediator.AuthToken, mediator.AuthSession:
+	switch openhim.AuthScheme(m.OpenHIM.Auth) {
+	case "", openhim.AuthAuto, openhim.AuthBasic, openhim.AuthToken, openhim.AuthSession:
 	default:
 		add("%s is %q; want basic, token, session or auto", key("openhim.auth"), m.OpenHIM.Auth)
 	}
@@ -295,10 +296,10 @@ func (e Errors) Err() error {
 
 // OpenHIMConfig returns the core connection settings as the mediator
 // package wants them.
-func (m Mediator) OpenHIMConfig() mediator.OpenHIMConfig {
+func (m Mediator) OpenHIMConfig() openhim.Config {
 	o := m.OpenHIM
-	return mediator.OpenHIMConfig{
-		URL: o.URL, Username: o.Username, Password: string(o.Password), Auth: mediator.AuthScheme(o.Auth),
+	return openhim.Config{
+		URL: o.URL, Username: o.Username, Password: string(o.Password), Auth: openhim.AuthScheme(o.Auth),
 		InsecureSkipVerify: o.InsecureSkipVerify, CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
 		Timeout: o.Timeout, CoreVersion: o.CoreVersion,
 	}
@@ -306,7 +307,7 @@ func (m Mediator) OpenHIMConfig() mediator.OpenHIMConfig {
 
 // InboundAuth returns the authentication the mediator requires, as the
 // mediator package wants it. Print the route credentials and CHT outbound
-// auth from it (see [mediator.Definition.WithCredentials]) so that what
+// auth from it (see [openhim.Definition.WithCredentials]) so that what
 // core and CHT send matches what the mediator checks.
 func (m Mediator) InboundAuth() mediator.InboundAuth {
 	return mediator.InboundAuth{Username: m.Auth.Username, Password: string(m.Auth.Password),

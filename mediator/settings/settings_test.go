@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // appSettings is how a program extends the mediator settings.
@@ -78,7 +79,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	require.NoError(t, cfg.Apply(&mc))
 	assert.Equal(t, ":1234", mc.Listen)
 	assert.Equal(t, "p", mc.OpenHIM.Password)
-	assert.Equal(t, mediator.AuthBasic, mc.OpenHIM.Auth)
+	assert.Equal(t, openhim.AuthBasic, mc.OpenHIM.Auth)
 	assert.Equal(t, -time.Second, mc.HeartbeatInterval)
 }
 

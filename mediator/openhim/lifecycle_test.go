@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -147,7 +147,7 @@ func lcDefinition(urn string) Definition {
 
 func newLcLifecycle(t *testing.T, core *lcMiniCore, cfg LifecycleConfig) *Lifecycle {
 	t.Helper()
-	c, err := NewClient(OpenHIMConfig{URL: "https://core.test", Username: "u", Password: "p", Auth: AuthBasic,
+	c, err := NewClient(Config{URL: "https://core.test", Username: "u", Password: "p", Auth: AuthBasic,
 		RetryWaitMin: 100 * time.Millisecond, HTTPClient: &http.Client{Transport: lcHandlerTransport(core)}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func TestLifecycleNetworkDownBackoff(t *testing.T) {
 			}
 			return lcHandlerTransport(core).RoundTrip(r)
 		})
-		c, err := NewClient(OpenHIMConfig{URL: "https://core.test", Username: "u", Auth: AuthBasic, MaxRetries: -1,
+		c, err := NewClient(Config{URL: "https://core.test", Username: "u", Auth: AuthBasic, MaxRetries: -1,
 			HTTPClient: &http.Client{Transport: tr}}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -565,7 +565,7 @@ func TestLifecycleDriftAndChannels(t *testing.T) {
 }
 
 func TestLifecycleStandaloneAndValidation(t *testing.T) {
-	c, err := NewClient(OpenHIMConfig{}, nil)
+	c, err := NewClient(Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,7 +655,7 @@ func TestLifecycleCopiesDefinition(t *testing.T) {
 		core := newLcMiniCore()
 		def := lcDefinition("urn:copy")
 		def.Config = map[string]any{"a": "x"}
-		c, err := NewClient(OpenHIMConfig{URL: "https://core.test", Username: "u", Auth: AuthBasic,
+		c, err := NewClient(Config{URL: "https://core.test", Username: "u", Auth: AuthBasic,
 			HTTPClient: &http.Client{Transport: lcHandlerTransport(core)}}, nil)
 		if err != nil {
 			t.Fatal(err)

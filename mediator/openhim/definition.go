@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"fmt"
@@ -38,15 +38,17 @@ type Route struct {
 	// Type is "http" (default), "kafka" (core 8+), or "tcp" / "mllp" (core 7 and older).
 	Type string `json:"type,omitempty"`
 	// Host and Port are required by core 7 and older.
-	Host              string   `json:"host,omitempty"`
-	Port              int      `json:"port,omitempty"`
-	Path              string   `json:"path,omitempty"`
-	PathTransform     string   `json:"pathTransform,omitempty"`
-	Primary           bool     `json:"primary,omitempty"`
-	Secured           bool     `json:"secured,omitempty"`
-	Username          string   `json:"username,omitempty"`
-	Password          Password `json:"password,omitempty"`
-	ForwardAuthHeader bool     `json:"forwardAuthHeader,omitempty"`
+	Host          string `json:"host,omitempty"`
+	Port          int    `json:"port,omitempty"`
+	Path          string `json:"path,omitempty"`
+	PathTransform string `json:"pathTransform,omitempty"`
+	Primary       bool   `json:"primary,omitempty"`
+	Secured       bool   `json:"secured,omitempty"`
+	Username      string `json:"username,omitempty"`
+	// Password is sent to core as is; String, GoString and LogValue
+	// redact it.
+	Password          string `json:"password,omitempty"`
+	ForwardAuthHeader bool   `json:"forwardAuthHeader,omitempty"`
 	// Status is "enabled" (core's default) or "disabled".
 	Status string `json:"status,omitempty"`
 	// Cert is the ObjectId (24 hex digits) of a CA certificate in core's
@@ -61,6 +63,61 @@ type Route struct {
 	StatusCodesCheck    string `json:"statusCodesCheck,omitempty"`
 	// A route has no timeout of its own: core's route schema has none and
 	// drops one. Set [Channel.Timeout], which core applies to every route.
+}
+
+// String formats the route with its password redacted.
+func (r Route) String() string {
+	type plain Route // without the methods
+	p := plain(r)
+	p.Password = redactSecret(p.Password)
+	return fmt.Sprintf("%+v", p)
+}
+
+// GoString is String, so %#v does not print the password either.
+func (r Route) GoString() string { return "openhim.Route" + r.String() }
+
+// LogValue logs the route with its password redacted.
+func (r Route) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", r.Name), slog.String("type", r.Type), slog.String("host", r.Host),
+		slog.Int("port", r.Port), slog.String("path", r.Path), slog.String("username", r.Username),
+		slog.String("password", redactSecret(r.Password)))
+}
+
+// WithCredentials returns a copy of d whose http endpoints and default
+// channel routes send username and password as basic credentials (route
+// username and password), so that the channels core installs, and the
+// mediator's endpoints an administrator adds as routes in the console, pass
+// the mediator's inbound authentication. Routes that already carry a
+// username are left alone. Without a username it returns d unchanged.
+//
+// mediator.New applies it to the Definition with the username and password
+// its inbound authentication requires; use it directly to print the same
+// definition (for example with [MetadataFor]).
+func (d Definition) WithCredentials(username, password string) Definition {
+	if username == "" {
+		return d
+	}
+	set := func(routes []Route) []Route {
+		if len(routes) == 0 {
+			return routes
+		}
+		out := append([]Route(nil), routes...)
+		for i := range out {
+			if out[i].Username == "" && (out[i].Type == "" || out[i].Type == "http") {
+				out[i].Username, out[i].Password = username, password
+			}
+		}
+		return out
+	}
+	d.Endpoints = set(d.Endpoints)
+	if len(d.DefaultChannelConfig) > 0 {
+		chs := append([]Channel(nil), d.DefaultChannelConfig...)
+		for i := range chs {
+			chs[i].Routes = set(chs[i].Routes)
+		}
+		d.DefaultChannelConfig = chs
+	}
+	return d
 }
 
 // Channel is an OpenHIM channel (ChannelDef), used in
@@ -192,9 +249,9 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string {
 	if e.Field == "" {
-		return "mediator: invalid: " + e.Reason
+		return "openhim: invalid: " + e.Reason
 	}
-	return "mediator: invalid " + e.Field + ": " + e.Reason
+	return "openhim: invalid " + e.Field + ": " + e.Reason
 }
 
 // Is reports whether target is [ErrInvalid].
@@ -350,7 +407,7 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 	switch def.Type {
 	case ConfigString, ConfigBigString, ConfigPassword:
 		switch v.(type) {
-		case string, Password:
+		case string:
 			return nil
 		}
 		return invalidf(field, "expected a string")

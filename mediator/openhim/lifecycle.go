@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -104,7 +104,7 @@ type Lifecycle struct {
 // core version) and returns a Lifecycle. It does no I/O.
 func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 	if cfg.Client == nil {
-		return nil, errors.New("mediator: LifecycleConfig.Client is required")
+		return nil, errors.New("openhim: LifecycleConfig.Client is required")
 	}
 	if err := cfg.Definition.Validate(cfg.Client.coreVersion); err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 		err = json.Unmarshal(b, &def)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("mediator: LifecycleConfig.Definition: %w", err)
+		return nil, fmt.Errorf("openhim: LifecycleConfig.Definition: %w", err)
 	}
 	l := &Lifecycle{
 		c:            cfg.Client,
@@ -153,7 +153,7 @@ func NewLifecycle(cfg LifecycleConfig) (*Lifecycle, error) {
 }
 
 // errReregister ends a heartbeat loop when core no longer knows the URN.
-var errReregister = errors.New("mediator: mediator unknown to core")
+var errReregister = errors.New("openhim: mediator unknown to core")
 
 // Run registers the mediator, retrying with backoff until core accepts it,
 // then heartbeats until ctx is done, re-registering whenever a heartbeat
@@ -169,7 +169,7 @@ var errReregister = errors.New("mediator: mediator unknown to core")
 // core; the error carries core's message) or if it is called twice.
 func (l *Lifecycle) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
-		return errors.New("mediator: Lifecycle.Run called twice")
+		return errors.New("openhim: Lifecycle.Run called twice")
 	}
 	if l.c.Standalone() {
 		l.log.InfoContext(ctx, "no OpenHIM core configured; running standalone")
@@ -232,7 +232,7 @@ func (l *Lifecycle) register(ctx context.Context) error {
 		case errors.Is(err, ErrBadRequest) || errors.Is(err, ErrInvalid):
 			l.metrics.attempts.WithLabelValues(resultRejected).Inc()
 			l.log.ErrorContext(ctx, "openhim core rejected the mediator registration", "error", err)
-			return fmt.Errorf("mediator: register %s: %w", l.def.URN, err)
+			return fmt.Errorf("openhim: register %s: %w", l.def.URN, err)
 		case errors.Is(err, ErrConfig) || isCredentialError(err):
 			l.metrics.attempts.WithLabelValues(resultUnauthorized).Inc()
 			wait = retryBackoff(l.retryMax, l.retryMax, 0)
@@ -361,8 +361,12 @@ func configFix(err error) string {
 	return err.Error()
 }
 
-// notReadyReason says why the mediator is not registered, for /readyz.
-func (l *Lifecycle) notReadyReason() string {
+// Problem says why the mediator is not registered (what /readyz answers),
+// or "" when it is.
+func (l *Lifecycle) Problem() string {
+	if l.registered.Load() {
+		return ""
+	}
 	if p := l.problem.Load(); p != nil {
 		return *p
 	}

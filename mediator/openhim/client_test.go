@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -57,23 +57,23 @@ func TestNewClientConfig(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		cfg     OpenHIMConfig
+		cfg     Config
 		wantErr string
 	}{
-		{name: "standalone", cfg: OpenHIMConfig{}},
-		{name: "https", cfg: OpenHIMConfig{URL: "https://core:8080", Username: "u", Password: "p"}},
-		{name: "plain http allowed", cfg: OpenHIMConfig{URL: "http://core:8080/openhim/", Username: "u"}},
-		{name: "credentials in URL", cfg: OpenHIMConfig{URL: "https://u:p@core:8080"}},
-		{name: "bad scheme", cfg: OpenHIMConfig{URL: "ftp://core", Username: "u"}, wantErr: "http:// or https://"},
-		{name: "no host", cfg: OpenHIMConfig{URL: "https://", Username: "u"}, wantErr: "no host"},
-		{name: "query", cfg: OpenHIMConfig{URL: "https://core?x=1", Username: "u"}, wantErr: "query"},
-		{name: "no username", cfg: OpenHIMConfig{URL: "https://core"}, wantErr: "Username is required"},
-		{name: "unknown auth", cfg: OpenHIMConfig{URL: "https://core", Username: "u", Auth: "jwt"}, wantErr: "unknown OpenHIMConfig.Auth"},
-		{name: "negative timeout", cfg: OpenHIMConfig{URL: "https://core", Username: "u", Timeout: -1}, wantErr: "Timeout"},
-		{name: "missing CA file", cfg: OpenHIMConfig{URL: "https://core", Username: "u", CAFile: filepath.Join(dir, "none.pem")}, wantErr: "CAFile"},
-		{name: "CA file without PEM", cfg: OpenHIMConfig{URL: "https://core", Username: "u", CAFile: bad}, wantErr: "no PEM"},
-		{name: "cert without key", cfg: OpenHIMConfig{URL: "https://core", Username: "u", CertFile: bad}, wantErr: "set together"},
-		{name: "TLS options with custom RoundTripper", cfg: OpenHIMConfig{URL: "https://core", Username: "u", InsecureSkipVerify: true,
+		{name: "standalone", cfg: Config{}},
+		{name: "https", cfg: Config{URL: "https://core:8080", Username: "u", Password: "p"}},
+		{name: "plain http allowed", cfg: Config{URL: "http://core:8080/openhim/", Username: "u"}},
+		{name: "credentials in URL", cfg: Config{URL: "https://u:p@core:8080"}},
+		{name: "bad scheme", cfg: Config{URL: "ftp://core", Username: "u"}, wantErr: "http:// or https://"},
+		{name: "no host", cfg: Config{URL: "https://", Username: "u"}, wantErr: "no host"},
+		{name: "query", cfg: Config{URL: "https://core?x=1", Username: "u"}, wantErr: "query"},
+		{name: "no username", cfg: Config{URL: "https://core"}, wantErr: "Username is required"},
+		{name: "unknown auth", cfg: Config{URL: "https://core", Username: "u", Auth: "jwt"}, wantErr: "unknown Config.Auth"},
+		{name: "negative timeout", cfg: Config{URL: "https://core", Username: "u", Timeout: -1}, wantErr: "Timeout"},
+		{name: "missing CA file", cfg: Config{URL: "https://core", Username: "u", CAFile: filepath.Join(dir, "none.pem")}, wantErr: "CAFile"},
+		{name: "CA file without PEM", cfg: Config{URL: "https://core", Username: "u", CAFile: bad}, wantErr: "no PEM"},
+		{name: "cert without key", cfg: Config{URL: "https://core", Username: "u", CertFile: bad}, wantErr: "set together"},
+		{name: "TLS options with custom RoundTripper", cfg: Config{URL: "https://core", Username: "u", InsecureSkipVerify: true,
 			HTTPClient: &http.Client{Transport: lcRoundTrip(nil)}}, wantErr: "*http.Transport"},
 	}
 	for _, tt := range tests {
@@ -100,7 +100,7 @@ type lcRoundTrip func(*http.Request) (*http.Response, error)
 func (f lcRoundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestStandaloneClient(t *testing.T) {
-	c, err := NewClient(OpenHIMConfig{}, nil)
+	c, err := NewClient(Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestRetryPolicy(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "u", Password: "secret-pw", Auth: AuthBasic,
+			c, err := NewClient(Config{URL: srv.URL, Username: "u", Password: "secret-pw", Auth: AuthBasic,
 				RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -183,7 +183,7 @@ func TestRetryNetworkError(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // connection refused from now on
-	c, err := NewClient(OpenHIMConfig{URL: "http://user:urlpass@" + addr, Password: "secret-pw", Auth: AuthBasic,
+	c, err := NewClient(Config{URL: "http://user:urlpass@" + addr, Password: "secret-pw", Auth: AuthBasic,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, MaxRetries: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestRetryNetworkError(t *testing.T) {
 func TestRetryBackoffTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var times []time.Time
-		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 4,
+		c, err := NewClient(Config{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 4,
 			RetryWaitMin: time.Second, RetryWaitMax: 4 * time.Second,
 			HTTPClient: &http.Client{Transport: lcHandlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				times = append(times, time.Now())
@@ -239,7 +239,7 @@ func TestRetryBackoffTiming(t *testing.T) {
 // TestTimeout checks that a hanging core is abandoned after Timeout.
 func TestTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, Timeout: 3 * time.Second, MaxRetries: -1,
+		c, err := NewClient(Config{URL: "http://core", Username: "u", Auth: AuthBasic, Timeout: 3 * time.Second, MaxRetries: -1,
 			HTTPClient: &http.Client{Transport: lcRoundTrip(func(r *http.Request) (*http.Response, error) {
 				<-r.Context().Done()
 				return nil, r.Context().Err()
@@ -261,7 +261,7 @@ func TestTimeout(t *testing.T) {
 func TestContextCanceledStopsRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int32
-		c, err := NewClient(OpenHIMConfig{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 100, RetryWaitMin: time.Second,
+		c, err := NewClient(Config{URL: "http://core", Username: "u", Auth: AuthBasic, MaxRetries: 100, RetryWaitMin: time.Second,
 			HTTPClient: &http.Client{Transport: lcHandlerTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(http.StatusInternalServerError)
@@ -307,7 +307,7 @@ func TestPathPrefixAndURNEscaping(t *testing.T) {
 		w.WriteHeader(http.StatusNotFound)
 	}))
 	defer srv.Close()
-	c, err := NewClient(OpenHIMConfig{URL: srv.URL + "/openhim/", Username: "u", Auth: AuthBasic}, nil)
+	c, err := NewClient(Config{URL: srv.URL + "/openhim/", Username: "u", Auth: AuthBasic}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,14 +384,14 @@ func TestTLSOptions(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		cfg     OpenHIMConfig
+		cfg     Config
 		wantErr bool
 	}{
-		{name: "verification on by default", cfg: OpenHIMConfig{}, wantErr: true},
-		{name: "CA bundle", cfg: OpenHIMConfig{CAFile: serverCA}},
-		{name: "wrong CA bundle", cfg: OpenHIMConfig{CAFile: clientCA}, wantErr: true},
-		{name: "insecure skip verify", cfg: OpenHIMConfig{InsecureSkipVerify: true}},
-		{name: "client certificate", cfg: OpenHIMConfig{CAFile: serverCA, CertFile: clientCert, KeyFile: clientKey}},
+		{name: "verification on by default", cfg: Config{}, wantErr: true},
+		{name: "CA bundle", cfg: Config{CAFile: serverCA}},
+		{name: "wrong CA bundle", cfg: Config{CAFile: clientCA}, wantErr: true},
+		{name: "insecure skip verify", cfg: Config{InsecureSkipVerify: true}},
+		{name: "client certificate", cfg: Config{CAFile: serverCA, CertFile: clientCert, KeyFile: clientKey}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

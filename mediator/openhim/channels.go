@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func (c *Client) syncChannels(ctx context.Context, d *Definition, restore bool) 
 		}
 		id, _ := s["_id"].(string)
 		if id == "" {
-			return r, fmt.Errorf("mediator: channel %q from core has no _id", ch.Name)
+			return r, fmt.Errorf("openhim: channel %q from core has no _id", ch.Name)
 		}
 		if err := c.Do(ctx, http.MethodPut, "/channels/"+url.PathEscape(id), want, nil); err != nil {
 			return r, err

@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"context"
@@ -17,53 +17,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// e2eLcEnv returns the real core's settings, skipping when they are absent.
-func e2eLcEnv(t *testing.T) mediator.OpenHIMConfig {
-	t.Helper()
-	u, user, pw := os.Getenv("OPENHIM_API_URL"), os.Getenv("OPENHIM_USERNAME"), os.Getenv("OPENHIM_PASSWORD")
-	if u == "" || user == "" || pw == "" {
-		t.Skip("OPENHIM_API_URL, OPENHIM_USERNAME and OPENHIM_PASSWORD not set")
-	}
-	cv := 4 // the CI stack runs openhim-core 4.0.5
-	if s := os.Getenv("OPENHIM_CORE_VERSION"); s != "" {
-		n, err := strconv.Atoi(strings.SplitN(s, ".", 2)[0])
-		if err != nil {
-			t.Fatalf("OPENHIM_CORE_VERSION %q: %v", s, err)
-		}
-		cv = n
-	}
-	// OPENHIM_AUTH picks the API auth scheme (default auto), so that the
-	// suite can run with basic, token or session against a 7.x/8.x core.
-	auth := mediator.AuthScheme(os.Getenv("OPENHIM_AUTH"))
-	// core's default certificate has no SAN: Go cannot verify it even pinned.
-	return mediator.OpenHIMConfig{URL: u, Username: user, Password: pw, Auth: auth, InsecureSkipVerify: true,
-		CoreVersion: cv, Timeout: 15 * time.Second}
-}
 
 // e2eLcSchemes are the API auth schemes core of cfg's version offers to
 // its root user: token only up to 5.0 (CI's 4.0.5), basic from 7.1, a
 // session from 7.2 over https (core refuses its secure cookie over http).
-func e2eLcSchemes(cfg mediator.OpenHIMConfig) []mediator.AuthScheme {
-	schemes := []mediator.AuthScheme{mediator.AuthAuto}
+func e2eLcSchemes(cfg openhim.Config) []openhim.AuthScheme {
+	schemes := []openhim.AuthScheme{openhim.AuthAuto}
 	if cfg.CoreVersion < 8 {
-		schemes = append(schemes, mediator.AuthToken)
+		schemes = append(schemes, openhim.AuthToken)
 	}
 	if cfg.CoreVersion >= 7 {
-		schemes = append(schemes, mediator.AuthBasic)
+		schemes = append(schemes, openhim.AuthBasic)
 	}
 	if cfg.CoreVersion >= 8 && strings.HasPrefix(cfg.URL, "https://") {
-		schemes = append(schemes, mediator.AuthSession)
+		schemes = append(schemes, openhim.AuthSession)
 	}
 	return schemes
 }
 
-func e2eLcClient(t *testing.T, cfg mediator.OpenHIMConfig) *mediator.Client {
+func e2eLcClient(t *testing.T, cfg openhim.Config) *openhim.Client {
 	t.Helper()
-	c, err := mediator.NewClient(cfg, nil)
+	c, err := openhim.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +63,7 @@ type e2eLcUpstream struct {
 
 type e2eLcConfig struct {
 	UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL"`
-	APIKey      mediator.Password `openhim:"apiKey"`
+	APIKey      settings.Secret   `openhim:"apiKey,password"`
 	Retries     int               `openhim:"retries"`
 	Mode        string            `openhim:"mode" values:"fast,safe"`
 	Enabled     bool              `openhim:"enabled"`
@@ -92,21 +71,21 @@ type e2eLcConfig struct {
 	Targets     []e2eLcUpstream   `openhim:"targets"`
 }
 
-func e2eLcDefinition(t *testing.T, urn string) mediator.Definition {
+func e2eLcDefinition(t *testing.T, urn string) openhim.Definition {
 	t.Helper()
 	defaults := e2eLcConfig{UpstreamURL: "http://127.0.0.1:9/default", APIKey: "default-key", Retries: 1, Mode: "fast", Headers: map[string]string{"X-A": "1"},
 		Targets: []e2eLcUpstream{{URL: "http://a", Weight: 1}}}
-	defs, err := mediator.ConfigDefsOf(defaults)
+	defs, err := openhim.ConfigDefsOf(defaults)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := mediator.NewTypedConfig(defaults, nil)
+	tc, err := openhim.NewTypedConfig(defaults, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := tc.DefaultConfig()
-	return mediator.Definition{URN: urn, Version: "1.0.0", Name: "e2e " + t.Name(), Description: "lifecycle e2e",
-		Endpoints:  []mediator.Route{{Name: "e2e endpoint", Host: "127.0.0.1", Port: 9, Path: "/", Primary: true}},
+	return openhim.Definition{URN: urn, Version: "1.0.0", Name: "e2e " + t.Name(), Description: "lifecycle e2e",
+		Endpoints:  []openhim.Route{{Name: "e2e endpoint", Host: "127.0.0.1", Port: 9, Path: "/", Primary: true}},
 		ConfigDefs: defs, Config: cfg}
 }
 
@@ -122,9 +101,9 @@ func e2eLcWait(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-func e2eLcStart(t *testing.T, cfg mediator.LifecycleConfig) (*mediator.Lifecycle, func()) {
+func e2eLcStart(t *testing.T, cfg openhim.LifecycleConfig) (*openhim.Lifecycle, func()) {
 	t.Helper()
-	l, err := mediator.NewLifecycle(cfg)
+	l, err := openhim.NewLifecycle(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,23 +126,23 @@ func e2eLcStart(t *testing.T, cfg mediator.LifecycleConfig) (*mediator.Lifecycle
 }
 
 func TestE2ELifecycleTwoReplicasSeeConfigChange(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	admin := e2eLcClient(t, cfg)
 	urn := e2eLcURN(t)
 	def := e2eLcDefinition(t, urn)
 	const interval = 500 * time.Millisecond
 
 	type replica struct {
-		l     *mediator.Lifecycle
-		typed *mediator.TypedConfig[e2eLcConfig]
+		l     *openhim.Lifecycle
+		typed *openhim.TypedConfig[e2eLcConfig]
 	}
 	var replicas []replica
 	for range 2 {
-		typed, err := mediator.NewTypedConfig(e2eLcConfig{}, nil)
+		typed, err := openhim.NewTypedConfig(e2eLcConfig{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, _ := e2eLcStart(t, mediator.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: def,
+		l, _ := e2eLcStart(t, openhim.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: def,
 			HeartbeatInterval: interval, OnConfig: typed.OnConfig})
 		replicas = append(replicas, replica{l, typed})
 	}
@@ -211,17 +190,17 @@ func TestE2ELifecycleTwoReplicasSeeConfigChange(t *testing.T) {
 
 	// a config core rejects is a 400 with core's message
 	err = admin.SetConfig(context.Background(), urn, map[string]any{"retries": "four"})
-	if !errors.Is(err, mediator.ErrBadRequest) {
+	if !errors.Is(err, openhim.ErrBadRequest) {
 		t.Errorf("SetConfig(invalid) = %v, want ErrBadRequest", err)
 	}
 }
 
 func TestE2ELifecycleReregistersAfterDelete(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	admin := e2eLcClient(t, cfg)
 	urn := e2eLcURN(t)
 	reg := prometheus.NewRegistry()
-	l, _ := e2eLcStart(t, mediator.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: e2eLcDefinition(t, urn),
+	l, _ := e2eLcStart(t, openhim.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: e2eLcDefinition(t, urn),
 		HeartbeatInterval: 300 * time.Millisecond, RegisterRetryMin: 200 * time.Millisecond, Registerer: reg})
 	if !e2eLcWait(30*time.Second, l.Registered) {
 		t.Fatal("not registered")
@@ -229,7 +208,7 @@ func TestE2ELifecycleReregistersAfterDelete(t *testing.T) {
 	if err := admin.Deregister(context.Background(), urn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.GetMediator(context.Background(), urn); !errors.Is(err, mediator.ErrNotFound) {
+	if _, err := admin.GetMediator(context.Background(), urn); !errors.Is(err, openhim.ErrNotFound) {
 		t.Fatalf("GET after DELETE = %v, want ErrNotFound", err)
 	}
 	ok := e2eLcWait(30*time.Second, func() bool {
@@ -304,7 +283,7 @@ func (p *e2eLcProxy) stop() {
 }
 
 func TestE2ELifecycleCoreDownAtStartAndRestart(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	admin := e2eLcClient(t, cfg)
 	target := strings.TrimPrefix(strings.TrimPrefix(cfg.URL, "https://"), "http://")
 	target = strings.SplitN(target, "/", 2)[0]
@@ -321,7 +300,7 @@ func TestE2ELifecycleCoreDownAtStartAndRestart(t *testing.T) {
 	pcfg.MaxRetries = -1
 	urn := e2eLcURN(t)
 	reg := prometheus.NewRegistry()
-	l, _ := e2eLcStart(t, mediator.LifecycleConfig{Client: e2eLcClient(t, pcfg), Definition: e2eLcDefinition(t, urn),
+	l, _ := e2eLcStart(t, openhim.LifecycleConfig{Client: e2eLcClient(t, pcfg), Definition: e2eLcDefinition(t, urn),
 		HeartbeatInterval: 300 * time.Millisecond, RegisterRetryMin: 100 * time.Millisecond, RegisterRetryMax: 400 * time.Millisecond,
 		Registerer: reg})
 	if !e2eLcWait(5*time.Second, func() bool { return e2eLcCounter(t, reg, "openhim_mediator_registration_attempts_total", "error") >= 3 }) {
@@ -361,15 +340,15 @@ func TestE2ELifecycleCoreDownAtStartAndRestart(t *testing.T) {
 }
 
 func TestE2EInstallChannelsIdempotent(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	admin := e2eLcClient(t, cfg)
 	urn := e2eLcURN(t)
 	def := e2eLcDefinition(t, urn)
 	chName := "e2e channel " + urn
-	def.DefaultChannelConfig = []mediator.Channel{{Name: chName, URLPattern: "^/e2e-" + strconv.FormatInt(time.Now().UnixNano(), 10) + "$",
+	def.DefaultChannelConfig = []openhim.Channel{{Name: chName, URLPattern: "^/e2e-" + strconv.FormatInt(time.Now().UnixNano(), 10) + "$",
 		Methods: []string{"GET"}, Allow: []string{"e2e"}, Type: "http",
-		Routes: []mediator.Route{{Name: "to mediator", Host: "127.0.0.1", Port: 9, Primary: true, Type: "http"}}}}
-	l, _ := e2eLcStart(t, mediator.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: def, InstallChannels: true,
+		Routes: []openhim.Route{{Name: "to mediator", Host: "127.0.0.1", Port: 9, Primary: true, Type: "http"}}}}
+	l, _ := e2eLcStart(t, openhim.LifecycleConfig{Client: e2eLcClient(t, cfg), Definition: def, InstallChannels: true,
 		HeartbeatInterval: 300 * time.Millisecond})
 	count := func() int {
 		chs, err := admin.ListChannels(context.Background())
@@ -398,7 +377,7 @@ func TestE2EInstallChannelsIdempotent(t *testing.T) {
 }
 
 func TestE2ERegisterDriftAndRejection(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	c := e2eLcClient(t, cfg)
 	ctx := context.Background()
 	urn := e2eLcURN(t)
@@ -433,9 +412,9 @@ func TestE2ERegisterDriftAndRejection(t *testing.T) {
 		c8cfg.CoreVersion = 8
 		c8 := e2eLcClient(t, c8cfg)
 		bad := e2eLcDefinition(t, e2eLcURN(t))
-		bad.Endpoints = []mediator.Route{{Name: "no host"}}
+		bad.Endpoints = []openhim.Route{{Name: "no host"}}
 		err := c8.Register(ctx, &bad)
-		var ae *mediator.APIError
+		var ae *openhim.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || !strings.Contains(ae.Message, "host") {
 			t.Fatalf("Register(route without host) = %v; want 400 naming host", err)
 		}
@@ -444,7 +423,7 @@ func TestE2ERegisterDriftAndRejection(t *testing.T) {
 }
 
 func TestE2EAuth(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	ctx := context.Background()
 	for _, scheme := range e2eLcSchemes(cfg) {
 		c := cfg
@@ -456,13 +435,13 @@ func TestE2EAuth(t *testing.T) {
 	bad := cfg
 	bad.Password = "wrong-password"
 	_, err := e2eLcClient(t, bad).ListChannels(ctx)
-	if !errors.Is(err, mediator.ErrUnauthorized) || strings.Contains(err.Error(), "wrong-password") {
+	if !errors.Is(err, openhim.ErrUnauthorized) || strings.Contains(err.Error(), "wrong-password") {
 		t.Errorf("wrong password: %v", err)
 	}
 	if cfg.CoreVersion <= 5 { // core 4.x has no basic auth on the API
 		basic := cfg
-		basic.Auth = mediator.AuthBasic
-		if _, err := e2eLcClient(t, basic).ListChannels(ctx); !errors.Is(err, mediator.ErrUnauthorized) {
+		basic.Auth = openhim.AuthBasic
+		if _, err := e2eLcClient(t, basic).ListChannels(ctx); !errors.Is(err, openhim.ErrUnauthorized) {
 			t.Errorf("basic auth on core %d = %v, want ErrUnauthorized", cfg.CoreVersion, err)
 		}
 	}
@@ -472,7 +451,7 @@ func TestE2EAuth(t *testing.T) {
 // asynchronous mediator, which answers 202 and later completes the
 // transaction with PUT /transactions/:id.
 func TestE2EUpdateTransaction(t *testing.T) {
-	cfg := e2eLcEnv(t)
+	cfg := openhimtest.RealCore(t)
 	router := os.Getenv("OPENHIM_ROUTER_URL")
 	if router == "" {
 		t.Skip("OPENHIM_ROUTER_URL not set")
@@ -536,7 +515,7 @@ func TestE2EUpdateTransaction(t *testing.T) {
 	if tx.Status != "Successful" || tx.Response.Status != 200 || tx.Response.Body != "done later" {
 		t.Fatalf("transaction after update = %+v", tx)
 	}
-	if err := c.UpdateTransaction(ctx, "", update); !errors.Is(err, mediator.ErrInvalid) {
+	if err := c.UpdateTransaction(ctx, "", update); !errors.Is(err, openhim.ErrInvalid) {
 		t.Errorf("empty id: %v", err)
 	}
 }

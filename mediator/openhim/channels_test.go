@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -55,16 +56,16 @@ func testDefaultChannelsHeal(t *testing.T, restore bool) {
 	t.Cleanup(core.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	route := mediator.Route{Name: "Heal Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+	route := openhim.Route{Name: "Heal Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
 	reg := prometheus.NewRegistry()
 	logs := &lockedBuffer{}
 	m, err := mediator.New(mediator.Config{
-		Definition: mediator.Definition{URN: "urn:mediator:heal", Version: "1.0.0", Name: "Heal",
-			Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{Name: "Heal Channel", URLPattern: "^/heal$", Allow: []string{"heal"},
-				Methods: []string{"GET"}, Type: "http", Routes: []mediator.Route{route}}}},
+		Definition: openhim.Definition{URN: "urn:mediator:heal", Version: "1.0.0", Name: "Heal",
+			Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Heal Channel", URLPattern: "^/heal$", Allow: []string{"heal"},
+				Methods: []string{"GET"}, Type: "http", Routes: []openhim.Route{route}}}},
 		Listener: ln,
-		OpenHIM: mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+		OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
 			CoreVersion: 4, HTTPClient: core.Client()},
 		InstallChannels:   true,
 		RestoreChannels:   restore,
@@ -99,7 +100,7 @@ func testDefaultChannelsHeal(t *testing.T, restore bool) {
 		}
 		return nil
 	}
-	admin, err := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+	admin, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 		Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
 	require.NoError(t, err)
 	do := func(method, path string, body any) {
@@ -124,14 +125,19 @@ func testDefaultChannelsHeal(t *testing.T, restore bool) {
 	require.Eventually(t, func() bool { c := channel(); return c != nil && c.Status == "enabled" }, 5*time.Second, 10*time.Millisecond,
 		"a channel core keeps as deleted is enabled again")
 	assert.Equal(t, first, channel().ID, "the same channel, put back (names are unique in core)")
-	assert.Contains(t, logs.String(), "default channels were deleted in core; installed them again")
+	// The log line follows the PUT that enables the channel.
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "default channels were deleted in core; installed them again")
+	},
+		5*time.Second, 10*time.Millisecond, "%s", logs.String())
 	assert.Equal(t, 1.0, gauge("openhim_mediator_default_channels_installed"))
 
 	// Edited away from the definition.
 	do(http.MethodPut, "/channels/"+first, map[string]any{"urlPattern": "^/elsewhere$"})
 	if restore {
 		require.Eventually(t, func() bool { return channel().URLPattern == "^/heal$" }, 5*time.Second, 10*time.Millisecond)
-		assert.Contains(t, logs.String(), "put them back as defined (restore_channels)")
+		require.Eventually(t, func() bool { return strings.Contains(logs.String(), "put them back as defined (restore_channels)") },
+			5*time.Second, 10*time.Millisecond, "%s", logs.String())
 		assert.Equal(t, 0.0, gauge("openhim_mediator_default_channels_modified"))
 	} else {
 		require.Eventually(t, func() bool { return gauge("openhim_mediator_default_channels_modified") == 1 }, 5*time.Second, 10*time.Millisecond)

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"bytes"
@@ -40,7 +40,7 @@ func (c *Client) Heartbeat(ctx context.Context, urn string, uptime float64, want
 	}
 	cfg, err := parseHeartbeatBody(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: POST %s: %w", c.redactedURL(path), err)
+		return nil, fmt.Errorf("openhim: POST %s: %w", c.redactedURL(path), err)
 	}
 	return cfg, nil
 }

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"errors"
@@ -13,33 +13,33 @@ var (
 	// ErrBadRequest matches a 400 from core: core rejected the request
 	// (for example a definition that fails its validation). Retrying the
 	// same request cannot succeed.
-	ErrBadRequest = errors.New("mediator: bad request")
+	ErrBadRequest = errors.New("openhim: bad request")
 	// ErrUnauthorized matches a 401: the credentials are wrong or the
 	// auth scheme is not enabled in core.
-	ErrUnauthorized = errors.New("mediator: unauthorized")
+	ErrUnauthorized = errors.New("openhim: unauthorized")
 	// ErrForbidden matches a 403: the user lacks the permission (admin on
 	// core 8.5 and older, mediator-manage-* with RBAC).
-	ErrForbidden = errors.New("mediator: forbidden")
+	ErrForbidden = errors.New("openhim: forbidden")
 	// ErrNotFound matches a 404, for example an unknown mediator URN.
-	ErrNotFound = errors.New("mediator: not found")
+	ErrNotFound = errors.New("openhim: not found")
 	// ErrServer matches any 5xx.
-	ErrServer = errors.New("mediator: core server error")
+	ErrServer = errors.New("openhim: core server error")
 	// ErrInvalid matches a *ValidationError: a local check, done before any
 	// network call, found a value core would reject.
-	ErrInvalid = errors.New("mediator: invalid")
-	// ErrNoCore is returned by client calls when [OpenHIMConfig.URL] is
+	ErrInvalid = errors.New("openhim: invalid")
+	// ErrNoCore is returned by client calls when [Config.URL] is
 	// empty (standalone mode).
-	ErrNoCore = errors.New("mediator: no OpenHIM core configured")
+	ErrNoCore = errors.New("openhim: no OpenHIM core configured")
 	// ErrConfig matches a failure that retrying cannot fix because a
 	// setting must change: credentials core refuses (401/403), a user
 	// without the credentials of the chosen auth scheme, a session
 	// cookie core will not send over http, a core certificate that does
 	// not verify. The error's text says what to change.
-	ErrConfig = errors.New("mediator: configuration error")
+	ErrConfig = errors.New("openhim: configuration error")
 )
 
 // APIError is the error for any non-2xx answer of the OpenHIM core API.
-// Use errors.As(err, new(*mediator.APIError)) to inspect it, or errors.Is
+// Use errors.As(err, new(*openhim.APIError)) to inspect it, or errors.Is
 // with [ErrBadRequest], [ErrUnauthorized], [ErrForbidden], [ErrNotFound]
 // or [ErrServer].
 type APIError struct {
@@ -53,7 +53,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	msg := fmt.Sprintf("mediator: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	msg := fmt.Sprintf("openhim: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
 	if e.Message != "" {
 		msg += ": " + e.Message
 	}
@@ -104,7 +104,7 @@ func (e *configError) Error() string {
 	case e.cause != nil:
 		what = e.cause.Error()
 	}
-	return "mediator: configuration error: " + e.fix + " (" + what + ")"
+	return "openhim: configuration error: " + e.fix + " (" + what + ")"
 }
 
 // Is matches ErrConfig and the sentinel of a refused credential.

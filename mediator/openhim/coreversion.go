@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"slices"
@@ -7,7 +7,7 @@ import (
 )
 
 // DefaultCoreVersion is the OpenHIM core major version that validation
-// targets when [OpenHIMConfig.CoreVersion] is 0.
+// targets when [Config.CoreVersion] is 0.
 const DefaultCoreVersion = 8
 
 // coreRules are the version-dependent parts of core's schema.

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"errors"
@@ -87,7 +87,7 @@ func newLifecycleMetrics(reg prometheus.Registerer, urn string) (*lifecycleMetri
 	m.channelsDone = lcRegisterCollector(reg, m.channelsDone, &err)
 	m.channelsModified = lcRegisterCollector(reg, m.channelsModified, &err)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: register lifecycle metrics: %w", err)
+		return nil, fmt.Errorf("openhim: register lifecycle metrics: %w", err)
 	}
 	return m, nil
 }

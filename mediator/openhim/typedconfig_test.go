@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ type cfgUpstream struct {
 
 type lcTestConfig struct {
 	UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL" description:"Where requests go"`
-	APIKey      Password          `openhim:"apiKey"`
+	APIKey      string            `openhim:"apiKey,password"`
 	Token       string            `openhim:"token,password"`
 	Notes       string            `openhim:"notes,bigstring"`
 	Mode        string            `openhim:"mode" values:"fast,safe"`

@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 func TestClientHeartbeat(t *testing.T) {
@@ -31,9 +31,9 @@ func TestClientHeartbeat(t *testing.T) {
 		{name: "yo scaffold mock reply is an object", status: 200, body: `{"response":"Ok"}`, want: map[string]any{"response": "Ok"}},
 		{name: "not JSON", status: 200, body: "<html>", wantAnyErr: true},
 		{name: "array", status: 200, body: "[]", wantAnyErr: true},
-		{name: "unknown urn", status: 404, wantErr: mediator.ErrNotFound},
-		{name: "no uptime", status: 400, wantErr: mediator.ErrBadRequest},
-		{name: "bad credentials", status: 401, wantErr: mediator.ErrUnauthorized},
+		{name: "unknown urn", status: 404, wantErr: openhim.ErrNotFound},
+		{name: "no uptime", status: 400, wantErr: openhim.ErrBadRequest},
+		{name: "bad credentials", status: 401, wantErr: openhim.ErrUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +55,7 @@ func TestClientHeartbeat(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			c, err := mediator.NewClient(mediator.OpenHIMConfig{URL: srv.URL, Username: "u", Auth: mediator.AuthBasic}, nil)
+			c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: "u", Auth: openhim.AuthBasic}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 		_, _ = io.WriteString(w, `{"upstreamUrl":"http://fhir:8080","apiKey":"k","retries":3,"headers":{"a":"b"}}`)
 	}))
 	defer srv.Close()
-	c, err := mediator.NewClient(mediator.OpenHIMConfig{URL: srv.URL, Username: "u", Password: "p", Auth: mediator.AuthBasic}, nil)
+	c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: "u", Password: "p", Auth: openhim.AuthBasic}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

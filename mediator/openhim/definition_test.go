@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"encoding/json"
@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func lcLoadDefinition(t *testing.T, name string) Definition {
@@ -319,4 +322,28 @@ func TestValidateOneLine(t *testing.T) {
 	if got := lcFields(err); len(got) < 3 {
 		t.Fatalf("fields = %v; want urn, version, name and more", got)
 	}
+}
+
+func TestDefinitionWithCredentials(t *testing.T) {
+	route := Route{Name: "M", Type: "http", Host: "mediator", Port: 8601, Primary: true}
+	kafka := Route{Name: "K", Type: "kafka", KafkaTopic: "t"}
+	own := Route{Name: "Own", Host: "other", Port: 1, Username: "someone", Password: "theirs"}
+	d := Definition{URN: "urn:x", Endpoints: []Route{route},
+		DefaultChannelConfig: []Channel{{Name: "C", Routes: []Route{route, kafka, own}}}}
+
+	got := d.WithCredentials("route-user", "route-pass")
+	assert.Equal(t, "route-user", got.Endpoints[0].Username)
+	assert.Equal(t, "route-pass", got.Endpoints[0].Password)
+	assert.Equal(t, "route-user", got.DefaultChannelConfig[0].Routes[0].Username)
+	assert.Empty(t, got.DefaultChannelConfig[0].Routes[1].Username, "a kafka route sends no HTTP credentials")
+	assert.Equal(t, "someone", got.DefaultChannelConfig[0].Routes[2].Username, "a route's own credentials are kept")
+	assert.Empty(t, d.Endpoints[0].Username, "the original is not modified")
+	assert.Empty(t, d.DefaultChannelConfig[0].Routes[0].Username, "the original is not modified")
+
+	// The import document carries the password core must send.
+	b, err := json.Marshal(MetadataFor(got))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"password":"route-pass"`)
+
+	assert.Equal(t, d, d.WithCredentials("", ""), "no basic credentials: unchanged")
 }

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"encoding/json"
@@ -27,7 +27,6 @@ import (
 // Go types map to core's configDef types:
 //
 //	string                     string (bigstring, password or option with the tag options)
-//	Password                   password
 //	time.Duration              string, parsed with time.ParseDuration ("1m30s")
 //	bool                       bool
 //	int*, uint*, float*        number (integers must be whole and in range)
@@ -35,7 +34,6 @@ import (
 //	struct                     struct, with a template of its fields (which may not be structs)
 //	[]T                        T with array: true
 var (
-	passwordType = reflect.TypeFor[Password]()
 	durationType = reflect.TypeFor[time.Duration]()
 )
 
@@ -53,7 +51,7 @@ func ConfigDefsOf(v any) ([]ConfigDef, error) {
 		t = t.Elem()
 	}
 	if t == nil || t.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("mediator: ConfigDefsOf needs a struct, got %T", v)
+		return nil, fmt.Errorf("openhim: ConfigDefsOf needs a struct, got %T", v)
 	}
 	fields, err := cfgFields(t, false, "")
 	if err != nil {
@@ -95,7 +93,7 @@ func cfgFields(t reflect.Type, inTemplate bool, prefix string) ([]cfgField, erro
 		}
 		_ = hasTag
 		if other, dup := seen[name]; dup {
-			return nil, fmt.Errorf("mediator: config fields %s and %s both use param %q", other, sf.Name, name)
+			return nil, fmt.Errorf("openhim: config fields %s and %s both use param %q", other, sf.Name, name)
 		}
 		seen[name] = sf.Name
 		def, err := cfgDefFor(sf.Type, opts, sf.Tag.Get("values"), inTemplate, prefix+sf.Name)
@@ -114,15 +112,13 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 	var def ConfigDef
 	if t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8 {
 		if t.Elem().Kind() == reflect.Slice {
-			return def, fmt.Errorf("mediator: config field %s: nested slices are not supported", field)
+			return def, fmt.Errorf("openhim: config field %s: nested slices are not supported", field)
 		}
 		def, err := cfgDefFor(t.Elem(), opts, values, inTemplate, field)
 		def.Array = true
 		return def, err
 	}
 	switch {
-	case t == passwordType:
-		def.Type = ConfigPassword
 	case t == durationType:
 		def.Type = ConfigString
 	case t.Kind() == reflect.String:
@@ -136,14 +132,14 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 		case "option":
 			def.Type = ConfigOption
 		default:
-			return def, fmt.Errorf("mediator: config field %s: unknown openhim tag option %q", field, opts)
+			return def, fmt.Errorf("openhim: config field %s: unknown openhim tag option %q", field, opts)
 		}
 		if values != "" {
 			def.Type = ConfigOption
 			def.Values = strings.Split(values, ",")
 		}
 		if def.Type == ConfigOption && len(def.Values) == 0 {
-			return def, fmt.Errorf("mediator: config field %s: option needs a values tag", field)
+			return def, fmt.Errorf("openhim: config field %s: option needs a values tag", field)
 		}
 		return def, nil
 	case t.Kind() == reflect.Bool:
@@ -154,27 +150,27 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 		def.Type = ConfigMap
 	case t.Kind() == reflect.Struct:
 		if inTemplate {
-			return def, fmt.Errorf("mediator: config field %s: a struct may not contain a struct (core forbids nested struct)", field)
+			return def, fmt.Errorf("openhim: config field %s: a struct may not contain a struct (core forbids nested struct)", field)
 		}
 		fields, err := cfgFields(t, true, field+".")
 		if err != nil {
 			return def, err
 		}
 		if len(fields) == 0 {
-			return def, fmt.Errorf("mediator: config field %s: struct has no exported fields", field)
+			return def, fmt.Errorf("openhim: config field %s: struct has no exported fields", field)
 		}
 		def.Type = ConfigStruct
 		for _, f := range fields {
 			def.Template = append(def.Template, f.def)
 		}
 	default:
-		return def, fmt.Errorf("mediator: config field %s: unsupported type %s", field, t)
+		return def, fmt.Errorf("openhim: config field %s: unsupported type %s", field, t)
 	}
 	if opts != "" {
-		return def, fmt.Errorf("mediator: config field %s: tag option %q needs a string field", field, opts)
+		return def, fmt.Errorf("openhim: config field %s: tag option %q needs a string field", field, opts)
 	}
 	if values != "" {
-		return def, fmt.Errorf("mediator: config field %s: values tag needs a string field", field)
+		return def, fmt.Errorf("openhim: config field %s: values tag needs a string field", field)
 	}
 	return def, nil
 }
@@ -187,7 +183,7 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("mediator: DecodeConfig needs a non-nil pointer to a struct, got %T", dst)
+		return fmt.Errorf("openhim: DecodeConfig needs a non-nil pointer to a struct, got %T", dst)
 	}
 	fields, err := cfgFields(rv.Elem().Type(), false, "")
 	if err != nil {
@@ -246,14 +242,11 @@ func cfgAssign(dst reflect.Value, v any, field string) error {
 		}
 		dst.SetInt(int64(d))
 	case t.Kind() == reflect.String:
-		switch s := v.(type) {
-		case string:
-			dst.SetString(s)
-		case Password:
-			dst.SetString(string(s))
-		default:
+		s, ok := v.(string)
+		if !ok {
 			return invalidf(field, "expected a string")
 		}
+		dst.SetString(s)
 	case t.Kind() == reflect.Bool:
 		b, ok := v.(bool)
 		if !ok {
@@ -367,17 +360,17 @@ func cfgFloat(v any) (float64, bool) {
 // configOf encodes the struct (or pointer to struct) v as a config map in
 // the JSON shapes core stores (string, float64, bool, map[string]any,
 // []any), for example to use as [Definition.Config] defaults. Password
-// fields are included with their real value.
+// parameters are included with their real value.
 func configOf(v any) (map[string]any, error) {
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer {
 		if rv.IsNil() {
-			return nil, errors.New("mediator: configOf: nil pointer")
+			return nil, errors.New("openhim: configOf: nil pointer")
 		}
 		rv = rv.Elem()
 	}
 	if rv.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("mediator: configOf needs a struct, got %T", v)
+		return nil, fmt.Errorf("openhim: configOf needs a struct, got %T", v)
 	}
 	fields, err := cfgFields(rv.Type(), false, "")
 	if err != nil {
@@ -455,8 +448,18 @@ func cfgCopyMap(m map[string]any) map[string]any {
 	return cfgDeepCopy(m).(map[string]any)
 }
 
+// ConsoleConfig is a mediator configuration edited in the OpenHIM console,
+// as [*TypedConfig] implements it. Give it to a Mediator as its
+// Config.ConsoleConfig: its parameters, their defaults, and
+// what to do with a config core pushes.
+type ConsoleConfig interface {
+	Defs() []ConfigDef
+	DefaultConfig() map[string]any
+	OnConfig(old, new map[string]any)
+}
+
 // TypedConfig holds a typed, live mediator configuration of struct type T.
-// Give it to a Mediator as [Config.ConsoleConfig] (or plug its OnConfig
+// Give it to a Mediator as its Config.ConsoleConfig (or plug its OnConfig
 // method into [LifecycleConfig.OnConfig]): every config
 // core pushes is validated and decoded over the defaults, then swapped in
 // atomically and passed to the subscribers. It is safe for concurrent use.
@@ -537,7 +540,7 @@ func (tc *TypedConfig[T]) Update(raw map[string]any) error {
 // Update with the new config and logs (and keeps, see Err) a decode error.
 func (tc *TypedConfig[T]) OnConfig(_, next map[string]any) {
 	if err := tc.Update(next); err != nil {
-		tc.log.Error("mediator: config from core rejected; keeping the previous config", "error", err)
+		tc.log.Error("openhim: config from core rejected; keeping the previous config", "error", err)
 	}
 }
 

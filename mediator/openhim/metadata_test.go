@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"encoding/json"
@@ -7,16 +7,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 func TestMetadataFor(t *testing.T) {
-	a := mediator.Definition{URN: "urn:a", Version: "1.0.0", Name: "A",
-		DefaultChannelConfig: []mediator.Channel{{Name: "A1", URLPattern: "^/a$"}, {Name: "A2", URLPattern: "^/a2$"}}}
-	b := mediator.Definition{URN: "urn:b", Version: "2.0.0", Name: "B",
-		DefaultChannelConfig: []mediator.Channel{{Name: "B1", URLPattern: "^/b$"}}}
+	a := openhim.Definition{URN: "urn:a", Version: "1.0.0", Name: "A",
+		DefaultChannelConfig: []openhim.Channel{{Name: "A1", URLPattern: "^/a$"}, {Name: "A2", URLPattern: "^/a2$"}}}
+	b := openhim.Definition{URN: "urn:b", Version: "2.0.0", Name: "B",
+		DefaultChannelConfig: []openhim.Channel{{Name: "B1", URLPattern: "^/b$"}}}
 
-	data, err := json.Marshal(mediator.MetadataFor(a, b))
+	data, err := json.Marshal(openhim.MetadataFor(a, b))
 	require.NoError(t, err)
 	var doc map[string][]map[string]any
 	require.NoError(t, json.Unmarshal(data, &doc))

@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 // fakeLcClient returns a client for the fake core srv.
-func fakeLcClient(t *testing.T, srv *openhimtest.Server, cfg mediator.OpenHIMConfig) *mediator.Client {
+func fakeLcClient(t *testing.T, srv *openhimtest.Server, cfg openhim.Config) *openhim.Client {
 	t.Helper()
 	cfg.URL = srv.URL
 	if cfg.Username == "" {
@@ -30,19 +30,19 @@ func fakeLcClient(t *testing.T, srv *openhimtest.Server, cfg mediator.OpenHIMCon
 	if cfg.RetryWaitMin == 0 {
 		cfg.RetryWaitMin, cfg.RetryWaitMax = 5*time.Millisecond, 20*time.Millisecond
 	}
-	c, err := mediator.NewClient(cfg, nil)
+	c, err := openhim.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func fakeLcDefinition(urn string) mediator.Definition {
-	return mediator.Definition{URN: urn, Version: "1.0.0", Name: "Fake Test Mediator",
-		Endpoints: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}},
-		DefaultChannelConfig: []mediator.Channel{{Name: "Fake Channel " + urn, URLPattern: "^/fake$", Methods: []string{"POST"},
-			Routes: []mediator.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}}}},
-		ConfigDefs: []mediator.ConfigDef{{Param: "url", Type: mediator.ConfigString}, {Param: "apiKey", Type: mediator.ConfigPassword}},
+func fakeLcDefinition(urn string) openhim.Definition {
+	return openhim.Definition{URN: urn, Version: "1.0.0", Name: "Fake Test Mediator",
+		Endpoints: []openhim.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}},
+		DefaultChannelConfig: []openhim.Channel{{Name: "Fake Channel " + urn, URLPattern: "^/fake$", Methods: []string{"POST"},
+			Routes: []openhim.Route{{Name: "endpoint", Host: "127.0.0.1", Port: 9, Primary: true}}}},
+		ConfigDefs: []openhim.ConfigDef{{Param: "url", Type: openhim.ConfigString}, {Param: "apiKey", Type: openhim.ConfigPassword}},
 		Config:     map[string]any{"url": "http://default", "apiKey": "default-key"},
 	}
 }
@@ -51,31 +51,31 @@ func TestFakeCoreAuthPerVersion(t *testing.T) {
 	tests := []struct {
 		name    string
 		version openhimtest.Version
-		auth    mediator.AuthScheme
+		auth    openhim.AuthScheme
 		local   bool // user created on core 7.2+ (no token passport)
 		wantErr error
 	}{
-		{name: "4.x auto falls back to token", version: openhimtest.Version4, auth: mediator.AuthAuto},
-		{name: "4.x token", version: openhimtest.Version4, auth: mediator.AuthToken},
-		{name: "4.x basic is refused", version: openhimtest.Version4, auth: mediator.AuthBasic, wantErr: mediator.ErrUnauthorized},
-		{name: "7.x auto uses basic", version: openhimtest.Version7, auth: mediator.AuthAuto},
-		{name: "7.x token", version: openhimtest.Version7, auth: mediator.AuthToken},
-		{name: "8.x basic", version: openhimtest.Version8, auth: mediator.AuthBasic},
-		{name: "8.x session", version: openhimtest.Version8, auth: mediator.AuthSession},
-		{name: "8.x token", version: openhimtest.Version8, auth: mediator.AuthToken},
-		{name: "8.x console-created user: basic works", version: openhimtest.Version8, auth: mediator.AuthBasic, local: true},
-		{name: "8.x console-created user: auto works", version: openhimtest.Version8, auth: mediator.AuthAuto, local: true},
-		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: mediator.AuthSession, local: true},
+		{name: "4.x auto falls back to token", version: openhimtest.Version4, auth: openhim.AuthAuto},
+		{name: "4.x token", version: openhimtest.Version4, auth: openhim.AuthToken},
+		{name: "4.x basic is refused", version: openhimtest.Version4, auth: openhim.AuthBasic, wantErr: openhim.ErrUnauthorized},
+		{name: "7.x auto uses basic", version: openhimtest.Version7, auth: openhim.AuthAuto},
+		{name: "7.x token", version: openhimtest.Version7, auth: openhim.AuthToken},
+		{name: "8.x basic", version: openhimtest.Version8, auth: openhim.AuthBasic},
+		{name: "8.x session", version: openhimtest.Version8, auth: openhim.AuthSession},
+		{name: "8.x token", version: openhimtest.Version8, auth: openhim.AuthToken},
+		{name: "8.x console-created user: basic works", version: openhimtest.Version8, auth: openhim.AuthBasic, local: true},
+		{name: "8.x console-created user: auto works", version: openhimtest.Version8, auth: openhim.AuthAuto, local: true},
+		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: openhim.AuthSession, local: true},
 		// Core's 404 (no token passport) is a credential error, not ErrNotFound
 		// (which the heartbeat loop reads as "mediator deleted").
-		{name: "8.x console-created user: token cannot", version: openhimtest.Version8, auth: mediator.AuthToken, local: true,
-			wantErr: mediator.ErrUnauthorized},
+		{name: "8.x console-created user: token cannot", version: openhimtest.Version8, auth: openhim.AuthToken, local: true,
+			wantErr: openhim.ErrUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := openhimtest.NewServer(openhimtest.Config{Version: tt.version})
 			defer srv.Close()
-			cfg := mediator.OpenHIMConfig{Auth: tt.auth, CoreVersion: int(tt.version)}
+			cfg := openhim.Config{Auth: tt.auth, CoreVersion: int(tt.version)}
 			if tt.local {
 				srv.AddLocalUser("mediator@example.org", "local-pw", "admin")
 				cfg.Username, cfg.Password = "mediator@example.org", "local-pw"
@@ -110,13 +110,13 @@ func TestFakeCoreTLS(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		cfg     mediator.OpenHIMConfig
+		cfg     openhim.Config
 		wantErr bool
 	}{
-		{name: "default verification rejects an unknown CA", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}}, wantErr: true},
-		{name: "CA bundle", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}, CAFile: caFile}},
-		{name: "the test kit's client", cfg: mediator.OpenHIMConfig{}},
-		{name: "insecure skip verify", cfg: mediator.OpenHIMConfig{HTTPClient: &http.Client{}, InsecureSkipVerify: true}},
+		{name: "default verification rejects an unknown CA", cfg: openhim.Config{HTTPClient: &http.Client{}}, wantErr: true},
+		{name: "CA bundle", cfg: openhim.Config{HTTPClient: &http.Client{}, CAFile: caFile}},
+		{name: "the test kit's client", cfg: openhim.Config{}},
+		{name: "insecure skip verify", cfg: openhim.Config{HTTPClient: &http.Client{}, InsecureSkipVerify: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,7 +133,7 @@ func TestFakeCoreTLS(t *testing.T) {
 func TestFakeCoreRegistration(t *testing.T) {
 	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version7, BasePath: "/api"})
 	defer srv.Close()
-	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 7})
+	c := fakeLcClient(t, srv, openhim.Config{CoreVersion: 7})
 	ctx := context.Background()
 	urn := "urn:mediator:with/slash and space"
 	def := fakeLcDefinition(urn)
@@ -189,7 +189,7 @@ func TestFakeCoreRegistration(t *testing.T) {
 	if err := c.Deregister(ctx, urn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Heartbeat(ctx, urn, 2, false); !errors.Is(err, mediator.ErrNotFound) {
+	if _, err := c.Heartbeat(ctx, urn, 2, false); !errors.Is(err, openhim.ErrNotFound) {
 		t.Errorf("heartbeat after delete = %v, want ErrNotFound", err)
 	}
 }
@@ -199,18 +199,18 @@ func TestFakeCoreRejectsPerVersion(t *testing.T) {
 	// local check is bypassed by targeting 8, so core's 400 comes back.
 	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version7})
 	defer srv.Close()
-	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 8})
+	c := fakeLcClient(t, srv, openhim.Config{CoreVersion: 8})
 	def := fakeLcDefinition("urn:mediator:v8-only")
-	def.Endpoints = []mediator.Route{{Name: "no host"}}
+	def.Endpoints = []openhim.Route{{Name: "no host"}}
 	err := c.Register(context.Background(), &def)
-	var ae *mediator.APIError
+	var ae *openhim.APIError
 	if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.Message, "host") {
 		t.Fatalf("err = %v, want core's 400 naming host", err)
 	}
 	// targeting the right version catches it locally, before any request
-	c7 := fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 7})
+	c7 := fakeLcClient(t, srv, openhim.Config{CoreVersion: 7})
 	err = c7.Register(context.Background(), &def)
-	var ve *mediator.ValidationError
+	var ve *openhim.ValidationError
 	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "endpoints[0].") {
 		t.Fatalf("err = %v, want a local ValidationError on endpoints[0]", err)
 	}
@@ -219,20 +219,20 @@ func TestFakeCoreRejectsPerVersion(t *testing.T) {
 func TestFakeCoreRetriesTransientFailures(t *testing.T) {
 	srv := openhimtest.NewServer(openhimtest.Config{})
 	defer srv.Close()
-	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{Auth: mediator.AuthBasic})
+	c := fakeLcClient(t, srv, openhim.Config{Auth: openhim.AuthBasic})
 	srv.FailNext(2, http.StatusServiceUnavailable)
 	def := fakeLcDefinition("urn:mediator:retry")
 	if err := c.Register(context.Background(), &def); err != nil {
 		t.Fatalf("Register with 2 transient 503s = %v", err)
 	}
 	srv.FailNext(10, http.StatusInternalServerError)
-	if err := c.Register(context.Background(), &def); !errors.Is(err, mediator.ErrServer) {
+	if err := c.Register(context.Background(), &def); !errors.Is(err, openhim.ErrServer) {
 		t.Fatalf("Register with persistent 500 = %v, want ErrServer", err)
 	}
 }
 
 // fakeLcRun starts l and stops it at cleanup.
-func fakeLcRun(t *testing.T, l *mediator.Lifecycle) {
+func fakeLcRun(t *testing.T, l *openhim.Lifecycle) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -250,7 +250,7 @@ func TestFakeCoreLifecycleDownAtStartAndRestart(t *testing.T) {
 	defer srv.Close()
 	srv.Stop() // core is down when the mediator starts
 	urn := "urn:mediator:down-at-start"
-	l, err := mediator.NewLifecycle(mediator.LifecycleConfig{Client: fakeLcClient(t, srv, mediator.OpenHIMConfig{CoreVersion: 4}),
+	l, err := openhim.NewLifecycle(openhim.LifecycleConfig{Client: fakeLcClient(t, srv, openhim.Config{CoreVersion: 4}),
 		Definition: fakeLcDefinition(urn), HeartbeatInterval: 100 * time.Millisecond,
 		RegisterRetryMin: 20 * time.Millisecond, RegisterRetryMax: 100 * time.Millisecond})
 	if err != nil {
@@ -291,9 +291,9 @@ func TestFakeCoreReplicasPushOnce(t *testing.T) {
 			srv := openhimtest.NewServer(openhimtest.Config{})
 			defer srv.Close()
 			urn := "urn:mediator:replicas"
-			var ls []*mediator.Lifecycle
+			var ls []*openhim.Lifecycle
 			for range 2 {
-				l, err := mediator.NewLifecycle(mediator.LifecycleConfig{Client: fakeLcClient(t, srv, mediator.OpenHIMConfig{}),
+				l, err := openhim.NewLifecycle(openhim.LifecycleConfig{Client: fakeLcClient(t, srv, openhim.Config{}),
 					Definition: fakeLcDefinition(urn), HeartbeatInterval: 50 * time.Millisecond, ConfigOnChangeOnly: onChangeOnly})
 				if err != nil {
 					t.Fatal(err)
@@ -341,10 +341,10 @@ func TestFakeCoreReplicasPushOnce(t *testing.T) {
 func TestFakeCoreUpdateTransaction(t *testing.T) {
 	srv := openhimtest.NewServer(openhimtest.Config{})
 	defer srv.Close()
-	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{MaxRetries: -1})
+	c := fakeLcClient(t, srv, openhim.Config{MaxRetries: -1})
 	err := c.UpdateTransaction(context.Background(), "5f0000000000000000000000", map[string]any{"status": "Successful"})
 	// core answers an unknown transaction id with a 500 (it dereferences null)
-	if !errors.Is(err, mediator.ErrServer) {
+	if !errors.Is(err, openhim.ErrServer) {
 		t.Fatalf("unknown transaction = %v, want ErrServer", err)
 	}
 	if err := c.UpdateTransaction(context.Background(), "x", nil); err == nil {
@@ -361,7 +361,7 @@ func TestFakeCoreTokenClockSkew(t *testing.T) {
 			srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4,
 				Now: func() time.Time { return time.Now().Add(skew) }})
 			defer srv.Close()
-			c := fakeLcClient(t, srv, mediator.OpenHIMConfig{Auth: mediator.AuthToken, CoreVersion: 4})
+			c := fakeLcClient(t, srv, openhim.Config{Auth: openhim.AuthToken, CoreVersion: 4})
 			if _, err := c.ListChannels(context.Background()); err != nil {
 				t.Fatalf("token auth with core's clock %v off: %v", skew, err)
 			}
@@ -374,9 +374,9 @@ func TestFakeCoreTokenClockSkew(t *testing.T) {
 // route fields before 8), so a field missing from the stored document is
 // no drift; a stored field with another value is.
 func TestCompareStoredOnlyWhatCoreStores(t *testing.T) {
-	def := mediator.Definition{URN: "urn:x", Version: "1.0.0", Name: "X",
-		Endpoints: []mediator.Route{{Name: "r", Host: "h", Port: 1, Primary: true, WaitPrimaryResponse: true}},
-		DefaultChannelConfig: []mediator.Channel{{Name: "c", URLPattern: "^/c$", Methods: []string{"POST"},
+	def := openhim.Definition{URN: "urn:x", Version: "1.0.0", Name: "X",
+		Endpoints: []openhim.Route{{Name: "r", Host: "h", Port: 1, Primary: true, WaitPrimaryResponse: true}},
+		DefaultChannelConfig: []openhim.Channel{{Name: "c", URLPattern: "^/c$", Methods: []string{"POST"},
 			IsAsynchronousProcess: true}}}
 	tests := []struct {
 		name   string
@@ -395,7 +395,7 @@ func TestCompareStoredOnlyWhatCoreStores(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := mediator.CompareStoredForTest(&def, tt.stored)
+			d, err := openhim.CompareStoredForTest(&def, tt.stored)
 			if err != nil {
 				t.Fatal(err)
 			}

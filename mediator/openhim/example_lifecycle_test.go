@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"context"
@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
 // ExampleLifecycle registers a mediator with a (fake) core in the
@@ -18,7 +19,7 @@ func ExampleLifecycle() {
 	core := openhimtest.NewServer(openhimtest.Config{}) // a real deployment uses https://openhim-core:8080
 	defer core.Close()
 
-	client, err := mediator.NewClient(mediator.OpenHIMConfig{
+	client, err := openhim.NewClient(openhim.Config{
 		URL:        core.URL,
 		Username:   openhimtest.RootUser,
 		Password:   openhimtest.RootPassword,
@@ -28,12 +29,12 @@ func ExampleLifecycle() {
 		panic(err)
 	}
 	changes := make(chan map[string]any, 4)
-	lc, err := mediator.NewLifecycle(mediator.LifecycleConfig{
+	lc, err := openhim.NewLifecycle(openhim.LifecycleConfig{
 		Client: client,
-		Definition: mediator.Definition{
+		Definition: openhim.Definition{
 			URN: "urn:mediator:example", Version: "1.0.0", Name: "Example Mediator",
-			Endpoints:  []mediator.Route{{Name: "Example", Host: "mediator", Port: 8000, Primary: true}},
-			ConfigDefs: []mediator.ConfigDef{{Param: "greeting", Type: mediator.ConfigString}},
+			Endpoints:  []openhim.Route{{Name: "Example", Host: "mediator", Port: 8000, Primary: true}},
+			ConfigDefs: []openhim.ConfigDef{{Param: "greeting", Type: openhim.ConfigString}},
 			Config:     map[string]any{"greeting": "hello"},
 		},
 		HeartbeatInterval: 50 * time.Millisecond,
@@ -64,12 +65,12 @@ func ExampleLifecycle() {
 // copy of the live config.
 func ExampleTypedConfig() {
 	type Settings struct {
-		UpstreamURL string            `openhim:"upstreamUrl" display:"Upstream URL"`
-		APIKey      mediator.Password `openhim:"apiKey"`
-		Mode        string            `openhim:"mode" values:"fast,safe"`
-		Timeout     time.Duration     `openhim:"timeout"`
+		UpstreamURL string          `openhim:"upstreamUrl" display:"Upstream URL"`
+		APIKey      settings.Secret `openhim:"apiKey,password"`
+		Mode        string          `openhim:"mode" values:"fast,safe"`
+		Timeout     time.Duration   `openhim:"timeout"`
 	}
-	settings, err := mediator.NewTypedConfig(Settings{UpstreamURL: "http://fhir:8080", Mode: "safe", Timeout: 5 * time.Second}, nil)
+	settings, err := openhim.NewTypedConfig(Settings{UpstreamURL: "http://fhir:8080", Mode: "safe", Timeout: 5 * time.Second}, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -87,7 +88,7 @@ func ExampleTypedConfig() {
 	// Output:
 	// [{"param":"upstreamUrl","displayName":"Upstream URL","type":"string"},{"param":"apiKey","type":"password"},{"param":"mode","type":"option","values":["fast","safe"]},{"param":"timeout","type":"string"}]
 	// mode safe -> fast, key REDACTED, timeout 1m0s
-	// still: fast error: mediator: invalid config.mode: expected one of ["fast" "safe"]
+	// still: fast error: openhim: invalid config.mode: expected one of ["fast" "safe"]
 }
 
 // ExampleAPIError shows how core's answers surface as errors: a 400 keeps
@@ -96,16 +97,16 @@ func ExampleAPIError() {
 	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version7})
 	defer core.Close()
 	// Targeting core 8 skips the local host/port check that core 7 applies.
-	client, _ := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+	client, _ := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 		Password: openhimtest.RootPassword, CoreVersion: 8}, nil)
-	err := client.Register(context.Background(), &mediator.Definition{URN: "urn:mediator:x", Version: "1.0.0", Name: "X",
-		Endpoints: []mediator.Route{{Name: "no host"}}})
-	var apiErr *mediator.APIError
+	err := client.Register(context.Background(), &openhim.Definition{URN: "urn:mediator:x", Version: "1.0.0", Name: "X",
+		Endpoints: []openhim.Route{{Name: "no host"}}})
+	var apiErr *openhim.APIError
 	if errors.As(err, &apiErr) {
-		fmt.Println(apiErr.StatusCode, errors.Is(err, mediator.ErrBadRequest))
+		fmt.Println(apiErr.StatusCode, errors.Is(err, openhim.ErrBadRequest))
 	}
 	_, err = client.GetMediator(context.Background(), "urn:mediator:unknown")
-	fmt.Println(errors.Is(err, mediator.ErrNotFound))
+	fmt.Println(errors.Is(err, openhim.ErrNotFound))
 	// Output:
 	// 400 true
 	// true
@@ -114,11 +115,11 @@ func ExampleAPIError() {
 // ExampleDefinition_Validate checks a definition locally with the rules of
 // the target core version before any network call.
 func ExampleDefinition_Validate() {
-	d := mediator.Definition{URN: "urn:mediator:x", Version: "1.0", Name: "X",
-		Endpoints: []mediator.Route{{Name: "hl7", Type: "mllp", Host: "h", Port: 2575}}}
+	d := openhim.Definition{URN: "urn:mediator:x", Version: "1.0", Name: "X",
+		Endpoints: []openhim.Route{{Name: "hl7", Type: "mllp", Host: "h", Port: 2575}}}
 	fmt.Println(d.Validate(8))
 	// Output:
-	// mediator: invalid version: version is required; must be in SemVer form x.y.z (got "1.0"); mediator: invalid endpoints[0].type: route type "mllp" is not supported by core 8 (want http or kafka)
+	// openhim: invalid version: version is required; must be in SemVer form x.y.z (got "1.0"); openhim: invalid endpoints[0].type: route type "mllp" is not supported by core 8 (want http or kafka)
 }
 
 // ExampleClient shows the API client on its own: register, heartbeat with
@@ -127,15 +128,15 @@ func ExampleClient() {
 	started := time.Now()                                                            // a heartbeat carries the process uptime
 	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4}) // token auth only, like core 4.x
 	defer core.Close()
-	client, err := mediator.NewClient(mediator.OpenHIMConfig{URL: core.URL, Username: openhimtest.RootUser,
+	client, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 		Password: openhimtest.RootPassword, CoreVersion: 4}, nil) // Auth "" (auto) falls back to token
 	if err != nil {
 		panic(err)
 	}
 	ctx := context.Background()
-	def := &mediator.Definition{URN: "urn:mediator:client-example", Version: "1.0.0", Name: "Client Example",
-		Endpoints:  []mediator.Route{{Name: "Client Example", Host: "mediator", Port: 8000}},
-		ConfigDefs: []mediator.ConfigDef{{Param: "token", Type: mediator.ConfigPassword}},
+	def := &openhim.Definition{URN: "urn:mediator:client-example", Version: "1.0.0", Name: "Client Example",
+		Endpoints:  []openhim.Route{{Name: "Client Example", Host: "mediator", Port: 8000}},
+		ConfigDefs: []openhim.ConfigDef{{Param: "token", Type: openhim.ConfigPassword}},
 		Config:     map[string]any{"token": "s3cret"}}
 	if err := client.Register(ctx, def); err != nil {
 		panic(err)

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func (c *Client) UpdateTransaction(ctx context.Context, id string, update any) e
 		return &ValidationError{Field: "id", Reason: "transaction id is required"}
 	}
 	if update == nil {
-		return errors.New("mediator: UpdateTransaction: update is nil")
+		return errors.New("openhim: UpdateTransaction: update is nil")
 	}
 	return c.Do(ctx, http.MethodPut, "/transactions/"+url.PathEscape(id), update, nil)
 }

@@ -1,4 +1,4 @@
-package mediator_test
+package openhim_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestUpdateTransactionAsync(t *testing.T) {
 	srv := openhimtest.NewServer(openhimtest.Config{})
 	defer srv.Close()
-	c := fakeLcClient(t, srv, mediator.OpenHIMConfig{})
+	c := fakeLcClient(t, srv, openhim.Config{})
 	ctx := context.Background()
 	txIDs := make(chan string, 1)
 	med := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

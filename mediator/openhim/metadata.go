@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 // Metadata is the document OpenHIM core imports through the console's
 // Export/Import page or POST /metadata: here, mediators with the channels

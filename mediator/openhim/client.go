@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"unicode/utf8"
 )
 
-// Defaults of [OpenHIMConfig].
+// Defaults of [Config].
 const (
 	DefaultTimeout      = 10 * time.Second
 	DefaultMaxRetries   = 3
@@ -32,11 +32,11 @@ const (
 // maxResponseBytes bounds how much of a core API response is read.
 const maxResponseBytes = 16 << 20
 
-// OpenHIMConfig configures the connection to the OpenHIM core API. The zero
+// Config configures the connection to the OpenHIM core API. The zero
 // value of every field except URL, Username and Password is a usable
-// default. Password never appears in logs: OpenHIMConfig redacts it in
+// default. Password never appears in logs: Config redacts it in
 // LogValue, String and GoString.
-type OpenHIMConfig struct {
+type Config struct {
 	// URL is the core API base URL, e.g. https://openhim-core:8080. A path
 	// prefix is kept (core behind a reverse proxy). "" means standalone:
 	// no core, every API call returns ErrNoCore. Plain http:// is allowed
@@ -78,7 +78,7 @@ type OpenHIMConfig struct {
 }
 
 // LogValue logs the config with the password redacted.
-func (c OpenHIMConfig) LogValue() slog.Value {
+func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("url", redactURL(c.URL)),
 		slog.String("username", c.Username),
@@ -90,13 +90,13 @@ func (c OpenHIMConfig) LogValue() slog.Value {
 }
 
 // String formats the config with the password redacted.
-func (c OpenHIMConfig) String() string {
+func (c Config) String() string {
 	return fmt.Sprintf("{URL:%s Username:%s Password:%s Auth:%s InsecureSkipVerify:%t CAFile:%s CertFile:%s KeyFile:%s Timeout:%s CoreVersion:%d}",
 		redactURL(c.URL), c.Username, redactSecret(c.Password), c.Auth, c.InsecureSkipVerify, c.CAFile, c.CertFile, c.KeyFile, c.Timeout, c.CoreVersion)
 }
 
 // GoString is String, so %#v does not print the password either.
-func (c OpenHIMConfig) GoString() string { return "mediator.OpenHIMConfig" + c.String() }
+func (c Config) GoString() string { return "openhim.Config" + c.String() }
 
 func redactSecret(s string) string {
 	if s == "" {
@@ -130,7 +130,7 @@ type Client struct {
 // NewClient validates cfg and returns a client. It does no network I/O
 // (it reads CAFile, CertFile and KeyFile). If logger is nil, nothing is
 // logged.
-func NewClient(cfg OpenHIMConfig, logger *slog.Logger) (*Client, error) {
+func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -143,13 +143,13 @@ func NewClient(cfg OpenHIMConfig, logger *slog.Logger) (*Client, error) {
 		waitMax:     cfg.RetryWaitMax,
 	}
 	if c.timeout < 0 {
-		return nil, errors.New("mediator: OpenHIMConfig.Timeout must not be negative")
+		return nil, errors.New("openhim: Config.Timeout must not be negative")
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
 	if c.coreVersion < 0 {
-		return nil, errors.New("mediator: OpenHIMConfig.CoreVersion must not be negative")
+		return nil, errors.New("openhim: Config.CoreVersion must not be negative")
 	}
 	if c.coreVersion == 0 {
 		c.coreVersion = DefaultCoreVersion
@@ -176,23 +176,23 @@ func NewClient(cfg OpenHIMConfig, logger *slog.Logger) (*Client, error) {
 	switch scheme {
 	case AuthAuto, AuthBasic, AuthToken, AuthSession:
 	default:
-		return nil, fmt.Errorf("mediator: unknown OpenHIMConfig.Auth %q (want basic, token, session or auto)", cfg.Auth)
+		return nil, fmt.Errorf("openhim: unknown Config.Auth %q (want basic, token, session or auto)", cfg.Auth)
 	}
 	if cfg.URL == "" {
 		return c, nil // standalone
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: invalid OpenHIMConfig.URL: %w", stripURLErr(err))
+		return nil, fmt.Errorf("openhim: invalid Config.URL: %w", stripURLErr(err))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("mediator: OpenHIMConfig.URL must be http:// or https://, got %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL must be http:// or https://, got %q", u.Redacted())
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("mediator: OpenHIMConfig.URL has no host: %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL has no host: %q", u.Redacted())
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("mediator: OpenHIMConfig.URL must not have a query or fragment: %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL must not have a query or fragment: %q", u.Redacted())
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
@@ -207,10 +207,10 @@ func NewClient(cfg OpenHIMConfig, logger *slog.Logger) (*Client, error) {
 		u.User = nil
 	}
 	if username == "" {
-		return nil, errors.New("mediator: OpenHIMConfig.Username is required with a core URL")
+		return nil, errors.New("openhim: Config.Username is required with a core URL")
 	}
 	c.base = u
-	c.auth = &authState{scheme: scheme, username: username, password: Password(password)}
+	c.auth = &authState{scheme: scheme, username: username, password: password}
 	if scheme == AuthAuto || scheme == AuthBasic {
 		c.auth.active = AuthBasic
 	} else {
@@ -232,7 +232,7 @@ func stripURLErr(err error) error {
 	return err
 }
 
-func buildHTTPClient(cfg OpenHIMConfig) (*http.Client, error) {
+func buildHTTPClient(cfg Config) (*http.Client, error) {
 	var base http.RoundTripper
 	var checkRedirect func(*http.Request, []*http.Request) error
 	if cfg.HTTPClient != nil {
@@ -250,7 +250,7 @@ func buildHTTPClient(cfg OpenHIMConfig) (*http.Client, error) {
 	if cfg.InsecureSkipVerify || cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
 		t, ok := base.(*http.Transport)
 		if !ok {
-			return nil, fmt.Errorf("mediator: TLS options need OpenHIMConfig.HTTPClient.Transport to be an *http.Transport, got %T", base)
+			return nil, fmt.Errorf("openhim: TLS options need Config.HTTPClient.Transport to be an *http.Transport, got %T", base)
 		}
 		t = t.Clone()
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -263,21 +263,21 @@ func buildHTTPClient(cfg OpenHIMConfig) (*http.Client, error) {
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("mediator: read OpenHIMConfig.CAFile: %w", err)
+				return nil, fmt.Errorf("openhim: read Config.CAFile: %w", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("mediator: OpenHIMConfig.CAFile %s holds no PEM certificate", cfg.CAFile)
+				return nil, fmt.Errorf("openhim: Config.CAFile %s holds no PEM certificate", cfg.CAFile)
 			}
 			tc.RootCAs = pool
 		}
 		if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-			return nil, errors.New("mediator: OpenHIMConfig.CertFile and KeyFile must be set together")
+			return nil, errors.New("openhim: Config.CertFile and KeyFile must be set together")
 		}
 		if cfg.CertFile != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 			if err != nil {
-				return nil, fmt.Errorf("mediator: load client certificate: %w", err)
+				return nil, fmt.Errorf("openhim: load client certificate: %w", err)
 			}
 			tc.Certificates = []tls.Certificate{cert}
 		}
@@ -286,7 +286,7 @@ func buildHTTPClient(cfg OpenHIMConfig) (*http.Client, error) {
 	}
 	jar, err := cookiejar.New(nil)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: cookie jar: %w", err)
+		return nil, fmt.Errorf("openhim: cookie jar: %w", err)
 	}
 	if checkRedirect == nil {
 		// Never follow redirects: the auth-* headers would follow them.
@@ -334,7 +334,7 @@ func decodeInto(resp *apiResponse, out any, method, u string) error {
 		return nil
 	}
 	if err := json.Unmarshal(resp.body, out); err != nil {
-		return fmt.Errorf("mediator: %s %s: decode response: %w", method, u, err)
+		return fmt.Errorf("openhim: %s %s: decode response: %w", method, u, err)
 	}
 	return nil
 }
@@ -366,7 +366,7 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 	default:
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return nil, fmt.Errorf("mediator: %s %s: encode request: %w", method, path, err)
+			return nil, fmt.Errorf("openhim: %s %s: encode request: %w", method, path, err)
 		}
 	}
 	for try := 0; ; try++ {
@@ -375,7 +375,7 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), ctx.Err())
+				return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), ctx.Err())
 			}
 			var ae *APIError
 			switch {
@@ -404,7 +404,7 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 		c.log.DebugContext(ctx, "openhim api call failed; retrying", "method", method, "path", path,
 			"attempt", try+1, "retry_in", wait, "error", err)
 		if err := sleepOrDone(ctx, wait); err != nil {
-			return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), err)
+			return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), err)
 		}
 	}
 }
@@ -441,7 +441,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	}
 	req, err := http.NewRequestWithContext(actx, method, c.base.String()+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), stripURLErr(err))
+		return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), stripURLErr(err))
 	}
 	req.Header.Set("Accept", "application/json")
 	if hasBody {
@@ -453,15 +453,15 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	start := time.Now()
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return nil, tlsFailure(fmt.Errorf("mediator: %s %s: %w", method, c.redactedURL(path), stripURLErr(err)))
+		return nil, tlsFailure(fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), stripURLErr(err)))
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("mediator: %s %s: read response: %w", method, c.redactedURL(path), err)
+		return nil, fmt.Errorf("openhim: %s %s: read response: %w", method, c.redactedURL(path), err)
 	}
 	if len(data) > maxResponseBytes {
-		return nil, fmt.Errorf("mediator: %s %s: response larger than %d bytes", method, c.redactedURL(path), maxResponseBytes)
+		return nil, fmt.Errorf("openhim: %s %s: response larger than %d bytes", method, c.redactedURL(path), maxResponseBytes)
 	}
 	c.log.DebugContext(ctx, "openhim api call", "method", method, "path", path, "status", res.StatusCode,
 		"duration", time.Since(start).Round(time.Microsecond).String())

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import "testing"
 

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,7 +20,7 @@ import (
 // AuthScheme selects how the client authenticates to the core API.
 type AuthScheme string
 
-// Authentication schemes. See [OpenHIMConfig.Auth].
+// Authentication schemes. See [Config.Auth].
 const (
 	// AuthAuto tries Basic first; on a 401 it falls back to Token if
 	// GET /authenticate/:user answers 200 (core 4.x–7.0 have no Basic, or
@@ -46,27 +45,12 @@ const (
 // redactedText replaces secrets in logs and formatted output.
 const redactedText = "REDACTED"
 
-// Password is a secret string. It formats and logs as "REDACTED" (String,
-// GoString, LogValue) but marshals to JSON as its real value, which is
-// what core needs. Use it for password config parameters (see
-// [ConfigDefsOf]) and convert with string(p) where the value is needed.
-type Password string
-
-// String returns "REDACTED" (or "" for an empty password).
-func (p Password) String() string { return redactSecret(string(p)) }
-
-// GoString returns the redacted value quoted.
-func (p Password) GoString() string { return `"` + p.String() + `"` }
-
-// LogValue redacts the password in slog output.
-func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
-
 // authState holds the credentials and the per-scheme state. mu guards
 // everything below it.
 type authState struct {
 	scheme   AuthScheme
 	username string
-	password Password
+	password string
 
 	mu       sync.Mutex
 	active   AuthScheme    // scheme in use (Auto starts with Basic)
@@ -164,7 +148,7 @@ func (a *authState) apply(req *http.Request) {
 	defer a.mu.Unlock()
 	switch a.active {
 	case AuthBasic:
-		req.SetBasicAuth(a.username, string(a.password))
+		req.SetBasicAuth(a.username, a.password)
 	case AuthToken:
 		ts := time.Now().Add(a.skew).UTC().Format(authTSLayout)
 		salt := randomSalt()
@@ -182,8 +166,8 @@ func (a *authState) apply(req *http.Request) {
 const authTSLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // passwordHash is core's token passport hash: hex(sha512(salt + password)).
-func passwordHash(salt string, password Password) string {
-	sum := sha512.Sum512([]byte(salt + string(password)))
+func passwordHash(salt, password string) string {
+	sum := sha512.Sum512([]byte(salt + password))
 	return hex.EncodeToString(sum[:])
 }
 
@@ -228,7 +212,7 @@ func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 		TS   string `json:"ts"`
 	}
 	if err := json.Unmarshal(resp.body, &body); err != nil || body.Salt == "" {
-		return fmt.Errorf("mediator: GET %s: no salt in response", c.redactedURL(path))
+		return fmt.Errorf("openhim: GET %s: no salt in response", c.redactedURL(path))
 	}
 	a.passHash = passwordHash(body.Salt, a.password)
 	a.skew = 0
@@ -246,9 +230,9 @@ func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 // loginLocked does POST /authenticate/local; the cookie jar keeps the session.
 func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 	const path = "/authenticate/local"
-	body, err := json.Marshal(map[string]string{"username": a.username, "password": string(a.password)})
+	body, err := json.Marshal(map[string]string{"username": a.username, "password": a.password})
 	if err != nil {
-		return fmt.Errorf("mediator: encode login: %w", err)
+		return fmt.Errorf("openhim: encode login: %w", err)
 	}
 	resp, err := c.attempt(ctx, http.MethodPost, path, body, true, false)
 	if err != nil {

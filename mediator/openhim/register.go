@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -48,10 +48,10 @@ func (c *Client) GetMediator(ctx context.Context, urn string) (*RegisteredMediat
 	}
 	m := &RegisteredMediator{}
 	if err := json.Unmarshal(raw, m); err != nil {
-		return nil, fmt.Errorf("mediator: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
+		return nil, fmt.Errorf("openhim: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
 	}
 	if err := json.Unmarshal(raw, &m.raw); err != nil {
-		return nil, fmt.Errorf("mediator: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
+		return nil, fmt.Errorf("openhim: GET %s: decode mediator: %w", c.redactedURL(mediatorPath(urn)), err)
 	}
 	return m, nil
 }

@@ -1,4 +1,4 @@
-package mediator
+package openhim
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,7 +66,7 @@ func TestTLSVerificationIsConfigError(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			handshakes.Store(0)
-			c, err := NewClient(OpenHIMConfig{URL: srv.URL, Username: "u", Password: "p", Auth: AuthBasic, CAFile: tt.caFile,
+			c, err := NewClient(Config{URL: srv.URL, Username: "u", Password: "p", Auth: AuthBasic, CAFile: tt.caFile,
 				MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
 			require.NoError(t, err)
 			err = c.Do(context.Background(), http.MethodGet, "/channels", nil, nil)
@@ -79,32 +79,27 @@ func TestTLSVerificationIsConfigError(t *testing.T) {
 	}
 }
 
-// TestReadyzSaysWhy: while a configuration error keeps the mediator from
-// registering, /readyz answers 503 with what to change, and the log says
-// it once.
-func TestReadyzSaysWhy(t *testing.T) {
+// TestLifecycleProblemSaysWhy: while a configuration error keeps the
+// mediator from registering, Problem (what /readyz answers) says what to
+// change, and the log says it once.
+func TestLifecycleProblemSaysWhy(t *testing.T) {
 	core := httptest.NewServer(&lcAuthCore{accept: map[string]bool{"session": true}, secureCookie: true})
 	defer core.Close()
-	logs := &syncBuffer{}
-	m, base := startMediator(t, Config{
-		Handler: okHandler(),
-		OpenHIM: OpenHIMConfig{URL: core.URL, Username: "root@openhim.org", Password: "openhim-password", Auth: AuthSession},
-		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	var body struct{ Status, Reason string }
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body.Reason = ""
-		_ = json.Unmarshal(b, &body)
-		return resp.StatusCode == http.StatusServiceUnavailable && strings.HasPrefix(body.Reason, "configuration error")
-	}, 5*time.Second, 10*time.Millisecond)
-	assert.False(t, m.Ready())
-	assert.Contains(t, body.Reason, "use an https openhim.url (MEDIATOR_OPENHIM_URL), or set openhim.auth (MEDIATOR_OPENHIM_AUTH) to basic")
+	logs := &lcSyncBuffer{}
+	c, err := NewClient(Config{URL: core.URL, Username: "root@openhim.org", Password: "openhim-password", Auth: AuthSession}, nil)
+	require.NoError(t, err)
+	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:problem"),
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	require.NoError(t, err)
+	assert.Equal(t, "not registered with OpenHIM core yet", l.Problem())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	require.Eventually(t, func() bool { return strings.HasPrefix(l.Problem(), "configuration error") }, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.False(t, l.Registered())
+	assert.Contains(t, l.Problem(), "use an https openhim.url (MEDIATOR_OPENHIM_URL), or set openhim.auth (MEDIATOR_OPENHIM_AUTH) to basic")
 	assert.Equal(t, 1, strings.Count(logs.String(), `"level":"ERROR"`), "%s", logs.String())
 	assert.NotContains(t, logs.String(), "openhim-password")
 }
@@ -138,8 +133,8 @@ func TestOutageLoggedOnce(t *testing.T) {
 	fc := &flakyCore{failures: 5}
 	core := httptest.NewServer(fc)
 	defer core.Close()
-	logs := &syncBuffer{}
-	c, err := NewClient(OpenHIMConfig{URL: core.URL, Username: "u", Password: "p", Auth: AuthBasic, MaxRetries: -1}, nil)
+	logs := &lcSyncBuffer{}
+	c, err := NewClient(Config{URL: core.URL, Username: "u", Password: "p", Auth: AuthBasic, MaxRetries: -1}, nil)
 	require.NoError(t, err)
 	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:flaky"),
 		HeartbeatInterval: time.Hour, RegisterRetryMin: time.Millisecond, RegisterRetryMax: 5 * time.Millisecond,
@@ -186,4 +181,27 @@ func TestConfigErrorIsNotNotFound(t *testing.T) {
 	var api *APIError
 	require.ErrorAs(t, err, &api)
 	assert.Equal(t, 404, api.StatusCode)
+}
+
+func testDefinition(urn string) Definition {
+	return Definition{URN: urn, Version: "1.0.0", Name: "Test Mediator",
+		Endpoints: []Route{{Name: "Test Route", Host: "127.0.0.1", Port: 8080, Primary: true, Type: "http"}}}
+}
+
+// lcSyncBuffer is a strings.Builder safe for concurrent writes and reads.
+type lcSyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *lcSyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *lcSyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
