@@ -109,7 +109,7 @@ func copyTx(t *Transaction) Transaction {
 
 // Register applies POST /mediators with core's rules to a registration
 // document (any value that marshals to one, e.g. a Mediator or a
-// mediator.Definition). It returns nil for core's 201.
+// openhim.Definition). It returns nil for core's 201.
 func (s *Server) Register(doc any) error {
 	var m map[string]any
 	if err := remarshal(doc, &m); err != nil {
