@@ -1,7 +1,6 @@
 package cht
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 )
@@ -56,17 +55,13 @@ func BenchmarkDecodeReportEncodingJSONAny(b *testing.B) {
 // Handle: check it and decode the hydrated person it carries ({"doc": ...}),
 // then the contact view Handle asks for.
 func BenchmarkOutboundParse(b *testing.B) {
-	h, err := NewOutboundHandler(OutboundHandlerConfig{Handle: func(context.Context, *OutboundPayload) error { return nil }})
-	if err != nil {
-		b.Fatal(err)
-	}
 	body := append(append([]byte(`{"doc":`), readFixture(b, "person_hydrated.json")...), '}')
 	benchBytes(b, body, func(raw []byte) error {
-		p, err := h.parse(raw)
+		p, err := parsePush(raw, "doc")
 		if err != nil {
 			return err
 		}
-		_, err = p.Contact()
+		_, err = p.View.(docView).Contact()
 		return err
 	})
 }

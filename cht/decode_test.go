@@ -1,15 +1,13 @@
 package cht
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/decodehook"
 )
 
 // decodePaths returns the paths of the *DecodeError values in err.
@@ -186,15 +184,15 @@ func countDecodes(t *testing.T) *int {
 	return n
 }
 
-// TestOutboundDecodesOnce: the push handler decodes the pushed document
-// once, in the pass that checks the body; DocType, Report and Contact
-// share that decode.
+// TestOutboundDecodesOnce: the outbound push parser decodes the pushed
+// document once, in the pass that checks the body; DocType, Report and
+// Contact share that decode (a fetched document is decoded once too).
 func TestOutboundDecodesOnce(t *testing.T) {
 	report := string(readFixture(t, "report_xform.json"))
 	person := string(readFixture(t, "person_hydrated.json"))
 	tests := []struct {
 		name, body string
-		fetch      string // document returned by Fetch
+		fetch      string // document fetched for a reference
 	}{
 		{"doc member", `{"doc":` + report + `}`, ""},
 		{"body is the doc", person, ""},
@@ -203,35 +201,33 @@ func TestOutboundDecodesOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := countDecodes(t)
-			var seen *Report
-			h, err := NewOutboundHandler(OutboundHandlerConfig{
-				Fetch: func(context.Context, string) (json.RawMessage, error) { return json.RawMessage(tt.fetch), nil },
-				Handle: func(_ context.Context, p *OutboundPayload) error {
-					_ = p.DocType()
-					r1, err := p.Report()
-					if err != nil {
-						return err
-					}
-					r2, _ := p.Report()
-					if r1 != r2 {
-						t.Error("Report decoded twice")
-					}
-					if _, err := p.Contact(); err != nil {
-						return err
-					}
-					seen = r1
-					return nil
-				},
-			})
+			p, err := parsePush([]byte(tt.body), "doc")
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != 200 || seen == nil || seen.ID == "" {
-				t.Fatalf("status %d %s, report %+v", rec.Code, rec.Body, seen)
+			view := p.View
+			if tt.fetch != "" {
+				if view != nil {
+					t.Fatal("a reference decoded as a document")
+				}
+				if view, err = decodehook.DecodeDoc([]byte(tt.fetch)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v := view.(docView)
+			_ = v.DocType()
+			r1, err := v.Report()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r2, _ := v.Report(); r1 != r2 {
+				t.Error("Report decoded twice")
+			}
+			if _, err := v.Contact(); err != nil {
+				t.Fatal(err)
+			}
+			if r1.ID == "" {
+				t.Errorf("report %+v", r1)
 			}
 			if *n != 1 {
 				t.Errorf("%d decodes, want 1", *n)
@@ -243,20 +239,20 @@ func TestOutboundDecodesOnce(t *testing.T) {
 // TestOutboundPayloadViews: the contact and report views of one pushed
 // document carry the members of their kind.
 func TestOutboundPayloadViews(t *testing.T) {
-	h, _ := NewOutboundHandler(OutboundHandlerConfig{Handle: func(context.Context, *OutboundPayload) error { return nil }})
 	body := `{"doc":{"_id":"r","_rev":"2-b","type":"data_record","form":"f","from":"+254700","fields":{"a":"1"},"name":"n","parent":{"_id":"p"}},"id":"outer"}`
-	p, err := h.parse([]byte(body))
+	p, err := parsePush([]byte(body), "doc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.ID != "r" || p.Rev != "2-b" || p.DocType() != "data_record" {
-		t.Errorf("id %q rev %q type %q", p.ID, p.Rev, p.DocType())
+	v := p.View.(docView)
+	if p.ID != "r" || p.Rev != "2-b" || v.DocType() != "data_record" {
+		t.Errorf("id %q rev %q type %q", p.ID, p.Rev, v.DocType())
 	}
-	r, err := p.Report()
+	r, err := v.Report()
 	if err != nil || r.Form != "f" || r.From != "+254700" || r.Fields["a"] != "1" || string(r.Extra["name"]) != `"n"` || r.Extra["parent"] == nil {
 		t.Errorf("report %+v, %v", r, err)
 	}
-	c, err := p.Contact()
+	c, err := v.Contact()
 	if err != nil || c.Name != "n" || c.ParentID() != "p" || c.Extra["form"] == nil || c.Extra["id"] != nil {
 		t.Errorf("contact %+v, %v", c, err)
 	}

@@ -1,5 +1,6 @@
-// Package cht is a client for the Community Health Toolkit (CHT) API, the
-// CHT document types, and a receiver for CHT's outbound push.
+// Package cht is a client for the Community Health Toolkit (CHT) API and
+// the CHT document types. Package cht/outbound receives CHT's outbound
+// pushes and generates their configuration.
 //
 // It follows CHT's behaviour as documented in the project's reference
 // (cht-api.md): every request sends Accept: application/json (so errors
@@ -86,14 +87,6 @@
 // [DocsService.AllHydrated] adds each document as hydrate returns it,
 // one batched hydrate call per page: the building block of a pull-mode
 // mediator or a backfill.
-//
-// # Outbound push
-//
-// [OutboundHandler] is an http.Handler for the destination of a CHT
-// outbound push. It answers 2xx with a JSON body only after the user's
-// function succeeded, and non-2xx otherwise so that CHT retries; it
-// answers 503 before CHT's 10 s timeout. [OutboundConfig] generates the
-// app_settings.outbound block that points CHT at it.
 //
 // The fake server in package chttest serves the same API in memory for
 // tests, and chttest.OutboundPusher replays CHT's outbound push.

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
@@ -178,71 +175,4 @@ func ExampleDocsService_All() {
 	fmt.Println(n, "changes, then", len(page.Results))
 	// Output:
 	// 13 changes, then 0
-}
-
-func ExampleOutboundHandler() {
-	h, err := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
-		Handle: func(ctx context.Context, p *cht.OutboundPayload) error {
-			c, err := p.Contact()
-			if err != nil {
-				return err // CHT retries the push
-			}
-			fmt.Println("store", c.ID, c.Name) // write durably here, then return nil
-			return nil
-		},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	mediator := httptest.NewServer(h)
-	defer mediator.Close()
-
-	// What CHT sends for the mapping {"doc": "doc"}.
-	body := `{"doc":{"_id":"75905106a4bc2a9046ed28df070016ce","type":"person","name":"John Test"}}`
-	resp, err := http.Post(mediator.URL, "application/json", strings.NewReader(body))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	fmt.Println(resp.StatusCode, resp.Header.Get("Content-Type"))
-	// Output:
-	// store 75905106a4bc2a9046ed28df070016ce John Test
-	// 200 application/json
-}
-
-func ExampleOutboundConfig() {
-	dest, err := cht.NewOutboundDestination("https://openhim.example.org:5001/cht/person", "cht-outbound", "openhim_password")
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg := cht.OutboundConfig{
-		"fhir_patient": {
-			RelevantTo:  "doc.type === 'person' && doc.role === 'patient'",
-			Destination: dest,
-			Mapping:     cht.DocMapping(),
-		},
-	}
-	b, err := cfg.JSON()
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(string(b))
-	// Output:
-	// {
-	//   "fhir_patient": {
-	//     "relevant_to": "doc.type === 'person' && doc.role === 'patient'",
-	//     "destination": {
-	//       "base_url": "https://openhim.example.org:5001",
-	//       "path": "/cht/person",
-	//       "auth": {
-	//         "type": "basic",
-	//         "username": "cht-outbound",
-	//         "password_key": "openhim_password"
-	//       }
-	//     },
-	//     "mapping": {
-	//       "doc": "doc"
-	//     }
-	//   }
-	// }
 }

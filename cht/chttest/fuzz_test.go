@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"time"
 )
 
@@ -108,7 +108,7 @@ func FuzzApplyMapping(f *testing.F) {
 	f.Add("0.1.2", "doc.fields.length")
 	doc := map[string]any{"_id": "x", "fields": map[string]any{"list": []any{"a", "b"}}}
 	f.Fuzz(func(t *testing.T, dest, src string) {
-		m := map[string]any{dest: src, dest + ".z": cht.MapOptional(src)}
+		m := map[string]any{dest: src, dest + ".z": outbound.MapOptional(src)}
 		if src == "" {
 			return
 		}

@@ -9,14 +9,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // TestInteroperabilityOutbound loads the outbound block of
 // medic/cht-interoperability's cht-config/app_settings.json (the
 // reference mediator's own CHT configuration, testdata names its commit),
-// runs the fake's changes through the pusher into a cht.OutboundHandler,
+// runs the fake's changes through the pusher into a outbound.Handler,
 // and checks each body byte for byte against the payload CHT builds:
 // shared-libs/outbound/src/outbound.js mapDocumentToPayload evaluates each
 // "expr" with vm.runInNewContext(expr, {doc}), sets the results with
@@ -31,7 +31,7 @@ func TestInteroperabilityOutbound(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string]string{} // path + doc id → body
-	h, err := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+	h, err := outbound.NewHandler(outbound.HandlerConfig{Handle: func(_ context.Context, p *outbound.Payload) error {
 		mu.Lock()
 		defer mu.Unlock()
 		got[p.Header.Get("X-Test-Path")+" "+string(p.Body)] = ""

@@ -8,14 +8,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // TestGeneratedOutboundConfigDrivesReceiver wires the pieces as a
 // deployment does: the cht package generates app_settings.outbound, the
 // pusher reads it (with the secret from the fake's credentials store) and
-// pushes the fake's changes to a cht.OutboundHandler. A failure of the
+// pushes the fake's changes to a outbound.Handler. A failure of the
 // receiver is retried from the queue, and each patient is handled once.
 func TestGeneratedOutboundConfigDrivesReceiver(t *testing.T) {
 	srv := chttest.NewDemoServer()
@@ -25,7 +25,7 @@ func TestGeneratedOutboundConfigDrivesReceiver(t *testing.T) {
 	var mu sync.Mutex
 	handled := map[string]int{}
 	failOnce := map[string]bool{chttest.DemoPatientID: true}
-	h, err := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(ctx context.Context, p *cht.OutboundPayload) error {
+	h, err := outbound.NewHandler(outbound.HandlerConfig{Handle: func(ctx context.Context, p *outbound.Payload) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if failOnce[p.ID] {
@@ -47,14 +47,14 @@ func TestGeneratedOutboundConfigDrivesReceiver(t *testing.T) {
 	}))
 	t.Cleanup(recv.Close)
 
-	dest, err := cht.NewOutboundDestination(recv.URL+"/mediator/cht/patient", "interop", "openhim1")
+	dest, err := outbound.NewDestination(recv.URL+"/mediator/cht/patient", "interop", "openhim1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	settings, err := cht.OutboundConfig{"patients": {
+	settings, err := outbound.Config{"patients": {
 		RelevantTo:  "doc.type === 'person' && doc.role === 'patient'",
 		Destination: dest,
-		Mapping:     cht.DocMapping(),
+		Mapping:     outbound.DocMapping(),
 	}}.AppSettings()
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // OutboundFromSettings turns an app_settings "outbound" block into one
@@ -54,7 +54,7 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 }
 
 func pushFromSettings(name string, raw json.RawMessage, creds func(string) (string, bool)) (PusherConfig, error) {
-	var sp cht.OutboundPush
+	var sp outbound.Push
 	if err := json.Unmarshal(raw, &sp); err != nil {
 		return PusherConfig{}, err
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // TestOutboundJS pins relevant_to and expr evaluation as JavaScript, as
@@ -65,7 +65,7 @@ func TestOutboundJS(t *testing.T) {
 		{`doc.nul`, `{"v":null}`},
 	}
 	for _, tt := range exprs {
-		got, err := ApplyMapping(map[string]any{"v": cht.MapExpr(tt.expr, false)}, doc)
+		got, err := ApplyMapping(map[string]any{"v": outbound.MapExpr(tt.expr, false)}, doc)
 		if err != nil || string(got) != tt.want {
 			t.Errorf("expr %s: %s (%v), want %s", tt.expr, got, err, tt.want)
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // Defaults of CHT's outbound push.
@@ -50,7 +50,7 @@ type PusherConfig struct {
 	RelevantTo func(doc map[string]any) bool
 	// Mapping is CHT's mapping: destination object-path → source. A
 	// source is a string path such as "doc.fields.height" (required), a
-	// cht.MapValue (path or JavaScript expr, optional or not), or a
+	// outbound.MapValue (path or JavaScript expr, optional or not), or a
 	// map{"path"|"expr","optional"} as decoded from JSON. Expressions run
 	// in a JavaScript VM with doc in scope, as CHT runs them. Numeric
 	// destination segments create arrays.
@@ -228,11 +228,11 @@ func compileMapping(mapping map[string]any, order []string) ([]mapSource, error)
 	}
 	out := make([]mapSource, 0, len(keys))
 	for _, dest := range jsKeyOrder(keys, order) {
-		var mv cht.MapValue
+		var mv outbound.MapValue
 		switch t := mapping[dest].(type) {
 		case string:
-			mv = cht.MapPath(t)
-		case cht.MapValue:
+			mv = outbound.MapPath(t)
+		case outbound.MapValue:
 			mv = t
 		case map[string]any:
 			b, err := json.Marshal(t)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // heightWeightMapping is the openmrs_height_weight push of reference §6.1
@@ -27,12 +27,12 @@ var heightWeightMapping = map[string]any{
 	"id":                                 "doc._id",
 	"patient_uuid":                       "doc.fields.patient_uuid",
 	"reported_date":                      "doc.reported_date",
-	"observations.0.code":                cht.MapExpr("'5090AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
+	"observations.0.code":                outbound.MapExpr("'5090AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
 	"observations.0.valueQuantity.value": "doc.fields.height",
-	"observations.0.valueQuantity.unit":  cht.MapExpr("'cm'", false),
-	"observations.1.code":                cht.MapExpr("'5089AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
+	"observations.0.valueQuantity.unit":  outbound.MapExpr("'cm'", false),
+	"observations.1.code":                outbound.MapExpr("'5089AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'", false),
 	"observations.1.valueQuantity.value": "doc.fields.weight",
-	"observations.1.valueQuantity.unit":  cht.MapExpr("'kg'", false),
+	"observations.1.valueQuantity.unit":  outbound.MapExpr("'kg'", false),
 }
 
 // patientMapping is the "patient" push of reference §6.1.
@@ -73,7 +73,7 @@ func TestApplyMappingReference(t *testing.T) {
 				"chw":      "doc.contact.name",
 				"facility": "doc.contact.parent.parent.name",
 				"fever":    "doc.fields.group_fever.fever",
-				"missing":  cht.MapOptional("doc.fields.nope"),
+				"missing":  outbound.MapOptional("doc.fields.nope"),
 				"alsoMiss": map[string]any{"path": "doc.fields.nope", "optional": true},
 				"first":    "doc.fields.inputs.contact._id",
 			},
@@ -103,9 +103,9 @@ func TestApplyMappingReference(t *testing.T) {
 	}{
 		{"required missing", map[string]any{"x": "doc.a.b"}, map[string]any{"_id": "r1", "a": map[string]any{}},
 			"Mapping error for 'mapping/x' on source document 'r1': cannot find 'doc.a.b' on source document"},
-		{"expr throws", map[string]any{"x": cht.MapExpr("doc.a.b.c", false)}, map[string]any{"_id": "r1"},
+		{"expr throws", map[string]any{"x": outbound.MapExpr("doc.a.b.c", false)}, map[string]any{"_id": "r1"},
 			"Mapping error for 'mapping/x' JS error on source document: 'r1': TypeError: Cannot read property 'b' of undefined"},
-		{"required expr undefined", map[string]any{"x": cht.MapExpr("doc.nope", false)}, map[string]any{"_id": "r1"},
+		{"required expr undefined", map[string]any{"x": outbound.MapExpr("doc.nope", false)}, map[string]any{"_id": "r1"},
 			"Mapping error for 'mapping/x' on source document 'r1': expr evaluated to undefined"},
 		{"through a primitive", map[string]any{"a": "doc.v", "a.b": "doc.v"}, map[string]any{"v": 1}, "Cannot create property 'b' on number '1'"},
 		{"magic property", map[string]any{"__proto__.x": "doc.v"}, map[string]any{"v": 1}, "magic properties"},
@@ -570,7 +570,7 @@ func TestPusherNodeDetails(t *testing.T) {
 	}
 	dest := newDestination(t, reply(200, "application/json", "{}"))
 	p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: "4.18.0",
-		Mapping: map[string]any{"z": cht.MapExpr(`[{b: 1, a: '<&>'}]`, false), "a": cht.MapExpr(`({y: 1, x: 2})`, false)}})
+		Mapping: map[string]any{"z": outbound.MapExpr(`[{b: 1, a: '<&>'}]`, false), "a": outbound.MapExpr(`({y: 1, x: 2})`, false)}})
 	if err != nil {
 		t.Fatal(err)
 	}

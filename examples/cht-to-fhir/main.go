@@ -31,7 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/cht/outboundwatch"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
@@ -147,7 +147,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	case *printOpenHIM:
 		return writeJSON(stdout, openhim.MetadataFor(def.WithCredentials(s.Auth.Username, string(s.Auth.Password))))
 	case *printOutbound:
-		oc, err := outbound(s, mapping)
+		oc, err := outboundConfig(s, mapping)
 		if err != nil {
 			return err
 		}
@@ -257,28 +257,28 @@ func loadMapping(path string) (*fhir.Mapping, error) {
 	return fhir.LoadMapping(path)
 }
 
-// outbound is the CHT outbound configuration that pushes the mapped reports
+// outboundConfig is the CHT outbound configuration that pushes the mapped reports
 // and every person to the mediator's channel.
-func outbound(s Settings, mapping *fhir.Mapping) (cht.OutboundConfig, error) {
+func outboundConfig(s Settings, mapping *fhir.Mapping) (outbound.Config, error) {
 	forms := make([]string, 0, len(mapping.Forms))
 	for _, f := range mapping.Forms {
 		forms = append(forms, strconv.Quote(f.Form))
 	}
 	channel := strings.TrimRight(s.RouterURL, "/") + push.OutboundPath
-	dest, err := cht.NewOutboundDestination(channel, clientID, "openhim_cht_to_fhir")
+	dest, err := outbound.NewDestination(channel, clientID, "openhim_cht_to_fhir")
 	if err != nil {
 		return nil, fmt.Errorf("router_url: %w", err)
 	}
-	return cht.OutboundConfig{
+	return outbound.Config{
 		"cht_to_fhir_reports": {
 			RelevantTo:  fmt.Sprintf("doc.type === 'data_record' && [%s].includes(doc.form)", strings.Join(forms, ", ")),
 			Destination: dest,
-			Mapping:     cht.DocMapping(),
+			Mapping:     outbound.DocMapping(),
 		},
 		"cht_to_fhir_people": {
 			RelevantTo:  "doc.type === 'person' || (doc.type === 'contact' && doc.contact_type === 'person')",
 			Destination: dest,
-			Mapping:     cht.DocMapping(),
+			Mapping:     outbound.DocMapping(),
 		},
 	}, nil
 }
@@ -295,7 +295,7 @@ func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
 	if s.OutboundWatch <= 0 || c == nil {
 		return
 	}
-	w := outboundwatch.New(c, outboundwatch.Config{MaxAge: s.OutboundWatch})
+	w := outbound.NewWatch(c, outbound.WatchConfig{MaxAge: s.OutboundWatch})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), w)
 	cfg.Registry = reg

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
@@ -60,7 +61,7 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	mux      *http.ServeMux
-	outbound *cht.OutboundHandler
+	outbound *outbound.Handler
 }
 
 // New returns a Handler for cfg. It does no I/O.
@@ -83,14 +84,14 @@ func New(cfg Config) (*Handler, error) {
 	}
 	var fetch func(context.Context, string) (json.RawMessage, error)
 	if cfg.CHT != nil {
-		hydrate := cfg.CHT.HydrateFetcher()
+		hydrate := outbound.HydrateFetcher(cfg.CHT)
 		fetch = func(ctx context.Context, id string) (json.RawMessage, error) {
 			return hydrate(cfg.Orchestrate(ctx, "CHT hydrate"), id)
 		}
 	}
 	var err error
-	h.outbound, err = cht.NewOutboundHandler(cht.OutboundHandlerConfig{
-		Handle: func(ctx context.Context, p *cht.OutboundPayload) error {
+	h.outbound, err = outbound.NewHandler(outbound.HandlerConfig{
+		Handle: func(ctx context.Context, p *outbound.Payload) error {
 			return outboundError(h.Push(ctx, p))
 		},
 		Fetch:   fetch,
@@ -114,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // failure of the FHIR server is returned as (or wrapping) a
 // *fhir.ServerError, a document that cannot be converted as a
 // *fhir.ConversionError.
-func (h *Handler) Push(ctx context.Context, p *cht.OutboundPayload) error {
+func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	tx, err := h.convert(ctx, p)
 	if err != nil {
 		if errors.Is(err, fhir.ErrUnmappedForm) && h.cfg.SkipUnmappedForms {
@@ -143,7 +144,7 @@ func (h *Handler) write(ctx context.Context, bundle []byte) error {
 }
 
 // convert turns the payload into a transaction, hydrating what is missing.
-func (h *Handler) convert(ctx context.Context, p *cht.OutboundPayload) (*fhir.Transaction, error) {
+func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Transaction, error) {
 	if len(p.Doc) == 0 {
 		return nil, &failure{status: http.StatusBadRequest,
 			err: errors.New("payload carries no document: map the push as {\"doc\": \"doc\"} or configure CHT access to resolve {\"id\": ...}")}
@@ -269,7 +270,7 @@ func outboundError(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &cht.OutboundError{StatusCode: statusOf(err), Err: err}
+	return &outbound.Error{StatusCode: statusOf(err), Err: err}
 }
 
 // serveEncounter handles the cht-interoperability style payload.

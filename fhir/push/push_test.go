@@ -18,6 +18,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
@@ -164,7 +165,7 @@ func TestPushReturnsTheServerError(t *testing.T) {
 	var se *fhir.ServerError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, http.StatusUnprocessableEntity, se.StatusCode)
-	var oe *cht.OutboundError
+	var oe *outbound.Error
 	assert.False(t, errors.As(err, &oe), "no CHT type in a FHIR failure")
 }
 
@@ -353,11 +354,11 @@ func newHandler(t *testing.T, fhirURL string, skip bool) *push.Handler {
 }
 
 // payload is the outbound payload {"doc": doc} as CHT sends it.
-func payload(t *testing.T, doc map[string]any) *cht.OutboundPayload {
+func payload(t *testing.T, doc map[string]any) *outbound.Payload {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"doc": doc})
 	require.NoError(t, err)
-	p := &cht.OutboundPayload{Body: body}
+	p := &outbound.Payload{Body: body}
 	require.NoError(t, json.Unmarshal(body, &struct {
 		Doc *json.RawMessage `json:"doc"`
 	}{&p.Doc}))

@@ -1,4 +1,4 @@
-package cht
+package outbound
 
 import (
 	"context"
@@ -12,9 +12,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/decodehook"
 )
 
-// OutboundPayload is one push received from CHT's outbound feature. CHT
+// Payload is one push received from CHT's outbound feature. CHT
 // sends whatever the push's mapping produces, so the payload is kept as
 // raw JSON (decode other shapes from Body); the handler also recognises
 // the two common shapes:
@@ -23,7 +26,7 @@ import (
 //     itself), which fills Doc;
 //   - a reference such as {"id": "doc._id", "rev": "doc._rev"}, which
 //     fills ID and Rev, and Doc when the handler has a Fetch function.
-type OutboundPayload struct {
+type Payload struct {
 	// Body is the request body as received. Body and Doc share memory with
 	// the decoded document's Extra values: treat them as read-only.
 	Body json.RawMessage
@@ -38,90 +41,97 @@ type OutboundPayload struct {
 	// Header is the request header without Authorization and Cookie.
 	Header http.Header
 
-	dec *decodedDoc // Doc decoded; nil until first needed
+	view docView // Doc decoded; nil until first needed
+}
+
+// docView is what package cht's decoder gives for a document.
+type docView interface {
+	DocType() string
+	Contact() (*cht.Contact, error)
+	Report() (*cht.Report, error)
 }
 
 // decoded returns Doc decoded, decoding it on first use.
-func (p *OutboundPayload) decoded() (*decodedDoc, error) {
+func (p *Payload) decoded() (docView, error) {
 	if len(p.Doc) == 0 {
 		return nil, errors.New("cht: outbound payload carries no document")
 	}
-	if p.dec == nil {
-		dd, err := decodeDoc(string(p.Doc))
+	if p.view == nil {
+		v, err := decodehook.DecodeDoc(p.Doc)
 		if err != nil {
 			return nil, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
 		}
-		p.dec = dd
+		p.view = v.(docView)
 	}
-	return p.dec, nil
+	return p.view, nil
 }
 
 // DocType returns Doc's type member, or "" without Doc.
-func (p *OutboundPayload) DocType() string {
+func (p *Payload) DocType() string {
 	dd, err := p.decoded()
 	if err != nil {
 		return ""
 	}
-	return dd.docType()
+	return dd.DocType()
 }
 
 // Contact returns Doc as a contact. It fails when there is no Doc. The
 // document is decoded once per payload (when the push arrived, or on first
 // use after Fetch): every call returns the same value, so changes made to
 // it are seen by later calls. On a *DecodeError for a member the contact
-// is returned too (see [DecodeError]).
-func (p *OutboundPayload) Contact() (*Contact, error) {
+// is returned too (see [cht.DecodeError]).
+func (p *Payload) Contact() (*cht.Contact, error) {
 	dd, err := p.decoded()
 	if err != nil {
 		return nil, err
 	}
-	c, err := dd.contact()
+	c, err := dd.Contact()
 	if err != nil {
 		return c, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
 	}
 	return c, nil
 }
 
-// Report returns Doc as a report, decoded once like [OutboundPayload.Contact].
-func (p *OutboundPayload) Report() (*Report, error) {
+// Report returns Doc as a report, decoded once like [Payload.Contact].
+func (p *Payload) Report() (*cht.Report, error) {
 	dd, err := p.decoded()
 	if err != nil {
 		return nil, err
 	}
-	r, err := dd.report()
+	r, err := dd.Report()
 	if err != nil {
 		return r, fmt.Errorf("cht: outbound document %q: %w", p.ID, err)
 	}
 	return r, nil
 }
 
-// OutboundError lets the handler function choose the status code of a
+// Error lets the handler function choose the status code of a
 // failure. Any status is a failure to CHT, which retries the push about
 // every 5 minutes until it gets a 2xx; the code only informs people reading
 // CHT's logs. Plain errors answer 500.
-type OutboundError struct {
+type Error struct {
 	StatusCode int // 4xx or 5xx; anything else means 500
 	Err        error
 }
 
 // Error implements error.
-func (e *OutboundError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("cht: outbound: %d: %v", e.StatusCode, e.Err)
 }
 
 // Unwrap returns Err.
-func (e *OutboundError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
-// OutboundHandlerConfig configures an [OutboundHandler].
-type OutboundHandlerConfig struct {
+// HandlerConfig configures a [Handler].
+type HandlerConfig struct {
 	// Handle processes one push. It must return nil only once the data is
 	// durably stored or queued: the handler then answers 2xx and CHT never
 	// sends this payload again. Any error makes CHT retry. Handle must be
 	// idempotent (the same payload can arrive again) and honour ctx,
 	// which is cancelled at the deadline. Required.
-	Handle func(ctx context.Context, p *OutboundPayload) error
+	Handle func(ctx context.Context, p *Payload) error
 	// Fetch, if set, loads the current document for payloads that only
-	// reference one (an id without a doc), e.g. [Client.HydrateFetcher].
+	// reference one (an id without a doc), e.g. [HydrateFetcher].
 	// A Fetch error fails the push (503), so CHT retries.
 	Fetch func(ctx context.Context, id string) (json.RawMessage, error)
 	// DocKey is the payload member holding the whole document; "" means
@@ -138,13 +148,13 @@ type OutboundHandlerConfig struct {
 	Logger *slog.Logger
 }
 
-// OutboundHandler is an http.Handler receiving CHT outbound pushes. It
+// Handler is an http.Handler receiving CHT outbound pushes. It
 // answers by CHT's rules (cht-api.md §4.3-4.5):
 //
 //   - 200 with the JSON body {"ok":true} only after Handle succeeded (CHT
 //     4.17+ fails a 2xx push whose JSON body does not parse);
 //   - 503 when Fetch fails or the deadline passes, 500 (or the
-//     [OutboundError] status) when Handle fails, so that CHT retries;
+//     [Error] status) when Handle fails, so that CHT retries;
 //   - 405 for methods other than POST, 415 for a content type other than
 //     application/json, 413 for a body over the limit, 400 naming the
 //     problem for an empty or malformed body.
@@ -152,14 +162,14 @@ type OutboundHandlerConfig struct {
 // Error bodies are JSON {"ok":false,"error":"..."}. The handler does not
 // authenticate the caller: put it behind an OpenHIM channel (which checks
 // CHT's basic credentials) or wrap it. It is safe for concurrent use.
-type OutboundHandler struct {
-	cfg OutboundHandlerConfig
+type Handler struct {
+	cfg HandlerConfig
 	log *slog.Logger
 	wg  sync.WaitGroup // Handle calls still running after their deadline
 }
 
-// NewOutboundHandler validates cfg and returns a handler.
-func NewOutboundHandler(cfg OutboundHandlerConfig) (*OutboundHandler, error) {
+// NewHandler validates cfg and returns a handler.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Handle == nil {
 		return nil, errors.New("cht: outbound handler: Handle is required")
 	}
@@ -175,7 +185,7 @@ func NewOutboundHandler(cfg OutboundHandlerConfig) (*OutboundHandler, error) {
 	if cfg.DocKey == "" {
 		cfg.DocKey = "doc"
 	}
-	h := &OutboundHandler{cfg: cfg, log: cfg.Logger}
+	h := &Handler{cfg: cfg, log: cfg.Logger}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -184,7 +194,7 @@ func NewOutboundHandler(cfg OutboundHandlerConfig) (*OutboundHandler, error) {
 
 // Wait blocks until Handle calls that outlived their deadline have
 // returned; call it on shutdown.
-func (h *OutboundHandler) Wait() { h.wg.Wait() }
+func (h *Handler) Wait() { h.wg.Wait() }
 
 func writeOutbound(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -199,7 +209,7 @@ func writeOutbound(w http.ResponseWriter, status int, msg string) {
 }
 
 // ServeHTTP implements http.Handler.
-func (h *OutboundHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeOutbound(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; CHT outbound pushes use POST")
@@ -219,10 +229,14 @@ func (h *OutboundHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutbound(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	p, err := h.parse(body)
+	pp, err := decodehook.ParsePush(body, h.cfg.DocKey)
 	if err != nil {
 		writeOutbound(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	p := &Payload{Body: body, Doc: pp.Doc, ID: pp.ID, Rev: pp.Rev}
+	if pp.View != nil {
+		p.view = pp.View.(docView)
 	}
 	p.RequestID = r.Header.Get("X-Request-Id")
 	p.Header = r.Header.Clone()
@@ -250,7 +264,7 @@ func (h *OutboundHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusInternalServerError
-	var oe *OutboundError
+	var oe *Error
 	var fe *fetchError
 	switch {
 	case errors.As(err, &fe):
@@ -271,7 +285,7 @@ func (e *fetchError) Unwrap() error { return e.err }
 
 // run fetches the document if needed and calls Handle, turning a panic
 // into an error.
-func (h *OutboundHandler) run(ctx context.Context, p *OutboundPayload) (err error) {
+func (h *Handler) run(ctx context.Context, p *Payload) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("cht: outbound handler panic: %v", v)
@@ -287,102 +301,20 @@ func (h *OutboundHandler) run(ctx context.Context, p *OutboundPayload) (err erro
 	return h.cfg.Handle(ctx, p)
 }
 
-// parse validates the body and recognises the document and its id, in
-// one pass that also decodes the document.
-func (h *OutboundHandler) parse(body []byte) (*OutboundPayload, error) {
-	d := newDecoder(string(body), body)
-	p := &OutboundPayload{Body: body}
-	switch d.ws(); {
-	case d.i == len(d.s):
-		return nil, errors.New("empty body; want a JSON value")
-	case d.s[d.i] == '{':
-	default:
-		d.skip() // a mapping can produce any JSON value
-		d.end()
-		if d.hard != nil {
-			return nil, malformed(d.hard)
-		}
-		return p, nil
-	}
-	d.docKey = h.cfg.DocKey
-	res := d.doc(new(Contact), new(Report))
-	d.end()
-	if d.hard != nil {
-		return nil, malformed(d.hard)
-	}
-	if res.inner != nil || (res.hasID && res.hasType) {
-		countDecode()
-	}
-	switch {
-	case res.inner != nil:
-		p.Doc = body[res.innerStart:res.innerEnd:res.innerEnd]
-		p.dec = &decodedDoc{d: d, res: res.inner}
-		p.ID, p.Rev = res.inner.c.ID, res.inner.c.Rev
-	case res.hasID && res.hasType:
-		p.Doc = body
-		p.dec = &decodedDoc{d: d, res: &res}
-	}
-	strOf := func(key string) string {
-		for _, sp := range d.spans[res.spanFrom:res.spanTo] {
-			if sp.key == key && (res.inner == nil || sp.start < res.innerStart || sp.start >= res.innerEnd) {
-				d.i = sp.start
-				if d.peek() == '"' {
-					return d.str()
-				}
-			}
-		}
-		return ""
-	}
-	if at := spanOf(d.spans[res.spanFrom:res.spanTo], h.cfg.DocKey); at >= 0 && p.Doc == nil {
-		d.i = at
-		return nil, fmt.Errorf("%s: want the document object, got %s", h.cfg.DocKey, d.kind())
-	}
-	if p.ID == "" {
-		if p.ID = res.c.ID; p.ID == "" {
-			p.ID = strOf("id")
-		}
-	}
-	if p.Rev == "" {
-		if p.Rev = res.c.Rev; p.Rev == "" {
-			p.Rev = strOf("rev")
-		}
-	}
-	return p, nil
-}
-
-// malformed describes a syntax error in a pushed body.
-func malformed(err error) error {
-	var de *DecodeError
-	if errors.As(err, &de) && de.Path != "" {
-		return fmt.Errorf("malformed JSON in %s: %w", de.Path, de.Err)
-	}
-	if de != nil {
-		err = de.Err
-	}
-	return fmt.Errorf("malformed JSON: %w", err)
-}
-
-// spanOf returns the start of the value of key, or -1.
-func spanOf(spans []extSpan, key string) int {
-	for _, sp := range spans {
-		if sp.key == key {
-			return sp.start
-		}
-	}
-	return -1
-}
-
-// HydrateFetcher returns a Fetch function for [OutboundHandlerConfig] that
-// loads the current hydrated document with [Client.Hydrate], as CHT's own
+// HydrateFetcher returns a Fetch function for [HandlerConfig] that loads
+// the current hydrated document with [cht.Client.Hydrate], as CHT's own
 // outbound retries do. A missing document is an error matching
-// [ErrNotFound].
-func (c *Client) HydrateFetcher() func(ctx context.Context, id string) (json.RawMessage, error) {
+// [cht.ErrNotFound].
+func HydrateFetcher(c *cht.Client) func(ctx context.Context, id string) (json.RawMessage, error) {
 	return func(ctx context.Context, id string) (json.RawMessage, error) {
-		d, err := c.hydrateOne(ctx, id)
+		res, err := c.Hydrate(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		return d.Doc, nil
+		if len(res.Docs) == 0 {
+			return nil, fmt.Errorf("cht: hydrate %q: %w", id, cht.ErrNotFound)
+		}
+		return res.Docs[0].Doc, nil
 	}
 }
 

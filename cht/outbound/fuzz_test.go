@@ -1,4 +1,4 @@
-package cht
+package outbound
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	"testing"
 )
 
-// FuzzOutboundHandler checks that any body gets a JSON answer with an
+// FuzzHandler checks that any body gets a JSON answer with an
 // expected status and that Handle only sees valid JSON.
-func FuzzOutboundHandler(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
+func FuzzHandler(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "*.json"))
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
@@ -25,9 +25,9 @@ func FuzzOutboundHandler(f *testing.F) {
 	for _, s := range []string{``, `{}`, `{"doc":1}`, `{"id":"a","rev":"1"}`, `[`, `null`, `{"doc":{"_id":5}}`, `{"_id":"a","type":"x"}`} {
 		f.Add([]byte(s))
 	}
-	h, err := NewOutboundHandler(OutboundHandlerConfig{
+	h, err := NewHandler(HandlerConfig{
 		MaxBodyBytes: 1 << 16,
-		Handle: func(_ context.Context, p *OutboundPayload) error {
+		Handle: func(_ context.Context, p *Payload) error {
 			if !json.Valid(p.Body) || (len(p.Doc) > 0 && !json.Valid(p.Doc)) {
 				panic("invalid JSON reached Handle")
 			}

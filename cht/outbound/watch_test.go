@@ -1,4 +1,4 @@
-package outboundwatch_test
+package outbound_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/cht/outboundwatch"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 // clock is a settable time source.
@@ -78,7 +78,7 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := outboundwatch.New(admin, outboundwatch.Config{CacheFor: time.Nanosecond, MaxAge: 30 * time.Minute, Now: clk.now})
+	w := outbound.NewWatch(admin, outbound.WatchConfig{CacheFor: time.Nanosecond, MaxAge: 30 * time.Minute, Now: clk.now})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
 	ctx := context.Background()
@@ -142,7 +142,7 @@ func (f *failingQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error
 
 func TestWatchUnreadableQueue(t *testing.T) {
 	q := &failingQueue{}
-	w := outboundwatch.New(q, outboundwatch.Config{})
+	w := outbound.NewWatch(q, outbound.WatchConfig{})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
 	if up, tasks := gauge(t, reg, "cht_outbound_queue_up", ""), gauge(t, reg, "cht_outbound_queue_tasks", ""); up != 0 || tasks != -1 {

@@ -1,4 +1,4 @@
-package cht
+package outbound
 
 import (
 	"bytes"
@@ -11,18 +11,18 @@ import (
 	"strings"
 )
 
-// OutboundConfig generates the app_settings.outbound block of a CHT
-// configuration: push name → [OutboundPush]. Marshalled, it is exactly the
-// object CHT expects under "outbound"; [OutboundConfig.AppSettings] also
+// Config generates the app_settings.outbound block of a CHT
+// configuration: push name → [Push]. Marshalled, it is exactly the
+// object CHT expects under "outbound"; [Config.AppSettings] also
 // enables the mark_for_outbound transition.
-type OutboundConfig map[string]OutboundPush
+type Config map[string]Push
 
-// OutboundPush is one entry of app_settings.outbound.
-type OutboundPush struct {
+// Push is one entry of app_settings.outbound.
+type Push struct {
 	// RelevantTo is a JavaScript expression over the hydrated doc, e.g.
 	// "doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'".
-	RelevantTo  string              `json:"relevant_to"`
-	Destination OutboundDestination `json:"destination"`
+	RelevantTo  string      `json:"relevant_to"`
+	Destination Destination `json:"destination"`
 	// Mapping maps destination object-paths (numeric segments create
 	// arrays) to sources; see [MapPath], [MapOptional] and [MapExpr].
 	Mapping map[string]MapValue `json:"mapping"`
@@ -30,17 +30,17 @@ type OutboundPush struct {
 	Cron string `json:"cron,omitempty"`
 }
 
-// OutboundDestination is where CHT POSTs: urlJoin(BaseURL, Path).
-type OutboundDestination struct {
-	BaseURL string        `json:"base_url"`
-	Path    string        `json:"path"`
-	Auth    *OutboundAuth `json:"auth,omitempty"`
+// Destination is where CHT POSTs: urlJoin(BaseURL, Path).
+type Destination struct {
+	BaseURL string `json:"base_url"`
+	Path    string `json:"path"`
+	Auth    *Auth  `json:"auth,omitempty"`
 }
 
-// OutboundAuth is a destination's auth. Secrets are never in the
+// Auth is a destination's auth. Secrets are never in the
 // settings: CHT reads them from its credentials store
 // (PUT /api/v1/credentials/<key>) under PasswordKey or ValueKey.
-type OutboundAuth struct {
+type Auth struct {
 	Type        string `json:"type"` // "basic", "header" or "muso-sih"
 	Username    string `json:"username,omitempty"`
 	PasswordKey string `json:"password_key,omitempty"`
@@ -122,29 +122,29 @@ func (v *MapValue) UnmarshalJSON(b []byte) error {
 }
 
 // DocMapping maps the whole hydrated document to "doc", the shape
-// [OutboundHandler] decodes into OutboundPayload.Doc.
+// [Handler] decodes into Payload.Doc.
 func DocMapping() map[string]MapValue { return map[string]MapValue{"doc": MapPath("doc")} }
 
 // RefMapping sends only the document id and revision; pair it with
-// OutboundHandlerConfig.Fetch to load the current document. The payload
+// HandlerConfig.Fetch to load the current document. The payload
 // changes with every revision, so CHT pushes every edit.
 func RefMapping() map[string]MapValue {
 	return map[string]MapValue{"id": MapPath("doc._id"), "rev": MapPath("doc._rev")}
 }
 
-// NewOutboundDestination splits an endpoint URL, such as an OpenHIM
+// NewDestination splits an endpoint URL, such as an OpenHIM
 // channel URL, into base_url and path, with basic auth by username and the
 // CHT credential key holding the password. Credentials embedded in the URL
 // are rejected: they would end up in app_settings.
-func NewOutboundDestination(endpoint, username, passwordKey string) (OutboundDestination, error) {
+func NewDestination(endpoint, username, passwordKey string) (Destination, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return OutboundDestination{}, fmt.Errorf("cht: outbound destination %q: want an http(s) URL", endpoint)
+		return Destination{}, fmt.Errorf("cht: outbound destination %q: want an http(s) URL", endpoint)
 	}
 	if u.User != nil {
-		return OutboundDestination{}, errors.New("cht: outbound destination: credentials in the URL; use username and a credential key")
+		return Destination{}, errors.New("cht: outbound destination: credentials in the URL; use username and a credential key")
 	}
-	d := OutboundDestination{BaseURL: u.Scheme + "://" + u.Host, Path: u.EscapedPath()}
+	d := Destination{BaseURL: u.Scheme + "://" + u.Host, Path: u.EscapedPath()}
 	if u.RawQuery != "" {
 		d.Path += "?" + u.RawQuery
 	}
@@ -152,13 +152,13 @@ func NewOutboundDestination(endpoint, username, passwordKey string) (OutboundDes
 		d.Path = "/"
 	}
 	if username != "" || passwordKey != "" {
-		d.Auth = &OutboundAuth{Type: "basic", Username: username, PasswordKey: passwordKey}
+		d.Auth = &Auth{Type: "basic", Username: username, PasswordKey: passwordKey}
 	}
 	return d, nil
 }
 
 // Validate checks the configuration against CHT's rules.
-func (c OutboundConfig) Validate() error {
+func (c Config) Validate() error {
 	if len(c) == 0 {
 		return errors.New("cht: outbound config: no pushes")
 	}
@@ -179,7 +179,7 @@ func (c OutboundConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (p OutboundPush) validate() error {
+func (p Push) validate() error {
 	var errs []error
 	if strings.TrimSpace(p.RelevantTo) == "" {
 		errs = append(errs, errors.New("relevant_to is required"))
@@ -232,11 +232,11 @@ func (p OutboundPush) validate() error {
 
 // JSON validates the configuration and returns the outbound block,
 // indented for app_settings.json.
-func (c OutboundConfig) JSON() ([]byte, error) {
+func (c Config) JSON() ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return marshalSettings(map[string]OutboundPush(c))
+	return marshalSettings(map[string]Push(c))
 }
 
 // marshalSettings indents v without HTML escaping, so that JavaScript
@@ -255,12 +255,12 @@ func marshalSettings(v any) ([]byte, error) {
 // AppSettings validates the configuration and returns the app_settings
 // fragment {"transitions": {"mark_for_outbound": true}, "outbound": {...}}
 // to merge into a CHT configuration.
-func (c OutboundConfig) AppSettings() ([]byte, error) {
+func (c Config) AppSettings() ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return marshalSettings(map[string]any{
 		"transitions": map[string]bool{"mark_for_outbound": true},
-		"outbound":    map[string]OutboundPush(c),
+		"outbound":    map[string]Push(c),
 	})
 }

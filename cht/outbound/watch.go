@@ -1,4 +1,4 @@
-package outboundwatch
+package outbound
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
-// Defaults of [Config].
+// Defaults of [WatchConfig].
 const (
-	DefaultMaxAge   = 30 * time.Minute
-	DefaultCacheFor = 15 * time.Second
+	defaultMaxAge   = 30 * time.Minute
+	defaultCacheFor = 15 * time.Second
 )
 
 // Queue reads CHT's outbound queue; [cht.Client] implements it.
@@ -23,13 +23,13 @@ type Queue interface {
 	OutboundQueue(ctx context.Context) ([]cht.OutboundTask, error)
 }
 
-// Config configures a [Watch]. The zero value is ready to use.
-type Config struct {
+// WatchConfig configures a [Watch]. The zero value is ready to use.
+type WatchConfig struct {
 	// MaxAge is how long the oldest waiting push may have been failing before [Watch.Ready]
-	// reports an error; 0 means DefaultMaxAge (six of Sentinel's 5-minute retries).
+	// reports an error; 0 means 30 minutes (six of Sentinel's 5-minute retries).
 	MaxAge time.Duration
 	// CacheFor is how long one read of the queue serves scrapes and readiness checks; 0 means
-	// DefaultCacheFor.
+	// 15 s.
 	CacheFor time.Duration
 	// Timeout bounds one read of the queue during a scrape; 0 means 10 s.
 	Timeout time.Duration
@@ -41,7 +41,7 @@ type Config struct {
 // concurrent use.
 type Watch struct {
 	q   Queue
-	cfg Config
+	cfg WatchConfig
 
 	mu      sync.Mutex
 	readAt  time.Time
@@ -51,13 +51,13 @@ type Watch struct {
 	up, tasksDesc, pushes, oldest *prometheus.Desc
 }
 
-// New returns a Watch reading q.
-func New(q Queue, cfg Config) *Watch {
+// NewWatch returns a Watch reading q.
+func NewWatch(q Queue, cfg WatchConfig) *Watch {
 	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = DefaultMaxAge
+		cfg.MaxAge = defaultMaxAge
 	}
 	if cfg.CacheFor <= 0 {
-		cfg.CacheFor = DefaultCacheFor
+		cfg.CacheFor = defaultCacheFor
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -146,7 +146,7 @@ func (w *Watch) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Ready reports an error when the queue cannot be read or its oldest push has been failing for
-// longer than Config.MaxAge, naming the destinations; nil otherwise. Use it as a readiness check
+// longer than WatchConfig.MaxAge, naming the destinations; nil otherwise. Use it as a readiness check
 // detail: CHT's pushes to this mediator, or the mediator's own upstream, keep failing.
 func (w *Watch) Ready(ctx context.Context) error {
 	tasks, now, err := w.read(ctx)

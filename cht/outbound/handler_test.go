@@ -1,4 +1,4 @@
-package cht_test
+package outbound_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
 func post(t *testing.T, h http.Handler, method, ctype, body string) *httptest.ResponseRecorder {
@@ -45,11 +46,11 @@ func checkJSONBody(t *testing.T, rec *httptest.ResponseRecorder) map[string]any 
 	return m
 }
 
-func TestOutboundHandlerRejects(t *testing.T) {
+func TestHandlerRejects(t *testing.T) {
 	var calls atomic.Int32
-	h, err := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
+	h, err := outbound.NewHandler(outbound.HandlerConfig{
 		MaxBodyBytes: 64,
-		Handle:       func(context.Context, *cht.OutboundPayload) error { calls.Add(1); return nil },
+		Handle:       func(context.Context, *outbound.Payload) error { calls.Add(1); return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,9 +85,9 @@ func TestOutboundHandlerRejects(t *testing.T) {
 	}
 }
 
-func TestOutboundHandlerPayloads(t *testing.T) {
+func TestHandlerPayloads(t *testing.T) {
 	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
+		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,8 +109,8 @@ func TestOutboundHandlerPayloads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *cht.OutboundPayload
-			h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+			var got *outbound.Payload
+			h, _ := outbound.NewHandler(outbound.HandlerConfig{Handle: func(_ context.Context, p *outbound.Payload) error {
 				got = p
 				return nil
 			}})
@@ -145,32 +146,32 @@ func TestOutboundHandlerPayloads(t *testing.T) {
 	}
 }
 
-func TestOutboundHandlerFailures(t *testing.T) {
+func TestHandlerFailures(t *testing.T) {
 	tests := []struct {
 		name   string
-		handle func(context.Context, *cht.OutboundPayload, <-chan struct{}) error
+		handle func(context.Context, *outbound.Payload, <-chan struct{}) error
 		status int
 	}{
-		{"error", func(context.Context, *cht.OutboundPayload, <-chan struct{}) error { return errors.New("fhir down") }, 500},
-		{"chosen status", func(context.Context, *cht.OutboundPayload, <-chan struct{}) error {
-			return &cht.OutboundError{StatusCode: 422, Err: errors.New("no patient")}
+		{"error", func(context.Context, *outbound.Payload, <-chan struct{}) error { return errors.New("fhir down") }, 500},
+		{"chosen status", func(context.Context, *outbound.Payload, <-chan struct{}) error {
+			return &outbound.Error{StatusCode: 422, Err: errors.New("no patient")}
 		}, 422},
-		{"invalid chosen status", func(context.Context, *cht.OutboundPayload, <-chan struct{}) error {
-			return &cht.OutboundError{StatusCode: 200, Err: errors.New("x")}
+		{"invalid chosen status", func(context.Context, *outbound.Payload, <-chan struct{}) error {
+			return &outbound.Error{StatusCode: 200, Err: errors.New("x")}
 		}, 500},
-		{"panic", func(context.Context, *cht.OutboundPayload, <-chan struct{}) error { panic("boom") }, 500},
-		{"deadline", func(ctx context.Context, _ *cht.OutboundPayload, _ <-chan struct{}) error {
+		{"panic", func(context.Context, *outbound.Payload, <-chan struct{}) error { panic("boom") }, 500},
+		{"deadline", func(ctx context.Context, _ *outbound.Payload, _ <-chan struct{}) error {
 			<-ctx.Done()
 			return ctx.Err()
 		}, 503},
 		// Handle ignores its context: the answer must not wait for it.
-		{"ignores deadline", func(_ context.Context, _ *cht.OutboundPayload, release <-chan struct{}) error { <-release; return nil }, 503},
+		{"ignores deadline", func(_ context.Context, _ *outbound.Payload, release <-chan struct{}) error { <-release; return nil }, 503},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			release := make(chan struct{})
-			h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
-				Handle:  func(ctx context.Context, p *cht.OutboundPayload) error { return tt.handle(ctx, p, release) },
+			h, _ := outbound.NewHandler(outbound.HandlerConfig{
+				Handle:  func(ctx context.Context, p *outbound.Payload) error { return tt.handle(ctx, p, release) },
 				Timeout: 50 * time.Millisecond,
 			})
 			answered := make(chan *httptest.ResponseRecorder, 1)
@@ -193,12 +194,17 @@ func TestOutboundHandlerFailures(t *testing.T) {
 	}
 }
 
-func TestOutboundHandlerFetch(t *testing.T) {
-	srv, c := newDemo(t, chttest.Config{})
+func TestHandlerFetch(t *testing.T) {
+	srv := chttest.NewDemoServer(chttest.Config{})
+	t.Cleanup(srv.Close)
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got *cht.Report
-	h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{
-		Fetch: c.HydrateFetcher(),
-		Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+	h, _ := outbound.NewHandler(outbound.HandlerConfig{
+		Fetch: outbound.HydrateFetcher(c),
+		Handle: func(_ context.Context, p *outbound.Payload) error {
 			r, err := p.Report()
 			got = r
 			return err
@@ -217,16 +223,16 @@ func TestOutboundHandlerFetch(t *testing.T) {
 	}
 }
 
-// TestOutboundWithPusher drives the handler the way CHT does: chttest's
+// TestHandlerWithPusher drives the handler the way CHT does: chttest's
 // OutboundPusher maps hydrated docs and POSTs them, treats non-2xx as a
 // failure and queues the doc for retry.
-func TestOutboundWithPusher(t *testing.T) {
+func TestHandlerWithPusher(t *testing.T) {
 	srv := chttest.NewDemoServer()
 	defer srv.Close()
 	var fail atomic.Bool
 	fail.Store(true)
 	var received []*cht.Report
-	h, _ := cht.NewOutboundHandler(cht.OutboundHandlerConfig{Handle: func(_ context.Context, p *cht.OutboundPayload) error {
+	h, _ := outbound.NewHandler(outbound.HandlerConfig{Handle: func(_ context.Context, p *outbound.Payload) error {
 		if fail.Load() {
 			return errors.New("downstream unavailable")
 		}
@@ -275,21 +281,21 @@ func TestOutboundWithPusher(t *testing.T) {
 	}
 }
 
-func TestOutboundConfig(t *testing.T) {
-	dest, err := cht.NewOutboundDestination("http://openhim-core:5001/mediator/cht/encounter", "interop-client", "openhim1")
+func TestConfig(t *testing.T) {
+	dest, err := outbound.NewDestination("http://openhim-core:5001/mediator/cht/encounter", "interop-client", "openhim1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := cht.OutboundConfig{
+	cfg := outbound.Config{
 		"openmrs_height_weight": {
 			RelevantTo:  "doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'",
 			Destination: dest,
-			Mapping: map[string]cht.MapValue{
-				"id":                                 cht.MapPath("doc._id"),
-				"patient_uuid":                       cht.MapPath("doc.fields.patient_uuid"),
-				"reported_date":                      cht.MapPath("doc.reported_date"),
-				"observations.0.valueQuantity.value": cht.MapOptional("doc.fields.height"),
-				"observations.0.valueQuantity.unit":  cht.MapExpr("'cm'", false),
+			Mapping: map[string]outbound.MapValue{
+				"id":                                 outbound.MapPath("doc._id"),
+				"patient_uuid":                       outbound.MapPath("doc.fields.patient_uuid"),
+				"reported_date":                      outbound.MapPath("doc.reported_date"),
+				"observations.0.valueQuantity.value": outbound.MapOptional("doc.fields.height"),
+				"observations.0.valueQuantity.unit":  outbound.MapExpr("'cm'", false),
 			},
 		},
 	}
@@ -333,41 +339,41 @@ func TestOutboundConfig(t *testing.T) {
 	}
 	// It decodes back to the same configuration.
 	var back struct {
-		Outbound cht.OutboundConfig `json:"outbound"`
+		Outbound outbound.Config `json:"outbound"`
 	}
 	if err := json.Unmarshal(got, &back); err != nil {
 		t.Fatal(err)
 	}
-	if v := back.Outbound["openmrs_height_weight"].Mapping["observations.0.valueQuantity.value"]; v != cht.MapOptional("doc.fields.height") {
+	if v := back.Outbound["openmrs_height_weight"].Mapping["observations.0.valueQuantity.value"]; v != outbound.MapOptional("doc.fields.height") {
 		t.Errorf("decoded mapping = %+v", v)
 	}
 }
 
-func TestOutboundConfigValidate(t *testing.T) {
-	good := cht.OutboundPush{RelevantTo: "true", Destination: cht.OutboundDestination{BaseURL: "https://h", Path: "/p"}, Mapping: cht.DocMapping()}
+func TestConfigValidate(t *testing.T) {
+	good := outbound.Push{RelevantTo: "true", Destination: outbound.Destination{BaseURL: "https://h", Path: "/p"}, Mapping: outbound.DocMapping()}
 	tests := []struct {
 		name string
-		mod  func(p *cht.OutboundPush)
+		mod  func(p *outbound.Push)
 		want string
 	}{
-		{"ok", func(*cht.OutboundPush) {}, ""},
-		{"no relevant_to", func(p *cht.OutboundPush) { p.RelevantTo = "" }, "relevant_to"},
-		{"bad base_url", func(p *cht.OutboundPush) { p.Destination.BaseURL = "h" }, "base_url"},
-		{"creds in url", func(p *cht.OutboundPush) { p.Destination.BaseURL = "https://u:p@h" }, "credentials"},
-		{"bad auth type", func(p *cht.OutboundPush) { p.Destination.Auth = &cht.OutboundAuth{Type: "bearer"} }, "basic, header or muso-sih"},
-		{"basic without key", func(p *cht.OutboundPush) { p.Destination.Auth = &cht.OutboundAuth{Type: "basic", Username: "u"} }, "password_key"},
-		{"header name", func(p *cht.OutboundPush) {
-			p.Destination.Auth = &cht.OutboundAuth{Type: "header", Name: "X-Token", ValueKey: "k"}
+		{"ok", func(*outbound.Push) {}, ""},
+		{"no relevant_to", func(p *outbound.Push) { p.RelevantTo = "" }, "relevant_to"},
+		{"bad base_url", func(p *outbound.Push) { p.Destination.BaseURL = "h" }, "base_url"},
+		{"creds in url", func(p *outbound.Push) { p.Destination.BaseURL = "https://u:p@h" }, "credentials"},
+		{"bad auth type", func(p *outbound.Push) { p.Destination.Auth = &outbound.Auth{Type: "bearer"} }, "basic, header or muso-sih"},
+		{"basic without key", func(p *outbound.Push) { p.Destination.Auth = &outbound.Auth{Type: "basic", Username: "u"} }, "password_key"},
+		{"header name", func(p *outbound.Push) {
+			p.Destination.Auth = &outbound.Auth{Type: "header", Name: "X-Token", ValueKey: "k"}
 		}, "Authorization"},
-		{"no mapping", func(p *cht.OutboundPush) { p.Mapping = nil }, "mapping is required"},
-		{"path and expr", func(p *cht.OutboundPush) { p.Mapping = map[string]cht.MapValue{"a": {Path: "doc.a", Expr: "1"}} }, "exactly one"},
-		{"path not doc", func(p *cht.OutboundPush) { p.Mapping = map[string]cht.MapValue{"a": cht.MapPath("fields.a")} }, "must start with doc"},
+		{"no mapping", func(p *outbound.Push) { p.Mapping = nil }, "mapping is required"},
+		{"path and expr", func(p *outbound.Push) { p.Mapping = map[string]outbound.MapValue{"a": {Path: "doc.a", Expr: "1"}} }, "exactly one"},
+		{"path not doc", func(p *outbound.Push) { p.Mapping = map[string]outbound.MapValue{"a": outbound.MapPath("fields.a")} }, "must start with doc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := good
 			tt.mod(&p)
-			err := cht.OutboundConfig{"push": p}.Validate()
+			err := outbound.Config{"push": p}.Validate()
 			if tt.want == "" {
 				if err != nil {
 					t.Errorf("err = %v", err)
@@ -379,7 +385,7 @@ func TestOutboundConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if _, err := cht.NewOutboundDestination("https://u:p@h/x", "", ""); err == nil {
+	if _, err := outbound.NewDestination("https://u:p@h/x", "", ""); err == nil {
 		t.Error("credentials in destination URL accepted")
 	}
 }

@@ -1,0 +1,52 @@
+// Package outbound is the mediator's side of CHT's outbound push feature
+// (app_settings.outbound): the configuration CHT needs, the HTTP handler
+// that receives the pushes, and a watch over the pushes CHT keeps retrying.
+//
+// # Configuration
+//
+// [Config] is the app_settings.outbound block as a Go value: push name →
+// [Push]. [Config.AppSettings] validates it against CHT's rules and returns
+// the fragment to merge into a CHT configuration. [DocMapping] sends the
+// whole hydrated document; [RefMapping] sends only its id and revision, to
+// be fetched by the receiver with [HydrateFetcher].
+//
+// # Receiving pushes
+//
+// A [Handler] answers CHT's POSTs by CHT's rules: 200 only after
+// HandlerConfig.Handle has durably done its work, a failure status
+// otherwise, so that CHT retries. Handle gets a [Payload] whose document is
+// decoded once, whichever of [Payload.Contact] and [Payload.Report] asks.
+//
+// # Watching the retry queue
+//
+// CHT pushes a document to each configured destination once when it
+// changes; when that push fails, Sentinel queues it in a task:outbound
+// document and retries it every 5 minutes, forever and silently (see
+// [cht.OutboundTask]). A [Watch] reads that queue with
+// [cht.Client.OutboundQueue] (a CHT administrator's credentials are needed)
+// when Prometheus scrapes it or a readiness probe asks, reusing one read for
+// WatchConfig.CacheFor:
+//
+//	cht_outbound_queue_up                           1 when the last read of the queue succeeded
+//	cht_outbound_queue_tasks                        documents with pushes waiting
+//	cht_outbound_queue_pushes{destination="<push>"} pushes waiting per destination (each failed at least once)
+//	cht_outbound_queue_oldest_failure_age_seconds   age of the oldest waiting push, 0 when none
+//
+// Register it with the mediator's registry and add [Watch.Ready] as a
+// readiness check:
+//
+//	w := outbound.NewWatch(chtClient, outbound.WatchConfig{})
+//	reg.MustRegister(w)
+//
+// An alert rule that fires when pushes have kept failing for half an hour
+// (six retries):
+//
+//	groups:
+//	  - name: cht-outbound
+//	    rules:
+//	      - alert: CHTOutboundPushesFailing
+//	        expr: cht_outbound_queue_oldest_failure_age_seconds > 1800
+//	        labels: {severity: warning}
+//	        annotations:
+//	          summary: "CHT outbound pushes have been failing for {{ $value | humanizeDuration }}"
+package outbound
