@@ -20,6 +20,11 @@ type Transaction struct {
 	// They are not part of the Bundle; log them and report them with the
 	// transaction (for example in the OpenHIM transaction).
 	Warnings []*ConversionError
+
+	// direct are Observations written straight to JSON by the encoder
+	// (see Converter.reportTransaction; never set in a Transaction a
+	// Converter method returns).
+	direct []*directObs
 }
 
 // Entry is one transaction entry. Resource is a pointer to a samply resource
@@ -55,22 +60,38 @@ func (t Transaction) MarshalJSON() ([]byte, error) { return t.AppendJSON(nil) }
 func (t *Transaction) AppendJSON(dst []byte) ([]byte, error) { return AppendJSON(dst, t) }
 
 // Len returns the number of entries.
-func (t *Transaction) Len() int { return len(t.Entries) }
+func (t *Transaction) Len() int {
+	n := len(t.Entries)
+	for _, ob := range t.direct {
+		n += len(ob.kept)
+	}
+	return n
+}
 
 func (e *encoder) transaction(t *Transaction) {
 	f := e.begin()
 	e.strv(f, `"type":`, "transaction")
-	if len(t.Entries) > 0 {
+	if t.Len() > 0 {
 		e.key(f, `"entry":`)
 		e.b = append(e.b, '[')
+		comma := false
+		d := t.direct
 		for i := range t.Entries {
-			if i > 0 {
+			for len(d) > 0 && d[0].at <= i {
+				e.observations(d[0], &comma)
+				d = d[1:]
+			}
+			if comma {
 				e.b = append(e.b, ',')
 			}
+			comma = true
 			e.entry(&t.Entries[i])
 			if e.err != nil {
 				return
 			}
+		}
+		for _, ob := range d {
+			e.observations(ob, &comma)
 		}
 		e.b = append(e.b, ']')
 	}

@@ -23,7 +23,11 @@ import (
 // [ClientConfig].MaxRetries): the bundles of a [Converter] are idempotent, so
 // make yours idempotent too (PUT with ids, conditional creates).
 func (c *Client) Transaction(ctx context.Context, bundle []byte) error {
-	want := countEntries(bundle)
+	return c.transaction(ctx, bundle, countEntries(bundle))
+}
+
+// transaction is Transaction for a bundle of want entries (-1: unknown).
+func (c *Client) transaction(ctx context.Context, bundle []byte, want int) error {
 	resp, err := c.call(ctx, http.MethodPost, "", nil, bundle, "return=minimal")
 	if err != nil {
 		return err

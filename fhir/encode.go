@@ -37,10 +37,10 @@ func AppendJSON(dst []byte, resource any) ([]byte, error) {
 	switch t := resource.(type) {
 	case *Transaction:
 		if t != nil {
-			entries = len(t.Entries)
+			entries = t.Len()
 		}
 	case Transaction:
-		entries = len(t.Entries)
+		entries = t.Len()
 	}
 	if dst == nil && entries >= 0 {
 		dst = make([]byte, 0, txSize.hint(entries))

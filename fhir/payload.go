@@ -536,19 +536,27 @@ func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
 // With a dst too small (nil, say) the output is allocated at the size recent
 // payloads of the same length needed, so it is not copied while it grows.
 func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
+	out, _, err := c.payloadBundleJSON(dst, payload)
+	return out, err
+}
+
+// payloadBundleJSON is PayloadBundleJSON, which also returns the number of
+// entries of the bundle.
+func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) {
 	p, err := DecodeEncounterPayload(payload)
 	if err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	if want := payloadSize.hint(len(payload)); cap(dst)-len(dst) < want {
 		dst = append(make([]byte, 0, len(dst)+want), dst...)
 	}
 	n := len(dst)
 	out, err := c.appendPayloadBundle(dst, p)
-	if err == nil {
-		payloadSize.observe(len(payload), len(out)-n)
+	if err != nil {
+		return out, 0, err
 	}
-	return out, err
+	payloadSize.observe(len(payload), len(out)-n)
+	return out, 1 + len(p.Observations), nil // the Encounter and every Observation
 }
 
 // appendPayloadBundle appends the JSON transaction Bundle of p to dst; see

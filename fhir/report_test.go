@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -386,6 +387,13 @@ func compareReportPaths(t *testing.T, c *Converter, r *cht.Report) bool {
 	}
 	if !bytes.Equal(direct, typed) {
 		t.Fatalf("outputs differ:\ndirect %s\ntyped  %s", direct, typed)
+	}
+	rt, err := c.reportTransaction(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Len() != tx.Len() || fmt.Sprint(rt.Warnings) != fmt.Sprint(tx.Warnings) {
+		t.Fatalf("reportTransaction: %d entries, warnings %v; ReportBundle: %d, %v", rt.Len(), rt.Warnings, tx.Len(), tx.Warnings)
 	}
 	return true
 }

@@ -271,22 +271,54 @@ func (c *Converter) reportEntries(p *plan, r *cht.Report, t *Transaction) {
 }
 
 // appendReportBundle appends the JSON of [Converter.ReportBundle]'s
-// transaction to dst. It writes the Observations directly, without
-// building samply values, and is byte-for-byte equal to
-// ReportBundle followed by Transaction.MarshalJSON (errors included), which
-// report_test.go checks. On error dst is returned unchanged.
+// transaction to dst through [Converter.reportTransaction]. It is
+// byte-for-byte equal to ReportBundle followed by Transaction.MarshalJSON
+// (errors included), which report_test.go checks. On error dst is returned
+// unchanged.
 func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
-	p, err := c.reportPlan(r)
+	t, err := c.reportTransaction(r)
 	if err != nil {
 		return dst, err
 	}
+	return t.AppendJSON(dst)
+}
+
+// reportTransaction is [Converter.ReportBundle] without samply
+// Observations: Entries holds the contacts, the Location and the
+// Encounter, and the Observations are written straight to JSON when the
+// transaction is encoded (Len counts them). Values are converted and
+// checked here, so a value that cannot be converted is an error of this
+// call, as in ReportBundle, and the warnings are the same.
+func (c *Converter) reportTransaction(r *cht.Report) (*Transaction, error) {
+	p, err := c.reportPlan(r)
+	if err != nil {
+		return nil, err
+	}
 	fi, _ := c.form(r.Form)
-	n := len(dst)
+	ob := &directObs{c: c, r: r, kept: make([]keptField, 0, len(fi.fields))}
+	var a obsArena
+	for i := range fi.fields {
+		fx := &fi.fields[i]
+		v, ok := r.Fields.Field(fx.fm.Path)
+		if !ok || isEmptyValue(v) {
+			continue
+		}
+		a = obsArena{}
+		if err := c.setValue(&a, fx.fm, v); err != nil {
+			ce := &ConversionError{DocID: r.ID, Field: "fields." + fx.fm.Path, Value: v, Reason: err.Error()}
+			if !fx.fm.Lenient {
+				return nil, ce
+			}
+			p.x.warn(ce)
+			continue
+		}
+		ob.kept = append(ob.kept, keptField{fx, v})
+	}
+	// Fragments shared by every Observation.
 	var effective string
 	if !r.ReportedDate.IsZero() {
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
-	// Fragments shared by every Observation.
 	fr := encoder{b: make([]byte, 0, 1024)}
 	first := true
 	fr.meta(&first, c.meta(p.x))
@@ -303,38 +335,59 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 		perf := []models.Reference{c.ref(p.x, p.x.submitter, r.Contact.ID)}
 		fr.refs(&first, `"performer":`, perf)
 	}
-	metaFrag, refFrag := fr.b[:metaEnd], fr.b[metaEnd:]
+	if fr.err != nil {
+		return nil, fmt.Errorf("fhir: encode: %w", fr.err)
+	}
+	ob.metaFrag, ob.refFrag = fr.b[:metaEnd], fr.b[metaEnd:]
 
 	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
 	c.reportEntries(p, r, t)
+	ob.at = len(t.Entries)
+	t.direct = []*directObs{ob}
+	t.Warnings = p.x.warnings
+	return t, nil
+}
 
-	e := encoder{b: dst}
-	f := e.begin()
-	e.strv(f, `"type":`, "transaction")
-	e.key(f, `"entry":`)
-	e.b = append(e.b, '[')
-	for i := range t.Entries {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.entry(&t.Entries[i])
-	}
+// directObs are the Observations of one report, written straight to JSON
+// before Entries[at] when their transaction is encoded.
+type directObs struct {
+	at                int
+	c                 *Converter
+	r                 *cht.Report
+	kept              []keptField // the fields with a value, checked
+	metaFrag, refFrag []byte      // members shared by the Observations
+}
+
+// moved returns ob written before entry at of another transaction.
+func (ob *directObs) moved(at int) *directObs {
+	c := *ob
+	c.at = at
+	return &c
+}
+
+type keptField struct {
+	fx *fieldIndex
+	v  any
+}
+
+// observations writes the Observations as entries of a Bundle, each
+// preceded by a comma when *comma is set (and sets it).
+func (e *encoder) observations(ob *directObs, comma *bool) {
+	c, r := ob.c, ob.r
 	var a obsArena
-	for i := range fi.fields {
-		fx := &fi.fields[i]
-		v, ok := r.Fields.Field(fx.fm.Path)
-		if !ok || isEmptyValue(v) {
-			continue
-		}
+	for _, k := range ob.kept {
+		fx := k.fx
 		a = obsArena{}
-		if err := c.setValue(&a, fx.fm, v); err != nil {
-			if fx.fm.Lenient {
-				continue
-			}
-			return dst[:n], &ConversionError{DocID: r.ID, Field: "fields." + fx.fm.Path, Value: v, Reason: err.Error()}
+		if err := c.setValue(&a, fx.fm, k.v); err != nil {
+			e.fail(err) // checked by reportTransaction: not reached
+			return
 		}
 		u := c.uuid("Observation", r.ID, fx.fm.Path)
-		e.b = append(e.b, `,{"fullUrl":"urn:uuid:`...)
+		if *comma {
+			e.b = append(e.b, ',')
+		}
+		*comma = true
+		e.b = append(e.b, `{"fullUrl":"urn:uuid:`...)
 		e.b = appendUUID(e.b, u)
 		e.b = append(e.b, `","resource":{`...)
 		if c.cfg.Strategy == WritePut {
@@ -342,7 +395,7 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 			e.b = appendUUID(e.b, u)
 			e.b = append(e.b, `",`...)
 		}
-		e.b = append(e.b, metaFrag...)
+		e.b = append(e.b, ob.metaFrag...)
 		e.b = append(e.b, `,"identifier":[{"system":`...)
 		e.b = appendString(e.b, c.sys.Observation)
 		e.b = append(e.b, `,"value":"`...)
@@ -351,7 +404,7 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 		e.b = appendStringBody(e.b, fx.fm.Path)
 		e.b = append(e.b, `"}],"status":"final",`...)
 		e.b = append(e.b, fx.frag...)
-		e.b = append(e.b, refFrag...)
+		e.b = append(e.b, ob.refFrag...)
 		notFirst := false
 		o := &a.obs
 		e.quantity(&notFirst, `"valueQuantity":`, o.ValueQuantity)
@@ -376,10 +429,4 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 		}
 		e.b = append(e.b, `}}`...)
 	}
-	e.b = append(e.b, ']')
-	e.resourceType(f, "Bundle")
-	if e.err != nil {
-		return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
-	}
-	return e.b, nil
 }

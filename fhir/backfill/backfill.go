@@ -11,6 +11,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
 )
 
 // Defaults of Config.
@@ -317,7 +318,7 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 	if err != nil {
 		return c, err
 	}
-	err = writeRetrying(ctx, cfg, name, bundle)
+	err = writeRetrying(ctx, cfg, name, bundle, entries)
 	if err == nil {
 		c.converted += int64(len(txs))
 		c.resources += int64(entries)
@@ -338,7 +339,7 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 		if err != nil {
 			return c, err
 		}
-		err = writeRetrying(ctx, cfg, name+"-"+t.id, one)
+		err = writeRetrying(ctx, cfg, name+"-"+t.id, one, entries)
 		switch {
 		case err == nil:
 			c.converted++
@@ -364,11 +365,16 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 		if err := r.UnmarshalJSON(d.Doc); err != nil {
 			return nil, "", fmt.Errorf("decode report: %w", err)
 		}
-		tx, err := conv.ReportBundle(r)
+		// ReportBundle, with the Observations written when the
+		// transaction is encoded rather than built as samply values.
+		t, err := direct.ReportTransaction(conv, r)
 		if errors.Is(err, fhir.ErrUnmappedForm) {
 			return nil, "unmapped form", nil
 		}
-		return tx, "", err
+		if err != nil {
+			return nil, "", err
+		}
+		return t.(*fhir.Transaction), "", nil
 	case contactTypes[typ]:
 		ct := new(cht.Contact)
 		if err := ct.UnmarshalJSON(d.Doc); err != nil {
@@ -387,39 +393,27 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 // documents (a patient, the CHW, their places) have the same deterministic
 // fullUrl and are written once.
 func encode(txs []converted) ([]byte, int, error) {
-	if len(txs) == 1 {
-		data, err := txs[0].tx.MarshalJSON()
-		return data, txs[0].tx.Len(), err
+	all := make([]any, len(txs))
+	for i, t := range txs {
+		all[i] = t.tx
 	}
-	n := 0
-	for _, t := range txs {
-		n += t.tx.Len()
-	}
-	merged := fhir.Transaction{Entries: make([]fhir.Entry, 0, n)}
-	seen := make(map[string]struct{}, n)
-	for _, t := range txs {
-		for _, e := range t.tx.Entries {
-			key := e.FullURL
-			if key == "" {
-				key = e.Request.Method.Code() + " " + e.Request.Url
-			}
-			if _, dup := seen[key]; dup {
-				continue
-			}
-			seen[key] = struct{}{}
-			merged.Entries = append(merged.Entries, e)
-		}
-	}
+	merged := direct.Merge(all).(*fhir.Transaction)
 	data, err := merged.MarshalJSON()
-	return data, len(merged.Entries), err
+	return data, merged.Len(), err
 }
 
-// writeRetrying writes a bundle, retrying transient failures with backoff.
-func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte) error {
+// writeRetrying writes a bundle of n entries, retrying transient failures
+// with backoff.
+func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte, n int) error {
 	wait := cfg.RetryWait
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = cfg.Writer.WriteBundle(ctx, name, bundle)
+		if cw, ok := cfg.Writer.(clientWriter); ok {
+			// The client need not count the entries again.
+			err = direct.Transaction(cw.c, ctx, bundle, n)
+		} else {
+			err = cfg.Writer.WriteBundle(ctx, name, bundle)
+		}
 		if err == nil || isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
 			return err
 		}

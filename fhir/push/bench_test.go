@@ -32,8 +32,12 @@ var benchPushes = []struct {
 	name, path, file string
 	idOnly           bool // push {"id", "rev"}: the handler hydrates the report
 	bare             bool // the file is the request body
+	// configurable: the document's app declares contact_types
+	// (app_settings_configurable.json); the others use the legacy
+	// hierarchy (person, clinic, health_center, district_hospital).
+	configurable bool
 }{
-	{name: "Person", path: push.OutboundPath, file: "../../cht/testdata/person_hydrated.json"},
+	{name: "Person", path: push.OutboundPath, file: "../../cht/testdata/person_hydrated.json", configurable: true},
 	{name: "HydratedReport", path: push.OutboundPath, file: "../testdata/report_assessment_hydrated.json"},
 	{name: "IDOnlyReport", path: push.OutboundPath, file: "../testdata/report_assessment_hydrated.json", idOnly: true},
 	{name: "Payload", path: push.EncounterPath, file: "../testdata/encounter-20obs.json", bare: true},
@@ -68,7 +72,7 @@ func BenchmarkPush(b *testing.B) {
 	for _, p := range benchPushes {
 		b.Run(p.name, func(b *testing.B) {
 			body, doc := benchBody(b, p.file, p.idOnly, p.bare)
-			h := benchHandler(b, doc)
+			h := benchHandler(b, doc, p.configurable)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			cpu := startCPU()
@@ -115,19 +119,21 @@ func BenchmarkEncodingJSON(b *testing.B) {
 // benchHandler is the push handler as examples/cht-to-fhir builds it, with
 // CHT answering every hydrate with doc and the FHIR server accepting every
 // transaction, both in process.
-func benchHandler(b *testing.B, doc []byte) *push.Handler {
+func benchHandler(b *testing.B, doc []byte, configurable bool) *push.Handler {
 	b.Helper()
 	m, err := fhir.LoadMapping("../testdata/mapping.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	settings, err := os.ReadFile("../../cht/testdata/app_settings_configurable.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	types, err := cht.ParseContactTypes(settings)
-	if err != nil {
-		b.Fatal(err)
+	var types cht.ContactTypes
+	if configurable {
+		settings, err := os.ReadFile("../../cht/testdata/app_settings_configurable.json")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if types, err = cht.ParseContactTypes(settings); err != nil {
+			b.Fatal(err)
+		}
 	}
 	conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, ContactTypes: types})
 	if err != nil {

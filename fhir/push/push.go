@@ -14,6 +14,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
 )
 
 // Paths served by [Handler].
@@ -128,16 +129,16 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	if err != nil {
 		return fmt.Errorf("push: encode transaction for %s: %w", p.ID, err)
 	}
-	if err := h.write(ctx, body); err != nil {
+	if err := h.write(ctx, body, tx.Len()); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
 	return nil
 }
 
-// write posts one transaction Bundle.
-func (h *Handler) write(ctx context.Context, bundle []byte) error {
-	if err := h.cfg.FHIR.Transaction(h.cfg.Orchestrate(ctx, "FHIR transaction"), bundle); err != nil {
+// write posts one transaction Bundle of n entries.
+func (h *Handler) write(ctx context.Context, bundle []byte, n int) error {
+	if err := direct.Transaction(h.cfg.FHIR, h.cfg.Orchestrate(ctx, "FHIR transaction"), bundle, n); err != nil {
 		return &failure{status: upstreamStatus(err), err: err}
 	}
 	return nil
@@ -165,10 +166,13 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 				}
 			}
 		}
-		tx, err := h.cfg.Converter.ReportBundle(r)
+		// ReportBundle, with the Observations written when the
+		// transaction is encoded rather than built as samply values.
+		t, err := direct.ReportTransaction(h.cfg.Converter, r)
 		if err != nil {
 			return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
 		}
+		tx := t.(*fhir.Transaction)
 		// A follow-up report closes its referral in the same transaction
 		// (fhir.Converter.CloseReferral; nothing for other forms).
 		if err := h.cfg.Converter.CloseReferral(ctx, tx, r, reader{h}); err != nil {
@@ -289,14 +293,14 @@ func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
-	bundle, err := h.cfg.Converter.PayloadBundleJSON(nil, payload)
+	bundle, n, err := direct.PayloadBundleJSON(h.cfg.Converter, nil, payload) // PayloadBundleJSON
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	if err := h.write(ctx, bundle); err != nil {
+	if err := h.write(ctx, bundle, n); err != nil {
 		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "err", err)
 		writeJSON(w, statusOf(err), err.Error())
 		return

@@ -1,0 +1,38 @@
+// Package direct gives the pipelines of this module (fhir/push,
+// fhir/backfill) the direct paths of package fhir that are not part of its
+// API: bundles whose Observations are written straight to JSON, and
+// posting a bundle whose number of entries the caller already knows, which
+// fhir.Client.Transaction otherwise counts by reading the bundle again.
+//
+// Package fhir sets the functions when it is initialised; their arguments
+// are package fhir's types (*fhir.Converter, *fhir.Client,
+// *fhir.Transaction), typed any here because this package cannot import
+// fhir.
+package direct
+
+import (
+	"context"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+var (
+	// ReportTransaction is conv.ReportBundle(r) whose Observations are
+	// not built as samply values but written when the transaction is
+	// encoded: its Entries hold the other resources, its Len counts all.
+	// The result is a *fhir.Transaction.
+	ReportTransaction func(conv any, r *cht.Report) (any, error)
+
+	// PayloadBundleJSON is conv.PayloadBundleJSON(dst, payload), which
+	// also returns the number of entries of the bundle.
+	PayloadBundleJSON func(conv any, dst, payload []byte) ([]byte, int, error)
+
+	// Merge merges transactions (each a *fhir.Transaction) into one, a
+	// *fhir.Transaction: entries of the same fullUrl (or, without one, of
+	// the same request) are kept once, the first time they appear.
+	Merge func(txs []any) any
+
+	// Transaction is client.Transaction(ctx, bundle) for a bundle of n
+	// entries.
+	Transaction func(client any, ctx context.Context, bundle []byte, n int) error
+)
