@@ -239,15 +239,11 @@ func newMediator(s Settings, mapping *fhir.Mapping, def openhim.Definition, logg
 	if err != nil {
 		return nil, err
 	}
-	cfg := mediator.Config{Definition: def, Handler: bridge.Handler(), Logger: logger}
+	// The mediator's own errors (such as 413 for a Content-Length over
+	// max_body_bytes) are OperationOutcomes too.
+	cfg := mediator.Config{Definition: def, Handler: bridge.Handler(), Logger: logger, ErrorBody: tocht.ErrorBody}
 	if err := s.Apply(&cfg); err != nil {
 		return nil, err
-	}
-	if cfg.MaxBodyBytes > 0 {
-		// The bridge enforces max_body_bytes itself, answering 413 with an
-		// OperationOutcome; the mediator's own limit (a JSON envelope error)
-		// only stops bodies far beyond it.
-		cfg.MaxBodyBytes = 2*cfg.MaxBodyBytes + 1<<20
 	}
 	return mediator.New(cfg)
 }

@@ -166,6 +166,10 @@ func TestRunRegistersAndServes(t *testing.T) {
 		{"ServiceRequest re-sent", "/fhir/ServiceRequest", sr, http.StatusOK, `"resourceType":"ServiceRequest"`},
 		{"too large", "/fhir/Patient", []byte(`{"resourceType":"Patient","x":"` + strings.Repeat("x", 70000) + `"}`),
 			http.StatusRequestEntityTooLarge, `"resourceType":"OperationOutcome"`},
+		// Far over the limit, the mediator refuses by Content-Length before
+		// the bridge reads: its answer is an OperationOutcome too.
+		{"far too large", "/fhir/Patient", []byte(`{"resourceType":"Patient","x":"` + strings.Repeat("x", 2<<20) + `"}`),
+			http.StatusRequestEntityTooLarge, `"resourceType":"OperationOutcome"`},
 	}
 	for _, tt := range tests {
 		status, body := send(tt.path, tt.body)

@@ -203,17 +203,23 @@ func (b *Bridge) route(resourceType string, withID bool) mediator.HandlerFunc {
 }
 
 func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType string, withID bool) (*mediator.Result, error) {
+	var pathID string
+	if withID {
+		pathID = r.PathValue("id")
+		if err := checkID(pathID); err != nil {
+			return nil, badID(resourceType+".id", fmt.Errorf("the URL's %w", err))
+		}
+	}
 	body, err := b.readBody(r)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInput(body); err != nil {
 		return nil, err
 	}
 	res, err := fhir.ParseResource(body)
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Err: err}
-	}
-	var pathID string
-	if withID {
-		pathID = r.PathValue("id")
 	}
 	if got := typeOf(res); got != resourceType {
 		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("resourceType",
@@ -391,6 +397,19 @@ func outcomeResult(status int, oo *models.OperationOutcome) *mediator.Result {
 		res.Status = mediator.StatusSuccessful
 	}
 	return res
+}
+
+// ErrorBody answers the errors a mediator makes itself (a body over
+// mediator.Config.MaxBodyBytes, a handler's panic) with an
+// OperationOutcome, as the Bridge answers its own: set it as
+// mediator.Config.ErrorBody of the mediator serving [Bridge.Handler].
+func ErrorBody(status int, err error) (contentType string, body []byte) {
+	code := fhir.IssueException
+	if status == http.StatusRequestEntityTooLarge {
+		code = fhir.IssueInvalid
+	}
+	return FHIRContentType, outcomeResult(status, fhir.NewOperationOutcome(fhir.OutcomeIssue{
+		Severity: models.IssueSeverityError, Code: code, Diagnostics: err.Error()})).Body
 }
 
 // invalid is an InvalidResourceError with one issue.

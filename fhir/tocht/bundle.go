@@ -167,6 +167,11 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 						Reason: fmt.Sprintf("PUT %q: want %s/<id>", e.Request.Url, typeOf(res))})
 					continue
 				}
+				if err := checkID(id); err != nil {
+					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: fhir.IssueValue,
+						Reason: fmt.Sprintf("PUT %s: %v", quote(e.Request.Url), err)})
+					continue
+				}
 				if err := setID(res, id); err != nil {
 					issues = append(issues, entryIssues(err, i)...)
 					continue

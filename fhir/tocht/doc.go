@@ -18,9 +18,14 @@
 // batch-response, with one entry per entry received.
 //
 // Every error is answered with an OperationOutcome naming the element and
-// the problem: 400 for malformed or invalid resources, 404 and 405 for other
-// paths and methods, 413 for bodies over Config.MaxBodyBytes, 415 for other
-// content types, 422 for resources that are valid FHIR but cannot become CHT
+// the problem: 400 for malformed or invalid resources (among them an id,
+// in the URL, the body, a Bundle entry's request or a literal reference,
+// that is not of FHIR's id type [A-Za-z0-9\-\.]{1,64} or is a dot-segment; a
+// string holding invalid UTF-8, a lone surrogate or a control character
+// other than tab, CR and LF, which are refused rather than changed),
+// 404 and 405 for other paths and methods, 413 for bodies over
+// Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
+// 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
 // Observation code), 500 for a mediator configuration error (a missing
 // parent place), and 502 or 504 when CHT or the FHIR server failed: nothing

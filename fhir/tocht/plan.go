@@ -325,6 +325,9 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	if !ok {
 		return nil, "", nil
 	}
+	if err := checkID(id); err != nil {
+		return nil, "", badID(expr, fmt.Errorf("reference %s: %w", quote(*ref.Reference), err))
+	}
 	if b.cfg.FHIRURL == "" {
 		pid := b.PersonID(id)
 		return b.patientWithID(pid), pid, nil
