@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -142,20 +143,24 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 	return false, nil
 }
 
-// apply adds the credentials of the active scheme to req.
-func (a *authState) apply(req *http.Request) {
+// apply sets the credentials of the active scheme in h (and removes those
+// of another scheme an earlier attempt may have used).
+func (a *authState) apply(h http.Header) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, k := range []string{"Authorization", "auth-username", "auth-ts", "auth-salt", "auth-token"} {
+		h.Del(k)
+	}
 	switch a.active {
 	case AuthBasic:
-		req.SetBasicAuth(a.username, a.password)
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.username+":"+a.password)))
 	case AuthToken:
 		ts := time.Now().Add(a.skew).UTC().Format(authTSLayout)
 		salt := randomSalt()
-		req.Header.Set("auth-username", a.username)
-		req.Header.Set("auth-ts", ts)
-		req.Header.Set("auth-salt", salt)
-		req.Header.Set("auth-token", authToken(a.passHash, salt, ts))
+		h.Set("auth-username", a.username)
+		h.Set("auth-ts", ts)
+		h.Set("auth-salt", salt)
+		h.Set("auth-token", authToken(a.passHash, salt, ts))
 	case AuthSession:
 		// the cookie jar sends the session cookie
 	}
@@ -197,7 +202,7 @@ func randomSalt() string {
 func (a *authState) fetchSaltLocked(ctx context.Context, c *Client) error {
 	path := "/authenticate/" + url.PathEscape(a.username)
 	start := time.Now()
-	resp, err := c.attempt(ctx, http.MethodGet, path, nil, false, false)
+	resp, err := c.attempt(ctx, http.MethodGet, path, nil, false)
 	if err != nil {
 		return err
 	}
@@ -234,7 +239,7 @@ func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 	if err != nil {
 		return fmt.Errorf("openhim: encode login: %w", err)
 	}
-	resp, err := c.attempt(ctx, http.MethodPost, path, body, true, false)
+	resp, err := c.attempt(ctx, http.MethodPost, path, body, true)
 	if err != nil {
 		return err
 	}

@@ -8,10 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -19,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-resty/resty/v2"
 )
 
 // Defaults of [Config].
@@ -116,8 +115,9 @@ func redactURL(s string) string {
 // Client talks to the OpenHIM core API. It is safe for concurrent use.
 // Create it with [NewClient].
 type Client struct {
-	base        *url.URL // nil: standalone
-	hc          *http.Client
+	base        *url.URL      // nil: standalone
+	rc          *resty.Client // retries network errors and 5xx
+	once        *resty.Client // no retries: heartbeats, salt fetch, login
 	log         *slog.Logger
 	auth        *authState
 	timeout     time.Duration
@@ -216,10 +216,11 @@ func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 	} else {
 		c.auth.active = scheme
 	}
-	c.hc, err = buildHTTPClient(cfg)
+	hc, err := buildHTTPClient(cfg)
 	if err != nil {
 		return nil, err
 	}
+	c.rc, c.once = c.newResty(hc, c.maxRetries), c.newResty(hc, 0)
 	return c, nil
 }
 
@@ -301,7 +302,7 @@ func (c *Client) CoreVersion() int { return c.coreVersion }
 // Standalone reports whether the client has no core URL.
 func (c *Client) Standalone() bool { return c.base == nil }
 
-// response is a fully read core API response.
+// apiResponse is a fully read core API response.
 type apiResponse struct {
 	status int
 	header http.Header
@@ -315,7 +316,7 @@ type apiResponse struct {
 // below the base URL, e.g. "/mediators/" + url.PathEscape(urn). A non-2xx
 // answer is returned as an [*APIError].
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	resp, err := c.call(ctx, method, path, in)
+	resp, err := c.call(ctx, method, path, in, true)
 	if err != nil {
 		return err
 	}
@@ -346,13 +347,83 @@ func (c *Client) redactedURL(path string) string {
 	return c.base.Redacted() + path
 }
 
-// call runs the retry loop around attempt.
-func (c *Client) call(ctx context.Context, method, path string, in any) (*apiResponse, error) {
-	return c.callN(ctx, method, path, in, c.maxRetries)
+// newResty returns the resty client the Client sends with: hc's transport,
+// TLS settings and cookie jar (shared, so a session login serves every
+// call), a timeout per attempt, a response size limit, retries with
+// resty's capped exponential backoff with jitter, the credentials of the
+// active auth scheme added by a request middleware, and a debug line per
+// answer.
+func (c *Client) newResty(hc *http.Client, retries int) *resty.Client {
+	return resty.NewWithClient(hc).
+		SetLogger(restyLogger{c.log}).
+		SetTimeout(c.timeout).
+		SetResponseBodyLimit(maxResponseBytes).
+		SetHeader("Accept", "application/json").
+		SetRetryCount(retries).
+		SetRetryWaitTime(c.waitMin).
+		SetRetryMaxWaitTime(c.waitMax).
+		AddRetryHook(c.logRetry).
+		OnBeforeRequest(c.authenticate).
+		OnAfterResponse(c.logCall)
 }
 
-// callN is call with an explicit retry budget.
-func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetries int) (*apiResponse, error) {
+// authKey marks, in a request's context, a call made with the client's
+// credentials; its value records the credential generation the last
+// attempt used. The auth schemes' own requests (salt, login) have none.
+type authKey struct{}
+
+type authAttempt struct{ gen uint64 }
+
+// authenticate is the request middleware that adds the credentials of the
+// active scheme to every attempt, fetching the token salt or logging in
+// first when the scheme needs it.
+func (c *Client) authenticate(_ *resty.Client, r *resty.Request) error {
+	st, _ := r.Context().Value(authKey{}).(*authAttempt)
+	if st == nil {
+		return nil
+	}
+	gen, err := c.auth.prepare(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	st.gen = gen
+	c.auth.apply(r.Header)
+	return nil
+}
+
+// logCall logs each answer at debug level.
+func (c *Client) logCall(_ *resty.Client, r *resty.Response) error {
+	c.log.DebugContext(r.Request.Context(), "openhim api call", "method", r.Request.Method, "path", r.Request.RawRequest.URL.Path,
+		"status", r.StatusCode(), "duration", r.Time().Round(time.Microsecond).String())
+	return nil
+}
+
+// logRetry logs a failed attempt at debug level: the caller reports an
+// outage once (the Lifecycle does).
+func (c *Client) logRetry(r *resty.Response, err error) {
+	attrs := []any{"error", err}
+	if r != nil && r.Request != nil {
+		attrs = append(attrs, "method", r.Request.Method, "attempt", r.Request.Attempt)
+		if err == nil {
+			attrs = append(attrs, "status", r.StatusCode())
+		}
+	}
+	c.log.Debug("openhim api call failed", attrs...)
+}
+
+// restyLogger sends resty's own messages to the client's logger at debug
+// level (they repeat what the errors and logCall say).
+type restyLogger struct{ log *slog.Logger }
+
+func (l restyLogger) Errorf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l restyLogger) Warnf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l restyLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// call sends an API request with the client's credentials, retried (when
+// retry is set) after a network error or a 5xx. A 401 lets the auth scheme
+// recover once (session re-login, token salt refresh, auto's fallback from
+// basic to token or a session) before the request is sent again.
+func (c *Client) call(ctx context.Context, method, path string, in any, retry bool) (*apiResponse, error) {
 	if c.base == nil {
 		return nil, ErrNoCore
 	}
@@ -369,103 +440,81 @@ func (c *Client) callN(ctx context.Context, method, path string, in any, maxRetr
 			return nil, fmt.Errorf("openhim: %s %s: encode request: %w", method, path, err)
 		}
 	}
-	for try := 0; ; try++ {
-		resp, err := c.authedAttempt(ctx, method, path, body, in != nil)
-		retry := false
+	rc := c.once
+	if retry {
+		rc = c.rc
+	}
+	for resent := false; ; resent = true {
+		st := &authAttempt{}
+		resp, err := c.send(context.WithValue(ctx, authKey{}, st), rc, method, path, body, in != nil)
 		switch {
 		case err != nil:
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), ctx.Err())
+			return nil, err
+		case resp.status == http.StatusUnauthorized && !resent:
+			recovered, err := c.auth.recover(ctx, c, st.gen)
+			if err != nil {
+				return nil, err
 			}
-			var ae *APIError
-			switch {
-			case errors.Is(err, ErrConfig):
-				return nil, err // a setting must change
-			case errors.As(err, &ae): // from the salt fetch or login
-				retry = ae.StatusCode >= 500
-			default:
-				retry = true // network error
+			if recovered {
+				continue
 			}
-		case resp.status >= 500:
-			err = c.apiError(method, path, resp)
-			retry = true
+			return nil, c.auth.refused(c.apiError(method, path, resp))
 		case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
 			return nil, c.auth.refused(c.apiError(method, path, resp))
 		case resp.status >= 300:
 			return nil, c.apiError(method, path, resp)
-		default:
-			return resp, nil
 		}
-		if !retry || try >= maxRetries {
-			return nil, err
-		}
-		wait := retryBackoff(c.waitMin, c.waitMax, try)
-		// Debug: the caller reports the outage once (the Lifecycle does).
-		c.log.DebugContext(ctx, "openhim api call failed; retrying", "method", method, "path", path,
-			"attempt", try+1, "retry_in", wait, "error", err)
-		if err := sleepOrDone(ctx, wait); err != nil {
-			return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), err)
-		}
-	}
-}
-
-// authedAttempt sends one request; on a 401 it lets the auth scheme
-// recover once (session re-login, token salt refresh, auto fallback to
-// token) and resends.
-func (c *Client) authedAttempt(ctx context.Context, method, path string, body []byte, hasBody bool) (*apiResponse, error) {
-	gen, err := c.auth.prepare(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.attempt(ctx, method, path, body, hasBody, true)
-	if err != nil || resp.status != http.StatusUnauthorized {
-		return resp, err
-	}
-	recovered, rerr := c.auth.recover(ctx, c, gen)
-	if rerr != nil {
-		return nil, rerr
-	}
-	if !recovered {
 		return resp, nil
 	}
-	return c.attempt(ctx, method, path, body, hasBody, true)
 }
 
-// attempt sends one HTTP request and reads the whole response.
-func (c *Client) attempt(ctx context.Context, method, path string, body []byte, hasBody, withAuth bool) (*apiResponse, error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var rd io.Reader
+// attempt sends one request without credentials and without retries: the
+// auth schemes' own calls (salt, login).
+func (c *Client) attempt(ctx context.Context, method, path string, body []byte, hasBody bool) (*apiResponse, error) {
+	return c.send(context.WithValue(ctx, authKey{}, (*authAttempt)(nil)), c.once, method, path, body, hasBody)
+}
+
+// send executes one request with rc and returns its answer, whatever its
+// status, or the error of the last attempt, with the URL redacted.
+func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string, body []byte, hasBody bool) (*apiResponse, error) {
+	req := rc.R().SetContext(ctx).AddRetryCondition(func(r *resty.Response, err error) bool {
+		return ctx.Err() == nil && retryable(r, err)
+	})
 	if hasBody {
-		rd = bytes.NewReader(body)
+		req.SetHeader("Content-Type", "application/json").SetBody(body)
 	}
-	req, err := http.NewRequestWithContext(actx, method, c.base.String()+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), stripURLErr(err))
+	res, err := req.Execute(method, c.base.String()+path)
+	if err == nil {
+		return &apiResponse{status: res.StatusCode(), header: res.Header(), body: res.Body()}, nil
 	}
-	req.Header.Set("Accept", "application/json")
-	if hasBody {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if withAuth {
-		c.auth.apply(req)
-	}
-	start := time.Now()
-	res, err := c.hc.Do(req)
-	if err != nil {
-		return nil, tlsFailure(fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), stripURLErr(err)))
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("openhim: %s %s: read response: %w", method, c.redactedURL(path), err)
-	}
-	if len(data) > maxResponseBytes {
+	var api *APIError
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), ctx.Err())
+	case errors.Is(err, ErrConfig) || errors.As(err, &api): // from the salt fetch or login
+		return nil, err
+	case errors.Is(err, resty.ErrResponseBodyTooLarge):
 		return nil, fmt.Errorf("openhim: %s %s: response larger than %d bytes", method, c.redactedURL(path), maxResponseBytes)
 	}
-	c.log.DebugContext(ctx, "openhim api call", "method", method, "path", path, "status", res.StatusCode,
-		"duration", time.Since(start).Round(time.Microsecond).String())
-	return &apiResponse{status: res.StatusCode, header: res.Header, body: data}, nil
+	return nil, tlsFailure(fmt.Errorf("openhim: %s %s: %w", method, c.redactedURL(path), stripURLErr(err)))
+}
+
+// retryable is the retry condition: a network error or a 5xx from core,
+// including from the salt fetch or login, is retried; any other answer is
+// final, and so is an error a setting must fix (see [ErrConfig]) or an
+// answer over the size limit.
+func retryable(r *resty.Response, err error) bool {
+	if err != nil {
+		var api *APIError
+		switch {
+		case errors.Is(err, ErrConfig), errors.Is(err, resty.ErrResponseBodyTooLarge), errors.Is(tlsFailure(err), ErrConfig):
+			return false
+		case errors.As(err, &api):
+			return api.StatusCode >= 500
+		}
+		return true
+	}
+	return r != nil && r.StatusCode() >= 500
 }
 
 func (c *Client) apiError(method, path string, resp *apiResponse) *APIError {
@@ -493,36 +542,4 @@ func coreMessage(body []byte) string {
 		s = s[:cut] + "…"
 	}
 	return s
-}
-
-// backoff returns the wait before retry number try (0-based): exponential
-// from min, capped at max, with "equal jitter" (uniform in [d/2, d]).
-func retryBackoff(min, max time.Duration, try int) time.Duration {
-	d := max
-	if try < 62 {
-		if e := min << uint(try); e > 0 && e < max {
-			d = e
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
-// sleepOrDone waits d or until ctx is done.
-func sleepOrDone(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// isNetworkError reports errors that are not API answers.
-func isNetworkError(err error) bool {
-	var ne net.Error
-	var ae *APIError
-	return errors.As(err, &ne) || (err != nil && !errors.As(err, &ae) && !errors.Is(err, ErrInvalid))
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -133,8 +134,14 @@ func TestRetryPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var calls atomic.Int32
+			var calls, bad atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// Every attempt carries the body and the credentials again.
+				b, _ := io.ReadAll(r.Body)
+				if user, pw, ok := r.BasicAuth(); !ok || user != "u" || pw != "secret-pw" || string(b) != `{"a":"b"}` ||
+					r.Header.Get("Content-Type") != "application/json" {
+					bad.Add(1)
+				}
 				n := int(calls.Add(1)) - 1
 				st := tt.statuses[min(n, len(tt.statuses)-1)]
 				w.WriteHeader(st)
@@ -149,6 +156,9 @@ func TestRetryPolicy(t *testing.T) {
 			err = c.Do(context.Background(), http.MethodPost, "/mediators", map[string]string{"a": "b"}, nil)
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("calls = %d, want %d", got, tt.wantCalls)
+			}
+			if n := bad.Load(); n > 0 {
+				t.Errorf("%d attempts without the body or the credentials", n)
 			}
 			if tt.wantErr == nil {
 				if err != nil {
@@ -201,8 +211,9 @@ func TestRetryNetworkError(t *testing.T) {
 			t.Errorf("error leaks %q: %v", secret, err)
 		}
 	}
-	if !isNetworkError(err) {
-		t.Errorf("isNetworkError(%v) = false", err)
+	var ne net.Error
+	if !errors.As(err, &ne) {
+		t.Errorf("err %v does not carry the network error", err)
 	}
 }
 
@@ -401,7 +412,7 @@ func TestTLSOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := c.call(context.Background(), http.MethodGet, "/channels", nil)
+			resp, err := c.call(context.Background(), http.MethodGet, "/channels", nil, true)
 			if tt.wantErr {
 				var uae x509.UnknownAuthorityError
 				if err == nil || !errors.As(err, &uae) {

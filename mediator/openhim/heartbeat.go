@@ -34,7 +34,7 @@ func (c *Client) Heartbeat(ctx context.Context, urn string, uptime float64, want
 		Config bool    `json:"config,omitempty"`
 	}{uptime, wantConfig}
 	path := mediatorPath(urn) + "/heartbeat"
-	resp, err := c.callN(ctx, http.MethodPost, path, body, 0)
+	resp, err := c.call(ctx, http.MethodPost, path, body, false)
 	if err != nil {
 		return nil, err
 	}

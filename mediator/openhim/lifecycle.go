@@ -458,3 +458,28 @@ func (l *Lifecycle) Deregister(ctx context.Context) error {
 	l.metrics.registered.Set(0)
 	return nil
 }
+
+// retryBackoff returns the wait before retry number try (0-based): exponential
+// from min, capped at max, with "equal jitter" (uniform in [d/2, d]).
+func retryBackoff(min, max time.Duration, try int) time.Duration {
+	d := max
+	if try < 62 {
+		if e := min << uint(try); e > 0 && e < max {
+			d = e
+		}
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// sleepOrDone waits d or until ctx is done.
+func sleepOrDone(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

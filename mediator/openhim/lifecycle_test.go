@@ -685,7 +685,7 @@ func BenchmarkAuthTokenHeaders(b *testing.B) {
 	req, _ := http.NewRequest(http.MethodGet, "https://core/mediators", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		a.apply(req)
+		a.apply(req.Header)
 	}
 }
 
