@@ -16,7 +16,7 @@
 //
 // # Keys and variables
 //
-// Keys are the mapstructure tags, nested with ".": listen, openhim.url,
+// Keys are the mapstructure tags, nested with ".": listen, public_host, openhim.url,
 // openhim.username, openhim.password, openhim.auth,
 // openhim.insecure_skip_verify, openhim.ca_file, openhim.cert_file,
 // openhim.key_file, openhim.timeout, openhim.core_version,
@@ -28,6 +28,13 @@
 // The environment wins over the file, even when a variable is set but
 // empty (MEDIATOR_CHT_USERNAME= clears the file's value); the file wins
 // over the defaults of [Default]. viper is used only here.
+//
+// # Command line
+//
+// [CLI] is the command line the example mediators share: --config,
+// --log-level, --version, --help (every key with its variable and default)
+// and the program's own --print-* flags. Its Parse loads the settings and
+// logs the effective configuration, secrets redacted, at start-up.
 //
 // # Inbound authentication
 //

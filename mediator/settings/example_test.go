@@ -1,7 +1,9 @@
 package settings_test
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
@@ -47,4 +49,33 @@ func ExampleLoad() {
 	// password: REDACTED
 	// true true
 	// settings: testdata/unknown.yaml: unknown key(s) ["openhim.urll"]
+}
+
+// The command line the example mediators share: --config, --log-level,
+// --version, --help and the program's --print-* flags. A program parses it
+// once, at the top of its run function.
+func ExampleCLI() {
+	run := func(args ...string) error {
+		s := AppSettings{Mediator: settings.Default()}
+		cli := settings.NewCLI("my-mediator", "1.0.0", &s)
+		cli.Print("listen", "print the listen address, and exit", func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, "listening on", s.Listen)
+			return err // printing needs no cht.url
+		})
+		if done, err := cli.Parse(args, os.Stdout, nil); done || err != nil {
+			return err
+		}
+		return errors.New("would serve on " + s.Listen)
+	}
+	fmt.Println(run("--version"))
+	fmt.Println(run("--config", "testdata/example.yaml", "--print-listen"))
+	fmt.Println(run("--log-level", "loud"))
+	fmt.Println(run("--config", "testdata/example.yaml"))
+	// Output:
+	// my-mediator 1.0.0
+	// <nil>
+	// listening on 127.0.0.1:9000
+	// <nil>
+	// --log-level "loud": want debug, info, warn or error
+	// would serve on 127.0.0.1:9000
 }

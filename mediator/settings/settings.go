@@ -58,6 +58,9 @@ func (s Secret) GoString() string { return `"` + s.String() + `"` }
 type Mediator struct {
 	// Listen is the address to serve on (MEDIATOR_LISTEN).
 	Listen string `mapstructure:"listen"`
+	// PublicHost is the host name core reaches the mediator at, the host
+	// of the routes of [Mediator.Route] (MEDIATOR_PUBLIC_HOST).
+	PublicHost string `mapstructure:"public_host"`
 	// OpenHIM is the connection to core (MEDIATOR_OPENHIM_*).
 	OpenHIM OpenHIM `mapstructure:"openhim"`
 	// HeartbeatInterval between heartbeats; negative disables them
@@ -91,6 +94,33 @@ type Mediator struct {
 	// without authentication, and no longer on Listen
 	// (MEDIATOR_METRICS_LISTEN, e.g. "127.0.0.1:9090").
 	MetricsListen string `mapstructure:"metrics_listen"`
+}
+
+// Endpoint is a server a program calls, such as CHT or a FHIR server, and
+// its credentials: a program's settings name it (cht.url, cht.username,
+// cht.password for a field tagged "cht").
+type Endpoint struct {
+	URL      string `mapstructure:"url"`
+	Username string `mapstructure:"username"`
+	Password Secret `mapstructure:"password"`
+}
+
+// Validate checks the endpoint named key ("cht" for cht.url...): its URL
+// must be an http(s) URL, and is required when required is set. An error
+// names the key and its variable.
+func (e Endpoint) Validate(key string, required bool) error {
+	name := key + ".url (" + EnvName(DefaultEnvPrefix, key+".url") + ")"
+	if e.URL == "" {
+		if required {
+			return fmt.Errorf("settings: %s is required", name)
+		}
+		return nil
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("settings: %s is not an http(s) URL: %s", name, redactURL(e.URL))
+	}
+	return nil
 }
 
 // Auth is the inbound authentication of the mediator's routes: a caller
@@ -152,6 +182,7 @@ type OpenHIM struct {
 // defined:
 //
 //	listen               ":8080"
+//	public_host          "localhost"
 //	heartbeat_interval   10s
 //	install_channels     false
 //	restore_channels     false
@@ -168,6 +199,7 @@ type OpenHIM struct {
 func Default() Mediator {
 	return Mediator{
 		Listen:            mediator.DefaultListen,
+		PublicHost:        "localhost",
 		HeartbeatInterval: 10 * time.Second,
 		MaxBodyBytes:      mediator.DefaultMaxBodyBytes,
 		ShutdownTimeout:   mediator.DefaultShutdownTimeout,
@@ -192,6 +224,18 @@ func (m Mediator) ListenPort() (int, error) {
 	}
 	return 0, fmt.Errorf("settings: listen (%s) %q: a fixed port is needed so core can reach the mediator",
 		EnvName(DefaultEnvPrefix, "listen"), m.Listen)
+}
+
+// Route is a route of the mediator's registration named name: to
+// PublicHost at the port of Listen, over HTTPS when tls.cert_file is set.
+// Its error is that of [Mediator.ListenPort].
+func (m Mediator) Route(name string) (mediator.Route, error) {
+	port, err := m.ListenPort()
+	if err != nil {
+		return mediator.Route{}, err
+	}
+	return mediator.Route{Name: name, Type: "http", Host: m.PublicHost, Port: port, Primary: true,
+		Secured: m.TLS.CertFile != ""}, nil
 }
 
 // Validate checks the values. Each problem names the key and its
@@ -368,6 +412,7 @@ func (t TLS) config() (*tls.Config, error) {
 func (m Mediator) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", m.Listen),
+		slog.String("public_host", m.PublicHost),
 		slog.String("openhim.url", redactURL(m.OpenHIM.URL)),
 		slog.String("openhim.username", m.OpenHIM.Username),
 		slog.String("openhim.auth", m.OpenHIM.Auth),
@@ -385,8 +430,8 @@ func (m Mediator) LogValue() slog.Value {
 
 // String formats the settings without secrets.
 func (m Mediator) String() string {
-	return fmt.Sprintf("{Listen:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t RestoreChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v LogLevel:%s Auth:%s TLS:%+v MetricsListen:%s}",
-		m.Listen, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.RestoreChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders,
+	return fmt.Sprintf("{Listen:%s PublicHost:%s OpenHIM:%s HeartbeatInterval:%s InstallChannels:%t RestoreChannels:%t MaxBodyBytes:%d ShutdownTimeout:%s RedactHeaders:%v LogLevel:%s Auth:%s TLS:%+v MetricsListen:%s}",
+		m.Listen, m.PublicHost, m.OpenHIM, m.HeartbeatInterval, m.InstallChannels, m.RestoreChannels, m.MaxBodyBytes, m.ShutdownTimeout, m.RedactHeaders,
 		m.LogLevel, m.InboundAuth(), m.TLS, m.MetricsListen)
 }
 
@@ -437,7 +482,10 @@ func Load(path string, dst any) error {
 }
 
 // LoadWith is [Load] with options.
-func LoadWith(opts Options, dst any) error {
+func LoadWith(opts Options, dst any) error { return loadWith(opts, dst, true) }
+
+// loadWith is LoadWith, calling dst's Validate only when validate is set.
+func loadWith(opts Options, dst any, validate bool) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("settings: destination must be a non-nil pointer to a struct, not %T", dst)
@@ -492,8 +540,8 @@ func LoadWith(opts Options, dst any) error {
 	if err != nil {
 		return &decodeError{msg: decodeMessage(err.Error(), prefix), err: err}
 	}
-	if val, ok := dst.(interface{ Validate() error }); ok {
-		return val.Validate()
+	if val, ok := dst.(interface{ Validate() error }); ok && validate {
+		return Errors{val.Validate()}.Err() // one line, even from errors.Join
 	}
 	return nil
 }

@@ -164,3 +164,26 @@ func TestListenPort(t *testing.T) {
 		})
 	}
 }
+
+func TestEndpointValidate(t *testing.T) {
+	for _, tt := range []struct {
+		e        Endpoint
+		required bool
+		want     string
+	}{
+		{Endpoint{}, true, "settings: cht.url (MEDIATOR_CHT_URL) is required"},
+		{Endpoint{}, false, ""},
+		{Endpoint{URL: "cht.example.org"}, false, "settings: cht.url (MEDIATOR_CHT_URL) is not an http(s) URL: cht.example.org"},
+		{Endpoint{URL: "ftp://admin:pw@cht.example.org"}, true, "ftp://admin:xxxxx@cht.example.org"},
+		{Endpoint{URL: "https://cht.example.org"}, true, ""},
+	} {
+		err := tt.e.Validate("cht", tt.required)
+		if tt.want == "" {
+			assert.NoError(t, err, tt.e.URL)
+			continue
+		}
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tt.want)
+		assert.NotContains(t, err.Error(), "pw@")
+	}
+}
