@@ -1,0 +1,130 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// ErrContactTypesUnread is the error of [Pending.Ready] and of the pushes
+// [Pending] refuses while the app's contact types are not read.
+var ErrContactTypesUnread = errors.New("push: the app's contact types (app_settings.contact_types) are not read from CHT yet")
+
+// retryInterval is the least time between two reads of the contact types.
+const retryInterval = 5 * time.Second
+
+// Pending is the [Handler] of a mediator that reads the app's contact types
+// (app_settings.contact_types, with GET /api/v1/settings) from CHT before it
+// converts anything: they tell people from places, and a guess would write
+// wrong resources. Until they are read it answers every push 503 with a JSON
+// error naming the cause (CHT keeps the push and sends it again) and Ready
+// fails (a mediator's /readyz through mediator.Config.ReadyCheck). A failed
+// read is tried again on the next push or readiness check, at most every
+// 5 s. It is safe for concurrent use.
+type Pending struct {
+	conv    fhir.Config
+	cfg     Config
+	log     *slog.Logger
+	handler atomic.Pointer[Handler]
+	retry   time.Duration // retryInterval; shorter in tests
+	mu      sync.Mutex    // held while reading
+	last    time.Time
+	lastErr error
+}
+
+// NewPending returns a Pending for the conversion conv and the handler
+// cfg, whose Converter it builds from conv. It reads the contact types
+// through cfg.CHT when conv has none; without cfg.CHT, or with conv's
+// contact types (read from a file for offline work), it takes pushes at
+// once (with neither, the converter knows only CHT's legacy hierarchy).
+// Both configurations are checked now, so that an error in them stops the
+// program at start; it does no I/O.
+func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
+	c, err := fhir.New(conv)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	cfg.Converter = c
+	h, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pending{conv: conv, cfg: cfg, log: cfg.Logger, retry: retryInterval}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CHT == nil || len(conv.ContactTypes.Types()) > 0 {
+		p.handler.Store(h)
+	}
+	return p, nil
+}
+
+// Ready reads the contact types unless they are read, and returns nil once
+// they are; otherwise an error wrapping [ErrContactTypesUnread] and the
+// cause.
+func (p *Pending) Ready(context.Context) error {
+	_, err := p.get()
+	return err
+}
+
+// ServeHTTP serves the pushes as [Handler] does once the contact types are
+// read, and answers 503 until then.
+func (p *Pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, err := p.get()
+	if err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(p.retry/time.Second), 1)))
+		writeJSON(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// get returns the handler, reading the contact types if they are due.
+func (p *Pending) get() (*Handler, error) {
+	if h := p.handler.Load(); h != nil {
+		return h, nil
+	}
+	if !p.mu.TryLock() { // another request is reading them
+		return nil, fmt.Errorf("%w: reading them", ErrContactTypesUnread)
+	}
+	defer p.mu.Unlock()
+	if h := p.handler.Load(); h != nil {
+		return h, nil
+	}
+	if p.lastErr != nil && time.Since(p.last) < p.retry {
+		return nil, p.lastErr
+	}
+	p.last = time.Now()
+	// The read is not the request's work: it is neither cancelled with the
+	// request nor recorded as one of its orchestrations.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	types, err := p.cfg.CHT.ContactTypes(ctx)
+	if err == nil {
+		conv := p.conv
+		conv.ContactTypes = types
+		cfg := p.cfg
+		if cfg.Converter, err = fhir.New(conv); err == nil {
+			var h *Handler
+			if h, err = New(cfg); err == nil {
+				p.handler.Store(h)
+				p.log.Info("read the app's contact types from CHT; taking pushes", "contact_types", len(types.Types()))
+				return h, nil
+			}
+		}
+	}
+	if p.lastErr == nil {
+		p.log.Warn("cannot read the app's contact types from CHT; pushes are answered 503 until they are read",
+			"err", err, "retry_every", p.retry.String())
+	}
+	p.lastErr = fmt.Errorf("%w: %w", ErrContactTypesUnread, err)
+	return nil, p.lastErr
+}

@@ -1,0 +1,116 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+)
+
+// Pending refuses pushes (503) and is not ready while CHT does not answer
+// GET /api/v1/settings, writes nothing meanwhile, and converts with the
+// app's contact types once it has read them. The demo app declares a
+// "household" place type that the legacy hierarchy does not know, so a
+// guess would refuse (or mis-convert) a household member's report.
+func TestPendingWaitsForTheContactTypes(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	remove := chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Status: http.StatusInternalServerError})
+
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
+		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
+		Config{FHIR: fhirClient, CHT: chtClient, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	require.NoError(t, err)
+	p.retry = 50 * time.Millisecond
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+
+	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
+	require.True(t, ok)
+	body, err := json.Marshal(map[string]any{"doc": doc})
+	require.NoError(t, err)
+	post := func() (int, string) {
+		resp, err := http.Post(srv.URL+OutboundPath, "application/json", bytes.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	err = p.Ready(context.Background())
+	require.ErrorIs(t, err, ErrContactTypesUnread)
+	time.Sleep(60 * time.Millisecond)
+	status, answer := post()
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Contains(t, answer, "contact types (app_settings.contact_types) are not read from CHT yet")
+	assert.Contains(t, answer, "500", "the cause")
+	status, _ = post() // within the retry interval: no new read, still refused
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Equal(t, 0, fhirSrv.Count("Encounter"), "nothing written while refusing")
+	assert.Equal(t, 1, strings.Count(logs.String(), `"level":"WARN"`), "one warning per outage: %s", logs.String())
+
+	remove()
+	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 5*time.Second, 20*time.Millisecond)
+	status, answer = post()
+	require.Equal(t, http.StatusOK, status, answer)
+	assert.Equal(t, 1, fhirSrv.Count("Encounter"))
+	assert.Contains(t, logs.String(), "taking pushes")
+}
+
+// A configuration error stops the program at start; only the read waits.
+// Without CHT, or with contact types given, pushes are taken at once.
+func TestNewPending(t *testing.T) {
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://127.0.0.1:1/fhir"})
+	require.NoError(t, err)
+	chtClient, err := cht.New(cht.Config{URL: "http://127.0.0.1:1", Username: "u", Password: "p", MaxRetries: -1})
+	require.NoError(t, err)
+	_, err = NewPending(fhir.Config{Mapping: fhir.DefaultMapping()}, Config{FHIR: fhirClient, CHT: chtClient})
+	require.Error(t, err, "no InstanceURL")
+	assert.False(t, errors.Is(err, ErrContactTypesUnread))
+
+	types, err := cht.ParseContactTypes([]byte(`{"contact_types":[{"id":"clinic"},{"id":"person","parents":["clinic"],"person":true}]}`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name  string
+		conv  fhir.Config
+		cfg   Config
+		ready bool
+	}{
+		{"legacy hierarchy without CHT", fhir.Config{InstanceURL: "https://cht.example.org"}, Config{FHIR: fhirClient}, true},
+		{"contact types from a file", fhir.Config{InstanceURL: "https://cht.example.org", ContactTypes: types}, Config{FHIR: fhirClient, CHT: chtClient}, true},
+		{"read from an unreachable CHT", fhir.Config{InstanceURL: "https://cht.example.org"}, Config{FHIR: fhirClient, CHT: chtClient}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewPending(tc.conv, tc.cfg)
+			require.NoError(t, err)
+			err = p.Ready(context.Background())
+			if tc.ready {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, ErrContactTypesUnread)
+			}
+		})
+	}
+}
