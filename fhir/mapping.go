@@ -8,7 +8,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -190,8 +193,11 @@ func (e *MappingError) Error() string {
 }
 
 // LoadMapping reads a mapping from a YAML (.yaml, .yml) or JSON file and
-// validates it.
+// validates it; "" gives [DefaultMapping].
 func LoadMapping(path string) (*Mapping, error) {
+	if path == "" {
+		return DefaultMapping(), nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("fhir: load mapping: %w", err)
@@ -213,7 +219,7 @@ func ParseMapping(data []byte) (*Mapping, error) {
 		dec := json.NewDecoder(bytes.NewReader(trimmed))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Errorf("fhir: parse mapping JSON: %w", err)
+			return nil, decodeError(data, "JSON", err)
 		}
 		if dec.More() {
 			return nil, errors.New("fhir: parse mapping JSON: trailing data after the mapping object")
@@ -225,7 +231,7 @@ func ParseMapping(data []byte) (*Mapping, error) {
 			if errors.Is(err, io.EOF) {
 				return nil, &MappingError{Reason: "empty document"}
 			}
-			return nil, fmt.Errorf("fhir: parse mapping YAML: %w", err)
+			return nil, decodeError(data, "YAML", err)
 		}
 	}
 	if err := m.Validate(); err != nil {
@@ -470,4 +476,115 @@ func (m *Mapping) Form(form string) (*FormMapping, bool) {
 		}
 	}
 	return nil, false
+}
+
+// decodeError words a decoding error in the terms of the file: the line,
+// the path of keys and what is wrong, never a Go type. The file is walked
+// beside the Mapping type (YAML reads JSON too); when the walk finds
+// nothing, the decoder's own message is kept.
+func decodeError(data []byte, format string, err error) error {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil {
+		if msg := locate(&doc, reflect.TypeFor[Mapping](), ""); msg != "" {
+			return &MappingError{Reason: msg}
+		}
+	}
+	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "yaml: "), "json: ")
+	return &MappingError{Reason: fmt.Sprintf("not valid %s: %s", format, goTypes.ReplaceAllString(msg, ""))}
+}
+
+// goTypes matches the Go types in a decoder's message.
+var goTypes = regexp.MustCompile(` (of |into |in )?(type |Go struct field )?\[?\]?\*?fhir\.[\w.]+`)
+
+// locate returns the first place where n does not fit t, as
+// "line N: path: problem", or "".
+func locate(n *yaml.Node, t reflect.Type, path string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return locate(n.Content[0], t, path)
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return locate(n.Alias, t, path)
+	}
+	where := path
+	if where == "" {
+		where = "top level"
+	}
+	wrong := func(want string) string {
+		got := "a list"
+		switch n.Kind {
+		case yaml.MappingNode:
+			got = "keys and values"
+		case yaml.ScalarNode:
+			got = strconv.Quote(n.Value)
+		}
+		return fmt.Sprintf("line %d: %s: want %s, got %s", n.Line, where, want, got)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return wrong("keys and values")
+		}
+		known := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			known[name] = t.Field(i).Type
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ft, ok := known[key]
+			if !ok {
+				return fmt.Sprintf("line %d: %s: unknown key %q (known keys: %s)", n.Content[i].Line, where, key, strings.Join(names, ", "))
+			}
+			if msg := locate(n.Content[i+1], ft, join(path, key)); msg != "" {
+				return msg
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return wrong("keys and values")
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if msg := locate(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); msg != "" {
+				return msg
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return wrong("a list")
+		}
+		for i, item := range n.Content {
+			if msg := locate(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); msg != "" {
+				return msg
+			}
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return wrong("a text value")
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			return wrong("true or false")
+		}
+	case reflect.Int, reflect.Int64:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			return wrong("a whole number")
+		}
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+			return wrong("a number")
+		}
+	}
+	return ""
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }

@@ -84,7 +84,7 @@ func TestParseMappingInvalid(t *testing.T) {
 		{"dup path", "forms: [{form: F, fields: [" + okField + ", " + strings.Replace(okField, "code: c", "code: d", 1) + "]}]", "path listed twice"},
 		{"dup code", "forms: [{form: F, fields: [" + okField + ", " + strings.Replace(okField, "path: a", "path: b", 1) + "]}]", "used by two fields"},
 		{"bad encounter type", `forms: [{form: F, encounterType: {code: x}, fields: []}]`, "encounterType has no system"},
-		{"yaml syntax", "forms: [", "parse mapping YAML"},
+		{"yaml syntax", "forms: [", "not valid YAML: line 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
