@@ -432,13 +432,27 @@ func isShellOperator(t string) bool {
 	return false
 }
 
-// definesFlag reports whether a non-test Go file in dir defines the flag,
-// i.e. contains its quoted name.
+// definesFlag reports whether a non-test Go file in dir defines the flag:
+// it contains its quoted name, or it is a flag of the shared command line
+// (settings.NewCLI: --config, --log-level, --version, --help, and
+// --print-NAME for PrintOpenHIMConfig or Print("NAME", ...)).
 func (c *checker) definesFlag(dir, name string) bool {
 	c.loadGoFiles()
 	for p, src := range c.goFiles {
-		if pathDir(p) == dir && !strings.HasSuffix(p, "_test.go") && strings.Contains(src, strconv.Quote(name)) {
+		if pathDir(p) != dir || strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		if strings.Contains(src, strconv.Quote(name)) {
 			return true
+		}
+		if strings.Contains(src, "settings.NewCLI(") {
+			printName, printing := strings.CutPrefix(name, "print-")
+			switch {
+			case slices.Contains([]string{"config", "log-level", "version", "help", "h"}, name),
+				name == "print-openhim-config" && strings.Contains(src, ".PrintOpenHIMConfig("),
+				printing && strings.Contains(src, ".Print("+strconv.Quote(printName)):
+				return true
+			}
 		}
 	}
 	return false

@@ -34,6 +34,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
 func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
@@ -70,7 +71,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	// The shared core gets a unique URN, channel, role and path prefix.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := defaultSettings()
+	s := Settings{Mediator: settings.Default()}
 	s.PublicHost, s.Listen = "127.0.0.1", ln.Addr().String()
 	def, err := definition(s)
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,14 +82,16 @@ func TestPrintCHTOutbound(t *testing.T) {
 	assert.NotEqual(t, clientRole, reports.Destination.Auth.Username)
 }
 
+// Running needs the CHT and FHIR URLs; errors name the key, on one line.
 func TestSettingsErrorsNameTheKey(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
 		want string
 	}{
-		{"no FHIR URL", map[string]string{"MEDIATOR_CHT_URL": "https://cht.example.org"}, "fhir.url"},
-		{"no CHT URL", map[string]string{"MEDIATOR_FHIR_URL": "http://fhir"}, "cht.url"},
+		{"no FHIR URL", map[string]string{"MEDIATOR_CHT_URL": "https://cht.example.org"}, "fhir.url (MEDIATOR_FHIR_URL) is required"},
+		{"no CHT URL", map[string]string{"MEDIATOR_FHIR_URL": "http://fhir"}, "cht.url (MEDIATOR_CHT_URL) is required"},
+		{"bad FHIR URL", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "fhir:8080"}, "fhir.url (MEDIATOR_FHIR_URL) is not an http(s) URL"},
 		{"bad heartbeat", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
 			"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"missing mapping file", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
@@ -96,14 +99,72 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("MEDIATOR_CHT_URL", "")
+			t.Setenv("MEDIATOR_FHIR_URL", "")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			err := run(context.Background(), []string{"--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, nil, new(bytes.Buffer), slog.New(slog.DiscardHandler))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
 		})
 	}
+}
+
+// Until the app's contact types are read from CHT (here GET
+// /api/v1/settings fails), /readyz is not ready and pushes are answered
+// 503, so that CHT keeps them; once CHT answers, both recover.
+func TestContactTypesUnreadRefusesPushes(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	remove := chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Status: http.StatusBadGateway})
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Setenv("MEDIATOR_LISTEN", addr)
+	t.Setenv("MEDIATOR_OPENHIM_URL", "")
+	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
+	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
+	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
+	require.True(t, ok)
+	body, err := json.Marshal(map[string]any{"doc": doc})
+	require.NoError(t, err)
+	get := func(method, path string) (int, string) {
+		req, err := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	require.Eventually(t, func() bool { code, _ := get("GET", "/readyz"); return code != 0 }, 10*time.Second, 20*time.Millisecond)
+	code, answer := get("GET", "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, answer, "contact types")
+	code, answer = get("POST", "/cht/outbound")
+	assert.Equal(t, http.StatusServiceUnavailable, code, answer)
+	assert.Contains(t, answer, "contact types (app_settings.contact_types) are not read from CHT yet")
+	assert.Equal(t, 0, fhirSrv.Count("Encounter"))
+
+	remove()
+	require.Eventually(t, func() bool { code, _ := get("GET", "/readyz"); return code == http.StatusOK }, 15*time.Second, 100*time.Millisecond)
+	code, answer = get("POST", "/cht/outbound")
+	require.Equal(t, http.StatusOK, code, answer)
+	assert.Equal(t, 1, fhirSrv.Count("Encounter"))
 }
 
 // TestRunRegistersAndServes runs the program against the fake OpenHIM core,
@@ -180,40 +241,6 @@ func freePort(t *testing.T) int {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// --help exits 0 (run returns nil), prints the flags to stdout and explains
-// the MEDIATOR_* variables.
-func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--help"}, &out, slog.New(slog.DiscardHandler)))
-	assert.Contains(t, out.String(), "-config")
-	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
-}
-
-// TestCLIVersionAndLogLevel pins --version (prints the version, needs no
-// settings) and --log-level (overrides log_level, refuses an unknown level).
-func TestCLIVersionAndLogLevel(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--version"}, &out, slog.New(slog.DiscardHandler)))
-	require.Equal(t, "cht-to-fhir 1.0.0\n", out.String())
-
-	for _, tc := range []struct {
-		env, flag string
-		want      slog.Level
-	}{{"", "debug", slog.LevelDebug}, {"info", "warn", slog.LevelWarn}, {"error", "", slog.LevelError}} {
-		t.Run(tc.env+"/"+tc.flag, func(t *testing.T) {
-			t.Setenv("MEDIATOR_LOG_LEVEL", tc.env)
-			args := []string{"--config", "config.yaml", "--print-openhim-config"}
-			if tc.flag != "" {
-				args = append(args, "--log-level", tc.flag)
-			}
-			require.NoError(t, run(context.Background(), args, new(bytes.Buffer), slog.New(slog.DiscardHandler)))
-			require.Equal(t, tc.want, logLevel.Level())
-		})
-	}
-	err := run(context.Background(), []string{"--config", "config.yaml", "--log-level", "loud", "--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
-	require.ErrorContains(t, err, "--log-level")
 }
 
 // TestPrintOpenHIMConfigCredentials: the printed routes carry the

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
@@ -14,9 +14,9 @@ import (
 // person, as whole documents ({"doc": doc}) to channelURL, the URL the
 // handler's [OutboundPath] is reached at (an OpenHIM channel). CHT
 // authenticates as user, with the password it keeps under passwordKey
-// (cht.NewOutboundDestination).
-func Outbound(channelURL, user, passwordKey string, mapping *fhir.Mapping) (cht.OutboundConfig, error) {
-	dest, err := cht.NewOutboundDestination(channelURL, user, passwordKey)
+// (outbound.NewDestination).
+func Outbound(channelURL, user, passwordKey string, mapping *fhir.Mapping) (outbound.Config, error) {
+	dest, err := outbound.NewDestination(channelURL, user, passwordKey)
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
@@ -24,16 +24,16 @@ func Outbound(channelURL, user, passwordKey string, mapping *fhir.Mapping) (cht.
 	for _, f := range mapping.Forms {
 		forms = append(forms, strconv.Quote(f.Form))
 	}
-	return cht.OutboundConfig{
+	return outbound.Config{
 		"cht_to_fhir_reports": {
 			RelevantTo:  fmt.Sprintf("doc.type === 'data_record' && [%s].includes(doc.form)", strings.Join(forms, ", ")),
 			Destination: dest,
-			Mapping:     cht.DocMapping(),
+			Mapping:     outbound.DocMapping(),
 		},
 		"cht_to_fhir_people": {
 			RelevantTo:  "doc.type === 'person' || (doc.type === 'contact' && doc.contact_type === 'person')",
 			Destination: dest,
-			Mapping:     cht.DocMapping(),
+			Mapping:     outbound.DocMapping(),
 		},
 	}, nil
 }

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // CLI is the command line every example mediator shares, so that each
@@ -86,21 +86,22 @@ func (c *CLI) Print(name, usage string, write func(w io.Writer) error) {
 
 // PrintOpenHIMConfig adds --print-openhim-config: it prints the
 // registration that definition returns, with its default channels, as
-// OpenHIM console's Export/Import page takes it ([mediator.MetadataFor]).
-// The routes carry the credentials the mediator requires of its callers
-// (the auth settings of the embedded [Mediator]; [mediator.Definition.WithCredentials]).
-func (c *CLI) PrintOpenHIMConfig(definition func() (mediator.Definition, error)) {
+// OpenHIM console's Export/Import page takes it ([openhim.MetadataFor]).
+// The routes carry the basic-auth credentials the mediator requires of its
+// callers (auth.username and auth.password of the embedded [Mediator];
+// [openhim.Definition.WithCredentials]).
+func (c *CLI) PrintOpenHIMConfig(definition func() (openhim.Definition, error)) {
 	c.Print("openhim-config", "print the mediator and its channels for OpenHIM's console import, and exit", func(w io.Writer) error {
 		def, err := definition()
 		if err != nil {
 			return err
 		}
 		if m, ok := c.mediator(); ok {
-			def = def.WithCredentials(m.InboundAuth())
+			def = def.WithCredentials(m.Auth.Username, string(m.Auth.Password))
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(mediator.MetadataFor(def))
+		return enc.Encode(openhim.MetadataFor(def))
 	})
 }
 

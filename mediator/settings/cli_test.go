@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // cliSettings is a program's settings as the examples have them.
@@ -158,18 +158,18 @@ func TestCLIPrintOpenHIMConfig(t *testing.T) {
 	t.Setenv("MEDIATOR_PUBLIC_HOST", "mediators.internal")
 	s := cliSettings{Mediator: Default()}
 	cli := NewCLI("prog", "1.2.3", &s)
-	cli.PrintOpenHIMConfig(func() (mediator.Definition, error) {
+	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) {
 		route, err := s.Route("Prog")
-		return mediator.Definition{URN: "urn:mediator:prog", Version: "1.2.3", Name: "Prog", Endpoints: []mediator.Route{route},
-			DefaultChannelConfig: []mediator.Channel{{Name: "Prog", URLPattern: "^/prog$", Routes: []mediator.Route{route}}}}, err
+		return openhim.Definition{URN: "urn:mediator:prog", Version: "1.2.3", Name: "Prog", Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Prog", URLPattern: "^/prog$", Routes: []openhim.Route{route}}}}, err
 	})
 	var out bytes.Buffer
 	done, err := cli.Parse([]string{"--config", "testdata/cli.yaml", "--print-openhim-config"}, &out, nil)
 	require.NoError(t, err)
 	require.True(t, done)
 	var doc struct {
-		Mediators []mediator.Definition
-		Channels  []mediator.Channel
+		Mediators []openhim.Definition
+		Channels  []openhim.Channel
 	}
 	require.NoError(t, json.Unmarshal(out.Bytes(), &doc), out.String())
 	require.Len(t, doc.Mediators, 1)

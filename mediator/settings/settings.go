@@ -229,12 +229,12 @@ func (m Mediator) ListenPort() (int, error) {
 // Route is a route of the mediator's registration named name: to
 // PublicHost at the port of Listen, over HTTPS when tls.cert_file is set.
 // Its error is that of [Mediator.ListenPort].
-func (m Mediator) Route(name string) (mediator.Route, error) {
+func (m Mediator) Route(name string) (openhim.Route, error) {
 	port, err := m.ListenPort()
 	if err != nil {
-		return mediator.Route{}, err
+		return openhim.Route{}, err
 	}
-	return mediator.Route{Name: name, Type: "http", Host: m.PublicHost, Port: port, Primary: true,
+	return openhim.Route{Name: name, Type: "http", Host: m.PublicHost, Port: port, Primary: true,
 		Secured: m.TLS.CertFile != ""}, nil
 }
 
