@@ -132,7 +132,9 @@ func TestContactTypesUnreadRefusesPushes(t *testing.T) {
 	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler)) }()
+	go func() {
+		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
