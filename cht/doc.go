@@ -76,7 +76,7 @@
 // Report form data is reached by dotted path:
 //
 //	fever, ok := r.Fields.String("danger_signs.fever")
-//	subject, from, ok := r.Subject() // fields.patient_uuid, fields.patient_id, patient_id, fields.inputs.contact._id, place_id
+//	subject, from, ok := r.Subject() // fields.patient_uuid, fields.patient_id, patient_id, fields.inputs.contact._id, place_id, fields.place_id
 //
 // # Pagination
 //

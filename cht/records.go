@@ -29,6 +29,12 @@ type Record struct {
 	ReportedDate time.Time      // zero means the time CHT receives it
 	Locale       string         // optional
 	Fields       map[string]any // form data; dotted keys create sub-objects
+
+	// Geolocation is where the report was filled in, for writers of
+	// data_record documents (the report's geolocation member). The
+	// records API has no place for it (CHT would keep it only in
+	// sms_message), so MarshalJSON and Submit refuse a Record that has one.
+	Geolocation *Geolocation
 }
 
 // MarshalJSON encodes the records API body: form data at the top level
@@ -45,6 +51,9 @@ func (r Record) body() (map[string]any, error) {
 	form := strings.ToUpper(strings.TrimSpace(r.Form))
 	if form == "" {
 		return nil, errors.New("cht: record: form is required")
+	}
+	if r.Geolocation != nil {
+		return nil, errors.New("cht: record: geolocation cannot be sent through the records API (write the data_record document)")
 	}
 	meta := map[string]any{"form": form}
 	if r.From != "" {

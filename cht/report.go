@@ -86,12 +86,14 @@ var subjectPaths = [...]string{
 	"patient_id",
 	"fields.inputs.contact._id",
 	"place_id",
+	"fields.place_id",
 }
 
 // Subject returns the id of the person or place the report is about and
 // the path it came from: the first non-empty one of fields.patient_uuid,
-// fields.patient_id, patient_id, fields.inputs.contact._id and place_id,
-// in that order. The value may be a
+// fields.patient_id, patient_id, fields.inputs.contact._id, place_id and
+// fields.place_id, in that order (cht-core's
+// shared-libs/registration-utils reads place_id at either level). The value may be a
 // shortcode (patient_id, place_id) or a document uuid; the hydrated
 // Patient/Place, when present, tell which. ok is false when no path holds
 // a non-empty value.

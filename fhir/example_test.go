@@ -227,7 +227,7 @@ func ExampleConverter_SubmissionFromServiceRequest() {
 	}
 	fmt.Println(string(body))
 	// Output:
-	// {"_meta":{"form":"interop_follow_up"},"patient_uuid":"75905106a4bc2a9046ed28df070016ce"}
+	// {"_meta":{"form":"INTEROP_FOLLOW_UP"},"patient_uuid":"75905106a4bc2a9046ed28df070016ce"}
 }
 
 // A CHT person becomes a Patient with real identifier systems.

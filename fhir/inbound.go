@@ -3,7 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -12,33 +12,6 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
-
-// Submission is a CHT records API (POST /api/v2/records) submission: the
-// form code, optional sender phone and reported date in _meta, and the form
-// fields at the top level of the body. Field keys may be dotted paths; CHT
-// stores them as nested objects below doc.fields.
-type Submission struct {
-	Form         string
-	From         string
-	ReportedDate time.Time
-	Fields       map[string]any
-}
-
-// MarshalJSON encodes the records API body:
-// {"_meta":{"form":...,"from":...,"reported_date":<ms>}, <fields>...}.
-func (s *Submission) MarshalJSON() ([]byte, error) {
-	meta := map[string]any{"form": s.Form}
-	if s.From != "" {
-		meta["from"] = s.From
-	}
-	if !s.ReportedDate.IsZero() {
-		meta["reported_date"] = s.ReportedDate.UnixMilli()
-	}
-	body := make(map[string]any, len(s.Fields)+1)
-	maps.Copy(body, s.Fields)
-	body["_meta"] = meta
-	return json.Marshal(body)
-}
 
 // IsFromCHT reports whether meta carries the CHT source tag this converter
 // writes, so flows can skip resources that originated in CHT (loop
@@ -149,46 +122,89 @@ func (c *Converter) nameOf(names []models.HumanName) string {
 	return strings.Join(strings.Fields(strings.Join(parts, " ")), " ")
 }
 
-// patientUUID finds the CHT _id of the subject: the Patient's DocumentID
-// identifier, else the reference's logical identifier.
-func (c *Converter) patientUUID(ref *models.Reference, patient *models.Patient) string {
+// subjectField returns the submission key and value naming the CHT
+// subject of a report made from FHIR resources: the _id of the person
+// (key Inbound.PatientField) or place (key place_id) from patient's or the
+// reference's Systems.DocumentID identifier, else a shortcode from a
+// Systems.PatientID (key patient_id) or Systems.PlaceID (key place_id)
+// identifier. These are subject keys CHT reads (cht-core
+// shared-libs/registration-utils getSubjectIds: patient_id, patient_uuid,
+// place_id, place_uuid). Both "" when none is found.
+func (c *Converter) subjectField(ref *models.Reference, patient *models.Patient) (key, value string) {
 	if patient != nil {
 		if v := identifierValue(patient.Identifier, c.sys.DocumentID); v != "" {
-			return v
+			return c.cfg.Inbound.PatientField, v
+		}
+		if v := identifierValue(patient.Identifier, c.sys.PatientID); v != "" {
+			return "patient_id", v
 		}
 	}
-	if ref != nil && ref.Identifier != nil {
-		return identifierValue([]models.Identifier{*ref.Identifier}, c.sys.DocumentID)
+	if ref == nil || ref.Identifier == nil {
+		return "", ""
 	}
-	return ""
+	ids := []models.Identifier{*ref.Identifier}
+	switch {
+	case identifierValue(ids, c.sys.DocumentID) != "":
+		if isLocationRef(ref) {
+			return "place_id", *ref.Identifier.Value
+		}
+		return c.cfg.Inbound.PatientField, *ref.Identifier.Value
+	case identifierValue(ids, c.sys.PatientID) != "":
+		return "patient_id", *ref.Identifier.Value
+	case identifierValue(ids, c.sys.PlaceID) != "":
+		return "place_id", *ref.Identifier.Value
+	}
+	return "", ""
+}
+
+// isLocationRef reports whether r points at a Location (its type, or a
+// literal reference Location/<id>).
+func isLocationRef(r *models.Reference) bool {
+	if r.Type != nil {
+		return *r.Type == "Location"
+	}
+	return referenceID(r, "Location") != ""
+}
+
+// subjectError is the error for a subject without a CHT identifier.
+func (c *Converter) subjectError(rt, expr string) error {
+	return invalid(rt, expr, "no CHT identifier on the subject (an identifier with system "+c.sys.DocumentID+", "+
+		c.sys.PatientID+" or "+c.sys.PlaceID+")")
 }
 
 // SubmissionFromObservations converts Observations (and optionally their
-// Encounter and subject Patient) to a records API submission through the
-// mapping reversed: each Observation's code selects the field (its path
-// becomes the submission key) and the value is converted back (quantities
-// and decimals to numbers, codings through the value table, booleans to
-// trueValue/falseValue or JSON booleans, ...). A quantity must be in the
-// field's unit (system http://unitsofmeasure.org and code equal to the
-// mapped unit, or, without system and code, a unit text equal to the mapped
-// unit or unitDisplay) and may not have a comparator.
+// Encounter, subject Patient and the Location the report was filled in)
+// to a CHT report through the mapping reversed: each Observation's code
+// selects the field (its path becomes the record's key) and the value is
+// converted back (quantities and decimals to numbers, codings through the
+// value table, booleans to trueValue/falseValue or JSON booleans, ...). A
+// quantity must be in the field's unit (system http://unitsofmeasure.org
+// and code equal to the mapped unit, or, without system and code, a unit
+// text equal to the mapped unit or unitDisplay) and may not have a
+// comparator.
 //
 // The form is form if not empty, else the mapped form whose Encounter type
-// matches enc.type, else Inbound.ObservationForm. The CHT patient _id (key
-// Inbound.PatientField) comes from patient's CHT identifier or from the
-// subject reference's identifier. All Observations must have the same
-// subject as each other and as the Encounter (same identifier, or same
-// literal reference when there is no identifier); an Observation with
-// another subject is an error naming its subject. reported_date is the
-// Encounter's period.start or the first effectiveDateTime. An Observation
-// whose code is not mapped for the form is an error naming
-// Observation.code.
-func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient) (*Submission, error) {
+// matches enc.type, else Inbound.ObservationForm. The subject is named by
+// identifier: the Patient's or the subject reference's CHT _id (key
+// Inbound.PatientField, or place_id for a Location), else its patient_id
+// or place_id shortcode. The converter's own output carries these
+// identifiers for every write strategy, so it converts back without a
+// Patient. All Observations must have the same subject as each other and
+// as the Encounter (same identifier, or same literal reference when there
+// is no identifier); an Observation with another subject is an error
+// naming its subject. ReportedDate is the Encounter's period.start or the
+// first effectiveDateTime; From is the phone of an Encounter.participant
+// with a Systems.Phone identifier (the SMS sender); Geolocation is the
+// position of the Location in locations that carries the
+// Systems.Observation identifier "<report _id>/geolocation" (any other
+// Location is an error). An Observation whose code is not mapped for the
+// form is an error naming Observation.code.
+func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient, locations ...*models.Location) (*cht.Record, error) {
 	fi, err := c.inboundForm(form, enc)
 	if err != nil {
 		return nil, err
 	}
-	sub := &Submission{Form: fi.fm.Form, Fields: make(map[string]any, len(obs)+1)}
+	sub := &cht.Record{Form: fi.fm.Form, Fields: make(map[string]any, len(obs)+1)}
 	var subj *models.Reference
 	subjExpr := ""
 	if enc != nil {
@@ -199,6 +215,11 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 		if enc.Period != nil && enc.Period.Start != nil {
 			if t, err := time.Parse(time.RFC3339Nano, *enc.Period.Start); err == nil {
 				sub.ReportedDate = t
+			}
+		}
+		for _, p := range enc.Participant {
+			if p.Individual != nil && p.Individual.Identifier != nil && sub.From == "" {
+				sub.From = identifierValue([]models.Identifier{*p.Individual.Identifier}, c.sys.Phone)
 			}
 		}
 	}
@@ -234,12 +255,87 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 		}
 		sub.Fields[f.Path] = v
 	}
-	uuid := c.patientUUID(subj, patient)
-	if uuid == "" {
-		return nil, invalid("Observation", "Observation.subject", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	if subj == nil && enc != nil {
+		// A report about a place: the place is the Encounter's location.
+		for i := range enc.Location {
+			if k, _ := c.subjectField(&enc.Location[i].Location, nil); k != "" {
+				subj, subjExpr = &enc.Location[i].Location, "Encounter.location"
+				break
+			}
+		}
 	}
-	sub.Fields[c.cfg.Inbound.PatientField] = uuid
+	g, err := c.reportGeolocation(enc, locations)
+	if err != nil {
+		return nil, err
+	}
+	sub.Geolocation = g
+	if fi.fm.Subjectless {
+		return sub, nil
+	}
+	key, id := c.subjectField(subj, patient)
+	if key == "" {
+		expr := "Observation.subject"
+		if subjExpr != "" {
+			expr = subjExpr
+		}
+		rt, _, _ := strings.Cut(expr, ".")
+		if strings.HasPrefix(rt, "Bundle") {
+			rt = "Observation"
+		}
+		return nil, c.subjectError(rt, expr)
+	}
+	sub.Fields[key] = id
 	return sub, nil
+}
+
+// reportGeolocation returns the position of the Location (one of locs)
+// where the report was filled in, as a CHT geolocation.
+func (c *Converter) reportGeolocation(enc *models.Encounter, locs []*models.Location) (*cht.Geolocation, error) {
+	want := "<report _id>" + geoSuffix
+	if enc != nil {
+		if id := identifierValue(enc.Identifier, c.sys.DocumentID); id != "" {
+			want = id + geoSuffix
+		}
+	}
+	var out *cht.Geolocation
+	for i, l := range locs {
+		if l == nil {
+			continue
+		}
+		expr := "Location"
+		if len(locs) > 1 {
+			expr = "Bundle.entry.resource.where(resourceType='Location')[" + strconv.Itoa(i) + "]"
+		}
+		v := identifierValue(l.Identifier, c.sys.Observation)
+		if !strings.HasSuffix(v, geoSuffix) || (!strings.HasPrefix(want, "<") && v != want) {
+			return nil, invalid("Location", expr+".identifier",
+				"not the Location the report was filled in (want identifier "+c.sys.Observation+"|"+want+")")
+		}
+		if out != nil {
+			return nil, invalid("Location", expr, "a second Location where the report was filled in")
+		}
+		p := l.Position
+		if p == nil {
+			return nil, required("Location", expr+".position")
+		}
+		g := &cht.Geolocation{}
+		for _, n := range []struct {
+			name string
+			v    *json.Number
+			dst  **float64
+		}{{"latitude", &p.Latitude, &g.Latitude}, {"longitude", &p.Longitude, &g.Longitude}, {"altitude", p.Altitude, &g.Altitude}} {
+			if n.v == nil {
+				continue
+			}
+			f, err := strconv.ParseFloat(string(*n.v), 64)
+			if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				return nil, invalid("Location", expr+".position."+n.name, fmt.Sprintf("%q is not a finite number", string(*n.v)))
+			}
+			*n.dst = &f
+		}
+		out = g
+	}
+	return out, nil
 }
 
 // subjectKey identifies the target of a subject reference: its logical
@@ -425,7 +521,7 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 // and the request's id (key "fhir_service_request"), which makes CHT raise a
 // task for the CHW. Only active requests are converted. patient may be nil when the subject reference carries the CHT
 // identifier.
-func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, patient *models.Patient) (*Submission, error) {
+func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, patient *models.Patient) (*cht.Record, error) {
 	if sr == nil {
 		return nil, required("ServiceRequest", "ServiceRequest")
 	}
@@ -433,11 +529,11 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 		return nil, &InvalidResourceError{ResourceType: "ServiceRequest", Issues: []Issue{{Expression: "ServiceRequest.status",
 			Reason: fmt.Sprintf("status %q raises no task (want active)", sr.Status.Code()), Code: IssueValue}}}
 	}
-	uuid := c.patientUUID(&sr.Subject, patient)
-	if uuid == "" {
-		return nil, invalid("ServiceRequest", "ServiceRequest.subject", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	key, id := c.subjectField(&sr.Subject, patient)
+	if key == "" {
+		return nil, c.subjectError("ServiceRequest", "ServiceRequest.subject")
 	}
-	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	sub := &cht.Record{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{key: id}}
 	var srID string
 	if sr.Id != nil {
 		srID = *sr.Id
@@ -456,7 +552,7 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 // ServiceRequest of Task.focus or Task.basedOn (key "fhir_service_request"),
 // for the follow-up form that closes the loop ([FollowUp]). Tasks with status
 // requested, received, accepted or ready are converted.
-func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) (*Submission, error) {
+func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) (*cht.Record, error) {
 	if t == nil {
 		return nil, required("Task", "Task")
 	}
@@ -466,11 +562,11 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 		return nil, &InvalidResourceError{ResourceType: "Task", Issues: []Issue{{Expression: "Task.status",
 			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted or ready)", t.Status.Code()), Code: IssueValue}}}
 	}
-	uuid := c.patientUUID(t.For, patient)
-	if uuid == "" {
-		return nil, invalid("Task", "Task.for", "no CHT patient identifier ("+c.sys.DocumentID+") on the subject")
+	key, id := c.subjectField(t.For, patient)
+	if key == "" {
+		return nil, c.subjectError("Task", "Task.for")
 	}
-	sub := &Submission{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{c.cfg.Inbound.PatientField: uuid}}
+	sub := &cht.Record{Form: c.cfg.Inbound.TaskForm, Fields: map[string]any{key: id}}
 	srID := referenceID(t.Focus, "ServiceRequest")
 	for i := 0; srID == "" && i < len(t.BasedOn); i++ {
 		srID = referenceID(&t.BasedOn[i], "ServiceRequest")

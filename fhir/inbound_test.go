@@ -253,7 +253,8 @@ func TestSubmissionRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := m["_meta"].(map[string]any)
-	if meta["form"] != "assessment" || meta["reported_date"] != float64(1730355950419) || m["household.has_bednet"] != "yes" {
+	// The records API upper-cases the form code (cht-core api/src/services/records.js createRecordByJSON).
+	if meta["form"] != "ASSESSMENT" || meta["from"] != r.From || meta["reported_date"] != float64(1730355950419) || m["household.has_bednet"] != "yes" {
 		t.Errorf("records API body: %s", body)
 	}
 }

@@ -77,7 +77,7 @@ func (f *FollowUp) validate() string {
 }
 
 // requestFields adds the ids of the request a CHT task is raised for to its submission.
-func requestFields(sub *Submission, taskID *string, serviceRequest string) {
+func requestFields(sub *cht.Record, taskID *string, serviceRequest string) {
 	if taskID != nil && *taskID != "" {
 		sub.Fields[taskField] = *taskID
 	}

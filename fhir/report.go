@@ -128,7 +128,7 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 			return s, err
 		}
 		s.id = id
-		s.place = path == "place_id"
+		s.place = path == "place_id" || path == "fields.place_id"
 		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
 	}
 	if err := checkText(r.ID, field+"._id", s.id); err != nil {
@@ -159,6 +159,12 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 		s.reference = c.shortcodeRef(rt, c.sys.PatientID, s.id)
 	default:
 		s.reference = c.ref(x, rt, s.id)
+		if s.reference.Identifier == nil {
+			// The CHT _id beside the literal reference, so that the
+			// reverse conversion names the subject whatever the
+			// strategy (a WritePut id is a hash of it).
+			s.reference.Identifier = &models.Identifier{System: x.s(c.sys.DocumentID), Value: x.s(s.id)}
+		}
 	}
 	return s, nil
 }

@@ -23,8 +23,8 @@ type unit struct {
 	resource     any    // the primary resource, answered back
 	docID        string // CHT _id written
 
-	person *cht.Contact     // a person to create or update, or
-	report *fhir.Submission // a report to write
+	person *cht.Contact // a person to create or update, or
+	report *cht.Record  // a report to write
 
 	// subject is the CHT person a report is about when it was not written
 	// in the same Bundle: it must exist before the report is written.
@@ -177,7 +177,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	if err != nil {
 		return nil, err
 	}
-	var sub *fhir.Submission
+	var sub *cht.Record
 	switch r := res.(type) {
 	case *models.ServiceRequest:
 		sub, err = b.conv.SubmissionFromServiceRequest(r, patient)

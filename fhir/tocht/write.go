@@ -146,7 +146,7 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 
 // upsertReport writes the report under its deterministic _id; an existing
 // one is updated only when its fields differ.
-func (b *Bridge) upsertReport(ctx context.Context, id string, sub *fhir.Submission) (created bool, err error) {
+func (b *Bridge) upsertReport(ctx context.Context, id string, sub *cht.Record) (created bool, err error) {
 	doc, err := b.reportDoc(id, sub)
 	if err != nil {
 		return false, err
@@ -197,8 +197,9 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, sub *fhir.Submissi
 // when the resource gives none), empty errors and tasks, and the _meta
 // object as sms_message. Unlike the records API it keeps field keys the
 // form definition does not declare.
-func (b *Bridge) reportDoc(id string, sub *fhir.Submission) (map[string]any, error) {
-	rec := cht.Record{Form: sub.Form, From: sub.From, ReportedDate: sub.ReportedDate, Fields: sub.Fields}
+func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
+	rec := *sub
+	rec.Geolocation = nil // not a records API member: set on the document below
 	if rec.ReportedDate.IsZero() {
 		rec.ReportedDate = b.now()
 	}
@@ -232,6 +233,9 @@ func (b *Bridge) reportDoc(id string, sub *fhir.Submission) (map[string]any, err
 	}
 	if from, ok := meta["from"]; ok {
 		doc["from"] = from
+	}
+	if sub.Geolocation != nil {
+		doc["geolocation"] = sub.Geolocation
 	}
 	return doc, nil
 }
