@@ -133,7 +133,7 @@ type InboundConfig struct {
 	// default "patient_uuid".
 	PatientField string
 	// ObservationForm is the form used for Observations whose Encounter
-	// type does not name a mapped form (see ObservationsToSubmission).
+	// type does not name a mapped form (see Converter.SubmissionFromObservations).
 	ObservationForm string
 }
 

@@ -408,7 +408,13 @@ func (c *Converter) location(x *refs, p *cht.Contact) *models.Location {
 		loc.ManagingOrganization = x.refp(c.ref(x, "Organization", org))
 	}
 	if pid := p.ParentID(); pid != "" && c.parentIsLocation(p.Parent) {
-		loc.PartOf = x.refp(c.ref(x, "Location", pid))
+		po := c.ref(x, "Location", pid)
+		if po.Identifier == nil {
+			// The parent's CHT _id beside the literal reference, for the
+			// reverse conversion (PlaceFromLocation).
+			po.Identifier = &models.Identifier{System: x.s(c.sys.DocumentID), Value: x.s(pid)}
+		}
+		loc.PartOf = x.refp(po)
 	}
 	loc.Position = position(p.Geolocation)
 	return loc

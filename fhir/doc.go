@@ -18,11 +18,15 @@
 //     [Converter.ConvertPayload], [Converter.PayloadBundleJSON]);
 //
 // and FHIR back into CHT: a Patient into a person document
-// ([Converter.PersonFromPatient]), Observations into a records API
-// [Submission] through the same mapping reversed
-// ([Converter.SubmissionFromObservations]), and a ServiceRequest or Task into
-// a submission that makes CHT raise a task for the CHW
-// ([Converter.SubmissionFromServiceRequest], [Converter.SubmissionFromTask]).
+// ([Converter.PersonFromPatient]), a Location into a place document
+// ([Converter.PlaceFromLocation]), Observations (with their Encounter and
+// the Location the report was filled in) into a [cht.Record] through the
+// same mapping reversed ([Converter.SubmissionFromObservations]), and a
+// ServiceRequest or Task into a record that makes CHT raise a task for the
+// CHW ([Converter.SubmissionFromServiceRequest],
+// [Converter.SubmissionFromTask]).
+// The converter's own output converts back with nothing else, for every
+// write strategy; docs/mappings.md lists what is lost by design.
 //
 // A Converter is immutable and safe for concurrent use. The resources it
 // returns are fresh values the caller may modify, except that the resources

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,8 @@ func identifierValue(ids []models.Identifier, system string) string {
 
 // PersonFromPatient converts a FHIR Patient to a CHT person document ready
 // for POST /api/v1/people (or /api/v1/person): name (HumanName.text, else
-// given and family joined in the configured order), sex (male/female),
+// given and family joined in the configured order), sex (male, female,
+// other, unknown),
 // date_of_birth (full dates only), phone, date_of_death, external_id and
 // patient_id (the identifiers with Systems.ExternalID and
 // Systems.PatientID; never the server's logical id), _id when the
@@ -64,6 +66,10 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 			person.Sex = "male"
 		case models.AdministrativeGenderFemale:
 			person.Sex = "female"
+		case models.AdministrativeGenderOther:
+			person.Sex = "other"
+		case models.AdministrativeGenderUnknown:
+			person.Sex = "unknown"
 		}
 	}
 	if p.BirthDate != nil {
@@ -184,7 +190,8 @@ func (c *Converter) subjectError(rt, expr string) error {
 // comparator.
 //
 // The form is form if not empty, else the mapped form whose Encounter type
-// matches enc.type, else Inbound.ObservationForm. The subject is named by
+// matches enc.type, else Inbound.ObservationForm, else, without an
+// Encounter, the one mapped form that maps every Observation's code. The subject is named by
 // identifier: the Patient's or the subject reference's CHT _id (key
 // Inbound.PatientField, or place_id for a Location), else its patient_id
 // or place_id shortcode. The converter's own output carries these
@@ -196,11 +203,12 @@ func (c *Converter) subjectError(rt, expr string) error {
 // first effectiveDateTime; From is the phone of an Encounter.participant
 // with a Systems.Phone identifier (the SMS sender); Geolocation is the
 // position of the Location in locations that carries the
-// Systems.Observation identifier "<report _id>/geolocation" (any other
-// Location is an error). An Observation whose code is not mapped for the
+// Systems.Observation identifier "<report _id>/geolocation" (Locations
+// made from CHT places are skipped, any other Location is an error). An
+// Observation whose code is not mapped for the
 // form is an error naming Observation.code.
 func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient, locations ...*models.Location) (*cht.Record, error) {
-	fi, err := c.inboundForm(form, enc)
+	fi, err := c.inboundForm(form, enc, obs)
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +314,9 @@ func (c *Converter) reportGeolocation(enc *models.Encounter, locs []*models.Loca
 		if len(locs) > 1 {
 			expr = "Bundle.entry.resource.where(resourceType='Location')[" + strconv.Itoa(i) + "]"
 		}
+		if identifierValue(l.Identifier, c.sys.DocumentID) != "" {
+			continue // a CHT place (the subject or its lineage), not where the report was filled in
+		}
 		v := identifierValue(l.Identifier, c.sys.Observation)
 		if !strings.HasSuffix(v, geoSuffix) || (!strings.HasPrefix(want, "<") && v != want) {
 			return nil, invalid("Location", expr+".identifier",
@@ -318,20 +329,9 @@ func (c *Converter) reportGeolocation(enc *models.Encounter, locs []*models.Loca
 		if p == nil {
 			return nil, required("Location", expr+".position")
 		}
-		g := &cht.Geolocation{}
-		for _, n := range []struct {
-			name string
-			v    *json.Number
-			dst  **float64
-		}{{"latitude", &p.Latitude, &g.Latitude}, {"longitude", &p.Longitude, &g.Longitude}, {"altitude", p.Altitude, &g.Altitude}} {
-			if n.v == nil {
-				continue
-			}
-			f, err := strconv.ParseFloat(string(*n.v), 64)
-			if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-				return nil, invalid("Location", expr+".position."+n.name, fmt.Sprintf("%q is not a finite number", string(*n.v)))
-			}
-			*n.dst = &f
+		g, err := geolocationOf(p, expr)
+		if err != nil {
+			return nil, err
 		}
 		out = g
 	}
@@ -357,7 +357,7 @@ func subjectKey(r *models.Reference) string {
 	return ""
 }
 
-func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex, error) {
+func (c *Converter) inboundForm(form string, enc *models.Encounter, obs []models.Observation) (*formIndex, error) {
 	if form != "" {
 		return c.form(form)
 	}
@@ -396,6 +396,29 @@ func (c *Converter) inboundForm(form string, enc *models.Encounter) (*formIndex,
 	}
 	if f := c.cfg.Inbound.ObservationForm; f != "" {
 		return c.form(f)
+	}
+	if enc == nil && len(obs) > 0 {
+		// Observations alone: the one mapped form whose fields have all
+		// their codes.
+		var match *formIndex
+		for _, fi := range c.forms {
+			all := true
+			for i := range obs {
+				if fi.byCode(obs[i].Code) == nil {
+					all = false
+					break
+				}
+			}
+			if all {
+				if match != nil {
+					return nil, invalid("Observation", "Observation.code", "the codes are mapped by several forms; name the form")
+				}
+				match = fi
+			}
+		}
+		if match != nil {
+			return match, nil
+		}
 	}
 	if enc == nil {
 		return nil, invalid("Observation", "Observation.code", "no Encounter names the form, no form was given and no Inbound.ObservationForm is configured")
@@ -578,4 +601,84 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 		}
 	}
 	return sub, nil
+}
+
+// PlaceFromLocation converts a FHIR Location made by this converter from a
+// CHT place back to the place document: _id, place_id and external_id
+// from the identifiers with Systems.DocumentID, Systems.PlaceID and
+// Systems.ExternalID, the type from the Location.type coding with
+// Systems.ContactType ("contact" with contact_type unless it is a legacy
+// place type), name, phone and phone_alternate from telecom, geolocation
+// from position (latitude, longitude, altitude) and the parent from
+// partOf's Systems.DocumentID identifier. A Location without a CHT
+// document identifier or contact type is an error naming the element.
+func (c *Converter) PlaceFromLocation(l *models.Location) (*cht.Contact, error) {
+	if l == nil {
+		return nil, required("Location", "Location")
+	}
+	p := &cht.Contact{ID: identifierValue(l.Identifier, c.sys.DocumentID)}
+	if p.ID == "" {
+		return nil, required("Location", "Location.identifier")
+	}
+	p.PlaceID = identifierValue(l.Identifier, c.sys.PlaceID)
+	p.ExternalID = identifierValue(l.Identifier, c.sys.ExternalID)
+	for _, t := range l.Type {
+		for _, cd := range t.Coding {
+			if cd.System != nil && cd.Code != nil && *cd.System == c.sys.ContactType && p.Type == "" {
+				p.Type = *cd.Code
+			}
+		}
+	}
+	if p.Type == "" {
+		return nil, required("Location", "Location.type")
+	}
+	if !slices.Contains([]string{"district_hospital", "health_center", "clinic"}, p.Type) {
+		p.Type, p.ContactType = "contact", p.Type
+	}
+	if l.Name != nil {
+		p.Name = *l.Name
+	}
+	for _, t := range l.Telecom {
+		if t.Value != nil && t.System != nil && *t.System == models.ContactPointSystemPhone {
+			if p.Phone == "" {
+				p.Phone = *t.Value
+			} else if p.PhoneAlternate == "" {
+				p.PhoneAlternate = *t.Value
+			}
+		}
+	}
+	if pos := l.Position; pos != nil {
+		g, err := geolocationOf(pos, "Location")
+		if err != nil {
+			return nil, err
+		}
+		p.Geolocation = g
+	}
+	if l.PartOf != nil && l.PartOf.Identifier != nil {
+		if pid := identifierValue([]models.Identifier{*l.PartOf.Identifier}, c.sys.DocumentID); pid != "" {
+			p.Parent = cht.NewLineage(pid)
+		}
+	}
+	return p, nil
+}
+
+// geolocationOf converts a Location.position (of the Location at expr)
+// to a CHT geolocation.
+func geolocationOf(pos *models.LocationPosition, expr string) (*cht.Geolocation, error) {
+	g := &cht.Geolocation{}
+	for _, n := range []struct {
+		name string
+		v    *json.Number
+		dst  **float64
+	}{{"latitude", &pos.Latitude, &g.Latitude}, {"longitude", &pos.Longitude, &g.Longitude}, {"altitude", pos.Altitude, &g.Altitude}} {
+		if n.v == nil {
+			continue
+		}
+		f, err := strconv.ParseFloat(string(*n.v), 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, invalid("Location", expr+".position."+n.name, fmt.Sprintf("%q is not a finite number", string(*n.v)))
+		}
+		*n.dst = &f
+	}
+	return g, nil
 }

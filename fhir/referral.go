@@ -14,7 +14,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
-// Submission keys the FHIR → CHT conversion writes into the records API submission it makes from
+// Record keys the FHIR → CHT conversion writes into the cht.Record it makes from
 // a Task or ServiceRequest, so that a CHT task can hand the request's ids to its follow-up form
 // (see docs/referral-loop.md).
 const (
