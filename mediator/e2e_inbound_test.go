@@ -9,7 +9,6 @@ package mediator_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -85,12 +84,7 @@ func TestE2EInboundAuthAndChannelHealing(t *testing.T) {
 		return nil
 	}
 	require.Eventually(t, func() bool { return storedChannel() != nil }, 30*time.Second, 250*time.Millisecond, "default channel installed")
-	salt := hex.EncodeToString(nonce[:])
-	sum := sha512.Sum512([]byte(clientPW + salt))
-	require.NoError(t, api.Do(apiCtx, http.MethodPost, "/clients", map[string]any{
-		"clientID": clientID, "name": clientID, "roles": []string{role},
-		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
-	}, nil))
+	openhimtest.CreateClient(t, api, clientID, clientPW, role)
 
 	// routed waits until core routes the request (its channel and client
 	// caches refresh about every second: 401 on 4.x, 404 on 7.0.1+ until

@@ -7,7 +7,6 @@ package mediator_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -174,12 +173,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		var chans []struct{ Name string }
 		return core.Do(apiCtx, http.MethodGet, "/channels", nil, &chans) == nil && containsName(chans, "Channel "+suffix)
 	}, 30*time.Second, 250*time.Millisecond, "default channel installed")
-	salt := hex.EncodeToString(nonce[:])
-	sum := sha512.Sum512([]byte(clientPW + salt))
-	require.NoError(t, core.Do(apiCtx, http.MethodPost, "/clients", map[string]any{
-		"clientID": clientID, "name": clientID, "roles": []string{role},
-		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
-	}, nil))
+	openhimtest.CreateClient(t, core, clientID, clientPW, role)
 
 	routed := func(path, body string) (int, string) {
 		var code int

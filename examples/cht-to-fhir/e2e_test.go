@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -99,12 +98,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	require.Eventually(t, m.Ready, 30*time.Second, 100*time.Millisecond, "registered with core")
 
 	core := m.Client()
-	salt := hex.EncodeToString(nonce[:])
-	sum := sha512.Sum512([]byte(clientPW + salt)) // core hashes password + salt
-	require.NoError(t, core.Do(ctx, http.MethodPost, "/clients", map[string]any{
-		"clientID": clientID, "name": clientID, "roles": []string{role},
-		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
-	}, nil))
+	openhimtest.CreateClient(t, core, clientID, clientPW, role)
 
 	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{
 		Name: "cht_to_fhir", URL: router + "/" + suffix + push.OutboundPath,

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -146,12 +145,7 @@ func TestE2EReferralLoop(t *testing.T) {
 	e.e2eMediator(t, "cht-to-fhir", chtToFHIRDefinition, toFHIR, chtRole)
 	core := m.Client()
 	for _, c := range []struct{ id, role string }{{"emr-client-" + e.suffix, emrRole}, {"cht-client-" + e.suffix, chtRole}} {
-		salt := hex.EncodeToString(nonce[:])
-		sum := sha512.Sum512([]byte("pw-" + e.suffix + salt))
-		require.NoError(t, core.Do(ctx, http.MethodPost, "/clients", map[string]any{
-			"clientID": c.id, "name": c.id, "roles": []string{c.role},
-			"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
-		}, nil))
+		openhimtest.CreateClient(t, core, c.id, "pw-"+e.suffix, c.role)
 	}
 
 	sendTask := func(id string) (int, string) {

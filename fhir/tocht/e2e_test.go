@@ -8,7 +8,6 @@ package tocht_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -99,12 +98,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	require.Eventually(t, m.Ready, 30*time.Second, 100*time.Millisecond, "registered with core")
 
 	core := m.Client()
-	salt := hex.EncodeToString(nonce[:])
-	sum := sha512.Sum512([]byte(clientPW + salt))
-	require.NoError(t, core.Do(ctx, http.MethodPost, "/clients", map[string]any{
-		"clientID": clientID, "name": clientID, "roles": []string{role},
-		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
-	}, nil))
+	openhimtest.CreateClient(t, core, clientID, clientPW, role)
 
 	routed := func(path, body string) (int, string) {
 		var code int

@@ -81,7 +81,7 @@ type Channel struct {
 
 // RouterClient is a client application allowed to call the router (core's
 // "clients" collection). The password is checked as
-// hex(hash(passwordAlgorithm)(passwordSalt + password)) == passwordHash.
+// hex(hash(passwordAlgorithm)(password + passwordSalt)) == passwordHash.
 type RouterClient struct {
 	ID                string   `json:"_id,omitempty"`
 	ClientID          string   `json:"clientID"`

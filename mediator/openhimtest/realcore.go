@@ -1,6 +1,11 @@
 package openhimtest
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/hex"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -43,4 +48,32 @@ func RealCore(tb testing.TB) openhim.Config {
 		cfg.CoreVersion = n
 	}
 	return cfg
+}
+
+// CreateClient adds a client application to the real core that c talks to
+// (POST /clients): clientID with roles, authenticated on core's router by
+// HTTP basic authentication with password. Core stores
+// hex(sha512(password + passwordSalt)) and checks it that way
+// (openhim-core-js src/middleware/basicAuthentication.js); the salt is
+// random. It fails tb when core refuses the client.
+//
+// Core's router knows a new channel and a new client only after it
+// refreshes its caches, about every second: until then it answers 401
+// (core 4) or 404 (core 7.0.1 and later), so a test retries its first
+// routed request while it gets those.
+func CreateClient(tb testing.TB, c *openhim.Client, clientID, password string, roles ...string) {
+	tb.Helper()
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	salt := hex.EncodeToString(b[:])
+	sum := sha512.Sum512([]byte(password + salt))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := c.Do(ctx, http.MethodPost, "/clients", map[string]any{
+		"clientID": clientID, "name": clientID, "roles": append([]string{}, roles...),
+		"passwordAlgorithm": "sha512", "passwordHash": hex.EncodeToString(sum[:]), "passwordSalt": salt,
+	}, nil)
+	if err != nil {
+		tb.Fatalf("openhimtest: create client %q in core: %v", clientID, err)
+	}
 }

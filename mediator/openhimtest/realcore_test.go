@@ -1,11 +1,18 @@
 package openhimtest_test
 
 import (
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // recorder is a testing.TB that records Skip and Fatal instead of ending
@@ -45,4 +52,41 @@ func TestRealCore(t *testing.T) {
 			assert.True(t, cfg.InsecureSkipVerify)
 		})
 	}
+}
+
+// TestCreateClient checks the client document CreateClient posts: core's
+// router accepts basic auth when hex(sha512(password + passwordSalt))
+// equals passwordHash (the e2e tests route through the real core 4.0.5
+// with such clients); a refusal fails the test.
+func TestCreateClient(t *testing.T) {
+	var got map[string]any
+	status := http.StatusCreated
+	core := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/clients" {
+			http.NotFound(w, r)
+			return
+		}
+		got = nil
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		w.WriteHeader(status)
+	}))
+	defer core.Close()
+	c, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: "u", Password: "p", Auth: openhim.AuthBasic, MaxRetries: -1}, nil)
+	require.NoError(t, err)
+
+	r := &recorder{TB: t}
+	openhimtest.CreateClient(r, c, "emr", "s3cret", "emr-role", "other")
+	assert.False(t, r.failed)
+	assert.Equal(t, "emr", got["clientID"])
+	assert.Equal(t, []any{"emr-role", "other"}, got["roles"])
+	assert.Equal(t, "sha512", got["passwordAlgorithm"])
+	salt, _ := got["passwordSalt"].(string)
+	assert.NotEmpty(t, salt)
+	sum := sha512.Sum512([]byte("s3cret" + salt))
+	assert.Equal(t, hex.EncodeToString(sum[:]), got["passwordHash"])
+	assert.NotContains(t, fmt.Sprint(got), "s3cret", "only the hash is sent")
+
+	status = http.StatusConflict
+	openhimtest.CreateClient(r, c, "emr", "s3cret")
+	assert.True(t, r.failed, "a refusal fails the test")
 }
