@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,37 +16,6 @@ import (
 	"github.com/go-resty/resty/v2"
 )
 
-// Password is a secret that redacts itself when logged, printed or
-// marshalled. Convert with string(p) to use the value.
-type Password string
-
-// LogValue implements slog.LogValuer.
-func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
-
-// String returns "REDACTED" (or "" for an empty password).
-func (p Password) String() string {
-	if p == "" {
-		return ""
-	}
-	return "REDACTED"
-}
-
-// GoString implements fmt.GoStringer so %#v does not leak the secret.
-func (p Password) GoString() string { return `"` + p.String() + `"` }
-
-// MarshalJSON encodes the redacted form.
-func (p Password) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
-
-// UnmarshalJSON decodes a plain JSON string.
-func (p *Password) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	*p = Password(s)
-	return nil
-}
-
 // Config configures a [Client]. The zero value of every field but URL is a
 // usable default.
 type Config struct {
@@ -55,15 +24,16 @@ type Config struct {
 	// Username is empty, and are never logged or put in errors.
 	URL string
 	// Username and Password authenticate every request (basic auth), or
-	// log in once via POST /_session when Session is true.
+	// log in once via POST /_session when Session is true. Config redacts
+	// Password (and credentials in URL) when it is logged or printed.
 	Username string
-	Password Password
+	Password string
 	// Session uses cookie authentication (POST /_session) instead of
 	// sending basic credentials with every request. An expired session is
 	// renewed once per request; a failed login is never retried.
 	Session bool
 	// HTTPClient is copied and used for all requests; nil uses a new client
-	// with resty's default transport. Its Jar is not used.
+	// with resty's default transport. Its Jar and Timeout are not used.
 	HTTPClient *http.Client
 	// Timeout bounds each attempt of a request; 0 means 30s. Long-polling
 	// _changes requests get their poll timeout on top.
@@ -87,8 +57,55 @@ type Config struct {
 	// GET /api/info.
 	Version string
 	// Logger receives debug logs of requests and retries; nil discards.
+	// Neither credentials nor query strings are logged.
 	Logger *slog.Logger
 }
+
+// redacted returns cfg with its secrets replaced by "REDACTED".
+func (cfg Config) redacted() Config {
+	if cfg.Password != "" {
+		cfg.Password = "REDACTED"
+	}
+	cfg.URL = redactURL(cfg.URL)
+	return cfg
+}
+
+// redactURL hides the password of a URL with credentials.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if strings.Contains(s, "@") {
+			return "REDACTED"
+		}
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		return u.String()
+	}
+	return s
+}
+
+// String implements fmt.Stringer without the password.
+func (cfg Config) String() string { return fmt.Sprintf("%+v", configFields(cfg.redacted())) }
+
+// GoString implements fmt.GoStringer, so %#v does not print the password.
+func (cfg Config) GoString() string { return fmt.Sprintf("%#v", configFields(cfg.redacted())) }
+
+// LogValue implements slog.LogValuer: the settings a log reader needs,
+// without the password.
+func (cfg Config) LogValue() slog.Value {
+	r := cfg.redacted()
+	return slog.GroupValue(
+		slog.String("url", r.URL), slog.String("username", r.Username),
+		slog.String("password", r.Password), slog.Bool("session", r.Session),
+		slog.Duration("timeout", r.Timeout), slog.Int("max_retries", r.MaxRetries),
+		slog.String("db", r.DB), slog.String("version", r.Version),
+	)
+}
+
+// configFields is Config without its methods, for formatting.
+type configFields Config
 
 // Client is a CHT API client. It is safe for concurrent use and holds one
 // http.Client for all requests. Create it with [New].
@@ -107,13 +124,10 @@ type Client struct {
 	base     *url.URL // without credentials
 	baseText string   // redacted base for messages
 	user     string
-	pass     Password
+	pass     string
 	session  bool
 	timeout  time.Duration
 	batch    int
-	retries  int
-	waitMin  time.Duration
-	waitMax  time.Duration
 	db       string
 	log      *slog.Logger
 
@@ -146,8 +160,7 @@ func New(cfg Config) (*Client, error) {
 	if u.User != nil {
 		if user == "" {
 			user = u.User.Username()
-			p, _ := u.User.Password()
-			pass = Password(p)
+			pass, _ = u.User.Password()
 		}
 		u.User = nil
 	}
@@ -166,8 +179,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		base: u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
-		timeout: cfg.Timeout, batch: cfg.HydrateBatchSize, retries: cfg.MaxRetries,
-		waitMin: cfg.RetryWaitMin, waitMax: cfg.RetryWaitMax, db: cfg.DB, log: cfg.Logger,
+		timeout: cfg.Timeout, batch: cfg.HydrateBatchSize, db: cfg.DB, log: cfg.Logger,
 	}
 	if c.timeout == 0 {
 		c.timeout = 30 * time.Second
@@ -175,21 +187,21 @@ func New(cfg Config) (*Client, error) {
 	if c.batch == 0 {
 		c.batch = 100
 	}
+	retries := cfg.MaxRetries
 	switch {
-	case c.retries == 0:
-		c.retries = 3
-	case c.retries < 0:
-		c.retries = 0
+	case retries == 0:
+		retries = 3
+	case retries < 0:
+		retries = 0
 	}
-	if c.waitMin == 0 {
-		c.waitMin = 500 * time.Millisecond
+	waitMin, waitMax := cfg.RetryWaitMin, cfg.RetryWaitMax
+	if waitMin == 0 {
+		waitMin = 500 * time.Millisecond
 	}
-	if c.waitMax == 0 {
-		c.waitMax = 30 * time.Second
+	if waitMax == 0 {
+		waitMax = 30 * time.Second
 	}
-	if c.waitMax < c.waitMin {
-		c.waitMax = c.waitMin
-	}
+	waitMax = max(waitMax, waitMin)
 	if c.db == "" {
 		c.db = "medic"
 	}
@@ -208,21 +220,32 @@ func New(cfg Config) (*Client, error) {
 		cp := *cfg.HTTPClient
 		hc = &cp
 	}
-	hc.Jar = nil
-	c.rc = resty.NewWithClient(hc)
-	c.rc.SetCookieJar(nil)
-	c.rc.SetDisableWarn(true)
-	c.rc.SetLogger(restyLogger{c.log})
-	c.rc.SetRetryCount(0)
-	c.rc.SetResponseBodyLimit(maxResp)
+	// Each attempt gets its own deadline (attemptTransport), so that a slow
+	// attempt is retried within the caller's context; the session cookie
+	// is the client's own (see session.go), so no jar.
+	hc.Jar, hc.Timeout = nil, 0
+	hc.Transport = attemptTransport{next: hc.Transport}
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
-	c.rc.SetHeader("User-Agent", ua)
-	c.rc.SetHeader("Accept", "application/json")
-	if !c.session && user != "" {
-		c.rc.SetBasicAuth(user, string(pass))
+	c.rc = resty.NewWithClient(hc).
+		SetCookieJar(nil).
+		SetLogger(quietLogger{}). // the middleware below logs, without URLs' queries
+		SetDisableWarn(true).
+		SetResponseBodyLimit(maxResp).
+		SetHeader("User-Agent", ua).
+		SetHeader("Accept", "application/json").
+		SetRetryCount(retries).
+		SetRetryWaitTime(waitMin).
+		SetRetryMaxWaitTime(waitMax).
+		SetRetryAfter(retryAfter).
+		OnAfterResponse(c.logResponse).
+		AddRetryHook(c.logRetry)
+	if c.session {
+		c.rc.OnBeforeRequest(c.sendSession).OnAfterResponse(c.keepSession)
+	} else if user != "" {
+		c.rc.SetBasicAuth(user, pass)
 	}
 	c.common.client = c
 	c.People = (*PeopleService)(&c.common)
@@ -268,8 +291,27 @@ func (c *Client) endpoint(r request) string {
 	return u.String()
 }
 
-// do performs r with retries and decodes a 2xx JSON body into out (if
-// non-nil). Non-2xx answers are returned as *APIError.
+// call is what the middleware, the retry condition and the transport know
+// of the API call an attempt belongs to; it travels in the request context.
+type call struct {
+	path    string        // for logs: below the base URL, without query
+	retry   bool          // safe to retry on 5xx and network errors
+	login   bool          // the session login: sent without the session cookie
+	timeout time.Duration // deadline of one attempt
+	ctx     context.Context
+}
+
+type callKey struct{}
+
+func callOf(ctx context.Context) *call {
+	cl, _ := ctx.Value(callKey{}).(*call)
+	return cl
+}
+
+// do performs r, retried by resty as shouldRetry decides, and decodes a
+// 2xx JSON body into out (if non-nil). Non-2xx answers are returned as
+// *APIError. In session mode it logs in first, and once more when CHT
+// answers 401 (the session expired).
 func (c *Client) do(ctx context.Context, r request, out any) (*response, error) {
 	var body []byte
 	if r.body != nil {
@@ -285,131 +327,161 @@ func (c *Client) do(ctx context.Context, r request, out any) (*response, error) 
 	}
 	target := c.endpoint(r)
 	shown := c.baseText + r.path // for messages: no query (may hold phone numbers), no credentials
-	relogged := false
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, err)
-		}
+	cl := &call{path: r.path, retry: r.retry, login: r.noAuth, timeout: c.timeout + r.timeout, ctx: ctx}
+	for relogged := false; ; relogged = true {
 		if c.session && !r.noAuth {
 			if err := c.ensureSession(ctx); err != nil {
 				return nil, err
 			}
 		}
-		resp, err := c.attempt(ctx, r, target, body)
-		var wait time.Duration
+		req := c.rc.R().SetContext(context.WithValue(ctx, callKey{}, cl)).AddRetryCondition(shouldRetry)
+		if body != nil {
+			ct := r.ctype
+			if ct == "" {
+				// Exactly this: CHT rejects "; charset=utf-8" on most JSON routes.
+				ct = "application/json"
+			}
+			req.SetHeader("Content-Type", ct).SetBody(body)
+		}
+		res, err := req.Execute(r.method, target)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, ctx.Err())
-			}
-			if !r.retry || attempt >= c.retries || errors.Is(err, resty.ErrResponseBodyTooLarge) {
-				return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, err)
-			}
-			c.log.DebugContext(ctx, "cht: retrying after network error", "method", r.method, "path", r.path, "attempt", attempt+1, "err", err)
-		} else if resp.status >= 200 && resp.status < 300 {
+			return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, attemptError(ctx, err, cl.timeout))
+		}
+		status := res.StatusCode()
+		if status >= 200 && status < 300 {
+			resp := &response{status: status, header: res.Header(), body: res.Body()}
 			if out != nil && len(resp.body) > 0 {
 				if err := json.Unmarshal(resp.body, out); err != nil {
 					return resp, fmt.Errorf("cht: %s %s: decode response: %w", r.method, shown, err)
 				}
 			}
 			return resp, nil
-		} else {
-			apiErr := newAPIError(r.method, shown, resp.status, resp.header, resp.body)
-			if resp.status == http.StatusUnauthorized && c.session && !r.noAuth && !relogged {
-				// The session cookie expired: log in again once.
-				relogged = true
-				c.dropSession()
-				attempt--
-				continue
-			}
-			retryable := resp.status == http.StatusTooManyRequests ||
-				(r.retry && resp.status >= 500 && resp.status != http.StatusNotImplemented)
-			if !retryable || attempt >= c.retries {
-				return nil, apiErr
-			}
-			wait = apiErr.RetryAfter
-			c.log.DebugContext(ctx, "cht: retrying", "method", r.method, "path", r.path, "status", resp.status, "attempt", attempt+1)
 		}
-		if wait <= 0 {
-			wait = c.backoff(attempt)
+		if status == http.StatusUnauthorized && c.session && !r.noAuth && !relogged {
+			// The session cookie expired: log in again, once.
+			c.dropSession(res.Request.RawRequest)
+			continue
 		}
-		if wait > c.waitMax {
-			wait = c.waitMax
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, ctx.Err())
-		case <-t.C:
-		}
+		return nil, newAPIError(r.method, shown, status, res.Header(), res.Body())
 	}
 }
 
-// backoff returns the exponential backoff with full jitter for attempt.
-func (c *Client) backoff(attempt int) time.Duration {
-	d := c.waitMin << min(attempt, 20)
-	if d > c.waitMax || d <= 0 {
-		d = c.waitMax
+// shouldRetry is the only retry condition (it replaces resty's default of
+// retrying every error): 429 always (CHT's rate limit; the request was not
+// processed), 5xx but 501 and network errors only for calls safe to retry,
+// never 401 (CHT rate-limits failed logins) nor a body over the limit.
+func shouldRetry(res *resty.Response, err error) bool {
+	if res == nil || res.Request == nil {
+		return false
 	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func (c *Client) attempt(ctx context.Context, r request, target string, body []byte) (*response, error) {
-	timeout := c.timeout + r.timeout
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req := c.rc.R().SetContext(actx)
-	if body != nil {
-		ct := r.ctype
-		if ct == "" {
-			// Exactly this: CHT rejects "; charset=utf-8" on most JSON routes.
-			ct = "application/json"
-		}
-		req.SetHeader("Content-Type", ct).SetBody(body)
-	}
-	if c.session && !r.noAuth {
-		c.sessMu.Lock()
-		if c.cookie != "" {
-			req.SetHeader("Cookie", "AuthSession="+c.cookie)
-		}
-		c.sessMu.Unlock()
-	}
-	start := time.Now()
-	res, err := req.Execute(r.method, target)
-	if res != nil && err == nil {
-		c.log.DebugContext(ctx, "cht: request", "method", r.method, "path", r.path,
-			"status", res.StatusCode(), "duration", time.Since(start))
+	cl := callOf(res.Request.Context())
+	if cl == nil || cl.ctx.Err() != nil {
+		return false
 	}
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is reported by the caller, redacted
-		}
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("attempt timed out after %v: %w", timeout, errAttemptTimeout)
-		}
-		return nil, err
+		return cl.retry && !errors.Is(err, resty.ErrResponseBodyTooLarge)
 	}
-	if c.session {
-		c.captureCookie(res.Header())
+	status := res.StatusCode()
+	return status == http.StatusTooManyRequests ||
+		(cl.retry && status >= 500 && status != http.StatusNotImplemented)
+}
+
+// retryAfter waits as CHT's Retry-After header says (capped by resty at
+// RetryWaitMax), or returns 0 for resty's exponential backoff with jitter.
+func retryAfter(_ *resty.Client, res *resty.Response) (time.Duration, error) {
+	return parseRetryAfter(res.Header().Get("Retry-After"), time.Now()), nil
+}
+
+// attemptError makes a request error fit for messages: the caller's own
+// cancellation as is, an attempt's deadline named, and no URL (the caller
+// reports it, redacted).
+func attemptError(ctx context.Context, err error, timeout time.Duration) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return &response{status: res.StatusCode(), header: res.Header(), body: res.Body()}, nil
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("attempt timed out after %v: %w", timeout, errAttemptTimeout)
+	}
+	return err
 }
 
 // errAttemptTimeout marks an attempt that exceeded Config.Timeout while
 // the caller's context was still live.
 var errAttemptTimeout = errors.New("attempt timeout")
 
-// restyLogger routes resty's own messages to slog at debug level.
-type restyLogger struct{ l *slog.Logger }
+// attemptTransport gives each attempt its call's deadline, so that resty
+// retries an attempt that timed out while the caller's context lives on.
+type attemptTransport struct{ next http.RoundTripper }
 
-func (r restyLogger) Errorf(format string, v ...any) {
-	r.l.Debug("resty: " + fmt.Sprintf(format, v...))
+func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	next := t.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cl := callOf(req.Context())
+	if cl == nil || cl.timeout <= 0 {
+		return next.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), cl.timeout)
+	res, err := next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res.Body = cancelOnClose{res.Body, cancel}
+	return res, nil
 }
-func (r restyLogger) Warnf(format string, v ...any) { r.l.Debug("resty: " + fmt.Sprintf(format, v...)) }
-func (r restyLogger) Debugf(format string, v ...any) {
-	r.l.Debug("resty: " + fmt.Sprintf(format, v...))
+
+// cancelOnClose ends an attempt's deadline when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
 }
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// logResponse logs each attempt's answer at debug level.
+func (c *Client) logResponse(_ *resty.Client, res *resty.Response) error {
+	if cl := callOf(res.Request.Context()); cl != nil {
+		c.log.DebugContext(cl.ctx, "cht: request", "method", res.Request.Method, "path", cl.path,
+			"status", res.StatusCode(), "attempt", res.Request.Attempt, "duration", res.Time())
+	}
+	return nil
+}
+
+// logRetry logs each retry at debug level.
+func (c *Client) logRetry(res *resty.Response, err error) {
+	if res == nil || res.Request == nil {
+		return
+	}
+	cl := callOf(res.Request.Context())
+	if cl == nil {
+		return
+	}
+	args := []any{"method", res.Request.Method, "path", cl.path, "attempt", res.Request.Attempt}
+	if err != nil {
+		args = append(args, "err", attemptError(cl.ctx, err, cl.timeout))
+	} else {
+		args = append(args, "status", res.StatusCode())
+	}
+	c.log.DebugContext(cl.ctx, "cht: retrying", args...)
+}
+
+// quietLogger drops resty's own messages: they hold full URLs, whose
+// queries may carry phone numbers. The client logs through its middleware.
+type quietLogger struct{}
+
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Warnf(string, ...any)  {}
+func (quietLogger) Debugf(string, ...any) {}
 
 func redactURLError(err error) error {
 	var ue *url.Error

@@ -650,14 +650,41 @@ func TestBasicAuthFromURLAndRedaction(t *testing.T) {
 	if strings.Contains(logs.String(), "password") {
 		t.Errorf("logs leak the password: %s", logs.String())
 	}
-	pw := cht.Password("s3cret")
-	var out bytes.Buffer
-	slog.New(slog.NewTextHandler(&out, nil)).Info("cfg", "password", pw)
-	fmt.Fprintf(&out, "%v %s %#v", pw, pw, cht.Config{Password: pw})
-	b, _ := json.Marshal(struct{ Password cht.Password }{pw})
-	out.Write(b)
-	if strings.Contains(out.String(), "s3cret") {
-		t.Errorf("password leaked: %s", out.String())
+}
+
+// TestConfigRedacts: a Config printed, formatted or logged (also inside
+// another struct) shows its settings but neither the password nor the
+// password embedded in the URL.
+func TestConfigRedacts(t *testing.T) {
+	cfg := cht.Config{URL: "https://medic:urlpass@cht.example.org/prefix", Username: "mediator", Password: "s3cret", Session: true}
+	type settings struct {
+		Name string
+		CHT  cht.Config
+	}
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("start", "cht", cfg)
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "cht", cfg)
+	outputs := map[string]string{
+		"%v":         fmt.Sprintf("%v", cfg),
+		"%+v":        fmt.Sprintf("%+v", cfg),
+		"%s":         fmt.Sprintf("%s", cfg),
+		"%#v":        fmt.Sprintf("%#v", cfg),
+		"pointer %v": fmt.Sprintf("%v", &cfg),
+		"nested %+v": fmt.Sprintf("%+v", settings{Name: "m", CHT: cfg}),
+		"nested %#v": fmt.Sprintf("%#v", settings{Name: "m", CHT: cfg}),
+		"slog text":  text.String(),
+		"slog json":  js.String(),
+	}
+	for name, out := range outputs {
+		if strings.Contains(out, "s3cret") || strings.Contains(out, "urlpass") {
+			t.Errorf("%s leaks a secret: %s", name, out)
+		}
+		if !strings.Contains(out, "mediator") || !strings.Contains(out, "cht.example.org") || !strings.Contains(out, "REDACTED") {
+			t.Errorf("%s hides what a reader needs (username, host, that a password is set): %s", name, out)
+		}
+	}
+	if cfg.Password != "s3cret" || !strings.Contains(cfg.URL, "urlpass") {
+		t.Error("formatting changed the Config")
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 // admin). Outbound pushes reference it as auth.password_key or
 // auth.value_key. Setting the same value again is harmless, so the call
 // is retried like a read.
-func (c *Client) SetCredential(ctx context.Context, key string, secret Password) error {
+func (c *Client) SetCredential(ctx context.Context, key, secret string) error {
 	if key == "" || secret == "" {
 		return fmt.Errorf("cht: set credential: key and secret are required")
 	}

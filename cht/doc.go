@@ -38,15 +38,17 @@
 // the client logs in once with POST /_session and uses the AuthSession
 // cookie, logging in again once when it expires. Credentials may also be
 // embedded in Config.URL; they are removed from every URL the client
-// reports. [Password] redacts itself in logs, fmt output and JSON.
+// reports. A [Config] redacts its password (and one in URL) when it is
+// logged with slog or formatted with fmt.
 //
 // # Retries
 //
-// Requests that only read (GET, and POST /api/v1/hydrate) are retried with
-// exponential backoff after 5xx answers and network errors or timeouts;
-// every request is retried after 429, honouring Retry-After. Nothing is
-// ever retried after 401, because CHT rate-limits failed logins. Writes
-// are not retried after 5xx: the records API is not idempotent.
+// The client is built on resty and uses its retries: requests that only
+// read (GET, and POST /api/v1/hydrate) are retried with exponential backoff
+// and jitter after 5xx answers (but 501) and network errors or attempt
+// timeouts; every request is retried after 429, honouring Retry-After.
+// Nothing is ever retried after 401, because CHT rate-limits failed logins.
+// Writes are not retried after 5xx: the records API is not idempotent.
 //
 // # Errors
 //

@@ -4,23 +4,26 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+
+	"github.com/go-resty/resty/v2"
 )
+
+// In session mode the client keeps CouchDB's AuthSession cookie itself,
+// rather than in a cookie jar: the login request must go without a stale
+// cookie, and a cookie refused with 401 is replaced exactly once. Two
+// middlewares of the resty client carry it: sendSession adds it to every
+// attempt but the login, keepSession takes the newest one from every
+// answer (CouchDB refreshes it on use).
 
 // ensureSession logs in via POST /_session unless a session cookie is held.
 func (c *Client) ensureSession(ctx context.Context) error {
-	c.sessMu.Lock()
-	have := c.cookie != ""
-	c.sessMu.Unlock()
-	if have {
+	if c.sessionCookie() != "" {
 		return nil
 	}
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
-	c.sessMu.Lock()
-	have = c.cookie != ""
-	c.sessMu.Unlock()
-	if have {
-		return nil
+	if c.sessionCookie() != "" {
+		return nil // another call logged in meanwhile
 	}
 	return c.Login(ctx)
 }
@@ -29,33 +32,68 @@ func (c *Client) ensureSession(ctx context.Context) error {
 // automatically when Config.Session is true; a failed login (401) is
 // returned as is and never retried, because CHT rate-limits failed logins.
 func (c *Client) Login(ctx context.Context) error {
-	body := map[string]string{"name": c.user, "password": string(c.pass)}
+	body := map[string]string{"name": c.user, "password": c.pass}
 	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/_session", body: body, noAuth: true}, nil)
 	if err != nil {
 		return fmt.Errorf("cht: login: %w", err)
 	}
-	if !c.captureCookie(resp.header) {
+	if authSession(resp.header) == "" {
 		return fmt.Errorf("cht: login: no AuthSession cookie in response")
 	}
 	return nil
 }
 
-func (c *Client) dropSession() {
+func (c *Client) sessionCookie() string {
 	c.sessMu.Lock()
-	c.cookie = ""
+	defer c.sessMu.Unlock()
+	return c.cookie
+}
+
+// dropSession forgets the session cookie that req was refused with, unless
+// another call has already replaced it.
+func (c *Client) dropSession(req *http.Request) {
+	sent := ""
+	if req != nil {
+		if ck, err := req.Cookie("AuthSession"); err == nil {
+			sent = ck.Value
+		}
+	}
+	c.sessMu.Lock()
+	if c.cookie == sent || sent == "" {
+		c.cookie = ""
+	}
 	c.sessMu.Unlock()
 }
 
-// captureCookie stores an AuthSession cookie from a response, reporting
-// whether there was one. CouchDB refreshes the cookie on use.
-func (c *Client) captureCookie(h http.Header) bool {
+// sendSession is a request middleware: every attempt but the login
+// carries the current session cookie.
+func (c *Client) sendSession(_ *resty.Client, req *resty.Request) error {
+	if cl := callOf(req.Context()); cl != nil && cl.login {
+		return nil
+	}
+	if ck := c.sessionCookie(); ck != "" {
+		req.SetHeader("Cookie", "AuthSession="+ck)
+	}
+	return nil
+}
+
+// keepSession is a response middleware: it stores the AuthSession cookie
+// of any answer.
+func (c *Client) keepSession(_ *resty.Client, res *resty.Response) error {
+	if v := authSession(res.Header()); v != "" {
+		c.sessMu.Lock()
+		c.cookie = v
+		c.sessMu.Unlock()
+	}
+	return nil
+}
+
+// authSession returns the AuthSession cookie set by a response, or "".
+func authSession(h http.Header) string {
 	for _, ck := range (&http.Response{Header: h}).Cookies() {
 		if ck.Name == "AuthSession" && ck.Value != "" {
-			c.sessMu.Lock()
-			c.cookie = ck.Value
-			c.sessMu.Unlock()
-			return true
+			return ck.Value
 		}
 	}
-	return false
+	return ""
 }

@@ -195,7 +195,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
-		Password: cht.Password(s.CHT.Password), Timeout: s.Timeout, Logger: logger})
+		Password: string(s.CHT.Password), Timeout: s.Timeout, Logger: logger})
 	if err != nil {
 		return err
 	}

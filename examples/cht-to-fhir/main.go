@@ -99,7 +99,7 @@ func newMediator(s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
 	}
 	if s.CHT.Username != "" { // without CHT access, conversion knows only the legacy contact hierarchy
 		if pc.CHT, err = cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
-			Password: cht.Password(s.CHT.Password), Logger: logger, HTTPClient: recorded}); err != nil {
+			Password: string(s.CHT.Password), Logger: logger, HTTPClient: recorded}); err != nil {
 			return nil, err
 		}
 	}

@@ -75,7 +75,7 @@ func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
 		return nil, err
 	}
 	chtClient, err := cht.New(cht.Config{
-		URL: d.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword),
+		URL: d.cht.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}, Logger: log,
 	})
 	if err != nil {

@@ -111,7 +111,7 @@ func TestE2EReferralLoop(t *testing.T) {
 	mapping := fhir.DefaultMapping()
 	require.NoError(t, withReferral(mapping))
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		Password: chttest.AdminPassword, MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
 	types, err := chtClient.ContactTypes(ctx) // the demo app's configurable hierarchy, as the mediators load it

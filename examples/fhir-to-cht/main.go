@@ -212,7 +212,7 @@ func newMediator(s Settings, mapping *fhir.Mapping, def openhim.Definition, logg
 		return nil, err
 	}
 	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
-		Password: cht.Password(s.CHT.Password), Logger: logger,
+		Password: string(s.CHT.Password), Logger: logger,
 		// Calls to CHT are recorded as orchestrations of the transaction.
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	if err != nil {

@@ -95,7 +95,7 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 	if bc.CHTClient != nil {
 		hc = &http.Client{Transport: mediator.Transport(bc.CHTClient.Transport)}
 	}
-	chtClient, err := cht.New(cht.Config{URL: bc.CHTURL, Username: bc.CHTUser, Password: cht.Password(bc.CHTPassword),
+	chtClient, err := cht.New(cht.Config{URL: bc.CHTURL, Username: bc.CHTUser, Password: string(bc.CHTPassword),
 		Logger: bc.Logger, HTTPClient: hc, Timeout: 2 * time.Second,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
 	require.NoError(t, err)

@@ -209,7 +209,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	for _, pw := range []struct{ cht, fhir string }{{chtWrong, fhirSecret}, {chtSecret, fhirWrong}, {chtSecret, fhirSecret}} {
-		client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chtUser, Password: cht.Password(pw.cht), Logger: logger,
+		client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chtUser, Password: string(pw.cht), Logger: logger,
 			RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond})
 		require.NoError(t, err)
 		fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirURL, Username: fhirUser, Password: pw.fhir,

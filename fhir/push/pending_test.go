@@ -35,7 +35,7 @@ func TestPendingWaitsForTheContactTypes(t *testing.T) {
 	remove := chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Status: http.StatusInternalServerError})
 
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1})
+		Password: chttest.AdminPassword, MaxRetries: -1})
 	require.NoError(t, err)
 	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
 	require.NoError(t, err)

@@ -80,7 +80,7 @@ func newRig(t *testing.T, withCHTClient bool) *rig {
 		Orchestrate: func(ctx context.Context, name string) context.Context { return context.WithValue(ctx, nameKey{}, name) }}
 	if withCHTClient {
 		c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-			Password: cht.Password(chttest.AdminPassword), MaxRetries: -1, HTTPClient: &http.Client{Transport: calls}})
+			Password: chttest.AdminPassword, MaxRetries: -1, HTTPClient: &http.Client{Transport: calls}})
 		require.NoError(t, err)
 		cfg.CHT = c
 	}

@@ -53,7 +53,7 @@ func newRig(t testing.TB, configure ...func(*tocht.Config)) *rig {
 			ObservationForm: "HEIGHT_WEIGHT"}})
 	require.NoError(t, err)
 	c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		Password: chttest.AdminPassword, MaxRetries: -1,
 		// Recording the CHT calls makes them orchestrations.
 		HTTPClient: &http.Client{Transport: mediator.Transport(chtSrv.Client().Transport)}})
 	require.NoError(t, err)
@@ -352,7 +352,7 @@ func TestTaskForAPatientOfTheEMR(t *testing.T) {
 func rebuild(t *testing.T, r *rig, configure func(*tocht.Config)) *rig {
 	t.Helper()
 	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		Password: chttest.AdminPassword, MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(r.cht.Client().Transport)}})
 	require.NoError(t, err)
 	cfg := tocht.Config{Converter: r.conv, CHT: c, Now: func() time.Time { return now }}

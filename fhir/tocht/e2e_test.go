@@ -64,7 +64,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
 	require.NoError(t, err)
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword), MaxRetries: -1,
+		Password: chttest.AdminPassword, MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)
 	bridge, err := tocht.New(tocht.Config{Converter: conv, CHT: chtClient, FHIRURL: fhirURL})

@@ -28,7 +28,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: cht.Password(chttest.AdminPassword),
+		Password: chttest.AdminPassword,
 		// CHT calls become orchestrations of the OpenHIM transaction.
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	if err != nil {

@@ -60,7 +60,7 @@ func TestTaskSubscriptionRemovedWhenCHTWriteFails(t *testing.T) {
 
 func TestNotifyEMRNeedsFHIRURL(t *testing.T) {
 	r := newRig(t)
-	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername, Password: cht.Password(chttest.AdminPassword)})
+	c, err := cht.New(cht.Config{URL: r.cht.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
 	require.NoError(t, err)
 	_, err = tocht.New(tocht.Config{Converter: r.conv, CHT: c, NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr"}})
 	require.ErrorContains(t, err, "FHIRURL")
