@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -52,7 +54,9 @@ type Config struct {
 	// ("CHT hydrate", "FHIR transaction"). A mediator passes
 	// mediator.WithOrchestration so that OpenHIM shows the calls by name.
 	Orchestrate func(ctx context.Context, name string) context.Context
-	// Logger receives a line per failed or skipped push; nil discards.
+	// Logger receives a line per failed or skipped push and a WARN line
+	// per conversion warning (naming the document and field); nil
+	// discards.
 	Logger *slog.Logger
 }
 
@@ -108,14 +112,116 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// ServeHTTP serves POST [OutboundPath] and POST [EncounterPath].
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP serves POST [OutboundPath] and POST [EncounterPath]. A push
+// written with conversion warnings (values of lenient fields left out, see
+// fhir.Transaction.Warnings) is answered {"ok":true,"warnings":[...]},
+// each warning {"doc","field","reason"}: inside a mediator this body is the
+// OpenHIM transaction's response, so the warnings show there.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != OutboundPath {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	ws := &warnings{}
+	r = r.WithContext(context.WithValue(r.Context(), warningsKey{}, ws))
+	aw := &answer{w: w}
+	h.mux.ServeHTTP(aw, r)
+	aw.finish(ws.snapshot())
+}
+
+// warning is a conversion warning as answered to the push.
+type warning struct {
+	Doc    string `json:"doc,omitempty"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// warnings collects the warnings of one push request.
+type warnings struct {
+	mu   sync.Mutex
+	list []warning
+}
+
+type warningsKey struct{}
+
+func (ws *warnings) snapshot() []warning {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.list)
+}
+
+// warn logs the warnings of a written push, one WARN line each naming the
+// field (not the value, which may be personal data), and adds them to the
+// answer of the request ctx belongs to.
+func (h *Handler) warn(ctx context.Context, docID string, list []*fhir.ConversionError) {
+	if len(list) == 0 {
+		return
+	}
+	ws, _ := ctx.Value(warningsKey{}).(*warnings)
+	for _, e := range list {
+		doc := e.DocID
+		if doc == "" {
+			doc = docID
+		}
+		h.log.WarnContext(ctx, "conversion left out a value of a lenient field", "doc", doc, "field", e.Field, "reason", e.Reason)
+		if ws != nil {
+			ws.mu.Lock()
+			ws.list = append(ws.list, warning{Doc: doc, Field: e.Field, Reason: e.Reason})
+			ws.mu.Unlock()
+		}
+	}
+}
+
+// answer holds back the outbound handler's answer so that a successful
+// one can carry the push's warnings. Its bodies are a few bytes.
+type answer struct {
+	w      http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (a *answer) Header() http.Header { return a.w.Header() }
+
+func (a *answer) WriteHeader(code int) {
+	if a.status == 0 {
+		a.status = code
+	}
+}
+
+func (a *answer) Write(b []byte) (int, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	a.body = append(a.body, b...)
+	return len(b), nil
+}
+
+// finish writes the answer, with the warnings added to a 2xx JSON object.
+func (a *answer) finish(list []warning) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	body := a.body
+	if len(list) > 0 && a.status < 300 {
+		var m map[string]any
+		if json.Unmarshal(body, &m) == nil && m != nil {
+			m["warnings"] = list
+			if b, err := json.Marshal(m); err == nil {
+				body = append(b, '\n')
+			}
+		}
+	}
+	a.w.Header().Del("Content-Length")
+	a.w.WriteHeader(a.status)
+	_, _ = a.w.Write(body)
+}
 
 // Push converts one outbound push and writes it to the FHIR server. It
 // returns nil only once the FHIR server committed the transaction. A
 // failure of the FHIR server is returned as (or wrapping) a
 // *fhir.ServerError, a document that cannot be converted as a
-// *fhir.ConversionError.
+// *fhir.ConversionError. The conversion warnings of a written push are
+// logged (and, for a push served by the Handler, added to its answer).
 func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	tx, err := h.convert(ctx, p)
 	if err != nil {
@@ -133,6 +239,7 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
+	h.warn(ctx, p.ID, tx.Warnings)
 	return nil
 }
 
