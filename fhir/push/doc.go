@@ -17,6 +17,12 @@
 // form, unless Config.SkipUnmappedForms), 502 when the FHIR server or CHT
 // failed and 504 when they did not answer in time.
 //
+// A value of a field the mapping marks lenient that cannot be converted
+// is left out and the rest written; each such warning
+// (fhir.Transaction.Warnings) is logged as a WARN line naming the document
+// and field, and added to the push's answer:
+// {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}.
+//
 // Documents that arrive without their lineage, patient or place are
 // hydrated through CHT's API when Config.CHT is set. Run inside an OpenHIM
 // mediator, give the CHT and FHIR clients an HTTPClient whose transport

@@ -220,8 +220,7 @@ func (a *answer) finish(list []warning) {
 // returns nil only once the FHIR server committed the transaction. A
 // failure of the FHIR server is returned as (or wrapping) a
 // *fhir.ServerError, a document that cannot be converted as a
-// *fhir.ConversionError. The conversion warnings of a written push are
-// logged (and, for a push served by the Handler, added to its answer).
+// *fhir.ConversionError.
 func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	tx, err := h.convert(ctx, p)
 	if err != nil {
