@@ -3,6 +3,8 @@ package cht
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/internal/decodehook"
 )
@@ -83,6 +85,14 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 	if p.Rev == "" {
 		if p.Rev = res.c.Rev; p.Rev == "" {
 			p.Rev = strOf("rev")
+		}
+	}
+	// A named document is read from CHT by its id: one that no CHT
+	// document can have is the sender's error (400), not a document CHT
+	// has yet to replicate (which would be retried forever).
+	for _, f := range []struct{ key, v string }{{"id", p.ID}, {"rev", p.Rev}} {
+		if i := strings.IndexFunc(f.v, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }); i >= 0 {
+			return decodehook.Push{}, fmt.Errorf("%s %q: control character or invalid UTF-8 at byte %d", f.key, f.v, i)
 		}
 	}
 	return p, nil

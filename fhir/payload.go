@@ -54,7 +54,7 @@ type PayloadQuantity struct {
 // encoding/json does; errors name the offending key.
 func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
 	p := new(EncounterPayload)
-	d := &scanner{s: string(data)}
+	d := &scanner{s: string(data), strict: true}
 	if d.null() {
 		return nil, &ConversionError{Field: "", Reason: "payload is null"}
 	}

@@ -16,6 +16,10 @@ type scanner struct {
 	s   string
 	i   int
 	err error
+	// strict refuses what a FHIR string may not hold instead of passing
+	// it on: invalid UTF-8 and lone surrogates (else U+FFFD, as
+	// encoding/json does) and control characters but tab, CR and LF.
+	strict bool
 }
 
 func (d *scanner) fail(format string, args ...any) {
@@ -160,6 +164,10 @@ func (d *scanner) strSlow(start int) string {
 		case c >= utf8.RuneSelf:
 			// Invalid UTF-8 becomes U+FFFD, byte by byte, like encoding/json.
 			r, size := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && size == 1 && d.strict {
+				d.fail("invalid UTF-8 in string")
+				return ""
+			}
 			b = utf8.AppendRune(b, r)
 			d.i += size
 			continue
@@ -177,10 +185,16 @@ func (d *scanner) strSlow(start int) string {
 		switch e {
 		case '"', '\\', '/':
 			b = append(b, e)
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
+		case 'b', 'f':
+			if d.strict {
+				d.fail("control character \\%c in string", e)
+				return ""
+			}
+			if e == 'b' {
+				b = append(b, '\b')
+			} else {
+				b = append(b, '\f')
+			}
 		case 'n':
 			b = append(b, '\n')
 		case 'r':
@@ -207,7 +221,15 @@ func (d *scanner) strSlow(start int) string {
 					}
 					d.i = save
 				}
+				if d.strict {
+					d.fail("lone surrogate \\u%04X in string", r)
+					return ""
+				}
 				r = utf8.RuneError
+			}
+			if d.strict && r < 0x20 && r != '\t' && r != '\n' && r != '\r' {
+				d.fail("control character U+%04X in string", r)
+				return ""
 			}
 			b = utf8.AppendRune(b, r)
 		default:
