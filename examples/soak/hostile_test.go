@@ -44,12 +44,12 @@ func serveHostile(t *testing.T) map[string]string {
 	t.Cleanup(fhirSrv.Close)
 	logger := slog.New(slog.DiscardHandler)
 
-	serve := func(def func(string, int) openhim.Definition, h http.Handler, maxBody int64) string {
+	serve := func(def func(string, int) openhim.Definition, h http.Handler, errorBody func(int, error) (string, []byte)) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		m, err := mediator.New(mediator.Config{
 			Definition: def("127.0.0.1", ln.Addr().(*net.TCPAddr).Port),
-			Listener:   ln, Handler: h, Logger: logger, MaxBodyBytes: maxBody,
+			Listener:   ln, Handler: h, Logger: logger, MaxBodyBytes: hostileLimit, ErrorBody: errorBody,
 			ReadHeaderTimeout: hostileReadTimeout, ReadTimeout: hostileReadTimeout,
 		})
 		require.NoError(t, err)
@@ -61,9 +61,8 @@ func serveHostile(t *testing.T) map[string]string {
 	c2f, _ := newBridge(t, bridgeConfig{CHTURL: chtSrv.URL, CHTUser: chttest.AdminUsername,
 		CHTPassword: chttest.AdminPassword, FHIRURL: fhirSrv.URL})
 
-	// fhir-to-cht, wired as examples/fhir-to-cht/main.go does: the bridge
-	// enforces the limit with an OperationOutcome, the mediator's limit is
-	// far above it.
+	// fhir-to-cht, wired as examples/fhir-to-cht/main.go does: the
+	// mediator's own refusals are OperationOutcomes too.
 	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoCHWAreaID}})
 	require.NoError(t, err)
@@ -73,8 +72,8 @@ func serveHostile(t *testing.T) map[string]string {
 	require.NoError(t, err)
 
 	return map[string]string{
-		"cht-to-fhir": serve(chtToFHIRDefinition, c2f, hostileLimit),
-		"fhir-to-cht": serve(tocht.Definition, f2c.Handler(), 2*hostileLimit+1<<20),
+		"cht-to-fhir": serve(chtToFHIRDefinition, c2f, nil),
+		"fhir-to-cht": serve(tocht.Definition, f2c.Handler(), tocht.ErrorBody),
 	}
 }
 

@@ -38,9 +38,12 @@ func (b *Bridge) readPatient(ctx context.Context, ref, id, expr string) (*models
 		return nil, fhirFailure(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFHIRResponse))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFHIRResponse+1))
 	if err != nil {
 		return nil, fhirFailure(err)
+	}
+	if len(data) > maxFHIRResponse {
+		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered more than %d bytes", id, maxFHIRResponse))
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
