@@ -246,7 +246,7 @@ func (s *Server) handleCoreHeartbeat(w http.ResponseWriter) {
 }
 
 // findMediator returns the stored mediator; s.mu must be held.
-func (s *Server) findMediator(urn string) *Mediator {
+func (s *Server) findMediator(urn string) *storedMediator {
 	for _, m := range s.mediators {
 		if m.URN == urn {
 			return m
@@ -260,7 +260,7 @@ func (s *Server) handleGetMediators(w http.ResponseWriter) {
 	out := cloneJSON(s.mediators)
 	s.mu.Unlock()
 	if out == nil {
-		out = []*Mediator{}
+		out = []*storedMediator{}
 	}
 	// Core calls maskPasswords on the array, so the list is NOT masked
 	// (§2.2 "Other mediator endpoints").
@@ -270,7 +270,7 @@ func (s *Server) handleGetMediators(w http.ResponseWriter) {
 func (s *Server) handleGetMediator(w http.ResponseWriter, urn string) {
 	s.mu.Lock()
 	m := s.findMediator(urn)
-	var out *Mediator
+	var out *storedMediator
 	if m != nil {
 		out = cloneJSON(m)
 	}
@@ -285,7 +285,7 @@ func (s *Server) handleGetMediator(w http.ResponseWriter, urn string) {
 
 func (s *Server) handleRemoveMediator(w http.ResponseWriter, u *user, urn string) {
 	s.mu.Lock()
-	s.mediators = slices.DeleteFunc(s.mediators, func(m *Mediator) bool { return m.URN == urn })
+	s.mediators = slices.DeleteFunc(s.mediators, func(m *storedMediator) bool { return m.URN == urn })
 	s.mu.Unlock()
 	writeText(w, http.StatusOK, fmt.Sprintf("Mediator with urn %s has been successfully removed by %s", urn, u.email))
 }
@@ -335,7 +335,7 @@ func (s *Server) addMediator(doc map[string]any) (int, string) {
 	if !ok {
 		return fail(vErr("Version is required. Must be in SemVer form x.y.z"))
 	}
-	var defs []ConfigDef
+	var defs []configDef
 	if rawDefs, present := doc["configDefs"]; present && jsTruthy(rawDefs) {
 		if err := remarshal(rawDefs, &defs); err != nil {
 			return fail(vErr("Mediator validation failed: configDefs: Cast to Array failed for value %q at path \"configDefs\"", jsString(rawDefs)))
@@ -385,7 +385,7 @@ func (s *Server) addMediator(doc map[string]any) (int, string) {
 				cur[k] = v
 			}
 		}
-		var updated Mediator
+		var updated storedMediator
 		if err := remarshal(cur, &updated); err != nil {
 			return fail(vErr("Mediator validation failed: %v", err))
 		}
@@ -411,7 +411,7 @@ func (s *Server) addMediator(doc map[string]any) (int, string) {
 			clean[k] = v
 		}
 	}
-	var m Mediator
+	var m storedMediator
 	if err := remarshal(clean, &m); err != nil {
 		return fail(vErr("Mediator validation failed: %v", err))
 	}
@@ -424,7 +424,7 @@ func (s *Server) addMediator(doc map[string]any) (int, string) {
 	return http.StatusCreated, ""
 }
 
-func applyMediatorDefaults(m *Mediator) {
+func applyMediatorDefaults(m *storedMediator) {
 	for i := range m.Endpoints {
 		routeDefaults(&m.Endpoints[i])
 	}
@@ -438,7 +438,7 @@ func applyMediatorDefaults(m *Mediator) {
 		m.DefaultChannelConfig = []Channel{}
 	}
 	if m.ConfigDefs == nil {
-		m.ConfigDefs = []ConfigDef{}
+		m.ConfigDefs = []configDef{}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
@@ -117,9 +118,9 @@ func ExampleServer_Transactions() {
 	p, _ := strconv.Atoi(port)
 
 	srv.AddClient("emr", "emr-password", "emr-role")
-	if _, err := srv.AddChannel(openhimtest.Channel{
+	if _, err := srv.AddChannel(openhim.Channel{
 		Name: "Example", URLPattern: "^/example$", Allow: []string{"emr-role"}, Methods: []string{"GET"},
-		Routes: []openhimtest.Route{{Name: "Example route", Host: host, Port: p, Primary: true}},
+		Routes: []openhim.Route{{Name: "Example route", Host: host, Port: p, Primary: true}},
 	}); err != nil {
 		fmt.Println(err)
 	}

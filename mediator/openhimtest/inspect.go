@@ -3,6 +3,8 @@ package openhimtest
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // Error is returned by the helpers that apply a core API operation directly
@@ -19,26 +21,35 @@ func (e *Error) Error() string {
 }
 
 // Mediators returns copies of all registered mediators, in registration
-// order, with unmasked config.
-func (s *Server) Mediators() []Mediator {
+// order, with unmasked config, as the library's type.
+func (s *Server) Mediators() []openhim.RegisteredMediator {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Mediator, 0, len(s.mediators))
+	out := make([]openhim.RegisteredMediator, 0, len(s.mediators))
 	for _, m := range s.mediators {
-		out = append(out, cloneJSON(*m))
+		out = append(out, registered(m))
 	}
 	return out
 }
 
-// Mediator returns a copy of the mediator registered with urn (unmasked).
-func (s *Server) Mediator(urn string) (Mediator, bool) {
+// Mediator returns a copy of the mediator registered with urn (unmasked),
+// as the library's type.
+func (s *Server) Mediator(urn string) (openhim.RegisteredMediator, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.findMediator(urn)
 	if m == nil {
-		return Mediator{}, false
+		return openhim.RegisteredMediator{}, false
 	}
-	return cloneJSON(*m), true
+	return registered(m), true
+}
+
+// registered converts a stored mediator to the library's type: their JSON
+// shapes are core's.
+func registered(m *storedMediator) openhim.RegisteredMediator {
+	var r openhim.RegisteredMediator
+	_ = remarshal(m, &r) // both are plain JSON documents
+	return r
 }
 
 // Heartbeats returns the accepted heartbeats of urn, oldest first.
@@ -108,7 +119,7 @@ func copyTx(t *Transaction) Transaction {
 }
 
 // Register applies POST /mediators with core's rules to a registration
-// document (any value that marshals to one, e.g. a Mediator or a
+// document (any value that marshals to one, such as an
 // openhim.Definition). It returns nil for core's 201.
 func (s *Server) Register(doc any) error {
 	var m map[string]any
@@ -138,10 +149,15 @@ func (s *Server) SetConfig(urn string, config map[string]any) error {
 	return nil
 }
 
-// AddChannel applies POST /channels to c and returns the stored channel's
-// id. Channels are routable at once (core needs ~1 s to refresh its cache).
-func (s *Server) AddChannel(c Channel) (string, error) {
-	c = cloneJSON(c)
+// AddChannel applies POST /channels to ch (the library's type, for
+// example a default channel of an openhim.Definition) and returns the
+// stored channel's id. Channels are routable at once (core needs ~1 s to
+// refresh its cache).
+func (s *Server) AddChannel(ch openhim.Channel) (string, error) {
+	var c Channel
+	if err := remarshal(ch, &c); err != nil {
+		return "", &Error{StatusCode: http.StatusBadRequest, Message: err.Error()}
+	}
 	if msg := s.channelRules(&c); msg != "" {
 		return "", &Error{StatusCode: http.StatusBadRequest, Message: msg}
 	}

@@ -142,8 +142,8 @@ func TestReRegistration_S2_2(t *testing.T) {
 	if m.Name != "Renamed" || m.Version != "1.2.0" || !reflect.DeepEqual(m.Config, want) {
 		t.Fatalf("after update: name %q version %q config %v; want Renamed 1.2.0 %v", m.Name, m.Version, m.Config, want)
 	}
-	if m.ConfigModifiedTS != nil {
-		t.Fatalf("_configModifiedTS was set by a registration: %v", m.ConfigModifiedTS)
+	if m.ConfigModified != nil {
+		t.Fatalf("_configModifiedTS was set by a registration: %v", m.ConfigModified)
 	}
 
 	// Higher version without config: old config untouched.
@@ -268,14 +268,14 @@ func TestMaskingAndSetConfig_S4(t *testing.T) {
 	if r := c.do(t, http.MethodPost, "/mediators", doc); r.Status != 201 {
 		t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
-	var one Mediator
+	var one storedMediator
 	c.do(t, http.MethodGet, "/mediators/"+url.PathEscape(urn), nil).json(t, &one)
 	wantMasked := map[string]any{"upstreamUrl": "http://127.0.0.1:9998", "apiKey": passwordMask, "mode": "a",
 		"keys": []any{passwordMask, passwordMask}, "db": map[string]any{"user": "u", "pass": passwordMask}}
 	if !reflect.DeepEqual(one.Config, wantMasked) {
 		t.Fatalf("GET /mediators/:urn config = %v\nwant %v", one.Config, wantMasked)
 	}
-	var list []Mediator
+	var list []storedMediator
 	c.do(t, http.MethodGet, "/mediators", nil).json(t, &list)
 	if len(list) != 1 || list[0].Config["apiKey"] != "s3cret" {
 		t.Fatalf("GET /mediators should not mask (core masks the array, not its items): %v", list)

@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// Mediator is a registered mediator as core stores it (Mongoose MediatorSchema,
+// storedMediator is a registered mediator as core stores it (Mongoose MediatorSchema,
 // reference §2.1). The underscore fields are core's internal bookkeeping; a
 // nil pointer means the field is unset in core, which matters for the
 // heartbeat's config-push comparison (§3).
-type Mediator struct {
+type storedMediator struct {
 	ID                   string         `json:"_id"`
 	URN                  string         `json:"urn"`
 	Version              string         `json:"version"`
@@ -17,21 +17,21 @@ type Mediator struct {
 	Description          string         `json:"description,omitempty"`
 	Endpoints            []Route        `json:"endpoints"`
 	DefaultChannelConfig []Channel      `json:"defaultChannelConfig"`
-	ConfigDefs           []ConfigDef    `json:"configDefs"`
+	ConfigDefs           []configDef    `json:"configDefs"`
 	Config               map[string]any `json:"config,omitempty"`
 	ConfigModifiedTS     *time.Time     `json:"_configModifiedTS,omitempty"`
 	LastHeartbeat        *time.Time     `json:"_lastHeartbeat,omitempty"`
 	Uptime               *float64       `json:"_uptime,omitempty"`
 }
 
-// ConfigDef is one entry of a mediator's configDefs (§2.1).
-type ConfigDef struct {
+// configDef is one entry of a mediator's configDefs (§2.1).
+type configDef struct {
 	Param       string      `json:"param,omitempty"`
 	DisplayName string      `json:"displayName,omitempty"`
 	Description string      `json:"description,omitempty"`
 	Type        string      `json:"type,omitempty"`
 	Values      []string    `json:"values,omitempty"`
-	Template    []ConfigDef `json:"template,omitempty"`
+	Template    []configDef `json:"template,omitempty"`
 	Array       bool        `json:"array,omitempty"`
 }
 

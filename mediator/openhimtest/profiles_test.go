@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // The tests below pin where the Version7 and Version8 profiles differ from
@@ -41,7 +43,7 @@ func TestRouterNoMatchAndWrongMethod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newRouterFixture(t, tt.version, ok, func(c *Channel) { c.Methods = tt.methods })
+			f := newRouterFixture(t, tt.version, ok, func(c *openhim.Channel) { c.Methods = tt.methods })
 			resp, body := f.call(t, tt.method, tt.path, "client-1", "pw", "")
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status %d %q, want %d", resp.StatusCode, body, tt.wantStatus)

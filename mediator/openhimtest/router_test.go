@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 // routerFixture is a fake core, a mediator behind a channel and a client.
@@ -22,7 +24,7 @@ type routerFixture struct {
 	lastBody string
 }
 
-func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate func(*Channel)) *routerFixture {
+func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate func(*openhim.Channel)) *routerFixture {
 	t.Helper()
 	f := &routerFixture{}
 	f.srv = NewServer(Config{Version: v})
@@ -37,10 +39,10 @@ func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate 
 	t.Cleanup(f.mediator.Close)
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(f.mediator.URL, "http://"))
 	p, _ := strconv.Atoi(port)
-	ch := Channel{
+	ch := openhim.Channel{
 		Name: "test channel", URLPattern: "^/api/.*$", Allow: []string{"tester"},
 		Methods: []string{"GET", "POST", "PUT", "PATCH", "DELETE"},
-		Routes:  []Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
+		Routes:  []openhim.Route{{Name: "mediator route", Host: host, Port: p, Primary: true}},
 	}
 	if mutate != nil {
 		mutate(&ch)
@@ -202,7 +204,7 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 	tests := []struct {
 		name       string
 		version    Version
-		mutate     func(*Channel)
+		mutate     func(*openhim.Channel)
 		method     string
 		path       string
 		user, pw   string
@@ -217,17 +219,17 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 		{"bad password", Version4, nil, "GET", "/api/a", "client-1", "nope", "", 401, "", "", "", ""},
 		{"no credentials", Version4, nil, "GET", "/api/a", "", "", "", 401, "", "", "", ""},
 		{"no channel", Version4, nil, "GET", "/other", "client-1", "pw", "", 401, "", "", "", ""},
-		{"public channel", Version4, func(c *Channel) { c.AuthType = "public"; c.Allow = nil }, "GET", "/api/a", "", "", "", 202, "plain /api/a", "/api/a", "Successful", ""},
-		{"allowed by clientID", Version4, func(c *Channel) { c.Allow = []string{"client-1"} }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Successful", ""},
-		{"method not allowed", Version4, func(c *Channel) { c.Methods = []string{"POST"} }, "GET", "/api/a", "client-1", "pw", "", 405,
+		{"public channel", Version4, func(c *openhim.Channel) { c.AuthType = "public"; c.Allow = nil }, "GET", "/api/a", "", "", "", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"allowed by clientID", Version4, func(c *openhim.Channel) { c.Allow = []string{"client-1"} }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"method not allowed", Version4, func(c *openhim.Channel) { c.Methods = []string{"POST"} }, "GET", "/api/a", "client-1", "pw", "", 405,
 			"Request with method GET is not allowed. Only POST methods are allowed", "", "Processing", ""},
-		{"route path", Version4, func(c *Channel) { c.Routes[0].Path = "/fixed" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /fixed", "/fixed", "Successful", ""},
-		{"pathTransform", Version4, func(c *Channel) { c.Routes[0].PathTransform = "s/api/v2/g" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /v2/a", "/v2/a", "Successful", ""},
+		{"route path", Version4, func(c *openhim.Channel) { c.Routes[0].Path = "/fixed" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /fixed", "/fixed", "Successful", ""},
+		{"pathTransform", Version4, func(c *openhim.Channel) { c.Routes[0].PathTransform = "s/api/v2/g" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /v2/a", "/v2/a", "Successful", ""},
 		{"v4 PATCH body not sent", Version4, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", ""},
 		{"v8 PATCH body sent", Version8, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
 		{"PUT body sent", Version4, nil, "PUT", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
-		{"disabled channel", Version4, func(c *Channel) { c.Status = "disabled" }, "GET", "/api/a", "client-1", "pw", "", 401, "", "", "", ""},
-		{"v8 async channel", Version8, func(c *Channel) { c.IsAsynchronousProcess = true }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Pending Async", ""},
+		{"disabled channel", Version4, func(c *openhim.Channel) { c.Status = "disabled" }, "GET", "/api/a", "client-1", "pw", "", 401, "", "", "", ""},
+		{"v8 async channel", Version8, func(c *openhim.Channel) { c.IsAsynchronousProcess = true }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /api/a", "/api/a", "Pending Async", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,7 +266,7 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 
 // A route that cannot be reached: 500 for the client, Failed + error.
 func TestRouterUnreachableRoute_S5_1(t *testing.T) {
-	f := newRouterFixture(t, Version4, envelope(nil), func(c *Channel) {
+	f := newRouterFixture(t, Version4, envelope(nil), func(c *openhim.Channel) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		c.Routes[0].Port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
@@ -327,8 +329,8 @@ func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
 	defer failing.Close()
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(failing.URL, "http://"))
 	p, _ := strconv.Atoi(port)
-	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) { delete(m, "status") }), func(c *Channel) {
-		c.Routes = append(c.Routes, Route{Name: "audit copy", Host: host, Port: p})
+	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) { delete(m, "status") }), func(c *openhim.Channel) {
+		c.Routes = append(c.Routes, openhim.Route{Name: "audit copy", Host: host, Port: p})
 	})
 	resp, body := f.call(t, http.MethodPost, "/api/x?q=1", "client-1", "pw", "payload")
 	if resp.StatusCode != 200 || body != `{"ok":true}` {

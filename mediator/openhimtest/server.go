@@ -98,7 +98,7 @@ type Server struct {
 	mu         sync.Mutex
 	users      map[string]*user // by lower-case email
 	sessions   map[string]string
-	mediators  []*Mediator
+	mediators  []*storedMediator
 	channels   []*Channel
 	clients    []*RouterClient
 	txs        []*Transaction

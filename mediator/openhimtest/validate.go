@@ -63,7 +63,7 @@ func jsString(v any) string {
 
 // validateConfigDef mirrors core's validateConfigDef (src/api/mediators.js,
 // reference §2.1).
-func validateConfigDef(d ConfigDef, v Version) error {
+func validateConfigDef(d configDef, v Version) error {
 	switch d.Type {
 	case "struct":
 		if d.Template == nil {
@@ -98,9 +98,9 @@ func validateConfigDef(d ConfigDef, v Version) error {
 
 // validateConfig mirrors core's validateConfig: every key needs a def, arrays
 // are checked element by element, missing params are fine.
-func validateConfig(defs []ConfigDef, config map[string]any) error {
+func validateConfig(defs []configDef, config map[string]any) error {
 	for _, param := range sortedKeys(config) {
-		var matching []ConfigDef
+		var matching []configDef
 		for _, d := range defs {
 			if d.Param == param {
 				matching = append(matching, d)
@@ -132,7 +132,7 @@ func validateConfig(defs []ConfigDef, config map[string]any) error {
 
 // validateConfigField mirrors core's validateConfigField, including its
 // JavaScript typeof semantics (null is an "object").
-func validateConfigField(param string, d ConfigDef, field any) error {
+func validateConfigField(param string, d configDef, field any) error {
 	switch d.Type {
 	case "string":
 		if jsTypeof(field) != "string" {
@@ -169,7 +169,7 @@ func validateConfigField(param string, d ConfigDef, field any) error {
 			return vErr("Expected config param %s to be an object.", param)
 		}
 		for _, k := range jsKeys(field) {
-			if !slices.ContainsFunc(d.Template, func(t ConfigDef) bool { return t.Param == k }) {
+			if !slices.ContainsFunc(d.Template, func(t configDef) bool { return t.Param == k }) {
 				return vErr("Field %s is not defined in template definition for config param %s.", k, param)
 			}
 		}
@@ -456,7 +456,7 @@ func castMediator(doc map[string]any, v Version, validate bool) error {
 }
 
 // maskPasswords mirrors core's maskPasswords (GET /mediators/:urn).
-func maskPasswords(defs []ConfigDef, config map[string]any) {
+func maskPasswords(defs []configDef, config map[string]any) {
 	if config == nil {
 		return
 	}
@@ -487,7 +487,7 @@ func maskPasswords(defs []ConfigDef, config map[string]any) {
 }
 
 // restoreMaskedPasswords mirrors core's restoreMaskedPasswords (PUT config).
-func restoreMaskedPasswords(defs []ConfigDef, masked, stored map[string]any) {
+func restoreMaskedPasswords(defs []configDef, masked, stored map[string]any) {
 	if masked == nil || stored == nil {
 		return
 	}
