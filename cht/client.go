@@ -142,7 +142,7 @@ type Client struct {
 type service struct{ client *Client }
 
 // DefaultUserAgent is sent when Config.UserAgent is empty.
-const DefaultUserAgent = "openhim-mediator-go-cht/1"
+const defaultUserAgent = "openhim-mediator-go-cht/1"
 
 // New validates cfg and returns a client. It does no I/O.
 func New(cfg Config) (*Client, error) {
@@ -209,7 +209,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Version != "" {
-		v, err := ParseVersion(cfg.Version)
+		v, err := parseVersion(cfg.Version)
 		if err != nil {
 			return nil, fmt.Errorf("cht: config: Version: %w", err)
 		}
@@ -227,7 +227,7 @@ func New(cfg Config) (*Client, error) {
 	hc.Transport = attemptTransport{next: hc.Transport}
 	ua := cfg.UserAgent
 	if ua == "" {
-		ua = DefaultUserAgent
+		ua = defaultUserAgent
 	}
 	c.rc = resty.NewWithClient(hc).
 		SetCookieJar(nil).
@@ -256,9 +256,6 @@ func New(cfg Config) (*Client, error) {
 	c.Docs = (*DocsService)(&c.common)
 	return c, nil
 }
-
-// BaseURL returns the configured CHT URL without credentials.
-func (c *Client) BaseURL() string { return c.baseText }
 
 // request describes one API call.
 type request struct {

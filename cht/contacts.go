@@ -15,7 +15,7 @@ type ContactsService service
 // (CHT 4.18+), falling back to hydrate (WithLineage) or the raw document on
 // older servers.
 func (s *ContactsService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
-	c, err := getContact(ctx, s.client, FeatureContactGet, "/api/v1/contact/", id, opts)
+	c, err := getContact(ctx, s.client, featureContactGet, "/api/v1/contact/", id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get contact %q: %w", id, err)
 	}
@@ -28,7 +28,7 @@ func (s *ContactsService) Get(ctx context.Context, id string, opts *GetOptions) 
 // against each contact's phone exactly as stored: a contact saved with a
 // national-format number ("0712 345678") is never found, so store phones
 // in E.164. No match returns (nil, nil); an invalid number is an
-// *APIError matching [ErrBadRequest].
+// *APIError with StatusCode 400.
 func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact, error) {
 	if phone == "" {
 		return nil, fmt.Errorf("cht: contacts by phone: empty phone")

@@ -54,8 +54,8 @@
 //
 // Non-2xx answers are *[APIError] values carrying CHT's "error", "reason"
 // and "details" members; they match the sentinels [ErrNotFound],
-// [ErrUnauthorized], [ErrForbidden], [ErrConflict], [ErrRateLimited],
-// [ErrBadRequest] and [ErrServer] with errors.Is:
+// [ErrUnauthorized], [ErrForbidden], [ErrConflict] and [ErrServer] with
+// errors.Is (other statuses: APIError.StatusCode):
 //
 //	var apiErr *cht.APIError
 //	if errors.As(err, &apiErr) && apiErr.StatusCode == 403 { ... }
@@ -82,7 +82,7 @@
 //
 // # Pagination
 //
-// Listings return one [Page] (List) or iterate over all pages (All,
+// Listings iterate over all pages (All,
 // an iter.Seq2 that yields (nil, err) once on failure). The _changes feed
 // is read page by page with [DocsService.Changes] or iterated with
 // [DocsService.All]; each [Change] carries the [Seq] to checkpoint.

@@ -60,7 +60,7 @@ func (s *DocsService) Put(ctx context.Context, id string, doc any) (*DocResult, 
 type Seq string
 
 // SeqNow starts a changes feed at the current end of the database.
-const SeqNow Seq = "now"
+const seqNow Seq = "now"
 
 // String returns the sequence as sent by CouchDB.
 func (s Seq) String() string { return string(s) }

@@ -13,12 +13,10 @@ import (
 // Sentinel errors. An *APIError matches the sentinel for its status code
 // with errors.Is, e.g. errors.Is(err, cht.ErrNotFound).
 var (
-	ErrBadRequest   = errors.New("cht: bad request")       // 400
 	ErrUnauthorized = errors.New("cht: unauthorized")      // 401
 	ErrForbidden    = errors.New("cht: forbidden")         // 403
 	ErrNotFound     = errors.New("cht: not found")         // 404
 	ErrConflict     = errors.New("cht: document conflict") // 409
-	ErrRateLimited  = errors.New("cht: rate limited")      // 429
 	ErrServer       = errors.New("cht: server error")      // 5xx
 	ErrUnsupported  = errors.New("cht: unsupported by this CHT version")
 	// ErrInvalidRecord is matched by the error of [RecordsService.Submit]
@@ -66,8 +64,6 @@ func (e *APIError) Error() string {
 // Is matches the sentinel errors by status code.
 func (e *APIError) Is(target error) bool {
 	switch target {
-	case ErrBadRequest:
-		return e.StatusCode == http.StatusBadRequest
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized
 	case ErrForbidden:
@@ -76,8 +72,6 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusNotFound
 	case ErrConflict:
 		return e.StatusCode == http.StatusConflict
-	case ErrRateLimited:
-		return e.StatusCode == http.StatusTooManyRequests
 	case ErrServer:
 		return e.StatusCode >= 500
 	}

@@ -14,9 +14,9 @@ type Version struct {
 	Raw                 string // as reported, e.g. "4.10.0-beta.1"
 }
 
-// ParseVersion parses "major.minor.patch" with an optional pre-release or
+// parseVersion parses "major.minor.patch" with an optional pre-release or
 // build suffix.
-func ParseVersion(s string) (Version, error) {
+func parseVersion(s string) (Version, error) {
 	v := Version{Raw: s}
 	core := strings.TrimPrefix(strings.TrimSpace(s), "v")
 	if i := strings.IndexAny(core, "-+ "); i >= 0 {
@@ -50,74 +50,69 @@ func (v Version) String() string {
 	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
 }
 
-// Info is the answer of GET /api/info.
-type Info struct {
-	Version Version
-}
-
-// Info returns the CHT version (GET /api/info) and caches it for feature
-// detection.
-func (c *Client) Info(ctx context.Context) (*Info, error) {
+// fetchVersion reads the CHT version (GET /api/info) and caches it for
+// feature detection.
+func (c *Client) fetchVersion(ctx context.Context) (Version, error) {
 	var body struct {
 		Version string `json:"version"`
 	}
 	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/api/info", retry: true}, &body); err != nil {
-		return nil, err
+		return Version{}, err
 	}
-	v, err := ParseVersion(body.Version)
+	v, err := parseVersion(body.Version)
 	if err != nil {
-		return nil, err
+		return Version{}, err
 	}
 	c.verMu.Lock()
 	c.version = &v
 	c.verMu.Unlock()
-	return &Info{Version: v}, nil
+	return v, nil
 }
 
-// Feature is an API capability that depends on the CHT version.
-type Feature int
+// feature is an API capability that depends on the CHT version.
+type feature int
 
 // Features and the CHT version that introduced them (cht-api.md §3.10).
 const (
-	FeatureHydrate         Feature = iota // 3.9: /api/v1/hydrate
-	FeatureContactsByPhone                // 3.10: /api/v1/contacts-by-phone
-	FeaturePersonGet                      // 4.9: GET /api/v1/person/:uuid
-	FeaturePlaceGet                       // 4.10: GET /api/v1/place/:uuid
-	FeaturePersonList                     // 4.11: GET /api/v1/person?type=
-	FeaturePlaceList                      // 4.12: GET /api/v1/place?type=
-	FeatureContactGet                     // 4.18: GET /api/v1/contact/:uuid
-	FeatureReportGet                      // 4.18: GET /api/v1/report/:uuid
-	FeatureReportLineage                  // 4.22: GET /api/v1/report/:uuid?with_lineage=true
-	FeatureCreateV2                       // 5.2: POST /api/v1/person, /api/v1/place
+	featureHydrate         feature = iota // 3.9: /api/v1/hydrate
+	featureContactsByPhone                // 3.10: /api/v1/contacts-by-phone
+	featurePersonGet                      // 4.9: GET /api/v1/person/:uuid
+	featurePlaceGet                       // 4.10: GET /api/v1/place/:uuid
+	featurePersonList                     // 4.11: GET /api/v1/person?type=
+	featurePlaceList                      // 4.12: GET /api/v1/place?type=
+	featureContactGet                     // 4.18: GET /api/v1/contact/:uuid
+	featureReportGet                      // 4.18: GET /api/v1/report/:uuid
+	featureReportLineage                  // 4.22: GET /api/v1/report/:uuid?with_lineage=true
+	featureCreateV2                       // 5.2: POST /api/v1/person, /api/v1/place
 )
 
-var featureSince = map[Feature][2]int{
-	FeatureHydrate:         {3, 9},
-	FeatureContactsByPhone: {3, 10},
-	FeaturePersonGet:       {4, 9},
-	FeaturePlaceGet:        {4, 10},
-	FeaturePersonList:      {4, 11},
-	FeaturePlaceList:       {4, 12},
-	FeatureContactGet:      {4, 18},
-	FeatureReportGet:       {4, 18},
-	FeatureReportLineage:   {4, 22},
-	FeatureCreateV2:        {5, 2},
+var featureSince = map[feature][2]int{
+	featureHydrate:         {3, 9},
+	featureContactsByPhone: {3, 10},
+	featurePersonGet:       {4, 9},
+	featurePlaceGet:        {4, 10},
+	featurePersonList:      {4, 11},
+	featurePlaceList:       {4, 12},
+	featureContactGet:      {4, 18},
+	featureReportGet:       {4, 18},
+	featureReportLineage:   {4, 22},
+	featureCreateV2:        {5, 2},
 }
 
-// Has reports whether version v supports feature f.
-func (v Version) Has(f Feature) bool {
+// has reports whether version v supports feature f.
+func (v Version) has(f feature) bool {
 	s, ok := featureSince[f]
 	return ok && v.AtLeast(s[0], s[1])
 }
 
-// Supports reports whether the server supports f, detecting the version
+// supports reports whether the server supports f, detecting the version
 // with [Client.Info] on first use (or using Config.Version).
-func (c *Client) Supports(ctx context.Context, f Feature) (bool, error) {
+func (c *Client) supports(ctx context.Context, f feature) (bool, error) {
 	v, err := c.Version(ctx)
 	if err != nil {
 		return false, err
 	}
-	return v.Has(f), nil
+	return v.has(f), nil
 }
 
 // Version returns the server version, detected once and cached.
@@ -128,9 +123,9 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	if v != nil {
 		return *v, nil
 	}
-	info, err := c.Info(ctx)
+	v2, err := c.fetchVersion(ctx)
 	if err != nil {
 		return Version{}, fmt.Errorf("cht: detect version: %w", err)
 	}
-	return info.Version, nil
+	return v2, nil
 }

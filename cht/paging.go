@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// Page is one page of a cht-datasource listing (CHT 4.11+).
-type Page[T any] struct {
+// page is one page of a cht-datasource listing (CHT 4.11+).
+type page[T any] struct {
 	Data []*T `json:"data"`
 	// Cursor fetches the next page; "" on the last page (CHT sends null).
 	Cursor string `json:"cursor"`
@@ -42,7 +42,7 @@ type GetOptions struct {
 
 func (o *GetOptions) lineage() bool { return o != nil && o.WithLineage }
 
-func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptions) (*Page[T], error) {
+func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptions) (*page[T], error) {
 	if opts.Type == "" && len(opts.IDs) == 0 {
 		return nil, fmt.Errorf("cht: list %s: ListOptions.Type or IDs is required", path)
 	}
@@ -61,7 +61,7 @@ func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptio
 	if opts.Cursor != "" {
 		q.Set("cursor", opts.Cursor)
 	}
-	var p Page[T]
+	var p page[T]
 	if _, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, retry: true}, &p); err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptio
 }
 
 // listAll follows cursors; see PeopleService.All.
-func listAll[T any](ctx context.Context, fetch func(context.Context, ListOptions) (*Page[T], error), opts ListOptions) iter.Seq2[*T, error] {
+func listAll[T any](ctx context.Context, fetch func(context.Context, ListOptions) (*page[T], error), opts ListOptions) iter.Seq2[*T, error] {
 	return func(yield func(*T, error) bool) {
 		o := opts // the caller's options are never modified
 		seen := map[string]bool{}

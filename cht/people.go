@@ -17,7 +17,7 @@ type PeopleService service
 // document. A missing document, or one that is not a person, is an error
 // matching [ErrNotFound].
 func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
-	c, err := getContact(ctx, s.client, FeaturePersonGet, "/api/v1/person/", id, opts)
+	c, err := getContact(ctx, s.client, featurePersonGet, "/api/v1/person/", id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get person %q: %w", id, err)
 	}
@@ -27,10 +27,10 @@ func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*
 	return c, nil
 }
 
-// List fetches one page of people of opts.Type (CHT 4.11+), e.g.
+// list fetches one page of people of opts.Type (CHT 4.11+), e.g.
 // "person" or a configured person type.
-func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Contact], error) {
-	if err := s.client.require(ctx, FeaturePersonList); err != nil {
+func (s *PeopleService) list(ctx context.Context, opts ListOptions) (*page[Contact], error) {
+	if err := s.client.require(ctx, featurePersonList); err != nil {
 		return nil, fmt.Errorf("cht: list people: %w", err)
 	}
 	p, err := listPage[Contact](ctx, s.client, "/api/v1/person", opts)
@@ -44,7 +44,7 @@ func (s *PeopleService) List(ctx context.Context, opts ListOptions) (*Page[Conta
 // opts.Cursor. On error it yields (nil, err) once and stops. Each
 // iteration starts again from opts.Cursor.
 func (s *PeopleService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
-	return listAll(ctx, s.List, opts)
+	return listAll(ctx, s.list, opts)
 }
 
 // CreateResult is the outcome of creating a person or place.
@@ -71,7 +71,7 @@ func (s *PeopleService) Create(ctx context.Context, p *Contact) (*CreateResult, 
 	if p == nil || p.Name == "" {
 		return nil, fmt.Errorf("cht: create person: name is required")
 	}
-	v2, err := s.client.Supports(ctx, FeatureCreateV2)
+	v2, err := s.client.supports(ctx, featureCreateV2)
 	if err != nil {
 		return nil, fmt.Errorf("cht: create person: %w", err)
 	}
@@ -162,8 +162,8 @@ func (c *Client) create(ctx context.Context, path string, body any, v2 bool) (*C
 }
 
 // require returns an error matching ErrUnsupported when the server lacks f.
-func (c *Client) require(ctx context.Context, f Feature) error {
-	ok, err := c.Supports(ctx, f)
+func (c *Client) require(ctx context.Context, f feature) error {
+	ok, err := c.supports(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -176,11 +176,11 @@ func (c *Client) require(ctx context.Context, f Feature) error {
 
 // getContact reads a contact through a cht-datasource endpoint when the
 // server has it, else through hydrate (with lineage) or the raw document.
-func getContact(ctx context.Context, c *Client, f Feature, prefix, id string, opts *GetOptions) (*Contact, error) {
+func getContact(ctx context.Context, c *Client, f feature, prefix, id string, opts *GetOptions) (*Contact, error) {
 	if id == "" {
 		return nil, fmt.Errorf("empty id")
 	}
-	ok, err := c.Supports(ctx, f)
+	ok, err := c.supports(ctx, f)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ type PlacesService service
 // servers. A missing document, or a person, is an error matching
 // [ErrNotFound].
 func (s *PlacesService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
-	c, err := getContact(ctx, s.client, FeaturePlaceGet, "/api/v1/place/", id, opts)
+	c, err := getContact(ctx, s.client, featurePlaceGet, "/api/v1/place/", id, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get place %q: %w", id, err)
 	}
@@ -24,9 +24,9 @@ func (s *PlacesService) Get(ctx context.Context, id string, opts *GetOptions) (*
 	return c, nil
 }
 
-// List fetches one page of places of opts.Type (CHT 4.12+).
-func (s *PlacesService) List(ctx context.Context, opts ListOptions) (*Page[Contact], error) {
-	if err := s.client.require(ctx, FeaturePlaceList); err != nil {
+// list fetches one page of places of opts.Type (CHT 4.12+).
+func (s *PlacesService) list(ctx context.Context, opts ListOptions) (*page[Contact], error) {
+	if err := s.client.require(ctx, featurePlaceList); err != nil {
 		return nil, fmt.Errorf("cht: list places: %w", err)
 	}
 	p, err := listPage[Contact](ctx, s.client, "/api/v1/place", opts)
@@ -39,7 +39,7 @@ func (s *PlacesService) List(ctx context.Context, opts ListOptions) (*Page[Conta
 // All iterates over all places of opts.Type, following cursors. On error
 // it yields (nil, err) once and stops.
 func (s *PlacesService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
-	return listAll(ctx, s.List, opts)
+	return listAll(ctx, s.list, opts)
 }
 
 // Create creates a place of type p.Type (a legacy type or "contact" with
@@ -51,7 +51,7 @@ func (s *PlacesService) Create(ctx context.Context, p *Contact) (*CreateResult, 
 	if p == nil || p.Name == "" || p.TypeID() == "" {
 		return nil, fmt.Errorf("cht: create place: name and type are required")
 	}
-	v2, err := s.client.Supports(ctx, FeatureCreateV2)
+	v2, err := s.client.supports(ctx, featureCreateV2)
 	if err != nil {
 		return nil, fmt.Errorf("cht: create place: %w", err)
 	}

@@ -19,11 +19,11 @@ func (s *ReportsService) Get(ctx context.Context, id string, opts *GetOptions) (
 		return nil, fmt.Errorf("cht: get report: empty id")
 	}
 	c := s.client
-	f := FeatureReportGet
+	f := featureReportGet
 	if opts.lineage() {
-		f = FeatureReportLineage
+		f = featureReportLineage
 	}
-	ok, err := c.Supports(ctx, f)
+	ok, err := c.supports(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("cht: get report %q: %w", id, err)
 	}

@@ -25,13 +25,13 @@ func (c *Client) ensureSession(ctx context.Context) error {
 	if c.sessionCookie() != "" {
 		return nil // another call logged in meanwhile
 	}
-	return c.Login(ctx)
+	return c.login(ctx)
 }
 
-// Login opens a cookie session with POST /_session. It is called
+// login opens a cookie session with POST /_session. It is called
 // automatically when Config.Session is true; a failed login (401) is
 // returned as is and never retried, because CHT rate-limits failed logins.
-func (c *Client) Login(ctx context.Context) error {
+func (c *Client) login(ctx context.Context) error {
 	body := map[string]string{"name": c.user, "password": c.pass}
 	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/_session", body: body, noAuth: true}, nil)
 	if err != nil {
