@@ -50,7 +50,7 @@ func startStandalone(t *testing.T, env map[string]string) (string, func() []seen
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, nil, io.Discard, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -178,7 +178,7 @@ func TestForwardHeadersSettingChecked(t *testing.T) {
 	t.Setenv("MEDIATOR_FORWARD_HEADERS", "Transfer-Encoding")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := run(ctx, nil, slog.New(slog.DiscardHandler))
+	err := run(ctx, nil, io.Discard, slog.New(slog.DiscardHandler))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "forward_headers")
 }

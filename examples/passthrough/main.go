@@ -3,21 +3,20 @@
 // to MEDIATOR_UPSTREAM_URL, recording the call as an orchestration.
 //
 //	MEDIATOR_UPSTREAM_URL=http://upstream:8080 passthrough [--config config.yaml]
+//
+// --help lists its flags and settings.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
@@ -28,7 +27,6 @@ import (
 // Settings are read from the config file and MEDIATOR_* variables.
 type Settings struct {
 	settings.Mediator `mapstructure:",squash"`
-	PublicHost        string `mapstructure:"public_host"`  // host core reaches us at, port of listen (MEDIATOR_PUBLIC_HOST)
 	UpstreamURL       string `mapstructure:"upstream_url"` // where requests go (MEDIATOR_UPSTREAM_URL)
 	// UpstreamTimeout bounds each forwarded call, body included
 	// (MEDIATOR_UPSTREAM_TIMEOUT); below core's 60 s route timeout so the
@@ -45,7 +43,7 @@ const defaultUpstreamTimeout = 50 * time.Second
 
 // Validate checks the settings; errors name the key.
 func (s Settings) Validate() error {
-	errs := []error{s.Mediator.Validate()}
+	errs := settings.Errors{s.Mediator.Validate()}
 	u, err := url.Parse(s.UpstreamURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must be an http(s) URL"))
@@ -58,45 +56,29 @@ func (s Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("forward_headers (MEDIATOR_FORWARD_HEADERS): %q is not one of %v", h, credentialHeaders))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(ctx, os.Args[1:], logger); err != nil {
-		logger.Error("passthrough stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { settings.Main("passthrough", logLevel, run) }
 
-// run loads the settings and serves until ctx is done.
-func run(ctx context.Context, args []string, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("passthrough", flag.ContinueOnError)
-	configFile := fs.String("config", "", "config file (YAML or JSON); MEDIATOR_* variables override it")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: %s [flags]\n\nFlags:\n", fs.Name())
-		fs.PrintDefaults()
-		fmt.Fprintln(w, "\nEvery setting of config.yaml can also be set with a MEDIATOR_* environment variable:")
-		fmt.Fprintln(w, "MEDIATOR_ and the key upper-cased, with _ for . (upstream_url is MEDIATOR_UPSTREAM_URL).")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // --help printed the usage
-		}
+var logLevel = new(slog.LevelVar) // log_level, or --log-level
+
+// run is main without the process: it parses args, loads the settings and
+// serves until ctx is done.
+func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
+	s := Settings{Mediator: settings.Default(), UpstreamTimeout: defaultUpstreamTimeout}
+	s.Listen = ":8603"
+	cli := settings.NewCLI("passthrough", "1.0.0", &s) // the Version of definition
+	cli.Level = logLevel
+	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) { return definition(s) })
+	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
 		return err
 	}
-	s := Settings{Mediator: settings.Default(), PublicHost: "localhost", UpstreamTimeout: defaultUpstreamTimeout}
-	if err := settings.Load(*configFile, &s); err != nil {
-		return err
-	}
-	upstream, _ := url.Parse(s.UpstreamURL) // checked by Validate
-	port, err := s.ListenPort()
+	def, err := definition(s)
 	if err != nil {
 		return err
 	}
+	upstream, _ := url.Parse(s.UpstreamURL) // checked by Validate
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.ResponseHeaderTimeout = 30 * time.Second
 	proxy := &httputil.ReverseProxy{
@@ -105,12 +87,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		Transport:    mediator.Transport(base), // records each call as an orchestration
 		ErrorHandler: proxyError(logger),
 	}
-	route := openhim.Route{Name: "Passthrough", Type: "http", Host: s.PublicHost, Port: port, Primary: true}
-	cfg := mediator.Config{
-		Definition: openhim.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
-			Description: "Forwards requests to " + upstream.Redacted(), Endpoints: []openhim.Route{route},
-			DefaultChannelConfig: []openhim.Channel{{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$",
-				Type: "http", Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, Allow: []string{"passthrough"}, AuthType: "private", Routes: []openhim.Route{route}}}},
+	cfg := mediator.Config{Definition: def, Logger: logger,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Bound the whole call: an upstream that sends its headers and
 			// then stalls the body would otherwise hold the request.
@@ -121,7 +98,6 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 			}
 			proxy.ServeHTTP(w, r.WithContext(mediator.WithOrchestration(ctx, "Upstream")))
 		}),
-		Logger: logger,
 	}
 	if err := s.Apply(&cfg); err != nil {
 		return err
@@ -131,4 +107,17 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		return err
 	}
 	return m.Run(ctx)
+}
+
+// definition is the registration: an endpoint at public_host and the port
+// of listen, and the channel "Passthrough" routing /passthrough/... to it.
+// Bump Version whenever it changes.
+func definition(s Settings) (openhim.Definition, error) {
+	route, err := s.Route("Passthrough")
+	channel := openhim.Channel{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$", Type: "http",
+		Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
+		Allow:   []string{"passthrough"}, AuthType: "private", Routes: []openhim.Route{route}}
+	return openhim.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
+		Description: "Forwards requests to its upstream_url", Endpoints: []openhim.Route{route},
+		DefaultChannelConfig: []openhim.Channel{channel}}, err
 }

@@ -36,7 +36,7 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			err := run(context.Background(), nil, slog.New(slog.DiscardHandler))
+			err := run(context.Background(), nil, io.Discard, slog.New(slog.DiscardHandler))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
@@ -78,7 +78,7 @@ func TestForwardsThroughOpenHIM(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, nil, io.Discard, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -148,9 +148,4 @@ func freePort(t *testing.T) int {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// --help exits 0 (run returns nil) instead of failing with flag.ErrHelp.
-func TestHelpExitsZero(t *testing.T) {
-	require.NoError(t, run(context.Background(), []string{"--help"}, slog.New(slog.DiscardHandler)))
 }

@@ -33,7 +33,7 @@ func TestStalledUpstreamIsCutOff(t *testing.T) {
 	t.Setenv("MEDIATOR_UPSTREAM_TIMEOUT", "300ms")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, nil, io.Discard, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
