@@ -28,7 +28,7 @@ func TestDryRunLeavesRealCheckpoint(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"--dry-run", dry}, &stdout, logger))
 	_, err := os.Stat(cp)
 	assert.ErrorIs(t, err, os.ErrNotExist, "the dry run wrote the real checkpoint")
-	assert.FileExists(t, filepath.Join(dry, dryRunCheckpoint), "the dry run keeps its own checkpoint")
+	assert.FileExists(t, filepath.Join(dry, "checkpoint.json"), "the dry run keeps its own checkpoint")
 
 	stdout.Reset()
 	require.NoError(t, run(context.Background(), nil, &stdout, logger))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,41 +327,34 @@ func vmHWM() int64 {
 	return 0
 }
 
-// --help exits 0 (run returns nil), prints the flags to stdout and explains
-// the MEDIATOR_* variables.
-func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--help"}, &out, slog.New(slog.DiscardHandler)))
-	assert.Contains(t, out.String(), "-config")
-	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
-}
-
-// TestCLIVersionAndLogLevel pins --version (prints the version, needs no
-// settings) and --log-level (overrides log_level, refuses an unknown level).
-func TestCLIVersionAndLogLevel(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--version"}, &out, slog.New(slog.DiscardHandler)))
-	require.Equal(t, "backfill 1.0.0\n", out.String())
-
-	// A cancelled context stops the run at its first call to CHT.
-	t.Setenv("MEDIATOR_CHT_URL", "http://127.0.0.1:1")
-	t.Setenv("MEDIATOR_FHIR_URL", "http://127.0.0.1:1")
-	ctx, cancel := context.WithCancel(context.Background())
+// The error says "run backfill again to resume" only once the sync has
+// started and its checkpoint holds what was written: not after a settings
+// error, nor when CHT cannot be read at start.
+func TestResumeHintOnlyOnceTheSyncStarted(t *testing.T) {
+	f := newFakes(t, 2)
+	require.NoError(t, f.fhir.SetFaults(fhirtest.Faults{FailRate: 1, FailStatus: http.StatusUnauthorized}))
+	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, tc := range []struct {
-		env, flag string
-		want      slog.Level
-	}{{"", "debug", slog.LevelDebug}, {"info", "warn", slog.LevelWarn}, {"error", "", slog.LevelError}} {
-		t.Run(tc.env+"/"+tc.flag, func(t *testing.T) {
-			t.Setenv("MEDIATOR_LOG_LEVEL", tc.env)
-			args := []string{}
-			if tc.flag != "" {
-				args = append(args, "--log-level", tc.flag)
+		name   string
+		ctx    context.Context
+		env    map[string]string
+		want   string
+		resume bool
+	}{
+		{"settings error", context.Background(), map[string]string{"MEDIATOR_CHT_URL": ""}, "cht.url (MEDIATOR_CHT_URL) is required", false},
+		{"CHT not read at start", cancelled, nil, "read the app's contact types from CHT", false},
+		{"FHIR refuses the sync", context.Background(), nil, "401", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.setEnv(t, filepath.Join(t.TempDir(), "cp.json"))
+			for k, v := range tc.env {
+				t.Setenv(k, v)
 			}
-			require.Error(t, run(ctx, args, new(bytes.Buffer), slog.New(slog.DiscardHandler)))
-			require.Equal(t, tc.want, logLevel.Level())
+			err := run(tc.ctx, nil, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, tc.resume, strings.Contains(err.Error(), "run backfill again to resume"), err.Error())
 		})
 	}
-	err := run(ctx, []string{"--log-level", "loud"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
-	require.ErrorContains(t, err, "--log-level")
 }
