@@ -83,8 +83,7 @@ func main() {
 
 var logLevel = new(slog.LevelVar) // log_level, or --log-level
 
-// errFailed is the error of a sync that completed with failed documents.
-var errFailed = errors.New("backfill: documents failed")
+var errFailed = errors.New("backfill: documents failed") // the sync completed, not all written
 
 // run is main without the process.
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
