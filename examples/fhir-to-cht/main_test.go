@@ -75,6 +75,7 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{"bad heartbeat", "", map[string]string{"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"missing mapping file", "", map[string]string{"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
 		{"listen without port", "", map[string]string{"MEDIATOR_LISTEN": "127.0.0.1:0"}, "fixed port"},
+		{"bad EMR URL", "", map[string]string{"MEDIATOR_FHIR_URL": "emr:8080"}, "fhir.url (MEDIATOR_FHIR_URL) is not an http(s) URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,9 +87,12 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			err := run(context.Background(), []string{"--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // running checks everything before it serves
+			err := run(ctx, nil, new(bytes.Buffer), slog.New(slog.DiscardHandler))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n")
 		})
 	}
 }
@@ -198,41 +202,6 @@ func freePort(t *testing.T) int {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// --help exits 0 (run returns nil), prints the flags to stdout and explains
-// the MEDIATOR_* variables.
-func TestHelpExitsZeroAndListsTheVariables(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--help"}, &out, slog.New(slog.DiscardHandler)))
-	assert.Contains(t, out.String(), "-config")
-	assert.Contains(t, out.String(), "MEDIATOR_CHT_URL")
-}
-
-// TestCLIVersionAndLogLevel pins --version (prints the version, needs no
-// settings) and --log-level (overrides log_level, refuses an unknown level).
-func TestCLIVersionAndLogLevel(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"--version"}, &out, slog.New(slog.DiscardHandler)))
-	require.Equal(t, "fhir-to-cht 1.0.0\n", out.String())
-	setBaseEnv(t)
-
-	for _, tc := range []struct {
-		env, flag string
-		want      slog.Level
-	}{{"", "debug", slog.LevelDebug}, {"info", "warn", slog.LevelWarn}, {"error", "", slog.LevelError}} {
-		t.Run(tc.env+"/"+tc.flag, func(t *testing.T) {
-			t.Setenv("MEDIATOR_LOG_LEVEL", tc.env)
-			args := []string{"--config", "config.yaml", "--print-openhim-config"}
-			if tc.flag != "" {
-				args = append(args, "--log-level", tc.flag)
-			}
-			require.NoError(t, run(context.Background(), args, new(bytes.Buffer), slog.New(slog.DiscardHandler)))
-			require.Equal(t, tc.want, logLevel.Level())
-		})
-	}
-	err := run(context.Background(), []string{"--config", "config.yaml", "--log-level", "loud", "--print-openhim-config"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
-	require.ErrorContains(t, err, "--log-level")
 }
 
 // TestPrintOpenHIMConfigCredentials: the printed routes carry the
