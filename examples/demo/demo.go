@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -51,11 +50,7 @@ type runningMediator struct {
 
 // startDemo starts the fakes and both mediators, and waits until the
 // mediators are registered with their channels installed.
-func startDemo(ctx context.Context, verbose bool) (_ *demo, err error) {
-	log := slog.New(slog.DiscardHandler)
-	if verbose {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
+func startDemo(ctx context.Context, log *slog.Logger) (_ *demo, err error) {
 	d := &demo{
 		core: openhimtest.NewServer(openhimtest.Config{}),
 		cht:  chttest.NewDemoServer(),
@@ -189,6 +184,12 @@ func (d *demo) Close() {
 	}
 }
 
+// examplePush is a push of a new person as CHT sends it: {"doc": the
+// hydrated document}, the shape of the guide's test push.
+const examplePush = `{"doc":{"_id":"p-123","_rev":"1-a","type":"person","name":"Test Person","sex":"female",` +
+	`"date_of_birth":"1990-01-01","reported_date":1730355950419,"parent":{"_id":"hh-1","_rev":"1-b","type":"contact",` +
+	`"contact_type":"household","name":"Test Household","parent":{"_id":"area-1"}}}}`
+
 // printEndpoints tells a user how to reach everything in --serve mode.
 func (d *demo) printEndpoints(out io.Writer) {
 	fmt.Fprintf(out, `
@@ -204,8 +205,9 @@ Serving until Ctrl-C:
 		fmt.Fprintf(out, "  mediator %-12s http://%s\n", rm.name, rm.m.Addr())
 	}
 	fmt.Fprintf(out, `
-Try:
+Try (the push is what CHT sends, as in docs/getting-started.md):
   curl -s %s/Patient | head -c 600
-  curl -s -u %s:%s -H 'Content-Type: application/json' -d '{"id":"%s"}' %s/cht/outbound
-`, d.fhir.URL, chtClientID, chtClientPW, chttest.DemoHeightWeightReportID, d.core.RouterURL)
+  curl -s -u %s:%s -H 'Content-Type: application/json' %s/cht/outbound \
+    -d '%s'
+`, d.fhir.URL, chtClientID, chtClientPW, d.core.RouterURL, examplePush)
 }

@@ -81,7 +81,7 @@ func (d *demo) runFlows(ctx context.Context, out io.Writer) (*summary, error) {
 			sum.TransactionsOK++
 		}
 		sum.Orchestrations += len(tx.Orchestrations)
-		printTransaction(out, tx)
+		d.printTransaction(out, tx)
 	}
 
 	if err := d.runReverse(ctx, out, sum); err != nil {
@@ -227,8 +227,15 @@ func describe(raw json.RawMessage) string {
 	return r.ID + "  " + strings.Join(parts, " ")
 }
 
-// printTransaction prints a transaction and its orchestrations compactly.
-func printTransaction(out io.Writer, tx openhimtest.Transaction) {
+// printTransaction prints a transaction and its orchestrations compactly,
+// the client by its name (core records its _id).
+func (d *demo) printTransaction(out io.Writer, tx openhimtest.Transaction) {
+	client := tx.ClientID
+	for _, c := range d.core.Clients() {
+		if c.ID == tx.ClientID {
+			client = c.Name
+		}
+	}
 	method, path := "", ""
 	if tx.Request != nil {
 		method, path = tx.Request.Method, tx.Request.Path
@@ -238,7 +245,7 @@ func printTransaction(out io.Writer, tx openhimtest.Transaction) {
 		status = tx.Response.Status
 	}
 	fmt.Fprintf(out, "   %s %s %s by client %q → %s (HTTP %d, mediator %s)\n",
-		tx.ID, method, path, tx.ClientID, tx.Status, status, tx.MediatorURN)
+		tx.ID, method, path, client, tx.Status, status, tx.MediatorURN)
 	for _, o := range tx.Orchestrations {
 		code, took := 0, ""
 		if o.Response != nil {
@@ -300,6 +307,15 @@ func (s *summary) print(out io.Writer) {
 	fmt.Fprintf(out, "   FHIR resources stored:          %d (%s)\n", total, formatCounts(s.FHIRResources))
 	fmt.Fprintf(out, "   OpenHIM transactions:           %d/%d Successful, %d orchestrations recorded\n", s.TransactionsOK, s.Transactions, s.Orchestrations)
 	fmt.Fprintf(out, "   EMR requests to CHT:            %d, CHT task records created: %d\n", s.ReverseRequests, s.TaskRecords)
-	fmt.Fprintf(out, "demo: OK in %s: %d pushes, %d FHIR resources, %d transactions, %d task records\n",
-		s.Elapsed.Round(time.Millisecond), s.PushesOK, total, s.Transactions, s.TaskRecords)
+	fmt.Fprintf(out, "demo: OK in %s: %s, %s, %s, %s\n", s.Elapsed.Round(time.Millisecond), count(s.PushesOK, "push", "pushes"),
+		count(total, "FHIR resource", "FHIR resources"), count(s.Transactions, "transaction", "transactions"),
+		count(s.TaskRecords, "task record", "task records"))
+}
+
+// count is "1 thing" or "n things".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -6,42 +6,37 @@
 //
 //	go run ./examples/demo           # run the flow, print what happened, exit
 //	go run ./examples/demo --serve   # keep everything running for curl
+//
+// --help lists its flags.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
-}
+func main() { settings.Main("demo", logLevel, run) }
+
+var logLevel = new(slog.LevelVar) // --log-level
 
 // run is main without the process.
-func run(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	serve := fs.Bool("serve", false, "keep the servers and mediators running and print their URLs and credentials")
-	verbose := fs.Bool("v", false, "log the mediators' requests to stderr")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // --help printed the usage
-		}
+func run(ctx context.Context, args []string, out io.Writer, logger *slog.Logger) error {
+	cli := settings.NewCLI("demo", "1.0.0", nil)
+	cli.Level = logLevel
+	serve := cli.Flags.Bool("serve", false, "keep the servers and mediators running and print their URLs and credentials")
+	verbose := cli.Flags.Bool("v", false, "log the mediators' requests to stderr")
+	if done, err := cli.Parse(args, out, nil); done || err != nil {
 		return err
 	}
 	start := time.Now()
-	d, err := startDemo(ctx, *verbose)
+	if !*verbose {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d, err := startDemo(ctx, logger)
 	if err != nil {
 		return err
 	}

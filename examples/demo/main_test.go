@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,18 +19,18 @@ import (
 // happened.
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, &out))
+	require.NoError(t, run(context.Background(), nil, &out, slog.New(slog.DiscardHandler)))
 	text := out.String()
 
 	lines := strings.Split(strings.TrimSpace(text), "\n")
 	last := lines[len(lines)-1]
-	m := regexp.MustCompile(`^demo: OK in \S+: (\d+) pushes, (\d+) FHIR resources, (\d+) transactions, (\d+) task records$`).FindStringSubmatch(last)
+	m := regexp.MustCompile(`^demo: OK in \S+: (\d+) pushes, (\d+) FHIR resources, (\d+) transactions, (1 task record|\d+ task records)$`).FindStringSubmatch(last)
 	require.NotNil(t, m, "summary line: %q", last)
 	num := func(i int) int { n, _ := strconv.Atoi(m[i]); return n }
 	assert.Equal(t, 3, num(1), "pushes")
 	assert.Equal(t, 18, num(2), "FHIR resources: 2 patients, 2 practitioners, 2 organizations, 4 locations, 1 encounter, 7 observations")
 	assert.Equal(t, 5, num(3), "one OpenHIM transaction per push and per EMR request")
-	assert.Equal(t, 1, num(4), "the ServiceRequest sent twice raised one CHT record")
+	assert.Equal(t, "1 task record", m[4], "the ServiceRequest sent twice raised one CHT record, said in the singular")
 
 	assert.Contains(t, text, `"Amina Wanjiru"`, "the new patient reached the FHIR server")
 	assert.Contains(t, text, "Body temperature = 38.9 °C")
@@ -35,10 +38,43 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, text, "patient_uuid         "+newPatientID, "the task record names the patient")
 	assert.Contains(t, text, `orchestration "FHIR transaction"`)
 	assert.NotContains(t, text, "Failed")
+	assert.Contains(t, text, `POST /cht/outbound by client "cht-outbound"`, "clients by name")
+	assert.Contains(t, text, `POST /fhir/ServiceRequest by client "emr"`)
+	assert.NotRegexp(t, `by client "[0-9a-f]{24}"`, text, "never a raw core _id")
+}
+
+// count says "1 thing", not "1 things".
+func TestCount(t *testing.T) {
+	for n, want := range map[int]string{0: "0 task records", 1: "1 task record", 2: "2 task records"} {
+		assert.Equal(t, want, count(n, "task record", "task records"))
+	}
+}
+
+// The curl that --serve suggests works as printed: a push in the guide's
+// {"doc": ...} shape, as the CHT client, through core's router.
+func TestServeSuggestsAWorkingPush(t *testing.T) {
+	d, err := startDemo(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.Close()
+	var out bytes.Buffer
+	d.printEndpoints(&out)
+	m := regexp.MustCompile(`curl -s -u ([^:]+):(\S+) -H 'Content-Type: application/json' (\S+/cht/outbound) \\\n\s+-d '([^']+)'`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	assert.True(t, strings.HasPrefix(m[4], `{"doc":{`), "the guide's payload shape")
+	req, err := http.NewRequest(http.MethodPost, m[3], strings.NewReader(m[4]))
+	require.NoError(t, err)
+	req.SetBasicAuth(m[1], m[2])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Equal(t, 1, d.fhir.Count("Patient"), "the person reached the FHIR server")
 }
 
 func TestDemoRejectsUnknownFlags(t *testing.T) {
-	err := run(context.Background(), []string{"--nope"}, new(bytes.Buffer))
+	err := run(context.Background(), []string{"--nope"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nope")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,7 +15,7 @@ import (
 // the EMR is told once.
 func TestDemoReferralLoop(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, &out))
+	require.NoError(t, run(context.Background(), nil, &out, slog.New(slog.DiscardHandler)))
 	text := out.String()
 	assert.Contains(t, text, "POST /fhir/Task → HTTP 201; Subscriptions in the FHIR server: 1")
 	assert.Contains(t, text, "fhir_task referral-task-0042, fhir_service_request referral-sr-0042")

@@ -77,7 +77,7 @@ func (d *demo) runReverse(ctx context.Context, out io.Writer, sum *summary) erro
 			sum.TransactionsOK++
 		}
 		sum.Orchestrations += len(tx.Orchestrations)
-		printTransaction(out, tx)
+		d.printTransaction(out, tx)
 	}
 
 	fmt.Fprintln(out, "\n== The CHT record that raises the CHW's follow-up task")
