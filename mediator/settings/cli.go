@@ -156,6 +156,9 @@ func (c *CLI) Parse(args []string, stdout io.Writer, logger *slog.Logger) (done 
 		}
 		print = &c.prints[i]
 	}
+	if err := parseLevel(new(slog.Level), c.logLevel); err != nil {
+		return true, err // before the settings: the flag is wrong whatever they hold
+	}
 	level, err := c.load(print != nil)
 	if err != nil {
 		return true, err

@@ -196,8 +196,8 @@ func TestValidateOneLine(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "\n")
 	assert.Equal(t, `settings: listen (MEDIATOR_LISTEN) must not be empty; `+
-		`settings: openhim.auth (MEDIATOR_OPENHIM_AUTH) is "kerberos"; want basic, token, session or auto; `+
-		`settings: openhim.timeout (MEDIATOR_OPENHIM_TIMEOUT) must not be negative`, err.Error())
+		`openhim.auth (MEDIATOR_OPENHIM_AUTH) is "kerberos"; want basic, token, session or auto; `+
+		`openhim.timeout (MEDIATOR_OPENHIM_TIMEOUT) must not be negative`, err.Error())
 	var errs Errors
 	require.ErrorAs(t, err, &errs)
 	assert.Len(t, errs, 3)

@@ -297,11 +297,15 @@ func (m Mediator) Validate() error {
 // checks and the embedded [Mediator]'s in one.
 type Errors []error
 
-// Error joins the messages with "; ".
+// Error joins the messages with "; ", saying "settings: " once.
 func (e Errors) Error() string {
 	msgs := make([]string, 0, len(e))
-	for _, err := range e {
-		msgs = append(msgs, err.Error())
+	for i, err := range e {
+		msg := err.Error()
+		if i > 0 {
+			msg = strings.TrimPrefix(msg, "settings: ") // said once, at the start
+		}
+		msgs = append(msgs, msg)
 	}
 	return strings.Join(msgs, "; ")
 }
