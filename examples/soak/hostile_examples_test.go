@@ -60,28 +60,10 @@ func buildExamples(t *testing.T, names ...string) map[string]string {
 	return bins
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startExample runs bin standalone with env (MEDIATOR_* variables of the
 // caller's environment are dropped) and waits until /healthz answers. It
 // returns the base URL and the process's output.
-func startExample(t *testing.T, bin string, env map[string]string) (string, *lockedBuffer) {
+func startExample(t *testing.T, bin string, env map[string]string) (string, *secretLog) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -99,7 +81,7 @@ func startExample(t *testing.T, bin string, env map[string]string) (string, *loc
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	logs := new(lockedBuffer)
+	logs := new(secretLog)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	done := make(chan struct{})
@@ -268,7 +250,7 @@ func TestHostileExamples(t *testing.T) {
 		}
 		return env
 	}
-	bases, logs := map[string]string{}, map[string]*lockedBuffer{}
+	bases, logs := map[string]string{}, map[string]*secretLog{}
 	for name, bin := range bins {
 		bases[name], logs[name] = startExample(t, bin, common(nil))
 	}
