@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -90,22 +89,12 @@ func TestE2EInboundAuthAndChannelHealing(t *testing.T) {
 	// caches refresh about every second: 401 on 4.x, 404 on 7.0.1+ until
 	// then) and returns the answer.
 	routed := func() (int, string) {
-		var code int
-		var body string
-		require.Eventually(t, func() bool {
+		return openhimtest.Routed(t, 45*time.Second, func() *http.Request {
 			req, _ := http.NewRequest(http.MethodPost, router+"/"+suffix, strings.NewReader(`{}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.SetBasicAuth(clientID, clientPW)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			code, body = resp.StatusCode, string(b)
-			return code != http.StatusUnauthorized && code != http.StatusNotFound
-		}, 45*time.Second, 300*time.Millisecond)
-		return code, body
+			return req
+		})
 	}
 
 	t.Run("route carries the credentials", func(t *testing.T) {

@@ -176,21 +176,11 @@ func TestE2EServingThroughRouter(t *testing.T) {
 	openhimtest.CreateClient(t, core, clientID, clientPW, role)
 
 	routed := func(path, body string) (int, string) {
-		var code int
-		var got string
-		require.Eventually(t, func() bool { // channels and clients become routable after core's cache refresh
+		return openhimtest.Routed(t, 45*time.Second, func() *http.Request {
 			req, _ := http.NewRequest(http.MethodPost, router+path, strings.NewReader(body))
 			req.SetBasicAuth(clientID, clientPW)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			code, got = resp.StatusCode, string(b)
-			return code != http.StatusUnauthorized && code != http.StatusNotFound
-		}, 45*time.Second, 300*time.Millisecond)
-		return code, got
+			return req
+		})
 	}
 	transaction := func(path string, ready func(*servingTransaction) bool) *servingTransaction {
 		var tx *servingTransaction

@@ -150,22 +150,12 @@ func TestE2EReferralLoop(t *testing.T) {
 
 	sendTask := func(id string) (int, string) {
 		taskBody, _ := json.Marshal(e.fhir(t, http.MethodGet, "/Task/"+id, nil))
-		var code int
-		var got string
-		require.Eventually(t, func() bool { // channels and clients become routable after core's cache refresh
+		return openhimtest.Routed(t, 30*time.Second, func() *http.Request {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.router+"/"+e.suffix+tocht.BasePath+"/Task", bytes.NewReader(taskBody))
 			req.Header.Set("Content-Type", "application/fhir+json")
 			req.SetBasicAuth("emr-client-"+e.suffix, "pw-"+e.suffix)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			code, got = resp.StatusCode, string(b)
-			return code != http.StatusUnauthorized && code != http.StatusNotFound
-		}, 30*time.Second, 300*time.Millisecond)
-		return code, got
+			return req
+		})
 	}
 	endpoint := "https://emr-" + e.suffix + ".example.org/events"
 

@@ -101,22 +101,12 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	openhimtest.CreateClient(t, core, clientID, clientPW, role)
 
 	routed := func(path, body string) (int, string) {
-		var code int
-		var got string
-		require.Eventually(t, func() bool { // channels and clients become routable after core's cache refresh
+		return openhimtest.Routed(t, 30*time.Second, func() *http.Request {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, router+"/"+suffix+path, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/fhir+json")
 			req.SetBasicAuth(clientID, clientPW)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			code, got = resp.StatusCode, string(b)
-			return code != http.StatusUnauthorized && code != http.StatusNotFound
-		}, 30*time.Second, 300*time.Millisecond)
-		return code, got
+			return req
+		})
 	}
 
 	// The Patient, then a ServiceRequest that refers to it as Patient/<id>

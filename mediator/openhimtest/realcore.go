@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -76,4 +78,42 @@ func CreateClient(tb testing.TB, c *openhim.Client, clientID, password string, r
 	if err != nil {
 		tb.Fatalf("openhimtest: create client %q in core: %v", clientID, err)
 	}
+}
+
+// Routed sends the requests newRequest makes (a new one each time, with
+// its body) to a real core's router until core routes one, and returns
+// that answer's status and body. While core's router does not know a new
+// channel or client yet it answers 401 (core 4) or 404 (core 7.0.1 and
+// later); those answers and transport errors are retried every 300 ms. It
+// fails tb when timeout passes first.
+func Routed(tb testing.TB, timeout time.Duration, newRequest func() *http.Request) (int, string) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	last := "no answer"
+	for {
+		code, body, err := routeOnce(newRequest())
+		switch {
+		case err != nil:
+			last = err.Error()
+		case code != http.StatusUnauthorized && code != http.StatusNotFound:
+			return code, body
+		default:
+			last = fmt.Sprintf("%d %s", code, body)
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("openhimtest: core did not route the request within %v; last answer: %s", timeout, last)
+			return 0, ""
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func routeOnce(req *http.Request) (int, string, error) {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }

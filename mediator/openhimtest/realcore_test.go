@@ -5,9 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
@@ -89,4 +93,37 @@ func TestCreateClient(t *testing.T) {
 	status = http.StatusConflict
 	openhimtest.CreateClient(r, c, "emr", "s3cret")
 	assert.True(t, r.failed, "a refusal fails the test")
+}
+
+// TestRouted: 401 and 404 (the router before its caches refresh) are
+// retried, the first other answer is returned, and a router that never
+// routes fails the test.
+func TestRouted(t *testing.T) {
+	newRouter := func(answers ...int) (*httptest.Server, *atomic.Int32) {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := int(calls.Add(1)) - 1
+			b, _ := io.ReadAll(r.Body)
+			w.WriteHeader(answers[min(n, len(answers)-1)])
+			_, _ = w.Write(b)
+		}))
+		t.Cleanup(srv.Close)
+		return srv, &calls
+	}
+	newReq := func(srv *httptest.Server) func() *http.Request {
+		return func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/x", strings.NewReader("payload"))
+			return req
+		}
+	}
+	router, calls := newRouter(http.StatusUnauthorized, http.StatusNotFound, http.StatusBadGateway)
+	code, body := openhimtest.Routed(t, 10*time.Second, newReq(router))
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.Equal(t, "payload", body, "each attempt sends a new request with its body")
+	assert.Equal(t, int32(3), calls.Load())
+
+	never, _ := newRouter(http.StatusNotFound)
+	r := &recorder{TB: t}
+	openhimtest.Routed(r, 500*time.Millisecond, newReq(never))
+	assert.True(t, r.failed, "never routed")
 }
