@@ -1,10 +1,13 @@
 package cht
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode/utf8"
 )
 
 // HydratedDoc is one document returned by [Client.Hydrate]: a contact
@@ -16,8 +19,13 @@ type HydratedDoc struct {
 }
 
 // Type returns the document's type member ("person", "contact",
-// "data_record", ...), or "" if it has none.
+// "data_record", ...), or "" if it has none or it is not a string. It
+// reads the top level of the document only: a document malformed deeper
+// in fails when it is decoded ([HydratedDoc.Contact], [HydratedDoc.Report]).
 func (d HydratedDoc) Type() string {
+	if t, ok := scanType(d.Doc); ok {
+		return t
+	}
 	dd, err := decodeDoc(string(d.Doc))
 	if err != nil {
 		return ""
@@ -151,4 +159,146 @@ func (c *Client) hydrateOne(ctx context.Context, id string) (HydratedDoc, error)
 		return HydratedDoc{}, fmt.Errorf("cht: hydrate %q: %w", id, ErrNotFound)
 	}
 	return res.Docs[0], nil
+}
+
+// scanType finds the top-level "type" member of a JSON object in one pass
+// over the bytes, without decoding the rest: hydrated reports are several
+// KB of nested lineage. It is not sure (ok false) about escaped keys, keys
+// such as "Type" that the decoder would not take for "type" but
+// encoding/json would, a repeated "type", escaped or non-UTF-8 values and
+// malformed JSON; the caller then decodes the document.
+func scanType(b []byte) (typ string, ok bool) {
+	seenType := false
+	i := scanSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
+	}
+	i = scanSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return "", true
+	}
+	for {
+		// Key.
+		if i >= len(b) || b[i] != '"' {
+			return "", false
+		}
+		end := bytes.IndexByte(b[i+1:], '"')
+		if end < 0 {
+			return "", false
+		}
+		key := b[i+1 : i+1+end]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return "", false
+		}
+		i = scanSpace(b, i+2+end)
+		if i >= len(b) || b[i] != ':' {
+			return "", false
+		}
+		i = scanSpace(b, i+1)
+		isType := string(key) == "type"
+		if !isType && strings.EqualFold(string(key), "type") {
+			return "", false
+		}
+		start := i
+		var good bool
+		if i, good = scanValue(b, i); !good {
+			return "", false
+		}
+		if isType {
+			if seenType {
+				return "", false // a repeated "type": let the document decoder settle it
+			}
+			seenType = true
+			v := b[start:i]
+			switch {
+			case len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 && utf8.Valid(v):
+				typ = string(v[1 : len(v)-1])
+			case len(v) > 0 && v[0] == '"':
+				return "", false // escaped or invalid UTF-8: let the decoder settle it
+			default:
+				typ = "" // not a string: Type returns ""
+			}
+		}
+		i = scanSpace(b, i)
+		if i >= len(b) {
+			return "", false
+		}
+		switch b[i] {
+		case ',':
+			i = scanSpace(b, i+1)
+		case '}':
+			if scanSpace(b, i+1) != len(b) {
+				return "", false
+			}
+			return typ, true
+		default:
+			return "", false
+		}
+	}
+}
+
+func scanSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanValue returns the index after the JSON value at i. It checks the
+// nesting of brackets and strings, not the grammar of literals; anything it
+// accepts that is not JSON is rejected later by the document decoder.
+func scanValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		return scanString(b, i)
+	case '{', '[':
+		var stack []byte
+		for i < len(b) {
+			switch c := b[i]; c {
+			case '"':
+				var ok bool
+				if i, ok = scanString(b, i); !ok {
+					return i, false
+				}
+				continue
+			case '{', '[':
+				stack = append(stack, c)
+			case '}', ']':
+				if len(stack) == 0 || (c == '}') != (stack[len(stack)-1] == '{') {
+					return i, false
+				}
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return i, false
+	default:
+		start := i
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			if b[i] == '"' || b[i] == '{' || b[i] == '[' || b[i] == ':' {
+				return i, false
+			}
+			i++
+		}
+		return i, i > start
+	}
+}
+
+// scanString returns the index after the string starting at i.
+func scanString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return len(b), false
 }

@@ -356,7 +356,7 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 
 // convert returns the document's transaction, or the reason it is skipped.
 func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, string, error) {
-	typ := docType(d)
+	typ := d.Type()
 	switch {
 	case typ == "data_record":
 		// UnmarshalJSON directly: json.Unmarshal would first scan the whole
