@@ -43,6 +43,31 @@ type store struct {
 	refs    map[string]string // shortcode -> id (contacts_by_reference)
 	seq     int64
 	changed chan struct{} // closed and replaced on every change
+	// lazy, when set, is a population generated when read, at sequences
+	// lazy.from to lazy.from+lazy.n-1 (see Server.GenerateSynthetic); log
+	// has no entries for them.
+	lazy *lazySynthetic
+}
+
+// logID returns the id changed at seq, and the generated population's
+// index of that document (-1 for a stored document).
+func (s *store) logID(seq int64) (string, int64) {
+	if g := s.lazy; g != nil && seq >= g.from {
+		if seq < g.from+g.n {
+			return g.at(seq - g.from), seq - g.from
+		}
+		return s.log[seq-1-g.n], -1
+	}
+	return s.log[seq-1], -1
+}
+
+// generated returns the JSON of a generated document that was not written
+// since.
+func (s *store) generated(id string) ([]byte, bool) {
+	if s.lazy == nil || s.docs[id] != nil {
+		return nil, false
+	}
+	return s.lazy.raw(id)
 }
 
 func newStore() *store {
@@ -229,7 +254,10 @@ func (s *store) getRaw(id string) ([]byte, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	e := s.docs[id]
-	if e == nil || e.deleted {
+	if e == nil {
+		return s.generated(id)
+	}
+	if e.deleted {
 		return nil, false
 	}
 	return e.raw, true
@@ -254,7 +282,8 @@ func (s *store) lookup(id string) (raw []byte, deleted, ok bool) {
 	defer s.mu.RUnlock()
 	e := s.docs[id]
 	if e == nil {
-		return nil, false, false
+		raw, ok := s.generated(id)
+		return raw, false, ok
 	}
 	return e.raw, e.deleted, true
 }
@@ -264,6 +293,11 @@ func (s *store) currentRev(id string) string {
 	defer s.mu.RUnlock()
 	if e := s.docs[id]; e != nil {
 		return e.rev
+	}
+	if s.lazy != nil {
+		if d, ok := s.lazy.doc(id); ok {
+			return d["_rev"].(string)
+		}
 	}
 	return ""
 }
@@ -311,9 +345,24 @@ func (s *store) changesSince(since int64, limit int) ([]change, int64, <-chan st
 	var out []change
 	last := since
 	for seq := since + 1; seq <= s.seq; seq++ {
-		id := s.log[seq-1]
+		id, k := s.logID(seq)
 		e := s.docs[id]
 		last = seq
+		if k >= 0 {
+			if e != nil {
+				continue // written since
+			}
+			d, _ := s.lazy.doc(id)
+			raw, err := json.Marshal(d)
+			if err != nil {
+				continue
+			}
+			out = append(out, change{seq: seq, id: id, rev: d["_rev"].(string), raw: raw})
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			continue
+		}
 		if e.seq != seq {
 			continue // superseded by a later change
 		}

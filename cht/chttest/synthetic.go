@@ -2,6 +2,7 @@ package chttest
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -147,4 +148,182 @@ func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// GenerateSynthetic adds cfg's population to the end of the _changes feed
+// without storing it: each document is generated from its id when it is
+// read (_changes, the hydrate API, GET /medic/<id>), so a feed of millions
+// of documents costs no memory. Documents have the fields SeedSynthetic
+// gives them; their ids encode their place in the population. The
+// documents are not listed by _all_docs or the contact and report
+// endpoints, and people have no shortcode lookup; writing one stores it
+// like any other document. It returns the number of documents added.
+func (s *Server) GenerateSynthetic(cfg Synthetic) (int64, error) {
+	if cfg.Households < 0 || cfg.PeoplePerHousehold < 0 || cfg.ReportsPerPerson < 0 {
+		return 0, errors.New("chttest: synthetic: negative count")
+	}
+	if cfg.PeoplePerHousehold > 0xfff || cfg.ReportsPerPerson > 0xfff {
+		return 0, errors.New("chttest: synthetic: at most 4095 people per household and reports per person")
+	}
+	if cfg.Parent == "" {
+		cfg.Parent = DemoCHWAreaID
+	}
+	if _, ok := s.store.getRaw(cfg.Parent); !ok {
+		return 0, fmt.Errorf("chttest: synthetic: parent %q not found", cfg.Parent)
+	}
+	if cfg.HouseholdType == "" {
+		cfg.HouseholdType = "clinic"
+		if _, ok := s.types["household"]; ok {
+			cfg.HouseholdType = "household"
+		}
+	}
+	if cfg.Submitter == "" {
+		cfg.Submitter = DemoCHWID
+	}
+	if len(cfg.Forms) == 0 {
+		cfg.Forms = []string{"assessment", "pregnancy_danger_sign"}
+	}
+	g := &lazySynthetic{cfg: cfg, per: 1 + cfg.PeoplePerHousehold*(1+cfg.ReportsPerPerson),
+		parent: s.minifyLineage(cfg.Parent), submitter: s.minifyLineage(cfg.Submitter)}
+	g.n = int64(cfg.Households) * int64(g.per)
+	st := s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.lazy != nil {
+		return 0, errors.New("chttest: synthetic: one generated population per server")
+	}
+	g.from = st.seq + 1
+	st.seq += g.n
+	st.lazy = g
+	close(st.changed)
+	st.changed = make(chan struct{})
+	return g.n, nil
+}
+
+// lazySynthetic is a population generated when read (GenerateSynthetic).
+type lazySynthetic struct {
+	cfg               Synthetic
+	per               int   // documents per household
+	from, n           int64 // first sequence, number of documents
+	parent, submitter any   // minified lineages
+}
+
+// lazyPrefix starts the ids of generated documents:
+// 5e000000-<kind>-4<person>-8<report>-<household>, all hex.
+const lazyPrefix = "5e000000-"
+
+const (
+	lazyHousehold = 1
+	lazyPerson    = 2
+	lazyReport    = 3
+)
+
+// at returns the id of the k-th generated document.
+func (g *lazySynthetic) at(k int64) string {
+	h, off := k/int64(g.per), int(k%int64(g.per))
+	if off == 0 {
+		return lazyID(lazyHousehold, 0, 0, h)
+	}
+	j := off - 1
+	p, q := j/(1+g.cfg.ReportsPerPerson), j%(1+g.cfg.ReportsPerPerson)
+	if q == 0 {
+		return lazyID(lazyPerson, p, 0, h)
+	}
+	return lazyID(lazyReport, p, q-1, h)
+}
+
+func lazyID(kind, p, r int, h int64) string {
+	return fmt.Sprintf("%s%04x-4%03x-8%03x-%012x", lazyPrefix, kind, p, r, h)
+}
+
+// parse returns the place of a generated document's id in the population.
+func (g *lazySynthetic) parse(id string) (kind, p, r int, h int64, ok bool) {
+	if len(id) != 36 || id[:9] != lazyPrefix || id[13] != '-' || id[14] != '4' || id[18] != '-' || id[19] != '8' || id[23] != '-' {
+		return 0, 0, 0, 0, false
+	}
+	num := func(s string) int64 {
+		n, err := strconv.ParseUint(s, 16, 64)
+		if err != nil {
+			return -1
+		}
+		return int64(n)
+	}
+	k, pp, rr, hh := num(id[9:13]), num(id[15:18]), num(id[20:23]), num(id[24:])
+	if k < lazyHousehold || k > lazyReport || pp < 0 || rr < 0 || hh < 0 || hh >= int64(g.cfg.Households) ||
+		pp >= int64(g.cfg.PeoplePerHousehold) || rr >= int64(max(g.cfg.ReportsPerPerson, 1)) ||
+		(k == lazyHousehold && (pp != 0 || rr != 0)) || (k == lazyPerson && rr != 0) ||
+		(k == lazyReport && g.cfg.ReportsPerPerson == 0) {
+		return 0, 0, 0, 0, false
+	}
+	return int(k), int(pp), int(rr), hh, true
+}
+
+var (
+	lazyGiven  = []string{"Achieng", "Otieno", "Wanjiru", "Kamau", "Njeri", "Mwangi", "Akinyi", "Omondi", "Chebet", "Kiptoo"}
+	lazyFamily = []string{"Odhiambo", "Mutua", "Kariuki", "Wekesa", "Onyango", "Kimani", "Barasa", "Ndungu"}
+)
+
+const lazyBase = int64(1722004087809)
+
+// doc generates the document id, with its _rev.
+func (g *lazySynthetic) doc(id string) (map[string]any, bool) {
+	kind, p, r, h, ok := g.parse(id)
+	if !ok {
+		return nil, false
+	}
+	rng := mrand.New(mrand.NewPCG(g.cfg.Seed^uint64(h), uint64(p)<<16|uint64(r)<<2|uint64(kind)))
+	fam := lazyFamily[h%int64(len(lazyFamily))]
+	rev := "1-" + fmt.Sprintf("%032x", uint64(h)<<20|uint64(p)<<8|uint64(r)<<2|uint64(kind))
+	var d map[string]any
+	switch kind {
+	case lazyHousehold:
+		d = map[string]any{"_id": id, "_rev": rev, "name": fam + " Household " + strconv.FormatInt(h+1, 10),
+			"parent": g.parent, "reported_date": lazyBase + h*1000}
+		if g.cfg.PeoplePerHousehold > 0 {
+			d["contact"] = map[string]any{"_id": lazyID(lazyPerson, 0, 0, h), "parent": map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent}}
+		}
+		if t := g.cfg.HouseholdType; t == "clinic" || t == "health_center" || t == "district_hospital" {
+			d["type"] = t
+		} else {
+			d["type"], d["contact_type"] = "contact", t
+		}
+	case lazyPerson:
+		d = map[string]any{"_id": id, "_rev": rev, "type": "person",
+			"name":          lazyGiven[rng.IntN(len(lazyGiven))] + " " + fam,
+			"sex":           []string{"female", "male"}[rng.IntN(2)],
+			"date_of_birth": fmt.Sprintf("%04d-%02d-%02d", 1950+rng.IntN(74), 1+rng.IntN(12), 1+rng.IntN(28)),
+			"phone":         fmt.Sprintf("+2547%08d", rng.IntN(100000000)),
+			"patient_id":    strconv.FormatInt(100000+h*int64(g.cfg.PeoplePerHousehold)+int64(p), 10),
+			"role":          "patient",
+			"parent":        map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent},
+			"reported_date": lazyBase + h*1000 + int64(p) + 1,
+		}
+	case lazyReport:
+		pid := lazyID(lazyPerson, p, 0, h)
+		person, _ := g.doc(pid)
+		n := (h*int64(g.cfg.PeoplePerHousehold)+int64(p))*int64(g.cfg.ReportsPerPerson) + int64(r)
+		d = map[string]any{"_id": id, "_rev": rev, "type": "data_record", "form": g.cfg.Forms[n%int64(len(g.cfg.Forms))],
+			"content_type": "xml", "reported_date": lazyBase + 86400000 + n*60000,
+			"from": "+254712345679", "contact": g.submitter,
+			"fields": map[string]any{
+				"patient_uuid": pid, "patient_name": person["name"],
+				"inputs": map[string]any{"source": "contact", "contact": map[string]any{"_id": pid}},
+				"group_fever": map[string]any{"fever": []string{"yes", "no"}[rng.IntN(2)],
+					"temperature": fmt.Sprintf("%.1f", 36+rng.Float64()*4)},
+				"visit": r + 1,
+				"meta":  map[string]any{"instanceID": fmt.Sprintf("uuid:%08x-0000-4000-8000-%012x", n, h)},
+			},
+		}
+	}
+	return d, true
+}
+
+// raw generates the JSON of the document id.
+func (g *lazySynthetic) raw(id string) ([]byte, bool) {
+	d, ok := g.doc(id)
+	if !ok {
+		return nil, false
+	}
+	b, err := json.Marshal(d)
+	return b, err == nil
 }

@@ -2,6 +2,7 @@ package chttest
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 )
 
@@ -65,5 +66,108 @@ func BenchmarkSeedSynthetic(b *testing.B) {
 			b.Fatal(err)
 		}
 		srv.Close()
+	}
+}
+
+// TestGenerateSynthetic: a generated population reads like a stored one
+// (the feed lists each document once, GET and the hydrate API return it,
+// hydrated with its patient's and CHW's lineage, exactly as the same
+// documents hydrate once stored) and holds no memory per document.
+func TestGenerateSynthetic(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	before := srv.store.lastSeq()
+	n, err := srv.GenerateSynthetic(Synthetic{Households: 3, PeoplePerHousehold: 2, ReportsPerPerson: 2, Seed: 1})
+	if err != nil || n != 3*(1+2*3) {
+		t.Fatalf("GenerateSynthetic: %d, %v", n, err)
+	}
+	changes, last, _ := srv.store.changesSince(before, 0)
+	if len(changes) != int(n) || last != before+n {
+		t.Fatalf("%d changes up to %d, want %d up to %d", len(changes), last, n, before+n)
+	}
+	// The same documents, stored, in a server of the same hierarchy.
+	stored := NewDemoServer()
+	t.Cleanup(stored.Close)
+	seen := map[string]bool{}
+	var reports []string
+	for _, ch := range changes {
+		if seen[ch.id] {
+			t.Fatalf("%s listed twice", ch.id)
+		}
+		seen[ch.id] = true
+		raw, ok := srv.Doc(ch.id)
+		if !ok {
+			t.Fatalf("GET %s: not found", ch.id)
+		}
+		jsonEqual(t, raw, ch.raw)
+		d, err := decodeDoc(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stored.store.put(d, true); err != nil {
+			t.Fatal(err)
+		}
+		if str(d["type"]) == "data_record" {
+			reports = append(reports, ch.id)
+		}
+	}
+	if len(reports) != 12 {
+		t.Fatalf("%d reports", len(reports))
+	}
+	for _, id := range append(reports, changes[0].id, changes[1].id) {
+		got, ok := srv.HydratedDoc(id)
+		want, ok2 := stored.HydratedDoc(id)
+		if !ok || !ok2 {
+			t.Fatalf("hydrate %s: %v %v", id, ok, ok2)
+		}
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(want)
+		jsonEqual(t, a, b)
+	}
+	d, _ := srv.HydratedDoc(reports[5])
+	for path, want := range map[string]any{
+		"patient.parent.parent.name": "Sigomere CHW Area",
+		"contact.name":               "Example CHW",
+	} {
+		if got := get(d, path); got != want {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
+	if _, ok := srv.Doc(lazyID(lazyReport, 2, 0, 1)); ok {
+		t.Error("a person beyond PeoplePerHousehold has a report")
+	}
+	if _, err := srv.GenerateSynthetic(Synthetic{Households: 1}); err == nil {
+		t.Error("a second generated population accepted")
+	}
+	// A write after the population comes after it in the feed.
+	if _, err := srv.store.put(map[string]any{"_id": "later", "type": "person"}, false); err != nil {
+		t.Fatal(err)
+	}
+	tail, _, _ := srv.store.changesSince(before+n, 0)
+	if len(tail) != 1 || tail[0].id != "later" {
+		t.Fatalf("after the population: %v", tail)
+	}
+}
+
+// TestGenerateSyntheticMillion: a million documents are read from any
+// place in the feed without being stored.
+func TestGenerateSyntheticMillion(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	before := srv.store.lastSeq()
+	logLen := len(srv.store.log)
+	n, err := srv.GenerateSynthetic(Synthetic{Households: 100_000, PeoplePerHousehold: 3, ReportsPerPerson: 2})
+	if err != nil || n != 1_000_000 {
+		t.Fatalf("%d, %v", n, err)
+	}
+	page, last, _ := srv.store.changesSince(before+999_990, 500)
+	if len(page) != 10 || last != before+n {
+		t.Fatalf("last page: %d changes up to %d", len(page), last)
+	}
+	if id := page[9].id; id != lazyID(lazyReport, 2, 1, 99_999) {
+		t.Errorf("last document %s", id)
+	}
+	if len(srv.store.log) != logLen || len(srv.store.docs) != logLen {
+		t.Errorf("generated documents were stored: %d log entries, %d docs", len(srv.store.log), len(srv.store.docs))
 	}
 }
