@@ -31,7 +31,8 @@ var errFallback = errors.New("fhir: fast path not applicable")
 // a *[Transaction]; other values are encoded with encoding/json. The output is
 // byte-for-byte what json.Marshal produces for the same value. With a nil dst
 // the output of a transaction is allocated at the size recent transactions
-// of the same length needed, so it is not copied while it grows.
+// of the same length needed, and that of a resource at the size of the last
+// resource of its type, so it is not copied while it grows.
 func AppendJSON(dst []byte, resource any) ([]byte, error) {
 	entries := -1
 	switch t := resource.(type) {
@@ -42,14 +43,22 @@ func AppendJSON(dst []byte, resource any) ([]byte, error) {
 	case Transaction:
 		entries = t.Len()
 	}
-	if dst == nil && entries >= 0 {
-		dst = make([]byte, 0, txSize.hint(entries))
+	kind := -1 // resSize's slot of a resource other than a transaction
+	if dst == nil {
+		if entries >= 0 {
+			dst = make([]byte, 0, txSize.hint(entries))
+		} else {
+			kind = resourceKind(resource)
+			dst = make([]byte, 0, resSize.hint(kind))
+		}
 	}
 	n := len(dst)
 	out, err := appendResource(dst, resource)
 	if err == nil {
 		if entries > 0 {
 			txSize.observe(entries, len(out)-n)
+		} else if kind >= 0 {
+			resSize.observe(kind, len(out)-n)
 		}
 		return out, nil
 	}
@@ -163,11 +172,31 @@ func (h *sizeHint) observe(units, size int) {
 }
 
 // txSize sizes transactions by entries, payloadSize payload bundles by
-// payload bytes.
+// payload bytes, resSize single resources by type (resourceKind).
 var (
 	txSize      = sizeHint{initial: 1024}
 	payloadSize = sizeHint{initial: 16}
+	resSize     = sizeHint{initial: 0}
 )
+
+// resourceKind is the slot of a resource's type in resSize.
+func resourceKind(resource any) int {
+	switch resource.(type) {
+	case *models.Patient, models.Patient:
+		return 1
+	case *models.Observation, models.Observation:
+		return 2
+	case *models.Encounter, models.Encounter:
+		return 3
+	case *models.Location, models.Location:
+		return 4
+	case *models.Organization, models.Organization:
+		return 5
+	case *models.Practitioner, models.Practitioner:
+		return 6
+	}
+	return 0
+}
 
 type encoder struct {
 	b   []byte

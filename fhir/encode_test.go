@@ -311,4 +311,15 @@ func TestOutputPresized(t *testing.T) {
 	if n := testing.AllocsPerRun(20, func() { _, _ = c.PayloadBundleJSON(nil, payload) }); n > 40 {
 		t.Errorf("PayloadBundleJSON(nil): %v allocations", n)
 	}
+	// A single resource is allocated once, at the size of the last of its type.
+	pt, err := c.Patient(r.Patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Marshal(pt); err != nil { // learns the size
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(20, func() { _, _ = Marshal(pt) }); n > 1 {
+		t.Errorf("Marshal(patient): %v allocations, want 1", n)
+	}
 }
