@@ -265,6 +265,15 @@ func (s *store) getRaw(id string) ([]byte, bool) {
 
 // get returns a decoded copy of a live document.
 func (s *store) get(id string) (map[string]any, bool) {
+	s.mu.RLock()
+	g := s.lazy
+	if g != nil && s.docs[id] != nil {
+		g = nil
+	}
+	s.mu.RUnlock()
+	if g != nil {
+		return g.doc(id) // generated as decoded, without JSON in between
+	}
 	raw, ok := s.getRaw(id)
 	if !ok {
 		return nil, false

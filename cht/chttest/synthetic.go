@@ -135,7 +135,7 @@ func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
 						"inputs": map[string]any{"source": "contact", "contact": map[string]any{"_id": pid}},
 						"group_fever": map[string]any{"fever": []string{"yes", "no"}[rng.IntN(2)],
 							"temperature": fmt.Sprintf("%.1f", 36+rng.Float64()*4)},
-						"visit": r + 1,
+						"visit": jsonInt(int64(r) + 1),
 						"meta":  map[string]any{"instanceID": "uuid:" + uuid()},
 					},
 				}
@@ -278,7 +278,7 @@ func (g *lazySynthetic) doc(id string) (map[string]any, bool) {
 	switch kind {
 	case lazyHousehold:
 		d = map[string]any{"_id": id, "_rev": rev, "name": fam + " Household " + strconv.FormatInt(h+1, 10),
-			"parent": g.parent, "reported_date": lazyBase + h*1000}
+			"parent": g.parent, "reported_date": jsonInt(lazyBase + h*1000)}
 		if g.cfg.PeoplePerHousehold > 0 {
 			d["contact"] = map[string]any{"_id": lazyID(lazyPerson, 0, 0, h), "parent": map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent}}
 		}
@@ -296,27 +296,30 @@ func (g *lazySynthetic) doc(id string) (map[string]any, bool) {
 			"patient_id":    strconv.FormatInt(100000+h*int64(g.cfg.PeoplePerHousehold)+int64(p), 10),
 			"role":          "patient",
 			"parent":        map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent},
-			"reported_date": lazyBase + h*1000 + int64(p) + 1,
+			"reported_date": jsonInt(lazyBase + h*1000 + int64(p) + 1),
 		}
 	case lazyReport:
 		pid := lazyID(lazyPerson, p, 0, h)
 		person, _ := g.doc(pid)
 		n := (h*int64(g.cfg.PeoplePerHousehold)+int64(p))*int64(g.cfg.ReportsPerPerson) + int64(r)
 		d = map[string]any{"_id": id, "_rev": rev, "type": "data_record", "form": g.cfg.Forms[n%int64(len(g.cfg.Forms))],
-			"content_type": "xml", "reported_date": lazyBase + 86400000 + n*60000,
+			"content_type": "xml", "reported_date": jsonInt(lazyBase + 86400000 + n*60000),
 			"from": "+254712345679", "contact": g.submitter,
 			"fields": map[string]any{
 				"patient_uuid": pid, "patient_name": person["name"],
 				"inputs": map[string]any{"source": "contact", "contact": map[string]any{"_id": pid}},
 				"group_fever": map[string]any{"fever": []string{"yes", "no"}[rng.IntN(2)],
 					"temperature": fmt.Sprintf("%.1f", 36+rng.Float64()*4)},
-				"visit": r + 1,
+				"visit": jsonInt(int64(r) + 1),
 				"meta":  map[string]any{"instanceID": fmt.Sprintf("uuid:%08x-0000-4000-8000-%012x", n, h)},
 			},
 		}
 	}
 	return d, true
 }
+
+// jsonInt is n as the decoder of stored documents gives it.
+func jsonInt(n int64) json.Number { return json.Number(strconv.FormatInt(n, 10)) }
 
 // raw generates the JSON of the document id.
 func (g *lazySynthetic) raw(id string) ([]byte, bool) {

@@ -1,8 +1,11 @@
 package chttest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"testing"
 )
 
@@ -170,4 +173,37 @@ func TestGenerateSyntheticMillion(t *testing.T) {
 	if len(srv.store.log) != logLen || len(srv.store.docs) != logLen {
 		t.Errorf("generated documents were stored: %d log entries, %d docs", len(srv.store.log), len(srv.store.docs))
 	}
+}
+
+// BenchmarkHydrateGenerated: the hydrate API over 100 generated documents
+// (what a backfill asks for at a time), per document.
+func BenchmarkHydrateGenerated(b *testing.B) {
+	srv := NewDemoServer(Config{MaxRecordedRequests: -1})
+	b.Cleanup(srv.Close)
+	before := srv.store.lastSeq()
+	if _, err := srv.GenerateSynthetic(Synthetic{Households: 1000, PeoplePerHousehold: 3, ReportsPerPerson: 2}); err != nil {
+		b.Fatal(err)
+	}
+	changes, _, _ := srv.store.changesSince(before+500, 100)
+	ids := make([]string, len(changes))
+	for i, ch := range changes {
+		ids[i] = ch.id
+	}
+	body, _ := json.Marshal(map[string]any{"doc_ids": ids})
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/hydrate", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth(AdminUsername, AdminPassword)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.Status)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ids)), "ns/doc")
 }
