@@ -45,10 +45,10 @@
 // [WriteConditionalCreate] (POST with ifNoneExist) key the writes on the CHT
 // identifier instead and let the server assign ids. References to documents
 // that are not in the transaction use Type/<id> with WritePut and a logical
-// reference by identifier otherwise. After posting a transaction, check the
-// answer with [CheckTransactionResponse]: it fails with a
-// *[TransactionError] unless the server applied every entry, so a mediator
-// never acknowledges data that was not stored.
+// reference by identifier otherwise. [Client.Transaction] posts a
+// transaction and checks the answer: it fails with a *[ServerError] unless
+// the server applied every entry, so a mediator never acknowledges data
+// that was not stored.
 //
 // Every resource carries identifiers with real system URIs derived from
 // Config.InstanceURL (see [Systems]) and a meta.tag marking CHT as its

@@ -72,10 +72,19 @@ func (s *e2eServer) post(tx *fhir.Transaction) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	code, resp := s.do(http.MethodPost, "", body)
-	if err := fhir.CheckTransactionResponse(code, resp, tx.Len()); err != nil {
-		s.t.Fatalf("%v\n%s", err, resp)
+	if err := s.fhirClient().Transaction(context.Background(), body); err != nil {
+		s.t.Fatal(err)
 	}
+}
+
+// fhirClient is the library's FHIR client for the server, without retries.
+func (s *e2eServer) fhirClient() *fhir.Client {
+	s.t.Helper()
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: s.base, HTTPClient: s.client, MaxRetries: -1})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return fc
 }
 
 // search returns the resources of a search.
@@ -155,7 +164,7 @@ func TestE2ETransactionsIdempotent(t *testing.T) {
 }
 
 // TestTransactionFailureInMemory: a transaction the server rejects is
-// reported by CheckTransactionResponse, naming the server's reason.
+// reported by Client.Transaction as a *ServerError with the server's status.
 func TestTransactionFailureInMemory(t *testing.T) {
 	mem := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(mem.Close)
@@ -172,17 +181,15 @@ func TestTransactionFailureInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem.FailNextWrites(1, http.StatusServiceUnavailable)
-	code, resp := srv.do(http.MethodPost, "", body)
-	err = fhir.CheckTransactionResponse(code, resp, tx.Len())
-	var te *fhir.TransactionError
-	if !errors.As(err, &te) || te.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("err = %v, want a TransactionError with HTTP 503", err)
+	err = srv.fhirClient().Transaction(context.Background(), body)
+	var se *fhir.ServerError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v, want a ServerError with HTTP 503", err)
 	}
 	if n := mem.Count("Observation"); n != 0 {
 		t.Errorf("%d Observations stored by a failed transaction", n)
 	}
-	code, resp = srv.do(http.MethodPost, "", body)
-	if err := fhir.CheckTransactionResponse(code, resp, tx.Len()); err != nil {
+	if err := srv.fhirClient().Transaction(context.Background(), body); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	if n := mem.Count("Observation"); n != 2 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 
@@ -106,47 +105,6 @@ func ExampleTransaction_MarshalJSON() {
 	// true
 	// true
 	// 1 Encounter, 2 Observations
-}
-
-// After posting, check that the server applied every entry before
-// acknowledging the CHT push.
-func ExampleCheckTransactionResponse() {
-	srv := fhirtest.NewServer(fhirtest.Config{})
-	defer srv.Close()
-	c := exampleConverter()
-	var r cht.Report
-	if err := json.Unmarshal([]byte(exampleReport), &r); err != nil {
-		log.Fatal(err)
-	}
-	tx, err := c.ReportBundle(&r)
-	if err != nil {
-		log.Fatal(err)
-	}
-	body, err := tx.MarshalJSON()
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv.FailNextWrites(1, http.StatusServiceUnavailable) // the first attempt fails
-	for attempt := 1; attempt <= 2; attempt++ {
-		resp, err := srv.Client().Post(srv.URL, "application/fhir+json", bytes.NewReader(body))
-		if err != nil {
-			log.Fatal(err)
-		}
-		answer, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			log.Fatal(err)
-		}
-		var te *fhir.TransactionError
-		if err := fhir.CheckTransactionResponse(resp.StatusCode, answer, tx.Len()); errors.As(err, &te) {
-			fmt.Println("attempt", attempt, "failed with HTTP", te.StatusCode)
-			continue
-		}
-		fmt.Println("attempt", attempt, "stored", tx.Len(), "resources")
-	}
-	// Output:
-	// attempt 1 failed with HTTP 503
-	// attempt 2 stored 3 resources
 }
 
 // Incoming FHIR is checked before use; problems are answered with an

@@ -155,15 +155,11 @@ func (l *loop) push(r *cht.Report) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, l.rd.base, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/fhir+json")
-	resp, err := l.rd.hc.Do(req)
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: l.rd.base, HTTPClient: l.rd.hc, MaxRetries: -1})
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if err := fhir.CheckTransactionResponse(resp.StatusCode, answer, tx.Len()); err != nil {
+	if err := fc.Transaction(context.Background(), body); err != nil {
 		l.t.Fatalf("push %s: %v", r.ID, err)
 	}
 }
