@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 // ErrUnmappedForm is returned (wrapped) when a report's form has no entry in
@@ -65,31 +67,14 @@ func shortValue(v any) string {
 type Issue struct {
 	Expression string
 	Reason     string
-	// Code is the OperationOutcome issue type; the zero value means
-	// "invalid".
-	Code IssueCode
+	// Code is the OperationOutcome issue type; the zero value is
+	// models.IssueTypeInvalid.
+	Code models.IssueType
 }
 
-// IssueCode is an OperationOutcome issue type code (a subset of
-// http://hl7.org/fhir/issue-type).
-type IssueCode string
-
-// Issue type codes used by this package.
-const (
-	IssueInvalid      IssueCode = "invalid"
-	IssueStructure    IssueCode = "structure"
-	IssueRequired     IssueCode = "required"
-	IssueValue        IssueCode = "value"
-	IssueCodeInvalid  IssueCode = "code-invalid"
-	IssueNotSupported IssueCode = "not-supported"
-	IssueNotFound     IssueCode = "not-found"
-	IssueProcessing   IssueCode = "processing"
-	IssueException    IssueCode = "exception"
-)
-
 // InvalidResourceError reports incoming FHIR that fails the checks of
-// [ParseResource] or a FHIR → CHT converter. Use [OutcomeFromError] (or
-// [InvalidResourceError.OperationOutcome]) to answer the sender.
+// [ParseResource] or a FHIR → CHT converter. Use [OutcomeFromError] to
+// answer the sender.
 type InvalidResourceError struct {
 	ResourceType string
 	Issues       []Issue
@@ -128,7 +113,7 @@ func invalid(rt, expr, reason string) *InvalidResourceError {
 }
 
 func required(rt, expr string) *InvalidResourceError {
-	return &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: "required element is missing", Code: IssueRequired}}}
+	return &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: "required element is missing", Code: models.IssueTypeRequired}}}
 }
 
 // textProblem says why s cannot be a FHIR string ("" when it can): it must

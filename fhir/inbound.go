@@ -550,7 +550,7 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 	}
 	if sr.Status != models.RequestStatusActive {
 		return nil, &InvalidResourceError{ResourceType: "ServiceRequest", Issues: []Issue{{Expression: "ServiceRequest.status",
-			Reason: fmt.Sprintf("status %q raises no task (want active)", sr.Status.Code()), Code: IssueValue}}}
+			Reason: fmt.Sprintf("status %q raises no task (want active)", sr.Status.Code()), Code: models.IssueTypeValue}}}
 	}
 	key, id := c.subjectField(&sr.Subject, patient)
 	if key == "" {
@@ -583,7 +583,7 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 	case models.TaskStatusRequested, models.TaskStatusReceived, models.TaskStatusAccepted, models.TaskStatusReady:
 	default:
 		return nil, &InvalidResourceError{ResourceType: "Task", Issues: []Issue{{Expression: "Task.status",
-			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted or ready)", t.Status.Code()), Code: IssueValue}}}
+			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted or ready)", t.Status.Code()), Code: models.IssueTypeValue}}}
 	}
 	key, id := c.subjectField(t.For, patient)
 	if key == "" {

@@ -18,30 +18,30 @@ func TestParseResource(t *testing.T) {
 		name  string
 		in    string
 		exprs []string // expected issue expressions; nil = valid
-		code  IssueCode
+		code  models.IssueType
 	}{
-		{"valid observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a"}`, nil, ""},
-		{"valid patient", `{"resourceType":"Patient","name":[{"text":"A B"}],"gender":"female"}`, nil, ""},
-		{"not an object", `[1,2]`, []string{""}, IssueStructure},
-		{"garbage", `{"resourceType":`, []string{""}, IssueStructure},
-		{"no resourceType", `{"status":"final"}`, []string{"resourceType"}, IssueRequired},
-		{"unsupported", `{"resourceType":"Medication"}`, []string{"resourceType"}, IssueNotSupported},
-		{"missing status", `{"resourceType":"Observation","code":{"text":"x"}}`, []string{"Observation.status"}, IssueRequired},
-		{"null code", `{"resourceType":"Observation","status":"final","code":null}`, []string{"Observation.code"}, IssueRequired},
-		{"bad status code", `{"resourceType":"Observation","status":"done","code":{"text":"x"}}`, []string{"Observation.status"}, IssueCodeInvalid},
-		{"bad gender", `{"resourceType":"Patient","gender":"femal"}`, []string{"Patient.gender"}, IssueCodeInvalid},
-		{"two values", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueBoolean":true}`, []string{"Observation.value[x]"}, IssueStructure},
-		{"two deceased", `{"resourceType":"Patient","deceasedBoolean":true,"deceasedDateTime":"2020-01-01"}`, []string{"Patient.deceased[x]"}, IssueStructure},
-		{"empty name", `{"resourceType":"Patient","name":[{}]}`, []string{"Patient.name[0]"}, IssueStructure},
-		{"empty string", `{"resourceType":"Patient","name":[{"given":["a",""]}]}`, []string{"Patient.name[0].given[1]"}, IssueValue},
-		{"encounter class missing", `{"resourceType":"Encounter","status":"finished"}`, []string{"Encounter.class"}, IssueRequired},
-		{"service request", `{"resourceType":"ServiceRequest","status":"active","intent":"order"}`, []string{"ServiceRequest.subject"}, IssueRequired},
-		{"task intent", `{"resourceType":"Task","status":"requested"}`, []string{"Task.intent"}, IssueRequired},
-		{"wrong type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":"6"}`, []string{"Observation.valueInteger"}, IssueStructure},
-		{"primitive extension", `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`, []string{"Patient._birthDate"}, IssueNotSupported},
-		{"contained", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}]}`, []string{"Patient.contained"}, IssueNotSupported},
-		{"unknown element", `{"resourceType":"Patient","name":[{"text":"A","nickname":"B"}]}`, []string{"Patient.name[0].nickname"}, IssueNotSupported},
-		{"server meta kept", `{"resourceType":"Patient","meta":{"versionId":"1","author":{"reference":"Practitioner/1"}},"name":[{"text":"A"}]}`, nil, ""},
+		{"valid observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a"}`, nil, 0},
+		{"valid patient", `{"resourceType":"Patient","name":[{"text":"A B"}],"gender":"female"}`, nil, 0},
+		{"not an object", `[1,2]`, []string{""}, models.IssueTypeStructure},
+		{"garbage", `{"resourceType":`, []string{""}, models.IssueTypeStructure},
+		{"no resourceType", `{"status":"final"}`, []string{"resourceType"}, models.IssueTypeRequired},
+		{"unsupported", `{"resourceType":"Medication"}`, []string{"resourceType"}, models.IssueTypeNotSupported},
+		{"missing status", `{"resourceType":"Observation","code":{"text":"x"}}`, []string{"Observation.status"}, models.IssueTypeRequired},
+		{"null code", `{"resourceType":"Observation","status":"final","code":null}`, []string{"Observation.code"}, models.IssueTypeRequired},
+		{"bad status code", `{"resourceType":"Observation","status":"done","code":{"text":"x"}}`, []string{"Observation.status"}, models.IssueTypeCodeInvalid},
+		{"bad gender", `{"resourceType":"Patient","gender":"femal"}`, []string{"Patient.gender"}, models.IssueTypeCodeInvalid},
+		{"two values", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueBoolean":true}`, []string{"Observation.value[x]"}, models.IssueTypeStructure},
+		{"two deceased", `{"resourceType":"Patient","deceasedBoolean":true,"deceasedDateTime":"2020-01-01"}`, []string{"Patient.deceased[x]"}, models.IssueTypeStructure},
+		{"empty name", `{"resourceType":"Patient","name":[{}]}`, []string{"Patient.name[0]"}, models.IssueTypeStructure},
+		{"empty string", `{"resourceType":"Patient","name":[{"given":["a",""]}]}`, []string{"Patient.name[0].given[1]"}, models.IssueTypeValue},
+		{"encounter class missing", `{"resourceType":"Encounter","status":"finished"}`, []string{"Encounter.class"}, models.IssueTypeRequired},
+		{"service request", `{"resourceType":"ServiceRequest","status":"active","intent":"order"}`, []string{"ServiceRequest.subject"}, models.IssueTypeRequired},
+		{"task intent", `{"resourceType":"Task","status":"requested"}`, []string{"Task.intent"}, models.IssueTypeRequired},
+		{"wrong type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":"6"}`, []string{"Observation.valueInteger"}, models.IssueTypeStructure},
+		{"primitive extension", `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`, []string{"Patient._birthDate"}, models.IssueTypeNotSupported},
+		{"contained", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}]}`, []string{"Patient.contained"}, models.IssueTypeNotSupported},
+		{"unknown element", `{"resourceType":"Patient","name":[{"text":"A","nickname":"B"}]}`, []string{"Patient.name[0].nickname"}, models.IssueTypeNotSupported},
+		{"server meta kept", `{"resourceType":"Patient","meta":{"versionId":"1","author":{"reference":"Practitioner/1"}},"name":[{"text":"A"}]}`, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +67,7 @@ func TestParseResource(t *testing.T) {
 				t.Errorf("expressions %q, want %q (%v)", got, tt.exprs, err)
 			}
 			if ire.Issues[0].Code != tt.code {
-				t.Errorf("code %q, want %q", ire.Issues[0].Code, tt.code)
+				t.Errorf("code %v, want %v", ire.Issues[0].Code, tt.code)
 			}
 			oo := OutcomeFromError(err)
 			if len(oo.Issue) != len(tt.exprs) || oo.Issue[0].Severity != models.IssueSeverityError {

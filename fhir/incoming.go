@@ -75,7 +75,7 @@ func ParseResource(data []byte) (any, error) {
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil || raw == nil {
 		e := invalid("", "", "body is not a JSON object")
-		e.Issues[0].Code = IssueStructure
+		e.Issues[0].Code = models.IssueTypeStructure
 		return nil, e
 	}
 	if dec.More() {
@@ -89,18 +89,18 @@ func ParseResource(data []byte) (any, error) {
 	req, supported := requiredElements[rt]
 	if !supported {
 		return nil, &InvalidResourceError{ResourceType: rt, Err: ErrUnsupportedResource, Issues: []Issue{{
-			Expression: "resourceType", Reason: fmt.Sprintf("resource type %q is not supported", rt), Code: IssueNotSupported}}}
+			Expression: "resourceType", Reason: fmt.Sprintf("resource type %q is not supported", rt), Code: models.IssueTypeNotSupported}}}
 	}
 	ire := &InvalidResourceError{ResourceType: rt}
 	for _, el := range req {
 		if v, ok := raw[el]; !ok || string(bytes.TrimSpace(v)) == "null" {
-			ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: "required element is missing", Code: IssueRequired})
+			ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: "required element is missing", Code: models.IssueTypeRequired})
 		}
 	}
 	for el, check := range enumElements[rt] {
 		if v, ok := raw[el]; ok && string(v) != "null" {
 			if err := check(v); err != nil {
-				ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: err.Error(), Code: IssueCodeInvalid})
+				ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + el, Reason: err.Error(), Code: models.IssueTypeCodeInvalid})
 			}
 		}
 	}
@@ -114,7 +114,7 @@ func ParseResource(data []byte) (any, error) {
 		if len(set) > 1 {
 			slices.Sort(set)
 			ire.Issues = append(ire.Issues, Issue{Expression: rt + "." + choice + "[x]",
-				Reason: "only one of " + strings.Join(set, ", ") + " is allowed", Code: IssueStructure})
+				Reason: "only one of " + strings.Join(set, ", ") + " is allowed", Code: models.IssueTypeStructure})
 		}
 	}
 	var tree any
@@ -139,7 +139,7 @@ func ParseResource(data []byte) (any, error) {
 		if errors.As(err, &ute) && ute.Field != "" {
 			expr = rt + "." + ute.Field
 		}
-		return nil, &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: err.Error(), Code: IssueStructure}}}
+		return nil, &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Reason: err.Error(), Code: models.IssueTypeStructure}}}
 	}
 	// The samply types drop what they do not model (unknown elements,
 	// contained resources, primitive extensions such as _birthDate):
@@ -182,7 +182,7 @@ func dropped(raw, kept any, path string, root bool) []Issue {
 				case key == "contained":
 					reason = "contained resources are not supported and would be lost"
 				}
-				out = append(out, Issue{Expression: path + "." + key, Reason: reason, Code: IssueNotSupported})
+				out = append(out, Issue{Expression: path + "." + key, Reason: reason, Code: models.IssueTypeNotSupported})
 				continue
 			}
 			out = append(out, dropped(r[key], kv, path+"."+key, false)...)
@@ -237,21 +237,21 @@ func Ele1(v any, path string) []Issue {
 func ele1(v any, path string, out *[]Issue) {
 	switch v := v.(type) {
 	case nil:
-		*out = append(*out, Issue{Expression: path, Reason: "null is not allowed (ele-1)", Code: IssueStructure})
+		*out = append(*out, Issue{Expression: path, Reason: "null is not allowed (ele-1)", Code: models.IssueTypeStructure})
 	case string:
 		if strings.TrimSpace(v) == "" {
-			*out = append(*out, Issue{Expression: path, Reason: "empty string is not allowed (ele-1)", Code: IssueValue})
+			*out = append(*out, Issue{Expression: path, Reason: "empty string is not allowed (ele-1)", Code: models.IssueTypeValue})
 		}
 	case []any:
 		if len(v) == 0 {
-			*out = append(*out, Issue{Expression: path, Reason: "empty array is not allowed (ele-1)", Code: IssueStructure})
+			*out = append(*out, Issue{Expression: path, Reason: "empty array is not allowed (ele-1)", Code: models.IssueTypeStructure})
 		}
 		for i, e := range v {
 			ele1(e, path+"["+strconv.Itoa(i)+"]", out)
 		}
 	case map[string]any:
 		if len(v) == 0 {
-			*out = append(*out, Issue{Expression: path, Reason: "empty object is not allowed (ele-1)", Code: IssueStructure})
+			*out = append(*out, Issue{Expression: path, Reason: "empty object is not allowed (ele-1)", Code: models.IssueTypeStructure})
 		}
 		keys := make([]string, 0, len(v))
 		for k := range v {

@@ -6,19 +6,10 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
-// issueTypes maps our IssueCode values to the samply enum.
-var issueTypes = map[IssueCode]models.IssueType{
-	IssueInvalid: models.IssueTypeInvalid, IssueStructure: models.IssueTypeStructure,
-	IssueRequired: models.IssueTypeRequired, IssueValue: models.IssueTypeValue,
-	IssueCodeInvalid: models.IssueTypeCodeInvalid, IssueNotSupported: models.IssueTypeNotSupported,
-	IssueNotFound: models.IssueTypeNotFound, IssueProcessing: models.IssueTypeProcessing,
-	IssueException: models.IssueTypeException,
-}
-
 // OutcomeIssue is one issue for [NewOperationOutcome].
 type OutcomeIssue struct {
 	Severity    models.IssueSeverity // the zero value is "fatal"; set it explicitly
-	Code        IssueCode            // "" means "invalid"
+	Code        models.IssueType     // the zero value is models.IssueTypeInvalid
 	Diagnostics string
 	Expression  []string // FHIRPath expressions of the elements concerned
 }
@@ -30,17 +21,10 @@ type OutcomeIssue struct {
 func NewOperationOutcome(issues ...OutcomeIssue) *models.OperationOutcome {
 	oo := &models.OperationOutcome{Issue: make([]models.OperationOutcomeIssue, 0, max(1, len(issues)))}
 	if len(issues) == 0 {
-		issues = []OutcomeIssue{{Severity: models.IssueSeverityInformation, Code: "informational", Diagnostics: "All OK"}}
+		issues = []OutcomeIssue{{Severity: models.IssueSeverityInformation, Code: models.IssueTypeInformational, Diagnostics: "All OK"}}
 	}
 	for _, is := range issues {
-		code, ok := issueTypes[is.Code]
-		switch {
-		case is.Code == "informational":
-			code = models.IssueTypeInformational
-		case !ok:
-			code = models.IssueTypeInvalid
-		}
-		out := models.OperationOutcomeIssue{Severity: is.Severity, Code: code}
+		out := models.OperationOutcomeIssue{Severity: is.Severity, Code: is.Code}
 		if is.Diagnostics != "" {
 			out.Diagnostics = ptr(is.Diagnostics)
 		}
@@ -54,15 +38,12 @@ func NewOperationOutcome(issues ...OutcomeIssue) *models.OperationOutcome {
 	return oo
 }
 
-// OperationOutcome returns the error as an OperationOutcome with one error
-// issue per problem, each naming its element in expression.
-func (e *InvalidResourceError) OperationOutcome() *models.OperationOutcome {
+// outcome returns the error as an OperationOutcome with one error issue
+// per problem, each naming its element in expression.
+func (e *InvalidResourceError) outcome() *models.OperationOutcome {
 	issues := make([]OutcomeIssue, 0, len(e.Issues))
 	for _, is := range e.Issues {
 		oi := OutcomeIssue{Severity: models.IssueSeverityError, Code: is.Code, Diagnostics: is.Reason}
-		if is.Code == "" {
-			oi.Code = IssueInvalid
-		}
 		if is.Expression != "" {
 			oi.Expression = []string{is.Expression}
 			oi.Diagnostics = is.Expression + ": " + is.Reason
@@ -70,7 +51,7 @@ func (e *InvalidResourceError) OperationOutcome() *models.OperationOutcome {
 		issues = append(issues, oi)
 	}
 	if len(issues) == 0 {
-		issues = append(issues, OutcomeIssue{Severity: models.IssueSeverityError, Code: IssueInvalid, Diagnostics: e.Error()})
+		issues = append(issues, OutcomeIssue{Severity: models.IssueSeverityError, Code: models.IssueTypeInvalid, Diagnostics: e.Error()})
 	}
 	return NewOperationOutcome(issues...)
 }
@@ -86,15 +67,15 @@ func OutcomeFromError(err error) *models.OperationOutcome {
 	}
 	var ire *InvalidResourceError
 	if errors.As(err, &ire) {
-		return ire.OperationOutcome()
+		return ire.outcome()
 	}
-	is := OutcomeIssue{Severity: models.IssueSeverityError, Code: IssueException, Diagnostics: err.Error()}
+	is := OutcomeIssue{Severity: models.IssueSeverityError, Code: models.IssueTypeException, Diagnostics: err.Error()}
 	var ce *ConversionError
 	switch {
 	case errors.Is(err, ErrUnmappedForm), errors.Is(err, ErrUnsupportedResource):
-		is.Code = IssueNotSupported
+		is.Code = models.IssueTypeNotSupported
 	case errors.As(err, &ce):
-		is.Code = IssueValue
+		is.Code = models.IssueTypeValue
 	}
 	return NewOperationOutcome(is)
 }

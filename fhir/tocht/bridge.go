@@ -164,7 +164,7 @@ func New(cfg Config) (*Bridge, error) {
 func checkDocID(id, expr string) error {
 	if strings.HasPrefix(id, "_") {
 		return &Error{Status: http.StatusBadRequest, Err: invalid(expr,
-			fmt.Sprintf("CHT _id %q starts with \"_\", which CouchDB reserves", id), fhir.IssueValue)}
+			fmt.Sprintf("CHT _id %q starts with \"_\", which CouchDB reserves", id), models.IssueTypeValue)}
 	}
 	return nil
 }
@@ -223,7 +223,7 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 	}
 	if got := typeOf(res); got != resourceType {
 		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("resourceType",
-			fmt.Sprintf("%s sent to %s", got, r.URL.Path), fhir.IssueInvalid)}
+			fmt.Sprintf("%s sent to %s", got, r.URL.Path), models.IssueTypeInvalid)}
 	}
 	if withID {
 		if err := setID(res, pathID); err != nil {
@@ -262,7 +262,7 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	ct := r.Header.Get("Content-Type")
 	if !isFHIRJSON(ct) {
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
-			"content type %q is not supported: send application/fhir+json or application/json", ct), fhir.IssueNotSupported)}
+			"content type %q is not supported: send application/fhir+json or application/json", ct), models.IssueTypeNotSupported)}
 	}
 	limit := b.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
@@ -281,7 +281,7 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 
 func tooLarge(limit int64) error {
 	return &Error{Status: http.StatusRequestEntityTooLarge,
-		Err: invalid("", fmt.Sprintf("body larger than %d bytes", limit), fhir.IssueInvalid)}
+		Err: invalid("", fmt.Sprintf("body larger than %d bytes", limit), models.IssueTypeInvalid)}
 }
 
 // isFHIRJSON accepts the FHIR JSON media types and plain JSON, with any
@@ -312,7 +312,7 @@ func (b *Bridge) notSupported(r *mediator.Request) (*mediator.Result, error) {
 	msg := fmt.Sprintf("%s %s is not supported: this mediator accepts POST and PUT of %s, and POST of a Bundle to %s",
 		r.Method, r.URL.Path, strings.Join(resourceTypes, ", "), BasePath)
 	res := outcomeResult(status, fhir.NewOperationOutcome(fhir.OutcomeIssue{
-		Severity: models.IssueSeverityError, Code: fhir.IssueNotSupported, Diagnostics: msg}))
+		Severity: models.IssueSeverityError, Code: models.IssueTypeNotSupported, Diagnostics: msg}))
 	if allow != "" {
 		res.Header.Set("Allow", allow)
 	}
@@ -381,7 +381,7 @@ func transientOutcome(err error) *models.OperationOutcome {
 
 func informational(msg string) *models.OperationOutcome {
 	return fhir.NewOperationOutcome(fhir.OutcomeIssue{Severity: models.IssueSeverityInformation,
-		Code: "informational", Diagnostics: msg})
+		Code: models.IssueTypeInformational, Diagnostics: msg})
 }
 
 // outcomeResult answers an OperationOutcome.
@@ -404,16 +404,16 @@ func outcomeResult(status int, oo *models.OperationOutcome) *mediator.Result {
 // OperationOutcome, as the Bridge answers its own: set it as
 // mediator.Config.ErrorBody of the mediator serving [Bridge.Handler].
 func ErrorBody(status int, err error) (contentType string, body []byte) {
-	code := fhir.IssueException
+	code := models.IssueTypeException
 	if status == http.StatusRequestEntityTooLarge {
-		code = fhir.IssueInvalid
+		code = models.IssueTypeInvalid
 	}
 	return FHIRContentType, outcomeResult(status, fhir.NewOperationOutcome(fhir.OutcomeIssue{
 		Severity: models.IssueSeverityError, Code: code, Diagnostics: err.Error()})).Body
 }
 
 // invalid is an InvalidResourceError with one issue.
-func invalid(expr, reason string, code fhir.IssueCode) *fhir.InvalidResourceError {
+func invalid(expr, reason string, code models.IssueType) *fhir.InvalidResourceError {
 	return &fhir.InvalidResourceError{Issues: []fhir.Issue{{Expression: expr, Reason: reason, Code: code}}}
 }
 
@@ -453,7 +453,7 @@ func setID(res any, id string) error {
 	}
 	if *p != nil && **p != id {
 		return &Error{Status: http.StatusBadRequest, Err: invalid(typeOf(res)+".id",
-			fmt.Sprintf("id %q differs from the URL's %q", **p, id), fhir.IssueInvalid)}
+			fmt.Sprintf("id %q differs from the URL's %q", **p, id), models.IssueTypeInvalid)}
 	}
 	*p = &id
 	return nil

@@ -43,10 +43,10 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 		batch = true
 	default:
 		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.type",
-			fmt.Sprintf("type %q is not accepted: send a transaction, batch or collection", bundle.Type.Code()), fhir.IssueNotSupported)}
+			fmt.Sprintf("type %q is not accepted: send a transaction, batch or collection", bundle.Type.Code()), models.IssueTypeNotSupported)}
 	}
 	if len(bundle.Entry) == 0 {
-		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.entry", "the Bundle has no entries", fhir.IssueRequired)}
+		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.entry", "the Bundle has no entries", models.IssueTypeRequired)}
 	}
 	parsed, err := parseEntries(bundle)
 	if err != nil {
@@ -142,7 +142,7 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 	for i, e := range bundle.Entry {
 		prefix := "Bundle.entry[" + strconv.Itoa(i) + "]"
 		if len(e.Resource) == 0 {
-			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Reason: "required element is missing", Code: fhir.IssueRequired})
+			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Reason: "required element is missing", Code: models.IssueTypeRequired})
 			continue
 		}
 		res, err := fhir.ParseResource(e.Resource)
@@ -153,7 +153,7 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 		switch typeOf(res) {
 		case "Patient", "ServiceRequest", "Task", "Observation", "Encounter":
 		default:
-			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Code: fhir.IssueNotSupported,
+			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Code: models.IssueTypeNotSupported,
 				Reason: typeOf(res) + " is not accepted in a Bundle"})
 			continue
 		}
@@ -163,12 +163,12 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 			case models.HTTPVerbPUT:
 				id, ok := literalID(e.Request.Url, typeOf(res))
 				if !ok {
-					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: fhir.IssueInvalid,
+					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: models.IssueTypeInvalid,
 						Reason: fmt.Sprintf("PUT %q: want %s/<id>", e.Request.Url, typeOf(res))})
 					continue
 				}
 				if err := checkID(id); err != nil {
-					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: fhir.IssueValue,
+					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: models.IssueTypeValue,
 						Reason: fmt.Sprintf("PUT %s: %v", quote(e.Request.Url), err)})
 					continue
 				}
@@ -177,7 +177,7 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 					continue
 				}
 			default:
-				issues = append(issues, fhir.Issue{Expression: prefix + ".request.method", Code: fhir.IssueNotSupported,
+				issues = append(issues, fhir.Issue{Expression: prefix + ".request.method", Code: models.IssueTypeNotSupported,
 					Reason: fmt.Sprintf("method %s is not supported: POST or PUT", e.Request.Method.Code())})
 				continue
 			}
@@ -196,7 +196,7 @@ func entryIssues(err error, entry int) []fhir.Issue {
 	prefix := "Bundle.entry[" + strconv.Itoa(entry) + "].resource"
 	var ire *fhir.InvalidResourceError
 	if !errors.As(err, &ire) {
-		return []fhir.Issue{{Expression: prefix, Reason: err.Error(), Code: fhir.IssueProcessing}}
+		return []fhir.Issue{{Expression: prefix, Reason: err.Error(), Code: models.IssueTypeProcessing}}
 	}
 	out := make([]fhir.Issue, 0, len(ire.Issues))
 	for _, is := range ire.Issues {
@@ -220,7 +220,7 @@ func entryIssues(err error, entry int) []fhir.Issue {
 		out = append(out, is)
 	}
 	if len(out) == 0 {
-		out = append(out, fhir.Issue{Expression: prefix, Reason: err.Error(), Code: fhir.IssueInvalid})
+		out = append(out, fhir.Issue{Expression: prefix, Reason: err.Error(), Code: models.IssueTypeInvalid})
 	}
 	return out
 }

@@ -27,7 +27,7 @@ func (b *Bridge) readPatient(ctx context.Context, ref, id, expr string) (*models
 	}
 	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, "FHIR read subject"), http.MethodGet, target, nil)
 	if err != nil {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), fhir.IssueValue)}
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), models.IssueTypeValue)}
 	}
 	req.Header.Set("Accept", FHIRContentType)
 	if b.cfg.FHIRUsername != "" {
@@ -48,7 +48,7 @@ func (b *Bridge) readPatient(ctx context.Context, ref, id, expr string) (*models
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
-			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, resp.StatusCode), fhir.IssueNotFound)}
+			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, resp.StatusCode), models.IssueTypeNotFound)}
 	case resp.StatusCode/100 != 2:
 		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered %d", id, resp.StatusCode))
 	}

@@ -13,7 +13,6 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
 // unit is one CHT write planned, without I/O, from one resource or from a
@@ -82,7 +81,7 @@ func (b *Bridge) plan(ctx context.Context, res any, refs map[string]string) (*un
 		return b.planObservations(ctx, nil, []models.Observation{*r}, r, refs)
 	}
 	return nil, &Error{Status: http.StatusBadRequest, Err: invalid("resourceType",
-		fmt.Sprintf("%s is not accepted here", typeOf(res)), fhir.IssueNotSupported)}
+		fmt.Sprintf("%s is not accepted here", typeOf(res)), models.IssueTypeNotSupported)}
 }
 
 // fromCHT reports whether the resource must be skipped for loop prevention.
@@ -110,7 +109,7 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 		key, externalID := personKey(p, b.sys.ExternalID)
 		if key == "" {
 			return nil, invalid("Patient.identifier",
-				"an identifier or an id is required, so that a re-send updates the same CHT person", fhir.IssueRequired)
+				"an identifier or an id is required, so that a re-send updates the same CHT person", models.IssueTypeRequired)
 		}
 		person.ID, person.ExternalID = b.PersonID(key), externalID
 	}
@@ -190,7 +189,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	ident := identity(ids, id)
 	if ident == "" {
 		return nil, invalid(rt+".identifier",
-			"an identifier or an id is required, so that a re-send does not raise a second task", fhir.IssueRequired)
+			"an identifier or an id is required, so that a re-send does not raise a second task", models.IssueTypeRequired)
 	}
 	if id != nil && *id != "" {
 		sub.Fields[FieldRequestID] = *id
@@ -276,7 +275,7 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		if sub.ReportedDate.IsZero() {
 			return nil, invalid("Observation.identifier",
 				"an identifier, an id or an effective time is required, so that a re-send does not create a second report",
-				fhir.IssueRequired)
+				models.IssueTypeRequired)
 		}
 		body, err := sub.MarshalJSON()
 		if err != nil {
@@ -338,7 +337,7 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	}
 	pid := b.personIDOf(p)
 	if pid == "" {
-		return nil, "", invalid(expr, "the referenced Patient has neither identifier nor id", fhir.IssueValue)
+		return nil, "", invalid(expr, "the referenced Patient has neither identifier nor id", models.IssueTypeValue)
 	}
 	if err := checkDocID(pid, expr); err != nil {
 		return nil, "", err

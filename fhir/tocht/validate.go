@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 // maxInputIssues bounds the issues checkInput reports, so that the answer
@@ -47,7 +49,7 @@ func quote(s string) string {
 // badID answers 400 for an id (of a URL, a body or a reference) that is not
 // an id; expr names the element.
 func badID(expr string, err error) error {
-	return &Error{Status: http.StatusBadRequest, Err: invalid(expr, err.Error(), fhir.IssueValue)}
+	return &Error{Status: http.StatusBadRequest, Err: invalid(expr, err.Error(), models.IssueTypeValue)}
 }
 
 // checkInput refuses what FHIR JSON may not hold and encoding/json would
@@ -89,7 +91,7 @@ type inputScanner struct {
 
 func (s *inputScanner) issue(reason string) {
 	if len(s.issues) < maxInputIssues {
-		s.issues = append(s.issues, fhir.Issue{Expression: string(s.path), Reason: reason, Code: fhir.IssueValue})
+		s.issues = append(s.issues, fhir.Issue{Expression: string(s.path), Reason: reason, Code: models.IssueTypeValue})
 	}
 }
 

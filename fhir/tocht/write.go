@@ -11,8 +11,9 @@ import (
 	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
-	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 // attempts bounds the read-modify-write cycles of one document: a 409
@@ -45,12 +46,12 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
-			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), fhir.IssueNotFound)}
+			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), models.IssueTypeNotFound)}
 	case err != nil:
 		return chtFailure("read subject "+id, err)
 	case !c.IsPerson(b.personTypes...):
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
-			fmt.Sprintf("CHT document %s is a %q, not a person", id, c.TypeID()), fhir.IssueValue)}
+			fmt.Sprintf("CHT document %s is a %q, not a person", id, c.TypeID()), models.IssueTypeValue)}
 	}
 	return nil
 }
@@ -80,7 +81,7 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 		}
 		if !cur.IsPerson(slices.Concat(b.personTypes, []string{p.TypeID()})...) {
 			return false, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
-				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), fhir.IssueValue)}
+				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), models.IssueTypeValue)}
 		}
 		if !mergePerson(&cur, p) {
 			return false, nil
@@ -205,7 +206,7 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 	}
 	body, err := rec.MarshalJSON()
 	if err != nil {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), fhir.IssueValue)}
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), models.IssueTypeValue)}
 	}
 	var flat map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -218,7 +219,7 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 	fields := map[string]any{}
 	for k, v := range flat {
 		if err := setDotted(fields, k, v); err != nil {
-			return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), fhir.IssueValue)}
+			return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), models.IssueTypeValue)}
 		}
 	}
 	doc := map[string]any{
