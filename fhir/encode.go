@@ -8,10 +8,11 @@ import (
 	"math/bits"
 	"strconv"
 	"sync/atomic"
-	"unicode/utf8"
 	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonstr"
 )
 
 // This file is the fast JSON encoding path. It writes exactly the bytes that
@@ -967,75 +968,13 @@ func isCompactSafe(m []byte) bool {
 	return true
 }
 
-const hexDigits = "0123456789abcdef"
-
-// safeASCII[c] is true for ASCII bytes encoding/json writes unescaped (with
-// HTML escaping on).
-var safeASCII = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
 // appendString appends s as a JSON string exactly like encoding/json with
 // HTML escaping: <, >, & and U+2028/U+2029 are escaped, invalid UTF-8 is
 // replaced by U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	dst = appendStringBody(dst, s)
-	return append(dst, '"')
-}
+func appendString(dst []byte, s string) []byte { return jsonstr.Append(dst, s, true) }
 
 // appendStringBody is appendString without the quotes.
-func appendStringBody(dst []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if safeASCII[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(dst, s[start:]...)
-}
+func appendStringBody(dst []byte, s string) []byte { return jsonstr.AppendBody(dst, s, true) }
 
 // isValidNumber reports whether s is a valid JSON number literal (the same
 // check encoding/json applies to json.Number).
