@@ -135,8 +135,8 @@ type Client struct {
 	sessMu  sync.Mutex // guards cookie
 	cookie  string     // AuthSession cookie value in session mode
 
-	verMu   sync.Mutex // guards version
-	version *Version   // detected or configured version
+	verMu   sync.Mutex     // guards version
+	version *serverVersion // detected or configured version
 }
 
 type service struct{ client *Client }

@@ -87,12 +87,6 @@ func (c *Contact) IsPerson(personTypes ...string) bool {
 	return t == personTypeID || slices.Contains(personTypes, t)
 }
 
-// IsPlace reports whether the contact is a place, i.e. a contact that is
-// not a person (see [Contact.IsPerson] for personTypes).
-func (c *Contact) IsPlace(personTypes ...string) bool {
-	return c.IsContact() && !c.IsPerson(personTypes...)
-}
-
 // ParentID returns the id of the immediate parent, or "".
 func (c *Contact) ParentID() string {
 	if c == nil || c.Parent == nil {

@@ -97,8 +97,8 @@ type Change struct {
 	Doc json.RawMessage `json:"doc,omitempty"`
 }
 
-// Rev returns the first (winning) revision of the change.
-func (c *Change) Rev() string {
+// rev returns the first (winning) revision of the change.
+func (c *Change) rev() string {
 	if len(c.Changes) == 0 {
 		return ""
 	}
@@ -275,7 +275,7 @@ func (r *replays) again(c *Change) bool {
 	if *r == nil {
 		*r = map[string]string{}
 	}
-	rev := c.Rev()
+	rev := c.rev()
 	if (*r)[c.ID] == rev {
 		return true
 	}

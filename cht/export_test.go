@@ -13,3 +13,12 @@ func CountDecodes(t testing.TB) *atomic.Int64 {
 	t.Cleanup(func() { decodeHook = nil })
 	return n
 }
+
+// Rev, IDs and IsPlace give the tests of package cht_test what users reach
+// otherwise (Change.Changes, Lineage links, ContactTypes.IsPlace).
+
+func (c *Change) Rev() string    { return c.rev() }
+func (l *Lineage) IDs() []string { return l.ids() }
+func (c *Contact) IsPlace(personTypes ...string) bool {
+	return c.IsContact() && !c.IsPerson(personTypes...)
+}

@@ -8,16 +8,16 @@ import (
 	"strings"
 )
 
-// Version is a CHT release version.
-type Version struct {
+// serverVersion is a CHT release version.
+type serverVersion struct {
 	Major, Minor, Patch int
 	Raw                 string // as reported, e.g. "4.10.0-beta.1"
 }
 
 // parseVersion parses "major.minor.patch" with an optional pre-release or
 // build suffix.
-func parseVersion(s string) (Version, error) {
-	v := Version{Raw: s}
+func parseVersion(s string) (serverVersion, error) {
+	v := serverVersion{Raw: s}
 	core := strings.TrimPrefix(strings.TrimSpace(s), "v")
 	if i := strings.IndexAny(core, "-+ "); i >= 0 {
 		core = core[:i]
@@ -37,13 +37,13 @@ func parseVersion(s string) (Version, error) {
 	return v, nil
 }
 
-// AtLeast reports whether v is major.minor or later.
-func (v Version) AtLeast(major, minor int) bool {
+// atLeast reports whether v is major.minor or later.
+func (v serverVersion) atLeast(major, minor int) bool {
 	return v.Major > major || v.Major == major && v.Minor >= minor
 }
 
 // String returns the version as reported, or major.minor.patch.
-func (v Version) String() string {
+func (v serverVersion) String() string {
 	if v.Raw != "" {
 		return v.Raw
 	}
@@ -52,16 +52,16 @@ func (v Version) String() string {
 
 // fetchVersion reads the CHT version (GET /api/info) and caches it for
 // feature detection.
-func (c *Client) fetchVersion(ctx context.Context) (Version, error) {
+func (c *Client) fetchVersion(ctx context.Context) (serverVersion, error) {
 	var body struct {
 		Version string `json:"version"`
 	}
 	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/api/info", retry: true}, &body); err != nil {
-		return Version{}, err
+		return serverVersion{}, err
 	}
 	v, err := parseVersion(body.Version)
 	if err != nil {
-		return Version{}, err
+		return serverVersion{}, err
 	}
 	c.verMu.Lock()
 	c.version = &v
@@ -100,23 +100,23 @@ var featureSince = map[feature][2]int{
 }
 
 // has reports whether version v supports feature f.
-func (v Version) has(f feature) bool {
+func (v serverVersion) has(f feature) bool {
 	s, ok := featureSince[f]
-	return ok && v.AtLeast(s[0], s[1])
+	return ok && v.atLeast(s[0], s[1])
 }
 
 // supports reports whether the server supports f, detecting the version
 // with [Client.Info] on first use (or using Config.Version).
 func (c *Client) supports(ctx context.Context, f feature) (bool, error) {
-	v, err := c.Version(ctx)
+	v, err := c.detectVersion(ctx)
 	if err != nil {
 		return false, err
 	}
 	return v.has(f), nil
 }
 
-// Version returns the server version, detected once and cached.
-func (c *Client) Version(ctx context.Context) (Version, error) {
+// detectVersion returns the server version, detected once and cached.
+func (c *Client) detectVersion(ctx context.Context) (serverVersion, error) {
 	c.verMu.Lock()
 	v := c.version
 	c.verMu.Unlock()
@@ -125,7 +125,7 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	}
 	v2, err := c.fetchVersion(ctx)
 	if err != nil {
-		return Version{}, fmt.Errorf("cht: detect version: %w", err)
+		return serverVersion{}, fmt.Errorf("cht: detect version: %w", err)
 	}
 	return v2, nil
 }

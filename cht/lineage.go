@@ -24,9 +24,9 @@ type Lineage struct {
 	raw json.RawMessage // placeholder parent ("" or null) to re-encode
 }
 
-// IDs returns the ancestor ids from this link upwards, nearest first.
+// ids returns the ancestor ids from this link upwards, nearest first.
 // It returns nil for a nil Lineage.
-func (l *Lineage) IDs() []string {
+func (l *Lineage) ids() []string {
 	var ids []string
 	for p := l; p != nil; p = p.Parent {
 		ids = append(ids, p.ID)

@@ -168,7 +168,7 @@ func (c *Client) require(ctx context.Context, f feature) error {
 		return err
 	}
 	if !ok {
-		v, _ := c.Version(ctx)
+		v, _ := c.detectVersion(ctx)
 		return fmt.Errorf("%w (server %s)", ErrUnsupported, v)
 	}
 	return nil
