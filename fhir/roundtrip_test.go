@@ -97,7 +97,7 @@ func TestLostByDesignDocumented(t *testing.T) {
 	}
 }
 
-func roundTripConverter(t *testing.T, s WriteStrategy) *Converter {
+func roundTripConverter(t testing.TB, s WriteStrategy) *Converter {
 	t.Helper()
 	types, err := cht.ParseContactTypes([]byte(roundTripSettings))
 	if err != nil {
@@ -575,4 +575,64 @@ func TestReverseSubjectsAndErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReverse feeds the reverse conversion arbitrary FHIR input (a
+// Location, an Encounter with its geolocation Location, Observations, as a
+// transaction Bundle the converter could have written): it must return a
+// value or an error, never panic, and a record it returns names its
+// subject (or its form is subjectless).
+func FuzzReverse(f *testing.F) {
+	c := roundTripConverter(f, WriteConditionalUpdate)
+	g := gen{rand.New(rand.NewPCG(7, 7))}
+	for range 8 {
+		if tx, err := c.ReportBundle(g.report()); err == nil {
+			b, _ := tx.MarshalJSON()
+			f.Add(b)
+		}
+		if tx, err := c.ContactBundle(g.place()); err == nil {
+			b, _ := tx.MarshalJSON()
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Location","position":{"latitude":1e999,"longitude":"x"}}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bundle, err := models.UnmarshalBundle(data)
+		if err != nil {
+			return
+		}
+		var enc *models.Encounter
+		var obs []models.Observation
+		var locs []*models.Location
+		for _, e := range bundle.Entry {
+			var rt struct{ ResourceType string }
+			if json.Unmarshal(e.Resource, &rt) != nil {
+				continue
+			}
+			switch rt.ResourceType {
+			case "Encounter":
+				if v, err := models.UnmarshalEncounter(e.Resource); err == nil {
+					enc = &v
+				}
+			case "Observation":
+				if v, err := models.UnmarshalObservation(e.Resource); err == nil {
+					obs = append(obs, v)
+				}
+			case "Location":
+				if v, err := models.UnmarshalLocation(e.Resource); err == nil {
+					locs = append(locs, &v)
+					_, _ = c.PlaceFromLocation(&v)
+				}
+			}
+		}
+		rec, err := c.SubmissionFromObservations("", enc, obs, nil, locs...)
+		if err != nil {
+			return
+		}
+		fm, _ := c.cfg.Mapping.Form(rec.Form)
+		_, _, ok := (&cht.Report{Fields: cht.Fields(rec.Fields)}).Subject()
+		if !ok && !fm.Subjectless {
+			t.Fatalf("record without subject: %+v", rec)
+		}
+	})
 }
