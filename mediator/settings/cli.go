@@ -21,18 +21,19 @@ import (
 // CLI is the command line every example mediator shares, so that each
 // behaves the same:
 //
-//	--config FILE        settings file (YAML or JSON); MEDIATOR_* variables win over it
-//	--log-level LEVEL    debug, info, warn or error; wins over log_level
-//	--version            prints "NAME VERSION" and exits
+//	--config FILE           settings file (YAML or JSON); MEDIATOR_* variables win over it
+//	--log-level LEVEL       debug, info, warn or error; wins over log_level
+//	--version               prints "NAME VERSION" and exits
 //	--print-openhim-config  the registration for OpenHIM's console import ([CLI.PrintOpenHIMConfig])
-//	--print-NAME         each printer the program adds with [CLI.Print]
-//	--help               prints the flags and every MEDIATOR_* variable, and exits 0
+//	--print-NAME            each printer the program adds with [CLI.Print]
+//	--help                  prints the flags and every MEDIATOR_* variable, and exits 0
 //
 // Add the program's own flags to Flags before [CLI.Parse]:
 //
 //	cli := settings.NewCLI("my-mediator", "1.0.0", &s) // s holds the defaults
 //	cli.Level = logLevel                              // the LevelVar of main's slog handler
-//	cli.Print("openhim-config", "print the registration, and exit", printRegistration)
+//	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) { return definition(s) })
+//	cli.Print("cht-outbound", "print CHT's outbound block, and exit", printOutbound)
 //	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
 //		return err
 //	}
