@@ -664,7 +664,7 @@ func TestConfigRedacts(t *testing.T) {
 	outputs := map[string]string{
 		"%v":         fmt.Sprintf("%v", cfg),
 		"%+v":        fmt.Sprintf("%+v", cfg),
-		"%s":         fmt.Sprintf("%s", cfg),
+		"%s":         cfg.String(),
 		"%#v":        fmt.Sprintf("%#v", cfg),
 		"pointer %v": fmt.Sprintf("%v", &cfg),
 		"nested %+v": fmt.Sprintf("%+v", settings{Name: "m", CHT: cfg}),

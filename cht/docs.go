@@ -59,9 +59,6 @@ func (s *DocsService) Put(ctx context.Context, id string, doc any) (*DocResult, 
 // 1.x numbers; both decode. The zero value means "from the beginning".
 type Seq string
 
-// SeqNow starts a changes feed at the current end of the database.
-const seqNow Seq = "now"
-
 // String returns the sequence as sent by CouchDB.
 func (s Seq) String() string { return string(s) }
 

@@ -86,7 +86,7 @@ func TestLostByDesignDocumented(t *testing.T) {
 		sec = sec[:i]
 	}
 	var listed []string
-	for _, m := range regexp.MustCompile("(?m)^- \\*\\*(.+?)\\*\\*").FindAllStringSubmatch(sec, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^- \*\*(.+?)\*\*`).FindAllStringSubmatch(sec, -1) {
 		listed = append(listed, m[1])
 	}
 	want := slices.Clone(lostByDesign)

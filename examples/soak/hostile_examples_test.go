@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,7 +50,7 @@ func buildExamples(t *testing.T, names ...string) map[string]string {
 	for _, n := range names {
 		args = append(args, "../"+n)
 	}
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), args...).CombinedOutput()
+	out, err := exec.Command("go", args...).CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	bins := map[string]string{}
 	for _, n := range names {

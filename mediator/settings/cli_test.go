@@ -132,7 +132,7 @@ func TestCLI(t *testing.T) {
 // variables.
 func TestCLIWithoutSettings(t *testing.T) {
 	cli := NewCLI("demo", "1.0.0", nil)
-	serve := cli.Flags.Bool("serve", false, "keep running")
+	cli.Flags.Bool("serve", false, "keep running")
 	var out bytes.Buffer
 	done, err := cli.Parse([]string{"--help"}, &out, nil)
 	require.NoError(t, err)
@@ -142,7 +142,7 @@ func TestCLIWithoutSettings(t *testing.T) {
 	assert.Contains(t, out.String(), "-serve")
 
 	cli = NewCLI("demo", "1.0.0", nil)
-	serve = cli.Flags.Bool("serve", false, "keep running")
+	serve := cli.Flags.Bool("serve", false, "keep running")
 	done, err = cli.Parse([]string{"--serve"}, &out, nil)
 	require.NoError(t, err)
 	assert.False(t, done)
