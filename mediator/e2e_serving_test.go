@@ -233,7 +233,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		// once (storeResponse, setFinalStatus/autoRetry). On FerretDB that
 		// can lose the stored response (real MongoDB updates atomically):
 		// the transaction stays Processing with autoRetry set and core's
-		// worker restarts. See /work/coord/notes/serving.md. Retry then.
+		// worker restarts. Retry then.
 		lost := func(tx *servingTransaction) bool {
 			return tx.Status == "Processing" && tx.AutoRetry && tx.Response.Status == 0
 		}
