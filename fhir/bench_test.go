@@ -57,7 +57,7 @@ func BenchmarkPayloadResources(b *testing.B) {
 		}
 		buf = buf[:0]
 		for i := range t.Entries {
-			if buf, err = AppendJSON(buf, t.Entries[i].Resource); err != nil {
+			if buf, err = appendJSON(buf, t.Entries[i].Resource); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -140,7 +140,7 @@ func BenchmarkReportBundle(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if buf, err = t.AppendJSON(buf[:0]); err != nil {
+		if buf, err = appendJSON(buf[:0], t); err != nil {
 			b.Fatal(err)
 		}
 	}

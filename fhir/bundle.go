@@ -3,7 +3,6 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/url"
 	"strings"
 
@@ -11,8 +10,8 @@ import (
 )
 
 // Transaction is a FHIR transaction Bundle under construction, holding typed
-// samply resources. Marshal it with [Transaction.MarshalJSON] (fast path) or
-// convert it with [Transaction.Bundle]; both give the same JSON.
+// samply resources. [Transaction.MarshalJSON] (or json.Marshal) writes its
+// Bundle JSON.
 type Transaction struct {
 	Entries []Entry
 	// Warnings lists the values of lenient fields (see [FieldMapping] and
@@ -35,29 +34,10 @@ type Entry struct {
 	Request  models.BundleEntryRequest
 }
 
-// Bundle returns the transaction as a samply Bundle (type transaction), with
-// each resource marshalled into its entry.
-func (t *Transaction) Bundle() (*models.Bundle, error) {
-	b := &models.Bundle{Type: models.BundleTypeTransaction, Entry: make([]models.BundleEntry, len(t.Entries))}
-	for i := range t.Entries {
-		e := &t.Entries[i]
-		raw, err := Marshal(e.Resource)
-		if err != nil {
-			return nil, fmt.Errorf("fhir: bundle entry %d: %w", i, err)
-		}
-		rq := e.Request
-		b.Entry[i] = models.BundleEntry{FullUrl: ptr(e.FullURL), Resource: raw, Request: &rq}
-	}
-	return b, nil
-}
-
 // MarshalJSON encodes the transaction as a FHIR Bundle without going
 // through encoding/json's reflection (byte-for-byte the same as
-// json.Marshal(t.Bundle())).
-func (t Transaction) MarshalJSON() ([]byte, error) { return t.AppendJSON(nil) }
-
-// AppendJSON appends the Bundle JSON to dst.
-func (t *Transaction) AppendJSON(dst []byte) ([]byte, error) { return AppendJSON(dst, t) }
+// encoding/json would write the samply Bundle).
+func (t Transaction) MarshalJSON() ([]byte, error) { return appendJSON(nil, &t) }
 
 // Len returns the number of entries.
 func (t *Transaction) Len() int {

@@ -243,9 +243,6 @@ func set(v []string) map[string]bool {
 // Systems returns the effective identifier and code systems.
 func (c *Converter) Systems() Systems { return c.sys }
 
-// Strategy returns the configured write strategy.
-func (c *Converter) Strategy() WriteStrategy { return c.cfg.Strategy }
-
 // ID returns the deterministic logical id of the resource of type
 // resourceType made from the CHT document chtID (and, for Observations, the
 // field path): a name-based (version 5) UUID in the name space of the CHT

@@ -72,13 +72,13 @@
 //
 // # Encoding
 //
-// [Marshal], [AppendJSON] and [Transaction.MarshalJSON] write the JSON of
+// [Marshal] and [Transaction.MarshalJSON] write the JSON of
 // the resources this package produces without reflection and without
 // re-scanning nested output, and produce exactly the bytes encoding/json
 // produces for the same samply values (other values fall back to
 // encoding/json). Bundle bytes come from one place: a [Transaction]'s
-// [Transaction.MarshalJSON] (or [Transaction.AppendJSON] into a buffer of
-// the caller's), and for the outbound payload, bytes in and bytes out,
+// [Transaction.MarshalJSON] (json.Marshal of a Transaction gives the same
+// bytes), and for the outbound payload, bytes in and bytes out,
 // [Converter.PayloadBundleJSON], which writes the Observations directly and
 // equals ConvertPayload followed by MarshalJSON. Outputs are allocated at the
 // size recent ones needed, so a caller passing nil pays no growth copies.

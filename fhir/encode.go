@@ -27,14 +27,14 @@ import (
 // errFallback aborts the fast path; the caller retries with encoding/json.
 var errFallback = errors.New("fhir: fast path not applicable")
 
-// AppendJSON appends the JSON encoding of a FHIR resource to dst and returns
+// appendJSON appends the JSON encoding of a FHIR resource to dst and returns
 // the extended buffer. resource is a samply resource (value or pointer) or
 // a *[Transaction]; other values are encoded with encoding/json. The output is
 // byte-for-byte what json.Marshal produces for the same value. With a nil dst
 // the output of a transaction is allocated at the size recent transactions
 // of the same length needed, and that of a resource at the size of the last
 // resource of its type, so it is not copied while it grows.
-func AppendJSON(dst []byte, resource any) ([]byte, error) {
+func appendJSON(dst []byte, resource any) ([]byte, error) {
 	entries := -1
 	switch t := resource.(type) {
 	case *Transaction:
@@ -74,7 +74,7 @@ func AppendJSON(dst []byte, resource any) ([]byte, error) {
 }
 
 // Marshal returns the JSON encoding of a FHIR resource; see [AppendJSON].
-func Marshal(resource any) ([]byte, error) { return AppendJSON(nil, resource) }
+func Marshal(resource any) ([]byte, error) { return appendJSON(nil, resource) }
 
 func appendResource(b []byte, resource any) ([]byte, error) {
 	e := encoder{b: b}

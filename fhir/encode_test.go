@@ -217,7 +217,7 @@ func TestAppendJSONErrors(t *testing.T) {
 		t.Fatal("encoding/json accepted an invalid number")
 	}
 	dst := []byte("prefix")
-	out, err := AppendJSON(dst, o)
+	out, err := appendJSON(dst, o)
 	if err == nil {
 		t.Fatal("AppendJSON accepted an invalid number")
 	}

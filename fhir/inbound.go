@@ -471,7 +471,7 @@ func checkUnit(f *FieldMapping, q *models.Quantity) error {
 
 func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, error) {
 	switch f.Type {
-	case KindQuantity, KindDecimal:
+	case kindQuantity, kindDecimal:
 		q := o.ValueQuantity
 		if q == nil || q.Value == nil {
 			return nil, fmt.Errorf("want valueQuantity with a value")
@@ -479,18 +479,18 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 		if q.Comparator != nil {
 			return nil, fmt.Errorf("valueQuantity.comparator %q is not supported (the CHT field holds an exact number)", q.Comparator.Code())
 		}
-		if f.Type == KindQuantity {
+		if f.Type == kindQuantity {
 			if err := checkUnit(f, q); err != nil {
 				return nil, err
 			}
 		}
 		return *q.Value, nil
-	case KindInteger:
+	case kindInteger:
 		if o.ValueInteger == nil {
 			return nil, fmt.Errorf("want valueInteger")
 		}
 		return *o.ValueInteger, nil
-	case KindBoolean:
+	case kindBoolean:
 		if o.ValueBoolean == nil {
 			return nil, fmt.Errorf("want valueBoolean")
 		}
@@ -501,12 +501,12 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 			return f.FalseValue, nil
 		}
 		return *o.ValueBoolean, nil
-	case KindString:
+	case kindString:
 		if o.ValueString == nil {
 			return nil, fmt.Errorf("want valueString")
 		}
 		return *o.ValueString, nil
-	case KindCodeable:
+	case kindCodeable:
 		if o.ValueCodeableConcept == nil {
 			return nil, fmt.Errorf("want valueCodeableConcept")
 		}
@@ -524,12 +524,12 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 			}
 		}
 		return nil, fmt.Errorf("no coding in the value table")
-	case KindDateTime, KindDate:
+	case kindDateTime, kindDate:
 		if o.ValueDateTime == nil {
 			return nil, fmt.Errorf("want valueDateTime")
 		}
 		return *o.ValueDateTime, nil
-	case KindTime:
+	case kindTime:
 		if o.ValueTime == nil {
 			return nil, fmt.Errorf("want valueTime")
 		}

@@ -17,30 +17,32 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// ValueKind names the FHIR type an Observation value is converted to.
+// ValueKind names the FHIR type an Observation value is converted to: the
+// mapping file's "type" of a field, one of quantity, codeable, boolean,
+// integer, decimal, string, dateTime, date and time.
 type ValueKind string
 
 // Value kinds accepted in a [FieldMapping].
 const (
-	KindQuantity ValueKind = "quantity" // valueQuantity with a UCUM unit
-	KindCodeable ValueKind = "codeable" // valueCodeableConcept from a value → coding table
-	KindBoolean  ValueKind = "boolean"  // valueBoolean from yes/no/true/false
-	KindInteger  ValueKind = "integer"  // valueInteger; 32-bit, parsed exactly (a fractional part must be zeros)
-	KindDecimal  ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
-	KindString   ValueKind = "string"   // valueString
-	KindDateTime ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
-	// KindDate is a valueDateTime holding a date (YYYY, YYYY-MM or
+	kindQuantity ValueKind = "quantity" // valueQuantity with a UCUM unit
+	kindCodeable ValueKind = "codeable" // valueCodeableConcept from a value → coding table
+	kindBoolean  ValueKind = "boolean"  // valueBoolean from yes/no/true/false
+	kindInteger  ValueKind = "integer"  // valueInteger; 32-bit, parsed exactly (a fractional part must be zeros)
+	kindDecimal  ValueKind = "decimal"  // valueQuantity without unit (Observation has no valueDecimal)
+	kindString   ValueKind = "string"   // valueString
+	kindDateTime ValueKind = "dateTime" // valueDateTime (ms epoch numbers are accepted)
+	// kindDate is a valueDateTime holding a date (YYYY, YYYY-MM or
 	// YYYY-MM-DD). A millisecond timestamp becomes the UTC calendar day of
 	// that instant (not the CHT user's local day).
-	KindDate ValueKind = "date"
-	KindTime ValueKind = "time" // valueTime (HH:MM[:SS[.fff]])
+	kindDate ValueKind = "date"
+	kindTime ValueKind = "time" // valueTime (HH:MM[:SS[.fff]])
 )
 
 // ucumSystem is the code system of quantity units.
 const ucumSystem = "http://unitsofmeasure.org"
 
-var validKinds = map[ValueKind]bool{KindQuantity: true, KindCodeable: true, KindBoolean: true, KindInteger: true,
-	KindDecimal: true, KindString: true, KindDateTime: true, KindDate: true, KindTime: true}
+var validKinds = map[ValueKind]bool{kindQuantity: true, kindCodeable: true, kindBoolean: true, kindInteger: true,
+	kindDecimal: true, kindString: true, kindDateTime: true, kindDate: true, kindTime: true}
 
 // Code is a FHIR Coding in a mapping file.
 type Code struct {
@@ -409,11 +411,11 @@ func (fm *FieldMapping) validate() string {
 		}
 	}
 	switch fm.Type {
-	case KindQuantity:
+	case kindQuantity:
 		if strings.TrimSpace(fm.Unit) == "" {
 			return "quantity needs a UCUM unit"
 		}
-	case KindCodeable:
+	case kindCodeable:
 		if len(fm.Values) == 0 && fm.ValueSystem == "" {
 			return "codeable needs values or valueSystem"
 		}
@@ -429,7 +431,7 @@ func (fm *FieldMapping) validate() string {
 			}
 			seen[k] = v
 		}
-	case KindBoolean:
+	case kindBoolean:
 		if (fm.TrueValue == "") != (fm.FalseValue == "") {
 			return "trueValue and falseValue must be set together"
 		}
@@ -437,18 +439,18 @@ func (fm *FieldMapping) validate() string {
 			return "trueValue equals falseValue"
 		}
 	}
-	if fm.Type != KindQuantity && (fm.Unit != "" || fm.UnitDisplay != "") {
+	if fm.Type != kindQuantity && (fm.Unit != "" || fm.UnitDisplay != "") {
 		return "unit is only allowed on quantity fields"
 	}
-	if fm.Type != KindCodeable && (len(fm.Values) > 0 || fm.ValueSystem != "") {
+	if fm.Type != kindCodeable && (len(fm.Values) > 0 || fm.ValueSystem != "") {
 		return "values and valueSystem are only allowed on codeable fields"
 	}
-	if fm.Type != KindBoolean && (fm.TrueValue != "" || fm.FalseValue != "") {
+	if fm.Type != kindBoolean && (fm.TrueValue != "" || fm.FalseValue != "") {
 		return "trueValue and falseValue are only allowed on boolean fields"
 	}
 	if fm.Min != nil || fm.Max != nil {
 		switch fm.Type {
-		case KindQuantity, KindDecimal, KindInteger:
+		case kindQuantity, kindDecimal, kindInteger:
 		default:
 			return "min and max are only allowed on quantity, decimal and integer fields"
 		}

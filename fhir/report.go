@@ -658,7 +658,7 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 	}
 	o := &a.obs
 	switch fm.Type {
-	case KindQuantity, KindDecimal:
+	case kindQuantity, kindDecimal:
 		n, err := number(v)
 		if err != nil {
 			return err
@@ -668,7 +668,7 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 		}
 		a.num = n
 		a.qty.Value = &a.num
-		if fm.Type == KindQuantity {
+		if fm.Type == kindQuantity {
 			disp := fm.UnitDisplay
 			if disp == "" {
 				disp = fm.Unit
@@ -678,7 +678,7 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 			a.qty.Code = setStr(&a.unitCode, fm.Unit)
 		}
 		o.ValueQuantity = &a.qty
-	case KindInteger:
+	case kindInteger:
 		n, err := number(v)
 		if err != nil {
 			return err
@@ -692,21 +692,21 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 		}
 		a.i = int(i)
 		o.ValueInteger = &a.i
-	case KindBoolean:
+	case kindBoolean:
 		b, err := parseBool(fm, v)
 		if err != nil {
 			return err
 		}
 		a.b = b
 		o.ValueBoolean = &a.b
-	case KindString:
+	case kindString:
 		s, err := stringOf(v)
 		if err != nil {
 			return err
 		}
 		a.s = s
 		o.ValueString = &a.s
-	case KindCodeable:
+	case kindCodeable:
 		s, err := stringOf(v)
 		if err != nil {
 			return err
@@ -729,7 +729,7 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 			Display: optStr(&a.vDisplay, k.Display)}
 		a.vcc.Coding = a.vcoding[:]
 		o.ValueCodeableConcept = &a.vcc
-	case KindDateTime, KindDate:
+	case kindDateTime, kindDate:
 		var s string
 		switch t := v.(type) {
 		case json.Number, float64, int64, int:
@@ -745,12 +745,12 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 				return fmt.Errorf("timestamp %d is outside the years 1 to 9999 a FHIR %s can hold", ms, fm.Type)
 			}
 			s = formatDateTime(cht.Millis(ms).Time())
-			if fm.Type == KindDate {
+			if fm.Type == kindDate {
 				s = s[:10]
 			}
 		case string:
 			var ok bool
-			if fm.Type == KindDate {
+			if fm.Type == kindDate {
 				s, ok = fhirDate(t)
 			} else {
 				s, ok = fhirDateTime(t)
@@ -763,7 +763,7 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 		}
 		a.s = s
 		o.ValueDateTime = &a.s
-	case KindTime:
+	case kindTime:
 		s, err := stringOf(v)
 		if err != nil {
 			return err

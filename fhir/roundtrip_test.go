@@ -271,18 +271,18 @@ func (g gen) report() *cht.Report {
 func keptValue(f *FieldMapping, v any) string {
 	s := fmt.Sprint(v)
 	switch f.Type {
-	case KindQuantity, KindDecimal, KindInteger:
+	case kindQuantity, kindDecimal, kindInteger:
 		x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		if err != nil {
 			return "!" + s
 		}
 		return strconv.FormatFloat(x, 'g', -1, 64)
-	case KindBoolean:
+	case kindBoolean:
 		if f.TrueValue != "" {
 			return s
 		}
 		return strconv.FormatBool(s == "true")
-	case KindTime:
+	case kindTime:
 		if len(s) == 5 {
 			s += ":00"
 		}

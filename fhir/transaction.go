@@ -280,7 +280,7 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 	if err != nil {
 		return dst, err
 	}
-	return t.AppendJSON(dst)
+	return appendJSON(dst, t)
 }
 
 // reportTransaction is [Converter.ReportBundle] without samply

@@ -255,12 +255,12 @@ func walkRefs(tree any, f func(map[string]any)) {
 func keptE2E(f fhir.FieldMapping, v any) string {
 	s := fmt.Sprint(v)
 	switch f.Type {
-	case fhir.KindQuantity, fhir.KindDecimal, fhir.KindInteger:
+	case "quantity", "decimal", "integer":
 		var x float64
 		if _, err := fmt.Sscan(s, &x); err == nil {
 			return fmt.Sprint(x)
 		}
-	case fhir.KindBoolean:
+	case "boolean":
 		if f.TrueValue == "" {
 			switch s {
 			case "yes":

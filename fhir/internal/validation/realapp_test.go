@@ -297,11 +297,11 @@ func checkReportBack(t *testing.T, c *fhir.Converter, r *cht.Report, res map[str
 func kept(f fhir.FieldMapping, v any) string {
 	s := fmt.Sprint(v)
 	switch f.Type {
-	case fhir.KindQuantity, fhir.KindDecimal, fhir.KindInteger:
+	case "quantity", "decimal", "integer":
 		if x, err := strconv.ParseFloat(s, 64); err == nil {
 			return strconv.FormatFloat(x, 'g', -1, 64)
 		}
-	case fhir.KindBoolean:
+	case "boolean":
 		if f.TrueValue == "" {
 			switch s {
 			case "yes":
