@@ -18,10 +18,10 @@ import (
 // match on Content-Type) to treat a route's answer as a mediator response.
 const ContentType = "application/json+openhim"
 
-// DefaultBodyBudget is the default number of body bytes one transaction may
+// defaultBodyBudget is the default number of body bytes one transaction may
 // carry: core's MAX_BODIES_SIZE (api.maxBodiesSizeMB, at most 15 MiB), shared
 // by the request, the response and every orchestration body.
-const DefaultBodyBudget = 15 << 20
+const defaultBodyBudget = 15 << 20
 
 // truncateMarker is appended to a body cut to fit the budget; it is core's
 // default api.truncateAppend.

@@ -46,10 +46,10 @@ func TestComputeStatus(t *testing.T) {
 
 func TestStatusValid(t *testing.T) {
 	for _, s := range []Status{StatusProcessing, StatusPendingAsync, StatusSuccessful, StatusCompleted, StatusCompletedWithErrors, StatusFailed} {
-		assert.True(t, s.Valid(), s)
+		assert.True(t, s.valid(), s)
 	}
 	for _, s := range []Status{"", "successful", "Completed with errors", "OK"} {
-		assert.False(t, s.Valid(), s)
+		assert.False(t, s.valid(), s)
 	}
 }
 

@@ -30,8 +30,8 @@ type InboundAuth struct {
 	ClientCert bool
 }
 
-// Enabled reports whether any method is configured.
-func (a InboundAuth) Enabled() bool { return a.Username != "" || a.Token != "" || a.ClientCert }
+// enabled reports whether any method is configured.
+func (a InboundAuth) enabled() bool { return a.Username != "" || a.Token != "" || a.ClientCert }
 
 // String describes the configured methods without their secrets.
 func (a InboundAuth) String() string {
@@ -83,7 +83,7 @@ type inboundAuth struct {
 }
 
 func newInboundAuth(a InboundAuth, realm string) *inboundAuth {
-	if !a.Enabled() {
+	if !a.enabled() {
 		return nil
 	}
 	ia := &inboundAuth{clientCert: a.ClientCert}

@@ -298,7 +298,7 @@ func TestRegisteredRoutesCarryCredentials(t *testing.T) {
 	m, err := New(Config{Definition: testDefinition("urn:a"), Handler: okHandler(),
 		Auth: InboundAuth{Username: testAuthUser, Password: testAuthPass}})
 	require.NoError(t, err)
-	def := m.Lifecycle().Definition()
+	def := m.lifecycle.Definition()
 	assert.Equal(t, testAuthUser, def.Endpoints[0].Username)
 	assert.Equal(t, testAuthPass, def.Endpoints[0].Password)
 }

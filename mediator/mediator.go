@@ -276,10 +276,6 @@ func New(cfg Config) (*Mediator, error) {
 // Client returns the core API client (standalone when no URL is set).
 func (m *Mediator) Client() *openhim.Client { return m.client }
 
-// Lifecycle returns the registration and heartbeat lifecycle, e.g. for its
-// latest config.
-func (m *Mediator) Lifecycle() *openhim.Lifecycle { return m.lifecycle }
-
 // Standalone reports whether the mediator runs without core.
 func (m *Mediator) Standalone() bool { return m.client.Standalone() }
 
@@ -390,7 +386,7 @@ func (m *Mediator) Serve(ln net.Listener) error {
 		attrs = append(attrs, "metrics_addr", m.metricsLn.Addr().String())
 	}
 	m.log.Info("mediator: serving", attrs...)
-	if !m.cfg.Auth.Enabled() {
+	if !m.cfg.Auth.enabled() {
 		m.log.Warn("mediator: no inbound authentication configured: anyone who reaches " + ln.Addr().String() + " can call the mediator's routes")
 	}
 	if m.cfg.TLSConfig != nil {

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// DefaultMaxCapturedBodyBytes is the default cap on each body an
+// defaultMaxCapturedBodyBytes (1 MiB) is the default cap on each body an
 // orchestration records (the caller always receives the full body).
-const DefaultMaxCapturedBodyBytes = 1 << 20
+const defaultMaxCapturedBodyBytes = 1 << 20
 
 // redacted replaces the value of a secret header in orchestrations.
 const redacted = "[REDACTED]"
@@ -21,12 +21,13 @@ const redacted = "[REDACTED]"
 // The zero value is ready to use.
 type CaptureConfig struct {
 	// MaxBodyBytes caps each recorded request or response body (the
-	// caller still gets the full body). 0 means DefaultMaxCapturedBodyBytes;
+	// caller still gets the full body). 0 means 1 MiB;
 	// a negative value records no bodies.
 	MaxBodyBytes int64
 	// BodyBudget caps the bodies of one transaction: request, response
 	// and every orchestration body. Orchestration bodies are cut, last
-	// first, to fit; the response is never cut. 0 means DefaultBodyBudget;
+	// first, to fit; the response is never cut. 0 means 15 MiB, core's
+	// default MAX_BODIES_SIZE (api.maxBodiesSizeMB);
 	// a negative value disables the budget.
 	BodyBudget int64
 	// RedactHeaders names further headers whose values are replaced by
@@ -38,7 +39,7 @@ type CaptureConfig struct {
 func (c CaptureConfig) maxBody() int64 {
 	switch {
 	case c.MaxBodyBytes == 0:
-		return DefaultMaxCapturedBodyBytes
+		return defaultMaxCapturedBodyBytes
 	case c.MaxBodyBytes < 0:
 		return 0
 	}
@@ -47,7 +48,7 @@ func (c CaptureConfig) maxBody() int64 {
 
 func (c CaptureConfig) budget() int64 {
 	if c.BodyBudget == 0 {
-		return DefaultBodyBudget
+		return defaultBodyBudget
 	}
 	return c.BodyBudget
 }

@@ -17,8 +17,8 @@ const (
 	StatusFailed              Status = "Failed"
 )
 
-// Valid reports whether s is one of core's transaction statuses.
-func (s Status) Valid() bool {
+// valid reports whether s is one of core's transaction statuses.
+func (s Status) valid() bool {
 	switch s {
 	case StatusProcessing, StatusPendingAsync, StatusSuccessful, StatusCompleted,
 		StatusCompletedWithErrors, StatusFailed:
@@ -29,7 +29,7 @@ func (s Status) Valid() bool {
 
 // validateStatus returns an error unless s is empty or valid.
 func validateStatus(s Status) error {
-	if s == "" || s.Valid() {
+	if s == "" || s.valid() {
 		return nil
 	}
 	return fmt.Errorf("mediator: invalid status %q", string(s))
