@@ -34,8 +34,9 @@ type ContactTypes struct {
 	index map[string]int
 }
 
-// ErrUnknownContactType is wrapped by the errors of [ContactTypes.Of] for
-// a contact whose type is not in the hierarchy.
+// ErrUnknownContactType is wrapped by errors about a contact whose type
+// ([Contact.TypeID]) is not in the hierarchy ([ContactTypes.Lookup] finds
+// no such type).
 var ErrUnknownContactType = errors.New("contact type not in the app's contact_types")
 
 // personTypeID is the type id CHT always treats as a person, configured or
@@ -215,11 +216,11 @@ func (ct ContactTypes) Types() []ContactType {
 	return out
 }
 
-// Of returns the type of contact c ([Contact.TypeID]). A contact whose
+// of returns the type of contact c ([Contact.TypeID]). A contact whose
 // type is not in the hierarchy, or a document that is not a contact, is a
 // *DecodeError naming contact_type (or type) that wraps
 // [ErrUnknownContactType].
-func (ct ContactTypes) Of(c *Contact) (ContactType, error) {
+func (ct ContactTypes) of(c *Contact) (ContactType, error) {
 	field := "type"
 	if c != nil && c.Type == "contact" {
 		field = "contact_type"

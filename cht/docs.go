@@ -54,13 +54,10 @@ func (s *DocsService) Put(ctx context.Context, id string, doc any) (*DocResult, 
 }
 
 // Seq is a CouchDB update sequence, used as the checkpoint of a _changes
-// consumer. Persist it with its String form and pass it back as
+// consumer. Persist it as a string and pass it back as
 // ChangesOptions.Since to resume. CouchDB 2+ uses opaque strings, CouchDB
 // 1.x numbers; both decode. The zero value means "from the beginning".
 type Seq string
-
-// String returns the sequence as sent by CouchDB.
-func (s Seq) String() string { return string(s) }
 
 // UnmarshalJSON accepts a string or a number.
 func (s *Seq) UnmarshalJSON(b []byte) error {

@@ -22,3 +22,6 @@ func (l *Lineage) IDs() []string { return l.ids() }
 func (c *Contact) IsPlace(personTypes ...string) bool {
 	return c.IsContact() && !c.IsPerson(personTypes...)
 }
+
+// Of gives TestContactTypesOf the unexported lookup by document.
+func (ct ContactTypes) Of(c *Contact) (ContactType, error) { return ct.of(c) }

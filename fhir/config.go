@@ -301,8 +301,8 @@ func checkKinds(t *ContactTypeMapping, types cht.ContactTypes) error {
 // *ConversionError naming contact_type (type for legacy documents) when
 // the type is not in it.
 func (c *Converter) contactType(ct *cht.Contact) (cht.ContactType, error) {
-	t, err := c.types.Of(ct)
-	if err != nil {
+	t, ok := c.types.Lookup(ct.TypeID())
+	if !ok {
 		field, v := "type", ct.Type
 		if ct.Type == "contact" {
 			field, v = "contact_type", ct.ContactType

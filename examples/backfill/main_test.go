@@ -216,7 +216,7 @@ func TestKillAndResume(t *testing.T) {
 		require.NoError(t, err, "the checkpoint survives a SIGKILL")
 		require.GreaterOrEqual(t, after.Batches, cp.Batches)
 		assert.Equal(t, after.Docs, after.Converted+after.Failed+after.SkippedTotal())
-		seqs = append(seqs, after.Seq.String())
+		seqs = append(seqs, string(after.Seq))
 	}
 	assert.Len(t, compact(seqs), len(seqs), "each run made progress: %v", seqs)
 

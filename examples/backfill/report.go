@@ -86,7 +86,7 @@ type summary struct {
 func printSummary(w io.Writer, s *backfill.Summary) error {
 	out := summary{Converted: s.Converted, Skipped: s.Skipped, Failed: s.Failed, Failures: s.Failures,
 		Resources: s.Resources, Docs: s.Docs, ThisRun: s.Processed, Seconds: s.Elapsed.Seconds(),
-		Checkpoint: s.Seq.String(), PeakRSSMiB: float64(peakRSS()) / (1 << 20)}
+		Checkpoint: string(s.Seq), PeakRSSMiB: float64(peakRSS()) / (1 << 20)}
 	if out.Skipped == nil {
 		out.Skipped = map[string]int64{}
 	}
