@@ -432,56 +432,43 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-const hexDigits = "0123456789abcdef"
+// stringEncoder is a reusable encoding/json encoder of one string.
+type stringEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
 
-// appendString writes s as a JSON string, escaping like encoding/json
-// (including <, >, & and U+2028/U+2029) and replacing invalid UTF-8.
+var stringEncoders = sync.Pool{New: func() any {
+	e := &stringEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
+
+// appendString writes s as a JSON string the way encoding/json does
+// (escaping <, >, & and U+2028/U+2029, replacing invalid UTF-8). Plain
+// printable ASCII, the common case, is copied as it is.
 func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			plain = false
+			break
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	e := stringEncoders.Get().(*stringEncoder)
+	e.buf.Reset()
+	_ = e.enc.Encode(s) // a string always encodes
+	out := e.buf.Bytes()
+	b = append(b, out[:len(out)-1]...) // without Encode's newline
+	if e.buf.Cap() <= 1<<20 {
+		stringEncoders.Put(e)
+	}
+	return b
 }
 
 // ParseEnvelope decodes an application/json+openhim body, as core does for a

@@ -158,12 +158,29 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{
 		"", "plain", `quote " backslash \`, "ctl \x00\x01\x1f\x7f", "nl\n cr\r tab\t",
 		"<html>&amp;</html>", "unicode é ü 日本", "emoji 🙂", "bad utf8 \xff\xfe end",
-		"truncated \xe6\x97", "line sep \u2028 para \u2029",
+		"truncated \xe6\x97", "line sep \u2028 para \u2029", "backspace \b formfeed \f",
 	} {
 		want, err := json.Marshal(s)
 		require.NoError(t, err)
 		assert.Equal(t, string(want), string(appendString(nil, s)), "%q", s)
 	}
+}
+
+// FuzzAppendString requires appendString to write exactly what
+// encoding/json writes for any string.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "<&>", "\xff\u2028\b", `"\\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Fatalf("appendString(%q) = %s, encoding/json writes %s", s, got[1:], want)
+		}
+	})
 }
 
 func TestFitBodies(t *testing.T) {
