@@ -113,8 +113,6 @@ type Client struct {
 	common service
 
 	// Services, one per resource.
-	People   *PeopleService
-	Places   *PlacesService
 	Contacts *ContactsService
 	Reports  *ReportsService
 	Records  *RecordsService
@@ -248,8 +246,6 @@ func New(cfg Config) (*Client, error) {
 		c.rc.SetBasicAuth(user, pass)
 	}
 	c.common.client = c
-	c.People = (*PeopleService)(&c.common)
-	c.Places = (*PlacesService)(&c.common)
 	c.Contacts = (*ContactsService)(&c.common)
 	c.Reports = (*ReportsService)(&c.common)
 	c.Records = (*RecordsService)(&c.common)

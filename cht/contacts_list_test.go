@@ -2,7 +2,6 @@ package cht_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -39,11 +38,25 @@ func TestContactsAll52(t *testing.T) {
 		t.Errorf("All persons: %d, %v; want 6", len(ids), err)
 	}
 
-	_, old := newDemo(t, chttest.Config{Version: "4.21.0"})
-	for _, err := range old.Contacts.All(ctx, cht.ListOptions{Type: "person"}) {
-		if !errors.Is(err, cht.ErrNotFound) {
-			t.Errorf("4.21 listing: %v, want ErrNotFound", err)
+	// Before 5.2 there is no GET /api/v1/contact: a person type is listed
+	// with GET /api/v1/person (api/src/controllers/person.js, 4.11+) and
+	// any other type with GET /api/v1/place (api/src/controllers/place.js,
+	// 4.12+).
+	oldSrv, old := newDemo(t, chttest.Config{Version: "4.21.0"})
+	for _, tt := range []struct {
+		typ, path string
+		n         int
+	}{{"person", "/api/v1/person", 6}, {"household", "/api/v1/place", 1}} {
+		oldSrv.ResetRequests()
+		n := 0
+		for _, err := range old.Contacts.All(ctx, cht.ListOptions{Type: tt.typ}) {
+			if err != nil {
+				t.Fatalf("4.21 listing %s: %v", tt.typ, err)
+			}
+			n++
 		}
-		break
+		if n != tt.n || len(requestsTo(oldSrv, "GET", tt.path)) == 0 {
+			t.Errorf("4.21 listing %s: %d contacts, requests %v; want %d via %s", tt.typ, n, oldSrv.Requests(), tt.n, tt.path)
+		}
 	}
 }

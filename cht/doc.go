@@ -17,8 +17,8 @@
 //
 //	c, err := cht.New(cht.Config{URL: "https://cht.example.org", Username: "mediator", Password: pw})
 //	res, err := c.Hydrate(ctx, ids...)                   // POST /api/v1/hydrate, batched, order kept
-//	p, err := c.People.Get(ctx, id, &cht.GetOptions{WithLineage: true})
-//	for place, err := range c.Places.All(ctx, cht.ListOptions{Type: "clinic"}) { ... }
+//	p, err := c.Contacts.Get(ctx, id, &cht.GetOptions{WithLineage: true})
+//	for place, err := range c.Contacts.All(ctx, cht.ListOptions{Type: "clinic"}) { ... }
 //	out, err := c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: f}, &cht.SubmitOptions{ReadBack: true})
 //	contacts, err := c.Contacts.ByPhone(ctx, "+254712345678")
 //	page, err := c.Docs.Changes(ctx, cht.ChangesOptions{Since: checkpoint, IncludeDocs: true})

@@ -31,7 +31,7 @@ func Example() {
 	defer srv.Close()
 	ctx := context.Background()
 
-	p, err := c.People.Get(ctx, chttest.DemoCHWID, &cht.GetOptions{WithLineage: true})
+	p, err := c.Contacts.Get(ctx, chttest.DemoCHWID, &cht.GetOptions{WithLineage: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -121,11 +121,11 @@ func ExampleRecordsService_Submit() {
 	// sys.missing_fields
 }
 
-func ExamplePeopleService_All() {
+func ExampleContactsService_All() {
 	srv, c := newExampleClient()
 	defer srv.Close()
 
-	for p, err := range c.People.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
+	for p, err := range c.Contacts.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
 		if err != nil {
 			log.Fatal(err)
 		}

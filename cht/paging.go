@@ -68,7 +68,7 @@ func listPage[T any](ctx context.Context, c *Client, path string, opts ListOptio
 	return &p, nil
 }
 
-// listAll follows cursors; see PeopleService.All.
+// listAll follows cursors; see ContactsService.All.
 func listAll[T any](ctx context.Context, fetch func(context.Context, ListOptions) (*page[T], error), opts ListOptions) iter.Seq2[*T, error] {
 	return func(yield func(*T, error) bool) {
 		o := opts // the caller's options are never modified

@@ -4,48 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"iter"
 	"net/http"
 	"slices"
 )
-
-// PeopleService accesses person contacts.
-type PeopleService service
-
-// Get fetches a person by uuid with GET /api/v1/person/<uuid> (CHT 4.9+).
-// On older servers it falls back to hydrate (WithLineage) or the raw
-// document. A missing document, or one that is not a person, is an error
-// matching [ErrNotFound].
-func (s *PeopleService) Get(ctx context.Context, id string, opts *GetOptions) (*Contact, error) {
-	c, err := getContact(ctx, s.client, featurePersonGet, "/api/v1/person/", id, opts)
-	if err != nil {
-		return nil, fmt.Errorf("cht: get person %q: %w", id, err)
-	}
-	if slices.Contains(legacyPlaceTypes, c.Type) {
-		return nil, fmt.Errorf("cht: get person %q: %w (type %q)", id, ErrNotFound, c.Type)
-	}
-	return c, nil
-}
-
-// list fetches one page of people of opts.Type (CHT 4.11+), e.g.
-// "person" or a configured person type.
-func (s *PeopleService) list(ctx context.Context, opts ListOptions) (*page[Contact], error) {
-	if err := s.client.require(ctx, featurePersonList); err != nil {
-		return nil, fmt.Errorf("cht: list people: %w", err)
-	}
-	p, err := listPage[Contact](ctx, s.client, "/api/v1/person", opts)
-	if err != nil {
-		return nil, fmt.Errorf("cht: list people: %w", err)
-	}
-	return p, nil
-}
-
-// All iterates over all people of opts.Type, following cursors from
-// opts.Cursor. On error it yields (nil, err) once and stops. Each
-// iteration starts again from opts.Cursor.
-func (s *PeopleService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
-	return listAll(ctx, s.list, opts)
-}
 
 // CreateResult is the outcome of creating a person or place.
 type CreateResult struct {
@@ -59,39 +20,73 @@ type CreateResult struct {
 	ContactID string
 }
 
-// Create creates a person whose parent place is p.Parent.ID. It uses
-// POST /api/v1/person on CHT 5.2+ and the legacy POST /api/v1/people
-// otherwise. The type defaults to "person"; a configured type may be given
-// as Type "contact" plus ContactType or directly as Type, and is sent in
-// the form each endpoint expects. Other
-// fields, including Extra, are sent as they are. Set p.ID to choose the
-// document id, which makes retrying a create safe (a replay conflicts).
-// Create is not retried on server errors.
-func (s *PeopleService) Create(ctx context.Context, p *Contact) (*CreateResult, error) {
+// Create creates a person or a place. A contact of type "person" (the
+// default when Type is empty) or of a person type of the app's
+// contact_types ([Client.ContactTypes]) is created as a person whose parent
+// place is p.Parent.ID; any other type as a place under p.Parent.ID (omit
+// for a top-level place) with primary contact p.Contact.ID if set. It uses
+// POST /api/v1/person or /api/v1/place on CHT 5.2+ and the legacy
+// POST /api/v1/people or /api/v1/places otherwise. A configured type may
+// be given as Type "contact" plus ContactType or directly as Type, and is
+// sent in the form each endpoint expects. Other fields, including Extra,
+// are sent as they are. Set p.ID to choose the document id, which makes
+// retrying a create safe (a replay conflicts). Create is not retried on
+// server errors.
+func (s *ContactsService) Create(ctx context.Context, p *Contact) (*CreateResult, error) {
 	if p == nil || p.Name == "" {
-		return nil, fmt.Errorf("cht: create person: name is required")
-	}
-	v2, err := s.client.supports(ctx, featureCreateV2)
-	if err != nil {
-		return nil, fmt.Errorf("cht: create person: %w", err)
+		return nil, fmt.Errorf("cht: create contact: name is required")
 	}
 	doc := *p
 	if doc.Type == "" {
-		doc.Type = "person"
+		doc.Type = personTypeID
 	}
-	body, err := createBody(&doc, v2, "place")
+	person, err := s.isPersonType(ctx, doc.TypeID())
 	if err != nil {
-		return nil, fmt.Errorf("cht: create person: %w", err)
+		return nil, fmt.Errorf("cht: create contact: %w", err)
 	}
-	path := "/api/v1/people"
+	kind, parentKey := "place", "parent"
+	if person {
+		kind, parentKey = "person", "place"
+	}
+	if doc.TypeID() == "" {
+		return nil, fmt.Errorf("cht: create %s: type is required", kind)
+	}
+	v2, err := s.client.supports(ctx, featureCreateV2)
+	if err != nil {
+		return nil, fmt.Errorf("cht: create %s: %w", kind, err)
+	}
+	body, err := createBody(&doc, v2, parentKey)
+	if err != nil {
+		return nil, fmt.Errorf("cht: create %s: %w", kind, err)
+	}
+	path := "/api/v1/" + map[bool]string{true: "people", false: "places"}[person]
 	if v2 {
-		path = "/api/v1/person"
+		path = "/api/v1/" + kind
 	}
 	res, err := s.client.create(ctx, path, body, v2)
 	if err != nil {
-		return nil, fmt.Errorf("cht: create person: %w", err)
+		return nil, fmt.Errorf("cht: create %s: %w", kind, err)
 	}
 	return res, nil
+}
+
+// isPersonType reports whether contact type id is a person type: "person"
+// and the legacy place types answer without a request, any other type is
+// looked up in the app's contact_types (api/src/services/settings.js
+// serves them; shared-libs/contact-types-utils isPersonType reads the
+// person flag).
+func (s *ContactsService) isPersonType(ctx context.Context, id string) (bool, error) {
+	switch {
+	case id == personTypeID:
+		return true, nil
+	case slices.Contains(legacyPlaceTypes, id):
+		return false, nil
+	}
+	types, err := s.client.ContactTypes(ctx)
+	if err != nil {
+		return false, err
+	}
+	return types.IsPerson(id), nil
 }
 
 var legacyPlaceTypes = []string{"district_hospital", "health_center", "clinic"}
