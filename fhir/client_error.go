@@ -52,15 +52,6 @@ func (e *ServerError) Error() string {
 	return b.String()
 }
 
-// Status is the status that decides what to do: EntryStatus for a failed
-// transaction entry, else StatusCode.
-func (e *ServerError) Status() int {
-	if e.EntryStatus != 0 {
-		return e.EntryStatus
-	}
-	return e.StatusCode
-}
-
 // newServerError builds the error for a non-2xx answer with body.
 func newServerError(method, target string, status int, body []byte) *ServerError {
 	e := &ServerError{StatusCode: status, Entry: -1, op: method + " " + target}
