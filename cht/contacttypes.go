@@ -27,8 +27,8 @@ type ContactType struct {
 // ContactTypes is a CHT app's contact hierarchy: it tells whether a type
 // id is a person type, a place type, or unknown. It is an immutable value,
 // safe for concurrent use and cheap to copy. The zero value knows no types;
-// build one with [NewContactTypes], [ParseContactTypes],
-// [LegacyContactTypes] or [Client.ContactTypes].
+// build one with [ParseContactTypes], [LegacyContactTypes] or
+// [Client.ContactTypes].
 type ContactTypes struct {
 	types []ContactType // in configuration order; never modified
 	index map[string]int
@@ -43,10 +43,10 @@ var ErrUnknownContactType = errors.New("contact type not in the app's contact_ty
 // not (contact-types-utils HARDCODED_PERSON_TYPE).
 const personTypeID = "person"
 
-// NewContactTypes builds a hierarchy from types. Ids must be non-empty and
+// newContactTypes builds a hierarchy from types. Ids must be non-empty and
 // unique, and every parent must be one of the types. The type id "person"
 // is a person type even when declared without Person, as in CHT.
-func NewContactTypes(types ...ContactType) (ContactTypes, error) {
+func newContactTypes(types ...ContactType) (ContactTypes, error) {
 	if len(types) == 0 {
 		return ContactTypes{}, errors.New("cht: contact types: none given")
 	}
@@ -77,7 +77,7 @@ func NewContactTypes(types ...ContactType) (ContactTypes, error) {
 // have no contact_types (apps made before CHT 3.7): district_hospital >
 // health_center > clinic, and person under any of the three.
 func LegacyContactTypes() ContactTypes {
-	ct, err := NewContactTypes(
+	ct, err := newContactTypes(
 		ContactType{ID: "district_hospital"},
 		ContactType{ID: "health_center", Parents: []string{"district_hospital"}},
 		ContactType{ID: "clinic", Parents: []string{"health_center"}},
@@ -127,7 +127,7 @@ func ParseContactTypes(appSettings []byte) (ContactTypes, error) {
 			return ContactTypes{}, err
 		}
 	}
-	ct, err := NewContactTypes(types...)
+	ct, err := newContactTypes(types...)
 	if err != nil {
 		return ContactTypes{}, &DecodeError{Path: "contact_types", Err: err}
 	}

@@ -25,3 +25,6 @@ func (c *Contact) IsPlace(personTypes ...string) bool {
 
 // Of gives TestContactTypesOf the unexported lookup by document.
 func (ct ContactTypes) Of(c *Contact) (ContactType, error) { return ct.of(c) }
+
+// NewContactTypes gives the tests the hierarchy constructor behind ParseContactTypes.
+func NewContactTypes(types ...ContactType) (ContactTypes, error) { return newContactTypes(types...) }

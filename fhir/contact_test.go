@@ -204,7 +204,7 @@ func TestConfigurablePersonType(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Field != "contact_type" || !errors.Is(err, cht.ErrUnknownContactType) {
 		t.Fatalf("chw_person with the legacy hierarchy: err = %v, want a ConversionError naming contact_type", err)
 	}
-	types, err := cht.NewContactTypes(cht.ContactType{ID: "hh"}, cht.ContactType{ID: "chw_person", Person: true, Parents: []string{"hh"}})
+	types, err := cht.ParseContactTypes([]byte(`{"contact_types": [{"id": "hh"}, {"id": "chw_person", "person": true, "parents": ["hh"]}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
