@@ -18,7 +18,7 @@ const apiBudget = 250
 
 // apiCeiling is the size the core packages may not exceed: the figure when
 // it was last lowered. Lower it as names are removed; never raise it.
-const apiCeiling = 250
+const apiCeiling = 249
 
 // exportedNames counts the public API of the package in dir: its exported
 // package-level identifiers (functions, types, variables and constants) plus
