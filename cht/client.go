@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"net/http"
@@ -133,8 +134,8 @@ type Client struct {
 	sessMu  sync.Mutex // guards cookie
 	cookie  string     // AuthSession cookie value in session mode
 
-	verMu   sync.Mutex     // guards version
-	version *serverVersion // detected or configured version
+	verMu   sync.Mutex       // guards version
+	version *release.Version // detected or configured version
 }
 
 type service struct{ client *Client }
@@ -207,7 +208,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Version != "" {
-		v, err := parseVersion(cfg.Version)
+		v, err := release.Parse(cfg.Version)
 		if err != nil {
 			return nil, fmt.Errorf("cht: config: Version: %w", err)
 		}

@@ -63,19 +63,20 @@ func (e *APIError) Error() string {
 
 // Is matches the sentinel errors by status code.
 func (e *APIError) Is(target error) bool {
-	switch target {
-	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized
-	case ErrForbidden:
-		return e.StatusCode == http.StatusForbidden
-	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound
-	case ErrConflict:
-		return e.StatusCode == http.StatusConflict
-	case ErrServer:
-		return e.StatusCode >= 500
+	var s error
+	switch code := e.StatusCode; {
+	case code >= 500:
+		s = ErrServer
+	case code == http.StatusUnauthorized:
+		s = ErrUnauthorized
+	case code == http.StatusForbidden:
+		s = ErrForbidden
+	case code == http.StatusNotFound:
+		s = ErrNotFound
+	case code == http.StatusConflict:
+		s = ErrConflict
 	}
-	return false
+	return s != nil && s == target
 }
 
 const maxErrorBody = 4 << 10

@@ -3,65 +3,22 @@ package cht
 import (
 	"context"
 	"fmt"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"net/http"
-	"strconv"
-	"strings"
 )
-
-// serverVersion is a CHT release version.
-type serverVersion struct {
-	Major, Minor, Patch int
-	Raw                 string // as reported, e.g. "4.10.0-beta.1"
-}
-
-// parseVersion parses "major.minor.patch" with an optional pre-release or
-// build suffix.
-func parseVersion(s string) (serverVersion, error) {
-	v := serverVersion{Raw: s}
-	core := strings.TrimPrefix(strings.TrimSpace(s), "v")
-	if i := strings.IndexAny(core, "-+ "); i >= 0 {
-		core = core[:i]
-	}
-	parts := strings.Split(core, ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return v, fmt.Errorf("cht: invalid version %q", s)
-	}
-	dst := []*int{&v.Major, &v.Minor, &v.Patch}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return v, fmt.Errorf("cht: invalid version %q", s)
-		}
-		*dst[i] = n
-	}
-	return v, nil
-}
-
-// atLeast reports whether v is major.minor or later.
-func (v serverVersion) atLeast(major, minor int) bool {
-	return v.Major > major || v.Major == major && v.Minor >= minor
-}
-
-// String returns the version as reported, or major.minor.patch.
-func (v serverVersion) String() string {
-	if v.Raw != "" {
-		return v.Raw
-	}
-	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
-}
 
 // fetchVersion reads the CHT version (GET /api/info) and caches it for
 // feature detection.
-func (c *Client) fetchVersion(ctx context.Context) (serverVersion, error) {
+func (c *Client) fetchVersion(ctx context.Context) (release.Version, error) {
 	var body struct {
 		Version string `json:"version"`
 	}
 	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/api/info", retry: true}, &body); err != nil {
-		return serverVersion{}, err
+		return release.Version{}, err
 	}
-	v, err := parseVersion(body.Version)
+	v, err := release.Parse(body.Version)
 	if err != nil {
-		return serverVersion{}, err
+		return release.Version{}, fmt.Errorf("cht: /api/info: %w", err)
 	}
 	c.verMu.Lock()
 	c.version = &v
@@ -100,9 +57,9 @@ var featureSince = map[feature][2]int{
 }
 
 // has reports whether version v supports feature f.
-func (v serverVersion) has(f feature) bool {
+func has(v release.Version, f feature) bool {
 	s, ok := featureSince[f]
-	return ok && v.atLeast(s[0], s[1])
+	return ok && v.AtLeast(s[0], s[1])
 }
 
 // supports reports whether the server supports f, detecting the version
@@ -112,11 +69,11 @@ func (c *Client) supports(ctx context.Context, f feature) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return v.has(f), nil
+	return has(v, f), nil
 }
 
 // detectVersion returns the server version, detected once and cached.
-func (c *Client) detectVersion(ctx context.Context) (serverVersion, error) {
+func (c *Client) detectVersion(ctx context.Context) (release.Version, error) {
 	c.verMu.Lock()
 	v := c.version
 	c.verMu.Unlock()
@@ -125,7 +82,7 @@ func (c *Client) detectVersion(ctx context.Context) (serverVersion, error) {
 	}
 	v2, err := c.fetchVersion(ctx)
 	if err != nil {
-		return serverVersion{}, fmt.Errorf("cht: detect version: %w", err)
+		return release.Version{}, fmt.Errorf("cht: detect version: %w", err)
 	}
 	return v2, nil
 }

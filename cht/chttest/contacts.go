@@ -482,7 +482,7 @@ func kindGet(k kind) func(*Server, *reqCtx, []string) {
 			return
 		}
 		lineage := c.r.URL.Query().Get("with_lineage") == "true"
-		if k == kindReport && !s.ver.atLeast(4, 22) {
+		if k == kindReport && !s.ver.AtLeast(4, 22) {
 			lineage = false
 		}
 		if lineage {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"net/http"
@@ -138,7 +139,7 @@ type Attempt struct {
 // Sentinel's outbound schedule) against a destination.
 type OutboundPusher struct {
 	cfg     PusherConfig
-	ver     version
+	ver     release.Version
 	sources []mapSource // cfg.Mapping, normalised and compiled
 	cron    cron.Schedule
 	client  *http.Client
@@ -184,9 +185,9 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
 	}
-	v, err := parseVersion(cfg.Version)
+	v, err := release.Parse(cfg.Version)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("chttest: PusherConfig.Version: %w", err)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = OutboundTimeout
@@ -205,7 +206,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		client.Transport = cfg.HTTPClient.Transport
 		client.Jar = cfg.HTTPClient.Jar
 	}
-	if !v.atLeast(4, 17) {
+	if !v.AtLeast(4, 17) {
 		// request-promise-native does not follow redirects on POST.
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
@@ -490,7 +491,7 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 	case p.cfg.Username != "":
 		req.SetBasicAuth(p.cfg.Username, p.cfg.Password)
 	}
-	if p.ver.atLeast(4, 18) {
+	if p.ver.AtLeast(4, 18) {
 		req.Header.Set("User-Agent", "Community Health Toolkit/"+p.ver.String()+" ("+runtime.GOOS+","+nodeArch(runtime.GOARCH)+")")
 	}
 	resp, err := p.client.Do(req)
@@ -503,7 +504,7 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: read response: %w", err)
 	}
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	if p.ver.atLeast(4, 17) {
+	if p.ver.AtLeast(4, 17) {
 		ok = ok || (resp.StatusCode > 300 && resp.StatusCode < 399)
 		if ok && strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "application/json") && !json.Valid(rb) {
 			return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: push %s: status %d with an invalid JSON body", p.cfg.Name, resp.StatusCode)

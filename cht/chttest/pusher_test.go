@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"net/http"
@@ -238,7 +239,7 @@ func TestPusherSuccessRules(t *testing.T) {
 				t.Errorf("request %s %s %v", r.Method, r.URL, r.Header)
 			}
 			ua := r.Header.Get("User-Agent")
-			if v, _ := parseVersion(tt.version); v.atLeast(4, 18) != strings.HasPrefix(ua, "Community Health Toolkit/"+v.String()) {
+			if v, _ := release.Parse(tt.version); v.AtLeast(4, 18) != strings.HasPrefix(ua, "Community Health Toolkit/"+v.String()) {
 				t.Errorf("User-Agent %q on %s", ua, tt.version)
 			}
 			jsonEqual(t, []byte(dest.bodies[0]), []byte(`{"doc":{"_id":"p1","name":"A","phone":"1","date_of_birth":"x","sex":"f","patient_id":"1"}}`))

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"maps"
@@ -184,7 +185,7 @@ type Server struct {
 
 	ts       *httptest.Server
 	cfg      Config
-	ver      version
+	ver      release.Version
 	store    *store
 	sentinel *store // medic-sentinel: Sentinel's task:outbound:* docs
 	log      *slog.Logger
@@ -228,9 +229,9 @@ func newServer(c Config) (*Server, error) {
 	if c.Version == "" {
 		c.Version = DefaultVersion
 	}
-	v, err := parseVersion(c.Version)
+	v, err := release.Parse(c.Version)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("chttest: Config.Version: %w", err)
 	}
 	c.BasePath = strings.TrimRight(c.BasePath, "/")
 	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
@@ -873,7 +874,7 @@ func (s *Server) route(c *reqCtx) {
 			methodMismatch = true
 			continue
 		}
-		if !s.ver.atLeast(rt.since[0], rt.since[1]) {
+		if !s.ver.AtLeast(rt.since[0], rt.since[1]) {
 			break // route does not exist in this version
 		}
 		for i, prm := range params {
@@ -1012,7 +1013,7 @@ func newCouchID() string {
 func (s *Server) newUUID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	if s.ver.atLeast(5, 0) {
+	if s.ver.AtLeast(5, 0) {
 		ms := uint64(s.now().UnixMilli())
 		for i := range 6 {
 			b[i] = byte(ms >> (40 - 8*i))

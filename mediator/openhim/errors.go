@@ -62,19 +62,19 @@ func (e *APIError) Error() string {
 
 // Is matches the sentinel error of e's status code.
 func (e *APIError) Is(target error) bool {
-	switch target {
-	case ErrBadRequest:
-		return e.StatusCode == http.StatusBadRequest
-	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized
-	case ErrForbidden:
-		return e.StatusCode == http.StatusForbidden
-	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound
-	case ErrServer:
+	if target == ErrServer {
 		return e.StatusCode >= 500
 	}
-	return false
+	s, ok := statusSentinels[e.StatusCode]
+	return ok && s == target
+}
+
+// statusSentinels are the sentinels an *APIError of a status code matches.
+var statusSentinels = map[int]error{
+	http.StatusBadRequest:   ErrBadRequest,
+	http.StatusUnauthorized: ErrUnauthorized,
+	http.StatusForbidden:    ErrForbidden,
+	http.StatusNotFound:     ErrNotFound,
 }
 
 // isCredentialError reports a 401 or 403: retrying quickly does not help
