@@ -1,22 +1,21 @@
-package push_test
+package main
 
 // e2e test against the REAL FHIR server of .ci/stack.sh (FHIR_BASE_URL): a
 // configurable-hierarchy app served by chttest (contact_types with a CHW
 // type, places, people, reports: fhir/testdata/realapp) pushes every
-// document to the handler wired as examples/cht-to-fhir wires it, from URLs
-// only (push.NewPending reads the contact types from CHT; the default
-// mapping). The FHIR server then holds the right resource kinds, every
-// reference of what was written resolves there, and the resources read back
-// convert to the documents' mapped values.
+// document to this program, configured with URLs (and CHT's credentials)
+// only: it reads the contact types from CHT and uses the default mapping.
+// The FHIR server then holds the right resource kinds, every reference of
+// what was written resolves there, and the resources read back convert to
+// the documents' mapped values.
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -41,15 +40,15 @@ func TestE2ERealAppToFHIR(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	settings, err := os.ReadFile("../testdata/realapp/app_settings.json")
+	appSettings, err := os.ReadFile("../../fhir/testdata/realapp/app_settings.json")
 	require.NoError(t, err)
 	var app struct {
 		ContactTypes []chttest.ContactType `json:"contact_types"`
 	}
-	require.NoError(t, json.Unmarshal(settings, &app))
+	require.NoError(t, json.Unmarshal(appSettings, &app))
 	chtSrv := chttest.NewServer(chttest.Config{ContactTypes: app.ContactTypes})
 	t.Cleanup(chtSrv.Close)
-	raw, err := os.ReadFile("../testdata/realapp/docs.json")
+	raw, err := os.ReadFile("../../fhir/testdata/realapp/docs.json")
 	require.NoError(t, err)
 	var docs []map[string]any
 	require.NoError(t, json.Unmarshal(raw, &docs))
@@ -58,24 +57,35 @@ func TestE2ERealAppToFHIR(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	// As examples/cht-to-fhir: URLs (and CHT's credentials), nothing else.
-	// A CHT URL unique to the run keeps our identifiers apart on the shared
+	// URLs (and CHT's credentials), nothing else; standalone (no core).
+	// The CHT URL names the instance in FHIR identifiers: chttest's port
+	// keeps this run's identifiers apart from other tests' on the shared
 	// FHIR server.
-	var nonce [4]byte
-	_, _ = rand.Read(nonce[:])
-	instance := fmt.Sprintf("https://e2e-realapp-%d-%s.cht.example.org", time.Now().Unix(), hex.EncodeToString(nonce[:]))
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirURL})
-	require.NoError(t, err)
-	cc, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
-	require.NoError(t, err)
-	h, err := push.NewPending(fhir.Config{InstanceURL: instance, Mapping: fhir.DefaultMapping()}, push.Config{FHIR: fc, CHT: cc})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "realapp", URL: srv.URL + push.OutboundPath,
+	instance := chtSrv.URL
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	t.Setenv("MEDIATOR_LISTEN", addr)
+	t.Setenv("MEDIATOR_OPENHIM_URL", "")
+	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
+	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
+	t.Setenv("MEDIATOR_FHIR_URL", fhirURL)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, []string{"--config", "config.yaml"}, io.Discard, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "realapp", URL: "http://" + addr + push.OutboundPath,
 		Mapping: map[string]any{"doc": "doc"}, Server: chtSrv})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return h.Ready(ctx) == nil }, 20*time.Second, 100*time.Millisecond, "contact types read")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 100*time.Millisecond, "ready: contact types read from CHT")
 	for _, d := range docs {
 		id := d["_id"].(string)
 		doc, ok := chtSrv.HydratedDoc(id)
@@ -85,7 +95,7 @@ func TestE2ERealAppToFHIR(t *testing.T) {
 	}
 
 	// The same converter the handler uses, to name what it wrote.
-	types, err := cht.ParseContactTypes(settings)
+	types, err := cht.ParseContactTypes(appSettings)
 	require.NoError(t, err)
 	conv, err := fhir.New(fhir.Config{InstanceURL: instance, Mapping: fhir.DefaultMapping(), ContactTypes: types})
 	require.NoError(t, err)
