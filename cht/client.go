@@ -223,7 +223,7 @@ func New(cfg Config) (*Client, error) {
 	// attempt is retried within the caller's context; the session cookie
 	// is the client's own (see session.go), so no jar.
 	hc.Jar, hc.Timeout = nil, 0
-	hc.Transport = attemptTransport{next: hc.Transport}
+	hc.Transport = attemptTransport{next: hc.Transport, limit: int64(maxResp)}
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = defaultUserAgent
@@ -232,7 +232,6 @@ func New(cfg Config) (*Client, error) {
 		SetCookieJar(nil).
 		SetLogger(quietLogger{}). // the middleware below logs, without URLs' queries
 		SetDisableWarn(true).
-		SetResponseBodyLimit(maxResp).
 		SetHeader("User-Agent", ua).
 		SetHeader("Accept", "application/json").
 		SetRetryCount(retries).
@@ -408,8 +407,15 @@ func attemptError(ctx context.Context, err error, timeout time.Duration) error {
 var errAttemptTimeout = errors.New("attempt timeout")
 
 // attemptTransport gives each attempt its call's deadline, so that resty
-// retries an attempt that timed out while the caller's context lives on.
-type attemptTransport struct{ next http.RoundTripper }
+// retries an attempt that timed out while the caller's context lives on,
+// and bounds the size of response bodies (MaxResponseBytes). The bound is
+// here rather than resty's, which reads a body 512 bytes at a time into a
+// slice that grows by a quarter: resty then reads with io.ReadAll, which
+// reads large bodies (hydrated pages of megabytes) in large chunks.
+type attemptTransport struct {
+	next  http.RoundTripper
+	limit int64
+}
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	next := t.next
@@ -418,7 +424,12 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	cl := callOf(req.Context())
 	if cl == nil || cl.timeout <= 0 {
-		return next.RoundTrip(req)
+		res, err := next.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		res.Body = &limitedBody{ReadCloser: res.Body, left: t.limit}
+		return res, nil
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), cl.timeout)
 	res, err := next.RoundTrip(req.WithContext(ctx))
@@ -426,8 +437,23 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, err
 	}
-	res.Body = cancelOnClose{res.Body, cancel}
+	res.Body = cancelOnClose{&limitedBody{ReadCloser: res.Body, left: t.limit}, cancel}
 	return res, nil
+}
+
+// limitedBody fails with resty.ErrResponseBodyTooLarge (which is not
+// retried) once more than its limit was read.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return n, resty.ErrResponseBodyTooLarge
+	}
+	return n, err
 }
 
 // cancelOnClose ends an attempt's deadline when its body is closed.

@@ -364,13 +364,14 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 		timer.Stop()
 	}
 	rows := make([]changeRow, 0, len(changes))
-	for _, ch := range changes {
-		if !ch.deleted && !s.sees(c.user, ch.raw) {
+	for i := range changes {
+		ch := &changes[i]
+		if !ch.deleted && !c.user.online() && !s.sees(c.user, ch.doc()) {
 			continue // api/src/controllers/changes.js: only the user's docs
 		}
 		r := changeRow{Seq: formatSeq(ch.seq), ID: ch.id, Changes: []map[string]any{{"rev": ch.rev}}, Deleted: ch.deleted}
 		if include {
-			r.Doc = ch.raw
+			r.Doc = ch.doc()
 		}
 		rows = append(rows, r)
 	}

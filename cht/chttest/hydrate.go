@@ -3,6 +3,7 @@ package chttest
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 )
 
 // maxDepth bounds lineage walks so a cyclic parent chain cannot hang.
@@ -26,6 +27,7 @@ func (s *Server) HydratedDoc(id string) (map[string]any, bool) {
 type hydrator struct {
 	s     *Server
 	cache map[string]map[string]any // decoded docs; nil value = missing
+	gen   *lazyHydrated             // for generated documents, built at the first
 }
 
 func (s *Server) hydrator() *hydrator {
@@ -263,6 +265,47 @@ func (s *Server) handleHydrate(c *reqCtx, _ []string) {
 			writeJSON(c.w, http.StatusOK, []hydrateEntry{{ID: id, Doc: d}})
 			return
 		}
+	}
+	if s.store.hasGenerated() {
+		// Generated documents are written as JSON directly, the others
+		// hydrated and encoded as below.
+		b := make([]byte, 1, 1<<16)
+		b[0] = '['
+		for i, v := range list {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			id := str(v)
+			b = append(b, `{"id":`...)
+			q, err := json.Marshal(id)
+			if err != nil {
+				http.Error(c.w, "chttest: encode response: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			b = append(b, q...)
+			if g, ok := h.generatedHydrated(append(b, `,"doc":`...), id); ok {
+				b = append(g, '}')
+				if i == 0 {
+					b = slices.Grow(b, len(b)*len(list)) // about the size of the answer
+				}
+				continue
+			}
+			e := hydrateEntry{ID: id, Error: "not_found"}
+			if d, ok := h.doc(id); ok {
+				e = hydrateEntry{ID: id, Doc: d}
+			}
+			one, err := json.Marshal(e)
+			if err != nil {
+				http.Error(c.w, "chttest: encode response: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			b = append(b[:len(b)-len(`{"id":`)-len(q)], one...)
+		}
+		b = append(b, ']')
+		c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		c.w.WriteHeader(http.StatusOK)
+		_, _ = c.w.Write(b)
+		return
 	}
 	for _, v := range list {
 		id := str(v)

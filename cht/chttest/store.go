@@ -70,6 +70,13 @@ func (s *store) generated(id string) ([]byte, bool) {
 	return s.lazy.raw(id)
 }
 
+// hasGenerated reports whether the store has a generated population.
+func (s *store) hasGenerated() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lazy != nil
+}
+
 func newStore() *store {
 	return &store{
 		docs:    make(map[string]*entry),
@@ -304,8 +311,8 @@ func (s *store) currentRev(id string) string {
 		return e.rev
 	}
 	if s.lazy != nil {
-		if d, ok := s.lazy.doc(id); ok {
-			return d["_rev"].(string)
+		if rev, ok := s.lazy.revOf(id); ok {
+			return rev
 		}
 	}
 	return ""
@@ -340,6 +347,15 @@ type change struct {
 	rev     string
 	deleted bool
 	raw     []byte
+	gen     *lazySynthetic // a generated document: raw is nil, doc generates it
+}
+
+// doc returns the JSON of the changed document.
+func (c *change) doc() []byte {
+	if c.raw == nil && c.gen != nil {
+		c.raw, _ = c.gen.raw(c.id)
+	}
+	return c.raw
 }
 
 // changesSince returns up to limit changes after seq (limit <= 0: all), each
@@ -361,12 +377,12 @@ func (s *store) changesSince(since int64, limit int) ([]change, int64, <-chan st
 			if e != nil {
 				continue // written since
 			}
-			d, _ := s.lazy.doc(id)
-			raw, err := json.Marshal(d)
-			if err != nil {
+			rev, ok := s.lazy.revOf(id)
+			if !ok {
 				continue
 			}
-			out = append(out, change{seq: seq, id: id, rev: d["_rev"].(string), raw: raw})
+			// The JSON is generated only if it is asked for (change.doc).
+			out = append(out, change{seq: seq, id: id, rev: rev, gen: s.lazy})
 			if limit > 0 && len(out) == limit {
 				break
 			}

@@ -186,6 +186,10 @@ func (s *Server) GenerateSynthetic(cfg Synthetic) (int64, error) {
 	g := &lazySynthetic{cfg: cfg, per: 1 + cfg.PeoplePerHousehold*(1+cfg.ReportsPerPerson),
 		parent: s.minifyLineage(cfg.Parent), submitter: s.minifyLineage(cfg.Submitter)}
 	g.n = int64(cfg.Households) * int64(g.per)
+	var err error
+	if g.json, err = newLazyJSON(g); err != nil {
+		return 0, fmt.Errorf("chttest: synthetic: %w", err)
+	}
 	st := s.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -206,6 +210,7 @@ type lazySynthetic struct {
 	per               int   // documents per household
 	from, n           int64 // first sequence, number of documents
 	parent, submitter any   // minified lineages
+	json              *lazyJSON
 }
 
 // lazyPrefix starts the ids of generated documents:
@@ -265,57 +270,14 @@ var (
 
 const lazyBase = int64(1722004087809)
 
-// doc generates the document id, with its _rev.
+// doc generates the document id, with its _rev, decoded.
 func (g *lazySynthetic) doc(id string) (map[string]any, bool) {
-	kind, p, r, h, ok := g.parse(id)
+	raw, ok := g.raw(id)
 	if !ok {
 		return nil, false
 	}
-	rng := mrand.New(mrand.NewPCG(g.cfg.Seed^uint64(h), uint64(p)<<16|uint64(r)<<2|uint64(kind)))
-	fam := lazyFamily[h%int64(len(lazyFamily))]
-	rev := "1-" + fmt.Sprintf("%032x", uint64(h)<<20|uint64(p)<<8|uint64(r)<<2|uint64(kind))
-	var d map[string]any
-	switch kind {
-	case lazyHousehold:
-		d = map[string]any{"_id": id, "_rev": rev, "name": fam + " Household " + strconv.FormatInt(h+1, 10),
-			"parent": g.parent, "reported_date": jsonInt(lazyBase + h*1000)}
-		if g.cfg.PeoplePerHousehold > 0 {
-			d["contact"] = map[string]any{"_id": lazyID(lazyPerson, 0, 0, h), "parent": map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent}}
-		}
-		if t := g.cfg.HouseholdType; t == "clinic" || t == "health_center" || t == "district_hospital" {
-			d["type"] = t
-		} else {
-			d["type"], d["contact_type"] = "contact", t
-		}
-	case lazyPerson:
-		d = map[string]any{"_id": id, "_rev": rev, "type": "person",
-			"name":          lazyGiven[rng.IntN(len(lazyGiven))] + " " + fam,
-			"sex":           []string{"female", "male"}[rng.IntN(2)],
-			"date_of_birth": fmt.Sprintf("%04d-%02d-%02d", 1950+rng.IntN(74), 1+rng.IntN(12), 1+rng.IntN(28)),
-			"phone":         fmt.Sprintf("+2547%08d", rng.IntN(100000000)),
-			"patient_id":    strconv.FormatInt(100000+h*int64(g.cfg.PeoplePerHousehold)+int64(p), 10),
-			"role":          "patient",
-			"parent":        map[string]any{"_id": lazyID(lazyHousehold, 0, 0, h), "parent": g.parent},
-			"reported_date": jsonInt(lazyBase + h*1000 + int64(p) + 1),
-		}
-	case lazyReport:
-		pid := lazyID(lazyPerson, p, 0, h)
-		person, _ := g.doc(pid)
-		n := (h*int64(g.cfg.PeoplePerHousehold)+int64(p))*int64(g.cfg.ReportsPerPerson) + int64(r)
-		d = map[string]any{"_id": id, "_rev": rev, "type": "data_record", "form": g.cfg.Forms[n%int64(len(g.cfg.Forms))],
-			"content_type": "xml", "reported_date": jsonInt(lazyBase + 86400000 + n*60000),
-			"from": "+254712345679", "contact": g.submitter,
-			"fields": map[string]any{
-				"patient_uuid": pid, "patient_name": person["name"],
-				"inputs": map[string]any{"source": "contact", "contact": map[string]any{"_id": pid}},
-				"group_fever": map[string]any{"fever": []string{"yes", "no"}[rng.IntN(2)],
-					"temperature": fmt.Sprintf("%.1f", 36+rng.Float64()*4)},
-				"visit": jsonInt(int64(r) + 1),
-				"meta":  map[string]any{"instanceID": fmt.Sprintf("uuid:%08x-0000-4000-8000-%012x", n, h)},
-			},
-		}
-	}
-	return d, true
+	d, err := decodeDoc(raw)
+	return d, err == nil
 }
 
 // jsonInt is n as the decoder of stored documents gives it.
@@ -323,10 +285,31 @@ func jsonInt(n int64) json.Number { return json.Number(strconv.FormatInt(n, 10))
 
 // raw generates the JSON of the document id.
 func (g *lazySynthetic) raw(id string) ([]byte, bool) {
-	d, ok := g.doc(id)
+	kind, p, r, h, ok := g.parse(id)
 	if !ok {
 		return nil, false
 	}
-	b, err := json.Marshal(d)
-	return b, err == nil
+	raw := g.appendDoc(nil, kind, p, r, h, lazyMembers{})
+	if string(raw[8:8+len(id)]) != id {
+		// A non-canonical spelling of the id (upper-case hex) names the
+		// same document, under the id asked for.
+		d, err := decodeDoc(raw)
+		if err != nil {
+			return nil, false
+		}
+		d["_id"] = id
+		raw, err = json.Marshal(d)
+		return raw, err == nil
+	}
+	return raw, true
+}
+
+// revOf returns the _rev of the generated document id.
+func (g *lazySynthetic) revOf(id string) (string, bool) {
+	kind, p, r, h, ok := g.parse(id)
+	if !ok {
+		return "", false
+	}
+	b := g.appendRev(nil, kind, p, r, h)
+	return string(b[1 : len(b)-1]), true
 }
