@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
@@ -11,6 +12,22 @@ import (
 func init() {
 	direct.ReportTransaction = func(conv any, r *cht.Report) (any, error) {
 		t, err := conv.(*Converter).reportTransaction(r)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	direct.BatchTransaction = func(conv any, doc any, built map[[2]string]struct{}) (any, error) {
+		var t *Transaction
+		var err error
+		switch d := doc.(type) {
+		case *cht.Report:
+			t, err = conv.(*Converter).reportTransactionIn(d, built)
+		case *cht.Contact:
+			t, err = conv.(*Converter).contactTransaction(d, built)
+		default:
+			return nil, fmt.Errorf("fhir: BatchTransaction: %T is neither a report nor a contact", doc)
+		}
 		if err != nil {
 			return nil, err
 		}

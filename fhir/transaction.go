@@ -23,6 +23,20 @@ type plan struct {
 	// clean holds the checked copy of each contact document converted
 	// (see cleanContact), so a document is checked and warned about once.
 	clean map[*cht.Contact]*cht.Contact
+	// built, when set, holds the contact resources (type and CHT id) that
+	// earlier documents of the same batch already put in it: build leaves
+	// them out (mergeTransactions would keep only the first anyway) and
+	// lists the ones it adds in fresh, for commit.
+	built map[[2]string]struct{}
+	fresh [][2]string
+}
+
+// commit records the contact resources this plan built in built, once
+// the document's transaction is complete.
+func (p *plan) commit() {
+	for _, k := range p.fresh {
+		p.built[k] = struct{}{}
+	}
 }
 
 func (p *plan) add(rt string, doc *cht.Contact) {
@@ -132,6 +146,13 @@ func (p *plan) place(pl *cht.Contact) error {
 func (p *plan) build(t *Transaction) {
 	c := p.c
 	for _, it := range p.items {
+		if p.built != nil {
+			k := [2]string{it.rt, it.doc.ID}
+			if _, ok := p.built[k]; ok {
+				continue
+			}
+			p.fresh = append(p.fresh, k)
+		}
 		var res any
 		switch it.rt {
 		case "Patient":
@@ -156,18 +177,27 @@ func (p *plan) build(t *Transaction) {
 // *ConversionError naming the field; values of lenient fields are dropped
 // and listed in Transaction.Warnings instead.
 func (c *Converter) ContactBundle(ct *cht.Contact) (*Transaction, error) {
+	return c.contactTransaction(ct, nil)
+}
+
+// contactTransaction is ContactBundle without the contact resources in
+// built (see plan.built), which it then adds to built.
+func (c *Converter) contactTransaction(ct *cht.Contact, built map[[2]string]struct{}) (*Transaction, error) {
 	if ct == nil || ct.ID == "" {
 		return nil, &ConversionError{Field: "_id", Reason: "document has no _id"}
 	}
 	if ct.Type == "" {
 		return nil, &ConversionError{DocID: ct.ID, Field: "type", Reason: "contact has no type"}
 	}
-	p := &plan{c: c, x: &refs{c: c}}
+	p := &plan{c: c, x: &refs{c: c}, built: built}
 	if _, err := p.contact(ct); err != nil {
 		return nil, err
 	}
 	t := &Transaction{}
 	p.build(t)
+	if built != nil {
+		p.commit()
+	}
 	t.Warnings = p.x.warnings
 	return t, nil
 }
@@ -290,10 +320,17 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 // checked here, so a value that cannot be converted is an error of this
 // call, as in ReportBundle, and the warnings are the same.
 func (c *Converter) reportTransaction(r *cht.Report) (*Transaction, error) {
+	return c.reportTransactionIn(r, nil)
+}
+
+// reportTransactionIn is reportTransaction without the contact resources
+// in built (see plan.built), which it then adds to built.
+func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struct{}) (*Transaction, error) {
 	p, err := c.reportPlan(r)
 	if err != nil {
 		return nil, err
 	}
+	p.built = built
 	fi, _ := c.form(r.Form)
 	ob := &directObs{c: c, r: r, kept: make([]keptField, 0, len(fi.fields))}
 	var a obsArena
@@ -342,6 +379,9 @@ func (c *Converter) reportTransaction(r *cht.Report) (*Transaction, error) {
 
 	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
 	c.reportEntries(p, r, t)
+	if built != nil {
+		p.commit()
+	}
 	ob.at = len(t.Entries)
 	t.direct = []*directObs{ob}
 	t.Warnings = p.x.warnings

@@ -287,8 +287,8 @@ var contactTypes = map[string]bool{
 
 // converted is one document's transaction.
 type converted struct {
-	id string
-	tx *fhir.Transaction
+	doc *cht.HydratedDoc
+	tx  *fhir.Transaction
 }
 
 // writeBatch converts a batch and writes it as one bundle; when the server
@@ -297,9 +297,12 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 	c := b.pre
 	c.skipped = cloneMap(b.pre.skipped)
 	txs := make([]converted, 0, len(b.docs))
+	// The documents of a batch share most of their lineage (the CHW, their
+	// places, a household): each contact resource is built once.
+	built := make(map[[2]string]struct{}, 2*len(b.docs))
 	for i := range b.docs {
 		d := &b.docs[i]
-		tx, skip, err := convert(cfg.Converter, d)
+		tx, skip, err := convert(cfg.Converter, d, built)
 		switch {
 		case err != nil:
 			cfg.Logger.WarnContext(ctx, "document not converted", "doc", d.ID, "err", err)
@@ -307,7 +310,7 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 		case skip != "":
 			c.skip(skip)
 		default:
-			txs = append(txs, converted{id: d.ID, tx: tx})
+			txs = append(txs, converted{doc: d, tx: tx})
 		}
 	}
 	if len(txs) == 0 {
@@ -326,8 +329,8 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 	}
 	if !isPermanent(err) || len(txs) == 1 {
 		if isPermanent(err) {
-			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", txs[0].id, "err", err)
-			c.fail(txs[0].id, err)
+			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", txs[0].doc.ID, "err", err)
+			c.fail(txs[0].doc.ID, err)
 			return c, nil
 		}
 		return c, fmt.Errorf("backfill: %s (after %q): %w", name, b.seq, err)
@@ -335,18 +338,25 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 	// One document spoils the bundle: find it by writing them one by one.
 	cfg.Logger.InfoContext(ctx, "bundle rejected; writing its documents one by one", "batch", name, "err", err)
 	for _, t := range txs {
-		one, entries, err := encode([]converted{t})
+		// Converted again, whole: in the batch, it may lack resources an
+		// earlier document held.
+		tx, _, err := convert(cfg.Converter, t.doc, nil)
+		if err != nil {
+			return c, fmt.Errorf("backfill: %s: convert %s again: %w", name, t.doc.ID, err)
+		}
+		id := t.doc.ID
+		one, entries, err := encode([]converted{{doc: t.doc, tx: tx}})
 		if err != nil {
 			return c, err
 		}
-		err = writeRetrying(ctx, cfg, name+"-"+t.id, one, entries)
+		err = writeRetrying(ctx, cfg, name+"-"+id, one, entries)
 		switch {
 		case err == nil:
 			c.converted++
 			c.resources += int64(entries)
 		case isPermanent(err):
-			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", t.id, "err", err)
-			c.fail(t.id, err)
+			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", id, "err", err)
+			c.fail(id, err)
 		default:
 			return c, fmt.Errorf("backfill: %s (after %q): %w", name, b.seq, err)
 		}
@@ -355,7 +365,9 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 }
 
 // convert returns the document's transaction, or the reason it is skipped.
-func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, string, error) {
+// With built, the transaction leaves out the contact resources listed
+// there (see direct.BatchTransaction).
+func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struct{}) (*fhir.Transaction, string, error) {
 	typ := d.Type()
 	switch {
 	case typ == "data_record":
@@ -367,7 +379,7 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 		}
 		// ReportBundle, with the Observations written when the
 		// transaction is encoded rather than built as samply values.
-		t, err := direct.ReportTransaction(conv, r)
+		t, err := direct.BatchTransaction(conv, r, built)
 		if errors.Is(err, fhir.ErrUnmappedForm) {
 			return nil, "unmapped form", nil
 		}
@@ -380,8 +392,11 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc) (*fhir.Transaction, strin
 		if err := ct.UnmarshalJSON(d.Doc); err != nil {
 			return nil, "", fmt.Errorf("decode contact: %w", err)
 		}
-		tx, err := conv.ContactBundle(ct)
-		return tx, "", err
+		t, err := direct.BatchTransaction(conv, ct, built)
+		if err != nil {
+			return nil, "", err
+		}
+		return t.(*fhir.Transaction), "", nil
 	case typ == "":
 		return nil, "no type", nil
 	default:

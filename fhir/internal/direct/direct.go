@@ -23,6 +23,17 @@ var (
 	// The result is a *fhir.Transaction.
 	ReportTransaction func(conv any, r *cht.Report) (any, error)
 
+	// BatchTransaction is the transaction of one document of a batch whose
+	// transactions are merged (Merge): for a *cht.Report,
+	// ReportTransaction; for a *cht.Contact, conv.ContactBundle. The
+	// contact resources listed in built (resource type and CHT id), which
+	// an earlier document of the batch already holds, are left out, and
+	// those it adds are listed in built once the transaction is complete
+	// (not when it fails). Merged in the same order, the batch's bundle is
+	// the one the full transactions make. The result is a
+	// *fhir.Transaction.
+	BatchTransaction func(conv any, doc any, built map[[2]string]struct{}) (any, error)
+
 	// PayloadBundleJSON is conv.PayloadBundleJSON(dst, payload), which
 	// also returns the number of entries of the bundle.
 	PayloadBundleJSON func(conv any, dst, payload []byte) ([]byte, int, error)
