@@ -186,8 +186,9 @@ func binary(t testing.TB) string {
 func TestKillAndResume(t *testing.T) {
 	bin := binary(t)
 	f := newFakes(t, 200) // 1,800 synthetic docs
-	// Slow writes a little so that the kills land mid-run.
-	require.NoError(t, f.fhir.SetFaults(fhirtest.Faults{Latency: 3 * time.Millisecond}))
+	// Slow writes so that the kills land mid-run, at checkpoints written at
+	// the command's pace (at most four a second): about 15 batches each.
+	require.NoError(t, f.fhir.SetFaults(fhirtest.Faults{Latency: 60 * time.Millisecond}))
 	checkpoint := filepath.Join(t.TempDir(), "cp.json")
 	env := append(os.Environ(), f.env(checkpoint)...)
 	env = append(env, "MEDIATOR_BATCH_SIZE=20", "MEDIATOR_WORKERS=4", "MEDIATOR_PAGE_SIZE=60")
@@ -216,6 +217,7 @@ func TestKillAndResume(t *testing.T) {
 		require.NoError(t, err, "the checkpoint survives a SIGKILL")
 		require.GreaterOrEqual(t, after.Batches, cp.Batches)
 		assert.Equal(t, after.Docs, after.Converted+after.Failed+after.SkippedTotal())
+		t.Logf("killed at %d committed batches, checkpoint at %d", cp.Batches, after.Batches)
 		seqs = append(seqs, string(after.Seq))
 	}
 	assert.Len(t, compact(seqs), len(seqs), "each run made progress: %v", seqs)

@@ -22,6 +22,10 @@ const (
 	DefaultMaxAttempts = 8
 	DefaultRetryWait   = 200 * time.Millisecond
 	maxRetryWait       = 15 * time.Second
+	// checkpointEvery is the least time between two checkpoint writes
+	// while batches commit (each write is two fsyncs); the last committed
+	// batch is always written when Run returns.
+	checkpointEvery = 250 * time.Millisecond
 )
 
 // Config configures Run.
@@ -187,6 +191,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	next := cp.Batches
 	pending := map[int64]result{}
 	var runErr error
+	// save writes the checkpoint when it moved since the last write.
+	saved, lastSave := cp.Batches, time.Time{}
+	save := func() error {
+		if cfg.CheckpointFile == "" || cp.Batches == saved {
+			return nil
+		}
+		saved, lastSave = cp.Batches, time.Now()
+		return WriteCheckpoint(cfg.CheckpointFile, cp)
+	}
 	for r := range results {
 		if r.err != nil {
 			if runErr == nil {
@@ -210,8 +223,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			cp.Seq = p.seq
 			cp.UpdatedAt = time.Now().UTC()
 			sum.Processed += p.c.docs
-			if cfg.CheckpointFile != "" {
-				if err := WriteCheckpoint(cfg.CheckpointFile, cp); err != nil {
+			if time.Since(lastSave) >= checkpointEvery {
+				if err := save(); err != nil {
 					runErr = err
 					cancel(err)
 					break
@@ -222,6 +235,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				cfg.OnProgress(Progress{Checkpoint: cp.clone(), Done: sum.Processed, Total: total, Elapsed: time.Since(start)})
 			}
 		}
+	}
+	// The committed prefix, also when a batch failed or ctx was canceled.
+	if err := save(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if err := <-readErr; err != nil && runErr == nil {
 		runErr = err

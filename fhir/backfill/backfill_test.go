@@ -255,3 +255,33 @@ func TestConfigurationErrorsStopAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// failingBatch fails one batch with 503, every time.
+type failingBatch struct {
+	backfill.Writer
+	name string
+}
+
+func (w failingBatch) WriteBundle(ctx context.Context, name string, b []byte) error {
+	if name == w.name {
+		return &fhir.ServerError{StatusCode: http.StatusServiceUnavailable, Reason: "down"}
+	}
+	return w.Writer.WriteBundle(ctx, name, b)
+}
+
+// TestCheckpointHoldsTheCommittedPrefixOnFailure: when a batch fails for
+// good, the checkpoint file holds every batch committed before it, though
+// they committed faster than checkpoints are written.
+func TestCheckpointHoldsTheCommittedPrefixOnFailure(t *testing.T) {
+	e := newEnv(t, 10)
+	e.cfg.MaxAttempts, e.cfg.Workers = 2, 1 // one batch at a time: 0, 1 and 2 commit
+	e.cfg.Writer = failingBatch{Writer: txWriter{e.cfg.FHIR}, name: "batch-000003"}
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.Error(t, err)
+	cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), cp.Batches, "batches 0 to 2 committed, batch 3 failed")
+	assert.Equal(t, sum.Seq, cp.Seq)
+	assert.Equal(t, sum.Docs, cp.Docs)
+	assert.Equal(t, int64(3*e.cfg.BatchSize), cp.Docs)
+}
