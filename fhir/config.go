@@ -149,6 +149,7 @@ type Converter struct {
 	lenient map[string]bool // lenient contact fields
 	types   cht.ContactTypes
 	kinds   map[string]*ContactTypeMapping // Mapping.Contacts.Types by type id
+	direct  *directFrags                   // constant fragments of the direct writers
 }
 
 // New validates cfg and returns a Converter. It does no I/O.
@@ -203,6 +204,7 @@ func New(cfg Config) (*Converter, error) {
 	if len(c.types.Types()) == 0 {
 		c.types = cht.LegacyContactTypes()
 	}
+	c.initDirect()
 	c.tag = []models.Coding{{System: &c.sys.Source, Code: ptr("cht"), Display: ptr("Community Health Toolkit")}}
 	if cfg.Mapping != nil {
 		if err := cfg.Mapping.Validate(); err != nil {

@@ -2,10 +2,12 @@ package fhir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -53,13 +55,24 @@ type PayloadQuantity struct {
 // substrings of a single copy of data). Unknown keys are ignored, like
 // encoding/json does; errors name the offending key.
 func DecodeEncounterPayload(data []byte) (*EncounterPayload, error) {
-	p := new(EncounterPayload)
-	d := &scanner{s: string(data), strict: true}
+	return decodePayload(new(EncounterPayload), &valuePool{}, data, true)
+}
+
+// decodePayload decodes data into p, a zero EncounterPayload whose
+// Observations may have capacity to reuse, taking value storage from pool.
+// Unless copied, the strings of p alias data.
+func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied bool) (*EncounterPayload, error) {
+	var s string
+	if copied {
+		s = string(data)
+	} else {
+		s = unsafe.String(unsafe.SliceData(data), len(data))
+	}
+	d := &scanner{s: s, strict: true}
 	if d.null() {
 		return nil, &ConversionError{Field: "", Reason: "payload is null"}
 	}
 	field, obsIndex := "", -1
-	pool := &valuePool{}
 	d.object(func(k string) {
 		field, obsIndex = k, -1
 		switch canon(k, "id", "patient_uuid", "form", "reported_date", "observations") {
@@ -449,81 +462,163 @@ func lower(s string) string {
 	return s
 }
 
-func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
-	o := &a.obs
+// The value[x] a payload observation carries (checkPayloadValue).
+const (
+	pvQuantity = iota + 1
+	pvCode
+	pvString
+	pvBoolean
+	pvInteger
+	pvDateTime
+	pvTime
+)
+
+// checkPayloadValue checks the value of a payload observation and returns
+// which one it is (pv*) and, for a dateTime, its FHIR form.
+func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err error) {
 	n := 0
 	if q := po.ValueQuantity; q != nil {
-		n++
-		v := string(q.Value)
-		if !isValidNumber(v) {
-			return fmt.Errorf("valueQuantity.value %q is not a number", v)
+		n, kind = n+1, pvQuantity
+		if v := string(q.Value); !isValidNumber(v) {
+			return 0, "", fmt.Errorf("valueQuantity.value %q is not a number", v)
 		}
+		if q.Code != "" && q.System == "" {
+			return 0, "", fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
+		}
+	}
+	if po.ValueCode != nil {
+		n, kind = n+1, pvCode
+		if *po.ValueCode == "" {
+			return 0, "", fmt.Errorf("valueCode is empty")
+		}
+	}
+	if po.ValueString != nil {
+		n, kind = n+1, pvString
+		if *po.ValueString == "" {
+			return 0, "", fmt.Errorf("valueString is empty")
+		}
+	}
+	if po.ValueBoolean != nil {
+		n, kind = n+1, pvBoolean
+	}
+	if po.ValueInteger != nil {
+		n, kind = n+1, pvInteger
+		if v := *po.ValueInteger; v > math.MaxInt32 || v < math.MinInt32 {
+			return 0, "", fmt.Errorf("valueInteger %d is not a 32-bit integer", v)
+		}
+	}
+	if po.ValueDateTime != nil {
+		n, kind = n+1, pvDateTime
+		s, ok := fhirDateTime(*po.ValueDateTime)
+		if !ok {
+			return 0, "", fmt.Errorf("valueDateTime %q is not a FHIR dateTime", *po.ValueDateTime)
+		}
+		dateTime = s
+	}
+	if po.ValueTime != nil {
+		n, kind = n+1, pvTime
+		if s := *po.ValueTime; !timeRE(s) {
+			return 0, "", fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
+		}
+	}
+	switch n {
+	case 0:
+		return 0, "", fmt.Errorf("no value")
+	case 1:
+		return kind, dateTime, nil
+	}
+	return 0, "", fmt.Errorf("%d values (value[x] allows one)", n)
+}
+
+func (c *Converter) setPayloadValue(a *obsArena, po *PayloadObservation) error {
+	kind, dateTime, err := checkPayloadValue(po)
+	if err != nil {
+		return err
+	}
+	o := &a.obs
+	switch kind {
+	case pvQuantity:
+		q := po.ValueQuantity
 		a.num = q.Value
 		a.qty = models.Quantity{Value: &a.num, Unit: optStr(&a.unit, q.Unit), System: optStr(&a.unitSys, q.System),
 			Code: optStr(&a.unitCode, q.Code)}
-		if a.qty.Code != nil && a.qty.System == nil {
-			return fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
-		}
 		o.ValueQuantity = &a.qty
-	}
-	if po.ValueCode != nil {
-		n++
-		if *po.ValueCode == "" {
-			return fmt.Errorf("valueCode is empty")
-		}
+	case pvCode:
 		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, c.sys.Codes), Code: setStr(&a.vCode, *po.ValueCode)}
 		a.vcc.Coding = a.vcoding[:]
 		o.ValueCodeableConcept = &a.vcc
-	}
-	if po.ValueString != nil {
-		n++
-		if *po.ValueString == "" {
-			return fmt.Errorf("valueString is empty")
-		}
+	case pvString:
 		a.s = *po.ValueString
 		o.ValueString = &a.s
-	}
-	if po.ValueBoolean != nil {
-		n++
+	case pvBoolean:
 		a.b = *po.ValueBoolean
 		o.ValueBoolean = &a.b
-	}
-	if po.ValueInteger != nil {
-		n++
-		if v := *po.ValueInteger; v > math.MaxInt32 || v < math.MinInt32 {
-			return fmt.Errorf("valueInteger %d is not a 32-bit integer", v)
-		}
+	case pvInteger:
 		a.i = *po.ValueInteger
 		o.ValueInteger = &a.i
-	}
-	if po.ValueDateTime != nil {
-		n++
-		s, ok := fhirDateTime(*po.ValueDateTime)
-		if !ok {
-			return fmt.Errorf("valueDateTime %q is not a FHIR dateTime", *po.ValueDateTime)
-		}
-		a.s = s
+	case pvDateTime:
+		a.s = dateTime
 		o.ValueDateTime = &a.s
-	}
-	if po.ValueTime != nil {
-		n++
+	case pvTime:
 		s := *po.ValueTime
-		if !timeRE(s) {
-			return fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
-		}
 		if len(s) == 5 {
 			s += ":00"
 		}
 		a.s = s
 		o.ValueTime = &a.s
 	}
-	switch n {
-	case 0:
-		return fmt.Errorf("no value")
-	case 1:
-		return nil
+	return nil
+}
+
+// appendPayloadValue appends the value member of a payload observation
+// checked by checkPayloadValue, with its leading comma, as the encoder
+// writes it.
+func (c *Converter) appendPayloadValue(b []byte, po *PayloadObservation, kind int, dateTime string) []byte {
+	switch kind {
+	case pvQuantity:
+		q := po.ValueQuantity
+		b = append(b, `,"valueQuantity":{"value":`...)
+		b = append(b, q.Value...)
+		if q.Unit != "" {
+			b = append(b, `,"unit":`...)
+			b = appendString(b, q.Unit)
+		}
+		if q.System != "" {
+			b = append(b, `,"system":`...)
+			b = appendString(b, q.System)
+		}
+		if q.Code != "" {
+			b = append(b, `,"code":`...)
+			b = appendString(b, q.Code)
+		}
+		b = append(b, '}')
+	case pvCode:
+		b = append(b, ',')
+		b = append(b, c.direct.valueCode...)
+		b = appendString(b, *po.ValueCode)
+		b = append(b, "}]}"...)
+	case pvString:
+		b = append(b, `,"valueString":`...)
+		b = appendString(b, *po.ValueString)
+	case pvBoolean:
+		b = append(b, `,"valueBoolean":`...)
+		b = strconv.AppendBool(b, *po.ValueBoolean)
+	case pvInteger:
+		b = append(b, `,"valueInteger":`...)
+		b = strconv.AppendInt(b, int64(*po.ValueInteger), 10)
+	case pvDateTime:
+		b = append(b, `,"valueDateTime":`...)
+		b = appendString(b, dateTime)
+	case pvTime:
+		s := *po.ValueTime
+		b = append(b, `,"valueTime":"`...)
+		b = appendStringBody(b, s)
+		if len(s) == 5 {
+			b = append(b, ":00"...)
+		}
+		b = append(b, '"')
 	}
-	return fmt.Errorf("%d values (value[x] allows one)", n)
+	return b
 }
 
 // PayloadBundleJSON decodes an outbound encounter payload and appends the
@@ -543,25 +638,50 @@ func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
 // payloadBundleJSON is PayloadBundleJSON, which also returns the number of
 // entries of the bundle.
 func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) {
-	p, err := DecodeEncounterPayload(payload)
-	if err != nil {
-		return dst, 0, err
+	sc := getScratch()
+	// The decoded strings alias payload: nothing of them outlives this
+	// call but the bytes copied to the output. An error may hold some, so
+	// it is made again from a decoded copy.
+	p, err := decodePayload(&sc.p, &sc.vp, payload, false)
+	var out []byte
+	n, entries := len(dst), 0
+	if err == nil {
+		if want := payloadSize.hint(len(payload)); cap(dst)-len(dst) < want {
+			dst = append(make([]byte, 0, len(dst)+want), dst...)
+		}
+		n = len(dst)
+		out, err = c.writePayloadBundle(dst, p, sc)
+		entries = 1 + len(p.Observations) // the Encounter and every Observation
 	}
-	if want := payloadSize.hint(len(payload)); cap(dst)-len(dst) < want {
-		dst = append(make([]byte, 0, len(dst)+want), dst...)
-	}
-	n := len(dst)
-	out, err := c.appendPayloadBundle(dst, p)
+	putScratch(sc)
 	if err != nil {
+		p, err := DecodeEncounterPayload(payload)
+		if err != nil {
+			return dst[:n], 0, err
+		}
+		out, err := c.appendPayloadBundle(dst[:n], p)
+		if err == nil { // not reached: the same input failed above
+			err = errors.New("fhir: payload conversion failed")
+		}
 		return out, 0, err
 	}
 	payloadSize.observe(len(payload), len(out)-n)
-	return out, 1 + len(p.Observations), nil // the Encounter and every Observation
+	return out, entries, nil
 }
 
 // appendPayloadBundle appends the JSON transaction Bundle of p to dst; see
 // [Converter.PayloadBundleJSON].
 func (c *Converter) appendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte, error) {
+	sc := getScratch()
+	defer putScratch(sc)
+	return c.writePayloadBundle(dst, p, sc)
+}
+
+// writePayloadBundle is appendPayloadBundle with the scratch space sc. It
+// writes what ConvertPayload followed by MarshalJSON writes, from the
+// converter's constant fragments and the payload's strings, building no
+// samply value. On error dst is returned unchanged.
+func (c *Converter) writePayloadBundle(dst []byte, p *EncounterPayload, sc *directScratch) ([]byte, error) {
 	if p == nil || p.ID == "" {
 		return dst, &ConversionError{Field: "id", Reason: "payload has no id"}
 	}
@@ -569,116 +689,165 @@ func (c *Converter) appendPayloadBundle(dst []byte, p *EncounterPayload) ([]byte
 		return dst, err
 	}
 	n := len(dst)
-	x := &refs{c: c, in: make([]member, 0, 2)}
-	enc, subj, effective := c.payloadEncounter(x, p)
-	encEntry := c.entry(x, "Encounter", p.ID, "", enc, c.sys.DocumentID, p.ID)
+	cf := c.direct
+	put := c.cfg.Strategy == WritePut
 
-	// Fragments shared by every Observation.
-	fr := encoder{b: make([]byte, 0, 512)}
-	first := true
-	fr.meta(&first, enc.Meta)
-	metaEnd := len(fr.b)
+	// The Encounter.
+	encID := uuidText(c.uuid("Encounter", p.ID))
+	b := append(dst, `{"type":"transaction","entry":[{"fullUrl":"urn:uuid:`...)
+	b = append(b, encID[:]...)
+	b = append(b, `","resource":{`...)
+	if put {
+		b = append(b, `"id":"`...)
+		b = append(b, encID[:]...)
+		b = append(b, `",`...)
+	}
+	b = append(b, cf.encIdent...)
+	b = appendString(b, p.ID)
+	b = append(b, cf.encClass...)
+	typed := false
+	if p.Form != "" {
+		if fi, ok := c.forms[lower(p.Form)]; ok {
+			b = append(b, fi.typeFrag...)
+			if fi.formCoding {
+				b = append(b, cf.formCoding...)
+				b = appendString(b, p.Form)
+				b = append(b, '}')
+			}
+			b = append(b, "]}]"...)
+			typed = true
+		}
+	}
+	if !typed {
+		b = append(b, cf.encType...)
+	}
+	// The members all Observations share, written by the Encounter first:
+	// subject, then encounter and effectiveDateTime (below).
+	subj := len(b)
 	if p.PatientUUID != "" {
-		fr.ref(&first, `"subject":`, &subj)
+		b = append(b, `,"subject":`...)
+		if put {
+			pt := uuidText(c.uuid("Patient", p.PatientUUID))
+			b = append(b, `{"reference":"Patient/`...)
+			b = append(b, pt[:]...)
+			b = append(b, `","type":"Patient"}`...)
+		} else {
+			b = append(b, cf.patientIdent...)
+			b = appendString(b, p.PatientUUID)
+			b = append(b, "}}"...)
+		}
 	}
-	subjEnd := len(fr.b)
-	encRef := c.ref(x, "Encounter", p.ID)
-	fr.ref(&first, `"encounter":`, &encRef)
-	encEnd := len(fr.b)
-	if effective != "" {
-		fr.str(&first, `"effectiveDateTime":`, &effective)
+	subjEnd := len(b)
+	var eff []byte
+	if !p.ReportedDate.IsZero() {
+		b = append(b, `,"period":{"start":"`...)
+		s := len(b)
+		b = p.ReportedDate.Time().UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		eff = b[s:]
+		b = append(b, `"}`...)
 	}
-	metaFrag, subjFrag, encFrag, effFrag := fr.b[:metaEnd], fr.b[metaEnd:subjEnd], fr.b[subjEnd:encEnd], fr.b[encEnd:]
+	b = append(b, `,"resourceType":"Encounter"},"request":{"method":`...)
+	b = c.appendRequest(b, "Encounter", encID[:], cf.docQuery, p.ID, "", 0)
+	b = append(b, '}')
 
-	e := encoder{b: dst}
-	f := e.begin()
-	e.strv(f, `"type":`, "transaction")
-	e.key(f, `"entry":`)
-	e.b = append(e.b, '[')
-	e.entry(&encEntry)
-	var a obsArena
-	dups := dupCounter{obs: p.Observations}
+	// What follows each Observation's code: `}]}`, subject, encounter,
+	// effectiveDateTime.
+	sc.frag = append(sc.frag[:0], "}]}"...)
+	sc.frag = append(sc.frag, b[subj:subjEnd]...)
+	sc.frag = append(sc.frag, `,"encounter":{"reference":"urn:uuid:`...)
+	sc.frag = append(sc.frag, encID[:]...)
+	sc.frag = append(sc.frag, `","type":"Encounter"}`...)
+	if eff != nil {
+		sc.frag = append(sc.frag, `,"effectiveDateTime":"`...)
+		sc.frag = append(sc.frag, eff...)
+		sc.frag = append(sc.frag, '"')
+	}
+	shared := len(sc.frag)
+	sc.frag = appendStringBody(sc.frag, p.ID)
+	sc.frag = append(sc.frag, '/')
+	idValue := len(sc.frag)
+	refs, idPrefix := sc.frag[:shared], sc.frag[shared:idValue]
+
+	sc.dups.reset(len(p.Observations))
+	sc.ids.start(c.ns, "Observation", p.ID)
 	for i := range p.Observations {
 		po := &p.Observations[i]
 		if err := checkPayloadCode(p.ID, i, po.Code); err != nil {
 			return dst[:n], err
 		}
-		a = obsArena{}
-		if err := c.setPayloadValue(&a, po); err != nil {
+		kind, dateTime, err := checkPayloadValue(po)
+		if err != nil {
 			return dst[:n], &ConversionError{DocID: p.ID, Field: "observations." + strconv.Itoa(i), Reason: err.Error()}
 		}
-		key, dup := po.Code, dups.next(i)
-		u := c.uuidKey("Observation", p.ID, key, dup)
-		e.b = append(e.b, `,{"fullUrl":"urn:uuid:`...)
-		e.b = appendUUID(e.b, u)
-		e.b = append(e.b, `","resource":{`...)
-		if c.cfg.Strategy == WritePut {
-			e.b = append(e.b, `"id":"`...)
-			e.b = appendUUID(e.b, u)
-			e.b = append(e.b, `",`...)
+		dup := sc.dups.next(po.Code)
+		id := uuidText(sc.ids.uuid(po.Code, dup))
+		b = append(b, `,{"fullUrl":"urn:uuid:`...)
+		b = append(b, id[:]...)
+		if put {
+			b = append(b, `","resource":{"id":"`...)
+			b = append(b, id[:]...)
+			b = append(b, `",`...)
+		} else {
+			b = append(b, `","resource":{`...)
 		}
-		e.b = append(e.b, metaFrag...)
-		e.b = append(e.b, `,"identifier":[{"system":`...)
-		e.b = appendString(e.b, c.sys.Observation)
-		e.b = append(e.b, `,"value":"`...)
-		e.b = appendStringBody(e.b, p.ID)
-		e.b = append(e.b, '/')
-		e.b = appendStringBody(e.b, po.Code)
+		b = append(b, cf.obsIdent...)
+		b = append(b, idPrefix...)
+		cs := len(b)
+		b = appendStringBody(b, po.Code)
+		ce := len(b)
 		if dup > 0 {
-			e.b = append(e.b, '#')
-			e.b = strconv.AppendInt(e.b, int64(dup+1), 10)
+			b = append(b, '#')
+			b = strconv.AppendInt(b, int64(dup+1), 10)
 		}
-		e.b = append(e.b, `"}],"status":"final","code":{"coding":[{"system":`...)
-		e.b = appendString(e.b, c.sys.Codes)
-		e.b = append(e.b, `,"code":`...)
-		e.b = appendString(e.b, po.Code)
+		b = append(b, cf.obsCode...)
+		b = append(b, b[cs:ce]...)
+		b = append(b, '"')
 		if po.Label != "" {
-			e.b = append(e.b, `,"display":`...)
-			e.b = appendString(e.b, po.Label)
+			b = append(b, `,"display":`...)
+			b = appendString(b, po.Label)
 		}
-		e.b = append(e.b, `}]}`...)
-		e.b = append(e.b, subjFrag...)
-		e.b = append(e.b, encFrag...)
-		e.b = append(e.b, effFrag...)
-		notFirst := false
-		o := &a.obs
-		e.quantity(&notFirst, `"valueQuantity":`, o.ValueQuantity)
-		e.cc(&notFirst, `"valueCodeableConcept":`, o.ValueCodeableConcept)
-		e.str(&notFirst, `"valueString":`, o.ValueString)
-		e.boolean(&notFirst, `"valueBoolean":`, o.ValueBoolean)
-		e.integer(&notFirst, `"valueInteger":`, o.ValueInteger)
-		e.str(&notFirst, `"valueTime":`, o.ValueTime)
-		e.str(&notFirst, `"valueDateTime":`, o.ValueDateTime)
-		e.b = append(e.b, `,"resourceType":"Observation"},"request":{"method":`...)
-		switch c.cfg.Strategy {
-		case WritePut:
-			e.b = append(e.b, `"PUT","url":"Observation/`...)
-			e.b = appendUUID(e.b, u)
-			e.b = append(e.b, '"')
-		default:
-			// The identifier value, unescaped, for the query.
-			val := p.ID + "/" + key
-			if dup > 0 {
-				val += "#" + strconv.Itoa(dup+1)
-			}
-			q := identifierQuery(c.sys.Observation, val)
-			if c.cfg.Strategy == WriteConditionalUpdate {
-				e.b = append(e.b, `"PUT","url":`...)
-				e.b = appendString(e.b, "Observation?"+q)
-			} else {
-				e.b = append(e.b, `"POST","url":"Observation","ifNoneExist":`...)
-				e.b = appendString(e.b, q)
-			}
-		}
-		e.b = append(e.b, `}}`...)
-		if e.err != nil {
-			return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
+		b = append(b, refs...)
+		b = c.appendPayloadValue(b, po, kind, dateTime)
+		b = append(b, `,"resourceType":"Observation"},"request":{"method":`...)
+		b = c.appendRequest(b, "Observation", id[:], cf.obsQuery, p.ID, po.Code, dup)
+		b = append(b, '}')
+	}
+	b = append(b, `],"resourceType":"Bundle"}`...)
+	return b, nil
+}
+
+// appendRequest appends the members of the request of a resource of type
+// rt after `"method":`, and its closing brace: for WritePut a PUT to
+// rt/id, otherwise a conditional request on the identifier query
+// (query is `identifier=<system>|`) whose value is docID, or docID/key
+// (key#(dup+1) when dup > 0) when key is set.
+func (c *Converter) appendRequest(b []byte, rt string, id []byte, query []byte, docID, key string, dup int) []byte {
+	switch c.cfg.Strategy {
+	case WritePut:
+		b = append(b, `"PUT","url":"`...)
+		b = append(b, rt...)
+		b = append(b, '/')
+		b = append(b, id...)
+		return append(b, `"}`...)
+	case WriteConditionalUpdate:
+		b = append(b, `"PUT","url":"`...)
+		b = append(b, rt...)
+		b = append(b, '?')
+	default:
+		b = append(b, `"POST","url":"`...)
+		b = append(b, rt...)
+		b = append(b, `","ifNoneExist":"`...)
+	}
+	// url.QueryEscape output needs no JSON escaping.
+	b = append(b, query...)
+	b = appendQueryEscape(b, docID)
+	if key != "" {
+		b = append(b, "%2F"...)
+		b = appendQueryEscape(b, key)
+		if dup > 0 {
+			b = append(b, "%23"...)
+			b = strconv.AppendInt(b, int64(dup+1), 10)
 		}
 	}
-	e.b = append(e.b, ']')
-	e.resourceType(f, "Bundle")
-	if e.err != nil {
-		return dst[:n], fmt.Errorf("fhir: encode: %w", e.err)
-	}
-	return e.b, nil
+	return append(b, `"}`...)
 }

@@ -267,11 +267,20 @@ func FuzzPayloadBundleJSON(f *testing.F) {
 	convs := []*Converter{testConverter(f, Config{Strategy: WritePut}), testConverter(f, Config{Strategy: WriteConditionalUpdate}),
 		testConverter(f, Config{Strategy: WriteConditionalCreate})}
 	f.Fuzz(func(t *testing.T, data []byte, strat uint8) {
+		c := convs[strat%3]
+		got, gerr := c.PayloadBundleJSON(nil, data)
 		p, err := DecodeEncounterPayload(data)
 		if err != nil {
+			if gerr == nil || gerr.Error() != err.Error() {
+				t.Fatalf("PayloadBundleJSON error %v, decoder error %v", gerr, err)
+			}
 			return
 		}
-		comparePayloadPaths(t, convs[strat%3], p)
+		want, werr := c.appendPayloadBundle(nil, p)
+		if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() || !bytes.Equal(got, want) {
+			t.Fatalf("PayloadBundleJSON differs from the decoded payload's bundle: %v %v\n%s\n%s", gerr, werr, got, want)
+		}
+		comparePayloadPaths(t, c, p)
 	})
 }
 

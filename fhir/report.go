@@ -20,6 +20,11 @@ type formIndex struct {
 	fm      *FormMapping
 	encType models.CodeableConcept
 	fields  []fieldIndex
+	// typeFrag opens the form's Encounter.type up to its first coding
+	// (`,"type":[{"coding":[{…}`); formCoding is set when a second coding
+	// {Systems.Form, <form>} follows it.
+	typeFrag   []byte
+	formCoding bool
 }
 
 type fieldIndex struct {
@@ -63,6 +68,9 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 			t = *c.cfg.EncounterType
 		}
 		fi.encType = models.CodeableConcept{Coding: []models.Coding{coding(t)}}
+		e := encoder{b: []byte(`,"type":[{"coding":[`)}
+		e.coding(&fi.encType.Coding[0])
+		fi.typeFrag, fi.formCoding = e.b, t.System != c.sys.Form
 		for j := range fm.Fields {
 			f := &fm.Fields[j]
 			cat := f.Category
