@@ -169,7 +169,15 @@ func (h *sizeHint) hint(units int) int {
 }
 
 func (h *sizeHint) observe(units, size int) {
-	h.last[h.class(units)].Store(int64(size + size/8 + 64))
+	v := size + size/8 + 64
+	// Above 32 KB an allocation is a large object (whole pages, taken
+	// under the heap lock and given back to the OS by the scavenger): an
+	// output that fits below with a little slack is kept there.
+	const maxSmall = 32 << 10
+	if v > maxSmall && size+size/32 <= maxSmall {
+		v = maxSmall
+	}
+	h.last[h.class(units)].Store(int64(v))
 }
 
 // txSize sizes transactions by entries, payloadSize payload bundles by

@@ -34,6 +34,12 @@ type fieldIndex struct {
 	// frag is the JSON of the field's "category" (if any) and "code"
 	// members, as the encoder writes them, for the direct writer.
 	frag []byte
+	// pathFrag is what the direct writer writes after "<report id>/" in
+	// the identifier value: the escaped path, the status and frag.
+	pathFrag []byte
+	// pathQuery is the path query-escaped; qtyTail the members after the
+	// value of a quantity field's valueQuantity, and its closing brace.
+	pathQuery, qtyTail []byte
 }
 
 // fieldFragment encodes the category and code members of a field's
@@ -78,7 +84,21 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 				cat = fm.Category
 			}
 			fi.fields = append(fi.fields, fieldIndex{fm: f, category: cat, text: f.Text})
-			fi.fields[len(fi.fields)-1].frag = fieldFragment(&fi.fields[len(fi.fields)-1])
+			fx := &fi.fields[len(fi.fields)-1]
+			fx.frag = fieldFragment(fx)
+			fx.pathFrag = append(append(appendStringBody(nil, f.Path), `"}],"status":"final",`...), fx.frag...)
+			fx.pathQuery = appendQueryEscape(nil, f.Path)
+			fx.qtyTail = []byte{'}'}
+			if f.Type == kindQuantity {
+				disp := f.UnitDisplay
+				if disp == "" {
+					disp = f.Unit
+				}
+				b := appendString([]byte(`,"unit":`), disp)
+				b = appendString(append(b, `,"system":`...), ucumSystem)
+				b = appendString(append(b, `,"code":`...), f.Unit)
+				fx.qtyTail = append(b, '}')
+			}
 		}
 		out[strings.ToLower(fm.Form)] = fi
 	}
@@ -658,23 +678,27 @@ func inRange(fm *FieldMapping, n json.Number) error {
 	return nil
 }
 
+// obsValue is the checked value of a mapped field (fieldValue): kind is a
+// pv* constant; a quantity (of a quantity or decimal field) is num, a
+// string, time or dateTime (or date) s, a code code.
+type obsValue struct {
+	kind int
+	s    string
+	num  json.Number
+	i    int
+	b    bool
+	code Code
+}
+
 func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
-	if s, ok := v.(string); ok {
-		if p := textProblem(s); p != "" {
-			return errors.New(p)
-		}
+	fv, err := fieldValue(fm, v)
+	if err != nil {
+		return err
 	}
 	o := &a.obs
-	switch fm.Type {
-	case kindQuantity, kindDecimal:
-		n, err := number(v)
-		if err != nil {
-			return err
-		}
-		if err := inRange(fm, n); err != nil {
-			return err
-		}
-		a.num = n
+	switch fv.kind {
+	case pvQuantity:
+		a.num = fv.num
 		a.qty.Value = &a.num
 		if fm.Type == kindQuantity {
 			disp := fm.UnitDisplay
@@ -686,71 +710,108 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 			a.qty.Code = setStr(&a.unitCode, fm.Unit)
 		}
 		o.ValueQuantity = &a.qty
+	case pvInteger:
+		a.i = fv.i
+		o.ValueInteger = &a.i
+	case pvBoolean:
+		a.b = fv.b
+		o.ValueBoolean = &a.b
+	case pvString:
+		a.s = fv.s
+		o.ValueString = &a.s
+	case pvCode:
+		k := fv.code
+		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, k.System), Code: setStr(&a.vCode, k.Code),
+			Display: optStr(&a.vDisplay, k.Display)}
+		a.vcc.Coding = a.vcoding[:]
+		o.ValueCodeableConcept = &a.vcc
+	case pvDateTime:
+		a.s = fv.s
+		o.ValueDateTime = &a.s
+	case pvTime:
+		a.s = fv.s
+		o.ValueTime = &a.s
+	}
+	return nil
+}
+
+// fieldValue converts and checks the value v of the mapped field fm.
+func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
+	var fv obsValue
+	if s, ok := v.(string); ok {
+		if p := textProblem(s); p != "" {
+			return fv, errors.New(p)
+		}
+	}
+	switch fm.Type {
+	case kindQuantity, kindDecimal:
+		n, err := number(v)
+		if err != nil {
+			return fv, err
+		}
+		if err := inRange(fm, n); err != nil {
+			return fv, err
+		}
+		fv.kind, fv.num = pvQuantity, n
 	case kindInteger:
 		n, err := number(v)
 		if err != nil {
-			return err
+			return fv, err
 		}
 		i, ok := exactInt32(string(n))
 		if !ok {
-			return fmt.Errorf("%s is not a 32-bit integer", n)
+			return fv, fmt.Errorf("%s is not a 32-bit integer", n)
 		}
 		if err := inRange(fm, n); err != nil {
-			return err
+			return fv, err
 		}
-		a.i = int(i)
-		o.ValueInteger = &a.i
+		fv.kind, fv.i = pvInteger, int(i)
 	case kindBoolean:
 		b, err := parseBool(fm, v)
 		if err != nil {
-			return err
+			return fv, err
 		}
-		a.b = b
-		o.ValueBoolean = &a.b
+		fv.kind, fv.b = pvBoolean, b
 	case kindString:
 		s, err := stringOf(v)
 		if err != nil {
-			return err
+			return fv, err
 		}
-		a.s = s
-		o.ValueString = &a.s
+		fv.kind, fv.s = pvString, s
 	case kindCodeable:
 		s, err := stringOf(v)
 		if err != nil {
-			return err
+			return fv, err
 		}
 		s = strings.TrimSpace(s)
 		k, ok := fm.Values[s]
 		if !ok {
 			if fm.ValueSystem == "" {
-				return fmt.Errorf("value %q is not in the coding table", s)
+				return fv, fmt.Errorf("value %q is not in the coding table", s)
 			}
 			if strings.ContainsAny(s, " \t\r\n") {
 				// A select_multiple answer ("fever cough"): several
 				// concepts, which one CodeableConcept cannot hold (its
 				// codings are translations of one concept).
-				return fmt.Errorf("value %q holds several answers (select_multiple); map the field as a string or one boolean per option", s)
+				return fv, fmt.Errorf("value %q holds several answers (select_multiple); map the field as a string or one boolean per option", s)
 			}
 			k = Code{System: fm.ValueSystem, Code: s}
 		}
-		a.vcoding[0] = models.Coding{System: setStr(&a.vSys, k.System), Code: setStr(&a.vCode, k.Code),
-			Display: optStr(&a.vDisplay, k.Display)}
-		a.vcc.Coding = a.vcoding[:]
-		o.ValueCodeableConcept = &a.vcc
+		fv.kind, fv.code = pvCode, k
 	case kindDateTime, kindDate:
 		var s string
 		switch t := v.(type) {
 		case json.Number, float64, int64, int:
 			n, err := number(t)
 			if err != nil {
-				return err
+				return fv, err
 			}
 			ms, err := strconv.ParseInt(string(n), 10, 64)
 			if err != nil {
-				return fmt.Errorf("%s is not a timestamp in milliseconds", n)
+				return fv, fmt.Errorf("%s is not a timestamp in milliseconds", n)
 			}
 			if !fhirMillis(ms) {
-				return fmt.Errorf("timestamp %d is outside the years 1 to 9999 a FHIR %s can hold", ms, fm.Type)
+				return fv, fmt.Errorf("timestamp %d is outside the years 1 to 9999 a FHIR %s can hold", ms, fm.Type)
 			}
 			s = formatDateTime(cht.Millis(ms).Time())
 			if fm.Type == kindDate {
@@ -764,29 +825,27 @@ func (c *Converter) setValue(a *obsArena, fm *FieldMapping, v any) error {
 				s, ok = fhirDateTime(t)
 			}
 			if !ok {
-				return fmt.Errorf("%q is not a valid FHIR %s", t, fm.Type)
+				return fv, fmt.Errorf("%q is not a valid FHIR %s", t, fm.Type)
 			}
 		default:
-			return fmt.Errorf("want a date string or timestamp, got %s", kindOf(v))
+			return fv, fmt.Errorf("want a date string or timestamp, got %s", kindOf(v))
 		}
-		a.s = s
-		o.ValueDateTime = &a.s
+		fv.kind, fv.s = pvDateTime, s
 	case kindTime:
 		s, err := stringOf(v)
 		if err != nil {
-			return err
+			return fv, err
 		}
 		s = strings.TrimSpace(s)
 		if !timeRE(s) {
-			return fmt.Errorf("%q is not a valid time (HH:MM[:SS])", s)
+			return fv, fmt.Errorf("%q is not a valid time (HH:MM[:SS])", s)
 		}
 		if len(s) == 5 {
 			s += ":00" // FHIR time requires seconds
 		}
-		a.s = s
-		o.ValueTime = &a.s
+		fv.kind, fv.s = pvTime, s
 	default:
-		return fmt.Errorf("unknown type %q", fm.Type)
+		return fv, fmt.Errorf("unknown type %q", fm.Type)
 	}
-	return nil
+	return fv, nil
 }

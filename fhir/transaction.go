@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -333,15 +334,14 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	p.built = built
 	fi, _ := c.form(r.Form)
 	ob := &directObs{c: c, r: r, kept: make([]keptField, 0, len(fi.fields))}
-	var a obsArena
 	for i := range fi.fields {
 		fx := &fi.fields[i]
 		v, ok := r.Fields.Field(fx.fm.Path)
 		if !ok || isEmptyValue(v) {
 			continue
 		}
-		a = obsArena{}
-		if err := c.setValue(&a, fx.fm, v); err != nil {
+		fv, err := fieldValue(fx.fm, v)
+		if err != nil {
 			ce := &ConversionError{DocID: r.ID, Field: "fields." + fx.fm.Path, Value: v, Reason: err.Error()}
 			if !fx.fm.Lenient {
 				return nil, ce
@@ -349,17 +349,17 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 			p.x.warn(ce)
 			continue
 		}
-		ob.kept = append(ob.kept, keptField{fx, v})
+		ob.kept = append(ob.kept, keptField{fx, fv})
 	}
-	// Fragments shared by every Observation.
+	// Fragments shared by every Observation: what follows its code
+	// (subject, encounter, effective time, performer), then the escaped
+	// report id and '/' of its identifier value.
 	var effective string
 	if !r.ReportedDate.IsZero() {
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
-	fr := encoder{b: make([]byte, 0, 1024)}
-	first := true
-	fr.meta(&first, c.meta(p.x))
-	metaEnd := len(fr.b)
+	fr := encoder{b: make([]byte, 0, 512)}
+	first := false
 	if p.x.subj != nil {
 		fr.ref(&first, `"subject":`, &p.x.subj.reference)
 	}
@@ -375,7 +375,9 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	if fr.err != nil {
 		return nil, fmt.Errorf("fhir: encode: %w", fr.err)
 	}
-	ob.metaFrag, ob.refFrag = fr.b[:metaEnd], fr.b[metaEnd:]
+	refEnd := len(fr.b)
+	fr.b = append(appendStringBody(fr.b, r.ID), '/')
+	ob.refFrag, ob.idPrefix = fr.b[:refEnd], fr.b[refEnd:]
 
 	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
 	c.reportEntries(p, r, t)
@@ -391,11 +393,13 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 // directObs are the Observations of one report, written straight to JSON
 // before Entries[at] when their transaction is encoded.
 type directObs struct {
-	at                int
-	c                 *Converter
-	r                 *cht.Report
-	kept              []keptField // the fields with a value, checked
-	metaFrag, refFrag []byte      // members shared by the Observations
+	at   int
+	c    *Converter
+	r    *cht.Report
+	kept []keptField // the fields with a value, checked
+	// refFrag holds the members that follow the code, with a leading
+	// comma, idPrefix the escaped report id and '/'.
+	refFrag, idPrefix []byte
 }
 
 // moved returns ob written before entry at of another transaction.
@@ -407,66 +411,100 @@ func (ob *directObs) moved(at int) *directObs {
 
 type keptField struct {
 	fx *fieldIndex
-	v  any
+	v  obsValue
 }
 
 // observations writes the Observations as entries of a Bundle, each
 // preceded by a comma when *comma is set (and sets it).
 func (e *encoder) observations(ob *directObs, comma *bool) {
 	c, r := ob.c, ob.r
-	var a obsArena
-	for _, k := range ob.kept {
+	cf := c.direct
+	put := c.cfg.Strategy == WritePut
+	sc := getScratch()
+	defer putScratch(sc)
+	sc.ids.start(c.ns, "Observation", r.ID)
+	b := e.b
+	for i := range ob.kept {
+		k := &ob.kept[i]
 		fx := k.fx
-		a = obsArena{}
-		if err := c.setValue(&a, fx.fm, k.v); err != nil {
-			e.fail(err) // checked by reportTransaction: not reached
-			return
-		}
-		u := c.uuid("Observation", r.ID, fx.fm.Path)
+		id := uuidText(sc.ids.uuid(fx.fm.Path, 0))
 		if *comma {
-			e.b = append(e.b, ',')
+			b = append(b, ',')
 		}
 		*comma = true
-		e.b = append(e.b, `{"fullUrl":"urn:uuid:`...)
-		e.b = appendUUID(e.b, u)
-		e.b = append(e.b, `","resource":{`...)
-		if c.cfg.Strategy == WritePut {
-			e.b = append(e.b, `"id":"`...)
-			e.b = appendUUID(e.b, u)
-			e.b = append(e.b, `",`...)
+		b = append(b, `{"fullUrl":"urn:uuid:`...)
+		b = append(b, id[:]...)
+		if put {
+			b = append(b, `","resource":{"id":"`...)
+			b = append(b, id[:]...)
+			b = append(b, `",`...)
+		} else {
+			b = append(b, `","resource":{`...)
 		}
-		e.b = append(e.b, ob.metaFrag...)
-		e.b = append(e.b, `,"identifier":[{"system":`...)
-		e.b = appendString(e.b, c.sys.Observation)
-		e.b = append(e.b, `,"value":"`...)
-		e.b = appendStringBody(e.b, r.ID)
-		e.b = append(e.b, '/')
-		e.b = appendStringBody(e.b, fx.fm.Path)
-		e.b = append(e.b, `"}],"status":"final",`...)
-		e.b = append(e.b, fx.frag...)
-		e.b = append(e.b, ob.refFrag...)
-		notFirst := false
-		o := &a.obs
-		e.quantity(&notFirst, `"valueQuantity":`, o.ValueQuantity)
-		e.cc(&notFirst, `"valueCodeableConcept":`, o.ValueCodeableConcept)
-		e.str(&notFirst, `"valueString":`, o.ValueString)
-		e.boolean(&notFirst, `"valueBoolean":`, o.ValueBoolean)
-		e.integer(&notFirst, `"valueInteger":`, o.ValueInteger)
-		e.str(&notFirst, `"valueTime":`, o.ValueTime)
-		e.str(&notFirst, `"valueDateTime":`, o.ValueDateTime)
-		e.b = append(e.b, `,"resourceType":"Observation"},"request":{"method":`...)
+		b = append(b, cf.obsIdent...)
+		b = append(b, ob.idPrefix...)
+		b = append(b, fx.pathFrag...)
+		b = append(b, ob.refFrag...)
+		b = appendObsValue(b, &k.v, fx)
+		b = append(b, `,"resourceType":"Observation"},"request":{"method":`...)
 		switch c.cfg.Strategy {
 		case WritePut:
-			e.b = append(e.b, `"PUT","url":"Observation/`...)
-			e.b = appendUUID(e.b, u)
-			e.b = append(e.b, '"')
+			b = append(b, `"PUT","url":"Observation/`...)
+			b = append(b, id[:]...)
 		case WriteConditionalUpdate:
-			e.b = append(e.b, `"PUT","url":`...)
-			e.b = appendString(e.b, "Observation?"+identifierQuery(c.sys.Observation, r.ID+"/"+fx.fm.Path))
+			b = append(b, `"PUT","url":"Observation?`...)
 		default:
-			e.b = append(e.b, `"POST","url":"Observation","ifNoneExist":`...)
-			e.b = appendString(e.b, identifierQuery(c.sys.Observation, r.ID+"/"+fx.fm.Path))
+			b = append(b, `"POST","url":"Observation","ifNoneExist":"`...)
 		}
-		e.b = append(e.b, `}}`...)
+		if !put {
+			// url.QueryEscape output needs no JSON escaping.
+			b = append(b, cf.obsQuery...)
+			b = appendQueryEscape(b, r.ID)
+			b = append(b, "%2F"...)
+			b = append(b, fx.pathQuery...)
+		}
+		b = append(b, `"}}`...)
 	}
+	e.b = b
+}
+
+// appendObsValue appends the value member of a report Observation, with
+// its leading comma, as the encoder writes it.
+func appendObsValue(b []byte, v *obsValue, fx *fieldIndex) []byte {
+	switch v.kind {
+	case pvQuantity:
+		b = append(b, `,"valueQuantity":{"value":`...)
+		if v.num == "" {
+			b = append(b, '0')
+		} else {
+			b = append(b, v.num...)
+		}
+		b = append(b, fx.qtyTail...)
+	case pvInteger:
+		b = append(b, `,"valueInteger":`...)
+		b = strconv.AppendInt(b, int64(v.i), 10)
+	case pvBoolean:
+		b = append(b, `,"valueBoolean":`...)
+		b = strconv.AppendBool(b, v.b)
+	case pvString:
+		b = append(b, `,"valueString":`...)
+		b = appendString(b, v.s)
+	case pvCode:
+		b = append(b, `,"valueCodeableConcept":{"coding":[{"system":`...)
+		b = appendString(b, v.code.System)
+		b = append(b, `,"code":`...)
+		b = appendString(b, v.code.Code)
+		if v.code.Display != "" {
+			b = append(b, `,"display":`...)
+			b = appendString(b, v.code.Display)
+		}
+		b = append(b, "}]}"...)
+	case pvDateTime:
+		b = append(b, `,"valueDateTime":`...)
+		b = appendString(b, v.s)
+	case pvTime:
+		b = append(b, `,"valueTime":`...)
+		b = appendString(b, v.s)
+	}
+	return b
 }
