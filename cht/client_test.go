@@ -111,6 +111,17 @@ func TestHydrateOrderNotFoundBatches(t *testing.T) {
 	if res.Docs[1].Type() != "data_record" || r.Patient == nil || r.Patient.ID != chttest.DemoMotherID || r.Contact.Name != "Example CHW" {
 		t.Errorf("report not hydrated: patient %+v contact %+v", r.Patient, r.Contact)
 	}
+	// The documents are the caller's: overwriting them changes no id.
+	for _, d := range res.Docs {
+		for i := range d.Doc {
+			d.Doc[i] = 'x'
+		}
+	}
+	for i, d := range res.Docs {
+		if d.ID != want[i] {
+			t.Errorf("after the documents were overwritten, id %d = %q, want %q", i, d.ID, want[i])
+		}
+	}
 	for _, req := range srv.Requests() {
 		if req.Method == "POST" && req.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s Content-Type = %q, want exactly application/json", req.Method, req.Path, req.Header.Get("Content-Type"))

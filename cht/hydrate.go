@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // HydratedDoc is one document returned by [Client.Hydrate]: a contact
@@ -69,8 +70,12 @@ type hydrateEntry struct {
 
 // parseHydrate splits a hydrate response into its entries. The documents
 // are checked but not decoded: that happens once, when they are used.
+// The response (megabytes for a page) is scanned in place rather than
+// copied to a string. No string that outlives the scan points into body:
+// the ids and errors are copied (they are outside the documents, the only
+// part of body its callers can modify, and need not keep body alive).
 func parseHydrate(body []byte) ([]hydrateEntry, error) {
-	d := &decoder{s: string(body)}
+	d := &decoder{s: unsafe.String(unsafe.SliceData(body), len(body))}
 	var out []hydrateEntry
 	for more := d.openArray(); more; more = d.next(']') {
 		d.pushIdx(len(out))
@@ -84,9 +89,9 @@ func parseHydrate(body []byte) ([]hydrateEntry, error) {
 					break
 				}
 				if k == "id" {
-					e.ID = d.str()
+					e.ID = strings.Clone(d.str())
 				} else {
-					e.Error = d.str()
+					e.Error = strings.Clone(d.str())
 				}
 			case "doc":
 				start, end := d.span()

@@ -99,12 +99,13 @@ func printSummary(w io.Writer, s *backfill.Summary) error {
 }
 
 // tuneGC trades memory for CPU unless GOGC or GOMEMLIMIT say otherwise:
-// the live heap of a sync is small (tens of MB), so collecting at 3× it
-// halves the GC's CPU, and a soft limit of 160 MiB keeps the peak RSS under
-// 200 MB however far the GC falls behind on a busy machine.
+// the live heap of a sync is small (tens of MB) but it allocates some 50 KB
+// per document, so collecting at 5× the live heap rather than 2× cuts the
+// GC's CPU by more than half, and a soft limit of 160 MiB keeps the peak
+// RSS under 200 MB however far the GC falls behind on a busy machine.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
+		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(160 << 20)
