@@ -134,6 +134,7 @@ type directScratch struct {
 	dups dupTable
 	ids  idHasher
 	frag []byte
+	out  []byte // output written before it is copied to its own allocation
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(directScratch) }}
@@ -150,6 +151,9 @@ func putScratch(sc *directScratch) {
 	sc.frag = sc.frag[:0]
 	if cap(sc.frag) > 64<<10 {
 		sc.frag = nil
+	}
+	if cap(sc.out) > 1<<20 {
+		sc.out = nil
 	}
 	scratchPool.Put(sc)
 }

@@ -628,8 +628,7 @@ func (c *Converter) appendPayloadValue(b []byte, po *PayloadObservation, kind in
 // byte-for-byte what ConvertPayload followed by Transaction.MarshalJSON
 // gives (errors included), which payload_test.go and a fuzz target check.
 //
-// With a dst too small (nil, say) the output is allocated at the size recent
-// payloads of the same length needed, so it is not copied while it grows.
+// With a dst too small (nil, say) the output is allocated once, at its size.
 func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
 	out, _, err := c.payloadBundleJSON(dst, payload)
 	return out, err
@@ -646,11 +645,16 @@ func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) 
 	var out []byte
 	n, entries := len(dst), 0
 	if err == nil {
-		if want := payloadSize.hint(len(payload)); cap(dst)-len(dst) < want {
-			dst = append(make([]byte, 0, len(dst)+want), dst...)
+		if cap(dst)-len(dst) >= payloadSize.hint(len(payload)) {
+			out, err = c.writePayloadBundle(dst, p, sc)
+		} else {
+			// Written in the scratch buffer, then copied to an output
+			// allocated once at its size.
+			sc.out, err = c.writePayloadBundle(sc.out[:0], p, sc)
+			if err == nil {
+				out = append(dst[:n:n], sc.out...)
+			}
 		}
-		n = len(dst)
-		out, err = c.writePayloadBundle(dst, p, sc)
 		entries = 1 + len(p.Observations) // the Encounter and every Observation
 	}
 	putScratch(sc)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonstr"
 )
 
 // scanner is a small allocation-free JSON reader over a string, used by the
@@ -119,9 +121,18 @@ func (d *scanner) str() string {
 		d.fail("want string")
 		return ""
 	}
-	start := d.i
+	start, wide := d.i, d.i
 	ascii := true
 	for d.i < len(d.s) {
+		if d.i >= wide {
+			// Eight plain ASCII bytes at a time; after a failed
+			// attempt, byte by byte past the eight tried.
+			if n := jsonstr.SafeRun(d.s[d.i:], false); n > 0 {
+				d.i += n
+				continue
+			}
+			wide = d.i + 8
+		}
 		c := d.s[d.i]
 		switch {
 		case c == '"':

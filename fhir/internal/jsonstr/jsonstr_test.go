@@ -3,6 +3,7 @@ package jsonstr
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -36,4 +37,30 @@ func FuzzAppend(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAppendLongRuns covers the eight-byte fast path: every escaped byte at
+// every offset of safe runs of several lengths.
+func TestAppendLongRuns(t *testing.T) {
+	special := []string{"\"", "\\", "<", ">", "&", "\x00", "\x1f", "\x7f", "é", "\u2028", "\xff", " ", "~"}
+	for n := range 20 {
+		for at := 0; at <= n; at++ {
+			for _, sp := range special {
+				s := strings.Repeat("a", at) + sp + strings.Repeat("b", n-at)
+				for _, html := range []bool{false, true} {
+					if got, want := string(Append(nil, s, html)), reference(t, s, html); got != want {
+						t.Fatalf("Append(%q, html %v) = %s, want %s", s, html, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	s := "https://cht.example.org/observation/442b0937-a32f-443e-8d28-7d9a7552fda2"
+	var buf []byte
+	for b.Loop() {
+		buf = Append(buf[:0], s, true)
+	}
 }
