@@ -196,8 +196,11 @@ func (ct ContactTypes) Lookup(id string) (ContactType, bool) {
 
 // IsPerson reports whether id is a person type of the hierarchy.
 func (ct ContactTypes) IsPerson(id string) bool {
-	t, ok := ct.Lookup(id)
-	return ok && t.Person
+	i, ok := ct.index[id]
+	if !ok {
+		return id == personTypeID && len(ct.types) > 0 // as Lookup
+	}
+	return ct.types[i].Person
 }
 
 // IsPlace reports whether id is a place type of the hierarchy.

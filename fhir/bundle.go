@@ -106,7 +106,12 @@ func (e *encoder) entry(en *Entry) {
 func (c *Converter) entry(x *refs, rt, chtID string, path string, resource any, system, value string) Entry {
 	var urn string
 	if path == "" {
-		urn = x.add(rt, chtID)
+		var url string
+		urn, url = x.addURL(rt, chtID)
+		if c.cfg.Strategy == WritePut {
+			return Entry{FullURL: urn, Resource: resource,
+				Request: models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: url}}
+		}
 	} else {
 		// "urn:uuid:<id>" and "<rt>/<id>" share one allocation.
 		u := c.uuid(rt, chtID, path)

@@ -299,20 +299,23 @@ func checkKinds(t *ContactTypeMapping, types cht.ContactTypes) error {
 	return nil
 }
 
-// contactType returns the type of a contact in the app's hierarchy, or a
-// *ConversionError naming contact_type (type for legacy documents) when
-// the type is not in it.
-func (c *Converter) contactType(ct *cht.Contact) (cht.ContactType, error) {
-	t, ok := c.types.Lookup(ct.TypeID())
-	if !ok {
+// contactPerson reports whether the type of a contact in the app's
+// hierarchy is a person type, or returns a *ConversionError naming
+// contact_type (type for legacy documents) when the type is not in it.
+func (c *Converter) contactPerson(ct *cht.Contact) (bool, error) {
+	id := ct.TypeID()
+	if c.types.IsPerson(id) {
+		return true, nil
+	}
+	if !c.types.IsPlace(id) {
 		field, v := "type", ct.Type
 		if ct.Type == "contact" {
 			field, v = "contact_type", ct.ContactType
 		}
-		return t, &ConversionError{DocID: ct.ID, Field: field, Value: v,
+		return false, &ConversionError{DocID: ct.ID, Field: field, Value: v,
 			Reason: "not a contact type of the app (contact_types in the app settings)", Err: cht.ErrUnknownContactType}
 	}
-	return t, nil
+	return false, nil
 }
 
 // isPerson reports whether a contact is of a person type; unknown types are

@@ -29,11 +29,7 @@ func (c *Converter) checkContact(ct *cht.Contact) (person bool, err error) {
 	if !ct.IsContact() {
 		return false, &ConversionError{DocID: ct.ID, Field: "type", Value: ct.Type, Reason: "not a contact document"}
 	}
-	t, err := c.contactType(ct)
-	if err != nil {
-		return false, err
-	}
-	return t.Person, nil
+	return c.contactPerson(ct)
 }
 
 // meta returns the meta with the CHT source tag; the resources of one
@@ -54,6 +50,11 @@ func (c *Converter) meta(x *refs) *models.Meta {
 func (c *Converter) id(x *refs, rt, chtID string, path ...string) *string {
 	if c.cfg.Strategy != WritePut {
 		return nil
+	}
+	if len(path) == 0 {
+		if urn, ok := x.lookup(rt, chtID); ok { // the id of its fullUrl
+			return x.s(urn[len("urn:uuid:"):])
+		}
 	}
 	return x.s(c.ID(rt, chtID, path...))
 }

@@ -1,6 +1,8 @@
 package fhir
 
 import (
+	"strings"
+
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -8,6 +10,7 @@ import (
 type member struct {
 	rt, chtID string
 	urn       string // "urn:uuid:<id>"
+	url       string // "<rt>/<id>" with WritePut
 }
 
 // refs resolves references from converted resources to other CHT documents:
@@ -138,15 +141,38 @@ func (x *refs) s(v string) *string {
 }
 
 func (x *refs) add(rt, chtID string) string {
+	urn, _ := x.addURL(rt, chtID)
+	return urn
+}
+
+// addURL is add, which also returns the request URL "<rt>/<id>" of the
+// member with WritePut ("" otherwise).
+func (x *refs) addURL(rt, chtID string) (urn, url string) {
 	for _, m := range x.in {
 		if m.rt == rt && m.chtID == chtID {
-			return m.urn
+			return m.urn, m.url
 		}
 	}
-	u := x.c.uuid(rt, chtID)
-	urn := string(appendUUID(append(make([]byte, 0, 45), "urn:uuid:"...), u))
-	x.in = append(x.in, member{rt: rt, chtID: chtID, urn: urn})
-	return urn
+	id := uuidText(x.c.uuid(rt, chtID))
+	// "urn:uuid:<id>" and "<rt>/<id>" share one allocation.
+	var sb strings.Builder
+	put := x.c.cfg.Strategy == WritePut
+	if put {
+		sb.Grow(45 + len(rt) + 1 + 36)
+	} else {
+		sb.Grow(45)
+	}
+	sb.WriteString("urn:uuid:")
+	sb.Write(id[:])
+	if put {
+		sb.WriteString(rt)
+		sb.WriteByte('/')
+		sb.Write(id[:])
+	}
+	s := sb.String()
+	urn, url = s[:45], s[45:]
+	x.in = append(x.in, member{rt: rt, chtID: chtID, urn: urn, url: url})
+	return urn, url
 }
 
 func (x *refs) lookup(rt, chtID string) (string, bool) {
