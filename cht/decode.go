@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -112,20 +114,19 @@ type pathSeg struct {
 // escapes and object keys are substrings of s, so decoding allocates little
 // beyond the maps and structs it builds. A syntax error (hard) stops
 // decoding; value errors (soft) are collected and decoding goes on.
+//
+// Decoders come from a pool (newDecoder); one whose results no longer
+// need it is given back with release.
 type decoder struct {
 	s string
 	// src, when not nil, is the caller's own copy of s, which Extra
 	// values then alias.
 	src   []byte
-	slab  []Contact // see newContact
-	spans []extSpan // verbatim members of the documents being decoded
 	i     int
 	depth int
-	path  []pathSeg
 	hard  error
-	soft  []softErr
 	// set by str: the last string held a NUL or a lone surrogate.
-	strBad string
+	strBad badString
 	// nesting counts the documents being decoded inside a member of
 	// another; their value errors belong to nestKind.
 	nesting  int
@@ -134,8 +135,38 @@ type decoder struct {
 	// holds the document (see docResult.inner).
 	docKey string
 
-	pathBuf [8]pathSeg
-	spanBuf [8]extSpan
+	path  []pathSeg
+	spans []extSpan // verbatim members of the documents being decoded
+	soft  []softErr
+
+	// contacts and links are the slabs the decoded Contacts and Lineage
+	// links are taken from (see newContact); scratch holds the Contacts
+	// that lineage links are decoded into before it is known whether
+	// they are hydrated (see lineage), reused across documents.
+	contacts []Contact
+	links    []Lineage
+	buf      []byte // backs the Extra values (see copyRaw)
+	scratch  []*Contact
+	nscratch int
+}
+
+// badString tells what was wrong with a string that is still valid JSON.
+type badString uint8
+
+const (
+	strOK        badString = iota
+	strNUL                 // held \u0000
+	strSurrogate           // held a lone UTF-16 surrogate
+)
+
+func (b badString) String() string {
+	switch b {
+	case strNUL:
+		return "NUL character in string"
+	case strSurrogate:
+		return "lone UTF-16 surrogate in string"
+	}
+	return ""
 }
 
 // softErr is a value error; kind tells which view of a document it belongs
@@ -145,14 +176,30 @@ type softErr struct {
 	kind memberKind
 }
 
+// decoders keeps decoders, with the buffers they have grown, for reuse.
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
 // newDecoder returns a decoder for one document. src, when not nil, is
 // the same bytes as s owned by the caller for as long as the result lives:
 // Extra values then alias it instead of a copy.
 func newDecoder(s string, src []byte) *decoder {
-	d := &decoder{s: s, src: src}
-	d.path = d.pathBuf[:0]
-	d.spans = d.spanBuf[:0]
+	d := decoders.Get().(*decoder)
+	d.s, d.src = s, src
 	return d
+}
+
+// release gives d back to the pool. Nothing decoded refers to the
+// decoder, but a docResult does: release only a decoder whose views are
+// finished.
+func (d *decoder) release() {
+	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 {
+		return // an unusual document: let it go
+	}
+	clear(d.path[:cap(d.path)])
+	clear(d.spans[:cap(d.spans)])
+	clear(d.soft[:cap(d.soft)])
+	*d = decoder{path: d.path[:0], spans: d.spans[:0], soft: d.soft[:0], scratch: d.scratch}
+	decoders.Put(d)
 }
 
 func (d *decoder) pathString(extra ...string) string {
@@ -206,23 +253,27 @@ func (d *decoder) bad(kind memberKind, format string, args ...any) {
 }
 
 func (d *decoder) ws() {
-	for d.i < len(d.s) {
-		switch d.s[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
+	s, i := d.s, d.i
+	for i < len(s) && isSpace(s[i]) {
+		i++
 	}
+	d.i = i
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 // peek returns the next non-space byte, 0 at the end.
 func (d *decoder) peek() byte {
 	d.ws()
-	if d.i >= len(d.s) {
-		return 0
+	return d.at()
+}
+
+// at returns the byte at d.i, 0 at the end.
+func (d *decoder) at() byte {
+	if d.i < len(d.s) {
+		return d.s[d.i]
 	}
-	return d.s[d.i]
+	return 0
 }
 
 // kind names the kind of the next value.
@@ -238,10 +289,15 @@ func (d *decoder) kind() string {
 func (d *decoder) enter() bool {
 	d.depth++
 	if d.depth > maxDepth {
-		d.failErr(errTooDeep)
-		return false
+		return d.tooDeep()
 	}
 	return true
+}
+
+//go:noinline
+func (d *decoder) tooDeep() bool {
+	d.failErr(errTooDeep)
+	return false
 }
 
 func (d *decoder) leave() { d.depth-- }
@@ -266,7 +322,11 @@ func (d *decoder) key() string {
 		d.fail("want object key")
 		return ""
 	}
-	k := d.str()
+	k := d.strBody()
+	if d.i < len(d.s) && d.s[d.i] == ':' {
+		d.i++
+		return k
+	}
 	if d.peek() != ':' {
 		d.fail("want ':' after object key")
 		return ""
@@ -279,6 +339,16 @@ func (d *decoder) key() string {
 func (d *decoder) next(close byte) bool {
 	if d.hard != nil {
 		return false
+	}
+	if i := d.i; i < len(d.s) {
+		switch d.s[i] {
+		case ',':
+			d.i = i + 1
+			return true
+		case close:
+			d.i = i + 1
+			return false
+		}
 	}
 	switch d.peek() {
 	case ',':
@@ -318,44 +388,82 @@ var plain = func() (t [256]bool) {
 // str reads a string. It sets d.strBad when the string holds a NUL or a
 // lone surrogate (kept as U+0000 and U+FFFD).
 func (d *decoder) str() string {
-	d.strBad = ""
 	if d.peek() != '"' {
+		d.strBad = strOK
 		d.fail("want string")
 		return ""
 	}
-	d.i++
-	start := d.i
-	for d.i < len(d.s) {
-		for d.i < len(d.s) && plain[d.s[d.i]] {
-			d.i++
-		}
-		if d.i >= len(d.s) {
+	return d.strBody()
+}
+
+// strBody is str at the opening quote.
+func (d *decoder) strBody() string {
+	d.strBad = strOK
+	s := d.s
+	start := d.i + 1
+	i := start
+	for {
+		i = plainRun(s, i)
+		if i >= len(s) {
 			break
 		}
-		c := d.s[d.i]
-		switch {
+		switch c := s[i]; {
 		case c == '"':
-			v := d.s[start:d.i]
-			d.i++
-			return v
+			d.i = i + 1
+			return s[start:i]
 		case c == '\\':
+			d.i = i
 			return d.strSlow(start)
 		case c < 0x20:
+			d.i = i
 			d.fail("control character in string")
 			return ""
-		case c >= utf8.RuneSelf:
-			r, n := utf8.DecodeRuneInString(d.s[d.i:])
+		default: // c >= utf8.RuneSelf
+			r, n := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && n == 1 {
+				d.i = i
 				d.fail("invalid UTF-8 in string")
 				return ""
 			}
-			d.i += n
-			continue
+			i += n
 		}
-		d.i++
 	}
+	d.i = i
 	d.fail("unterminated string")
 	return ""
+}
+
+// SWAR constants: one in each byte, the high bit of each byte.
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+// plainRun returns the index of the first byte at or after i that is not
+// plain (see plain), or len(s). It looks at eight bytes at a time.
+func plainRun(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		b := s[i : i+8]
+		x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+		if m := special8(x); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	return i
+}
+
+// special8 flags (in the high bit of each byte) the bytes of x that are
+// not plain: '"', '\\', control characters and non-ASCII. The lowest
+// flagged byte is exact; a borrow can only flag bytes above a byte that is
+// flagged itself.
+func special8(x uint64) uint64 {
+	q := x ^ (swarLo * '"')
+	e := x ^ (swarLo * '\\')
+	return ((q-swarLo)&^q | (e-swarLo)&^e | (x-swarLo*0x20)&^x | x) & swarHi
 }
 
 func (d *decoder) strSlow(start int) string {
@@ -422,11 +530,11 @@ func (d *decoder) strSlow(start int) string {
 					}
 				}
 				if dec == utf8.RuneError {
-					d.strBad = "lone UTF-16 surrogate in string"
+					d.strBad = strSurrogate
 				}
 				r = dec
 			} else if r == 0 {
-				d.strBad = "NUL character in string"
+				d.strBad = strNUL
 			}
 			b = utf8.AppendRune(b, r)
 		default:
@@ -596,7 +704,7 @@ func (d *decoder) any(kind memberKind) any {
 		return a
 	case '"':
 		s := d.str()
-		if d.strBad != "" {
+		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
 		}
 		return s
@@ -629,33 +737,66 @@ func finite(n string) bool {
 	return err == nil && !math.IsInf(f, 0)
 }
 
-// raw returns s[start:end] for Extra: a slice of src when the caller owns
-// the input, else a copy (Extra is usually a small part of a document).
-func (d *decoder) raw(start, end int) json.RawMessage {
-	if d.src != nil {
-		return json.RawMessage(d.src[start:end:end])
+// copyRaw returns a copy of s[start:end] for Extra, taken from a buffer
+// the Extra values of the document share.
+func (d *decoder) copyRaw(start, end int) json.RawMessage {
+	n := end - start
+	if n == 0 { // after a syntax error
+		return json.RawMessage{}
 	}
-	return json.RawMessage(d.s[start:end])
+	if cap(d.buf)-len(d.buf) < n {
+		d.buf = make([]byte, 0, max(n, 512))
+	}
+	at := len(d.buf)
+	d.buf = append(d.buf, d.s[start:end]...)
+	return json.RawMessage(d.buf[at : at+n : at+n])
 }
 
-// newContact returns a zero Contact from a small slab, so that the
-// contacts of a hydrated document cost one allocation, not one each.
+// slabSize is the size of the first slab of Contacts or Lineage links
+// for a document: hydrated documents hold about one contact per 256 bytes.
+// Later slabs double, up to 16.
+func (d *decoder) slabSize(prev int) int {
+	if prev == 0 {
+		return min(max(len(d.s)>>8, 2), 16)
+	}
+	return min(2*prev, 16)
+}
+
+// newContact returns a zero Contact from a slab, so that the contacts of
+// a hydrated document cost an allocation or two, not one each.
 func (d *decoder) newContact() *Contact {
-	if len(d.slab) == cap(d.slab) {
-		d.slab = make([]Contact, 0, 4)
+	if len(d.contacts) == cap(d.contacts) {
+		d.contacts = make([]Contact, 0, d.slabSize(cap(d.contacts)))
 	}
-	d.slab = d.slab[:len(d.slab)+1]
-	c := &d.slab[len(d.slab)-1]
-	*c = Contact{} // the slot may have been given back
-	return c
+	d.contacts = d.contacts[:len(d.contacts)+1]
+	return &d.contacts[len(d.contacts)-1]
 }
 
-// freeContact gives back c, the Contact newContact returned last, when
-// nothing refers to it (a minified lineage link).
-func (d *decoder) freeContact(c *Contact) {
-	if n := len(d.slab); n > 0 && &d.slab[n-1] == c {
-		d.slab = d.slab[:n-1]
+// newLink returns a zero Lineage from a slab.
+func (d *decoder) newLink() *Lineage {
+	if len(d.links) == cap(d.links) {
+		d.links = make([]Lineage, 0, d.slabSize(cap(d.links)))
 	}
+	d.links = d.links[:len(d.links)+1]
+	return &d.links[len(d.links)-1]
+}
+
+// tmpContact returns a zero Contact to decode a lineage link into, until
+// doneTmp gives it back (last taken, first given back).
+func (d *decoder) tmpContact() *Contact {
+	if d.nscratch == len(d.scratch) {
+		d.scratch = append(d.scratch, new(Contact))
+	}
+	d.nscratch++
+	return d.scratch[d.nscratch-1]
+}
+
+// doneTmp clears and gives back the Contact tmpContact returned last. A
+// scratch Contact holds no more than _id, parent and Extra (see
+// contactOnly).
+func (d *decoder) doneTmp(c *Contact) {
+	c.ID, c.Parent, c.Extra = "", nil, nil
+	d.nscratch--
 }
 
 // result ends a decode: the syntax error, or the value errors of kind

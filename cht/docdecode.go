@@ -65,9 +65,19 @@ func (d *decoder) extra(from, to int, kind memberKind) map[string]json.RawMessag
 		return nil
 	}
 	m := make(map[string]json.RawMessage, n)
+	if d.src != nil { // the caller's bytes, which it gives us
+		for _, sp := range d.spans[from:to] {
+			if sp.kind == kindAll || sp.kind == kind {
+				m[sp.key] = json.RawMessage(d.src[sp.start:sp.end:sp.end])
+			}
+		}
+		return m
+	}
+	// Copies, from a buffer shared by the document's Extra maps: Extra is
+	// usually a small part of a document.
 	for _, sp := range d.spans[from:to] {
 		if sp.kind == kindAll || sp.kind == kind {
-			m[sp.key] = d.raw(sp.start, sp.end)
+			m[sp.key] = d.copyRaw(sp.start, sp.end)
 		}
 	}
 	return m
@@ -85,9 +95,12 @@ func (res *docResult) reportView(d *decoder) *Report {
 	return res.r
 }
 
-// contactOnly finishes a nested contact and frees its spans.
-func (d *decoder) contactOnly(c *Contact) docResult {
-	res := d.doc(c, nil)
+// contactOnly decodes a nested contact, finishes it and frees its spans.
+// For a lineage link (link), c is a scratch Contact that holds _id and
+// parent until another member shows that the link is hydrated: the
+// document then goes on in a Contact of its own, res.c.
+func (d *decoder) contactOnly(c *Contact, link bool) docResult {
+	res := d.object(c, nil, link)
 	res.contactView(d)
 	d.spans = d.spans[:res.spanFrom]
 	return res
@@ -108,7 +121,10 @@ func (d *decoder) nested(k memberKind, fn func()) {
 }
 
 // doc decodes an object into c, r or both (either may be nil).
-func (d *decoder) doc(c *Contact, r *Report) docResult {
+func (d *decoder) doc(c *Contact, r *Report) docResult { return d.object(c, r, false) }
+
+// object is doc, for a lineage link when link is set (see contactOnly).
+func (d *decoder) object(c *Contact, r *Report, link bool) docResult {
 	res := docResult{c: c, r: r, minified: true, softFrom: len(d.soft), spanFrom: len(d.spans)}
 	if !d.enter() {
 		return res
@@ -120,8 +136,14 @@ func (d *decoder) doc(c *Contact, r *Report) docResult {
 		}
 		d.ws()
 		start := d.i
-		if k != "_id" && k != "parent" {
+		if res.minified && k != "_id" && k != "parent" {
 			res.minified = false
+			if link { // hydrated: move to a Contact of its own
+				tmp := res.c
+				res.c = d.newContact()
+				res.c.ID, res.c.Parent = tmp.ID, tmp.Parent
+				tmp.ID, tmp.Parent = "", nil
+			}
 		}
 		if d.docKey != "" && k == d.docKey && d.peek() == '{' {
 			inner := new(docResult)
@@ -277,7 +299,7 @@ func (d *decoder) strMember(kind memberKind) (string, bool) {
 	switch c := d.peek(); c {
 	case '"':
 		s := d.str()
-		if d.strBad != "" {
+		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
 			return "", false
 		}
@@ -298,14 +320,16 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 	switch c := d.peek(); c {
 	case '{':
 		ref := d.newContact()
-		d.nested(kind, func() { d.contactOnly(ref) })
+		d.nested(kind, func() { d.contactOnly(ref, false) })
 		return ref, d.hard == nil
 	case '"', 'n':
 		s, ok := d.strMember(kind)
 		if !ok {
 			return nil, false
 		}
-		return &Contact{ID: s}, true
+		ref := d.newContact()
+		ref.ID = s
+		return ref, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
 		d.skip()
@@ -318,19 +342,17 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 	switch c := d.peek(); c {
 	case '{':
-		var l *Lineage
+		l := d.newLink()
 		d.nested(kind, func() {
-			doc := d.newContact()
-			res := d.contactOnly(doc)
-			if res.minified {
-				l = &Lineage{ID: doc.ID, Parent: doc.Parent}
-				if p, ok := doc.Extra["parent"]; ok && doc.Parent == nil {
-					l.raw = p // "" or null at the top
-				}
-				d.freeContact(doc)
-				return
+			tmp := d.tmpContact()
+			res := d.contactOnly(tmp, true)
+			l.ID, l.Parent = res.c.ID, res.c.Parent
+			if res.c != tmp {
+				l.Doc = res.c
+			} else if p, ok := tmp.Extra["parent"]; ok && tmp.Parent == nil {
+				l.raw = p // "" or null at the top
 			}
-			l = &Lineage{ID: doc.ID, Parent: doc.Parent, Doc: doc}
+			d.doneTmp(tmp)
 		})
 		return l, d.hard == nil
 	case '"', 'n':
@@ -338,7 +360,9 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 		if !ok {
 			return nil, false
 		}
-		return &Lineage{ID: s}, true
+		l := d.newLink()
+		l.ID = s
+		return l, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
 		d.skip()
@@ -355,7 +379,7 @@ func (d *decoder) millis(kind memberKind) (Millis, bool) {
 		if s == "" || d.hard != nil {
 			return 0, false
 		}
-		if m, ok := ParseMillis(s); ok && d.strBad == "" {
+		if m, ok := ParseMillis(s); ok && d.strBad == strOK {
 			return m, m != 0
 		}
 		d.bad(kind, "want milliseconds or an ISO 8601 date, got %q", s)
@@ -461,7 +485,7 @@ func (d *decoder) reportError(e *ReportError, kind memberKind) bool {
 				break
 			}
 			s := d.str()
-			if d.strBad != "" {
+			if d.strBad != strOK {
 				d.bad(kind, "%s", d.strBad)
 				ok = false
 				break
@@ -503,7 +527,12 @@ func (d *decoder) geolocation(kind memberKind) (*Geolocation, bool) {
 		return nil, false
 	}
 	defer d.leave()
-	g := new(Geolocation)
+	// The coordinates share the Geolocation's allocation.
+	ga := new(struct {
+		g Geolocation
+		f [7]float64
+	})
+	g, nf := &ga.g, 0
 	from := len(d.spans)
 	ok := true
 	for more := d.openObject(); more; more = d.next('}') {
@@ -523,7 +552,15 @@ func (d *decoder) geolocation(kind memberKind) (*Geolocation, bool) {
 					ok = false
 					break
 				}
-				*dst = &f
+				if nf < len(ga.f) {
+					ga.f[nf] = f
+					*dst = &ga.f[nf]
+					nf++
+				} else { // repeated members
+					p := new(float64)
+					*p = f
+					*dst = p
+				}
 			default:
 				d.bad(kind, "want number, got %s", kindOf(c))
 				d.skip()
@@ -642,26 +679,30 @@ func (r *Report) reportString(k string) *string {
 	return &r.From
 }
 
-// decodeContact decodes data as a contact document.
-func decodeContact(data string) (*Contact, error) {
+// decodeContact decodes data as a contact document into c.
+func decodeContact(data string, c *Contact) error {
 	countDecode()
 	d := newDecoder(data, nil)
-	c := new(Contact)
+	*c = Contact{}
 	res := d.doc(c, nil)
 	d.end()
 	res.contactView(d)
-	return c, d.result(kindContact, 0, len(d.soft))
+	err := d.result(kindContact, 0, len(d.soft))
+	d.release()
+	return err
 }
 
-// decodeReport decodes data as a report document.
-func decodeReport(data string) (*Report, error) {
+// decodeReport decodes data as a report document into r.
+func decodeReport(data string, r *Report) error {
 	countDecode()
 	d := newDecoder(data, nil)
-	r := new(Report)
+	*r = Report{}
 	res := d.doc(nil, r)
 	d.end()
 	res.reportView(d)
-	return r, d.result(kindReport, 0, len(d.soft))
+	err := d.result(kindReport, 0, len(d.soft))
+	d.release()
+	return err
 }
 
 // decodedDoc is a document decoded once, with its contact and report views

@@ -72,5 +72,7 @@ func (g *Geolocation) UnmarshalJSON(b []byte) error {
 		*g = *v
 	}
 	d.end()
-	return d.result(kindAll, 0, len(d.soft))
+	err := d.result(kindAll, 0, len(d.soft))
+	d.release()
+	return err
 }

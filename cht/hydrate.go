@@ -36,8 +36,8 @@ func (d HydratedDoc) Type() string {
 
 // Contact decodes the document as a contact; see [Contact.UnmarshalJSON].
 func (d HydratedDoc) Contact() (*Contact, error) {
-	c, err := decodeContact(string(d.Doc))
-	if err != nil {
+	c := new(Contact)
+	if err := decodeContact(string(d.Doc), c); err != nil {
 		return c, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return c, nil
@@ -45,8 +45,8 @@ func (d HydratedDoc) Contact() (*Contact, error) {
 
 // Report decodes the document as a report; see [Report.UnmarshalJSON].
 func (d HydratedDoc) Report() (*Report, error) {
-	r, err := decodeReport(string(d.Doc))
-	if err != nil {
+	r := new(Report)
+	if err := decodeReport(string(d.Doc), r); err != nil {
 		return r, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return r, nil

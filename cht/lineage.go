@@ -84,5 +84,7 @@ func (l *Lineage) UnmarshalJSON(b []byte) error {
 		v = new(Lineage)
 	}
 	*l = *v
-	return d.result(kindAll, 0, len(d.soft))
+	err := d.result(kindAll, 0, len(d.soft))
+	d.release()
+	return err
 }

@@ -43,7 +43,9 @@ func (m *Millis) UnmarshalJSON(b []byte) error {
 	d := newDecoder(string(b), nil)
 	v, _ := d.millis(kindAll)
 	d.end()
-	if err := d.result(kindAll, 0, len(d.soft)); err != nil {
+	err := d.result(kindAll, 0, len(d.soft))
+	d.release()
+	if err != nil {
 		return err
 	}
 	*m = v

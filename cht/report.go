@@ -72,7 +72,9 @@ func (e *ReportError) UnmarshalJSON(b []byte) error {
 		d.reportError(e, kindAll)
 	}
 	d.end()
-	return d.result(kindAll, 0, len(d.soft))
+	err := d.result(kindAll, 0, len(d.soft))
+	d.release()
+	return err
 }
 
 // Error implements error.
@@ -157,7 +159,5 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 // values naming the JSON path (see [DecodeError] for which errors still
 // fill r).
 func (r *Report) UnmarshalJSON(b []byte) error {
-	v, err := decodeReport(string(b))
-	*r = *v
-	return err
+	return decodeReport(string(b), r)
 }
