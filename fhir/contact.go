@@ -152,45 +152,57 @@ func gender(sex string) (g models.AdministrativeGender, ok bool) {
 }
 
 // cleanContact checks the values of a contact that go to FHIR and returns
-// the contact to convert: a copy without the unusable values of lenient
-// fields (each dropped with a warning in x), or a *ConversionError naming
+// the contact to convert: ct itself when all its values are usable, else a
+// copy without the unusable values of lenient fields (each dropped with a
+// warning in x), or a *ConversionError naming
 // the first unusable value of a strict field. Identity members (_id,
 // patient_id, place_id, type, contact_type) are always strict.
 func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error) {
-	d := *ct
-	strict := []struct{ key, v string }{
-		{"_id", d.ID}, {"type", d.Type}, {"contact_type", d.ContactType},
-		{"patient_id", d.PatientID}, {"place_id", d.PlaceID},
+	strict := [...]struct{ key, v string }{
+		{"_id", ct.ID}, {"type", ct.Type}, {"contact_type", ct.ContactType},
+		{"patient_id", ct.PatientID}, {"place_id", ct.PlaceID},
 	}
 	for _, f := range strict {
-		if err := checkText(d.ID, f.key, f.v); err != nil {
+		if err := checkText(ct.ID, f.key, f.v); err != nil {
 			return nil, err
 		}
 	}
-	drop := func(field string, value any, reason string, clear func()) error {
-		e := &ConversionError{DocID: d.ID, Field: field, Value: value, Reason: reason}
+	d := ct // copied before its first change
+	drop := func(field string, value any, reason string, clear func(d *cht.Contact)) error {
+		e := &ConversionError{DocID: ct.ID, Field: field, Value: value, Reason: reason}
 		if !c.lenient[field] {
 			return e
 		}
-		clear()
+		if d == ct {
+			cp := *ct
+			d = &cp
+		}
+		clear(d)
 		x.warn(e)
 		return nil
 	}
-	texts := []struct {
+	texts := [...]struct {
 		key string
-		dst *string
-	}{{"name", &d.Name}, {"external_id", &d.ExternalID}, {"phone", &d.Phone}, {"phone_alternate", &d.PhoneAlternate},
-		{"sex", &d.Sex}, {"date_of_birth", &d.DateOfBirth}, {"date_of_death", &d.DateOfDeath}}
-	for _, f := range texts {
-		if p := textProblem(*f.dst); p != "" {
-			if err := drop(f.key, *f.dst, p, func() { *f.dst = "" }); err != nil {
+		f   func(d *cht.Contact) *string
+	}{
+		{"name", func(d *cht.Contact) *string { return &d.Name }},
+		{"external_id", func(d *cht.Contact) *string { return &d.ExternalID }},
+		{"phone", func(d *cht.Contact) *string { return &d.Phone }},
+		{"phone_alternate", func(d *cht.Contact) *string { return &d.PhoneAlternate }},
+		{"sex", func(d *cht.Contact) *string { return &d.Sex }},
+		{"date_of_birth", func(d *cht.Contact) *string { return &d.DateOfBirth }},
+		{"date_of_death", func(d *cht.Contact) *string { return &d.DateOfDeath }},
+	}
+	for _, t := range texts {
+		if v := *t.f(d); textProblem(v) != "" {
+			if err := drop(t.key, v, textProblem(v), func(d *cht.Contact) { *t.f(d) = "" }); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if strings.TrimSpace(d.Sex) != "" {
 		if _, ok := gender(d.Sex); !ok {
-			err := drop("sex", d.Sex, "not a known sex (want male, female, other or unknown)", func() { d.Sex = "" })
+			err := drop("sex", d.Sex, "not a known sex (want male, female, other or unknown)", func(d *cht.Contact) { d.Sex = "" })
 			if err != nil {
 				return nil, err
 			}
@@ -198,7 +210,7 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 	}
 	if strings.TrimSpace(d.DateOfBirth) != "" {
 		if _, ok := fhirDate(d.DateOfBirth); !ok {
-			err := drop("date_of_birth", d.DateOfBirth, "not a date (want YYYY-MM-DD, YYYY-MM or YYYY)", func() { d.DateOfBirth = "" })
+			err := drop("date_of_birth", d.DateOfBirth, "not a date (want YYYY-MM-DD, YYYY-MM or YYYY)", func(d *cht.Contact) { d.DateOfBirth = "" })
 			if err != nil {
 				return nil, err
 			}
@@ -207,7 +219,7 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 	if strings.TrimSpace(d.DateOfDeath) != "" {
 		if _, ok := fhirDateTime(d.DateOfDeath); !ok {
 			// Lenient: the person is still deceased, only the date is dropped.
-			err := drop("date_of_death", d.DateOfDeath, "not a date or date-time", func() { d.DateOfDeath = deceasedNoDate })
+			err := drop("date_of_death", d.DateOfDeath, "not a date or date-time", func(d *cht.Contact) { d.DateOfDeath = deceasedNoDate })
 			if err != nil {
 				return nil, err
 			}
@@ -215,12 +227,12 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 	}
 	if g := d.Geolocation; g != nil && (g.Latitude != nil || g.Longitude != nil) {
 		if p := geoProblem(g); p != "" {
-			if err := drop("geolocation", g, p, func() { d.Geolocation = nil }); err != nil {
+			if err := drop("geolocation", g, p, func(d *cht.Contact) { d.Geolocation = nil }); err != nil {
 				return nil, err
 			}
 		}
 	}
-	return &d, nil
+	return d, nil
 }
 
 // deceasedNoDate marks, in a cleaned contact, a date_of_death that was

@@ -23,7 +23,7 @@ type plan struct {
 	items []planItem
 	// clean holds the checked copy of each contact document converted
 	// (see cleanContact), so a document is checked and warned about once.
-	clean map[*cht.Contact]*cht.Contact
+	clean []cleaned
 	// built, when set, holds the contact resources (type and CHT id) that
 	// earlier documents of the same batch already put in it: build leaves
 	// them out (mergeTransactions would keep only the first anyway) and
@@ -62,19 +62,24 @@ func (p *plan) check(ct *cht.Contact) (*cht.Contact, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if d, ok := p.clean[ct]; ok {
-		return d, person, nil
+	for _, k := range p.clean {
+		if k.doc == ct {
+			return k.clean, person, nil
+		}
 	}
 	d, err := p.c.cleanContact(p.x, ct)
 	if err != nil {
 		return nil, false, err
 	}
 	if p.clean == nil {
-		p.clean = map[*cht.Contact]*cht.Contact{}
+		p.clean = make([]cleaned, 0, 8)
 	}
-	p.clean[ct] = d
+	p.clean = append(p.clean, cleaned{ct, d})
 	return d, person, nil
 }
+
+// cleaned is a contact document and the copy of it to convert.
+type cleaned struct{ doc, clean *cht.Contact }
 
 // contact plans a hydrated contact as the resources its type is mapped
 // to, and its hydrated lineage. It returns those resource types.
