@@ -84,6 +84,7 @@ func checkTransactionAnswer(r io.Reader, want int) *ServerError {
 	if err := expectDelim(dec, '{'); err != nil {
 		return fail("answer is not a JSON object: %v", err)
 	}
+	var scratch json.RawMessage
 	var rt, typ string
 	entries := 0
 	for dec.More() {
@@ -98,12 +99,12 @@ func checkTransactionAnswer(r io.Reader, want int) *ServerError {
 			err = dec.Decode(&typ)
 		case "entry":
 			var se *ServerError
-			entries, se, err = checkEntries(dec)
+			entries, se, err = checkEntries(dec, &scratch)
 			if se != nil {
 				return se
 			}
 		default:
-			err = skipValue(dec)
+			err = skipValue(dec, &scratch)
 		}
 		if err != nil {
 			return fail("answer is not a transaction-response Bundle: %v", err)
@@ -130,7 +131,7 @@ func orNone(s string) string {
 
 // checkEntries reads the entry array; it returns the first failed entry as
 // a *ServerError.
-func checkEntries(dec *json.Decoder) (int, *ServerError, error) {
+func checkEntries(dec *json.Decoder, scratch *json.RawMessage) (int, *ServerError, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return 0, nil, err
@@ -153,7 +154,7 @@ func checkEntries(dec *json.Decoder) (int, *ServerError, error) {
 				return n, nil, err
 			}
 			if key != "response" {
-				if err := skipValue(dec); err != nil {
+				if err := skipValue(dec, scratch); err != nil {
 					return n, nil, err
 				}
 				continue
@@ -198,22 +199,9 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 	return nil
 }
 
-// skipValue consumes one JSON value token by token, without buffering it.
-func skipValue(dec *json.Decoder) error {
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-	}
+// skipValue consumes one JSON value (a resource a server returns with each
+// entry, for one) into scratch, whose memory it reuses: the decoder scans
+// it byte by byte, many times faster than reading it token by token.
+func skipValue(dec *json.Decoder, scratch *json.RawMessage) error {
+	return dec.Decode(scratch)
 }
