@@ -146,8 +146,18 @@ type decoder struct {
 	contacts []Contact
 	links    []Lineage
 	buf      []byte // backs the Extra values (see copyRaw)
+	// kvs and elems collect the members of the objects and the elements
+	// of the arrays that any is decoding.
+	kvs      []kv
+	elems    []any
 	scratch  []*Contact
 	nscratch int
+}
+
+// kv is a decoded object member.
+type kv struct {
+	key   string
+	value any
 }
 
 // badString tells what was wrong with a string that is still valid JSON.
@@ -192,13 +202,15 @@ func newDecoder(s string, src []byte) *decoder {
 // decoder, but a docResult does: release only a decoder whose views are
 // finished.
 func (d *decoder) release() {
-	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 {
+	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 ||
+		cap(d.kvs) > 1024 || cap(d.elems) > 1024 {
 		return // an unusual document: let it go
 	}
 	clear(d.path[:cap(d.path)])
 	clear(d.spans[:cap(d.spans)])
 	clear(d.soft[:cap(d.soft)])
-	*d = decoder{path: d.path[:0], spans: d.spans[:0], soft: d.soft[:0], scratch: d.scratch}
+	*d = decoder{path: d.path[:0], spans: d.spans[:0], soft: d.soft[:0], scratch: d.scratch,
+		kvs: d.kvs[:0], elems: d.elems[:0]}
 	decoders.Put(d)
 }
 
@@ -681,25 +693,39 @@ func (d *decoder) any(kind memberKind) any {
 		if !d.enter() {
 			return nil
 		}
-		m := map[string]any{}
+		// The members are collected first, so that the map is made at
+		// its size.
+		base := len(d.kvs)
 		for more := d.openObject(); more; more = d.next('}') {
 			k := d.key()
 			d.push(k)
-			m[k] = d.any(kind)
+			v := d.any(kind)
+			d.kvs = append(d.kvs, kv{k, v})
 			d.pop()
 		}
+		m := make(map[string]any, len(d.kvs)-base)
+		for _, e := range d.kvs[base:] {
+			m[e.key] = e.value
+		}
+		clear(d.kvs[base:])
+		d.kvs = d.kvs[:base]
 		d.leave()
 		return m
 	case '[':
 		if !d.enter() {
 			return nil
 		}
-		a := []any{}
+		base := len(d.elems)
 		for more := d.openArray(); more; more = d.next(']') {
-			d.pushIdx(len(a))
-			a = append(a, d.any(kind))
+			d.pushIdx(len(d.elems) - base)
+			v := d.any(kind)
+			d.elems = append(d.elems, v)
 			d.pop()
 		}
+		a := make([]any, len(d.elems)-base)
+		copy(a, d.elems[base:])
+		clear(d.elems[base:])
+		d.elems = d.elems[:base]
 		d.leave()
 		return a
 	case '"':
