@@ -3,6 +3,7 @@ package cht
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -42,7 +43,7 @@ type docResult struct {
 	softFrom, softTo int
 
 	// inner is the document under the outbound payload key, if any.
-	inner      *docResult
+	inner      *decodedDoc
 	innerStart int
 	innerEnd   int
 }
@@ -146,10 +147,10 @@ func (d *decoder) object(c *Contact, r *Report, link bool) docResult {
 			}
 		}
 		if d.docKey != "" && k == d.docKey && d.peek() == '{' {
-			inner := new(docResult)
+			inner := new(decodedDoc)
 			saved := d.docKey
 			d.docKey = ""
-			*inner = d.doc(new(Contact), new(Report))
+			inner.res = d.doc(&inner.c, &inner.r)
 			d.docKey = saved
 			res.inner, res.innerStart, res.innerEnd = inner, start, d.i
 			d.keep(k, start, kindAll)
@@ -706,12 +707,15 @@ func decodeReport(data string, r *Report) error {
 }
 
 // decodedDoc is a document decoded once, with its contact and report views
-// finished on demand.
+// finished on demand. Its decoder d holds what the views need (see
+// detach), so that the decoder that read the document goes back to the
+// pool.
 type decodedDoc struct {
-	d   *decoder
-	res *docResult
-	c   *Contact
-	r   *Report
+	d            decoder
+	res          docResult
+	c            Contact
+	r            Report
+	cDone, rDone bool // the view is finished
 }
 
 // decodeDoc decodes data as a document of either kind. A syntax error is
@@ -719,29 +723,47 @@ type decodedDoc struct {
 func decodeDoc(data string) (*decodedDoc, error) {
 	countDecode()
 	d := newDecoder(data, nil)
-	res := d.doc(new(Contact), new(Report))
+	defer d.release()
+	dd := new(decodedDoc)
+	res := d.doc(&dd.c, &dd.r)
 	d.end()
 	if d.hard != nil {
 		return nil, d.hard
 	}
-	return &decodedDoc{d: d, res: &res}, nil
+	dd.res = res
+	dd.detach(d)
+	return dd, nil
+}
+
+// detach copies from d what the views of dd need: the input, the verbatim
+// members and the value errors of the document.
+func (dd *decodedDoc) detach(d *decoder) {
+	res := &dd.res
+	dd.d = decoder{s: d.s, src: d.src,
+		spans: slices.Clone(d.spans[res.spanFrom:res.spanTo]),
+		soft:  slices.Clone(d.soft[res.softFrom:res.softTo])}
+	res.spanFrom, res.spanTo = 0, len(dd.d.spans)
+	res.softFrom, res.softTo = 0, len(dd.d.soft)
+	res.inner = nil
 }
 
 // docType returns the document's type member ("" if it is not a string).
-func (dd *decodedDoc) docType() string { return dd.res.c.Type }
+func (dd *decodedDoc) docType() string { return dd.c.Type }
 
 // contact returns the contact view.
 func (dd *decodedDoc) contact() (*Contact, error) {
-	if dd.c == nil {
-		dd.c = dd.res.contactView(dd.d)
+	if !dd.cDone {
+		dd.res.contactView(&dd.d)
+		dd.cDone = true
 	}
-	return dd.c, dd.d.result(kindContact, dd.res.softFrom, dd.res.softTo)
+	return &dd.c, dd.d.result(kindContact, 0, len(dd.d.soft))
 }
 
 // report returns the report view.
 func (dd *decodedDoc) report() (*Report, error) {
-	if dd.r == nil {
-		dd.r = dd.res.reportView(dd.d)
+	if !dd.rDone {
+		dd.res.reportView(&dd.d)
+		dd.rDone = true
 	}
-	return dd.r, dd.d.result(kindReport, dd.res.softFrom, dd.res.softTo)
+	return &dd.r, dd.d.result(kindReport, 0, len(dd.d.soft))
 }

@@ -31,6 +31,7 @@ func (v docView) Report() (*Report, error)   { return v.dd.report() }
 // and its id, in one pass that also decodes the document.
 func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 	d := newDecoder(string(body), body)
+	defer d.release()
 	var p decodehook.Push
 	switch d.ws(); {
 	case d.i == len(d.s):
@@ -45,7 +46,8 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 		return p, nil
 	}
 	d.docKey = docKey
-	res := d.doc(new(Contact), new(Report))
+	top := new(decodedDoc)
+	res := d.doc(&top.c, &top.r)
 	d.end()
 	if d.hard != nil {
 		return p, malformed(d.hard)
@@ -56,11 +58,14 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 	switch {
 	case res.inner != nil:
 		p.Doc = body[res.innerStart:res.innerEnd:res.innerEnd]
-		p.View = docView{&decodedDoc{d: d, res: res.inner}}
+		res.inner.detach(d)
+		p.View = docView{res.inner}
 		p.ID, p.Rev = res.inner.c.ID, res.inner.c.Rev
 	case res.hasID && res.hasType:
 		p.Doc = body
-		p.View = docView{&decodedDoc{d: d, res: &res}}
+		top.res = res
+		top.detach(d)
+		p.View = docView{top}
 	}
 	strOf := func(key string) string {
 		for _, sp := range d.spans[res.spanFrom:res.spanTo] {
