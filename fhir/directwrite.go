@@ -146,7 +146,13 @@ func getScratch() *directScratch { return scratchPool.Get().(*directScratch) }
 func putScratch(sc *directScratch) {
 	obs := sc.p.Observations[:cap(sc.p.Observations)]
 	clear(obs)
+	if len(obs) > 1024 {
+		obs = nil
+	}
 	sc.p = EncounterPayload{Observations: obs[:0]}
+	if len(sc.dups.slots) > 4096 {
+		sc.dups.slots = nil
+	}
 	sc.vp.reset()
 	sc.frag = sc.frag[:0]
 	if cap(sc.frag) > 64<<10 {

@@ -79,9 +79,11 @@
 // encoding/json). Bundle bytes come from one place: a [Transaction]'s
 // [Transaction.MarshalJSON] (json.Marshal of a Transaction gives the same
 // bytes), and for the outbound payload, bytes in and bytes out,
-// [Converter.PayloadBundleJSON], which writes the Observations directly and
-// equals ConvertPayload followed by MarshalJSON. Outputs are allocated at the
-// size recent ones needed, so a caller passing nil pays no growth copies.
+// [Converter.PayloadBundleJSON], which writes the Encounter and its
+// Observations directly and equals ConvertPayload followed by MarshalJSON.
+// Outputs are allocated once (a payload bundle at its exact size, a
+// transaction at the size recent ones needed), so a caller passing nil pays
+// no growth copies.
 // The tests prove the equivalences over generated values and fuzz targets;
 // the figures are in docs/performance.md.
 //

@@ -663,11 +663,10 @@ func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) 
 		if err != nil {
 			return dst[:n], 0, err
 		}
-		out, err := c.appendPayloadBundle(dst[:n], p)
-		if err == nil { // not reached: the same input failed above
-			err = errors.New("fhir: payload conversion failed")
+		if _, err := c.appendPayloadBundle(dst[:n], p); err != nil {
+			return dst[:n], 0, err
 		}
-		return out, 0, err
+		return dst[:n], 0, errors.New("fhir: payload conversion failed") // not reached: the same input failed above
 	}
 	payloadSize.observe(len(payload), len(out)-n)
 	return out, entries, nil
