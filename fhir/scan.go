@@ -121,17 +121,14 @@ func (d *scanner) str() string {
 		d.fail("want string")
 		return ""
 	}
-	start, wide := d.i, d.i
+	start := d.i
 	ascii := true
 	for d.i < len(d.s) {
-		if d.i >= wide {
-			// Eight plain ASCII bytes at a time; after a failed
-			// attempt, byte by byte past the eight tried.
-			if n := jsonstr.SafeRun(d.s[d.i:], false); n > 0 {
-				d.i += n
-				continue
-			}
-			wide = d.i + 8
+		// Plain ASCII bytes eight at a time, to the first other byte
+		// (or the last few bytes of the input).
+		d.i += jsonstr.SafePrefix(d.s[d.i:], false)
+		if d.i >= len(d.s) {
+			break
 		}
 		c := d.s[d.i]
 		switch {

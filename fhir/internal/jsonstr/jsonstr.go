@@ -4,7 +4,10 @@
 // SetEscapeHTML(false)): one escaper with the two rules.
 package jsonstr
 
-import "unicode/utf8"
+import (
+	"math/bits"
+	"unicode/utf8"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -34,22 +37,18 @@ func AppendBody(dst []byte, s string, html bool) []byte {
 	if html {
 		t = &safe[1]
 	}
-	start, wide := 0, 0
+	start := 0
 	for i := 0; i < len(s); {
-		// Skip eight safe ASCII bytes at a time; after a failed attempt,
-		// go byte by byte past the eight bytes tried.
-		if i >= wide {
-			if n := SafeRun(s[i:], html); n > 0 {
-				i += n
-				continue
-			}
-			wide = i + 8
+		// Skip safe ASCII bytes eight at a time, to the first byte that
+		// needs care, then the few safe bytes of a short tail one by one.
+		i += SafePrefix(s[i:], html)
+		for i < len(s) && s[i] < utf8.RuneSelf && t[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			break
 		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if t[c] {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '\\', '"':
@@ -91,15 +90,34 @@ func AppendBody(dst []byte, s string, html bool) []byte {
 	return append(dst, s[start:]...)
 }
 
-// SafeRun returns the length of the longest prefix of s made of whole
-// groups of eight ASCII bytes that Append copies as they are (see safe8):
-// a lower bound of the bytes that need no escaping, found eight at a time.
-// With html false these are also the bytes a JSON string may hold as they
-// are.
-func SafeRun(s string, html bool) int {
+// SafePrefix returns the length of a prefix of s made of ASCII bytes that
+// Append copies as they are, found eight bytes at a time: when it is
+// shorter than s by eight bytes or more, s[SafePrefix(s, html)] is the
+// first byte that needs care (an escape, or the start of a multi-byte
+// rune); a shorter tail is left to the caller. With html false these are
+// also the bytes a JSON string may hold as they are.
+func SafePrefix(s string, html bool) int {
+	// Bytes equal to <, > or & are flagged only with html: otherwise
+	// they are compared with a quote, which the quote test flags anyway.
+	lt, gt, amp := uint64('"'*lsb), uint64('"'*lsb), uint64('"'*lsb)
+	if html {
+		lt, gt, amp = '<'*lsb, '>'*lsb, '&'*lsb
+	}
 	n := 0
-	for n+8 <= len(s) && safe8(s[n:n+8], html) {
-		n += 8
+	for ; n+8 <= len(s); n += 8 {
+		t := s[n : n+8]
+		x := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		// "v has a zero byte" is (v-lsb)&^v&msb: a borrow may flag
+		// bytes above a flagged one, never below, so the lowest flag
+		// marks exactly the first byte that needs care.
+		q, bs := x^'"'*lsb, x^'\\'*lsb
+		l, g, a := x^lt, x^gt, x^amp
+		bad := (x | (x-0x20*lsb)&^x | (q-lsb)&^q | (bs-lsb)&^bs |
+			(l-lsb)&^l | (g-lsb)&^g | (a-lsb)&^a) & msb
+		if bad != 0 {
+			return n + bits.TrailingZeros64(bad)/8
+		}
 	}
 	return n
 }
@@ -108,27 +126,3 @@ const (
 	lsb = 0x0101010101010101
 	msb = 0x8080808080808080
 )
-
-// safe8 reports whether the eight bytes of s are all ASCII that needs no
-// escaping (no control character, quote or backslash, and with html none
-// of <, > and &). It may answer false for safe bytes, never true for
-// others: "v has a zero byte" is (v-lsb)&^v&msb, exact in whether it is
-// zero.
-func safe8(s string, html bool) bool {
-	_ = s[7]
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	bad := x & msb                   // non-ASCII
-	bad |= (x - 0x20*lsb) & ^x & msb // below 0x20
-	q := x ^ '"'*lsb
-	bad |= (q - lsb) & ^q & msb
-	bs := x ^ '\\'*lsb
-	bad |= (bs - lsb) & ^bs & msb
-	if html {
-		lt := x ^ '<'*lsb
-		gt := x ^ '>'*lsb
-		amp := x ^ '&'*lsb
-		bad |= (lt-lsb)&^lt&msb | (gt-lsb)&^gt&msb | (amp-lsb)&^amp&msb
-	}
-	return bad == 0
-}

@@ -3,6 +3,7 @@ package jsonstr
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -52,6 +53,38 @@ func TestAppendLongRuns(t *testing.T) {
 						t.Fatalf("Append(%q, html %v) = %s, want %s", s, html, got, want)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestSafePrefix: the bytes before SafePrefix are safe, and the byte at it
+// is not, unless it starts a tail of fewer than eight bytes.
+func TestSafePrefix(t *testing.T) {
+	alphabet := "ab~ \x7f\"\\<>&\x00\x1f\xc3\xa9"
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			if r.IntN(6) == 0 {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				b[i] = 'a' + byte(r.IntN(26))
+			}
+		}
+		s := string(b)
+		for _, html := range []bool{false, true} {
+			safe := func(c byte) bool {
+				return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&')
+			}
+			n := SafePrefix(s, html)
+			for i := range n {
+				if !safe(s[i]) {
+					t.Fatalf("SafePrefix(%q, %v) = %d past byte %d", s, html, n, i)
+				}
+			}
+			if n < len(s) && safe(s[n]) && (n%8 != 0 || len(s)-n >= 8) {
+				t.Fatalf("SafePrefix(%q, %v) = %d stops at a safe byte before the tail", s, html, n)
 			}
 		}
 	}
