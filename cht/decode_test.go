@@ -3,8 +3,11 @@ package cht
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/internal/decodehook"
@@ -279,5 +282,94 @@ func TestReportSenderAndGeolocation(t *testing.T) {
 	}
 	if g := r.Geolocation; !g.Valid() || *g.Latitude != -1.28 || *g.Longitude != 36.81 || *g.Accuracy != 20 || g.Altitude != nil {
 		t.Errorf("geolocation %+v", g)
+	}
+}
+
+// TestDecodedValuesOwnTheirMemory: decoders and their buffers are reused,
+// so what a decode returns must share memory with neither the input (the
+// caller may reuse it) nor the decoders that go on decoding other
+// documents, here concurrently.
+func TestDecodedValuesOwnTheirMemory(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("fixtures: %v %v", files, err)
+	}
+	type decoded struct {
+		name       string
+		c          Contact
+		r          Report
+		view       *Contact // the contact view of a pushed body
+		cjs, rjs   []byte
+		viewJS     []byte
+		in, pushed []byte
+	}
+	var all []*decoded
+	for _, name := range files {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := &decoded{name: name, in: slices.Clone(raw)}
+		if err := x.c.UnmarshalJSON(x.in); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := x.r.UnmarshalJSON(x.in); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		x.pushed = append(append([]byte(`{"doc":`), raw...), '}')
+		p, err := parsePush(x.pushed, "doc")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if x.view, err = p.View.(docView).Contact(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		x.cjs, _ = json.Marshal(&x.c)
+		x.rjs, _ = json.Marshal(&x.r)
+		x.viewJS, _ = json.Marshal(x.view)
+		all = append(all, x)
+	}
+	// The caller reuses its buffers (not the pushed body, which Extra
+	// values alias by design: cht/outbound documents it as read-only).
+	for _, x := range all {
+		for i := range x.in {
+			x.in[i] = 'x'
+		}
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				for _, name := range files {
+					raw, _ := os.ReadFile(name)
+					var c Contact
+					var r Report
+					_ = c.UnmarshalJSON(raw)
+					_ = r.UnmarshalJSON(raw)
+					if dd, err := decodeDoc(string(raw)); err == nil {
+						_, _ = dd.contact()
+						_, _ = dd.report()
+					}
+					_, _ = parsePush(append(append([]byte(`{"doc":`), raw...), '}'), "doc")
+					_ = new(Contact).UnmarshalJSON([]byte(`{"_id":5,"name":"\u0000","parent":{"_id":"p","x":[1]}}`))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, x := range all {
+		for _, v := range []struct {
+			what string
+			val  any
+			want []byte
+		}{{"contact", &x.c, x.cjs}, {"report", &x.r, x.rjs}, {"pushed contact", x.view, x.viewJS}} {
+			got, err := json.Marshal(v.val)
+			if err != nil || string(got) != string(v.want) {
+				t.Errorf("%s: the %s changed after its input was overwritten and other documents decoded:\n got %s\nwant %s",
+					x.name, v.what, got, v.want)
+			}
+		}
 	}
 }
