@@ -46,8 +46,7 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 		return p, nil
 	}
 	d.docKey = docKey
-	top := new(decodedDoc)
-	res := d.doc(&top.c, &top.r)
+	res := d.doc(new(Contact), new(Report))
 	d.end()
 	if d.hard != nil {
 		return p, malformed(d.hard)
@@ -63,7 +62,8 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 		p.ID, p.Rev = res.inner.c.ID, res.inner.c.Rev
 	case res.hasID && res.hasType:
 		p.Doc = body
-		top.res = res
+		top := &decodedDoc{c: *res.c, r: *res.r, res: res}
+		top.res.c, top.res.r = &top.c, &top.r
 		top.detach(d)
 		p.View = docView{top}
 	}
