@@ -749,7 +749,7 @@ func (e *encoder) practitioner(p *models.Practitioner) {
 
 func (e *encoder) location(l *models.Location) {
 	e.domain(l.ImplicitRules, l.Language, l.Text, l.Extension, l.ModifierExtension)
-	if l.OperationalStatus != nil || l.Address != nil || l.PhysicalType != nil || l.Position != nil ||
+	if l.OperationalStatus != nil || l.Address != nil || l.PhysicalType != nil ||
 		l.HoursOfOperation != nil || l.AvailabilityExceptions != nil || l.Endpoint != nil {
 		e.fail(errFallback)
 	}
@@ -767,9 +767,29 @@ func (e *encoder) location(l *models.Location) {
 	enum(e, f, `"mode":`, l.Mode)
 	e.ccs(f, `"type":`, l.Type)
 	e.telecom(f, l.Telecom)
+	e.position(f, l.Position)
 	e.ref(f, `"managingOrganization":`, l.ManagingOrganization)
 	e.ref(f, `"partOf":`, l.PartOf)
 	e.resourceType(f, "Location")
+}
+
+// position writes a Location's position (a place's or a report's CHT
+// geolocation).
+func (e *encoder) position(first *bool, p *models.LocationPosition) {
+	if p == nil {
+		return
+	}
+	if p.Extension != nil || p.ModifierExtension != nil {
+		e.fail(errFallback)
+		return
+	}
+	e.key(first, `"position":`)
+	f := e.begin()
+	e.str(f, `"id":`, p.Id)
+	e.number(f, `"longitude":`, &p.Longitude)
+	e.number(f, `"latitude":`, &p.Latitude)
+	e.number(f, `"altitude":`, p.Altitude)
+	e.end()
 }
 
 func (e *encoder) organization(o *models.Organization) {

@@ -73,7 +73,7 @@ func (f *filler) raw() json.RawMessage {
 func isUnsupportedName(name string) bool {
 	switch name {
 	case "Extension", "ModifierExtension", "Contained", "Signature", "Search", "Address", "Photo",
-		"Note", "Component", "ReferenceRange", "Position", "HoursOfOperation", "Qualification",
+		"Note", "Component", "ReferenceRange", "HoursOfOperation", "Qualification",
 		"Contact", "Hospitalization", "Diagnosis", "Location", "StatusHistory", "ClassHistory", "Length",
 		"ValueRange", "ValueRatio", "ValueSampledData", "EffectiveTiming", "Specimen", "Device",
 		"ImplicitRules", "Language", "MaritalStatus", "MultipleBirthBoolean", "MultipleBirthInteger",
