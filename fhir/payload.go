@@ -784,15 +784,7 @@ func (c *Converter) writePayloadBundle(dst []byte, p *EncounterPayload, sc *dire
 		}
 		dup := sc.dups.next(po.Code)
 		id := uuidText(sc.ids.uuid(po.Code, dup))
-		b = append(b, `,{"fullUrl":"urn:uuid:`...)
-		b = append(b, id[:]...)
-		if put {
-			b = append(b, `","resource":{"id":"`...)
-			b = append(b, id[:]...)
-			b = append(b, `",`...)
-		} else {
-			b = append(b, `","resource":{`...)
-		}
+		b = appendObservationEntry(append(b, `,{"fullUrl":"urn:uuid:`...), id[:], put)
 		b = append(b, cf.obsIdent...)
 		b = append(b, idPrefix...)
 		cs := len(b)

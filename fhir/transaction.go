@@ -437,15 +437,7 @@ func (e *encoder) observations(ob *directObs, comma *bool) {
 			b = append(b, ',')
 		}
 		*comma = true
-		b = append(b, `{"fullUrl":"urn:uuid:`...)
-		b = append(b, id[:]...)
-		if put {
-			b = append(b, `","resource":{"id":"`...)
-			b = append(b, id[:]...)
-			b = append(b, `",`...)
-		} else {
-			b = append(b, `","resource":{`...)
-		}
+		b = appendObservationEntry(append(b, `{"fullUrl":"urn:uuid:`...), id[:], put)
 		b = append(b, cf.obsIdent...)
 		b = append(b, ob.idPrefix...)
 		b = append(b, fx.pathFrag...)
@@ -512,4 +504,17 @@ func appendObsValue(b []byte, v *obsValue, fx *fieldIndex) []byte {
 		b = appendString(b, v.s)
 	}
 	return b
+}
+
+// appendObservationEntry writes an Observation entry's fullUrl (b ends
+// with its opening) and opens its resource, with its id when the entry
+// is a PUT.
+func appendObservationEntry(b, id []byte, put bool) []byte {
+	b = append(b, id...)
+	if put {
+		b = append(b, `","resource":{"id":"`...)
+		b = append(b, id...)
+		return append(b, `",`...)
+	}
+	return append(b, `","resource":{`...)
 }
