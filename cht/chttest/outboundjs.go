@@ -160,6 +160,11 @@ func (j *jsDoc) get(path string) goja.Value {
 	return cur
 }
 
+// maxMappedIndex is the largest array index a mapping destination may set
+// in the fake. CHT sets any index: JSON.stringify then writes a null for
+// every element before it, which for a large index exhausts memory.
+const maxMappedIndex = 1 << 16
+
 // set is objectPath.set(out, dest, v): missing containers are created,
 // arrays when the next segment is numeric. Assigning through a primitive
 // throws in object-path's strict mode; so does a magic property name.
@@ -169,6 +174,9 @@ func (j *jsDoc) set(out *goja.Object, dest string, v goja.Value) error {
 	for i, seg := range segs {
 		if seg == "__proto__" || seg == "constructor" || seg == "prototype" {
 			return errors.New("For security reasons, object's magic properties cannot be set")
+		}
+		if n, err := strconv.Atoi(seg); err == nil && n > maxMappedIndex && cur.ClassName() == "Array" {
+			return fmt.Errorf("chttest: mapping destination %q: array index %d is above %d (CHT would write a payload of that many nulls)", dest, n, maxMappedIndex)
 		}
 		if i == len(segs)-1 {
 			return cur.Set(seg, v)

@@ -110,6 +110,7 @@ func TestApplyMappingReference(t *testing.T) {
 			"Mapping error for 'mapping/x' on source document 'r1': expr evaluated to undefined"},
 		{"through a primitive", map[string]any{"a": "doc.v", "a.b": "doc.v"}, map[string]any{"v": 1}, "Cannot create property 'b' on number '1'"},
 		{"magic property", map[string]any{"__proto__.x": "doc.v"}, map[string]any{"v": 1}, "magic properties"},
+		{"huge array index", map[string]any{"list.70000": "doc.v"}, map[string]any{"v": 1}, "array index 70000 is above 65536"},
 	}
 	for _, tt := range errTests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,8 +120,13 @@ func TestApplyMappingReference(t *testing.T) {
 			}
 		})
 	}
+	// An index up to the fake's bound builds the array CHT builds.
+	got, err := ApplyMapping(map[string]any{"list.2": "doc.v"}, map[string]any{"v": 1})
+	if err != nil || string(got) != `{"list":[null,null,1]}` {
+		t.Fatalf("indexes: %s %v", got, err)
+	}
 	// null is a value (not undefined) and is sent.
-	got, err := ApplyMapping(map[string]any{"x": "doc.n"}, map[string]any{"n": nil})
+	got, err = ApplyMapping(map[string]any{"x": "doc.n"}, map[string]any{"n": nil})
 	if err != nil || string(got) != `{"x":null}` {
 		t.Fatalf("null: %v %v", got, err)
 	}
