@@ -241,7 +241,6 @@ func (ih *idHasher) start(ns [16]byte, rt, docID string) {
 
 // uuid returns the UUID of key, or of key#(dup+1) when dup > 0.
 func (ih *idHasher) uuid(key string, dup int) [16]byte {
-	var u [16]byte
 	if len(ih.state) == 0 {
 		ih.name = append(ih.name[:0], ih.prefix...)
 		ih.name = append(ih.name, key...)
@@ -249,22 +248,18 @@ func (ih *idHasher) uuid(key string, dup int) [16]byte {
 			ih.name = strconv.AppendInt(append(ih.name, '#'), int64(dup+1), 10)
 		}
 		sum := sha1.Sum(ih.name)
-		copy(u[:], sum[:16])
-	} else {
-		if err := ih.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(ih.state); err != nil {
-			panic(err) // a state AppendBinary made
-		}
-		ih.name = append(ih.name[:0], key...)
-		if dup > 0 {
-			ih.name = strconv.AppendInt(append(ih.name, '#'), int64(dup+1), 10)
-		}
-		ih.h.Write(ih.name)
-		ih.sum = ih.h.Sum(ih.sum[:0])
-		copy(u[:], ih.sum[:16])
+		return v5(sum[:])
 	}
-	u[6] = (u[6] & 0x0f) | 0x50
-	u[8] = (u[8] & 0x3f) | 0x80
-	return u
+	if err := ih.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(ih.state); err != nil {
+		panic(err) // a state AppendBinary made
+	}
+	ih.name = append(ih.name[:0], key...)
+	if dup > 0 {
+		ih.name = strconv.AppendInt(append(ih.name, '#'), int64(dup+1), 10)
+	}
+	ih.h.Write(ih.name)
+	ih.sum = ih.h.Sum(ih.sum[:0])
+	return v5(ih.sum)
 }
 
 func (vp *valuePool) reset() {

@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"crypto/sha1"
-	"encoding/hex"
 )
 
 // nsURL is the RFC 9562 name-space ID for URLs (6ba7b811-9dad-11d1-80b4-00c04fd430c8).
@@ -20,6 +19,11 @@ func uuidV5(ns [16]byte, name ...string) [16]byte {
 		buf = append(buf, s...)
 	}
 	sum := sha1.Sum(buf)
+	return v5(sum[:])
+}
+
+// v5 is the version-5 UUID of a name's SHA-1 sum.
+func v5(sum []byte) [16]byte {
 	var u [16]byte
 	copy(u[:], sum[:16])
 	u[6] = (u[6] & 0x0f) | 0x50 // version 5
@@ -29,20 +33,11 @@ func uuidV5(ns [16]byte, name ...string) [16]byte {
 
 // appendUUID appends the canonical 36-character form of u.
 func appendUUID(dst []byte, u [16]byte) []byte {
-	var buf [36]byte
-	hex.Encode(buf[0:8], u[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], u[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], u[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], u[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], u[10:])
-	return append(dst, buf[:]...)
+	t := uuidText(u)
+	return append(dst, t[:]...)
 }
 
 func uuidString(u [16]byte) string {
-	var buf [36]byte
-	return string(appendUUID(buf[:0], u))
+	t := uuidText(u)
+	return string(t[:])
 }
