@@ -38,18 +38,13 @@ type SyntheticStats struct {
 	PersonIDs, ReportIDs []string
 }
 
-// SeedSynthetic generates and stores a population (see Synthetic). Docs are
-// stored one at a time, so memory holds only the stored JSON.
-func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
-	var st SyntheticStats
-	if cfg.Households < 0 || cfg.PeoplePerHousehold < 0 || cfg.ReportsPerPerson < 0 {
-		return st, errors.New("chttest: synthetic: negative count")
-	}
+// syntheticDefaults fills in cfg's parent, household type and submitter.
+func (s *Server) syntheticDefaults(cfg *Synthetic) error {
 	if cfg.Parent == "" {
 		cfg.Parent = DemoCHWAreaID
 	}
 	if _, ok := s.store.getRaw(cfg.Parent); !ok {
-		return st, fmt.Errorf("chttest: synthetic: parent %q not found", cfg.Parent)
+		return fmt.Errorf("chttest: synthetic: parent %q not found", cfg.Parent)
 	}
 	if cfg.HouseholdType == "" {
 		cfg.HouseholdType = "clinic"
@@ -59,6 +54,25 @@ func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
 	}
 	if cfg.Submitter == "" {
 		cfg.Submitter = DemoCHWID
+	}
+	return nil
+}
+
+// legacyType reports a contact type of CHT before 3.7, which documents
+// carry as their type (the others are type "contact" with contact_type).
+func legacyType(t string) bool {
+	return t == "person" || t == "clinic" || t == "health_center" || t == "district_hospital"
+}
+
+// SeedSynthetic generates and stores a population (see Synthetic). Docs are
+// stored one at a time, so memory holds only the stored JSON.
+func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
+	var st SyntheticStats
+	if cfg.Households < 0 || cfg.PeoplePerHousehold < 0 || cfg.ReportsPerPerson < 0 {
+		return st, errors.New("chttest: synthetic: negative count")
+	}
+	if err := s.syntheticDefaults(&cfg); err != nil {
+		return st, err
 	}
 	if len(cfg.Forms) == 0 {
 		cfg.Forms = []string{"assessment", "pregnancy_danger_sign"}
@@ -79,7 +93,7 @@ func (s *Server) SeedSynthetic(cfg Synthetic) (SyntheticStats, error) {
 		return err
 	}
 	typed := func(d map[string]any, typ string) {
-		if typ == "person" || typ == "clinic" || typ == "health_center" || typ == "district_hospital" {
+		if legacyType(typ) {
 			d["type"] = typ
 			return
 		}
@@ -165,20 +179,8 @@ func (s *Server) GenerateSynthetic(cfg Synthetic) (int64, error) {
 	if cfg.PeoplePerHousehold > 0xfff || cfg.ReportsPerPerson > 0xfff {
 		return 0, errors.New("chttest: synthetic: at most 4095 people per household and reports per person")
 	}
-	if cfg.Parent == "" {
-		cfg.Parent = DemoCHWAreaID
-	}
-	if _, ok := s.store.getRaw(cfg.Parent); !ok {
-		return 0, fmt.Errorf("chttest: synthetic: parent %q not found", cfg.Parent)
-	}
-	if cfg.HouseholdType == "" {
-		cfg.HouseholdType = "clinic"
-		if _, ok := s.types["household"]; ok {
-			cfg.HouseholdType = "household"
-		}
-	}
-	if cfg.Submitter == "" {
-		cfg.Submitter = DemoCHWID
+	if err := s.syntheticDefaults(&cfg); err != nil {
+		return 0, err
 	}
 	if len(cfg.Forms) == 0 {
 		cfg.Forms = []string{"assessment", "pregnancy_danger_sign"}

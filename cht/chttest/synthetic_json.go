@@ -30,15 +30,12 @@ func newLazyJSON(g *lazySynthetic) (*lazyJSON, error) {
 		return nil, err
 	}
 	t := g.cfg.HouseholdType
-	var typ []byte
-	if t == "clinic" || t == "health_center" || t == "district_hospital" {
-		q, _ := json.Marshal(t)
-		typ = append([]byte(`"type":`), q...)
+	q, _ := json.Marshal(t) // a string always encodes
+	if legacyType(t) {
+		j.householdType = append([]byte(`"type":`), q...)
 	} else {
-		q, _ := json.Marshal(t)
-		typ = append([]byte(`"type":"contact","contact_type":`), q...)
+		j.householdType = append([]byte(`"type":"contact","contact_type":`), q...)
 	}
-	j.householdType = typ
 	for _, f := range g.cfg.Forms {
 		q, err := json.Marshal(f)
 		if err != nil {
