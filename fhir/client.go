@@ -130,7 +130,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		SetRetryWaitTime(200 * time.Millisecond).
 		SetRetryMaxWaitTime(5 * time.Second).
 		SetRetryAfter(retryAfter).
-		AddRetryCondition(c.shouldRetry)
+		AddRetryCondition(c.shouldRetry).
+		SetPreRequestHook(attachBody)
 	if cfg.Username != "" {
 		c.rc.SetBasicAuth(cfg.Username, cfg.Password)
 	}
@@ -193,10 +194,23 @@ func retryAfter(_ *resty.Client, resp *resty.Response) (time.Duration, error) {
 }
 
 // call is one request; the caller closes the returned response's body.
-func (c *Client) call(ctx context.Context, method, path string, query url.Values, body []byte, prefer string) (*http.Response, error) {
+// done, when not nil, is called once nothing reads body any more (see
+// sentBody); the caller may then reuse its memory.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body []byte, prefer string, done func()) (*http.Response, error) {
+	var sb *sentBody
+	if body != nil {
+		// Each attempt reads body through its own reader (attachBody),
+		// not through copies resty would make of it.
+		sb = &sentBody{b: body, done: done}
+		sb.refs.Store(1)
+		ctx = context.WithValue(ctx, sentBodyKey{}, sb)
+	} else if done != nil {
+		defer done()
+	}
 	req := c.rc.R().SetContext(ctx).SetDoNotParseResponse(true)
 	if body != nil {
-		req.SetHeader("Content-Type", contentType).SetBody(body)
+		// An empty reader resty hands on as it is; attachBody replaces it.
+		req.SetHeader("Content-Type", contentType).SetBody(new(strings.Reader))
 	}
 	if prefer != "" {
 		req.SetHeader("Prefer", prefer)
@@ -209,6 +223,9 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		target += "/" + path
 	}
 	resp, err := req.Execute(method, target)
+	if sb != nil {
+		sb.release() // no attempt opens the body any more
+	}
 	if err != nil {
 		if resp != nil && resp.RawResponse != nil {
 			resp.RawResponse.Body.Close()
@@ -233,7 +250,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if out == nil && body != nil {
 		prefer = "return=minimal"
 	}
-	resp, err := c.call(ctx, method, path, query, body, prefer)
+	resp, err := c.call(ctx, method, path, query, body, prefer, nil)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,13 @@ func (c *Client) Transaction(ctx context.Context, bundle []byte) error {
 
 // transaction is Transaction for a bundle of want entries (-1: unknown).
 func (c *Client) transaction(ctx context.Context, bundle []byte, want int) error {
-	resp, err := c.call(ctx, http.MethodPost, "", nil, bundle, "return=minimal")
+	return c.transactionDone(ctx, bundle, want, nil)
+}
+
+// transactionDone is transaction that calls done, when not nil, once
+// nothing reads bundle any more (see sentBody).
+func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, done func()) error {
+	resp, err := c.call(ctx, http.MethodPost, "", nil, bundle, "return=minimal", done)
 	if err != nil {
 		return err
 	}

@@ -230,11 +230,13 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 		}
 		return err
 	}
-	body, err := tx.MarshalJSON()
+	buf := getBundleBuf()
+	body, err := direct.AppendTransaction(buf.bytes(), tx)
 	if err != nil {
+		buf.put(body)
 		return fmt.Errorf("push: encode transaction for %s: %w", p.ID, err)
 	}
-	if err := h.write(ctx, body, tx.Len()); err != nil {
+	if err := h.write(ctx, body, tx.Len(), func() { buf.put(body) }); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
@@ -242,9 +244,11 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	return nil
 }
 
-// write posts one transaction Bundle of n entries.
-func (h *Handler) write(ctx context.Context, bundle []byte, n int) error {
-	if err := direct.Transaction(h.cfg.FHIR, h.cfg.Orchestrate(ctx, "FHIR transaction"), bundle, n); err != nil {
+// write posts one transaction Bundle of n entries. done runs once nothing
+// reads bundle any more (possibly after write returned, see
+// direct.PostTransaction); it gives the bundle's buffer back.
+func (h *Handler) write(ctx context.Context, bundle []byte, n int, done func()) error {
+	if err := direct.PostTransaction(h.cfg.FHIR, h.cfg.Orchestrate(ctx, "FHIR transaction"), bundle, n, done); err != nil {
 		return &failure{status: upstreamStatus(err), err: err}
 	}
 	return nil
@@ -399,14 +403,16 @@ func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
-	bundle, n, err := direct.PayloadBundleJSON(h.cfg.Converter, nil, payload) // PayloadBundleJSON
+	buf := getBundleBuf()
+	bundle, n, err := direct.PayloadBundleJSON(h.cfg.Converter, buf.bytes(), payload) // PayloadBundleJSON
 	if err != nil {
+		buf.put(bundle)
 		writeJSON(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	if err := h.write(ctx, bundle, n); err != nil {
+	if err := h.write(ctx, bundle, n, func() { buf.put(bundle) }); err != nil {
 		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "err", err)
 		writeJSON(w, statusOf(err), err.Error())
 		return

@@ -46,4 +46,17 @@ var (
 	// Transaction is client.Transaction(ctx, bundle) for a bundle of n
 	// entries.
 	Transaction func(client any, ctx context.Context, bundle []byte, n int) error
+
+	// PostTransaction is Transaction that calls done once nothing reads
+	// bundle any more: after the call returned and the HTTP transport
+	// closed every reader of the request body it was given (retries and
+	// rewinds included), which can be later than the return when a
+	// server answered before reading the whole body. A transport that
+	// never closes a body never calls done. The caller may then reuse
+	// bundle's memory.
+	PostTransaction func(client any, ctx context.Context, bundle []byte, n int, done func()) error
+
+	// AppendTransaction appends the JSON of tx, a *fhir.Transaction, to
+	// dst (tx.MarshalJSON into a caller's buffer).
+	AppendTransaction func(dst []byte, tx any) ([]byte, error)
 )

@@ -1,0 +1,96 @@
+package fhir
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-resty/resty/v2"
+)
+
+// sentBody is the body of a request. Every attempt, and every rewind of
+// the HTTP client (GetBody), reads it through a reader of its own, so that
+// resty neither copies it nor reads it again; done runs once the call has
+// returned and the transport has closed each of those readers, the last
+// point anything reads b.
+type sentBody struct {
+	b    []byte
+	refs atomic.Int32 // open readers, plus one until the call returns
+	done func()
+}
+
+// sentBodyKey carries a call's *sentBody in its context to attachBody.
+type sentBodyKey struct{}
+
+// errBodyClosed is the error of a read after Close.
+var errBodyClosed = errors.New("fhir: request body read after it was closed")
+
+// open returns a new reader of the body.
+func (s *sentBody) open() io.ReadCloser {
+	s.refs.Add(1)
+	return &bodyReader{s: s}
+}
+
+// release drops one reference; the last one runs done.
+func (s *sentBody) release() {
+	if s.refs.Add(-1) == 0 && s.done != nil {
+		s.done()
+	}
+}
+
+// bodyReader reads a sentBody. Read and Close exclude each other, so once
+// Close has returned nothing copies from the body's memory.
+type bodyReader struct {
+	mu     sync.Mutex
+	s      *sentBody
+	off    int
+	closed bool
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, errBodyClosed
+	}
+	if r.off >= len(r.s.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.s.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *bodyReader) Close() error {
+	r.mu.Lock()
+	closed := r.closed
+	r.closed = true
+	r.mu.Unlock()
+	if !closed {
+		r.s.release()
+	}
+	return nil
+}
+
+// attachBody, resty's pre-request hook, gives each attempt of a call with
+// a body a reader of its own, with the length known (no chunked encoding)
+// and a GetBody that opens another.
+func attachBody(_ *resty.Client, r *http.Request) error {
+	s, ok := r.Context().Value(sentBodyKey{}).(*sentBody)
+	if !ok {
+		return nil
+	}
+	if r.Body != nil {
+		r.Body.Close() // resty's empty body
+	}
+	if len(s.b) == 0 {
+		r.Body, r.ContentLength = http.NoBody, 0
+		r.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+		return nil
+	}
+	r.Body, r.ContentLength = s.open(), int64(len(s.b))
+	r.GetBody = func() (io.ReadCloser, error) { return s.open(), nil }
+	return nil
+}

@@ -1,0 +1,17 @@
+package fhir
+
+import (
+	"context"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
+)
+
+// The buffer-reusing paths of fhir/push; see package direct.
+func init() {
+	direct.PostTransaction = func(client any, ctx context.Context, bundle []byte, n int, done func()) error {
+		return client.(*Client).transactionDone(ctx, bundle, n, done)
+	}
+	direct.AppendTransaction = func(dst []byte, tx any) ([]byte, error) {
+		return appendJSON(dst, tx.(*Transaction))
+	}
+}

@@ -1,0 +1,45 @@
+package push
+
+import "sync"
+
+// maxPooledBundle is the largest bundle buffer kept for reuse: one huge
+// bundle must not pin its memory for the life of the process.
+const maxPooledBundle = 1 << 20
+
+// bundleBufs holds the buffers the bundles posted to the FHIR server are
+// written into, each a *[]byte.
+var bundleBufs sync.Pool
+
+// bundleBuf is a buffer a bundle is written into, from the pool.
+type bundleBuf struct{ p *[]byte }
+
+// getBundleBuf takes a buffer from the pool.
+func getBundleBuf() bundleBuf {
+	p, _ := bundleBufs.Get().(*[]byte)
+	if p == nil {
+		p = new([]byte)
+	}
+	return bundleBuf{p}
+}
+
+// bytes is the buffer, empty, to append a bundle to.
+func (b bundleBuf) bytes() []byte { return (*b.p)[:0] }
+
+// put gives the buffer back with the bundle written into it (its memory,
+// possibly grown). Call it once, when nothing reads the bundle any more.
+// A buffer without room for a bundle a little larger than this one is
+// replaced by one with room: the payload writer writes into the caller's
+// buffer only when it has room for the size recent bundles needed, and
+// otherwise allocates a new output.
+func (b bundleBuf) put(bundle []byte) {
+	if room := len(bundle)/4 + 1024; cap(bundle)-len(bundle) < room {
+		if len(bundle)+room > maxPooledBundle {
+			return
+		}
+		bundle = make([]byte, 0, len(bundle)+room)
+	} else if cap(bundle) > maxPooledBundle {
+		return
+	}
+	*b.p = bundle[:0]
+	bundleBufs.Put(b.p)
+}
