@@ -142,5 +142,5 @@ func (c *Contact) MarshalJSON() ([]byte, error) {
 // *DecodeError values naming the JSON path (see [DecodeError] for which
 // errors still fill c).
 func (c *Contact) UnmarshalJSON(b []byte) error {
-	return decodeContact(string(b), c)
+	return decodeContact(b, c)
 }

@@ -121,10 +121,14 @@ type decoder struct {
 	s string
 	// src, when not nil, is the caller's own copy of s, which Extra
 	// values then alias.
-	src   []byte
-	i     int
-	depth int
-	hard  error
+	src []byte
+	// borrowed is set when s is a view of the caller's bytes rather than
+	// a string of its own: what a decode keeps of s is then copied to
+	// arena (see own).
+	borrowed bool
+	i        int
+	depth    int
+	hard     error
 	// set by str: the last string held a NUL or a lone surrogate.
 	strBad badString
 	// nesting counts the documents being decoded inside a member of
@@ -139,17 +143,17 @@ type decoder struct {
 	spans []extSpan // verbatim members of the documents being decoded
 	soft  []softErr
 
-	// contacts and links are the slabs the decoded Contacts and Lineage
-	// links are taken from (see newContact); scratch holds the Contacts
-	// that lineage links are decoded into before it is known whether
-	// they are hydrated (see lineage), reused across documents.
-	contacts []Contact
-	links    []Lineage
-	buf      []byte // backs the Extra values (see copyRaw)
+	// arena backs the strings and Extra values a decode keeps (see own
+	// and copyRaw); arenaNext sizes its next chunk.
+	arena     []byte
+	arenaNext int
 	// kvs and elems collect the members of the objects and the elements
 	// of the arrays that any is decoding.
-	kvs      []kv
-	elems    []any
+	kvs   []kv
+	elems []any
+	// scratch holds the Contacts that lineage links are decoded into
+	// before it is known whether they are hydrated (see lineage), reused
+	// across documents.
 	scratch  []*Contact
 	nscratch int
 }
@@ -700,7 +704,7 @@ func (d *decoder) any(kind memberKind) any {
 			k := d.key()
 			d.push(k)
 			v := d.any(kind)
-			d.kvs = append(d.kvs, kv{k, v})
+			d.kvs = append(d.kvs, kv{d.own(k), v})
 			d.pop()
 		}
 		m := make(map[string]any, len(d.kvs)-base)
@@ -733,7 +737,7 @@ func (d *decoder) any(kind memberKind) any {
 		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
 		}
-		return s
+		return d.own(s)
 	case 't':
 		d.literal()
 		return true
@@ -751,7 +755,7 @@ func (d *decoder) any(kind memberKind) any {
 	if d.hard == nil && !finite(n) {
 		d.bad(kind, "number %s is out of range", n)
 	}
-	return json.Number(n)
+	return json.Number(d.own(n))
 }
 
 // finite reports whether a valid number literal fits a float64.
@@ -761,50 +765,6 @@ func finite(n string) bool {
 	}
 	f, err := strconv.ParseFloat(n, 64)
 	return err == nil && !math.IsInf(f, 0)
-}
-
-// copyRaw returns a copy of s[start:end] for Extra, taken from a buffer
-// the Extra values of the document share.
-func (d *decoder) copyRaw(start, end int) json.RawMessage {
-	n := end - start
-	if n == 0 { // after a syntax error
-		return json.RawMessage{}
-	}
-	if cap(d.buf)-len(d.buf) < n {
-		d.buf = make([]byte, 0, max(n, 512))
-	}
-	at := len(d.buf)
-	d.buf = append(d.buf, d.s[start:end]...)
-	return json.RawMessage(d.buf[at : at+n : at+n])
-}
-
-// slabSize is the size of the first slab of Contacts or Lineage links
-// for a document: hydrated documents hold about one contact per 256 bytes.
-// Later slabs double, up to 16.
-func (d *decoder) slabSize(prev int) int {
-	if prev == 0 {
-		return min(max(len(d.s)>>8, 2), 16)
-	}
-	return min(2*prev, 16)
-}
-
-// newContact returns a zero Contact from a slab, so that the contacts of
-// a hydrated document cost an allocation or two, not one each.
-func (d *decoder) newContact() *Contact {
-	if len(d.contacts) == cap(d.contacts) {
-		d.contacts = make([]Contact, 0, d.slabSize(cap(d.contacts)))
-	}
-	d.contacts = d.contacts[:len(d.contacts)+1]
-	return &d.contacts[len(d.contacts)-1]
-}
-
-// newLink returns a zero Lineage from a slab.
-func (d *decoder) newLink() *Lineage {
-	if len(d.links) == cap(d.links) {
-		d.links = make([]Lineage, 0, d.slabSize(cap(d.links)))
-	}
-	d.links = d.links[:len(d.links)+1]
-	return &d.links[len(d.links)-1]
 }
 
 // tmpContact returns a zero Contact to decode a lineage link into, until

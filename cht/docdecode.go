@@ -31,6 +31,9 @@ type extSpan struct {
 type docResult struct {
 	c *Contact
 	r *Report
+	// link is the Lineage allocated with c when c is a hydrated lineage
+	// link (see contactOnly).
+	link *Lineage
 	// spanFrom and spanTo delimit the verbatim members in d.spans.
 	spanFrom, spanTo int
 	// minified is true when the object had no members but _id and parent.
@@ -69,16 +72,22 @@ func (d *decoder) extra(from, to int, kind memberKind) map[string]json.RawMessag
 	if d.src != nil { // the caller's bytes, which it gives us
 		for _, sp := range d.spans[from:to] {
 			if sp.kind == kindAll || sp.kind == kind {
-				m[sp.key] = json.RawMessage(d.src[sp.start:sp.end:sp.end])
+				m[d.own(sp.key)] = json.RawMessage(d.src[sp.start:sp.end:sp.end])
 			}
 		}
 		return m
 	}
-	// Copies, from a buffer shared by the document's Extra maps: Extra is
-	// usually a small part of a document.
+	// Copies, from the arena: Extra is usually a small part of a document.
+	size := 0
 	for _, sp := range d.spans[from:to] {
 		if sp.kind == kindAll || sp.kind == kind {
-			m[sp.key] = d.copyRaw(sp.start, sp.end)
+			size += len(sp.key) + sp.end - sp.start
+		}
+	}
+	d.reserve(size)
+	for _, sp := range d.spans[from:to] {
+		if sp.kind == kindAll || sp.kind == kind {
+			m[d.own(sp.key)] = d.copyRaw(sp.start, sp.end)
 		}
 	}
 	return m
@@ -141,7 +150,8 @@ func (d *decoder) object(c *Contact, r *Report, link bool) docResult {
 			res.minified = false
 			if link { // hydrated: move to a Contact of its own
 				tmp := res.c
-				res.c = d.newContact()
+				h := new(hydratedLink)
+				res.c, res.link = &h.c, &h.l
 				res.c.ID, res.c.Parent = tmp.ID, tmp.Parent
 				tmp.ID, tmp.Parent = "", nil
 			}
@@ -304,7 +314,7 @@ func (d *decoder) strMember(kind memberKind) (string, bool) {
 			d.bad(kind, "%s", d.strBad)
 			return "", false
 		}
-		return s, s != ""
+		return d.own(s), s != ""
 	case 'n':
 		d.literal()
 		return "", false
@@ -320,7 +330,7 @@ func (d *decoder) strMember(kind memberKind) (string, bool) {
 func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 	switch c := d.peek(); c {
 	case '{':
-		ref := d.newContact()
+		ref := new(Contact)
 		d.nested(kind, func() { d.contactOnly(ref, false) })
 		return ref, d.hard == nil
 	case '"', 'n':
@@ -328,8 +338,7 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 		if !ok {
 			return nil, false
 		}
-		ref := d.newContact()
-		ref.ID = s
+		ref := &Contact{ID: s}
 		return ref, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
@@ -343,16 +352,20 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 	switch c := d.peek(); c {
 	case '{':
-		l := d.newLink()
+		var l *Lineage
 		d.nested(kind, func() {
 			tmp := d.tmpContact()
 			res := d.contactOnly(tmp, true)
-			l.ID, l.Parent = res.c.ID, res.c.Parent
 			if res.c != tmp {
+				l = res.link
 				l.Doc = res.c
-			} else if p, ok := tmp.Extra["parent"]; ok && tmp.Parent == nil {
-				l.raw = p // "" or null at the top
+			} else {
+				l = new(Lineage)
+				if p, ok := tmp.Extra["parent"]; ok && tmp.Parent == nil {
+					l.raw = p // "" or null at the top
+				}
 			}
+			l.ID, l.Parent = res.c.ID, res.c.Parent
 			d.doneTmp(tmp)
 		})
 		return l, d.hard == nil
@@ -361,9 +374,7 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 		if !ok {
 			return nil, false
 		}
-		l := d.newLink()
-		l.ID = s
-		return l, true
+		return &Lineage{ID: s}, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
 		d.skip()
@@ -496,9 +507,9 @@ func (d *decoder) reportError(e *ReportError, kind memberKind) bool {
 				break
 			}
 			if k == "code" {
-				e.Code = s
+				e.Code = d.own(s)
 			} else {
-				e.Message = s
+				e.Message = d.own(s)
 			}
 		default:
 			d.skip()
@@ -680,10 +691,11 @@ func (r *Report) reportString(k string) *string {
 	return &r.From
 }
 
-// decodeContact decodes data as a contact document into c.
-func decodeContact(data string, c *Contact) error {
+// decodeContact decodes data as a contact document into c. data may be
+// reused once it returns.
+func decodeContact(data []byte, c *Contact) error {
 	countDecode()
-	d := newDecoder(data, nil)
+	d := newBytesDecoder(data, nil)
 	*c = Contact{}
 	res := d.doc(c, nil)
 	d.end()
@@ -693,10 +705,11 @@ func decodeContact(data string, c *Contact) error {
 	return err
 }
 
-// decodeReport decodes data as a report document into r.
-func decodeReport(data string, r *Report) error {
+// decodeReport decodes data as a report document into r. data may be
+// reused once it returns.
+func decodeReport(data []byte, r *Report) error {
 	countDecode()
-	d := newDecoder(data, nil)
+	d := newBytesDecoder(data, nil)
 	*r = Report{}
 	res := d.doc(nil, r)
 	d.end()
@@ -739,7 +752,7 @@ func decodeDoc(data string) (*decodedDoc, error) {
 // members and the value errors of the document.
 func (dd *decodedDoc) detach(d *decoder) {
 	res := &dd.res
-	dd.d = decoder{s: d.s, src: d.src,
+	dd.d = decoder{s: d.s, src: d.src, borrowed: d.borrowed, i: len(d.s),
 		spans: slices.Clone(d.spans[res.spanFrom:res.spanTo]),
 		soft:  slices.Clone(d.soft[res.softFrom:res.softTo])}
 	res.spanFrom, res.spanTo = 0, len(dd.d.spans)

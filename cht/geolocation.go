@@ -65,7 +65,7 @@ func (g *Geolocation) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes a geolocation object. Errors are *DecodeError
 // values naming the member.
 func (g *Geolocation) UnmarshalJSON(b []byte) error {
-	d := newDecoder(string(b), nil)
+	d := newBytesDecoder(b, nil)
 	if d.peek() != '{' {
 		d.fail("want object")
 	} else if v, _ := d.geolocation(kindAll); v != nil {

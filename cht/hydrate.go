@@ -37,7 +37,7 @@ func (d HydratedDoc) Type() string {
 // Contact decodes the document as a contact; see [Contact.UnmarshalJSON].
 func (d HydratedDoc) Contact() (*Contact, error) {
 	c := new(Contact)
-	if err := decodeContact(string(d.Doc), c); err != nil {
+	if err := decodeContact(d.Doc, c); err != nil {
 		return c, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return c, nil
@@ -46,7 +46,7 @@ func (d HydratedDoc) Contact() (*Contact, error) {
 // Report decodes the document as a report; see [Report.UnmarshalJSON].
 func (d HydratedDoc) Report() (*Report, error) {
 	r := new(Report)
-	if err := decodeReport(string(d.Doc), r); err != nil {
+	if err := decodeReport(d.Doc, r); err != nil {
 		return r, fmt.Errorf("cht: hydrated doc %q: %w", d.ID, err)
 	}
 	return r, nil

@@ -77,7 +77,7 @@ func (l *Lineage) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes a minified or hydrated link. An empty string or
 // null decodes to a Lineage with an empty ID.
 func (l *Lineage) UnmarshalJSON(b []byte) error {
-	d := newDecoder(string(b), nil)
+	d := newBytesDecoder(b, nil)
 	v, _ := d.lineage(kindAll)
 	d.end()
 	if v == nil {

@@ -40,7 +40,7 @@ func (m Millis) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes a number, a digit string or an ISO 8601 string.
 // null leaves m zero.
 func (m *Millis) UnmarshalJSON(b []byte) error {
-	d := newDecoder(string(b), nil)
+	d := newBytesDecoder(b, nil)
 	v, _ := d.millis(kindAll)
 	d.end()
 	err := d.result(kindAll, 0, len(d.soft))

@@ -30,7 +30,7 @@ func (v docView) Report() (*Report, error)   { return v.dd.report() }
 // parsePush validates an outbound push body and recognises the document
 // and its id, in one pass that also decodes the document.
 func parsePush(body []byte, docKey string) (decodehook.Push, error) {
-	d := newDecoder(string(body), body)
+	d := newBytesDecoder(body, body)
 	defer d.release()
 	var p decodehook.Push
 	switch d.ws(); {
@@ -72,7 +72,7 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 			if sp.key == key && (res.inner == nil || sp.start < res.innerStart || sp.start >= res.innerEnd) {
 				d.i = sp.start
 				if d.peek() == '"' {
-					return d.str()
+					return d.own(d.str())
 				}
 			}
 		}

@@ -64,7 +64,7 @@ func (e ReportError) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes an entry.
 func (e *ReportError) UnmarshalJSON(b []byte) error {
-	d := newDecoder(string(b), nil)
+	d := newBytesDecoder(b, nil)
 	*e = ReportError{}
 	if d.peek() != '{' {
 		d.fail("want object")
@@ -159,5 +159,5 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 // values naming the JSON path (see [DecodeError] for which errors still
 // fill r).
 func (r *Report) UnmarshalJSON(b []byte) error {
-	return decodeReport(string(b), r)
+	return decodeReport(b, r)
 }
