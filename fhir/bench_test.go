@@ -183,8 +183,8 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 
 // BenchmarkReportBytes: hydrated report JSON (3 KB, 20 mapped fields) →
 // transaction Bundle JSON (29 KB), as fhir/push and fhir/backfill do it:
-// ReportBundle with the Observations written directly
-// (reportTransaction), then MarshalJSON.
+// ReportBundle with every resource written directly (reportTransaction),
+// then MarshalJSON.
 func BenchmarkReportBytes(b *testing.B) {
 	c := benchConverter(b)
 	data := readFile(b, "testdata/report_assessment_hydrated.json")
@@ -242,7 +242,8 @@ func BenchmarkPersonPatient(b *testing.B) {
 
 // BenchmarkPersonBundle: the same person → its contact transaction Bundle
 // (Patient, Locations and Organizations of its lineage, Practitioners of
-// their contacts).
+// their contacts), as fhir/backfill does it: ContactBundle with the
+// resources written directly (contactTransaction), then MarshalJSON.
 func BenchmarkPersonBundle(b *testing.B) {
 	c := personConverter(b)
 	data := readFile(b, "../cht/testdata/person_hydrated.json")
@@ -255,7 +256,7 @@ func BenchmarkPersonBundle(b *testing.B) {
 		if err := ct.UnmarshalJSON(data); err != nil {
 			b.Fatal(err)
 		}
-		tx, err := c.ContactBundle(&ct)
+		tx, err := c.contactTransaction(&ct, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

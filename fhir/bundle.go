@@ -81,6 +81,10 @@ func (e *encoder) transaction(t *Transaction) {
 // entry writes one transaction entry; a resource the fast path does not
 // handle is encoded with encoding/json.
 func (e *encoder) entry(en *Entry) {
+	if d, ok := en.Resource.(*directRes); ok {
+		e.directEntry(en.FullURL, d)
+		return
+	}
 	ef := e.begin()
 	e.strv(ef, `"fullUrl":`, en.FullURL)
 	e.key(ef, `"resource":`)

@@ -43,6 +43,20 @@ type directFrags struct {
 	// formCoding opens the coding {Systems.Form, <form>} of an
 	// Encounter.type: `,{"system":"<form>","code":`.
 	formCoding []byte
+	// docIdent is a contact's first identifier up to its value:
+	// `,"identifier":[{"type":{"text":"CHT document ID"},"system":"<medic>","value":`;
+	// patientIDIdent, placeIDIdent and externalIDIdent open the
+	// following ones (`,{"use":…,"value":`).
+	docIdent, patientIDIdent, placeIDIdent, externalIDIdent []byte
+	// placeType opens the type of a place's Location or Organization:
+	// `,"type":[{"coding":[{"system":"<contact type>","code":`.
+	placeType []byte
+	// docRefIdent is a reference's identifier by CHT document ID up to
+	// the value: `"identifier":{"system":"<medic>","value":`.
+	docRefIdent []byte
+	// geoIdent opens the identifier value of the Location where a report
+	// was filled in: `,"identifier":[{"system":"<observation>","value":"`.
+	geoIdent []byte
 }
 
 func (c *Converter) initDirect() {
@@ -69,6 +83,16 @@ func (c *Converter) initDirect() {
 	f.obsQuery = append(appendQueryEscape([]byte("identifier="), c.sys.Observation), '|')
 	f.patientIdent = append(append([]byte(`{"type":"Patient","identifier":{"system":`), sys(c.sys.DocumentID)...), `,"value":`...)
 	f.formCoding = append(append([]byte(`,{"system":`), sys(c.sys.Form)...), `,"code":`...)
+	f.docIdent = f.encIdent[len(f.meta):]
+	ident := func(use, text, system string) []byte {
+		return append(append([]byte(`,{"use":"`+use+`","type":{"text":"`+text+`"},"system":`), sys(system)...), `,"value":`...)
+	}
+	f.patientIDIdent = ident("official", "CHT patient ID", c.sys.PatientID)
+	f.placeIDIdent = ident("official", "CHT place ID", c.sys.PlaceID)
+	f.externalIDIdent = ident("secondary", "External ID", c.sys.ExternalID)
+	f.placeType = append(append([]byte(`,"type":[{"coding":[{"system":`), sys(c.sys.ContactType)...), `,"code":`...)
+	f.docRefIdent = append(append([]byte(`"identifier":{"system":`), sys(c.sys.DocumentID)...), `,"value":`...)
+	f.geoIdent = append(append([]byte(`,"identifier":[{"system":`), sys(c.sys.Observation)...), `,"value":"`...)
 	c.direct = f
 }
 

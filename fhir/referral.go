@@ -198,6 +198,12 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 	var enc *models.Encounter
 	var encURL string
 	for i := range tx.Entries {
+		if d, ok := tx.Entries[i].Resource.(*directRes); ok && d.kind == dEncounter {
+			// An Encounter written when the transaction is encoded
+			// (Converter.reportTransaction): built as a samply value, to
+			// be extended.
+			tx.Entries[i] = d.samplyEntry()
+		}
 		if e, ok := tx.Entries[i].Resource.(*models.Encounter); ok {
 			enc, encURL = e, tx.Entries[i].FullURL
 			break

@@ -30,6 +30,9 @@ type plan struct {
 	// lists the ones it adds in fresh, for commit.
 	built map[[2]string]struct{}
 	fresh [][2]string
+	// direct, when not nil, makes build and reportEntries put directRes
+	// resources in the transaction (the internal paths); it holds them.
+	direct []directRes
 }
 
 // commit records the contact resources this plan built in built, once
@@ -148,7 +151,9 @@ func (p *plan) place(pl *cht.Contact) error {
 	return nil
 }
 
-// build appends the planned contact resources to t.
+// build appends the planned contact resources to t: samply values, or,
+// when p.direct is set, resources written when t is encoded (see
+// directRes).
 func (p *plan) build(t *Transaction) {
 	c := p.c
 	for _, it := range p.items {
@@ -158,6 +163,19 @@ func (p *plan) build(t *Transaction) {
 				continue
 			}
 			p.fresh = append(p.fresh, k)
+		}
+		if p.direct != nil {
+			kind := dPatient
+			switch it.rt {
+			case "Practitioner":
+				kind = dPractitioner
+			case "Location":
+				kind = dLocation
+			case "Organization":
+				kind = dOrganization
+			}
+			t.Entries = append(t.Entries, Entry{FullURL: p.x.add(it.rt, it.doc.ID), Resource: p.newDirect(directRes{kind: kind, doc: it.doc})})
+			continue
 		}
 		var res any
 		switch it.rt {
@@ -174,6 +192,17 @@ func (p *plan) build(t *Transaction) {
 	}
 }
 
+// newDirect returns a pointer to d, completed with the plan's converter
+// and refs, kept in p.direct.
+func (p *plan) newDirect(d directRes) *directRes {
+	d.c, d.x = p.c, p.x
+	if len(p.direct) == cap(p.direct) {
+		p.direct = make([]directRes, 0, max(4, len(p.items)+2))
+	}
+	p.direct = append(p.direct, d)
+	return &p.direct[len(p.direct)-1]
+}
+
 // ContactBundle converts a CHT contact to a transaction: the contact
 // becomes the resources its type is mapped to (Mapping.Contacts; by
 // default a person type a Patient, a place type a Location), and every
@@ -183,12 +212,19 @@ func (p *plan) build(t *Transaction) {
 // *ConversionError naming the field; values of lenient fields are dropped
 // and listed in Transaction.Warnings instead.
 func (c *Converter) ContactBundle(ct *cht.Contact) (*Transaction, error) {
-	return c.contactTransaction(ct, nil)
+	return c.contactTx(ct, nil, false)
 }
 
 // contactTransaction is ContactBundle without the contact resources in
-// built (see plan.built), which it then adds to built.
+// built (see plan.built), which it then adds to built, and with its
+// resources written when the transaction is encoded (see directRes): its
+// entries hold only their FullURL and a resource of an unexported type.
 func (c *Converter) contactTransaction(ct *cht.Contact, built map[[2]string]struct{}) (*Transaction, error) {
+	return c.contactTx(ct, built, true)
+}
+
+// contactTx is contactTransaction, with samply resources unless direct.
+func (c *Converter) contactTx(ct *cht.Contact, built map[[2]string]struct{}, direct bool) (*Transaction, error) {
 	if ct == nil || ct.ID == "" {
 		return nil, &ConversionError{Field: "_id", Reason: "document has no _id"}
 	}
@@ -200,6 +236,10 @@ func (c *Converter) contactTransaction(ct *cht.Contact, built map[[2]string]stru
 		return nil, err
 	}
 	t := &Transaction{}
+	if direct {
+		p.direct = make([]directRes, 0, len(p.items))
+		t.Entries = make([]Entry, 0, len(p.items))
+	}
 	p.build(t)
 	if built != nil {
 		p.commit()
@@ -298,6 +338,13 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 // Observations: contacts, the Location it was filled in, its Encounter.
 func (c *Converter) reportEntries(p *plan, r *cht.Report, t *Transaction) {
 	p.build(t)
+	if p.direct != nil {
+		if p.x.geo {
+			t.Entries = append(t.Entries, Entry{FullURL: p.x.geoURN(r.ID), Resource: p.newDirect(directRes{kind: dReportLocation, r: r})})
+		}
+		t.Entries = append(t.Entries, Entry{FullURL: p.x.add("Encounter", r.ID), Resource: p.newDirect(directRes{kind: dEncounter, r: r})})
+		return
+	}
 	if p.x.geo {
 		key := r.ID + geoSuffix
 		t.Entries = append(t.Entries, c.entry(p.x, "Location", key, "", c.reportLocation(p.x, r), c.sys.Observation, key))
@@ -385,6 +432,7 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	ob.refFrag, ob.idPrefix = fr.b[:refEnd], fr.b[refEnd:]
 
 	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
+	p.direct = make([]directRes, 0, len(p.items)+2)
 	c.reportEntries(p, r, t)
 	if built != nil {
 		p.commit()
