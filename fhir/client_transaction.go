@@ -47,7 +47,7 @@ func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, d
 		}
 		return newServerError(http.MethodPost, c.base, resp.StatusCode, data)
 	}
-	if se := checkTransactionAnswer(resp.Body, want); se != nil {
+	if se := checkAnswer(resp.Body, want); se != nil {
 		se.StatusCode, se.op = resp.StatusCode, op
 		return se
 	}
