@@ -144,8 +144,10 @@ type decoder struct {
 	soft  []softErr
 
 	// arena backs the strings and Extra values a decode keeps (see own
-	// and copyRaw); arenaNext sizes its next chunk.
+	// and copyRaw): arena[:arenaLen] is in use; arenaNext sizes the next
+	// chunk.
 	arena     []byte
+	arenaLen  int
 	arenaNext int
 	// kvs and elems collect the members of the objects and the elements
 	// of the arrays that any is decoding.

@@ -52,21 +52,24 @@ func (d *decoder) copyRaw(start, end int) json.RawMessage {
 
 // copyBytes copies s to the arena. The copies are never written again:
 // strings may be made of them, and a RawMessage made of one is capped so
-// that appending to it reallocates.
+// that appending to it reallocates. The arena slice is only replaced when
+// a chunk is full, so that a copy writes no pointer to the decoder.
 func (d *decoder) copyBytes(s string) []byte {
 	n := len(s)
-	if cap(d.arena)-len(d.arena) < n {
+	if len(d.arena)-d.arenaLen < n {
 		d.growArena(n)
 	}
-	at := len(d.arena)
-	d.arena = append(d.arena, s...)
-	return d.arena[at : at+n : at+n]
+	at := d.arenaLen
+	b := d.arena[at : at+n : at+n]
+	copy(b, s)
+	d.arenaLen = at + n
+	return b
 }
 
 // reserve makes room in the arena for n more bytes in one chunk, so that
 // a run of copies of known total size (an Extra map) shares a chunk.
 func (d *decoder) reserve(n int) {
-	if cap(d.arena)-len(d.arena) < n {
+	if len(d.arena)-d.arenaLen < n {
 		d.growArena(n)
 	}
 }
@@ -86,7 +89,7 @@ func (d *decoder) growArena(n int) {
 	if rest := len(d.s) - d.i + n; size > rest {
 		size = rest
 	}
-	d.arena = make([]byte, 0, max(size, n))
+	d.arena, d.arenaLen = make([]byte, max(size, n)), 0
 }
 
 // hydratedLink is a hydrated lineage link with its document, in one
