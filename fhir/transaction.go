@@ -35,6 +35,23 @@ type plan struct {
 	direct []directRes
 }
 
+// planState holds a plan, its refs and room for the members of a
+// typical document, allocated together.
+type planState struct {
+	p     plan
+	x     refs
+	items [8]planItem
+	in    [8]member
+}
+
+// newPlan returns an empty plan of c.
+func newPlan(c *Converter) *plan {
+	st := &planState{}
+	st.x.c, st.x.in = c, st.in[:0]
+	st.p.c, st.p.x, st.p.items = c, &st.x, st.items[:0]
+	return &st.p
+}
+
 // commit records the contact resources this plan built in built, once
 // the document's transaction is complete.
 func (p *plan) commit() {
@@ -231,7 +248,8 @@ func (c *Converter) contactTx(ct *cht.Contact, built map[[2]string]struct{}, dir
 	if ct.Type == "" {
 		return nil, &ConversionError{DocID: ct.ID, Field: "type", Reason: "contact has no type"}
 	}
-	p := &plan{c: c, x: &refs{c: c}, built: built}
+	p := newPlan(c)
+	p.built = built
 	if _, err := p.contact(ct); err != nil {
 		return nil, err
 	}
@@ -288,7 +306,7 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{c: c, x: &refs{c: c, in: make([]member, 0, 8)}}
+	p := newPlan(c)
 	if r.Contact != nil {
 		rts, err := p.contact(r.Contact)
 		if err != nil {
