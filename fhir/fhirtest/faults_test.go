@@ -61,11 +61,19 @@ func TestTimeoutNextWrites(t *testing.T) {
 	t.Run("client gives up", func(t *testing.T) {
 		srv, c := newClient(t, fhirtest.Config{})
 		srv.TimeoutNextWrites(1)
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		// The client gives up only once the server holds the write: a client that gave up
+		// before its write arrived would leave the timeout to the next write.
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		_, err := c.do(ctx, http.MethodPost, "/Patient", patient("urn:f", "t"))
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("error %v, want a deadline error", err)
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.do(ctx, http.MethodPost, "/Patient", patient("urn:f", "t"))
+			done <- err
+		}()
+		waitHeld(t, srv)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("error %v, want the client's cancellation", err)
 		}
 		if r := mustDo(t, c, http.MethodPost, "/Patient", patient("urn:f", "t")); r.status != 201 {
 			t.Fatalf("next write %d", r.status)
@@ -96,18 +104,26 @@ func TestTimeoutNextWrites(t *testing.T) {
 			_, err := c.do(context.Background(), http.MethodPost, "/Patient", patient("urn:f", "t"))
 			done <- err
 		}()
-		for srv.Held() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		waitHeld(t, srv)
 		closed := make(chan struct{})
 		go func() { srv.Close(); close(closed) }()
 		select {
 		case <-closed:
-		case <-time.After(10 * time.Second):
+		case <-time.After(waitLimit):
 			t.Fatal("Close blocked on a held request")
 		}
 		<-done
 	})
+}
+
+// waitHeld waits until srv holds a request.
+func waitHeld(t *testing.T, srv *fhirtest.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(waitLimit); srv.Held() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request held after %v", waitLimit)
+		}
+	}
 }
 
 func TestRandomFaults(t *testing.T) {

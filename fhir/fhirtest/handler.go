@@ -25,13 +25,10 @@ type result struct {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	lw := &loggingWriter{ResponseWriter: w}
-	logged := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Time: start}
-	defer func() {
-		logged.Status = lw.status
-		logged.Duration = time.Since(start)
-		h.logRequest(logged)
-	}()
+	lw := &loggingWriter{ResponseWriter: w, h: h,
+		req: Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Time: start}}
+	logged := &lw.req
+	defer lw.log(0) // a request answered without a write (none today) is still logged
 
 	h.sleep(r, h.faults.latency())
 
@@ -77,6 +74,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(lw, &opError{status: http.StatusGatewayTimeout, code: "timeout", msg: "fhirtest: injected timeout"})
 		return
 	case FaultDrop:
+		lw.log(0) // before the connection closes, so the client cannot see the drop first
 		drop(w)
 		return
 	case FaultLostResponse:
@@ -280,23 +278,36 @@ var capabilityStatement = []byte(`{"resourceType":"CapabilityStatement","status"
 	`"kind":"instance","software":{"name":"fhirtest (github.com/cht-interop/openhim-mediator-go/fhir/fhirtest)"},` +
 	`"fhirVersion":"4.0.1","format":["json"],"rest":[{"mode":"server"}]}`)
 
-// loggingWriter remembers the status written.
+// loggingWriter commits its request just before the first byte of the answer is handed to the
+// connection: it queues the notifications of the writes made and logs the request with the status
+// answered. A client that has an answer (or a dropped connection) therefore always finds its
+// request in [Handler.Requests], and the notifications it caused already queued.
 type loggingWriter struct {
 	http.ResponseWriter
-	status int
+	h      *Handler
+	req    Request
+	logged bool
+}
+
+// log records the request once, with status (0: no answer) and the time taken so far.
+func (w *loggingWriter) log(status int) {
+	if w.logged {
+		return
+	}
+	w.logged = true
+	w.h.drainChanges()
+	w.req.Status = status
+	w.req.Duration = time.Since(w.req.Time)
+	w.h.logRequest(w.req)
 }
 
 func (w *loggingWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.log(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *loggingWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.log(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 

@@ -1,12 +1,17 @@
 package fhirtest_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,5 +288,87 @@ func TestServerConfigErrorAndConnections(t *testing.T) {
 	srv.CloseClientConnections()
 	if r := mustDo(t, c, http.MethodGet, "/metadata", nil); r.status != 200 {
 		t.Errorf("request after CloseClientConnections: %d", r.status)
+	}
+}
+
+// probeWriter is a ResponseWriter, hijackable like a server connection, that calls first once,
+// just before the first byte of the answer is written or the connection is closed: there a client
+// could first see the answer.
+type probeWriter struct {
+	*httptest.ResponseRecorder
+	first func()
+	once  sync.Once
+}
+
+func (p *probeWriter) WriteHeader(code int) {
+	p.once.Do(p.first)
+	p.ResponseRecorder.WriteHeader(code)
+}
+
+func (p *probeWriter) Write(b []byte) (int, error) {
+	p.once.Do(p.first)
+	return p.ResponseRecorder.Write(b)
+}
+
+func (p *probeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, peer := net.Pipe()
+	_ = peer.Close()
+	return &closeProbe{Conn: conn, onClose: func() { p.once.Do(p.first) }}, bufio.NewReadWriter(bufio.NewReader(conn), bufio.NewWriter(conn)), nil
+}
+
+type closeProbe struct {
+	net.Conn
+	onClose func()
+}
+
+func (c *closeProbe) Close() error {
+	c.onClose()
+	return c.Conn.Close()
+}
+
+// A request is in Requests before its client can see the answer or the dropped connection, so a
+// test that checks Requests right after a call never misses it.
+func TestRequestLoggedBeforeAnswer(t *testing.T) {
+	tests := []struct {
+		name       string
+		faults     fhirtest.Faults
+		failNext   int
+		method     string
+		path       string
+		wantStatus int
+		wantFault  string
+	}{
+		{"read", fhirtest.Faults{}, 0, http.MethodGet, "/fhir/R4/metadata", 200, ""},
+		{"write", fhirtest.Faults{}, 0, http.MethodPost, "/fhir/R4/Patient", 201, ""},
+		{"unknown path", fhirtest.Faults{}, 0, http.MethodGet, "/elsewhere", 404, ""},
+		{"failed write", fhirtest.Faults{}, 1, http.MethodPost, "/fhir/R4/Patient", 503, fhirtest.FaultFail},
+		{"dropped connection", fhirtest.Faults{DropRate: 1}, 0, http.MethodPost, "/fhir/R4/Patient", 0, fhirtest.FaultDrop},
+		{"server down", fhirtest.Faults{Down: true}, 0, http.MethodGet, "/fhir/R4/Patient", 0, fhirtest.FaultDrop},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := fhirtest.NewHandler(fhirtest.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if err := h.SetFaults(tt.faults); err != nil {
+				t.Fatal(err)
+			}
+			h.FailNextWrites(tt.failNext, 0)
+			var seen []fhirtest.Request
+			probed := false
+			w := &probeWriter{ResponseRecorder: httptest.NewRecorder(), first: func() { probed, seen = true, h.Requests() }}
+			body, _ := json.Marshal(patient("urn:probe", "1"))
+			r := httptest.NewRequest(tt.method, tt.path, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/fhir+json")
+			h.ServeHTTP(w, r)
+			if !probed {
+				t.Fatal("the handler neither answered nor closed the connection")
+			}
+			if len(seen) != 1 || seen[0].Status != tt.wantStatus || seen[0].Fault != tt.wantFault {
+				t.Errorf("requests logged when the answer started: %+v, want one with status %d fault %q", seen, tt.wantStatus, tt.wantFault)
+			}
+		})
 	}
 }

@@ -94,15 +94,18 @@ func (h *Handler) Counts() map[string]int {
 	return out
 }
 
-// Reset deletes every resource, forgets the logged requests and clears all faults.
+// Reset deletes every resource, forgets the logged requests and notifications and clears all
+// faults. Notifications of earlier writes that are still queued are not sent; one being sent when
+// Reset is called is not recorded.
 func (h *Handler) Reset() {
 	h.mu.Lock()
+	h.noteMu.Lock()
 	h.st = newStore(&h.dirty)
 	h.dirty.Store(false)
-	h.mu.Unlock()
-	h.noteMu.Lock()
+	h.gen.Add(1) // a notification queued or being sent is forgotten
 	h.queue, h.notes = nil, nil
 	h.noteMu.Unlock()
+	h.mu.Unlock()
 	h.reqMu.Lock()
 	h.reqs, h.reqN = nil, 0
 	h.reqMu.Unlock()

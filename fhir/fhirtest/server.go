@@ -58,11 +58,13 @@ type Handler struct {
 
 	held atomic.Int64 // requests held by timeout faults
 
-	dirty        atomic.Bool // st.changed is not empty
+	dirty        atomic.Bool   // st.changed is not empty
+	gen          atomic.Uint64 // incremented by Reset, with mu and noteMu held
 	notifyClient *http.Client
-	noteMu       sync.Mutex // guards queue, delivering, notes and noteSignal
+	noteMu       sync.Mutex // guards queue, delivering, stopped, notes and noteSignal; deliverWG.Add
 	queue        []delivery
 	delivering   bool
+	stopped      bool // set by Close: no delivery goroutine is started any more
 	notes        []Notification
 	noteSignal   chan struct{} // closed and replaced when a notification is added to notes
 	deliverWG    sync.WaitGroup
@@ -123,9 +125,13 @@ func (h *Handler) BasePath() string { return h.basePath }
 
 // Close releases requests held by timeout faults, cancels the notification being sent and waits
 // for the delivery goroutine to stop. The Handler keeps serving afterwards, without holding
-// requests or sending notifications. It is safe to call more than once.
+// requests or sending notifications: a notification due then is recorded at once, before the write
+// is answered, with an Err saying it was not sent. It is safe to call more than once.
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() { close(h.closed) })
+	h.noteMu.Lock()
+	h.stopped = true
+	h.noteMu.Unlock()
 	h.deliverWG.Wait()
 }
 

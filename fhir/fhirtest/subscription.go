@@ -41,6 +41,7 @@ type subscription struct {
 type delivery struct {
 	sub *subscription
 	rec *record
+	gen uint64 // Handler.gen when the write was made; a Reset since forgets the delivery
 }
 
 // subscriptionJSON is the part of an R4 Subscription fhirtest reads.
@@ -134,12 +135,14 @@ func parseSubscription(id string, s subscriptionJSON) (*subscription, *opError) 
 }
 
 // drainChanges matches the records written since the last call against the active subscriptions,
-// updates the subscriptions written, and queues the notifications. It runs after every request.
+// updates the subscriptions written, and queues the notifications. It runs before every answer
+// (see loggingWriter) and after every request.
 func (h *Handler) drainChanges() {
 	if !h.dirty.Load() {
 		return
 	}
 	h.mu.Lock()
+	gen := h.gen.Load()
 	changed := h.st.changed
 	h.st.changed = nil
 	h.dirty.Store(false)
@@ -154,7 +157,7 @@ func (h *Handler) drainChanges() {
 		}
 		for _, sub := range h.st.sortedSubs() {
 			if sub.typ == r.typ && matchAll(r, sub.q.filters) {
-				out = append(out, delivery{sub: sub, rec: r})
+				out = append(out, delivery{sub: sub, rec: r, gen: gen})
 			}
 		}
 	}
@@ -198,14 +201,36 @@ func (h *Handler) enqueue(ds []delivery) {
 		return
 	}
 	h.noteMu.Lock()
+	defer h.noteMu.Unlock()
+	if h.stopped {
+		// Close has run (or is waiting for the delivery goroutine): start no new one, so that
+		// Close's wait cannot miss it, and record the notifications as not sent.
+		for _, d := range ds {
+			if d.gen != h.gen.Load() {
+				continue // written before a Reset
+			}
+			n := d.notification()
+			n.Err = errClosed
+			h.addNote(n)
+		}
+		return
+	}
 	h.queue = append(h.queue, ds...)
-	start := !h.delivering
-	h.delivering = true
-	h.noteMu.Unlock()
-	if start {
-		h.deliverWG.Add(1)
+	if !h.delivering {
+		h.delivering = true
+		h.deliverWG.Add(1) // under noteMu, before Close sets stopped and waits
 		go h.deliverLoop()
 	}
+}
+
+// errClosed is the Notification.Err of a notification not sent because the handler is closed.
+const errClosed = "not sent: the handler is closed"
+
+// addNote records n and wakes AwaitNotifications. h.noteMu must be held.
+func (h *Handler) addNote(n Notification) {
+	h.notes = append(h.notes, n)
+	close(h.noteSignal)
+	h.noteSignal = make(chan struct{})
 }
 
 func (h *Handler) deliverLoop() {
@@ -220,36 +245,48 @@ func (h *Handler) deliverLoop() {
 		d := h.queue[0]
 		h.queue[0] = delivery{}
 		h.queue = h.queue[1:]
+		forgotten := d.gen != h.gen.Load()
 		h.noteMu.Unlock()
+		if forgotten {
+			continue // written before a Reset
+		}
 
 		n := h.deliver(d)
-		if n.Err != "" {
-			h.markError(d.sub.id, n.Err)
+		if n.Err != "" && n.Err != errClosed {
+			h.markError(d, n.Err)
 		}
 		h.noteMu.Lock()
-		h.notes = append(h.notes, n)
-		close(h.noteSignal)
-		h.noteSignal = make(chan struct{})
+		if d.gen == h.gen.Load() { // else Reset ran while it was being sent and forgot it
+			h.addNote(n)
+		}
 		h.noteMu.Unlock()
 	}
+}
+
+// notification returns the notification d sends, before it is sent: Status, Err and Header unset.
+func (d delivery) notification() Notification {
+	rec := d.rec
+	n := Notification{Subscription: d.sub.id, Method: http.MethodPost, URL: d.sub.endpoint,
+		Resource: fmt.Sprintf("%s/%s/_history/%d", rec.typ, rec.id, rec.version), Time: time.Now()}
+	if d.sub.payload != "" {
+		n.Method = http.MethodPut
+		n.URL = d.sub.endpoint + "/" + rec.typ + "/" + rec.id
+		n.Body = slices.Clone(rec.raw)
+	}
+	return n
 }
 
 // deliver sends one notification as R4 rest-hook does: without a payload a POST with no body to
 // the endpoint; with a payload the resource is PUT to [endpoint]/[type]/[id].
 func (h *Handler) deliver(d delivery) Notification {
-	rec := d.rec
-	n := Notification{Subscription: d.sub.id, Method: http.MethodPost, URL: d.sub.endpoint,
-		Resource: fmt.Sprintf("%s/%s/_history/%d", rec.typ, rec.id, rec.version), Time: time.Now()}
+	n := d.notification()
 	var body io.Reader
-	if d.sub.payload != "" {
-		n.Method = http.MethodPut
-		n.URL = d.sub.endpoint + "/" + rec.typ + "/" + rec.id
-		n.Body = slices.Clone(rec.raw)
+	if n.Body != nil {
 		body = bytes.NewReader(n.Body)
 	}
 	select {
 	case <-h.closed:
-		n.Err = "not sent: the handler is closed"
+		n.Err = errClosed
 		return n
 	default:
 	}
@@ -288,8 +325,13 @@ func (h *Handler) deliver(d delivery) Notification {
 
 // markError sets an active subscription's status to error with the reason, as R4 asks of a server
 // whose notification failed; it is then no longer notified until a client sets it active again.
-func (h *Handler) markError(id, reason string) {
+func (h *Handler) markError(d delivery, reason string) {
+	id := d.sub.id
 	h.mu.Lock()
+	if d.gen != h.gen.Load() {
+		h.mu.Unlock()
+		return // the store was Reset: the subscription is gone (or is another one)
+	}
 	cur := h.st.live("Subscription", id)
 	if cur == nil || cur.status != "active" {
 		h.mu.Unlock()
@@ -315,7 +357,8 @@ func (h *Handler) Notifications() []Notification {
 }
 
 // AwaitNotifications waits until at least n notifications have been sent (successfully or not) and
-// returns them all, or returns ctx's error with those sent so far.
+// returns them all, or returns ctx's error with those sent so far. A failed notification has
+// already set its Subscription's status to error when it is returned.
 func (h *Handler) AwaitNotifications(ctx context.Context, n int) ([]Notification, error) {
 	for {
 		h.noteMu.Lock()

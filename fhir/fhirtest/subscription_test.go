@@ -1,8 +1,10 @@
 package fhirtest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -60,15 +62,70 @@ func task(id, status string) map[string]any {
 	return map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}
 }
 
+// waitLimit bounds every wait for an event in these tests. It is generous so that a slow, busy
+// machine never fails a test; a wait ends as soon as its event happens.
+const waitLimit = 10 * time.Second
+
 func await(t *testing.T, srv *fhirtest.Server, n int) []fhirtest.Notification {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	notes, err := srv.AwaitNotifications(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return notes
+}
+
+// barrier tells when every notification of the writes made so far has been sent, without
+// guessing how long that takes: notifications are sent one at a time in the order of the writes,
+// so once the notification of a later write (to a Patient only the barrier's subscription
+// watches) has been sent, all earlier ones have been too.
+type barrier struct {
+	srv   *fhirtest.Server
+	c     *fhirClient
+	subID string
+	n     int // barrier writes so far
+}
+
+func newBarrier(t *testing.T, srv *fhirtest.Server, c *fhirClient) *barrier {
+	t.Helper()
+	r := mustDo(t, c, http.MethodPost, "/Subscription", subscriptionBody("Patient?_id=barrier", newHook(t).URL, ""))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create the barrier subscription: %d %s", r.status, r.raw)
+	}
+	return &barrier{srv: srv, c: c, subID: str(r.body, "id")}
+}
+
+// wait writes the barrier Patient, waits for its notification and returns the other
+// notifications sent so far, oldest first.
+func (b *barrier) wait(t *testing.T) []fhirtest.Notification {
+	t.Helper()
+	b.n++
+	if r := mustDo(t, b.c, http.MethodPut, "/Patient/barrier", map[string]any{"resourceType": "Patient", "id": "barrier"}); r.status >= 300 {
+		t.Fatalf("barrier write: %d %s", r.status, r.raw)
+	}
+	want := fmt.Sprintf("Patient/barrier/_history/%d", b.n)
+	for seen := 0; ; {
+		all := await(t, b.srv, seen+1)
+		var others []fhirtest.Notification
+		done := false
+		for _, n := range all {
+			switch {
+			case n.Subscription != b.subID:
+				others = append(others, n)
+			case n.Resource == want:
+				if n.Err != "" {
+					t.Fatalf("barrier notification failed: %+v", n)
+				}
+				done = true
+			}
+		}
+		if done {
+			return others
+		}
+		seen = len(all)
+	}
 }
 
 // Notifications follow R4 rest-hook (hl7.org/fhir/R4/subscription.html#channels) as HAPI FHIR
@@ -78,6 +135,7 @@ func await(t *testing.T, srv *fhirtest.Server, n int) []fhirtest.Notification {
 func TestSubscriptionRestHook(t *testing.T) {
 	srv, c := newClient(t, fhirtest.Config{})
 	full, idOnly := newHook(t), newHook(t)
+	b := newBarrier(t, srv, c)
 
 	r := mustDo(t, c, http.MethodPost, "/Subscription", subscriptionBody("Task?_id=t1&status=completed,failed", full.URL+"/hook/", "application/fhir+json"))
 	if r.status != http.StatusCreated || str(r.body, "status") != "active" {
@@ -93,10 +151,9 @@ func TestSubscriptionRestHook(t *testing.T) {
 	mustDo(t, c, http.MethodPut, "/Task/t1", task("t1", "completed"))                                                                                                                                               // both match
 	mustDo(t, c, http.MethodPut, "/ServiceRequest/t1", map[string]any{"resourceType": "ServiceRequest", "id": "t1", "status": "completed", "intent": "order", "subject": map[string]any{"reference": "Patient/p"}}) // other type
 
-	notes := await(t, srv, 3)
-	time.Sleep(50 * time.Millisecond) // a wrong extra notification would arrive now
-	if n := len(srv.Notifications()); n != 3 {
-		t.Fatalf("%d notifications, want 3: %+v", n, srv.Notifications())
+	notes := b.wait(t) // a wrong extra notification would be among them
+	if len(notes) != 3 {
+		t.Fatalf("%d notifications, want 3: %+v", len(notes), notes)
 	}
 	for _, n := range notes {
 		if n.Err != "" || n.Status != http.StatusOK {
@@ -139,13 +196,12 @@ func TestSubscriptionRestHook(t *testing.T) {
 		t.Fatalf("delete subscription: %d", r.status)
 	}
 	mustDo(t, c, http.MethodPut, "/Task/t1", task("t1", "failed"))
-	await(t, srv, 4)
-	time.Sleep(50 * time.Millisecond)
+	notes = b.wait(t)
 	if n := len(full.calls()); n != 1 {
 		t.Errorf("deleted subscription notified: %d calls", n)
 	}
-	if n := len(srv.Notifications()); n != 4 {
-		t.Errorf("%d notifications after the delete, want 4", n)
+	if len(notes) != 4 || notes[3].Subscription == fullID || notes[3].Resource != "Task/t1/_history/3" {
+		t.Errorf("notifications after the delete = %+v, want a 4th for the no-payload subscription only", notes)
 	}
 }
 
@@ -153,6 +209,7 @@ func TestSubscriptionRestHook(t *testing.T) {
 func TestSubscriptionTransaction(t *testing.T) {
 	srv, c := newClient(t, fhirtest.Config{})
 	h := newHook(t)
+	b := newBarrier(t, srv, c)
 	mustDo(t, c, http.MethodPost, "/Subscription", subscriptionBody("Task?status=completed", h.URL, "application/fhir+json"))
 
 	failing := bundleOf("transaction",
@@ -167,10 +224,8 @@ func TestSubscriptionTransaction(t *testing.T) {
 	if r := mustDo(t, c, http.MethodPost, "", ok); r.status != http.StatusOK {
 		t.Fatalf("transaction: %d %s", r.status, r.raw)
 	}
-	notes := await(t, srv, 1)
-	time.Sleep(50 * time.Millisecond)
-	if got := srv.Notifications(); len(got) != 1 || notes[0].Resource != "Task/t2/_history/1" {
-		t.Errorf("notifications = %+v, want one for Task/t2", got)
+	if notes := b.wait(t); len(notes) != 1 || notes[0].Resource != "Task/t2/_history/1" {
+		t.Errorf("notifications = %+v, want one for Task/t2", notes)
 	}
 }
 
@@ -180,6 +235,7 @@ func TestSubscriptionEndpointFailure(t *testing.T) {
 	srv, c := newClient(t, fhirtest.Config{})
 	h := newHook(t)
 	h.status = http.StatusServiceUnavailable
+	b := newBarrier(t, srv, c)
 	r := mustDo(t, c, http.MethodPost, "/Subscription", subscriptionBody("Task?_id=t1", h.URL, ""))
 	id := str(r.body, "id")
 	mustDo(t, c, http.MethodPut, "/Task/t1", task("t1", "requested"))
@@ -187,24 +243,17 @@ func TestSubscriptionEndpointFailure(t *testing.T) {
 	if notes[0].Status != http.StatusServiceUnavailable || !strings.Contains(notes[0].Err, "503") {
 		t.Errorf("notification = %+v, want a 503 failure", notes[0])
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := mustDo(t, c, http.MethodGet, "/Subscription/"+id, nil)
-		if str(got.body, "status") == "error" {
-			if !strings.Contains(str(got.body, "error"), "503") {
-				t.Errorf("Subscription.error = %q", str(got.body, "error"))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscription status %q, want error", str(got.body, "status"))
-		}
-		time.Sleep(10 * time.Millisecond)
+	// A failed notification is listed only once its subscription is in error.
+	got := mustDo(t, c, http.MethodGet, "/Subscription/"+id, nil)
+	if str(got.body, "status") != "error" || !strings.Contains(str(got.body, "error"), "503") {
+		t.Errorf("Subscription status %q error %q, want error naming the 503", str(got.body, "status"), str(got.body, "error"))
 	}
 	mustDo(t, c, http.MethodPut, "/Task/t1", task("t1", "completed"))
-	time.Sleep(50 * time.Millisecond)
+	if notes := b.wait(t); len(notes) != 1 {
+		t.Errorf("errored subscription notified again: %+v", notes)
+	}
 	if n := len(h.calls()); n != 1 {
-		t.Errorf("errored subscription notified again: %d calls", n)
+		t.Errorf("errored subscription's endpoint called %d times, want 1", n)
 	}
 }
 
@@ -262,5 +311,83 @@ func TestSearchTaskPolling(t *testing.T) {
 	r = mustDo(t, c, http.MethodGet, "/Task?status=cancelled", nil)
 	if r.status != 200 || len(entryIDs(r.body)) != 0 {
 		t.Errorf("status=cancelled: %d %v", r.status, entryIDs(r.body))
+	}
+}
+
+// After Close a matching write is still answered, and its notification is recorded as not sent
+// before the answer starts; the subscription stays active (closing is not the endpoint's failure).
+func TestSubscriptionAfterClose(t *testing.T) {
+	h, err := fhirtest.NewHandler(fhirtest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := subscriptionBody("Task?_id=t1", "http://127.0.0.1:1/hook", "")
+	sub["id"] = "s1"
+	body, _ := json.Marshal(sub)
+	if w := serve(h, http.MethodPut, "/fhir/R4/Subscription/s1", body); w.Code >= 300 {
+		t.Fatalf("create subscription: %d %s", w.Code, w.Body)
+	}
+	h.Close()
+	var seen []fhirtest.Notification
+	w := &probeWriter{ResponseRecorder: httptest.NewRecorder(), first: func() { seen = h.Notifications() }}
+	body, _ = json.Marshal(task("t1", "requested"))
+	r := httptest.NewRequest(http.MethodPut, "/fhir/R4/Task/t1", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/fhir+json")
+	h.ServeHTTP(w, r)
+	if w.Code >= 300 {
+		t.Fatalf("write after Close: %d %s", w.Code, w.Body)
+	}
+	if len(seen) != 1 || seen[0].Subscription != "s1" || !strings.Contains(seen[0].Err, "not sent") {
+		t.Errorf("notifications when the answer started: %+v, want one not sent", seen)
+	}
+	if raw, _ := h.Resource("Subscription", "s1"); !strings.Contains(string(raw), `"status":"active"`) {
+		t.Errorf("subscription after Close: %s, want it still active", raw)
+	}
+}
+
+// Reset forgets a notification being sent: it is not listed afterwards, and its failure does not
+// put a new subscription with the same id in error.
+func TestSubscriptionReset(t *testing.T) {
+	srv, c := newClient(t, fhirtest.Config{})
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(slow.Close)
+	var once sync.Once
+	releaseSlow := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseSlow) // runs before slow.Close
+
+	putSub := func(endpoint string) {
+		t.Helper()
+		sub := subscriptionBody("Task?status=requested", endpoint, "")
+		sub["id"] = "s1"
+		if r := mustDo(t, c, http.MethodPut, "/Subscription/s1", sub); r.status >= 300 {
+			t.Fatalf("put subscription: %d %s", r.status, r.raw)
+		}
+	}
+	putSub(slow.URL)
+	mustDo(t, c, http.MethodPut, "/Task/t1", task("t1", "requested"))
+	select {
+	case <-arrived:
+	case <-time.After(waitLimit):
+		t.Fatal("the notification never reached the endpoint")
+	}
+	srv.Reset()
+	good := newHook(t)
+	putSub(good.URL)
+	releaseSlow()
+	mustDo(t, c, http.MethodPut, "/Task/t2", task("t2", "requested"))
+	notes := await(t, srv, 1)
+	if len(notes) != 1 || notes[0].Resource != "Task/t2/_history/1" || notes[0].Err != "" {
+		t.Fatalf("notifications after Reset = %+v, want only Task/t2's, sent", notes)
+	}
+	if r := mustDo(t, c, http.MethodGet, "/Subscription/s1", nil); str(r.body, "status") != "active" {
+		t.Errorf("new subscription status %q error %q, want active", str(r.body, "status"), str(r.body, "error"))
+	}
+	if n := len(good.calls()); n != 1 {
+		t.Errorf("new endpoint got %d calls, want 1", n)
 	}
 }
