@@ -36,7 +36,8 @@ func (h *Handler) logRequest(r Request) {
 }
 
 // Requests returns the most recent requests (up to [Config.RequestLog]), oldest first. A request
-// appears once its response has been written.
+// appears before its client can see the answer (or the dropped connection), so it can be checked
+// as soon as the call returns.
 func (h *Handler) Requests() []Request {
 	h.reqMu.Lock()
 	defer h.reqMu.Unlock()
