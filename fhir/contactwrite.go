@@ -424,13 +424,7 @@ func (d *directRes) appendEncounter(b []byte) []byte {
 	b = appendString(b, r.ID)
 	b = append(b, cf.encClass...)
 	if fi := c.forms[strings.ToLower(r.Form)]; fi != nil {
-		b = append(b, fi.typeFrag...)
-		if fi.formCoding {
-			b = append(b, cf.formCoding...)
-			b = appendString(b, r.Form)
-			b = append(b, '}')
-		}
-		b = append(b, "]}]"...)
+		b = cf.appendFormType(b, fi, r.Form)
 	} else if cf.encType != nil {
 		b = append(b, cf.encType...)
 	} else {

@@ -294,3 +294,16 @@ func (vp *valuePool) reset() {
 	clear(vp.qtys)
 	vp.qtys = vp.qtys[:0]
 }
+
+// appendFormType writes the Encounter.type of a mapped form: the form's
+// own coding fragment and, when the mapping asks for it, the coding
+// {Systems.Form, form}.
+func (f *directFrags) appendFormType(b []byte, fi *formIndex, form string) []byte {
+	b = append(b, fi.typeFrag...)
+	if fi.formCoding {
+		b = append(b, f.formCoding...)
+		b = appendString(b, form)
+		b = append(b, '}')
+	}
+	return append(b, "]}]"...)
+}

@@ -711,13 +711,7 @@ func (c *Converter) writePayloadBundle(dst []byte, p *EncounterPayload, sc *dire
 	typed := false
 	if p.Form != "" {
 		if fi, ok := c.forms[lower(p.Form)]; ok {
-			b = append(b, fi.typeFrag...)
-			if fi.formCoding {
-				b = append(b, cf.formCoding...)
-				b = appendString(b, p.Form)
-				b = append(b, '}')
-			}
-			b = append(b, "]}]"...)
+			b = cf.appendFormType(b, fi, p.Form)
 			typed = true
 		}
 	}
