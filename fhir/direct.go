@@ -17,6 +17,13 @@ func init() {
 		}
 		return t, nil
 	}
+	direct.ContactTransaction = func(conv any, c *cht.Contact) (any, error) {
+		t, err := conv.(*Converter).contactTransaction(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
 	direct.BatchTransaction = func(conv any, doc any, built map[[2]string]struct{}) (any, error) {
 		var t *Transaction
 		var err error

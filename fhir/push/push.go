@@ -309,11 +309,13 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 			}
 		}
 	}
-	tx, err := h.cfg.Converter.ContactBundle(c)
+	// ContactBundle, with the resources written when the transaction is
+	// encoded rather than built as samply values.
+	t, err := direct.ContactTransaction(h.cfg.Converter, c)
 	if err != nil {
 		return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
 	}
-	return tx, nil
+	return t.(*fhir.Transaction), nil
 }
 
 // reader reads from the FHIR server, naming each call "FHIR read <type>".

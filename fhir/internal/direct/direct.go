@@ -1,6 +1,7 @@
 // Package direct gives the pipelines of this module (fhir/push,
 // fhir/backfill) the direct paths of package fhir that are not part of its
-// API: bundles whose Observations are written straight to JSON, and
+// API: bundles whose resources (contacts, Encounters, Observations) are
+// written straight to JSON rather than built as samply values, and
 // posting a bundle whose number of entries the caller already knows, which
 // fhir.Client.Transaction otherwise counts by reading the bundle again.
 //
@@ -22,6 +23,11 @@ var (
 	// encoded: its Entries hold the other resources, its Len counts all.
 	// The result is a *fhir.Transaction.
 	ReportTransaction func(conv any, r *cht.Report) (any, error)
+
+	// ContactTransaction is conv.ContactBundle(c) whose resources are not
+	// built as samply values but written when the transaction is encoded
+	// (the same bytes). The result is a *fhir.Transaction.
+	ContactTransaction func(conv any, c *cht.Contact) (any, error)
 
 	// BatchTransaction is the transaction of one document of a batch whose
 	// transactions are merged (Merge): for a *cht.Report,
