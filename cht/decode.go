@@ -62,6 +62,10 @@ func joinPath(path, key string) string {
 // errTooDeep is returned for documents nested beyond maxDepth.
 var errTooDeep = errors.New("nested too deeply")
 
+// errRetry stops a fast decode at its first error (see decoder.fast); it
+// never reaches a caller.
+var errRetry = errors.New("decode again, tracking paths")
+
 // decodeHook, when set (by tests), is called once per document decoded,
 // so a test can check that a document is decoded once on its way through.
 var decodeHook func()
@@ -129,6 +133,12 @@ type decoder struct {
 	i        int
 	depth    int
 	hard     error
+	// fast, when set, decodes without tracking the JSON path: the first
+	// error of either kind stops the decode with errRetry, and the caller
+	// decodes the document again with fast unset (see retry), which
+	// reports every error with its path. Errors are rare; paths are not
+	// worth keeping for every member of every document.
+	fast bool
 	// set by str: the last string held a NUL or a lone surrogate.
 	strBad badString
 	// nesting counts the documents being decoded inside a member of
@@ -241,12 +251,45 @@ func (d *decoder) pathString(extra ...string) string {
 	return b.String()
 }
 
-func (d *decoder) push(key string) { d.path = append(d.path, pathSeg{key: key, idx: -1}) }
-func (d *decoder) pushIdx(i int)   { d.path = append(d.path, pathSeg{idx: i}) }
-func (d *decoder) pop()            { d.path = d.path[:len(d.path)-1] }
+func (d *decoder) push(key string) {
+	if !d.fast {
+		d.path = append(d.path, pathSeg{key: key, idx: -1})
+	}
+}
+
+func (d *decoder) pushIdx(i int) {
+	if !d.fast {
+		d.path = append(d.path, pathSeg{idx: i})
+	}
+}
+
+func (d *decoder) pop() {
+	if !d.fast {
+		d.path = d.path[:len(d.path)-1]
+	}
+}
+
+// retry reports whether a fast decode stopped at an error. If so, it
+// readies d to decode the same input again from its start, tracking
+// paths; the caller then decodes into zeroed values.
+func (d *decoder) retry() bool {
+	if d.hard != errRetry {
+		return false
+	}
+	d.fast = false
+	d.i, d.depth, d.hard, d.strBad, d.nesting, d.nestKind = 0, 0, nil, strOK, 0, kindAll
+	clear(d.spans)
+	clear(d.soft)
+	d.path, d.spans, d.soft = d.path[:0], d.spans[:0], d.soft[:0]
+	return true
+}
 
 // fail records a syntax error at the current path; the first one wins.
 func (d *decoder) fail(format string, args ...any) {
+	if d.fast {
+		d.stop()
+		return
+	}
 	if d.hard == nil {
 		d.hard = &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format+" (at byte %d)", append(args, d.i+1)...)}
 	}
@@ -254,6 +297,10 @@ func (d *decoder) fail(format string, args ...any) {
 
 // failErr records err as the syntax error at the current path.
 func (d *decoder) failErr(err error) {
+	if d.fast {
+		d.stop()
+		return
+	}
 	if d.hard == nil {
 		d.hard = &DecodeError{Path: d.pathString(), Err: err}
 	}
@@ -261,6 +308,10 @@ func (d *decoder) failErr(err error) {
 
 // bad records a value error at the current path (plus key when not "").
 func (d *decoder) bad(kind memberKind, format string, args ...any) {
+	if d.fast {
+		d.stop()
+		return
+	}
 	if len(d.soft) >= 20 {
 		return // enough to tell what is wrong
 	}
@@ -268,6 +319,13 @@ func (d *decoder) bad(kind memberKind, format string, args ...any) {
 		kind = d.nestKind
 	}
 	d.soft = append(d.soft, softErr{err: &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format, args...)}, kind: kind})
+}
+
+// stop ends a fast decode at its first error.
+func (d *decoder) stop() {
+	if d.hard == nil {
+		d.hard = errRetry
+	}
 }
 
 func (d *decoder) ws() {

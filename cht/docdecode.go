@@ -693,12 +693,23 @@ func (r *Report) reportString(k string) *string {
 
 // decodeContact decodes data as a contact document into c. data may be
 // reused once it returns.
-func decodeContact(data []byte, c *Contact) error {
+func decodeContact(data []byte, c *Contact) error { return decodeContactAs(data, c, true) }
+
+// decodeContactAs is decodeContact, first without tracking paths when
+// fast is set (tests compare both ways).
+func decodeContactAs(data []byte, c *Contact, fast bool) error {
 	countDecode()
 	d := newBytesDecoder(data, nil)
-	*c = Contact{}
-	res := d.doc(c, nil)
-	d.end()
+	d.fast = fast
+	var res docResult
+	for {
+		*c = Contact{}
+		res = d.doc(c, nil)
+		d.end()
+		if !d.retry() {
+			break
+		}
+	}
 	res.contactView(d)
 	err := d.result(kindContact, 0, len(d.soft))
 	d.release()
@@ -707,12 +718,23 @@ func decodeContact(data []byte, c *Contact) error {
 
 // decodeReport decodes data as a report document into r. data may be
 // reused once it returns.
-func decodeReport(data []byte, r *Report) error {
+func decodeReport(data []byte, r *Report) error { return decodeReportAs(data, r, true) }
+
+// decodeReportAs is decodeReport, first without tracking paths when fast
+// is set.
+func decodeReportAs(data []byte, r *Report, fast bool) error {
 	countDecode()
 	d := newBytesDecoder(data, nil)
-	*r = Report{}
-	res := d.doc(nil, r)
-	d.end()
+	d.fast = fast
+	var res docResult
+	for {
+		*r = Report{}
+		res = d.doc(nil, r)
+		d.end()
+		if !d.retry() {
+			break
+		}
+	}
 	res.reportView(d)
 	err := d.result(kindReport, 0, len(d.soft))
 	d.release()
@@ -733,13 +755,24 @@ type decodedDoc struct {
 
 // decodeDoc decodes data as a document of either kind. A syntax error is
 // returned as is.
-func decodeDoc(data string) (*decodedDoc, error) {
+func decodeDoc(data string) (*decodedDoc, error) { return decodeDocAs(data, true) }
+
+// decodeDocAs is decodeDoc, first without tracking paths when fast is set.
+func decodeDocAs(data string, fast bool) (*decodedDoc, error) {
 	countDecode()
 	d := newDecoder(data, nil)
 	defer d.release()
+	d.fast = fast
 	dd := new(decodedDoc)
-	res := d.doc(&dd.c, &dd.r)
-	d.end()
+	var res docResult
+	for {
+		res = d.doc(&dd.c, &dd.r)
+		d.end()
+		if !d.retry() {
+			break
+		}
+		dd.c, dd.r = Contact{}, Report{}
+	}
 	if d.hard != nil {
 		return nil, d.hard
 	}

@@ -30,6 +30,11 @@ func (v docView) Report() (*Report, error)   { return v.dd.report() }
 // parsePush validates an outbound push body and recognises the document
 // and its id, in one pass that also decodes the document.
 func parsePush(body []byte, docKey string) (decodehook.Push, error) {
+	return parsePushAs(body, docKey, true)
+}
+
+// parsePushAs is parsePush, first without tracking paths when fast is set.
+func parsePushAs(body []byte, docKey string, fast bool) (decodehook.Push, error) {
 	d := newBytesDecoder(body, body)
 	defer d.release()
 	var p decodehook.Push
@@ -45,9 +50,16 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 		}
 		return p, nil
 	}
-	d.docKey = docKey
-	res := d.doc(new(Contact), new(Report))
-	d.end()
+	d.fast = fast
+	var res docResult
+	for {
+		d.docKey = docKey
+		res = d.doc(new(Contact), new(Report))
+		d.end()
+		if !d.retry() {
+			break
+		}
+	}
 	if d.hard != nil {
 		return p, malformed(d.hard)
 	}
