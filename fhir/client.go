@@ -115,7 +115,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	hc.Timeout = timeout
+	// Each attempt is bounded by a context deadline (attemptTimeout)
+	// rather than by http.Client.Timeout, which for any transport but
+	// net/http's own (mediator.Transport, for one) runs a goroutine and
+	// a timer per request.
+	hc.Timeout = 0
+	hc.Transport = &attemptTimeout{next: hc.Transport, d: timeout}
 	retries := cfg.MaxRetries
 	switch {
 	case retries == 0:
@@ -126,6 +131,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.rc = resty.NewWithClient(hc).
 		SetLogger(restyLogger{c.log}).
 		SetHeader("Accept", contentType).
+		// resty's own User-Agent, set once here rather than on every
+		// request.
+		SetHeader("User-Agent", userAgent).
 		SetRetryCount(retries).
 		SetRetryWaitTime(200 * time.Millisecond).
 		SetRetryMaxWaitTime(5 * time.Second).
@@ -140,6 +148,23 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 
 // contentType is the FHIR JSON media type sent and accepted.
 const contentType = "application/fhir+json"
+
+// userAgent is the User-Agent resty sends by default.
+const userAgent = "go-resty/" + resty.Version + " (https://github.com/go-resty/resty)"
+
+// The values of the headers a call sets, shared by every request: resty
+// copies a request's headers into the one it sends, and nothing appends
+// to these (each has no room left).
+var (
+	contentTypeValue   = []string{contentType}
+	preferMinimalValue = []string{"return=minimal"}
+)
+
+// emptyBody is the body a call with a body gives resty, which hands it on
+// to http.NewRequest as it is; attachBody replaces it. Nothing reads it
+// (a request with an empty *strings.Reader gets http.NoBody), so every
+// call shares it.
+var emptyBody = strings.NewReader("")
 
 // noRetryKey marks a request whose network errors must not be retried.
 type noRetryKey struct{}
@@ -200,20 +225,25 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	var sb *sentBody
 	if body != nil {
 		// Each attempt reads body through its own reader (attachBody),
-		// not through copies resty would make of it.
-		sb = &sentBody{b: body, done: done}
-		sb.refs.Store(1)
-		ctx = context.WithValue(ctx, sentBodyKey{}, sb)
+		// not through copies resty would make of it. sb is the call's
+		// context, carrying itself to attachBody.
+		sb = newSentBody(ctx, body, done)
+		ctx = sb
 	} else if done != nil {
 		defer done()
 	}
 	req := c.rc.R().SetContext(ctx).SetDoNotParseResponse(true)
 	if body != nil {
 		// An empty reader resty hands on as it is; attachBody replaces it.
-		req.SetHeader("Content-Type", contentType).SetBody(new(strings.Reader))
+		req.Header["Content-Type"] = contentTypeValue
+		req.SetBody(emptyBody)
 	}
-	if prefer != "" {
-		req.SetHeader("Prefer", prefer)
+	switch prefer {
+	case "":
+	case "return=minimal":
+		req.Header["Prefer"] = preferMinimalValue
+	default:
+		req.Header.Set("Prefer", prefer)
 	}
 	if query != nil {
 		req.SetQueryParamsFromValues(query)

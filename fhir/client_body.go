@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -15,14 +16,41 @@ import (
 // resty neither copies it nor reads it again; done runs once the call has
 // returned and the transport has closed each of those readers, the last
 // point anything reads b.
+//
+// A sentBody is also the call's context: the context it was made with,
+// carrying the sentBody to attachBody (one allocation for both).
 type sentBody struct {
+	context.Context
 	b    []byte
 	refs atomic.Int32 // open readers, plus one until the call returns
 	done func()
+	// first is the reader of the first attempt, allocated with the
+	// body; firstUsed is set once it is handed out.
+	first     bodyReader
+	firstUsed atomic.Bool
 }
 
-// sentBodyKey carries a call's *sentBody in its context to attachBody.
+// newSentBody returns the body b of a call in ctx, with one reference
+// held until the call returns (see release).
+func newSentBody(ctx context.Context, b []byte, done func()) *sentBody {
+	s := &sentBody{Context: ctx, b: b, done: done}
+	s.first.s = s
+	s.refs.Store(1)
+	return s
+}
+
+// sentBodyKey is the context key under which a call's *sentBody carries
+// itself to attachBody.
 type sentBodyKey struct{}
+
+// Value returns s for sentBodyKey, and otherwise the value of the
+// context s was made with.
+func (s *sentBody) Value(key any) any {
+	if _, ok := key.(sentBodyKey); ok {
+		return s
+	}
+	return s.Context.Value(key)
+}
 
 // errBodyClosed is the error of a read after Close.
 var errBodyClosed = errors.New("fhir: request body read after it was closed")
@@ -30,8 +58,14 @@ var errBodyClosed = errors.New("fhir: request body read after it was closed")
 // open returns a new reader of the body.
 func (s *sentBody) open() io.ReadCloser {
 	s.refs.Add(1)
+	if s.firstUsed.CompareAndSwap(false, true) {
+		return &s.first
+	}
 	return &bodyReader{s: s}
 }
+
+// getBody is the GetBody of the call's requests: another reader.
+func (s *sentBody) getBody() (io.ReadCloser, error) { return s.open(), nil }
 
 // release drops one reference; the last one runs done.
 func (s *sentBody) release() {
@@ -91,6 +125,6 @@ func attachBody(_ *resty.Client, r *http.Request) error {
 		return nil
 	}
 	r.Body, r.ContentLength = s.open(), int64(len(s.b))
-	r.GetBody = func() (io.ReadCloser, error) { return s.open(), nil }
+	r.GetBody = s.getBody
 	return nil
 }

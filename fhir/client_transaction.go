@@ -39,21 +39,38 @@ func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, d
 		return err
 	}
 	defer resp.Body.Close()
-	op := http.MethodPost + " " + c.base
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody))
 		if err != nil {
-			return fmt.Errorf("fhir: %s: HTTP %d: read answer: %w", op, resp.StatusCode, err)
+			return fmt.Errorf("fhir: %s %s: HTTP %d: read answer: %w", http.MethodPost, c.base, resp.StatusCode, err)
 		}
 		return newServerError(http.MethodPost, c.base, resp.StatusCode, data)
 	}
 	if se := checkAnswer(resp.Body, want); se != nil {
-		se.StatusCode, se.op = resp.StatusCode, op
+		se.StatusCode, se.op = resp.StatusCode, http.MethodPost+" "+c.base
 		return se
 	}
 	// Drain what follows the Bundle so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	drainAnswer(resp.Body, 4<<10)
 	return nil
+}
+
+// drainAnswer reads and drops at most n bytes of r (nothing, usually:
+// the answer was read to its end).
+func drainAnswer(r io.Reader, n int) {
+	p := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(p)
+	b := (*p)[:cap(*p)]
+	if len(b) == 0 {
+		b = make([]byte, 512)
+	}
+	for n > 0 {
+		k, err := r.Read(b[:min(len(b), n)])
+		n -= k
+		if err != nil {
+			return
+		}
+	}
 }
 
 // countEntries is the number of entries of a Bundle, -1 if it cannot be
