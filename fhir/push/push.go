@@ -122,11 +122,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mux.ServeHTTP(w, r)
 		return
 	}
-	ws := &warnings{}
-	r = r.WithContext(context.WithValue(r.Context(), warningsKey{}, ws))
-	aw := &answer{w: w}
-	h.mux.ServeHTTP(aw, r)
-	aw.finish(ws.snapshot())
+	pr := &pushRequest{Context: r.Context()}
+	pr.answer.w = w
+	h.mux.ServeHTTP(&pr.answer, r.WithContext(pr))
+	pr.answer.finish(pr.warnings.snapshot())
+}
+
+// pushRequest is the state of one push request, allocated together: its
+// context, which carries its warnings, and its held back answer.
+type pushRequest struct {
+	context.Context
+	warnings warnings
+	answer   answer
+}
+
+// Value returns the request's warnings for warningsKey, and otherwise the
+// value of the request's context.
+func (pr *pushRequest) Value(key any) any {
+	if _, ok := key.(warningsKey); ok {
+		return &pr.warnings
+	}
+	return pr.Context.Value(key)
 }
 
 // warning is a conversion warning as answered to the push.
@@ -178,6 +194,7 @@ type answer struct {
 	w      http.ResponseWriter
 	status int
 	body   []byte
+	small  [64]byte // body's first memory
 }
 
 func (a *answer) Header() http.Header { return a.w.Header() }
@@ -191,6 +208,9 @@ func (a *answer) WriteHeader(code int) {
 func (a *answer) Write(b []byte) (int, error) {
 	if a.status == 0 {
 		a.status = http.StatusOK
+	}
+	if a.body == nil {
+		a.body = a.small[:0]
 	}
 	a.body = append(a.body, b...)
 	return len(b), nil
@@ -236,7 +256,7 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 		buf.put(body)
 		return fmt.Errorf("push: encode transaction for %s: %w", p.ID, err)
 	}
-	if err := h.write(ctx, body, tx.Len(), func() { buf.put(body) }); err != nil {
+	if err := h.write(ctx, body, tx.Len(), buf.hold(body)); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
@@ -391,11 +411,11 @@ func outboundError(err error) error {
 
 // serveEncounter handles the cht-interoperability style payload.
 func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || (mt != "application/json" && mt != "application/fhir+json") {
+	if !jsonMediaType(r.Header.Get("Content-Type")) {
 		writeJSON(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: send application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEncounterBody))
+	payload, err := readBody(http.MaxBytesReader(w, r.Body, maxEncounterBody), r.ContentLength, maxEncounterBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -414,13 +434,48 @@ func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	if err := h.write(ctx, bundle, n, func() { buf.put(bundle) }); err != nil {
+	if err := h.write(ctx, bundle, n, buf.hold(bundle)); err != nil {
 		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "err", err)
 		writeJSON(w, statusOf(err), err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"written"}`)
+}
+
+// jsonMediaType reports whether the media type of the Content-Type ct is
+// application/json or application/fhir+json.
+func jsonMediaType(ct string) bool {
+	switch ct {
+	case "application/json", "application/fhir+json":
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || mt == "application/fhir+json")
+}
+
+// readBody reads r to its end, as io.ReadAll, into one allocation when the
+// request's length is declared (n >= 0; at most limit is trusted).
+func readBody(r io.Reader, n, limit int64) ([]byte, error) {
+	if n < 0 || n > limit {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, n+1) // +1: EOF is seen without growing
+	for {
+		k, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// Longer than declared: read the rest as io.ReadAll would.
+			rest, err := io.ReadAll(r)
+			return append(b, rest...), err
+		}
+	}
 }
 
 // writeJSON answers {"error": msg}.
