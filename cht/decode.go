@@ -168,6 +168,9 @@ type decoder struct {
 	// across documents.
 	scratch  []*Contact
 	nscratch int
+	// spare, when not nil, is a Lineage allocated with the contact
+	// reference being decoded (see newLineage).
+	spare *Lineage
 }
 
 // kv is a decoded object member.
@@ -796,6 +799,8 @@ func (d *decoder) any(kind memberKind) any {
 		s := d.str()
 		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
+		} else if v := commonAnswer(s); v != nil {
+			return v
 		}
 		return d.own(s)
 	case 't':
@@ -816,6 +821,36 @@ func (d *decoder) any(kind memberKind) any {
 		d.bad(kind, "number %s is out of range", n)
 	}
 	return json.Number(d.own(n))
+}
+
+// Form answers that most reports hold, as values of Fields that need no
+// memory of their own.
+var (
+	answerYes    any = "yes"
+	answerNo     any = "no"
+	answerTrue   any = "true"
+	answerFalse  any = "false"
+	answerMale   any = "male"
+	answerFemale any = "female"
+)
+
+// commonAnswer returns s as one of the answers above, or nil.
+func commonAnswer(s string) any {
+	switch s {
+	case "yes":
+		return answerYes
+	case "no":
+		return answerNo
+	case "true":
+		return answerTrue
+	case "false":
+		return answerFalse
+	case "male":
+		return answerMale
+	case "female":
+		return answerFemale
+	}
+	return nil
 }
 
 // finite reports whether a valid number literal fits a float64.

@@ -98,3 +98,20 @@ type hydratedLink struct {
 	l Lineage
 	c Contact
 }
+
+// refContact is a contact reference with the first minified link of its
+// lineage, in one allocation (see newLineage).
+type refContact struct {
+	c Contact
+	l Lineage
+}
+
+// newLineage returns a zero Lineage for a minified link: d.spare, which
+// the contact being decoded was allocated with, if it is still free.
+func (d *decoder) newLineage() *Lineage {
+	if l := d.spare; l != nil {
+		d.spare = nil
+		return l
+	}
+	return new(Lineage)
+}

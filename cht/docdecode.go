@@ -330,8 +330,13 @@ func (d *decoder) strMember(kind memberKind) (string, bool) {
 func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 	switch c := d.peek(); c {
 	case '{':
-		ref := new(Contact)
+		// A reference is nearly always {_id, parent}: the first
+		// minified link of its lineage shares its allocation.
+		rc := new(refContact)
+		ref, saved := &rc.c, d.spare
+		d.spare = &rc.l
 		d.nested(kind, func() { d.contactOnly(ref, false) })
+		d.spare = saved
 		return ref, d.hard == nil
 	case '"', 'n':
 		s, ok := d.strMember(kind)
@@ -360,7 +365,7 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 				l = res.link
 				l.Doc = res.c
 			} else {
-				l = new(Lineage)
+				l = d.newLineage()
 				if p, ok := tmp.Extra["parent"]; ok && tmp.Parent == nil {
 					l.raw = p // "" or null at the top
 				}
@@ -374,7 +379,9 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 		if !ok {
 			return nil, false
 		}
-		return &Lineage{ID: s}, true
+		l := d.newLineage()
+		l.ID = s
+		return l, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
 		d.skip()
