@@ -171,6 +171,15 @@ type decoder struct {
 	// spare, when not nil, is a Lineage allocated with the contact
 	// reference being decoded (see newLineage).
 	spare *Lineage
+	// outer is what parsePush decodes a push body into: only its ids
+	// are kept, or a copy of it (see parsePush).
+	outer outerDoc
+}
+
+// outerDoc is a push body's own members, as both views.
+type outerDoc struct {
+	c Contact
+	r Report
 }
 
 // kv is a decoded object member.
@@ -886,8 +895,13 @@ func (d *decoder) result(kind memberKind, from, to int) error {
 	if d.hard != nil {
 		return d.hard
 	}
+	return softErrors(d.soft[from:to], kind)
+}
+
+// softErrors returns the value errors of kind among soft.
+func softErrors(soft []softErr, kind memberKind) error {
 	var errs []error
-	for _, e := range d.soft[from:to] {
+	for _, e := range soft {
 		if e.kind == kindAll || e.kind == kind {
 			errs = append(errs, e.err)
 		}

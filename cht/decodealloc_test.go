@@ -65,3 +65,40 @@ func TestFieldsCommonAnswers(t *testing.T) {
 		t.Errorf("fields %v, want %v", got, want["fields"])
 	}
 }
+
+// TestPushViewsShareArena: a pushed document's views own their keys in
+// what is left of the arena the push body was decoded with; the ids read
+// after that must not share its room.
+func TestPushViewsShareArena(t *testing.T) {
+	body := []byte(`{"doc":{"type":"person","name":"Amina","meta_data":{"a":1},"zz_extra":2},"id":"outer-id","rev":"1-a"}`)
+	p, err := parsePush(body, "doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.View.(docView).Contact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.View.(docView).Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Extra["meta_data"]) != `{"a":1}` || string(r.Extra["zz_extra"]) != "2" {
+		t.Errorf("contact extra %v, report extra %v", c.Extra, r.Extra)
+	}
+	// Extra values alias the body; ids, strings and keys do not.
+	for i := range body {
+		body[i] = 'x'
+	}
+	if p.ID != "outer-id" || p.Rev != "1-a" {
+		t.Errorf("ids %q %q, want outer-id 1-a", p.ID, p.Rev)
+	}
+	for _, k := range []string{"meta_data", "zz_extra"} {
+		if _, ok := c.Extra[k]; !ok {
+			t.Errorf("contact extra %v lacks %s", c.Extra, k)
+		}
+	}
+	if _, ok := r.Extra["name"]; c.Name != "Amina" || !ok {
+		t.Errorf("contact name %q, report extra %v", c.Name, r.Extra)
+	}
+}

@@ -77,13 +77,18 @@ func (d *decoder) reserve(n int) {
 // growArena starts an arena chunk with room for at least n bytes. The
 // first chunk of a borrowed input holds 5/8 of its size, about what a
 // hydrated document keeps (its strings and Extra values, not its white
-// space, punctuation and the names of typed members); a later chunk is
+// space, punctuation and the names of typed members), or 9/16 when Extra
+// values alias the caller's bytes (src); a later chunk is
 // the size of the one before, but never more than what is left of the
 // input could need.
 func (d *decoder) growArena(n int) {
 	size := d.arenaNext
 	if size == 0 {
-		size = max(len(d.s)*5/8, 64)
+		size = len(d.s) * 5 / 8
+		if d.src != nil { // Extra values alias src: only strings and keys are copied
+			size = len(d.s) * 9 / 16
+		}
+		size = max(size, 64)
 	}
 	d.arenaNext = size
 	if rest := len(d.s) - d.i + n; size > rest {

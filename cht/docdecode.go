@@ -753,7 +753,7 @@ func decodeReportAs(data []byte, r *Report, fast bool) error {
 // detach), so that the decoder that read the document goes back to the
 // pool.
 type decodedDoc struct {
-	d            decoder
+	d            docMem
 	res          docResult
 	c            Contact
 	r            Report
@@ -792,12 +792,41 @@ func decodeDocAs(data string, fast bool) (*decodedDoc, error) {
 // members and the value errors of the document.
 func (dd *decodedDoc) detach(d *decoder) {
 	res := &dd.res
-	dd.d = decoder{s: d.s, src: d.src, borrowed: d.borrowed, i: len(d.s),
+	// The views own their keys in what is left of d's arena chunk; d
+	// starts a chunk of its own should it own more.
+	dd.d = docMem{s: d.s, src: d.src, borrowed: d.borrowed,
 		spans: slices.Clone(d.spans[res.spanFrom:res.spanTo]),
-		soft:  slices.Clone(d.soft[res.softFrom:res.softTo])}
+		soft:  slices.Clone(d.soft[res.softFrom:res.softTo]),
+		arena: d.arena, arenaLen: d.arenaLen, arenaNext: d.arenaNext}
+	d.arena = d.arena[:d.arenaLen:d.arenaLen]
 	res.spanFrom, res.spanTo = 0, len(dd.d.spans)
 	res.softFrom, res.softTo = 0, len(dd.d.soft)
 	res.inner = nil
+}
+
+// docMem is what the views of a decoded document need of the decoder
+// that read it.
+type docMem struct {
+	s        string
+	src      []byte
+	borrowed bool
+	spans    []extSpan
+	soft     []softErr
+	arena    []byte
+	arenaLen int
+	// arenaNext is as in decoder.
+	arenaNext int
+}
+
+// decoder returns a decoder at the end of m's input, to finish a view.
+func (m *docMem) decoder() decoder {
+	return decoder{s: m.s, src: m.src, borrowed: m.borrowed, i: len(m.s), spans: m.spans, soft: m.soft,
+		arena: m.arena, arenaLen: m.arenaLen, arenaNext: m.arenaNext}
+}
+
+// keepArena keeps the arena d, from m.decoder, may have grown.
+func (m *docMem) keepArena(d *decoder) {
+	m.arena, m.arenaLen, m.arenaNext = d.arena, d.arenaLen, d.arenaNext
 }
 
 // docType returns the document's type member ("" if it is not a string).
@@ -806,17 +835,21 @@ func (dd *decodedDoc) docType() string { return dd.c.Type }
 // contact returns the contact view.
 func (dd *decodedDoc) contact() (*Contact, error) {
 	if !dd.cDone {
-		dd.res.contactView(&dd.d)
+		d := dd.d.decoder()
+		dd.res.contactView(&d)
+		dd.d.keepArena(&d)
 		dd.cDone = true
 	}
-	return &dd.c, dd.d.result(kindContact, 0, len(dd.d.soft))
+	return &dd.c, softErrors(dd.d.soft, kindContact)
 }
 
 // report returns the report view.
 func (dd *decodedDoc) report() (*Report, error) {
 	if !dd.rDone {
-		dd.res.reportView(&dd.d)
+		d := dd.d.decoder()
+		dd.res.reportView(&d)
+		dd.d.keepArena(&d)
 		dd.rDone = true
 	}
-	return &dd.r, dd.d.result(kindReport, 0, len(dd.d.soft))
+	return &dd.r, softErrors(dd.d.soft, kindReport)
 }

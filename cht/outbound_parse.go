@@ -54,7 +54,8 @@ func parsePushAs(body []byte, docKey string, fast bool) (decodehook.Push, error)
 	var res docResult
 	for {
 		d.docKey = docKey
-		res = d.doc(new(Contact), new(Report))
+		d.outer = outerDoc{}
+		res = d.doc(&d.outer.c, &d.outer.r)
 		d.end()
 		if !d.retry() {
 			break
