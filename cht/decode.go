@@ -159,6 +159,10 @@ type decoder struct {
 	arena     []byte
 	arenaLen  int
 	arenaNext int
+	// owned counts the bytes copied to the arena; use tells which kind
+	// of decode this is (see arenaEstimate).
+	owned int
+	use   arenaUse
 	// kvs and elems collect the members of the objects and the elements
 	// of the arrays that any is decoding.
 	kvs   []kv
@@ -171,6 +175,10 @@ type decoder struct {
 	// spare, when not nil, is a Lineage allocated with the contact
 	// reference being decoded (see newLineage).
 	spare *Lineage
+	// recent are the last long values of typed members that were owned
+	// (see ownMember); nrecent counts them.
+	recent  [4]string
+	nrecent uint8
 	// outer is what parsePush decodes a push body into: only its ids
 	// are kept, or a copy of it (see parsePush).
 	outer outerDoc
@@ -230,6 +238,7 @@ func newDecoder(s string, src []byte) *decoder {
 // decoder, but a docResult does: release only a decoder whose views are
 // finished.
 func (d *decoder) release() {
+	noteArena(d.use, d.owned, len(d.s))
 	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 ||
 		cap(d.kvs) > 1024 || cap(d.elems) > 1024 {
 		return // an unusual document: let it go

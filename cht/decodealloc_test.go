@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 // TestContactRefLineage: a contact reference is allocated with the first
@@ -100,5 +101,74 @@ func TestPushViewsShareArena(t *testing.T) {
 	}
 	if _, ok := r.Extra["name"]; c.Name != "Amina" || !ok {
 		t.Errorf("contact name %q, report extra %v", c.Name, r.Extra)
+	}
+}
+
+// TestOwnMemberRepeats: an id repeated along a lineage is copied once,
+// common types are not copied, and different values stay different.
+func TestOwnMemberRepeats(t *testing.T) {
+	const a, b = "aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"
+	in := []byte(`{"_id":"` + a + `","type":"contact","contact_type":"c_person","parent":{"_id":"` + b + `","type":"contact",
+		"contact":{"_id":"` + a + `","parent":{"_id":"` + b + `"}}}}`)
+	var c Contact
+	if err := c.UnmarshalJSON(in); err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		in[i] = 'x'
+	}
+	p := c.Parent.Doc
+	if c.ID != a || c.Parent.ID != b || p.Contact.ID != a || p.Contact.Parent.ID != b || c.Type != "contact" ||
+		p.Type != "contact" || c.ContactType != "c_person" {
+		t.Fatalf("decoded %+v, parent %+v", c, p)
+	}
+	if unsafe.StringData(c.ID) != unsafe.StringData(p.Contact.ID) || unsafe.StringData(c.Parent.ID) != unsafe.StringData(p.Contact.Parent.ID) {
+		t.Error("a repeated id was copied twice")
+	}
+	if unsafe.StringData(c.Type) != unsafe.StringData("contact") {
+		t.Error("a common type was copied")
+	}
+}
+
+// TestArenaEstimate: the first arena chunk follows the share of their
+// input that recent decodes of the same kind kept.
+func TestArenaEstimate(t *testing.T) {
+	saved := arenaShares[useReport].Load()
+	t.Cleanup(func() { arenaShares[useReport].Store(saved) })
+	arenaShares[useReport].Store(0)
+	if got := arenaEstimate(useReport, 1024, false); got != 1024*(640+32)/1024 {
+		t.Errorf("first estimate %d, want 5/8 and a margin", got)
+	}
+	if got := arenaEstimate(useReport, 1024, true); got != 1024*(576+32)/1024 {
+		t.Errorf("first estimate with src %d, want 9/16 and a margin", got)
+	}
+	for range 20 {
+		noteArena(useReport, 400, 1000)
+	}
+	if got := arenaEstimate(useReport, 1000, false); got < 400 || got > 450 {
+		t.Errorf("estimate %d after decodes that kept 400 of 1000 bytes", got)
+	}
+	noteArena(useReport, 900, 1000)
+	if got := arenaEstimate(useReport, 1000, false); got < 500 || got > 600 {
+		t.Errorf("estimate %d after one decode that kept 900 of 1000 bytes", got)
+	}
+	noteArena(useOther, 1000, 1000)
+	noteArena(useReport, 100, 100)
+	if got := arenaEstimate(useOther, 1000, false); got != 1000*(640+32)/1024 {
+		t.Errorf("useOther estimate %d, want the default", got)
+	}
+	// Decoding goes on using one chunk when a document keeps more than
+	// the estimate.
+	for range 10 {
+		noteArena(useReport, 10, 1000)
+	}
+	data := readFixture(t, "report_xform.json")
+	var r Report
+	if err := r.UnmarshalJSON(data); err != nil {
+		t.Fatal(err)
+	}
+	var want Report
+	if err := decodeReportAs(data, &want, false); err != nil || !reflect.DeepEqual(&r, &want) {
+		t.Errorf("decoded with a small arena %+v, want %+v (%v)", r, want, err)
 	}
 }

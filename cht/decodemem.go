@@ -2,6 +2,7 @@ package cht
 
 import (
 	"encoding/json"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -31,6 +32,52 @@ func (d *decoder) own(s string) string {
 	}
 	b := d.copyBytes(s)
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// ownMember is own for the value of a typed member. The values CHT
+// repeats need less: a common type or sex is not copied, and an id met
+// again along a lineage (a link's parent is the link above, a contact
+// reference names a document of the lineage) is copied once.
+func (d *decoder) ownMember(s string) string {
+	if len(s) < 16 {
+		if v := commonValue(s); v != "" {
+			return v
+		}
+		return d.own(s)
+	}
+	for _, r := range d.recent {
+		if r == s {
+			return r
+		}
+	}
+	o := d.own(s)
+	d.recent[d.nrecent%uint8(len(d.recent))] = o
+	d.nrecent++
+	return o
+}
+
+// commonValue returns s if it is one of the values most documents hold,
+// as a string of the program's, or "".
+func commonValue(s string) string {
+	switch s {
+	case "contact":
+		return "contact"
+	case "person":
+		return "person"
+	case "clinic":
+		return "clinic"
+	case "health_center":
+		return "health_center"
+	case "data_record":
+		return "data_record"
+	case "xml":
+		return "xml"
+	case "female":
+		return "female"
+	case "male":
+		return "male"
+	}
+	return ""
 }
 
 // inInput reports whether s is a non-empty part of d.s.
@@ -63,6 +110,7 @@ func (d *decoder) copyBytes(s string) []byte {
 	b := d.arena[at : at+n : at+n]
 	copy(b, s)
 	d.arenaLen = at + n
+	d.owned += n
 	return b
 }
 
@@ -75,26 +123,68 @@ func (d *decoder) reserve(n int) {
 }
 
 // growArena starts an arena chunk with room for at least n bytes. The
-// first chunk of a borrowed input holds 5/8 of its size, about what a
-// hydrated document keeps (its strings and Extra values, not its white
-// space, punctuation and the names of typed members), or 9/16 when Extra
-// values alias the caller's bytes (src); a later chunk is
-// the size of the one before, but never more than what is left of the
-// input could need.
+// first chunk is sized by what recent decodes of the same kind kept (see
+// arenaEstimate); a later chunk is twice the size of the one before, but
+// never more than what is left of the input could need.
 func (d *decoder) growArena(n int) {
-	size := d.arenaNext
+	size := d.arenaNext * 2
 	if size == 0 {
-		size = len(d.s) * 5 / 8
-		if d.src != nil { // Extra values alias src: only strings and keys are copied
-			size = len(d.s) * 9 / 16
-		}
-		size = max(size, 64)
+		size = arenaEstimate(d.use, len(d.s), d.src != nil)
 	}
 	d.arenaNext = size
 	if rest := len(d.s) - d.i + n; size > rest {
 		size = rest
 	}
 	d.arena, d.arenaLen = make([]byte, max(size, n)), 0
+}
+
+// arenaUse tells which kind of decode a decoder runs, to size its arena.
+type arenaUse uint8
+
+const (
+	useOther   arenaUse = iota // a member type's UnmarshalJSON, parseHydrate
+	useContact                 // decodeContact
+	useReport                  // decodeReport
+	useDoc                     // decodeDoc
+	usePush                    // parsePush
+)
+
+// arenaShares holds, for each kind of decode but useOther, the share of
+// its input (in 1/1024) that recent decodes of that kind copied to their
+// arena, or 0 before the first. A service decodes documents of a few
+// shapes over and over: sizing the arena by them wastes little memory,
+// and a document that keeps more only takes a second chunk.
+var arenaShares [usePush + 1]atomic.Int32
+
+// arenaEstimate returns the size of the first arena chunk for an input of
+// n bytes. Before any decode of its kind it is 5/8 of the input, about
+// what a hydrated document keeps (its strings and Extra values, not its
+// white space, punctuation and the names of typed members), or 9/16 when
+// Extra values alias the caller's bytes (src).
+func arenaEstimate(use arenaUse, n int, src bool) int {
+	share := int(arenaShares[use].Load())
+	if share == 0 || use == useOther {
+		share = 640
+		if src {
+			share = 576
+		}
+	}
+	return max(n*(share+32)/1024, 64) // 1/32 to spare
+}
+
+// noteArena records that a decode of kind use copied owned bytes of an
+// input of n bytes to its arena. Concurrent decodes may lose each
+// other's notes; the share stays a recent one.
+func noteArena(use arenaUse, owned, n int) {
+	if use == useOther || n < 256 {
+		return // small documents say little
+	}
+	share := min(owned*1024/n, 1024)
+	a := &arenaShares[use]
+	if old := int(a.Load()); old != 0 {
+		share = old + (share-old)/4
+	}
+	a.Store(int32(max(share, 1)))
 }
 
 // hydratedLink is a hydrated lineage link with its document, in one

@@ -314,7 +314,7 @@ func (d *decoder) strMember(kind memberKind) (string, bool) {
 			d.bad(kind, "%s", d.strBad)
 			return "", false
 		}
-		return d.own(s), s != ""
+		return d.ownMember(s), s != ""
 	case 'n':
 		d.literal()
 		return "", false
@@ -708,6 +708,7 @@ func decodeContactAs(data []byte, c *Contact, fast bool) error {
 	countDecode()
 	d := newBytesDecoder(data, nil)
 	d.fast = fast
+	d.use = useContact
 	var res docResult
 	for {
 		*c = Contact{}
@@ -733,6 +734,7 @@ func decodeReportAs(data []byte, r *Report, fast bool) error {
 	countDecode()
 	d := newBytesDecoder(data, nil)
 	d.fast = fast
+	d.use = useReport
 	var res docResult
 	for {
 		*r = Report{}
@@ -770,6 +772,7 @@ func decodeDocAs(data string, fast bool) (*decodedDoc, error) {
 	d := newDecoder(data, nil)
 	defer d.release()
 	d.fast = fast
+	d.use = useDoc
 	dd := new(decodedDoc)
 	var res docResult
 	for {
@@ -814,8 +817,7 @@ type docMem struct {
 	soft     []softErr
 	arena    []byte
 	arenaLen int
-	// arenaNext is as in decoder.
-	arenaNext int
+	arenaNext int // as in decoder
 }
 
 // decoder returns a decoder at the end of m's input, to finish a view.

@@ -37,6 +37,7 @@ func parsePush(body []byte, docKey string) (decodehook.Push, error) {
 func parsePushAs(body []byte, docKey string, fast bool) (decodehook.Push, error) {
 	d := newBytesDecoder(body, body)
 	defer d.release()
+	d.use = usePush
 	var p decodehook.Push
 	switch d.ws(); {
 	case d.i == len(d.s):
