@@ -810,13 +810,13 @@ func (dd *decodedDoc) detach(d *decoder) {
 // docMem is what the views of a decoded document need of the decoder
 // that read it.
 type docMem struct {
-	s        string
-	src      []byte
-	borrowed bool
-	spans    []extSpan
-	soft     []softErr
-	arena    []byte
-	arenaLen int
+	s         string
+	src       []byte
+	borrowed  bool
+	spans     []extSpan
+	soft      []softErr
+	arena     []byte
+	arenaLen  int
 	arenaNext int // as in decoder
 }
 
