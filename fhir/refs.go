@@ -1,7 +1,7 @@
 package fhir
 
 import (
-	"strings"
+	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
@@ -20,8 +20,11 @@ type member struct {
 type refs struct {
 	c    *Converter
 	in   []member
-	strs []string     // storage for the strings the resources point to
-	meta *models.Meta // shared by the resources of one conversion
+	strs []string // storage for the strings the resources point to
+	// memberText holds the bytes of the members' urn and url strings; bytes
+	// before its length belong to strings and are never written again.
+	memberText []byte
+	meta       *models.Meta // shared by the resources of one conversion
 	// warnings are the values of lenient fields dropped by the conversion.
 	warnings []*ConversionError
 	// subj is the subject of the report being converted (nil when its
@@ -154,25 +157,44 @@ func (x *refs) addURL(rt, chtID string) (urn, url string) {
 		}
 	}
 	id := uuidText(x.c.uuid(rt, chtID))
-	// "urn:uuid:<id>" and "<rt>/<id>" share one allocation.
-	var sb strings.Builder
+	// "urn:uuid:<id>" and "<rt>/<id>" are written into memory shared by
+	// the members of the conversion (see refs.text).
 	put := x.c.cfg.Strategy == WritePut
+	n := 45
 	if put {
-		sb.Grow(45 + len(rt) + 1 + 36)
-	} else {
-		sb.Grow(45)
+		n += len(rt) + 1 + 36
 	}
-	sb.WriteString("urn:uuid:")
-	sb.Write(id[:])
+	b := x.room(n)
+	b = append(b, "urn:uuid:"...)
+	b = append(b, id[:]...)
 	if put {
-		sb.WriteString(rt)
-		sb.WriteByte('/')
-		sb.Write(id[:])
+		b = append(b, rt...)
+		b = append(b, '/')
+		b = append(b, id[:]...)
 	}
-	s := sb.String()
+	s := x.text(b)
 	urn, url = s[:45], s[45:]
 	x.in = append(x.in, member{rt: rt, chtID: chtID, urn: urn, url: url})
 	return urn, url
+}
+
+// room returns an empty slice with room for n bytes at the end of the
+// memory the conversion's member strings are written into; append to it
+// at most n bytes and pass the result to text.
+func (x *refs) room(n int) []byte {
+	if cap(x.memberText)-len(x.memberText) < n {
+		// Room for as many members as x.in has room for (about 96
+		// bytes each).
+		x.memberText = make([]byte, 0, max(n, max(cap(x.in)-len(x.in), 2)*96))
+	}
+	return x.memberText[len(x.memberText):len(x.memberText)]
+}
+
+// text returns b, written into the memory room returned, as a string and
+// keeps it: the bytes are never written again.
+func (x *refs) text(b []byte) string {
+	x.memberText = x.memberText[:len(x.memberText)+len(b)]
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func (x *refs) lookup(rt, chtID string) (string, bool) {

@@ -42,13 +42,14 @@ type planState struct {
 	x     refs
 	items [8]planItem
 	in    [8]member
+	clean [8]cleaned
 }
 
 // newPlan returns an empty plan of c.
 func newPlan(c *Converter) *plan {
 	st := &planState{}
 	st.x.c, st.x.in = c, st.in[:0]
-	st.p.c, st.p.x, st.p.items = c, &st.x, st.items[:0]
+	st.p.c, st.p.x, st.p.items, st.p.clean = c, &st.x, st.items[:0], st.clean[:0]
 	return &st.p
 }
 
@@ -90,9 +91,6 @@ func (p *plan) check(ct *cht.Contact) (*cht.Contact, bool, error) {
 	d, err := p.c.cleanContact(p.x, ct)
 	if err != nil {
 		return nil, false, err
-	}
-	if p.clean == nil {
-		p.clean = make([]cleaned, 0, 8)
 	}
 	p.clean = append(p.clean, cleaned{ct, d})
 	return d, person, nil
