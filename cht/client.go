@@ -119,16 +119,17 @@ type Client struct {
 	Records  *RecordsService
 	Docs     *DocsService
 
-	rc       *resty.Client
-	base     *url.URL // without credentials
-	baseText string   // redacted base for messages
-	user     string
-	pass     string
-	session  bool
-	timeout  time.Duration
-	batch    int
-	db       string
-	log      *slog.Logger
+	rc         *resty.Client
+	base       *url.URL // without credentials
+	baseText   string   // redacted base for messages
+	hydrateURL string   // endpoint of the hydrate API
+	user       string
+	pass       string
+	session    bool
+	timeout    time.Duration
+	batch      int
+	db         string
+	log        *slog.Logger
 
 	loginMu sync.Mutex // serialises logins
 	sessMu  sync.Mutex // guards cookie
@@ -180,6 +181,7 @@ func New(cfg Config) (*Client, error) {
 		base: u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
 		timeout: cfg.Timeout, batch: cfg.HydrateBatchSize, db: cfg.DB, log: cfg.Logger,
 	}
+	c.hydrateURL = c.endpoint(request{path: hydratePath})
 	if c.timeout == 0 {
 		c.timeout = 30 * time.Second
 	}
@@ -257,6 +259,7 @@ func New(cfg Config) (*Client, error) {
 type request struct {
 	method  string
 	path    string     // escaped path below the base URL, starting with "/"
+	url     string     // c.endpoint of path without query, if known
 	query   url.Values // may be nil
 	body    any        // encoded as JSON; []byte is sent as is
 	ctype   string     // content type of a []byte body; "" means application/json
@@ -301,51 +304,79 @@ func callOf(ctx context.Context) *call {
 	return cl
 }
 
+// callCtx is the caller's context carrying its call: what
+// context.WithValue(ctx, callKey{}, &call) gives, in one allocation
+// instead of two.
+type callCtx struct {
+	context.Context
+	call call
+}
+
+// Value implements context.Context.
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(callKey); ok {
+		return &c.call
+	}
+	return c.Context.Value(key)
+}
+
+// jsonContentType is the Content-Type of JSON bodies. Exactly this: CHT
+// rejects "; charset=utf-8" on most JSON routes. Requests share it, as
+// resty's requests share the client's headers: it is never modified.
+var jsonContentType = []string{"application/json"}
+
 // do performs r, retried by resty as shouldRetry decides, and decodes a
 // 2xx JSON body into out (if non-nil). Non-2xx answers are returned as
 // *APIError. In session mode it logs in first, and once more when CHT
 // answers 401 (the session expired).
 func (c *Client) do(ctx context.Context, r request, out any) (*response, error) {
-	var body []byte
+	var body any // nil or a []byte, for resty's SetBody
 	if r.body != nil {
 		switch b := r.body.(type) {
 		case []byte:
-			body = b
+			if b != nil {
+				body = r.body // as it is: no new interface value
+			}
 		default:
-			var err error
-			if body, err = json.Marshal(b); err != nil {
+			enc, err := json.Marshal(b)
+			if err != nil {
 				return nil, fmt.Errorf("cht: %s %s: encode body: %w", r.method, r.path, err)
 			}
+			body = enc
 		}
 	}
-	target := c.endpoint(r)
-	shown := c.baseText + r.path // for messages: no query (may hold phone numbers), no credentials
-	cl := &call{path: r.path, retry: r.retry, login: r.noAuth, timeout: c.timeout + r.timeout, ctx: ctx}
+	target := r.url
+	if target == "" {
+		target = c.endpoint(r)
+	}
+	cc := &callCtx{Context: ctx, call: call{path: r.path, retry: r.retry, login: r.noAuth, timeout: c.timeout + r.timeout, ctx: ctx}}
 	for relogged := false; ; relogged = true {
 		if c.session && !r.noAuth {
 			if err := c.ensureSession(ctx); err != nil {
 				return nil, err
 			}
 		}
-		req := c.rc.R().SetContext(context.WithValue(ctx, callKey{}, cl)).AddRetryCondition(shouldRetry)
+		req := c.rc.R().SetContext(cc).AddRetryCondition(shouldRetry)
 		if body != nil {
-			ct := r.ctype
-			if ct == "" {
-				// Exactly this: CHT rejects "; charset=utf-8" on most JSON routes.
-				ct = "application/json"
+			if r.ctype == "" {
+				req.Header["Content-Type"] = jsonContentType
+			} else {
+				req.SetHeader("Content-Type", r.ctype)
 			}
-			req.SetHeader("Content-Type", ct).SetBody(body)
+			req.SetBody(body)
 		}
 		res, err := req.Execute(r.method, target)
+		// Messages name c.baseText+r.path: no query (may hold phone
+		// numbers), no credentials.
 		if err != nil {
-			return nil, fmt.Errorf("cht: %s %s: %w", r.method, shown, attemptError(ctx, err, cl.timeout))
+			return nil, fmt.Errorf("cht: %s %s: %w", r.method, c.baseText+r.path, attemptError(ctx, err, cc.call.timeout))
 		}
 		status := res.StatusCode()
 		if status >= 200 && status < 300 {
 			resp := &response{status: status, header: res.Header(), body: res.Body()}
 			if out != nil && len(resp.body) > 0 {
 				if err := json.Unmarshal(resp.body, out); err != nil {
-					return resp, fmt.Errorf("cht: %s %s: decode response: %w", r.method, shown, err)
+					return resp, fmt.Errorf("cht: %s %s: decode response: %w", r.method, c.baseText+r.path, err)
 				}
 			}
 			return resp, nil
@@ -355,7 +386,7 @@ func (c *Client) do(ctx context.Context, r request, out any) (*response, error) 
 			c.dropSession(res.Request.RawRequest)
 			continue
 		}
-		return nil, newAPIError(r.method, shown, status, res.Header(), res.Body())
+		return nil, newAPIError(r.method, c.baseText+r.path, status, res.Header(), res.Body())
 	}
 }
 
@@ -437,15 +468,17 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, err
 	}
-	res.Body = cancelOnClose{&limitedBody{ReadCloser: res.Body, left: t.limit}, cancel}
+	res.Body = &limitedBody{ReadCloser: res.Body, left: t.limit, cancel: cancel}
 	return res, nil
 }
 
 // limitedBody fails with resty.ErrResponseBodyTooLarge (which is not
-// retried) once more than its limit was read.
+// retried) once more than its limit was read, and ends the attempt's
+// deadline (cancel, if set) when it is closed.
 type limitedBody struct {
 	io.ReadCloser
-	left int64
+	left   int64
+	cancel context.CancelFunc
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -456,21 +489,17 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// cancelOnClose ends an attempt's deadline when its body is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelOnClose) Close() error {
+func (b *limitedBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel()
+	if b.cancel != nil {
+		b.cancel()
+	}
 	return err
 }
 
 // logResponse logs each attempt's answer at debug level.
 func (c *Client) logResponse(_ *resty.Client, res *resty.Response) error {
-	if cl := callOf(res.Request.Context()); cl != nil {
+	if cl := callOf(res.Request.Context()); cl != nil && c.log.Enabled(cl.ctx, slog.LevelDebug) {
 		c.log.DebugContext(cl.ctx, "cht: request", "method", res.Request.Method, "path", cl.path,
 			"status", res.StatusCode(), "attempt", res.Request.Attempt, "duration", res.Time())
 	}
@@ -483,7 +512,7 @@ func (c *Client) logRetry(res *resty.Response, err error) {
 		return
 	}
 	cl := callOf(res.Request.Context())
-	if cl == nil {
+	if cl == nil || !c.log.Enabled(cl.ctx, slog.LevelDebug) {
 		return
 	}
 	args := []any{"method", res.Request.Method, "path", cl.path, "attempt", res.Request.Attempt}

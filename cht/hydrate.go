@@ -74,9 +74,10 @@ type hydrateEntry struct {
 // copied to a string. No string that outlives the scan points into body:
 // the ids and errors are copied (they are outside the documents, the only
 // part of body its callers can modify, and need not keep body alive).
-func parseHydrate(body []byte) ([]hydrateEntry, error) {
+// n is the number of entries expected.
+func parseHydrate(body []byte, n int) ([]hydrateEntry, error) {
 	d := &decoder{s: unsafe.String(unsafe.SliceData(body), len(body))}
-	var out []hydrateEntry
+	out := make([]hydrateEntry, 0, n)
 	for more := d.openArray(); more; more = d.next(']') {
 		d.pushIdx(len(out))
 		var e hydrateEntry
@@ -121,13 +122,13 @@ func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, er
 	for start := 0; start < len(ids); start += c.batch {
 		batch := ids[start:min(start+c.batch, len(ids))]
 		resp, err := c.do(ctx, request{
-			method: http.MethodPost, path: "/api/v1/hydrate",
-			body: map[string][]string{"doc_ids": batch}, retry: true,
+			method: http.MethodPost, path: hydratePath, url: c.hydrateURL,
+			body: hydrateBody(batch), retry: true,
 		}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("cht: hydrate: %w", err)
 		}
-		entries, err := parseHydrate(resp.body)
+		entries, err := parseHydrate(resp.body, len(batch))
 		if err != nil {
 			return nil, fmt.Errorf("cht: hydrate: decode response: %w", err)
 		}
@@ -147,11 +148,53 @@ func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, er
 			case len(e.Doc) == 0:
 				return nil, fmt.Errorf("cht: hydrate %q: entry has neither doc nor error", id)
 			default:
+				if res.Docs == nil {
+					res.Docs = make([]HydratedDoc, 0, len(ids)-start-i)
+				}
 				res.Docs = append(res.Docs, HydratedDoc{ID: id, Doc: e.Doc})
 			}
 		}
 	}
 	return res, nil
+}
+
+// hydratePath is the path of CHT's hydrate API.
+const hydratePath = "/api/v1/hydrate"
+
+// hydrateBody returns the body of a hydrate request for ids: exactly what
+// encoding/json makes of {"doc_ids": ids}.
+func hydrateBody(ids []string) []byte {
+	n := len(`{"doc_ids":[]}`)
+	for _, id := range ids {
+		n += len(id) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"doc_ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if plainJSON(id) {
+			b = append(append(append(b, '"'), id...), '"')
+			continue
+		}
+		q, _ := json.Marshal(id) // a string always encodes
+		b = append(b, q...)
+	}
+	return append(b, "]}"...)
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it
+// is: printable ASCII without '"', '\\' and the characters it escapes for
+// HTML ('<', '>', '&').
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // hydrateOne hydrates a single id, returning ErrNotFound when missing.

@@ -159,13 +159,19 @@ type HandlerConfig struct {
 //     application/json, 413 for a body over the limit, 400 naming the
 //     problem for an empty or malformed body.
 //
+// Each push is handled on a goroutine of the handler's, so that the
+// handler can answer at the deadline while Handle goes on; these
+// goroutines are reused from push to push and end when no push comes for
+// a moment, or on [Handler.Wait].
+//
 // Error bodies are JSON {"ok":false,"error":"..."}. The handler does not
 // authenticate the caller: put it behind an OpenHIM channel (which checks
 // CHT's basic credentials) or wrap it. It is safe for concurrent use.
 type Handler struct {
-	cfg HandlerConfig
-	log *slog.Logger
-	wg  sync.WaitGroup // Handle calls still running after their deadline
+	cfg     HandlerConfig
+	log     *slog.Logger
+	wg      sync.WaitGroup // pushes being handled, also after their deadline
+	workers *workers       // the goroutines that handle pushes
 }
 
 // NewHandler validates cfg and returns a handler.
@@ -185,7 +191,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.DocKey == "" {
 		cfg.DocKey = "doc"
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger}
+	h := &Handler{cfg: cfg, log: cfg.Logger, workers: newWorkers(workerIdle)}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -193,12 +199,21 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 }
 
 // Wait blocks until Handle calls that outlived their deadline have
-// returned; call it on shutdown.
-func (h *Handler) Wait() { h.wg.Wait() }
+// returned, and the goroutines that wait for the next push have ended;
+// call it on shutdown. (Those goroutines also end on their own when no
+// push comes for a moment.)
+func (h *Handler) Wait() {
+	h.wg.Wait()
+	h.workers.stop()
+}
 
 func writeOutbound(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	// Both values in one allocation; full slice expressions keep an
+	// append to one from writing over the other.
+	v := []string{"application/json", "no-store"}
+	hdr := w.Header()
+	hdr["Content-Type"] = v[0:1:1]
+	hdr["Cache-Control"] = v[1:2:2]
 	w.WriteHeader(status)
 	if status < 300 {
 		_, _ = io.WriteString(w, `{"ok":true}`+"\n")
@@ -219,7 +234,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutbound(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -239,21 +254,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.view = pp.View.(docView)
 	}
 	p.RequestID = r.Header.Get("X-Request-Id")
-	p.Header = r.Header.Clone()
-	p.Header.Del("Authorization") // never hand credentials on to be logged
-	p.Header.Del("Cookie")
+	p.Header = headerWithoutSecrets(r.Header)
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	done := make(chan error, 1)
+	j := jobs.Get().(*job)
+	j.h, j.ctx, j.p = h, ctx, p
 	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		done <- h.run(ctx, p)
-	}()
+	h.workers.start(j)
 	select {
-	case err = <-done:
+	case err = <-j.done:
+		// The worker is done with j.
+		*j = job{done: j.done}
+		jobs.Put(j)
 	case <-ctx.Done():
+		// The worker may still be using j: leave it to the collector.
 		// Answer before CHT's own timeout; the push will be retried.
 		h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
 		writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
@@ -320,6 +335,69 @@ func HydrateFetcher(c *cht.Client) func(ctx context.Context, id string) (json.Ra
 
 // mediaTypeIs reports whether the Content-Type header has media type mt.
 func mediaTypeIs(h http.Header, mt string) bool {
-	got, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	ct := h.Get("Content-Type")
+	if ct == mt { // what CHT sends: no need to parse it
+		return true
+	}
+	got, _, err := mime.ParseMediaType(ct)
 	return err == nil && strings.EqualFold(got, mt)
 }
+
+// readBody reads the request body, at most limit bytes (an
+// *http.MaxBytesError beyond), into a buffer sized by Content-Length when
+// the client sent one.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	size := int64(512)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		size = n + 1 // room to read EOF without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// headerWithoutSecrets copies h, as h.Clone does, without Authorization and
+// Cookie: credentials are never handed on to be logged.
+func headerWithoutSecrets(h http.Header) http.Header {
+	if h == nil {
+		return nil
+	}
+	nv, nk := 0, 0
+	for k, vv := range h {
+		if k == "Authorization" || k == "Cookie" {
+			continue
+		}
+		nv += len(vv)
+		nk++
+	}
+	sv := make([]string, nv)
+	out := make(http.Header, nk)
+	for k, vv := range h {
+		if k == "Authorization" || k == "Cookie" {
+			continue
+		}
+		if vv == nil {
+			out[k] = nil // as Clone: nil and empty values differ for some
+			continue
+		}
+		n := copy(sv, vv)
+		out[k] = sv[:n:n]
+		sv = sv[n:]
+	}
+	return out
+}
+
+// jobs recycles the jobs of pushes answered in time.
+var jobs = sync.Pool{New: func() any { return &job{done: make(chan error, 1)} }}
