@@ -151,6 +151,8 @@ type decoder struct {
 
 	path  []pathSeg
 	spans []extSpan // verbatim members of the documents being decoded
+	// spansHigh is the most spans held at once: release clears them.
+	spansHigh int
 	soft  []softErr
 
 	// arena backs the strings and Extra values a decode keeps (see own
@@ -180,8 +182,9 @@ type decoder struct {
 	recent  [4]string
 	nrecent uint8
 	// outer is what parsePush decodes a push body into: only its ids
-	// are kept, or a copy of it (see parsePush).
-	outer outerDoc
+	// are kept, or a copy of it (see parsePush). It stays with the
+	// decoder in the pool, cleared.
+	outer *outerDoc
 }
 
 // outerDoc is a push body's own members, as both views.
@@ -244,9 +247,12 @@ func (d *decoder) release() {
 		return // an unusual document: let it go
 	}
 	clear(d.path[:cap(d.path)])
-	clear(d.spans[:cap(d.spans)])
+	clear(d.spans[:d.spansHigh])
 	clear(d.soft[:cap(d.soft)])
-	*d = decoder{path: d.path[:0], spans: d.spans[:0], soft: d.soft[:0], scratch: d.scratch,
+	if d.use == usePush && d.outer != nil {
+		*d.outer = outerDoc{}
+	}
+	*d = decoder{path: d.path[:0], spans: d.spans[:0], soft: d.soft[:0], scratch: d.scratch, outer: d.outer,
 		kvs: d.kvs[:0], elems: d.elems[:0]}
 	decoders.Put(d)
 }
@@ -351,7 +357,7 @@ func (d *decoder) stop() {
 
 func (d *decoder) ws() {
 	s, i := d.s, d.i
-	for i < len(s) && isSpace(s[i]) {
+	for i < len(s) && s[i] <= ' ' && isSpace(s[i]) {
 		i++
 	}
 	d.i = i

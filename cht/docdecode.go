@@ -54,6 +54,7 @@ type docResult struct {
 // keep records a verbatim member.
 func (d *decoder) keep(k string, start int, kind memberKind) {
 	d.spans = append(d.spans, extSpan{k, start, d.i, kind})
+	d.spansHigh = max(d.spansHigh, len(d.spans))
 }
 
 // extra builds an Extra map from the spans [from:to] of kind (or of both

@@ -55,7 +55,10 @@ func parsePushAs(body []byte, docKey string, fast bool) (decodehook.Push, error)
 	var res docResult
 	for {
 		d.docKey = docKey
-		d.outer = outerDoc{}
+		if d.outer == nil {
+			d.outer = new(outerDoc)
+		}
+		*d.outer = outerDoc{}
 		res = d.doc(&d.outer.c, &d.outer.r)
 		d.end()
 		if !d.retry() {
