@@ -153,7 +153,7 @@ type decoder struct {
 	spans []extSpan // verbatim members of the documents being decoded
 	// spansHigh is the most spans held at once: release clears them.
 	spansHigh int
-	soft  []softErr
+	soft      []softErr
 
 	// arena backs the strings and Extra values a decode keeps (see own
 	// and copyRaw): arena[:arenaLen] is in use; arenaNext sizes the next
