@@ -73,11 +73,12 @@ type hydrateEntry struct {
 // The response (megabytes for a page) is scanned in place rather than
 // copied to a string. No string that outlives the scan points into body:
 // the ids and errors are copied (they are outside the documents, the only
-// part of body its callers can modify, and need not keep body alive).
-// n is the number of entries expected.
-func parseHydrate(body []byte, n int) ([]hydrateEntry, error) {
+// part of body its callers can modify, and need not keep body alive), or,
+// for an entry's id equal to the one asked for (ids are the ids asked
+// for, in order), that string is used.
+func parseHydrate(body []byte, ids []string) ([]hydrateEntry, error) {
 	d := &decoder{s: unsafe.String(unsafe.SliceData(body), len(body))}
-	out := make([]hydrateEntry, 0, n)
+	out := make([]hydrateEntry, 0, len(ids))
 	for more := d.openArray(); more; more = d.next(']') {
 		d.pushIdx(len(out))
 		var e hydrateEntry
@@ -90,7 +91,12 @@ func parseHydrate(body []byte, n int) ([]hydrateEntry, error) {
 					break
 				}
 				if k == "id" {
-					e.ID = strings.Clone(d.str())
+					e.ID = d.str()
+					if i := len(out); i < len(ids) && e.ID == ids[i] {
+						e.ID = ids[i]
+					} else {
+						e.ID = strings.Clone(e.ID)
+					}
 				} else {
 					e.Error = strings.Clone(d.str())
 				}
@@ -128,7 +134,7 @@ func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, er
 		if err != nil {
 			return nil, fmt.Errorf("cht: hydrate: %w", err)
 		}
-		entries, err := parseHydrate(resp.body, len(batch))
+		entries, err := parseHydrate(resp.body, batch)
 		if err != nil {
 			return nil, fmt.Errorf("cht: hydrate: decode response: %w", err)
 		}

@@ -1,0 +1,80 @@
+package outbound
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestReadBody: the body is read whole whatever Content-Length says, and
+// a body over the limit fails with *http.MaxBytesError.
+func TestReadBody(t *testing.T) {
+	const limit = 1000
+	tests := []struct {
+		name    string
+		size    int
+		length  int64 // Content-Length sent; -1 unknown
+		tooLong bool
+	}{
+		{"empty", 0, 0, false},
+		{"known length", 700, 700, false},
+		{"unknown length, several reads", 999, -1, false},
+		{"exactly the limit", limit, limit, false},
+		{"length understated", 900, 10, false},
+		{"length overstated", 10, 900, false},
+		{"over the limit, known", limit + 1, limit + 1, true},
+		{"over the limit, unknown", 3 * limit, -1, true},
+		{"over the limit, understated", 3 * limit, 10, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.Repeat("x", tt.size)
+			// A reader that is neither a strings.Reader nor a bytes.Reader,
+			// so that NewRequest leaves ContentLength as set here.
+			r := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader(body)))
+			r.ContentLength = tt.length
+			got, err := readBody(httptest.NewRecorder(), r, limit)
+			var mbe *http.MaxBytesError
+			switch {
+			case tt.tooLong:
+				if !errors.As(err, &mbe) || mbe.Limit != limit {
+					t.Errorf("err = %v, want *http.MaxBytesError", err)
+				}
+			case err != nil:
+				t.Errorf("err = %v", err)
+			case string(got) != body:
+				t.Errorf("read %d bytes, want %d", len(got), len(body))
+			}
+		})
+	}
+}
+
+// TestHeaderWithoutSecrets: what Clone then Del of Authorization and
+// Cookie give, nil values kept.
+func TestHeaderWithoutSecrets(t *testing.T) {
+	for _, h := range []http.Header{
+		nil,
+		{},
+		{"Authorization": {"Basic x"}, "Cookie": {"a=b"}},
+		{"Content-Type": {"application/json"}, "X-Request-Id": {"r"}, "Authorization": {"Basic x"},
+			"Accept": {"a", "b"}, "X-Nil": nil, "X-Empty": {}},
+	} {
+		want := h.Clone()
+		want.Del("Authorization")
+		want.Del("Cookie")
+		got := headerWithoutSecrets(h)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("headerWithoutSecrets(%v) = %#v, want %#v", h, got, want)
+		}
+		if len(h["Accept"]) > 0 {
+			got["Accept"][0] = "changed"
+			if h["Accept"][0] != "a" {
+				t.Error("the copy shares values with the request")
+			}
+		}
+	}
+}
