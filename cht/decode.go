@@ -751,7 +751,7 @@ func (d *decoder) skip() {
 		}
 		d.leave()
 	case '"':
-		d.str()
+		d.strBody()
 	case 't', 'f', 'n':
 		d.literal()
 	case 0:
@@ -820,7 +820,7 @@ func (d *decoder) any(kind memberKind) any {
 		d.leave()
 		return a
 	case '"':
-		s := d.str()
+		s := d.strBody()
 		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
 		} else if v := commonAnswer(s); v != nil {

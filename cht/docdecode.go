@@ -310,7 +310,7 @@ func (d *decoder) member(res *docResult, k string) bool {
 func (d *decoder) strMember(kind memberKind) (string, bool) {
 	switch c := d.peek(); c {
 	case '"':
-		s := d.str()
+		s := d.strBody()
 		if d.strBad != strOK {
 			d.bad(kind, "%s", d.strBad)
 			return "", false
@@ -395,7 +395,7 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 func (d *decoder) millis(kind memberKind) (Millis, bool) {
 	switch c := d.peek(); c {
 	case '"':
-		s := d.str()
+		s := d.strBody()
 		if s == "" || d.hard != nil {
 			return 0, false
 		}
@@ -504,7 +504,7 @@ func (d *decoder) reportError(e *ReportError, kind memberKind) bool {
 				ok = false
 				break
 			}
-			s := d.str()
+			s := d.strBody()
 			if d.strBad != strOK {
 				d.bad(kind, "%s", d.strBad)
 				ok = false
