@@ -66,7 +66,9 @@ func BenchmarkPayloadResources(b *testing.B) {
 	b.ReportMetric(float64(len(buf)), "out-bytes")
 }
 
-// BenchmarkPayloadBundle is the same work producing a transaction Bundle.
+// BenchmarkPayloadBundle is the same work producing a transaction Bundle,
+// into a reused buffer: PayloadBundleJSON as the push handler's encounter
+// endpoint calls it (with a buffer from its pool).
 func BenchmarkPayloadBundle(b *testing.B) {
 	c := benchConverter(b)
 	data := readFile(b, "testdata/encounter-20obs.json")
@@ -275,7 +277,7 @@ func BenchmarkPersonEncodingJSON(b *testing.B) {
 
 // BenchmarkPayloadBytes: the outbound payload (1.5 KB, 20 observations) →
 // transaction Bundle JSON (18 KB) with PayloadBundleJSON(nil, payload), as
-// the encounter endpoint calls it.
+// a program that keeps no buffer calls it.
 func BenchmarkPayloadBytes(b *testing.B) {
 	c := benchConverter(b)
 	data := readFile(b, "testdata/encounter-20obs.json")
