@@ -343,13 +343,17 @@ func mediaTypeIs(h http.Header, mt string) bool {
 	return err == nil && strings.EqualFold(got, mt)
 }
 
+// presizeMax is the most readBody allocates before the bytes arrive: a
+// client that declares a large body and sends little costs no more.
+const presizeMax = 1 << 20
+
 // readBody reads the request body, at most limit bytes (an
 // *http.MaxBytesError beyond), into a buffer sized by Content-Length when
-// the client sent one.
+// the client sent one of at most presizeMax.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	size := int64(512)
-	if n := r.ContentLength; n > 0 && n <= limit {
+	if n := r.ContentLength; n > 0 && n <= limit && n <= presizeMax {
 		size = n + 1 // room to read EOF without growing
 	}
 	b := make([]byte, 0, size)

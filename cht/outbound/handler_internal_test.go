@@ -53,6 +53,23 @@ func TestReadBody(t *testing.T) {
 	}
 }
 
+// TestReadBodyPresizeBounded: a declared length is trusted for the first
+// allocation only up to presizeMax, so a client that declares the limit
+// and sends a few bytes does not make the handler allocate the limit.
+func TestReadBodyPresizeBounded(t *testing.T) {
+	const limit = 32 << 20
+	body := strings.Repeat("x", 100)
+	r := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader(body)))
+	r.ContentLength = limit
+	got, err := readBody(httptest.NewRecorder(), r, limit)
+	if err != nil || string(got) != body {
+		t.Fatalf("read %d bytes, %v; want %d bytes", len(got), err, len(body))
+	}
+	if cap(got) > presizeMax {
+		t.Errorf("a %d-byte declared length and a %d-byte body: %d bytes allocated", limit, len(body), cap(got))
+	}
+}
+
 // TestHeaderWithoutSecrets: what Clone then Del of Authorization and
 // Cookie give, nil values kept.
 func TestHeaderWithoutSecrets(t *testing.T) {

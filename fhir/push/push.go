@@ -454,10 +454,15 @@ func jsonMediaType(ct string) bool {
 	return err == nil && (mt == "application/json" || mt == "application/fhir+json")
 }
 
+// presizeMax is the most readBody allocates before the bytes arrive: a
+// client that declares a large body and sends little costs no more.
+const presizeMax = 1 << 20
+
 // readBody reads r to its end, as io.ReadAll, into one allocation when the
-// request's length is declared (n >= 0; at most limit is trusted).
+// request's length is declared (n >= 0; at most limit and presizeMax are
+// trusted).
 func readBody(r io.Reader, n, limit int64) ([]byte, error) {
-	if n < 0 || n > limit {
+	if n < 0 || n > limit || n > presizeMax {
 		return io.ReadAll(r)
 	}
 	b := make([]byte, 0, n+1) // +1: EOF is seen without growing

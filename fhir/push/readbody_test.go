@@ -37,6 +37,16 @@ func TestReadBody(t *testing.T) {
 			}
 		})
 	}
+	// A declared length is trusted for the first allocation only up to
+	// presizeMax: a client that declares the limit and sends a few bytes
+	// does not make the handler allocate the limit.
+	got, err := readBody(strings.NewReader(body), 16<<20, 32<<20)
+	if err != nil || string(got) != body {
+		t.Fatalf("got %d bytes, %v; want %d bytes", len(got), err, len(body))
+	}
+	if cap(got) > presizeMax {
+		t.Errorf("a 16 MiB declared length and a %d-byte body: %d bytes allocated", len(body), cap(got))
+	}
 	boom := errors.New("boom")
 	if _, err := readBody(io.MultiReader(strings.NewReader(body), iotest.ErrReader(boom)), int64(len(body))+10, 1<<20); !errors.Is(err, boom) {
 		t.Fatalf("error %v, want %v", err, boom)
