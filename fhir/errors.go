@@ -120,6 +120,20 @@ func required(rt, expr string) *InvalidResourceError {
 // be valid UTF-8 without NUL or other control characters except tab, line
 // feed and carriage return.
 func textProblem(s string) string {
+	// Most values are printable ASCII: one comparison per byte.
+	i := 0
+	for i < len(s) && s[i]-0x20 < 0x7f-0x20 {
+		i++
+	}
+	if i == len(s) {
+		return ""
+	}
+	return slowTextProblem(s)
+}
+
+// slowTextProblem is textProblem for a string that holds a byte other than
+// printable ASCII.
+func slowTextProblem(s string) string {
 	if !utf8.ValidString(s) {
 		return "not valid UTF-8"
 	}
