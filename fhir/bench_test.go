@@ -178,9 +178,9 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 }
 
 // The benchmarks below start from the bytes a mediator receives and end
-// with the bytes it sends, through the API the push handler uses
-// (decode with package cht, convert, MarshalJSON with a nil buffer), each
-// beside encoding/json decoding the same bytes into any and encoding them
+// with the bytes it sends, through the calls the push handler makes
+// (decode with package cht, convert, write into a reused buffer; the
+// *Fresh and PayloadBytes variants write into a new slice), each beside encoding/json decoding the same bytes into any and encoding them
 // again (the *EncodingJSON reference).
 
 // BenchmarkReportBytes: hydrated report JSON (3 KB, 20 mapped fields) →
