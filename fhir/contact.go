@@ -354,10 +354,14 @@ func (c *Converter) placeCHW(pl *cht.Contact) *cht.Contact {
 	if pl.Contact == nil || pl.Contact.ID == "" || !pl.Contact.Hydrated() {
 		return nil
 	}
-	pc := *pl.Contact
-	if pc.Type == "" {
-		pc.Type = "person"
+	if pl.Contact.Type != "" {
+		if !c.isPerson(pl.Contact) {
+			return nil
+		}
+		return pl.Contact
 	}
+	pc := *pl.Contact
+	pc.Type = "person"
 	if !c.isPerson(&pc) {
 		return nil
 	}
