@@ -12,7 +12,7 @@ go test -c -o "$out/fhir.test" ./fhir/
 : >"$out/go.txt"
 : >"$out/node.txt"
 for i in $(seq "$rounds"); do
-	(cd fhir && "$out/fhir.test" -test.run '^$' -test.bench '^Benchmark(PersonPatient|PayloadBytes|PayloadBundle)$' \
+	(cd fhir && "$out/fhir.test" -test.run '^$' -test.bench '^Benchmark(PersonPatient|PersonPatientDirect|PayloadBytes|PayloadBundle)$' \
 		-test.benchtime 1s -test.count 1 -test.benchmem) | grep '^Benchmark' >>"$out/go.txt"
 	node fhir/testdata/node-mapper/bench.js 1 >>"$out/node.txt"
 done
