@@ -74,7 +74,7 @@
 // is strict and never panics: failures are *[DecodeError] values that name
 // the JSON path, e.g. "contact.parent._id". Whether a contact is a person
 // or a place depends on the app's hierarchy: read it with
-// [Client.ContactTypes] or [ParseContactTypes] and ask [ContactTypes.Of].
+// [Client.ContactTypes] or [ParseContactTypes] and ask [ContactTypes.IsPerson].
 // Report form data is reached by dotted path:
 //
 //	fever, ok := r.Fields.String("danger_signs.fever")

@@ -63,7 +63,7 @@ func has(v release.Version, f feature) bool {
 }
 
 // supports reports whether the server supports f, detecting the version
-// with [Client.Info] on first use (or using Config.Version).
+// on first use (or using Config.Version).
 func (c *Client) supports(ctx context.Context, f feature) (bool, error) {
 	v, err := c.detectVersion(ctx)
 	if err != nil {

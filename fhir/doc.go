@@ -6,13 +6,12 @@
 // [New] (no I/O), turns
 //
 //   - a CHT person into a Patient or Practitioner and a place into a Location
-//     and an Organization ([Converter.Patient], [Converter.Practitioner],
-//     [Converter.Location], [Converter.Organization],
-//     [Converter.ContactBundle]);
+//     or an Organization, with the places of its lineage
+//     ([Converter.ContactBundle]);
 //   - a report into an Encounter and Observations through a declarative
-//     [Mapping] of form fields to codes ([Converter.Encounter],
-//     [Converter.Observations], [Converter.ReportBundle]); the mapping file
-//     format is described in docs/mappings.md;
+//     [Mapping] of form fields to codes, with its subject and the contacts
+//     it refers to ([Converter.ReportBundle]); the mapping file format is
+//     described in docs/mappings.md;
 //   - the outbound payload of the cht-interoperability mediators into an
 //     Encounter and Observations ([DecodeEncounterPayload],
 //     [Converter.ConvertPayload], [Converter.PayloadBundleJSON]);

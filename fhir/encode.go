@@ -73,7 +73,9 @@ func appendJSON(dst []byte, resource any) ([]byte, error) {
 	return append(out[:n], b...), nil
 }
 
-// Marshal returns the JSON encoding of a FHIR resource; see [AppendJSON].
+// Marshal returns the JSON encoding of a FHIR resource: a samply resource
+// (value or pointer) or a [Transaction], byte for byte what json.Marshal
+// writes for it.
 func Marshal(resource any) ([]byte, error) { return appendJSON(nil, resource) }
 
 func appendResource(b []byte, resource any) ([]byte, error) {

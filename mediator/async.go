@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// transactionUpdater is what the async helper needs from [Client].
+// transactionUpdater is what the async helper needs from [openhim.Client].
 type transactionUpdater interface {
 	UpdateTransaction(ctx context.Context, id string, update any) error
 	Do(ctx context.Context, method, path string, in, out any) error

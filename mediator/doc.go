@@ -97,6 +97,6 @@
 // the core API side: the registration document (openhim.Definition), the
 // API client and the lifecycle that registers the Definition, optionally
 // installs its default channels, heartbeats and delivers config changes to
-// Config.OnConfig and Config.ConsoleConfig. [Mediator.Client] and
-// [Mediator.Lifecycle] give access to them.
+// Config.OnConfig and Config.ConsoleConfig. [Mediator.Client] gives access
+// to the API client.
 package mediator
