@@ -5,8 +5,8 @@
 // in this documentation as models). A [Converter], configured once with
 // [New] (no I/O), turns
 //
-//   - a CHT person into a Patient or Practitioner and a place into a Location
-//     or an Organization, with the places of its lineage
+//   - a CHT person into a Patient and/or a Practitioner and a place into a
+//     Location and/or an Organization, with the places of its lineage
 //     ([Converter.ContactBundle]);
 //   - a report into an Encounter and Observations through a declarative
 //     [Mapping] of form fields to codes, with its subject and the contacts

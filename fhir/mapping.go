@@ -88,8 +88,9 @@ type ContactTypeMapping struct {
 	// Organization for a place type. Empty keeps the default.
 	Resources []string `json:"resources,omitempty" yaml:"resources,omitempty"`
 	// Roles overrides Resources for persons whose role member has one of
-	// the listed values (person types only): chw mapped to the list
-	// Practitioner makes a person whose role is chw a Practitioner only.
+	// the listed values (person types only); for example, chw mapped to
+	// Practitioner alone makes a person whose role is chw a Practitioner
+	// and not a Patient.
 	Roles map[string][]string `json:"roles,omitempty" yaml:"roles,omitempty"`
 	// PrimaryContact, set to "Practitioner" on a place type, makes the
 	// place's primary contact the health worker responsible for the people
