@@ -66,22 +66,7 @@ func exportedNames(dir string) (int, error) {
 }
 
 // exportedReceiver reports whether a method's receiver type is exported.
-func exportedReceiver(e ast.Expr) bool {
-	for {
-		switch t := e.(type) {
-		case *ast.StarExpr:
-			e = t.X
-		case *ast.IndexExpr:
-			e = t.X
-		case *ast.IndexListExpr:
-			e = t.X
-		case *ast.Ident:
-			return t.IsExported()
-		default:
-			return false
-		}
-	}
-}
+func exportedReceiver(e ast.Expr) bool { return token.IsExported(receiverName(e)) }
 
 // TestExportedNames prints the size of the public API: the three core
 // packages against the budget, and every library package (test kits and

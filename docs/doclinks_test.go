@@ -134,7 +134,6 @@ func docLinks(text string) []*comment.DocLink {
 				links = append(links, t)
 			case *comment.Link:
 				walk(t.Text)
-			case *comment.Italic, comment.Plain:
 			}
 		}
 	}

@@ -180,8 +180,9 @@ func BenchmarkReportBundleSamply(b *testing.B) {
 // The benchmarks below start from the bytes a mediator receives and end
 // with the bytes it sends, through the calls the push handler makes
 // (decode with package cht, convert, write into a reused buffer; the
-// *Fresh and PayloadBytes variants write into a new slice), each beside encoding/json decoding the same bytes into any and encoding them
-// again (the *EncodingJSON reference).
+// *Fresh and PayloadBytes variants write into a new slice), each beside
+// encoding/json decoding the same bytes into any and encoding them again
+// (the *EncodingJSON reference).
 
 // BenchmarkReportBytes: hydrated report JSON (3 KB, 20 mapped fields) →
 // transaction Bundle JSON (31 KB), as fhir/push does it: ReportBundle with
@@ -224,8 +225,31 @@ func BenchmarkReportBytesEncodingJSON(b *testing.B) {
 }
 
 // BenchmarkPersonPatient: hydrated person JSON (2.2 KB: the person, its
-// household, CHW area and health center with their contacts) → Patient JSON.
+// household, CHW area and health center with their contacts) → Patient JSON,
+// built as a samply value (as ContactBundle builds it) and encoded with
+// Marshal.
 func BenchmarkPersonPatient(b *testing.B) {
+	benchPersonPatient(b, func(out []byte, c *Converter, ct *cht.Contact) ([]byte, error) {
+		pt, err := c.Patient(ct)
+		if err != nil {
+			return out, err
+		}
+		return Marshal(pt)
+	})
+}
+
+// BenchmarkPersonPatientDirect: the same Patient JSON written as the push
+// handler writes a Patient (no samply value; appendPatientJSON), into a
+// reused buffer.
+func BenchmarkPersonPatientDirect(b *testing.B) {
+	benchPersonPatient(b, func(out []byte, c *Converter, ct *cht.Contact) ([]byte, error) {
+		return appendPatientJSON(out[:0], c, ct)
+	})
+}
+
+// benchPersonPatient decodes the hydrated person and writes its Patient
+// with write, which is given the previous output.
+func benchPersonPatient(b *testing.B, write func(out []byte, c *Converter, ct *cht.Contact) ([]byte, error)) {
 	c := personConverter(b)
 	data := readFile(b, "../cht/testdata/person_hydrated.json")
 	var out []byte
@@ -237,11 +261,8 @@ func BenchmarkPersonPatient(b *testing.B) {
 		if err := ct.UnmarshalJSON(data); err != nil {
 			b.Fatal(err)
 		}
-		pt, err := c.Patient(&ct)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if out, err = Marshal(pt); err != nil {
+		var err error
+		if out, err = write(out, c, &ct); err != nil {
 			b.Fatal(err)
 		}
 	}

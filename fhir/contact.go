@@ -354,18 +354,16 @@ func (c *Converter) placeCHW(pl *cht.Contact) *cht.Contact {
 	if pl.Contact == nil || pl.Contact.ID == "" || !pl.Contact.Hydrated() {
 		return nil
 	}
-	if pl.Contact.Type != "" {
-		if !c.isPerson(pl.Contact) {
-			return nil
-		}
-		return pl.Contact
+	pc := pl.Contact
+	if pc.Type == "" { // type a copy: the caller's document stays as it is
+		typed := *pc
+		typed.Type = "person"
+		pc = &typed
 	}
-	pc := *pl.Contact
-	pc.Type = "person"
-	if !c.isPerson(&pc) {
+	if !c.isPerson(pc) {
 		return nil
 	}
-	return &pc
+	return pc
 }
 
 func (c *Converter) practitioner(x *refs, p *cht.Contact) *models.Practitioner {

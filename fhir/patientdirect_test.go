@@ -79,27 +79,3 @@ func TestPatientDirectEqualsMarshal(t *testing.T) {
 		t.Errorf("converted %d of %d fixtures, %d with lineage references: the test lost its inputs", len(converted), len(files), refs)
 	}
 }
-
-// BenchmarkPersonPatientDirect: the hydrated person of BenchmarkPersonPatient
-// → its Patient JSON written as the push handler writes a Patient (no
-// samply value), into a reused buffer.
-func BenchmarkPersonPatientDirect(b *testing.B) {
-	c := personConverter(b)
-	data := readFile(b, "../cht/testdata/person_hydrated.json")
-	var out []byte
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	cpu := startCPU(b)
-	for b.Loop() {
-		var ct cht.Contact
-		if err := ct.UnmarshalJSON(data); err != nil {
-			b.Fatal(err)
-		}
-		var err error
-		if out, err = appendPatientJSON(out[:0], c, &ct); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cpu.report(b)
-	b.ReportMetric(float64(len(out)), "out-bytes")
-}
