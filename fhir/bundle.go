@@ -24,6 +24,21 @@ type Transaction struct {
 	// (see Converter.reportTransaction; never set in a Transaction a
 	// Converter method returns).
 	direct []*directObs
+	// st, when set, is the state this transaction is part of (a direct
+	// path's; see release).
+	st *planState
+}
+
+// release gives the memory of a transaction of a direct path
+// (reportTransaction, contactTransaction) back for the next conversion,
+// once it is written and nothing reads it or its entries any more (a
+// Warnings slice read before stays valid). It does nothing for other
+// transactions.
+func (t *Transaction) release() {
+	if st := t.st; st != nil {
+		t.st = nil
+		st.release()
+	}
 }
 
 // Entry is one transaction entry. Resource is a pointer to a samply resource

@@ -14,4 +14,5 @@ func init() {
 	direct.AppendTransaction = func(dst []byte, tx any) ([]byte, error) {
 		return appendJSON(dst, tx.(*Transaction))
 	}
+	direct.Release = func(tx any) { tx.(*Transaction).release() }
 }

@@ -14,6 +14,7 @@ import (
 // is what BenchmarkPersonPatientDirect measures.
 func appendPatientJSON(b []byte, c *Converter, ct *cht.Contact) ([]byte, error) {
 	p := newPlan(c)
+	defer p.st.release() // as the push handler once the bundle is written
 	d, _, err := p.check(ct)
 	if err != nil {
 		return b, err

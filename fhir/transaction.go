@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -33,24 +34,106 @@ type plan struct {
 	// direct, when not nil, makes build and reportEntries put directRes
 	// resources in the transaction (the internal paths); it holds them.
 	direct []directRes
+	st     *planState // the state p is part of
 }
 
 // planState holds a plan, its refs and room for the members of a
-// typical document, allocated together.
+// typical document, allocated together, and, on the direct paths, the
+// transaction made of them. newPlan takes one from statePool; the direct
+// paths give it back through Transaction.release once the transaction is
+// written (the push handler), others leave it to the garbage collector.
 type planState struct {
 	p     plan
 	x     refs
 	items [8]planItem
 	in    [8]member
 	clean [8]cleaned
+
+	subj reportSubject // the report's subject, which x.subj points to
+	t    Transaction   // the transaction of a direct path
+	ob   directObs     // the Observations of a direct report transaction
+	obs  [1]*directObs // t.direct
+	frag []byte        // the memory of ob's fragments
+	// direct is the memory of p.direct, which is set on the direct paths
+	// only (see useDirect).
+	direct []directRes
 }
+
+var statePool = sync.Pool{New: func() any { return new(planState) }}
 
 // newPlan returns an empty plan of c.
 func newPlan(c *Converter) *plan {
-	st := &planState{}
-	st.x.c, st.x.in = c, st.in[:0]
-	st.p.c, st.p.x, st.p.items, st.p.clean = c, &st.x, st.items[:0], st.clean[:0]
+	st := statePool.Get().(*planState)
+	st.x.c = c
+	if st.x.in == nil {
+		st.x.in, st.p.items, st.p.clean = st.in[:0], st.items[:0], st.clean[:0]
+	}
+	st.p.c, st.p.x, st.p.st = c, &st.x, st
 	return &st.p
+}
+
+// release gives the plan's state back to statePool. Nothing it holds may
+// be used afterwards: the transaction (&st.t) and its entries, the
+// members' strings, the slabs. Warnings are in memory of their own and
+// stay valid. The slices keep their memory for the next conversion,
+// unless they grew unusually large.
+func (st *planState) release() {
+	p, x := &st.p, &st.x
+	clear(st.items[:])
+	clear(st.in[:])
+	clear(st.clean[:])
+	*p = plan{items: reuse(p.items, 64), clean: reuse(p.clean, 64)}
+	if p.items == nil {
+		p.items, p.clean = st.items[:0], st.clean[:0]
+	}
+	st.direct = reuse(st.direct, 64)
+	*x = refs{in: reuse(x.in, 64), strs: reuse(x.strs, 64), memberText: x.memberText[:0]}
+	if x.in == nil {
+		x.in = st.in[:0]
+	}
+	if cap(x.memberText) > 8<<10 {
+		x.memberText = nil
+	}
+	st.subj = reportSubject{}
+	st.t = Transaction{Entries: reuse(st.t.Entries, 64)}
+	st.ob = directObs{kept: reuse(st.ob.kept, 256)}
+	st.obs[0] = nil
+	st.frag = st.frag[:0]
+	if cap(st.frag) > 8<<10 {
+		st.frag = nil
+	}
+	statePool.Put(st)
+}
+
+// useDirect makes p put directRes resources in its transaction (see
+// plan.direct), with room for n of them.
+func (p *plan) useDirect(n int) {
+	d := p.st.direct
+	if d == nil || cap(d) < n {
+		d = make([]directRes, 0, n)
+	}
+	p.direct = d[:0]
+}
+
+// directTx returns the transaction of a direct path, part of p's state
+// (see Transaction.release), with room for n entries.
+func (p *plan) directTx(n int) *Transaction {
+	t := &p.st.t
+	if cap(t.Entries) < n {
+		t.Entries = make([]Entry, 0, n)
+	}
+	t.st = p.st
+	return t
+}
+
+// reuse returns s emptied and cleared (so it keeps nothing alive), or nil
+// when its capacity is above max.
+func reuse[T any](s []T, max int) []T {
+	if cap(s) > max {
+		return nil
+	}
+	clear(s)
+	return s[:0]
 }
 
 // commit records the contact resources this plan built in built, once
@@ -213,6 +296,7 @@ func (p *plan) newDirect(d directRes) *directRes {
 	d.c, d.x = p.c, p.x
 	if len(p.direct) == cap(p.direct) {
 		p.direct = make([]directRes, 0, max(4, len(p.items)+2))
+		p.st.direct = p.direct
 	}
 	p.direct = append(p.direct, d)
 	return &p.direct[len(p.direct)-1]
@@ -253,8 +337,8 @@ func (c *Converter) contactTx(ct *cht.Contact, built map[[2]string]struct{}, dir
 	}
 	t := &Transaction{}
 	if direct {
-		p.direct = make([]directRes, 0, len(p.items))
-		t.Entries = make([]Entry, 0, len(p.items))
+		p.useDirect(len(p.items))
+		t = p.directTx(len(p.items))
 	}
 	p.build(t)
 	if built != nil {
@@ -332,7 +416,8 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.x.subj = &s
+		p.st.subj = s
+		p.x.subj = &p.st.subj
 	}
 	if g := r.Geolocation; g != nil && (g.Latitude != nil || g.Longitude != nil) {
 		if msg := geoProblem(g); msg != "" {
@@ -379,6 +464,7 @@ func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error
 	if err != nil {
 		return dst, err
 	}
+	defer t.release()
 	return appendJSON(dst, t)
 }
 
@@ -401,7 +487,11 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	}
 	p.built = built
 	fi, _ := c.form(r.Form)
-	ob := &directObs{c: c, r: r, kept: make([]keptField, 0, len(fi.fields))}
+	ob := &p.st.ob
+	ob.c, ob.r = c, r
+	if cap(ob.kept) < len(fi.fields) {
+		ob.kept = make([]keptField, 0, len(fi.fields))
+	}
 	for i := range fi.fields {
 		fx := &fi.fields[i]
 		v, ok := r.Fields.Field(fx.fm.Path)
@@ -426,7 +516,10 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	if !r.ReportedDate.IsZero() {
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
-	fr := encoder{b: make([]byte, 0, 512)}
+	fr := encoder{b: p.st.frag[:0]}
+	if fr.b == nil {
+		fr.b = make([]byte, 0, 512)
+	}
 	first := false
 	if p.x.subj != nil {
 		fr.ref(&first, `"subject":`, &p.x.subj.reference)
@@ -445,16 +538,18 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	}
 	refEnd := len(fr.b)
 	fr.b = append(appendStringBody(fr.b, r.ID), '/')
+	p.st.frag = fr.b
 	ob.refFrag, ob.idPrefix = fr.b[:refEnd], fr.b[refEnd:]
 
-	t := &Transaction{Entries: make([]Entry, 0, len(p.items)+2)}
-	p.direct = make([]directRes, 0, len(p.items)+2)
+	p.useDirect(len(p.items) + 2)
+	t := p.directTx(len(p.items) + 2)
 	c.reportEntries(p, r, t)
 	if built != nil {
 		p.commit()
 	}
 	ob.at = len(t.Entries)
-	t.direct = []*directObs{ob}
+	p.st.obs[0] = ob
+	t.direct = p.st.obs[:]
 	t.Warnings = p.x.warnings
 	return t, nil
 }

@@ -256,11 +256,13 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 		buf.put(body)
 		return fmt.Errorf("push: encode transaction for %s: %w", p.ID, err)
 	}
-	if err := h.write(ctx, body, tx.Len(), buf.hold(body)); err != nil {
+	n, warnings := tx.Len(), tx.Warnings
+	direct.Release(tx) // written: nothing reads tx any more
+	if err := h.write(ctx, body, n, buf.hold(body)); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
-	h.warn(ctx, p.ID, tx.Warnings)
+	h.warn(ctx, p.ID, warnings)
 	return nil
 }
 

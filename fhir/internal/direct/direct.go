@@ -65,4 +65,11 @@ var (
 	// AppendTransaction appends the JSON of tx, a *fhir.Transaction, to
 	// dst (tx.MarshalJSON into a caller's buffer).
 	AppendTransaction func(dst []byte, tx any) ([]byte, error)
+
+	// Release gives the memory of a transaction of ReportTransaction or
+	// ContactTransaction back for the next conversion. Call it once the
+	// transaction is written and nothing reads it (entries, strings)
+	// any more; a Warnings slice read before stays valid. Not calling it
+	// is safe: the garbage collector then frees the memory.
+	Release func(tx any)
 )
