@@ -335,10 +335,13 @@ func (c *Converter) resources(ct *cht.Contact, person bool) []string {
 		}
 	}
 	if person {
-		return []string{"Patient"}
+		return patientOnly
 	}
-	return []string{"Location"}
+	return locationOnly
 }
+
+// The resources of contact types without a mapping; not to be changed.
+var patientOnly, locationOnly = []string{"Patient"}, []string{"Location"}
 
 // isOrgType reports whether places of type id become an Organization.
 func (c *Converter) isOrgType(id string) bool {

@@ -31,6 +31,7 @@ type refs struct {
 	// form is subjectless); submitter the resource type its submitter is
 	// referenced as ("Practitioner", "Patient", or "" for none).
 	subj      *reportSubject
+	subjIdent models.Identifier // the identifier of a subject's literal reference
 	submitter string
 	geo       bool // the report has a geolocation: its Location is in the bundle
 

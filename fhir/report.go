@@ -159,8 +159,8 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 		s.place = path == "place_id" || path == "fields.place_id"
 		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
 	}
-	if err := checkText(r.ID, field+"._id", s.id); err != nil {
-		return s, err
+	if textProblem(s.id) != "" {
+		return s, checkText(r.ID, field+"._id", s.id)
 	}
 	rt := "Patient"
 	if h := s.hydrated; h != nil && h.Hydrated() {
@@ -191,7 +191,8 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 			// The CHT _id beside the literal reference, so that the
 			// reverse conversion names the subject whatever the
 			// strategy (a WritePut id is a hash of it).
-			s.reference.Identifier = &models.Identifier{System: x.s(c.sys.DocumentID), Value: x.s(s.id)}
+			x.subjIdent = models.Identifier{System: x.s(c.sys.DocumentID), Value: x.s(s.id)}
+			s.reference.Identifier = &x.subjIdent
 		}
 	}
 	return s, nil
@@ -323,7 +324,12 @@ func (c *Converter) encounterType(x *refs, fi *formIndex, form string) []models.
 // formatDateTime formats t as a FHIR dateTime in UTC with milliseconds.
 func formatDateTime(t time.Time) string {
 	var b [32]byte
-	return string(t.UTC().AppendFormat(b[:0], "2006-01-02T15:04:05.000Z07:00"))
+	return string(appendDateTime(b[:0], t))
+}
+
+// appendDateTime appends t formatted as formatDateTime formats it.
+func appendDateTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 }
 
 // obsArena holds one Observation and the elements only it points to, so

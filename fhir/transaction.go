@@ -54,6 +54,9 @@ type planState struct {
 	ob   directObs     // the Observations of a direct report transaction
 	obs  [1]*directObs // t.direct
 	frag []byte        // the memory of ob's fragments
+	// The references ob's fragments are written from.
+	encRef models.Reference
+	perf   [1]models.Reference
 	// direct is the memory of p.direct, which is set on the direct paths
 	// only (see useDirect).
 	direct []directRes
@@ -98,6 +101,7 @@ func (st *planState) release() {
 	st.t = Transaction{Entries: reuse(st.t.Entries, 64)}
 	st.ob = directObs{kept: reuse(st.ob.kept, 256)}
 	st.obs[0] = nil
+	st.encRef, st.perf[0] = models.Reference{}, models.Reference{}
 	st.frag = st.frag[:0]
 	if cap(st.frag) > 8<<10 {
 		st.frag = nil
@@ -111,6 +115,7 @@ func (p *plan) useDirect(n int) {
 	d := p.st.direct
 	if d == nil || cap(d) < n {
 		d = make([]directRes, 0, n)
+		p.st.direct = d
 	}
 	p.direct = d[:0]
 }
@@ -335,10 +340,12 @@ func (c *Converter) contactTx(ct *cht.Contact, built map[[2]string]struct{}, dir
 	if _, err := p.contact(ct); err != nil {
 		return nil, err
 	}
-	t := &Transaction{}
+	var t *Transaction
 	if direct {
 		p.useDirect(len(p.items))
 		t = p.directTx(len(p.items))
+	} else {
+		t = &Transaction{}
 	}
 	p.build(t)
 	if built != nil {
@@ -512,10 +519,6 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	// Fragments shared by every Observation: what follows its code
 	// (subject, encounter, effective time, performer), then the escaped
 	// report id and '/' of its identifier value.
-	var effective string
-	if !r.ReportedDate.IsZero() {
-		effective = formatDateTime(r.ReportedDate.Time())
-	}
 	fr := encoder{b: p.st.frag[:0]}
 	if fr.b == nil {
 		fr.b = make([]byte, 0, 512)
@@ -524,14 +527,16 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	if p.x.subj != nil {
 		fr.ref(&first, `"subject":`, &p.x.subj.reference)
 	}
-	encRef := c.ref(p.x, "Encounter", r.ID)
-	fr.ref(&first, `"encounter":`, &encRef)
-	if effective != "" {
-		fr.str(&first, `"effectiveDateTime":`, &effective)
+	p.st.encRef = c.ref(p.x, "Encounter", r.ID)
+	fr.ref(&first, `"encounter":`, &p.st.encRef)
+	if !r.ReportedDate.IsZero() {
+		// A dateTime needs no escaping.
+		fr.key(&first, `"effectiveDateTime":`)
+		fr.b = append(appendDateTime(append(fr.b, '"'), r.ReportedDate.Time()), '"')
 	}
 	if r.Contact != nil && r.Contact.ID != "" && p.x.submitter != "" {
-		perf := []models.Reference{c.ref(p.x, p.x.submitter, r.Contact.ID)}
-		fr.refs(&first, `"performer":`, perf)
+		p.st.perf[0] = c.ref(p.x, p.x.submitter, r.Contact.ID)
+		fr.refs(&first, `"performer":`, p.st.perf[:])
 	}
 	if fr.err != nil {
 		return nil, fmt.Errorf("fhir: encode: %w", fr.err)
