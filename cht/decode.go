@@ -177,6 +177,13 @@ type decoder struct {
 	// spare, when not nil, is a Lineage allocated with the contact
 	// reference being decoded (see newLineage).
 	spare *Lineage
+	// nodes[:nnodes] and links[:nlinks] are the Contacts with a link and
+	// the further links taken from the current chunks (see newNode);
+	// nodesUsed and linksUsed count them over the decode.
+	nodes                []docNode
+	links                []Lineage
+	nnodes, nlinks       int
+	nodesUsed, linksUsed int
 	// recent are the last long values of typed members that were owned
 	// (see ownMember); nrecent counts them.
 	recent  [4]string
@@ -242,6 +249,10 @@ func newDecoder(s string, src []byte) *decoder {
 // finished.
 func (d *decoder) release() {
 	noteArena(d.use, d.owned, len(d.s))
+	if d.use != useOther {
+		noteCount(&nodeCounts, d.use, d.nodesUsed)
+		noteCount(&linkCounts, d.use, d.linksUsed)
+	}
 	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 ||
 		cap(d.kvs) > 1024 || cap(d.elems) > 1024 {
 		return // an unusual document: let it go

@@ -187,26 +187,82 @@ func noteArena(use arenaUse, owned, n int) {
 	a.Store(int32(max(share, 1)))
 }
 
-// hydratedLink is a hydrated lineage link with its document, in one
-// allocation.
-type hydratedLink struct {
-	l Lineage
+// docNode is a Contact with a Lineage link: a hydrated lineage link with
+// its document, or a contact reference with the first minified link of
+// its lineage (see newLineage). The nodes of a document are allocated
+// together (see newNode), so that a lineage costs one allocation rather
+// than one per link; the chunk stays alive while any node of it is
+// referenced, which is while the document is.
+type docNode struct {
 	c Contact
+	l Lineage
 }
 
-// refContact is a contact reference with the first minified link of its
-// lineage, in one allocation (see newLineage).
-type refContact struct {
-	c Contact
-	l Lineage
+// maxNodeChunk bounds the nodes allocated at once: a document that needs
+// more takes further chunks.
+const maxNodeChunk = 16
+
+// nodeCounts and linkCounts hold, for each kind of decode, the nodes and
+// the minified links beyond a node's own (see newLineage) that recent
+// decodes of that kind used, in 1/16, or 0 before the first.
+var nodeCounts, linkCounts [usePush + 1]atomic.Int32
+
+// countEstimate returns how many of n things to allocate in a chunk when
+// a decode of kind use needs one: what recent decodes of its kind used
+// (counts), or one for every 512 bytes of input before the first. It is
+// at least 1 and at most maxNodeChunk.
+func countEstimate(counts *[usePush + 1]atomic.Int32, use arenaUse, input int) int {
+	n := (int(counts[use].Load()) + 15) / 16
+	if n == 0 {
+		n = input / 512
+	}
+	return min(max(n, 1), maxNodeChunk)
+}
+
+// noteCount records that a decode of kind use used n things of counts.
+// Concurrent decodes may lose each other's notes; the count stays a
+// recent one.
+func noteCount(counts *[usePush + 1]atomic.Int32, use arenaUse, n int) {
+	v := min(n, maxNodeChunk) * 16
+	a := &counts[use]
+	if old := int(a.Load()); old != 0 {
+		v = old + (v-old)/4
+	}
+	a.Store(int32(max(v, 1)))
+}
+
+// newNode returns a zero docNode from the current chunk, allocating a
+// chunk when it is used up: the first sized by recent decodes of the same
+// kind, each later one as large as the one before.
+func (d *decoder) newNode() *docNode {
+	if d.nnodes == len(d.nodes) {
+		n := len(d.nodes)
+		if n == 0 {
+			n = countEstimate(&nodeCounts, d.use, len(d.s))
+		}
+		d.nodes, d.nnodes = make([]docNode, n), 0
+	}
+	d.nnodes++
+	d.nodesUsed++
+	return &d.nodes[d.nnodes-1]
 }
 
 // newLineage returns a zero Lineage for a minified link: d.spare, which
-// the contact being decoded was allocated with, if it is still free.
+// the contact being decoded was allocated with, if it is still free, or
+// one from the current chunk of links (see newNode).
 func (d *decoder) newLineage() *Lineage {
 	if l := d.spare; l != nil {
 		d.spare = nil
 		return l
 	}
-	return new(Lineage)
+	if d.nlinks == len(d.links) {
+		n := len(d.links)
+		if n == 0 {
+			n = countEstimate(&linkCounts, d.use, len(d.s))
+		}
+		d.links, d.nlinks = make([]Lineage, n), 0
+	}
+	d.nlinks++
+	d.linksUsed++
+	return &d.links[d.nlinks-1]
 }

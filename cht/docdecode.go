@@ -151,7 +151,7 @@ func (d *decoder) object(c *Contact, r *Report, link bool) docResult {
 			res.minified = false
 			if link { // hydrated: move to a Contact of its own
 				tmp := res.c
-				h := new(hydratedLink)
+				h := d.newNode()
 				res.c, res.link = &h.c, &h.l
 				res.c.ID, res.c.Parent = tmp.ID, tmp.Parent
 				tmp.ID, tmp.Parent = "", nil
@@ -333,7 +333,7 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 	case '{':
 		// A reference is nearly always {_id, parent}: the first
 		// minified link of its lineage shares its allocation.
-		rc := new(refContact)
+		rc := d.newNode()
 		ref, saved := &rc.c, d.spare
 		d.spare = &rc.l
 		d.nested(kind, func() { d.contactOnly(ref, false) })
@@ -344,7 +344,8 @@ func (d *decoder) contactRef(kind memberKind) (*Contact, bool) {
 		if !ok {
 			return nil, false
 		}
-		ref := &Contact{ID: s}
+		ref := &d.newNode().c
+		ref.ID = s
 		return ref, true
 	default:
 		d.bad(kind, "want object or id string, got %s", kindOf(c))
