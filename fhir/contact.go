@@ -267,6 +267,9 @@ func fhirDate(s string) (string, bool) {
 			return s, true
 		}
 	case 10:
+		if plainDate(s) {
+			return s, true
+		}
 		if _, err := time.Parse("2006-01-02", s); err == nil && s[0] != '0' {
 			return s, true
 		}
@@ -278,6 +281,41 @@ func fhirDate(s string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// plainDate reports whether s is a date YYYY-MM-DD of the years 1000 to
+// 9999 that exists, without time.Parse: only dates the check after it in
+// fhirDate accepts (it is that check's fast path).
+func plainDate(s string) bool {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' || s[0] == '0' {
+		return false
+	}
+	n := 0
+	for i := range 10 {
+		if i == 4 || i == 7 {
+			continue
+		}
+		d := s[i] - '0'
+		if d > 9 {
+			return false
+		}
+		n = n*10 + int(d)
+	}
+	year, month, day := n/10000, n/100%100, n%100
+	if month < 1 || month > 12 || day < 1 {
+		return false
+	}
+	days := 31
+	switch month {
+	case 4, 6, 9, 11:
+		days = 30
+	case 2:
+		days = 28
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			days = 29
+		}
+	}
+	return day <= days
 }
 
 // fhirDateTime returns s as a FHIR dateTime: a FHIR date, or an RFC 3339

@@ -3,8 +3,10 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -317,5 +319,36 @@ func checkBundleReferences(t *testing.T, tx *Transaction) {
 		if strings.HasPrefix(ref, "urn:uuid:") && !full[ref] {
 			t.Errorf("reference %s does not resolve inside the bundle", ref)
 		}
+	}
+}
+
+// TestPlainDate: plainDate accepts exactly the dates time.Parse with
+// layout 2006-01-02 accepts (from year 1000), for every month and day
+// field of leap, common and century years, and refuses what is not a
+// date.
+func TestPlainDate(t *testing.T) {
+	accepted := 0
+	for _, year := range []string{"1000", "1600", "1900", "2000", "2023", "2024", "2100", "9999", "0999", "0000"} {
+		for m := range 100 {
+			for d := range 100 {
+				s := fmt.Sprintf("%s-%02d-%02d", year, m, d)
+				_, err := time.Parse("2006-01-02", s)
+				want := err == nil && s[0] != '0'
+				if got := plainDate(s); got != want {
+					t.Fatalf("plainDate(%q) = %v, want %v", s, got, want)
+				}
+				if want {
+					accepted++
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "2024-01-1", "2024-01-011", "2024/01/01", "2024-0a-01", "+024-01-01", "2024-01-0 ", " 2024-01-01"[:10], "2024-1-01x"} {
+		if plainDate(s) {
+			t.Errorf("plainDate(%q) = true", s)
+		}
+	}
+	if accepted != 8*365+3*1 {
+		t.Errorf("%d dates accepted, want %d", accepted, 8*365+3)
 	}
 }

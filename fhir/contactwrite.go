@@ -127,13 +127,15 @@ func (e *encoder) directEntry(fullURL string, d *directRes) {
 	cf := c.direct
 	put := c.cfg.Strategy == WritePut
 	id := fullURL[len("urn:uuid:"):]
-	b := append(e.b, `{"fullUrl":`...)
-	b = appendString(b, fullURL)
-	b = append(b, `,"resource":{`...)
+	// fullURL is a member's urn:uuid (refs.addURL), which needs no
+	// escaping.
+	b := append(e.b, `{"fullUrl":"`...)
+	b = append(b, fullURL...)
+	b = append(b, `","resource":{`...)
 	if put {
-		b = append(b, `"id":`...)
-		b = appendString(b, id)
-		b = append(b, ',')
+		b = append(b, `"id":"`...)
+		b = append(b, id...)
+		b = append(b, `",`...)
 	}
 	rt := d.rt()
 	query, docID, key := cf.docQuery, "", ""
@@ -169,9 +171,10 @@ func (d *directRes) appendRef(b []byte, rt, chtID string, withIdent bool) []byte
 	c := d.c
 	urn, in := d.x.lookup(rt, chtID)
 	switch {
-	case in:
-		b = append(b, `{"reference":`...)
-		b = appendString(b, urn)
+	case in: // a urn:uuid, which needs no escaping
+		b = append(b, `{"reference":"`...)
+		b = append(b, urn...)
+		b = append(b, '"')
 	case c.cfg.Strategy == WritePut:
 		b = append(b, `{"reference":"`...)
 		b = append(b, rt...)

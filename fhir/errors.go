@@ -120,16 +120,33 @@ func required(rt, expr string) *InvalidResourceError {
 // be valid UTF-8 without NUL or other control characters except tab, line
 // feed and carriage return.
 func textProblem(s string) string {
-	// Most values are printable ASCII: one comparison per byte.
+	// Most values are printable ASCII: eight bytes at a time, then one
+	// comparison per byte.
 	i := 0
-	for i < len(s) && s[i]-0x20 < 0x7f-0x20 {
-		i++
+	for ; i+8 <= len(s); i += 8 {
+		t := s[i : i+8]
+		x := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		// A byte of x is below 0x20, 0x7f (a zero byte of d), or 0x80
+		// and above: (v-lsb*n)&^v&msb is not zero exactly when a byte
+		// of v is below n (n <= 0x80).
+		d := x ^ 0x7f*lsb8
+		if (x|(x-0x20*lsb8)&^x|(d-lsb8)&^d)&msb8 != 0 {
+			return slowTextProblem(s)
+		}
 	}
-	if i == len(s) {
-		return ""
+	for ; i < len(s); i++ {
+		if s[i]-0x20 >= 0x7f-0x20 {
+			return slowTextProblem(s)
+		}
 	}
-	return slowTextProblem(s)
+	return ""
 }
+
+const (
+	lsb8 = 0x0101010101010101
+	msb8 = 0x8080808080808080
+)
 
 // slowTextProblem is textProblem for a string that holds a byte other than
 // printable ASCII.

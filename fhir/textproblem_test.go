@@ -38,3 +38,35 @@ func TestTextProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestTextProblemEveryPosition: textProblem, which reads eight bytes at a
+// time, finds a byte that is not printable ASCII at every position of a
+// string, alone or after another, and nothing in printable ASCII (the
+// bytes around 0x20 and 0x7f included).
+func TestTextProblemEveryPosition(t *testing.T) {
+	printable := []byte(" !~}09AZaz")
+	for n := 1; n <= 24; n++ {
+		for p := range n {
+			base := make([]byte, n)
+			for i := range base {
+				base[i] = printable[(i+p)%len(printable)]
+			}
+			if got := textProblem(string(base)); got != "" {
+				t.Fatalf("textProblem(%q) = %q", base, got)
+			}
+			for b := 0; b < 256; b++ {
+				if b >= 0x20 && b < 0x7f {
+					continue
+				}
+				s := append([]byte(nil), base...)
+				s[p] = byte(b)
+				if textProblem(string(s)) == "" && !(b == '\t' || b == '\n' || b == '\r') {
+					t.Fatalf("textProblem(%q) found nothing", s)
+				}
+				if got, want := textProblem(string(s)), slowTextProblem(string(s)); got != want {
+					t.Fatalf("textProblem(%q) = %q, want %q", s, got, want)
+				}
+			}
+		}
+	}
+}
