@@ -8,10 +8,9 @@ import (
 
 // The memory of decoded values. A decode allocates only what its result
 // keeps: the strings and Extra values kept from the input are copied to a
-// few arena chunks, and each Contact and Lineage link is allocated at its
-// size (a hydrated link with its document). No decoded value shares memory
-// with the caller's bytes (unless src is set: see newDecoder) or with a
-// decoder.
+// few arena chunks, and the Contacts and Lineage links to a few chunks of
+// nodes (see newNode). No decoded value shares memory with the caller's
+// bytes (unless src is set: see newDecoder) or with a decoder.
 
 // newBytesDecoder returns a decoder for one document read in place from
 // b, which the caller may reuse once the decode has ended: whatever the
