@@ -592,6 +592,27 @@ func (e *encoder) observations(ob *directObs, comma *bool) {
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.ids.start(c.ns, "Observation", r.ID)
+	// What every Observation of the report has between its id and its
+	// path (head), and after its value up to its id or path (tail).
+	f := append(append(sc.frag[:0], cf.obsIdent...), ob.idPrefix...)
+	headEnd := len(f)
+	f = append(f, `,"resourceType":"Observation"},"request":{"method":`...)
+	switch c.cfg.Strategy {
+	case WritePut:
+		f = append(f, `"PUT","url":"Observation/`...)
+	case WriteConditionalUpdate:
+		f = append(f, `"PUT","url":"Observation?`...)
+	default:
+		f = append(f, `"POST","url":"Observation","ifNoneExist":"`...)
+	}
+	if !put {
+		// url.QueryEscape output needs no JSON escaping.
+		f = append(f, cf.obsQuery...)
+		f = appendQueryEscape(f, r.ID)
+		f = append(f, "%2F"...)
+	}
+	sc.frag = f
+	head, tail := f[:headEnd], f[headEnd:]
 	b := e.b
 	for i := range ob.kept {
 		k := &ob.kept[i]
@@ -602,26 +623,14 @@ func (e *encoder) observations(ob *directObs, comma *bool) {
 		}
 		*comma = true
 		b = appendObservationEntry(append(b, `{"fullUrl":"urn:uuid:`...), id[:], put)
-		b = append(b, cf.obsIdent...)
-		b = append(b, ob.idPrefix...)
+		b = append(b, head...)
 		b = append(b, fx.pathFrag...)
 		b = append(b, ob.refFrag...)
 		b = appendObsValue(b, &k.v, fx)
-		b = append(b, `,"resourceType":"Observation"},"request":{"method":`...)
-		switch c.cfg.Strategy {
-		case WritePut:
-			b = append(b, `"PUT","url":"Observation/`...)
+		b = append(b, tail...)
+		if put {
 			b = append(b, id[:]...)
-		case WriteConditionalUpdate:
-			b = append(b, `"PUT","url":"Observation?`...)
-		default:
-			b = append(b, `"POST","url":"Observation","ifNoneExist":"`...)
-		}
-		if !put {
-			// url.QueryEscape output needs no JSON escaping.
-			b = append(b, cf.obsQuery...)
-			b = appendQueryEscape(b, r.ID)
-			b = append(b, "%2F"...)
+		} else {
 			b = append(b, fx.pathQuery...)
 		}
 		b = append(b, `"}}`...)
