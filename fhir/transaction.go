@@ -77,9 +77,9 @@ func newPlan(c *Converter) *plan {
 
 // release gives the plan's state back to statePool. Nothing it holds may
 // be used afterwards: the transaction (&st.t) and its entries, the
-// members' strings, the slabs. Warnings are in memory of their own and
-// stay valid. The slices keep their memory for the next conversion,
-// unless they grew unusually large.
+// members' strings, the slabs. The warnings are in memory of their own: a
+// Warnings slice read before stays valid. The slices keep their memory for
+// the next conversion, unless they grew unusually large.
 func (st *planState) release() {
 	p, x := &st.p, &st.x
 	clear(st.items[:])
