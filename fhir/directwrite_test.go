@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
 func TestAppendQueryEscape(t *testing.T) {
@@ -128,37 +126,5 @@ func TestPayloadBundleJSONBytes(t *testing.T) {
 	}
 	if ok < 150 {
 		t.Errorf("only %d of 600 payloads converted", ok)
-	}
-}
-
-// TestFieldAt: fieldAt finds what cht.Fields.Field finds, for paths into
-// objects, arrays and values, present or not.
-func TestFieldAt(t *testing.T) {
-	var f cht.Fields
-	if err := json.Unmarshal([]byte(`{"a":{"b":[1,{"c":"x"},[true]],"":{"":2}},"n":null,"s":"v","f":{"g":{"h":3.5}},"e":{}}`), &f); err != nil {
-		t.Fatal(err)
-	}
-	f["fields"] = cht.Fields{"k": map[string]any{"l": "m"}}
-	paths := []string{"", "a", "a.b", "a.b.0", "a.b.1.c", "a.b.2.0", "a.b.3", "a.b.-1", "a.b.x", "a.b.01", "a.b.+1",
-		"a..", "a.", ".a", "n", "n.x", "s", "s.x", "f.g.h", "f.g.h.i", "e", "e.x", "fields.k.l", "fields.k", "missing", "a.b.1.c.d"}
-	found := 0
-	for _, fm := range [...]cht.Fields{f, nil} {
-		for _, p := range paths {
-			fx := &fieldIndex{}
-			if p != "" {
-				fx.segs = strings.Split(p, ".")
-			}
-			got, gok := fieldAt(fm, fx)
-			want, wok := fm.Field(p)
-			if gok != wok || fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("fieldAt(%q) = %v, %v; Field = %v, %v", p, got, gok, want, wok)
-			}
-			if wok {
-				found++
-			}
-		}
-	}
-	if found < 10 {
-		t.Errorf("only %d paths found: the fixture does not exercise fieldAt", found)
 	}
 }

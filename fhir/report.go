@@ -40,43 +40,6 @@ type fieldIndex struct {
 	// pathQuery is the path query-escaped; qtyTail the members after the
 	// value of a quantity field's valueQuantity, and its closing brace.
 	pathQuery, qtyTail []byte
-	// segs is the path split at its dots (nil for an empty path), for
-	// fieldAt.
-	segs []string
-}
-
-// fieldAt is r.Fields.Field(fx.fm.Path) ([cht.Fields.Field]), with the
-// path split once, when the mapping was indexed.
-func fieldAt(f cht.Fields, fx *fieldIndex) (any, bool) {
-	if f == nil || fx.segs == nil {
-		return nil, false
-	}
-	var cur any = map[string]any(f)
-	for _, seg := range fx.segs {
-		switch v := cur.(type) {
-		case map[string]any:
-			next, ok := v[seg]
-			if !ok {
-				return nil, false
-			}
-			cur = next
-		case cht.Fields:
-			next, ok := v[seg]
-			if !ok {
-				return nil, false
-			}
-			cur = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(v) {
-				return nil, false
-			}
-			cur = v[i]
-		default:
-			return nil, false
-		}
-	}
-	return cur, true
 }
 
 // fieldFragment encodes the category and code members of a field's
@@ -125,9 +88,6 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 			fx.frag = fieldFragment(fx)
 			fx.pathFrag = append(append(appendStringBody(nil, f.Path), `"}],"status":"final",`...), fx.frag...)
 			fx.pathQuery = appendQueryEscape(nil, f.Path)
-			if f.Path != "" {
-				fx.segs = strings.Split(f.Path, ".")
-			}
 			fx.qtyTail = []byte{'}'}
 			if f.Type == kindQuantity {
 				disp := f.UnitDisplay
@@ -457,7 +417,7 @@ func (c *Converter) observations(x *refs, r *cht.Report) ([]models.Observation, 
 	}
 	for i := range fi.fields {
 		f := &fi.fields[i]
-		v, ok := fieldAt(r.Fields, f)
+		v, ok := r.Fields.Field(f.fm.Path)
 		if !ok || isEmptyValue(v) {
 			continue
 		}

@@ -501,7 +501,7 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	}
 	for i := range fi.fields {
 		fx := &fi.fields[i]
-		v, ok := fieldAt(r.Fields, fx)
+		v, ok := r.Fields.Field(fx.fm.Path)
 		if !ok || isEmptyValue(v) {
 			continue
 		}
