@@ -177,13 +177,10 @@ type decoder struct {
 	// spare, when not nil, is a Lineage allocated with the contact
 	// reference being decoded (see newLineage).
 	spare *Lineage
-	// nodes[:nnodes] and links[:nlinks] are the Contacts with a link and
-	// the further links taken from the current chunks (see newNode);
-	// nodesUsed and linksUsed count them over the decode.
-	nodes                []docNode
-	links                []Lineage
-	nnodes, nlinks       int
-	nodesUsed, linksUsed int
+	// nodes and links hand out the Contacts with a link and the further
+	// links of the decode (see newNode and newLineage).
+	nodes chunk[docNode]
+	links chunk[Lineage]
 	// recent are the last long values of typed members that were owned
 	// (see ownMember); nrecent counts them.
 	recent  [4]string
@@ -250,8 +247,8 @@ func newDecoder(s string, src []byte) *decoder {
 func (d *decoder) release() {
 	noteArena(d.use, d.owned, len(d.s))
 	if d.use != useOther {
-		noteCount(&nodeCounts, d.use, d.nodesUsed)
-		noteCount(&linkCounts, d.use, d.linksUsed)
+		noteCount(&nodeCounts, d.use, d.nodes.used)
+		noteCount(&linkCounts, d.use, d.links.used)
 	}
 	if cap(d.spans) > 256 || cap(d.soft) > 32 || cap(d.path) > 256 || len(d.scratch) > 64 ||
 		cap(d.kvs) > 1024 || cap(d.elems) > 1024 {

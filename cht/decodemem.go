@@ -230,38 +230,40 @@ func noteCount(counts *[usePush + 1]atomic.Int32, use arenaUse, n int) {
 	a.Store(int32(max(v, 1)))
 }
 
-// newNode returns a zero docNode from the current chunk, allocating a
-// chunk when it is used up: the first sized by recent decodes of the same
-// kind, each later one as large as the one before.
-func (d *decoder) newNode() *docNode {
-	if d.nnodes == len(d.nodes) {
-		n := len(d.nodes)
-		if n == 0 {
-			n = countEstimate(&nodeCounts, d.use, len(d.s))
-		}
-		d.nodes, d.nnodes = make([]docNode, n), 0
-	}
-	d.nnodes++
-	d.nodesUsed++
-	return &d.nodes[d.nnodes-1]
+// chunk hands out zero values of T from slices allocated a few at a
+// time: the first sized by recent decodes of the same kind (see
+// countEstimate), each later one as large as the one before.
+type chunk[T any] struct {
+	items []T
+	n     int // items[:n] are handed out
+	used  int // handed out over the decode, for noteCount
 }
+
+// take returns the next zero value of c, allocating a slice when the
+// current one is used up.
+func (c *chunk[T]) take(counts *[usePush + 1]atomic.Int32, use arenaUse, input int) *T {
+	if c.n == len(c.items) {
+		n := len(c.items)
+		if n == 0 {
+			n = countEstimate(counts, use, input)
+		}
+		c.items, c.n = make([]T, n), 0
+	}
+	c.n++
+	c.used++
+	return &c.items[c.n-1]
+}
+
+// newNode returns a zero docNode for a Contact with its link.
+func (d *decoder) newNode() *docNode { return d.nodes.take(&nodeCounts, d.use, len(d.s)) }
 
 // newLineage returns a zero Lineage for a minified link: d.spare, which
 // the contact being decoded was allocated with, if it is still free, or
-// one from the current chunk of links (see newNode).
+// one from the chunks of links.
 func (d *decoder) newLineage() *Lineage {
 	if l := d.spare; l != nil {
 		d.spare = nil
 		return l
 	}
-	if d.nlinks == len(d.links) {
-		n := len(d.links)
-		if n == 0 {
-			n = countEstimate(&linkCounts, d.use, len(d.s))
-		}
-		d.links, d.nlinks = make([]Lineage, n), 0
-	}
-	d.nlinks++
-	d.linksUsed++
-	return &d.links[d.nlinks-1]
+	return d.links.take(&linkCounts, d.use, len(d.s))
 }
