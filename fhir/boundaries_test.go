@@ -263,3 +263,33 @@ func TestReportedDateRange(t *testing.T) {
 		}
 	}
 }
+
+// TestSubjectIDTextNamed: a hydrated subject whose _id is no valid text is
+// a ConversionError naming patient._id or place._id on the report's paths.
+func TestSubjectIDTextNamed(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, place := range []bool{false, true} {
+		r := loadReport(t, "testdata/report_assessment_hydrated.json")
+		want := "patient._id"
+		if r.Patient == nil {
+			t.Fatal("the fixture has no hydrated patient")
+		}
+		bad := *r.Patient
+		bad.ID = "a\x01b"
+		r.Patient = &bad
+		if place {
+			bad.Type, bad.ContactType = "clinic", ""
+			r.Patient, r.Place, want = nil, &bad, "place._id"
+		}
+		errs := map[string]error{}
+		_, errs["Encounter"] = c.Encounter(r)
+		_, errs["ReportBundle"] = c.ReportBundle(r)
+		_, errs["appendReportBundle"] = c.appendReportBundle(nil, r)
+		for name, err := range errs {
+			var ce *ConversionError
+			if !errors.As(err, &ce) || ce.Field != want {
+				t.Errorf("place %v: %s: %v, want a ConversionError naming %s", place, name, err, want)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -324,8 +325,8 @@ func checkBundleReferences(t *testing.T, tx *Transaction) {
 
 // TestPlainDate: plainDate accepts exactly the dates time.Parse with
 // layout 2006-01-02 accepts (from year 1000), for every month and day
-// field of leap, common and century years, and refuses what is not a
-// date.
+// field of leap, common and century years, and for random strings of ten
+// bytes, and refuses what is not a date.
 func TestPlainDate(t *testing.T) {
 	accepted := 0
 	for _, year := range []string{"1000", "1600", "1900", "2000", "2023", "2024", "2100", "9999", "0999", "0000"} {
@@ -346,6 +347,23 @@ func TestPlainDate(t *testing.T) {
 	for _, s := range []string{"", "2024-01-1", "2024-01-011", "2024/01/01", "2024-0a-01", "+024-01-01", "2024-01-0 ", " 2024-01-01"[:10], "2024-1-01x"} {
 		if plainDate(s) {
 			t.Errorf("plainDate(%q) = true", s)
+		}
+	}
+	// Any other string of ten bytes: the same answer as time.Parse.
+	r := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "0123456789-+ /a\x00\xff"
+	b := make([]byte, 10)
+	for range 200_000 {
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+			if r.IntN(3) > 0 { // mostly the shape of a date
+				b[i] = "2024-02-29"[i]
+			}
+		}
+		s := string(b)
+		_, err := time.Parse("2006-01-02", s)
+		if want := err == nil && s[0] != '0'; plainDate(s) != want {
+			t.Fatalf("plainDate(%q) = %v, want %v", s, !want, want)
 		}
 	}
 	if accepted != 8*365+3*1 {

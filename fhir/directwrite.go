@@ -134,46 +134,18 @@ var hexPairs = func() (t [256][2]byte) {
 	return t
 }()
 
-// uuidText returns the canonical 36-character form of u (unrolled: it
-// runs for every resource written).
+// uuidText returns the canonical 36-character form of u.
 func uuidText(u [16]byte) (t [36]byte) {
-	var p [2]byte
-	p = hexPairs[u[0]]
-	t[0], t[1] = p[0], p[1]
-	p = hexPairs[u[1]]
-	t[2], t[3] = p[0], p[1]
-	p = hexPairs[u[2]]
-	t[4], t[5] = p[0], p[1]
-	p = hexPairs[u[3]]
-	t[6], t[7] = p[0], p[1]
-	t[8] = '-'
-	p = hexPairs[u[4]]
-	t[9], t[10] = p[0], p[1]
-	p = hexPairs[u[5]]
-	t[11], t[12] = p[0], p[1]
-	t[13] = '-'
-	p = hexPairs[u[6]]
-	t[14], t[15] = p[0], p[1]
-	p = hexPairs[u[7]]
-	t[16], t[17] = p[0], p[1]
-	t[18] = '-'
-	p = hexPairs[u[8]]
-	t[19], t[20] = p[0], p[1]
-	p = hexPairs[u[9]]
-	t[21], t[22] = p[0], p[1]
-	t[23] = '-'
-	p = hexPairs[u[10]]
-	t[24], t[25] = p[0], p[1]
-	p = hexPairs[u[11]]
-	t[26], t[27] = p[0], p[1]
-	p = hexPairs[u[12]]
-	t[28], t[29] = p[0], p[1]
-	p = hexPairs[u[13]]
-	t[30], t[31] = p[0], p[1]
-	p = hexPairs[u[14]]
-	t[32], t[33] = p[0], p[1]
-	p = hexPairs[u[15]]
-	t[34], t[35] = p[0], p[1]
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			t[j] = '-'
+			j++
+		}
+		p := hexPairs[b]
+		t[j], t[j+1] = p[0], p[1]
+		j += 2
+	}
 	return t
 }
 

@@ -159,8 +159,9 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 		s.place = path == "place_id" || path == "fields.place_id"
 		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
 	}
-	if textProblem(s.id) != "" {
-		return s, checkText(r.ID, field+"._id", s.id)
+	if err := checkText(r.ID, field, s.id); err != nil {
+		err.Field += "._id" // named only on error: this runs for every report
+		return s, err
 	}
 	rt := "Patient"
 	if h := s.hydrated; h != nil && h.Hydrated() {
