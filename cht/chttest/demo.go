@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"slices"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
 //go:embed testdata/demo-hierarchy.json
@@ -37,6 +39,21 @@ var DemoContactTypes = []ContactType{
 	{ID: "chw_area", Parents: []string{"health_center"}},
 	{ID: "household", Parents: []string{"chw_area"}},
 	{ID: "person", Parents: []string{"district_hospital", "health_center", "chw_area", "household"}, Person: true},
+}
+
+// DemoTypes returns DemoContactTypes as a mediator loads them from the
+// demo server's app settings (cht.Client.ContactTypes): the value for
+// fhir.Config.ContactTypes in tests against NewDemoServer.
+func DemoTypes() cht.ContactTypes {
+	settings, err := json.Marshal(map[string]any{"contact_types": DemoContactTypes})
+	if err != nil {
+		panic("chttest: demo contact types: " + err.Error())
+	}
+	types, err := cht.ParseContactTypes(settings)
+	if err != nil {
+		panic("chttest: demo contact types: " + err.Error())
+	}
+	return types
 }
 
 // DemoForms are JSON forms matching the demo: HEIGHT_WEIGHT (the

@@ -1,8 +1,10 @@
 package chttest_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -56,5 +58,30 @@ func TestCloseEndsLongpoll(t *testing.T) {
 	// for the whole minute-long longpoll.
 	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("Close waited %v for the longpoll", d)
+	}
+}
+
+// TestDemoTypesAsLoaded: DemoTypes is what cht.Client.ContactTypes loads
+// from the demo server, and it tells the demo's people from its places.
+func TestDemoTypesAsLoaded(t *testing.T) {
+	srv := chttest.NewDemoServer()
+	t.Cleanup(srv.Close)
+	client, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := client.ContactTypes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := chttest.DemoTypes()
+	if !reflect.DeepEqual(got.Types(), loaded.Types()) {
+		t.Fatalf("DemoTypes() = %+v, the server's settings give %+v", got.Types(), loaded.Types())
+	}
+	for id, person := range map[string]bool{"person": true, "household": false, "chw_area": false, "district_hospital": false} {
+		if got.IsPerson(id) != person || got.IsPlace(id) == person {
+			t.Errorf("%s: IsPerson %v, IsPlace %v; want a person: %v", id, got.IsPerson(id), got.IsPlace(id), person)
+		}
 	}
 }

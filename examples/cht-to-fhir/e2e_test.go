@@ -60,7 +60,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	// other tests' on the shared FHIR server.
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://" + suffix + ".cht.example.org", Mapping: fhir.DefaultMapping()})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://" + suffix + ".cht.example.org", Mapping: fhir.DefaultMapping()})
 	require.NoError(t, err)
 	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: viaProxy.String(), HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	require.NoError(t, err)

@@ -89,7 +89,7 @@ func newBridge(t testing.TB, bc bridgeConfig) (http.Handler, *fhir.Converter) {
 	if instance == "" {
 		instance = bc.CHTURL
 	}
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instance, Mapping: mapping})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instance, Mapping: mapping})
 	require.NoError(t, err)
 	hc := &http.Client{Transport: mediator.Transport(nil)}
 	if bc.CHTClient != nil {

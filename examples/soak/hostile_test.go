@@ -63,7 +63,7 @@ func serveHostile(t *testing.T) map[string]string {
 
 	// fhir-to-cht, wired as examples/fhir-to-cht/main.go does: the
 	// mediator's own refusals are OperationOutcomes too.
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping(),
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoCHWAreaID}})
 	require.NoError(t, err)
 	client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})

@@ -206,7 +206,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 
 	// The backfill, with the wrong and then the right FHIR password.
 	mapping := fhir.DefaultMapping()
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	for _, pw := range []struct{ cht, fhir string }{{chtWrong, fhirSecret}, {chtSecret, fhirWrong}, {chtSecret, fhirSecret}} {
 		client, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chtUser, Password: string(pw.cht), Logger: logger,

@@ -60,7 +60,7 @@ func newEnv(t testing.TB, households int) *env {
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 	require.NoError(t, err)
 	mapping := fhir.DefaultMapping()
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: chtSrv.URL, Mapping: mapping})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: chtSrv.URL, Mapping: mapping})
 	require.NoError(t, err)
 	return &env{cht: chtSrv, fhir: fhirSrv, stats: stats, docs: len(chtSrv.Docs()), cfg: backfill.Config{
 		CHT: client, Converter: conv, FHIR: fhirClient(t, fhirSrv.URL),

@@ -37,7 +37,7 @@ func TestE2EBackfillRealFHIR(t *testing.T) {
 	mapping := fhir.DefaultMapping()
 	// Identifiers unique to this run: the instance URL names them.
 	instance := fmt.Sprintf("https://backfill%d.cht.example.org", time.Now().UnixNano())
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instance, Mapping: mapping})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instance, Mapping: mapping})
 	require.NoError(t, err)
 	hc := &http.Client{Timeout: 30 * time.Second}
 	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: base, MaxRetries: -1})

@@ -61,7 +61,7 @@ func (n *namedCalls) take() []string {
 
 func converter(t *testing.T) *fhir.Converter {
 	t.Helper()
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping()})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping()})
 	require.NoError(t, err)
 	return conv
 }

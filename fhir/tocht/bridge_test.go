@@ -48,7 +48,7 @@ func newRig(t testing.TB, configure ...func(*tocht.Config)) *rig {
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID, TaskForm: "INTEROP_FOLLOW_UP",
 			ObservationForm: "HEIGHT_WEIGHT"}})
 	require.NoError(t, err)
@@ -606,7 +606,7 @@ func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: instanceURL})
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instanceURL})
 	require.NoError(t, err)
 	c, err := cht.New(cht.Config{URL: "http://127.0.0.1:1"})
 	require.NoError(t, err)

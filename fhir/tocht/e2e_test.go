@@ -60,7 +60,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	conv, err := fhir.New(fhir.Config{ContactTypes: demoTypes(t), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping(),
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
 	require.NoError(t, err)
 	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
