@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -182,7 +184,8 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
 // subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
 // with 412; pushing the report again merges with the new version. A report without the Task id,
-// or with an outcome not listed, is a *[ConversionError] naming the field.
+// with an outcome not listed, or naming a Task (or ServiceRequest) that rd answers is not found
+// or gone (a *[ServerError] with status 404 or 410), is a *[ConversionError] naming the field.
 func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.Report,
 	rd interface {
 		Read(ctx context.Context, resourceType, id string, out any) error
@@ -213,11 +216,21 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		return fmt.Errorf("fhir: close referral: the transaction of report %s has no Encounter", r.ID)
 	}
 	task, err := readRaw(ctx, rd, "Task", fu.task)
+	if notFound(err) {
+		// The report names a Task the server does not have: the
+		// report is at fault, not the server, and retrying the same
+		// report cannot succeed until that Task exists.
+		return &ConversionError{DocID: r.ID, Field: "fields." + f.Task, Value: fu.task,
+			Reason: "the FHIR server has no Task with this id", Err: err}
+	}
 	if err != nil {
 		return err
 	}
+	srField := "" // the report's field the ServiceRequest id came from
 	if fu.serviceRequest == "" {
 		fu.serviceRequest = requestOf(task)
+	} else {
+		srField = "fields." + f.ServiceRequest
 	}
 	if fu.serviceRequest != "" {
 		ref := "ServiceRequest/" + fu.serviceRequest
@@ -236,6 +249,10 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 	}
 	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && fu.serviceRequest != "" {
 		sr, err := readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)
+		if notFound(err) && srField != "" {
+			return &ConversionError{DocID: r.ID, Field: srField, Value: fu.serviceRequest,
+				Reason: "the FHIR server has no ServiceRequest with this id", Err: err}
+		}
 		if err != nil {
 			return err
 		}
@@ -264,6 +281,13 @@ func readRaw(ctx context.Context, rd interface {
 		return nil, fmt.Errorf("fhir: close referral: %s/%s is not a %s resource", typ, id, typ)
 	}
 	return m, nil
+}
+
+// notFound reports whether err is the server's answer that the resource
+// read does not exist (404) or was deleted (410).
+func notFound(err error) bool {
+	var se *ServerError
+	return errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone)
 }
 
 // requestOf returns the id of the ServiceRequest a Task is based on (basedOn, else focus).

@@ -38,8 +38,8 @@ func (r restReader) Read(ctx context.Context, typ, id string, out any) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s/%s: %d %s", typ, id, resp.StatusCode, b)
+	if resp.StatusCode != http.StatusOK { // as fhir.Client.Read answers
+		return &fhir.ServerError{StatusCode: resp.StatusCode, Entry: -1, Reason: string(b)}
 	}
 	return json.Unmarshal(b, out)
 }
@@ -281,6 +281,9 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 			{l.report("r5", "", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r6", "Task/bad id!", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r7", taskID, "maybe", t0), "fields.follow_up.outcome"},
+			// A Task the server does not have: the report's fault, so
+			// 4xx rather than an upstream failure retried for ever.
+			{l.report("r8", "no-such-task-"+l.tag, "met", t0), "fields.inputs.fhir_task"},
 		} {
 			tx, err := l.conv.ReportBundle(tt.r)
 			if err != nil {

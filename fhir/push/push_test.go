@@ -380,3 +380,38 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestFollowUpOfAnUnknownTaskIs422: a follow-up report naming a Task the
+// FHIR server does not have is the report's fault: 422 naming the field,
+// every time, and nothing written; not a 502 that blames the server and
+// is retried for ever.
+func TestFollowUpOfAnUnknownTaskIs422(t *testing.T) {
+	m := fhir.DefaultMapping()
+	for i := range m.Forms {
+		if m.Forms[i].Form == "interop_follow_up" {
+			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", Outcome: "follow_up.outcome", Done: []string{"met"}}
+		}
+	}
+	require.NoError(t, m.Validate())
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org", Mapping: m})
+	require.NoError(t, err)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	h, err := push.New(push.Config{Converter: conv, FHIR: fc})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	body := `{"doc":{"_id":"r1","type":"data_record","form":"interop_follow_up","reported_date":1700000000000,
+	  "fields":{"patient_uuid":"` + chttest.DemoPatientID + `","inputs":{"fhir_task":"no-such-task"},"follow_up":{"outcome":"met"}}}}`
+	for range 2 {
+		resp, err := http.Post(srv.URL+push.OutboundPath, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		answer := string(readAll(t, resp))
+		assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, answer)
+		assert.Contains(t, answer, "fields.inputs.fhir_task")
+	}
+	assert.Empty(t, fhirSrv.Counts(), "nothing is written for a report that cannot be converted")
+}
