@@ -73,9 +73,9 @@ func TestPrintCHTOutbound(t *testing.T) {
 	reports := doc.Outbound["cht_to_fhir_reports"]
 	assert.Equal(t, "https://openhim.example.org:5000", reports.Destination.BaseURL)
 	assert.Equal(t, "/cht/outbound", reports.Destination.Path)
-	assert.Contains(t, reports.RelevantTo, `"HEIGHT_WEIGHT"`, "every mapped form is relevant")
+	assert.Contains(t, reports.RelevantTo, `"height_weight"`, "every mapped form is relevant, matched ignoring case")
 	assert.Equal(t, map[string]string{"doc": "doc"}, reports.Mapping)
-	assert.Contains(t, doc.Outbound, "cht_to_fhir_people")
+	assert.Contains(t, doc.Outbound, "cht_to_fhir_contacts")
 	// The push authenticates as a client whose ID is not a role: core 4.x-8.x
 	// refuses such a client with 409 (openhim-core src/api/clients.js addClient).
 	assert.Equal(t, clientID, reports.Destination.Auth.Username)

@@ -2,6 +2,7 @@ package push
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,10 +12,16 @@ import (
 
 // Outbound is the app_settings.outbound configuration that makes CHT push
 // what a [Handler] converts: every report of a form of mapping, and every
-// person, as whole documents ({"doc": doc}) to channelURL, the URL the
-// handler's [OutboundPath] is reached at (an OpenHIM channel). CHT
+// contact (people and places, of the legacy types or of the app's
+// contact_types), as whole documents ({"doc": doc}) to channelURL, the URL
+// the handler's [OutboundPath] is reached at (an OpenHIM channel). CHT
 // authenticates as user, with the password it keeps under passwordKey
 // (outbound.NewDestination).
+//
+// Forms are matched ignoring case, as the converter matches them (records
+// API forms are stored upper-case, XForms lower-case). Contacts are
+// matched by document type rather than by contact type, since a
+// configurable hierarchy names its person types freely (c_chw, patient...).
 func Outbound(channelURL, user, passwordKey string, mapping *fhir.Mapping) (outbound.Config, error) {
 	dest, err := outbound.NewDestination(channelURL, user, passwordKey)
 	if err != nil {
@@ -22,18 +29,26 @@ func Outbound(channelURL, user, passwordKey string, mapping *fhir.Mapping) (outb
 	}
 	forms := make([]string, 0, len(mapping.Forms))
 	for _, f := range mapping.Forms {
-		forms = append(forms, strconv.Quote(f.Form))
+		if q := strconv.Quote(strings.ToLower(f.Form)); !slices.Contains(forms, q) {
+			forms = append(forms, q)
+		}
 	}
 	return outbound.Config{
 		"cht_to_fhir_reports": {
-			RelevantTo:  fmt.Sprintf("doc.type === 'data_record' && [%s].includes(doc.form)", strings.Join(forms, ", ")),
+			RelevantTo: fmt.Sprintf("doc.type === 'data_record' && typeof doc.form === 'string' && [%s].includes(doc.form.toLowerCase())",
+				strings.Join(forms, ", ")),
 			Destination: dest,
 			Mapping:     outbound.DocMapping(),
 		},
-		"cht_to_fhir_people": {
-			RelevantTo:  "doc.type === 'person' || (doc.type === 'contact' && doc.contact_type === 'person')",
+		"cht_to_fhir_contacts": {
+			RelevantTo:  contactDocTypes,
 			Destination: dest,
 			Mapping:     outbound.DocMapping(),
 		},
 	}, nil
 }
+
+// contactDocTypes is the relevant_to of contacts: the document types of
+// contacts in cht-core (shared-libs/contact-types-utils: the legacy
+// HARDCODED_TYPES, and "contact" for the types of contact_types).
+const contactDocTypes = "['contact', 'person', 'clinic', 'health_center', 'district_hospital'].includes(doc.type)"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 
@@ -18,11 +19,12 @@ import (
 
 // The outbound block makes CHT push what the handler converts: chttest's
 // pusher runs relevant_to and the mapping as CHT does (JavaScript over the
-// documents of the demo app) and sends the mapped reports and the people,
-// whole, and nothing else.
-func TestOutboundPushesMappedReportsAndPeople(t *testing.T) {
+// documents of the demo app) and sends the mapped reports, whatever the
+// case of their form code (the converter ignores it), and every contact,
+// people and places, whatever its contact type is called; nothing else.
+func TestOutboundPushesMappedReportsAndContacts(t *testing.T) {
 	var mu sync.Mutex
-	got := map[string]int{} // type or form → pushes
+	got := map[string]int{} // form, contact type or type → pushes
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p struct {
 			Doc struct {
@@ -51,6 +53,21 @@ func TestOutboundPushesMappedReportsAndPeople(t *testing.T) {
 	cht := chttest.NewDemoServer()
 	defer cht.Close()
 	cht.SetCredential("openhim_cht_to_fhir", "pw")
+	for _, doc := range []map[string]any{
+		// A records-API report stores its form code upper-case; the
+		// default mapping names it lower-case.
+		{"_id": "upper-form", "type": "data_record", "form": "INTEROP_FOLLOW_UP", "reported_date": 1700000000000,
+			"fields": map[string]any{"patient_uuid": chttest.DemoPatientID}},
+		{"_id": "unmapped-form", "type": "data_record", "form": "not_in_the_mapping", "reported_date": 1700000000000},
+		// A person type of a configurable hierarchy not called person.
+		{"_id": "c-patient", "type": "contact", "contact_type": "c_patient", "name": "Ann",
+			"parent": map[string]any{"_id": chttest.DemoHouseholdID}},
+		{"_id": "legacy-clinic", "type": "clinic", "name": "Legacy clinic"},
+		{"_id": "not-a-contact", "type": "user-settings", "name": "Ann"},
+	} {
+		_, err := cht.PutDoc(doc)
+		require.NoError(t, err)
+	}
 
 	oc, err := push.Outbound(rcv.URL+push.OutboundPath, "cht-outbound", "openhim_cht_to_fhir", fhir.DefaultMapping())
 	require.NoError(t, err)
@@ -66,10 +83,14 @@ func TestOutboundPushesMappedReportsAndPeople(t *testing.T) {
 		_, err = p.Sync(context.Background())
 		require.NoError(t, err)
 	}
-	assert.Positive(t, got["HEIGHT_WEIGHT"], "a mapped form: %v", got)
-	assert.Positive(t, got["person"], "people: %v", got)
+	for _, k := range []string{"HEIGHT_WEIGHT", "INTEROP_FOLLOW_UP", "person", "household", "chw_area", "health_center",
+		"district_hospital", "c_patient", "clinic"} {
+		assert.Positive(t, got[k], "%s is pushed: %v", k, got)
+	}
 	for k := range got {
-		if _, mapped := fhir.DefaultMapping().Form(k); k != "person" && !mapped {
+		_, mapped := fhir.DefaultMapping().Form(k)
+		if !mapped && !chttest.DemoTypes().IsPerson(k) && !chttest.DemoTypes().IsPlace(k) &&
+			!slices.Contains([]string{"clinic", "health_center", "district_hospital"}, k) && k != "c_patient" {
 			t.Errorf("pushed %q, which the handler does not convert (%v)", k, got)
 		}
 	}
