@@ -24,16 +24,16 @@
 // document and retries it every 5 minutes, forever and silently (see
 // [cht.OutboundTask]). A [Watch] reads that queue with
 // [cht.Client.OutboundQueue] (a CHT administrator's credentials are needed)
-// when Prometheus scrapes it or a readiness probe asks, reusing one read for
-// WatchConfig.CacheFor:
+// when Prometheus scrapes it, reusing one read for WatchConfig.CacheFor:
 //
 //	cht_outbound_queue_up                           1 when the last read of the queue succeeded
 //	cht_outbound_queue_tasks                        documents with pushes waiting
 //	cht_outbound_queue_pushes{destination="<push>"} pushes waiting per destination (each failed at least once)
 //	cht_outbound_queue_oldest_failure_age_seconds   age of the oldest waiting push, 0 when none
 //
-// Register it with the mediator's registry and add [Watch.Ready] as a
-// readiness check:
+// Register it with the mediator's registry. It is not a readiness check: a
+// mediator taken out of service while pushes to it fail would never receive
+// the retries that empty the queue.
 //
 //	w := outbound.NewWatch(chtClient, outbound.WatchConfig{})
 //	reg.MustRegister(w)

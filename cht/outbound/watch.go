@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -12,11 +11,8 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
-// Defaults of [WatchConfig].
-const (
-	defaultMaxAge   = 30 * time.Minute
-	defaultCacheFor = 15 * time.Second
-)
+// defaultCacheFor is WatchConfig.CacheFor's default.
+const defaultCacheFor = 15 * time.Second
 
 // Queue reads CHT's outbound queue; [cht.Client] implements it.
 type Queue interface {
@@ -25,9 +21,6 @@ type Queue interface {
 
 // WatchConfig configures a [Watch]. The zero value is ready to use.
 type WatchConfig struct {
-	// MaxAge is how long the oldest waiting push may have been failing before [Watch.Ready]
-	// reports an error; 0 means 30 minutes (six of Sentinel's 5-minute retries).
-	MaxAge time.Duration
 	// CacheFor is how long one read of the queue serves scrapes and readiness checks; 0 means
 	// 15 s.
 	CacheFor time.Duration
@@ -37,8 +30,11 @@ type WatchConfig struct {
 	Now func() time.Time
 }
 
-// Watch is a prometheus.Collector of CHT's outbound queue and a readiness check. It is safe for
-// concurrent use.
+// Watch is a prometheus.Collector of CHT's outbound queue. It is safe for concurrent use.
+//
+// It is deliberately not a readiness check: pushes that keep failing are what an alert is for (see
+// the package documentation), and a mediator taken out of service because they fail could never
+// receive the retries that would empty the queue.
 type Watch struct {
 	q   Queue
 	cfg WatchConfig
@@ -53,9 +49,6 @@ type Watch struct {
 
 // NewWatch returns a Watch reading q.
 func NewWatch(q Queue, cfg WatchConfig) *Watch {
-	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = defaultMaxAge
-	}
 	if cfg.CacheFor <= 0 {
 		cfg.CacheFor = defaultCacheFor
 	}
@@ -143,24 +136,4 @@ func (w *Watch) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(w.pushes, prometheus.GaugeValue, float64(s.byDest[d]), d)
 	}
 	ch <- prometheus.MustNewConstMetric(w.oldest, prometheus.GaugeValue, s.oldest.Seconds())
-}
-
-// Ready reports an error when the queue cannot be read or its oldest push has been failing for
-// longer than WatchConfig.MaxAge, naming the destinations; nil otherwise. Use it as a readiness check
-// detail: CHT's pushes to this mediator, or the mediator's own upstream, keep failing.
-func (w *Watch) Ready(ctx context.Context) error {
-	tasks, now, err := w.read(ctx)
-	if err != nil {
-		return fmt.Errorf("CHT outbound queue unreadable: %w", err)
-	}
-	s := summarize(tasks, now)
-	if s.oldest <= w.cfg.MaxAge {
-		return nil
-	}
-	dests := make([]string, 0, len(s.byDest))
-	for d, n := range s.byDest {
-		dests = append(dests, fmt.Sprintf("%s: %d", d, n))
-	}
-	slices.Sort(dests)
-	return fmt.Errorf("CHT outbound pushes failing for %s (over %s): %v", s.oldest.Round(time.Second), w.cfg.MaxAge, dests)
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,9 +32,10 @@ type Settings struct {
 	FHIR              settings.Endpoint `mapstructure:"fhir"`       // the FHIR server, or a channel in front of it
 	MappingFile       string            `mapstructure:"mapping_file"`
 	SkipUnmappedForms bool              `mapstructure:"skip_unmapped_forms"` // 200 instead of 422
-	// OutboundWatch, when set, exports CHT's outbound queue at /metrics and fails /readyz once a
-	// push has kept failing this long; cht.username must then be a CHT administrator.
-	OutboundWatch time.Duration `mapstructure:"outbound_watch"`
+	// OutboundMetrics exports CHT's outbound queue at /metrics (alert on it); cht.username must
+	// then be a CHT administrator. It is not part of /readyz: a mediator taken out of service
+	// while pushes to it fail would never receive the retries that empty the queue.
+	OutboundMetrics bool `mapstructure:"outbound_metrics"`
 }
 
 // Validate checks the settings; errors name the key.
@@ -136,14 +136,12 @@ func definition(s Settings) (openhim.Definition, error) {
 // in openhim-core's src/api/clients.js).
 const clientRole, clientID = "cht", "cht-outbound"
 
-// watchOutbound exports CHT's outbound queue at /metrics and adds it to the
-// /readyz check (docs/referral-loop.md has the alert rule).
+// watchOutbound exports CHT's outbound queue at /metrics (docs/referral-loop.md
+// has the alert rule).
 func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
-	if s.OutboundWatch > 0 && c != nil {
-		w := outbound.NewWatch(c, outbound.WatchConfig{MaxAge: s.OutboundWatch})
+	if s.OutboundMetrics && c != nil {
 		cfg.Registry = prometheus.NewRegistry()
-		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), w)
-		contactTypes := cfg.ReadyCheck
-		cfg.ReadyCheck = func(ctx context.Context) error { return settings.Errors{contactTypes(ctx), w.Ready(ctx)}.Err() }
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			outbound.NewWatch(c, outbound.WatchConfig{}))
 	}
 }

@@ -10,14 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
@@ -274,4 +277,44 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	require.Contains(t, logs.String(), "https://cht.test.example")
 	require.Contains(t, logs.String(), "https://fhir.test.example/fhir")
 	require.NotContains(t, logs.String(), "fhir-secret-pw")
+}
+
+// outbound_metrics exports CHT's outbound retry queue at /metrics and
+// leaves /readyz alone: a push that keeps failing must not take the
+// mediator out of service, or its retries could never get through.
+func TestOutboundMetricsAreNotReadiness(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(failing.Close)
+	long := time.Now().Add(-24 * time.Hour) // a push failing for a day
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "cht_to_fhir_contacts", URL: failing.URL,
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: func() time.Time { return long }})
+	require.NoError(t, err)
+	_, err = p.PushID(context.Background(), chttest.DemoPatientID)
+	require.Error(t, err, "the push fails and is queued")
+
+	c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	require.NoError(t, err)
+	cfg := mediator.Config{ReadyCheck: func(context.Context) error { return nil }}
+	watchOutbound(Settings{OutboundMetrics: true}, c, &cfg)
+	require.NotNil(t, cfg.Registry)
+	mfs, err := cfg.Registry.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if len(mf.GetMetric()) > 0 && mf.GetMetric()[0].GetGauge() != nil {
+			got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	assert.Equal(t, 1.0, got["cht_outbound_queue_up"])
+	assert.Equal(t, 1.0, got["cht_outbound_queue_tasks"])
+	assert.Greater(t, got["cht_outbound_queue_oldest_failure_age_seconds"], (23 * time.Hour).Seconds())
+	assert.NoError(t, cfg.ReadyCheck(context.Background()), "a failing push does not make the mediator unready")
+
+	cfg = mediator.Config{}
+	watchOutbound(Settings{}, c, &cfg)
+	assert.Nil(t, cfg.Registry, "off by default")
 }
