@@ -18,8 +18,13 @@ import (
 // [Pending] refuses while the app's contact types are not read.
 var ErrContactTypesUnread = errors.New("push: the app's contact types (app_settings.contact_types) are not read from CHT yet")
 
-// retryInterval is the least time between two reads of the contact types.
-const retryInterval = 5 * time.Second
+// retryInterval is the least time between two reads of the contact types
+// while none have been read; refreshInterval the time after which types
+// read are read again.
+const (
+	retryInterval   = 5 * time.Second
+	refreshInterval = 5 * time.Minute
+)
 
 // Pending is the [Handler] of a mediator that reads the app's contact types
 // (app_settings.contact_types, with GET /api/v1/settings) from CHT before it
@@ -28,15 +33,20 @@ const retryInterval = 5 * time.Second
 // error naming the cause (CHT keeps the push and sends it again) and Ready
 // fails (a mediator's /readyz through mediator.Config.ReadyCheck). A failed
 // read is tried again on the next push or readiness check, at most every
-// 5 s. It is safe for concurrent use.
+// 5 s. Types read from CHT are read again every 5 minutes, by the first push
+// after that time, so that a contact type added to the app is converted
+// without a restart (CHT retries a refused push every 5 minutes); while a
+// new read fails, the types read before stay in use. It is safe for
+// concurrent use.
 type Pending struct {
 	conv    fhir.Config
 	cfg     Config
 	log     *slog.Logger
 	handler atomic.Pointer[Handler]
 	retry   time.Duration // retryInterval; shorter in tests
+	refresh time.Duration // refreshInterval; shorter in tests
 	mu      sync.Mutex    // held while reading
-	last    time.Time
+	last    time.Time     // of the last read, or attempt
 	lastErr error
 }
 
@@ -57,7 +67,7 @@ func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pending{conv: conv, cfg: cfg, log: cfg.Logger, retry: retryInterval}
+	p := &Pending{conv: conv, cfg: cfg, log: cfg.Logger, retry: retryInterval, refresh: refreshInterval}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -90,7 +100,8 @@ func (p *Pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // get returns the handler, reading the contact types if they are due.
 func (p *Pending) get() (*Handler, error) {
 	if h := p.handler.Load(); h != nil {
-		return h, nil
+		p.refreshIfDue()
+		return p.handler.Load(), nil
 	}
 	if !p.mu.TryLock() { // another request is reading them
 		return nil, fmt.Errorf("%w: reading them", ErrContactTypesUnread)
@@ -102,24 +113,11 @@ func (p *Pending) get() (*Handler, error) {
 	if p.lastErr != nil && time.Since(p.last) < p.retry {
 		return nil, p.lastErr
 	}
-	p.last = time.Now()
-	// The read is not the request's work: it is neither cancelled with the
-	// request nor recorded as one of its orchestrations.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	types, err := p.cfg.CHT.ContactTypes(ctx)
+	h, n, err := p.read()
 	if err == nil {
-		conv := p.conv
-		conv.ContactTypes = types
-		cfg := p.cfg
-		if cfg.Converter, err = fhir.New(conv); err == nil {
-			var h *Handler
-			if h, err = New(cfg); err == nil {
-				p.handler.Store(h)
-				p.log.Info("read the app's contact types from CHT; taking pushes", "contact_types", len(types.Types()))
-				return h, nil
-			}
-		}
+		p.lastErr = nil
+		p.log.Info("read the app's contact types from CHT; taking pushes", "contact_types", n)
+		return h, nil
 	}
 	if p.lastErr == nil {
 		p.log.Warn("cannot read the app's contact types from CHT; pushes are answered 503 until they are read",
@@ -127,4 +125,62 @@ func (p *Pending) get() (*Handler, error) {
 	}
 	p.lastErr = fmt.Errorf("%w: %w", ErrContactTypesUnread, err)
 	return nil, p.lastErr
+}
+
+// refreshIfDue reads the contact types again when those in use were read
+// from CHT over p.refresh ago and no other request is reading them. A
+// failed read keeps the types in use and is tried again after p.retry.
+func (p *Pending) refreshIfDue() {
+	if !p.fromCHTLoaded() || !p.mu.TryLock() {
+		return
+	}
+	defer p.mu.Unlock()
+	due := p.refresh
+	if p.lastErr != nil {
+		due = p.retry
+	}
+	if time.Since(p.last) < due {
+		return
+	}
+	if _, _, err := p.read(); err != nil {
+		if p.lastErr == nil {
+			p.log.Warn("cannot read the app's contact types from CHT again; converting with those read before",
+				"err", err, "retry_every", p.retry.String())
+		}
+		p.lastErr = err
+		return
+	}
+	p.lastErr = nil
+}
+
+// fromCHTLoaded reports whether the handler in use has contact types read
+// from CHT (not given in the configuration).
+func (p *Pending) fromCHTLoaded() bool {
+	return p.cfg.CHT != nil && len(p.conv.ContactTypes.Types()) == 0
+}
+
+// read reads the contact types from CHT and, when they are read, stores a
+// handler converting with them. p.mu is held.
+func (p *Pending) read() (*Handler, int, error) {
+	p.last = time.Now()
+	// The read is not the request's work: it is neither cancelled with the
+	// request nor recorded as one of its orchestrations.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	types, err := p.cfg.CHT.ContactTypes(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	conv := p.conv
+	conv.ContactTypes = types
+	cfg := p.cfg
+	if cfg.Converter, err = fhir.New(conv); err != nil {
+		return nil, 0, err
+	}
+	h, err := New(cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	p.handler.Store(h)
+	return h, len(types.Types()), nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +114,60 @@ func TestNewPending(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Contact types read from CHT are read again after the refresh interval, so
+// a contact type added to the app is converted without a restart; a failed
+// new read keeps the types read before.
+func TestPendingRefreshesTheContactTypes(t *testing.T) {
+	var mu sync.Mutex
+	settings := `{"contact_types":[{"id":"c_area"},{"id":"c_patient","person":true,"parents":["c_area"]}]}`
+	failing := false
+	chtSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/api/v1/settings" || failing {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, settings)
+	}))
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: "u", Password: "p", MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	p, err := NewPending(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping()},
+		Config{FHIR: fhirClient, CHT: chtClient})
+	require.NoError(t, err)
+	p.retry, p.refresh = time.Millisecond, 50*time.Millisecond
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	post := func(contactType string) int {
+		body := `{"doc":{"_id":"` + contactType + `-1","type":"contact","contact_type":"` + contactType + `","name":"Ann"}}`
+		resp, err := http.Post(srv.URL+OutboundPath, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	require.Equal(t, http.StatusOK, post("c_patient"))
+	require.Equal(t, http.StatusUnprocessableEntity, post("c_chw"), "not a contact type of the app yet")
+
+	mu.Lock()
+	settings = `{"contact_types":[{"id":"c_area"},{"id":"c_patient","person":true,"parents":["c_area"]},` +
+		`{"id":"c_chw","person":true,"parents":["c_area"]}]}`
+	mu.Unlock()
+	assert.Eventually(t, func() bool { return post("c_chw") == http.StatusOK }, 5*time.Second, 20*time.Millisecond,
+		"the added contact type is converted once the types are read again")
+
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	time.Sleep(2 * p.refresh) // due again; the read fails
+	assert.Equal(t, http.StatusOK, post("c_chw"), "a failed new read keeps the types read before")
+	assert.NoError(t, p.Ready(context.Background()))
 }
