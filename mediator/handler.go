@@ -3,12 +3,14 @@ package mediator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // handlerConfig is what a transaction needs from its Mediator.
@@ -298,6 +300,24 @@ func (c *captureWriter) finish() {
 		}
 		return
 	}
+	if !utf8.Valid(c.buf.Bytes()) {
+		// An envelope body is a JSON string: invalid bytes would become
+		// U+FFFD and a compressed or binary answer would reach core's
+		// client corrupted, as a success.
+		c.rec.write(c.w, c.rec.errorEnvelope(notTextError(code, c.h), ""))
+		return
+	}
 	env := c.rec.envelope(code, c.h, c.buf.Bytes(), "", nil, nil, nil)
 	c.rec.write(c.w, env)
+}
+
+// notTextError is the 502 of a plain handler whose answer is not UTF-8
+// text, which an envelope cannot carry. It names the status the handler
+// answered: the work behind it may have been done.
+func notTextError(code int, h http.Header) error {
+	msg := fmt.Sprintf("mediator: handler answered %d with a body that is not UTF-8 text, which an OpenHIM envelope cannot carry", code)
+	if ce := h.Get("Content-Encoding"); ce != "" {
+		msg += fmt.Sprintf(" (Content-Encoding %q: do not forward Accept-Encoding upstream)", ce)
+	}
+	return &StatusError{StatusCode: http.StatusBadGateway, Err: errors.New(msg)}
 }

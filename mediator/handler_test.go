@@ -1,0 +1,79 @@
+package mediator
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func gzipped(t *testing.T, s string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, err := io.WriteString(zw, s)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return b.Bytes()
+}
+
+// An envelope's body is a JSON string: a plain handler's answer that is not
+// UTF-8 text (a compressed or binary upstream body) cannot be carried, and
+// is answered 502 Failed naming the status the handler answered, not as a
+// success with U+FFFD in place of its bytes.
+func TestPlainHandlerBodyNotUTF8Fails(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int
+		header   map[string]string
+		body     []byte
+		wantCode int
+		want     string // in error.message, or the body when wantCode is 2xx
+	}{
+		{"gzip", 200, map[string]string{"Content-Encoding": "gzip", "Content-Type": "application/json"},
+			gzipped(t, `{"resourceType":"Patient"}`), 502, `Content-Encoding "gzip"`},
+		{"binary created", 201, map[string]string{"Content-Type": "application/octet-stream"},
+			[]byte{0x00, 0xff, 0xfe, 'x'}, 502, "answered 201"},
+		{"cut in a rune", 404, nil, []byte("caf\xc3"), 502, "not UTF-8 text"},
+		{"text", 200, map[string]string{"Content-Type": "text/plain"}, []byte("café ✓"), 200, "café ✓"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.code)
+				_, _ = w.Write(tt.body)
+			})
+			_, base := startMediator(t, Config{Handler: h})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			require.Equal(t, tt.wantCode, env.Response.Status, "body %q", env.Response.Body)
+			if tt.wantCode != 502 {
+				assert.Equal(t, StatusSuccessful, env.Status)
+				assert.Equal(t, tt.want, env.Response.Body)
+				return
+			}
+			assert.Equal(t, StatusFailed, env.Status)
+			require.NotNil(t, env.Error)
+			assert.Contains(t, env.Error.Message, tt.want)
+			assert.NotContains(t, env.Response.Body, "\uFFFD")
+			assert.NotContains(t, strings.ToLower(strings.Join(keys(env.Response.Headers), ",")), "content-encoding")
+		})
+	}
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
