@@ -267,3 +267,36 @@ func TestAsyncPendingOnCore8(t *testing.T) {
 	assert.Equal(t, StatusPendingAsync, res.Status)
 	assert.JSONEq(t, `{"status":"Pending Async","transactionId":"tx-8"}`, string(res.Body))
 }
+
+// An orchestration added with AddOrchestration is copied: the request's
+// envelope and the async run's update each normalize (and may cut) their
+// own, on two goroutines, and the caller's Response is left as it was.
+// Under -race, a shared Response is reported.
+func TestAsyncManualOrchestrationNotShared(t *testing.T) {
+	var mu sync.Mutex
+	var added []*Response
+	h := HandlerFunc(func(r *Request) (*Result, error) {
+		resp := &Response{Status: 200, Headers: map[string]string{"X-Queue": "q"}, Body: "queued"}
+		mu.Lock()
+		added = append(added, resp)
+		mu.Unlock()
+		AddOrchestration(r.Context(), Orchestration{Name: "queue", Request: OrchestrationRequest{Method: "POST"}, Response: resp})
+		return r.Async(func(ctx context.Context) (*Result, error) { return &Result{Body: []byte("done")}, nil })
+	})
+	_, base := startMediator(t, Config{Handler: h})
+	for range 20 {
+		resp, err := http.Post(base+"/x", "text/plain", nil)
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		require.Equal(t, http.StatusAccepted, env.Response.Status)
+		require.Len(t, env.Orchestrations, 1)
+		assert.Equal(t, "queued", env.Orchestrations[0].Response.Body)
+		assert.False(t, env.Orchestrations[0].Response.Timestamp.IsZero())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range added {
+		assert.Equal(t, Response{Status: 200, Headers: map[string]string{"X-Queue": "q"}, Body: "queued"}, *r,
+			"the caller's Response was written to")
+	}
+}

@@ -3,6 +3,7 @@ package mediator
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -176,6 +177,7 @@ func AddOrchestration(ctx context.Context, o Orchestration) bool {
 	if o.Request.Timestamp.IsZero() {
 		o.Request.Timestamp = time.Now()
 	}
+	o = cloneOrchestration(o) // the caller keeps its pointers and maps
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.done {
@@ -183,6 +185,24 @@ func AddOrchestration(ctx context.Context, o Orchestration) bool {
 	}
 	rec.orchs = append(rec.orchs, &orchRec{o: o, manual: true})
 	return true
+}
+
+// cloneOrchestration copies o's response, error and header maps, so that
+// the copy shares nothing a reader of the other may write: an envelope
+// normalizes and cuts what it holds, and an async run does the same on
+// its own goroutine.
+func cloneOrchestration(o Orchestration) Orchestration {
+	o.Request.Headers = maps.Clone(o.Request.Headers)
+	if o.Response != nil {
+		r := *o.Response
+		r.Headers = maps.Clone(r.Headers)
+		o.Response = &r
+	}
+	if o.Error != nil {
+		e := *o.Error
+		o.Error = &e
+	}
+	return o
 }
 
 // Orchestrations returns the orchestrations recorded so far in ctx, or nil.
@@ -207,7 +227,11 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 	out := make([]Orchestration, 0, len(rec.orchs))
 	for _, r := range rec.orchs {
 		o := r.o
-		if !r.manual {
+		if r.manual {
+			// Each snapshot gets its own copy: the request's envelope and
+			// an async run's update each normalize theirs.
+			o = cloneOrchestration(o)
+		} else {
 			o.Request.Body = r.reqBody.String()
 			if o.Response != nil {
 				if finish { // no one else reads r.o any more: no copy
