@@ -111,17 +111,7 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, 
 	rec := newRecorder(cfg, nil)
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
 	res, stack, err := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
-	var env *Envelope
-	if err != nil {
-		env = rec.errorEnvelope(err, stack)
-	} else {
-		if res == nil {
-			res = &Result{StatusCode: http.StatusNoContent}
-		}
-		if env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil); env == nil {
-			env = rec.errorEnvelope(validateStatus(res.Status), "")
-		}
-	}
+	env := rec.resultEnvelope(res, stack, err) // as a HandlerFunc answers
 	if len(prior) > 0 {
 		now := time.Now()
 		for i := range prior {

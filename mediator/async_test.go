@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -298,5 +299,27 @@ func TestAsyncManualOrchestrationNotShared(t *testing.T) {
 	for _, r := range added {
 		assert.Equal(t, Response{Status: 200, Headers: map[string]string{"X-Queue": "q"}, Body: "queued"}, *r,
 			"the caller's Response was written to")
+	}
+}
+
+// The async update reports a Result as a HandlerFunc answers it: a status
+// code outside 200-599 is a 500 Failed with the reason in the error, not
+// sent to core as it is (core would store status 1000, or call 99
+// Completed).
+func TestAsyncInvalidStatusCodeFails(t *testing.T) {
+	for _, code := range []int{99, 100, 199, 600, 1000, -1} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			f := &fakeUpdater{}
+			_, err := runAsync(t, f, func(ctx context.Context) (*Result, error) {
+				return &Result{StatusCode: code, Body: []byte("x")}, nil
+			})
+			require.NoError(t, err)
+			require.Len(t, f.updates, 1)
+			u := f.updates[0]
+			assert.Equal(t, "Failed", u["status"])
+			assert.Equal(t, float64(500), u["response"].(map[string]any)["status"])
+			require.IsType(t, map[string]any{}, u["error"])
+			assert.Contains(t, u["error"].(map[string]any)["message"], "invalid HTTP status")
+		})
 	}
 }

@@ -70,23 +70,27 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &t.req
 	req.init(r, rec, t.cfg)
 	res, stack, err := callHandler(f, req)
-	var env *Envelope
+	rec.write(w, rec.resultEnvelope(res, stack, err))
+}
+
+// resultEnvelope is the envelope of what a handler (or an async run)
+// returned: its result, or a failure for its error, for a status code
+// outside 200-599 and for an invalid Status.
+func (rec *recorder) resultEnvelope(res *Result, stack string, err error) *Envelope {
 	if err != nil {
-		env = rec.errorEnvelope(err, stack)
-	} else {
-		if res == nil {
-			res = &Result{StatusCode: http.StatusNoContent}
-		}
-		if res.StatusCode != 0 && !validResponseStatus(res.StatusCode) {
-			env = rec.errorEnvelope(invalidStatusError(res.StatusCode), "")
-		} else {
-			env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
-			if env == nil { // invalid Status
-				env = rec.errorEnvelope(validateStatus(res.Status), "")
-			}
-		}
+		return rec.errorEnvelope(err, stack)
 	}
-	rec.write(w, env)
+	if res == nil {
+		res = &Result{StatusCode: http.StatusNoContent}
+	}
+	if res.StatusCode != 0 && !validResponseStatus(res.StatusCode) {
+		return rec.errorEnvelope(invalidStatusError(res.StatusCode), "")
+	}
+	env := rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
+	if env == nil { // invalid Status
+		env = rec.errorEnvelope(validateStatus(res.Status), "")
+	}
+	return env
 }
 
 // validResponseStatus reports whether code can be the final status of an
