@@ -205,7 +205,12 @@ type captureWriter struct {
 	code int
 	bad  int // first invalid status the handler wrote, 0 if none
 	buf  bytes.Buffer
+	over bool // the handler wrote more than the body budget
 }
+
+// errResponseTooLarge is what a plain handler's Write returns past the
+// body budget: the rest is not buffered, and the answer is a 502.
+var errResponseTooLarge = errors.New("mediator: response body exceeds the transaction body budget")
 
 func (c *captureWriter) Header() http.Header {
 	if c.rec.txn.direct {
@@ -239,6 +244,12 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.rec.txn.direct {
 		return c.w.Write(p)
 	}
+	if b := c.rec.cfg.budget; c.over || (b > 0 && int64(c.buf.Len())+int64(len(p)) > b) {
+		// Buffered whole for the envelope: past the budget, refuse the
+		// rest rather than hold any size in memory.
+		c.over = true
+		return 0, errResponseTooLarge
+	}
 	return c.buf.Write(p)
 }
 
@@ -267,6 +278,15 @@ func (c *captureWriter) finish() {
 	}
 	if c.bad != 0 {
 		c.rec.write(c.w, c.rec.errorEnvelope(invalidStatusError(c.bad), ""))
+		return
+	}
+	if c.over {
+		code := c.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		c.rec.write(c.w, c.rec.errorEnvelope(&StatusError{StatusCode: http.StatusBadGateway,
+			Err: fmt.Errorf("mediator: handler answered %d with a body over the transaction body budget of %d bytes (Capture.BodyBudget)", code, c.rec.cfg.budget)}, ""))
 		return
 	}
 	code := c.code

@@ -5,6 +5,9 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -76,4 +79,65 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A plain handler's answer is buffered to be wrapped in the envelope: past
+// the transaction body budget (Capture.BodyBudget) its writes fail, nothing
+// more is buffered, and the answer is 502 Failed. httputil.ReverseProxy
+// aborts the handler when a write fails; that too is answered.
+func TestPlainHandlerBodyOverBudgetFails(t *testing.T) {
+	const budget = 1000
+	chunk := []byte(strings.Repeat("a", 100))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 1000 { // 100 KB, far over the budget
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	upURL, err := url.Parse(up.URL)
+	require.NoError(t, err)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(upURL) }, Transport: Transport(nil)}
+
+	tests := []struct {
+		name     string
+		h        http.Handler
+		wantCode int
+	}{
+		{"at the budget", writeChunks(chunk, budget/len(chunk)), 200},
+		{"over the budget", writeChunks(chunk, budget/len(chunk)+1), 502},
+		{"reverse proxy over the budget", proxy, 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h, Capture: CaptureConfig{BodyBudget: budget}})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			require.Equal(t, tt.wantCode, env.Response.Status, "%.200s", env.Response.Body)
+			if tt.wantCode == 200 {
+				assert.Len(t, env.Response.Body, budget)
+				return
+			}
+			assert.Equal(t, StatusFailed, env.Status)
+			require.NotNil(t, env.Error)
+			assert.Contains(t, env.Error.Message, "over the transaction body budget of 1000 bytes")
+		})
+	}
+}
+
+// writeChunks writes chunk n times and stops at the first failed write,
+// which must come only past the budget.
+func writeChunks(chunk []byte, n int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := range n {
+			if _, err := w.Write(chunk); err != nil {
+				if i*len(chunk) < 1000 {
+					panic("write failed within the budget")
+				}
+				return
+			}
+		}
+	}
 }

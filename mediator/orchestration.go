@@ -27,7 +27,9 @@ type CaptureConfig struct {
 	MaxBodyBytes int64
 	// BodyBudget caps the bodies of one transaction: request, response
 	// and every orchestration body. Orchestration bodies are cut, last
-	// first, to fit; the response is never cut. 0 means 15 MiB, core's
+	// first, to fit; the response is never cut, but a plain http.Handler's
+	// response body over the budget (it is buffered to be wrapped in the
+	// envelope) is answered 502 Failed. 0 means 15 MiB, core's
 	// default MAX_BODIES_SIZE (api.maxBodiesSizeMB);
 	// a negative value disables the budget.
 	BodyBudget int64
