@@ -300,6 +300,12 @@ func (c *captureWriter) finish() {
 		body := c.buf.Bytes()
 		env, err := ParseEnvelope(body)
 		if err == nil {
+			if c.rec.relayed(body) {
+				// A proxied nested mediator's answer: the recorded call
+				// merges its orchestrations (grouped under the call,
+				// headers redacted); keep them once.
+				env.Orchestrations = nil
+			}
 			if orchs := c.rec.snapshot(true); len(orchs) > 0 {
 				fitBodies(orchs, t.reqBytes+int64(len(env.Response.Body)), c.rec.cfg.budget)
 				env.Orchestrations = append(env.Orchestrations, orchs...)

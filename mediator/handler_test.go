@@ -141,3 +141,59 @@ func writeChunks(chunk []byte, n int) http.HandlerFunc {
 		}
 	}
 }
+
+// A plain handler relaying a nested mediator's envelope (a reverse proxy
+// through Transport) reports each downstream orchestration once: the
+// recorded call merges them, grouped under it and with secret headers
+// redacted, so the copies in the relayed envelope are not added again. A
+// handler writing an envelope of its own keeps its orchestrations.
+func TestRelayedNestedEnvelopeOrchestrationsOnce(t *testing.T) {
+	const nested = `{"x-mediator-urn":"urn:mediator:down","status":"Successful",` +
+		`"response":{"status":200,"headers":{},"body":"ok","timestamp":"2026-01-02T00:00:00.000Z"},` +
+		`"orchestrations":[{"name":"inner","request":{"method":"GET","headers":{"Authorization":"Basic c2VjcmV0"},` +
+		`"timestamp":"2026-01-02T00:00:00.000Z"},"response":{"status":200,"headers":{},"body":"x","timestamp":"2026-01-02T00:00:00.000Z"}}]}`
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, nested)
+	}))
+	t.Cleanup(down.Close)
+	downURL, err := url.Parse(down.URL)
+	require.NoError(t, err)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(downURL) }, Transport: Transport(nil)}
+	own := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(WithOrchestration(r.Context(), "down"), http.MethodGet, down.URL, nil)
+		resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+		if err != nil {
+			panic(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, `{"response":{"status":200,"body":"mine"},"orchestrations":[{"name":"own","request":{"method":"GET"}}]}`)
+	})
+	tests := []struct {
+		name string
+		h    http.Handler
+		want []string // names, in any order
+	}{
+		{"reverse proxy", proxy, []string{"GET 127.0.0.1:" + downURL.Port(), "inner"}},
+		{"own envelope", own, []string{"down", "inner", "own"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			var names []string
+			for _, o := range env.Orchestrations {
+				names = append(names, o.Name)
+				if o.Name == "inner" {
+					assert.Equal(t, redacted, o.Request.Headers["Authorization"])
+					assert.NotEmpty(t, o.Group)
+				}
+			}
+			assert.ElementsMatch(t, tt.want, names)
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package mediator
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"maps"
@@ -268,6 +269,19 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 		})
 	}
 	return out
+}
+
+// relayed reports whether body is the whole envelope a nested mediator
+// answered to a call recorded here, whose orchestrations snapshot merges.
+func (rec *recorder) relayed(body []byte) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.orchs {
+		if r.nested && r.respBody.total == int64(len(r.respBody.b)) && bytes.Equal(r.respBody.b, body) {
+			return true
+		}
+	}
+	return false
 }
 
 // Transport returns an http.RoundTripper that records every call made with
