@@ -27,6 +27,8 @@ type fakeUpdater struct {
 	storeAt   int  // ... after this many GETs
 	gets      int
 	results   []string // counted metric results
+	// status is the stored status before any update; "" means Processing.
+	status string
 }
 
 func (f *fakeUpdater) UpdateTransaction(ctx context.Context, id string, update any) error {
@@ -59,6 +61,8 @@ func (f *fakeUpdater) Do(ctx context.Context, method, path string, in, out any) 
 		Status int `json:"status"`
 	}{Status: 202}
 	switch {
+	case len(f.updates) == 0 && f.status != "":
+		t.Status = f.status
 	case len(f.updates) == 0:
 		t.Status = "Processing"
 	case f.overwrite > 0:
@@ -320,6 +324,40 @@ func TestAsyncInvalidStatusCodeFails(t *testing.T) {
 			assert.Equal(t, float64(500), u["response"].(map[string]any)["status"])
 			require.IsType(t, map[string]any{}, u["error"])
 			assert.Contains(t, u["error"].(map[string]any)["message"], "invalid HTTP status")
+		})
+	}
+}
+
+// The transaction ID comes from the request's X-OpenHIM-TransactionID
+// header, and the update is sent with the mediator's core credentials: it
+// is sent only to a transaction waiting for an asynchronous answer. Core
+// stores a new transaction as Processing, or Pending Async on an
+// isAsynchronousProcess channel (openhim-core-js
+// src/middleware/messageStore.js, storeTransaction), and setFinalStatus
+// then stores the 202 answer's status, one of those two; any other status
+// is a finished transaction, not this run's to replace.
+func TestAsyncUpdatesOnlyAWaitingTransaction(t *testing.T) {
+	tests := []struct {
+		stored      string
+		wantUpdates int
+		wantResult  string
+	}{
+		{"Processing", 1, "ok"},
+		{"Pending Async", 1, "ok"},
+		{"Successful", 0, "refused"},
+		{"Completed", 0, "refused"},
+		{"Completed with error(s)", 0, "refused"},
+		{"Failed", 0, "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.stored, func(t *testing.T) {
+			f := &fakeUpdater{status: tt.stored}
+			_, err := runAsync(t, f, func(ctx context.Context) (*Result, error) {
+				return &Result{Body: []byte("done")}, nil
+			})
+			require.NoError(t, err)
+			assert.Len(t, f.updates, tt.wantUpdates)
+			assert.Equal(t, []string{tt.wantResult}, f.results)
 		})
 	}
 }
