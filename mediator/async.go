@@ -68,7 +68,10 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 // the 202 answer after Async returns (e.g. Result.Orchestrations of the
 // handler) are not carried over and are lost with the update. The update is checked (core stores the 202 answer
 // after it arrives, which can overwrite an early update) and retried with
-// backoff, then logged if it still fails.
+// backoff, then logged if it still fails. It is not sent, and is logged,
+// when the stored transaction is not Processing or Pending Async: the
+// transaction ID comes from the request, and a finished transaction is
+// not this run's to replace.
 // In standalone mode the outcome is only logged. A [Mediator]'s shutdown
 // waits for running async work.
 //
@@ -111,17 +114,7 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, 
 	rec := newRecorder(cfg, nil)
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
 	res, stack, err := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
-	var env *Envelope
-	if err != nil {
-		env = rec.errorEnvelope(err, stack)
-	} else {
-		if res == nil {
-			res = &Result{StatusCode: http.StatusNoContent}
-		}
-		if env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil); env == nil {
-			env = rec.errorEnvelope(validateStatus(res.Status), "")
-		}
-	}
+	env := rec.resultEnvelope(res, stack, err) // as a HandlerFunc answers
 	if len(prior) > 0 {
 		now := time.Now()
 		for i := range prior {
@@ -137,7 +130,15 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, 
 		return
 	}
 	update := transactionUpdate(env)
-	a.waitStored(id, log)
+	if t := a.waitStored(id, log); t != nil && !mayFinish(t.Status) {
+		// The id comes from the request's header: never let it finish
+		// (with the mediator's credentials) a transaction that is not
+		// waiting for this answer.
+		a.count("refused")
+		log.Error("mediator: async transaction not updated: it is not waiting for an asynchronous answer",
+			"stored_status", t.Status, "status", env.Status)
+		return
+	}
 	delay := a.backoff
 	for attempt := 1; ; attempt++ {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 30*time.Second)
@@ -187,24 +188,37 @@ func (a *asyncRunner) stored(ctx context.Context, id string) (*storedTransaction
 	return &t, err
 }
 
-// waitStored waits (up to 10 s) until core has stored the 202 answer.
+// waitStored waits (up to 10 s) until core has stored the 202 answer,
+// and returns the stored transaction (nil if it did not see it stored).
 // Core stores a route's answer asynchronously after it arrives, with a
 // plain overwrite: an update that reached core first would be lost.
-func (a *asyncRunner) waitStored(id string, log *slog.Logger) {
+func (a *asyncRunner) waitStored(id string, log *slog.Logger) *storedTransaction {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 10*time.Second)
 	defer cancel()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		t, err := a.stored(ctx, id)
 		if err == nil && t.Response != nil && t.Response.Status != 0 {
-			return
+			return t
 		}
 		select {
 		case <-ctx.Done():
 			log.Warn("mediator: core has not stored the 202 answer yet; updating anyway", "error", err)
-			return
+			return nil
 		case <-time.After(wait):
 		}
 	}
+}
+
+// mayFinish reports whether a stored transaction status is one an async
+// run may replace: the status core gives a transaction when it arrives
+// (Processing, or Pending Async on an isAsynchronousProcess channel:
+// openhim-core-js src/middleware/messageStore.js, storeTransaction), or
+// the one of the 202 answer, which core's setFinalStatus stores in its
+// place (a mediator's status overrides core's). Any other status is a
+// finished transaction: one whose id a caller put in the header, or one
+// already updated.
+func mayFinish(status string) bool {
+	return status == string(StatusProcessing) || status == string(StatusPendingAsync)
 }
 
 func (a *asyncRunner) count(result string) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ type fakeUpdater struct {
 	storeAt   int  // ... after this many GETs
 	gets      int
 	results   []string // counted metric results
+	// status is the stored status before any update; "" means Processing.
+	status string
 }
 
 func (f *fakeUpdater) UpdateTransaction(ctx context.Context, id string, update any) error {
@@ -58,6 +61,8 @@ func (f *fakeUpdater) Do(ctx context.Context, method, path string, in, out any) 
 		Status int `json:"status"`
 	}{Status: 202}
 	switch {
+	case len(f.updates) == 0 && f.status != "":
+		t.Status = f.status
 	case len(f.updates) == 0:
 		t.Status = "Processing"
 	case f.overwrite > 0:
@@ -266,4 +271,93 @@ func TestAsyncPendingOnCore8(t *testing.T) {
 	require.NoError(t, a.shutdown(context.Background()))
 	assert.Equal(t, StatusPendingAsync, res.Status)
 	assert.JSONEq(t, `{"status":"Pending Async","transactionId":"tx-8"}`, string(res.Body))
+}
+
+// An orchestration added with AddOrchestration is copied: the request's
+// envelope and the async run's update each normalize (and may cut) their
+// own, on two goroutines, and the caller's Response is left as it was.
+// Under -race, a shared Response is reported.
+func TestAsyncManualOrchestrationNotShared(t *testing.T) {
+	var mu sync.Mutex
+	var added []*Response
+	h := HandlerFunc(func(r *Request) (*Result, error) {
+		resp := &Response{Status: 200, Headers: map[string]string{"X-Queue": "q"}, Body: "queued"}
+		mu.Lock()
+		added = append(added, resp)
+		mu.Unlock()
+		AddOrchestration(r.Context(), Orchestration{Name: "queue", Request: OrchestrationRequest{Method: "POST"}, Response: resp})
+		return r.Async(func(ctx context.Context) (*Result, error) { return &Result{Body: []byte("done")}, nil })
+	})
+	_, base := startMediator(t, Config{Handler: h})
+	for range 20 {
+		resp, err := http.Post(base+"/x", "text/plain", nil)
+		require.NoError(t, err)
+		env := getEnvelope(t, resp)
+		require.Equal(t, http.StatusAccepted, env.Response.Status)
+		require.Len(t, env.Orchestrations, 1)
+		assert.Equal(t, "queued", env.Orchestrations[0].Response.Body)
+		assert.False(t, env.Orchestrations[0].Response.Timestamp.IsZero())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range added {
+		assert.Equal(t, Response{Status: 200, Headers: map[string]string{"X-Queue": "q"}, Body: "queued"}, *r,
+			"the caller's Response was written to")
+	}
+}
+
+// The async update reports a Result as a HandlerFunc answers it: a status
+// code outside 200-599 is a 500 Failed with the reason in the error, not
+// sent to core as it is (core would store status 1000, or call 99
+// Completed).
+func TestAsyncInvalidStatusCodeFails(t *testing.T) {
+	for _, code := range []int{99, 100, 199, 600, 1000, -1} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			f := &fakeUpdater{}
+			_, err := runAsync(t, f, func(ctx context.Context) (*Result, error) {
+				return &Result{StatusCode: code, Body: []byte("x")}, nil
+			})
+			require.NoError(t, err)
+			require.Len(t, f.updates, 1)
+			u := f.updates[0]
+			assert.Equal(t, "Failed", u["status"])
+			assert.Equal(t, float64(500), u["response"].(map[string]any)["status"])
+			require.IsType(t, map[string]any{}, u["error"])
+			assert.Contains(t, u["error"].(map[string]any)["message"], "invalid HTTP status")
+		})
+	}
+}
+
+// The transaction ID comes from the request's X-OpenHIM-TransactionID
+// header, and the update is sent with the mediator's core credentials: it
+// is sent only to a transaction waiting for an asynchronous answer. Core
+// stores a new transaction as Processing, or Pending Async on an
+// isAsynchronousProcess channel (openhim-core-js
+// src/middleware/messageStore.js, storeTransaction), and setFinalStatus
+// then stores the 202 answer's status, one of those two; any other status
+// is a finished transaction, not this run's to replace.
+func TestAsyncUpdatesOnlyAWaitingTransaction(t *testing.T) {
+	tests := []struct {
+		stored      string
+		wantUpdates int
+		wantResult  string
+	}{
+		{"Processing", 1, "ok"},
+		{"Pending Async", 1, "ok"},
+		{"Successful", 0, "refused"},
+		{"Completed", 0, "refused"},
+		{"Completed with error(s)", 0, "refused"},
+		{"Failed", 0, "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.stored, func(t *testing.T) {
+			f := &fakeUpdater{status: tt.stored}
+			_, err := runAsync(t, f, func(ctx context.Context) (*Result, error) {
+				return &Result{Body: []byte("done")}, nil
+			})
+			require.NoError(t, err)
+			assert.Len(t, f.updates, tt.wantUpdates)
+			assert.Equal(t, []string{tt.wantResult}, f.results)
+		})
+	}
 }

@@ -34,7 +34,10 @@
 // answered as failures with their stack.
 //
 // Any other http.Handler works too: what it writes is wrapped in an
-// envelope. Config.Handler may be an http.ServeMux whose patterns also label
+// envelope. An envelope carries text: a body that is not UTF-8 (binary, or
+// compressed because Accept-Encoding was forwarded upstream) is answered
+// 502 Failed rather than corrupted, and so is a body over the transaction
+// body budget ([CaptureConfig.BodyBudget]). Config.Handler may be an http.ServeMux whose patterns also label
 // the metrics.
 //
 // # Orchestrations

@@ -3,12 +3,14 @@ package mediator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // handlerConfig is what a transaction needs from its Mediator.
@@ -68,23 +70,27 @@ func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &t.req
 	req.init(r, rec, t.cfg)
 	res, stack, err := callHandler(f, req)
-	var env *Envelope
+	rec.write(w, rec.resultEnvelope(res, stack, err))
+}
+
+// resultEnvelope is the envelope of what a handler (or an async run)
+// returned: its result, or a failure for its error, for a status code
+// outside 200-599 and for an invalid Status.
+func (rec *recorder) resultEnvelope(res *Result, stack string, err error) *Envelope {
 	if err != nil {
-		env = rec.errorEnvelope(err, stack)
-	} else {
-		if res == nil {
-			res = &Result{StatusCode: http.StatusNoContent}
-		}
-		if res.StatusCode != 0 && !validResponseStatus(res.StatusCode) {
-			env = rec.errorEnvelope(invalidStatusError(res.StatusCode), "")
-		} else {
-			env = rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
-			if env == nil { // invalid Status
-				env = rec.errorEnvelope(validateStatus(res.Status), "")
-			}
-		}
+		return rec.errorEnvelope(err, stack)
 	}
-	rec.write(w, env)
+	if res == nil {
+		res = &Result{StatusCode: http.StatusNoContent}
+	}
+	if res.StatusCode != 0 && !validResponseStatus(res.StatusCode) {
+		return rec.errorEnvelope(invalidStatusError(res.StatusCode), "")
+	}
+	env := rec.envelope(res.StatusCode, res.Header, res.Body, res.Status, res.Properties, res.Orchestrations, nil)
+	if env == nil { // invalid Status
+		env = rec.errorEnvelope(validateStatus(res.Status), "")
+	}
+	return env
 }
 
 // validResponseStatus reports whether code can be the final status of an
@@ -199,7 +205,12 @@ type captureWriter struct {
 	code int
 	bad  int // first invalid status the handler wrote, 0 if none
 	buf  bytes.Buffer
+	over bool // the handler wrote more than the body budget
 }
+
+// errResponseTooLarge is what a plain handler's Write returns past the
+// body budget: the rest is not buffered, and the answer is a 502.
+var errResponseTooLarge = errors.New("mediator: response body exceeds the transaction body budget")
 
 func (c *captureWriter) Header() http.Header {
 	if c.rec.txn.direct {
@@ -233,6 +244,12 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.rec.txn.direct {
 		return c.w.Write(p)
 	}
+	if b := c.rec.cfg.budget; c.over || (b > 0 && int64(c.buf.Len())+int64(len(p)) > b) {
+		// Buffered whole for the envelope: past the budget, refuse the
+		// rest rather than hold any size in memory.
+		c.over = true
+		return 0, errResponseTooLarge
+	}
 	return c.buf.Write(p)
 }
 
@@ -263,6 +280,15 @@ func (c *captureWriter) finish() {
 		c.rec.write(c.w, c.rec.errorEnvelope(invalidStatusError(c.bad), ""))
 		return
 	}
+	if c.over {
+		code := c.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		c.rec.write(c.w, c.rec.errorEnvelope(&StatusError{StatusCode: http.StatusBadGateway,
+			Err: fmt.Errorf("mediator: handler answered %d with a body over the transaction body budget of %d bytes (Capture.BodyBudget)", code, c.rec.cfg.budget)}, ""))
+		return
+	}
 	code := c.code
 	if code == 0 {
 		code = http.StatusOK
@@ -274,6 +300,12 @@ func (c *captureWriter) finish() {
 		body := c.buf.Bytes()
 		env, err := ParseEnvelope(body)
 		if err == nil {
+			if c.rec.relayed(body) {
+				// A proxied nested mediator's answer: the recorded call
+				// merges its orchestrations (grouped under the call,
+				// headers redacted); keep them once.
+				env.Orchestrations = nil
+			}
 			if orchs := c.rec.snapshot(true); len(orchs) > 0 {
 				fitBodies(orchs, t.reqBytes+int64(len(env.Response.Body)), c.rec.cfg.budget)
 				env.Orchestrations = append(env.Orchestrations, orchs...)
@@ -298,6 +330,24 @@ func (c *captureWriter) finish() {
 		}
 		return
 	}
+	if !utf8.Valid(c.buf.Bytes()) {
+		// An envelope body is a JSON string: invalid bytes would become
+		// U+FFFD and a compressed or binary answer would reach core's
+		// client corrupted, as a success.
+		c.rec.write(c.w, c.rec.errorEnvelope(notTextError(code, c.h), ""))
+		return
+	}
 	env := c.rec.envelope(code, c.h, c.buf.Bytes(), "", nil, nil, nil)
 	c.rec.write(c.w, env)
+}
+
+// notTextError is the 502 of a plain handler whose answer is not UTF-8
+// text, which an envelope cannot carry. It names the status the handler
+// answered: the work behind it may have been done.
+func notTextError(code int, h http.Header) error {
+	msg := fmt.Sprintf("mediator: handler answered %d with a body that is not UTF-8 text, which an OpenHIM envelope cannot carry", code)
+	if ce := h.Get("Content-Encoding"); ce != "" {
+		msg += fmt.Sprintf(" (Content-Encoding %q: do not forward Accept-Encoding upstream)", ce)
+	}
+	return &StatusError{StatusCode: http.StatusBadGateway, Err: errors.New(msg)}
 }

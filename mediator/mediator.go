@@ -82,7 +82,9 @@ type Config struct {
 	// Handler serves every path but /healthz, /readyz and /metrics. A
 	// [HandlerFunc] answers with its result; any other http.Handler has
 	// what it writes wrapped in an envelope (unless it writes an
-	// application/json+openhim body itself). It may be an http.ServeMux:
+	// application/json+openhim body itself); a body that is not UTF-8
+	// text, or over Capture.BodyBudget, is answered 502 Failed. It may be
+	// an http.ServeMux:
 	// its patterns label the metrics.
 	Handler http.Handler
 	// ReadyCheck, when set, is asked by /readyz once the mediator is serving and registered: an

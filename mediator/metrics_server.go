@@ -38,7 +38,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}, []string{"name"}),
 		asyncUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "openhim", Subsystem: "mediator", Name: "async_updates_total",
-			Help: "Transaction updates sent to core for asynchronous requests, by result (ok, error).",
+			Help: "Transaction updates sent to core for asynchronous requests, by result (ok, error, refused: the transaction was not waiting for one).",
 		}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.orchestration, m.asyncUpdates} {

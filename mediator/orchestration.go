@@ -1,8 +1,10 @@
 package mediator
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -26,7 +28,9 @@ type CaptureConfig struct {
 	MaxBodyBytes int64
 	// BodyBudget caps the bodies of one transaction: request, response
 	// and every orchestration body. Orchestration bodies are cut, last
-	// first, to fit; the response is never cut. 0 means 15 MiB, core's
+	// first, to fit; the response is never cut, but a plain http.Handler's
+	// response body over the budget (it is buffered to be wrapped in the
+	// envelope) is answered 502 Failed. 0 means 15 MiB, core's
 	// default MAX_BODIES_SIZE (api.maxBodiesSizeMB);
 	// a negative value disables the budget.
 	BodyBudget int64
@@ -176,6 +180,7 @@ func AddOrchestration(ctx context.Context, o Orchestration) bool {
 	if o.Request.Timestamp.IsZero() {
 		o.Request.Timestamp = time.Now()
 	}
+	o = cloneOrchestration(o) // the caller keeps its pointers and maps
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.done {
@@ -183,6 +188,24 @@ func AddOrchestration(ctx context.Context, o Orchestration) bool {
 	}
 	rec.orchs = append(rec.orchs, &orchRec{o: o, manual: true})
 	return true
+}
+
+// cloneOrchestration copies o's response, error and header maps, so that
+// the copy shares nothing a reader of the other may write: an envelope
+// normalizes and cuts what it holds, and an async run does the same on
+// its own goroutine.
+func cloneOrchestration(o Orchestration) Orchestration {
+	o.Request.Headers = maps.Clone(o.Request.Headers)
+	if o.Response != nil {
+		r := *o.Response
+		r.Headers = maps.Clone(r.Headers)
+		o.Response = &r
+	}
+	if o.Error != nil {
+		e := *o.Error
+		o.Error = &e
+	}
+	return o
 }
 
 // Orchestrations returns the orchestrations recorded so far in ctx, or nil.
@@ -207,7 +230,11 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 	out := make([]Orchestration, 0, len(rec.orchs))
 	for _, r := range rec.orchs {
 		o := r.o
-		if !r.manual {
+		if r.manual {
+			// Each snapshot gets its own copy: the request's envelope and
+			// an async run's update each normalize theirs.
+			o = cloneOrchestration(o)
+		} else {
 			o.Request.Body = r.reqBody.String()
 			if o.Response != nil {
 				if finish { // no one else reads r.o any more: no copy
@@ -242,6 +269,19 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 		})
 	}
 	return out
+}
+
+// relayed reports whether body is the whole envelope a nested mediator
+// answered to a call recorded here, whose orchestrations snapshot merges.
+func (rec *recorder) relayed(body []byte) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.orchs {
+		if r.nested && r.respBody.total == int64(len(r.respBody.b)) && bytes.Equal(r.respBody.b, body) {
+			return true
+		}
+	}
+	return false
 }
 
 // Transport returns an http.RoundTripper that records every call made with

@@ -71,6 +71,12 @@ func (m *Mediator) callPlain(cw *captureWriter, r *http.Request) {
 			return
 		}
 		if v == http.ErrAbortHandler {
+			if cw.over && !cw.rec.txn.direct {
+				// httputil.ReverseProxy aborts when a Write fails: here
+				// because the body went over the budget, which finish
+				// answers.
+				return
+			}
 			panic(v)
 		}
 		rec := cw.rec

@@ -19,9 +19,13 @@ import (
 var credentialHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
 
 // rewrite points the request at upstream, below its base path, without
-// the caller's credentials unless forward lists them.
+// the caller's credentials unless forward lists them, and without
+// Accept-Encoding (core forwards its client's): Go's transport then asks
+// for gzip itself and decompresses the answer, which must be text to fit
+// in the envelope.
 func rewrite(r *httputil.ProxyRequest, upstream *url.URL, forward []string) {
 	r.SetURL(upstream)
+	r.Out.Header.Del("Accept-Encoding")
 	for _, h := range credentialHeaders {
 		r.Out.Header.Del(h)
 	}

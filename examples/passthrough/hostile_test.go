@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
 // seenRequest is what the upstream received.
@@ -34,13 +37,25 @@ func startStandalone(t *testing.T, env map[string]string) (string, func() []seen
 		mu   sync.Mutex
 		seen []seenRequest
 	)
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := startStandaloneWith(t, env, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		mu.Lock()
 		seen = append(seen, seenRequest{r.RequestURI, r.Header.Clone(), int(n)})
 		mu.Unlock()
 		fmt.Fprint(w, "ok")
-	}))
+	})
+	return addr, func() []seenRequest {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]seenRequest(nil), seen...)
+	}
+}
+
+// startStandaloneWith runs the program standalone in front of an upstream
+// with base path /base served by h, and returns the mediator's address.
+func startStandaloneWith(t *testing.T, env map[string]string, h http.HandlerFunc) string {
+	t.Helper()
+	upstream := httptest.NewServer(h)
 	t.Cleanup(upstream.Close)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	t.Setenv("MEDIATOR_LISTEN", addr)
@@ -62,11 +77,7 @@ func startStandalone(t *testing.T, env map[string]string) (string, func() []seen
 		}
 		return err == nil
 	}, 5*time.Second, 20*time.Millisecond, "serving")
-	return addr, func() []seenRequest {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]seenRequest(nil), seen...)
-	}
+	return addr
 }
 
 // rawRequest sends the request text as is (no client-side path cleaning)
@@ -221,6 +232,43 @@ func TestOversizedBodyRefusedBeforeUpstream(t *testing.T) {
 			}
 			require.Len(t, after, before+1)
 			assert.Equal(t, tt.sent, after[before].body)
+		})
+	}
+}
+
+// Core forwards its client's Accept-Encoding. Sent upstream, a gzip answer
+// would come back compressed (Go's transport decompresses only what it
+// asked for itself) and could not be carried in the envelope: the
+// passthrough drops the header, so the upstream's JSON arrives as text,
+// without a stale Content-Encoding.
+func TestCompressedUpstreamArrivesAsText(t *testing.T) {
+	const patient = `{"resourceType":"Patient"}`
+	addr := startStandaloneWith(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			fmt.Fprint(w, patient)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		fmt.Fprint(zw, patient)
+		_ = zw.Close()
+	})
+	for _, ae := range []string{"gzip", "gzip, deflate, br", ""} {
+		t.Run("Accept-Encoding "+ae, func(t *testing.T) {
+			req := "GET /passthrough/Patient/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+			if ae != "" {
+				req += "Accept-Encoding: " + ae + "\r\n"
+			}
+			status, body, _ := rawRequest(t, addr, req+"\r\n")
+			require.Equal(t, 200, status, "%s", body)
+			env, err := mediator.ParseEnvelope([]byte(body))
+			require.NoError(t, err, "%s", body)
+			assert.Equal(t, mediator.StatusSuccessful, env.Status)
+			assert.Equal(t, patient, env.Response.Body)
+			for k := range env.Response.Headers {
+				assert.NotEqual(t, "content-encoding", strings.ToLower(k), "stale %s in %v", k, env.Response.Headers)
+			}
 		})
 	}
 }

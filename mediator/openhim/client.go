@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/redact"
 )
 
 // Defaults of [Config].
@@ -104,13 +106,8 @@ func redactSecret(s string) string {
 	return redactedText
 }
 
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	return u.Redacted()
-}
+// redactURL hides the password of a URL of any shape (see redact.URL).
+func redactURL(s string) string { return redact.URL(s) }
 
 // Client talks to the OpenHIM core API. It is safe for concurrent use.
 // Create it with [NewClient].
@@ -183,16 +180,18 @@ func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("openhim: invalid Config.URL: %w", stripURLErr(err))
+		// Not wrapped: url.Parse's reason can quote part of the userinfo
+		// (a port "invalid" because a password holds a '/').
+		return nil, fmt.Errorf("openhim: invalid Config.URL %q", redactURL(cfg.URL))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("openhim: Config.URL must be http:// or https://, got %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL must be http:// or https://, got %q", redactURL(cfg.URL))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("openhim: Config.URL has no host: %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL has no host: %q", redactURL(cfg.URL))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("openhim: Config.URL must not have a query or fragment: %q", u.Redacted())
+		return nil, fmt.Errorf("openhim: Config.URL must not have a query or fragment: %q", redactURL(cfg.URL))
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

@@ -10,7 +10,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -444,5 +446,39 @@ func TestCoreMessage(t *testing.T) {
 		if got := coreMessage([]byte(tt.body)); got != tt.want {
 			t.Errorf("coreMessage(%.20q) = %.40q, want %.40q", tt.body, got, tt.want)
 		}
+	}
+}
+
+// A core URL of any shape is reported without its password: url.Parse
+// reads "admin:s3cret@core" as scheme "admin" with an opaque part, and
+// "http://admin:s3/cret@core" as host "admin:s3" with a bad port, so
+// neither URL.Redacted nor url.Parse's error hides it.
+func TestNewClientErrorsHideURLPassword(t *testing.T) {
+	for _, raw := range []string{
+		"admin:s3cret@core:8080",
+		"//admin:s3cret@core:8080",
+		"http//admin:s3cret@core:8080",
+		"ftp://admin:s3cret@core",
+		"https://admin:s3cret@core?x=1",
+		"https://admin:s3cret@",
+		"http://admin:s3/cret@core",
+		"http://admin:s3cret@core:port",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			cfg := Config{URL: raw, Username: "admin"}
+			_, err := NewClient(cfg, nil)
+			if err == nil {
+				t.Fatal("NewClient accepted the URL")
+			}
+			var b strings.Builder
+			slog.New(slog.NewTextHandler(&b, nil)).Info("config", "cfg", cfg)
+			out := err.Error() + b.String() + fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg)
+			if strings.Contains(out, "s3") {
+				t.Errorf("password shown: %s", out)
+			}
+			if !strings.Contains(err.Error(), "Config.URL") {
+				t.Errorf("error %q does not name Config.URL", err)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/redact"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
@@ -452,12 +453,8 @@ func (o OpenHIM) String() string {
 // GoString formats the connection settings without secrets.
 func (o OpenHIM) GoString() string { return "settings.OpenHIM" + o.String() }
 
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
-}
+// redactURL hides the password of a URL of any shape (see redact.URL).
+func redactURL(s string) string { return redact.URL(s) }
 
 // Options configure [LoadWith].
 type Options struct {

@@ -187,3 +187,36 @@ func TestEndpointValidate(t *testing.T) {
 		assert.NotContains(t, err.Error(), "pw@")
 	}
 }
+
+// A URL of any shape is reported without its password: in Validate's
+// errors, in Effective (the "starting" log line), in String and in
+// Endpoint.Validate. url.Parse reads "admin:s3cret@core" as scheme
+// "admin" with an opaque part, so URL.Redacted alone would print it.
+func TestURLPasswordHiddenWhateverTheShape(t *testing.T) {
+	for _, raw := range []string{
+		"admin:s3cret@core:8080",
+		"//admin:s3cret@core:8080",
+		"http//admin:s3cret@core:8080",
+		"ftp://admin:s3cret@core",
+		"http://admin:s3/cret@core",
+		"https://admin:s3cret@core:8080",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			s := Default()
+			s.OpenHIM.URL = raw
+			s.OpenHIM.Username = "admin"
+			var out strings.Builder
+			if err := s.Validate(); err != nil {
+				out.WriteString(err.Error())
+			}
+			slog.New(slog.NewJSONHandler(&out, nil)).Info("starting", "config", Effective(&s))
+			fmt.Fprintf(&out, "%v %+v %#v", s, s, s)
+			if err := (Endpoint{URL: raw}).Validate("cht", true); err != nil {
+				out.WriteString(err.Error())
+			}
+			if strings.Contains(out.String(), "s3") {
+				t.Errorf("password shown: %s", out.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,199 @@
+package mediator
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func gzipped(t *testing.T, s string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, err := io.WriteString(zw, s)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return b.Bytes()
+}
+
+// An envelope's body is a JSON string: a plain handler's answer that is not
+// UTF-8 text (a compressed or binary upstream body) cannot be carried, and
+// is answered 502 Failed naming the status the handler answered, not as a
+// success with U+FFFD in place of its bytes.
+func TestPlainHandlerBodyNotUTF8Fails(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     int
+		header   map[string]string
+		body     []byte
+		wantCode int
+		want     string // in error.message, or the body when wantCode is 2xx
+	}{
+		{"gzip", 200, map[string]string{"Content-Encoding": "gzip", "Content-Type": "application/json"},
+			gzipped(t, `{"resourceType":"Patient"}`), 502, `Content-Encoding "gzip"`},
+		{"binary created", 201, map[string]string{"Content-Type": "application/octet-stream"},
+			[]byte{0x00, 0xff, 0xfe, 'x'}, 502, "answered 201"},
+		{"cut in a rune", 404, nil, []byte("caf\xc3"), 502, "not UTF-8 text"},
+		{"text", 200, map[string]string{"Content-Type": "text/plain"}, []byte("café ✓"), 200, "café ✓"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.code)
+				_, _ = w.Write(tt.body)
+			})
+			_, base := startMediator(t, Config{Handler: h})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			require.Equal(t, tt.wantCode, env.Response.Status, "body %q", env.Response.Body)
+			if tt.wantCode != 502 {
+				assert.Equal(t, StatusSuccessful, env.Status)
+				assert.Equal(t, tt.want, env.Response.Body)
+				return
+			}
+			assert.Equal(t, StatusFailed, env.Status)
+			require.NotNil(t, env.Error)
+			assert.Contains(t, env.Error.Message, tt.want)
+			assert.NotContains(t, env.Response.Body, "\uFFFD")
+			assert.NotContains(t, strings.ToLower(strings.Join(keys(env.Response.Headers), ",")), "content-encoding")
+		})
+	}
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// A plain handler's answer is buffered to be wrapped in the envelope: past
+// the transaction body budget (Capture.BodyBudget) its writes fail, nothing
+// more is buffered, and the answer is 502 Failed. httputil.ReverseProxy
+// aborts the handler when a write fails; that too is answered.
+func TestPlainHandlerBodyOverBudgetFails(t *testing.T) {
+	const budget = 1000
+	chunk := []byte(strings.Repeat("a", 100))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 1000 { // 100 KB, far over the budget
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	upURL, err := url.Parse(up.URL)
+	require.NoError(t, err)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(upURL) }, Transport: Transport(nil)}
+
+	tests := []struct {
+		name     string
+		h        http.Handler
+		wantCode int
+	}{
+		{"at the budget", writeChunks(chunk, budget/len(chunk)), 200},
+		{"over the budget", writeChunks(chunk, budget/len(chunk)+1), 502},
+		{"reverse proxy over the budget", proxy, 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h, Capture: CaptureConfig{BodyBudget: budget}})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			require.Equal(t, tt.wantCode, env.Response.Status, "%.200s", env.Response.Body)
+			if tt.wantCode == 200 {
+				assert.Len(t, env.Response.Body, budget)
+				return
+			}
+			assert.Equal(t, StatusFailed, env.Status)
+			require.NotNil(t, env.Error)
+			assert.Contains(t, env.Error.Message, "over the transaction body budget of 1000 bytes")
+		})
+	}
+}
+
+// writeChunks writes chunk n times and stops at the first failed write,
+// which must come only past the budget.
+func writeChunks(chunk []byte, n int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := range n {
+			if _, err := w.Write(chunk); err != nil {
+				if i*len(chunk) < 1000 {
+					panic("write failed within the budget")
+				}
+				return
+			}
+		}
+	}
+}
+
+// A plain handler relaying a nested mediator's envelope (a reverse proxy
+// through Transport) reports each downstream orchestration once: the
+// recorded call merges them, grouped under it and with secret headers
+// redacted, so the copies in the relayed envelope are not added again. A
+// handler writing an envelope of its own keeps its orchestrations.
+func TestRelayedNestedEnvelopeOrchestrationsOnce(t *testing.T) {
+	const nested = `{"x-mediator-urn":"urn:mediator:down","status":"Successful",` +
+		`"response":{"status":200,"headers":{},"body":"ok","timestamp":"2026-01-02T00:00:00.000Z"},` +
+		`"orchestrations":[{"name":"inner","request":{"method":"GET","headers":{"Authorization":"Basic c2VjcmV0"},` +
+		`"timestamp":"2026-01-02T00:00:00.000Z"},"response":{"status":200,"headers":{},"body":"x","timestamp":"2026-01-02T00:00:00.000Z"}}]}`
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, nested)
+	}))
+	t.Cleanup(down.Close)
+	downURL, err := url.Parse(down.URL)
+	require.NoError(t, err)
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(downURL) }, Transport: Transport(nil)}
+	own := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(WithOrchestration(r.Context(), "down"), http.MethodGet, down.URL, nil)
+		resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+		if err != nil {
+			panic(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		w.Header().Set("Content-Type", ContentType)
+		_, _ = io.WriteString(w, `{"response":{"status":200,"body":"mine"},"orchestrations":[{"name":"own","request":{"method":"GET"}}]}`)
+	})
+	tests := []struct {
+		name string
+		h    http.Handler
+		want []string // names, in any order
+	}{
+		{"reverse proxy", proxy, []string{"GET 127.0.0.1:" + downURL.Port(), "inner"}},
+		{"own envelope", own, []string{"down", "inner", "own"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			var names []string
+			for _, o := range env.Orchestrations {
+				names = append(names, o.Name)
+				if o.Name == "inner" {
+					assert.Equal(t, redacted, o.Request.Headers["Authorization"])
+					assert.NotEmpty(t, o.Group)
+				}
+			}
+			assert.ElementsMatch(t, tt.want, names)
+		})
+	}
+}
