@@ -66,6 +66,10 @@ type Config struct {
 	// Logger receives one line per failed document and per retried
 	// bundle; nil discards.
 	Logger *slog.Logger
+
+	// onWait, if set, is called when a batch waits for an older one that
+	// carries a resource with other content (see order).
+	onWait func(batch, older int64)
 }
 
 // Progress is reported to Config.OnProgress.
@@ -171,13 +175,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		readErr <- read(ctx, cfg, cp, window, batches)
 		close(batches)
 	}()
+	ord := newOrder(cp.Batches, cfg.onWait)
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				c, err := writeBatch(ctx, cfg, b)
+				c, err := writeBatch(ctx, cfg, ord, b)
 				results <- result{index: b.index, seq: b.seq, c: c, err: err}
 			}
 		}()
@@ -309,8 +314,11 @@ type converted struct {
 }
 
 // writeBatch converts a batch and writes it as one bundle; when the server
-// rejects the bundle, it writes the documents one by one.
-func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
+// rejects the bundle, it writes the documents one by one. It writes nothing
+// before the older batches that carry one of its resources with other
+// content are done (see order).
+func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, error) {
+	defer ord.done(b.index)
 	c := b.pre
 	c.skipped = cloneMap(b.pre.skipped)
 	txs := make([]converted, 0, len(b.docs))
@@ -331,11 +339,19 @@ func writeBatch(ctx context.Context, cfg Config, b *batch) (counts, error) {
 		}
 	}
 	if len(txs) == 0 {
-		return c, nil
+		return c, ord.enter(ctx, b.index, nil)
 	}
 	name := fmt.Sprintf("batch-%06d", b.index)
 	bundle, entries, err := encode(txs)
+	var keys []entryKey
+	if err == nil {
+		keys, err = bundleKeys(bundle)
+	}
 	if err != nil {
+		// Entered all the same, for the younger batches' turn.
+		return c, errors.Join(err, ord.enter(ctx, b.index, nil))
+	}
+	if err := ord.enter(ctx, b.index, keys); err != nil {
 		return c, err
 	}
 	err = writeRetrying(ctx, cfg, name, bundle, entries)

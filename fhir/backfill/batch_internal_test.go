@@ -72,6 +72,18 @@ func TestBatchBundleBuildsSharedResourcesOnce(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, string(want), string(got), "batch of %d from %d", size, from)
 			require.Equal(t, n, n2)
+			// bundleKeys reads the entries encoding/json reads.
+			keys, err := bundleKeys(got)
+			require.NoError(t, err)
+			var bundle struct{ Entry []json.RawMessage }
+			require.NoError(t, json.Unmarshal(got, &bundle))
+			require.Len(t, keys, len(bundle.Entry))
+			for i, raw := range bundle.Entry {
+				var en struct{ Request json.RawMessage }
+				require.NoError(t, json.Unmarshal(raw, &en))
+				require.Equal(t, string(raw), string(keys[i].entry))
+				require.Equal(t, string(en.Request), keys[i].key)
+			}
 			if len(whole) > 9 {
 				require.Less(t, n, entries, "documents of a batch share resources")
 				require.Less(t, sharedEntries, entries, "shared resources are built once")

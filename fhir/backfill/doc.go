@@ -20,6 +20,18 @@
 // so the overlap creates no duplicates, and the counts restart with the
 // checkpoint's, so no document is counted twice.
 //
+// # Documents edited during the sync
+//
+// Each batch is hydrated when its page is read, so a document edited in CHT
+// while Run reads the feed is in a batch read before the edit and again,
+// newer, in a later one, and so are the resources it shares with other
+// documents (a report's patient, the CHW and their places). A batch that
+// carries a resource with other content than an older batch not yet done
+// waits for that batch before it writes, so FHIR ends with the newest
+// version whatever order the workers' writes and retries finish in.
+// Batches that share resources with the same content are written in
+// parallel.
+//
 // # Failures
 //
 // A batch the server rejects for its content (400, 413, 422, or a 2xx

@@ -18,7 +18,7 @@ import (
 // WriteBundle returns nil only once the bundle is durably stored; a
 // *fhir.ServerError with a 4xx status (other than 408, 409, 412 and 429)
 // means the bundle itself was rejected and retrying it is pointless. Any
-// other error is retried.
+// other error is retried. WriteBundle must not modify bundle.
 type Writer interface {
 	WriteBundle(ctx context.Context, name string, bundle []byte) error
 }
