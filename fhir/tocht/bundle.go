@@ -66,9 +66,9 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			return nil, &Error{Status: http.StatusUnprocessableEntity,
 				Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}}
 		}
-		// Check every subject before the first write, so that a missing
-		// person fails the transaction with nothing written.
-		if err := b.checkSubjects(ctx, pb); err != nil {
+		// Run every check that can refuse an entry (4xx) before the first
+		// write, so that a transaction is refused whole or written whole.
+		if err := b.checkTransaction(ctx, pb); err != nil {
 			return nil, err
 		}
 		for i, u := range pb.units {
@@ -98,24 +98,28 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	return b.bundleAnswer(batch, pb, results)
 }
 
-// checkSubjects verifies the subject of every unit of a transaction (each
-// existing person once) and clears the units' checks, so that execute does not
-// repeat them. The answer names every entry whose subject is missing.
-func (b *Bridge) checkSubjects(ctx context.Context, pb *plannedBundle) error {
+// checkTransaction runs, for every unit of a transaction, the checks that
+// execute would otherwise run halfway through the writes and that can refuse
+// a unit with a 4xx: the subject exists and is a person (each existing person
+// once), a Patient's existing CHT document is a person, a report's document
+// can be built. It then clears the units' subject checks, so that execute
+// does not repeat them. The answer names every entry refused; a CHT failure
+// (5xx) is answered as is.
+func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
 	exists := map[string]bool{}
 	for i, u := range pb.units {
-		if u.skip || u.subject == "" || exists[u.subject] {
+		if u.skip {
 			continue
 		}
-		if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
-			if statusOf(err) >= 500 {
-				return err
-			}
-			issues = append(issues, entryIssues(err, pb.entries[i][0])...)
+		err := b.checkUnit(ctx, u, exists)
+		if err == nil {
 			continue
 		}
-		exists[u.subject] = true
+		if statusOf(err) >= 500 {
+			return err
+		}
+		issues = append(issues, entryIssues(err, pb.entries[i][0])...)
 	}
 	if len(issues) > 0 {
 		return &Error{Status: http.StatusUnprocessableEntity,
@@ -124,6 +128,27 @@ func (b *Bridge) checkSubjects(ctx context.Context, pb *plannedBundle) error {
 	for _, u := range pb.units {
 		u.subject = ""
 	}
+	return nil
+}
+
+// checkUnit runs the checks of checkTransaction for one unit; exists holds
+// the subjects found already.
+func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
+	if u.person != nil {
+		return b.checkPersonDoc(ctx, u.person)
+	}
+	if u.report != nil {
+		if _, err := b.reportDoc(u.docID, u.report); err != nil {
+			return err
+		}
+	}
+	if u.subject == "" || exists[u.subject] {
+		return nil
+	}
+	if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+		return err
+	}
+	exists[u.subject] = true
 	return nil
 }
 

@@ -66,7 +66,10 @@
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
 // the id as the key. The person must exist in CHT and be a person, not a
 // place (422 otherwise): a report about nobody would raise no task. In a
-// transaction every subject is checked before the first write.
+// transaction every check that can refuse an entry (the subject exists and
+// is a person, the CHT document a Patient updates is a person) runs for all
+// entries before the first write, so a transaction is refused whole (4xx)
+// or written whole; a CHT failure halfway (5xx) is retried whole.
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer

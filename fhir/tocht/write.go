@@ -79,9 +79,8 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 		if err != nil {
 			return false, chtFailure("read person "+p.ID, err)
 		}
-		if !cur.IsPerson(slices.Concat(b.personTypes, []string{p.TypeID()})...) {
-			return false, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
-				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), models.IssueTypeValue)}
+		if err := b.updatable(&cur, p); err != nil {
+			return false, err
 		}
 		if !mergePerson(&cur, p) {
 			return false, nil
@@ -97,6 +96,31 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
 		Err: fmt.Errorf("person %s: concurrent updates in CHT kept conflicting", p.ID)}
+}
+
+// checkPersonDoc verifies, before a transaction writes anything, that the
+// CHT document a Patient becomes is a person if it exists already (as
+// upsertPerson does when it writes).
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) error {
+	var cur cht.Contact
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
+	switch {
+	case errors.Is(err, cht.ErrNotFound):
+		return nil
+	case err != nil:
+		return chtFailure("read person "+p.ID, err)
+	}
+	return b.updatable(&cur, p)
+}
+
+// updatable refuses to update the existing document cur with the person p
+// unless cur is a person.
+func (b *Bridge) updatable(cur, p *cht.Contact) error {
+	if !cur.IsPerson(slices.Concat(b.personTypes, []string{p.TypeID()})...) {
+		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
+			fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), models.IssueTypeValue)}
+	}
+	return nil
 }
 
 // newPerson is the document CHT's people API would store: the parent
