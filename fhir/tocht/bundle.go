@@ -24,6 +24,9 @@ type plannedBundle struct {
 	errs    []error // planning error of each unit (nil if planned)
 	unitOf  []int   // unit of each entry; -1 for none
 	notes   []string
+	// patientUnit is the unit of each Patient by its references (fullUrl,
+	// Patient/<id>).
+	patientUnit map[string]int
 }
 
 // serveBundle processes a transaction, batch or collection Bundle.
@@ -32,7 +35,8 @@ type plannedBundle struct {
 // anything is written; a failure then writes nothing. If a CHT write fails
 // halfway, the answer is an error and the sender retries the whole Bundle,
 // which is safe because every write is idempotent. A batch processes each
-// entry on its own and answers a batch-response with a status per entry;
+// entry on its own (except that a report about a Patient of the Bundle
+// that failed fails too) and answers a batch-response with a status per entry;
 // its HTTP status is 200 unless an entry failed because of CHT (502), so
 // that OpenHIM and the sender retry.
 func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*mediator.Result, error) {
@@ -88,6 +92,14 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 				results[i] = &entryResult{err: pb.errs[i], status: statusOf(pb.errs[i]), unit: u}
 				continue
 			}
+			// A report about a Patient of the Bundle that was not written
+			// is not written either: its subject would be missing or a
+			// place (the Patient's own checks failed).
+			if p, ok := pb.patientUnit[u.subjectRef]; ok && u.subjectRef != "" && results[p].err != nil {
+				err := subjectFailed(u, pb.entries[p][0], results[p].err)
+				results[i] = &entryResult{err: err, status: statusOf(err), unit: u}
+				continue
+			}
 			created, err := b.executeWithSubscription(ctx, u)
 			results[i] = &entryResult{created: created, err: err, unit: u}
 			if err != nil {
@@ -96,6 +108,17 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 		}
 	}
 	return b.bundleAnswer(batch, pb, results)
+}
+
+// subjectFailed is the error of a report whose subject, the Patient of
+// entry, failed with err: a CHT failure (5xx) keeps its status, so that
+// the sender retries both; any other failure is a 422 naming the subject.
+func subjectFailed(u *unit, entry int, err error) error {
+	if st := statusOf(err); st >= 500 {
+		return &Error{Status: st, Err: fmt.Errorf("the subject, Bundle.entry[%d], was not written: %w", entry, err)}
+	}
+	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(u.subjectExpr,
+		fmt.Sprintf("the subject, Bundle.entry[%d], was not written: %v", entry, err), models.IssueTypeValue)}
 }
 
 // checkTransaction runs, for every unit of a transaction, the checks that
@@ -284,15 +307,17 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 	}
 
 	refs := map[string]string{}
+	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
 		if p, ok := res.(*models.Patient); ok {
 			u, err := b.plan(ctx, p, nil)
-			add(u, err, i)
 			if err == nil && !u.skip {
 				for _, k := range refsOf(i, "Patient", p.Id) {
 					refs[k] = u.docID
+					pb.patientUnit[k] = len(pb.units)
 				}
 			}
+			add(u, err, i)
 		}
 	}
 	for i, res := range parsed {

@@ -1,6 +1,7 @@
 package tocht_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 
@@ -52,6 +53,86 @@ func TestTransactionRefusedAtWriteTimeWritesNothing(t *testing.T) {
 			assert.Contains(t, text, tt.bad+".resource.identifier")
 			assert.Contains(t, text, "not a person")
 			assert.Equal(t, before, r.cht.Docs(), "a refused transaction changed CHT")
+		})
+	}
+}
+
+// batchResponse decodes a batch-response Bundle.
+type batchResponse struct {
+	Type  string
+	Entry []struct {
+		Response struct {
+			Status  string
+			Outcome outcome
+		}
+	}
+}
+
+func parseBatch(t *testing.T, body []byte) batchResponse {
+	t.Helper()
+	var resp batchResponse
+	require.NoError(t, json.Unmarshal(body, &resp), "%s", body)
+	require.Equal(t, "batch-response", resp.Type, "%s", body)
+	return resp
+}
+
+// In a batch, a report whose subject is a Patient of the same Bundle is not
+// written when that Patient was not: it fails with the Patient's kind of
+// error (422 when CHT refused the Patient, the CHT failure when CHT failed,
+// so that the sender retries both), naming the Patient's entry.
+func TestBatchReportAboutAFailedPatientIsNotWritten(t *testing.T) {
+	const fullURL = "urn:uuid:11111111-1111-4111-8111-111111111111"
+	batch := func(patient string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"batch","entry":[
+ {"fullUrl":"` + fullURL + `","resource":` + patient + `},
+ {"resource":{"resourceType":"ServiceRequest","id":"sr-batch-1","status":"active","intent":"order","subject":{"reference":"` + fullURL + `"}}}]}`)
+	}
+	newPatient := `{"resourceType":"Patient","identifier":[{"system":"urn:nid","value":"batch-1"}],"name":[{"text":"Batch Person"}]}`
+	tests := []struct {
+		name    string
+		patient string
+		fault   *chttest.Fault // on the CHT writes, removed before the retry
+		status  int            // of the batch
+		entry   string         // status of both entries
+		want    string         // in the ServiceRequest's outcome
+	}{
+		{"Patient onto a household", `{"resourceType":"Patient","identifier":[` + medicID(chttest.DemoHouseholdID) + `],"name":[{"text":"X"}]}`,
+			nil, http.StatusOK, "422 Unprocessable Entity", "Bundle.entry[1].resource.subject: the subject, Bundle.entry[0], was not written"},
+		{"CHT fails the Patient's write", newPatient,
+			&chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable, Count: 1},
+			http.StatusBadGateway, "502 Bad Gateway", "the subject, Bundle.entry[0], was not written"},
+		// Refused before any write, the Patient leaves its fullUrl
+		// unresolved: the ServiceRequest has no subject.
+		{"Patient without identity", `{"resourceType":"Patient","name":[{"text":"No Id"}]}`,
+			nil, http.StatusOK, "422 Unprocessable Entity", "Bundle.entry[1].resource.subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			remove := func() {}
+			if tt.fault != nil {
+				remove = r.cht.InjectFault(*tt.fault)
+			}
+			before := r.cht.Docs()
+			a := r.post(t, "/fhir", batch(tt.patient))
+			remove()
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			resp := parseBatch(t, a.body)
+			require.Len(t, resp.Entry, 2)
+			for i, e := range resp.Entry {
+				assert.Equal(t, tt.entry, e.Response.Status, "entry %d", i)
+			}
+			assert.Contains(t, resp.Entry[1].Response.Outcome.text(), tt.want)
+			assert.Equal(t, before, r.cht.Docs(), "CHT changed")
+
+			if tt.fault != nil {
+				// The retried batch writes the person and its report.
+				a = r.post(t, "/fhir", batch(tt.patient))
+				require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+				reports := r.reports(t, "INTEROP_FOLLOW_UP")
+				require.Len(t, reports, 1)
+				assert.Equal(t, r.bridge.PersonID("urn:nid|batch-1"), reports[0]["fields"].(map[string]any)["patient_uuid"])
+			}
 		})
 	}
 }

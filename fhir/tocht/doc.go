@@ -69,7 +69,9 @@
 // transaction every check that can refuse an entry (the subject exists and
 // is a person, the CHT document a Patient updates is a person) runs for all
 // entries before the first write, so a transaction is refused whole (4xx)
-// or written whole; a CHT failure halfway (5xx) is retried whole.
+// or written whole; a CHT failure halfway (5xx) is retried whole. In a
+// batch, a report about a Patient of the same Bundle that failed is not
+// written: it fails too (422, or the Patient's 5xx so that both are retried).
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer
