@@ -47,8 +47,8 @@
 //     has no system), else its id; that identifier's value (or the id) is
 //     stored as external_id. A Patient that carries a CHT _id identifier (one
 //     cht-to-fhir wrote) updates that person; it must be a person
-//     (Config.PersonTypes), not a place (422), and an _id starting with
-//     "_" is rejected (400).
+//     (Config.ContactTypes, Config.PersonTypes), not a place (422), and an
+//     _id starting with "_" is rejected (400).
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
