@@ -357,10 +357,14 @@ func (e *Error) Unwrap() error { return e.Err }
 func (b *Bridge) failure(ctx context.Context, r *mediator.Request, err error) *mediator.Result {
 	status := statusOf(err)
 	oo := fhir.OutcomeFromError(err)
-	if status >= 500 {
-		if status != http.StatusInternalServerError {
-			oo = transientOutcome(err)
-		}
+	switch {
+	case status == http.StatusInternalServerError:
+		// Not transient: a retry fails the same way until the mediator
+		// (its configuration) is fixed.
+		b.log.ErrorContext(ctx, "fhir-to-cht: not written to CHT: mediator error, fix the mediator; retrying will not help until then",
+			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	case status > 500:
+		oo = transientOutcome(err)
 		b.log.WarnContext(ctx, "fhir-to-cht: not written to CHT; the sender should retry",
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}

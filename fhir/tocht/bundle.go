@@ -107,7 +107,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			}
 		}
 	}
-	return b.bundleAnswer(batch, pb, results)
+	return b.bundleAnswer(ctx, batch, pb, results)
 }
 
 // subjectFailed is the error of a report whose subject, the Patient of
@@ -411,7 +411,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 
 // bundleAnswer builds the transaction-response (transaction, collection) or
 // batch-response Bundle with one entry per entry received.
-func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryResult) (*mediator.Result, error) {
+func (b *Bridge) bundleAnswer(ctx context.Context, batch bool, pb *plannedBundle, results []*entryResult) (*mediator.Result, error) {
 	typ := models.BundleTypeTransactionResponse
 	if batch {
 		typ = models.BundleTypeBatchResponse
@@ -431,7 +431,15 @@ func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryRes
 			switch {
 			case r.err != nil:
 				resp.Status = strconv.Itoa(r.status) + " " + http.StatusText(r.status)
-				if r.status >= 500 {
+				if r.status == http.StatusInternalServerError {
+					// The mediator's error (configuration): not retried.
+					oo = fhir.OutcomeFromError(r.err)
+					if status != http.StatusBadGateway {
+						status = http.StatusInternalServerError
+					}
+					b.log.ErrorContext(ctx, "fhir-to-cht: Bundle entry not written to CHT: mediator error, fix the mediator; retrying will not help until then",
+						"entry", i, "status", r.status, "err", r.err)
+				} else if r.status > 500 {
 					oo = transientOutcome(r.err)
 					status = http.StatusBadGateway
 				} else {

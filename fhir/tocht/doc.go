@@ -27,8 +27,9 @@
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
-// Observation code), 500 for a mediator configuration error (a missing
-// parent place), and 502 or 504 when CHT or the FHIR server failed: nothing
+// Observation code), 500 without Retry-After for a mediator configuration
+// error (a missing parent place, a NotifyEMR endpoint that is not an
+// absolute http(s) URL), logged as an error, and 502 or 504 when CHT or the FHIR server failed: nothing
 // was lost, and the EMR (or OpenHIM) retries.
 //
 // # Idempotency

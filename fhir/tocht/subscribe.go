@@ -3,7 +3,9 @@ package tocht
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -30,7 +32,7 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 	}
 	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
 	if err != nil {
-		return false, &Error{Status: http.StatusBadGateway, Err: err}
+		return false, subscribeFailure(err)
 	}
 	created, err = b.execute(ctx, u)
 	if err != nil {
@@ -43,4 +45,22 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 		}
 	}
 	return created, err
+}
+
+// subscribeFailure is the error of a failed SubscribeTask: a failure of
+// the FHIR server or of the network to it (502, or 504 on a timeout) is
+// retried by the sender; any other, such as a NotifyEMR endpoint that is
+// not an absolute http(s) URL, is the mediator's configuration: 500,
+// which the sender must not retry until the settings are fixed.
+func subscribeFailure(err error) error {
+	var se *fhir.ServerError
+	var ue *url.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Err: err}
+	case errors.As(err, &se), errors.As(err, &ue), errors.Is(err, context.Canceled):
+		return &Error{Status: http.StatusBadGateway, Err: err}
+	}
+	return &Error{Status: http.StatusInternalServerError,
+		Err: fmt.Errorf("mediator configuration (tocht.Config.NotifyEMR, notify_emr): %w", err)}
 }
