@@ -112,8 +112,10 @@ type Bridge struct {
 	sys  fhir.Systems
 	http *http.Client
 	fhir *fhir.Client // for NotifyEMR; nil without it
-	log  *slog.Logger
-	now  func() time.Time
+	// tasks serialises the requests of one Task with NotifyEMR.
+	tasks keyLocks
+	log   *slog.Logger
+	now   func() time.Time
 	// personTypes are the contact types that are people (besides
 	// "person" and the person types of types): Config.PersonTypes and the
 	// converter's type of new people.

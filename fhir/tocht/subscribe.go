@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -24,12 +25,25 @@ func newFHIRClient(cfg Config, hc *http.Client) (*fhir.Client, error) {
 
 // executeWithSubscription writes a Task's CHT report after making sure the FHIR server holds the
 // rest-hook Subscription that tells the EMR when the Task is closed; when the CHT write fails, a
-// Subscription made by this request is deleted again, so none is left dangling.
+// Subscription made by this request is deleted again, so none is left dangling. A Subscription
+// that existed before is never deleted, and the requests of one Task are serialised, so that
+// no request deletes a Subscription another one made or relies on. (Bridges in separate
+// processes do not serialise: run one fhir-to-cht per FHIR server with NotifyEMR.)
 func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created bool, err error) {
 	t, ok := u.resource.(*models.Task)
 	if b.fhir == nil || u.skip || !ok || t.Id == nil || *t.Id == "" {
 		return b.execute(ctx, u)
 	}
+	// One request per Task at a time: the Subscription's id is the Task's,
+	// so a concurrent request for the same Task would rely on the
+	// Subscription this one may remove again (or make it too, and both
+	// would remove it).
+	unlock, err := b.tasks.lock(ctx, *t.Id)
+	if err != nil {
+		return false, &Error{Status: http.StatusGatewayTimeout,
+			Err: fmt.Errorf("Task %s: another request for it is still being written: %w", *t.Id, err)}
+	}
+	defer unlock()
 	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
 	if err != nil {
 		return false, subscribeFailure(err)
@@ -63,4 +77,46 @@ func subscribeFailure(err error) error {
 	}
 	return &Error{Status: http.StatusInternalServerError,
 		Err: fmt.Errorf("mediator configuration (tocht.Config.NotifyEMR, notify_emr): %w", err)}
+}
+
+// keyLocks is a mutex per key (a Task id), held by at most one request; an
+// entry lives while a request holds or waits for it.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	held chan struct{} // holds a token while the lock is held
+	refs int           // requests holding or waiting
+}
+
+// lock waits until key is free or ctx is done, and returns the function
+// that frees it.
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*keyLock{}
+	}
+	k := l.locks[key]
+	if k == nil {
+		k = &keyLock{held: make(chan struct{}, 1)}
+		l.locks[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(l.locks, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case k.held <- struct{}{}:
+		return func() { <-k.held; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
