@@ -43,10 +43,14 @@ type ClientConfig struct {
 	// (429, 503).
 	MaxRetries int
 	// MaxResponseBytes bounds the body read from a read, search, create,
-	// update or error answer; 0 means 16 MiB. A transaction answer is
-	// checked while it streams and has no limit.
+	// update or error answer; 0 means 16 MiB. A larger read or search
+	// answer is an error; a larger 2xx answer to a create or update is
+	// not (the write was done): its out is left unchanged, and a warning
+	// logged. A transaction answer is checked while it streams and has no
+	// limit.
 	MaxResponseBytes int64
-	// Logger receives debug lines for retries; nil discards.
+	// Logger receives debug lines for retries, and a warning for a write
+	// whose answer is over MaxResponseBytes; nil discards.
 	Logger *slog.Logger
 }
 
@@ -293,7 +297,15 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return newServerError(method, c.shown(path), resp.StatusCode, data)
 	}
 	if int64(len(data)) > c.maxBody {
-		return fmt.Errorf("fhir: %s %s: answer larger than %d bytes", method, c.shown(path), c.maxBody)
+		if method == http.MethodGet {
+			return fmt.Errorf("fhir: %s %s: answer larger than %d bytes", method, c.shown(path), c.maxBody)
+		}
+		// The server did the write: answering failure would make the
+		// caller retry it (a second resource for a Create). The answer
+		// is left unread instead.
+		c.log.WarnContext(ctx, "fhir: the write succeeded but its answer is larger than MaxResponseBytes: not decoded",
+			"method", method, "url", c.shown(path), "status", resp.StatusCode, "limit", c.maxBody)
+		return nil
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -395,7 +407,8 @@ func (c *Client) Search(ctx context.Context, typ string, query url.Values, out a
 
 // Create creates resource as a new typ (POST [base]/typ) and decodes the
 // stored resource, with the id the server assigned, into out (nil skips
-// it). resource is JSON bytes or a value encoding/json marshals (a samply
+// it; an answer over ClientConfig.MaxResponseBytes leaves out unchanged
+// and is no error, since the resource was created). resource is JSON bytes or a value encoding/json marshals (a samply
 // type). A network error is not retried, since the server may have created
 // the resource: make creates idempotent with a conditional [Client.Update]
 // or a transaction's ifNoneExist where duplicates matter.
@@ -413,7 +426,9 @@ func (c *Client) Create(ctx context.Context, typ string, resource, out any) erro
 
 // Update writes resource as typ/id (PUT [base]/typ/id), creating it when the
 // server allows clients to choose ids, and decodes the stored resource into
-// out (nil skips it). Updates are idempotent and retried.
+// out (nil skips it; an answer over ClientConfig.MaxResponseBytes leaves
+// out unchanged and is no error, since the resource was written). Updates
+// are idempotent and retried.
 func (c *Client) Update(ctx context.Context, typ, id string, resource, out any) error {
 	if id == "" {
 		return fmt.Errorf("fhir: update %s: empty id", typ)

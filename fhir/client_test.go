@@ -322,6 +322,48 @@ func TestResponseLimitAppliesToReads(t *testing.T) {
 	assert.ErrorContains(t, err, "answer larger than 1000 bytes")
 }
 
+// A 2xx answer to a write that is over MaxResponseBytes does not make the
+// write a failure: the server did it, and a caller told otherwise would
+// retry it (a second resource for a Create). The answer is left unread.
+func TestResponseLimitDoesNotFailADoneWrite(t *testing.T) {
+	big := `{"resourceType":"Task","id":"t1","text":{"div":"` + strings.Repeat("x", 2000) + `"}}`
+	var writes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writes.Add(1)
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, big)
+	}))
+	defer srv.Close()
+	c := testClient(t, srv, ClientConfig{MaxResponseBytes: 1000})
+	ctx := context.Background()
+	task := []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`)
+	tests := []struct {
+		name  string
+		write func(out any) error
+	}{
+		{"Create", func(out any) error { return c.Create(ctx, "Task", task, out) }},
+		{"Update", func(out any) error { return c.Update(ctx, "Task", "t1", task, out) }},
+	}
+	for _, tt := range tests {
+		for _, withOut := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s out=%v", tt.name, withOut), func(t *testing.T) {
+				writes.Store(0)
+				var raw json.RawMessage
+				var out any
+				if withOut {
+					out = &raw
+				}
+				require.NoError(t, tt.write(out))
+				assert.Empty(t, raw, "the answer is left unread")
+				assert.EqualValues(t, 1, writes.Load(), "written once")
+			})
+		}
+	}
+	var raw json.RawMessage
+	assert.ErrorContains(t, c.Read(ctx, "Task", "t1", &raw), "answer larger than 1000 bytes", "a read still fails")
+}
+
 // countingTransport stands in for mediator.Transport: the client must send
 // every call through the configured HTTPClient.
 type countingTransport struct{ n atomic.Int32 }

@@ -37,6 +37,7 @@ type demo struct {
 	fhir      *fhirtest.Server
 	emr       *emr // the EMR's notification endpoint (referral.go)
 	conv      *fhir.Converter
+	types     cht.ContactTypes // the app's contact hierarchy, as loaded from CHT
 	mediators []*runningMediator
 	log       *slog.Logger
 }
@@ -78,14 +79,14 @@ func startDemo(ctx context.Context, log *slog.Logger) (_ *demo, err error) {
 	}
 	// The app's contact hierarchy (app_settings.contact_types) tells people
 	// from places.
-	types, err := chtClient.ContactTypes(ctx)
+	d.types, err = chtClient.ContactTypes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	d.conv, err = fhir.New(fhir.Config{
 		InstanceURL:  instanceURL,
 		Mapping:      mapping,
-		ContactTypes: types,
+		ContactTypes: d.types,
 		Inbound:      fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID},
 	})
 	if err != nil {

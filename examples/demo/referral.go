@@ -61,7 +61,16 @@ func newEMR() *emr {
 			} `json:"output"`
 		}
 		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&task)
-		note := fmt.Sprintf("%s %s (Authorization %q): Task status %s", r.Method, r.URL.Path, r.Header.Get("Authorization"), task.Status)
+		// The header's value is a secret, even a demo's: say only whether
+		// it is the one the Subscription carries.
+		auth := "no Authorization header"
+		switch h := r.Header.Get("Authorization"); {
+		case h == emrAuthorization:
+			auth = "with the EMR's Authorization token"
+		case h != "":
+			auth = "with an unexpected Authorization header"
+		}
+		note := fmt.Sprintf("%s %s (%s): Task status %s", r.Method, r.URL.Path, auth, task.Status)
 		for _, o := range task.Output {
 			note += ", output " + o.ValueReference.Reference
 		}
@@ -78,9 +87,13 @@ func (e *emr) received() []string {
 	return append([]string(nil), e.notes...)
 }
 
+// emrAuthorization is the Authorization header the FHIR server sends the EMR with each
+// notification (Subscription.channel.header).
+const emrAuthorization = "Bearer emr-demo-token"
+
 // emrNotify is the Subscription the fhir-to-cht mediator creates for each Task.
 func (e *emr) notify() *fhir.TaskSubscription {
-	return &fhir.TaskSubscription{Endpoint: e.URL + "/referral-events", Header: []string{"Authorization: Bearer emr-demo-token"},
+	return &fhir.TaskSubscription{Endpoint: e.URL + "/referral-events", Header: []string{"Authorization: " + emrAuthorization},
 		Payload: "application/fhir+json"}
 }
 

@@ -23,5 +23,6 @@ func TestDemoReferralLoop(t *testing.T) {
 	assert.Contains(t, text, "same push again → HTTP 200; Task version 2")
 	assert.Regexp(t, `Task referral-task-0042: completed, output Encounter/[0-9a-f-]{36}; ServiceRequest referral-sr-0042: completed`, text)
 	assert.Contains(t, text, "told the EMR (rest-hook Subscription), 1 time(s)")
-	assert.Contains(t, text, `PUT /referral-events/Task/referral-task-0042 (Authorization "Bearer emr-demo-token"): Task status completed`)
+	assert.Contains(t, text, `PUT /referral-events/Task/referral-task-0042 (with the EMR's Authorization token): Task status completed`)
+	assert.NotContains(t, text, "emr-demo-token", "the demo prints no secret")
 }

@@ -19,7 +19,7 @@ const taskForm = "INTEROP_FOLLOW_UP"
 
 // startReverse starts the fhir-to-cht mediator and the EMR's OpenHIM client.
 func (d *demo) startReverse(ctx context.Context, c *cht.Client) error {
-	b, err := tocht.New(tocht.Config{Converter: d.conv, CHT: c, FHIRURL: d.fhir.URL, Logger: d.log, NotifyEMR: d.emr.notify()})
+	b, err := tocht.New(tocht.Config{Converter: d.conv, ContactTypes: d.types, CHT: c, FHIRURL: d.fhir.URL, Logger: d.log, NotifyEMR: d.emr.notify()})
 	if err != nil {
 		return err
 	}

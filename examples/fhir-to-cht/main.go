@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
 		return err
 	}
-	m, err := newMediator(s, logger)
+	m, err := newMediator(ctx, s, logger)
 	if err != nil {
 		return err
 	}
@@ -90,19 +91,14 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	return m.Run(ctx)
 }
 
-// newMediator builds the mediator from the settings.
-func newMediator(s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
+// newMediator builds the mediator from the settings; it reads the app's
+// contact hierarchy from CHT.
+func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
 	def, err := definition(s)
 	if err != nil {
 		return nil, err
 	}
 	mapping, err := fhir.LoadMapping(s.MappingFile)
-	if err != nil {
-		return nil, err
-	}
-	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping, Systems: fhir.Systems{ExternalID: s.ExternalIDSystem},
-		Inbound: fhir.InboundConfig{ParentPlace: s.ParentPlace, PersonType: s.PersonType, TaskForm: s.TaskForm,
-			PatientField: s.PatientField, ObservationForm: s.ObservationForm}})
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +109,19 @@ func newMediator(s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The app's contact hierarchy (app_settings.contact_types) tells people
+	// (person, c_patient, c_chw ...) from places.
+	types, err := chtClient.ContactTypes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the app's contact types from CHT: %w", err)
+	}
+	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping, ContactTypes: types,
+		Systems: fhir.Systems{ExternalID: s.ExternalIDSystem},
+		Inbound: fhir.InboundConfig{ParentPlace: s.ParentPlace, PersonType: s.PersonType, TaskForm: s.TaskForm,
+			PatientField: s.PatientField, ObservationForm: s.ObservationForm}})
+	if err != nil {
+		return nil, err
+	}
 	var notify *fhir.TaskSubscription
 	if n := s.NotifyEMR; n.Endpoint != "" {
 		notify = &fhir.TaskSubscription{Endpoint: n.Endpoint, Payload: n.Payload, Criteria: n.Criteria}
@@ -120,7 +129,7 @@ func newMediator(s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
 			notify.Header = []string{"Authorization: " + string(n.Authorization)}
 		}
 	}
-	bridge, err := tocht.New(tocht.Config{NotifyEMR: notify, Converter: conv, CHT: chtClient,
+	bridge, err := tocht.New(tocht.Config{NotifyEMR: notify, Converter: conv, CHT: chtClient, ContactTypes: types,
 		FHIRURL: s.FHIR.URL, FHIRUsername: s.FHIR.Username, FHIRPassword: string(s.FHIR.Password),
 		MaxBodyBytes: max(s.MaxBodyBytes, 0), AcceptCHTOrigin: s.AcceptCHTOrigin, Logger: logger})
 	if err != nil {

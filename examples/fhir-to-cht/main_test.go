@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -19,8 +20,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+	"github.com/cht-interop/openhim-mediator-go/mediator/settings"
 )
 
 func setBaseEnv(t *testing.T) {
@@ -230,4 +233,49 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	require.Contains(t, logs.String(), "fhir-to-cht starting")
 	require.Contains(t, logs.String(), "https://cht.example.org")
 	require.NotContains(t, logs.String(), "cht-secret-pw")
+}
+
+// TestConfigurablePersonTypes: the mediator reads the app's contact
+// hierarchy from CHT at startup, so a ServiceRequest about a person of a
+// configurable type (c_chw) is written, and one about a place refused.
+func TestConfigurablePersonTypes(t *testing.T) {
+	chtSrv := chttest.NewServer(chttest.Config{Forms: chttest.DemoForms(), ContactTypes: []chttest.ContactType{
+		{ID: "c_region"},
+		{ID: "c_chw", Person: true, Parents: []string{"c_region"}},
+		{ID: "c_patient", Person: true, Parents: []string{"c_region"}},
+	}})
+	t.Cleanup(chtSrv.Close)
+	require.NoError(t, chtSrv.PutDocs(
+		map[string]any{"_id": "region-1", "type": "contact", "contact_type": "c_region", "name": "Region"},
+		map[string]any{"_id": "chw-1", "type": "contact", "contact_type": "c_chw", "name": "CHW",
+			"parent": map[string]any{"_id": "region-1"}},
+	))
+	s := Settings{Mediator: settings.Default(), TaskForm: "INTEROP_FOLLOW_UP", PatientField: "patient_uuid", ParentPlace: "region-1"}
+	s.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
+	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	srv := httptest.NewServer(m)
+	t.Cleanup(srv.Close)
+
+	subject := func(id string) string {
+		return `{"resourceType":"ServiceRequest","id":"sr-` + id + `","status":"active","intent":"order",
+ "subject":{"identifier":{"system":"` + chtSrv.URL + `/medic","value":"` + id + `"}}}`
+	}
+	for _, tt := range []struct {
+		subject string
+		status  int
+	}{{"chw-1", http.StatusCreated}, {"region-1", http.StatusUnprocessableEntity}} {
+		resp, err := http.Post(srv.URL+"/fhir/ServiceRequest", "application/fhir+json", strings.NewReader(subject(tt.subject)))
+		require.NoError(t, err)
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		env, err := mediator.ParseEnvelope(raw)
+		require.NoError(t, err, "%s", raw)
+		assert.Equal(t, tt.status, env.Response.Status, "%s: %s", tt.subject, env.Response.Body)
+	}
+	reports := chtSrv.Reports("INTEROP_FOLLOW_UP")
+	require.Len(t, reports, 1)
+	assert.Contains(t, string(reports[0]), `"patient_uuid":"chw-1"`)
 }

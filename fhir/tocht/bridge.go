@@ -85,9 +85,16 @@ type Config struct {
 	// written back, which breaks loops when the FHIR server notifies the
 	// EMR side of what cht-to-fhir wrote.
 	AcceptCHTOrigin bool
-	// PersonTypes are the contact types, besides "person" and the
-	// converter's Inbound.PersonType, that are people. A Patient updates,
-	// and a report's subject is, only a CHT contact of one of these types.
+	// ContactTypes is the CHT app's contact hierarchy, as given to the
+	// converter (fhir.Config.ContactTypes): load it with
+	// cht.Client.ContactTypes. Its person types (such as c_patient or
+	// c_chw) are people. The zero value knows none: then only "person",
+	// the converter's Inbound.PersonType and PersonTypes are.
+	ContactTypes cht.ContactTypes
+	// PersonTypes are the contact types, besides "person", the
+	// converter's Inbound.PersonType and the person types of
+	// ContactTypes, that are people. A Patient updates, and a report's
+	// subject is, only a CHT contact of one of these types.
 	PersonTypes []string
 	// Now returns the current time (reported_date of new documents); nil
 	// means time.Now.
@@ -105,11 +112,15 @@ type Bridge struct {
 	sys  fhir.Systems
 	http *http.Client
 	fhir *fhir.Client // for NotifyEMR; nil without it
-	log  *slog.Logger
-	now  func() time.Time
+	// tasks serialises the requests of one Task with NotifyEMR.
+	tasks keyLocks
+	log   *slog.Logger
+	now   func() time.Time
 	// personTypes are the contact types that are people (besides
-	// "person"): Config.PersonTypes and the converter's type of new people.
+	// "person" and the person types of types): Config.PersonTypes and the
+	// converter's type of new people.
 	personTypes []string
+	types       cht.ContactTypes
 }
 
 // New returns a Bridge for cfg. It does no I/O.
@@ -150,13 +161,23 @@ func New(cfg Config) (*Bridge, error) {
 	if b.now == nil {
 		b.now = time.Now
 	}
-	b.personTypes = slices.Clone(cfg.PersonTypes)
+	b.personTypes, b.types = slices.Clone(cfg.PersonTypes), cfg.ContactTypes
 	// The converter's type of new people (Inbound.PersonType), from a
 	// probe conversion: the converter does not export its configuration.
 	if p, err := cfg.Converter.PersonFromPatient(&models.Patient{Name: []models.HumanName{{Text: new("probe")}}}); err == nil {
 		b.personTypes = append(b.personTypes, p.TypeID())
 	}
 	return b, nil
+}
+
+// isPerson reports whether the CHT document c is a person: of type
+// "person", a person type of Config.ContactTypes, or one of personTypes
+// and extra.
+func (b *Bridge) isPerson(c *cht.Contact, extra ...string) bool {
+	if c.IsContact() && b.types.IsPerson(c.TypeID()) {
+		return true
+	}
+	return c.IsPerson(slices.Concat(b.personTypes, extra)...)
 }
 
 // checkDocID rejects a CHT _id that CouchDB reserves (one starting with
@@ -338,10 +359,14 @@ func (e *Error) Unwrap() error { return e.Err }
 func (b *Bridge) failure(ctx context.Context, r *mediator.Request, err error) *mediator.Result {
 	status := statusOf(err)
 	oo := fhir.OutcomeFromError(err)
-	if status >= 500 {
-		if status != http.StatusInternalServerError {
-			oo = transientOutcome(err)
-		}
+	switch {
+	case status == http.StatusInternalServerError:
+		// Not transient: a retry fails the same way until the mediator
+		// (its configuration) is fixed.
+		b.log.ErrorContext(ctx, "fhir-to-cht: not written to CHT: mediator error, fix the mediator; retrying will not help until then",
+			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	case status > 500:
+		oo = transientOutcome(err)
 		b.log.WarnContext(ctx, "fhir-to-cht: not written to CHT; the sender should retry",
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}

@@ -45,10 +45,18 @@ func newRig(t testing.TB, configure ...func(*tocht.Config)) *rig {
 	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
+	return newRigOn(t, chtSrv, chttest.DemoTypes(), configure...)
+}
+
+// newRigOn is newRig on the CHT server chtSrv, whose app has the contact
+// hierarchy types (given to the converter only; configure may give it to
+// the bridge).
+func newRigOn(t testing.TB, chtSrv *chttest.Server, types cht.ContactTypes, configure ...func(*tocht.Config)) *rig {
+	t.Helper()
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 
-	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
+	conv, err := fhir.New(fhir.Config{ContactTypes: types, InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
 		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID, TaskForm: "INTEROP_FOLLOW_UP",
 			ObservationForm: "HEIGHT_WEIGHT"}})
 	require.NoError(t, err)

@@ -24,6 +24,9 @@ type plannedBundle struct {
 	errs    []error // planning error of each unit (nil if planned)
 	unitOf  []int   // unit of each entry; -1 for none
 	notes   []string
+	// patientUnit is the unit of each Patient by its references (fullUrl,
+	// Patient/<id>).
+	patientUnit map[string]int
 }
 
 // serveBundle processes a transaction, batch or collection Bundle.
@@ -32,7 +35,8 @@ type plannedBundle struct {
 // anything is written; a failure then writes nothing. If a CHT write fails
 // halfway, the answer is an error and the sender retries the whole Bundle,
 // which is safe because every write is idempotent. A batch processes each
-// entry on its own and answers a batch-response with a status per entry;
+// entry on its own (except that a report about a Patient of the Bundle
+// that failed fails too) and answers a batch-response with a status per entry;
 // its HTTP status is 200 unless an entry failed because of CHT (502), so
 // that OpenHIM and the sender retry.
 func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*mediator.Result, error) {
@@ -66,9 +70,9 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			return nil, &Error{Status: http.StatusUnprocessableEntity,
 				Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}}
 		}
-		// Check every subject before the first write, so that a missing
-		// person fails the transaction with nothing written.
-		if err := b.checkSubjects(ctx, pb); err != nil {
+		// Run every check that can refuse an entry (4xx) before the first
+		// write, so that a transaction is refused whole or written whole.
+		if err := b.checkTransaction(ctx, pb); err != nil {
 			return nil, err
 		}
 		for i, u := range pb.units {
@@ -88,6 +92,14 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 				results[i] = &entryResult{err: pb.errs[i], status: statusOf(pb.errs[i]), unit: u}
 				continue
 			}
+			// A report about a Patient of the Bundle that was not written
+			// is not written either: its subject would be missing or a
+			// place (the Patient's own checks failed).
+			if p, ok := pb.patientUnit[u.subjectRef]; ok && u.subjectRef != "" && results[p].err != nil {
+				err := subjectFailed(u, pb.entries[p][0], results[p].err)
+				results[i] = &entryResult{err: err, status: statusOf(err), unit: u}
+				continue
+			}
 			created, err := b.executeWithSubscription(ctx, u)
 			results[i] = &entryResult{created: created, err: err, unit: u}
 			if err != nil {
@@ -95,27 +107,42 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			}
 		}
 	}
-	return b.bundleAnswer(batch, pb, results)
+	return b.bundleAnswer(ctx, batch, pb, results)
 }
 
-// checkSubjects verifies the subject of every unit of a transaction (each
-// existing person once) and clears the units' checks, so that execute does not
-// repeat them. The answer names every entry whose subject is missing.
-func (b *Bridge) checkSubjects(ctx context.Context, pb *plannedBundle) error {
+// subjectFailed is the error of a report whose subject, the Patient of
+// entry, failed with err: a CHT failure (5xx) keeps its status, so that
+// the sender retries both; any other failure is a 422 naming the subject.
+func subjectFailed(u *unit, entry int, err error) error {
+	if st := statusOf(err); st >= 500 {
+		return &Error{Status: st, Err: fmt.Errorf("the subject, Bundle.entry[%d], was not written: %w", entry, err)}
+	}
+	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(u.subjectExpr,
+		fmt.Sprintf("the subject, Bundle.entry[%d], was not written: %v", entry, err), models.IssueTypeValue)}
+}
+
+// checkTransaction runs, for every unit of a transaction, the checks that
+// execute would otherwise run halfway through the writes and that can refuse
+// a unit with a 4xx: the subject exists and is a person (each existing person
+// once), a Patient's existing CHT document is a person, a report's document
+// can be built. It then clears the units' subject checks, so that execute
+// does not repeat them. The answer names every entry refused; a CHT failure
+// (5xx) is answered as is.
+func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
 	exists := map[string]bool{}
 	for i, u := range pb.units {
-		if u.skip || u.subject == "" || exists[u.subject] {
+		if u.skip {
 			continue
 		}
-		if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
-			if statusOf(err) >= 500 {
-				return err
-			}
-			issues = append(issues, entryIssues(err, pb.entries[i][0])...)
+		err := b.checkUnit(ctx, u, exists)
+		if err == nil {
 			continue
 		}
-		exists[u.subject] = true
+		if statusOf(err) >= 500 {
+			return err
+		}
+		issues = append(issues, entryIssues(err, pb.entries[i][0])...)
 	}
 	if len(issues) > 0 {
 		return &Error{Status: http.StatusUnprocessableEntity,
@@ -124,6 +151,27 @@ func (b *Bridge) checkSubjects(ctx context.Context, pb *plannedBundle) error {
 	for _, u := range pb.units {
 		u.subject = ""
 	}
+	return nil
+}
+
+// checkUnit runs the checks of checkTransaction for one unit; exists holds
+// the subjects found already.
+func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
+	if u.person != nil {
+		return b.checkPersonDoc(ctx, u.person)
+	}
+	if u.report != nil {
+		if _, err := b.reportDoc(u.docID, u.report); err != nil {
+			return err
+		}
+	}
+	if u.subject == "" || exists[u.subject] {
+		return nil
+	}
+	if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+		return err
+	}
+	exists[u.subject] = true
 	return nil
 }
 
@@ -259,15 +307,17 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 	}
 
 	refs := map[string]string{}
+	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
 		if p, ok := res.(*models.Patient); ok {
 			u, err := b.plan(ctx, p, nil)
-			add(u, err, i)
 			if err == nil && !u.skip {
 				for _, k := range refsOf(i, "Patient", p.Id) {
 					refs[k] = u.docID
+					pb.patientUnit[k] = len(pb.units)
 				}
 			}
+			add(u, err, i)
 		}
 	}
 	for i, res := range parsed {
@@ -361,7 +411,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 
 // bundleAnswer builds the transaction-response (transaction, collection) or
 // batch-response Bundle with one entry per entry received.
-func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryResult) (*mediator.Result, error) {
+func (b *Bridge) bundleAnswer(ctx context.Context, batch bool, pb *plannedBundle, results []*entryResult) (*mediator.Result, error) {
 	typ := models.BundleTypeTransactionResponse
 	if batch {
 		typ = models.BundleTypeBatchResponse
@@ -381,7 +431,15 @@ func (b *Bridge) bundleAnswer(batch bool, pb *plannedBundle, results []*entryRes
 			switch {
 			case r.err != nil:
 				resp.Status = strconv.Itoa(r.status) + " " + http.StatusText(r.status)
-				if r.status >= 500 {
+				if r.status == http.StatusInternalServerError {
+					// The mediator's error (configuration): not retried.
+					oo = fhir.OutcomeFromError(r.err)
+					if status != http.StatusBadGateway {
+						status = http.StatusInternalServerError
+					}
+					b.log.ErrorContext(ctx, "fhir-to-cht: Bundle entry not written to CHT: mediator error, fix the mediator; retrying will not help until then",
+						"entry", i, "status", r.status, "err", r.err)
+				} else if r.status > 500 {
 					oo = transientOutcome(r.err)
 					status = http.StatusBadGateway
 				} else {

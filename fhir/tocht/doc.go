@@ -27,8 +27,9 @@
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
-// Observation code), 500 for a mediator configuration error (a missing
-// parent place), and 502 or 504 when CHT or the FHIR server failed: nothing
+// Observation code), 500 without Retry-After for a mediator configuration
+// error (a missing parent place, a NotifyEMR endpoint that is not an
+// absolute http(s) URL), logged as an error, and 502 or 504 when CHT or the FHIR server failed: nothing
 // was lost, and the EMR (or OpenHIM) retries.
 //
 // # Idempotency
@@ -47,8 +48,8 @@
 //     has no system), else its id; that identifier's value (or the id) is
 //     stored as external_id. A Patient that carries a CHT _id identifier (one
 //     cht-to-fhir wrote) updates that person; it must be a person
-//     (Config.PersonTypes), not a place (422), and an _id starting with
-//     "_" is rejected (400).
+//     (Config.ContactTypes, Config.PersonTypes), not a place (422), and an
+//     _id starting with "_" is rejected (400).
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
@@ -66,7 +67,12 @@
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
 // the id as the key. The person must exist in CHT and be a person, not a
 // place (422 otherwise): a report about nobody would raise no task. In a
-// transaction every subject is checked before the first write.
+// transaction every check that can refuse an entry (the subject exists and
+// is a person, the CHT document a Patient updates is a person) runs for all
+// entries before the first write, so a transaction is refused whole (4xx)
+// or written whole; a CHT failure halfway (5xx) is retried whole. In a
+// batch, a report about a Patient of the same Bundle that failed is not
+// written: it fails too (422, or the Patient's 5xx so that both are retried).
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer

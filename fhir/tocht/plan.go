@@ -28,6 +28,10 @@ type unit struct {
 	// subject is the CHT person a report is about when it was not written
 	// in the same Bundle: it must exist before the report is written.
 	subject, subjectExpr string
+	// subjectRef is the reference (fullUrl or Patient/<id>) of the Patient
+	// of the same Bundle the report is about, if any: a batch does not
+	// write the report when that Patient failed.
+	subjectRef string
 
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
@@ -172,7 +176,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	if rt == "Task" {
 		subjectExpr = "Task.for"
 	}
-	patient, check, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +225,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 		}
 	}
 	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr}, nil
+		subject: check, subjectExpr: subjectExpr, subjectRef: ref}, nil
 }
 
 // planObservations converts an optional Encounter and its Observations
@@ -244,7 +248,7 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 	if enc != nil && enc.Subject != nil {
 		subjectExpr = "Encounter.subject"
 	}
-	patient, check, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -285,64 +289,65 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		ident = "content:" + hex.EncodeToString(sum[:16])
 	}
 	return &unit{resourceType: "Observation", resource: primary, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr}, nil
+		subject: check, subjectExpr: subjectExpr, subjectRef: ref}, nil
 }
 
 // subjectPatient resolves a subject reference to the CHT person, as a
 // Patient carrying the CHT _id identifier for the converter. check is the
 // _id to verify before writing ("" when the person is written in the same
 // Bundle, or when the reference cannot be resolved, which the converter
-// then reports). The rules, in order: an identifier with the CHT
+// then reports); inBundle is the reference of that Patient of the same
+// Bundle. The rules, in order: an identifier with the CHT
 // document system; a Patient of the same Bundle; another identifier as
 // a key (see identifierKey); a literal Patient reference, read from the FHIR server
 // when Config.FHIRURL is set, else with its id as the key.
-func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]string) (patient *models.Patient, check string, err error) {
+func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]string) (patient *models.Patient, check, inBundle string, err error) {
 	if ref == nil {
-		return nil, "", nil
+		return nil, "", "", nil
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
 		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.DocumentID {
 			if err := checkDocID(*ref.Identifier.Value, expr); err != nil {
-				return nil, "", err
+				return nil, "", "", err
 			}
-			return nil, *ref.Identifier.Value, nil
+			return nil, *ref.Identifier.Value, "", nil
 		}
 	}
 	if ref.Reference != nil {
 		if id, ok := refs[*ref.Reference]; ok {
-			return b.patientWithID(id), "", nil
+			return b.patientWithID(id), "", *ref.Reference, nil
 		}
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
 		id := b.PersonID(identifierKey(ref.Identifier.System, *ref.Identifier.Value, b.sys.ExternalID))
-		return b.patientWithID(id), id, nil
+		return b.patientWithID(id), id, "", nil
 	}
 	if ref.Reference == nil {
-		return nil, "", nil
+		return nil, "", "", nil
 	}
 	id, ok := literalID(*ref.Reference, "Patient")
 	if !ok {
-		return nil, "", nil
+		return nil, "", "", nil
 	}
 	if err := checkID(id); err != nil {
-		return nil, "", badID(expr, fmt.Errorf("reference %s: %w", quote(*ref.Reference), err))
+		return nil, "", "", badID(expr, fmt.Errorf("reference %s: %w", quote(*ref.Reference), err))
 	}
 	if b.cfg.FHIRURL == "" {
 		pid := b.PersonID(id)
-		return b.patientWithID(pid), pid, nil
+		return b.patientWithID(pid), pid, "", nil
 	}
 	p, err := b.readPatient(ctx, *ref.Reference, id, expr)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	pid := b.personIDOf(p)
 	if pid == "" {
-		return nil, "", invalid(expr, "the referenced Patient has neither identifier nor id", models.IssueTypeValue)
+		return nil, "", "", invalid(expr, "the referenced Patient has neither identifier nor id", models.IssueTypeValue)
 	}
 	if err := checkDocID(pid, expr); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return b.patientWithID(pid), pid, nil
+	return b.patientWithID(pid), pid, "", nil
 }
 
 func (b *Bridge) patientWithID(id string) *models.Patient {

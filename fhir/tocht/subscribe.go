@@ -3,7 +3,10 @@ package tocht
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"sync"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -22,15 +25,28 @@ func newFHIRClient(cfg Config, hc *http.Client) (*fhir.Client, error) {
 
 // executeWithSubscription writes a Task's CHT report after making sure the FHIR server holds the
 // rest-hook Subscription that tells the EMR when the Task is closed; when the CHT write fails, a
-// Subscription made by this request is deleted again, so none is left dangling.
+// Subscription made by this request is deleted again, so none is left dangling. A Subscription
+// that existed before is never deleted, and the requests of one Task are serialised, so that
+// no request deletes a Subscription another one made or relies on. (Bridges in separate
+// processes do not serialise: run one fhir-to-cht per FHIR server with NotifyEMR.)
 func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created bool, err error) {
 	t, ok := u.resource.(*models.Task)
 	if b.fhir == nil || u.skip || !ok || t.Id == nil || *t.Id == "" {
 		return b.execute(ctx, u)
 	}
+	// One request per Task at a time: the Subscription's id is the Task's,
+	// so a concurrent request for the same Task would rely on the
+	// Subscription this one may remove again (or make it too, and both
+	// would remove it).
+	unlock, err := b.tasks.lock(ctx, *t.Id)
+	if err != nil {
+		return false, &Error{Status: http.StatusGatewayTimeout,
+			Err: fmt.Errorf("Task %s: another request for it is still being written: %w", *t.Id, err)}
+	}
+	defer unlock()
 	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
 	if err != nil {
-		return false, &Error{Status: http.StatusBadGateway, Err: err}
+		return false, subscribeFailure(err)
 	}
 	created, err = b.execute(ctx, u)
 	if err != nil {
@@ -43,4 +59,64 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 		}
 	}
 	return created, err
+}
+
+// subscribeFailure is the error of a failed SubscribeTask: a failure of
+// the FHIR server or of the network to it (502, or 504 on a timeout) is
+// retried by the sender; any other, such as a NotifyEMR endpoint that is
+// not an absolute http(s) URL, is the mediator's configuration: 500,
+// which the sender must not retry until the settings are fixed.
+func subscribeFailure(err error) error {
+	var se *fhir.ServerError
+	var ue *url.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Err: err}
+	case errors.As(err, &se), errors.As(err, &ue), errors.Is(err, context.Canceled):
+		return &Error{Status: http.StatusBadGateway, Err: err}
+	}
+	return &Error{Status: http.StatusInternalServerError,
+		Err: fmt.Errorf("mediator configuration (tocht.Config.NotifyEMR, notify_emr): %w", err)}
+}
+
+// keyLocks is a mutex per key (a Task id), held by at most one request; an
+// entry lives while a request holds or waits for it.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	held chan struct{} // holds a token while the lock is held
+	refs int           // requests holding or waiting
+}
+
+// lock waits until key is free or ctx is done, and returns the function
+// that frees it.
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*keyLock{}
+	}
+	k := l.locks[key]
+	if k == nil {
+		k = &keyLock{held: make(chan struct{}, 1)}
+		l.locks[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(l.locks, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case k.held <- struct{}{}:
+		return func() { <-k.held; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }

@@ -1,8 +1,11 @@
 package tocht_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +67,64 @@ func TestNotifyEMRNeedsFHIRURL(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tocht.New(tocht.Config{Converter: r.conv, CHT: c, NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr"}})
 	require.ErrorContains(t, err, "FHIRURL")
+}
+
+// lockedBuffer collects log lines written from the handler's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A NotifyEMR setting the FHIR server never sees (an endpoint that is not
+// an absolute http(s) URL) is the mediator's configuration error: answered
+// 500 without Retry-After, so that neither OpenHIM nor the EMR retries a
+// request that fails the same way until the settings are fixed, and logged
+// as an error naming the setting. Nothing is written to CHT.
+func TestBadNotifyEMRSettingIsAConfigurationError(t *testing.T) {
+	r := newRig(t)
+	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+	var logs lockedBuffer
+	r = rebuild(t, r, func(c *tocht.Config) {
+		c.FHIRURL = r.fhir.URL
+		c.HTTPClient = r.fhir.Client()
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "emr.example.org/referral-events"}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	task := testdata(t, "task.json")
+	tests := []struct {
+		name, path string
+		body       []byte
+		entry      string // status of the batch entry, if a batch
+	}{
+		{"POST Task", "/fhir/Task", task, ""},
+		{"batch with the Task", "/fhir", []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + string(task) + `}]}`), `"status":"500 Internal Server Error"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := r.post(t, tt.path, tt.body)
+			require.Equal(t, http.StatusInternalServerError, a.status, "%s", a.body)
+			assert.Empty(t, a.header.Get("Retry-After"), "a configuration error is not retried")
+			assert.Contains(t, string(a.body), "notify_emr")
+			assert.NotContains(t, string(a.body), `"transient"`)
+			assert.Contains(t, string(a.body), tt.entry)
+			assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+		})
+	}
+	assert.Contains(t, logs.String(), "level=ERROR")
+	assert.Contains(t, logs.String(), "mediator configuration (tocht.Config.NotifyEMR, notify_emr)")
+	assert.Zero(t, r.fhir.Count("Subscription"))
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -38,7 +37,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 }
 
 // checkSubject verifies that the person a report is about exists in CHT
-// and is a person (Config.PersonTypes): a report about nobody would raise
+// and is a person (Config.ContactTypes, Config.PersonTypes): a report about nobody would raise
 // no task and fail silently.
 func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 	var c cht.Contact
@@ -49,7 +48,7 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), models.IssueTypeNotFound)}
 	case err != nil:
 		return chtFailure("read subject "+id, err)
-	case !c.IsPerson(b.personTypes...):
+	case !b.isPerson(&c):
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
 			fmt.Sprintf("CHT document %s is a %q, not a person", id, c.TypeID()), models.IssueTypeValue)}
 	}
@@ -79,9 +78,8 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 		if err != nil {
 			return false, chtFailure("read person "+p.ID, err)
 		}
-		if !cur.IsPerson(slices.Concat(b.personTypes, []string{p.TypeID()})...) {
-			return false, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
-				fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), models.IssueTypeValue)}
+		if err := b.updatable(&cur, p); err != nil {
+			return false, err
 		}
 		if !mergePerson(&cur, p) {
 			return false, nil
@@ -97,6 +95,31 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
 		Err: fmt.Errorf("person %s: concurrent updates in CHT kept conflicting", p.ID)}
+}
+
+// checkPersonDoc verifies, before a transaction writes anything, that the
+// CHT document a Patient becomes is a person if it exists already (as
+// upsertPerson does when it writes).
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) error {
+	var cur cht.Contact
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
+	switch {
+	case errors.Is(err, cht.ErrNotFound):
+		return nil
+	case err != nil:
+		return chtFailure("read person "+p.ID, err)
+	}
+	return b.updatable(&cur, p)
+}
+
+// updatable refuses to update the existing document cur with the person p
+// unless cur is a person.
+func (b *Bridge) updatable(cur, p *cht.Contact) error {
+	if !b.isPerson(cur, p.TypeID()) {
+		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
+			fmt.Sprintf("CHT document %s is a %q, not a person", p.ID, cur.TypeID()), models.IssueTypeValue)}
+	}
+	return nil
 }
 
 // newPerson is the document CHT's people API would store: the parent

@@ -1,0 +1,138 @@
+package tocht_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+)
+
+// medicID is a CHT _id identifier of the rig's instance.
+func medicID(id string) string {
+	return `{"system":"https://cht.example.org/medic","value":"` + id + `"}`
+}
+
+// A transaction is refused whole or written whole: an entry that only a
+// CHT read can refuse (a Patient whose CHT _id names a place) is found
+// before the first write, so the entries before it are not written either
+// and the 422, which the sender does not retry, leaves CHT unchanged.
+func TestTransactionRefusedAtWriteTimeWritesNothing(t *testing.T) {
+	placePatient := func(id string) string {
+		return `{"resourceType":"Patient","identifier":[` + medicID(id) + `],"name":[{"text":"Not A Person"}]}`
+	}
+	tests := []struct {
+		name    string
+		entries []string
+		bad     string // the entry named by the answer
+	}{
+		{"new Patient, then a Patient onto a household", []string{"patient.json", placePatient(chttest.DemoHouseholdID)}, "Bundle.entry[1]"},
+		{"new Patient, then a Patient onto a legacy place", []string{"patient.json", placePatient(chttest.DemoHealthCentreID)}, "Bundle.entry[1]"},
+		{"ServiceRequest, then a Patient onto a household", []string{"service-request.json", placePatient(chttest.DemoHouseholdID)}, "Bundle.entry[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			var entries string
+			for i, e := range tt.entries {
+				if e[0] != '{' {
+					e = string(testdata(t, e))
+				}
+				if i > 0 {
+					entries += ","
+				}
+				entries += `{"resource":` + e + `}`
+			}
+			before := r.cht.Docs()
+			a := r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entries+`]}`))
+			require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+			text := parseOutcome(t, a.body).text()
+			assert.Contains(t, text, tt.bad+".resource.identifier")
+			assert.Contains(t, text, "not a person")
+			assert.Equal(t, before, r.cht.Docs(), "a refused transaction changed CHT")
+		})
+	}
+}
+
+// batchResponse decodes a batch-response Bundle.
+type batchResponse struct {
+	Type  string
+	Entry []struct {
+		Response struct {
+			Status  string
+			Outcome outcome
+		}
+	}
+}
+
+func parseBatch(t *testing.T, body []byte) batchResponse {
+	t.Helper()
+	var resp batchResponse
+	require.NoError(t, json.Unmarshal(body, &resp), "%s", body)
+	require.Equal(t, "batch-response", resp.Type, "%s", body)
+	return resp
+}
+
+// In a batch, a report whose subject is a Patient of the same Bundle is not
+// written when that Patient was not: it fails with the Patient's kind of
+// error (422 when CHT refused the Patient, the CHT failure when CHT failed,
+// so that the sender retries both), naming the Patient's entry.
+func TestBatchReportAboutAFailedPatientIsNotWritten(t *testing.T) {
+	const fullURL = "urn:uuid:11111111-1111-4111-8111-111111111111"
+	batch := func(patient string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"batch","entry":[
+ {"fullUrl":"` + fullURL + `","resource":` + patient + `},
+ {"resource":{"resourceType":"ServiceRequest","id":"sr-batch-1","status":"active","intent":"order","subject":{"reference":"` + fullURL + `"}}}]}`)
+	}
+	newPatient := `{"resourceType":"Patient","identifier":[{"system":"urn:nid","value":"batch-1"}],"name":[{"text":"Batch Person"}]}`
+	tests := []struct {
+		name    string
+		patient string
+		fault   *chttest.Fault // on the CHT writes, removed before the retry
+		status  int            // of the batch
+		entry   string         // status of both entries
+		want    string         // in the ServiceRequest's outcome
+	}{
+		{"Patient onto a household", `{"resourceType":"Patient","identifier":[` + medicID(chttest.DemoHouseholdID) + `],"name":[{"text":"X"}]}`,
+			nil, http.StatusOK, "422 Unprocessable Entity", "Bundle.entry[1].resource.subject: the subject, Bundle.entry[0], was not written"},
+		{"CHT fails the Patient's write", newPatient,
+			&chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable, Count: 1},
+			http.StatusBadGateway, "502 Bad Gateway", "the subject, Bundle.entry[0], was not written"},
+		// Refused before any write, the Patient leaves its fullUrl
+		// unresolved: the ServiceRequest has no subject.
+		{"Patient without identity", `{"resourceType":"Patient","name":[{"text":"No Id"}]}`,
+			nil, http.StatusOK, "422 Unprocessable Entity", "Bundle.entry[1].resource.subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			remove := func() {}
+			if tt.fault != nil {
+				remove = r.cht.InjectFault(*tt.fault)
+			}
+			before := r.cht.Docs()
+			a := r.post(t, "/fhir", batch(tt.patient))
+			remove()
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			resp := parseBatch(t, a.body)
+			require.Len(t, resp.Entry, 2)
+			for i, e := range resp.Entry {
+				assert.Equal(t, tt.entry, e.Response.Status, "entry %d", i)
+			}
+			assert.Contains(t, resp.Entry[1].Response.Outcome.text(), tt.want)
+			assert.Equal(t, before, r.cht.Docs(), "CHT changed")
+
+			if tt.fault != nil {
+				// The retried batch writes the person and its report.
+				a = r.post(t, "/fhir", batch(tt.patient))
+				require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+				reports := r.reports(t, "INTEROP_FOLLOW_UP")
+				require.Len(t, reports, 1)
+				assert.Equal(t, r.bridge.PersonID("urn:nid|batch-1"), reports[0]["fields"].(map[string]any)["patient_uuid"])
+			}
+		})
+	}
+}
