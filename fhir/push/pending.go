@@ -48,6 +48,10 @@ type Pending struct {
 	mu      sync.Mutex    // held while reading
 	last    time.Time     // of the last read, or attempt
 	lastErr error
+	// reread: the contact types come from CHT (none in conv), so they are
+	// read again every p.refresh.
+	reread bool
+	due    atomic.Int64 // when (Unix ns) the types in use are to be read again
 }
 
 // NewPending returns a Pending for the conversion conv and the handler
@@ -71,7 +75,8 @@ func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.CHT == nil || len(conv.ContactTypes.Types()) > 0 {
+	p.reread = cfg.CHT != nil && len(conv.ContactTypes.Types()) == 0
+	if !p.reread {
 		p.handler.Store(h)
 	}
 	return p, nil
@@ -129,17 +134,14 @@ func (p *Pending) get() (*Handler, error) {
 
 // refreshIfDue reads the contact types again when those in use were read
 // from CHT over p.refresh ago and no other request is reading them. A
-// failed read keeps the types in use and is tried again after p.retry.
+// failed read keeps the types in use and is tried again after p.retry. The
+// pushes in between pay one clock read.
 func (p *Pending) refreshIfDue() {
-	if !p.fromCHTLoaded() || !p.mu.TryLock() {
+	if !p.reread || time.Now().UnixNano() < p.due.Load() || !p.mu.TryLock() {
 		return
 	}
 	defer p.mu.Unlock()
-	due := p.refresh
-	if p.lastErr != nil {
-		due = p.retry
-	}
-	if time.Since(p.last) < due {
+	if time.Now().UnixNano() < p.due.Load() { // read by the request before
 		return
 	}
 	if _, _, err := p.read(); err != nil {
@@ -148,15 +150,10 @@ func (p *Pending) refreshIfDue() {
 				"err", err, "retry_every", p.retry.String())
 		}
 		p.lastErr = err
+		p.due.Store(p.last.Add(p.retry).UnixNano())
 		return
 	}
 	p.lastErr = nil
-}
-
-// fromCHTLoaded reports whether the handler in use has contact types read
-// from CHT (not given in the configuration).
-func (p *Pending) fromCHTLoaded() bool {
-	return p.cfg.CHT != nil && len(p.conv.ContactTypes.Types()) == 0
 }
 
 // read reads the contact types from CHT and, when they are read, stores a
@@ -182,5 +179,6 @@ func (p *Pending) read() (*Handler, int, error) {
 		return nil, 0, err
 	}
 	p.handler.Store(h)
+	p.due.Store(p.last.Add(p.refresh).UnixNano())
 	return h, len(types.Types()), nil
 }
