@@ -41,7 +41,7 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 	unlock, err := b.tasks.lock(ctx, *t.Id)
 	if err != nil {
 		return false, &Error{Status: http.StatusGatewayTimeout,
-			Err: fmt.Errorf("Task %s: another request for it is still being written: %w", *t.Id, err)}
+			Err: fmt.Errorf("another request for Task %s is still being written: %w", *t.Id, err)}
 	}
 	defer unlock()
 	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
