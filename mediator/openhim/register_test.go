@@ -411,3 +411,61 @@ func TestCompareStoredOnlyWhatCoreStores(t *testing.T) {
 		})
 	}
 }
+
+type rollbackConfigV10 struct {
+	UpstreamURL string `openhim:"upstreamUrl"`
+}
+
+type rollbackConfigV11 struct {
+	UpstreamURL string `openhim:"upstreamUrl"`
+	BatchSize   int    `openhim:"batchSize"`
+}
+
+// TestFakeCoreRollbackKeepsAdminConfig: after 1.1.0 (which added
+// batchSize) is rolled back to 1.0.0, core ignores the 1.0.0 registration
+// (openhim-core-js src/api/mediators.js addMediator: only a version
+// semver.gt the stored one replaces it) and its heartbeat answer carries
+// the 1.1.0 config. The 1.0.0 mediator keeps the administrator's
+// upstreamUrl rather than falling back to its compiled-in default.
+func TestFakeCoreRollbackKeepsAdminConfig(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version8})
+	defer srv.Close()
+	urn := "urn:mediator:rollback"
+	tc11, err := openhim.NewTypedConfig(rollbackConfigV11{UpstreamURL: "http://default", BatchSize: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d11 := fakeLcDefinition(urn)
+	d11.Version, d11.ConfigDefs, d11.Config = "1.1.0", tc11.Defs(), tc11.DefaultConfig()
+	if err := srv.Register(d11); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetConfig(urn, map[string]any{"upstreamUrl": "https://prod-fhir.example", "batchSize": 50}); err != nil {
+		t.Fatal(err)
+	}
+
+	tc10, err := openhim.NewTypedConfig(rollbackConfigV10{UpstreamURL: "http://default"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d10 := fakeLcDefinition(urn)
+	d10.Version, d10.ConfigDefs, d10.Config = "1.0.0", tc10.Defs(), tc10.DefaultConfig()
+	l, err := openhim.NewLifecycle(openhim.LifecycleConfig{Client: fakeLcClient(t, srv, openhim.Config{}), Definition: d10,
+		HeartbeatInterval: 50 * time.Millisecond, OnConfig: tc10.OnConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeLcRun(t, l)
+	if !e2eLcWait(10*time.Second, func() bool { return l.ConfigVersion() >= 1 }) {
+		t.Fatal("no config received")
+	}
+	if got, ok := srv.Mediator(urn); !ok || got.Version != "1.1.0" {
+		t.Fatalf("stored mediator = %+v, want core to keep 1.1.0", got)
+	}
+	if got := tc10.Load().UpstreamURL; got != "https://prod-fhir.example" {
+		t.Fatalf("upstreamUrl = %q (Err %v), want the administrator's value", got, tc10.Err())
+	}
+	if err := tc10.Err(); err != nil {
+		t.Errorf("Err() = %v, want nil", err)
+	}
+}

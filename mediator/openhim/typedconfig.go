@@ -178,8 +178,10 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 // DecodeConfig validates raw (a config as core sends it) against defs with
 // core's rules (those of [Definition.Validate]) and decodes it into the struct pointed to
 // by dst. If defs is nil, they are derived from dst with [ConfigDefsOf].
-// Params missing from raw leave their fields untouched. On error dst is
-// not modified; errors name the param but never contain a value.
+// Params missing from raw leave their fields untouched, and a param raw
+// has but defs do not declare is an error ([TypedConfig.Update] ignores
+// those instead, see there). On error dst is not modified; errors name the
+// param but never contain a value.
 func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
@@ -515,25 +517,60 @@ func (tc *TypedConfig[T]) Subscribe(fn func(old, new T)) {
 	tc.subs = append(tc.subs, fn)
 }
 
-// Update decodes raw over the defaults (so a param removed in core reverts
-// to its default), swaps it in and notifies the subscribers. On a
-// validation error the current configuration is kept and the error (which
-// never contains a value) is returned.
+// Update decodes raw (a config core sent) over the defaults (so a param
+// removed in core reverts to its default), swaps it in and notifies the
+// subscribers. On a validation error the current configuration is kept and
+// the error (which never contains a value) is returned.
+//
+// Params in raw that T does not declare are ignored, with a warning naming
+// them, and the others are applied: core validated the config against the
+// configDefs it stores, and after a rollback to a lower version those are
+// the newer version's (core keeps a registration only if its version is
+// greater than the stored one).
 func (tc *TypedConfig[T]) Update(raw map[string]any) error {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
+	known, unknown := cfgSplitDeclared(tc.defs, raw)
 	next := tc.defaults
-	if err := DecodeConfig(raw, tc.defs, &next); err != nil {
+	if err := DecodeConfig(known, tc.defs, &next); err != nil {
 		tc.err = err
 		return err
 	}
 	tc.err = nil
+	if len(unknown) > 0 {
+		tc.log.Warn("openhim: config from core has parameters this mediator version does not declare; ignoring them",
+			"params", unknown)
+	}
 	old := tc.cur.Swap(&next)
 	tc.version.Add(1)
 	for _, fn := range tc.subs {
 		fn(*old, next)
 	}
 	return nil
+}
+
+// cfgSplitDeclared returns the params of raw that defs declare and the
+// sorted names of those they do not. raw itself is not modified.
+func cfgSplitDeclared(defs []ConfigDef, raw map[string]any) (known map[string]any, unknown []string) {
+	declared := make(map[string]bool, len(defs))
+	for _, d := range defs {
+		declared[d.Param] = true
+	}
+	for _, k := range cfgSortedKeys(raw) {
+		if !declared[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return raw, nil
+	}
+	known = make(map[string]any, len(raw)-len(unknown))
+	for k, v := range raw {
+		if declared[k] {
+			known[k] = v
+		}
+	}
+	return known, unknown
 }
 
 // OnConfig has the signature of [LifecycleConfig.OnConfig]: it calls

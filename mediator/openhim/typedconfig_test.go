@@ -310,3 +310,57 @@ func FuzzParseHeartbeatBody(f *testing.F) {
 		}
 	})
 }
+
+// A mediator rolled back to a lower version gets the config of the newer
+// one: core keeps a registration only if its version is greater than the
+// stored one (openhim-core-js src/api/mediators.js addMediator,
+// semver.gt), so it keeps the newer configDefs and validates the
+// administrator's config against them. Update applies what T declares and
+// ignores the rest with one warning naming it.
+func TestTypedConfigIgnoresUndeclaredParamsFromCore(t *testing.T) {
+	var logBuf strings.Builder
+	tc, err := NewTypedConfig(lcTestConfig{UpstreamURL: "http://default", Retries: 1}, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := map[string]any{"upstreamUrl": "https://prod.example", "retries": 4.0, "batchSize": 50.0, "newSecret": "s3cr3t"}
+	if err := tc.Update(raw); err != nil {
+		t.Fatalf("Update = %v, want the declared params applied", err)
+	}
+	if got := tc.Load(); got.UpstreamURL != "https://prod.example" || got.Retries != 4 || tc.Version() != 1 {
+		t.Fatalf("config = %+v (version %d), want the administrator's values", got, tc.Version())
+	}
+	if err := tc.Err(); err != nil {
+		t.Errorf("Err() = %v, want nil", err)
+	}
+	if len(raw) != 4 {
+		t.Errorf("Update modified its argument: %v", raw)
+	}
+	log := logBuf.String()
+	if strings.Count(log, "level=WARN") != 1 || !strings.Contains(log, "params=\"[batchSize newSecret]\"") {
+		t.Errorf("want one warning naming batchSize and newSecret, log = %s", log)
+	}
+	if strings.Contains(log, "s3cr3t") {
+		t.Errorf("log leaks a value: %s", log)
+	}
+
+	// A declared param with a bad value still rejects the whole config.
+	if err := tc.Update(map[string]any{"retries": "many", "batchSize": 50.0}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Update with a bad declared value = %v, want ErrInvalid", err)
+	}
+	if got := tc.Load(); got.Retries != 4 {
+		t.Errorf("bad update must keep the previous config: %+v", got)
+	}
+}
+
+// The mediator's own default config stays strictly checked: a param
+// without a configDef there is the developer's mistake.
+func TestDefinitionConfigStillNeedsDefs(t *testing.T) {
+	d := lcDefinition("urn:mediator:strict")
+	d.ConfigDefs = []ConfigDef{{Param: "url", Type: ConfigString}}
+	d.Config = map[string]any{"url": "http://x", "undeclared": "y"}
+	err := d.Validate(8)
+	if f := lcFields(err); !slices.Equal(f, []string{"config.undeclared"}) {
+		t.Fatalf("Validate error fields = %v (err %v), want [config.undeclared]", f, err)
+	}
+}
