@@ -53,7 +53,8 @@ type LifecycleConfig struct {
 	// for long; the maps are copies the callee may keep.
 	OnConfig func(old, new map[string]any)
 	// ConfigOnChangeOnly sends config:true only on the first heartbeat after
-	// each registration and then relies on core pushing a change once.
+	// each registration and on the first successful one after a failed
+	// one, and otherwise relies on core pushing a change once.
 	// By default every heartbeat asks for the config and the Lifecycle
 	// diffs it locally, so that every replica sees every change (core
 	// pushes a change to only one of the heartbeats that follow it).
@@ -294,7 +295,12 @@ func (l *Lifecycle) checkDrift(ctx context.Context) {
 // heartbeatLoop heartbeats until ctx is done (nil) or core answers 404
 // (errReregister). beat reports whether a heartbeat succeeded.
 func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat bool, err error) {
-	first := true
+	// askConfig: with ConfigOnChangeOnly, whether the next heartbeat asks
+	// for the config anyway. It does on the first heartbeat and on the
+	// first one after a failure: a failed heartbeat may have reached core,
+	// which pushes a change only once (src/api/mediators.js heartbeat moves
+	// _lastHeartbeat whether or not its answer arrives).
+	askConfig := true
 	failures := 0 // consecutive, to keep an outage from flooding the log
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -304,7 +310,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 			return beat, nil
 		case <-timer.C:
 		}
-		wantConfig := first || !l.onChangeOnly
+		wantConfig := askConfig || !l.onChangeOnly
 		uptime := processUptime()
 		if uptime < 0 { // a fake clock (testing/synctest) started before the process
 			uptime = time.Since(started).Seconds()
@@ -324,6 +330,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 				return beat, errReregister
 			}
 			failures++
+			askConfig = true
 			next := jitter(l.interval)
 			timer.Reset(next)
 			switch {
@@ -343,7 +350,7 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 			l.log.InfoContext(ctx, "heartbeats to openhim core resumed", "after_failures", failures)
 			failures = 0
 		}
-		first = false
+		askConfig = false
 		l.applyConfig(cfg, wantConfig)
 		if l.install {
 			l.syncDefaultChannels(ctx)

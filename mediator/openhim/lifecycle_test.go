@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -757,4 +758,50 @@ func TestLifecycleReregisterBackoff(t *testing.T) {
 			}
 		}
 	})
+}
+
+// With ConfigOnChangeOnly, the first successful heartbeat after a failed
+// one asks for the config: the failed one may have reached core, which
+// pushes a change once, to the first heartbeat after it, and moves
+// _lastHeartbeat whether or not the answer arrives (openhim-core-js
+// src/api/mediators.js heartbeat).
+func TestLifecycleConfigOnChangeOnlyAsksAgainAfterFailure(t *testing.T) {
+	tests := []struct {
+		name   string
+		failed []int  // heartbeats (0-based) that fail
+		want   []bool // config flag of heartbeats 0..len-1
+	}{
+		{name: "no failure", want: []bool{true, false, false, false, false}},
+		{name: "one 502", failed: []int{1}, want: []bool{true, false, true, false, false}},
+		{name: "two 502 in a row", failed: []int{1, 2}, want: []bool{true, false, true, true, false}},
+		{name: "first heartbeat fails", failed: []int{0}, want: []bool{true, true, false, false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				core := newLcMiniCore()
+				core.hbAnswer = func(n int) (int, string) {
+					if slices.Contains(tt.failed, n) {
+						return http.StatusBadGateway, "bad gateway"
+					}
+					return 200, ""
+				}
+				l := newLcLifecycle(t, core, LifecycleConfig{HeartbeatInterval: time.Second, ConfigOnChangeOnly: true})
+				if err := lcRunFor(t, l, 4500*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+				hbs := core.heartbeats()
+				if len(hbs) < len(tt.want) {
+					t.Fatalf("heartbeats = %d, want at least %d", len(hbs), len(tt.want))
+				}
+				var got []bool
+				for _, hb := range hbs[:len(tt.want)] {
+					got = append(got, hb.config)
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Fatalf("config flags = %v, want %v", got, tt.want)
+				}
+			})
+		})
+	}
 }

@@ -5,11 +5,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -467,5 +471,64 @@ func TestFakeCoreRollbackKeepsAdminConfig(t *testing.T) {
 	}
 	if err := tc10.Err(); err != nil {
 		t.Errorf("Err() = %v, want nil", err)
+	}
+}
+
+// TestFakeCoreConfigOnChangeOnlyAfterLostHeartbeatAnswer: core pushes a
+// config change once, in answer to the first heartbeat after it, and
+// moves _lastHeartbeat even when that answer never reaches the mediator
+// (openhim-core-js src/api/mediators.js heartbeat). A proxy loses that
+// answer; with ConfigOnChangeOnly the next heartbeat asks for the config,
+// so the change is not lost.
+func TestFakeCoreConfigOnChangeOnlyAfterLostHeartbeatAnswer(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version8})
+	defer srv.Close()
+	target, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = srv.Client().Transport
+	var loseNext atomic.Bool // lose the next heartbeat answer that carries a config
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/heartbeat") || !loseNext.Load() {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r) // core handles the heartbeat ...
+		if rec.Code == http.StatusOK && rec.Body.Len() > 0 && loseNext.CompareAndSwap(true, false) {
+			w.WriteHeader(http.StatusBadGateway) // ... and its answer is lost
+			return
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	defer proxy.Close()
+
+	c, err := openhim.NewClient(openhim.Config{URL: proxy.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+		MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := fakeLcDefinition("urn:mediator:onchange-lost-answer")
+	l, err := openhim.NewLifecycle(openhim.LifecycleConfig{Client: c, Definition: def, HeartbeatInterval: 50 * time.Millisecond,
+		ConfigOnChangeOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeLcRun(t, l)
+	if !e2eLcWait(10*time.Second, func() bool { return l.ConfigVersion() == 1 }) {
+		t.Fatal("no first config")
+	}
+	loseNext.Store(true)
+	if err := srv.SetConfig(def.URN, map[string]any{"url": "http://changed", "apiKey": "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if !e2eLcWait(10*time.Second, func() bool { return !loseNext.Load() && l.Config()["url"] == "http://changed" }) {
+		t.Fatalf("config change lost: url = %v after %d heartbeats", l.Config()["url"], len(srv.Heartbeats(def.URN)))
 	}
 }
