@@ -536,8 +536,16 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 			primaries++
 		}
 	}
-	if primaries > 1 {
+	// Core counts the enabled primary routes (src/middleware/router.js
+	// numberOfPrimaryRoutes, which skips a route whose status is
+	// "disabled"); addChannel and updateChannel (src/api/channels.js)
+	// refuse any number but one, and the router answers 404 on a channel
+	// without one.
+	switch {
+	case primaries > 1:
 		errs = append(errs, invalidf(field+".routes", "channel contains multiple primary routes"))
+	case primaries == 0 && len(ch.Routes) > 0:
+		errs = append(errs, invalidf(field+".routes", "channel must have one enabled primary route (core answers 404 on a channel without one)"))
 	}
 	return joinErrors(errs...)
 }

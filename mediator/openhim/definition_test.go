@@ -112,6 +112,22 @@ func TestDefinitionValidate(t *testing.T) {
 			c := &d.DefaultChannelConfig[0]
 			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1, Primary: true, Status: "disabled"})
 		}},
+		// Core counts enabled primary routes (src/middleware/router.js
+		// numberOfPrimaryRoutes skips status "disabled"); with none the
+		// router answers 404 and addChannel/updateChannel
+		// (src/api/channels.js) refuse the channel with 400 "Channel must
+		// have a primary route".
+		{name: "no primary route", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Routes[0].Primary = false },
+			want: []string{"defaultChannelConfig[0].routes"}},
+		{name: "only primary route disabled", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Routes[0].Status = "disabled"
+			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1})
+		}, want: []string{"defaultChannelConfig[0].routes"}},
+		{name: "primary route enabled, another disabled", def: v7, mutate: func(d *Definition) {
+			c := &d.DefaultChannelConfig[0]
+			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1, Status: "disabled"})
+		}},
 		{name: "duplicate channel names", def: v7, mutate: func(d *Definition) {
 			d.DefaultChannelConfig = append(d.DefaultChannelConfig, d.DefaultChannelConfig[0])
 		}, want: []string{"defaultChannelConfig[1].name"}},

@@ -532,3 +532,45 @@ func TestFakeCoreConfigOnChangeOnlyAfterLostHeartbeatAnswer(t *testing.T) {
 		t.Fatalf("config change lost: url = %v after %d heartbeats", l.Config()["url"], len(srv.Heartbeats(def.URN)))
 	}
 }
+
+// TestFakeCoreChannelWithoutPrimaryRoute: a default channel whose routes
+// have no primary installs (the mediator's channel install saves it as
+// is, src/api/mediators.js), but core's router answers 404 on it and
+// updateChannel (src/api/channels.js) refuses a PUT of those routes with
+// 400 "Channel must have a primary route", so every restore would fail.
+// Definition.Validate refuses it before it gets there.
+func TestFakeCoreChannelWithoutPrimaryRoute(t *testing.T) {
+	d := fakeLcDefinition("urn:mediator:no-primary")
+	d.DefaultChannelConfig[0].Routes[0].Primary = false
+	d.DefaultChannelConfig[0].AuthType = "public"
+	if err := d.Validate(8); !errors.Is(err, openhim.ErrInvalid) || !strings.Contains(err.Error(), "defaultChannelConfig[0].routes") {
+		t.Fatalf("Validate = %v, want ErrInvalid naming defaultChannelConfig[0].routes", err)
+	}
+
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version8})
+	defer srv.Close()
+	c := fakeLcClient(t, srv, openhim.Config{MaxRetries: -1})
+	ctx := context.Background()
+	if err := srv.Register(d); err != nil { // as an older release of the library would have
+		t.Fatal(err)
+	}
+	if err := c.InstallChannels(ctx, d.URN); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.RouterURL+"/fake", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("router status = %d, want 404", resp.StatusCode)
+	}
+	chs := srv.Channels()
+	if len(chs) != 1 {
+		t.Fatalf("channels = %d, want 1", len(chs))
+	}
+	err = c.Do(ctx, http.MethodPut, "/channels/"+chs[0].ID, map[string]any{"routes": d.DefaultChannelConfig[0].Routes}, nil)
+	if !errors.Is(err, openhim.ErrBadRequest) || !strings.Contains(err.Error(), "Channel must have a primary route") {
+		t.Errorf("PUT = %v, want 400 Channel must have a primary route", err)
+	}
+}
