@@ -233,6 +233,8 @@ func (l *Lifecycle) register(ctx context.Context) error {
 		case errors.Is(err, ErrBadRequest) || errors.Is(err, ErrInvalid):
 			l.metrics.attempts.WithLabelValues(resultRejected).Inc()
 			l.log.ErrorContext(ctx, "openhim core rejected the mediator registration", "error", err)
+			problem = "registration rejected by openhim core: " + err.Error()
+			l.problem.Store(&problem)
 			return fmt.Errorf("openhim: register %s: %w", l.def.URN, err)
 		case errors.Is(err, ErrConfig) || isCredentialError(err):
 			l.metrics.attempts.WithLabelValues(resultUnauthorized).Inc()

@@ -457,6 +457,10 @@ func TestLifecycleRejectedIsFatal(t *testing.T) {
 		if len(core.registrations()) != 1 {
 			t.Errorf("a 400 was retried")
 		}
+		// Problem (what /readyz answers) gives the reason, not "not registered yet".
+		if p := l.Problem(); !strings.Contains(p, "rejected") || !strings.Contains(p, "Path `host` is required") {
+			t.Errorf("Problem() = %q, want the rejection with core's message", p)
+		}
 		if err := l.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "twice") {
 			t.Errorf("second Run = %v", err)
 		}

@@ -574,3 +574,23 @@ func TestFakeCoreChannelWithoutPrimaryRoute(t *testing.T) {
 		t.Errorf("PUT = %v, want 400 Channel must have a primary route", err)
 	}
 }
+
+// TestFakeCoreRejectedRegistrationProblem: core 4 requires a route host
+// (src/model/channels.js RouteDef host: required) and answers the
+// registration with 400; Problem, which /readyz answers, says so.
+func TestFakeCoreRejectedRegistrationProblem(t *testing.T) {
+	srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+	defer srv.Close()
+	d := fakeLcDefinition("urn:mediator:rejected")
+	d.Endpoints[0].Host = "" // fine for core 8's rules, which the client checks against
+	l, err := openhim.NewLifecycle(openhim.LifecycleConfig{Client: fakeLcClient(t, srv, openhim.Config{Auth: openhim.AuthToken}), Definition: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Run(context.Background()); !errors.Is(err, openhim.ErrBadRequest) {
+		t.Fatalf("Run = %v, want ErrBadRequest", err)
+	}
+	if p := l.Problem(); !strings.Contains(p, "rejected") || !strings.Contains(p, "host") {
+		t.Fatalf("Problem() = %q, want the rejection naming host", p)
+	}
+}
