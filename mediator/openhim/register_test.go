@@ -57,7 +57,10 @@ func TestFakeCoreAuthPerVersion(t *testing.T) {
 		version openhimtest.Version
 		auth    openhim.AuthScheme
 		local   bool // user created on core 7.2+ (no token passport)
-		wantErr error
+		tls     bool
+		// insecureCookie is core's api.secureCookie: false.
+		insecureCookie bool
+		wantErr        error
 	}{
 		{name: "4.x auto falls back to token", version: openhimtest.Version4, auth: openhim.AuthAuto},
 		{name: "4.x token", version: openhimtest.Version4, auth: openhim.AuthToken},
@@ -65,11 +68,16 @@ func TestFakeCoreAuthPerVersion(t *testing.T) {
 		{name: "7.x auto uses basic", version: openhimtest.Version7, auth: openhim.AuthAuto},
 		{name: "7.x token", version: openhimtest.Version7, auth: openhim.AuthToken},
 		{name: "8.x basic", version: openhimtest.Version8, auth: openhim.AuthBasic},
-		{name: "8.x session", version: openhimtest.Version8, auth: openhim.AuthSession},
+		{name: "8.x session", version: openhimtest.Version8, auth: openhim.AuthSession, tls: true},
+		// Core marks its session cookie Secure (config/default.json
+		// api.secureCookie: true, src/koaApi.js session({secure})) and over
+		// http answers the login with a 500.
+		{name: "8.x session over http", version: openhimtest.Version8, auth: openhim.AuthSession, wantErr: openhim.ErrServer},
+		{name: "8.x session over http, secureCookie off", version: openhimtest.Version8, auth: openhim.AuthSession, insecureCookie: true},
 		{name: "8.x token", version: openhimtest.Version8, auth: openhim.AuthToken},
 		{name: "8.x console-created user: basic works", version: openhimtest.Version8, auth: openhim.AuthBasic, local: true},
 		{name: "8.x console-created user: auto works", version: openhimtest.Version8, auth: openhim.AuthAuto, local: true},
-		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: openhim.AuthSession, local: true},
+		{name: "8.x console-created user: session works", version: openhimtest.Version8, auth: openhim.AuthSession, local: true, tls: true},
 		// Core's 404 (no token passport) is a credential error, not ErrNotFound
 		// (which the heartbeat loop reads as "mediator deleted").
 		{name: "8.x console-created user: token cannot", version: openhimtest.Version8, auth: openhim.AuthToken, local: true,
@@ -77,7 +85,7 @@ func TestFakeCoreAuthPerVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := openhimtest.NewServer(openhimtest.Config{Version: tt.version})
+			srv := openhimtest.NewServer(openhimtest.Config{Version: tt.version, TLS: tt.tls, InsecureSessionCookie: tt.insecureCookie})
 			defer srv.Close()
 			cfg := openhim.Config{Auth: tt.auth, CoreVersion: int(tt.version)}
 			if tt.local {

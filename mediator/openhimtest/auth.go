@@ -169,6 +169,16 @@ func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnauthorized)
 		return
 	}
+	secure := !s.cfg.InsecureSessionCookie
+	if secure && !s.cfg.TLS {
+		// koa-session (secure: api.secureCookie) sets its cookie after the
+		// login succeeded; over http the cookies module throws "Cannot send
+		// secure cookie over unencrypted connection" and Koa's default error
+		// handler answers 500 with the status text only (err.expose is
+		// false for a 5xx).
+		writeText(w, http.StatusInternalServerError, "Internal Server Error")
+		return
+	}
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
@@ -182,7 +192,7 @@ func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 		c.Path = "/"
 		c.HttpOnly = true
 		c.MaxAge = 7200
-		if s.cfg.TLS {
+		if secure {
 			c.Secure = true
 			c.SameSite = http.SameSiteNoneMode
 		}

@@ -22,6 +22,10 @@
 // 401). [Version7] (7.1) adds basic auth. [Version8] (the default) uses
 // passport dispatch: a session cookie from POST /authenticate/local wins,
 // then token auth when any auth-* header is present, then basic auth.
+// As core (api.secureCookie: true by default), it marks its session cookie
+// Secure and fails a session login over plain http with 500: use
+// [Config.TLS], or [Config.InsecureSessionCookie] for a core configured
+// with secureCookie: false.
 // Route validation follows the version: up to 7, host and port are
 // required and type is http, tcp or mllp; on 8, type is http or kafka.
 //

@@ -54,6 +54,13 @@ type Config struct {
 	// TLS serves the API over HTTPS with httptest's certificate (which,
 	// unlike core's default certificate, has SANs); Client trusts it.
 	TLS bool
+	// InsecureSessionCookie mimics core's api.secureCookie: false, so that
+	// the Version8 profile gives a session (POST /authenticate/local) over
+	// plain http too, in a cookie not marked Secure. By default, as core
+	// (config/default.json api.secureCookie: true, given to koa-session in
+	// src/koaApi.js), a session login over plain http fails with 500: the
+	// session cookie cannot be sent. With TLS it succeeds either way.
+	InsecureSessionCookie bool
 	// AuthWindow is api.authWindowSeconds for token auth; 0 means 10s.
 	AuthWindow time.Duration
 	// BasePath serves the API under a path prefix (e.g. "/openhim") so that
