@@ -454,6 +454,47 @@ func TestRecordsSubmit(t *testing.T) {
 	}
 }
 
+// TestRecordsDottedFields checks that a field declared with a dotted key
+// ("patient.name") is stored and validated: the fake reads JSON records
+// as cht-core does (api/src/services/records.js createRecordByJSON and
+// getDataRecord, which stores the field through
+// api/src/services/report/smsparser.js merge as formData.patient.name,
+// while api/src/services/report/validate.js validate reads
+// formData["patient.name"]); see chttest's TestRecordsDottedField.
+func TestRecordsDottedFields(t *testing.T) {
+	var f chttest.Form
+	if err := json.Unmarshal([]byte(`{"meta":{"code":"DOT"},"fields":{"patient.name":{"type":"string","labels":{"tiny":"n"},"required":true}}}`), &f); err != nil {
+		t.Fatal(err)
+	}
+	_, c := newDemo(t, chttest.Config{Forms: map[string]chttest.Form{"DOT": f}})
+	res, err := c.Records.Submit(context.Background(), cht.Record{Form: "DOT", Fields: map[string]any{"Patient.Name": "Ann"}},
+		&cht.SubmitOptions{CheckForm: true, ReadBack: true})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if s, ok := res.Report.Fields.String("patient.name"); !ok || s != "Ann" {
+		raw, _ := json.Marshal(res.Report.Fields)
+		t.Errorf("patient.name not stored: fields = %s", raw)
+	}
+}
+
+// TestRecordsReadBackNotStored checks that ReadBack fails, naming the
+// field, when CHT drops a sent field (getDataRecord in cht-core's
+// api/src/services/records.js stores only the keys of the form
+// definition).
+func TestRecordsReadBackNotStored(t *testing.T) {
+	_, c := newDemo(t, chttest.Config{})
+	res, err := c.Records.Submit(context.Background(), cht.Record{Form: "HEIGHT_WEIGHT",
+		Fields: map[string]any{"patient_uuid": chttest.DemoPatientID, "height": 172, "weight": 65, "bmi": 22, "x.y": 1}},
+		&cht.SubmitOptions{ReadBack: true})
+	if err == nil || !strings.Contains(err.Error(), "without fields bmi, x.y") {
+		t.Fatalf("err = %v, want the dropped fields named", err)
+	}
+	if res == nil || res.ID == "" || res.Report == nil {
+		t.Errorf("result = %+v, want the created report", res)
+	}
+}
+
 func TestRecordRules(t *testing.T) {
 	tests := []struct {
 		name string
@@ -461,7 +502,14 @@ func TestRecordRules(t *testing.T) {
 		want string // JSON, or error substring prefixed with "!"
 	}{
 		{"upper form lower keys", cht.Record{Form: "hw", Fields: map[string]any{"A": 1, "b.C": "x"}},
-			`{"_meta":{"form":"HW"},"a":1,"b.c":"x"}`},
+			`{"_meta":{"form":"HW"},"a":1,"b":{"c":"x"},"b.c":"x"}`},
+		{"dotted keys flat and nested", cht.Record{Form: "F", Fields: map[string]any{"p.name": "Ann", "p.age": 3, "p.addr.city": "K"}},
+			`{"_meta":{"form":"F"},"p":{"addr":{"city":"K"},"age":3,"name":"Ann"},"p.addr.city":"K","p.age":3,"p.name":"Ann"}`},
+		{"dotted key under a scalar", cht.Record{Form: "F", Fields: map[string]any{"p": 1, "p.name": "Ann"}}, "!collides"},
+		{"dotted key under a scalar, other case", cht.Record{Form: "F", Fields: map[string]any{"P.name": "Ann", "p": 1}}, "!collides"},
+		{"dotted key under a dotted key", cht.Record{Form: "F", Fields: map[string]any{"p.a": 1, "p.a.b": 2}}, "!collides"},
+		{"empty segment", cht.Record{Form: "F", Fields: map[string]any{"p..a": 1}}, "!empty segment"},
+		{"dotted reserved", cht.Record{Form: "F", Fields: map[string]any{"_meta.form": "X"}}, "!reserved"},
 		{"meta", cht.Record{Form: "F", From: "+2547", Locale: "sw", ReportedDate: time.UnixMilli(5), Fields: map[string]any{"d": time.UnixMilli(7)}},
 			`{"_meta":{"form":"F","from":"+2547","locale":"sw","reported_date":5},"d":7}`},
 		{"no form", cht.Record{}, "!form is required"},
