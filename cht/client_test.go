@@ -371,7 +371,7 @@ func TestContactsAllPaging(t *testing.T) {
 	if len(names) != 6 {
 		t.Errorf("people = %v, want 6", names)
 	}
-	if n := len(requestsTo(srv, "GET", "/api/v1/contact")); n < 3 {
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n < 3 {
 		t.Errorf("pages = %d, want >= 3", n)
 	}
 	// Stopping early fetches no further page.
@@ -379,7 +379,7 @@ func TestContactsAllPaging(t *testing.T) {
 	for range c.Contacts.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
 		break
 	}
-	if n := len(requestsTo(srv, "GET", "/api/v1/contact")); n != 1 {
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n != 1 {
 		t.Errorf("pages after break = %d, want 1", n)
 	}
 	var places int
