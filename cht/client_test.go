@@ -923,3 +923,45 @@ func TestAllHydrated(t *testing.T) {
 		t.Errorf("hydrate calls = %d, want one per page (3)", k)
 	}
 }
+
+// TestCreateWithChosenID checks that a create with a chosen id works on
+// every version and that its replay conflicts. CHT 5.2's POST
+// /api/v1/person and /api/v1/place refuse _id (shared-libs/cht-datasource
+// parameter-validators.ts assertContactInput: assertDoesNotHaveField(data,
+// '_id')), so the client uses the legacy POST /api/v1/people and
+// /api/v1/places, which write the body with db.medic.post
+// (shared-libs/contacts people.js createPerson, places.js createPlace).
+func TestCreateWithChosenID(t *testing.T) {
+	for _, v := range []string{"4.10.0", "5.2.0"} {
+		for _, tt := range []struct {
+			typ, id, parent, path string
+		}{
+			{"person", "chosen-person", chttest.DemoCHWAreaID, "/api/v1/people"},
+			{"household", "chosen-household", chttest.DemoCHWAreaID, "/api/v1/places"},
+		} {
+			t.Run(v+"/"+tt.typ, func(t *testing.T) {
+				srv, c := newDemo(t, chttest.Config{Version: v})
+				ctx := context.Background()
+				p := &cht.Contact{ID: tt.id, Type: tt.typ, Name: "Ana", Parent: cht.NewLineage(tt.parent)}
+				res, err := c.Contacts.Create(ctx, p)
+				if err != nil {
+					t.Fatalf("create: %v", err)
+				}
+				if res.ID != tt.id {
+					t.Errorf("id = %q, want %q", res.ID, tt.id)
+				}
+				raw, ok := srv.Doc(tt.id)
+				var stored cht.Contact
+				if !ok || json.Unmarshal(raw, &stored) != nil || stored.TypeID() != tt.typ || stored.ParentID() != tt.parent {
+					t.Errorf("stored = %s", raw)
+				}
+				if n := len(requestsTo(srv, "POST", tt.path)); n != 1 {
+					t.Errorf("requests to %s = %d, want 1", tt.path, n)
+				}
+				if _, err := c.Contacts.Create(ctx, p); !errors.Is(err, cht.ErrConflict) {
+					t.Errorf("replay: %v, want ErrConflict", err)
+				}
+			})
+		}
+	}
+}
