@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -963,5 +964,50 @@ func TestCreateWithChosenID(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLoginWaitEndsWithContext checks that a call waiting for another
+// call's login (POST /_session) gives up when its own context ends
+// rather than when that login finishes.
+func TestLoginWaitEndsWithContext(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var released atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_session" {
+			close(entered)
+			<-release
+			http.SetCookie(w, &http.Cookie{Name: "AuthSession", Value: "abc"})
+			w.Write([]byte(`{"ok":true}`))
+			return
+		}
+		w.Write([]byte(`{"_id":"x","type":"person"}`))
+	}))
+	t.Cleanup(srv.Close)
+	// A safety net only: without the fix the second call would wait for
+	// this.
+	stop := time.AfterFunc(10*time.Second, func() { released.Store(true); close(release) })
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: "u", Password: "p", Session: true, Version: "4.10.0", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- c.Docs.Get(context.Background(), "x", new(map[string]any)) }()
+	<-entered // the first call holds the login
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = c.Docs.Get(ctx, "x", new(map[string]any))
+	if released.Load() {
+		t.Error("the call returned only after the other call's login ended")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if stop.Stop() {
+		close(release)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("first call: %v", err)
 	}
 }
