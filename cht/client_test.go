@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -517,6 +518,11 @@ func TestRecordRules(t *testing.T) {
 		{"collision", cht.Record{Form: "F", Fields: map[string]any{"Height": 1, "height": 2}}, "!collide"},
 		{"reserved", cht.Record{Form: "F", Fields: map[string]any{"_META": 1}}, "!reserved"},
 		{"nested value", cht.Record{Form: "F", Fields: map[string]any{"obs": map[string]any{}}}, "!unsupported value type"},
+		{"NaN", cht.Record{Form: "F", Fields: map[string]any{"height": math.NaN()}}, `!field "height": NaN is not a JSON number`},
+		{"+Inf", cht.Record{Form: "F", Fields: map[string]any{"height": math.Inf(1)}}, `!field "height": +Inf is not a JSON number`},
+		{"-Inf float32", cht.Record{Form: "F", Fields: map[string]any{"height": float32(math.Inf(-1))}}, `!field "height": -Inf is not a JSON number`},
+		{"bad json.Number", cht.Record{Form: "F", Fields: map[string]any{"height": json.Number("12cm")}}, `!field "height": "12cm" is not a JSON number`},
+		{"json.Number", cht.Record{Form: "F", Fields: map[string]any{"height": json.Number("1e400")}}, `{"_meta":{"form":"F"},"height":1e400}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

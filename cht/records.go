@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -86,8 +87,19 @@ func (r Record) body() (map[string]any, error) {
 		}
 		orig[lk] = k
 		switch x := v.(type) {
-		case string, bool, json.Number,
-			int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("cht: record: field %q: %v is not a JSON number", k, x)
+			}
+		case float32:
+			if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Errorf("cht: record: field %q: %v is not a JSON number", k, x)
+			}
+		case json.Number:
+			if _, err := json.Marshal(x); err != nil {
+				return nil, fmt.Errorf("cht: record: field %q: %q is not a JSON number", k, string(x))
+			}
 		case time.Time:
 			v = x.UnixMilli()
 		default:
