@@ -131,9 +131,9 @@ type Client struct {
 	db         string
 	log        *slog.Logger
 
-	loginMu sync.Mutex // serialises logins
-	sessMu  sync.Mutex // guards cookie
-	cookie  string     // AuthSession cookie value in session mode
+	loginMu chan struct{} // one slot: serialises logins; waiting ends with the caller's context
+	sessMu  sync.Mutex    // guards cookie
+	cookie  string        // AuthSession cookie value in session mode
 
 	verMu   sync.Mutex       // guards version
 	version *release.Version // detected or configured version
@@ -178,7 +178,8 @@ func New(cfg Config) (*Client, error) {
 		maxResp = 64 << 20
 	}
 	c := &Client{
-		base: u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
+		loginMu: make(chan struct{}, 1),
+		base:    u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
 		timeout: cfg.Timeout, batch: cfg.HydrateBatchSize, db: cfg.DB, log: cfg.Logger,
 	}
 	c.hydrateURL = c.endpoint(request{path: hydratePath})

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,7 +373,7 @@ func TestContactsAllPaging(t *testing.T) {
 	if len(names) != 6 {
 		t.Errorf("people = %v, want 6", names)
 	}
-	if n := len(requestsTo(srv, "GET", "/api/v1/contact")); n < 3 {
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n < 3 {
 		t.Errorf("pages = %d, want >= 3", n)
 	}
 	// Stopping early fetches no further page.
@@ -379,7 +381,7 @@ func TestContactsAllPaging(t *testing.T) {
 	for range c.Contacts.All(context.Background(), cht.ListOptions{Type: "person", Limit: 2}) {
 		break
 	}
-	if n := len(requestsTo(srv, "GET", "/api/v1/contact")); n != 1 {
+	if n := len(requestsTo(srv, "GET", "/api/v1/person")); n != 1 {
 		t.Errorf("pages after break = %d, want 1", n)
 	}
 	var places int
@@ -454,6 +456,47 @@ func TestRecordsSubmit(t *testing.T) {
 	}
 }
 
+// TestRecordsDottedFields checks that a field declared with a dotted key
+// ("patient.name") is stored and validated: the fake reads JSON records
+// as cht-core does (api/src/services/records.js createRecordByJSON and
+// getDataRecord, which stores the field through
+// api/src/services/report/smsparser.js merge as formData.patient.name,
+// while api/src/services/report/validate.js validate reads
+// formData["patient.name"]); see chttest's TestRecordsDottedField.
+func TestRecordsDottedFields(t *testing.T) {
+	var f chttest.Form
+	if err := json.Unmarshal([]byte(`{"meta":{"code":"DOT"},"fields":{"patient.name":{"type":"string","labels":{"tiny":"n"},"required":true}}}`), &f); err != nil {
+		t.Fatal(err)
+	}
+	_, c := newDemo(t, chttest.Config{Forms: map[string]chttest.Form{"DOT": f}})
+	res, err := c.Records.Submit(context.Background(), cht.Record{Form: "DOT", Fields: map[string]any{"Patient.Name": "Ann"}},
+		&cht.SubmitOptions{CheckForm: true, ReadBack: true})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	if s, ok := res.Report.Fields.String("patient.name"); !ok || s != "Ann" {
+		raw, _ := json.Marshal(res.Report.Fields)
+		t.Errorf("patient.name not stored: fields = %s", raw)
+	}
+}
+
+// TestRecordsReadBackNotStored checks that ReadBack fails, naming the
+// field, when CHT drops a sent field (getDataRecord in cht-core's
+// api/src/services/records.js stores only the keys of the form
+// definition).
+func TestRecordsReadBackNotStored(t *testing.T) {
+	_, c := newDemo(t, chttest.Config{})
+	res, err := c.Records.Submit(context.Background(), cht.Record{Form: "HEIGHT_WEIGHT",
+		Fields: map[string]any{"patient_uuid": chttest.DemoPatientID, "height": 172, "weight": 65, "bmi": 22, "x.y": 1}},
+		&cht.SubmitOptions{ReadBack: true})
+	if err == nil || !strings.Contains(err.Error(), "without fields bmi, x.y") {
+		t.Fatalf("err = %v, want the dropped fields named", err)
+	}
+	if res == nil || res.ID == "" || res.Report == nil {
+		t.Errorf("result = %+v, want the created report", res)
+	}
+}
+
 func TestRecordRules(t *testing.T) {
 	tests := []struct {
 		name string
@@ -461,13 +504,25 @@ func TestRecordRules(t *testing.T) {
 		want string // JSON, or error substring prefixed with "!"
 	}{
 		{"upper form lower keys", cht.Record{Form: "hw", Fields: map[string]any{"A": 1, "b.C": "x"}},
-			`{"_meta":{"form":"HW"},"a":1,"b.c":"x"}`},
+			`{"_meta":{"form":"HW"},"a":1,"b":{"c":"x"},"b.c":"x"}`},
+		{"dotted keys flat and nested", cht.Record{Form: "F", Fields: map[string]any{"p.name": "Ann", "p.age": 3, "p.addr.city": "K"}},
+			`{"_meta":{"form":"F"},"p":{"addr":{"city":"K"},"age":3,"name":"Ann"},"p.addr.city":"K","p.age":3,"p.name":"Ann"}`},
+		{"dotted key under a scalar", cht.Record{Form: "F", Fields: map[string]any{"p": 1, "p.name": "Ann"}}, "!collides"},
+		{"dotted key under a scalar, other case", cht.Record{Form: "F", Fields: map[string]any{"P.name": "Ann", "p": 1}}, "!collides"},
+		{"dotted key under a dotted key", cht.Record{Form: "F", Fields: map[string]any{"p.a": 1, "p.a.b": 2}}, "!collides"},
+		{"empty segment", cht.Record{Form: "F", Fields: map[string]any{"p..a": 1}}, "!empty segment"},
+		{"dotted reserved", cht.Record{Form: "F", Fields: map[string]any{"_meta.form": "X"}}, "!reserved"},
 		{"meta", cht.Record{Form: "F", From: "+2547", Locale: "sw", ReportedDate: time.UnixMilli(5), Fields: map[string]any{"d": time.UnixMilli(7)}},
 			`{"_meta":{"form":"F","from":"+2547","locale":"sw","reported_date":5},"d":7}`},
 		{"no form", cht.Record{}, "!form is required"},
 		{"collision", cht.Record{Form: "F", Fields: map[string]any{"Height": 1, "height": 2}}, "!collide"},
 		{"reserved", cht.Record{Form: "F", Fields: map[string]any{"_META": 1}}, "!reserved"},
 		{"nested value", cht.Record{Form: "F", Fields: map[string]any{"obs": map[string]any{}}}, "!unsupported value type"},
+		{"NaN", cht.Record{Form: "F", Fields: map[string]any{"height": math.NaN()}}, `!field "height": NaN is not a JSON number`},
+		{"+Inf", cht.Record{Form: "F", Fields: map[string]any{"height": math.Inf(1)}}, `!field "height": +Inf is not a JSON number`},
+		{"-Inf float32", cht.Record{Form: "F", Fields: map[string]any{"height": float32(math.Inf(-1))}}, `!field "height": -Inf is not a JSON number`},
+		{"bad json.Number", cht.Record{Form: "F", Fields: map[string]any{"height": json.Number("12cm")}}, `!field "height": "12cm" is not a JSON number`},
+		{"json.Number", cht.Record{Form: "F", Fields: map[string]any{"height": json.Number("1e400")}}, `{"_meta":{"form":"F"},"height":1e400}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -873,5 +928,92 @@ func TestAllHydrated(t *testing.T) {
 	}
 	if k := len(requestsTo(srv, "POST", "/api/v1/hydrate")); k != 3 {
 		t.Errorf("hydrate calls = %d, want one per page (3)", k)
+	}
+}
+
+// TestCreateWithChosenID checks that a create with a chosen id works on
+// every version and that its replay conflicts. CHT 5.2's POST
+// /api/v1/person and /api/v1/place refuse _id (shared-libs/cht-datasource
+// parameter-validators.ts assertContactInput: assertDoesNotHaveField(data,
+// '_id')), so the client uses the legacy POST /api/v1/people and
+// /api/v1/places, which write the body with db.medic.post
+// (shared-libs/contacts people.js createPerson, places.js createPlace).
+func TestCreateWithChosenID(t *testing.T) {
+	for _, v := range []string{"4.10.0", "5.2.0"} {
+		for _, tt := range []struct {
+			typ, id, parent, path string
+		}{
+			{"person", "chosen-person", chttest.DemoCHWAreaID, "/api/v1/people"},
+			{"household", "chosen-household", chttest.DemoCHWAreaID, "/api/v1/places"},
+		} {
+			t.Run(v+"/"+tt.typ, func(t *testing.T) {
+				srv, c := newDemo(t, chttest.Config{Version: v})
+				ctx := context.Background()
+				p := &cht.Contact{ID: tt.id, Type: tt.typ, Name: "Ana", Parent: cht.NewLineage(tt.parent)}
+				res, err := c.Contacts.Create(ctx, p)
+				if err != nil {
+					t.Fatalf("create: %v", err)
+				}
+				if res.ID != tt.id {
+					t.Errorf("id = %q, want %q", res.ID, tt.id)
+				}
+				raw, ok := srv.Doc(tt.id)
+				var stored cht.Contact
+				if !ok || json.Unmarshal(raw, &stored) != nil || stored.TypeID() != tt.typ || stored.ParentID() != tt.parent {
+					t.Errorf("stored = %s", raw)
+				}
+				if n := len(requestsTo(srv, "POST", tt.path)); n != 1 {
+					t.Errorf("requests to %s = %d, want 1", tt.path, n)
+				}
+				if _, err := c.Contacts.Create(ctx, p); !errors.Is(err, cht.ErrConflict) {
+					t.Errorf("replay: %v, want ErrConflict", err)
+				}
+			})
+		}
+	}
+}
+
+// TestLoginWaitEndsWithContext checks that a call waiting for another
+// call's login (POST /_session) gives up when its own context ends
+// rather than when that login finishes.
+func TestLoginWaitEndsWithContext(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var released atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_session" {
+			close(entered)
+			<-release
+			http.SetCookie(w, &http.Cookie{Name: "AuthSession", Value: "abc"})
+			w.Write([]byte(`{"ok":true}`))
+			return
+		}
+		w.Write([]byte(`{"_id":"x","type":"person"}`))
+	}))
+	t.Cleanup(srv.Close)
+	// A safety net only: without the fix the second call would wait for
+	// this.
+	stop := time.AfterFunc(10*time.Second, func() { released.Store(true); close(release) })
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: "u", Password: "p", Session: true, Version: "4.10.0", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- c.Docs.Get(context.Background(), "x", new(map[string]any)) }()
+	<-entered // the first call holds the login
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = c.Docs.Get(ctx, "x", new(map[string]any))
+	if released.Load() {
+		t.Error("the call returned only after the other call's login ended")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if stop.Stop() {
+		close(release)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("first call: %v", err)
 	}
 }

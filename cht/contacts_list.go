@@ -2,21 +2,40 @@ package cht
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"net/http"
 )
 
-// list fetches a page of contacts by opts.Type or opts.IDs with
-// GET /api/v1/contact (CHT 5.2+). Older servers list by Type only, with
-// GET /api/v1/person (4.11+) for a person type and GET /api/v1/place
-// (4.12+) for any other.
+// list fetches a page of contacts by opts.Type or opts.IDs.
+//
+// By type it uses GET /api/v1/person?type= (4.11+) for a person type and
+// GET /api/v1/place?type= (4.12+) for any other: every release since has
+// them, while GET /api/v1/contact (contact.v1.getAll) is not in tag 5.2.0
+// nor on branch 5.2.x (cht-core api/src/routing.js), though later builds
+// report the same version.
+//
+// By ids it needs GET /api/v1/contact, so it is tried on 5.2+ only. A
+// server without the route passes the request to its CouchDB proxy, which
+// answers 404 "Database does not exist."; that answer is reported as
+// [ErrUnsupported].
 func (s *ContactsService) list(ctx context.Context, opts ListOptions) (*page[Contact], error) {
-	v2, err := s.client.supports(ctx, featureCreateV2)
-	if err != nil {
-		return nil, fmt.Errorf("cht: list contacts: %w", err)
+	if len(opts.IDs) > 0 {
+		if err := s.client.require(ctx, featureCreateV2); err != nil {
+			return nil, fmt.Errorf("cht: list contacts by ids: %w", err)
+		}
+		p, err := listPage[Contact](ctx, s.client, "/api/v1/contact", opts)
+		if err != nil {
+			if noRoute(err) {
+				return nil, fmt.Errorf("cht: list contacts by ids: %w (GET /api/v1/contact: %w)", ErrUnsupported, err)
+			}
+			return nil, fmt.Errorf("cht: list contacts by ids: %w", err)
+		}
+		return p, nil
 	}
-	path := "/api/v1/contact"
-	if !v2 && opts.Type != "" {
+	path := "/api/v1/contact" // only named in the error for no type
+	if opts.Type != "" {
 		person, err := s.isPersonType(ctx, opts.Type)
 		if err != nil {
 			return nil, fmt.Errorf("cht: list contacts: %w", err)
@@ -37,12 +56,22 @@ func (s *ContactsService) list(ctx context.Context, opts ListOptions) (*page[Con
 	return p, nil
 }
 
+// noRoute reports whether err is the answer of CHT's CouchDB proxy to a
+// path under /api that API has no route for (api/src/routing.js ends with
+// the proxy; CouchDB treats "api" as a database name).
+func noRoute(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound &&
+		apiErr.Err == "not_found" && apiErr.Reason == "Database does not exist."
+}
+
 // All iterates over every contact of opts.Type, or those among opts.IDs
-// in that order (CHT 5.2+), following cursors from opts.Cursor. On CHT
-// before 5.2 it lists people (4.11+) or places (4.12+) of opts.Type, and
-// an older server is an error matching [ErrUnsupported]. On error it
-// yields (nil, err) once and stops. Each iteration starts again from
-// opts.Cursor.
+// in that order, following cursors from opts.Cursor. A person type is
+// listed through GET /api/v1/person (CHT 4.11+), any other through GET
+// /api/v1/place (4.12+); listing by ids needs GET /api/v1/contact, which
+// cht-core added after 5.2.0. A server without the route gives an error
+// matching [ErrUnsupported]. On error it yields (nil, err) once and
+// stops. Each iteration starts again from opts.Cursor.
 func (s *ContactsService) All(ctx context.Context, opts ListOptions) iter.Seq2[*Contact, error] {
 	return listAll(ctx, s.list, opts)
 }

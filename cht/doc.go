@@ -78,7 +78,7 @@
 // Report form data is reached by dotted path:
 //
 //	fever, ok := r.Fields.String("danger_signs.fever")
-//	subject, from, ok := r.Subject() // fields.patient_uuid, fields.patient_id, patient_id, fields.inputs.contact._id, place_id, fields.place_id
+//	subject, from, ok := r.Subject() // in cht-core's order (registration-utils getSubjectId)
 //
 // # Pagination
 //

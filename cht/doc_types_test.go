@@ -316,16 +316,28 @@ func TestReportErrorsExtraKept(t *testing.T) {
 	}
 }
 
+// TestSubjectOrder pins Report.Subject to cht-core's
+// shared-libs/registration-utils getSubjectId: for patient_id,
+// patient_uuid, place_id and place_uuid in that order, the first truthy
+// of the top-level member and the one under fields. fields.inputs.contact._id,
+// which cht-core does not read, comes only after them.
 func TestSubjectOrder(t *testing.T) {
 	tests := []struct {
 		name, in, id, path string
 	}{
-		{"patient_uuid wins", `{"fields":{"patient_uuid":"u","patient_id":"s"},"patient_id":"t","place_id":"pl"}`, "u", "fields.patient_uuid"},
-		{"fields.patient_id", `{"fields":{"patient_id":"s","inputs":{"contact":{"_id":"c"}}},"patient_id":"t"}`, "s", "fields.patient_id"},
-		{"top patient_id", `{"fields":{"inputs":{"contact":{"_id":"c"}}},"patient_id":"t"}`, "t", "patient_id"},
-		{"inputs contact", `{"fields":{"patient_uuid":"","inputs":{"contact":{"_id":"c"}}},"place_id":"pl"}`, "c", "fields.inputs.contact._id"},
-		{"place_id", `{"fields":{},"place_id":"pl"}`, "pl", "place_id"},
+		{"top patient_id before fields.patient_uuid", `{"fields":{"patient_uuid":"u","patient_id":"s"},"patient_id":"t","place_id":"pl"}`, "t", "patient_id"},
+		{"fields.patient_id before patient_uuid", `{"fields":{"patient_id":"s","patient_uuid":"u"},"patient_uuid":"tu"}`, "s", "fields.patient_id"},
+		{"top patient_uuid", `{"fields":{"patient_uuid":"u"},"patient_uuid":"tu","place_id":"pl"}`, "tu", "patient_uuid"},
+		{"fields.patient_uuid before place_id", `{"fields":{"patient_uuid":"u"},"place_id":"pl"}`, "u", "fields.patient_uuid"},
+		{"empty patient_id skipped", `{"fields":{"patient_id":""},"patient_id":"","place_id":"pl"}`, "pl", "place_id"},
+		{"fields.place_id", `{"fields":{"place_id":"fp"},"place_uuid":"pu"}`, "fp", "fields.place_id"},
+		{"top place_uuid", `{"fields":{"place_uuid":"fu"},"place_uuid":"pu"}`, "pu", "place_uuid"},
+		{"fields.place_uuid", `{"fields":{"place_uuid":"fu","inputs":{"contact":{"_id":"c"}}}}`, "fu", "fields.place_uuid"},
+		{"place_id before inputs contact", `{"fields":{"inputs":{"contact":{"_id":"c"}}},"place_id":"pl"}`, "pl", "place_id"},
+		{"inputs contact last", `{"fields":{"patient_uuid":"","inputs":{"contact":{"_id":"c"}}}}`, "c", "fields.inputs.contact._id"},
 		{"numeric shortcode", `{"fields":{"patient_id":12345}}`, "12345", "fields.patient_id"},
+		{"numeric top patient_uuid", `{"patient_uuid":12345}`, "12345", "patient_uuid"},
+		{"object place_uuid is no subject", `{"place_uuid":{"a":1}}`, "", ""},
 		{"none", `{"fields":{"x":1}}`, "", ""},
 	}
 	for _, tt := range tests {

@@ -101,8 +101,10 @@ func parseHydrate(body []byte, ids []string) ([]hydrateEntry, error) {
 					e.Error = strings.Clone(d.str())
 				}
 			case "doc":
+				// On a body that ends here, span records the error and
+				// returns start == end == len(body).
 				start, end := d.span()
-				if body[start] == '{' {
+				if start < end && body[start] == '{' {
 					e.Doc = body[start:end:end]
 				}
 			default:

@@ -109,3 +109,68 @@ func BenchmarkHydrate(b *testing.B) {
 		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 	}
 }
+
+// TestHydrateMalformedAnswer checks that a 2xx hydrate answer that is not
+// the array of entries (api/src/controllers/hydration.js in cht-core
+// answers only complete JSON, so these come from a proxy or a cut
+// connection) is a decode error, never a panic.
+func TestHydrateMalformedAnswer(t *testing.T) {
+	for _, body := range []string{
+		`[{"id":"a","doc":`,
+		`[{"id":"a","doc": `,
+		`[{"id":"a","doc":{`,
+		`[{"id":"a","error":`,
+		`[{"id":"a",`,
+		`[`,
+		``,
+	} {
+		t.Run(body, func(t *testing.T) {
+			c, err := New(Config{URL: "http://cht.invalid/", Version: "4.10.0", MaxRetries: -1,
+				HTTPClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					return jsonAnswer(r, []byte(body)), nil
+				})}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Hydrate(context.Background(), "a"); err == nil {
+				t.Fatalf("Hydrate on %q: no error", body)
+			}
+		})
+	}
+}
+
+// FuzzParseHydrate feeds raw bytes to parseHydrate: it must never panic,
+// and what it accepts must be what encoding/json reads as an array of
+// objects.
+func FuzzParseHydrate(f *testing.F) {
+	addFixtureSeeds(f)
+	for _, s := range []string{
+		`[{"id":"a","doc":{"_id":"a","type":"person"}}]`,
+		`[{"id":"a","error":"not_found"},{"id":"b","doc":{"_id":"b"}}]`,
+		`[{"id":"a","doc":`, `[{"id":"a","doc":{`, `[{"id":"a","doc":null}]`, `[]`, `[`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := parseHydrate(data, []string{"a", "b"})
+		var ref []map[string]json.RawMessage
+		refErr := json.Unmarshal(data, &ref)
+		if err != nil {
+			if entries != nil {
+				t.Fatalf("error %v with entries %+v", err, entries)
+			}
+			return
+		}
+		if refErr != nil {
+			t.Fatalf("parseHydrate accepted %q, encoding/json: %v", data, refErr)
+		}
+		if len(entries) != len(ref) {
+			t.Fatalf("%d entries, encoding/json %d", len(entries), len(ref))
+		}
+		for i, e := range entries {
+			if len(e.Doc) > 0 && !json.Valid(e.Doc) {
+				t.Fatalf("entry %d: doc %q is not JSON", i, e.Doc)
+			}
+		}
+	})
+}

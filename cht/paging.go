@@ -22,9 +22,10 @@ type ListOptions struct {
 	// Type is the contact type id to list, e.g. "person", "clinic" or a
 	// configured contact_type. Listings need Type or IDs.
 	Type string
-	// IDs lists documents by uuid instead (GET /api/v1/contact and
-	// /api/v1/report, CHT 5.2+): the page holds those that exist and are
-	// of the listed kind, in the given order.
+	// IDs lists documents by uuid instead (GET /api/v1/contact, which
+	// cht-core added after its 5.2.0 release; servers without the route
+	// give an error matching [ErrUnsupported]): the page holds those that
+	// exist and are of the listed kind, in the given order.
 	IDs []string
 	// Limit is the page size; 0 means CHT's default of 100.
 	Limit int

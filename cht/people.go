@@ -30,8 +30,11 @@ type CreateResult struct {
 // be given as Type "contact" plus ContactType or directly as Type, and is
 // sent in the form each endpoint expects. Other fields, including Extra,
 // are sent as they are. Set p.ID to choose the document id, which makes
-// retrying a create safe (a replay conflicts). Create is not retried on
-// server errors.
+// retrying a create safe: a replay fails with an error matching
+// [ErrConflict] rather than creating a second contact. The 5.2 endpoints
+// refuse a chosen id, so a contact with p.ID is created through the
+// legacy endpoints on every version (CreateResult.Doc is then nil).
+// Create is not retried on server errors.
 func (s *ContactsService) Create(ctx context.Context, p *Contact) (*CreateResult, error) {
 	if p == nil || p.Name == "" {
 		return nil, fmt.Errorf("cht: create contact: name is required")
@@ -54,6 +57,16 @@ func (s *ContactsService) Create(ctx context.Context, p *Contact) (*CreateResult
 	v2, err := s.client.supports(ctx, featureCreateV2)
 	if err != nil {
 		return nil, fmt.Errorf("cht: create %s: %w", kind, err)
+	}
+	if doc.ID != "" {
+		// POST /api/v1/person and /api/v1/place answer 400 to a body
+		// with _id (cht-core shared-libs/cht-datasource
+		// parameter-validators.ts assertContactInput:
+		// assertDoesNotHaveField(data, '_id')). The legacy endpoints,
+		// still routed on 5.2, write the body with db.medic.post
+		// (shared-libs/contacts people.js createPerson, places.js
+		// createPlace), which keeps the _id: a replay is a 409.
+		v2 = false
 	}
 	body, err := createBody(&doc, v2, parentKey)
 	if err != nil {

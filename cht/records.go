@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ type Record struct {
 	From         string         // sender's phone number; optional
 	ReportedDate time.Time      // zero means the time CHT receives it
 	Locale       string         // optional
-	Fields       map[string]any // form data; dotted keys create sub-objects
+	Fields       map[string]any // form data; dotted keys ("a.b") are stored as sub-objects
 
 	// Geolocation is where the report was filled in, for writers of
 	// data_record documents (the report's geolocation member). The
@@ -86,16 +87,75 @@ func (r Record) body() (map[string]any, error) {
 		}
 		orig[lk] = k
 		switch x := v.(type) {
-		case string, bool, json.Number,
-			int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
-			body[lk] = x
+		case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("cht: record: field %q: %v is not a JSON number", k, x)
+			}
+		case float32:
+			if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Errorf("cht: record: field %q: %v is not a JSON number", k, x)
+			}
+		case json.Number:
+			if _, err := json.Marshal(x); err != nil {
+				return nil, fmt.Errorf("cht: record: field %q: %q is not a JSON number", k, string(x))
+			}
 		case time.Time:
-			body[lk] = x.UnixMilli()
+			v = x.UnixMilli()
 		default:
 			return nil, fmt.Errorf("cht: record: field %q: unsupported value type %T (want string, number, bool or time.Time)", k, v)
 		}
+		if _, taken := body[lk]; taken {
+			return nil, fmt.Errorf("cht: record: field %q collides with the sub-object of a dotted key", k)
+		}
+		body[lk] = v
+		if strings.Contains(lk, ".") {
+			if err := nest(body, k, strings.Split(lk, "."), v); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return body, nil
+}
+
+// nest also sends a dotted key's value as nested objects. CHT copies
+// every top-level key of the body into the form data
+// (api/src/services/records.js createRecordByJSON), then stores a field
+// declared as "a.b" by looking up formData.a.b (getDataRecord calls
+// smsparser.merge with the key split on dots,
+// api/src/services/report/smsparser.js merge), while validation looks
+// up formData["a.b"] (api/src/services/report/validate.js validate).
+// So the value goes both ways: flat for the validation, nested to be
+// stored.
+func nest(body map[string]any, k string, segs []string, v any) error {
+	if slices.Contains(segs, "") {
+		return fmt.Errorf("cht: record: field %q has an empty segment", k)
+	}
+	if segs[0] == "_meta" {
+		return fmt.Errorf("cht: record: field key %q is reserved", k)
+	}
+	m := body
+	for i, seg := range segs {
+		cur, taken := m[seg]
+		if i == len(segs)-1 {
+			if taken {
+				return fmt.Errorf("cht: record: field %q collides with another field", k)
+			}
+			m[seg] = v
+			return nil
+		}
+		if !taken {
+			sub := map[string]any{}
+			m[seg], m = sub, sub
+			continue
+		}
+		sub, ok := cur.(map[string]any)
+		if !ok {
+			return fmt.Errorf("cht: record: field %q collides with field %q", k, strings.Join(segs[:i+1], "."))
+		}
+		m = sub
+	}
+	return nil
 }
 
 // SubmitOptions controls [RecordsService.Submit].
@@ -107,7 +167,8 @@ type SubmitOptions struct {
 	// ReadBack fetches the created report (GET /medic/<id>) because CHT
 	// answers 200 even when it stored validation errors on the report.
 	// Submit then returns them in SubmitResult.Errors together with an
-	// error matching [ErrInvalidRecord].
+	// error matching [ErrInvalidRecord]. It also fails, naming them, when
+	// a sent field is missing from the stored report's fields.
 	ReadBack bool
 }
 
@@ -158,7 +219,26 @@ func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOpt
 		}
 		return out, fmt.Errorf("cht: submit record %s: report %s saved with %w: %s", form, res.ID, ErrInvalidRecord, strings.Join(msgs, "; "))
 	}
+	if missing := notStored(body, r.Fields); len(missing) > 0 {
+		return out, fmt.Errorf("cht: submit record %s: report %s saved without fields %s (not declared in the form definition)", form, res.ID, strings.Join(missing, ", "))
+	}
 	return out, nil
+}
+
+// notStored lists the sent field keys that the stored report's fields
+// lack, sorted.
+func notStored(body map[string]any, stored Fields) []string {
+	var missing []string
+	for k, v := range body {
+		if _, sub := v.(map[string]any); sub {
+			continue // _meta, or the sub-object of dotted keys
+		}
+		if _, ok := stored.Field(k); !ok {
+			missing = append(missing, k)
+		}
+	}
+	slices.Sort(missing)
+	return missing
 }
 
 func (s *RecordsService) checkForm(ctx context.Context, form string, body map[string]any) error {
@@ -175,9 +255,9 @@ func (s *RecordsService) checkForm(ctx context.Context, form string, body map[st
 		return fmt.Errorf("cht: submit record %s: form not found in app_settings.forms", form)
 	}
 	var undeclared []string
-	for k := range body {
-		if k == "_meta" {
-			continue
+	for k, v := range body {
+		if _, sub := v.(map[string]any); sub {
+			continue // _meta, or the sub-object of dotted keys
 		}
 		if _, ok := def.Fields[k]; !ok {
 			undeclared = append(undeclared, k)

@@ -1,6 +1,9 @@
 package cht
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Report is a CHT report document (type "data_record"), created by an
 // XForm in the app, by SMS, or through the records API.
@@ -81,24 +84,31 @@ func (e *ReportError) UnmarshalJSON(b []byte) error {
 func (e ReportError) Error() string { return "cht: report error " + e.Code + ": " + e.Message }
 
 // subjectPaths is the order in which [Report.Subject] looks for the
-// report's subject. Paths starting with "fields." are form fields.
+// report's subject: cht-core's (shared-libs/registration-utils
+// getSubjectId: patient_id, patient_uuid, place_id, place_uuid, each at
+// the top level then under fields), then fields.inputs.contact._id, the
+// contact an XForm was opened on, which cht-core does not read. Paths
+// starting with "fields." are form fields.
 var subjectPaths = [...]string{
-	"fields.patient_uuid",
-	"fields.patient_id",
 	"patient_id",
-	"fields.inputs.contact._id",
+	"fields.patient_id",
+	"patient_uuid",
+	"fields.patient_uuid",
 	"place_id",
 	"fields.place_id",
+	"place_uuid",
+	"fields.place_uuid",
+	"fields.inputs.contact._id",
 }
 
 // Subject returns the id of the person or place the report is about and
-// the path it came from: the first non-empty one of fields.patient_uuid,
-// fields.patient_id, patient_id, fields.inputs.contact._id, place_id and
-// fields.place_id, in that order (cht-core's
-// shared-libs/registration-utils reads place_id at either level). The value may be a
-// shortcode (patient_id, place_id) or a document uuid; the hydrated
-// Patient/Place, when present, tell which. ok is false when no path holds
-// a non-empty value.
+// the path it came from: the first non-empty one of patient_id,
+// fields.patient_id, patient_uuid, fields.patient_uuid, place_id,
+// fields.place_id, place_uuid, fields.place_uuid (cht-core's order,
+// shared-libs/registration-utils getSubjectId) and, when none is set,
+// fields.inputs.contact._id. The value may be a shortcode (patient_id,
+// place_id) or a document uuid; the hydrated Patient/Place, when present,
+// tell which. ok is false when no path holds a non-empty value.
 func (r *Report) Subject() (id, path string, ok bool) {
 	if r == nil {
 		return "", "", false
@@ -110,6 +120,17 @@ func (r *Report) Subject() (id, path string, ok bool) {
 			v = r.PatientID
 		case "place_id":
 			v = r.PlaceID
+		case "patient_uuid", "place_uuid":
+			if raw, ok := r.Extra[p]; ok {
+				// As a form field: a number is its text, other
+				// non-strings are no subject.
+				d := json.NewDecoder(bytes.NewReader(raw))
+				d.UseNumber()
+				var x any
+				if d.Decode(&x) == nil {
+					v, _ = Fields{p: x}.String(p)
+				}
+			}
 		default:
 			v, _ = r.Fields.String(p[len("fields."):])
 		}

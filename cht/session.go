@@ -20,8 +20,12 @@ func (c *Client) ensureSession(ctx context.Context) error {
 	if c.sessionCookie() != "" {
 		return nil
 	}
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
+	select {
+	case c.loginMu <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("cht: login: waiting for another login: %w", context.Cause(ctx))
+	}
+	defer func() { <-c.loginMu }()
 	if c.sessionCookie() != "" {
 		return nil // another call logged in meanwhile
 	}

@@ -3,6 +3,7 @@ package chttest
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -65,6 +66,13 @@ var (
 func (s *Server) contactError(c *reqCtx, err error) {
 	if ce, ok := err.(*contactErr); ok {
 		s.apiError(c, ce.code, ce.msg, nil)
+		return
+	}
+	if errors.Is(err, errConflict) {
+		// db.medic.post's conflict (PouchDB: status 409, message the
+		// CouchDB reason), answered by api/src/server-utils.js error
+		// with its status.
+		s.apiError(c, http.StatusConflict, "Document update conflict.", nil)
 		return
 	}
 	s.serverError(c, err.Error())
@@ -707,10 +715,18 @@ func kindCreate(k kind) func(*Server, *reqCtx, []string) {
 			s.apiError(c, http.StatusBadRequest, "Request body must be a JSON object.", nil)
 			return
 		}
-		if _, ok := body["_id"]; ok {
-			s.apiError(c, http.StatusBadRequest, "Ignoring _id: cannot pass _id when creating a document.", nil)
-			return
+		// shared-libs/cht-datasource parameter-validators.ts
+		// assertContactInput and assertReportInput:
+		// assertDoesNotHaveField (libs/core.ts) refuses _id and _rev
+		// unless undefined or null.
+		for _, f := range []string{"_id", "_rev"} {
+			if v, ok := body[f]; ok && v != nil {
+				s.apiError(c, http.StatusBadRequest, "The ["+f+"] field must not be set.", nil)
+				return
+			}
 		}
+		delete(body, "_id")
+		delete(body, "_rev")
 		doc, err := s.buildDoc(k, body)
 		if err != nil {
 			s.apiError(c, http.StatusBadRequest, err.Error(), nil)

@@ -403,3 +403,40 @@ func TestCreateAndUpdate52(t *testing.T) {
 		t.Errorf("report create: %d %s", r.status, r.body)
 	}
 }
+
+// TestCreate52RefusesID pins the 5.2 create endpoints on a body with _id
+// or _rev: shared-libs/cht-datasource parameter-validators.ts
+// assertContactInput and assertReportInput call assertDoesNotHaveField
+// (libs/core.ts), which throws "The [<name>] field must not be set."
+// (400) unless the value is undefined or null. The legacy POST
+// /api/v1/people (shared-libs/contacts people.js createPerson,
+// db.medic.post) keeps the _id, and a replay is a 409.
+func TestCreate52RefusesID(t *testing.T) {
+	srv := NewDemoServer(Config{Version: "5.2.0"})
+	t.Cleanup(srv.Close)
+	const person = `"name":"n","type":"person","parent":"` + DemoHouseholdID + `"`
+	tests := []struct {
+		name, path, body string
+		status           int
+		msg              string
+	}{
+		{"person _id", "/api/v1/person", `{` + person + `,"_id":"chosen"}`, 400, "The [_id] field must not be set."},
+		{"person _rev", "/api/v1/person", `{` + person + `,"_rev":"1-a"}`, 400, "The [_rev] field must not be set."},
+		{"place _id", "/api/v1/place", `{"name":"h","type":"household","parent":"` + DemoCHWAreaID + `","_id":"chosen"}`, 400, "The [_id] field must not be set."},
+		{"report _id", "/api/v1/report", `{"form":"f","contact":"` + DemoCHWID + `","_id":"chosen"}`, 400, "The [_id] field must not be set."},
+		{"person null _id", "/api/v1/person", `{` + person + `,"_id":null,"_rev":null}`, 200, ""},
+		{"legacy person _id", "/api/v1/people", `{"name":"n","place":"` + DemoHouseholdID + `","_id":"legacy-chosen"}`, 200, ""},
+		{"legacy person replay", "/api/v1/people", `{"name":"n","place":"` + DemoHouseholdID + `","_id":"legacy-chosen"}`, 409, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, srv, call{method: "POST", path: tt.path, ct: "application/json", body: tt.body})
+			if r.status != tt.status || !strings.Contains(string(r.body), tt.msg) {
+				t.Errorf("%d %s, want %d %q", r.status, r.body, tt.status, tt.msg)
+			}
+			if _, ok := srv.Doc("chosen"); ok {
+				t.Error("doc \"chosen\" stored")
+			}
+		})
+	}
+}

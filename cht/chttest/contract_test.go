@@ -260,13 +260,25 @@ func TestContractChangesSeq(t *testing.T) {
 	}
 }
 
-// Row 15: api/src/routing.js (5.2): GET /api/v1/contact and POST
-// /api/v1/contact/summary.
-func TestContractRoutes52(t *testing.T) {
+// Row 15: api/src/routing.js after tag 5.2.0 (commit 7c8bf5e855): GET
+// /api/v1/contact and POST /api/v1/contact/summary. Tag 5.2.0 has neither:
+// the path falls through to the CouchDB proxy, 404 "Database does not
+// exist.". Builds of master with the routes still report 5.2.0, so a 5.2
+// target is asked and must give one answer or the other.
+func TestContractRoutesAfter520(t *testing.T) {
 	tg := newTarget(t)
 	var major, minor int
 	if _, err := fmt.Sscanf(tg.version, "%d.%d", &major, &minor); err != nil || major < 5 || major == 5 && minor < 2 {
 		t.Skipf("CHT %s has no 5.2 routes", tg.version)
+	}
+	if major == 5 && minor == 2 {
+		status, body := tg.do(t, "GET", "/api/v1/contact?type=person", "", "")
+		if status == http.StatusNotFound {
+			if !strings.Contains(string(body), `"Database does not exist."`) {
+				t.Errorf("GET /api/v1/contact on %s: %d %s", tg.version, status, body)
+			}
+			return
+		}
 	}
 	_, person := tg.create(t, "/api/v1/people", `{"name":"listed"}`)
 	pid, _ := person["id"].(string)

@@ -36,7 +36,10 @@
 //     _bulk_docs and _changes (since, limit, include_docs, longpoll), with
 //     opaque sequence strings as CouchDB 2+ returns them;
 //   - /api/info with Config.Version; routes that do not exist in that
-//     version answer 404, as the reference's version matrix says.
+//     version answer 404, as the reference's version matrix says (under
+//     /api/, CouchDB's "Database does not exist.", as CHT's proxy does).
+//     GET /api/v1/contact and /api/v1/report and the summary routes,
+//     which cht-core added after tag 5.2.0, are served from 5.3.
 //
 // Serve under Config.BasePath to catch clients that build absolute URLs.
 // Seed with Seed, SeedFile, PutDoc or PutDocs; inspect with Doc, Docs,

@@ -318,3 +318,47 @@ func TestTextformsParser(t *testing.T) {
 		t.Errorf("parse = %s, want %s", s, want)
 	}
 }
+
+// TestRecordsDottedField pins how a form field declared with a dotted key
+// ("patient.name") is read from a JSON submission. createRecordByJSON
+// (api/src/services/records.js) copies every top-level key;
+// getDataRecord stores the field with smsparser.merge
+// (api/src/services/report/smsparser.js merge), which splits the key on
+// dots and looks up formData.patient.name, so a flat "patient.name" key
+// is dropped; validate (api/src/services/report/validate.js) looks up
+// formData["patient.name"], so only the flat key satisfies "required".
+func TestRecordsDottedField(t *testing.T) {
+	var f Form
+	if err := json.Unmarshal([]byte(`{"meta":{"code":"DOT"},"fields":{"patient.name":{"type":"string","labels":{"tiny":"n"},"required":true}}}`), &f); err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, Config{Version: "5.2.0", Forms: map[string]Form{"DOT": f}})
+	tests := []struct {
+		name, data string
+		fields     string // stored fields, as JSON
+		errors     []string
+	}{
+		{"flat", `"patient.name":"Ann"`, `{}`, nil},
+		{"nested", `"patient":{"name":"Ann"}`, `{"patient":{"name":"Ann"}}`, []string{"sys.missing_fields"}},
+		{"both", `"patient.name":"Ann","patient":{"name":"Ann"}`, `{"patient":{"name":"Ann"}}`, nil},
+		{"parent not an object", `"patient.name":"Ann","patient":"x"`, `{"patient":{}}`, nil},
+		{"parent falsy", `"patient.name":"Ann","patient":""`, `{}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := postRecord(t, srv, "application/json", `{"_meta":{"form":"dot"},`+tt.data+`}`)
+			got, _ := json.Marshal(doc["fields"])
+			if string(got) != tt.fields {
+				t.Errorf("fields = %s, want %s", got, tt.fields)
+			}
+			var codes []string
+			errs, _ := doc["errors"].([]any)
+			for _, e := range errs {
+				codes = append(codes, e.(map[string]any)["code"].(string))
+			}
+			if strings.Join(codes, ",") != strings.Join(tt.errors, ",") {
+				t.Errorf("errors = %v, want %v", codes, tt.errors)
+			}
+		})
+	}
+}

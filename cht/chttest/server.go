@@ -780,6 +780,13 @@ type route struct {
 	h       func(s *Server, c *reqCtx, params []string)
 }
 
+// after520 gates the routes cht-core added after tag 5.2.0 (commit
+// 7c8bf5e855: GET /api/v1/contact and /api/v1/report, POST
+// /api/v1/{contact,report}/summary; api/src/routing.js). Tag 5.2.0 and
+// branch 5.2.x do not have them; builds of master that do still report
+// 5.2.0, so the fake serves them from the next minor version.
+var after520 = [2]int{5, 3}
+
 var routes = []route{
 	{"GET", "/api/info", [2]int{0, 0}, false, false, (*Server).handleInfo},
 	{"GET", "/api/deploy-info", [2]int{0, 0}, true, false, (*Server).handleDeployInfo},
@@ -803,12 +810,12 @@ var routes = []route{
 	{"POST", "/api/v1/place", [2]int{5, 2}, true, true, kindCreate(kindPlace)},
 	{"GET", "/api/v1/place/{}", [2]int{4, 10}, true, true, kindGet(kindPlace)},
 	{"PUT", "/api/v1/place/{}", [2]int{5, 2}, true, true, kindUpdate(kindPlace)},
-	{"GET", "/api/v1/contact", [2]int{5, 2}, true, true, kindGetAll(kindContact)},
-	{"POST", "/api/v1/contact/summary", [2]int{5, 2}, true, true, kindSummaries(kindContact)},
+	{"GET", "/api/v1/contact", after520, true, true, kindGetAll(kindContact)},
+	{"POST", "/api/v1/contact/summary", after520, true, true, kindSummaries(kindContact)},
 	{"GET", "/api/v1/contact/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindContact)},
 	{"GET", "/api/v1/contact/{}", [2]int{4, 18}, true, true, kindGet(kindContact)},
-	{"GET", "/api/v1/report", [2]int{5, 2}, true, true, kindGetAll(kindReport)},
-	{"POST", "/api/v1/report/summary", [2]int{5, 2}, true, true, kindSummaries(kindReport)},
+	{"GET", "/api/v1/report", after520, true, true, kindGetAll(kindReport)},
+	{"POST", "/api/v1/report/summary", after520, true, true, kindSummaries(kindReport)},
 	{"GET", "/api/v1/report/uuid", [2]int{4, 18}, true, true, kindUUIDs(kindReport)},
 	{"GET", "/api/v1/report/{}", [2]int{4, 18}, true, true, kindGet(kindReport)},
 	{"POST", "/api/v1/report", [2]int{5, 2}, true, true, kindCreate(kindReport)},
@@ -894,6 +901,13 @@ func (s *Server) route(c *reqCtx) {
 	}
 	if methodMismatch && strings.HasPrefix(c.path, "/medic/") {
 		couchError(c.w, http.StatusMethodNotAllowed, "method_not_allowed", "Only GET,HEAD,PUT,DELETE allowed")
+		return
+	}
+	if strings.HasPrefix(p, "/api/") {
+		// API passes a path it has no route for to CouchDB
+		// (api/src/routing.js ends with the proxy), where "api" is
+		// taken as a database name.
+		couchError(c.w, http.StatusNotFound, "not_found", "Database does not exist.")
 		return
 	}
 	couchError(c.w, http.StatusNotFound, "not_found", "missing")
