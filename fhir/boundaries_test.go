@@ -293,3 +293,48 @@ func TestSubjectIDTextNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestSubjectPathDecidesItsType: a report subject known only by its id is
+// a Location when the id came from a place path (place_id or place_uuid,
+// top level or in fields, as cht-core's registration-utils getSubjectId
+// reads them) and a Patient otherwise; a shortcode path (patient_id,
+// place_id) with a shortcode value is referenced by shortcode.
+func TestSubjectPathDecidesItsType(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, tt := range []struct {
+		name    string
+		r       cht.Report
+		rt      string
+		byCode  bool
+		wantErr bool
+	}{
+		{name: "fields.patient_uuid", r: cht.Report{Fields: cht.Fields{"patient_uuid": "p-uuid"}}, rt: "Patient"},
+		{name: "top-level patient_id", r: cht.Report{PatientID: "12345"}, rt: "Patient", byCode: true},
+		{name: "fields.place_id shortcode", r: cht.Report{Fields: cht.Fields{"place_id": "54321"}}, rt: "Location", byCode: true},
+		{name: "fields.place_uuid", r: cht.Report{Fields: cht.Fields{"place_uuid": "hh-uuid"}}, rt: "Location"},
+		{name: "top-level place_uuid", r: cht.Report{Extra: map[string]json.RawMessage{"place_uuid": json.RawMessage(`"hh-uuid"`)}}, rt: "Location"},
+		{name: "place_uuid of digits is no shortcode", r: cht.Report{Fields: cht.Fields{"place_uuid": "54321"}}, rt: "Location"},
+		{name: "none", r: cht.Report{Fields: cht.Fields{}}, wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.r.ID = "r1"
+			s, err := c.subject(&refs{}, &tt.r)
+			if tt.wantErr {
+				var ce *ConversionError
+				if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "place_uuid") {
+					t.Fatalf("err = %v, want a ConversionError listing the subject paths", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.reference.Type == nil || *s.reference.Type != tt.rt {
+				t.Errorf("reference type %v, want %s", s.reference.Type, tt.rt)
+			}
+			if s.byCode != tt.byCode {
+				t.Errorf("by shortcode %v, want %v", s.byCode, tt.byCode)
+			}
+		})
+	}
+}

@@ -148,16 +148,16 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 	default:
 		id, path, ok := r.Subject()
 		if !ok {
-			return s, &ConversionError{DocID: r.ID, Field: "patient_id", Reason: "the report has no subject (none of fields.patient_uuid, " +
-				"fields.patient_id, patient_id, fields.inputs.contact._id, place_id is set); map its form as subjectless " +
-				"if its reports are about no one"}
+			return s, &ConversionError{DocID: r.ID, Field: "patient_id", Reason: "the report has no subject (none of patient_id, " +
+				"patient_uuid, place_id, place_uuid, at the top level or in fields, nor fields.inputs.contact._id is set); " +
+				"map its form as subjectless if its reports are about no one"}
 		}
 		if err := checkText(r.ID, path, id); err != nil {
 			return s, err
 		}
 		s.id = id
-		s.place = path == "place_id" || path == "fields.place_id"
-		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || s.place)
+		s.place = strings.HasSuffix(path, "place_id") || strings.HasSuffix(path, "place_uuid")
+		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || strings.HasSuffix(path, "place_id"))
 	}
 	if err := checkText(r.ID, field, s.id); err != nil {
 		err.Field += "._id" // named only on error: this runs for every report
