@@ -329,12 +329,20 @@ func TestSubjectPathDecidesItsType(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.reference.Type == nil || *s.reference.Type != tt.rt {
-				t.Errorf("reference type %v, want %s", s.reference.Type, tt.rt)
+			if got := deref(s.reference.Type); got != tt.rt {
+				t.Errorf("reference type %q, want %s", got, tt.rt)
 			}
 			if s.byCode != tt.byCode {
 				t.Errorf("by shortcode %v, want %v", s.byCode, tt.byCode)
 			}
 		})
 	}
+}
+
+// deref is *p, or "" for nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
