@@ -1,0 +1,176 @@
+package fhir
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// The checks of values typed by FHIR's primitive patterns
+// (http://hl7.org/fhir/R4/datatypes.html), through both writers: the direct
+// writer and the samply builders refuse the same values with a
+// *ConversionError naming the field, and write the same resources.
+
+// bothContact converts ct with the direct writer and the samply builders,
+// checks that they agree and returns the samply result.
+func bothContact(t *testing.T, c *Converter, ct *cht.Contact) (*Transaction, error) {
+	t.Helper()
+	dt, derr := c.contactTransaction(ct, nil)
+	st, serr := c.ContactBundle(ct)
+	sameResult(t, "contact "+ct.ID, dt, st, derr, serr)
+	releaseTx(dt)
+	return st, serr
+}
+
+// bothReport is bothContact for a report.
+func bothReport(t *testing.T, c *Converter, r *cht.Report) (*Transaction, error) {
+	t.Helper()
+	dt, derr := c.reportTransaction(r)
+	st, serr := c.ReportBundle(r)
+	sameResult(t, "report "+r.ID, dt, st, derr, serr)
+	releaseTx(dt)
+	return st, serr
+}
+
+// bothPayload converts an encounter payload with PayloadBundleJSON and with
+// ConvertPayload, checks that they agree and returns the bundle.
+func bothPayload(t *testing.T, c *Converter, in string) ([]byte, error) {
+	t.Helper()
+	d, derr := c.PayloadBundleJSON(nil, []byte(in))
+	p, serr := DecodeEncounterPayload([]byte(in))
+	var s []byte
+	if serr == nil {
+		var tx *Transaction
+		if tx, serr = c.ConvertPayload(p); serr == nil {
+			s, serr = tx.MarshalJSON()
+		}
+	}
+	if fmt.Sprint(derr) != fmt.Sprint(serr) || string(d) != string(s) {
+		t.Fatalf("%s: direct %s, %v; samply %s, %v", in, d, derr, s, serr)
+	}
+	return d, derr
+}
+
+// wantField fails unless err is a *ConversionError naming field.
+func wantField(t *testing.T, what string, err error, field string) {
+	t.Helper()
+	var ce *ConversionError
+	if !errors.As(err, &ce) || ce.Field != field || !strings.Contains(err.Error(), field) {
+		t.Errorf("%s: err = %v, want a *ConversionError naming %q", what, err, field)
+	}
+}
+
+// fhirDateTimeRE is FHIR R4's dateTime pattern.
+var fhirDateTimeRE = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$`)
+
+// badDateTimes match what time.Parse(time.RFC3339Nano) accepts but FHIR's
+// dateTime pattern does not, or name a day that does not exist.
+var badDateTimes = []string{
+	"2024-01-01T10:00:00,5Z",
+	"2024-01-01T10:00:00+24:00",
+	"2024-01-01T10:00:00+00:60",
+	"2024-01-01T10:00:00+14:30",
+	"2024-01-01T10:00:00-15:00",
+	"2024-01-01T10:00:00.Z",
+	"2024-02-30T10:00:00Z",
+	"2024-01-01T24:00:00Z",
+	"2024-01-01t10:00:00z",
+	"0000-01-01T10:00:00Z",
+}
+
+func TestFHIRDateTime(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want string // "" when refused
+	}{
+		{"2024", "2024"},
+		{"2024-05", "2024-05"},
+		{"2024-02-29", "2024-02-29"},
+		{" 2024-05-01T10:00:00+03:00 ", "2024-05-01T10:00:00+03:00"},
+		{"2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"},
+		{"2024-05-01T10:00:00.1234567890123Z", "2024-05-01T10:00:00.1234567890123Z"},
+		{"2024-05-01T23:59:59-14:00", "2024-05-01T23:59:59-14:00"},
+		{"2024-05-01T00:00:00+13:59", "2024-05-01T00:00:00+13:59"},
+		{"2024-05-01T00:00:00-00:00", "2024-05-01T00:00:00-00:00"},
+		{"0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"},
+		{"9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"},
+		{"2024-05-01T10:00Z", ""},    // seconds are required
+		{"2024-05-01T10:00:00", ""},  // and a zone
+		{"2024-05-01T10:00:60Z", ""}, // a leap second, which time.Parse refused before
+		{"2024-05-01 10:00:00Z", ""},
+		{"2024-05-01T10:00:00+0300", ""},
+		{"2024-05-01T10:00:00.5+03:00x", ""},
+		{"10000-01-01T00:00:00Z", ""},
+	} {
+		got, ok := fhirDateTime(tt.in)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("fhirDateTime(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	for _, s := range badDateTimes {
+		if got, ok := fhirDateTime(s); ok {
+			t.Errorf("fhirDateTime(%q) = %q, true; want refused", s, got)
+		}
+		if got, ok := fhirDate(s); ok {
+			t.Errorf("fhirDate(%q) = %q, true; want refused", s, got)
+		}
+	}
+	// Strings in the shape of a date-time: accepted exactly when FHIR's
+	// pattern matches and the day and second exist.
+	r := rand.New(rand.NewPCG(5, 6))
+	const alphabet = "0123456789+-:.,TZ "
+	b := []byte("2024-02-29T23:59:59.5+14:00")
+	for range 300_000 {
+		s := append([]byte(nil), b[:20+r.IntN(8)]...)
+		for range 1 + r.IntN(3) {
+			s[r.IntN(len(s))] = alphabet[r.IntN(len(alphabet))]
+		}
+		_, got := fhirDateTime(string(s))
+		want := fhirDateTimeRE.Match(s)
+		if want && len(s) > 10 {
+			_, err := time.Parse(time.RFC3339Nano, string(s))
+			want = err == nil
+		}
+		if got != want {
+			t.Fatalf("fhirDateTime(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestDateTimeFieldsRefuseWhatFHIRRefuses: a date-time FHIR's pattern
+// refuses is a *ConversionError naming the field in date_of_death, a form
+// field typed dateTime and a payload's valueDateTime; a lenient
+// date_of_death is dropped with a warning, the person still deceased.
+func TestDateTimeFieldsRefuseWhatFHIRRefuses(t *testing.T) {
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		m, err := LoadMapping("testdata/mapping.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Contacts.Lenient = []string{"date_of_death"}
+		lc := testConverter(t, Config{Strategy: strat, Mapping: m})
+		for _, s := range badDateTimes {
+			what := fmt.Sprintf("%v %q", strat, s)
+			_, err := bothContact(t, c, &cht.Contact{ID: "p-1", Type: "person", Name: "Amina", DateOfDeath: s})
+			wantField(t, what+" date_of_death", err, "date_of_death")
+			tx, err := bothContact(t, lc, &cht.Contact{ID: "p-1", Type: "person", Name: "Amina", DateOfDeath: s})
+			if err != nil || len(tx.Warnings) != 1 {
+				t.Errorf("%s lenient date_of_death: %v, warnings %v", what, err, tx)
+			} else if b, _ := tx.MarshalJSON(); !strings.Contains(string(b), `"deceasedBoolean":true`) {
+				t.Errorf("%s lenient date_of_death: %s", what, b)
+			}
+			_, err = bothReport(t, c, &cht.Report{ID: "r1", Form: "DELIVERY", ReportedDate: 1730355950419,
+				Fields: cht.Fields{"patient_uuid": "p1", "labour_onset": s}})
+			wantField(t, what+" labour_onset", err, "fields.labour_onset")
+			_, err = bothPayload(t, c, `{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w","valueDateTime":"`+s+`"}]}`)
+			wantField(t, what+" valueDateTime", err, "observations.0")
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package validation
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+)
+
+// An edge case of a FHIR primitive: the converter refuses the input with a
+// *fhir.ConversionError naming field, or its output validates.
+type edge struct {
+	name, field string
+	convert     func(c *fhir.Converter) ([]byte, error)
+}
+
+func contactEdge(name, field string, ct cht.Contact) edge {
+	return edge{name, field, func(c *fhir.Converter) ([]byte, error) {
+		tx, err := c.ContactBundle(&ct)
+		if err != nil {
+			return nil, err
+		}
+		return fhir.Marshal(tx)
+	}}
+}
+
+func reportEdge(name, field string, r cht.Report) edge {
+	return edge{name, field, func(c *fhir.Converter) ([]byte, error) {
+		tx, err := c.ReportBundle(&r)
+		if err != nil {
+			return nil, err
+		}
+		return fhir.Marshal(tx)
+	}}
+}
+
+// payloadEdge converts with PayloadBundleJSON; the fhir package's tests
+// hold ConvertPayload to the same answer.
+func payloadEdge(name, field, in string) edge {
+	return edge{name, field, func(c *fhir.Converter) ([]byte, error) {
+		return c.PayloadBundleJSON(nil, []byte(in))
+	}}
+}
+
+// checkEdges runs every edge under every write strategy. refused says
+// whether the edge must be refused (true) or must validate (false).
+func checkEdges(t *testing.T, edges []edge, refused bool) {
+	t.Helper()
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, strat := range []fhir.WriteStrategy{fhir.WritePut, fhir.WriteConditionalUpdate, fhir.WriteConditionalCreate} {
+		c := converter(t, strat)
+		for _, e := range edges {
+			b, err := e.convert(c)
+			var ce *fhir.ConversionError
+			switch {
+			case refused && (!errors.As(err, &ce) || ce.Field != e.field || !strings.Contains(err.Error(), e.field)):
+				t.Errorf("%v %s: err = %v, want a *fhir.ConversionError naming %q", strat, e.name, err, e.field)
+			case !refused && err != nil:
+				t.Errorf("%v %s: %v", strat, e.name, err)
+			case !refused:
+				validate(t, u, strat.String()+" "+e.name, b)
+			}
+		}
+	}
+}
+
+func dodEdge(dod string) edge {
+	return contactEdge("date_of_death "+dod, "date_of_death", cht.Contact{ID: "p-1", Type: "person", Name: "Amina", DateOfDeath: dod})
+}
+
+func labourOnsetEdge(v string) edge {
+	return reportEdge("labour_onset "+v, "fields.labour_onset", cht.Report{ID: "delivery-1", Form: "DELIVERY",
+		ReportedDate: 1730355950419, Fields: cht.Fields{"patient_uuid": "p1", "labour_onset": v}})
+}
+
+func valueDateTimeEdge(v string) edge {
+	return payloadEdge("valueDateTime "+v, "observations.0",
+		`{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w","valueDateTime":"`+v+`"}]}`)
+}
+
+// TestDateTimeEdges: date-times that time.Parse takes but FHIR's dateTime
+// pattern does not are refused; those at the pattern's limits validate.
+func TestDateTimeEdges(t *testing.T) {
+	var bad, good []edge
+	for _, v := range []string{"2024-01-01T10:00:00,5Z", "2024-01-01T10:00:00+24:00", "2024-01-01T10:00:00+00:60",
+		"2024-01-01T10:00:00+14:30", "2024-01-01T10:00:00-14:01", "2024-10-29T22:15:00,000+03:00"} {
+		bad = append(bad, dodEdge(v), labourOnsetEdge(v), valueDateTimeEdge(v))
+	}
+	for _, v := range []string{"2024-01-01T10:00:00.5Z", "2024-01-01T10:00:00+14:00", "2024-01-01T10:00:00-13:59",
+		"2024-01-01T10:00:00.000000000001-00:00", "2024-02-29"} {
+		good = append(good, dodEdge(v), labourOnsetEdge(v), valueDateTimeEdge(v))
+	}
+	checkEdges(t, bad, true)
+	checkEdges(t, good, false)
+}
