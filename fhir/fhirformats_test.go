@@ -174,3 +174,65 @@ func TestDateTimeFieldsRefuseWhatFHIRRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionalURLsEscapeTokenValues: the identifier value of a
+// conditional update's url and a conditional create's ifNoneExist has the
+// characters FHIR search gives a meaning to escaped by a backslash before
+// it is query-escaped (http://hl7.org/fhir/R4/search.html#escaping), in
+// contacts, reports and payloads, written directly or with samply.
+func TestConditionalURLsEscapeTokenValues(t *testing.T) {
+	const docSys = "https%3A%2F%2Fcht.example.org%2Fmedic"
+	const obsSys = "https%3A%2F%2Fcht.example.org%2Fobservation"
+	for _, tt := range []struct{ id, want string }{
+		{`p,1`, `p%5C%2C1`},
+		{`p|1`, `p%5C%7C1`},
+		{`p$1`, `p%5C%241`},
+		{`p\1`, `p%5C%5C1`},
+		{`p\|1`, `p%5C%5C%5C%7C1`},
+		{`a b,c`, `a+b%5C%2Cc`},
+	} {
+		for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+			c := testConverter(t, Config{Strategy: strat})
+			what := fmt.Sprintf("%v %q", strat, tt.id)
+			tx, err := bothContact(t, c, &cht.Contact{ID: tt.id, Type: "person", Name: "Amina"})
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			b, _ := tx.MarshalJSON()
+			tx, err = bothReport(t, c, &cht.Report{ID: tt.id, Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419,
+				Fields: cht.Fields{"patient_uuid": "p1", "height": "170"}})
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			rb, _ := tx.MarshalJSON()
+			pb, err := bothPayload(t, c, `{"id":"`+strings.ReplaceAll(tt.id, `\`, `\\`)+`","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w,$|\\","valueBoolean":true}]}`)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			var want []string
+			switch strat {
+			case WriteConditionalUpdate:
+				want = []string{
+					`"url":"Patient?identifier=` + docSys + `|` + tt.want + `"`,
+					`"url":"Encounter?identifier=` + docSys + `|` + tt.want + `"`,
+					`"url":"Observation?identifier=` + obsSys + `|` + tt.want + `%2Fheight"`,
+				}
+			case WriteConditionalCreate:
+				want = []string{
+					`"ifNoneExist":"identifier=` + docSys + `|` + tt.want + `"`,
+					`"ifNoneExist":"identifier=` + docSys + `|` + tt.want + `"`,
+					`"ifNoneExist":"identifier=` + obsSys + `|` + tt.want + `%2Fheight"`,
+				}
+			}
+			got := []string{string(b), string(rb), string(rb)}
+			for i, w := range want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("%s: no %s in\n%s", what, w, got[i])
+				}
+			}
+			if strat != WritePut && !strings.Contains(string(pb), tt.want+`%2Fw%5C%2C%5C%24%5C%7C%5C%5C"`) {
+				t.Errorf("%s: payload observation key not escaped:\n%s", what, pb)
+			}
+		}
+	}
+}

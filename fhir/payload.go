@@ -827,12 +827,12 @@ func (c *Converter) appendRequest(b []byte, rt string, id []byte, query []byte, 
 		b = append(b, rt...)
 		b = append(b, `","ifNoneExist":"`...)
 	}
-	// url.QueryEscape output needs no JSON escaping.
+	// appendTokenEscape output needs no JSON escaping.
 	b = append(b, query...)
-	b = appendQueryEscape(b, docID)
+	b = appendTokenEscape(b, docID)
 	if key != "" {
 		b = append(b, "%2F"...)
-		b = appendQueryEscape(b, key)
+		b = appendTokenEscape(b, key)
 		if dup > 0 {
 			b = append(b, "%23"...)
 			b = strconv.AppendInt(b, int64(dup+1), 10)

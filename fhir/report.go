@@ -87,7 +87,7 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 			fx := &fi.fields[len(fi.fields)-1]
 			fx.frag = fieldFragment(fx)
 			fx.pathFrag = append(append(appendStringBody(nil, f.Path), `"}],"status":"final",`...), fx.frag...)
-			fx.pathQuery = appendQueryEscape(nil, f.Path)
+			fx.pathQuery = appendTokenEscape(nil, f.Path)
 			fx.qtyTail = []byte{'}'}
 			if f.Type == kindQuantity {
 				disp := f.UnitDisplay

@@ -606,9 +606,9 @@ func (e *encoder) observations(ob *directObs, comma *bool) {
 		f = append(f, `"POST","url":"Observation","ifNoneExist":"`...)
 	}
 	if !put {
-		// url.QueryEscape output needs no JSON escaping.
+		// appendTokenEscape output needs no JSON escaping.
 		f = append(f, cf.obsQuery...)
-		f = appendQueryEscape(f, r.ID)
+		f = appendTokenEscape(f, r.ID)
 		f = append(f, "%2F"...)
 	}
 	sc.frag = f

@@ -101,3 +101,18 @@ func TestDateTimeEdges(t *testing.T) {
 	checkEdges(t, bad, true)
 	checkEdges(t, good, false)
 }
+
+// TestSearchCharactersInIDsValidate: ids holding the characters FHIR
+// search escapes (\ , | $) convert to resources and conditional requests
+// that validate under every write strategy.
+func TestSearchCharactersInIDsValidate(t *testing.T) {
+	var good []edge
+	for _, id := range []string{`p,1`, `p|1`, `p$1`, `p\1`, `p\|1`} {
+		good = append(good,
+			contactEdge("contact "+id, "", cht.Contact{ID: id, Type: "person", Name: "Amina"}),
+			reportEdge("report "+id, "", cht.Report{ID: id, Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419,
+				Fields: cht.Fields{"patient_uuid": "p1", "height": "170"}}),
+			payloadEdge("payload "+id, "", `{"id":"`+strings.ReplaceAll(id, `\`, `\\`)+`","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w,1","valueBoolean":true}]}`))
+	}
+	checkEdges(t, good, false)
+}
