@@ -167,6 +167,9 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 			return nil, err
 		}
 	}
+	if err := checkLineage(ct.ID, ct.Parent); err != nil {
+		return nil, err
+	}
 	d := ct // copied before its first change
 	drop := func(field string, value any, reason string, clear func(d *cht.Contact)) error {
 		e := &ConversionError{DocID: ct.ID, Field: field, Value: value, Reason: reason}
@@ -233,6 +236,20 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 		}
 	}
 	return d, nil
+}
+
+// checkLineage returns a *ConversionError naming the member
+// ("parent._id", "parent.parent._id", ...) of the first ancestor _id in l
+// that is not a valid FHIR string (see textProblem): an ancestor that is
+// not hydrated is not checked as a document, yet its _id is written
+// (Location.partOf, managingOrganization, serviceProvider).
+func checkLineage(docID string, l *cht.Lineage) error {
+	for depth := 1; l != nil; l, depth = l.Parent, depth+1 {
+		if textProblem(l.ID) != "" {
+			return checkText(docID, strings.Repeat("parent.", depth)+"_id", l.ID)
+		}
+	}
+	return nil
 }
 
 // deceasedNoDate marks, in a cleaned contact, a date_of_death that was

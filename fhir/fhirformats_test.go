@@ -236,3 +236,50 @@ func TestConditionalURLsEscapeTokenValues(t *testing.T) {
 		}
 	}
 }
+
+// TestReferencedIDsAreChecked: the _ids of ancestors that are not
+// hydrated, and of a report's submitter, are written as references
+// (Location.partOf, serviceProvider, participant, performer) and so must be
+// FHIR strings as a converted document's _id must.
+func TestReferencedIDsAreChecked(t *testing.T) {
+	lin := func(ids ...string) *cht.Lineage {
+		var l *cht.Lineage
+		for i := len(ids) - 1; i >= 0; i-- {
+			l = &cht.Lineage{ID: ids[i], Parent: l}
+		}
+		return l
+	}
+	report := func(contact *cht.Contact) *cht.Report {
+		return &cht.Report{ID: "r1", Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419, Contact: contact,
+			Fields: cht.Fields{"patient_uuid": "p1", "height": "170"}}
+	}
+	tests := []struct {
+		name    string
+		contact *cht.Contact
+		report  *cht.Report
+		field   string
+	}{
+		{"place parent", &cht.Contact{ID: "hh-1", Type: "clinic", Name: "HH", Parent: lin("hc\x01")}, nil, "parent._id"},
+		{"place parent NUL", &cht.Contact{ID: "hh-1", Type: "clinic", Name: "HH", Parent: lin("hc\x00")}, nil, "parent._id"},
+		{"place grandparent", &cht.Contact{ID: "hh-1", Type: "clinic", Name: "HH", Parent: lin("hc-1", "d\x7f")}, nil, "parent.parent._id"},
+		{"health center parent", &cht.Contact{ID: "hc-1", Type: "health_center", Name: "HC", Parent: lin("d\x1f")}, nil, "parent._id"},
+		{"person parent", &cht.Contact{ID: "p-1", Type: "person", Name: "Amina", Parent: lin("hh\x01", "hc-1")}, nil, "parent._id"},
+		{"person parent invalid UTF-8", &cht.Contact{ID: "p-1", Type: "person", Name: "Amina", Parent: lin("hh-1", "hc\xff")}, nil, "parent.parent._id"},
+		{"submitter not hydrated", nil, report(&cht.Contact{ID: "chw\x01"}), "contact._id"},
+		{"submitter hydrated", nil, report(&cht.Contact{ID: "chw\x01", Type: "person", Name: "CHW"}), "contact._id"},
+		{"submitter's parent", nil, report(&cht.Contact{ID: "chw-1", Parent: lin("hh\x01")}), "contact.parent._id"},
+		{"hydrated submitter's grandparent", nil, report(&cht.Contact{ID: "chw-1", Type: "person", Name: "CHW", Parent: lin("hh-1", "hc\x02")}), "contact.parent.parent._id"},
+	}
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		for _, tt := range tests {
+			var err error
+			if tt.contact != nil {
+				_, err = bothContact(t, c, tt.contact)
+			} else {
+				_, err = bothReport(t, c, tt.report)
+			}
+			wantField(t, fmt.Sprintf("%v %s", strat, tt.name), err, tt.field)
+		}
+	}
+}

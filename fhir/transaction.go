@@ -397,6 +397,14 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	}
 	p := newPlan(c)
 	if r.Contact != nil {
+		// The submitter's _id is written (participant, performer) even
+		// when its document is not hydrated, and so checked.
+		if err := checkText(r.ID, "contact._id", r.Contact.ID); err != nil {
+			return nil, err
+		}
+		if err := checkLineage(r.ID, r.Contact.Parent); err != nil {
+			return nil, prefixField("contact", err)
+		}
 		rts, err := p.contact(r.Contact)
 		if err != nil {
 			return nil, prefixField("contact", err)

@@ -116,3 +116,24 @@ func TestSearchCharactersInIDsValidate(t *testing.T) {
 	}
 	checkEdges(t, good, false)
 }
+
+// TestControlCharactersInReferencedIDs: a control character in the _id of
+// a parent that is not hydrated, or of a report's submitter, is refused
+// naming the member; plain ids there validate.
+func TestControlCharactersInReferencedIDs(t *testing.T) {
+	place := func(parent string) cht.Contact {
+		return cht.Contact{ID: "hh-1", Type: "clinic", Name: "HH", Parent: &cht.Lineage{ID: parent}}
+	}
+	report := func(contact string) cht.Report {
+		return cht.Report{ID: "r1", Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419, Contact: &cht.Contact{ID: contact},
+			Fields: cht.Fields{"patient_uuid": "p1", "height": "170"}}
+	}
+	checkEdges(t, []edge{
+		contactEdge("place parent", "parent._id", place("hc\u0001")),
+		reportEdge("report contact", "contact._id", report("chw\u0001")),
+	}, true)
+	checkEdges(t, []edge{
+		contactEdge("place parent", "", place("hc-1")),
+		reportEdge("report contact", "", report("chw-1")),
+	}, false)
+}
