@@ -283,3 +283,67 @@ func TestReferencedIDsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// fhirTimeRE is FHIR R4's time pattern.
+var fhirTimeRE = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$`)
+
+// badTimes are what time.Parse with layout 15:04:05 takes but FHIR's time
+// pattern does not.
+var badTimes = []string{"9:30:00.0", "9:30:00", "04:30:05,5", "04:30:05.", "4:30", "04:30:5", "24:00:00", "12:60:00"}
+
+func TestIsTime(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"00:00", true}, {"23:59", true}, {"23:59:59", true}, {"09:30:00.0", true}, {"23:59:59.1234567890", true},
+		{"12:00:60", false}, {"12:00:00Z", false}, {"12:00:00+03:00", false}, {" 12:00:00", false}, {"", false},
+	} {
+		if got := isTime(tt.in); got != tt.ok {
+			t.Errorf("isTime(%q) = %v, want %v", tt.in, got, tt.ok)
+		}
+	}
+	for _, s := range badTimes {
+		if isTime(s) {
+			t.Errorf("isTime(%q) = true", s)
+		}
+	}
+	// Strings in the shape of a time: accepted exactly when FHIR's pattern
+	// matches (hh:mm, then written with :00, too) without a leap second.
+	r := rand.New(rand.NewPCG(7, 8))
+	const alphabet = "0123456789:.,6 "
+	b := []byte("23:59:59.125")
+	for range 200_000 {
+		s := append([]byte(nil), b[:4+r.IntN(9)]...)
+		for range 1 + r.IntN(2) {
+			s[r.IntN(len(s))] = alphabet[r.IntN(len(alphabet))]
+		}
+		want := fhirTimeRE.Match(s) && string(s[6:8]) != "60" || len(s) == 5 && fhirTimeRE.Match(append(s, ":00"...))
+		if got := isTime(string(s)); got != want {
+			t.Fatalf("isTime(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestTimeFieldsRefuseWhatFHIRRefuses: a form field typed time and a
+// payload's valueTime refuse what FHIR's time pattern does, naming the
+// field, in both writers.
+func TestTimeFieldsRefuseWhatFHIRRefuses(t *testing.T) {
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		for _, s := range badTimes {
+			what := fmt.Sprintf("%v %q", strat, s)
+			_, err := bothReport(t, c, &cht.Report{ID: "r1", Form: "DELIVERY", ReportedDate: 1730355950419,
+				Fields: cht.Fields{"patient_uuid": "p1", "birth_time": s}})
+			wantField(t, what+" birth_time", err, "fields.birth_time")
+			_, err = bothPayload(t, c, `{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w","valueTime":"`+s+`"}]}`)
+			wantField(t, what+" valueTime", err, "observations.0")
+		}
+		for _, s := range []string{"09:30", "09:30:00.0"} {
+			if _, err := bothReport(t, c, &cht.Report{ID: "r1", Form: "DELIVERY", ReportedDate: 1730355950419,
+				Fields: cht.Fields{"patient_uuid": "p1", "birth_time": s}}); err != nil {
+				t.Errorf("%v birth_time %q: %v", strat, s, err)
+			}
+		}
+	}
+}

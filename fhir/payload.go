@@ -517,7 +517,7 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 	}
 	if po.ValueTime != nil {
 		n, kind = n+1, pvTime
-		if s := *po.ValueTime; !timeRE(s) {
+		if s := *po.ValueTime; !isTime(s) {
 			return 0, "", fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
 		}
 	}

@@ -137,3 +137,28 @@ func TestControlCharactersInReferencedIDs(t *testing.T) {
 		reportEdge("report contact", "", report("chw-1")),
 	}, false)
 }
+
+func birthTimeEdge(v string) edge {
+	return reportEdge("birth_time "+v, "fields.birth_time", cht.Report{ID: "delivery-1", Form: "DELIVERY",
+		ReportedDate: 1730355950419, Fields: cht.Fields{"patient_uuid": "p1", "birth_time": v}})
+}
+
+func valueTimeEdge(v string) edge {
+	return payloadEdge("valueTime "+v, "observations.0",
+		`{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"w","valueTime":"`+v+`"}]}`)
+}
+
+// TestTimeEdges: times that time.Parse takes but FHIR's time pattern does
+// not (a one-digit hour, a comma before the fraction) are refused; those
+// at the pattern's limits validate.
+func TestTimeEdges(t *testing.T) {
+	var bad, good []edge
+	for _, v := range []string{"9:30:00.0", "9:30", "04:30:05,5"} {
+		bad = append(bad, birthTimeEdge(v), valueTimeEdge(v))
+	}
+	for _, v := range []string{"09:30", "23:59:59.1234567890", "00:00:00"} {
+		good = append(good, birthTimeEdge(v), valueTimeEdge(v))
+	}
+	checkEdges(t, bad, true)
+	checkEdges(t, good, false)
+}
