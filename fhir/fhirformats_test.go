@@ -347,3 +347,55 @@ func TestTimeFieldsRefuseWhatFHIRRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestIsCode(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"fever", true}, {"8310-5", true}, {"fever high", true}, {"a b c", true}, {"é", true}, {"x\u200by", true},
+		{"", false}, {" fever", false}, {"fever ", false}, {"fever  high", false}, {"a\tb", false},
+		{"a\nb", false}, {"a\rb", false}, {"a\u00a0b", false}, {"a\u2028b", false}, {"a\u3000b", false}, {" ", false},
+	} {
+		if got := isCode(tt.in); got != tt.ok {
+			t.Errorf("isCode(%q) = %v, want %v", tt.in, got, tt.ok)
+		}
+	}
+}
+
+// TestPayloadCodesRefuseWhatFHIRRefuses: an observation code, valueCode
+// or valueQuantity.code that is not a FHIR code, or a valueQuantity.system
+// with white space, is refused naming the observation, in both writers.
+func TestPayloadCodesRefuseWhatFHIRRefuses(t *testing.T) {
+	obs := func(o string) string {
+		return `{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[{"code":"ok","valueBoolean":true},` + o + `]}`
+	}
+	tests := []struct{ in, field, reason string }{
+		{obs(`{"code":" fever","valueBoolean":true}`), "observations.1.code", "not a FHIR code"},
+		{obs(`{"code":"fever ","valueBoolean":true}`), "observations.1.code", "not a FHIR code"},
+		{obs(`{"code":"fever  high","valueBoolean":true}`), "observations.1.code", "not a FHIR code"},
+		{obs(`{"code":"fever\thigh","valueBoolean":true}`), "observations.1.code", "not a FHIR code"},
+		{obs(`{"code":"fever\u00a0high","valueBoolean":true}`), "observations.1.code", "not a FHIR code"},
+		{obs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":"k  g"}}`), "observations.1", "valueQuantity.code"},
+		{obs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":" kg"}}`), "observations.1", "valueQuantity.code"},
+		{obs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://units of measure","code":"kg"}}`), "observations.1", "valueQuantity.system"},
+		{obs(`{"code":"w","valueCode":"a\tb"}`), "observations.1", "valueCode"},
+		{obs(`{"code":"w","valueCode":"pos "}`), "observations.1", "valueCode"},
+	}
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		for _, tt := range tests {
+			_, err := bothPayload(t, c, tt.in)
+			wantField(t, fmt.Sprintf("%v %s", strat, tt.in), err, tt.field)
+			if err != nil && !strings.Contains(err.Error(), tt.reason) {
+				t.Errorf("%v %s: %v does not say %q", strat, tt.in, err, tt.reason)
+			}
+		}
+		for _, o := range []string{`{"code":"fever high","valueCode":"very high"}`,
+			`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}`} {
+			if _, err := bothPayload(t, c, obs(o)); err != nil {
+				t.Errorf("%v %s: %v", strat, o, err)
+			}
+		}
+	}
+}

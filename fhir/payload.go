@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -404,9 +406,9 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 	return enc, subj, effective
 }
 
-// checkPayloadCode checks the code of observation i. A code may not contain
-// '#': repeated codes get identifier values and ids keyed "<code>#<n>", so
-// a literal "a#2" would collide with the second "a".
+// checkPayloadCode checks the code of observation i: a FHIR code (see
+// isCode) without '#': repeated codes get identifier values and ids keyed
+// "<code>#<n>", so a literal "a#2" would collide with the second "a".
 func checkPayloadCode(id string, i int, code string) error {
 	switch {
 	case code == "":
@@ -414,8 +416,59 @@ func checkPayloadCode(id string, i int, code string) error {
 	case strings.IndexByte(code, '#') >= 0:
 		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Value: code,
 			Reason: "code contains '#' (reserved for repeated codes)"}
+	case !isCode(code):
+		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Value: code,
+			Reason: notACode}
 	}
 	return nil
+}
+
+// notAURI says why a value is not a FHIR uri.
+const notAURI = "not a FHIR uri (it contains white space)"
+
+// isURI reports whether s can be a FHIR uri: FHIR R4's pattern \S* allows
+// no white space.
+func isURI(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b >= utf8.RuneSelf {
+			return !strings.ContainsFunc(s[i:], unicode.IsSpace)
+		} else if b == ' ' || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// notACode says why a value is not a FHIR code.
+const notACode = "not a FHIR code (white space only as single spaces between characters)"
+
+// isCode reports whether s is a FHIR code: FHIR R4's pattern
+// [^\s]+( [^\s]+)* (http://hl7.org/fhir/R4/datatypes.html#code), no
+// white space at either end and none inside but single spaces. Any
+// Unicode white space counts, as validators' \s differ in which they mean.
+func isCode(s string) bool {
+	space := true // a space may not lead
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if unicode.IsSpace(r) {
+				return false
+			}
+			i += n - 1
+			space = false
+		case b == ' ':
+			if space {
+				return false
+			}
+			space = true
+		case b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r':
+			return false
+		default:
+			space = false
+		}
+	}
+	return !space
 }
 
 // dupCounter numbers repeated observation codes: next returns how many
@@ -485,11 +538,20 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 		if q.Code != "" && q.System == "" {
 			return 0, "", fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
 		}
+		if q.Code != "" && !isCode(q.Code) {
+			return 0, "", fmt.Errorf("valueQuantity.code %q is %s", q.Code, notACode)
+		}
+		if !isURI(q.System) {
+			return 0, "", fmt.Errorf("valueQuantity.system %q is %s", q.System, notAURI)
+		}
 	}
 	if po.ValueCode != nil {
 		n, kind = n+1, pvCode
 		if *po.ValueCode == "" {
 			return 0, "", fmt.Errorf("valueCode is empty")
+		}
+		if !isCode(*po.ValueCode) {
+			return 0, "", fmt.Errorf("valueCode %q is %s", *po.ValueCode, notACode)
 		}
 	}
 	if po.ValueString != nil {

@@ -162,3 +162,24 @@ func TestTimeEdges(t *testing.T) {
 	checkEdges(t, bad, true)
 	checkEdges(t, good, false)
 }
+
+func payloadObs(o string) string {
+	return `{"id":"e1","patient_uuid":"p1","reported_date":1730355950419,"observations":[` + o + `]}`
+}
+
+// TestPayloadCodeEdges: observation codes, valueCode and
+// valueQuantity.code that are not FHIR codes are refused naming the
+// observation; codes with single inner spaces validate.
+func TestPayloadCodeEdges(t *testing.T) {
+	checkEdges(t, []edge{
+		payloadEdge("code double space", "observations.0.code", payloadObs(`{"code":"fever  high","valueBoolean":true}`)),
+		payloadEdge("code lead space", "observations.0.code", payloadObs(`{"code":" fever","valueBoolean":true}`)),
+		payloadEdge("valueCode tab", "observations.0", payloadObs(`{"code":"fever","valueCode":"a\tb"}`)),
+		payloadEdge("unit code space", "observations.0", payloadObs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":"k  g"}}`)),
+		payloadEdge("unit system space", "observations.0", payloadObs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://units of measure","code":"kg"}}`)),
+	}, true)
+	checkEdges(t, []edge{
+		payloadEdge("code one space", "", payloadObs(`{"code":"fever high","valueCode":"very high"}`)),
+		payloadEdge("unit code", "", payloadObs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}`)),
+	}, false)
+}
