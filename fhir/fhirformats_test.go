@@ -399,3 +399,45 @@ func TestPayloadCodesRefuseWhatFHIRRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestMappingCodesMustBeFHIRCodes: ParseMapping and Validate refuse, with
+// a *MappingError naming the form and field, a code that is not a FHIR
+// code and a system that is not a FHIR uri, wherever the mapping gives
+// one: the field's code, its categories, its values' codes, a quantity's
+// unit (written as valueQuantity.code), valueSystem, the form's
+// encounterType and categories.
+func TestMappingCodesMustBeFHIRCodes(t *testing.T) {
+	field := func(f string) string { return "version: 1\nforms:\n  - form: F\n    fields:\n      - " + f + "\n" }
+	tests := []struct{ name, in, field, reason string }{
+		{"code double space", field(`{path: t, code: {system: "http://loinc.org", code: "8310-5  x"}, type: decimal}`), "t", `code "8310-5  x" has white space`},
+		{"code tab", field(`{path: t, code: {system: "http://loinc.org", code: "a\tb"}, type: decimal}`), "t", "not a FHIR code"},
+		{"code no-break space", field(`{path: t, code: {system: "http://loinc.org", code: "a\u00a0b"}, type: decimal}`), "t", "not a FHIR code"},
+		{"system with space", field(`{path: t, code: {system: "my codes", code: "x"}, type: decimal}`), "t", `code system "my codes" contains white space`},
+		{"value code", field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: codeable, values: {yes: {system: "s:x", code: "a  b"}}}`), "t", `value "yes" "a  b" has white space`},
+		{"value system", field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: codeable, values: {yes: {system: "s x", code: "a"}}}`), "t", "not a FHIR uri"},
+		{"valueSystem", field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: codeable, valueSystem: "s x"}`), "t", "valueSystem"},
+		{"unit", field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: quantity, unit: "k  g"}`), "t", `unit "k  g"`},
+		{"category", field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: decimal, category: [{system: "s:c", code: "vital  signs"}]}`), "t", "category"},
+		{"encounterType", "version: 1\nforms:\n  - form: F\n    encounterType: {system: \"s:e\", code: \"home  visit\"}\n    fields: []\n", "", "encounterType"},
+		{"form category", "version: 1\nforms:\n  - form: F\n    category: [{system: \"s:c\", code: \" x\"}]\n    fields: []\n", "", "category"},
+	}
+	for _, tt := range tests {
+		_, err := ParseMapping([]byte(tt.in))
+		var me *MappingError
+		if !errors.As(err, &me) || me.Form != "F" || me.Field != tt.field || !strings.Contains(me.Reason, tt.reason) {
+			t.Errorf("%s: err = %v, want a *MappingError for form F field %q saying %q", tt.name, err, tt.field, tt.reason)
+		}
+	}
+	// Single spaces inside a code are a FHIR code; a unit with one is
+	// accepted too.
+	m, err := ParseMapping([]byte(field(`{path: t, code: {system: "http://loinc.org", code: "a b"}, type: quantity, unit: "k g"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Validate checks a mapping built in Go the same way.
+	m.Forms[0].Fields[0].Code.Code = "a  b"
+	var me *MappingError
+	if err := m.Validate(); !errors.As(err, &me) || me.Field != "t" {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -183,3 +183,48 @@ func TestPayloadCodeEdges(t *testing.T) {
 		payloadEdge("unit code", "", payloadObs(`{"code":"w","valueQuantity":{"value":1,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}`)),
 	}, false)
 }
+
+// TestMappingCodeEdges: a mapping whose codes would write Codings FHIR
+// refuses is itself refused with a *fhir.MappingError naming the field; one
+// with single spaces inside its codes converts to resources that validate.
+func TestMappingCodeEdges(t *testing.T) {
+	field := func(f string) string { return "version: 1\nforms:\n  - form: F\n    fields:\n      - " + f + "\n" }
+	for name, y := range map[string]string{
+		"code double space": field(`{path: t, code: {system: "http://loinc.org", code: "8310-5  x"}, type: decimal}`),
+		"system with space": field(`{path: t, code: {system: "my codes", code: "x"}, type: decimal}`),
+		"unit double space": field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: quantity, unit: "k  g"}`),
+		"value code":        field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: codeable, values: {yes: {system: "s:x", code: "a  b"}}}`),
+	} {
+		_, err := fhir.ParseMapping([]byte(y))
+		var me *fhir.MappingError
+		if !errors.As(err, &me) || me.Field != "t" {
+			t.Errorf("%s: err = %v, want a *fhir.MappingError naming field t", name, err)
+		}
+	}
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ mapping, value string }{
+		"unit one space":  {field(`{path: t, code: {system: "http://loinc.org", code: "a b"}, type: quantity, unit: "k g"}`), "37.5"},
+		"value one space": {field(`{path: t, code: {system: "http://loinc.org", code: "x"}, type: codeable, values: {yes: {system: "s:x", code: "a b"}}}`), "yes"},
+	} {
+		m, err := fhir.ParseMapping([]byte(tc.mapping))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, Strategy: fhir.WritePut})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		tx, err := c.ReportBundle(&cht.Report{ID: "r1", Form: "F", ReportedDate: 1730355950419, Fields: cht.Fields{"patient_uuid": "p1", "t": tc.value}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, err := fhir.Marshal(tx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		validate(t, u, name, b)
+	}
+}
