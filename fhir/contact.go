@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -256,15 +257,21 @@ func checkLineage(docID string, l *cht.Lineage) error {
 // dropped: the person is deceased at an unknown date.
 const deceasedNoDate = "\x00deceased"
 
-// geoProblem says why a geolocation cannot be a FHIR position.
+// geoProblem says why a geolocation cannot be a FHIR position: its
+// latitude, longitude and altitude (the members written) must be finite
+// numbers, which JSON can carry, a NaN or ±Inf set in Go cannot.
 func geoProblem(g *cht.Geolocation) string {
 	switch {
 	case g.Latitude == nil || g.Longitude == nil:
 		return "latitude and longitude must both be given"
+	case math.IsNaN(*g.Latitude) || math.IsNaN(*g.Longitude):
+		return "latitude and longitude must be numbers (not NaN)"
 	case *g.Latitude < -90 || *g.Latitude > 90:
 		return "latitude is outside -90 to 90"
 	case *g.Longitude < -180 || *g.Longitude > 180:
 		return "longitude is outside -180 to 180"
+	case g.Altitude != nil && (math.IsNaN(*g.Altitude) || math.IsInf(*g.Altitude, 0)):
+		return "altitude is not a finite number"
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package fhir
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -439,5 +440,63 @@ func TestMappingCodesMustBeFHIRCodes(t *testing.T) {
 	var me *MappingError
 	if err := m.Validate(); !errors.As(err, &me) || me.Field != "t" {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestNonFiniteGeolocation: a NaN or infinite latitude, longitude or
+// altitude (possible in Go, not in JSON) is a geolocation problem: a
+// *ConversionError naming geolocation, or, lenient, dropped with a
+// warning, in contacts and reports, in both writers.
+func TestNonFiniteGeolocation(t *testing.T) {
+	nan, inf, ninf := math.NaN(), math.Inf(1), math.Inf(-1)
+	geo := func(lat, lon float64, alt *float64) *cht.Geolocation {
+		return &cht.Geolocation{Latitude: &lat, Longitude: &lon, Altitude: alt}
+	}
+	tests := []struct {
+		name   string
+		g      *cht.Geolocation
+		reason string
+	}{
+		{"NaN latitude", geo(nan, 36.8, nil), "not NaN"},
+		{"NaN longitude", geo(-1.3, nan, nil), "not NaN"},
+		{"+Inf latitude", geo(inf, 36.8, nil), "latitude is outside"},
+		{"-Inf longitude", geo(-1.3, ninf, nil), "longitude is outside"},
+		{"+Inf altitude", geo(-1.3, 36.8, &inf), "altitude is not a finite number"},
+		{"-Inf altitude", geo(-1.3, 36.8, &ninf), "altitude is not a finite number"},
+		{"NaN altitude", geo(-1.3, 36.8, &nan), "altitude is not a finite number"},
+	}
+	m, err := LoadMapping("testdata/mapping.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Contacts.Lenient = []string{"geolocation"}
+	for _, strat := range []WriteStrategy{WritePut, WriteConditionalUpdate, WriteConditionalCreate} {
+		c := testConverter(t, Config{Strategy: strat})
+		lc := testConverter(t, Config{Strategy: strat, Mapping: m})
+		for _, tt := range tests {
+			what := fmt.Sprintf("%v %s", strat, tt.name)
+			place := &cht.Contact{ID: "hc-1", Type: "health_center", Name: "HC", Geolocation: tt.g}
+			r := &cht.Report{ID: "r1", Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419, Geolocation: tt.g,
+				Fields: cht.Fields{"patient_uuid": "p1", "height": "170"}}
+			_, err := bothContact(t, c, place)
+			wantField(t, what+" contact", err, "geolocation")
+			if err != nil && !strings.Contains(err.Error(), tt.reason) {
+				t.Errorf("%s contact: %v does not say %q", what, err, tt.reason)
+			}
+			_, err = bothReport(t, c, r)
+			wantField(t, what+" report", err, "geolocation")
+			for _, conv := range []func() (*Transaction, error){
+				func() (*Transaction, error) { return bothContact(t, lc, place) },
+				func() (*Transaction, error) { return bothReport(t, lc, r) },
+			} {
+				tx, err := conv()
+				if err != nil || len(tx.Warnings) != 1 {
+					t.Fatalf("%s lenient: %v", what, err)
+				}
+				if b, err := tx.MarshalJSON(); err != nil || strings.Contains(string(b), `"position"`) {
+					t.Errorf("%s lenient: %v %s", what, err, b)
+				}
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package validation
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -227,4 +228,29 @@ func TestMappingCodeEdges(t *testing.T) {
 		}
 		validate(t, u, name, b)
 	}
+}
+
+// TestNonFiniteGeolocationEdges: a NaN or infinite coordinate set in Go is
+// refused naming geolocation; finite ones at the limits validate.
+func TestNonFiniteGeolocationEdges(t *testing.T) {
+	place := func(lat, lon float64, alt *float64) cht.Contact {
+		return cht.Contact{ID: "hc-1", Type: "health_center", Name: "HC",
+			Geolocation: &cht.Geolocation{Latitude: &lat, Longitude: &lon, Altitude: alt}}
+	}
+	report := func(lat, lon float64, alt *float64) cht.Report {
+		return cht.Report{ID: "r1", Form: "HEIGHT_WEIGHT", ReportedDate: 1730355950419,
+			Geolocation: &cht.Geolocation{Latitude: &lat, Longitude: &lon, Altitude: alt},
+			Fields:      cht.Fields{"patient_uuid": "p1", "height": "170"}}
+	}
+	nan, inf, alt := math.NaN(), math.Inf(1), -430.5
+	checkEdges(t, []edge{
+		contactEdge("NaN latitude", "geolocation", place(nan, 36.8, nil)),
+		contactEdge("Inf altitude", "geolocation", place(1, 36.8, &inf)),
+		reportEdge("NaN longitude", "geolocation", report(1, nan, nil)),
+		reportEdge("NaN altitude", "geolocation", report(1, 2, &nan)),
+	}, true)
+	checkEdges(t, []edge{
+		contactEdge("limits", "", place(-90, 180, &alt)),
+		reportEdge("limits", "", report(90, -180, &alt)),
+	}, false)
 }
