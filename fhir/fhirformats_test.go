@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
@@ -360,6 +361,27 @@ func TestIsCode(t *testing.T) {
 	} {
 		if got := isCode(tt.in); got != tt.ok {
 			t.Errorf("isCode(%q) = %v, want %v", tt.in, got, tt.ok)
+		}
+	}
+	// Random strings: isCode and isURI agree with their definitions.
+	r := rand.New(rand.NewPCG(9, 10))
+	const alphabet = "ab-_/: \t\v\x00\x1f\x20\x21\x7e\x7f\x80\xa0\xc2\xe2\x80\xa8\xff"
+	for range 300_000 {
+		b := make([]byte, r.IntN(20))
+		for i := range b {
+			b[i] = "code-x_1"[r.IntN(8)]
+			if r.IntN(6) == 0 {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+			}
+		}
+		s := string(b)
+		otherSpace := strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) && r != ' ' })
+		wantCode := s != "" && !otherSpace && s[0] != ' ' && s[len(s)-1] != ' ' && !strings.Contains(s, "  ")
+		if got := isCode(s); got != wantCode {
+			t.Fatalf("isCode(%q) = %v, want %v", s, got, wantCode)
+		}
+		if got, want := isURI(s), !strings.ContainsFunc(s, unicode.IsSpace); got != want {
+			t.Fatalf("isURI(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

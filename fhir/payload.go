@@ -429,14 +429,29 @@ const notAURI = "not a FHIR uri (it contains white space)"
 // isURI reports whether s can be a FHIR uri: FHIR R4's pattern \S* allows
 // no white space.
 func isURI(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b >= utf8.RuneSelf {
-			return !strings.ContainsFunc(s[i:], unicode.IsSpace)
-		} else if b == ' ' || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r' {
-			return false
-		}
+	if i := graphicPrefix(s); i < len(s) {
+		return !strings.ContainsFunc(s[i:], unicode.IsSpace)
 	}
 	return true
+}
+
+// graphicPrefix returns the length of the longest prefix of s of bytes
+// from '!' to DEL: printable ASCII without space.
+func graphicPrefix(s string) int {
+	// Eight bytes at a time (see textProblem): a byte below '!' or from
+	// 0x80 sets its top bit in (x-0x21*lsb)&^x | x.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		t := s[i : i+8]
+		x := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		if ((x-0x21*lsb8)&^x|x)&msb8 != 0 {
+			break
+		}
+	}
+	for ; i < len(s) && s[i]-'!' < utf8.RuneSelf-'!'; i++ {
+	}
+	return i
 }
 
 // notACode says why a value is not a FHIR code.
@@ -447,6 +462,16 @@ const notACode = "not a FHIR code (white space only as single spaces between cha
 // white space at either end and none inside but single spaces. Any
 // Unicode white space counts, as validators' \s differ in which they mean.
 func isCode(s string) bool {
+	// Most codes are printable ASCII without spaces.
+	if graphicPrefix(s) == len(s) {
+		return s != ""
+	}
+	return slowIsCode(s)
+}
+
+// slowIsCode is isCode for a string holding a space, a control character
+// or a byte that is not ASCII.
+func slowIsCode(s string) bool {
 	space := true // a space may not lead
 	for i := 0; i < len(s); i++ {
 		switch b := s[i]; {
