@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,6 +168,9 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 			return nil, err
 		}
 	}
+	if err := checkLineage(ct.ID, ct.Parent); err != nil {
+		return nil, err
+	}
 	d := ct // copied before its first change
 	drop := func(field string, value any, reason string, clear func(d *cht.Contact)) error {
 		e := &ConversionError{DocID: ct.ID, Field: field, Value: value, Reason: reason}
@@ -235,19 +239,39 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 	return d, nil
 }
 
+// checkLineage returns a *ConversionError naming the member
+// ("parent._id", "parent.parent._id", ...) of the first ancestor _id in l
+// that is not a valid FHIR string (see textProblem): an ancestor that is
+// not hydrated is not checked as a document, yet its _id is written
+// (Location.partOf, managingOrganization, serviceProvider).
+func checkLineage(docID string, l *cht.Lineage) error {
+	for depth := 1; l != nil; l, depth = l.Parent, depth+1 {
+		if textProblem(l.ID) != "" {
+			return checkText(docID, strings.Repeat("parent.", depth)+"_id", l.ID)
+		}
+	}
+	return nil
+}
+
 // deceasedNoDate marks, in a cleaned contact, a date_of_death that was
 // dropped: the person is deceased at an unknown date.
 const deceasedNoDate = "\x00deceased"
 
-// geoProblem says why a geolocation cannot be a FHIR position.
+// geoProblem says why a geolocation cannot be a FHIR position: its
+// latitude, longitude and altitude (the members written) must be finite
+// numbers, which JSON can carry, a NaN or ±Inf set in Go cannot.
 func geoProblem(g *cht.Geolocation) string {
 	switch {
 	case g.Latitude == nil || g.Longitude == nil:
 		return "latitude and longitude must both be given"
+	case math.IsNaN(*g.Latitude) || math.IsNaN(*g.Longitude):
+		return "latitude and longitude must be numbers (not NaN)"
 	case *g.Latitude < -90 || *g.Latitude > 90:
 		return "latitude is outside -90 to 90"
 	case *g.Longitude < -180 || *g.Longitude > 180:
 		return "longitude is outside -180 to 180"
+	case g.Altitude != nil && (math.IsNaN(*g.Altitude) || math.IsInf(*g.Altitude, 0)):
+		return "altitude is not a finite number"
 	}
 	return ""
 }
@@ -271,10 +295,8 @@ func fhirDate(s string) (string, bool) {
 			return s, true
 		}
 	default:
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil && len(s) > 10 {
-			if _, err := time.Parse("2006-01-02", s[:10]); err == nil && t.Year() > 0 {
-				return s[:10], true
-			}
+		if isDateTime(s) {
+			return s[:10], true
 		}
 	}
 	return "", false
@@ -284,7 +306,13 @@ func fhirDate(s string) (string, bool) {
 // 9999 that exists: what time.Parse with layout 2006-01-02 accepts from
 // the year 1000 on (TestPlainDate), without its cost.
 func plainDate(s string) bool {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' || s[0] == '0' {
+	return len(s) == 10 && s[0] != '0' && calendarDate(s)
+}
+
+// calendarDate reports whether s is a date YYYY-MM-DD of the years 1 to
+// 9999 that exists.
+func calendarDate(s string) bool {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
 		return false
 	}
 	n := 0
@@ -299,7 +327,7 @@ func plainDate(s string) bool {
 		n = n*10 + int(d)
 	}
 	year, month, day := n/10000, n/100%100, n%100
-	if month < 1 || month > 12 || day < 1 {
+	if year < 1 || month < 1 || month > 12 || day < 1 {
 		return false
 	}
 	days := 31
@@ -315,18 +343,58 @@ func plainDate(s string) bool {
 	return day <= days
 }
 
-// fhirDateTime returns s as a FHIR dateTime: a FHIR date, or an RFC 3339
-// date-time with seconds and zone.
+// fhirDateTime returns s as a FHIR dateTime: a FHIR date, or a date-time
+// with seconds and zone (see isDateTime).
 func fhirDateTime(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) <= 10 {
 		return fhirDate(s)
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil || t.Year() < 1 || t.Year() > 9999 {
+	if !isDateTime(s) {
 		return "", false
 	}
 	return s, true
+}
+
+// isDateTime reports whether s is YYYY-MM-DDThh:mm:ss[.f+](Z|±hh:mm) as
+// FHIR R4's dateTime pattern has it
+// (http://hl7.org/fhir/R4/datatypes.html#dateTime), on a date that exists
+// in the years 1 to 9999: a fraction after a full stop only (RFC 3339 and
+// time.Parse also take a comma), hours 00 to 23, minutes and seconds 00 to
+// 59 (the pattern's leap second 60 is refused, as time.Parse refuses it),
+// and a zone Z or an offset from -14:00 to +14:00.
+func isDateTime(s string) bool {
+	if len(s) < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':' || !calendarDate(s[:10]) ||
+		!twoDigits(s[11:13], 23) || !twoDigits(s[14:16], 59) || !twoDigits(s[17:19], 59) {
+		return false
+	}
+	z := s[19:]
+	if z[0] == '.' {
+		i := 1
+		for i < len(z) && '0' <= z[i] && z[i] <= '9' {
+			i++
+		}
+		if i == 1 {
+			return false
+		}
+		z = z[i:]
+	}
+	switch {
+	case z == "Z":
+		return true
+	case len(z) != 6 || z[0] != '+' && z[0] != '-' || z[3] != ':':
+		return false
+	case z[1:] == "14:00":
+		return true
+	}
+	return twoDigits(z[1:3], 13) && twoDigits(z[4:6], 59)
+}
+
+// twoDigits reports whether s is two decimal digits of a number from 0 to
+// hi.
+func twoDigits(s string, hi int) bool {
+	return len(s) == 2 && '0' <= s[0] && s[0] <= '9' && '0' <= s[1] && s[1] <= '9' &&
+		int(s[0]-'0')*10+int(s[1]-'0') <= hi
 }
 
 func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {

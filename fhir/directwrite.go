@@ -79,8 +79,8 @@ func (c *Converter) initDirect() {
 		e.coding(&cd)
 		f.encType = append(e.b, "]}]"...)
 	}
-	f.docQuery = append(appendQueryEscape([]byte("identifier="), c.sys.DocumentID), '|')
-	f.obsQuery = append(appendQueryEscape([]byte("identifier="), c.sys.Observation), '|')
+	f.docQuery = append(appendTokenEscape([]byte("identifier="), c.sys.DocumentID), '|')
+	f.obsQuery = append(appendTokenEscape([]byte("identifier="), c.sys.Observation), '|')
 	f.patientIdent = append(append([]byte(`{"type":"Patient","identifier":{"system":`), sys(c.sys.DocumentID)...), `,"value":`...)
 	f.formCoding = append(append([]byte(`,{"system":`), sys(c.sys.Form)...), `,"code":`...)
 	f.docIdent = f.encIdent[len(f.meta):]
@@ -96,8 +96,9 @@ func (c *Converter) initDirect() {
 	c.direct = f
 }
 
-// appendQueryEscape appends url.QueryEscape(s) to dst.
-func appendQueryEscape(dst []byte, s string) []byte {
+// appendTokenEscape appends url.QueryEscape(tokenEscape(s)) to dst: s
+// as a part of a token search value in a query string (see tokenEscape).
+func appendTokenEscape(dst []byte, s string) []byte {
 	const upperhex = "0123456789ABCDEF"
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -106,6 +107,9 @@ func appendQueryEscape(dst []byte, s string) []byte {
 			continue
 		}
 		dst = append(dst, s[start:i]...)
+		if c == '\\' || c == ',' || c == '|' || c == '$' {
+			dst = append(dst, "%5C"...)
+		}
 		if c == ' ' {
 			dst = append(dst, '+')
 		} else {

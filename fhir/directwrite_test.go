@@ -11,14 +11,14 @@ import (
 	"testing"
 )
 
-func TestAppendQueryEscape(t *testing.T) {
+func TestAppendTokenEscape(t *testing.T) {
 	all := make([]byte, 256)
 	for i := range all {
 		all[i] = byte(i)
 	}
-	for _, s := range []string{"", "abc", "a b+c/d#2", "https://cht.example.org/observation", "é<&>|%", string(all)} {
-		if got, want := string(appendQueryEscape([]byte("x"), s)), "x"+url.QueryEscape(s); got != want {
-			t.Errorf("appendQueryEscape(%q) = %q, want %q", s, got, want)
+	for _, s := range []string{"", "abc", "a b+c/d#2", "https://cht.example.org/observation", "é<&>|%", `a\,|$b`, string(all)} {
+		if got, want := string(appendTokenEscape([]byte("x"), s)), "x"+url.QueryEscape(tokenEscape(s)); got != want {
+			t.Errorf("appendTokenEscape(%q) = %q, want %q", s, got, want)
 		}
 	}
 }

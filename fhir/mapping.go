@@ -377,14 +377,21 @@ func allIn(v, set []string) bool {
 	return true
 }
 
+// checkCode says what makes c unusable as a Coding ("" when nothing): a
+// system that is not a FHIR uri or a code that is not a FHIR code (see
+// isURI and isCode).
 func checkCode(c Code) string {
 	switch {
 	case strings.TrimSpace(c.System) == "":
 		return "has no system"
+	case !isURI(c.System):
+		return fmt.Sprintf("system %q contains white space (not a FHIR uri)", c.System)
 	case strings.TrimSpace(c.Code) == "":
 		return "has no code"
 	case strings.TrimSpace(c.Code) != c.Code:
 		return "code has leading or trailing white space"
+	case !isCode(c.Code):
+		return fmt.Sprintf("%q has white space other than single spaces between characters (not a FHIR code)", c.Code)
 	}
 	return ""
 }
@@ -417,9 +424,16 @@ func (fm *FieldMapping) validate() string {
 		if strings.TrimSpace(fm.Unit) == "" {
 			return "quantity needs a UCUM unit"
 		}
+		if !isCode(fm.Unit) {
+			// The unit is written as valueQuantity.code.
+			return fmt.Sprintf("unit %q is %s", fm.Unit, notACode)
+		}
 	case kindCodeable:
 		if len(fm.Values) == 0 && fm.ValueSystem == "" {
 			return "codeable needs values or valueSystem"
+		}
+		if !isURI(fm.ValueSystem) {
+			return fmt.Sprintf("valueSystem %q contains white space (not a FHIR uri)", fm.ValueSystem)
 		}
 		seen := map[Code]string{}
 		for v, c := range fm.Values {

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -404,9 +406,9 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 	return enc, subj, effective
 }
 
-// checkPayloadCode checks the code of observation i. A code may not contain
-// '#': repeated codes get identifier values and ids keyed "<code>#<n>", so
-// a literal "a#2" would collide with the second "a".
+// checkPayloadCode checks the code of observation i: a FHIR code (see
+// isCode) without '#': repeated codes get identifier values and ids keyed
+// "<code>#<n>", so a literal "a#2" would collide with the second "a".
 func checkPayloadCode(id string, i int, code string) error {
 	switch {
 	case code == "":
@@ -414,8 +416,84 @@ func checkPayloadCode(id string, i int, code string) error {
 	case strings.IndexByte(code, '#') >= 0:
 		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Value: code,
 			Reason: "code contains '#' (reserved for repeated codes)"}
+	case !isCode(code):
+		return &ConversionError{DocID: id, Field: "observations." + strconv.Itoa(i) + ".code", Value: code,
+			Reason: notACode}
 	}
 	return nil
+}
+
+// notAURI says why a value is not a FHIR uri.
+const notAURI = "not a FHIR uri (it contains white space)"
+
+// isURI reports whether s can be a FHIR uri: FHIR R4's pattern \S* allows
+// no white space.
+func isURI(s string) bool {
+	if i := graphicPrefix(s); i < len(s) {
+		return !strings.ContainsFunc(s[i:], unicode.IsSpace)
+	}
+	return true
+}
+
+// graphicPrefix returns the length of the longest prefix of s of bytes
+// from '!' to DEL: printable ASCII without space.
+func graphicPrefix(s string) int {
+	// Eight bytes at a time (see textProblem): a byte below '!' or from
+	// 0x80 sets its top bit in (x-0x21*lsb)&^x | x.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		t := s[i : i+8]
+		x := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		if ((x-0x21*lsb8)&^x|x)&msb8 != 0 {
+			break
+		}
+	}
+	for ; i < len(s) && s[i]-'!' < utf8.RuneSelf-'!'; i++ {
+	}
+	return i
+}
+
+// notACode says why a value is not a FHIR code.
+const notACode = "not a FHIR code (white space only as single spaces between characters)"
+
+// isCode reports whether s is a FHIR code: FHIR R4's pattern
+// [^\s]+( [^\s]+)* (http://hl7.org/fhir/R4/datatypes.html#code), no
+// white space at either end and none inside but single spaces. Any
+// Unicode white space counts, as validators' \s differ in which they mean.
+func isCode(s string) bool {
+	// Most codes are printable ASCII without spaces.
+	if graphicPrefix(s) == len(s) {
+		return s != ""
+	}
+	return slowIsCode(s)
+}
+
+// slowIsCode is isCode for a string holding a space, a control character
+// or a byte that is not ASCII.
+func slowIsCode(s string) bool {
+	space := true // a space may not lead
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if unicode.IsSpace(r) {
+				return false
+			}
+			i += n - 1
+			space = false
+		case b == ' ':
+			if space {
+				return false
+			}
+			space = true
+		case b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r':
+			return false
+		default:
+			space = false
+		}
+	}
+	return !space
 }
 
 // dupCounter numbers repeated observation codes: next returns how many
@@ -485,11 +563,20 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 		if q.Code != "" && q.System == "" {
 			return 0, "", fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
 		}
+		if q.Code != "" && !isCode(q.Code) {
+			return 0, "", fmt.Errorf("valueQuantity.code %q is %s", q.Code, notACode)
+		}
+		if !isURI(q.System) {
+			return 0, "", fmt.Errorf("valueQuantity.system %q is %s", q.System, notAURI)
+		}
 	}
 	if po.ValueCode != nil {
 		n, kind = n+1, pvCode
 		if *po.ValueCode == "" {
 			return 0, "", fmt.Errorf("valueCode is empty")
+		}
+		if !isCode(*po.ValueCode) {
+			return 0, "", fmt.Errorf("valueCode %q is %s", *po.ValueCode, notACode)
 		}
 	}
 	if po.ValueString != nil {
@@ -517,7 +604,7 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 	}
 	if po.ValueTime != nil {
 		n, kind = n+1, pvTime
-		if s := *po.ValueTime; !timeRE(s) {
+		if s := *po.ValueTime; !isTime(s) {
 			return 0, "", fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
 		}
 	}
@@ -827,12 +914,12 @@ func (c *Converter) appendRequest(b []byte, rt string, id []byte, query []byte, 
 		b = append(b, rt...)
 		b = append(b, `","ifNoneExist":"`...)
 	}
-	// url.QueryEscape output needs no JSON escaping.
+	// appendTokenEscape output needs no JSON escaping.
 	b = append(b, query...)
-	b = appendQueryEscape(b, docID)
+	b = appendTokenEscape(b, docID)
 	if key != "" {
 		b = append(b, "%2F"...)
-		b = appendQueryEscape(b, key)
+		b = appendTokenEscape(b, key)
 		if dup > 0 {
 			b = append(b, "%23"...)
 			b = strconv.AppendInt(b, int64(dup+1), 10)

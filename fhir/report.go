@@ -87,7 +87,7 @@ func indexMapping(m *Mapping, c *Converter) map[string]*formIndex {
 			fx := &fi.fields[len(fi.fields)-1]
 			fx.frag = fieldFragment(fx)
 			fx.pathFrag = append(append(appendStringBody(nil, f.Path), `"}],"status":"final",`...), fx.frag...)
-			fx.pathQuery = appendQueryEscape(nil, f.Path)
+			fx.pathQuery = appendTokenEscape(nil, f.Path)
 			fx.qtyTail = []byte{'}'}
 			if f.Type == kindQuantity {
 				disp := f.UnitDisplay
@@ -654,17 +654,35 @@ func stringOf(v any) (string, error) {
 	return "", fmt.Errorf("want a string, got %s", kindOf(v))
 }
 
-var timeRE = func(s string) bool {
-	// HH:MM[:SS[.fff]] with valid ranges
-	if len(s) != 5 && len(s) < 8 {
+// isTime reports whether s is hh:mm (written with :00 seconds) or a FHIR
+// time as FHIR R4's pattern has it
+// (http://hl7.org/fhir/R4/datatypes.html#time): hh:mm:ss[.f+], hours 00
+// to 23, minutes and seconds 00 to 59 (the pattern's leap second 60 is
+// refused, as time.Parse refused it), two-digit hours and a fraction
+// after a full stop only (time.Parse also takes "9:30:00" and a comma).
+func isTime(s string) bool {
+	if len(s) < 5 || s[2] != ':' || !twoDigits(s[:2], 23) || !twoDigits(s[3:5], 59) {
 		return false
 	}
-	for _, l := range []string{"15:04", "15:04:05", "15:04:05.999999999"} {
-		if _, err := time.Parse(l, s); err == nil {
-			return true
+	if len(s) == 5 {
+		return true
+	}
+	if len(s) < 8 || s[5] != ':' || !twoDigits(s[6:8], 59) {
+		return false
+	}
+	f := s[8:]
+	if f == "" {
+		return true
+	}
+	if len(f) < 2 || f[0] != '.' {
+		return false
+	}
+	for i := 1; i < len(f); i++ {
+		if f[i] < '0' || f[i] > '9' {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // inRange checks a number against the field's min and max.
@@ -844,7 +862,7 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 			return fv, err
 		}
 		s = strings.TrimSpace(s)
-		if !timeRE(s) {
+		if !isTime(s) {
 			return fv, fmt.Errorf("%q is not a valid time (HH:MM[:SS])", s)
 		}
 		if len(s) == 5 {

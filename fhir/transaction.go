@@ -397,6 +397,14 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 	}
 	p := newPlan(c)
 	if r.Contact != nil {
+		// The submitter's _id is written (participant, performer) even
+		// when its document is not hydrated, and so checked.
+		if err := checkText(r.ID, "contact._id", r.Contact.ID); err != nil {
+			return nil, err
+		}
+		if err := checkLineage(r.ID, r.Contact.Parent); err != nil {
+			return nil, prefixField("contact", err)
+		}
 		rts, err := p.contact(r.Contact)
 		if err != nil {
 			return nil, prefixField("contact", err)
@@ -606,9 +614,9 @@ func (e *encoder) observations(ob *directObs, comma *bool) {
 		f = append(f, `"POST","url":"Observation","ifNoneExist":"`...)
 	}
 	if !put {
-		// url.QueryEscape output needs no JSON escaping.
+		// appendTokenEscape output needs no JSON escaping.
 		f = append(f, cf.obsQuery...)
-		f = appendQueryEscape(f, r.ID)
+		f = appendTokenEscape(f, r.ID)
 		f = append(f, "%2F"...)
 	}
 	sc.frag = f
