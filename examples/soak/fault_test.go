@@ -147,7 +147,10 @@ func faultScenario(t *testing.T, n int, run *faultRun) {
 
 	t.Logf("%v heartbeats resumed", time.Since(start))
 	if !assert.Eventually(t, func() bool {
-		return fhirSrv.Count("Encounter") >= wantEncounters && pushedAll(ps, ids)
+		// The pushers also push the demo documents, which ids leaves
+		// out: wait for their retries too, or one still queued when
+		// the pushers stop fails the check below.
+		return fhirSrv.Count("Encounter") >= wantEncounters && pushedAll(ps, ids) && queuesEmpty(ps)
 	}, budget(n), 20*time.Millisecond) {
 		t.Fatalf("not every payload delivered in %v (encounters %d/%d)", budget(n), fhirSrv.Count("Encounter"), wantEncounters)
 	}
@@ -216,6 +219,16 @@ func runMediatorCtx(t *testing.T, ctx context.Context, h http.Handler, oh openhi
 }
 
 // pushedAll reports whether every id was accepted by one of the pushers.
+// queuesEmpty reports whether no pusher has a push left to retry.
+func queuesEmpty(ps []*chttest.OutboundPusher) bool {
+	for _, p := range ps {
+		if len(p.Queue()) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func pushedAll(ps []*chttest.OutboundPusher, ids []string) bool {
 next:
 	for _, id := range ids {
