@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -78,11 +77,10 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 	id = subscriptionID(taskID, s.Endpoint)
 	var cur json.RawMessage
 	err = c.Read(ctx, "Subscription", id, &cur)
-	var se *ServerError
 	switch {
 	case err == nil:
 		return id, noop, nil // made by an earlier call for this Task: not ours to undo
-	case errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone):
+	case notFound(err):
 	default:
 		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
 	}
@@ -100,10 +98,7 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 	}
 	return id, func(ctx context.Context) error {
 		err := c.Delete(ctx, "Subscription", id)
-		if errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone) {
-			return nil
-		}
-		if err != nil {
+		if err != nil && !notFound(err) {
 			return fmt.Errorf("fhir: remove Subscription %s of Task %s: %w", id, taskID, err)
 		}
 		return nil

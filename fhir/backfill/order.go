@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -87,7 +88,7 @@ func (o *order) enter(ctx context.Context, batch int64, entries []entryKey) erro
 				mine = true
 				continue
 			}
-			if !contains(older, c.batch) && !bytes.Equal(c.entry, en.entry) {
+			if !slices.Contains(older, c.batch) && !bytes.Equal(c.entry, en.entry) {
 				older = append(older, c.batch)
 				wait = append(wait, o.batches[c.batch].done)
 			}
@@ -143,15 +144,6 @@ func (o *order) done(batch int64) {
 	}
 	o.mu.Unlock()
 	close(e.done)
-}
-
-func contains(s []int64, v int64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // entryKey is an entry of a transaction bundle: the resource it writes

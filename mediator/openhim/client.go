@@ -81,7 +81,7 @@ type Config struct {
 // LogValue logs the config with the password redacted.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("url", redactURL(c.URL)),
+		slog.String("url", redact.URL(c.URL)),
 		slog.String("username", c.Username),
 		slog.String("password", redactSecret(c.Password)),
 		slog.String("auth", string(c.Auth)),
@@ -93,7 +93,7 @@ func (c Config) LogValue() slog.Value {
 // String formats the config with the password redacted.
 func (c Config) String() string {
 	return fmt.Sprintf("{URL:%s Username:%s Password:%s Auth:%s InsecureSkipVerify:%t CAFile:%s CertFile:%s KeyFile:%s Timeout:%s CoreVersion:%d}",
-		redactURL(c.URL), c.Username, redactSecret(c.Password), c.Auth, c.InsecureSkipVerify, c.CAFile, c.CertFile, c.KeyFile, c.Timeout, c.CoreVersion)
+		redact.URL(c.URL), c.Username, redactSecret(c.Password), c.Auth, c.InsecureSkipVerify, c.CAFile, c.CertFile, c.KeyFile, c.Timeout, c.CoreVersion)
 }
 
 // GoString is String, so %#v does not print the password either.
@@ -105,9 +105,6 @@ func redactSecret(s string) string {
 	}
 	return redactedText
 }
-
-// redactURL hides the password of a URL of any shape (see redact.URL).
-func redactURL(s string) string { return redact.URL(s) }
 
 // Client talks to the OpenHIM core API. It is safe for concurrent use.
 // Create it with [NewClient].
@@ -182,16 +179,16 @@ func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 	if err != nil {
 		// Not wrapped: url.Parse's reason can quote part of the userinfo
 		// (a port "invalid" because a password holds a '/').
-		return nil, fmt.Errorf("openhim: invalid Config.URL %q", redactURL(cfg.URL))
+		return nil, fmt.Errorf("openhim: invalid Config.URL %q", redact.URL(cfg.URL))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("openhim: Config.URL must be http:// or https://, got %q", redactURL(cfg.URL))
+		return nil, fmt.Errorf("openhim: Config.URL must be http:// or https://, got %q", redact.URL(cfg.URL))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("openhim: Config.URL has no host: %q", redactURL(cfg.URL))
+		return nil, fmt.Errorf("openhim: Config.URL has no host: %q", redact.URL(cfg.URL))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("openhim: Config.URL must not have a query or fragment: %q", redactURL(cfg.URL))
+		return nil, fmt.Errorf("openhim: Config.URL must not have a query or fragment: %q", redact.URL(cfg.URL))
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

@@ -119,7 +119,7 @@ func (e Endpoint) Validate(key string, required bool) error {
 	}
 	u, err := url.Parse(e.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("settings: %s is not an http(s) URL: %s", name, redactURL(e.URL))
+		return fmt.Errorf("settings: %s is not an http(s) URL: %s", name, redact.URL(e.URL))
 	}
 	return nil
 }
@@ -257,7 +257,7 @@ func (m Mediator) Validate() error {
 	if m.OpenHIM.URL != "" {
 		u, err := url.Parse(m.OpenHIM.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("%s is not an http(s) URL: %s", key("openhim.url"), redactURL(m.OpenHIM.URL))
+			add("%s is not an http(s) URL: %s", key("openhim.url"), redact.URL(m.OpenHIM.URL))
 		}
 	}
 	if (m.OpenHIM.CertFile == "") != (m.OpenHIM.KeyFile == "") {
@@ -418,7 +418,7 @@ func (m Mediator) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", m.Listen),
 		slog.String("public_host", m.PublicHost),
-		slog.String("openhim.url", redactURL(m.OpenHIM.URL)),
+		slog.String("openhim.url", redact.URL(m.OpenHIM.URL)),
 		slog.String("openhim.username", m.OpenHIM.Username),
 		slog.String("openhim.auth", m.OpenHIM.Auth),
 		slog.Bool("openhim.insecure_skip_verify", m.OpenHIM.InsecureSkipVerify),
@@ -447,14 +447,11 @@ func (m Mediator) GoString() string { return "settings.Mediator" + m.String() }
 // and any password in the URL are redacted).
 func (o OpenHIM) String() string {
 	return fmt.Sprintf("{URL:%s Username:%s Password:%s Auth:%s InsecureSkipVerify:%t CAFile:%s CertFile:%s KeyFile:%s Timeout:%s CoreVersion:%d}",
-		redactURL(o.URL), o.Username, o.Password, o.Auth, o.InsecureSkipVerify, o.CAFile, o.CertFile, o.KeyFile, o.Timeout, o.CoreVersion)
+		redact.URL(o.URL), o.Username, o.Password, o.Auth, o.InsecureSkipVerify, o.CAFile, o.CertFile, o.KeyFile, o.Timeout, o.CoreVersion)
 }
 
 // GoString formats the connection settings without secrets.
 func (o OpenHIM) GoString() string { return "settings.OpenHIM" + o.String() }
-
-// redactURL hides the password of a URL of any shape (see redact.URL).
-func redactURL(s string) string { return redact.URL(s) }
 
 // Options configure [LoadWith].
 type Options struct {
@@ -750,7 +747,7 @@ func effectiveValue(key string, v reflect.Value) string {
 		if v.String() == "" {
 			return ""
 		}
-		return redactURL(v.String())
+		return redact.URL(v.String())
 	case v.Kind() == reflect.Map:
 		return fmt.Sprintf("(%d entries)", v.Len()) // values may be secrets
 	}
