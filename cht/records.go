@@ -228,17 +228,20 @@ func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOpt
 // notStored lists the sent field keys that the stored report's fields
 // lack, sorted.
 func notStored(body map[string]any, stored Fields) []string {
-	var missing []string
+	return slices.DeleteFunc(sentFields(body), func(k string) bool { _, ok := stored.Field(k); return ok })
+}
+
+// sentFields returns the field keys of a record body, sorted: every key
+// but the map values, which are _meta or the sub-objects of dotted keys.
+func sentFields(body map[string]any) []string {
+	var keys []string
 	for k, v := range body {
-		if _, sub := v.(map[string]any); sub {
-			continue // _meta, or the sub-object of dotted keys
-		}
-		if _, ok := stored.Field(k); !ok {
-			missing = append(missing, k)
+		if _, sub := v.(map[string]any); !sub {
+			keys = append(keys, k)
 		}
 	}
-	slices.Sort(missing)
-	return missing
+	slices.Sort(keys)
+	return keys
 }
 
 func (s *RecordsService) checkForm(ctx context.Context, form string, body map[string]any) error {
@@ -254,17 +257,8 @@ func (s *RecordsService) checkForm(ctx context.Context, form string, body map[st
 	if !ok {
 		return fmt.Errorf("cht: submit record %s: form not found in app_settings.forms", form)
 	}
-	var undeclared []string
-	for k, v := range body {
-		if _, sub := v.(map[string]any); sub {
-			continue // _meta, or the sub-object of dotted keys
-		}
-		if _, ok := def.Fields[k]; !ok {
-			undeclared = append(undeclared, k)
-		}
-	}
+	undeclared := slices.DeleteFunc(sentFields(body), func(k string) bool { _, ok := def.Fields[k]; return ok })
 	if len(undeclared) > 0 {
-		slices.Sort(undeclared)
 		return fmt.Errorf("cht: submit record %s: fields not declared in the form definition would be dropped: %s", form, strings.Join(undeclared, ", "))
 	}
 	return nil

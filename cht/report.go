@@ -122,8 +122,9 @@ func (r *Report) Subject() (id, path string, ok bool) {
 			v = r.PlaceID
 		case "patient_uuid", "place_uuid":
 			if raw, ok := r.Extra[p]; ok {
-				// As a form field: a number is its text, other
-				// non-strings are no subject.
+				// As a form field: numbers and booleans as their
+				// JSON text (as Fields.String), other values no
+				// subject.
 				d := json.NewDecoder(bytes.NewReader(raw))
 				d.UseNumber()
 				var x any

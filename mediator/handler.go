@@ -280,18 +280,14 @@ func (c *captureWriter) finish() {
 		c.rec.write(c.w, c.rec.errorEnvelope(invalidStatusError(c.bad), ""))
 		return
 	}
-	if c.over {
-		code := c.code
-		if code == 0 {
-			code = http.StatusOK
-		}
-		c.rec.write(c.w, c.rec.errorEnvelope(&StatusError{StatusCode: http.StatusBadGateway,
-			Err: fmt.Errorf("mediator: handler answered %d with a body over the transaction body budget of %d bytes (Capture.BodyBudget)", code, c.rec.cfg.budget)}, ""))
-		return
-	}
 	code := c.code
 	if code == 0 {
 		code = http.StatusOK
+	}
+	if c.over {
+		c.rec.write(c.w, c.rec.errorEnvelope(&StatusError{StatusCode: http.StatusBadGateway,
+			Err: fmt.Errorf("mediator: handler answered %d with a body over the transaction body budget of %d bytes (Capture.BodyBudget)", code, c.rec.cfg.budget)}, ""))
+		return
 	}
 	if strings.Contains(c.h.Get("Content-Type"), ContentType) {
 		// The handler wrote its own envelope: add the orchestrations
