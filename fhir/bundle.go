@@ -3,7 +3,6 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
-	"net/url"
 	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -164,20 +163,9 @@ func (c *Converter) entry(x *refs, rt, chtID string, path string, resource any, 
 }
 
 // identifierQuery returns "identifier=<system>|<value>" with both parts
-// token-escaped (see tokenEscape), then query-escaped.
+// token-escaped, then query-escaped (see appendTokenEscape).
 func identifierQuery(system, value string) string {
-	return "identifier=" + url.QueryEscape(tokenEscape(system)) + "|" + url.QueryEscape(tokenEscape(value))
+	b := appendTokenEscape([]byte("identifier="), system)
+	b = append(b, '|')
+	return string(appendTokenEscape(b, value))
 }
-
-// tokenEscape returns s with the characters a FHIR search value gives a
-// meaning to (\ , | $) escaped by a backslash, as FHIR R4's "Escaping
-// Search Parameters" (http://hl7.org/fhir/R4/search.html#escaping) has
-// it: a CHT id "p,1" is the token value p\,1, not a search for p or 1.
-func tokenEscape(s string) string {
-	if !strings.ContainsAny(s, `\,|$`) {
-		return s
-	}
-	return tokenEscaper.Replace(s)
-}
-
-var tokenEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`)

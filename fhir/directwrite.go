@@ -96,8 +96,12 @@ func (c *Converter) initDirect() {
 	c.direct = f
 }
 
-// appendTokenEscape appends url.QueryEscape(tokenEscape(s)) to dst: s
-// as a part of a token search value in a query string (see tokenEscape).
+// appendTokenEscape appends s to dst as a part of a token search value in
+// a query string: the characters a FHIR search value gives a meaning to
+// (\ , | $) escaped by a backslash, as FHIR R4's "Escaping Search
+// Parameters" (http://hl7.org/fhir/R4/search.html#escaping) has it (a CHT
+// id "p,1" is the token value p\,1, not a search for p or 1), then
+// query-escaped as url.QueryEscape does.
 func appendTokenEscape(dst []byte, s string) []byte {
 	const upperhex = "0123456789ABCDEF"
 	start := 0

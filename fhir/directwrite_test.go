@@ -23,6 +23,13 @@ func TestAppendTokenEscape(t *testing.T) {
 	}
 }
 
+// tokenEscape is the reference for appendTokenEscape's first step: the
+// FHIR search characters \ , | $ escaped by a backslash
+// (http://hl7.org/fhir/R4/search.html#escaping).
+func tokenEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`).Replace(s)
+}
+
 func TestUUIDText(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 100 {

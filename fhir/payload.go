@@ -428,12 +428,7 @@ const notAURI = "not a FHIR uri (it contains white space)"
 
 // isURI reports whether s can be a FHIR uri: FHIR R4's pattern \S* allows
 // no white space.
-func isURI(s string) bool {
-	if i := graphicPrefix(s); i < len(s) {
-		return !strings.ContainsFunc(s[i:], unicode.IsSpace)
-	}
-	return true
-}
+func isURI(s string) bool { return !strings.ContainsFunc(s, unicode.IsSpace) }
 
 // graphicPrefix returns the length of the longest prefix of s of bytes
 // from '!' to DEL: printable ASCII without space.

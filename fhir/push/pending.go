@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -48,10 +49,9 @@ type Pending struct {
 	mu      sync.Mutex    // held while reading
 	last    time.Time     // of the last read, or attempt
 	lastErr error
-	// reread: the contact types come from CHT (none in conv), so they are
-	// read again every p.refresh.
-	reread bool
-	due    atomic.Int64 // when (Unix ns) the types in use are to be read again
+	// due is when (Unix ns) the types in use are to be read again; never
+	// for types given in conv or without CHT.
+	due atomic.Int64
 }
 
 // NewPending returns a Pending for the conversion conv and the handler
@@ -75,9 +75,9 @@ func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.reread = cfg.CHT != nil && len(conv.ContactTypes.Types()) == 0
-	if !p.reread {
+	if cfg.CHT == nil || len(conv.ContactTypes.Types()) > 0 {
 		p.handler.Store(h)
+		p.due.Store(math.MaxInt64)
 	}
 	return p, nil
 }
@@ -137,7 +137,7 @@ func (p *Pending) get() (*Handler, error) {
 // failed read keeps the types in use and is tried again after p.retry. The
 // pushes in between pay one clock read.
 func (p *Pending) refreshIfDue() {
-	if !p.reread || time.Now().UnixNano() < p.due.Load() || !p.mu.TryLock() {
+	if time.Now().UnixNano() < p.due.Load() || !p.mu.TryLock() {
 		return
 	}
 	defer p.mu.Unlock()

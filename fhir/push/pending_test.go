@@ -122,11 +122,12 @@ func TestNewPending(t *testing.T) {
 func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	var mu sync.Mutex
 	settings := `{"contact_types":[{"id":"c_area"},{"id":"c_patient","person":true,"parents":["c_area"]}]}`
-	failing := false
+	failing, failed := false, 0
 	chtSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.URL.Path != "/api/v1/settings" || failing {
+			failed++
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -169,5 +170,8 @@ func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	mu.Unlock()
 	time.Sleep(2 * p.refresh) // due again; the read fails
 	assert.Equal(t, http.StatusOK, post("c_chw"), "a failed new read keeps the types read before")
+	mu.Lock()
+	assert.Positive(t, failed, "the types were read again, and the read failed")
+	mu.Unlock()
 	assert.NoError(t, p.Ready(context.Background()))
 }

@@ -174,10 +174,11 @@ func New(cfg Config) (*Bridge, error) {
 // "person", a person type of Config.ContactTypes, or one of personTypes
 // and extra.
 func (b *Bridge) isPerson(c *cht.Contact, extra ...string) bool {
-	if c.IsContact() && b.types.IsPerson(c.TypeID()) {
-		return true
+	if !c.IsContact() {
+		return false
 	}
-	return c.IsPerson(slices.Concat(b.personTypes, extra)...)
+	t := c.TypeID()
+	return b.types.IsPerson(t) || c.IsPerson(b.personTypes...) || slices.Contains(extra, t)
 }
 
 // checkDocID rejects a CHT _id that CouchDB reserves (one starting with

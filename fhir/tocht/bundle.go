@@ -95,7 +95,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 			// A report about a Patient of the Bundle that was not written
 			// is not written either: its subject would be missing or a
 			// place (the Patient's own checks failed).
-			if p, ok := pb.patientUnit[u.subjectRef]; ok && u.subjectRef != "" && results[p].err != nil {
+			if p, ok := pb.patientUnit[u.subjectRef]; ok && results[p].err != nil {
 				err := subjectFailed(u, pb.entries[p][0], results[p].err)
 				results[i] = &entryResult{err: err, status: statusOf(err), unit: u}
 				continue
