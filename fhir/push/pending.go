@@ -34,11 +34,11 @@ const (
 // error naming the cause (CHT keeps the push and sends it again) and Ready
 // fails (a mediator's /readyz through mediator.Config.ReadyCheck). A failed
 // read is tried again on the next push or readiness check, at most every
-// 5 s. Types read from CHT are read again every 5 minutes, by the first push
-// after that time, so that a contact type added to the app is converted
-// without a restart (CHT retries a refused push every 5 minutes); while a
-// new read fails, the types read before stay in use. It is safe for
-// concurrent use.
+// 5 s. Types read from CHT are read again every 5 minutes, in the background
+// from the first push or readiness check after that time (neither waits
+// for it), so that a contact type added to the app is converted without a
+// restart (CHT retries a refused push every 5 minutes); while a new read
+// fails, the types read before stay in use. It is safe for concurrent use.
 type Pending struct {
 	conv    fhir.Config
 	cfg     Config
@@ -132,28 +132,34 @@ func (p *Pending) get() (*Handler, error) {
 	return nil, p.lastErr
 }
 
-// refreshIfDue reads the contact types again when those in use were read
-// from CHT over p.refresh ago and no other request is reading them. A
-// failed read keeps the types in use and is tried again after p.retry. The
-// pushes in between pay one clock read.
+// refreshIfDue starts a new read of the contact types when those in use
+// were read from CHT over p.refresh ago and no other request is reading
+// them. The read runs in the background (at most its 10 s timeout), so
+// that neither the push nor the readiness check that starts it waits for
+// CHT: both go on with the types in use, which a successful read replaces.
+// A failed read keeps them and is tried again after p.retry. The pushes
+// in between pay one clock read.
 func (p *Pending) refreshIfDue() {
 	if time.Now().UnixNano() < p.due.Load() || !p.mu.TryLock() {
 		return
 	}
-	defer p.mu.Unlock()
 	if time.Now().UnixNano() < p.due.Load() { // read by the request before
+		p.mu.Unlock()
 		return
 	}
-	if _, _, err := p.read(); err != nil {
-		if p.lastErr == nil {
-			p.log.Warn("cannot read the app's contact types from CHT again; converting with those read before",
-				"err", err, "retry_every", p.retry.String())
+	go func() {
+		defer p.mu.Unlock()
+		if _, _, err := p.read(); err != nil {
+			if p.lastErr == nil {
+				p.log.Warn("cannot read the app's contact types from CHT again; converting with those read before",
+					"err", err, "retry_every", p.retry.String())
+			}
+			p.lastErr = err
+			p.due.Store(p.last.Add(p.retry).UnixNano())
+			return
 		}
-		p.lastErr = err
-		p.due.Store(p.last.Add(p.retry).UnixNano())
-		return
-	}
-	p.lastErr = nil
+		p.lastErr = nil
+	}()
 }
 
 // read reads the contact types from CHT and, when they are read, stores a

@@ -122,9 +122,16 @@ func TestNewPending(t *testing.T) {
 func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	var mu sync.Mutex
 	settings := `{"contact_types":[{"id":"c_area"},{"id":"c_patient","person":true,"parents":["c_area"]}]}`
-	failing, failed := false, 0
+	failing, failed, stalled := false, 0, 0
+	var stall chan struct{} // while set, CHT answers once it is closed
 	chtSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
+		if wait := stall; wait != nil {
+			stalled++
+			mu.Unlock()
+			<-wait
+			mu.Lock()
+		}
 		defer mu.Unlock()
 		if r.URL.Path != "/api/v1/settings" || failing {
 			failed++
@@ -165,13 +172,36 @@ func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	assert.Eventually(t, func() bool { return post("c_chw") == http.StatusOK }, 5*time.Second, 20*time.Millisecond,
 		"the added contact type is converted once the types are read again")
 
+	// A slow CHT holds up neither pushes nor the readiness check: the
+	// types are read again in the background (pending.go refreshIfDue).
+	release := make(chan struct{})
 	mu.Lock()
+	stall = release
+	mu.Unlock()
+	time.Sleep(2 * p.refresh) // due again
+	answered := make(chan int, 1)
+	go func() { answered <- post("c_chw") }()
+	select {
+	case code := <-answered:
+		assert.Equal(t, http.StatusOK, code, "answered with the types in use while CHT is read")
+	case <-time.After(5 * time.Second):
+		t.Error("the push waited for the new read of the contact types")
+	}
+	assert.NoError(t, p.Ready(context.Background()))
+	mu.Lock()
+	assert.Equal(t, 1, stalled, "one read of CHT, stalled")
+	stall = nil
 	failing = true
 	mu.Unlock()
+	close(release) // the stalled read now fails
+
 	time.Sleep(2 * p.refresh) // due again; the read fails
 	assert.Equal(t, http.StatusOK, post("c_chw"), "a failed new read keeps the types read before")
-	mu.Lock()
-	assert.Positive(t, failed, "the types were read again, and the read failed")
-	mu.Unlock()
+	assert.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed > 0
+	}, 5*time.Second, 10*time.Millisecond, "the types were read again, and the read failed")
+	assert.Equal(t, http.StatusOK, post("c_chw"), "and are still in use")
 	assert.NoError(t, p.Ready(context.Background()))
 }
