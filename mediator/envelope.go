@@ -35,7 +35,11 @@ type Envelope struct {
 	// definition when empty.
 	MediatorURN string `json:"x-mediator-urn"`
 	// Status overrides the transaction status core computes. Empty means
-	// computed by [ComputeStatus].
+	// computed by [Envelope.Normalize] as core's setFinalStatus does: a 5xx
+	// response is Failed; otherwise an orchestration that answered 5xx or
+	// failed without a response makes it "Completed with error(s)"; a 2xx
+	// response with every orchestration 2xx is Successful; anything else
+	// is Completed.
 	Status Status `json:"status,omitempty"`
 	// Response is what core returns to its client and stores.
 	Response Response `json:"response"`
@@ -89,7 +93,7 @@ type ErrorDetails struct {
 // Normalize fills what core requires and the library guarantees: the URN
 // (from urn when empty), the response status (200 when 0), non-nil response
 // headers, every timestamp (from now when zero), orchestration names, header
-// keys without '.' or '$', and a status computed by [ComputeStatus] when
+// keys without '.' or '$', and a status computed as [Envelope.Status] says when
 // none is set. It returns an error if Status is not one of core's values.
 func (e *Envelope) Normalize(urn string, now time.Time) error {
 	if err := validateStatus(e.Status); err != nil {
@@ -111,7 +115,7 @@ func (e *Envelope) Normalize(urn string, now time.Time) error {
 		normalizeOrchestration(&e.Orchestrations[i], now)
 	}
 	if e.Status == "" {
-		e.Status = ComputeStatus(e.Response.Status, e.Orchestrations)
+		e.Status = computeStatus(e.Response.Status, e.Orchestrations)
 	}
 	if len(e.Properties) > 0 {
 		e.Properties = sanitizeKeys(e.Properties)

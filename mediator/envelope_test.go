@@ -39,7 +39,7 @@ func TestComputeStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, ComputeStatus(tt.code, tt.orchs))
+			assert.Equal(t, tt.want, computeStatus(tt.code, tt.orchs))
 		})
 	}
 }

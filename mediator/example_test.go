@@ -133,13 +133,20 @@ func ExampleTransport() {
 	// 201 {"id":"p1"}
 }
 
-// ComputeStatus is core's rule for a transaction without a status.
-func ExampleComputeStatus() {
+// Normalize sets the status core's rule gives a transaction without one.
+func ExampleEnvelope_Normalize() {
 	failedCall := mediator.Orchestration{Name: "fhir", Response: &mediator.Response{Status: 503}}
-	fmt.Println(mediator.ComputeStatus(200, nil))
-	fmt.Println(mediator.ComputeStatus(200, []mediator.Orchestration{failedCall}))
-	fmt.Println(mediator.ComputeStatus(404, nil))
-	fmt.Println(mediator.ComputeStatus(500, nil))
+	for _, env := range []mediator.Envelope{
+		{Response: mediator.Response{Status: 200}},
+		{Response: mediator.Response{Status: 200}, Orchestrations: []mediator.Orchestration{failedCall}},
+		{Response: mediator.Response{Status: 404}},
+		{Response: mediator.Response{Status: 500}},
+	} {
+		if err := env.Normalize("urn:mediator:example", time.Now()); err != nil {
+			fmt.Println(err)
+		}
+		fmt.Println(env.Status)
+	}
 	// Output:
 	// Successful
 	// Completed with error(s)

@@ -94,6 +94,9 @@ type nameKey struct{}
 
 type orchName struct{ name, group string }
 
+// noBodiesKey marks a context whose calls are recorded without bodies.
+type noBodiesKey struct{}
+
 // recorder collects the orchestrations of one transaction. It is safe for
 // concurrent use: a handler may make calls in parallel.
 type recorder struct {
@@ -168,6 +171,16 @@ func WithOrchestration(ctx context.Context, name string) context.Context {
 // orchestration's group.
 func WithOrchestrationGroup(ctx context.Context, name, group string) context.Context {
 	return context.WithValue(ctx, nameKey{}, orchName{name: name, group: group})
+}
+
+// WithoutBodies returns a context whose outbound calls are recorded without
+// their request and response bodies (their names, headers with secrets
+// redacted, statuses and times are still recorded). Use it for a call whose
+// body carries a secret, such as an OAuth token request or a FHIR
+// Subscription holding an endpoint's credentials: OpenHIM core stores
+// orchestration bodies in its transaction log for anyone who may view it.
+func WithoutBodies(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noBodiesKey{}, true)
 }
 
 // AddOrchestration records o, for work that is not an HTTP call made
@@ -315,8 +328,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	start := time.Now()
 	r := &orchRec{}
-	r.reqBody.limit = rec.cfg.maxBody
-	r.respBody.limit = rec.cfg.maxBody
+	bodies := ctx.Value(noBodiesKey{}) == nil
+	if bodies {
+		r.reqBody.limit = rec.cfg.maxBody
+		r.respBody.limit = rec.cfg.maxBody
+	}
 	o := &r.o
 	if n, ok := ctx.Value(nameKey{}).(orchName); ok {
 		o.Name, o.Group = n.name, n.group
@@ -391,7 +407,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rec.mu.Unlock()
 		return nil, err
 	}
-	nested := strings.Contains(resp.Header.Get("Content-Type"), ContentType)
+	nested := bodies && strings.Contains(resp.Header.Get("Content-Type"), ContentType)
 	rec.mu.Lock()
 	o.Response = &Response{Status: resp.StatusCode, Headers: rec.cfg.headers(resp.Header), Timestamp: now}
 	if nested {

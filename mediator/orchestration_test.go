@@ -103,7 +103,7 @@ func TestTransportDefaultNameAndPort(t *testing.T) {
 	assert.Equal(t, "GET "+u.Host, o.Name)
 	assert.Equal(t, 502, o.Response.Status)
 	assert.Equal(t, "upstream broke\n", o.Response.Body)
-	assert.Equal(t, StatusCompletedWithErrors, ComputeStatus(200, orchs()))
+	assert.Equal(t, StatusCompletedWithErrors, computeStatus(200, orchs()))
 }
 
 type failingTransport struct{ closed bool }
@@ -335,6 +335,43 @@ func TestTransportRedactsNonCanonicalHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for k, v := range tt.want {
 				assert.Equal(t, v, tt.got[k], k)
+			}
+		})
+	}
+}
+
+// TestTransportWithoutBodies: a call made with WithoutBodies is recorded
+// with its name, status and redacted headers but neither body, also when
+// the answer is a nested mediator's envelope (whose orchestrations would
+// carry bodies of their own); the caller still gets the whole body.
+func TestTransportWithoutBodies(t *testing.T) {
+	srv := upstream(t)
+	for _, tc := range []struct{ path, want string }{
+		{"/token", "got 20 bytes: client_secret=s3cret"},
+		{"/nested", "x-mediator-urn"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			ctx, orchs := RecordOrchestrations(context.Background(), CaptureConfig{})
+			ctx = WithoutBodies(WithOrchestration(ctx, "token"))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+tc.path, strings.NewReader("client_secret=s3cret"))
+			require.NoError(t, err)
+			resp, err := (&http.Client{Transport: Transport(nil)}).Do(req)
+			require.NoError(t, err)
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			assert.Contains(t, string(got), tc.want, "the caller gets the whole body")
+
+			list := orchs()
+			require.Len(t, list, 1, "recorded once, nothing merged")
+			o := list[0]
+			assert.Equal(t, "token", o.Name)
+			assert.Empty(t, o.Request.Body)
+			require.NotNil(t, o.Response)
+			assert.Equal(t, http.StatusOK, o.Response.Status)
+			assert.Empty(t, o.Response.Body)
+			if tc.path == "/token" {
+				assert.Equal(t, redacted, o.Response.Headers["Set-Cookie"])
 			}
 		})
 	}

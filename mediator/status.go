@@ -35,7 +35,7 @@ func validateStatus(s Status) error {
 	return fmt.Errorf("mediator: invalid status %q", string(s))
 }
 
-// ComputeStatus derives a transaction status the way core's setFinalStatus
+// computeStatus derives a transaction status the way core's setFinalStatus
 // does when a mediator sends none, with the orchestrations standing in for
 // core's secondary routes:
 //
@@ -46,7 +46,7 @@ func validateStatus(s Status) error {
 //   - anything else (4xx, or 2xx with a 3xx/4xx orchestration) is Completed.
 //
 // Orchestrations with neither a response nor an error are ignored.
-func ComputeStatus(responseStatus int, orchestrations []Orchestration) Status {
+func computeStatus(responseStatus int, orchestrations []Orchestration) Status {
 	if responseStatus >= 500 {
 		return StatusFailed
 	}

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -25,4 +28,28 @@ func TestDemoReferralLoop(t *testing.T) {
 	assert.Contains(t, text, "told the EMR (rest-hook Subscription), 1 time(s)")
 	assert.Contains(t, text, `PUT /referral-events/Task/referral-task-0042 (with the EMR's Authorization token): Task status completed`)
 	assert.NotContains(t, text, "emr-demo-token", "the demo prints no secret")
+}
+
+// TestDemoCoreStoresNoEMRToken: the Subscription fhir-to-cht writes carries the EMR's token
+// (notify_emr.authorization), so its calls reach OpenHIM core's transaction log without bodies
+// (mediator.WithoutBodies): no stored transaction holds the token, while the calls themselves
+// are still listed.
+func TestDemoCoreStoresNoEMRToken(t *testing.T) {
+	ctx := context.Background()
+	d, err := startDemo(ctx, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.Close()
+	_, err = d.runFlows(ctx, io.Discard)
+	require.NoError(t, err)
+	require.NoError(t, d.runReferral(ctx, io.Discard))
+
+	token := strings.TrimPrefix(emrAuthorization, "Bearer ")
+	subscribes := 0
+	for _, tx := range d.core.Transactions() {
+		raw, err := json.Marshal(tx)
+		require.NoError(t, err)
+		assert.NotContains(t, string(raw), token, "transaction %s %s", tx.Request.Method, tx.Request.Path)
+		subscribes += strings.Count(string(raw), `"FHIR subscribe Task"`)
+	}
+	assert.Positive(t, subscribes, "the Subscription's call is still recorded")
 }

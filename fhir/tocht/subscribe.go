@@ -44,7 +44,10 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 			Err: fmt.Errorf("another request for Task %s is still being written: %w", *t.Id, err)}
 	}
 	defer unlock()
-	_, undo, err := b.fhir.SubscribeTask(mediator.WithOrchestration(ctx, "FHIR subscribe Task"), *t.Id, *b.cfg.NotifyEMR)
+	// The Subscription carries the EMR endpoint's credentials
+	// (NotifyEMR.Header): its calls are recorded without bodies, which
+	// OpenHIM core would store for anyone who may view transactions.
+	_, undo, err := b.fhir.SubscribeTask(mediator.WithoutBodies(mediator.WithOrchestration(ctx, "FHIR subscribe Task")), *t.Id, *b.cfg.NotifyEMR)
 	if err != nil {
 		return false, subscribeFailure(err)
 	}
@@ -53,7 +56,7 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 		// The request failed: remove the Subscription even if the caller's context is done.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Timeout)
 		defer cancel()
-		if uerr := undo(mediator.WithOrchestration(uctx, "FHIR remove Subscription")); uerr != nil {
+		if uerr := undo(mediator.WithoutBodies(mediator.WithOrchestration(uctx, "FHIR remove Subscription"))); uerr != nil {
 			b.log.ErrorContext(ctx, "CHT write failed and its Subscription could not be removed", "task", *t.Id, "err", uerr)
 			return false, errors.Join(err, uerr)
 		}
