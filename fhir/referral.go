@@ -178,7 +178,12 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 //   - the Task is updated (If-Match its version) with an output referencing the Encounter, one per
 //     follow-up report, and the status of the latest report (by reported_date): completed, failed
 //     or rejected from the outcome, with lastModified its reported_date;
-//   - with CompleteRequest, the ServiceRequest's status becomes completed when the outcome is done.
+//   - with CompleteRequest, the ServiceRequest's status becomes completed when the outcome is done
+//     and the request is active or on-hold.
+//
+// A Task closed before by someone else than a follow-up report (cancelled, entered-in-error, or
+// completed, failed or rejected with no follow-up output) gets the output but keeps its status,
+// statusReason and lastModified; the output's type text says the Task was already closed.
 //
 // The result depends only on the set of follow-up reports written, not on their order, and a
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
@@ -240,7 +245,7 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 	}
 	output := map[string]any{
 		"type": map[string]any{"coding": []any{map[string]any{"system": c.sys.Form, "code": r.Form}},
-			"text": "CHT follow-up report"},
+			"text": followUpText},
 		"valueReference": map[string]any{"reference": encURL, "type": "Encounter",
 			"identifier": map[string]any{"system": c.sys.DocumentID, "value": r.ID}},
 	}
@@ -256,7 +261,10 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		if err != nil {
 			return err
 		}
-		if sr["status"] != "completed" {
+		// Only an open request is completed: one the EMR revoked (or marked
+		// entered-in-error, or completed) keeps its status, as a Task closed
+		// before keeps its own (mergeTask).
+		if st := sr["status"]; st == "active" || st == "on-hold" {
 			version := versionOf(sr)
 			delete(sr, "meta")
 			sr["status"] = "completed"
@@ -337,7 +345,9 @@ func mergeTask(task, output map[string]any, reportID string, fu *followUpReport,
 		case "":
 			kept = append(kept, o)
 		default:
-			ours = true // closed before by another follow-up report
+			if !closedBefore(o) {
+				ours = true // closed before by another follow-up report
+			}
 			kept = append(kept, o)
 		}
 	}
@@ -354,7 +364,21 @@ func mergeTask(task, output map[string]any, reportID string, fu *followUpReport,
 
 	curStatus, _ := task["status"].(string)
 	curDate, _ := task["lastModified"].(string)
-	if !ours || laterThan(fu.date, string(fu.status.Code()), curDate, curStatus) {
+	if closedElsewhere(curStatus, ours) {
+		// Closed by the EMR (or whoever wrote the Task), not by an earlier
+		// follow-up: a CHW's report arriving afterwards is recorded, but the
+		// Task is not reopened nor its reason replaced. The output says so,
+		// which also marks that this report did not set the status, so that
+		// later follow-ups keep the status too, whatever their order.
+		if existing < 0 {
+			output["type"].(map[string]any)["text"] = closedBeforeText
+		}
+	} else if !ours || laterThan(fu.date, string(fu.status.Code()), curDate, curStatus) {
+		if closedBefore(output) {
+			// A replay after the Task was reopened: this report sets the
+			// status now.
+			output["type"].(map[string]any)["text"] = followUpText
+		}
 		task["status"] = fu.status.Code()
 		if fu.date != "" {
 			task["lastModified"] = fu.date
@@ -367,6 +391,35 @@ func mergeTask(task, output map[string]any, reportID string, fu *followUpReport,
 	}
 	after, _ := json.Marshal(task)
 	return version, !bytes.Equal(before, after)
+}
+
+// followUpText is the type text of a follow-up report's Task output.
+const followUpText = "CHT follow-up report"
+
+// closedBeforeText is the output type's text of a follow-up report that found its Task closed by
+// someone else (see closedElsewhere); it also tells the EMR's users why the report did not change
+// the Task.
+const closedBeforeText = "CHT follow-up report; the Task was already closed"
+
+// closedBefore reports whether output is that of a follow-up report that found its Task closed.
+func closedBefore(output any) bool {
+	m, _ := output.(map[string]any)
+	typ, _ := m["type"].(map[string]any)
+	return typ["text"] == closedBeforeText
+}
+
+// closedElsewhere reports whether a Task's status is one a follow-up report must keep: a terminal
+// status of the R4 Task state machine (https://hl7.org/fhir/R4/task.html#statemachine) not set by
+// an earlier follow-up report. followedUp tells whether an earlier report set the status; follow-ups
+// never write cancelled or entered-in-error, so those are always someone else's.
+func closedElsewhere(status string, followedUp bool) bool {
+	switch status {
+	case "cancelled", "entered-in-error":
+		return true
+	case "completed", "failed", "rejected":
+		return !followedUp
+	}
+	return false
 }
 
 // laterThan orders (date, status) pairs: a later instant wins, equal instants go to the larger

@@ -271,6 +271,86 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 		}
 	})
 
+	// The R4 Task state machine (https://hl7.org/fhir/R4/task.html#statemachine)
+	// has no way out of cancelled, entered-in-error, completed, failed and
+	// rejected: a CHW's report arriving after the EMR closed the request is
+	// recorded but reopens nothing.
+	t.Run("a Task and ServiceRequest the EMR closed keep their status", func(t *testing.T) {
+		l.t = t
+		srID, taskID := l.request("p6")
+		sr := l.read("ServiceRequest", srID)
+		sr["status"] = "revoked"
+		delete(sr, "meta")
+		l.do(http.MethodPut, "/ServiceRequest/"+srID, sr)
+		task := l.read("Task", taskID)
+		task["status"] = "cancelled"
+		task["statusReason"] = map[string]any{"text": "patient transferred"}
+		task["lastModified"] = "2026-02-27T08:00:00Z"
+		delete(task, "meta")
+		l.do(http.MethodPut, "/Task/"+taskID, task)
+
+		r := l.report("r9", taskID, "met", t0)
+		l.push(r)
+		l.push(l.report("r10", taskID, "not_found", t0.Add(time.Hour)))
+		first := l.read("Task", taskID)
+		l.push(r)
+		task = l.read("Task", taskID)
+		if task["status"] != "cancelled" || get(task, "statusReason", "text") != "patient transferred" ||
+			task["lastModified"] != "2026-02-27T08:00:00Z" {
+			t.Errorf("the EMR's cancelled Task became %v (%v, %v)", task["status"], get(task, "statusReason", "text"), task["lastModified"])
+		}
+		if n, _ := task["output"].([]any); len(n) != 2 ||
+			get(task, "output", 0, "type", "text") != "CHT follow-up report; the Task was already closed" {
+			t.Errorf("outputs %v, want both reports', saying the Task was closed", task["output"])
+		}
+		if get(task, "meta", "versionId") != get(first, "meta", "versionId") {
+			t.Errorf("a replay wrote the closed Task again")
+		}
+		if sr := l.read("ServiceRequest", srID); sr["status"] != "revoked" {
+			t.Errorf("the EMR's revoked ServiceRequest became %v", sr["status"])
+		}
+		if enc := l.encounterOf(r.ID); get(l.read("Encounter", enc), "basedOn", 0, "reference") != "ServiceRequest/"+srID {
+			t.Errorf("the report's Encounter is not basedOn its ServiceRequest")
+		}
+	})
+
+	t.Run("a Task the EMR rejected stays rejected whatever the follow-ups' order", func(t *testing.T) {
+		l.t = t
+		final := func(name string, order ...string) any {
+			_, taskID := l.request(name)
+			task := l.read("Task", taskID)
+			task["status"] = "rejected"
+			delete(task, "meta")
+			l.do(http.MethodPut, "/Task/"+taskID, task)
+			reports := map[string]*cht.Report{
+				"A": l.report(name+"-a", taskID, "not_found", t0),
+				"B": l.report(name+"-b", taskID, "met", t0.Add(time.Hour)),
+			}
+			for _, k := range order {
+				l.push(reports[k])
+			}
+			task = l.read("Task", taskID)
+			return fmt.Sprintf("%v %v %d", task["status"], get(task, "statusReason"), len(task["output"].([]any)))
+		}
+		if ab, ba := final("p7", "A", "B"), final("p8", "B", "A"); ab != "rejected <nil> 2" || ba != ab {
+			t.Errorf("after A,B: %v; after B,A: %v; want rejected <nil> 2", ab, ba)
+		}
+	})
+
+	t.Run("the EMR's cancellation after a follow-up stays", func(t *testing.T) {
+		l.t = t
+		_, taskID := l.request("p9")
+		l.push(l.report("r11", taskID, "not_found", t0))
+		task := l.read("Task", taskID)
+		task["status"] = "cancelled"
+		delete(task, "meta")
+		l.do(http.MethodPut, "/Task/"+taskID, task)
+		l.push(l.report("r12", taskID, "met", t0.Add(time.Hour)))
+		if task := l.read("Task", taskID); task["status"] != "cancelled" {
+			t.Errorf("the EMR's cancelled Task became %v", task["status"])
+		}
+	})
+
 	t.Run("bad follow-up reports name the field", func(t *testing.T) {
 		l.t = t
 		_, taskID := l.request("p5")
