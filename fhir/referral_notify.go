@@ -48,7 +48,9 @@ func subscriptionID(taskID, endpoint string) string {
 
 // SubscribeTask makes sure the FHIR server holds the rest-hook Subscription of s for the Task
 // taskID; its id is derived from the Task and the endpoint, so calling it again for the same Task
-// adds nothing. It returns the Subscription's id and an undo function that deletes the
+// adds nothing. A Subscription found with another channel (payload, header, e.g. a rotated token)
+// or criteria, or one the server stopped (status off or error), is written again (PUT, same id)
+// with s and status requested. It returns the Subscription's id and an undo function that deletes the
 // Subscription again when this call created it (and does nothing when it existed before): call it
 // when the CHT write that the Subscription belongs to fails, so that no dangling Subscription is
 // left. The server must accept client-assigned ids on update (PUT), as HAPI, medplum and fhirtest
@@ -75,15 +77,6 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 		reason = "CHT follow-up of Task " + taskID
 	}
 	id = subscriptionID(taskID, s.Endpoint)
-	var cur json.RawMessage
-	err = c.Read(ctx, "Subscription", id, &cur)
-	switch {
-	case err == nil:
-		return id, noop, nil // made by an earlier call for this Task: not ours to undo
-	case notFound(err):
-	default:
-		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
-	}
 	channel := map[string]any{"type": "rest-hook", "endpoint": s.Endpoint}
 	if len(s.Header) > 0 {
 		channel["header"] = s.Header
@@ -93,8 +86,27 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 	}
 	sub := map[string]any{"resourceType": "Subscription", "id": id, "status": "requested", "reason": reason,
 		"criteria": strings.ReplaceAll(criteria, "{id}", url.QueryEscape(taskID)), "channel": channel}
+	var cur json.RawMessage
+	err = c.Read(ctx, "Subscription", id, &cur)
+	existed := err == nil
+	switch {
+	case existed:
+		if subscriptionCurrent(cur, sub["criteria"].(string), s) {
+			return id, noop, nil // made by an earlier call for this Task: not ours to undo
+		}
+		// Made by an earlier call with other settings (a rotated header,
+		// another payload or criteria), changed on the server, or stopped
+		// by it (off, error): written again with this call's settings. No
+		// value of it is put in an error: the header holds the EMR's secret.
+	case notFound(err):
+	default:
+		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
+	}
 	if err := c.Update(ctx, "Subscription", id, sub, nil); err != nil {
 		return "", noop, fmt.Errorf("fhir: subscribe task %s: %w", taskID, err)
+	}
+	if existed {
+		return id, noop, nil // updated, but an earlier call's: not ours to undo
 	}
 	return id, func(ctx context.Context) error {
 		err := c.Delete(ctx, "Subscription", id)
@@ -103,6 +115,29 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 		}
 		return nil
 	}, nil
+}
+
+// subscriptionCurrent reports whether the stored Subscription cur already is what SubscribeTask
+// writes for s (with criteria its Task's): the same rest-hook channel (endpoint, payload, headers
+// in order) and criteria, and a status the server notifies in (requested or active; a server sets
+// off or error when it stops notifying).
+func subscriptionCurrent(cur json.RawMessage, criteria string, s TaskSubscription) bool {
+	var sub struct {
+		Status   string `json:"status"`
+		Criteria string `json:"criteria"`
+		Channel  struct {
+			Type     string   `json:"type"`
+			Endpoint string   `json:"endpoint"`
+			Payload  string   `json:"payload"`
+			Header   []string `json:"header"`
+		} `json:"channel"`
+	}
+	if json.Unmarshal(cur, &sub) != nil {
+		return false
+	}
+	ch := sub.Channel
+	return (sub.Status == "requested" || sub.Status == "active") && sub.Criteria == criteria &&
+		ch.Type == "rest-hook" && ch.Endpoint == s.Endpoint && ch.Payload == s.Payload && slices.Equal(ch.Header, s.Header)
 }
 
 // TaskCheckpoint is where a [Client.PollTasks] poll ended: the newest meta.lastUpdated seen and the

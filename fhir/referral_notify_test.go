@@ -98,6 +98,80 @@ func TestSubscribeTaskNotifies(t *testing.T) {
 	}
 }
 
+// A re-sent Task brings the Subscription up to date: the EMR's rotated token
+// (TaskSubscription.Header), another payload, or a Subscription the server
+// stopped (R4 Subscription.status off or error, https://hl7.org/fhir/R4/subscription.html)
+// is written again under the same id, while unchanged settings write nothing.
+func TestSubscribeTaskAppliesNewSettings(t *testing.T) {
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	c := newFHIRClient(t, srv.URL)
+	ctx := context.Background()
+	putTask(t, c, "t1", "requested")
+	type subscription struct {
+		Status  string                     `json:"status"`
+		Meta    struct{ VersionID string } `json:"meta"`
+		Channel struct {
+			Header  []string `json:"header"`
+			Payload string   `json:"payload"`
+		} `json:"channel"`
+	}
+	stored := func(id string) subscription {
+		t.Helper()
+		raw, ok := srv.Resource("Subscription", id)
+		var sub subscription
+		if err := json.Unmarshal(raw, &sub); !ok || err != nil {
+			t.Fatalf("Subscription %s: %s %v", id, raw, err)
+		}
+		return sub
+	}
+	subscribe := func(hook fhir.TaskSubscription) string {
+		t.Helper()
+		id, undo, err := c.SubscribeTask(ctx, "t1", hook)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := undo(ctx); err != nil || srv.Count("Subscription") != 1 {
+			t.Fatalf("undo of an existing Subscription: %v, %d left", err, srv.Count("Subscription"))
+		}
+		return id
+	}
+	hook := fhir.TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer old"}}
+	id, _, err := c.SubscribeTask(ctx, "t1", hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := stored(id).Meta.VersionID
+	if subscribe(hook); stored(id).Meta.VersionID != v1 {
+		t.Errorf("the same settings wrote the Subscription again: version %s, then %s", v1, stored(id).Meta.VersionID)
+	}
+
+	hook.Header = []string{"Authorization: Bearer new"}
+	subscribe(hook)
+	if got := stored(id).Channel.Header; len(got) != 1 || got[0] != "Authorization: Bearer new" {
+		t.Errorf("after the token's rotation the Subscription sends %v", got)
+	}
+	hook.Payload = "application/fhir+json"
+	if subscribe(hook); stored(id).Channel.Payload != hook.Payload {
+		t.Errorf("payload %q, want %q", stored(id).Channel.Payload, hook.Payload)
+	}
+
+	for _, status := range []string{"off", "error"} {
+		var sub map[string]any
+		if err := c.Read(ctx, "Subscription", id, &sub); err != nil {
+			t.Fatal(err)
+		}
+		sub["status"] = status
+		delete(sub, "meta")
+		if err := c.Update(ctx, "Subscription", id, sub, nil); err != nil {
+			t.Fatal(err)
+		}
+		if subscribe(hook); stored(id).Status != "active" {
+			t.Errorf("a Subscription the server set %s is %s after SubscribeTask, want active", status, stored(id).Status)
+		}
+	}
+}
+
 // TestE2ESubscribeTask creates and removes a Subscription on the real FHIR server (which stores
 // Subscriptions but sends no notifications).
 func TestE2ESubscribeTask(t *testing.T) {
