@@ -19,11 +19,13 @@ type channelSync struct {
 
 // syncChannels makes the default channels of d exist in core: a missing
 // one is installed (POST /mediators/:urn/channels), one core keeps as
-// "deleted" is put back with the definition and status enabled (PUT
-// /channels/:id: channel names are unique in core, so it cannot be
-// installed anew). A channel that differs from the definition in a field
-// core stores is put back when restore is set, and reported otherwise. A
-// channel an administrator disabled is left disabled.
+// "deleted" is put back with the definition and status enabled (or the
+// definition's disabled) (PUT /channels/:id: channel names are unique in
+// core, so it cannot be installed anew). A channel that differs from the
+// definition in a field core stores other than its status is put back when
+// restore is set, and reported otherwise. The status of a channel not
+// deleted is never changed: one an administrator disabled stays disabled,
+// also when restore puts its other fields back.
 func (c *Client) syncChannels(ctx context.Context, d *Definition, restore bool) (channelSync, error) {
 	var r channelSync
 	if len(d.DefaultChannelConfig) == 0 {
@@ -48,15 +50,21 @@ func (c *Client) syncChannels(ctx context.Context, d *Definition, restore bool) 
 		}
 		want := channelDoc(ch)
 		deleted := s["status"] == "deleted"
+		if !deleted {
+			// The status of a channel in use is the administrator's:
+			// neither compared nor sent, so core keeps what it stores
+			// (its PUT /channels/:id updates only the fields sent:
+			// src/api/channels.js, updateChannel).
+			delete(want, "status")
+		} else if ch.Status == "" || ch.Status == "deleted" {
+			want["status"] = "enabled"
+		}
 		if !deleted && subsetOf(want, s) {
 			continue
 		}
 		if !deleted && !restore {
 			r.modified = append(r.modified, ch.Name)
 			continue
-		}
-		if ch.Status == "" || ch.Status == "deleted" {
-			want["status"] = "enabled"
 		}
 		id, _ := s["_id"].(string)
 		if id == "" {

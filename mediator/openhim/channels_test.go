@@ -146,3 +146,81 @@ func testDefaultChannelsHeal(t *testing.T, restore bool) {
 		assert.Equal(t, 1, strings.Count(logs.String(), "differ in core from the mediator's definition"))
 	}
 }
+
+// TestRestoreKeepsADisabledChannelDisabled: a default channel's status is
+// the administrator's. One disabled (and edited in the same PUT) gets its
+// other fields back with restore_channels but stays disabled, and a
+// channel that differs only by its status is not reported as modified,
+// even when the definition says enabled. Core's PUT /channels/:id updates
+// only the fields sent (src/api/channels.js, updateChannel:
+// findChannelByIdAndUpdate), so the restore PUT leaves status out.
+func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
+	for _, restore := range []bool{false, true} {
+		t.Run(map[bool]string{false: "report edits", true: "restore edits"}[restore], func(t *testing.T) {
+			core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+			t.Cleanup(core.Close)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			route := openhim.Route{Name: "Off Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+			reg := prometheus.NewRegistry()
+			m, err := mediator.New(mediator.Config{
+				Definition: openhim.Definition{URN: "urn:mediator:off", Version: "1.0.0", Name: "Off",
+					Endpoints: []openhim.Route{route},
+					DefaultChannelConfig: []openhim.Channel{{Name: "Off Channel", URLPattern: "^/off$", Allow: []string{"off"},
+						Methods: []string{"GET"}, Type: "http", Status: "enabled", Routes: []openhim.Route{route}}}},
+				Listener: ln,
+				OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+					CoreVersion: 4, HTTPClient: core.Client()},
+				InstallChannels: true, RestoreChannels: restore,
+				HeartbeatInterval: 20 * time.Millisecond,
+				Registry:          reg,
+				Logger:            slog.New(slog.DiscardHandler),
+				Handler: mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+					return &mediator.Result{Body: []byte("ok")}, nil
+				}),
+			})
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx) }()
+			t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+			modified := func() float64 {
+				families, err := reg.Gather()
+				require.NoError(t, err)
+				for _, f := range families {
+					if f.GetName() == "openhim_mediator_default_channels_modified" {
+						return f.GetMetric()[0].GetGauge().GetValue()
+					}
+				}
+				return -1
+			}
+			channel := func() *openhimtest.Channel {
+				for _, c := range core.Channels() {
+					if c.Name == "Off Channel" {
+						return &c
+					}
+				}
+				return nil
+			}
+			require.Eventually(t, func() bool { return channel() != nil && modified() == 0 }, 5*time.Second, 10*time.Millisecond)
+			admin, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
+				Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
+			require.NoError(t, err)
+			id := channel().ID
+			require.NoError(t, admin.Do(context.Background(), http.MethodPut, "/channels/"+id,
+				map[string]any{"status": "disabled", "urlPattern": "^/elsewhere$"}, nil))
+			if restore {
+				require.Eventually(t, func() bool { return channel().URLPattern == "^/off$" }, 5*time.Second, 10*time.Millisecond, "restored")
+			} else {
+				require.Eventually(t, func() bool { return modified() == 1 }, 5*time.Second, 10*time.Millisecond, "reported")
+				require.NoError(t, admin.Do(context.Background(), http.MethodPut, "/channels/"+id,
+					map[string]any{"urlPattern": "^/off$"}, nil))
+				require.Eventually(t, func() bool { return modified() == 0 }, 5*time.Second, 10*time.Millisecond,
+					"a channel that differs only by its status is not modified")
+			}
+			time.Sleep(100 * time.Millisecond) // several heartbeats
+			assert.Equal(t, "disabled", channel().Status, "an administrator's disable must survive")
+			assert.Equal(t, 0.0, modified())
+		})
+	}
+}

@@ -45,7 +45,8 @@ type LifecycleConfig struct {
 	InstallChannels bool
 	// RestoreChannels, with InstallChannels, also puts back a default
 	// channel edited in core away from the definition (in a field core
-	// stores), overwriting the edit.
+	// stores), overwriting the edit; its status (enabled or disabled) is
+	// kept.
 	RestoreChannels bool
 	// OnConfig is called with the previous and the new config every time
 	// the config received from core changes, including the first time (old
