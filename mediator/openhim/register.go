@@ -3,10 +3,12 @@ package openhim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -85,13 +87,55 @@ func (c *Client) ListChannels(ctx context.Context) ([]Channel, error) {
 
 // InstallChannels installs the named channels of the mediator's
 // defaultChannelConfig (POST /mediators/:urn/channels); no names means all.
-// Core fails with a 500 for a name that already exists as a channel; see
-// [Client.InstallMissingChannels] for the idempotent variant.
+// Core does not make that POST idempotent: it saves each channel, and a
+// name that already exists as a channel fails the call with a 500 (core
+// 4.0.5 src/api/mediators.js, loadDefaultChannels, against the unique name
+// index of src/model/channels.js; src/api/channels.js addChannel answers a
+// POST /channels of a taken name with 400). So the POST is sent once, not
+// retried, and when it fails (an error, or an answer lost after core saved
+// the channels), InstallChannels lists the channels and counts those
+// present by name as installed: it returns nil when all are, and otherwise
+// the error naming the channels missing (or stored as deleted). A 4xx
+// answer is core's refusal before it saved anything and is returned as is.
+// See [Client.InstallMissingChannels] for installing only the missing ones.
 func (c *Client) InstallChannels(ctx context.Context, urn string, names ...string) error {
 	if names == nil {
 		names = []string{}
 	}
-	return c.Do(ctx, http.MethodPost, mediatorPath(urn)+"/channels", names, nil)
+	_, err := c.call(ctx, http.MethodPost, mediatorPath(urn)+"/channels", names, false)
+	var api *APIError
+	if err == nil || ctx.Err() != nil || (errors.As(err, &api) && api.StatusCode < 500) || errors.Is(err, ErrNoCore) {
+		return err // done, or refused by core before it saved anything
+	}
+	want := names
+	if len(want) == 0 {
+		m, gerr := c.GetMediator(ctx, urn)
+		if gerr != nil {
+			return err
+		}
+		for _, ch := range m.DefaultChannelConfig {
+			want = append(want, ch.Name)
+		}
+	}
+	existing, lerr := c.ListChannels(ctx)
+	if lerr != nil || len(want) == 0 {
+		return err
+	}
+	have := make(map[string]bool, len(existing))
+	for _, ch := range existing {
+		have[ch.Name] = ch.Status != "deleted"
+	}
+	var missing []string
+	for _, name := range want {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w (channels not installed: %s)", err, strings.Join(missing, ", "))
+	}
+	c.log.DebugContext(ctx, "openhim channel install failed, but core holds every channel", "error", err, "channels", want)
+	return nil
 }
 
 // InstallMissingChannels idempotently installs the channels of d's

@@ -602,3 +602,75 @@ func TestFakeCoreRejectedRegistrationProblem(t *testing.T) {
 		t.Fatalf("Problem() = %q, want the rejection naming host", p)
 	}
 }
+
+// installFault counts the POSTs to .../channels that reach core and fails
+// them as a network does: after the first answer was lost (a reset after
+// core did the work) or before they reach core (refused); "" passes them.
+type installFault struct {
+	next  http.RoundTripper
+	fault string // "lost", "refused" or ""
+	posts atomic.Int32
+}
+
+func (f *installFault) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/channels") {
+		return f.next.RoundTrip(r)
+	}
+	if f.fault == "refused" {
+		return nil, errors.New("connection refused")
+	}
+	n := f.posts.Add(1)
+	resp, err := f.next.RoundTrip(r)
+	if err == nil && f.fault == "lost" && n == 1 {
+		resp.Body.Close()
+		return nil, errors.New("connection reset by peer")
+	}
+	return resp, err
+}
+
+// TestInstallChannelsAfterALostAnswer: POST /mediators/:urn/channels is
+// not idempotent in core (4.0.5 src/api/mediators.js, loadDefaultChannels,
+// saves each channel; a name saved before fails the call with a 500
+// duplicate key error from the unique name index of src/model/channels.js).
+// InstallChannels sends it once, not retried, and when it fails it counts
+// the channels core holds by name as installed: an answer lost after core
+// saved them, or core's 500 for channels there already, is success; a POST
+// that never reached core fails naming the channels missing.
+func TestInstallChannelsAfterALostAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		fault   string
+		missing string // in the error; "" for success
+		posts   int32
+	}{
+		{fault: "lost", posts: 1},
+		{fault: "", posts: 2}, // "already there": the second POST: core's 500 for the channel saved by the first
+		{fault: "refused", missing: "not installed: Fake Channel urn:mediator:lost-answer, Second Channel"},
+	} {
+		t.Run(map[string]string{"lost": "answer lost", "": "already there", "refused": "never sent"}[tt.fault], func(t *testing.T) {
+			srv := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+			t.Cleanup(srv.Close)
+			fault := &installFault{next: srv.Client().Transport, fault: tt.fault}
+			c := fakeLcClient(t, srv, openhim.Config{HTTPClient: &http.Client{Transport: fault}})
+			d := fakeLcDefinition("urn:mediator:lost-answer")
+			d.DefaultChannelConfig = append(d.DefaultChannelConfig, d.DefaultChannelConfig[0])
+			d.DefaultChannelConfig[1].Name = "Second Channel"
+			ctx := context.Background()
+			if err := c.Register(ctx, &d); err != nil {
+				t.Fatal(err)
+			}
+			err := c.InstallChannels(ctx, d.URN)
+			if tt.fault == "" {
+				err = c.InstallChannels(ctx, d.URN, "Second Channel")
+			}
+			if tt.missing == "" && err != nil {
+				t.Errorf("InstallChannels = %v, want nil: core holds the channels", err)
+			}
+			if tt.missing != "" && (err == nil || !strings.Contains(err.Error(), tt.missing)) {
+				t.Errorf("InstallChannels = %v, want the error naming the channels missing (%s)", err, tt.missing)
+			}
+			if want := map[bool]int{true: 0, false: 2}[tt.fault == "refused"]; len(srv.Channels()) != want || fault.posts.Load() != tt.posts {
+				t.Errorf("core holds %d channels after %d POSTs, want %d after %d", len(srv.Channels()), fault.posts.Load(), want, tt.posts)
+			}
+		})
+	}
+}
