@@ -55,7 +55,7 @@
 //
 // [Envelope] is the application/json+openhim response. [WriteEnvelope]
 // fills what core needs and otherwise silently loses: x-mediator-urn,
-// a status from core's list (computed by [ComputeStatus], core's own rule,
+// a status from core's list (computed by core's own rule, see [Envelope.Status],
 // when the handler sets none), response.body as a string, headers never
 // null, every timestamp, orchestration names and request timestamps, header
 // keys without '.' or '$'. Orchestration bodies are cut so that one

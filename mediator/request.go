@@ -47,8 +47,8 @@ func (q *Request) init(r *http.Request, rec *recorder, cfg *handlerConfig) {
 // Result is what a [HandlerFunc] answers; the library turns it into the
 // application/json+openhim envelope.
 type Result struct {
-	// Status overrides the transaction status; empty means computed by
-	// [ComputeStatus] from StatusCode and the orchestrations.
+	// Status overrides the transaction status; empty means computed
+	// from StatusCode and the orchestrations as [Envelope.Status] says.
 	Status Status
 	// StatusCode is the HTTP status core returns to its client; 0 means 200.
 	StatusCode int
