@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
@@ -238,10 +239,21 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 		return nil, err
 	}
 	meta, _ := flat["_meta"].(map[string]any)
-	delete(flat, "_meta")
-	fields := map[string]any{}
+	// The body carries a dotted key twice: flat ("a.b") and nested
+	// ({"a":{"b":..}}, see cht.Record's MarshalJSON). Only the flat keys
+	// are the fields sent (a field value is never an object), so the
+	// nested copies are skipped; the keys go in sorted order, so that the
+	// result and any error do not depend on map order.
+	keys := make([]string, 0, len(flat))
 	for k, v := range flat {
-		if err := setDotted(fields, k, v); err != nil {
+		if _, sub := v.(map[string]any); !sub {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	fields := map[string]any{}
+	for _, k := range keys {
+		if err := setDotted(fields, k, flat[k]); err != nil {
 			return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), models.IssueTypeValue)}
 		}
 	}
