@@ -83,7 +83,10 @@ type Config struct {
 	// AcceptCHTOrigin writes resources that carry the converter's CHT
 	// source tag too. By default they are acknowledged (200) but not
 	// written back, which breaks loops when the FHIR server notifies the
-	// EMR side of what cht-to-fhir wrote.
+	// EMR side of what cht-to-fhir wrote. Each Observation is judged on
+	// its own: in an Encounter whose Observations are partly tagged, the
+	// untagged ones (the EMR's own) are written and the tagged ones
+	// acknowledged.
 	AcceptCHTOrigin bool
 	// ContactTypes is the CHT app's contact hierarchy, as given to the
 	// converter (fhir.Config.ContactTypes): load it with

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -376,6 +377,20 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 	}
 	for _, key := range order {
 		idx := groups[key]
+		// An Observation that came from CHT is acknowledged on its own,
+		// not written back (loop prevention); the others of its
+		// Encounter, which the EMR added, are written. When every one
+		// came from CHT the Encounter is acknowledged with them.
+		if own := slices.DeleteFunc(slices.Clone(idx), func(i int) bool {
+			return b.fromCHT(parsed[i].(*models.Observation).Meta)
+		}); len(own) > 0 && len(own) < len(idx) {
+			for _, i := range idx {
+				if !slices.Contains(own, i) {
+					add(skipped("Observation", parsed[i]), nil, i)
+				}
+			}
+			idx = own
+		}
 		var enc *models.Encounter
 		entries := idx
 		if e, ok := strings.CutPrefix(key, "enc:"); ok {

@@ -230,12 +230,15 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 
 // planObservations converts an optional Encounter and its Observations
 // to one report. primary is the resource answered for a single
-// Observation.
+// Observation. The unit is skipped when every Observation came from CHT;
+// planBundle sets those of a mixed group apart before.
 func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]string) (*unit, error) {
+	fromCHT := len(obs) > 0
 	for i := range obs {
-		if b.fromCHT(obs[i].Meta) {
-			return skipped("Observation", primary), nil
-		}
+		fromCHT = fromCHT && b.fromCHT(obs[i].Meta)
+	}
+	if fromCHT {
+		return skipped("Observation", primary), nil
 	}
 	var subject *models.Reference
 	if enc != nil {

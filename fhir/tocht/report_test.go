@@ -1,6 +1,7 @@
 package tocht_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 
@@ -9,6 +10,21 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 )
+
+// observationsReport is the _id of the report of testdata/observations.json
+// (Encounter ENC-7).
+func observationsReport(r *rig) string {
+	return r.bridge.ReportID("Encounter", "https://emr.example.org/encounter|ENC-7")
+}
+
+// transactionResponse decodes a transaction-response Bundle.
+func transactionResponse(t *testing.T, body []byte) batchResponse {
+	t.Helper()
+	var resp batchResponse
+	require.NoError(t, json.Unmarshal(body, &resp), "%s", body)
+	require.Equal(t, "transaction-response", resp.Type, "%s", body)
+	return resp
+}
 
 // TestDottedFieldPathObservationIsWritten: the default mapping's
 // assessment form stores the body temperature at group_fever.temperature;
@@ -51,6 +67,59 @@ func TestDottedFieldPathObservationIsWritten(t *testing.T) {
 			assert.Equal(t, chttest.DemoPatientID, fields["patient_uuid"])
 			assert.Equal(t, tt.want, fields["group_fever"], "the fields of group_fever, nested: %v", fields)
 			assert.NotContains(t, fields, "group_fever.temperature", "the flat key is not stored")
+		})
+	}
+}
+
+// TestCHTTaggedObservationsAreSkippedEachOnItsOwn: the loop guard
+// (Config.AcceptCHTOrigin off) judges each Observation by its own CHT
+// source tag. An EMR that adds its own Observation to an Encounter whose
+// other Observation came from CHT gets its own written, not a 200 for
+// nothing written; the tagged one is acknowledged, not written back.
+func TestCHTTaggedObservationsAreSkippedEachOnItsOwn(t *testing.T) {
+	const tag = `"meta":{"tag":[{"system":"https://cht.example.org/source","code":"cht"}]},`
+	tests := []struct {
+		name     string
+		tagged   []int // entries (1: height, 2: weight) that carry the tag
+		fields   map[string]any
+		statuses []string // of the entries: Encounter, height, weight
+	}{
+		{"none tagged", nil, map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(168), "weight": 61.5},
+			[]string{"201 Created", "201 Created", "201 Created"}},
+		{"height from CHT, weight from the EMR", []int{1}, map[string]any{"patient_uuid": chttest.DemoPatientID, "weight": 61.5},
+			[]string{"201 Created", "200 OK", "201 Created"}},
+		{"both from CHT", []int{1, 2}, nil, []string{"200 OK", "200 OK", "200 OK"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			var b map[string]any
+			require.NoError(t, json.Unmarshal(testdata(t, "observations.json"), &b))
+			entries := b["entry"].([]any)
+			for _, i := range tt.tagged {
+				res := entries[i].(map[string]any)["resource"].(map[string]any)
+				require.NoError(t, json.Unmarshal([]byte(`{`+tag[:len(tag)-1]+`}`), &res))
+			}
+			body, err := json.Marshal(b)
+			require.NoError(t, err)
+
+			a := r.post(t, "/fhir/Bundle", body)
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			resp := transactionResponse(t, a.body)
+			require.Len(t, resp.Entry, 3)
+			for i, want := range tt.statuses {
+				assert.Equal(t, want, resp.Entry[i].Response.Status, "entry %d: %s", i, a.body)
+			}
+			for _, i := range tt.tagged {
+				assert.Contains(t, resp.Entry[i].Response.Outcome.text(), "originated in CHT", "entry %d", i)
+			}
+			raw, ok := r.cht.Doc(observationsReport(r))
+			if tt.fields == nil {
+				assert.False(t, ok, "written back: %s", raw)
+				return
+			}
+			require.True(t, ok, "the EMR's Observations were not written")
+			assert.Equal(t, tt.fields, r.doc(t, observationsReport(r))["fields"])
 		})
 	}
 }
