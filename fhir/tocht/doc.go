@@ -56,6 +56,16 @@
 //     Observations'), else, for Observations with an effective time, a hash
 //     of the report's content.
 //
+// A report made from Observations is updated by merging: the fields of the
+// Observations sent replace those fields of the stored report (of the
+// same form), and the fields that the Bundle does not send are kept. Each
+// Observation is a FHIR resource of its own, so re-sending an Encounter
+// with one corrected Observation does not delete the others' fields;
+// leaving an Observation out does not remove its field either (change or
+// delete it in CHT). A report's subject (patient_id, patient_uuid,
+// place_id, place_uuid) is replaced as a whole. A report made from a
+// ServiceRequest or Task, one resource, is replaced as a whole.
+//
 // # Subjects
 //
 // A ServiceRequest's subject, a Task's for, an Encounter's or Observation's

@@ -33,6 +33,11 @@ type unit struct {
 	// write the report when that Patient failed.
 	subjectRef string
 
+	// mergeFields merges the report's fields into those of the stored
+	// report instead of replacing them (see upsertReport): set for a
+	// report made from Observations.
+	mergeFields bool
+
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
 	message string
@@ -292,7 +297,7 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		ident = "content:" + hex.EncodeToString(sum[:16])
 	}
 	return &unit{resourceType: "Observation", resource: primary, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr, subjectRef: ref}, nil
+		subject: check, subjectExpr: subjectExpr, subjectRef: ref, mergeFields: true}, nil
 }
 
 // subjectPatient resolves a subject reference to the CHT person, as a

@@ -1,6 +1,7 @@
 package tocht_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -122,4 +123,71 @@ func TestCHTTaggedObservationsAreSkippedEachOnItsOwn(t *testing.T) {
 			assert.Equal(t, tt.fields, r.doc(t, observationsReport(r))["fields"])
 		})
 	}
+}
+
+// TestEncounterResendMergesObservationFields: each Observation is a FHIR
+// resource of its own, so a later Bundle with the same Encounter and some
+// of its Observations updates those fields of the report and keeps the
+// others (the report is keyed on the Encounter). A ServiceRequest is one
+// resource: its report is replaced whole.
+func TestEncounterResendMergesObservationFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		second func(entries []any) []any // the entries re-sent
+		edit   func(body []byte) []byte
+		want   map[string]any
+		status int
+	}{
+		{"a corrected weight only", func(e []any) []any { return []any{e[0], e[2]} },
+			func(b []byte) []byte { return bytes.Replace(b, []byte(`"value":61.5`), []byte(`"value":62`), 1) },
+			map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(168), "weight": float64(62)}, http.StatusOK},
+		{"the height only, unchanged", func(e []any) []any { return []any{e[0], e[1]} }, nil,
+			map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(168), "weight": 61.5}, http.StatusOK},
+		{"everything, corrected", func(e []any) []any { return e },
+			func(b []byte) []byte { return bytes.Replace(b, []byte(`"value":168`), []byte(`"value":169`), 1) },
+			map[string]any{"patient_uuid": chttest.DemoPatientID, "height": float64(169), "weight": 61.5}, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			first := testdata(t, "observations.json")
+			a := r.post(t, "/fhir/Bundle", first)
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			rev := r.doc(t, observationsReport(r))["_rev"]
+
+			var b map[string]any
+			require.NoError(t, json.Unmarshal(first, &b))
+			b["entry"] = tt.second(b["entry"].([]any))
+			second, err := json.Marshal(b)
+			require.NoError(t, err)
+			if tt.edit != nil {
+				second = tt.edit(second)
+			}
+			a = r.post(t, "/fhir/Bundle", second)
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			doc := r.doc(t, observationsReport(r))
+			assert.Equal(t, tt.want, doc["fields"])
+			if tt.edit == nil {
+				assert.Equal(t, rev, doc["_rev"], "nothing changed, nothing written")
+			}
+		})
+	}
+
+	t.Run("a ServiceRequest is replaced whole", func(t *testing.T) {
+		r := newRig(t)
+		sr := testdata(t, "service-request.json")
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sr, &m))
+		require.Contains(t, m, "reasonCode", "the test needs a reason to remove")
+		a := r.post(t, "/fhir/ServiceRequest", sr)
+		require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+		delete(m, "reasonCode")
+		again, err := json.Marshal(m)
+		require.NoError(t, err)
+		a = r.post(t, "/fhir/ServiceRequest", again)
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		reports := r.reports(t, "INTEROP_FOLLOW_UP")
+		require.Len(t, reports, 1)
+		assert.NotContains(t, reports[0]["fields"], "reason", "the removed reason stayed")
+	})
 }

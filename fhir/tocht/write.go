@@ -34,7 +34,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 	if u.person != nil {
 		return b.upsertPerson(ctx, u.person)
 	}
-	return b.upsertReport(ctx, u.docID, u.report)
+	return b.upsertReport(ctx, u.docID, u.report, u.mergeFields)
 }
 
 // checkSubject verifies that the person a report is about exists in CHT
@@ -170,8 +170,14 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 }
 
 // upsertReport writes the report under its deterministic _id; an existing
-// one is updated only when its fields differ.
-func (b *Bridge) upsertReport(ctx context.Context, id string, sub *cht.Record) (created bool, err error) {
+// one is updated only when its fields differ. With merge (a report made
+// from Observations) the fields sent are merged into the stored report's
+// fields of the same form (see mergeInto): each Observation is a FHIR
+// resource of its own, and a Bundle that re-sends an Encounter with one
+// corrected Observation does not delete the fields of the others.
+// Without merge (a ServiceRequest or Task, one resource that is the whole
+// report), or when the form changed, the fields are replaced.
+func (b *Bridge) upsertReport(ctx context.Context, id string, sub *cht.Record, merge bool) (created bool, err error) {
 	doc, err := b.reportDoc(id, sub)
 	if err != nil {
 		return false, err
@@ -192,14 +198,21 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, sub *cht.Record) (
 		if err != nil {
 			return false, chtFailure("read report "+id, err)
 		}
-		fields, err := json.Marshal(doc["fields"])
-		if err != nil {
-			return false, err
+		form := mustJSON(doc["form"])
+		want := doc["fields"].(map[string]any)
+		if merge && sameJSON(cur["form"], form) {
+			if stored, ok := decodeObject(cur["fields"]); ok {
+				want = mergeInto(withoutSubject(stored, want), want)
+			}
 		}
-		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], mustJSON(doc["form"])) {
+		fields, err := json.Marshal(want)
+		if err != nil {
+			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
+		}
+		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) {
 			return false, nil
 		}
-		cur["fields"], cur["form"] = fields, mustJSON(doc["form"])
+		cur["fields"], cur["form"] = fields, form
 		if !sub.ReportedDate.IsZero() {
 			cur["reported_date"] = mustJSON(doc["reported_date"])
 		}
@@ -299,6 +312,49 @@ func setDotted(m map[string]any, k string, v any) error {
 	}
 	m[last] = v
 	return nil
+}
+
+// mergeInto sets every value of src in dst, at any depth: an object of
+// both is merged member by member, any other value of src replaces dst's.
+// Members of dst that src lacks are kept. It returns dst, which it
+// changes; src is not changed.
+func mergeInto(dst, src map[string]any) map[string]any {
+	for k, v := range src {
+		if sv, ok := v.(map[string]any); ok {
+			if dv, ok := dst[k].(map[string]any); ok {
+				dst[k] = mergeInto(dv, sv)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+	return dst
+}
+
+// subjectKeys are the field keys that name a report's subject, as CHT
+// reads them (cht-core shared-libs/registration-utils getSubjectIds).
+var subjectKeys = []string{"patient_id", "patient_uuid", "place_id", "place_uuid"}
+
+// withoutSubject drops the subject keys from stored when fields names a
+// subject, so that a merged report names one subject, the one sent last.
+func withoutSubject(stored, fields map[string]any) map[string]any {
+	if slices.ContainsFunc(subjectKeys, func(k string) bool { _, ok := fields[k]; return ok }) {
+		for _, k := range subjectKeys {
+			delete(stored, k)
+		}
+	}
+	return stored
+}
+
+// decodeObject decodes raw as a JSON object (numbers as json.Number); ok
+// is false when raw is not one.
+func decodeObject(raw json.RawMessage) (m map[string]any, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, false
+	}
+	return m, true
 }
 
 func mustJSON(v any) json.RawMessage {

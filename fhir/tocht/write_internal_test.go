@@ -47,3 +47,39 @@ func TestReportDocNestsDottedFieldKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeIntoKeepsWhatIsNotSent: merging the fields of a re-sent
+// Encounter replaces the fields sent, at any depth, and keeps the others.
+func TestMergeIntoKeepsWhatIsNotSent(t *testing.T) {
+	tests := []struct {
+		name         string
+		stored, sent string
+		want         string
+	}{
+		{"a corrected value", `{"height":168,"weight":61.5}`, `{"weight":62}`, `{"height":168,"weight":62}`},
+		{"a new value", `{"height":168}`, `{"weight":62}`, `{"height":168,"weight":62}`},
+		{"inside a group", `{"g":{"a":1,"b":2},"h":3}`, `{"g":{"b":5}}`, `{"g":{"a":1,"b":5},"h":3}`},
+		{"a value becomes a group", `{"g":1}`, `{"g":{"a":1}}`, `{"g":{"a":1}}`},
+		{"the subject is replaced whole", `{"patient_uuid":"p1","height":168}`, `{"patient_id":"12345","weight":62}`,
+			`{"height":168,"patient_id":"12345","weight":62}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stored, ok := decodeObject(json.RawMessage(tt.stored))
+			if !ok {
+				t.Fatal("stored fields do not decode")
+			}
+			sent, _ := decodeObject(json.RawMessage(tt.sent))
+			got, err := json.Marshal(mergeInto(withoutSubject(stored, sent), sent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameJSON(got, json.RawMessage(tt.want)) {
+				t.Errorf("merged %s, want %s", got, tt.want)
+			}
+			if again, _ := json.Marshal(sent); !sameJSON(again, json.RawMessage(tt.sent)) {
+				t.Errorf("the sent fields changed: %s", again)
+			}
+		})
+	}
+}
