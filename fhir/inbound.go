@@ -200,7 +200,9 @@ func (c *Converter) subjectError(rt, expr string) error {
 // as the Encounter (same identifier, or same literal reference when there
 // is no identifier); an Observation with another subject is an error
 // naming its subject. ReportedDate is the Encounter's period.start or the
-// first effectiveDateTime; From is the phone of an Encounter.participant
+// first effectiveDateTime: a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD: the
+// start of that period in UTC) or dateTime with a zone; any other value
+// is an error naming the element. From is the phone of an Encounter.participant
 // with a Systems.Phone identifier (the SMS sender); Geolocation is the
 // position of the Location in locations that carries the
 // Systems.Observation identifier "<report _id>/geolocation" (Locations
@@ -221,9 +223,11 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 			subjExpr = "Encounter.subject"
 		}
 		if enc.Period != nil && enc.Period.Start != nil {
-			if t, err := time.Parse(time.RFC3339Nano, *enc.Period.Start); err == nil {
-				sub.ReportedDate = t
+			t, err := reportTime("Encounter", "Encounter.period.start", *enc.Period.Start)
+			if err != nil {
+				return nil, err
 			}
+			sub.ReportedDate = t
 		}
 		for _, p := range enc.Participant {
 			if p.Individual != nil && p.Individual.Identifier != nil && sub.From == "" {
@@ -245,8 +249,12 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 			// One submission is about one patient.
 			return nil, invalid("Observation", expr+".subject", "subject differs from "+subjExpr)
 		}
-		if sub.ReportedDate.IsZero() && o.EffectiveDateTime != nil {
-			if t, err := time.Parse(time.RFC3339Nano, *o.EffectiveDateTime); err == nil {
+		if o.EffectiveDateTime != nil {
+			t, err := reportTime("Observation", expr+".effectiveDateTime", *o.EffectiveDateTime)
+			if err != nil {
+				return nil, err
+			}
+			if sub.ReportedDate.IsZero() {
 				sub.ReportedDate = t
 			}
 		}
@@ -336,6 +344,31 @@ func (c *Converter) reportGeolocation(enc *models.Encounter, locs []*models.Loca
 		out = g
 	}
 	return out, nil
+}
+
+// reportTime parses s, the FHIR R4 date or dateTime (fhirDateTime) at
+// expr of a resource of type rt, as a report's time: a date YYYY, YYYY-MM
+// or YYYY-MM-DD is the start of that year, month or day in UTC, a dateTime
+// keeps its zone. Anything else is an error naming expr: a date that
+// cannot be read is refused, not replaced by the time of writing.
+func reportTime(rt, expr, s string) (time.Time, error) {
+	v, ok := fhirDateTime(s)
+	if ok {
+		layout := time.RFC3339Nano
+		switch len(v) {
+		case 4:
+			layout = "2006"
+		case 7:
+			layout = "2006-01"
+		case 10:
+			layout = time.DateOnly
+		}
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, &InvalidResourceError{ResourceType: rt, Issues: []Issue{{Expression: expr, Code: models.IssueTypeValue,
+		Reason: fmt.Sprintf("%q is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a zone)", s)}}}
 }
 
 // subjectKey identifies the target of a subject reference: its logical
@@ -562,10 +595,14 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 		srID = *sr.Id
 	}
 	requestFields(sub, nil, srID)
+	// authoredOn is read as SubmissionFromObservations reads a date: a
+	// value that is not a FHIR date or dateTime is an error naming it.
 	if sr.AuthoredOn != nil {
-		if t, err := time.Parse(time.RFC3339Nano, *sr.AuthoredOn); err == nil {
-			sub.ReportedDate = t
+		t, err := reportTime("ServiceRequest", "ServiceRequest.authoredOn", *sr.AuthoredOn)
+		if err != nil {
+			return nil, err
 		}
+		sub.ReportedDate = t
 	}
 	return sub, nil
 }
@@ -596,9 +633,11 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 	}
 	requestFields(sub, t.Id, srID)
 	if t.AuthoredOn != nil {
-		if at, err := time.Parse(time.RFC3339Nano, *t.AuthoredOn); err == nil {
-			sub.ReportedDate = at
+		at, err := reportTime("Task", "Task.authoredOn", *t.AuthoredOn)
+		if err != nil {
+			return nil, err
 		}
+		sub.ReportedDate = at
 	}
 	return sub, nil
 }

@@ -390,3 +390,81 @@ func TestSubmissionObservationFormFallback(t *testing.T) {
 		t.Errorf("ambiguous type: %v", err)
 	}
 }
+
+// TestSubmissionReportTimeAcceptsEveryFHIRDateForm: FHIR R4's dateTime
+// (http://hl7.org/fhir/R4/datatypes.html#dateTime) is a year, a
+// year-month, a date, or a date-time with seconds and a zone. Each
+// element a report's time is read from takes every form (a partial date
+// is the start of that period in UTC) and refuses anything else with an
+// issue naming the element, instead of writing the time of writing.
+func TestSubmissionReportTimeAcceptsEveryFHIRDateForm(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ObservationForm: "HEIGHT_WEIGHT"}})
+	medic := func() *models.Reference {
+		return &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}
+	}
+	height := func() models.Observation {
+		return models.Observation{Status: models.ObservationStatusFinal,
+			Code:          models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr("8302-2")}}},
+			ValueQuantity: &models.Quantity{Value: ptr(json.Number("168")), System: ptr(ucumSystem), Code: ptr("cm")}}
+	}
+	// Each element: convert a resource whose date is v.
+	elements := []struct {
+		expr    string
+		convert func(v string) (*cht.Record, error)
+	}{
+		{"Encounter.period.start", func(v string) (*cht.Record, error) {
+			return c.SubmissionFromObservations("", &models.Encounter{Subject: medic(), Period: &models.Period{Start: &v}},
+				[]models.Observation{height()}, nil)
+		}},
+		{"Observation.effectiveDateTime", func(v string) (*cht.Record, error) {
+			o := height()
+			o.Subject, o.EffectiveDateTime = medic(), &v
+			return c.SubmissionFromObservations("", nil, []models.Observation{o}, nil)
+		}},
+		{"ServiceRequest.authoredOn", func(v string) (*cht.Record, error) {
+			return c.SubmissionFromServiceRequest(&models.ServiceRequest{Status: models.RequestStatusActive,
+				Intent: models.RequestIntentOrder, Subject: *medic(), AuthoredOn: &v}, nil)
+		}},
+		{"Task.authoredOn", func(v string) (*cht.Record, error) {
+			return c.SubmissionFromTask(&models.Task{Status: models.TaskStatusRequested, Intent: "order",
+				For: medic(), AuthoredOn: &v}, nil)
+		}},
+	}
+	values := []struct {
+		name string
+		in   string
+		want time.Time // zero: refused
+	}{
+		{"year", "2026", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"year and month", "2026-11", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)},
+		{"date", "2026-11-20", time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)},
+		{"dateTime in UTC", "2026-11-20T10:00:00Z", time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)},
+		{"dateTime with an offset and a fraction", "2026-11-20T13:00:00.5+03:00", time.Date(2026, 11, 20, 10, 0, 0, 5e8, time.UTC)},
+		{"garbage", "garbage", time.Time{}},
+		{"no such day", "2026-02-30", time.Time{}},
+		{"time without zone", "2026-11-20T10:00:00", time.Time{}},
+		{"time without seconds", "2026-11-20T10:00Z", time.Time{}},
+		{"day first", "20/11/2026", time.Time{}},
+		{"empty", "", time.Time{}},
+	}
+	for _, el := range elements {
+		for _, v := range values {
+			t.Run(el.expr+"/"+v.name, func(t *testing.T) {
+				sub, err := el.convert(v.in)
+				if v.want.IsZero() {
+					var ire *InvalidResourceError
+					if !errors.As(err, &ire) || ire.Issues[0].Expression != el.expr || !strings.Contains(err.Error(), "not a FHIR dateTime") {
+						t.Fatalf("%q: err = %v, want an issue at %s", v.in, err, el.expr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("%q refused: %v", v.in, err)
+				}
+				if !sub.ReportedDate.Equal(v.want) {
+					t.Errorf("%q: ReportedDate %v, want %v", v.in, sub.ReportedDate, v.want)
+				}
+			})
+		}
+	}
+}

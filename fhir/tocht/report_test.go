@@ -3,8 +3,11 @@ package tocht_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -190,4 +193,44 @@ func TestEncounterResendMergesObservationFields(t *testing.T) {
 		require.Len(t, reports, 1)
 		assert.NotContains(t, reports[0]["fields"], "reason", "the removed reason stayed")
 	})
+}
+
+// TestEncounterDateBecomesReportedDate: Encounter.period.start is a FHIR
+// dateTime (http://hl7.org/fhir/R4/datatypes.html#dateTime), which may be
+// a date alone. The report's reported_date is the start of that date, not
+// the bridge's clock; a value that is no FHIR dateTime is refused naming
+// the element, not replaced by the clock.
+func TestEncounterDateBecomesReportedDate(t *testing.T) {
+	tests := []struct {
+		start string
+		want  time.Time // zero: refused
+	}{
+		{"2026-11-20T10:00:00Z", time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)},
+		{"2026-11-20T12:00:00+02:00", time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)},
+		{"2026-11-20", time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)},
+		{"2026-11", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)},
+		{"2026", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"garbage", time.Time{}},
+		{"2026-11-20T10:00:00", time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.start, func(t *testing.T) {
+			r := newRig(t)
+			body := bytes.Replace(testdata(t, "observations.json"), []byte(`"2026-11-20T10:00:00Z"`), []byte(strconv.Quote(tt.start)), 1)
+			a := r.post(t, "/fhir/Bundle", body)
+			if tt.want.IsZero() {
+				require.True(t, a.status >= 400 && a.status < 500, "answered %d: %s", a.status, a.body)
+				text := parseOutcome(t, a.body).text()
+				assert.Contains(t, text, "Bundle.entry[0].resource.period.start")
+				assert.Contains(t, text, fmt.Sprintf("%q is not a FHIR dateTime", tt.start))
+				_, written := r.cht.Doc(observationsReport(r))
+				assert.False(t, written)
+				return
+			}
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			got := r.doc(t, observationsReport(r))["reported_date"]
+			assert.Equal(t, float64(tt.want.UnixMilli()), got, "reported_date %v, want %v (the bridge's clock is %v)",
+				got, tt.want, now)
+		})
+	}
 }
