@@ -202,7 +202,9 @@ func (c *Converter) subjectError(rt, expr string) error {
 // naming its subject. ReportedDate is the Encounter's period.start or the
 // first effectiveDateTime: a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD: the
 // start of that period in UTC) or dateTime with a zone; any other value
-// is an error naming the element. From is the phone of an Encounter.participant
+// is an error naming the element. A value outside the mapped field's min
+// or max is an error naming Observation.value[x], as in the CHT → FHIR
+// direction. From is the phone of an Encounter.participant
 // with a Systems.Phone identifier (the SMS sender); Geolocation is the
 // position of the Location in locations that carries the
 // Systems.Observation identifier "<report _id>/geolocation" (Locations
@@ -517,10 +519,18 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 				return nil, err
 			}
 		}
+		// The mapping's bounds, as the CHT → FHIR conversion checks them
+		// (fieldValue).
+		if err := inRange(f, *q.Value); err != nil {
+			return nil, err
+		}
 		return *q.Value, nil
 	case kindInteger:
 		if o.ValueInteger == nil {
 			return nil, fmt.Errorf("want valueInteger")
+		}
+		if err := inRange(f, json.Number(strconv.Itoa(*o.ValueInteger))); err != nil {
+			return nil, err
 		}
 		return *o.ValueInteger, nil
 	case kindBoolean:

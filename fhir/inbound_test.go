@@ -468,3 +468,66 @@ func TestSubmissionReportTimeAcceptsEveryFHIRDateForm(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmissionFromObservationsHonoursMinMax: a mapping's min and max
+// bound a field in the FHIR → CHT direction as in the CHT → FHIR one
+// (fieldValue): a value outside is refused with an issue naming the
+// Observation's value, bounds included as valid.
+func TestSubmissionFromObservationsHonoursMinMax(t *testing.T) {
+	m, err := ParseMapping([]byte(`version: 1
+forms:
+  - form: T
+    fields:
+      - {path: temp, code: {system: "http://loinc.org", code: 8310-5}, type: quantity, unit: Cel, min: 25, max: 45}
+      - {path: weight, code: {system: "http://loinc.org", code: 29463-7}, type: decimal, min: 0}
+      - {path: visits, code: {system: "http://example.org", code: visits}, type: integer, min: 1, max: 12, lenient: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testConverter(t, Config{Mapping: m})
+	quantity := func(code, v string, unit *string) models.Observation {
+		o := models.Observation{Code: models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr(code)}}},
+			ValueQuantity: &models.Quantity{Value: ptr(json.Number(v))}}
+		if unit != nil {
+			o.ValueQuantity.System, o.ValueQuantity.Code = ptr(ucumSystem), unit
+		}
+		return o
+	}
+	integer := func(v int) models.Observation {
+		return models.Observation{Code: models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://example.org"), Code: ptr("visits")}}},
+			ValueInteger: &v}
+	}
+	tests := []struct {
+		name   string
+		obs    models.Observation
+		reason string // "" when accepted
+	}{
+		{"quantity below min", quantity("8310-5", "-5000", ptr("Cel")), "below the minimum 25"},
+		{"quantity above max", quantity("8310-5", "45.1", ptr("Cel")), "above the maximum 45"},
+		{"quantity at min", quantity("8310-5", "25", ptr("Cel")), ""},
+		{"quantity at max", quantity("8310-5", "45", ptr("Cel")), ""},
+		{"decimal below min", quantity("29463-7", "-1", nil), "below the minimum 0"},
+		{"decimal in range", quantity("29463-7", "61.5", nil), ""},
+		{"integer below min (lenient does not apply)", integer(0), "below the minimum 1"},
+		{"integer above max", integer(13), "above the maximum 12"},
+		{"integer in range", integer(3), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.obs
+			o.Subject = &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}
+			sub, err := c.SubmissionFromObservations("T", nil, []models.Observation{o}, nil)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || ire.Issues[0].Expression != "Observation.value[x]" || !strings.Contains(err.Error(), tt.reason) {
+				t.Fatalf("err = %v (fields %v), want an issue at Observation.value[x]: %s", err, sub, tt.reason)
+			}
+		})
+	}
+}
