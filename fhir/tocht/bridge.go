@@ -401,9 +401,12 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// transientOutcome describes a failure the sender should retry.
+// transientOutcome describes a failure the sender should retry. It does
+// not claim that nothing was written: after a lost CHT answer, or a
+// Bundle that failed halfway, part of the work may be done; the retry
+// completes it without duplicates.
 func transientOutcome(err error) *models.OperationOutcome {
-	msg := "CHT did not store the data, nothing was lost: retry the request (writes are idempotent): " + err.Error()
+	msg := "CHT failed; the work may be partly done: retry the request, which is safe (writes are idempotent): " + err.Error()
 	return &models.OperationOutcome{Issue: []models.OperationOutcomeIssue{{
 		Severity: models.IssueSeverityError, Code: models.IssueTypeTransient, Diagnostics: &msg}}}
 }

@@ -729,7 +729,12 @@ func TestTransactionFailingHalfwayIsRetriedSafely(t *testing.T) {
 	a := r.post(t, "/fhir", body)
 	remove()
 	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
-	assert.Equal(t, "transient", parseOutcome(t, a.body).Issue[0].Code)
+	oo := parseOutcome(t, a.body)
+	assert.Equal(t, "transient", oo.Issue[0].Code)
+	// The answer must not claim that nothing was stored: the person was.
+	assert.Contains(t, oo.Issue[0].Diagnostics, "may be partly done")
+	assert.Contains(t, oo.Issue[0].Diagnostics, "retry the request, which is safe")
+	assert.NotContains(t, oo.Issue[0].Diagnostics, "nothing was lost")
 	assert.Equal(t, 1, r.countDocs(t, "external_id", "EMR-0042"), "the person was written")
 	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"), "the report was not")
 

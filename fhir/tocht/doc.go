@@ -29,8 +29,9 @@
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
 // Observation code), 500 without Retry-After for a mediator configuration
 // error (a missing parent place, a NotifyEMR endpoint that is not an
-// absolute http(s) URL), logged as an error, and 502 or 504 when CHT or the FHIR server failed: nothing
-// was lost, and the EMR (or OpenHIM) retries.
+// absolute http(s) URL), logged as an error, and 502 or 504 when CHT or the FHIR server failed: the
+// work may be partly done (a CHT answer lost, a Bundle failed halfway), and
+// the EMR (or OpenHIM) retries, which is safe (see Idempotency).
 //
 // # Idempotency
 //
