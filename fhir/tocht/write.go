@@ -259,7 +259,7 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 	// result and any error do not depend on map order.
 	keys := make([]string, 0, len(flat))
 	for k, v := range flat {
-		if _, sub := v.(map[string]any); !sub {
+		if _, nested := v.(map[string]any); !nested {
 			keys = append(keys, k)
 		}
 	}
