@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -533,7 +534,12 @@ func loadWith(opts Options, dst any, validate bool) error {
 		}
 	}
 	err := v.Unmarshal(dst, func(c *mapstructure.DecoderConfig) {
-		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, levelHook, sliceHook)
+		// Not weakly typed: that would turn password: 012345 into "5349"
+		// and install_channels: 1 into true. scalarHook reads the
+		// environment's strings instead, and refuses a file value of
+		// another type.
+		c.WeaklyTypedInput = false
+		c.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, levelHook, sliceHook, scalarHook)
 	})
 	if err != nil {
 		return &decodeError{msg: decodeMessage(err.Error(), prefix), err: err}
@@ -648,6 +654,135 @@ func sliceHook(f, t reflect.Type, data any) (any, error) {
 		parts[i] = strings.TrimSpace(parts[i])
 	}
 	return parts, nil
+}
+
+// scalarHook decodes the scalar fields (strings, booleans, numbers; not
+// durations or log levels, which have their own hooks). A string, as every
+// environment variable is, is parsed as the field's type ("" is its zero
+// value, as an empty variable clears the file's value). A value of another
+// type, which only the file gives, must be of the field's type: a number is
+// no string (quote it: YAML reads password: 012345 as the octal number
+// 5349), a number no boolean, a fraction no whole number. Errors never
+// show the value, which may be a secret.
+func scalarHook(f, t reflect.Type, data any) (any, error) {
+	if data == nil || t == durationType || t == levelType {
+		return data, nil
+	}
+	in := reflect.ValueOf(data)
+	if f.Kind() == reflect.String && t.Kind() != reflect.String {
+		return parseScalar(strings.TrimSpace(in.String()), t)
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if f.Kind() != reflect.String {
+			return nil, fmt.Errorf("want a string, not %s: quote the value (\"...\")", kindName(f))
+		}
+	case reflect.Bool:
+		if f.Kind() != reflect.Bool {
+			return nil, fmt.Errorf("want true or false, not %s", kindName(f))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		var n int64
+		switch {
+		case in.CanInt():
+			n = in.Int()
+		case in.CanUint() && in.Uint() <= math.MaxInt64:
+			n = int64(in.Uint())
+		case in.CanFloat() && in.Float() == math.Trunc(in.Float()) && math.Abs(in.Float()) < 1<<63:
+			n = int64(in.Float())
+		case in.CanFloat() || in.CanUint():
+			return nil, errors.New("want a whole number in range")
+		default:
+			return nil, fmt.Errorf("want a whole number, not %s", kindName(f))
+		}
+		if reflect.Zero(t).OverflowInt(n) {
+			return nil, errors.New("want a whole number in range")
+		}
+		return n, nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		var n uint64
+		switch {
+		case in.CanUint():
+			n = in.Uint()
+		case in.CanInt() && in.Int() >= 0:
+			n = uint64(in.Int())
+		case in.CanFloat() && in.Float() == math.Trunc(in.Float()) && in.Float() >= 0 && in.Float() < 1<<64:
+			n = uint64(in.Float())
+		case in.CanFloat() || in.CanInt():
+			return nil, errors.New("want a whole number, not negative, in range")
+		default:
+			return nil, fmt.Errorf("want a whole number, not %s", kindName(f))
+		}
+		if reflect.Zero(t).OverflowUint(n) {
+			return nil, errors.New("want a whole number in range")
+		}
+		return n, nil
+	case reflect.Float32, reflect.Float64:
+		switch {
+		case in.CanFloat():
+			return in.Float(), nil
+		case in.CanInt():
+			return float64(in.Int()), nil
+		case in.CanUint():
+			return float64(in.Uint()), nil
+		}
+		return nil, fmt.Errorf("want a number, not %s", kindName(f))
+	}
+	return data, nil
+}
+
+// parseScalar parses text (an environment variable's, or a quoted file
+// value) as a t; "" is its zero value.
+func parseScalar(text string, t reflect.Type) (any, error) {
+	out := reflect.New(t).Elem()
+	if text == "" {
+		return out.Interface(), nil
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		b, err := strconv.ParseBool(text)
+		if err != nil {
+			return nil, errors.New("want true or false")
+		}
+		out.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(text, 10, t.Bits())
+		if err != nil {
+			return nil, errors.New("want a whole number in range")
+		}
+		out.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(text, 10, t.Bits())
+		if err != nil {
+			return nil, errors.New("want a whole number, not negative, in range")
+		}
+		out.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		x, err := strconv.ParseFloat(text, t.Bits())
+		if err != nil {
+			return nil, errors.New("want a number")
+		}
+		out.SetFloat(x)
+	default: // lists, maps and structs: mapstructure says what it wants
+		return text, nil
+	}
+	return out.Interface(), nil
+}
+
+// kindName names a file value's type in an error.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a map"
+	}
+	return "a " + t.Kind().String()
 }
 
 // collectLeaves maps each leaf key of a struct to its field value:
