@@ -218,24 +218,29 @@ func TestEffective(t *testing.T) {
 		} `mapstructure:"cht"`
 		APIToken string            `mapstructure:"api_token"`
 		Headers  map[string]string `mapstructure:"headers"`
+		Notify   struct {
+			Endpoint string `mapstructure:"endpoint"`
+		} `mapstructure:"notify"`
 	}
 	cfg := app{Mediator: Default()}
 	cfg.OpenHIM.URL = "https://root:urlpass@core:8080"
 	cfg.OpenHIM.Password = "core-pass"
 	cfg.Auth = Auth{Username: "route", Password: "route-pass", Token: "tok-1"}
-	cfg.CHT.URL = "https://cht.example.org"
+	cfg.CHT.URL = "https://cht.example.org?access_token=query-token"
 	cfg.CHT.Password = "cht-pass"
+	cfg.Notify.Endpoint = "https://emr.example.org/hook?key=query-key&x=1"
 	cfg.APIToken = "plain-token"
 	cfg.Headers = map[string]string{"X-Key": "header-secret"}
 
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", Effective(&cfg))
 	out := b.String()
-	for _, secret := range []string{"urlpass", "core-pass", "route-pass", "tok-1", "cht-pass", "plain-token", "header-secret"} {
+	for _, secret := range []string{"urlpass", "core-pass", "route-pass", "tok-1", "cht-pass", "plain-token", "header-secret",
+		"query-token", "query-key"} {
 		assert.NotContains(t, out, secret)
 	}
 	for _, want := range []string{`"heartbeat_interval":"10s"`, `"openhim.timeout":"10s"`, `"log_level":"INFO"`,
-		`"cht.url":"https://cht.example.org"`, `"openhim.url":"https://root:xxxxx@core:8080"`, `"auth.username":"route"`,
+		`"cht.url":"https://cht.example.org?access_token=xxxxx"`, `"notify.endpoint":"https://emr.example.org/hook?key=xxxxx&x=1"`, `"openhim.url":"https://root:xxxxx@core:8080"`, `"auth.username":"route"`,
 		`"auth.password":"REDACTED"`, `"listen":":8080"`, `"install_channels":"false"`, `"api_token":"REDACTED"`} {
 		assert.Contains(t, out, want)
 	}

@@ -841,7 +841,9 @@ func known(k string, leaves map[string]reflect.Value) bool {
 // Effective returns the whole configuration in cfg (a struct, or a pointer
 // to one, as [Load] fills it) as a log value: every key with its value,
 // durations as "10s", secrets redacted ([Secret] values, string values of
-// keys that name a password, token or secret, and passwords in URLs).
+// keys that name a password, token or secret, and in URLs their passwords
+// and the values of query parameters such as token=, access_token=, key=
+// or password=).
 // Log it once at start-up:
 //
 //	logger.Info("mediator starting", "config", settings.Effective(&cfg))
@@ -878,10 +880,9 @@ func effectiveValue(key string, v reflect.Value) string {
 		return time.Duration(v.Int()).String()
 	case v.Type() == levelType:
 		return slog.Level(v.Int()).String()
-	case v.Kind() == reflect.String && (last == "url" || strings.HasSuffix(last, "_url")):
-		if v.String() == "" {
-			return ""
-		}
+	case v.Kind() == reflect.String && (last == "url" || strings.HasSuffix(last, "_url") || strings.Contains(v.String(), "://")):
+		// Any URL, such as notify_emr.endpoint: its password and the
+		// secrets of its query string (?access_token=...) are hidden.
 		return redact.URL(v.String())
 	case v.Kind() == reflect.Map:
 		return fmt.Sprintf("(%d entries)", v.Len()) // values may be secrets

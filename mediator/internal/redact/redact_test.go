@@ -51,3 +51,31 @@ func TestURLAgreesWithRedactedOnWellFormedURLs(t *testing.T) {
 		}
 	}
 }
+
+// Secrets in the query string are hidden too: API keys and tokens are
+// often given as ?access_token=, ?key=, ?password= rather than userinfo.
+func TestURLHidesQuerySecrets(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://fhir.example.org/fhir?access_token=s3c1", "https://fhir.example.org/fhir?access_token=xxxxx"},
+		{"https://emr/hook?a=1&token=s3c2&b=2", "https://emr/hook?a=1&token=xxxxx&b=2"},
+		{"https://emr/hook?key=s3c3#frag", "https://emr/hook?key=xxxxx#frag"},
+		{"https://emr/hook?API_KEY=s3c4&Password=s3c5", "https://emr/hook?API_KEY=xxxxx&Password=xxxxx"},
+		{"https://emr/hook?client%5Fsecret=s3c6", "https://emr/hook?client%5Fsecret=xxxxx"},
+		{"https://emr/hook?sig=s3c7&auth=s3c8", "https://emr/hook?sig=xxxxx&auth=xxxxx"},
+		{"https://u:s3c9@emr/hook?token=s3c10", "https://u:xxxxx@emr/hook?token=xxxxx"},
+		{"https://emr/hook?email=a@b.org&token=s3c11", "https://emr/hook?email=a@b.org&token=xxxxx"},
+		{"emr:8080/hook?password=s3c12", "emr:8080/hook?password=xxxxx"},
+		// Not secret: kept, so that the URL stays recognisable.
+		{"https://emr/hook?_format=json&page=2", "https://emr/hook?_format=json&page=2"},
+		{"https://emr/hook?token", "https://emr/hook?token"},
+	}
+	for _, tt := range tests {
+		got := URL(tt.in)
+		if got != tt.want {
+			t.Errorf("URL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(got, "s3c") {
+			t.Errorf("URL(%q) = %q still shows a secret", tt.in, got)
+		}
+	}
+}
