@@ -98,6 +98,9 @@ func (c *CLI) PrintOpenHIMConfig(definition func() (openhim.Definition, error)) 
 			return err
 		}
 		if m, ok := c.mediator(); ok {
+			if err := m.checkPublicHost(true); err != nil {
+				return err // the printed routes would have no host
+			}
 			def = def.WithCredentials(m.Auth.Username, string(m.Auth.Password))
 		}
 		enc := json.NewEncoder(w)

@@ -185,6 +185,21 @@ func TestCLIPrintOpenHIMConfig(t *testing.T) {
 	s = cliSettings{Mediator: Default()}
 	_, err = cli.Parse([]string{"--print-openhim-config"}, &out, nil)
 	require.ErrorContains(t, err, "listen (MEDIATOR_LISTEN)")
+
+	// A definition built from public_host without Route (as fhir-to-cht's
+	// is) is not printed with routes that have no host.
+	t.Setenv("MEDIATOR_LISTEN", ":8700")
+	t.Setenv("MEDIATOR_PUBLIC_HOST", "")
+	s = cliSettings{Mediator: Default()}
+	cli = NewCLI("prog", "1.2.3", &s)
+	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) {
+		route := openhim.Route{Name: "Prog", Type: "http", Host: s.PublicHost, Port: 8700, Primary: true}
+		return openhim.Definition{URN: "urn:mediator:prog", Version: "1.2.3", Name: "Prog", Endpoints: []openhim.Route{route}}, nil
+	})
+	out.Reset()
+	_, err = cli.Parse([]string{"--print-openhim-config"}, &out, nil)
+	require.ErrorContains(t, err, "public_host (MEDIATOR_PUBLIC_HOST) must not be empty")
+	assert.Empty(t, out.String())
 }
 
 // Main exits 0 when run succeeds (--help included) and 1 after logging

@@ -236,8 +236,36 @@ func (m Mediator) Route(name string) (openhim.Route, error) {
 	if err != nil {
 		return openhim.Route{}, err
 	}
+	if err := m.checkPublicHost(true); err != nil {
+		return openhim.Route{}, err
+	}
 	return openhim.Route{Name: name, Type: "http", Host: m.PublicHost, Port: port, Primary: true,
 		Secured: m.TLS.CertFile != ""}, nil
+}
+
+// checkPublicHost checks that public_host is a bare host name or IP
+// address, as core's routes want it: no scheme, port, path or credentials
+// (the port is listen's). Empty is an error when required, that is when
+// routes are registered or printed.
+func (m Mediator) checkPublicHost(required bool) error {
+	name := "public_host (" + EnvName(DefaultEnvPrefix, "public_host") + ")"
+	h := m.PublicHost
+	if h == "" {
+		if required {
+			return fmt.Errorf("settings: %s must not be empty: core's routes to the mediator use it", name)
+		}
+		return nil
+	}
+	if net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")) != nil {
+		return nil
+	}
+	for _, r := range h {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return fmt.Errorf("settings: %s %s: want a bare host name or IP address such as my-mediator or 10.0.0.5, "+
+				"without scheme, port or path (the port is listen's)", name, strconv.Quote(redact.URL(h)))
+		}
+	}
+	return nil
 }
 
 // Validate checks the values. Each problem names the key and its
@@ -249,6 +277,9 @@ func (m Mediator) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("settings: "+format, args...)) }
 	if m.Listen == "" {
 		add("%s must not be empty", key("listen"))
+	}
+	if err := m.checkPublicHost(m.OpenHIM.URL != ""); err != nil {
+		errs = append(errs, err)
 	}
 	switch openhim.AuthScheme(m.OpenHIM.Auth) {
 	case "", openhim.AuthAuto, openhim.AuthBasic, openhim.AuthToken, openhim.AuthSession:

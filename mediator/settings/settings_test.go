@@ -220,3 +220,53 @@ func TestURLPasswordHiddenWhateverTheShape(t *testing.T) {
 		})
 	}
 }
+
+// public_host is the host of core's routes to the mediator: a scheme, port,
+// path or credentials in it make a route core cannot use, and an empty one
+// a route with no host. Validate refuses them naming the key (empty only
+// when the mediator registers), and so do Route and --print-openhim-config.
+func TestPublicHostIsABareHostName(t *testing.T) {
+	for _, tt := range []struct {
+		host, openhimURL string
+		ok               bool
+	}{
+		{"my-mediator", "https://core:8080", true},
+		{"mediator.example.org", "https://core:8080", true},
+		{"cht_to_fhir", "https://core:8080", true},
+		{"10.0.0.5", "https://core:8080", true},
+		{"::1", "https://core:8080", true},
+		{"[fd00::5]", "https://core:8080", true},
+		{"", "", true}, // standalone: no routes
+		{"", "https://core:8080", false},
+		{"http://my-mediator", "", false},
+		{"my-mediator:8601", "", false},
+		{"my-mediator/fhir", "", false},
+		{"user:pw@my-mediator", "", false},
+		{"my mediator", "", false},
+	} {
+		t.Run(tt.host, func(t *testing.T) {
+			m := Default()
+			m.PublicHost, m.OpenHIM.URL = tt.host, tt.openhimURL
+			err := m.Validate()
+			_, rerr := m.Route("r")
+			if tt.ok {
+				assert.NoError(t, err)
+				if tt.host != "" {
+					assert.NoError(t, rerr)
+				}
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "public_host (MEDIATOR_PUBLIC_HOST)")
+			assert.NotContains(t, err.Error(), "pw@")
+			require.Error(t, rerr, "Route")
+			assert.Contains(t, rerr.Error(), "public_host (MEDIATOR_PUBLIC_HOST)")
+		})
+	}
+	_, err := Default().Route("r")
+	assert.NoError(t, err, "the default, localhost")
+	m := Default()
+	m.PublicHost = ""
+	_, err = m.Route("r")
+	assert.ErrorContains(t, err, "public_host (MEDIATOR_PUBLIC_HOST) must not be empty")
+}
