@@ -259,11 +259,25 @@ func (c *CLI) usage(w io.Writer) error {
 // SIGTERM, the arguments, stdout, and a JSON logger on stderr at level
 // (give the same LevelVar to [CLI.Level]; nil logs at info). An error is
 // logged as "NAME stopped" and the process exits with status 1.
+//
+// The first signal starts the graceful shutdown (up to shutdown_timeout);
+// a second one stops the process at once, as Go's default handling of the
+// signal does.
 func Main(name string, level *slog.LevelVar, run func(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	code := mainStatus(ctx, name, os.Args[1:], os.Stdout, os.Stderr, level, run)
 	stop()
 	os.Exit(code)
+}
+
+// notifyContext returns a context cancelled by the first SIGINT or SIGTERM;
+// once it is, the signals are no longer caught, so that a second one gets
+// Go's default behaviour (the process exits) instead of being ignored while
+// the shutdown runs.
+func notifyContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // mainStatus is Main without the process: it returns the exit status.

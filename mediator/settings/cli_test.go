@@ -1,14 +1,21 @@
 package settings
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -236,4 +243,78 @@ func TestMainStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A second Ctrl-C (or SIGTERM) stops a program at once while its graceful
+// shutdown waits for a request: the first signal cancels run's context, the
+// second gets Go's default behaviour. The program is this test binary run
+// again as TestMainHelperProcess, whose run never finishes shutting down.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("signals to a process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainHelperProcess$")
+	cmd.Env = append(os.Environ(), "SETTINGS_MAIN_HELPER=1")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	await := func(want string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				require.True(t, ok, "the helper exited before printing %q", want)
+				if l == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("the helper did not print %q", want)
+			}
+		}
+	}
+	await("serving")
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	await("shutting down")
+	time.Sleep(100 * time.Millisecond) // the handler is reset right after the context is cancelled
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	go func() {
+		for range lines { // drain, so that Wait is reached
+		}
+	}()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		require.True(t, ok)
+		assert.True(t, ws.Signaled() && ws.Signal() == syscall.SIGINT, "killed by the second SIGINT: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second SIGINT was ignored: the process still runs its graceful shutdown 5 s later")
+	}
+}
+
+// TestMainHelperProcess is the program TestSecondSignalStopsAtOnce runs.
+func TestMainHelperProcess(t *testing.T) {
+	if os.Getenv("SETTINGS_MAIN_HELPER") != "1" {
+		t.Skip("run by TestSecondSignalStopsAtOnce")
+	}
+	Main("helper", nil, func(ctx context.Context, _ []string, stdout io.Writer, _ *slog.Logger) error {
+		fmt.Fprintln(stdout, "serving")
+		<-ctx.Done()
+		fmt.Fprintln(stdout, "shutting down")
+		time.Sleep(time.Minute) // a request the graceful shutdown waits for
+		return nil
+	})
 }
