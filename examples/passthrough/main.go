@@ -47,6 +47,10 @@ func (s Settings) Validate() error {
 	u, err := url.Parse(s.UpstreamURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must be an http(s) URL"))
+	} else if u.User != nil { // the URL, password and all, is not repeated here
+		errs = append(errs, errors.New("upstream_url (MEDIATOR_UPSTREAM_URL) must not carry credentials (user:password@): "+
+			"they would not be sent upstream; the passthrough has no upstream credentials of its own, "+
+			"forward the caller's with forward_headers (MEDIATOR_FORWARD_HEADERS)"))
 	}
 	if s.UpstreamTimeout <= 0 {
 		errs = append(errs, errors.New("upstream_timeout (MEDIATOR_UPSTREAM_TIMEOUT) must be positive"))
@@ -79,12 +83,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	upstream, _ := url.Parse(s.UpstreamURL) // checked by Validate
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.ResponseHeaderTimeout = 30 * time.Second
 	proxy := &httputil.ReverseProxy{
 		// ReverseProxy drops hop-by-hop headers; rewrite drops credentials.
 		Rewrite:      func(r *httputil.ProxyRequest) { rewrite(r, upstream, s.ForwardHeaders) },
-		Transport:    mediator.Transport(base), // records each call as an orchestration
+		Transport:    mediator.Transport(upstreamTransport(s.UpstreamTimeout)), // records each call as an orchestration
 		ErrorHandler: proxyError(logger),
 	}
 	cfg := mediator.Config{Definition: def, Logger: logger,
@@ -107,6 +109,15 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	return m.Run(ctx)
+}
+
+// upstreamTransport is the transport of the forwarded calls: it waits for
+// the upstream's response headers up to timeout (upstream_timeout), which
+// also bounds the whole call.
+func upstreamTransport(timeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = timeout
+	return t
 }
 
 // definition is the registration: an endpoint at public_host and the port

@@ -43,6 +43,26 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 	}
 }
 
+// Credentials in upstream_url are refused naming the key: ReverseProxy
+// does not send a URL's userinfo, so they were silently dropped and the
+// upstream saw no Authorization. The error does not repeat the password.
+func TestUpstreamURLCredentialsRefused(t *testing.T) {
+	for _, u := range []string{"http://up:s3cretU@127.0.0.1:18630", "https://token-s3cretU@upstream.example.org/api"} {
+		t.Run(u, func(t *testing.T) {
+			t.Setenv("MEDIATOR_UPSTREAM_URL", u)
+			t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // if it serves
+			defer cancel()
+			var log strings.Builder
+			err := run(ctx, nil, io.Discard, slog.New(slog.NewTextHandler(&log, nil)))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "upstream_url (MEDIATOR_UPSTREAM_URL) must not carry credentials")
+			assert.Contains(t, err.Error(), "forward_headers")
+			assert.NotContains(t, err.Error()+log.String(), "s3cretU")
+		})
+	}
+}
+
 // TestForwardsThroughOpenHIM runs the program against the fake OpenHIM core
 // and an upstream server, and sends requests through core's router.
 func TestForwardsThroughOpenHIM(t *testing.T) {
