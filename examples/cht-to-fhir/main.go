@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,7 +41,14 @@ type Settings struct {
 
 // Validate checks the settings; errors name the key.
 func (s Settings) Validate() error {
-	return settings.Errors{s.Mediator.Validate(), s.CHT.Validate("cht", true), s.FHIR.Validate("fhir", true)}.Err()
+	errs := settings.Errors{s.Mediator.Validate(), s.CHT.Validate("cht", true), s.FHIR.Validate("fhir", true)}
+	if s.OutboundMetrics && s.CHT.Username == "" {
+		// Without it nothing reads the queue: the metrics would be missing,
+		// and an alert on cht_outbound_queue_up == 0 would never fire.
+		errs = append(errs, errors.New("outbound_metrics (MEDIATOR_OUTBOUND_METRICS) needs cht.username (MEDIATOR_CHT_USERNAME), "+
+			"a CHT administrator: the outbound queue is read from CHT as that user"))
+	}
+	return errs.Err()
 }
 
 func main() { settings.Main("cht-to-fhir", logLevel, run) }

@@ -99,6 +99,10 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 			"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"missing mapping file", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
 			"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
+		// Without a CHT user nothing reads the queue: no metric, no alert.
+		{"outbound metrics without CHT user", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_OUTBOUND_METRICS": "true", "MEDIATOR_CHT_USERNAME": ""},
+			"outbound_metrics (MEDIATOR_OUTBOUND_METRICS) needs cht.username (MEDIATOR_CHT_USERNAME)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
