@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
@@ -60,7 +63,38 @@ func (s Settings) Validate() error {
 	if s.ParentPlace == "" {
 		errs = append(errs, errors.New("parent_place (MEDIATOR_PARENT_PLACE) is required: new people are created under it"))
 	}
-	return errs.Err()
+	return append(errs, s.validateNotifyEMR()...).Err()
+}
+
+// validateNotifyEMR checks notify_emr at startup, rather than failing every
+// Task the EMR sends. The endpoint is not repeated: its query may hold a
+// token.
+func (s Settings) validateNotifyEMR() settings.Errors {
+	var errs settings.Errors
+	n := s.NotifyEMR
+	if n.Endpoint == "" {
+		if n.Authorization != "" || n.Payload != "" || n.Criteria != "" {
+			errs = append(errs, errors.New("notify_emr.authorization, notify_emr.payload and notify_emr.criteria "+
+				"need notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT): without it no Subscription is made"))
+		}
+		return errs
+	}
+	if u, err := url.Parse(n.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, errors.New("notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT) must be an absolute http(s) URL, "+
+			"such as https://emr.example.org/referral-events: the FHIR server posts the notifications to it"))
+	}
+	if s.FHIR.URL == "" {
+		errs = append(errs, errors.New("notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT) needs fhir.url (MEDIATOR_FHIR_URL): "+
+			"the Subscription is created on that FHIR server"))
+	}
+	if strings.ContainsAny(string(n.Authorization), "\r\n") {
+		errs = append(errs, errors.New("notify_emr.authorization (MEDIATOR_NOTIFY_EMR_AUTHORIZATION) must be one line: it is an HTTP header value"))
+	}
+	if n.Payload != "" && !strings.Contains(n.Payload, "/") {
+		errs = append(errs, fmt.Errorf("notify_emr.payload (MEDIATOR_NOTIFY_EMR_PAYLOAD) %q: want \"\" (an empty notification) "+
+			"or a MIME type such as application/fhir+json", n.Payload))
+	}
+	return errs
 }
 
 func main() { settings.Main("fhir-to-cht", logLevel, run) }
@@ -131,7 +165,7 @@ func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediato
 	}
 	bridge, err := tocht.New(tocht.Config{NotifyEMR: notify, Converter: conv, CHT: chtClient, ContactTypes: types,
 		FHIRURL: s.FHIR.URL, FHIRUsername: s.FHIR.Username, FHIRPassword: string(s.FHIR.Password),
-		MaxBodyBytes: max(s.MaxBodyBytes, 0), AcceptCHTOrigin: s.AcceptCHTOrigin, Logger: logger})
+		MaxBodyBytes: bodyLimit(s.MaxBodyBytes), AcceptCHTOrigin: s.AcceptCHTOrigin, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +176,16 @@ func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediato
 		return nil, err
 	}
 	return mediator.New(cfg)
+}
+
+// bodyLimit is tocht's body limit for max_body_bytes: negative means no
+// limit, which tocht (where 0 means its 4 MiB default) takes as the
+// largest limit there is.
+func bodyLimit(maxBodyBytes int64) int64 {
+	if maxBodyBytes < 0 {
+		return math.MaxInt64
+	}
+	return maxBodyBytes
 }
 
 // definition is the registration, reachable at public_host and the port of

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -79,6 +80,17 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{"missing mapping file", "", map[string]string{"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
 		{"listen without port", "", map[string]string{"MEDIATOR_LISTEN": "127.0.0.1:0"}, "fixed port"},
 		{"bad EMR URL", "", map[string]string{"MEDIATOR_FHIR_URL": "emr:8080"}, "fhir.url (MEDIATOR_FHIR_URL) is not an http(s) URL"},
+		// notify_emr is checked at startup, not on the first Task the EMR sends.
+		{"notify endpoint without scheme", "", map[string]string{"MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_NOTIFY_EMR_ENDPOINT": "emr.example.org/referral-events?token=s3cretN"},
+			"notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT) must be an absolute http(s) URL"},
+		{"notify endpoint without FHIR URL", "", map[string]string{"MEDIATOR_NOTIFY_EMR_ENDPOINT": "https://emr.example.org/hook"},
+			"notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT) needs fhir.url (MEDIATOR_FHIR_URL)"},
+		{"notify authorization without endpoint", "", map[string]string{"MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_NOTIFY_EMR_AUTHORIZATION": "Bearer s3cretN"}, "need notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT)"},
+		{"notify payload not a MIME type", "", map[string]string{"MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_NOTIFY_EMR_ENDPOINT": "https://emr.example.org/hook", "MEDIATOR_NOTIFY_EMR_PAYLOAD": "task"},
+			"notify_emr.payload (MEDIATOR_NOTIFY_EMR_PAYLOAD)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,8 +108,41 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "\n")
+			assert.NotContains(t, err.Error(), "s3cretN", "secrets are not repeated")
 		})
 	}
+}
+
+// max_body_bytes negative means no limit, for the bridge too: it was
+// passed to tocht as 0, its 4 MiB default, so asking for no limit gave a
+// limit below the 10 MiB default and a 5 MiB Patient was refused 413.
+func TestNegativeMaxBodyBytesMeansNoLimit(t *testing.T) {
+	assert.Equal(t, int64(math.MaxInt64), bodyLimit(-1))
+	assert.Equal(t, int64(1<<20), bodyLimit(1<<20))
+
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	s := Settings{Mediator: settings.Default(), TaskForm: "INTEROP_FOLLOW_UP", PatientField: "patient_uuid",
+		ParentPlace: chttest.DemoHouseholdID}
+	s.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.MaxBodyBytes = -1
+	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
+	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	srv := httptest.NewServer(m)
+	t.Cleanup(srv.Close)
+
+	body := `{"resourceType":"Patient","id":"big-1",` + strings.Repeat(" ", 5<<20) + `"name":[{"family":"Big"}]}`
+	resp, err := http.Post(srv.URL+"/fhir/Patient", "application/fhir+json", strings.NewReader(body))
+	require.NoError(t, err)
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	env, err := mediator.ParseEnvelope(raw)
+	require.NoError(t, err, "%s", raw)
+	assert.NotEqual(t, http.StatusRequestEntityTooLarge, env.Response.Status,
+		"max_body_bytes=-1 (no limit) refused a 5 MiB body: %s", env.Response.Body)
+	assert.Less(t, env.Response.Status, 300, "the Patient is written: %s", env.Response.Body)
 }
 
 // TestRunRegistersAndServes runs the program against the fake OpenHIM core
