@@ -504,7 +504,11 @@ type Options struct {
 // the environment comma-separated, durations as Go durations ("10s").
 //
 // A key in the file that dst does not have, and a value that does not fit
-// its field, are errors naming the key. Environment variables with the
+// its field, are errors naming the key. File values are not converted: a
+// YAML number or boolean for a string field (password: 012345) is refused,
+// to be quoted, and so are a number for a boolean and a fraction for a
+// whole number. Environment variables, always text, are parsed as their
+// field's type. Environment variables with the
 // prefix that match no key are ignored (platforms such as Kubernetes set
 // some). If dst has a Validate() error method, Load returns its error.
 func Load(path string, dst any) error {
