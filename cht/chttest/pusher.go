@@ -60,7 +60,11 @@ type PusherConfig struct {
 	Map func(doc map[string]any) (any, error)
 	// Cron, if set, is the push's cron expression (CHT 4.5+, UTC): pushes
 	// happen only within 5 minutes of one of its ticks; outside that
-	// window a doc is queued, and queued docs wait for the window.
+	// window a doc is queued, and queued docs wait for the window. A cron
+	// that cron-validator 1.3.1 refuses (six fields, @daily, MON, ?, 7...)
+	// is never due, as in CHT: the doc is queued and never sent, and each
+	// attempt carries the error CHT logs. Before 4.5 Cron is ignored and
+	// pushes are sent at once.
 	Cron string
 	// Version is the CHT version whose rules apply: from 4.17 a 3xx
 	// answer also counts as success and redirects are followed, and a
@@ -142,6 +146,7 @@ type OutboundPusher struct {
 	ver     release.Version
 	sources []mapSource // cfg.Mapping, normalised and compiled
 	cron    cron.Schedule
+	cronErr error // cron refused by cron-validator: never due
 	client  *http.Client
 	log     *slog.Logger
 
@@ -173,12 +178,6 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chttest: outbound: %w", err)
 	}
-	var sched cron.Schedule
-	if cfg.Cron != "" {
-		if sched, err = cron.ParseStandard(cfg.Cron); err != nil {
-			return nil, fmt.Errorf("chttest: outbound: cron %q: %w", cfg.Cron, err)
-		}
-	}
 	if cfg.Name == "" {
 		cfg.Name = "chttest"
 	}
@@ -188,6 +187,18 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	v, err := release.Parse(cfg.Version)
 	if err != nil {
 		return nil, fmt.Errorf("chttest: PusherConfig.Version: %w", err)
+	}
+	var sched cron.Schedule
+	var cronErr error
+	// mark_for_outbound.js and schedule/outbound.js read config.cron only
+	// from 4.5.0; an empty cron is falsy (no cron).
+	if cfg.Cron != "" && v.AtLeast(4, 5) {
+		if cronErr = cronValidatorCheck(cfg.Cron); cronErr != nil {
+			// utils.js isWithinTimeFrame: logger.error and false.
+			cronErr = fmt.Errorf("chttest: outbound: %s: Outbound push failed: invalid cron expression: %w", cfg.Name, cronErr)
+		} else if sched, err = cron.ParseStandard(cfg.Cron); err != nil {
+			return nil, fmt.Errorf("chttest: outbound: cron %q: %w", cfg.Cron, err)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = OutboundTimeout
@@ -210,7 +221,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		// request-promise-native does not follow redirects on POST.
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, client: client, log: cfg.Logger,
+	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, cronErr: cronErr, client: client, log: cfg.Logger,
 		lastDoc: make(map[string]map[string]any), sent: make(map[string]string),
 		outcomes: make(map[Outcome]int), inQueue: make(map[string]int64)}
 	if p.log == nil {
@@ -323,11 +334,11 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 			return p.record(a), err
 		}
 		if !p.due() {
-			// mark_for_outbound: outside the cron window the push is
-			// queued without an attempt.
-			a.Outcome = OutcomeQueued
+			// mark_for_outbound: outside the cron window (or with a cron
+			// CHT refuses) the push is queued without an attempt.
+			a.Outcome, a.Err = OutcomeQueued, p.cronErr
 			p.enqueue(id)
-			return p.record(a), nil
+			return p.record(a), a.Err
 		}
 	}
 	body, err := p.mapDoc(js, d)
@@ -387,8 +398,13 @@ func (p *OutboundPusher) relevant(js *jsDoc, d map[string]any) (bool, error) {
 }
 
 // due reports whether the push may be sent now: no cron, or now within 5
-// minutes of one of its ticks (transitions lib isWithinTimeFrame).
+// minutes of one of its ticks (transitions lib isWithinTimeFrame). A cron
+// cron-validator refuses is never due.
 func (p *OutboundPusher) due() bool {
+	if p.cronErr != nil {
+		p.log.Error("chttest outbound", "push", p.cfg.Name, "err", p.cronErr)
+		return false
+	}
 	if p.cron == nil {
 		return true
 	}

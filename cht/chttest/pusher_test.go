@@ -141,7 +141,6 @@ func TestNewOutboundPusherValidates(t *testing.T) {
 		{"relative URL", PusherConfig{URL: "/x", Mapping: patientMapping}},
 		{"no mapping", PusherConfig{URL: "http://x"}},
 		{"JS syntax error", PusherConfig{URL: "http://x", Mapping: map[string]any{"a": map[string]any{"expr": "doc.a ==="}}}},
-		{"bad cron", PusherConfig{URL: "http://x", Mapping: patientMapping, Cron: "61 * * * *"}},
 		{"bad version", PusherConfig{URL: "http://x", Mapping: patientMapping, Version: "four"}},
 	}
 	for _, tt := range tests {
@@ -519,6 +518,83 @@ func TestPusherCronWindow(t *testing.T) {
 	now = time.Date(2026, 3, 1, 11, 58, 0, 0, time.UTC)
 	if a, err := p.Push(ctx, map[string]any{"_id": "r2"}); err != nil || a.Outcome != OutcomeSent {
 		t.Errorf("inside the window: %s %v", a.Outcome, err)
+	}
+}
+
+// TestPusherCronCHTRefusesIsNeverDue pins what CHT does with a cron that
+// cron-validator 1.3.1 refuses (default options: five fields, no names,
+// no ?, weekday 0-6; lib/index.js isValidCron): shared-libs/transitions/
+// src/lib/utils.js isWithinTimeFrame logs "Outbound push failed: invalid
+// cron expression" and answers false, so mark_for_outbound.js
+// markForOutbound queues the push and sentinel/src/schedule/outbound.js
+// execute never counts it due. The doc is never sent, even at a time that
+// matches the expression for robfig/cron.
+func TestPusherCronCHTRefusesIsNeverDue(t *testing.T) {
+	monday := time.Date(2026, 3, 2, 0, 1, 0, 0, time.UTC) // a Monday, 1 min after midnight
+	for _, expr := range []string{"@daily", "0 0 * * MON", "0 0 ? * *", "0 0 0 * * *", "0 0 * * 7", "61 * * * *"} {
+		dest := newDestination(t, reply(200, "", ""))
+		now := monday
+		p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Cron: expr, Mapping: map[string]any{"id": "doc._id"},
+			Now: func() time.Time { return now }})
+		if err != nil {
+			t.Errorf("%q: CHT loads it (and never pushes); NewOutboundPusher: %v", expr, err)
+			continue
+		}
+		a, err := p.Push(context.Background(), map[string]any{"_id": "d"})
+		if a.Outcome != OutcomeQueued || err == nil || !strings.Contains(err.Error(), "invalid cron expression") {
+			t.Errorf("cron %q: %s (%v); CHT queues it and logs the invalid cron", expr, a.Outcome, err)
+		}
+		for _, at := range []time.Duration{0, 24 * time.Hour, 6 * 24 * time.Hour} {
+			now = monday.Add(at)
+			_ = p.RunQueue(context.Background())
+		}
+		if dest.count() != 0 || len(p.Queue()) != 1 {
+			t.Errorf("cron %q: %d requests, queue %v; CHT never sends it", expr, dest.count(), p.Queue())
+		}
+	}
+}
+
+// TestPusherCronIgnoredBefore45 pins that cron arrived in cht-core 4.5.0:
+// 4.4.0's shared-libs/transitions/src/transitions/mark_for_outbound.js
+// markForOutbound and sentinel/src/schedule/outbound.js execute never read
+// config.cron, so a push with a cron (valid or not) is sent at once.
+func TestPusherCronIgnoredBefore45(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC) // 30 min from any tick
+	for _, tc := range []struct {
+		version, cron string
+		want          Outcome
+	}{
+		{"4.4.0", "0 * * * *", OutcomeSent},
+		{"4.4.0", "@daily", OutcomeSent},
+		{"4.5.0", "0 * * * *", OutcomeQueued},
+		{"4.5.0", "@daily", OutcomeQueued},
+	} {
+		dest := newDestination(t, reply(200, "", ""))
+		p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: tc.version, Cron: tc.cron,
+			Mapping: map[string]any{"id": "doc._id"}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := p.Push(context.Background(), map[string]any{"_id": "d"}); a.Outcome != tc.want {
+			t.Errorf("%s with cron %q: %s, want %s", tc.version, tc.cron, a.Outcome, tc.want)
+		}
+	}
+}
+
+// TestCronCheckMatchesOutboundValidate keeps the fake's port of
+// cron-validator 1.3.1 isValidCron (cronvalidator.go) and
+// outbound.Config.Validate's (cht/outbound/cron.go) in step: a cron the
+// library accepts is one the fake may push, and one it refuses the fake
+// never pushes.
+func TestCronCheckMatchesOutboundValidate(t *testing.T) {
+	for _, expr := range []string{"0 * * * *", "*/5 1-3 1,15 */2 0-6", "5/10 * * * *", "@hourly", "0 0 * * SUN",
+		"0 0 * * 7", "0 0 ? * *", "* * * * * *", "1-0 * * * *", "*/0 * * * *", "0 0 31 2 *", "\ufeff0 * * * *", "0\u0085* * * *"} {
+		fake := cronValidatorCheck(expr) == nil
+		lib := outbound.Config{"p": {RelevantTo: "true", Destination: outbound.Destination{BaseURL: "https://h"},
+			Mapping: outbound.DocMapping(), Cron: expr}}.Validate() == nil
+		if fake != lib {
+			t.Errorf("cron %q: fake valid %v, outbound.Config.Validate valid %v", expr, fake, lib)
+		}
 	}
 }
 

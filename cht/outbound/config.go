@@ -26,7 +26,13 @@ type Push struct {
 	// Mapping maps destination object-paths (numeric segments create
 	// arrays) to sources; see [MapPath], [MapOptional] and [MapExpr].
 	Mapping map[string]MapValue `json:"mapping"`
-	// Cron, if set (CHT 4.5+), queues pushes outside ±5 min of its ticks.
+	// Cron, if set (CHT 4.5+), queues pushes outside ±5 min of its ticks
+	// (UTC). CHT accepts only what cron-validator 1.3.1 accepts with its
+	// default options: five fields of numbers, *, ranges, lists and steps
+	// (weekday 0-6; no names, ?, seconds or @macros). Any other cron makes
+	// the push never due: CHT queues it forever and reports nothing, so
+	// [Config.Validate] refuses it. CHT before 4.5 ignores Cron and sends
+	// at once.
 	Cron string `json:"cron,omitempty"`
 }
 
@@ -206,6 +212,12 @@ func (p Push) validate() error {
 			}
 		default:
 			errs = append(errs, fmt.Errorf("destination.auth.type %q: CHT accepts basic, header or muso-sih", a.Type))
+		}
+	}
+	if p.Cron != "" {
+		// shared-libs/transitions/src/lib/utils.js isWithinTimeFrame.
+		if err := checkCron(p.Cron); err != nil {
+			errs = append(errs, fmt.Errorf("%w: CHT would never send this push (it stays queued)", err))
 		}
 	}
 	if len(p.Mapping) == 0 {
