@@ -158,7 +158,8 @@ func ExampleOutboundFromSettings() {
 	}))
 	defer mediator.Close()
 
-	settings := `{"outbound":{"height_weight":{
+	// CHT runs outbound pushes only with the mark_for_outbound transition.
+	settings := `{"transitions":{"mark_for_outbound":true},"outbound":{"height_weight":{
 	  "relevant_to":"doc.type === 'data_record' && doc.form === 'HEIGHT_WEIGHT'",
 	  "destination":{"base_url":"` + mediator.URL + `","path":"/mediator/cht/encounter",
 	    "auth":{"type":"basic","username":"interop","password_key":"openhim1"}},

@@ -12,7 +12,12 @@ import (
 
 // OutboundFromSettings turns an app_settings "outbound" block into one
 // PusherConfig per push, ordered by name. raw is either the outbound
-// object or a whole app_settings document holding it.
+// object or a whole app_settings document holding it (any object with an
+// "outbound" member). A whole document must enable the transition, as
+// CHT's loadTransitions (shared-libs/transitions/src/transitions/index.js)
+// runs mark_for_outbound only when transitions.mark_for_outbound is set
+// and not {"disable": true}: otherwise CHT pushes nothing, and
+// OutboundFromSettings returns an error saying so.
 //
 // relevant_to and mapping "expr" strings are JavaScript, run in a VM with
 // doc in scope as CHT runs them; a push without relevant_to pushes
@@ -32,6 +37,9 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 		return nil, fmt.Errorf("chttest: outbound settings: %w", err)
 	}
 	if inner, ok := top["outbound"]; ok {
+		if err := markForOutboundEnabled(top["transitions"]); err != nil {
+			return nil, fmt.Errorf("chttest: outbound settings: %w", err)
+		}
 		top = nil
 		if err := json.Unmarshal(inner, &top); err != nil {
 			return nil, fmt.Errorf("chttest: outbound settings: outbound: %w", err)
@@ -51,6 +59,20 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 		out = append(out, cfg)
 	}
 	return out, nil
+}
+
+// markForOutboundEnabled applies loadTransitions' test to
+// app_settings.transitions: conf = transitions.mark_for_outbound; the
+// transition runs when conf is truthy and conf.disable is not.
+func markForOutboundEnabled(transitions json.RawMessage) error {
+	var all map[string]any
+	_ = json.Unmarshal(transitions, &all) // absent, null or not an object: no transitions
+	conf := all["mark_for_outbound"]
+	obj, _ := conf.(map[string]any)
+	if !jsTruthy(conf) || jsTruthy(obj["disable"]) {
+		return errors.New(`transitions.mark_for_outbound is not enabled (absent, false or {"disable": true}): CHT runs no outbound push`)
+	}
+	return nil
 }
 
 func pushFromSettings(name string, raw json.RawMessage, creds func(string) (string, bool)) (PusherConfig, error) {

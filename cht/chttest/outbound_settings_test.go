@@ -182,3 +182,38 @@ func TestOutboundFromSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundFromSettingsNeedsMarkForOutbound pins that a whole
+// app_settings document pushes only when it enables the transition:
+// shared-libs/transitions/src/transitions/index.js loadTransitions reads
+// conf = transitions.mark_for_outbound and loads the transition only when
+// conf is truthy and conf.disable is not (Sentinel, and the API with
+// loadTransitions(true)); otherwise no outbound push ever runs. A bare
+// outbound block (no "outbound" member) is taken as already enabled.
+func TestOutboundFromSettingsNeedsMarkForOutbound(t *testing.T) {
+	push := `"outbound":{"p":{"relevant_to":"true","destination":{"base_url":"http://h","path":"/a"},"mapping":{"id":"doc._id"}}}`
+	for _, tc := range []struct {
+		name, settings string
+		runs           bool
+	}{
+		{"absent", `{` + push + `}`, false},
+		{"transitions without it", `{"transitions":{"update_clinics":true},` + push + `}`, false},
+		{"false", `{"transitions":{"mark_for_outbound":false},` + push + `}`, false},
+		{"null", `{"transitions":{"mark_for_outbound":null},` + push + `}`, false},
+		{"disabled", `{"transitions":{"mark_for_outbound":{"disable":true}},` + push + `}`, false},
+		{"disable truthy", `{"transitions":{"mark_for_outbound":{"disable":"yes"}},` + push + `}`, false},
+		{"true", `{"transitions":{"mark_for_outbound":true},` + push + `}`, true},
+		{"empty object", `{"transitions":{"mark_for_outbound":{}},` + push + `}`, true},
+		{"disable false", `{"transitions":{"mark_for_outbound":{"disable":false}},` + push + `}`, true},
+		{"disable 0", `{"transitions":{"mark_for_outbound":{"disable":0}},` + push + `}`, true},
+		{"bare outbound block", push[len(`"outbound":`):], true},
+	} {
+		cfgs, err := OutboundFromSettings([]byte(tc.settings), nil)
+		switch {
+		case tc.runs && (err != nil || len(cfgs) != 1):
+			t.Errorf("%s: %d configs, %v; CHT runs the push", tc.name, len(cfgs), err)
+		case !tc.runs && (err == nil || !strings.Contains(err.Error(), "transitions.mark_for_outbound is not enabled")):
+			t.Errorf("%s: %d configs, err %v; CHT runs no push and the error must say why", tc.name, len(cfgs), err)
+		}
+	}
+}
