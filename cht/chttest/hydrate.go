@@ -16,10 +16,44 @@ const maxDepth = 64
 // contact hydrated deeply plus "patient" and "place" resolved by shortcode
 // or UUID. It reports false for missing and deleted documents.
 //
-// This is also the doc CHT's outbound push maps (Sentinel loads it with
-// fetchHydratedDoc); its signature fits PusherConfig.Source.
+// This is the doc Sentinel's outbound retries map (sentinel/src/schedule/
+// outbound.js queuedTasks hydrates with hydrateDocs); its signature fits
+// PusherConfig.Source. The real-time push loads the doc with
+// fetchHydratedDoc instead, which returns a doc without lineage as stored
+// (see fetchHydratedDoc).
 func (s *Server) HydratedDoc(id string) (map[string]any, bool) {
 	return s.hydrator().doc(id)
+}
+
+// lineageTypes are the doc types medic-client/views/docs_by_id_lineage
+// emits a lineage for (ddocs/medic-db/medic-client/views/
+// docs_by_id_lineage/map.js), besides reports with a form.
+var lineageTypes = []string{"contact", "district_hospital", "health_center", "clinic", "person"}
+
+// hasLineage reports whether docs_by_id_lineage emits rows for d: a
+// contact of one of lineageTypes, or a data_record whose form is truthy.
+func hasLineage(d map[string]any) bool {
+	t := str(d["type"])
+	return slices.Contains(lineageTypes, t) || (t == "data_record" && jsonTruthy(d["form"]))
+}
+
+// fetchHydratedDoc is shared-libs/lineage/src/hydration.js
+// fetchHydratedDoc: the lineage comes from docs_by_id_lineage, and a doc
+// the view emits nothing for (a report without a form, a doc whose type is
+// not a contact type) is returned as stored by fetchDoc. It is what one id
+// of /api/v1/hydrate returns (fetchHydratedDocs) and the doc the real-time
+// outbound push maps (shared-libs/transitions/src/transitions/index.js
+// processChange).
+func (s *Server) fetchHydratedDoc(id string) (map[string]any, bool) {
+	h := s.hydrator()
+	d, ok := h.get(id)
+	if !ok {
+		return nil, false
+	}
+	if hasLineage(d) {
+		h.hydrateDoc(d)
+	}
+	return d, true
 }
 
 // hydrator hydrates docs, decoding each stored doc at most once per
@@ -101,7 +135,11 @@ func (h *hydrator) hydrateParent(stub any, depth int) any {
 		res["parent"] = h.hydrateParent(next, depth+1)
 	}
 	if ok {
+		// fillContactsInDocs fills every lineage doc's contact and
+		// linked_docs (fetchHydratedDoc: getContactIds over the lineage;
+		// hydrateDocs: the second round, collectLeafContactIds).
 		h.fillContact(res)
+		h.fillLinkedDocs(res)
 	}
 	return res
 }
@@ -258,10 +296,11 @@ func (s *Server) handleHydrate(c *reqCtx, _ []string) {
 	h := s.hydrator()
 	if len(list) == 1 {
 		// One id goes through lineage fetchHydratedDoc, which returns a
-		// report without a form as stored (its lineageIds are empty);
-		// several go through hydrateDocs, which hydrates it.
+		// doc without lineage (a report without a form, a doc that is not
+		// a contact type) as stored; several go through hydrateDocs,
+		// which hydrates it.
 		id := str(list[0])
-		if d, ok := s.store.get(id); ok && str(d["type"]) == "data_record" && !jsonTruthy(d["form"]) {
+		if d, ok := s.store.get(id); ok && !hasLineage(d) {
 			writeJSON(c.w, http.StatusOK, []hydrateEntry{{ID: id, Doc: d}})
 			return
 		}

@@ -263,3 +263,79 @@ func TestHydrateFormlessReport(t *testing.T) {
 		t.Errorf("with several ids the report's contact is hydrated: %v", a[0])
 	}
 }
+
+// TestHydrateOneIDWithoutLineageAsStored pins the single-id rule of
+// /api/v1/hydrate for every doc without lineage: api/src/controllers/
+// hydration.js hydrate calls shared-libs/lineage/src/hydration.js
+// fetchHydratedDocs, which hands one id to fetchHydratedDoc; its lineage
+// comes from medic-client/views/docs_by_id_lineage (ddocs/medic-db/
+// medic-client/views/docs_by_id_lineage/map.js), which emits only for the
+// types contact, district_hospital, health_center, clinic and person and
+// for data_records with a form. Any other doc comes back from fetchDoc as
+// stored; with several ids hydrateDocs hydrates it (as a contact when it
+// is not a report).
+func TestHydrateOneIDWithoutLineageAsStored(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	stub := map[string]any{"_id": DemoCHWID, "parent": map[string]any{"_id": DemoCHWAreaID}}
+	for _, tc := range []struct {
+		doc       map[string]any
+		hydrated  bool   // hydrated when asked alone
+		nameField string // member holding the hydrated CHW's name
+	}{
+		{map[string]any{"_id": "fb-1", "type": "feedback", "contact": stub}, false, "contact.name"},
+		{map[string]any{"_id": "tg-1", "type": "target", "parent": map[string]any{"_id": DemoCHWAreaID}}, false, "parent.name"},
+		{map[string]any{"_id": "sms-1", "type": "data_record", "form": "", "contact": stub}, false, "contact.name"},
+		{map[string]any{"_id": "rep-1", "type": "data_record", "form": "X", "contact": stub}, true, "contact.name"},
+		{map[string]any{"_id": "cc-1", "type": "contact", "contact_type": "chw_area", "parent": map[string]any{"_id": DemoCHWAreaID}}, true, "parent.name"},
+	} {
+		id := tc.doc["_id"].(string)
+		if _, err := srv.PutDoc(tc.doc); err != nil {
+			t.Fatal(err)
+		}
+		one := do(t, srv, call{method: "GET", path: "/api/v1/hydrate?doc_ids=" + url.QueryEscape(`["`+id+`"]`)})
+		if got := get(one.json(t), "0.doc."+tc.nameField) != nil; got != tc.hydrated {
+			t.Errorf("%s (type %v) alone: hydrated %v, want %v: %s", id, tc.doc["type"], got, tc.hydrated, one.body)
+		}
+		two := do(t, srv, call{method: "GET", path: "/api/v1/hydrate?doc_ids=" + url.QueryEscape(`["`+id+`","`+DemoCHWID+`"]`)})
+		if get(two.json(t), "0.doc."+tc.nameField) == nil {
+			t.Errorf("%s with another id: hydrateDocs hydrates it: %s", id, two.body)
+		}
+	}
+}
+
+// TestHydrateFillsAncestorLinkedDocs pins that hydration fills an
+// ancestor's linked_docs, not only its contact: shared-libs/lineage/src/
+// hydration.js fetchHydratedDoc collects every lineage doc's contact and
+// linked_docs (fetchContacts, getContactIds) and fills them
+// (fillContactsInDocs(lineage, contacts)); hydrateDocs does the same with
+// its second round (collectLeafContactIds(firstRoundFetched)) and
+// fillContactsInDocs(knownDocs, knownDocs).
+func TestHydrateFillsAncestorLinkedDocs(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	if err := srv.PutDocs(
+		map[string]any{"_id": "nurse", "type": "person", "name": "N", "parent": map[string]any{"_id": "hc"}},
+		map[string]any{"_id": "hc", "type": "health_center", "name": "HC", "parent": map[string]any{"_id": "dh"},
+			"linked_docs": map[string]any{"aa": "nurse", "bb": map[string]any{"_id": "nurse"}}},
+		map[string]any{"_id": "dh", "type": "district_hospital", "name": "DH", "linked_docs": map[string]any{"cc": "nurse"}},
+		map[string]any{"_id": "chw", "type": "person", "name": "C", "parent": map[string]any{"_id": "hc", "parent": map[string]any{"_id": "dh"}}},
+		map[string]any{"_id": "r1", "type": "data_record", "form": "F", "contact": map[string]any{"_id": "chw",
+			"parent": map[string]any{"_id": "hc", "parent": map[string]any{"_id": "dh"}}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	for id, paths := range map[string][]string{
+		"chw": {"parent.linked_docs.aa.name", "parent.linked_docs.bb.name", "parent.parent.linked_docs.cc.name"},
+		"r1":  {"contact.parent.linked_docs.aa.name", "contact.parent.parent.linked_docs.cc.name"},
+	} {
+		d, ok := srv.HydratedDoc(id)
+		if !ok {
+			t.Fatalf("%s missing", id)
+		}
+		for _, p := range paths {
+			if got := get(d, p); got != "N" {
+				t.Errorf("%s: %s = %v; CHT fills an ancestor's linked_docs with the contact doc", id, p, got)
+			}
+		}
+	}
+}

@@ -610,7 +610,8 @@ func (p *OutboundPusher) syncLocked(ctx context.Context) (int, <-chan struct{}, 
 		if ch.deleted {
 			continue
 		}
-		d, ok := p.cfg.Server.HydratedDoc(ch.id)
+		// transitions/index.js processChange: lineage.fetchHydratedDoc.
+		d, ok := p.cfg.Server.fetchHydratedDoc(ch.id)
 		if !ok {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -728,5 +729,75 @@ func TestPusherQueueOrderAndMaxAttempts(t *testing.T) {
 	}
 	if f, s := p.CountOutcome(OutcomeFailed), p.CountOutcome(OutcomeSent); f != 51 || s != 25 {
 		t.Errorf("CountOutcome failed %d sent %d, want 51 and 25", f, s)
+	}
+}
+
+// TestPusherRealtimeUsesFetchHydratedDoc pins which hydration each push
+// maps. The real-time push (mark_for_outbound) maps change.doc, which
+// shared-libs/transitions/src/transitions/index.js processChange loads
+// with lineage.fetchHydratedDoc(change.id): a doc docs_by_id_lineage emits
+// nothing for (a report without a form, a doc whose type is not a contact
+// type) comes back as stored, its contact still the minified stub. A retry
+// (sentinel/src/schedule/outbound.js queuedTasks) hydrates with
+// lineage.hydrateDocs, which hydrates it.
+func TestPusherRealtimeUsesFetchHydratedDoc(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	fail := true
+	var mu sync.Mutex
+	dest := newDestination(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	p, err := NewOutboundPusher(PusherConfig{Name: "all", URL: dest.URL, Server: srv, FromNow: true,
+		Mapping:    map[string]any{"id": "doc._id", "contact": "doc.contact"},
+		RelevantTo: func(d map[string]any) bool { return d["type"] != "person" && d["type"] != "contact" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := p.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stub := map[string]any{"_id": DemoCHWID, "parent": map[string]any{"_id": DemoCHWAreaID}}
+	if err := srv.PutDocs(
+		map[string]any{"_id": "sms-1", "type": "data_record", "from": "+254712345679", "contact": stub, "reported_date": 1},
+		map[string]any{"_id": "fb-1", "type": "feedback", "contact": stub},
+		map[string]any{"_id": "rep-1", "type": "data_record", "form": "X", "contact": stub, "reported_date": 1},
+	); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = p.Sync(ctx) // every real-time attempt fails: all three queued
+	hydrated := map[string]bool{}
+	for _, a := range p.Attempts() {
+		var body struct {
+			Contact map[string]any `json:"contact"`
+		}
+		if err := json.Unmarshal(a.Payload, &body); err != nil {
+			t.Fatalf("%s: %s", a.DocID, a.Payload)
+		}
+		hydrated[a.DocID] = body.Contact["name"] != nil
+	}
+	if want := map[string]bool{"sms-1": false, "fb-1": false, "rep-1": true}; !maps.Equal(hydrated, want) {
+		t.Errorf("real-time payload hydrated %v, want %v (fetchHydratedDoc)", hydrated, want)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	if err := p.RunQueue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range p.Attempts() {
+		if a.Retry && !strings.Contains(string(a.Payload), `"name":"Example CHW"`) {
+			t.Errorf("retry of %s maps %s; hydrateDocs hydrates the contact", a.DocID, a.Payload)
+		}
+	}
+	if dest.count() != 6 {
+		t.Errorf("%d requests, want 3 failures and 3 retries", dest.count())
 	}
 }
