@@ -15,7 +15,11 @@ import (
 // Sentinel's outbound schedule retries every push left in Queue every 5 minutes, removes a push
 // once it succeeds and deletes the document when Queue is empty
 // (sentinel/src/schedule/outbound.js). Every task therefore stands for pushes that have failed
-// at least once, and Created is when the first of them failed.
+// at least once, and Created is when the first of them failed. Beware with two or more queued
+// pushes: removeConfigKeyFromTask calls queue.splice(key, 1) with the push name, which JavaScript
+// reads as index 0, so a success removes the first entry, not its own; when the first push is
+// still failing, it is dropped and never retried (the one that succeeded stays and is removed
+// next run as already sent).
 type OutboundTask struct {
 	ID      string   `json:"_id"`
 	DocID   string   `json:"doc_id"`  // the medic document to push

@@ -317,9 +317,16 @@ func (h *Handler) run(ctx context.Context, p *Payload) (err error) {
 }
 
 // HydrateFetcher returns a Fetch function for [HandlerConfig] that loads
-// the current hydrated document with [cht.Client.Hydrate], as CHT's own
-// outbound retries do. A missing document is an error matching
-// [cht.ErrNotFound].
+// the current hydrated document with [cht.Client.Hydrate]. A missing
+// document is an error matching [cht.ErrNotFound].
+//
+// It asks for one id, which CHT's /api/v1/hydrate answers with lineage
+// fetchHydratedDoc, as the real-time push loads its doc: a document
+// without lineage (a report without a form, a doc whose type is not a
+// contact type) comes back as stored, its contact a minified stub.
+// Sentinel's retries hydrate with hydrateDocs instead, which hydrates
+// those too. A report pushed by the records API or SMS before it was saved
+// is not found until the save (docs/cht-outbound.md).
 func HydrateFetcher(c *cht.Client) func(ctx context.Context, id string) (json.RawMessage, error) {
 	return func(ctx context.Context, id string) (json.RawMessage, error) {
 		res, err := c.Hydrate(ctx, id)
