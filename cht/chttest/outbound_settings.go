@@ -1,6 +1,7 @@
 package chttest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,9 +26,14 @@ import (
 //
 // Secrets are read with creds by the destination's password_key (basic) or
 // value_key (header), as CHT reads its credentials store; Server.Credential
-// fits. An unset credential is an error ("Credentials for '<key>' have not
-// been configured."), as is an auth type other than basic or header
-// (muso-sih is not supported by the pusher).
+// fits. As in CHT (outbound.js handleAuth) they are read again at every
+// push: an unset credential ("Credentials for '<key>' have not been
+// configured."), a missing auth type or an unknown one fails only that
+// push, which is queued and retried, and setting the credential later
+// makes the retry succeed. A missing destination, base_url or path, or a
+// missing mapping, also fails every push of that config rather than the
+// loading; mapping {} sends {}. muso-sih auth is not supported by the
+// pusher and is an error.
 //
 // The returned configs have Name, URL, auth, relevance, Mapping and Cron
 // set; set Server, Version, RetryInterval etc. before NewOutboundPusher.
@@ -80,46 +86,33 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 	if err := json.Unmarshal(raw, &sp); err != nil {
 		return PusherConfig{}, err
 	}
-	cfg := PusherConfig{Name: name, Cron: sp.Cron, fromSettings: true}
-	if sp.Destination.BaseURL == "" {
-		return cfg, errors.New("destination.base_url is required")
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return PusherConfig{}, err
 	}
-	cfg.URL = urlJoin(sp.Destination.BaseURL, sp.Destination.Path)
+	cfg := PusherConfig{Name: name, Cron: sp.Cron, fromSettings: true}
+	// outbound.js sendPayload: urlJoin(base_url, path) throws for a
+	// missing destination, base_url or path, at every push.
+	var dest map[string]json.RawMessage
+	_ = json.Unmarshal(top["destination"], &dest)
+	switch {
+	case dest == nil:
+		cfg.sendErr = errors.New("TypeError: Cannot read properties of undefined (reading 'base_url')")
+	case !jsonString(dest["base_url"]):
+		cfg.sendErr = fmt.Errorf("TypeError: Url must be a string. Received %s", jsValueText(dest["base_url"]))
+	case !jsonString(dest["path"]):
+		cfg.sendErr = fmt.Errorf("TypeError: Url must be a string. Received %s", jsValueText(dest["path"]))
+	default:
+		cfg.URL = urlJoin(sp.Destination.BaseURL, sp.Destination.Path)
+	}
 	if a := sp.Destination.Auth; a != nil {
-		secret := func(key string) (string, error) {
-			v, ok := "", false
-			if creds != nil {
-				v, ok = creds(key)
-			}
-			if !ok || v == "" {
-				return "", fmt.Errorf("Credentials for '%s' have not been configured. See the Outbound documentation.", key)
-			}
-			return v, nil
-		}
-		// outbound.js validateAuthConfig and handleAuth.
-		switch strings.ToLower(a.Type) {
-		case "":
-			return cfg, errors.New("No auth.type, either declare the type or omit the auth property")
-		case "basic":
-			pw, err := secret(a.PasswordKey)
-			if err != nil {
-				return cfg, err
-			}
-			cfg.Username, cfg.Password = a.Username, pw
-		case "header":
-			if !strings.EqualFold(a.Name, "authorization") {
-				return cfg, fmt.Errorf("Unsupported header name '%s'. Supported: authorization", a.Name)
-			}
-			v, err := secret(a.ValueKey)
-			if err != nil {
-				return cfg, err
-			}
-			cfg.AuthHeader = v
-		case "muso-sih":
+		if strings.EqualFold(a.Type, "muso-sih") {
 			return cfg, errors.New("auth type muso-sih is not supported by chttest")
-		default:
-			return cfg, fmt.Errorf("Invalid auth type '%s'. Supported: basic, header, muso-sih", a.Type)
 		}
+		// outbound.js handleAuth runs at every push: a missing credential
+		// or a bad auth type fails only this push, which is retried.
+		cfg.settingsAuth, cfg.creds = a, creds
+		cfg.Username, cfg.Password, cfg.AuthHeader, _ = resolveAuth(a, creds)
 	}
 	if sp.RelevantTo != "" {
 		p, err := compileJS(sp.RelevantTo)
@@ -128,16 +121,15 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 		}
 		cfg.relevantJS = p
 	}
-	if len(sp.Mapping) == 0 {
-		return cfg, errors.New("mapping is required")
+	if m := bytes.TrimSpace(top["mapping"]); len(m) == 0 || string(m) == "null" {
+		// mapDocumentToPayload: Object.keys(config.mapping) throws at
+		// every push; mapping {} sends {}.
+		cfg.mappingErr = errors.New("TypeError: Cannot convert undefined or null to object")
+		return cfg, nil
 	}
 	cfg.Mapping = make(map[string]any, len(sp.Mapping))
 	for dest, v := range sp.Mapping {
 		cfg.Mapping[dest] = v
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return cfg, err
 	}
 	order, err := objectKeys(top, "mapping")
 	if err != nil {
@@ -148,6 +140,56 @@ func pushFromSettings(name string, raw json.RawMessage, creds func(string) (stri
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// resolveAuth is outbound.js handleAuth (validateAuthConfig,
+// handleBasicAuth, handleHeaderAuth, fetchPassword): it reads the secret
+// from creds and returns basic auth or the Authorization header, or CHT's
+// error.
+func resolveAuth(a *outbound.Auth, creds func(string) (string, bool)) (user, pass, header string, err error) {
+	secret := func(key string) (string, error) {
+		v, ok := "", false
+		if creds != nil {
+			v, ok = creds(key)
+		}
+		if !ok || v == "" {
+			return "", fmt.Errorf("Credentials for '%s' have not been configured. See the Outbound documentation.", key)
+		}
+		return v, nil
+	}
+	switch strings.ToLower(a.Type) {
+	case "":
+		return "", "", "", errors.New("No auth.type, either declare the type or omit the auth property")
+	case "basic":
+		pw, err := secret(a.PasswordKey)
+		return a.Username, pw, "", err
+	case "header":
+		if !strings.EqualFold(a.Name, "authorization") {
+			return "", "", "", fmt.Errorf("Unsupported header name '%s'. Supported: authorization", a.Name)
+		}
+		v, err := secret(a.ValueKey)
+		return "", "", v, err
+	}
+	return "", "", "", fmt.Errorf("Invalid auth type '%s'. Supported: basic, header, muso-sih", a.Type)
+}
+
+// jsonString reports whether raw is a JSON string.
+func jsonString(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && t[0] == '"'
+}
+
+// jsValueText is how url-join's 'Received ' + value prints a non-string
+// JSON value.
+func jsValueText(raw json.RawMessage) string {
+	t := bytes.TrimSpace(raw)
+	switch {
+	case len(t) == 0:
+		return "undefined"
+	case t[0] == '{':
+		return "[object Object]"
+	}
+	return string(t)
 }
 
 // urlJoin joins base_url and path as the url-join package CHT uses does

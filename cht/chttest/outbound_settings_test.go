@@ -167,13 +167,9 @@ func TestOutboundFromSettings(t *testing.T) {
 	errTests := []struct {
 		name, settings, want string
 	}{
-		{"missing credential", `{"p":{"destination":{"base_url":"http://x","auth":{"type":"basic","username":"u","password_key":"nokey"}},"mapping":{"a":"doc._id"}}}`,
-			"Credentials for 'nokey' have not been configured."},
-		{"invalid auth type", `{"p":{"destination":{"base_url":"http://x","auth":{"type":"oauth"}},"mapping":{"a":"doc._id"}}}`, "Invalid auth type"},
 		{"relevant_to syntax error", `{"p":{"relevant_to":"doc.a ===","destination":{"base_url":"http://x"},"mapping":{"a":"doc._id"}}}`, "relevant_to"},
 		{"expr syntax error", `{"p":{"destination":{"base_url":"http://x"},"mapping":{"a":{"expr":"[{system:'cht'}"}}}}`, `mapping "a": expr`},
 		{"neither path nor expr", `{"p":{"destination":{"base_url":"http://x"},"mapping":{"a":{"expr":false}}}}`, "either 'expr' or 'path' is required"},
-		{"no mapping", `{"p":{"destination":{"base_url":"http://x"}}}`, "mapping is required"},
 	}
 	for _, tt := range errTests {
 		_, err := OutboundFromSettings([]byte(tt.settings), srv.Credential)
@@ -215,5 +211,98 @@ func TestOutboundFromSettingsNeedsMarkForOutbound(t *testing.T) {
 		case !tc.runs && (err == nil || !strings.Contains(err.Error(), "transitions.mark_for_outbound is not enabled")):
 			t.Errorf("%s: %d configs, err %v; CHT runs no push and the error must say why", tc.name, len(cfgs), err)
 		}
+	}
+}
+
+// TestOutboundFromSettingsConfigErrorsAtSendTime pins that CHT meets
+// these configuration errors only when it pushes, so each fails only its
+// own push, which is queued and retried, while the other pushes of the
+// same app_settings work. shared-libs/outbound/src/outbound.js: send calls
+// mapDocumentToPayload (Object.keys(config.mapping) throws for a missing
+// mapping; mapping {} gives {}), then sendPayload, which joins the URL
+// with url-join (a missing path throws "Url must be a string") and calls
+// handleAuth (validateAuthConfig, fetchPassword) before the request; send
+// rethrows, mark_for_outbound.js queues the push and sentinel/src/
+// schedule/outbound.js retries it, reading the credential store again.
+func TestOutboundFromSettingsConfigErrorsAtSendTime(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	dest := newDestination(t, reply(200, "application/json", "{}"))
+	auth := func(a string) string {
+		return `{"relevant_to":"true","destination":{"base_url":"` + dest.URL + `","path":"/b","auth":` + a + `},"mapping":{"id":"doc._id"}}`
+	}
+	for _, tc := range []struct {
+		name, push string
+		want       Outcome
+		err        string
+		fix        func() // makes the retry succeed, if CHT would
+	}{
+		{"missing credential", auth(`{"type":"basic","username":"u","password_key":"k1"}`), OutcomeFailed,
+			"Credentials for 'k1' have not been configured. See the Outbound documentation.", func() { srv.SetCredential("k1", "pw") }},
+		{"missing header credential", auth(`{"type":"header","name":"Authorization","value_key":"k2"}`), OutcomeFailed,
+			"Credentials for 'k2' have not been configured.", func() { srv.SetCredential("k2", "Token t") }},
+		{"unknown auth type", auth(`{"type":"oauth"}`), OutcomeFailed, "Invalid auth type 'oauth'. Supported: basic, header, muso-sih", nil},
+		{"no auth type", auth(`{"username":"u"}`), OutcomeFailed, "No auth.type, either declare the type or omit the auth property", nil},
+		{"header name", auth(`{"type":"header","name":"X-Key","value_key":"k3"}`), OutcomeFailed, "Unsupported header name 'X-Key'. Supported: authorization", nil},
+		{"no path", `{"relevant_to":"true","destination":{"base_url":"` + dest.URL + `"},"mapping":{"id":"doc._id"}}`, OutcomeFailed,
+			"Url must be a string. Received undefined", nil},
+		{"no destination", `{"relevant_to":"true","mapping":{"id":"doc._id"}}`, OutcomeFailed, "reading 'base_url'", nil},
+		{"no mapping", `{"relevant_to":"true","destination":{"base_url":"` + dest.URL + `","path":"/b"}}`, OutcomeMappingError,
+			"Cannot convert undefined or null to object", nil},
+		{"empty mapping", `{"relevant_to":"true","destination":{"base_url":"` + dest.URL + `","path":"/b"},"mapping":{}}`, OutcomeSent, "", nil},
+	} {
+		settings := `{"good":{"relevant_to":"true","destination":{"base_url":"` + dest.URL + `","path":"/a"},"mapping":{"id":"doc._id"}},
+			"other":` + tc.push + `}`
+		cfgs, err := OutboundFromSettings([]byte(settings), srv.Credential)
+		if err != nil || len(cfgs) != 2 {
+			t.Errorf("%s: %d configs, %v; CHT loads both", tc.name, len(cfgs), err)
+			continue
+		}
+		before := dest.count()
+		for _, cfg := range cfgs {
+			p, err := NewOutboundPusher(cfg)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", tc.name, cfg.Name, err)
+			}
+			a, err := p.Push(context.Background(), map[string]any{"_id": "d1"})
+			if cfg.Name == "good" {
+				if a.Outcome != OutcomeSent {
+					t.Errorf("%s: the good push %s (%v)", tc.name, a.Outcome, err)
+				}
+				continue
+			}
+			if a.Outcome != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("%s: %s, %v; want %s, %q", tc.name, a.Outcome, err, tc.want, tc.err)
+			}
+			if tc.want == OutcomeSent && string(a.Payload) != "{}" {
+				t.Errorf("%s: payload %s, CHT sends {}", tc.name, a.Payload)
+			}
+			if tc.want != OutcomeSent && len(p.Queue()) != 1 {
+				t.Errorf("%s: queue %v; CHT queues the failed push", tc.name, p.Queue())
+			}
+			if tc.fix != nil {
+				tc.fix()
+				if err := p.RunQueue(context.Background()); err != nil || len(p.Queue()) != 0 {
+					t.Errorf("%s: retry after the fix: %v, queue %v", tc.name, err, p.Queue())
+				}
+			}
+		}
+		sent := 1
+		if tc.want == OutcomeSent || tc.fix != nil {
+			sent = 2
+		}
+		if got := dest.count() - before; got != sent {
+			t.Errorf("%s: %d requests, want %d (a failed config never reaches the destination)", tc.name, got, sent)
+		}
+	}
+	// The retries carried the credentials set after the first failure.
+	var basic, header bool
+	for _, r := range dest.reqs {
+		u, pw, _ := r.BasicAuth()
+		basic = basic || (u == "u" && pw == "pw")
+		header = header || r.Header.Get("Authorization") == "Token t"
+	}
+	if !basic || !header {
+		t.Errorf("retries with the new credentials: basic %v, header %v", basic, header)
 	}
 }

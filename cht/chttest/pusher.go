@@ -98,11 +98,16 @@ type PusherConfig struct {
 	// regardless.
 	MaxAttempts int
 
-	// Set by OutboundFromSettings: relevant_to as JavaScript, and the
-	// mapping's key order in app_settings.
+	// Set by OutboundFromSettings: relevant_to as JavaScript, the
+	// mapping's key order in app_settings, the auth CHT resolves at every
+	// push, and configuration errors CHT meets at every push.
 	relevantJS   *jsProgram
 	fromSettings bool
 	mappingOrder []string
+	settingsAuth *outbound.Auth
+	creds        func(key string) (string, bool)
+	sendErr      error // destination: urlJoin throws
+	mappingErr   error // mapping: Object.keys throws
 }
 
 // Outcome is the result of one push attempt.
@@ -165,13 +170,15 @@ type OutboundPusher struct {
 
 // NewOutboundPusher validates cfg and returns a pusher. It does no I/O.
 func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
-	if cfg.URL == "" {
+	// A configuration read from app settings fails per push where CHT
+	// does (a bad URL when it sends, a missing mapping when it maps).
+	if cfg.URL == "" && !cfg.fromSettings {
 		return nil, errors.New("chttest: outbound: URL is required")
 	}
-	if !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://") {
+	if !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://") && !cfg.fromSettings {
 		return nil, fmt.Errorf("chttest: outbound: URL %q must be absolute http(s)", cfg.URL)
 	}
-	if cfg.Map == nil && len(cfg.Mapping) == 0 {
+	if cfg.Map == nil && len(cfg.Mapping) == 0 && !cfg.fromSettings {
 		return nil, errors.New("chttest: outbound: Mapping or Map is required")
 	}
 	sources, err := compileMapping(cfg.Mapping, cfg.mappingOrder)
@@ -493,8 +500,21 @@ func (p *OutboundPusher) queueIDs() []string {
 	return ids
 }
 
-// send POSTs body and applies CHT's success rules.
+// send POSTs body and applies CHT's success rules. As outbound.js
+// sendPayload, it joins the URL and resolves the auth (handleAuth, reading
+// the credential store) at every push, so a configuration error fails
+// only this push.
 func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, error) {
+	if p.cfg.sendErr != nil {
+		return 0, nil, fmt.Errorf("chttest: outbound: Failed to push to %s: %w", p.cfg.Name, p.cfg.sendErr)
+	}
+	user, pass, header := p.cfg.Username, p.cfg.Password, p.cfg.AuthHeader
+	if a := p.cfg.settingsAuth; a != nil {
+		var err error
+		if user, pass, header, err = resolveAuth(a, p.cfg.creds); err != nil {
+			return 0, nil, fmt.Errorf("chttest: outbound: Failed to push to %s: %w", p.cfg.Name, err)
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, fmt.Errorf("chttest: outbound: %w", err)
@@ -502,10 +522,10 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	switch {
-	case p.cfg.AuthHeader != "":
-		req.Header.Set("Authorization", p.cfg.AuthHeader)
-	case p.cfg.Username != "":
-		req.SetBasicAuth(p.cfg.Username, p.cfg.Password)
+	case header != "":
+		req.Header.Set("Authorization", header)
+	case user != "":
+		req.SetBasicAuth(user, pass)
 	}
 	if p.ver.AtLeast(4, 18) {
 		req.Header.Set("User-Agent", "Community Health Toolkit/"+p.ver.String()+" ("+runtime.GOOS+","+nodeArch(runtime.GOARCH)+")")
@@ -722,6 +742,9 @@ func nodeArch(goarch string) string {
 
 // mapDoc applies Map or the mapping and returns the JSON body.
 func (p *OutboundPusher) mapDoc(js *jsDoc, d map[string]any) ([]byte, error) {
+	if p.cfg.mappingErr != nil {
+		return nil, fmt.Errorf("chttest: outbound: %s: %w", p.cfg.Name, p.cfg.mappingErr)
+	}
 	if p.cfg.Map != nil {
 		v, err := p.cfg.Map(d)
 		if err != nil {

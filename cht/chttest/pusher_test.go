@@ -609,7 +609,7 @@ func TestPusherRetryDoesNotRecheckRelevance(t *testing.T) {
 	t.Cleanup(srv.Close)
 	dest := newDestination(t, reply(503, "", ""))
 	cfgs, err := OutboundFromSettings([]byte(`{"patients":{"relevant_to":"doc.role === 'patient'",
-		"destination":{"base_url":"`+dest.URL+`"},"mapping":{"id":"doc._id","role":"doc.role"}}}`), nil)
+		"destination":{"base_url":"`+dest.URL+`","path":""},"mapping":{"id":"doc._id","role":"doc.role"}}}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
