@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -192,11 +193,61 @@ func jsValueText(raw json.RawMessage) string {
 	return string(t)
 }
 
-// urlJoin joins base_url and path as the url-join package CHT uses does
-// for the common cases.
-func urlJoin(base, path string) string {
-	if path == "" {
-		return base
+// urlJoin is url-join 4.0.1 (the version cht-core 4.3 to 5.2 lock)
+// normalize over [base, path], as outbound.js sendPayload calls it: a
+// plain protocol first part is merged with the next, the protocol gets
+// its two slashes, empty parts are skipped, slashes between parts become
+// one, the last part keeps one trailing slash, a slash before ?, & or #
+// goes, and every ? after the first becomes &.
+func urlJoin(parts ...string) string {
+	if len(parts) == 0 {
+		return ""
 	}
-	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(path, "/")
+	parts = slices.Clone(parts)
+	if len(parts) > 1 && urlJoinPlainProto.MatchString(parts[0]) {
+		parts = append([]string{parts[0] + parts[1]}, parts[2:]...)
+	}
+	if urlJoinFile.MatchString(parts[0]) {
+		parts[0] = replaceFirst(urlJoinProto, parts[0], "${1}:///")
+	} else {
+		parts[0] = replaceFirst(urlJoinProto, parts[0], "${1}://")
+	}
+	out := make([]string, 0, len(parts))
+	for i, c := range parts {
+		if c == "" {
+			continue
+		}
+		if i > 0 {
+			c = strings.TrimLeft(c, "/")
+		}
+		if i < len(parts)-1 {
+			c = strings.TrimRight(c, "/")
+		} else if t := strings.TrimRight(c, "/"); t != c {
+			c = t + "/"
+		}
+		out = append(out, c)
+	}
+	str := urlJoinSlashBefore.ReplaceAllString(strings.Join(out, "/"), "${1}")
+	q := strings.Split(str, "?")
+	str = q[0]
+	if len(q) > 1 {
+		str += "?" + strings.Join(q[1:], "&")
+	}
+	return str
+}
+
+var (
+	urlJoinPlainProto  = regexp.MustCompile(`^[^/:]+:/*$`)
+	urlJoinFile        = regexp.MustCompile(`^file:///`)
+	urlJoinProto       = regexp.MustCompile(`^([^/:]+):/*`)
+	urlJoinSlashBefore = regexp.MustCompile(`/(\?|&|#[^!])`)
+)
+
+// replaceFirst is String.prototype.replace with a regexp without the g flag.
+func replaceFirst(re *regexp.Regexp, s, repl string) string {
+	m := re.FindStringSubmatchIndex(s)
+	if m == nil {
+		return s
+	}
+	return s[:m[0]] + string(re.ExpandString(nil, repl, s, m)) + s[m[1]:]
 }

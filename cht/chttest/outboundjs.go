@@ -167,14 +167,15 @@ const maxMappedIndex = 1 << 16
 
 // set is objectPath.set(out, dest, v): missing containers are created,
 // arrays when the next segment is numeric. Assigning through a primitive
-// throws in object-path's strict mode; so does a magic property name.
+// throws in object-path's strict mode. object-path 0.11.8's default
+// export (factory() without includeInheritedProps, the one outbound.js
+// requires) checks no magic names: "constructor" and "prototype" are
+// ordinary own members, and "__proto__" assigns the prototype as
+// JavaScript does, so it never reaches the payload.
 func (j *jsDoc) set(out *goja.Object, dest string, v goja.Value) error {
 	segs := strings.Split(dest, ".")
 	cur := out
 	for i, seg := range segs {
-		if seg == "__proto__" || seg == "constructor" || seg == "prototype" {
-			return errors.New("For security reasons, object's magic properties cannot be set")
-		}
 		if n, err := strconv.Atoi(seg); err == nil && n > maxMappedIndex && cur.ClassName() == "Array" {
 			return fmt.Errorf("chttest: mapping destination %q: array index %d is above %d (CHT would write a payload of that many nulls)", dest, n, maxMappedIndex)
 		}

@@ -528,7 +528,14 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		req.SetBasicAuth(user, pass)
 	}
 	if p.ver.AtLeast(4, 18) {
-		req.Header.Set("User-Agent", "Community Health Toolkit/"+p.ver.String()+" ("+runtime.GOOS+","+nodeArch(runtime.GOARCH)+")")
+		// 4.18 shared-libs/outbound/src/outbound.js getUserAgent: CHT_AGENT
+		// 'CHT'; from 4.19 shared-libs/couch-request getUserAgent: CHT_AGENT
+		// 'Community Health Toolkit'.
+		agent := "CHT/"
+		if p.ver.AtLeast(4, 19) {
+			agent = "Community Health Toolkit/"
+		}
+		req.Header.Set("User-Agent", agent+p.ver.String()+" ("+runtime.GOOS+","+nodeArch(runtime.GOARCH)+")")
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -542,7 +549,9 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if p.ver.AtLeast(4, 17) {
 		ok = ok || (resp.StatusCode > 300 && resp.StatusCode < 399)
-		if ok && strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "application/json") && !json.Valid(rb) {
+		// couch-request getResponseBody: receiveJson =
+		// contentType?.startsWith('application/json'), case-sensitive.
+		if ok && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && !json.Valid(rb) {
 			return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: push %s: status %d with an invalid JSON body", p.cfg.Name, resp.StatusCode)
 		}
 	}

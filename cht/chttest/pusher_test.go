@@ -110,7 +110,6 @@ func TestApplyMappingReference(t *testing.T) {
 		{"required expr undefined", map[string]any{"x": outbound.MapExpr("doc.nope", false)}, map[string]any{"_id": "r1"},
 			"Mapping error for 'mapping/x' on source document 'r1': expr evaluated to undefined"},
 		{"through a primitive", map[string]any{"a": "doc.v", "a.b": "doc.v"}, map[string]any{"v": 1}, "Cannot create property 'b' on number '1'"},
-		{"magic property", map[string]any{"__proto__.x": "doc.v"}, map[string]any{"v": 1}, "magic properties"},
 		{"huge array index", map[string]any{"list.70000": "doc.v"}, map[string]any{"v": 1}, "array index 70000 is above 65536"},
 	}
 	for _, tt := range errTests {
@@ -215,6 +214,9 @@ func TestPusherSuccessRules(t *testing.T) {
 		{"empty body with JSON type from 4.17", "4.17.0", reply(200, "application/json; charset=utf-8", ""), OutcomeFailed},
 		{"invalid JSON from 4.17", "5.2.0", reply(200, "application/json", "OK"), OutcomeFailed},
 		{"invalid JSON before 4.17", "4.16.0", reply(200, "application/json", "OK"), OutcomeSent},
+		{"JSON type check is case-sensitive", "5.2.0", reply(200, "Application/JSON", "OK"), OutcomeSent},
+		{"398 from 4.17", "4.17.0", reply(398, "", ""), OutcomeSent},
+		{"399 is not in (300,399)", "5.2.0", reply(399, "", ""), OutcomeFailed},
 		{"empty body without type", "5.2.0", reply(200, "", ""), OutcomeSent},
 	}
 	for _, tt := range tests {
@@ -652,6 +654,30 @@ func TestPusherNodeDetails(t *testing.T) {
 			t.Errorf("nodeArch(%s) = %s, want %s", goarch, got, node)
 		}
 	}
+	// User-Agent: none before 4.18 (request-promise-native sends none);
+	// 4.18.0 shared-libs/outbound/src/outbound.js getUserAgent with
+	// CHT_AGENT 'CHT'; from 4.19.0 shared-libs/couch-request/src/
+	// couch-request.js getUserAgent with CHT_AGENT 'Community Health
+	// Toolkit'.
+	platform := " (" + runtime.GOOS + "," + nodeArch(runtime.GOARCH) + ")"
+	for _, tc := range []struct{ version, want string }{
+		{"4.17.0", ""},
+		{"4.18.0", "CHT/4.18.0" + platform},
+		{"4.19.0", "Community Health Toolkit/4.19.0" + platform},
+		{"5.2.0", "Community Health Toolkit/5.2.0" + platform},
+	} {
+		dest := newDestination(t, reply(200, "application/json", "{}"))
+		p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: tc.version, Mapping: map[string]any{"id": "doc._id"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Push(context.Background(), map[string]any{"_id": "d"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := dest.reqs[0].Header.Get("User-Agent"); got != tc.want && !(tc.want == "" && strings.HasPrefix(got, "Go-http-client/")) {
+			t.Errorf("%s: User-Agent %q, want %q", tc.version, got, tc.want)
+		}
+	}
 	dest := newDestination(t, reply(200, "application/json", "{}"))
 	p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: "4.18.0",
 		Mapping: map[string]any{"z": outbound.MapExpr(`[{b: 1, a: '<&>'}]`, false), "a": outbound.MapExpr(`({y: 1, x: 2})`, false)}})
@@ -661,9 +687,6 @@ func TestPusherNodeDetails(t *testing.T) {
 	a, err := p.Push(context.Background(), map[string]any{"_id": "d"})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if want := "Community Health Toolkit/4.18.0 (" + runtime.GOOS + "," + nodeArch(runtime.GOARCH) + ")"; dest.reqs[0].Header.Get("User-Agent") != want {
-		t.Errorf("User-Agent %q, want %q", dest.reqs[0].Header.Get("User-Agent"), want)
 	}
 	// JSON.stringify writes objects in insertion order (a Go map mapping
 	// is walked in sorted order); orderedStringify sorts them.
@@ -799,5 +822,61 @@ func TestPusherRealtimeUsesFetchHydratedDoc(t *testing.T) {
 	}
 	if dest.count() != 6 {
 		t.Errorf("%d requests, want 3 failures and 3 retries", dest.count())
+	}
+}
+
+// TestApplyMappingObjectPathMagicNames pins the destination paths with
+// names object-path guards in some builds: cht-core 4.3 to 5.2 lock
+// object-path 0.11.8, whose default export (factory() without
+// includeInheritedProps, what shared-libs/outbound/src/outbound.js
+// mapDocumentToPayload uses for objectPath.set) has a
+// getShallowPropertySafely that checks nothing. So "constructor" and
+// "prototype" are ordinary own members that JSON.stringify writes, and
+// "__proto__" is JavaScript's prototype assignment, invisible in the
+// payload.
+func TestApplyMappingObjectPathMagicNames(t *testing.T) {
+	doc := map[string]any{"_id": "d1"}
+	for _, tc := range []struct{ dest, want string }{
+		{"constructor", `{"constructor":"d1"}`},
+		{"a.prototype", `{"a":{"prototype":"d1"}}`},
+		{"a.constructor", `{"a":{"constructor":"d1"}}`},
+		{"constructor.x", `{"constructor":{"x":"d1"}}`},
+		{"__proto__", `{}`},
+		{"__proto__.x", `{}`},
+	} {
+		got, err := ApplyMapping(map[string]any{tc.dest: "doc._id"}, doc)
+		if err != nil {
+			t.Errorf("%s: %v; CHT sends %s", tc.dest, err, tc.want)
+			continue
+		}
+		if string(got) != tc.want {
+			t.Errorf("%s: payload %s, CHT sends %s", tc.dest, got, tc.want)
+		}
+	}
+}
+
+// TestURLJoin pins how the destination URL is built: shared-libs/
+// outbound/src/outbound.js sendPayload calls urlJoin(base_url, path) with
+// url-join 4.0.1 (package-lock of cht-core 4.3 to 5.2), lib/url-join.js
+// normalize.
+func TestURLJoin(t *testing.T) {
+	for _, tc := range []struct{ base, path, want string }{
+		{"http://h", "/fhir", "http://h/fhir"},
+		{"http://h/", "/fhir", "http://h/fhir"},
+		{"http://h//", "//fhir", "http://h/fhir"},
+		{"http://h", "fhir/", "http://h/fhir/"},
+		{"http://h", "/x//", "http://h/x/"},              // the last part keeps one trailing slash
+		{"http://h/", "", "http://h"},                    // an empty part is skipped
+		{"http://h", "/", "http://h/"},                   // "/" is the last part: one slash
+		{"http://h", "/fhir/?a=1", "http://h/fhir?a=1"},  // no slash before parameters
+		{"http://h", "/p?a=1?b=2", "http://h/p?a=1&b=2"}, // later ? become &
+		{"http://h", "/p/#frag", "http://h/p#frag"},
+		{"http:", "h/p", "http://h/p"}, // a plain protocol is merged with the next part
+		{"http:/h", "p", "http://h/p"}, // the protocol gets two slashes
+		{"", "/p", "p"},
+	} {
+		if got := urlJoin(tc.base, tc.path); got != tc.want {
+			t.Errorf("urlJoin(%q, %q) = %q, url-join 4.0.1 gives %q", tc.base, tc.path, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package outbound_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,6 +50,8 @@ func TestValidateCronAsCHT(t *testing.T) {
 		{"0 0 1W * *", false},
 		{"0 0 * * 1#2", false},
 		{"H * * * *", false},
+		{"\ufeff0 * * * *", true}, // JavaScript's trim and \s include U+FEFF
+		{"0\u0085* * * *", false}, // but not U+0085: four fields
 	}
 	base := outbound.Push{RelevantTo: "true", Destination: outbound.Destination{BaseURL: "https://h", Path: "/p"},
 		Mapping: outbound.DocMapping()}
@@ -66,7 +69,7 @@ func TestValidateCronAsCHT(t *testing.T) {
 			t.Errorf("cron %q validated; cron-validator 1.3.1 refuses it, so CHT never sends the push", tt.cron)
 			continue
 		}
-		for _, want := range []string{`"nightly"`, "cron", tt.cron, "never send"} {
+		for _, want := range []string{`"nightly"`, "cron", strconv.Quote(tt.cron), "never send"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("cron %q: error %q does not mention %q", tt.cron, err, want)
 			}
