@@ -359,3 +359,31 @@ func TestBulkAndAllDocs(t *testing.T) {
 		t.Fatalf("all_docs keys %s", r.body)
 	}
 }
+
+// TestSessionLoginFailureIsNotLoggedIn pins CHT's answer to a failed
+// login: api/src/routing.js app.all('/_session') proxies to CouchDB, and
+// proxy.on('proxyRes') answers CouchDB's 401 with serverUtils.notLoggedIn
+// (api/src/server-utils.js): {"code":401,"error":"unauthorized"} when the
+// client wants JSON (req.accepts(['text', 'json']) === 'json'), otherwise
+// "not logged in" as text with WWW-Authenticate. CouchDB's own reason
+// ("Name or password is incorrect.") never reaches the client.
+func TestSessionLoginFailureIsNotLoggedIn(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	for _, tc := range []struct {
+		name, method, ct, body, user, accept, want string
+	}{
+		{"JSON login", "POST", "application/json", `{"name":"medic","password":"wrong"}`, "-", "", `{"code":401,"error":"unauthorized"}`},
+		{"form login", "POST", "application/x-www-form-urlencoded", `name=medic&password=wrong`, "-", "", `{"code":401,"error":"unauthorized"}`},
+		{"JSON login, no Accept", "POST", "application/json", `{"name":"nobody","password":"x"}`, "-", "-", "not logged in"},
+		{"GET with bad basic auth", "GET", "", "", "medic", "", `{"code":401,"error":"unauthorized"}`},
+	} {
+		c := call{method: tc.method, path: "/_session", ct: tc.ct, body: tc.body, user: tc.user, accept: tc.accept}
+		if tc.user == "medic" {
+			c.pass = "wrong"
+		}
+		r := do(t, srv, c)
+		if r.status != 401 || strings.TrimSpace(string(r.body)) != tc.want {
+			t.Errorf("%s: %d %s; CHT answers 401 %s", tc.name, r.status, r.body, tc.want)
+		}
+	}
+}

@@ -697,7 +697,10 @@ func (s *Server) handleSession(c *reqCtx) {
 		u := s.users[name]
 		s.mu.Unlock()
 		if u == nil || u.Password != pass {
-			couchError(c.w, http.StatusUnauthorized, "unauthorized", "Name or password is incorrect.")
+			// api/src/routing.js: /_session is proxied, and
+			// proxy.on('proxyRes') answers CouchDB's 401 with
+			// serverUtils.notLoggedIn, not CouchDB's body.
+			s.notLoggedIn(c)
 			return
 		}
 		tok := make([]byte, 16)
@@ -716,7 +719,7 @@ func (s *Server) handleSession(c *reqCtx) {
 			u := s.users[name]
 			s.mu.Unlock()
 			if u == nil || u.Password != pass {
-				couchError(c.w, http.StatusUnauthorized, "unauthorized", "Name or password is incorrect.")
+				s.notLoggedIn(c) // as for POST
 				return
 			}
 			c.user = u
