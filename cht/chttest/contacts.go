@@ -17,11 +17,7 @@ func (s *Server) legacyBody(c *reqCtx) (map[string]any, bool) {
 	if !s.strictJSON(c) {
 		return nil, false
 	}
-	body, err := jsonBody(c)
-	if err != nil {
-		s.apiError(c, http.StatusBadRequest, "Invalid JSON: "+err.Error(), nil)
-		return nil, false
-	}
+	body, _ := jsonBody(c) // strictJSON has parsed it
 	if len(body) == 0 {
 		s.apiError(c, http.StatusBadRequest, "Request body is empty or Content-Type header was not set to application/json.", nil)
 		return nil, false
@@ -414,6 +410,9 @@ func (s *Server) handleLegacyPlaceUpdate(c *reqCtx, params []string) {
 func (s *Server) handleContactsByPhone(c *reqCtx, _ []string) {
 	phone := c.r.URL.Query().Get("phone")
 	if c.r.Method == http.MethodPost {
+		if !s.bodyParserJSON(c) {
+			return
+		}
 		body, err := jsonBody(c)
 		if err == nil {
 			phone = str(body["phone"])

@@ -93,15 +93,14 @@ func typeOfMeta(m docMeta) string {
 // that is a contact (or a report with a form), in the order given.
 func kindSummaries(k kind) func(*Server, *reqCtx, []string) {
 	return func(s *Server, c *reqCtx, _ []string) {
+		if !s.bodyParserJSON(c) {
+			return
+		}
 		if !c.user.can(k.viewPerm()) {
 			s.forbidden(c)
 			return
 		}
-		body, err := jsonBody(c)
-		if err != nil {
-			s.apiError(c, http.StatusBadRequest, "Invalid JSON: "+err.Error(), nil)
-			return
-		}
+		body, _ := jsonBody(c)
 		list, ok := body["ids"].([]any)
 		if !ok || len(list) == 0 {
 			raw, _ := json.Marshal(body["ids"])

@@ -279,11 +279,10 @@ func (s *Server) handleHydrate(c *reqCtx, _ []string) {
 			ids = q
 		}
 	} else if c.r.Method == http.MethodPost {
-		body, err := jsonBody(c)
-		if err != nil {
-			s.apiError(c, http.StatusBadRequest, "Invalid JSON: "+err.Error(), nil)
+		if !s.bodyParserJSON(c) {
 			return
 		}
+		body, _ := jsonBody(c)
 		ids = body["doc_ids"]
 	}
 	list, ok := ids.([]any)

@@ -2,7 +2,6 @@ package chttest
 
 import (
 	"encoding/json"
-	"errors"
 	"math"
 	"net/http"
 	"net/url"
@@ -21,11 +20,6 @@ type publicError string
 
 func (e publicError) Error() string { return string(e) }
 
-// parseError is a body the JSON parser (body-parser) rejects: 400.
-type parseError string
-
-func (e parseError) Error() string { return string(e) }
-
 func (s *Server) handleRecords(c *reqCtx) {
 	if !c.user.can(PermCreateRecords) {
 		s.forbidden(c)
@@ -37,14 +31,12 @@ func (s *Server) handleRecords(c *reqCtx) {
 	case mediaType(c.r) == "application/x-www-form-urlencoded":
 		doc, err = s.recordFromSMS(c)
 	case isJSON(c.r):
+		if !s.bodyParserJSON(c) { // [jsonParser, formParser]
+			return
+		}
 		doc, err = s.recordFromJSON(c)
 	default:
 		err = publicError("Content type not supported.")
-	}
-	var pe parseError
-	if errors.As(err, &pe) {
-		s.apiError(c, http.StatusBadRequest, pe.Error(), nil)
-		return
 	}
 	if err != nil {
 		s.serverError(c, err.Error())
@@ -61,7 +53,7 @@ func (s *Server) handleRecords(c *reqCtx) {
 func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
 	body, err := decodeAny(c.body)
 	if err != nil {
-		return nil, parseError("Invalid JSON: " + err.Error())
+		return nil, err // bodyParserJSON has answered malformed bodies
 	}
 	obj, _ := body.(map[string]any)
 	metaV, present := obj["_meta"]

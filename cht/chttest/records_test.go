@@ -181,6 +181,16 @@ func TestRecordsTransitions(t *testing.T) {
 	}
 }
 
+// TestRecordsErrors pins the error answers of POST /api/v1/records and
+// /api/v2/records: api/src/controllers/records.js v1/v2 → process, whose
+// createRecordByJSON/createByForm errors (a PublicError such as "Form not
+// found" or "Missing _meta property.") reach serverUtils.serverError
+// (api/src/server-utils.js): 500 "Server error" with the message as
+// details, JSON or text by req.accepts. A malformed JSON body never
+// reaches the controller: routing.js [jsonParser, formParser] (body-parser
+// json, strict) fails and api/server.js's error middleware answers
+// serverError without details. No permission (can_create_records) is
+// auth.check's 403 "Insufficient privileges".
 func TestRecordsErrors(t *testing.T) {
 	srv := recordsServer(t, "4.21.0")
 	tests := []struct {
@@ -205,7 +215,9 @@ func TestRecordsErrors(t *testing.T) {
 		{"sms without message", call{ct: "application/x-www-form-urlencoded", body: `from=%2B254712345679`},
 			500, `{"code":500,"error":"Server error","details":"Missing required field: message"}`, ""},
 		{"malformed JSON is rejected by the body parser", call{ct: "application/json", body: `{"_meta":`},
-			400, "", ""},
+			500, `{"code":500,"error":"Server error"}`, ""},
+		{"a JSON primitive is rejected by the strict body parser", call{ct: "application/json", body: ` "x"`},
+			500, `{"code":500,"error":"Server error"}`, ""},
 		{"no permission", call{ct: "application/json", body: `{"_meta":{"form":"HEIGHT_WEIGHT"}}`, user: "viewer", pass: "pw"},
 			403, `{"code":403,"error":"Insufficient privileges"}`, ""},
 	}
@@ -360,5 +372,46 @@ func TestRecordsDottedField(t *testing.T) {
 				t.Errorf("errors = %v, want %v", codes, tt.errors)
 			}
 		})
+	}
+}
+
+// TestBodyParserErrors pins how CHT's API answers a body its parsers
+// refuse, before any controller runs: api/src/routing.js parses JSON with
+// bodyParser.json({limit: MAX_REQUEST_SIZE}) (jsonParser, strict: the
+// first character must be { or [), placed before the route's handler and,
+// for postJson/putJson routes (handleJsonRequest), before the
+// Content-Type check. Its error reaches the last error middleware
+// (api/server.js app.use((err, req, res, next) => serverUtils.serverError))
+// and api/src/server-utils.js serverError answers 500 "Server error", or
+// 413 "Payload Too Large" for entity.too.large. CouchDB routes answer
+// CouchDB's own 413 (max_http_request_size).
+func TestBodyParserErrors(t *testing.T) {
+	srv := newTestServer(t, Config{MaxBodyBytes: 64})
+	serverError := `{"code":500,"error":"Server error"}`
+	for _, tc := range []struct {
+		name, method, path, ct, body string
+		status                       int
+		want                         string
+	}{
+		{"people", "POST", "/api/v1/people", "application/json", `{"name":`, 500, serverError},
+		{"places", "POST", "/api/v1/places", "application/json", `{"name":`, 500, serverError},
+		{"person", "POST", "/api/v1/person", "application/json", `{"name":`, 500, serverError},
+		{"hydrate", "POST", "/api/v1/hydrate", "application/json", `{"doc_ids":[`, 500, serverError},
+		{"contacts-by-phone", "POST", "/api/v1/contacts-by-phone", "application/json", `{"phone":`, 500, serverError},
+		{"records", "POST", "/api/v2/records", "application/json", `{"_meta":`, 500, serverError},
+		{"settings", "PUT", "/api/v1/settings", "application/json", `{"a":`, 500, serverError},
+		{"strict: a primitive", "POST", "/api/v1/people", "application/json", ` 12`, 500, serverError},
+		{"parsed before the Content-Type check", "POST", "/api/v1/people", "application/json; charset=utf-8", `{"name":`, 500, serverError},
+		{"not JSON: not parsed", "POST", "/api/v1/people", "text/plain", `{"name":`, 400,
+			`{"code":400,"error":"Content-Type must be application/json"}`},
+		{"too large", "POST", "/api/v1/people", "application/json", `{"name":"` + strings.Repeat("a", 64) + `"}`, 413,
+			`{"code":413,"error":"Payload Too Large"}`},
+		{"too large for CouchDB", "POST", "/medic/_bulk_docs", "application/json", `{"docs":["` + strings.Repeat("a", 64) + `"]}`, 413,
+			`{"error":"too_large","reason":"the request entity is too large"}`},
+	} {
+		r := do(t, srv, call{method: tc.method, path: tc.path, ct: tc.ct, body: tc.body})
+		if r.status != tc.status || strings.TrimSpace(string(r.body)) != tc.want {
+			t.Errorf("%s: %d %s; CHT answers %d %s", tc.name, r.status, r.body, tc.status, tc.want)
+		}
 	}
 }

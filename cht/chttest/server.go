@@ -435,7 +435,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if int64(len(b)) > s.cfg.MaxBodyBytes {
 			c.body = b[:0]
-			s.apiError(c, http.StatusRequestEntityTooLarge, "request entity too large", nil)
+			if strings.HasPrefix(p, "/api/") {
+				// body-parser's limit error (entity.too.large), answered by
+				// api/src/server-utils.js serverError.
+				s.apiError(c, http.StatusRequestEntityTooLarge, "Payload Too Large", nil)
+			} else {
+				// CouchDB's max_http_request_size (chttpd error_info).
+				couchError(sw, http.StatusRequestEntityTooLarge, "too_large", "the request entity is too large")
+			}
 			return
 		}
 		c.body = b
@@ -762,9 +769,36 @@ func isJSON(r *http.Request) bool {
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
-// strictJSON is CHT's handleJsonRequest: Content-Type must be exactly
+// bodyParserJSON is body-parser's json() as api/src/routing.js jsonParser
+// runs it before the route's handler: for a JSON content type, a non-empty
+// body whose first character is not { or [ (strict mode) or that does not
+// parse is an error, which the API's last error middleware (api/server.js,
+// serverUtils.serverError) answers 500 "Server error". It reports false
+// when it has answered.
+func (s *Server) bodyParserJSON(c *reqCtx) bool {
+	if !isJSON(c.r) {
+		return true
+	}
+	t := strings.TrimLeft(string(c.body), " \t\n\r")
+	if t == "" {
+		return true
+	}
+	if t[0] == '{' || t[0] == '[' {
+		if _, err := decodeAny(c.body); err == nil {
+			return true
+		}
+	}
+	s.apiError(c, http.StatusInternalServerError, "Server error", nil)
+	return false
+}
+
+// strictJSON is CHT's handleJsonRequest: jsonParser runs first
+// (bodyParserJSON), then the Content-Type must be exactly
 // "application/json".
 func (s *Server) strictJSON(c *reqCtx) bool {
+	if !s.bodyParserJSON(c) {
+		return false
+	}
 	if c.r.Header.Get("Content-Type") != "application/json" {
 		s.apiError(c, http.StatusBadRequest, "Content-Type must be application/json", nil)
 		return false
@@ -954,6 +988,9 @@ func (s *Server) allForms() map[string]Form {
 // the stored one (CHT merges nested objects unless ?replace=1), "forms"
 // replaces the JSON forms.
 func (s *Server) handleSettingsPut(c *reqCtx, _ []string) {
+	if !s.strictJSON(c) {
+		return
+	}
 	if !c.user.can(PermEdit, "can_configure") {
 		s.forbidden(c)
 		return
