@@ -819,20 +819,43 @@ func kindUpdate(k kind) func(*Server, *reqCtx, []string) {
 			s.apiError(c, http.StatusBadRequest, "Request body must be a JSON object.", nil)
 			return
 		}
+		// shared-libs/cht-datasource/src/local/{person,place,report}.ts
+		// v1.update (cht-core 5.2.0): the input {...body, _id} must be a
+		// doc of the kind (isDoc: string _id and _rev); the stored one
+		// must exist and be of the kind (ResourceNotFoundError); then
+		// assertFieldsUnchanged (local/libs/core.ts) refuses a changed
+		// _rev (a stale one included), reported_date, type or
+		// contact_type (reports: _rev and reported_date).
+		body["_id"] = params[0]
+		rev, _ := body["_rev"].(string)
+		form, _ := body["form"].(string)
+		if rev == "" || !s.ofKind(k, extractMeta(body)) || (k == kindReport && form == "") {
+			fields := "_id, _rev, and type"
+			if k == kindReport {
+				fields = "_id, _rev, form, and type"
+			}
+			s.apiError(c, http.StatusBadRequest, "Valid "+fields+" fields must be provided.", nil)
+			return
+		}
 		cur, ok := s.store.get(params[0])
-		if !ok || !s.ofKind(k, extractMeta(cur)) {
-			s.apiError(c, http.StatusNotFound, k.name()+" not found", nil)
+		if curForm, _ := cur["form"].(string); !ok || !s.ofKind(k, extractMeta(cur)) || (k == kindReport && curForm == "") {
+			s.apiError(c, http.StatusNotFound, fmt.Sprintf("%s record [%s] not found.", k.name(), params[0]), nil)
 			return
 		}
-		if str(body["_rev"]) == "" {
-			s.apiError(c, http.StatusBadRequest, "Missing or empty required field (_rev).", nil)
+		keys := []string{"_rev", "reported_date", "type", "contact_type"}
+		if k == kindReport {
+			keys = keys[:2]
+		}
+		var changed []string
+		for _, key := range keys {
+			if !jsStrictEqual(cur[key], body[key]) {
+				changed = append(changed, key)
+			}
+		}
+		if len(changed) > 0 {
+			s.apiError(c, http.StatusBadRequest, "The ["+strings.Join(changed, ",")+"] fields must not be changed.", nil)
 			return
 		}
-		if mustJSON(body["reported_date"]) != mustJSON(cur["reported_date"]) {
-			s.apiError(c, http.StatusBadRequest, "Value of reported_date cannot be changed.", nil)
-			return
-		}
-		rev := str(body["_rev"])
 		delete(body, "_rev")
 		delete(body, "_id")
 		doc, err := s.buildDoc(k, body)
@@ -847,6 +870,36 @@ func kindUpdate(k kind) func(*Server, *reqCtx, []string) {
 		}
 		writeJSON(c.w, http.StatusOK, doc)
 	}
+}
+
+// jsStrictEqual is JavaScript's === for JSON values: primitives by value
+// (numbers numerically), objects and arrays never equal.
+func jsStrictEqual(a, b any) bool {
+	switch a.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	switch b.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	if af, ok := jsonFloat(a); ok {
+		bf, ok := jsonFloat(b)
+		return ok && af == bf
+	}
+	return a == b
+}
+
+// jsonFloat reads a JSON number.
+func jsonFloat(v any) (float64, bool) {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := t.Float64()
+		return f, err == nil
+	case float64:
+		return t, true
+	}
+	return 0, false
 }
 
 // refID accepts a reference given as an id string or as a {_id} object.

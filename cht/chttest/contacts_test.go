@@ -357,6 +357,14 @@ func TestVersionGating(t *testing.T) {
 	}
 }
 
+// TestCreateAndUpdate52 pins the cht-core 5.2.0 write routes of
+// api/src/routing.js (POST /api/v1/person, PUT /api/v1/person/:uuid, POST
+// /api/v1/report): api/src/controllers/person.js v1.create/v1.update and
+// report.js v1.create call shared-libs/cht-datasource/src/local/person.ts
+// v1.create (getTypeProperties: a configured person type becomes type
+// contact + contact_type; minified parent lineage) and v1.update (the
+// body replaces the doc, so keys omitted are deleted), and local/report.ts
+// v1.create (no form definition needed; the contact's lineage minified).
 func TestCreateAndUpdate52(t *testing.T) {
 	srv := NewDemoServer(Config{BasePath: "/cht", Version: "5.2.0"})
 	t.Cleanup(srv.Close)
@@ -391,9 +399,9 @@ func TestCreateAndUpdate52(t *testing.T) {
 	if got["name"] != "renamed" || got["phone"] != nil || !strings.HasPrefix(str(got["_rev"]), "2-") {
 		t.Errorf("update answer %s", r.body)
 	}
-	// Stale _rev → conflict.
+	// Stale _rev → 400 (assertFieldsUnchanged; TestUpdate52Errors).
 	r = do(t, srv, call{method: "PUT", path: "/api/v1/person/" + str(doc["_id"]), ct: "application/json", body: mustMarshal(t, upd)})
-	if r.status != http.StatusConflict {
+	if r.status != http.StatusBadRequest {
 		t.Errorf("stale update: %d %s", r.status, r.body)
 	}
 	// Report create: no form definition needed.
@@ -438,5 +446,61 @@ func TestCreate52RefusesID(t *testing.T) {
 				t.Error("doc \"chosen\" stored")
 			}
 		})
+	}
+}
+
+// TestUpdate52Errors pins the errors of PUT /api/v1/{person,place,report}/
+// :uuid in cht-core 5.2.0: shared-libs/cht-datasource/src/local/person.ts,
+// place.ts and report.ts v1.update. The input {...body, _id: uuid} must be
+// a doc of the kind (isDoc: string _id and _rev; isReport also a form),
+// else InvalidArgumentError "Valid _id, _rev, and type fields must be
+// provided."; the stored doc must exist and be of the kind, else
+// ResourceNotFoundError "<Kind> record [<id>] not found."; then
+// assertFieldsUnchanged (local/libs/core.ts) lists the changed fields
+// among _rev, reported_date, type and contact_type (reports: _rev and
+// reported_date) in "The [<fields>] fields must not be changed.", so a
+// stale _rev is a 400, not CouchDB's 409. api/src/server-utils.js error
+// maps InvalidArgumentError to 400 and ResourceNotFoundError to 404.
+func TestUpdate52Errors(t *testing.T) {
+	srv := NewDemoServer(Config{BasePath: "/cht", Version: "5.2.0"})
+	t.Cleanup(srv.Close)
+	cur := do(t, srv, call{method: "GET", path: "/api/v1/person/" + DemoPatientID}).obj(t)
+	with := func(kv ...any) string {
+		m := map[string]any{}
+		for k, v := range cur {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(m, kv[i].(string))
+			} else {
+				m[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return mustMarshal(t, m)
+	}
+	place := do(t, srv, call{method: "GET", path: "/api/v1/place/" + DemoHouseholdID}).obj(t)
+	const stale = "1-00000000000000000000000000000000"
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+		want             string
+	}{
+		{"stale _rev", "/api/v1/person/" + DemoPatientID, with("_rev", stale), 400, "The [_rev] fields must not be changed."},
+		{"reported_date", "/api/v1/person/" + DemoPatientID, with("reported_date", 1), 400, "The [reported_date] fields must not be changed."},
+		{"both", "/api/v1/person/" + DemoPatientID, with("_rev", stale, "reported_date", 1), 400, "The [_rev,reported_date] fields must not be changed."},
+		{"no _rev", "/api/v1/person/" + DemoPatientID, with("_rev", nil), 400, "Valid _id, _rev, and type fields must be provided."},
+		{"not a person type", "/api/v1/person/" + DemoPatientID, with("type", "feedback"), 400, "Valid _id, _rev, and type fields must be provided."},
+		{"missing person", "/api/v1/person/nope", with(), 404, "Person record [nope] not found."},
+		{"a place is no person", "/api/v1/person/" + DemoHouseholdID, with(), 404, "Person record [" + DemoHouseholdID + "] not found."},
+		{"missing place", "/api/v1/place/nope", mustMarshal(t, place), 404, "Place record [nope] not found."},
+		{"report without form", "/api/v1/report/" + DemoAssessmentReportID, `{"_rev":"1-a","type":"data_record"}`, 400,
+			"Valid _id, _rev, form, and type fields must be provided."},
+		{"missing report", "/api/v1/report/nope", `{"_rev":"1-a","type":"data_record","form":"f"}`, 404, "Report record [nope] not found."},
+	} {
+		r := do(t, srv, call{method: "PUT", path: tc.path, ct: "application/json", body: tc.body})
+		if r.status != tc.status || r.obj(t)["error"] != tc.want {
+			t.Errorf("%s: %d %s; CHT 5.2 answers %d %q", tc.name, r.status, r.body, tc.status, tc.want)
+		}
 	}
 }
