@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -504,36 +505,111 @@ type page struct {
 	offset int
 }
 
-// parsePage validates limit and cursor as cht-datasource does.
+// parsePage validates limit and cursor as cht-datasource does
+// (checkPageArgs, then pageOffset).
 func (s *Server) parsePage(c *reqCtx, defLimit int, opaque bool) (page, bool) {
+	p, ok := s.checkPageArgs(c, defLimit)
+	if !ok {
+		return p, false
+	}
+	return p, s.pageOffset(c, &p, opaque)
+}
+
+// jsonText is JSON.stringify of a query parameter as Express parses it:
+// undefined when absent, a string, or an array when repeated.
+func jsonText(vals []string) string {
+	switch len(vals) {
+	case 0:
+		return "undefined"
+	case 1:
+		b, _ := json.Marshal(vals[0])
+		return string(b)
+	}
+	b, _ := json.Marshal(vals)
+	return string(b)
+}
+
+// checkPageArgs is the datasource's getPage argument checks before the
+// type is looked up: assertCursor (a given cursor must be a non-empty
+// string), then assertLimit. From 4.18 (shared-libs/cht-datasource/src/
+// libs/parameter-validators.ts) the limit is anything Number() makes a
+// positive integer and the messages quote the value with JSON.stringify;
+// before (libs/core.ts, and the controller's Number(req.query.limit) when
+// truthy) they print String(value).
+func (s *Server) checkPageArgs(c *reqCtx, defLimit int) (page, bool) {
 	q := c.r.URL.Query()
 	p := page{limit: defLimit}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n <= 0 {
-			s.apiError(c, http.StatusBadRequest, fmt.Sprintf("The limit must be a positive number: [%s].", l), nil)
+	v418 := s.ver.AtLeast(4, 18)
+	if cur, given := q["cursor"]; given && (len(cur) != 1 || cur[0] == "") {
+		msg := fmt.Sprintf("Invalid cursor token: [%s].", strings.Join(cur, ","))
+		if v418 {
+			msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", jsonText(cur))
+		}
+		s.apiError(c, http.StatusBadRequest, msg, nil)
+		return p, false
+	}
+	lim, given := q["limit"]
+	if !given || (!v418 && len(lim) == 1 && lim[0] == "") {
+		// 4.17: req.query.limit ? Number(limit) : limit; "" reaches
+		// assertLimit as a string.
+		if given {
+			s.apiError(c, http.StatusBadRequest, "The limit must be a positive number: [].", nil)
 			return p, false
 		}
-		p.limit = n
+		return p, true
 	}
-	if cur := q.Get("cursor"); cur != "" && cur != "null" {
-		raw := cur
-		if opaque {
-			b, err := base64.StdEncoding.DecodeString(cur)
-			if err != nil {
-				s.apiError(c, http.StatusBadRequest, fmt.Sprintf("Invalid cursor token: [%s].", cur), nil)
-				return p, false
-			}
-			raw = string(b)
-		}
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 0 {
-			s.apiError(c, http.StatusBadRequest, fmt.Sprintf("Invalid cursor token: [%s].", cur), nil)
-			return p, false
-		}
-		p.offset = n
+	n, ok := 0.0, false
+	if len(lim) == 1 {
+		n, ok = jsNumber(lim[0])
 	}
+	if !ok || n <= 0 || n != math.Trunc(n) || math.IsInf(n, 0) {
+		msg := "The limit must be a positive number: [NaN]."
+		if ok {
+			msg = fmt.Sprintf("The limit must be a positive number: [%s].", jsNumberString(n))
+		}
+		if v418 {
+			msg = fmt.Sprintf("The limit must be a positive integer: [%s].", jsonText(lim))
+		}
+		s.apiError(c, http.StatusBadRequest, msg, nil)
+		return p, false
+	}
+	p.limit = int(min(n, math.MaxInt32))
 	return p, true
+}
+
+// pageOffset reads the cursor as the local getPage does after the type
+// check: validateCursor (local/libs/core.ts; 4.17 inline in local/
+// person.ts getPage) takes Number(cursor), which must be a non-negative
+// integer; "null" is NaN and refused (the controller passes
+// req.query.cursor, a string). opaque cursors (freetext pages) are base64.
+func (s *Server) pageOffset(c *reqCtx, p *page, opaque bool) bool {
+	cur := c.r.URL.Query().Get("cursor")
+	if cur == "" {
+		return true
+	}
+	bad := func() bool {
+		msg := fmt.Sprintf("Invalid cursor token: [%s].", cur)
+		if s.ver.AtLeast(4, 18) {
+			b, _ := json.Marshal(cur)
+			msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", b)
+		}
+		s.apiError(c, http.StatusBadRequest, msg, nil)
+		return false
+	}
+	raw := cur
+	if opaque {
+		b, err := base64.StdEncoding.DecodeString(cur)
+		if err != nil {
+			return bad()
+		}
+		raw = string(b)
+	}
+	n, ok := jsNumber(raw)
+	if !ok || n < 0 || n != math.Trunc(n) || math.IsInf(n, 0) {
+		return bad()
+	}
+	p.offset = int(min(n, math.MaxInt32))
+	return true
 }
 
 // pageOf slices ids; the cursor is null only when the page is short, as
@@ -561,14 +637,26 @@ func kindList(k kind) func(*Server, *reqCtx, []string) {
 			s.forbidden(c)
 			return
 		}
-		typ := c.r.URL.Query().Get("type")
+		// api/src/controllers/{person,place}.js getAll:
+		// Qualifier.byContactType(req.query.type) refuses a missing or
+		// empty type; getPage checks cursor and limit, then the local
+		// getPage the type, then the cursor's value.
+		types := c.r.URL.Query()["type"]
+		if len(types) != 1 || types[0] == "" {
+			s.apiError(c, http.StatusBadRequest, fmt.Sprintf("Invalid contact type [%s].", jsonText(types)), nil)
+			return
+		}
+		typ := types[0]
+		p, ok := s.checkPageArgs(c, 100)
+		if !ok {
+			return
+		}
 		ct, known := s.types[typ]
 		if !known || ct.Person != (k == kindPerson) {
 			s.apiError(c, http.StatusBadRequest, fmt.Sprintf("Invalid contact type [%s].", typ), nil)
 			return
 		}
-		p, ok := s.parsePage(c, 100, false)
-		if !ok {
+		if !s.pageOffset(c, &p, false) {
 			return
 		}
 		ids := s.store.ids(func(_ string, m docMeta) bool {

@@ -284,6 +284,11 @@ func TestDatasourceEndpoints(t *testing.T) {
 	}
 }
 
+// TestDatasourcePaging pins the pages of GET /api/v1/person?type=
+// (api/src/controllers/person.js getAll → shared-libs/cht-datasource/src/
+// person.ts getPage → local/person.ts getPage): the cursor is the skip as
+// a string, fetchAndFilter returns a cursor whenever the page is full (so
+// a full last page is followed by an empty one) and null when it is short.
 func TestDatasourcePaging(t *testing.T) {
 	srv := NewDemoServer(Config{BasePath: "/cht", Version: "4.21.0"})
 	t.Cleanup(srv.Close)
@@ -501,6 +506,62 @@ func TestUpdate52Errors(t *testing.T) {
 		r := do(t, srv, call{method: "PUT", path: tc.path, ct: "application/json", body: tc.body})
 		if r.status != tc.status || r.obj(t)["error"] != tc.want {
 			t.Errorf("%s: %d %s; CHT 5.2 answers %d %q", tc.name, r.status, r.body, tc.status, tc.want)
+		}
+	}
+}
+
+// TestDatasourcePagingErrors pins the 400 answers of GET /api/v1/person
+// and /api/v1/place listings. api/src/controllers/person.js getAll calls
+// Qualifier.byContactType(req.query.type) (qualifier.ts: a missing or
+// empty type is "Invalid contact type [<JSON.stringify>]."), then
+// person.ts getPage runs assertCursor and assertLimit, then local/
+// person.ts getPage refuses a type that is not a person type and reads
+// the cursor with validateCursor (Number(cursor) a non-negative integer).
+// req.query values are strings, so cursor=null is the string "null",
+// which is refused. From cht-core 4.18.0 (libs/parameter-validators.ts,
+// local/libs/core.ts) the messages quote the value with JSON.stringify
+// and any limit Number() makes a positive integer is accepted; 4.17.0
+// (libs/core.ts assertLimit/assertCursor, controller Number(limit) when
+// truthy) prints String(value).
+func TestDatasourcePagingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		version, query, want string
+	}{
+		{"5.2.0", "type=person&limit=abc", `The limit must be a positive integer: ["abc"].`},
+		{"5.2.0", "type=person&limit=0", `The limit must be a positive integer: ["0"].`},
+		{"5.2.0", "type=person&limit=2.5", `The limit must be a positive integer: ["2.5"].`},
+		{"5.2.0", "type=person&limit=", `The limit must be a positive integer: [""].`},
+		{"5.2.0", "type=person&limit=5.0", ""},
+		{"5.2.0", "type=person&cursor=x", `The cursor must be a string or null for first page: ["x"].`},
+		{"5.2.0", "type=person&cursor=null", `The cursor must be a string or null for first page: ["null"].`},
+		{"5.2.0", "type=person&cursor=", `The cursor must be a string or null for first page: [""].`},
+		{"5.2.0", "type=person&cursor=-1", `The cursor must be a string or null for first page: ["-1"].`},
+		{"5.2.0", "type=person&cursor=2", ""},
+		{"5.2.0", "", `Invalid contact type [undefined].`},
+		{"5.2.0", "type=", `Invalid contact type [""].`},
+		{"5.2.0", "type=nope", `Invalid contact type [nope].`},
+		{"5.2.0", "type=nope&limit=abc", `The limit must be a positive integer: ["abc"].`}, // checked before the type
+		{"4.18.0", "type=person&cursor=null", `The cursor must be a string or null for first page: ["null"].`},
+		{"4.17.0", "type=person&limit=abc", `The limit must be a positive number: [NaN].`},
+		{"4.17.0", "type=person&limit=0", `The limit must be a positive number: [0].`},
+		{"4.17.0", "type=person&limit=2.5", `The limit must be a positive number: [2.5].`},
+		{"4.17.0", "type=person&limit=", `The limit must be a positive number: [].`},
+		{"4.17.0", "type=person&cursor=x", `Invalid cursor token: [x].`},
+		{"4.17.0", "type=person&cursor=null", `Invalid cursor token: [null].`},
+		{"4.17.0", "type=person&cursor=", `Invalid cursor token: [].`},
+		{"4.17.0", "", `Invalid contact type [undefined].`},
+	} {
+		srv := NewDemoServer(Config{BasePath: "/cht", Version: tc.version})
+		r := do(t, srv, call{method: "GET", path: "/api/v1/person?" + tc.query})
+		srv.Close()
+		if tc.want == "" {
+			if r.status != 200 {
+				t.Errorf("%s ?%s: %d %s, want 200", tc.version, tc.query, r.status, r.body)
+			}
+			continue
+		}
+		if r.status != 400 || r.obj(t)["error"] != tc.want {
+			t.Errorf("%s ?%s: %d %s; CHT answers 400 %q", tc.version, tc.query, r.status, r.body, tc.want)
 		}
 	}
 }
