@@ -307,6 +307,10 @@ func (s *Server) ReplayChanges(n int) {
 // include_docs and feed=normal|longpoll (timeout bounded by
 // Config.MaxLongpoll).
 func (s *Server) handleChanges(c *reqCtx, _ []string) {
+	if !c.user.online() && s.ver.AtLeast(4, 3) {
+		s.offlineChanges(c)
+		return
+	}
 	q := c.r.URL.Query()
 	var since int64
 	switch sv := q.Get("since"); sv {
@@ -367,7 +371,7 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 	for i := range changes {
 		ch := &changes[i]
 		if !ch.deleted && !c.user.online() && !s.sees(c.user, ch.doc()) {
-			continue // api/src/controllers/changes.js: only the user's docs
+			continue // before 4.3, api/src/controllers/changes.js: only the user's docs
 		}
 		r := changeRow{Seq: formatSeq(ch.seq), ID: ch.id, Changes: []map[string]any{{"rev": ch.rev}}, Deleted: ch.deleted}
 		if include {
@@ -377,4 +381,24 @@ func (s *Server) handleChanges(c *reqCtx, _ []string) {
 	}
 	pending := max(s.store.lastSeq()-last, 0)
 	writeJSON(c.w, http.StatusOK, map[string]any{"results": rows, "last_seq": formatSeq(last), "pending": pending})
+}
+
+// offlineChanges is an offline user's _changes from cht-core 4.3 to 5.2:
+// api/src/controllers/changes.js processRequest answers
+// db.medic.changes({doc_ids: authorization.getDefaultDocs(userCtx)}),
+// whatever the query asks: only _design/medic-client, service-worker-meta,
+// settings and org.couchdb.user:<name> (services/replication/
+// authorization.js DEFAULT_DDOCS, getDefaultDocs), from the start, without
+// docs. Offline users get the rest through /api/v1/replication/get-ids.
+func (s *Server) offlineChanges(c *reqCtx) {
+	ids := []string{"_design/medic-client", "service-worker-meta", "settings", "org.couchdb.user:" + c.user.Name}
+	changes, last, _ := s.store.changesSince(0, 0)
+	rows := make([]changeRow, 0, len(ids))
+	for i := range changes {
+		ch := &changes[i]
+		if slices.Contains(ids, ch.id) {
+			rows = append(rows, changeRow{Seq: formatSeq(ch.seq), ID: ch.id, Changes: []map[string]any{{"rev": ch.rev}}, Deleted: ch.deleted})
+		}
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"results": rows, "last_seq": formatSeq(last)})
 }

@@ -8,6 +8,12 @@ package chttest
 // lineage includes it, and the reports about such a contact (its uuid or
 // shortcode in patient_id, patient_uuid or place_id) or, when a report
 // has no subject, submitted by one. Other documents are not replicated.
+// That scope applies to _all_docs and doc reads, and to _changes only
+// before cht-core 4.3: from 4.3 to 5.2 changes.js processRequest returns
+// only the default docs (_design/medic-client, service-worker-meta,
+// settings, org.couchdb.user:<name>; authorization getDefaultDocs), see
+// couch.go offlineChanges, and offline users get the other ids from
+// /api/v1/replication/get-ids, which the fake does not serve.
 
 // sees reports whether user u may read the stored doc raw.
 func (s *Server) sees(u *User, raw []byte) bool {
