@@ -222,6 +222,14 @@ func TestContactsByPhone(t *testing.T) {
 	}
 }
 
+// TestDatasourceEndpoints pins the cht-datasource read routes of
+// cht-core 4.21.0 (api/src/routing.js): api/src/controllers/person.js,
+// place.js, contact.js and report.js v1.get answer 404 "<Kind> not found"
+// for a doc that is not of their kind, check can_view_contacts or
+// can_view_reports with auth.assertPermissions (isOnline: offline users
+// get 403), and ?with_lineage=true uses getWithLineage (report.js has none
+// before 4.22); the listings and uuid routes validate type, limit, cursor
+// and freetext as shared-libs/cht-datasource does.
 func TestDatasourceEndpoints(t *testing.T) {
 	srv := NewDemoServer(Config{BasePath: "/cht", Version: "4.21.0"})
 	t.Cleanup(srv.Close)
@@ -330,6 +338,12 @@ func TestDatasourcePaging(t *testing.T) {
 	}
 }
 
+// TestVersionGating pins the release that added each route (checked in
+// api/src/routing.js of each tag: contacts-by-phone 3.10, GET person/:uuid
+// 4.9, place/:uuid 4.10, the person listing 4.11, report/:uuid 4.18,
+// postJson('/api/v1/person') 5.2): a route the release lacks falls
+// through to app.all('*path') proxy.web, CouchDB's 404, and routing.js
+// app.get('/api/info') answers {version} from the API's package.json.
 func TestVersionGating(t *testing.T) {
 	tests := []struct {
 		version string

@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// TestMedicDocs pins document reads and writes of an online user through
+// /medic: api/src/routing.js proxies them to CouchDB (onlineUserProxy,
+// then proxy.web; db-doc.js handles only offline users), so CouchDB's
+// answers apply: 404 {"error":"not_found","reason":"missing"}, 201 with
+// the new rev, 409 {"error":"conflict","reason":"Document update
+// conflict."} for a missing or stale _rev.
 func TestMedicDocs(t *testing.T) {
 	srv := newTestServer(t, Config{})
 	steps := []struct {
@@ -79,6 +85,11 @@ func TestMedicDocs(t *testing.T) {
 	}
 }
 
+// TestChanges pins an online user's changes feed: api/src/routing.js sends
+// /medic/_changes of online users straight to CouchDB
+// (onlineUserChangesProxy, proxyForChanges), so CouchDB's feed applies:
+// each doc once at its latest seq, deleted docs with deleted: true, opaque
+// string sequences, since/limit paging and longpoll.
 func TestChanges(t *testing.T) {
 	srv := newTestServer(t, Config{MaxLongpoll: 2 * time.Second})
 	for i := range 5 {
@@ -160,6 +171,13 @@ func TestChanges(t *testing.T) {
 	}
 }
 
+// TestSessionAndRateLimit pins logins: api/src/routing.js proxies /_session
+// to CouchDB, which sets the AuthSession cookie that the API then accepts;
+// api/src/middleware/rate-limiter.js counts every 401 or 429 answer of a
+// request carrying credentials against the client (api/src/services/
+// rate-limit.js: RateLimiterMemory, 10 points per 10 s, keyed by IP and
+// user), and once limited answers serverUtils.rateLimited (429) even to
+// the right password.
 func TestSessionAndRateLimit(t *testing.T) {
 	srv := newTestServer(t, Config{})
 	jar, _ := cookiejar.New(nil)
@@ -323,6 +341,12 @@ func TestRequestHistoryBounded(t *testing.T) {
 	}
 }
 
+// TestBulkAndAllDocs pins _bulk_docs and _all_docs of an online user:
+// api/src/routing.js proxies them to CouchDB (onlineUserProxy; the
+// offline filters of bulk-docs.js and all-docs.js are not involved), so
+// CouchDB's rules apply: new_edits: false keeps the given _rev, a stale
+// write is a per-doc conflict inside a 201, and _all_docs pages by
+// startkey/limit and answers {error: "not_found"} for unknown keys.
 func TestBulkAndAllDocs(t *testing.T) {
 	srv := newTestServer(t, Config{})
 	r := do(t, srv, call{method: "POST", path: "/medic/_bulk_docs", ct: "application/json",

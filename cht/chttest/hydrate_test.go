@@ -60,6 +60,14 @@ func TestPlaceMinifiedMatchesReference(t *testing.T) {
 	}
 }
 
+// TestHydrate pins /api/v1/hydrate for several ids: api/src/controllers/
+// hydration.js hydrate takes doc_ids from the JSON-parsed query
+// (req.parsedQuery) before the body, and formatResponse keeps the
+// requested order with {id, error: "not_found"} for missing or deleted
+// docs. shared-libs/lineage/src/hydration.js fetchHydratedDocs hydrates
+// several ids with hydrateDocs: a report's contact with its lineage, its
+// patient (fetchSubjectsUuids, by UUID or shortcode) with its own, and
+// each contact's primary contact (fillContactsInDocs).
 func TestHydrate(t *testing.T) {
 	srv := refServer(t, "4.21.0")
 	if err := srv.DeleteDoc(refClinic); err != nil {
@@ -158,6 +166,14 @@ func TestHydrateResolvesShortcodesAndStubs(t *testing.T) {
 	}
 }
 
+// TestHydrateErrors pins the errors of /api/v1/hydrate: api/src/
+// controllers/hydration.js invalidParameterError (400 bad_request "`doc_ids`
+// parameter must be a json array."), api/src/routing.js placing
+// authorization.offlineUserFirewall before it (api/src/middleware/
+// authorization.js: 403 "Offline users are not allowed access to this
+// endpoint"; no other permission is needed), serverUtils.notLoggedIn for
+// missing or wrong credentials (JSON or "not logged in" text by
+// req.accepts), and the route's arrival in 3.9.0 (404 before).
 func TestHydrateErrors(t *testing.T) {
 	srv := refServer(t, "4.21.0")
 	srv.AddUser(User{Name: "chw", Password: "pw", Roles: []string{"chw"}, Permissions: IntegrationPermissions})
@@ -213,6 +229,12 @@ func TestHydrateErrors(t *testing.T) {
 	}
 }
 
+// TestHydrateLinkedDocsAndCycles pins linked_docs and cyclic lineages:
+// shared-libs/lineage/src/hydration.js getContactIds collects the ids of a
+// doc's linked_docs (an id string or an {_id} object, utils.getId) and
+// fillContactsInDocs replaces each found one by the doc, leaving a missing
+// one as it was; selfAndParents stops at a parent already seen, so a
+// cycle through stored parents ends.
 func TestHydrateLinkedDocsAndCycles(t *testing.T) {
 	srv := newTestServer(t, Config{})
 	if err := srv.PutDocs(

@@ -196,6 +196,16 @@ func reply(status int, ct, body string) func(w http.ResponseWriter, r *http.Requ
 	}
 }
 
+// TestPusherSuccessRules pins when CHT counts a push as sent. shared-libs/
+// outbound/src/outbound.js sendPayload posts with @medic/couch-request:
+// before 4.17 that wraps request-promise-native (json: true), which
+// resolves only for 2xx and does not follow redirects on POST; from 4.17
+// (shared-libs/couch-request/src/couch-request.js, fetch) a response is a
+// success when response.ok || (status > 300 && status < 399), and
+// getResponseBody parses the body as JSON when the content type
+// startsWith('application/json') (case-sensitive), so an empty or invalid
+// body then rejects. Any failure, a 4xx included, is thrown by send and
+// mark_for_outbound.js queues the push.
 func TestPusherSuccessRules(t *testing.T) {
 	doc := map[string]any{"_id": "p1", "name": "A", "phone": "1", "date_of_birth": "x", "sex": "f", "patient_id": "1"}
 	tests := []struct {
@@ -274,6 +284,10 @@ func TestPusherSuccessRules(t *testing.T) {
 	}
 }
 
+// TestPusherTimeout pins the per-request timeout: shared-libs/outbound/
+// src/outbound.js sendPayload sets timeout: OUTBOUND_REQ_TIMEOUT (10 s),
+// which couch-request turns into AbortSignal.timeout; a timed-out push
+// fails and is queued like any other failure.
 func TestPusherTimeout(t *testing.T) {
 	release := make(chan struct{})
 	dest := newDestination(t, func(w http.ResponseWriter, r *http.Request) {
@@ -291,6 +305,13 @@ func TestPusherTimeout(t *testing.T) {
 	}
 }
 
+// TestPusherHashDedupe pins the duplicate check: shared-libs/outbound/src/
+// outbound.js send maps the doc, and alreadySent compares hash(payload)
+// (SHA-256 of orderedStringify, keys sorted) with the last completed_tasks
+// entry of that push in the infodoc; an identical payload is not sent
+// again, whatever else changed in the doc. mark_for_outbound.js relevantTo
+// evaluates relevant_to first, and shared-libs/transitions/src/
+// transitions/index.js canRun skips deleted docs.
 func TestPusherHashDedupe(t *testing.T) {
 	dest := newDestination(t, reply(200, "application/json", "{}"))
 	p, _ := NewOutboundPusher(PusherConfig{URL: dest.URL, Mapping: patientMapping,
@@ -329,6 +350,13 @@ func TestPusherHashDedupe(t *testing.T) {
 	}
 }
 
+// TestPusherRetryQueue pins the retry queue: shared-libs/transitions/src/
+// transitions/mark_for_outbound.js markForOutbound writes
+// task:outbound:<doc id> only when none exists (an existing task is not
+// topped up), and sentinel/src/schedule/outbound.js queuedTasks re-reads
+// the current doc (allDocs + lineage.hydrateDocs) at every run, so a doc
+// edited while queued is sent as it is now; singlePush removes the push
+// from the task on success.
 func TestPusherRetryQueue(t *testing.T) {
 	srv := NewDemoServer()
 	t.Cleanup(srv.Close)
