@@ -428,7 +428,11 @@ func TestPusherRetryQueue(t *testing.T) {
 
 // TestPusherRunFollowsServer drives pushes the way CHT does: every change
 // (here a records API submission) is evaluated, failures are retried by the
-// queue until the destination recovers.
+// queue until the destination recovers. Sentinel follows the medic changes
+// feed and runs shared-libs/transitions/src/transitions/index.js
+// processChange for each change (mark_for_outbound.js markForOutbound
+// queues a failure), and sentinel/src/schedule/outbound.js execute retries
+// the queue on Sentinel's schedule.
 func TestPusherRunFollowsServer(t *testing.T) {
 	srv := NewDemoServer()
 	t.Cleanup(srv.Close)
