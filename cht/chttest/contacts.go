@@ -316,11 +316,6 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 	return id, contactID, false, nil
 }
 
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 func (s *Server) handleLegacyPlaces(c *reqCtx, _ []string) {
 	if !c.user.can(PermEdit, PermCreatePlaces) {
 		s.forbidden(c)
