@@ -81,6 +81,10 @@ type PusherConfig struct {
 	HTTPClient *http.Client
 	// Server, if set, is the fake CHT the pusher follows in Run and Sync
 	// (as Sentinel follows the medic changes feed), and the default Source.
+	// When the server's app settings enable mark_for_outbound, its records
+	// API (JSON and SMS reports) also runs the pusher before it saves the
+	// report, as CHT's API does (see Server.apiMarkForOutbound): that first
+	// push maps the hydrated report without _rev.
 	Server *Server
 	// Source returns the current hydrated doc for queued retries (Sentinel
 	// re-fetches and re-hydrates the doc). nil uses Server.HydratedDoc, or
@@ -233,6 +237,11 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		outcomes: make(map[Outcome]int), inQueue: make(map[string]int64)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Server != nil {
+		cfg.Server.mu.Lock()
+		cfg.Server.pushers = append(cfg.Server.pushers, p)
+		cfg.Server.mu.Unlock()
 	}
 	return p, nil
 }

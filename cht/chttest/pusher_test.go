@@ -912,3 +912,103 @@ func TestURLJoin(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordsAPIRunsMarkForOutboundBeforeSave pins that CHT's API runs
+// mark_for_outbound itself for a report created with the records API:
+// api/src/controllers/records.js runTransitions calls shared-libs/
+// transitions/src/transitions/index.js processDocs, which hydrates a copy
+// of the unsaved report (hydrateDocs, no _rev) and applies the
+// transitions api/src/services/config-watcher.js loaded with
+// loadTransitions(true) (mark_for_outbound is not asynchronousOnly), then
+// saves. So a mapping of doc._rev (outbound.RefMapping) fails there and
+// the push is queued (task:outbound:<id>), a whole-document mapping
+// reaches the destination before the report exists, and Sentinel's pass
+// over the saved revision (processChange; the transition recorded no
+// last_rev, canRun) pushes again when the payload differs. Without the
+// transition in app_settings the API runs nothing.
+func TestRecordsAPIRunsMarkForOutboundBeforeSave(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		srv := NewDemoServer()
+		if enabled {
+			srv.SetSettings(map[string]any{"transitions": map[string]any{"mark_for_outbound": true}})
+		}
+		var mu sync.Mutex
+		var existed []bool
+		// Whether the report exists in CHT when the destination gets it.
+		var docDest *destination
+		docDest = newDestination(t, func(w http.ResponseWriter, r *http.Request) {
+			docDest.mu.Lock()
+			last := docDest.bodies[len(docDest.bodies)-1]
+			docDest.mu.Unlock()
+			var body struct {
+				Doc map[string]any `json:"doc"`
+			}
+			_ = json.Unmarshal([]byte(last), &body)
+			_, ok := srv.Doc(str(body.Doc["_id"]))
+			mu.Lock()
+			existed = append(existed, ok)
+			mu.Unlock()
+		})
+		refDest := newDestination(t, reply(200, "", ""))
+		hw := func(d map[string]any) bool { return d["form"] == "HEIGHT_WEIGHT" }
+		ref, err := NewOutboundPusher(PusherConfig{Name: "ref", URL: refDest.URL, Server: srv, FromNow: true,
+			Mapping: map[string]any{"id": "doc._id", "rev": "doc._rev"}, RelevantTo: hw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := NewOutboundPusher(PusherConfig{Name: "doc", URL: docDest.URL, Server: srv, FromNow: true,
+			Mapping: map[string]any{"doc": "doc"}, RelevantTo: hw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for _, p := range []*OutboundPusher{ref, whole} {
+			if _, err := p.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := do(t, srv, call{method: "POST", path: "/api/v2/records", ct: "application/json",
+			body: `{"_meta":{"form":"HEIGHT_WEIGHT"},"patient_uuid":"` + DemoPatientID + `","height":180,"weight":70}`})
+		id := str(r.obj(t)["id"])
+		if !enabled {
+			if n := len(ref.Attempts()) + len(whole.Attempts()); n != 0 {
+				t.Errorf("without mark_for_outbound in app_settings the API pushed: %d attempts", n)
+			}
+			srv.Close()
+			continue
+		}
+		as := ref.Attempts()
+		if len(as) != 1 || as[0].Outcome != OutcomeMappingError || !strings.Contains(as[0].Err.Error(), "cannot find 'doc._rev'") {
+			t.Fatalf("ref: first attempt %+v; the API's pass maps the unsaved report and fails on doc._rev", as)
+		}
+		if q := ref.Queue(); len(q) != 1 || q[0] != id {
+			t.Errorf("ref queue %v, want the report queued", q)
+		}
+		as = whole.Attempts()
+		var first struct {
+			Doc map[string]any `json:"doc"`
+		}
+		if len(as) == 1 {
+			_ = json.Unmarshal(as[0].Payload, &first)
+		}
+		if len(as) != 1 || as[0].Outcome != OutcomeSent || first.Doc["_id"] != id || first.Doc["_rev"] != nil ||
+			get(first.Doc, "patient.name") != "John Test" {
+			t.Fatalf("doc: %d attempts, first %s; the API sends the hydrated report (patient John Test) without _rev", len(as), first.Doc)
+		}
+		for _, p := range []*OutboundPusher{ref, whole} {
+			if _, err := p.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if q := ref.Queue(); len(q) != 0 || ref.CountOutcome(OutcomeSent) != 1 || refDest.count() != 1 {
+			t.Errorf("ref after Sentinel's pass: queue %v, %d sent", q, ref.CountOutcome(OutcomeSent))
+		}
+		mu.Lock()
+		got := slices.Clone(existed)
+		mu.Unlock()
+		if !slices.Equal(got, []bool{false, true}) {
+			t.Errorf("doc pushes found the report in CHT %v, want [false true] (first before the save, again from Sentinel with _rev)", got)
+		}
+		srv.Close()
+	}
+}

@@ -1,11 +1,13 @@
 package chttest
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,6 +44,7 @@ func (s *Server) handleRecords(c *reqCtx) {
 		s.serverError(c, err.Error())
 		return
 	}
+	s.apiMarkForOutbound(c.r.Context(), doc)
 	if _, err := s.store.put(doc, false); err != nil {
 		s.serverError(c, err.Error())
 		return
@@ -358,15 +361,11 @@ func (s *Server) settingTruthy(key string) bool {
 func (s *Server) transitionEnabled(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// shared-libs/transitions/src/transitions/index.js loadTransitions:
+	// conf truthy and conf.disable falsy.
 	t, _ := s.settings["transitions"].(map[string]any)
-	switch v := t[name].(type) {
-	case bool:
-		return v
-	case map[string]any:
-		d, _ := v["disable"].(bool)
-		return !d
-	}
-	return false
+	conf, _ := t[name].(map[string]any)
+	return jsonTruthy(t[name]) && !jsonTruthy(conf["disable"])
 }
 
 // runTransitions runs the configured transitions the records API runs
@@ -396,6 +395,36 @@ func (s *Server) runTransitions(doc map[string]any) {
 		return
 	}
 	addError(doc, recordError{code: "sys.facility_not_found"}, "")
+}
+
+// apiMarkForOutbound is mark_for_outbound as CHT's API runs it for a
+// report created by the records API or by SMS: api/src/controllers/
+// records.js runTransitions (and services/messaging.js createDocs) call
+// shared-libs/transitions/src/transitions/index.js processDocs, which
+// hydrates a copy of the new, unsaved report (hydrateDocs; no _rev) and
+// applies the transitions the API loads (config-watcher loadTransitions(true):
+// every enabled one that is not asynchronousOnly, mark_for_outbound
+// included) before the report is saved. Each pusher following this server
+// evaluates that copy: a mapping of doc._rev fails and queues the push, a
+// whole-document mapping is sent before the report exists. Sentinel's
+// later pass over the saved revision (Sync) pushes again when the payload
+// differs. It runs concurrently with Sentinel's passes, as the API does,
+// so it does not wait for a Sync or RunQueue in progress.
+func (s *Server) apiMarkForOutbound(ctx context.Context, doc map[string]any) {
+	if !s.transitionEnabled("mark_for_outbound") {
+		return
+	}
+	s.mu.Lock()
+	pushers := slices.Clone(s.pushers)
+	s.mu.Unlock()
+	if len(pushers) == 0 {
+		return
+	}
+	d := deepCopy(doc).(map[string]any)
+	s.hydrator().hydrateDoc(d)
+	for _, p := range pushers {
+		_, _ = p.push(ctx, deepCopy(d).(map[string]any), false)
+	}
 }
 
 // phoneViewType is the contacts_by_phone view's type filter.

@@ -201,8 +201,9 @@ type Server struct {
 	failures map[string][]time.Time // rate-limit key -> 401/429 times
 	creds    map[string]string
 	settings map[string]any
-	forms    map[string]Form // app_settings.forms (Config.Forms, then PUT /api/v1/settings)
-	replay   int64           // sequences the next resumed _changes goes back
+	forms    map[string]Form   // app_settings.forms (Config.Forms, then PUT /api/v1/settings)
+	replay   int64             // sequences the next resumed _changes goes back
+	pushers  []*OutboundPusher // following this server: the API's mark_for_outbound runs them too
 
 	closing   chan struct{} // closed by Close: ends longpolls and latency faults
 	closeOnce sync.Once
