@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 )
@@ -244,7 +243,11 @@ func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 		return err
 	}
 	if resp.status != http.StatusOK {
-		return a.credentialFailure(c.apiError(http.MethodPost, path, resp))
+		api := c.apiError(http.MethodPost, path, resp)
+		if resp.status == http.StatusInternalServerError && c.base.Scheme == "http" {
+			return insecureSessionLogin(api)
+		}
+		return a.credentialFailure(api)
 	}
 	a.loggedIn = true
 	a.gen++
@@ -260,21 +263,32 @@ const (
 
 // credentialFailure turns a 4xx answer of the salt fetch or the login into
 // a configuration error saying what to change; other errors (5xx: core
-// trouble, retried) pass through, except core's refusal to send a secure
-// cookie over http.
+// trouble, retried) pass through.
 func (a *authState) credentialFailure(err error) error {
 	var api *APIError
 	if !errors.As(err, &api) {
 		return err
 	}
-	switch {
-	case api.StatusCode >= 500 && strings.Contains(strings.ToLower(api.Message), "secure cookie"):
-		return &configError{api: api, fix: "core sends its session cookie only over https (its api.secureCookie setting): " +
-			"use an https openhim.url (MEDIATOR_OPENHIM_URL), or set " + fixAuthScheme + " to basic"}
-	case api.StatusCode >= 400 && api.StatusCode < 500:
+	if api.StatusCode >= 400 && api.StatusCode < 500 {
 		return &configError{api: api, matches: ErrUnauthorized, fix: "core refused the credentials: " + fixCredentials}
 	}
 	return err
+}
+
+// insecureSessionLogin is the configuration error of a 500 to
+// POST /authenticate/local over plain http. Core 7.2+ gives koa-session
+// secure: api.secureCookie (true by default; src/koaApi.js); after the
+// login succeeded koa-session sets its cookie, the cookies module throws
+// "Cannot send secure cookie over unencrypted connection", and Koa's
+// default error handler (koa lib/context.js onerror: a 5xx error is not
+// exposed) answers 500 with the body "Internal Server Error" only, so the
+// status and the scheme are all the client can go by. Core's login route
+// has no other 500 (src/passport.js handlePassportError turns a strategy's
+// error into a 401). It still matches ErrServer: core did answer 500.
+func insecureSessionLogin(api *APIError) error {
+	return &configError{api: api, matches: ErrServer, fix: "core sends its session cookie only over https (its api.secureCookie " +
+		"setting, on by default), so a session login over http fails with 500: use an https openhim.url (MEDIATOR_OPENHIM_URL), " +
+		"or set " + fixAuthScheme + " to basic (if core's api.secureCookie is false, core failed: see its log)"}
 }
 
 // noTokenCredentials is the configuration error of a 404 from

@@ -105,8 +105,11 @@ type lcAuthCore struct {
 	requests    atomic.Int32
 	expireAfter int32 // session: 401 once after this many requests
 	schemes     chan string
-	// secureCookie answers the login as core does over http with
-	// api.secureCookie on (src/api/authentication.js, koa-session).
+	// secureCookie answers the login as core 7.2+ does over http with
+	// api.secureCookie on (src/koaApi.js gives koa-session secure:
+	// api.secureCookie; the cookies module throws when koa-session sets the
+	// cookie, and Koa's lib/context.js onerror hides a 5xx error's message:
+	// 500 "Internal Server Error").
 	secureCookie bool
 	forbid       bool // 403 to authenticated requests
 }
@@ -125,7 +128,7 @@ func (f *lcAuthCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/authenticate/local" && r.Method == http.MethodPost:
 		f.loginCalls.Add(1)
 		if f.secureCookie {
-			http.Error(w, "Cannot send secure cookie over unencrypted connection", http.StatusInternalServerError)
+			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 			return
 		}
 		if !f.accept["session"] {

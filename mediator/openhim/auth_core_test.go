@@ -1,0 +1,72 @@
+package openhim_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
+)
+
+// TestSessionLoginOverHTTP: core 7.2+ (src/koaApi.js) gives koa-session
+// secure: api.secureCookie (config/default.json: true). Over plain http the
+// login succeeds, then koa-session's cookie cannot be set (the cookies
+// module throws "Cannot send secure cookie over unencrypted connection")
+// and Koa's default error handler (koa lib/context.js onerror) answers 500
+// with the body "Internal Server Error" only. The client must read that as
+// the configuration error (not retried), not as core trouble retried
+// forever. Over https, or with api.secureCookie false, the session works.
+func TestSessionLoginOverHTTP(t *testing.T) {
+	tests := []struct {
+		name       string
+		cfg        openhimtest.Config
+		wantConfig bool
+	}{
+		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, wantConfig: true},
+		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}},
+		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := openhimtest.NewServer(tt.cfg)
+			defer srv.Close()
+			var logins atomic.Int32
+			hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.Method == http.MethodPost && r.URL.Path == "/authenticate/local" {
+					logins.Add(1)
+				}
+				return srv.Client().Transport.RoundTrip(r)
+			})}
+			c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+				Auth: openhim.AuthSession, CoreVersion: 8, HTTPClient: hc, MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.ListChannels(context.Background())
+			if !tt.wantConfig {
+				if err != nil {
+					t.Fatalf("ListChannels: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, openhim.ErrConfig) || !strings.Contains(err.Error(), "use an https openhim.url") {
+				t.Fatalf("err = %v; want the configuration error naming openhim.url", err)
+			}
+			if !errors.Is(err, openhim.ErrServer) {
+				t.Errorf("err = %v does not match ErrServer, though core answered 500", err)
+			}
+			if n := logins.Load(); n != 1 {
+				t.Errorf("POST /authenticate/local sent %d times; a configuration error is not retried", n)
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
