@@ -497,8 +497,9 @@ func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string
 
 // retryable is the retry condition: a network error or a 5xx from core,
 // including from the salt fetch or login, is retried; any other answer is
-// final, and so is an error a setting must fix (see [ErrConfig]) or an
-// answer over the size limit.
+// final, and so is an error a setting must fix (see [ErrConfig]), an
+// answer over the size limit, or core's 500 to the update of an unknown
+// transaction (see [isUnknownTransaction]).
 func retryable(r *resty.Response, err error) bool {
 	if err != nil {
 		var api *APIError
@@ -510,7 +511,11 @@ func retryable(r *resty.Response, err error) bool {
 		}
 		return true
 	}
-	return r != nil && r.StatusCode() >= 500
+	if r == nil || r.StatusCode() < 500 {
+		return false
+	}
+	// Core's 500 to the update of an unknown transaction is final.
+	return !isUnknownTransaction(r.StatusCode(), coreMessage(r.Body()))
 }
 
 func (c *Client) apiError(method, path string, resp *apiResponse) *APIError {

@@ -214,13 +214,39 @@ func (s *Server) handleUpdateTransaction(w http.ResponseWriter, r *http.Request,
 	writeText(w, status, msg)
 }
 
+// updateHasError is core's hasError (src/api/transactions.js): the update
+// sets an error, a route with an error, or pushes routes with an error.
+func updateHasError(upd map[string]any) bool {
+	if upd["error"] != nil {
+		return true
+	}
+	if routes, ok := upd["routes"].([]any); ok {
+		for _, r := range routes {
+			if m, ok := r.(map[string]any); ok && m["error"] != nil {
+				return true
+			}
+		}
+	}
+	push, _ := upd["$push"].(map[string]any)
+	routes, _ := push["routes"].(map[string]any)
+	return routes["error"] != nil
+}
+
 func (s *Server) updateTransaction(id string, upd map[string]any) (int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.findTx(id)
 	if t == nil {
-		// core 4.0.5 dereferences the missing transaction: 500.
-		return http.StatusInternalServerError, "Could not update transaction via the API: TypeError: Cannot read property 'channelID' of null"
+		// core's src/api/transactions.js, updateTransaction (v4.0.5 to
+		// v8.5.0, on Node 14) dereferences the missing transaction inside
+		// its try: transaction.channelID when hasError(updates), else
+		// calculateTransactionBodiesByteLength reads null.body; the catch
+		// answers 500.
+		prop := "body"
+		if updateHasError(upd) {
+			prop = "channelID"
+		}
+		return http.StatusInternalServerError, "Could not update transaction via the API: TypeError: Cannot read property '" + prop + "' of null"
 	}
 	var doc map[string]any
 	if err := remarshal(t, &doc); err != nil {
