@@ -159,7 +159,8 @@ type Channel struct {
 	TCPPort         int    `json:"tcpPort,omitempty"`
 	RequestBody     *bool  `json:"requestBody,omitempty"`
 	ResponseBody    *bool  `json:"responseBody,omitempty"`
-	// MaxBodyAgeDays is 1 to 36500 when set.
+	// MaxBodyAgeDays is 1 to 36499 when set, and needs RequestBody or
+	// ResponseBody true (core's isMaxBodyDaysValid).
 	MaxBodyAgeDays int `json:"maxBodyAgeDays,omitempty"`
 	// IsAsynchronousProcess needs core 8.3 or later.
 	IsAsynchronousProcess bool     `json:"isAsynchronousProcess,omitempty"`
@@ -510,8 +511,17 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 	if ch.Timeout < 0 || ch.Timeout > 3600000 {
 		errs = append(errs, invalidf(field+".timeout", "must be between 1 and 3600000 ms"))
 	}
-	if ch.MaxBodyAgeDays < 0 || ch.MaxBodyAgeDays > 36500 {
-		errs = append(errs, invalidf(field+".maxBodyAgeDays", "must be between 1 and 36500"))
+	// core's isMaxBodyDaysValid (src/api/channels.js, v4.0.5 to v8.5.0),
+	// run by addChannel and by updateChannel on the stored channel:
+	// 0 < maxBodyAgeDays < 36500, and only with requestBody or responseBody
+	// true. POST /mediators/:urn/channels skips it, so without this check a
+	// default channel installs once and every PUT of it (re-installing a
+	// deleted one) gets 400.
+	switch {
+	case ch.MaxBodyAgeDays < 0 || ch.MaxBodyAgeDays >= 36500:
+		errs = append(errs, invalidf(field+".maxBodyAgeDays", "must be between 1 and 36499"))
+	case ch.MaxBodyAgeDays > 0 && !isTrue(ch.RequestBody) && !isTrue(ch.ResponseBody):
+		errs = append(errs, invalidf(field+".maxBodyAgeDays", "needs requestBody or responseBody set to true"))
 	}
 	if ch.AutoRetryPeriodMinutes < 0 {
 		errs = append(errs, invalidf(field+".autoRetryPeriodMinutes", "must be at least 1"))
@@ -595,3 +605,5 @@ func (r coreRules) validateRoute(field string, rt Route) error {
 	}
 	return joinErrors(errs...)
 }
+
+func isTrue(b *bool) bool { return b != nil && *b }

@@ -104,6 +104,23 @@ func TestDefinitionValidate(t *testing.T) {
 			c.Timeout, c.MaxBodyAgeDays, c.Priority, c.AutoRetryMaxAttempts = 3600001, 36501, -1, -1
 		}, want: []string{"defaultChannelConfig[0].autoRetryMaxAttempts", "defaultChannelConfig[0].maxBodyAgeDays",
 			"defaultChannelConfig[0].priority", "defaultChannelConfig[0].timeout"}},
+		// core's isMaxBodyDaysValid (src/api/channels.js, v4.0.5 to v8.5.0;
+		// addChannel checks the body, updateChannel the stored channel):
+		// 0 < maxBodyAgeDays < 36500, with requestBody or responseBody true.
+		{name: "maxBodyAgeDays without requestBody or responseBody", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].MaxBodyAgeDays = 30
+		}, want: []string{"defaultChannelConfig[0].maxBodyAgeDays"}},
+		{name: "maxBodyAgeDays with requestBody false", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].MaxBodyAgeDays, d.DefaultChannelConfig[0].RequestBody = 30, new(bool)
+		}, want: []string{"defaultChannelConfig[0].maxBodyAgeDays"}},
+		{name: "maxBodyAgeDays 36500", def: v7, mutate: func(d *Definition) {
+			yes := true
+			d.DefaultChannelConfig[0].MaxBodyAgeDays, d.DefaultChannelConfig[0].RequestBody = 36500, &yes
+		}, want: []string{"defaultChannelConfig[0].maxBodyAgeDays"}},
+		{name: "maxBodyAgeDays 36499 with responseBody", def: v7, mutate: func(d *Definition) {
+			yes := true
+			d.DefaultChannelConfig[0].MaxBodyAgeDays, d.DefaultChannelConfig[0].ResponseBody = 36499, &yes
+		}},
 		{name: "two primary routes", def: v7, mutate: func(d *Definition) {
 			c := &d.DefaultChannelConfig[0]
 			c.Routes = append(c.Routes, Route{Name: "second", Host: "h", Port: 1, Primary: true})
