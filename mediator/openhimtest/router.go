@@ -436,18 +436,18 @@ func (s *Server) primaryResult(sr sent, txID string) routeResult {
 		if h, ok := mr["headers"].(map[string]any); ok {
 			hs = h
 		}
-		code := statusOf(mr["status"])
-		if !validFinalStatus(code) {
-			// Koa's status setter throws for unknown codes; 1xx codes
-			// are refused too (they cannot be a final response).
-			res := s.failResult(fmt.Errorf("invalid status code: %d", code), sr)
+		code, err := s.koaStatus(mr["status"])
+		if err != nil {
+			// Koa's status setter throws; sendRequestToRoutes' catch
+			// calls handleServerError.
+			res := s.failResult(err, sr)
 			res.mediator = m
 			return res
 		}
 		setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID)
 		return res
 	}
-	if !validFinalStatus(sr.status) {
+	if !s.validFinalStatus(sr.status) {
 		return s.failResult(fmt.Errorf("invalid status code: %d", sr.status), sr)
 	}
 	recv := sr.recvAt
@@ -510,7 +510,115 @@ func asSlice(v any) []any {
 	return a
 }
 
-func validFinalStatus(code int) bool { return code >= 200 && http.StatusText(code) != "" }
+// validFinalStatus is Koa's status setter (lib/response.js): koa 2.3.0
+// (core 4.0.5) wants a code the statuses module lists; koa 2.13/2.15
+// (core 7.1, 8.x) any integer from 100 to 999. 1xx codes are refused on
+// every version (they cannot be a final response).
+func (s *Server) validFinalStatus(code int) bool {
+	if s.cfg.Version >= Version7 {
+		return code >= 200 && code <= 999
+	}
+	return code >= 200 && http.StatusText(code) != ""
+}
+
+// koaStatus is the envelope's response.status as core's setKoaResponse
+// (src/middleware/router.js) assigns it to ctx.response.status: a string
+// is parseInt-ed only when !isNaN(status) (so "200abc" stays a string and
+// "" becomes NaN); anything that is not then an integer Koa accepts
+// (missing, null, a boolean, 200.5, an unlisted code on 4.0.5) makes Koa's
+// status setter throw.
+func (s *Server) koaStatus(v any) (int, error) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case string:
+		if math.IsNaN(jsNumber(x)) {
+			return 0, fmt.Errorf("AssertionError: status code must be a number")
+		}
+		n, ok := jsParseInt(x)
+		if !ok {
+			return 0, fmt.Errorf("AssertionError: invalid status code: NaN")
+		}
+		f = n
+	default:
+		return 0, fmt.Errorf("AssertionError: status code must be a number")
+	}
+	if f != math.Trunc(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("AssertionError: invalid status code: %v", f)
+	}
+	code := int(f)
+	if f < 0 || f > 1e4 || !s.validFinalStatus(code) {
+		return 0, fmt.Errorf("AssertionError: invalid status code: %v", f)
+	}
+	return code, nil
+}
+
+// jsNumber is JavaScript's Number(string) for the forms a status takes:
+// surrounding whitespace is ignored, "" is 0, decimal, exponent and
+// 0x/0o/0b forms parse; anything else is NaN.
+func jsNumber(s string) float64 {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0
+	}
+	if len(t) > 2 && t[0] == '0' {
+		base := 0
+		switch t[1] {
+		case 'x', 'X':
+			base = 16
+		case 'o', 'O':
+			base = 8
+		case 'b', 'B':
+			base = 2
+		}
+		if base != 0 {
+			if n, err := strconv.ParseUint(t[2:], base, 64); err == nil {
+				return float64(n)
+			}
+			return math.NaN()
+		}
+	}
+	switch t {
+	case "Infinity", "+Infinity":
+		return math.Inf(1)
+	case "-Infinity":
+		return math.Inf(-1)
+	}
+	if strings.ContainsAny(t, "xXpP_") || strings.EqualFold(t, "inf") || strings.EqualFold(t, "nan") ||
+		strings.EqualFold(strings.TrimLeft(t, "+-"), "inf") || strings.EqualFold(strings.TrimLeft(t, "+-"), "infinity") ||
+		strings.EqualFold(strings.TrimLeft(t, "+-"), "nan") {
+		return math.NaN()
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return f
+}
+
+// jsParseInt is parseInt(s, 10): leading whitespace, an optional sign, then
+// the decimal digits up to the first other character; none is NaN.
+func jsParseInt(s string) (float64, bool) {
+	t := strings.TrimLeft(s, " \t\n\r\v\f")
+	neg := false
+	if t != "" && (t[0] == '+' || t[0] == '-') {
+		neg = t[0] == '-'
+		t = t[1:]
+	}
+	end := 0
+	for end < len(t) && t[end] >= '0' && t[end] <= '9' {
+		end++
+	}
+	if end == 0 {
+		return 0, false
+	}
+	f, _ := strconv.ParseFloat(t[:end], 64)
+	if neg {
+		f = -f
+	}
+	return f, true
+}
 
 // setKoaResponse mirrors core's setKoaResponse plus Koa's body handling: a
 // string body is sent as is (text/plain, or text/html when it starts with
@@ -786,7 +894,9 @@ func parseDateValue(v any) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// statusOf mirrors setKoaResponse: a numeric string is parseInt-ed.
+// statusOf approximates the Number cast of a stored orchestration or route
+// response status: a numeric string is read as a number (the primary
+// route's status goes through koaStatus instead).
 func statusOf(v any) int {
 	switch x := v.(type) {
 	case float64:

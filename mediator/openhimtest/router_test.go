@@ -169,6 +169,24 @@ func TestRouterEnvelopeRules_S5_2(t *testing.T) {
 		}, 200, `{"ok":true}`, "Successful", "", true, false, false},
 		{"unknown status code -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 42 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
 		{"1xx status -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 101 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		// core's setKoaResponse (src/middleware/router.js) assigns
+		// response.status to ctx.response.status, parseInt-ing a string
+		// only when !isNaN(status); Koa's status setter (lib/response.js:
+		// koa 2.3.0 on 4.0.5 wants a code the statuses module lists, koa
+		// 2.13/2.15 on 7.1/8.x an integer 100..999) throws otherwise, and
+		// sendRequestToRoutes' catch calls handleServerError: 500 and an
+		// error (so autoRetry) on the transaction.
+		{"missing status -> 500", Version8, func(m map[string]any) { delete(m["response"].(map[string]any), "status") }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"null status -> 500", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = nil }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"boolean status -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = true }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"fractional status -> 500", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = 200.5 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"status \"200abc\" -> 500", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = "200abc" }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"status \"\" -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = "" }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"status \" 201 \" is parseInt-ed", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = " 201 " }, 201, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
+		{"status \"201.7\" is parseInt-ed", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = "201.7" }, 201, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
+		{"unlisted status 299 on 4.0.5 -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"unlisted status 299 on 8.x passes", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 299, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
+		{"unlisted status 299 on 7.1 passes", Version7, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 299, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"missing response -> 500 Failed", Version4, func(m map[string]any) { delete(m, "response"); delete(m, "status") }, 500, internalErrorBody, "Failed", internalErrorBody, false, false, true},
 	}
 	for _, tt := range tests {
