@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -147,14 +148,22 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case s.cfg.Version >= Version8 && r.Method == http.MethodPost && len(seg) == 2 && seg[0] == "authenticate" && seg[1] == "local":
 		s.handleLocalLogin(w, r)
 		return
-	case s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout":
-		s.handleLogout(w, r)
-		return
 	}
 
 	u := s.authenticate(r)
 	if u == nil {
 		writeStatus(w, http.StatusUnauthorized)
+		return
+	}
+	if s.sessionCommitFails(r, seg) {
+		// The handler runs (its changes stay), then koa-session's commit
+		// throws: Koa answers 500 instead of the handler's answer.
+		defer writeText(w, http.StatusInternalServerError, "Internal Server Error")
+		w = httptest.NewRecorder()
+	}
+	if s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
+		// core 8 (src/koaApi.js) mounts /logout after the auth middleware.
+		s.handleLogout(w, r)
 		return
 	}
 

@@ -46,14 +46,15 @@ func (s *Server) authenticate(r *http.Request) *user {
 		}
 		return s.tokenAuth(r)
 	default:
-		// v7.2+/v8 passport dispatch.
+		// v7.2+/v8 passport dispatch (src/api/authentication.js,
+		// authenticateRequest and requestType): a session, else token auth
+		// when one of the four token headers is non-empty, else basic
+		// when the Authorization header contains "Basic".
 		if u := s.sessionUser(r); u != nil {
 			return u
 		}
-		for k := range r.Header {
-			if strings.HasPrefix(strings.ToLower(k), "auth-") {
-				return s.tokenAuth(r)
-			}
+		if hasTokenHeader(r) {
+			return s.tokenAuth(r)
 		}
 		if strings.Contains(r.Header.Get("Authorization"), "Basic") {
 			email, pw, ok := r.BasicAuth()
@@ -66,9 +67,44 @@ func (s *Server) authenticate(r *http.Request) *user {
 	}
 }
 
+// hasTokenHeader is core 8's requestType(ctx, 'token'): one of the four
+// token headers is present and non-empty; other auth-* headers do not count.
+func hasTokenHeader(r *http.Request) bool {
+	for _, k := range []string{"auth-username", "auth-ts", "auth-salt", "auth-token"} {
+		if r.Header.Get(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionCommitFails reports a Version8 request whose answer koa-session
+// turns into a 500 over plain http when core marks its cookie Secure
+// (config/default.json api.secureCookie: true, given to koa-session in
+// src/koaApi.js): token auth (src/api/authentication.js authenticateToken
+// calls passport.authenticate('token') without a callback, so passport
+// 0.6 logs the user into a new session) and GET /logout (src/api/users.js
+// logout sets ctx.session = null). koa-session's commit then sets or clears
+// its cookie, the cookies module throws "Cannot send secure cookie over
+// unencrypted connection", and Koa (lib/context.js onerror) answers 500
+// "Internal Server Error". Basic auth passes a callback and makes no
+// session.
+func (s *Server) sessionCommitFails(r *http.Request, seg []string) bool {
+	if s.cfg.Version < Version8 || s.cfg.TLS || s.cfg.InsecureSessionCookie {
+		return false
+	}
+	if r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
+		return true
+	}
+	return s.sessionUser(r) == nil && hasTokenHeader(r)
+}
+
+// basicAuth checks a basic auth or local login. On Version8 the e-mail is
+// matched exactly (src/protocols/local.js login: UserModelAPI.findOne({email})),
+// before that without case (src/api/authentication.js: caseInsensitiveRegex).
 func (s *Server) basicAuth(email, password string) *user {
 	u := s.lookupUser(email)
-	if u == nil {
+	if u == nil || (s.cfg.Version >= Version8 && u.email != email) {
 		return nil
 	}
 	if subtle.ConstantTimeCompare([]byte(sha512Hex(u.passwordSalt+password)), []byte(u.passwordHash)) != 1 {

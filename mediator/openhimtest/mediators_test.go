@@ -435,7 +435,7 @@ func TestCoreHeartbeatEndpoint_S3(t *testing.T) {
 		var hb struct{ Mediators map[string]any }
 		c.scheme = "none"
 		c.do(t, http.MethodGet, "/heartbeat", nil).json(t, &hb)
-		c.scheme = ""
+		c.scheme = "token"
 		return hb.Mediators
 	}
 	if m := get(); m["urn:a"] != 42.5 || m["urn:b"] != nil || len(m) != 2 {

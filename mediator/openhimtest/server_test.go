@@ -32,6 +32,9 @@ func TestStopStartRestart(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	// The restart closed the kept-alive connections; net/http does not
+	// resend a POST on one (a GET is resent).
+	c.hc.CloseIdleConnections()
 	if r := c.do(t, http.MethodPost, "/mediators/urn:mediator:life/heartbeat", map[string]any{"uptime": 1}); r.Status != 200 {
 		t.Fatalf("heartbeat after Restart: %d", r.Status)
 	}
@@ -83,6 +86,9 @@ func TestTLSAndBasePath(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	// The restart closed the kept-alive connections; net/http does not
+	// resend a POST on one (a GET is resent).
+	c.hc.CloseIdleConnections()
 	if r := c.do(t, http.MethodGet, "/mediators", nil); r.Status != 200 {
 		t.Fatalf("TLS after Restart: %d", r.Status)
 	}
