@@ -805,7 +805,11 @@ func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *
 		}
 	}
 	if target == nil {
-		writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not update channel by id: %s via the API: TypeError: Cannot read property 'set' of null", id))
+		// core's updateChannel (src/api/channels.js, v4.0.5 to v8.5.0)
+		// calls ChannelModel.findById(id) and updatedChannel.set(...)
+		// outside its try: the TypeError (or CastError) reaches Koa's
+		// default error handler, which hides a 5xx error's message.
+		writeText(w, http.StatusInternalServerError, "Internal Server Error")
 		return
 	}
 	var doc map[string]any
@@ -825,6 +829,12 @@ func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *
 	}
 	if msg := s.channelRules(&c); msg != "" {
 		writeText(w, http.StatusBadRequest, msg)
+		return
+	}
+	// updateChannel checks the stored channel with the body set on it
+	// (Mongoose has cast a numeric string by then).
+	if !maxBodyDaysValid(doc, true) {
+		writeText(w, http.StatusBadRequest, maxBodyAgeMessage)
 		return
 	}
 	for _, e := range s.channels {
@@ -873,6 +883,11 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 		writeText(w, http.StatusBadRequest, msg)
 		return
 	}
+	// addChannel checks the request body itself, uncast.
+	if !maxBodyDaysValid(doc, false) {
+		writeText(w, http.StatusBadRequest, maxBodyAgeMessage)
+		return
+	}
 	s.mu.Lock()
 	err = s.saveChannel(c)
 	s.mu.Unlock()
@@ -881,6 +896,30 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 		return
 	}
 	writeText(w, http.StatusCreated, "Channel successfully created")
+}
+
+// maxBodyAgeMessage is core's MAX_BODY_AGE_MESSAGE (src/api/channels.js).
+const maxBodyAgeMessage = "Channel property maxBodyAgeDays has to be a number that's valid and requestBody or responseBody must be true."
+
+// maxBodyDaysValid is core's isMaxBodyDaysValid (src/api/channels.js,
+// v4.0.5 to v8.5.0): no maxBodyAgeDays, or requestBody or responseBody
+// truthy and a number with 0 < maxBodyAgeDays < 36500. cast applies
+// Mongoose's Number cast of a numeric string first (updateChannel checks
+// the Mongoose document; addChannel the raw body). POST
+// /mediators/:urn/channels does not check it.
+func maxBodyDaysValid(doc map[string]any, cast bool) bool {
+	v := doc["maxBodyAgeDays"]
+	if v == nil {
+		return true
+	}
+	if !jsTruthy(doc["requestBody"]) && !jsTruthy(doc["responseBody"]) {
+		return false
+	}
+	if str, ok := v.(string); ok && cast && strings.TrimSpace(str) != "" {
+		v = jsNumber(str)
+	}
+	n, ok := v.(float64)
+	return ok && n > 0 && n < 36500
 }
 
 // pathTransformRe is core's isPathValid test (unanchored).

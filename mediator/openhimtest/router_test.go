@@ -2,6 +2,7 @@ package openhimtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -511,5 +512,72 @@ func TestMaxTransactions(t *testing.T) {
 		if want := "/api/" + strconv.Itoa(9-len(txs)+i); tx.Request.Path != want {
 			t.Errorf("transaction %d is %s, want %s (the most recent, in order)", i, tx.Request.Path, want)
 		}
+	}
+}
+
+// TestChannelMaxBodyAgeDays: core's isMaxBodyDaysValid (src/api/channels.js,
+// v4.0.5 to v8.5.0) - maxBodyAgeDays needs requestBody or responseBody
+// true and 0 < maxBodyAgeDays < 36500. addChannel checks the request body;
+// updateChannel the stored channel with the body set on it, so a default
+// channel POST /mediators/:urn/channels installed (that route does not
+// check) cannot be PUT back. updateChannel's findById and set run outside
+// its try: an unknown id is Koa's plain 500 "Internal Server Error".
+func TestChannelMaxBodyAgeDays(t *testing.T) {
+	const msg = "Channel property maxBodyAgeDays has to be a number that's valid and requestBody or responseBody must be true."
+	channel := func(extra map[string]any) map[string]any {
+		c := map[string]any{"name": "c", "urlPattern": "^/a$", "methods": []any{"GET"}, "allow": []any{"x"},
+			"routes": []any{map[string]any{"name": "r", "type": "http", "host": "h", "port": 80, "primary": true}}}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	post := []struct {
+		name  string
+		extra map[string]any
+		want  int
+	}{
+		{"no requestBody or responseBody", map[string]any{"maxBodyAgeDays": 30}, 400},
+		{"requestBody false", map[string]any{"maxBodyAgeDays": 30, "requestBody": false}, 400},
+		{"36500", map[string]any{"maxBodyAgeDays": 36500, "requestBody": true}, 400},
+		{"0", map[string]any{"maxBodyAgeDays": 0, "requestBody": true}, 400},
+		{"string (body is checked uncast)", map[string]any{"maxBodyAgeDays": "30", "requestBody": true}, 400},
+		{"36499 with responseBody", map[string]any{"maxBodyAgeDays": 36499, "responseBody": true}, 201},
+		{"null", map[string]any{"maxBodyAgeDays": nil}, 201},
+	}
+	for _, v := range []Version{Version4, Version8} {
+		for _, tt := range post {
+			t.Run(fmt.Sprintf("v%d/POST %s", v, tt.name), func(t *testing.T) {
+				_, c := newFake(t, Config{Version: v})
+				r := c.do(t, http.MethodPost, "/channels", channel(tt.extra))
+				if r.Status != tt.want || (tt.want == 400 && r.Body != msg) {
+					t.Fatalf("POST /channels: %d %q, want %d", r.Status, r.Body, tt.want)
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("v%d/PUT of an installed default channel", v), func(t *testing.T) {
+			srv, c := newFake(t, Config{Version: v})
+			med := testMediator("urn:m", "1.0.0")
+			med["defaultChannelConfig"].([]any)[0].(map[string]any)["maxBodyAgeDays"] = 30
+			if r := c.do(t, http.MethodPost, "/mediators", med); r.Status != 201 {
+				t.Fatalf("register: %d %q", r.Status, r.Body)
+			}
+			if r := c.do(t, http.MethodPost, "/mediators/urn:m/channels", []any{}); r.Status != 201 {
+				t.Fatalf("install: %d %q", r.Status, r.Body)
+			}
+			id := srv.Channels()[0].ID
+			if r := c.do(t, http.MethodPut, "/channels/"+id, map[string]any{"status": "enabled"}); r.Status != 400 || r.Body != msg {
+				t.Fatalf("PUT: %d %q, want 400 %q", r.Status, r.Body, msg)
+			}
+			if r := c.do(t, http.MethodPut, "/channels/"+id, map[string]any{"requestBody": true, "maxBodyAgeDays": "30"}); r.Status != 200 {
+				t.Fatalf("PUT with requestBody: %d %q, want 200 (the stored channel is cast)", r.Status, r.Body)
+			}
+		})
+		t.Run(fmt.Sprintf("v%d/PUT of an unknown id", v), func(t *testing.T) {
+			_, c := newFake(t, Config{Version: v})
+			if r := c.do(t, http.MethodPut, "/channels/0123456789abcdef01234567", map[string]any{"name": "x"}); r.Status != 500 || r.Body != "Internal Server Error" {
+				t.Fatalf("PUT: %d %q, want 500 \"Internal Server Error\"", r.Status, r.Body)
+			}
+		})
 	}
 }
