@@ -17,7 +17,7 @@ type coreRules struct {
 	routeTypeList    string
 	hostPortRequired bool // route host and port are required up to core 7
 	secondaryGating  bool // waitPrimaryResponse / statusCodesCheck exist since core 8
-	methodsRequired  bool // core 7.1+ matches no request to an http channel without methods
+	methodsRequired  bool // core 7.0.1+ matches no request to an http channel without methods
 }
 
 // rulesFor returns the validation rules of a core major version.

@@ -132,8 +132,8 @@ type Channel struct {
 	// Type is "http" (default), "tcp", "tls" or "polling".
 	Type string `json:"type,omitempty"`
 	// Methods are the HTTP methods the channel accepts, e.g.
-	// []string{"POST"}. Always list them: core 7.1 and later match no
-	// request to a channel without methods (core 4 to 7.0 accept every
+	// []string{"POST"}. Always list them: core 7.0.1 and later match no
+	// request to a channel without methods (core 4 to 7.0.0 accept every
 	// method then), so validation for core 7 and later refuses an empty
 	// list.
 	Methods []string `json:"methods,omitempty"`
@@ -490,7 +490,7 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 	}
 	if r.methodsRequired && len(ch.Methods) == 0 && (ch.Type == "" || ch.Type == "http") {
 		errs = append(errs, invalidf(field+".methods", "list the HTTP methods the channel accepts (e.g. [\"POST\"]): "+
-			"core %d.x (from 7.1) routes no request to a channel without methods and answers 404", r.version))
+			"core %d.x (from 7.0.1) routes no request to a channel without methods and answers 404", r.version))
 	}
 	for i, m := range ch.Methods {
 		if !validMethods[m] {

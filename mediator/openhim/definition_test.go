@@ -175,7 +175,7 @@ func TestDefinitionValidate(t *testing.T) {
 		{name: "struct array element with unknown key", def: v7, mutate: func(d *Definition) {
 			d.Config["targets"] = []any{map[string]any{"url": "x"}, map[string]any{"nope": 1.0}}
 		}, want: []string{"config.targets[1].nope"}},
-		// Core 7.1+ (src/middleware/requestMatching.js, matchMethod:
+		// Core 7.0.1+ (src/middleware/requestMatching.js, matchMethod:
 		// channel.methods.find(...)) never matches a channel without
 		// methods; 4.x and 7.0 route any method to it.
 		{name: "channel without methods on core 8", def: v7, core: 8, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Methods = nil },

@@ -1,8 +1,9 @@
 // Package openhimtest provides a fake OpenHIM core for tests: an API server
 // and a router, each an [net/http/httptest] server on loopback, that behave
-// like the real core as documented in the project's OpenHIM protocol
-// reference and as checked against a real openhim-core 4.0.5 by this
-// package's differential e2e test.
+// like the real core as its source (jembi/openhim-core-js, tags v4.0.5,
+// v7.0.1, v7.1.0 and v8.5.0) shows - each test names the core file and
+// function it follows - and as checked against a real openhim-core 4.0.5
+// by this package's differential e2e test.
 //
 // It mirrors net/http/httptest: [NewServer] returns a running server,
 // [Server.URL] and [Server.RouterURL] have no trailing slash, [Server.Close]
@@ -20,10 +21,16 @@
 // [Version4] is openhim-core 4.0.5 (the only version on npm, and the one the
 // project's CI runs): token authentication only (basic auth is answered
 // 401). [Version7] (7.1) adds basic auth. [Version8] (the default) uses
-// passport dispatch: a session cookie from POST /authenticate/local wins,
-// then token auth when any auth-* header is present, then basic auth.
-// As core (api.secureCookie: true by default), it marks its session cookie
-// Secure and fails a session login over plain http with 500: use
+// core 8's dispatch (src/api/authentication.js, authenticateRequest and
+// requestType): a session cookie from POST /authenticate/local wins, then
+// token auth when one of auth-username, auth-ts, auth-salt or auth-token
+// is non-empty, then basic auth, whose e-mail is matched case-sensitively
+// (src/protocols/local.js); GET /logout needs authentication.
+// As core (api.secureCookie: true by default, given to koa-session in
+// src/koaApi.js), it marks its session cookie Secure, so over plain http
+// whatever writes the session answers 500 "Internal Server Error": a
+// session login, a token-authenticated request (after its handler ran:
+// passport 0.6 logs the token user into a session) and GET /logout. Use
 // [Config.TLS], or [Config.InsecureSessionCookie] for a core configured
 // with secureCookie: false.
 // Route validation follows the version: up to 7, host and port are

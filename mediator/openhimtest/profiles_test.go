@@ -13,7 +13,7 @@ import (
 // named per case); the differential e2e test checks Version4 against the
 // real 4.0.5.
 
-// TestRouterNoMatchAndWrongMethod: requestMatching.js matchMethod (7.1+)
+// TestRouterNoMatchAndWrongMethod: requestMatching.js matchMethod (7.0.1+)
 // filters channels on channel.methods, so a wrong method is no match; and
 // authorisation.js authorise answers a missing channel 404 since 7.0.1
 // (401 with WWW-Authenticate: Basic before). Either way messageStore, which

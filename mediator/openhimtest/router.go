@@ -115,7 +115,7 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if len(ch.Methods) > 0 && !slices.Contains(ch.Methods, strings.ToUpper(r.Method)) {
-		// Only reached on 4.x (from 7.1 matchChannel filters on the
+		// Only reached on 4.x (from 7.0.1 matchChannel filters on the
 		// method). router.isMethodAllowed: 405 with a text body; core never calls
 		// setFinalStatus on this path, so the transaction stays Processing.
 		msg := fmt.Sprintf("Request with method %s is not allowed. Only %s methods are allowed", r.Method, strings.Join(ch.Methods, ", "))
@@ -196,7 +196,7 @@ func (s *Server) authenticateRouterClient(r *http.Request) *RouterClient {
 
 // matchChannel returns the first enabled channel, in priority order, whose
 // urlPattern (an unanchored regexp tested against the path) and
-// matchContentTypes match, as core's requestMatching does. From 7.1 the
+// matchContentTypes match, as core's requestMatching does. From 7.0.1 the
 // method must be one of the channel's methods too (requestMatching.js,
 // matchMethod: channel.methods.find(...), so a channel without methods
 // matches nothing). Authorisation is checked afterwards on that channel

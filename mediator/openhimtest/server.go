@@ -32,9 +32,11 @@ const (
 	// first when an Authorization header is present); ≤7 route rules.
 	Version7 Version = 7
 	// Version8 is openhim-core 8.x (passport): basic, local session
-	// (POST /authenticate/local) and token; when any auth-* header is
-	// present only token auth is tried. Routes have type http|kafka and
-	// optional host and port.
+	// (POST /authenticate/local) and token; when one of the four token
+	// headers (auth-username, auth-ts, auth-salt, auth-token) is non-empty
+	// only token auth is tried. Over plain http token auth fails as a
+	// session login does (see Config.InsecureSessionCookie). Routes have
+	// type http|kafka and optional host and port.
 	Version8 Version = 8
 )
 
@@ -58,8 +60,9 @@ type Config struct {
 	// the Version8 profile gives a session (POST /authenticate/local) over
 	// plain http too, in a cookie not marked Secure. By default, as core
 	// (config/default.json api.secureCookie: true, given to koa-session in
-	// src/koaApi.js), a session login over plain http fails with 500: the
-	// session cookie cannot be sent. With TLS it succeeds either way.
+	// src/koaApi.js), a session login, a token-authenticated request and
+	// GET /logout over plain http fail with 500 "Internal Server Error":
+	// koa-session cannot set the cookie. With TLS they succeed either way.
 	InsecureSessionCookie bool
 	// AuthWindow is api.authWindowSeconds for token auth; 0 means 10s.
 	AuthWindow time.Duration
