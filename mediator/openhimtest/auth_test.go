@@ -43,7 +43,9 @@ func TestTokenAuth_ReferenceVector_S1_1(t *testing.T) {
 }
 
 // §1.1: ±authWindowSeconds (default 10), both directions; an auth-ts that
-// Date.parse cannot read is NaN and passes the window check.
+// Date.parse cannot read is NaN and passes the window check (core 4.0.5
+// src/api/authentication.js, authenticate; core 8 src/protocols/token.js,
+// login: authWindowSeconds around Date.parse(auth-ts)).
 func TestTokenAuth_Window_S1_1(t *testing.T) {
 	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -180,7 +182,10 @@ func TestAuthSchemesPerVersion_S1(t *testing.T) {
 	}
 }
 
-// §1.4: a v8 user with only a local passport cannot use token auth.
+// §1.4: a v8 user with only a local passport cannot use token auth (core 8
+// src/api/users.js, authenticateToken, and src/protocols/token.js, login,
+// look for a passport with protocol 'token'; basic auth uses
+// src/protocols/local.js).
 func TestLocalOnlyUser_S1_4(t *testing.T) {
 	srv, c := newFake(t, Config{Version: Version8})
 	srv.AddLocalUser("console@example.org", "pw", "admin")
@@ -194,7 +199,10 @@ func TestLocalOnlyUser_S1_4(t *testing.T) {
 	}
 }
 
-// §1.5: /mediators* needs the admin group, with core's 403 texts.
+// §1.5: /mediators* needs the admin group, with core's 403 texts (core's
+// src/api/mediators.js: each handler starts with
+// authorisation.inGroup('admin', ctx.authenticated); heartbeat, setConfig
+// and loadDefaultChannels reuse removeMediator's text).
 func TestNonAdminForbidden_S1_5(t *testing.T) {
 	srv, c := newFake(t, Config{Version: Version4})
 	srv.AddUser("viewer@example.org", "pw", "viewers")

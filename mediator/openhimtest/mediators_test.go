@@ -13,7 +13,9 @@ import (
 
 const prefix400 = "Could not add Mediator via the API: ValidationError: "
 
-// §2.1 / §2.2: registration validation and core's exact 400 texts.
+// §2.1 / §2.2: registration validation and core's exact 400 texts (core's
+// src/api/mediators.js, addMediator and validateConfigDef; the schema of
+// src/model/mediators.js and src/model/channels.js routeDef, per version).
 func TestRegisterValidation_S2_1(t *testing.T) {
 	type mut func(m map[string]any)
 	del := func(k string) mut { return func(m map[string]any) { delete(m, k) } }
@@ -107,7 +109,8 @@ func TestRegisterValidation_S2_1(t *testing.T) {
 
 // §2.2 steps 3–4: same/lower version is a 201 no-op; higher updates
 // without overwriting existing config and without bumping
-// _configModifiedTS.
+// _configModifiedTS (core's src/api/mediators.js, addMediator:
+// semver.gt(mediator.version, existing.version) decides the update).
 func TestReRegistration_S2_2(t *testing.T) {
 	const urn = "urn:mediator:rereg"
 	srv, c := newFake(t, Config{Version: Version4})
@@ -163,7 +166,10 @@ func TestReRegistration_S2_2(t *testing.T) {
 	}
 }
 
-// §3: heartbeat check order, bodies and push-once semantics.
+// §3: heartbeat check order, bodies and push-once semantics (core's
+// src/api/mediators.js, heartbeat: 404 for an unknown URN before 400 for a
+// missing uptime; the config goes back when config:true or
+// _configModifiedTS > _lastHeartbeat).
 func TestHeartbeat_S3(t *testing.T) {
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
@@ -226,7 +232,8 @@ func TestHeartbeat_S3(t *testing.T) {
 }
 
 // §3: a change before the first heartbeat is never pushed (undefined
-// comparisons are false); a mediator registered without config gets "OK".
+// comparisons are false); a mediator registered without config gets "OK"
+// (core's src/api/mediators.js, heartbeat; Koa's body for an unset one).
 func TestHeartbeatEdgeCases_S3(t *testing.T) {
 	srv, c := newFake(t, Config{Version: Version4})
 	doc := testMediator("urn:mediator:edge", "1.0.0")
@@ -393,7 +400,8 @@ func matchText(got, want string) bool {
 }
 
 // §2.2: DELETE answers 200 even for unknown URNs; GET then 404; URNs with
-// a slash travel as %2F.
+// a slash travel as %2F (core's src/api/mediators.js, removeMediator and
+// getMediator; koa-route decodes the :urn parameter).
 func TestDeleteAndURNEscaping_S2_2(t *testing.T) {
 	srv, c := newFake(t, Config{Version: Version8})
 	const urn = "urn:mediator:a/b c"

@@ -101,7 +101,9 @@ func envelope(mut func(m map[string]any)) http.HandlerFunc {
 }
 
 // §5.1–§5.2: the envelope's response is what the client gets; status,
-// orchestrations (mediator's first, then core's own), properties stored.
+// orchestrations (mediator's first, then core's own), properties stored
+// (core's src/middleware/router.js, sendRequestToRoutes and
+// setKoaResponse; src/middleware/messageStore.js, storeResponse).
 func TestRouterMediatorResponse_S5(t *testing.T) {
 	f := newRouterFixture(t, Version4, envelope(nil), nil)
 	resp, body := f.call(t, http.MethodPost, "/api/patients?x=1", "client-1", "pw", `{"in":1}`)
@@ -132,7 +134,9 @@ func TestRouterMediatorResponse_S5(t *testing.T) {
 	}
 }
 
-// §5.2 / §5.3: table of envelope variations and what core stores.
+// §5.2 / §5.3: table of envelope variations and what core stores (core's
+// src/middleware/router.js, setKoaResponse and handleServerError;
+// src/middleware/messageStore.js, storeResponse and setFinalStatus).
 func TestRouterEnvelopeRules_S5_2(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -212,7 +216,11 @@ func TestRouterEnvelopeRules_S5_2(t *testing.T) {
 }
 
 // §5.5 and core's router: client auth, channel selection, 401/405, plain
-// responses, path/pathTransform, body only for POST/PUT on 4.0.5.
+// responses, path/pathTransform, body only for POST/PUT on 4.0.5 (core's
+// src/middleware/basicAuthentication.js, authenticateUser;
+// src/middleware/requestMatching.js; src/middleware/authorisation.js,
+// authorise; src/middleware/router.js, isMethodAllowed, transformPath and
+// sendHttpRequest).
 func TestRouterRequestHandling_S5_5(t *testing.T) {
 	plain := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -283,7 +291,9 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 	}
 }
 
-// A route that cannot be reached: 500 for the client, Failed + error.
+// A route that cannot be reached: 500 for the client, Failed + error (core's
+// src/middleware/router.js, sendRequestToRoutes' catch calls
+// handleServerError; src/middleware/messageStore.js, setFinalStatus).
 func TestRouterUnreachableRoute_S5_1(t *testing.T) {
 	f := newRouterFixture(t, Version4, envelope(nil), func(c *openhim.Channel) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -340,7 +350,10 @@ func TestUpdateTransaction_S5_6(t *testing.T) {
 }
 
 // §5.3: secondary routes are recorded in routes[] and a secondary 5xx makes
-// the computed status "Completed with error(s)".
+// the computed status "Completed with error(s)" (core's
+// src/middleware/router.js, sendRequestToRoutes and
+// buildNonPrimarySendRequestPromise; src/middleware/messageStore.js,
+// storeNonPrimaryResponse and setFinalStatus).
 func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusBadGateway)
@@ -408,7 +421,10 @@ func TestCore4CrashFlag(t *testing.T) {
 	}
 }
 
-// PUT /channels/:id changes a channel; a disabled channel no longer routes.
+// PUT /channels/:id changes a channel; a disabled channel no longer routes
+// (core's src/api/channels.js, updateChannel: validateMethod on the stored
+// channel with the body set; src/middleware/requestMatching.js matches
+// enabled channels only).
 func TestUpdateChannel(t *testing.T) {
 	f := newRouterFixture(t, Version4, envelope(nil), nil)
 	c := &apiClient{base: f.srv.URL, hc: f.srv.Client(), user: RootUser, pass: RootPassword}
@@ -427,7 +443,9 @@ func TestUpdateChannel(t *testing.T) {
 	}
 }
 
-// POST /channels casts numeric strings like Mongoose does.
+// POST /channels casts numeric strings like Mongoose does (core's
+// src/api/channels.js, addChannel: new ChannelModel(channelData) casts the
+// route's port to a Number before save).
 func TestAddChannelCastsPort(t *testing.T) {
 	_, c := newFake(t, Config{Version: Version4})
 	r := c.do(t, http.MethodPost, "/channels", map[string]any{"name": "cast", "urlPattern": "^/c$",
