@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"html"
 	"io"
 	"math"
 	"net"
@@ -395,7 +396,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 		res = routeResult{clientStatus: http.StatusNotFound, clientHeader: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 			clientBody: []byte("Not Found"), storedBody: "Not Found"}
 	} else {
-		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID)
+		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID, r.Header.Get("Accept"))
 		if s.cfg.Version >= Version8 && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
 			res.pendingAsync = true
 			res.clientStatus = http.StatusAccepted
@@ -412,7 +413,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 }
 
 // primaryResult interprets the primary route's answer.
-func (s *Server) primaryResult(sr sent, txID string) routeResult {
+func (s *Server) primaryResult(sr sent, txID, accept string) routeResult {
 	if sr.err != nil {
 		return s.failResult(sr.err, sr)
 	}
@@ -444,7 +445,7 @@ func (s *Server) primaryResult(sr sent, txID string) routeResult {
 			res.mediator = m
 			return res
 		}
-		setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID)
+		s.setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID, accept)
 		return res
 	}
 	if !s.validFinalStatus(sr.status) {
@@ -456,7 +457,7 @@ func (s *Server) primaryResult(sr sent, txID string) routeResult {
 	for k, vs := range sr.header {
 		hs[strings.ToLower(k)] = strings.Join(vs, ", ")
 	}
-	setKoaResponse(&res, sr.status, string(sr.body), hs, true, txID)
+	s.setKoaResponse(&res, sr.status, string(sr.body), hs, true, txID, accept)
 	return res
 }
 
@@ -626,8 +627,9 @@ func jsParseInt(s string) (float64, bool) {
 // toString() ("[object Object]"); a missing body makes Koa answer the
 // status message. X-OpenHIM-TransactionID is added when headers are
 // non-null; content-length, content-encoding and transfer-encoding are
-// dropped.
-func setKoaResponse(res *routeResult, status int, body any, headers map[string]any, hasHeaders bool, txID string) {
+// dropped. A content-type goes through Koa's type setter (koaType); a
+// location on a 3xx answer through Koa's redirect (koaRedirect).
+func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers map[string]any, hasHeaders bool, txID, accept string) {
 	res.clientStatus = status
 	res.clientHeader = http.Header{}
 	switch b := body.(type) {
@@ -667,10 +669,142 @@ func setKoaResponse(res *routeResult, status int, body any, headers map[string]a
 				}
 				continue
 			}
+		case "content-type":
+			if t := s.koaType(v); t != "" {
+				res.clientHeader.Set("Content-Type", t)
+			} else {
+				res.clientHeader.Del("Content-Type")
+			}
+			continue
+		case "location":
+			if status >= 300 && status < 400 {
+				koaRedirect(res, jsString(v), accept)
+				continue
+			}
 		}
 		res.clientHeader.Set(k, jsString(v))
 	}
 }
+
+// koaRedirect is Koa's response.redirect (lib/response.js, koa 2.3.0 and
+// 2.15.0), which core's setKoaResponse calls for a location header on a
+// 3xx answer: Location is set, a status that is not a redirect status
+// (304, 306) becomes 302, and the body is replaced - HTML when the client
+// accepts html (a request without Accept does), text otherwise. Core
+// stores that body (messageStore.js storeResponse reads ctx.response.body).
+func koaRedirect(res *routeResult, url, accept string) {
+	res.clientHeader.Set("Location", url)
+	switch res.clientStatus {
+	case 300, 301, 302, 303, 305, 307, 308:
+	default:
+		res.clientStatus = http.StatusFound
+	}
+	var body string
+	if acceptsHTML(accept) {
+		e := html.EscapeString(url)
+		body = `Redirecting to <a href="` + e + `">` + e + `</a>.`
+		res.clientHeader.Set("Content-Type", "text/html; charset=utf-8")
+	} else {
+		body = "Redirecting to " + url + "."
+		res.clientHeader.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	res.clientBody = []byte(body)
+	res.storedBody = body
+}
+
+// acceptsHTML approximates Koa's ctx.accepts('html') (negotiator): no
+// Accept header, or a text/html, text/* or */* range with q > 0.
+func acceptsHTML(accept string) bool {
+	if strings.TrimSpace(accept) == "" {
+		return true
+	}
+	for _, part := range strings.Split(accept, ",") {
+		fields := strings.Split(part, ";")
+		mt := strings.ToLower(strings.TrimSpace(fields[0]))
+		if mt != "text/html" && mt != "text/*" && mt != "*/*" {
+			continue
+		}
+		q := 1.0
+		for _, p := range fields[1:] {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
+				q, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		if q > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// koaType is Koa's response.type setter (lib/response.js) as core's
+// setKoaResponse uses it for a content-type header: mime-types'
+// contentType adds the charset mime-db gives the type (UTF-8 for
+// application/json; for application/fhir+json only from mime-db 1.44,
+// core 7.1) or UTF-8 for any text/* type, lower-cased, unless the value
+// already names a charset. A value that is not a string, or not a type
+// mime-types knows, removes the header ("" here).
+func (s *Server) koaType(v any) string {
+	str, ok := v.(string)
+	if !ok || str == "" {
+		return ""
+	}
+	mt := str
+	if !strings.Contains(str, "/") {
+		// mime-types' lookup by extension; the common ones only.
+		mt = mimeExtensions[strings.ToLower(strings.TrimPrefix(str, "."))]
+		if mt == "" {
+			return ""
+		}
+	}
+	if strings.Contains(mt, "charset") {
+		return mt
+	}
+	base := strings.ToLower(strings.TrimSpace(strings.FieldsFunc(mt, func(r rune) bool { return r == ';' || r == ' ' })[0]))
+	cs := mimeDBCharsets[base]
+	if cs == "" && s.cfg.Version >= Version7 && (s.cfg.Version < Version8 || base != "application/cap+xml") {
+		cs = mimeDBCharsetsSince144[base] // 1.52.0 dropped application/cap+xml
+	}
+	if cs == "" && s.cfg.Version >= Version8 {
+		cs = mimeDBCharsetsSince152[base]
+	}
+	if cs == "" && strings.HasPrefix(base, "text/") {
+		cs = "utf-8"
+	}
+	if cs == "" {
+		return mt
+	}
+	return mt + "; charset=" + cs
+}
+
+// mimeExtensions maps the extensions mime-types' lookup is likeliest to
+// meet in a content-type header to mime-db's type.
+var mimeExtensions = map[string]string{
+	"json": "application/json", "xml": "application/xml", "html": "text/html", "htm": "text/html",
+	"txt": "text/plain", "text": "text/plain", "js": "application/javascript", "css": "text/css", "csv": "text/csv",
+}
+
+// The non-text types mime-db gives a charset: in 1.30.0 (core 4.0.5's
+// lock file), added by 1.44.0 (core 7.1.0) and by 1.52.0 (core 8.5.0).
+var (
+	mimeDBCharsets = map[string]string{
+		"application/javascript": "utf-8", "application/json": "utf-8", "application/manifest+json": "utf-8",
+	}
+	mimeDBCharsetsSince144 = map[string]string{
+		"application/3gpdash-qoe-report+xml": "utf-8", "application/beep+xml": "utf-8", "application/cap+xml": "utf-8",
+		"application/fhir+json": "utf-8", "application/fhir+xml": "utf-8", "application/im-iscomposing+xml": "utf-8",
+		"application/msc-ivr+xml": "utf-8", "application/msc-mixer+xml": "utf-8", "application/news-checkgroups": "us-ascii",
+		"application/news-groupinfo": "us-ascii", "application/pidf+xml": "utf-8", "application/pidf-diff+xml": "utf-8",
+		"application/poc-settings+xml": "utf-8", "application/vnd.omads-email+xml": "utf-8", "application/vnd.omads-file+xml": "utf-8",
+		"application/vnd.omads-folder+xml": "utf-8", "application/vnd.syncml+xml": "utf-8", "application/vnd.syncml.dm+wbxml": "utf-8",
+		"application/vnd.syncml.dm+xml": "utf-8", "application/vnd.syncml.dmddf+xml": "utf-8", "application/vnd.syncml.dmtnds+xml": "utf-8",
+		"application/vnd.wap.wbxml": "utf-8",
+	}
+	mimeDBCharsetsSince152 = map[string]string{
+		"application/elm+json": "utf-8", "application/emergencycalldata.cap+xml": "utf-8", "application/prs.cyn": "7-bit",
+		"application/vnd.hl7cda+xml": "utf-8", "application/vnd.hl7v2+xml": "utf-8",
+	}
+)
 
 // failResult is core's handleServerError: the client gets 500 "An internal
 // server error occurred", the transaction an error and autoRetry.

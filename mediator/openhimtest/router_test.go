@@ -108,7 +108,9 @@ func TestRouterMediatorResponse_S5(t *testing.T) {
 	f := newRouterFixture(t, Version4, envelope(nil), nil)
 	resp, body := f.call(t, http.MethodPost, "/api/patients?x=1", "client-1", "pw", `{"in":1}`)
 	txID := resp.Header.Get(transactionIDHeader)
-	if resp.StatusCode != 200 || body != `{"ok":true}` || txID == "" || resp.Header.Get("Content-Type") != "application/json" {
+	// The envelope's content-type goes through Koa's type setter, which
+	// adds mime-db's charset (see TestRouterKoaResponseHeaders).
+	if resp.StatusCode != 200 || body != `{"ok":true}` || txID == "" || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" {
 		t.Fatalf("client got %d %q headers %v", resp.StatusCode, body, resp.Header)
 	}
 	f.mu.Lock()
@@ -595,6 +597,92 @@ func TestChannelMaxBodyAgeDays(t *testing.T) {
 			_, c := newFake(t, Config{Version: v})
 			if r := c.do(t, http.MethodPut, "/channels/0123456789abcdef01234567", map[string]any{"name": "x"}); r.Status != 500 || r.Body != "Internal Server Error" {
 				t.Fatalf("PUT: %d %q, want 500 \"Internal Server Error\"", r.Status, r.Body)
+			}
+		})
+	}
+}
+
+// TestRouterKoaResponseHeaders: core's setKoaResponse (src/middleware/router.js)
+// applies a content-type header with ctx.response.type = value - Koa's type
+// setter (lib/response.js) runs mime-types' contentType, which adds the
+// charset of mime-db (core 4.0.5 locks mime-db 1.30.0, which has no
+// application/fhir+json; 7.1.0 locks 1.44.0, 8.5.0 1.52.0) or utf-8 for
+// text/* - and a location header on a 3xx answer with
+// ctx.response.redirect(value): Koa sets Location, turns a status that is
+// not a redirect status (304) into 302 and replaces the body (HTML when
+// the client accepts html, text otherwise); core stores that body.
+func TestRouterKoaResponseHeaders(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  Version
+		headers  map[string]any
+		status   int
+		accept   string
+		wantCode int
+		wantType string
+		wantBody string
+		wantLoc  string
+	}{
+		{name: "json gets a charset", version: Version4, headers: map[string]any{"content-type": "application/json"},
+			wantCode: 200, wantType: "application/json; charset=utf-8"},
+		{name: "fhir+json on 8.x", version: Version8, headers: map[string]any{"content-type": "application/fhir+json"},
+			wantCode: 200, wantType: "application/fhir+json; charset=utf-8"},
+		{name: "fhir+json on 7.1", version: Version7, headers: map[string]any{"content-type": "application/fhir+json"},
+			wantCode: 200, wantType: "application/fhir+json; charset=utf-8"},
+		{name: "fhir+json on 4.0.5 (mime-db 1.30 lacks it)", version: Version4, headers: map[string]any{"content-type": "application/fhir+json"},
+			wantCode: 200, wantType: "application/fhir+json"},
+		{name: "text/* gets utf-8", version: Version8, headers: map[string]any{"content-type": "text/csv"},
+			wantCode: 200, wantType: "text/csv; charset=utf-8"},
+		{name: "a charset given is kept", version: Version8, headers: map[string]any{"content-type": "application/json; charset=latin1"},
+			wantCode: 200, wantType: "application/json; charset=latin1"},
+		{name: "xml gets none", version: Version8, headers: map[string]any{"content-type": "application/xml"},
+			wantCode: 200, wantType: "application/xml"},
+		{name: "303 with location, no Accept: HTML body", version: Version8, headers: map[string]any{"location": "/next"}, status: 303,
+			wantCode: 303, wantType: "text/html; charset=utf-8", wantBody: `Redirecting to <a href="/next">/next</a>.`, wantLoc: "/next"},
+		{name: "301 with location, Accept json: text body", version: Version4, headers: map[string]any{"location": "/next"}, status: 301,
+			accept: "application/json", wantCode: 301, wantType: "text/plain; charset=utf-8", wantBody: "Redirecting to /next.", wantLoc: "/next"},
+		{name: "304 with location becomes 302", version: Version8, headers: map[string]any{"location": "/n"}, status: 304,
+			wantCode: 302, wantType: "text/html; charset=utf-8", wantBody: `Redirecting to <a href="/n">/n</a>.`, wantLoc: "/n"},
+		{name: "location on a 200 is a plain header", version: Version8, headers: map[string]any{"location": "/n"},
+			wantCode: 200, wantBody: `{"ok":true}`, wantLoc: "/n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(func(m map[string]any) {
+				r := m["response"].(map[string]any)
+				r["headers"] = tt.headers
+				if tt.status != 0 {
+					r["status"] = tt.status
+				}
+			}), nil)
+			req, _ := http.NewRequest(http.MethodGet, f.srv.RouterURL+"/api/x", nil)
+			req.SetBasicAuth("client-1", "pw")
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantCode {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantCode)
+			}
+			if tt.wantType != "" && resp.Header.Get("Content-Type") != tt.wantType {
+				t.Errorf("Content-Type %q, want %q", resp.Header.Get("Content-Type"), tt.wantType)
+			}
+			if tt.wantBody != "" && string(b) != tt.wantBody {
+				t.Errorf("body %q, want %q", b, tt.wantBody)
+			}
+			if resp.Header.Get("Location") != tt.wantLoc {
+				t.Errorf("Location %q, want %q", resp.Header.Get("Location"), tt.wantLoc)
+			}
+			if tt.wantBody != "" {
+				if tx := f.srv.Transactions()[0]; tx.Response == nil || tx.Response.Body != tt.wantBody || tx.Response.Status != tt.wantCode {
+					t.Errorf("stored response %+v, want %d %q", tx.Response, tt.wantCode, tt.wantBody)
+				}
 			}
 		})
 	}
