@@ -67,8 +67,9 @@
 // [Version8], whose methods include the request's: a channel without
 // methods matches nothing there), then authorises the client (basic auth
 // against a [RouterClient], or an authType "public" channel); otherwise
-// 401 with an empty body, or 404 on Version7 and Version8 when no channel
-// matched; neither stores a transaction. It stores a transaction, on
+// 401, or 404 on Version7 and Version8 when no channel
+// matched (the answer carries the request's own body, as core's does);
+// neither stores a transaction. It stores a transaction, on
 // Version4 enforces the channel's methods (405, the transaction stays
 // Processing as in core),
 // forwards to the primary route with X-OpenHIM-TransactionID and

@@ -27,6 +27,19 @@ import (
 	"time"
 )
 
+// writeRawBody answers a request the router refuses (401, 404) as core
+// does: src/koaMiddleware.js rawBodyReader has set ctx.body to the
+// request's raw body (a Buffer, truthy even when empty) before
+// authorisation.js authorise only sets the status, so Koa sends the
+// request's own body back as application/octet-stream (empty for a request
+// without a body).
+func writeRawBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 // Router limits.
 const (
 	maxRouterBody       = 50 << 20
@@ -56,13 +69,12 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 		// authorisation.js, authorise: "Channel not found" is a 404
 		// since 7.0.1 (4.x answers 401); like the 401 it stores no
 		// transaction (messageStore runs after authorisation).
-		writeText(w, http.StatusNotFound, "")
+		writeRawBody(w, http.StatusNotFound, body)
 		return
 	}
 	if ch == nil || !authorised(ch, client, remoteIP(r)) {
-		// 4.0.5 answers with an empty body here.
 		w.Header().Set("WWW-Authenticate", "Basic")
-		writeText(w, http.StatusUnauthorized, "")
+		writeRawBody(w, http.StatusUnauthorized, body)
 		return
 	}
 	// basicAuthentication and proxy middleware, before the transaction is

@@ -687,3 +687,39 @@ func TestRouterKoaResponseHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestRouterRefusedEchoesBody: core's src/koaMiddleware.js rawBodyReader
+// sets ctx.body to the request's raw body before requestMatching and
+// authorisation (src/middleware/authorisation.js, authorise), which only
+// set the status (404 "Channel not found" from 7.0.1, 401 otherwise): Koa
+// sends the request's own body back as application/octet-stream. No
+// transaction is stored.
+func TestRouterRefusedEchoesBody(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  Version
+		path, pw string
+		body     string
+		want     int
+	}{
+		{"no channel on 8.x", Version8, "/not-a-channel", "pw", "request body", 404},
+		{"no channel on 4.0.5", Version4, "/not-a-channel", "pw", "request body", 401},
+		{"wrong password", Version8, "/api/x", "wrong", "request body", 401},
+		{"wrong password, no body", Version4, "/api/x", "wrong", "", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(nil), nil)
+			resp, body := f.call(t, http.MethodPost, tt.path, "client-1", tt.pw, tt.body)
+			if resp.StatusCode != tt.want || body != tt.body {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.want, tt.body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+				t.Errorf("Content-Type %q, want application/octet-stream (Koa's type for a Buffer body)", ct)
+			}
+			if n := len(f.srv.Transactions()); n != 0 {
+				t.Errorf("%d transactions stored, want none", n)
+			}
+		})
+	}
+}
