@@ -51,6 +51,10 @@ type Route struct {
 	ForwardAuthHeader bool   `json:"forwardAuthHeader"`
 	Status            string `json:"status,omitempty"`
 	Cert              string `json:"cert,omitempty"`
+	// WaitPrimaryResponse and StatusCodesCheck (core 8): the route runs
+	// after the primary one, and only when the primary's status matches.
+	WaitPrimaryResponse bool   `json:"waitPrimaryResponse,omitempty"`
+	StatusCodesCheck    string `json:"statusCodesCheck,omitempty"`
 }
 
 // Channel is core's ChannelDef (§6), reduced to the fields the fake uses;

@@ -414,14 +414,50 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 			res.clientStatus = http.StatusAccepted
 		}
 	}
+	// Core 8's sendRequestToRoutes runs the routes with
+	// waitPrimaryResponse after the others, and each only when
+	// matchCodeOfPrimaryResponse accepts the status of the answer
+	// (ctx.response.status); earlier cores have neither field.
+	var after []*Route
 	for i := range ch.Routes {
 		rt := &ch.Routes[i]
 		if rt.Primary || rt.Status == "disabled" {
 			continue
 		}
+		if s.cfg.Version >= Version8 && rt.WaitPrimaryResponse {
+			after = append(after, rt)
+			continue
+		}
 		res.secondary = append(res.secondary, s.secondaryResult(s.sendRoute(r, body, ch, rt, txID, reqTime), rt, reqTime))
 	}
+	for _, rt := range after {
+		if matchCodeOfPrimaryResponse(rt.StatusCodesCheck, res.clientStatus) {
+			res.secondary = append(res.secondary, s.secondaryResult(s.sendRoute(r, body, ch, rt, txID, reqTime), rt, reqTime))
+		}
+	}
 	return res
+}
+
+// matchCodeOfPrimaryResponse is core 8's (src/middleware/router.js): no
+// statusCodesCheck accepts any status; otherwise the comma-separated codes
+// are tried in order, a number equal to the status accepts it, and the
+// first code with a '*' decides alone, by comparing its first character
+// with the status's first digit ("5**" accepts 500-599; a later code is
+// never reached).
+func matchCodeOfPrimaryResponse(check string, status int) bool {
+	if check == "" {
+		return true
+	}
+	st := strconv.Itoa(status)
+	for _, code := range strings.Split(check, ",") {
+		if n := jsNumber(code); !math.IsNaN(n) && n == float64(status) {
+			return true
+		}
+		if strings.Contains(code, "*") {
+			return st[0] == code[0]
+		}
+	}
+	return false
 }
 
 // primaryResult interprets the primary route's answer.

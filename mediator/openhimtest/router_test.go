@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -719,6 +720,57 @@ func TestRouterRefusedEchoesBody(t *testing.T) {
 			}
 			if n := len(f.srv.Transactions()); n != 0 {
 				t.Errorf("%d transactions stored, want none", n)
+			}
+		})
+	}
+}
+
+// TestRouterWaitPrimaryResponse: core 8's src/middleware/router.js,
+// sendRequestToRoutes, runs a secondary route with waitPrimaryResponse after
+// the primary one and only when matchCodeOfPrimaryResponse accepts the
+// status of the answer: no statusCodesCheck accepts all; a listed number
+// must equal it; the first code with a '*' decides alone by its first
+// character. A skipped route leaves no routes[] entry. Core 4.0.5 has no
+// such fields: the route runs like any other.
+func TestRouterWaitPrimaryResponse(t *testing.T) {
+	var calls atomic.Int32
+	sec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer sec.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(sec.URL, "http://"))
+	p, _ := strconv.Atoi(port)
+	tests := []struct {
+		name    string
+		version Version
+		primary int
+		check   string
+		runs    bool
+	}{
+		{"no check", Version8, 200, "", true},
+		{"5** skips a 200", Version8, 200, "5**", false},
+		{"5** runs on a 503", Version8, 503, "5**", true},
+		{"listed code", Version8, 201, "404,201", true},
+		{"code not listed", Version8, 200, "404,201", false},
+		{"the first wildcard decides", Version8, 201, "4**,201", false},
+		{"4.0.5 ignores the fields", Version4, 200, "5**", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls.Store(0)
+			f := newRouterFixture(t, tt.version, envelope(func(m map[string]any) {
+				m["response"].(map[string]any)["status"] = tt.primary
+			}), func(c *openhim.Channel) {
+				c.Routes = append(c.Routes, openhim.Route{Name: "gated", Type: "http", Host: host, Port: p,
+					WaitPrimaryResponse: true, StatusCodesCheck: tt.check})
+			})
+			resp, _ := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+			if resp.StatusCode != tt.primary {
+				t.Fatalf("client got %d, want %d", resp.StatusCode, tt.primary)
+			}
+			if ran := calls.Load() == 1; ran != tt.runs {
+				t.Errorf("secondary called %d times, want it to run: %v", calls.Load(), tt.runs)
+			}
+			if n := len(f.srv.Transactions()[0].Routes); (n == 1) != tt.runs {
+				t.Errorf("%d routes[] entries, want the route recorded: %v", n, tt.runs)
 			}
 		})
 	}
