@@ -33,7 +33,9 @@ const (
 	AuthBasic AuthScheme = "basic"
 	// AuthToken is core's legacy token scheme (auth-username, auth-ts,
 	// auth-salt, auth-token headers), available on every core version;
-	// the user salt from GET /authenticate/:user is cached.
+	// the user salt from GET /authenticate/:user is cached. From core 7.2
+	// it also opens a session, whose Secure cookie (api.secureCookie)
+	// fails every call over plain http: use it over https there.
 	AuthToken AuthScheme = "token"
 	// AuthSession logs in with POST /authenticate/local (core 7.2+) and
 	// uses the session cookie, avoiding a bcrypt check per request; on a
@@ -289,6 +291,34 @@ func insecureSessionLogin(api *APIError) error {
 	return &configError{api: api, matches: ErrServer, fix: "core sends its session cookie only over https (its api.secureCookie " +
 		"setting, on by default), so a session login over http fails with 500: use an https openhim.url (MEDIATOR_OPENHIM_URL), " +
 		"or set " + fixAuthScheme + " to basic (if core's api.secureCookie is false, core failed: see its log)"}
+}
+
+// tokenSessionRefused reports core 8's answer to a token-authenticated
+// call over plain http: 500 "Internal Server Error". Core's
+// authenticateToken (src/api/authentication.js, 7.2 and later) calls
+// passport.authenticate('token') without a callback, so passport logs the
+// user into a session; koa-session (secure: api.secureCookie, on by
+// default; src/koaApi.js) then cannot set its cookie over http and Koa
+// answers 500 with the status text only - after the handler has done the
+// work. Every such call fails alike, so it is a configuration error, not
+// retried. Only with CoreVersion 8: a 500 from core 7.1 or older is core
+// trouble.
+func (c *Client) tokenSessionRefused(authenticated bool, status int, body []byte) bool {
+	if !authenticated || status != http.StatusInternalServerError || c.base.Scheme != "http" || c.coreVersion < 8 {
+		return false
+	}
+	c.auth.mu.Lock()
+	active := c.auth.active
+	c.auth.mu.Unlock()
+	return active == AuthToken && coreMessage(body) == "Internal Server Error"
+}
+
+// tokenOverHTTP is the configuration error of tokenSessionRefused.
+func tokenOverHTTP(api *APIError) error {
+	return &configError{api: api, matches: ErrServer, fix: "core 7.2 and later log a token-authenticated user into a session whose " +
+		"cookie they send only over https (api.secureCookie, on by default), so over http every call with token auth fails with 500 " +
+		"after core has carried it out: use an https openhim.url (MEDIATOR_OPENHIM_URL), or set " + fixAuthScheme +
+		" to basic (if core's api.secureCookie is false, core failed: see its log)"}
 }
 
 // noTokenCredentials is the configuration error of a 404 from

@@ -70,3 +70,54 @@ func TestSessionLoginOverHTTP(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestTokenAuthOverHTTPV8: core 7.2+ (src/api/authentication.js,
+// authenticateToken: passport.authenticate('token') without a callback)
+// logs a token-authenticated user into a koa-session session; with
+// api.secureCookie on (config/default.json, src/koaApi.js) the cookie
+// cannot be set over http, and Koa (lib/context.js onerror) answers 500
+// "Internal Server Error" to every such call. The client reports the
+// configuration error once instead of retrying core trouble forever.
+func TestTokenAuthOverHTTPV8(t *testing.T) {
+	tests := []struct {
+		name       string
+		cfg        openhimtest.Config
+		wantConfig bool
+	}{
+		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, wantConfig: true},
+		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}},
+		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := openhimtest.NewServer(tt.cfg)
+			defer srv.Close()
+			var failures atomic.Int32
+			hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				resp, err := srv.Client().Transport.RoundTrip(r)
+				if err == nil && resp.StatusCode == http.StatusInternalServerError {
+					failures.Add(1)
+				}
+				return resp, err
+			})}
+			c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+				Auth: openhim.AuthToken, CoreVersion: 8, HTTPClient: hc, MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.ListChannels(context.Background())
+			if !tt.wantConfig {
+				if err != nil {
+					t.Fatalf("ListChannels: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, openhim.ErrConfig) || !strings.Contains(err.Error(), "use an https openhim.url") {
+				t.Fatalf("err = %v; want the configuration error naming openhim.url", err)
+			}
+			if n := failures.Load(); n != 1 {
+				t.Errorf("core answered 500 %d times; a configuration error is not retried", n)
+			}
+		})
+	}
+}

@@ -457,6 +457,8 @@ func (c *Client) call(ctx context.Context, method, path string, in any, retry bo
 			return nil, c.auth.refused(c.apiError(method, path, resp))
 		case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
 			return nil, c.auth.refused(c.apiError(method, path, resp))
+		case c.tokenSessionRefused(true, resp.status, resp.body):
+			return nil, tokenOverHTTP(c.apiError(method, path, resp))
 		case resp.status >= 300:
 			return nil, c.apiError(method, path, resp)
 		}
@@ -473,8 +475,10 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 // send executes one request with rc and returns its answer, whatever its
 // status, or the error of the last attempt, with the URL redacted.
 func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string, body []byte, hasBody bool) (*apiResponse, error) {
+	authenticated, _ := ctx.Value(authKey{}).(*authAttempt)
 	req := rc.R().SetContext(ctx).AddRetryCondition(func(r *resty.Response, err error) bool {
-		return ctx.Err() == nil && retryable(r, err)
+		return ctx.Err() == nil && retryable(r, err) &&
+			(err != nil || !c.tokenSessionRefused(authenticated != nil, r.StatusCode(), r.Body()))
 	})
 	if hasBody {
 		req.SetHeader("Content-Type", "application/json").SetBody(body)

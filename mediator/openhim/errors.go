@@ -33,8 +33,8 @@ var (
 	// ErrConfig matches a failure that retrying cannot fix because a
 	// setting must change: credentials core refuses (401/403), a user
 	// without the credentials of the chosen auth scheme, a session
-	// cookie core will not send over http, a core certificate that does
-	// not verify. The error's text says what to change.
+	// cookie core will not send over http (session or, on core 8, token
+	// auth), a core certificate that does not verify. The error's text says what to change.
 	ErrConfig = errors.New("openhim: configuration error")
 )
 
