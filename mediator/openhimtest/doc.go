@@ -63,7 +63,9 @@
 // # Router
 //
 // The router matches the first enabled channel (by priority) whose
-// urlPattern and matchContentTypes match (and, on [Version7] and
+// urlPattern, matchContentTypes and content match (matchContentRegex, or
+// matchContentJson with matchContentValue; a matchContentXpath channel
+// matches nothing) (and, on [Version7] and
 // [Version8], whose methods include the request's: a channel without
 // methods matches nothing there), then authorises the client (basic auth
 // against a [RouterClient], or an authType "public" channel); otherwise

@@ -64,7 +64,7 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	// requestMatching picks the first enabled channel (priority order)
 	// whose urlPattern and matchContentTypes match; authorisation then
 	// answers 401 unless that channel is public or allows the client.
-	ch := s.matchChannel(r)
+	ch := s.matchChannel(r, body)
 	if ch == nil && s.cfg.Version >= Version7 {
 		// authorisation.js, authorise: "Channel not found" is a 404
 		// since 7.0.1 (4.x answers 401); like the 401 it stores no
@@ -214,7 +214,7 @@ func (s *Server) authenticateRouterClient(r *http.Request) *RouterClient {
 // matchMethod: channel.methods.find(...), so a channel without methods
 // matches nothing). Authorisation is checked afterwards on that channel
 // only.
-func (s *Server) matchChannel(r *http.Request) *Channel {
+func (s *Server) matchChannel(r *http.Request, body []byte) *Channel {
 	s.mu.Lock()
 	channels := make([]Channel, 0, len(s.channels))
 	for _, c := range s.channels {
@@ -244,12 +244,75 @@ func (s *Server) matchChannel(r *http.Request) *Channel {
 		if len(c.MatchContentTypes) > 0 && (ct == "" || !slices.Contains(c.MatchContentTypes, ct)) {
 			continue
 		}
+		if !matchContent(c, body) {
+			continue
+		}
 		if s.cfg.Version >= Version7 && !slices.Contains(c.Methods, strings.ToUpper(r.Method)) {
 			continue
 		}
 		return c
 	}
 	return nil
+}
+
+// matchContent is core's requestMatching.js matchContent (every version):
+// matchContentRegex tested against the raw body (unanchored); else
+// matchContentJson with matchContentValue (matchJsonPath: the value at the
+// dotted path, as a string, equals the value); else a channel with only a
+// match expression matches nothing; else any body matches.
+// matchContentXpath is not modelled: such a channel matches nothing. Where
+// core would throw (an invalid regexp, a body that is not JSON, a missing
+// value), the fake does not match.
+func matchContent(c *Channel, body []byte) bool {
+	regex, _ := c.Extra["matchContentRegex"].(string)
+	xpath, _ := c.Extra["matchContentXpath"].(string)
+	jsonPath, _ := c.Extra["matchContentJson"].(string)
+	value, _ := c.Extra["matchContentValue"].(string)
+	switch {
+	case regex != "":
+		re, err := regexp.Compile(regex)
+		return err == nil && re.Match(body)
+	case xpath != "" && value != "":
+		return false
+	case jsonPath != "" && value != "":
+		var doc any
+		if json.Unmarshal(body, &doc) != nil {
+			return false
+		}
+		v, ok := jsonPathValue(doc, jsonPath)
+		return ok && v != nil && jsString(v) == value
+	case xpath != "" || jsonPath != "":
+		return false
+	}
+	return true
+}
+
+var jsonIndexRe = regexp.MustCompile(`\[(\w+)\]`)
+
+// jsonPathValue is core's getJSONValByString: "[i]" becomes ".i", a
+// leading dot is dropped, and each part must be a key of the object (or an
+// index of the array) reached so far.
+func jsonPathValue(doc any, path string) (any, bool) {
+	path = strings.TrimPrefix(jsonIndexRe.ReplaceAllString(path, ".$1"), ".")
+	for _, part := range strings.Split(path, ".") {
+		switch x := doc.(type) {
+		case map[string]any:
+			v, ok := x[part]
+			if !ok {
+				return nil, false
+			}
+			doc = v
+		case []any:
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(x) || strconv.Itoa(i) != part {
+				return nil, false
+			}
+			doc = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return doc, true
 }
 
 // authorised mirrors core's authorise: IP whitelist, then authType public

@@ -775,3 +775,48 @@ func TestRouterWaitPrimaryResponse(t *testing.T) {
 		})
 	}
 }
+
+// TestRouterMatchContent: core's src/middleware/requestMatching.js,
+// matchContent (every version): a channel with matchContentRegex matches
+// only a request whose raw body the regexp finds (unanchored); with
+// matchContentJson and matchContentValue, only one whose JSON has that value
+// at the path (getJSONValByString); with a match expression but no value,
+// no request. An unmatched request is 404 from 7.0.1 (401 on 4.0.5).
+func TestRouterMatchContent(t *testing.T) {
+	tests := []struct {
+		name    string
+		version Version
+		extra   map[string]any
+		body    string
+		want    int
+	}{
+		{"regex matches", Version8, map[string]any{"matchContentRegex": "Patient"}, `{"resourceType":"Patient"}`, 200},
+		{"regex does not match", Version8, map[string]any{"matchContentRegex": "Patient"}, `{"resourceType":"Observation"}`, 404},
+		{"regex does not match on 4.0.5", Version4, map[string]any{"matchContentRegex": "^Patient$"}, `{"resourceType":"Patient"}`, 401},
+		{"json path matches", Version8, map[string]any{"matchContentJson": "subject.ids[1]", "matchContentValue": "b"}, `{"subject":{"ids":["a","b"]}}`, 200},
+		{"json number as string", Version8, map[string]any{"matchContentJson": "n", "matchContentValue": "5"}, `{"n":5}`, 200},
+		{"json path other value", Version8, map[string]any{"matchContentJson": "n", "matchContentValue": "6"}, `{"n":5}`, 404},
+		{"json path, body not JSON", Version8, map[string]any{"matchContentJson": "n", "matchContentValue": "5"}, `n=5`, 404},
+		{"expression without value", Version8, map[string]any{"matchContentJson": "n"}, `{"n":5}`, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(nil), func(c *openhim.Channel) {
+				c.Methods = []string{"POST"}
+				if v, ok := tt.extra["matchContentRegex"].(string); ok {
+					c.MatchContentRegex = v
+				}
+				if v, ok := tt.extra["matchContentJson"].(string); ok {
+					c.MatchContentJSON = v
+				}
+				if v, ok := tt.extra["matchContentValue"].(string); ok {
+					c.MatchContentValue = v
+				}
+			})
+			resp, _ := f.call(t, http.MethodPost, "/api/x", "client-1", "pw", tt.body)
+			if resp.StatusCode != tt.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}
