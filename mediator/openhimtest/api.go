@@ -26,6 +26,23 @@ func writeText(w http.ResponseWriter, status int, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
+// basicAuthWriter marks the answer to a Version8 request authenticated
+// with basic auth: core 8's authenticateBasic (src/api/authentication.js)
+// sets ctx.body = 'User Authenticated Successfully', which a handler that
+// only sets a status leaves in place (see writeHandlerStatus).
+type basicAuthWriter struct{ http.ResponseWriter }
+
+// writeHandlerStatus is a handler's ctx.status = status without a body:
+// Koa answers the status text, or, after core 8's basic auth, the body
+// authenticateBasic set.
+func writeHandlerStatus(w http.ResponseWriter, status int) {
+	if _, ok := w.(basicAuthWriter); ok {
+		writeText(w, status, "User Authenticated Successfully")
+		return
+	}
+	writeStatus(w, status)
+}
+
 // writeStatus answers like Koa does when a status is set without a body:
 // the status message is the body ("OK", "Created", "Not Found", …).
 func writeStatus(w http.ResponseWriter, status int) {
@@ -161,6 +178,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		defer writeText(w, http.StatusInternalServerError, "Internal Server Error")
 		w = httptest.NewRecorder()
 	}
+	if s.cfg.Version >= Version8 && s.sessionUser(r) == nil && !hasTokenHeader(r) {
+		w = basicAuthWriter{w}
+	}
 	if s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
 		// core 8 (src/koaApi.js) mounts /logout after the auth middleware.
 		s.handleLogout(w, r)
@@ -285,7 +305,7 @@ func (s *Server) handleGetMediator(w http.ResponseWriter, urn string) {
 	}
 	s.mu.Unlock()
 	if out == nil {
-		writeStatus(w, http.StatusNotFound)
+		writeHandlerStatus(w, http.StatusNotFound)
 		return
 	}
 	maskPasswords(out.ConfigDefs, out.Config)
@@ -323,7 +343,7 @@ func (s *Server) handleAddMediator(w http.ResponseWriter, r *http.Request, u *us
 		return
 	}
 	s.logger.Info("openhimtest: mediator registered", "urn", doc["urn"], "user", u.email)
-	writeStatus(w, status)
+	writeHandlerStatus(w, status)
 }
 
 // addMediator applies core's addMediator to a decoded body and returns the
@@ -504,14 +524,14 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, urn str
 	m := s.findMediator(urn)
 	if m == nil {
 		s.mu.Unlock()
-		writeStatus(w, http.StatusNotFound)
+		writeHandlerStatus(w, http.StatusNotFound)
 		return
 	}
 	hb, _ := body.(map[string]any)
 	rawUptime, present := hb["uptime"]
 	if !present || rawUptime == nil {
 		s.mu.Unlock()
-		writeStatus(w, http.StatusBadRequest)
+		writeHandlerStatus(w, http.StatusBadRequest)
 		return
 	}
 	uptime, castOK := toNumber(rawUptime)
@@ -599,7 +619,7 @@ func (s *Server) handleSetConfig(w http.ResponseWriter, r *http.Request, urn str
 		writeText(w, status, msg)
 		return
 	}
-	writeStatus(w, status)
+	writeHandlerStatus(w, status)
 }
 
 func (s *Server) setConfig(urn string, cfg map[string]any) (int, string) {
@@ -670,7 +690,7 @@ func (s *Server) handleLoadDefaultChannels(w http.ResponseWriter, r *http.Reques
 		writeText(w, http.StatusInternalServerError, fmt.Sprintf("Could not load mediator default channel config (urn: %s): %v", urn, firstErr))
 		return
 	}
-	writeStatus(w, http.StatusCreated)
+	writeHandlerStatus(w, http.StatusCreated)
 }
 
 func mergeExtra(a, b map[string]any) map[string]any {

@@ -247,7 +247,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
 	}
-	writeStatus(w, http.StatusOK)
+	writeHandlerStatus(w, http.StatusOK)
 }
 
 // handleAuthenticateSalt is GET /authenticate/:username (§1.1 step 1).

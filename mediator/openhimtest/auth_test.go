@@ -327,3 +327,43 @@ func basicHeader(user, pass string) string {
 	req.SetBasicAuth(user, pass)
 	return req.Header.Get("Authorization")
 }
+
+// TestBasicAuthBodyV8: core 8's authenticateBasic (src/api/authentication.js)
+// sets ctx.body = 'User Authenticated Successfully'; a handler that only
+// sets a status (src/api/mediators.js getMediator and heartbeat: ctx.status
+// = 404; addMediator: ctx.status = 201) leaves that body in place. Token
+// auth, core 7.1's basic auth and a status with its own body do not.
+func TestBasicAuthBodyV8(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  Version
+		scheme   string
+		method   string
+		path     string
+		want     int
+		wantBody string
+	}{
+		{"8.x basic, unknown mediator", Version8, "basic", http.MethodGet, "/mediators/urn:none", 404, "User Authenticated Successfully"},
+		{"8.x basic, heartbeat of an unknown mediator", Version8, "basic", http.MethodPost, "/mediators/urn:none/heartbeat", 404, "User Authenticated Successfully"},
+		{"8.x basic, registration", Version8, "basic", http.MethodPost, "/mediators", 201, "User Authenticated Successfully"},
+		{"8.x token, unknown mediator", Version8, "token", http.MethodGet, "/mediators/urn:none", 404, "Not Found"},
+		{"7.1 basic, unknown mediator", Version7, "basic", http.MethodGet, "/mediators/urn:none", 404, "Not Found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := newFake(t, Config{Version: tt.version, TLS: true})
+			c.scheme = tt.scheme
+			var body any
+			switch {
+			case tt.path == "/mediators":
+				body = testMediator("urn:mediator:body", "1.0.0")
+			case tt.method == http.MethodPost:
+				body = map[string]any{"uptime": 1}
+			}
+			r := c.do(t, tt.method, tt.path, body)
+			if r.Status != tt.want || r.Body != tt.wantBody {
+				t.Errorf("got %d %q, want %d %q", r.Status, r.Body, tt.want, tt.wantBody)
+			}
+		})
+	}
+}

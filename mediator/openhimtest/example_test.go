@@ -49,6 +49,8 @@ func Example() {
 	defer srv.Close()
 	c := srv.Client()
 
+	// Core 8 answers a registration with 201 and, after basic auth, the
+	// body its authentication step left: do not read it.
 	fmt.Println(post(c, http.MethodPost, srv.URL+"/mediators", registration))
 	fmt.Println(post(c, http.MethodPost, srv.URL+"/mediators/urn:mediator:example/heartbeat",
 		map[string]any{"uptime": 1.5, "config": true}))
@@ -58,7 +60,7 @@ func Example() {
 	bad := map[string]any{"urn": "urn:mediator:bad", "version": "1.0"}
 	fmt.Println(post(c, http.MethodPost, srv.URL+"/mediators", bad))
 	// Output:
-	// 201 Created
+	// 201 User Authenticated Successfully
 	// 200 {"apiKey":"s3cret"}
 	// 200 ""
 	// 400 Could not add Mediator via the API: ValidationError: Version is required. Must be in SemVer form x.y.z
