@@ -188,8 +188,13 @@ func TestPendingRefreshesTheContactTypes(t *testing.T) {
 		t.Error("the push waited for the new read of the contact types")
 	}
 	assert.NoError(t, p.Ready(context.Background()))
+	assert.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stalled == 1
+	}, 5*time.Second, time.Millisecond, "one read of CHT, stalled")
 	mu.Lock()
-	assert.Equal(t, 1, stalled, "one read of CHT, stalled")
+	assert.Equal(t, 1, stalled, "and no second read while it is stalled")
 	stall = nil
 	failing = true
 	mu.Unlock()
