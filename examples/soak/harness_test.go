@@ -64,8 +64,8 @@ func chtToFHIRDefinition(host string, port int) openhim.Definition {
 }
 
 // newCore starts a fake OpenHIM core with the router client CHT uses.
-func newCore(t testing.TB) *openhimtest.Server {
-	core := openhimtest.NewServer(openhimtest.Config{})
+func newCore(t testing.TB, cfg openhimtest.Config) *openhimtest.Server {
+	core := openhimtest.NewServer(cfg)
 	t.Cleanup(core.Close)
 	core.AddClient(routerClient, routerPassword, chtRole)
 	return core

@@ -150,9 +150,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	// Token auth over plain http needs a core whose session cookie is not
 	// Secure (api.secureCookie: false): core 8 logs a token user into a
 	// session too, and fails every such call over http otherwise.
-	core := openhimtest.NewServer(openhimtest.Config{InsecureSessionCookie: true})
-	t.Cleanup(core.Close)
-	core.AddClient(routerClient, routerPassword, chtRole)
+	core := newCore(t, openhimtest.Config{InsecureSessionCookie: true})
 	core.AddUser(openhimUser, openhimSecret, "admin")
 	chtSrv := chttest.NewDemoServer(chttest.Config{MaxRecordedRequests: -1,
 		Users: []chttest.User{{Name: chtUser, Password: chtSecret, Roles: []string{"admin"}}, {Name: chttest.AdminUsername, Password: chttest.AdminPassword, Roles: []string{"_admin"}}}})
