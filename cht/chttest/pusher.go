@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	chtcron "github.com/cht-interop/openhim-mediator-go/cht/internal/cron"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 )
 
@@ -204,7 +205,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	// mark_for_outbound.js and schedule/outbound.js read config.cron only
 	// from 4.5.0; an empty cron is falsy (no cron).
 	if cfg.Cron != "" && v.AtLeast(4, 5) {
-		if cronErr = cronValidatorCheck(cfg.Cron); cronErr != nil {
+		if cronErr = chtcron.Check(cfg.Cron); cronErr != nil {
 			// utils.js isWithinTimeFrame: logger.error and false.
 			cronErr = fmt.Errorf("chttest: outbound: %s: Outbound push failed: invalid cron expression: %w", cfg.Name, cronErr)
 		} else if sched, err = cron.ParseStandard(cfg.Cron); err != nil {

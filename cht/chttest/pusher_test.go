@@ -616,23 +616,6 @@ func TestPusherCronIgnoredBefore45(t *testing.T) {
 	}
 }
 
-// TestCronCheckMatchesOutboundValidate keeps the fake's port of
-// cron-validator 1.3.1 isValidCron (cronvalidator.go) and
-// outbound.Config.Validate's (cht/outbound/cron.go) in step: a cron the
-// library accepts is one the fake may push, and one it refuses the fake
-// never pushes.
-func TestCronCheckMatchesOutboundValidate(t *testing.T) {
-	for _, expr := range []string{"0 * * * *", "*/5 1-3 1,15 */2 0-6", "5/10 * * * *", "@hourly", "0 0 * * SUN",
-		"0 0 * * 7", "0 0 ? * *", "* * * * * *", "1-0 * * * *", "*/0 * * * *", "0 0 31 2 *", "\ufeff0 * * * *", "0\u0085* * * *"} {
-		fake := cronValidatorCheck(expr) == nil
-		lib := outbound.Config{"p": {RelevantTo: "true", Destination: outbound.Destination{BaseURL: "https://h"},
-			Mapping: outbound.DocMapping(), Cron: expr}}.Validate() == nil
-		if fake != lib {
-			t.Errorf("cron %q: fake valid %v, outbound.Config.Validate valid %v", expr, fake, lib)
-		}
-	}
-}
-
 // TestPusherRetryDoesNotRecheckRelevance pins that Sentinel's schedule
 // retries a queued push with the current hydrated doc without evaluating
 // relevant_to again (sentinel/src/schedule/outbound.js batch and

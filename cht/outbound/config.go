@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/cron"
 )
 
 // Config generates the app_settings.outbound block of a CHT
@@ -216,7 +218,7 @@ func (p Push) validate() error {
 	}
 	if p.Cron != "" {
 		// shared-libs/transitions/src/lib/utils.js isWithinTimeFrame.
-		if err := checkCron(p.Cron); err != nil {
+		if err := cron.Check(p.Cron); err != nil {
 			errs = append(errs, fmt.Errorf("%w: CHT would never send this push (it stays queued)", err))
 		}
 	}

@@ -1,4 +1,6 @@
-package outbound
+// Package cron checks cron expressions as CHT does before it runs one, for
+// cht/outbound's settings check and cht/chttest's fake pusher alike.
+package cron
 
 import (
 	"fmt"
@@ -7,21 +9,19 @@ import (
 	"unicode"
 )
 
-// checkCron applies the check CHT runs before every cron decision:
+// Check applies the check CHT runs before every cron decision:
 // shared-libs/transitions/src/lib/utils.js isWithinTimeFrame first calls
 // cron-validator 1.3.1 isValidCron(exp) with its default options, and
 // for an expression it refuses it logs an error and answers "not due".
 // mark_for_outbound then queues the push and Sentinel's outbound schedule
 // (sentinel/src/schedule/outbound.js execute) never runs it: the push is
-// never sent and nobody is told. cht/chttest cronValidatorCheck is the
-// same port for the fake's pusher (TestCronCheckMatchesOutboundValidate
-// keeps the two in step).
+// never sent and nobody is told.
 //
 // The default options are alias false (no JAN or MON), seconds false
 // (exactly five fields), allowBlankDay false (no ?) and
 // allowSevenAsSunday false (weekday 0-6). Macros such as @daily are not
 // cron-validator syntax.
-func checkCron(expr string) error {
+func Check(expr string) error {
 	// cron.trim().split(/\s+/): JavaScript's white space is Go's
 	// unicode.IsSpace without U+0085 and with U+FEFF.
 	fields := strings.FieldsFunc(expr, func(r rune) bool {
