@@ -253,7 +253,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("signals to a process")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainHelperProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "SETTINGS_MAIN_HELPER=1")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -305,10 +305,12 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 }
 
-// TestMainHelperProcess is the program TestSecondSignalStopsAtOnce runs.
-func TestMainHelperProcess(t *testing.T) {
+// TestMain runs the test binary as the program of
+// TestSecondSignalStopsAtOnce when SETTINGS_MAIN_HELPER is set: a Main
+// whose run never finishes shutting down.
+func TestMain(m *testing.M) {
 	if os.Getenv("SETTINGS_MAIN_HELPER") != "1" {
-		t.Skip("run by TestSecondSignalStopsAtOnce")
+		os.Exit(m.Run())
 	}
 	Main("helper", nil, func(ctx context.Context, _ []string, stdout io.Writer, _ *slog.Logger) error {
 		fmt.Fprintln(stdout, "serving")
