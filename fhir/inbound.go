@@ -373,6 +373,29 @@ func reportTime(rt, expr, s string) (time.Time, error) {
 		Reason: fmt.Sprintf("%q is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a zone)", s)}}}
 }
 
+// checkDates checks that the dateTime at expr (when set) and the start
+// and end of the period at periodExpr (when set) are FHIR R4 dates or
+// dateTimes, naming the element of the first that is not.
+func checkDates(rt, expr string, dt *string, periodExpr string, p *models.Period) error {
+	check := func(expr string, v *string) error {
+		if v == nil {
+			return nil
+		}
+		_, err := reportTime(rt, expr, *v)
+		return err
+	}
+	if err := check(expr, dt); err != nil {
+		return err
+	}
+	if p == nil {
+		return nil
+	}
+	if err := check(periodExpr+".start", p.Start); err != nil {
+		return err
+	}
+	return check(periodExpr+".end", p.End)
+}
+
 // subjectKey identifies the target of a subject reference: its logical
 // identifier if it has one, else its literal reference.
 func subjectKey(r *models.Reference) string {
@@ -605,6 +628,12 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 		srID = *sr.Id
 	}
 	requestFields(sub, nil, srID)
+	// The occurrence is the task's due date (fhir/tocht copies it): it
+	// must be a date CHT can schedule by.
+	if err := checkDates("ServiceRequest", "ServiceRequest.occurrenceDateTime", sr.OccurrenceDateTime,
+		"ServiceRequest.occurrencePeriod", sr.OccurrencePeriod); err != nil {
+		return nil, err
+	}
 	// authoredOn is read as SubmissionFromObservations reads a date: a
 	// value that is not a FHIR date or dateTime is an error naming it.
 	if sr.AuthoredOn != nil {
@@ -642,6 +671,11 @@ func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) 
 		srID = referenceID(&t.BasedOn[i], "ServiceRequest")
 	}
 	requestFields(sub, t.Id, srID)
+	if t.Restriction != nil {
+		if err := checkDates("Task", "", nil, "Task.restriction.period", t.Restriction.Period); err != nil {
+			return nil, err
+		}
+	}
 	if t.AuthoredOn != nil {
 		at, err := reportTime("Task", "Task.authoredOn", *t.AuthoredOn)
 		if err != nil {

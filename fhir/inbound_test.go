@@ -531,3 +531,53 @@ forms:
 		})
 	}
 }
+
+// TestSubmissionDueDatesAreFHIRDates: the dates a follow-up task is due
+// by (ServiceRequest.occurrence[x], Task.restriction.period, which
+// fhir/tocht copies to due_date) must be FHIR dates or dateTimes; anything
+// else is an issue naming the element, not a due date CHT cannot read.
+func TestSubmissionDueDatesAreFHIRDates(t *testing.T) {
+	c := testConverter(t, Config{})
+	medic := func() *models.Reference {
+		return &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}
+	}
+	sr := func(mod func(*models.ServiceRequest)) error {
+		r := &models.ServiceRequest{Status: models.RequestStatusActive, Intent: models.RequestIntentOrder, Subject: *medic()}
+		mod(r)
+		_, err := c.SubmissionFromServiceRequest(r, nil)
+		return err
+	}
+	task := func(p *models.Period) error {
+		_, err := c.SubmissionFromTask(&models.Task{Status: models.TaskStatusRequested, Intent: "order", For: medic(),
+			Restriction: &models.TaskRestriction{Period: p}}, nil)
+		return err
+	}
+	for _, tc := range []struct {
+		name    string
+		convert func(v string) error
+		expr    string
+	}{
+		{"occurrenceDateTime", func(v string) error {
+			return sr(func(r *models.ServiceRequest) { r.OccurrenceDateTime = &v })
+		}, "ServiceRequest.occurrenceDateTime"},
+		{"occurrencePeriod.end", func(v string) error {
+			return sr(func(r *models.ServiceRequest) { r.OccurrencePeriod = &models.Period{End: &v} })
+		}, "ServiceRequest.occurrencePeriod.end"},
+		{"restriction.period.start", func(v string) error { return task(&models.Period{Start: &v}) }, "Task.restriction.period.start"},
+		{"restriction.period.end", func(v string) error { return task(&models.Period{End: &v}) }, "Task.restriction.period.end"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, ok := range []string{"2026-11-27", "2026-11-27T09:00:00+03:00"} {
+				if err := tc.convert(ok); err != nil {
+					t.Errorf("%q: %v", ok, err)
+				}
+			}
+			for _, bad := range []string{"next week", "27/11/2026", "2026-11-27T09:00"} {
+				var ire *InvalidResourceError
+				if err := tc.convert(bad); !errors.As(err, &ire) || ire.Issues[0].Expression != tc.expr {
+					t.Errorf("%q: err = %v, want an issue at %s", bad, err, tc.expr)
+				}
+			}
+		})
+	}
+}

@@ -43,7 +43,8 @@ const (
 	FieldReason = "reason"
 	// FieldDueDate holds the date the follow-up is due: the
 	// ServiceRequest's occurrence (dateTime or period end), the Task's
-	// restriction period end.
+	// restriction period end, as sent (a FHIR date or dateTime: any
+	// other value is refused with 422, naming the element).
 	FieldDueDate = "due_date"
 )
 
