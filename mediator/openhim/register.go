@@ -117,19 +117,12 @@ func (c *Client) InstallChannels(ctx context.Context, urn string, names ...strin
 			want = append(want, ch.Name)
 		}
 	}
-	existing, lerr := c.ListChannels(ctx)
-	if lerr != nil || len(want) == 0 {
+	if len(want) == 0 {
 		return err
 	}
-	have := make(map[string]bool, len(existing))
-	for _, ch := range existing {
-		have[ch.Name] = ch.Status != "deleted"
-	}
-	var missing []string
-	for _, name := range want {
-		if !have[name] {
-			missing = append(missing, name)
-		}
+	missing, lerr := c.missingChannels(ctx, want, true)
+	if lerr != nil {
+		return err
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w (channels not installed: %s)", err, strings.Join(missing, ", "))
@@ -145,19 +138,13 @@ func (c *Client) InstallMissingChannels(ctx context.Context, d *Definition) ([]s
 	if len(d.DefaultChannelConfig) == 0 {
 		return nil, nil
 	}
-	existing, err := c.ListChannels(ctx)
+	want := make([]string, len(d.DefaultChannelConfig))
+	for i, ch := range d.DefaultChannelConfig {
+		want[i] = ch.Name
+	}
+	missing, err := c.missingChannels(ctx, want, false)
 	if err != nil {
 		return nil, err
-	}
-	have := make(map[string]bool, len(existing))
-	for _, ch := range existing {
-		have[ch.Name] = true
-	}
-	var missing []string
-	for _, ch := range d.DefaultChannelConfig {
-		if !have[ch.Name] {
-			missing = append(missing, ch.Name)
-		}
 	}
 	if len(missing) == 0 {
 		return nil, nil
@@ -257,4 +244,25 @@ func subsetOf(want, got any) bool {
 	default:
 		return reflect.DeepEqual(want, got)
 	}
+}
+
+// missingChannels lists core's channels (GET /channels) and returns the
+// names of want it does not hold; with deletedMissing, a channel core
+// stores as deleted counts as missing.
+func (c *Client) missingChannels(ctx context.Context, want []string, deletedMissing bool) ([]string, error) {
+	existing, err := c.ListChannels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(existing))
+	for _, ch := range existing {
+		have[ch.Name] = !deletedMissing || ch.Status != "deleted"
+	}
+	var missing []string
+	for _, name := range want {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
 }

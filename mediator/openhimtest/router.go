@@ -697,9 +697,11 @@ func jsNumber(s string) float64 {
 	case "-Infinity":
 		return math.Inf(-1)
 	}
-	if strings.ContainsAny(t, "xXpP_") || strings.EqualFold(t, "inf") || strings.EqualFold(t, "nan") ||
-		strings.EqualFold(strings.TrimLeft(t, "+-"), "inf") || strings.EqualFold(strings.TrimLeft(t, "+-"), "infinity") ||
-		strings.EqualFold(strings.TrimLeft(t, "+-"), "nan") {
+	if strings.ContainsAny(t, "xXpP_") {
+		return math.NaN()
+	}
+	switch strings.ToLower(strings.TrimLeft(t, "+-")) {
+	case "inf", "infinity", "nan": // not JavaScript number syntax in these spellings
 		return math.NaN()
 	}
 	f, err := strconv.ParseFloat(t, 64)
