@@ -84,10 +84,15 @@ func (w *editingWriter) WriteBundle(ctx context.Context, name string, b []byte) 
 	w.mu.Unlock()
 	if n == 1 {
 		d := map[string]any{}
-		require.NoError(w.t, json.Unmarshal(w.docs()[w.person], &d))
+		// On a Run worker, not the test's goroutine: a failure is
+		// reported and returned, so that Run ends instead of hanging.
+		if err := json.Unmarshal(w.docs()[w.person], &d); !assert.NoError(w.t, err) {
+			return err
+		}
 		d["name"] = newName
-		_, err := w.cht.Docs.Put(ctx, w.person, d)
-		require.NoError(w.t, err)
+		if _, err := w.cht.Docs.Put(ctx, w.person, d); !assert.NoError(w.t, err) {
+			return err
+		}
 		w.opened()
 		if w.retry {
 			return &fhir.ServerError{Entry: -1, StatusCode: http.StatusServiceUnavailable, Reason: "busy"}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -381,13 +380,17 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		// not written back (loop prevention); the others of its
 		// Encounter, which the EMR added, are written. When every one
 		// came from CHT the Encounter is acknowledged with them.
-		if own := slices.DeleteFunc(slices.Clone(idx), func(i int) bool {
-			return b.fromCHT(parsed[i].(*models.Observation).Meta)
-		}); len(own) > 0 && len(own) < len(idx) {
-			for _, i := range idx {
-				if !slices.Contains(own, i) {
-					add(skipped("Observation", parsed[i]), nil, i)
-				}
+		var own, tagged []int
+		for _, i := range idx {
+			if b.fromCHT(parsed[i].(*models.Observation).Meta) {
+				tagged = append(tagged, i)
+			} else {
+				own = append(own, i)
+			}
+		}
+		if len(own) > 0 && len(tagged) > 0 {
+			for _, i := range tagged {
+				add(skipped("Observation", parsed[i]), nil, i)
 			}
 			idx = own
 		}

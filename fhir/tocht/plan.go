@@ -238,11 +238,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 // Observation. The unit is skipped when every Observation came from CHT;
 // planBundle sets those of a mixed group apart before.
 func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]string) (*unit, error) {
-	fromCHT := len(obs) > 0
-	for i := range obs {
-		fromCHT = fromCHT && b.fromCHT(obs[i].Meta)
-	}
-	if fromCHT {
+	if len(obs) > 0 && !slices.ContainsFunc(obs, func(o models.Observation) bool { return !b.fromCHT(o.Meta) }) {
 		return skipped("Observation", primary), nil
 	}
 	var subject *models.Reference
