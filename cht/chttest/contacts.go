@@ -536,11 +536,7 @@ func (s *Server) checkPageArgs(c *reqCtx, defLimit int) (page, bool) {
 	p := page{limit: defLimit}
 	v418 := s.ver.AtLeast(4, 18)
 	if cur, given := q["cursor"]; given && (len(cur) != 1 || cur[0] == "") {
-		msg := fmt.Sprintf("Invalid cursor token: [%s].", strings.Join(cur, ","))
-		if v418 {
-			msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", jsonText(cur))
-		}
-		s.apiError(c, http.StatusBadRequest, msg, nil)
+		s.badCursor(c, cur)
 		return p, false
 	}
 	lim, given := q["limit"]
@@ -572,6 +568,17 @@ func (s *Server) checkPageArgs(c *reqCtx, defLimit int) (page, bool) {
 	return p, true
 }
 
+// badCursor answers 400 for the cursor values vals, in the words of the
+// server's version: 4.18's parameter-validators quote them with
+// JSON.stringify, before they are printed as given.
+func (s *Server) badCursor(c *reqCtx, vals []string) {
+	msg := fmt.Sprintf("Invalid cursor token: [%s].", strings.Join(vals, ","))
+	if s.ver.AtLeast(4, 18) {
+		msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", jsonText(vals))
+	}
+	s.apiError(c, http.StatusBadRequest, msg, nil)
+}
+
 // pageOffset reads the cursor as the local getPage does after the type
 // check: validateCursor (local/libs/core.ts; 4.17 inline in local/
 // person.ts getPage) takes Number(cursor), which must be a non-negative
@@ -583,12 +590,7 @@ func (s *Server) pageOffset(c *reqCtx, p *page, opaque bool) bool {
 		return true
 	}
 	bad := func() bool {
-		msg := fmt.Sprintf("Invalid cursor token: [%s].", cur)
-		if s.ver.AtLeast(4, 18) {
-			b, _ := json.Marshal(cur)
-			msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", b)
-		}
-		s.apiError(c, http.StatusBadRequest, msg, nil)
+		s.badCursor(c, []string{cur})
 		return false
 	}
 	raw := cur

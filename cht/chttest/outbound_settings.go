@@ -74,9 +74,7 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 func markForOutboundEnabled(transitions json.RawMessage) error {
 	var all map[string]any
 	_ = json.Unmarshal(transitions, &all) // absent, null or not an object: no transitions
-	conf := all["mark_for_outbound"]
-	obj, _ := conf.(map[string]any)
-	if !jsTruthy(conf) || jsTruthy(obj["disable"]) {
+	if !transitionOn(all, "mark_for_outbound") {
 		return errors.New(`transitions.mark_for_outbound is not enabled (absent, false or {"disable": true}): CHT runs no outbound push`)
 	}
 	return nil

@@ -361,9 +361,15 @@ func (s *Server) settingTruthy(key string) bool {
 func (s *Server) transitionEnabled(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// shared-libs/transitions/src/transitions/index.js loadTransitions:
-	// conf truthy and conf.disable falsy.
 	t, _ := s.settings["transitions"].(map[string]any)
+	return transitionOn(t, name)
+}
+
+// transitionOn applies loadTransitions' test
+// (shared-libs/transitions/src/transitions/index.js) to the
+// app_settings.transitions object t: conf = t[name] is truthy and
+// conf.disable is not.
+func transitionOn(t map[string]any, name string) bool {
 	conf, _ := t[name].(map[string]any)
 	return jsonTruthy(t[name]) && !jsonTruthy(conf["disable"])
 }
@@ -421,7 +427,7 @@ func (s *Server) apiMarkForOutbound(ctx context.Context, doc map[string]any) {
 		return
 	}
 	d := deepCopy(doc).(map[string]any)
-	s.hydrator().hydrateDoc(d)
+	s.hydrateDoc(d)
 	for _, p := range pushers {
 		_, _ = p.push(ctx, deepCopy(d).(map[string]any), false)
 	}

@@ -21,8 +21,7 @@ type Queue interface {
 
 // WatchConfig configures a [Watch]. The zero value is ready to use.
 type WatchConfig struct {
-	// CacheFor is how long one read of the queue serves scrapes and readiness checks; 0 means
-	// 15 s.
+	// CacheFor is how long one read of the queue serves scrapes; 0 means 15 s.
 	CacheFor time.Duration
 	// Timeout bounds one read of the queue during a scrape; 0 means 10 s.
 	Timeout time.Duration
