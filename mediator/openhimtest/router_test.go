@@ -489,7 +489,10 @@ func FuzzRouterEnvelope(f *testing.F) {
 		fx.srv.txs = nil // keep each execution O(1)
 		fx.srv.mu.Unlock()
 		resp, _ := fx.call(t, http.MethodGet, "/api/fuzz", "client-1", "pw", "")
-		if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		// Core 8's Koa (2.13+, lib/response.js set status) takes any
+		// integer 100-999 and Node's writeHead sends it; the fake refuses
+		// 1xx (TestRouterEnvelopeRules_S5_2).
+		if resp.StatusCode < 200 || resp.StatusCode > 999 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		txs := fx.srv.Transactions() // also checks that it can be copied
