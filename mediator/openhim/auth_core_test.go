@@ -25,11 +25,13 @@ func TestSessionLoginOverHTTP(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        openhimtest.Config
+		maxRetries int // -1: no retries, so no retry condition sees the 500
 		wantConfig bool
 	}{
-		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, wantConfig: true},
-		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}},
-		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}},
+		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, maxRetries: 3, wantConfig: true},
+		{name: "http, secureCookie on, no retries", cfg: openhimtest.Config{Version: openhimtest.Version8}, maxRetries: -1, wantConfig: true},
+		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}, maxRetries: 3},
+		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}, maxRetries: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,11 +84,13 @@ func TestTokenAuthOverHTTPV8(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        openhimtest.Config
+		maxRetries int // -1: no retries, so no retry condition sees the 500
 		wantConfig bool
 	}{
-		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, wantConfig: true},
-		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}},
-		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}},
+		{name: "http, secureCookie on", cfg: openhimtest.Config{Version: openhimtest.Version8}, maxRetries: 3, wantConfig: true},
+		{name: "http, secureCookie on, no retries", cfg: openhimtest.Config{Version: openhimtest.Version8}, maxRetries: -1, wantConfig: true},
+		{name: "http, secureCookie off", cfg: openhimtest.Config{Version: openhimtest.Version8, InsecureSessionCookie: true}, maxRetries: 3},
+		{name: "https", cfg: openhimtest.Config{Version: openhimtest.Version8, TLS: true}, maxRetries: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,7 +105,7 @@ func TestTokenAuthOverHTTPV8(t *testing.T) {
 				return resp, err
 			})}
 			c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
-				Auth: openhim.AuthToken, CoreVersion: 8, HTTPClient: hc, MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
+				Auth: openhim.AuthToken, CoreVersion: 8, HTTPClient: hc, MaxRetries: tt.maxRetries, RetryWaitMin: time.Millisecond}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -303,6 +303,9 @@ type apiResponse struct {
 	status int
 	header http.Header
 	body   []byte
+	// tokenRefused is tokenSessionRefused's verdict on the answer: core 8
+	// refusing a token-authenticated call over plain http.
+	tokenRefused bool
 }
 
 // Do sends one API request with the client's authentication, timeout and
@@ -457,7 +460,7 @@ func (c *Client) call(ctx context.Context, method, path string, in any, retry bo
 			return nil, c.auth.refused(c.apiError(method, path, resp))
 		case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden:
 			return nil, c.auth.refused(c.apiError(method, path, resp))
-		case c.tokenSessionRefused(true, resp.status, resp.body):
+		case resp.tokenRefused:
 			return nil, tokenOverHTTP(c.apiError(method, path, resp))
 		case resp.status >= 300:
 			return nil, c.apiError(method, path, resp)
@@ -476,16 +479,26 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 // status, or the error of the last attempt, with the URL redacted.
 func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string, body []byte, hasBody bool) (*apiResponse, error) {
 	authenticated, _ := ctx.Value(authKey{}).(*authAttempt)
+	// tokenRefused is tokenSessionRefused of an answer, worked out once:
+	// the retry condition asks it of every 5xx, and the answer it stops
+	// at (or the only one, without retries) carries it to call.
+	var seen *resty.Response
+	var refused bool
+	tokenRefused := func(r *resty.Response) bool {
+		if r != seen {
+			seen, refused = r, c.tokenSessionRefused(authenticated != nil, r.StatusCode(), r.Body())
+		}
+		return refused
+	}
 	req := rc.R().SetContext(ctx).AddRetryCondition(func(r *resty.Response, err error) bool {
-		return ctx.Err() == nil && retryable(r, err) &&
-			(err != nil || !c.tokenSessionRefused(authenticated != nil, r.StatusCode(), r.Body()))
+		return ctx.Err() == nil && retryable(r, err) && (err != nil || !tokenRefused(r))
 	})
 	if hasBody {
 		req.SetHeader("Content-Type", "application/json").SetBody(body)
 	}
 	res, err := req.Execute(method, c.base.String()+path)
 	if err == nil {
-		return &apiResponse{status: res.StatusCode(), header: res.Header(), body: res.Body()}, nil
+		return &apiResponse{status: res.StatusCode(), header: res.Header(), body: res.Body(), tokenRefused: tokenRefused(res)}, nil
 	}
 	var api *APIError
 	switch {
