@@ -167,18 +167,18 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	u := s.authenticate(r)
+	u, via := s.authenticate(r)
 	if u == nil {
 		writeStatus(w, http.StatusUnauthorized)
 		return
 	}
-	if s.sessionCommitFails(r, seg) {
+	if s.sessionCommitFails(r, seg, via) {
 		// The handler runs (its changes stay), then koa-session's commit
 		// throws: Koa answers 500 instead of the handler's answer.
 		defer writeText(w, http.StatusInternalServerError, "Internal Server Error")
 		w = httptest.NewRecorder()
 	}
-	if s.cfg.Version >= Version8 && s.sessionUser(r) == nil && !hasTokenHeader(r) {
+	if s.cfg.Version >= Version8 && via == authBasic {
 		w = basicAuthWriter{w}
 	}
 	if s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {

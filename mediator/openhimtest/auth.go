@@ -32,38 +32,47 @@ func (s *Server) lookupUser(email string) *user {
 	return s.users[strings.ToLower(email)]
 }
 
+// authMethod is the scheme a request was authenticated with.
+type authMethod int
+
+const (
+	authSession authMethod = iota + 1
+	authToken
+	authBasic
+)
+
 // authenticate applies the version profile's API authentication (§1.1–§1.3)
-// and returns the user, or nil for 401.
-func (s *Server) authenticate(r *http.Request) *user {
+// and returns the user, or nil for 401, and the scheme that accepted it. On
+// Version8 that scheme also decides what koa-session and authenticateBasic
+// do to the answer (see sessionCommitFails and basicAuthWriter).
+func (s *Server) authenticate(r *http.Request) (*user, authMethod) {
 	switch s.cfg.Version {
 	case Version4:
-		return s.tokenAuth(r)
+		return s.tokenAuth(r), authToken
 	case Version7:
 		// v5.1–v7.1: basic first when an Authorization header parses as
 		// Basic; a failure there is final. Otherwise token.
 		if email, pw, ok := r.BasicAuth(); ok {
-			return s.basicAuth(email, pw)
+			return s.basicAuth(email, pw), authBasic
 		}
-		return s.tokenAuth(r)
+		return s.tokenAuth(r), authToken
 	default:
 		// v7.2+/v8 passport dispatch (src/api/authentication.js,
 		// authenticateRequest and requestType): a session, else token auth
 		// when one of the four token headers is non-empty, else basic
 		// when the Authorization header contains "Basic".
 		if u := s.sessionUser(r); u != nil {
-			return u
+			return u, authSession
 		}
 		if hasTokenHeader(r) {
-			return s.tokenAuth(r)
+			return s.tokenAuth(r), authToken
 		}
 		if strings.Contains(r.Header.Get("Authorization"), "Basic") {
-			email, pw, ok := r.BasicAuth()
-			if !ok {
-				return nil
+			if email, pw, ok := r.BasicAuth(); ok {
+				return s.basicAuth(email, pw), authBasic
 			}
-			return s.basicAuth(email, pw)
 		}
-		return nil
+		return nil, 0
 	}
 }
 
@@ -88,15 +97,15 @@ func hasTokenHeader(r *http.Request) bool {
 // its cookie, the cookies module throws "Cannot send secure cookie over
 // unencrypted connection", and Koa (lib/context.js onerror) answers 500
 // "Internal Server Error". Basic auth passes a callback and makes no
-// session.
-func (s *Server) sessionCommitFails(r *http.Request, seg []string) bool {
+// session. via is the scheme authenticate used.
+func (s *Server) sessionCommitFails(r *http.Request, seg []string, via authMethod) bool {
 	if s.cfg.Version < Version8 || s.cfg.TLS || s.cfg.InsecureSessionCookie {
 		return false
 	}
 	if r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
 		return true
 	}
-	return s.sessionUser(r) == nil && hasTokenHeader(r)
+	return via == authToken
 }
 
 // basicAuth checks a basic auth or local login. On Version8 the e-mail is

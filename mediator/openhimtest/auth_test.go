@@ -3,6 +3,7 @@ package openhimtest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -363,6 +364,74 @@ func TestBasicAuthBodyV8(t *testing.T) {
 			r := c.do(t, tt.method, tt.path, body)
 			if r.Status != tt.want || r.Body != tt.wantBody {
 				t.Errorf("got %d %q, want %d %q", r.Status, r.Body, tt.want, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestAPISessionFirstV8: core 8's authenticateRequest
+// (src/api/authentication.js) takes the session's ctx.req.user first and
+// then tries neither token nor basic auth, so a session request is not
+// checked against its auth-* or Authorization headers, and its answer has
+// none of authenticateBasic's ctx.body ('User Authenticated Successfully').
+// Without a session the same headers decide (requestType).
+func TestAPISessionFirstV8(t *testing.T) {
+	tests := []struct {
+		name     string
+		session  bool
+		set      func(h http.Header)
+		want     int
+		wantBody string
+	}{
+		{"session", true, func(http.Header) {}, 404, "Not Found"},
+		{"session with basic", true, func(h http.Header) {
+			h.Set("Authorization", basicHeader(RootUser, RootPassword))
+		}, 404, "Not Found"},
+		{"session with a wrong token", true, func(h http.Header) {
+			h.Set("auth-username", RootUser)
+			h.Set("auth-token", "wrong")
+		}, 404, "Not Found"},
+		{"session with wrong basic", true, func(h http.Header) {
+			h.Set("Authorization", basicHeader(RootUser, "wrong"))
+		}, 404, "Not Found"},
+		{"basic without a session", false, func(h http.Header) {
+			h.Set("Authorization", basicHeader(RootUser, RootPassword))
+		}, 404, "User Authenticated Successfully"},
+		{"wrong token without a session", false, func(h http.Header) {
+			h.Set("auth-username", RootUser)
+			h.Set("auth-token", "wrong")
+		}, 401, "Unauthorized"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newFake(t, Config{Version: Version8, TLS: true})
+			hc := srv.Client()
+			if tt.session {
+				jar, _ := cookiejar.New(nil)
+				hc.Jar = jar
+				resp, err := hc.Post(srv.URL+"/authenticate/local", "application/json",
+					bytes.NewBufferString(`{"username":"root@openhim.org","password":"openhim-password"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("login status %d, want 200", resp.StatusCode)
+				}
+			}
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/mediators/urn:none", nil)
+			tt.set(req.Header)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.want || string(body) != tt.wantBody {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.want, tt.wantBody)
 			}
 		})
 	}
