@@ -124,24 +124,29 @@ func (a *authState) recover(ctx context.Context, c *Client, gen uint64) (bool, e
 			a.username, tce.fix, sce.fix)}
 	case AuthToken:
 		a.passHash = ""
-		if err := a.fetchSaltLocked(ctx, c); err != nil {
-			if errors.Is(err, ErrConfig) {
-				return false, nil // the original 401 is reported
-			}
-			return false, err
-		}
-		return true, nil
+		return refreshed(a.fetchSaltLocked(ctx, c))
 	case AuthSession:
 		a.loggedIn = false
-		if err := a.loginLocked(ctx, c); err != nil {
-			if errors.Is(err, ErrConfig) {
-				return false, nil
-			}
-			return false, err
-		}
-		return true, nil
+		return refreshed(a.loginLocked(ctx, c))
 	}
 	return false, nil
+}
+
+// refreshed is recover's answer after a salt fetch or login: send again
+// if it worked; if core refused the credentials, the original 401 is
+// reported; other errors (core trouble) are returned.
+func refreshed(err error) (bool, error) {
+	if errors.Is(err, ErrConfig) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// activeScheme returns the scheme in use.
+func (a *authState) activeScheme() AuthScheme {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.active
 }
 
 // apply sets the credentials of the active scheme in h (and removes those
@@ -261,6 +266,10 @@ func (a *authState) loginLocked(ctx context.Context, c *Client) error {
 const (
 	fixCredentials = "check openhim.username and openhim.password (MEDIATOR_OPENHIM_USERNAME, MEDIATOR_OPENHIM_PASSWORD)"
 	fixAuthScheme  = "openhim.auth (MEDIATOR_OPENHIM_AUTH)"
+	// fixSecureCookie ends the errors of core's Secure session cookie
+	// over plain http.
+	fixSecureCookie = "use an https openhim.url (MEDIATOR_OPENHIM_URL), or set " + fixAuthScheme +
+		" to basic (if core's api.secureCookie is false, core failed: see its log)"
 )
 
 // credentialFailure turns a 4xx answer of the salt fetch or the login into
@@ -289,8 +298,7 @@ func (a *authState) credentialFailure(err error) error {
 // error into a 401). It still matches ErrServer: core did answer 500.
 func insecureSessionLogin(api *APIError) error {
 	return &configError{api: api, matches: ErrServer, fix: "core sends its session cookie only over https (its api.secureCookie " +
-		"setting, on by default), so a session login over http fails with 500: use an https openhim.url (MEDIATOR_OPENHIM_URL), " +
-		"or set " + fixAuthScheme + " to basic (if core's api.secureCookie is false, core failed: see its log)"}
+		"setting, on by default), so a session login over http fails with 500: " + fixSecureCookie}
 }
 
 // tokenSessionRefused reports core 8's answer to a token-authenticated
@@ -307,18 +315,14 @@ func (c *Client) tokenSessionRefused(authenticated bool, status int, body []byte
 	if !authenticated || status != http.StatusInternalServerError || c.base.Scheme != "http" || c.coreVersion < 8 {
 		return false
 	}
-	c.auth.mu.Lock()
-	active := c.auth.active
-	c.auth.mu.Unlock()
-	return active == AuthToken && coreMessage(body) == "Internal Server Error"
+	return c.auth.activeScheme() == AuthToken && coreMessage(body) == "Internal Server Error"
 }
 
 // tokenOverHTTP is the configuration error of tokenSessionRefused.
 func tokenOverHTTP(api *APIError) error {
 	return &configError{api: api, matches: ErrServer, fix: "core 7.2 and later log a token-authenticated user into a session whose " +
 		"cookie they send only over https (api.secureCookie, on by default), so over http every call with token auth fails with 500 " +
-		"after core has carried it out: use an https openhim.url (MEDIATOR_OPENHIM_URL), or set " + fixAuthScheme +
-		" to basic (if core's api.secureCookie is false, core failed: see its log)"}
+		"after core has carried it out: " + fixSecureCookie}
 }
 
 // noTokenCredentials is the configuration error of a 404 from
@@ -336,11 +340,8 @@ func (a *authState) refused(api *APIError) error {
 		return &configError{api: api, matches: ErrForbidden, fix: fmt.Sprintf(
 			"user %q lacks the permission: put it in core's admin group (core 8.5 and older) or give it the mediator-manage roles", a.username)}
 	}
-	a.mu.Lock()
-	active := a.active
-	a.mu.Unlock()
 	return &configError{api: api, matches: ErrUnauthorized, fix: fmt.Sprintf(
-		"core refused the credentials with %s auth: %s, and %s", active, fixCredentials, fixAuthScheme)}
+		"core refused the credentials with %s auth: %s, and %s", a.activeScheme(), fixCredentials, fixAuthScheme)}
 }
 
 // tlsFailure turns a certificate verification error into a configuration
