@@ -79,6 +79,22 @@ func readJSONBody(r *http.Request) (v any, ok bool, err error) {
 	return v, true, nil
 }
 
+// readJSON is readJSONBody for a handler: it answers 413 to a body over
+// the limit and 400 to malformed JSON (koa-bodyparser), and then reports
+// false.
+func readJSON(w http.ResponseWriter, r *http.Request) (any, bool) {
+	body, ok, err := readJSONBody(r)
+	switch {
+	case err != nil:
+		writeStatus(w, http.StatusRequestEntityTooLarge)
+		return nil, false
+	case !ok:
+		writeStatus(w, http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
+}
+
 // jsUnescape mirrors JavaScript's unescape (core calls it on URNs after the
 // router already decoded the path segment): %XX and %uXXXX sequences are
 // decoded, invalid ones left as they are.
@@ -172,7 +188,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnauthorized)
 		return
 	}
-	if s.sessionCommitFails(r, seg, via) {
+	// core 8 (src/koaApi.js) mounts /logout after the auth middleware.
+	logout := s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout"
+	if s.sessionCommitFails(logout, via) {
 		// The handler runs (its changes stay), then koa-session's commit
 		// throws: Koa answers 500 instead of the handler's answer.
 		defer writeText(w, http.StatusInternalServerError, "Internal Server Error")
@@ -181,8 +199,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Version >= Version8 && via == authBasic {
 		w = basicAuthWriter{w}
 	}
-	if s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
-		// core 8 (src/koaApi.js) mounts /logout after the auth middleware.
+	if logout {
 		s.handleLogout(w, r)
 		return
 	}
@@ -245,11 +262,21 @@ func (s *Server) routeMediators(w http.ResponseWriter, r *http.Request, u *user,
 		writeStatus(w, http.StatusNotFound)
 		return
 	}
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to %s denied.", u.email, fn))
+	if notAdmin(w, u, fn) {
 		return
 	}
 	h()
+}
+
+// notAdmin answers core's 403 to a user outside the admin group
+// (authorisation.inGroup('admin', ctx.authenticated) in the handler named
+// fn) and reports whether it did.
+func notAdmin(w http.ResponseWriter, u *user, fn string) bool {
+	if u.admin() {
+		return false
+	}
+	writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to %s denied.", u.email, fn))
+	return true
 }
 
 // handleCoreHeartbeat is the public GET /heartbeat (§3 "How offline is
@@ -324,13 +351,8 @@ var mediatorKeys = []string{"urn", "version", "name", "description", "endpoints"
 
 // handleAddMediator is POST /mediators (§2).
 func (s *Server) handleAddMediator(w http.ResponseWriter, r *http.Request, u *user) {
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return
-	}
+	body, ok := readJSON(w, r)
 	if !ok {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	doc, _ := body.(map[string]any)
@@ -511,13 +533,8 @@ func remarshal(in, out any) error {
 
 // handleHeartbeat is POST /mediators/:urn/heartbeat (§3).
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, urn string) {
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return
-	}
+	body, ok := readJSON(w, r)
 	if !ok {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	s.mu.Lock()
@@ -600,13 +617,8 @@ func toNumber(v any) (float64, bool) {
 
 // handleSetConfig is PUT /mediators/:urn/config (§4).
 func (s *Server) handleSetConfig(w http.ResponseWriter, r *http.Request, urn string) {
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return
-	}
+	body, ok := readJSON(w, r)
 	if !ok {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	cfg, isMap := body.(map[string]any)
@@ -643,13 +655,8 @@ func (s *Server) setConfig(urn string, cfg map[string]any) (int, string) {
 
 // handleLoadDefaultChannels is POST /mediators/:urn/channels (§2.2 step 5).
 func (s *Server) handleLoadDefaultChannels(w http.ResponseWriter, r *http.Request, u *user, urn string) {
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return
-	}
+	body, ok := readJSON(w, r)
 	if !ok {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
 	var names []string
@@ -775,8 +782,7 @@ func (s *Server) handleGetChannel(w http.ResponseWriter, u *user, id string) {
 }
 
 func (s *Server) handleRemoveChannel(w http.ResponseWriter, u *user, id string) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to removeChannel denied.", u.email))
+	if notAdmin(w, u, "removeChannel") {
 		return
 	}
 	id = jsUnescape(id)
@@ -800,18 +806,16 @@ func (s *Server) handleRemoveChannel(w http.ResponseWriter, u *user, id string) 
 // handleUpdateChannel is PUT /channels/:id: the body's fields are set on
 // the stored channel (channel.set), then core's checks and the schema run.
 func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *user, id string) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to updateChannel denied.", u.email))
+	if notAdmin(w, u, "updateChannel") {
 		return
 	}
 	id = jsUnescape(id)
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
+	body, ok := readJSON(w, r)
+	if !ok {
 		return
 	}
 	upd, _ := body.(map[string]any)
-	if !ok || upd == nil {
+	if upd == nil {
 		writeStatus(w, http.StatusBadRequest)
 		return
 	}
@@ -871,17 +875,15 @@ func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *
 
 // handleAddChannel is POST /channels (core src/api/channels.js addChannel).
 func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *user) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to addChannel denied.", u.email))
+	if notAdmin(w, u, "addChannel") {
 		return
 	}
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
+	body, ok := readJSON(w, r)
+	if !ok {
 		return
 	}
 	doc, _ := body.(map[string]any)
-	if !ok || doc == nil {
+	if doc == nil {
 		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
@@ -909,7 +911,7 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 		return
 	}
 	s.mu.Lock()
-	err = s.saveChannel(c)
+	err := s.saveChannel(c)
 	s.mu.Unlock()
 	if err != nil {
 		writeText(w, http.StatusBadRequest, "Could not add channel via the API: "+err.Error())
@@ -994,17 +996,15 @@ func validPathTransform(t string) bool { return pathTransformRe.MatchString(t) }
 
 // handleAddClient is POST /clients.
 func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to addClient denied.", u.email))
+	if notAdmin(w, u, "addClient") {
 		return
 	}
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
+	body, ok := readJSON(w, r)
+	if !ok {
 		return
 	}
 	var c RouterClient
-	if !ok || remarshal(body, &c) != nil {
+	if remarshal(body, &c) != nil {
 		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
 		return
 	}
@@ -1060,8 +1060,7 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 }
 
 func (s *Server) handleGetClients(w http.ResponseWriter, u *user) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to getClients denied.", u.email))
+	if notAdmin(w, u, "getClients") {
 		return
 	}
 	s.mu.Lock()

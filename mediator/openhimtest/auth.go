@@ -88,24 +88,25 @@ func hasTokenHeader(r *http.Request) bool {
 }
 
 // sessionCommitFails reports a Version8 request whose answer koa-session
-// turns into a 500 over plain http when core marks its cookie Secure
-// (config/default.json api.secureCookie: true, given to koa-session in
-// src/koaApi.js): token auth (src/api/authentication.js authenticateToken
-// calls passport.authenticate('token') without a callback, so passport
-// 0.6 logs the user into a new session) and GET /logout (src/api/users.js
-// logout sets ctx.session = null). koa-session's commit then sets or clears
-// its cookie, the cookies module throws "Cannot send secure cookie over
-// unencrypted connection", and Koa (lib/context.js onerror) answers 500
-// "Internal Server Error". Basic auth passes a callback and makes no
+// turns into a 500 (see secureCookieOverHTTP) because it writes the
+// session: token auth (src/api/authentication.js authenticateToken calls
+// passport.authenticate('token') without a callback, so passport 0.6 logs
+// the user into a new session) and GET /logout (src/api/users.js logout
+// sets ctx.session = null). Basic auth passes a callback and makes no
 // session. via is the scheme authenticate used.
-func (s *Server) sessionCommitFails(r *http.Request, seg []string, via authMethod) bool {
-	if s.cfg.Version < Version8 || s.cfg.TLS || s.cfg.InsecureSessionCookie {
-		return false
-	}
-	if r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout" {
-		return true
-	}
-	return via == authToken
+func (s *Server) sessionCommitFails(logout bool, via authMethod) bool {
+	return s.cfg.Version >= Version8 && (logout || via == authToken) && s.secureCookieOverHTTP()
+}
+
+// secureCookieOverHTTP reports a core that marks its session cookie Secure
+// (config/default.json api.secureCookie: true, given to koa-session in
+// src/koaApi.js) serving plain http: when koa-session's commit sets or
+// clears the cookie, the cookies module throws "Cannot send secure cookie
+// over unencrypted connection" and Koa's default error handler
+// (lib/context.js onerror) answers 500 with the status text only
+// (err.expose is false for a 5xx).
+func (s *Server) secureCookieOverHTTP() bool {
+	return !s.cfg.TLS && !s.cfg.InsecureSessionCookie
 }
 
 // basicAuth checks a basic auth or local login. On Version8 the e-mail is
@@ -181,13 +182,16 @@ func parseJSDate(s string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// sessionSig is the fake's value of koa-session's signature cookie.
+func sessionSig(id string) string { return sha512Hex("sig:" + id)[:27] }
+
 func (s *Server) sessionUser(r *http.Request) *user {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil
 	}
 	sig, err := r.Cookie(sessionSigCookie)
-	if err != nil || sig.Value != sha512Hex("sig:" + c.Value)[:27] {
+	if err != nil || sig.Value != sessionSig(c.Value) {
 		return nil
 	}
 	s.mu.Lock()
@@ -214,13 +218,8 @@ func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnauthorized)
 		return
 	}
-	secure := !s.cfg.InsecureSessionCookie
-	if secure && !s.cfg.TLS {
-		// koa-session (secure: api.secureCookie) sets its cookie after the
-		// login succeeded; over http the cookies module throws "Cannot send
-		// secure cookie over unencrypted connection" and Koa's default error
-		// handler answers 500 with the status text only (err.expose is
-		// false for a 5xx).
+	if s.secureCookieOverHTTP() {
+		// koa-session sets its cookie after the login succeeded.
 		writeText(w, http.StatusInternalServerError, "Internal Server Error")
 		return
 	}
@@ -232,12 +231,12 @@ func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	for _, c := range []*http.Cookie{
 		{Name: sessionCookie, Value: id},
-		{Name: sessionSigCookie, Value: sha512Hex("sig:" + id)[:27]},
+		{Name: sessionSigCookie, Value: sessionSig(id)},
 	} {
 		c.Path = "/"
 		c.HttpOnly = true
 		c.MaxAge = 7200
-		if secure {
+		if !s.cfg.InsecureSessionCookie {
 			c.Secure = true
 			c.SameSite = http.SameSiteNoneMode
 		}

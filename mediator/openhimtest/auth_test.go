@@ -203,7 +203,11 @@ func TestLocalOnlyUser_S1_4(t *testing.T) {
 // §1.5: /mediators* needs the admin group, with core's 403 texts (core's
 // src/api/mediators.js: each handler starts with
 // authorisation.inGroup('admin', ctx.authenticated); heartbeat, setConfig
-// and loadDefaultChannels reuse removeMediator's text).
+// and loadDefaultChannels reuse removeMediator's text); so do the channel,
+// client and transaction writes and GET /clients (src/api/channels.js
+// addChannel, updateChannel, removeChannel; src/api/clients.js addClient,
+// getClients; src/api/transactions.js updateTransaction; the same texts
+// from 4.0.5 to 8.4.3).
 func TestNonAdminForbidden_S1_5(t *testing.T) {
 	srv, c := newFake(t, Config{Version: Version4})
 	srv.AddUser("viewer@example.org", "pw", "viewers")
@@ -216,6 +220,12 @@ func TestNonAdminForbidden_S1_5(t *testing.T) {
 		{http.MethodPost, "/mediators/urn:x/heartbeat", "removeMediator"},
 		{http.MethodPut, "/mediators/urn:x/config", "removeMediator"},
 		{http.MethodPost, "/mediators/urn:x/channels", "removeMediator"},
+		{http.MethodPost, "/channels", "addChannel"},
+		{http.MethodPut, "/channels/x", "updateChannel"},
+		{http.MethodDelete, "/channels/x", "removeChannel"},
+		{http.MethodPost, "/clients", "addClient"},
+		{http.MethodGet, "/clients", "getClients"},
+		{http.MethodPut, "/transactions/x", "updateTransaction"},
 	}
 	for _, tt := range tests {
 		r := c.do(t, tt.method, tt.path, map[string]any{})
@@ -432,6 +442,31 @@ func TestAPISessionFirstV8(t *testing.T) {
 			}
 			if resp.StatusCode != tt.want || string(body) != tt.wantBody {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.want, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestMalformedJSONBody: core's API parses bodies with koa-bodyparser
+// (src/koaApi.js app.use(bodyParser(...))), which answers 400 to a JSON
+// content type with malformed JSON before any handler runs. The fake does
+// not model koa-bodyparser's message, so only the status is pinned.
+func TestMalformedJSONBody(t *testing.T) {
+	tests := []struct{ method, path string }{
+		{http.MethodPost, "/mediators"},
+		{http.MethodPost, "/mediators/urn:x/heartbeat"},
+		{http.MethodPut, "/mediators/urn:x/config"},
+		{http.MethodPost, "/mediators/urn:x/channels"},
+		{http.MethodPost, "/channels"},
+		{http.MethodPut, "/channels/x"},
+		{http.MethodPost, "/clients"},
+		{http.MethodPut, "/transactions/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			_, c := newFake(t, Config{Version: Version8, TLS: true})
+			if r := c.do(t, tt.method, tt.path, `{"urn":`); r.Status != http.StatusBadRequest {
+				t.Errorf("status %d %q, want 400", r.Status, r.Body)
 			}
 		})
 	}

@@ -195,8 +195,7 @@ func (s *Server) handleGetTransaction(w http.ResponseWriter, u *user, id string)
 // Mongo update document; plain keys (dotted paths allowed) are $set, and
 // $set and $push (with $each) are supported.
 func (s *Server) handleUpdateTransaction(w http.ResponseWriter, r *http.Request, u *user, id string) {
-	if !u.admin() {
-		writeText(w, http.StatusForbidden, fmt.Sprintf("User %s is not an admin, API access to updateTransaction denied.", u.email))
+	if notAdmin(w, u, "updateTransaction") {
 		return
 	}
 	id = jsUnescape(id)
