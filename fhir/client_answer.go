@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // maxHeldAnswer is the largest transaction answer read into memory to be
@@ -70,57 +72,57 @@ func okAnswer(b []byte, want int) bool {
 		return false
 	}
 	// b is not modified while d reads it.
-	d := &scanner{s: unsafe.String(&b[0], len(b))}
+	d := &scanner{jsonscan.New(unsafe.String(&b[0], len(b)), false)}
 	var rt, typ string
 	entries, entrySeen, ok := 0, false, true
 	str := func() string {
-		if d.peek() != '"' {
+		if d.Peek() != '"' {
 			ok = false
-			d.skip(1)
+			d.Skip(1)
 			return ""
 		}
-		return d.str()
+		return d.Str()
 	}
-	d.object(func(k string) {
+	d.Object(func(k string) {
 		switch k {
 		case "resourceType":
 			rt = str()
 		case "type":
 			typ = str()
 		case "entry":
-			if entrySeen || d.peek() != '[' {
+			if entrySeen || d.Peek() != '[' {
 				ok = false
-				d.skip(1)
+				d.Skip(1)
 				return
 			}
 			entrySeen = true
-			d.array(func() {
-				if d.peek() != '{' {
+			d.Array(func() {
+				if d.Peek() != '{' {
 					ok = false
-					d.skip(1)
+					d.Skip(1)
 					return
 				}
 				answered := false
-				d.object(func(k string) {
+				d.Object(func(k string) {
 					if k != "response" {
-						d.skip(1)
+						d.Skip(1)
 						return
 					}
 					answered = true
-					if d.peek() != '{' {
+					if d.Peek() != '{' {
 						ok = false
-						d.skip(1)
+						d.Skip(1)
 						return
 					}
 					status := ""
-					d.object(func(k string) {
+					d.Object(func(k string) {
 						// encoding/json matches keys without regard to
 						// case, the last one winning.
 						if strings.EqualFold(k, "status") {
 							status = str()
 							return
 						}
-						d.skip(2)
+						d.Skip(2)
 					})
 					code, _, _ := strings.Cut(strings.TrimSpace(status), " ")
 					if c, err := strconv.Atoi(code); err != nil || c < 200 || c > 299 {
@@ -133,8 +135,8 @@ func okAnswer(b []byte, want int) bool {
 				entries++
 			})
 		default:
-			d.skip(1)
+			d.Skip(1)
 		}
 	})
-	return ok && d.err == nil && rt == "Bundle" && typ == "transaction-response" && (want < 0 || entries == want)
+	return ok && d.Err() == nil && rt == "Bundle" && typ == "transaction-response" && (want < 0 || entries == want)
 }

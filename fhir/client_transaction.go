@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // Transaction posts bundle, a transaction Bundle, to the base URL and checks
@@ -76,20 +78,20 @@ func drainAnswer(r io.Reader, n int) {
 // countEntries is the number of entries of a Bundle, -1 if it cannot be
 // read (the answer's entry count is then not checked).
 func countEntries(bundle []byte) int {
-	d := &scanner{s: string(bundle)}
+	d := &scanner{jsonscan.New(string(bundle), false)}
 	n := 0
-	d.object(func(k string) {
+	d.Object(func(k string) {
 		if k != "entry" {
-			d.skip(1)
+			d.Skip(1)
 			return
 		}
-		if d.null() {
+		if d.Null() {
 			return
 		}
-		d.array(func() { n++; d.skip(2) })
+		d.Array(func() { n++; d.Skip(2) })
 	})
-	d.end()
-	if d.err != nil {
+	d.End()
+	if d.Err() != nil {
 		return -1
 	}
 	return n

@@ -364,30 +364,21 @@ func fhirDateTime(s string) (string, bool) {
 // 59 (the pattern's leap second 60 is refused, as time.Parse refuses it),
 // and a zone Z or an offset from -14:00 to +14:00.
 func isDateTime(s string) bool {
-	if len(s) < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':' || !calendarDate(s[:10]) ||
-		!twoDigits(s[11:13], 23) || !twoDigits(s[14:16], 59) || !twoDigits(s[17:19], 59) {
+	if len(s) < 20 || s[10] != 'T' || !calendarDate(s[:10]) {
 		return false
 	}
-	z := s[19:]
-	if z[0] == '.' {
-		i := 1
-		for i < len(z) && '0' <= z[i] && z[i] <= '9' {
-			i++
-		}
-		if i == 1 {
-			return false
-		}
-		z = z[i:]
+	t, z := s[11:len(s)-1], s[len(s)-1:]
+	if z != "Z" {
+		t, z = s[11:len(s)-6], s[len(s)-6:]
 	}
+	// isTime, with the seconds.
 	switch {
-	case z == "Z":
-		return true
-	case len(z) != 6 || z[0] != '+' && z[0] != '-' || z[3] != ':':
+	case len(t) < 8 || !isTime(t):
 		return false
-	case z[1:] == "14:00":
+	case z == "Z" || z[1:] == "14:00" && (z[0] == '+' || z[0] == '-'):
 		return true
 	}
-	return twoDigits(z[1:3], 13) && twoDigits(z[4:6], 59)
+	return (z[0] == '+' || z[0] == '-') && z[3] == ':' && twoDigits(z[1:3], 13) && twoDigits(z[4:6], 59)
 }
 
 // twoDigits reports whether s is two decimal digits of a number from 0 to

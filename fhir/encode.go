@@ -12,6 +12,7 @@ import (
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonstr"
 )
 
@@ -310,7 +311,7 @@ func (e *encoder) number(first *bool, name string, v *json.Number) {
 	if s == "" {
 		s = "0"
 	}
-	if !isValidNumber(s) {
+	if !jsonscan.ValidNumber(s) {
 		e.fail(fmt.Errorf("json: invalid number literal %q", s))
 		return
 	}
@@ -1005,47 +1006,3 @@ func appendString(dst []byte, s string) []byte { return jsonstr.Append(dst, s, t
 
 // appendStringBody is appendString without the quotes.
 func appendStringBody(dst []byte, s string) []byte { return jsonstr.AppendBody(dst, s, true) }
-
-// isValidNumber reports whether s is a valid JSON number literal (the same
-// check encoding/json applies to json.Number).
-func isValidNumber(s string) bool {
-	if s == "" {
-		return false
-	}
-	if s[0] == '-' {
-		s = s[1:]
-		if s == "" {
-			return false
-		}
-	}
-	switch {
-	default:
-		return false
-	case s[0] == '0':
-		s = s[1:]
-	case '1' <= s[0] && s[0] <= '9':
-		s = s[1:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
-		s = s[2:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	if len(s) >= 2 && (s[0] == 'e' || s[0] == 'E') {
-		s = s[1:]
-		if s[0] == '+' || s[0] == '-' {
-			s = s[1:]
-			if s == "" {
-				return false
-			}
-		}
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	return s == ""
-}

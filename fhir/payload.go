@@ -14,6 +14,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // EncounterPayload is the outbound push payload used by the
@@ -70,12 +71,12 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 	} else {
 		s = unsafe.String(unsafe.SliceData(data), len(data))
 	}
-	d := &scanner{s: s, strict: true}
-	if d.null() {
+	d := &scanner{jsonscan.New(s, true)}
+	if d.Null() {
 		return nil, &ConversionError{Field: "", Reason: "payload is null"}
 	}
 	field, obsIndex := "", -1
-	d.object(func(k string) {
+	d.Object(func(k string) {
 		field, obsIndex = k, -1
 		switch canon(k, "id", "patient_uuid", "form", "reported_date", "observations") {
 		case "id":
@@ -85,31 +86,31 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 		case "form":
 			d.strInto(&p.Form)
 		case "reported_date":
-			switch d.peek() {
+			switch d.Peek() {
 			case '"':
-				s := d.str()
+				s := d.Str()
 				if s == "" {
 					p.ReportedDate = 0
 					return
 				}
 				ms, ok := cht.ParseMillis(s)
 				if !ok {
-					d.fail("invalid date %q", s)
+					d.Fail("invalid date %q", s)
 				}
 				p.ReportedDate = ms
 			case 'n':
-				d.null()
+				d.Null()
 				p.ReportedDate = 0
 			default:
-				n := d.number()
-				if d.err != nil {
+				n := d.Number()
+				if d.Err() != nil {
 					return
 				}
 				ms, err := strconv.ParseInt(n, 10, 64)
 				if err != nil {
 					f, ferr := strconv.ParseFloat(n, 64)
 					if ferr != nil || f > 9.2e18 || f < -9.2e18 {
-						d.fail("invalid timestamp %s", n)
+						d.Fail("invalid timestamp %s", n)
 						return
 					}
 					ms = int64(f)
@@ -117,7 +118,7 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 				p.ReportedDate = cht.Millis(ms)
 			}
 		case "observations":
-			if d.null() {
+			if d.Null() {
 				p.Observations = nil
 				return
 			}
@@ -126,23 +127,23 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 			}
 			p.Observations = p.Observations[:0]
 			obsIndex = 0
-			d.array(func() {
+			d.Array(func() {
 				p.Observations = append(p.Observations, PayloadObservation{})
 				d.observation(&p.Observations[len(p.Observations)-1], pool)
-				if d.err == nil {
+				if d.Err() == nil {
 					obsIndex++
 				}
 			})
 		default:
-			d.skip(0)
+			d.Skip(0)
 		}
 	})
-	d.end()
-	if d.err != nil {
+	d.End()
+	if d.Err() != nil {
 		if field == "observations" && obsIndex >= 0 {
 			field += "." + strconv.Itoa(obsIndex)
 		}
-		return nil, &ConversionError{Field: field, Reason: "invalid JSON", Err: d.err}
+		return nil, &ConversionError{Field: field, Reason: "invalid JSON", Err: d.Err()}
 	}
 	return p, nil
 }
@@ -206,21 +207,24 @@ func canon(k string, known ...string) string {
 	return k
 }
 
+// scanner is the JSON scanner with the payload decoder's readers.
+type scanner struct{ jsonscan.Scanner }
+
 // strInto decodes a string into *dst; null leaves *dst unchanged.
 func (d *scanner) strInto(dst *string) {
-	if !d.null() {
-		*dst = d.str()
+	if !d.Null() {
+		*dst = d.Str()
 	}
 }
 
 // strPtr decodes a string into *dst, taking storage from vp if needed;
 // null sets *dst to nil.
 func (d *scanner) strPtr(dst **string, vp *valuePool) {
-	if d.null() {
+	if d.Null() {
 		*dst = nil
 		return
 	}
-	s := d.str()
+	s := d.Str()
 	if *dst == nil {
 		*dst = vp.str(s)
 		return
@@ -229,10 +233,10 @@ func (d *scanner) strPtr(dst **string, vp *valuePool) {
 }
 
 func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
-	if d.null() {
+	if d.Null() {
 		return
 	}
-	d.object(func(k string) {
+	d.Object(func(k string) {
 		switch canon(k, "code", "label", "valueQuantity", "valueCode", "valueString", "valueDateTime", "valueTime",
 			"valueBoolean", "valueInteger") {
 		case "code":
@@ -240,7 +244,7 @@ func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 		case "label":
 			d.strInto(&o.Label)
 		case "valueQuantity":
-			if d.null() {
+			if d.Null() {
 				o.ValueQuantity = nil
 				return
 			}
@@ -248,17 +252,17 @@ func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 				o.ValueQuantity = vp.quantity()
 			}
 			q := o.ValueQuantity
-			d.object(func(k string) {
+			d.Object(func(k string) {
 				switch canon(k, "value", "unit", "system", "code") {
 				case "value":
-					if d.null() {
+					if d.Null() {
 						return
 					}
-					if d.peek() == '"' {
-						d.fail("valueQuantity.value is a string")
+					if d.Peek() == '"' {
+						d.Fail("valueQuantity.value is a string")
 						return
 					}
-					q.Value = json.Number(d.number())
+					q.Value = json.Number(d.Number())
 				case "unit":
 					d.strInto(&q.Unit)
 				case "system":
@@ -266,7 +270,7 @@ func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 				case "code":
 					d.strInto(&q.Code)
 				default:
-					d.skip(1)
+					d.Skip(1)
 				}
 			})
 		case "valueCode":
@@ -278,31 +282,31 @@ func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 		case "valueTime":
 			d.strPtr(&o.ValueTime, vp)
 		case "valueBoolean":
-			if d.null() {
+			if d.Null() {
 				o.ValueBoolean = nil
 				return
 			}
-			b := d.boolean()
-			if d.err == nil {
+			b := d.Boolean()
+			if d.Err() == nil {
 				o.ValueBoolean = vp.boolean(b)
 			}
 		case "valueInteger":
-			if d.null() {
+			if d.Null() {
 				o.ValueInteger = nil
 				return
 			}
-			n := d.number()
-			if d.err != nil {
+			n := d.Number()
+			if d.Err() != nil {
 				return
 			}
 			i, err := strconv.ParseInt(n, 10, 64)
 			if err != nil || i != int64(int(i)) {
-				d.fail("valueInteger %s is not an integer", n)
+				d.Fail("valueInteger %s is not an integer", n)
 				return
 			}
 			o.ValueInteger = vp.integer(int(i))
 		default:
-			d.skip(1)
+			d.Skip(1)
 		}
 	})
 }
@@ -552,7 +556,7 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 	n := 0
 	if q := po.ValueQuantity; q != nil {
 		n, kind = n+1, pvQuantity
-		if v := string(q.Value); !isValidNumber(v) {
+		if v := string(q.Value); !jsonscan.ValidNumber(v) {
 			return 0, "", fmt.Errorf("valueQuantity.value %q is not a number", v)
 		}
 		if q.Code != "" && q.System == "" {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // The encounter payload decoder refuses what a FHIR string may not hold,
@@ -32,8 +34,8 @@ func TestDecodeEncounterPayloadRefusesWhatFHIRStringsCannotHold(t *testing.T) {
 	if err != nil || p.ID != "a\tb\r\nc é😀 é" {
 		t.Errorf("tab, CR, LF and characters: %+v, %v", p, err)
 	}
-	d := &scanner{s: "\"a\xffb\\u0001\""}
-	if got := d.str(); d.err != nil || got != "a\uFFFDb\x01" {
-		t.Errorf("lenient scanner: %q, %v", got, d.err)
+	d := &scanner{jsonscan.New("\"a\xffb\\u0001\"", false)}
+	if got := d.Str(); d.Err() != nil || got != "a\uFFFDb\x01" {
+		t.Errorf("lenient scanner: %q, %v", got, d.Err())
 	}
 }

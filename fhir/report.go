@@ -13,6 +13,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // formIndex is the precomputed form of a FormMapping.
@@ -568,7 +569,7 @@ func number(v any) (json.Number, error) {
 	switch v := v.(type) {
 	case json.Number:
 		s := strings.TrimSpace(string(v))
-		if !isValidNumber(s) {
+		if !jsonscan.ValidNumber(s) {
 			return "", fmt.Errorf("%q is not a number", string(v))
 		}
 		if f, err := strconv.ParseFloat(s, 64); err != nil && math.IsInf(f, 0) {
@@ -586,7 +587,7 @@ func number(v any) (json.Number, error) {
 		return json.Number(strconv.FormatInt(v, 10)), nil
 	case string:
 		s := strings.TrimSpace(v)
-		if isValidNumber(s) {
+		if jsonscan.ValidNumber(s) {
 			return number(json.Number(s))
 		}
 		// XForms store numbers as strings; accept "+5", ".5", "5." too.

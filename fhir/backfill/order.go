@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"unsafe"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/jsonscan"
 )
 
 // A resource can be in several batches of one run: the lineage places and
@@ -158,154 +162,40 @@ var errBundleSyntax = errors.New("backfill: malformed bundle")
 
 // bundleKeys returns the keys of the entries of a transaction bundle as
 // this package encodes it (entries without a request are left out). It
-// reads the bundle once.
+// reads the bundle once; anything but one JSON object (at most 64 levels
+// deep) is errBundleSyntax.
 func bundleKeys(b []byte) ([]entryKey, error) {
-	var keys []entryKey
-	end := members(b, skipSpace(b, 0), func(b []byte, k string, v int) int {
-		if k != `"entry"` || b[v] != '[' {
-			return skipValue(b, v)
-		}
-		i := skipSpace(b, v+1)
-		for i < len(b) && b[i] != ']' {
-			var req []byte
-			j := members(b, i, func(b []byte, k string, v int) int {
-				end := skipValue(b, v)
-				if k == `"request"` && end > 0 {
-					req = b[v:end]
-				}
-				return end
-			})
-			if j < 0 {
-				return -1
-			}
-			if req != nil {
-				keys = append(keys, entryKey{key: string(req), entry: b[i:j]})
-			}
-			i = skipSpace(b, j)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-			}
-		}
-		if i >= len(b) {
-			return -1
-		}
-		return i + 1
-	})
-	if end < 0 {
+	if len(b) == 0 {
 		return nil, errBundleSyntax
 	}
+	// b is not modified while d reads it.
+	d := jsonscan.New(unsafe.String(&b[0], len(b)), false)
+	var keys []entryKey
+	d.Object(func(k string) {
+		if k != "entry" || d.Peek() != '[' {
+			d.Skip(1)
+			return
+		}
+		d.Array(func() {
+			d.Peek()
+			start := d.Pos()
+			var req []byte
+			d.Object(func(k string) {
+				d.Peek()
+				v := d.Pos()
+				d.Skip(3)
+				if k == "request" {
+					req = b[v:d.Pos()]
+				}
+			})
+			if req != nil && d.Err() == nil {
+				keys = append(keys, entryKey{key: string(req), entry: b[start:d.Pos()]})
+			}
+		})
+	})
+	d.End()
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBundleSyntax, err)
+	}
 	return keys, nil
-}
-
-// members reads the JSON object at b[i:]: for each member, value(b, key,
-// v) gets the quoted key and the start of the value and returns its end
-// (or -1). members returns the end of the object, or -1 when it is
-// malformed.
-func members(b []byte, i int, value func(b []byte, key string, v int) int) int {
-	if i >= len(b) || b[i] != '{' {
-		return -1
-	}
-	i = skipSpace(b, i+1)
-	for i < len(b) && b[i] != '}' {
-		if b[i] != '"' {
-			return -1
-		}
-		k := skipString(b, i)
-		if k < 0 {
-			return -1
-		}
-		c := skipSpace(b, k)
-		if c >= len(b) || b[c] != ':' {
-			return -1
-		}
-		v := skipSpace(b, c+1)
-		if v >= len(b) {
-			return -1
-		}
-		end := value(b, string(b[i:k]), v)
-		if end < 0 {
-			return -1
-		}
-		i = skipSpace(b, end)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-	}
-	if i >= len(b) {
-		return -1
-	}
-	return i + 1
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the end of the JSON value at b[i:], or -1.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				e := skipString(b, j)
-				if e < 0 {
-					return -1
-				}
-				j = e - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) {
-		switch b[j] {
-		case ',', '}', ']', ':', ' ', '\n', '\r', '\t':
-			if j == i {
-				return -1
-			}
-			return j
-		}
-		j++
-	}
-	if j == i {
-		return -1
-	}
-	return j
-}
-
-// skipString returns the end of the JSON string at b[i:], or -1.
-func skipString(b []byte, i int) int {
-	for j := i + 1; ; {
-		q := bytes.IndexByte(b[j:], '"')
-		if q < 0 {
-			return -1
-		}
-		j += q
-		// Escaped when an odd number of backslashes precede it.
-		n := 0
-		for k := j - 1; k > i && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		j++
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -141,6 +142,29 @@ func TestBundleKeys(t *testing.T) {
 		{name: "entry not an object", bundle: `{"entry":[1]}`, err: true},
 		{name: "not an object", bundle: `["Bundle"]`, err: true},
 		{name: "empty", bundle: ``, err: true},
+		{name: "entry null or not an array", bundle: `{"entry":null,"a":{"entry":[{"request":{}}]},"entry":{"request":{}}}`},
+		{name: "every entry array, the last request of an entry", bundle: `{"entry":[{"request":{}}],"entry":[{"request":{"a":1},"request":{"b":2}}]}`,
+			keys: []string{`{}`, `{"b":2}`}},
+		{name: "any value as request", bundle: `{"entry":[{"request":null},{"request":"x"},{"request":[1,2]}]}`,
+			keys: []string{`null`, `"x"`, `[1,2]`}},
+		{name: "white space around entries", bundle: `{"entry":[ {"request":{}} ,` + "\n\t" + `{"request":{}}` + "\r\n" + `]}`,
+			keys: []string{`{}`, `{}`}, same: [][2]int{{0, 1}}},
+		{name: "trailing data", bundle: `{"entry":[{"request":{}}]} x`, err: true},
+		{name: "second object", bundle: `{} {}`, err: true},
+		{name: "entry null", bundle: `{"entry":[null]}`, err: true},
+		{name: "trailing comma", bundle: `{"entry":[{"request":{}},]}`, err: true},
+		{name: "missing comma", bundle: `{"entry":[{"request":{}} {"request":{}}]}`, err: true},
+		{name: "double comma", bundle: `{"a":1,,"entry":[]}`, err: true},
+		{name: "missing colon", bundle: `{"a" 1}`, err: true},
+		{name: "missing value", bundle: `{"a":}`, err: true},
+		{name: "unquoted key", bundle: `{a:1}`, err: true},
+		{name: "bad literal", bundle: `{"entry":[{"request":tru}]}`, err: true},
+		{name: "bad number", bundle: `{"entry":[{"request":01}]}`, err: true},
+		{name: "bad escape", bundle: `{"entry":[{"request":"a\qb"}]}`, err: true},
+		{name: "short unicode escape", bundle: `{"entry":[{"request":"\u12"}]}`, err: true},
+		{name: "control character", bundle: "{\"entry\":[{\"request\":\"a\x01\"}]}", err: true},
+		{name: "mismatched brackets", bundle: `{"entry":[{"request":{"a":[}]}]}`, err: true},
+		{name: "too deep", bundle: `{"entry":[{"request":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}]}`, err: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
