@@ -377,8 +377,19 @@ func rebuild(t *testing.T, r *rig, configure func(*tocht.Config)) *rig {
 func TestTransactionWithANewPatientAndItsServiceRequest(t *testing.T) {
 	r := newRig(t)
 	body := testdata(t, "bundle-new-patient.json")
+	// The check before the first write reads the person and builds the
+	// report; the writes use them instead of doing it again.
+	calls := [][]string{
+		{"CHT read person", "CHT read parent place", "CHT create person", "CHT read report", "CHT create report"},
+		{"CHT read person", "CHT read report"},
+	}
 	for i, want := range []string{"201 Created", "200 OK"} {
 		a := r.post(t, "/fhir", body)
+		var names []string
+		for _, o := range a.env.Orchestrations {
+			names = append(names, o.Name)
+		}
+		assert.Equal(t, calls[i], names, "send %d", i)
 		require.Equal(t, http.StatusOK, a.status, "send %d: %s", i, a.body)
 		var resp struct {
 			ResourceType, Type string

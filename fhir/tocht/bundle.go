@@ -126,7 +126,8 @@ func subjectFailed(u *unit, entry int, err error) error {
 // a unit with a 4xx: the subject exists and is a person (each existing person
 // once), a Patient's existing CHT document is a person, a report's document
 // can be built. It then clears the units' subject checks, so that execute
-// does not repeat them. The answer names every entry refused; a CHT failure
+// does not repeat them, and keeps in each unit the person it read and the
+// report document it built, which execute uses instead of doing it again. The answer names every entry refused; a CHT failure
 // (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
@@ -158,12 +159,16 @@ func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error 
 // the subjects found already.
 func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
 	if u.person != nil {
-		return b.checkPersonDoc(ctx, u.person)
+		cur, err := b.checkPersonDoc(ctx, u.person)
+		u.current = cur
+		return err
 	}
 	if u.report != nil {
-		if _, err := b.reportDoc(u.docID, u.report); err != nil {
+		doc, err := b.reportDoc(u.docID, u.report)
+		if err != nil {
 			return err
 		}
+		u.doc = doc
 	}
 	if u.subject == "" || exists[u.subject] {
 		return nil

@@ -3,6 +3,7 @@ package tocht_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -135,4 +136,26 @@ func TestBatchReportAboutAFailedPatientIsNotWritten(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A transaction that sends one new Patient twice writes it once and then
+// updates it: the check read it as missing before the first write, and
+// the second write, finding it created, reads it again and updates it.
+func TestTransactionWithOnePatientTwice(t *testing.T) {
+	r := newRig(t)
+	p := string(testdata(t, "patient.json"))
+	renamed := strings.Replace(p, `"1990-04-12"`, `"1990-04-13"`, 1)
+	require.NotEqual(t, p, renamed)
+	before := len(r.cht.Docs())
+	a := r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+p+`},{"resource":`+renamed+`}]}`))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	var resp struct {
+		Entry []struct{ Response struct{ Status string } }
+	}
+	require.NoError(t, json.Unmarshal(a.body, &resp))
+	require.Len(t, resp.Entry, 2)
+	assert.Equal(t, "201 Created", resp.Entry[0].Response.Status)
+	assert.Equal(t, "200 OK", resp.Entry[1].Response.Status)
+	assert.Len(t, r.cht.Docs(), before+1, "exactly one document")
+	assert.Equal(t, "1990-04-13", r.doc(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"))["date_of_birth"])
 }

@@ -38,6 +38,13 @@ type unit struct {
 	// report made from Observations.
 	mergeFields bool
 
+	// current is the stored person a transaction's check read (see
+	// checkTransaction), nil when it read none; execute's first attempt
+	// uses it instead of reading again. doc is the report document the
+	// check built, nil when it built none.
+	current *storedPerson
+	doc     map[string]any
+
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
 	message string
