@@ -187,6 +187,12 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	subjectExpr := rt + ".subject"
 	if rt == "Task" {
 		subjectExpr = "Task.for"
+		// NotifyEMR's Subscription selects the Task by its id, and the
+		// follow-up report names the Task to close by it.
+		if b.fhir != nil && (id == nil || *id == "") {
+			return nil, invalid("Task.id", "an id is required with NotifyEMR: the Task's Subscription and "+
+				"the follow-up report that closes it refer to the Task by its id", models.IssueTypeRequired)
+		}
 	}
 	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
