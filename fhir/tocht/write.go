@@ -175,7 +175,11 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, e
 	if err != nil {
 		return nil, chtFailure("read parent place "+p.Parent.ID, err)
 	}
-	if !parent.IsContact() || parent.TypeID() == "person" {
+	// A person of any type (Config.ContactTypes, Config.PersonTypes) is no
+	// parent: CHT's person API refuses a parent whose type the person's
+	// type does not list (cht-core shared-libs/cht-datasource
+	// src/local/libs/lineage.ts assertHasValidParentType).
+	if !parent.IsContact() || b.isPerson(&parent) {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: fmt.Errorf("mediator configuration: parent %s is a %q, not a place", p.Parent.ID, parent.TypeID())}
 	}
