@@ -311,15 +311,25 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		return keys
 	}
 
-	refs := map[string]string{}
+	refs := map[string]bundleRef{}
 	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
 		if p, ok := res.(*models.Patient); ok {
 			u, err := b.plan(ctx, p, nil)
-			if err == nil && !u.skip {
+			switch {
+			case err != nil:
+			case !u.skip:
 				for _, k := range refsOf(i, "Patient", p.Id) {
-					refs[k] = u.docID
+					refs[k] = bundleRef{id: u.docID, written: true}
 					pb.patientUnit[k] = len(pb.units)
+				}
+			default:
+				// From CHT, acknowledged without writing: the entries
+				// about it are about the person it names.
+				if id := b.personIDOf(p); id != "" {
+					for _, k := range refsOf(i, "Patient", p.Id) {
+						refs[k] = bundleRef{id: id}
+					}
 				}
 			}
 			add(u, err, i)
