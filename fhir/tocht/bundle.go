@@ -123,12 +123,13 @@ func subjectFailed(u *unit, entry int, err error) error {
 
 // checkTransaction runs, for every unit of a transaction, the checks that
 // execute would otherwise run halfway through the writes and that can refuse
-// a unit with a 4xx: the subject exists and is a person (each existing person
-// once), a Patient's existing CHT document is a person, a report's document
-// can be built. It then clears the units' subject checks, so that execute
-// does not repeat them, and keeps in each unit the person it read and the
-// report document it built, which execute uses instead of doing it again. The answer names every entry refused; a CHT failure
-// (5xx) is answered as is.
+// a unit: the subject exists and is a person (each existing person once), a
+// Patient's existing CHT document is a person, a new person's parent place
+// is usable, a report's document can be built. It then clears the units'
+// subject checks, so that execute does not repeat them, and keeps in each
+// unit the person it read and the documents it built, which execute uses
+// instead of doing it again. The answer names every entry refused (4xx); a
+// CHT failure or a configuration error (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
 	exists := map[string]bool{}

@@ -49,6 +49,9 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 type storedPerson struct {
 	doc   cht.Contact
 	found bool
+	// create is the document to create when not found, if built already
+	// (by checkPersonDoc).
+	create *cht.Contact
 }
 
 // readPerson reads the CHT document of the person p.
@@ -100,9 +103,11 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact, read *storedP
 			}
 		}
 		if !cur.found {
-			doc, err := b.newPerson(ctx, p)
-			if err != nil {
-				return false, err
+			doc := cur.create
+			if doc == nil {
+				if doc, err = b.newPerson(ctx, p); err != nil {
+					return false, err
+				}
 			}
 			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
 			if errors.Is(err, cht.ErrConflict) {
@@ -134,8 +139,9 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact, read *storedP
 
 // checkPersonDoc verifies, before a transaction writes anything, that the
 // CHT document a Patient becomes is a person if it exists already (as
-// upsertPerson does when it writes). It returns what it read, for
-// upsertPerson.
+// upsertPerson does when it writes), and, for a new person, builds the
+// document to create (see newPerson). It returns what it read and built,
+// for upsertPerson.
 func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*storedPerson, error) {
 	cur, err := b.readPerson(ctx, p)
 	if err != nil {
@@ -145,6 +151,12 @@ func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*storedPer
 		if err := b.updatable(&cur.doc, p); err != nil {
 			return nil, err
 		}
+		return cur, nil
+	}
+	// A new person: its parent place must be usable (a configuration
+	// error otherwise, which must not stop a transaction halfway).
+	if cur.create, err = b.newPerson(ctx, p); err != nil {
+		return nil, err
 	}
 	return cur, nil
 }
