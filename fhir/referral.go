@@ -266,7 +266,7 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		// before keeps its own (mergeTask).
 		if st := sr["status"]; st == "active" || st == "on-hold" {
 			version := versionOf(sr)
-			delete(sr, "meta")
+			keepClientMeta(sr)
 			sr["status"] = "completed"
 			tx.Entries = append(tx.Entries, updateEntry(c, "ServiceRequest", fu.serviceRequest, version, sr))
 		}
@@ -317,13 +317,13 @@ func requestOf(task map[string]any) string {
 }
 
 // mergeTask merges one follow-up report into task, returning the version read and whether
-// anything besides meta changed (meta is removed: the server sets it). Outputs
+// anything besides meta changed (only the client's members of meta are kept, see keepClientMeta). Outputs
 // are keyed by the report's document id (so a replay replaces its own output) and kept in that
 // order; the status comes from the latest report by reported_date, ties broken by the status
 // code, so the result does not depend on the order reports arrive in.
 func mergeTask(task, output map[string]any, reportID string, fu *followUpReport, docSystem string) (version string, changed bool) {
 	version = versionOf(task)
-	delete(task, "meta")
+	keepClientMeta(task)
 	before, _ := json.Marshal(task)
 	outputs, _ := task["output"].([]any)
 	reportOf := func(o any) string {
@@ -449,6 +449,26 @@ func updateEntry(c *Converter, typ, id, version string, res map[string]any) Entr
 		e.Request.IfMatch = ptr(`W/"` + version + `"`)
 	}
 	return e
+}
+
+// keepClientMeta keeps of res's meta, before res is written back, the
+// members the client owns (profile, security and tag: FHIR R4
+// resource.html#Meta), so that the EMR's profiles, security labels and
+// tags stay; the server sets the others (versionId, lastUpdated, and a
+// server's own, such as medplum's author or project).
+func keepClientMeta(res map[string]any) {
+	meta, _ := res["meta"].(map[string]any)
+	kept := map[string]any{}
+	for _, k := range []string{"profile", "security", "tag"} {
+		if v, ok := meta[k]; ok {
+			kept[k] = v
+		}
+	}
+	if len(kept) == 0 {
+		delete(res, "meta")
+		return
+	}
+	res["meta"] = kept
 }
 
 // versionOf returns meta.versionId of a resource read as JSON.

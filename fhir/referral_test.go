@@ -417,3 +417,44 @@ func TestFollowUpMappingValidation(t *testing.T) {
 		t.Errorf("ParseMapping = %+v, %v", m, err)
 	}
 }
+
+// The follow-up keeps the EMR's Task and ServiceRequest elements, among them
+// the client-owned members of meta (profile, security, tag: FHIR R4
+// resource.html#Meta); only the server's versionId and lastUpdated are left
+// to the server.
+func TestReferralKeepsTheEMRsMeta(t *testing.T) {
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	l := newLoop(t, srv.URL, srv.Client())
+	srID, taskID := l.request("meta")
+	meta := map[string]any{
+		"profile":  []any{"http://example.org/fhir/StructureDefinition/referral"},
+		"security": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}},
+		"tag":      []any{map[string]any{"system": "urn:emr:tag", "code": "ltfu"}},
+	}
+	for _, typ := range []string{"Task", "ServiceRequest"} {
+		id := taskID
+		if typ == "ServiceRequest" {
+			id = srID
+		}
+		res := l.read(typ, id)
+		res["meta"] = meta
+		l.do(http.MethodPut, "/"+typ+"/"+id, res)
+	}
+	l.push(l.report("m1", taskID, "met", time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)))
+	for _, typ := range []string{"Task", "ServiceRequest"} {
+		id := taskID
+		if typ == "ServiceRequest" {
+			id = srID
+		}
+		res := l.read(typ, id)
+		if res["status"] != "completed" {
+			t.Errorf("%s status %v, want completed", typ, res["status"])
+		}
+		for _, k := range []string{"profile", "security", "tag"} {
+			if got, want := fmt.Sprint(get(res, "meta", k)), fmt.Sprint(meta[k]); got != want {
+				t.Errorf("%s meta.%s = %s, want %s", typ, k, got, want)
+			}
+		}
+	}
+}

@@ -75,7 +75,8 @@ type Config struct {
 	FHIRUsername string
 	FHIRPassword string
 	// NotifyEMR, when set, makes every Task written to CHT get an R4 rest-hook Subscription on
-	// FHIRURL (fhir.Client.SubscribeTask), removed again when the CHT write fails.
+	// FHIRURL (fhir.Client.SubscribeTask), removed again when the CHT write fails. A Task
+	// without an id is then refused (422 naming Task.id): it can have no Subscription.
 	NotifyEMR *fhir.TaskSubscription
 	// HTTPClient is used for FHIRURL; its transport is wrapped with
 	// mediator.Transport so calls become orchestrations. Nil means a client

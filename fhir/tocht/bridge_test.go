@@ -377,8 +377,19 @@ func rebuild(t *testing.T, r *rig, configure func(*tocht.Config)) *rig {
 func TestTransactionWithANewPatientAndItsServiceRequest(t *testing.T) {
 	r := newRig(t)
 	body := testdata(t, "bundle-new-patient.json")
+	// The check before the first write reads the person and builds the
+	// report; the writes use them instead of doing it again.
+	calls := [][]string{
+		{"CHT read person", "CHT read parent place", "CHT create person", "CHT read report", "CHT create report"},
+		{"CHT read person", "CHT read report"},
+	}
 	for i, want := range []string{"201 Created", "200 OK"} {
 		a := r.post(t, "/fhir", body)
+		var names []string
+		for _, o := range a.env.Orchestrations {
+			names = append(names, o.Name)
+		}
+		assert.Equal(t, calls[i], names, "send %d", i)
 		require.Equal(t, http.StatusOK, a.status, "send %d: %s", i, a.body)
 		var resp struct {
 			ResourceType, Type string
@@ -759,4 +770,57 @@ func TestBatchWithCHTDownIsNon2xx(t *testing.T) {
 	a = r.post(t, "/fhir", []byte(body))
 	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
 	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+}
+
+// A Patient that came from CHT (cht-to-fhir's source tag) is acknowledged,
+// not written back; a ServiceRequest of the same Bundle that refers to it by
+// its fullUrl or Patient/<id> is about the CHT person it carries the
+// identifier of, which exists.
+func TestBundleRequestAboutAPatientThatCameFromCHT(t *testing.T) {
+	r := newRig(t)
+	hydrated, ok := r.cht.HydratedDoc(chttest.DemoPatientID)
+	require.True(t, ok)
+	raw, err := json.Marshal(hydrated)
+	require.NoError(t, err)
+	var person cht.Contact
+	require.NoError(t, json.Unmarshal(raw, &person))
+	tx, err := r.conv.ContactBundle(&person)
+	require.NoError(t, err)
+	patient, ok := tx.Entries[0].Resource.(*models.Patient)
+	require.True(t, ok, "first entry is the person's Patient")
+	pj, err := fhir.Marshal(patient)
+	require.NoError(t, err)
+	tests := []struct{ name, ref string }{
+		{"by fullUrl", "urn:uuid:5f0c7f3e-5d1a-4c2b-8e6f-1a2b3c4d5e6f"},
+		{"by Patient/<id>", "Patient/" + *patient.Id},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sr := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"ltfu-cht-%d","status":"active","intent":"order","subject":{"reference":%q}}`, i, tt.ref)
+			body := `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:5f0c7f3e-5d1a-4c2b-8e6f-1a2b3c4d5e6f","resource":` +
+				string(pj) + `},{"resource":` + sr + `}]}`
+			a := r.post(t, "/fhir", []byte(body))
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			var resp struct {
+				Entry []struct{ Response struct{ Status string } }
+			}
+			require.NoError(t, json.Unmarshal(a.body, &resp))
+			require.Len(t, resp.Entry, 2)
+			assert.Equal(t, "200 OK", resp.Entry[0].Response.Status, "acknowledged, not written back")
+			assert.Equal(t, "201 Created", resp.Entry[1].Response.Status)
+			reports := r.reports(t, "INTEROP_FOLLOW_UP")
+			require.Len(t, reports, i+1)
+			for _, rep := range reports {
+				assert.Equal(t, chttest.DemoPatientID, rep["fields"].(map[string]any)["patient_uuid"])
+			}
+		})
+	}
+	// The person it names must exist.
+	gone := strings.ReplaceAll(string(pj), chttest.DemoPatientID, "no-such-person")
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:5f0c7f3e-5d1a-4c2b-8e6f-1a2b3c4d5e6f","resource":` + gone +
+		`},{"resource":{"resourceType":"ServiceRequest","id":"ltfu-gone","status":"active","intent":"order","subject":{"reference":"urn:uuid:5f0c7f3e-5d1a-4c2b-8e6f-1a2b3c4d5e6f"}}}]}`
+	a := r.post(t, "/fhir", []byte(body))
+	require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+	assert.Contains(t, parseOutcome(t, a.body).text(), "Bundle.entry[1].resource.subject")
+	assert.Contains(t, parseOutcome(t, a.body).text(), "no CHT person no-such-person")
 }

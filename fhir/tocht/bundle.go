@@ -123,11 +123,13 @@ func subjectFailed(u *unit, entry int, err error) error {
 
 // checkTransaction runs, for every unit of a transaction, the checks that
 // execute would otherwise run halfway through the writes and that can refuse
-// a unit with a 4xx: the subject exists and is a person (each existing person
-// once), a Patient's existing CHT document is a person, a report's document
-// can be built. It then clears the units' subject checks, so that execute
-// does not repeat them. The answer names every entry refused; a CHT failure
-// (5xx) is answered as is.
+// a unit: the subject exists and is a person (each existing person once), a
+// Patient's existing CHT document is a person, a new person's parent place
+// is usable, a report's document can be built. It then clears the units'
+// subject checks, so that execute does not repeat them, and keeps in each
+// unit the person it read and the documents it built, which execute uses
+// instead of doing it again. The answer names every entry refused (4xx); a
+// CHT failure or a configuration error (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
 	exists := map[string]bool{}
@@ -158,12 +160,16 @@ func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error 
 // the subjects found already.
 func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
 	if u.person != nil {
-		return b.checkPersonDoc(ctx, u.person)
+		cur, err := b.checkPersonDoc(ctx, u.person)
+		u.current = cur
+		return err
 	}
 	if u.report != nil {
-		if _, err := b.reportDoc(u.docID, u.report); err != nil {
+		doc, err := b.reportDoc(u.docID, u.report)
+		if err != nil {
 			return err
 		}
+		u.doc = doc
 	}
 	if u.subject == "" || exists[u.subject] {
 		return nil
@@ -306,15 +312,25 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		return keys
 	}
 
-	refs := map[string]string{}
+	refs := map[string]bundleRef{}
 	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
 		if p, ok := res.(*models.Patient); ok {
 			u, err := b.plan(ctx, p, nil)
-			if err == nil && !u.skip {
+			switch {
+			case err != nil:
+			case !u.skip:
 				for _, k := range refsOf(i, "Patient", p.Id) {
-					refs[k] = u.docID
+					refs[k] = bundleRef{id: u.docID, written: true}
 					pb.patientUnit[k] = len(pb.units)
+				}
+			default:
+				// From CHT, acknowledged without writing: the entries
+				// about it are about the person it names.
+				if id := b.personIDOf(p); id != "" {
+					for _, k := range refsOf(i, "Patient", p.Id) {
+						refs[k] = bundleRef{id: id}
+					}
 				}
 			}
 			add(u, err, i)

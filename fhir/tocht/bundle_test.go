@@ -3,12 +3,15 @@ package tocht_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
 // medicID is a CHT _id identifier of the rig's instance.
@@ -135,4 +138,47 @@ func TestBatchReportAboutAFailedPatientIsNotWritten(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A transaction that sends one new Patient twice writes it once and then
+// updates it: the check read it as missing before the first write, and
+// the second write, finding it created, reads it again and updates it.
+func TestTransactionWithOnePatientTwice(t *testing.T) {
+	r := newRig(t)
+	p := string(testdata(t, "patient.json"))
+	renamed := strings.Replace(p, `"1990-04-12"`, `"1990-04-13"`, 1)
+	require.NotEqual(t, p, renamed)
+	before := len(r.cht.Docs())
+	a := r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+p+`},{"resource":`+renamed+`}]}`))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	var resp struct {
+		Entry []struct{ Response struct{ Status string } }
+	}
+	require.NoError(t, json.Unmarshal(a.body, &resp))
+	require.Len(t, resp.Entry, 2)
+	assert.Equal(t, "201 Created", resp.Entry[0].Response.Status)
+	assert.Equal(t, "200 OK", resp.Entry[1].Response.Status)
+	assert.Len(t, r.cht.Docs(), before+1, "exactly one document")
+	assert.Equal(t, "1990-04-13", r.doc(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"))["date_of_birth"])
+}
+
+// A parent place for new people that does not exist is the mediator's
+// configuration error (500); in a transaction it is found before the first
+// write, so that nothing of the transaction is written, not the update of
+// an existing person before the new one.
+func TestTransactionWithAMissingParentPlaceWritesNothing(t *testing.T) {
+	r := newRig(t)
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
+		Inbound: fhir.InboundConfig{ParentPlace: "no-such-place", TaskForm: "INTEROP_FOLLOW_UP"}})
+	require.NoError(t, err)
+	r = rebuild(t, r, func(c *tocht.Config) { c.Converter = conv })
+	existing := `{"resourceType":"Patient","identifier":[` + medicID(chttest.DemoPatientID) + `],"name":[{"text":"Renamed Before The Failure"}]}`
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + existing + `},{"resource":` + string(testdata(t, "patient.json")) + `}]}`
+	name := r.doc(t, chttest.DemoPatientID)["name"]
+	before := len(r.cht.Docs())
+	a := r.post(t, "/fhir", []byte(body))
+	require.Equal(t, http.StatusInternalServerError, a.status, "%s", a.body)
+	assert.Contains(t, parseOutcome(t, a.body).text(), "no-such-place")
+	assert.Equal(t, name, r.doc(t, chttest.DemoPatientID)["name"], "the existing person was updated")
+	assert.Len(t, r.cht.Docs(), before, "a document was created")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
@@ -83,4 +84,38 @@ func TestConfigurablePersonTypesArePeople(t *testing.T) {
 	}
 	assert.Equal(t, "CHW Renamed", r.doc(t, "chw-1")["name"])
 	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 2)
+}
+
+// A parent place (fhir.InboundConfig.ParentPlace) that is a person of a
+// configurable type (c_chw) is the mediator's configuration error, as one
+// of type "person" is: no person is created under another person.
+func TestParentPlaceOfAConfigurablePersonTypeIsRefused(t *testing.T) {
+	srv := configurableServer(t)
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	require.NoError(t, err)
+	types, err := c.ContactTypes(context.Background())
+	require.NoError(t, err)
+	tests := []struct {
+		name, parent string
+		status       int
+	}{
+		{"a c_household", "hh-1", http.StatusCreated},
+		{"a c_chw", "chw-1", http.StatusInternalServerError},
+		{"a c_patient", "patient-1", http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conv, err := fhir.New(fhir.Config{ContactTypes: types, InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
+				Inbound: fhir.InboundConfig{ParentPlace: tt.parent, PersonType: "c_patient"}})
+			require.NoError(t, err)
+			r := newRigOn(t, srv, types, func(c *tocht.Config) { c.ContactTypes, c.Converter = types, conv })
+			body := `{"resourceType":"Patient","identifier":[{"system":"urn:test","value":"under-` + tt.parent + `"}],"name":[{"text":"Under ` + tt.parent + `"}]}`
+			a := r.post(t, "/fhir/Patient", []byte(body))
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			if tt.status != http.StatusCreated {
+				assert.Contains(t, parseOutcome(t, a.body).text(), "not a place")
+				assert.Zero(t, r.countDocs(t, "name", "Under "+tt.parent))
+			}
+		})
+	}
 }

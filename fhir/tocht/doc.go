@@ -72,7 +72,8 @@
 // A ServiceRequest's subject, a Task's for, an Encounter's or Observation's
 // subject is resolved to a CHT person in this order: an identifier with the
 // CHT document system (the person's _id); a Patient of the same Bundle
-// (by fullUrl or Patient/<id>); another identifier as a person key (the
+// (by fullUrl or Patient/<id>; one that came from CHT, not written back, is
+// the person it names, which must exist); another identifier as a person key (the
 // same "system|value" or bare ExternalID value as the Patient's key);
 // a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with

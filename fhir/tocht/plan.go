@@ -38,6 +38,13 @@ type unit struct {
 	// report made from Observations.
 	mergeFields bool
 
+	// current is the stored person a transaction's check read (see
+	// checkTransaction), nil when it read none; execute's first attempt
+	// uses it instead of reading again. doc is the report document the
+	// check built, nil when it built none.
+	current *storedPerson
+	doc     map[string]any
+
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
 	message string
@@ -75,10 +82,18 @@ func identity(ids []models.Identifier, id *string) string {
 	return ""
 }
 
+// bundleRef is the CHT person a Patient of a Bundle is: written by the
+// Bundle, or, for a Patient that came from CHT and is not written back,
+// the person it names, which must exist.
+type bundleRef struct {
+	id      string
+	written bool
+}
+
 // plan converts one resource (not a Bundle) to a unit. refs maps the
 // references of Patients of the same Bundle (fullUrl and Patient/<id>) to
-// their CHT _id.
-func (b *Bridge) plan(ctx context.Context, res any, refs map[string]string) (*unit, error) {
+// their CHT person.
+func (b *Bridge) plan(ctx context.Context, res any, refs map[string]bundleRef) (*unit, error) {
 	switch r := res.(type) {
 	case *models.Patient:
 		return b.planPatient(r)
@@ -173,13 +188,19 @@ func (b *Bridge) personIDOf(p *models.Patient) string {
 }
 
 func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *models.Meta, subject *models.Reference,
-	ids []models.Identifier, id *string, refs map[string]string) (*unit, error) {
+	ids []models.Identifier, id *string, refs map[string]bundleRef) (*unit, error) {
 	if b.fromCHT(meta) {
 		return skipped(rt, res), nil
 	}
 	subjectExpr := rt + ".subject"
 	if rt == "Task" {
 		subjectExpr = "Task.for"
+		// NotifyEMR's Subscription selects the Task by its id, and the
+		// follow-up report names the Task to close by it.
+		if b.fhir != nil && (id == nil || *id == "") {
+			return nil, invalid("Task.id", "an id is required with NotifyEMR: the Task's Subscription and "+
+				"the follow-up report that closes it refer to the Task by its id", models.IssueTypeRequired)
+		}
 	}
 	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
@@ -237,7 +258,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 // to one report. primary is the resource answered for a single
 // Observation. The unit is skipped when every Observation came from CHT;
 // planBundle sets those of a mixed group apart before.
-func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]string) (*unit, error) {
+func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]bundleRef) (*unit, error) {
 	if len(obs) > 0 && !slices.ContainsFunc(obs, func(o models.Observation) bool { return !b.fromCHT(o.Meta) }) {
 		return skipped("Observation", primary), nil
 	}
@@ -302,10 +323,11 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 // Bundle, or when the reference cannot be resolved, which the converter
 // then reports); inBundle is the reference of that Patient of the same
 // Bundle. The rules, in order: an identifier with the CHT
-// document system; a Patient of the same Bundle; another identifier as
+// document system; a Patient of the same Bundle (one not written, as it
+// came from CHT, is checked like a reference by identifier); another identifier as
 // a key (see identifierKey); a literal Patient reference, read from the FHIR server
 // when Config.FHIRURL is set, else with its id as the key.
-func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]string) (patient *models.Patient, check, inBundle string, err error) {
+func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]bundleRef) (patient *models.Patient, check, inBundle string, err error) {
 	if ref == nil {
 		return nil, "", "", nil
 	}
@@ -318,8 +340,14 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		}
 	}
 	if ref.Reference != nil {
-		if id, ok := refs[*ref.Reference]; ok {
-			return b.patientWithID(id), "", *ref.Reference, nil
+		if r, ok := refs[*ref.Reference]; ok {
+			if r.written {
+				return b.patientWithID(r.id), "", *ref.Reference, nil
+			}
+			if err := checkDocID(r.id, expr); err != nil {
+				return nil, "", "", err
+			}
+			return b.patientWithID(r.id), r.id, "", nil
 		}
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {

@@ -128,3 +128,39 @@ func TestBadNotifyEMRSettingIsAConfigurationError(t *testing.T) {
 	assert.Contains(t, logs.String(), "mediator configuration (tocht.Config.NotifyEMR, notify_emr)")
 	assert.Zero(t, r.fhir.Count("Subscription"))
 }
+
+// With NotifyEMR every Task written to CHT gets its Subscription, whose
+// criteria name the Task's id (Task?_id=<id>): a Task without an id can
+// get none, and the follow-up report could not name the Task to close
+// (no fhir_task field). It is refused naming Task.id, before anything is
+// written, rather than answered 201 with no Subscription.
+func TestNotifyEMRRefusesATaskWithoutID(t *testing.T) {
+	r := newRig(t)
+	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+	r = rebuild(t, r, func(c *tocht.Config) {
+		c.FHIRURL = r.fhir.URL
+		c.HTTPClient = r.fhir.Client()
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+	})
+	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	task := strings.Replace(string(testdata(t, "task.json")), `"id": "referral-0001",`,
+		`"identifier": [{"system": "https://emr.example.org/task", "value": "T-1"}],`, 1)
+	require.NotContains(t, task, "referral-0001")
+	tests := []struct {
+		name, path, body, expr string
+	}{
+		{"POST Task", "/fhir/Task", task, "Task.id"},
+		{"transaction with the Task", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + task + `}]}`,
+			"Bundle.entry[0].resource.id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := r.post(t, tt.path, []byte(tt.body))
+			require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+			assert.Contains(t, string(a.body), tt.expr)
+			assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+			assert.Zero(t, r.fhir.Count("Subscription"))
+		})
+	}
+}

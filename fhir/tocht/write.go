@@ -32,9 +32,40 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 		}
 	}
 	if u.person != nil {
-		return b.upsertPerson(ctx, u.person)
+		return b.upsertPerson(ctx, u.person, u.current)
 	}
-	return b.upsertReport(ctx, u.docID, u.report, u.mergeFields)
+	doc := u.doc
+	if doc == nil {
+		var err error
+		if doc, err = b.reportDoc(u.docID, u.report); err != nil {
+			return false, err
+		}
+	}
+	return b.upsertReport(ctx, u.docID, doc, u.report, u.mergeFields)
+}
+
+// storedPerson is the result of reading a person's CHT document: the
+// document, or found false when CHT answered 404.
+type storedPerson struct {
+	doc   cht.Contact
+	found bool
+	// create is the document to create when not found, if built already
+	// (by checkPersonDoc).
+	create *cht.Contact
+}
+
+// readPerson reads the CHT document of the person p.
+func (b *Bridge) readPerson(ctx context.Context, p *cht.Contact) (*storedPerson, error) {
+	var cur storedPerson
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur.doc)
+	switch {
+	case errors.Is(err, cht.ErrNotFound):
+		return &storedPerson{}, nil
+	case err != nil:
+		return nil, chtFailure("read person "+p.ID, err)
+	}
+	cur.found = true
+	return &cur, nil
 }
 
 // checkSubject verifies that the person a report is about exists in CHT
@@ -57,15 +88,26 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 }
 
 // upsertPerson creates the person under its deterministic _id, or updates
-// the fields the Patient gives.
-func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool, err error) {
-	for range attempts {
-		var cur cht.Contact
-		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
-		if errors.Is(err, cht.ErrNotFound) {
-			doc, err := b.newPerson(ctx, p)
-			if err != nil {
+// the fields the Patient gives. read, when not nil, is the document read
+// already (by checkPersonDoc); the first attempt uses it instead of reading
+// again. A stale one fails to write with a conflict, which reads anew.
+func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact, read *storedPerson) (created bool, err error) {
+	for n := 0; n < attempts; n++ {
+		cur := read
+		if cur != nil {
+			read = nil
+			n-- // the check's read: the attempts are the ones reading here
+		} else {
+			if cur, err = b.readPerson(ctx, p); err != nil {
 				return false, err
+			}
+		}
+		if !cur.found {
+			doc := cur.create
+			if doc == nil {
+				if doc, err = b.newPerson(ctx, p); err != nil {
+					return false, err
+				}
 			}
 			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
 			if errors.Is(err, cht.ErrConflict) {
@@ -76,16 +118,13 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 			}
 			return true, nil
 		}
-		if err != nil {
-			return false, chtFailure("read person "+p.ID, err)
-		}
-		if err := b.updatable(&cur, p); err != nil {
+		if err := b.updatable(&cur.doc, p); err != nil {
 			return false, err
 		}
-		if !mergePerson(&cur, p) {
+		if !mergePerson(&cur.doc, p) {
 			return false, nil
 		}
-		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, &cur)
+		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, &cur.doc)
 		if errors.Is(err, cht.ErrConflict) {
 			continue
 		}
@@ -100,17 +139,26 @@ func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact) (created bool
 
 // checkPersonDoc verifies, before a transaction writes anything, that the
 // CHT document a Patient becomes is a person if it exists already (as
-// upsertPerson does when it writes).
-func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) error {
-	var cur cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur)
-	switch {
-	case errors.Is(err, cht.ErrNotFound):
-		return nil
-	case err != nil:
-		return chtFailure("read person "+p.ID, err)
+// upsertPerson does when it writes), and, for a new person, builds the
+// document to create (see newPerson). It returns what it read and built,
+// for upsertPerson.
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*storedPerson, error) {
+	cur, err := b.readPerson(ctx, p)
+	if err != nil {
+		return nil, err
 	}
-	return b.updatable(&cur, p)
+	if cur.found {
+		if err := b.updatable(&cur.doc, p); err != nil {
+			return nil, err
+		}
+		return cur, nil
+	}
+	// A new person: its parent place must be usable (a configuration
+	// error otherwise, which must not stop a transaction halfway).
+	if cur.create, err = b.newPerson(ctx, p); err != nil {
+		return nil, err
+	}
+	return cur, nil
 }
 
 // updatable refuses to update the existing document cur with the person p
@@ -139,7 +187,11 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, e
 	if err != nil {
 		return nil, chtFailure("read parent place "+p.Parent.ID, err)
 	}
-	if !parent.IsContact() || parent.TypeID() == "person" {
+	// A person of any type (Config.ContactTypes, Config.PersonTypes) is no
+	// parent: CHT's person API refuses a parent whose type the person's
+	// type does not list (cht-core shared-libs/cht-datasource
+	// src/local/libs/lineage.ts assertHasValidParentType).
+	if !parent.IsContact() || b.isPerson(&parent) {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: fmt.Errorf("mediator configuration: parent %s is a %q, not a place", p.Parent.ID, parent.TypeID())}
 	}
@@ -169,7 +221,8 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 	return changed
 }
 
-// upsertReport writes the report under its deterministic _id; an existing
+// upsertReport writes the report doc (see reportDoc) of sub under its
+// deterministic _id; an existing
 // one is updated only when its fields differ. With merge (a report made
 // from Observations) the fields sent are merged into the stored report's
 // fields of the same form (see mergeInto): each Observation is a FHIR
@@ -177,11 +230,7 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 // corrected Observation does not delete the fields of the others.
 // Without merge (a ServiceRequest or Task, one resource that is the whole
 // report), or when the form changed, the fields are replaced.
-func (b *Bridge) upsertReport(ctx context.Context, id string, sub *cht.Record, merge bool) (created bool, err error) {
-	doc, err := b.reportDoc(id, sub)
-	if err != nil {
-		return false, err
-	}
+func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any, sub *cht.Record, merge bool) (created bool, err error) {
 	for range attempts {
 		var cur map[string]json.RawMessage
 		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), id, &cur)
