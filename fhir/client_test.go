@@ -422,3 +422,67 @@ func TestCountEntries(t *testing.T) {
 	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","entry":null}`)))
 	assert.Equal(t, -1, countEntries([]byte(`{"entry":[`)))
 }
+
+// A 2xx answer to a write whose body cannot be read to its end (the
+// connection drops half way) or decoded does not make the write a failure
+// either: the server did it, and a caller told otherwise would retry it (a
+// second resource for a Create). A read still fails.
+func TestUnreadableAnswerDoesNotFailADoneWrite(t *testing.T) {
+	const cut = "cut" // the body stops half way
+	var writes atomic.Int32
+	var answerBody atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			writes.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		body := answerBody.Load().(string)
+		if body != cut {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, body)
+			return
+		}
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 201 Created\r\nContent-Type: application/fhir+json\r\nContent-Length: 200\r\n\r\n" + `{"resourceType":"Task","id":"t`)
+		buf.Flush()
+	}))
+	defer srv.Close()
+	var logged bytes.Buffer
+	c := testClient(t, srv, ClientConfig{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	ctx := context.Background()
+	task := []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`)
+	tests := []struct {
+		name   string
+		answer string
+		write  func(out any) error
+	}{
+		{"Create cut short", cut, func(out any) error { return c.Create(ctx, "Task", task, out) }},
+		{"Update cut short", cut, func(out any) error { return c.Update(ctx, "Task", "t1", task, out) }},
+		{"Delete cut short", cut, func(any) error { return c.Delete(ctx, "Task", "t1") }},
+		{"Create not decodable", `{"resourceType":"Task","id":7}`, func(out any) error { return c.Create(ctx, "Task", task, out) }},
+		{"Update not JSON", `<html>Created</html>`, func(out any) error { return c.Update(ctx, "Task", "t1", task, out) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answerBody.Store(tt.answer)
+			writes.Store(0)
+			logged.Reset()
+			var out models.Task
+			require.NoError(t, tt.write(&out))
+			assert.EqualValues(t, 1, writes.Load(), "written once")
+			assert.Contains(t, logged.String(), "level=WARN msg=\"fhir: the write succeeded but its answer could not be")
+		})
+	}
+	answerBody.Store(cut)
+	var raw json.RawMessage
+	assert.Error(t, c.Read(ctx, "Task", "t1", &raw), "a read still fails")
+	answerBody.Store(`{"resourceType":"Task","id":7}`)
+	var out models.Task
+	assert.Error(t, c.Read(ctx, "Task", "t1", &out), "a read still fails")
+}
