@@ -30,7 +30,10 @@ type ClientConfig struct {
 	Username, Password string
 	// HTTPClient is copied and used for all requests; nil means a new
 	// client with http.DefaultTransport. A mediator plugs its orchestration
-	// capture here: &http.Client{Transport: mediator.Transport(nil)}.
+	// capture here: &http.Client{Transport: mediator.Transport(nil)}. A
+	// redirect that would change a request's method (a 301, 302 or 303 of
+	// a write, which net/http follows with a GET) is not followed but
+	// returned as a *ServerError.
 	HTTPClient *http.Client
 	// Timeout bounds each attempt of a request; 0 means 30s. A context
 	// deadline bounds the whole call, retries included.
@@ -126,6 +129,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	// a timer per request.
 	hc.Timeout = 0
 	hc.Transport = &attemptTimeout{next: hc.Transport, d: timeout}
+	hc.CheckRedirect = keepMethod(hc.CheckRedirect)
 	retries := cfg.MaxRetries
 	switch {
 	case retries == 0:
@@ -149,6 +153,39 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.rc.SetBasicAuth(cfg.Username, cfg.Password)
 	}
 	return c, nil
+}
+
+// keepMethod wraps an http.Client's CheckRedirect (nil: net/http's
+// default, at most 10 redirects) so that a redirect that changes the
+// method is not followed: net/http follows a 301, 302 or 303 of a POST,
+// PUT or DELETE with a GET without the body (an http → https redirect in
+// front of a server, for one), so the write would not be done and the
+// GET's answer taken for it. The redirect is answered instead, a
+// *ServerError (see redirectReason). 307 and 308 keep the method and body.
+func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.Method != via[0].Method {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
+
+// redirectReason is the Reason of a *ServerError for the answer to a
+// write that redirects (see keepMethod), "" for any other.
+func redirectReason(resp *http.Response, method string) string {
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" || method == http.MethodGet {
+		return ""
+	}
+	return fmt.Sprintf("redirected to %q, which the HTTP client would follow with a GET, not the %s: set the base URL to the server's own",
+		redactURL(loc), method)
 }
 
 // contentType is the FHIR JSON media type sent and accepted.
@@ -303,7 +340,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("fhir: %s %s: read answer: %w", method, c.shown(path), err)
 	}
 	if !success {
-		return newServerError(method, c.shown(path), resp.StatusCode, data)
+		se := newServerError(method, c.shown(path), resp.StatusCode, data)
+		if r := redirectReason(resp, method); r != "" {
+			se.Reason = r
+		}
+		return se
 	}
 	if int64(len(data)) > c.maxBody {
 		if method == http.MethodGet {

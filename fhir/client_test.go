@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -485,4 +486,77 @@ func TestUnreadableAnswerDoesNotFailADoneWrite(t *testing.T) {
 	answerBody.Store(`{"resourceType":"Task","id":7}`)
 	var out models.Task
 	assert.Error(t, c.Read(ctx, "Task", "t1", &out), "a read still fails")
+}
+
+// A redirect that would turn a write into a GET (301, 302 and 303, which
+// net/http follows with GET and no body, as for an http → https redirect
+// in front of the server) is not followed: the write was not done, and the
+// 2xx answer to the GET must not be taken for it. The redirect is returned
+// as a *ServerError. A redirect that keeps the method (307, 308) is
+// followed with the body.
+func TestRedirectThatDropsAWriteIsNotFollowed(t *testing.T) {
+	var writes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// /fhir<status>/path redirects to /moved/path with <status>.
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/fhir"); ok {
+			code, path, _ := strings.Cut(rest, "/")
+			status, _ := strconv.Atoi(code)
+			http.Redirect(w, r, "/moved/"+path, status)
+			return
+		}
+		if r.Method != http.MethodGet {
+			writes.Add(1)
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/moved/Task":
+			io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","total":0}`)
+		case r.Method == http.MethodGet:
+			io.WriteString(w, `{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/moved/":
+			io.WriteString(w, answer("200 OK"))
+		case r.Method == http.MethodPost:
+			w.WriteHeader(http.StatusCreated)
+			w.Write(body)
+		case r.Method == http.MethodPut:
+			w.Write(body)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	task := []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`)
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		c, err := NewClient(ClientConfig{BaseURL: srv.URL + "/fhir" + strconv.Itoa(status), MaxRetries: -1})
+		require.NoError(t, err)
+		tests := []struct {
+			name  string
+			write func() error
+		}{
+			{"Create", func() error { return c.Create(ctx, "Task", task, nil) }},
+			{"Update", func() error { return c.Update(ctx, "Task", "t1", task, nil) }},
+			{"Delete", func() error { return c.Delete(ctx, "Task", "t1") }},
+			{"Transaction", func() error { return c.Transaction(ctx, bundleOf(1)) }},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s %d", tt.name, status), func(t *testing.T) {
+				writes.Store(0)
+				err := tt.write()
+				if status == 307 || status == 308 {
+					require.NoError(t, err)
+					assert.EqualValues(t, 1, writes.Load(), "followed with the method and body")
+					return
+				}
+				var se *ServerError
+				require.ErrorAs(t, err, &se, "a write that was not done is no success")
+				assert.Equal(t, status, se.StatusCode)
+				assert.Contains(t, se.Reason, `redirected to "/moved/`)
+				assert.EqualValues(t, 0, writes.Load())
+			})
+		}
+	}
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL + "/moved", MaxRetries: -1})
+	require.NoError(t, err)
+	assert.NoError(t, c.Read(ctx, "Task", "t1", nil), "the server works without redirects")
 }
