@@ -30,7 +30,10 @@ type ClientConfig struct {
 	Username, Password string
 	// HTTPClient is copied and used for all requests; nil means a new
 	// client with http.DefaultTransport. A mediator plugs its orchestration
-	// capture here: &http.Client{Transport: mediator.Transport(nil)}.
+	// capture here: &http.Client{Transport: mediator.Transport(nil)}. A
+	// redirect that would change a request's method (a 301, 302 or 303 of
+	// a write, which net/http follows with a GET) is not followed but
+	// returned as a *ServerError.
 	HTTPClient *http.Client
 	// Timeout bounds each attempt of a request; 0 means 30s. A context
 	// deadline bounds the whole call, retries included.
@@ -44,13 +47,14 @@ type ClientConfig struct {
 	MaxRetries int
 	// MaxResponseBytes bounds the body read from a read, search, create,
 	// update or error answer; 0 means 16 MiB. A larger read or search
-	// answer is an error; a larger 2xx answer to a create or update is
-	// not (the write was done): its out is left unchanged, and a warning
-	// logged. A transaction answer is checked while it streams and has no
-	// limit.
+	// answer is an error; a larger 2xx answer to a create, update or
+	// delete is not (the write was done): its out is left unchanged, and a
+	// warning logged. So is a 2xx answer to one of those that cannot be read
+	// to its end or decoded (out then holds what could be decoded). A
+	// transaction answer is checked while it streams and has no limit.
 	MaxResponseBytes int64
 	// Logger receives debug lines for retries, and a warning for a write
-	// whose answer is over MaxResponseBytes; nil discards.
+	// whose answer is over MaxResponseBytes or unreadable; nil discards.
 	Logger *slog.Logger
 }
 
@@ -125,6 +129,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	// a timer per request.
 	hc.Timeout = 0
 	hc.Transport = &attemptTimeout{next: hc.Transport, d: timeout}
+	hc.CheckRedirect = keepMethod(hc.CheckRedirect)
 	retries := cfg.MaxRetries
 	switch {
 	case retries == 0:
@@ -148,6 +153,39 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.rc.SetBasicAuth(cfg.Username, cfg.Password)
 	}
 	return c, nil
+}
+
+// keepMethod wraps an http.Client's CheckRedirect (nil: net/http's
+// default, at most 10 redirects) so that a redirect that changes the
+// method is not followed: net/http follows a 301, 302 or 303 of a POST,
+// PUT or DELETE with a GET without the body (an http → https redirect in
+// front of a server, for one), so the write would not be done and the
+// GET's answer taken for it. The redirect is answered instead, a
+// *ServerError (see redirectReason). 307 and 308 keep the method and body.
+func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.Method != via[0].Method {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
+
+// redirectReason is the Reason of a *ServerError for the answer to a
+// write that redirects (see keepMethod), "" for any other.
+func redirectReason(resp *http.Response, method string) string {
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" || method == http.MethodGet {
+		return ""
+	}
+	return fmt.Sprintf("redirected to %q, which the HTTP client would follow with a GET, not the %s: set the base URL to the server's own",
+		redactURL(loc), method)
 }
 
 // contentType is the FHIR JSON media type sent and accepted.
@@ -290,11 +328,23 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	success := resp.StatusCode >= 200 && resp.StatusCode <= 299
 	if err != nil {
+		if success && method != http.MethodGet {
+			// The server did the write (see below): an answer cut
+			// short does not undo it.
+			c.log.WarnContext(ctx, "fhir: the write succeeded but its answer could not be read: not decoded",
+				"method", method, "url", c.shown(path), "status", resp.StatusCode, "err", err)
+			return nil
+		}
 		return fmt.Errorf("fhir: %s %s: read answer: %w", method, c.shown(path), err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newServerError(method, c.shown(path), resp.StatusCode, data)
+	if !success {
+		se := newServerError(method, c.shown(path), resp.StatusCode, data)
+		if r := redirectReason(resp, method); r != "" {
+			se.Reason = r
+		}
+		return se
 	}
 	if int64(len(data)) > c.maxBody {
 		if method == http.MethodGet {
@@ -315,6 +365,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
+		if method != http.MethodGet {
+			// Done, as above: out holds what could be decoded.
+			c.log.WarnContext(ctx, "fhir: the write succeeded but its answer could not be decoded",
+				"method", method, "url", c.shown(path), "status", resp.StatusCode, "err", err)
+			return nil
+		}
 		return fmt.Errorf("fhir: %s %s: decode answer: %w", method, c.shown(path), err)
 	}
 	return nil
@@ -408,10 +464,12 @@ func (c *Client) Search(ctx context.Context, typ string, query url.Values, out a
 // Create creates resource as a new typ (POST [base]/typ) and decodes the
 // stored resource, with the id the server assigned, into out (nil skips
 // it; an answer over ClientConfig.MaxResponseBytes leaves out unchanged
-// and is no error, since the resource was created). resource is JSON bytes or a value encoding/json marshals (a samply
-// type). A network error is not retried, since the server may have created
-// the resource: make creates idempotent with a conditional [Client.Update]
-// or a transaction's ifNoneExist where duplicates matter.
+// and is no error, since the resource was created, nor is an answer that
+// cannot be read or decoded). resource is JSON bytes or a value
+// encoding/json marshals (a samply type). A network error is not retried,
+// since the server may have created the resource: make creates idempotent
+// with a conditional [Client.Update] or a transaction's ifNoneExist where
+// duplicates matter.
 func (c *Client) Create(ctx context.Context, typ string, resource, out any) error {
 	path, err := resourcePath(typ, "")
 	if err != nil {
@@ -427,8 +485,9 @@ func (c *Client) Create(ctx context.Context, typ string, resource, out any) erro
 // Update writes resource as typ/id (PUT [base]/typ/id), creating it when the
 // server allows clients to choose ids, and decodes the stored resource into
 // out (nil skips it; an answer over ClientConfig.MaxResponseBytes leaves
-// out unchanged and is no error, since the resource was written). Updates
-// are idempotent and retried.
+// out unchanged and is no error, since the resource was written, nor is an
+// answer that cannot be read or decoded). Updates are idempotent and
+// retried.
 func (c *Client) Update(ctx context.Context, typ, id string, resource, out any) error {
 	if id == "" {
 		return fmt.Errorf("fhir: update %s: empty id", typ)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -421,4 +422,141 @@ func TestCountEntries(t *testing.T) {
 	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","type":"transaction"}`)))
 	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","entry":null}`)))
 	assert.Equal(t, -1, countEntries([]byte(`{"entry":[`)))
+}
+
+// A 2xx answer to a write whose body cannot be read to its end (the
+// connection drops half way) or decoded does not make the write a failure
+// either: the server did it, and a caller told otherwise would retry it (a
+// second resource for a Create). A read still fails.
+func TestUnreadableAnswerDoesNotFailADoneWrite(t *testing.T) {
+	const cut = "cut" // the body stops half way
+	var writes atomic.Int32
+	var answerBody atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			writes.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		body := answerBody.Load().(string)
+		if body != cut {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, body)
+			return
+		}
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 201 Created\r\nContent-Type: application/fhir+json\r\nContent-Length: 200\r\n\r\n" + `{"resourceType":"Task","id":"t`)
+		buf.Flush()
+	}))
+	defer srv.Close()
+	var logged bytes.Buffer
+	c := testClient(t, srv, ClientConfig{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	ctx := context.Background()
+	task := []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`)
+	tests := []struct {
+		name   string
+		answer string
+		write  func(out any) error
+	}{
+		{"Create cut short", cut, func(out any) error { return c.Create(ctx, "Task", task, out) }},
+		{"Update cut short", cut, func(out any) error { return c.Update(ctx, "Task", "t1", task, out) }},
+		{"Delete cut short", cut, func(any) error { return c.Delete(ctx, "Task", "t1") }},
+		{"Create not decodable", `{"resourceType":"Task","id":7}`, func(out any) error { return c.Create(ctx, "Task", task, out) }},
+		{"Update not JSON", `<html>Created</html>`, func(out any) error { return c.Update(ctx, "Task", "t1", task, out) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answerBody.Store(tt.answer)
+			writes.Store(0)
+			logged.Reset()
+			var out models.Task
+			require.NoError(t, tt.write(&out))
+			assert.EqualValues(t, 1, writes.Load(), "written once")
+			assert.Contains(t, logged.String(), "level=WARN msg=\"fhir: the write succeeded but its answer could not be")
+		})
+	}
+	answerBody.Store(cut)
+	var raw json.RawMessage
+	assert.Error(t, c.Read(ctx, "Task", "t1", &raw), "a read still fails")
+	answerBody.Store(`{"resourceType":"Task","id":7}`)
+	var out models.Task
+	assert.Error(t, c.Read(ctx, "Task", "t1", &out), "a read still fails")
+}
+
+// A redirect that would turn a write into a GET (301, 302 and 303, which
+// net/http follows with GET and no body, as for an http → https redirect
+// in front of the server) is not followed: the write was not done, and the
+// 2xx answer to the GET must not be taken for it. The redirect is returned
+// as a *ServerError. A redirect that keeps the method (307, 308) is
+// followed with the body.
+func TestRedirectThatDropsAWriteIsNotFollowed(t *testing.T) {
+	var writes atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// /fhir<status>/path redirects to /moved/path with <status>.
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/fhir"); ok {
+			code, path, _ := strings.Cut(rest, "/")
+			status, _ := strconv.Atoi(code)
+			http.Redirect(w, r, "/moved/"+path, status)
+			return
+		}
+		if r.Method != http.MethodGet {
+			writes.Add(1)
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/moved/Task":
+			io.WriteString(w, `{"resourceType":"Bundle","type":"searchset","total":0}`)
+		case r.Method == http.MethodGet:
+			io.WriteString(w, `{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/moved/":
+			io.WriteString(w, answer("200 OK"))
+		case r.Method == http.MethodPost:
+			w.WriteHeader(http.StatusCreated)
+			w.Write(body)
+		case r.Method == http.MethodPut:
+			w.Write(body)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	task := []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`)
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		c, err := NewClient(ClientConfig{BaseURL: srv.URL + "/fhir" + strconv.Itoa(status), MaxRetries: -1})
+		require.NoError(t, err)
+		tests := []struct {
+			name  string
+			write func() error
+		}{
+			{"Create", func() error { return c.Create(ctx, "Task", task, nil) }},
+			{"Update", func() error { return c.Update(ctx, "Task", "t1", task, nil) }},
+			{"Delete", func() error { return c.Delete(ctx, "Task", "t1") }},
+			{"Transaction", func() error { return c.Transaction(ctx, bundleOf(1)) }},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s %d", tt.name, status), func(t *testing.T) {
+				writes.Store(0)
+				err := tt.write()
+				if status == 307 || status == 308 {
+					require.NoError(t, err)
+					assert.EqualValues(t, 1, writes.Load(), "followed with the method and body")
+					return
+				}
+				var se *ServerError
+				require.ErrorAs(t, err, &se, "a write that was not done is no success")
+				assert.Equal(t, status, se.StatusCode)
+				assert.Contains(t, se.Reason, `redirected to "/moved/`)
+				assert.EqualValues(t, 0, writes.Load())
+			})
+		}
+	}
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL + "/moved", MaxRetries: -1})
+	require.NoError(t, err)
+	assert.NoError(t, c.Read(ctx, "Task", "t1", nil), "the server works without redirects")
 }

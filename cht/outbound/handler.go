@@ -38,7 +38,8 @@ type Payload struct {
 	ID, Rev string
 	// RequestID is CHT's X-Request-Id header, if any.
 	RequestID string
-	// Header is the request header without Authorization and Cookie.
+	// Header is the request header without Authorization,
+	// Proxy-Authorization and Cookie.
 	Header http.Header
 
 	view docView // Doc decoded; nil until first needed
@@ -379,15 +380,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 }
 
-// headerWithoutSecrets copies h, as h.Clone does, without Authorization and
-// Cookie: credentials are never handed on to be logged.
+// headerWithoutSecrets copies h, as h.Clone does, without Authorization,
+// Proxy-Authorization and Cookie: credentials are never handed on to be
+// logged.
 func headerWithoutSecrets(h http.Header) http.Header {
 	if h == nil {
 		return nil
 	}
 	nv, nk := 0, 0
 	for k, vv := range h {
-		if k == "Authorization" || k == "Cookie" {
+		if secretHeader(k) {
 			continue
 		}
 		nv += len(vv)
@@ -396,7 +398,7 @@ func headerWithoutSecrets(h http.Header) http.Header {
 	sv := make([]string, nv)
 	out := make(http.Header, nk)
 	for k, vv := range h {
-		if k == "Authorization" || k == "Cookie" {
+		if secretHeader(k) {
 			continue
 		}
 		if vv == nil {
@@ -408,6 +410,12 @@ func headerWithoutSecrets(h http.Header) http.Header {
 		sv = sv[n:]
 	}
 	return out
+}
+
+// secretHeader reports whether the header k (canonical, as a server
+// gives it) carries credentials.
+func secretHeader(k string) bool {
+	return k == "Authorization" || k == "Proxy-Authorization" || k == "Cookie"
 }
 
 // jobs recycles the jobs of pushes answered in time.

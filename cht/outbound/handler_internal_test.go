@@ -70,19 +70,22 @@ func TestReadBodyPresizeBounded(t *testing.T) {
 	}
 }
 
-// TestHeaderWithoutSecrets: what Clone then Del of Authorization and
-// Cookie give, nil values kept.
+// TestHeaderWithoutSecrets: what Clone then Del of Authorization,
+// Proxy-Authorization and Cookie give, nil values kept. The credential
+// headers are those package mediator always redacts (compiled.secret).
 func TestHeaderWithoutSecrets(t *testing.T) {
 	for _, h := range []http.Header{
 		nil,
 		{},
 		{"Authorization": {"Basic x"}, "Cookie": {"a=b"}},
+		{"Proxy-Authorization": {"Basic cHJveHk6c2VjcmV0"}, "X-Request-Id": {"r"}},
 		{"Content-Type": {"application/json"}, "X-Request-Id": {"r"}, "Authorization": {"Basic x"},
 			"Accept": {"a", "b"}, "X-Nil": nil, "X-Empty": {}},
 	} {
 		want := h.Clone()
 		want.Del("Authorization")
 		want.Del("Cookie")
+		want.Del("Proxy-Authorization")
 		got := headerWithoutSecrets(h)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("headerWithoutSecrets(%v) = %#v, want %#v", h, got, want)
