@@ -265,16 +265,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.workers.start(j)
 	select {
 	case err = <-j.done:
-		// The worker is done with j.
-		*j = job{done: j.done}
-		jobs.Put(j)
 	case <-ctx.Done():
-		// The worker may still be using j: leave it to the collector.
-		// Answer before CHT's own timeout; the push will be retried.
-		h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
-		writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
-		return
+		select {
+		case err = <-j.done:
+			// Done as the deadline passed: its answer stands, so that
+			// work that was done is not answered 503.
+		default:
+			// The worker may still be using j: leave it to the collector.
+			// Answer before CHT's own timeout; the push will be retried.
+			h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
+			writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
+			return
+		}
 	}
+	// The worker is done with j.
+	*j = job{done: j.done}
+	jobs.Put(j)
 	if err == nil {
 		writeOutbound(w, http.StatusOK, "")
 		return
