@@ -661,11 +661,10 @@ func TestTimeoutAnswersGatewayTimeout(t *testing.T) {
 	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
 }
 
-// TestSubjectWrittenByCHTToFHIR refers to the Patient cht-to-fhir wrote to
-// the FHIR server by its logical id: the bridge reads it and finds the CHT
-// person by its CHT identifier.
-func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
-	r := newRig(t)
+// demoPatientFromCHT is the Patient cht-to-fhir makes of the fake CHT's
+// demo person, and its JSON.
+func demoPatientFromCHT(t *testing.T, r *rig) (*models.Patient, []byte) {
+	t.Helper()
 	hydrated, ok := r.cht.HydratedDoc(chttest.DemoPatientID)
 	require.True(t, ok)
 	raw, err := json.Marshal(hydrated)
@@ -678,6 +677,15 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	require.True(t, ok, "first entry is the person's Patient")
 	pj, err := fhir.Marshal(patient)
 	require.NoError(t, err)
+	return patient, pj
+}
+
+// TestSubjectWrittenByCHTToFHIR refers to the Patient cht-to-fhir wrote to
+// the FHIR server by its logical id: the bridge reads it and finds the CHT
+// person by its CHT identifier.
+func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
+	r := newRig(t)
+	patient, pj := demoPatientFromCHT(t, r)
 	require.NoError(t, r.fhir.Load(pj))
 	r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 
@@ -778,18 +786,7 @@ func TestBatchWithCHTDownIsNon2xx(t *testing.T) {
 // identifier of, which exists.
 func TestBundleRequestAboutAPatientThatCameFromCHT(t *testing.T) {
 	r := newRig(t)
-	hydrated, ok := r.cht.HydratedDoc(chttest.DemoPatientID)
-	require.True(t, ok)
-	raw, err := json.Marshal(hydrated)
-	require.NoError(t, err)
-	var person cht.Contact
-	require.NoError(t, json.Unmarshal(raw, &person))
-	tx, err := r.conv.ContactBundle(&person)
-	require.NoError(t, err)
-	patient, ok := tx.Entries[0].Resource.(*models.Patient)
-	require.True(t, ok, "first entry is the person's Patient")
-	pj, err := fhir.Marshal(patient)
-	require.NoError(t, err)
+	patient, pj := demoPatientFromCHT(t, r)
 	tests := []struct{ name, ref string }{
 		{"by fullUrl", "urn:uuid:5f0c7f3e-5d1a-4c2b-8e6f-1a2b3c4d5e6f"},
 		{"by Patient/<id>", "Patient/" + *patient.Id},

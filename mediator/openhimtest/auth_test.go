@@ -149,14 +149,7 @@ func TestAuthSchemesPerVersion_S1(t *testing.T) {
 				req.SetBasicAuth(RootUser, RootPassword)
 				req.Header.Set("auth-username", RootUser)
 			case "session":
-				jar, _ := cookiejar.New(nil)
-				hc.Jar = jar
-				resp, err := hc.Post(srv.URL+"/authenticate/local", "application/json",
-					bytes.NewBufferString(`{"username":"root@openhim.org","password":"openhim-password"}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
+				resp := logIn(t, srv.URL, hc)
 				wantLogin := resp.StatusCode // the earlier profiles: see want
 				if tt.version >= Version8 {
 					wantLogin = http.StatusOK
@@ -417,15 +410,7 @@ func TestAPISessionFirstV8(t *testing.T) {
 			srv, _ := newFake(t, Config{Version: Version8, TLS: true})
 			hc := srv.Client()
 			if tt.session {
-				jar, _ := cookiejar.New(nil)
-				hc.Jar = jar
-				resp, err := hc.Post(srv.URL+"/authenticate/local", "application/json",
-					bytes.NewBufferString(`{"username":"root@openhim.org","password":"openhim-password"}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				if resp := logIn(t, srv.URL, hc); resp.StatusCode != http.StatusOK {
 					t.Fatalf("login status %d, want 200", resp.StatusCode)
 				}
 			}
@@ -445,6 +430,22 @@ func TestAPISessionFirstV8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// logIn gives hc a cookie jar and logs in as root with a session
+// (POST /authenticate/local) at the fake at url, returning the answer
+// (its body closed).
+func logIn(t *testing.T, url string, hc *http.Client) *http.Response {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc.Jar = jar
+	resp, err := hc.Post(url+"/authenticate/local", "application/json",
+		bytes.NewBufferString(`{"username":"root@openhim.org","password":"openhim-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
 
 // TestMalformedJSONBody: core's API parses bodies with koa-bodyparser
