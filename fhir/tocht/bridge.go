@@ -392,6 +392,9 @@ func statusOf(err error) int {
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
+	if ce := credentialsRefused(err); ce != nil {
+		return http.StatusInternalServerError
+	}
 	var ce *cht.APIError
 	if errors.As(err, &ce) {
 		return http.StatusBadGateway
@@ -492,3 +495,36 @@ func setID(res any, id string) error {
 	*p = &id
 	return nil
 }
+
+// credentialsRefused is the configuration error of a 401 or 403 that CHT
+// or the FHIR server answered the mediator: its own credentials (or the
+// CHT user's permissions) are wrong, and every retry fails the same way
+// until the settings are fixed, so the answer is 500 without Retry-After
+// rather than 502. nil for any other error.
+func credentialsRefused(err error) error {
+	var (
+		se     *fhir.ServerError
+		ce     *cht.APIError
+		status int
+		fix    string
+	)
+	switch {
+	case errors.As(err, &ce):
+		status, fix = ce.StatusCode, fixCHTCredentials
+	case errors.As(err, &se):
+		status, fix = se.StatusCode, fixFHIRCredentials
+	default:
+		return nil
+	}
+	if status != http.StatusUnauthorized && status != http.StatusForbidden {
+		return nil
+	}
+	return &Error{Status: http.StatusInternalServerError,
+		Err: fmt.Errorf("mediator configuration: HTTP %d, check %s: %w", status, fix, err)}
+}
+
+// What to check when CHT or the FHIR server refuses the mediator.
+const (
+	fixCHTCredentials  = "the CHT user's password and roles (cht.username, cht.password)"
+	fixFHIRCredentials = "the FHIR server's credentials (fhir.username, fhir.password)"
+)

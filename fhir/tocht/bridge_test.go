@@ -609,6 +609,60 @@ func TestCHTDownIsRetriedWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// A 401 or 403 of CHT or of the FHIR server refuses the mediator's own
+// credentials: every retry would fail the same way, so the answer is 500
+// naming the settings to fix, without Retry-After, and nothing is written.
+func TestRefusedCredentialsAreAConfigurationError(t *testing.T) {
+	subject := `{"resourceType":"ServiceRequest","id":"ltfu-cred","status":"active","intent":"order",
+		"subject":{"reference":"Patient/p-cred"}}`
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, r *rig) *rig
+		path    string
+		body    []byte
+		setting string
+	}{
+		{"CHT answers 401", func(t *testing.T, r *rig) *rig {
+			r.cht.InjectFault(chttest.Fault{Path: "/medic/*", Status: http.StatusUnauthorized})
+			return r
+		}, "/fhir/Patient", testdata(t, "patient.json"), "cht.username"},
+		{"CHT answers 403 to the write", func(t *testing.T, r *rig) *rig {
+			r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusForbidden})
+			return r
+		}, "/fhir/ServiceRequest", testdata(t, "service-request.json"), "cht.username"},
+		{"FHIR server answers 401 to the subject's read", func(t *testing.T, r *rig) *rig {
+			require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, FailStatus: http.StatusUnauthorized, IncludeReads: true}))
+			return rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+		}, "/fhir/ServiceRequest", []byte(subject), "fhir.username"},
+		{"FHIR server answers 403 to the Task's Subscription", func(t *testing.T, r *rig) *rig {
+			require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+			r = rebuild(t, r, func(c *tocht.Config) {
+				c.FHIRURL = r.fhir.URL
+				c.HTTPClient = r.fhir.Client()
+				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+			})
+			a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+			require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+			require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, FailStatus: http.StatusForbidden}))
+			return r
+		}, "/fhir/Task", testdata(t, "task.json"), "fhir.username"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.setup(t, newRig(t))
+			before := len(r.cht.Docs())
+			a := r.post(t, tt.path, tt.body)
+			assert.Equal(t, http.StatusInternalServerError, a.status, "%s", a.body)
+			assert.Equal(t, mediator.StatusFailed, a.env.Status)
+			assert.Empty(t, a.header.Get("Retry-After"))
+			oo := parseOutcome(t, a.body)
+			assert.NotEqual(t, "transient", oo.Issue[0].Code)
+			assert.Contains(t, oo.text(), tt.setting)
+			assert.Len(t, r.cht.Docs(), before, "nothing written")
+		})
+	}
+}
+
 func TestOrchestrationsNameEveryCHTCall(t *testing.T) {
 	r := newRig(t)
 	a := r.post(t, "/fhir/Patient", testdata(t, "patient.json"))

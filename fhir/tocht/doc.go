@@ -29,7 +29,9 @@
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
 // Observation code), 500 without Retry-After for a mediator configuration
 // error (a missing parent place, a NotifyEMR endpoint that is not an
-// absolute http(s) URL), logged as an error, and 502 or 504 when CHT or the FHIR server failed: the
+// absolute http(s) URL, a 401 or 403 of CHT or of the FHIR server, which
+// refused the mediator's own credentials), logged as an error, and 502 or
+// 504 when CHT or the FHIR server failed: the
 // work may be partly done (a CHT answer lost, a Bundle failed halfway), and
 // the EMR (or OpenHIM) retries, which is safe (see Idempotency).
 //

@@ -49,6 +49,9 @@ func (b *Bridge) readPatient(ctx context.Context, ref, id, expr string) (*models
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
 			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, resp.StatusCode), models.IssueTypeNotFound)}
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, &Error{Status: http.StatusInternalServerError, Err: fmt.Errorf(
+			"mediator configuration: GET Patient/%s answered %d, check %s", id, resp.StatusCode, fixFHIRCredentials)}
 	case resp.StatusCode/100 != 2:
 		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered %d", id, resp.StatusCode))
 	}

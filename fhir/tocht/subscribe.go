@@ -67,9 +67,13 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 // subscribeFailure is the error of a failed SubscribeTask: a failure of
 // the FHIR server or of the network to it (502, or 504 on a timeout) is
 // retried by the sender; any other, such as a NotifyEMR endpoint that is
-// not an absolute http(s) URL, is the mediator's configuration: 500,
+// not an absolute http(s) URL or a 401 or 403 of the FHIR server, is the
+// mediator's configuration: 500,
 // which the sender must not retry until the settings are fixed.
 func subscribeFailure(err error) error {
+	if ce := credentialsRefused(err); ce != nil {
+		return ce
+	}
 	var se *fhir.ServerError
 	var ue *url.Error
 	switch {

@@ -426,8 +426,12 @@ func sameJSON(a, b json.RawMessage) bool {
 	return bytes.Equal(mustJSON(x), mustJSON(y))
 }
 
-// chtFailure wraps a failed CHT call: the sender should retry.
+// chtFailure wraps a failed CHT call: the sender should retry, unless
+// CHT refused the mediator's credentials (see credentialsRefused).
 func chtFailure(what string, err error) error {
+	if ce := credentialsRefused(err); ce != nil {
+		return ce
+	}
 	status := http.StatusBadGateway
 	if errors.Is(err, context.DeadlineExceeded) {
 		status = http.StatusGatewayTimeout
