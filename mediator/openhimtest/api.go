@@ -1,6 +1,7 @@
 package openhimtest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,9 +80,15 @@ func readJSONBody(r *http.Request) (v any, ok bool, err error) {
 	return v, true, nil
 }
 
-// readJSON is readJSONBody for a handler: it answers 413 to a body over
-// the limit and 400 to malformed JSON (koa-bodyparser), and then reports
-// false.
+// bodyKey is the context key of the request body parsed by ServeHTTP.
+type bodyKey struct{}
+
+// requestBody is the body ServeHTTP parsed, as koa-bodyparser leaves it in
+// ctx.request.body: the JSON value, or an empty object.
+func requestBody(r *http.Request) any { return r.Context().Value(bodyKey{}) }
+
+// readJSON is readJSONBody as koa-bodyparser answers: 413 to a body over
+// the limit and 400 to malformed JSON, reporting false.
 func readJSON(w http.ResponseWriter, r *http.Request) (any, bool) {
 	body, ok, err := readJSONBody(r)
 	switch {
@@ -167,6 +174,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		escaped = strings.TrimPrefix(escaped, s.cfg.BasePath)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+	// koa-bodyparser is mounted before every route and the auth middleware
+	// (src/koaApi.js, app.use(bodyParser(...)) in 4.0.5 and 8.x alike): a
+	// malformed or oversized JSON body is refused, whoever sends it.
+	body, ok := readJSON(w, r)
+	if !ok {
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
 	seg := pathSegments(escaped)
 	s.logger.Debug("openhimtest: api request", "method", r.Method, "path", escaped)
 
@@ -351,10 +366,7 @@ var mediatorKeys = []string{"urn", "version", "name", "description", "endpoints"
 
 // handleAddMediator is POST /mediators (§2).
 func (s *Server) handleAddMediator(w http.ResponseWriter, r *http.Request, u *user) {
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	doc, _ := body.(map[string]any)
 	if doc == nil {
 		doc = map[string]any{}
@@ -533,10 +545,7 @@ func remarshal(in, out any) error {
 
 // handleHeartbeat is POST /mediators/:urn/heartbeat (§3).
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, urn string) {
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	s.mu.Lock()
 	m := s.findMediator(urn)
 	if m == nil {
@@ -617,10 +626,7 @@ func toNumber(v any) (float64, bool) {
 
 // handleSetConfig is PUT /mediators/:urn/config (§4).
 func (s *Server) handleSetConfig(w http.ResponseWriter, r *http.Request, urn string) {
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	cfg, isMap := body.(map[string]any)
 	if !isMap {
 		writeText(w, http.StatusBadRequest, "openhimtest: config must be a JSON object")
@@ -655,10 +661,7 @@ func (s *Server) setConfig(urn string, cfg map[string]any) (int, string) {
 
 // handleLoadDefaultChannels is POST /mediators/:urn/channels (§2.2 step 5).
 func (s *Server) handleLoadDefaultChannels(w http.ResponseWriter, r *http.Request, u *user, urn string) {
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	var names []string
 	if arr, isArr := body.([]any); isArr {
 		for _, n := range arr {
@@ -810,10 +813,7 @@ func (s *Server) handleUpdateChannel(w http.ResponseWriter, r *http.Request, u *
 		return
 	}
 	id = jsUnescape(id)
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	upd, _ := body.(map[string]any)
 	if upd == nil {
 		writeStatus(w, http.StatusBadRequest)
@@ -878,10 +878,7 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 	if notAdmin(w, u, "addChannel") {
 		return
 	}
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	doc, _ := body.(map[string]any)
 	if doc == nil {
 		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
@@ -999,10 +996,7 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 	if notAdmin(w, u, "addClient") {
 		return
 	}
-	body, ok := readJSON(w, r)
-	if !ok {
-		return
-	}
+	body := requestBody(r)
 	var c RouterClient
 	if remarshal(body, &c) != nil {
 		writeStatus(w, http.StatusBadRequest) // koa-bodyparser

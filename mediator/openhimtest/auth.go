@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -205,15 +204,16 @@ func (s *Server) sessionUser(r *http.Request) *user {
 
 // handleLocalLogin is POST /authenticate/local (Version8, §1.3).
 func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+	// passport-local reads ctx.request.body and fails with 400 "Missing
+	// credentials" when either field is missing or empty.
+	body, _ := requestBody(r).(map[string]any)
+	username, _ := body["username"].(string)
+	password, _ := body["password"].(string)
+	if username == "" || password == "" {
 		writeStatus(w, http.StatusBadRequest)
 		return
 	}
-	u := s.basicAuth(body.Username, body.Password)
+	u := s.basicAuth(username, password)
 	if u == nil {
 		writeStatus(w, http.StatusUnauthorized)
 		return

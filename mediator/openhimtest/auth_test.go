@@ -450,8 +450,11 @@ func logIn(t *testing.T, url string, hc *http.Client) *http.Response {
 
 // TestMalformedJSONBody: core's API parses bodies with koa-bodyparser
 // (src/koaApi.js app.use(bodyParser(...))), which answers 400 to a JSON
-// content type with malformed JSON before any handler runs. The fake does
-// not model koa-bodyparser's message, so only the status is pinned.
+// content type with malformed JSON before any handler runs, and before
+// the auth middleware (app.use(authentication.authenticate)), so an
+// unauthenticated or non-admin caller gets 400 too, on 4.0.5 as on 8.x.
+// The fake does not model koa-bodyparser's message, so only the status is
+// pinned.
 func TestMalformedJSONBody(t *testing.T) {
 	tests := []struct{ method, path string }{
 		{http.MethodPost, "/mediators"},
@@ -463,12 +466,39 @@ func TestMalformedJSONBody(t *testing.T) {
 		{http.MethodPost, "/clients"},
 		{http.MethodPut, "/transactions/x"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			_, c := newFake(t, Config{Version: Version8, TLS: true})
-			if r := c.do(t, tt.method, tt.path, `{"urn":`); r.Status != http.StatusBadRequest {
-				t.Errorf("status %d %q, want 400", r.Status, r.Body)
+	callers := []struct {
+		name string
+		set  func(srv *Server, c *apiClient)
+	}{
+		{"admin", func(*Server, *apiClient) {}},
+		{"non-admin", func(srv *Server, c *apiClient) {
+			srv.AddUser("viewer@example.org", "pw", "viewers")
+			c.user, c.pass = "viewer@example.org", "pw"
+		}},
+		{"no credentials", func(_ *Server, c *apiClient) { c.scheme = "none" }},
+		{"wrong password", func(_ *Server, c *apiClient) { c.pass = "wrong" }},
+	}
+	for _, v := range []Version{Version4, Version8} {
+		for _, caller := range callers {
+			for _, tt := range tests {
+				t.Run(fmt.Sprintf("v%d %s %s %s", v, caller.name, tt.method, tt.path), func(t *testing.T) {
+					srv, c := newFake(t, Config{Version: v, TLS: true})
+					caller.set(srv, c)
+					if r := c.do(t, tt.method, tt.path, `{"urn":`); r.Status != http.StatusBadRequest {
+						t.Errorf("status %d %q, want 400", r.Status, r.Body)
+					}
+				})
 			}
-		})
+		}
+	}
+	// The login route reads the parsed body too: malformed JSON is 400,
+	// and so are missing credentials (passport-local's "Missing
+	// credentials").
+	_, c := newFake(t, Config{Version: Version8, TLS: true})
+	c.scheme = "none"
+	for _, body := range []string{`{"username":`, `{"username":"root@openhim.org"}`, `{}`} {
+		if r := c.do(t, http.MethodPost, "/authenticate/local", body); r.Status != http.StatusBadRequest {
+			t.Errorf("login with %s: status %d %q, want 400", body, r.Status, r.Body)
+		}
 	}
 }

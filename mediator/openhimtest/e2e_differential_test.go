@@ -238,6 +238,15 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	upper.user = strings.ToUpper(c.user)
 	r, _ = upper.try(http.MethodGet, "/mediators/urn:none-"+id, nil)
 	rec.add("auth-username is case-insensitive", "%d", r.Status)
+	// koa-bodyparser is mounted before the auth middleware (src/koaApi.js):
+	// malformed JSON is 400, whoever sends it.
+	for _, caller := range []struct {
+		name string
+		c    apiClient
+	}{{"root", *c}, {"bad password", bad}, {"no credentials", none}} {
+		r, _ = caller.c.try(http.MethodPost, "/mediators", `{"urn":`)
+		rec.add("malformed JSON body, "+caller.name, "%d", r.Status)
+	}
 
 	// §2.1 validation
 	cases := []struct {

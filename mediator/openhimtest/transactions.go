@@ -199,13 +199,8 @@ func (s *Server) handleUpdateTransaction(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	id = jsUnescape(id)
-	body, ok, err := readJSONBody(r)
-	if err != nil {
-		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return
-	}
-	upd, _ := body.(map[string]any)
-	if !ok || upd == nil {
+	upd, _ := requestBody(r).(map[string]any)
+	if upd == nil {
 		writeText(w, http.StatusBadRequest, "invalid JSON")
 		return
 	}
