@@ -50,8 +50,9 @@ type ClientConfig struct {
 	// answer is an error; a larger 2xx answer to a create, update or
 	// delete is not (the write was done): its out is left unchanged, and a
 	// warning logged. So is a 2xx answer to one of those that cannot be read
-	// to its end or decoded (out then holds what could be decoded). A
-	// transaction answer is checked while it streams and has no limit.
+	// to its end (out left unchanged) or decoded (out holds what could be
+	// decoded). A transaction answer is checked while it streams and has no
+	// limit.
 	MaxResponseBytes int64
 	// Logger receives debug lines for retries, and a warning for a write
 	// whose answer is over MaxResponseBytes or unreadable; nil discards.

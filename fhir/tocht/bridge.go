@@ -525,6 +525,6 @@ func credentialsRefused(err error) error {
 
 // What to check when CHT or the FHIR server refuses the mediator.
 const (
-	fixCHTCredentials  = "the CHT user's password and roles (cht.username, cht.password)"
+	fixCHTCredentials  = "the CHT user's password and roles (cht.username, cht.password); a 403 may also be CHT refusing the document itself"
 	fixFHIRCredentials = "the FHIR server's credentials (fhir.username, fhir.password)"
 )

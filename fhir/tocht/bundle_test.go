@@ -160,6 +160,17 @@ func TestTransactionWithOnePatientTwice(t *testing.T) {
 	assert.Equal(t, "200 OK", resp.Entry[1].Response.Status)
 	assert.Len(t, r.cht.Docs(), before+1, "exactly one document")
 	assert.Equal(t, "1990-04-13", r.doc(t, r.bridge.PersonID("https://emr.example.org/patient-id|EMR-0001"))["date_of_birth"])
+
+	// An existing person renamed by the first entry and named back by the
+	// second: the second compares with the stored person, not with the
+	// copy the transaction's check read before the first write.
+	name := r.doc(t, chttest.DemoPatientID)["name"].(string)
+	rename := func(to string) string {
+		return `{"resource":{"resourceType":"Patient","identifier":[` + medicID(chttest.DemoPatientID) + `],"name":[{"text":"` + to + `"}]}}`
+	}
+	a = r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+rename("Renamed")+`,`+rename(name)+`]}`))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	assert.Equal(t, name, r.doc(t, chttest.DemoPatientID)["name"], "the second entry's name")
 }
 
 // A parent place for new people that does not exist is the mediator's

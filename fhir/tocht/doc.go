@@ -82,8 +82,9 @@
 // the id as the key. The person must exist in CHT and be a person, not a
 // place (422 otherwise): a report about nobody would raise no task. In a
 // transaction every check that can refuse an entry (the subject exists and
-// is a person, the CHT document a Patient updates is a person) runs for all
-// entries before the first write, so a transaction is refused whole (4xx)
+// is a person, the CHT document a Patient updates is a person, a new
+// person's parent place exists and may hold people) runs for all entries
+// before the first write, so a transaction is refused whole (4xx)
 // or written whole; a CHT failure halfway (5xx) is retried whole. In a
 // batch, a report about a Patient of the same Bundle that failed is not
 // written: it fails too (422, or the Patient's 5xx so that both are retried).

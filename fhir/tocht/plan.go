@@ -39,8 +39,9 @@ type unit struct {
 	mergeFields bool
 
 	// current is the stored person a transaction's check read (see
-	// checkTransaction), nil when it read none; execute's first attempt
-	// uses it instead of reading again. doc is the report document the
+	// checkTransaction), nil when it read none; when it found none,
+	// execute's first attempt creates the person without reading again
+	// (see upsertPerson). doc is the report document the
 	// check built, nil when it built none.
 	current *storedPerson
 	doc     map[string]any

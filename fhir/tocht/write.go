@@ -88,10 +88,17 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 }
 
 // upsertPerson creates the person under its deterministic _id, or updates
-// the fields the Patient gives. read, when not nil, is the document read
-// already (by checkPersonDoc); the first attempt uses it instead of reading
-// again. A stale one fails to write with a conflict, which reads anew.
+// the fields the Patient gives. read, when not nil, is what checkPersonDoc
+// read already: when it found no person, the first attempt creates it
+// without reading again, since a stale "not found" fails to create with a
+// conflict, which reads anew. A person it found is read again: a stale
+// copy could equal the Patient while the stored person (changed by an
+// earlier entry of the same Bundle, or in CHT meanwhile) does not, and the
+// update would be skipped without a write that could conflict.
 func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact, read *storedPerson) (created bool, err error) {
+	if read != nil && read.found {
+		read = nil
+	}
 	for n := 0; n < attempts; n++ {
 		cur := read
 		if cur != nil {
