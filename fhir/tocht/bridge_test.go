@@ -636,15 +636,8 @@ func TestRefusedCredentialsAreAConfigurationError(t *testing.T) {
 			require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, FailStatus: http.StatusUnauthorized, IncludeReads: true}))
 			return rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 		}, "/fhir/ServiceRequest", []byte(subject), "fhir.username"},
-		{"FHIR server answers 403 to the Task's Subscription", func(t *testing.T, r *rig) *rig {
-			require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
-			r = rebuild(t, r, func(c *tocht.Config) {
-				c.FHIRURL = r.fhir.URL
-				c.HTTPClient = r.fhir.Client()
-				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
-			})
-			a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
-			require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+		{"FHIR server answers 403 to the Task's Subscription", func(t *testing.T, _ *rig) *rig {
+			r := notifyRig(t, nil)
 			require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, FailStatus: http.StatusForbidden}))
 			return r
 		}, "/fhir/Task", testdata(t, "task.json"), "fhir.username"},

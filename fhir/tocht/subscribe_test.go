@@ -17,23 +17,36 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
+// notifyRig is a rig whose bridge reads Patients from the fake FHIR
+// server and subscribes the EMR to every Task (NotifyEMR, set to the
+// default endpoint before configure runs), with the Patient of
+// patient-updated.json on the server and written to CHT.
+func notifyRig(t *testing.T, configure func(*tocht.Config)) *rig {
+	t.Helper()
+	r := newRig(t)
+	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
+	r = rebuild(t, r, func(c *tocht.Config) {
+		c.FHIRURL = r.fhir.URL
+		c.HTTPClient = r.fhir.Client()
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+		if configure != nil {
+			configure(c)
+		}
+	})
+	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	return r
+}
+
 // A Task gets the EMR's rest-hook Subscription with its CHT task; when the CHT write fails the
 // Subscription is removed again (as medic/cht-interoperability's createServiceRequest deletes it
 // when creating the CHT record fails), and the retried request subscribes once.
 func TestTaskSubscriptionRemovedWhenCHTWriteFails(t *testing.T) {
-	r := newRig(t)
-	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
-	hook := &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events", Header: []string{"Authorization: Bearer emr"}}
-	r = rebuild(t, r, func(c *tocht.Config) {
-		c.FHIRURL = r.fhir.URL
-		c.HTTPClient = r.fhir.Client()
-		c.NotifyEMR = hook
+	r := notifyRig(t, func(c *tocht.Config) {
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events", Header: []string{"Authorization: Bearer emr"}}
 	})
-	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
-	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
-
 	remove := r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: http.StatusServiceUnavailable})
-	a = r.post(t, "/fhir/Task", testdata(t, "task.json"))
+	a := r.post(t, "/fhir/Task", testdata(t, "task.json"))
 	remove()
 	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
 	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
@@ -93,17 +106,11 @@ func (l *lockedBuffer) String() string {
 // request that fails the same way until the settings are fixed, and logged
 // as an error naming the setting. Nothing is written to CHT.
 func TestBadNotifyEMRSettingIsAConfigurationError(t *testing.T) {
-	r := newRig(t)
-	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
 	var logs lockedBuffer
-	r = rebuild(t, r, func(c *tocht.Config) {
-		c.FHIRURL = r.fhir.URL
-		c.HTTPClient = r.fhir.Client()
+	r := notifyRig(t, func(c *tocht.Config) {
 		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "emr.example.org/referral-events"}
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
-	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
 	task := testdata(t, "task.json")
 	tests := []struct {
 		name, path string
@@ -135,15 +142,7 @@ func TestBadNotifyEMRSettingIsAConfigurationError(t *testing.T) {
 // (no fhir_task field). It is refused naming Task.id, before anything is
 // written, rather than answered 201 with no Subscription.
 func TestNotifyEMRRefusesATaskWithoutID(t *testing.T) {
-	r := newRig(t)
-	require.NoError(t, r.fhir.Load(testdata(t, "patient-updated.json")))
-	r = rebuild(t, r, func(c *tocht.Config) {
-		c.FHIRURL = r.fhir.URL
-		c.HTTPClient = r.fhir.Client()
-		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
-	})
-	a := r.post(t, "/fhir/Patient", testdata(t, "patient-updated.json"))
-	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	r := notifyRig(t, nil)
 	task := strings.Replace(string(testdata(t, "task.json")), `"id": "referral-0001",`,
 		`"identifier": [{"system": "https://emr.example.org/task", "value": "T-1"}],`, 1)
 	require.NotContains(t, task, "referral-0001")
