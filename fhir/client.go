@@ -26,7 +26,8 @@ type ClientConfig struct {
 	BaseURL string
 	// Username and Password, when Username is set, authenticate every
 	// request with basic auth. The password never appears in logs or
-	// errors.
+	// errors, and ClientConfig redacts it (and one in BaseURL) when it is
+	// logged or printed.
 	Username, Password string
 	// HTTPClient is copied and used for all requests; nil means a new
 	// client with http.DefaultTransport. A mediator plugs its orchestration
@@ -59,25 +60,51 @@ type ClientConfig struct {
 	Logger *slog.Logger
 }
 
-// LogValue logs the configuration with the password redacted.
-func (c ClientConfig) LogValue() slog.Value {
-	pw := ""
-	if c.Password != "" {
-		pw = "REDACTED"
-	}
+// LogValue implements slog.LogValuer: the settings a log reader needs,
+// without the password.
+func (cfg ClientConfig) LogValue() slog.Value {
+	r := cfg.redacted()
 	return slog.GroupValue(
-		slog.String("base_url", redactURL(c.BaseURL)),
-		slog.String("username", c.Username),
-		slog.String("password", pw),
-		slog.Duration("timeout", c.Timeout),
-		slog.Int("max_retries", c.MaxRetries),
+		slog.String("base_url", r.BaseURL), slog.String("username", r.Username),
+		slog.String("password", r.Password), slog.Duration("timeout", r.Timeout),
+		slog.Int("max_retries", r.MaxRetries),
 	)
 }
 
-// redactURL drops credentials embedded in a URL.
+// String implements fmt.Stringer without the password.
+func (cfg ClientConfig) String() string {
+	return fmt.Sprintf("%+v", clientConfigFields(cfg.redacted()))
+}
+
+// GoString implements fmt.GoStringer, so %#v does not print the password.
+func (cfg ClientConfig) GoString() string {
+	return fmt.Sprintf("%#v", clientConfigFields(cfg.redacted()))
+}
+
+// clientConfigFields is ClientConfig without its methods, for formatting.
+type clientConfigFields ClientConfig
+
+// redacted returns cfg with its password replaced by "REDACTED" and the
+// credentials of BaseURL dropped.
+func (cfg ClientConfig) redacted() ClientConfig {
+	if cfg.Password != "" {
+		cfg.Password = "REDACTED"
+	}
+	cfg.BaseURL = redactURL(cfg.BaseURL)
+	return cfg
+}
+
+// redactURL drops credentials embedded in a URL; a URL that does not parse
+// but may hold some is hidden whole.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		if strings.Contains(s, "@") {
+			return "REDACTED"
+		}
+		return s
+	}
+	if u.User == nil {
 		return s
 	}
 	u.User = nil

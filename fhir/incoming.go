@@ -119,7 +119,7 @@ func ParseResource(data []byte) (any, error) {
 	}
 	var tree any
 	if err := json.Unmarshal(data, &tree); err == nil {
-		ire.Issues = append(ire.Issues, Ele1(tree, rt)...)
+		ele1(tree, rt, &ire.Issues)
 	}
 	if len(ire.Issues) > 0 {
 		// One issue per element: a null required element is also an ele-1 finding.
@@ -222,18 +222,12 @@ func decodeAs(rt string, data []byte) (any, error) {
 	return nil, fmt.Errorf("%w: %s", ErrUnsupportedResource, rt)
 }
 
-// Ele1 checks the FHIR ele-1 rule on a decoded JSON tree (as produced by
-// encoding/json into any): every element must have a value or children, so
-// empty strings, empty objects, empty arrays and nulls are reported. path is
-// the FHIRPath of v (e.g. the resource type). The div of a narrative and
-// the resource's own "resourceType" are not special-cased: they are never
-// empty in valid FHIR either.
-func Ele1(v any, path string) []Issue {
-	var out []Issue
-	ele1(v, path, &out)
-	return out
-}
-
+// ele1 checks the FHIR ele-1 rule on a decoded JSON tree (as produced by
+// encoding/json into any), appending to out: every element must have a
+// value or children, so empty strings, empty objects, empty arrays and
+// nulls are reported. path is the FHIRPath of v (e.g. the resource type).
+// The div of a narrative and the resource's own "resourceType" are not
+// special-cased: they are never empty in valid FHIR either.
 func ele1(v any, path string, out *[]Issue) {
 	switch v := v.(type) {
 	case nil:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ type TaskSubscription struct {
 	// Header lists HTTP headers sent with every notification, "Name: value"
 	// (Subscription.channel.header), e.g. the EMR's "Authorization: Bearer ...". They are stored in
 	// the Subscription, readable by whoever may read Subscriptions on the FHIR server.
+	// TaskSubscription redacts their values when it is logged or printed.
 	Header []string
 	// Payload is Subscription.channel.payload: "" notifies with an empty POST, a MIME type such as
 	// "application/fhir+json" sends the Task.
@@ -30,6 +32,50 @@ type TaskSubscription struct {
 	Criteria string
 	// Reason is Subscription.reason; "" means "CHT follow-up of Task <id>".
 	Reason string
+}
+
+// String implements fmt.Stringer with the values of Header redacted: they
+// are the EMR's credentials.
+func (s TaskSubscription) String() string {
+	return fmt.Sprintf("%+v", taskSubscriptionFields(s.redacted()))
+}
+
+// GoString implements fmt.GoStringer, so %#v does not print Header's
+// values.
+func (s TaskSubscription) GoString() string {
+	return fmt.Sprintf("%#v", taskSubscriptionFields(s.redacted()))
+}
+
+// LogValue implements slog.LogValuer: the settings without Header's
+// values.
+func (s TaskSubscription) LogValue() slog.Value {
+	r := s.redacted()
+	return slog.GroupValue(slog.String("endpoint", r.Endpoint), slog.Any("header", r.Header),
+		slog.String("payload", r.Payload), slog.String("criteria", r.Criteria), slog.String("reason", r.Reason))
+}
+
+// taskSubscriptionFields is TaskSubscription without its methods, for
+// formatting.
+type taskSubscriptionFields TaskSubscription
+
+// redacted returns s with each Header value replaced by "REDACTED" (a
+// header without a colon is replaced whole), in a new slice.
+func (s TaskSubscription) redacted() TaskSubscription {
+	if s.Header == nil {
+		return s
+	}
+	h := make([]string, len(s.Header))
+	for i, v := range s.Header {
+		name, _, ok := strings.Cut(v, ":")
+		if !ok {
+			name = "REDACTED"
+		} else {
+			name += ": REDACTED"
+		}
+		h[i] = name
+	}
+	s.Header = h
+	return s
 }
 
 // DefaultTaskCriteria is the criteria of a [TaskSubscription] without one.

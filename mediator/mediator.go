@@ -19,15 +19,17 @@ import (
 
 // Defaults of [Config].
 const (
-	DefaultListen            = ":8080"
-	DefaultMaxBodyBytes      = 10 << 20
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 60 * time.Second
-	// DefaultWriteTimeout exceeds core's default route timeout (60 s), so
-	// core gives up first and records the failure.
-	DefaultWriteTimeout    = 90 * time.Second
-	DefaultIdleTimeout     = 120 * time.Second
+	DefaultListen          = ":8080"
+	DefaultMaxBodyBytes    = 10 << 20
 	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Default server timeouts of [Config] (documented there).
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 60 * time.Second
+	defaultWriteTimeout      = 90 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
 )
 
 // Config configures a [Mediator]. Definition and Handler are required; the
@@ -109,7 +111,10 @@ type Config struct {
 	// Capture controls orchestration capture (body caps, budget, redacted
 	// headers).
 	Capture CaptureConfig
-	// Server timeouts; 0 means the Default* constants above.
+	// Server timeouts, as net/http.Server's; 0 means 10 s for
+	// ReadHeaderTimeout, 60 s for ReadTimeout, 90 s for WriteTimeout (above
+	// core's default route timeout of 60 s, so that core gives up first and
+	// records the failure) and 120 s for IdleTimeout.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown Run does when its
 	// context is done; 0 means DefaultShutdownTimeout.
@@ -157,10 +162,10 @@ func New(cfg Config) (*Mediator, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"ReadHeaderTimeout", &cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout},
-		{"ReadTimeout", &cfg.ReadTimeout, DefaultReadTimeout},
-		{"WriteTimeout", &cfg.WriteTimeout, DefaultWriteTimeout},
-		{"IdleTimeout", &cfg.IdleTimeout, DefaultIdleTimeout},
+		{"ReadHeaderTimeout", &cfg.ReadHeaderTimeout, defaultReadHeaderTimeout},
+		{"ReadTimeout", &cfg.ReadTimeout, defaultReadTimeout},
+		{"WriteTimeout", &cfg.WriteTimeout, defaultWriteTimeout},
+		{"IdleTimeout", &cfg.IdleTimeout, defaultIdleTimeout},
 		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
 	} {
 		if *d.v < 0 {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ type Config struct {
 	// such a reference resolves only to a person keyed by that id.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
-	// basic auth.
+	// basic auth. Config redacts FHIRPassword when it is logged or printed.
 	FHIRUsername string
 	FHIRPassword string
 	// NotifyEMR, when set, makes every Task written to CHT get an R4 rest-hook Subscription on
@@ -106,6 +107,47 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives one line per failed request; nil discards.
 	Logger *slog.Logger
+}
+
+// String implements fmt.Stringer without the FHIR password.
+func (c Config) String() string { return fmt.Sprintf("%+v", configFields(c.redacted())) }
+
+// GoString implements fmt.GoStringer, so %#v does not print the FHIR
+// password.
+func (c Config) GoString() string { return fmt.Sprintf("%#v", configFields(c.redacted())) }
+
+// LogValue implements slog.LogValuer: the settings a log reader needs,
+// without the FHIR password or the NotifyEMR header.
+func (c Config) LogValue() slog.Value {
+	r := c.redacted()
+	attrs := []slog.Attr{
+		slog.String("fhir_url", r.FHIRURL), slog.String("fhir_username", r.FHIRUsername),
+		slog.String("fhir_password", r.FHIRPassword), slog.Int64("max_body_bytes", r.MaxBodyBytes),
+		slog.Duration("timeout", r.Timeout), slog.Bool("accept_cht_origin", r.AcceptCHTOrigin),
+		slog.Any("person_types", r.PersonTypes),
+	}
+	if r.NotifyEMR != nil {
+		attrs = append(attrs, slog.String("notify_emr_endpoint", r.NotifyEMR.Endpoint))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// configFields is Config without its methods, for formatting.
+type configFields Config
+
+// redacted returns c with FHIRPassword replaced by "REDACTED" and the
+// credentials of FHIRURL dropped.
+func (c Config) redacted() Config {
+	if c.FHIRPassword != "" {
+		c.FHIRPassword = "REDACTED"
+	}
+	if u, err := url.Parse(c.FHIRURL); err == nil && u.User != nil {
+		u.User = nil
+		c.FHIRURL = u.String()
+	} else if err != nil && strings.Contains(c.FHIRURL, "@") {
+		c.FHIRURL = "REDACTED"
+	}
+	return c
 }
 
 // Bridge writes incoming FHIR resources to CHT. It is safe for concurrent
