@@ -263,20 +263,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	j.h, j.ctx, j.p = h, ctx, p
 	h.wg.Add(1)
 	h.workers.start(j)
-	select {
-	case err = <-j.done:
-	case <-ctx.Done():
-		select {
-		case err = <-j.done:
-			// Done as the deadline passed: its answer stands, so that
-			// work that was done is not answered 503.
-		default:
-			// The worker may still be using j: leave it to the collector.
-			// Answer before CHT's own timeout; the push will be retried.
-			h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
-			writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
-			return
-		}
+	finished, err := await(ctx, j.done)
+	if !finished {
+		// The worker may still be using j: leave it to the collector.
+		// Answer before CHT's own timeout; the push will be retried.
+		h.log.WarnContext(ctx, "cht: outbound push not handled in time", "id", p.ID, "timeout", h.cfg.Timeout, "request_id", p.RequestID)
+		writeOutbound(w, http.StatusServiceUnavailable, "not processed within "+h.cfg.Timeout.String())
+		return
 	}
 	// The worker is done with j.
 	*j = job{done: j.done}
@@ -298,6 +291,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.ErrorContext(ctx, "cht: outbound push failed", "id", p.ID, "status", status, "err", err, "request_id", p.RequestID)
 	writeOutbound(w, status, err.Error())
+}
+
+// await waits for a job's result until ctx is done. A result that is there
+// when the deadline has passed too stands (finished is true), so that work
+// that was done is not answered 503.
+func await(ctx context.Context, done <-chan error) (finished bool, err error) {
+	select {
+	case err = <-done:
+		return true, err
+	case <-ctx.Done():
+		select {
+		case err = <-done:
+			return true, err
+		default:
+			return false, nil
+		}
+	}
 }
 
 type fetchError struct{ err error }

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -96,5 +97,25 @@ func TestHeaderWithoutSecrets(t *testing.T) {
 				t.Error("the copy shares values with the request")
 			}
 		}
+	}
+}
+
+// TestAwaitKeepsAResultReadyAtTheDeadline: when the deadline has passed
+// and the job's result is there too, select may pick either; the result
+// must win every time, so that a push that was handled is not answered
+// 503. Without a result, the deadline ends the wait.
+func TestAwaitKeepsAResultReadyAtTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	want := errors.New("handled, with an error")
+	for i := range 200 {
+		done := make(chan error, 1)
+		done <- want
+		if finished, err := await(ctx, done); !finished || err != want {
+			t.Fatalf("round %d: await = %v, %v; want the job's result", i, finished, err)
+		}
+	}
+	if finished, err := await(ctx, make(chan error, 1)); finished || err != nil {
+		t.Fatalf("no result: await = %v, %v; want not finished", finished, err)
 	}
 }
