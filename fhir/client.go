@@ -189,7 +189,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // PUT or DELETE with a GET without the body (an http → https redirect in
 // front of a server, for one), so the write would not be done and the
 // GET's answer taken for it. The redirect is answered instead, a
-// *ServerError (see redirectReason). 307 and 308 keep the method and body.
+// *ServerError (see newServerError). 307 and 308 keep the method and body.
 func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if req.Method != via[0].Method {
@@ -203,17 +203,6 @@ func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Requ
 		}
 		return nil
 	}
-}
-
-// redirectReason is the Reason of a *ServerError for the answer to a
-// write that redirects (see keepMethod), "" for any other.
-func redirectReason(resp *http.Response, method string) string {
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" || method == http.MethodGet {
-		return ""
-	}
-	return fmt.Sprintf("redirected to %q, which the HTTP client would follow with a GET, not the %s: set the base URL to the server's own",
-		redactURL(loc), method)
 }
 
 // contentType is the FHIR JSON media type sent and accepted.
@@ -368,11 +357,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("fhir: %s %s: read answer: %w", method, c.shown(path), err)
 	}
 	if !success {
-		se := newServerError(method, c.shown(path), resp.StatusCode, data)
-		if r := redirectReason(resp, method); r != "" {
-			se.Reason = r
-		}
-		return se
+		return newServerError(method, c.shown(path), resp, data)
 	}
 	if int64(len(data)) > c.maxBody {
 		if method == http.MethodGet {

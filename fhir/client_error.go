@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -52,11 +53,17 @@ func (e *ServerError) Error() string {
 	return b.String()
 }
 
-// newServerError builds the error for a non-2xx answer with body.
-func newServerError(method, target string, status int, body []byte) *ServerError {
-	e := &ServerError{StatusCode: status, Entry: -1, op: method + " " + target}
+// newServerError builds the error for resp, a non-2xx answer with body.
+// A redirect of a write, which the client does not follow (see
+// keepMethod), is named as the reason.
+func newServerError(method, target string, resp *http.Response, body []byte) *ServerError {
+	e := &ServerError{StatusCode: resp.StatusCode, Entry: -1, op: method + " " + target}
 	e.Outcome = parseOutcome(body)
 	e.Reason = outcomeText(e.Outcome)
+	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 && method != http.MethodGet {
+		e.Reason = fmt.Sprintf("redirected to %q, which the HTTP client would follow with a GET, not the %s: set the base URL to the server's own",
+			redactURL(loc), method)
+	}
 	if e.Reason == "" {
 		e.Reason = bodySnippet(body)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -561,70 +562,63 @@ func TestRedirectThatDropsAWriteIsNotFollowed(t *testing.T) {
 	assert.NoError(t, c.Read(ctx, "Task", "t1", nil), "the server works without redirects")
 }
 
-// TestClientConfigRedacts: a ClientConfig printed, formatted or logged
-// (also inside another struct) shows its settings but neither the
-// password nor credentials embedded in BaseURL.
-func TestClientConfigRedacts(t *testing.T) {
-	cfg := ClientConfig{BaseURL: "https://fhiruser:urlpass@fhir.example.org/fhir", Username: "mediator", Password: "s3cret", MaxRetries: 3}
-	type settings struct {
-		Name string
-		FHIR ClientConfig
+// TestConfigsRedactSecrets: a ClientConfig or TaskSubscription printed,
+// formatted or logged (also inside another struct) shows what a reader
+// needs but not its secrets: the password, credentials embedded in
+// BaseURL, the values of the notification headers (the EMR's credentials).
+func TestConfigsRedactSecrets(t *testing.T) {
+	tests := []struct {
+		name           string
+		v              any
+		secrets, shown []string
+	}{
+		{"ClientConfig",
+			ClientConfig{BaseURL: "https://fhiruser:urlpass@fhir.example.org/fhir", Username: "mediator", Password: "s3cret", MaxRetries: 3},
+			[]string{"s3cret", "urlpass"}, []string{"mediator", "fhir.example.org", "REDACTED"}},
+		{"TaskSubscription",
+			TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken", "no-colon-secret"}},
+			[]string{"emrtoken", "no-colon-secret"}, []string{"emr.example.org", "Authorization: REDACTED"}},
 	}
-	var text, js bytes.Buffer
-	slog.New(slog.NewTextHandler(&text, nil)).Info("start", "fhir", cfg)
-	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "fhir", cfg)
-	outputs := map[string]string{
-		"%v":         fmt.Sprintf("%v", cfg),
-		"%+v":        fmt.Sprintf("%+v", cfg),
-		"%s":         cfg.String(),
-		"%#v":        fmt.Sprintf("%#v", cfg),
-		"pointer %v": fmt.Sprintf("%v", &cfg),
-		"nested %+v": fmt.Sprintf("%+v", settings{Name: "m", FHIR: cfg}),
-		"nested %#v": fmt.Sprintf("%#v", settings{Name: "m", FHIR: cfg}),
-		"slog text":  text.String(),
-		"slog json":  js.String(),
-	}
-	for name, out := range outputs {
-		if strings.Contains(out, "s3cret") || strings.Contains(out, "urlpass") {
-			t.Errorf("%s leaks a secret: %s", name, out)
+	for _, tt := range tests {
+		before, err := json.Marshal(tt.v)
+		require.NoError(t, err)
+		ptr := reflect.New(reflect.TypeOf(tt.v))
+		ptr.Elem().Set(reflect.ValueOf(tt.v))
+		var text, js bytes.Buffer
+		slog.New(slog.NewTextHandler(&text, nil)).Info("start", "v", tt.v)
+		slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "v", tt.v)
+		nested := struct {
+			Name string
+			V    any
+		}{"m", tt.v}
+		outputs := map[string]string{
+			"%v":         fmt.Sprintf("%v", tt.v),
+			"%+v":        fmt.Sprintf("%+v", tt.v),
+			"%s":         fmt.Sprintf("%s", tt.v),
+			"%#v":        fmt.Sprintf("%#v", tt.v),
+			"pointer %v": fmt.Sprintf("%v", ptr.Interface()),
+			"nested %+v": fmt.Sprintf("%+v", nested),
+			"nested %#v": fmt.Sprintf("%#v", nested),
+			"slog text":  text.String(),
+			"slog json":  js.String(),
 		}
-		if !strings.Contains(out, "mediator") || !strings.Contains(out, "fhir.example.org") || !strings.Contains(out, "REDACTED") {
-			t.Errorf("%s hides what a reader needs (username, host, that a password is set): %s", name, out)
+		for name, out := range outputs {
+			for _, secret := range tt.secrets {
+				if strings.Contains(out, secret) {
+					t.Errorf("%s %s leaks %q: %s", tt.name, name, secret, out)
+				}
+			}
+			for _, want := range tt.shown {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s %s hides %q, which a reader needs: %s", tt.name, name, want, out)
+				}
+			}
 		}
-	}
-	if cfg.Password != "s3cret" || !strings.Contains(cfg.BaseURL, "urlpass") {
-		t.Error("formatting changed the ClientConfig")
+		if after, _ := json.Marshal(tt.v); !bytes.Equal(after, before) {
+			t.Errorf("formatting changed the %s: %s, was %s", tt.name, after, before)
+		}
 	}
 	if got := redactURL("https://u:p@bad host/%zz"); got != "REDACTED" {
 		t.Errorf("a URL that does not parse but holds credentials: %q", got)
-	}
-}
-
-// TestTaskSubscriptionRedacts: a TaskSubscription printed, formatted or
-// logged shows its endpoint and header names but not the header values,
-// the EMR's credentials.
-func TestTaskSubscriptionRedacts(t *testing.T) {
-	sub := TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken", "no-colon-secret"}}
-	var text, js bytes.Buffer
-	slog.New(slog.NewTextHandler(&text, nil)).Info("subscribe", "sub", sub)
-	slog.New(slog.NewJSONHandler(&js, nil)).Info("subscribe", "sub", sub)
-	outputs := map[string]string{
-		"%v":         fmt.Sprintf("%v", sub),
-		"%+v":        fmt.Sprintf("%+v", sub),
-		"%#v":        fmt.Sprintf("%#v", sub),
-		"pointer %v": fmt.Sprintf("%v", &sub),
-		"slog text":  text.String(),
-		"slog json":  js.String(),
-	}
-	for name, out := range outputs {
-		if strings.Contains(out, "emrtoken") || strings.Contains(out, "no-colon-secret") {
-			t.Errorf("%s leaks a secret: %s", name, out)
-		}
-		if !strings.Contains(out, "emr.example.org") || !strings.Contains(out, "Authorization: REDACTED") {
-			t.Errorf("%s hides what a reader needs (endpoint, header names): %s", name, out)
-		}
-	}
-	if sub.Header[0] != "Authorization: Bearer emrtoken" {
-		t.Error("formatting changed the TaskSubscription")
 	}
 }

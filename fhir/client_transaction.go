@@ -46,11 +46,7 @@ func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, d
 		if err != nil {
 			return fmt.Errorf("fhir: %s %s: HTTP %d: read answer: %w", http.MethodPost, c.base, resp.StatusCode, err)
 		}
-		se := newServerError(http.MethodPost, c.base, resp.StatusCode, data)
-		if r := redirectReason(resp, http.MethodPost); r != "" {
-			se.Reason = r
-		}
-		return se
+		return newServerError(http.MethodPost, c.base, resp, data)
 	}
 	if se := checkAnswer(resp.Body, want); se != nil {
 		se.StatusCode, se.op = resp.StatusCode, http.MethodPost+" "+c.base

@@ -136,15 +136,15 @@ func (c Config) LogValue() slog.Value {
 type configFields Config
 
 // redacted returns c with FHIRPassword replaced by "REDACTED" and the
-// credentials of FHIRURL dropped.
+// password of FHIRURL hidden (url.URL.Redacted); a FHIRURL that does not
+// parse but may hold credentials is hidden whole.
 func (c Config) redacted() Config {
 	if c.FHIRPassword != "" {
 		c.FHIRPassword = "REDACTED"
 	}
-	if u, err := url.Parse(c.FHIRURL); err == nil && u.User != nil {
-		u.User = nil
-		c.FHIRURL = u.String()
-	} else if err != nil && strings.Contains(c.FHIRURL, "@") {
+	if u, err := url.Parse(c.FHIRURL); err == nil {
+		c.FHIRURL = u.Redacted()
+	} else if strings.Contains(c.FHIRURL, "@") {
 		c.FHIRURL = "REDACTED"
 	}
 	return c

@@ -160,8 +160,8 @@ func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error 
 // the subjects found already.
 func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
 	if u.person != nil {
-		cur, err := b.checkPersonDoc(ctx, u.person)
-		u.current = cur
+		create, err := b.checkPersonDoc(ctx, u.person)
+		u.create = create
 		return err
 	}
 	if u.report != nil {

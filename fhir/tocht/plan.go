@@ -38,13 +38,11 @@ type unit struct {
 	// report made from Observations.
 	mergeFields bool
 
-	// current is the stored person a transaction's check read (see
-	// checkTransaction), nil when it read none; when it found none,
-	// execute's first attempt creates the person without reading again
-	// (see upsertPerson). doc is the report document the
-	// check built, nil when it built none.
-	current *storedPerson
-	doc     map[string]any
+	// create is the person document a transaction's check built for a
+	// person CHT did not have (see checkPersonDoc), nil otherwise. doc is
+	// the report document the check built, nil when it built none.
+	create *cht.Contact
+	doc    map[string]any
 
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool

@@ -32,7 +32,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 		}
 	}
 	if u.person != nil {
-		return b.upsertPerson(ctx, u.person, u.current)
+		return b.upsertPerson(ctx, u.person, u.create)
 	}
 	doc := u.doc
 	if doc == nil {
@@ -44,28 +44,17 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 	return b.upsertReport(ctx, u.docID, doc, u.report, u.mergeFields)
 }
 
-// storedPerson is the result of reading a person's CHT document: the
-// document, or found false when CHT answered 404.
-type storedPerson struct {
-	doc   cht.Contact
-	found bool
-	// create is the document to create when not found, if built already
-	// (by checkPersonDoc).
-	create *cht.Contact
-}
-
-// readPerson reads the CHT document of the person p.
-func (b *Bridge) readPerson(ctx context.Context, p *cht.Contact) (*storedPerson, error) {
-	var cur storedPerson
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, &cur.doc)
+// readPerson reads the CHT document of the person p into cur, reporting
+// whether it exists.
+func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found bool, err error) {
+	err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, cur)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
-		return &storedPerson{}, nil
+		return false, nil
 	case err != nil:
-		return nil, chtFailure("read person "+p.ID, err)
+		return false, chtFailure("read person "+p.ID, err)
 	}
-	cur.found = true
-	return &cur, nil
+	return true, nil
 }
 
 // checkSubject verifies that the person a report is about exists in CHT
@@ -88,84 +77,85 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 }
 
 // upsertPerson creates the person under its deterministic _id, or updates
-// the fields the Patient gives. read, when not nil, is what checkPersonDoc
-// read already: when it found no person, the first attempt creates it
-// without reading again, since a stale "not found" fails to create with a
-// conflict, which reads anew. A person it found is read again: a stale
-// copy could equal the Patient while the stored person (changed by an
-// earlier entry of the same Bundle, or in CHT meanwhile) does not, and the
-// update would be skipped without a write that could conflict.
-func (b *Bridge) upsertPerson(ctx context.Context, p *cht.Contact, read *storedPerson) (created bool, err error) {
-	if read != nil && read.found {
-		read = nil
-	}
+// the fields the Patient gives. create, when not nil, is the document
+// checkPersonDoc built for a person CHT did not have: the first attempt
+// creates it without reading again, since a stale "not found" fails to
+// create with a conflict, which reads anew. A person CHT had is always
+// read here: a copy read earlier could equal the Patient while the stored
+// person (changed by an earlier entry of the same Bundle, or in CHT
+// meanwhile) does not, and the update would be skipped without a write
+// that could conflict.
+func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact) (created bool, err error) {
 	for n := 0; n < attempts; n++ {
-		cur := read
-		if cur != nil {
-			read = nil
+		doc := create
+		if doc != nil {
+			create = nil
 			n-- // the check's read: the attempts are the ones reading here
 		} else {
-			if cur, err = b.readPerson(ctx, p); err != nil {
+			var cur cht.Contact
+			found, err := b.readPerson(ctx, p, &cur)
+			if err != nil {
+				return false, err
+			}
+			if found {
+				if done, err := b.updatePerson(ctx, p, &cur); done || err != nil {
+					return false, err
+				}
+				continue // updated meanwhile: read it again
+			}
+			if doc, err = b.newPerson(ctx, p); err != nil {
 				return false, err
 			}
 		}
-		if !cur.found {
-			doc := cur.create
-			if doc == nil {
-				if doc, err = b.newPerson(ctx, p); err != nil {
-					return false, err
-				}
-			}
-			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
-			if errors.Is(err, cht.ErrConflict) {
-				continue // created meanwhile: update it
-			}
-			if err != nil {
-				return false, chtFailure("create person "+p.ID, err)
-			}
-			return true, nil
-		}
-		if err := b.updatable(&cur.doc, p); err != nil {
-			return false, err
-		}
-		if !mergePerson(&cur.doc, p) {
-			return false, nil
-		}
-		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, &cur.doc)
+		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
 		if errors.Is(err, cht.ErrConflict) {
-			continue
+			continue // created meanwhile: update it
 		}
 		if err != nil {
-			return false, chtFailure("update person "+p.ID, err)
+			return false, chtFailure("create person "+p.ID, err)
 		}
-		return false, nil
+		return true, nil
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
 		Err: fmt.Errorf("person %s: concurrent updates in CHT kept conflicting", p.ID)}
 }
 
+// updatePerson writes the fields of p into cur, the stored person, when
+// they differ. done is false when the write conflicted.
+func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bool, err error) {
+	if err := b.updatable(cur, p); err != nil {
+		return false, err
+	}
+	if !mergePerson(cur, p) {
+		return true, nil
+	}
+	_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, cur)
+	switch {
+	case errors.Is(err, cht.ErrConflict):
+		return false, nil
+	case err != nil:
+		return false, chtFailure("update person "+p.ID, err)
+	}
+	return true, nil
+}
+
 // checkPersonDoc verifies, before a transaction writes anything, that the
 // CHT document a Patient becomes is a person if it exists already (as
 // upsertPerson does when it writes), and, for a new person, builds the
-// document to create (see newPerson). It returns what it read and built,
-// for upsertPerson.
-func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*storedPerson, error) {
-	cur, err := b.readPerson(ctx, p)
+// document to create (see newPerson), which it returns (nil for a person
+// CHT has), for upsertPerson to create without reading again.
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*cht.Contact, error) {
+	var cur cht.Contact
+	found, err := b.readPerson(ctx, p, &cur)
 	if err != nil {
 		return nil, err
 	}
-	if cur.found {
-		if err := b.updatable(&cur.doc, p); err != nil {
-			return nil, err
-		}
-		return cur, nil
+	if found {
+		return nil, b.updatable(&cur, p)
 	}
 	// A new person: its parent place must be usable (a configuration
 	// error otherwise, which must not stop a transaction halfway).
-	if cur.create, err = b.newPerson(ctx, p); err != nil {
-		return nil, err
-	}
-	return cur, nil
+	return b.newPerson(ctx, p)
 }
 
 // updatable refuses to update the existing document cur with the person p

@@ -62,44 +62,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
-// readJSONBody mirrors koa-bodyparser: JSON is parsed only for a JSON
-// content type; anything else (or an empty body) yields an empty object.
-// ok is false when the JSON is malformed (core answers 400).
-func readJSONBody(r *http.Request) (v any, ok bool, err error) {
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, false, err
-	}
-	ct := r.Header.Get("Content-Type")
-	if !strings.Contains(ct, "json") || len(strings.TrimSpace(string(b))) == 0 {
-		return map[string]any{}, true, nil
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, false, nil
-	}
-	return v, true, nil
-}
-
-// bodyKey is the context key of the request body parsed by ServeHTTP.
+// bodyKey is the context key of the request body parsed by serveAPI.
 type bodyKey struct{}
 
-// requestBody is the body ServeHTTP parsed, as koa-bodyparser leaves it in
+// requestBody is the body serveAPI parsed, as koa-bodyparser leaves it in
 // ctx.request.body: the JSON value, or an empty object.
 func requestBody(r *http.Request) any { return r.Context().Value(bodyKey{}) }
 
-// readJSON is readJSONBody as koa-bodyparser answers: 413 to a body over
-// the limit and 400 to malformed JSON, reporting false.
+// readJSON mirrors koa-bodyparser: JSON is parsed only for a JSON content
+// type; anything else (or an empty body) yields an empty object. It answers
+// 413 to a body over the limit and 400 to malformed JSON, reporting false.
 func readJSON(w http.ResponseWriter, r *http.Request) (any, bool) {
-	body, ok, err := readJSONBody(r)
-	switch {
-	case err != nil:
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
 		writeStatus(w, http.StatusRequestEntityTooLarge)
 		return nil, false
-	case !ok:
+	}
+	if !strings.Contains(r.Header.Get("Content-Type"), "json") || len(strings.TrimSpace(string(b))) == 0 {
+		return map[string]any{}, true
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
 		writeStatus(w, http.StatusBadRequest)
 		return nil, false
 	}
-	return body, true
+	return v, true
 }
 
 // jsUnescape mirrors JavaScript's unescape (core calls it on URNs after the
