@@ -323,18 +323,23 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *ope
 		} `json:"request"`
 	}
 	filters, _ := json.Marshal(map[string]string{"channelID": channelID})
-	if err := core.Do(ctx, http.MethodGet, "/transactions?filterLimit=20&filterRepresentation=full&filters="+url.QueryEscape(string(filters)), nil, &txs); err != nil {
-		t.Fatal(err)
-	}
+	// Core may answer before it stores the response and orchestrations
+	// (src/middleware/messageStore.js, koaMiddleware, does not await
+	// storeResponse), so look again for a while before failing.
 	found := false
-	for _, tx := range txs {
-		if tx.ClientID == clientDBID && tx.Status == "Successful" && tx.Request.Path == push.OutboundPath &&
-			slices.ContainsFunc(tx.Orchestrations, func(o struct {
-				Name string `json:"name"`
-			}) bool {
-				return o.Name == "FHIR transaction"
-			}) {
-			found = true
+	for deadline := time.Now().Add(30 * time.Second); !found && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if err := core.Do(ctx, http.MethodGet, "/transactions?filterLimit=20&filterRepresentation=full&filters="+url.QueryEscape(string(filters)), nil, &txs); err != nil {
+			t.Fatal(err)
+		}
+		for _, tx := range txs {
+			if tx.ClientID == clientDBID && tx.Status == "Successful" && tx.Request.Path == push.OutboundPath &&
+				slices.ContainsFunc(tx.Orchestrations, func(o struct {
+					Name string `json:"name"`
+				}) bool {
+					return o.Name == "FHIR transaction"
+				}) {
+				found = true
+			}
 		}
 	}
 	if !found {

@@ -138,7 +138,10 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, "%s", got)
 	assert.Len(t, chtSrv.Reports("INTEROP_FOLLOW_UP"), 2)
 
-	// Core stored our orchestrations for the first ServiceRequest.
+	// Core stored our orchestrations for the first ServiceRequest. Core may
+	// answer the client before it stores the response and orchestrations
+	// (src/middleware/messageStore.js, koaMiddleware, calls storeResponse
+	// without awaiting it), so wait until no transaction is "Processing".
 	var txs []struct {
 		Status         string
 		Orchestrations []struct{ Name string }
@@ -146,8 +149,16 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	q := url.Values{"filterRepresentation": {"full"}, "filterLimit": {"10"},
 		"filters": {fmt.Sprintf(`{"request.path":%q}`, "/"+suffix+"/fhir/ServiceRequest")}}
 	require.Eventually(t, func() bool {
-		return core.Do(ctx, http.MethodGet, "/transactions?"+q.Encode(), nil, &txs) == nil && len(txs) >= 4
-	}, 45*time.Second, 300*time.Millisecond, "transactions stored")
+		if core.Do(ctx, http.MethodGet, "/transactions?"+q.Encode(), nil, &txs) != nil || len(txs) < 4 {
+			return false
+		}
+		for _, tx := range txs {
+			if tx.Status == "Processing" {
+				return false
+			}
+		}
+		return true
+	}, 45*time.Second, 300*time.Millisecond, "transactions stored with their responses")
 	var names [][]string
 	for _, tx := range txs {
 		var n []string
