@@ -71,7 +71,7 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 		if x == "" {
 			return append(b, '0'), nil
 		}
-		if !json.Valid([]byte(x)) {
+		if !jsonscan.ValidNumber(string(x)) {
 			return nil, fmt.Errorf("invalid number literal %q", string(x))
 		}
 		return append(b, x...), nil

@@ -434,7 +434,7 @@ func statusOf(err error) int {
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
-	if ce := credentialsRefused(err); ce != nil {
+	if credentialsRefused(err) != nil {
 		return http.StatusInternalServerError
 	}
 	var ce *cht.APIError

@@ -127,8 +127,8 @@ func subjectFailed(u *unit, entry int, err error) error {
 // Patient's existing CHT document is a person, a new person's parent place
 // is usable, a report's document can be built. It then clears the units'
 // subject checks, so that execute does not repeat them, and keeps in each
-// unit the person it read and the documents it built, which execute uses
-// instead of doing it again. The answer names every entry refused (4xx); a
+// unit the documents it built (a new person's, a report's), which execute
+// writes instead of building them again. The answer names every entry refused (4xx); a
 // CHT failure or a configuration error (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue

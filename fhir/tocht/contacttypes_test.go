@@ -25,8 +25,8 @@ var configurableTypes = []chttest.ContactType{
 }
 
 // configurableServer is a CHT server of that app with a region, a
-// household, a CHW and a patient.
-func configurableServer(t *testing.T) *chttest.Server {
+// household, a CHW and a patient, and the contact types read from it.
+func configurableServer(t *testing.T) (*chttest.Server, cht.ContactTypes) {
 	t.Helper()
 	srv := chttest.NewServer(chttest.Config{ContactTypes: configurableTypes, Forms: chttest.DemoForms()})
 	t.Cleanup(srv.Close)
@@ -39,18 +39,18 @@ func configurableServer(t *testing.T) *chttest.Server {
 		map[string]any{"_id": "patient-1", "type": "contact", "contact_type": "c_patient", "name": "Patient",
 			"parent": map[string]any{"_id": "hh-1", "parent": map[string]any{"_id": "region-1"}}},
 	))
-	return srv
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	require.NoError(t, err)
+	types, err := c.ContactTypes(context.Background())
+	require.NoError(t, err)
+	return srv, types
 }
 
 // With Config.ContactTypes loaded from CHT, the app's configurable person
 // types are people: a report may be about one and a Patient may update one;
 // its place types are still refused.
 func TestConfigurablePersonTypesArePeople(t *testing.T) {
-	srv := configurableServer(t)
-	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
-	require.NoError(t, err)
-	types, err := c.ContactTypes(context.Background())
-	require.NoError(t, err)
+	srv, types := configurableServer(t)
 	r := newRigOn(t, srv, types, func(c *tocht.Config) { c.ContactTypes = types })
 
 	tests := []struct {
@@ -90,11 +90,7 @@ func TestConfigurablePersonTypesArePeople(t *testing.T) {
 // configurable type (c_chw) is the mediator's configuration error, as one
 // of type "person" is: no person is created under another person.
 func TestParentPlaceOfAConfigurablePersonTypeIsRefused(t *testing.T) {
-	srv := configurableServer(t)
-	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
-	require.NoError(t, err)
-	types, err := c.ContactTypes(context.Background())
-	require.NoError(t, err)
+	srv, types := configurableServer(t)
 	tests := []struct {
 		name, parent string
 		status       int

@@ -71,8 +71,8 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 // mediator's configuration: 500,
 // which the sender must not retry until the settings are fixed.
 func subscribeFailure(err error) error {
-	if ce := credentialsRefused(err); ce != nil {
-		return ce
+	if refused := credentialsRefused(err); refused != nil {
+		return refused
 	}
 	var se *fhir.ServerError
 	var ue *url.Error

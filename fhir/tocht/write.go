@@ -86,38 +86,46 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 // meanwhile) does not, and the update would be skipped without a write
 // that could conflict.
 func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact) (created bool, err error) {
-	for n := 0; n < attempts; n++ {
-		doc := create
-		if doc != nil {
-			create = nil
-			n-- // the check's read: the attempts are the ones reading here
-		} else {
-			var cur cht.Contact
-			found, err := b.readPerson(ctx, p, &cur)
-			if err != nil {
-				return false, err
-			}
-			if found {
-				if done, err := b.updatePerson(ctx, p, &cur); done || err != nil {
-					return false, err
-				}
-				continue // updated meanwhile: read it again
-			}
-			if doc, err = b.newPerson(ctx, p); err != nil {
-				return false, err
-			}
+	if create != nil {
+		if created, err := b.createPerson(ctx, p, create); created || err != nil {
+			return created, err
 		}
-		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
-		if errors.Is(err, cht.ErrConflict) {
-			continue // created meanwhile: update it
-		}
+	}
+	for range attempts {
+		var cur cht.Contact
+		found, err := b.readPerson(ctx, p, &cur)
 		if err != nil {
-			return false, chtFailure("create person "+p.ID, err)
+			return false, err
 		}
-		return true, nil
+		if found {
+			if done, err := b.updatePerson(ctx, p, &cur); done || err != nil {
+				return false, err
+			}
+			continue // updated meanwhile: read it again
+		}
+		doc, err := b.newPerson(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		if created, err := b.createPerson(ctx, p, doc); created || err != nil {
+			return created, err
+		}
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
 		Err: fmt.Errorf("person %s: concurrent updates in CHT kept conflicting", p.ID)}
+}
+
+// createPerson creates doc, the new person p. created is false when the
+// write conflicted: the person was created meanwhile, and is to be updated.
+func (b *Bridge) createPerson(ctx context.Context, p, doc *cht.Contact) (created bool, err error) {
+	_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create person"), p.ID, doc)
+	switch {
+	case errors.Is(err, cht.ErrConflict):
+		return false, nil
+	case err != nil:
+		return false, chtFailure("create person "+p.ID, err)
+	}
+	return true, nil
 }
 
 // updatePerson writes the fields of p into cur, the stored person, when
@@ -426,8 +434,8 @@ func sameJSON(a, b json.RawMessage) bool {
 // chtFailure wraps a failed CHT call: the sender should retry, unless
 // CHT refused the mediator's credentials (see credentialsRefused).
 func chtFailure(what string, err error) error {
-	if ce := credentialsRefused(err); ce != nil {
-		return ce
+	if refused := credentialsRefused(err); refused != nil {
+		return refused
 	}
 	status := http.StatusBadGateway
 	if errors.Is(err, context.DeadlineExceeded) {

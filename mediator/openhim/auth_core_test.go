@@ -45,7 +45,7 @@ func TestSessionLoginOverHTTP(t *testing.T) {
 				return srv.Client().Transport.RoundTrip(r)
 			})}
 			c, err := openhim.NewClient(openhim.Config{URL: srv.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
-				Auth: openhim.AuthSession, CoreVersion: 8, HTTPClient: hc, MaxRetries: 3, RetryWaitMin: time.Millisecond}, nil)
+				Auth: openhim.AuthSession, CoreVersion: 8, HTTPClient: hc, MaxRetries: tt.maxRetries, RetryWaitMin: time.Millisecond}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

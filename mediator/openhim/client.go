@@ -481,7 +481,8 @@ func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string
 	authenticated, _ := ctx.Value(authKey{}).(*authAttempt)
 	// tokenRefused is tokenSessionRefused of an answer, worked out once:
 	// the retry condition asks it of every 5xx, and the answer it stops
-	// at (or the only one, without retries) carries it to call.
+	// at (or the only one, without retries) carries it to call, so both
+	// agree even if another call switches the auth scheme in between.
 	var seen *resty.Response
 	var refused bool
 	tokenRefused := func(r *resty.Response) bool {

@@ -868,7 +868,7 @@ func (s *Server) handleAddChannel(w http.ResponseWriter, r *http.Request, u *use
 	body := requestBody(r)
 	doc, _ := body.(map[string]any)
 	if doc == nil {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
+		writeStatus(w, http.StatusBadRequest) // a JSON array, not a channel
 		return
 	}
 	// new ChannelModel(body) casts first (numeric strings to numbers);
@@ -986,7 +986,7 @@ func (s *Server) handleAddClient(w http.ResponseWriter, r *http.Request, u *user
 	body := requestBody(r)
 	var c RouterClient
 	if remarshal(body, &c) != nil {
-		writeStatus(w, http.StatusBadRequest) // koa-bodyparser
+		writeStatus(w, http.StatusBadRequest) // a JSON array, not a client
 		return
 	}
 	se := &schemaErrors{model: "Client"}

@@ -4,7 +4,6 @@
 package jsonscan
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -315,12 +314,13 @@ func (d *Scanner) Boolean() bool {
 	return false
 }
 
-var errDepth = errors.New("nesting too deep")
+// tooDeep is the problem Skip records past its depth.
+const tooDeep = "nesting too deep"
 
 // Skip consumes any value, at most 64 levels deeper than depth.
 func (d *Scanner) Skip(depth int) {
 	if depth > 64 {
-		d.Fail("%v", errDepth)
+		d.Fail(tooDeep)
 		return
 	}
 	switch d.Peek() {
