@@ -1,6 +1,7 @@
 package openhimtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,17 +73,20 @@ func requestBody(r *http.Request) any { return r.Context().Value(bodyKey{}) }
 // readJSON mirrors koa-bodyparser: JSON is parsed only for a JSON content
 // type; anything else (or an empty body) yields an empty object. It answers
 // 413 to a body over the limit and 400 to malformed JSON, reporting false.
+// As in co-body's strict mode (lib/json.js, parse), which koa-bodyparser
+// uses by default, a JSON body must be an object or an array: null, a
+// string, a number or only white space is a 400 too.
 func readJSON(w http.ResponseWriter, r *http.Request) (any, bool) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeStatus(w, http.StatusRequestEntityTooLarge)
 		return nil, false
 	}
-	if !strings.Contains(r.Header.Get("Content-Type"), "json") || len(strings.TrimSpace(string(b))) == 0 {
+	if !strings.Contains(r.Header.Get("Content-Type"), "json") || len(b) == 0 {
 		return map[string]any{}, true
 	}
 	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	if t := bytes.TrimLeft(b, " \t\n\r"); len(t) == 0 || t[0] != '{' && t[0] != '[' || json.Unmarshal(b, &v) != nil {
 		writeStatus(w, http.StatusBadRequest)
 		return nil, false
 	}

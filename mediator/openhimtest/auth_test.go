@@ -453,9 +453,12 @@ func logIn(t *testing.T, url string, hc *http.Client) *http.Response {
 // content type with malformed JSON before any handler runs, and before
 // the auth middleware (app.use(authentication.authenticate)), so an
 // unauthenticated or non-admin caller gets 400 too, on 4.0.5 as on 8.x.
-// The fake does not model koa-bodyparser's message, so only the status is
-// pinned.
+// koa-bodyparser parses JSON with co-body in strict mode (co-body
+// lib/json.js, parse): a body that is not an object or an array (null, a
+// string, a number, only white space) is refused the same way. The fake
+// does not model koa-bodyparser's message, so only the status is pinned.
 func TestMalformedJSONBody(t *testing.T) {
+	bodies := []string{`{"urn":`, `null`, `"x"`, `42`, "  \n"}
 	tests := []struct{ method, path string }{
 		{http.MethodPost, "/mediators"},
 		{http.MethodPost, "/mediators/urn:x/heartbeat"},
@@ -484,8 +487,10 @@ func TestMalformedJSONBody(t *testing.T) {
 				t.Run(fmt.Sprintf("v%d %s %s %s", v, caller.name, tt.method, tt.path), func(t *testing.T) {
 					srv, c := newFake(t, Config{Version: v, TLS: true})
 					caller.set(srv, c)
-					if r := c.do(t, tt.method, tt.path, `{"urn":`); r.Status != http.StatusBadRequest {
-						t.Errorf("status %d %q, want 400", r.Status, r.Body)
+					for _, body := range bodies {
+						if r := c.do(t, tt.method, tt.path, body); r.Status != http.StatusBadRequest {
+							t.Errorf("body %q: status %d %q, want 400", body, r.Status, r.Body)
+						}
 					}
 				})
 			}

@@ -247,6 +247,12 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 		r, _ = caller.c.try(http.MethodPost, "/mediators", `{"urn":`)
 		rec.add("malformed JSON body, "+caller.name, "%d", r.Status)
 	}
+	// co-body's strict mode (koa-bodyparser's default): a JSON body that
+	// is not an object or an array is 400 as well.
+	for _, body := range []string{`null`, `"x"`, `42`, "  \n"} {
+		r, _ = c.try(http.MethodPost, "/mediators", body)
+		rec.add(fmt.Sprintf("JSON body %q", body), "%d", r.Status)
+	}
 
 	// §2.1 validation
 	cases := []struct {
