@@ -71,18 +71,27 @@ func (cfg Config) redacted() Config {
 	return cfg
 }
 
-// redactURL hides the password of a URL with credentials.
+// redactURL hides the password of a URL with credentials. Without "//",
+// "medic:pass@host" parses as the scheme "medic" with the opaque
+// "pass@host": what precedes its last "@" is hidden. A URL that does not
+// parse but holds an "@" is hidden whole.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil {
+	switch {
+	case err != nil:
 		if strings.Contains(s, "@") {
 			return "REDACTED"
 		}
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		return u.String()
+	case u.User != nil:
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			return u.String()
+		}
+	case u.Opaque != "":
+		// The opaque part starts right after the scheme and its colon.
+		if at := strings.LastIndexByte(u.Opaque, '@'); at >= 0 {
+			return s[:len(u.Scheme)+1] + "REDACTED" + s[len(u.Scheme)+1+at:]
+		}
 	}
 	return s
 }

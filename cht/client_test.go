@@ -724,7 +724,15 @@ func TestBasicAuthFromURLAndRedaction(t *testing.T) {
 // another struct) shows its settings but neither the password nor the
 // password embedded in the URL.
 func TestConfigRedacts(t *testing.T) {
-	cfg := cht.Config{URL: "https://medic:urlpass@cht.example.org/prefix", Username: "mediator", Password: "s3cret", Session: true}
+	// With "//" and without: url.Parse reads "medic" of the second as its
+	// scheme.
+	for _, u := range []string{"https://medic:urlpass@cht.example.org/prefix", "medic:urlpass@cht.example.org/prefix"} {
+		testConfigRedacts(t, cht.Config{URL: u, Username: "mediator", Password: "s3cret", Session: true})
+	}
+}
+
+func testConfigRedacts(t *testing.T, cfg cht.Config) {
+	t.Helper()
 	type settings struct {
 		Name string
 		CHT  cht.Config
@@ -752,7 +760,7 @@ func TestConfigRedacts(t *testing.T) {
 		}
 	}
 	if cfg.Password != "s3cret" || !strings.Contains(cfg.URL, "urlpass") {
-		t.Error("formatting changed the Config")
+		t.Errorf("formatting changed the Config with URL %s", cfg.URL)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 )
 
 // ClientConfig configures a [Client]. Every field but BaseURL has a usable
@@ -90,25 +92,8 @@ func (cfg ClientConfig) redacted() ClientConfig {
 	if cfg.Password != "" {
 		cfg.Password = "REDACTED"
 	}
-	cfg.BaseURL = redactURL(cfg.BaseURL)
+	cfg.BaseURL = redact.URL(cfg.BaseURL)
 	return cfg
-}
-
-// redactURL drops credentials embedded in a URL; a URL that does not parse
-// but may hold some is hidden whole.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		if strings.Contains(s, "@") {
-			return "REDACTED"
-		}
-		return s
-	}
-	if u.User == nil {
-		return s
-	}
-	u.User = nil
-	return u.String()
 }
 
 // Client is a FHIR R4 REST client: transactions with their answer checked,
@@ -128,7 +113,7 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("fhir: base URL %q: want an absolute http(s) URL", redactURL(cfg.BaseURL))
+		return nil, fmt.Errorf("fhir: base URL %q: want an absolute http(s) URL", redact.URL(cfg.BaseURL))
 	}
 	if cfg.Username == "" && u.User != nil {
 		cfg.Username = u.User.Username()

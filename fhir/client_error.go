@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 )
 
 // ServerError is an answer of a FHIR server that is not a success: a non-2xx
@@ -62,7 +64,7 @@ func newServerError(method, target string, resp *http.Response, body []byte) *Se
 	e.Reason = outcomeText(e.Outcome)
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 && method != http.MethodGet {
 		e.Reason = fmt.Sprintf("redirected to %q, which the HTTP client would follow with a GET, not the %s: set the base URL to the server's own",
-			redactURL(loc), method)
+			redact.URL(loc), method)
 	}
 	if e.Reason == "" {
 		e.Reason = bodySnippet(body)

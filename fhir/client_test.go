@@ -575,6 +575,9 @@ func TestConfigsRedactSecrets(t *testing.T) {
 		{"ClientConfig",
 			ClientConfig{BaseURL: "https://fhiruser:urlpass@fhir.example.org/fhir", Username: "mediator", Password: "s3cret", MaxRetries: 3},
 			[]string{"s3cret", "urlpass"}, []string{"mediator", "fhir.example.org", "REDACTED"}},
+		{"ClientConfig, URL without scheme",
+			ClientConfig{BaseURL: "fhiruser:urlpass@fhir.example.org/fhir", Username: "mediator", Password: "s3cret"},
+			[]string{"s3cret", "urlpass"}, []string{"mediator", "fhir.example.org", "REDACTED"}},
 		{"TaskSubscription",
 			TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken", "no-colon-secret"}},
 			[]string{"emrtoken", "no-colon-secret"}, []string{"emr.example.org", "Authorization: REDACTED"}},
@@ -618,7 +621,9 @@ func TestConfigsRedactSecrets(t *testing.T) {
 			t.Errorf("formatting changed the %s: %s, was %s", tt.name, after, before)
 		}
 	}
-	if got := redactURL("https://u:p@bad host/%zz"); got != "REDACTED" {
-		t.Errorf("a URL that does not parse but holds credentials: %q", got)
+	// A base URL without "//" is refused without showing its password.
+	_, err := NewClient(ClientConfig{BaseURL: "fhiruser:urlpass@fhir.example.org/fhir"})
+	if err == nil || strings.Contains(err.Error(), "urlpass") || !strings.Contains(err.Error(), "fhir.example.org") {
+		t.Errorf("NewClient with a URL without scheme: %v", err)
 	}
 }

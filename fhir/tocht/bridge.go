@@ -18,6 +18,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -66,10 +67,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Timeout is the deadline of one request; 0 means DefaultTimeout.
 	Timeout time.Duration
-	// FHIRURL, when set, is the FHIR base URL literal Patient references
-	// (Patient/<id>) of ServiceRequests, Tasks and Observations are read
-	// from, to find the CHT person by the Patient's identifiers. Without it
-	// such a reference resolves only to a person keyed by that id.
+	// FHIRURL, when set, is the FHIR base URL (absolute http or https)
+	// literal Patient references (Patient/<id>) of ServiceRequests, Tasks
+	// and Observations are read from, to find the CHT person by the
+	// Patient's identifiers. Without it such a reference resolves only to a
+	// person keyed by that id.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
 	// basic auth. Config redacts FHIRPassword when it is logged or printed.
@@ -136,17 +138,12 @@ func (c Config) LogValue() slog.Value {
 type configFields Config
 
 // redacted returns c with FHIRPassword replaced by "REDACTED" and the
-// password of FHIRURL hidden (url.URL.Redacted); a FHIRURL that does not
-// parse but may hold credentials is hidden whole.
+// credentials of FHIRURL dropped.
 func (c Config) redacted() Config {
 	if c.FHIRPassword != "" {
 		c.FHIRPassword = "REDACTED"
 	}
-	if u, err := url.Parse(c.FHIRURL); err == nil {
-		c.FHIRURL = u.Redacted()
-	} else if strings.Contains(c.FHIRURL, "@") {
-		c.FHIRURL = "REDACTED"
-	}
+	c.FHIRURL = redact.URL(c.FHIRURL)
 	return c
 }
 
@@ -180,6 +177,11 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("tocht: MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
+	}
+	if cfg.FHIRURL != "" {
+		if u, err := url.Parse(cfg.FHIRURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("tocht: FHIRURL %q: want an absolute http(s) URL", redact.URL(cfg.FHIRURL))
+		}
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

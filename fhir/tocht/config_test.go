@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
@@ -15,8 +16,21 @@ import (
 // another struct) shows its FHIR settings but neither the FHIR password,
 // credentials embedded in FHIRURL, nor the NotifyEMR header.
 func TestConfigRedacts(t *testing.T) {
-	cfg := tocht.Config{FHIRURL: "https://fhiruser:urlpass@fhir.example.org/fhir", FHIRUsername: "mediator", FHIRPassword: "s3cret",
-		NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken"}}}
+	// With "//" and without: url.Parse reads "fhiruser" of the second as
+	// its scheme.
+	for _, fhirURL := range []string{"https://fhiruser:urlpass@fhir.example.org/fhir", "fhiruser:urlpass@fhir.example.org/fhir"} {
+		testConfigRedacts(t, tocht.Config{FHIRURL: fhirURL, FHIRUsername: "mediator", FHIRPassword: "s3cret",
+			NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken"}}})
+	}
+	// New refuses the second without showing its password.
+	_, err := tocht.New(tocht.Config{Converter: &fhir.Converter{}, CHT: &cht.Client{}, FHIRURL: "fhiruser:urlpass@fhir.example.org/fhir"})
+	if err == nil || strings.Contains(err.Error(), "urlpass") || !strings.Contains(err.Error(), "FHIRURL") {
+		t.Errorf("New with a FHIRURL without scheme: %v", err)
+	}
+}
+
+func testConfigRedacts(t *testing.T, cfg tocht.Config) {
+	t.Helper()
 	type settings struct {
 		Name   string
 		Bridge tocht.Config
@@ -44,6 +58,6 @@ func TestConfigRedacts(t *testing.T) {
 		}
 	}
 	if cfg.FHIRPassword != "s3cret" || !strings.Contains(cfg.FHIRURL, "urlpass") {
-		t.Error("formatting changed the Config")
+		t.Errorf("formatting changed the Config with FHIRURL %s", cfg.FHIRURL)
 	}
 }
