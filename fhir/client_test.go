@@ -581,6 +581,9 @@ func TestConfigsRedactSecrets(t *testing.T) {
 		{"TaskSubscription",
 			TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken", "no-colon-secret"}},
 			[]string{"emrtoken", "no-colon-secret"}, []string{"emr.example.org", "Authorization: REDACTED"}},
+		{"TaskSubscription, credentials in the endpoint",
+			TaskSubscription{Endpoint: "https://emr:hookpass@emr.example.org/events"},
+			[]string{"hookpass"}, []string{"emr.example.org/events"}},
 	}
 	for _, tt := range tests {
 		before, err := json.Marshal(tt.v)

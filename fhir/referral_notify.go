@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 )
 
 // TaskSubscription configures the R4 rest-hook Subscription by which the FHIR server tells the
@@ -59,8 +61,10 @@ func (s TaskSubscription) LogValue() slog.Value {
 type taskSubscriptionFields TaskSubscription
 
 // redacted returns s with each Header value replaced by "REDACTED" (a
-// header without a colon is replaced whole), in a new slice.
+// header without a colon is replaced whole), in a new slice, and the
+// credentials of Endpoint dropped.
 func (s TaskSubscription) redacted() TaskSubscription {
+	s.Endpoint = redact.URL(s.Endpoint)
 	if s.Header == nil {
 		return s
 	}

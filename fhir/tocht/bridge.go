@@ -119,7 +119,7 @@ func (c Config) String() string { return fmt.Sprintf("%+v", configFields(c.redac
 func (c Config) GoString() string { return fmt.Sprintf("%#v", configFields(c.redacted())) }
 
 // LogValue implements slog.LogValuer: the settings a log reader needs,
-// without the FHIR password or the NotifyEMR header.
+// without the FHIR password, the NotifyEMR header or credentials in a URL.
 func (c Config) LogValue() slog.Value {
 	r := c.redacted()
 	attrs := []slog.Attr{
@@ -129,7 +129,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("person_types", r.PersonTypes),
 	}
 	if r.NotifyEMR != nil {
-		attrs = append(attrs, slog.String("notify_emr_endpoint", r.NotifyEMR.Endpoint))
+		attrs = append(attrs, slog.String("notify_emr_endpoint", redact.URL(r.NotifyEMR.Endpoint)))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -20,7 +20,7 @@ func TestConfigRedacts(t *testing.T) {
 	// its scheme.
 	for _, fhirURL := range []string{"https://fhiruser:urlpass@fhir.example.org/fhir", "fhiruser:urlpass@fhir.example.org/fhir"} {
 		testConfigRedacts(t, tocht.Config{FHIRURL: fhirURL, FHIRUsername: "mediator", FHIRPassword: "s3cret",
-			NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken"}}})
+			NotifyEMR: &fhir.TaskSubscription{Endpoint: "https://emr:hookpass@emr.example.org/events", Header: []string{"Authorization: Bearer emrtoken"}}})
 	}
 	// New refuses the second without showing its password.
 	_, err := tocht.New(tocht.Config{Converter: &fhir.Converter{}, CHT: &cht.Client{}, FHIRURL: "fhiruser:urlpass@fhir.example.org/fhir"})
@@ -50,7 +50,7 @@ func testConfigRedacts(t *testing.T, cfg tocht.Config) {
 		"slog json":  js.String(),
 	}
 	for name, out := range outputs {
-		if strings.Contains(out, "s3cret") || strings.Contains(out, "urlpass") || strings.Contains(out, "emrtoken") {
+		if strings.Contains(out, "s3cret") || strings.Contains(out, "urlpass") || strings.Contains(out, "emrtoken") || strings.Contains(out, "hookpass") {
 			t.Errorf("%s leaks a secret: %s", name, out)
 		}
 		if !strings.Contains(out, "mediator") || !strings.Contains(out, "fhir.example.org") || !strings.Contains(out, "REDACTED") {
