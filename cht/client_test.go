@@ -301,6 +301,87 @@ func TestContactsByPhone(t *testing.T) {
 	}
 }
 
+// TestContactsByShortcode pins ByShortcode to the view CHT resolves a
+// shortcode with (shared-libs/lineage/src/hydration.js
+// contactUuidByShortcode: medic-client/contacts_by_reference, key
+// ["shortcode", code]), read through the API's /medic proxy: every
+// contact carrying the code, in the view's order; none is (nil, nil); the
+// proxy answers online users only (api/src/routing.js
+// ONLINE_ONLY_ENDPOINTS); a failed read is retried.
+func TestContactsByShortcode(t *testing.T) {
+	const path = "/medic/_design/medic-client/_view/contacts_by_reference"
+	tests := []struct {
+		name     string
+		code     string
+		user     string // "" = admin
+		fault    *chttest.Fault
+		ids      []string
+		status   int // of the *APIError, 0 = none
+		requests int
+	}{
+		{"two contacts, in id order", "12345", "", nil, []string{"sc-a", "sc-b"}, 0, 1},
+		{"a place", "777", "", nil, []string{"sc-place"}, 0, 1},
+		{"JSON in the key is escaped", `7"7`, "", nil, []string{"sc-quote"}, 0, 1},
+		{"none", "00000", "", nil, nil, 0, 1},
+		{"a 503 is retried", "777", "", &chttest.Fault{Path: path, Status: 503, Count: 1}, []string{"sc-place"}, 0, 2},
+		{"offline user", "12345", "offline", nil, nil, 403, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
+				if tt.user != "" {
+					c.Username, c.Password = tt.user, "pw"
+				}
+			})
+			srv.AddUser(chttest.User{Name: "offline", Password: "pw", Roles: []string{"chw"}, Permissions: chttest.IntegrationPermissions})
+			if err := srv.PutDocs(
+				map[string]any{"_id": "sc-b", "type": "person", "name": "B", "patient_id": "12345"},
+				map[string]any{"_id": "sc-a", "type": "person", "name": "A", "patient_id": "12345"},
+				map[string]any{"_id": "sc-place", "type": "clinic", "name": "P", "place_id": "777"},
+				map[string]any{"_id": "sc-quote", "type": "person", "patient_id": `7"7`},
+				map[string]any{"_id": "sc-report", "type": "data_record", "patient_id": "12345"},
+			); err != nil {
+				t.Fatal(err)
+			}
+			if tt.fault != nil {
+				srv.InjectFault(*tt.fault)
+			}
+			got, err := c.Contacts.ByShortcode(context.Background(), tt.code)
+			var apiErr *cht.APIError
+			switch {
+			case tt.status != 0:
+				if !errors.As(err, &apiErr) || apiErr.StatusCode != tt.status {
+					t.Fatalf("err = %v, want an *APIError %d", err, tt.status)
+				}
+			case err != nil:
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, ct := range got {
+				ids = append(ids, ct.ID)
+				if ct.Type == "" {
+					t.Errorf("%s: the stored document was not decoded: %+v", ct.ID, ct)
+				}
+			}
+			if !slices.Equal(ids, tt.ids) || (tt.ids == nil && got != nil) {
+				t.Errorf("contacts %v, want %v", ids, tt.ids)
+			}
+			reqs := requestsTo(srv, "GET", path)
+			if len(reqs) != tt.requests {
+				t.Fatalf("%d requests, want %d", len(reqs), tt.requests)
+			}
+			want, _ := json.Marshal([]string{"shortcode", tt.code})
+			if q := reqs[0].Query; q.Get("key") != string(want) || q.Get("include_docs") != "true" {
+				t.Errorf("query %v, want key %s and include_docs=true", q, want)
+			}
+		})
+	}
+	srv, c := newDemo(t, chttest.Config{})
+	if _, err := c.Contacts.ByShortcode(context.Background(), ""); err == nil || len(srv.Requests()) != 0 {
+		t.Errorf("an empty shortcode: err %v after %d requests, want an error before any", err, len(srv.Requests()))
+	}
+}
+
 func TestGetWithLineageAcrossVersions(t *testing.T) {
 	tests := []struct {
 		version string

@@ -2,6 +2,7 @@ package cht
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,4 +51,42 @@ func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact
 		return nil, fmt.Errorf("cht: contacts by phone: %w", err)
 	}
 	return res.Docs, nil
+}
+
+// ByShortcode returns the contacts whose patient_id or place_id is code,
+// found as CHT finds the subject of a report that names it: the
+// medic-client/contacts_by_reference view (key ["shortcode", code]) read
+// through the API's /medic proxy, which answers only online users (an
+// offline user gets an *APIError with StatusCode 403). The contacts are
+// the stored documents, not hydrated. CHT's transitions generate unique
+// shortcodes but nothing stops a user from typing one twice, so check
+// how many came back before taking the first. No match returns
+// (nil, nil).
+func (s *ContactsService) ByShortcode(ctx context.Context, code string) ([]*Contact, error) {
+	if code == "" {
+		return nil, fmt.Errorf("cht: contacts by shortcode: empty shortcode")
+	}
+	key, err := json.Marshal([2]string{"shortcode", code})
+	if err != nil {
+		return nil, fmt.Errorf("cht: contacts by shortcode: %w", err)
+	}
+	var res struct {
+		Rows []struct {
+			Doc *Contact `json:"doc"`
+		} `json:"rows"`
+	}
+	_, err = s.client.do(ctx, request{
+		method: http.MethodGet, path: "/" + s.client.db + "/_design/medic-client/_view/contacts_by_reference",
+		query: url.Values{"key": {string(key)}, "include_docs": {"true"}}, retry: true,
+	}, &res)
+	if err != nil {
+		return nil, fmt.Errorf("cht: contacts by shortcode %q: %w", code, err)
+	}
+	var out []*Contact
+	for _, r := range res.Rows {
+		if r.Doc != nil {
+			out = append(out, r.Doc)
+		}
+	}
+	return out, nil
 }

@@ -21,9 +21,6 @@ func (m Millis) Time() time.Time {
 	return time.UnixMilli(int64(m)).UTC()
 }
 
-// IsZero reports whether m is unset.
-func (m Millis) IsZero() bool { return m == 0 }
-
 // String formats m as RFC 3339 with milliseconds, or "" when zero.
 func (m Millis) String() string {
 	if m == 0 {

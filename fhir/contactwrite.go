@@ -464,7 +464,7 @@ func (d *directRes) appendEncounter(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
-	if !r.ReportedDate.IsZero() {
+	if r.ReportedDate != 0 {
 		b = append(b, `,"period":{"start":"`...)
 		b = r.ReportedDate.Time().UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 		b = append(b, `"}`...)

@@ -403,7 +403,7 @@ func (c *Converter) payloadEncounter(x *refs, p *EncounterPayload) (*models.Enco
 		enc.Subject = &s
 	}
 	var effective string
-	if !p.ReportedDate.IsZero() {
+	if p.ReportedDate != 0 {
 		effective = formatDateTime(p.ReportedDate.Time())
 		enc.Period = &models.Period{Start: x.s(effective)}
 	}
@@ -822,7 +822,7 @@ func (c *Converter) writePayloadBundle(dst []byte, p *EncounterPayload, sc *dire
 	}
 	subjEnd := len(b)
 	var eff []byte
-	if !p.ReportedDate.IsZero() {
+	if p.ReportedDate != 0 {
 		b = append(b, `,"period":{"start":"`...)
 		s := len(b)
 		b = p.ReportedDate.Time().UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")

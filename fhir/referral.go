@@ -163,7 +163,7 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 				Reason: "not an outcome listed in the form's followUp (done, notFound, refused)"}
 		}
 	}
-	if !r.ReportedDate.IsZero() {
+	if r.ReportedDate != 0 {
 		fu.date = formatDateTime(r.ReportedDate.Time())
 	}
 	return fu, nil

@@ -294,7 +294,7 @@ func (c *Converter) encounter(x *refs, r *cht.Report) *models.Encounter {
 		enc.Participant = append(enc.Participant, models.EncounterParticipant{Individual: &models.Reference{
 			Identifier: &models.Identifier{System: x.s(c.sys.Phone), Value: x.s(from)}, Display: x.s(from)}})
 	}
-	if !r.ReportedDate.IsZero() {
+	if r.ReportedDate != 0 {
 		enc.Period = &models.Period{Start: x.s(formatDateTime(r.ReportedDate.Time()))}
 	}
 	return enc
@@ -404,7 +404,7 @@ func (c *Converter) observations(x *refs, r *cht.Report) ([]models.Observation, 
 	}
 	arenas := make([]obsArena, 0, len(fi.fields))
 	var effective string
-	if !r.ReportedDate.IsZero() {
+	if r.ReportedDate != 0 {
 		effective = formatDateTime(r.ReportedDate.Time())
 	}
 	sh := c.newShared(effective)

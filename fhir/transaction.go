@@ -537,7 +537,7 @@ func (c *Converter) reportTransactionIn(r *cht.Report, built map[[2]string]struc
 	}
 	p.st.encRef = c.ref(p.x, "Encounter", r.ID)
 	fr.ref(&first, `"encounter":`, &p.st.encRef)
-	if !r.ReportedDate.IsZero() {
+	if r.ReportedDate != 0 {
 		// A dateTime needs no escaping.
 		fr.key(&first, `"effectiveDateTime":`)
 		fr.b = append(appendDateTime(append(fr.b, '"'), r.ReportedDate.Time()), '"')

@@ -291,3 +291,48 @@ func TestContractRoutesAfter520(t *testing.T) {
 		t.Errorf("contact summary: %d %s", status, body)
 	}
 }
+
+// medic-client/contacts_by_reference (ddocs/medic-db/medic-client/views/
+// contacts_by_reference/map.js), which API proxies to CouchDB for an
+// admin: contacts whose patient_id or place_id is the shortcode, a number
+// as String() writes it, rows of equal keys in document id order; a report
+// is not indexed.
+func TestContractContactsByReference(t *testing.T) {
+	tg := newTarget(t)
+	code := fmt.Sprintf("9%d", time.Now().UnixNano()%1e9)
+	b, a := unique("shortcode-b"), unique("shortcode-a")
+	for _, d := range []string{
+		`{"_id":"` + b + `","type":"person","name":"b","patient_id":"` + code + `","reported_date":2}`,
+		`{"_id":"` + a + `","type":"clinic","name":"a","place_id":` + code + `,"reported_date":1}`,
+		`{"_id":"` + unique("shortcode-report") + `","type":"data_record","patient_id":"` + code + `"}`,
+	} {
+		id := d[len(`{"_id":"`):strings.Index(d, `","type"`)]
+		if status, body := tg.do(t, "PUT", "/medic/"+id, "application/json", d); status != 201 {
+			t.Fatalf("put %s: %d %s", id, status, body)
+		}
+	}
+	status, body := tg.do(t, "GET", "/medic/_design/medic-client/_view/contacts_by_reference?include_docs=true&key="+
+		url.QueryEscape(`["shortcode","`+code+`"]`), "", "")
+	var res struct {
+		Rows []struct {
+			ID    string         `json:"id"`
+			Key   []string       `json:"key"`
+			Value int            `json:"value"`
+			Doc   map[string]any `json:"doc"`
+		} `json:"rows"`
+	}
+	if status != 200 || json.Unmarshal(body, &res) != nil {
+		t.Fatalf("view: %d %s", status, body)
+	}
+	var got []string
+	for _, r := range res.Rows {
+		got = append(got, fmt.Sprintf("%s %v %d %v", r.ID, r.Key, r.Value, r.Doc["name"]))
+	}
+	want := []string{
+		fmt.Sprintf("%s [shortcode %s] 1 a", a, code),
+		fmt.Sprintf("%s [shortcode %s] 2 b", b, code),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -1,11 +1,13 @@
 package chttest
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -401,4 +403,96 @@ func (s *Server) offlineChanges(c *reqCtx) {
 		}
 	}
 	writeJSON(c.w, http.StatusOK, map[string]any{"results": rows, "last_seq": formatSeq(last)})
+}
+
+// viewRow is one row of a CouchDB view.
+type viewRow struct {
+	key [2]string
+	id  string
+}
+
+// handleView is GET /medic/_design/<ddoc>/_view/<view>, which the API
+// proxies to CouchDB for online users only (api/src/routing.js:
+// ONLINE_ONLY_ENDPOINTS, then UNAUDITED_ENDPOINTS). Only
+// medic-client/contacts_by_reference is modelled, with the query
+// parameters key and include_docs: its map function
+// (ddocs/medic-db/medic-client/views/contacts_by_reference/map.js) emits,
+// for a contact, ["shortcode", String(place_id)] and ["shortcode",
+// String(patient_id)] when truthy, and ["external", String(rc_code)
+// upper-cased], each with the value reported_date. Rows are ordered by key,
+// then by document id (keys compared byte by byte, where CouchDB collates
+// strings with ICU: the same order for shortcodes of digits).
+func (s *Server) handleView(c *reqCtx, params []string) {
+	if params[0] != "medic-client" || params[1] != "contacts_by_reference" {
+		couchError(c.w, http.StatusNotFound, "not_found", "missing_named_view")
+		return
+	}
+	q := c.r.URL.Query()
+	var (
+		key       *[2]string // nil: every row
+		matchNone bool
+	)
+	if k, ok := q["key"]; ok {
+		if !json.Valid([]byte(k[0])) {
+			couchError(c.w, http.StatusBadRequest, "bad_request", "invalid UTF-8 JSON")
+			return
+		}
+		var v []any
+		_ = json.Unmarshal([]byte(k[0]), &v)
+		if a, b, ok := stringPair(v); ok {
+			key = &[2]string{a, b}
+		} else {
+			matchNone = true // any other JSON value is a key no row has (its offset is not modelled)
+		}
+	}
+	var rows []viewRow
+	for _, id := range s.store.ids(func(_ string, m docMeta) bool { return len(m.shortcodes) > 0 || m.external != "" }) {
+		m := s.store.meta(id)
+		for _, sc := range m.shortcodes {
+			rows = append(rows, viewRow{key: [2]string{"shortcode", sc}, id: id})
+		}
+		if m.external != "" {
+			rows = append(rows, viewRow{key: [2]string{"external", m.external}, id: id})
+		}
+	}
+	compareKeys := func(a, b [2]string) int {
+		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
+	}
+	slices.SortFunc(rows, func(a, b viewRow) int {
+		return cmp.Or(compareKeys(a.key, b.key), strings.Compare(a.id, b.id))
+	})
+	total, offset := len(rows), 0
+	switch {
+	case matchNone:
+		rows = nil
+	case key != nil:
+		// offset is the number of rows before the first with key.
+		offset, _ = slices.BinarySearchFunc(rows, *key, func(r viewRow, k [2]string) int { return compareKeys(r.key, k) })
+		end := offset
+		for end < len(rows) && rows[end].key == *key {
+			end++
+		}
+		rows = rows[offset:end]
+	}
+	includeDocs := q.Get("include_docs") == "true"
+	out := make([]map[string]any, 0, len(rows))
+	for _, r := range rows {
+		d, _ := s.store.get(r.id)
+		row := map[string]any{"id": r.id, "key": r.key, "value": d["reported_date"]}
+		if includeDocs {
+			row["doc"] = d
+		}
+		out = append(out, row)
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"total_rows": total, "offset": offset, "rows": out})
+}
+
+// stringPair returns the two strings of v when it holds exactly two.
+func stringPair(v []any) (a, b string, ok bool) {
+	if len(v) != 2 {
+		return "", "", false
+	}
+	a, okA := v[0].(string)
+	b, okB := v[1].(string)
+	return a, b, okA && okB
 }

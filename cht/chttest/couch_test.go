@@ -1,9 +1,13 @@
 package chttest
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,5 +413,149 @@ func TestSessionLoginFailureIsNotLoggedIn(t *testing.T) {
 		if r.status != 401 || strings.TrimSpace(string(r.body)) != tc.want {
 			t.Errorf("%s: %d %s; CHT answers 401 %s", tc.name, r.status, r.body, tc.want)
 		}
+	}
+}
+
+// TestContactsByReferenceView pins the view CHT resolves shortcodes with,
+// medic-client/contacts_by_reference
+// (ddocs/medic-db/medic-client/views/contacts_by_reference/map.js): a
+// contact of a known type emits ["shortcode", String(place_id)] and
+// ["shortcode", String(patient_id)] when the value is truthy, and
+// ["external", rc_code upper-cased], with reported_date as the value; rows
+// of equal keys come in document id order. API proxies view queries to
+// CouchDB for online users only (api/src/routing.js
+// ONLINE_ONLY_ENDPOINTS).
+func TestContactsByReferenceView(t *testing.T) {
+	srv := NewDemoServer(Config{})
+	t.Cleanup(srv.Close)
+	srv.AddUser(User{Name: "offline", Password: "pw", Roles: []string{"chw"}, Permissions: IntegrationPermissions})
+	for _, d := range []map[string]any{
+		{"_id": "p-b", "type": "person", "patient_id": "12345", "reported_date": 2},
+		{"_id": "p-a", "type": "contact", "contact_type": "c_patient", "patient_id": mustNumber("12345"), "reported_date": 1},
+		{"_id": "clinic", "type": "clinic", "place_id": "777", "rc_code": "ab1"},
+		{"_id": "both", "type": "person", "place_id": "888", "patient_id": "888"},
+		{"_id": "report", "type": "data_record", "patient_id": "12345"},
+		{"_id": "settings-like", "type": "user-settings", "patient_id": "12345"},
+		{"_id": "zero", "type": "person", "patient_id": mustNumber("0")},
+		{"_id": "moved", "type": "person", "patient_id": "555"},
+		{"_id": "gone", "type": "person", "patient_id": "12345"},
+	} {
+		if _, err := srv.PutDoc(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved, err := decodeDoc(mustDoc(t, srv, "moved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved["patient_id"] = "556"
+	if _, err := srv.PutDoc(moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.DeleteDoc("gone"); err != nil {
+		t.Fatal(err)
+	}
+
+	const view = "/medic/_design/medic-client/_view/contacts_by_reference"
+	all := do(t, srv, call{method: "GET", path: view})
+	if all.status != http.StatusOK {
+		t.Fatalf("all rows: status %d: %s", all.status, all.body)
+	}
+	var whole struct {
+		TotalRows int `json:"total_rows"`
+		Rows      []struct {
+			ID  string    `json:"id"`
+			Key [2]string `json:"key"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(all.body, &whole); err != nil {
+		t.Fatal(err)
+	}
+	allRows := whole.Rows
+	index := map[string]int{} // key|id -> first position in the whole view
+	for i, r := range allRows {
+		if _, seen := index[r.Key[0]+"|"+r.Key[1]+"|"+r.ID]; !seen {
+			index[r.Key[0]+"|"+r.Key[1]+"|"+r.ID] = i
+		}
+	}
+	if whole.TotalRows != len(allRows) {
+		t.Fatalf("total_rows %d, want %d rows", whole.TotalRows, len(allRows))
+	}
+	if !slices.IsSortedFunc(allRows, func(a, b struct {
+		ID  string    `json:"id"`
+		Key [2]string `json:"key"`
+	}) int {
+		return cmp.Or(strings.Compare(a.Key[0], b.Key[0]), strings.Compare(a.Key[1], b.Key[1]), strings.Compare(a.ID, b.ID))
+	}) {
+		t.Errorf("rows not in key, then id order: %v", allRows)
+	}
+
+	query := func(key string) string { return view + "?include_docs=true&key=" + url.QueryEscape(key) }
+	tests := []struct {
+		name   string
+		c      call
+		status int
+		key    [2]string
+		ids    []string // rows in order
+	}{
+		{"equal keys in id order, numbers as strings; not reports, other types, deleted docs", call{method: "GET", path: query(`["shortcode","12345"]`)},
+			200, [2]string{"shortcode", "12345"}, []string{"p-a", "p-b"}},
+		{"place_id", call{method: "GET", path: query(`["shortcode","777"]`)}, 200, [2]string{"shortcode", "777"}, []string{"clinic"}},
+		{"place_id and patient_id both emitted", call{method: "GET", path: query(`["shortcode","888"]`)}, 200, [2]string{"shortcode", "888"}, []string{"both", "both"}},
+		{"rc_code upper-cased", call{method: "GET", path: query(`["external","AB1"]`)}, 200, [2]string{"external", "AB1"}, []string{"clinic"}},
+		{"rc_code as stored is not a key", call{method: "GET", path: query(`["external","ab1"]`)}, 200, [2]string{"external", "ab1"}, nil},
+		{"a falsy shortcode is not emitted", call{method: "GET", path: query(`["shortcode","0"]`)}, 200, [2]string{"shortcode", "0"}, nil},
+		{"the old shortcode of an updated doc is gone", call{method: "GET", path: query(`["shortcode","555"]`)}, 200, [2]string{"shortcode", "555"}, nil},
+		{"the new one is there", call{method: "GET", path: query(`["shortcode","556"]`)}, 200, [2]string{"shortcode", "556"}, []string{"moved"}},
+		{"key not JSON", call{method: "GET", path: view + "?key=" + url.QueryEscape(`["shortcode",`)}, 400, [2]string{}, nil},
+		{"a key of another shape matches no row", call{method: "GET", path: query(`"12345"`)}, 200, [2]string{}, nil},
+		{"nor does a short array", call{method: "GET", path: query(`["shortcode"]`)}, 200, [2]string{}, nil},
+		{"offline user", call{method: "GET", path: query(`["shortcode","12345"]`), user: "offline", pass: "pw"}, 403, [2]string{}, nil},
+		{"another view", call{method: "GET", path: "/medic/_design/medic-client/_view/contacts_by_phone"}, 404, [2]string{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, srv, tt.c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.status != http.StatusOK {
+				return
+			}
+			var got struct {
+				TotalRows int `json:"total_rows"`
+				Offset    int `json:"offset"`
+				Rows      []struct {
+					ID    string          `json:"id"`
+					Key   [2]string       `json:"key"`
+					Value json.RawMessage `json:"value"`
+					Doc   map[string]any  `json:"doc"`
+				} `json:"rows"`
+			}
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.TotalRows != len(allRows) {
+				t.Errorf("total_rows %d, want %d", got.TotalRows, len(allRows))
+			}
+			var ids []string
+			for _, row := range got.Rows {
+				ids = append(ids, row.ID)
+				if row.Key != tt.key || row.Doc["_id"] != row.ID {
+					t.Errorf("row %s: key %v, doc %v", row.ID, row.Key, row.Doc)
+				}
+				if want, _ := json.Marshal(row.Doc["reported_date"]); string(row.Value) != string(want) {
+					t.Errorf("row %s: value %s, want reported_date %s", row.ID, row.Value, want)
+				}
+			}
+			if !slices.Equal(ids, tt.ids) {
+				t.Fatalf("rows %v, want %v", ids, tt.ids)
+			}
+			if len(ids) > 0 {
+				if want := index[tt.key[0]+"|"+tt.key[1]+"|"+ids[0]]; got.Offset != want {
+					t.Errorf("offset %d, want %d (the first row's place in the whole view)", got.Offset, want)
+				}
+			}
+		})
 	}
 }

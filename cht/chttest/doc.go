@@ -12,8 +12,8 @@
 //
 //   - users with roles and permissions; basic auth and POST /_session
 //     cookies; online users ("_admin", "admin", "mm-online") versus offline
-//     users (403 on hydrate, contacts-by-phone and the cht-datasource
-//     endpoints); 401 as JSON or text/plain depending on Accept; failed
+//     users (403 on hydrate, contacts-by-phone, views and the
+//     cht-datasource endpoints); 401 as JSON or text/plain depending on Accept; failed
 //     logins rate limited (429 after 10 in 10 s);
 //   - the strict "Content-Type: application/json" check (a charset suffix
 //     gives 400) on /api/v1/people, /api/v1/places and the 5.2 person,
@@ -34,7 +34,9 @@
 //     /api/v1/contacts-by-phone;
 //   - /medic/<id> GET, PUT and DELETE with 409 conflicts, _all_docs,
 //     _bulk_docs and _changes (since, limit, include_docs, longpoll), with
-//     opaque sequence strings as CouchDB 2+ returns them;
+//     opaque sequence strings as CouchDB 2+ returns them, and the
+//     medic-client/contacts_by_reference view (key, include_docs), which
+//     CHT resolves shortcodes with;
 //   - /api/info with Config.Version; routes that do not exist in that
 //     version answer 404, as the reference's version matrix says (under
 //     /api/, CouchDB's "Database does not exist.", as CHT's proxy does).

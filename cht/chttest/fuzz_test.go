@@ -24,6 +24,7 @@ func FuzzServer(f *testing.F) {
 	f.Add(uint8(6), ``, `["a",{"b":1}]`)
 	f.Add(uint8(7), `{"phone":"+2547"}`, "%2B254712345679")
 	f.Add(uint8(8), ``, "zz")
+	f.Add(uint8(9), ``, `["shortcode","13985"]`)
 	f.Fuzz(func(t *testing.T, route uint8, body, q string) {
 		s, err := newServer(Config{Forms: DemoForms(), ContactTypes: DemoContactTypes, MaxLongpoll: time.Millisecond,
 			LoginRateLimit: -1, MaxBodyBytes: 1 << 16})
@@ -37,6 +38,7 @@ func FuzzServer(f *testing.F) {
 			{"POST", "/medic/_bulk_docs"}, {"PUT", "/medic/x"}, {"GET", "/medic/_changes?limit=3&since="},
 			{"GET", "/api/v1/hydrate?doc_ids="}, {"POST", "/api/v1/contacts-by-phone?phone="},
 			{"GET", "/api/v1/person?type=person&limit=2&cursor="},
+			{"GET", "/medic/_design/medic-client/_view/contacts_by_reference?include_docs=true&key="},
 		}
 		r := routes[int(route)%len(routes)]
 		req := httptest.NewRequest(r.method, "/x", strings.NewReader(body))

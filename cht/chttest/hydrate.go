@@ -217,8 +217,8 @@ func (h *hydrator) hydrateReport(d map[string]any) {
 // resolveRef resolves a shortcode through contacts_by_reference, falling
 // back to using the value as a UUID.
 func (s *Server) resolveRef(ref string) string {
-	if id, ok := s.store.byShortcode(ref); ok {
-		return id
+	if ids := s.store.byShortcode(ref); len(ids) > 0 {
+		return ids[0] // hydration.js contactUuidByShortcode takes the first row
 	}
 	return ref
 }

@@ -137,11 +137,16 @@ func TestHydrateResolvesShortcodesAndStubs(t *testing.T) {
 			"fields": map[string]any{"patient_id": "74615", "place_id": "17437"}},
 		map[string]any{"_id": "r-top", "type": "data_record", "form": "X", "patient_id": refSuper, "place_id": "54380"},
 		map[string]any{"_id": "r-unknown", "type": "data_record", "form": "X", "fields": map[string]any{"patient_uuid": "nobody"}},
+		// Two contacts with one shortcode: contactUuidByShortcode takes the
+		// first row of contacts_by_reference, the smaller _id.
+		map[string]any{"_id": "dup-a", "type": "person", "patient_id": "99999"},
+		map[string]any{"_id": "dup-b", "type": "person", "patient_id": "99999"},
+		map[string]any{"_id": "r-dup", "type": "data_record", "form": "X", "fields": map[string]any{"patient_id": "99999"}},
 	); err != nil {
 		t.Fatal(err)
 	}
 	r := do(t, srv, call{method: "POST", path: "/api/v1/hydrate", ct: "application/json",
-		body: `{"doc_ids":["r-short","r-top","r-unknown","` + refClinic + `"]}`})
+		body: `{"doc_ids":["r-short","r-top","r-unknown","` + refClinic + `","r-dup"]}`})
 	list := r.json(t)
 	tests := []struct {
 		path string
@@ -158,6 +163,7 @@ func TestHydrateResolvesShortcodesAndStubs(t *testing.T) {
 		{"3.doc.parent.parent._id", "a7922ef9-ea7a-47d9-b3eb-b78b13d31460"},
 		{"3.doc.parent.name", nil},
 		{"3.doc.contact._id", "99ea9cf6-8bef-475c-a769-3db0d1888f22"},
+		{"4.doc.patient._id", "dup-a"},
 	}
 	for _, tt := range tests {
 		if got := get(list, tt.path); got != tt.want {

@@ -385,7 +385,13 @@ func (s *Server) runTransitions(doc map[string]any) {
 	}
 	var id string
 	if ref, ok := doc["refid"]; ok && jsonTruthy(ref) {
-		id, _ = s.store.byShortcode(jsString(ref))
+		// update_clinics.js getContactByRefid: the first row of
+		// contacts_by_reference for the key ["external", doc.refid], which
+		// the view emits from a contact's rc_code, upper-cased.
+		ref, _ := ref.(string)
+		if ids := s.store.ids(func(_ string, m docMeta) bool { return m.external != "" && m.external == ref }); len(ids) > 0 {
+			id = ids[0]
+		}
 	} else if from := str(doc["from"]); from != "" {
 		ids := s.store.ids(func(_ string, m docMeta) bool { return m.phone == from && s.phoneViewType(m) })
 		if len(ids) > 0 {

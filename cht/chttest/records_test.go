@@ -181,6 +181,43 @@ func TestRecordsTransitions(t *testing.T) {
 	}
 }
 
+// TestRecordsUpdateClinicsByRefid pins update_clinics.js
+// getContactByRefid: a report with a refid (the form's facility_reference
+// field, upper-cased) gets the contact of the first row of
+// medic-client/contacts_by_reference for ["external", refid], which the view
+// emits from a contact's rc_code upper-cased; a shortcode is not a refid.
+func TestRecordsUpdateClinicsByRefid(t *testing.T) {
+	forms := DemoForms()
+	ref := Form{Meta: forms["HEIGHT_WEIGHT"].Meta, Fields: map[string]FormField{"ref": {Type: "string"}}, FacilityReference: "ref"}
+	ref.Meta.Code = "REF"
+	forms["REF"] = ref
+	srv := newTestServer(t, Config{Version: "4.21.0", Forms: forms, ContactTypes: DemoContactTypes,
+		Settings: map[string]any{"transitions": map[string]any{"update_clinics": true}}})
+	if err := srv.PutDocs(
+		map[string]any{"_id": "chw-b", "type": "person", "rc_code": "ab12"},
+		map[string]any{"_id": "chw-a", "type": "person", "rc_code": "AB12"},
+		map[string]any{"_id": "chw-c", "type": "person", "patient_id": "CD34"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ref, want string
+	}{
+		{"ab12", "chw-a"}, // upper-cased on both sides; equal keys in id order
+		{"cd34", ""},      // a shortcode is not a refid
+		{"zz99", ""},
+	}
+	for _, tt := range tests {
+		doc := postRecord(t, srv, "application/json", `{"_meta":{"form":"REF"},"ref":"`+tt.ref+`"}`)
+		if got, _ := get(doc, "contact._id").(string); got != tt.want {
+			t.Errorf("refid %s: contact %q, want %q", tt.ref, got, tt.want)
+		}
+		if tt.want == "" && mustMarshal(t, doc["errors"]) != `[{"code":"sys.facility_not_found","message":"Facility not found."}]` {
+			t.Errorf("refid %s: errors %v, want sys.facility_not_found", tt.ref, doc["errors"])
+		}
+	}
+}
+
 // TestRecordsErrors pins the error answers of POST /api/v1/records and
 // /api/v2/records: api/src/controllers/records.js v1/v2 → process, whose
 // createRecordByJSON/createByForm errors (a PublicError such as "Form not

@@ -868,6 +868,7 @@ var routes = []route{
 	{"GET", "/medic/_all_docs", [2]int{0, 0}, true, false, (*Server).handleAllDocs},
 	{"POST", "/medic/_all_docs", [2]int{0, 0}, true, false, (*Server).handleAllDocs},
 	{"POST", "/medic/_bulk_docs", [2]int{0, 0}, true, false, (*Server).handleBulkDocs},
+	{"GET", "/medic/_design/{}/_view/{}", [2]int{0, 0}, true, true, (*Server).handleView},
 	{"GET", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocGet},
 	{"PUT", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocPut},
 	{"DELETE", "/medic/{}", [2]int{0, 0}, true, false, (*Server).handleDocDelete},

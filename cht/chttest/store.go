@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +32,8 @@ type entry struct {
 type docMeta struct {
 	typ         string   // "type"
 	contactType string   // "contact_type"
-	shortcodes  []string // patient_id / place_id of contacts
+	shortcodes  []string // keys contacts_by_reference emits as ["shortcode", key]
+	external    string   // key contacts_by_reference emits as ["external", key]
 	phone       string   // "phone" of contacts, as stored
 }
 
@@ -39,8 +41,8 @@ type docMeta struct {
 type store struct {
 	mu      sync.RWMutex
 	docs    map[string]*entry
-	log     []string          // log[seq-1] is the id changed at seq
-	refs    map[string]string // shortcode -> id (contacts_by_reference)
+	log     []string            // log[seq-1] is the id changed at seq
+	refs    map[string][]string // shortcode -> sorted ids (contacts_by_reference)
 	seq     int64
 	changed chan struct{} // closed and replaced on every change
 	// lazy, when set, is a population generated when read, at sequences
@@ -80,7 +82,7 @@ func (s *store) hasGenerated() bool {
 func newStore() *store {
 	return &store{
 		docs:    make(map[string]*entry),
-		refs:    make(map[string]string),
+		refs:    make(map[string][]string),
 		changed: make(chan struct{}),
 	}
 }
@@ -163,17 +165,40 @@ func idOf(v any) string {
 	return s
 }
 
+// referenceTypes are the document types medic-client's
+// contacts_by_reference view indexes (ddocs/medic-db/medic-client/views/
+// contacts_by_reference/map.js).
+var referenceTypes = []string{"contact", "clinic", "health_center", "district_hospital", "national_office", "person"}
+
 func extractMeta(m map[string]any) docMeta {
 	md := docMeta{typ: str(m["type"]), contactType: str(m["contact_type"])}
 	if md.typ != "data_record" && md.typ != "" {
-		for _, k := range []string{"patient_id", "place_id"} {
-			if s := str(m[k]); s != "" {
-				md.shortcodes = append(md.shortcodes, s)
-			}
-		}
 		md.phone = str(m["phone"]) // contacts_by_phone indexes the stored value
 	}
+	if slices.Contains(referenceTypes, md.typ) {
+		// map.js emits ["shortcode", String(doc.place_id)] and then
+		// ["shortcode", String(doc.patient_id)], each when truthy.
+		for _, k := range []string{"place_id", "patient_id"} {
+			if v := m[k]; jsonTruthy(v) {
+				md.shortcodes = append(md.shortcodes, jsKey(v))
+			}
+		}
+		if v := m["rc_code"]; jsonTruthy(v) {
+			md.external = strings.ToUpper(jsKey(v))
+		}
+	}
 	return md
+}
+
+// jsKey is JavaScript's String(v) of a stored JSON value.
+func jsKey(v any) string {
+	if n, ok := v.(json.Number); ok {
+		if f, err := n.Float64(); err == nil {
+			return jsNumberString(f)
+		}
+		return n.String()
+	}
+	return jsString(v)
 }
 
 // nextRev computes a CouchDB-style revision "<gen>-<32 hex>".
@@ -236,7 +261,9 @@ func (s *store) put(doc map[string]any, force bool) (string, error) {
 	}
 	if cur != nil {
 		for _, sc := range cur.meta.shortcodes {
-			if s.refs[sc] == id {
+			if ids := slices.DeleteFunc(s.refs[sc], func(x string) bool { return x == id }); len(ids) > 0 {
+				s.refs[sc] = ids
+			} else {
 				delete(s.refs, sc)
 			}
 		}
@@ -246,7 +273,10 @@ func (s *store) put(doc map[string]any, force bool) (string, error) {
 	if !deleted {
 		e.meta = extractMeta(doc)
 		for _, sc := range e.meta.shortcodes {
-			s.refs[sc] = id
+			// A view row's order among equal keys is by document id.
+			if i, found := slices.BinarySearch(s.refs[sc], id); !found {
+				s.refs[sc] = slices.Insert(s.refs[sc], i, id)
+			}
 		}
 	}
 	s.docs[id] = e
@@ -318,12 +348,23 @@ func (s *store) currentRev(id string) string {
 	return ""
 }
 
-// byShortcode resolves a patient_id / place_id shortcode to a document id.
-func (s *store) byShortcode(code string) (string, bool) {
+// meta returns the index keys of a live document (zero when there is none).
+func (s *store) meta(id string) docMeta {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	id, ok := s.refs[code]
-	return id, ok
+	if e := s.docs[id]; e != nil && !e.deleted {
+		return e.meta
+	}
+	return docMeta{}
+}
+
+// byShortcode returns the ids of the contacts whose patient_id or place_id
+// is code, in the order of contacts_by_reference's rows for the key
+// ["shortcode", code].
+func (s *store) byShortcode(code string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.refs[code])
 }
 
 // ids returns the sorted ids of live documents whose meta matches keep.

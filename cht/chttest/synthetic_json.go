@@ -276,7 +276,7 @@ func (h *hydrator) generatedHydrated(b []byte, id string) ([]byte, bool) {
 				break
 			}
 		}
-		if pid := idBytes(lazyPerson, p, 0, hh); kind == lazyReport && st.refs[string(pid[:])] != "" {
+		if pid := idBytes(lazyPerson, p, 0, hh); kind == lazyReport && len(st.refs[string(pid[:])]) > 0 {
 			ok = false // the patient uuid is some contact's shortcode
 		}
 	}

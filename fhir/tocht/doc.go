@@ -75,7 +75,9 @@
 // subject is resolved to a CHT person in this order: an identifier with the
 // CHT document system (the person's _id); a Patient of the same Bundle
 // (by fullUrl or Patient/<id>; one that came from CHT, not written back, is
-// the person it names, which must exist); another identifier as a person key (the
+// the person it names, which must exist); an identifier with the CHT
+// patient_id system (fhir.Systems.PatientID), the one contact CHT finds by
+// that shortcode (none, or several, is 422); another identifier as a person key (the
 // same "system|value" or bare ExternalID value as the Patient's key);
 // a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
 // Patient that cht-to-fhir wrote resolves by its CHT identifier), else with

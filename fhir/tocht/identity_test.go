@@ -117,3 +117,60 @@ func TestPatientTargetMustBeAPerson(t *testing.T) {
 		})
 	}
 }
+
+// A subject given by its CHT patient_id shortcode (an identifier with the
+// converter's PatientID system) is the one CHT contact carrying it, found
+// as CHT itself resolves a report's patient_id (shared-libs/lineage/src/
+// hydration.js contactUuidByShortcode, medic-client/contacts_by_reference),
+// and the report names that person by _id. No contact, several, or a
+// place is refused before anything is written; CHT failing is retried.
+func TestSubjectByPatientIDShortcode(t *testing.T) {
+	const system = instanceURL + "/patient_id"
+	request := func(rt, code string) []byte {
+		subject := "subject"
+		if rt == "Task" {
+			subject = "for"
+		}
+		return []byte(`{"resourceType":"` + rt + `","id":"req-` + code + `","status":"` + map[string]string{"Task": "requested", "ServiceRequest": "active"}[rt] +
+			`","intent":"order","` + subject + `":{"identifier":{"system":"` + system + `","value":"` + code + `"}}}`)
+	}
+	tests := []struct {
+		name   string
+		rt     string
+		code   string
+		fault  bool
+		status int
+		want   string // the report's patient_uuid, or text of the outcome
+	}{
+		{"a person's shortcode", "ServiceRequest", "13985", false, http.StatusCreated, chttest.DemoPatientID},
+		{"a Task's for", "Task", "13985", false, http.StatusCreated, chttest.DemoPatientID},
+		{"no contact has it", "ServiceRequest", "99999", false, http.StatusUnprocessableEntity, `no CHT contact has the patient_id "99999"`},
+		{"two contacts have it", "ServiceRequest", "55555", false, http.StatusUnprocessableEntity, `2 CHT contacts have the patient_id "55555" (dup-a, dup-b)`},
+		{"a place's shortcode", "ServiceRequest", "11003", false, http.StatusUnprocessableEntity, "not a person"},
+		{"CHT failing", "ServiceRequest", "13985", true, http.StatusBadGateway, "find the contact with patient_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			require.NoError(t, r.cht.PutDocs(
+				map[string]any{"_id": "dup-b", "type": "person", "name": "B", "patient_id": "55555"},
+				map[string]any{"_id": "dup-a", "type": "person", "name": "A", "patient_id": "55555"},
+			))
+			if tt.fault {
+				r.cht.InjectFault(chttest.Fault{Path: "/medic/_design/*", Status: http.StatusServiceUnavailable})
+			}
+			a := r.post(t, "/fhir/"+tt.rt, request(tt.rt, tt.code))
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			reports := r.reports(t, "INTEROP_FOLLOW_UP")
+			if tt.status != http.StatusCreated {
+				assert.Contains(t, parseOutcome(t, a.body).text(), tt.want)
+				assert.Empty(t, reports, "a refused request wrote a report")
+				return
+			}
+			require.Len(t, reports, 1)
+			fields := reports[0]["fields"].(map[string]any)
+			assert.Equal(t, tt.want, fields["patient_uuid"])
+			assert.NotContains(t, fields, "patient_id", "the report names the person by _id only")
+		})
+	}
+}

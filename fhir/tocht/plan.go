@@ -13,6 +13,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
 // unit is one CHT write planned, without I/O, from one resource or from a
@@ -323,7 +324,8 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 // then reports); inBundle is the reference of that Patient of the same
 // Bundle. The rules, in order: an identifier with the CHT
 // document system; a Patient of the same Bundle (one not written, as it
-// came from CHT, is checked like a reference by identifier); another identifier as
+// came from CHT, is checked like a reference by identifier); a patient_id
+// shortcode identifier (see personByShortcode); another identifier as
 // a key (see identifierKey); a literal Patient reference, read from the FHIR server
 // when Config.FHIRURL is set, else with its id as the key.
 func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]bundleRef) (patient *models.Patient, check, inBundle string, err error) {
@@ -350,6 +352,13 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		}
 	}
 	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
+		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.PatientID {
+			id, err := b.personByShortcode(ctx, *ref.Identifier.Value, expr)
+			if err != nil {
+				return nil, "", "", err
+			}
+			return b.patientWithID(id), id, "", nil
+		}
 		id := b.PersonID(identifierKey(ref.Identifier.System, *ref.Identifier.Value, b.sys.ExternalID))
 		return b.patientWithID(id), id, "", nil
 	}
@@ -379,6 +388,33 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		return nil, "", "", err
 	}
 	return b.patientWithID(pid), pid, "", nil
+}
+
+// personByShortcode returns the _id of the CHT contact whose patient_id
+// is code, found as CHT finds a report's patient_id (the
+// contacts_by_reference view). No contact, or more than one, is a 422
+// naming expr: a follow-up must reach exactly one person.
+func (b *Bridge) personByShortcode(ctx context.Context, code, expr string) (string, error) {
+	found, err := b.cht.Contacts.ByShortcode(mediator.WithOrchestration(ctx, "CHT find subject by patient_id"), code)
+	if err != nil {
+		return "", chtFailure("find the contact with patient_id "+quote(code), err)
+	}
+	var ids []string
+	for _, c := range found {
+		if !slices.Contains(ids, c.ID) { // a contact whose place_id is also code is listed twice
+			ids = append(ids, c.ID)
+		}
+	}
+	switch len(ids) {
+	case 1:
+		return ids[0], nil
+	case 0:
+		return "", &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
+			"no CHT contact has the patient_id "+quote(code), models.IssueTypeNotFound)}
+	}
+	return "", &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
+		"%d CHT contacts have the patient_id %s (%s): refer to the person by its CHT identifier instead",
+		len(ids), quote(code), strings.Join(ids, ", ")), models.IssueTypeMultipleMatches)}
 }
 
 func (b *Bridge) patientWithID(id string) *models.Patient {
