@@ -11,6 +11,7 @@ import (
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -132,12 +133,12 @@ func subjectFailed(u *unit, entry int, err error) error {
 // CHT failure or a configuration error (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
-	exists := map[string]bool{}
+	seen := &checked{subjects: map[string]bool{}, parents: map[string]*cht.Lineage{}}
 	for i, u := range pb.units {
 		if u.skip {
 			continue
 		}
-		err := b.checkUnit(ctx, u, exists)
+		err := b.checkUnit(ctx, u, seen)
 		if err == nil {
 			continue
 		}
@@ -156,11 +157,17 @@ func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error 
 	return nil
 }
 
-// checkUnit runs the checks of checkTransaction for one unit; exists holds
-// the subjects found already.
-func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool) error {
+// checked is what the checks of one transaction have read from CHT
+// already, so that each is read once.
+type checked struct {
+	subjects map[string]bool         // subjects found to be people
+	parents  map[string]*cht.Lineage // lineage of a new person, by parent place
+}
+
+// checkUnit runs the checks of checkTransaction for one unit.
+func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
 	if u.person != nil {
-		create, err := b.checkPersonDoc(ctx, u.person)
+		create, err := b.checkPersonDoc(ctx, u.person, seen.parents)
 		u.create = create
 		return err
 	}
@@ -171,13 +178,13 @@ func (b *Bridge) checkUnit(ctx context.Context, u *unit, exists map[string]bool)
 		}
 		u.doc = doc
 	}
-	if u.subject == "" || exists[u.subject] {
+	if u.subject == "" || seen.subjects[u.subject] {
 		return nil
 	}
 	if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
 		return err
 	}
-	exists[u.subject] = true
+	seen.subjects[u.subject] = true
 	return nil
 }
 

@@ -2,6 +2,7 @@ package tocht_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -192,4 +193,31 @@ func TestTransactionWithAMissingParentPlaceWritesNothing(t *testing.T) {
 	assert.Contains(t, parseOutcome(t, a.body).text(), "no-such-place")
 	assert.Equal(t, name, r.doc(t, chttest.DemoPatientID)["name"], "the existing person was updated")
 	assert.Len(t, r.cht.Docs(), before, "a document was created")
+}
+
+// The new people of one transaction read their parent place once, and each
+// gets its own copy of the lineage under it.
+func TestTransactionReadsTheParentPlaceOnce(t *testing.T) {
+	r := newRig(t)
+	var entries []string
+	for i := range 3 {
+		entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"Patient","identifier":[{"system":"urn:nid","value":"n-%d"}],"name":[{"text":"New %d"}]}}`, i, i))
+	}
+	a := r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(entries, ",")+`]}`))
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	reads := 0
+	for _, q := range r.cht.Requests() {
+		if q.Method == http.MethodGet && q.Path == "/medic/"+chttest.DemoHouseholdID {
+			reads++
+		}
+	}
+	assert.Equal(t, 1, reads, "reads of the parent place")
+	household := r.doc(t, chttest.DemoHouseholdID)
+	for i := range 3 {
+		p := r.doc(t, r.bridge.PersonID(fmt.Sprintf("urn:nid|n-%d", i)))
+		assert.Equal(t, fmt.Sprintf("New %d", i), p["name"])
+		parent, _ := p["parent"].(map[string]any)
+		assert.Equal(t, chttest.DemoHouseholdID, parent["_id"])
+		assert.Equal(t, household["parent"], parent["parent"], "the household's own lineage, minified")
+	}
 }

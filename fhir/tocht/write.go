@@ -103,7 +103,7 @@ func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact) (crea
 			}
 			continue // updated meanwhile: read it again
 		}
-		doc, err := b.newPerson(ctx, p)
+		doc, err := b.newPerson(ctx, p, nil)
 		if err != nil {
 			return false, err
 		}
@@ -150,9 +150,9 @@ func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bo
 // checkPersonDoc verifies, before a transaction writes anything, that the
 // CHT document a Patient becomes is a person if it exists already (as
 // upsertPerson does when it writes), and, for a new person, builds the
-// document to create (see newPerson), which it returns (nil for a person
-// CHT has), for upsertPerson to create without reading again.
-func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*cht.Contact, error) {
+// document to create (see newPerson, given parents), which it returns (nil
+// for a person CHT has), for upsertPerson to create without reading again.
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, parents map[string]*cht.Lineage) (*cht.Contact, error) {
 	var cur cht.Contact
 	found, err := b.readPerson(ctx, p, &cur)
 	if err != nil {
@@ -163,7 +163,7 @@ func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact) (*cht.Conta
 	}
 	// A new person: its parent place must be usable (a configuration
 	// error otherwise, which must not stop a transaction halfway).
-	return b.newPerson(ctx, p)
+	return b.newPerson(ctx, p, parents)
 }
 
 // updatable refuses to update the existing document cur with the person p
@@ -177,20 +177,41 @@ func (b *Bridge) updatable(cur, p *cht.Contact) error {
 }
 
 // newPerson is the document CHT's people API would store: the parent
-// lineage minified from the parent place, and reported_date set.
-func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, error) {
+// lineage minified from the parent place, and reported_date set. parents,
+// when not nil, keeps the lineage of each parent place read, so that the
+// new people of one transaction read their place once.
+func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact, parents map[string]*cht.Lineage) (*cht.Contact, error) {
 	if p.Parent == nil || p.Parent.ID == "" {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: errors.New("mediator configuration: no parent place for new people (fhir.InboundConfig.ParentPlace, MEDIATOR_PARENT_PLACE)")}
 	}
+	lineage, ok := parents[p.Parent.ID]
+	if !ok {
+		var err error
+		if lineage, err = b.parentLineage(ctx, p.Parent.ID); err != nil {
+			return nil, err
+		}
+		if parents != nil {
+			parents[p.Parent.ID] = lineage
+		}
+	}
+	doc := *p
+	doc.Parent = lineage.Minify() // a copy for each person
+	doc.ReportedDate = cht.Millis(b.now().UnixMilli())
+	return &doc, nil
+}
+
+// parentLineage reads the parent place id and returns the minified lineage
+// of a person placed under it.
+func (b *Bridge) parentLineage(ctx context.Context, id string) (*cht.Lineage, error) {
 	var parent cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read parent place"), p.Parent.ID, &parent)
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read parent place"), id, &parent)
 	if errors.Is(err, cht.ErrNotFound) {
 		return nil, &Error{Status: http.StatusInternalServerError,
-			Err: fmt.Errorf("mediator configuration: parent place %s does not exist in CHT", p.Parent.ID)}
+			Err: fmt.Errorf("mediator configuration: parent place %s does not exist in CHT", id)}
 	}
 	if err != nil {
-		return nil, chtFailure("read parent place "+p.Parent.ID, err)
+		return nil, chtFailure("read parent place "+id, err)
 	}
 	// A person of any type (Config.ContactTypes, Config.PersonTypes) is no
 	// parent: CHT's person API refuses a parent whose type the person's
@@ -198,12 +219,9 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, e
 	// src/local/libs/lineage.ts assertHasValidParentType).
 	if !parent.IsContact() || b.isPerson(&parent) {
 		return nil, &Error{Status: http.StatusInternalServerError,
-			Err: fmt.Errorf("mediator configuration: parent %s is a %q, not a place", p.Parent.ID, parent.TypeID())}
+			Err: fmt.Errorf("mediator configuration: parent %s is a %q, not a place", id, parent.TypeID())}
 	}
-	doc := *p
-	doc.Parent = &cht.Lineage{ID: parent.ID, Parent: parent.Parent.Minify()}
-	doc.ReportedDate = cht.Millis(b.now().UnixMilli())
-	return &doc, nil
+	return &cht.Lineage{ID: parent.ID, Parent: parent.Parent.Minify()}, nil
 }
 
 // mergePerson copies the fields the Patient gives into cur; it reports
