@@ -347,15 +347,19 @@ func (r reader) Read(ctx context.Context, typ, id string, out any) error {
 	return r.h.cfg.FHIR.Read(r.h.cfg.Orchestrate(ctx, "FHIR read "+typ), typ, id, out)
 }
 
-// needsHydration reports whether a report arrived without the documents the
-// converter links to (patient, submitting CHW).
+// needsHydration reports whether a report arrived as stored, without the
+// documents the converter links to (submitting CHW, patient, place). CHT
+// hydrates them in one pass (cht-core shared-libs/lineage/src/hydration.js
+// hydrateDocs, mergeLineagesIntoDoc): a report with any of them hydrated is
+// as complete as CHT can make it, even without a patient (its subject is a
+// place, or a shortcode no contact has), and hydrating it again would only
+// make the push depend on CHT's API.
 func needsHydration(r *cht.Report) bool {
-	if r.Patient == nil {
-		if _, _, ok := r.Subject(); ok {
-			return true
-		}
+	if r.Patient != nil || r.Place != nil || r.Contact.Hydrated() {
+		return false
 	}
-	return r.Contact != nil && r.Contact.Name == "" && r.Contact.ID != ""
+	_, _, subject := r.Subject()
+	return subject || (r.Contact != nil && r.Contact.ID != "")
 }
 
 // hydrate fetches the hydrated document id; nil when CHT does not know it

@@ -180,6 +180,55 @@ func TestPushOfAReferenceIsResolvedThroughCHT(t *testing.T) {
 	assert.Equal(t, []string{"CHT hydrate", "FHIR transaction"}, r.calls.take())
 }
 
+// A report is hydrated through CHT only when it arrived as stored. CHT
+// hydrates the submitter, the patient and the place in one pass
+// (shared-libs/lineage/src/hydration.js hydrateDocs, mergeLineagesIntoDoc),
+// so a hydrated report about a place, or about a shortcode no contact has,
+// has no patient and yet is complete: hydrating it again would only make
+// the push fail while CHT's API is unreachable.
+func TestOnlyStoredReportsAreHydratedThroughCHT(t *testing.T) {
+	report := func(id string, fields map[string]any) map[string]any {
+		return map[string]any{"_id": id, "type": "data_record", "form": "HEIGHT_WEIGHT", "reported_date": 1730355950419,
+			"fields": fields, "contact": map[string]any{"_id": chttest.DemoCHWID}}
+	}
+	tests := []struct {
+		name    string
+		doc     map[string]any
+		stored  bool // push the document as stored, not as CHT hydrates it
+		hydrate bool // whether the handler calls CHT
+	}{
+		{"hydrated, about a person", report("r-person", map[string]any{"patient_uuid": chttest.DemoPatientID, "weight": 65}), false, false},
+		{"hydrated, about a place", report("r-place", map[string]any{"place_id": chttest.DemoHouseholdID, "weight": 65}), false, false},
+		{"hydrated, about a shortcode no contact has", report("r-nobody", map[string]any{"patient_id": "00000", "weight": 65}), false, false},
+		{"stored, about a person", report("r-person", map[string]any{"patient_uuid": chttest.DemoPatientID, "weight": 65}), true, true},
+		{"stored, about a place", report("r-place", map[string]any{"place_id": chttest.DemoHouseholdID, "weight": 65}), true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, true)
+			_, err := r.cht.PutDoc(tt.doc)
+			require.NoError(t, err)
+			doc := tt.doc
+			if !tt.stored {
+				doc = r.hydrated(t, tt.doc["_id"].(string))
+				require.NotNil(t, doc["contact"].(map[string]any)["name"], "CHT hydrated the submitter")
+			}
+			r.calls.take()
+			body, err := json.Marshal(map[string]any{"doc": doc})
+			require.NoError(t, err)
+			resp := postJSON(t, r.srv.URL+push.OutboundPath, body)
+			answer := readAll(t, resp)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "%s", answer)
+			want := []string{"FHIR transaction"}
+			if tt.hydrate {
+				want = []string{"CHT hydrate", "FHIR transaction"}
+			}
+			assert.Equal(t, want, r.calls.take())
+			assert.Equal(t, 1, r.fhir.Count("Encounter"))
+		})
+	}
+}
+
 func TestPushOfAPersonWritesAPatient(t *testing.T) {
 	r := newRig(t, false)
 	att, err := r.pusher.Push(context.Background(), r.hydrated(t, chttest.DemoPatientID))
