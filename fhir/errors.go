@@ -22,7 +22,10 @@ var ErrUnsupportedResource = errors.New("fhir: unsupported resource type")
 // ConversionError reports CHT data that cannot be converted to FHIR. Field is
 // the CHT field (a document key such as "date_of_death" or a report path
 // such as "fields.vitals.temperature"), Value the offending value, Reason
-// what is wrong with it.
+// what is wrong with it. Error names the document and the field but not the
+// value, which may be personal data (a date of birth, a phone number): the
+// message reaches logs, OpenHIM transactions and CHT's own logs of a
+// refused push. Read Value where your code needs it.
 type ConversionError struct {
 	DocID  string // CHT document _id, if known
 	Field  string
@@ -31,7 +34,7 @@ type ConversionError struct {
 	Err    error // underlying error, if any
 }
 
-// Error returns "fhir: convert doc <id> field <field> (value <v>): <reason>".
+// Error returns "fhir: convert doc <id> field <field>: <reason>".
 func (e *ConversionError) Error() string {
 	var b strings.Builder
 	b.WriteString("fhir: convert")
@@ -39,9 +42,6 @@ func (e *ConversionError) Error() string {
 		fmt.Fprintf(&b, " doc %q", e.DocID)
 	}
 	fmt.Fprintf(&b, " field %q", e.Field)
-	if e.Value != nil {
-		fmt.Fprintf(&b, " (value %s)", shortValue(e.Value))
-	}
 	b.WriteString(": ")
 	b.WriteString(e.Reason)
 	if e.Err != nil {
@@ -53,14 +53,6 @@ func (e *ConversionError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *ConversionError) Unwrap() error { return e.Err }
-
-func shortValue(v any) string {
-	s := fmt.Sprintf("%#v", v)
-	if len(s) > 64 {
-		s = s[:61] + "..."
-	}
-	return s
-}
 
 // Issue is one problem found in incoming FHIR. Expression is the FHIRPath of
 // the element (e.g. "Observation.code.coding[0].system").

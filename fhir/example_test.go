@@ -244,9 +244,9 @@ forms: []
 	// Output:
 	// Patient "Zoë Ngũgĩ wa Kamau" gender female birthDate <nil>
 	// Location "Kamau household"
-	// warning: fhir: convert doc "p-1" field "date_of_birth" (value "1990-13-45"): not a date (want YYYY-MM-DD, YYYY-MM or YYYY)
+	// warning: fhir: convert doc "p-1" field "date_of_birth": not a date (want YYYY-MM-DD, YYYY-MM or YYYY)
 	// Practitioner "Baby of Amina"
-	// error: fhir: convert doc "x-1" field "contact_type" (value "c_clinic"): not a contact type of the app (contact_types in the app settings): contact type not in the app's contact_types
+	// error: fhir: convert doc "x-1" field "contact_type": not a contact type of the app (contact_types in the app settings): contact type not in the app's contact_types
 }
 
 func ptr[T any](v T) *T { return &v }

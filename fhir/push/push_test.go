@@ -245,6 +245,10 @@ func TestBadPushes(t *testing.T) {
 	unmapped["form"] = "NOT_MAPPED"
 	unmappedBody, err := json.Marshal(map[string]any{"doc": unmapped})
 	require.NoError(t, err)
+	badDate := r.hydrated(t, chttest.DemoPatientID)
+	badDate["date_of_birth"] = "31/12/1990"
+	badDateBody, err := json.Marshal(map[string]any{"doc": badDate})
+	require.NoError(t, err)
 
 	tests := []struct {
 		name   string
@@ -253,14 +257,17 @@ func TestBadPushes(t *testing.T) {
 		body   string
 		status int
 		want   string
+		hide   string // personal data the answer must not repeat
 	}{
-		{"malformed JSON", push.OutboundPath, "application/json", `{"doc":`, http.StatusBadRequest, "JSON"},
-		{"wrong content type", push.OutboundPath, "text/plain", `{}`, http.StatusUnsupportedMediaType, ""},
-		{"reference without CHT access", push.OutboundPath, "application/json", `{"id":"abc"}`, http.StatusBadRequest, "no document"},
-		{"unmapped form", push.OutboundPath, "application/json", string(unmappedBody), http.StatusUnprocessableEntity, "NOT_MAPPED"},
-		{"encounter payload with a wrong id type", push.EncounterPath, "application/json", `{"id": 5}`, http.StatusBadRequest, "id"},
-		{"encounter payload wrong content type", push.EncounterPath, "text/csv", `a,b`, http.StatusUnsupportedMediaType, "text/csv"},
-		{"GET", push.OutboundPath, "", ``, http.StatusMethodNotAllowed, ""},
+		{"malformed JSON", push.OutboundPath, "application/json", `{"doc":`, http.StatusBadRequest, "JSON", ""},
+		{"wrong content type", push.OutboundPath, "text/plain", `{}`, http.StatusUnsupportedMediaType, "", ""},
+		{"reference without CHT access", push.OutboundPath, "application/json", `{"id":"abc"}`, http.StatusBadRequest, "no document", ""},
+		{"unmapped form", push.OutboundPath, "application/json", string(unmappedBody), http.StatusUnprocessableEntity, "NOT_MAPPED", ""},
+		{"a date of birth that is no date", push.OutboundPath, "application/json", string(badDateBody), http.StatusUnprocessableEntity,
+			`field \"date_of_birth\": not a date`, "31/12/1990"},
+		{"encounter payload with a wrong id type", push.EncounterPath, "application/json", `{"id": 5}`, http.StatusBadRequest, "id", ""},
+		{"encounter payload wrong content type", push.EncounterPath, "text/csv", `a,b`, http.StatusUnsupportedMediaType, "text/csv", ""},
+		{"GET", push.OutboundPath, "", ``, http.StatusMethodNotAllowed, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,6 +283,9 @@ func TestBadPushes(t *testing.T) {
 			body := readAll(t, resp)
 			assert.Equal(t, tt.status, resp.StatusCode, "%s", body)
 			assert.Contains(t, string(body), tt.want)
+			if tt.hide != "" {
+				assert.NotContains(t, string(body), tt.hide)
+			}
 		})
 	}
 	assert.Equal(t, 0, r.fhir.Count("Encounter"), "nothing written for bad pushes")
