@@ -50,6 +50,7 @@ func init() {
 		}
 		return mergeTransactions(all)
 	}
+	direct.Conditional = func(conv any) bool { return conv.(*Converter).cfg.Strategy != WritePut }
 	direct.Transaction = func(client any, ctx context.Context, bundle []byte, n int) error {
 		return client.(*Client).transaction(ctx, bundle, n)
 	}

@@ -49,7 +49,11 @@ type Config struct {
 	// means DefaultBatchSize.
 	BatchSize int
 	// Workers is the number of bundles written concurrently; 0 means
-	// DefaultWorkers.
+	// DefaultWorkers. A Converter with a conditional write strategy
+	// (fhir.WriteConditionalUpdate, fhir.WriteConditionalCreate) writes one
+	// bundle at a time whatever Workers says: two conditional writes of
+	// the same new resource in parallel can both create it on many FHIR
+	// servers, and every later conditional write of it then fails with 412.
 	Workers int
 	// PageSize is the number of changes read (and hydrated) per request; 0
 	// means DefaultPageSize.
@@ -124,6 +128,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
+	}
+	if direct.Conditional(cfg.Converter) {
+		cfg.Workers = 1
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = DefaultPageSize
@@ -335,6 +342,15 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 		case skip != "":
 			c.skip(skip)
 		default:
+			for _, w := range tx.Warnings {
+				doc := w.DocID // the document of a shared resource, or this one
+				if doc == "" {
+					doc = d.ID
+				}
+				// The field, not the value, which may be personal data.
+				cfg.Logger.WarnContext(ctx, "conversion left out a value of a lenient field", "doc", doc,
+					"field", w.Field, "reason", w.Reason)
+			}
 			txs = append(txs, converted{doc: d, tx: tx})
 		}
 	}
@@ -409,6 +425,13 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struc
 		r := new(cht.Report)
 		if err := r.UnmarshalJSON(d.Doc); err != nil {
 			return nil, "", fmt.Errorf("decode report: %w", err)
+		}
+		if r.Form == "" {
+			// A message: an SMS that matched no form (cht-core
+			// api/src/services/records.js getDataRecord) or one sent
+			// from the Messages tab (webapp send-message.service.ts,
+			// form null). Not a report to convert, and no failure.
+			return nil, "no form (a message)", nil
 		}
 		// ReportBundle, with the Observations written when the
 		// transaction is encoded rather than built as samply values.

@@ -16,9 +16,11 @@
 // so it never names a sequence whose documents are not all written. A
 // process killed at any point restarts from the checkpoint and rewrites at
 // most the batches committed in the last quarter of a second and those in
-// flight; the converter's writes are idempotent (PUT to deterministic ids),
-// so the overlap creates no duplicates, and the counts restart with the
-// checkpoint's, so no document is counted twice.
+// flight; the converter's writes are idempotent (PUT to deterministic ids,
+// or conditional writes keyed on the CHT identifier, which Run makes one
+// at a time: see Config.Workers), so the overlap creates no duplicates,
+// and the counts restart with the checkpoint's, so no document is counted
+// twice.
 //
 // # Documents edited during the sync
 //
@@ -31,6 +33,15 @@
 // version whatever order the workers' writes and retries finish in.
 // Batches that share resources with the same content are written in
 // parallel.
+//
+// # What is converted
+//
+// Reports and contacts are. Other documents are counted as skipped with
+// the reason (Checkpoint.Skipped): deleted ones, documents of other types,
+// reports of forms the mapping does not map, and messages (data_record
+// documents without a form: SMS that matched no form, messages sent from
+// CHT). A value of a lenient field that cannot be converted is left out and
+// logged as a warning naming the document and the field.
 //
 // # Failures
 //

@@ -66,6 +66,11 @@ var (
 	// dst (tx.MarshalJSON into a caller's buffer).
 	AppendTransaction func(dst []byte, tx any) ([]byte, error)
 
+	// Conditional reports whether conv, a *fhir.Converter, writes with a
+	// conditional strategy (fhir.WriteConditionalUpdate or
+	// fhir.WriteConditionalCreate) rather than PUT to deterministic ids.
+	Conditional func(conv any) bool
+
 	// Release gives the memory of a transaction of ReportTransaction or
 	// ContactTransaction back for the next conversion. Call it once the
 	// transaction is written and nothing reads it (entries, strings)
