@@ -14,8 +14,10 @@ import (
 // push of a document fails (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js);
 // Sentinel's outbound schedule retries every push left in Queue every 5 minutes, removes a push
 // once it succeeds and deletes the document when Queue is empty
-// (sentinel/src/schedule/outbound.js). Every task therefore stands for pushes that have failed
-// at least once, and Created is when the first of them failed. Beware with two or more queued
+// (sentinel/src/schedule/outbound.js). A task therefore stands for pushes that failed at least
+// once, and Created is when the first of them failed, except for a push with a cron:
+// mark_for_outbound queues it without trying when the change falls outside its window, and
+// Sentinel sends it in the next window. Beware with two or more queued
 // pushes: removeConfigKeyFromTask calls queue.splice(key, 1) with the push name, which JavaScript
 // reads as index 0, so a success removes the first entry, not its own; when the first push is
 // still failing, it is dropped and never retried (the one that succeeded stays and is removed

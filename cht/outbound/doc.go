@@ -27,9 +27,13 @@
 // when Prometheus scrapes it, reusing one read for WatchConfig.CacheFor:
 //
 //	cht_outbound_queue_up                           1 when the last read of the queue succeeded
-//	cht_outbound_queue_tasks                        documents with pushes waiting
-//	cht_outbound_queue_pushes{destination="<push>"} pushes waiting per destination (each failed at least once)
+//	cht_outbound_queue_tasks                        documents with pushes waiting after failing
+//	cht_outbound_queue_pushes{destination="<push>"} pushes waiting per destination
 //	cht_outbound_queue_oldest_failure_age_seconds   age of the oldest waiting push, 0 when none
+//
+// A push with a cron is queued outside its window without being tried, so
+// it waits in the same queue without having failed: name such pushes in
+// WatchConfig.Scheduled, and only the others count as failures.
 //
 // Register it with the mediator's registry. It is not a readiness check: a
 // mediator taken out of service while pushes to it fail would never receive

@@ -27,6 +27,14 @@ type WatchConfig struct {
 	Timeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Scheduled names the pushes of app_settings.outbound that have a cron.
+	// CHT queues a push outside its cron window without trying it
+	// (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js),
+	// so its place in the queue says nothing about failures: a document
+	// whose queue holds only scheduled pushes counts in neither
+	// cht_outbound_queue_tasks nor the oldest failure age.
+	// cht_outbound_queue_pushes still counts them, by destination.
+	Scheduled []string
 }
 
 // Watch is a prometheus.Collector of CHT's outbound queue. It is safe for concurrent use.
@@ -59,9 +67,9 @@ func NewWatch(q Queue, cfg WatchConfig) *Watch {
 	}
 	return &Watch{q: q, cfg: cfg,
 		up:        prometheus.NewDesc("cht_outbound_queue_up", "1 when the last read of CHT's outbound queue (Sentinel's task:outbound documents) succeeded.", nil, nil),
-		tasksDesc: prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing.", nil, nil),
-		pushes:    prometheus.NewDesc("cht_outbound_queue_pushes", "Outbound pushes waiting for retry, each failed at least once, by destination (app_settings.outbound key).", []string{"destination"}, nil),
-		oldest:    prometheus.NewDesc("cht_outbound_queue_oldest_failure_age_seconds", "Age of the oldest queued outbound push (when its first attempt failed); 0 when the queue is empty.", nil, nil),
+		tasksDesc: prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing (pushes waiting for their cron window aside).", nil, nil),
+		pushes:    prometheus.NewDesc("cht_outbound_queue_pushes", "Outbound pushes waiting, by destination (app_settings.outbound key): for retry after failing, or for the destination's cron window.", []string{"destination"}, nil),
+		oldest:    prometheus.NewDesc("cht_outbound_queue_oldest_failure_age_seconds", "Age of the oldest queued outbound push that failed (when its task was created; pushes waiting for their cron window aside); 0 when none.", nil, nil),
 	}
 }
 
@@ -86,17 +94,21 @@ type summary struct {
 	oldest time.Duration
 }
 
-func summarize(tasks []cht.OutboundTask, now time.Time) summary {
+// summarize sums up tasks; a task whose queue holds only pushes of
+// scheduled destinations is not a failure.
+func summarize(tasks []cht.OutboundTask, now time.Time, scheduled []string) summary {
 	s := summary{byDest: map[string]int{}}
 	var first time.Time
 	for _, t := range tasks {
-		if len(t.Queue) == 0 {
-			continue // Sentinel deletes a task with an empty queue
-		}
-		s.tasks++
+		failed := false
 		for _, push := range t.Queue {
 			s.byDest[push]++
+			failed = failed || !slices.Contains(scheduled, push)
 		}
+		if !failed {
+			continue // nothing queued (Sentinel deletes the task), or only waiting for a cron window
+		}
+		s.tasks++
 		if c := t.Created.Time(); !c.IsZero() && (first.IsZero() || c.Before(first)) {
 			first = c
 		}
@@ -123,7 +135,7 @@ func (w *Watch) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 0)
 		return
 	}
-	s := summarize(tasks, now)
+	s := summarize(tasks, now, w.cfg.Scheduled)
 	ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(w.tasksDesc, prometheus.GaugeValue, float64(s.tasks))
 	dests := make([]string, 0, len(s.byDest))

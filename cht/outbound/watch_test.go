@@ -145,3 +145,78 @@ func TestWatchUnreadableQueue(t *testing.T) {
 		t.Errorf("%d reads within CacheFor, want 1", n)
 	}
 }
+
+// A push with a cron is queued outside its window without being tried
+// (mark_for_outbound.js: config.cron && !isWithinTimeFrame → failedKeys,
+// no send), so it waits in the queue without having failed. Named in
+// WatchConfig.Scheduled, such pushes are counted by destination but are
+// not failures; unnamed, the watch cannot tell them apart.
+func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
+	var tried atomic.Int32
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tried.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(dest.Close)
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	nightly, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "nightly", URL: dest.URL, Cron: "0 2 * * *",
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "live", URL: dest.URL,
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"n1", "l1"} {
+		if _, err := chtSrv.PutDoc(map[string]any{"_id": id, "type": "data_record", "form": "f"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, err := nightly.PushID(ctx, "n1"); err != nil || a.Outcome != chttest.OutcomeQueued { // 09:00, outside the window
+		t.Fatalf("scheduled push: %v, %v; want queued", a.Outcome, err)
+	}
+	if n := tried.Load(); n != 0 {
+		t.Fatalf("the scheduled push was tried %d times outside its window", n)
+	}
+	clk.add(10 * time.Minute)
+	if _, err := live.PushID(ctx, "l1"); err == nil { // tried at 09:10, failed
+		t.Fatal("push to a failing destination succeeded")
+	}
+	clk.add(20 * time.Minute)
+
+	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		scheduled []string
+		tasks     float64
+		oldest    time.Duration
+	}{
+		{"scheduled named", []string{"nightly"}, 1, 20 * time.Minute},
+		{"scheduled not named", nil, 2, 30 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now, Scheduled: tt.scheduled}))
+			if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tt.tasks {
+				t.Errorf("tasks = %v, want %v", got, tt.tasks)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != tt.oldest.Seconds() {
+				t.Errorf("oldest failure age = %v s, want %v", got, tt.oldest.Seconds())
+			}
+			for _, d := range []string{"nightly", "live"} {
+				if got := gauge(t, reg, "cht_outbound_queue_pushes", d); got != 1 {
+					t.Errorf("pushes{destination=%s} = %v, want 1", d, got)
+				}
+			}
+		})
+	}
+}
