@@ -84,16 +84,16 @@ func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
 
 // Ready reads the contact types unless they are read, and returns nil once
 // they are; otherwise an error wrapping [ErrContactTypesUnread] and the
-// cause.
-func (p *Pending) Ready(context.Context) error {
-	_, err := p.get()
+// cause. It returns when ctx is done, even while the read goes on.
+func (p *Pending) Ready(ctx context.Context) error {
+	_, err := p.get(ctx)
 	return err
 }
 
 // ServeHTTP serves the pushes as [Handler] does once the contact types are
 // read, and answers 503 until then.
 func (p *Pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, err := p.get()
+	h, err := p.get(r.Context())
 	if err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(max(int(p.retry/time.Second), 1)))
 		writeJSON(w, http.StatusServiceUnavailable, err.Error())
@@ -102,8 +102,9 @@ func (p *Pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(w, r)
 }
 
-// get returns the handler, reading the contact types if they are due.
-func (p *Pending) get() (*Handler, error) {
+// get returns the handler, reading the contact types if they are due. It
+// waits for the read until ctx is done; the read goes on without it.
+func (p *Pending) get(ctx context.Context) (*Handler, error) {
 	if h := p.handler.Load(); h != nil {
 		p.refreshIfDue()
 		return p.handler.Load(), nil
@@ -111,25 +112,42 @@ func (p *Pending) get() (*Handler, error) {
 	if !p.mu.TryLock() { // another request is reading them
 		return nil, fmt.Errorf("%w: reading them", ErrContactTypesUnread)
 	}
-	defer p.mu.Unlock()
 	if h := p.handler.Load(); h != nil {
+		p.mu.Unlock()
 		return h, nil
 	}
 	if p.lastErr != nil && time.Since(p.last) < p.retry {
-		return nil, p.lastErr
+		err := p.lastErr
+		p.mu.Unlock()
+		return nil, err
 	}
-	h, n, err := p.read()
-	if err == nil {
-		p.lastErr = nil
-		p.log.Info("read the app's contact types from CHT; taking pushes", "contact_types", n)
-		return h, nil
+	type result struct {
+		h   *Handler
+		err error
 	}
-	if p.lastErr == nil {
-		p.log.Warn("cannot read the app's contact types from CHT; pushes are answered 503 until they are read",
-			"err", err, "retry_every", p.retry.String())
+	done := make(chan result, 1)
+	go func() {
+		defer p.mu.Unlock()
+		h, n, err := p.read()
+		if err == nil {
+			p.lastErr = nil
+			p.log.Info("read the app's contact types from CHT; taking pushes", "contact_types", n)
+			done <- result{h: h}
+			return
+		}
+		if p.lastErr == nil {
+			p.log.Warn("cannot read the app's contact types from CHT; pushes are answered 503 until they are read",
+				"err", err, "retry_every", p.retry.String())
+		}
+		p.lastErr = fmt.Errorf("%w: %w", ErrContactTypesUnread, err)
+		done <- result{err: p.lastErr}
+	}()
+	select {
+	case r := <-done:
+		return r.h, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: still reading them: %w", ErrContactTypesUnread, context.Cause(ctx))
 	}
-	p.lastErr = fmt.Errorf("%w: %w", ErrContactTypesUnread, err)
-	return nil, p.lastErr
 }
 
 // refreshIfDue starts a new read of the contact types when those in use

@@ -210,3 +210,29 @@ func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post("c_chw"), "and are still in use")
 	assert.NoError(t, p.Ready(context.Background()))
 }
+
+// Ready returns at its context's deadline while CHT is slow to answer the
+// settings (the mediator gives its readiness check 5 s; the read may take
+// 10); the read goes on, and once it is done Ready is nil.
+func TestPendingReadyHonoursItsContext(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Latency: time.Second, Count: 1})
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
+		Password: chttest.AdminPassword, MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://fhir.invalid", MaxRetries: -1})
+	require.NoError(t, err)
+	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
+		Config{FHIR: fhirClient, CHT: chtClient})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	// The read takes a second and then succeeds: only a Ready that stopped
+	// waiting at its deadline returns this error.
+	err = p.Ready(ctx)
+	require.ErrorIs(t, err, ErrContactTypesUnread)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 5*time.Second, 20*time.Millisecond)
+}
