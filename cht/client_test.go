@@ -1020,6 +1020,57 @@ func TestAllHydrated(t *testing.T) {
 	}
 }
 
+// nested returns a person whose member "x" nests n objects deep, so that
+// the document itself nests n+1 levels.
+func nested(id string, n int) map[string]any {
+	v := map[string]any{}
+	for range n - 1 {
+		v = map[string]any{"x": v}
+	}
+	return map[string]any{"_id": id, "type": "person", "name": id, "x": v}
+}
+
+// A document CHT hydrates but that cannot be read (here nested deeper than
+// the decoder allows) fails alone: its page is hydrated again one document
+// at a time, the others come as usual and only it carries Err. A document
+// that decodes on its own also reads inside the hydrate answer.
+func TestAllHydratedIsolatesUnreadableDocuments(t *testing.T) {
+	srv, c := newDemo(t, chttest.Config{})
+	const limit = 64 // the decoder's bound on nesting
+	if err := srv.PutDocs(nested("deep-ok", limit-1), nested("deep-bad", limit+5)); err != nil {
+		t.Fatal(err)
+	}
+	var ok cht.Contact
+	raw, _ := srv.Doc("deep-ok")
+	if err := ok.UnmarshalJSON(raw); err != nil {
+		t.Fatalf("deep-ok does not decode on its own: %v", err)
+	}
+	got := map[string]string{}
+	for ch, err := range c.Docs.AllHydrated(context.Background(), cht.ChangesOptions{Limit: 20}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var de *cht.DecodeError
+		switch {
+		case ch.Err != nil && errors.As(ch.Err, &de):
+			got[ch.ID] = "unreadable"
+		case ch.Err != nil:
+			t.Errorf("%s: %v, want a *DecodeError", ch.ID, ch.Err)
+		case ch.Hydrated != nil:
+			got[ch.ID] = "hydrated"
+		}
+	}
+	want := map[string]string{"deep-ok": "hydrated", "deep-bad": "unreadable", chttest.DemoPatientID: "hydrated"}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: %q, want %q", id, got[id], w)
+		}
+	}
+	if n := len(got); n != 15 {
+		t.Errorf("%d changes read, want the 13 of the demo and 2", n)
+	}
+}
+
 // TestCreateWithChosenID checks that a create with a chosen id works on
 // every version and that its replay conflicts. CHT 5.2's POST
 // /api/v1/person and /api/v1/place refuse _id (shared-libs/cht-datasource

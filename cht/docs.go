@@ -3,9 +3,11 @@ package cht
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -197,16 +199,22 @@ func (s *DocsService) All(ctx context.Context, opts ChangesOptions) iter.Seq2[*C
 type HydratedChange struct {
 	Change
 	// Hydrated is the current hydrated document; nil when the change is a
-	// deletion or the document was gone when it was hydrated.
+	// deletion, the document was gone when it was hydrated, or Err is set.
 	Hydrated *HydratedDoc
+	// Err is set when CHT's hydrated copy of this document cannot be read
+	// (a *DecodeError: not JSON, or nested too deeply); the other changes
+	// of its page are yielded as usual.
+	Err error
 }
 
 // AllHydrated iterates over the _changes feed like [DocsService.All] and
 // hydrates each page's documents with one batched [Client.Hydrate] call,
 // which is how a pull-mode mediator or a backfill reads CHT. Design
 // documents (_design/...) are skipped. Changes are yielded in feed order;
-// store Seq after processing each one to checkpoint. On error it yields
-// (nil, err) once and stops.
+// store Seq after processing each one to checkpoint. When the hydrated
+// copy of a page cannot be read, the page is hydrated again one document at
+// a time, so that only the documents that cannot be read carry an Err. On
+// any other error it yields (nil, err) once and stops.
 func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter.Seq2[*HydratedChange, error] {
 	return func(yield func(*HydratedChange, error) bool) {
 		o := opts
@@ -233,22 +241,16 @@ func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter
 					ids = append(ids, ch.ID)
 				}
 			}
-			docs := map[string]*HydratedDoc{}
-			if len(ids) > 0 {
-				res, err := s.client.Hydrate(ctx, ids...)
-				if err != nil {
-					yield(nil, err)
-					return
-				}
-				for i := range res.Docs {
-					docs[res.Docs[i].ID] = &res.Docs[i]
-				}
+			docs, bad, err := s.hydratePage(ctx, ids)
+			if err != nil {
+				yield(nil, err)
+				return
 			}
 			for _, ch := range fresh {
 				if isDesignDoc(ch.ID) {
 					continue
 				}
-				if !yield(&HydratedChange{Change: ch, Hydrated: docs[ch.ID]}, nil) {
+				if !yield(&HydratedChange{Change: ch, Hydrated: docs[ch.ID], Err: bad[ch.ID]}, nil) {
 					return
 				}
 			}
@@ -286,4 +288,39 @@ func (r *replays) again(c *Change) bool {
 	}
 	r.revs[id] = rev
 	return false
+}
+
+// hydratePage hydrates the documents of one page of changes with one
+// Hydrate call. When CHT's answer cannot be read (a *DecodeError), it
+// hydrates them again one at a time, and bad holds the error of each
+// document whose own answer cannot be read.
+func (s *DocsService) hydratePage(ctx context.Context, ids []string) (docs map[string]*HydratedDoc, bad map[string]error, err error) {
+	docs = make(map[string]*HydratedDoc, len(ids))
+	if len(ids) == 0 {
+		return docs, nil, nil
+	}
+	res, err := s.client.Hydrate(ctx, ids...)
+	if err == nil {
+		for i := range res.Docs {
+			docs[res.Docs[i].ID] = &res.Docs[i]
+		}
+		return docs, nil, nil
+	}
+	var de *DecodeError
+	if !errors.As(err, &de) {
+		return nil, nil, err
+	}
+	if len(ids) == 1 {
+		return docs, map[string]error{ids[0]: err}, nil
+	}
+	bad = map[string]error{}
+	for _, id := range ids {
+		one, b, err := s.hydratePage(ctx, []string{id})
+		if err != nil {
+			return nil, nil, err
+		}
+		maps.Copy(docs, one)
+		maps.Copy(bad, b)
+	}
+	return docs, bad, nil
 }

@@ -294,6 +294,9 @@ func read(ctx context.Context, cfg Config, cp Checkpoint, window chan struct{}, 
 		switch {
 		case ch.Deleted:
 			b.pre.skip("deleted")
+		case ch.Err != nil:
+			cfg.Logger.WarnContext(ctx, "document not read", "doc", ch.ID, "err", ch.Err)
+			b.pre.fail(ch.ID, ch.Err)
 		case ch.Hydrated == nil:
 			b.pre.skip("not found")
 		default:

@@ -47,10 +47,10 @@
 //
 // A batch the server rejects for its content (400, 413, 422, or a 2xx
 // transaction-response with a 4xx entry) is split and its documents written
-// one by one, so one bad document fails alone; documents that cannot be
-// converted or that the server rejects are counted as failed with their
-// reason and the sync moves on (Summary.Failed; the backfill command then
-// exits non-zero). Network errors, 408, 409 and 412 (version conflicts
+// one by one, so one bad document fails alone; documents whose hydrated
+// copy cannot be read, that cannot be converted or that the server rejects
+// are counted as failed with their reason and the sync moves on
+// (Summary.Failed; the backfill command then exits non-zero). Network errors, 408, 409 and 412 (version conflicts
 // between workers writing a shared resource), 429 and 5xx answers, and
 // incomplete transaction-responses are retried with backoff; when a batch still
 // fails after Config.MaxAttempts, Run stops with an error and the checkpoint

@@ -144,3 +144,24 @@ func TestConditionalStrategiesWriteOneBundleAtATime(t *testing.T) {
 		})
 	}
 }
+
+// A document whose hydrated copy cannot be read (nested deeper than the
+// decoder allows) fails alone, under its own id; the rest of its page is
+// written and the sync goes on past it.
+func TestUnreadableDocumentFailsAlone(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	deep := map[string]any{}
+	for range 70 {
+		deep = map[string]any{"x": deep}
+	}
+	_, err := chtSrv.PutDoc(map[string]any{"_id": "too-deep", "type": "person", "name": "Deep", "x": deep,
+		"parent": map[string]any{"_id": chttest.DemoHouseholdID}})
+	require.NoError(t, err)
+	sum, _, _ := runOn(t, chtSrv, demoConverter(t, chtSrv, nil), 2)
+	require.Equal(t, int64(1), sum.Failed, "failures %v", sum.Failures)
+	assert.Equal(t, "too-deep", sum.Failures[0].DocID)
+	assert.Contains(t, sum.Failures[0].Reason, "nested too deeply")
+	assert.Equal(t, sum.Docs, sum.Converted+sum.Failed+sum.SkippedTotal())
+	assert.Equal(t, int64(len(chtSrv.Docs())), sum.Docs)
+}
