@@ -139,6 +139,14 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		})
 	}))
 
+	mux.Handle("/"+suffix+"/nocontent", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return nil, nil // 204
+	}))
+	cookies := []string{"session=abc; Path=/", "lb=x"}
+	mux.Handle("/"+suffix+"/cookies", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return &mediator.Result{StatusCode: http.StatusOK, Header: http.Header{"Set-Cookie": cookies}, Body: []byte("ok")}, nil
+	}))
+
 	route := openhim.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
 	m, err := mediator.New(mediator.Config{
 		Definition: openhim.Definition{
@@ -267,6 +275,40 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		assert.Equal(t, "Failed", tx.Status)
 		require.NotNil(t, tx.Error)
 		assert.Equal(t, "e2e handler failure "+suffix, tx.Error.Message)
+	})
+	// Core parses the envelope whatever the outer status; after a 204
+	// net/http sends no body, which core could not parse (500 to its
+	// client, auto-retry).
+	t.Run("no content", func(t *testing.T) {
+		path := "/" + suffix + "/nocontent"
+		code, body := routed(path, "")
+		assert.Equal(t, http.StatusNoContent, code, "%s", body)
+		tx := transaction(path, finished)
+		assert.Equal(t, "Successful", tx.Status)
+		assert.Equal(t, http.StatusNoContent, tx.Response.Status)
+		assert.False(t, tx.AutoRetry)
+	})
+	// Core sets each cookie of a set-cookie array on its answer; a string
+	// made it answer 500.
+	t.Run("set-cookie", func(t *testing.T) {
+		path := "/" + suffix + "/cookies"
+		req, _ := http.NewRequest(http.MethodPost, router+path, nil)
+		req.SetBasicAuth(clientID, clientPW)
+		var resp *http.Response
+		require.Eventually(t, func() bool {
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			resp = r
+			return true
+		}, 45*time.Second, 500*time.Millisecond)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, []string{"session=abc; path=/", "lb=x"}, resp.Header.Values("Set-Cookie"))
+		tx := transaction(path, finished)
+		assert.Equal(t, "Successful", tx.Status)
 	})
 	t.Run("async", func(t *testing.T) {
 		path := "/" + suffix + "/async"

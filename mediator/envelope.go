@@ -52,7 +52,11 @@ type Envelope struct {
 	Error *ErrorDetails `json:"error,omitempty"`
 }
 
-// Response is the "response" of an envelope or an orchestration.
+// Response is the "response" of an envelope or an orchestration. Headers
+// holds one string per header; Set-Cookie holds one cookie per line and is
+// written as a JSON array of them, the form core's router requires
+// (openhim-core src/middleware/router.js setCookiesOnContext reads the
+// value as an array: a string made core answer its client 500).
 type Response struct {
 	Status    int               `json:"status"`
 	Headers   map[string]string `json:"headers"`
@@ -250,8 +254,10 @@ func truncateUTF8(s string) string {
 
 // WriteEnvelope normalizes env (see [Envelope.Normalize]; env is modified)
 // and writes it with Content-Type application/json+openhim and the HTTP
-// status of env.Response.Status. Core ignores the outer status; clients
-// that call the mediator directly see the same status as core's clients.
+// status of env.Response.Status, except that 204 and 304, which can carry
+// no body, are sent as 200 (see outerStatus). Core reads the status from
+// the envelope and ignores the outer one; clients that call the mediator
+// directly see the same status as core's clients otherwise.
 // A Response.Status outside 200-599 is an error and nothing is written.
 func WriteEnvelope(w http.ResponseWriter, env *Envelope) error {
 	if err := env.Normalize("", time.Now()); err != nil {
@@ -263,13 +269,26 @@ func WriteEnvelope(w http.ResponseWriter, env *Envelope) error {
 	bp := bufPool.Get().(*[]byte)
 	b := env.appendJSON((*bp)[:0])
 	w.Header()["Content-Type"] = contentTypeValue
-	w.WriteHeader(env.Response.Status)
+	w.WriteHeader(outerStatus(env.Response.Status))
 	_, err := w.Write(b)
 	putBuf(bp, b)
 	if err != nil {
 		return fmt.Errorf("mediator: write envelope: %w", err)
 	}
 	return nil
+}
+
+// outerStatus is the HTTP status an envelope of response status code is
+// sent with: code, except 204 and 304, after which net/http sends no body.
+// Core would then parse an empty envelope, fail, and answer its client 500
+// for work that was done, marking it for auto-retry (openhim-core
+// src/middleware/router.js: JSON.parse(response.body), then
+// handleServerError); it takes the status from the envelope.
+func outerStatus(code int) int {
+	if code == http.StatusNoContent || code == http.StatusNotModified {
+		return http.StatusOK
+	}
+	return code
 }
 
 // contentTypeValue is shared by every response (net/http does not modify
@@ -413,7 +432,18 @@ func appendHeaders(b []byte, h map[string]string) []byte {
 		}
 		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, h[k])
+		if !isSetCookie(k) {
+			b = appendString(b, h[k])
+			continue
+		}
+		b = append(b, '[')
+		for j, c := range strings.Split(h[k], "\n") {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, c)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }
@@ -625,7 +655,8 @@ func (l *lenientString) UnmarshalJSON(b []byte) error {
 }
 
 // lenientHeaders accepts an object whose values are strings, numbers,
-// booleans or arrays of those (Node keeps set-cookie as an array).
+// booleans or arrays of those (Node keeps set-cookie as an array, read
+// here one cookie per line; see [Response]).
 type lenientHeaders struct{ m map[string]string }
 
 func (l *lenientHeaders) UnmarshalJSON(b []byte) error {
@@ -644,7 +675,7 @@ func (l *lenientHeaders) UnmarshalJSON(b []byte) error {
 			for _, p := range v {
 				parts = append(parts, scalarString(p))
 			}
-			l.m[k] = strings.Join(parts, ", ")
+			l.m[k] = joinHeader(k, parts)
 		default:
 			l.m[k] = scalarString(v)
 		}

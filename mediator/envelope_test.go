@@ -242,7 +242,7 @@ func TestParseEnvelope(t *testing.T) {
 			assert.Equal(t, Status(""), e.Status)
 			assert.Equal(t, 202, e.Response.Status, "numeric string status")
 			assert.Equal(t, `{"accepted":true}`, e.Response.Body, "object body kept as JSON text")
-			assert.Equal(t, map[string]string{"set-cookie": "a=1, b=2", "x-count": "3"}, e.Response.Headers)
+			assert.Equal(t, map[string]string{"set-cookie": "a=1\nb=2", "x-count": "3"}, e.Response.Headers, "one cookie per line")
 			assert.Equal(t, time.UnixMilli(1767323045678).UTC(), e.Response.Timestamp, "epoch milliseconds")
 			require.Len(t, e.Orchestrations, 1)
 			assert.Nil(t, e.Orchestrations[0].Response)

@@ -186,14 +186,26 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 func flatten(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
 	for k, v := range h {
-		if len(v) == 1 {
-			m[k] = v[0]
-		} else {
-			m[k] = strings.Join(v, ", ")
-		}
+		m[k] = joinHeader(k, v)
 	}
 	return m
 }
+
+// joinHeader is the envelope's one string for the values v of header k:
+// joined with ", ", except Set-Cookie's, one cookie per line (see
+// [Response]).
+func joinHeader(k string, v []string) string {
+	if len(v) == 1 {
+		return v[0]
+	}
+	if isSetCookie(k) {
+		return strings.Join(v, "\n")
+	}
+	return strings.Join(v, ", ")
+}
+
+// isSetCookie reports whether k names the Set-Cookie header.
+func isSetCookie(k string) bool { return strings.EqualFold(k, "Set-Cookie") }
 
 // captureWriter buffers what a plain http.Handler writes so that it can be
 // answered as an envelope. When a HandlerFunc writes the envelope itself,
@@ -315,7 +327,7 @@ func (c *captureWriter) finish() {
 		for k, v := range c.h {
 			dst[k] = v
 		}
-		c.w.WriteHeader(code)
+		c.w.WriteHeader(outerStatus(code))
 		_, _ = c.w.Write(body)
 		t.code = code
 		if err == nil {

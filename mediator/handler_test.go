@@ -197,3 +197,82 @@ func TestRelayedNestedEnvelopeOrchestrationsOnce(t *testing.T) {
 		})
 	}
 }
+
+// An answer of 204 or 304 keeps its envelope: net/http sends no body after
+// those statuses, and core, finding application/json+openhim with an empty
+// body, fails to parse it and answers its client 500 for work that was
+// done, with auto-retry (openhim-core src/middleware/router.js: primary
+// route, JSON.parse(response.body), then handleServerError). The envelope
+// goes out with HTTP 200; core takes the status from it.
+func TestBodylessStatusesKeepTheEnvelope(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.Handler
+		want int // response.status
+	}{
+		{"HandlerFunc without a result", HandlerFunc(func(*Request) (*Result, error) { return nil, nil }), 204},
+		{"Result 304", HandlerFunc(func(*Request) (*Result, error) { return &Result{StatusCode: 304, Status: StatusSuccessful}, nil }), 304},
+		{"plain handler 204", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }), 204},
+		{"plain handler writing its own envelope", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", ContentType)
+			w.WriteHeader(204)
+			_, _ = io.WriteString(w, `{"x-mediator-urn":"urn:mediator:own","status":"Successful","response":{"status":204,"headers":{},"body":"","timestamp":"2026-01-02T03:04:05Z"}}`)
+		}), 204},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h})
+			resp, err := http.Get(base + "/x")
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			env := getEnvelope(t, resp)
+			assert.Equal(t, tt.want, env.Response.Status)
+			assert.Equal(t, StatusSuccessful, env.Status)
+		})
+	}
+}
+
+// Set-Cookie goes into the envelope as a JSON array of cookies: core's
+// router hands it to setCookiesOnContext, which walks it as an array
+// (openhim-core src/middleware/router.js, 4.0.5 and 8.5.0); a string is
+// walked character by character, and the "=" makes koa's cookies.set throw,
+// so core answered its client 500. Other headers stay strings.
+func TestSetCookieIsAnArray(t *testing.T) {
+	tests := []struct {
+		name    string
+		cookies []string
+		want    string
+	}{
+		{"one", []string{"AWSALB=abc; Path=/"}, `"Set-Cookie":["AWSALB=abc; Path=/"]`},
+		{"two", []string{"a=1; Path=/; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "b=2"},
+			`"Set-Cookie":["a=1; Path=/; Expires=Wed, 09 Jun 2027 10:18:14 GMT","b=2"]`},
+	}
+	for _, tt := range tests {
+		for _, kind := range []string{"plain", "Result"} {
+			t.Run(tt.name+" "+kind, func(t *testing.T) {
+				var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					w.Header().Set("X-Other", "a, b")
+					for _, c := range tt.cookies {
+						w.Header().Add("Set-Cookie", c)
+					}
+				})
+				if kind == "Result" {
+					h = HandlerFunc(func(*Request) (*Result, error) {
+						return &Result{StatusCode: 200, Header: http.Header{"Set-Cookie": tt.cookies, "X-Other": {"a, b"}}}, nil
+					})
+				}
+				_, base := startMediator(t, Config{Handler: h})
+				resp, err := http.Get(base + "/x")
+				require.NoError(t, err)
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				require.NoError(t, err)
+				assert.Contains(t, string(body), tt.want)
+				assert.Contains(t, string(body), `"X-Other":"a, b"`)
+				env, err := ParseEnvelope(body)
+				require.NoError(t, err)
+				assert.Equal(t, strings.Join(tt.cookies, "\n"), env.Response.Headers["Set-Cookie"], "read back one cookie per line")
+			})
+		}
+	}
+}

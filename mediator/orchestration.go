@@ -433,10 +433,8 @@ func (cc *compiled) headers(h http.Header) map[string]string {
 		switch {
 		case cc.secret(k):
 			m[k] = redacted
-		case len(v) == 1:
-			m[k] = v[0]
 		default:
-			m[k] = strings.Join(v, ", ")
+			m[k] = joinHeader(k, v)
 		}
 	}
 	return m

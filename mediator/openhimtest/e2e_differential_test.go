@@ -85,6 +85,9 @@ func newStubMediator(t *testing.T) *stubMediator {
 			// body as an object and status as a string
 			env["response"].(map[string]any)["body"] = map[string]any{"a": 1}
 			env["response"].(map[string]any)["status"] = "202"
+		case strings.HasSuffix(r.URL.Path, "/cookies"):
+			env["response"].(map[string]any)["headers"].(map[string]any)["set-cookie"] = []any{
+				"a=1; Path=/; HttpOnly", "b=2", "c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org"}
 		case strings.HasSuffix(r.URL.Path, "/nostatus"):
 			delete(env, "status")
 			env["response"].(map[string]any)["status"] = 404
@@ -466,6 +469,8 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("route POST body forwarded", "%d body=%s ct=%s xfh=%v", resp.StatusCode, postBody, postHdr.Get("Content-Type"), postHdr.Get("X-Forwarded-Host") != "")
 	resp, body = route("route objbody", http.MethodGet, base+"/objbody", clientID, "clientpw")
 	rec.add("route object body, string status", "%d %s ct=%s", resp.StatusCode, body, mediaType(resp.Header))
+	resp, _ = route("route cookies", http.MethodGet, base+"/cookies", clientID, "clientpw")
+	rec.add("route set-cookie array", "%d cookies=%q", resp.StatusCode, resp.Header.Values("Set-Cookie"))
 	// Not exercised against the real 4.0.5: a transaction whose status core
 	// computes itself (mediator without "status", or a non-mediator
 	// route) races storeResponse in setFinalStatus, and the metrics update

@@ -20,6 +20,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -556,7 +557,11 @@ func (s *Server) primaryResult(sr sent, txID, accept string) routeResult {
 			res.mediator = m
 			return res
 		}
-		s.setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID, accept)
+		if err := s.setKoaResponse(&res, code, mr["body"], hs, mr["headers"] != nil, txID, accept); err != nil {
+			res := s.failResult(err, sr)
+			res.mediator = m // ctx.mediatorResponse was already set
+			return res
+		}
 		return res
 	}
 	if !s.validFinalStatus(sr.status) {
@@ -566,9 +571,19 @@ func (s *Server) primaryResult(sr sent, txID, accept string) routeResult {
 	res.respTimestamp = &recv
 	hs := map[string]any{}
 	for k, vs := range sr.header {
+		if strings.EqualFold(k, "Set-Cookie") { // Node keeps set-cookie as an array
+			cookies := make([]any, len(vs))
+			for i, c := range vs {
+				cookies[i] = c
+			}
+			hs["set-cookie"] = cookies
+			continue
+		}
 		hs[strings.ToLower(k)] = strings.Join(vs, ", ")
 	}
-	s.setKoaResponse(&res, sr.status, string(sr.body), hs, true, txID, accept)
+	if err := s.setKoaResponse(&res, sr.status, string(sr.body), hs, true, txID, accept); err != nil {
+		return s.failResult(err, sr)
+	}
 	return res
 }
 
@@ -742,7 +757,7 @@ func jsParseInt(s string) (float64, bool) {
 // non-null; content-length, content-encoding and transfer-encoding are
 // dropped. A content-type goes through Koa's type setter (koaType); a
 // location on a 3xx answer through Koa's redirect (koaRedirect).
-func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers map[string]any, hasHeaders bool, txID, accept string) {
+func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers map[string]any, hasHeaders bool, txID, accept string) error {
 	res.clientStatus = status
 	res.clientHeader = http.Header{}
 	switch b := body.(type) {
@@ -776,12 +791,27 @@ func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers 
 		case "content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive":
 			continue
 		case "set-cookie":
-			if arr, ok := v.([]any); ok {
-				for _, c := range arr {
-					res.clientHeader.Add("Set-Cookie", jsString(c))
+			// setCookiesOnContext walks the value as an array. A string is
+			// walked character by character: "=" parses (cookie 0.3.1) to
+			// a cookie with an empty name, which koa's cookies.set refuses
+			// with a TypeError, caught by handleServerError.
+			switch c := v.(type) {
+			case []any:
+				for _, c := range c {
+					cookies, err := koaCookies(jsString(c))
+					if err != nil {
+						return err
+					}
+					for _, h := range cookies {
+						res.clientHeader.Add("Set-Cookie", h)
+					}
 				}
-				continue
+			case string:
+				if strings.Contains(c, "=") {
+					return errors.New("TypeError: argument name is invalid")
+				}
 			}
+			continue
 		case "content-type":
 			if t := s.koaType(v); t != "" {
 				res.clientHeader.Set("Content-Type", t)
@@ -797,6 +827,7 @@ func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers 
 		}
 		res.clientHeader.Set(k, jsString(v))
 	}
+	return nil
 }
 
 // koaRedirect is Koa's response.redirect (lib/response.js, koa 2.3.0 and
@@ -805,6 +836,79 @@ func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers 
 // (304, 306) becomes 302, and the body is replaced - HTML when the client
 // accepts html (a request without Accept does), text otherwise. Core
 // stores that body (messageStore.js storeResponse reads ctx.response.body).
+// cookiePairs splits a cookie string as cookie 0.3.1's pairSplitRegExp.
+var cookiePairs = regexp.MustCompile(`; *`)
+
+// cookieName is what the cookies module accepts as a cookie name
+// (fieldContentRegExp, less its RESTRICTED_NAME_CHARS_REGEXP).
+var cookieName = regexp.MustCompile(`^[\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x5a\x5c-\x7e\x80-\xff]+$`)
+
+// koaCookies is the Set-Cookie headers core sends for one cookie string of
+// a set-cookie array, as setCookiesOnContext makes them: cookie 0.3.1
+// parse splits it on ";" into name=value pairs (a pair without "=", such as
+// HttpOnly or Secure, is dropped); path, domain and expires become
+// options (path and httpOnly default to false) and every other pair a
+// cookie, which koa's cookies module writes as "name=value" then
+// "; path=", "; expires=" (the epoch for an empty value) and "; domain=".
+// Other attributes are not modelled. An invalid name is the TypeError
+// core's handleServerError catches.
+func koaCookies(raw string) ([]string, error) {
+	var path, domain, expires string
+	type pair struct{ k, v string }
+	var vals []pair
+	seen := map[string]bool{}
+	for _, p := range cookiePairs.Split(raw, -1) {
+		eq := strings.IndexByte(p, '=')
+		if eq < 0 {
+			continue
+		}
+		k, v := strings.TrimSpace(p[:eq]), strings.TrimSpace(p[eq+1:])
+		if len(v) >= 2 && v[0] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u
+		}
+		switch strings.ToLower(k) {
+		case "path":
+			path = v
+		case "domain":
+			domain = v
+		case "expires":
+			if t, err := http.ParseTime(v); err == nil {
+				expires = t.UTC().Format(http.TimeFormat)
+			}
+		default:
+			vals = append(vals, pair{k, v})
+		}
+	}
+	out := make([]string, 0, len(vals))
+	for _, c := range vals {
+		if !cookieName.MatchString(c.k) {
+			return nil, errors.New("TypeError: argument name is invalid")
+		}
+		h, exp := c.k+"="+c.v, expires
+		if c.v == "" {
+			exp = time.Unix(0, 0).UTC().Format(http.TimeFormat)
+		}
+		if path != "" {
+			h += "; path=" + path
+		}
+		if exp != "" {
+			h += "; expires=" + exp
+		}
+		if domain != "" {
+			h += "; domain=" + domain
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 func koaRedirect(res *routeResult, url, accept string) {
 	res.clientHeader.Set("Location", url)
 	switch res.clientStatus {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -689,6 +690,56 @@ func TestRouterKoaResponseHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRouterSetCookie: core's setKoaResponse (src/middleware/router.js)
+// hands a set-cookie header to setCookiesOnContext, which walks the value
+// as an array (Node's form for a plain route's answer) and sets each
+// cookie cookie 0.3.1 parses from it with koa's cookies module: path,
+// domain and expires are options, pairs without "=" (HttpOnly) are
+// dropped, and the header is rewritten ("; path=/"). A string is walked
+// character by character: its "=" parses to a cookie without a name, and
+// the module's TypeError ("argument name is invalid") reaches
+// handleServerError, so the client gets 500 for a mediator's success.
+func TestRouterSetCookie(t *testing.T) {
+	tests := []struct {
+		name     string
+		cookie   any
+		wantCode int
+		want     []string
+	}{
+		{"array", []any{"a=1; Path=/; HttpOnly", "b=2"}, 200, []string{"a=1; path=/", "b=2"}},
+		{"expires and domain", []any{"c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org"}, 200,
+			[]string{"c=3; expires=Wed, 09 Jun 2027 10:18:14 GMT; domain=example.org"}},
+		{"string", "AWSALB=abc; Path=/", 500, nil},
+		{"string without =", "abc", 200, nil},
+	}
+	for _, v := range []Version{Version4, Version8} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("v%d/%s", v, tt.name), func(t *testing.T) {
+				f := newRouterFixture(t, v, envelope(func(m map[string]any) {
+					m["response"].(map[string]any)["headers"] = map[string]any{"set-cookie": tt.cookie}
+				}), nil)
+				req, _ := http.NewRequest(http.MethodGet, f.srv.RouterURL+"/api/x", nil)
+				req.SetBasicAuth("client-1", "pw")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantCode {
+					t.Fatalf("status %d %q, want %d", resp.StatusCode, b, tt.wantCode)
+				}
+				if tt.wantCode == 500 && string(b) != internalErrorBody {
+					t.Errorf("body %q, want %q", b, internalErrorBody)
+				}
+				if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, tt.want) {
+					t.Errorf("Set-Cookie %q, want %q", got, tt.want)
+				}
+			})
+		}
 	}
 }
 
