@@ -115,6 +115,10 @@ func TestValidateInboundSettings(t *testing.T) {
 		{"cert without key", func(m *Mediator) { m.TLS.CertFile = "c.pem" }, "tls.cert_file (MEDIATOR_TLS_CERT_FILE) and tls.key_file"},
 		{"client CA without TLS", func(m *Mediator) { m.TLS.ClientCAFile = "ca.pem" }, "MEDIATOR_TLS_CLIENT_CA_FILE) needs tls.cert_file"},
 		{"metrics on the main address", func(m *Mediator) { m.MetricsListen = m.Listen }, "metrics_listen (MEDIATOR_METRICS_LISTEN) must differ"},
+		// openhim-core 4.0.5 src/middleware/router.js: secureProtocol 'TLSv1_method'.
+		{"HTTPS routes with core 4", func(m *Mediator) {
+			m.TLS.CertFile, m.TLS.KeyFile, m.OpenHIM.CoreVersion = "c.pem", "k.pem", 4
+		}, "tls.cert_file (MEDIATOR_TLS_CERT_FILE): core 4 reaches an HTTPS route with TLS 1.0 only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +131,8 @@ func TestValidateInboundSettings(t *testing.T) {
 	}
 	m := Default()
 	m.Auth = Auth{Username: "u", Password: "p"}
+	assert.NoError(t, m.Validate())
+	m.TLS.CertFile, m.TLS.KeyFile = "c.pem", "k.pem" // core 8, the default, speaks TLS 1.2
 	assert.NoError(t, m.Validate())
 }
 

@@ -313,6 +313,13 @@ func (m Mediator) Validate() error {
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		add("%s and %s go together", key("tls.cert_file"), key("tls.key_file"))
 	}
+	if m.TLS.CertFile != "" && m.OpenHIM.CoreVersion > 0 && m.OpenHIM.CoreVersion < 5 {
+		// openhim-core 4.x src/middleware/router.js sends a secured route's
+		// requests with secureProtocol 'TLSv1_method' (TLS 1.0 only; gone
+		// in 5.0.0), which this server refuses: every routed request would fail.
+		add("%s: core %d reaches an HTTPS route with TLS 1.0 only, which the mediator refuses; serve plain HTTP on a private network, or use core 5 or later",
+			key("tls.cert_file"), m.OpenHIM.CoreVersion)
+	}
 	if m.TLS.ClientCAFile != "" && m.TLS.CertFile == "" {
 		add("%s needs tls.cert_file and tls.key_file: client certificates travel over HTTPS", key("tls.client_ca_file"))
 	}
