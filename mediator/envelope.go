@@ -35,11 +35,15 @@ type Envelope struct {
 	// definition when empty.
 	MediatorURN string `json:"x-mediator-urn"`
 	// Status overrides the transaction status core computes. Empty means
-	// computed by [Envelope.Normalize] as core's setFinalStatus does: a 5xx
-	// response is Failed; otherwise an orchestration that answered 5xx or
-	// failed without a response makes it "Completed with error(s)"; a 2xx
-	// response with every orchestration 2xx is Successful; anything else
-	// is Completed.
+	// computed by [Envelope.Normalize] with the rules of core's
+	// setFinalStatus, applied to the mediator's orchestrations where core
+	// looks at the channel's routes: a 5xx response is Failed; otherwise
+	// an orchestration that answered 5xx or failed without a response
+	// makes it "Completed with error(s)"; a 2xx response with every
+	// orchestration 2xx is Successful; anything else is Completed. Core
+	// then keeps this status: a failing secondary route of the channel
+	// does not change it. The status is always sent, because core 4.0.5
+	// computing one itself races the storing of the response.
 	Status Status `json:"status,omitempty"`
 	// Response is what core returns to its client and stores.
 	Response Response `json:"response"`
