@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/redact"
 )
 
 // defaultMaxCapturedBodyBytes (1 MiB) is the default cap on each body an
@@ -342,7 +344,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Host:        u.Hostname(),
 		Port:        u.Port(),
 		Path:        u.Path,
-		Querystring: u.RawQuery,
+		Querystring: redact.Query(u.RawQuery), // core shows it to console users
 		Method:      req.Method,
 		Headers:     rec.cfg.headers(req.Header),
 		Timestamp:   start,

@@ -55,7 +55,7 @@ func TestTransportRecords(t *testing.T) {
 
 	longBody := strings.Repeat("x", 40)
 	req, err := http.NewRequestWithContext(WithOrchestrationGroup(ctx, "save", "cht"), http.MethodPost,
-		srv.URL+"/path/a?q=1&r=2", strings.NewReader(longBody))
+		srv.URL+"/path/a?q=1&access_token=s3cr3t&r=2", strings.NewReader(longBody))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Basic c2VjcmV0")
 	req.Header.Set("Cookie", "c=secret")
@@ -75,7 +75,7 @@ func TestTransportRecords(t *testing.T) {
 	assert.Equal(t, "save", o.Name)
 	assert.Equal(t, "cht", o.Group)
 	assert.Equal(t, OrchestrationRequest{
-		Host: u.Hostname(), Port: u.Port(), Path: "/path/a", Querystring: "q=1&r=2", Method: "POST",
+		Host: u.Hostname(), Port: u.Port(), Path: "/path/a", Querystring: "q=1&access_token=xxxxx&r=2", Method: "POST",
 		Headers: map[string]string{"Authorization": redacted, "Cookie": redacted, "X-Api-Key": redacted,
 			"X-Trace": "t1"},
 		Body:      strings.Repeat("x", 16) + truncateMarker,

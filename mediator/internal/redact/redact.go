@@ -50,6 +50,15 @@ func userinfo(s string) (_ string, host int) {
 	return masked + rest[at:], len(masked)
 }
 
+// Query returns the query string q (without '?') with the value of each
+// secret parameter (see [SecretParam]) replaced by [Mask].
+func Query(q string) string {
+	if q == "" {
+		return q
+	}
+	return query("?"+q, 0)[1:]
+}
+
 // query hides the values of the secret parameters of the query string,
 // from the first '?' at or after host to '#'.
 func query(s string, host int) string {

@@ -79,3 +79,19 @@ func TestURLHidesQuerySecrets(t *testing.T) {
 		}
 	}
 }
+
+// Query hides the same secrets in a bare query string, as an orchestration
+// records it.
+func TestQuery(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"_count=1", "_count=1"},
+		{"access_token=s3c1&_count=1", "access_token=xxxxx&_count=1"},
+		{"a=1&API_KEY=s3c2", "a=1&API_KEY=xxxxx"},
+	}
+	for _, tt := range tests {
+		if got := Query(tt.in); got != tt.want {
+			t.Errorf("Query(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
