@@ -47,7 +47,9 @@
 //
 // A batch the server rejects for its content (400, 413, 422, or a 2xx
 // transaction-response with a 4xx entry) is split and its documents written
-// one by one, so one bad document fails alone; documents whose hydrated
+// one by one, so one bad document fails alone (when what the server
+// rejects is a resource several documents share, such as their CHW or
+// place, each of them fails under its own id); documents whose hydrated
 // copy cannot be read, that cannot be converted or that the server rejects
 // are counted as failed with their reason and the sync moves on
 // (Summary.Failed; the backfill command then exits non-zero). Network errors, 408, 409 and 412 (version conflicts
