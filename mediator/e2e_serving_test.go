@@ -143,6 +143,9 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		return nil, nil // 204
 	}))
 	cookies := []string{"session=abc; Path=/", "lb=x"}
+	mux.Handle("/"+suffix+"/head", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		return &mediator.Result{StatusCode: http.StatusOK, Header: http.Header{"X-Found": {"yes"}}}, nil
+	}))
 	mux.Handle("/"+suffix+"/cookies", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
 		return &mediator.Result{StatusCode: http.StatusOK, Header: http.Header{"Set-Cookie": cookies}, Body: []byte("ok")}, nil
 	}))
@@ -154,7 +157,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 			Endpoints: []openhim.Route{route},
 			DefaultChannelConfig: []openhim.Channel{{
 				Name: "Channel " + suffix, URLPattern: "^/" + suffix + "/.*$", Allow: []string{role},
-				Methods: []string{"GET", "POST"}, Type: "http", Routes: []openhim.Route{route},
+				Methods: []string{"GET", "HEAD", "POST"}, Type: "http", Routes: []openhim.Route{route},
 			}},
 		},
 		Listener:          ln,
@@ -287,6 +290,24 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		assert.Equal(t, "Successful", tx.Status)
 		assert.Equal(t, http.StatusNoContent, tx.Response.Status)
 		assert.False(t, tx.AutoRetry)
+	})
+	// A HEAD answer can carry no envelope: core passes the plain answer on.
+	t.Run("HEAD", func(t *testing.T) {
+		path := "/" + suffix + "/head"
+		var resp *http.Response
+		require.Eventually(t, func() bool {
+			req, _ := http.NewRequest(http.MethodHead, router+path, nil)
+			req.SetBasicAuth(clientID, clientPW)
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			resp = r
+			return true
+		}, 45*time.Second, 500*time.Millisecond)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "yes", resp.Header.Get("X-Found"))
 	})
 	// Core sets each cookie of a set-cookie array on its answer; a string
 	// made it answer 500.

@@ -33,6 +33,7 @@ type txn struct {
 	cfg      *handlerConfig
 	reqBytes int64 // request body size counted against the budget
 	direct   bool  // a HandlerFunc writes the envelope itself
+	head     bool  // a HEAD request: answered without an envelope (see writeHead)
 	code     int   // response status written
 	status   Status
 	errMsg   string
@@ -121,6 +122,7 @@ func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
 	if r != nil && r.ContentLength > 0 {
 		st.t.reqBytes = r.ContentLength
 	}
+	st.t.head = r != nil && r.Method == http.MethodHead
 	return &st.rec
 }
 
@@ -177,9 +179,30 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 	if env.Error != nil {
 		t.errMsg = env.Error.Message
 	}
+	if t.head {
+		writeHead(w, env)
+		return
+	}
 	if err := WriteEnvelope(w, env); err != nil {
 		t.cfg.log.Warn("mediator: write envelope", "error", err)
 	}
+}
+
+// writeHead answers a HEAD request with env's status and headers and no
+// envelope. net/http sends no body with a HEAD answer, and core, finding
+// application/json+openhim without a body, could not parse it and answered
+// its client 500 (openhim-core src/middleware/router.js); a plain answer
+// core passes on as it is, without orchestrations.
+func writeHead(w http.ResponseWriter, env *Envelope) {
+	h := w.Header()
+	for k, v := range env.Response.Headers {
+		if isSetCookie(k) {
+			h[http.CanonicalHeaderKey(k)] = strings.Split(v, "\n")
+			continue
+		}
+		h.Set(k, v)
+	}
+	w.WriteHeader(env.Response.Status)
 }
 
 // flatten turns headers into an envelope's string map (never nil).
@@ -300,6 +323,9 @@ func (c *captureWriter) finish() {
 		c.rec.write(c.w, c.rec.errorEnvelope(&StatusError{StatusCode: http.StatusBadGateway,
 			Err: fmt.Errorf("mediator: handler answered %d with a body over the transaction body budget of %d bytes (Capture.BodyBudget)", code, c.rec.cfg.budget)}, ""))
 		return
+	}
+	if t.head && strings.Contains(c.h.Get("Content-Type"), ContentType) {
+		c.h.Del("Content-Type") // a nested mediator's HEAD answer: no envelope either
 	}
 	if strings.Contains(c.h.Get("Content-Type"), ContentType) {
 		// The handler wrote its own envelope: add the orchestrations

@@ -276,3 +276,50 @@ func TestSetCookieIsAnArray(t *testing.T) {
 		}
 	}
 }
+
+// A HEAD request is answered with the status and headers and no envelope:
+// net/http sends no body with a HEAD answer, and core, finding
+// application/json+openhim without one, fails to parse it and answers its
+// client 500 (openhim-core src/middleware/router.js, JSON.parse then
+// handleServerError). A plain answer core passes on as it is.
+func TestHeadIsAnsweredWithoutAnEnvelope(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.Handler
+		want int
+	}{
+		{"HandlerFunc", HandlerFunc(func(*Request) (*Result, error) {
+			return &Result{StatusCode: 200, Header: http.Header{"Content-Type": {"application/fhir+json"}, "X-Found": {"yes"},
+				"Set-Cookie": {"a=1", "b=2"}}}, nil
+		}), 200},
+		{"plain handler", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.Header().Set("X-Found", "yes")
+			w.Header()["Set-Cookie"] = []string{"a=1", "b=2"}
+			w.WriteHeader(200)
+		}), 200},
+		{"nested mediator's envelope", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", ContentType)
+			w.Header().Set("X-Found", "yes")
+			w.Header()["Set-Cookie"] = []string{"a=1", "b=2"}
+			w.WriteHeader(200)
+		}), 200},
+		{"error", HandlerFunc(func(*Request) (*Result, error) {
+			return nil, Errorf(http.StatusNotFound, "no such thing")
+		}), 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base := startMediator(t, Config{Handler: tt.h})
+			resp, err := http.Head(base + "/x")
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tt.want, resp.StatusCode)
+			assert.NotContains(t, resp.Header.Get("Content-Type"), ContentType)
+			if tt.want == 200 {
+				assert.Equal(t, "yes", resp.Header.Get("X-Found"))
+				assert.Equal(t, []string{"a=1", "b=2"}, resp.Header.Values("Set-Cookie"))
+			}
+		})
+	}
+}
