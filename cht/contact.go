@@ -3,6 +3,7 @@ package cht
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 )
 
 // Contact is a CHT contact document: a person or a place.
@@ -18,7 +19,10 @@ import (
 // "external_id": ""), nulls, and members of the wrong JSON type (which
 // decoding reports as a [DecodeError]). Two normalisations apply: a parent
 // or contact given as a bare id string is re-encoded as {"_id": id}, and a
-// null geolocation coordinate is dropped.
+// null geolocation coordinate is dropped. A date_of_death stored as a
+// number, the milliseconds CHT's death_reporting transition writes when
+// no date field is configured, is decoded as its digits into DateOfDeath
+// and written back as a number.
 type Contact struct {
 	ID          string `json:"_id"`
 	Rev         string `json:"_rev,omitempty"`
@@ -34,7 +38,7 @@ type Contact struct {
 	PhoneAlternate string `json:"phone_alternate,omitempty"`
 	Sex            string `json:"sex,omitempty"`           // "male" or "female" in the reference app
 	DateOfBirth    string `json:"date_of_birth,omitempty"` // YYYY-MM-DD as stored
-	DateOfDeath    string `json:"date_of_death,omitempty"`
+	DateOfDeath    string `json:"date_of_death,omitempty"` // as DateOfBirth, or milliseconds as digits (see below)
 	Role           string `json:"role,omitempty"`
 	Notes          string `json:"notes,omitempty"`
 
@@ -50,6 +54,11 @@ type Contact struct {
 	// Extra holds every other member verbatim (meta, linked_docs, muted,
 	// form_version, user-defined fields, ...).
 	Extra map[string]json.RawMessage `json:"-"`
+
+	// deathMillis records that date_of_death was stored as a number of
+	// milliseconds, as CHT's death_reporting transition writes it:
+	// DateOfDeath holds its digits, and MarshalJSON writes a number again.
+	deathMillis bool
 }
 
 // legacyTypes are the fixed contact types of CHT before 3.7.
@@ -120,7 +129,11 @@ func (c *Contact) MarshalJSON() ([]byte, error) {
 	m.str("phone_alternate", c.PhoneAlternate)
 	m.str("sex", c.Sex)
 	m.str("date_of_birth", c.DateOfBirth)
-	m.str("date_of_death", c.DateOfDeath)
+	if _, err := strconv.ParseInt(c.DateOfDeath, 10, 64); err == nil && c.deathMillis {
+		m["date_of_death"] = json.RawMessage(c.DateOfDeath)
+	} else {
+		m.str("date_of_death", c.DateOfDeath)
+	}
 	m.str("role", c.Role)
 	m.str("notes", c.Notes)
 	if c.Parent != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -371,5 +372,73 @@ func TestDecodedValuesOwnTheirMemory(t *testing.T) {
 					x.name, v.what, got, v.want)
 			}
 		}
+	}
+}
+
+// CHT's death_reporting transition stores date_of_death as the report's
+// reported_date, a number of milliseconds, when no date field is
+// configured (cht-core shared-libs/transitions/src/transitions/
+// death_reporting.js getDateOfDeath; its integration test
+// tests/integration/sentinel/transitions/death-reporting.spec.js expects
+// person.date_of_death to equal doc.reported_date). Such a person, and a
+// report hydrated with them, decode: the digits go to DateOfDeath and are
+// written back as a number. A number that is not whole milliseconds is a
+// value error naming the member.
+func TestDateOfDeathInMilliseconds(t *testing.T) {
+	tests := []struct {
+		name    string
+		dod     string // the JSON value
+		want    string
+		wantErr bool
+	}{
+		{"milliseconds", `1742380956176`, "1742380956176", false},
+		{"a date", `"2025-03-19"`, "2025-03-19", false},
+		{"a fraction", `1742380956176.5`, "", true},
+		{"a boolean", `true`, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := `{"_id":"p1","type":"person","name":"P","date_of_death":` + tt.dod + `}`
+			var c Contact
+			err := c.UnmarshalJSON([]byte(doc))
+			var de *DecodeError
+			if tt.wantErr {
+				if !errors.As(err, &de) || de.Path != "date_of_death" {
+					t.Fatalf("err = %v, want a DecodeError at date_of_death", err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if c.DateOfDeath != tt.want {
+				t.Errorf("DateOfDeath = %q, want %q", c.DateOfDeath, tt.want)
+			}
+			out, err := c.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(out, &m); err != nil {
+				t.Fatal(err)
+			}
+			if string(m["date_of_death"]) != tt.dod {
+				t.Errorf("written back as %s, want %s", m["date_of_death"], tt.dod)
+			}
+			// The same person hydrated into a report.
+			var r Report
+			if err := r.UnmarshalJSON([]byte(`{"_id":"r1","type":"data_record","form":"f","patient":` + doc + `}`)); (err != nil) != tt.wantErr {
+				t.Fatalf("report: %v", err)
+			}
+			if r.Patient == nil || r.Patient.DateOfDeath != tt.want {
+				t.Errorf("report patient = %+v", r.Patient)
+			}
+		})
+	}
+	// A string of digits stays a string.
+	var c Contact
+	if err := c.UnmarshalJSON([]byte(`{"_id":"p1","type":"person","date_of_death":"1742380956176"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := c.MarshalJSON(); !strings.Contains(string(out), `"date_of_death":"1742380956176"`) {
+		t.Errorf("a string written back as %s", out)
 	}
 }

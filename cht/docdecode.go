@@ -207,6 +207,11 @@ func (d *decoder) member(res *docResult, k string) bool {
 			d.skip()
 			return false
 		}
+		if k == "date_of_death" {
+			if ch := d.peek(); ch == '-' || (ch >= '0' && ch <= '9') {
+				return d.deathMillis(c, r, start)
+			}
+		}
 		s, ok := d.strMember(kindContact)
 		if !ok {
 			return false
@@ -303,6 +308,29 @@ func (d *decoder) member(res *docResult, k string) bool {
 	}
 	d.skip()
 	return false
+}
+
+// deathMillis reads a date_of_death given as a number: the milliseconds
+// CHT's death_reporting transition stores when no date field is configured
+// (cht-core shared-libs/transitions/src/transitions/death_reporting.js
+// getDateOfDeath: the field, else the report's reported_date). It is kept
+// as its digits in c.DateOfDeath and written back as a number; a number
+// that is not a whole number of milliseconds is a value error, kept
+// verbatim.
+func (d *decoder) deathMillis(c *Contact, r *Report, start int) bool {
+	n := d.number()
+	if d.hard != nil {
+		return false
+	}
+	if _, err := strconv.ParseInt(n, 10, 64); err != nil {
+		d.bad(kindContact, "want string or whole milliseconds, got number")
+		return false
+	}
+	c.DateOfDeath, c.deathMillis = d.ownMember(n), true
+	if r != nil {
+		d.keep("date_of_death", start, kindReport)
+	}
+	return true
 }
 
 // strMember reads a string member. ok is false for "", null (kept

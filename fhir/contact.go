@@ -221,7 +221,7 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 		}
 	}
 	if strings.TrimSpace(d.DateOfDeath) != "" {
-		if _, ok := fhirDateTime(d.DateOfDeath); !ok {
+		if _, ok := deceasedDateTime(d.DateOfDeath); !ok {
 			// Lenient: the person is still deceased, only the date is dropped.
 			err := drop("date_of_death", d.DateOfDeath, "not a date or date-time", func(d *cht.Contact) { d.DateOfDeath = deceasedNoDate })
 			if err != nil {
@@ -345,6 +345,23 @@ func calendarDate(s string) bool {
 
 // fhirDateTime returns s as a FHIR dateTime: a FHIR date, or a date-time
 // with seconds and zone (see isDateTime).
+// deceasedDateTime is the FHIR dateTime of a CHT date_of_death: a date or
+// dateTime as stored, or the milliseconds CHT's death_reporting
+// transition stores (see cht.Contact.DateOfDeath), in UTC. Digits are
+// milliseconds from 13 of them on, as CHT reads a timestamp (cht-core
+// api/src/services/records.js parseSentTimestamp); fewer are no date.
+func deceasedDateTime(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && len(s) >= 13 {
+		t := cht.Millis(ms).Time()
+		if t.Year() < 1 || t.Year() > 9999 {
+			return "", false
+		}
+		return formatDateTime(t), true
+	}
+	return fhirDateTime(s)
+}
+
 func fhirDateTime(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) <= 10 {
@@ -403,7 +420,7 @@ func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 		pt.BirthDate = &d
 	}
 	if dod := strings.TrimSpace(p.DateOfDeath); dod != "" {
-		if d, ok := fhirDateTime(dod); ok {
+		if d, ok := deceasedDateTime(dod); ok {
 			pt.DeceasedDateTime = &d
 		} else if p.DateOfDeath == deceasedNoDate {
 			pt.DeceasedBoolean = ptr(true)

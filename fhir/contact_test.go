@@ -370,3 +370,53 @@ func TestPlainDate(t *testing.T) {
 		t.Errorf("%d dates accepted, want %d", accepted, 8*365+3)
 	}
 }
+
+// A date_of_death in milliseconds, as CHT's death_reporting transition
+// stores it (see cht.TestDateOfDeathInMilliseconds), becomes the Patient's
+// deceasedDateTime in UTC, the same on the samply and the direct path.
+// Fewer than 13 digits are no timestamp, as CHT reads timestamps
+// (api/src/services/records.js parseSentTimestamp).
+func TestDeceasedFromMilliseconds(t *testing.T) {
+	c := testConverter(t, Config{})
+	tests := []struct {
+		dod  string
+		want string // deceasedDateTime, "" for none
+	}{
+		{`1742380956176`, "2025-03-19T10:42:36.176Z"},
+		{`"1742380956176"`, "2025-03-19T10:42:36.176Z"},
+		{`"2025-03-19"`, "2025-03-19"},
+		{`"20250319"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dod, func(t *testing.T) {
+			var ct cht.Contact
+			if err := ct.UnmarshalJSON([]byte(`{"_id":"p1","type":"person","name":"P","date_of_death":` + tt.dod + `}`)); err != nil {
+				t.Fatal(err)
+			}
+			p, err := c.Patient(&ct)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("no error for %s: %+v", tt.dod, p.DeceasedDateTime)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.DeceasedDateTime == nil || *p.DeceasedDateTime != tt.want {
+				t.Errorf("deceasedDateTime %v, want %s", p.DeceasedDateTime, tt.want)
+			}
+			samply, err := Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			direct, err := appendPatientJSON(nil, c, &ct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(samply) != string(direct) {
+				t.Errorf("direct path\n%s\nsamply\n%s", direct, samply)
+			}
+		})
+	}
+}

@@ -239,7 +239,7 @@ func (d *directRes) appendContact(b []byte) []byte {
 		b = appendTelecom(b, p)
 		b = appendGenderBirth(b, p)
 		if dod := strings.TrimSpace(p.DateOfDeath); dod != "" {
-			if s, ok := fhirDateTime(dod); ok {
+			if s, ok := deceasedDateTime(dod); ok {
 				b = append(b, `,"deceasedDateTime":`...)
 				b = appendString(b, s)
 			} else if p.DateOfDeath == deceasedNoDate {
