@@ -350,6 +350,48 @@ func TestTimeFieldsRefuseWhatFHIRRefuses(t *testing.T) {
 	}
 }
 
+// XForms store every time answer with the device's UTC offset
+// (enketo-core src/js/types.js time.convert: hh:mm:ss.sss±hh:mm). FHIR's
+// time has no zone: a field typed time keeps the time as entered and drops
+// the offset, in both writers; a malformed offset is still refused.
+func TestXFormTimes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"09:30:00.000+03:00", "09:30:00.000"},
+		{"23:59:59.999-11:30", "23:59:59.999"},
+		{"09:30:00+03:00", "09:30:00"},
+		{"09:30:00Z", "09:30:00"},
+		{"09:30", "09:30:00"},
+		{"09:30:00.000+24:00", ""},
+		{"09:30:00.000+03:60", ""},
+		{"09:30:00.000+0300", ""},
+		{"+03:00", ""},
+		{"9:30:00.000+03:00", ""},
+	}
+	c := testConverter(t, Config{})
+	for _, tt := range tests {
+		got, ok := xformTime(tt.in)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("xformTime(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+		tx, err := bothReport(t, c, &cht.Report{ID: "r1", Form: "DELIVERY", ReportedDate: 1730355950419,
+			Fields: cht.Fields{"patient_uuid": "p1", "birth_time": tt.in}})
+		if tt.want == "" {
+			wantField(t, tt.in, err, "fields.birth_time")
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.in, err)
+		}
+		b, err := tx.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"valueTime":"`+tt.want+`"`) {
+			t.Errorf("%q: no valueTime %q in %s", tt.in, tt.want, b)
+		}
+	}
+}
+
 func TestIsCode(t *testing.T) {
 	for _, tt := range []struct {
 		in string

@@ -655,6 +655,28 @@ func stringOf(v any) (string, error) {
 	return "", fmt.Errorf("want a string, got %s", kindOf(v))
 }
 
+// xformTime is the FHIR time of a CHT time value: hh:mm (given :00
+// seconds, which FHIR's time requires) or hh:mm:ss[.fff] (see isTime), or
+// such a time followed by Z or a UTC offset ±hh:mm, as an XForm stores
+// every time answer: enketo-core src/js/types.js time.convert appends the
+// device's offset (hh:mm:ss.sss±hh:mm). FHIR's time has no zone: the time
+// as entered is kept and the offset dropped.
+func xformTime(s string) (string, bool) {
+	if n := len(s); n > 6 && (s[n-6] == '+' || s[n-6] == '-') && s[n-3] == ':' &&
+		twoDigits(s[n-5:n-3], 23) && twoDigits(s[n-2:], 59) {
+		s = s[:n-6]
+	} else if strings.HasSuffix(s, "Z") {
+		s = s[:n-1]
+	}
+	if !isTime(s) {
+		return "", false
+	}
+	if len(s) == 5 {
+		s += ":00"
+	}
+	return s, true
+}
+
 // isTime reports whether s is hh:mm (written with :00 seconds) or a FHIR
 // time as FHIR R4's pattern has it
 // (http://hl7.org/fhir/R4/datatypes.html#time): hh:mm:ss[.f+], hours 00
@@ -862,14 +884,11 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 		if err != nil {
 			return fv, err
 		}
-		s = strings.TrimSpace(s)
-		if !isTime(s) {
-			return fv, fmt.Errorf("%q is not a valid time (HH:MM[:SS])", s)
+		t, ok := xformTime(strings.TrimSpace(s))
+		if !ok {
+			return fv, fmt.Errorf("%q is not a valid time (HH:MM[:SS[.fff]], optionally with a UTC offset)", strings.TrimSpace(s))
 		}
-		if len(s) == 5 {
-			s += ":00" // FHIR time requires seconds
-		}
-		fv.kind, fv.s = pvTime, s
+		fv.kind, fv.s = pvTime, t
 	default:
 		return fv, fmt.Errorf("unknown type %q", fm.Type)
 	}
