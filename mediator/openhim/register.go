@@ -221,6 +221,9 @@ func subsetOf(want, got any) bool {
 		for k, v := range w {
 			gv, stored := g[k]
 			if !stored {
+				if routeCredential(k, v) {
+					return false // a route core holds without credentials
+				}
 				// Core drops what its schema (of that version) lacks,
 				// so only what it stored can differ.
 				continue
@@ -244,6 +247,15 @@ func subsetOf(want, got any) bool {
 	default:
 		return reflect.DeepEqual(want, got)
 	}
+}
+
+// routeCredential reports whether k is a route's username or password with
+// a value: members every core's schema has (src/model/channels.js RouteDef,
+// 4.0.5 to 8.5.0), so a route stored without them lacks the credentials
+// the mediator now requires, and every routed request would fail with 401.
+func routeCredential(k string, v any) bool {
+	s, _ := v.(string)
+	return (k == "username" || k == "password") && s != ""
 }
 
 // missingChannels lists core's channels (GET /channels) and returns the

@@ -409,6 +409,20 @@ func TestCompareStoredOnlyWhatCoreStores(t *testing.T) {
 			`{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"h","port":1,"primary":true}],
 			  "defaultChannelConfig":[{"name":"c","urlPattern":"^/c$","methods":[]}]}`, []string{"defaultChannelConfig"}},
 	}
+	// A route that now requires credentials (the mediator's inbound
+	// auth) against core's route without them: every core's RouteDef
+	// has username and password, so their absence is a difference.
+	withAuth := def
+	withAuth.Endpoints = []openhim.Route{{Name: "r", Host: "h", Port: 1, Primary: true, Username: "core", Password: "s3cret"}}
+	withAuth.DefaultChannelConfig = nil
+	noCreds := `{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"h","port":1,"primary":true}]}`
+	if d, err := openhim.CompareStoredForTest(&withAuth, noCreds); err != nil || d == nil || !slices.Equal(d.Fields, []string{"endpoints"}) {
+		t.Errorf("route credentials missing in core: drift %v, %v; want endpoints", d, err)
+	}
+	sameCreds := `{"urn":"urn:x","version":"1.0.0","name":"X","endpoints":[{"name":"r","host":"h","port":1,"primary":true,"username":"core","password":"s3cret"}]}`
+	if d, err := openhim.CompareStoredForTest(&withAuth, sameCreds); err != nil || d != nil {
+		t.Errorf("same route credentials: drift %v, %v; want none", d, err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := openhim.CompareStoredForTest(&def, tt.stored)
