@@ -55,12 +55,17 @@ func main() { settings.Main("cht-to-fhir", logLevel, run) }
 
 var logLevel = new(slog.LevelVar) // log_level, or --log-level
 
+// version is the mediator's version: --version prints it, and it is the
+// registration's Version, which must rise every time the definition
+// changes (core keeps the stored definition otherwise).
+const version = "1.0.0"
+
 // run is main without the process: it parses args, loads the settings and
 // serves until ctx is done.
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	s := Settings{Mediator: settings.Default(), RouterURL: "https://openhim-core:5000"}
 	s.Listen = ":8601"
-	cli := settings.NewCLI("cht-to-fhir", "1.0.0", &s) // the Version of definition
+	cli := settings.NewCLI("cht-to-fhir", version, &s)
 	cli.Level = logLevel
 	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) { return definition(s) })
 	cli.Print("cht-outbound", "print the app_settings.outbound block for CHT, and exit", func(w io.Writer) error {
@@ -133,7 +138,7 @@ func definition(s Settings) (openhim.Definition, error) {
 	channel := openhim.Channel{Name: "CHT to FHIR", Description: "CHT outbound pushes to the CHT to FHIR mediator",
 		URLPattern: "^/cht/(outbound|encounter)$", Type: "http", Methods: []string{"POST"},
 		Allow: []string{clientRole}, AuthType: "private", Routes: []openhim.Route{route}}
-	return openhim.Definition{URN: "urn:mediator:cht-to-fhir", Version: "1.0.0", Name: "CHT to FHIR",
+	return openhim.Definition{URN: "urn:mediator:cht-to-fhir", Version: version, Name: "CHT to FHIR",
 		Description: "Converts CHT outbound pushes to FHIR R4 transaction Bundles",
 		Endpoints:   []openhim.Route{route}, DefaultChannelConfig: []openhim.Channel{channel}}, err
 }

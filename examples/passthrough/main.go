@@ -67,12 +67,17 @@ func main() { settings.Main("passthrough", logLevel, run) }
 
 var logLevel = new(slog.LevelVar) // log_level, or --log-level
 
+// version is the mediator's version: --version prints it, and it is the
+// registration's Version, which must rise every time the definition
+// changes (core keeps the stored definition otherwise).
+const version = "1.0.0"
+
 // run is main without the process: it parses args, loads the settings and
 // serves until ctx is done.
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	s := Settings{Mediator: settings.Default(), UpstreamTimeout: defaultUpstreamTimeout}
 	s.Listen = ":8603"
-	cli := settings.NewCLI("passthrough", "1.0.0", &s) // the Version of definition
+	cli := settings.NewCLI("passthrough", version, &s)
 	cli.Level = logLevel
 	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) { return definition(s) })
 	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
@@ -128,7 +133,7 @@ func definition(s Settings) (openhim.Definition, error) {
 	channel := openhim.Channel{Name: "Passthrough", URLPattern: "^/passthrough(/.*)?$", Type: "http",
 		Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
 		Allow:   []string{"passthrough"}, AuthType: "private", Routes: []openhim.Route{route}}
-	return openhim.Definition{URN: "urn:mediator:passthrough", Version: "1.0.0", Name: "Passthrough",
+	return openhim.Definition{URN: "urn:mediator:passthrough", Version: version, Name: "Passthrough",
 		Description: "Forwards requests to its upstream_url", Endpoints: []openhim.Route{route},
 		DefaultChannelConfig: []openhim.Channel{channel}}, err
 }
