@@ -158,6 +158,11 @@ func TestBadCommandLine(t *testing.T) {
 				stopped(t, ex, r, "MEDIATOR_LOG_LEVEL")
 				assert.NotContains(t, r.stderr, "resume", "nothing to resume after a settings error")
 			}
+			if ex.name != "passthrough" && ex.settings { // the programs with a mapping
+				env := append([]string{"MEDIATOR_MAPPING_FILE=/nonexistent/mapping.yaml", "MEDIATOR_OPENHIM_URL=",
+					"MEDIATOR_LISTEN=" + freeAddr(t)}, ex.env...)
+				stopped(t, ex, run(t, ex, env, "--config", "config.yaml"), "mapping_file (MEDIATOR_MAPPING_FILE)")
+			}
 		})
 	}
 }

@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	}
 	mapping, err := fhir.LoadMapping(s.MappingFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
 	}
 	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
 		Password: string(s.CHT.Password), Timeout: s.Timeout, Logger: logger})

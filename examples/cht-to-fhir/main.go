@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	cli.Print("cht-outbound", "print the app_settings.outbound block for CHT, and exit", func(w io.Writer) error {
 		mapping, err := fhir.LoadMapping(s.MappingFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
 		}
 		oc, err := push.Outbound(strings.TrimRight(s.RouterURL, "/")+push.OutboundPath, clientID, "openhim_cht_to_fhir", mapping)
 		if err != nil {
@@ -101,7 +101,7 @@ func newMediator(s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
 	}
 	mapping, err := fhir.LoadMapping(s.MappingFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
 	}
 	// Calls to CHT and FHIR are recorded as orchestrations of the transaction.
 	recorded := &http.Client{Transport: mediator.Transport(nil)}

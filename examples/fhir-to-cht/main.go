@@ -134,7 +134,7 @@ func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediato
 	}
 	mapping, err := fhir.LoadMapping(s.MappingFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
 	}
 	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
 		Password: string(s.CHT.Password), Logger: logger,

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
@@ -189,7 +190,10 @@ func (p *Pending) read() (*Handler, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	types, err := p.cfg.CHT.ContactTypes(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, cht.ErrUnauthorized), errors.Is(err, cht.ErrForbidden):
+		return nil, 0, fmt.Errorf("%w (check the CHT user name and password the mediator is given)", err)
+	case err != nil:
 		return nil, 0, err
 	}
 	conv := p.conv

@@ -236,3 +236,22 @@ func TestPendingReadyHonoursItsContext(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 5*time.Second, 20*time.Millisecond)
 }
+
+// CHT refusing the mediator's credentials is named as such in Ready's
+// error (the readiness reason and the warning), not only as an HTTP status.
+func TestPendingNamesRefusedCredentials(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
+		Password: "wrong", MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://fhir.invalid", MaxRetries: -1})
+	require.NoError(t, err)
+	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
+		Config{FHIR: fhirClient, CHT: chtClient})
+	require.NoError(t, err)
+	err = p.Ready(context.Background())
+	require.ErrorIs(t, err, ErrContactTypesUnread)
+	require.ErrorIs(t, err, cht.ErrUnauthorized)
+	assert.Contains(t, err.Error(), "check the CHT user name and password")
+}

@@ -115,6 +115,9 @@ func TestValidateInboundSettings(t *testing.T) {
 		{"cert without key", func(m *Mediator) { m.TLS.CertFile = "c.pem" }, "tls.cert_file (MEDIATOR_TLS_CERT_FILE) and tls.key_file"},
 		{"client CA without TLS", func(m *Mediator) { m.TLS.ClientCAFile = "ca.pem" }, "MEDIATOR_TLS_CLIENT_CA_FILE) needs tls.cert_file"},
 		{"metrics on the main address", func(m *Mediator) { m.MetricsListen = m.Listen }, "metrics_listen (MEDIATOR_METRICS_LISTEN) must differ"},
+		{"a core that does not exist", func(m *Mediator) { m.OpenHIM.CoreVersion = 9 },
+			"openhim.core_version (MEDIATOR_OPENHIM_CORE_VERSION) is 9; want the major version of your core: 4 to 8"},
+		{"a negative core version", func(m *Mediator) { m.OpenHIM.CoreVersion = -1 }, "openhim.core_version (MEDIATOR_OPENHIM_CORE_VERSION) is -1"},
 		// openhim-core 4.0.5 src/middleware/router.js: secureProtocol 'TLSv1_method'.
 		{"HTTPS routes with core 4", func(m *Mediator) {
 			m.TLS.CertFile, m.TLS.KeyFile, m.OpenHIM.CoreVersion = "c.pem", "k.pem", 4

@@ -301,8 +301,9 @@ func (m Mediator) Validate() error {
 	if m.ShutdownTimeout < 0 {
 		add("%s must not be negative", key("shutdown_timeout"))
 	}
-	if m.OpenHIM.CoreVersion < 0 {
-		add("%s must not be negative", key("openhim.core_version"))
+	if v := m.OpenHIM.CoreVersion; v < 0 || (v > 0 && v < 4) || v > 8 {
+		// Core's majors with this API are 4 to 8; 0 means the default.
+		add("%s is %d; want the major version of your core: 4 to 8", key("openhim.core_version"), v)
 	}
 	if (m.Auth.Username == "") != (m.Auth.Password == "") {
 		add("%s and %s go together", key("auth.username"), key("auth.password"))
