@@ -291,21 +291,27 @@ func TestE2EServingThroughRouter(t *testing.T) {
 		assert.Equal(t, http.StatusNoContent, tx.Response.Status)
 		assert.False(t, tx.AutoRetry)
 	})
-	// A HEAD answer can carry no envelope: core passes the plain answer on.
-	t.Run("HEAD", func(t *testing.T) {
-		path := "/" + suffix + "/head"
+	// answer sends method path through core's router, retrying while core
+	// is unreachable, and returns its answer with the body read.
+	answer := func(t *testing.T, method, path string) *http.Response {
 		var resp *http.Response
 		require.Eventually(t, func() bool {
-			req, _ := http.NewRequest(http.MethodHead, router+path, nil)
+			req, _ := http.NewRequest(method, router+path, nil)
 			req.SetBasicAuth(clientID, clientPW)
 			r, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return false
 			}
+			_, _ = io.Copy(io.Discard, r.Body)
+			r.Body.Close()
 			resp = r
 			return true
 		}, 45*time.Second, 500*time.Millisecond)
-		resp.Body.Close()
+		return resp
+	}
+	// A HEAD answer can carry no envelope: core passes the plain answer on.
+	t.Run("HEAD", func(t *testing.T) {
+		resp := answer(t, http.MethodHead, "/"+suffix+"/head")
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		assert.Equal(t, "yes", resp.Header.Get("X-Found"))
 	})
@@ -313,19 +319,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 	// made it answer 500.
 	t.Run("set-cookie", func(t *testing.T) {
 		path := "/" + suffix + "/cookies"
-		req, _ := http.NewRequest(http.MethodPost, router+path, nil)
-		req.SetBasicAuth(clientID, clientPW)
-		var resp *http.Response
-		require.Eventually(t, func() bool {
-			r, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return false
-			}
-			resp = r
-			return true
-		}, 45*time.Second, 500*time.Millisecond)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp := answer(t, http.MethodPost, path)
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		assert.Equal(t, []string{"session=abc; path=/", "lb=x"}, resp.Header.Values("Set-Cookie"))
 		tx := transaction(path, finished)

@@ -211,6 +211,19 @@ func TestPendingRefreshesTheContactTypes(t *testing.T) {
 	assert.NoError(t, p.Ready(context.Background()))
 }
 
+// pendingAs is a Pending reading chtSrv as its admin with password, and no
+// FHIR server behind it.
+func pendingAs(t *testing.T, chtSrv *chttest.Server, password string) *Pending {
+	t.Helper()
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: password, MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://fhir.invalid", MaxRetries: -1})
+	require.NoError(t, err)
+	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()}, Config{FHIR: fhirClient, CHT: chtClient})
+	require.NoError(t, err)
+	return p
+}
+
 // Ready returns at its context's deadline while CHT is slow to answer the
 // settings (the mediator gives its readiness check 5 s; the read may take
 // 10); the read goes on, and once it is done Ready is nil.
@@ -218,20 +231,13 @@ func TestPendingReadyHonoursItsContext(t *testing.T) {
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
 	chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Latency: time.Second, Count: 1})
-	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: chttest.AdminPassword, MaxRetries: -1})
-	require.NoError(t, err)
-	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://fhir.invalid", MaxRetries: -1})
-	require.NoError(t, err)
-	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
-		Config{FHIR: fhirClient, CHT: chtClient})
-	require.NoError(t, err)
+	p := pendingAs(t, chtSrv, chttest.AdminPassword)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	// The read takes a second and then succeeds: only a Ready that stopped
 	// waiting at its deadline returns this error.
-	err = p.Ready(ctx)
+	err := p.Ready(ctx)
 	require.ErrorIs(t, err, ErrContactTypesUnread)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 5*time.Second, 20*time.Millisecond)
@@ -242,15 +248,7 @@ func TestPendingReadyHonoursItsContext(t *testing.T) {
 func TestPendingNamesRefusedCredentials(t *testing.T) {
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
-	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-		Password: "wrong", MaxRetries: -1})
-	require.NoError(t, err)
-	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: "http://fhir.invalid", MaxRetries: -1})
-	require.NoError(t, err)
-	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
-		Config{FHIR: fhirClient, CHT: chtClient})
-	require.NoError(t, err)
-	err = p.Ready(context.Background())
+	err := pendingAs(t, chtSrv, "wrong").Ready(context.Background())
 	require.ErrorIs(t, err, ErrContactTypesUnread)
 	require.ErrorIs(t, err, cht.ErrUnauthorized)
 	assert.Contains(t, err.Error(), "check the CHT user name and password")
