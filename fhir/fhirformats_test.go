@@ -392,6 +392,38 @@ func TestXFormTimes(t *testing.T) {
 	}
 }
 
+// A report whose only subject is the contact its XForm was opened on
+// (fields.inputs.contact._id; CHT's hydration does not read it, so no
+// place or patient is filled) is about a place when that contact's type
+// or contact_type, as the form copies them, is a place type: its subject
+// is then a Location, not a Patient that would not exist.
+func TestInputsContactPlaceIsALocation(t *testing.T) {
+	c := testConverter(t, Config{})
+	tests := []struct {
+		contact map[string]any
+		want    string // resource type of the subject reference
+	}{
+		{map[string]any{"_id": "c1", "type": "clinic"}, "Location"},
+		{map[string]any{"_id": "c1", "type": "person"}, "Patient"},
+		{map[string]any{"_id": "c1"}, "Patient"},
+	}
+	for _, tt := range tests {
+		tx, err := bothReport(t, c, &cht.Report{ID: "r1", Form: "DELIVERY", ReportedDate: 1730355950419,
+			Fields: cht.Fields{"inputs": map[string]any{"contact": tt.contact}, "birth_time": "09:30"}})
+		if err != nil {
+			t.Fatalf("%v: %v", tt.contact, err)
+		}
+		b, err := tx.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := map[string]string{"Location": "Patient", "Patient": "Location"}[tt.want]
+		if !strings.Contains(string(b), `"`+tt.want+`/`) || strings.Contains(string(b), `"reference":"`+other+`/`) {
+			t.Errorf("%v: subject is not a %s: %s", tt.contact, tt.want, b)
+		}
+	}
+}
+
 func TestIsCode(t *testing.T) {
 	for _, tt := range []struct {
 		in string

@@ -134,6 +134,18 @@ func isShortcode(s string) bool {
 	return true
 }
 
+// inputsPlace reports whether the contact an XForm was opened on
+// (fields.inputs.contact, which the form fills from the contact it is
+// opened on and CHT's hydration does not read) names a place type in its
+// type or contact_type.
+func (c *Converter) inputsPlace(f cht.Fields) bool {
+	t, _ := f.String("inputs.contact.type")
+	if t == "contact" {
+		t, _ = f.String("inputs.contact.contact_type")
+	}
+	return t != "" && c.types.IsPlace(t)
+}
+
 // subject resolves the subject of a report: the hydrated patient or place,
 // else the first subject path of [cht.Report.Subject]. A report without
 // one, or whose hydrated subject is not converted to a Patient (persons)
@@ -157,7 +169,8 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 			return s, err
 		}
 		s.id = id
-		s.place = strings.HasSuffix(path, "place_id") || strings.HasSuffix(path, "place_uuid")
+		s.place = strings.HasSuffix(path, "place_id") || strings.HasSuffix(path, "place_uuid") ||
+			path == "fields.inputs.contact._id" && c.inputsPlace(r.Fields)
 		s.byCode = isShortcode(id) && (strings.HasSuffix(path, "patient_id") || strings.HasSuffix(path, "place_id"))
 	}
 	if err := checkText(r.ID, field, s.id); err != nil {
