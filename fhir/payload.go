@@ -95,7 +95,7 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 				}
 				ms, ok := cht.ParseMillis(s)
 				if !ok {
-					d.Fail("invalid date %q", s)
+					d.Fail("invalid date")
 				}
 				p.ReportedDate = ms
 			case 'n':
@@ -110,7 +110,7 @@ func decodePayload(p *EncounterPayload, pool *valuePool, data []byte, copied boo
 				if err != nil {
 					f, ferr := strconv.ParseFloat(n, 64)
 					if ferr != nil || f > 9.2e18 || f < -9.2e18 {
-						d.Fail("invalid timestamp %s", n)
+						d.Fail("invalid timestamp")
 						return
 					}
 					ms = int64(f)
@@ -301,7 +301,7 @@ func (d *scanner) observation(o *PayloadObservation, vp *valuePool) {
 			}
 			i, err := strconv.ParseInt(n, 10, 64)
 			if err != nil || i != int64(int(i)) {
-				d.Fail("valueInteger %s is not an integer", n)
+				d.Fail("valueInteger is not an integer")
 				return
 			}
 			o.ValueInteger = vp.integer(int(i))
@@ -557,16 +557,16 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 	if q := po.ValueQuantity; q != nil {
 		n, kind = n+1, pvQuantity
 		if v := string(q.Value); !jsonscan.ValidNumber(v) {
-			return 0, "", fmt.Errorf("valueQuantity.value %q is not a number", v)
+			return 0, "", errors.New("valueQuantity.value is not a number")
 		}
 		if q.Code != "" && q.System == "" {
 			return 0, "", fmt.Errorf("valueQuantity.code %q has no system (qty-3)", q.Code)
 		}
 		if q.Code != "" && !isCode(q.Code) {
-			return 0, "", fmt.Errorf("valueQuantity.code %q is %s", q.Code, notACode)
+			return 0, "", fmt.Errorf("valueQuantity.code is %s", notACode)
 		}
 		if !isURI(q.System) {
-			return 0, "", fmt.Errorf("valueQuantity.system %q is %s", q.System, notAURI)
+			return 0, "", fmt.Errorf("valueQuantity.system is %s", notAURI)
 		}
 	}
 	if po.ValueCode != nil {
@@ -575,7 +575,7 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 			return 0, "", fmt.Errorf("valueCode is empty")
 		}
 		if !isCode(*po.ValueCode) {
-			return 0, "", fmt.Errorf("valueCode %q is %s", *po.ValueCode, notACode)
+			return 0, "", fmt.Errorf("valueCode is %s", notACode)
 		}
 	}
 	if po.ValueString != nil {
@@ -590,21 +590,21 @@ func checkPayloadValue(po *PayloadObservation) (kind int, dateTime string, err e
 	if po.ValueInteger != nil {
 		n, kind = n+1, pvInteger
 		if v := *po.ValueInteger; v > math.MaxInt32 || v < math.MinInt32 {
-			return 0, "", fmt.Errorf("valueInteger %d is not a 32-bit integer", v)
+			return 0, "", errors.New("valueInteger is not a 32-bit integer")
 		}
 	}
 	if po.ValueDateTime != nil {
 		n, kind = n+1, pvDateTime
 		s, ok := fhirDateTime(*po.ValueDateTime)
 		if !ok {
-			return 0, "", fmt.Errorf("valueDateTime %q is not a FHIR dateTime", *po.ValueDateTime)
+			return 0, "", errors.New("valueDateTime is not a FHIR dateTime")
 		}
 		dateTime = s
 	}
 	if po.ValueTime != nil {
 		n, kind = n+1, pvTime
 		if s := *po.ValueTime; !isTime(s) {
-			return 0, "", fmt.Errorf("valueTime %q is not a time (HH:MM[:SS])", s)
+			return 0, "", errors.New("valueTime is not a time (HH:MM[:SS])")
 		}
 	}
 	switch n {

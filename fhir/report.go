@@ -583,7 +583,7 @@ func number(v any) (json.Number, error) {
 	case json.Number:
 		s := strings.TrimSpace(string(v))
 		if !jsonscan.ValidNumber(s) {
-			return "", fmt.Errorf("%q is not a number", string(v))
+			return "", errors.New("not a number")
 		}
 		if f, err := strconv.ParseFloat(s, 64); err != nil && math.IsInf(f, 0) {
 			return "", fmt.Errorf("%s is not a finite number", s)
@@ -606,7 +606,7 @@ func number(v any) (json.Number, error) {
 		// XForms store numbers as strings; accept "+5", ".5", "5." too.
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return "", fmt.Errorf("%q is not a number", v)
+			return "", errors.New("not a number")
 		}
 		return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), nil
 	}
@@ -649,7 +649,7 @@ func parseBool(fm *FieldMapping, v any) (bool, error) {
 		case "false", "no":
 			return false, nil
 		}
-		return false, fmt.Errorf("%q is not a boolean (want yes/no/true/false)", v)
+		return false, errors.New("not a boolean (want yes/no/true/false)")
 	}
 	return false, fmt.Errorf("want a boolean, got %s", kindOf(v))
 }
@@ -731,10 +731,10 @@ func inRange(fm *FieldMapping, n json.Number) error {
 		return fmt.Errorf("%s is not a number", n)
 	}
 	if fm.Min != nil && f < *fm.Min {
-		return fmt.Errorf("%s is below the minimum %v", n, *fm.Min)
+		return fmt.Errorf("below the minimum %v", *fm.Min)
 	}
 	if fm.Max != nil && f > *fm.Max {
-		return fmt.Errorf("%s is above the maximum %v", n, *fm.Max)
+		return fmt.Errorf("above the maximum %v", *fm.Max)
 	}
 	return nil
 }
@@ -821,7 +821,7 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 		}
 		i, ok := exactInt32(string(n))
 		if !ok {
-			return fv, fmt.Errorf("%s is not a 32-bit integer", n)
+			return fv, errors.New("not a 32-bit integer")
 		}
 		if err := inRange(fm, n); err != nil {
 			return fv, err
@@ -848,13 +848,13 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 		k, ok := fm.Values[s]
 		if !ok {
 			if fm.ValueSystem == "" {
-				return fv, fmt.Errorf("value %q is not in the coding table", s)
+				return fv, errors.New("not in the coding table")
 			}
 			if strings.ContainsAny(s, " \t\r\n") {
 				// A select_multiple answer ("fever cough"): several
 				// concepts, which one CodeableConcept cannot hold (its
 				// codings are translations of one concept).
-				return fv, fmt.Errorf("value %q holds several answers (select_multiple); map the field as a string or one boolean per option", s)
+				return fv, errors.New("several answers (select_multiple); map the field as a string or one boolean per option")
 			}
 			k = Code{System: fm.ValueSystem, Code: s}
 		}
@@ -886,7 +886,7 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 				s, ok = fhirDateTime(t)
 			}
 			if !ok {
-				return fv, fmt.Errorf("%q is not a valid FHIR %s", t, fm.Type)
+				return fv, fmt.Errorf("not a valid FHIR %s", fm.Type)
 			}
 		default:
 			return fv, fmt.Errorf("want a date string or timestamp, got %s", kindOf(v))
@@ -899,7 +899,7 @@ func fieldValue(fm *FieldMapping, v any) (obsValue, error) {
 		}
 		t, ok := xformTime(strings.TrimSpace(s))
 		if !ok {
-			return fv, fmt.Errorf("%q is not a valid time (HH:MM[:SS[.fff]], optionally with a UTC offset)", strings.TrimSpace(s))
+			return fv, errors.New("not a valid time (HH:MM[:SS[.fff]], optionally with a UTC offset)")
 		}
 		fv.kind, fv.s = pvTime, t
 	default:
