@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
@@ -119,7 +120,7 @@ func ParseResource(data []byte) (any, error) {
 	}
 	var tree any
 	if err := json.Unmarshal(data, &tree); err == nil {
-		ele1(tree, rt, &ire.Issues)
+		ele1(tree, rt, &ire.Issues, 0)
 	}
 	if len(ire.Issues) > 0 {
 		// One issue per element: a null required element is also an ele-1 finding.
@@ -148,7 +149,8 @@ func ParseResource(data []byte) (any, error) {
 	if err == nil {
 		var keptTree any
 		if err := json.Unmarshal(kept, &keptTree); err == nil {
-			if issues := dropped(tree, keptTree, rt, true); len(issues) > 0 {
+			var issues []Issue
+			if dropped(tree, keptTree, rt, 0, &issues); len(issues) > 0 {
 				return nil, &InvalidResourceError{ResourceType: rt, Issues: issues}
 			}
 		}
@@ -156,11 +158,38 @@ func ParseResource(data []byte) (any, error) {
 	return res, nil
 }
 
-// dropped reports the object members of raw that are missing from kept
-// (the input decoded and re-encoded through the samply types). The
+// The checks of one resource report at most maxIssues issues, stop
+// descending below maxCheckDepth, and write at most maxPathKey bytes of a
+// member's name into an issue's path: a hostile body of 4 MiB could
+// otherwise make each of its elements an issue carrying a copy of a long
+// path, an answer of hundreds of megabytes.
+const (
+	maxIssues     = 50
+	maxCheckDepth = 64
+	maxPathKey    = 64
+)
+
+// pathKey is key as an issue's path shows it: cut after maxPathKey bytes
+// (at a character boundary), marked with "…".
+func pathKey(key string) string {
+	if len(key) <= maxPathKey {
+		return key
+	}
+	cut := maxPathKey
+	for cut > 0 && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return key[:cut] + "…"
+}
+
+// dropped adds to out the object members of raw that are missing from
+// kept (the input decoded and re-encoded through the samply types). The
 // resource's meta is exempt: servers add their own bookkeeping there.
-func dropped(raw, kept any, path string, root bool) []Issue {
-	var out []Issue
+func dropped(raw, kept any, path string, depth int, out *[]Issue) {
+	if len(*out) >= maxIssues || depth > maxCheckDepth {
+		return
+	}
+	root := depth == 0
 	switch r := raw.(type) {
 	case map[string]any:
 		k, _ := kept.(map[string]any)
@@ -182,20 +211,21 @@ func dropped(raw, kept any, path string, root bool) []Issue {
 				case key == "contained":
 					reason = "contained resources are not supported and would be lost"
 				}
-				out = append(out, Issue{Expression: path + "." + key, Reason: reason, Code: models.IssueTypeNotSupported})
+				if len(*out) < maxIssues {
+					*out = append(*out, Issue{Expression: path + "." + pathKey(key), Reason: reason, Code: models.IssueTypeNotSupported})
+				}
 				continue
 			}
-			out = append(out, dropped(r[key], kv, path+"."+key, false)...)
+			dropped(r[key], kv, path+"."+pathKey(key), depth+1, out)
 		}
 	case []any:
 		k, _ := kept.([]any)
 		for i := range r {
 			if i < len(k) {
-				out = append(out, dropped(r[i], k[i], path+"["+strconv.Itoa(i)+"]", false)...)
+				dropped(r[i], k[i], path+"["+strconv.Itoa(i)+"]", depth+1, out)
 			}
 		}
 	}
-	return out
 }
 
 func decodeAs(rt string, data []byte) (any, error) {
@@ -228,7 +258,14 @@ func decodeAs(rt string, data []byte) (any, error) {
 // nulls are reported. path is the FHIRPath of v (e.g. the resource type).
 // The div of a narrative and the resource's own "resourceType" are not
 // special-cased: they are never empty in valid FHIR either.
-func ele1(v any, path string, out *[]Issue) {
+func ele1(v any, path string, out *[]Issue, depth int) {
+	if len(*out) >= maxIssues {
+		return
+	}
+	if depth > maxCheckDepth {
+		*out = append(*out, Issue{Expression: path, Reason: fmt.Sprintf("nested deeper than %d levels", maxCheckDepth), Code: models.IssueTypeStructure})
+		return
+	}
 	switch v := v.(type) {
 	case nil:
 		*out = append(*out, Issue{Expression: path, Reason: "null is not allowed (ele-1)", Code: models.IssueTypeStructure})
@@ -241,7 +278,7 @@ func ele1(v any, path string, out *[]Issue) {
 			*out = append(*out, Issue{Expression: path, Reason: "empty array is not allowed (ele-1)", Code: models.IssueTypeStructure})
 		}
 		for i, e := range v {
-			ele1(e, path+"["+strconv.Itoa(i)+"]", out)
+			ele1(e, path+"["+strconv.Itoa(i)+"]", out, depth+1)
 		}
 	case map[string]any:
 		if len(v) == 0 {
@@ -256,7 +293,7 @@ func ele1(v any, path string, out *[]Issue) {
 			if k == "resourceType" {
 				continue
 			}
-			ele1(v[k], path+"."+k, out)
+			ele1(v[k], path+"."+pathKey(k), out, depth+1)
 		}
 	}
 }

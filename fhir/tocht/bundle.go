@@ -201,6 +201,9 @@ func parseEntries(bundle *models.Bundle) ([]any, error) {
 	parsed := make([]any, len(bundle.Entry))
 	var issues []fhir.Issue
 	for i, e := range bundle.Entry {
+		if len(issues) >= maxBundleIssues {
+			break // the answer names the first ones
+		}
 		prefix := "Bundle.entry[" + strconv.Itoa(i) + "]"
 		if len(e.Resource) == 0 {
 			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Reason: "required element is missing", Code: models.IssueTypeRequired})

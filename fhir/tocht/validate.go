@@ -14,9 +14,13 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
-// maxInputIssues bounds the issues checkInput reports, so that the answer
-// to a large hostile body stays small.
-const maxInputIssues = 10
+// maxInputIssues bounds the issues checkInput reports, and maxBundleIssues
+// those of a Bundle's entries, so that the answer to a large hostile body
+// stays small.
+const (
+	maxInputIssues  = 10
+	maxBundleIssues = 50
+)
 
 // checkID refuses an id that is not of the FHIR R4 id type
 // ([A-Za-z0-9\-\.]{1,64}, https://hl7.org/fhir/R4/datatypes.html#id), and
@@ -91,8 +95,25 @@ type inputScanner struct {
 
 func (s *inputScanner) issue(reason string) {
 	if len(s.issues) < maxInputIssues {
-		s.issues = append(s.issues, fhir.Issue{Expression: string(s.path), Reason: reason, Code: models.IssueTypeValue})
+		s.issues = append(s.issues, fhir.Issue{Expression: clipPath(s.path), Reason: reason, Code: models.IssueTypeValue})
 	}
+}
+
+// maxIssuePath bounds the bytes of an issue's path: a member name of
+// megabytes would otherwise be copied into every issue under it.
+const maxIssuePath = 256
+
+// clipPath is path as an issue names it, cut after maxIssuePath bytes (at
+// a character boundary) and marked with "…".
+func clipPath(path []byte) string {
+	if len(path) <= maxIssuePath {
+		return string(path)
+	}
+	cut := maxIssuePath
+	for cut > 0 && !utf8.RuneStart(path[cut]) {
+		cut--
+	}
+	return string(path[:cut]) + "…"
 }
 
 func (s *inputScanner) skipSpace() {

@@ -2,6 +2,7 @@ package tocht_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -119,4 +120,43 @@ func TestMediatorRefusalIsAnOperationOutcome(t *testing.T) {
 	assert.Equal(t, http.StatusRequestEntityTooLarge, env.Response.Status)
 	assert.Equal(t, tocht.FHIRContentType, env.Response.Headers["Content-Type"])
 	assert.Contains(t, parseOutcome(t, []byte(env.Response.Body)).text(), "1024")
+}
+
+// A body of a few megabytes whose every element is a problem, under long
+// member names, gets an answer of a few kilobytes: one issue per element,
+// each with a copy of its path, made answers of hundreds of megabytes
+// (and gigabytes of memory) from 90 KB.
+func TestHostileBodiesGetSmallAnswers(t *testing.T) {
+	long := strings.Repeat("k", 64<<10)
+	var nulls strings.Builder
+	for i := range 2000 {
+		if i > 0 {
+			nulls.WriteByte(',')
+		}
+		fmt.Fprintf(&nulls, `"a%d":null`, i)
+	}
+	var entries strings.Builder
+	for i := range 200_000 {
+		if i > 0 {
+			entries.WriteByte(',')
+		}
+		entries.WriteString(`{}`)
+	}
+	tests := []struct {
+		name, path, body string
+	}{
+		{"nulls under a long name", "/fhir/Patient", `{"resourceType":"Patient","` + long + `":{` + nulls.String() + `}}`},
+		{"a long name with control characters below it", "/fhir/Patient",
+			`{"resourceType":"Patient","` + strings.Repeat("k", 1<<20) + `":{` + strings.Repeat(`"x\u0001":"\u0001",`, 1000) + `"y":"z"}}`},
+		{"a Bundle of empty entries", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[` + entries.String() + `]}`},
+	}
+	r := newRig(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := r.post(t, tt.path, []byte(tt.body))
+			assert.Equal(t, http.StatusBadRequest, a.status)
+			assert.Less(t, len(a.body), 64<<10, "answer of %d bytes to a body of %d", len(a.body), len(tt.body))
+			assert.NotEmpty(t, parseOutcome(t, a.body).Issue)
+		})
+	}
 }
