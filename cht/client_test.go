@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -776,6 +777,52 @@ func TestSessionAuth(t *testing.T) {
 	}
 	if n := len(requestsTo(srv, "POST", "/_session")); n != 1 {
 		t.Errorf("failed logins = %d, want 1 (never retried)", n)
+	}
+}
+
+// ctxKey marks the contexts of a caller's requests in
+// TestSessionLoginCarriesNoCallerValues.
+type ctxKey struct{}
+
+// valueSeen records, per request path, whether the request's context held
+// the caller's ctxKey and a deadline.
+type valueSeen struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen map[string][2]bool
+}
+
+func (v *valueSeen) RoundTrip(r *http.Request) (*http.Response, error) {
+	_, deadline := r.Context().Deadline()
+	v.mu.Lock()
+	v.seen[r.URL.Path] = [2]bool{r.Context().Value(ctxKey{}) != nil, deadline}
+	v.mu.Unlock()
+	return v.next.RoundTrip(r)
+}
+
+// The session login runs without the caller's context values: its body
+// holds the password, and a value such as mediator.Transport's recorder
+// would store the call, body included, in an OpenHIM transaction. It keeps
+// the caller's deadline; the caller's own request keeps its values.
+func TestSessionLoginCarriesNoCallerValues(t *testing.T) {
+	srv := chttest.NewDemoServer()
+	t.Cleanup(srv.Close)
+	rt := &valueSeen{next: srv.Client().Transport, seen: map[string][2]bool{}}
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		Session: true, HTTPClient: &http.Client{Transport: rt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), ctxKey{}, true), time.Minute)
+	defer cancel()
+	if _, err := c.Hydrate(ctx, chttest.DemoPatientID); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.seen["/_session"]; got != [2]bool{false, true} {
+		t.Errorf("login: caller's value %v, deadline %v; want no value, a deadline", got[0], got[1])
+	}
+	if got := rt.seen["/api/v1/hydrate"]; !got[0] {
+		t.Error("the caller's own request lost its context value")
 	}
 }
 

@@ -36,6 +36,8 @@ func (c *Client) ensureSession(ctx context.Context) error {
 // automatically when Config.Session is true; a failed login (401) is
 // returned as is and never retried, because CHT rate-limits failed logins.
 func (c *Client) login(ctx context.Context) error {
+	ctx, cancel := withoutValues(ctx)
+	defer cancel()
 	body := map[string]string{"name": c.user, "password": c.pass}
 	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/_session", body: body, noAuth: true}, nil)
 	if err != nil {
@@ -45,6 +47,24 @@ func (c *Client) login(ctx context.Context) error {
 		return fmt.Errorf("cht: login: no AuthSession cookie in response")
 	}
 	return nil
+}
+
+// withoutValues returns a context with ctx's deadline and cancellation
+// but none of its values, for the login: its body holds the password, and
+// a value such as the recorder of mediator.Transport (whose orchestrations
+// OpenHIM core stores with their bodies) would keep it.
+func withoutValues(ctx context.Context) (context.Context, context.CancelFunc) {
+	base, cancel := context.WithCancelCause(context.Background())
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	out, cancelDeadline := context.Context(base), context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		out, cancelDeadline = context.WithDeadline(base, dl)
+	}
+	return out, func() {
+		cancelDeadline()
+		stop()
+		cancel(nil)
+	}
 }
 
 func (c *Client) sessionCookie() string {
