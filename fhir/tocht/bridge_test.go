@@ -746,6 +746,19 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	require.Len(t, reports, 1)
 	assert.Equal(t, chttest.DemoPatientID, reports[0]["fields"].(map[string]any)["patient_uuid"])
 
+	// A reference below FHIRURL that climbs out of it, or adds a query, is
+	// read as FHIRURL/Patient/<its id>: the mediator's FHIR credentials
+	// never go to another path of the server.
+	hostile := strings.NewReplacer("ltfu-9", "ltfu-11", r.fhir.URL+"/Patient/",
+		r.fhir.URL+"/../internal/admin?op=export&x=/Patient/").Replace(sr)
+	a = r.post(t, "/fhir/ServiceRequest", []byte(hostile))
+	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+	for _, q := range r.fhir.Requests() {
+		if strings.Contains(q.Path, "internal") || strings.Contains(q.Path, "..") || strings.Contains(q.Query, "op=") {
+			t.Errorf("the FHIR server was asked for %s %s?%s", q.Method, q.Path, q.Query)
+		}
+	}
+
 	// The FHIR server does not know the Patient: 422 naming the subject.
 	sr = strings.Replace(sr, *patient.Id, "unknown", 1)
 	sr = strings.Replace(sr, "ltfu-9", "ltfu-10", 1)
@@ -757,7 +770,7 @@ func TestSubjectWrittenByCHTToFHIR(t *testing.T) {
 	require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{Down: true}))
 	a = r.post(t, "/fhir/ServiceRequest", []byte(sr))
 	assert.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
-	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+	assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 2, "ltfu-9 and ltfu-11")
 }
 
 func TestSingleObservationWithoutIdentity(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -18,13 +17,13 @@ import (
 // maxFHIRResponse bounds how much of the FHIR server's answer is read.
 const maxFHIRResponse = 4 << 20
 
-// readPatient reads a referenced Patient from Config.FHIRURL: the reference
-// itself when it is an absolute URL below FHIRURL, else FHIRURL/Patient/id.
-func (b *Bridge) readPatient(ctx context.Context, ref, id, expr string) (*models.Patient, error) {
+// readPatient reads a referenced Patient, whose id is id, as
+// FHIRURL/Patient/id (its current version). The reference itself is never
+// the request's target: with the mediator's FHIR credentials, a reference
+// such as <FHIRURL>/../admin?x=/Patient/1 would reach another path of the
+// server (or of a proxy that normalises paths).
+func (b *Bridge) readPatient(ctx context.Context, id, expr string) (*models.Patient, error) {
 	target := b.cfg.FHIRURL + "/Patient/" + url.PathEscape(id)
-	if strings.HasPrefix(ref, b.cfg.FHIRURL+"/") {
-		target = ref
-	}
 	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, "FHIR read subject"), http.MethodGet, target, nil)
 	if err != nil {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), models.IssueTypeValue)}

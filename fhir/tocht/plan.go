@@ -376,7 +376,7 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		pid := b.PersonID(id)
 		return b.patientWithID(pid), pid, "", nil
 	}
-	p, err := b.readPatient(ctx, *ref.Reference, id, expr)
+	p, err := b.readPatient(ctx, id, expr)
 	if err != nil {
 		return nil, "", "", err
 	}
