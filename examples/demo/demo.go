@@ -64,6 +64,9 @@ func startDemo(ctx context.Context, log *slog.Logger) (_ *demo, err error) {
 			d.Close()
 		}
 	}()
+	// The getting-started guide stores CHT's credential as "admin", CHT's
+	// usual administrator: the fake has it too, for --serve.
+	d.cht.AddUser(chttest.User{Name: chtAdminUser, Password: chttest.AdminPassword, Roles: []string{chttest.RoleDBAdmin}})
 	d.core.AddClient(chtClientID, chtClientPW, chtRole)
 
 	mapping := fhir.DefaultMapping()
@@ -185,6 +188,10 @@ func (d *demo) Close() {
 	}
 }
 
+// chtAdminUser is the fake CHT's second administrator, named as the guide
+// names CHT's.
+const chtAdminUser = "admin"
+
 // examplePush is a push of a new person as CHT sends it: {"doc": the
 // hydrated document}, the shape of the guide's test push.
 const examplePush = `{"doc":{"_id":"p-123","_rev":"1-a","type":"person","name":"Test Person","sex":"female",` +
@@ -197,11 +204,11 @@ func (d *demo) printEndpoints(out io.Writer) {
 Serving until Ctrl-C:
   OpenHIM API      %s   (user %s, password %s)
   OpenHIM router   %s   (client %s/%s for /cht/*, %s/%s for /fhir/*)
-  CHT API (fake)   %s   (user %s, password %s)
+  CHT API (fake)   %s   (users %s and %s, password %s)
   FHIR server      %s
 `, d.core.URL, openhimtest.RootUser, openhimtest.RootPassword,
 		d.core.RouterURL, chtClientID, chtClientPW, emrClientID, emrClientPW,
-		d.cht.URL, chttest.AdminUsername, chttest.AdminPassword, d.fhir.URL)
+		d.cht.URL, chttest.AdminUsername, chtAdminUser, chttest.AdminPassword, d.fhir.URL)
 	for _, rm := range d.mediators {
 		fmt.Fprintf(out, "  mediator %-12s http://%s\n", rm.name, rm.m.Addr())
 	}

@@ -73,6 +73,28 @@ func TestServeSuggestsAWorkingPush(t *testing.T) {
 	assert.Equal(t, 1, d.fhir.Count("Patient"), "the person reached the FHIR server")
 }
 
+// The fake CHT that --serve prints answers the guide's administrator,
+// "admin", with the password printed, as it answers its own.
+func TestServePrintsWorkingCHTUsers(t *testing.T) {
+	d, err := startDemo(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.Close()
+	var out bytes.Buffer
+	d.printEndpoints(&out)
+	m := regexp.MustCompile(`CHT API \(fake\)\s+(\S+)\s+\(users (\S+) and (\S+), password (\S+)\)`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	for _, user := range []string{m[2], m[3]} {
+		req, err := http.NewRequest(http.MethodGet, m[1]+"/api/v1/settings", nil)
+		require.NoError(t, err)
+		req.SetBasicAuth(user, m[4])
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "user %s", user)
+	}
+	assert.Equal(t, "admin", m[3])
+}
+
 func TestDemoRejectsUnknownFlags(t *testing.T) {
 	err := run(context.Background(), []string{"--nope"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
 	require.Error(t, err)
