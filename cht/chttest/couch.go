@@ -446,15 +446,15 @@ func (s *Server) handleView(c *reqCtx, params []string) {
 		}
 	}
 	var rows []viewRow
-	for _, id := range s.store.ids(func(_ string, m docMeta) bool { return len(m.shortcodes) > 0 || m.external != "" }) {
-		m := s.store.meta(id)
+	s.store.ids(func(id string, m docMeta) bool { // the rows are collected here, not the ids
 		for _, sc := range m.shortcodes {
 			rows = append(rows, viewRow{key: [2]string{"shortcode", sc}, id: id})
 		}
 		if m.external != "" {
 			rows = append(rows, viewRow{key: [2]string{"external", m.external}, id: id})
 		}
-	}
+		return false
+	})
 	compareKeys := func(a, b [2]string) int {
 		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
 	}

@@ -180,25 +180,14 @@ func extractMeta(m map[string]any) docMeta {
 		// ["shortcode", String(doc.patient_id)], each when truthy.
 		for _, k := range []string{"place_id", "patient_id"} {
 			if v := m[k]; jsonTruthy(v) {
-				md.shortcodes = append(md.shortcodes, jsKey(v))
+				md.shortcodes = append(md.shortcodes, jsString(jsValue(v)))
 			}
 		}
 		if v := m["rc_code"]; jsonTruthy(v) {
-			md.external = strings.ToUpper(jsKey(v))
+			md.external = strings.ToUpper(jsString(jsValue(v)))
 		}
 	}
 	return md
-}
-
-// jsKey is JavaScript's String(v) of a stored JSON value.
-func jsKey(v any) string {
-	if n, ok := v.(json.Number); ok {
-		if f, err := n.Float64(); err == nil {
-			return jsNumberString(f)
-		}
-		return n.String()
-	}
-	return jsString(v)
 }
 
 // nextRev computes a CouchDB-style revision "<gen>-<32 hex>".
@@ -346,16 +335,6 @@ func (s *store) currentRev(id string) string {
 		}
 	}
 	return ""
-}
-
-// meta returns the index keys of a live document (zero when there is none).
-func (s *store) meta(id string) docMeta {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e := s.docs[id]; e != nil && !e.deleted {
-		return e.meta
-	}
-	return docMeta{}
 }
 
 // byShortcode returns the ids of the contacts whose patient_id or place_id
