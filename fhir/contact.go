@@ -353,11 +353,10 @@ func calendarDate(s string) bool {
 func deceasedDateTime(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && len(s) >= 13 {
-		t := cht.Millis(ms).Time()
-		if t.Year() < 1 || t.Year() > 9999 {
+		if !fhirMillis(ms) {
 			return "", false
 		}
-		return formatDateTime(t), true
+		return formatDateTime(cht.Millis(ms).Time()), true
 	}
 	return fhirDateTime(s)
 }

@@ -441,7 +441,7 @@ func appendHeaders(b []byte, h map[string]string) []byte {
 			continue
 		}
 		b = append(b, '[')
-		for j, c := range strings.Split(h[k], "\n") {
+		for j, c := range splitHeader(k, h[k]) {
 			if j > 0 {
 				b = append(b, ',')
 			}

@@ -196,11 +196,7 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 func writeHead(w http.ResponseWriter, env *Envelope) {
 	h := w.Header()
 	for k, v := range env.Response.Headers {
-		if isSetCookie(k) {
-			h[http.CanonicalHeaderKey(k)] = strings.Split(v, "\n")
-			continue
-		}
-		h.Set(k, v)
+		h[http.CanonicalHeaderKey(k)] = splitHeader(k, v)
 	}
 	w.WriteHeader(env.Response.Status)
 }
@@ -225,6 +221,15 @@ func joinHeader(k string, v []string) string {
 		return strings.Join(v, "\n")
 	}
 	return strings.Join(v, ", ")
+}
+
+// splitHeader is the values of header k that joinHeader joined into v:
+// v, or Set-Cookie's cookies, one per line.
+func splitHeader(k, v string) []string {
+	if isSetCookie(k) {
+		return strings.Split(v, "\n")
+	}
+	return []string{v}
 }
 
 // isSetCookie reports whether k names the Set-Cookie header.

@@ -60,4 +60,8 @@ func testConfigRedacts(t *testing.T, cfg tocht.Config) {
 	if cfg.FHIRPassword != "s3cret" || !strings.Contains(cfg.FHIRURL, "urlpass") {
 		t.Errorf("formatting changed the Config with FHIRURL %s", cfg.FHIRURL)
 	}
+	// NotifyEMR is the one member the caller shares with the formatted copy.
+	if n := cfg.NotifyEMR; n.Header[0] != "Authorization: Bearer emrtoken" || !strings.Contains(n.Endpoint, "hookpass") {
+		t.Errorf("formatting changed the caller's NotifyEMR: %+v", *n)
+	}
 }
