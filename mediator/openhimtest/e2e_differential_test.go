@@ -87,7 +87,8 @@ func newStubMediator(t *testing.T) *stubMediator {
 			env["response"].(map[string]any)["status"] = "202"
 		case strings.HasSuffix(r.URL.Path, "/cookies"):
 			env["response"].(map[string]any)["headers"].(map[string]any)["set-cookie"] = []any{
-				"a=1; Path=/; HttpOnly", "b=2", "c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org"}
+				"a=1; Path=/; HttpOnly", "b=2", "c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org",
+				"f=6; Max-Age=0; HttpOnly=1"}
 		case strings.HasSuffix(r.URL.Path, "/nostatus"):
 			delete(env, "status")
 			env["response"].(map[string]any)["status"] = 404

@@ -798,7 +798,7 @@ func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers 
 			switch c := v.(type) {
 			case []any:
 				for _, c := range c {
-					cookies, err := koaCookies(jsString(c))
+					cookies, err := koaCookies(jsString(c), s.now())
 					if err != nil {
 						return err
 					}
@@ -846,14 +846,17 @@ var cookieName = regexp.MustCompile(`^[\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x5a\x5c-\
 // koaCookies is the Set-Cookie headers core sends for one cookie string of
 // a set-cookie array, as setCookiesOnContext makes them: cookie 0.3.1
 // parse splits it on ";" into name=value pairs (a pair without "=", such as
-// HttpOnly or Secure, is dropped); path, domain and expires become
-// options (path and httpOnly default to false) and every other pair a
-// cookie, which koa's cookies module writes as "name=value" then
-// "; path=", "; expires=" (the epoch for an empty value) and "; domain=".
-// Other attributes are not modelled. An invalid name is the TypeError
-// core's handleServerError catches.
-func koaCookies(raw string) ([]string, error) {
+// a bare HttpOnly or Secure, is dropped); path, domain, expires, max-age,
+// httponly, secure, signed and overwrite become options (path and httpOnly
+// default to false) and every other pair a cookie, which koa's cookies
+// module writes as "name=value" then "; path=", "; expires=" (max-age
+// milliseconds after now, the module's maxage; the epoch for an empty
+// value), "; domain=" and "; httponly". A secure or signed option throws
+// (the router is plain HTTP and has no keys), as does an invalid name:
+// errors core's handleServerError catches.
+func koaCookies(raw string, now time.Time) ([]string, error) {
 	var path, domain, expires string
+	httpOnly := false
 	type pair struct{ k, v string }
 	var vals []pair
 	seen := map[string]bool{}
@@ -882,6 +885,21 @@ func koaCookies(raw string) ([]string, error) {
 			if t, err := http.ParseTime(v); err == nil {
 				expires = t.UTC().Format(http.TimeFormat)
 			}
+		case "max-age":
+			if ms, err := strconv.Atoi(v); err == nil && ms != 0 {
+				expires = now.Add(time.Duration(ms) * time.Millisecond).UTC().Format(http.TimeFormat)
+			}
+		case "httponly":
+			httpOnly = v != ""
+		case "secure":
+			if v != "" {
+				return nil, errors.New("Error: Cannot send secure cookie over unencrypted connection")
+			}
+		case "signed":
+			if v != "" {
+				return nil, errors.New("Error: .keys required for signed cookies")
+			}
+		case "overwrite":
 		default:
 			vals = append(vals, pair{k, v})
 		}
@@ -903,6 +921,9 @@ func koaCookies(raw string) ([]string, error) {
 		}
 		if domain != "" {
 			h += "; domain=" + domain
+		}
+		if httpOnly {
+			h += "; httponly"
 		}
 		out = append(out, h)
 	}

@@ -712,6 +712,8 @@ func TestRouterSetCookie(t *testing.T) {
 		{"array", []any{"a=1; Path=/; HttpOnly", "b=2"}, 200, []string{"a=1; path=/", "b=2"}},
 		{"expires and domain", []any{"c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org"}, 200,
 			[]string{"c=3; expires=Wed, 09 Jun 2027 10:18:14 GMT; domain=example.org"}},
+		{"max-age and httponly are options", []any{"d=4; Max-Age=0; HttpOnly=1"}, 200, []string{"d=4; httponly"}},
+		{"secure over the plain router", []any{"e=5; Secure=1"}, 500, nil},
 		{"string", "AWSALB=abc; Path=/", 500, nil},
 		{"string without =", "abc", 200, nil},
 	}
