@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ var guideVars = []string{
 	"MEDIATOR_CHT_URL", "MEDIATOR_CHT_PASSWORD", "MEDIATOR_FHIR_URL",
 	"MEDIATOR_OPENHIM_URL", "MEDIATOR_OPENHIM_USERNAME", "MEDIATOR_OPENHIM_PASSWORD",
 	"MEDIATOR_OPENHIM_CORE_VERSION", "MEDIATOR_OPENHIM_INSECURE_SKIP_VERIFY",
-	"MEDIATOR_PUBLIC_HOST", "MEDIATOR_ROUTER_URL", "CHT_ADMIN_PASSWORD",
+	"MEDIATOR_PUBLIC_HOST", "MEDIATOR_ROUTER_URL", "CHT_ADMIN_PASSWORD", "MEDIATOR_AUTH_USERNAME", "MEDIATOR_AUTH_PASSWORD",
 }
 
 // guidePort is the mediator's port in the guide (listen in the example's
@@ -64,6 +65,7 @@ const (
 	guideClientID    = "cht-outbound"
 	guideClientRole  = "cht"
 	guideChannelName = "CHT to FHIR"
+	guideRouteUser   = "openhim-route" // what the channel's route sends to the mediator
 )
 
 func substitute(lines []string, vals map[string]string, used map[string]bool) []string {
@@ -221,6 +223,8 @@ func TestE2EGuide(t *testing.T) {
 		"MEDIATOR_PUBLIC_HOST":                  "127.0.0.1",
 		"MEDIATOR_ROUTER_URL":                   e2e["OPENHIM_ROUTER_URL"],
 		"CHT_ADMIN_PASSWORD":                    chtAdminPassword,
+		"MEDIATOR_AUTH_USERNAME":                guideRouteUser,
+		"MEDIATOR_AUTH_PASSWORD":                rand.Text(),
 	}
 
 	// The reader's directory: the clone (a copy of the work tree) and, after
@@ -297,8 +301,11 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *ope
 	// The transaction of the push: on the guide's channel, from the guide's
 	// client, successful, with the mediator's FHIR orchestration.
 	var channels []struct {
-		ID   string `json:"_id"`
-		Name string `json:"name"`
+		ID     string `json:"_id"`
+		Name   string `json:"name"`
+		Routes []struct {
+			Username string `json:"username"`
+		} `json:"routes"`
 	}
 	if err := core.Do(ctx, http.MethodGet, "/channels", nil, &channels); err != nil {
 		t.Fatal(err)
@@ -307,6 +314,11 @@ func checkGuideResults(ctx context.Context, t *testing.T, sh *session, core *ope
 	for _, c := range channels {
 		if c.Name == guideChannelName {
 			channelID = c.ID
+			// The mediator asks for credentials; the route it installed
+			// sends them.
+			if len(c.Routes) != 1 || c.Routes[0].Username != guideRouteUser {
+				t.Errorf("channel %q routes = %+v, want one that sends the user %q", guideChannelName, c.Routes, guideRouteUser)
+			}
 		}
 	}
 	if channelID == "" {

@@ -34,11 +34,15 @@ type example struct {
 	env     []string
 }
 
+// routeAuth is what a mediator requires of the requests core routes to it:
+// serving without it is refused.
+var routeAuth = []string{"MEDIATOR_AUTH_USERNAME=openhim-route", "MEDIATOR_AUTH_PASSWORD=s3cret-pw"}
+
 var examples = []example{
-	{name: "cht-to-fhir", settings: true, mediator: true, outbound: "prints", emptied: "cht.username"},
+	{name: "cht-to-fhir", settings: true, mediator: true, outbound: "prints", emptied: "cht.username", env: routeAuth},
 	{name: "fhir-to-cht", settings: true, mediator: true, outbound: "refuses", emptied: "task_form",
-		env: []string{"MEDIATOR_PARENT_PLACE=hc-1"}},
-	{name: "passthrough", settings: true, mediator: true, emptied: "openhim.username"},
+		env: append([]string{"MEDIATOR_PARENT_PLACE=hc-1"}, routeAuth...)},
+	{name: "passthrough", settings: true, mediator: true, emptied: "openhim.username", env: routeAuth},
 	{name: "backfill", settings: true, emptied: "cht.username"},
 	{name: "demo"},
 }
@@ -162,6 +166,11 @@ func TestBadCommandLine(t *testing.T) {
 				env := append([]string{"MEDIATOR_MAPPING_FILE=/nonexistent/mapping.yaml", "MEDIATOR_OPENHIM_URL=",
 					"MEDIATOR_LISTEN=" + freeAddr(t)}, ex.env...)
 				stopped(t, ex, run(t, ex, env, "--config", "config.yaml"), "mapping_file (MEDIATOR_MAPPING_FILE)")
+			}
+			if ex.mediator { // serving with the example's config.yaml alone
+				env := []string{"MEDIATOR_OPENHIM_URL=", "MEDIATOR_CHT_URL=https://cht.example.org", "MEDIATOR_FHIR_URL=http://fhir.example.org",
+					"MEDIATOR_UPSTREAM_URL=http://upstream.example.org", "MEDIATOR_PARENT_PLACE=hc-1", "MEDIATOR_LISTEN=" + freeAddr(t)}
+				stopped(t, ex, run(t, ex, env, "--config", "config.yaml"), "set auth.disabled (MEDIATOR_AUTH_DISABLED) to true")
 			}
 		})
 	}

@@ -69,6 +69,8 @@ func TestE2ERealAppToFHIR(t *testing.T) {
 	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
 	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
 	t.Setenv("MEDIATOR_FHIR_URL", fhirURL)
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -76,7 +78,7 @@ func TestE2ERealAppToFHIR(t *testing.T) {
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "realapp", URL: "http://" + addr + push.OutboundPath,
-		Mapping: map[string]any{"doc": "doc"}, Server: chtSrv})
+		Mapping: map[string]any{"doc": "doc"}, Server: chtSrv, Username: "openhim-route", Password: "route-secret"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")

@@ -99,6 +99,8 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 			"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"missing mapping file", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
 			"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
+		{"no inbound credentials", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_AUTH_TOKEN": ""}, "the mediator's routes would be open to anyone who reaches listen"},
 		// Without a CHT user nothing reads the queue: no metric, no alert.
 		{"outbound metrics without CHT user", map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_FHIR_URL": "http://f",
 			"MEDIATOR_OUTBOUND_METRICS": "true", "MEDIATOR_CHT_USERNAME": ""},
@@ -108,6 +110,7 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("MEDIATOR_CHT_URL", "")
 			t.Setenv("MEDIATOR_FHIR_URL", "")
+			t.Setenv("MEDIATOR_AUTH_TOKEN", "route-token")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -137,6 +140,8 @@ func TestContactTypesUnreadRefusesPushes(t *testing.T) {
 	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
 	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
 	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -152,6 +157,7 @@ func TestContactTypesUnreadRefusesPushes(t *testing.T) {
 		req, err := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("openhim-route", "route-secret")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, err.Error()
@@ -200,6 +206,10 @@ func TestRunRegistersAndServes(t *testing.T) {
 	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
 	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
 	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
+	// What the mediator requires of its callers; the default channel's
+	// route sends it.
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -222,6 +232,7 @@ func TestRunRegistersAndServes(t *testing.T) {
 		_, ok := core.Mediator("urn:mediator:cht-to-fhir")
 		return ok && len(core.Channels()) == 1
 	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
+	assert.Equal(t, "openhim-route", core.Channels()[0].Routes[0].Username, "the route sends what the mediator requires")
 
 	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
 	require.True(t, ok)
@@ -271,6 +282,8 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	t.Setenv("MEDIATOR_CHT_USERNAME", "")
 	t.Setenv("MEDIATOR_FHIR_URL", "https://fhir.test.example/fhir")
 	t.Setenv("MEDIATOR_FHIR_PASSWORD", "fhir-secret-pw")
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret-pw")
 	t.Setenv("MEDIATOR_OPENHIM_URL", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -281,6 +294,7 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	require.Contains(t, logs.String(), "https://cht.test.example")
 	require.Contains(t, logs.String(), "https://fhir.test.example/fhir")
 	require.NotContains(t, logs.String(), "fhir-secret-pw")
+	require.NotContains(t, logs.String(), "route-secret-pw")
 }
 
 // outbound_metrics exports CHT's outbound retry queue at /metrics and

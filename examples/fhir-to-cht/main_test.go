@@ -66,7 +66,8 @@ func TestPrintCHTOutboundExplainsWhyThereIsNone(t *testing.T) {
 }
 
 func TestSettingsErrorsNameTheKey(t *testing.T) {
-	base := map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_CHT_USERNAME": "u", "MEDIATOR_PARENT_PLACE": "p"}
+	base := map[string]string{"MEDIATOR_CHT_URL": "https://c", "MEDIATOR_CHT_USERNAME": "u", "MEDIATOR_PARENT_PLACE": "p",
+		"MEDIATOR_AUTH_TOKEN": "route-token"}
 	tests := []struct {
 		name  string
 		unset string
@@ -76,6 +77,7 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{"no CHT URL", "MEDIATOR_CHT_URL", nil, "cht.url"},
 		{"no CHT user", "MEDIATOR_CHT_USERNAME", nil, "cht.username"},
 		{"no parent place", "MEDIATOR_PARENT_PLACE", nil, "parent_place"},
+		{"no inbound credentials", "MEDIATOR_AUTH_TOKEN", nil, "the mediator's routes would be open to anyone who reaches listen"},
 		{"bad heartbeat", "", map[string]string{"MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"missing mapping file", "", map[string]string{"MEDIATOR_MAPPING_FILE": "does-not-exist.yaml"}, "does-not-exist.yaml"},
 		{"listen without port", "", map[string]string{"MEDIATOR_LISTEN": "127.0.0.1:0"}, "fixed port"},
@@ -166,6 +168,10 @@ func TestRunRegistersAndServes(t *testing.T) {
 	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
 	t.Setenv("MEDIATOR_PARENT_PLACE", chttest.DemoHouseholdID)
 	t.Setenv("MEDIATOR_MAX_BODY_BYTES", "65536")
+	// What the mediator requires of its callers; the default channel's
+	// route sends it.
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -188,6 +194,7 @@ func TestRunRegistersAndServes(t *testing.T) {
 		_, ok := core.Mediator("urn:mediator:fhir-to-cht")
 		return ok && len(core.Channels()) == 1
 	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
+	assert.Equal(t, "openhim-route", core.Channels()[0].Routes[0].Username, "the route sends what the mediator requires")
 
 	// The identifiers name the CHT instance by MEDIATOR_CHT_URL.
 	sr, err := os.ReadFile("testdata/service-request.json")
@@ -270,6 +277,8 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	setBaseEnv(t)
 	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	t.Setenv("MEDIATOR_CHT_PASSWORD", "cht-secret-pw")
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret-pw")
 	t.Setenv("MEDIATOR_OPENHIM_URL", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // stops the mediator once started
@@ -278,6 +287,7 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 	require.Contains(t, logs.String(), "fhir-to-cht starting")
 	require.Contains(t, logs.String(), "https://cht.example.org")
 	require.NotContains(t, logs.String(), "cht-secret-pw")
+	require.NotContains(t, logs.String(), "route-secret-pw")
 }
 
 // TestConfigurablePersonTypes: the mediator reads the app's contact

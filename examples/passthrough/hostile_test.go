@@ -60,6 +60,9 @@ func startStandaloneWith(t *testing.T, env map[string]string, h http.HandlerFunc
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	t.Setenv("MEDIATOR_LISTEN", addr)
 	t.Setenv("MEDIATOR_UPSTREAM_URL", upstream.URL+"/base")
+	// These tests are about what goes upstream, the caller's credential
+	// headers included: the mediator asks for none.
+	t.Setenv("MEDIATOR_AUTH_DISABLED", "true")
 	for k, v := range env {
 		t.Setenv(k, v)
 	}

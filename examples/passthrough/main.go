@@ -56,8 +56,16 @@ func (s Settings) Validate() error {
 		errs = append(errs, errors.New("upstream_timeout (MEDIATOR_UPSTREAM_TIMEOUT) must be positive"))
 	}
 	for _, h := range s.ForwardHeaders {
-		if !slices.Contains(credentialHeaders, http.CanonicalHeaderKey(h)) {
+		h = http.CanonicalHeaderKey(h)
+		if !slices.Contains(credentialHeaders, h) {
 			errs = append(errs, fmt.Errorf("forward_headers (MEDIATOR_FORWARD_HEADERS): %q is not one of %v", h, credentialHeaders))
+		}
+		if h == "Authorization" && (s.Auth.Username != "" || s.Auth.Token != "") {
+			// Core sends its route's credentials in Authorization, never
+			// its client's: forwarding it would hand them to the upstream.
+			errs = append(errs, errors.New("forward_headers (MEDIATOR_FORWARD_HEADERS): Authorization carries the credentials "+
+				"the mediator requires (auth.username or auth.token), which would be sent upstream; "+
+				"check callers with tls.client_ca_file instead, or do not forward it"))
 		}
 	}
 	return errs.Err()

@@ -30,9 +30,14 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{"upstream without scheme", map[string]string{"MEDIATOR_UPSTREAM_URL": "upstream:8080"}, "upstream_url"},
 		{"bad heartbeat", map[string]string{"MEDIATOR_UPSTREAM_URL": "http://u", "MEDIATOR_HEARTBEAT_INTERVAL": "often"}, "heartbeat_interval"},
 		{"listen without port", map[string]string{"MEDIATOR_UPSTREAM_URL": "http://u", "MEDIATOR_LISTEN": "127.0.0.1:0"}, "fixed port"},
+		{"no inbound credentials", map[string]string{"MEDIATOR_UPSTREAM_URL": "http://u", "MEDIATOR_AUTH_TOKEN": ""},
+			"the mediator's routes would be open to anyone who reaches listen"},
+		{"forwarding the inbound credentials", map[string]string{"MEDIATOR_UPSTREAM_URL": "http://u", "MEDIATOR_FORWARD_HEADERS": "authorization"},
+			"forward_headers (MEDIATOR_FORWARD_HEADERS): Authorization carries the credentials the mediator requires"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("MEDIATOR_AUTH_TOKEN", "route-token")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -95,6 +100,10 @@ func TestForwardsThroughOpenHIM(t *testing.T) {
 	t.Setenv("MEDIATOR_OPENHIM_PASSWORD", openhimtest.RootPassword)
 	t.Setenv("MEDIATOR_HEARTBEAT_INTERVAL", "100ms")
 	t.Setenv("MEDIATOR_INSTALL_CHANNELS", "true")
+	// What the mediator requires of its callers; the default channel's
+	// route sends it.
+	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
+	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -114,6 +123,7 @@ func TestForwardsThroughOpenHIM(t *testing.T) {
 		_, ok := core.Mediator("urn:mediator:passthrough")
 		return ok && len(core.Channels()) == 1
 	}, 10*time.Second, 50*time.Millisecond, "registered with its channel installed")
+	assert.Equal(t, "openhim-route", core.Channels()[0].Routes[0].Username, "the route sends what the mediator requires")
 	first := heartbeats(t, core)
 	require.Eventually(t, func() bool { return heartbeats(t, core) > first }, 5*time.Second, 50*time.Millisecond, "heartbeats")
 

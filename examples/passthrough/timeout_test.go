@@ -31,6 +31,7 @@ func TestStalledUpstreamIsCutOff(t *testing.T) {
 	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", port))
 	t.Setenv("MEDIATOR_UPSTREAM_URL", upstream.URL)
 	t.Setenv("MEDIATOR_UPSTREAM_TIMEOUT", "300ms")
+	t.Setenv("MEDIATOR_AUTH_DISABLED", "true") // the client sends no credentials
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, io.Discard, slog.New(slog.DiscardHandler)) }()

@@ -78,8 +78,9 @@ func NewCLI(name, version string, dst any) *CLI {
 // Print adds the flag --print-NAME. When it is given, Parse loads the
 // settings and calls write with stdout, and the program exits. The settings
 // are checked only as far as the embedded [Mediator] goes (listen, auth,
-// openhim): what write prints needs no URL of the servers the mediator
-// talks to, and write reports what else it needs, naming the key.
+// openhim), without requiring inbound credentials: what write prints needs
+// no URL of the servers the mediator talks to, and write reports what else
+// it needs, naming the key.
 func (c *CLI) Print(name, usage string, write func(w io.Writer) error) {
 	on := c.Flags.Bool("print-"+name, false, usage)
 	c.prints = append(c.prints, printer{name: name, on: on, write: write})
@@ -196,7 +197,7 @@ func (c *CLI) load(printing bool) (slog.Level, error) {
 		return level, err
 	}
 	if m, ok := c.mediator(); ok && printing {
-		if err := m.Validate(); err != nil {
+		if err := m.validate(false); err != nil {
 			return level, err
 		}
 	}

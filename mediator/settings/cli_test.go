@@ -61,12 +61,14 @@ func TestCLI(t *testing.T) {
 		{name: "version needs no settings", args: []string{"--version"}, done: true, stdout: []string{"prog 1.2.3\n"}},
 		{name: "unknown flag", args: []string{"--nope"}, done: true, wantErr: "-nope (see --help)"},
 		{name: "stray argument", args: []string{"config.yaml"}, done: true, wantErr: `unexpected argument "config.yaml"`},
-		{name: "printing needs no CHT URL", args: []string{"--print-registration"}, done: true, stdout: []string{"registered on :8080"}},
+		{name: "printing needs no CHT URL nor inbound credentials", args: []string{"--print-registration"}, done: true, stdout: []string{"registered on :8080"}},
 		{name: "printing checks the mediator settings", args: []string{"--print-registration"}, done: true,
 			env: map[string]string{"MEDIATOR_AUTH_USERNAME": "route"}, wantErr: "auth.username (MEDIATOR_AUTH_USERNAME) and auth.password"},
 		{name: "one printer at a time", args: []string{"--print-registration", "--print-other"}, done: true, wantErr: "give one"},
 		{name: "running validates everything", args: nil, done: false, wantErr: "cht.url (MEDIATOR_CHT_URL) is required"},
-		{name: "validation errors on one line", args: nil, env: map[string]string{"MEDIATOR_LISTEN": ""}, done: false,
+		{name: "running requires inbound credentials", args: nil, env: map[string]string{"MEDIATOR_CHT_URL": "https://c"}, done: false,
+			wantErr: "settings: the mediator's routes would be open to anyone who reaches listen"},
+		{name: "validation errors on one line", args: nil, env: map[string]string{"MEDIATOR_LISTEN": "", "MEDIATOR_AUTH_DISABLED": "true"}, done: false,
 			wantErr: "settings: listen (MEDIATOR_LISTEN) must not be empty; cht.url (MEDIATOR_CHT_URL) is required"},
 		{name: "file, and an empty variable overrides it", args: []string{"--config", "testdata/cli.yaml"},
 			env:     map[string]string{"MEDIATOR_CHT_USERNAME": "", "MEDIATOR_CHT_PASSWORD": "pw-in-env"},
@@ -162,6 +164,7 @@ func TestCLIWithoutSettings(t *testing.T) {
 func TestCLIPrintOpenHIMConfig(t *testing.T) {
 	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
 	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
+	t.Setenv("MEDIATOR_AUTH_DISABLED", "false") // over the file's
 	t.Setenv("MEDIATOR_PUBLIC_HOST", "mediators.internal")
 	s := cliSettings{Mediator: Default()}
 	cli := NewCLI("prog", "1.2.3", &s)

@@ -22,7 +22,7 @@
 // openhim.key_file, openhim.timeout, openhim.core_version,
 // heartbeat_interval, install_channels, restore_channels, max_body_bytes, shutdown_timeout,
 // redact_headers, log_level, auth.username, auth.password, auth.token,
-// tls.cert_file, tls.key_file, tls.client_ca_file, metrics_listen. Each is read from the environment as MEDIATOR_ followed
+// auth.disabled, tls.cert_file, tls.key_file, tls.client_ca_file, metrics_listen. Each is read from the environment as MEDIATOR_ followed
 // by the key upper-cased with "_" for "." ([EnvName]): MEDIATOR_LISTEN,
 // MEDIATOR_OPENHIM_URL, MEDIATOR_OPENHIM_PASSWORD, MEDIATOR_HEARTBEAT_INTERVAL.
 // The environment wins over the file, even when a variable is set but
@@ -47,5 +47,8 @@
 // a request in; /healthz and /readyz stay open, and /metrics requires them
 // too unless metrics_listen serves it on a separate address.
 // [Mediator.InboundAuth] gives what the OpenHIM routes and the CHT outbound
-// configuration must send.
+// configuration must send. [Mediator.Validate] requires one of them, so
+// that a program that serves does not start with routes anyone who reaches
+// listen can call; auth.disabled: true lets it, where nothing but core can
+// reach listen. A --print-* flag needs none.
 package settings

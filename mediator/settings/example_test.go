@@ -22,6 +22,8 @@ type AppSettings struct {
 func ExampleLoad() {
 	os.Setenv("MEDIATOR_OPENHIM_PASSWORD", "s3cret")
 	os.Setenv("MEDIATOR_CHT_URL", "http://cht:5988")
+	os.Setenv("MEDIATOR_AUTH_PASSWORD", "route-s3cret") // with the file's auth.username
+	defer os.Unsetenv("MEDIATOR_AUTH_PASSWORD")
 	defer os.Unsetenv("MEDIATOR_OPENHIM_PASSWORD")
 	defer os.Unsetenv("MEDIATOR_CHT_URL")
 
@@ -39,7 +41,7 @@ func ExampleLoad() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(mc.OpenHIM.Password == "s3cret", mc.InstallChannels)
+	fmt.Println(mc.OpenHIM.Password == "s3cret", mc.InstallChannels, mc.Auth)
 
 	bad := AppSettings{Mediator: settings.Default()}
 	fmt.Println(settings.Load("testdata/unknown.yaml", &bad))
@@ -47,7 +49,7 @@ func ExampleLoad() {
 	// 127.0.0.1:9000 https://openhim-core:8080 token 5s
 	// http://cht:5988
 	// password: REDACTED
-	// true true
+	// true true basic (username "openhim-route")
 	// settings: testdata/unknown.yaml: unknown key(s) ["openhim.urll"]
 }
 
@@ -55,6 +57,8 @@ func ExampleLoad() {
 // --version, --help and the program's --print-* flags. A program parses it
 // once, at the top of its run function.
 func ExampleCLI() {
+	os.Setenv("MEDIATOR_AUTH_PASSWORD", "route-s3cret") // with the file's auth.username
+	defer os.Unsetenv("MEDIATOR_AUTH_PASSWORD")
 	run := func(args ...string) error {
 		s := AppSettings{Mediator: settings.Default()}
 		cli := settings.NewCLI("my-mediator", "1.0.0", &s)

@@ -109,6 +109,15 @@ func TestValidateInboundSettings(t *testing.T) {
 		edit    func(*Mediator)
 		wantErr string
 	}{
+		{"no credentials", func(*Mediator) {}, "settings: the mediator's routes would be open to anyone who reaches listen: " +
+			"set auth.username (MEDIATOR_AUTH_USERNAME) and auth.password (MEDIATOR_AUTH_PASSWORD), the credentials core's route will send " +
+			"(or auth.token (MEDIATOR_AUTH_TOKEN), or tls.client_ca_file (MEDIATOR_TLS_CLIENT_CA_FILE)); to serve them open because " +
+			"nothing but core can reach listen, set auth.disabled (MEDIATOR_AUTH_DISABLED) to true"},
+		{"disabled, yet a token", func(m *Mediator) { m.Auth.Disabled, m.Auth.Token = true, "t" },
+			"auth.disabled (MEDIATOR_AUTH_DISABLED) is true, yet credentials are set"},
+		{"disabled, yet a client CA", func(m *Mediator) {
+			m.Auth.Disabled, m.TLS.CertFile, m.TLS.KeyFile, m.TLS.ClientCAFile = true, "c.pem", "k.pem", "ca.pem"
+		}, "auth.disabled (MEDIATOR_AUTH_DISABLED) is true, yet credentials are set"},
 		{"username without password", func(m *Mediator) { m.Auth.Username = "u" }, "auth.username (MEDIATOR_AUTH_USERNAME) and auth.password (MEDIATOR_AUTH_PASSWORD) go together"},
 		{"password without username", func(m *Mediator) { m.Auth.Password = "p" }, "go together"},
 		{"colon in username", func(m *Mediator) { m.Auth.Username, m.Auth.Password = "a:b", "p" }, "must not contain ':'"},
@@ -132,11 +141,18 @@ func TestValidateInboundSettings(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
 	}
-	m := Default()
-	m.Auth = Auth{Username: "u", Password: "p"}
-	assert.NoError(t, m.Validate())
-	m.TLS.CertFile, m.TLS.KeyFile = "c.pem", "k.pem" // core 8, the default, speaks TLS 1.2
-	assert.NoError(t, m.Validate())
+	for name, edit := range map[string]func(*Mediator){
+		"basic":    func(m *Mediator) { m.Auth = Auth{Username: "u", Password: "p"} },
+		"token":    func(m *Mediator) { m.Auth.Token = "t" },
+		"disabled": func(m *Mediator) { m.Auth.Disabled = true },
+		"client certificates": func(m *Mediator) { // core 8, the default, speaks TLS 1.2
+			m.TLS.CertFile, m.TLS.KeyFile, m.TLS.ClientCAFile = "c.pem", "k.pem", "ca.pem"
+		},
+	} {
+		m := Default()
+		edit(&m)
+		assert.NoError(t, m.Validate(), name)
+	}
 }
 
 func TestLoadLogLevel(t *testing.T) {
@@ -155,6 +171,7 @@ func TestLoadLogLevel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
 			t.Setenv("MEDIATOR_LOG_LEVEL", tt.env)
+			t.Setenv("MEDIATOR_AUTH_DISABLED", "true")
 			cfg := Default()
 			err := Load("", &cfg)
 			if tt.wantErr != "" {
@@ -169,7 +186,7 @@ func TestLoadLogLevel(t *testing.T) {
 	}
 	t.Run("file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "m.yaml")
-		require.NoError(t, os.WriteFile(path, []byte("log_level: warn\n"), 0o600))
+		require.NoError(t, os.WriteFile(path, []byte("log_level: warn\nauth:\n  disabled: true\n"), 0o600))
 		cfg := Default()
 		require.NoError(t, Load(path, &cfg))
 		assert.Equal(t, slog.LevelWarn, cfg.LogLevel)
@@ -198,6 +215,7 @@ func TestEmptyEnvOverridesFile(t *testing.T) {
 // and its variable, never a Go type.
 func TestValidateOneLine(t *testing.T) {
 	m := Default()
+	m.Auth.Disabled = true
 	m.Listen = ""
 	m.OpenHIM.Auth = "kerberos"
 	m.OpenHIM.Timeout = -time.Second
@@ -215,7 +233,9 @@ func TestValidateOneLine(t *testing.T) {
 	joined := Errors{m.Validate(), errors.New("cht.url (MEDIATOR_CHT_URL) is required"), nil}.Err()
 	assert.NotContains(t, joined.Error(), "\n")
 	assert.True(t, strings.HasSuffix(joined.Error(), "; cht.url (MEDIATOR_CHT_URL) is required"))
-	assert.NoError(t, Errors{nil, Default().Validate()}.Err())
+	open := Default()
+	open.Auth.Disabled = true
+	assert.NoError(t, Errors{nil, open.Validate()}.Err())
 }
 
 func TestEffective(t *testing.T) {

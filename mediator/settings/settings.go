@@ -88,7 +88,8 @@ type Mediator struct {
 	// it to the program's slog handler.
 	LogLevel slog.Level `mapstructure:"log_level"`
 	// Auth is what callers of the mediator's routes must send
-	// (MEDIATOR_AUTH_*). Without any, the routes are open.
+	// (MEDIATOR_AUTH_*). [Mediator.Validate] requires one method, or
+	// Auth.Disabled.
 	Auth Auth `mapstructure:"auth"`
 	// TLS makes the mediator serve HTTPS (MEDIATOR_TLS_*).
 	TLS TLS `mapstructure:"tls"`
@@ -138,6 +139,11 @@ type Auth struct {
 	// outbound destination with header auth sends it
 	// (MEDIATOR_AUTH_TOKEN).
 	Token Secret `mapstructure:"token"`
+	// Disabled, when true, lets a mediator with none of the methods
+	// above (nor tls.client_ca_file) start with its routes open to any
+	// caller that reaches listen (MEDIATOR_AUTH_DISABLED). Set it only
+	// when nothing but core can reach listen.
+	Disabled bool `mapstructure:"disabled"`
 }
 
 // TLS is the mediator's HTTPS certificate and, optionally, the CA that
@@ -196,7 +202,7 @@ type OpenHIM struct {
 //	openhim.timeout      10s
 //	openhim.core_version 8
 //	log_level            info
-//	auth, tls            none (routes open, plain HTTP)
+//	auth, tls            none (plain HTTP; Validate then wants auth.disabled)
 //	metrics_listen       "" (/metrics on listen)
 func Default() Mediator {
 	return Mediator{
@@ -271,7 +277,15 @@ func (m Mediator) checkPublicHost(required bool) error {
 // Validate checks the values. Each problem names the key and its
 // environment variable; several are reported on one line, separated by
 // "; ".
-func (m Mediator) Validate() error {
+//
+// The routes must ask callers for credentials: auth.username and
+// auth.password, auth.token or tls.client_ca_file, unless auth.disabled
+// is true.
+func (m Mediator) Validate() error { return m.validate(true) }
+
+// validate is Validate; serving false leaves out the check that the
+// routes ask for credentials, for a program that only prints.
+func (m Mediator) validate(serving bool) error {
 	var errs Errors
 	key := func(k string) string { return k + " (" + EnvName(DefaultEnvPrefix, k) + ")" }
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("settings: "+format, args...)) }
@@ -310,6 +324,16 @@ func (m Mediator) Validate() error {
 	}
 	if strings.Contains(m.Auth.Username, ":") {
 		add("%s must not contain ':'", key("auth.username"))
+	}
+	methods := m.Auth.Username != "" || m.Auth.Password != "" || m.Auth.Token != "" || m.TLS.ClientCAFile != ""
+	switch {
+	case m.Auth.Disabled && methods:
+		add("%s is true, yet credentials are set (auth.username, auth.token or tls.client_ca_file): unset one or the other", key("auth.disabled"))
+	case serving && !m.Auth.Disabled && !methods:
+		add("the mediator's routes would be open to anyone who reaches listen: set %s and %s, the credentials "+
+			"core's route will send (or %s, or %s); to serve them open because nothing but core can reach listen, "+
+			"set %s to true", key("auth.username"), key("auth.password"), key("auth.token"), key("tls.client_ca_file"),
+			key("auth.disabled"))
 	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		add("%s and %s go together", key("tls.cert_file"), key("tls.key_file"))

@@ -53,18 +53,25 @@ func TestLoadJSONAndDefaults(t *testing.T) {
 	want.OpenHIM.URL = "http://core:8080"
 	want.OpenHIM.Timeout = 3 * time.Second
 	want.OpenHIM.CoreVersion = 4
+	want.Auth.Token = "route-token"
 	assert.Equal(t, want, cfg)
 
 	cfg = Default()
+	assert.ErrorContains(t, Load("", &cfg), "auth.disabled (MEDIATOR_AUTH_DISABLED)",
+		"the defaults alone leave the routes open, which serving refuses")
+	t.Setenv("MEDIATOR_AUTH_DISABLED", "true")
+	cfg = Default()
 	require.NoError(t, Load("", &cfg))
-	assert.Equal(t, Default(), cfg, "no file, no env: the defaults")
+	want = Default()
+	want.Auth.Disabled = true
+	assert.Equal(t, want, cfg, "no file: the defaults, and the variable")
 }
 
 func TestLoadEnvOnly(t *testing.T) {
 	for k, v := range map[string]string{
 		"MEDIATOR_LISTEN": ":1234", "MEDIATOR_OPENHIM_URL": "https://core:8080", "MEDIATOR_OPENHIM_USERNAME": "u",
 		"MEDIATOR_OPENHIM_PASSWORD": "p", "MEDIATOR_OPENHIM_AUTH": "basic", "MEDIATOR_OPENHIM_INSECURE_SKIP_VERIFY": "true",
-		"MEDIATOR_OPENHIM_CA_FILE": "/ca.pem", "MEDIATOR_HEARTBEAT_INTERVAL": "-1s",
+		"MEDIATOR_OPENHIM_CA_FILE": "/ca.pem", "MEDIATOR_HEARTBEAT_INTERVAL": "-1s", "MEDIATOR_AUTH_TOKEN": "route-token",
 	} {
 		t.Setenv(k, v)
 	}
@@ -81,6 +88,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	assert.Equal(t, "p", mc.OpenHIM.Password)
 	assert.Equal(t, openhim.AuthBasic, mc.OpenHIM.Auth)
 	assert.Equal(t, -time.Second, mc.HeartbeatInterval)
+	assert.Equal(t, mediator.InboundAuth{Token: "route-token"}, mc.Auth)
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -247,6 +255,7 @@ func TestPublicHostIsABareHostName(t *testing.T) {
 		t.Run(tt.host, func(t *testing.T) {
 			m := Default()
 			m.PublicHost, m.OpenHIM.URL = tt.host, tt.openhimURL
+			m.Auth.Disabled = true
 			err := m.Validate()
 			_, rerr := m.Route("r")
 			if tt.ok {

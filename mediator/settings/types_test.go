@@ -59,7 +59,7 @@ func TestRightTypedFileValuesAreRead(t *testing.T) {
 	dir := t.TempDir()
 	yml := filepath.Join(dir, "c.yaml")
 	require.NoError(t, os.WriteFile(yml, []byte("openhim:\n  password: \"012345\"\n  core_version: 7\n"+
-		"max_body_bytes: 2048\ninstall_channels: true\nrestore_channels: \"true\"\n"), 0o600))
+		"max_body_bytes: 2048\ninstall_channels: true\nrestore_channels: \"true\"\nauth:\n  disabled: true\n"), 0o600))
 	m := Default()
 	require.NoError(t, Load(yml, &m))
 	assert.Equal(t, Secret("012345"), m.OpenHIM.Password)
@@ -69,7 +69,7 @@ func TestRightTypedFileValuesAreRead(t *testing.T) {
 	assert.True(t, m.RestoreChannels, "a quoted boolean is read as the environment's")
 
 	js := filepath.Join(dir, "c.json")
-	require.NoError(t, os.WriteFile(js, []byte(`{"max_body_bytes": 4096, "openhim": {"core_version": 5}}`), 0o600))
+	require.NoError(t, os.WriteFile(js, []byte(`{"max_body_bytes": 4096, "openhim": {"core_version": 5}, "auth": {"disabled": true}}`), 0o600))
 	m = Default()
 	require.NoError(t, Load(js, &m))
 	assert.Equal(t, int64(4096), m.MaxBodyBytes)
