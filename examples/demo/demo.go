@@ -22,10 +22,14 @@ import (
 
 // Credentials of the demo's OpenHIM clients.
 const (
-	chtClientID  = "cht-outbound" // not a role a channel allows: core refuses that (409)
-	chtClientPW  = "cht-demo-password"
-	emrClientID  = "emr"
-	emrClientPW  = "emr-demo-password"
+	chtClientID = "cht-outbound" // not a role a channel allows: core refuses that (409)
+	chtClientPW = "cht-demo-password"
+	emrClientID = "emr"
+	emrClientPW = "emr-demo-password"
+	// What each mediator requires of the requests routed to it, and the
+	// route of its channel sends.
+	routeUser    = "openhim-route"
+	routePW      = "route-demo-password"
 	instanceURL  = "https://cht.demo.example"
 	readyTimeout = 10 * time.Second
 )
@@ -131,6 +135,7 @@ func (d *demo) startMediator(ctx context.Context, name string, def func(host str
 		},
 		HeartbeatInterval: time.Second,
 		InstallChannels:   true,
+		Auth:              mediator.InboundAuth{Username: routeUser, Password: routePW},
 		Handler:           h,
 		Logger:            d.log.With("mediator", name),
 	})

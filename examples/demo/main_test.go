@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,25 @@ func TestServeSuggestsAWorkingPush(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	assert.Equal(t, 1, d.fhir.Count("Patient"), "the person reached the FHIR server")
+}
+
+// The mediators ask for credentials, and the routes of the channels they
+// installed in core send them: nothing reaches a mediator without them.
+func TestMediatorsRequireTheRouteCredentials(t *testing.T) {
+	d, err := startDemo(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.Close()
+	channels := d.core.Channels()
+	require.Len(t, channels, 2)
+	for _, ch := range channels {
+		require.Len(t, ch.Routes, 1, ch.Name)
+		r := ch.Routes[0]
+		assert.Equal(t, routeUser, r.Username, ch.Name)
+		resp, err := http.Post(fmt.Sprintf("http://%s:%d/cht/outbound", r.Host, r.Port), "application/json", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s without the route's credentials", ch.Name)
+	}
 }
 
 // The fake CHT that --serve prints answers the guide's administrator,
