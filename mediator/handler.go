@@ -284,6 +284,11 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.rec.txn.direct {
 		return c.w.Write(p)
 	}
+	if c.rec.txn.head {
+		// A HEAD answer has no body (writeHead): eaten, as net/http's own
+		// writer eats it, so that neither its size nor its bytes fail it.
+		return len(p), nil
+	}
 	if b := c.rec.cfg.budget; c.over || (b > 0 && int64(c.buf.Len())+int64(len(p)) > b) {
 		// Buffered whole for the envelope: past the budget, refuse the
 		// rest rather than hold any size in memory.

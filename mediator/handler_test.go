@@ -73,6 +73,38 @@ func TestPlainHandlerBodyNotUTF8Fails(t *testing.T) {
 	}
 }
 
+// A HEAD answer goes out without a body or an envelope (writeHead), as
+// net/http sends it: what a plain handler writes as its body is dropped, so
+// a body over the budget or not UTF-8 text, which no one receives, does not
+// turn the answer into a 502.
+func TestPlainHandlerHeadAnswerHasNoBody(t *testing.T) {
+	const budget = 64
+	for name, body := range map[string][]byte{
+		"text":        []byte("café"),
+		"over budget": bytes.Repeat([]byte("x"), 4*budget),
+		"binary":      {0x00, 0xff, 0xfe},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Found", "yes")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				n, err := w.Write(body)
+				assert.NoError(t, err)
+				assert.Equal(t, len(body), n)
+			})
+			_, base := startMediator(t, Config{Handler: h, Capture: CaptureConfig{BodyBudget: budget}})
+			req, err := http.NewRequest(http.MethodHead, base+"/x", nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, "yes", resp.Header.Get("X-Found"))
+			assert.Equal(t, "application/octet-stream", resp.Header.Get("Content-Type"), "no envelope")
+		})
+	}
+}
+
 func keys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
