@@ -37,7 +37,8 @@
 // envelope. An envelope carries text: a body that is not UTF-8 (binary, or
 // compressed because Accept-Encoding was forwarded upstream) is answered
 // 502 Failed rather than corrupted, and so is a body over the transaction
-// body budget ([CaptureConfig.BodyBudget]). Config.Handler may be an http.ServeMux whose patterns also label
+// body budget ([CaptureConfig.BodyBudget]); a HEAD answer's body is
+// dropped, as net/http drops it. Config.Handler may be an http.ServeMux whose patterns also label
 // the metrics.
 //
 // # Orchestrations

@@ -85,7 +85,8 @@ type Config struct {
 	// [HandlerFunc] answers with its result; any other http.Handler has
 	// what it writes wrapped in an envelope (unless it writes an
 	// application/json+openhim body itself); a body that is not UTF-8
-	// text, or over Capture.BodyBudget, is answered 502 Failed. It may be
+	// text, or over Capture.BodyBudget, is answered 502 Failed (a HEAD
+	// answer's body is dropped, as net/http drops it). It may be
 	// an http.ServeMux:
 	// its patterns label the metrics.
 	Handler http.Handler

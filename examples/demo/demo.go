@@ -215,7 +215,8 @@ Serving until Ctrl-C:
 		d.core.RouterURL, chtClientID, chtClientPW, emrClientID, emrClientPW,
 		d.cht.URL, chttest.AdminUsername, chtAdminUser, chttest.AdminPassword, d.fhir.URL)
 	for _, rm := range d.mediators {
-		fmt.Fprintf(out, "  mediator %-12s http://%s\n", rm.name, rm.m.Addr())
+		fmt.Fprintf(out, "  mediator %-12s http://%s   (user %s, password %s: what the channel's route sends)\n",
+			rm.name, rm.m.Addr(), routeUser, routePW)
 	}
 	fmt.Fprintf(out, `
 Try (the push is what CHT sends, as in docs/getting-started.md):

@@ -35,6 +35,8 @@ type Settings struct {
 	// ForwardHeaders lists the caller's credential headers (Authorization,
 	// Cookie, Proxy-Authorization) sent upstream (MEDIATOR_FORWARD_HEADERS,
 	// comma-separated); empty by default: the caller's credentials stay here.
+	// Authorization is refused with auth.username or auth.token, whose
+	// credentials it carries.
 	ForwardHeaders []string `mapstructure:"forward_headers"`
 }
 

@@ -111,13 +111,16 @@ func TestValidateInboundSettings(t *testing.T) {
 	}{
 		{"no credentials", func(*Mediator) {}, "settings: the mediator's routes would be open to anyone who reaches listen: " +
 			"set auth.username (MEDIATOR_AUTH_USERNAME) and auth.password (MEDIATOR_AUTH_PASSWORD), the credentials core's route will send " +
-			"(or auth.token (MEDIATOR_AUTH_TOKEN), or tls.client_ca_file (MEDIATOR_TLS_CLIENT_CA_FILE)); to serve them open because " +
-			"nothing but core can reach listen, set auth.disabled (MEDIATOR_AUTH_DISABLED) to true"},
+			"(or auth.token (MEDIATOR_AUTH_TOKEN), for callers that do not go through core, or tls.client_ca_file (MEDIATOR_TLS_CLIENT_CA_FILE)); " +
+			"to serve them open because nothing but core can reach listen, set auth.disabled (MEDIATOR_AUTH_DISABLED) to true"},
 		{"disabled, yet a token", func(m *Mediator) { m.Auth.Disabled, m.Auth.Token = true, "t" },
 			"auth.disabled (MEDIATOR_AUTH_DISABLED) is true, yet credentials are set"},
 		{"disabled, yet a client CA", func(m *Mediator) {
 			m.Auth.Disabled, m.TLS.CertFile, m.TLS.KeyFile, m.TLS.ClientCAFile = true, "c.pem", "k.pem", "ca.pem"
 		}, "auth.disabled (MEDIATOR_AUTH_DISABLED) is true, yet credentials are set"},
+		{"only a token for the channel it installs", func(m *Mediator) {
+			m.Auth.Token, m.InstallChannels, m.OpenHIM.URL = "t", true, "https://core:8080"
+		}, "auth.token (MEDIATOR_AUTH_TOKEN) alone: core's route sends basic auth, not a token"},
 		{"username without password", func(m *Mediator) { m.Auth.Username = "u" }, "auth.username (MEDIATOR_AUTH_USERNAME) and auth.password (MEDIATOR_AUTH_PASSWORD) go together"},
 		{"password without username", func(m *Mediator) { m.Auth.Password = "p" }, "go together"},
 		{"colon in username", func(m *Mediator) { m.Auth.Username, m.Auth.Password = "a:b", "p" }, "must not contain ':'"},
@@ -142,8 +145,11 @@ func TestValidateInboundSettings(t *testing.T) {
 		})
 	}
 	for name, edit := range map[string]func(*Mediator){
-		"basic":    func(m *Mediator) { m.Auth = Auth{Username: "u", Password: "p"} },
-		"token":    func(m *Mediator) { m.Auth.Token = "t" },
+		"basic": func(m *Mediator) { m.Auth = Auth{Username: "u", Password: "p"} },
+		"token": func(m *Mediator) { m.Auth.Token = "t" },
+		"token and basic for core": func(m *Mediator) {
+			m.Auth, m.InstallChannels, m.OpenHIM.URL = Auth{Username: "u", Password: "p", Token: "t"}, true, "https://core:8080"
+		},
 		"disabled": func(m *Mediator) { m.Auth.Disabled = true },
 		"client certificates": func(m *Mediator) { // core 8, the default, speaks TLS 1.2
 			m.TLS.CertFile, m.TLS.KeyFile, m.TLS.ClientCAFile = "c.pem", "k.pem", "ca.pem"

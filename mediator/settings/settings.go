@@ -280,7 +280,9 @@ func (m Mediator) checkPublicHost(required bool) error {
 //
 // The routes must ask callers for credentials: auth.username and
 // auth.password, auth.token or tls.client_ca_file, unless auth.disabled
-// is true.
+// is true; and for the channel install_channels installs, credentials
+// core's route can send (basic auth or a client certificate, not only a
+// token).
 func (m Mediator) Validate() error { return m.validate(true) }
 
 // validate is Validate; serving false leaves out the check that the
@@ -331,9 +333,15 @@ func (m Mediator) validate(serving bool) error {
 		add("%s is true, yet credentials are set (auth.username, auth.token or tls.client_ca_file): unset one or the other", key("auth.disabled"))
 	case serving && !m.Auth.Disabled && !methods:
 		add("the mediator's routes would be open to anyone who reaches listen: set %s and %s, the credentials "+
-			"core's route will send (or %s, or %s); to serve them open because nothing but core can reach listen, "+
-			"set %s to true", key("auth.username"), key("auth.password"), key("auth.token"), key("tls.client_ca_file"),
-			key("auth.disabled"))
+			"core's route will send (or %s, for callers that do not go through core, or %s); to serve them open "+
+			"because nothing but core can reach listen, set %s to true", key("auth.username"), key("auth.password"),
+			key("auth.token"), key("tls.client_ca_file"), key("auth.disabled"))
+	case serving && m.InstallChannels && m.OpenHIM.URL != "" && m.Auth.Username == "" && m.TLS.ClientCAFile == "":
+		// Only a token: the route of the channel installed sends basic
+		// auth (or a client certificate), never a bearer token.
+		add("%s alone: core's route sends basic auth, not a token, so every request of the channel install_channels "+
+			"installs would be refused 401; set %s and %s for core's route (the token stays for callers that do not go through core)",
+			key("auth.token"), key("auth.username"), key("auth.password"))
 	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		add("%s and %s go together", key("tls.cert_file"), key("tls.key_file"))
