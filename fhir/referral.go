@@ -250,7 +250,7 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 			"identifier": map[string]any{"system": c.sys.DocumentID, "value": r.ID}},
 	}
 	if version, changed := mergeTask(task, output, r.ID, fu, c.sys.DocumentID); changed {
-		tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task))
+		tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task, "referral"))
 	}
 	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && fu.serviceRequest != "" {
 		sr, err := readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)
@@ -268,7 +268,7 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 			version := versionOf(sr)
 			keepClientMeta(sr)
 			sr["status"] = "completed"
-			tx.Entries = append(tx.Entries, updateEntry(c, "ServiceRequest", fu.serviceRequest, version, sr))
+			tx.Entries = append(tx.Entries, updateEntry(c, "ServiceRequest", fu.serviceRequest, version, sr, "referral"))
 		}
 	}
 	return nil
@@ -440,9 +440,10 @@ func laterThan(date, status, curDate, curStatus string) bool {
 	return status > curStatus
 }
 
-// updateEntry is a PUT of typ/id guarded by If-Match on the version read.
-func updateEntry(c *Converter, typ, id, version string, res map[string]any) Entry {
-	u := c.uuid(typ, id, "referral")
+// updateEntry is a PUT of typ/id guarded by If-Match on the version read;
+// why ("referral", "withdrawn") names the purpose in its fullUrl.
+func updateEntry(c *Converter, typ, id, version string, res map[string]any, why string) Entry {
+	u := c.uuid(typ, id, why)
 	e := Entry{FullURL: "urn:uuid:" + string(appendUUID(nil, u)), Resource: res,
 		Request: models.BundleEntryRequest{Method: models.HTTPVerbPUT, Url: typ + "/" + id}}
 	if version != "" {

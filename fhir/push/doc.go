@@ -23,6 +23,13 @@
 // and field, and added to the push's answer:
 // {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}.
 //
+// CHT pushes every version of a document. A report edited after its first
+// version (_rev 2 and later) whose mapped fields the edit emptied (or whose
+// lenient values it made unusable) is first looked up on the FHIR server
+// with one search ("FHIR search Observation"): the Observations earlier
+// versions wrote for those fields are withdrawn in the report's transaction
+// (status entered-in-error, If-Match their version, their values kept).
+//
 // Documents that arrive without their lineage, patient or place are
 // hydrated through CHT's API when Config.CHT is set. Run inside an OpenHIM
 // mediator, give the CHT and FHIR clients an HTTPClient whose transport

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -314,6 +315,11 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 			}
 			return nil, &failure{status: upstreamStatus(err), err: err}
 		}
+		// An edited report withdraws, in the same transaction, the
+		// Observations of fields the edit emptied.
+		if err := direct.WithdrawStale(h.cfg.Converter, ctx, tx, r, searcher{h}); err != nil {
+			return nil, &failure{status: upstreamStatus(err), err: err}
+		}
 		return tx, nil
 	}
 	c, err := p.Contact()
@@ -338,6 +344,13 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 		return nil, &failure{status: http.StatusUnprocessableEntity, err: err}
 	}
 	return t.(*fhir.Transaction), nil
+}
+
+// searcher searches the FHIR server, naming each call "FHIR search <type>".
+type searcher struct{ h *Handler }
+
+func (s searcher) Search(ctx context.Context, typ string, q url.Values, out any) error {
+	return s.h.cfg.FHIR.Search(s.h.cfg.Orchestrate(ctx, "FHIR search "+typ), typ, q, out)
 }
 
 // reader reads from the FHIR server, naming each call "FHIR read <type>".

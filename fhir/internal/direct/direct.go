@@ -13,9 +13,15 @@ package direct
 
 import (
 	"context"
+	"net/url"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
+
+// Searcher searches a FHIR server; *fhir.Client satisfies it.
+type Searcher interface {
+	Search(ctx context.Context, resourceType string, query url.Values, out any) error
+}
 
 var (
 	// ReportTransaction is conv.ReportBundle(r) whose Observations are
@@ -70,6 +76,13 @@ var (
 	// conditional strategy (fhir.WriteConditionalUpdate or
 	// fhir.WriteConditionalCreate) rather than PUT to deterministic ids.
 	Conditional func(conv any) bool
+
+	// WithdrawStale adds to tx, the *fhir.Transaction of report r made by
+	// conv (a *fhir.Converter), an update to status entered-in-error of
+	// each Observation an earlier version of r made from a field this
+	// version no longer converts, found with s. It adds nothing for a
+	// report's first version.
+	WithdrawStale func(conv any, ctx context.Context, tx any, r *cht.Report, s Searcher) error
 
 	// Release gives the memory of a transaction of ReportTransaction or
 	// ContactTransaction back for the next conversion. Call it once the
