@@ -32,7 +32,8 @@ const withdrawnStatus = "entered-in-error"
 // transaction (412) instead of being overwritten. They are found with one
 // search by their identifiers; an Observation already withdrawn is left
 // alone. It does nothing for a report's first version (_rev "1-…"), which
-// no earlier version wrote anything for, and for a report without _rev.
+// no earlier version wrote anything for, for a report without _rev, and
+// with WriteConditionalCreate, which propagates no edit.
 //
 // The Observations are withdrawn rather than deleted: a delete fails on
 // servers that keep references intact (an EMR's resource pointing at the
@@ -41,7 +42,7 @@ const withdrawnStatus = "entered-in-error"
 // version, that version's transaction makes the Observation final again.
 func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.Report, s direct.Searcher) error {
 	gen, _, _ := strings.Cut(r.Rev, "-")
-	if n, err := strconv.Atoi(gen); err != nil || n < 2 {
+	if n, err := strconv.Atoi(gen); err != nil || n < 2 || c.cfg.Strategy == WriteConditionalCreate {
 		return nil
 	}
 	fi, err := c.form(r.Form)

@@ -130,6 +130,13 @@ func TestWithdrawStale(t *testing.T) {
 		s := &stubSearch{}
 		require.NoError(t, c.withdrawStale(context.Background(), tx, &full, s))
 		assert.Zero(t, s.calls, "every mapped field converted")
+
+		cc := testConverter(t, Config{Mapping: m, Strategy: WriteConditionalCreate})
+		r := report("2-b")
+		tx, err = cc.ReportBundle(r)
+		require.NoError(t, err)
+		require.NoError(t, cc.withdrawStale(context.Background(), tx, r, s))
+		assert.Zero(t, s.calls, "conditional create propagates no edit, and would not make a withdrawn Observation final again")
 	})
 
 	t.Run("the search fails", func(t *testing.T) {

@@ -68,6 +68,12 @@ func converter(t *testing.T) *fhir.Converter {
 
 func newRig(t *testing.T, withCHTClient bool) *rig {
 	t.Helper()
+	return newRigWith(t, withCHTClient, converter(t))
+}
+
+// newRigWith is newRig with the converter conv.
+func newRigWith(t *testing.T, withCHTClient bool, conv *fhir.Converter) *rig {
+	t.Helper()
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
@@ -76,7 +82,7 @@ func newRig(t *testing.T, withCHTClient bool) *rig {
 
 	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1, HTTPClient: &http.Client{Transport: calls}})
 	require.NoError(t, err)
-	cfg := push.Config{Converter: converter(t), FHIR: fc,
+	cfg := push.Config{Converter: conv, FHIR: fc,
 		Orchestrate: func(ctx context.Context, name string) context.Context { return context.WithValue(ctx, nameKey{}, name) }}
 	if withCHTClient {
 		c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,

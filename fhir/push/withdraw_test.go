@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
 // observationsByField returns the Observations on the FHIR server by the
@@ -44,7 +45,17 @@ func versionID(o map[string]any) string {
 // following previous final release"); a field that comes back makes it
 // final again.
 func TestEditedReportWithdrawsEmptiedFields(t *testing.T) {
-	r := newRig(t, false)
+	for _, strategy := range []fhir.WriteStrategy{fhir.WritePut, fhir.WriteConditionalUpdate} {
+		t.Run(strategy.String(), func(t *testing.T) {
+			conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org",
+				Mapping: fhir.DefaultMapping(), Strategy: strategy})
+			require.NoError(t, err)
+			testEditedReportWithdrawsEmptiedFields(t, newRigWith(t, false, conv))
+		})
+	}
+}
+
+func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 	ctx := context.Background()
 	var payload []byte // the last push's
 	push := func(doc map[string]any) {
