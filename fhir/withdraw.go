@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,10 +29,12 @@ const withdrawnStatus = "entered-in-error"
 // Observation an earlier version of r made from a field this version does
 // not convert (absent, empty, or a lenient value left out): its status
 // becomes entered-in-error, its other members stay, and it is updated
-// If-Match the version found, so that a concurrent change fails the
-// transaction (412) instead of being overwritten. They are found with one
-// search by their identifiers; an Observation already withdrawn is left
-// alone. It does nothing for a report's first version (_rev "1-…"), which
+// If-Match the version found (when the server gives one), so that a
+// concurrent change fails the transaction (412) instead of being
+// overwritten. They are found by their identifiers, with one search per
+// searchBatch fields (a short URL whatever the form); an Observation
+// already withdrawn is left alone. An answer with a next page is an error:
+// what it leaves out would stay final. It does nothing for a report's first version (_rev "1-…"), which
 // no earlier version wrote anything for, for a report without _rev, and
 // with WriteConditionalCreate, which propagates no edit.
 //
@@ -61,40 +64,60 @@ func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.R
 			stale[r.ID+"/"+strings.TrimPrefix(w.Field, "fields.")] = true
 		}
 	}
-	if len(stale) == 0 {
-		return nil
-	}
-	alts := make([]string, 0, len(stale))
+	values := make([]string, 0, len(stale))
 	for v := range stale {
-		alts = append(alts, searchEscape(c.sys.Observation)+"|"+searchEscape(v))
+		values = append(values, v)
 	}
-	q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(2*len(alts) + 10)}}
-	var found struct {
-		Entry []struct {
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := s.Search(ctx, "Observation", q, &found); err != nil {
-		return fmt.Errorf("fhir: find the Observations an edit of %s emptied: %w", r.ID, err)
-	}
-	for _, e := range found.Entry {
-		dec := json.NewDecoder(bytes.NewReader(e.Resource))
-		dec.UseNumber()
-		var res map[string]any
-		if dec.Decode(&res) != nil || res["resourceType"] != "Observation" || res["status"] == withdrawnStatus {
-			continue
+	slices.Sort(values) // the same searches for every retry
+	seen := map[string]bool{}
+	for batch := range slices.Chunk(values, searchBatch) {
+		alts := make([]string, len(batch))
+		for i, v := range batch {
+			alts[i] = searchEscape(c.sys.Observation) + "|" + searchEscape(v)
 		}
-		id, _ := res["id"].(string)
-		if id == "" || !hasIdentifier(res, c.sys.Observation, stale) {
-			continue // not one of ours: a server that ignored the search
+		q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(4 * searchBatch)}}
+		var found struct {
+			Link []struct {
+				Relation string `json:"relation"`
+			} `json:"link"`
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
 		}
-		res["status"] = withdrawnStatus
-		version := versionOf(res)
-		keepClientMeta(res)
-		tx.Entries = append(tx.Entries, updateEntry(c, "Observation", id, version, res, "withdrawn"))
+		if err := s.Search(ctx, "Observation", q, &found); err != nil {
+			return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: %w", r.ID, err)
+		}
+		for _, l := range found.Link {
+			if l.Relation == "next" {
+				return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server answered "+
+					"more than one page for %d identifiers (_count %s)", r.ID, len(batch), q.Get("_count"))
+			}
+		}
+		for _, e := range found.Entry {
+			dec := json.NewDecoder(bytes.NewReader(e.Resource))
+			dec.UseNumber()
+			var res map[string]any
+			if dec.Decode(&res) != nil || res["resourceType"] != "Observation" || res["status"] == withdrawnStatus {
+				continue
+			}
+			id, _ := res["id"].(string)
+			if id == "" || seen[id] || !hasIdentifier(res, c.sys.Observation, stale) {
+				continue // not one of ours (a server that ignored the search), or listed twice
+			}
+			seen[id] = true
+			res["status"] = withdrawnStatus
+			version := versionOf(res)
+			keepClientMeta(res)
+			tx.Entries = append(tx.Entries, updateEntry(c, "Observation", id, version, res, "withdrawn"))
+		}
 	}
 	return nil
 }
+
+// searchBatch is the number of identifiers withdrawStale looks for in one
+// search: about 1.5 KB of URL, and a page of answers far below the page
+// sizes servers cap _count at.
+const searchBatch = 10
 
 // hasIdentifier reports whether res has an identifier of system whose value
 // is in values.

@@ -23,12 +23,13 @@
 // and field, and added to the push's answer:
 // {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}.
 //
-// CHT pushes every version of a document. A report edited after its first
-// version (_rev 2 and later) whose mapped fields the edit emptied (or whose
-// lenient values it made unusable) is first looked up on the FHIR server
-// with one search ("FHIR search Observation"): the Observations earlier
-// versions wrote for those fields are withdrawn in the report's transaction
-// (status entered-in-error, If-Match their version, their values kept).
+// CHT pushes every version of a document. For a report after its first
+// version (_rev 2 and later) with mapped fields it does not convert (empty,
+// absent, or a lenient value left out), the handler first searches the
+// FHIR server for the Observations earlier versions wrote for those fields
+// ("FHIR search Observation", one search per 10 fields) and withdraws them
+// in the report's transaction (status entered-in-error, If-Match their
+// version, their values kept). A failed search fails the push (502).
 //
 // Documents that arrive without their lineage, patient or place are
 // hydrated through CHT's API when Config.CHT is set. Run inside an OpenHIM

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 )
 
 // observationsByField returns the Observations on the FHIR server by the
@@ -58,7 +60,7 @@ func TestEditedReportWithdrawsEmptiedFields(t *testing.T) {
 func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 	ctx := context.Background()
 	var payload []byte // the last push's
-	push := func(doc map[string]any) {
+	pushed := func(doc map[string]any) {
 		t.Helper()
 		att, err := r.pusher.Push(ctx, doc)
 		require.NoError(t, err)
@@ -71,7 +73,7 @@ func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 	require.Contains(t, fields, "height")
 
 	doc["_rev"] = "1-a"
-	push(doc)
+	pushed(doc)
 	assert.Equal(t, []string{"FHIR transaction"}, r.calls.take(), "a first version has nothing to withdraw: no search")
 	v1 := r.observationsByField(t)
 	require.Len(t, v1, 2)
@@ -80,7 +82,7 @@ func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 	// The CHW edits the report and clears the weight.
 	doc["_rev"] = "2-b"
 	delete(fields, "weight")
-	push(doc)
+	pushed(doc)
 	assert.Equal(t, []string{"FHIR search Observation", "FHIR transaction"}, r.calls.take())
 	v2 := r.observationsByField(t)
 	require.Len(t, v2, 2, "withdrawn, not deleted")
@@ -91,7 +93,7 @@ func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 
 	// CHT pushes the same version again (after a lost answer): the
 	// withdrawn Observation gets no new version.
-	resp := postJSON(t, r.srv.URL+"/cht/outbound", payload)
+	resp := postJSON(t, r.srv.URL+push.OutboundPath, payload)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	resp.Body.Close()
 	assert.Equal(t, []string{"FHIR search Observation", "FHIR transaction"}, r.calls.take())
@@ -100,17 +102,46 @@ func testEditedReportWithdrawsEmptiedFields(t *testing.T, r *rig) {
 	// An empty answer counts as none, as for a first version.
 	doc["_rev"] = "3-c"
 	fields["height"] = ""
-	push(doc)
+	pushed(doc)
 	assert.Equal(t, "entered-in-error", r.observationsByField(t)["height"]["status"])
 
 	// A later edit fills the weight in again: the Observation is final,
 	// with the new value.
 	doc["_rev"] = "4-d"
 	fields["weight"] = 12.5
-	push(doc)
+	pushed(doc)
 	v4 := r.observationsByField(t)
 	assert.Equal(t, "final", v4["weight"]["status"])
 	assert.Equal(t, 12.5, v4["weight"]["valueQuantity"].(map[string]any)["value"])
 	assert.Equal(t, "entered-in-error", v4["height"]["status"])
 	assert.Equal(t, 2, r.fhir.Count("Observation"))
+}
+
+// A search that fails fails the push (502), before anything is written:
+// CHT pushes the report again, and the retry withdraws what the edit
+// emptied.
+func TestFailedWithdrawSearchFailsThePush(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	doc := r.hydrated(t, chttest.DemoHeightWeightReportID)
+	doc["_rev"] = "1-a"
+	att, err := r.pusher.Push(ctx, doc)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, att.StatusCode, "%s", att.Response)
+	r.calls.take()
+
+	require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, IncludeReads: true}))
+	doc["_rev"] = "2-b"
+	delete(doc["fields"].(map[string]any), "weight")
+	att, err = r.pusher.Push(ctx, doc)
+	require.Error(t, err, "CHT keeps the push to retry it")
+	assert.Equal(t, http.StatusBadGateway, att.StatusCode, "%s", att.Response)
+	assert.Equal(t, []string{"FHIR search Observation"}, r.calls.take(), "no transaction without the search")
+	assert.Equal(t, "final", r.observationsByField(t)["weight"]["status"])
+
+	require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{}))
+	resp := postJSON(t, r.srv.URL+push.OutboundPath, att.Payload)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp.Body.Close()
+	assert.Equal(t, "entered-in-error", r.observationsByField(t)["weight"]["status"])
 }
