@@ -40,9 +40,11 @@ func versionID(o map[string]any) string {
 }
 
 // An edit that empties a mapped field withdraws the Observation written
-// for it before: CHT pushes every version of a report (its outbound
-// mark_for_outbound transition runs on each change), and the FHIR server
-// must not keep a value the CHW removed. The Observation stays, with
+// for it before: CHT pushes every version of a report (cht-core
+// shared-libs/transitions/src/transitions/mark_for_outbound.js runs
+// markForOutbound on every change; shared-libs/outbound/src/outbound.js
+// alreadySent skips only a payload whose hash equals the last one sent),
+// and the FHIR server must not keep a value the CHW removed. The Observation stays, with
 // status entered-in-error (FHIR R4 observation-status: "withdrawn
 // following previous final release"); a field that comes back makes it
 // final again.
