@@ -63,6 +63,14 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	if !batch {
 		var issues []fhir.Issue
 		for i, err := range pb.errs {
+			if err != nil && statusOf(err) >= 500 {
+				// CHT or the FHIR server failed while an entry was
+				// planned (a subject looked up): nothing is written, and
+				// the transaction is answered that failure (502, 503,
+				// 504), which the sender retries, not 422, which it
+				// would not.
+				return nil, err
+			}
 			if err != nil {
 				issues = append(issues, entryIssues(err, pb.entries[i][0])...)
 			}
@@ -167,7 +175,7 @@ type checked struct {
 // checkUnit runs the checks of checkTransaction for one unit.
 func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
 	if u.person != nil {
-		create, err := b.checkPersonDoc(ctx, u.person, seen.parents)
+		create, err := b.checkPersonDoc(ctx, u.person, u.named, seen.parents)
 		u.create = create
 		return err
 	}

@@ -50,9 +50,10 @@
 //     else "system|value" of its first identifier (the bare value when it
 //     has no system), else its id; that identifier's value (or the id) is
 //     stored as external_id. A Patient that carries a CHT _id identifier (one
-//     cht-to-fhir wrote) updates that person; it must be a person
-//     (Config.ContactTypes, Config.PersonTypes), not a place (422), and an
-//     _id starting with "_" is rejected (400).
+//     cht-to-fhir wrote) updates that person and never creates one: it must
+//     exist (422 otherwise) and be a person (Config.ContactTypes,
+//     Config.PersonTypes), not a place (422), and an _id starting with "_"
+//     is rejected (400).
 //   - A ServiceRequest, Task or group of Observations becomes the report with
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the

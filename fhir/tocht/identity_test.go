@@ -123,7 +123,8 @@ func TestPatientTargetMustBeAPerson(t *testing.T) {
 // as CHT itself resolves a report's patient_id (shared-libs/lineage/src/
 // hydration.js contactUuidByShortcode, medic-client/contacts_by_reference),
 // and the report names that person by _id. No contact, several, or a
-// place is refused before anything is written; CHT failing is retried.
+// place is refused before anything is written; CHT failing is retried,
+// alone or in a transaction.
 func TestSubjectByPatientIDShortcode(t *testing.T) {
 	const system = instanceURL + "/patient_id"
 	request := func(rt, code string) []byte {
@@ -154,6 +155,11 @@ func TestSubjectByPatientIDShortcode(t *testing.T) {
 		{"two contacts have it", "ServiceRequest", "55555", false, http.StatusUnprocessableEntity, `2 CHT contacts have the patient_id "55555" (dup-a, dup-b)`},
 		{"a place's shortcode", "ServiceRequest", "11003", false, http.StatusUnprocessableEntity, "not a person"},
 		{"CHT failing", "ServiceRequest", "13985", true, http.StatusBadGateway, "find the contact with patient_id"},
+		// In a transaction the lookup runs before anything is written; CHT
+		// failing is still CHT's failure, which the sender retries, not a
+		// 422 it would not.
+		{"in a transaction: no contact has it", "Bundle", "99999", false, http.StatusUnprocessableEntity, `no CHT contact has the patient_id "99999"`},
+		{"in a transaction: CHT failing", "Bundle", "13985", true, http.StatusBadGateway, "find the contact with patient_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,11 +175,16 @@ func TestSubjectByPatientIDShortcode(t *testing.T) {
 			if tt.rt == "Observation" {
 				form = "HEIGHT_WEIGHT"
 			}
+			path, body := "/fhir/"+tt.rt, request(tt.rt, tt.code)
+			if tt.rt == "Bundle" {
+				path, body = "/fhir", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+
+					string(request("ServiceRequest", tt.code))+`,"request":{"method":"POST","url":"ServiceRequest"}}]}`)
+			}
 			seen := map[any]bool{}
 			for _, rep := range r.reports(t, form) {
 				seen[rep["_id"]] = true
 			}
-			a := r.post(t, "/fhir/"+tt.rt, request(tt.rt, tt.code))
+			a := r.post(t, path, body)
 			require.Equal(t, tt.status, a.status, "%s", a.body)
 			var reports []map[string]any // the reports written
 			for _, rep := range r.reports(t, form) {
@@ -190,6 +201,43 @@ func TestSubjectByPatientIDShortcode(t *testing.T) {
 			fields := reports[0]["fields"].(map[string]any)
 			assert.Equal(t, tt.want, fields["patient_uuid"])
 			assert.NotContains(t, fields, "patient_id", "the report names the person by _id only")
+		})
+	}
+}
+
+// A Patient that names a CHT person by _id (an identifier with the CHT
+// document system) updates that person and never creates one: a missing
+// _id, which could be a deleted person's or one of CHT's own documents
+// (branding, partners), is refused before anything is written, alone or in
+// a transaction.
+func TestPatientNamingAMissingCHTDocumentIsRefused(t *testing.T) {
+	patient := func(id string) string {
+		return `{"resourceType":"Patient","identifier":[{"system":"` + instanceURL + `/medic","value":"` + id + `"}],` +
+			`"name":[{"text":"Named"}],"gender":"female"}`
+	}
+	for _, tt := range []struct {
+		name, path, body string
+		status           int
+	}{
+		{"a missing person", "/fhir/Patient", patient("no-such-person-xyz"), http.StatusUnprocessableEntity},
+		{"one of CHT's documents", "/fhir/Patient", patient("branding"), http.StatusUnprocessableEntity},
+		{"in a transaction", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[` +
+			`{"resource":` + patient("no-such-person-xyz") + `,"request":{"method":"POST","url":"Patient"}}]}`, http.StatusUnprocessableEntity},
+		{"an existing person", "/fhir/Patient", patient(chttest.DemoPatientID), http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.post(t, tt.path, []byte(tt.body))
+			require.Equal(t, tt.status, a.status, "%s", a.body)
+			if tt.status != http.StatusOK {
+				assert.Contains(t, parseOutcome(t, a.body).text(), "no CHT document has the _id")
+				_, ok := r.cht.Doc("no-such-person-xyz")
+				assert.False(t, ok, "no person created")
+				_, ok = r.cht.Doc("branding")
+				assert.False(t, ok)
+				return
+			}
+			assert.Equal(t, "Named", r.doc(t, chttest.DemoPatientID)["name"])
 		})
 	}
 }

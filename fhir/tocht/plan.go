@@ -26,6 +26,10 @@ type unit struct {
 	person *cht.Contact // a person to create or update, or
 	report *cht.Record  // a report to write
 
+	// named is set for a person the Patient names by its CHT _id (a
+	// Systems.DocumentID identifier): it must exist, and is never created.
+	named bool
+
 	// subject is the CHT person a report is about when it was not written
 	// in the same Bundle: it must exist before the report is written.
 	subject, subjectExpr string
@@ -129,7 +133,8 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 	if err := checkDocID(person.ID, "Patient.identifier"); err != nil {
 		return nil, err
 	}
-	if person.ID == "" {
+	named := person.ID != ""
+	if !named {
 		key, externalID := personKey(p, b.sys.ExternalID)
 		if key == "" {
 			return nil, invalid("Patient.identifier",
@@ -137,7 +142,7 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 		}
 		person.ID, person.ExternalID = b.PersonID(key), externalID
 	}
-	return &unit{resourceType: "Patient", resource: p, docID: person.ID, person: person}, nil
+	return &unit{resourceType: "Patient", resource: p, docID: person.ID, person: person, named: named}, nil
 }
 
 // personKey is the key of a Patient without a CHT identifier: the value of

@@ -32,7 +32,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 		}
 	}
 	if u.person != nil {
-		return b.upsertPerson(ctx, u.person, u.create)
+		return b.upsertPerson(ctx, u.person, u.create, u.named)
 	}
 	doc := u.doc
 	if doc == nil {
@@ -85,7 +85,7 @@ func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
 // person (changed by an earlier entry of the same Bundle, or in CHT
 // meanwhile) does not, and the update would be skipped without a write
 // that could conflict.
-func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact) (created bool, err error) {
+func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact, named bool) (created bool, err error) {
 	if create != nil {
 		if created, err := b.createPerson(ctx, p, create); created || err != nil {
 			return created, err
@@ -102,6 +102,9 @@ func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact) (crea
 				return false, err
 			}
 			continue // updated meanwhile: read it again
+		}
+		if named {
+			return false, notNamed(p.ID)
 		}
 		doc, err := b.newPerson(ctx, p, nil)
 		if err != nil {
@@ -152,7 +155,7 @@ func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bo
 // upsertPerson does when it writes), and, for a new person, builds the
 // document to create (see newPerson, given parents), which it returns (nil
 // for a person CHT has), for upsertPerson to create without reading again.
-func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, parents map[string]*cht.Lineage) (*cht.Contact, error) {
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, named bool, parents map[string]*cht.Lineage) (*cht.Contact, error) {
 	var cur cht.Contact
 	found, err := b.readPerson(ctx, p, &cur)
 	if err != nil {
@@ -161,9 +164,22 @@ func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, parents map
 	if found {
 		return nil, b.updatable(&cur, p)
 	}
+	if named {
+		return nil, notNamed(p.ID)
+	}
 	// A new person: its parent place must be usable (a configuration
 	// error otherwise, which must not stop a transaction halfway).
 	return b.newPerson(ctx, p, parents)
+}
+
+// notNamed refuses a Patient that names, by its CHT _id identifier, a
+// document CHT does not have: it updates an existing person and creates
+// none, which could take a deleted person's id or one of CHT's own
+// documents (settings, branding, partners...).
+func notNamed(id string) error {
+	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Patient.identifier",
+		fmt.Sprintf("no CHT document has the _id %q: an identifier with the CHT document system updates that person; "+
+			"leave it out to create a person", id), models.IssueTypeNotFound)}
 }
 
 // updatable refuses to update the existing document cur with the person p
