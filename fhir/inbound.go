@@ -89,6 +89,9 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 		}
 	}
 	if p.DeceasedDateTime != nil {
+		if _, err := reportTime("Patient", "Patient.deceasedDateTime", *p.DeceasedDateTime); err != nil {
+			return nil, err
+		}
 		person.DateOfDeath = *p.DeceasedDateTime
 	}
 	// Identifiers only: a server-assigned logical id is never a CHT value.
@@ -594,10 +597,16 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 		if o.ValueDateTime == nil {
 			return nil, fmt.Errorf("want valueDateTime")
 		}
+		if _, ok := fhirDateTime(*o.ValueDateTime); !ok {
+			return nil, fmt.Errorf("valueDateTime is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a zone)")
+		}
 		return *o.ValueDateTime, nil
 	case kindTime:
 		if o.ValueTime == nil {
 			return nil, fmt.Errorf("want valueTime")
+		}
+		if v := *o.ValueTime; len(v) < 8 || !isTime(v) {
+			return nil, fmt.Errorf("valueTime is not a FHIR time (hh:mm:ss)")
 		}
 		return *o.ValueTime, nil
 	}

@@ -178,6 +178,7 @@ func TestPersonFromPatient(t *testing.T) {
 	}{
 		{&models.Patient{}, "Patient.name"},
 		{&models.Patient{Name: []models.HumanName{{Text: ptr("A")}}, BirthDate: ptr("1991-02-30")}, "Patient.birthDate"},
+		{&models.Patient{Name: []models.HumanName{{Text: ptr("A")}}, DeceasedDateTime: ptr("yesterday at noon")}, "Patient.deceasedDateTime"},
 	} {
 		_, err := c.PersonFromPatient(tt.p)
 		var ire *InvalidResourceError
@@ -301,6 +302,18 @@ func TestSubmissionFromObservationsErrors(t *testing.T) {
 			o.ValueQuantity = &models.Quantity{Value: ptr(json.Number("150")), Comparator: &gt, System: ptr(ucumSystem), Code: ptr("kg")}
 		})}, "Observation.value[x]"},
 		{"no form", "", nil, "Observation.code"},
+		{"a dateTime that is none", "DELIVERY", []models.Observation{obs("labour-onset", "https://cht.example.org/codes", func(o *models.Observation) {
+			o.ValueDateTime = ptr("yesterday at noon")
+		})}, "Observation.value[x]"},
+		{"a date that is none", "DELIVERY", []models.Observation{obs("93857-1", "http://loinc.org", func(o *models.Observation) {
+			o.ValueDateTime = ptr("2024-02-30")
+		})}, "Observation.value[x]"},
+		{"a time that is none", "DELIVERY", []models.Observation{obs("birth-time", "https://cht.example.org/codes", func(o *models.Observation) {
+			o.ValueTime = ptr("25:00:00")
+		})}, "Observation.value[x]"},
+		{"a time without seconds", "DELIVERY", []models.Observation{obs("birth-time", "https://cht.example.org/codes", func(o *models.Observation) {
+			o.ValueTime = ptr("10:30")
+		})}, "Observation.value[x]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
