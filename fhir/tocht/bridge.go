@@ -413,11 +413,11 @@ func (b *Bridge) failure(ctx context.Context, r *mediator.Request, err error) *m
 	case status == http.StatusInternalServerError:
 		// Not transient: a retry fails the same way until the mediator
 		// (its configuration) is fixed.
-		b.log.ErrorContext(ctx, "fhir-to-cht: not written to CHT: mediator error, fix the mediator; retrying will not help until then",
+		b.log.ErrorContext(ctx, "fhir-to-cht: not (or only partly) written to CHT: mediator error, fix the mediator; retrying will not help until then",
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	case status > 500:
 		oo = transientOutcome(err)
-		b.log.WarnContext(ctx, "fhir-to-cht: not written to CHT; the sender should retry",
+		b.log.WarnContext(ctx, "fhir-to-cht: not (or only partly) written to CHT; the sender should retry",
 			"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	res := outcomeResult(status, oo)
@@ -455,7 +455,7 @@ func statusOf(err error) int {
 // Bundle that failed halfway, part of the work may be done; the retry
 // completes it without duplicates.
 func transientOutcome(err error) *models.OperationOutcome {
-	msg := "CHT failed; the work may be partly done: retry the request, which is safe (writes are idempotent): " + err.Error()
+	msg := "CHT or the FHIR server failed; the work may be partly done: retry the request, which is safe (writes are idempotent): " + err.Error()
 	return &models.OperationOutcome{Issue: []models.OperationOutcomeIssue{{
 		Severity: models.IssueSeverityError, Code: models.IssueTypeTransient, Diagnostics: &msg}}}
 }
