@@ -83,12 +83,15 @@ func (r Route) LogValue() slog.Value {
 		slog.String("password", redactSecret(r.Password)))
 }
 
-// WithCredentials returns a copy of d whose http endpoints and default
-// channel routes send username and password as basic credentials (route
+// WithCredentials returns a copy of d whose http endpoints, and the http
+// routes of its default channels to one of those endpoints (the same host
+// and port), send username and password as basic credentials (route
 // username and password), so that the channels core installs, and the
 // mediator's endpoints an administrator adds as routes in the console, pass
-// the mediator's inbound authentication. Routes that already carry a
-// username are left alone. Without a username it returns d unchanged.
+// the mediator's inbound authentication. A channel's route to any other
+// host or port is left alone: core would send it the mediator's
+// credentials. Routes that already carry a username are left alone too.
+// Without a username it returns d unchanged.
 //
 // mediator.New applies it to the Definition with the username and password
 // its inbound authentication requires; use it directly to print the same
@@ -97,23 +100,32 @@ func (d Definition) WithCredentials(username, password string) Definition {
 	if username == "" {
 		return d
 	}
-	set := func(routes []Route) []Route {
+	type hostPort struct {
+		host string
+		port int
+	}
+	mine := map[hostPort]bool{}
+	for _, e := range d.Endpoints {
+		mine[hostPort{strings.ToLower(e.Host), e.Port}] = true
+	}
+	set := func(routes []Route, all bool) []Route {
 		if len(routes) == 0 {
 			return routes
 		}
 		out := append([]Route(nil), routes...)
 		for i := range out {
-			if out[i].Username == "" && (out[i].Type == "" || out[i].Type == "http") {
-				out[i].Username, out[i].Password = username, password
+			r := &out[i]
+			if r.Username == "" && (r.Type == "" || r.Type == "http") && (all || mine[hostPort{strings.ToLower(r.Host), r.Port}]) {
+				r.Username, r.Password = username, password
 			}
 		}
 		return out
 	}
-	d.Endpoints = set(d.Endpoints)
+	d.Endpoints = set(d.Endpoints, true)
 	if len(d.DefaultChannelConfig) > 0 {
 		chs := append([]Channel(nil), d.DefaultChannelConfig...)
 		for i := range chs {
-			chs[i].Routes = set(chs[i].Routes)
+			chs[i].Routes = set(chs[i].Routes, false)
 		}
 		d.DefaultChannelConfig = chs
 	}

@@ -361,8 +361,13 @@ func TestDefinitionWithCredentials(t *testing.T) {
 	route := Route{Name: "M", Type: "http", Host: "mediator", Port: 8601, Primary: true}
 	kafka := Route{Name: "K", Type: "kafka", KafkaTopic: "t"}
 	own := Route{Name: "Own", Host: "other", Port: 1, Username: "someone", Password: "theirs"}
+	// Another service the channel also routes to (an audit sink): core
+	// would send it the mediator's credentials, over plain HTTP.
+	audit := Route{Name: "Audit", Type: "http", Host: "audit", Port: 8601}
+	otherPort := Route{Name: "Other port", Type: "http", Host: "MEDIATOR", Port: 9000}
+	sameHost := Route{Name: "Same, other case", Type: "http", Host: "Mediator", Port: 8601}
 	d := Definition{URN: "urn:x", Endpoints: []Route{route},
-		DefaultChannelConfig: []Channel{{Name: "C", Routes: []Route{route, kafka, own}}}}
+		DefaultChannelConfig: []Channel{{Name: "C", Routes: []Route{route, kafka, own, audit, otherPort, sameHost}}}}
 
 	got := d.WithCredentials("route-user", "route-pass")
 	assert.Equal(t, "route-user", got.Endpoints[0].Username)
@@ -370,6 +375,9 @@ func TestDefinitionWithCredentials(t *testing.T) {
 	assert.Equal(t, "route-user", got.DefaultChannelConfig[0].Routes[0].Username)
 	assert.Empty(t, got.DefaultChannelConfig[0].Routes[1].Username, "a kafka route sends no HTTP credentials")
 	assert.Equal(t, "someone", got.DefaultChannelConfig[0].Routes[2].Username, "a route's own credentials are kept")
+	assert.Empty(t, got.DefaultChannelConfig[0].Routes[3].Username, "a route to another host gets no credentials")
+	assert.Empty(t, got.DefaultChannelConfig[0].Routes[4].Username, "nor one to another port")
+	assert.Equal(t, "route-user", got.DefaultChannelConfig[0].Routes[5].Username, "host names are case-insensitive")
 	assert.Empty(t, d.Endpoints[0].Username, "the original is not modified")
 	assert.Empty(t, d.DefaultChannelConfig[0].Routes[0].Username, "the original is not modified")
 
