@@ -84,8 +84,46 @@ func (c *Client) syncChannels(ctx context.Context, d *Definition, restore bool) 
 			return r, err
 		}
 		r.installed = missing
+		if err := c.matchInstalled(ctx, d, missing); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
+}
+
+// matchInstalled puts the channels named just installed back as d defines
+// them where they differ. Core installs a default channel from the
+// definition it stores (src/api/mediators.js, loadDefaultChannels), which is
+// the one registered before when the mediator registered the same version
+// again (core ignores that registration): for example without the route
+// credentials the mediator has required since. A channel just installed is
+// nobody's edit, so it is put back whatever restore_channels says.
+func (c *Client) matchInstalled(ctx context.Context, d *Definition, names []string) error {
+	var stored []map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/channels", nil, &stored); err != nil {
+		return err
+	}
+	for _, ch := range d.DefaultChannelConfig {
+		if !slices.Contains(names, ch.Name) {
+			continue
+		}
+		for _, s := range stored {
+			if s["name"] != ch.Name {
+				continue
+			}
+			want := channelDoc(ch)
+			delete(want, "status") // as installed
+			id, _ := s["_id"].(string)
+			if subsetOf(want, s) || id == "" {
+				break
+			}
+			if err := c.Do(ctx, http.MethodPut, "/channels/"+url.PathEscape(id), want, nil); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // channelDoc is ch as the JSON object core is sent.

@@ -224,3 +224,35 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 		})
 	}
 }
+
+// A channel installed while core keeps an earlier registration of the same
+// version (core ignores the new one: src/api/mediators.js, addMediator)
+// comes out of core's stored copy (loadDefaultChannels). The mediator puts
+// it as its own definition has it: here with the route credentials it
+// started to require without raising its version, which core's copy lacks
+// and without which every routed request would be refused.
+func TestInstalledChannelFollowsTheDefinition(t *testing.T) {
+	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+	t.Cleanup(core.Close)
+	route := openhim.Route{Name: "R", Host: "mediator", Port: 8601, Primary: true, Type: "http"}
+	def := openhim.Definition{URN: "urn:mediator:creds", Version: "1.0.0", Name: "Creds", Endpoints: []openhim.Route{route},
+		DefaultChannelConfig: []openhim.Channel{{Name: "Creds Channel", URLPattern: "^/creds$", Allow: []string{"c"},
+			Methods: []string{"POST"}, Type: "http", Routes: []openhim.Route{route}}}}
+	c, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
+		Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, c.Register(ctx, &def))
+
+	// The same version again, now with credentials: core keeps the first.
+	withCreds := def.WithCredentials("openhim-route", "route-secret")
+	require.NoError(t, c.Register(ctx, &withCreds))
+	installed, err := c.InstallMissingChannels(ctx, &withCreds)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Creds Channel"}, installed)
+	chs := core.Channels()
+	require.Len(t, chs, 1)
+	require.Len(t, chs[0].Routes, 1)
+	assert.Equal(t, "openhim-route", chs[0].Routes[0].Username)
+	assert.Equal(t, "route-secret", chs[0].Routes[0].Password)
+}

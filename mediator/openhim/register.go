@@ -133,7 +133,10 @@ func (c *Client) InstallChannels(ctx context.Context, urn string, names ...strin
 
 // InstallMissingChannels idempotently installs the channels of d's
 // DefaultChannelConfig whose names do not exist in core yet (it lists
-// GET /channels first). It returns the names it installed.
+// GET /channels first), as d defines them: core installs from the
+// definition it stores, so a channel installed that differs from d (core
+// kept an earlier registration of the same version) is updated to d. It
+// returns the names it installed.
 func (c *Client) InstallMissingChannels(ctx context.Context, d *Definition) ([]string, error) {
 	if len(d.DefaultChannelConfig) == 0 {
 		return nil, nil
@@ -152,7 +155,7 @@ func (c *Client) InstallMissingChannels(ctx context.Context, d *Definition) ([]s
 	if err := c.InstallChannels(ctx, d.URN, missing...); err != nil {
 		return nil, err
 	}
-	return missing, nil
+	return missing, c.matchInstalled(ctx, d, missing)
 }
 
 // DefinitionDrift describes how the definition stored in core differs from the one
