@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // channelSync is what one pass over the default channels found and did.
@@ -126,8 +127,25 @@ func (c *Client) matchInstalled(ctx context.Context, d *Definition, names []stri
 	return nil
 }
 
-// channelDoc is ch as the JSON object core is sent.
+// channelDoc is ch as the JSON object core is sent, its ObjectIds (route
+// certificates, alert groups) lower-cased as core stores and returns them
+// (mongoose casts a hex string to an ObjectId), so that a definition that
+// writes them in upper case does not differ from its own channel forever.
 func channelDoc(ch Channel) map[string]any {
+	ch.Routes = slices.Clone(ch.Routes)
+	for i := range ch.Routes {
+		ch.Routes[i].Cert = strings.ToLower(ch.Routes[i].Cert)
+	}
+	ch.Alerts = slices.Clone(ch.Alerts)
+	for i := range ch.Alerts {
+		groups := slices.Clone(ch.Alerts[i].Groups)
+		for j, g := range groups {
+			if objectIDRE.MatchString(g) {
+				groups[j] = strings.ToLower(g)
+			}
+		}
+		ch.Alerts[i].Groups = groups
+	}
 	var m map[string]any
 	b, _ := json.Marshal(ch) // a Channel always marshals
 	_ = json.Unmarshal(b, &m)

@@ -550,6 +550,11 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 		default:
 			errs = append(errs, invalidf(fmt.Sprintf("%s.alerts[%d].condition", field, i), "want status or auto-retry-max-attempted, got %q", a.Condition))
 		}
+		for j, g := range a.Groups {
+			if !objectIDRE.MatchString(g) {
+				errs = append(errs, invalidf(fmt.Sprintf("%s.alerts[%d].groups[%d]", field, i, j), "want the ObjectId (24 hex digits) of a contact group in core"))
+			}
+		}
 	}
 	primaries := 0
 	for i, rt := range ch.Routes {
