@@ -337,14 +337,15 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 			next := jitter(l.interval)
 			timer.Reset(next)
 			switch {
-			case failures > 1:
+			case failures > 1 && failures%warnEvery != 0:
 				l.log.DebugContext(ctx, "heartbeat failed", "error", err, "consecutive_failures", failures)
 			case errors.Is(err, ErrConfig):
 				l.log.ErrorContext(ctx, "openhim core refuses heartbeats until a setting changes", "error", err,
-					"retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
+					"consecutive_failures", failures, "retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
 			default:
 				l.log.WarnContext(ctx, "heartbeat failed; retrying until openhim core answers", "error", err,
-					"retry_in", next.Round(time.Millisecond).String(), "retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
+					"consecutive_failures", failures, "retry_in", next.Round(time.Millisecond).String(),
+					"retry_at", time.Now().Add(next).UTC().Format(time.RFC3339))
 			}
 			continue
 		}
@@ -361,6 +362,11 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 		timer.Reset(jitter(l.interval))
 	}
 }
+
+// warnEvery rate-limits the warnings of an outage: the first failed
+// heartbeat and every warnEvery-th in a row are logged at WARN (ERROR for
+// a configuration error), the others at DEBUG.
+const warnEvery = 30
 
 // configFix is what to change for a configuration error, or its text.
 func configFix(err error) string {

@@ -1,10 +1,12 @@
 package openhim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -808,4 +810,53 @@ func TestLifecycleConfigOnChangeOnlyAsksAgainAfterFailure(t *testing.T) {
 			})
 		})
 	}
+}
+
+// During an outage the first failed heartbeat and every 30th in a row are
+// logged at WARN with the count, the others at DEBUG, and one INFO line
+// says when heartbeats resume (docs/operations.md, Logs).
+func TestLifecycleHeartbeatFailuresAreRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core := newLcMiniCore()
+		core.hbAnswer = func(n int) (int, string) {
+			if n < 61 {
+				return http.StatusServiceUnavailable, "down"
+			}
+			return http.StatusOK, ""
+		}
+		var logs bytes.Buffer
+		l := newLcLifecycle(t, core, LifecycleConfig{HeartbeatInterval: time.Second,
+			Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err := lcRunFor(t, l, 90*time.Second); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		var warns []float64
+		debugs, resumed := 0, 0
+		for line := range strings.Lines(logs.String()) {
+			var e struct {
+				Level, Msg          string
+				ConsecutiveFailures float64 `json:"consecutive_failures"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case e.Msg == "heartbeat failed; retrying until openhim core answers" && e.Level == "WARN":
+				warns = append(warns, e.ConsecutiveFailures)
+			case e.Msg == "heartbeat failed" && e.Level == "DEBUG":
+				debugs++
+			case e.Msg == "heartbeats to openhim core resumed" && e.Level == "INFO":
+				resumed++
+			}
+		}
+		if want := []float64{1, 30, 60}; !slices.Equal(warns, want) {
+			t.Errorf("WARN lines at failures %v, want %v", warns, want)
+		}
+		if debugs != 61-3 {
+			t.Errorf("DEBUG lines = %d, want %d", debugs, 61-3)
+		}
+		if resumed != 1 {
+			t.Errorf("resumed lines = %d, want 1", resumed)
+		}
+	})
 }
