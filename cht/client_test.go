@@ -520,6 +520,24 @@ func TestRecordsSubmit(t *testing.T) {
 		t.Errorf("result = %+v", res)
 	}
 
+	// Saved, but the read-back fails: the result names the report, and the
+	// error does not look like a failed write that a caller would retry
+	// (the records API is not idempotent: a retry is a second report).
+	remove := srv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: "/medic/*", Status: http.StatusServiceUnavailable})
+	before := len(srv.Reports("HEIGHT_WEIGHT"))
+	res, err = c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: map[string]any{"patient_uuid": chttest.DemoPatientID,
+		"height": 170, "weight": 60}}, &cht.SubmitOptions{ReadBack: true})
+	remove()
+	if err == nil || errors.Is(err, cht.ErrServer) || !strings.Contains(err.Error(), "saved") {
+		t.Errorf("err = %v, want a saved report that could not be read back, not ErrServer", err)
+	}
+	if res == nil || res.ID == "" {
+		t.Fatalf("result = %+v, want the saved report's id", res)
+	}
+	if after := srv.Reports("HEIGHT_WEIGHT"); len(after) != before+1 {
+		t.Errorf("reports = %d, want %d", len(after), before+1)
+	}
+
 	// CheckForm refuses undeclared keys before sending anything.
 	srv.ResetRequests()
 	_, err = c.Records.Submit(ctx, cht.Record{Form: "HEIGHT_WEIGHT", Fields: map[string]any{"patient_uuid": "x", "bmi": 22}}, &cht.SubmitOptions{CheckForm: true})

@@ -168,7 +168,11 @@ type SubmitOptions struct {
 	// answers 200 even when it stored validation errors on the report.
 	// Submit then returns them in SubmitResult.Errors together with an
 	// error matching [ErrInvalidRecord]. It also fails, naming them, when
-	// a sent field is missing from the stored report's fields.
+	// a sent field is missing from the stored report's fields. When the
+	// report is saved but cannot be read back, Submit returns the result
+	// (its ID) with an error that does not match the read's cause
+	// ([ErrServer], a timeout): the write is done, and submitting again
+	// would create a second report.
 	ReadBack bool
 }
 
@@ -209,7 +213,11 @@ func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOpt
 	}
 	r := new(Report)
 	if err := s.client.Docs.Get(ctx, res.ID, r); err != nil {
-		return out, fmt.Errorf("cht: submit record %s: read back %s: %w", form, res.ID, err)
+		// The report is saved: the read's cause (a 5xx, a timeout) is not
+		// wrapped, so that code retrying failed writes does not submit it
+		// again and create a second report.
+		return out, fmt.Errorf("cht: submit record %s: report %s saved, but reading it back failed (do not submit it again): %v",
+			form, res.ID, err)
 	}
 	out.Report, out.Errors = r, r.Errors
 	if len(r.Errors) > 0 {
