@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -299,6 +300,24 @@ func TestContactsByPhone(t *testing.T) {
 	none, err := c.Contacts.ByPhone(context.Background(), "+254700000000")
 	if err != nil || none != nil {
 		t.Errorf("no match: %v, %v", none, err)
+	}
+
+	// Any other 404 is an error, not "no match": here CouchDB's answer for
+	// a path it has no database for, as a CHT without the route (before
+	// 3.10) or a URL pointed at CouchDB answers.
+	couch := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"error":"not_found","reason":"Database does not exist."}`)
+	}))
+	t.Cleanup(couch.Close)
+	cc, err := cht.New(cht.Config{URL: couch.URL, Username: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = cc.Contacts.ByPhone(context.Background(), "+254700000000")
+	if !errors.Is(err, cht.ErrNotFound) || got != nil {
+		t.Errorf("a missing route: %v, %v; want ErrNotFound", got, err)
 	}
 }
 

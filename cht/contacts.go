@@ -43,8 +43,14 @@ func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact
 		method: http.MethodGet, path: "/api/v1/contacts-by-phone",
 		query: url.Values{"phone": {phone}}, retry: true,
 	}, &res)
+	// No match is CHT's 404 {"error":"not_found","reason":"no matches
+	// found"} (api/src/controllers/contacts-by-phone.js). Another 404, such
+	// as CouchDB's "Database does not exist." of a CHT without the route
+	// (before 3.10) or a wrong URL, is an error: read as no match, it would
+	// make a "find, else create" flow create the contact again each time.
 	var apiErr *APIError
-	if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound && apiErr.Err == "not_found" {
+	if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound && apiErr.Err == "not_found" &&
+		apiErr.Reason == "no matches found" {
 		return nil, nil
 	}
 	if err != nil {
