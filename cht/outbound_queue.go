@@ -39,17 +39,13 @@ const outboundPage = 1000
 // [ErrForbidden] or [ErrUnauthorized].
 func (c *Client) OutboundQueue(ctx context.Context) ([]OutboundTask, error) {
 	var out []OutboundTask
-	start := `"task:outbound:"`
-	skip := 0
+	start, last := `"task:outbound:"`, ""
 	for {
 		q := url.Values{
 			"startkey":     {start},
 			"endkey":       {`"task:outbound:` + "\ufff0" + `"`},
 			"include_docs": {"true"},
 			"limit":        {strconv.Itoa(outboundPage)},
-		}
-		if skip > 0 {
-			q.Set("skip", strconv.Itoa(skip))
 		}
 		var page struct {
 			Rows []struct {
@@ -61,7 +57,10 @@ func (c *Client) OutboundQueue(ctx context.Context) ([]OutboundTask, error) {
 		if _, err := c.do(ctx, r, &page); err != nil {
 			return nil, fmt.Errorf("cht: read outbound queue: %w", err)
 		}
-		for _, row := range page.Rows {
+		for i, row := range page.Rows {
+			if i == 0 && last != "" && row.ID == last {
+				continue // the previous page's last row, read again
+			}
 			if row.Doc != nil {
 				out = append(out, *row.Doc)
 			}
@@ -69,11 +68,15 @@ func (c *Client) OutboundQueue(ctx context.Context) ([]OutboundTask, error) {
 		if len(page.Rows) < outboundPage {
 			return out, nil
 		}
-		// Continue after the last row: start at its key and skip it.
-		key, err := json.Marshal(page.Rows[len(page.Rows)-1].ID)
+		// Continue from the last row, which the next page starts with
+		// unless Sentinel deleted it meanwhile (it deletes a task once
+		// its push succeeds): skipping it by count (skip=1) would then
+		// skip the row after it.
+		last = page.Rows[len(page.Rows)-1].ID
+		key, err := json.Marshal(last)
 		if err != nil {
 			return nil, fmt.Errorf("cht: read outbound queue: %w", err)
 		}
-		start, skip = string(key), 1
+		start = string(key)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
@@ -17,6 +18,13 @@ import (
 // fakeSentinelDB answers GET /medic-sentinel/_all_docs as CouchDB does for startkey, endkey
 // (inclusive), limit, skip and include_docs, over docs sorted by id.
 func fakeSentinelDB(t *testing.T, docs map[string]map[string]any, calls *int) *httptest.Server {
+	return fakeSentinelDBDeleting(t, docs, calls, false)
+}
+
+// fakeSentinelDBDeleting is fakeSentinelDB that, when deleteLast is set, deletes the last row of
+// each page it answers, as Sentinel deletes a task once its push succeeded
+// (shared-libs/outbound/src/outbound.js removes the task document).
+func fakeSentinelDBDeleting(t *testing.T, docs map[string]map[string]any, calls *int, deleteLast bool) *httptest.Server {
 	ids := make([]string, 0, len(docs))
 	for id := range docs {
 		ids = append(ids, id)
@@ -57,6 +65,10 @@ func fakeSentinelDB(t *testing.T, docs map[string]map[string]any, calls *int) *h
 			}
 			rows = append(rows, row)
 		}
+		if deleteLast && len(rows) > 0 {
+			gone := rows[len(rows)-1].(map[string]any)["id"]
+			ids = slices.DeleteFunc(ids, func(id string) bool { return id == gone })
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"total_rows": len(ids), "offset": 0, "rows": rows})
 	}))
 	t.Cleanup(srv.Close)
@@ -93,6 +105,31 @@ func TestOutboundQueue(t *testing.T) {
 	}
 	if got := tasks[0].Created.String(); got != "2024-10-31T06:25:50.419Z" {
 		t.Errorf("created = %s", got)
+	}
+
+	// Sentinel deletes the task that ends each page before the next page
+	// is read: the next page starts after it, and no other task is missed.
+	calls = 0
+	deleting := fakeSentinelDBDeleting(t, docs, &calls, true)
+	dc, err := cht.New(cht.Config{URL: deleting.URL, Username: "admin", Password: "pass", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err = dc.OutboundQueue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tk := range tasks {
+		seen[tk.DocID] = true
+	}
+	for i := range 2500 {
+		if id := fmt.Sprintf("doc%04d", i); !seen[id] {
+			t.Errorf("task of %s missed", id)
+		}
+	}
+	if len(tasks) != 2500 {
+		t.Errorf("%d tasks, want 2500 (each once)", len(tasks))
 	}
 
 	// The database is readable by admins only (cht-core restrict-access-to-sentinel-db).
