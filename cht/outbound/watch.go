@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -35,6 +36,10 @@ type WatchConfig struct {
 	// cht_outbound_queue_tasks nor the oldest failure age.
 	// cht_outbound_queue_pushes still counts them, by destination.
 	Scheduled []string
+	// Logger gets a WARN line with the error when the queue stops being
+	// readable (cht_outbound_queue_up becomes 0) and an INFO line when it
+	// is read again; nil discards them.
+	Logger *slog.Logger
 }
 
 // Watch is a prometheus.Collector of CHT's outbound queue. It is safe for concurrent use.
@@ -65,6 +70,9 @@ func NewWatch(q Queue, cfg WatchConfig) *Watch {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &Watch{q: q, cfg: cfg,
 		up:        prometheus.NewDesc("cht_outbound_queue_up", "1 when the last read of CHT's outbound queue (Sentinel's task:outbound documents) succeeded.", nil, nil),
 		tasksDesc: prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing (pushes waiting for their cron window aside).", nil, nil),
@@ -81,8 +89,15 @@ func (w *Watch) read(ctx context.Context) ([]cht.OutboundTask, time.Time, error)
 	if w.readAt.IsZero() || now.Sub(w.readAt) >= w.cfg.CacheFor || now.Before(w.readAt) {
 		ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 		defer cancel()
+		failed := w.readErr != nil
 		w.tasks, w.readErr = w.q.OutboundQueue(ctx)
 		w.readAt = now
+		switch {
+		case w.readErr != nil && !failed:
+			w.cfg.Logger.Warn("cht: outbound queue cannot be read; cht_outbound_queue_up is 0 until it is", "error", w.readErr)
+		case w.readErr == nil && failed:
+			w.cfg.Logger.Info("cht: outbound queue read again")
+		}
 	}
 	return w.tasks, now, w.readErr
 }

@@ -1,10 +1,13 @@
 package outbound_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,16 +129,27 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 	}
 }
 
-type failingQueue struct{ calls atomic.Int32 }
+type failingQueue struct {
+	calls atomic.Int32
+	ok    atomic.Bool // answers an empty queue instead of failing
+}
 
 func (f *failingQueue) OutboundQueue(context.Context) ([]cht.OutboundTask, error) {
 	f.calls.Add(1)
+	if f.ok.Load() {
+		return nil, nil
+	}
 	return nil, errors.New("cht: read outbound queue: forbidden")
 }
 
+// The queue that cannot be read is cht_outbound_queue_up 0, and the error
+// is logged once (WARN), not at every scrape, until a read succeeds (INFO).
 func TestWatchUnreadableQueue(t *testing.T) {
 	q := &failingQueue{}
-	w := outbound.NewWatch(q, outbound.WatchConfig{})
+	var logs bytes.Buffer
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := outbound.NewWatch(q, outbound.WatchConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Now: func() time.Time { return now }})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
 	if up, tasks := gauge(t, reg, "cht_outbound_queue_up", ""), gauge(t, reg, "cht_outbound_queue_tasks", ""); up != 0 || tasks != -1 {
@@ -143,6 +157,19 @@ func TestWatchUnreadableQueue(t *testing.T) {
 	}
 	if n := q.calls.Load(); n != 1 {
 		t.Errorf("%d reads within CacheFor, want 1", n)
+	}
+	now = now.Add(time.Minute) // a later scrape, failing again
+	gauge(t, reg, "cht_outbound_queue_up", "")
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("logs = %s; want one WARN with the error", logs.String())
+	}
+	q.ok.Store(true)
+	now = now.Add(time.Minute)
+	if up := gauge(t, reg, "cht_outbound_queue_up", ""); up != 1 {
+		t.Errorf("up = %v after a read succeeded", up)
+	}
+	if !strings.Contains(logs.String(), "level=INFO msg=\"cht: outbound queue read again\"") {
+		t.Errorf("logs = %s; want the recovery", logs.String())
 	}
 }
 

@@ -155,6 +155,6 @@ func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
 	if s.OutboundMetrics && c != nil {
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			outbound.NewWatch(c, outbound.WatchConfig{}))
+			outbound.NewWatch(c, outbound.WatchConfig{Logger: cfg.Logger}))
 	}
 }
