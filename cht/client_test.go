@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-resty/resty/v2"
+
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 )
@@ -499,10 +501,15 @@ func TestContactsAllPaging(t *testing.T) {
 		t.Errorf("households = %d", places)
 	}
 	_, c4 := newDemo(t, chttest.Config{Version: "4.10.0"}, func(c *cht.Config) { c.Version = "4.10.0" })
+	n := 0
 	for _, err := range c4.Contacts.All(context.Background(), cht.ListOptions{Type: "person"}) {
+		n++
 		if !errors.Is(err, cht.ErrUnsupported) {
 			t.Errorf("err = %v, want ErrUnsupported", err)
 		}
+	}
+	if n != 1 {
+		t.Errorf("%d values, want the one error", n)
 	}
 }
 
@@ -985,8 +992,8 @@ func TestSetCredential(t *testing.T) {
 
 func TestResponseBodyLimit(t *testing.T) {
 	srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) { c.MaxResponseBytes = 512 })
-	if _, err := c.Hydrate(context.Background(), chttest.DemoPatientID); err == nil {
-		t.Fatal("oversized hydrate answer accepted")
+	if _, err := c.Hydrate(context.Background(), chttest.DemoPatientID); !errors.Is(err, resty.ErrResponseBodyTooLarge) {
+		t.Fatalf("err = %v, want the answer refused as too large", err)
 	}
 	if n := len(requestsTo(srv, "POST", "/api/v1/hydrate")); n != 1 {
 		t.Errorf("oversized answer retried: %d requests", n)

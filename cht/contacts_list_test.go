@@ -52,10 +52,15 @@ func TestContactsAllByIDs(t *testing.T) {
 	for _, v := range []string{"4.21.0", "5.2.0"} {
 		t.Run(v, func(t *testing.T) {
 			_, c := newDemo(t, chttest.Config{Version: v})
+			n := 0
 			for _, err := range c.Contacts.All(ctx, cht.ListOptions{IDs: []string{chttest.DemoCHWID}}) {
+				n++
 				if !errors.Is(err, cht.ErrUnsupported) {
 					t.Errorf("err = %v, want ErrUnsupported", err)
 				}
+			}
+			if n != 1 {
+				t.Errorf("%d values, want the one error", n)
 			}
 		})
 	}
