@@ -31,6 +31,9 @@ const DefaultTimeout = 20 * time.Second
 // DefaultMaxBodyBytes is the default limit of a request body.
 const DefaultMaxBodyBytes = 4 << 20
 
+// maxResource is the largest resource fhir.ParseResource reads (8 MiB).
+const maxResource = 8 << 20
+
 // FHIRContentType is the content type of every answer.
 const FHIRContentType = "application/fhir+json"
 
@@ -62,8 +65,9 @@ type Config struct {
 	// documents (e.g. with can_edit), as writes go through /medic.
 	CHT *cht.Client
 	// MaxBodyBytes limits a request body (413 beyond); 0 means
-	// DefaultMaxBodyBytes. Keep the mediator's own limit above it, so that
-	// the answer is an OperationOutcome.
+	// DefaultMaxBodyBytes, and a limit above maxResource, the most
+	// fhir.ParseResource reads, is maxResource. Keep the mediator's own
+	// limit above it, so that the answer is an OperationOutcome.
 	MaxBodyBytes int64
 	// Timeout is the deadline of one request; 0 means DefaultTimeout.
 	Timeout time.Duration
@@ -186,6 +190,9 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	// A larger body would be read, then refused by fhir.ParseResource as
+	// 400 instead of 413.
+	cfg.MaxBodyBytes = min(cfg.MaxBodyBytes, maxResource)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}

@@ -883,3 +883,14 @@ func TestBundleRequestAboutAPatientThatCameFromCHT(t *testing.T) {
 	assert.Contains(t, parseOutcome(t, a.body).text(), "Bundle.entry[1].resource.subject")
 	assert.Contains(t, parseOutcome(t, a.body).text(), "no CHT person no-such-person")
 }
+
+// A body limit above the largest resource fhir.ParseResource reads (8 MiB)
+// is that size: a larger body is answered 413, as every body over the
+// limit, not 400 after being read.
+func TestBodyLimitAboveTheLargestResource(t *testing.T) {
+	r := newRig(t, func(c *tocht.Config) { c.MaxBodyBytes = 20 << 20 })
+	body := `{"resourceType":"Patient","name":[{"text":"` + strings.Repeat("x", 9<<20) + `"}]}`
+	a := r.post(t, "/fhir/Patient", []byte(body))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, a.status, "%.300s", a.body)
+	assert.Equal(t, "OperationOutcome", parseOutcome(t, a.body).ResourceType)
+}
