@@ -70,6 +70,12 @@
 // place_id, place_uuid) is replaced as a whole. A report made from a
 // ServiceRequest or Task, one resource, is replaced as a whole.
 //
+// Observations without an Encounter in the Bundle are keyed by the
+// Observations of their group: one of them sent again in another group
+// (alone, or with other siblings) makes another report. Send the
+// Observations of one visit with their Encounter, whose identity keys the
+// report whatever the grouping.
+//
 // # Subjects
 //
 // A ServiceRequest's subject, a Task's for, an Encounter's or Observation's
