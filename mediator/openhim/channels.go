@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // channelSync is what one pass over the default channels found and did.
@@ -155,7 +157,10 @@ func channelDoc(ch Channel) map[string]any {
 // syncDefaultChannels runs one pass and logs and measures its outcome: a
 // change to the channels is logged once, the gauges say how things stand.
 func (l *Lifecycle) syncDefaultChannels(ctx context.Context) {
-	r, err := l.c.syncChannels(ctx, &l.def, l.restore)
+	// A replica of an older version (during a rolling deploy) does not put
+	// back the channels of the newer one whose registration core keeps.
+	behind := l.behindCore()
+	r, err := l.c.syncChannels(ctx, &l.def, l.restore && !behind)
 	if err != nil {
 		if !l.channelErr {
 			l.log.WarnContext(ctx, "could not check the default channels; will retry with the next heartbeat", "error", err)
@@ -176,9 +181,28 @@ func (l *Lifecycle) syncDefaultChannels(ctx context.Context) {
 	if len(r.restored) > 0 {
 		l.log.WarnContext(ctx, "default channels were edited in core; put them back as defined (restore_channels)", "channels", r.restored)
 	}
-	if !slices.Equal(r.modified, l.modified) && len(r.modified) > 0 {
+	switch {
+	case slices.Equal(r.modified, l.modified) || len(r.modified) == 0:
+	case behind && l.restore:
+		l.log.WarnContext(ctx, "default channels differ in core from this mediator's definition, and core keeps a newer "+
+			"version of the mediator (another replica?): left as they are", "channels", r.modified, "version", l.def.Version)
+	default:
 		l.log.WarnContext(ctx, "default channels differ in core from the mediator's definition; left as they are "+
 			"(set restore_channels, MEDIATOR_RESTORE_CHANNELS, to put them back)", "channels", r.modified)
 	}
 	l.modified = r.modified
+}
+
+// behindCore reports whether core keeps a registration of the mediator of
+// a higher version than this one's (see CheckRegistration).
+func (l *Lifecycle) behindCore() bool {
+	l.mu.Lock()
+	d := l.drift
+	l.mu.Unlock()
+	if d == nil {
+		return false
+	}
+	stored, ok1 := semver.Parse(d.StoredVersion)
+	mine, ok2 := semver.Parse(l.def.Version)
+	return ok1 && ok2 && semver.Compare(stored, mine) > 0
 }

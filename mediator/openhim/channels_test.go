@@ -256,3 +256,52 @@ func TestInstalledChannelFollowsTheDefinition(t *testing.T) {
 	assert.Equal(t, "openhim-route", chs[0].Routes[0].Username)
 	assert.Equal(t, "route-secret", chs[0].Routes[0].Password)
 }
+
+// During a rolling deploy the replicas of the older version do not put
+// back, with restore_channels, the channels of the newer version whose
+// registration core keeps: they report the difference once instead.
+func TestOlderReplicaDoesNotRestoreTheNewersChannels(t *testing.T) {
+	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version4})
+	t.Cleanup(core.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	route := openhim.Route{Name: "R", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+	def := func(version, pattern string) openhim.Definition {
+		return openhim.Definition{URN: "urn:mediator:rolling", Version: version, Name: "Rolling", Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Rolling Channel", URLPattern: pattern, Allow: []string{"r"},
+				Methods: []string{"POST"}, Type: "http", Routes: []openhim.Route{route}}}}
+	}
+	admin, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
+		Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
+	require.NoError(t, err)
+	newer := def("2.0.0", "^/v2$")
+	require.NoError(t, admin.Register(context.Background(), &newer))
+	_, err = admin.InstallMissingChannels(context.Background(), &newer)
+	require.NoError(t, err)
+
+	logs := &lockedBuffer{}
+	m, err := mediator.New(mediator.Config{
+		Definition: def("1.0.0", "^/v1$"),
+		Listener:   ln,
+		OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+			CoreVersion: 4, HTTPClient: core.Client()},
+		InstallChannels: true, RestoreChannels: true, HeartbeatInterval: 20 * time.Millisecond,
+		Registry: prometheus.NewRegistry(),
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		Handler:  mediator.HandlerFunc(func(*mediator.Request) (*mediator.Result, error) { return &mediator.Result{}, nil }),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "core keeps a newer version of the mediator") },
+		5*time.Second, 10*time.Millisecond, "%s", logs.String())
+	time.Sleep(100 * time.Millisecond) // several heartbeats
+	chs := core.Channels()
+	require.Len(t, chs, 1)
+	assert.Equal(t, "^/v2$", chs[0].URLPattern, "the newer version's channel stays")
+	assert.NotContains(t, logs.String(), "put them back as defined")
+	assert.Equal(t, 1, strings.Count(logs.String(), "core keeps a newer version of the mediator"))
+}
