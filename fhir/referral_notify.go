@@ -201,42 +201,40 @@ type TaskCheckpoint struct {
 // PollTasks returns the Tasks changed since cp, oldest first, and the checkpoint to poll from
 // next: the alternative to a [TaskSubscription] where the FHIR server sends no notifications.
 // query narrows the search (e.g. status=completed,failed,rejected, or _id=a,b); PollTasks adds
-// _lastUpdated, _sort=_lastUpdated and _count, and follows the next links. It searches with
-// _lastUpdated=ge (not gt) and skips the ids already seen at the checkpoint's instant, so a Task
-// written in the same millisecond as the last one seen is not missed. A Task changed again after
-// a poll is returned again by the next one.
+// _lastUpdated, _sort=_lastUpdated and _count. It searches with _lastUpdated=ge (not gt) and skips
+// the ids already seen at the checkpoint's instant, so a Task written in the same millisecond as
+// the last one seen is not missed. It pages the same way, from the newest Tasks of each page,
+// rather than by the server's next links: on a server whose links are offsets, a Task updated
+// during the poll moves to the end and shifts the rest, and the Task that moved onto a page
+// already read would be missed for good. A Task changed again after a poll is returned again by
+// the next one, and one changed during a poll may be returned twice by it.
 func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Values) ([]json.RawMessage, TaskCheckpoint, error) {
 	q := url.Values{}
 	for k, v := range query {
 		q[k] = slices.Clone(v)
 	}
-	if !cp.LastUpdated.IsZero() {
-		q.Set("_lastUpdated", "ge"+cp.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-	}
 	q.Set("_sort", "_lastUpdated")
-	q.Set("_count", "100")
-	seen := map[string]bool{}
-	for _, id := range cp.IDs {
-		seen[id] = true
-	}
+	count := 100
 	var out []json.RawMessage
 	next := cp
+	returned := map[string]time.Time{} // the version of each Task returned by this poll
 	for page := 0; ; page++ {
 		if page > 10000 {
 			return nil, cp, errors.New("fhir: poll tasks: more than 10000 pages")
 		}
+		if !next.LastUpdated.IsZero() {
+			q.Set("_lastUpdated", "ge"+next.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		}
+		q.Set("_count", strconv.Itoa(count))
 		var b struct {
 			Entry []struct {
 				Resource json.RawMessage `json:"resource"`
 			} `json:"entry"`
-			Link []struct {
-				Relation string `json:"relation"`
-				URL      string `json:"url"`
-			} `json:"link"`
 		}
 		if err := c.Search(ctx, "Task", q, &b); err != nil {
 			return nil, cp, fmt.Errorf("fhir: poll tasks: %w", err)
 		}
+		from, added := next, 0
 		for _, e := range b.Entry {
 			var t struct {
 				ID   string `json:"id"`
@@ -251,10 +249,15 @@ func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Val
 			if err != nil {
 				return nil, cp, fmt.Errorf("fhir: poll tasks: Task %s has meta.lastUpdated %q", t.ID, t.Meta.LastUpdated)
 			}
-			if at.Equal(cp.LastUpdated) && seen[t.ID] {
-				continue
+			if at.Equal(from.LastUpdated) && slices.Contains(from.IDs, t.ID) {
+				continue // seen at the instant this page starts from
 			}
+			if v, ok := returned[t.ID]; ok && v.Equal(at) {
+				continue // this version, returned by an earlier page
+			}
+			returned[t.ID] = at
 			out = append(out, e.Resource)
+			added++
 			switch {
 			case at.After(next.LastUpdated):
 				next = TaskCheckpoint{LastUpdated: at, IDs: []string{t.ID}}
@@ -262,22 +265,14 @@ func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Val
 				next.IDs = append(slices.Clone(next.IDs), t.ID)
 			}
 		}
-		nextURL := ""
-		for _, l := range b.Link {
-			if l.Relation == "next" {
-				nextURL = l.URL
-			}
-		}
-		if nextURL == "" || len(b.Entry) == 0 {
-			return out, next, nil
-		}
-		u, err := url.Parse(nextURL)
-		if err != nil {
-			return nil, cp, fmt.Errorf("fhir: poll tasks: next link %q: %w", nextURL, err)
-		}
-		q = u.Query()
-		if _, ok := q["_count"]; !ok {
-			q.Set("_count", strconv.Itoa(100))
+		switch {
+		case len(b.Entry) < count:
+			return out, next, nil // the last page
+		case added == 0 && count >= 1000:
+			return nil, cp, fmt.Errorf("fhir: poll tasks: more than %d Tasks changed in the millisecond of %s", count,
+				next.LastUpdated.UTC().Format(time.RFC3339Nano))
+		case added == 0:
+			count *= 10 // a page of Tasks seen, all of one instant: read more of it at once
 		}
 	}
 }

@@ -3,6 +3,7 @@ package fhir_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
@@ -256,4 +260,59 @@ func TestE2EPollTasks(t *testing.T) {
 	}
 	tag := strings.ReplaceAll("poll-"+time.Now().Format("150405.000000"), ".", "-") + "-"
 	testPollTasks(t, newFHIRClient(t, strings.TrimRight(base, "/")), tag, func() { time.Sleep(5 * time.Millisecond) })
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A Task updated while a poll reads its pages moves to the end of the
+// _lastUpdated order. fhirtest's next links are offsets, as many servers'
+// are: following them, the Task that moved onto a page already read was
+// never returned, by this poll or any later one. PollTasks pages from the
+// newest Task of each page instead.
+func TestPollTasksMissesNoTaskUpdatedDuringThePoll(t *testing.T) {
+	var clock sync.Mutex
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	srv := fhirtest.NewServer(fhirtest.Config{Now: func() time.Time {
+		clock.Lock()
+		defer clock.Unlock()
+		now = now.Add(time.Millisecond)
+		return now
+	}})
+	t.Cleanup(srv.Close)
+	writer := newFHIRClient(t, srv.URL)
+	const n = 150
+	for i := range n {
+		putTask(t, writer, fmt.Sprintf("t%03d", i), "completed")
+	}
+	searches := 0
+	poller, err := fhir.NewClient(fhir.ClientConfig{BaseURL: srv.URL, MaxRetries: -1, HTTPClient: &http.Client{
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/Task") {
+				if searches++; searches == 1 {
+					putTask(t, writer, "t005", "completed") // after the first page was read
+				}
+			}
+			return resp, err
+		})}})
+	require.NoError(t, err)
+
+	tasks, cp, err := poller.PollTasks(context.Background(), fhir.TaskCheckpoint{}, url.Values{"status": {"completed"}})
+	require.NoError(t, err)
+	got := map[string]bool{}
+	for _, raw := range tasks {
+		var task struct{ ID string }
+		require.NoError(t, json.Unmarshal(raw, &task))
+		got[task.ID] = true
+	}
+	for i := range n {
+		assert.True(t, got[fmt.Sprintf("t%03d", i)], "t%03d missed", i)
+	}
+	assert.Equal(t, n+1, len(tasks), "each Task once, and t005 again in its new version")
+	again, _, err := poller.PollTasks(context.Background(), cp, url.Values{"status": {"completed"}})
+	require.NoError(t, err)
+	assert.Empty(t, again, "nothing changed since")
 }
