@@ -175,9 +175,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // front of a server, for one), so the write would not be done and the
 // GET's answer taken for it. The redirect is answered instead, a
 // *ServerError (see newServerError). 307 and 308 keep the method and body.
+//
+// Nor is a redirect to another host or port followed, or from https to
+// http: net/http would send the body (patient data) there, and keeps the
+// basic-auth credentials for a host of the same name, over plain http
+// too. Only the move from http to https of the same host name is.
 func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if req.Method != via[0].Method {
+			return http.ErrUseLastResponse
+		}
+		from, to := via[0].URL, req.URL
+		upgrade := from.Scheme == "http" && to.Scheme == "https" && strings.EqualFold(from.Hostname(), to.Hostname())
+		if !upgrade && (to.Scheme != from.Scheme || !strings.EqualFold(to.Host, from.Host)) {
 			return http.ErrUseLastResponse
 		}
 		if next != nil {

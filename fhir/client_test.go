@@ -562,6 +562,44 @@ func TestRedirectThatDropsAWriteIsNotFollowed(t *testing.T) {
 	assert.NoError(t, c.Read(ctx, "Task", "t1", nil), "the server works without redirects")
 }
 
+// A redirect to another host or port, or from https to http, is not
+// followed, whatever its method: net/http would send the body (patient
+// data) there, and the basic-auth credentials to a host of the same name,
+// over plain http too. Only http → https on the same host name is.
+func TestRedirectElsewhereIsNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		io.WriteString(w, `{"resourceType":"Task","id":"t1","status":"requested","intent":"order"}`)
+	}))
+	defer other.Close()
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect) // to plain http
+	}))
+	defer secure.Close()
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect) // to another port
+	}))
+	defer plain.Close()
+	ctx := context.Background()
+	for name, srv := range map[string]*httptest.Server{"https to http": secure, "another port": plain} {
+		t.Run(name, func(t *testing.T) {
+			elsewhere.Store(0)
+			c, err := NewClient(ClientConfig{BaseURL: srv.URL, Username: "u", Password: "p", MaxRetries: -1, HTTPClient: srv.Client()})
+			require.NoError(t, err)
+			for _, call := range []func() error{
+				func() error { return c.Read(ctx, "Task", "t1", nil) },
+				func() error { return c.Update(ctx, "Task", "t1", []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`), nil) },
+			} {
+				var se *ServerError
+				require.ErrorAs(t, call(), &se)
+				assert.Equal(t, http.StatusTemporaryRedirect, se.StatusCode)
+			}
+			assert.Zero(t, elsewhere.Load(), "nothing reached the other server")
+		})
+	}
+}
+
 // TestConfigsRedactSecrets: a ClientConfig or TaskSubscription printed,
 // formatted or logged (also inside another struct) shows what a reader
 // needs but not its secrets: the password, credentials embedded in
