@@ -236,6 +236,7 @@ func New(cfg Config) (*Client, error) {
 	// is the client's own (see session.go), so no jar.
 	hc.Jar, hc.Timeout = nil, 0
 	hc.Transport = attemptTransport{next: hc.Transport, limit: int64(maxResp)}
+	hc.CheckRedirect = safeRedirect(hc.CheckRedirect)
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = defaultUserAgent
@@ -446,6 +447,32 @@ func attemptError(ctx context.Context, err error, timeout time.Duration) error {
 // errAttemptTimeout marks an attempt that exceeded Config.Timeout while
 // the caller's context was still live.
 var errAttemptTimeout = errors.New("attempt timeout")
+
+// safeRedirect wraps an http.Client's CheckRedirect (nil: net/http's
+// default, at most 10 redirects) so that the client follows a redirect
+// only with the same method (net/http turns a POST or PUT answered 301,
+// 302 or 303 into a GET without its body: the write would not be done,
+// and the GET's answer taken for it) and only to the same host and port,
+// or from http to https on the same host name: net/http would send a
+// 307's body (a person, a report) to another host, and the credentials to
+// a host of the same name over plain http. The redirect is then the
+// answer, an *APIError with its status.
+func safeRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		from, to := via[0].URL, req.URL
+		upgrade := from.Scheme == "http" && to.Scheme == "https" && strings.EqualFold(from.Hostname(), to.Hostname())
+		if req.Method != via[0].Method || (!upgrade && (to.Scheme != from.Scheme || !strings.EqualFold(to.Host, from.Host))) {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
 
 // attemptTransport gives each attempt its call's deadline, so that resty
 // retries an attempt that timed out while the caller's context lives on,

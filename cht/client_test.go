@@ -1248,3 +1248,55 @@ func TestLoginWaitEndsWithContext(t *testing.T) {
 		t.Errorf("first call: %v", err)
 	}
 }
+
+// The client follows a redirect only with the same method, to the same
+// host and port, or from http to https on the same host name: net/http
+// would turn a write answered 301-303 into a GET without its body, and
+// send a 307's body (a person, a report) to another host, or the
+// credentials to a host of the same name over plain http. The redirect is
+// then the answer.
+func TestRedirectsThatWouldLoseOrLeakAreNotFollowed(t *testing.T) {
+	var elsewhere, moved atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		_, _ = io.WriteString(w, `{"ok":true,"id":"x","rev":"1-a"}`)
+	}))
+	t.Cleanup(other.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/away/"):
+			http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		case strings.HasPrefix(r.URL.Path, "/found/"):
+			http.Redirect(w, r, "/moved"+strings.TrimPrefix(r.URL.Path, "/found"), http.StatusFound)
+		default:
+			moved.Add(1)
+			_, _ = io.WriteString(w, `{"ok":true,"id":"x","rev":"1-a"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name, base string
+		status     int
+	}{
+		{"another port", srv.URL + "/away", http.StatusTemporaryRedirect},
+		{"a write turned into a GET", srv.URL + "/found", http.StatusFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			elsewhere.Store(0)
+			moved.Store(0)
+			c, err := cht.New(cht.Config{URL: tt.base, Username: "u", Password: "p", MaxRetries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Docs.Put(ctx, "x", map[string]any{"_id": "x", "type": "person"})
+			var apiErr *cht.APIError
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != tt.status {
+				t.Errorf("err = %v, want the %d answered", err, tt.status)
+			}
+			if elsewhere.Load() != 0 || moved.Load() != 0 {
+				t.Errorf("the write was followed: %d to the other server, %d as a GET", elsewhere.Load(), moved.Load())
+			}
+		})
+	}
+}
