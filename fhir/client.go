@@ -44,9 +44,14 @@ type ClientConfig struct {
 	// MaxRetries is how often a call is retried after a network error,
 	// 408, 429, 502, 503 or 504; 0 means 2, negative disables. The backoff
 	// is resty's (exponential with jitter, between 200ms and 5s, or the
-	// server's Retry-After). A 2xx answer is never retried, and a POST of
-	// [Client.Create] is retried only when the server did not process it
-	// (429, 503).
+	// server's Retry-After in seconds, held within those bounds: a longer
+	// Retry-After is waited 5s). A 2xx answer is never retried, and a POST
+	// of [Client.Create] is retried only when the server did not process
+	// it (429, 503). A retried transaction is idempotent with WritePut;
+	// with a conditional strategy, an attempt retried after a timeout can
+	// run beside the first one still running on the server, and two
+	// conditional writes of one new resource can then create it twice on
+	// servers without a unique constraint on the identifier.
 	MaxRetries int
 	// MaxResponseBytes bounds the body read from a read, search, create,
 	// update or error answer; 0 means 16 MiB. A larger read or search

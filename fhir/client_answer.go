@@ -46,16 +46,39 @@ func checkAnswer(r io.Reader, want int) *ServerError {
 		}
 	}
 	*p = b[:0]
-	switch {
-	case err == io.EOF:
+	if err == io.EOF {
 		if okAnswer(b, want) {
 			return nil
 		}
 		return checkTransactionAnswer(bytes.NewReader(b), want)
-	case err != nil: // the answer as far as it came, then the failure
-		return checkTransactionAnswer(io.MultiReader(bytes.NewReader(b), errReader{err}), want)
 	}
-	return checkTransactionAnswer(io.MultiReader(bytes.NewReader(b), r), want)
+	rest := r
+	if err != nil {
+		rest = errReader{err} // the answer as far as it came, then the failure
+	}
+	wr := &watchReader{r: io.MultiReader(bytes.NewReader(b), rest)}
+	se := checkTransactionAnswer(wr, want)
+	if se != nil && se.Entry < 0 && wr.err != nil {
+		// The server answered 2xx: it committed the transaction, unless the
+		// rest of its answer would have said otherwise.
+		se.Reason = "the server answered 2xx, so the transaction was probably applied (sending it again is safe), " +
+			"but its answer could not be read to the end: " + se.Reason
+	}
+	return se
+}
+
+// watchReader records the first error of r other than io.EOF.
+type watchReader struct {
+	r   io.Reader
+	err error
+}
+
+func (w *watchReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && err != io.EOF && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 type errReader struct{ err error }

@@ -668,3 +668,29 @@ func TestConfigsRedactSecrets(t *testing.T) {
 		t.Errorf("NewClient with a URL without scheme: %v", err)
 	}
 }
+
+// A 2xx answer to a transaction that breaks off before its end is a
+// failure (nothing shows every entry applied), and says that the server
+// answered 2xx: it has probably committed the transaction, which can be
+// sent again safely.
+func TestTransactionAnswerCutOffSaysItWas2xx(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 4000\r\n\r\n" +
+			`{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},`)
+		_ = buf.Flush()
+	}))
+	defer srv.Close()
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	err = c.Transaction(context.Background(), bundleOf(2))
+	var se *ServerError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, http.StatusOK, se.StatusCode)
+	assert.Contains(t, se.Reason, "the server answered 2xx, so the transaction was probably applied")
+}

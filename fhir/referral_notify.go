@@ -111,7 +111,8 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 		return "", noop, fmt.Errorf("fhir: subscribe task: invalid Task id %q", taskID)
 	}
 	if u, perr := url.Parse(s.Endpoint); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", noop, fmt.Errorf("fhir: subscribe task: TaskSubscription.Endpoint %q is not an absolute http(s) URL", s.Endpoint)
+		shown, _, _ := strings.Cut(redact.URL(s.Endpoint), "?") // a query may hold a token
+		return "", noop, fmt.Errorf("fhir: subscribe task: TaskSubscription.Endpoint %q is not an absolute http(s) URL", shown)
 	}
 	for _, h := range s.Header {
 		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {

@@ -316,3 +316,18 @@ func TestPollTasksMissesNoTaskUpdatedDuringThePoll(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing changed since")
 }
+
+// An endpoint refused as not a URL is named without the credentials or
+// token it may carry (the error can reach a log or an OpenHIM
+// transaction).
+func TestSubscribeTaskErrorRedactsTheEndpoint(t *testing.T) {
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	c := newFHIRClient(t, srv.URL)
+	for _, endpoint := range []string{"emruser:s3cretpw@emr.example.org/notify", "emr.example.org/notify?token=s3cretpw"} {
+		_, _, err := c.SubscribeTask(context.Background(), "t1", fhir.TaskSubscription{Endpoint: endpoint})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not an absolute http(s) URL")
+		assert.NotContains(t, err.Error(), "s3cretpw")
+	}
+}
