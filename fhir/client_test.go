@@ -589,7 +589,9 @@ func TestRedirectElsewhereIsNotFollowed(t *testing.T) {
 			require.NoError(t, err)
 			for _, call := range []func() error{
 				func() error { return c.Read(ctx, "Task", "t1", nil) },
-				func() error { return c.Update(ctx, "Task", "t1", []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`), nil) },
+				func() error {
+					return c.Update(ctx, "Task", "t1", []byte(`{"resourceType":"Task","status":"requested","intent":"order"}`), nil)
+				},
 			} {
 				var se *ServerError
 				require.ErrorAs(t, call(), &se)
