@@ -351,6 +351,7 @@ func sameResult(t *testing.T, what string, direct, samply *Transaction, derr, se
 	if !bytes.Equal(db, sb) {
 		t.Fatalf("%s: outputs differ:\ndirect %s\nsamply %s", what, db, sb)
 	}
+	checkReferencesResolve(t, db)
 	if direct.Len() != samply.Len() || fmt.Sprint(direct.Warnings) != fmt.Sprint(samply.Warnings) {
 		t.Fatalf("%s: direct %d entries, warnings %v; samply %d, %v", what, direct.Len(), direct.Warnings, samply.Len(), samply.Warnings)
 	}

@@ -257,6 +257,7 @@ func comparePayloadPaths(t *testing.T, c *Converter, p *EncounterPayload) bool {
 	if !bytes.Equal(direct, typed) {
 		t.Fatalf("outputs differ:\ndirect %s\ntyped  %s", direct, typed)
 	}
+	checkReferencesResolve(t, direct[len("prefix"):])
 	return true
 }
 

@@ -395,6 +395,7 @@ func compareReportPaths(t *testing.T, c *Converter, r *cht.Report) bool {
 	if !bytes.Equal(direct, typed) {
 		t.Fatalf("outputs differ:\ndirect %s\ntyped  %s", direct, typed)
 	}
+	checkReferencesResolve(t, direct[len(prefix):])
 	rt, err := c.reportTransaction(r)
 	if err != nil {
 		t.Fatal(err)
@@ -403,6 +404,66 @@ func compareReportPaths(t *testing.T, c *Converter, r *cht.Report) bool {
 		t.Fatalf("reportTransaction: %d entries, warnings %v; ReportBundle: %d, %v", rt.Len(), rt.Warnings, tx.Len(), tx.Warnings)
 	}
 	return true
+}
+
+// checkReferencesResolve fails the test when a reference of the bundle
+// names a urn:uuid that no entry's fullUrl is. HAPI refuses such a
+// transaction (400), while fhirtest and the CI's FHIR server store the
+// reference as it is, so no test against them would see the dangling
+// reference of an entry a conversion left out.
+func checkReferencesResolve(t *testing.T, bundle []byte) {
+	t.Helper()
+	dangling, err := danglingReferences(bundle)
+	if err != nil || len(dangling) > 0 {
+		t.Fatalf("references naming no entry of the bundle: %v %v\n%s", dangling, err, bundle)
+	}
+}
+
+// danglingReferences returns the urn:uuid references of the bundle that no
+// entry's fullUrl is.
+func danglingReferences(bundle []byte) ([]string, error) {
+	var b struct {
+		Entry []struct {
+			FullURL  string `json:"fullUrl"`
+			Resource any    `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		return nil, err
+	}
+	full := map[string]bool{}
+	for _, e := range b.Entry {
+		full[e.FullURL] = true
+	}
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && k == "reference" && strings.HasPrefix(s, "urn:uuid:") && !full[s] {
+					out = append(out, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	for _, e := range b.Entry {
+		walk(e.Resource)
+	}
+	return out, nil
+}
+
+func TestDanglingReferences(t *testing.T) {
+	got, err := danglingReferences([]byte(`{"entry":[{"fullUrl":"urn:uuid:a","resource":{"subject":{"reference":"urn:uuid:a"}}},` +
+		`{"fullUrl":"urn:uuid:b","resource":{"performer":[{"reference":"urn:uuid:gone"}],"encounter":{"reference":"Encounter/x"}}}]}`))
+	if err != nil || len(got) != 1 || got[0] != "urn:uuid:gone" {
+		t.Errorf("dangling = %v, %v; want urn:uuid:gone", got, err)
+	}
 }
 
 // genReport derives a report from the hydrated fixture with random values
