@@ -109,6 +109,10 @@
 //   - Empty strings and arrays are dropped silently; null values and {} are rejected.
 //   - Resource ids are UUIDs. Search results are in creation order by default.
 //   - urn:uuid references are rewritten inside any string, not only in Reference.reference.
+//   - A urn:uuid reference that names no entry of the Bundle is stored as it is (HAPI refuses the
+//     transaction, 400): check that your bundles hold none (package fhir's tests check its own).
+//   - A conditional PUT entry of a Bundle whose body id differs from the resource it matches updates
+//     that resource under its own id.
 //
 // fhirtest deliberately differs where medplum's behaviour would hide bugs or is a quirk of the test
 // double:
