@@ -33,10 +33,11 @@ const withdrawnStatus = "entered-in-error"
 // concurrent change fails the transaction (412) instead of being
 // overwritten. They are found by their identifiers, with one search per
 // searchBatch fields (a short URL whatever the form); an Observation
-// already withdrawn is left alone. An answer with a next page is an error:
-// what it leaves out would stay final. It does nothing for a report's first version (_rev "1-…"), which
-// no earlier version wrote anything for, for a report without _rev, and
-// with WriteConditionalCreate, which propagates no edit.
+// already withdrawn is left alone. An answer with a next page is an
+// error: what it leaves out would stay final. It does nothing for a
+// report's first version (_rev "1-…"), which no earlier version wrote
+// anything for, for a report without _rev, and with
+// WriteConditionalCreate, which propagates no edit.
 //
 // The Observations are withdrawn rather than deleted: a delete fails on
 // servers that keep references intact (an EMR's resource pointing at the
