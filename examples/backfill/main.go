@@ -7,8 +7,9 @@
 //
 // Progress is a bar on a terminal, else a log line per log_interval; a JSON
 // summary is printed at the end. The exit status is 1 when the sync stopped
-// or when documents failed (could not be converted, or the FHIR server
-// rejected them): the summary lists them. The checkpoint moves past failed
+// or when documents failed in this run (could not be converted, or the FHIR
+// server rejected them): the summary lists them, and its counts include
+// earlier runs'. The checkpoint moves past failed
 // documents: fix them in CHT (a new revision re-enters the feed) or in the
 // mapping and sync again from a fresh checkpoint. A dry run (--dry-run DIR)
 // keeps its checkpoint in DIR and leaves the real one untouched.
@@ -142,8 +143,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {
 			err = perr
 		}
-		if err == nil && sum.Failed > 0 {
-			err = fmt.Errorf("%w: %d not written (listed in the summary)", errFailed, sum.Failed)
+		if err == nil && sum.FailedNow > 0 {
+			// This run's: one after a fix in CHT succeeds, whatever
+			// earlier runs left in the checkpoint's count.
+			err = fmt.Errorf("%w: %d not written by this run (listed in the summary)", errFailed, sum.FailedNow)
 		}
 	}
 	return err

@@ -94,6 +94,9 @@ type Summary struct {
 	Checkpoint
 	// Processed is the number of feed entries processed by this run.
 	Processed int64
+	// FailedNow is the number of documents this run could not write
+	// (Checkpoint.Failed counts those of earlier runs too).
+	FailedNow int64
 	// Elapsed is the duration of this run.
 	Elapsed time.Duration
 }
@@ -235,6 +238,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			cp.Seq = p.seq
 			cp.UpdatedAt = time.Now().UTC()
 			sum.Processed += p.c.docs
+			sum.FailedNow += p.c.failed
 			if time.Since(lastSave) >= checkpointEvery {
 				if err := save(); err != nil {
 					runErr = err

@@ -174,6 +174,14 @@ func TestRejectedDocumentFailsAlone(t *testing.T) {
 	assert.Contains(t, sum.Failures[0].Reason, "400")
 	assert.Equal(t, int64(e.docs-1), sum.Converted)
 	assert.Equal(t, e.stats.Reports+demoReports-1, e.fhir.Count("Encounter"))
+	assert.Equal(t, int64(1), sum.FailedNow)
+
+	// Resumed with nothing new: the checkpoint still counts the failure,
+	// this run failed nothing (the command exits 0).
+	again, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), again.Failed)
+	assert.Zero(t, again.FailedNow)
 }
 
 func TestTransientFailuresAreRetried(t *testing.T) {
