@@ -270,6 +270,7 @@ func (rec *recorder) snapshot(finish bool) []Orchestration {
 						n.Group = o.Name
 					}
 					rec.cfg.redactMap(n.Request.Headers)
+					n.Request.Querystring = redact.Query(n.Request.Querystring)
 					if n.Response != nil {
 						rec.cfg.redactMap(n.Response.Headers)
 					}

@@ -184,6 +184,7 @@ func TestTransportMergesNestedEnvelope(t *testing.T) {
 	// The nested one started (2026-01-02) before ours (now): ordered by start.
 	assert.Equal(t, "downstream lookup", list[0].Name)
 	assert.Equal(t, "downstream mediator", list[0].Group)
+	assert.Equal(t, "name=ann&access_token=xxxxx", list[0].Request.Querystring, "a nested mediator's query secrets are masked too")
 	assert.Equal(t, "downstream mediator", list[1].Name)
 	assert.Equal(t, `{"id":"abc"}`, list[1].Response.Body, "nested envelope replaced by its response body")
 
