@@ -252,6 +252,9 @@ func TestEffective(t *testing.T) {
 			Password Secret `mapstructure:"password"`
 		} `mapstructure:"cht"`
 		APIToken string            `mapstructure:"api_token"`
+		APIKey   string            `mapstructure:"fhir_api_key"`
+		Pass     string            `mapstructure:"pass"`
+		Creds    string            `mapstructure:"credentials"`
 		Headers  map[string]string `mapstructure:"headers"`
 		Notify   struct {
 			Endpoint string `mapstructure:"endpoint"`
@@ -265,18 +268,22 @@ func TestEffective(t *testing.T) {
 	cfg.CHT.Password = "cht-pass"
 	cfg.Notify.Endpoint = "https://emr.example.org/hook?key=query-key&x=1"
 	cfg.APIToken = "plain-token"
+	cfg.APIKey, cfg.Pass, cfg.Creds = "plain-api-key", "plain-pass", "plain-creds"
+	cfg.TLS.KeyFile = "/etc/mediator/key.pem"
 	cfg.Headers = map[string]string{"X-Key": "header-secret"}
 
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", Effective(&cfg))
 	out := b.String()
 	for _, secret := range []string{"urlpass", "core-pass", "route-pass", "tok-1", "cht-pass", "plain-token", "header-secret",
+		"plain-api-key", "plain-pass", "plain-creds",
 		"query-token", "query-key"} {
 		assert.NotContains(t, out, secret)
 	}
 	for _, want := range []string{`"heartbeat_interval":"10s"`, `"openhim.timeout":"10s"`, `"log_level":"INFO"`,
 		`"cht.url":"https://cht.example.org?access_token=xxxxx"`, `"notify.endpoint":"https://emr.example.org/hook?key=xxxxx&x=1"`, `"openhim.url":"https://root:xxxxx@core:8080"`, `"auth.username":"route"`,
-		`"auth.password":"REDACTED"`, `"listen":":8080"`, `"install_channels":"false"`, `"api_token":"REDACTED"`} {
+		`"auth.password":"REDACTED"`, `"listen":":8080"`, `"install_channels":"false"`, `"api_token":"REDACTED"`,
+		`"tls.key_file":"/etc/mediator/key.pem"`} {
 		assert.Contains(t, out, want)
 	}
 }

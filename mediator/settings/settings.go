@@ -970,7 +970,10 @@ func effectiveValue(key string, v reflect.Value) string {
 
 func isSecretName(name string) bool {
 	name = strings.ToLower(name)
-	for _, w := range []string{"password", "token", "secret"} {
+	if name == "pass" || name == "pwd" || name == "key" {
+		return true
+	}
+	for _, w := range []string{"password", "passwd", "token", "secret", "api_key", "apikey", "credential", "private_key"} {
 		if strings.Contains(name, w) {
 			return true
 		}
