@@ -3,6 +3,7 @@ package mediator
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -79,14 +80,15 @@ type inboundAuth struct {
 	bearer     bool
 	token      [sha256.Size]byte
 	clientCert bool
+	clientCAs  *x509.CertPool // verifies a certificate the handshake did not
 	challenge  []string // WWW-Authenticate values
 }
 
-func newInboundAuth(a InboundAuth, realm string) *inboundAuth {
+func newInboundAuth(a InboundAuth, realm string, clientCAs *x509.CertPool) *inboundAuth {
 	if !a.enabled() {
 		return nil
 	}
-	ia := &inboundAuth{clientCert: a.ClientCert}
+	ia := &inboundAuth{clientCert: a.ClientCert, clientCAs: clientCAs}
 	realm = strconv.Quote(realm)
 	if a.Username != "" {
 		ia.basic = true
@@ -109,7 +111,7 @@ func (ia *inboundAuth) allow(r *http.Request) bool {
 	if ia == nil {
 		return true
 	}
-	if ia.clientCert && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+	if ia.clientCert && r.TLS != nil && (len(r.TLS.VerifiedChains) > 0 || ia.verifies(r.TLS.PeerCertificates)) {
 		return true
 	}
 	h := r.Header.Get("Authorization")
@@ -129,6 +131,23 @@ func (ia *inboundAuth) allow(r *http.Request) bool {
 		return subtle.ConstantTimeCompare(t[:], ia.token[:]) == 1
 	}
 	return false
+}
+
+// verifies reports whether certs, a client's chain the handshake requested
+// but did not verify (tls.RequestClientCert, see New), verifies against
+// the client CAs for client authentication. A chain that does not is no
+// credential, and the request's other credentials are checked instead.
+func (ia *inboundAuth) verifies(certs []*x509.Certificate) bool {
+	if len(certs) == 0 || ia.clientCAs == nil {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: ia.clientCAs, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // refuseEnvelope answers a transaction 401 with the challenges, both on

@@ -210,7 +210,7 @@ func TestInboundAuthClientCertificate(t *testing.T) {
 		Definition: testDefinition("urn:mediator:mtls"),
 		Listener:   ln,
 		Handler:    okHandler(),
-		Auth:       InboundAuth{ClientCert: true},
+		Auth:       InboundAuth{ClientCert: true, Username: "route", Password: "route-pw"},
 		TLSConfig:  &tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool},
 	})
 	require.NoError(t, err)
@@ -244,16 +244,33 @@ func TestInboundAuthClientCertificate(t *testing.T) {
 			}
 		})
 	}
-	t.Run("certificate of another CA", func(t *testing.T) {
-		// Go's client sends no certificate the server's CAs did not sign
-		// (the server names them), so the request arrives without one;
-		// a client that sent it anyway would fail the handshake.
-		resp, err := client(pki.strangerClientCert).Get(base + "/route")
-		if err == nil {
+	// A client that sends a certificate the CAs did not sign, as core
+	// sends its keystore's on every secured route (openhim-core
+	// src/middleware/router.js: key and cert on the request options) and
+	// OpenSSL whatever CAs the server names: the handshake succeeds, the
+	// certificate is no credential, and the other credentials decide.
+	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pki.strangerClientCert, nil }}}}
+	for name, tt := range map[string]struct {
+		user, pass string
+		want       int
+	}{
+		"certificate of another CA":                   {"", "", http.StatusUnauthorized},
+		"certificate of another CA, with basic auth":  {"route", "route-pw", http.StatusOK},
+		"certificate of another CA, wrong basic auth": {"route", "nope", http.StatusUnauthorized},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, base+"/route", nil)
+			require.NoError(t, err)
+			if tt.user != "" {
+				req.SetBasicAuth(tt.user, tt.pass)
+			}
+			resp, err := stranger.Do(req)
+			require.NoError(t, err, "the handshake does not fail")
 			resp.Body.Close()
-			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-		}
-	})
+			assert.Equal(t, tt.want, resp.StatusCode)
+		})
+	}
 }
 
 func TestNewValidatesInboundAuth(t *testing.T) {

@@ -3,6 +3,7 @@ package mediator
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,8 +73,10 @@ type Config struct {
 	// TLSConfig, when set, makes the mediator serve HTTPS with it (it must
 	// hold a certificate). With Auth.ClientCert, its ClientCAs verify
 	// client certificates; New asks clients for one (ClientAuth
-	// VerifyClientCertIfGiven) unless ClientAuth says otherwise, so the
-	// probes stay reachable without one.
+	// RequestClientCert, the certificate verified per request) unless
+	// ClientAuth says otherwise, so that the probes stay reachable without
+	// one, and a certificate that does not verify leaves the request to
+	// the other credentials instead of failing the handshake.
 	TLSConfig *tls.Config
 	// MetricsListen, when set, is a separate TCP address serving /metrics
 	// only, without authentication (for example "127.0.0.1:9090" for a
@@ -188,7 +191,11 @@ func New(cfg Config) (*Mediator, error) {
 			return nil, errors.New("mediator: Config.TLSConfig has no certificate")
 		}
 		if cfg.Auth.ClientCert && tc.ClientAuth == tls.NoClientCert {
-			tc.ClientAuth = tls.VerifyClientCertIfGiven
+			// Asked for, verified by inboundAuth: a certificate that does
+			// not verify (core sends its keystore's on every secured
+			// route) then leaves the request to the other credentials,
+			// where VerifyClientCertIfGiven would fail the handshake.
+			tc.ClientAuth = tls.RequestClientCert
 		}
 		cfg.TLSConfig = tc
 	}
@@ -229,7 +236,11 @@ func New(cfg Config) (*Mediator, error) {
 		return nil, fmt.Errorf("mediator: register metrics: %w", err)
 	}
 	m.metricsH = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	m.auth = newInboundAuth(cfg.Auth, cfg.Definition.URN)
+	var clientCAs *x509.CertPool
+	if cfg.TLSConfig != nil {
+		clientCAs = cfg.TLSConfig.ClientCAs
+	}
+	m.auth = newInboundAuth(cfg.Auth, cfg.Definition.URN, clientCAs)
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", m.metricsH)

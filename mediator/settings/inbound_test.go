@@ -66,7 +66,7 @@ func TestLoadInboundAuthAndTLS(t *testing.T) {
 	require.NotNil(t, mc.TLSConfig)
 	assert.Len(t, mc.TLSConfig.Certificates, 1)
 	assert.NotNil(t, mc.TLSConfig.ClientCAs)
-	assert.Equal(t, tls.VerifyClientCertIfGiven, mc.TLSConfig.ClientAuth, "probes stay reachable without a certificate")
+	assert.Equal(t, tls.NoClientCert, mc.TLSConfig.ClientAuth, "left to mediator.New, which asks for a certificate and verifies it per request")
 
 	// What the settings log and print names the methods, never the secrets.
 	var b strings.Builder

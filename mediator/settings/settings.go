@@ -480,7 +480,8 @@ func (t TLS) config() (*tls.Config, error) {
 			return nil, fmt.Errorf("settings: tls.client_ca_file (%s) %s: no PEM certificate in it",
 				EnvName(DefaultEnvPrefix, "tls.client_ca_file"), t.ClientCAFile)
 		}
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		// ClientAuth is left to mediator.New, which asks for a certificate
+		// and verifies it per request (see mediator.Config.TLSConfig).
 	}
 	return tc, nil
 }
