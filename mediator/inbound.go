@@ -81,7 +81,7 @@ type inboundAuth struct {
 	token      [sha256.Size]byte
 	clientCert bool
 	clientCAs  *x509.CertPool // verifies a certificate the handshake did not
-	challenge  []string // WWW-Authenticate values
+	challenge  []string       // WWW-Authenticate values
 }
 
 func newInboundAuth(a InboundAuth, realm string, clientCAs *x509.CertPool) *inboundAuth {
