@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/redact"
 )
 
 // handlerConfig is what a transaction needs from its Mediator.
@@ -147,10 +150,29 @@ func (rec *recorder) envelope(code int, h http.Header, body []byte, status Statu
 	return env
 }
 
+// errorText is err's message with the URLs of the *url.Error it wraps
+// redacted (credentials and query secrets such as ?access_token=): the
+// message goes to core's client, into core's stored transaction and into
+// the log, and net/http's url.Error hides only a URL's password.
+func errorText(err error) string {
+	msg := err.Error()
+	for e := err; e != nil; {
+		var ue *url.Error
+		if !errors.As(e, &ue) {
+			break
+		}
+		if r := redact.URL(ue.URL); r != ue.URL {
+			msg = strings.ReplaceAll(msg, ue.URL, r)
+		}
+		e = ue.Err
+	}
+	return msg
+}
+
 // errorEnvelope answers a handler error.
 func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 	code := errorStatus(err)
-	msg := err.Error()
+	msg := errorText(err)
 	var h http.Header
 	var body []byte
 	if f := rec.txn.cfg.errorBody; f != nil {

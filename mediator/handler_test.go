@@ -3,6 +3,9 @@ package mediator
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -354,4 +357,30 @@ func TestHeadIsAnsweredWithoutAnEnvelope(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A handler's error that wraps a *url.Error (what an http.Client returns)
+// reaches core's client, core's stored transaction and the log without the
+// URL's query secrets or password: net/http hides only the password.
+func TestHandlerErrorTextHidesURLSecrets(t *testing.T) {
+	failing := func(*Request) (*Result, error) {
+		return nil, fmt.Errorf("read upstream: %w", &url.Error{Op: "Get",
+			URL: "https://user:pw-s3cret@upstream.example.org/api?id=1&access_token=tok-s3cret", Err: errors.New("connection refused")})
+	}
+	_, base := startMediator(t, Config{Handler: HandlerFunc(failing),
+		ReadyCheck: func(context.Context) error { _, err := failing(nil); return err }})
+	resp, err := http.Get(base + "/x")
+	require.NoError(t, err)
+	env := getEnvelope(t, resp)
+	require.NotNil(t, env.Error)
+	for _, text := range []string{env.Response.Body, env.Error.Message} {
+		assert.Contains(t, text, "upstream.example.org/api?id=1")
+		assert.NotContains(t, text, "s3cret")
+	}
+	ready, err := http.Get(base + "/readyz")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(ready.Body)
+	ready.Body.Close()
+	assert.Contains(t, string(b), "upstream.example.org")
+	assert.NotContains(t, string(b), "s3cret")
 }

@@ -466,7 +466,7 @@ func (m *Mediator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cancel()
 			if err != nil {
 				writeProbe(w, r, http.StatusServiceUnavailable, string(append(append([]byte(`{"status":"not ready","reason":`),
-					appendString(nil, err.Error())...), '}')))
+					appendString(nil, errorText(err))...), '}')))
 				return
 			}
 		}
