@@ -146,7 +146,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		if err == nil && sum.FailedNow > 0 {
 			// This run's: one after a fix in CHT succeeds, whatever
 			// earlier runs left in the checkpoint's count.
-			err = fmt.Errorf("%w: %d not written by this run (listed in the summary)", errFailed, sum.FailedNow)
+			err = fmt.Errorf("%w: %d not written by this run (the summary lists the first %d of all runs, "+
+				"the log each one as a WARN line naming the document)", errFailed, sum.FailedNow, backfill.MaxFailures)
 		}
 	}
 	return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -359,4 +360,24 @@ func TestResumeHintOnlyOnceTheSyncStarted(t *testing.T) {
 			assert.Equal(t, tc.resume, strings.Contains(err.Error(), "run backfill again to resume"), err.Error())
 		})
 	}
+}
+
+// A document that cannot be converted fails the run that meets it (the
+// program exits 1, saying where the failures are listed); a later run,
+// which the checkpoint starts after it, succeeds.
+func TestFailedDocumentFailsOnlyTheRunThatMetIt(t *testing.T) {
+	f := newFakes(t, 2)
+	_, err := f.cht.PutDoc(map[string]any{"_id": "bad-person", "type": "person", "name": "Bad",
+		"date_of_birth": "not a date", "parent": map[string]any{"_id": chttest.DemoHouseholdID}})
+	require.NoError(t, err)
+	checkpoint := filepath.Join(t.TempDir(), "cp.json")
+	f.setEnv(t, checkpoint)
+	logger := slog.New(slog.DiscardHandler)
+
+	err = run(context.Background(), nil, io.Discard, logger)
+	require.ErrorIs(t, err, errFailed)
+	assert.Contains(t, err.Error(), "1 not written by this run")
+	assert.Contains(t, err.Error(), "the log each one")
+
+	assert.NoError(t, run(context.Background(), nil, io.Discard, logger), "the resume failed nothing")
 }
