@@ -151,6 +151,9 @@ func TestValidateInboundSettings(t *testing.T) {
 			m.Auth, m.InstallChannels, m.OpenHIM.URL = Auth{Username: "u", Password: "p", Token: "t"}, true, "https://core:8080"
 		},
 		"disabled": func(m *Mediator) { m.Auth.Disabled = true },
+		"disabled, installing the channel": func(m *Mediator) {
+			m.Auth.Disabled, m.InstallChannels, m.OpenHIM.URL = true, true, "https://core:8080"
+		},
 		"client certificates": func(m *Mediator) { // core 8, the default, speaks TLS 1.2
 			m.TLS.CertFile, m.TLS.KeyFile, m.TLS.ClientCAFile = "c.pem", "k.pem", "ca.pem"
 		},

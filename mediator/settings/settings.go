@@ -336,7 +336,7 @@ func (m Mediator) validate(serving bool) error {
 			"core's route will send (or %s, for callers that do not go through core, or %s); to serve them open "+
 			"because nothing but core can reach listen, set %s to true", key("auth.username"), key("auth.password"),
 			key("auth.token"), key("tls.client_ca_file"), key("auth.disabled"))
-	case serving && m.InstallChannels && m.OpenHIM.URL != "" && m.Auth.Username == "" && m.TLS.ClientCAFile == "":
+	case serving && m.InstallChannels && m.OpenHIM.URL != "" && m.Auth.Token != "" && m.Auth.Username == "" && m.TLS.ClientCAFile == "":
 		// Only a token: the route of the channel installed sends basic
 		// auth (or a client certificate), never a bearer token.
 		add("%s alone: core's route sends basic auth, not a token, so every request of the channel install_channels "+
