@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -65,13 +66,9 @@ func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.R
 			stale[r.ID+"/"+strings.TrimPrefix(w.Field, "fields.")] = true
 		}
 	}
-	values := make([]string, 0, len(stale))
-	for v := range stale {
-		values = append(values, v)
-	}
-	slices.Sort(values) // the same searches for every retry
 	seen := map[string]bool{}
-	for batch := range slices.Chunk(values, searchBatch) {
+	// Sorted: the same searches for every retry.
+	for batch := range slices.Chunk(slices.Sorted(maps.Keys(stale)), searchBatch) {
 		alts := make([]string, len(batch))
 		for i, v := range batch {
 			alts[i] = searchEscape(c.sys.Observation) + "|" + searchEscape(v)

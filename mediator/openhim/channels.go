@@ -106,24 +106,24 @@ func (c *Client) matchInstalled(ctx context.Context, d *Definition, names []stri
 	if err := c.Do(ctx, http.MethodGet, "/channels", nil, &stored); err != nil {
 		return err
 	}
+	byName := make(map[string]map[string]any, len(stored))
+	for _, s := range stored {
+		name, _ := s["name"].(string)
+		byName[name] = s
+	}
 	for _, ch := range d.DefaultChannelConfig {
-		if !slices.Contains(names, ch.Name) {
+		s, ok := byName[ch.Name]
+		if !ok || !slices.Contains(names, ch.Name) {
 			continue
 		}
-		for _, s := range stored {
-			if s["name"] != ch.Name {
-				continue
-			}
-			want := channelDoc(ch)
-			delete(want, "status") // as installed
-			id, _ := s["_id"].(string)
-			if subsetOf(want, s) || id == "" {
-				break
-			}
-			if err := c.Do(ctx, http.MethodPut, "/channels/"+url.PathEscape(id), want, nil); err != nil {
-				return err
-			}
-			break
+		want := channelDoc(ch)
+		delete(want, "status") // as installed
+		id, _ := s["_id"].(string)
+		if id == "" || subsetOf(want, s) {
+			continue
+		}
+		if err := c.Do(ctx, http.MethodPut, "/channels/"+url.PathEscape(id), want, nil); err != nil {
+			return err
 		}
 	}
 	return nil
