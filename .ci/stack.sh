@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real components for the e2e tests, on loopback only:
-#   FerretDB v1.24.0 (patched, SQLite backend)  ->  OpenHIM core 4.0.5 (npm)  and  a FHIR R4 server (medplum fhir-router).
+#   FerretDB v1.24.0 (patched, SQLite backend)  ->  OpenHIM core 4.0.5 (npm, its repository's lock)  and  a FHIR R4 server (medplum fhir-router).
 #
 #   bash .ci/stack.sh install   # build/install everything (cached; a second run takes seconds)
 #   bash .ci/stack.sh start     # install if needed, start all three, wait until ready, print the env to export

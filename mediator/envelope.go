@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"strconv"
@@ -103,6 +104,14 @@ type ErrorDetails struct {
 // headers, every timestamp (from now when zero), orchestration names, header
 // keys without '.' or '$', and a status computed as [Envelope.Status] says when
 // none is set. It returns an error if Status is not one of core's values.
+//
+// A response status from 200 to 599 that core 4 cannot answer with is sent
+// as the first code of its class (520 as 500, 499 as 400), the code RFC 9110
+// (section 15) tells a client to read an unknown status as; the code itself
+// is kept in the property "original status". Core 4 (koa 2.3.0, whose status
+// setter in lib/response.js accepts only the codes of the statuses module
+// 1.3.1) otherwise answers its client 500 "An internal server error occurred"
+// in place of the mediator's answer, and stores the transaction with an error.
 func (e *Envelope) Normalize(urn string, now time.Time) error {
 	if err := validateStatus(e.Status); err != nil {
 		return err
@@ -112,6 +121,14 @@ func (e *Envelope) Normalize(urn string, now time.Time) error {
 	}
 	if e.Response.Status == 0 {
 		e.Response.Status = http.StatusOK
+	}
+	if code := e.Response.Status; code >= 200 && code <= 599 && !core4Status(code) {
+		e.Properties = maps.Clone(e.Properties) // the caller's map stays as it was
+		if e.Properties == nil {
+			e.Properties = map[string]any{}
+		}
+		e.Properties[originalStatusProperty] = code
+		e.Response.Status = code / 100 * 100
 	}
 	if e.Response.Headers == nil {
 		e.Response.Headers = map[string]string{}
@@ -129,6 +146,17 @@ func (e *Envelope) Normalize(urn string, now time.Time) error {
 		e.Properties = sanitizeKeys(e.Properties)
 	}
 	return nil
+}
+
+// originalStatusProperty is the property that keeps a response status
+// Normalize replaced.
+const originalStatusProperty = "original status"
+
+// core4Status reports whether core 4.0.5 can answer its client with code:
+// whether the statuses module 1.3.1 that its koa 2.3.0 checks lists it.
+// Go's status texts name a subset of that list; it adds 306 and 509.
+func core4Status(code int) bool {
+	return http.StatusText(code) != "" || code == 306 || code == 509
 }
 
 func normalizeOrchestration(o *Orchestration, now time.Time) {

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,60 @@ func TestNormalize(t *testing.T) {
 			require.NoError(t, e.Normalize("urn:mediator:test", now))
 			tt.check(t, &e)
 		})
+	}
+}
+
+// TestNormalizeStatusCore4CannotAnswer: core 4.0.5 answers its client with
+// koa 2.3.0, whose status setter (lib/response.js, set status) asserts
+// statuses[code] of the statuses module 1.3.1; an unlisted code makes core
+// answer 500 "An internal server error occurred" in place of the
+// mediator's answer (seen against the CI's core, installed from the lock
+// of openhim-core-js v4.0.5, in TestE2EServingThroughRouter).
+func TestNormalizeStatusCore4CannotAnswer(t *testing.T) {
+	tests := []struct {
+		code, want int
+		moved      bool
+	}{
+		{520, 500, true}, // Cloudflare's "unknown error", relayed from an upstream
+		{599, 500, true},
+		{499, 400, true}, // nginx's "client closed request"
+		{299, 200, true},
+		{399, 300, true},
+		{509, 509, false}, // listed by statuses 1.3.1, unknown to Go
+		{306, 306, false},
+		{418, 418, false},
+		{422, 422, false},
+		{511, 511, false},
+		{0, 200, false},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+			props := map[string]any{"run": "x"}
+			e := Envelope{Response: Response{Status: tt.code}, Properties: props}
+			require.NoError(t, e.Normalize("urn:x", time.Now()))
+			assert.Equal(t, tt.want, e.Response.Status)
+			if !tt.moved {
+				assert.Equal(t, map[string]any{"run": "x"}, e.Properties)
+				return
+			}
+			assert.Equal(t, map[string]any{"run": "x", "original status": tt.code}, e.Properties)
+			assert.Equal(t, map[string]any{"run": "x"}, props, "the caller's map is not changed")
+			assert.Equal(t, computeStatus(tt.code, nil), e.Status, "the transaction status is the original code's")
+		})
+	}
+	e := Envelope{Response: Response{Status: 520}}
+	require.NoError(t, e.Normalize("urn:x", time.Now()))
+	assert.Equal(t, map[string]any{"original status": 520}, e.Properties, "no properties before")
+}
+
+// TestCore4StatusList pins core4Status to the codes of the statuses module
+// 1.3.1 (codes.json), which koa 2.3.0 checks in core 4.0.5.
+func TestCore4StatusList(t *testing.T) {
+	listed := []int{200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 306, 307, 308,
+		400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423,
+		424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 509, 510, 511}
+	for code := 200; code <= 599; code++ {
+		assert.Equal(t, slices.Contains(listed, code), core4Status(code), "%d", code)
 	}
 }
 

@@ -51,6 +51,8 @@ type Result struct {
 	// from StatusCode and the orchestrations as [Envelope.Status] says.
 	Status Status
 	// StatusCode is the HTTP status core returns to its client; 0 means 200.
+	// A code core 4 cannot answer with (499, 520, ...) is sent as the first
+	// code of its class, as [Envelope.Normalize] says.
 	StatusCode int
 	// Header is returned to core's client (core drops Content-Length,
 	// Content-Encoding and Transfer-Encoding).

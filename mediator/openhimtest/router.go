@@ -645,7 +645,9 @@ func (s *Server) validFinalStatus(code int) bool {
 	if s.cfg.Version >= Version7 {
 		return code >= 200 && code <= 999
 	}
-	return code >= 200 && http.StatusText(code) != ""
+	// statuses 1.3.1 (codes.json) lists every code Go has a text for,
+	// and 306 and 509.
+	return code >= 200 && (http.StatusText(code) != "" || code == 306 || code == 509)
 }
 
 // koaStatus is the envelope's response.status as core's setKoaResponse

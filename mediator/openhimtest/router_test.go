@@ -194,6 +194,7 @@ func TestRouterEnvelopeRules_S5_2(t *testing.T) {
 		{"status \" 201 \" is parseInt-ed", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = " 201 " }, 201, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"status \"201.7\" is parseInt-ed", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = "201.7" }, 201, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"unlisted status 299 on 4.0.5 -> 500", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 500, internalErrorBody, "Successful", internalErrorBody, false, false, true},
+		{"status 509, listed by statuses 1.3.1, on 4.0.5 passes", Version4, func(m map[string]any) { m["response"].(map[string]any)["status"] = 509 }, 509, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"unlisted status 299 on 8.x passes", Version8, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 299, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"unlisted status 299 on 7.1 passes", Version7, func(m map[string]any) { m["response"].(map[string]any)["status"] = 299 }, 299, `{"ok":true}`, "Successful", `{"ok":true}`, false, false, false},
 		{"missing response -> 500 Failed", Version4, func(m map[string]any) { delete(m, "response"); delete(m, "status") }, 500, internalErrorBody, "Failed", internalErrorBody, false, false, true},
