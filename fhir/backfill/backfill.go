@@ -336,12 +336,9 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 	c := b.pre
 	c.skipped = cloneMap(b.pre.skipped)
 	txs := make([]converted, 0, len(b.docs))
-	// The documents of a batch share most of their lineage (the CHW, their
-	// places, a household): each contact resource is built once.
-	built := make(map[[2]string]struct{}, 2*len(b.docs))
-	for i := range b.docs {
+	for i, o := range convertAll(cfg.Converter, b.docs) {
 		d := &b.docs[i]
-		tx, skip, err := convert(cfg.Converter, d, built)
+		tx, skip, err := o.tx, o.skip, o.err
 		switch {
 		case err != nil:
 			cfg.Logger.WarnContext(ctx, "document not converted", "doc", d.ID, "err", err)
@@ -467,13 +464,39 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struc
 	}
 }
 
+// outcome is what convert returned for one document.
+type outcome struct {
+	tx   *fhir.Transaction
+	skip string
+	err  error
+}
+
+// convertAll converts the documents of a batch. They share most of their
+// lineage (the CHW, their places, a household), and each contact resource
+// is built once, from the last document of the batch that carries it: a
+// batch spans pages of the feed, hydrated one after the other, so the
+// later copy is the newer. Built from the first copy, a person edited
+// between two pages of one batch kept its older content on the FHIR
+// server: the edit's own change, in the later page, found it built.
+func convertAll(conv *fhir.Converter, docs []cht.HydratedDoc) []outcome {
+	out := make([]outcome, len(docs))
+	built := make(map[[2]string]struct{}, 2*len(docs))
+	for i := len(docs) - 1; i >= 0; i-- {
+		o := &out[i]
+		o.tx, o.skip, o.err = convert(conv, &docs[i], built)
+	}
+	return out
+}
+
 // encode merges transactions into one bundle. Resources shared by several
 // documents (a patient, the CHW, their places) have the same deterministic
-// fullUrl and are written once.
+// fullUrl and are written once. The transactions are merged last first, the
+// order convertAll builds them in, so that a shared resource comes before
+// the entries that refer to it and, of the copies, the last one is kept.
 func encode(txs []converted) ([]byte, int, error) {
 	all := make([]any, len(txs))
 	for i, t := range txs {
-		all[i] = t.tx
+		all[len(txs)-1-i] = t.tx
 	}
 	merged := direct.Merge(all).(*fhir.Transaction)
 	data, err := merged.MarshalJSON()

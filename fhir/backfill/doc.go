@@ -32,7 +32,8 @@
 // waits for that batch before it writes, so FHIR ends with the newest
 // version whatever order the workers' writes and retries finish in.
 // Batches that share resources with the same content are written in
-// parallel.
+// parallel. A batch that spans several pages can hold both copies: each
+// resource is built from its last copy in the batch, the newest.
 //
 // # What is converted
 //

@@ -303,3 +303,77 @@ func TestSharedResourcesKeepWritesParallel(t *testing.T) {
 	}
 	assert.Positive(t, shared, "the bundles in flight together share resources")
 }
+
+// editOnNextPage renames, in CHT, the person of id person before it lets
+// the second _changes request of a run through.
+type editOnNextPage struct {
+	t      *testing.T
+	cht    *cht.Client // without this transport
+	person string
+	mu     sync.Mutex
+	pages  int
+}
+
+func (e *editOnNextPage) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/_changes") {
+		e.mu.Lock()
+		e.pages++
+		second := e.pages == 2
+		e.mu.Unlock()
+		if second {
+			var d map[string]any
+			if err := e.cht.Docs.Get(r.Context(), e.person, &d); !assert.NoError(e.t, err) {
+				return nil, err
+			}
+			d["name"] = newName
+			if _, err := e.cht.Docs.Put(r.Context(), e.person, d); !assert.NoError(e.t, err) {
+				return nil, err
+			}
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A batch spans pages of the feed, read and hydrated one after the other.
+// A person read in the first page and edited before the next is in the
+// batch twice: the first page's copy, and its new change at the end of the
+// feed. The edit's change is committed with the batch, so FHIR must end
+// with the new version: each shared resource is built from the last copy
+// of the batch, not the first.
+func TestEditBetweenPagesOfOneBatch(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	feed, err := e.cfg.CHT.Docs.Changes(ctx, cht.ChangesOptions{IncludeDocs: true})
+	require.NoError(t, err)
+	person, page := "", 0
+	for i, ch := range feed.Results {
+		var d struct{ Type, Name string }
+		require.NoError(t, json.Unmarshal(ch.Doc, &d))
+		if d.Type == "person" && d.Name != "" {
+			person, page = ch.ID, i+1
+			break
+		}
+	}
+	require.NotEmpty(t, person)
+	require.Less(t, page, len(feed.Results), "the first page must not be the whole feed")
+	client, err := cht.New(cht.Config{URL: e.cht.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		HTTPClient: &http.Client{Transport: &editOnNextPage{t: t, cht: e.cfg.CHT, person: person}}})
+	require.NoError(t, err)
+	// The person closes the first page; one batch holds the whole feed.
+	e.cfg.CHT, e.cfg.PageSize, e.cfg.BatchSize = client, page, 2*len(feed.Results)
+
+	sum, err := backfill.Run(ctx, e.cfg)
+	require.NoError(t, err)
+	assert.Zero(t, sum.Failed, "%v", sum.Failures)
+	assert.EqualValues(t, 1, sum.Checkpoint.Batches, "one batch")
+	found := 0
+	for _, typ := range []string{"Patient", "Practitioner", "RelatedPerson"} {
+		for _, r := range e.fhir.Resources(typ) {
+			if strings.Contains(string(r), `"value":"`+person+`"`) {
+				found++
+				assert.Contains(t, string(r), newName, "FHIR holds the copy of the first page")
+			}
+		}
+	}
+	assert.Positive(t, found, "no resource of %s", person)
+}
