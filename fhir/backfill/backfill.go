@@ -515,6 +515,9 @@ func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte, 
 		} else {
 			err = cfg.Writer.WriteBundle(ctx, name, bundle)
 		}
+		if direct.Conditional(cfg.Converter) {
+			err = conditionalConflict(err)
+		}
 		if err == nil || isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
 			return err
 		}

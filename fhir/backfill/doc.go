@@ -59,6 +59,10 @@
 // fails after Config.MaxAttempts, Run stops with an error and the checkpoint
 // stays before that batch. Other 4xx answers (401, 403, 404...) concern the
 // configuration, not the documents: Run stops at once, before the batch.
+// With a conditional write strategy, a 412 means the server holds several
+// resources with the identifier a write is conditional on: the documents
+// that carry that resource fail with that reason: merge the duplicates on
+// the server, then sync those documents again.
 //
 // Memory is bounded by Config.PageSize, Config.BatchSize and
 // Config.Workers, not by the size of the database.

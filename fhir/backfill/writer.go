@@ -16,9 +16,9 @@ import (
 // own. name identifies the bundle ("batch-000042", or
 // "batch-000042-<doc id>" when a batch is written document by document).
 // WriteBundle returns nil only once the bundle is durably stored; a
-// *fhir.ServerError with a 4xx status (other than 408, 409, 412 and 429)
-// means the bundle itself was rejected and retrying it is pointless. Any
-// other error is retried. WriteBundle must not modify bundle.
+// *fhir.ServerError with a 4xx status (other than 408, 409, 412 and 429,
+// and 412 too with a conditional write strategy) means the bundle itself
+// was rejected and retrying it is pointless. Any other error is retried. WriteBundle must not modify bundle.
 type Writer interface {
 	WriteBundle(ctx context.Context, name string, bundle []byte) error
 }
@@ -57,10 +57,37 @@ func transient(status int) bool {
 	return false
 }
 
-// isPermanent reports whether err is a permanent *fhir.ServerError.
+// isPermanent reports whether err is a permanent *fhir.ServerError or an
+// *ambiguousMatch.
 func isPermanent(err error) bool {
 	var se *fhir.ServerError
-	return errors.As(err, &se) && permanent(se)
+	var am *ambiguousMatch
+	return errors.As(err, &am) || errors.As(err, &se) && permanent(se)
+}
+
+// ambiguousMatch is a 412 answer to a conditional write, which Run makes
+// one at a time: the server holds several resources with the identifier
+// the write is conditional on (duplicates left by an earlier tool or by
+// parallel conditional writes) and refuses every write of it until they are
+// merged. Retrying is pointless; like a rejected resource, the documents
+// are written one by one and each that carries it fails under its own id.
+type ambiguousMatch struct{ err error }
+
+func (e *ambiguousMatch) Error() string {
+	return "the FHIR server holds several resources with the identifier of a conditional write (412); merge them: " + e.err.Error()
+}
+
+func (e *ambiguousMatch) Unwrap() error { return e.err }
+
+// conditionalConflict returns err as an *ambiguousMatch when it is a 412
+// answer (to the transaction or to one of its entries).
+func conditionalConflict(err error) error {
+	var se *fhir.ServerError
+	if errors.As(err, &se) && (se.EntryStatus == http.StatusPreconditionFailed ||
+		se.EntryStatus == 0 && se.StatusCode == http.StatusPreconditionFailed) {
+		return &ambiguousMatch{err}
+	}
+	return err
 }
 
 // isFatal reports whether err is a fatal *fhir.ServerError.
