@@ -255,7 +255,7 @@ func TestAsyncPendingOnCore8(t *testing.T) {
 		core int
 		want Status
 	}{{4, StatusProcessing}, {7, StatusProcessing}, {8, StatusPendingAsync}, {0, StatusPendingAsync}} {
-		m, err := New(Config{Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: openhim.Config{CoreVersion: tt.core}})
+		m, err := New(Config{Auth: InboundAuth{Open: true}, Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: openhim.Config{CoreVersion: tt.core}})
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, m.async.pending, "core %d", tt.core)
 	}

@@ -94,7 +94,7 @@ func BenchmarkMediatorHandler(b *testing.B) {
 		}
 		return &Result{Header: http.Header{"Content-Type": {"application/json"}}, Body: out}, nil
 	})
-	m, err := New(Config{Handler: h, Definition: testDefinition("urn:mediator:bench")})
+	m, err := New(Config{Auth: InboundAuth{Open: true}, Handler: h, Definition: testDefinition("urn:mediator:bench")})
 	if err != nil {
 		b.Fatal(err)
 	}

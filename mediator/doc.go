@@ -9,6 +9,7 @@
 //		Definition: openhim.Definition{URN: "urn:mediator:cht-fhir", Version: "1.0.0", Name: "CHT to FHIR", ...},
 //		OpenHIM:    openhim.Config{URL: "https://openhim-core:8080", Username: user, Password: pw},
 //		Handler:    mediator.HandlerFunc(handle),
+//		Auth:       mediator.InboundAuth{Username: routeUser, Password: routePassword}, // what core's route sends
 //		Logger:     logger,
 //	})
 //	if err != nil {

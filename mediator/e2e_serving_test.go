@@ -160,6 +160,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 
 	route := openhim.Route{Name: "Route " + suffix, Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
 	m, err := mediator.New(mediator.Config{
+		Auth: mediator.InboundAuth{Open: true},
 		Definition: openhim.Definition{
 			URN: urn, Version: "1.0.0", Name: "Serving e2e " + suffix, Description: "e2e",
 			Endpoints: []openhim.Route{route},

@@ -32,6 +32,9 @@ func ExampleNew() {
 	settings.Subscribe(func(_, new Settings) { changed <- new })
 
 	m, err := mediator.New(mediator.Config{
+		// The credentials core's route sends: New puts them on the
+		// Definition's endpoints and default channel routes.
+		Auth: mediator.InboundAuth{Username: "openhim-route", Password: "change-me"},
 		Definition: openhim.Definition{
 			URN: "urn:mediator:hello", Version: "1.0.0", Name: "Hello",
 			Endpoints: []openhim.Route{{Name: "Hello", Host: "localhost", Port: 8000, Primary: true}},

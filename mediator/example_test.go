@@ -52,7 +52,7 @@ func ExampleHandlerFunc() {
 		}
 		return &mediator.Result{Body: []byte(strings.Join(parts, "; ")), Properties: map[string]any{"tx": r.TransactionID}}, nil
 	})
-	m, err := mediator.New(mediator.Config{Definition: exampleDefinition(), Handler: h})
+	m, err := mediator.New(mediator.Config{Auth: mediator.InboundAuth{Open: true}, Definition: exampleDefinition(), Handler: h})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -162,6 +162,7 @@ func ExampleMediator_Shutdown() {
 		return
 	}
 	m, err := mediator.New(mediator.Config{
+		Auth:       mediator.InboundAuth{Open: true},
 		Definition: exampleDefinition(),
 		Listener:   ln, // or Listen: ":8080"
 		Handler:    http.NotFoundHandler(),

@@ -14,7 +14,8 @@ import (
 // InboundAuth is the authentication a [Mediator] requires of the requests
 // routed to it: every path but /healthz and /readyz, and /metrics unless
 // [Config.MetricsListen] serves it elsewhere. A request is let in when it
-// satisfies one of the configured methods; the zero value requires nothing.
+// satisfies one of the configured methods. [New] refuses the zero value:
+// set a method, or Open.
 // Secrets are compared in constant time and never logged.
 type InboundAuth struct {
 	// Username and Password, when Username is set, are accepted as HTTP
@@ -29,6 +30,11 @@ type InboundAuth struct {
 	// ClientCert accepts a request whose TLS client certificate verifies
 	// against [Config.TLSConfig]'s ClientCAs (mutual TLS).
 	ClientCert bool
+	// Open, when true, lets a mediator with none of the methods above serve
+	// its routes to anyone who reaches its address: for one that nothing but
+	// core can reach. [New] refuses a Config with neither a method nor Open,
+	// and with both. /healthz and /readyz are open either way.
+	Open bool
 }
 
 // enabled reports whether any method is configured.
@@ -47,6 +53,9 @@ func (a InboundAuth) String() string {
 		methods = append(methods, "client certificate")
 	}
 	if len(methods) == 0 {
+		if a.Open {
+			return "none (open)"
+		}
 		return "none"
 	}
 	return strings.Join(methods, ", ")
@@ -67,6 +76,14 @@ func (a InboundAuth) validate() error {
 	}
 	if strings.Contains(a.Username, ":") {
 		return errors.New("mediator: InboundAuth.Username must not contain ':' (HTTP basic authentication cannot carry it)")
+	}
+	if a.Open && a.enabled() {
+		return errors.New("mediator: InboundAuth.Open is set together with credentials: unset one or the other")
+	}
+	if !a.Open && !a.enabled() {
+		return errors.New("mediator: Config.Auth sets no credentials, so the mediator's routes would be open to anyone who " +
+			"reaches it: set Username and Password (what core's route sends, see openhim.Definition.WithCredentials), " +
+			"Token or ClientCert; or set Open to serve them open")
 	}
 	return nil
 }

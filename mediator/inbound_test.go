@@ -109,14 +109,14 @@ func TestInboundAuth(t *testing.T) {
 	assert.Contains(t, out, `"level":"WARN","msg":"mediator: request"`, "a refusal is a warning")
 }
 
-func TestInboundAuthOffWarns(t *testing.T) {
+func TestInboundAuthOpenWarns(t *testing.T) {
 	logs := &syncBuffer{}
-	_, base := startMediator(t, Config{Handler: okHandler(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	_, base := startMediator(t, Config{Handler: okHandler(), Auth: InboundAuth{Open: true}, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	resp, err := http.Post(base+"/route", "application/json", strings.NewReader(`{}`))
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Contains(t, logs.String(), "no inbound authentication configured")
+	assert.Contains(t, logs.String(), "mediator: Auth.Open: anyone who reaches")
 }
 
 func TestMetricsListen(t *testing.T) {
@@ -286,7 +286,11 @@ func TestNewValidatesInboundAuth(t *testing.T) {
 		{"client cert without TLS", Config{Auth: InboundAuth{ClientCert: true}}, "needs Config.TLSConfig with ClientCAs"},
 		{"client cert without CAs", Config{Auth: InboundAuth{ClientCert: true},
 			TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.server}}}, "needs Config.TLSConfig with ClientCAs"},
-		{"TLS without certificate", Config{TLSConfig: &tls.Config{}}, "has no certificate"},
+		{"TLS without certificate", Config{TLSConfig: &tls.Config{}, Auth: InboundAuth{Open: true}}, "has no certificate"},
+		// Secure by default: a mediator serves its routes open only when
+		// told to.
+		{"no credentials", Config{}, "Config.Auth sets no credentials"},
+		{"open with credentials", Config{Auth: InboundAuth{Open: true, Token: "t"}}, "Open is set together with credentials"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

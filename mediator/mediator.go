@@ -66,7 +66,8 @@ type Config struct {
 	OnConfig func(old, new map[string]any)
 	// Auth is the authentication required of requests (every path but
 	// /healthz and /readyz; /metrics too unless MetricsListen is set).
-	// The zero value requires none. When Auth.Username is set, New sends
+	// New refuses the zero value: set a method, or Open to serve the routes
+	// open where nothing but core reaches them. When Auth.Username is set, New sends
 	// the credentials on the Definition's endpoints and default channel
 	// routes (see [openhim.Definition.WithCredentials]).
 	Auth InboundAuth
@@ -406,7 +407,7 @@ func (m *Mediator) Serve(ln net.Listener) error {
 	}
 	m.log.Info("mediator: serving", attrs...)
 	if !m.cfg.Auth.enabled() {
-		m.log.Warn("mediator: no inbound authentication configured: anyone who reaches " + ln.Addr().String() + " can call the mediator's routes")
+		m.log.Warn("mediator: Auth.Open: anyone who reaches " + ln.Addr().String() + " can call the mediator's routes")
 	}
 	if m.cfg.TLSConfig != nil {
 		return m.srv.ServeTLS(ln, "", "")

@@ -73,6 +73,7 @@ func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	route := openhim.Route{Name: "Fake Route", Host: "127.0.0.1", Port: port, Primary: true, Type: "http"}
 	m, err := mediator.New(mediator.Config{
+		Auth: mediator.InboundAuth{Open: true},
 		Definition: openhim.Definition{URN: "urn:mediator:fake-core", Version: "1.0.0", Name: "Fake core test",
 			Endpoints: []openhim.Route{route},
 			DefaultChannelConfig: []openhim.Channel{{Name: "Fake Channel", URLPattern: "^/fake/.*$", Allow: []string{"fake"},
@@ -162,6 +163,7 @@ func TestMediatorRunStopsWhenCoreRejectsRegistration(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	m, err := mediator.New(mediator.Config{
+		Auth: mediator.InboundAuth{Open: true},
 		Definition: openhim.Definition{URN: "urn:mediator:rejected", Version: "1.0.0", Name: "Rejected",
 			Endpoints: []openhim.Route{{Name: "R", Host: "127.0.0.1", Port: 1, Primary: true, Type: "http"}}},
 		Listener: ln,

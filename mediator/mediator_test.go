@@ -34,6 +34,9 @@ func startMediator(t *testing.T, cfg Config) (*Mediator, string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	cfg.Listener = ln
+	if cfg.Auth == (InboundAuth{}) {
+		cfg.Auth.Open = true
+	}
 	if cfg.Definition.URN == "" {
 		cfg.Definition = testDefinition("urn:mediator:test-" + strings.ToLower(t.Name()))
 	}
@@ -71,7 +74,8 @@ func TestNewValidates(t *testing.T) {
 		{"no handler", Config{Definition: testDefinition("urn:a")}, "Handler is required"},
 		{"no urn", Config{Handler: h}, "URN is required"},
 		{"negative timeout", Config{Handler: h, Definition: testDefinition("urn:a"), ReadTimeout: -1}, "ReadTimeout must not be negative"},
-		{"bad core URL", Config{Handler: h, Definition: testDefinition("urn:a"), OpenHIM: openhim.Config{URL: "ftp://x"}}, "Config.URL must be http"},
+		{"bad core URL", Config{Handler: h, Definition: testDefinition("urn:a"), OpenHIM: openhim.Config{URL: "ftp://x"},
+			Auth: InboundAuth{Open: true}}, "Config.URL must be http"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +84,7 @@ func TestNewValidates(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
 	}
-	m, err := New(Config{Handler: h, Definition: testDefinition("urn:a")})
+	m, err := New(Config{Auth: InboundAuth{Open: true}, Handler: h, Definition: testDefinition("urn:a")})
 	require.NoError(t, err)
 	assert.True(t, m.Standalone())
 	assert.Nil(t, m.Addr(), "New does not listen")
@@ -349,7 +353,7 @@ func TestMediatorRunListenError(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	m, err := New(Config{Handler: http.NotFoundHandler(), Definition: testDefinition("urn:mediator:busy"), Listen: busy.Addr().String()})
+	m, err := New(Config{Auth: InboundAuth{Open: true}, Handler: http.NotFoundHandler(), Definition: testDefinition("urn:mediator:busy"), Listen: busy.Addr().String()})
 	require.NoError(t, err)
 	err = m.Run(context.Background())
 	require.Error(t, err)
@@ -431,7 +435,7 @@ func TestMediatorGracefulShutdown(t *testing.T) {
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	m, err := New(Config{Handler: h, Listener: ln, Definition: testDefinition("urn:mediator:shutdown")})
+	m, err := New(Config{Auth: InboundAuth{Open: true}, Handler: h, Listener: ln, Definition: testDefinition("urn:mediator:shutdown")})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -20,7 +20,7 @@ func TestReadyCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mediator.New(mediator.Config{Definition: exampleDefinition(), Listener: ln, Handler: http.NotFoundHandler(),
+	m, err := mediator.New(mediator.Config{Auth: mediator.InboundAuth{Open: true}, Definition: exampleDefinition(), Listener: ln, Handler: http.NotFoundHandler(),
 		ReadyCheck: func(ctx context.Context) error {
 			if _, ok := ctx.Deadline(); !ok {
 				return errors.New("no deadline")

@@ -79,6 +79,7 @@ func TestE2ECHTToFHIRThroughOpenHIM(t *testing.T) {
 	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + "/cht/(outbound|encounter)$"
 	def.DefaultChannelConfig[0].Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
+		Auth:              mediator.InboundAuth{Open: true},
 		Definition:        def,
 		Listener:          ln,
 		OpenHIM:           openhimtest.RealCore(t),

@@ -53,6 +53,7 @@ func (e e2eEnv) e2eMediator(t *testing.T, name string, def func(string, int) ope
 	ch.URLPattern = "^/" + e.suffix + strings.TrimPrefix(ch.URLPattern, "^")
 	ch.Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
+		Auth:       mediator.InboundAuth{Open: true},
 		Definition: d, Listener: ln,
 		OpenHIM:         openhimtest.RealCore(t),
 		InstallChannels: true, HeartbeatInterval: time.Second,

@@ -127,6 +127,7 @@ func TestNegativeMaxBodyBytesMeansNoLimit(t *testing.T) {
 	s := Settings{Mediator: settings.Default(), TaskForm: "INTEROP_FOLLOW_UP", PatientField: "patient_uuid",
 		ParentPlace: chttest.DemoHouseholdID}
 	s.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.Auth.Disabled = true
 	s.MaxBodyBytes = -1
 	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
 	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
@@ -307,6 +308,7 @@ func TestConfigurablePersonTypes(t *testing.T) {
 	))
 	s := Settings{Mediator: settings.Default(), TaskForm: "INTEROP_FOLLOW_UP", PatientField: "patient_uuid", ParentPlace: "region-1"}
 	s.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.Auth.Disabled = true
 	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
 	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -129,6 +129,7 @@ func newMediatorConfig(t testing.TB, h http.Handler, oh openhim.Config, heartbea
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	m, err := mediator.New(mediator.Config{
+		Auth:              mediator.InboundAuth{Open: true},
 		Definition:        def(port),
 		Listener:          ln,
 		OpenHIM:           oh,

@@ -48,6 +48,7 @@ func serveHostile(t *testing.T) map[string]string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		m, err := mediator.New(mediator.Config{
+			Auth:       mediator.InboundAuth{Open: true},
 			Definition: def("127.0.0.1", ln.Addr().(*net.TCPAddr).Port),
 			Listener:   ln, Handler: h, Logger: logger, MaxBodyBytes: hostileLimit, ErrorBody: errorBody,
 			ReadHeaderTimeout: hostileReadTimeout, ReadTimeout: hostileReadTimeout,

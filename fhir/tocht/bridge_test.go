@@ -71,7 +71,7 @@ func newRigOn(t testing.TB, chtSrv *chttest.Server, types cht.ContactTypes, conf
 	}
 	bridge, err := tocht.New(cfg)
 	require.NoError(t, err)
-	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Auth: mediator.InboundAuth{Open: true}, Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)
@@ -367,7 +367,7 @@ func rebuild(t *testing.T, r *rig, configure func(*tocht.Config)) *rig {
 	configure(&cfg)
 	bridge, err := tocht.New(cfg)
 	require.NoError(t, err)
-	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Auth: mediator.InboundAuth{Open: true}, Definition: tocht.Definition("127.0.0.1", 8602), Handler: bridge.Handler()})
 	require.NoError(t, err)
 	med := httptest.NewServer(m)
 	t.Cleanup(med.Close)

@@ -79,6 +79,7 @@ func TestE2EFHIRToCHTThroughOpenHIM(t *testing.T) {
 	def.DefaultChannelConfig[0].URLPattern = "^/" + suffix + tocht.BasePath + "(/.*)?$"
 	def.DefaultChannelConfig[0].Allow = []string{role}
 	m, err := mediator.New(mediator.Config{
+		Auth:              mediator.InboundAuth{Open: true},
 		Definition:        def,
 		Listener:          ln,
 		OpenHIM:           openhimtest.RealCore(t),

@@ -38,7 +38,9 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("localhost", 8602), Handler: bridge.Handler()})
+	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("localhost", 8602), Handler: bridge.Handler(),
+		// The credentials core's route sends.
+		Auth: mediator.InboundAuth{Username: "openhim-route", Password: "change-me"}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -49,6 +51,7 @@ func Example() {
 	for range 2 {
 		req := httptest.NewRequest(http.MethodPost, "/fhir/ServiceRequest", strings.NewReader(sr))
 		req.Header.Set("Content-Type", "application/fhir+json")
+		req.SetBasicAuth("openhim-route", "change-me") // as core's route does
 		rec := httptest.NewRecorder()
 		m.ServeHTTP(rec, req)
 		env, err := mediator.ParseEnvelope(rec.Body.Bytes())

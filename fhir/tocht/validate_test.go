@@ -108,7 +108,7 @@ func TestValidInputIsAccepted(t *testing.T) {
 // before the bridge reads it (before, a plain {"error": ...}).
 func TestMediatorRefusalIsAnOperationOutcome(t *testing.T) {
 	r := newRig(t)
-	m, err := mediator.New(mediator.Config{Definition: tocht.Definition("127.0.0.1", 8602), Handler: r.bridge.Handler(),
+	m, err := mediator.New(mediator.Config{Auth: mediator.InboundAuth{Open: true}, Definition: tocht.Definition("127.0.0.1", 8602), Handler: r.bridge.Handler(),
 		MaxBodyBytes: 1024, ErrorBody: tocht.ErrorBody})
 	require.NoError(t, err)
 	req := httptest.NewRequest(http.MethodPost, "/fhir/Patient", bytes.NewReader(make([]byte, 4096)))

@@ -60,6 +60,7 @@ func testDefaultChannelsHeal(t *testing.T, restore bool) {
 	reg := prometheus.NewRegistry()
 	logs := &lockedBuffer{}
 	m, err := mediator.New(mediator.Config{
+		Auth: mediator.InboundAuth{Open: true},
 		Definition: openhim.Definition{URN: "urn:mediator:heal", Version: "1.0.0", Name: "Heal",
 			Endpoints: []openhim.Route{route},
 			DefaultChannelConfig: []openhim.Channel{{Name: "Heal Channel", URLPattern: "^/heal$", Allow: []string{"heal"},
@@ -164,6 +165,7 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 			route := openhim.Route{Name: "Off Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
 			reg := prometheus.NewRegistry()
 			m, err := mediator.New(mediator.Config{
+				Auth: mediator.InboundAuth{Open: true},
 				Definition: openhim.Definition{URN: "urn:mediator:off", Version: "1.0.0", Name: "Off",
 					Endpoints: []openhim.Route{route},
 					DefaultChannelConfig: []openhim.Channel{{Name: "Off Channel", URLPattern: "^/off$", Allow: []string{"off"},
@@ -281,6 +283,7 @@ func TestOlderReplicaDoesNotRestoreTheNewersChannels(t *testing.T) {
 
 	logs := &lockedBuffer{}
 	m, err := mediator.New(mediator.Config{
+		Auth:       mediator.InboundAuth{Open: true},
 		Definition: def("1.0.0", "^/v1$"),
 		Listener:   ln,
 		OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,

@@ -161,6 +161,9 @@ func TestValidateInboundSettings(t *testing.T) {
 		m := Default()
 		edit(&m)
 		assert.NoError(t, m.Validate(), name)
+		// What mediator.New accepts: a method or Open, never both.
+		a := m.InboundAuth()
+		assert.NotEqual(t, a.Open, a.Username != "" || a.Token != "" || a.ClientCert, name)
 	}
 }
 

@@ -432,7 +432,7 @@ func (m Mediator) OpenHIMConfig() openhim.Config {
 // core and CHT send matches what the mediator checks.
 func (m Mediator) InboundAuth() mediator.InboundAuth {
 	return mediator.InboundAuth{Username: m.Auth.Username, Password: string(m.Auth.Password),
-		Token: string(m.Auth.Token), ClientCert: m.TLS.ClientCAFile != ""}
+		Token: string(m.Auth.Token), ClientCert: m.TLS.ClientCAFile != "", Open: m.Auth.Disabled}
 }
 
 // Apply copies the settings into cfg (Listen, OpenHIM, HeartbeatInterval,
