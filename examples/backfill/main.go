@@ -9,9 +9,10 @@
 // summary is printed at the end. The exit status is 1 when the sync stopped
 // or when documents failed in this run (could not be converted, or the FHIR
 // server rejected them): the summary lists them, and its counts include
-// earlier runs'. The checkpoint moves past failed
-// documents: fix them in CHT (a new revision re-enters the feed) or in the
-// mapping and sync again from a fresh checkpoint. A dry run (--dry-run DIR)
+// earlier runs'. The checkpoint moves past failed documents, and the file
+// beside it (checkpoint_file + ".failures") lists every one with its
+// reason: after a fix (in CHT, in the mapping or on the FHIR server),
+// --retry-failed syncs only those again. A dry run (--dry-run DIR)
 // keeps its checkpoint in DIR and leaves the real one untouched.
 package main
 
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	cli := settings.NewCLI("backfill", "1.0.0", &s)
 	cli.Level = logLevel
 	dryRun := cli.Flags.String("dry-run", "", "write the transaction Bundles (and a checkpoint of their own) to this directory instead of the FHIR server")
+	retry := cli.Flags.Bool("retry-failed", false, "sync again only the documents earlier runs failed on (listed beside the checkpoint), after a fix")
 	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
 		return err
 	}
@@ -131,13 +133,19 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		cfg.CheckpointFile = filepath.Join(*dryRun, "checkpoint.json")
 		logger.Info("dry run: the bundles go to files", "dir", *dryRun, "checkpoint", cfg.CheckpointFile)
 	}
-	var finish func()
-	cfg.OnProgress, finish = progress(stdout, logger, s.LogInterval)
-	defer finish()
-	sum, err := backfill.Run(ctx, cfg)
-	if err != nil {
-		// The sync started: the checkpoint holds what was written.
-		err = fmt.Errorf("%w (run backfill again to resume from its checkpoint %s)", err, cfg.CheckpointFile)
+	var sum *backfill.Summary
+	if *retry {
+		if sum, err = backfill.Retry(ctx, cfg); err != nil {
+			err = fmt.Errorf("%w (the failure list is unchanged: run backfill --retry-failed again)", err)
+		}
+	} else {
+		var finish func()
+		cfg.OnProgress, finish = progress(stdout, logger, s.LogInterval)
+		defer finish()
+		if sum, err = backfill.Run(ctx, cfg); err != nil {
+			// The sync started: the checkpoint holds what was written.
+			err = fmt.Errorf("%w (run backfill again to resume from its checkpoint %s)", err, cfg.CheckpointFile)
+		}
 	}
 	if sum != nil {
 		if perr := printSummary(stdout, sum); perr != nil && err == nil {
@@ -146,8 +154,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		if err == nil && sum.FailedNow > 0 {
 			// This run's: one after a fix in CHT succeeds, whatever
 			// earlier runs left in the checkpoint's count.
-			err = fmt.Errorf("%w: %d not written by this run (the summary lists the first %d of all runs, "+
-				"the log each one as a WARN line naming the document)", errFailed, sum.FailedNow, backfill.MaxFailures)
+			err = fmt.Errorf("%w: %d not written by this run (the summary lists the first %d, %s.failures every one; "+
+				"after a fix, backfill --retry-failed writes them)", errFailed, sum.FailedNow, backfill.MaxFailures, cfg.CheckpointFile)
 		}
 	}
 	return err

@@ -377,7 +377,46 @@ func TestFailedDocumentFailsOnlyTheRunThatMetIt(t *testing.T) {
 	err = run(context.Background(), nil, io.Discard, logger)
 	require.ErrorIs(t, err, errFailed)
 	assert.Contains(t, err.Error(), "1 not written by this run")
-	assert.Contains(t, err.Error(), "the log each one")
+	assert.Contains(t, err.Error(), checkpoint+".failures every one")
 
 	assert.NoError(t, run(context.Background(), nil, io.Discard, logger), "the resume failed nothing")
+}
+
+// --retry-failed writes the documents earlier runs failed on once they are
+// fixed, and fails while one still fails.
+func TestRetryFailed(t *testing.T) {
+	f := newFakes(t, 2)
+	bad := map[string]any{"_id": "bad-person", "type": "person", "name": "Bad",
+		"date_of_birth": "not a date", "parent": map[string]any{"_id": chttest.DemoHouseholdID}}
+	_, err := f.cht.PutDoc(bad)
+	require.NoError(t, err)
+	checkpoint := filepath.Join(t.TempDir(), "cp.json")
+	f.setEnv(t, checkpoint)
+	logger := slog.New(slog.DiscardHandler)
+	require.ErrorIs(t, run(context.Background(), nil, io.Discard, logger), errFailed)
+
+	err = run(context.Background(), []string{"--retry-failed"}, io.Discard, logger)
+	require.ErrorIs(t, err, errFailed, "not fixed yet")
+	patients := func() int {
+		n := 0
+		for _, r := range f.fhir.Resources("Patient") {
+			if strings.Contains(string(r), `"value":"bad-person"`) {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Zero(t, patients())
+
+	var doc map[string]any
+	raw, ok := f.cht.Doc("bad-person")
+	require.True(t, ok)
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	doc["date_of_birth"] = "1990-01-02"
+	_, err = f.cht.PutDoc(doc)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--retry-failed"}, &out, logger))
+	assert.Equal(t, 1, patients())
+	assert.Contains(t, out.String(), `"failed": 0`)
 }

@@ -116,15 +116,13 @@ type result struct {
 	err   error
 }
 
-// Run syncs the feed from the checkpoint to its current end. It returns the
-// summary, and an error when a batch could not be written (the checkpoint
-// then stays before it and a later Run resumes there) or ctx was canceled.
-func Run(ctx context.Context, cfg Config) (*Summary, error) {
+// prepare checks cfg and fills in its defaults.
+func (cfg Config) prepare() (Config, error) {
 	if cfg.Writer == nil && cfg.FHIR != nil {
 		cfg.Writer = clientWriter{cfg.FHIR}
 	}
 	if cfg.CHT == nil || cfg.Converter == nil || cfg.Writer == nil {
-		return nil, errors.New("backfill: CHT, Converter and FHIR (or Writer) are required")
+		return cfg, errors.New("backfill: CHT, Converter and FHIR (or Writer) are required")
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
@@ -149,15 +147,30 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	if dw, ok := cfg.Writer.(DirWriter); ok {
 		if err := ensureDir(dw.Dir); err != nil {
-			return nil, err
+			return cfg, err
 		}
 	}
+	return cfg, nil
+}
+
+// Run syncs the feed from the checkpoint to its current end. It returns the
+// summary, and an error when a batch could not be written (the checkpoint
+// then stays before it and a later Run resumes there) or ctx was canceled.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	cfg, err := cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
 	cp := Checkpoint{}
+	var failed *failureLog
 	if cfg.CheckpointFile != "" {
-		var err error
 		if cp, err = ReadCheckpoint(cfg.CheckpointFile); err != nil {
 			return nil, err
 		}
+		if failed, err = openFailureLog(cfg.CheckpointFile, cp.Batches == 0); err != nil {
+			return nil, err
+		}
+		defer failed.close()
 	}
 	start := time.Now()
 	sum := &Summary{}
@@ -212,6 +225,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if cfg.CheckpointFile == "" || cp.Batches == saved {
 			return nil
 		}
+		// The failures the checkpoint counts are on disk before it.
+		if err := failed.sync(); err != nil {
+			return err
+		}
 		saved, lastSave = cp.Batches, time.Now()
 		return WriteCheckpoint(cfg.CheckpointFile, cp)
 	}
@@ -234,6 +251,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			}
 			delete(pending, next)
 			next++
+			if err := failed.add(p.c.failures); err != nil {
+				runErr = err
+				cancel(err)
+				break
+			}
 			cp.add(&p.c)
 			cp.Seq = p.seq
 			cp.UpdatedAt = time.Now().UTC()

@@ -39,7 +39,8 @@ type Checkpoint struct {
 	// Failed is the number of documents that could not be converted or
 	// that the FHIR server rejected.
 	Failed int64 `json:"failed"`
-	// Failures lists the first MaxFailures failed documents.
+	// Failures lists the first MaxFailures failed documents; the file
+	// beside the checkpoint lists them all (see ReadFailures).
 	Failures []Failure `json:"failures,omitempty"`
 	// UpdatedAt is when the checkpoint was written.
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -65,11 +66,11 @@ func (c *counts) skip(reason string) {
 	c.skipped[reason]++
 }
 
+// fail counts a failed document. A batch lists every one: it holds at
+// most BatchSize documents, and the failure log wants them all.
 func (c *counts) fail(id string, err error) {
 	c.failed++
-	if len(c.failures) < MaxFailures {
-		c.failures = append(c.failures, Failure{DocID: id, Reason: err.Error()})
-	}
+	c.failures = append(c.failures, Failure{DocID: id, Reason: err.Error()})
 }
 
 // add adds a committed batch's counts.

@@ -64,6 +64,13 @@
 // that carry that resource fail with that reason: merge the duplicates on
 // the server, then sync those documents again.
 //
+// Every failed document is listed, with its reason, in the file beside the
+// checkpoint (CheckpointFile + ".failures"; [ReadFailures] reads it); the
+// checkpoint names the first MaxFailures. After a fix in CHT, in the mapping
+// or on the FHIR server, [Retry] writes only those documents, as CHT
+// hydrates them then, and keeps listed the ones that fail again. A Run from
+// the beginning (no checkpoint) starts a new list.
+//
 // Memory is bounded by Config.PageSize, Config.BatchSize and
 // Config.Workers, not by the size of the database.
 package backfill

@@ -1,0 +1,234 @@
+package backfill
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+)
+
+// failuresPath is the file beside a checkpoint that lists every failed
+// document, one JSON [Failure] per line.
+func failuresPath(checkpoint string) string { return checkpoint + ".failures" }
+
+// ReadFailures reads every failed document a sync listed beside its
+// checkpoint (the file checkpointFile + ".failures", one JSON [Failure] per
+// line): each document once, with its latest reason, in the order they
+// first failed. A missing file lists none. [Retry] syncs them again.
+func ReadFailures(checkpointFile string) ([]Failure, error) {
+	data, err := os.ReadFile(failuresPath(checkpointFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backfill: read failures: %w", err)
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	var out []Failure
+	at := map[string]int{}
+	for i, line := range lines {
+		var f Failure
+		if err := json.Unmarshal(line, &f); err != nil || f.DocID == "" {
+			if i == len(lines)-1 {
+				break // cut off by a crash before it was synced: no checkpoint counts it
+			}
+			return nil, fmt.Errorf("backfill: %s line %d is not a failure: %q", failuresPath(checkpointFile), i+1, line)
+		}
+		if j, ok := at[f.DocID]; ok {
+			out[j].Reason = f.Reason
+			continue
+		}
+		at[f.DocID] = len(out)
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// failureLog appends the failures of committed batches to the file beside
+// the checkpoint. They are synced before the checkpoint that counts them is
+// written, so that every failure the checkpoint counts is listed. A crash
+// before that makes the resumed run write them again; ReadFailures lists
+// each document once.
+type failureLog struct {
+	f     *os.File
+	dirty bool
+}
+
+// openFailureLog opens the log beside checkpoint; fresh empties it, for a
+// sync that starts from the beginning.
+func openFailureLog(checkpoint string, fresh bool) (*failureLog, error) {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if fresh {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(failuresPath(checkpoint), flags, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: open the failure list: %w", err)
+	}
+	return &failureLog{f: f}, nil
+}
+
+// add appends failures (a nil log keeps none).
+func (l *failureLog) add(failures []Failure) error {
+	if l == nil || len(failures) == 0 {
+		return nil
+	}
+	var b []byte
+	for _, f := range failures {
+		line, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("backfill: encode a failure: %w", err)
+		}
+		b = append(append(b, line...), '\n')
+	}
+	if _, err := l.f.Write(b); err != nil {
+		return fmt.Errorf("backfill: write the failure list: %w", err)
+	}
+	l.dirty = true
+	return nil
+}
+
+// sync makes the appended failures durable.
+func (l *failureLog) sync() error {
+	if l == nil || !l.dirty {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("backfill: sync the failure list: %w", err)
+	}
+	l.dirty = false
+	return nil
+}
+
+func (l *failureLog) close() {
+	if l != nil {
+		_ = l.f.Close() // synced before every checkpoint that counts what it holds
+	}
+}
+
+// Retry syncs again the documents that syncs with cfg.CheckpointFile failed
+// on (see [ReadFailures]), after a fix in the mapping, in CHT or on the FHIR
+// server, without reading the feed from the beginning. Each is hydrated as
+// it is now, converted and written as Run does. Those that fail again stay
+// listed, with their new reason; a document CHT no longer has is skipped
+// ("not found") and leaves the list. The checkpoint keeps its place in the
+// feed; its counts (Failed, Failures, Converted) follow. Run Retry when no
+// Run uses the same checkpoint. On an error (a bundle that could not be
+// written, ctx canceled) the list is left as it was: the documents written
+// meanwhile are written again, to the same resources, by the next Retry.
+func Retry(ctx context.Context, cfg Config) (*Summary, error) {
+	if cfg.CheckpointFile == "" {
+		return nil, errors.New("backfill: Retry needs the CheckpointFile its failures are listed beside")
+	}
+	cfg, err := cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	cp, err := ReadCheckpoint(cfg.CheckpointFile)
+	if err != nil {
+		return nil, err
+	}
+	failures, err := ReadFailures(cfg.CheckpointFile)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	sum := &Summary{Checkpoint: cp}
+	if len(failures) == 0 {
+		sum.Elapsed = time.Since(start)
+		return sum, nil
+	}
+	var total counts
+	ord := newOrder(0, nil)
+	for i := 0; i < len(failures); i += cfg.BatchSize {
+		chunk := failures[i:min(i+cfg.BatchSize, len(failures))]
+		b, err := hydrateFailures(ctx, cfg, int64(i/cfg.BatchSize), chunk)
+		if err != nil {
+			return nil, err
+		}
+		c, err := writeBatch(ctx, cfg, ord, b)
+		if err != nil {
+			return nil, err
+		}
+		total.docs += c.docs
+		total.converted += c.converted
+		total.resources += c.resources
+		total.failed += c.failed
+		total.failures = append(total.failures, c.failures...)
+		for k, v := range c.skipped {
+			if total.skipped == nil {
+				total.skipped = map[string]int64{}
+			}
+			total.skipped[k] += v
+		}
+	}
+	var list []byte
+	for _, f := range total.failures {
+		line, err := json.Marshal(f)
+		if err != nil {
+			return nil, fmt.Errorf("backfill: encode a failure: %w", err)
+		}
+		list = append(append(list, line...), '\n')
+	}
+	if err := writeFileAtomic(failuresPath(cfg.CheckpointFile), list); err != nil {
+		return nil, err
+	}
+	cp.Converted += total.converted
+	cp.Resources += total.resources
+	cp.Failed = total.failed
+	cp.Failures = total.failures[:min(len(total.failures), MaxFailures):min(len(total.failures), MaxFailures)]
+	for k, v := range total.skipped {
+		if cp.Skipped == nil {
+			cp.Skipped = map[string]int64{}
+		}
+		cp.Skipped[k] += v
+	}
+	cp.UpdatedAt = time.Now().UTC()
+	if err := WriteCheckpoint(cfg.CheckpointFile, cp); err != nil {
+		return nil, err
+	}
+	sum.Checkpoint, sum.Processed, sum.FailedNow = cp, total.docs, total.failed
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+// hydrateFailures reads the listed documents as CHT hydrates them now: in
+// one request, or one at a time when CHT's copy of one cannot be read.
+func hydrateFailures(ctx context.Context, cfg Config, index int64, list []Failure) (*batch, error) {
+	ids := make([]string, len(list))
+	for i, f := range list {
+		ids[i] = f.DocID
+	}
+	b := &batch{index: index, pre: counts{docs: int64(len(ids))}}
+	res, err := cfg.CHT.Hydrate(ctx, ids...)
+	var de *cht.DecodeError
+	if errors.As(err, &de) {
+		res = &cht.HydrateResult{}
+		for _, id := range ids {
+			one, err := cfg.CHT.Hydrate(ctx, id)
+			switch {
+			case errors.As(err, &de):
+				cfg.Logger.WarnContext(ctx, "document not read", "doc", id, "err", err)
+				b.pre.fail(id, err)
+			case err != nil:
+				return nil, fmt.Errorf("backfill: hydrate %s: %w", id, err)
+			default:
+				res.Docs = append(res.Docs, one.Docs...)
+				res.NotFound = append(res.NotFound, one.NotFound...)
+			}
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("backfill: hydrate the failed documents: %w", err)
+	}
+	b.docs = res.Docs
+	for range res.NotFound {
+		b.pre.skip("not found")
+	}
+	return b, nil
+}

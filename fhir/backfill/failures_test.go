@@ -1,0 +1,168 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/backfill"
+)
+
+// typedConverter converts the demo hierarchy plus the extra place types.
+func typedConverter(t *testing.T, e *env, extra ...string) *fhir.Converter {
+	t.Helper()
+	ct := append([]chttest.ContactType(nil), chttest.DemoContactTypes...)
+	for _, id := range extra {
+		ct = append(ct, chttest.ContactType{ID: id})
+	}
+	settings, err := json.Marshal(map[string]any{"contact_types": ct})
+	require.NoError(t, err)
+	types, err := cht.ParseContactTypes(settings)
+	require.NoError(t, err)
+	conv, err := fhir.New(fhir.Config{ContactTypes: types, InstanceURL: e.cht.URL, Mapping: fhir.DefaultMapping()})
+	require.NoError(t, err)
+	return conv
+}
+
+// places puts n top-level places of contact type typ, ids prefix-0...
+func places(t *testing.T, e *env, typ, prefix string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%03d", prefix, i)
+		ids = append(ids, id)
+		require.NoError(t, e.cht.PutDocs(map[string]any{"_id": id, "type": "contact", "contact_type": typ, "name": "Place " + id}))
+	}
+	return ids
+}
+
+func failedIDs(fs []backfill.Failure) []string {
+	var ids []string
+	for _, f := range fs {
+		ids = append(ids, f.DocID)
+	}
+	return ids
+}
+
+// The checkpoint names the first MaxFailures failed documents; the list
+// beside it names every one, with its reason.
+func TestEveryFailureIsListed(t *testing.T) {
+	e := newEnv(t, 1)
+	bad := places(t, e, "clinic_annex", "annex", backfill.MaxFailures+20)
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(bad), sum.Failed)
+	assert.Len(t, sum.Failures, backfill.MaxFailures)
+	listed, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, bad, failedIDs(listed))
+	for _, f := range listed {
+		assert.Contains(t, f.Reason, `doc "`+f.DocID+`" field "contact_type": not a contact type of the app`)
+	}
+	// A sync from the beginning starts a new list.
+	require.NoError(t, os.Remove(e.cfg.CheckpointFile))
+	e.cfg.Converter = typedConverter(t, e, "clinic_annex")
+	sum, err = backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Zero(t, sum.Failed)
+	listed, err = backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Empty(t, listed)
+}
+
+// After a fix, Retry writes the failed documents without reading the feed
+// again: those it writes leave the list, those that fail again stay with
+// their reason, and one deleted in CHT meanwhile is skipped.
+func TestRetrySyncsTheFailedDocumentsAgain(t *testing.T) {
+	e := newEnv(t, 1)
+	fixed := places(t, e, "clinic_annex", "annex", 25)
+	still := places(t, e, "mobile_unit", "unit", 3)
+	gone := places(t, e, "clinic_annex", "gone", 1)
+	e.cfg.BatchSize = 7 // the retry spans several batches
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 29, sum.Failed)
+	before := sum.Checkpoint
+	require.NoError(t, e.cht.DeleteDoc(gone[0]))
+
+	// The fix: the app's hierarchy, as CHT now configures it, has the type.
+	e.cfg.Converter = typedConverter(t, e, "clinic_annex")
+	changes := 0
+	for _, r := range e.cht.Requests() {
+		if strings.HasSuffix(r.Path, "/_changes") {
+			changes++
+		}
+	}
+	sum, err = backfill.Retry(context.Background(), e.cfg)
+	require.NoError(t, err)
+	after := 0
+	for _, r := range e.cht.Requests() {
+		if strings.HasSuffix(r.Path, "/_changes") {
+			after++
+		}
+	}
+	assert.Equal(t, changes, after, "Retry reads no feed")
+
+	assert.EqualValues(t, 29, sum.Processed)
+	assert.EqualValues(t, len(still), sum.FailedNow)
+	assert.EqualValues(t, len(still), sum.Failed)
+	assert.ElementsMatch(t, still, failedIDs(sum.Failures))
+	assert.Equal(t, before.Converted+int64(len(fixed)), sum.Converted)
+	assert.Equal(t, before.Seq, sum.Seq, "the checkpoint keeps its place in the feed")
+	assert.Equal(t, before.Skipped["not found"]+1, sum.Skipped["not found"])
+	listed, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, still, failedIDs(listed))
+	cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Equal(t, sum.Checkpoint.Failed, cp.Failed)
+	// The fixed places are on the FHIR server.
+	written := map[string]bool{}
+	for _, typ := range []string{"Location", "Organization"} {
+		for _, r := range e.fhir.Resources(typ) {
+			for _, id := range fixed {
+				if strings.Contains(string(r), `"value":"`+id+`"`) {
+					written[id] = true
+				}
+			}
+		}
+	}
+	assert.Len(t, written, len(fixed))
+
+	// Nothing left that a fix could write: a second Retry changes nothing.
+	sum, err = backfill.Retry(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(still), sum.FailedNow)
+}
+
+// A crash while failures are appended can cut the last line, which no
+// checkpoint counts yet; any other line that is not a failure is an error.
+func TestReadFailures(t *testing.T) {
+	dir := t.TempDir()
+	cp := dir + "/checkpoint.json"
+	write := func(s string) {
+		require.NoError(t, os.WriteFile(cp+".failures", []byte(s), 0o644))
+	}
+	none, err := backfill.ReadFailures(cp)
+	require.NoError(t, err)
+	assert.Empty(t, none, "no file")
+
+	write(`{"docId":"a","reason":"r1"}` + "\n" + `{"docId":"b","reason":"r2"}` + "\n" + `{"docId":"a","reason":"r3"}` + "\n" + `{"docId":"c","rea`)
+	got, err := backfill.ReadFailures(cp)
+	require.NoError(t, err)
+	assert.Equal(t, []backfill.Failure{{DocID: "a", Reason: "r3"}, {DocID: "b", Reason: "r2"}}, got)
+
+	write(`{"docId":"a","reason":"r1"}` + "\n" + `garbage` + "\n" + `{"docId":"b","reason":"r2"}` + "\n")
+	_, err = backfill.ReadFailures(cp)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 2")
+}
