@@ -335,13 +335,29 @@ func (c *Converter) resources(ct *cht.Contact, person bool) []string {
 		}
 	}
 	if person {
+		if c.leadsPracPlace(ct) {
+			return practitionerOnly
+		}
 		return patientOnly
 	}
 	return locationOnly
 }
 
 // The resources of contact types without a mapping; not to be changed.
-var patientOnly, locationOnly = []string{"Patient"}, []string{"Location"}
+var patientOnly, locationOnly, practitionerOnly = []string{"Patient"}, []string{"Location"}, []string{"Practitioner"}
+
+// leadsPracPlace reports whether person ct is the primary contact of its
+// hydrated parent place, of a type whose primary contact is the
+// practitioner of the people below: the CHW that plan.place makes a
+// Practitioner, who is then one however her document is reached (as a
+// report's submitter, her own push). CHT's demo data has such CHWs without
+// a role (config/default/csv: person.health_center.csv has no role column,
+// place.health_center.csv makes them the areas' contacts), and so has a
+// person the users API creates.
+func (c *Converter) leadsPracPlace(ct *cht.Contact) bool {
+	l := ct.Parent
+	return l != nil && l.Doc != nil && l.Doc.Contact != nil && l.Doc.Contact.ID == ct.ID && c.isPracPlace(l.Doc.TypeID())
+}
 
 // isOrgType reports whether places of type id become an Organization.
 func (c *Converter) isOrgType(id string) bool {

@@ -428,7 +428,7 @@ func (c *Converter) patient(x *refs, p *cht.Contact) *models.Patient {
 	if org := c.nearestOrg(p.Parent); org != "" {
 		pt.ManagingOrganization = x.refp(c.ref(x, "Organization", org))
 	}
-	if chw := c.chwOf(p.Parent); chw != nil {
+	if chw := c.chwOf(p.Parent); chw != nil && chw.ID != p.ID {
 		pt.GeneralPractitioner = []models.Reference{c.ref(x, "Practitioner", chw.ID)}
 	}
 	return pt
@@ -448,7 +448,8 @@ func (c *Converter) nearestOrg(l *cht.Lineage) string {
 // chwOf returns the primary contact of the first hydrated ancestor whose
 // type is a practitioner place type, if that contact is a hydrated person:
 // only then is its Practitioner put in a bundle (plan.place), so a
-// generalPractitioner reference always resolves.
+// generalPractitioner reference always resolves. The callers leave out a
+// CHW who is the Patient herself (a report about her makes her one).
 func (c *Converter) chwOf(l *cht.Lineage) *cht.Contact {
 	for ; l != nil; l = l.Parent {
 		if l.Doc != nil && c.isPracPlace(l.Doc.TypeID()) {

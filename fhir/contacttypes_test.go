@@ -178,12 +178,17 @@ func TestReportSubjectKinds(t *testing.T) {
 		}
 	}
 
-	// A report about a contact mapped to Practitioner only has no FHIR subject.
-	_, err = c.ReportBundle(report(chw, "HEIGHT_WEIGHT"))
-	var ce *ConversionError
-	if !errors.As(err, &ce) || ce.Field != "patient.contact_type" || !strings.Contains(ce.Reason, "Practitioner only") {
-		t.Fatalf("report about a CHW: err = %v, want a ConversionError naming patient.contact_type", err)
+	// A report about a contact mapped to Practitioner only is about her as
+	// a Patient too.
+	tx, err = c.ReportBundle(report(chw, "HEIGHT_WEIGHT"))
+	if err != nil {
+		t.Fatalf("report about a CHW: %v", err)
 	}
+	if got := slices.Sorted(slices.Values(kinds(t, tx)["chw1"])); !slices.Equal(got, []string{"Patient", "Practitioner"}) {
+		t.Errorf("report about a CHW: she became %v", got)
+	}
+	checkBundleReferences(t, tx)
+	var ce *ConversionError
 	// No subject at all is an error too, unless the form is subjectless.
 	r := report(nil, "HEIGHT_WEIGHT")
 	delete(r.Fields, "patient_uuid")
@@ -215,15 +220,17 @@ func TestReportSubjectKinds(t *testing.T) {
 
 // TestRolesMapping checks the legacy rule "persons with a CHW role are
 // Practitioners" expressed in the mapping, and that a report about such a
-// person needs a Patient among its resources.
+// person makes her a Patient as well: the default mapping maps the roles
+// the default person form offers (chw, chw_supervisor, nurse) to
+// Practitioner only, and a report about one of them was refused, so CHT
+// pushed it again for ever.
 func TestRolesMapping(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		resources []string
-		wantErr   bool
 	}{
-		{"practitioner only", []string{"Practitioner"}, true},
-		{"patient and practitioner", []string{"Patient", "Practitioner"}, false},
+		{"practitioner only", []string{"Practitioner"}},
+		{"patient and practitioner", []string{"Patient", "Practitioner"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, _ := LoadMapping("testdata/mapping.yaml")
@@ -234,17 +241,10 @@ func TestRolesMapping(t *testing.T) {
 			p.Role = "chw"
 			r.Patient = &p
 			tx, err := c.ReportBundle(r)
-			if tt.wantErr {
-				var ce *ConversionError
-				if !errors.As(err, &ce) || ce.Field != "patient.type" {
-					t.Fatalf("err = %v, want a ConversionError naming patient.type", err)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := kinds(t, tx)[p.ID]; !slices.Equal(got, []string{"Patient", "Practitioner"}) {
+			if got := slices.Sorted(slices.Values(kinds(t, tx)[p.ID])); !slices.Equal(got, []string{"Patient", "Practitioner"}) {
 				t.Errorf("subject became %v", got)
 			}
 			checkBundleReferences(t, tx)
@@ -282,5 +282,86 @@ func TestContactsMappingInvalid(t *testing.T) {
 	if _, err := New(Config{InstanceURL: testInstance, Mapping: m, ContactTypes: configurableTypes(t)}); err == nil ||
 		!strings.Contains(err.Error(), "c_person is a person type of the app") {
 		t.Errorf("New: err = %v, want a contradiction with the app's hierarchy", err)
+	}
+}
+
+// TestCHWWithoutRole: CHT's demo data has CHWs with no role, the primary
+// contacts of their areas (config/default/csv: person.health_center.csv
+// has no role column, place.health_center.csv names them the contacts),
+// and the users API creates such people too. The area's plan makes her a
+// Practitioner; she is one however her document is reached, never also a
+// Patient of her own, nor her own generalPractitioner.
+func TestCHWWithoutRole(t *testing.T) {
+	c := testConverter(t, Config{Mapping: DefaultMapping()})
+	chw := loadContact(t, "testdata/person_with_lineage.json")
+	chw.Role = ""
+	mary := loadContact(t, "testdata/person_in_household.json")
+
+	tx, err := c.ContactBundle(chw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(t, tx)[chw.ID]; !slices.Equal(got, []string{"Practitioner"}) {
+		t.Errorf("her own bundle: she became %v", got)
+	}
+
+	r := loadReport(t, "testdata/report_assessment_hydrated.json")
+	r.Contact, r.Patient = chw, mary
+	r.Fields["patient_uuid"] = mary.ID
+	tx, err = c.ReportBundle(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kinds(t, tx)
+	if !slices.Equal(got[chw.ID], []string{"Practitioner"}) || !slices.Equal(got[mary.ID], []string{"Patient"}) {
+		t.Errorf("report she submitted: resources %v", got)
+	}
+	checkBundleReferences(t, tx)
+	practitioner := ""
+	for _, e := range tx.Entries {
+		if _, ok := e.Resource.(*models.Practitioner); ok && strings.Contains(string(mustJSON(t, e.Resource)), chw.ID) {
+			practitioner = e.FullURL
+		}
+	}
+	for _, e := range tx.Entries {
+		switch res := e.Resource.(type) {
+		case *models.Observation:
+			if len(res.Performer) != 1 || res.Performer[0].Reference == nil || *res.Performer[0].Reference != practitioner {
+				t.Fatalf("performer %+v, want her Practitioner %s", res.Performer, practitioner)
+			}
+		case *models.Encounter:
+			if len(res.Participant) == 0 || res.Participant[0].Individual.Reference == nil || *res.Participant[0].Individual.Reference != practitioner {
+				t.Errorf("participant %+v, want her Practitioner %s", res.Participant, practitioner)
+			}
+		case *models.Patient:
+			if len(res.GeneralPractitioner) != 1 || *res.GeneralPractitioner[0].Reference != practitioner {
+				t.Errorf("Mary's generalPractitioner %+v, want the CHW %s", res.GeneralPractitioner, practitioner)
+			}
+		}
+	}
+
+	// A report about her makes her a Patient too, with no
+	// generalPractitioner: she is the CHW of her own area.
+	r.Patient = chw
+	r.Fields["patient_uuid"] = chw.ID
+	tx, err = c.ReportBundle(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tx.Entries {
+		if p, ok := e.Resource.(*models.Patient); ok && p.GeneralPractitioner != nil {
+			t.Errorf("her Patient has generalPractitioner %+v", p.GeneralPractitioner)
+		}
+	}
+	if got := slices.Sorted(slices.Values(kinds(t, tx)[chw.ID])); !slices.Equal(got, []string{"Patient", "Practitioner"}) {
+		t.Errorf("report about her: she became %v", got)
+	}
+	// The push handler's direct path writes the same bytes.
+	fast, err := c.appendReportBundle(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slow, _ := tx.MarshalJSON(); string(fast) != string(slow) {
+		t.Error("appendReportBundle differs from ReportBundle")
 	}
 }

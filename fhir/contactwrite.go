@@ -246,7 +246,7 @@ func (d *directRes) appendContact(b []byte) []byte {
 				b = append(b, `,"deceasedBoolean":true`...)
 			}
 		}
-		if chw := c.chwOf(p.Parent); chw != nil {
+		if chw := c.chwOf(p.Parent); chw != nil && chw.ID != p.ID {
 			b = append(b, `,"generalPractitioner":[`...)
 			b = d.appendRef(b, "Practitioner", chw.ID, false)
 			b = append(b, ']')

@@ -42,7 +42,7 @@ func TestPatientDirectEqualsMarshal(t *testing.T) {
 	}
 	files := []string{"../cht/testdata/person_hydrated.json", "../cht/testdata/person_configurable.json",
 		"../cht/testdata/person_with_lineage.json", "testdata/person_configurable.json",
-		"testdata/person_openmrs_example.json", "testdata/person_with_lineage.json"}
+		"testdata/person_openmrs_example.json", "testdata/person_with_lineage.json", "testdata/person_in_household.json"}
 	converted := map[string]bool{}
 	var refs int
 	for _, cfg := range []Config{{ContactTypes: types}, {}} {

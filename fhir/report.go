@@ -187,7 +187,7 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 		if s.place {
 			rt = "Location"
 		}
-		if rts := c.resources(h, person); !slices.Contains(rts, rt) {
+		if rts := c.resources(h, person); !person && !slices.Contains(rts, rt) {
 			return s, &ConversionError{DocID: r.ID, Field: field + "." + typeField(h), Value: h.TypeID(),
 				Reason: fmt.Sprintf("a report subject becomes a %s, but this contact type is mapped to %s only (add %s to its resources, or map form %q as subjectless)",
 					rt, strings.Join(rts, ", "), rt, r.Form)}

@@ -358,10 +358,10 @@ func (c *Converter) contactTx(ct *cht.Contact, built map[[2]string]struct{}, dir
 // ReportBundle converts a (preferably hydrated) report to one transaction:
 // its Encounter, one Observation per mapped non-empty field, and the
 // hydrated subject, submitter and their hydrated lineage as the resources
-// their types are mapped to, all linked with urn:uuid references. The
-// subject must be a Patient (a person type mapped to Patient) or a
-// Location (a place), and a report must have a subject unless its form is
-// mapped subjectless. Posting the same bundle twice creates no duplicates
+// their types are mapped to, all linked with urn:uuid references. A person
+// subject is a Patient, whatever else her type is mapped to; a place
+// subject must be mapped to Location; a report must have a subject unless
+// its form is mapped subjectless. Posting the same bundle twice creates no duplicates
 // (see [WriteStrategy]). An unmapped form gives an error wrapping
 // ErrUnmappedForm; a value that cannot be converted a *ConversionError
 // naming the field, except in lenient fields, whose values are dropped and
@@ -423,8 +423,17 @@ func (c *Converter) reportPlan(r *cht.Report) (*plan, error) {
 			subj, key = r.Place, "place"
 		}
 		if subj != nil && subj.ID != "" && subj.Hydrated() {
-			if _, err := p.contact(subj); err != nil {
+			rts, err := p.contact(subj)
+			if err != nil {
 				return nil, prefixField(key, err)
+			}
+			if rts != nil && !slices.Contains(rts, "Patient") {
+				// A report is about its subject as a patient, whatever
+				// else the mapping makes the person: a CHW can be
+				// pregnant. (p.contact checked subj.)
+				if d, person, _ := p.check(subj); person {
+					p.add("Patient", d)
+				}
 			}
 		}
 		s, err := c.subject(p.x, r)
