@@ -134,6 +134,20 @@ func isShortcode(s string) bool {
 	return true
 }
 
+// uuidBeside returns the first non-empty string of kind+"_uuid" ("patient"
+// or "place") at the top level of r or in its fields, and its path.
+func uuidBeside(r *cht.Report, kind string) (string, string) {
+	key := kind + "_uuid"
+	var top string
+	if raw, ok := r.Extra[key]; ok && json.Unmarshal(raw, &top) == nil && top != "" {
+		return top, key
+	}
+	if v, ok := r.Fields.String(key); ok && v != "" {
+		return v, "fields." + key
+	}
+	return "", ""
+}
+
 // inputsPlace reports whether the contact an XForm was opened on
 // (fields.inputs.contact, which the form fills from the contact it is
 // opened on and CHT's hydration does not read) names a place type in its
@@ -164,6 +178,16 @@ func (c *Converter) subject(x *refs, r *cht.Report) (reportSubject, error) {
 			return s, &ConversionError{DocID: r.ID, Field: "patient_id", Reason: "the report has no subject (none of patient_id, " +
 				"patient_uuid, place_id, place_uuid, at the top level or in fields, nor fields.inputs.contact._id is set); " +
 				"map its form as subjectless if its reports are about no one"}
+		}
+		if strings.HasSuffix(path, "_id") && path != "fields.inputs.contact._id" && !isShortcode(id) {
+			// Not digits: no shortcode of CHT's transitions, yet maybe
+			// a code a form or an import set, which CHT resolves as a
+			// shortcode first (shared-libs/lineage hydration.js,
+			// contactUuidByShortcode). A *_uuid member beside it names
+			// the document for sure.
+			if u, upath := uuidBeside(r, strings.TrimSuffix(strings.TrimPrefix(path, "fields."), "_id")); u != "" {
+				id, path = u, upath
+			}
 		}
 		if err := checkText(r.ID, path, id); err != nil {
 			return s, err

@@ -72,6 +72,21 @@ func TestEncounterSubjectForms(t *testing.T) {
 		{name: "inputs contact", r: cht.Report{Fields: cht.Fields{"inputs": map[string]any{"contact": map[string]any{"_id": "p9"}}}}, want: "Patient/" + c.ID("Patient", "p9")},
 		{name: "place subject", r: cht.Report{PlaceID: "pl1"}, noSubj: true},
 		{name: "conditional", r: cht.Report{Fields: cht.Fields{"patient_uuid": "abc"}}, strat: WriteConditionalUpdate, want: "identifier:" + testInstance + "/medic|abc"},
+		// CHT resolves patient_id as a shortcode first, whatever its
+		// characters (shared-libs/lineage hydration.js,
+		// contactUuidByShortcode); cht-core's own factories set
+		// patient_id "test_woman_1" beside the person's patient_uuid
+		// (tests/factories/cht/contacts/person.js, reports/generic-report.js).
+		// Without hydration, the uuid beside a code that is not digits
+		// names the document.
+		{name: "code beside a uuid", r: cht.Report{Fields: cht.Fields{"patient_id": "test_woman_1", "patient_uuid": "abc"}},
+			want: "Patient/" + c.ID("Patient", "abc")},
+		{name: "code beside a top-level uuid", r: cht.Report{PatientID: "KE-77", Extra: map[string]json.RawMessage{"patient_uuid": json.RawMessage(`"abc"`)}},
+			want: "Patient/" + c.ID("Patient", "abc")},
+		{name: "digits beside a uuid stay a shortcode", r: cht.Report{Fields: cht.Fields{"patient_id": "13985", "patient_uuid": "abc"}},
+			want: "identifier:" + testInstance + "/patient_id|13985"},
+		{name: "code alone is taken for an id", r: cht.Report{Fields: cht.Fields{"patient_id": "test_woman_1"}},
+			want: "Patient/" + c.ID("Patient", "test_woman_1")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
