@@ -157,6 +157,11 @@ func TestContactParentVariants(t *testing.T) {
 		{"iso reported_date", `{"_id":"a","type":"person","reported_date":"2024-10-31T06:25:50.419Z"}`, nil, `{"_id":"a","type":"person","reported_date":1730355950419}`},
 		{"digit string reported_date", `{"_id":"a","type":"person","reported_date":"1730355950419"}`, nil, `{"_id":"a","type":"person","reported_date":1730355950419}`},
 		{"empty contact", `{"_id":"a","type":"clinic","contact":""}`, nil, ""},
+		// cht-core's test factories end a lineage with {"_id": ""}
+		// (tests/factories/cht/contacts/place.js linkPlaces).
+		{"minified chain ending in an empty id", `{"_id":"a","type":"clinic","parent":{"_id":"p1","parent":{"_id":""}}}`, []string{"p1", ""}, ""},
+		{"empty-id parent", `{"_id":"a","type":"clinic","parent":{"_id":""}}`, []string{""}, ""},
+		{"parent without an id", `{"_id":"a","type":"clinic","parent":{}}`, []string{""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -399,6 +399,7 @@ func (d *decoder) lineage(kind memberKind) (*Lineage, bool) {
 				if p, ok := tmp.Extra["parent"]; ok && tmp.Parent == nil {
 					l.raw = p // "" or null at the top
 				}
+				l.emptyID = res.hasID && res.c.ID == ""
 			}
 			l.ID, l.Parent = res.c.ID, res.c.Parent
 			d.doneTmp(tmp)

@@ -22,6 +22,9 @@ type Lineage struct {
 	Doc    *Contact // full document when hydrated, nil when minified
 
 	raw json.RawMessage // placeholder parent ("" or null) to re-encode
+	// emptyID records a minified link decoded with "_id": "" (the top
+	// link cht-core's test factories write), for MarshalJSON to keep.
+	emptyID bool
 }
 
 // ids returns the ancestor ids from this link upwards, nearest first.
@@ -66,6 +69,9 @@ func (l *Lineage) MarshalJSON() ([]byte, error) {
 	}
 	m := members{}
 	m.str("_id", l.ID)
+	if l.ID == "" && l.emptyID {
+		m["_id"] = json.RawMessage(`""`)
+	}
 	if l.Parent != nil {
 		m["parent"] = l.Parent
 	} else if l.raw != nil {
