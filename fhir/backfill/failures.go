@@ -74,18 +74,26 @@ func openFailureLog(checkpoint string, fresh bool) (*failureLog, error) {
 	return &failureLog{f: f}, nil
 }
 
+// appendLines appends failures to b as the file lists them.
+func appendLines(b []byte, failures []Failure) ([]byte, error) {
+	for _, f := range failures {
+		line, err := json.Marshal(f)
+		if err != nil {
+			return b, fmt.Errorf("backfill: encode a failure: %w", err)
+		}
+		b = append(append(b, line...), '\n')
+	}
+	return b, nil
+}
+
 // add appends failures (a nil log keeps none).
 func (l *failureLog) add(failures []Failure) error {
 	if l == nil || len(failures) == 0 {
 		return nil
 	}
-	var b []byte
-	for _, f := range failures {
-		line, err := json.Marshal(f)
-		if err != nil {
-			return fmt.Errorf("backfill: encode a failure: %w", err)
-		}
-		b = append(append(b, line...), '\n')
+	b, err := appendLines(nil, failures)
+	if err != nil {
+		return err
 	}
 	if _, err := l.f.Write(b); err != nil {
 		return fmt.Errorf("backfill: write the failure list: %w", err)
@@ -168,13 +176,9 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 			total.skipped[k] += v
 		}
 	}
-	var list []byte
-	for _, f := range total.failures {
-		line, err := json.Marshal(f)
-		if err != nil {
-			return nil, fmt.Errorf("backfill: encode a failure: %w", err)
-		}
-		list = append(append(list, line...), '\n')
+	list, err := appendLines(nil, total.failures)
+	if err != nil {
+		return nil, err
 	}
 	if err := writeFileAtomic(failuresPath(cfg.CheckpointFile), list); err != nil {
 		return nil, err
