@@ -16,8 +16,8 @@ import (
 // own. name identifies the bundle ("batch-000042", or
 // "batch-000042-<doc id>" when a batch is written document by document).
 // WriteBundle returns nil only once the bundle is durably stored; a
-// *fhir.ServerError with a 4xx status (other than 408, 409, 412 and 429;
-// with a conditional write strategy, 412 too) means the bundle itself was
+// *fhir.ServerError with a 4xx status other than 408, 409, 412 and 429 (or
+// a 412 under a conditional write strategy) means the bundle itself was
 // rejected and retrying it is pointless. Any other error is retried.
 // WriteBundle must not modify bundle.
 type Writer interface {
