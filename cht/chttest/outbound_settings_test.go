@@ -3,6 +3,8 @@ package chttest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -304,5 +306,43 @@ func TestOutboundFromSettingsConfigErrorsAtSendTime(t *testing.T) {
 	}
 	if !basic || !header {
 		t.Errorf("retries with the new credentials: basic %v, header %v", basic, header)
+	}
+}
+
+// TestCredentialsEndpoint: api/src/routing.js parses PUT
+// /api/v1/credentials/:key with textParser only (text/plain,
+// application/xml, text/csv); with another type the body stays {}, and
+// controllers/credentials.js put answers 400 "Missing required request
+// body" before it checks that the user is a database admin (403).
+func TestCredentialsEndpoint(t *testing.T) {
+	srv := newTestServer(t, Config{})
+	// An online user who is no database admin (an offline one meets the
+	// offline firewall first).
+	srv.AddUser(User{Name: "manager", Password: "manager-pass", Roles: []string{RoleOnline}})
+	for _, tt := range []struct {
+		name, ct, body, user, pass string
+		want                       int
+	}{
+		{"text/plain", "text/plain", "s3cret", "", "", http.StatusOK},
+		{"with a charset", "text/plain; charset=utf-8", "s3cret", "", "", http.StatusOK},
+		{"text/csv", "text/csv", "s3cret", "", "", http.StatusOK},
+		{"form-encoded", "application/x-www-form-urlencoded", "s3cret", "", "", http.StatusBadRequest},
+		{"JSON", "application/json", `"s3cret"`, "", "", http.StatusBadRequest},
+		{"no type", "", "s3cret", "", "", http.StatusBadRequest},
+		{"empty", "text/plain", "", "", "", http.StatusBadRequest},
+		{"not an admin", "text/plain", "s3cret", "manager", "manager-pass", http.StatusForbidden},
+		{"not an admin, no body", "application/json", `"s3cret"`, "manager", "manager-pass", http.StatusBadRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			key := fmt.Sprintf("key-%x", tt.name)
+			r := do(t, srv, call{method: http.MethodPut, path: "/api/v1/credentials/" + key, body: tt.body, ct: tt.ct, user: tt.user, pass: tt.pass})
+			if r.status != tt.want {
+				t.Fatalf("status %d %s, want %d", r.status, r.body, tt.want)
+			}
+			got, ok := srv.Credential(key)
+			if ok != (tt.want == http.StatusOK) || ok && got != tt.body {
+				t.Errorf("stored %q, %v", got, ok)
+			}
+		})
 	}
 }

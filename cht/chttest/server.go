@@ -13,6 +13,7 @@ import (
 	"maps"
 	"math"
 	mrand "math/rand/v2"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1046,12 +1047,17 @@ func (s *Server) handleSettings(c *reqCtx, _ []string) {
 }
 
 func (s *Server) handleCredentials(c *reqCtx, params []string) {
-	if !slices.Contains(c.user.Roles, RoleDBAdmin) {
-		s.apiError(c, http.StatusForbidden, "Insufficient permissions", nil)
+	// api/src/routing.js parses the body with textParser only (text/plain,
+	// application/xml, text/csv): any other type leaves it {}, and
+	// controllers/credentials.js put refuses an empty body before it
+	// checks the user.
+	mt, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
+	if len(c.body) == 0 || (mt != "text/plain" && mt != "application/xml" && mt != "text/csv") {
+		s.apiError(c, http.StatusBadRequest, "Missing required request body", nil)
 		return
 	}
-	if len(c.body) == 0 {
-		s.apiError(c, http.StatusBadRequest, "Missing required request body", nil)
+	if !slices.Contains(c.user.Roles, RoleDBAdmin) {
+		s.apiError(c, http.StatusForbidden, "Insufficient permissions", nil)
 		return
 	}
 	s.SetCredential(params[0], string(c.body))
