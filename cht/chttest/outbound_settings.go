@@ -13,7 +13,8 @@ import (
 )
 
 // OutboundFromSettings turns an app_settings "outbound" block into one
-// PusherConfig per push, ordered by name. raw is either the outbound
+// PusherConfig per push, in the order CHT walks them (Object.keys: as
+// written, names that are array indexes first). raw is either the outbound
 // object or a whole app_settings document holding it (any object with an
 // "outbound" member). A whole document must enable the transition, as
 // CHT's loadTransitions (shared-libs/transitions/src/transitions/index.js)
@@ -43,20 +44,27 @@ func OutboundFromSettings(raw []byte, creds func(key string) (string, bool)) ([]
 	if err := json.Unmarshal(raw, &top); err != nil {
 		return nil, fmt.Errorf("chttest: outbound settings: %w", err)
 	}
+	block := json.RawMessage(raw)
 	if inner, ok := top["outbound"]; ok {
 		if err := markForOutboundEnabled(top["transitions"]); err != nil {
 			return nil, fmt.Errorf("chttest: outbound settings: %w", err)
 		}
-		top = nil
+		top, block = nil, inner
 		if err := json.Unmarshal(inner, &top); err != nil {
 			return nil, fmt.Errorf("chttest: outbound settings: outbound: %w", err)
 		}
+	}
+	// mark_for_outbound.js walks the pushes with Object.keys: document
+	// order, array-index names first.
+	order, err := objectKeys(map[string]json.RawMessage{"outbound": block}, "outbound")
+	if err != nil {
+		return nil, fmt.Errorf("chttest: outbound settings: %w", err)
 	}
 	names := make([]string, 0, len(top))
 	for k := range top {
 		names = append(names, k)
 	}
-	slices.Sort(names)
+	names = jsKeyOrder(names, order)
 	out := make([]PusherConfig, 0, len(names))
 	for _, name := range names {
 		cfg, err := pushFromSettings(name, top[name], creds)

@@ -375,7 +375,9 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	p.mu.Unlock()
 	if already {
 		a.Outcome = OutcomeAlreadySent
-		p.dequeue(id)
+		if retry {
+			p.dequeue(id)
+		}
 		return p.record(a), nil
 	}
 	start := time.Now()
@@ -390,7 +392,13 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	p.mu.Lock()
 	p.sent[id] = a.Hash
 	p.mu.Unlock()
-	p.dequeue(id)
+	if retry {
+		// A live push leaves a queued task as it is
+		// (mark_for_outbound.js markForOutbound only saves the completed
+		// task): the next run of Sentinel's schedule finds the payload
+		// sent and removes it (schedule/outbound.js singlePush).
+		p.dequeue(id)
+	}
 	return p.record(a), nil
 }
 

@@ -738,15 +738,25 @@ func TestPusherQueueOrderAndMaxAttempts(t *testing.T) {
 		}
 		want = append(want, id)
 	}
-	// Remove every even doc (succeeds), then re-queue doc-0 (fails again):
-	// it goes to the back.
+	// Every even doc is pushed live and succeeds: its task stays until
+	// the next run of the schedule finds it sent and removes it
+	// (mark_for_outbound.js markForOutbound leaves the task;
+	// schedule/outbound.js singlePush removes it). The odd ones fail again
+	// in that run and keep their places. Then doc-0 is queued again (it
+	// fails once more): it goes to the back.
 	dest.setRespond(reply(200, "application/json", `{}`))
 	for i := 0; i < 50; i += 2 {
 		if _, err := p.Push(ctx, map[string]any{"_id": "doc-" + strconv.Itoa(i), "v": 2}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if got := p.Queue(); !slices.Equal(got, want) {
+		t.Fatalf("queue after the live pushes %v, want every task still there", got)
+	}
 	dest.setRespond(reply(503, "", ""))
+	if err := p.RunQueue(ctx); err == nil {
+		t.Fatal("the odd docs' retries succeeded")
+	}
 	if _, err := p.Push(ctx, map[string]any{"_id": "doc-0", "v": 3}); err == nil {
 		t.Fatal("push succeeded")
 	}
@@ -765,8 +775,10 @@ func TestPusherQueueOrderAndMaxAttempts(t *testing.T) {
 	if a := p.Attempts(); a[len(a)-1].DocID != "doc-0" {
 		t.Errorf("last kept attempt %s, want doc-0", a[len(a)-1].DocID)
 	}
-	if f, s := p.CountOutcome(OutcomeFailed), p.CountOutcome(OutcomeSent); f != 51 || s != 25 {
-		t.Errorf("CountOutcome failed %d sent %d, want 51 and 25", f, s)
+	// 50 first attempts, 25 odd retries and doc-0 once more; 25 sent,
+	// 25 found sent by the schedule.
+	if f, s, a := p.CountOutcome(OutcomeFailed), p.CountOutcome(OutcomeSent), p.CountOutcome(OutcomeAlreadySent); f != 76 || s != 25 || a != 25 {
+		t.Errorf("CountOutcome failed %d sent %d already sent %d, want 76, 25 and 25", f, s, a)
 	}
 }
 
@@ -983,8 +995,17 @@ func TestRecordsAPIRunsMarkForOutboundBeforeSave(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if q := ref.Queue(); len(q) != 0 || ref.CountOutcome(OutcomeSent) != 1 || refDest.count() != 1 {
+		// Sentinel's pass sends it (the task stays until the schedule
+		// runs: mark_for_outbound.js leaves it), and the schedule's next
+		// run finds it sent and removes the task without sending again.
+		if q := ref.Queue(); len(q) != 1 || ref.CountOutcome(OutcomeSent) != 1 || refDest.count() != 1 {
 			t.Errorf("ref after Sentinel's pass: queue %v, %d sent", q, ref.CountOutcome(OutcomeSent))
+		}
+		if err := ref.RunQueue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if q := ref.Queue(); len(q) != 0 || refDest.count() != 1 {
+			t.Errorf("ref after the schedule's run: queue %v, %d sent", q, refDest.count())
 		}
 		mu.Lock()
 		got := slices.Clone(existed)
