@@ -28,8 +28,8 @@ type Push struct {
 	// Mapping maps destination object-paths (numeric segments create
 	// arrays) to sources; see [MapPath], [MapOptional] and [MapExpr].
 	Mapping map[string]MapValue `json:"mapping"`
-	// Cron, if set (CHT 4.5+), queues pushes outside ±5 min of its ticks
-	// (UTC). CHT accepts only what cron-validator 1.3.1 accepts with its
+	// Cron, if set (CHT 4.5+), queues pushes outside ±5 min of its ticks,
+	// in the local time of the server Sentinel runs on. CHT accepts only what cron-validator 1.3.1 accepts with its
 	// default options: five fields of numbers, *, ranges, lists and steps
 	// (weekday 0-6; no names, ?, seconds or @macros). Any other cron makes
 	// the push never due: CHT queues it forever and reports nothing, so
