@@ -203,9 +203,12 @@ func (c *Converter) subjectError(rt, expr string) error {
 // as the Encounter (same identifier, or same literal reference when there
 // is no identifier); an Observation with another subject is an error
 // naming its subject. ReportedDate is the Encounter's period.start or the
-// first effectiveDateTime: a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD: the
-// start of that period in UTC) or dateTime with a zone; any other value
-// is an error naming the element. A value outside the mapped field's min
+// first Observation's effective time (effectiveDateTime, effectiveInstant,
+// or effectivePeriod.start, else its end): a FHIR date (YYYY, YYYY-MM,
+// YYYY-MM-DD: the start of that period in UTC) or dateTime with a zone;
+// any other value is an error naming the element. An Encounter or
+// Observation with status entered-in-error or cancelled is an error naming
+// its status: a retracted value is not converted. A value outside the mapped field's min
 // or max is an error naming Observation.value[x], as in the CHT → FHIR
 // direction. From is the phone of an Encounter.participant
 // with a Systems.Phone identifier (the SMS sender); Geolocation is the
@@ -215,6 +218,9 @@ func (c *Converter) subjectError(rt, expr string) error {
 // Observation whose code is not mapped for the
 // form is an error naming Observation.code.
 func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounter, obs []models.Observation, patient *models.Patient, locations ...*models.Location) (*cht.Record, error) {
+	if err := retracted(enc, obs); err != nil {
+		return nil, err
+	}
 	fi, err := c.inboundForm(form, enc, obs)
 	if err != nil {
 		return nil, err
@@ -254,14 +260,12 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 			// One submission is about one patient.
 			return nil, invalid("Observation", expr+".subject", "subject differs from "+subjExpr)
 		}
-		if o.EffectiveDateTime != nil {
-			t, err := reportTime("Observation", expr+".effectiveDateTime", *o.EffectiveDateTime)
-			if err != nil {
-				return nil, err
-			}
-			if sub.ReportedDate.IsZero() {
-				sub.ReportedDate = t
-			}
+		t, err := effectiveTime(o, expr)
+		if err != nil {
+			return nil, err
+		}
+		if sub.ReportedDate.IsZero() {
+			sub.ReportedDate = t
 		}
 		f := fi.byCode(o.Code)
 		if f == nil {
@@ -307,6 +311,70 @@ func (c *Converter) SubmissionFromObservations(form string, enc *models.Encounte
 	}
 	sub.Fields[key] = id
 	return sub, nil
+}
+
+// retracted refuses Observations that are no valid data: an Encounter, or
+// an Observation, whose status is entered-in-error or cancelled. Both
+// statuses are modifiers in R4: entered-in-error means "this electronic
+// record should never have existed" and the resource "should not be
+// treated as valid"; a cancelled Observation "is unavailable because the
+// measurement was not started or not completed", a cancelled Encounter
+// did not take place (http://hl7.org/fhir/R4/observation.html#status,
+// http://hl7.org/fhir/R4/valueset-observation-status.html,
+// http://hl7.org/fhir/R4/valueset-encounter-status.html). Writing their
+// values would make a retraction live CHT data, so the issue names the
+// status and says that a retracted value is not written.
+func retracted(enc *models.Encounter, obs []models.Observation) error {
+	const why = "the value is retracted, not valid data: a retracted value is not written to CHT " +
+		"(change or delete the report in CHT if an earlier version was written)"
+	if enc != nil && (enc.Status == models.EncounterStatusEnteredInError || enc.Status == models.EncounterStatusCancelled) {
+		return &InvalidResourceError{ResourceType: "Encounter", Issues: []Issue{{Expression: "Encounter.status",
+			Reason: fmt.Sprintf("status %q: the Encounter's Observations are not written: %s", enc.Status.Code(), why),
+			Code:   models.IssueTypeBusinessRule}}}
+	}
+	for i := range obs {
+		if st := obs[i].Status; st == models.ObservationStatusEnteredInError || st == models.ObservationStatusCancelled {
+			expr := "Observation.status"
+			if len(obs) > 1 {
+				expr = "Bundle.entry.resource.where(resourceType='Observation')[" + strconv.Itoa(i) + "].status"
+			}
+			return &InvalidResourceError{ResourceType: "Observation", Issues: []Issue{{Expression: expr,
+				Reason: fmt.Sprintf("status %q: %s", st.Code(), why), Code: models.IssueTypeBusinessRule}}}
+		}
+	}
+	return nil
+}
+
+// effectiveTime returns the time of the Observation o (at expr) as a
+// report's time: its effective[x] (R4 Observation.effective[x], "the
+// clinically relevant time/time-period for observation"): effectiveDateTime,
+// effectiveInstant, or effectivePeriod's start (else its end, when the
+// period has only an end). The zero time when o has none of them. A value
+// that is not a FHIR dateTime (an instant: a dateTime with seconds and
+// zone) is an error naming the element; a period's end is checked too.
+func effectiveTime(o *models.Observation, expr string) (time.Time, error) {
+	switch {
+	case o.EffectiveDateTime != nil:
+		return reportTime("Observation", expr+".effectiveDateTime", *o.EffectiveDateTime)
+	case o.EffectiveInstant != nil:
+		if v := strings.TrimSpace(*o.EffectiveInstant); !isDateTime(v) {
+			return time.Time{}, &InvalidResourceError{ResourceType: "Observation", Issues: []Issue{{Expression: expr + ".effectiveInstant",
+				Code: models.IssueTypeValue, Reason: fmt.Sprintf("%q is not a FHIR instant (YYYY-MM-DDThh:mm:ss with a zone)", *o.EffectiveInstant)}}}
+		}
+		return reportTime("Observation", expr+".effectiveInstant", *o.EffectiveInstant)
+	case o.EffectivePeriod != nil:
+		p := o.EffectivePeriod
+		if err := checkDates("Observation", "", nil, expr+".effectivePeriod", p); err != nil {
+			return time.Time{}, err
+		}
+		switch {
+		case p.Start != nil:
+			return reportTime("Observation", expr+".effectivePeriod.start", *p.Start)
+		case p.End != nil:
+			return reportTime("Observation", expr+".effectivePeriod.end", *p.End)
+		}
+	}
+	return time.Time{}, nil
 }
 
 // reportGeolocation returns the position of the Location (one of locs)
@@ -617,8 +685,9 @@ func (c *Converter) reverseValue(f *FieldMapping, o *models.Observation) (any, e
 // a lost-to-follow-up request) to a records API submission of form
 // Inbound.TaskForm carrying the CHT patient _id (key Inbound.PatientField)
 // and the request's id (key "fhir_service_request"), which makes CHT raise a
-// task for the CHW. Only active requests are converted. patient may be nil when the subject reference carries the CHT
-// identifier.
+// task for the CHW. Only active requests are converted, and not one with
+// doNotPerform true (an error naming ServiceRequest.doNotPerform). patient
+// may be nil when the subject reference carries the CHT identifier.
 func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, patient *models.Patient) (*cht.Record, error) {
 	if sr == nil {
 		return nil, required("ServiceRequest", "ServiceRequest")
@@ -626,6 +695,14 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 	if sr.Status != models.RequestStatusActive {
 		return nil, &InvalidResourceError{ResourceType: "ServiceRequest", Issues: []Issue{{Expression: "ServiceRequest.status",
 			Reason: fmt.Sprintf("status %q raises no task (want active)", sr.Status.Code()), Code: models.IssueTypeValue}}}
+	}
+	// doNotPerform is a modifier (R4 ServiceRequest.doNotPerform: "the
+	// ServiceRequest is asking for the specified action to not occur"):
+	// the request is a prohibition, not work for a CHW.
+	if sr.DoNotPerform != nil && *sr.DoNotPerform {
+		return nil, &InvalidResourceError{ResourceType: "ServiceRequest", Issues: []Issue{{Expression: "ServiceRequest.doNotPerform",
+			Reason: "true: the request is that the action NOT be performed; no CHW task is raised for a request not to do something",
+			Code:   models.IssueTypeBusinessRule}}}
 	}
 	key, id := c.subjectField(&sr.Subject, patient)
 	if key == "" {

@@ -594,3 +594,140 @@ func TestSubmissionDueDatesAreFHIRDates(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmissionRefusesRetractedObservations: an Observation with status
+// entered-in-error or cancelled, or the Observations of an Encounter with
+// such a status, are no valid data (FHIR R4 observation.html#status, a
+// modifier: "entered-in-error ... should not be treated as valid";
+// valueset-observation-status, valueset-encounter-status). The conversion
+// refuses them, naming the status, instead of making a report of them.
+func TestSubmissionRefusesRetractedObservations(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ObservationForm: "HEIGHT_WEIGHT"}})
+	medic := &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}
+	obs := func(code, value string, status models.ObservationStatus) models.Observation {
+		return models.Observation{Status: status, Subject: medic,
+			Code:          models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr(code)}}},
+			ValueQuantity: &models.Quantity{Value: ptr(json.Number(value)), System: ptr(ucumSystem), Code: ptr(map[string]string{"8302-2": "cm", "29463-7": "kg"}[code])}}
+	}
+	enc := func(status models.EncounterStatus) *models.Encounter {
+		return &models.Encounter{Status: status, Subject: medic, Period: &models.Period{Start: ptr("2024-05-02T10:00:00+03:00")}}
+	}
+	height, weight := obs("8302-2", "168", models.ObservationStatusFinal), obs("29463-7", "61.5", models.ObservationStatusFinal)
+	tests := []struct {
+		name string
+		enc  *models.Encounter
+		obs  []models.Observation
+		expr string // "": converted
+	}{
+		{"final", nil, []models.Observation{height}, ""},
+		{"amended", nil, []models.Observation{obs("8302-2", "168", models.ObservationStatusAmended)}, ""},
+		{"entered-in-error", nil, []models.Observation{obs("8302-2", "168", models.ObservationStatusEnteredInError)}, "Observation.status"},
+		{"cancelled", nil, []models.Observation{obs("8302-2", "168", models.ObservationStatusCancelled)}, "Observation.status"},
+		{"the second of a group", enc(models.EncounterStatusFinished),
+			[]models.Observation{height, obs("29463-7", "61.5", models.ObservationStatusEnteredInError)},
+			"Bundle.entry.resource.where(resourceType='Observation')[1].status"},
+		{"Encounter entered-in-error", enc(models.EncounterStatusEnteredInError), []models.Observation{height, weight}, "Encounter.status"},
+		{"Encounter cancelled", enc(models.EncounterStatusCancelled), []models.Observation{height}, "Encounter.status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub, err := c.SubmissionFromObservations("", tt.enc, tt.obs, nil)
+			if tt.expr == "" {
+				if err != nil || sub.Fields["height"] == nil {
+					t.Fatalf("refused: %+v %v", sub, err)
+				}
+				return
+			}
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || ire.Issues[0].Expression != tt.expr || !strings.Contains(err.Error(), "a retracted value is not written to CHT") {
+				t.Fatalf("err = %v, want an issue at %s", err, tt.expr)
+			}
+			if sub != nil {
+				t.Errorf("a report made of a retracted value: %+v", sub)
+			}
+		})
+	}
+}
+
+// TestSubmissionEffectiveTimeOfEveryChoice: Observation.effective[x] is a
+// dateTime, Period, Timing or instant (FHIR R4 observation.html; the
+// spec's observation-example-f001-glucose sends effectivePeriod.start). A
+// dateTime, an instant and a period's start (else its end) are the
+// report's time; a value that is not one is refused, naming the element.
+func TestSubmissionEffectiveTimeOfEveryChoice(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ObservationForm: "HEIGHT_WEIGHT"}})
+	want := time.Date(2024, 5, 2, 7, 5, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		set  func(o *models.Observation)
+		expr string // of the refusal; "" converted at want
+	}{
+		{"effectiveDateTime", func(o *models.Observation) { o.EffectiveDateTime = ptr("2024-05-02T10:05:00+03:00") }, ""},
+		{"effectiveInstant", func(o *models.Observation) { o.EffectiveInstant = ptr("2024-05-02T10:05:00.000+03:00") }, ""},
+		{"effectivePeriod", func(o *models.Observation) {
+			o.EffectivePeriod = &models.Period{Start: ptr("2024-05-02T10:05:00+03:00"), End: ptr("2024-05-02T10:30:00+03:00")}
+		}, ""},
+		{"effectivePeriod with an end only", func(o *models.Observation) {
+			o.EffectivePeriod = &models.Period{End: ptr("2024-05-02T07:05:00Z")}
+		}, ""},
+		{"effectiveInstant without a time", func(o *models.Observation) { o.EffectiveInstant = ptr("2024-05-02") }, "Observation.effectiveInstant"},
+		{"effectivePeriod.start that is no date", func(o *models.Observation) {
+			o.EffectivePeriod = &models.Period{Start: ptr("yesterday")}
+		}, "Observation.effectivePeriod.start"},
+		{"effectivePeriod.end that is no date", func(o *models.Observation) {
+			o.EffectivePeriod = &models.Period{Start: ptr("2024-05-02T10:05:00+03:00"), End: ptr("later")}
+		}, "Observation.effectivePeriod.end"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := models.Observation{Status: models.ObservationStatusFinal,
+				Subject:       &models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}},
+				Code:          models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://loinc.org"), Code: ptr("8302-2")}}},
+				ValueQuantity: &models.Quantity{Value: ptr(json.Number("168")), System: ptr(ucumSystem), Code: ptr("cm")}}
+			tt.set(&o)
+			sub, err := c.SubmissionFromObservations("", nil, []models.Observation{o}, nil)
+			if tt.expr != "" {
+				var ire *InvalidResourceError
+				if !errors.As(err, &ire) || ire.Issues[0].Expression != tt.expr {
+					t.Fatalf("err = %v, want an issue at %s", err, tt.expr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sub.ReportedDate.Equal(want) {
+				t.Errorf("ReportedDate %v, want %v", sub.ReportedDate, want)
+			}
+		})
+	}
+}
+
+// TestSubmissionFromServiceRequestDoNotPerform: doNotPerform true is a
+// modifier (FHIR R4 servicerequest.html, ServiceRequest.doNotPerform: "the
+// ServiceRequest is asking for the specified action to not occur"): no CHW
+// task is raised for it, and the error names the element.
+func TestSubmissionFromServiceRequestDoNotPerform(t *testing.T) {
+	c := testConverter(t, Config{})
+	for _, tt := range []struct {
+		name string
+		dnp  *bool
+		ok   bool
+	}{{"absent", nil, true}, {"false", ptr(false), true}, {"true", ptr(true), false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			sr := &models.ServiceRequest{Status: models.RequestStatusActive, Intent: models.RequestIntentOrder, DoNotPerform: tt.dnp,
+				Subject: models.Reference{Identifier: &models.Identifier{System: ptr(testInstance + "/medic"), Value: ptr("p1")}}}
+			sub, err := c.SubmissionFromServiceRequest(sr, nil)
+			if tt.ok {
+				if err != nil || sub == nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ire *InvalidResourceError
+			if !errors.As(err, &ire) || ire.Issues[0].Expression != "ServiceRequest.doNotPerform" || !strings.Contains(err.Error(), "no CHW task") {
+				t.Fatalf("err = %v, want an issue at ServiceRequest.doNotPerform", err)
+			}
+		})
+	}
+}

@@ -40,7 +40,9 @@ const FHIRContentType = "application/fhir+json"
 // Report fields filled from a ServiceRequest or Task besides the patient
 // field (fhir.InboundConfig.PatientField). They match the INTEROP_FOLLOW_UP
 // form of cht-interoperability; a field the request does not give is left
-// out.
+// out. The report of a Task sent with the ServiceRequest it carries out
+// (see the package documentation) takes the reason and due date of the
+// ServiceRequest when the Task gives none.
 const (
 	// FieldRequestID holds the request's id (else its identifier value).
 	FieldRequestID = "service_request_id"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,10 @@ type plannedBundle struct {
 	// patientUnit is the unit of each Patient by its references (fullUrl,
 	// Patient/<id>).
 	patientUnit map[string]int
+	// through lists, for the unit of a ServiceRequest whose CHW task a
+	// Task of the same Bundle raises (see raiseThrough), the units of
+	// those Tasks: a batch fails the ServiceRequest when they fail.
+	through map[int][]int
 }
 
 // serveBundle processes a transaction, batch or collection Bundle.
@@ -56,6 +61,13 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	parsed, err := parseEntries(bundle)
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Err: err}
+	}
+	// The Bundle's own backbone elements (Bundle.link); those of each
+	// entry are checked with it.
+	top := *bundle
+	top.Entry = nil
+	if err := refuseModifiers("Bundle", top, "Bundle"); err != nil {
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: err}
 	}
 	pb := b.planBundle(ctx, bundle, parsed)
 
@@ -115,6 +127,17 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 				results[i].status = statusOf(err)
 			}
 		}
+		// A ServiceRequest whose CHW task a Task of the Bundle raises
+		// fails with that Task, so that the sender re-sends both.
+		for su, tus := range pb.through {
+			for _, tu := range tus {
+				if r := results[tu]; r.err != nil {
+					err := throughFailed(pb.entries[tu][0], r.err)
+					results[su] = &entryResult{err: err, status: statusOf(err), unit: pb.units[su]}
+					break
+				}
+			}
+		}
 	}
 	return b.bundleAnswer(ctx, batch, pb, results)
 }
@@ -128,6 +151,18 @@ func subjectFailed(u *unit, entry int, err error) error {
 	}
 	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(u.subjectExpr,
 		fmt.Sprintf("the subject, Bundle.entry[%d], was not written: %v", entry, err), models.IssueTypeValue)}
+}
+
+// throughFailed is the error of a ServiceRequest whose CHW task the Task
+// of entry raises, when that Task failed with err: a CHT failure (5xx)
+// keeps its status, so that the sender retries both; any other is a 422.
+func throughFailed(entry int, err error) error {
+	if st := statusOf(err); st >= 500 {
+		return &Error{Status: st, Err: fmt.Errorf("its CHW task is raised by the Task of Bundle.entry[%d], which was not written: %w", entry, err)}
+	}
+	return &Error{Status: http.StatusUnprocessableEntity, Err: &fhir.InvalidResourceError{ResourceType: "ServiceRequest",
+		Issues: []fhir.Issue{{Expression: "ServiceRequest", Code: models.IssueTypeValue, Reason: fmt.Sprintf(
+			"its CHW task is raised by the Task of Bundle.entry[%d], which carries it out and was not written: %v", entry, err)}}}}
 }
 
 // checkTransaction runs, for every unit of a transaction, the checks that
@@ -330,16 +365,27 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		return keys
 	}
 
+	// An entry, or its request, with a modifier extension is refused
+	// with the unit it belongs to.
+	entryErr := make([]error, len(parsed))
+	for i := range parsed {
+		entryErr[i] = entryModifiers(bundle, i)
+	}
+
 	refs := map[string]bundleRef{}
 	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
 		if p, ok := res.(*models.Patient); ok {
+			if entryErr[i] != nil {
+				add(nil, entryErr[i], i)
+				continue
+			}
 			u, err := b.plan(ctx, p, nil)
 			switch {
 			case err != nil:
 			case !u.skip:
 				for _, k := range refsOf(i, "Patient", p.Id) {
-					refs[k] = bundleRef{id: u.docID, written: true}
+					refs[k] = bundleRef{id: u.docID, written: true, version: metaVersion(p.Meta)}
 					pb.patientUnit[k] = len(pb.units)
 				}
 			default:
@@ -347,31 +393,70 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 				// about it are about the person it names.
 				if id := b.personIDOf(p); id != "" {
 					for _, k := range refsOf(i, "Patient", p.Id) {
-						refs[k] = bundleRef{id: id}
+						refs[k] = bundleRef{id: id, version: metaVersion(p.Meta)}
 					}
 				}
 			}
 			add(u, err, i)
 		}
 	}
+
+	// ServiceRequests, then Tasks: a Task that carries out a
+	// ServiceRequest of the same Bundle raises the one CHW task of both
+	// (raiseThrough).
+	requests := map[string]entryRef{} // ServiceRequest entries by fullUrl and ServiceRequest/<id>
+	requestUnit := map[int]int{}      // unit of each ServiceRequest entry
 	for i, res := range parsed {
-		switch res.(type) {
-		case *models.ServiceRequest, *models.Task:
-			u, err := b.plan(ctx, res, refs)
+		if sr, ok := res.(*models.ServiceRequest); ok {
+			u, err := b.plan(ctx, sr, refs)
+			if entryErr[i] != nil {
+				u, err = nil, entryErr[i]
+			}
+			requestUnit[i] = len(pb.units)
 			add(u, err, i)
+			for _, k := range refsOf(i, "ServiceRequest", sr.Id) {
+				requests[k] = entryRef{entry: i, version: metaVersion(sr.Meta)}
+			}
+		}
+	}
+	planned := map[int]plannedUnit{} // the ServiceRequest units as planned, before raiseThrough
+	for _, ui := range requestUnit {
+		planned[ui] = plannedUnit{pb.units[ui], pb.errs[ui]}
+	}
+	for i, res := range parsed {
+		t, ok := res.(*models.Task)
+		if !ok {
+			continue
+		}
+		task, carried, err := taskRequests(t, requests, parsed)
+		if err != nil {
+			add(nil, err, i)
+			continue
+		}
+		u, err := b.plan(ctx, task, refs)
+		if u != nil {
+			u.resource = t // answered as received
+		}
+		if entryErr[i] != nil {
+			u, err = nil, entryErr[i]
+		}
+		tu := len(pb.units)
+		add(u, err, i)
+		for _, c := range carried {
+			pb.raiseThrough(planned, requestUnit[c.entry], c.entry, tu, i, c.expr)
 		}
 	}
 
 	// Observations: with the Encounter they refer to (or the Bundle's only
 	// Encounter when they refer to none), else grouped by subject and
 	// effective time (one report per visit).
-	encOf := map[string]int{}
+	encOf := map[string]entryRef{}
 	var encs []int
 	for i, res := range parsed {
 		if e, ok := res.(*models.Encounter); ok {
 			encs = append(encs, i)
 			for _, k := range refsOf(i, "Encounter", e.Id) {
-				encOf[k] = i
+				encOf[k] = entryRef{entry: i, version: metaVersion(e.Meta)}
 			}
 		}
 	}
@@ -384,7 +469,12 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		}
 		key := ""
 		if o.Encounter != nil && o.Encounter.Reference != nil {
-			if e, ok := encOf[*o.Encounter.Reference]; ok {
+			e, found, err := resolveEntry(encOf, *o.Encounter.Reference, "Observation.encounter")
+			if err != nil {
+				add(nil, err, i)
+				continue
+			}
+			if found {
 				key = "enc:" + strconv.Itoa(e)
 			}
 		}
@@ -394,14 +484,11 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 			key = "enc:" + strconv.Itoa(encs[0])
 		}
 		if key == "" {
-			subj, eff := "", ""
+			subj := ""
 			if o.Subject != nil {
 				subj = string(mustJSON(o.Subject))
 			}
-			if o.EffectiveDateTime != nil {
-				eff = *o.EffectiveDateTime
-			}
-			key = "obs:" + subj + "@" + eff
+			key = "obs:" + subj + "@" + effectiveKey(o)
 		}
 		if _, seen := groups[key]; !seen {
 			order = append(order, key)
@@ -444,6 +531,11 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 			primary = enc
 		}
 		u, err := b.planObservations(ctx, enc, obs, primary, refs)
+		for _, e := range entries {
+			if err == nil && entryErr[e] != nil {
+				u, err = nil, entryErr[e]
+			}
+		}
 		if err != nil {
 			encIdx := -1
 			if enc != nil {
@@ -459,6 +551,120 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		}
 	}
 	return pb
+}
+
+// carried is a ServiceRequest of the Bundle that a Task carries out: its
+// entry, and the Task's element that names it (Task.focus,
+// Task.basedOn[n]).
+type carried struct {
+	entry int
+	expr  string
+}
+
+// taskRequests finds the ServiceRequests of the Bundle (requests, by
+// fullUrl and ServiceRequest/<id>) that the Task t carries out: those its
+// focus and basedOn name (R4 Task.basedOn: "the request ... that this task
+// is carrying out"; a urn:uuid, relative, absolute or version-specific
+// reference, resolved as R4 bundle.html#references says). It returns a
+// copy of t whose references to those with an id read ServiceRequest/<id>,
+// so that the Task's report names the request (fhir_service_request) as
+// for a request outside the Bundle.
+func taskRequests(t *models.Task, requests map[string]entryRef, parsed []any) (*models.Task, []carried, error) {
+	cp := *t
+	var found []carried
+	resolve := func(r *models.Reference, expr string) error {
+		if r.Reference == nil {
+			return nil
+		}
+		e, ok, err := resolveEntry(requests, *r.Reference, expr)
+		if err != nil || !ok {
+			return err
+		}
+		if !slices.ContainsFunc(found, func(c carried) bool { return c.entry == e }) {
+			found = append(found, carried{entry: e, expr: expr})
+		}
+		if sr := parsed[e].(*models.ServiceRequest); sr.Id != nil && *sr.Id != "" {
+			ref := "ServiceRequest/" + *sr.Id
+			r.Reference = &ref
+		}
+		return nil
+	}
+	if t.Focus != nil {
+		f := *t.Focus
+		cp.Focus = &f
+		if err := resolve(cp.Focus, "Task.focus"); err != nil {
+			return nil, nil, err
+		}
+	}
+	cp.BasedOn = slices.Clone(t.BasedOn)
+	for j := range cp.BasedOn {
+		if err := resolve(&cp.BasedOn[j], "Task.basedOn["+strconv.Itoa(j)+"]"); err != nil {
+			return nil, nil, err
+		}
+	}
+	return &cp, found, nil
+}
+
+// raiseThrough makes the Task of unit tu (entry te) raise the one CHW task
+// of the ServiceRequest of unit su (entry se), which the Task carries out
+// (its element expr names it): the EMR sends the order and the Task that
+// asks for it to be done (R4 workflow: a fulfiller is asked with a Task
+// basedOn the request), and one referral is one follow-up for the CHW.
+// planned holds the ServiceRequest units as planned. The Task's report
+// names the ServiceRequest (taskRequests) and gets its reason and due date
+// when it has none; the ServiceRequest is acknowledged without a report of
+// its own. A refused ServiceRequest refuses the Task and a refused Task the
+// ServiceRequest, as does a Task about another person than its
+// ServiceRequest; a batch also fails the ServiceRequest when the Task's
+// write fails (serveBundle). A ServiceRequest or Task that came from CHT
+// (acknowledged, not written) is left alone: the other one raises its own
+// task, as when sent alone.
+func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, te int, expr string) {
+	s := planned[su]
+	if s.err != nil {
+		if pb.errs[tu] == nil {
+			pb.errs[tu] = invalid(expr, fmt.Sprintf("the ServiceRequest it carries out, Bundle.entry[%d], is refused, "+
+				"so no CHW task is raised for it: %v", se, s.err), models.IssueTypeValue)
+		}
+		return
+	}
+	t := pb.units[tu]
+	if s.u.skip || (pb.errs[tu] == nil && t.skip) {
+		return
+	}
+	if pb.errs[tu] == nil && s.u.subjectID != "" && t.subjectID != "" && s.u.subjectID != t.subjectID {
+		pb.errs[tu] = invalid("Task.for", fmt.Sprintf("CHT person %s, not the subject of the ServiceRequest it carries out "+
+			"(Bundle.entry[%d], CHT person %s): one referral is about one person", t.subjectID, se, s.u.subjectID), models.IssueTypeValue)
+	}
+	if pb.errs[tu] != nil {
+		pb.errs[su] = &fhir.InvalidResourceError{ResourceType: "ServiceRequest", Issues: []fhir.Issue{{Expression: "ServiceRequest",
+			Code: models.IssueTypeValue, Reason: fmt.Sprintf("its CHW task is raised by the Task of Bundle.entry[%d], "+
+				"which carries it out and is refused", te)}}}
+		pb.units[su] = nil
+		return
+	}
+	for _, f := range []string{FieldReason, FieldDueDate} {
+		if _, ok := t.report.Fields[f]; !ok {
+			if v, ok := s.u.report.Fields[f]; ok {
+				t.report.Fields[f] = v
+			}
+		}
+	}
+	if pb.through == nil {
+		pb.through = map[int][]int{}
+	}
+	pb.through[su] = append(pb.through[su], tu)
+	if pb.errs[su] == nil {
+		pb.units[su] = &unit{resourceType: "ServiceRequest", resource: s.u.resource, skip: true, message: fmt.Sprintf(
+			"ServiceRequest: its CHW task is the one the Task of Bundle.entry[%d] raises, which carries it out "+
+				"(Task.focus or Task.basedOn): no report of its own", te)}
+	}
+}
+
+// plannedUnit is a unit as planned, with its planning error.
+type plannedUnit struct {
+	u   *unit
+	err error
 }
 
 // bundleAnswer builds the transaction-response (transaction, collection) or

@@ -27,13 +27,71 @@
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
-// Observation code), 500 without Retry-After for a mediator configuration
+// Observation code, and those of Refused resources below), 500 without Retry-After for a mediator configuration
 // error (a missing parent place, a NotifyEMR endpoint that is not an
 // absolute http(s) URL, a 401 or 403 of CHT or of the FHIR server, which
 // refused the mediator's own credentials), logged as an error, and 502 or
 // 504 when CHT or the FHIR server failed: the
 // work may be partly done (a CHT answer lost, a Bundle failed halfway), and
 // the EMR (or OpenHIM) retries, which is safe (see Idempotency).
+//
+// # Refused resources
+//
+// Some valid FHIR must not become CHT data; each is refused with 422 naming
+// the element, and a transaction or collection holding one is refused whole,
+// before anything is written (a batch refuses that entry):
+//
+//   - An Observation whose status is entered-in-error or cancelled, and the
+//     Observations of an Encounter with such a status (Observation.status,
+//     Encounter.status): R4 makes these statuses modifiers meaning "not
+//     valid data", and a retracted value is not written to CHT. The bridge
+//     does not take back what an earlier version wrote: change or delete
+//     that report in CHT.
+//   - A resource with a modifierExtension, at the resource or in one of its
+//     backbone elements (such as Task.restriction or Patient.contact), a
+//     Bundle entry or entry request with one, and a Patient read from
+//     Config.FHIRURL as a subject with one: a modifier extension changes the
+//     meaning of what holds it (R4 extensibility.html#modifierExtension),
+//     and the bridge understands none. The issue names the element and the
+//     extension's url.
+//   - A ServiceRequest with doNotPerform true (ServiceRequest.doNotPerform):
+//     it asks that something not be done, and raises no CHW task.
+//
+// # Times
+//
+// A report's reported_date is the Encounter's period.start, else the first
+// Observation's effective time: effectiveDateTime, effectiveInstant, or
+// effectivePeriod.start (else its end); a ServiceRequest's or Task's
+// authoredOn; else the time of writing. A date that is not a FHIR date or
+// dateTime (an instant: with seconds and zone) is refused, naming the
+// element. Observations without an Encounter are grouped into one report
+// per subject and effective time.
+//
+// # References in a Bundle
+//
+// A reference to a resource of the same Bundle (a Patient as a subject, an
+// Encounter as Observation.encounter, a ServiceRequest as Task.basedOn or
+// Task.focus) matches the entry's fullUrl (a urn:uuid, or an absolute URL)
+// or <type>/<id>. A version-specific reference (Patient/p-1/_history/2,
+// relative or absolute) matches without its version, which must then be the
+// entry's meta.versionId when the resource has one (422 naming the
+// reference otherwise), as R4 bundle.html#references resolves it. Read
+// from Config.FHIRURL, a version-specific Patient reference reads the
+// Patient's current version.
+//
+// # A Task with its ServiceRequest
+//
+// An EMR may send the ServiceRequest of a referral with the Task that asks
+// for it to be done (Task.basedOn or Task.focus referring to it) in one
+// Bundle. That is one referral, and one CHW task: the Task's report, which
+// names the Task (fhir_task) and, when the ServiceRequest has an id, the
+// ServiceRequest (fhir_service_request), and which takes the request's
+// reason and due date when the Task gives none. The ServiceRequest's entry
+// is answered 200 without a report of its own. The Task and the
+// ServiceRequest must be about the same person; when either is refused, so
+// is the other (in a batch too, also when the Task's write fails). A
+// ServiceRequest sent alone, or in a Bundle without its Task, still raises
+// its own CHW task.
 //
 // # Idempotency
 //

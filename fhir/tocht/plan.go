@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -33,10 +34,14 @@ type unit struct {
 	// subject is the CHT person a report is about when it was not written
 	// in the same Bundle: it must exist before the report is written.
 	subject, subjectExpr string
-	// subjectRef is the reference (fullUrl or Patient/<id>) of the Patient
-	// of the same Bundle the report is about, if any: a batch does not
-	// write the report when that Patient failed.
+	// subjectRef is the reference (fullUrl or Patient/<id>, without a
+	// version) of the Patient of the same Bundle the report is about, if
+	// any: a batch does not write the report when that Patient failed.
 	subjectRef string
+	// subjectID is the _id of the CHT person a report made from a
+	// ServiceRequest or Task is about, "" when unknown: a Task and the
+	// ServiceRequest it carries out must be about the same person.
+	subjectID string
 
 	// mergeFields merges the report's fields into those of the stored
 	// report instead of replacing them (see upsertReport): set for a
@@ -88,10 +93,12 @@ func identity(ids []models.Identifier, id *string) string {
 
 // bundleRef is the CHT person a Patient of a Bundle is: written by the
 // Bundle, or, for a Patient that came from CHT and is not written back,
-// the person it names, which must exist.
+// the person it names, which must exist. version is the Patient's
+// meta.versionId, which a version-specific reference must name.
 type bundleRef struct {
 	id      string
 	written bool
+	version string
 }
 
 // plan converts one resource (not a Bundle) to a unit. refs maps the
@@ -125,6 +132,9 @@ func skipped(resourceType string, res any) *unit {
 func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 	if b.fromCHT(p.Meta) {
 		return skipped("Patient", p), nil
+	}
+	if err := refuseModifiers("Patient", p, "Patient"); err != nil {
+		return nil, err
 	}
 	person, err := b.conv.PersonFromPatient(p)
 	if err != nil {
@@ -197,6 +207,9 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	if b.fromCHT(meta) {
 		return skipped(rt, res), nil
 	}
+	if err := refuseModifiers(rt, res, rt); err != nil {
+		return nil, err
+	}
 	subjectExpr := rt + ".subject"
 	if rt == "Task" {
 		subjectExpr = "Task.for"
@@ -255,8 +268,12 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
+	subjectID := check
+	if subjectID == "" && patient != nil && len(patient.Identifier) > 0 && patient.Identifier[0].Value != nil {
+		subjectID = *patient.Identifier[0].Value // patientWithID's
+	}
 	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr, subjectRef: ref}, nil
+		subject: check, subjectExpr: subjectExpr, subjectRef: ref, subjectID: subjectID}, nil
 }
 
 // planObservations converts an optional Encounter and its Observations
@@ -266,6 +283,22 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, obs []models.Observation, primary any, refs map[string]bundleRef) (*unit, error) {
 	if len(obs) > 0 && !slices.ContainsFunc(obs, func(o models.Observation) bool { return !b.fromCHT(o.Meta) }) {
 		return skipped("Observation", primary), nil
+	}
+	if enc != nil {
+		if err := refuseModifiers("Encounter", enc, "Encounter"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range obs {
+		root := "Observation"
+		if len(obs) > 1 {
+			// As the converter names the Observations of a group
+			// (groupError maps it to their entries).
+			root = "Bundle.entry.resource.where(resourceType='Observation')[" + strconv.Itoa(i) + "]"
+		}
+		if err := refuseModifiers("Observation", &obs[i], root); err != nil {
+			return nil, err
+		}
 	}
 	var subject *models.Reference
 	if enc != nil {
@@ -346,9 +379,15 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		}
 	}
 	if ref.Reference != nil {
-		if r, ok := refs[*ref.Reference]; ok {
+		// A version-specific reference names the Patient of the Bundle
+		// without its version (R4 bundle.html#references).
+		key, version := unversioned(*ref.Reference)
+		if r, ok := refs[key]; ok {
+			if version != "" && r.version != "" && version != r.version {
+				return nil, "", "", versionMismatch(expr, *ref.Reference, key, version, r.version)
+			}
 			if r.written {
-				return b.patientWithID(r.id), "", *ref.Reference, nil
+				return b.patientWithID(r.id), "", key, nil
 			}
 			if err := checkDocID(r.id, expr); err != nil {
 				return nil, "", "", err
@@ -384,6 +423,13 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	p, err := b.readPatient(ctx, id, expr)
 	if err != nil {
 		return nil, "", "", err
+	}
+	// A modifier extension may change what the Patient is (R4
+	// extensibility.html#modifierExtension): its identifiers are not
+	// used to name a CHT person then.
+	if issues := modifierIssues(p, "Patient"); len(issues) > 0 {
+		return nil, "", "", invalid(expr, fmt.Sprintf("the referenced Patient/%s, read from the FHIR server: %s: %s",
+			id, issues[0].Expression, issues[0].Reason), models.IssueTypeNotSupported)
 	}
 	pid := b.personIDOf(p)
 	if pid == "" {
