@@ -204,7 +204,9 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 				}
 				return nil
 			}
-			require.Eventually(t, func() bool { return channel() != nil && modified() == 0 }, 5*time.Second, 10*time.Millisecond)
+			// 30 s: a heartbeat every 20 ms checks the channels, but a CI
+			// machine under load can starve the loop for seconds.
+			require.Eventually(t, func() bool { return channel() != nil && modified() == 0 }, 30*time.Second, 10*time.Millisecond)
 			admin, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 				Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
 			require.NoError(t, err)
@@ -212,12 +214,12 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 			require.NoError(t, admin.Do(context.Background(), http.MethodPut, "/channels/"+id,
 				map[string]any{"status": "disabled", "urlPattern": "^/elsewhere$"}, nil))
 			if restore {
-				require.Eventually(t, func() bool { return channel().URLPattern == "^/off$" }, 5*time.Second, 10*time.Millisecond, "restored")
+				require.Eventually(t, func() bool { return channel().URLPattern == "^/off$" }, 30*time.Second, 10*time.Millisecond, "restored")
 			} else {
-				require.Eventually(t, func() bool { return modified() == 1 }, 5*time.Second, 10*time.Millisecond, "reported")
+				require.Eventually(t, func() bool { return modified() == 1 }, 30*time.Second, 10*time.Millisecond, "reported")
 				require.NoError(t, admin.Do(context.Background(), http.MethodPut, "/channels/"+id,
 					map[string]any{"urlPattern": "^/off$"}, nil))
-				require.Eventually(t, func() bool { return modified() == 0 }, 5*time.Second, 10*time.Millisecond,
+				require.Eventually(t, func() bool { return modified() == 0 }, 30*time.Second, 10*time.Millisecond,
 					"a channel that differs only by its status is not modified")
 			}
 			time.Sleep(100 * time.Millisecond) // several heartbeats
