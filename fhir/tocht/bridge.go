@@ -509,7 +509,7 @@ func invalid(expr, reason string, code models.IssueType) *fhir.InvalidResourceEr
 
 // typeOf returns the resource type of a ParseResource result.
 func typeOf(res any) string {
-	switch res.(type) {
+	switch r := res.(type) {
 	case *models.Patient:
 		return "Patient"
 	case *models.ServiceRequest:
@@ -522,6 +522,8 @@ func typeOf(res any) string {
 		return "Encounter"
 	case *models.Bundle:
 		return "Bundle"
+	case *contextResource:
+		return r.ResourceType
 	}
 	return fmt.Sprintf("%T", res)
 }

@@ -58,9 +58,9 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	if len(bundle.Entry) == 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.entry", "the Bundle has no entries", models.IssueTypeRequired)}
 	}
-	parsed, err := parseEntries(bundle)
-	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Err: err}
+	pe := parseEntries(bundle)
+	if err := pe.refusal(batch); err != nil {
+		return nil, err
 	}
 	// The Bundle's own backbone elements (Bundle.link); those of each
 	// entry are checked with it.
@@ -69,7 +69,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	if err := refuseModifiers("Bundle", top, "Bundle"); err != nil {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: err}
 	}
-	pb := b.planBundle(ctx, bundle, parsed)
+	pb := b.planBundle(ctx, bundle, pe)
 
 	results := make([]*entryResult, len(pb.units))
 	if !batch {
@@ -215,7 +215,7 @@ func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
 		return err
 	}
 	if u.report != nil {
-		doc, err := b.reportDoc(u.docID, u.report)
+		doc, err := b.reportDoc(u.docID, u.report, u.xform)
 		if err != nil {
 			return err
 		}
@@ -237,64 +237,6 @@ type entryResult struct {
 	created bool
 	err     error
 	status  int
-}
-
-// parseEntries checks and decodes every entry's resource.
-func parseEntries(bundle *models.Bundle) ([]any, error) {
-	parsed := make([]any, len(bundle.Entry))
-	var issues []fhir.Issue
-	for i, e := range bundle.Entry {
-		if len(issues) >= maxBundleIssues {
-			break // the answer names the first ones
-		}
-		prefix := "Bundle.entry[" + strconv.Itoa(i) + "]"
-		if len(e.Resource) == 0 {
-			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Reason: "required element is missing", Code: models.IssueTypeRequired})
-			continue
-		}
-		res, err := fhir.ParseResource(e.Resource)
-		if err != nil {
-			issues = append(issues, entryIssues(err, i)...)
-			continue
-		}
-		switch typeOf(res) {
-		case "Patient", "ServiceRequest", "Task", "Observation", "Encounter":
-		default:
-			issues = append(issues, fhir.Issue{Expression: prefix + ".resource", Code: models.IssueTypeNotSupported,
-				Reason: typeOf(res) + " is not accepted in a Bundle"})
-			continue
-		}
-		if e.Request != nil {
-			switch e.Request.Method {
-			case models.HTTPVerbPOST:
-			case models.HTTPVerbPUT:
-				id, ok := literalID(e.Request.Url, typeOf(res))
-				if !ok {
-					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: models.IssueTypeInvalid,
-						Reason: fmt.Sprintf("PUT %q: want %s/<id>", e.Request.Url, typeOf(res))})
-					continue
-				}
-				if err := checkID(id); err != nil {
-					issues = append(issues, fhir.Issue{Expression: prefix + ".request.url", Code: models.IssueTypeValue,
-						Reason: fmt.Sprintf("PUT %s: %v", quote(e.Request.Url), err)})
-					continue
-				}
-				if err := setID(res, id); err != nil {
-					issues = append(issues, entryIssues(err, i)...)
-					continue
-				}
-			default:
-				issues = append(issues, fhir.Issue{Expression: prefix + ".request.method", Code: models.IssueTypeNotSupported,
-					Reason: fmt.Sprintf("method %s is not supported: POST or PUT", e.Request.Method.Code())})
-				continue
-			}
-		}
-		parsed[i] = res
-	}
-	if len(issues) > 0 {
-		return nil, &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: issues}
-	}
-	return parsed, nil
 }
 
 // entryIssues rewrites the issues of an entry's error to name the element
@@ -340,8 +282,11 @@ func isTypeName(s string) bool {
 	return false
 }
 
-// planBundle groups the entries into units without I/O.
-func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed []any) *plannedBundle {
+// planBundle groups the entries into units without I/O. An entry pe
+// refused (in a batch) is a unit of its own that fails; a context
+// resource (see contextTypes) is one acknowledged without writing.
+func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *parsedEntries) *plannedBundle {
+	parsed := pe.res
 	pb := &plannedBundle{unitOf: make([]int, len(parsed))}
 	for i := range pb.unitOf {
 		pb.unitOf[i] = -1
@@ -372,6 +317,21 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 		entryErr[i] = entryModifiers(bundle, i)
 	}
 
+	for i, err := range pe.errs {
+		if err != nil {
+			add(nil, err, i)
+		}
+	}
+	for i, res := range parsed {
+		if c, ok := res.(*contextResource); ok {
+			u, err := b.planContext(c)
+			if entryErr[i] != nil {
+				u, err = nil, entryErr[i]
+			}
+			add(u, err, i)
+		}
+	}
+
 	refs := map[string]bundleRef{}
 	pb.patientUnit = map[string]int{}
 	for i, res := range parsed {
@@ -380,7 +340,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, parsed [
 				add(nil, entryErr[i], i)
 				continue
 			}
-			u, err := b.plan(ctx, p, nil)
+			u, err := b.planPatient(p, pe.cond[i])
 			switch {
 			case err != nil:
 			case !u.skip:

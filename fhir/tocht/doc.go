@@ -15,7 +15,7 @@
 // (updated, or already up to date) with the resource; a Patient also gets the
 // identifier of its CHT person. A transaction or collection Bundle is
 // answered with a transaction-response Bundle, a batch with a
-// batch-response, with one entry per entry received.
+// batch-response, with one entry per entry received (see Bundles).
 //
 // Every error is answered with an OperationOutcome naming the element and
 // the problem: 400 for malformed or invalid resources (among them an id,
@@ -23,7 +23,8 @@
 // that is not of FHIR's id type [A-Za-z0-9\-\.]{1,64} or is a dot-segment; a
 // string holding invalid UTF-8, a lone surrogate or a control character
 // other than tab, CR and LF, which are refused rather than changed),
-// 404 and 405 for other paths and methods, 413 for bodies over
+// 404 and 405 for other paths and methods (and, for a batch entry, 405
+// for a method other than POST and PUT), 413 for bodies over
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
@@ -56,6 +57,44 @@
 //     extension's url.
 //   - A ServiceRequest with doNotPerform true (ServiceRequest.doNotPerform):
 //     it asks that something not be done, and raises no CHW task.
+//
+// # Bundles
+//
+// A Bundle's entries are POST or PUT entries (or entries without request)
+// carrying a resource. A PUT's request.url names the resource,
+// <type>/<id>, whose id the resource takes. For a Patient it may instead be
+// a conditional update by identifier (R4 http.html#cond-update), PUT
+// Patient?identifier=<system>|<value> (|<value> for an identifier without
+// system, <value> for one of any system): the Patient must carry that
+// identifier, which is then its key (see Idempotency) in place of the one
+// the key rules would choose, so the entry updates the person that
+// identifier made, or creates it. A conditional url with other search
+// parameters, several identifiers or one the Patient does not carry, and
+// one of another resource type, is refused (400 naming request.url).
+//
+// Beside the resources it writes (Patient, ServiceRequest, Task, and
+// Observations with their Encounter), a Bundle may carry the resources
+// they refer to as context: Practitioner, PractitionerRole, Organization
+// and Location (OpenMRS's Encounter.participant and Encounter.location,
+// a request's requester, a Task's owner). They hold no data of a CHT
+// person or report: each is answered 200 with an outcome saying it was
+// context, not written to CHT, and the other entries are written as
+// without them. Every other resource type (Condition, MedicationRequest,
+// Immunization, DiagnosticReport, ...) carries data the bridge cannot
+// write, and is refused (400 naming the entry), as is a Location that is
+// where a report was filled in (the Location with the identifier
+// "<report _id>/geolocation" cht-to-fhir writes: 422), whose geolocation
+// the bridge does not write from a Bundle.
+//
+// An entry the bridge cannot handle, a method other than POST and PUT
+// (the bridge deletes, reads and patches no CHT data), a POST or PUT
+// without a resource, a resource that is not valid or of a type refused
+// above, or a request.url that does not name it, refuses a transaction or
+// collection whole (400, naming the entry's element: request.method for a
+// DELETE). In a batch, whose entries are processed independently (R4
+// http.html#transaction), that entry alone is answered 405 (the method)
+// or 400, and the others are processed; a batch with more than 50 such
+// entries is refused whole (400), so that the answer stays small.
 //
 // # Times
 //
@@ -106,8 +145,9 @@
 //   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
 //     the value of its identifier with the converter's ExternalID system,
 //     else "system|value" of its first identifier (the bare value when it
-//     has no system), else its id; that identifier's value (or the id) is
-//     stored as external_id. A Patient that carries a CHT _id identifier (one
+//     has no system), else its id; in a Bundle, the identifier a
+//     conditional update names comes first (see Bundles). That identifier's
+//     value (or the id) is stored as external_id. A Patient that carries a CHT _id identifier (one
 //     cht-to-fhir wrote) updates that person and never creates one: it must
 //     exist (422 otherwise) and be a person (Config.ContactTypes,
 //     Config.PersonTypes), not a place (422), and an _id starting with "_"
@@ -158,10 +198,25 @@
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer
-// followed by a retry would create a duplicate. Writing the document as the
-// records API (or the people API) would store it is also what CHT's web app
-// does for every form it submits; Sentinel then runs the transitions on the
-// change, and the CHW's device computes the task from the report.
+// followed by a retry would create a duplicate. Writing the document itself
+// is also what CHT's web app does for every form it submits; Sentinel then
+// runs the transitions on the change, and the CHW's device computes the
+// task from the report.
+//
+// A report is written in the shape CHT gives a report of its form. The
+// Observations of an XForm, a mapped form whose id is not all upper case
+// (assessment), make the document CHT's web app saves when the form is
+// submitted (cht-core webapp/src/ts/services/enketo.service.ts
+// initializeReportDoc): form as the mapping spells it, type data_record,
+// content_type "xml", the field names as mapped, no sms_message. Those of
+// a records API (JSON or SMS) form, whose code is upper case
+// (HEIGHT_WEIGHT), and the report of a ServiceRequest or Task, whose task
+// form (fhir.InboundConfig.TaskForm) is a records API form whatever the
+// case it is configured in, make the document the records API would
+// store: form upper-cased, field keys lower-cased, empty errors and tasks,
+// the request's metadata as sms_message. A stored report of the other
+// shape (an XForm's report an earlier version wrote as a records API
+// report) is rewritten in its form's shape when it is sent again.
 //
 // Run inside a [mediator.Mediator], with a CHT client whose HTTPClient uses
 // [mediator.Transport], every CHT call is an orchestration of the OpenHIM

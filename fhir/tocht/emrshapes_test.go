@@ -3,8 +3,10 @@ package tocht_test
 // Resources shaped as EMRs send them (OpenMRS FHIR2, the R4 spec's own
 // examples and rules) that the bridge used to write wrongly: retracted
 // values, effective times other than effectiveDateTime, modifiers,
-// version-specific references, and a Task sent with the ServiceRequest it
-// carries out.
+// version-specific references, a Task sent with the ServiceRequest it
+// carries out, the reports of XForms, Bundles with context resources
+// (Practitioner, Location), batch entries the bridge cannot handle, and
+// conditional updates of a Patient.
 
 import (
 	"encoding/json"
@@ -17,7 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
@@ -448,4 +452,356 @@ func TestTaskAndItsServiceRequestRaiseOneFollowUp(t *testing.T) {
 			assert.Equal(t, tt.fields, fields)
 		})
 	}
+}
+
+// newDocs decodes the stored CHT documents whose _id is not in before.
+func newDocs(t *testing.T, r *rig, before []json.RawMessage) []map[string]any {
+	t.Helper()
+	old := map[string]bool{}
+	for _, raw := range before {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		old[m["_id"].(string)] = true
+	}
+	var out []map[string]any
+	for _, raw := range r.cht.Docs() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		if !old[m["_id"].(string)] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// entryStatuses are the statuses of a response Bundle's entries.
+func entryStatuses(resp batchResponse) []string {
+	out := make([]string, len(resp.Entry))
+	for i, e := range resp.Entry {
+		out[i] = e.Response.Status
+	}
+	return out
+}
+
+// TestXFormReportIsWrittenAsCHTSavesIt: a report of an XForm (a form id
+// that is not all upper case: the default mapping's assessment) is saved
+// by CHT's web app with the form id unchanged, type data_record and
+// content_type "xml", and no sms_message (cht-core
+// webapp/src/ts/services/enketo.service.ts initializeReportDoc); CHT tells
+// XForm reports by content_type (shared-libs/transitions utils
+// isXFormReport, registration-utils isValidRegistration), and the app's
+// tasks and targets match doc.form === 'assessment'. The bridge wrote it
+// as a records API report of form ASSESSMENT, a form CHT does not have.
+// Records API forms (HEIGHT_WEIGHT) and the task form keep the records
+// API's shape, also when the task form is configured in lower case (the
+// default interop_follow_up: cht-interoperability's INTEROP_FOLLOW_UP
+// JSON form raises the task; the interop_follow_up XForm closes it).
+func TestXFormReportIsWrittenAsCHTSavesIt(t *testing.T) {
+	xformReport := func(r *rig) string {
+		return r.bridge.ReportID("Encounter", "https://emr.example.org/encounter|ENC-RDT-1")
+	}
+	assertXForm := func(t *testing.T, doc map[string]any) {
+		t.Helper()
+		assert.Equal(t, "assessment", doc["form"], "the XForm's id, as CHT's web app saves it")
+		assert.Equal(t, "data_record", doc["type"])
+		assert.Equal(t, "xml", doc["content_type"])
+		assert.NotContains(t, doc, "sms_message", "a records API member")
+		fields := doc["fields"].(map[string]any)
+		assert.Equal(t, chttest.DemoChildID, fields["patient_uuid"])
+		assert.Equal(t, map[string]any{"malaria_rdt": "positive", "temperature": 38.5}, fields["group_fever"])
+		assert.Equal(t, float64(time.Date(2024, 5, 2, 7, 0, 0, 0, time.UTC).UnixMilli()), doc["reported_date"])
+	}
+
+	t.Run("XForm", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", testdata(t, "bundle-assessment-xform.json"))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		doc := r.doc(t, xformReport(r))
+		assertXForm(t, doc)
+		for _, k := range []string{"errors", "tasks"} {
+			assert.NotContains(t, doc, k, "a records API member")
+		}
+		assert.Empty(t, r.reports(t, "ASSESSMENT"), "no report of an upper-cased form")
+
+		// cht-to-fhir reads it back as a report of the mapped form.
+		raw, _ := r.cht.Doc(xformReport(r))
+		var rep cht.Report
+		require.NoError(t, json.Unmarshal(raw, &rep))
+		tx, err := r.conv.ReportBundle(&rep)
+		require.NoError(t, err)
+		out, err := json.Marshal(tx)
+		require.NoError(t, err)
+		assert.Contains(t, string(out), `"code":"70569-9"`)
+		assert.Contains(t, string(out), `"code":"assessment"`)
+	})
+
+	t.Run("records API form", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", testdata(t, "observations.json"))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		doc := r.doc(t, observationsReport(r))
+		assert.Equal(t, "HEIGHT_WEIGHT", doc["form"])
+		assert.NotContains(t, doc, "content_type")
+		assert.Equal(t, "HEIGHT_WEIGHT", doc["sms_message"].(map[string]any)["form"])
+	})
+
+	t.Run("task form in lower case", func(t *testing.T) {
+		r := newRig(t, func(c *tocht.Config) {
+			conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: instanceURL, Mapping: fhir.DefaultMapping(),
+				Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}}) // TaskForm: the default, interop_follow_up
+			require.NoError(t, err)
+			c.Converter = conv
+		})
+		a := r.post(t, "/fhir/ServiceRequest", testdata(t, "service-request.json"))
+		require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+		reports := r.reports(t, "INTEROP_FOLLOW_UP")
+		require.Len(t, reports, 1, "the JSON form that raises the task")
+		assert.NotContains(t, reports[0], "content_type")
+		assert.Contains(t, reports[0], "sms_message")
+		assert.Empty(t, r.reports(t, "interop_follow_up"), "not the XForm that closes the task")
+	})
+
+	// A report an earlier version wrote as a records API report of form
+	// ASSESSMENT is rewritten in the XForm's shape when re-sent.
+	t.Run("rewrites the earlier shape", func(t *testing.T) {
+		r := newRig(t)
+		_, err := r.cht.PutDoc(map[string]any{"_id": xformReport(r), "type": "data_record", "form": "ASSESSMENT",
+			"fields":        map[string]any{"patient_uuid": chttest.DemoChildID, "group_fever": map[string]any{"malaria_rdt": "positive"}},
+			"reported_date": 1714633200000, "errors": []any{}, "tasks": []any{},
+			"sms_message": map[string]any{"form": "ASSESSMENT", "reported_date": 1714633200000}})
+		require.NoError(t, err)
+		a := r.post(t, "/fhir", testdata(t, "bundle-assessment-xform.json"))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		assertXForm(t, r.doc(t, xformReport(r)))
+	})
+}
+
+// TestContextResourcesInABundleAreAcknowledged: an EMR's Bundle carries
+// the Practitioner and Location its Encounter refers to (OpenMRS FHIR2
+// EncounterTranslatorImpl: Encounter.participant.individual is a
+// Practitioner reference, Encounter.location a Location reference; R4
+// bundle.html: a Bundle holds the resources its entries refer to). They
+// hold no data of a CHT report or person: each is answered 200 saying it
+// was not written to CHT, and the Encounter's report is written as
+// without them, whatever the Bundle's type. The whole Bundle was refused
+// (400 "resource type Practitioner is not supported"). A resource type
+// with clinical data the bridge cannot write (a Condition) is still
+// refused, and so is a Location that carries a report's geolocation.
+func TestContextResourcesInABundleAreAcknowledged(t *testing.T) {
+	openmrs := testdata(t, "bundle-openmrs-encounter-context.json")
+	ofType := func(typ string) []byte {
+		return patched(t, openmrs, func(m map[string]any) { m["type"] = typ })
+	}
+	withEntry := func(body []byte, entry string) []byte {
+		return patched(t, body, func(m map[string]any) { m["entry"] = append(m["entry"].([]any), member(t, entry)) })
+	}
+	const condition = `{"resource": {"resourceType": "Condition", "id": "c-1",
+	  "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]},
+	  "subject": {"identifier": {"system": "https://cht.example.org/medic", "value": "` + chttest.DemoPatientID + `"}}},
+	  "request": {"method": "PUT", "url": "Condition/c-1"}}`
+	for _, typ := range []string{"transaction", "collection", "batch"} {
+		t.Run(typ, func(t *testing.T) {
+			r := newRig(t)
+			before := r.cht.Docs()
+			a := r.post(t, "/fhir", ofType(typ))
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			resp := bundleResponse(t, a.body)
+			assert.Equal(t, []string{"201 Created", "201 Created", "200 OK", "200 OK"}, entryStatuses(resp), "%s", a.body)
+			for i, rt := range map[int]string{2: "Practitioner", 3: "Location"} {
+				text := resp.Entry[i].Response.Outcome.text()
+				assert.Contains(t, text, rt)
+				assert.Contains(t, text, "not written to CHT")
+			}
+			docs := newDocs(t, r, before)
+			require.Len(t, docs, 1, "one report, nothing else: %v", docs)
+			assert.Equal(t, "HEIGHT_WEIGHT", docs[0]["form"])
+			assert.Equal(t, 168.0, docs[0]["fields"].(map[string]any)["height"])
+		})
+	}
+
+	t.Run("a Condition refuses a transaction", func(t *testing.T) {
+		r := newRig(t)
+		before := len(r.cht.Docs())
+		a := r.post(t, "/fhir", withEntry(openmrs, condition))
+		require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+		text := parseOutcome(t, a.body).text()
+		assert.Contains(t, text, "Bundle.entry[4].resource")
+		assert.Contains(t, text, `"Condition" is not accepted`)
+		assert.Len(t, r.cht.Docs(), before, "nothing written")
+	})
+
+	t.Run("a Condition in a batch", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", withEntry(ofType("batch"), condition))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		resp := bundleResponse(t, a.body)
+		assert.Equal(t, []string{"201 Created", "201 Created", "200 OK", "200 OK", "400 Bad Request"}, entryStatuses(resp))
+		assert.Contains(t, resp.Entry[4].Response.Outcome.text(), "Bundle.entry[4].resource")
+		assert.Len(t, newWeightReports(t, r), 1)
+	})
+
+	t.Run("the Location of a report's geolocation", func(t *testing.T) {
+		r := newRig(t)
+		before := len(r.cht.Docs())
+		a := r.post(t, "/fhir", withEntry(openmrs, `{"resource": {"resourceType": "Location", "id": "geo-1",
+		  "identifier": [{"system": "https://cht.example.org/observation", "value": "r-1/geolocation"}],
+		  "position": {"latitude": -0.1, "longitude": 34.7}}}`))
+		require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+		text := parseOutcome(t, a.body).text()
+		assert.Contains(t, text, "Bundle.entry[4].resource.identifier[0]")
+		assert.Contains(t, text, "geolocation")
+		assert.Len(t, r.cht.Docs(), before, "nothing written")
+	})
+}
+
+// TestBatchEntryTheBridgeCannotHandle: the entries of a batch are processed
+// independently ("there SHALL be no interdependencies between the different
+// entries", R4 http.html#transaction), each answered on its own. An entry
+// the bridge cannot handle, a DELETE (it deletes no CHT data: 405) or a
+// POST without a resource (400), is answered alone, naming the problem,
+// and the others are written. The whole batch was refused 400 with
+// "Bundle.entry[0].resource: required element is missing" for a DELETE.
+// A transaction, written whole or not at all, is refused whole, naming
+// the method.
+func TestBatchEntryTheBridgeCannotHandle(t *testing.T) {
+	withFirst := func(typ, entry string) []byte {
+		return patched(t, testdata(t, "batch-delete-entry.json"), func(m map[string]any) {
+			m["type"] = typ
+			m["entry"].([]any)[0] = member(t, entry)
+		})
+	}
+	tests := []struct {
+		name   string
+		body   []byte
+		status string // of the first entry
+		want   []string
+	}{
+		{"DELETE", testdata(t, "batch-delete-entry.json"), "405 Method Not Allowed",
+			[]string{"Bundle.entry[0].request.method", "DELETE", "does not delete CHT data"}},
+		{"GET", withFirst("batch", `{"request": {"method": "GET", "url": "ServiceRequest/ltfu-old"}}`), "405 Method Not Allowed",
+			[]string{"Bundle.entry[0].request.method", "GET"}},
+		{"DELETE with a resource", withFirst("batch", `{"resource": {"resourceType": "Patient", "id": "p-1", "name": [{"text": "A B"}]},
+			"request": {"method": "DELETE", "url": "Patient/p-1"}}`), "405 Method Not Allowed", []string{"Bundle.entry[0].request.method", "DELETE"}},
+		{"POST without a resource", withFirst("batch", `{"request": {"method": "POST", "url": "ServiceRequest"}}`), "400 Bad Request",
+			[]string{"Bundle.entry[0].resource", "required element is missing"}},
+		{"an invalid resource", withFirst("batch", `{"resource": {"resourceType": "Task", "intent": "order"}}`), "400 Bad Request",
+			[]string{"Bundle.entry[0].resource.status"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.post(t, "/fhir", tt.body)
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			resp := bundleResponse(t, a.body)
+			assert.Equal(t, []string{tt.status, "201 Created"}, entryStatuses(resp), "%s", a.body)
+			text := resp.Entry[0].Response.Outcome.text()
+			for _, w := range tt.want {
+				assert.Contains(t, text, w)
+			}
+			if !strings.HasPrefix(tt.name, "POST") {
+				assert.NotContains(t, text, "resource: required element is missing", "not a missing resource")
+			}
+			assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1, "the other entry is written")
+		})
+	}
+
+	t.Run("transaction", func(t *testing.T) {
+		r := newRig(t)
+		before := len(r.cht.Docs())
+		a := r.post(t, "/fhir", patched(t, testdata(t, "batch-delete-entry.json"), func(m map[string]any) { m["type"] = "transaction" }))
+		require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+		text := parseOutcome(t, a.body).text()
+		assert.Contains(t, text, "Bundle.entry[0].request.method")
+		assert.Contains(t, text, "method DELETE is not supported")
+		assert.NotContains(t, text, "required element is missing")
+		assert.Len(t, r.cht.Docs(), before, "nothing written")
+	})
+}
+
+// TestConditionalUpdateOfAPatient: an EMR that does not know the server's
+// id of a Patient updates it by identifier, PUT Patient?identifier=
+// <system>|<value> (R4 http.html#cond-update, search.html#token; the R4
+// transaction example bundle-transaction.json sends one). When the Patient
+// carries that identifier, it is the Patient's identity: the request
+// creates or updates the CHT person keyed by it, as a POST of the Patient
+// does (see the package documentation). It was refused (400 "want
+// Patient/<id>"). A conditional URL with other search parameters, or an
+// identifier the Patient does not carry, is refused naming request.url.
+func TestConditionalUpdateOfAPatient(t *testing.T) {
+	withURL := func(u string, ids ...string) []byte {
+		return patched(t, testdata(t, "bundle-conditional-patient.json"), func(m map[string]any) {
+			e := m["entry"].([]any)[0].(map[string]any)
+			e["request"].(map[string]any)["url"] = u
+			if ids != nil {
+				e["resource"].(map[string]any)["identifier"] = member(t, "["+strings.Join(ids, ",")+"]")
+			}
+		})
+	}
+	const (
+		emr  = `{"system": "https://emr.example.org/patient-id", "value": "EMR-0077"}`
+		nupi = `{"system": "https://cr.kenya-hie.health/nupi", "value": "MOH1234567890"}`
+	)
+	tests := []struct {
+		name string
+		body []byte
+		key  string // of the person; "" when refused
+		want string // in the refusal
+	}{
+		{"system|value", testdata(t, "bundle-conditional-patient.json"), "https://emr.example.org/patient-id|EMR-0077", ""},
+		{"percent-encoded", withURL("Patient?identifier=https%3A%2F%2Femr.example.org%2Fpatient-id%7CEMR-0077"),
+			"https://emr.example.org/patient-id|EMR-0077", ""},
+		{"value of any system", withURL("Patient?identifier=EMR-0077"), "https://emr.example.org/patient-id|EMR-0077", ""},
+		{"the second identifier is the identity", withURL("Patient?identifier=https://cr.kenya-hie.health/nupi|MOH1234567890", emr, nupi),
+			"https://cr.kenya-hie.health/nupi|MOH1234567890", ""},
+		{"an identifier the Patient does not carry", withURL("Patient?identifier=https://emr.example.org/patient-id|EMR-0078"), "",
+			"carries no identifier"},
+		{"another system", withURL("Patient?identifier=urn:other|EMR-0077"), "", "carries no identifier"},
+		{"other search parameters", withURL("Patient?identifier=https://emr.example.org/patient-id|EMR-0077&birthdate=1985-01-30"), "",
+			`"birthdate"`},
+		{"by name", withURL("Patient?name=Peter"), "", `"name"`},
+		{"two identifiers", withURL("Patient?identifier=urn:a|1,https://emr.example.org/patient-id|EMR-0077"), "", "several"},
+		{"another type", withURL("Practitioner?identifier=https://emr.example.org/patient-id|EMR-0077"), "", "want Patient/<id>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			before := len(r.cht.Docs())
+			a := r.post(t, "/fhir", tt.body)
+			if tt.key == "" {
+				require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+				text := parseOutcome(t, a.body).text()
+				assert.Contains(t, text, "Bundle.entry[0].request.url")
+				assert.Contains(t, text, tt.want)
+				assert.Len(t, r.cht.Docs(), before, "nothing written")
+				return
+			}
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			assert.Equal(t, []string{"201 Created", "201 Created"}, entryStatuses(bundleResponse(t, a.body)))
+			person := r.bridge.PersonID(tt.key)
+			assert.Equal(t, "Peter Odhiambo", r.doc(t, person)["name"])
+			reports := r.reports(t, "INTEROP_FOLLOW_UP")
+			require.Len(t, reports, 1)
+			assert.Equal(t, person, reports[0]["fields"].(map[string]any)["patient_uuid"])
+
+			// Sent again: the same person and report, up to date.
+			a = r.post(t, "/fhir", tt.body)
+			require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+			assert.Equal(t, []string{"200 OK", "200 OK"}, entryStatuses(bundleResponse(t, a.body)))
+			assert.Len(t, r.cht.Docs(), before+2)
+		})
+	}
+
+	// A ServiceRequest is named by its id or its identifier: a
+	// conditional update of one is refused, naming request.url.
+	t.Run("a ServiceRequest", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", patched(t, testdata(t, "bundle-conditional-patient.json"), func(m map[string]any) {
+			m["entry"].([]any)[1].(map[string]any)["request"] = member(t,
+				`{"method": "PUT", "url": "ServiceRequest?identifier=https://emr.example.org/service-request|SR-0077"}`)
+		}))
+		require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+		text := parseOutcome(t, a.body).text()
+		assert.Contains(t, text, "Bundle.entry[1].request.url")
+		assert.Contains(t, text, "a conditional update is accepted for a Patient only")
+	})
 }

@@ -47,6 +47,9 @@ type unit struct {
 	// report instead of replacing them (see upsertReport): set for a
 	// report made from Observations.
 	mergeFields bool
+	// xform writes the report as CHT's web app saves an XForm's (see
+	// reportDoc): set for a report made from Observations of an XForm.
+	xform bool
 
 	// create is the person document a transaction's check built for a
 	// person CHT did not have (see checkPersonDoc), nil otherwise. doc is
@@ -107,7 +110,7 @@ type bundleRef struct {
 func (b *Bridge) plan(ctx context.Context, res any, refs map[string]bundleRef) (*unit, error) {
 	switch r := res.(type) {
 	case *models.Patient:
-		return b.planPatient(r)
+		return b.planPatient(r, nil)
 	case *models.ServiceRequest:
 		return b.planRequest(ctx, "ServiceRequest", r, r.Meta, &r.Subject, r.Identifier, r.Id, refs)
 	case *models.Task:
@@ -129,7 +132,13 @@ func skipped(resourceType string, res any) *unit {
 		message: resourceType + " originated in CHT (CHT source tag): not written back"}
 }
 
-func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
+// planPatient converts a Patient to the person it creates or updates.
+// cond, when not nil, is the identifier of p that a conditional update
+// (PUT Patient?identifier=..., see conditionalPatient) names: the
+// Patient's key is then that identifier's (see identifierKey), not the
+// one personKey would choose. A CHT _id identifier names the person
+// either way.
+func (b *Bridge) planPatient(p *models.Patient, cond *models.Identifier) (*unit, error) {
 	if b.fromCHT(p.Meta) {
 		return skipped("Patient", p), nil
 	}
@@ -146,6 +155,9 @@ func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 	named := person.ID != ""
 	if !named {
 		key, externalID := personKey(p, b.sys.ExternalID)
+		if cond != nil && cond.Value != nil && *cond.Value != "" {
+			key, externalID = identifierKey(cond.System, *cond.Value, b.sys.ExternalID), *cond.Value
+		}
 		if key == "" {
 			return nil, invalid("Patient.identifier",
 				"an identifier or an id is required, so that a re-send updates the same CHT person", models.IssueTypeRequired)
@@ -352,7 +364,7 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		ident = "content:" + hex.EncodeToString(sum[:16])
 	}
 	return &unit{resourceType: "Observation", resource: primary, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr, subjectRef: ref, mergeFields: true}, nil
+		subject: check, subjectExpr: subjectExpr, subjectRef: ref, mergeFields: true, xform: isXForm(sub.Form)}, nil
 }
 
 // subjectPatient resolves a subject reference to the CHT person, as a

@@ -37,7 +37,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 	doc := u.doc
 	if doc == nil {
 		var err error
-		if doc, err = b.reportDoc(u.docID, u.report); err != nil {
+		if doc, err = b.reportDoc(u.docID, u.report, u.xform); err != nil {
 			return false, err
 		}
 	}
@@ -268,7 +268,8 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 // resource of its own, and a Bundle that re-sends an Encounter with one
 // corrected Observation does not delete the fields of the others.
 // Without merge (a ServiceRequest or Task, one resource that is the whole
-// report), or when the form changed, the fields are replaced.
+// report), or when the form changed, the fields are replaced. A stored
+// report of the other shape (see reshape) is rewritten in doc's.
 func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any, sub *cht.Record, merge bool) (created bool, err error) {
 	for range attempts {
 		var cur map[string]json.RawMessage
@@ -297,7 +298,8 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		if err != nil {
 			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
 		}
-		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) {
+		reshaped := reshape(cur, doc)
+		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped {
 			return false, nil
 		}
 		cur["fields"], cur["form"] = fields, form
@@ -317,18 +319,27 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", id)}
 }
 
-// reportDoc is the data_record the records API (POST /api/v2/records)
-// would store for sub: the form code upper-cased, field keys lower-cased
-// and dotted keys nested below fields, reported_date in milliseconds (now
-// when the resource gives none), empty errors and tasks, and the _meta
-// object as sms_message. Unlike the records API it keeps field keys the
+// reportDoc is the data_record document of sub, in the shape CHT gives a
+// report of its form. A records API (JSON or SMS) form gets what POST
+// /api/v2/records would store: the form code upper-cased, field keys
+// lower-cased, empty errors and tasks, and the _meta object as
+// sms_message. With xform (see isXForm), an XForm's report gets what CHT's
+// web app saves when the form is submitted (cht-core
+// webapp/src/ts/services/enketo.service.ts initializeReportDoc): the form
+// id as the mapping spells it, content_type "xml", field keys as the form
+// names them, no sms_message; CHT tells the two apart by content_type
+// (shared-libs/transitions utils isXFormReport). Both nest dotted keys
+// below fields and give reported_date in milliseconds (now when the
+// resource gives none). Unlike the records API they keep field keys the
 // form definition does not declare.
-func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
+func (b *Bridge) reportDoc(id string, sub *cht.Record, xform bool) (map[string]any, error) {
 	rec := *sub
 	rec.Geolocation = nil // not a records API member: set on the document below
 	if rec.ReportedDate.IsZero() {
 		rec.ReportedDate = b.now()
 	}
+	// The records API body checks the values and the keys (two keys that
+	// differ only in case are refused for an XForm too).
 	body, err := rec.MarshalJSON()
 	if err != nil {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), models.IssueTypeValue)}
@@ -340,6 +351,11 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 		return nil, err
 	}
 	meta, _ := flat["_meta"].(map[string]any)
+	// The field keys as sent, by their lower-cased key in body.
+	sent := make(map[string]string, len(sub.Fields))
+	for k := range sub.Fields {
+		sent[strings.ToLower(k)] = k
+	}
 	// The body carries a dotted key twice: flat ("a.b") and nested
 	// ({"a":{"b":..}}, see cht.Record's MarshalJSON). Only the flat keys
 	// are the fields sent (a field value is never an object), so the
@@ -354,7 +370,11 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 	slices.Sort(keys)
 	fields := map[string]any{}
 	for _, k := range keys {
-		if err := setDotted(fields, k, flat[k]); err != nil {
+		key := k
+		if orig, ok := sent[k]; ok && xform {
+			key = orig
+		}
+		if err := setDotted(fields, key, flat[k]); err != nil {
 			return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("", err.Error(), models.IssueTypeValue)}
 		}
 	}
@@ -364,9 +384,12 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 		"form":          meta["form"],
 		"fields":        fields,
 		"reported_date": meta["reported_date"],
-		"errors":        []any{},
-		"tasks":         []any{},
-		"sms_message":   meta,
+	}
+	if xform {
+		doc["form"] = strings.TrimSpace(sub.Form)
+		doc["content_type"] = "xml"
+	} else {
+		doc["errors"], doc["tasks"], doc["sms_message"] = []any{}, []any{}, meta
 	}
 	if from, ok := meta["from"]; ok {
 		doc["from"] = from
@@ -375,6 +398,46 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record) (map[string]any, error) {
 		doc["geolocation"] = sub.Geolocation
 	}
 	return doc, nil
+}
+
+// isXForm reports whether form, a mapped form of Observations, is the id
+// of an XForm rather than the code of a records API (JSON or SMS) form:
+// CHT stores the latter upper-case (the records API upper-cases it), an
+// XForm's id as its file names it (assessment, pregnancy_danger_sign). The
+// task form of ServiceRequests and Tasks (fhir.InboundConfig.TaskForm) is
+// a records API form whatever its case (its default, interop_follow_up, is
+// cht-interoperability's INTEROP_FOLLOW_UP, whose lower-case namesake is
+// the XForm that closes the task), and is not judged by this.
+func isXForm(form string) bool {
+	form = strings.TrimSpace(form)
+	return form != strings.ToUpper(form)
+}
+
+// reshape makes cur, a stored report, of the shape of doc (see reportDoc)
+// when it was written in the other one (an XForm's report written by an
+// earlier version of the bridge as a records API report): content_type
+// "xml" and no sms_message for an XForm, no content_type and doc's
+// sms_message otherwise. It reports whether cur changed.
+func reshape(cur map[string]json.RawMessage, doc map[string]any) bool {
+	changed := false
+	if ct, xform := doc["content_type"]; xform {
+		if want := mustJSON(ct); !sameJSON(cur["content_type"], want) {
+			cur["content_type"], changed = want, true
+		}
+		if _, ok := cur["sms_message"]; ok {
+			delete(cur, "sms_message")
+			changed = true
+		}
+		return changed
+	}
+	if _, ok := cur["content_type"]; ok {
+		delete(cur, "content_type")
+		changed = true
+	}
+	if _, ok := cur["sms_message"]; !ok {
+		cur["sms_message"], changed = mustJSON(doc["sms_message"]), true
+	}
+	return changed
 }
 
 // setDotted stores v at the dotted path k below m, creating objects.

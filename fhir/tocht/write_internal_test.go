@@ -32,7 +32,7 @@ func TestReportDocNestsDottedFieldKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := range 50 {
-				doc, err := b.reportDoc("r1", &cht.Record{Form: "f", Fields: tt.fields})
+				doc, err := b.reportDoc("r1", &cht.Record{Form: "F", Fields: tt.fields}, false)
 				if err != nil {
 					t.Fatalf("conversion %d: %v", i, err)
 				}
@@ -45,6 +45,30 @@ func TestReportDocNestsDottedFieldKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReportDocOfAnXForm: CHT's web app saves an XForm's report with the
+// form id and the field names as the form has them (cht-core
+// webapp/src/ts/services/enketo.service.ts initializeReportDoc; XForm
+// element names are case-sensitive), content_type "xml" and no records API
+// members; the records API's rules (upper-cased form, lower-cased keys)
+// are not applied.
+func TestReportDocOfAnXForm(t *testing.T) {
+	b := &Bridge{now: func() time.Time { return time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC) }}
+	doc, err := b.reportDoc("r1", &cht.Record{Form: "home_visit", From: "+254700000001",
+		Fields: map[string]any{"Group.Height": 2, "patient_uuid": "p1"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"_id":"r1","content_type":"xml","fields":{"Group":{"Height":2},"patient_uuid":"p1"},"form":"home_visit",` +
+		`"from":"+254700000001","reported_date":1795334400000,"type":"data_record"}`
+	if !sameJSON(got, json.RawMessage(want)) {
+		t.Errorf("doc %s\nwant %s", got, want)
 	}
 }
 
