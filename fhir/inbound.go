@@ -42,7 +42,9 @@ func identifierValue(ids []models.Identifier, system string) string {
 // for POST /api/v1/people (or /api/v1/person): name (HumanName.text, else
 // given and family joined in the configured order), sex (male, female,
 // other, unknown),
-// date_of_birth (full dates only), phone, date_of_death, external_id and
+// date_of_birth (full dates only), phone and phone_alternate (telecoms of
+// system phone or sms, or without a system when the value is a phone
+// number, as OpenMRS sends them), date_of_death, external_id and
 // patient_id (the identifiers with Systems.ExternalID and
 // Systems.PatientID; never the server's logical id), _id when the
 // Patient carries a Systems.DocumentID identifier (an existing CHT person),
@@ -80,7 +82,8 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 		}
 	}
 	for _, t := range p.Telecom {
-		if t.Value != nil && t.System != nil && (*t.System == models.ContactPointSystemPhone || *t.System == models.ContactPointSystemSms) {
+		if t.Value != nil && (t.System != nil && (*t.System == models.ContactPointSystemPhone || *t.System == models.ContactPointSystemSms) ||
+			t.System == nil && looksLikePhone(*t.Value)) {
 			if person.Phone == "" {
 				person.Phone = strings.TrimSpace(*t.Value)
 			} else if person.PhoneAlternate == "" {
@@ -101,6 +104,29 @@ func (c *Converter) PersonFromPatient(p *models.Patient) (*cht.Contact, error) {
 		person.Parent = cht.NewLineage(pp)
 	}
 	return person, nil
+}
+
+// looksLikePhone reports whether v, a telecom value without a system, is
+// a phone number: digits (6 to 15, E.164's most), optionally a leading +,
+// and spaces, dashes, dots or parentheses between them. OpenMRS's FHIR
+// module sends a person attribute as a telecom without a system unless a
+// contact point map names one (openmrs-module-fhir2
+// TelecomTranslatorImpl), which R4 allows no reader to guess in general
+// (cpt-2); a phone number is what a CHT person's phone holds.
+func looksLikePhone(v string) bool {
+	v = strings.TrimSpace(v)
+	v = strings.TrimPrefix(v, "+")
+	digits := 0
+	for _, r := range v {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')':
+		default:
+			return false
+		}
+	}
+	return digits >= 6 && digits <= 15
 }
 
 func (c *Converter) nameOf(names []models.HumanName) string {

@@ -188,6 +188,36 @@ func TestPersonFromPatient(t *testing.T) {
 	}
 }
 
+// TestPersonPhoneWithoutSystem: OpenMRS's FHIR module sends a person
+// attribute as a telecom without a system unless a contact point map
+// names one (openmrs-module-fhir2 TelecomTranslatorImpl); its phone was
+// dropped without a word.
+func TestPersonPhoneWithoutSystem(t *testing.T) {
+	c := testConverter(t, Config{Inbound: InboundConfig{ParentPlace: "hh-1"}})
+	for _, tt := range []struct {
+		telecom          []models.ContactPoint
+		phone, alternate string
+	}{
+		{[]models.ContactPoint{{Value: ptr("+254 712 345-678")}}, "+254 712 345-678", ""},
+		{[]models.ContactPoint{{Value: ptr("(020) 555 1234")}, {System: ptr(models.ContactPointSystemPhone), Value: ptr("+254700000001")}},
+			"(020) 555 1234", "+254700000001"},
+		{[]models.ContactPoint{{Value: ptr("amina@example.org")}}, "", ""},
+		{[]models.ContactPoint{{Value: ptr("12345")}}, "", ""},            // too short for a phone number
+		{[]models.ContactPoint{{Value: ptr("1234567890123456")}}, "", ""}, // longer than E.164 allows
+		{[]models.ContactPoint{{Value: ptr("Nairobi 00100")}}, "", ""},
+		{[]models.ContactPoint{{System: ptr(models.ContactPointSystemEmail), Value: ptr("254712345678")}}, "", ""},
+	} {
+		p := &models.Patient{Name: []models.HumanName{{Text: ptr("Amina")}}, Telecom: tt.telecom}
+		got, err := c.PersonFromPatient(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Phone != tt.phone || got.PhoneAlternate != tt.alternate {
+			t.Errorf("%+v: phone %q alternate %q, want %q %q", tt.telecom, got.Phone, got.PhoneAlternate, tt.phone, tt.alternate)
+		}
+	}
+}
+
 func TestPatientRoundTrip(t *testing.T) {
 	c := testConverter(t, Config{})
 	for _, f := range []string{"testdata/person_openmrs_example.json", "testdata/person_with_lineage.json"} {
