@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if cp, err = ReadCheckpoint(cfg.CheckpointFile); err != nil {
 			return nil, err
 		}
-		if failed, err = openFailureLog(cfg.CheckpointFile, cp.Batches == 0); err != nil {
+		if failed, err = openFailureLog(cfg.CheckpointFile, cp); err != nil {
 			return nil, err
 		}
 		defer failed.close()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -60,18 +61,56 @@ type failureLog struct {
 	dirty bool
 }
 
-// openFailureLog opens the log beside checkpoint; fresh empties it, for a
-// sync that starts from the beginning.
-func openFailureLog(checkpoint string, fresh bool) (*failureLog, error) {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+// openFailureLog opens the log beside the checkpoint cp was read from.
+// A sync from the beginning (no batch committed) starts an empty list. A
+// list cut by a crash in the middle of its last line is cut back to its
+// last whole line, so that what is appended starts a line of its own. A
+// checkpoint written before the list existed starts the list with the
+// failures it names.
+func openFailureLog(checkpoint string, cp Checkpoint) (*failureLog, error) {
+	path := failuresPath(checkpoint)
+	fresh := cp.Batches == 0
+	_, statErr := os.Stat(path)
+	missing := errors.Is(statErr, fs.ErrNotExist)
+	flags := os.O_RDWR | os.O_CREATE
 	if fresh {
 		flags |= os.O_TRUNC
 	}
-	f, err := os.OpenFile(failuresPath(checkpoint), flags, 0o644)
+	f, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("backfill: open the failure list: %w", err)
 	}
-	return &failureLog{f: f}, nil
+	l := &failureLog{f: f}
+	if err := l.endOnWholeLine(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if missing && !fresh {
+		if err := l.add(cp.Failures); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// endOnWholeLine cuts the file after its last newline and puts the offset
+// at its end.
+func (l *failureLog) endOnWholeLine() error {
+	data, err := io.ReadAll(l.f)
+	if err != nil {
+		return fmt.Errorf("backfill: read the failure list: %w", err)
+	}
+	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
+	if keep < int64(len(data)) {
+		if err := l.f.Truncate(keep); err != nil {
+			return fmt.Errorf("backfill: cut the failure list's last line: %w", err)
+		}
+	}
+	if _, err := l.f.Seek(keep, io.SeekStart); err != nil {
+		return fmt.Errorf("backfill: seek in the failure list: %w", err)
+	}
+	return nil
 }
 
 // appendLines appends failures to b as the file lists them.
@@ -146,6 +185,11 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(failuresPath(cfg.CheckpointFile)); errors.Is(err, fs.ErrNotExist) {
+		// A checkpoint written before the list existed: the failures
+		// it names.
+		failures = cp.Failures
+	}
 	start := time.Now()
 	sum := &Summary{Checkpoint: cp}
 	if len(failures) == 0 {
@@ -185,7 +229,10 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	cp.Converted += total.converted
 	cp.Resources += total.resources
-	cp.Failed = total.failed
+	// Those written or skipped now leave the count; it keeps failures
+	// the list could not name (beyond the MaxFailures of a checkpoint
+	// written before the list existed).
+	cp.Failed = max(total.failed, cp.Failed-(int64(len(failures))-total.failed))
 	cp.Failures = total.failures[:min(len(total.failures), MaxFailures):min(len(total.failures), MaxFailures)]
 	for k, v := range total.skipped {
 		if cp.Skipped == nil {

@@ -166,3 +166,59 @@ func TestReadFailures(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "line 2")
 }
+
+// A crash can cut the list in the middle of its last line (no checkpoint
+// counts that failure yet); the resumed Run cuts it back to its last whole
+// line before it appends, so the list stays readable.
+func TestResumeAfterACutLine(t *testing.T) {
+	e := newEnv(t, 1)
+	places(t, e, "clinic_annex", "annex", 3)
+	_, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	f, err := os.OpenFile(e.cfg.CheckpointFile+".failures", os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"docId":"annex-9","rea`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	places(t, e, "clinic_annex", "later", 2)
+	_, err = backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	got, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"annex-000", "annex-001", "annex-002", "later-000", "later-001"}, failedIDs(got))
+}
+
+// A checkpoint written before the list existed names its first failures:
+// a resumed Run starts the list with them, and Retry retries them (also
+// without a Run in between); the count keeps what the list cannot name.
+func TestFailuresOfAnOlderCheckpoint(t *testing.T) {
+	for _, resume := range []bool{true, false} {
+		t.Run(map[bool]string{true: "resumed", false: "retried at once"}[resume], func(t *testing.T) {
+			e := newEnv(t, 1)
+			still := places(t, e, "mobile_unit", "unit", 3)
+			fixed := places(t, e, "clinic_annex", "annex", 2)
+			_, err := backfill.Run(context.Background(), e.cfg)
+			require.NoError(t, err)
+			require.NoError(t, os.Remove(e.cfg.CheckpointFile+".failures")) // as an earlier version left it
+			cp, err := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+			require.NoError(t, err)
+			cp.Failed += 7 // failures past the checkpoint's MaxFailures names
+			require.NoError(t, backfill.WriteCheckpoint(e.cfg.CheckpointFile, cp))
+			if resume {
+				places(t, e, "mobile_unit", "later", 1)
+				still = append(still, "later-000")
+				sum, err := backfill.Run(context.Background(), e.cfg)
+				require.NoError(t, err)
+				listed, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+				require.NoError(t, err)
+				assert.ElementsMatch(t, append(append([]string{}, still...), fixed...), failedIDs(listed))
+				require.EqualValues(t, 13, sum.Failed)
+			}
+			e.cfg.Converter = typedConverter(t, e, "clinic_annex")
+			sum, err := backfill.Retry(context.Background(), e.cfg)
+			require.NoError(t, err)
+			assert.ElementsMatch(t, still, failedIDs(sum.Failures))
+			assert.EqualValues(t, len(still)+7, sum.Failed, "the failures the list cannot name stay counted")
+		})
+	}
+}
