@@ -340,7 +340,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 				add(nil, entryErr[i], i)
 				continue
 			}
-			u, err := b.planPatient(p, pe.cond[i])
+			u, err := b.planPatient(p)
 			switch {
 			case err != nil:
 			case !u.skip:

@@ -47,10 +47,6 @@ type parsedEntries struct {
 	// errs is why each entry is refused (an *Error of status 400 or 405,
 	// whose issues name the entry), nil for one that is not.
 	errs []error
-	// cond is, for a Patient entry whose request is a conditional update
-	// (PUT Patient?identifier=...), the identifier of the Patient that the
-	// request names: the Patient's identity (see planPatient).
-	cond map[int]*models.Identifier
 	// failed counts the entries refused; truncated is set when parsing
 	// stopped after maxBundleIssues of them.
 	failed    int
@@ -86,23 +82,17 @@ func (pe *parsedEntries) refusal(batch bool) error {
 func parseEntries(bundle *models.Bundle) *parsedEntries {
 	pe := &parsedEntries{res: make([]any, len(bundle.Entry)), errs: make([]error, len(bundle.Entry))}
 	for i, e := range bundle.Entry {
-		if pe.failed >= maxBundleIssues {
-			pe.truncated = true // the answer names the first ones
-			break
-		}
-		res, cond, err := parseEntry(e, i)
+		res, err := parseEntry(e, i)
 		if err != nil {
+			if pe.failed >= maxBundleIssues {
+				pe.truncated = true // one more than the answer names
+				break
+			}
 			pe.errs[i] = err
 			pe.failed++
 			continue
 		}
 		pe.res[i] = res
-		if cond != nil {
-			if pe.cond == nil {
-				pe.cond = map[int]*models.Identifier{}
-			}
-			pe.cond[i] = cond
-		}
 	}
 	return pe
 }
@@ -123,7 +113,7 @@ func entryError(status, i int, element, reason string, code models.IssueType) er
 // resource (<type>/<id>, whose id becomes the resource's), or, for a
 // Patient, be a conditional update by identifier (see conditionalPatient),
 // whose identifier cond returns.
-func parseEntry(e models.BundleEntry, i int) (res any, cond *models.Identifier, err error) {
+func parseEntry(e models.BundleEntry, i int) (res any, err error) {
 	if e.Request != nil {
 		switch m := e.Request.Method; m {
 		case models.HTTPVerbPOST, models.HTTPVerbPUT:
@@ -137,12 +127,12 @@ func parseEntry(e models.BundleEntry, i int) (res any, cond *models.Identifier, 
 			case models.HTTPVerbPATCH:
 				why = "send the whole resource with POST or PUT"
 			}
-			return nil, nil, entryError(http.StatusMethodNotAllowed, i, "request.method",
+			return nil, entryError(http.StatusMethodNotAllowed, i, "request.method",
 				fmt.Sprintf("method %s is not supported: %s", m.Code(), why), models.IssueTypeNotSupported)
 		}
 	}
 	if len(e.Resource) == 0 {
-		return nil, nil, entryError(http.StatusBadRequest, i, "resource",
+		return nil, entryError(http.StatusBadRequest, i, "resource",
 			"required element is missing: a POST or PUT entry (or one without request) carries the resource to write", models.IssueTypeRequired)
 	}
 	var head struct {
@@ -153,28 +143,27 @@ func parseEntry(e models.BundleEntry, i int) (res any, cond *models.Identifier, 
 	}
 	res, err = fhir.ParseResource(e.Resource)
 	if errors.Is(err, fhir.ErrUnsupportedResource) {
-		return nil, nil, entryError(http.StatusBadRequest, i, "resource", fmt.Sprintf(
+		return nil, entryError(http.StatusBadRequest, i, "resource", fmt.Sprintf(
 			"%s is not accepted: its data cannot be written to CHT, and is not dropped silently (the bridge writes %s, "+
 				"and acknowledges %s as context without writing them)",
 			quote(head.ResourceType), strings.Join(writtenTypes, ", "), strings.Join(contextTypes, ", ")), models.IssueTypeNotSupported)
 	}
 	if err != nil {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: entryIssues(err, i)}}
+		return nil, &Error{Status: http.StatusBadRequest, Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: entryIssues(err, i)}}
 	}
 	rt := typeOf(res)
 	if !slices.Contains(writtenTypes, rt) {
-		return nil, nil, entryError(http.StatusBadRequest, i, "resource", rt+" is not accepted in a Bundle", models.IssueTypeNotSupported)
+		return nil, entryError(http.StatusBadRequest, i, "resource", rt+" is not accepted in a Bundle", models.IssueTypeNotSupported)
 	}
 	if e.Request == nil || e.Request.Method != models.HTTPVerbPUT {
-		return res, nil, nil
+		return res, nil
 	}
 	u := e.Request.Url
 	if p, ok := res.(*models.Patient); ok && strings.Contains(u, "?") {
-		cond, reason := conditionalPatient(u, p)
-		if reason != "" {
-			return nil, nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %s", quote(u), reason), models.IssueTypeInvalid)
+		if reason := conditionalPatient(u, p); reason != "" {
+			return nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %s", quote(u), reason), models.IssueTypeInvalid)
 		}
-		return res, cond, nil
+		return res, nil
 	}
 	id, ok := literalID(u, rt)
 	if !ok {
@@ -182,15 +171,15 @@ func parseEntry(e models.BundleEntry, i int) (res any, cond *models.Identifier, 
 		if strings.Contains(u, "?") {
 			reason += " (a conditional update is accepted for a Patient only, by identifier: Patient?identifier=<system>|<value>)"
 		}
-		return nil, nil, entryError(http.StatusBadRequest, i, "request.url", reason, models.IssueTypeInvalid)
+		return nil, entryError(http.StatusBadRequest, i, "request.url", reason, models.IssueTypeInvalid)
 	}
 	if err := checkID(id); err != nil {
-		return nil, nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %v", quote(u), err), models.IssueTypeValue)
+		return nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %v", quote(u), err), models.IssueTypeValue)
 	}
 	if err := setID(res, id); err != nil {
-		return nil, nil, &Error{Status: http.StatusBadRequest, Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: entryIssues(err, i)}}
+		return nil, &Error{Status: http.StatusBadRequest, Err: &fhir.InvalidResourceError{ResourceType: "Bundle", Issues: entryIssues(err, i)}}
 	}
-	return res, nil, nil
+	return res, nil
 }
 
 // parseContext decodes the context resource (see contextTypes) of entry
@@ -198,30 +187,30 @@ func parseEntry(e models.BundleEntry, i int) (res any, cond *models.Identifier, 
 // (checkInput has checked its strings and ids): it is not written. A PUT
 // must name a resource of its type (<type>/<id>, or a conditional update
 // <type>?..., which the bridge does not evaluate since it writes nothing).
-func parseContext(e models.BundleEntry, i int, rt string) (any, *models.Identifier, error) {
+func parseContext(e models.BundleEntry, i int, rt string) (any, error) {
 	var c contextResource
 	if err := json.Unmarshal(e.Resource, &c); err != nil {
-		return nil, nil, entryError(http.StatusBadRequest, i, "resource", fmt.Sprintf("%s: %v", rt, err), models.IssueTypeStructure)
+		return nil, entryError(http.StatusBadRequest, i, "resource", fmt.Sprintf("%s: %v", rt, err), models.IssueTypeStructure)
 	}
 	if e.Request == nil || e.Request.Method != models.HTTPVerbPUT {
-		return &c, nil, nil
+		return &c, nil
 	}
 	u := e.Request.Url
 	path, _, conditional := strings.Cut(u, "?")
 	if conditional && (path == rt || strings.HasSuffix(path, "/"+rt)) {
-		return &c, nil, nil
+		return &c, nil
 	}
 	id, ok := literalID(u, rt)
 	if !ok {
-		return nil, nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: want %s/<id>", quote(u), rt), models.IssueTypeInvalid)
+		return nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: want %s/<id>", quote(u), rt), models.IssueTypeInvalid)
 	}
 	if err := checkID(id); err != nil {
-		return nil, nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %v", quote(u), err), models.IssueTypeValue)
+		return nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %v", quote(u), err), models.IssueTypeValue)
 	}
 	if c.ID != nil && *c.ID != id {
-		return nil, nil, entryError(http.StatusBadRequest, i, "resource.id", fmt.Sprintf("id %s differs from the request url's %s", quote(*c.ID), quote(id)), models.IssueTypeInvalid)
+		return nil, entryError(http.StatusBadRequest, i, "resource.id", fmt.Sprintf("id %s differs from the request url's %s", quote(*c.ID), quote(id)), models.IssueTypeInvalid)
 	}
-	return &c, nil, nil
+	return &c, nil
 }
 
 // conditionalPatient reads u, the url of a PUT of the Patient p that is a
@@ -229,18 +218,18 @@ func parseContext(e models.BundleEntry, i int, rt string) (any, *models.Identifi
 // [base]/Patient?[search parameters]). The bridge accepts one search
 // parameter, identifier, with one token (<system>|<value>, |<value> for
 // an identifier without system, or <value> of any system; R4
-// search.html#token, with \| \, \$ \\ escaped), which p must carry: that
-// identifier is then the Patient's identity (see planPatient), so the
-// request updates the CHT person it names, or creates it. reason says why
-// u is refused ("" when it is not).
-func conditionalPatient(u string, p *models.Patient) (cond *models.Identifier, reason string) {
+// search.html#token, with \| \, \$ \\ escaped), which p must carry. The
+// Patient is then keyed as when it is sent any other way (see
+// planPatient), so that every send of it updates the same CHT person.
+// reason says why u is refused ("" when it is not).
+func conditionalPatient(u string, p *models.Patient) (reason string) {
 	path, query, _ := strings.Cut(u, "?")
 	if path != "Patient" && !strings.HasSuffix(path, "/Patient") {
-		return nil, "want Patient/<id> or Patient?identifier=<system>|<value>"
+		return "want Patient/<id> or Patient?identifier=<system>|<value>"
 	}
 	params, err := url.ParseQuery(query)
 	if err != nil {
-		return nil, "the search parameters do not parse: " + err.Error()
+		return "the search parameters do not parse: " + err.Error()
 	}
 	var other []string
 	for k := range params {
@@ -251,17 +240,17 @@ func conditionalPatient(u string, p *models.Patient) (cond *models.Identifier, r
 	slices.Sort(other)
 	switch {
 	case len(other) > 0:
-		return nil, fmt.Sprintf("a conditional update by search parameter %s is not supported: the bridge names a Patient by one identifier, "+
+		return fmt.Sprintf("a conditional update by search parameter %s is not supported: the bridge names a Patient by one identifier, "+
 			"Patient?identifier=<system>|<value>", strings.Join(other, ", "))
 	case len(params["identifier"]) != 1:
-		return nil, "name the Patient by one identifier, Patient?identifier=<system>|<value>"
+		return "name the Patient by one identifier, Patient?identifier=<system>|<value>"
 	}
 	system, value, hasSystem, ok := token(params["identifier"][0])
 	switch {
 	case !ok:
-		return nil, "the identifier lists several values: name one, <system>|<value>"
+		return "the identifier lists several values: name one, <system>|<value>"
 	case value == "":
-		return nil, "the identifier has no value: want <system>|<value>"
+		return "the identifier has no value: want <system>|<value>"
 	}
 	for j := range p.Identifier {
 		id := &p.Identifier[j]
@@ -273,15 +262,15 @@ func conditionalPatient(u string, p *models.Patient) (cond *models.Identifier, r
 			sys = *id.System
 		}
 		if !hasSystem || sys == system {
-			return id, ""
+			return ""
 		}
 	}
 	want := value
 	if hasSystem {
 		want = system + "|" + value
 	}
-	return nil, fmt.Sprintf("the Patient carries no identifier %s: a conditional update must name an identifier of the Patient it sends, "+
-		"which is then its identity in CHT", quote(want))
+	return fmt.Sprintf("the Patient carries no identifier %s: a conditional update must name an identifier of the Patient it sends",
+		quote(want))
 }
 
 // token splits a token search value into system and value (R4

@@ -66,9 +66,9 @@
 // a conditional update by identifier (R4 http.html#cond-update), PUT
 // Patient?identifier=<system>|<value> (|<value> for an identifier without
 // system, <value> for one of any system): the Patient must carry that
-// identifier, which is then its key (see Idempotency) in place of the one
-// the key rules would choose, so the entry updates the person that
-// identifier made, or creates it. A conditional url with other search
+// identifier, and is keyed as when it is sent any other way (see
+// Idempotency), so that every send of it updates one person. A
+// conditional url with other search
 // parameters, several identifiers or one the Patient does not carry, and
 // one of another resource type, is refused (400 naming request.url).
 //
@@ -145,9 +145,9 @@
 //   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
 //     the value of its identifier with the converter's ExternalID system,
 //     else "system|value" of its first identifier (the bare value when it
-//     has no system), else its id; in a Bundle, the identifier a
-//     conditional update names comes first (see Bundles). That identifier's
-//     value (or the id) is stored as external_id. A Patient that carries a CHT _id identifier (one
+//     has no system), else its id, however it is sent (a conditional
+//     update too). That identifier's value (or the id) is stored as
+//     external_id. A Patient that carries a CHT _id identifier (one
 //     cht-to-fhir wrote) updates that person and never creates one: it must
 //     exist (422 otherwise) and be a person (Config.ContactTypes,
 //     Config.PersonTypes), not a place (422), and an _id starting with "_"

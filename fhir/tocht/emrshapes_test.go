@@ -562,17 +562,23 @@ func TestXFormReportIsWrittenAsCHTSavesIt(t *testing.T) {
 	})
 
 	// A report an earlier version wrote as a records API report of form
-	// ASSESSMENT is rewritten in the XForm's shape when re-sent.
+	// ASSESSMENT is rewritten in the XForm's shape when re-sent, and its
+	// fields are merged as for the same form: a field the re-send does not
+	// carry stays.
 	t.Run("rewrites the earlier shape", func(t *testing.T) {
 		r := newRig(t)
 		_, err := r.cht.PutDoc(map[string]any{"_id": xformReport(r), "type": "data_record", "form": "ASSESSMENT",
-			"fields":        map[string]any{"patient_uuid": chttest.DemoChildID, "group_fever": map[string]any{"malaria_rdt": "positive"}},
+			"fields": map[string]any{"patient_uuid": chttest.DemoChildID, "group_fever": map[string]any{"malaria_rdt": "positive"},
+				"group_breathing": map[string]any{"fast_breathing": "yes"}},
 			"reported_date": 1714633200000, "errors": []any{}, "tasks": []any{},
 			"sms_message": map[string]any{"form": "ASSESSMENT", "reported_date": 1714633200000}})
 		require.NoError(t, err)
 		a := r.post(t, "/fhir", testdata(t, "bundle-assessment-xform.json"))
 		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
-		assertXForm(t, r.doc(t, xformReport(r)))
+		doc := r.doc(t, xformReport(r))
+		assertXForm(t, doc)
+		assert.Equal(t, "yes", doc["fields"].(map[string]any)["group_breathing"].(map[string]any)["fast_breathing"],
+			"a field the re-send does not carry stays")
 	})
 }
 
@@ -716,15 +722,40 @@ func TestBatchEntryTheBridgeCannotHandle(t *testing.T) {
 		assert.NotContains(t, text, "required element is missing")
 		assert.Len(t, r.cht.Docs(), before, "nothing written")
 	})
+
+	// A batch answers up to 50 such entries one by one; one more refuses
+	// it whole (the answer stays small), saying so truthfully.
+	many := func(n int) []byte {
+		return patched(t, testdata(t, "batch-delete-entry.json"), func(m map[string]any) {
+			entries := m["entry"].([]any)
+			del := entries[0]
+			m["entry"] = append(slices.Repeat([]any{del}, n), entries[1:]...)
+		})
+	}
+	t.Run("50 refused entries", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", many(50))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		st := entryStatuses(bundleResponse(t, a.body))
+		assert.Equal(t, "201 Created", st[len(st)-1], "the entry after them is written")
+		assert.Len(t, r.reports(t, "INTEROP_FOLLOW_UP"), 1)
+	})
+	t.Run("51 refused entries", func(t *testing.T) {
+		r := newRig(t)
+		a := r.post(t, "/fhir", many(51))
+		require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+		assert.Contains(t, parseOutcome(t, a.body).text(), "more than 50 entries are refused")
+		assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+	})
 }
 
 // TestConditionalUpdateOfAPatient: an EMR that does not know the server's
 // id of a Patient updates it by identifier, PUT Patient?identifier=
 // <system>|<value> (R4 http.html#cond-update, search.html#token; the R4
 // transaction example bundle-transaction.json sends one). When the Patient
-// carries that identifier, it is the Patient's identity: the request
-// creates or updates the CHT person keyed by it, as a POST of the Patient
-// does (see the package documentation). It was refused (400 "want
+// carries that identifier, the request creates or updates the CHT person
+// a POST of the same Patient does (keyed as the package documentation
+// says, whichever identifier the url names). It was refused (400 "want
 // Patient/<id>"). A conditional URL with other search parameters, or an
 // identifier the Patient does not carry, is refused naming request.url.
 func TestConditionalUpdateOfAPatient(t *testing.T) {
@@ -751,8 +782,11 @@ func TestConditionalUpdateOfAPatient(t *testing.T) {
 		{"percent-encoded", withURL("Patient?identifier=https%3A%2F%2Femr.example.org%2Fpatient-id%7CEMR-0077"),
 			"https://emr.example.org/patient-id|EMR-0077", ""},
 		{"value of any system", withURL("Patient?identifier=EMR-0077"), "https://emr.example.org/patient-id|EMR-0077", ""},
-		{"the second identifier is the identity", withURL("Patient?identifier=https://cr.kenya-hie.health/nupi|MOH1234567890", emr, nupi),
-			"https://cr.kenya-hie.health/nupi|MOH1234567890", ""},
+		// Named by its second identifier, the Patient keeps the key any
+		// other send of it has (its first identifier), so that a later
+		// POST of it updates the same person (below).
+		{"by its second identifier", withURL("Patient?identifier=https://cr.kenya-hie.health/nupi|MOH1234567890", emr, nupi),
+			"https://emr.example.org/patient-id|EMR-0077", ""},
 		{"an identifier the Patient does not carry", withURL("Patient?identifier=https://emr.example.org/patient-id|EMR-0078"), "",
 			"carries no identifier"},
 		{"another system", withURL("Patient?identifier=urn:other|EMR-0077"), "", "carries no identifier"},
@@ -790,6 +824,19 @@ func TestConditionalUpdateOfAPatient(t *testing.T) {
 			assert.Len(t, r.cht.Docs(), before+2)
 		})
 	}
+
+	// A conditional update, then a POST of the same Patient: one person.
+	t.Run("then a POST", func(t *testing.T) {
+		r := newRig(t)
+		require.Equal(t, http.StatusOK, r.post(t, "/fhir",
+			withURL("Patient?identifier=https://cr.kenya-hie.health/nupi|MOH1234567890", emr, nupi)).status)
+		before := len(r.cht.Docs())
+		a := r.post(t, "/fhir", patched(t, withURL("Patient", emr, nupi), func(m map[string]any) {
+			m["entry"].([]any)[0].(map[string]any)["request"] = member(t, `{"method": "POST", "url": "Patient"}`)
+		}))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		assert.Len(t, r.cht.Docs(), before, "the POST updated the person the conditional update made")
+	})
 
 	// A ServiceRequest is named by its id or its identifier: a
 	// conditional update of one is refused, naming request.url.

@@ -110,7 +110,7 @@ type bundleRef struct {
 func (b *Bridge) plan(ctx context.Context, res any, refs map[string]bundleRef) (*unit, error) {
 	switch r := res.(type) {
 	case *models.Patient:
-		return b.planPatient(r, nil)
+		return b.planPatient(r)
 	case *models.ServiceRequest:
 		return b.planRequest(ctx, "ServiceRequest", r, r.Meta, &r.Subject, r.Identifier, r.Id, refs)
 	case *models.Task:
@@ -132,13 +132,12 @@ func skipped(resourceType string, res any) *unit {
 		message: resourceType + " originated in CHT (CHT source tag): not written back"}
 }
 
-// planPatient converts a Patient to the person it creates or updates.
-// cond, when not nil, is the identifier of p that a conditional update
-// (PUT Patient?identifier=..., see conditionalPatient) names: the
-// Patient's key is then that identifier's (see identifierKey), not the
-// one personKey would choose. A CHT _id identifier names the person
-// either way.
-func (b *Bridge) planPatient(p *models.Patient, cond *models.Identifier) (*unit, error) {
+// planPatient converts a Patient to the person it creates or updates. A
+// conditional update (PUT Patient?identifier=..., see conditionalPatient)
+// is keyed as any other send of the Patient (personKey): the identifier it
+// names only has to be one the Patient carries, so that a POST or a PUT by
+// id of the same Patient updates the same person.
+func (b *Bridge) planPatient(p *models.Patient) (*unit, error) {
 	if b.fromCHT(p.Meta) {
 		return skipped("Patient", p), nil
 	}
@@ -155,9 +154,6 @@ func (b *Bridge) planPatient(p *models.Patient, cond *models.Identifier) (*unit,
 	named := person.ID != ""
 	if !named {
 		key, externalID := personKey(p, b.sys.ExternalID)
-		if cond != nil && cond.Value != nil && *cond.Value != "" {
-			key, externalID = identifierKey(cond.System, *cond.Value, b.sys.ExternalID), *cond.Value
-		}
 		if key == "" {
 			return nil, invalid("Patient.identifier",
 				"an identifier or an id is required, so that a re-send updates the same CHT person", models.IssueTypeRequired)

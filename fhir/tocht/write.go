@@ -289,7 +289,9 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		}
 		form := mustJSON(doc["form"])
 		want := doc["fields"].(map[string]any)
-		if merge && sameJSON(cur["form"], form) {
+		// The same form whatever its case: a report an earlier version
+		// wrote as ASSESSMENT is the assessment XForm's (see reshape).
+		if merge && sameForm(cur["form"], doc["form"]) {
 			if stored, ok := decodeObject(cur["fields"]); ok {
 				want = mergeInto(withoutSubject(stored, want), want)
 			}
@@ -411,6 +413,13 @@ func (b *Bridge) reportDoc(id string, sub *cht.Record, xform bool) (map[string]a
 func isXForm(form string) bool {
 	form = strings.TrimSpace(form)
 	return form != strings.ToUpper(form)
+}
+
+// sameForm reports whether the stored form (JSON) is form, ignoring case.
+func sameForm(stored json.RawMessage, form any) bool {
+	var s string
+	f, ok := form.(string)
+	return ok && json.Unmarshal(stored, &s) == nil && strings.EqualFold(s, f)
 }
 
 // reshape makes cur, a stored report, of the shape of doc (see reportDoc)
