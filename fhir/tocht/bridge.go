@@ -76,8 +76,10 @@ type Config struct {
 	// FHIRURL, when set, is the FHIR base URL (absolute http or https)
 	// literal Patient references (Patient/<id>) of ServiceRequests, Tasks
 	// and Observations are read from, to find the CHT person by the
-	// Patient's identifiers. Without it such a reference resolves only to a
-	// person keyed by that id.
+	// Patient's identifiers, and on which a subject identifier that keys
+	// no CHT person is looked up (Patient?identifier=<system>|<value>; see
+	// the package documentation). Without it such a reference resolves
+	// only to a person keyed by that id, and such an identifier to none.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
 	// basic auth. Config redacts FHIRPassword when it is logged or printed.

@@ -224,7 +224,7 @@ func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
 	if u.subject == "" || seen.subjects[u.subject] {
 		return nil
 	}
-	if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+	if err := b.checkSubject(ctx, u.subject, u.subjectExpr, u.subjectHint); err != nil {
 		return err
 	}
 	seen.subjects[u.subject] = true
@@ -344,7 +344,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			switch {
 			case err != nil:
 			case !u.skip:
-				for _, k := range refsOf(i, "Patient", p.Id) {
+				for _, k := range append(refsOf(i, "Patient", p.Id), entryRefKey(i)) {
 					refs[k] = bundleRef{id: u.docID, written: true, version: metaVersion(p.Meta)}
 					pb.patientUnit[k] = len(pb.units)
 				}
@@ -511,6 +511,17 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 		}
 	}
 	return pb
+}
+
+// entryRefKey is a key of the refs of planBundle (and of
+// plannedBundle.patientUnit) for the Patient of entry i that the Bundle
+// writes, besides its fullUrl and Patient/<id>: a subject that names the
+// person it writes by identifier, rather than by reference, is about that
+// Patient (see writtenBy), also when the Patient has neither fullUrl nor
+// id. The key starts with a NUL, which no reference has (checkInput
+// refuses control characters), so that no reference matches it.
+func entryRefKey(i int) string {
+	return "\x00Bundle.entry[" + strconv.Itoa(i) + "]"
 }
 
 // carried is a ServiceRequest of the Bundle that a Task carries out: its

@@ -180,21 +180,52 @@
 // subject is resolved to a CHT person in this order: an identifier with the
 // CHT document system (the person's _id); a Patient of the same Bundle
 // (by fullUrl or Patient/<id>; one that came from CHT, not written back, is
-// the person it names, which must exist); an identifier with the CHT
-// patient_id system (fhir.Systems.PatientID), the one contact CHT finds by
-// that shortcode (none, or several, is 422); another identifier as a person key (the
-// same "system|value" or bare ExternalID value as the Patient's key);
-// a literal Patient/<id> reference, read from Config.FHIRURL when set (so a
-// Patient that cht-to-fhir wrote resolves by its CHT identifier), else with
-// the id as the key. The person must exist in CHT and be a person, not a
-// place (422 otherwise): a report about nobody would raise no task. In a
-// transaction every check that can refuse an entry (the subject exists and
-// is a person, the CHT document a Patient updates is a person, a new
-// person's parent place exists and may hold people) runs for all entries
-// before the first write, so a transaction is refused whole (4xx)
-// or written whole; a CHT failure halfway (5xx) is retried whole. In a
+// the person it names, which must exist); then its other identifier and
+// its literal Patient/<id> reference:
+//
+//   - An identifier with the CHT patient_id system (fhir.Systems.PatientID)
+//     is the one contact CHT finds by that shortcode (none, or several, is
+//     422).
+//   - Another identifier is a person key (the same "system|value" or bare
+//     ExternalID value as the Patient's key): the person a Patient of the
+//     same Bundle writes under that key, else the one CHT has. When CHT has
+//     none and Config.FHIRURL is set, the bridge looks the identifier up
+//     on the FHIR server, Patient?identifier=<system>|<value> (the bare
+//     value, of any system, for an identifier without system): the one
+//     Patient found that carries it is keyed as a Patient sent to the
+//     bridge is, so that a subject named by another identifier of the
+//     Patient than its key (a national id, where the EMR sent the Patient
+//     with its own id first) finds the person. No Patient is 422, several
+//     are 422 saying that the identifier is ambiguous; a Patient found with
+//     a modifier extension is refused as one read by reference. Without
+//     Config.FHIRURL the identifier is a key only, and the 422 of a person
+//     CHT does not have says that setting it lets the bridge look the
+//     identifier up.
+//   - A literal Patient/<id> reference is read from Config.FHIRURL when set
+//     (so a Patient that cht-to-fhir wrote resolves by its CHT identifier),
+//     else the id is the key.
+//
+// A reference with both an identifier and a literal reference (R4
+// references.html#logical: both name the same resource) is about the
+// person its identifier names, else (the identifier names no person CHT
+// has, or several) the one its literal reference names. When both name a
+// person and these differ, it is refused (422 naming the element): the
+// bridge does not guess which one the sender meant. (An identifier with
+// the CHT document system, and a reference to a Patient of the same
+// Bundle, come first: they are the person whatever the other part says.)
+// The person must exist
+// in CHT and be a person, not a place (422 otherwise): a report about
+// nobody would raise no task. The FHIR server failing while a subject is
+// read or looked up is a 502 (504 on a timeout), which the sender retries,
+// never a 422. In a transaction every check that can refuse an entry (the
+// subject exists and is a person, the CHT document a Patient updates is a
+// person, a new person's parent place exists and may hold people) runs
+// for all entries before the first write, as do the subjects' reads and
+// lookups on the FHIR server, so a transaction is refused whole (4xx) or
+// written whole; a CHT or FHIR server failure (5xx) is retried whole. In a
 // batch, a report about a Patient of the same Bundle that failed is not
-// written: it fails too (422, or the Patient's 5xx so that both are retried).
+// written: it fails too (422, or the Patient's 5xx so that both are
+// retried).
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer

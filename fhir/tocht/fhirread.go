@@ -2,11 +2,13 @@ package tocht
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -17,16 +19,20 @@ import (
 // maxFHIRResponse bounds how much of the FHIR server's answer is read.
 const maxFHIRResponse = 4 << 20
 
-// readPatient reads a referenced Patient, whose id is id, as
-// FHIRURL/Patient/id (its current version). The reference itself is never
-// the request's target: with the mediator's FHIR credentials, a reference
-// such as <FHIRURL>/../admin?x=/Patient/1 would reach another path of the
-// server (or of a proxy that normalises paths).
-func (b *Bridge) readPatient(ctx context.Context, id, expr string) (*models.Patient, error) {
-	target := b.cfg.FHIRURL + "/Patient/" + url.PathEscape(id)
-	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, "FHIR read subject"), http.MethodGet, target, nil)
+// fhirGet GETs FHIRURL + path with query as the orchestration name, and
+// returns the status and body of the answer. what names the request in
+// errors ("GET Patient/123"). A failure to reach the FHIR server, or an
+// answer larger than maxFHIRResponse, is a fhirFailure (502, or 504 on a
+// timeout); a 401 or 403 is the mediator's configuration error (500). The
+// caller maps the other statuses.
+func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query url.Values, what, expr string) (int, []byte, error) {
+	target := b.cfg.FHIRURL + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, orchestration), http.MethodGet, target, nil)
 	if err != nil {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), models.IssueTypeValue)}
+		return 0, nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), models.IssueTypeValue)}
 	}
 	req.Header.Set("Accept", FHIRContentType)
 	if b.cfg.FHIRUsername != "" {
@@ -34,36 +40,143 @@ func (b *Bridge) readPatient(ctx context.Context, id, expr string) (*models.Pati
 	}
 	resp, err := b.http.Do(req)
 	if err != nil {
-		return nil, fhirFailure(err)
+		return 0, nil, fhirFailure(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFHIRResponse+1))
 	if err != nil {
-		return nil, fhirFailure(err)
+		return 0, nil, fhirFailure(err)
 	}
 	if len(data) > maxFHIRResponse {
-		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered more than %d bytes", id, maxFHIRResponse))
+		return 0, nil, fhirFailure(fmt.Errorf("%s answered more than %d bytes", what, maxFHIRResponse))
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return 0, nil, &Error{Status: http.StatusInternalServerError, Err: fmt.Errorf(
+			"mediator configuration: %s answered %d, check %s", what, resp.StatusCode, fixFHIRCredentials)}
+	}
+	return resp.StatusCode, data, nil
+}
+
+// readPatient reads a referenced Patient, whose id is id, as
+// FHIRURL/Patient/id (its current version). The reference itself is never
+// the request's target: with the mediator's FHIR credentials, a reference
+// such as <FHIRURL>/../admin?x=/Patient/1 would reach another path of the
+// server (or of a proxy that normalises paths). A Patient the server does
+// not have is a 422 (see notOnServer).
+func (b *Bridge) readPatient(ctx context.Context, id, expr string) (*models.Patient, error) {
+	what := "GET Patient/" + id
+	status, data, err := b.fhirGet(ctx, "FHIR read subject", "/Patient/"+url.PathEscape(id), nil, what, expr)
+	if err != nil {
+		return nil, err
 	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+	case status == http.StatusNotFound || status == http.StatusGone:
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
-			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, resp.StatusCode), models.IssueTypeNotFound)}
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, &Error{Status: http.StatusInternalServerError, Err: fmt.Errorf(
-			"mediator configuration: GET Patient/%s answered %d, check %s", id, resp.StatusCode, fixFHIRCredentials)}
-	case resp.StatusCode/100 != 2:
-		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered %d", id, resp.StatusCode))
+			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, status), models.IssueTypeNotFound)}
+	case status/100 != 2:
+		return nil, fhirFailure(fmt.Errorf("%s answered %d", what, status))
 	}
 	res, err := fhir.ParseResource(data)
 	if err != nil {
-		return nil, fhirFailure(fmt.Errorf("GET Patient/%s: %w", id, err))
+		return nil, fhirFailure(fmt.Errorf("%s: %w", what, err))
 	}
 	p, ok := res.(*models.Patient)
 	if !ok {
-		return nil, fhirFailure(fmt.Errorf("GET Patient/%s answered a %s", id, typeOf(res)))
+		return nil, fhirFailure(fmt.Errorf("%s answered a %s", what, typeOf(res)))
 	}
 	return p, nil
 }
+
+// notOnServer reports whether err is readPatient's 422 of a Patient the
+// FHIR server does not have.
+func notOnServer(err error) bool {
+	var ire *fhir.InvalidResourceError
+	return statusOf(err) == http.StatusUnprocessableEntity && errors.As(err, &ire) &&
+		len(ire.Issues) == 1 && ire.Issues[0].Code == models.IssueTypeNotFound
+}
+
+// searchPatient finds the Patient carrying the identifier ident on the
+// FHIR server: GET FHIRURL/Patient?identifier=<system>|<value> (<value>,
+// of any system, for an identifier without system; R4
+// search.html#token). n is the number of Patients found, 2 standing for
+// "more than one", and p the one found when n is 1. Only an entry that
+// carries the identifier counts: a server that ignored the parameter does
+// not name a patient. A page of one match with a next link counts as
+// several, since the next pages may hold more.
+func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, expr string) (p *models.Patient, n int, err error) {
+	token := searchEscape(*ident.Value)
+	if ident.System != nil && *ident.System != "" {
+		token = searchEscape(*ident.System) + "|" + token
+	}
+	what := "GET Patient?identifier=" + token
+	status, data, err := b.fhirGet(ctx, "FHIR search subject by identifier", "/Patient",
+		url.Values{"identifier": {token}, "_count": {"2"}}, what, expr)
+	if err != nil {
+		return nil, 0, err
+	}
+	if status/100 != 2 {
+		return nil, 0, fhirFailure(fmt.Errorf("%s answered %d", what, status))
+	}
+	var bundle struct {
+		ResourceType string `json:"resourceType"`
+		Link         []struct {
+			Relation string `json:"relation"`
+		} `json:"link"`
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+			Search   *struct {
+				Mode string `json:"mode"`
+			} `json:"search"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(data, &bundle); err != nil || bundle.ResourceType != "Bundle" {
+		return nil, 0, fhirFailure(fmt.Errorf("%s did not answer a searchset Bundle", what))
+	}
+	for _, e := range bundle.Entry {
+		if e.Search != nil && e.Search.Mode != "" && e.Search.Mode != "match" {
+			continue // an included resource, or an OperationOutcome
+		}
+		if len(e.Resource) == 0 {
+			continue
+		}
+		res, err := fhir.ParseResource(e.Resource)
+		if err != nil {
+			return nil, 0, fhirFailure(fmt.Errorf("%s: %w", what, err))
+		}
+		if q, ok := res.(*models.Patient); ok && carries(q, ident) {
+			p, n = q, n+1
+		}
+	}
+	if n == 1 {
+		for _, l := range bundle.Link {
+			if l.Relation == "next" {
+				n = 2
+			}
+		}
+	}
+	if n != 1 {
+		return nil, min(n, 2), nil
+	}
+	return p, 1, nil
+}
+
+// carries reports whether the Patient p has the identifier ident (of any
+// system when ident has none).
+func carries(p *models.Patient, ident *models.Identifier) bool {
+	for _, i := range p.Identifier {
+		if i.Value == nil || *i.Value != *ident.Value {
+			continue
+		}
+		if ident.System == nil || *ident.System == "" || (i.System != nil && *i.System == *ident.System) {
+			return true
+		}
+	}
+	return false
+}
+
+// searchEscape escapes the characters a token search parameter gives a
+// meaning to (R4 search.html#escaping).
+var searchEscape = strings.NewReplacer(`\`, `\\`, `|`, `\|`, `,`, `\,`, `$`, `\$`).Replace
 
 // fhirFailure wraps a failed read from the FHIR server: the sender should
 // retry.

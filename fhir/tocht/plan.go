@@ -33,7 +33,8 @@ type unit struct {
 
 	// subject is the CHT person a report is about when it was not written
 	// in the same Bundle: it must exist before the report is written.
-	subject, subjectExpr string
+	// subjectHint is added to the 422 when it does not.
+	subject, subjectExpr, subjectHint string
 	// subjectRef is the reference (fullUrl or Patient/<id>, without a
 	// version) of the Patient of the same Bundle the report is about, if
 	// any: a batch does not write the report when that Patient failed.
@@ -228,10 +229,11 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 				"the follow-up report that closes it refer to the Task by its id", models.IssueTypeRequired)
 		}
 	}
-	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	subj, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
 		return nil, err
 	}
+	patient := b.patientOf(subj)
 	var sub *cht.Record
 	switch r := res.(type) {
 	case *models.ServiceRequest:
@@ -276,12 +278,8 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
-	subjectID := check
-	if subjectID == "" && patient != nil && len(patient.Identifier) > 0 && patient.Identifier[0].Value != nil {
-		subjectID = *patient.Identifier[0].Value // patientWithID's
-	}
 	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr, subjectRef: ref, subjectID: subjectID}, nil
+		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}, nil
 }
 
 // planObservations converts an optional Encounter and its Observations
@@ -319,11 +317,11 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 	if enc != nil && enc.Subject != nil {
 		subjectExpr = "Encounter.subject"
 	}
-	patient, check, ref, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
+	subj, err := b.subjectPatient(ctx, subject, subjectExpr, refs)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := b.conv.SubmissionFromObservations("", enc, obs, patient)
+	sub, err := b.conv.SubmissionFromObservations("", enc, obs, b.patientOf(subj))
 	if err != nil {
 		return nil, err
 	}
@@ -360,31 +358,34 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		ident = "content:" + hex.EncodeToString(sum[:16])
 	}
 	return &unit{resourceType: "Observation", resource: primary, docID: b.ReportID(rt, ident), report: sub,
-		subject: check, subjectExpr: subjectExpr, subjectRef: ref, mergeFields: true, xform: isXForm(sub.Form)}, nil
+		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle,
+		mergeFields: true, xform: isXForm(sub.Form)}, nil
 }
 
-// subjectPatient resolves a subject reference to the CHT person, as a
-// Patient carrying the CHT _id identifier for the converter. check is the
-// _id to verify before writing ("" when the person is written in the same
-// Bundle, or when the reference cannot be resolved, which the converter
-// then reports); inBundle is the reference of that Patient of the same
-// Bundle. The rules, in order: an identifier with the CHT
-// document system; a Patient of the same Bundle (one not written, as it
-// came from CHT, is checked like a reference by identifier); a patient_id
-// shortcode identifier (see personByShortcode); another identifier as
-// a key (see identifierKey); a literal Patient reference, read from the FHIR server
-// when Config.FHIRURL is set, else with its id as the key.
-func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]bundleRef) (patient *models.Patient, check, inBundle string, err error) {
+// subjectPatient resolves a subject reference to the CHT person (see
+// subject). The rules, in order: an identifier with the CHT document
+// system; a Patient of the same Bundle (one not written, as it came from
+// CHT, is checked like a reference by identifier); then the identifier
+// (a patient_id shortcode, see personByShortcode; another identifier as a
+// key, see identifierKey, else the Patient carrying it on the FHIR server
+// when Config.FHIRURL is set, see identifierSubject) and the literal
+// Patient reference (read from the FHIR server when Config.FHIRURL is
+// set, else with its id as the key, see literalSubject). A reference with
+// both names the person either finds, and is refused when they find
+// different ones (see bothSubject).
+func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr string, refs map[string]bundleRef) (subject, error) {
 	if ref == nil {
-		return nil, "", "", nil
+		return subject{}, nil
 	}
-	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
-		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.DocumentID {
-			if err := checkDocID(*ref.Identifier.Value, expr); err != nil {
-				return nil, "", "", err
-			}
-			return nil, *ref.Identifier.Value, "", nil
+	ident := ref.Identifier
+	if ident != nil && (ident.Value == nil || *ident.Value == "") {
+		ident = nil
+	}
+	if ident != nil && ident.System != nil && *ident.System == b.sys.DocumentID {
+		if err := checkDocID(*ident.Value, expr); err != nil {
+			return subject{}, err
 		}
+		return subject{id: *ident.Value, own: true}, nil
 	}
 	if ref.Reference != nil {
 		// A version-specific reference names the Patient of the Bundle
@@ -392,61 +393,40 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 		key, version := unversioned(*ref.Reference)
 		if r, ok := refs[key]; ok {
 			if version != "" && r.version != "" && version != r.version {
-				return nil, "", "", versionMismatch(expr, *ref.Reference, key, version, r.version)
+				return subject{}, versionMismatch(expr, *ref.Reference, key, version, r.version)
 			}
 			if r.written {
-				return b.patientWithID(r.id), "", key, nil
+				return subject{id: r.id, inBundle: key}, nil
 			}
 			if err := checkDocID(r.id, expr); err != nil {
-				return nil, "", "", err
+				return subject{}, err
 			}
-			return b.patientWithID(r.id), r.id, "", nil
+			return subject{id: r.id}, nil
 		}
 	}
-	if ref.Identifier != nil && ref.Identifier.Value != nil && *ref.Identifier.Value != "" {
-		if ref.Identifier.System != nil && *ref.Identifier.System == b.sys.PatientID {
-			id, err := b.personByShortcode(ctx, *ref.Identifier.Value, expr)
-			if err != nil {
-				return nil, "", "", err
-			}
-			return b.patientWithID(id), id, "", nil
+	id, literal := "", false
+	if ref.Reference != nil {
+		id, literal = literalID(*ref.Reference, "Patient")
+	}
+	if literal {
+		if err := checkID(id); err != nil {
+			return subject{}, badID(expr, fmt.Errorf("reference %s: %w", quote(*ref.Reference), err))
 		}
-		id := b.PersonID(identifierKey(ref.Identifier.System, *ref.Identifier.Value, b.sys.ExternalID))
-		return b.patientWithID(id), id, "", nil
 	}
-	if ref.Reference == nil {
-		return nil, "", "", nil
+	switch {
+	case ident == nil && !literal:
+		return subject{}, nil
+	case ident == nil:
+		s, _, err := b.literalSubject(ctx, id, expr, refs, false)
+		return s, err
+	case !literal:
+		s, miss, err := b.identifierSubject(ctx, ident, expr, refs, false)
+		if err == nil {
+			err = miss
+		}
+		return s, err
 	}
-	id, ok := literalID(*ref.Reference, "Patient")
-	if !ok {
-		return nil, "", "", nil
-	}
-	if err := checkID(id); err != nil {
-		return nil, "", "", badID(expr, fmt.Errorf("reference %s: %w", quote(*ref.Reference), err))
-	}
-	if b.cfg.FHIRURL == "" {
-		pid := b.PersonID(id)
-		return b.patientWithID(pid), pid, "", nil
-	}
-	p, err := b.readPatient(ctx, id, expr)
-	if err != nil {
-		return nil, "", "", err
-	}
-	// A modifier extension may change what the Patient is (R4
-	// extensibility.html#modifierExtension): its identifiers are not
-	// used to name a CHT person then.
-	if issues := modifierIssues(p, "Patient"); len(issues) > 0 {
-		return nil, "", "", invalid(expr, fmt.Sprintf("the referenced Patient/%s, read from the FHIR server: %s: %s",
-			id, issues[0].Expression, issues[0].Reason), models.IssueTypeNotSupported)
-	}
-	pid := b.personIDOf(p)
-	if pid == "" {
-		return nil, "", "", invalid(expr, "the referenced Patient has neither identifier nor id", models.IssueTypeValue)
-	}
-	if err := checkDocID(pid, expr); err != nil {
-		return nil, "", "", err
-	}
-	return b.patientWithID(pid), pid, "", nil
+	return b.bothSubject(ctx, ident, *ref.Reference, id, expr, refs)
 }
 
 // personByShortcode returns the _id of the CHT contact whose patient_id

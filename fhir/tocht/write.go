@@ -27,7 +27,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 		return false, nil
 	}
 	if u.subject != "" {
-		if err := b.checkSubject(ctx, u.subject, u.subjectExpr); err != nil {
+		if err := b.checkSubject(ctx, u.subject, u.subjectExpr, u.subjectHint); err != nil {
 			return false, err
 		}
 	}
@@ -59,14 +59,14 @@ func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found boo
 
 // checkSubject verifies that the person a report is about exists in CHT
 // and is a person (Config.ContactTypes, Config.PersonTypes): a report about nobody would raise
-// no task and fail silently.
-func (b *Bridge) checkSubject(ctx context.Context, id, expr string) error {
+// no task and fail silently. hint is added to the 422 of a person CHT
+// does not have.
+func (b *Bridge) checkSubject(ctx context.Context, id, expr, hint string) error {
 	var c cht.Contact
 	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read subject"), id, &c)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
-		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
-			"no CHT person %s for this subject: send the Patient first, or refer to it by its CHT identifier", id), models.IssueTypeNotFound)}
+		return noPerson(expr, id, "", hint)
 	case err != nil:
 		return chtFailure("read subject "+id, err)
 	case !b.isPerson(&c):
