@@ -344,7 +344,13 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			switch {
 			case err != nil:
 			case !u.skip:
-				for _, k := range append(refsOf(i, "Patient", p.Id), entryRefKey(i)) {
+				keys := append(refsOf(i, "Patient", p.Id), entryRefKey(i))
+				for _, id := range p.Identifier {
+					if id.Value != nil && *id.Value != "" {
+						keys = append(keys, identifierRefKey(b.PersonID(identifierKey(id.System, *id.Value, b.sys.ExternalID))))
+					}
+				}
+				for _, k := range keys {
 					refs[k] = bundleRef{id: u.docID, written: true, version: metaVersion(p.Meta)}
 					pb.patientUnit[k] = len(pb.units)
 				}
@@ -523,6 +529,14 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 func entryRefKey(i int) string {
 	return "\x00Bundle.entry[" + strconv.Itoa(i) + "]"
 }
+
+// identifierRefKey is a key of the refs of planBundle (and of
+// plannedBundle.patientUnit) for a Patient the Bundle writes, by each of
+// its identifiers (the person key, see identifierKey and Bridge.PersonID,
+// that the identifier would give): a subject named by any identifier of
+// that Patient, not only the one that keys its person, is about it. NUL
+// starts it, as entryRefKey.
+func identifierRefKey(personID string) string { return "\x00identifier:" + personID }
 
 // carried is a ServiceRequest of the Bundle that a Task carries out: its
 // entry, and the Task's element that names it (Task.focus,

@@ -187,11 +187,13 @@
 //     is the one contact CHT finds by that shortcode (none, or several, is
 //     422).
 //   - Another identifier is a person key (the same "system|value" or bare
-//     ExternalID value as the Patient's key): the person a Patient of the
-//     same Bundle writes under that key, else the one CHT has. When CHT has
-//     none and Config.FHIRURL is set, the bridge looks the identifier up
-//     on the FHIR server, Patient?identifier=<system>|<value> (the bare
-//     value, of any system, for an identifier without system): the one
+//     ExternalID value as the Patient's key): the person of a Patient of
+//     the same Bundle that carries the identifier (whichever of its
+//     identifiers keys it), else the one CHT has under that key. When CHT
+//     has none and Config.FHIRURL is set, the bridge looks the identifier
+//     up on the FHIR server, Patient?identifier=<system>|<value> (for an
+//     identifier without system, |<value> and the ExternalID system's,
+//     the identifiers keyed alike; not the value in any system): the one
 //     Patient found that carries it is keyed as a Patient sent to the
 //     bridge is, so that a subject named by another identifier of the
 //     Patient than its key (a national id, where the EMR sent the Patient
@@ -209,8 +211,9 @@
 // references.html#logical: both name the same resource) is about the
 // person its identifier names, else (the identifier names no person CHT
 // has, or several) the one its literal reference names. When both name a
-// person and these differ, it is refused (422 naming the element): the
-// bridge does not guess which one the sender meant. (An identifier with
+// person and these differ, it is refused (422 naming the element), also
+// when the identifier names, on the FHIR server, a Patient CHT does not
+// have yet: the bridge does not guess which one the sender meant. (An identifier with
 // the CHT document system, and a reference to a Patient of the same
 // Bundle, come first: they are the person whatever the other part says.)
 // The person must exist

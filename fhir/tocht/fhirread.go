@@ -104,9 +104,16 @@ func notOnServer(err error) bool {
 // not name a patient. A page of one match with a next link counts as
 // several, since the next pages may hold more.
 func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, expr string) (p *models.Patient, n int, err error) {
-	token := searchEscape(*ident.Value)
+	// An identifier without a system keys the person of an identifier
+	// without one, or of the external_id system (identifierKey): search
+	// for those only (|value is "no system", R4 search.html#token), not
+	// for the value in any system.
+	value := searchEscape(*ident.Value)
+	token := "|" + value
 	if ident.System != nil && *ident.System != "" {
-		token = searchEscape(*ident.System) + "|" + token
+		token = searchEscape(*ident.System) + "|" + value
+	} else if ext := b.sys.ExternalID; ext != "" {
+		token += "," + searchEscape(ext) + "|" + value
 	}
 	what := "GET Patient?identifier=" + token
 	status, data, err := b.fhirGet(ctx, "FHIR search subject by identifier", "/Patient",
@@ -143,7 +150,7 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, ex
 		if err != nil {
 			return nil, 0, fhirFailure(fmt.Errorf("%s: %w", what, err))
 		}
-		if q, ok := res.(*models.Patient); ok && carries(q, ident) {
+		if q, ok := res.(*models.Patient); ok && carries(q, ident, b.sys.ExternalID) {
 			p, n = q, n+1
 		}
 	}
@@ -160,14 +167,26 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, ex
 	return p, 1, nil
 }
 
-// carries reports whether the Patient p has the identifier ident (of any
-// system when ident has none).
-func carries(p *models.Patient, ident *models.Identifier) bool {
+// carries reports whether the Patient p has the identifier ident: the
+// same system and value, or, for ident without a system, the value
+// without a system or with the external_id system (extSys), as
+// identifierKey keys them alike.
+func carries(p *models.Patient, ident *models.Identifier, extSys string) bool {
 	for _, i := range p.Identifier {
 		if i.Value == nil || *i.Value != *ident.Value {
 			continue
 		}
-		if ident.System == nil || *ident.System == "" || (i.System != nil && *i.System == *ident.System) {
+		sys := ""
+		if i.System != nil {
+			sys = *i.System
+		}
+		if ident.System == nil || *ident.System == "" {
+			if sys == "" || sys == extSys {
+				return true
+			}
+			continue
+		}
+		if sys == *ident.System {
 			return true
 		}
 	}

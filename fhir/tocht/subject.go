@@ -108,6 +108,11 @@ func (b *Bridge) identifierSubject(ctx context.Context, ident *models.Identifier
 		return subject{id: id}, nil, nil
 	}
 	key := b.PersonID(identifierKey(ident.System, value, b.sys.ExternalID))
+	if r, ok := refs[identifierRefKey(key)]; ok && r.written {
+		// A Patient of the Bundle carries the identifier (maybe not as
+		// the one that keys its person).
+		return subject{id: r.id, inBundle: identifierRefKey(key)}, nil, nil
+	}
 	if ref, ok := writtenBy(refs, key); ok {
 		return subject{id: key, inBundle: ref}, nil, nil
 	}
@@ -152,7 +157,9 @@ func (b *Bridge) identifierSubject(ctx context.Context, ident *models.Identifier
 				return s, nil, err
 			}
 		}
-		return subject{}, noPerson(expr, id, " ("+what+")", ""), nil
+		// A miss, but the person the identifier names is known: a
+		// reference beside it must not name another (bothSubject).
+		return subject{id: id}, noPerson(expr, id, " ("+what+")", ""), nil
 	}
 	return subject{id: id, hint: "the subject is the person of " + what}, nil, nil
 }
@@ -201,6 +208,12 @@ func (b *Bridge) bothSubject(ctx context.Context, ident *models.Identifier, ref,
 	if err != nil {
 		return subject{}, err
 	}
+	// The identifier named, through the FHIR server, a person CHT does
+	// not have yet: a reference to another is not a fallback but another
+	// patient, whatever CHT has.
+	if imiss != nil && is.id != "" && lmiss == nil && ls.id != "" && is.id != ls.id {
+		return subject{}, differ(expr, ident, ref, is.id, ls.id)
+	}
 	if lmiss == nil && ls.inBundle == "" && (imiss != nil || ls.id != is.id) {
 		found, err := b.findSubject(ctx, ls.id)
 		if err != nil {
@@ -214,10 +227,7 @@ func (b *Bridge) bothSubject(ctx context.Context, ident *models.Identifier, ref,
 	switch {
 	case imiss == nil && lmiss == nil:
 		if is.id != ls.id {
-			return subject{}, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
-				"its identifier %s names CHT person %s, but its reference %s names CHT person %s: "+
-					"an identifier and a reference must name the same patient", quote(tokenOf(ident)), is.id, quote(ref), ls.id),
-				models.IssueTypeValue)}
+			return subject{}, differ(expr, ident, ref, is.id, ls.id)
 		}
 		return is, nil
 	case imiss == nil:
@@ -231,6 +241,15 @@ func (b *Bridge) bothSubject(ctx context.Context, ident *models.Identifier, ref,
 		msg += "; " + lookupHint
 	}
 	return subject{}, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, msg, models.IssueTypeNotFound)}
+}
+
+// differ is the 422 of a reference whose identifier and literal reference
+// name different patients (the CHT persons is and ls).
+func differ(expr string, ident *models.Identifier, ref, is, ls string) error {
+	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
+		"its identifier %s names CHT person %s, but its reference %s names CHT person %s: "+
+			"an identifier and a reference must name the same patient", quote(tokenOf(ident)), is, quote(ref), ls),
+		models.IssueTypeValue)}
 }
 
 // subjectOfPatient is the _id of the CHT person the Patient p, read from
@@ -268,9 +287,9 @@ func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
 	return subject{id: id, found: b.isPerson(&c)}, nil
 }
 
-// writtenBy returns the reference of the Patient of the same Bundle that
-// writes the CHT person id, if any (the first in order, for a Patient
-// with several references).
+// writtenBy returns a reference of the Patient of the same Bundle that
+// writes the CHT person id, if any (the smallest of its keys, for a
+// Patient with several: any of them finds its unit).
 func writtenBy(refs map[string]bundleRef, id string) (string, bool) {
 	var keys []string
 	for k, r := range refs {

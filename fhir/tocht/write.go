@@ -293,6 +293,12 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		// wrote as ASSESSMENT is the assessment XForm's (see reshape).
 		if merge && sameForm(cur["form"], doc["form"]) {
 			if stored, ok := decodeObject(cur["fields"]); ok {
+				if _, xform := doc["content_type"]; xform && !sameJSON(cur["content_type"], mustJSON(doc["content_type"])) {
+					// Stored in the records API shape, its keys
+					// lower-cased: a sent key that differs only
+					// in case replaces the stored one.
+					dropFolded(stored, want)
+				}
 				want = mergeInto(withoutSubject(stored, want), want)
 			}
 		}
@@ -489,6 +495,31 @@ func mergeInto(dst, src map[string]any) map[string]any {
 		dst[k] = v
 	}
 	return dst
+}
+
+// dropFolded renames, at every level of stored, the keys that equal a key
+// of sent but for case to that key (the stored report's lower-cased keys,
+// when sent keeps the form's): a group keeps its other fields, and a
+// value is replaced by the one sent.
+func dropFolded(stored, sent map[string]any) {
+	for k, v := range sent {
+		for sk, sv := range stored {
+			if sk == k || !strings.EqualFold(sk, k) {
+				continue
+			}
+			delete(stored, sk)
+			if _, group := sv.(map[string]any); group {
+				if _, taken := stored[k]; !taken {
+					stored[k] = sv
+				}
+			}
+		}
+		if sv, ok := v.(map[string]any); ok {
+			if dv, ok := stored[k].(map[string]any); ok {
+				dropFolded(dv, sv)
+			}
+		}
+	}
 }
 
 // subjectKeys are the field keys that name a report's subject, as CHT
