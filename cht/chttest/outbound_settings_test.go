@@ -349,3 +349,61 @@ func TestCredentialsEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestRelevantToThatThrowsStopsEveryPush: mark_for_outbound.js relevantTo
+// evaluates every push's relevant_to before it sends any; one that throws
+// rejects the transition (transitions/index.js applyTransition catches
+// it), so no push of that change goes out and no task is written. A push
+// whose relevant_to reads doc.fields.x throws for a person (doc.fields is
+// undefined) and so stops the contacts push too.
+func TestRelevantToThatThrowsStopsEveryPush(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	dest := newDestination(t, reply(200, "application/json", "{}"))
+	settings := `{"transitions": {"mark_for_outbound": true}, "outbound": {
+	  "contacts": {"relevant_to": "doc.type === 'person'", "destination": {"base_url": "` + dest.URL + `", "path": "/contacts"},
+	    "mapping": {"id": "doc._id"}},
+	  "reports": {"relevant_to": "doc.fields.x === 1", "destination": {"base_url": "` + dest.URL + `", "path": "/reports"},
+	    "mapping": {"id": "doc._id"}}}}`
+	cfgs, err := OutboundFromSettings([]byte(settings), srv.Credential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushers []*OutboundPusher
+	for _, c := range cfgs {
+		c.Server = srv
+		p, err := NewOutboundPusher(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushers = append(pushers, p)
+	}
+	ctx := context.Background()
+	for _, p := range pushers {
+		if _, err := p.PushID(ctx, DemoPatientID); err == nil || !strings.Contains(err.Error(), "reports relevant_to") {
+			t.Errorf("%s: err %v, want the reports push's relevant_to error", p.cfg.Name, err)
+		}
+		if n := p.CountOutcome(OutcomeSent); n != 0 {
+			t.Errorf("%s sent %d", p.cfg.Name, n)
+		}
+		if q := p.Queue(); len(q) != 0 {
+			t.Errorf("%s queued %v", p.cfg.Name, q)
+		}
+	}
+	if dest.count() != 0 {
+		t.Fatalf("%d pushes reached the destination", dest.count())
+	}
+	// A report with fields: both relevant_to evaluate; only the reports
+	// push is relevant.
+	if _, err := srv.PutDoc(map[string]any{"_id": "rep-x", "type": "data_record", "form": "X", "fields": map[string]any{"x": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pushers {
+		if _, err := p.PushID(ctx, "rep-x"); err != nil {
+			t.Errorf("%s: %v", p.cfg.Name, err)
+		}
+	}
+	if dest.count() != 1 || dest.reqs[0].URL.Path != "/reports" {
+		t.Fatalf("%d pushes, want the reports push only", dest.count())
+	}
+}

@@ -343,6 +343,14 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 		}
 	}
 	if !retry {
+		// mark_for_outbound.js relevantTo evaluates every push's
+		// relevant_to before any is sent: one that throws fails the
+		// transition for the doc (transitions/index.js applyTransition
+		// catches it), so no push of that change goes out.
+		if err := p.siblingThrows(js, d); err != nil {
+			a.Outcome, a.Err = OutcomeNotRelevant, err
+			return p.record(a), err
+		}
 		// Sentinel's schedule never re-checks relevance: a queued doc is
 		// retried until it is sent or deleted.
 		relevant, err := p.relevant(js, d)
@@ -420,6 +428,31 @@ func (p *OutboundPusher) relevant(js *jsDoc, d map[string]any) (bool, error) {
 		return ok, nil
 	}
 	return !p.cfg.fromSettings, nil
+}
+
+// siblingThrows returns the error of the first other push read from the
+// same app settings, following the same Server, whose relevant_to throws
+// for d (see push); nil when none does.
+func (p *OutboundPusher) siblingThrows(js *jsDoc, d map[string]any) error {
+	srv := p.cfg.Server
+	if srv == nil || !p.cfg.fromSettings || js == nil {
+		return nil
+	}
+	if del, _ := d["_deleted"].(bool); del {
+		return nil
+	}
+	srv.mu.Lock()
+	pushers := slices.Clone(srv.pushers)
+	srv.mu.Unlock()
+	for _, q := range pushers {
+		if q == p || !q.cfg.fromSettings || q.cfg.relevantJS == nil {
+			continue
+		}
+		if _, err := js.truthy(q.cfg.relevantJS); err != nil {
+			return fmt.Errorf("chttest: outbound: %s relevant_to: %w (CHT then pushes none of this change)", q.cfg.Name, err)
+		}
+	}
+	return nil
 }
 
 // due reports whether the push may be sent now: no cron, or now within 5
