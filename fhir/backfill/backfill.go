@@ -529,6 +529,7 @@ func encode(txs []converted) ([]byte, int, error) {
 // with backoff.
 func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte, n int) error {
 	wait := cfg.RetryWait
+	conditional := direct.Conditional(cfg.Converter)
 	var err error
 	for attempt := 1; ; attempt++ {
 		if cw, ok := cfg.Writer.(clientWriter); ok {
@@ -537,7 +538,7 @@ func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte, 
 		} else {
 			err = cfg.Writer.WriteBundle(ctx, name, bundle)
 		}
-		if direct.Conditional(cfg.Converter) {
+		if conditional {
 			err = conditionalConflict(err)
 		}
 		if err == nil || isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {

@@ -73,6 +73,28 @@ func (c *counts) fail(id string, err error) {
 	c.failures = append(c.failures, Failure{DocID: id, Reason: err.Error()})
 }
 
+// addSkipped adds the counts of src to dst, made when needed, and returns
+// dst.
+func addSkipped(dst, src map[string]int64) map[string]int64 {
+	for k, v := range src {
+		if dst == nil {
+			dst = map[string]int64{}
+		}
+		dst[k] += v
+	}
+	return dst
+}
+
+// merge adds another batch's counts, every failure included.
+func (c *counts) merge(o counts) {
+	c.docs += o.docs
+	c.converted += o.converted
+	c.resources += o.resources
+	c.failed += o.failed
+	c.failures = append(c.failures, o.failures...)
+	c.skipped = addSkipped(c.skipped, o.skipped)
+}
+
 // add adds a committed batch's counts.
 func (cp *Checkpoint) add(c *counts) {
 	cp.Batches++
@@ -80,12 +102,7 @@ func (cp *Checkpoint) add(c *counts) {
 	cp.Converted += c.converted
 	cp.Resources += c.resources
 	cp.Failed += c.failed
-	for k, v := range c.skipped {
-		if cp.Skipped == nil {
-			cp.Skipped = map[string]int64{}
-		}
-		cp.Skipped[k] += v
-	}
+	cp.Skipped = addSkipped(cp.Skipped, c.skipped)
 	for _, f := range c.failures {
 		if len(cp.Failures) >= MaxFailures {
 			break

@@ -23,12 +23,18 @@ func failuresPath(checkpoint string) string { return checkpoint + ".failures" }
 // line): each document once, with its latest reason, in the order they
 // first failed. A missing file lists none. [Retry] syncs them again.
 func ReadFailures(checkpointFile string) ([]Failure, error) {
+	failures, _, err := readFailures(checkpointFile)
+	return failures, err
+}
+
+// readFailures is ReadFailures; listed is false when there is no list.
+func readFailures(checkpointFile string) (failures []Failure, listed bool, err error) {
 	data, err := os.ReadFile(failuresPath(checkpointFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("backfill: read failures: %w", err)
+		return nil, false, fmt.Errorf("backfill: read failures: %w", err)
 	}
 	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
 	var out []Failure
@@ -39,7 +45,7 @@ func ReadFailures(checkpointFile string) ([]Failure, error) {
 			if i == len(lines)-1 {
 				break // cut off by a crash before it was synced: no checkpoint counts it
 			}
-			return nil, fmt.Errorf("backfill: %s line %d is not a failure: %q", failuresPath(checkpointFile), i+1, line)
+			return nil, true, fmt.Errorf("backfill: %s line %d is not a failure: %q", failuresPath(checkpointFile), i+1, line)
 		}
 		if j, ok := at[f.DocID]; ok {
 			out[j].Reason = f.Reason
@@ -48,7 +54,7 @@ func ReadFailures(checkpointFile string) ([]Failure, error) {
 		at[f.DocID] = len(out)
 		out = append(out, f)
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // failureLog appends the failures of committed batches to the file beside
@@ -181,11 +187,11 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	failures, err := ReadFailures(cfg.CheckpointFile)
+	failures, listed, err := readFailures(cfg.CheckpointFile)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(failuresPath(cfg.CheckpointFile)); errors.Is(err, fs.ErrNotExist) {
+	if !listed {
 		// A checkpoint written before the list existed: the failures
 		// it names.
 		failures = cp.Failures
@@ -208,17 +214,7 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		total.docs += c.docs
-		total.converted += c.converted
-		total.resources += c.resources
-		total.failed += c.failed
-		total.failures = append(total.failures, c.failures...)
-		for k, v := range c.skipped {
-			if total.skipped == nil {
-				total.skipped = map[string]int64{}
-			}
-			total.skipped[k] += v
-		}
+		total.merge(c)
 	}
 	list, err := appendLines(nil, total.failures)
 	if err != nil {
@@ -234,12 +230,7 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 	// written before the list existed).
 	cp.Failed = max(total.failed, cp.Failed-(int64(len(failures))-total.failed))
 	cp.Failures = total.failures[:min(len(total.failures), MaxFailures):min(len(total.failures), MaxFailures)]
-	for k, v := range total.skipped {
-		if cp.Skipped == nil {
-			cp.Skipped = map[string]int64{}
-		}
-		cp.Skipped[k] += v
-	}
+	cp.Skipped = addSkipped(cp.Skipped, total.skipped)
 	cp.UpdatedAt = time.Now().UTC()
 	if err := WriteCheckpoint(cfg.CheckpointFile, cp); err != nil {
 		return nil, err
