@@ -289,11 +289,12 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		}
 		form := mustJSON(doc["form"])
 		want := doc["fields"].(map[string]any)
+		reshaped := reshape(cur, doc)
 		// The same form whatever its case: a report an earlier version
 		// wrote as ASSESSMENT is the assessment XForm's (see reshape).
 		if merge && sameForm(cur["form"], doc["form"]) {
 			if stored, ok := decodeObject(cur["fields"]); ok {
-				if _, xform := doc["content_type"]; xform && !sameJSON(cur["content_type"], mustJSON(doc["content_type"])) {
+				if _, xform := doc["content_type"]; xform && reshaped {
 					// Stored in the records API shape, its keys
 					// lower-cased: a sent key that differs only
 					// in case replaces the stored one.
@@ -306,7 +307,6 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		if err != nil {
 			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
 		}
-		reshaped := reshape(cur, doc)
 		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped {
 			return false, nil
 		}
