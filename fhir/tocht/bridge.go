@@ -276,6 +276,7 @@ func (b *Bridge) route(resourceType string, withID bool) mediator.HandlerFunc {
 	return func(r *mediator.Request) (*mediator.Result, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), b.cfg.Timeout)
 		defer cancel()
+		ctx = withLookups(ctx)
 		res, err := b.serve(ctx, r, resourceType, withID)
 		if err != nil {
 			return b.failure(ctx, r, err), nil

@@ -12,7 +12,6 @@ import (
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -176,12 +175,11 @@ func throughFailed(entry int, err error) error {
 // CHT failure or a configuration error (5xx) is answered as is.
 func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error {
 	var issues []fhir.Issue
-	seen := &checked{subjects: map[string]bool{}, parents: map[string]*cht.Lineage{}}
 	for i, u := range pb.units {
 		if u.skip {
 			continue
 		}
-		err := b.checkUnit(ctx, u, seen)
+		err := b.checkUnit(ctx, u)
 		if err == nil {
 			continue
 		}
@@ -200,17 +198,10 @@ func (b *Bridge) checkTransaction(ctx context.Context, pb *plannedBundle) error 
 	return nil
 }
 
-// checked is what the checks of one transaction have read from CHT
-// already, so that each is read once.
-type checked struct {
-	subjects map[string]bool         // subjects found to be people
-	parents  map[string]*cht.Lineage // lineage of a new person, by parent place
-}
-
 // checkUnit runs the checks of checkTransaction for one unit.
-func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
+func (b *Bridge) checkUnit(ctx context.Context, u *unit) error {
 	if u.person != nil {
-		create, err := b.checkPersonDoc(ctx, u.person, u.named, seen.parents)
+		create, err := b.checkPersonDoc(ctx, u.person, u.named)
 		u.create = create
 		return err
 	}
@@ -221,14 +212,10 @@ func (b *Bridge) checkUnit(ctx context.Context, u *unit, seen *checked) error {
 		}
 		u.doc = doc
 	}
-	if u.subject == "" || seen.subjects[u.subject] {
+	if u.subject == "" {
 		return nil
 	}
-	if err := b.checkSubject(ctx, u.subject, u.subjectExpr, u.subjectHint); err != nil {
-		return err
-	}
-	seen.subjects[u.subject] = true
-	return nil
+	return b.checkSubject(ctx, u.subject, u.subjectExpr, u.subjectHint)
 }
 
 // entryResult is the outcome of one unit.

@@ -228,7 +228,11 @@
 // written whole; a CHT or FHIR server failure (5xx) is retried whole. In a
 // batch, a report about a Patient of the same Bundle that failed is not
 // written: it fails too (422, or the Patient's 5xx so that both are
-// retried).
+// retried). Each reference is read or looked up once per request, however
+// many entries carry it (an EMR names the patient in every Observation of
+// a visit): the Patient read, the identifier searched, the CHT person, the
+// parent place of new people. A failed read is tried again by the next
+// entry that needs it.
 //
 // CHT's own create endpoints cannot do this: the records API and the 5.2+
 // person API generate the _id (and reject a given one), so a lost answer

@@ -24,11 +24,16 @@ const maxFHIRResponse = 4 << 20
 // errors ("GET Patient/123"). A failure to reach the FHIR server, or an
 // answer larger than maxFHIRResponse, is a fhirFailure (502, or 504 on a
 // timeout); a 401 or 403 is the mediator's configuration error (500). The
-// caller maps the other statuses.
+// caller maps the other statuses. An answer 2xx, 404 or 410 is kept for
+// the rest of the request (lookups): the same GET is not sent again.
 func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query url.Values, what, expr string) (int, []byte, error) {
 	target := b.cfg.FHIRURL + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
+	}
+	seen := lookupsOf(ctx)
+	if a, ok := seen.fhir[target]; ok {
+		return a.status, a.body, nil
 	}
 	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, orchestration), http.MethodGet, target, nil)
 	if err != nil {
@@ -53,6 +58,9 @@ func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query 
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return 0, nil, &Error{Status: http.StatusInternalServerError, Err: fmt.Errorf(
 			"mediator configuration: %s answered %d, check %s", what, resp.StatusCode, fixFHIRCredentials)}
+	}
+	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
+		seen.fhir[target] = fhirAnswer{resp.StatusCode, data}
 	}
 	return resp.StatusCode, data, nil
 }

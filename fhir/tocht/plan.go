@@ -432,16 +432,23 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 // personByShortcode returns the _id of the CHT contact whose patient_id
 // is code, found as CHT finds a report's patient_id (the
 // contacts_by_reference view). No contact, or more than one, is a 422
-// naming expr: a follow-up must reach exactly one person.
+// naming expr: a follow-up must reach exactly one person. CHT is asked
+// once per request (lookups).
 func (b *Bridge) personByShortcode(ctx context.Context, code, expr string) (string, error) {
-	found, err := b.cht.Contacts.ByShortcode(mediator.WithOrchestration(ctx, "CHT find subject by patient_id"), code)
-	if err != nil {
-		return "", chtFailure("find the contact with patient_id "+quote(code), err)
-	}
-	var ids []string
-	for _, c := range found {
-		if !slices.Contains(ids, c.ID) { // a contact whose place_id is also code is listed twice
-			ids = append(ids, c.ID)
+	seen := lookupsOf(ctx)
+	ids, ok := seen.shortcodes[code]
+	if !ok {
+		found, err := b.cht.Contacts.ByShortcode(mediator.WithOrchestration(ctx, "CHT find subject by patient_id"), code)
+		if err != nil {
+			return "", chtFailure("find the contact with patient_id "+quote(code), err)
+		}
+		for _, c := range found {
+			if !slices.Contains(ids, c.ID) { // a contact whose place_id is also code is listed twice
+				ids = append(ids, c.ID)
+			}
+		}
+		if len(ids) > 0 {
+			seen.shortcodes[code] = ids
 		}
 	}
 	switch len(ids) {

@@ -276,15 +276,31 @@ func (b *Bridge) subjectOfPatient(p *models.Patient, expr, what string) (string,
 // refused before the write, see checkSubject), or the zero subject when
 // CHT has no document id.
 func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
+	d, found, err := b.subjectDoc(ctx, "CHT find subject", id)
+	if err != nil || !found {
+		return subject{}, err
+	}
+	return subject{id: id, found: d.person}, nil
+}
+
+// subjectDoc reads the CHT document id a subject names, once per request
+// (lookups), as the orchestration name; found is false when CHT has none.
+func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id string) (d docFound, found bool, err error) {
+	seen := lookupsOf(ctx)
+	if d, ok := seen.docs[id]; ok {
+		return d, true, nil
+	}
 	var c cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT find subject"), id, &c)
+	err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, orchestration), id, &c)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
-		return subject{}, nil
+		return docFound{}, false, nil
 	case err != nil:
-		return subject{}, chtFailure("find subject "+id, err)
+		return docFound{}, false, chtFailure("read subject "+id, err)
 	}
-	return subject{id: id, found: b.isPerson(&c)}, nil
+	d = docFound{person: b.isPerson(&c), typeID: c.TypeID()}
+	seen.docs[id] = d
+	return d, true, nil
 }
 
 // writtenBy returns a reference of the Patient of the same Bundle that

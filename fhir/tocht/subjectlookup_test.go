@@ -5,8 +5,10 @@ package tocht_test
 // KenyaEMR's referral exchange and R4 references send them.
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -265,4 +267,73 @@ func TestSubjectByIdentifierOfAPatientOfTheSameBundle(t *testing.T) {
 			path: "/fhir", body: bundle(patient, string(testdata(t, "service-request-kenyaemr-nupi.json"))), status: http.StatusOK,
 			want: rig.bridge.PersonID(kenyaKey)},
 	})
+}
+
+// TestSubjectLookedUpOncePerRequest: an EMR's Bundle names one patient in
+// many entries (OpenMRS FHIR2's ObservationTranslatorImpl writes
+// Observation.subject on every obs; a batch of a day's vitals names the
+// patient in each). Each distinct reference is resolved once per request:
+// one FHIR read of the Patient, one FHIR search of an identifier, one CHT
+// read of the person, however many entries name them. The next request
+// resolves them again (the Patient may have changed in between).
+func TestSubjectLookedUpOncePerRequest(t *testing.T) {
+	const obs = 12
+	bundle := func(subject string) []byte {
+		var b strings.Builder
+		b.WriteString(`{"resourceType":"Bundle","type":"batch","entry":[`)
+		for i := range obs {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"resource":{"resourceType":"Observation","status":"final",
+			 "identifier":[{"system":"https://emr.example.org/obs","value":"OBS-` + strconv.Itoa(i) + `"}],
+			 "code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},"subject":` + subject + `,
+			 "effectiveDateTime":"2026-11-20T10:` + fmt.Sprintf("%02d", i) + `:00Z",
+			 "valueQuantity":{"value":61.5,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}},
+			 "request":{"method":"POST","url":"Observation"}}`)
+		}
+		b.WriteString(`]}`)
+		return []byte(b.String())
+	}
+	for _, tt := range []struct{ name, subject string }{
+		{"literal reference", `{"reference":"Patient/` + kenyaPatientID + `"}`},
+		{"identifier of another system", `{"identifier":{"system":"` + nupiSystem + `","value":"` + nupi + `"}}`},
+		{"both", `{"reference":"Patient/` + kenyaPatientID + `","identifier":{"system":"` + nupiSystem + `","value":"` + nupi + `"}}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			require.NoError(t, r.fhir.Load(testdata(t, "patient-kenyaemr.json")))
+			r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+			require.Equal(t, http.StatusCreated, r.post(t, "/fhir/Patient", testdata(t, "patient-kenyaemr.json")).status)
+			person := r.bridge.PersonID(kenyaKey)
+			for round := 1; round <= 2; round++ {
+				fhirBefore, chtBefore := len(r.fhir.Requests()), len(r.cht.Requests())
+				a := r.post(t, "/fhir", bundle(tt.subject))
+				require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+				require.Equal(t, obs, strings.Count(string(a.body), `"201 Created"`)+strings.Count(string(a.body), `"200 OK"`), "%s", a.body)
+				ours := 0
+				for _, rep := range r.reports(t, "HEIGHT_WEIGHT") {
+					if rep["fields"].(map[string]any)["patient_uuid"] == person {
+						ours++
+					}
+				}
+				require.Equal(t, obs, ours, "round %d", round)
+				fhirReads := map[string]int{}
+				for _, q := range r.fhir.Requests()[fhirBefore:] {
+					fhirReads[q.Method+" "+q.Path+"?"+q.Query]++
+				}
+				assert.NotEmpty(t, fhirReads, "round %d: no FHIR lookup", round)
+				for k, n := range fhirReads {
+					assert.Equal(t, 1, n, "round %d: %s made %d times", round, k, n)
+				}
+				personReads := 0
+				for _, q := range r.cht.Requests()[chtBefore:] {
+					if q.Method == http.MethodGet && strings.HasSuffix(q.Path, "/"+person) {
+						personReads++
+					}
+				}
+				assert.LessOrEqual(t, personReads, 1, "round %d: the person read from CHT %d times", round, personReads)
+			}
+		})
+	}
 }

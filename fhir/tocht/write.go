@@ -62,16 +62,15 @@ func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found boo
 // no task and fail silently. hint is added to the 422 of a person CHT
 // does not have.
 func (b *Bridge) checkSubject(ctx context.Context, id, expr, hint string) error {
-	var c cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read subject"), id, &c)
+	d, found, err := b.subjectDoc(ctx, "CHT read subject", id)
 	switch {
-	case errors.Is(err, cht.ErrNotFound):
-		return noPerson(expr, id, "", hint)
 	case err != nil:
-		return chtFailure("read subject "+id, err)
-	case !b.isPerson(&c):
+		return err
+	case !found:
+		return noPerson(expr, id, "", hint)
+	case !d.person:
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
-			fmt.Sprintf("CHT document %s is a %q, not a person", id, c.TypeID()), models.IssueTypeValue)}
+			fmt.Sprintf("CHT document %s is a %q, not a person", id, d.typeID), models.IssueTypeValue)}
 	}
 	return nil
 }
@@ -106,7 +105,7 @@ func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact, named
 		if named {
 			return false, notNamed(p.ID)
 		}
-		doc, err := b.newPerson(ctx, p, nil)
+		doc, err := b.newPerson(ctx, p)
 		if err != nil {
 			return false, err
 		}
@@ -153,9 +152,9 @@ func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bo
 // checkPersonDoc verifies, before a transaction writes anything, that the
 // CHT document a Patient becomes is a person if it exists already (as
 // upsertPerson does when it writes), and, for a new person, builds the
-// document to create (see newPerson, given parents), which it returns (nil
-// for a person CHT has), for upsertPerson to create without reading again.
-func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, named bool, parents map[string]*cht.Lineage) (*cht.Contact, error) {
+// document to create (see newPerson), which it returns (nil for a person
+// CHT has), for upsertPerson to create without reading again.
+func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, named bool) (*cht.Contact, error) {
 	var cur cht.Contact
 	found, err := b.readPerson(ctx, p, &cur)
 	if err != nil {
@@ -169,7 +168,7 @@ func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, named bool,
 	}
 	// A new person: its parent place must be usable (a configuration
 	// error otherwise, which must not stop a transaction halfway).
-	return b.newPerson(ctx, p, parents)
+	return b.newPerson(ctx, p)
 }
 
 // notNamed refuses a Patient that names, by its CHT _id identifier, a
@@ -193,23 +192,21 @@ func (b *Bridge) updatable(cur, p *cht.Contact) error {
 }
 
 // newPerson is the document CHT's people API would store: the parent
-// lineage minified from the parent place, and reported_date set. parents,
-// when not nil, keeps the lineage of each parent place read, so that the
-// new people of one transaction read their place once.
-func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact, parents map[string]*cht.Lineage) (*cht.Contact, error) {
+// lineage minified from the parent place, and reported_date set. The new
+// people of one request read their place once (lookups).
+func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, error) {
 	if p.Parent == nil || p.Parent.ID == "" {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: errors.New("mediator configuration: no parent place for new people (fhir.InboundConfig.ParentPlace, MEDIATOR_PARENT_PLACE)")}
 	}
+	parents := lookupsOf(ctx).parents
 	lineage, ok := parents[p.Parent.ID]
 	if !ok {
 		var err error
 		if lineage, err = b.parentLineage(ctx, p.Parent.ID); err != nil {
 			return nil, err
 		}
-		if parents != nil {
-			parents[p.Parent.ID] = lineage
-		}
+		parents[p.Parent.ID] = lineage
 	}
 	doc := *p
 	doc.Parent = lineage.Minify() // a copy for each person
