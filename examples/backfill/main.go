@@ -1,8 +1,10 @@
 // Command backfill is a one-time bulk sync of every CHT document to a FHIR
 // R4 server: it follows CHT's _changes feed from the beginning, converts
 // reports and contacts with the default (or mapping_file's) mapping and
-// writes them as transaction Bundles. Run it once before starting the
-// cht-to-fhir mediator. Stopped, it resumes from its checkpoint when run
+// writes them as transaction Bundles. Run it once after CHT's outbound
+// push to the cht-to-fhir mediator is configured: CHT pushes only the
+// documents that change after that, and the backfill brings over those
+// that changed before. Stopped, it resumes from its checkpoint when run
 // again. --help lists its flags and settings.
 //
 // Progress is a bar on a terminal, else a log line per log_interval; a JSON

@@ -69,8 +69,11 @@ func startDemo(ctx context.Context, log *slog.Logger) (_ *demo, err error) {
 		}
 	}()
 	// The getting-started guide stores CHT's credential as "admin", CHT's
-	// usual administrator: the fake has it too, for --serve.
+	// usual administrator, and its mediator reads CHT as the online user
+	// "openhim" (cht.username of examples/cht-to-fhir/config.yaml): the
+	// fake has both too, for --serve.
 	d.cht.AddUser(chttest.User{Name: chtAdminUser, Password: chttest.AdminPassword, Roles: []string{chttest.RoleDBAdmin}})
+	d.cht.AddUser(chttest.User{Name: chtMediatorUser, Password: chttest.AdminPassword, Roles: []string{chttest.RoleAdmin}})
 	d.core.AddClient(chtClientID, chtClientPW, chtRole)
 
 	mapping := fhir.DefaultMapping()
@@ -194,8 +197,11 @@ func (d *demo) Close() {
 }
 
 // chtAdminUser is the fake CHT's second administrator, named as the guide
-// names CHT's.
-const chtAdminUser = "admin"
+// names CHT's; chtMediatorUser is the CHT user of the guide's mediator.
+const (
+	chtAdminUser    = "admin"
+	chtMediatorUser = "openhim"
+)
 
 // examplePush is a push of a new person as CHT sends it: {"doc": the
 // hydrated document}, the shape of the guide's test push.
@@ -209,11 +215,11 @@ func (d *demo) printEndpoints(out io.Writer) {
 Serving until Ctrl-C:
   OpenHIM API      %s   (user %s, password %s)
   OpenHIM router   %s   (client %s/%s for /cht/*, %s/%s for /fhir/*)
-  CHT API (fake)   %s   (users %s and %s, password %s)
+  CHT API (fake)   %s   (users %s, %s and %s, password %s)
   FHIR server      %s
 `, d.core.URL, openhimtest.RootUser, openhimtest.RootPassword,
 		d.core.RouterURL, chtClientID, chtClientPW, emrClientID, emrClientPW,
-		d.cht.URL, chttest.AdminUsername, chtAdminUser, chttest.AdminPassword, d.fhir.URL)
+		d.cht.URL, chttest.AdminUsername, chtAdminUser, chtMediatorUser, chttest.AdminPassword, d.fhir.URL)
 	for _, rm := range d.mediators {
 		fmt.Fprintf(out, "  mediator %-12s http://%s   (user %s, password %s: what the channel's route sends)\n",
 			rm.name, rm.m.Addr(), routeUser, routePW)

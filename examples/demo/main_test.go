@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 // TestDemo runs the quick start and checks what it claims against what
@@ -93,26 +95,36 @@ func TestMediatorsRequireTheRouteCredentials(t *testing.T) {
 	}
 }
 
-// The fake CHT that --serve prints answers the guide's administrator,
-// "admin", with the password printed, as it answers its own.
+// The fake CHT that --serve prints answers its users with the password
+// printed: its own, the guide's administrator "admin", and the CHT user of
+// the guide's mediator (cht.username of examples/cht-to-fhir/config.yaml,
+// which the guide's step 4 runs with).
 func TestServePrintsWorkingCHTUsers(t *testing.T) {
 	d, err := startDemo(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer d.Close()
 	var out bytes.Buffer
 	d.printEndpoints(&out)
-	m := regexp.MustCompile(`CHT API \(fake\)\s+(\S+)\s+\(users (\S+) and (\S+), password (\S+)\)`).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`CHT API \(fake\)\s+(\S+)\s+\(users (\S+), (\S+) and (\S+), password (\S+)\)`).FindStringSubmatch(out.String())
 	require.NotNil(t, m, out.String())
-	for _, user := range []string{m[2], m[3]} {
+	for _, user := range m[2:5] {
 		req, err := http.NewRequest(http.MethodGet, m[1]+"/api/v1/settings", nil)
 		require.NoError(t, err)
-		req.SetBasicAuth(user, m[4])
+		req.SetBasicAuth(user, m[5])
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "user %s", user)
 	}
 	assert.Equal(t, "admin", m[3])
+	raw, err := os.ReadFile("../cht-to-fhir/config.yaml")
+	require.NoError(t, err)
+	var cfg struct {
+		CHT struct{ Username string } `yaml:"cht"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &cfg))
+	require.NotEmpty(t, cfg.CHT.Username)
+	assert.Equal(t, cfg.CHT.Username, m[4], "the guide's mediator reads CHT as this user")
 }
 
 func TestDemoRejectsUnknownFlags(t *testing.T) {

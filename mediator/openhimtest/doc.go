@@ -51,7 +51,9 @@
 //     the config when config:true or when _configModifiedTS is later than
 //     the previous heartbeat (so a change is pushed once, to whichever
 //     replica beats first); "OK" when there is no stored config (core's
-//     Koa quirk, issue #548), "" otherwise.
+//     src/api/mediators.js heartbeat sets the body to the undefined
+//     config, and Koa answers a 200 without a body with its status
+//     message), "" otherwise.
 //   - GET /mediators/:urn masks password values; GET /mediators does not
 //     (a core bug). PUT /mediators/:urn/config restores masked values,
 //     validates and replaces the config.
