@@ -387,6 +387,12 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			continue
 		}
 		u, err := b.plan(ctx, task, refs)
+		if err == nil && len(carried) == 0 {
+			// Its ServiceRequest is not in the Bundle: read it.
+			if err = b.carryOutStored(ctx, t, u, refs); err != nil {
+				u = nil
+			}
+		}
 		if u != nil {
 			u.resource = t // answered as received
 		}
@@ -615,13 +621,7 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 		pb.units[su] = nil
 		return
 	}
-	for _, f := range []string{FieldReason, FieldDueDate} {
-		if _, ok := t.report.Fields[f]; !ok {
-			if v, ok := s.u.report.Fields[f]; ok {
-				t.report.Fields[f] = v
-			}
-		}
-	}
+	t.carryOut(s.u)
 	if pb.through == nil {
 		pb.through = map[int][]int{}
 	}

@@ -128,9 +128,24 @@
 // reason and due date when the Task gives none. The ServiceRequest's entry
 // is answered 200 without a report of its own. The Task and the
 // ServiceRequest must be about the same person; when either is refused, so
-// is the other (in a batch too, also when the Task's write fails). A
-// ServiceRequest sent alone, or in a Bundle without its Task, still raises
-// its own CHW task.
+// is the other (in a batch too, also when the Task's write fails).
+//
+// The two may also arrive one after the other, in either order (a FHIR
+// server's Subscriptions notify each resource on its own): the CHW task is
+// still one, because its report is keyed by the ServiceRequest
+// ([Bridge.ReportID] of the ServiceRequest's identity). With
+// Config.FHIRURL, a Task whose ServiceRequest is not in the same request
+// (Task.focus, else the first Task.basedOn naming a ServiceRequest/<id>)
+// reads it from the FHIR server and is handled as if both came in one
+// Bundle: a refused ServiceRequest (revoked, about another person) refuses
+// the Task, 422 naming the element that refers to it; a FHIR server that
+// does not have it leaves the Task on its own, keyed by the Task. A
+// ServiceRequest sent after its Task keeps the Task's fields (fhir_task,
+// reason, due date) and the report's time, adding only fields the report
+// lacks. Without Config.FHIRURL a Task sent alone is keyed by the Task, so
+// a ServiceRequest sent on its own before or after it raises a second CHW
+// task. A report keyed by the Task, as earlier versions of the bridge wrote
+// them, is updated where it is rather than doubled.
 //
 // # Idempotency
 //
@@ -156,7 +171,8 @@
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
 //     Observations'), else, for Observations with an effective time, a hash
-//     of the report's content.
+//     of the report's content. A Task that carries out a ServiceRequest
+//     (see below) writes the ServiceRequest's report.
 //
 // A report made from Observations is updated by merging: the fields of the
 // Observations sent replace those fields of the stored report (of the

@@ -23,6 +23,11 @@ type unit struct {
 	resourceType string // of the primary resource
 	resource     any    // the primary resource, answered back
 	docID        string // CHT _id written
+	// ownID is, for the report of a Task keyed by the ServiceRequest it
+	// carries out (carryOut), the Task's own report _id, under which
+	// earlier versions of the bridge wrote it: when CHT has a report
+	// there and none under docID, that one is updated (upsertReport).
+	ownID string
 
 	person *cht.Contact // a person to create or update, or
 	report *cht.Record  // a report to write
@@ -51,6 +56,10 @@ type unit struct {
 	// xform writes the report as CHT's web app saves an XForm's (see
 	// reportDoc): set for a report made from Observations of an XForm.
 	xform bool
+	// keepTask is set for the report of a ServiceRequest: when the
+	// stored report was raised by the Task that carries it out (it names
+	// the Task), the Task's values are kept (see upsertReport).
+	keepTask bool
 
 	// create is the person document a transaction's check built for a
 	// person CHT did not have (see checkPersonDoc), nil otherwise. doc is
@@ -278,7 +287,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
-	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
+	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub, keepTask: rt == "ServiceRequest",
 		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}, nil
 }
 

@@ -41,7 +41,7 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 			return false, err
 		}
 	}
-	return b.upsertReport(ctx, u.docID, doc, u.report, u.mergeFields)
+	return b.upsertReport(ctx, u, doc)
 }
 
 // readPerson reads the CHT document of the person p into cur, reporting
@@ -257,20 +257,36 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 	return changed
 }
 
-// upsertReport writes the report doc (see reportDoc) of sub under its
-// deterministic _id; an existing
-// one is updated only when its fields differ. With merge (a report made
+// upsertReport writes the report doc (see reportDoc) of unit u under its
+// deterministic _id, u.docID; an existing
+// one is updated only when its fields differ. With u.mergeFields (a report made
 // from Observations) the fields sent are merged into the stored report's
 // fields of the same form (see mergeInto): each Observation is a FHIR
 // resource of its own, and a Bundle that re-sends an Encounter with one
 // corrected Observation does not delete the fields of the others.
-// Without merge (a ServiceRequest or Task, one resource that is the whole
-// report), or when the form changed, the fields are replaced. A stored
-// report of the other shape (see reshape) is rewritten in doc's.
-func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any, sub *cht.Record, merge bool) (created bool, err error) {
+// Without it (a ServiceRequest or Task, one resource that is the whole
+// report), or when the form changed, the fields are replaced; but the
+// report of a ServiceRequest (u.keepTask) whose stored report was raised
+// by its Task (it names the Task) keeps the Task's fields and time, and
+// only gains fields it lacks. A stored report of the other shape (see
+// reshape) is rewritten in doc's. When CHT has no report under u.docID
+// but one under u.ownID (a Task's report an earlier version keyed by the
+// Task), that one is updated, and u.docID becomes u.ownID.
+func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) (created bool, err error) {
+	id, sub := u.docID, u.report
 	for range attempts {
 		var cur map[string]json.RawMessage
 		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), id, &cur)
+		if errors.Is(err, cht.ErrNotFound) && u.ownID != "" && id != u.ownID {
+			err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), u.ownID, &cur)
+			if err == nil {
+				id, u.docID = u.ownID, u.ownID
+			} else if errors.Is(err, cht.ErrNotFound) {
+				err = cht.ErrNotFound // create under u.docID
+			} else {
+				return false, chtFailure("read report "+u.ownID, err)
+			}
+		}
 		if errors.Is(err, cht.ErrNotFound) {
 			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create report"), id, doc)
 			if errors.Is(err, cht.ErrConflict) {
@@ -287,9 +303,15 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 		form := mustJSON(doc["form"])
 		want := doc["fields"].(map[string]any)
 		reshaped := reshape(cur, doc)
+		keptTask := false
+		if u.keepTask && sameForm(cur["form"], doc["form"]) {
+			if stored, ok := decodeObject(cur["fields"]); ok && stored[fieldTask] != nil {
+				want, keptTask = mergeInto(want, stored), true
+			}
+		}
 		// The same form whatever its case: a report an earlier version
 		// wrote as ASSESSMENT is the assessment XForm's (see reshape).
-		if merge && sameForm(cur["form"], doc["form"]) {
+		if u.mergeFields && sameForm(cur["form"], doc["form"]) {
 			if stored, ok := decodeObject(cur["fields"]); ok {
 				if _, xform := doc["content_type"]; xform && reshaped {
 					// Stored in the records API shape, its keys
@@ -308,7 +330,7 @@ func (b *Bridge) upsertReport(ctx context.Context, id string, doc map[string]any
 			return false, nil
 		}
 		cur["fields"], cur["form"] = fields, form
-		if !sub.ReportedDate.IsZero() {
+		if !sub.ReportedDate.IsZero() && !keptTask {
 			cur["reported_date"] = mustJSON(doc["reported_date"])
 		}
 		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update report"), id, cur)

@@ -1,0 +1,165 @@
+package tocht_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
+	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
+)
+
+// TestOneReferralOneCHWTaskAcrossRequests: an EMR sends a referral's
+// ServiceRequest and the Task that carries it out (Task.basedOn, R4
+// task.html) one after the other as often as together: a FHIR server's
+// rest-hook Subscriptions notify each resource on its own (R4
+// subscription.html, one criteria per Subscription), and OpenMRS FHIR2
+// writes the order and its Task in separate calls (FhirTaskServiceImpl).
+// However they arrive, one referral raises one CHW task: one report, keyed
+// by the ServiceRequest, naming the Task (fhir_task) and the
+// ServiceRequest (fhir_service_request) once the Task has been sent, with
+// the Task's reason and due date, else the request's. A Task sent alone
+// reads its ServiceRequest from Config.FHIRURL; a ServiceRequest sent
+// after its Task keeps the Task's values. A report an earlier version of
+// the bridge keyed by the Task is updated, not doubled.
+func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
+	const (
+		srID   = "7d96f25c-4949-4f72-9931-d808fbc226de"
+		taskID = "55616228-dc6d-446f-ab50-4ec711ea9243"
+	)
+	openmrs := testdata(t, "bundle-referral-openmrs.json")
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(openmrs, &bundle))
+	sr, err := json.Marshal(entryResource(bundle, 0))
+	require.NoError(t, err)
+	task, err := json.Marshal(entryResource(bundle, 1))
+	require.NoError(t, err)
+	withTask := func(body []byte, f func(task map[string]any)) []byte {
+		return patched(t, body, f)
+	}
+	// What the CHW task says once the Task is known: the request's reason
+	// and due date, as the Task gives none.
+	joined := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+		"service_request_id": taskID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
+	srOnly := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_service_request": srID,
+		"service_request_id": srID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
+	ownReason := withTask(task, func(m map[string]any) {
+		m["reasonCode"] = map[string]any{"text": "Home visit"}
+		m["restriction"] = map[string]any{"period": map[string]any{"end": "2024-05-05"}}
+	})
+	type send struct {
+		path   string
+		body   []byte
+		status int
+	}
+	tests := []struct {
+		name    string
+		noFHIR  bool   // Config.FHIRURL unset
+		onFHIR  []byte // the ServiceRequest the FHIR server holds; nil: sr
+		faults  *fhirtest.Faults
+		legacy  bool // the report is first moved to the Task's own key, as earlier versions wrote it
+		sends   []send
+		reports []map[string]any // the follow-up reports at the end
+		expr    string           // of the last send's refusal
+	}{
+		{name: "the ServiceRequest, then its Task", sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "the Task, then its ServiceRequest", sends: []send{
+			{"/fhir/Task", task, http.StatusCreated}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "the Task's own reason and due date stay when the ServiceRequest follows", sends: []send{
+			{"/fhir/Task", ownReason, http.StatusCreated}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
+		{name: "both in a Bundle, then the ServiceRequest again", sends: []send{
+			{"/fhir", openmrs, http.StatusOK}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "the ServiceRequest, then both in a Bundle", sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir", openmrs, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "the Task in a Bundle without its ServiceRequest", sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated},
+			{"/fhir", patched(t, openmrs, func(m map[string]any) { m["entry"] = m["entry"].([]any)[1:] }), http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "a report keyed by the Task before is updated", legacy: true, sends: []send{
+			{"/fhir", openmrs, http.StatusOK}, {"/fhir/Task", ownReason, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
+		{name: "without a FHIR server the Task raises its own", noFHIR: true, sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusCreated}},
+			reports: []map[string]any{srOnly, {"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID,
+				"fhir_service_request": srID, "service_request_id": taskID}}},
+		{name: "the FHIR server does not have the ServiceRequest", onFHIR: []byte{}, sends: []send{
+			{"/fhir/Task", task, http.StatusCreated}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID,
+				"fhir_service_request": srID, "service_request_id": taskID}}},
+		{name: "its ServiceRequest is revoked", onFHIR: patched(t, sr, func(m map[string]any) { m["status"] = "revoked" }),
+			sends: []send{{"/fhir/Task", task, http.StatusUnprocessableEntity}}, expr: "Task.basedOn[0]"},
+		{name: "its ServiceRequest is about another person", onFHIR: patched(t, sr, func(m map[string]any) {
+			m["subject"] = member(t, `{"identifier": {"system": "https://cht.example.org/medic", "value": "`+chttest.DemoMotherID+`"}}`)
+		}), sends: []send{{"/fhir/Task", task, http.StatusUnprocessableEntity}}, expr: "Task.for"},
+		{name: "the FHIR server failing", faults: &fhirtest.Faults{FailRate: 1, IncludeReads: true},
+			sends: []send{{"/fhir/Task", task, http.StatusBadGateway}}, expr: "GET ServiceRequest/" + srID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			stored := sr
+			if tt.onFHIR != nil {
+				stored = tt.onFHIR
+			}
+			if len(stored) > 0 {
+				require.NoError(t, r.fhir.Load(stored))
+			}
+			if !tt.noFHIR {
+				r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+			}
+			if tt.faults != nil {
+				require.NoError(t, r.fhir.SetFaults(*tt.faults))
+			}
+			var a answer
+			for i, s := range tt.sends {
+				a = r.post(t, s.path, s.body)
+				require.Equal(t, s.status, a.status, "send %d: %s", i, a.body)
+				if i == 0 && tt.legacy {
+					moveToTaskKey(t, r, taskID)
+				}
+			}
+			if tt.expr != "" {
+				assert.Contains(t, parseOutcome(t, a.body).text(), tt.expr)
+			}
+			var got []map[string]any
+			for _, rep := range r.reports(t, "INTEROP_FOLLOW_UP") {
+				got = append(got, rep["fields"].(map[string]any))
+			}
+			assert.ElementsMatch(t, tt.reports, got)
+			if len(tt.reports) == 1 && !tt.legacy && !tt.noFHIR {
+				rep := r.reports(t, "INTEROP_FOLLOW_UP")[0]
+				want := r.bridge.ReportID("ServiceRequest", "id:"+srID)
+				if len(stored) == 0 {
+					want = r.bridge.ReportID("Task", "http://fhir.openmrs.org/ext/task/identifier|"+taskID)
+				}
+				assert.Equal(t, want, rep["_id"], "the report's key")
+			}
+		})
+	}
+}
+
+// moveToTaskKey moves the one follow-up report to the key earlier versions
+// of the bridge gave a Task's report: the Task's own identity.
+func moveToTaskKey(t *testing.T, r *rig, taskID string) {
+	t.Helper()
+	reps := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reps, 1)
+	doc := reps[0]
+	require.NoError(t, r.cht.DeleteDoc(doc["_id"].(string)))
+	doc["_id"] = r.bridge.ReportID("Task", "http://fhir.openmrs.org/ext/task/identifier|"+taskID)
+	delete(doc, "_rev")
+	_, err := r.cht.PutDoc(doc)
+	require.NoError(t, err)
+}
