@@ -79,10 +79,11 @@ type Config struct {
 	// Patient's identifiers, and on which a subject identifier that keys
 	// no CHT person is looked up (Patient?identifier=<system>|<value>; see
 	// the package documentation), and from which a Task sent without the
-	// ServiceRequest it carries out reads it, so that both raise one CHW
-	// task. Without it such a reference resolves only to a person keyed by
-	// that id, such an identifier to none, and such a Task raises a CHW
-	// task of its own.
+	// ServiceRequest it carries out reads it, and a ServiceRequest sent
+	// after its Task reads the Task, so that both are one CHW task.
+	// Without it such a reference resolves only to a person keyed by that
+	// id, such an identifier to none, and such a Task raises a CHW task of
+	// its own.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
 	// basic auth. Config redacts FHIRPassword when it is logged or printed.
@@ -320,8 +321,13 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 		return b.serveBundle(ctx, bundle)
 	}
 	u, err := b.plan(ctx, res, nil)
-	if t, ok := res.(*models.Task); ok && err == nil {
-		err = b.carryOutStored(ctx, t, u, nil)
+	if err == nil {
+		switch r := res.(type) {
+		case *models.Task:
+			err = b.carryOutStored(ctx, r, u, nil)
+		case *models.ServiceRequest:
+			u, err = b.joinStoredTask(ctx, r, u, nil)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -387,8 +387,8 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			continue
 		}
 		u, err := b.plan(ctx, task, refs)
-		if err == nil && len(carried) == 0 {
-			// Its ServiceRequest is not in the Bundle: read it.
+		if err == nil && (len(carried) == 0 || externalFirst(t, requests)) {
+			// The ServiceRequest that keys it is not in the Bundle: read it.
 			if err = b.carryOutStored(ctx, t, u, refs); err != nil {
 				u = nil
 			}
@@ -403,6 +403,15 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 		add(u, err, i)
 		for _, c := range carried {
 			pb.raiseThrough(planned, requestUnit[c.entry], c.entry, tu, i, c.expr)
+		}
+	}
+	// A ServiceRequest no Task of the Bundle carries out may be carried
+	// out by a Task sent before.
+	for i, ui := range requestUnit {
+		if u := pb.units[ui]; u != nil && pb.errs[ui] == nil && !u.skip && len(pb.through[ui]) == 0 {
+			if pb.units[ui], pb.errs[ui] = b.joinStoredTask(ctx, parsed[i].(*models.ServiceRequest), u, refs); pb.errs[ui] != nil {
+				pb.units[ui] = nil
+			}
 		}
 	}
 
@@ -581,6 +590,29 @@ func taskRequests(t *models.Task, requests map[string]entryRef, parsed []any) (*
 		}
 	}
 	return &cp, found, nil
+}
+
+// externalFirst reports whether the first ServiceRequest the Task t names
+// (Task.focus, then Task.basedOn in order: the one its report names, and
+// is keyed by) is not an entry of the Bundle (requests) but a literal
+// ServiceRequest/<id> reference, to read from Config.FHIRURL.
+func externalFirst(t *models.Task, requests map[string]entryRef) bool {
+	refs := t.BasedOn
+	if t.Focus != nil {
+		refs = append([]models.Reference{*t.Focus}, refs...)
+	}
+	for _, r := range refs {
+		if r.Reference == nil {
+			continue
+		}
+		if _, ok, _ := resolveEntry(requests, *r.Reference, ""); ok {
+			return false
+		}
+		if id, ok := literalID(*r.Reference, "ServiceRequest"); ok && checkID(id) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // raiseThrough makes the Task of unit tu (entry te) raise the one CHW task

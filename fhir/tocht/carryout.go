@@ -24,11 +24,10 @@ import (
 const fieldTask = "fhir_task"
 
 // carryOut makes the report of the Task unit t the CHW task of the
-// ServiceRequest unit s, which the Task carries out: the report is written
-// under the ServiceRequest's id (t.ownID keeps the Task's, where earlier
-// versions of the bridge wrote it), and takes the request's reason and due
-// date when the Task gives none. The caller has checked that both are
-// about the same person.
+// ServiceRequest unit s, which the Task carries out: the report is the
+// ServiceRequest's (see reportHome), and takes the request's reason and due
+// date when the Task gives none. The first ServiceRequest a Task carries
+// out keys it. The caller has checked that both are about the same person.
 func (t *unit) carryOut(s *unit) {
 	for _, f := range []string{FieldReason, FieldDueDate} {
 		if _, ok := t.report.Fields[f]; !ok {
@@ -37,8 +36,8 @@ func (t *unit) carryOut(s *unit) {
 			}
 		}
 	}
-	if t.ownID == "" && s.docID != t.docID {
-		t.ownID, t.docID = t.docID, s.docID
+	if t.requestKey == "" {
+		t.requestKey = s.docID
 	}
 }
 
@@ -66,13 +65,19 @@ func requestOf(t *models.Task) (id, expr string) {
 // carryOutStored joins the Task unit tu, planned from t without the
 // ServiceRequest it carries out in the same request, to that
 // ServiceRequest as Config.FHIRURL holds it (requestOf names it), as
-// raiseThrough joins the two in one Bundle: one report, keyed by the
-// ServiceRequest, whether the ServiceRequest was sent to the bridge before
-// the Task, after it, or never. Without Config.FHIRURL, or when the FHIR
-// server does not have the ServiceRequest, the Task's report is keyed by
-// the Task. A ServiceRequest that came from CHT is left alone, as in a
-// Bundle. A refused ServiceRequest (revoked, about another person...)
-// refuses the Task: 422 naming the element that refers to it.
+// raiseThrough joins the two in one Bundle: one report, the
+// ServiceRequest's (see reportHome), whether the ServiceRequest was sent
+// to the bridge before the Task, after it, or never. Without
+// Config.FHIRURL, or when the FHIR server does not have the
+// ServiceRequest, the Task's report is its own. A ServiceRequest that came
+// from CHT is left alone, as in a Bundle. One withdrawn (revoked, entered
+// in error) or that asks for the action not to be done (doNotPerform, a
+// modifier extension) refuses the Task, 422 naming the element that
+// refers to it, as does one about another person; one the server holds as
+// draft, on hold or completed is still the request the Task carries out.
+// Any other refusal of the ServiceRequest (a subject CHT does not have, a
+// date CHT cannot schedule) leaves the Task keyed by it but taking
+// nothing else from it.
 func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, refs map[string]bundleRef) error {
 	if b.cfg.FHIRURL == "" || tu.skip || tu.report == nil {
 		return nil
@@ -81,20 +86,29 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 	if id == "" {
 		return nil
 	}
-	sr, err := b.readRequest(ctx, id)
-	if err != nil || sr == nil {
+	res, err := b.readStored(ctx, "ServiceRequest", id)
+	if err != nil || res == nil {
 		return err
 	}
-	su, err := b.plan(ctx, sr, refs)
+	sr := res.(*models.ServiceRequest)
+	if b.fromCHT(sr.Meta) {
+		return nil
+	}
+	if why := withdrawn(sr); why != "" {
+		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
+			"the ServiceRequest it carries out, ServiceRequest/%s on the FHIR server, %s, so no CHW task is raised for it",
+			id, why), models.IssueTypeValue)}
+	}
+	open := *sr
+	open.Status = models.RequestStatusActive
+	su, err := b.plan(ctx, &open, refs)
 	if err != nil {
 		if statusOf(err) >= 500 {
 			return err
 		}
-		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, fmt.Sprintf(
-			"the ServiceRequest it carries out, ServiceRequest/%s on the FHIR server, is refused, so no CHW task is raised for it: %s",
-			id, reasonOf(err)), models.IssueTypeValue)}
-	}
-	if su.skip {
+		if ident := identity(sr.Identifier, sr.Id); ident != "" && tu.requestKey == "" {
+			tu.requestKey = b.ReportID("ServiceRequest", ident)
+		}
 		return nil
 	}
 	if su.subjectID != "" && tu.subjectID != "" && su.subjectID != tu.subjectID {
@@ -106,11 +120,78 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 	return nil
 }
 
-// readRequest reads ServiceRequest/id from Config.FHIRURL: nil when the
+// withdrawn says why the ServiceRequest sr asks for no work, "" when it
+// does: its status is revoked or entered-in-error, it asks for the action
+// not to be done (doNotPerform), or it carries a modifier extension.
+func withdrawn(sr *models.ServiceRequest) string {
+	switch {
+	case sr.Status == models.RequestStatusRevoked || sr.Status == models.RequestStatusEnteredInError:
+		return fmt.Sprintf("is %s", sr.Status.Code())
+	case sr.DoNotPerform != nil && *sr.DoNotPerform:
+		return "asks for the action not to be done (doNotPerform)"
+	case refuseModifiers("ServiceRequest", sr, "ServiceRequest") != nil:
+		return "has a modifier extension"
+	}
+	return ""
+}
+
+// joinStoredTask returns the unit to write for the ServiceRequest unit su,
+// planned from sr without the Task that carries it out in the same
+// request. When CHT's report of the request names that Task (the Task came
+// first and is keyed by the request, see reportHome) and Config.FHIRURL
+// has the Task, the unit is the Task's, carrying out sr, as if both came
+// in one Bundle: a corrected request reaches the CHW task wherever the
+// Task gives no reason or due date of its own. Otherwise su is returned,
+// which keeps the Task's fields (unit.keepTask): without the Task, or
+// when the Task no longer raises a task (completed, cancelled), the
+// report stays the Task's.
+func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, su *unit, refs map[string]bundleRef) (*unit, error) {
+	if b.cfg.FHIRURL == "" || su.skip || su.report == nil {
+		return su, nil
+	}
+	cur, err := b.readReport(ctx, su.docID)
+	if err != nil {
+		return nil, err
+	}
+	su.stored, su.storedRead = cur, true
+	if cur == nil {
+		return su, nil
+	}
+	stored, _ := decodeObject(cur["fields"])
+	taskID, _ := stored[fieldTask].(string)
+	if taskID == "" || checkID(taskID) != nil {
+		return su, nil
+	}
+	res, err := b.readStored(ctx, "Task", taskID)
+	if err != nil || res == nil {
+		return su, err
+	}
+	t := res.(*models.Task)
+	if b.fromCHT(t.Meta) {
+		return su, nil
+	}
+	tu, err := b.plan(ctx, t, refs)
+	if err != nil {
+		if statusOf(err) >= 500 {
+			return nil, err
+		}
+		return su, nil
+	}
+	if su.subjectID != "" && tu.subjectID != "" && su.subjectID != tu.subjectID {
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("ServiceRequest.subject", fmt.Sprintf(
+			"CHT person %s, not the subject of the Task that carries it out (Task/%s on the FHIR server, CHT person %s): "+
+				"one referral is about one person", su.subjectID, taskID, tu.subjectID), models.IssueTypeValue)}
+	}
+	tu.carryOut(su)
+	tu.resourceType, tu.resource = su.resourceType, sr
+	return tu, nil
+}
+
+// readStored reads <resourceType>/id from Config.FHIRURL: nil when the
 // server does not have it (404, 410).
-func (b *Bridge) readRequest(ctx context.Context, id string) (*models.ServiceRequest, error) {
-	what := "GET ServiceRequest/" + id
-	status, data, err := b.fhirGet(ctx, "FHIR read ServiceRequest", "/ServiceRequest/"+url.PathEscape(id), nil, what, "")
+func (b *Bridge) readStored(ctx context.Context, resourceType, id string) (any, error) {
+	what := "GET " + resourceType + "/" + id
+	status, data, err := b.fhirGet(ctx, "FHIR read "+resourceType, "/"+resourceType+"/"+url.PathEscape(id), nil, what, "")
 	switch {
 	case err != nil:
 		return nil, err
@@ -123,9 +204,8 @@ func (b *Bridge) readRequest(ctx context.Context, id string) (*models.ServiceReq
 	if err != nil {
 		return nil, fhirFailure(fmt.Errorf("%s: %w", what, err))
 	}
-	sr, ok := res.(*models.ServiceRequest)
-	if !ok {
-		return nil, fhirFailure(fmt.Errorf("%s answered a %s", what, typeOf(res)))
+	if got := typeOf(res); got != resourceType {
+		return nil, fhirFailure(fmt.Errorf("%s answered a %s", what, got))
 	}
-	return sr, nil
+	return res, nil
 }

@@ -51,6 +51,29 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 		m["reasonCode"] = map[string]any{"text": "Home visit"}
 		m["restriction"] = map[string]any{"period": map[string]any{"end": "2024-05-05"}}
 	})
+	// A second Task for the same request (another attempt at the visit).
+	const task2ID = "6a1f0e2b-7c3d-4e5f-8a9b-0c1d2e3f4a5b"
+	task2 := withTask(task, func(m map[string]any) {
+		m["id"] = task2ID
+		m["identifier"] = member(t, `[{"system": "http://fhir.openmrs.org/ext/task/identifier", "value": "`+task2ID+`"}]`)
+	})
+	joined2 := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_task": task2ID, "fhir_service_request": srID,
+		"service_request_id": task2ID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
+	corrected := patched(t, sr, func(m map[string]any) {
+		m["occurrenceDateTime"] = "2024-05-12"
+		m["reasonCode"] = member(t, `[{"text": "Missed ART refill, second notice"}]`)
+	})
+	// A Task whose focus names another request, not in the Bundle, and
+	// whose basedOn names the Bundle's: the report names the focus's, and
+	// is keyed by it however the Task is sent.
+	const otherSR = "0e9d8c7b-6a5f-4e3d-2c1b-0a9f8e7d6c5b"
+	focusOther := func(m map[string]any) {
+		m["focus"] = member(t, `{"reference": "ServiceRequest/`+otherSR+`"}`)
+	}
+	other := patched(t, sr, func(m map[string]any) {
+		m["id"] = otherSR
+		m["reasonCode"] = member(t, `[{"text": "Viral load sample"}]`)
+	})
 	type send struct {
 		path   string
 		body   []byte
@@ -60,6 +83,7 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 		name    string
 		noFHIR  bool   // Config.FHIRURL unset
 		onFHIR  []byte // the ServiceRequest the FHIR server holds; nil: sr
+		more    [][]byte // more resources the FHIR server holds
 		faults  *fhirtest.Faults
 		legacy  bool // the report is first moved to the Task's own key, as earlier versions wrote it
 		sends   []send
@@ -76,6 +100,32 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 			{"/fhir/Task", ownReason, http.StatusCreated}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
 			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
 				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
+		{name: "the Task, then its ServiceRequest corrected", more: [][]byte{task}, sends: []send{
+			{"/fhir/Task", task, http.StatusCreated}, {"/fhir/ServiceRequest", corrected, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Missed ART refill, second notice", "due_date": "2024-05-12"}}},
+		{name: "the Task's own values stay when its ServiceRequest is corrected", more: [][]byte{ownReason}, sends: []send{
+			{"/fhir/Task", ownReason, http.StatusCreated}, {"/fhir/ServiceRequest", corrected, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
+		{name: "a second Task for the request is a CHW task of its own", sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusOK},
+			{"/fhir/Task", task2, http.StatusCreated}, {"/fhir/Task", task, http.StatusOK}, {"/fhir/Task", task2, http.StatusOK}},
+			reports: []map[string]any{joined, joined2}},
+		{name: "a second Task in a Bundle with the request", sends: []send{
+			{"/fhir", openmrs, http.StatusOK},
+			{"/fhir", patched(t, openmrs, func(m map[string]any) {
+				m["entry"].([]any)[1].(map[string]any)["resource"] = member(t, string(task2))
+				m["entry"].([]any)[1].(map[string]any)["request"] = member(t, `{"method": "PUT", "url": "Task/`+task2ID+`"}`)
+			}), http.StatusOK}},
+			reports: []map[string]any{joined, joined2}},
+		{name: "keyed by the focus's request, in a Bundle and alone", more: [][]byte{other}, sends: []send{
+			{"/fhir", patched(t, openmrs, func(m map[string]any) { focusOther(entryResource(m, 1)) }), http.StatusOK},
+			{"/fhir/Task", withTask(task, focusOther), http.StatusOK}, {"/fhir/ServiceRequest", other, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": otherSR,
+				"service_request_id": taskID, "reason": "Viral load sample", "due_date": "2024-05-09"}}},
+		{name: "its ServiceRequest completed on the FHIR server", onFHIR: patched(t, sr, func(m map[string]any) { m["status"] = "completed" }),
+			sends: []send{{"/fhir/Task", task, http.StatusCreated}}, reports: []map[string]any{joined}},
 		{name: "both in a Bundle, then the ServiceRequest again", sends: []send{
 			{"/fhir", openmrs, http.StatusOK}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
 			reports: []map[string]any{joined}},
@@ -116,6 +166,9 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 			if len(stored) > 0 {
 				require.NoError(t, r.fhir.Load(stored))
 			}
+			for _, res := range tt.more {
+				require.NoError(t, r.fhir.Load(res))
+			}
 			if !tt.noFHIR {
 				r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 			}
@@ -138,7 +191,7 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 				got = append(got, rep["fields"].(map[string]any))
 			}
 			assert.ElementsMatch(t, tt.reports, got)
-			if len(tt.reports) == 1 && !tt.legacy && !tt.noFHIR {
+			if len(tt.reports) == 1 && !tt.legacy && !tt.noFHIR && tt.more == nil {
 				rep := r.reports(t, "INTEROP_FOLLOW_UP")[0]
 				want := r.bridge.ReportID("ServiceRequest", "id:"+srID)
 				if len(stored) == 0 {

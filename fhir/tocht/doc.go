@@ -132,20 +132,30 @@
 //
 // The two may also arrive one after the other, in either order (a FHIR
 // server's Subscriptions notify each resource on its own): the CHW task is
-// still one, because its report is keyed by the ServiceRequest
-// ([Bridge.ReportID] of the ServiceRequest's identity). With
-// Config.FHIRURL, a Task whose ServiceRequest is not in the same request
-// (Task.focus, else the first Task.basedOn naming a ServiceRequest/<id>)
-// reads it from the FHIR server and is handled as if both came in one
-// Bundle: a refused ServiceRequest (revoked, about another person) refuses
-// the Task, 422 naming the element that refers to it; a FHIR server that
-// does not have it leaves the Task on its own, keyed by the Task. A
-// ServiceRequest sent after its Task keeps the Task's fields (fhir_task,
-// reason, due date) and the report's time, adding only fields the report
-// lacks. Without Config.FHIRURL a Task sent alone is keyed by the Task, so
-// a ServiceRequest sent on its own before or after it raises a second CHW
-// task. A report keyed by the Task, as earlier versions of the bridge wrote
-// them, is updated where it is rather than doubled.
+// still one. A Task's report is the report of the first ServiceRequest it
+// names (Task.focus, else Task.basedOn in order: the one fhir_service_request
+// names), keyed by the ServiceRequest ([Bridge.ReportID] of its identity),
+// unless that report already names another Task: each Task is a CHW task
+// of its own, and a second Task for one request (another attempt) raises
+// a second. A Task whose report CHT has under the Task's own key (where
+// earlier versions of the bridge wrote every Task's) keeps it there.
+//
+// With Config.FHIRURL, a Task whose ServiceRequest is not in the same
+// request reads it from the FHIR server and is written as if both came in
+// one Bundle; one revoked, entered in error, or asking for the action not
+// to be done refuses the Task (422 naming the element that refers to it),
+// as does one about another person, while one the server holds as draft,
+// on hold or completed is still the request it carries out. A
+// ServiceRequest sent after its Task reads the Task (the report names it)
+// and is written with it, so that a corrected reason or due date reaches
+// the CHW task where the Task gives none of its own; when the Task cannot
+// be read, or no longer raises a task (completed, cancelled), the report
+// keeps the Task's fields and time and gains only fields it lacks.
+// Without Config.FHIRURL, or when the FHIR server does not have the
+// ServiceRequest (yet), a Task sent alone is keyed by the Task, so that
+// ServiceRequest sent on its own raises a second CHW task; so does a
+// ServiceRequest sent alone after a Task whose report is under the Task's
+// own key.
 //
 // # Idempotency
 //
@@ -182,7 +192,8 @@
 // leaving an Observation out does not remove its field either (change or
 // delete it in CHT). A report's subject (patient_id, patient_uuid,
 // place_id, place_uuid) is replaced as a whole. A report made from a
-// ServiceRequest or Task, one resource, is replaced as a whole.
+// ServiceRequest or Task, one resource, is replaced as a whole, but for a
+// ServiceRequest whose report its Task raised (see above).
 //
 // Observations without an Encounter in the Bundle are keyed by the
 // Observations of their group: one of them sent again in another group

@@ -15,10 +15,11 @@ import (
 // request reads everything again, since the Patient, the person or the
 // place may have changed in between.
 //
-// Only answers that name something are kept: a FHIR answer 2xx, 404 or
-// 410 (a failure is tried again by the next entry that needs it), a CHT
-// document found, the contacts found by a shortcode. A person created by an
-// earlier entry is therefore found by a later one.
+// A failure is not kept: the next entry that needs the answer asks again.
+// A CHT document a subject names is kept when found and when not: every
+// lookup runs while the request is planned, before its first write, and a
+// person the request itself writes is its Patient's, which a subject of
+// the same request finds without reading CHT (bundleRef).
 type lookups struct {
 	fhir       map[string]fhirAnswer   // by request URL
 	docs       map[string]docFound     // CHT documents a subject named, by _id
@@ -34,6 +35,7 @@ type fhirAnswer struct {
 
 // docFound is what the checks need of a CHT document a subject names.
 type docFound struct {
+	exists bool   // CHT has it
 	person bool   // it is a person (Bridge.isPerson)
 	typeID string // its contact type, for the 422 of a document that is no person
 }

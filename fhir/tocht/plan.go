@@ -23,11 +23,11 @@ type unit struct {
 	resourceType string // of the primary resource
 	resource     any    // the primary resource, answered back
 	docID        string // CHT _id written
-	// ownID is, for the report of a Task keyed by the ServiceRequest it
-	// carries out (carryOut), the Task's own report _id, under which
-	// earlier versions of the bridge wrote it: when CHT has a report
-	// there and none under docID, that one is updated (upsertReport).
-	ownID string
+	// requestKey is, for the report of a Task that carries out a
+	// ServiceRequest (carryOut), the _id of the ServiceRequest's report,
+	// where the Task's report is written unless it has one of its own
+	// (see reportHome).
+	requestKey string
 
 	person *cht.Contact // a person to create or update, or
 	report *cht.Record  // a report to write
@@ -66,6 +66,12 @@ type unit struct {
 	// the report document the check built, nil when it built none.
 	create *cht.Contact
 	doc    map[string]any
+	// stored is the report under docID as planning read it (see
+	// joinStoredTask), storedRead whether it did: the first attempt of
+	// upsertReport uses it instead of reading again (a stale copy fails
+	// its write with a conflict, which reads anew).
+	stored     map[string]json.RawMessage
+	storedRead bool
 
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool

@@ -288,17 +288,18 @@ func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
 func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id string) (d docFound, found bool, err error) {
 	seen := lookupsOf(ctx)
 	if d, ok := seen.docs[id]; ok {
-		return d, true, nil
+		return d, d.exists, nil
 	}
 	var c cht.Contact
 	err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, orchestration), id, &c)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
+		seen.docs[id] = docFound{}
 		return docFound{}, false, nil
 	case err != nil:
 		return docFound{}, false, chtFailure("read subject "+id, err)
 	}
-	d = docFound{person: b.isPerson(&c), typeID: c.TypeID()}
+	d = docFound{exists: true, person: b.isPerson(&c), typeID: c.TypeID()}
 	seen.docs[id] = d
 	return d, true, nil
 }

@@ -268,26 +268,20 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 // report), or when the form changed, the fields are replaced; but the
 // report of a ServiceRequest (u.keepTask) whose stored report was raised
 // by its Task (it names the Task) keeps the Task's fields and time, and
-// only gains fields it lacks. A stored report of the other shape (see
-// reshape) is rewritten in doc's. When CHT has no report under u.docID
-// but one under u.ownID (a Task's report an earlier version keyed by the
-// Task), that one is updated, and u.docID becomes u.ownID.
+// only gains fields it lacks (the bridge could not read the Task to write
+// the two again, see joinStoredTask). A stored report of the other shape
+// (see reshape) is rewritten in doc's. Where the report of a Task that
+// carries out a ServiceRequest is written, see reportHome; u.docID is
+// then where it was written.
 func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) (created bool, err error) {
-	id, sub := u.docID, u.report
+	sub := u.report
 	for range attempts {
-		var cur map[string]json.RawMessage
-		err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), id, &cur)
-		if errors.Is(err, cht.ErrNotFound) && u.ownID != "" && id != u.ownID {
-			err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), u.ownID, &cur)
-			if err == nil {
-				id, u.docID = u.ownID, u.ownID
-			} else if errors.Is(err, cht.ErrNotFound) {
-				err = cht.ErrNotFound // create under u.docID
-			} else {
-				return false, chtFailure("read report "+u.ownID, err)
-			}
+		id, cur, err := b.reportHome(ctx, u)
+		if err != nil {
+			return false, err
 		}
-		if errors.Is(err, cht.ErrNotFound) {
+		if cur == nil {
+			doc["_id"] = id
 			_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT create report"), id, doc)
 			if errors.Is(err, cht.ErrConflict) {
 				continue
@@ -295,10 +289,8 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 			if err != nil {
 				return false, chtFailure("create report "+id, err)
 			}
+			u.docID = id
 			return true, nil
-		}
-		if err != nil {
-			return false, chtFailure("read report "+id, err)
 		}
 		form := mustJSON(doc["form"])
 		want := doc["fields"].(map[string]any)
@@ -326,6 +318,7 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		if err != nil {
 			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
 		}
+		u.docID = id
 		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped {
 			return false, nil
 		}
@@ -343,7 +336,50 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		return false, nil
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
-		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", id)}
+		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", u.docID)}
+}
+
+// reportHome returns where the report of u is written, and the stored
+// report there (nil when there is none). A report lives under u.docID.
+// The report of a Task that carries out a ServiceRequest (u.requestKey,
+// see carryOut) lives under its own key when CHT has it there (a report
+// earlier versions of the bridge keyed by the Task, or the Task's own
+// because another Task had the request's); else under the report of the
+// ServiceRequest, made by the ServiceRequest sent alone or by this Task
+// before, so that the two are one CHW task, unless that report names
+// another Task: each Task is a CHW task of its own.
+func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[string]json.RawMessage, err error) {
+	if u.storedRead {
+		cur, u.stored, u.storedRead = u.stored, nil, false
+	} else {
+		cur, err = b.readReport(ctx, u.docID)
+	}
+	if err != nil || cur != nil || u.requestKey == "" {
+		return u.docID, cur, err
+	}
+	if cur, err = b.readReport(ctx, u.requestKey); err != nil {
+		return "", nil, err
+	}
+	if cur != nil {
+		stored, _ := decodeObject(cur["fields"])
+		if owner, _ := stored[fieldTask].(string); owner != "" && owner != u.report.Fields[fieldTask] {
+			return u.docID, nil, nil
+		}
+	}
+	return u.requestKey, cur, nil
+}
+
+// readReport reads the report id: nil when CHT has none.
+func (b *Bridge) readReport(ctx context.Context, id string) (map[string]json.RawMessage, error) {
+	var cur map[string]json.RawMessage
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read report"), id, &cur)
+	switch {
+	case errors.Is(err, cht.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, chtFailure("read report "+id, err)
+	}
+	return cur, nil
 }
 
 // reportDoc is the data_record document of sub, in the shape CHT gives a
