@@ -81,8 +81,8 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		noFHIR  bool   // Config.FHIRURL unset
-		onFHIR  []byte // the ServiceRequest the FHIR server holds; nil: sr
+		noFHIR  bool     // Config.FHIRURL unset
+		onFHIR  []byte   // the ServiceRequest the FHIR server holds; nil: sr
 		more    [][]byte // more resources the FHIR server holds
 		faults  *fhirtest.Faults
 		legacy  bool // the report is first moved to the Task's own key, as earlier versions wrote it
