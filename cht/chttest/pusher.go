@@ -82,6 +82,12 @@ type PusherConfig struct {
 	HTTPClient *http.Client
 	// Server, if set, is the fake CHT the pusher follows in Run and Sync
 	// (as Sentinel follows the medic changes feed), and the default Source.
+	// Pushers following one server share its outbound tasks as the pushes
+	// of one app_settings outbound block do: the failures of one change (a
+	// revision of a doc) go into one task, whose queue lists the pushes
+	// outside their cron window first and then the failed sends, each in
+	// the order the pushers were created, and a retry that succeeds
+	// removes the entry Sentinel removes (see RunQueue).
 	// When the server's app settings enable mark_for_outbound, its records
 	// API (JSON and SMS reports) also runs the pusher before it saves the
 	// report, as CHT's API does (see Server.apiMarkForOutbound): that first
@@ -170,6 +176,7 @@ type OutboundPusher struct {
 	sent     map[string]string         // doc id -> hash of the last successful payload
 	seq      int64
 	seqInit  bool
+	rank     int        // place among the pushers following cfg.Server
 	runMu    sync.Mutex // serialises Push, RunQueue and Sync, like Sentinel
 }
 
@@ -241,6 +248,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	}
 	if cfg.Server != nil {
 		cfg.Server.mu.Lock()
+		p.rank = len(cfg.Server.pushers)
 		cfg.Server.pushers = append(cfg.Server.pushers, p)
 		cfg.Server.mu.Unlock()
 	}
@@ -296,8 +304,11 @@ func compileMapping(mapping map[string]any, order []string) ([]mapSource, error)
 // Push evaluates doc as mark_for_outbound does right after a change: skip
 // it when not relevant (or deleted), map it, skip it when the payload hash
 // equals the last successful push of that doc, otherwise POST it. A failed
-// push queues the doc for RunQueue (once: an existing task is not topped
-// up). The returned error is the failure, if any.
+// push queues the doc for RunQueue. With a Server the doc's task collects
+// the failed pushes of the revision that created it (pushers following the
+// server that push the same _rev) and no other: a failure of another
+// revision while the task exists is not queued, as in CHT. The returned
+// error is the failure, if any.
 func (p *OutboundPusher) Push(ctx context.Context, doc any) (Attempt, error) {
 	d, err := toDocValue(doc)
 	if err != nil {
@@ -326,6 +337,14 @@ func (p *OutboundPusher) PushID(ctx context.Context, id string) (Attempt, error)
 func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool) (Attempt, error) {
 	id := str(d["_id"])
 	a := Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: retry}
+	// queue notes a failure of the real-time push (mark_for_outbound);
+	// a retry that fails stays where it is in the task.
+	change, _ := d["_rev"].(string)
+	queue := func(failed bool) {
+		if !retry {
+			p.enqueue(id, change, taskOrder{failed: failed, rank: p.rank})
+		}
+	}
 	if p.cfg.Source == nil {
 		// RunQueue retries this copy; with a Source it re-fetches instead,
 		// so nothing is kept (a long run would hold every doc).
@@ -338,7 +357,7 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 		var err error
 		if js, err = newJSDoc(d); err != nil {
 			a.Outcome, a.Err = OutcomeMappingError, fmt.Errorf("chttest: outbound: %w", err)
-			p.enqueue(id)
+			queue(true)
 			return p.record(a), a.Err
 		}
 	}
@@ -362,20 +381,20 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 			// mark_for_outbound: outside the cron window (or with a cron
 			// CHT refuses) the push is queued without an attempt.
 			a.Outcome, a.Err = OutcomeQueued, p.cronErr
-			p.enqueue(id)
+			queue(false)
 			return p.record(a), a.Err
 		}
 	}
 	body, err := p.mapDoc(js, d)
 	if err != nil {
 		a.Outcome, a.Err = OutcomeMappingError, err
-		p.enqueue(id)
+		queue(true)
 		return p.record(a), err
 	}
 	a.Payload = body
 	if a.Hash, err = payloadHash(body); err != nil {
 		a.Outcome, a.Err = OutcomeMappingError, fmt.Errorf("chttest: outbound: hash payload: %w", err)
-		p.enqueue(id)
+		queue(true)
 		return p.record(a), a.Err
 	}
 	p.mu.Lock()
@@ -393,7 +412,7 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	a.Duration = time.Since(start)
 	if err != nil {
 		a.Outcome, a.Err = OutcomeFailed, err
-		p.enqueue(id)
+		queue(true)
 		return p.record(a), err
 	}
 	a.Outcome = OutcomeSent
@@ -502,33 +521,54 @@ type queued struct {
 
 // enqueue and dequeue are O(1) (amortised): a long run queues thousands of
 // docs, and a linear search per push made it quadratic.
-func (p *OutboundPusher) enqueue(id string) {
+//
+// enqueue queues id after the real-time push of its revision change
+// failed; ord is the push's place in a new task's queue.
+func (p *OutboundPusher) enqueue(id, change string, ord taskOrder) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.inQueue[id]; ok {
-		return
+		if p.holds(id) {
+			return
+		}
+		p.forget(id) // another push's success took this entry out of the task
 	}
-	if srv := p.cfg.Server; srv != nil && !srv.addOutboundTask(id, p.cfg.Name, p.cfg.Now()) {
-		return // another push's task exists: Sentinel does not top it up
+	if srv := p.cfg.Server; srv != nil && !srv.addOutboundTask(id, p.cfg.Name, change, ord, p.cfg.Now()) {
+		return // a task of another change exists: Sentinel does not top it up
 	}
 	p.ticket++
 	p.inQueue[id] = p.ticket
 	p.queue = append(p.queue, queued{id, p.ticket})
 }
 
+// dequeue is a retry that found id sent. With a Server it removes the
+// entry Sentinel removes from the task (Server.completeOutboundTask): if
+// that was another push's entry, this push stays queued.
 func (p *OutboundPusher) dequeue(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.inQueue[id]; !ok {
+	if srv := p.cfg.Server; srv != nil && srv.completeOutboundTask(id, p.cfg.Name) {
 		return
 	}
-	if srv := p.cfg.Server; srv != nil {
-		srv.completeOutboundTask(id)
+	p.forget(id)
+}
+
+// forget removes id from this pusher's queue; p.mu is held.
+func (p *OutboundPusher) forget(id string) {
+	if _, ok := p.inQueue[id]; !ok {
+		return
 	}
 	delete(p.inQueue, id)
 	if len(p.queue) > 2*len(p.inQueue)+16 {
 		p.queue = p.liveQueue()
 	}
+}
+
+// holds reports whether id's task still lists this push (always true
+// without a Server); p.mu is held.
+func (p *OutboundPusher) holds(id string) bool {
+	srv := p.cfg.Server
+	return srv == nil || srv.outboundTaskHolds(id, p.cfg.Name)
 }
 
 // liveQueue returns the live queue entries in order; p.mu is held.
@@ -542,11 +582,21 @@ func (p *OutboundPusher) liveQueue() []queued {
 	return out
 }
 
-// queueIDs returns the ids waiting for a retry, in order; p.mu is held.
+// queueIDs returns the ids waiting for a retry, in order, and forgets
+// those whose task no longer lists this push (another push's success
+// removed its entry, or the task was deleted); p.mu is held.
 func (p *OutboundPusher) queueIDs() []string {
 	ids := make([]string, 0, len(p.inQueue))
+	var gone []string
 	for _, q := range p.liveQueue() {
+		if !p.holds(q.id) {
+			gone = append(gone, q.id)
+			continue
+		}
 		ids = append(ids, q.id)
+	}
+	for _, id := range gone {
+		p.forget(id)
 	}
 	return ids
 }
@@ -612,10 +662,20 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 	return resp.StatusCode, rb, nil
 }
 
-// RunQueue is one run of Sentinel's outbound schedule: for each queued doc,
-// in order, re-fetch the current doc (dropping the task if it is gone),
-// map it and retry it. Successes leave the queue. It returns an error
-// listing the pushes that failed again (they stay queued).
+// RunQueue is one run of Sentinel's outbound schedule for this push: for
+// each queued doc, in order, re-fetch the current doc (deleting the task,
+// with every push it lists, if the doc is gone), map it and retry it.
+// Successes leave the queue. It returns an error listing the pushes that
+// failed again (they stay queued).
+//
+// With a Server, a success removes from the doc's task the entry Sentinel
+// removes (removeConfigKeyFromTask: queue.splice(name, 1), index 0 for a
+// name that is no number): with several pushes queued that may be another
+// push's entry, which is then never retried, while this push stays queued
+// and the next run finds it sent. One run of Sentinel's schedule tries
+// every due push a task listed when the run began, in the queue's order;
+// the pushers' RunQueue called in that order (the order the pushers were
+// created, pushes queued outside their cron window first) replays it.
 func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 	p.runMu.Lock()
 	defer p.runMu.Unlock()
@@ -640,10 +700,12 @@ func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 			p.mu.Unlock()
 		}
 		if !ok {
+			p.mu.Lock()
 			if srv := p.cfg.Server; srv != nil {
 				srv.dropOutboundTask(id)
 			}
-			p.dequeue(id)
+			p.forget(id)
+			p.mu.Unlock()
 			p.record(Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: true, Outcome: OutcomeDropped})
 			continue
 		}
@@ -735,7 +797,8 @@ func (p *OutboundPusher) Attempts() []Attempt {
 	return slices.Clone(p.attempts)
 }
 
-// Queue returns the ids of docs waiting for a retry, in queue order.
+// Queue returns the ids of docs waiting for a retry, in queue order. With
+// a Server these are the docs whose task lists this push.
 func (p *OutboundPusher) Queue() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -206,6 +206,9 @@ type Server struct {
 	replay   int64             // sequences the next resumed _changes goes back
 	pushers  []*OutboundPusher // following this server: the API's mark_for_outbound runs them too
 
+	taskMu sync.Mutex               // serialises changes to the outbound tasks
+	tasks  map[string]*outboundTask // doc id -> its task:outbound document, as written
+
 	closing   chan struct{} // closed by Close: ends longpolls and latency faults
 	closeOnce sync.Once
 }
