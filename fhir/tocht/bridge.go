@@ -79,11 +79,12 @@ type Config struct {
 	// Patient's identifiers, and on which a subject identifier that keys
 	// no CHT person is looked up (Patient?identifier=<system>|<value>; see
 	// the package documentation), and from which a Task sent without the
-	// ServiceRequest it carries out reads it, and a ServiceRequest sent
-	// after its Task reads the Task, so that both are one CHW task.
+	// ServiceRequest it carries out reads it (its reason, due date and
+	// status), and a ServiceRequest sent after its Task reads the Task.
 	// Without it such a reference resolves only to a person keyed by that
-	// id, such an identifier to none, and such a Task raises a CHW task of
-	// its own.
+	// id, such an identifier to none, and a Task and its ServiceRequest
+	// sent apart are still one CHW task, which keeps what its report
+	// holds.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
 	// basic auth. Config redacts FHIRPassword when it is logged or printed.

@@ -15,9 +15,11 @@ import (
 // One referral raises one CHW task however the EMR sends it: the
 // ServiceRequest and the Task that carries it out in one Bundle
 // (raiseThrough), or one after the other. The report is keyed by the
-// ServiceRequest, so that the Task's report and the ServiceRequest's are
-// one document; a Task sent without its ServiceRequest reads it from
-// Config.FHIRURL (carryOutStored) to learn its key, reason and due date.
+// ServiceRequest's id, which the Task names, so that the Task's report and
+// the ServiceRequest's are one document (reportHome); a Task sent without
+// its ServiceRequest reads it from Config.FHIRURL (carryOutStored) for its
+// reason, due date and checks, and a ServiceRequest sent after its Task
+// reads the Task (joinStoredTask).
 
 // fieldTask is the field of a Task's report that names the Task
 // (fhir.Converter.SubmissionFromTask).
@@ -37,7 +39,18 @@ func (t *unit) carryOut(s *unit) {
 		}
 	}
 	if t.requestKey == "" {
-		t.requestKey = s.docID
+		t.requestKey, t.oldKeys = s.docID, s.oldKeys
+		t.requestOwner, _ = s.report.Fields[FieldRequestID].(string)
+	}
+}
+
+// carryOutByID keys the report of the Task unit t by the ServiceRequest
+// whose id is id, which the bridge cannot read: the report the
+// ServiceRequest makes when it is sent alone (keyed by its id), or made
+// it before.
+func (b *Bridge) carryOutByID(t *unit, id string) {
+	if t.requestKey == "" {
+		t.requestKey, t.requestOwner, t.requestUnread = b.requestKey(&id, ""), id, true
 	}
 }
 
@@ -63,32 +76,41 @@ func requestOf(t *models.Task) (id, expr string) {
 }
 
 // carryOutStored joins the Task unit tu, planned from t without the
-// ServiceRequest it carries out in the same request, to that
-// ServiceRequest as Config.FHIRURL holds it (requestOf names it), as
-// raiseThrough joins the two in one Bundle: one report, the
-// ServiceRequest's (see reportHome), whether the ServiceRequest was sent
-// to the bridge before the Task, after it, or never. Without
-// Config.FHIRURL, or when the FHIR server does not have the
-// ServiceRequest, the Task's report is its own. A ServiceRequest that came
-// from CHT is left alone, as in a Bundle. One withdrawn (revoked, entered
-// in error) or that asks for the action not to be done (doNotPerform, a
-// modifier extension) refuses the Task, 422 naming the element that
-// refers to it, as does one about another person; one the server holds as
-// draft, on hold or completed is still the request the Task carries out.
-// Any other refusal of the ServiceRequest (a subject CHT does not have, a
-// date CHT cannot schedule) leaves the Task keyed by it but taking
-// nothing else from it.
+// ServiceRequest it carries out in the same request (requestOf names it),
+// to that ServiceRequest, as raiseThrough joins the two in one Bundle: one
+// report, the ServiceRequest's (see reportHome), whether the
+// ServiceRequest was sent to the bridge before the Task, after it, or
+// never. The ServiceRequest is read from Config.FHIRURL for its reason,
+// its due date and its checks; without Config.FHIRURL, or when the FHIR
+// server does not have it, the Task is keyed by its id alone
+// (carryOutByID). One that came from CHT is left alone, as in a Bundle:
+// the Task's report is its own. One withdrawn (revoked, entered in error)
+// or that asks for the action not to be done (doNotPerform, a modifier
+// extension) refuses the Task, 422 naming the element that refers to it,
+// as does one about another person; one the server holds as draft, on
+// hold or completed is still the request the Task carries out. Any other
+// refusal of the ServiceRequest (a subject CHT does not have, a date CHT
+// cannot schedule) leaves the Task keyed by it but taking nothing else
+// from it.
 func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, refs map[string]bundleRef) error {
-	if b.cfg.FHIRURL == "" || tu.skip || tu.report == nil {
+	if tu.skip || tu.report == nil {
 		return nil
 	}
 	id, expr := requestOf(t)
 	if id == "" {
 		return nil
 	}
+	if b.cfg.FHIRURL == "" {
+		b.carryOutByID(tu, id)
+		return nil
+	}
 	res, err := b.readStored(ctx, "ServiceRequest", id)
-	if err != nil || res == nil {
+	if err != nil {
 		return err
+	}
+	if res == nil {
+		b.carryOutByID(tu, id)
+		return nil
 	}
 	sr := res.(*models.ServiceRequest)
 	if b.fromCHT(sr.Meta) {
@@ -106,8 +128,11 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 		if statusOf(err) >= 500 {
 			return err
 		}
-		if ident := identity(sr.Identifier, sr.Id); ident != "" && tu.requestKey == "" {
-			tu.requestKey = b.ReportID("ServiceRequest", ident)
+		if tu.requestKey == "" {
+			b.carryOutByID(tu, id)
+			if ident := identity(sr.Identifier, sr.Id); ident != "" {
+				tu.oldKeys = []string{b.ReportID("ServiceRequest", ident)}
+			}
 		}
 		return nil
 	}
@@ -149,15 +174,14 @@ func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, 
 	if b.cfg.FHIRURL == "" || su.skip || su.report == nil {
 		return su, nil
 	}
-	cur, err := b.readReport(ctx, su.docID)
-	if err != nil {
-		return nil, err
-	}
-	su.stored, su.storedRead = cur, true
-	if cur == nil {
-		return su, nil
+	_, cur, err := b.reportHome(ctx, su)
+	if err != nil || cur == nil {
+		return su, err
 	}
 	stored, _ := decodeObject(cur["fields"])
+	if !raisedByTask(stored, su.report) {
+		return su, nil
+	}
 	taskID, _ := stored[fieldTask].(string)
 	if taskID == "" || checkID(taskID) != nil {
 		return su, nil

@@ -2,7 +2,10 @@ package tocht_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -45,8 +48,6 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 	// and due date, as the Task gives none.
 	joined := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
 		"service_request_id": taskID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
-	srOnly := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_service_request": srID,
-		"service_request_id": srID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
 	ownReason := withTask(task, func(m map[string]any) {
 		m["reasonCode"] = map[string]any{"text": "Home visit"}
 		m["restriction"] = map[string]any{"period": map[string]any{"end": "2024-05-05"}}
@@ -140,10 +141,17 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 			{"/fhir", openmrs, http.StatusOK}, {"/fhir/Task", ownReason, http.StatusOK}},
 			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
 				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
-		{name: "without a FHIR server the Task raises its own", noFHIR: true, sends: []send{
-			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusCreated}},
-			reports: []map[string]any{srOnly, {"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID,
-				"fhir_service_request": srID, "service_request_id": taskID}}},
+		{name: "without a FHIR server, keyed by the request's id", noFHIR: true, sends: []send{
+			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "without a FHIR server, a Bundle and the Task alone", noFHIR: true, sends: []send{
+			{"/fhir", openmrs, http.StatusOK}, {"/fhir/Task", withTask(task, func(m map[string]any) { m["status"] = "accepted" }), http.StatusOK},
+			{"/fhir/ServiceRequest", sr, http.StatusOK}},
+			reports: []map[string]any{joined}},
+		{name: "without a FHIR server, the Task, then its ServiceRequest", noFHIR: true, sends: []send{
+			{"/fhir/Task", ownReason, http.StatusCreated}, {"/fhir/ServiceRequest", sr, http.StatusOK}},
+			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Home visit", "due_date": "2024-05-05"}}},
 		{name: "the FHIR server does not have the ServiceRequest", onFHIR: []byte{}, sends: []send{
 			{"/fhir/Task", task, http.StatusCreated}},
 			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID,
@@ -191,16 +199,114 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 				got = append(got, rep["fields"].(map[string]any))
 			}
 			assert.ElementsMatch(t, tt.reports, got)
-			if len(tt.reports) == 1 && !tt.legacy && !tt.noFHIR && tt.more == nil {
+			if len(tt.reports) == 1 && !tt.legacy && tt.more == nil {
 				rep := r.reports(t, "INTEROP_FOLLOW_UP")[0]
-				want := r.bridge.ReportID("ServiceRequest", "id:"+srID)
-				if len(stored) == 0 {
-					want = r.bridge.ReportID("Task", "http://fhir.openmrs.org/ext/task/identifier|"+taskID)
-				}
-				assert.Equal(t, want, rep["_id"], "the report's key")
+				assert.Equal(t, r.bridge.ReportID("ServiceRequest", "id:"+srID), rep["_id"], "the report's key")
 			}
 		})
 	}
+}
+
+// TestEachTaskIsACHWTaskOfItsOwn: a ServiceRequest may be carried out by
+// several Tasks (R4 task.html: a Task per attempt, each basedOn the
+// request), sent one after the other or at once, with an id or, as a POST
+// sends them, with an identifier only: each Task is a CHW task of its own;
+// the first takes the request's report, the others get their own, and a
+// ServiceRequest sent afterwards keeps the Task's values.
+func TestEachTaskIsACHWTaskOfItsOwn(t *testing.T) {
+	const srID = "7d96f25c-4949-4f72-9931-d808fbc226de"
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(testdata(t, "bundle-referral-openmrs.json"), &bundle))
+	sr, err := json.Marshal(entryResource(bundle, 0))
+	require.NoError(t, err)
+	// taskFor is a Task of the request named by an identifier only (no
+	// id), or also by id, with its own reason.
+	taskFor := func(name string, withID bool) []byte {
+		id := ""
+		if withID {
+			id = `"id": "` + name + `",`
+		}
+		return []byte(`{"resourceType": "Task", ` + id + `
+			"identifier": [{"system": "https://emr.example.org/task", "value": "` + name + `"}],
+			"basedOn": [{"reference": "ServiceRequest/` + srID + `"}], "status": "requested", "intent": "order",
+			"reasonCode": {"text": "visit ` + name + `"},
+			"for": {"identifier": {"system": "https://cht.example.org/medic", "value": "` + chttest.DemoPatientID + `"}}}`)
+	}
+	reasons := func(r *rig) []string {
+		var out []string
+		for _, rep := range r.reports(t, "INTEROP_FOLLOW_UP") {
+			out = append(out, rep["fields"].(map[string]any)["reason"].(string))
+		}
+		return out
+	}
+	for _, withID := range []bool{false, true} {
+		t.Run(fmt.Sprintf("one after the other, with id %v", withID), func(t *testing.T) {
+			r := newRig(t)
+			require.NoError(t, r.fhir.Load(sr))
+			r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+			for i, send := range []struct {
+				path   string
+				body   []byte
+				status int
+			}{
+				{"/fhir/Task", taskFor("T-1", withID), http.StatusCreated},
+				{"/fhir/Task", taskFor("T-2", withID), http.StatusCreated},
+				{"/fhir/ServiceRequest", sr, http.StatusOK},
+				{"/fhir/Task", taskFor("T-1", withID), http.StatusOK},
+				{"/fhir/Task", taskFor("T-2", withID), http.StatusOK},
+			} {
+				a := r.post(t, send.path, send.body)
+				require.Equal(t, send.status, a.status, "send %d: %s", i, a.body)
+			}
+			assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r))
+		})
+		t.Run(fmt.Sprintf("at once, with id %v", withID), func(t *testing.T) {
+			for round := range 15 {
+				r := newRig(t)
+				require.NoError(t, r.fhir.Load(sr))
+				r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+				require.Equal(t, http.StatusCreated, r.post(t, "/fhir/ServiceRequest", sr).status)
+				var wg sync.WaitGroup
+				statuses := make([]int, 2)
+				for i, name := range []string{"T-1", "T-2"} {
+					wg.Go(func() { statuses[i] = r.post(t, "/fhir/Task", taskFor(name, withID)).status })
+				}
+				wg.Wait()
+				assert.ElementsMatch(t, []int{http.StatusOK, http.StatusCreated}, statuses, "round %d", round)
+				assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r), "round %d", round)
+			}
+		})
+	}
+}
+
+// TestServiceRequestTwiceInABatch: a batch may carry one ServiceRequest
+// twice (two versions queued by the EMR); the entries are written in
+// order, so the report ends with the last.
+func TestServiceRequestTwiceInABatch(t *testing.T) {
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(testdata(t, "bundle-referral-openmrs.json"), &bundle))
+	srWith := func(reason string) map[string]any {
+		sr := maps.Clone(entryResource(bundle, 0))
+		sr["reasonCode"] = []any{map[string]any{"text": reason}}
+		return sr
+	}
+	r := newRig(t)
+	require.NoError(t, r.fhir.Load(testdata(t, "patient-kenyaemr.json")))
+	r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+	first, err := json.Marshal(srWith("B"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, r.post(t, "/fhir/ServiceRequest", first).status)
+	entry := func(sr map[string]any) map[string]any {
+		return map[string]any{"resource": sr, "request": map[string]any{"method": "PUT", "url": "ServiceRequest/" + sr["id"].(string)}}
+	}
+	batch, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch",
+		"entry": []any{entry(srWith("A")), entry(srWith("B"))}})
+	require.NoError(t, err)
+	a := r.post(t, "/fhir", batch)
+	require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+	reps := r.reports(t, "INTEROP_FOLLOW_UP")
+	require.Len(t, reps, 1)
+	assert.Equal(t, "B", reps[0]["fields"].(map[string]any)["reason"], "%s", a.body)
 }
 
 // moveToTaskKey moves the one follow-up report to the key earlier versions

@@ -132,12 +132,16 @@
 //
 // The two may also arrive one after the other, in either order (a FHIR
 // server's Subscriptions notify each resource on its own): the CHW task is
-// still one. A Task's report is the report of the first ServiceRequest it
-// names (Task.focus, else Task.basedOn in order: the one fhir_service_request
-// names), keyed by the ServiceRequest ([Bridge.ReportID] of its identity),
-// unless that report already names another Task: each Task is a CHW task
-// of its own, and a second Task for one request (another attempt) raises
-// a second. A Task whose report CHT has under the Task's own key (where
+// still one. A ServiceRequest's report is keyed by its id
+// ([Bridge.ReportID] of "id:" and the id; by its identity when it has no
+// id), which the Task that carries it out names: a Task's report is the
+// report of the first ServiceRequest it names (Task.focus, else
+// Task.basedOn in order: the one fhir_service_request names), whether or
+// not the bridge can read that ServiceRequest, unless that report is
+// another Task's (its service_request_id is neither the Task's nor the
+// ServiceRequest's): each Task is a CHW task of its own, and a second Task
+// for one request (another attempt) raises a second, also when both arrive
+// at once. A Task whose report CHT has under the Task's own key (where
 // earlier versions of the bridge wrote every Task's) keeps it there.
 //
 // With Config.FHIRURL, a Task whose ServiceRequest is not in the same
@@ -145,17 +149,16 @@
 // one Bundle; one revoked, entered in error, or asking for the action not
 // to be done refuses the Task (422 naming the element that refers to it),
 // as does one about another person, while one the server holds as draft,
-// on hold or completed is still the request it carries out. A
-// ServiceRequest sent after its Task reads the Task (the report names it)
-// and is written with it, so that a corrected reason or due date reaches
-// the CHW task where the Task gives none of its own; when the Task cannot
-// be read, or no longer raises a task (completed, cancelled), the report
-// keeps the Task's fields and time and gains only fields it lacks.
-// Without Config.FHIRURL, or when the FHIR server does not have the
-// ServiceRequest (yet), a Task sent alone is keyed by the Task, so that
-// ServiceRequest sent on its own raises a second CHW task; so does a
-// ServiceRequest sent alone after a Task whose report is under the Task's
-// own key.
+// on hold or completed is still the request it carries out. Without
+// Config.FHIRURL, or when the server does not have it, the Task keeps the
+// reason and due date the ServiceRequest's report holds where it gives
+// none. A ServiceRequest sent after its Task reads the Task (the report
+// names it, fhir_task) and is written with it, so that a corrected reason
+// or due date reaches the CHW task where the Task gives none of its own;
+// when the Task cannot be read, or no longer raises a task (completed,
+// cancelled), the report keeps the Task's fields and time and gains only
+// fields it lacks. A ServiceRequest without an id that a Task names by id
+// cannot be matched: each raises its own CHW task.
 //
 // # Idempotency
 //
@@ -181,8 +184,10 @@
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
 //     Observations'), else, for Observations with an effective time, a hash
-//     of the report's content. A Task that carries out a ServiceRequest
-//     (see below) writes the ServiceRequest's report.
+//     of the report's content. A ServiceRequest with an id is keyed by the
+//     id instead (a report keyed by its identifier before stays where it
+//     is), and a Task that carries out a ServiceRequest writes the
+//     ServiceRequest's report (see above).
 //
 // A report made from Observations is updated by merging: the fields of the
 // Observations sent replace those fields of the stored report (of the

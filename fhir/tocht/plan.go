@@ -26,8 +26,16 @@ type unit struct {
 	// requestKey is, for the report of a Task that carries out a
 	// ServiceRequest (carryOut), the _id of the ServiceRequest's report,
 	// where the Task's report is written unless it has one of its own
-	// (see reportHome).
-	requestKey string
+	// (see reportHome); requestOwner is the ServiceRequest's
+	// FieldRequestID, which a report the ServiceRequest wrote alone holds.
+	requestKey, requestOwner string
+	// requestUnread is set when the bridge could not read that
+	// ServiceRequest (carryOutByID): its reason and due date, which its
+	// report holds, are kept where the Task gives none.
+	requestUnread bool
+	// oldKeys are the _ids under which earlier versions of the bridge
+	// wrote the report: an existing report there is updated in place.
+	oldKeys []string
 
 	person *cht.Contact // a person to create or update, or
 	report *cht.Record  // a report to write
@@ -57,8 +65,9 @@ type unit struct {
 	// reportDoc): set for a report made from Observations of an XForm.
 	xform bool
 	// keepTask is set for the report of a ServiceRequest: when the
-	// stored report was raised by the Task that carries it out (it names
-	// the Task), the Task's values are kept (see upsertReport).
+	// stored report was raised by the Task that carries it out (its
+	// FieldRequestID is not the ServiceRequest's), the Task's values are
+	// kept (see upsertReport).
 	keepTask bool
 
 	// create is the person document a transaction's check built for a
@@ -66,12 +75,6 @@ type unit struct {
 	// the report document the check built, nil when it built none.
 	create *cht.Contact
 	doc    map[string]any
-	// stored is the report under docID as planning read it (see
-	// joinStoredTask), storedRead whether it did: the first attempt of
-	// upsertReport uses it instead of reading again (a stale copy fails
-	// its write with a conflict, which reads anew).
-	stored     map[string]json.RawMessage
-	storedRead bool
 
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
@@ -90,6 +93,17 @@ func (b *Bridge) PersonID(key string) string {
 // "id:" + the logical id, or "content:" + a hash).
 func (b *Bridge) ReportID(resourceType, identity string) string {
 	return b.conv.ID("fhir-to-cht/report", resourceType+"|"+identity)
+}
+
+// requestKey returns the _id of the report of a ServiceRequest whose id
+// is id and whose identity is ident (see identity): keyed by the id, which
+// a Task that carries it out names (Task.focus, Task.basedOn) whether or
+// not the bridge can read the request, else by the identity.
+func (b *Bridge) requestKey(id *string, ident string) string {
+	if id != nil && *id != "" {
+		return b.ReportID("ServiceRequest", "id:"+*id)
+	}
+	return b.ReportID("ServiceRequest", ident)
 }
 
 // identity returns the identity of a resource: its first identifier with a
@@ -293,8 +307,17 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
-	return &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub, keepTask: rt == "ServiceRequest",
-		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}, nil
+	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
+		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}
+	if rt == "ServiceRequest" {
+		u.keepTask = true
+		// Keyed by its id, which the Task that carries it out names; a
+		// report keyed by its identifier (as before) is kept where it is.
+		if key := b.requestKey(id, ident); key != u.docID {
+			u.docID, u.oldKeys = key, []string{u.docID}
+		}
+	}
+	return u, nil
 }
 
 // planObservations converts an optional Encounter and its Observations

@@ -267,12 +267,11 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 // Without it (a ServiceRequest or Task, one resource that is the whole
 // report), or when the form changed, the fields are replaced; but the
 // report of a ServiceRequest (u.keepTask) whose stored report was raised
-// by its Task (it names the Task) keeps the Task's fields and time, and
-// only gains fields it lacks (the bridge could not read the Task to write
-// the two again, see joinStoredTask). A stored report of the other shape
-// (see reshape) is rewritten in doc's. Where the report of a Task that
-// carries out a ServiceRequest is written, see reportHome; u.docID is
-// then where it was written.
+// by its Task (raisedByTask) keeps the Task's fields and time, and only
+// gains fields it lacks (the bridge could not read the Task to write the
+// two again, see joinStoredTask). A stored report of the other shape (see
+// reshape) is rewritten in doc's. Where the report is, see reportHome;
+// u.docID is set to where it was written once it was.
 func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) (created bool, err error) {
 	sub := u.report
 	for range attempts {
@@ -295,9 +294,20 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		form := mustJSON(doc["form"])
 		want := doc["fields"].(map[string]any)
 		reshaped := reshape(cur, doc)
+		if u.requestUnread && id != u.docID && sameForm(cur["form"], doc["form"]) {
+			// The ServiceRequest's report: its reason and due date stay
+			// where the Task gives none.
+			if stored, ok := decodeObject(cur["fields"]); ok {
+				for _, f := range []string{FieldReason, FieldDueDate} {
+					if v, ok := stored[f]; ok && want[f] == nil {
+						want[f] = v
+					}
+				}
+			}
+		}
 		keptTask := false
 		if u.keepTask && sameForm(cur["form"], doc["form"]) {
-			if stored, ok := decodeObject(cur["fields"]); ok && stored[fieldTask] != nil {
+			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored, sub) {
 				want, keptTask = mergeInto(want, stored), true
 			}
 		}
@@ -318,8 +328,8 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		if err != nil {
 			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
 		}
-		u.docID = id
 		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped {
+			u.docID = id
 			return false, nil
 		}
 		cur["fields"], cur["form"] = fields, form
@@ -333,6 +343,7 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		if err != nil {
 			return false, chtFailure("update report "+id, err)
 		}
+		u.docID = id
 		return false, nil
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
@@ -340,33 +351,64 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 }
 
 // reportHome returns where the report of u is written, and the stored
-// report there (nil when there is none). A report lives under u.docID.
+// report there (nil when there is none yet). A report lives under
+// u.docID, else under the first of u.oldKeys CHT has (an earlier version's
+// key), else it is created under u.docID.
+//
 // The report of a Task that carries out a ServiceRequest (u.requestKey,
-// see carryOut) lives under its own key when CHT has it there (a report
-// earlier versions of the bridge keyed by the Task, or the Task's own
-// because another Task had the request's); else under the report of the
-// ServiceRequest, made by the ServiceRequest sent alone or by this Task
-// before, so that the two are one CHW task, unless that report names
-// another Task: each Task is a CHW task of its own.
+// see carryOut) lives under its own key, u.docID, when CHT has it there (a
+// report earlier versions of the bridge keyed by the Task, or the Task's
+// own because another Task had the request's); else under the
+// ServiceRequest's report (u.requestKey, else the first of u.oldKeys CHT
+// has), made by the ServiceRequest sent alone or by this Task before, so
+// that the two are one CHW task, unless that report is another Task's
+// (ownedBy): each Task is a CHW task of its own, created under its own key
+// then. A report neither has is created under u.requestKey.
 func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[string]json.RawMessage, err error) {
-	if u.storedRead {
-		cur, u.stored, u.storedRead = u.stored, nil, false
-	} else {
-		cur, err = b.readReport(ctx, u.docID)
-	}
-	if err != nil || cur != nil || u.requestKey == "" {
+	if cur, err = b.readReport(ctx, u.docID); err != nil || cur != nil {
 		return u.docID, cur, err
 	}
-	if cur, err = b.readReport(ctx, u.requestKey); err != nil {
-		return "", nil, err
+	keys := u.oldKeys
+	if u.requestKey != "" {
+		keys = append([]string{u.requestKey}, u.oldKeys...)
 	}
-	if cur != nil {
-		stored, _ := decodeObject(cur["fields"])
-		if owner, _ := stored[fieldTask].(string); owner != "" && owner != u.report.Fields[fieldTask] {
+	for _, k := range keys {
+		if k == u.docID {
+			continue
+		}
+		if cur, err = b.readReport(ctx, k); err != nil {
+			return "", nil, err
+		}
+		if cur == nil {
+			continue
+		}
+		if u.requestKey != "" && !u.ownedBy(cur) {
 			return u.docID, nil, nil
 		}
+		return k, cur, nil
 	}
-	return u.requestKey, cur, nil
+	if u.requestKey != "" {
+		return u.requestKey, nil, nil
+	}
+	return u.docID, nil, nil
+}
+
+// ownedBy reports whether the stored report cur, under the key of the
+// ServiceRequest the Task unit u carries out, is this Task's or the
+// ServiceRequest's own, by its FieldRequestID (the Task's or the
+// request's id, else identifier value), rather than another Task's.
+func (u *unit) ownedBy(cur map[string]json.RawMessage) bool {
+	stored, _ := decodeObject(cur["fields"])
+	owner, _ := stored[FieldRequestID].(string)
+	return owner == "" || owner == u.report.Fields[FieldRequestID] || owner == u.requestOwner
+}
+
+// raisedByTask reports whether the stored fields of a ServiceRequest's
+// report, whose submission is sub, were written by a Task that carries it
+// out: their FieldRequestID is not the ServiceRequest's.
+func raisedByTask(stored map[string]any, sub *cht.Record) bool {
+	owner, _ := stored[FieldRequestID].(string)
+	return owner != "" && owner != sub.Fields[FieldRequestID]
 }
 
 // readReport reads the report id: nil when CHT has none.
