@@ -128,7 +128,9 @@
 // reason and due date when the Task gives none. The ServiceRequest's entry
 // is answered 200 without a report of its own. The Task and the
 // ServiceRequest must be about the same person; when either is refused, so
-// is the other (in a batch too, also when the Task's write fails).
+// is the other (in a batch too, also when the Task's write fails), except
+// that a Task whose reference to it is refused (a version the entry does
+// not have) leaves the ServiceRequest on its own.
 //
 // The two may also arrive one after the other, in either order (a FHIR
 // server's Subscriptions notify each resource on its own): the CHW task is
