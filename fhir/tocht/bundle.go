@@ -632,7 +632,14 @@ func externalFirst(t *models.Task, requests map[string]entryRef) bool {
 func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, te int, expr string) {
 	s := planned[su]
 	if s.err != nil {
-		if pb.errs[tu] == nil {
+		switch {
+		case pb.errs[tu] != nil:
+		case statusOf(s.err) >= 500:
+			// Not refused: failed, as the Task then is (the sender
+			// retries both).
+			pb.errs[tu] = &Error{Status: statusOf(s.err), Err: fmt.Errorf(
+				"the ServiceRequest it carries out, Bundle.entry[%d], could not be handled: %w", se, s.err)}
+		default:
 			pb.errs[tu] = invalid(expr, fmt.Sprintf("the ServiceRequest it carries out, Bundle.entry[%d], is refused, "+
 				"so no CHW task is raised for it: %v", se, s.err), models.IssueTypeValue)
 		}
@@ -647,9 +654,14 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 			"(Bundle.entry[%d], CHT person %s): one referral is about one person", t.subjectID, se, s.u.subjectID), models.IssueTypeValue)
 	}
 	if pb.errs[tu] != nil {
-		pb.errs[su] = &fhir.InvalidResourceError{ResourceType: "ServiceRequest", Issues: []fhir.Issue{{Expression: "ServiceRequest",
-			Code: models.IssueTypeValue, Reason: fmt.Sprintf("its CHW task is raised by the Task of Bundle.entry[%d], "+
-				"which carries it out and is refused", te)}}}
+		if st := statusOf(pb.errs[tu]); st >= 500 {
+			pb.errs[su] = &Error{Status: st, Err: fmt.Errorf("its CHW task is raised by the Task of Bundle.entry[%d], "+
+				"which could not be handled: %w", te, pb.errs[tu])}
+		} else {
+			pb.errs[su] = &fhir.InvalidResourceError{ResourceType: "ServiceRequest", Issues: []fhir.Issue{{Expression: "ServiceRequest",
+				Code: models.IssueTypeValue, Reason: fmt.Sprintf("its CHW task is raised by the Task of Bundle.entry[%d], "+
+					"which carries it out and is refused", te)}}}
+		}
 		pb.units[su] = nil
 		return
 	}

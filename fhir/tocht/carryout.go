@@ -40,7 +40,7 @@ func (t *unit) carryOut(s *unit) {
 	}
 	if t.requestKey == "" {
 		t.requestKey, t.oldKeys = s.docID, s.oldKeys
-		t.requestOwner, _ = s.report.Fields[FieldRequestID].(string)
+		t.requestNames = s.names
 	}
 }
 
@@ -50,7 +50,7 @@ func (t *unit) carryOut(s *unit) {
 // it before.
 func (b *Bridge) carryOutByID(t *unit, id string) {
 	if t.requestKey == "" {
-		t.requestKey, t.requestOwner, t.requestUnread = b.requestKey(&id, ""), id, true
+		t.requestKey, t.requestNames, t.requestUnread = b.requestKey(&id, ""), []string{id}, true
 	}
 }
 
@@ -179,7 +179,7 @@ func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, 
 		return su, err
 	}
 	stored, _ := decodeObject(cur["fields"])
-	if !raisedByTask(stored, su.report) {
+	if !raisedByTask(stored, su) {
 		return su, nil
 	}
 	taskID, _ := stored[fieldTask].(string)
@@ -192,6 +192,11 @@ func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, 
 	}
 	t := res.(*models.Task)
 	if b.fromCHT(t.Meta) {
+		return su, nil
+	}
+	if id, _ := requestOf(t); sr.Id == nil || id != *sr.Id {
+		// The Task now carries out another request first: its report
+		// goes there; this one's stays as it is.
 		return su, nil
 	}
 	tu, err := b.plan(ctx, t, refs)

@@ -322,3 +322,101 @@ func moveToTaskKey(t *testing.T, r *rig, taskID string) {
 	_, err := r.cht.PutDoc(doc)
 	require.NoError(t, err)
 }
+
+// TestReferralSentFirstWithoutIDs: an EMR may POST a resource with its
+// identifiers only and PUT it later with the id its server gave it (R4
+// http.html#create, #update), and FHIR ids are unique per resource type
+// only (R4 resource.html#id): the report of a ServiceRequest or Task is
+// still found by its FieldRequestID, whichever of the resource's id and
+// identifier values it holds, and a Task's report is told from its
+// request's by fhir_task.
+func TestReferralSentFirstWithoutIDs(t *testing.T) {
+	const person = chttest.DemoPatientID
+	sr := func(id, reason string) []byte {
+		idm := ""
+		if id != "" {
+			idm = `"id": "` + id + `",`
+		}
+		return []byte(`{"resourceType": "ServiceRequest", ` + idm + `
+			"identifier": [{"system": "https://emr.example.org/sr", "value": "REF-1"}],
+			"status": "active", "intent": "order", "reasonCode": [{"text": "` + reason + `"}],
+			"subject": {"identifier": {"system": "https://cht.example.org/medic", "value": "` + person + `"}}}`)
+	}
+	task := func(id, srID, reason string) []byte {
+		idm := ""
+		if id != "" {
+			idm = `"id": "` + id + `",`
+		}
+		return []byte(`{"resourceType": "Task", ` + idm + `
+			"identifier": [{"system": "https://emr.example.org/task", "value": "TASK-1"}],
+			"basedOn": [{"reference": "ServiceRequest/` + srID + `"}], "status": "requested", "intent": "order",
+			"reasonCode": {"text": "` + reason + `"},
+			"for": {"identifier": {"system": "https://cht.example.org/medic", "value": "` + person + `"}}}`)
+	}
+	type send struct {
+		method, path string
+		body         []byte
+		status       int
+	}
+	tests := []struct {
+		name   string
+		onFHIR [][]byte
+		sends  []send
+		want   []map[string]any // reason, fhir_task of each report
+	}{
+		{"the ServiceRequest posted, then put with its id, then its Task", [][]byte{sr("sr-1", "corrected")}, []send{
+			{http.MethodPost, "/fhir/ServiceRequest", sr("", "first"), http.StatusCreated},
+			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "corrected"), http.StatusOK},
+			{http.MethodPut, "/fhir/Task/t-1", task("t-1", "sr-1", "visit"), http.StatusOK}},
+			[]map[string]any{{"reason": "visit", "fhir_task": "t-1"}}},
+		{"the Task posted, then put with its id", [][]byte{sr("sr-1", "order")}, []send{
+			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "order"), http.StatusCreated},
+			{http.MethodPost, "/fhir/Task", task("", "sr-1", "visit"), http.StatusOK},
+			{http.MethodPut, "/fhir/Task/t-1", task("t-1", "sr-1", "visit again"), http.StatusOK}},
+			[]map[string]any{{"reason": "visit again", "fhir_task": "t-1"}}},
+		{"a Task and its ServiceRequest with the same id", [][]byte{sr("ref-1", "order")}, []send{
+			{http.MethodPut, "/fhir/Task/ref-1", task("ref-1", "ref-1", "visit"), http.StatusCreated},
+			{http.MethodPut, "/fhir/ServiceRequest/ref-1", sr("ref-1", "order"), http.StatusOK}},
+			[]map[string]any{{"reason": "visit", "fhir_task": "ref-1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			for _, res := range tt.onFHIR {
+				require.NoError(t, r.fhir.Load(res))
+			}
+			r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+			for i, s := range tt.sends {
+				a := r.send(t, s.method, s.path, "application/fhir+json", s.body)
+				require.Equal(t, s.status, a.status, "send %d: %s", i, a.body)
+			}
+			var got []map[string]any
+			for _, rep := range r.reports(t, "INTEROP_FOLLOW_UP") {
+				f := rep["fields"].(map[string]any)
+				got = append(got, map[string]any{"reason": f["reason"], "fhir_task": f["fhir_task"]})
+			}
+			assert.ElementsMatch(t, tt.want, got)
+		})
+	}
+}
+
+// TestReferralFailingHalfIsNotRefused: in a batch, when the
+// ServiceRequest of a referral cannot be handled for a reason that is not
+// its content (the FHIR server failing while its subject is read), the
+// Task that carries it out fails with it, 502, not 422: the sender
+// retries both (a 422 would tell it not to).
+func TestReferralFailingHalfIsNotRefused(t *testing.T) {
+	var bundle map[string]any
+	require.NoError(t, json.Unmarshal(testdata(t, "bundle-referral-openmrs.json"), &bundle))
+	bundle["type"] = "batch"
+	entryResource(bundle, 0)["subject"] = map[string]any{"reference": "Patient/" + kenyaPatientID}
+	body, err := json.Marshal(bundle)
+	require.NoError(t, err)
+	r := newRig(t)
+	r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+	require.NoError(t, r.fhir.SetFaults(fhirtest.Faults{FailRate: 1, IncludeReads: true}))
+	a := r.post(t, "/fhir", body)
+	require.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	assert.Equal(t, []string{"502 Bad Gateway", "502 Bad Gateway"}, entryStatuses(bundleResponse(t, a.body)))
+	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+}

@@ -138,13 +138,13 @@
 // ([Bridge.ReportID] of "id:" and the id; by its identity when it has no
 // id), which the Task that carries it out names: a Task's report is the
 // report of the first ServiceRequest it names (Task.focus, else
-// Task.basedOn in order: the one fhir_service_request names), whether or
-// not the bridge can read that ServiceRequest, unless that report is
-// another Task's (its service_request_id is neither the Task's nor the
-// ServiceRequest's): each Task is a CHW task of its own, and a second Task
-// for one request (another attempt) raises a second, also when both arrive
-// at once. A Task whose report CHT has under the Task's own key (where
-// earlier versions of the bridge wrote every Task's) keeps it there.
+// Task.basedOn in order: the one fhir_service_request names), unless that
+// report is another Task's: each Task is a CHW task of its own, and a
+// second Task for one request (another attempt) raises a second, also when
+// both arrive at once. Whose a report is, is read from it: a Task's names
+// the Task (fhir_task), and every report holds in service_request_id the
+// id of its resource, else its identifier value, so a resource first sent
+// without its id and later with it keeps its report.
 //
 // With Config.FHIRURL, a Task whose ServiceRequest is not in the same
 // request reads it from the FHIR server and is written as if both came in
@@ -159,8 +159,18 @@
 // or due date reaches the CHW task where the Task gives none of its own;
 // when the Task cannot be read, or no longer raises a task (completed,
 // cancelled), the report keeps the Task's fields and time and gains only
-// fields it lacks. A ServiceRequest without an id that a Task names by id
-// cannot be matched: each raises its own CHW task.
+// fields it lacks.
+//
+// What cannot be matched raises a CHW task of its own. Without
+// Config.FHIRURL the bridge knows a ServiceRequest only by the id a Task
+// names, so a ServiceRequest sent without an id (in a Bundle, by
+// urn:uuid), or whose report an earlier version of the bridge keyed by its
+// identifier, is not found by a Task sent alone later; with
+// Config.FHIRURL it is, once the FHIR server has the ServiceRequest. A
+// Task whose report an earlier version keyed by the Task keeps it there
+// and updates it, but a ServiceRequest sent alone does not find it. A Task
+// that carries out several ServiceRequests is the CHW task of the first;
+// another sent alone raises its own.
 //
 // # Idempotency
 //

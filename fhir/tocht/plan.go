@@ -26,9 +26,14 @@ type unit struct {
 	// requestKey is, for the report of a Task that carries out a
 	// ServiceRequest (carryOut), the _id of the ServiceRequest's report,
 	// where the Task's report is written unless it has one of its own
-	// (see reportHome); requestOwner is the ServiceRequest's
-	// FieldRequestID, which a report the ServiceRequest wrote alone holds.
-	requestKey, requestOwner string
+	// (see reportHome); requestNames are the ServiceRequest's names
+	// (see names), one of which a report it wrote alone holds.
+	requestKey   string
+	requestNames []string
+	// names are the id and identifier values of the ServiceRequest or
+	// Task the report is made from: its FieldRequestID is one of them,
+	// whether the resource was sent with its id or, before, without.
+	names []string
 	// requestUnread is set when the bridge could not read that
 	// ServiceRequest (carryOutByID): its reason and due date, which its
 	// report holds, are kept where the Task gives none.
@@ -93,6 +98,21 @@ func (b *Bridge) PersonID(key string) string {
 // "id:" + the logical id, or "content:" + a hash).
 func (b *Bridge) ReportID(resourceType, identity string) string {
 	return b.conv.ID("fhir-to-cht/report", resourceType+"|"+identity)
+}
+
+// names returns the id and the identifier values of a resource: the
+// values its report's FieldRequestID may hold.
+func names(ids []models.Identifier, id *string) []string {
+	var out []string
+	if id != nil && *id != "" {
+		out = append(out, *id)
+	}
+	for _, i := range ids {
+		if i.Value != nil && *i.Value != "" {
+			out = append(out, *i.Value)
+		}
+	}
+	return out
 }
 
 // requestKey returns the _id of the report of a ServiceRequest whose id
@@ -307,7 +327,7 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
-	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
+	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub, names: names(ids, id),
 		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}
 	if rt == "ServiceRequest" {
 		u.keepTask = true

@@ -292,7 +292,8 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 			return true, nil
 		}
 		form := mustJSON(doc["form"])
-		want := doc["fields"].(map[string]any)
+		// A copy: the merges below must not carry into another attempt.
+		want := copyFields(doc["fields"].(map[string]any))
 		reshaped := reshape(cur, doc)
 		if u.requestUnread && id != u.docID && sameForm(cur["form"], doc["form"]) {
 			// The ServiceRequest's report: its reason and due date stay
@@ -307,7 +308,7 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		}
 		keptTask := false
 		if u.keepTask && sameForm(cur["form"], doc["form"]) {
-			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored, sub) {
+			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored, u) {
 				want, keptTask = mergeInto(want, stored), true
 			}
 		}
@@ -395,20 +396,40 @@ func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[st
 
 // ownedBy reports whether the stored report cur, under the key of the
 // ServiceRequest the Task unit u carries out, is this Task's or the
-// ServiceRequest's own, by its FieldRequestID (the Task's or the
-// request's id, else identifier value), rather than another Task's.
+// ServiceRequest's own rather than another Task's: a Task's report names
+// it (fieldTask, its id) when it had an id, and every report names its
+// resource in FieldRequestID (its id, else its identifier value).
 func (u *unit) ownedBy(cur map[string]json.RawMessage) bool {
 	stored, _ := decodeObject(cur["fields"])
+	if task, _ := stored[fieldTask].(string); task != "" {
+		return slices.Contains(u.names, task)
+	}
 	owner, _ := stored[FieldRequestID].(string)
-	return owner == "" || owner == u.report.Fields[FieldRequestID] || owner == u.requestOwner
+	return owner == "" || slices.Contains(u.names, owner) || slices.Contains(u.requestNames, owner)
 }
 
-// raisedByTask reports whether the stored fields of a ServiceRequest's
-// report, whose submission is sub, were written by a Task that carries it
-// out: their FieldRequestID is not the ServiceRequest's.
-func raisedByTask(stored map[string]any, sub *cht.Record) bool {
+// copyFields returns a copy of fields, its groups copied too.
+func copyFields(fields map[string]any) map[string]any {
+	out := make(map[string]any, len(fields))
+	for k, v := range fields {
+		if g, ok := v.(map[string]any); ok {
+			v = copyFields(g)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// raisedByTask reports whether the stored fields of the report of the
+// ServiceRequest unit u were written by a Task that carries it out: they
+// name a Task (fieldTask), or a FieldRequestID that is none of the
+// ServiceRequest's names.
+func raisedByTask(stored map[string]any, u *unit) bool {
+	if task, _ := stored[fieldTask].(string); task != "" {
+		return true
+	}
 	owner, _ := stored[FieldRequestID].(string)
-	return owner != "" && owner != sub.Fields[FieldRequestID]
+	return owner != "" && !slices.Contains(u.names, owner)
 }
 
 // readReport reads the report id: nil when CHT has none.
