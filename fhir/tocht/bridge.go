@@ -79,12 +79,12 @@ type Config struct {
 	// Patient's identifiers, and on which a subject identifier that keys
 	// no CHT person is looked up (Patient?identifier=<system>|<value>; see
 	// the package documentation), and from which a Task sent without the
-	// ServiceRequest it carries out reads it (its reason, due date and
-	// status), and a ServiceRequest sent after its Task reads the Task.
-	// Without it such a reference resolves only to a person keyed by that
-	// id, such an identifier to none, and a Task and its ServiceRequest
-	// sent apart are still one CHW task, which keeps what its report
-	// holds.
+	// ServiceRequest it carries out reads it (its identity, reason, due
+	// date and status), and a ServiceRequest sent after its Task reads the
+	// Task; its user must be allowed to read Patients, ServiceRequests and
+	// Tasks. Without it such a reference resolves only to a person keyed
+	// by that id, such an identifier to none, and a Task knows its
+	// ServiceRequest only by the id it names.
 	FHIRURL string
 	// FHIRUsername and FHIRPassword, when set, authenticate to FHIRURL with
 	// basic auth. Config redacts FHIRPassword when it is logged or printed.
@@ -327,7 +327,7 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 		case *models.Task:
 			err = b.carryOutStored(ctx, r, u, nil)
 		case *models.ServiceRequest:
-			u, err = b.joinStoredTask(ctx, r, u, nil)
+			u, err = b.joinStoredTask(ctx, r, u, nil, true)
 		}
 	}
 	if err != nil {

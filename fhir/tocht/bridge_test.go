@@ -263,8 +263,7 @@ func TestServiceRequestRaisesOneTaskReport(t *testing.T) {
 	reports := r.reports(t, "INTEROP_FOLLOW_UP")
 	require.Len(t, reports, 1, "posted three times, one report")
 	rep := reports[0]
-	// Keyed by its id, which a Task that carries it out names.
-	assert.Equal(t, r.bridge.ReportID("ServiceRequest", "id:ltfu-0001"), rep["_id"])
+	assert.Equal(t, r.bridge.ReportID("ServiceRequest", "https://emr.example.org/service-request|SR-0001"), rep["_id"])
 	assert.Equal(t, map[string]any{
 		"patient_uuid":         chttest.DemoPatientID,
 		"service_request_id":   "ltfu-0001",

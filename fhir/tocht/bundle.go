@@ -409,7 +409,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 	// out by a Task sent before.
 	for i, ui := range requestUnit {
 		if u := pb.units[ui]; u != nil && pb.errs[ui] == nil && !u.skip && len(pb.through[ui]) == 0 {
-			if pb.units[ui], pb.errs[ui] = b.joinStoredTask(ctx, parsed[i].(*models.ServiceRequest), u, refs); pb.errs[ui] != nil {
+			if pb.units[ui], pb.errs[ui] = b.joinStoredTask(ctx, parsed[i].(*models.ServiceRequest), u, refs, false); pb.errs[ui] != nil {
 				pb.units[ui] = nil
 			}
 		}

@@ -2,6 +2,7 @@ package tocht
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -39,18 +40,17 @@ func (t *unit) carryOut(s *unit) {
 		}
 	}
 	if t.requestKey == "" {
-		t.requestKey, t.oldKeys = s.docID, s.oldKeys
-		t.requestNames = s.names
+		t.requestKey = s.docID
 	}
 }
 
 // carryOutByID keys the report of the Task unit t by the ServiceRequest
-// whose id is id, which the bridge cannot read: the report the
-// ServiceRequest makes when it is sent alone (keyed by its id), or made
-// it before.
+// whose id is id, which the bridge cannot read: the report that
+// ServiceRequest makes when it is sent alone, provided it has no
+// identifier (its identity is then its id).
 func (b *Bridge) carryOutByID(t *unit, id string) {
 	if t.requestKey == "" {
-		t.requestKey, t.requestNames, t.requestUnread = b.requestKey(&id, ""), []string{id}, true
+		t.requestKey, t.requestUnread = b.ReportID("ServiceRequest", "id:"+id), true
 	}
 }
 
@@ -128,11 +128,8 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 		if statusOf(err) >= 500 {
 			return err
 		}
-		if tu.requestKey == "" {
-			b.carryOutByID(tu, id)
-			if ident := identity(sr.Identifier, sr.Id); ident != "" {
-				tu.oldKeys = []string{b.ReportID("ServiceRequest", ident)}
-			}
+		if ident := identity(sr.Identifier, sr.Id); ident != "" && tu.requestKey == "" {
+			tu.requestKey = b.ReportID("ServiceRequest", ident)
 		}
 		return nil
 	}
@@ -170,16 +167,31 @@ func withdrawn(sr *models.ServiceRequest) string {
 // which keeps the Task's fields (unit.keepTask): without the Task, or
 // when the Task no longer raises a task (completed, cancelled), the
 // report stays the Task's.
-func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, su *unit, refs map[string]bundleRef) (*unit, error) {
+//
+// alone is set when the request carries this ServiceRequest only: the
+// unit returned then keeps the report read (unit.stored) for its write.
+func (b *Bridge) joinStoredTask(ctx context.Context, sr *models.ServiceRequest, su *unit, refs map[string]bundleRef, alone bool) (*unit, error) {
 	if b.cfg.FHIRURL == "" || su.skip || su.report == nil {
 		return su, nil
 	}
-	_, cur, err := b.reportHome(ctx, su)
-	if err != nil || cur == nil {
-		return su, err
+	cur, err := b.readReport(ctx, su.docID)
+	if err != nil {
+		return nil, err
+	}
+	u, err := b.joinTask(ctx, sr, su, cur, refs)
+	if alone && u != nil {
+		u.stored, u.storedKey = cur, su.docID
+	}
+	return u, err
+}
+
+// joinTask is joinStoredTask once the request's report cur is read.
+func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *unit, cur map[string]json.RawMessage, refs map[string]bundleRef) (*unit, error) {
+	if cur == nil {
+		return su, nil
 	}
 	stored, _ := decodeObject(cur["fields"])
-	if !raisedByTask(stored, su) {
+	if !raisedByTask(stored) {
 		return su, nil
 	}
 	taskID, _ := stored[fieldTask].(string)

@@ -2,7 +2,6 @@ package tocht_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"maps"
 	"net/http"
 	"sync"
@@ -209,24 +208,19 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 
 // TestEachTaskIsACHWTaskOfItsOwn: a ServiceRequest may be carried out by
 // several Tasks (R4 task.html: a Task per attempt, each basedOn the
-// request), sent one after the other or at once, with an id or, as a POST
-// sends them, with an identifier only: each Task is a CHW task of its own;
-// the first takes the request's report, the others get their own, and a
-// ServiceRequest sent afterwards keeps the Task's values.
+// request), sent one after the other or at once: each Task is a CHW task
+// of its own; the first takes the request's report, the others get their
+// own, and a ServiceRequest sent afterwards keeps the Task's values. (A
+// Task is told by its id, fhir_task; the referral loop needs it anyway.)
 func TestEachTaskIsACHWTaskOfItsOwn(t *testing.T) {
 	const srID = "7d96f25c-4949-4f72-9931-d808fbc226de"
 	var bundle map[string]any
 	require.NoError(t, json.Unmarshal(testdata(t, "bundle-referral-openmrs.json"), &bundle))
 	sr, err := json.Marshal(entryResource(bundle, 0))
 	require.NoError(t, err)
-	// taskFor is a Task of the request named by an identifier only (no
-	// id), or also by id, with its own reason.
-	taskFor := func(name string, withID bool) []byte {
-		id := ""
-		if withID {
-			id = `"id": "` + name + `",`
-		}
-		return []byte(`{"resourceType": "Task", ` + id + `
+	// taskFor is a Task of the request, with its own reason.
+	taskFor := func(name string) []byte {
+		return []byte(`{"resourceType": "Task", "id": "` + name + `",
 			"identifier": [{"system": "https://emr.example.org/task", "value": "` + name + `"}],
 			"basedOn": [{"reference": "ServiceRequest/` + srID + `"}], "status": "requested", "intent": "order",
 			"reasonCode": {"text": "visit ` + name + `"},
@@ -239,44 +233,43 @@ func TestEachTaskIsACHWTaskOfItsOwn(t *testing.T) {
 		}
 		return out
 	}
-	for _, withID := range []bool{false, true} {
-		t.Run(fmt.Sprintf("one after the other, with id %v", withID), func(t *testing.T) {
-			r := newRig(t)
-			require.NoError(t, r.fhir.Load(sr))
-			r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
-			for i, send := range []struct {
-				path   string
-				body   []byte
-				status int
-			}{
-				{"/fhir/Task", taskFor("T-1", withID), http.StatusCreated},
-				{"/fhir/Task", taskFor("T-2", withID), http.StatusCreated},
-				{"/fhir/ServiceRequest", sr, http.StatusOK},
-				{"/fhir/Task", taskFor("T-1", withID), http.StatusOK},
-				{"/fhir/Task", taskFor("T-2", withID), http.StatusOK},
-			} {
-				a := r.post(t, send.path, send.body)
-				require.Equal(t, send.status, a.status, "send %d: %s", i, a.body)
-			}
-			assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r))
-		})
-		t.Run(fmt.Sprintf("at once, with id %v", withID), func(t *testing.T) {
-			for round := range 15 {
-				r := newRig(t)
-				require.NoError(t, r.fhir.Load(sr))
-				r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
-				require.Equal(t, http.StatusCreated, r.post(t, "/fhir/ServiceRequest", sr).status)
-				var wg sync.WaitGroup
-				statuses := make([]int, 2)
-				for i, name := range []string{"T-1", "T-2"} {
-					wg.Go(func() { statuses[i] = r.post(t, "/fhir/Task", taskFor(name, withID)).status })
-				}
-				wg.Wait()
-				assert.ElementsMatch(t, []int{http.StatusOK, http.StatusCreated}, statuses, "round %d", round)
-				assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r), "round %d", round)
-			}
-		})
+	rig := func(t *testing.T) *rig {
+		r := newRig(t)
+		require.NoError(t, r.fhir.Load(sr))
+		return rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
 	}
+	t.Run("one after the other", func(t *testing.T) {
+		r := rig(t)
+		for i, send := range []struct {
+			path   string
+			body   []byte
+			status int
+		}{
+			{"/fhir/Task", taskFor("T-1"), http.StatusCreated},
+			{"/fhir/Task", taskFor("T-2"), http.StatusCreated},
+			{"/fhir/ServiceRequest", sr, http.StatusOK},
+			{"/fhir/Task", taskFor("T-1"), http.StatusOK},
+			{"/fhir/Task", taskFor("T-2"), http.StatusOK},
+		} {
+			a := r.post(t, send.path, send.body)
+			require.Equal(t, send.status, a.status, "send %d: %s", i, a.body)
+		}
+		assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r))
+	})
+	t.Run("at once", func(t *testing.T) {
+		for round := range 15 {
+			r := rig(t)
+			require.Equal(t, http.StatusCreated, r.post(t, "/fhir/ServiceRequest", sr).status)
+			var wg sync.WaitGroup
+			statuses := make([]int, 2)
+			for i, name := range []string{"T-1", "T-2"} {
+				wg.Go(func() { statuses[i] = r.post(t, "/fhir/Task", taskFor(name)).status })
+			}
+			wg.Wait()
+			assert.ElementsMatch(t, []int{http.StatusOK, http.StatusCreated}, statuses, "round %d", round)
+			assert.ElementsMatch(t, []string{"visit T-1", "visit T-2"}, reasons(r), "round %d", round)
+		}
+	})
 }
 
 // TestServiceRequestTwiceInABatch: a batch may carry one ServiceRequest
@@ -374,6 +367,11 @@ func TestReferralSentFirstWithoutIDs(t *testing.T) {
 			{http.MethodPost, "/fhir/Task", task("", "sr-1", "visit"), http.StatusOK},
 			{http.MethodPut, "/fhir/Task/t-1", task("t-1", "sr-1", "visit again"), http.StatusOK}},
 			[]map[string]any{{"reason": "visit again", "fhir_task": "t-1"}}},
+		{"a ServiceRequest re-sent under another id, and without one", nil, []send{
+			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "first"), http.StatusCreated},
+			{http.MethodPut, "/fhir/ServiceRequest/hie-42", sr("hie-42", "second"), http.StatusOK},
+			{http.MethodPost, "/fhir/ServiceRequest", sr("", "third"), http.StatusOK}},
+			[]map[string]any{{"reason": "third", "fhir_task": nil}}},
 		{"a Task and its ServiceRequest with the same id", [][]byte{sr("ref-1", "order")}, []send{
 			{http.MethodPut, "/fhir/Task/ref-1", task("ref-1", "ref-1", "visit"), http.StatusCreated},
 			{http.MethodPut, "/fhir/ServiceRequest/ref-1", sr("ref-1", "order"), http.StatusOK}},

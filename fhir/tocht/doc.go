@@ -134,43 +134,46 @@
 //
 // The two may also arrive one after the other, in either order (a FHIR
 // server's Subscriptions notify each resource on its own): the CHW task is
-// still one. A ServiceRequest's report is keyed by its id
-// ([Bridge.ReportID] of "id:" and the id; by its identity when it has no
-// id), which the Task that carries it out names: a Task's report is the
-// report of the first ServiceRequest it names (Task.focus, else
-// Task.basedOn in order: the one fhir_service_request names), unless that
-// report is another Task's: each Task is a CHW task of its own, and a
-// second Task for one request (another attempt) raises a second, also when
-// both arrive at once. Whose a report is, is read from it: a Task's names
-// the Task (fhir_task), and every report holds in service_request_id the
-// id of its resource, else its identifier value, so a resource first sent
-// without its id and later with it keeps its report.
+// still one. A Task's report is the report of the first ServiceRequest it
+// names (Task.focus, else Task.basedOn in order: the one
+// fhir_service_request names), keyed by that ServiceRequest's identity,
+// unless that report is another Task's (it names another Task in
+// fhir_task): each Task is a CHW task of its own, and a second Task for
+// one request (another attempt) raises a second, also when both arrive at
+// once. A Task whose report CHT has under the Task's own key (one that
+// found the request's report taken, or one earlier versions of the bridge
+// wrote, which keyed every Task's report by the Task) keeps it there.
 //
-// With Config.FHIRURL, a Task whose ServiceRequest is not in the same
-// request reads it from the FHIR server and is written as if both came in
-// one Bundle; one revoked, entered in error, or asking for the action not
-// to be done refuses the Task (422 naming the element that refers to it),
-// as does one about another person, while one the server holds as draft,
-// on hold or completed is still the request it carries out. Without
-// Config.FHIRURL, or when the server does not have it, the Task keeps the
-// reason and due date the ServiceRequest's report holds where it gives
-// none. A ServiceRequest sent after its Task reads the Task (the report
-// names it, fhir_task) and is written with it, so that a corrected reason
-// or due date reaches the CHW task where the Task gives none of its own;
-// when the Task cannot be read, or no longer raises a task (completed,
-// cancelled), the report keeps the Task's fields and time and gains only
-// fields it lacks.
+// The ServiceRequest's identity is known when it is in the same Bundle,
+// or read from Config.FHIRURL: a Task whose ServiceRequest is not in the
+// same request reads it from the FHIR server and is written as if both
+// came in one Bundle; one revoked, entered in error, or asking for the
+// action not to be done refuses the Task (422 naming the element that
+// refers to it), as does one about another person, while one the server
+// holds as draft, on hold or completed is still the request it carries
+// out. The read failing is a 502 (504 on a timeout), which the sender
+// retries; the server refusing the mediator's user is a 500: its user
+// must be allowed to read ServiceRequests and Tasks. Without
+// Config.FHIRURL, or when the server does not have it, the Task knows the
+// ServiceRequest by the id it names, which is its identity only when it
+// has no identifier; the Task then keeps the reason and due date the
+// request's report holds where it gives none. A ServiceRequest sent after
+// its Task reads the Task from Config.FHIRURL (the report names it,
+// fhir_task) and is written with it, so that a corrected reason or due
+// date reaches the CHW task where the Task gives none of its own; when the
+// Task cannot be read, or no longer raises a task (completed, cancelled),
+// the report keeps the Task's fields and time and gains only fields it
+// lacks.
 //
-// What cannot be matched raises a CHW task of its own. Without
-// Config.FHIRURL the bridge knows a ServiceRequest only by the id a Task
-// names, so a ServiceRequest sent without an id (in a Bundle, by
-// urn:uuid), or whose report an earlier version of the bridge keyed by its
-// identifier, is not found by a Task sent alone later; with
-// Config.FHIRURL it is, once the FHIR server has the ServiceRequest. A
-// Task whose report an earlier version keyed by the Task keeps it there
-// and updates it, but a ServiceRequest sent alone does not find it. A Task
-// that carries out several ServiceRequests is the CHW task of the first;
-// another sent alone raises its own.
+// What cannot be matched raises a CHW task of its own: without
+// Config.FHIRURL, a ServiceRequest with an identifier and its Task sent
+// apart; a ServiceRequest sent alone after a Task whose report is under
+// the Task's own key; a ServiceRequest that a Task carries out after
+// another it names first. A Task without an id names itself nowhere in
+// its report (fhir_task holds the id, which the loop needs to close it):
+// a second such Task for the request takes the first one's report over,
+// and a ServiceRequest sent after it replaces its reason and due date.
+// Give Tasks their ids.
 //
 // # Idempotency
 //
@@ -196,10 +199,8 @@
 //     _id [Bridge.ReportID] of its identity: the resource's first identifier,
 //     else its id (for Observations: the Encounter's, else the
 //     Observations'), else, for Observations with an effective time, a hash
-//     of the report's content. A ServiceRequest with an id is keyed by the
-//     id instead (a report keyed by its identifier before stays where it
-//     is), and a Task that carries out a ServiceRequest writes the
-//     ServiceRequest's report (see above).
+//     of the report's content. A Task that carries out a ServiceRequest
+//     writes the ServiceRequest's report (see above).
 //
 // A report made from Observations is updated by merging: the fields of the
 // Observations sent replace those fields of the stored report (of the

@@ -16,10 +16,11 @@ import (
 // place may have changed in between.
 //
 // A failure is not kept: the next entry that needs the answer asks again.
-// A CHT document a subject names is kept when found and when not: every
-// lookup runs while the request is planned, before its first write, and a
+// A CHT document a subject names is kept when found and when not: a
 // person the request itself writes is its Patient's, which a subject of
-// the same request finds without reading CHT (bundleRef).
+// the same request finds through the Bundle's references (bundleRef)
+// without reading CHT, while planning or, in a batch, when a report's
+// subject is checked before it is written.
 type lookups struct {
 	fhir       map[string]fhirAnswer   // by request URL
 	docs       map[string]docFound     // CHT documents a subject named, by _id

@@ -26,21 +26,12 @@ type unit struct {
 	// requestKey is, for the report of a Task that carries out a
 	// ServiceRequest (carryOut), the _id of the ServiceRequest's report,
 	// where the Task's report is written unless it has one of its own
-	// (see reportHome); requestNames are the ServiceRequest's names
-	// (see names), one of which a report it wrote alone holds.
-	requestKey   string
-	requestNames []string
-	// names are the id and identifier values of the ServiceRequest or
-	// Task the report is made from: its FieldRequestID is one of them,
-	// whether the resource was sent with its id or, before, without.
-	names []string
+	// (see reportHome).
+	requestKey string
 	// requestUnread is set when the bridge could not read that
 	// ServiceRequest (carryOutByID): its reason and due date, which its
 	// report holds, are kept where the Task gives none.
 	requestUnread bool
-	// oldKeys are the _ids under which earlier versions of the bridge
-	// wrote the report: an existing report there is updated in place.
-	oldKeys []string
 
 	person *cht.Contact // a person to create or update, or
 	report *cht.Record  // a report to write
@@ -80,6 +71,12 @@ type unit struct {
 	// the report document the check built, nil when it built none.
 	create *cht.Contact
 	doc    map[string]any
+	// stored is the report under storedKey as a request of this one
+	// resource read it while planning (joinStoredTask): the first attempt
+	// of upsertReport uses it instead of reading it again. A Bundle's
+	// units read anew: an earlier entry may have written the report.
+	stored    map[string]json.RawMessage
+	storedKey string
 
 	// skip acknowledges the resource without writing (message says why).
 	skip    bool
@@ -98,32 +95,6 @@ func (b *Bridge) PersonID(key string) string {
 // "id:" + the logical id, or "content:" + a hash).
 func (b *Bridge) ReportID(resourceType, identity string) string {
 	return b.conv.ID("fhir-to-cht/report", resourceType+"|"+identity)
-}
-
-// names returns the id and the identifier values of a resource: the
-// values its report's FieldRequestID may hold.
-func names(ids []models.Identifier, id *string) []string {
-	var out []string
-	if id != nil && *id != "" {
-		out = append(out, *id)
-	}
-	for _, i := range ids {
-		if i.Value != nil && *i.Value != "" {
-			out = append(out, *i.Value)
-		}
-	}
-	return out
-}
-
-// requestKey returns the _id of the report of a ServiceRequest whose id
-// is id and whose identity is ident (see identity): keyed by the id, which
-// a Task that carries it out names (Task.focus, Task.basedOn) whether or
-// not the bridge can read the request, else by the identity.
-func (b *Bridge) requestKey(id *string, ident string) string {
-	if id != nil && *id != "" {
-		return b.ReportID("ServiceRequest", "id:"+*id)
-	}
-	return b.ReportID("ServiceRequest", ident)
 }
 
 // identity returns the identity of a resource: its first identifier with a
@@ -327,16 +298,9 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 			sub.Fields[FieldDueDate] = *r.Restriction.Period.End
 		}
 	}
-	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub, names: names(ids, id),
+	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
 		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}
-	if rt == "ServiceRequest" {
-		u.keepTask = true
-		// Keyed by its id, which the Task that carries it out names; a
-		// report keyed by its identifier (as before) is kept where it is.
-		if key := b.requestKey(id, ident); key != u.docID {
-			u.docID, u.oldKeys = key, []string{u.docID}
-		}
-	}
+	u.keepTask = rt == "ServiceRequest"
 	return u, nil
 }
 

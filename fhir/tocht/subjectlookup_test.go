@@ -167,10 +167,10 @@ func TestSubjectLookupAsksForTheIdentifier(t *testing.T) {
 	for _, o := range a.env.Orchestrations {
 		names = append(names, o.Name)
 	}
-	// The report is read while planning, as a Task may have raised it
-	// (joinStoredTask), and again before it is written.
+	// The report is read once, while planning, as a Task may have raised
+	// it (joinStoredTask).
 	assert.Equal(t, []string{"CHT find subject", "FHIR search subject by identifier", "CHT read report",
-		"CHT read subject", "CHT read report", "CHT create report"}, names)
+		"CHT read subject", "CHT create report"}, names)
 	var searches []url.Values
 	for _, q := range r.fhir.Requests() {
 		if q.Method == http.MethodGet && strings.HasSuffix(q.Path, "/Patient") {

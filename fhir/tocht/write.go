@@ -308,7 +308,7 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		}
 		keptTask := false
 		if u.keepTask && sameForm(cur["form"], doc["form"]) {
-			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored, u) {
+			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored) {
 				want, keptTask = mergeInto(want, stored), true
 			}
 		}
@@ -352,60 +352,43 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 }
 
 // reportHome returns where the report of u is written, and the stored
-// report there (nil when there is none yet). A report lives under
-// u.docID, else under the first of u.oldKeys CHT has (an earlier version's
-// key), else it is created under u.docID.
+// report there (nil when there is none yet): under u.docID.
 //
 // The report of a Task that carries out a ServiceRequest (u.requestKey,
-// see carryOut) lives under its own key, u.docID, when CHT has it there (a
-// report earlier versions of the bridge keyed by the Task, or the Task's
-// own because another Task had the request's); else under the
-// ServiceRequest's report (u.requestKey, else the first of u.oldKeys CHT
-// has), made by the ServiceRequest sent alone or by this Task before, so
-// that the two are one CHW task, unless that report is another Task's
-// (ownedBy): each Task is a CHW task of its own, created under its own key
-// then. A report neither has is created under u.requestKey.
+// see carryOut) is the ServiceRequest's report, made by the
+// ServiceRequest sent alone or by this Task before, so that the two are
+// one CHW task, unless that report is another Task's (ownedBy): each Task
+// is a CHW task of its own, under its own key, u.docID, then. A Task
+// whose report CHT has under its own key (written so, or by earlier
+// versions of the bridge, which keyed every Task's report by the Task)
+// keeps it there when the request's key has none of its own. A report
+// neither has is created under u.requestKey.
 func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[string]json.RawMessage, err error) {
-	if cur, err = b.readReport(ctx, u.docID); err != nil || cur != nil {
+	if u.requestKey == "" || u.requestKey == u.docID {
+		cur, err = b.readReportOf(ctx, u, u.docID)
 		return u.docID, cur, err
 	}
-	keys := u.oldKeys
-	if u.requestKey != "" {
-		keys = append([]string{u.requestKey}, u.oldKeys...)
+	if cur, err = b.readReportOf(ctx, u, u.requestKey); err != nil {
+		return "", nil, err
 	}
-	for _, k := range keys {
-		if k == u.docID {
-			continue
-		}
-		if cur, err = b.readReport(ctx, k); err != nil {
-			return "", nil, err
-		}
-		if cur == nil {
-			continue
-		}
-		if u.requestKey != "" && !u.ownedBy(cur) {
-			return u.docID, nil, nil
-		}
-		return k, cur, nil
+	if cur != nil && u.ownedBy(cur) {
+		return u.requestKey, cur, nil
 	}
-	if u.requestKey != "" {
-		return u.requestKey, nil, nil
+	own, err := b.readReport(ctx, u.docID)
+	if err != nil || own != nil || cur != nil {
+		return u.docID, own, err
 	}
-	return u.docID, nil, nil
+	return u.requestKey, nil, nil
 }
 
 // ownedBy reports whether the stored report cur, under the key of the
-// ServiceRequest the Task unit u carries out, is this Task's or the
-// ServiceRequest's own rather than another Task's: a Task's report names
-// it (fieldTask, its id) when it had an id, and every report names its
-// resource in FieldRequestID (its id, else its identifier value).
+// ServiceRequest the Task unit u carries out, may be this Task's: it names
+// no Task (the ServiceRequest's own report, or one of a Task without an
+// id) or this one (fieldTask holds the Task's id).
 func (u *unit) ownedBy(cur map[string]json.RawMessage) bool {
 	stored, _ := decodeObject(cur["fields"])
-	if task, _ := stored[fieldTask].(string); task != "" {
-		return slices.Contains(u.names, task)
-	}
-	owner, _ := stored[FieldRequestID].(string)
-	return owner == "" || slices.Contains(u.names, owner) || slices.Contains(u.requestNames, owner)
+	task, _ := stored[fieldTask].(string)
+	return task == "" || task == u.report.Fields[fieldTask]
 }
 
 // copyFields returns a copy of fields, its groups copied too.
@@ -420,16 +403,24 @@ func copyFields(fields map[string]any) map[string]any {
 	return out
 }
 
-// raisedByTask reports whether the stored fields of the report of the
-// ServiceRequest unit u were written by a Task that carries it out: they
-// name a Task (fieldTask), or a FieldRequestID that is none of the
-// ServiceRequest's names.
-func raisedByTask(stored map[string]any, u *unit) bool {
-	if task, _ := stored[fieldTask].(string); task != "" {
-		return true
+// raisedByTask reports whether the stored fields of a ServiceRequest's
+// report were written by a Task that carries it out: they name the Task
+// (fieldTask). The report of a Task without an id names none, and is the
+// request's to the bridge.
+func raisedByTask(stored map[string]any) bool {
+	task, _ := stored[fieldTask].(string)
+	return task != ""
+}
+
+// readReportOf is readReport for unit u: the report planning read for it
+// (u.stored), once, when that is the report id.
+func (b *Bridge) readReportOf(ctx context.Context, u *unit, id string) (map[string]json.RawMessage, error) {
+	if u.storedKey != "" && u.storedKey == id {
+		cur := u.stored
+		u.stored, u.storedKey = nil, ""
+		return cur, nil
 	}
-	owner, _ := stored[FieldRequestID].(string)
-	return owner != "" && !slices.Contains(u.names, owner)
+	return b.readReport(ctx, id)
 }
 
 // readReport reads the report id: nil when CHT has none.
