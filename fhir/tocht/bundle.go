@@ -30,8 +30,11 @@ type plannedBundle struct {
 	patientUnit map[string]int
 	// through lists, for the unit of a ServiceRequest whose CHW task a
 	// Task of the same Bundle raises (see raiseThrough), the units of
-	// those Tasks: a batch fails the ServiceRequest when they fail.
+	// those Tasks: a batch fails the ServiceRequest when they all fail.
 	through map[int][]int
+	// refusedThrough marks the ServiceRequest units refused because the
+	// Task that carries them out was: another Task that does takes them.
+	refusedThrough map[int]bool
 }
 
 // serveBundle processes a transaction, batch or collection Bundle.
@@ -126,15 +129,14 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 				results[i].status = statusOf(err)
 			}
 		}
-		// A ServiceRequest whose CHW task a Task of the Bundle raises
-		// fails with that Task, so that the sender re-sends both.
+		// A ServiceRequest whose CHW task Tasks of the Bundle raise
+		// fails when they all failed, so that the sender re-sends it
+		// with them; one written holds it.
 		for su, tus := range pb.through {
-			for _, tu := range tus {
-				if r := results[tu]; r.err != nil {
-					err := throughFailed(pb.entries[tu][0], r.err)
-					results[su] = &entryResult{err: err, status: statusOf(err), unit: pb.units[su]}
-					break
-				}
+			if i := slices.IndexFunc(tus, func(tu int) bool { return results[tu].err == nil }); i < 0 {
+				tu := tus[0]
+				err := throughFailed(pb.entries[tu][0], results[tu].err)
+				results[su] = &entryResult{err: err, status: statusOf(err), unit: pb.units[su]}
 			}
 		}
 	}
@@ -387,7 +389,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			continue
 		}
 		u, err := b.plan(ctx, task, refs)
-		if err == nil && (len(carried) == 0 || externalFirst(t, requests)) {
+		if err == nil && (len(carried) == 0 || externalFirst(t, requests, parsed)) {
 			// The ServiceRequest that keys it is not in the Bundle: read it.
 			if err = b.carryOutStored(ctx, t, u, refs); err != nil {
 				u = nil
@@ -593,10 +595,12 @@ func taskRequests(t *models.Task, requests map[string]entryRef, parsed []any) (*
 }
 
 // externalFirst reports whether the first ServiceRequest the Task t names
-// (Task.focus, then Task.basedOn in order: the one its report names, and
-// is keyed by) is not an entry of the Bundle (requests) but a literal
-// ServiceRequest/<id> reference, to read from Config.FHIRURL.
-func externalFirst(t *models.Task, requests map[string]entryRef) bool {
+// (Task.focus, then Task.basedOn in order: the one its report names in
+// fhir_service_request, and is keyed by) is not an entry of the Bundle
+// (requests; one without an id, which the report cannot name, is passed
+// over) but a literal ServiceRequest/<id> reference, to read from
+// Config.FHIRURL.
+func externalFirst(t *models.Task, requests map[string]entryRef, parsed []any) bool {
 	refs := t.BasedOn
 	if t.Focus != nil {
 		refs = append([]models.Reference{*t.Focus}, refs...)
@@ -605,8 +609,11 @@ func externalFirst(t *models.Task, requests map[string]entryRef) bool {
 		if r.Reference == nil {
 			continue
 		}
-		if _, ok, _ := resolveEntry(requests, *r.Reference, ""); ok {
-			return false
+		if e, ok, _ := resolveEntry(requests, *r.Reference, ""); ok {
+			if sr := parsed[e].(*models.ServiceRequest); sr.Id != nil && *sr.Id != "" {
+				return false
+			}
+			continue
 		}
 		if id, ok := literalID(*r.Reference, "ServiceRequest"); ok && checkID(id) == nil {
 			return true
@@ -654,6 +661,13 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 			"(Bundle.entry[%d], CHT person %s): one referral is about one person", t.subjectID, se, s.u.subjectID), models.IssueTypeValue)
 	}
 	if pb.errs[tu] != nil {
+		if len(pb.through[su]) > 0 {
+			return // another Task of the Bundle carries it out
+		}
+		if pb.refusedThrough == nil {
+			pb.refusedThrough = map[int]bool{}
+		}
+		pb.refusedThrough[su] = true
 		if st := statusOf(pb.errs[tu]); st >= 500 {
 			pb.errs[su] = &Error{Status: st, Err: fmt.Errorf("its CHW task is raised by the Task of Bundle.entry[%d], "+
 				"which could not be handled: %w", te, pb.errs[tu])}
@@ -670,6 +684,10 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 		pb.through = map[int][]int{}
 	}
 	pb.through[su] = append(pb.through[su], tu)
+	if pb.refusedThrough[su] {
+		delete(pb.refusedThrough, su)
+		pb.errs[su] = nil
+	}
 	if pb.errs[su] == nil {
 		pb.units[su] = &unit{resourceType: "ServiceRequest", resource: s.u.resource, skip: true, message: fmt.Sprintf(
 			"ServiceRequest: its CHW task is the one the Task of Bundle.entry[%d] raises, which carries it out "+

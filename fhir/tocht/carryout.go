@@ -129,7 +129,7 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 			return err
 		}
 		if ident := identity(sr.Identifier, sr.Id); ident != "" && tu.requestKey == "" {
-			tu.requestKey = b.ReportID("ServiceRequest", ident)
+			tu.requestKey, tu.requestAlt = b.ReportID("ServiceRequest", ident), b.ReportID("ServiceRequest", "id:"+id)
 		}
 		return nil
 	}
@@ -139,6 +139,7 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 				"CHT person %s): one referral is about one person", tu.subjectID, id, su.subjectID), models.IssueTypeValue)}
 	}
 	tu.carryOut(su)
+	tu.requestAlt = b.ReportID("ServiceRequest", "id:"+id)
 	return nil
 }
 

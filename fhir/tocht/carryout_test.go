@@ -418,3 +418,108 @@ func TestReferralFailingHalfIsNotRefused(t *testing.T) {
 	assert.Equal(t, []string{"502 Bad Gateway", "502 Bad Gateway"}, entryStatuses(bundleResponse(t, a.body)))
 	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
 }
+
+// TestReferralEdgeCases: sends that a review found to double or to take
+// over a CHW task, each with what it must end in.
+func TestReferralEdgeCases(t *testing.T) {
+	subject := func(id string) string {
+		return `{"identifier": {"system": "https://cht.example.org/medic", "value": "` + id + `"}}`
+	}
+	sr := func(id, person string) []byte {
+		return []byte(`{"resourceType": "ServiceRequest", "id": "` + id + `",
+			"identifier": [{"system": "https://emr.example.org/sr", "value": "REF-` + id + `"}],
+			"status": "active", "intent": "order", "reasonCode": [{"text": "order ` + id + `"}],
+			"subject": ` + subject(person) + `}`)
+	}
+	task := func(id, person, focus string, basedOn ...string) map[string]any {
+		m := map[string]any{"resourceType": "Task", "id": id, "status": "requested", "intent": "order",
+			"identifier": []any{map[string]any{"system": "https://emr.example.org/task", "value": id}},
+			"for":        member(t, subject(person))}
+		if focus != "" {
+			m["focus"] = map[string]any{"reference": focus}
+		}
+		var refs []any
+		for _, r := range basedOn {
+			refs = append(refs, map[string]any{"reference": r})
+		}
+		if refs != nil {
+			m["basedOn"] = refs
+		}
+		return m
+	}
+	js := func(v any) []byte {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		return b
+	}
+	fields := func(r *rig) []map[string]any {
+		var out []map[string]any
+		for _, rep := range r.reports(t, "INTEROP_FOLLOW_UP") {
+			f := rep["fields"].(map[string]any)
+			out = append(out, map[string]any{"patient_uuid": f["patient_uuid"], "fhir_task": f["fhir_task"],
+				"fhir_service_request": f["fhir_service_request"], "reason": f["reason"]})
+		}
+		return out
+	}
+	fhirRig := func(t *testing.T) *rig {
+		r := newRig(t)
+		return rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+	}
+	mother, child := chttest.DemoMotherID, chttest.DemoChildID
+
+	t.Run("the Task re-sent once the FHIR server has its request", func(t *testing.T) {
+		r := fhirRig(t)
+		tk := js(task("t-1", mother, "", "ServiceRequest/sr-1"))
+		require.Equal(t, http.StatusCreated, r.post(t, "/fhir/Task", tk).status)
+		require.NoError(t, r.fhir.Load(sr("sr-1", mother)))
+		a := r.post(t, "/fhir/Task", tk)
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		assert.Equal(t, []map[string]any{{"patient_uuid": mother, "fhir_task": "t-1", "fhir_service_request": "sr-1",
+			"reason": "order sr-1"}}, fields(r))
+	})
+	t.Run("a Task about another person than its request's report", func(t *testing.T) {
+		r := newRig(t) // no FHIR server: the Task knows the request by its id only
+		srNoIdent := []byte(`{"resourceType": "ServiceRequest", "id": "sr-2", "status": "active", "intent": "order",
+			"reasonCode": [{"text": "order sr-2"}], "subject": ` + subject(mother) + `}`)
+		require.Equal(t, http.StatusCreated, r.post(t, "/fhir/ServiceRequest", srNoIdent).status)
+		a := r.post(t, "/fhir/Task", js(task("t-2", child, "", "ServiceRequest/sr-2")))
+		require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+		assert.ElementsMatch(t, []map[string]any{
+			{"patient_uuid": mother, "fhir_task": nil, "fhir_service_request": "sr-2", "reason": "order sr-2"},
+			{"patient_uuid": child, "fhir_task": "t-2", "fhir_service_request": "sr-2", "reason": nil},
+		}, fields(r), "the mother's CHW task stays hers")
+	})
+	t.Run("the key follows fhir_service_request past a request without id", func(t *testing.T) {
+		r := fhirRig(t)
+		require.NoError(t, r.fhir.Load(sr("ext-1", mother)))
+		srURN := map[string]any{"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+			"identifier": []any{map[string]any{"system": "https://emr.example.org/sr", "value": "REF-URN"}},
+			"reasonCode": []any{map[string]any{"text": "order urn"}}, "subject": member(t, subject(mother))}
+		tk := task("t-3", mother, "urn:uuid:0d1c2b3a-4f5e-4d6c-8b7a-9f8e7d6c5b4a", "ServiceRequest/ext-1")
+		bundle := js(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+			map[string]any{"fullUrl": "urn:uuid:0d1c2b3a-4f5e-4d6c-8b7a-9f8e7d6c5b4a", "resource": srURN,
+				"request": map[string]any{"method": "POST", "url": "ServiceRequest"}},
+			map[string]any{"resource": tk, "request": map[string]any{"method": "PUT", "url": "Task/t-3"}}}})
+		a := r.post(t, "/fhir", bundle)
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		a = r.post(t, "/fhir/Task", js(tk))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		got := fields(r)
+		require.Len(t, got, 1, "one CHW task for the Task")
+		assert.Equal(t, "ext-1", got[0]["fhir_service_request"])
+	})
+	t.Run("a batch where one of two Tasks of the request is refused", func(t *testing.T) {
+		r := newRig(t)
+		srNoIdent := map[string]any{"resourceType": "ServiceRequest", "id": "sr-4", "status": "active", "intent": "order",
+			"reasonCode": []any{map[string]any{"text": "order sr-4"}}, "subject": member(t, subject(mother))}
+		bundle := js(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{
+			map[string]any{"resource": srNoIdent, "request": map[string]any{"method": "PUT", "url": "ServiceRequest/sr-4"}},
+			map[string]any{"resource": task("t-4a", mother, "", "ServiceRequest/sr-4"), "request": map[string]any{"method": "PUT", "url": "Task/t-4a"}},
+			map[string]any{"resource": task("t-4b", child, "", "ServiceRequest/sr-4"), "request": map[string]any{"method": "PUT", "url": "Task/t-4b"}}}})
+		a := r.post(t, "/fhir", bundle)
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		assert.Equal(t, []string{"200 OK", "201 Created", "422 Unprocessable Entity"}, entryStatuses(bundleResponse(t, a.body)), "%s", a.body)
+		assert.Equal(t, []map[string]any{{"patient_uuid": mother, "fhir_task": "t-4a", "fhir_service_request": "sr-4",
+			"reason": "order sr-4"}}, fields(r))
+	})
+}

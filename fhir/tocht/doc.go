@@ -136,22 +136,26 @@
 // server's Subscriptions notify each resource on its own): the CHW task is
 // still one. A Task's report is the report of the first ServiceRequest it
 // names (Task.focus, else Task.basedOn in order: the one
-// fhir_service_request names), keyed by that ServiceRequest's identity,
-// unless that report is another Task's (it names another Task in
-// fhir_task): each Task is a CHW task of its own, and a second Task for
-// one request (another attempt) raises a second, also when both arrive at
-// once. A Task whose report CHT has under the Task's own key (one that
-// found the request's report taken, or one earlier versions of the bridge
-// wrote, which keyed every Task's report by the Task) keeps it there.
+// fhir_service_request names; one without an id, which the report cannot
+// name, is passed over), keyed by that ServiceRequest's identity, unless
+// that report is another Task's (it names another Task in fhir_task) or
+// about another person: each Task is a CHW task of its own, and a second
+// Task for one request (another attempt) raises a second, also when both
+// arrive at once, under the Task's own key. A Task whose report CHT has
+// under its own key (one that found the request's report taken, or one
+// earlier versions of the bridge wrote, which keyed every Task's report
+// by the Task) keeps it there while the request has no report of its own.
 //
 // The ServiceRequest's identity is known when it is in the same Bundle,
 // or read from Config.FHIRURL: a Task whose ServiceRequest is not in the
-// same request reads it from the FHIR server and is written as if both
-// came in one Bundle; one revoked, entered in error, or asking for the
+// same request reads it from the FHIR server and takes its reason and due
+// date as in one Bundle; one revoked, entered in error, or asking for the
 // action not to be done refuses the Task (422 naming the element that
 // refers to it), as does one about another person, while one the server
 // holds as draft, on hold or completed is still the request it carries
-// out. The read failing is a 502 (504 on a timeout), which the sender
+// out, and one the bridge would refuse for another reason (a subject CHT
+// does not have, a date CHT cannot schedule) still keys the Task but gives
+// it nothing else. The read failing is a 502 (504 on a timeout), which the sender
 // retries; the server refusing the mediator's user is a 500: its user
 // must be allowed to read ServiceRequests and Tasks. Without
 // Config.FHIRURL, or when the server does not have it, the Task knows the
@@ -163,7 +167,9 @@
 // date reaches the CHW task where the Task gives none of its own; when the
 // Task cannot be read, or no longer raises a task (completed, cancelled),
 // the report keeps the Task's fields and time and gains only fields it
-// lacks.
+// lacks (also when the task form was renamed since). In a batch, the
+// ServiceRequest's entry fails only when every Task that carries it out
+// failed.
 //
 // What cannot be matched raises a CHW task of its own: without
 // Config.FHIRURL, a ServiceRequest with an identifier and its Task sent

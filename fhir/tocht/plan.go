@@ -26,8 +26,9 @@ type unit struct {
 	// requestKey is, for the report of a Task that carries out a
 	// ServiceRequest (carryOut), the _id of the ServiceRequest's report,
 	// where the Task's report is written unless it has one of its own
-	// (see reportHome).
-	requestKey string
+	// (see reportHome). requestAlt is the key the report had when the
+	// Task, sent before, could not read the ServiceRequest (carryOutByID).
+	requestKey, requestAlt string
 	// requestUnread is set when the bridge could not read that
 	// ServiceRequest (carryOutByID): its reason and due date, which its
 	// report holds, are kept where the Task gives none.

@@ -307,7 +307,7 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 			}
 		}
 		keptTask := false
-		if u.keepTask && sameForm(cur["form"], doc["form"]) {
+		if u.keepTask {
 			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored) {
 				want, keptTask = mergeInto(want, stored), true
 			}
@@ -374,6 +374,20 @@ func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[st
 	if cur != nil && u.ownedBy(cur) {
 		return u.requestKey, cur, nil
 	}
+	if cur == nil && u.requestAlt != "" && u.requestAlt != u.requestKey {
+		// Written under the request's id when the request could not be
+		// read: this Task's report if it names it.
+		alt, err := b.readReport(ctx, u.requestAlt)
+		if err != nil {
+			return "", nil, err
+		}
+		if alt != nil {
+			stored, _ := decodeObject(alt["fields"])
+			if task, _ := stored[fieldTask].(string); task != "" && task == u.report.Fields[fieldTask] {
+				return u.requestAlt, alt, nil
+			}
+		}
+	}
 	own, err := b.readReport(ctx, u.docID)
 	if err != nil || own != nil || cur != nil {
 		return u.docID, own, err
@@ -383,12 +397,23 @@ func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[st
 
 // ownedBy reports whether the stored report cur, under the key of the
 // ServiceRequest the Task unit u carries out, may be this Task's: it names
-// no Task (the ServiceRequest's own report, or one of a Task without an
-// id) or this one (fieldTask holds the Task's id).
+// this Task (fieldTask holds the Task's id), or no Task (the
+// ServiceRequest's own report, or one of a Task without an id) and the
+// same person: a Task about another person than its request's report
+// leaves that report to the request, whose CHW task it is.
 func (u *unit) ownedBy(cur map[string]json.RawMessage) bool {
 	stored, _ := decodeObject(cur["fields"])
-	task, _ := stored[fieldTask].(string)
-	return task == "" || task == u.report.Fields[fieldTask]
+	if task, _ := stored[fieldTask].(string); task != "" {
+		return task == u.report.Fields[fieldTask]
+	}
+	for _, k := range subjectKeys {
+		if v, ok := u.report.Fields[k]; ok {
+			if sv, ok := stored[k]; ok && sv != v {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // copyFields returns a copy of fields, its groups copied too.
