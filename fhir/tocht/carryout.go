@@ -15,12 +15,12 @@ import (
 
 // One referral raises one CHW task however the EMR sends it: the
 // ServiceRequest and the Task that carries it out in one Bundle
-// (raiseThrough), or one after the other. The report is keyed by the
-// ServiceRequest's id, which the Task names, so that the Task's report and
-// the ServiceRequest's are one document (reportHome); a Task sent without
-// its ServiceRequest reads it from Config.FHIRURL (carryOutStored) for its
-// reason, due date and checks, and a ServiceRequest sent after its Task
-// reads the Task (joinStoredTask).
+// (raiseThrough), or one after the other. A Task's report is its
+// ServiceRequest's (reportHome), keyed by the ServiceRequest's identity;
+// a Task sent without its ServiceRequest reads it from Config.FHIRURL
+// (carryOutStored) for that identity, its reason, due date and checks,
+// and a ServiceRequest sent after its Task reads the Task
+// (joinStoredTask).
 
 // fieldTask is the field of a Task's report that names the Task
 // (fhir.Converter.SubmissionFromTask).
@@ -192,10 +192,7 @@ func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *un
 		return su, nil
 	}
 	stored, _ := decodeObject(cur["fields"])
-	if !raisedByTask(stored) {
-		return su, nil
-	}
-	taskID, _ := stored[fieldTask].(string)
+	taskID, _ := stored[fieldTask].(string) // raised by its Task (raisedByTask)
 	if taskID == "" || checkID(taskID) != nil {
 		return su, nil
 	}

@@ -361,8 +361,9 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 // is a CHW task of its own, under its own key, u.docID, then. A Task
 // whose report CHT has under its own key (written so, or by earlier
 // versions of the bridge, which keyed every Task's report by the Task)
-// keeps it there when the request's key has none of its own. A report
-// neither has is created under u.requestKey.
+// keeps it there when the request's key has none of its own, as does one
+// it wrote under the request's id (u.requestAlt) before the bridge could
+// read the request. A report none has is created under u.requestKey.
 func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[string]json.RawMessage, err error) {
 	if u.requestKey == "" || u.requestKey == u.docID {
 		cur, err = b.readReportOf(ctx, u, u.docID)
