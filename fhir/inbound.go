@@ -762,16 +762,18 @@ func (c *Converter) SubmissionFromServiceRequest(sr *models.ServiceRequest, pati
 // Task.for). The submission carries the Task id (key "fhir_task") and the
 // ServiceRequest of Task.focus or Task.basedOn (key "fhir_service_request"),
 // for the follow-up form that closes the loop ([FollowUp]). Tasks with status
-// requested, received, accepted or ready are converted.
+// requested, received, accepted, ready or in-progress (started: the CHW
+// task stands until the follow-up closes it) are converted.
 func (c *Converter) SubmissionFromTask(t *models.Task, patient *models.Patient) (*cht.Record, error) {
 	if t == nil {
 		return nil, required("Task", "Task")
 	}
 	switch t.Status {
-	case models.TaskStatusRequested, models.TaskStatusReceived, models.TaskStatusAccepted, models.TaskStatusReady:
+	case models.TaskStatusRequested, models.TaskStatusReceived, models.TaskStatusAccepted, models.TaskStatusReady,
+		models.TaskStatusInProgress:
 	default:
 		return nil, &InvalidResourceError{ResourceType: "Task", Issues: []Issue{{Expression: "Task.status",
-			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted or ready)", t.Status.Code()), Code: models.IssueTypeValue}}}
+			Reason: fmt.Sprintf("status %q raises no task (want requested, received, accepted, ready or in-progress)", t.Status.Code()), Code: models.IssueTypeValue}}}
 	}
 	key, id := c.subjectField(t.For, patient)
 	if key == "" {

@@ -385,6 +385,12 @@ func TestSubmissionFromServiceRequestAndTask(t *testing.T) {
 	if err != nil || sub.Fields["patient_id"] != "p-43" {
 		t.Errorf("task: %+v %v", sub, err)
 	}
+	// Started, the Task still raises its CHW task (an EMR moves it to
+	// in-progress while the CHW is on the way, R4 task.html#statemachine).
+	task.Status = models.TaskStatusInProgress
+	if _, err := c.SubmissionFromTask(task, nil); err != nil {
+		t.Errorf("in-progress task: %v", err)
+	}
 	task.Status = models.TaskStatusCancelled
 	if _, err := c.SubmissionFromTask(task, nil); err == nil || !strings.Contains(err.Error(), "Task.status") {
 		t.Errorf("cancelled task: %v", err)

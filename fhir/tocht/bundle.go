@@ -404,6 +404,7 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 		tu := len(pb.units)
 		add(u, err, i)
 		for _, c := range carried {
+			b.openCarried(ctx, pb, planned, requestUnit[c.entry], parsed[c.entry].(*models.ServiceRequest), entryErr[c.entry], refs)
 			pb.raiseThrough(planned, requestUnit[c.entry], c.entry, tu, i, c.expr)
 		}
 	}
@@ -592,6 +593,32 @@ func taskRequests(t *models.Task, requests map[string]entryRef, parsed []any) (*
 		}
 	}
 	return &cp, found, nil
+}
+
+// openCarried plans again, as active, the ServiceRequest sr of unit su
+// that a Task of the Bundle carries out, when it was refused for its
+// status alone: a request that is not withdrawn (see withdrawn) but
+// draft, on hold, completed or unknown (OpenMRS FHIR2 derives a request's
+// status from its Tasks, BaseServiceRequestTranslatorImpl
+// determineServiceRequestStatus: unknown unless it has exactly one open
+// Task) is still the request its Task carries out, as one read from
+// Config.FHIRURL is (carryOutStored). entryErr is the entry's own error.
+func (b *Bridge) openCarried(ctx context.Context, pb *plannedBundle, planned map[int]plannedUnit, su int,
+	sr *models.ServiceRequest, entryErr error, refs map[string]bundleRef) {
+	p := planned[su]
+	if p.err == nil || entryErr != nil || statusOf(p.err) >= 500 ||
+		sr.Status == models.RequestStatusActive || withdrawn(sr) != "" {
+		return
+	}
+	open := *sr
+	open.Status = models.RequestStatusActive
+	u, err := b.plan(ctx, &open, refs)
+	if err != nil {
+		return
+	}
+	u.resource = sr // answered as received
+	planned[su] = plannedUnit{u, nil}
+	pb.units[su], pb.errs[su] = u, nil
 }
 
 // externalFirst reports whether the first ServiceRequest the Task t names

@@ -508,6 +508,17 @@ func TestReferralEdgeCases(t *testing.T) {
 		require.Len(t, got, 1, "one CHW task for the Task")
 		assert.Equal(t, "ext-1", got[0]["fhir_service_request"])
 	})
+	t.Run("a Task moved to in-progress", func(t *testing.T) {
+		// R4 task.html#statemachine: the EMR starts the Task while the
+		// CHW is on the way; the CHW task stands.
+		r := newRig(t)
+		tk := task("t-5", mother, "", "ServiceRequest/sr-5")
+		require.Equal(t, http.StatusCreated, r.post(t, "/fhir/Task", js(tk)).status)
+		tk["status"] = "in-progress"
+		a := r.send(t, http.MethodPut, "/fhir/Task/t-5", "application/fhir+json", js(tk))
+		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
+		assert.Len(t, fields(r), 1)
+	})
 	t.Run("a batch where one of two Tasks of the request is refused", func(t *testing.T) {
 		r := newRig(t)
 		srNoIdent := map[string]any{"resourceType": "ServiceRequest", "id": "sr-4", "status": "active", "intent": "order",

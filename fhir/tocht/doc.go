@@ -130,7 +130,10 @@
 // ServiceRequest must be about the same person; when either is refused, so
 // is the other (in a batch too, also when the Task's write fails), except
 // that a Task whose reference to it is refused (a version the entry does
-// not have) leaves the ServiceRequest on its own.
+// not have) leaves the ServiceRequest on its own, and that a
+// ServiceRequest refused only for its status, which is not withdrawn
+// (draft, on hold, completed, unknown: OpenMRS FHIR2 derives it from the
+// order's Tasks), is still the request its Task carries out.
 //
 // The two may also arrive one after the other, in either order (a FHIR
 // server's Subscriptions notify each resource on its own): the CHW task is
@@ -178,8 +181,9 @@
 // another it names first. A Task without an id names itself nowhere in
 // its report (fhir_task holds the id, which the loop needs to close it):
 // a second such Task for the request takes the first one's report over,
-// and a ServiceRequest sent after it replaces its reason and due date.
-// Give Tasks their ids.
+// a ServiceRequest sent after it replaces its reason and due date, and the
+// same Task sent without its id after its report names it gets a second
+// report. Give Tasks their ids.
 //
 // # Idempotency
 //

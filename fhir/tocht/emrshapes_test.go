@@ -417,6 +417,14 @@ func TestTaskAndItsServiceRequestRaiseOneFollowUp(t *testing.T) {
 				"service_request_id": "T-0088", "reason": "Missed ART refill"}, ""},
 		{"the ServiceRequest is revoked", patched(t, openmrs, func(m map[string]any) { entryResource(m, 0)["status"] = "revoked" }),
 			http.StatusUnprocessableEntity, nil, nil, "Bundle.entry[1].resource.basedOn[0]"},
+		// OpenMRS FHIR2 derives a request's status from its Tasks
+		// (BaseServiceRequestTranslatorImpl
+		// determineServiceRequestStatus): unknown unless the order has
+		// exactly one open Task, as for a second attempt.
+		{"the ServiceRequest's status is unknown", patched(t, openmrs, func(m map[string]any) { entryResource(m, 0)["status"] = "unknown" }),
+			http.StatusOK, []string{"200 OK", "201 Created"}, map[string]any{
+				"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
+				"service_request_id": taskID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}, ""},
 		{"the Task is about another person", taskPatched(openmrs, func(task map[string]any) {
 			task["for"] = member(t, `{"identifier": {"system": "https://cht.example.org/medic", "value": "`+chttest.DemoMotherID+`"}}`)
 		}), http.StatusUnprocessableEntity, nil, nil, "Bundle.entry[1].resource.for"},
