@@ -53,9 +53,6 @@ func taskQueue(t *testing.T, srv *Server, docID string) []string {
 // (sentinel/src/schedule/outbound.js removeConfigKeyFromTask and
 // removeInvalidTasks, cht-core 5.2.0). Only database admins read the
 // database.
-//
-// It pinned before that the second push's failures of the same change were
-// not queued; markForOutbound collects them into the task.
 func TestOutboundTasks(t *testing.T) {
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	srv := newTestServer(t, Config{Now: func() time.Time { return now }})

@@ -133,7 +133,7 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 		// fails when they all failed, so that the sender re-sends it
 		// with them; one written holds it.
 		for su, tus := range pb.through {
-			if i := slices.IndexFunc(tus, func(tu int) bool { return results[tu].err == nil }); i < 0 {
+			if !slices.ContainsFunc(tus, func(tu int) bool { return results[tu].err == nil }) {
 				tu := tus[0]
 				err := throughFailed(pb.entries[tu][0], results[tu].err)
 				results[su] = &entryResult{err: err, status: statusOf(err), unit: pb.units[su]}

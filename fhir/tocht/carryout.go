@@ -32,16 +32,30 @@ const fieldTask = "fhir_task"
 // date when the Task gives none. The first ServiceRequest a Task carries
 // out keys it. The caller has checked that both are about the same person.
 func (t *unit) carryOut(s *unit) {
-	for _, f := range []string{FieldReason, FieldDueDate} {
-		if _, ok := t.report.Fields[f]; !ok {
-			if v, ok := s.report.Fields[f]; ok {
-				t.report.Fields[f] = v
-			}
-		}
-	}
+	fillRequestFields(t.report.Fields, s.report.Fields)
 	if t.requestKey == "" {
 		t.requestKey = s.docID
 	}
+}
+
+// fillRequestFields copies the reason and due date of a ServiceRequest's
+// report fields src into a Task's report fields dst that have none.
+func fillRequestFields(dst, src map[string]any) {
+	for _, f := range []string{FieldReason, FieldDueDate} {
+		if _, ok := dst[f]; !ok {
+			if v, ok := src[f]; ok {
+				dst[f] = v
+			}
+		}
+	}
+}
+
+// taskOf returns the Task a report's stored fields name (fieldTask: the
+// Task's id), "" for none: a ServiceRequest's own report, or one of a Task
+// without an id.
+func taskOf(stored map[string]any) string {
+	task, _ := stored[fieldTask].(string)
+	return task
 }
 
 // carryOutByID keys the report of the Task unit t by the ServiceRequest
@@ -87,8 +101,9 @@ func requestOf(t *models.Task) (id, expr string) {
 // the Task's report is its own. One withdrawn (revoked, entered in error)
 // or that asks for the action not to be done (doNotPerform, a modifier
 // extension) refuses the Task, 422 naming the element that refers to it,
-// as does one about another person; one the server holds as draft, on
-// hold or completed is still the request the Task carries out. Any other
+// as does one about another person; one the server holds with any other
+// status (draft, on hold, completed, unknown) is still the request the
+// Task carries out. Any other
 // refusal of the ServiceRequest (a subject CHT does not have, a date CHT
 // cannot schedule) leaves the Task keyed by it but taking nothing else
 // from it.
@@ -192,13 +207,16 @@ func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *un
 		return su, nil
 	}
 	stored, _ := decodeObject(cur["fields"])
-	taskID, _ := stored[fieldTask].(string) // raised by its Task (raisedByTask)
+	taskID := taskOf(stored)
 	if taskID == "" || checkID(taskID) != nil {
 		return su, nil
 	}
 	res, err := b.readStored(ctx, "Task", taskID)
-	if err != nil || res == nil {
-		return su, err
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return su, nil
 	}
 	t := res.(*models.Task)
 	if b.fromCHT(t.Meta) {

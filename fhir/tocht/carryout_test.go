@@ -40,20 +40,17 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 	require.NoError(t, err)
 	task, err := json.Marshal(entryResource(bundle, 1))
 	require.NoError(t, err)
-	withTask := func(body []byte, f func(task map[string]any)) []byte {
-		return patched(t, body, f)
-	}
 	// What the CHW task says once the Task is known: the request's reason
 	// and due date, as the Task gives none.
 	joined := map[string]any{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": srID,
 		"service_request_id": taskID, "reason": "Missed ART refill appointment", "due_date": "2024-05-09"}
-	ownReason := withTask(task, func(m map[string]any) {
+	ownReason := patched(t, task, func(m map[string]any) {
 		m["reasonCode"] = map[string]any{"text": "Home visit"}
 		m["restriction"] = map[string]any{"period": map[string]any{"end": "2024-05-05"}}
 	})
 	// A second Task for the same request (another attempt at the visit).
 	const task2ID = "6a1f0e2b-7c3d-4e5f-8a9b-0c1d2e3f4a5b"
-	task2 := withTask(task, func(m map[string]any) {
+	task2 := patched(t, task, func(m map[string]any) {
 		m["id"] = task2ID
 		m["identifier"] = member(t, `[{"system": "http://fhir.openmrs.org/ext/task/identifier", "value": "`+task2ID+`"}]`)
 	})
@@ -121,7 +118,7 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 			reports: []map[string]any{joined, joined2}},
 		{name: "keyed by the focus's request, in a Bundle and alone", more: [][]byte{other}, sends: []send{
 			{"/fhir", patched(t, openmrs, func(m map[string]any) { focusOther(entryResource(m, 1)) }), http.StatusOK},
-			{"/fhir/Task", withTask(task, focusOther), http.StatusOK}, {"/fhir/ServiceRequest", other, http.StatusOK}},
+			{"/fhir/Task", patched(t, task, focusOther), http.StatusOK}, {"/fhir/ServiceRequest", other, http.StatusOK}},
 			reports: []map[string]any{{"patient_uuid": chttest.DemoPatientID, "fhir_task": taskID, "fhir_service_request": otherSR,
 				"service_request_id": taskID, "reason": "Viral load sample", "due_date": "2024-05-09"}}},
 		{name: "its ServiceRequest completed on the FHIR server", onFHIR: patched(t, sr, func(m map[string]any) { m["status"] = "completed" }),
@@ -144,7 +141,7 @@ func TestOneReferralOneCHWTaskAcrossRequests(t *testing.T) {
 			{"/fhir/ServiceRequest", sr, http.StatusCreated}, {"/fhir/Task", task, http.StatusOK}},
 			reports: []map[string]any{joined}},
 		{name: "without a FHIR server, a Bundle and the Task alone", noFHIR: true, sends: []send{
-			{"/fhir", openmrs, http.StatusOK}, {"/fhir/Task", withTask(task, func(m map[string]any) { m["status"] = "accepted" }), http.StatusOK},
+			{"/fhir", openmrs, http.StatusOK}, {"/fhir/Task", patched(t, task, func(m map[string]any) { m["status"] = "accepted" }), http.StatusOK},
 			{"/fhir/ServiceRequest", sr, http.StatusOK}},
 			reports: []map[string]any{joined}},
 		{name: "without a FHIR server, the Task, then its ServiceRequest", noFHIR: true, sends: []send{
@@ -319,10 +316,9 @@ func moveToTaskKey(t *testing.T, r *rig, taskID string) {
 // TestReferralSentFirstWithoutIDs: an EMR may POST a resource with its
 // identifiers only and PUT it later with the id its server gave it (R4
 // http.html#create, #update), and FHIR ids are unique per resource type
-// only (R4 resource.html#id): the report of a ServiceRequest or Task is
-// still found by its FieldRequestID, whichever of the resource's id and
-// identifier values it holds, and a Task's report is told from its
-// request's by fhir_task.
+// only (R4 resource.html#id): the report is keyed by the resource's
+// identity (first identifier, else id), so an id given later keeps one
+// report, and a Task's report is told from its request's by fhir_task.
 func TestReferralSentFirstWithoutIDs(t *testing.T) {
 	const person = chttest.DemoPatientID
 	sr := func(id, reason string) []byte {

@@ -155,12 +155,13 @@
 // date as in one Bundle; one revoked, entered in error, or asking for the
 // action not to be done refuses the Task (422 naming the element that
 // refers to it), as does one about another person, while one the server
-// holds as draft, on hold or completed is still the request it carries
-// out, and one the bridge would refuse for another reason (a subject CHT
-// does not have, a date CHT cannot schedule) still keys the Task but gives
-// it nothing else. The read failing is a 502 (504 on a timeout), which the sender
-// retries; the server refusing the mediator's user is a 500: its user
-// must be allowed to read ServiceRequests and Tasks. Without
+// holds with any other status (draft, on hold, completed, unknown) is
+// still the request it carries out, and one the bridge would refuse for
+// another reason (a subject CHT does not have, a date CHT cannot
+// schedule) still keys the Task but gives it nothing else. The read
+// failing is a 502 (504 on a timeout), which the sender retries; the
+// server refusing the mediator's user is a 500: its user must be allowed
+// to read ServiceRequests and Tasks. Without
 // Config.FHIRURL, or when the server does not have it, the Task knows the
 // ServiceRequest by the id it names, which is its identity only when it
 // has no identifier; the Task then keeps the reason and due date the

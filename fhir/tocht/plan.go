@@ -62,9 +62,9 @@ type unit struct {
 	// reportDoc): set for a report made from Observations of an XForm.
 	xform bool
 	// keepTask is set for the report of a ServiceRequest: when the
-	// stored report was raised by the Task that carries it out (its
-	// FieldRequestID is not the ServiceRequest's), the Task's values are
-	// kept (see upsertReport).
+	// stored report was raised by the Task that carries it out (it names
+	// a Task in fhir_task, see taskOf), the Task's values are kept (see
+	// upsertReport).
 	keepTask bool
 
 	// create is the person document a transaction's check built for a

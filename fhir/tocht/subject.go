@@ -276,32 +276,32 @@ func (b *Bridge) subjectOfPatient(p *models.Patient, expr, what string) (string,
 // refused before the write, see checkSubject), or the zero subject when
 // CHT has no document id.
 func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
-	d, found, err := b.subjectDoc(ctx, "CHT find subject", id)
-	if err != nil || !found {
+	d, err := b.subjectDoc(ctx, "CHT find subject", id)
+	if err != nil || !d.exists {
 		return subject{}, err
 	}
 	return subject{id: id, found: d.person}, nil
 }
 
 // subjectDoc reads the CHT document id a subject names, once per request
-// (lookups), as the orchestration name; found is false when CHT has none.
-func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id string) (d docFound, found bool, err error) {
+// (lookups), as the orchestration name.
+func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id string) (docFound, error) {
 	seen := lookupsOf(ctx)
 	if d, ok := seen.docs[id]; ok {
-		return d, d.exists, nil
+		return d, nil
 	}
 	var c cht.Contact
-	err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, orchestration), id, &c)
+	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, orchestration), id, &c)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
 		seen.docs[id] = docFound{}
-		return docFound{}, false, nil
+		return docFound{}, nil
 	case err != nil:
-		return docFound{}, false, chtFailure("read subject "+id, err)
+		return docFound{}, chtFailure("read subject "+id, err)
 	}
-	d = docFound{exists: true, person: b.isPerson(&c), typeID: c.TypeID()}
+	d := docFound{exists: true, person: b.isPerson(&c), typeID: c.TypeID()}
 	seen.docs[id] = d
-	return d, true, nil
+	return d, nil
 }
 
 // writtenBy returns a reference of the Patient of the same Bundle that

@@ -62,11 +62,11 @@ func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found boo
 // no task and fail silently. hint is added to the 422 of a person CHT
 // does not have.
 func (b *Bridge) checkSubject(ctx context.Context, id, expr, hint string) error {
-	d, found, err := b.subjectDoc(ctx, "CHT read subject", id)
+	d, err := b.subjectDoc(ctx, "CHT read subject", id)
 	switch {
 	case err != nil:
 		return err
-	case !found:
+	case !d.exists:
 		return noPerson(expr, id, "", hint)
 	case !d.person:
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
@@ -257,8 +257,9 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 	return changed
 }
 
-// upsertReport writes the report doc (see reportDoc) of unit u under its
-// deterministic _id, u.docID; an existing
+// upsertReport writes the report doc (see reportDoc) of unit u under the
+// deterministic _id reportHome gives (u.docID, or u.requestKey for a Task
+// that carries out a ServiceRequest); an existing
 // one is updated only when its fields differ. With u.mergeFields (a report made
 // from Observations) the fields sent are merged into the stored report's
 // fields of the same form (see mergeInto): each Observation is a FHIR
@@ -267,15 +268,17 @@ func mergePerson(cur *cht.Contact, in *cht.Contact) bool {
 // Without it (a ServiceRequest or Task, one resource that is the whole
 // report), or when the form changed, the fields are replaced; but the
 // report of a ServiceRequest (u.keepTask) whose stored report was raised
-// by its Task (raisedByTask) keeps the Task's fields and time, and only
+// by its Task (taskOf) keeps the Task's fields and time, and only
 // gains fields it lacks (the bridge could not read the Task to write the
 // two again, see joinStoredTask). A stored report of the other shape (see
-// reshape) is rewritten in doc's. Where the report is, see reportHome;
-// u.docID is set to where it was written once it was.
+// reshape) is rewritten in doc's. u.docID is set to where it was written
+// once it was.
 func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) (created bool, err error) {
 	sub := u.report
+	var id string
 	for range attempts {
-		id, cur, err := b.reportHome(ctx, u)
+		var cur map[string]json.RawMessage
+		id, cur, err = b.reportHome(ctx, u)
 		if err != nil {
 			return false, err
 		}
@@ -299,16 +302,12 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 			// The ServiceRequest's report: its reason and due date stay
 			// where the Task gives none.
 			if stored, ok := decodeObject(cur["fields"]); ok {
-				for _, f := range []string{FieldReason, FieldDueDate} {
-					if v, ok := stored[f]; ok && want[f] == nil {
-						want[f] = v
-					}
-				}
+				fillRequestFields(want, stored)
 			}
 		}
 		keptTask := false
 		if u.keepTask {
-			if stored, ok := decodeObject(cur["fields"]); ok && raisedByTask(stored) {
+			if stored, ok := decodeObject(cur["fields"]); ok && taskOf(stored) != "" {
 				want, keptTask = mergeInto(want, stored), true
 			}
 		}
@@ -348,11 +347,12 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		return false, nil
 	}
 	return false, &Error{Status: http.StatusServiceUnavailable,
-		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", u.docID)}
+		Err: fmt.Errorf("report %s: concurrent updates in CHT kept conflicting", id)}
 }
 
 // reportHome returns where the report of u is written, and the stored
-// report there (nil when there is none yet): under u.docID.
+// report there (nil when there is none yet): under u.docID, unless
+// u.requestKey is set (below).
 //
 // The report of a Task that carries out a ServiceRequest (u.requestKey,
 // see carryOut) is the ServiceRequest's report, made by the
@@ -384,7 +384,7 @@ func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[st
 		}
 		if alt != nil {
 			stored, _ := decodeObject(alt["fields"])
-			if task, _ := stored[fieldTask].(string); task != "" && task == u.report.Fields[fieldTask] {
+			if task := taskOf(stored); task != "" && task == u.report.Fields[fieldTask] {
 				return u.requestAlt, alt, nil
 			}
 		}
@@ -404,7 +404,7 @@ func (b *Bridge) reportHome(ctx context.Context, u *unit) (id string, cur map[st
 // leaves that report to the request, whose CHW task it is.
 func (u *unit) ownedBy(cur map[string]json.RawMessage) bool {
 	stored, _ := decodeObject(cur["fields"])
-	if task, _ := stored[fieldTask].(string); task != "" {
+	if task := taskOf(stored); task != "" {
 		return task == u.report.Fields[fieldTask]
 	}
 	for _, k := range subjectKeys {
@@ -427,15 +427,6 @@ func copyFields(fields map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// raisedByTask reports whether the stored fields of a ServiceRequest's
-// report were written by a Task that carries it out: they name the Task
-// (fieldTask). The report of a Task without an id names none, and is the
-// request's to the bridge.
-func raisedByTask(stored map[string]any) bool {
-	task, _ := stored[fieldTask].(string)
-	return task != ""
 }
 
 // readReportOf is readReport for unit u: the report planning read for it
