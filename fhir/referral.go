@@ -29,6 +29,8 @@ const (
 type FollowUp struct {
 	// Task is the dotted path below the report's fields holding the id of the FHIR Task (a bare
 	// id or "Task/<id>"), usually a form input filled by the CHT task, e.g. "inputs.fhir_task".
+	// A report whose Task id is empty but whose ServiceRequest id is not (the CHT task of a
+	// ServiceRequest sent without a Task) closes the request only.
 	Task string `json:"task" yaml:"task"`
 	// ServiceRequest is the path of the ServiceRequest id. When empty or absent in a report, the
 	// Task's basedOn (or focus) ServiceRequest is used.
@@ -140,13 +142,15 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 	}
 	fu := &followUpReport{status: models.TaskStatusCompleted}
 	var err error
-	if fu.task, err = idAt(f.Task, "Task", true); err != nil {
-		return nil, err
-	}
 	if f.ServiceRequest != "" {
 		if fu.serviceRequest, err = idAt(f.ServiceRequest, "ServiceRequest", false); err != nil {
 			return nil, err
 		}
+	}
+	// A CHW task raised by a ServiceRequest alone has no Task to close:
+	// its follow-up needs the request's id instead.
+	if fu.task, err = idAt(f.Task, "Task", fu.serviceRequest == ""); err != nil {
+		return nil, err
 	}
 	if f.Outcome != "" {
 		v, _ := r.Fields.Field(f.Outcome)
@@ -181,6 +185,9 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 //   - with CompleteRequest, the ServiceRequest's status becomes completed when the outcome is done
 //     and the request is active or on-hold.
 //
+// A report of a CHW task that a ServiceRequest raised alone names no Task: it gets the Encounter's
+// basedOn and, with CompleteRequest, the request's completion, and no Task is read or updated.
+//
 // A Task closed before by someone else than a follow-up report (cancelled, entered-in-error, or
 // completed, failed or rejected with no follow-up output) gets the output but keeps its status,
 // statusReason and lastModified; the output's type text says the Task was already closed.
@@ -188,8 +195,8 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 // The result depends only on the set of follow-up reports written, not on their order, and a
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
 // subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
-// with 412; pushing the report again merges with the new version. A report without the Task id,
-// with an outcome not listed, or naming a Task (or ServiceRequest) that rd answers is not found
+// with 412; pushing the report again merges with the new version. A report without the Task id and
+// without the ServiceRequest id, with an outcome not listed, or naming a Task (or ServiceRequest) that rd answers is not found
 // or gone (a *[ServerError] with status 404 or 410), is a *[ConversionError] naming the field.
 func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.Report,
 	rd interface {
@@ -220,16 +227,20 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 	if enc == nil {
 		return fmt.Errorf("fhir: close referral: the transaction of report %s has no Encounter", r.ID)
 	}
-	task, err := readRaw(ctx, rd, "Task", fu.task)
-	if notFound(err) {
-		// The report names a Task the server does not have: the
-		// report is at fault, not the server, and retrying the same
-		// report cannot succeed until that Task exists.
-		return &ConversionError{DocID: r.ID, Field: "fields." + f.Task, Value: fu.task,
-			Reason: "the FHIR server has no Task with this id", Err: err}
-	}
-	if err != nil {
-		return err
+	var task map[string]any
+	if fu.task != "" {
+		var err error
+		task, err = readRaw(ctx, rd, "Task", fu.task)
+		if notFound(err) {
+			// The report names a Task the server does not have: the
+			// report is at fault, not the server, and retrying the same
+			// report cannot succeed until that Task exists.
+			return &ConversionError{DocID: r.ID, Field: "fields." + f.Task, Value: fu.task,
+				Reason: "the FHIR server has no Task with this id", Err: err}
+		}
+		if err != nil {
+			return err
+		}
 	}
 	srField := "" // the report's field the ServiceRequest id came from
 	if fu.serviceRequest == "" {
@@ -249,8 +260,10 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		"valueReference": map[string]any{"reference": encURL, "type": "Encounter",
 			"identifier": map[string]any{"system": c.sys.DocumentID, "value": r.ID}},
 	}
-	if version, changed := mergeTask(task, output, r.ID, fu, c.sys.DocumentID); changed {
-		tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task, "referral"))
+	if task != nil {
+		if version, changed := mergeTask(task, output, r.ID, fu, c.sys.DocumentID); changed {
+			tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task, "referral"))
+		}
 	}
 	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && fu.serviceRequest != "" {
 		sr, err := readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)

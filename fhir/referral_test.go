@@ -60,7 +60,8 @@ func referralMapping(t *testing.T) *fhir.Mapping {
 	}
 	for i := range m.Forms {
 		if m.Forms[i].Form == "interop_follow_up" {
-			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", Outcome: "follow_up.outcome",
+			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", ServiceRequest: "inputs.fhir_service_request",
+				Outcome: "follow_up.outcome",
 				Done: []string{"met"}, NotFound: []string{"not_found", "moved"}, Refused: []string{"refused"},
 				CompleteRequest: true}
 		}
@@ -256,6 +257,25 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("after %s: %v, want %v", name, got, want)
 			}
+		}
+	})
+
+	// A CHW task raised by a ServiceRequest alone (fhir/tocht: a request
+	// sent without a Task) hands its follow-up the request's id only: the
+	// follow-up writes the visit basedOn the request and completes it.
+	t.Run("a follow-up of a ServiceRequest alone completes it", func(t *testing.T) {
+		l.t = t
+		sr := l.do(http.MethodPost, "/ServiceRequest", map[string]any{"resourceType": "ServiceRequest", "status": "active",
+			"intent": "order", "subject": map[string]any{"reference": "Patient/p10"}})
+		srID := sr["id"].(string)
+		r := l.report("r13", "", "met", t0)
+		r.Fields["inputs"].(map[string]any)["fhir_service_request"] = "ServiceRequest/" + srID
+		l.push(r)
+		if sr := l.read("ServiceRequest", srID); sr["status"] != "completed" {
+			t.Errorf("ServiceRequest status %v, want completed", sr["status"])
+		}
+		if got := get(l.read("Encounter", l.encounterOf(r.ID)), "basedOn", 0, "reference"); got != "ServiceRequest/"+srID {
+			t.Errorf("Encounter.basedOn = %v, want ServiceRequest/%s", got, srID)
 		}
 	})
 

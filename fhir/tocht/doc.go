@@ -184,7 +184,9 @@
 // a second such Task for the request takes the first one's report over,
 // a ServiceRequest sent after it replaces its reason and due date, and the
 // same Task sent without its id after its report names it gets a second
-// report. Give Tasks their ids.
+// report. Give Tasks their ids. A Task that arrives after the CHW's
+// follow-up of its ServiceRequest's CHW task takes over that report, but
+// the follow-up, which named no Task, does not close it.
 //
 // # Idempotency
 //
