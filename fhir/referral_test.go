@@ -61,9 +61,8 @@ func referralMapping(t *testing.T) *fhir.Mapping {
 	for i := range m.Forms {
 		if m.Forms[i].Form == "interop_follow_up" {
 			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", ServiceRequest: "inputs.fhir_service_request",
-				Outcome: "follow_up.outcome",
-				Done: []string{"met"}, NotFound: []string{"not_found", "moved"}, Refused: []string{"refused"},
-				CompleteRequest: true}
+				Outcome: "follow_up.outcome", Done: []string{"met"}, NotFound: []string{"not_found", "moved"},
+				Refused: []string{"refused"}, CompleteRequest: true}
 		}
 	}
 	if err := m.Validate(); err != nil {
