@@ -154,6 +154,17 @@ func TestOutboundTaskCollectsTheFailuresOfOneChange(t *testing.T) {
 			want:   []string{"a"},
 		},
 		{
+			// Two docs of one id without _rev handed to Push are two
+			// changes (markForOutbound runs per change): the second's
+			// failure does not top the first's task up.
+			name:   "two different docs without _rev are two changes",
+			pushes: []push{{name: "a", fail: true}, {name: "b", fail: true}},
+			order:  []int{0, 1},
+			noRev:  true,
+			revise: 1,
+			want:   []string{"a"},
+		},
+		{
 			name:   "no task when every push is sent",
 			pushes: []push{{name: "a"}, {name: "b"}},
 			order:  []int{0, 1},
@@ -188,7 +199,11 @@ func TestOutboundTaskCollectsTheFailuresOfOneChange(t *testing.T) {
 					require.NotEqual(t, rev, rev2)
 				}
 				if tt.noRev {
-					_, _ = pushers[i].Push(ctx, map[string]any{"_id": "r1", "type": "data_record", "form": "F"})
+					doc := map[string]any{"_id": "r1", "type": "data_record", "form": "F"}
+					if tt.revise > 0 && n >= tt.revise {
+						doc["v"] = 2
+					}
+					_, _ = pushers[i].Push(ctx, doc)
 				} else {
 					_, _ = pushers[i].Sync(ctx)
 				}

@@ -3,6 +3,8 @@ package chttest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -339,7 +341,7 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	a := Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: retry}
 	// queue notes a failure of the real-time push (mark_for_outbound);
 	// a retry that fails stays where it is in the task.
-	change, _ := d["_rev"].(string)
+	change := changeOf(d)
 	queue := func(failed bool) {
 		if !retry {
 			p.enqueue(id, change, taskOrder{failed: failed, rank: p.rank})
@@ -519,6 +521,23 @@ type queued struct {
 	ticket int64
 }
 
+// changeOf names the change of doc d whose pushes share one outbound
+// task: its _rev, or, for a doc without one (the records API's pass
+// before the report is saved, which runs every pusher on the same doc, or
+// a doc handed to Push), its content, so that two different rev-less
+// docs of one id are two changes, as in CHT.
+func changeOf(d map[string]any) string {
+	if rev, ok := d["_rev"].(string); ok && rev != "" {
+		return rev
+	}
+	b, err := json.Marshal(d) // keys sorted: equal docs, equal bytes
+	if err != nil {
+		return ""
+	}
+	h := sha256.Sum256(b)
+	return "content:" + hex.EncodeToString(h[:])
+}
+
 // enqueue and dequeue are O(1) (amortised): a long run queues thousands of
 // docs, and a linear search per push made it quadratic.
 //
@@ -672,10 +691,12 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 // removes (removeConfigKeyFromTask: queue.splice(name, 1), index 0 for a
 // name that is no number): with several pushes queued that may be another
 // push's entry, which is then never retried, while this push stays queued
-// and the next run finds it sent. One run of Sentinel's schedule tries
-// every due push a task listed when the run began, in the queue's order;
-// the pushers' RunQueue called in that order (the order the pushers were
-// created, pushes queued outside their cron window first) replays it.
+// and the next run finds it sent. One run of Sentinel's schedule takes the
+// tasks in doc id order and tries every due push a task listed when the
+// run began, in the queue's order; RunQueue retries one push's docs, in
+// the order they failed, so the pushers' RunQueue calls one after the
+// other retry the same pushes in another order, and a push whose entry an
+// earlier success removed is not tried (see docs/fidelity.md).
 func (p *OutboundPusher) RunQueue(ctx context.Context) error {
 	p.runMu.Lock()
 	defer p.runMu.Unlock()
