@@ -341,10 +341,9 @@ func (p *OutboundPusher) push(ctx context.Context, d map[string]any, retry bool)
 	a := Attempt{DocID: id, Push: p.cfg.Name, Time: p.cfg.Now(), Retry: retry}
 	// queue notes a failure of the real-time push (mark_for_outbound);
 	// a retry that fails stays where it is in the task.
-	change := changeOf(d)
 	queue := func(failed bool) {
 		if !retry {
-			p.enqueue(id, change, taskOrder{failed: failed, rank: p.rank})
+			p.enqueue(id, changeOf(d), taskOrder{failed: failed, rank: p.rank})
 		}
 	}
 	if p.cfg.Source == nil {

@@ -32,9 +32,6 @@ type plannedBundle struct {
 	// Task of the same Bundle raises (see raiseThrough), the units of
 	// those Tasks: a batch fails the ServiceRequest when they all fail.
 	through map[int][]int
-	// refusedThrough marks the ServiceRequest units refused because the
-	// Task that carries them out was: another Task that does takes them.
-	refusedThrough map[int]bool
 }
 
 // serveBundle processes a transaction, batch or collection Bundle.
@@ -683,7 +680,7 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 	if s.u.skip || (pb.errs[tu] == nil && t.skip) {
 		return
 	}
-	if pb.errs[tu] == nil && s.u.subjectID != "" && t.subjectID != "" && s.u.subjectID != t.subjectID {
+	if pb.errs[tu] == nil && otherPerson(s.u, t) {
 		pb.errs[tu] = invalid("Task.for", fmt.Sprintf("CHT person %s, not the subject of the ServiceRequest it carries out "+
 			"(Bundle.entry[%d], CHT person %s): one referral is about one person", t.subjectID, se, s.u.subjectID), models.IssueTypeValue)
 	}
@@ -691,10 +688,6 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 		if len(pb.through[su]) > 0 {
 			return // another Task of the Bundle carries it out
 		}
-		if pb.refusedThrough == nil {
-			pb.refusedThrough = map[int]bool{}
-		}
-		pb.refusedThrough[su] = true
 		if st := statusOf(pb.errs[tu]); st >= 500 {
 			pb.errs[su] = &Error{Status: st, Err: fmt.Errorf("its CHW task is raised by the Task of Bundle.entry[%d], "+
 				"which could not be handled: %w", te, pb.errs[tu])}
@@ -711,15 +704,13 @@ func (pb *plannedBundle) raiseThrough(planned map[int]plannedUnit, su, se, tu, t
 		pb.through = map[int][]int{}
 	}
 	pb.through[su] = append(pb.through[su], tu)
-	if pb.refusedThrough[su] {
-		delete(pb.refusedThrough, su)
-		pb.errs[su] = nil
-	}
-	if pb.errs[su] == nil {
-		pb.units[su] = &unit{resourceType: "ServiceRequest", resource: s.u.resource, skip: true, message: fmt.Sprintf(
-			"ServiceRequest: its CHW task is the one the Task of Bundle.entry[%d] raises, which carries it out "+
-				"(Task.focus or Task.basedOn): no report of its own", te)}
-	}
+	// Planned without error (s.err is nil), the ServiceRequest can only
+	// have been refused with an earlier Task that carries it out: this
+	// one takes it.
+	pb.errs[su] = nil
+	pb.units[su] = &unit{resourceType: "ServiceRequest", resource: s.u.resource, skip: true, message: fmt.Sprintf(
+		"ServiceRequest: its CHW task is the one the Task of Bundle.entry[%d] raises, which carries it out "+
+			"(Task.focus or Task.basedOn): no report of its own", te)}
 }
 
 // plannedUnit is a unit as planned, with its planning error.

@@ -111,8 +111,7 @@ func entryError(status, i int, element, reason string, code models.IssueType) er
 // bridge writes (decoded by fhir.ParseResource) or of a context type (see
 // contextTypes); any other type is refused 400. A PUT's url must name the
 // resource (<type>/<id>, whose id becomes the resource's), or, for a
-// Patient, be a conditional update by identifier (see conditionalPatient),
-// whose identifier cond returns.
+// Patient, be a conditional update by identifier (see conditionalPatient).
 func parseEntry(e models.BundleEntry, i int) (res any, err error) {
 	if e.Request != nil {
 		switch m := e.Request.Method; m {

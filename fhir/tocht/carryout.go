@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
-
-	"github.com/cht-interop/openhim-mediator-go/fhir"
 )
 
 // One referral raises one CHW task however the EMR sends it: the
@@ -36,6 +33,13 @@ func (t *unit) carryOut(s *unit) {
 	if t.requestKey == "" {
 		t.requestKey = s.docID
 	}
+}
+
+// otherPerson reports whether the units a and b, a ServiceRequest and a
+// Task that carries it out, are known to be about different CHT persons:
+// one referral is about one person.
+func otherPerson(a, b *unit) bool {
+	return a.subjectID != "" && b.subjectID != "" && a.subjectID != b.subjectID
 }
 
 // fillRequestFields copies the reason and due date of a ServiceRequest's
@@ -119,7 +123,7 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 		b.carryOutByID(tu, id)
 		return nil
 	}
-	res, err := b.readStored(ctx, "ServiceRequest", id)
+	res, _, err := b.readResource(ctx, "FHIR read ServiceRequest", "ServiceRequest", id)
 	if err != nil {
 		return err
 	}
@@ -148,7 +152,7 @@ func (b *Bridge) carryOutStored(ctx context.Context, t *models.Task, tu *unit, r
 		}
 		return nil
 	}
-	if su.subjectID != "" && tu.subjectID != "" && su.subjectID != tu.subjectID {
+	if otherPerson(su, tu) {
 		return &Error{Status: http.StatusUnprocessableEntity, Err: invalid("Task.for", fmt.Sprintf(
 			"CHT person %s, not the subject of the ServiceRequest it carries out (ServiceRequest/%s on the FHIR server, "+
 				"CHT person %s): one referral is about one person", tu.subjectID, id, su.subjectID), models.IssueTypeValue)}
@@ -211,7 +215,7 @@ func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *un
 	if taskID == "" || checkID(taskID) != nil {
 		return su, nil
 	}
-	res, err := b.readStored(ctx, "Task", taskID)
+	res, _, err := b.readResource(ctx, "FHIR read Task", "Task", taskID)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +238,7 @@ func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *un
 		}
 		return su, nil
 	}
-	if su.subjectID != "" && tu.subjectID != "" && su.subjectID != tu.subjectID {
+	if otherPerson(su, tu) {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid("ServiceRequest.subject", fmt.Sprintf(
 			"CHT person %s, not the subject of the Task that carries it out (Task/%s on the FHIR server, CHT person %s): "+
 				"one referral is about one person", su.subjectID, taskID, tu.subjectID), models.IssueTypeValue)}
@@ -242,27 +246,4 @@ func (b *Bridge) joinTask(ctx context.Context, sr *models.ServiceRequest, su *un
 	tu.carryOut(su)
 	tu.resourceType, tu.resource = su.resourceType, sr
 	return tu, nil
-}
-
-// readStored reads <resourceType>/id from Config.FHIRURL: nil when the
-// server does not have it (404, 410).
-func (b *Bridge) readStored(ctx context.Context, resourceType, id string) (any, error) {
-	what := "GET " + resourceType + "/" + id
-	status, data, err := b.fhirGet(ctx, "FHIR read "+resourceType, "/"+resourceType+"/"+url.PathEscape(id), nil, what, "")
-	switch {
-	case err != nil:
-		return nil, err
-	case status == http.StatusNotFound || status == http.StatusGone:
-		return nil, nil
-	case status/100 != 2:
-		return nil, fhirFailure(fmt.Errorf("%s answered %d", what, status))
-	}
-	res, err := fhir.ParseResource(data)
-	if err != nil {
-		return nil, fhirFailure(fmt.Errorf("%s: %w", what, err))
-	}
-	if got := typeOf(res); got != resourceType {
-		return nil, fhirFailure(fmt.Errorf("%s answered a %s", what, got))
-	}
-	return res, nil
 }

@@ -26,7 +26,7 @@ const maxFHIRResponse = 4 << 20
 // timeout); a 401 or 403 is the mediator's configuration error (500). The
 // caller maps the other statuses. An answer 2xx, 404 or 410 is kept for
 // the rest of the request (lookups): the same GET is not sent again.
-func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query url.Values, what, expr string) (int, []byte, error) {
+func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query url.Values, what string) (int, []byte, error) {
 	target := b.cfg.FHIRURL + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
@@ -37,7 +37,7 @@ func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query 
 	}
 	req, err := http.NewRequestWithContext(mediator.WithOrchestration(ctx, orchestration), http.MethodGet, target, nil)
 	if err != nil {
-		return 0, nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr, err.Error(), models.IssueTypeValue)}
+		return 0, nil, fhirFailure(err) // FHIRURL is checked by New, and path and query are escaped
 	}
 	req.Header.Set("Accept", FHIRContentType)
 	if b.cfg.FHIRUsername != "" {
@@ -72,27 +72,39 @@ func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query 
 // server (or of a proxy that normalises paths). A Patient the server does
 // not have is a 422 (see notOnServer).
 func (b *Bridge) readPatient(ctx context.Context, id, expr string) (*models.Patient, error) {
-	what := "GET Patient/" + id
-	status, data, err := b.fhirGet(ctx, "FHIR read subject", "/Patient/"+url.PathEscape(id), nil, what, expr)
-	if err != nil {
-		return nil, err
-	}
+	res, status, err := b.readResource(ctx, "FHIR read subject", "Patient", id)
 	switch {
-	case status == http.StatusNotFound || status == http.StatusGone:
+	case err != nil:
+		return nil, err
+	case res == nil:
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Err: invalid(expr,
 			fmt.Sprintf("Patient/%s not found on the FHIR server (%d)", id, status), models.IssueTypeNotFound)}
+	}
+	return res.(*models.Patient), nil
+}
+
+// readResource reads <resourceType>/id from Config.FHIRURL as the
+// orchestration name: nil, with the status, when the server does not have
+// it (404, 410). Any other answer than a resource of that type is a
+// fhirFailure.
+func (b *Bridge) readResource(ctx context.Context, orchestration, resourceType, id string) (res any, status int, err error) {
+	what := "GET " + resourceType + "/" + id
+	status, data, err := b.fhirGet(ctx, orchestration, "/"+resourceType+"/"+url.PathEscape(id), nil, what)
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case status == http.StatusNotFound || status == http.StatusGone:
+		return nil, status, nil
 	case status/100 != 2:
-		return nil, fhirFailure(fmt.Errorf("%s answered %d", what, status))
+		return nil, status, fhirFailure(fmt.Errorf("%s answered %d", what, status))
 	}
-	res, err := fhir.ParseResource(data)
-	if err != nil {
-		return nil, fhirFailure(fmt.Errorf("%s: %w", what, err))
+	if res, err = fhir.ParseResource(data); err != nil {
+		return nil, status, fhirFailure(fmt.Errorf("%s: %w", what, err))
 	}
-	p, ok := res.(*models.Patient)
-	if !ok {
-		return nil, fhirFailure(fmt.Errorf("%s answered a %s", what, typeOf(res)))
+	if got := typeOf(res); got != resourceType {
+		return nil, status, fhirFailure(fmt.Errorf("%s answered a %s", what, got))
 	}
-	return p, nil
+	return res, status, nil
 }
 
 // notOnServer reports whether err is readPatient's 422 of a Patient the
@@ -111,7 +123,7 @@ func notOnServer(err error) bool {
 // carries the identifier counts: a server that ignored the parameter does
 // not name a patient. A page of one match with a next link counts as
 // several, since the next pages may hold more.
-func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, expr string) (p *models.Patient, n int, err error) {
+func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier) (p *models.Patient, n int, err error) {
 	// An identifier without a system keys the person of an identifier
 	// without one, or of the external_id system (identifierKey): search
 	// for those only (|value is "no system", R4 search.html#token), not
@@ -125,7 +137,7 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier, ex
 	}
 	what := "GET Patient?identifier=" + token
 	status, data, err := b.fhirGet(ctx, "FHIR search subject by identifier", "/Patient",
-		url.Values{"identifier": {token}, "_count": {"2"}}, what, expr)
+		url.Values{"identifier": {token}, "_count": {"2"}}, what)
 	if err != nil {
 		return nil, 0, err
 	}

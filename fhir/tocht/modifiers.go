@@ -3,6 +3,7 @@ package tocht
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,12 +55,7 @@ func findModifiers(v any, path string, out *[]fhir.Issue, depth int) {
 	}
 	switch v := v.(type) {
 	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			if k == "modifierExtension" {
 				*out = append(*out, fhir.Issue{Expression: path + ".modifierExtension", Code: models.IssueTypeNotSupported,
 					Reason: fmt.Sprintf("modifier extension %s: the bridge does not understand it, and a modifier extension changes "+

@@ -126,7 +126,7 @@ func (b *Bridge) identifierSubject(ctx context.Context, ident *models.Identifier
 	if b.cfg.FHIRURL == "" {
 		return subject{}, noPerson(expr, key, "", lookupHint), nil
 	}
-	p, n, err := b.searchPatient(ctx, ident, expr)
+	p, n, err := b.searchPatient(ctx, ident)
 	if err != nil {
 		return subject{}, nil, err
 	}

@@ -298,23 +298,22 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		// A copy: the merges below must not carry into another attempt.
 		want := copyFields(doc["fields"].(map[string]any))
 		reshaped := reshape(cur, doc)
-		if u.requestUnread && id != u.docID && sameForm(cur["form"], doc["form"]) {
+		// At most one of the merges below runs: requestUnread is a
+		// Task's, keepTask a ServiceRequest's, mergeFields Observations'.
+		stored, decoded := decodeObject(cur["fields"])
+		if u.requestUnread && id != u.docID && decoded && sameForm(cur["form"], doc["form"]) {
 			// The ServiceRequest's report: its reason and due date stay
 			// where the Task gives none.
-			if stored, ok := decodeObject(cur["fields"]); ok {
-				fillRequestFields(want, stored)
-			}
+			fillRequestFields(want, stored)
 		}
 		keptTask := false
-		if u.keepTask {
-			if stored, ok := decodeObject(cur["fields"]); ok && taskOf(stored) != "" {
-				want, keptTask = mergeInto(want, stored), true
-			}
+		if u.keepTask && decoded && taskOf(stored) != "" {
+			want, keptTask = mergeInto(want, stored), true
 		}
 		// The same form whatever its case: a report an earlier version
 		// wrote as ASSESSMENT is the assessment XForm's (see reshape).
 		if u.mergeFields && sameForm(cur["form"], doc["form"]) {
-			if stored, ok := decodeObject(cur["fields"]); ok {
+			if decoded {
 				if _, xform := doc["content_type"]; xform && reshaped {
 					// Stored in the records API shape, its keys
 					// lower-cased: a sent key that differs only
