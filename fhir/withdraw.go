@@ -13,6 +13,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/search"
 )
 
 func init() {
@@ -71,7 +72,7 @@ func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.R
 	for batch := range slices.Chunk(slices.Sorted(maps.Keys(stale)), searchBatch) {
 		alts := make([]string, len(batch))
 		for i, v := range batch {
-			alts[i] = searchEscape(c.sys.Observation) + "|" + searchEscape(v)
+			alts[i] = search.Escape(c.sys.Observation) + "|" + search.Escape(v)
 		}
 		q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(4 * searchBatch)}}
 		var found struct {
@@ -130,20 +131,4 @@ func hasIdentifier(res map[string]any, system string, values map[string]bool) bo
 		}
 	}
 	return false
-}
-
-// searchEscape escapes the characters that separate a token search's
-// parts and alternatives (FHIR R4 search.html#escaping).
-func searchEscape(s string) string {
-	if !strings.ContainsAny(s, `\,|$`) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if r == '\\' || r == ',' || r == '|' || r == '$' {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/search"
 )
 
 // stubSearch answers every search with resources (and a next link when
@@ -229,12 +230,5 @@ func splitAlternatives(v string) []string {
 }
 
 func TestSearchEscape(t *testing.T) {
-	for in, want := range map[string]string{
-		"r1/vitals.weight": "r1/vitals.weight",
-		`a,b|c$d\e`:        `a\,b\|c\$d\\e`,
-		"":                 "",
-	} {
-		assert.Equal(t, want, searchEscape(in), in)
-	}
-	assert.Equal(t, []string{`a\,b`, "c"}, splitAlternatives(searchEscape("a,b")+",c"))
+	assert.Equal(t, []string{`a\,b`, "c"}, splitAlternatives(search.Escape("a,b")+",c"))
 }

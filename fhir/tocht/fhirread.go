@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/search"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -128,12 +128,12 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier) (p
 	// without one, or of the external_id system (identifierKey): search
 	// for those only (|value is "no system", R4 search.html#token), not
 	// for the value in any system.
-	value := searchEscape(*ident.Value)
+	value := search.Escape(*ident.Value)
 	token := "|" + value
 	if ident.System != nil && *ident.System != "" {
-		token = searchEscape(*ident.System) + "|" + value
+		token = search.Escape(*ident.System) + "|" + value
 	} else if ext := b.sys.ExternalID; ext != "" {
-		token += "," + searchEscape(ext) + "|" + value
+		token += "," + search.Escape(ext) + "|" + value
 	}
 	what := "GET Patient?identifier=" + token
 	status, data, err := b.fhirGet(ctx, "FHIR search subject by identifier", "/Patient",
@@ -212,10 +212,6 @@ func carries(p *models.Patient, ident *models.Identifier, extSys string) bool {
 	}
 	return false
 }
-
-// searchEscape escapes the characters a token search parameter gives a
-// meaning to (R4 search.html#escaping).
-var searchEscape = strings.NewReplacer(`\`, `\\`, `|`, `\|`, `,`, `\,`, `$`, `\$`).Replace
 
 // fhirFailure wraps a failed read from the FHIR server: the sender should
 // retry.
