@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/subscription"
 )
 
 // TaskSubscription configures the R4 rest-hook Subscription by which the FHIR server tells the
@@ -85,17 +85,6 @@ func (s TaskSubscription) redacted() TaskSubscription {
 // DefaultTaskCriteria is the criteria of a [TaskSubscription] without one.
 const DefaultTaskCriteria = "Task?_id={id}&status=completed,failed,rejected"
 
-// subscriptionID is the deterministic id of the Subscription of taskID to endpoint, so that a
-// re-sent request finds the Subscription made the first time instead of adding another.
-func subscriptionID(taskID, endpoint string) string {
-	h := sha1.Sum([]byte("Subscription\x00" + taskID + "\x00" + endpoint))
-	h[6] = h[6]&0x0f | 0x50
-	h[8] = h[8]&0x3f | 0x80
-	var u [16]byte
-	copy(u[:], h[:16])
-	return string(appendUUID(nil, u))
-}
-
 // SubscribeTask makes sure the FHIR server holds the rest-hook Subscription of s for the Task
 // taskID; its id is derived from the Task and the endpoint, so calling it again for the same Task
 // adds nothing. A Subscription found with another channel (payload, header, e.g. a rotated token)
@@ -127,7 +116,7 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 	if reason == "" {
 		reason = "CHT follow-up of Task " + taskID
 	}
-	id = subscriptionID(taskID, s.Endpoint)
+	id = subscription.ID(taskID, s.Endpoint)
 	channel := map[string]any{"type": "rest-hook", "endpoint": s.Endpoint}
 	if len(s.Header) > 0 {
 		channel["header"] = s.Header
@@ -136,7 +125,7 @@ func (c *Client) SubscribeTask(ctx context.Context, taskID string, s TaskSubscri
 		channel["payload"] = s.Payload
 	}
 	sub := map[string]any{"resourceType": "Subscription", "id": id, "status": "requested", "reason": reason,
-		"criteria": strings.ReplaceAll(criteria, "{id}", url.QueryEscape(taskID)), "channel": channel}
+		"criteria": subscription.Criteria(criteria, taskID), "channel": channel}
 	var cur json.RawMessage
 	err = c.Read(ctx, "Subscription", id, &cur)
 	existed := err == nil

@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/subscription"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -62,6 +68,179 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 		}
 	}
 	return created, err
+}
+
+// closedStatuses are the Task statuses after which nothing more is done for
+// a referral (the terminal states of the R4 Task state machine).
+var closedStatuses = []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
+
+// subscriptionPage is how many Subscriptions, and Tasks, one search asks for.
+const subscriptionPage = 100
+
+// RemoveClosedSubscriptions deletes the Subscriptions that NotifyEMR made, for its endpoint, whose
+// Task is closed (completed, failed, rejected, cancelled or entered-in-error) and last changed
+// before closedBefore, and returns how many it deleted. A FHIR server keeps a Subscription until it
+// is deleted (HAPI ignores Subscription.end) and matches every active one against each Task
+// written, so without this they accumulate, one per referral. Call it periodically, with a
+// closedBefore far enough in the past, such as a day, for the server to have delivered the closing
+// notification. Only Subscriptions made by this library for NotifyEMR's endpoint, with its
+// criteria or the default criteria, are deleted; those of Tasks the server does not hold are kept
+// (the EMR may write a Task after sending it). Each Task is read again before its Subscription is
+// deleted, while no request for it is in progress, so that a Task reopened and sent again keeps its
+// Subscription; one reopened later gets a Subscription again when it is sent again. The
+// Subscriptions are paged with _sort=_id, _count and _offset. It stops at the first failure and
+// returns it with the number deleted until then; calling it again continues.
+func (b *Bridge) RemoveClosedSubscriptions(ctx context.Context, closedBefore time.Time) (removed int, err error) {
+	if b.fhir == nil {
+		return 0, errors.New("tocht: RemoveClosedSubscriptions needs Config.NotifyEMR")
+	}
+	subs, err := b.ownSubscriptions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for tasks := range slices.Chunk(slices.Sorted(maps.Keys(subs)), subscriptionPage) {
+		closed, err := b.closedTasks(ctx, tasks, closedBefore)
+		if err != nil {
+			return removed, err
+		}
+		for _, task := range closed {
+			done, err := b.removeSubscription(ctx, task, subs[task], closedBefore)
+			if err != nil {
+				return removed, err
+			}
+			if done {
+				removed++
+			}
+		}
+	}
+	if removed > 0 {
+		b.log.InfoContext(ctx, "removed the Subscriptions of closed Tasks", "removed", removed, "closed_before", closedBefore)
+	}
+	return removed, nil
+}
+
+// ownSubscriptions returns the id of each Subscription NotifyEMR made on the FHIR server, by the id
+// of its Task.
+func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error) {
+	n := b.cfg.NotifyEMR
+	templates := []string{fhir.DefaultTaskCriteria}
+	if n.Criteria != "" && n.Criteria != fhir.DefaultTaskCriteria {
+		templates = append(templates, n.Criteria)
+	}
+	own := map[string]string{}
+	seen := map[string]bool{}
+	for offset := 0; ; {
+		var page struct {
+			Entry []struct {
+				Resource struct {
+					ID       string `json:"id"`
+					Criteria string `json:"criteria"`
+					Channel  struct {
+						Endpoint string `json:"endpoint"`
+					} `json:"channel"`
+				} `json:"resource"`
+			} `json:"entry"`
+			Link []struct {
+				Relation string `json:"relation"`
+			} `json:"link"`
+		}
+		hasNext := false
+		q := url.Values{"_sort": {"_id"}, "_count": {strconv.Itoa(subscriptionPage)}, "_offset": {strconv.Itoa(offset)}}
+		if err := b.fhir.Search(mediator.WithOrchestration(ctx, "FHIR search Subscriptions"), "Subscription", q, &page); err != nil {
+			return nil, fmt.Errorf("tocht: search Subscriptions: %w", err)
+		}
+		fresh := 0
+		for _, e := range page.Entry {
+			r := e.Resource
+			if r.ID == "" || seen[r.ID] {
+				continue
+			}
+			seen[r.ID], fresh = true, fresh+1
+			if r.Channel.Endpoint != n.Endpoint {
+				continue
+			}
+			for _, tmpl := range templates {
+				if task, ok := subscription.TaskOf(r.Criteria, tmpl); ok && subscription.ID(task, n.Endpoint) == r.ID {
+					own[task] = r.ID
+				}
+			}
+		}
+		for _, l := range page.Link {
+			hasNext = hasNext || l.Relation == "next"
+		}
+		switch {
+		case len(page.Entry) == 0 || !hasNext:
+			return own, nil
+		case fresh == 0:
+			return nil, fmt.Errorf("tocht: search Subscriptions: the page at _offset=%d repeats earlier ones (the FHIR server ignores _offset)", offset)
+		}
+		offset += len(page.Entry)
+	}
+}
+
+// taskState is what removing a Subscription reads of its Task.
+type taskState struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Meta   struct {
+		LastUpdated string `json:"lastUpdated"`
+	} `json:"meta"`
+}
+
+// closedBefore reports whether the Task is closed and was last changed before t.
+func (s taskState) closedBefore(t time.Time) bool {
+	at, err := time.Parse(time.RFC3339Nano, s.Meta.LastUpdated)
+	return err == nil && at.Before(t) && slices.Contains(closedStatuses, s.Status)
+}
+
+// closedTasks returns those of the Tasks ids that are closed and were last changed before t.
+func (b *Bridge) closedTasks(ctx context.Context, ids []string, t time.Time) ([]string, error) {
+	var page struct {
+		Entry []struct {
+			Resource taskState `json:"resource"`
+		} `json:"entry"`
+	}
+	q := url.Values{"_id": {strings.Join(ids, ",")}, "_count": {strconv.Itoa(len(ids))}}
+	if err := b.fhir.Search(mediator.WithOrchestration(ctx, "FHIR search Tasks"), "Task", q, &page); err != nil {
+		return nil, fmt.Errorf("tocht: search the Tasks of Subscriptions: %w", err)
+	}
+	var closed []string
+	for _, e := range page.Entry {
+		if slices.Contains(ids, e.Resource.ID) && e.Resource.closedBefore(t) {
+			closed = append(closed, e.Resource.ID)
+		}
+	}
+	return closed, nil
+}
+
+// removeSubscription deletes the Subscription sub of task if the Task, read again while no request
+// for it is in progress, is still closed and last changed before t.
+func (b *Bridge) removeSubscription(ctx context.Context, task, sub string, t time.Time) (bool, error) {
+	unlock, err := b.tasks.lock(ctx, task)
+	if err != nil {
+		return false, fmt.Errorf("tocht: remove the Subscription of Task %s: %w", task, err)
+	}
+	defer unlock()
+	var s taskState
+	switch err := b.fhir.Read(mediator.WithOrchestration(ctx, "FHIR read Task"), "Task", task, &s); {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("tocht: remove the Subscription of Task %s: %w", task, err)
+	case !s.closedBefore(t):
+		return false, nil
+	}
+	if err := b.fhir.Delete(mediator.WithOrchestration(ctx, "FHIR remove Subscription"), "Subscription", sub); err != nil && !isNotFound(err) {
+		return false, fmt.Errorf("tocht: remove the Subscription of Task %s: %w", task, err)
+	}
+	return true, nil
+}
+
+// isNotFound reports whether err is the FHIR server's answer that the
+// resource does not exist (404) or was deleted (410).
+func isNotFound(err error) bool {
+	var se *fhir.ServerError
+	return errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone)
 }
 
 // subscribeFailure is the error of a failed SubscribeTask: a failure of

@@ -160,3 +160,48 @@ func TestKeyLockWaitEndsWithTheContext(t *testing.T) {
 	require.NoError(t, err, "free again")
 	unlock()
 }
+
+// A Task found closed but reopened, and sent again, while its
+// Subscription is about to be removed keeps the Subscription: the sweep
+// waits for the Task's request in progress and reads the Task again.
+func TestRemoveClosedSubscriptionsRereadsTheTask(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping(),
+		Inbound: fhir.InboundConfig{ParentPlace: chttest.DemoHouseholdID}})
+	require.NoError(t, err)
+	c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword})
+	require.NoError(t, err)
+	notify := fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+	b, err := New(Config{Converter: conv, CHT: c, FHIRURL: fhirSrv.URL, HTTPClient: fhirSrv.Client(), NotifyEMR: &notify})
+	require.NoError(t, err)
+	ctx := context.Background()
+	task := func(status string) {
+		require.NoError(t, b.fhir.Update(ctx, "Task", "t1", map[string]any{"resourceType": "Task", "id": "t1", "status": status, "intent": "order"}, nil))
+	}
+	task("completed")
+	_, _, err = b.fhir.SubscribeTask(ctx, "t1", notify)
+	require.NoError(t, err)
+
+	unlock, err := b.tasks.lock(ctx, "t1") // a request for the Task is in progress
+	require.NoError(t, err)
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := b.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+		done <- result{n, err}
+	}()
+	require.Eventually(t, func() bool { return b.tasks.waiting("t1") == 2 }, 10*time.Second, time.Millisecond,
+		"the sweep found the Task closed and waits for its request")
+	task("in-progress") // the EMR reopened the Task and sent it again
+	unlock()
+	got := <-done
+	require.NoError(t, got.err)
+	assert.Zero(t, got.n)
+	assert.Equal(t, 1, fhirSrv.Count("Subscription"))
+}

@@ -2,11 +2,16 @@ package tocht_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,4 +167,109 @@ func TestNotifyEMRRefusesATaskWithoutID(t *testing.T) {
 			assert.Zero(t, r.fhir.Count("Subscription"))
 		})
 	}
+}
+
+// The Subscriptions of closed Tasks are removed once closedBefore is after
+// the Task's last change, over more than a page of Subscriptions and of
+// Tasks; open Tasks', those of Tasks the server does not hold, another
+// endpoint's and one the EMR made itself are kept, and a second call
+// removes nothing more.
+func TestRemoveClosedSubscriptions(t *testing.T) {
+	const endpoint = "https://emr.example.org/referral-events"
+	r := notifyRig(t, nil)
+	ctx := context.Background()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
+	require.NoError(t, err)
+	task := func(id, status string) {
+		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
+	}
+	subscribe := func(id, endpoint string) string {
+		sub, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
+		require.NoError(t, err)
+		return sub
+	}
+	closed := []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
+	for i := range 130 { // more than a page (100) of Subscriptions and of Tasks
+		id := fmt.Sprintf("done-%03d", i)
+		task(id, closed[i%len(closed)])
+		subscribe(id, endpoint)
+	}
+	task("open", "in-progress")
+	kept := []string{
+		subscribe("open", endpoint),
+		subscribe("not-on-server", endpoint),
+		subscribe("done-000", "https://other.example.org/events"),
+		"emr-own",
+	}
+	require.NoError(t, c.Update(ctx, "Subscription", "emr-own", map[string]any{"resourceType": "Subscription", "id": "emr-own",
+		"status": "requested", "reason": "the EMR's own", "criteria": "Task?_id=done-001&status=completed,failed,rejected",
+		"channel": map[string]any{"type": "rest-hook", "endpoint": endpoint}}, nil))
+	require.Equal(t, 134, r.fhir.Count("Subscription"))
+
+	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "the Tasks closed after closedBefore")
+	assert.Equal(t, 134, r.fhir.Count("Subscription"))
+
+	n, err = r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 130, n)
+	var left []string
+	for _, s := range r.fhir.Resources("Subscription") {
+		var sub struct{ ID string }
+		require.NoError(t, json.Unmarshal(s, &sub))
+		left = append(left, sub.ID)
+	}
+	assert.ElementsMatch(t, kept, left)
+
+	n, err = r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+// With notify_emr.criteria set, the Subscriptions made with it and those
+// made with the default criteria before it was set are both the bridge's.
+func TestRemoveClosedSubscriptionsWithOwnCriteria(t *testing.T) {
+	const endpoint = "https://emr.example.org/referral-events"
+	r := notifyRig(t, func(c *tocht.Config) { c.NotifyEMR.Criteria = "Task?_id={id}" })
+	ctx := context.Background()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
+	require.NoError(t, err)
+	for id, criteria := range map[string]string{"before": "", "after": "Task?_id={id}"} {
+		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": "completed", "intent": "order"}, nil))
+		_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint, Criteria: criteria})
+		require.NoError(t, err)
+	}
+	require.Equal(t, 2, r.fhir.Count("Subscription"))
+	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	assert.Zero(t, r.fhir.Count("Subscription"))
+}
+
+// A FHIR server that ignores _offset answers every page with the first
+// one: the sweep stops with an error instead of reading for ever.
+func TestRemoveClosedSubscriptionsNeedsOffsetPaging(t *testing.T) {
+	const endpoint = "https://emr.example.org/referral-events"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"%s"}],`+
+			`"entry":[{"resource":{"resourceType":"Subscription","id":"s1","status":"active","criteria":"Task?_id=t1",`+
+			`"channel":{"type":"rest-hook","endpoint":%q}}}]}`, r.URL, endpoint)
+	}))
+	t.Cleanup(srv.Close)
+	r := newRig(t)
+	b := rebuild(t, r, func(c *tocht.Config) {
+		c.FHIRURL = srv.URL
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: endpoint}
+	}).bridge
+	n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
+	require.ErrorContains(t, err, "ignores _offset")
+	assert.Zero(t, n)
+}
+
+// Without NotifyEMR the bridge makes no Subscriptions and removes none.
+func TestRemoveClosedSubscriptionsNeedsNotifyEMR(t *testing.T) {
+	_, err := newRig(t).bridge.RemoveClosedSubscriptions(context.Background(), time.Now())
+	require.ErrorContains(t, err, "NotifyEMR")
 }
