@@ -99,7 +99,10 @@ type PusherConfig struct {
 	// re-fetches and re-hydrates the doc). nil uses Server.HydratedDoc, or
 	// else the last doc passed to Push.
 	Source func(id string) (map[string]any, bool)
-	// FromNow makes Run and Sync ignore changes made before the first call.
+	// FromNow makes Run and Sync ignore changes made before the first call
+	// of either. Run takes that checkpoint when it starts, so after
+	// go p.Run(ctx) a change made at once may or may not count as made
+	// before: call Sync first to take it at a known point.
 	FromNow bool
 	// Logger receives one line per attempt; nil discards.
 	Logger *slog.Logger
@@ -788,7 +791,8 @@ func (p *OutboundPusher) syncLocked(ctx context.Context) (int, <-chan struct{}, 
 
 // Run drives pushes until ctx is done: with a Server it follows its changes
 // (Sync on every change), and it runs the retry queue every RetryInterval.
-// It returns nil when ctx is cancelled.
+// It returns nil when ctx is cancelled. With PusherConfig.FromNow, call
+// Sync before starting Run in a goroutine (see FromNow).
 func (p *OutboundPusher) Run(ctx context.Context) error {
 	ticker := time.NewTicker(p.cfg.RetryInterval)
 	defer ticker.Stop()
