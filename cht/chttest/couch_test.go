@@ -149,13 +149,15 @@ func TestChanges(t *testing.T) {
 		t.Errorf("bad since: %d", r.status)
 	}
 
-	// Longpoll waits for the next change.
+	// Longpoll waits for the next change. It asks from the last change
+	// paged above rather than since=now: the handler reads "now" when it
+	// gets to run, which under load can be after the PutDoc below.
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var lp result
 	go func() {
 		defer wg.Done()
-		lp = do(t, srv, call{method: "GET", path: "/medic/_changes?feed=longpoll&since=now"})
+		lp = do(t, srv, call{method: "GET", path: "/medic/_changes?feed=longpoll&since=" + since})
 	}()
 	for len(srv.Requests()) == 0 || srv.Requests()[len(srv.Requests())-1].Path != "/medic/_changes" {
 		time.Sleep(5 * time.Millisecond)
