@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -230,6 +231,33 @@ func TestE2EReferralLoop(t *testing.T) {
 	assert.Equal(t, "Encounter/"+fmt.Sprint(encID), get(final, "output", 0, "valueReference", "reference"))
 	assert.Equal(t, "ServiceRequest/"+srID, get(encs, "entry", 0, "resource", "basedOn", 0, "reference"))
 	assert.Equal(t, "completed", e.fhir(t, http.MethodGet, "/ServiceRequest/"+srID, nil)["status"])
+
+	// 4. The closed Task's Subscription is deleted once it has been closed for longer than asked,
+	// with those of 120 more closed Tasks and none of an open one: more than a page (100) of the
+	// real server's Subscriptions, which it pages by _offset without next links.
+	subscribe := func(id string) {
+		_, _, err := fhirClient.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
+		require.NoError(t, err)
+	}
+	for i := range 121 {
+		id, status := fmt.Sprintf("task-%d-%s", i, e.suffix), "completed"
+		if i == 120 {
+			status = "in-progress"
+		}
+		e.fhir(t, http.MethodPut, "/Task/"+id, map[string]any{"resourceType": "Task", "id": id, "status": status,
+			"intent": "order", "for": subject})
+		subscribe(id)
+	}
+	n, err := toCHT.RemoveClosedSubscriptions(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "the Tasks closed less than an hour ago keep their Subscriptions")
+	n, err = toCHT.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 121, n, "the closed Tasks' Subscriptions")
+	subs = e.fhir(t, http.MethodGet, "/Subscription?_id="+subscriptionIDOf(t, taskID, endpoint), nil)
+	assert.EqualValues(t, 0, subs["total"], "the Subscription is gone from the FHIR server")
+	subs = e.fhir(t, http.MethodGet, "/Subscription?url="+url.QueryEscape(endpoint), nil)
+	assert.EqualValues(t, 1, subs["total"], "the open Task's Subscription is kept")
 }
 
 // subscriptionIDOf finds the Subscription fhir-to-cht made for taskID through the library, which

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
@@ -51,6 +52,8 @@ type Settings struct {
 		Authorization settings.Secret `mapstructure:"authorization"` // sent as the Authorization header
 		Payload       string          `mapstructure:"payload"`       // "" or application/fhir+json
 		Criteria      string          `mapstructure:"criteria"`      // "" means fhir.DefaultTaskCriteria
+		// RemoveClosedAfter is how long after its Task closes a Subscription is deleted; 0 keeps them.
+		RemoveClosedAfter time.Duration `mapstructure:"remove_closed_after"`
 	} `mapstructure:"notify_emr"`
 }
 
@@ -87,6 +90,10 @@ func (s Settings) validateNotifyEMR() settings.Errors {
 		errs = append(errs, errors.New("notify_emr.endpoint (MEDIATOR_NOTIFY_EMR_ENDPOINT) needs fhir.url (MEDIATOR_FHIR_URL): "+
 			"the Subscription is created on that FHIR server"))
 	}
+	if n.RemoveClosedAfter < 0 {
+		errs = append(errs, fmt.Errorf("notify_emr.remove_closed_after (MEDIATOR_NOTIFY_EMR_REMOVE_CLOSED_AFTER) %s is negative: "+
+			"want a duration such as 24h, or 0 to keep the Subscriptions", n.RemoveClosedAfter))
+	}
 	if strings.ContainsAny(string(n.Authorization), "\r\n") {
 		errs = append(errs, errors.New("notify_emr.authorization (MEDIATOR_NOTIFY_EMR_AUTHORIZATION) must be one line: it is an HTTP header value"))
 	}
@@ -110,6 +117,7 @@ var errNoOutbound = errors.New("fhir-to-cht receives from the EMR, not from CHT:
 func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	s := Settings{Mediator: settings.Default(), RouterURL: "https://openhim-core:5000"}
 	s.Listen = ":8602"
+	s.NotifyEMR.RemoveClosedAfter = 24 * time.Hour
 	cli := settings.NewCLI("fhir-to-cht", "1.0.0", &s) // tocht.Definition's Version
 	cli.Level = logLevel
 	cli.PrintOpenHIMConfig(func() (openhim.Definition, error) { return definition(s) })
@@ -117,44 +125,67 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 	if done, err := cli.Parse(args, stdout, logger); done || err != nil {
 		return err
 	}
-	m, err := newMediator(ctx, s, logger)
+	m, bridge, err := newMediator(ctx, s, logger)
 	if err != nil {
 		return err
 	}
 	logger.Info("the EMR sends to "+s.RouterURL+tocht.BasePath, "standalone", m.Standalone())
+	if s.NotifyEMR.Endpoint != "" && s.NotifyEMR.RemoveClosedAfter > 0 {
+		go removeClosedSubscriptions(ctx, bridge, s.NotifyEMR.RemoveClosedAfter, logger)
+	}
 	return m.Run(ctx)
 }
 
-// newMediator builds the mediator from the settings; it reads the app's
-// contact hierarchy from CHT.
-func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediator.Mediator, error) {
+// removeClosedSubscriptions deletes the Subscriptions of the Tasks closed
+// more than after ago, at startup and then every hour (every after when
+// shorter), until ctx is done. A failure is logged, and the next round
+// tries again.
+func removeClosedSubscriptions(ctx context.Context, b *tocht.Bridge, after time.Duration, logger *slog.Logger) {
+	every := min(after, time.Hour)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if _, err := b.RemoveClosedSubscriptions(ctx, time.Now().Add(-after)); err != nil && ctx.Err() == nil {
+			logger.ErrorContext(ctx, "could not remove the Subscriptions of closed Tasks; trying again later", "err", err, "in", every)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// newMediator builds the mediator and the bridge it serves from the
+// settings; it reads the app's contact hierarchy from CHT.
+func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediator.Mediator, *tocht.Bridge, error) {
 	def, err := definition(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mapping, err := fhir.LoadMapping(s.MappingFile)
 	if err != nil {
-		return nil, fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
+		return nil, nil, fmt.Errorf("mapping_file (MEDIATOR_MAPPING_FILE): %w", err)
 	}
 	chtClient, err := cht.New(cht.Config{URL: s.CHT.URL, Username: s.CHT.Username,
 		Password: string(s.CHT.Password), Logger: logger,
 		// Calls to CHT are recorded as orchestrations of the transaction.
 		HTTPClient: &http.Client{Transport: mediator.Transport(nil)}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The app's contact hierarchy (app_settings.contact_types) tells people
 	// (person, c_patient, c_chw ...) from places.
 	types, err := chtClient.ContactTypes(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read the app's contact types from CHT: %w", err)
+		return nil, nil, fmt.Errorf("read the app's contact types from CHT: %w", err)
 	}
 	conv, err := fhir.New(fhir.Config{InstanceURL: s.CHT.URL, Mapping: mapping, ContactTypes: types,
 		Systems: fhir.Systems{ExternalID: s.ExternalIDSystem},
 		Inbound: fhir.InboundConfig{ParentPlace: s.ParentPlace, PersonType: s.PersonType, TaskForm: s.TaskForm,
 			PatientField: s.PatientField, ObservationForm: s.ObservationForm}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var notify *fhir.TaskSubscription
 	if n := s.NotifyEMR; n.Endpoint != "" {
@@ -167,15 +198,16 @@ func newMediator(ctx context.Context, s Settings, logger *slog.Logger) (*mediato
 		FHIRURL: s.FHIR.URL, FHIRUsername: s.FHIR.Username, FHIRPassword: string(s.FHIR.Password),
 		MaxBodyBytes: bodyLimit(s.MaxBodyBytes), AcceptCHTOrigin: s.AcceptCHTOrigin, Logger: logger})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The mediator's own errors (such as 413 for a Content-Length over
 	// max_body_bytes) are OperationOutcomes too.
 	cfg := mediator.Config{Definition: def, Handler: bridge.Handler(), Logger: logger, ErrorBody: tocht.ErrorBody}
 	if err := s.Apply(&cfg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return mediator.New(cfg)
+	m, err := mediator.New(cfg)
+	return m, bridge, err
 }
 
 // bodyLimit is tocht's body limit for max_body_bytes: negative means no

@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
@@ -93,6 +95,9 @@ func TestSettingsErrorsNameTheKey(t *testing.T) {
 		{"notify payload not a MIME type", "", map[string]string{"MEDIATOR_FHIR_URL": "http://f",
 			"MEDIATOR_NOTIFY_EMR_ENDPOINT": "https://emr.example.org/hook", "MEDIATOR_NOTIFY_EMR_PAYLOAD": "task"},
 			"notify_emr.payload (MEDIATOR_NOTIFY_EMR_PAYLOAD)"},
+		{"negative remove_closed_after", "", map[string]string{"MEDIATOR_FHIR_URL": "http://f",
+			"MEDIATOR_NOTIFY_EMR_ENDPOINT": "https://emr.example.org/hook", "MEDIATOR_NOTIFY_EMR_REMOVE_CLOSED_AFTER": "-1h"},
+			"notify_emr.remove_closed_after (MEDIATOR_NOTIFY_EMR_REMOVE_CLOSED_AFTER) -1h0m0s is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +135,7 @@ func TestNegativeMaxBodyBytesMeansNoLimit(t *testing.T) {
 	s.Auth.Disabled = true
 	s.MaxBodyBytes = -1
 	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
-	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
+	m, _, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
@@ -310,7 +315,7 @@ func TestConfigurablePersonTypes(t *testing.T) {
 	s.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s.Auth.Disabled = true
 	s.CHT.URL, s.CHT.Username, s.CHT.Password = chtSrv.URL, chttest.AdminUsername, chttest.AdminPassword
-	m, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
+	m, _, err := newMediator(context.Background(), s, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
@@ -335,4 +340,53 @@ func TestConfigurablePersonTypes(t *testing.T) {
 	reports := chtSrv.Reports("INTEROP_FOLLOW_UP")
 	require.Len(t, reports, 1)
 	assert.Contains(t, string(reports[0]), `"patient_uuid":"chw-1"`)
+}
+
+// With notify_emr, the program deletes the Subscriptions of Tasks closed
+// more than notify_emr.remove_closed_after ago, at startup and then
+// periodically, and keeps those of open Tasks.
+func TestRunRemovesClosedSubscriptions(t *testing.T) {
+	const endpoint = "https://emr.example.org/referral-events"
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL})
+	require.NoError(t, err)
+	subs := map[string]string{}
+	for id, status := range map[string]string{"closed": "completed", "open": "in-progress"} {
+		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
+		subs[id], _, err = c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
+		require.NoError(t, err)
+	}
+
+	t.Setenv("MEDIATOR_LISTEN", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	t.Setenv("MEDIATOR_CHT_URL", chtSrv.URL)
+	t.Setenv("MEDIATOR_CHT_USERNAME", chttest.AdminUsername)
+	t.Setenv("MEDIATOR_CHT_PASSWORD", chttest.AdminPassword)
+	t.Setenv("MEDIATOR_PARENT_PLACE", chttest.DemoHouseholdID)
+	t.Setenv("MEDIATOR_AUTH_TOKEN", "route-token")
+	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
+	t.Setenv("MEDIATOR_NOTIFY_EMR_ENDPOINT", endpoint)
+	t.Setenv("MEDIATOR_NOTIFY_EMR_REMOVE_CLOSED_AFTER", "100ms")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+	require.Eventually(t, func() bool { return fhirSrv.Count("Subscription") == 1 }, 10*time.Second, 20*time.Millisecond,
+		"the closed Task's Subscription is deleted")
+	_, ok := fhirSrv.Resource("Subscription", subs["open"])
+	assert.True(t, ok, "the open Task's Subscription is kept")
 }

@@ -2,6 +2,7 @@ package tocht
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/subscription"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -87,9 +89,10 @@ const subscriptionPage = 100
 // criteria or the default criteria, are deleted; those of Tasks the server does not hold are kept
 // (the EMR may write a Task after sending it). Each Task is read again before its Subscription is
 // deleted, while no request for it is in progress, so that a Task reopened and sent again keeps its
-// Subscription; one reopened later gets a Subscription again when it is sent again. The
-// Subscriptions are paged with _sort=_id, _count and _offset. It stops at the first failure and
-// returns it with the number deleted until then; calling it again continues.
+// Subscription; one reopened later gets a Subscription again when it is sent again. It pages the
+// Subscriptions by the search's next links, which must be under FHIRURL, or by _offset where a
+// server gives none. It stops at the first failure and returns it with the number deleted until
+// then; calling it again continues.
 func (b *Bridge) RemoveClosedSubscriptions(ctx context.Context, closedBefore time.Time) (removed int, err error) {
 	if b.fhir == nil {
 		return 0, errors.New("tocht: RemoveClosedSubscriptions needs Config.NotifyEMR")
@@ -120,7 +123,8 @@ func (b *Bridge) RemoveClosedSubscriptions(ctx context.Context, closedBefore tim
 }
 
 // ownSubscriptions returns the id of each Subscription NotifyEMR made on the FHIR server, by the id
-// of its Task.
+// of its Task. It reads every page of the search before anything is deleted: on a server that
+// pages by offset, a deletion would shift the pages still to read.
 func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error) {
 	n := b.cfg.NotifyEMR
 	templates := []string{fhir.DefaultTaskCriteria}
@@ -129,8 +133,15 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 	}
 	own := map[string]string{}
 	seen := map[string]bool{}
-	for offset := 0; ; {
+	q := url.Values{"_sort": {"_id"}, "_count": {strconv.Itoa(subscriptionPage)}}
+	next := "/Subscription?" + q.Encode()
+	for {
+		status, data, err := b.fhirGet(ctx, "FHIR search Subscriptions", next, nil, "GET Subscription")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("GET Subscription answered %d", status)
+		}
 		var page struct {
+			Total *int `json:"total"`
 			Entry []struct {
 				Resource struct {
 					ID       string `json:"id"`
@@ -142,11 +153,13 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 			} `json:"entry"`
 			Link []struct {
 				Relation string `json:"relation"`
+				URL      string `json:"url"`
 			} `json:"link"`
 		}
-		hasNext := false
-		q := url.Values{"_sort": {"_id"}, "_count": {strconv.Itoa(subscriptionPage)}, "_offset": {strconv.Itoa(offset)}}
-		if err := b.fhir.Search(mediator.WithOrchestration(ctx, "FHIR search Subscriptions"), "Subscription", q, &page); err != nil {
+		if err == nil {
+			err = json.Unmarshal(data, &page)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("tocht: search Subscriptions: %w", err)
 		}
 		fresh := 0
@@ -156,25 +169,41 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 				continue
 			}
 			seen[r.ID], fresh = true, fresh+1
-			if r.Channel.Endpoint != n.Endpoint {
-				continue
-			}
 			for _, tmpl := range templates {
-				if task, ok := subscription.TaskOf(r.Criteria, tmpl); ok && subscription.ID(task, n.Endpoint) == r.ID {
+				if task, ok := subscription.TaskOf(r.Criteria, tmpl); ok && r.Channel.Endpoint == n.Endpoint &&
+					subscription.ID(task, n.Endpoint) == r.ID {
 					own[task] = r.ID
 				}
 			}
 		}
+		link := ""
 		for _, l := range page.Link {
-			hasNext = hasNext || l.Relation == "next"
+			if l.Relation == "next" {
+				link = l.URL
+			}
 		}
 		switch {
-		case len(page.Entry) == 0 || !hasNext:
+		case len(page.Entry) == 0:
 			return own, nil
 		case fresh == 0:
-			return nil, fmt.Errorf("tocht: search Subscriptions: the page at _offset=%d repeats earlier ones (the FHIR server ignores _offset)", offset)
+			return nil, errors.New("tocht: search Subscriptions: a next page repeats the earlier ones")
+		case link != "":
+			// The next page is read with the mediator's FHIR credentials: only
+			// from FHIRURL, as every other request.
+			rest, under := strings.CutPrefix(link, b.cfg.FHIRURL)
+			if !under || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+				return nil, fmt.Errorf("tocht: search Subscriptions: the next page's link is not under the FHIR URL %s",
+					redact.URL(b.cfg.FHIRURL))
+			}
+			next = rest
+		case len(page.Entry) < subscriptionPage && (page.Total == nil || len(seen) >= *page.Total):
+			return own, nil
+		default:
+			// More, but no next link (as medplum's fhir-router answers): the
+			// next page by _offset.
+			q.Set("_offset", strconv.Itoa(len(seen)))
+			next = "/Subscription?" + q.Encode()
 		}
-		offset += len(page.Entry)
 	}
 }
 

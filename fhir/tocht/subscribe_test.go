@@ -247,25 +247,54 @@ func TestRemoveClosedSubscriptionsWithOwnCriteria(t *testing.T) {
 	assert.Zero(t, r.fhir.Count("Subscription"))
 }
 
-// A FHIR server that ignores _offset answers every page with the first
-// one: the sweep stops with an error instead of reading for ever.
-func TestRemoveClosedSubscriptionsNeedsOffsetPaging(t *testing.T) {
+// The Subscriptions are paged by the search's next links. One that
+// leaves the FHIR URL is not followed (it would get the mediator's FHIR
+// credentials), and a page that repeats the earlier ones stops the sweep
+// instead of reading for ever.
+func TestRemoveClosedSubscriptionsNextLinks(t *testing.T) {
 	const endpoint = "https://emr.example.org/referral-events"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/fhir+json")
-		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"%s"}],`+
-			`"entry":[{"resource":{"resourceType":"Subscription","id":"s1","status":"active","criteria":"Task?_id=t1",`+
-			`"channel":{"type":"rest-hook","endpoint":%q}}}]}`, r.URL, endpoint)
-	}))
-	t.Cleanup(srv.Close)
-	r := newRig(t)
-	b := rebuild(t, r, func(c *tocht.Config) {
-		c.FHIRURL = srv.URL
-		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: endpoint}
-	}).bridge
-	n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
-	require.ErrorContains(t, err, "ignores _offset")
-	assert.Zero(t, n)
+	tests := []struct {
+		name, next, want string
+	}{
+		{"next page elsewhere", "https://fhir.example.org/fhir/Subscription?page=2", "not under the FHIR URL"},
+		{"next page beside the base", "{base}x/Subscription?page=2", "not under the FHIR URL"},
+		{"same page again", "{base}/Subscription?page=1", "repeats the earlier ones"},
+		// Without next links a server is paged by _offset: one that ignores
+		// it answers the first page again.
+		{"no next link, _offset ignored", "", "repeats the earlier ones"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var pages []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				pages = append(pages, r.URL.String())
+				mu.Unlock()
+				base := "http://" + r.Host + "/fhir"
+				w.Header().Set("Content-Type", "application/fhir+json")
+				links := `"total":5`
+				if tt.next != "" {
+					links = fmt.Sprintf(`"link":[{"relation":"next","url":%q}]`, strings.ReplaceAll(tt.next, "{base}", base))
+				}
+				fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset",%s,`+
+					`"entry":[{"resource":{"resourceType":"Subscription","id":"s1","status":"active","criteria":"Task?_id=t1",`+
+					`"channel":{"type":"rest-hook","endpoint":%q}}}]}`, links, endpoint)
+			}))
+			t.Cleanup(srv.Close)
+			b := rebuild(t, newRig(t), func(c *tocht.Config) {
+				c.FHIRURL = srv.URL + "/fhir"
+				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: endpoint}
+			}).bridge
+			n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
+			require.ErrorContains(t, err, tt.want)
+			assert.Zero(t, n)
+			mu.Lock()
+			defer mu.Unlock()
+			assert.LessOrEqual(t, len(pages), 2)
+			assert.Equal(t, "/fhir/Subscription?_count=100&_sort=_id", pages[0])
+		})
+	}
 }
 
 // Without NotifyEMR the bridge makes no Subscriptions and removes none.
