@@ -130,8 +130,14 @@ func run(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logg
 		return err
 	}
 	logger.Info("the EMR sends to "+s.RouterURL+tocht.BasePath, "standalone", m.Standalone())
-	if s.NotifyEMR.Endpoint != "" && s.NotifyEMR.RemoveClosedAfter > 0 {
-		go removeClosedSubscriptions(ctx, bridge, s.NotifyEMR.RemoveClosedAfter, logger)
+	if after := s.NotifyEMR.RemoveClosedAfter; s.NotifyEMR.Endpoint != "" && after > 0 {
+		if after < time.Hour {
+			logger.Warn("notify_emr.remove_closed_after is under an hour: a Subscription may be deleted "+
+				"before the FHIR server has delivered its notification", "remove_closed_after", after)
+		}
+		ctx, stop := context.WithCancel(ctx) // the sweep ends with run
+		defer stop()
+		go removeClosedSubscriptions(ctx, bridge, after, logger)
 	}
 	return m.Run(ctx)
 }

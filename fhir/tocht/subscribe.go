@@ -17,7 +17,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/fhir"
-	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/search"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/subscription"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -76,8 +76,16 @@ func (b *Bridge) executeWithSubscription(ctx context.Context, u *unit) (created 
 // a referral (the terminal states of the R4 Task state machine).
 var closedStatuses = []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
 
-// subscriptionPage is how many Subscriptions, and Tasks, one search asks for.
-const subscriptionPage = 100
+const (
+	// subscriptionPage is how many Subscriptions one search asks for.
+	subscriptionPage = 100
+	// taskBatch is how many Tasks one search asks for by _id: with ids of
+	// up to 64 characters, a URL of about 1.5 KB.
+	taskBatch = 20
+	// maxSweepErrors is how many failures of single Tasks a sweep goes on
+	// after: more mean the server is failing, not a Task.
+	maxSweepErrors = 10
+)
 
 // RemoveClosedSubscriptions deletes the Subscriptions that NotifyEMR made, for its endpoint, whose
 // Task is closed (completed, failed, rejected, cancelled or entered-in-error) and last changed
@@ -88,38 +96,47 @@ const subscriptionPage = 100
 // notification. Only Subscriptions made by this library for NotifyEMR's endpoint, with its
 // criteria or the default criteria, are deleted; those of Tasks the server does not hold are kept
 // (the EMR may write a Task after sending it). Each Task is read again before its Subscription is
-// deleted, while no request for it is in progress, so that a Task reopened and sent again keeps its
-// Subscription; one reopened later gets a Subscription again when it is sent again. It pages the
-// Subscriptions by the search's next links, which must be under FHIRURL, or by _offset where a
-// server gives none. It stops at the first failure and returns it with the number deleted until
-// then; calling it again continues.
+// deleted, while no request for it is in progress, so that a Task reopened on the FHIR server and
+// sent again keeps its Subscription; one reopened later gets a Subscription again when it is sent
+// again.
+//
+// It pages the Subscriptions by the search's next links where they are under FHIRURL, and by
+// _offset otherwise. A failure to read them ends the call; the failure of one Task's read or
+// delete does not, and the errors are returned, joined, with the number deleted.
 func (b *Bridge) RemoveClosedSubscriptions(ctx context.Context, closedBefore time.Time) (removed int, err error) {
 	if b.fhir == nil {
 		return 0, errors.New("tocht: RemoveClosedSubscriptions needs Config.NotifyEMR")
 	}
+	// The Subscriptions hold the EMR's credentials (NotifyEMR.Header): their
+	// calls are recorded without bodies.
+	ctx = mediator.WithoutBodies(ctx)
 	subs, err := b.ownSubscriptions(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for tasks := range slices.Chunk(slices.Sorted(maps.Keys(subs)), subscriptionPage) {
+	var errs []error
+	for tasks := range slices.Chunk(slices.Sorted(maps.Keys(subs)), taskBatch) {
 		closed, err := b.closedTasks(ctx, tasks, closedBefore)
 		if err != nil {
-			return removed, err
+			errs = append(errs, err)
 		}
 		for _, task := range closed {
 			done, err := b.removeSubscription(ctx, task, subs[task], closedBefore)
 			if err != nil {
-				return removed, err
+				errs = append(errs, err)
 			}
 			if done {
 				removed++
 			}
 		}
+		if ctx.Err() != nil || len(errs) >= maxSweepErrors {
+			break
+		}
 	}
 	if removed > 0 {
 		b.log.InfoContext(ctx, "removed the Subscriptions of closed Tasks", "removed", removed, "closed_before", closedBefore)
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }
 
 // ownSubscriptions returns the id of each Subscription NotifyEMR made on the FHIR server, by the id
@@ -136,36 +153,14 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 	q := url.Values{"_sort": {"_id"}, "_count": {strconv.Itoa(subscriptionPage)}}
 	next := "/Subscription?" + q.Encode()
 	for {
-		status, data, err := b.fhirGet(ctx, "FHIR search Subscriptions", next, nil, "GET Subscription")
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET Subscription answered %d", status)
-		}
-		var page struct {
-			Total *int `json:"total"`
-			Entry []struct {
-				Resource struct {
-					ID       string `json:"id"`
-					Criteria string `json:"criteria"`
-					Channel  struct {
-						Endpoint string `json:"endpoint"`
-					} `json:"channel"`
-				} `json:"resource"`
-			} `json:"entry"`
-			Link []struct {
-				Relation string `json:"relation"`
-				URL      string `json:"url"`
-			} `json:"link"`
-		}
-		if err == nil {
-			err = json.Unmarshal(data, &page)
-		}
+		page, err := b.subscriptionPage(ctx, next)
 		if err != nil {
-			return nil, fmt.Errorf("tocht: search Subscriptions: %w", err)
+			return nil, err
 		}
 		fresh := 0
 		for _, e := range page.Entry {
 			r := e.Resource
-			if r.ID == "" || seen[r.ID] {
+			if r.ResourceType != "Subscription" || r.ID == "" || seen[r.ID] {
 				continue
 			}
 			seen[r.ID], fresh = true, fresh+1
@@ -176,42 +171,92 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 				}
 			}
 		}
-		link := ""
-		for _, l := range page.Link {
-			if l.Relation == "next" {
-				link = l.URL
-			}
-		}
+		link := b.nextLink(page)
+		total := page.Total != nil
 		switch {
-		case len(page.Entry) == 0:
+		case fresh == 0 && (link != "" || len(page.Entry) >= subscriptionPage || total && len(seen) < *page.Total):
+			// More were promised, but the page holds none not read before.
+			return nil, errors.New("tocht: search Subscriptions: a next page repeats the earlier ones " +
+				"(does the FHIR server page by _offset?)")
+		case fresh == 0, link == "" && total && len(seen) >= *page.Total:
 			return own, nil
-		case fresh == 0:
-			return nil, errors.New("tocht: search Subscriptions: a next page repeats the earlier ones")
 		case link != "":
-			// The next page is read with the mediator's FHIR credentials: only
-			// from FHIRURL, as every other request.
-			rest, under := strings.CutPrefix(link, b.cfg.FHIRURL)
-			if !under || (rest != "" && rest[0] != '/' && rest[0] != '?') {
-				return nil, fmt.Errorf("tocht: search Subscriptions: the next page's link is not under the FHIR URL %s",
-					redact.URL(b.cfg.FHIRURL))
-			}
-			next = rest
-		case len(page.Entry) < subscriptionPage && (page.Total == nil || len(seen) >= *page.Total):
-			return own, nil
+			next = link
 		default:
-			// More, but no next link (as medplum's fhir-router answers): the
-			// next page by _offset.
+			// No next link the mediator may follow: the next page by _offset,
+			// until a page brings none not read before.
 			q.Set("_offset", strconv.Itoa(len(seen)))
 			next = "/Subscription?" + q.Encode()
 		}
 	}
 }
 
+// subscriptionSearch is what ownSubscriptions reads of a page of Subscriptions.
+type subscriptionSearch struct {
+	ResourceType string `json:"resourceType"`
+	Total        *int   `json:"total"`
+	Entry        []struct {
+		Resource struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+			Criteria     string `json:"criteria"`
+			Channel      struct {
+				Endpoint string `json:"endpoint"`
+			} `json:"channel"`
+		} `json:"resource"`
+	} `json:"entry"`
+	Link []struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	} `json:"link"`
+}
+
+// subscriptionPage reads the page of Subscriptions at path (under FHIRURL).
+func (b *Bridge) subscriptionPage(ctx context.Context, path string) (*subscriptionSearch, error) {
+	status, data, err := b.fhirGet(ctx, "FHIR search Subscriptions", path, nil, "GET Subscription")
+	var page subscriptionSearch
+	switch {
+	case err != nil:
+	case status != http.StatusOK:
+		err = fmt.Errorf("GET Subscription answered %d", status)
+	case json.Unmarshal(data, &page) != nil || page.ResourceType != "Bundle":
+		err = errors.New("GET Subscription answered no Bundle")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tocht: search Subscriptions: %w", err)
+	}
+	return &page, nil
+}
+
+// nextLink returns the path under FHIRURL of page's next link, or "" when it has none the
+// mediator may follow: one that leaves FHIRURL would get the mediator's FHIR credentials, as
+// would one whose dot segments (also escaped) lead out of it through a proxy that resolves them.
+func (b *Bridge) nextLink(page *subscriptionSearch) string {
+	for _, l := range page.Link {
+		if l.Relation != "next" {
+			continue
+		}
+		rest, under := strings.CutPrefix(l.URL, b.cfg.FHIRURL)
+		if !under || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+			return ""
+		}
+		u, err := url.Parse(rest)
+		if err != nil || u.Scheme != "" || u.Host != "" || slices.ContainsFunc(strings.Split(u.Path, "/"), func(seg string) bool {
+			return seg == "." || seg == ".."
+		}) {
+			return ""
+		}
+		return rest
+	}
+	return ""
+}
+
 // taskState is what removing a Subscription reads of its Task.
 type taskState struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Meta   struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	Meta         struct {
 		LastUpdated string `json:"lastUpdated"`
 	} `json:"meta"`
 }
@@ -222,28 +267,34 @@ func (s taskState) closedBefore(t time.Time) bool {
 	return err == nil && at.Before(t) && slices.Contains(closedStatuses, s.Status)
 }
 
-// closedTasks returns those of the Tasks ids that are closed and were last changed before t.
+// closedTasks returns those of the Tasks ids that are closed and were last changed before t. A
+// Task the server leaves out of the answer (not held, or on a next page) is not returned.
 func (b *Bridge) closedTasks(ctx context.Context, ids []string, t time.Time) ([]string, error) {
 	var page struct {
 		Entry []struct {
 			Resource taskState `json:"resource"`
 		} `json:"entry"`
 	}
-	q := url.Values{"_id": {strings.Join(ids, ",")}, "_count": {strconv.Itoa(len(ids))}}
+	escaped := make([]string, len(ids))
+	for i, id := range ids {
+		escaped[i] = search.Escape(id)
+	}
+	q := url.Values{"_id": {strings.Join(escaped, ",")}, "_count": {strconv.Itoa(len(ids))}}
 	if err := b.fhir.Search(mediator.WithOrchestration(ctx, "FHIR search Tasks"), "Task", q, &page); err != nil {
 		return nil, fmt.Errorf("tocht: search the Tasks of Subscriptions: %w", err)
 	}
 	var closed []string
 	for _, e := range page.Entry {
-		if slices.Contains(ids, e.Resource.ID) && e.Resource.closedBefore(t) {
-			closed = append(closed, e.Resource.ID)
+		if r := e.Resource; r.ResourceType == "Task" && slices.Contains(ids, r.ID) && r.closedBefore(t) {
+			closed = append(closed, r.ID)
 		}
 	}
 	return closed, nil
 }
 
 // removeSubscription deletes the Subscription sub of task if the Task, read again while no request
-// for it is in progress, is still closed and last changed before t.
+// for it is in progress, is still closed and last changed before t. It reports whether it deleted
+// it (false when the server no longer had it).
 func (b *Bridge) removeSubscription(ctx context.Context, task, sub string, t time.Time) (bool, error) {
 	unlock, err := b.tasks.lock(ctx, task)
 	if err != nil {
@@ -259,7 +310,10 @@ func (b *Bridge) removeSubscription(ctx context.Context, task, sub string, t tim
 	case !s.closedBefore(t):
 		return false, nil
 	}
-	if err := b.fhir.Delete(mediator.WithOrchestration(ctx, "FHIR remove Subscription"), "Subscription", sub); err != nil && !isNotFound(err) {
+	switch err := b.fhir.Delete(mediator.WithOrchestration(ctx, "FHIR remove Subscription"), "Subscription", sub); {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
 		return false, fmt.Errorf("tocht: remove the Subscription of Task %s: %w", task, err)
 	}
 	return true, nil

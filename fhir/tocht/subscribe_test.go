@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/tocht"
 )
 
@@ -247,58 +250,200 @@ func TestRemoveClosedSubscriptionsWithOwnCriteria(t *testing.T) {
 	assert.Zero(t, r.fhir.Count("Subscription"))
 }
 
-// The Subscriptions are paged by the search's next links. One that
-// leaves the FHIR URL is not followed (it would get the mediator's FHIR
-// credentials), and a page that repeats the earlier ones stops the sweep
-// instead of reading for ever.
-func TestRemoveClosedSubscriptionsNextLinks(t *testing.T) {
+// FHIR servers page a search differently: by next links (HAPI, fhirtest),
+// by _offset without links (medplum's fhir-router), with or without total,
+// capping _count. The sweep reads every page of each, through a proxy in
+// front of fhirtest that answers as such a server would. A next link that
+// leaves the FHIR URL, or leads out of it by dot segments, is never
+// followed (it would get the mediator's FHIR credentials): the sweep pages
+// by _offset instead. A server that ignores _offset and gives no link
+// stops the sweep with an error rather than a partial one.
+func TestRemoveClosedSubscriptionsPaging(t *testing.T) {
 	const endpoint = "https://emr.example.org/referral-events"
 	tests := []struct {
-		name, next, want string
+		name string
+		// answer rewrites the query sent to fhirtest and its answer's
+		// links, total and entries: base is the proxy's FHIR URL, fhirtest's
+		// the one fhirtest puts in its links.
+		query  func(q url.Values)
+		answer func(page map[string]any, base, fhirtest string)
+		want   string // error; "" removes all 130
 	}{
-		{"next page elsewhere", "https://fhir.example.org/fhir/Subscription?page=2", "not under the FHIR URL"},
-		{"next page beside the base", "{base}x/Subscription?page=2", "not under the FHIR URL"},
-		{"same page again", "{base}/Subscription?page=1", "repeats the earlier ones"},
-		// Without next links a server is paged by _offset: one that ignores
-		// it answers the first page again.
-		{"no next link, _offset ignored", "", "repeats the earlier ones"},
+		{"next links", nil, func(p map[string]any, base, fhirtest string) { rebaseLinks(p, fhirtest, base) }, ""},
+		{"_offset, total, no links", nil, func(p map[string]any, _, _ string) { delete(p, "link") }, ""},
+		{"_offset, no total, no links", nil, func(p map[string]any, _, _ string) { delete(p, "link"); delete(p, "total") }, ""},
+		{"_count capped at 30, no total, no links", func(q url.Values) { q.Set("_count", "30") },
+			func(p map[string]any, _, _ string) { delete(p, "link"); delete(p, "total") }, ""},
+		{"links to another host", nil, func(p map[string]any, _, fhirtest string) {
+			rebaseLinks(p, fhirtest, "https://fhir.example.org/fhir")
+		}, ""},
+		{"links out of the base by dot segments", nil, func(p map[string]any, base, fhirtest string) {
+			rebaseLinks(p, fhirtest, base+"/../admin")
+		}, ""},
+		{"links out of the base by escaped dot segments", nil, func(p map[string]any, base, fhirtest string) {
+			rebaseLinks(p, fhirtest, base+"/%2e%2e/admin")
+		}, ""},
+		{"_offset ignored, no links", func(q url.Values) { q.Del("_offset") },
+			func(p map[string]any, _, _ string) { delete(p, "link") }, "repeats the earlier ones"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+			t.Cleanup(fhirSrv.Close)
+			target, err := url.Parse(fhirSrv.URL)
+			require.NoError(t, err)
 			var mu sync.Mutex
-			var pages []string
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var paths []string
+			var proxy *httptest.Server
+			proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
-				pages = append(pages, r.URL.String())
+				paths = append(paths, r.URL.RequestURI())
 				mu.Unlock()
-				base := "http://" + r.Host + "/fhir"
-				w.Header().Set("Content-Type", "application/fhir+json")
-				links := `"total":5`
-				if tt.next != "" {
-					links = fmt.Sprintf(`"link":[{"relation":"next","url":%q}]`, strings.ReplaceAll(tt.next, "{base}", base))
+				search := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/Subscription")
+				u := *r.URL
+				u.Scheme, u.Host = target.Scheme, target.Host
+				if q := u.Query(); search && tt.query != nil {
+					tt.query(q)
+					u.RawQuery = q.Encode()
 				}
-				fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset",%s,`+
-					`"entry":[{"resource":{"resourceType":"Subscription","id":"s1","status":"active","criteria":"Task?_id=t1",`+
-					`"channel":{"type":"rest-hook","endpoint":%q}}}]}`, links, endpoint)
+				req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), r.Body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				req.Header = r.Header.Clone()
+				resp, err := fhirSrv.Client().Do(req)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if search && resp.StatusCode == http.StatusOK {
+					var page map[string]any
+					if json.Unmarshal(body, &page) == nil {
+						tt.answer(page, proxy.URL+target.Path, fhirSrv.URL)
+						body, _ = json.Marshal(page)
+					}
+				}
+				w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+				w.WriteHeader(resp.StatusCode)
+				_, _ = w.Write(body)
 			}))
-			t.Cleanup(srv.Close)
+			t.Cleanup(proxy.Close)
+
+			ctx := context.Background()
+			c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, HTTPClient: fhirSrv.Client()})
+			require.NoError(t, err)
+			closed := []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
+			for i := range 131 { // more than a page (100) of Subscriptions; the last Task open
+				id, status := fmt.Sprintf("t%03d", i), "in-progress"
+				if i < 130 {
+					status = closed[i%len(closed)]
+				}
+				require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
+				_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
+				require.NoError(t, err)
+			}
 			b := rebuild(t, newRig(t), func(c *tocht.Config) {
-				c.FHIRURL = srv.URL + "/fhir"
+				c.FHIRURL = proxy.URL + target.Path
 				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: endpoint}
 			}).bridge
-			n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
-			require.ErrorContains(t, err, tt.want)
-			assert.Zero(t, n)
+			n, err := b.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+			if tt.want != "" {
+				require.ErrorContains(t, err, tt.want)
+				assert.Zero(t, n)
+				assert.Equal(t, 131, fhirSrv.Count("Subscription"))
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, 130, n)
+				assert.Equal(t, 1, fhirSrv.Count("Subscription"), "the open Task's")
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			assert.LessOrEqual(t, len(pages), 2)
-			assert.Equal(t, "/fhir/Subscription?_count=100&_sort=_id", pages[0])
+			for _, p := range paths {
+				assert.NotContains(t, p, "admin", "a link out of the FHIR URL was followed")
+			}
 		})
 	}
+}
+
+// rebaseLinks moves the links of a search answer from the base from to to.
+func rebaseLinks(page map[string]any, from, to string) {
+	links, _ := page["link"].([]any)
+	for _, l := range links {
+		if m, ok := l.(map[string]any); ok {
+			if u, ok := m["url"].(string); ok {
+				m["url"] = to + strings.TrimPrefix(u, from)
+			}
+		}
+	}
+}
+
+// An answer to the search of Subscriptions that is not a Bundle (an
+// OperationOutcome with 200, a login page) fails the sweep rather than
+// being read as no Subscriptions.
+func TestRemoveClosedSubscriptionsNeedsABundle(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		fmt.Fprint(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing"}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	b := rebuild(t, newRig(t), func(c *tocht.Config) {
+		c.FHIRURL = srv.URL
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+	}).bridge
+	n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
+	require.ErrorContains(t, err, "answered no Bundle")
+	assert.Zero(t, n)
+}
+
+// A Task whose read keeps failing does not keep the other Tasks'
+// Subscriptions: the sweep goes on and returns the failure with the
+// number it removed.
+func TestRemoveClosedSubscriptionsGoesOnAfterATaskFails(t *testing.T) {
+	const endpoint = "https://emr.example.org/referral-events"
+	r := notifyRig(t, func(c *tocht.Config) {
+		hc := *c.HTTPClient
+		hc.Transport = failRead{next: hc.Transport, path: "/Task/a-broken"}
+		c.HTTPClient = &hc
+	})
+	ctx := context.Background()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
+	require.NoError(t, err)
+	for _, id := range []string{"a-broken", "b-fine", "c-fine"} {
+		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": "completed", "intent": "order"}, nil))
+		_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
+		require.NoError(t, err)
+	}
+	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	require.ErrorContains(t, err, "a-broken")
+	assert.Equal(t, 2, n)
+	assert.Equal(t, 1, r.fhir.Count("Subscription"))
 }
 
 // Without NotifyEMR the bridge makes no Subscriptions and removes none.
 func TestRemoveClosedSubscriptionsNeedsNotifyEMR(t *testing.T) {
 	_, err := newRig(t).bridge.RemoveClosedSubscriptions(context.Background(), time.Now())
 	require.ErrorContains(t, err, "NotifyEMR")
+}
+
+// failRead answers every GET of path 500, as a FHIR server failing on one
+// resource does.
+type failRead struct {
+	next http.RoundTripper
+	path string
+}
+
+func (f failRead) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, f.path) {
+		next := f.next
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		return next.RoundTrip(r)
+	}
+	return &http.Response{StatusCode: http.StatusInternalServerError, Status: "500 Internal Server Error", Request: r,
+		Header: http.Header{"Content-Type": {"application/fhir+json"}},
+		Body:   io.NopCloser(strings.NewReader(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`))}, nil
 }
