@@ -1,6 +1,10 @@
 package subscription
 
-import "testing"
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
 
 // TestID pins the id: Subscriptions already on FHIR servers were made with
 // it, and a changed id would add a second Subscription for a re-sent Task
@@ -41,4 +45,30 @@ func TestTaskOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzTaskOf: criteria come from the FHIR server. TaskOf never panics, a
+// Task id it returns gives back the same criteria, and the id of a FHIR
+// Task (letters, digits, "-" and ".") is found in the criteria made for it
+// by a template where "&" or the end follows {id}, as in every criteria
+// search.
+func FuzzTaskOf(f *testing.F) {
+	f.Add("Task?_id=abc-1&status=completed,failed,rejected", "Task?_id={id}&status=completed,failed,rejected")
+	f.Add("Task?_id=x1&_has:Task:part-of:_id=x1", "Task?_id={id}&_has:Task:part-of:_id={id}")
+	f.Add("Task?_id=a%2Bb", "Task?_id={id}")
+	f.Add("Task?_id=%zz", "{id}")
+	validID := regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
+	f.Fuzz(func(t *testing.T, criteria, template string) {
+		if id, ok := TaskOf(criteria, template); ok && (id == "" || Criteria(template, id) != criteria) {
+			t.Fatalf("TaskOf(%q, %q) = %q, whose criteria are %q", criteria, template, id, Criteria(template, id))
+		}
+		id := criteria // as a Task id
+		_, after, found := strings.Cut(template, "{id}")
+		if !found || !validID.MatchString(id) || after != "" && after[0] != '&' {
+			return
+		}
+		if got, ok := TaskOf(Criteria(template, id), template); !ok || got != id {
+			t.Fatalf("TaskOf(%q, %q) = %q, %v; want %q", Criteria(template, id), template, got, ok, id)
+		}
+	})
 }
