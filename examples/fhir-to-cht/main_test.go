@@ -179,22 +179,7 @@ func TestRunRegistersAndServes(t *testing.T) {
 	t.Setenv("MEDIATOR_AUTH_USERNAME", "openhim-route")
 	t.Setenv("MEDIATOR_AUTH_PASSWORD", "route-secret")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop")
-		}
-	})
+	startRun(t)
 
 	require.Eventually(t, func() bool {
 		_, ok := core.Mediator("urn:mediator:fhir-to-cht")
@@ -255,6 +240,28 @@ func TestRunRegistersAndServes(t *testing.T) {
 	require.GreaterOrEqual(t, len(names), 3)
 	assert.Equal(t, []string{"CHT read subject", "CHT read report", "CHT create report"}, names[:3],
 		"our orchestrations first (core appends its route to the primary mediator)")
+}
+
+// startRun runs the program with config.yaml and the environment until the
+// test ends, when it must stop without an error.
+func startRun(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
 }
 
 func freePort(t *testing.T) int {
@@ -351,7 +358,7 @@ func TestRunRemovesClosedSubscriptions(t *testing.T) {
 	t.Cleanup(chtSrv.Close)
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL})
 	require.NoError(t, err)
 	subs := map[string]string{}
@@ -370,21 +377,7 @@ func TestRunRemovesClosedSubscriptions(t *testing.T) {
 	t.Setenv("MEDIATOR_FHIR_URL", fhirSrv.URL)
 	t.Setenv("MEDIATOR_NOTIFY_EMR_ENDPOINT", endpoint)
 	t.Setenv("MEDIATOR_NOTIFY_EMR_REMOVE_CLOSED_AFTER", "100ms")
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--config", "config.yaml"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop")
-		}
-	})
+	startRun(t)
 	require.Eventually(t, func() bool { return fhirSrv.Count("Subscription") == 1 }, 10*time.Second, 20*time.Millisecond,
 		"the closed Task's Subscription is deleted")
 	_, ok := fhirSrv.Resource("Subscription", subs["open"])

@@ -164,10 +164,13 @@ func (b *Bridge) ownSubscriptions(ctx context.Context) (map[string]string, error
 				continue
 			}
 			seen[r.ID], fresh = true, fresh+1
+			if r.Channel.Endpoint != n.Endpoint {
+				continue
+			}
 			for _, tmpl := range templates {
-				if task, ok := subscription.TaskOf(r.Criteria, tmpl); ok && r.Channel.Endpoint == n.Endpoint &&
-					subscription.ID(task, n.Endpoint) == r.ID {
+				if task, ok := subscription.TaskOf(r.Criteria, tmpl); ok && subscription.ID(task, n.Endpoint) == r.ID {
 					own[task] = r.ID
+					break
 				}
 			}
 		}

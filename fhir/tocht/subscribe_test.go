@@ -36,7 +36,7 @@ func notifyRig(t *testing.T, configure func(*tocht.Config)) *rig {
 	r = rebuild(t, r, func(c *tocht.Config) {
 		c.FHIRURL = r.fhir.URL
 		c.HTTPClient = r.fhir.Client()
-		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: emrEndpoint}
 		if configure != nil {
 			configure(c)
 		}
@@ -178,35 +178,21 @@ func TestNotifyEMRRefusesATaskWithoutID(t *testing.T) {
 // endpoint's and one the EMR made itself are kept, and a second call
 // removes nothing more.
 func TestRemoveClosedSubscriptions(t *testing.T) {
-	const endpoint = "https://emr.example.org/referral-events"
 	r := notifyRig(t, nil)
 	ctx := context.Background()
-	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
-	require.NoError(t, err)
-	task := func(id, status string) {
-		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
-	}
-	subscribe := func(id, endpoint string) string {
-		sub, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
-		require.NoError(t, err)
-		return sub
-	}
-	closed := []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
+	e := newEMR(t, r.fhir)
 	for i := range 130 { // more than a page (100) of Subscriptions and of Tasks
-		id := fmt.Sprintf("done-%03d", i)
-		task(id, closed[i%len(closed)])
-		subscribe(id, endpoint)
+		e.subscribedTask(fmt.Sprintf("done-%03d", i), closedStatuses[i%len(closedStatuses)], "")
 	}
-	task("open", "in-progress")
 	kept := []string{
-		subscribe("open", endpoint),
-		subscribe("not-on-server", endpoint),
-		subscribe("done-000", "https://other.example.org/events"),
+		e.subscribedTask("open", "in-progress", ""),
+		e.subscribedTask("not-on-server", "", ""),
+		e.subscribe("done-000", fhir.TaskSubscription{Endpoint: "https://other.example.org/events"}),
 		"emr-own",
 	}
-	require.NoError(t, c.Update(ctx, "Subscription", "emr-own", map[string]any{"resourceType": "Subscription", "id": "emr-own",
+	require.NoError(t, e.c.Update(ctx, "Subscription", "emr-own", map[string]any{"resourceType": "Subscription", "id": "emr-own",
 		"status": "requested", "reason": "the EMR's own", "criteria": "Task?_id=done-001&status=completed,failed,rejected",
-		"channel": map[string]any{"type": "rest-hook", "endpoint": endpoint}}, nil))
+		"channel": map[string]any{"type": "rest-hook", "endpoint": emrEndpoint}}, nil))
 	require.Equal(t, 134, r.fhir.Count("Subscription"))
 
 	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(-time.Hour))
@@ -233,18 +219,12 @@ func TestRemoveClosedSubscriptions(t *testing.T) {
 // With notify_emr.criteria set, the Subscriptions made with it and those
 // made with the default criteria before it was set are both the bridge's.
 func TestRemoveClosedSubscriptionsWithOwnCriteria(t *testing.T) {
-	const endpoint = "https://emr.example.org/referral-events"
 	r := notifyRig(t, func(c *tocht.Config) { c.NotifyEMR.Criteria = "Task?_id={id}" })
-	ctx := context.Background()
-	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
-	require.NoError(t, err)
-	for id, criteria := range map[string]string{"before": "", "after": "Task?_id={id}"} {
-		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": "completed", "intent": "order"}, nil))
-		_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint, Criteria: criteria})
-		require.NoError(t, err)
-	}
+	e := newEMR(t, r.fhir)
+	e.subscribedTask("before", "completed", "")
+	e.subscribedTask("after", "completed", "Task?_id={id}")
 	require.Equal(t, 2, r.fhir.Count("Subscription"))
-	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	n, err := r.bridge.RemoveClosedSubscriptions(context.Background(), time.Now().Add(time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 	assert.Zero(t, r.fhir.Count("Subscription"))
@@ -259,7 +239,6 @@ func TestRemoveClosedSubscriptionsWithOwnCriteria(t *testing.T) {
 // by _offset instead. A server that ignores _offset and gives no link
 // stops the sweep with an error rather than a partial one.
 func TestRemoveClosedSubscriptionsPaging(t *testing.T) {
-	const endpoint = "https://emr.example.org/referral-events"
 	tests := []struct {
 		name string
 		// answer rewrites the query sent to fhirtest and its answer's
@@ -332,24 +311,16 @@ func TestRemoveClosedSubscriptionsPaging(t *testing.T) {
 			}))
 			t.Cleanup(proxy.Close)
 
-			ctx := context.Background()
-			c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, HTTPClient: fhirSrv.Client()})
-			require.NoError(t, err)
-			closed := []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
-			for i := range 131 { // more than a page (100) of Subscriptions; the last Task open
-				id, status := fmt.Sprintf("t%03d", i), "in-progress"
-				if i < 130 {
-					status = closed[i%len(closed)]
-				}
-				require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
-				_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
-				require.NoError(t, err)
+			e := newEMR(t, fhirSrv)
+			for i := range 130 { // more than a page (100) of Subscriptions
+				e.subscribedTask(fmt.Sprintf("t%03d", i), closedStatuses[i%len(closedStatuses)], "")
 			}
+			e.subscribedTask("t130", "in-progress", "")
 			b := rebuild(t, newRig(t), func(c *tocht.Config) {
 				c.FHIRURL = proxy.URL + target.Path
-				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: endpoint}
+				c.NotifyEMR = &fhir.TaskSubscription{Endpoint: emrEndpoint}
 			}).bridge
-			n, err := b.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+			n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now().Add(time.Minute))
 			if tt.want != "" {
 				require.ErrorContains(t, err, tt.want)
 				assert.Zero(t, n)
@@ -391,7 +362,7 @@ func TestRemoveClosedSubscriptionsNeedsABundle(t *testing.T) {
 	t.Cleanup(srv.Close)
 	b := rebuild(t, newRig(t), func(c *tocht.Config) {
 		c.FHIRURL = srv.URL
-		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: "https://emr.example.org/referral-events"}
+		c.NotifyEMR = &fhir.TaskSubscription{Endpoint: emrEndpoint}
 	}).bridge
 	n, err := b.RemoveClosedSubscriptions(context.Background(), time.Now())
 	require.ErrorContains(t, err, "answered no Bundle")
@@ -402,21 +373,16 @@ func TestRemoveClosedSubscriptionsNeedsABundle(t *testing.T) {
 // Subscriptions: the sweep goes on and returns the failure with the
 // number it removed.
 func TestRemoveClosedSubscriptionsGoesOnAfterATaskFails(t *testing.T) {
-	const endpoint = "https://emr.example.org/referral-events"
 	r := notifyRig(t, func(c *tocht.Config) {
 		hc := *c.HTTPClient
 		hc.Transport = failRead{next: hc.Transport, path: "/Task/a-broken"}
 		c.HTTPClient = &hc
 	})
-	ctx := context.Background()
-	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: r.fhir.URL, HTTPClient: r.fhir.Client()})
-	require.NoError(t, err)
+	e := newEMR(t, r.fhir)
 	for _, id := range []string{"a-broken", "b-fine", "c-fine"} {
-		require.NoError(t, c.Update(ctx, "Task", id, map[string]any{"resourceType": "Task", "id": id, "status": "completed", "intent": "order"}, nil))
-		_, _, err := c.SubscribeTask(ctx, id, fhir.TaskSubscription{Endpoint: endpoint})
-		require.NoError(t, err)
+		e.subscribedTask(id, "completed", "")
 	}
-	n, err := r.bridge.RemoveClosedSubscriptions(ctx, time.Now().Add(time.Minute))
+	n, err := r.bridge.RemoveClosedSubscriptions(context.Background(), time.Now().Add(time.Minute))
 	require.ErrorContains(t, err, "a-broken")
 	assert.Equal(t, 2, n)
 	assert.Equal(t, 1, r.fhir.Count("Subscription"))
@@ -446,4 +412,44 @@ func (f failRead) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: http.StatusInternalServerError, Status: "500 Internal Server Error", Request: r,
 		Header: http.Header{"Content-Type": {"application/fhir+json"}},
 		Body:   io.NopCloser(strings.NewReader(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`))}, nil
+}
+
+// emrEndpoint is the EMR's notification URL of notifyRig's bridge.
+const emrEndpoint = "https://emr.example.org/referral-events"
+
+// closedStatuses are the statuses that close a Task.
+var closedStatuses = []string{"completed", "failed", "rejected", "cancelled", "entered-in-error"}
+
+// emr writes Tasks to a FHIR server, as an EMR does, and their
+// Subscriptions, as fhir-to-cht does.
+type emr struct {
+	t *testing.T
+	c *fhir.Client
+}
+
+func newEMR(t *testing.T, srv *fhirtest.Server) emr {
+	t.Helper()
+	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: srv.URL, HTTPClient: srv.Client()})
+	require.NoError(t, err)
+	return emr{t, c}
+}
+
+// subscribedTask writes the Task id with status ("" writes none) and its
+// Subscription to emrEndpoint with criteria ("" is the default), and
+// returns the Subscription's id.
+func (e emr) subscribedTask(id, status, criteria string) string {
+	e.t.Helper()
+	if status != "" {
+		require.NoError(e.t, e.c.Update(context.Background(), "Task", id,
+			map[string]any{"resourceType": "Task", "id": id, "status": status, "intent": "order"}, nil))
+	}
+	return e.subscribe(id, fhir.TaskSubscription{Endpoint: emrEndpoint, Criteria: criteria})
+}
+
+// subscribe makes the Subscription s of the Task id and returns its id.
+func (e emr) subscribe(id string, s fhir.TaskSubscription) string {
+	e.t.Helper()
+	sub, _, err := e.c.SubscribeTask(context.Background(), id, s)
+	require.NoError(e.t, err)
+	return sub
 }
