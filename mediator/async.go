@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // transactionUpdater is what the async helper needs from [openhim.Client].
@@ -36,10 +38,12 @@ type asyncRunner struct {
 	backoff time.Duration // first retry delay of a failed update
 	grace   time.Duration // how long shutdown waits for the final updates after cancelling
 	updates func(result string)
-	// pending is the status of the 202 answer: Pending Async on core 8
-	// (core 8.3+ gives asynchronous channels that status itself, and a
-	// mediator status replaces core's), Processing before.
-	pending Status
+	// pending returns the status of the 202 answer: Pending Async on core
+	// 8.3 and later (which give an isAsynchronousProcess channel's
+	// transaction that status themselves, and a mediator status replaces
+	// core's), Processing on earlier cores, which do not know Pending
+	// Async, and while the release is unknown.
+	pending func() Status
 
 	ctx    context.Context // cancelled when shutdown gives up waiting
 	cancel context.CancelFunc
@@ -52,13 +56,15 @@ type asyncRunner struct {
 func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)) *asyncRunner {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &asyncRunner{updater: u, log: log, backoff: time.Second, grace: asyncShutdownGrace,
-		updates: updates, ctx: ctx, cancel: cancel, pending: StatusProcessing}
+		updates: updates, ctx: ctx, cancel: cancel, pending: func() Status { return StatusProcessing }}
 }
 
 // Async answers the request now, with HTTP 202 and status Pending Async
-// (Processing when [openhim.Config.CoreVersion] is below 8: core 8.3 and
-// later give an isAsynchronousProcess channel's transaction that status
-// until the update, and the mediator's status would replace it), and
+// on core 8.3 and later, which give an isAsynchronousProcess channel's
+// transaction that status until the update (the mediator's status would
+// replace it), and Processing on earlier cores, which do not know Pending
+// Async (the release is read from core's GET /about after registering;
+// until then, and when core does not tell it, Processing), and
 // runs fn in the background. When fn returns, the transaction is updated
 // through core's API (PUT /transactions/:id) with the final status,
 // response, orchestrations, properties and error. Core replaces the stored
@@ -100,9 +106,10 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 		prior = r.rec.snapshot(false)
 	}
 	go a.run(cfg, id, prior, fn)
-	body, _ := json.Marshal(map[string]string{"status": string(a.pending), "transactionId": id})
+	pending := a.pending()
+	body, _ := json.Marshal(map[string]string{"status": string(pending), "transactionId": id})
 	return &Result{
-		Status:     a.pending,
+		Status:     pending,
 		StatusCode: http.StatusAccepted,
 		Header:     http.Header{"Content-Type": {"application/json"}},
 		Body:       body,
@@ -282,4 +289,16 @@ func (a *asyncRunner) shutdown(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
+}
+
+// pendingStatus is the status of an async 202 answer on core release
+// rel: Pending Async from 8.3.0 (src/model/transactions.js has no such
+// status before), else Processing.
+func pendingStatus(rel string) Status {
+	v, ok := semver.Parse(rel)
+	min, _ := semver.Parse("8.3.0")
+	if ok && semver.Compare(v, min) >= 0 {
+		return StatusPendingAsync
+	}
+	return StatusProcessing
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -245,22 +244,26 @@ func TestAsyncShutdownWaitsForFinalUpdate(t *testing.T) {
 	assert.Equal(t, "Failed", f.updates[0]["status"])
 }
 
-// TestAsyncPendingOnCore8: core 8.3+ gives an isAsynchronousProcess
-// channel's transaction the status "Pending Async" (src/middleware/
-// messageStore.js, initiateRequest and setFinalStatus) and a mediator's
-// status replaces core's, so on core 8 the 202 answer says Pending Async
-// rather than Processing.
-func TestAsyncPendingOnCore8(t *testing.T) {
+// TestPendingStatus: the 202 answer of async work says Pending Async from
+// core 8.3.0, the first release whose transactions may have that status
+// (src/model/transactions.js, transactionStatus.PENDING_ASYNC) and which
+// gives it to an isAsynchronousProcess channel itself (src/middleware/
+// messageStore.js, initiateRequest and setFinalStatus; a mediator's status
+// replaces core's). Earlier cores store no such status; an unknown
+// release gets Processing, which every core knows.
+func TestPendingStatus(t *testing.T) {
 	for _, tt := range []struct {
-		core int
-		want Status
-	}{{4, StatusProcessing}, {7, StatusProcessing}, {8, StatusPendingAsync}, {0, StatusPendingAsync}} {
-		m, err := New(Config{Auth: InboundAuth{Open: true}, Definition: testDefinition("urn:a"), Handler: okHandler(), OpenHIM: openhim.Config{CoreVersion: tt.core}})
-		require.NoError(t, err)
-		assert.Equal(t, tt.want, m.async.pending, "core %d", tt.core)
+		release string
+		want    Status
+	}{
+		{"4.0.5", StatusProcessing}, {"7.1.0", StatusProcessing}, {"8.0.0", StatusProcessing}, {"8.2.0", StatusProcessing},
+		{"8.3.0", StatusPendingAsync}, {"8.5.0", StatusPendingAsync}, {"9.0.0", StatusPendingAsync},
+		{"", StatusProcessing}, {"unknown", StatusProcessing},
+	} {
+		assert.Equal(t, tt.want, pendingStatus(tt.release), "release %q", tt.release)
 	}
 	a := newAsyncRunner(nil, slog.New(slog.DiscardHandler), nil)
-	a.pending = StatusPendingAsync
+	a.pending = func() Status { return StatusPendingAsync }
 	cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{}.compile(), log: slog.New(slog.DiscardHandler), async: a}
 	r := httptest.NewRequest(http.MethodPost, "/x", nil)
 	r.Header.Set(HeaderTransactionID, "tx-8")

@@ -275,9 +275,7 @@ func New(cfg Config) (*Mediator, error) {
 		updater = m.client
 	}
 	m.async = newAsyncRunner(updater, m.log, func(result string) { m.metrics.asyncUpdates.WithLabelValues(result).Inc() })
-	if m.client.CoreVersion() >= 8 {
-		m.async.pending = StatusPendingAsync
-	}
+	m.async.pending = func() Status { return pendingStatus(m.lifecycle.CoreRelease()) }
 	cc := cfg.Capture.compile()
 	cc.observe = m.metrics.observeOrchestration
 	m.hc = &handlerConfig{urn: cfg.Definition.URN, capture: cc, log: m.log, async: m.async, errorBody: cfg.ErrorBody}

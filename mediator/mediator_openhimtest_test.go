@@ -2,12 +2,13 @@ package mediator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,17 +23,28 @@ import (
 // TestMediatorThroughFakeCore runs a mediator against openhimtest's fake
 // core for each core version: readiness follows registration, routed
 // requests are stored as core would store them, async work updates the
-// transaction.
+// transaction. The async 202 answer says Pending Async only to a core
+// that knows it: 8.3.0 and later (src/model/transactions.js,
+// transactionStatus), whose release the mediator reads from GET /about
+// (src/api/about.js, getAboutInformation).
 func TestMediatorThroughFakeCore(t *testing.T) {
-	for _, version := range []openhimtest.Version{openhimtest.Version4, openhimtest.Version8} {
-		t.Run(strings.ReplaceAll(t.Name(), "/", "-")+"-v"+string(rune('0'+version)), func(t *testing.T) {
-			testThroughFakeCore(t, version)
+	for _, tt := range []struct {
+		version openhimtest.Version
+		release string
+		pending mediator.Status
+	}{
+		{openhimtest.Version4, "", mediator.StatusProcessing},
+		{openhimtest.Version8, "", mediator.StatusPendingAsync}, // 8.5.0
+		{openhimtest.Version8, "8.2.0", mediator.StatusProcessing},
+	} {
+		t.Run(fmt.Sprintf("v%d-%s", tt.version, tt.release), func(t *testing.T) {
+			testThroughFakeCore(t, tt.version, tt.release, tt.pending)
 		})
 	}
 }
 
-func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
-	core := openhimtest.NewServer(openhimtest.Config{Version: version})
+func testThroughFakeCore(t *testing.T, version openhimtest.Version, release string, pending mediator.Status) {
+	core := openhimtest.NewServer(openhimtest.Config{Version: version, Release: release})
 	t.Cleanup(core.Close)
 	core.SetDown(true) // not registered at first
 
@@ -106,10 +118,13 @@ func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
 	require.Eventually(t, func() bool { return len(core.Channels()) == 1 }, 5*time.Second, 20*time.Millisecond)
 	core.AddClient("fake-client", "fake-pw", "fake")
 
+	var lastBody []byte
 	routed := func(path string) int {
 		req, _ := http.NewRequest(http.MethodGet, core.RouterURL+path, nil)
 		req.SetBasicAuth("fake-client", "fake-pw")
 		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		lastBody, err = io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		resp.Body.Close()
 		return resp.StatusCode
@@ -145,6 +160,9 @@ func testThroughFakeCore(t *testing.T, version openhimtest.Version) {
 	assert.Equal(t, "fake failure", tx.Error.Message)
 
 	assert.Equal(t, 202, routed("/fake/async"))
+	var answer struct{ Status mediator.Status }
+	require.NoError(t, json.Unmarshal(lastBody, &answer), "%s", lastBody)
+	assert.Equal(t, pending, answer.Status, "the 202 answer's status")
 	// The update may reach core before core stored the 202 answer, which
 	// then overwrites it; the library checks and updates again.
 	require.Eventually(t, func() bool { return txFor("/fake/async").Status == "Successful" }, 15*time.Second, 20*time.Millisecond)

@@ -1,6 +1,7 @@
 package openhim
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -317,7 +318,18 @@ func (d *Definition) Validate(coreVersion int) error {
 	}
 	add(validateConfigDefs(d.ConfigDefs))
 	if d.Config != nil {
-		add(validateConfig(d.ConfigDefs, d.Config))
+		// Core checks the JSON it receives: a []string or a
+		// map[string]string is as good as a []any or a map[string]any.
+		var config map[string]any
+		b, err := json.Marshal(d.Config)
+		if err == nil {
+			err = json.Unmarshal(b, &config)
+		}
+		if err != nil {
+			add(invalidf("config", "cannot be sent as JSON: %v", err))
+		} else {
+			add(validateConfig(d.ConfigDefs, config))
+		}
 	}
 	return joinErrors(errs...)
 }
@@ -447,9 +459,6 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 	case ConfigMap:
 		m, ok := v.(map[string]any)
 		if !ok {
-			if _, ok := v.(map[string]string); ok {
-				return nil
-			}
 			return invalidf(field, "expected an object")
 		}
 		for _, k := range cfgSortedKeys(m) {
@@ -504,10 +513,22 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 		errs = append(errs, invalidf(field+".methods", "list the HTTP methods the channel accepts (e.g. [\"POST\"]): "+
 			"core %d.x (from 7.0.1) routes no request to a channel without methods and answers 404", r.version))
 	}
+	// core's validateMethod (src/api/channels.js, v4.0.5 to v8.5.0), run
+	// by addChannel on the body and by updateChannel on the stored
+	// channel: methods only on an http channel, none repeated. POST
+	// /mediators/:urn/channels skips it, as isMaxBodyDaysValid below.
+	if len(ch.Methods) > 0 && ch.Type != "" && !strings.Contains(strings.ToLower(ch.Type), "http") {
+		errs = append(errs, invalidf(field+".methods", "core refuses methods on a %s channel: they apply to http channels only", ch.Type))
+	}
+	seen := make(map[string]bool, len(ch.Methods))
 	for i, m := range ch.Methods {
-		if !validMethods[m] {
+		switch {
+		case !validMethods[m]:
 			errs = append(errs, invalidf(fmt.Sprintf("%s.methods[%d]", field, i), "unknown method %q", m))
+		case seen[m]:
+			errs = append(errs, invalidf(fmt.Sprintf("%s.methods[%d]", field, i), "method %q is repeated (core refuses repeated methods)", m))
 		}
+		seen[m] = true
 	}
 	if ch.AuthType != "" && ch.AuthType != "private" && ch.AuthType != "public" {
 		errs = append(errs, invalidf(field+".authType", "want private or public, got %q", ch.AuthType))
@@ -580,6 +601,10 @@ func (r coreRules) validateChannel(field string, ch Channel) error {
 // objectIDRE is a MongoDB ObjectId as core casts it from a string.
 var objectIDRE = regexp.MustCompile(`^[0-9a-fA-F]{24}$`)
 
+// pathTransformRE is core's isPathValid test of a pathTransform,
+// unanchored as core's.
+var pathTransformRE = regexp.MustCompile(`s/.*/.*`)
+
 var statusCodesCheckRE = regexp.MustCompile(`^[1-5][0-9*]{2}(,[1-5][0-9*]{2})*$`)
 
 func (r coreRules) validateRoute(field string, rt Route) error {
@@ -601,6 +626,14 @@ func (r coreRules) validateRoute(field string, rt Route) error {
 		if rt.Port == 0 {
 			errs = append(errs, invalidf(field+".port", "port is required by core %d", r.version))
 		}
+	}
+	// core's isPathValid (src/api/channels.js, v4.0.5 to v8.5.0), run by
+	// addChannel and updateChannel: not both path and pathTransform, and
+	// a pathTransform of the form s/from/to (its test is unanchored).
+	if rt.Path != "" && rt.PathTransform != "" {
+		errs = append(errs, invalidf(field+".pathTransform", "a route has path or pathTransform, not both"))
+	} else if rt.PathTransform != "" && !pathTransformRE.MatchString(rt.PathTransform) {
+		errs = append(errs, invalidf(field+".pathTransform", "want the form s/from/to[/g], got %q", rt.PathTransform))
 	}
 	if rt.Cert != "" && !objectIDRE.MatchString(rt.Cert) {
 		errs = append(errs, invalidf(field+".cert", "want the ObjectId (24 hex digits) of a certificate in core's keystore"))

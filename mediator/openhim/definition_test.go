@@ -92,12 +92,15 @@ func TestDefinitionValidate(t *testing.T) {
 		{name: "channel enums", def: v7, mutate: func(d *Definition) {
 			c := &d.DefaultChannelConfig[0]
 			c.Type, c.AuthType, c.Status, c.Methods = "ftp", "secret", "gone", []string{"GET", "FETCH"}
-		}, want: []string{"defaultChannelConfig[0].authType", "defaultChannelConfig[0].methods[1]",
+		}, want: []string{"defaultChannelConfig[0].authType", "defaultChannelConfig[0].methods", "defaultChannelConfig[0].methods[1]",
 			"defaultChannelConfig[0].status", "defaultChannelConfig[0].type"}},
-		{name: "polling channel needs schedule", def: v7, mutate: func(d *Definition) { d.DefaultChannelConfig[0].Type = "polling" },
+		{name: "polling channel needs schedule", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Type, d.DefaultChannelConfig[0].Methods = "polling", nil
+		},
 			want: []string{"defaultChannelConfig[0].pollingSchedule"}},
 		{name: "polling channel with schedule", def: v7, mutate: func(d *Definition) {
-			d.DefaultChannelConfig[0].Type, d.DefaultChannelConfig[0].PollingSchedule = "polling", "1 minute"
+			c := &d.DefaultChannelConfig[0]
+			c.Type, c.PollingSchedule, c.Methods = "polling", "1 minute", nil
 		}},
 		{name: "channel ranges", def: v7, mutate: func(d *Definition) {
 			c := &d.DefaultChannelConfig[0]
@@ -120,6 +123,23 @@ func TestDefinitionValidate(t *testing.T) {
 		{name: "maxBodyAgeDays 36499 with responseBody", def: v7, mutate: func(d *Definition) {
 			yes := true
 			d.DefaultChannelConfig[0].MaxBodyAgeDays, d.DefaultChannelConfig[0].ResponseBody = 36499, &yes
+		}},
+		// core's validateMethod and isPathValid (src/api/channels.js, v4.0.5
+		// to v8.5.0), which updateChannel runs on every PUT of a channel.
+		{name: "repeated method", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Methods = []string{"POST", "GET", "POST"}
+		}, want: []string{"defaultChannelConfig[0].methods[2]"}},
+		{name: "methods on a tcp channel", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Type, d.DefaultChannelConfig[0].Methods = "tcp", []string{"POST"}
+		}, want: []string{"defaultChannelConfig[0].methods"}},
+		{name: "route with path and pathTransform", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Routes[0].Path, d.DefaultChannelConfig[0].Routes[0].PathTransform = "/a", "s/b/c"
+		}, want: []string{"defaultChannelConfig[0].routes[0].pathTransform"}},
+		{name: "route with a bad pathTransform", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Routes[0].PathTransform = "/b/c"
+		}, want: []string{"defaultChannelConfig[0].routes[0].pathTransform"}},
+		{name: "route with a pathTransform", def: v7, mutate: func(d *Definition) {
+			d.DefaultChannelConfig[0].Routes[0].PathTransform = "s/fhir/R4/g"
 		}},
 		{name: "two primary routes", def: v7, mutate: func(d *Definition) {
 			c := &d.DefaultChannelConfig[0]
@@ -172,6 +192,19 @@ func TestDefinitionValidate(t *testing.T) {
 			d.Config["targets"] = map[string]any{"url": "x"}
 			d.Config["enabled"] = "yes"
 		}, want: []string{"config.apiKey", "config.enabled", "config.headers.X-A", "config.mode", "config.retries", "config.targets", "config.upstreamUrl"}},
+		// Core checks the JSON it is sent (src/api/mediators.js,
+		// validateConfig): Go types that encode to the same JSON pass.
+		{name: "config values of Go types", def: v7, mutate: func(d *Definition) {
+			d.Config["retries"] = 3
+			d.Config["headers"] = map[string]string{"X-A": "1"}
+			d.Config["targets"] = []map[string]any{{"url": "http://a", "weight": 1}}
+		}},
+		{name: "config values of Go types, wrong", def: v7, mutate: func(d *Definition) {
+			d.Config["headers"] = map[string]int{"X-A": 1}
+			d.Config["targets"] = []string{"http://a"}
+		}, want: []string{"config.headers.X-A", "config.targets[0]"}},
+		{name: "config value that is not JSON", def: v7, mutate: func(d *Definition) { d.Config["retries"] = func() {} },
+			want: []string{"config"}},
 		{name: "struct array element with unknown key", def: v7, mutate: func(d *Definition) {
 			d.Config["targets"] = []any{map[string]any{"url": "x"}, map[string]any{"nope": 1.0}}
 		}, want: []string{"config.targets[1].nope"}},

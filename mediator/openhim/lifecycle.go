@@ -90,6 +90,7 @@ type Lifecycle struct {
 	running      atomic.Bool
 	registered   atomic.Bool
 	problem      atomic.Pointer[string] // why the mediator is not registered, for /readyz
+	release      atomic.Pointer[string] // core's release (GET /about), once read
 
 	mu         sync.Mutex // guards config, haveConfig, cfgVersion, drift
 	config     map[string]any
@@ -259,6 +260,14 @@ func (l *Lifecycle) register(ctx context.Context) error {
 		l.problem.Store(&problem)
 		if err := sleepOrDone(ctx, wait); err != nil {
 			return err
+		}
+	}
+	// Before registered: a ready mediator knows core's release.
+	if l.release.Load() == nil {
+		if rel, err := l.c.CoreRelease(ctx); err != nil {
+			l.log.InfoContext(ctx, "could not read openhim core's release (GET /about); async answers say Processing", "error", err)
+		} else {
+			l.release.Store(&rel)
 		}
 	}
 	l.problem.Store(nil)
@@ -431,6 +440,15 @@ func (l *Lifecycle) applyConfig(cfg map[string]any, requested bool) {
 // Registered reports whether core has accepted the registration (and has
 // not since answered a heartbeat with 404).
 func (l *Lifecycle) Registered() bool { return l.registered.Load() }
+
+// CoreRelease returns the release of core ("8.5.0") read after the first
+// registration, or "" before it or when core did not tell it.
+func (l *Lifecycle) CoreRelease() string {
+	if rel := l.release.Load(); rel != nil {
+		return *rel
+	}
+	return ""
+}
 
 // Config returns a copy of the latest config received from core, or nil
 // before the first heartbeat answered.

@@ -31,3 +31,16 @@ func TestMetadataFor(t *testing.T) {
 	assert.Equal(t, []any{"urn:a", "urn:b"}, urns)
 	assert.Equal(t, []any{"A1", "A2", "B1"}, channels, "every default channel, in order")
 }
+
+// TestMetadataForWithoutChannels: a mediator without default channels is
+// imported alone. Core imports every member of the document and answers
+// 500 to a null one (src/api/metadata.js, handleMetadataPost:
+// Array.from(insertObject[key])), which would fail the mediator's import.
+func TestMetadataForWithoutChannels(t *testing.T) {
+	data, err := json.Marshal(openhim.MetadataFor(openhim.Definition{URN: "urn:a", Version: "1.0.0", Name: "A"}))
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(data, &doc))
+	assert.NotContains(t, doc, "Channels", "%s", data)
+	assert.IsType(t, []any{}, doc["Mediators"], "%s", data)
+}

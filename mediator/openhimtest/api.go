@@ -212,6 +212,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	m := r.Method
 	switch {
+	case seg[0] == "about" && len(seg) == 1 && m == http.MethodGet:
+		// src/api/about.js, getAboutInformation (any authenticated user).
+		writeJSON(w, http.StatusOK, map[string]string{"currentCoreVersion": s.cfg.Release, "serverTimezone": "UTC"})
 	case seg[0] == "mediators":
 		s.routeMediators(w, r, u, seg)
 	case seg[0] == "channels" && len(seg) == 1 && m == http.MethodGet:

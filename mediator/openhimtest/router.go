@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // writeRawBody answers a request the router refuses (401, 404) as core
@@ -382,9 +384,10 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 	defer cancel()
 
 	var reqBody io.Reader
-	// 4.0.5 writes the body for POST and PUT only; later cores also PATCH.
+	// router.js sendHttpRequest writes the body for POST and PUT only up
+	// to 8.4.0; 8.4.2 and later (the Version8 profile) also for PATCH.
 	sendBody := r.Method == http.MethodPost || r.Method == http.MethodPut ||
-		(s.cfg.Version >= Version7 && r.Method == http.MethodPatch)
+		(s.cfg.Version >= Version8 && r.Method == http.MethodPatch)
 	if sendBody {
 		reqBody = bytes.NewReader(body)
 	}
@@ -400,7 +403,10 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 		out.Header[k] = slices.Clone(vs)
 	}
 	out.Header.Set(transactionIDHeader, txID)
-	if route.Username != "" || route.Password != "" {
+	// router.js sets options.auth only when the route has both a username
+	// and a password, and node's http client sends it only when the
+	// request has no authorization header: a forwarded one wins.
+	if route.Username != "" && route.Password != "" && out.Header.Get("Authorization") == "" {
 		out.SetBasicAuth(route.Username, route.Password)
 	}
 	// core's buildOrchestration: options.path already carries the query
@@ -473,7 +479,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 			clientBody: []byte("Not Found"), storedBody: "Not Found"}
 	} else {
 		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID, r.Header.Get("Accept"))
-		if s.cfg.Version >= Version8 && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
+		if s.asyncChannels() && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
 			res.pendingAsync = true
 			res.clientStatus = http.StatusAccepted
 		}
@@ -1394,4 +1400,13 @@ func portOf(hostport string) string {
 		return ""
 	}
 	return p
+}
+
+// asyncChannels reports whether the core routes isAsynchronousProcess
+// channels: from 8.3.0 (src/model/channels.js and src/middleware/router.js
+// have no such field before).
+func (s *Server) asyncChannels() bool {
+	v, ok := semver.Parse(s.cfg.Release)
+	min, _ := semver.Parse("8.3.0")
+	return s.cfg.Version >= Version8 && ok && semver.Compare(v, min) >= 0
 }

@@ -258,6 +258,7 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 		{"route path", Version4, func(c *openhim.Channel) { c.Routes[0].Path = "/fixed" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /fixed", "/fixed", "Successful", ""},
 		{"pathTransform", Version4, func(c *openhim.Channel) { c.Routes[0].PathTransform = "s/api/v2/g" }, "GET", "/api/a", "client-1", "pw", "", 202, "plain /v2/a", "/v2/a", "Successful", ""},
 		{"v4 PATCH body not sent", Version4, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", ""},
+		{"v7 PATCH body not sent", Version7, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", ""},
 		{"v8 PATCH body sent", Version8, nil, "PATCH", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
 		{"PUT body sent", Version4, nil, "PUT", "/api/a", "client-1", "pw", "data", 202, "plain /api/a", "/api/a", "Successful", "data"},
 		{"disabled channel", Version4, func(c *openhim.Channel) { c.Status = "disabled" }, "GET", "/api/a", "client-1", "pw", "", 401, "", "", "", ""},
@@ -291,6 +292,50 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 			}
 			if tt.wantStatus == 202 && (resp.Header.Get("X-Upstream") != "1" || resp.Header.Get(transactionIDHeader) != txs[0].ID) {
 				t.Fatalf("plain response headers not passed through: %v", resp.Header)
+			}
+		})
+	}
+}
+
+// TestRouterRouteCredentials: the Authorization header a mediator gets.
+// router.js (constructOptionsObject, 4.0.5 to 8.5.0) drops the client's
+// header unless the route forwards it, and sets options.auth only when
+// the route has both a username and a password; node's http client sends
+// options.auth only when the request carries no Authorization header, so
+// a forwarded header wins.
+func TestRouterRouteCredentials(t *testing.T) {
+	tests := []struct {
+		name       string
+		user, pass string
+		forward    bool
+		want       string // user:password the mediator got; "" for none
+	}{
+		{"route credentials", "med", "secret", false, "med:secret"},
+		{"forwarded header wins", "med", "secret", true, "client-1:pw"},
+		{"forwarded header", "", "", true, "client-1:pw"},
+		{"username alone", "med", "", false, ""},
+		{"password alone", "", "secret", false, ""},
+		{"nothing", "", "", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, Version8, envelope(nil), func(c *openhim.Channel) {
+				c.Routes[0].Username, c.Routes[0].Password, c.Routes[0].ForwardAuthHeader = tt.user, tt.pass, tt.forward
+			})
+			if resp, body := f.call(t, http.MethodGet, "/api/a", "client-1", "pw", ""); resp.StatusCode != http.StatusOK {
+				t.Fatalf("client got %d %q", resp.StatusCode, body)
+			}
+			f.mu.Lock()
+			seen := f.lastReq
+			f.mu.Unlock()
+			var got string
+			if u, p, ok := seen.BasicAuth(); ok {
+				got = u + ":" + p
+			} else if h := seen.Header.Get("Authorization"); h != "" {
+				t.Fatalf("Authorization %q is not basic", h)
+			}
+			if got != tt.want {
+				t.Errorf("mediator got credentials %q, want %q", got, tt.want)
 			}
 		})
 	}

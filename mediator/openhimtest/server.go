@@ -76,6 +76,11 @@ type Config struct {
 	RouteTLS *tls.Config
 	// Logger receives request logs; nil discards them.
 	Logger *slog.Logger
+	// Release is the core release GET /about answers (currentCoreVersion);
+	// "" means the profile's: "4.0.5", "7.1.0" or "8.5.0". In the Version8
+	// profile, a release before 8.3.0 also routes as those releases did:
+	// no "Pending Async" for an isAsynchronousProcess channel.
+	Release string
 	// MaxTransactions bounds how many transactions the server keeps (the
 	// most recent ones; core keeps all of them in MongoDB); 0 keeps all.
 	// Long load runs set it so that the fake's memory stays flat.
@@ -149,6 +154,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.AuthWindow == 0 {
 		cfg.AuthWindow = 10 * time.Second
+	}
+	if cfg.Release == "" {
+		cfg.Release = map[Version]string{Version4: "4.0.5", Version7: "7.1.0", Version8: "8.5.0"}[cfg.Version]
 	}
 	cfg.BasePath = strings.TrimRight(cfg.BasePath, "/")
 	if cfg.BasePath != "" && !strings.HasPrefix(cfg.BasePath, "/") {
