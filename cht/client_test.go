@@ -338,15 +338,19 @@ func TestContactsByShortcode(t *testing.T) {
 		user     string // "" = admin
 		fault    *chttest.Fault
 		ids      []string
-		status   int // of the *APIError, 0 = none
+		status   int    // of the *APIError, 0 = none
+		member   string // path of the member error returned with the contacts
 		requests int
 	}{
-		{"two contacts, in id order", "12345", "", nil, []string{"sc-a", "sc-b"}, 0, 1},
-		{"a place", "777", "", nil, []string{"sc-place"}, 0, 1},
-		{"JSON in the key is escaped", `7"7`, "", nil, []string{"sc-quote"}, 0, 1},
-		{"none", "00000", "", nil, nil, 0, 1},
-		{"a 503 is retried", "777", "", &chttest.Fault{Path: path, Status: 503, Count: 1}, []string{"sc-place"}, 0, 2},
-		{"offline user", "12345", "offline", nil, nil, 403, 1},
+		{"two contacts, in id order", "12345", "", nil, []string{"sc-a", "sc-b"}, 0, "", 1},
+		{"a place", "777", "", nil, []string{"sc-place"}, 0, "", 1},
+		{"JSON in the key is escaped", `7"7`, "", nil, []string{"sc-quote"}, 0, "", 1},
+		{"none", "00000", "", nil, nil, 0, "", 1},
+		{"a 503 is retried", "777", "", &chttest.Fault{Path: path, Status: 503, Count: 1}, []string{"sc-place"}, 0, "", 2},
+		{"offline user", "12345", "offline", nil, nil, 403, "", 1},
+		// CHT stores a phone sent as a number (shared-libs/contacts
+		// src/people.js validatePerson checks only the name).
+		{"a member of another type", "555", "", nil, []string{"sc-num-phone"}, 0, "phone", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,6 +366,7 @@ func TestContactsByShortcode(t *testing.T) {
 				map[string]any{"_id": "sc-place", "type": "clinic", "name": "P", "place_id": "777"},
 				map[string]any{"_id": "sc-quote", "type": "person", "patient_id": `7"7`},
 				map[string]any{"_id": "sc-report", "type": "data_record", "patient_id": "12345"},
+				map[string]any{"_id": "sc-num-phone", "type": "person", "name": "N", "patient_id": "555", "phone": 254712345678},
 			); err != nil {
 				t.Fatal(err)
 			}
@@ -374,6 +379,11 @@ func TestContactsByShortcode(t *testing.T) {
 			case tt.status != 0:
 				if !errors.As(err, &apiErr) || apiErr.StatusCode != tt.status {
 					t.Fatalf("err = %v, want an *APIError %d", err, tt.status)
+				}
+			case tt.member != "":
+				var de *cht.DecodeError
+				if !errors.As(err, &de) || !de.Member || de.Path != tt.member {
+					t.Fatalf("err = %v, want the member error of %s", err, tt.member)
 				}
 			case err != nil:
 				t.Fatal(err)

@@ -67,7 +67,9 @@ func (s *ContactsService) ByPhone(ctx context.Context, phone string) ([]*Contact
 // the stored documents, not hydrated. CHT's transitions generate unique
 // shortcodes but nothing stops a user from typing one twice, so check
 // how many came back before taking the first. No match returns
-// (nil, nil).
+// (nil, nil). When members of contacts cannot be decoded (see
+// [DecodeError]; CHT stores what it is sent, a phone as a number too),
+// every contact is still returned, with their member errors joined.
 func (s *ContactsService) ByShortcode(ctx context.Context, code string) ([]*Contact, error) {
 	if code == "" {
 		return nil, fmt.Errorf("cht: contacts by shortcode: empty shortcode")
@@ -78,7 +80,7 @@ func (s *ContactsService) ByShortcode(ctx context.Context, code string) ([]*Cont
 	}
 	var res struct {
 		Rows []struct {
-			Doc *Contact `json:"doc"`
+			Doc json.RawMessage `json:"doc"`
 		} `json:"rows"`
 	}
 	_, err = s.client.do(ctx, request{
@@ -89,10 +91,24 @@ func (s *ContactsService) ByShortcode(ctx context.Context, code string) ([]*Cont
 		return nil, fmt.Errorf("cht: contacts by shortcode %q: %w", code, err)
 	}
 	var out []*Contact
+	var members []error
 	for _, r := range res.Rows {
-		if r.Doc != nil {
-			out = append(out, r.Doc)
+		if len(r.Doc) == 0 || isNull(r.Doc) {
+			continue
 		}
+		c := new(Contact)
+		if err := c.UnmarshalJSON(r.Doc); err != nil {
+			// A document error is never joined with others: its first
+			// *DecodeError tells which kind err is.
+			if de := (*DecodeError)(nil); !errors.As(err, &de) || !de.Member {
+				return nil, fmt.Errorf("cht: contacts by shortcode %q: %w", code, err)
+			}
+			members = append(members, fmt.Errorf("contact %q: %w", c.ID, err))
+		}
+		out = append(out, c)
+	}
+	if len(members) > 0 {
+		return out, fmt.Errorf("cht: contacts by shortcode %q: %w", code, errors.Join(members...))
 	}
 	return out, nil
 }

@@ -31,10 +31,14 @@ const maxDepth = 64
 // and the offending value is kept verbatim (in Extra, or in Fields for form
 // data), so a caller may choose to go on without it. When several members
 // are wrong the error joins one *DecodeError per member (errors.Join);
-// errors.As finds the first.
+// errors.As finds the first. Such errors have Member set; an error that
+// fails the whole document has not, and is never joined with others.
 type DecodeError struct {
 	Path string // dotted JSON path; "" for the document root
 	Err  error  // what was wrong
+	// Member is true when only this member's value is wrong: the rest of
+	// the document is decoded and the value kept verbatim.
+	Member bool
 }
 
 // Error implements error.
@@ -353,7 +357,7 @@ func (d *decoder) bad(kind memberKind, format string, args ...any) {
 	if d.nesting > 0 {
 		kind = d.nestKind
 	}
-	d.soft = append(d.soft, softErr{err: &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format, args...)}, kind: kind})
+	d.soft = append(d.soft, softErr{err: &DecodeError{Path: d.pathString(), Err: fmt.Errorf(format, args...), Member: true}, kind: kind})
 }
 
 // stop ends a fast decode at its first error.

@@ -191,26 +191,32 @@ func TestDecodeErrorsNamePath(t *testing.T) {
 	tests := []struct {
 		name, in, path string
 		report         bool
+		member         bool // only that member is wrong (DecodeError.Member)
 	}{
-		{"not an object", `[1,2]`, "", false},
-		{"id is object", `{"_id":{"x":1}}`, "_id", false},
-		{"deep parent id", `{"_id":"a","parent":{"_id":"p","parent":{"_id":["x"]}}}`, "parent.parent._id", false},
-		{"hydrated parent bad name", `{"_id":"a","parent":{"_id":"p","type":"clinic","name":{}}}`, "parent.name", false},
-		{"parent is number", `{"_id":"a","parent":5}`, "parent", false},
-		{"bad reported_date", `{"_id":"a","reported_date":"yesterday"}`, "reported_date", false},
-		{"primary contact parent", `{"_id":"a","contact":{"_id":"c","parent":true}}`, "contact.parent", false},
-		{"report fields array", `{"_id":"r","fields":[1]}`, "fields", true},
-		{"report contact number", `{"_id":"r","contact":12}`, "contact", true},
-		{"report patient deep", `{"_id":"r","patient":{"_id":"p","parent":{"_id":"q","parent":[]}}}`, "patient.parent.parent", true},
-		{"report error entry", `{"_id":"r","errors":[{"code":"x"},{"code":{}}]}`, "errors.1.code", true},
+		{"not an object", `[1,2]`, "", false, false},
+		{"id is object", `{"_id":{"x":1}}`, "_id", false, true},
+		{"deep parent id", `{"_id":"a","parent":{"_id":"p","parent":{"_id":["x"]}}}`, "parent.parent._id", false, true},
+		{"hydrated parent bad name", `{"_id":"a","parent":{"_id":"p","type":"clinic","name":{}}}`, "parent.name", false, true},
+		{"parent is number", `{"_id":"a","parent":5}`, "parent", false, true},
+		{"bad reported_date", `{"_id":"a","reported_date":"yesterday"}`, "reported_date", false, true},
+		{"primary contact parent", `{"_id":"a","contact":{"_id":"c","parent":true}}`, "contact.parent", false, true},
+		{"report fields array", `{"_id":"r","fields":[1]}`, "fields", true, true},
+		{"report contact number", `{"_id":"r","contact":12}`, "contact", true, true},
+		{"report patient deep", `{"_id":"r","patient":{"_id":"p","parent":{"_id":"q","parent":[]}}}`, "patient.parent.parent", true, true},
+		{"report error entry", `{"_id":"r","errors":[{"code":"x"},{"code":{}}]}`, "errors.1.code", true, true},
+		{"malformed", `{"_id":"a","parent":{"_id":`, "parent._id", false, false},
+		{"invalid UTF-8", "{\"_id\":\"a\",\"name\":\"\xff\"}", "name", false, false},
+		{"malformed after a bad member", `{"_id":5,"name":}`, "name", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var err error
+			// UnmarshalJSON: json.Unmarshal would refuse malformed
+			// JSON before it.
 			if tt.report {
-				err = json.Unmarshal([]byte(tt.in), new(Report))
+				err = new(Report).UnmarshalJSON([]byte(tt.in))
 			} else {
-				err = json.Unmarshal([]byte(tt.in), new(Contact))
+				err = new(Contact).UnmarshalJSON([]byte(tt.in))
 			}
 			var de *DecodeError
 			if !errors.As(err, &de) {
@@ -218,6 +224,12 @@ func TestDecodeErrorsNamePath(t *testing.T) {
 			}
 			if de.Path != tt.path {
 				t.Errorf("path = %q, want %q (err %v)", de.Path, tt.path, err)
+			}
+			if de.Member != tt.member {
+				t.Errorf("Member = %v, want %v (err %v)", de.Member, tt.member, err)
+			}
+			if j, ok := err.(interface{ Unwrap() []error }); ok && !tt.member {
+				t.Errorf("a document error is joined with %d others: %v", len(j.Unwrap())-1, err)
 			}
 		})
 	}

@@ -167,6 +167,11 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 		if err := checkText(ct.ID, f.key, f.v); err != nil {
 			return nil, err
 		}
+		if f.v == "" {
+			if p := undecoded(ct, f.key); p != "" {
+				return nil, &ConversionError{DocID: ct.ID, Field: f.key, Reason: p}
+			}
+		}
 	}
 	if err := checkLineage(ct.ID, ct.Parent); err != nil {
 		return nil, err
@@ -200,6 +205,14 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 	for _, t := range texts {
 		if v := *t.f(d); textProblem(v) != "" {
 			if err := drop(t.key, v, textProblem(v), func(d *cht.Contact) { *t.f(d) = "" }); err != nil {
+				return nil, err
+			}
+		} else if v == "" && len(ct.Extra) > 0 {
+			p := undecoded(ct, t.key)
+			if p == "" {
+				continue
+			}
+			if err := drop(t.key, nil, p, func(*cht.Contact) {}); err != nil {
 				return nil, err
 			}
 		}
@@ -237,6 +250,31 @@ func (c *Converter) cleanContact(x *refs, ct *cht.Contact) (*cht.Contact, error)
 		}
 	}
 	return d, nil
+}
+
+// undecoded says why the string member key of ct, kept verbatim in
+// ct.Extra because package cht could not decode it (a *cht.DecodeError
+// with Member set), is no usable value: "" when it was decoded or is
+// absent, null or "" (which cht keeps verbatim too). Its typed field is
+// empty: the conversion treats it as any unusable value.
+func undecoded(ct *cht.Contact, key string) string {
+	raw, ok := ct.Extra[key]
+	if !ok || len(raw) == 0 || string(raw) == `""` {
+		return ""
+	}
+	switch raw[0] {
+	case 'n':
+		return ""
+	case '"':
+		return "a string with a NUL character or a lone UTF-16 surrogate"
+	case '{':
+		return "an object, not a string"
+	case '[':
+		return "an array, not a string"
+	case 't', 'f':
+		return "a boolean, not a string"
+	}
+	return "a number, not a string"
 }
 
 // checkLineage returns a *ConversionError naming the member

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -416,6 +417,67 @@ func TestDeceasedFromMilliseconds(t *testing.T) {
 			}
 			if string(samply) != string(direct) {
 				t.Errorf("direct path\n%s\nsamply\n%s", direct, samply)
+			}
+		})
+	}
+}
+
+// TestUndecodedMembers: a string member package cht could not decode (a
+// *cht.DecodeError with Member set: a number, object, array or boolean, or
+// a string with a NUL or a lone surrogate) is kept verbatim in Extra with
+// its typed field empty. The conversion treats it as any unusable value:
+// an error naming it, or, in a lenient field, left out with a warning.
+// null and "" are no values at all, and members the conversion never
+// writes (notes) are not its concern.
+func TestUndecodedMembers(t *testing.T) {
+	tests := []struct {
+		name    string
+		doc     string
+		lenient []string
+		err     string // field of the *ConversionError
+		warn    string // field of the warning
+	}{
+		{"phone a number", `{"name":"Amina","phone":254712345678}`, nil, "phone", ""},
+		{"phone a number, lenient", `{"name":"Amina","phone":254712345678}`, []string{"phone"}, "", "phone"},
+		{"phone an object", `{"name":"Amina","phone":{"n":1}}`, nil, "phone", ""},
+		{"name with a NUL", `{"name":"A\u0000"}`, nil, "name", ""},
+		{"sex a boolean, lenient", `{"name":"Amina","sex":true}`, []string{"sex"}, "", "sex"},
+		{"external_id a lone surrogate", `{"name":"Amina","external_id":"\ud800"}`, nil, "external_id", ""},
+		{"patient_id a number, always strict", `{"name":"Amina","patient_id":40932}`, []string{"phone"}, "patient_id", ""},
+		{"phone null", `{"name":"Amina","phone":null}`, nil, "", ""},
+		{"phone empty", `{"name":"Amina","phone":""}`, nil, "", ""},
+		{"notes with a NUL", `{"name":"Amina","notes":"\u0000"}`, nil, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := DefaultMapping()
+			m.Contacts.Lenient = tt.lenient
+			c := testConverter(t, Config{Mapping: m})
+			var ct cht.Contact
+			doc := `{"_id":"p-1","type":"person",` + tt.doc[1:]
+			if err := ct.UnmarshalJSON([]byte(doc)); err != nil {
+				var de *cht.DecodeError
+				if !errors.As(err, &de) || !de.Member {
+					t.Fatalf("decode: %v, want member errors only", err)
+				}
+			}
+			tx, err := c.ContactBundle(&ct)
+			var ce *ConversionError
+			switch {
+			case tt.err != "":
+				if !errors.As(err, &ce) || ce.Field != tt.err {
+					t.Fatalf("err = %v, want a *ConversionError of field %q", err, tt.err)
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			}
+			var warned []string
+			for _, w := range tx.Warnings {
+				warned = append(warned, w.Field)
+			}
+			if want := []string{tt.warn}; tt.warn == "" && len(warned) != 0 || tt.warn != "" && !slices.Equal(warned, want) {
+				t.Errorf("warnings %v, want %q", warned, tt.warn)
 			}
 		})
 	}

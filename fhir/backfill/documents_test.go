@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -164,4 +165,55 @@ func TestUnreadableDocumentFailsAlone(t *testing.T) {
 	assert.Contains(t, sum.Failures[0].Reason, "nested too deeply")
 	assert.Equal(t, sum.Docs, sum.Converted+sum.Failed+sum.SkippedTotal())
 	assert.Equal(t, int64(len(chtSrv.Docs())), sum.Docs)
+}
+
+// TestMembersThatAreNotValid: a member that is not valid where the rest of
+// the document is (a *cht.DecodeError with Member set: here a phone CHT
+// stored as a number, which shared-libs/contacts/src/people.js
+// validatePerson lets through) is refused by the conversion as any
+// unusable value, naming it, or left out with a warning when its field is
+// lenient, as fhir/push does; a member the conversion never writes (a
+// NUL in notes) does not stop the document. A copy that cannot be decoded
+// at all still fails (TestUnreadableDocumentFailsAlone).
+func TestMembersThatAreNotValid(t *testing.T) {
+	for _, lenient := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lenient %v", lenient), func(t *testing.T) {
+			chtSrv := chttest.NewDemoServer()
+			t.Cleanup(chtSrv.Close)
+			parent := map[string]any{"_id": chttest.DemoHouseholdID}
+			require.NoError(t, chtSrv.PutDocs(
+				map[string]any{"_id": "num-phone", "type": "person", "name": "Numeric Phone", "phone": 254712345678, "parent": parent},
+				map[string]any{"_id": "nul-notes", "type": "person", "name": "Nul Notes", "notes": "x\u0000y", "parent": parent},
+			))
+			conv := demoConverter(t, chtSrv, func(c *fhir.Config) {
+				if lenient {
+					m := fhir.DefaultMapping()
+					m.Contacts.Lenient = []string{"phone"}
+					c.Mapping = m
+				}
+			})
+			sum, w, logs := runOn(t, chtSrv, conv, 2)
+			bundles := strings.Join(w.bundles, "")
+			assert.Contains(t, bundles, "Nul Notes", "a member never written stops nothing")
+			assert.NotContains(t, logs.String(), "254712345678", "the value is logged")
+			if !lenient {
+				require.Equal(t, int64(1), sum.Failed, "failures %v", sum.Failures)
+				assert.Equal(t, "num-phone", sum.Failures[0].DocID)
+				assert.Contains(t, sum.Failures[0].Reason, `field "phone"`)
+				assert.NotContains(t, bundles, "Numeric Phone")
+				return
+			}
+			assert.Zero(t, sum.Failed, "failures %v", sum.Failures)
+			assert.Contains(t, bundles, "Numeric Phone", "the person reached FHIR")
+			var warned []string
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, "lenient field") {
+					warned = append(warned, line)
+				}
+			}
+			require.Len(t, warned, 1, "%s", logs)
+			assert.Contains(t, warned[0], "doc=num-phone")
+			assert.Contains(t, warned[0], "field=phone")
+		})
+	}
 }

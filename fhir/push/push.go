@@ -278,6 +278,12 @@ func (h *Handler) write(ctx context.Context, bundle []byte, n int, done func()) 
 }
 
 // convert turns the payload into a transaction, hydrating what is missing.
+// A document whose only faults are member errors (a *cht.DecodeError with
+// Member set: a number for a phone, a NUL in a note) is converted: the
+// conversion refuses those of the members it writes to FHIR as it refuses
+// any unusable value (or leaves out those of lenient fields), and never
+// reads the others. Refused at decoding, a document with such a member
+// would never reach FHIR: CHT resends the same document forever.
 func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Transaction, error) {
 	if len(p.Doc) == 0 {
 		return nil, &failure{status: http.StatusBadRequest,
@@ -285,7 +291,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 	}
 	if p.DocType() == "data_record" {
 		r, err := p.Report()
-		if err != nil {
+		if err = direct.Usable(err); err != nil {
 			return nil, &failure{status: http.StatusBadRequest, err: err}
 		}
 		if needsHydration(r) && h.cfg.CHT != nil && r.ID != "" {
@@ -294,7 +300,8 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 				return nil, err
 			}
 			if hr != nil {
-				if r, err = hr.Report(); err != nil {
+				r, err = hr.Report()
+				if err = direct.Usable(err); err != nil {
 					return nil, &failure{status: http.StatusBadGateway, err: err}
 				}
 			}
@@ -323,7 +330,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 		return tx, nil
 	}
 	c, err := p.Contact()
-	if err != nil {
+	if err = direct.Usable(err); err != nil {
 		return nil, &failure{status: http.StatusBadRequest, err: err}
 	}
 	if c.Parent != nil && c.Parent.Doc == nil && h.cfg.CHT != nil && c.ID != "" {
@@ -332,7 +339,8 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 			return nil, err
 		}
 		if hc != nil {
-			if c, err = hc.Contact(); err != nil {
+			c, err = hc.Contact()
+			if err = direct.Usable(err); err != nil {
 				return nil, &failure{status: http.StatusBadGateway, err: err}
 			}
 		}

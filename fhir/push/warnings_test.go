@@ -87,3 +87,149 @@ func TestWarningsReachTheAnswerAndTheLog(t *testing.T) {
 	require.Len(t, found, 1, "the rest of the document is written")
 	assert.NotContains(t, string(found[0]), "birthDate")
 }
+
+// TestMembersThatAreNotValid: a member that is not valid where the rest of
+// the document is (a *cht.DecodeError with Member set) no longer stops the
+// push at decoding: one the conversion writes to FHIR is refused as any
+// unusable value (422 naming it), or left out with a warning when its
+// field is lenient, and one it never reads is ignored. CHT stores such
+// values as sent (shared-libs/contacts/src/people.js validatePerson checks
+// only that name is a string), and its outbound (shared-libs/outbound
+// outbound.js send; sentinel/src/schedule/outbound.js singlePush) keeps a
+// push not answered 2xx queued and sends the same document again: refused
+// at decoding, a note with a NUL kept the document from FHIR for good. A
+// push that is not valid JSON is still refused (400).
+func TestMembersThatAreNotValid(t *testing.T) {
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	strict, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", ContactTypes: cht.LegacyContactTypes()})
+	require.NoError(t, err)
+	mapping, err := fhir.ParseMapping([]byte("contacts:\n  lenient: [phone]\n"))
+	require.NoError(t, err)
+	lenient, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: mapping, ContactTypes: cht.LegacyContactTypes()})
+	require.NoError(t, err)
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	serve := func(conv *fhir.Converter) string {
+		h, err := push.New(push.Config{Converter: conv, FHIR: fc, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	strictURL, lenientURL := serve(strict), serve(lenient)
+
+	household := `{"_id":"hh-1","type":"clinic","name":"Otieno Household","phone":254700000000,"parent":{"_id":"hc-1"}}`
+	for _, tt := range []struct {
+		name    string
+		url     string
+		doc     string
+		status  int
+		field   string // of the error or the warning
+		written bool
+	}{
+		{"phone stored as a number", strictURL, `{"_id":"p-m-1","type":"person","name":"Amina","phone":254712345678}`,
+			http.StatusUnprocessableEntity, "phone", false},
+		{"phone stored as a number, lenient", lenientURL, `{"_id":"p-m-2","type":"person","name":"Amina","phone":254712345678}`,
+			http.StatusOK, "phone", true},
+		{"name with a NUL", lenientURL, `{"_id":"p-m-3","type":"person","name":"Ami\u0000na"}`,
+			http.StatusUnprocessableEntity, "name", false},
+		{"NUL in notes, never converted", strictURL, `{"_id":"p-m-4","type":"person","name":"Baraka","notes":"x\u0000y","meta":{"x":"\ud800"}}`,
+			http.StatusOK, "", true},
+		{"the household's phone a number", strictURL, `{"_id":"p-m-5","type":"person","name":"Chebet","parent":` + household + `}`,
+			http.StatusUnprocessableEntity, "parent.phone", false},
+		{"the household's phone a number, lenient", lenientURL, `{"_id":"p-m-6","type":"person","name":"Chebet","parent":` + household + `}`,
+			http.StatusOK, "phone", true}, // a warning names the document it is about: hh-1
+		{"not valid JSON", strictURL, `{"_id":"p-m-7","type":"person","name":"Dalmas","phone":}`, http.StatusBadRequest, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := postJSON(t, tt.url+push.OutboundPath, []byte(`{"doc":`+tt.doc+`}`))
+			b := readAll(t, resp)
+			require.Equal(t, tt.status, resp.StatusCode, "%s", b)
+			id := tt.doc[len(`{"_id":"`):strings.Index(tt.doc, `","type"`)]
+			found, err := fhirSrv.Search("Patient", "identifier="+id)
+			require.NoError(t, err)
+			if !tt.written {
+				assert.Empty(t, found, "nothing written")
+				if tt.field != "" {
+					assert.Contains(t, string(b), `field \"`+tt.field+`\"`, "the error names the member")
+				}
+				return
+			}
+			require.Len(t, found, 1, "the document is written")
+			var answer struct {
+				Warnings []struct{ Doc, Field, Reason string }
+			}
+			require.NoError(t, json.Unmarshal(b, &answer), "%s", b)
+			var fields []string
+			for _, w := range answer.Warnings {
+				fields = append(fields, w.Field)
+			}
+			if tt.field == "" {
+				assert.Empty(t, fields, "answer %s", b)
+			} else {
+				assert.Equal(t, []string{tt.field}, fields, "answer %s", b)
+			}
+			assert.NotContains(t, string(found[0]), "telecom", "no phone reached FHIR")
+		})
+	}
+}
+
+// TestMemberErrorsOfReports: the same for a report: its CHW's phone
+// stored as a number fails it as that member (contact.phone) unless phone
+// is lenient; a mapped form field that is not valid fails as that field's
+// conversion error, since its Observation cannot be written without it.
+func TestMemberErrorsOfReports(t *testing.T) {
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	serve := func(lenient []string) string {
+		m := fhir.DefaultMapping()
+		m.Contacts.Lenient = lenient
+		conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, ContactTypes: cht.LegacyContactTypes()})
+		require.NoError(t, err)
+		h, err := push.New(push.Config{Converter: conv, FHIR: fc, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	strictURL, lenientURL := serve(nil), serve([]string{"phone"})
+
+	report := func(id, height, contactPhone string) []byte {
+		return []byte(`{"doc":{"_id":"` + id + `","type":"data_record","form":"HEIGHT_WEIGHT","reported_date":1730355950419,` +
+			`"fields":{"patient_id":"p-1","height":` + height + `,"weight":61.5},` +
+			`"contact":{"_id":"chw-1","type":"person","name":"CHW","phone":` + contactPhone + `,"parent":{"_id":"hc-1"}}}}`)
+	}
+	for _, tt := range []struct {
+		name, url, id, height, phone string
+		status                       int
+		field                        string // of the error or the warning
+	}{
+		{"the CHW's phone a number", strictURL, "r-m-1", "168", "254712000333", http.StatusUnprocessableEntity, "contact.phone"},
+		{"the CHW's phone a number, lenient", lenientURL, "r-m-2", "168", "254712000333", http.StatusOK, "phone"}, // of doc chw-1
+		{"a NUL in a mapped field", lenientURL, "r-m-3", `"16\u00008"`, `"+254712000333"`, http.StatusUnprocessableEntity, "height"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := postJSON(t, tt.url+push.OutboundPath, report(tt.id, tt.height, tt.phone))
+			b := readAll(t, resp)
+			require.Equal(t, tt.status, resp.StatusCode, "%s", b)
+			found, err := fhirSrv.Search("Encounter", "identifier="+tt.id)
+			require.NoError(t, err)
+			if tt.status != http.StatusOK {
+				assert.Contains(t, string(b), tt.field, "the error names the field")
+				assert.Empty(t, found, "nothing written")
+				return
+			}
+			require.Len(t, found, 1)
+			var answer struct{ Warnings []struct{ Doc, Field string } }
+			require.NoError(t, json.Unmarshal(b, &answer), "%s", b)
+			var fields []string
+			for _, w := range answer.Warnings {
+				fields = append(fields, w.Field)
+			}
+			assert.Equal(t, []string{tt.field}, fields, "answer %s", b)
+		})
+	}
+}
