@@ -104,7 +104,10 @@
 // authoredOn; else the time of writing. A date that is not a FHIR date or
 // dateTime (an instant: with seconds and zone) is refused, naming the
 // element. Observations without an Encounter are grouped into one report
-// per subject and effective time.
+// per subject and effective time. A resource sent again with only its
+// date corrected moves its report to that date (CHT schedules the CHW
+// task by it), except the report of a ServiceRequest that its Task raised,
+// which keeps the Task's time.
 //
 // # References in a Bundle
 //
@@ -196,7 +199,9 @@
 // CouchDB accepts exactly once; a retry or re-send finds the document and
 // updates it only if the content changed (PUT with the current _rev, one
 // re-read and retry on 409). So retries, re-sends and concurrent duplicates
-// never create a second person or report.
+// never create a second person or report. Numbers are compared by value
+// (61.50 is 61.5): CHT's API stores a document's numbers as JavaScript
+// re-encodes them (cht-core api/src/routing.js writeParsedBody).
 //
 //   - A Patient becomes the person with _id [Bridge.PersonID] of its key:
 //     the value of its identifier with the converter's ExternalID system,
@@ -276,9 +281,16 @@
 // Bundle, come first: they are the person whatever the other part says.)
 // The person must exist
 // in CHT and be a person, not a place (422 otherwise): a report about
-// nobody would raise no task. The FHIR server failing while a subject is
-// read or looked up is a 502 (504 on a timeout), which the sender retries,
-// never a 422. In a transaction every check that can refuse an entry (the
+// nobody would raise no task. CHT stores a contact's members as sent (its
+// people API checks the name only), so a member may be of another JSON
+// type than the bridge reads (a phone stored as a number): such a member
+// does not stop the bridge reading the contact as a subject, as the
+// person a Patient updates (the member is written back as stored unless
+// the Patient gives it) or as the parent place of a new person; only its
+// type (or a parent place's lineage) stored so refuses the request,
+// naming the member (422; 500 for the parent place). The FHIR server
+// failing while a subject is read or looked up is a 502 (504 on a
+// timeout), which the sender retries, never a 422. In a transaction every check that can refuse an entry (the
 // subject exists and is a person, the CHT document a Patient updates is a
 // person, a new person's parent place exists and may hold people) runs
 // for all entries before the first write, as do the subjects' reads and

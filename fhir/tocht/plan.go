@@ -14,6 +14,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
@@ -456,12 +457,18 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 // is code, found as CHT finds a report's patient_id (the
 // contacts_by_reference view). No contact, or more than one, is a 422
 // naming expr: a follow-up must reach exactly one person. CHT is asked
-// once per request (lookups).
+// once per request (lookups). A contact with a member
+// cht.ContactsService.ByShortcode cannot decode (a phone stored as a
+// number) is found all the same: the look-up needs its _id only, and the
+// subject is then read as getContact reads it.
 func (b *Bridge) personByShortcode(ctx context.Context, code, expr string) (string, error) {
 	seen := lookupsOf(ctx)
 	ids, ok := seen.shortcodes[code]
 	if !ok {
 		found, err := b.cht.Contacts.ByShortcode(mediator.WithOrchestration(ctx, "CHT find subject by patient_id"), code)
+		if _, member := direct.MemberErrors(err); member {
+			err = nil
+		}
 		if err != nil {
 			return "", chtFailure("find the contact with patient_id "+quote(code), err)
 		}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
-	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
 
 // subject is the CHT person a report is about, as subjectPatient resolved
@@ -119,7 +118,7 @@ func (b *Bridge) identifierSubject(ctx context.Context, ident *models.Identifier
 	if b.cfg.FHIRURL == "" && !verify {
 		return subject{id: key, hint: lookupHint}, nil, nil
 	}
-	s, err = b.findSubject(ctx, key)
+	s, err = b.findSubject(ctx, key, expr)
 	if err != nil || s.id != "" {
 		return s, nil, err
 	}
@@ -153,7 +152,7 @@ func (b *Bridge) identifierSubject(ctx context.Context, ident *models.Identifier
 	}
 	if verify {
 		if id != key {
-			if s, err = b.findSubject(ctx, id); err != nil || s.id != "" {
+			if s, err = b.findSubject(ctx, id, expr); err != nil || s.id != "" {
 				return s, nil, err
 			}
 		}
@@ -215,7 +214,7 @@ func (b *Bridge) bothSubject(ctx context.Context, ident *models.Identifier, ref,
 		return subject{}, differ(expr, ident, ref, is.id, ls.id)
 	}
 	if lmiss == nil && ls.inBundle == "" && (imiss != nil || ls.id != is.id) {
-		found, err := b.findSubject(ctx, ls.id)
+		found, err := b.findSubject(ctx, ls.id, expr)
 		if err != nil {
 			return subject{}, err
 		}
@@ -274,9 +273,9 @@ func (b *Bridge) subjectOfPatient(p *models.Patient, expr, what string) (string,
 // findSubject reads the CHT document id, the person a subject names: the
 // subject is that person (found when it is a person; another document is
 // refused before the write, see checkSubject), or the zero subject when
-// CHT has no document id.
-func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
-	d, err := b.subjectDoc(ctx, "CHT find subject", id)
+// CHT has no document id. expr names the subject (see subjectDoc).
+func (b *Bridge) findSubject(ctx context.Context, id, expr string) (subject, error) {
+	d, err := b.subjectDoc(ctx, "CHT find subject", id, expr)
 	if err != nil || !d.exists {
 		return subject{}, err
 	}
@@ -284,20 +283,27 @@ func (b *Bridge) findSubject(ctx context.Context, id string) (subject, error) {
 }
 
 // subjectDoc reads the CHT document id a subject names, once per request
-// (lookups), as the orchestration name.
-func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id string) (docFound, error) {
+// (lookups), as the orchestration name. A member of the document the
+// bridge does not read (a phone stored as a number) may have any value
+// (getContact); one it reads to tell a person from a place that cannot be
+// read refuses the subject (422 naming expr), as retrying would not help.
+func (b *Bridge) subjectDoc(ctx context.Context, orchestration, id, expr string) (docFound, error) {
 	seen := lookupsOf(ctx)
 	if d, ok := seen.docs[id]; ok {
 		return d, nil
 	}
 	var c cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, orchestration), id, &c)
+	s, err := b.getContact(ctx, orchestration, id, &c)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
 		seen.docs[id] = docFound{}
 		return docFound{}, nil
 	case err != nil:
 		return docFound{}, chtFailure("read subject "+id, err)
+	}
+	if f := s.neededBy(subjectMembers); f != nil {
+		return docFound{}, &Error{Status: http.StatusUnprocessableEntity,
+			Err: invalid(expr, unreadable(id, f), models.IssueTypeValue)}
 	}
 	d := docFound{exists: true, person: b.isPerson(&c), typeID: c.TypeID()}
 	seen.docs[id] = d

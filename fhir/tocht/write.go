@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -45,16 +46,24 @@ func (b *Bridge) execute(ctx context.Context, u *unit) (created bool, err error)
 }
 
 // readPerson reads the CHT document of the person p into cur, reporting
-// whether it exists.
-func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found bool, err error) {
-	err = b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read person"), p.ID, cur)
+// whether it exists; stored is the document as read, for writeBack. A
+// member the bridge neither reads nor writes may have any value
+// (getContact); one it needs (its type, its revision) that cannot be read
+// refuses the Patient (422 naming Patient.identifier), as retrying would
+// not help.
+func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found bool, stored storedContact, err error) {
+	stored, err = b.getContact(ctx, "CHT read person", p.ID, cur)
 	switch {
 	case errors.Is(err, cht.ErrNotFound):
-		return false, nil
+		return false, storedContact{}, nil
 	case err != nil:
-		return false, chtFailure("read person "+p.ID, err)
+		return false, storedContact{}, chtFailure("read person "+p.ID, err)
 	}
-	return true, nil
+	if f := stored.neededBy(personMembers); f != nil {
+		return false, storedContact{}, &Error{Status: http.StatusUnprocessableEntity,
+			Err: invalid("Patient.identifier", unreadable(p.ID, f), models.IssueTypeValue)}
+	}
+	return true, stored, nil
 }
 
 // checkSubject verifies that the person a report is about exists in CHT
@@ -62,7 +71,7 @@ func (b *Bridge) readPerson(ctx context.Context, p, cur *cht.Contact) (found boo
 // no task and fail silently. hint is added to the 422 of a person CHT
 // does not have.
 func (b *Bridge) checkSubject(ctx context.Context, id, expr, hint string) error {
-	d, err := b.subjectDoc(ctx, "CHT read subject", id)
+	d, err := b.subjectDoc(ctx, "CHT read subject", id, expr)
 	switch {
 	case err != nil:
 		return err
@@ -92,12 +101,12 @@ func (b *Bridge) upsertPerson(ctx context.Context, p, create *cht.Contact, named
 	}
 	for range attempts {
 		var cur cht.Contact
-		found, err := b.readPerson(ctx, p, &cur)
+		found, stored, err := b.readPerson(ctx, p, &cur)
 		if err != nil {
 			return false, err
 		}
 		if found {
-			if done, err := b.updatePerson(ctx, p, &cur); done || err != nil {
+			if done, err := b.updatePerson(ctx, p, &cur, stored); done || err != nil {
 				return false, err
 			}
 			continue // updated meanwhile: read it again
@@ -130,16 +139,28 @@ func (b *Bridge) createPerson(ctx context.Context, p, doc *cht.Contact) (created
 	return true, nil
 }
 
-// updatePerson writes the fields of p into cur, the stored person, when
-// they differ. done is false when the write conflicted.
-func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bool, err error) {
+// updatePerson writes the fields of p into cur, the stored person read as
+// stored, when they differ; the members of it that could not be read are
+// written back as stored (writeBack). done is false when the write
+// conflicted.
+func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact, stored storedContact) (done bool, err error) {
 	if err := b.updatable(cur, p); err != nil {
 		return false, err
+	}
+	var before []byte // cur as read, for writeBack
+	if len(stored.faults) > 0 {
+		if before, err = cur.MarshalJSON(); err != nil {
+			return false, fmt.Errorf("person %s: encode: %w", p.ID, err)
+		}
 	}
 	if !mergePerson(cur, p) {
 		return true, nil
 	}
-	_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, cur)
+	doc, err := stored.writeBack(cur, before)
+	if err != nil {
+		return false, fmt.Errorf("person %s: encode: %w", p.ID, err)
+	}
+	_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update person"), p.ID, doc)
 	switch {
 	case errors.Is(err, cht.ErrConflict):
 		return false, nil
@@ -156,7 +177,7 @@ func (b *Bridge) updatePerson(ctx context.Context, p, cur *cht.Contact) (done bo
 // CHT has), for upsertPerson to create without reading again.
 func (b *Bridge) checkPersonDoc(ctx context.Context, p *cht.Contact, named bool) (*cht.Contact, error) {
 	var cur cht.Contact
-	found, err := b.readPerson(ctx, p, &cur)
+	found, _, err := b.readPerson(ctx, p, &cur)
 	if err != nil {
 		return nil, err
 	}
@@ -215,16 +236,22 @@ func (b *Bridge) newPerson(ctx context.Context, p *cht.Contact) (*cht.Contact, e
 }
 
 // parentLineage reads the parent place id and returns the minified lineage
-// of a person placed under it.
+// of a person placed under it. A member of the place the bridge does not
+// read may have any value (getContact); its type or lineage that cannot
+// be read is a configuration error, as for a place that does not exist.
 func (b *Bridge) parentLineage(ctx context.Context, id string) (*cht.Lineage, error) {
 	var parent cht.Contact
-	err := b.cht.Docs.Get(mediator.WithOrchestration(ctx, "CHT read parent place"), id, &parent)
+	stored, err := b.getContact(ctx, "CHT read parent place", id, &parent)
 	if errors.Is(err, cht.ErrNotFound) {
 		return nil, &Error{Status: http.StatusInternalServerError,
 			Err: fmt.Errorf("mediator configuration: parent place %s does not exist in CHT", id)}
 	}
 	if err != nil {
 		return nil, chtFailure("read parent place "+id, err)
+	}
+	if f := stored.neededBy(placeMembers); f != nil {
+		return nil, &Error{Status: http.StatusInternalServerError,
+			Err: fmt.Errorf("mediator configuration: parent place: %s", unreadable(id, f))}
 	}
 	// A person of any type (Config.ContactTypes, Config.PersonTypes) is no
 	// parent: CHT's person API refuses a parent whose type the person's
@@ -327,13 +354,21 @@ func (b *Bridge) upsertReport(ctx context.Context, u *unit, doc map[string]any) 
 		if err != nil {
 			return false, fmt.Errorf("report %s: encode fields: %w", id, err)
 		}
-		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped {
+		// The resource's date (authoredOn, the Encounter's start) is the
+		// report's, unless the report stays the Task's (keptTask): a
+		// corrected date alone moves the CHW task.
+		var date json.RawMessage
+		if !sub.ReportedDate.IsZero() && !keptTask {
+			date = mustJSON(doc["reported_date"])
+		}
+		if sameJSON(cur["fields"], fields) && sameJSON(cur["form"], form) && !reshaped &&
+			(date == nil || sameJSON(cur["reported_date"], date)) {
 			u.docID = id
 			return false, nil
 		}
 		cur["fields"], cur["form"] = fields, form
-		if !sub.ReportedDate.IsZero() && !keptTask {
-			cur["reported_date"] = mustJSON(doc["reported_date"])
+		if date != nil {
+			cur["reported_date"] = date
 		}
 		_, err = b.cht.Docs.Put(mediator.WithOrchestration(ctx, "CHT update report"), id, cur)
 		if errors.Is(err, cht.ErrConflict) {
@@ -681,16 +716,18 @@ func mustJSON(v any) json.RawMessage {
 	return b
 }
 
-// sameJSON compares two JSON values semantically (member order aside).
+// sameJSON compares two JSON values semantically: member order aside, and
+// numbers by their value as float64 ("61.50" is 61.5, "168.0" is 168).
+// That is how CHT stores a document: its API parses the body and writes
+// it to CouchDB with JSON.stringify (cht-core api/src/routing.js
+// writeParsedBody), so the numbers a report is sent with come back
+// re-encoded.
 func sameJSON(a, b json.RawMessage) bool {
 	var x, y any
-	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
-	da.UseNumber()
-	db.UseNumber()
-	if da.Decode(&x) != nil || db.Decode(&y) != nil {
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return false
 	}
-	return bytes.Equal(mustJSON(x), mustJSON(y))
+	return reflect.DeepEqual(x, y)
 }
 
 // chtFailure wraps a failed CHT call: the sender should retry, unless

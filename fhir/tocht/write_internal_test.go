@@ -107,3 +107,27 @@ func TestMergeIntoKeepsWhatIsNotSent(t *testing.T) {
 		})
 	}
 }
+
+// TestSameJSONComparesNumbersByValue: CHT stores what JSON.stringify
+// writes of the parsed body (cht-core api/src/routing.js
+// writeParsedBody), so a stored report is compared with the one sent
+// number by value, as JavaScript reads numbers (float64).
+func TestSameJSONComparesNumbersByValue(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{`{"weight":61.50,"height":168.0}`, `{"height":168,"weight":61.5}`, true},
+		{`{"g":{"t":3.80e1}}`, `{"g":{"t":38}}`, true},
+		{`[1.0,-0]`, `[1,0]`, true},
+		{`{"weight":61.5}`, `{"weight":61.6}`, false},
+		{`{"weight":61.5}`, `{"weight":"61.5"}`, false},
+		{`{"weight":61.5}`, `{"weight":61.5,"height":168}`, false},
+		{`{"weight":61.5}`, `not json`, false},
+	}
+	for _, tt := range tests {
+		if got := sameJSON(json.RawMessage(tt.a), json.RawMessage(tt.b)); got != tt.same {
+			t.Errorf("sameJSON(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.same)
+		}
+	}
+}
