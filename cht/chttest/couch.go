@@ -21,7 +21,9 @@ func (s *Server) decodeDocBody(c *reqCtx) (map[string]any, bool) {
 		couchError(c.w, http.StatusUnsupportedMediaType, "bad_content_type", "Content-Type must be application/json")
 		return nil, false
 	}
-	d, err := decodeDoc(c.body)
+	// api/src/routing.js: jsonParser parses the body and writeParsedBody
+	// sends CouchDB JSON.stringify(req.body).
+	d, err := decodeJSDoc(c.body)
 	if err != nil {
 		couchError(c.w, http.StatusBadRequest, "bad_request", "invalid UTF-8 JSON")
 		return nil, false
@@ -124,7 +126,7 @@ func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
 	force := body.NewEdits != nil && !*body.NewEdits
 	out := make([]any, 0, len(body.Docs))
 	for _, raw := range body.Docs {
-		d, err := decodeDoc(raw)
+		d, err := decodeJSDoc(raw) // jsonParser, then writeParsedBody
 		if err != nil {
 			out = append(out, map[string]any{"error": "bad_request", "reason": "invalid document"})
 			continue

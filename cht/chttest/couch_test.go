@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -558,5 +559,85 @@ func TestContactsByReferenceView(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDBWritesNeedCanEdit pins api/src/routing.js canEdit: PUT, POST and
+// DELETE on editPath (the medic database's prefix followed by anything)
+// reach CouchDB only if auth.check(req, 'can_edit') passes (a database
+// admin always does), else serverUtils.error answers the PermissionError
+// 403 "Insufficient privileges". Online users pass through the doc and
+// _bulk_docs routes to it (authorization.onlineUserPassThrough), offline
+// users after db-doc.js / bulk-docs.js have filtered the request, so both
+// need can_edit. POST _all_docs is answered before (allDocsHandler), and
+// POST /medic without a trailing slash does not match editPath.
+func TestDBWritesNeedCanEdit(t *testing.T) {
+	srv := NewServer(Config{Users: []User{
+		{Name: AdminUsername, Password: AdminPassword, Roles: []string{RoleDBAdmin}},
+		{Name: "admin", Password: "pw", Roles: []string{RoleAdmin}},
+		{Name: "online-editor", Password: "pw", Roles: []string{"data_entry", RoleOnline}, Permissions: []string{PermEdit}},
+		{Name: "online-reader", Password: "pw", Roles: []string{"data_entry", RoleOnline}, Permissions: []string{PermViewReports}},
+		{Name: "chw-editor", Password: "pw", Roles: []string{"chw"}, Permissions: []string{PermEdit}, Facility: "area"},
+		{Name: "chw-reader", Password: "pw", Roles: []string{"chw"}, Facility: "area"},
+	}})
+	t.Cleanup(srv.Close)
+	users := []struct {
+		name    string
+		canEdit bool
+	}{
+		{AdminUsername, true}, {"admin", true}, {"online-editor", true}, {"chw-editor", true},
+		{"online-reader", false}, {"chw-reader", false},
+	}
+	const ct = "application/json"
+	for i, u := range users {
+		pass := "pw"
+		if u.name == AdminUsername {
+			pass = AdminPassword
+		}
+		id := fmt.Sprintf("doc-%d", i)
+		if _, err := srv.PutDoc(map[string]any{"_id": id + "-del", "type": "data_record", "parent": map[string]any{"_id": "area"}}); err != nil {
+			t.Fatal(err)
+		}
+		rev := srv.store.currentRev(id + "-del")
+		tests := []struct {
+			name    string
+			c       call
+			guarded bool
+			ok      int // status when allowed
+		}{
+			{"PUT doc", call{method: "PUT", path: "/medic/" + id, body: `{"type":"data_record"}`, ct: ct}, true, http.StatusCreated},
+			{"POST /medic/", call{method: "POST", path: "/medic/", body: `{"_id":"` + id + `-post"}`, ct: ct}, true, http.StatusCreated},
+			{"POST _bulk_docs", call{method: "POST", path: "/medic/_bulk_docs", body: `{"docs":[{"_id":"` + id + `-bulk"}]}`, ct: ct}, true, http.StatusCreated},
+			{"DELETE doc", call{method: "DELETE", path: "/medic/" + id + "-del?rev=" + rev}, true, http.StatusOK},
+			{"POST /medic", call{method: "POST", path: "/medic", body: `{"_id":"` + id + `-post2"}`, ct: ct}, false, http.StatusCreated},
+			{"POST _all_docs", call{method: "POST", path: "/medic/_all_docs", body: `{"keys":[]}`, ct: ct}, false, http.StatusOK},
+		}
+		for _, tt := range tests {
+			t.Run(u.name+"/"+tt.name, func(t *testing.T) {
+				tt.c.user, tt.c.pass = u.name, pass
+				r := do(t, srv, tt.c)
+				if tt.guarded && !u.canEdit {
+					if r.status != http.StatusForbidden {
+						t.Fatalf("%d %s, want 403", r.status, r.body)
+					}
+					jsonEqual(t, r.body, []byte(`{"code":403,"error":"Insufficient privileges"}`))
+					return
+				}
+				if r.status != tt.ok {
+					t.Fatalf("%d %s, want %d", r.status, r.body, tt.ok)
+				}
+			})
+		}
+	}
+	// Refused writes left nothing behind.
+	for _, id := range []string{"doc-4", "doc-4-post", "doc-4-bulk", "doc-5", "doc-5-post", "doc-5-bulk"} {
+		if _, ok := srv.Doc(id); ok {
+			t.Errorf("%s was written by a user without can_edit", id)
+		}
+	}
+	for _, id := range []string{"doc-4-del", "doc-5-del"} {
+		if _, ok := srv.Doc(id); !ok {
+			t.Errorf("%s was deleted by a user without can_edit", id)
+		}
 	}
 }

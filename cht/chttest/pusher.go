@@ -66,8 +66,10 @@ type PusherConfig struct {
 	// window a doc is queued, and queued docs wait for the window. A cron
 	// that cron-validator 1.3.1 refuses (six fields, @daily, MON, ?, 7...)
 	// is never due, as in CHT: the doc is queued and never sent, and each
-	// attempt carries the error CHT logs. Before 4.5 Cron is ignored and
-	// pushes are sent at once.
+	// attempt carries the error CHT logs. CHT evaluates the cron with
+	// later.js, which requires every field to match: "0 9 1 * 1" ticks
+	// only on a Monday that is the 1st (classic cron: the 1st or any
+	// Monday). Before 4.5 Cron is ignored and pushes are sent at once.
 	Cron string
 	// Version is the CHT version whose rules apply: from 4.17 a 3xx
 	// answer also counts as success and redirects are followed, and a
@@ -153,7 +155,8 @@ type Attempt struct {
 	Payload json.RawMessage
 	Hash    string
 	// StatusCode and Response are the destination's answer (0/nil when
-	// not sent or on network errors).
+	// not sent or on network errors); Response keeps at most its first
+	// MiB.
 	StatusCode int
 	Response   []byte
 	Duration   time.Duration
@@ -166,7 +169,7 @@ type OutboundPusher struct {
 	cfg     PusherConfig
 	ver     release.Version
 	sources []mapSource // cfg.Mapping, normalised and compiled
-	cron    cron.Schedule
+	cron    *cron.SpecSchedule
 	cronErr error // cron refused by cron-validator: never due
 	client  *http.Client
 	log     *slog.Logger
@@ -212,7 +215,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chttest: PusherConfig.Version: %w", err)
 	}
-	var sched cron.Schedule
+	var sched *cron.SpecSchedule
 	var cronErr error
 	// mark_for_outbound.js and schedule/outbound.js read config.cron only
 	// from 4.5.0; an empty cron is falsy (no cron).
@@ -220,7 +223,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		if cronErr = chtcron.Check(cfg.Cron); cronErr != nil {
 			// utils.js isWithinTimeFrame: logger.error and false.
 			cronErr = fmt.Errorf("chttest: outbound: %s: Outbound push failed: invalid cron expression: %w", cfg.Name, cronErr)
-		} else if sched, err = cron.ParseStandard(cfg.Cron); err != nil {
+		} else if sched, err = parseCron(cfg.Cron); err != nil {
 			return nil, fmt.Errorf("chttest: outbound: cron %q: %w", cfg.Cron, err)
 		}
 	}
@@ -480,7 +483,14 @@ func (p *OutboundPusher) siblingThrows(js *jsDoc, d map[string]any) error {
 
 // due reports whether the push may be sent now: no cron, or now within 5
 // minutes of one of its ticks (transitions lib isWithinTimeFrame). A cron
-// cron-validator refuses is never due.
+// cron-validator refuses is never due, and so is one with no tick at all
+// (later.js answers later.NEVER and isWithinTimeFrame throws).
+//
+// CHT reads the cron with later.js (later.parse.cron), whose schedule
+// requires every field to match: with both day of month and day of week
+// restricted, a day is a tick only when it matches both, not either as
+// in classic cron (robfig/cron's dayMatches). The fake walks robfig's
+// ticks, a superset, and keeps those later.js keeps.
 func (p *OutboundPusher) due() bool {
 	if p.cronErr != nil {
 		p.log.Error("chttest outbound", "push", p.cfg.Name, "err", p.cronErr)
@@ -490,8 +500,34 @@ func (p *OutboundPusher) due() bool {
 		return true
 	}
 	now := p.cfg.Now().UTC()
-	next := p.cron.Next(now.Add(-cronWindow - time.Second))
-	return !next.After(now.Add(cronWindow))
+	end := now.Add(cronWindow)
+	for t := p.cron.Next(now.Add(-cronWindow - time.Second)); !t.IsZero() && !t.After(end); t = p.cron.Next(t) {
+		if laterDayMatches(p.cron, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseCron reads a five-field cron (one cron-validator accepts) for
+// robfig/cron's Next, whose ticks due filters with laterDayMatches.
+func parseCron(expr string) (*cron.SpecSchedule, error) {
+	s, err := cron.ParseStandard(expr)
+	if err != nil {
+		return nil, err
+	}
+	spec, ok := s.(*cron.SpecSchedule)
+	if !ok {
+		return nil, fmt.Errorf("unsupported schedule %T", s)
+	}
+	return spec, nil
+}
+
+// laterDayMatches reports whether t's day is a tick day for later.js: its
+// day of month and its day of week both match (an unrestricted field
+// matches every day).
+func laterDayMatches(s *cron.SpecSchedule, t time.Time) bool {
+	return s.Dom&(1<<uint(t.Day())) != 0 && s.Dow&(1<<uint(t.Weekday())) != 0
 }
 
 // cronWindow is Sentinel's TIME_FRAME_DURATION around a cron tick.
@@ -664,7 +700,12 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		return 0, nil, fmt.Errorf("chttest: outbound: push %s: %w", p.cfg.Name, err)
 	}
 	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	// CHT reads the whole answer (couch-request getResponseBody:
+	// response.json() or response.text()); the fake reads up to
+	// maxPushResponse and keeps the first maxKeptResponse in the attempt.
+	all, err := io.ReadAll(io.LimitReader(resp.Body, maxPushResponse+1))
+	cut := len(all) > maxPushResponse
+	rb := keptResponse(all)
 	if err != nil {
 		return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: read response: %w", err)
 	}
@@ -673,7 +714,8 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		ok = ok || (resp.StatusCode > 300 && resp.StatusCode < 399)
 		// couch-request getResponseBody: receiveJson =
 		// contentType?.startsWith('application/json'), case-sensitive.
-		if ok && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && !json.Valid(rb) {
+		// An answer cut at maxPushResponse is not judged.
+		if ok && !cut && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && !json.Valid(all) {
 			return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: push %s: status %d with an invalid JSON body", p.cfg.Name, resp.StatusCode)
 		}
 	}
@@ -681,6 +723,24 @@ func (p *OutboundPusher) send(ctx context.Context, body []byte) (int, []byte, er
 		return resp.StatusCode, rb, fmt.Errorf("chttest: outbound: Failed to push to %s, server responsed with %d", p.cfg.Name, resp.StatusCode)
 	}
 	return resp.StatusCode, rb, nil
+}
+
+// Bounds on a destination's answer to a push.
+const (
+	// maxPushResponse is how much of an answer send reads and checks as
+	// JSON; beyond it the answer is not judged (CHT reads it all).
+	maxPushResponse = 64 << 20
+	// maxKeptResponse is how much of an answer Attempt.Response keeps.
+	maxKeptResponse = 1 << 20
+)
+
+// keptResponse returns the first maxKeptResponse bytes of an answer, in a
+// copy when cut so that the attempt does not hold the whole answer.
+func keptResponse(b []byte) []byte {
+	if len(b) <= maxKeptResponse {
+		return b
+	}
+	return slices.Clone(b[:maxKeptResponse])
 }
 
 // RunQueue is one run of Sentinel's outbound schedule for this push: for

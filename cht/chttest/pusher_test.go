@@ -624,6 +624,91 @@ func TestPusherCronIgnoredBefore45(t *testing.T) {
 	}
 }
 
+// TestPusherLargeJSONAnswer pins that CHT judges the whole answer:
+// shared-libs/couch-request/src/couch-request.js getResponseBody reads a
+// JSON answer with response.json(), which parses all of it, so a valid
+// answer of any size is a success and an invalid one fails the push
+// (from 4.17), even when the first MiB alone would decide otherwise.
+func TestPusherLargeJSONAnswer(t *testing.T) {
+	filler := strings.Repeat("x", 3<<20/2) // 1.5 MiB
+	tests := []struct {
+		name string
+		body string
+		want Outcome
+	}{
+		{"valid, over 1 MiB", `{"ok":true,"note":"` + filler + `"}`, OutcomeSent},
+		{"invalid after the first MiB", `{"ok":true,"note":"` + filler + `"`, OutcomeFailed},
+		{"invalid in the first MiB", `{"ok":true,,"note":"` + filler + `"}`, OutcomeFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := newDestination(t, reply(200, "application/json", tt.body))
+			p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Version: "5.2.0", Mapping: map[string]any{"id": "doc._id"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := p.Push(context.Background(), map[string]any{"_id": "d"})
+			if a.Outcome != tt.want || (err != nil) != (tt.want == OutcomeFailed) {
+				t.Fatalf("%s (%v), want %s", a.Outcome, err, tt.want)
+			}
+			if a.StatusCode != 200 || len(a.Response) != 1<<20 || !strings.HasPrefix(tt.body, string(a.Response)) {
+				t.Errorf("status %d, kept %d bytes of the answer; want 200 and its first MiB", a.StatusCode, len(a.Response))
+			}
+		})
+	}
+}
+
+// TestPusherCronDaysMatchBoth pins how CHT reads a cron's day fields:
+// shared-libs/transitions/src/lib/utils.js isWithinTimeFrame parses it
+// with later.js 1.2.0 (later.parse.cron), which turns each restricted
+// field into a constraint of one schedule, and later.schedule's next/prev
+// keep only times that meet every constraint. So with both day of month
+// and day of week restricted a day must match both, not either as in
+// classic cron; "0 9 1 * 1" is a Monday that is the 1st. A cron with no
+// tick at all (later.NEVER) is never due.
+func TestPusherCronDaysMatchBoth(t *testing.T) {
+	tests := []struct {
+		name string
+		cron string
+		now  time.Time
+		want Outcome
+	}{
+		{"Monday the 1st", "0 9 1 * 1", time.Date(2024, 1, 1, 9, 0, 0, 0, time.UTC), OutcomeSent},
+		{"Monday, not the 1st", "0 9 1 * 1", time.Date(2024, 1, 8, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"the 1st, not a Monday", "0 9 1 * 1", time.Date(2024, 2, 1, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"inside the window of Monday the 1st", "0 9 1 * 1", time.Date(2024, 1, 1, 9, 4, 0, 0, time.UTC), OutcomeSent},
+		{"first Monday of the month", "0 9 1-7 * 1", time.Date(2024, 1, 1, 9, 0, 0, 0, time.UTC), OutcomeSent},
+		{"second Monday of the month", "0 9 1-7 * 1", time.Date(2024, 1, 8, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"every weekday written out is still a constraint", "0 9 1 * 0-6", time.Date(2024, 1, 8, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"only day of month restricted", "0 9 1 * *", time.Date(2024, 2, 1, 9, 0, 0, 0, time.UTC), OutcomeSent},
+		{"only day of week restricted", "0 9 * * 1", time.Date(2024, 1, 8, 9, 0, 0, 0, time.UTC), OutcomeSent},
+		{"never: 30 February on a Monday", "0 9 30 2 1", time.Date(2024, 2, 26, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := newDestination(t, reply(200, "", ""))
+			now := tt.now
+			p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Cron: tt.cron, Mapping: map[string]any{"id": "doc._id"},
+				Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			a, err := p.Push(ctx, map[string]any{"_id": "d"})
+			if a.Outcome != tt.want || err != nil {
+				t.Fatalf("cron %q at %s: %s (%v), want %s", tt.cron, tt.now.Format(time.RFC1123), a.Outcome, err, tt.want)
+			}
+			// Sentinel's schedule applies the same test to queued pushes.
+			if err := p.RunQueue(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[Outcome]int{OutcomeSent: 1}[tt.want]; dest.count() != want {
+				t.Errorf("%d requests after RunQueue, want %d", dest.count(), want)
+			}
+		})
+	}
+}
+
 // TestPusherRetryDoesNotRecheckRelevance pins that Sentinel's schedule
 // retries a queued push with the current hydrated doc without evaluating
 // relevant_to again (sentinel/src/schedule/outbound.js batch and

@@ -54,7 +54,7 @@ func (s *Server) handleRecords(c *reqCtx) {
 
 // recordFromJSON is records.js createRecordByJSON.
 func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
-	body, err := decodeAny(c.body)
+	body, err := decodeJS(c.body)
 	if err != nil {
 		return nil, err // bodyParserJSON has answered malformed bodies
 	}

@@ -64,7 +64,9 @@ var IntegrationPermissions = []string{PermCreateRecords, PermViewContacts, PermV
 // (CHT adds "mm-online" to users whose roles are not offline); offline users
 // get 403 from hydrate, contacts-by-phone and the cht-datasource endpoints.
 // Users with role "_admin" or "admin" hold every permission; others hold
-// exactly Permissions. An offline user reads only the documents of its
+// exactly Permissions; writes to /medic (PUT and DELETE of a doc, POST
+// /medic/ and _bulk_docs) need can_edit, online or offline, as in CHT's
+// API. An offline user reads only the documents of its
 // Facility's subtree through /medic (_changes, _all_docs, doc GETs), as
 // CHT's replication rules allow.
 type User struct {
@@ -939,6 +941,10 @@ func (s *Server) route(c *reqCtx) {
 			s.offlineForbidden(c)
 			return
 		}
+		if canEditGuarded(rt, c) && !c.user.can(PermEdit) {
+			s.forbidden(c)
+			return
+		}
 		rt.h(s, c, params)
 		return
 	}
@@ -954,6 +960,29 @@ func (s *Server) route(c *reqCtx) {
 		return
 	}
 	couchError(c.w, http.StatusNotFound, "not_found", "missing")
+}
+
+// canEditGuarded reports whether CHT's API lets the request reach CouchDB
+// only through canEdit (api/src/routing.js: app.put, app.post and
+// app.delete on editPath, the medic database's path prefix followed by
+// anything, which answer 403 "Insufficient privileges" unless
+// auth.check(req, 'can_edit') passes; a database admin always passes).
+// Online and offline users alike get there: the doc and _bulk_docs routes
+// before it only filter what an offline user may write. POST _changes and
+// _all_docs never get there (they are answered or proxied before), nor
+// does POST /medic without a trailing slash, which editPath does not
+// match.
+func canEditGuarded(rt route, c *reqCtx) bool {
+	switch c.r.Method {
+	case http.MethodPut, http.MethodPost, http.MethodDelete:
+	default:
+		return false
+	}
+	switch rt.pattern {
+	case "/medic/_changes", "/medic/_all_docs":
+		return false
+	}
+	return strings.HasPrefix(c.path, "/medic/")
 }
 
 // --- small handlers ---
@@ -1093,12 +1122,14 @@ func (s *Server) newUUID() string {
 }
 
 // jsonBody decodes the request body as a JSON object when the content type
-// is JSON (as body-parser does); otherwise it returns nil.
+// is JSON (as body-parser does); otherwise it returns nil. Its numbers are
+// JavaScript's (decodeJS): the API builds and saves its documents from
+// the parsed body.
 func jsonBody(c *reqCtx) (map[string]any, error) {
 	if !isJSON(c.r) || len(bytes.TrimSpace(c.body)) == 0 {
 		return nil, nil
 	}
-	v, err := decodeAny(c.body)
+	v, err := decodeJS(c.body)
 	if err != nil {
 		return nil, err
 	}

@@ -424,15 +424,6 @@ func jsString(v any) string {
 	return "[object Object]"
 }
 
-// jsNumberString formats a number as JavaScript does for the values SMS
-// parsing produces.
-func jsNumberString(f float64) string {
-	if f == math.Trunc(f) && math.Abs(f) < 1e21 {
-		return strconv.FormatFloat(f, 'f', -1, 64)
-	}
-	return strconv.FormatFloat(f, 'g', -1, 64)
-}
-
 func jsTruthy(v any) bool {
 	switch t := v.(type) {
 	case nil:

@@ -33,8 +33,10 @@ type Push struct {
 	// default options: five fields of numbers, *, ranges, lists and steps
 	// (weekday 0-6; no names, ?, seconds or @macros). Any other cron makes
 	// the push never due: CHT queues it forever and reports nothing, so
-	// [Config.Validate] refuses it. CHT before 4.5 ignores Cron and sends
-	// at once.
+	// [Config.Validate] refuses it. CHT reads it with later.js, which,
+	// unlike classic cron, needs both day fields to match when both are
+	// set: "0 9 1 * 1" ticks only on a Monday that is the 1st. CHT before
+	// 4.5 ignores Cron and sends at once.
 	Cron string `json:"cron,omitempty"`
 }
 
