@@ -611,6 +611,30 @@ func TestCHTDownIsRetriedWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestCHTRefusingTheDocumentIsNotTransient: CHT (CouchDB, or a proxy
+// before them) answering 400, 413 or 422 to a write refuses that document
+// on every retry: a document over CouchDB's max_document_size (413), or
+// one CHT's API finds invalid (api/src/controllers/person.js create and
+// update document their 400 answers). The EMR gets
+// 422 naming CHT's status, without Retry-After, rather than a 502 it would
+// retry forever; a 5xx stays a 502 (TestCHTDownIsRetriedWithoutDuplicates).
+func TestCHTRefusingTheDocumentIsNotTransient(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity} {
+		for _, tt := range []struct{ path, file string }{{"/fhir/Patient", "patient.json"}, {"/fhir/ServiceRequest", "service-request.json"}} {
+			t.Run(fmt.Sprintf("%d %s", status, tt.path), func(t *testing.T) {
+				r := newRig(t)
+				before := len(r.cht.Docs())
+				r.cht.InjectFault(chttest.Fault{Method: http.MethodPut, Path: "/medic/*", Status: status})
+				a := r.post(t, tt.path, testdata(t, tt.file))
+				assert.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+				assert.Empty(t, a.header.Get("Retry-After"))
+				assert.Contains(t, parseOutcome(t, a.body).text(), fmt.Sprintf("HTTP %d", status))
+				assert.Len(t, r.cht.Docs(), before, "nothing written")
+			})
+		}
+	}
+}
+
 // A 401 or 403 of CHT or of the FHIR server refuses the mediator's own
 // credentials: every retry would fail the same way, so the answer is 500
 // naming the settings to fix, without Retry-After, and nothing is written.

@@ -28,7 +28,9 @@
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
-// Observation code, and those of Refused resources below), 500 without Retry-After for a mediator configuration
+// Observation code, and those of Refused resources below; and a document
+// CHT itself refuses with 400, 413 or 422, such as one over CouchDB's
+// max_document_size: sent again, it would be refused again), 500 without Retry-After for a mediator configuration
 // error (a missing parent place, a NotifyEMR endpoint that is not an
 // absolute http(s) URL, a 401 or 403 of CHT or of the FHIR server, which
 // refused the mediator's own credentials), logged as an error, and 502 or

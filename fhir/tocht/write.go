@@ -730,11 +730,24 @@ func sameJSON(a, b json.RawMessage) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// chtFailure wraps a failed CHT call: the sender should retry, unless
-// CHT refused the mediator's credentials (see credentialsRefused).
+// chtFailure wraps a failed CHT call: the sender should retry (502, 504),
+// unless CHT refused the mediator's credentials (see credentialsRefused)
+// or the request itself (422).
 func chtFailure(what string, err error) error {
 	if refused := credentialsRefused(err); refused != nil {
 		return refused
+	}
+	// CHT (or CouchDB, or a proxy before them) refusing the request itself
+	// refuses it again on every retry: 400 (a document CHT's API or
+	// CouchDB finds invalid), 413 (over CouchDB's max_document_size or a
+	// proxy's body limit), 422.
+	var ce *cht.APIError
+	if errors.As(err, &ce) {
+		switch ce.StatusCode {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+			return &Error{Status: http.StatusUnprocessableEntity,
+				Err: fmt.Errorf("cht refused to %s (HTTP %d); sending it again will not help: %w", what, ce.StatusCode, err)}
+		}
 	}
 	status := http.StatusBadGateway
 	if errors.Is(err, context.DeadlineExceeded) {
