@@ -102,12 +102,7 @@ func TestLenientWarningsAreLogged(t *testing.T) {
 	})
 	sum, w, logs := runOn(t, chtSrv, conv, 2)
 	assert.Zero(t, sum.Failed, "failures %v", sum.Failures)
-	var warned []string
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "lenient field") {
-			warned = append(warned, line)
-		}
-	}
+	warned := lenientWarnings(logs.String())
 	require.Len(t, warned, 1, "%s", logs)
 	assert.Contains(t, warned[0], "doc=bad-dob")
 	assert.Contains(t, warned[0], "field=date_of_birth")
@@ -205,15 +200,21 @@ func TestMembersThatAreNotValid(t *testing.T) {
 			}
 			assert.Zero(t, sum.Failed, "failures %v", sum.Failures)
 			assert.Contains(t, bundles, "Numeric Phone", "the person reached FHIR")
-			var warned []string
-			for _, line := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(line, "lenient field") {
-					warned = append(warned, line)
-				}
-			}
+			warned := lenientWarnings(logs.String())
 			require.Len(t, warned, 1, "%s", logs)
 			assert.Contains(t, warned[0], "doc=num-phone")
 			assert.Contains(t, warned[0], "field=phone")
 		})
 	}
+}
+
+// lenientWarnings returns the lines of logs that warn of a value left out.
+func lenientWarnings(logs string) []string {
+	var warned []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "lenient field") {
+			warned = append(warned, line)
+		}
+	}
+	return warned
 }
