@@ -29,7 +29,8 @@ const maxDepth = 64
 // a NUL character or a lone UTF-16 surrogate, or a number beyond float64's
 // range is reported too, but the rest of the document is still decoded
 // and the offending value is kept verbatim (in Extra, or in Fields for form
-// data), so a caller may choose to go on without it. When several members
+// data; not the _id of a minified lineage link, which [Lineage] has no
+// room for), so a caller may choose to go on without it. When several members
 // are wrong the error joins one *DecodeError per member (errors.Join);
 // errors.As finds the first. Such errors have Member set; an error that
 // fails the whole document has not, and is never joined with others.

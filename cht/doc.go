@@ -70,7 +70,8 @@
 // produces, in one pass over the bytes: minified and hydrated lineage
 // ([Lineage]), "parent": "" on top-level places, reported_date in
 // milliseconds or ISO 8601 ([Millis]). Members without a Go field are kept
-// in Extra, so a document decoded and re-encoded loses nothing. Decoding
+// in Extra, so a document decoded and re-encoded loses nothing (but the
+// _id of a minified lineage link it could not decode, see [DecodeError]). Decoding
 // is strict and never panics: failures are *[DecodeError] values that name
 // the JSON path, e.g. "contact.parent._id". Whether a contact is a person
 // or a place depends on the app's hierarchy: read it with

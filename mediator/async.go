@@ -295,9 +295,7 @@ func (a *asyncRunner) shutdown(ctx context.Context) error {
 // rel: Pending Async from 8.3.0 (src/model/transactions.js has no such
 // status before), else Processing.
 func pendingStatus(rel string) Status {
-	v, ok := semver.Parse(rel)
-	min, _ := semver.Parse("8.3.0")
-	if ok && semver.Compare(v, min) >= 0 {
+	if semver.AtLeast(rel, "8.3.0") {
 		return StatusPendingAsync
 	}
 	return StatusProcessing

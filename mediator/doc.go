@@ -81,7 +81,9 @@
 //
 // # Asynchronous requests
 //
-// [Request.Async] answers 202 with status Processing at once, runs the work
+// [Request.Async] answers 202 at once, with status Processing (Pending
+// Async on core 8.3 and later, whose release the mediator reads from core
+// after registering), runs the work
 // in the background, and then updates the transaction in core
 // (openhim.Client.UpdateTransaction) with the final status, response and
 // orchestrations.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cht-interop/openhim-mediator-go/mediator"
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 	"github.com/stretchr/testify/assert"
@@ -80,11 +81,7 @@ func TestE2EServingThroughRouter(t *testing.T) {
 	}
 	t.Logf("core release %s", release)
 	pending := string(mediator.StatusProcessing)
-	var major, minor int
-	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
-		t.Fatalf("core release %q: %v", release, err)
-	}
-	if major > 8 || major == 8 && minor >= 3 {
+	if semver.AtLeast(release, "8.3.0") {
 		pending = string(mediator.StatusPendingAsync)
 	}
 	finished := func(tx *servingTransaction) bool { return tx.Status != "Processing" && tx.Status != pending }

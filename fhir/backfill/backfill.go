@@ -449,8 +449,8 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struc
 		// UnmarshalJSON directly: json.Unmarshal would first scan the whole
 		// document once more to validate it.
 		r := new(cht.Report)
-		// Member errors only: converted (see direct.Usable).
-		if err := direct.Usable(r.UnmarshalJSON(d.Doc)); err != nil {
+		// Member errors the conversion handles: converted (direct.Usable).
+		if err := direct.Usable(r.UnmarshalJSON(d.Doc), true); err != nil {
 			return nil, "", fmt.Errorf("decode report: %w", err)
 		}
 		if r.Form == "" {
@@ -472,7 +472,7 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struc
 		return t.(*fhir.Transaction), "", nil
 	case contactTypes[typ]:
 		ct := new(cht.Contact)
-		if err := direct.Usable(ct.UnmarshalJSON(d.Doc)); err != nil {
+		if err := direct.Usable(ct.UnmarshalJSON(d.Doc), false); err != nil {
 			return nil, "", fmt.Errorf("decode contact: %w", err)
 		}
 		t, err := direct.BatchTransaction(conv, ct, built)

@@ -278,12 +278,10 @@ func (h *Handler) write(ctx context.Context, bundle []byte, n int, done func()) 
 }
 
 // convert turns the payload into a transaction, hydrating what is missing.
-// A document whose only faults are member errors (a *cht.DecodeError with
-// Member set: a number for a phone, a NUL in a note) is converted: the
-// conversion refuses those of the members it writes to FHIR as it refuses
-// any unusable value (or leaves out those of lenient fields), and never
-// reads the others. Refused at decoding, a document with such a member
-// would never reach FHIR: CHT resends the same document forever.
+// A document whose only faults are member errors the conversion handles
+// (see direct.Usable: a phone stored as a number, a NUL in a note) is
+// converted; refused at decoding, it would never reach FHIR: CHT resends
+// the same document forever.
 func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Transaction, error) {
 	if len(p.Doc) == 0 {
 		return nil, &failure{status: http.StatusBadRequest,
@@ -291,7 +289,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 	}
 	if p.DocType() == "data_record" {
 		r, err := p.Report()
-		if err = direct.Usable(err); err != nil {
+		if err = direct.Usable(err, true); err != nil {
 			return nil, &failure{status: http.StatusBadRequest, err: err}
 		}
 		if needsHydration(r) && h.cfg.CHT != nil && r.ID != "" {
@@ -301,7 +299,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 			}
 			if hr != nil {
 				r, err = hr.Report()
-				if err = direct.Usable(err); err != nil {
+				if err = direct.Usable(err, true); err != nil {
 					return nil, &failure{status: http.StatusBadGateway, err: err}
 				}
 			}
@@ -330,7 +328,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 		return tx, nil
 	}
 	c, err := p.Contact()
-	if err = direct.Usable(err); err != nil {
+	if err = direct.Usable(err, false); err != nil {
 		return nil, &failure{status: http.StatusBadRequest, err: err}
 	}
 	if c.Parent != nil && c.Parent.Doc == nil && h.cfg.CHT != nil && c.ID != "" {
@@ -340,7 +338,7 @@ func (h *Handler) convert(ctx context.Context, p *outbound.Payload) (*fhir.Trans
 		}
 		if hc != nil {
 			c, err = hc.Contact()
-			if err = direct.Usable(err); err != nil {
+			if err = direct.Usable(err, false); err != nil {
 				return nil, &failure{status: http.StatusBadGateway, err: err}
 			}
 		}

@@ -141,6 +141,17 @@ func TestMembersThatAreNotValid(t *testing.T) {
 		{"the household's phone a number, lenient", lenientURL, `{"_id":"p-m-6","type":"person","name":"Chebet","parent":` + household + `}`,
 			http.StatusOK, "phone", true}, // a warning names the document it is about: hh-1
 		{"not valid JSON", strictURL, `{"_id":"p-m-7","type":"person","name":"Dalmas","phone":}`, http.StatusBadRequest, "", false},
+		// Members whose loss would change what is written without a word
+		// are still refused as the push arrives.
+		{"a parent's _id a number", lenientURL, `{"_id":"p-m-8","type":"person","name":"Esther","parent":{"_id":5}}`,
+			http.StatusBadRequest, "", false},
+		{"role a number", lenientURL, `{"_id":"p-m-9","type":"person","name":"Faith","role":5}`, http.StatusBadRequest, "", false},
+		{"reported_date a word", lenientURL, `{"_id":"p-m-10","type":"person","name":"Gitau","reported_date":"yesterday"}`,
+			http.StatusBadRequest, "", false},
+		{"the CHW of the area's phone a number", strictURL, `{"_id":"p-m-11","type":"person","name":"Halima","parent":` +
+			`{"_id":"hh-2","type":"clinic","name":"H","parent":{"_id":"hc-2","type":"health_center","name":"HC",` +
+			`"contact":{"_id":"chw-2","type":"person","name":"CHW","phone":254700000001,"parent":{"_id":"hc-2"}}}}}`,
+			http.StatusBadRequest, "", false}, // a place's primary contact is not checked by the conversion
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := postJSON(t, tt.url+push.OutboundPath, []byte(`{"doc":`+tt.doc+`}`))
@@ -171,6 +182,12 @@ func TestMembersThatAreNotValid(t *testing.T) {
 				assert.Equal(t, []string{tt.field}, fields, "answer %s", b)
 			}
 			assert.NotContains(t, string(found[0]), "telecom", "no phone reached FHIR")
+			if strings.Contains(tt.doc, `"hh-1"`) {
+				places, err := fhirSrv.Search("Location", "identifier=hh-1")
+				require.NoError(t, err)
+				require.Len(t, places, 1, "the household is written")
+				assert.NotContains(t, string(places[0]), "telecom", "without its phone")
+			}
 		})
 	}
 }
@@ -197,22 +214,39 @@ func TestMemberErrorsOfReports(t *testing.T) {
 	}
 	strictURL, lenientURL := serve(nil), serve([]string{"phone"})
 
-	report := func(id, height, contactPhone string) []byte {
-		return []byte(`{"doc":{"_id":"` + id + `","type":"data_record","form":"HEIGHT_WEIGHT","reported_date":1730355950419,` +
+	// report is a HEIGHT_WEIGHT report; more holds members of its own.
+	report := func(id, height, contactPhone string, more ...string) []byte {
+		date := `"reported_date":1730355950419`
+		if strings.Contains(strings.Join(more, ""), `"reported_date"`) {
+			date = `"_rev":"1-a"`
+		}
+		return []byte(`{"doc":{"_id":"` + id + `","type":"data_record","form":"HEIGHT_WEIGHT",` + strings.Join(more, "") +
 			`"fields":{"patient_id":"p-1","height":` + height + `,"weight":61.5},` +
-			`"contact":{"_id":"chw-1","type":"person","name":"CHW","phone":` + contactPhone + `,"parent":{"_id":"hc-1"}}}}`)
+			`"contact":{"_id":"chw-1","type":"person","name":"CHW","phone":` + contactPhone + `,"parent":{"_id":"hc-1"}},` +
+			date + `}}`)
 	}
 	for _, tt := range []struct {
-		name, url, id, height, phone string
-		status                       int
-		field                        string // of the error or the warning
+		name   string
+		url    string
+		id     string
+		body   []byte
+		status int
+		field  string // of the error, or of the warning (which names its document)
 	}{
-		{"the CHW's phone a number", strictURL, "r-m-1", "168", "254712000333", http.StatusUnprocessableEntity, "contact.phone"},
-		{"the CHW's phone a number, lenient", lenientURL, "r-m-2", "168", "254712000333", http.StatusOK, "phone"}, // of doc chw-1
-		{"a NUL in a mapped field", lenientURL, "r-m-3", `"16\u00008"`, `"+254712000333"`, http.StatusUnprocessableEntity, "height"},
+		{"the CHW's phone a number", strictURL, "r-m-1", report("r-m-1", "168", "254712000333"), http.StatusUnprocessableEntity, "contact.phone"},
+		{"the CHW's phone a number, lenient", lenientURL, "r-m-2", report("r-m-2", "168", "254712000333"), http.StatusOK, "phone"}, // of doc chw-1
+		{"a NUL in a mapped field", lenientURL, "r-m-3", report("r-m-3", `"16\u00008"`, `"+254712000333"`), http.StatusUnprocessableEntity, "height"},
+		{"the patient's household name a number", lenientURL, "r-m-4", report("r-m-4", "168", `"+254712000333"`,
+			`"patient":{"_id":"p-1","type":"person","name":"P","parent":{"_id":"hh-3","type":"clinic","name":5,"parent":{"_id":"hc-1"}}},`),
+			http.StatusUnprocessableEntity, "patient.parent.name"},
+		// Members of the report itself are still refused as it arrives.
+		{"reported_date a word", lenientURL, "r-m-5", report("r-m-5", "168", `"+254712000333"`, `"reported_date":"yesterday",`),
+			http.StatusBadRequest, "reported_date"},
+		{"the CHW a number", lenientURL, "r-m-6", []byte(`{"doc":{"_id":"r-m-6","type":"data_record","form":"HEIGHT_WEIGHT",` +
+			`"fields":{"patient_id":"p-1","height":168},"contact":12,"reported_date":1730355950419}}`), http.StatusBadRequest, "contact"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := postJSON(t, tt.url+push.OutboundPath, report(tt.id, tt.height, tt.phone))
+			resp := postJSON(t, tt.url+push.OutboundPath, tt.body)
 			b := readAll(t, resp)
 			require.Equal(t, tt.status, resp.StatusCode, "%s", b)
 			found, err := fhirSrv.Search("Encounter", "identifier="+tt.id)

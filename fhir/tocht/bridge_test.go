@@ -617,7 +617,8 @@ func TestCHTDownIsRetriedWithoutDuplicates(t *testing.T) {
 // one CHT's API finds invalid (api/src/controllers/person.js create and
 // update document their 400 answers). The EMR gets
 // 422 naming CHT's status, without Retry-After, rather than a 502 it would
-// retry forever; a 5xx stays a 502 (TestCHTDownIsRetriedWithoutDuplicates).
+// retry forever; a 5xx stays a 502 (TestCHTDownIsRetriedWithoutDuplicates),
+// and so does a refused read, which is the mediator's doing.
 func TestCHTRefusingTheDocumentIsNotTransient(t *testing.T) {
 	for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity} {
 		for _, tt := range []struct{ path, file string }{{"/fhir/Patient", "patient.json"}, {"/fhir/ServiceRequest", "service-request.json"}} {
@@ -633,6 +634,12 @@ func TestCHTRefusingTheDocumentIsNotTransient(t *testing.T) {
 			})
 		}
 	}
+	t.Run("a refused read stays a 502", func(t *testing.T) {
+		r := newRig(t)
+		r.cht.InjectFault(chttest.Fault{Method: http.MethodGet, Path: "/medic/*", Status: http.StatusBadRequest})
+		a := r.post(t, "/fhir/Patient", testdata(t, "patient.json"))
+		assert.Equal(t, http.StatusBadGateway, a.status, "%s", a.body)
+	})
 }
 
 // A 401 or 403 of CHT or of the FHIR server refuses the mediator's own

@@ -737,12 +737,13 @@ func chtFailure(what string, err error) error {
 	if refused := credentialsRefused(err); refused != nil {
 		return refused
 	}
-	// CHT (or CouchDB, or a proxy before them) refusing the request itself
+	// CHT (or CouchDB, or a proxy before them) refusing a write itself
 	// refuses it again on every retry: 400 (a document CHT's API or
 	// CouchDB finds invalid), 413 (over CouchDB's max_document_size or a
-	// proxy's body limit), 422.
+	// proxy's body limit), 422. A refused read is the mediator's doing:
+	// it stays a 502.
 	var ce *cht.APIError
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) && ce.Method != http.MethodGet {
 		switch ce.StatusCode {
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 			return &Error{Status: http.StatusUnprocessableEntity,

@@ -205,3 +205,53 @@ func (s *lcSyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// aboutCore is a core whose GET /about fails the first failures times.
+type aboutCore struct {
+	failures int32
+	abouts   atomic.Int32
+}
+
+func (a *aboutCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/about":
+		if a.abouts.Add(1) <= a.failures {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"currentCoreVersion": "8.5.0", "serverTimezone": "UTC"})
+	case r.Method == http.MethodPost && r.URL.Path == "/mediators":
+		w.WriteHeader(http.StatusCreated)
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/mediators/"):
+		_ = json.NewEncoder(w).Encode(testDefinition("urn:mediator:about"))
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// TestReleaseReadAfterAFailedRead: core's release (GET /about, which every
+// core from 4.0.5 serves: src/api/about.js) is read before the mediator is
+// registered; when that read fails, after later heartbeats until it is
+// known, without holding registration back.
+func TestReleaseReadAfterAFailedRead(t *testing.T) {
+	ac := &aboutCore{failures: 2}
+	core := httptest.NewServer(ac)
+	defer core.Close()
+	c, err := NewClient(Config{URL: core.URL, Username: "u", Password: "p", Auth: AuthBasic, MaxRetries: -1}, nil)
+	require.NoError(t, err)
+	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:about"),
+		HeartbeatInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, l.Registered, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return l.CoreRelease() == "8.5.0" }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, int32(3), ac.abouts.Load(), "read at registration, then after heartbeats until known, then no more")
+	time.Sleep(100 * time.Millisecond) // a few more heartbeats
+	assert.Equal(t, int32(3), ac.abouts.Load(), "not read again once known")
+}

@@ -318,15 +318,8 @@ func (d *Definition) Validate(coreVersion int) error {
 	}
 	add(validateConfigDefs(d.ConfigDefs))
 	if d.Config != nil {
-		// Core checks the JSON it receives: a []string or a
-		// map[string]string is as good as a []any or a map[string]any.
-		var config map[string]any
-		b, err := json.Marshal(d.Config)
-		if err == nil {
-			err = json.Unmarshal(b, &config)
-		}
-		if err != nil {
-			add(invalidf("config", "cannot be sent as JSON: %v", err))
+		if config, err := plainConfig(d.Config); err != nil {
+			add(err)
 		} else {
 			add(validateConfig(d.ConfigDefs, config))
 		}
@@ -389,6 +382,20 @@ func validateConfigDef(field string, def ConfigDef, inTemplate bool) error {
 		return joinErrors(errs...)
 	}
 	return nil
+}
+
+// plainConfig returns config as the JSON core receives (and checks): a
+// []string or a map[string]string becomes a []any or a map[string]any.
+func plainConfig(config map[string]any) (map[string]any, error) {
+	var plain map[string]any
+	b, err := json.Marshal(config)
+	if err == nil {
+		err = json.Unmarshal(b, &plain)
+	}
+	if err != nil {
+		return nil, invalidf("config", "cannot be sent as JSON: %v", err)
+	}
+	return plain, nil
 }
 
 // validateConfig checks config values against defs with core's

@@ -262,14 +262,8 @@ func (l *Lifecycle) register(ctx context.Context) error {
 			return err
 		}
 	}
-	// Before registered: a ready mediator knows core's release.
-	if l.release.Load() == nil {
-		if rel, err := l.c.CoreRelease(ctx); err != nil {
-			l.log.InfoContext(ctx, "could not read openhim core's release (GET /about); async answers say Processing", "error", err)
-		} else {
-			l.release.Store(&rel)
-		}
-	}
+	// Before registered, so that a ready mediator knows core's release.
+	l.readRelease(ctx, slog.LevelInfo)
 	l.problem.Store(nil)
 	l.registered.Store(true)
 	l.metrics.registered.Set(1)
@@ -283,6 +277,25 @@ func (l *Lifecycle) register(ctx context.Context) error {
 		l.syncDefaultChannels(ctx)
 	}
 	return nil
+}
+
+// releaseTimeout bounds a read of core's release: readiness waits for the
+// first, which only refines the status of async answers.
+const releaseTimeout = 5 * time.Second
+
+// readRelease reads core's release (GET /about) into l.release, at each
+// registration (core may have been upgraded) and, while unknown, after
+// each heartbeat. A failure is logged at level; the release stays as it
+// was.
+func (l *Lifecycle) readRelease(ctx context.Context, level slog.Level) {
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	rel, err := l.c.CoreRelease(ctx)
+	if err != nil {
+		l.log.Log(ctx, level, "could not read openhim core's release (GET /about); async answers say Processing until it is read", "error", err)
+		return
+	}
+	l.release.Store(&rel)
 }
 
 // checkDrift reads the stored definition and warns if core kept another.
@@ -368,6 +381,9 @@ func (l *Lifecycle) heartbeatLoop(ctx context.Context, started time.Time) (beat 
 		if l.install {
 			l.syncDefaultChannels(ctx)
 		}
+		if l.release.Load() == nil {
+			l.readRelease(ctx, slog.LevelDebug) // the read after registering failed
+		}
 		timer.Reset(jitter(l.interval))
 	}
 }
@@ -441,8 +457,9 @@ func (l *Lifecycle) applyConfig(cfg map[string]any, requested bool) {
 // not since answered a heartbeat with 404).
 func (l *Lifecycle) Registered() bool { return l.registered.Load() }
 
-// CoreRelease returns the release of core ("8.5.0") read after the first
-// registration, or "" before it or when core did not tell it.
+// CoreRelease returns the release of core ("8.5.0") as read at the last
+// registration (or, when that read failed, after a later heartbeat), or
+// "" before it is read.
 func (l *Lifecycle) CoreRelease() string {
 	if rel := l.release.Load(); rel != nil {
 		return *rel

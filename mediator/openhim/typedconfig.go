@@ -197,6 +197,9 @@ func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 			defs[i] = f.def
 		}
 	}
+	if raw, err = plainConfig(raw); err != nil {
+		return err
+	}
 	if err := validateConfig(defs, raw); err != nil {
 		return err
 	}

@@ -162,6 +162,25 @@ func TestDecodeConfig(t *testing.T) {
 	}
 }
 
+// TestDecodeConfigOfGoTypes: values given as Go types are checked as the
+// JSON they encode to, as core checks what it receives (src/api/
+// mediators.js, validateConfig): a map[string]string for a map param and a
+// []int for an array param pass.
+func TestDecodeConfigOfGoTypes(t *testing.T) {
+	got := lcTestConfig{}
+	raw := map[string]any{"headers": map[string]string{"A": "1"}, "codes": []int{200, 201}}
+	if err := DecodeConfig(raw, nil, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Headers, map[string]string{"A": "1"}) || !slices.Equal(got.Codes, []int{200, 201}) {
+		t.Errorf("got headers %v, codes %v", got.Headers, got.Codes)
+	}
+	err := DecodeConfig(map[string]any{"headers": map[string]int{"A": 1}}, nil, &got)
+	if f := lcFields(err); !slices.Equal(f, []string{"config.headers.A"}) {
+		t.Errorf("error fields = %v, want config.headers.A (err %v)", f, err)
+	}
+}
+
 func TestDecodeConfigNeverLeaksPasswords(t *testing.T) {
 	const secret = "s3cr3t-Value"
 	raw := map[string]any{"apiKey": 5.0, "token": []any{secret}, "mode": secret, "notes": map[string]any{"x": secret},

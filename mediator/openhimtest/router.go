@@ -354,7 +354,7 @@ type sent struct {
 
 // sendRoute sends the request to one route as core's sendHttpRequest does
 // (§5.5): path from route.path, pathTransform or the request; the query
-// string; the body only for POST and PUT (and PATCH after 4.x); the
+// string; the body only for POST and PUT (and PATCH from 8.4.2); the
 // client's headers without Host and (unless forwardAuthHeader)
 // Authorization, plus X-OpenHIM-TransactionID; basic auth from the route;
 // https when secured; timeout channel.timeout ?? 60 s.
@@ -385,9 +385,9 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 
 	var reqBody io.Reader
 	// router.js sendHttpRequest writes the body for POST and PUT only up
-	// to 8.4.0; 8.4.2 and later (the Version8 profile) also for PATCH.
+	// to 8.4.0; 8.4.2 and later also for PATCH.
 	sendBody := r.Method == http.MethodPost || r.Method == http.MethodPut ||
-		(s.cfg.Version >= Version8 && r.Method == http.MethodPatch)
+		(s.cfg.Version >= Version8 && semver.AtLeast(s.cfg.Release, "8.4.2") && r.Method == http.MethodPatch)
 	if sendBody {
 		reqBody = bytes.NewReader(body)
 	}
@@ -1406,7 +1406,5 @@ func portOf(hostport string) string {
 // channels: from 8.3.0 (src/model/channels.js and src/middleware/router.js
 // have no such field before).
 func (s *Server) asyncChannels() bool {
-	v, ok := semver.Parse(s.cfg.Release)
-	min, _ := semver.Parse("8.3.0")
-	return s.cfg.Version >= Version8 && ok && semver.Compare(v, min) >= 0
+	return s.cfg.Version >= Version8 && semver.AtLeast(s.cfg.Release, "8.3.0")
 }

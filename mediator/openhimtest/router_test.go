@@ -29,8 +29,14 @@ type routerFixture struct {
 
 func newRouterFixture(t testing.TB, v Version, handler http.HandlerFunc, mutate func(*openhim.Channel)) *routerFixture {
 	t.Helper()
+	return newRouterFixtureOf(t, Config{Version: v}, handler, mutate)
+}
+
+// newRouterFixtureOf is newRouterFixture for a core configured by cfg.
+func newRouterFixtureOf(t testing.TB, cfg Config, handler http.HandlerFunc, mutate func(*openhim.Channel)) *routerFixture {
+	t.Helper()
 	f := &routerFixture{}
-	f.srv = NewServer(Config{Version: v})
+	f.srv = NewServer(cfg)
 	t.Cleanup(f.srv.Close)
 	f.mediator = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -292,6 +298,45 @@ func TestRouterRequestHandling_S5_5(t *testing.T) {
 			}
 			if tt.wantStatus == 202 && (resp.Header.Get("X-Upstream") != "1" || resp.Header.Get(transactionIDHeader) != txs[0].ID) {
 				t.Fatalf("plain response headers not passed through: %v", resp.Header)
+			}
+		})
+	}
+}
+
+// TestRouterReleases: in the Version8 profile, Config.Release routes as
+// that release did: router.js sendHttpRequest writes a PATCH body from
+// 8.4.2 only, and isAsynchronousProcess channels (src/model/channels.js)
+// exist from 8.3.0.
+func TestRouterReleases(t *testing.T) {
+	tests := []struct {
+		release, method string
+		async           bool
+		wantBody        string
+		wantTx          string
+	}{
+		{"8.4.0", "PATCH", false, "", "Successful"},
+		{"8.4.2", "PATCH", false, "data", "Successful"},
+		{"8.2.0", "POST", true, "data", "Successful"},
+		{"8.3.0", "POST", true, "data", "Pending Async"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.release+" "+tt.method, func(t *testing.T) {
+			f := newRouterFixtureOf(t, Config{Version: Version8, Release: tt.release}, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "ok")
+			}, func(c *openhim.Channel) { c.IsAsynchronousProcess = tt.async })
+			resp, body := f.call(t, tt.method, "/api/a", "client-1", "pw", "data")
+			if resp.StatusCode >= 300 {
+				t.Fatalf("client got %d %q", resp.StatusCode, body)
+			}
+			f.mu.Lock()
+			sent := f.lastBody
+			f.mu.Unlock()
+			if sent != tt.wantBody {
+				t.Errorf("mediator got body %q, want %q", sent, tt.wantBody)
+			}
+			if txs := f.srv.Transactions(); len(txs) != 1 || txs[0].Status != tt.wantTx {
+				t.Errorf("transactions %+v, want one %s", txs, tt.wantTx)
 			}
 		})
 	}

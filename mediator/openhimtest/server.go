@@ -78,8 +78,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Release is the core release GET /about answers (currentCoreVersion);
 	// "" means the profile's: "4.0.5", "7.1.0" or "8.5.0". In the Version8
-	// profile, a release before 8.3.0 also routes as those releases did:
-	// no "Pending Async" for an isAsynchronousProcess channel.
+	// profile, an earlier release also routes as it did: no "Pending
+	// Async" for an isAsynchronousProcess channel before 8.3.0, no PATCH
+	// body forwarded before 8.4.2.
 	Release string
 	// MaxTransactions bounds how many transactions the server keeps (the
 	// most recent ones; core keeps all of them in MongoDB); 0 keeps all.

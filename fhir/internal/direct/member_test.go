@@ -36,9 +36,6 @@ func TestMemberErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			faults, ok := MemberErrors(tt.err)
-			if usable := Usable(tt.err); (usable == nil) != (ok || tt.err == nil) {
-				t.Errorf("Usable = %v with MemberErrors ok %v", usable, ok)
-			}
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v (err %v)", ok, tt.ok, tt.err)
 			}
@@ -49,6 +46,56 @@ func TestMemberErrors(t *testing.T) {
 			slices.Sort(paths)
 			if !slices.Equal(paths, tt.paths) {
 				t.Errorf("paths %q, want %q", paths, tt.paths)
+			}
+		})
+	}
+}
+
+// TestUsable: a document is converted despite member errors only when each
+// is one the conversion handles: a contact's text members (refused, or
+// dropped with a warning when lenient, by fhir's cleanContact) and notes
+// and short_name (never written), at the top of a contact or up its
+// lineage, or under a report's hydrated contact, patient or place; and a
+// report's form fields. Any other member refuses the document as before.
+func TestUsable(t *testing.T) {
+	member := func(path string) error {
+		return &cht.DecodeError{Path: path, Err: errors.New("want string, got number"), Member: true}
+	}
+	tests := []struct {
+		name   string
+		err    error
+		report bool
+		usable bool
+	}{
+		{"nil", nil, false, true},
+		{"phone", member("phone"), false, true},
+		{"up the lineage", member("parent.parent.date_of_birth"), false, true},
+		{"notes, never written", member("notes"), false, true},
+		{"two, joined and wrapped", fmt.Errorf("doc: %w", errors.Join(member("sex"), member("parent.name"))), false, true},
+		{"one of two not handled", errors.Join(member("sex"), member("role")), false, false},
+		{"role", member("role"), false, false},
+		{"reported_date", member("reported_date"), false, false},
+		{"a parent's _id", member("parent._id"), false, false},
+		{"a place's primary contact", member("parent.contact.phone"), false, false},
+		{"a contact's fields", member("fields.a"), false, false},
+		{"a report's form field", member("fields.group.temp"), true, true},
+		{"a report's fields whole", member("fields"), true, false},
+		{"a report's CHW", member("contact.phone"), true, true},
+		{"a report's patient's household", member("patient.parent.name"), true, true},
+		{"a report's sender", member("from"), true, false},
+		{"a report's phone", member("phone"), true, false},
+		{"a report's CHW reference", member("contact"), true, false},
+		{"a document error", &cht.DecodeError{Path: "name", Err: errors.New("invalid UTF-8")}, false, false},
+		{"another error", errors.New("connection reset"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Usable(tt.err, tt.report)
+			switch {
+			case tt.usable && got != nil:
+				t.Errorf("Usable = %v, want nil", got)
+			case !tt.usable && got != tt.err:
+				t.Errorf("Usable = %v, want the error itself", got)
 			}
 		})
 	}

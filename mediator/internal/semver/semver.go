@@ -103,3 +103,14 @@ func Compare(a, b Version) int {
 		}
 	}
 }
+
+// AtLeast reports whether s is a version (see Parse) no lower than min,
+// which must be one.
+func AtLeast(s, min string) bool {
+	v, ok := Parse(s)
+	m, okMin := Parse(min)
+	if !okMin {
+		panic("semver: AtLeast: " + min + " is no version")
+	}
+	return ok && Compare(v, m) >= 0
+}
