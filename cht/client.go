@@ -55,7 +55,7 @@ type Config struct {
 	// UserAgent is sent with each request; "" means a library default.
 	UserAgent string
 	// Version, when set (e.g. "4.10.0"), skips version detection via
-	// GET /api/info.
+	// GET /api/deploy-info.
 	Version string
 	// Logger receives debug logs of requests and retries; nil discards.
 	// Neither credentials nor query strings are logged.

@@ -1022,8 +1022,6 @@ func TestSessionRenewedOnceAfterExpiry(t *testing.T) {
 			valid = fmt.Sprintf("tok%d", logins)
 			http.SetCookie(w, &http.Cookie{Name: "AuthSession", Value: valid, Path: "/"})
 			fmt.Fprint(w, `{"ok":true}`)
-		case "/api/info":
-			fmt.Fprint(w, `{"version":"4.10.0"}`)
 		default:
 			calls++
 			ck, err := r.Cookie("AuthSession")
@@ -1306,6 +1304,73 @@ func TestRedirectsThatWouldLoseOrLeakAreNotFollowed(t *testing.T) {
 			}
 			if elsewhere.Load() != 0 || moved.Load() != 0 {
 				t.Errorf("the write was followed: %d to the other server, %d as a GET", elsewhere.Load(), moved.Load())
+			}
+		})
+	}
+}
+
+// TestVersionFromDeployInfo: the CHT version comes from /api/deploy-info
+// (api/src/routing.js; shared-libs/server-info getDeployInfo: version, the
+// build's base_version beside it), never from /api/info, which answers
+// its package.json's "0.1.0" on every release. A build whose version is
+// no release falls back to base_version; with neither, the error says to
+// set Config.Version.
+func TestVersionFromDeployInfo(t *testing.T) {
+	tests := []struct {
+		name, deployInfo string
+		wantPersonList   bool   // 4.11+: GET /api/v1/person?type= is used
+		wantErr          string // "" = none
+	}{
+		{"a release", `{"version":"4.11.0","base_version":"4.11.0","user":"admin"}`, true, ""},
+		{"an older release", `{"version":"4.10.2"}`, false, ""},
+		{"a branch build", `{"version":"unknown","base_version":"4.18.0"}`, true, ""},
+		{"no release", `{"version":"unknown"}`, false, "set Config.Version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var paths []string
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				paths = append(paths, r.URL.Path)
+				w.Header().Set("Content-Type", "application/json")
+				switch r.URL.Path {
+				case "/api/info":
+					fmt.Fprint(w, `{"version":"0.1.0"}`)
+				case "/api/deploy-info":
+					if _, _, ok := r.BasicAuth(); !ok {
+						w.WriteHeader(http.StatusUnauthorized)
+						fmt.Fprint(w, `{"code":401,"error":"unauthorized"}`)
+						return
+					}
+					fmt.Fprint(w, tt.deployInfo)
+				default:
+					fmt.Fprint(w, `{"data":[],"cursor":null}`)
+				}
+			}))
+			defer ts.Close()
+			c, err := cht.New(cht.Config{URL: ts.URL, Username: "u", Password: "p"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var listErr error
+			for _, err := range c.Contacts.All(context.Background(), cht.ListOptions{Type: "person"}) {
+				listErr = err
+				break
+			}
+			switch {
+			case tt.wantErr != "":
+				if listErr == nil || !strings.Contains(listErr.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one saying %q", listErr, tt.wantErr)
+				}
+			case tt.wantPersonList && listErr != nil:
+				t.Fatalf("err = %v", listErr)
+			case !tt.wantPersonList && !errors.Is(listErr, cht.ErrUnsupported):
+				t.Fatalf("err = %v, want ErrUnsupported below 4.11", listErr)
+			}
+			if slices.Contains(paths, "/api/info") {
+				t.Errorf("asked /api/info: %v", paths)
+			}
+			if tt.wantPersonList && !slices.Contains(paths, "/api/v1/person") {
+				t.Errorf("did not list through /api/v1/person: %v", paths)
 			}
 		})
 	}

@@ -24,7 +24,7 @@
 //	page, err := c.Docs.Changes(ctx, cht.ChangesOptions{Since: checkpoint, IncludeDocs: true})
 //
 // Endpoints that appeared in later CHT versions are chosen by the server
-// version (from GET /api/info, or Config.Version): on
+// version (from GET /api/deploy-info, or Config.Version): on
 // servers older than 4.9/4.10/4.18 the Get methods fall back to hydrate
 // (with lineage) or the raw document, and person/place creation uses the
 // legacy /api/v1/people and /api/v1/places below 5.2. Listings that have

@@ -3,22 +3,34 @@ package cht
 import (
 	"context"
 	"fmt"
-	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"net/http"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 )
 
-// fetchVersion reads the CHT version (GET /api/info) and caches it for
-// feature detection.
+// fetchVersion reads the CHT version (GET /api/deploy-info) and caches it
+// for feature detection. /api/info is no use: it answers the version of
+// the API's own package.json, "0.1.0" in every release (cht-core
+// api/src/routing.js). /api/deploy-info answers the version of the
+// installed build (shared-libs/server-info getDeployInfo: build_info's
+// version, else deploy_info's build, else the ddoc's version, else
+// "unknown"), to a logged-in user; a version that is no release (a
+// branch build) falls back to build_info's base_version.
 func (c *Client) fetchVersion(ctx context.Context) (release.Version, error) {
 	var body struct {
-		Version string `json:"version"`
+		Version     string `json:"version"`
+		BaseVersion string `json:"base_version"`
 	}
-	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/api/info", retry: true}, &body); err != nil {
+	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/api/deploy-info", retry: true}, &body); err != nil {
 		return release.Version{}, err
 	}
 	v, err := release.Parse(body.Version)
+	if err != nil && body.BaseVersion != "" {
+		v, err = release.Parse(body.BaseVersion)
+	}
 	if err != nil {
-		return release.Version{}, fmt.Errorf("cht: /api/info: %w", err)
+		return release.Version{}, fmt.Errorf("cht: /api/deploy-info names no release (version %q, base_version %q): set Config.Version: %w",
+			body.Version, body.BaseVersion, err)
 	}
 	c.verMu.Lock()
 	c.version = &v

@@ -1,6 +1,7 @@
 package chttest
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -342,8 +343,10 @@ func TestDatasourcePaging(t *testing.T) {
 // api/src/routing.js of each tag: contacts-by-phone 3.10, GET person/:uuid
 // 4.9, place/:uuid 4.10, the person listing 4.11, report/:uuid 4.18,
 // postJson('/api/v1/person') 5.2): a route the release lacks falls
-// through to app.all('*path') proxy.web, CouchDB's 404, and routing.js
-// app.get('/api/info') answers {version} from the API's package.json.
+// through to app.all('*path') proxy.web, CouchDB's 404. routing.js
+// app.get('/api/info') answers {version} from the API's package.json,
+// "0.1.0" in every release (api/package.json), and /api/deploy-info the
+// release (shared-libs/server-info getDeployInfo), to a logged-in user.
 func TestVersionGating(t *testing.T) {
 	tests := []struct {
 		version string
@@ -371,7 +374,14 @@ func TestVersionGating(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", r.status, tt.want, r.body)
 			}
 			info := do(t, srv, call{method: "GET", path: "/api/info", user: "-"})
-			jsonEqual(t, info.body, []byte(`{"version":"`+tt.version+`"}`))
+			jsonEqual(t, info.body, []byte(`{"version":"0.1.0"}`))
+			if r := do(t, srv, call{method: "GET", path: "/api/deploy-info", user: "-"}); r.status != http.StatusUnauthorized {
+				t.Errorf("deploy-info without login: %d", r.status)
+			}
+			var deploy struct{ Version string }
+			if err := json.Unmarshal(do(t, srv, call{method: "GET", path: "/api/deploy-info"}).body, &deploy); err != nil || deploy.Version != tt.version {
+				t.Errorf("deploy-info version %q (%v), want %s", deploy.Version, err, tt.version)
+			}
 		})
 	}
 }

@@ -124,7 +124,7 @@ var DefaultContactTypes = []ContactType{
 
 // Config configures a fake CHT server. The zero value is usable.
 type Config struct {
-	// Version is reported by /api/info and gates routes as in the
+	// Version is reported by /api/deploy-info and gates routes as in the
 	// reference's version matrix. "" means DefaultVersion.
 	Version string
 	// BasePath serves the API under a path prefix (e.g. "/cht") so that
@@ -987,13 +987,19 @@ func canEditGuarded(rt route, c *reqCtx) bool {
 
 // --- small handlers ---
 
+// handleInfo is GET /api/info: the version of the API's package.json,
+// which is "0.1.0" in every release (api/src/routing.js; api/package.json),
+// not the CHT version.
 func (s *Server) handleInfo(c *reqCtx, _ []string) {
-	writeJSON(c.w, http.StatusOK, map[string]any{"version": s.ver.String()})
+	writeJSON(c.w, http.StatusOK, map[string]any{"version": "0.1.0"})
 }
 
+// handleDeployInfo is GET /api/deploy-info, for a logged-in user: the
+// installed build (shared-libs/server-info getDeployInfo merges the
+// ddoc's build_info and deploy_info, version the release).
 func (s *Server) handleDeployInfo(c *reqCtx, _ []string) {
 	writeJSON(c.w, http.StatusOK, map[string]any{"timestamp": s.now().UnixMilli(), "user": "chttest",
-		"version": s.ver.String()})
+		"version": s.ver.String(), "base_version": s.ver.String()})
 }
 
 // SetSettings replaces the app settings returned by GET /api/v1/settings
