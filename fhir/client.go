@@ -47,7 +47,11 @@ type ClientConfig struct {
 	// server's Retry-After in seconds, held within those bounds: a longer
 	// Retry-After is waited 5s). A 2xx answer is never retried, and a POST
 	// of [Client.Create] is retried only when the server did not process
-	// it (429, 503). A retried transaction is idempotent with WritePut;
+	// it (429, 503), and so is a transaction with version-aware entries
+	// (If-Match: those CloseReferral and the withdrawal of an edited
+	// report's Observations write), which, applied by an attempt whose
+	// answer was lost, would fail its retry with 409 or 412 although
+	// written. Another retried transaction is idempotent with WritePut;
 	// with a conditional strategy, an attempt retried after a timeout can
 	// run beside the first one still running on the server, and two
 	// conditional writes of one new resource can then create it twice on

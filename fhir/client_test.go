@@ -197,6 +197,53 @@ func TestTransactionRetriesTransientFailuresOnly(t *testing.T) {
 	}
 }
 
+// TestTransactionWithIfMatchIsNotRetriedAfterALostAnswer: a transaction
+// with a version-aware entry (If-Match) that the server applied before its
+// answer was lost (a proxy's 504, a timeout) would fail its retry: the
+// version has moved, and HAPI answers 409 (BaseHapiFhirResourceDao.update,
+// ResourceVersionConflictException), others 412. So it is retried only
+// when the server did not process it (429, 503), as Create; the same
+// bundle without If-Match is retried.
+func TestTransactionWithIfMatchIsNotRetriedAfterALostAnswer(t *testing.T) {
+	ifMatch := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Task","id":"t1",` +
+		`"status":"completed","intent":"order"},"request":{"method":"PUT","url":"Task/t1","ifMatch":"W/\"1\""}}]}`)
+	tests := []struct {
+		name    string
+		bundle  []byte
+		first   int // the first attempt's answer
+		calls   int32
+		wantErr int // status of the *ServerError, 0 = none
+	}{
+		{"If-Match, 504", ifMatch, http.StatusGatewayTimeout, 1, http.StatusGatewayTimeout},
+		{"If-Match, 502", ifMatch, http.StatusBadGateway, 1, http.StatusBadGateway},
+		{"If-Match, 503: not processed", ifMatch, http.StatusServiceUnavailable, 2, 0},
+		{"If-Match, 429: not processed", ifMatch, http.StatusTooManyRequests, 2, 0},
+		{"without If-Match, 504", bundleOf(1), http.StatusGatewayTimeout, 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) == 1 {
+					w.WriteHeader(tt.first)
+					return
+				}
+				io.WriteString(w, answer("200 OK"))
+			}))
+			defer srv.Close()
+			err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), tt.bundle)
+			assert.Equal(t, tt.calls, calls.Load())
+			if tt.wantErr == 0 {
+				require.NoError(t, err)
+				return
+			}
+			var se *ServerError
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, tt.wantErr, se.StatusCode, "the lost answer is reported, not a conflict of the retry")
+		})
+	}
+}
+
 // A 2xx answer is never retried, even when it fails the check: the server
 // may have stored the data, and the caller decides.
 func TestTransactionBadSuccessIsNotRetried(t *testing.T) {

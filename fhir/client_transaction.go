@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,6 +37,12 @@ func (c *Client) transaction(ctx context.Context, bundle []byte, want int) error
 // transactionDone is transaction that calls done, when not nil, once
 // nothing reads bundle any more (see sentBody).
 func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, done func()) error {
+	if bytes.Contains(bundle, ifMatchKey) {
+		// A version-aware entry applied by an attempt whose answer was
+		// lost fails the retry (409 or 412, its version having moved):
+		// retried only when the server did not process it, as Create.
+		ctx = context.WithValue(ctx, noRetryKey{}, true)
+	}
 	resp, err := c.call(ctx, http.MethodPost, "", nil, bundle, "return=minimal", done)
 	if err != nil {
 		return err
@@ -56,6 +63,10 @@ func (c *Client) transactionDone(ctx context.Context, bundle []byte, want int, d
 	drainAnswer(resp.Body, 4<<10)
 	return nil
 }
+
+// ifMatchKey is the member of a version-aware entry's request. Unescaped
+// quotes appear in an encoded bundle only around member names.
+var ifMatchKey = []byte(`"ifMatch"`)
 
 // drainAnswer reads and drops at most n bytes of r (nothing, usually:
 // the answer was read to its end).

@@ -195,7 +195,7 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 // The result depends only on the set of follow-up reports written, not on their order, and a
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
 // subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
-// with 412; pushing the report again merges with the new version. A report without the Task id and
+// with 412 (409 on HAPI); pushing the report again merges with the new version. A report without the Task id and
 // without the ServiceRequest id, with an outcome not listed, or naming a Task (or ServiceRequest) that rd answers is not found
 // or gone (a *[ServerError] with status 404 or 410), is a *[ConversionError] naming the field.
 func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.Report,

@@ -32,7 +32,7 @@ const withdrawnStatus = "entered-in-error"
 // not convert (absent, empty, or a lenient value left out): its status
 // becomes entered-in-error, its other members stay, and it is updated
 // If-Match the version found (when the server gives one), so that a
-// concurrent change fails the transaction (412) instead of being
+// concurrent change fails the transaction (412; 409 on HAPI) instead of being
 // overwritten. They are found by their identifiers, with one search per
 // searchBatch fields (a short URL whatever the form); an Observation
 // already withdrawn is left alone. An answer with a next page is an
