@@ -1,9 +1,11 @@
 package fhirtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +96,79 @@ func (h *Handler) bundle(body []byte, base string) (result, *opError) {
 			return result{}, &fail
 		}
 	}
+	if tx && h.refInteg {
+		if err := h.danglingRef(ordered); err != nil {
+			h.st.rollback(undo)
+			return result{}, err
+		}
+	}
 	return result{status: http.StatusOK, body: bundleResponse(kind+"-response", entries, base)}, nil
+}
+
+// literalRefRE is a relative literal reference, Type/id, with an optional
+// version.
+var literalRefRE = regexp.MustCompile(`^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$`)
+
+// danglingRef returns the 400 of the first resource written by entries
+// whose literal reference names a resource the store does not hold (see
+// Config.ReferentialIntegrity), nil when there is none.
+func (h *Handler) danglingRef(entries []*entry) *opError {
+	for _, e := range entries {
+		rec := e.res.rec
+		if e.err != nil || rec == nil || rec.deleted() || (e.method != http.MethodPost && e.method != http.MethodPut) {
+			continue
+		}
+		var m any
+		if err := json.Unmarshal(rec.raw, &m); err != nil {
+			return &opError{status: http.StatusInternalServerError, code: "exception", msg: "decoding " + rec.typ + ": " + err.Error()}
+		}
+		var missing string
+		walkRefs(m, "", func(path, ref string) bool {
+			if g := literalRefRE.FindStringSubmatch(ref); g != nil && h.st.live(g[1], g[2]) == nil {
+				missing = fmt.Sprintf("Resource %s/%s not found, specified in path: %s.%s", g[1], g[2], rec.typ, path)
+				return false
+			}
+			return true
+		})
+		if missing != "" {
+			return errInvalid(e.where, "%s", missing)
+		}
+	}
+	return nil
+}
+
+// walkRefs calls fn with the path and value of each reference member of
+// v, a decoded resource (contained resources excepted), until fn returns
+// false.
+func walkRefs(v any, path string, fn func(path, ref string) bool) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			if k == "contained" {
+				continue
+			}
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if s, ok := x.(string); ok && k == "reference" {
+				if !fn(path, s) {
+					return false
+				}
+				continue
+			}
+			if !walkRefs(x, p, fn) {
+				return false
+			}
+		}
+	case []any:
+		for _, x := range t {
+			if !walkRefs(x, path, fn) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parseEntry parses and validates entry i. It returns a nil entry only when raw is not an object.

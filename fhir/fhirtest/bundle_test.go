@@ -301,3 +301,71 @@ func TestBundleErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestReferentialIntegrity: with Config.ReferentialIntegrity a transaction
+// after which a written resource references (Type/id) a resource the
+// server does not hold is refused whole with 400, as HAPI FHIR's default
+// enforce_referential_integrity_on_write does (HAPI-1094 "Resource
+// Patient/x not found, specified in path: Encounter.subject"). A resource
+// the same transaction writes, one already stored, a reference by
+// identifier only, an absolute URL and a contained resource are fine.
+// Without the option nothing is checked.
+func TestReferentialIntegrity(t *testing.T) {
+	patient := func(id string) map[string]any {
+		return withResource(req("PUT", "Patient/"+id), "", map[string]any{"resourceType": "Patient", "id": id})
+	}
+	encounter := func(id string, subject map[string]any, more ...map[string]any) map[string]any {
+		res := map[string]any{"resourceType": "Encounter", "id": id, "status": "finished",
+			"class": map[string]any{"code": "AMB"}, "subject": subject}
+		for _, m := range more {
+			for k, v := range m {
+				res[k] = v
+			}
+		}
+		return withResource(req("PUT", "Encounter/"+id), "", res)
+	}
+	ref := func(r string) map[string]any { return map[string]any{"reference": r} }
+	tests := []struct {
+		name    string
+		on      bool
+		entries []map[string]any
+		status  int
+		written int // resources stored after the request
+	}{
+		{"a patient written in the same transaction, after", true,
+			[]map[string]any{encounter("e1", ref("Patient/p1")), patient("p1")}, 200, 2},
+		{"a patient the server does not hold", true,
+			[]map[string]any{patient("p2"), encounter("e2", ref("Patient/p-unknown"))}, 400, 0},
+		{"a versioned reference", true,
+			[]map[string]any{patient("p3"), encounter("e3", ref("Patient/p3/_history/1"))}, 200, 2},
+		{"identifier only", true,
+			[]map[string]any{encounter("e4", map[string]any{"identifier": map[string]any{"system": "s", "value": "v"}})}, 200, 1},
+		{"an absolute URL", true, []map[string]any{encounter("e5", ref("https://elsewhere.example.org/fhir/Patient/x"))}, 200, 1},
+		{"a contained resource", true, []map[string]any{encounter("e6", ref("#p"),
+			map[string]any{"contained": []any{map[string]any{"resourceType": "Patient", "id": "p",
+				"link": []any{map[string]any{"other": ref("Patient/p-unknown"), "type": "seealso"}}}}})}, 200, 1},
+		{"deep in the resource", true, []map[string]any{patient("p7"),
+			encounter("e7", ref("Patient/p7"), map[string]any{"participant": []any{map[string]any{"individual": ref("Practitioner/pr-unknown")}}})},
+			400, 0},
+		{"off by default", false, []map[string]any{encounter("e8", ref("Patient/p-unknown"))}, 200, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := newClient(t, fhirtest.Config{ReferentialIntegrity: tt.on})
+			resp := mustDo(t, c, http.MethodPost, "", bundleOf("transaction", tt.entries...))
+			if resp.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.status, tt.status, resp.raw)
+			}
+			if tt.status == 400 && !strings.Contains(string(resp.raw), "not found, specified in path") {
+				t.Errorf("outcome %s does not name the reference", resp.raw)
+			}
+			n := 0
+			for _, c := range srv.Counts() {
+				n += c
+			}
+			if n != tt.written {
+				t.Errorf("%d resources stored, want %d (%v)", n, tt.written, srv.Counts())
+			}
+		})
+	}
+}

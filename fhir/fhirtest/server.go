@@ -36,6 +36,12 @@ type Config struct {
 	// NotifyClient sends the rest-hook notifications of active Subscriptions; nil means a client
 	// with a 10 s timeout. Set it to reach TLS endpoints of httptest servers.
 	NotifyClient *http.Client
+	// ReferentialIntegrity refuses (400, rolled back) a transaction after which a resource it
+	// wrote holds a literal reference ("Type/id") to a resource the server does not have, as HAPI
+	// FHIR does with its default enforce_referential_integrity_on_write (HAPI-1094) and as servers
+	// that are facades over an EMR's database do. References by identifier only, to absolute URLs
+	// and to contained resources are not checked.
+	ReferentialIntegrity bool
 }
 
 // Handler is the in-memory FHIR R4 server as an http.Handler, for mounting in a mux or a real
@@ -44,6 +50,7 @@ type Handler struct {
 	basePath string
 	maxBody  int64
 	strict   bool
+	refInteg bool // Config.ReferentialIntegrity
 	logSize  int
 	now      func() time.Time
 
@@ -110,6 +117,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		basePath:     cfg.BasePath,
 		maxBody:      cfg.MaxBodyBytes,
 		strict:       cfg.Strict,
+		refInteg:     cfg.ReferentialIntegrity,
 		logSize:      cfg.RequestLog,
 		now:          cfg.Now,
 		notifyClient: cfg.NotifyClient,
