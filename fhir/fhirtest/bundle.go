@@ -272,10 +272,18 @@ func (h *Handler) parseEntry(i int, raw any) (*entry, *opError) {
 func (h *Handler) resolve(entries []*entry, tx bool) *opError {
 	refs := make(map[string]string)
 	seen := make(map[string]int)
+	fullURLs := make(map[string]int)
 	for _, e := range entries {
 		if e.err != nil || e.method == http.MethodGet {
 			continue
 		}
+		// HAPI refuses a transaction naming one fullUrl twice
+		// (BaseTransactionProcessor, "Transaction bundle contains multiple
+		// resources with ID"): the references to it would be ambiguous.
+		if prev, dup := fullURLs[e.fullURL]; dup && tx && e.fullURL != "" {
+			return errInvalid(e.where+".fullUrl", "transaction bundle contains multiple resources with ID: %s (also entry %d)", e.fullURL, prev)
+		}
+		fullURLs[e.fullURL] = e.index
 		switch {
 		case e.method == http.MethodPost:
 			e.id = newID() // inside a Bundle the real server replaces a client id on POST

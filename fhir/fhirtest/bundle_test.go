@@ -369,3 +369,29 @@ func TestReferentialIntegrity(t *testing.T) {
 		})
 	}
 }
+
+// TestDuplicateFullURL: a transaction naming one fullUrl twice is refused
+// (400, nothing written), as HAPI's BaseTransactionProcessor refuses it
+// ("Transaction bundle contains multiple resources with ID"); a batch's
+// entries are independent.
+func TestDuplicateFullURL(t *testing.T) {
+	for _, kind := range []string{"transaction", "batch"} {
+		t.Run(kind, func(t *testing.T) {
+			srv, c := newClient(t, fhirtest.Config{})
+			const u = "urn:uuid:0b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8"
+			resp := mustDo(t, c, http.MethodPost, "", bundleOf(kind,
+				withResource(req("POST", "Patient"), u, map[string]any{"resourceType": "Patient"}),
+				withResource(req("POST", "Patient"), u, map[string]any{"resourceType": "Patient"})))
+			want, stored := 400, 0
+			if kind == "batch" {
+				want, stored = 200, 2
+			}
+			if resp.status != want {
+				t.Fatalf("status %d, want %d: %s", resp.status, want, resp.raw)
+			}
+			if got := srv.Counts()["Patient"]; got != stored {
+				t.Errorf("%d Patients stored, want %d", got, stored)
+			}
+		})
+	}
+}
