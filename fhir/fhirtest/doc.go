@@ -49,7 +49,10 @@
 //     entry's resource, nested references and narrative included. POST entries get server ids;
 //     request.ifNoneExist, conditional PUT urls and request.ifMatch work as for single requests. A
 //     transaction is atomic: the first failing entry undoes every change and its status (404, 412,
-//     400...) answers the whole request with an OperationOutcome. A batch answers 200 with a status
+//     400...) answers the whole request with an OperationOutcome. A transaction naming one fullUrl
+//     twice is refused (400), as HAPI FHIR refuses it; with Config.ReferentialIntegrity, so is one
+//     that leaves a literal reference to a resource the server does not hold (HAPI's default). A
+//     batch answers 200 with a status
 //     per entry. Response entries carry fullUrl, the resource and response.status ("201 Created"),
 //     location (Type/id/_history/n), etag and lastModified.
 //   - GET [base]/metadata answers a minimal CapabilityStatement.
