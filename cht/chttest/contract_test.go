@@ -51,8 +51,12 @@ func newTarget(t *testing.T) *target {
 	var info struct {
 		Version string `json:"version"`
 	}
-	_, body := tg.do(t, "GET", "/api/info", "", "")
-	_ = json.Unmarshal(body, &info)
+	// /api/deploy-info, not /api/info, which answers "0.1.0" on every CHT
+	// (api/src/routing.js serves the API's package.json version).
+	_, body := tg.do(t, "GET", "/api/deploy-info", "", "")
+	if err := json.Unmarshal(body, &info); err != nil || info.Version == "" {
+		t.Fatalf("GET /api/deploy-info: %v %s", err, body)
+	}
 	tg.version = info.Version
 	status, body := tg.do(t, "PUT", "/api/v1/settings", "application/json",
 		`{"forms":`+contractForm+`,"default_country_code":254,"forms_only_mode":false,"transitions":{"update_clinics":false}}`)

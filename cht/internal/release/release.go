@@ -17,7 +17,7 @@ type Version struct {
 
 // Parse reads "major.minor[.patch]" with an optional leading "v" and an
 // optional pre-release ("-beta.1") or build ("+abc") suffix, the shapes
-// CHT's /api/info reports.
+// CHT's /api/deploy-info reports.
 func Parse(s string) (Version, error) {
 	var v Version
 	core := strings.TrimPrefix(strings.TrimSpace(s), "v")
