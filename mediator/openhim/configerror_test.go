@@ -106,9 +106,13 @@ func TestLifecycleProblemSaysWhy(t *testing.T) {
 
 // flakyCore answers the first failures requests 503, then registers,
 // heartbeats and reads back like core.
+// flakyCore is a core whose first failures requests fail, and whose GET
+// /about fails aboutFailures times more.
 type flakyCore struct {
-	failures int32
-	calls    atomic.Int32
+	failures      int32
+	calls         atomic.Int32
+	aboutFailures int32
+	abouts        atomic.Int32
 }
 
 func (f *flakyCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,6 +121,12 @@ func (f *flakyCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.URL.Path == "/about":
+		if f.abouts.Add(1) <= f.aboutFailures {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"currentCoreVersion": "8.5.0", "serverTimezone": "UTC"})
 	case r.Method == http.MethodPost && r.URL.Path == "/mediators":
 		w.WriteHeader(http.StatusCreated)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/mediators/"):
@@ -206,40 +216,17 @@ func (s *lcSyncBuffer) String() string {
 	return s.b.String()
 }
 
-// aboutCore is a core whose GET /about fails the first failures times.
-type aboutCore struct {
-	failures int32
-	abouts   atomic.Int32
-}
-
-func (a *aboutCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.URL.Path == "/about":
-		if a.abouts.Add(1) <= a.failures {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"currentCoreVersion": "8.5.0", "serverTimezone": "UTC"})
-	case r.Method == http.MethodPost && r.URL.Path == "/mediators":
-		w.WriteHeader(http.StatusCreated)
-	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/mediators/"):
-		_ = json.NewEncoder(w).Encode(testDefinition("urn:mediator:about"))
-	default:
-		w.WriteHeader(http.StatusOK)
-	}
-}
-
 // TestReleaseReadAfterAFailedRead: core's release (GET /about, which every
 // core from 4.0.5 serves: src/api/about.js) is read before the mediator is
 // registered; when that read fails, after later heartbeats until it is
 // known, without holding registration back.
 func TestReleaseReadAfterAFailedRead(t *testing.T) {
-	ac := &aboutCore{failures: 2}
+	ac := &flakyCore{aboutFailures: 2}
 	core := httptest.NewServer(ac)
 	defer core.Close()
 	c, err := NewClient(Config{URL: core.URL, Username: "u", Password: "p", Auth: AuthBasic, MaxRetries: -1}, nil)
 	require.NoError(t, err)
-	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:about"),
+	l, err := NewLifecycle(LifecycleConfig{Client: c, Definition: testDefinition("urn:mediator:flaky"),
 		HeartbeatInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
