@@ -196,8 +196,11 @@ type TaskCheckpoint struct {
 // the last one seen is not missed. It pages the same way, from the newest Tasks of each page,
 // rather than by the server's next links: on a server whose links are offsets, a Task updated
 // during the poll moves to the end and shifts the rest, and the Task that moved onto a page
-// already read would be missed for good. A Task changed again after a poll is returned again by
-// the next one, and one changed during a poll may be returned twice by it.
+// already read would be missed for good. A page shorter than _count ends the poll unless it links
+// a next page (a server capping _count). More Tasks changed in one millisecond than the server
+// returns in a page (HAPI gives a transaction's resources one lastUpdated) is an error. A Task
+// changed again after a poll is returned again by the next one, and one changed during a poll
+// may be returned twice by it.
 func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Values) ([]json.RawMessage, TaskCheckpoint, error) {
 	q := url.Values{}
 	for k, v := range query {
@@ -216,14 +219,14 @@ func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Val
 			q.Set("_lastUpdated", "ge"+next.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 		}
 		q.Set("_count", strconv.Itoa(count))
-		var b struct {
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
+		var b searchPage
 		if err := c.Search(ctx, "Task", q, &b); err != nil {
 			return nil, cp, fmt.Errorf("fhir: poll tasks: %w", err)
 		}
+		// A page shorter than _count is the last one, unless the server
+		// caps _count (HAPI's maximum page size, for one) and links a
+		// next page.
+		more := b.hasNext()
 		from, added := next, 0
 		for _, e := range b.Entry {
 			var t struct {
@@ -256,13 +259,34 @@ func (c *Client) PollTasks(ctx context.Context, cp TaskCheckpoint, query url.Val
 			}
 		}
 		switch {
-		case len(b.Entry) < count:
+		case len(b.Entry) < count && !more:
 			return out, next, nil // the last page
-		case added == 0 && count >= 1000:
-			return nil, cp, fmt.Errorf("fhir: poll tasks: more than %d Tasks changed in the millisecond of %s", count,
-				next.LastUpdated.UTC().Format(time.RFC3339Nano))
+		case added == 0 && (count >= 1000 || len(b.Entry) < count):
+			return nil, cp, fmt.Errorf("fhir: poll tasks: more than %d Tasks changed in the millisecond of %s, more than the server "+
+				"returns in a page: raise its page size", len(b.Entry), next.LastUpdated.UTC().Format(time.RFC3339Nano))
 		case added == 0:
 			count *= 10 // a page of Tasks seen, all of one instant: read more of it at once
 		}
 	}
+}
+
+// searchPage is one page of a searchset Bundle: its entries' resources and
+// its links.
+type searchPage struct {
+	Link []struct {
+		Relation string `json:"relation"`
+	} `json:"link"`
+	Entry []struct {
+		Resource json.RawMessage `json:"resource"`
+	} `json:"entry"`
+}
+
+// hasNext reports whether the page links a next page.
+func (p *searchPage) hasNext() bool {
+	for _, l := range p.Link {
+		if l.Relation == "next" {
+			return true
+		}
+	}
+	return false
 }

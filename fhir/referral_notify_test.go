@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -315,6 +316,62 @@ func TestPollTasksMissesNoTaskUpdatedDuringThePoll(t *testing.T) {
 	again, _, err := poller.PollTasks(context.Background(), cp, url.Values{"status": {"completed"}})
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing changed since")
+}
+
+// TestPollTasksOnAServerCappingCount: a server that caps _count below
+// what PollTasks asks (HAPI's maximum page size; here 30, by a proxy in
+// front of fhirtest) answers shorter pages with a next link. The poll reads
+// on rather than taking the short page for the last; and when more Tasks
+// changed in one millisecond than such a page holds (HAPI gives every
+// resource of a transaction the same lastUpdated), it fails saying so, where
+// it used to return nothing, poll after poll, without a word.
+func TestPollTasksOnAServerCappingCount(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		instant bool // every Task written in the same millisecond
+		n       int
+		wantErr bool
+	}{
+		{"each Task its own instant", false, 100, false},
+		{"up to the cap in one instant", true, 30, false},
+		{"more than the cap in one instant", true, 60, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var clock sync.Mutex
+			now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+			srv := fhirtest.NewServer(fhirtest.Config{Now: func() time.Time {
+				clock.Lock()
+				defer clock.Unlock()
+				if !tt.instant {
+					now = now.Add(time.Millisecond)
+				}
+				return now
+			}})
+			t.Cleanup(srv.Close)
+			writer := newFHIRClient(t, srv.URL)
+			for i := range tt.n {
+				putTask(t, writer, fmt.Sprintf("t%03d", i), "completed")
+			}
+			poller, err := fhir.NewClient(fhir.ClientConfig{BaseURL: srv.URL, MaxRetries: -1, HTTPClient: &http.Client{
+				Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					q := r.URL.Query()
+					if n, err := strconv.Atoi(q.Get("_count")); err == nil && n > 30 {
+						q.Set("_count", "30")
+						r = r.Clone(r.Context())
+						r.URL.RawQuery = q.Encode()
+					}
+					return http.DefaultTransport.RoundTrip(r)
+				})}})
+			require.NoError(t, err)
+			tasks, _, err := poller.PollTasks(context.Background(), fhir.TaskCheckpoint{}, url.Values{"status": {"completed"}})
+			if tt.wantErr {
+				require.ErrorContains(t, err, "more than the server returns in a page")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.n, len(tasks), "every Task in one poll")
+		})
+	}
 }
 
 // An endpoint refused as not a URL is named without the credentials or

@@ -75,22 +75,13 @@ func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.R
 			alts[i] = search.Escape(c.sys.Observation) + "|" + search.Escape(v)
 		}
 		q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(4 * searchBatch)}}
-		var found struct {
-			Link []struct {
-				Relation string `json:"relation"`
-			} `json:"link"`
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-			} `json:"entry"`
-		}
+		var found searchPage
 		if err := s.Search(ctx, "Observation", q, &found); err != nil {
 			return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: %w", r.ID, err)
 		}
-		for _, l := range found.Link {
-			if l.Relation == "next" {
-				return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server answered "+
-					"more than one page for %d identifiers (_count %s)", r.ID, len(batch), q.Get("_count"))
-			}
+		if found.hasNext() {
+			return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server answered "+
+				"more than one page for %d identifiers (_count %s)", r.ID, len(batch), q.Get("_count"))
 		}
 		for _, e := range found.Entry {
 			dec := json.NewDecoder(bytes.NewReader(e.Resource))
