@@ -100,7 +100,8 @@ func (s *ContactsService) ByShortcode(ctx context.Context, code string) ([]*Cont
 		if err := c.UnmarshalJSON(r.Doc); err != nil {
 			// A document error is never joined with others: its first
 			// *DecodeError tells which kind err is.
-			if de := (*DecodeError)(nil); !errors.As(err, &de) || !de.Member {
+			var de *DecodeError
+			if !errors.As(err, &de) || !de.Member {
 				return nil, fmt.Errorf("cht: contacts by shortcode %q: %w", code, err)
 			}
 			members = append(members, fmt.Errorf("contact %q: %w", c.ID, err))

@@ -1,7 +1,6 @@
 package fhirtest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -114,18 +113,15 @@ var literalRefRE = regexp.MustCompile(`^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(
 // Config.ReferentialIntegrity), nil when there is none.
 func (h *Handler) danglingRef(entries []*entry) *opError {
 	for _, e := range entries {
-		rec := e.res.rec
-		if e.err != nil || rec == nil || rec.deleted() || (e.method != http.MethodPost && e.method != http.MethodPut) {
+		// A write's resource as stored: its prepared members, the
+		// fullUrls already resolved (an If-None-Exist match writes none).
+		if e.err != nil || e.p == nil || e.matched != nil {
 			continue
 		}
-		var m any
-		if err := json.Unmarshal(rec.raw, &m); err != nil {
-			return &opError{status: http.StatusInternalServerError, code: "exception", msg: "decoding " + rec.typ + ": " + err.Error()}
-		}
 		var missing string
-		walkRefs(m, "", func(path, ref string) bool {
+		walkRefs(e.p.m, "", func(path, ref string) bool {
 			if g := literalRefRE.FindStringSubmatch(ref); g != nil && h.st.live(g[1], g[2]) == nil {
-				missing = fmt.Sprintf("Resource %s/%s not found, specified in path: %s.%s", g[1], g[2], rec.typ, path)
+				missing = fmt.Sprintf("Resource %s/%s not found, specified in path: %s.%s", g[1], g[2], e.typ, path)
 				return false
 			}
 			return true

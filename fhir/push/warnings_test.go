@@ -102,22 +102,7 @@ func TestWarningsReachTheAnswerAndTheLog(t *testing.T) {
 func TestMembersThatAreNotValid(t *testing.T) {
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
-	strict, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", ContactTypes: cht.LegacyContactTypes()})
-	require.NoError(t, err)
-	mapping, err := fhir.ParseMapping([]byte("contacts:\n  lenient: [phone]\n"))
-	require.NoError(t, err)
-	lenient, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: mapping, ContactTypes: cht.LegacyContactTypes()})
-	require.NoError(t, err)
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
-	require.NoError(t, err)
-	serve := func(conv *fhir.Converter) string {
-		h, err := push.New(push.Config{Converter: conv, FHIR: fc, Logger: slog.New(slog.DiscardHandler)})
-		require.NoError(t, err)
-		srv := httptest.NewServer(h)
-		t.Cleanup(srv.Close)
-		return srv.URL
-	}
-	strictURL, lenientURL := serve(strict), serve(lenient)
+	strictURL, lenientURL := strictAndLenient(t, fhirSrv)
 
 	household := `{"_id":"hh-1","type":"clinic","name":"Otieno Household","phone":254700000000,"parent":{"_id":"hc-1"}}`
 	for _, tt := range []struct {
@@ -199,20 +184,7 @@ func TestMembersThatAreNotValid(t *testing.T) {
 func TestMemberErrorsOfReports(t *testing.T) {
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
-	require.NoError(t, err)
-	serve := func(lenient []string) string {
-		m := fhir.DefaultMapping()
-		m.Contacts.Lenient = lenient
-		conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, ContactTypes: cht.LegacyContactTypes()})
-		require.NoError(t, err)
-		h, err := push.New(push.Config{Converter: conv, FHIR: fc, Logger: slog.New(slog.DiscardHandler)})
-		require.NoError(t, err)
-		srv := httptest.NewServer(h)
-		t.Cleanup(srv.Close)
-		return srv.URL
-	}
-	strictURL, lenientURL := serve(nil), serve([]string{"phone"})
+	strictURL, lenientURL := strictAndLenient(t, fhirSrv)
 
 	// report is a HEIGHT_WEIGHT report; more holds members of its own.
 	report := func(id, height, contactPhone string, more ...string) []byte {
@@ -266,4 +238,25 @@ func TestMemberErrorsOfReports(t *testing.T) {
 			assert.Equal(t, []string{tt.field}, fields, "answer %s", b)
 		})
 	}
+}
+
+// strictAndLenient serves two push handlers writing to fhirSrv, both with
+// the default mapping, the second with contacts.lenient [phone]; it
+// returns their URLs.
+func strictAndLenient(t *testing.T, fhirSrv *fhirtest.Server) (strictURL, lenientURL string) {
+	t.Helper()
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	serve := func(lenient []string) string {
+		m := fhir.DefaultMapping()
+		m.Contacts.Lenient = lenient
+		conv, err := fhir.New(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: m, ContactTypes: cht.LegacyContactTypes()})
+		require.NoError(t, err)
+		h, err := push.New(push.Config{Converter: conv, FHIR: fc, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	return serve(nil), serve([]string{"phone"})
 }

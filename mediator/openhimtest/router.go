@@ -26,8 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // writeRawBody answers a request the router refuses (401, 404) as core
@@ -387,7 +385,7 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 	// router.js sendHttpRequest writes the body for POST and PUT only up
 	// to 8.4.0; 8.4.2 and later also for PATCH.
 	sendBody := r.Method == http.MethodPost || r.Method == http.MethodPut ||
-		(s.cfg.Version >= Version8 && semver.AtLeast(s.cfg.Release, "8.4.2") && r.Method == http.MethodPatch)
+		(s.patchBodies && r.Method == http.MethodPatch)
 	if sendBody {
 		reqBody = bytes.NewReader(body)
 	}
@@ -479,7 +477,7 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 			clientBody: []byte("Not Found"), storedBody: "Not Found"}
 	} else {
 		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID, r.Header.Get("Accept"))
-		if s.asyncChannels() && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
+		if s.asyncRouting && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
 			res.pendingAsync = true
 			res.clientStatus = http.StatusAccepted
 		}
@@ -1400,11 +1398,4 @@ func portOf(hostport string) string {
 		return ""
 	}
 	return p
-}
-
-// asyncChannels reports whether the core routes isAsynchronousProcess
-// channels: from 8.3.0 (src/model/channels.js and src/middleware/router.js
-// have no such field before).
-func (s *Server) asyncChannels() bool {
-	return s.cfg.Version >= Version8 && semver.AtLeast(s.cfg.Release, "8.3.0")
 }

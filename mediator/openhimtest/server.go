@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/internal/semver"
 )
 
 // Version selects the behaviour profile of a core major version.
@@ -98,11 +100,15 @@ type Server struct {
 	// trailing slash.
 	RouterURL string
 
-	cfg      Config
-	logger   *slog.Logger
-	apiAddr  string
-	rtrAddr  string
-	certPool *x509.CertPool
+	cfg    Config
+	logger *slog.Logger
+	// What the router does as cfg.Release did (worked out once, not per
+	// request): route isAsynchronousProcess channels (from 8.3.0) and
+	// forward PATCH bodies (from 8.4.2).
+	asyncRouting, patchBodies bool
+	apiAddr                   string
+	rtrAddr                   string
+	certPool                  *x509.CertPool
 
 	lifeMu sync.Mutex // serialises Start/Stop/Close
 	api    *httptest.Server
@@ -178,6 +184,10 @@ func NewServer(cfg Config) *Server {
 		heartbeats: map[string][]Heartbeat{},
 		pushes:     map[string][]ConfigPush{},
 		started:    cfg.Now(),
+		// router.js: isAsynchronousProcess from 8.3.0 (src/model/
+		// channels.js); sendHttpRequest writes a PATCH body from 8.4.2.
+		asyncRouting: cfg.Version >= Version8 && semver.AtLeast(cfg.Release, "8.3.0"),
+		patchBodies:  cfg.Version >= Version8 && semver.AtLeast(cfg.Release, "8.4.2"),
 	}
 	_, _ = rand.Read(s.idRandom[:])
 	s.users[RootUser] = &user{
