@@ -402,8 +402,10 @@ func plainConfig(config map[string]any) (map[string]any, error) {
 // validateConfig rules: every key needs a def; array params need arrays;
 // string, bigstring and password need strings; number a number; bool a
 // boolean; option one of the values; map an object of strings; struct an
-// object whose keys are template params. Missing params are allowed.
-// Errors name the param but never include its value.
+// object whose keys are template params. Missing params are allowed, and
+// so is null for a map or struct (also as an array element): core tests
+// those with typeof, and typeof null is "object". Errors name the param
+// but never include its value.
 func validateConfig(defs []ConfigDef, config map[string]any) error {
 	byParam := make(map[string]ConfigDef, len(defs))
 	for _, d := range defs {
@@ -464,6 +466,9 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 		}
 		return invalidf(field, "expected one of %q", def.Values)
 	case ConfigMap:
+		if v == nil {
+			return nil
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return invalidf(field, "expected an object")
@@ -475,6 +480,9 @@ func validateConfigValue(field string, def ConfigDef, v any) error {
 		}
 		return nil
 	case ConfigStruct:
+		if v == nil {
+			return nil
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return invalidf(field, "expected an object")

@@ -182,6 +182,14 @@ func cfgDefFor(t reflect.Type, opts, values string, inTemplate bool, field strin
 // has but defs do not declare is an error ([TypedConfig.Update] ignores
 // those instead, see there). On error dst is not modified; errors name the
 // param but never contain a value.
+//
+// Null is accepted where core accepts it, and means "not set": a null map
+// or struct param, or a null field of a struct param, leaves its field
+// untouched, like a missing param; a null element of an array of maps or
+// structs is the element's zero value (a nil map, a zero struct). Core
+// treats such a null as unset too: when a greater version of the mediator
+// registers, core replaces it with the new default. Null for any other
+// param, or as a value in a map, is an error, as in core.
 func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
@@ -222,6 +230,9 @@ func DecodeConfig(raw map[string]any, defs []ConfigDef, dst any) error {
 
 func cfgAssign(dst reflect.Value, v any, field string) error {
 	t := dst.Type()
+	if v == nil && (t.Kind() == reflect.Map || t.Kind() == reflect.Struct) {
+		return nil // null map or struct: not set, as core treats it
+	}
 	if t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8 {
 		arr, ok := v.([]any)
 		if !ok {
@@ -311,7 +322,7 @@ func cfgAssign(dst reflect.Value, v any, field string) error {
 		for _, f := range fields {
 			known[f.def.Param] = true
 			fv, ok := m[f.def.Param]
-			if !ok {
+			if !ok || fv == nil { // core does not check template values: null is not set
 				continue
 			}
 			errs = append(errs, cfgAssign(dst.FieldByIndex(f.index), fv, field+"."+f.def.Param))
@@ -520,10 +531,11 @@ func (tc *TypedConfig[T]) Subscribe(fn func(old, new T)) {
 	tc.subs = append(tc.subs, fn)
 }
 
-// Update decodes raw (a config core sent) over the defaults (so a param
-// removed in core reverts to its default), swaps it in and notifies the
-// subscribers. On a validation error the current configuration is kept and
-// the error (which never contains a value) is returned.
+// Update decodes raw (a config core sent) over the defaults with
+// [DecodeConfig] (so a param removed in core, or one core holds as null,
+// has its default), swaps it in and notifies the subscribers. On a
+// validation error the current configuration is kept and the error (which
+// never contains a value) is returned.
 //
 // Params in raw that T does not declare are ignored, with a warning naming
 // them, and the others are applied: core validated the config against the

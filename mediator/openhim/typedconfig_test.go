@@ -162,6 +162,92 @@ func TestDecodeConfig(t *testing.T) {
 	}
 }
 
+// TestConfigNullAsCoreAcceptsIt: null is accepted exactly where core
+// accepts it when an administrator saves a config (PUT
+// /mediators/:urn/config, setConfig) or a mediator registers defaults
+// (addMediator); both call validateConfig in src/api/mediators.js, the same
+// in core 4.0.5 and 8.5.0. Accepted nulls mean "not set": the field keeps
+// its default (an array element is the zero value). Each case is checked
+// with DecodeConfig and with Definition.Validate.
+func TestConfigNullAsCoreAcceptsIt(t *testing.T) {
+	defaults := lcTestConfig{UpstreamURL: "http://default", Retries: 1, Mode: "fast",
+		Headers: map[string]string{"X-Default": "1"}, Primary: cfgUpstream{URL: "http://primary", Weight: 1, Tags: []string{"d"}}}
+	tests := []struct {
+		name      string
+		raw       string
+		want      func(c *lcTestConfig)
+		errFields []string
+	}{
+		// validateConfigField, case 'map': typeof null is 'object', and
+		// for (k in null) checks no value.
+		{name: "null map keeps its default", raw: `{"headers":null,"retries":4}`,
+			want: func(c *lcTestConfig) { c.Retries = 4 }},
+		// validateConfigField, case 'struct': typeof null is 'object', and
+		// for (paramField in null) checks no key.
+		{name: "null struct keeps its default", raw: `{"primary":null}`, want: func(c *lcTestConfig) {}},
+		// validateConfigField, case 'struct': only the keys are checked
+		// against the template, never the values.
+		{name: "null struct fields keep their defaults", raw: `{"primary":{"url":null,"weight":3,"tags":null}}`,
+			want: func(c *lcTestConfig) { c.Primary.Weight = 3 }},
+		// validateConfig: def.array checks each element with
+		// validateConfigField, case 'struct', as above.
+		{name: "null element of an array of structs is a zero struct", raw: `{"targets":[null,{"url":"u"}]}`,
+			want: func(c *lcTestConfig) { c.Targets = []cfgUpstream{{}, {URL: "u"}} }},
+		// validateConfigField, case 'number': typeof null !== 'number'.
+		{name: "null number", raw: `{"retries":null}`, errFields: []string{"config.retries"}},
+		// validateConfigField, case 'bool': typeof null !== 'boolean'.
+		{name: "null bool", raw: `{"enabled":null}`, errFields: []string{"config.enabled"}},
+		// validateConfigField, cases 'string', 'bigstring' and 'password':
+		// typeof null !== 'string' (a Duration is a string param).
+		{name: "null strings", raw: `{"upstreamUrl":null,"notes":null,"apiKey":null,"timeout":null}`,
+			errFields: []string{"config.apiKey", "config.notes", "config.timeout", "config.upstreamUrl"}},
+		// validateConfigField, case 'option': def.values.indexOf(null) === -1.
+		{name: "null option", raw: `{"mode":null}`, errFields: []string{"config.mode"}},
+		// validateConfig: def.array needs utils.typeIsArray, false for null.
+		{name: "null array", raw: `{"targets":null,"codes":null}`, errFields: []string{"config.codes", "config.targets"}},
+		// validateConfigField, case 'number', for each element of an array.
+		{name: "null element of an array of numbers", raw: `{"codes":[200,null]}`, errFields: []string{"config.codes[1]"}},
+		// validateConfigField, case 'map': each value must be a string.
+		{name: "null value in a map", raw: `{"headers":{"A":null}}`, errFields: []string{"config.headers.A"}},
+	}
+	defs, err := ConfigDefsOf(lcTestConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw map[string]any
+			if err := json.Unmarshal([]byte(tt.raw), &raw); err != nil {
+				t.Fatal(err)
+			}
+			d := lcDefinition("urn:mediator:null")
+			d.ConfigDefs, d.Config = defs, raw
+			if f := lcFields(d.Validate(8)); !slices.Equal(f, tt.errFields) {
+				t.Errorf("Validate error fields = %v, want %v", f, tt.errFields)
+			}
+			got := defaults
+			err := DecodeConfig(raw, defs, &got)
+			if tt.errFields != nil {
+				if f := lcFields(err); !slices.Equal(f, tt.errFields) {
+					t.Fatalf("DecodeConfig error fields = %v, want %v (err %v)", f, tt.errFields, err)
+				}
+				if !reflect.DeepEqual(got, defaults) {
+					t.Errorf("dst modified on error: %+v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
 // TestDecodeConfigOfGoTypes: values given as Go types are checked as the
 // JSON they encode to, as core checks what it receives (src/api/
 // mediators.js, validateConfig): a map[string]string for a map param and a
@@ -262,6 +348,31 @@ func TestTypedConfig(t *testing.T) {
 		t.Errorf("Err() = %v", err)
 	}
 	if strings.Contains(logBuf.String(), "pw-2") || !strings.Contains(logBuf.String(), "config.retries") {
+		t.Errorf("log = %s", logBuf.String())
+	}
+}
+
+// A config core accepted with a null map or struct (src/api/mediators.js,
+// setConfig and validateConfigField: typeof null is 'object') and pushes in
+// a heartbeat answer is applied, those params having their defaults, rather
+// than rejected at every push.
+func TestTypedConfigAppliesNullFromCore(t *testing.T) {
+	var logBuf strings.Builder
+	defaults := lcTestConfig{Headers: map[string]string{"X-Default": "1"}, Primary: cfgUpstream{URL: "http://primary"}}
+	tc, err := NewTypedConfig(defaults, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.OnConfig(nil, map[string]any{"headers": map[string]any{"A": "1"}, "primary": map[string]any{"url": "http://other"}})
+	tc.OnConfig(nil, map[string]any{"headers": nil, "primary": nil, "retries": 4.0})
+	if err := tc.Err(); err != nil {
+		t.Fatalf("Err() = %v, want nil", err)
+	}
+	got := tc.Load()
+	if tc.Version() != 2 || got.Retries != 4 || !reflect.DeepEqual(got.Headers, defaults.Headers) || !reflect.DeepEqual(got.Primary, defaults.Primary) {
+		t.Errorf("config = %+v (version %d), want the defaults of headers and primary and retries 4", got, tc.Version())
+	}
+	if strings.Contains(logBuf.String(), "rejected") {
 		t.Errorf("log = %s", logBuf.String())
 	}
 }
