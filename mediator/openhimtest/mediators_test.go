@@ -3,12 +3,15 @@ package openhimtest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhim"
 )
 
 const prefix400 = "Could not add Mediator via the API: ValidationError: "
@@ -326,6 +329,76 @@ func TestMaskingAndSetConfig_S4(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.StatusCode != 400 || e.Message != "Expected config param mode to be one of a,b" {
 		t.Fatalf("SetConfig invalid: %v", err)
+	}
+}
+
+// §4: null is accepted for a map or struct param, for an element of an
+// array of them and as a field of a struct, and refused for the other
+// types (core's src/api/mediators.js, setConfig and validateConfigField,
+// the same in 4.0.5 and 8.5.0: map and struct are tested with typeof, and
+// typeof null is 'object'; struct values are never checked). Core pushes
+// such a config as stored, and a TypedConfig applies it.
+func TestSetConfigNull_S4(t *testing.T) {
+	type db struct {
+		User string `openhim:"user"`
+	}
+	type cfg struct {
+		UpstreamURL string            `openhim:"upstreamUrl"`
+		APIKey      string            `openhim:"apiKey,password"`
+		Mode        string            `openhim:"mode" values:"a,b"`
+		Headers     map[string]string `openhim:"headers"`
+		Hosts       []map[string]string
+		DB          db `openhim:"db"`
+	}
+	defaults := cfg{UpstreamURL: "http://u", APIKey: "s3cret", Mode: "a", Headers: map[string]string{"X": "1"}, DB: db{User: "admin"}}
+	for _, v := range []Version{Version4, Version8} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			_, c := newFake(t, Config{Version: v})
+			const urn = "urn:mediator:null"
+			tc, err := openhim.NewTypedConfig(defaults, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := testMediator(urn, "1.0.0")
+			doc["configDefs"], doc["config"] = tc.Defs(), tc.DefaultConfig()
+			if r := c.do(t, http.MethodPost, "/mediators", doc); r.Status != 201 {
+				t.Fatalf("register: %d %s", r.Status, r.Body)
+			}
+			put := "/mediators/" + url.PathEscape(urn) + "/config"
+			for _, tt := range []struct {
+				name   string
+				config map[string]any
+				status int
+				body   string
+			}{
+				{"string", map[string]any{"upstreamUrl": nil}, 400, "Expected config param upstreamUrl to be a string."},
+				{"password", map[string]any{"apiKey": nil}, 400, "Expected config param apiKey to be a string representing a password."},
+				{"option", map[string]any{"mode": nil}, 400, "Expected config param mode to be one of a,b"},
+				{"array", map[string]any{"hosts": nil}, 400, "Expected config param hosts to be an array of type map"},
+				{"map value", map[string]any{"headers": map[string]any{"A": nil}}, 400, "Expected config param headers to only contain string values."},
+				{"map, struct, array element, struct field", map[string]any{"upstreamUrl": "http://v", "headers": nil,
+					"hosts": []any{nil, map[string]any{"h": "x"}}, "db": map[string]any{"user": nil}}, 200, ""},
+			} {
+				r := c.do(t, http.MethodPut, put, tt.config)
+				if r.Status != tt.status || (tt.body != "" && r.Body != tt.body) {
+					t.Errorf("PUT %s null: %d %q, want %d %q", tt.name, r.Status, r.Body, tt.status, tt.body)
+				}
+			}
+			r := c.do(t, http.MethodPost, "/mediators/"+url.PathEscape(urn)+"/heartbeat", map[string]any{"uptime": 1, "config": true})
+			var pushed map[string]any
+			r.json(t, &pushed)
+			if _, ok := pushed["headers"]; !ok || pushed["headers"] != nil {
+				t.Fatalf("heartbeat config = %v, want headers null as stored", pushed)
+			}
+			if err := tc.Update(pushed); err != nil {
+				t.Fatalf("TypedConfig.Update(config core pushed) = %v", err)
+			}
+			want := defaults
+			want.UpstreamURL, want.Hosts = "http://v", []map[string]string{nil, {"h": "x"}}
+			if got := tc.Load(); !reflect.DeepEqual(got, want) {
+				t.Errorf("config = %+v\nwant %+v", got, want)
+			}
+		})
 	}
 }
 
