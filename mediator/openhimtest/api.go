@@ -398,7 +398,7 @@ func (s *Server) addMediator(doc map[string]any) (int, string) {
 			return fail(vErr("Mediator validation failed: configDefs: Cast to Array failed for value %q at path \"configDefs\"", jsString(rawDefs)))
 		}
 		for _, d := range defs {
-			if err := validateConfigDef(d, s.cfg.Version); err != nil {
+			if err := validateConfigDef(d); err != nil {
 				return fail(err)
 			}
 		}

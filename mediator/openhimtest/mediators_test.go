@@ -69,6 +69,14 @@ func TestRegisterValidation_S2_1(t *testing.T) {
 		{"template item without param", Version4, defs(map[string]any{"param": "s", "type": "struct", "template": []any{
 			map[string]any{"type": "string"}}}), 400,
 			prefix400 + "Must specify field 'param' in template definition for param 's'"},
+		// validateConfigDef checks a template item's param, type and that
+		// it is no struct, not the item's own rules (src/api/mediators.js,
+		// the same in v4.0.5, v7.1.0 and v8.5.0): an option item without
+		// values registers.
+		{"v4 option template item without values", Version4, defs(map[string]any{"param": "s", "type": "struct", "template": []any{
+			map[string]any{"param": "o", "type": "option"}}}), 201, "Created"},
+		{"v8 option template item without values", Version8, defs(map[string]any{"param": "s", "type": "struct", "template": []any{
+			map[string]any{"param": "o", "type": "option"}}}), 201, basicAuthBody},
 		{"config key without def", Version4, set("config", map[string]any{"nope": "x"}), 400,
 			prefix400 + "No config definition found for parameter nope"},
 		{"config wrong type", Version4, set("config", map[string]any{"upstreamUrl": 5}), 400,

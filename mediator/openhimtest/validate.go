@@ -63,7 +63,7 @@ func jsString(v any) string {
 
 // validateConfigDef mirrors core's validateConfigDef (src/api/mediators.js,
 // reference §2.1).
-func validateConfigDef(d configDef, v Version) error {
+func validateConfigDef(d configDef) error {
 	switch d.Type {
 	case "struct":
 		if d.Template == nil {
@@ -78,11 +78,6 @@ func validateConfigDef(d configDef, v Version) error {
 			}
 			if t.Type == "struct" {
 				return vErr("May not recursively specify 'struct' in template definitions (param '%s')", d.Param)
-			}
-			if v >= Version7 { // later cores also validate template items
-				if err := validateConfigDef(t, v); err != nil {
-					return err
-				}
 			}
 		}
 	case "option":
