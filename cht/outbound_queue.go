@@ -17,7 +17,9 @@ import (
 // (sentinel/src/schedule/outbound.js). A task therefore stands for pushes that failed at least
 // once, and Created is when the first of them failed, except for a push with a cron:
 // mark_for_outbound queues it without trying when the change falls outside its window, and
-// Sentinel sends it in the next window. Beware with two or more queued
+// Sentinel sends it in the next window. A push removed from app_settings.outbound is never tried
+// again: from CHT 4.11 Sentinel skips its entries and leaves them in Queue for good (before 4.11
+// it clears them at its next run). Beware with two or more queued
 // pushes: removeConfigKeyFromTask calls queue.splice(key, 1) with the push name, which JavaScript
 // reads as index 0, so a success removes the first entry, not its own; when the first push is
 // still failing, it is dropped and never retried (the one that succeeded stays and is removed

@@ -377,3 +377,55 @@ func TestSpliceStart(t *testing.T) {
 		assert.Equal(t, tt.want, spliceStart(tt.name, 12), "%q", tt.name)
 	}
 }
+
+// TestOutboundTaskOfRemovedPush pins what Sentinel does with the queued
+// entries of a push taken out of app_settings.outbound: from cht-core 4.11
+// (sentinel/src/schedule/outbound.js batch, tags 4.11.0 to 5.2.0) it looks
+// each entry up among the due pushes and skips the one without a
+// configuration (.filter(({config}) => config && ...)), so the entry is
+// never tried and stays queued, unless it is the first entry of a task
+// where another push succeeds (removeConfigKeyFromTask: queue.splice(key,
+// 1) removes index 0).
+// (Before 4.11 singlePush cleared such entries: "this outbound config no
+// longer exists, clearing task".) The fake has no call that removes a
+// push: a pusher no longer run stands for one.
+func TestOutboundTaskOfRemovedPush(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := newTestServer(t, Config{Now: clock})
+	retiredDest := newDestination(t, reply(502, "", ""))
+	liveDest := newDestination(t, reply(502, "", ""))
+	newPusher := func(name, url string, forms ...string) *OutboundPusher {
+		p, err := NewOutboundPusher(PusherConfig{Name: name, URL: url, Mapping: map[string]any{"id": "doc._id"},
+			RelevantTo: func(doc map[string]any) bool { f, _ := doc["form"].(string); return slices.Contains(forms, f) },
+			Server:     srv, Now: clock})
+		require.NoError(t, err)
+		return p
+	}
+	retired := newPusher("retired", retiredDest.URL, "OLD", "BOTH")
+	live := newPusher("live", liveDest.URL, "BOTH")
+	for _, d := range []struct{ id, form string }{{"r1", "OLD"}, {"m1", "BOTH"}} {
+		_, err := srv.PutDoc(map[string]any{"_id": d.id, "type": "data_record", "form": d.form})
+		require.NoError(t, err)
+	}
+	ctx := context.Background()
+	_, _ = retired.Sync(ctx)
+	_, _ = live.Sync(ctx)
+	require.Equal(t, []string{"retired"}, taskQueue(t, srv, "r1"))
+	require.Equal(t, []string{"retired", "live"}, taskQueue(t, srv, "m1"))
+	tried := retiredDest.count()
+	require.Equal(t, 2, tried)
+
+	// "retired" leaves app_settings.outbound; "live" recovers.
+	liveDest.setRespond(reply(200, "application/json", "{}"))
+	now = now.Add(5 * time.Minute)
+	require.NoError(t, live.RunQueue(ctx))
+	assert.Equal(t, []string{"live"}, taskQueue(t, srv, "m1"), "live's success removes the first entry, retired's")
+	for range 3 {
+		now = now.Add(5 * time.Minute)
+		require.NoError(t, live.RunQueue(ctx))
+	}
+	assert.Nil(t, taskQueue(t, srv, "m1"), "the next run finds live sent and deletes the task")
+	assert.Equal(t, []string{"retired"}, taskQueue(t, srv, "r1"), "an entry of a removed push stays queued")
+	assert.Equal(t, tried, retiredDest.count(), "an entry of a removed push is never tried")
+}
