@@ -26,14 +26,23 @@
 // [cht.Client.OutboundQueue] (a CHT administrator's credentials are needed)
 // when Prometheus scrapes it, reusing one read for WatchConfig.CacheFor:
 //
-//	cht_outbound_queue_up                           1 when the last read of the queue succeeded
-//	cht_outbound_queue_tasks                        documents with pushes waiting after failing
-//	cht_outbound_queue_pushes{destination="<push>"} pushes waiting per destination
-//	cht_outbound_queue_oldest_failure_age_seconds   age of the oldest waiting push, 0 when none
+//	cht_outbound_queue_up                                        1 when the last read of the queue succeeded
+//	cht_outbound_queue_tasks                                     documents with pushes waiting after failing
+//	cht_outbound_queue_pushes{destination="<push>"}              pushes waiting per destination
+//	cht_outbound_queue_unconfigured_pushes{destination="<push>"} queued pushes no longer configured
+//	cht_outbound_queue_oldest_failure_age_seconds                age of the oldest waiting push, 0 when none
 //
 // A push with a cron is queued outside its window without being tried, so
 // it waits in the same queue without having failed: name such pushes in
 // WatchConfig.Scheduled, and only the others count as failures.
+//
+// A push removed from app_settings.outbound (or renamed) leaves its queued
+// entries behind: Sentinel never tries them again and, from CHT 4.11,
+// does not clear them; they stay until their task:outbound document is
+// edited or deleted, or the push is configured again (Sentinel then sends
+// them). Name every push of app_settings.outbound in
+// WatchConfig.Configured, and such entries count in
+// cht_outbound_queue_unconfigured_pushes instead of as failures.
 //
 // Register it with the mediator's registry. It is not a readiness check: a
 // mediator taken out of service while pushes to it fail would never receive

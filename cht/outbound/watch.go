@@ -36,6 +36,16 @@ type WatchConfig struct {
 	// cht_outbound_queue_tasks nor the oldest failure age.
 	// cht_outbound_queue_pushes still counts them, by destination.
 	Scheduled []string
+	// Configured names every push of app_settings.outbound (the whole
+	// block, not only this mediator's); names in Scheduled count as
+	// configured. Empty means unknown: every queued push counts as
+	// configured. A queued push named elsewhere was removed or renamed
+	// after it failed. Sentinel never tries it again and, from CHT 4.11,
+	// does not clear it either (cht-core sentinel/src/schedule/outbound.js:
+	// batch skips queue entries without a configuration; before 4.11
+	// singlePush clears them at its next run), so it counts only in
+	// cht_outbound_queue_unconfigured_pushes, by destination.
+	Configured []string
 	// Logger gets a WARN line with the error when the queue stops being
 	// readable (cht_outbound_queue_up becomes 0) and an INFO line when it
 	// is read again; nil discards them.
@@ -56,7 +66,7 @@ type Watch struct {
 	tasks   []cht.OutboundTask
 	readErr error
 
-	up, tasksDesc, pushes, oldest *prometheus.Desc
+	up, tasksDesc, pushes, unconfigured, oldest *prometheus.Desc
 }
 
 // NewWatch returns a Watch reading q.
@@ -74,10 +84,11 @@ func NewWatch(q Queue, cfg WatchConfig) *Watch {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Watch{q: q, cfg: cfg,
-		up:        prometheus.NewDesc("cht_outbound_queue_up", "1 when the last read of CHT's outbound queue (Sentinel's task:outbound documents) succeeded.", nil, nil),
-		tasksDesc: prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing (pushes waiting for their cron window aside).", nil, nil),
-		pushes:    prometheus.NewDesc("cht_outbound_queue_pushes", "Outbound pushes waiting, by destination (app_settings.outbound key): for retry after failing, or for the destination's cron window.", []string{"destination"}, nil),
-		oldest:    prometheus.NewDesc("cht_outbound_queue_oldest_failure_age_seconds", "Age of the oldest queued outbound push that failed (when its task was created; pushes waiting for their cron window aside); 0 when none.", nil, nil),
+		up:           prometheus.NewDesc("cht_outbound_queue_up", "1 when the last read of CHT's outbound queue (Sentinel's task:outbound documents) succeeded.", nil, nil),
+		tasksDesc:    prometheus.NewDesc("cht_outbound_queue_tasks", "Documents whose outbound pushes are queued for retry after failing (pushes waiting for their cron window, and pushes no longer configured, aside).", nil, nil),
+		pushes:       prometheus.NewDesc("cht_outbound_queue_pushes", "Outbound pushes waiting, by destination (app_settings.outbound key): for retry after failing, or for the destination's cron window.", []string{"destination"}, nil),
+		unconfigured: prometheus.NewDesc("cht_outbound_queue_unconfigured_pushes", "Queued outbound pushes, by destination, no longer in app_settings.outbound: Sentinel never tries them again, and from CHT 4.11 leaves them queued.", []string{"destination"}, nil),
+		oldest:       prometheus.NewDesc("cht_outbound_queue_oldest_failure_age_seconds", "Age of the oldest queued outbound push that failed (when its task was created; pushes waiting for their cron window, and pushes no longer configured, aside); 0 when none.", nil, nil),
 	}
 }
 
@@ -104,24 +115,33 @@ func (w *Watch) read(ctx context.Context) ([]cht.OutboundTask, time.Time, error)
 
 // summary is what the metrics say about a queue.
 type summary struct {
-	tasks  int
-	byDest map[string]int
-	oldest time.Duration
+	tasks        int
+	byDest       map[string]int // configured pushes
+	unconfigured map[string]int
+	oldest       time.Duration
 }
 
 // summarize sums up tasks; a task whose queue holds only pushes of
-// scheduled destinations is not a failure.
-func summarize(tasks []cht.OutboundTask, now time.Time, scheduled []string) summary {
-	s := summary{byDest: map[string]int{}}
+// scheduled or unconfigured destinations is not a failure. Without
+// configured names every push counts as configured.
+func summarize(tasks []cht.OutboundTask, now time.Time, scheduled, configured []string) summary {
+	s := summary{byDest: map[string]int{}, unconfigured: map[string]int{}}
 	var first time.Time
 	for _, t := range tasks {
 		failed := false
 		for _, push := range t.Queue {
-			s.byDest[push]++
-			failed = failed || !slices.Contains(scheduled, push)
+			switch {
+			case slices.Contains(scheduled, push):
+				s.byDest[push]++ // waiting for its cron window
+			case len(configured) > 0 && !slices.Contains(configured, push):
+				s.unconfigured[push]++ // Sentinel no longer tries it
+			default:
+				s.byDest[push]++
+				failed = true
+			}
 		}
 		if !failed {
-			continue // nothing queued (Sentinel deletes the task), or only waiting for a cron window
+			continue // nothing queued (Sentinel deletes the task), or nothing Sentinel retries
 		}
 		s.tasks++
 		if c := t.Created.Time(); !c.IsZero() && (first.IsZero() || c.Before(first)) {
@@ -139,6 +159,7 @@ func (w *Watch) Describe(ch chan<- *prometheus.Desc) {
 	ch <- w.up
 	ch <- w.tasksDesc
 	ch <- w.pushes
+	ch <- w.unconfigured
 	ch <- w.oldest
 }
 
@@ -150,16 +171,22 @@ func (w *Watch) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 0)
 		return
 	}
-	s := summarize(tasks, now, w.cfg.Scheduled)
+	s := summarize(tasks, now, w.cfg.Scheduled, w.cfg.Configured)
 	ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(w.tasksDesc, prometheus.GaugeValue, float64(s.tasks))
-	dests := make([]string, 0, len(s.byDest))
-	for d := range s.byDest {
+	byDestination(ch, w.pushes, s.byDest)
+	byDestination(ch, w.unconfigured, s.unconfigured)
+	ch <- prometheus.MustNewConstMetric(w.oldest, prometheus.GaugeValue, s.oldest.Seconds())
+}
+
+// byDestination sends one series of desc per destination of counts, in name order.
+func byDestination(ch chan<- prometheus.Metric, desc *prometheus.Desc, counts map[string]int) {
+	dests := make([]string, 0, len(counts))
+	for d := range counts {
 		dests = append(dests, d)
 	}
 	slices.Sort(dests)
 	for _, d := range dests {
-		ch <- prometheus.MustNewConstMetric(w.pushes, prometheus.GaugeValue, float64(s.byDest[d]), d)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(counts[d]), d)
 	}
-	ch <- prometheus.MustNewConstMetric(w.oldest, prometheus.GaugeValue, s.oldest.Seconds())
 }

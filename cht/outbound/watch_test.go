@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,6 +244,90 @@ func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 				if got := gauge(t, reg, "cht_outbound_queue_pushes", d); got != 1 {
 					t.Errorf("pushes{destination=%s} = %v, want 1", d, got)
 				}
+			}
+		})
+	}
+}
+
+// A push taken out of app_settings.outbound leaves its queued entries
+// behind: from cht-core 4.11 Sentinel's schedule skips an entry without a
+// configuration (sentinel/src/schedule/outbound.js batch: .filter(({config})
+// => config && ...)), so it is neither tried nor removed, and chttest keeps
+// it so too. Told the configured pushes (WatchConfig.Configured), the watch
+// counts such entries in cht_outbound_queue_unconfigured_pushes and not as
+// failures; not told, it cannot tell them apart.
+func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(dest.Close)
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	newPusher := func(name string, forms ...string) *chttest.OutboundPusher {
+		p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: name, URL: dest.URL,
+			RelevantTo: func(doc map[string]any) bool { f, _ := doc["form"].(string); return slices.Contains(forms, f) },
+			Mapping:    map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	retired, live := newPusher("retired", "old", "both"), newPusher("live", "both")
+	ctx := context.Background()
+	// r1 fails at 09:00 and queues [retired]; m1 at 09:10, [retired live].
+	for _, d := range []struct{ id, form string }{{"r1", "old"}, {"m1", "both"}} {
+		if _, err := chtSrv.PutDoc(map[string]any{"_id": d.id, "type": "data_record", "form": d.form}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = retired.PushID(ctx, d.id)
+		_, _ = live.PushID(ctx, d.id)
+		clk.add(10 * time.Minute)
+	}
+	for range 2 { // "retired" is no longer configured: only "live" is retried, and fails
+		clk.add(5 * time.Minute)
+		if err := live.RunQueue(ctx); err == nil {
+			t.Fatal("retry to a failing destination succeeded")
+		}
+	}
+	// 09:30
+
+	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                 string
+		cfg                  outbound.WatchConfig
+		tasks                float64
+		oldest               time.Duration
+		pushes, unconfigured float64 // of destination "retired"; -1: no series
+	}{
+		{"configured pushes unknown", outbound.WatchConfig{}, 2, 30 * time.Minute, 2, -1},
+		{"retired push still configured", outbound.WatchConfig{Configured: []string{"live", "retired"}}, 2, 30 * time.Minute, 2, -1},
+		{"retired push removed", outbound.WatchConfig{Configured: []string{"live"}}, 1, 20 * time.Minute, -1, 2},
+		{"a scheduled push counts as configured", outbound.WatchConfig{Configured: []string{"live"}, Scheduled: []string{"retired"}}, 1, 20 * time.Minute, 2, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Now = clk.now
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(admin, cfg))
+			if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tt.tasks {
+				t.Errorf("tasks = %v, want %v", got, tt.tasks)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != tt.oldest.Seconds() {
+				t.Errorf("oldest failure age = %v s, want %v", got, tt.oldest.Seconds())
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_pushes", "live"); got != 1 {
+				t.Errorf("pushes{destination=live} = %v, want 1", got)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_pushes", "retired"); got != tt.pushes {
+				t.Errorf("pushes{destination=retired} = %v, want %v", got, tt.pushes)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_unconfigured_pushes", "retired"); got != tt.unconfigured {
+				t.Errorf("unconfigured_pushes{destination=retired} = %v, want %v", got, tt.unconfigured)
 			}
 		})
 	}
