@@ -31,6 +31,21 @@ const DefaultTimeout = 20 * time.Second
 // DefaultMaxBodyBytes is the default limit of a request body.
 const DefaultMaxBodyBytes = 4 << 20
 
+// DefaultMaxBundleEntries is the default cap on the entries of a Bundle
+// (Config.MaxBundleEntries). The bridge writes a Bundle's entries one
+// after the other within the request's deadline, at two CHT calls an
+// entry (its CHT document read, then written), so that a Bundle costs
+// about twice its entries in CHT round trips. Measured through the
+// mediator against the fake CHT (cht/chttest; BenchmarkBundleEntry in the
+// package's tests), an entry costs under 1 ms on loopback, and 53 ms with
+// 25 ms added to every CHT call. 200 entries then take about 11 s, half of
+// DefaultTimeout, which leaves the other half to slower CHT calls, the
+// FHIR server's reads (Config.FHIRURL) and retries; with 50 ms a call
+// they take the whole deadline. Without a cap, a Bundle within the body
+// limit (tens of thousands of small entries) can outlast the deadline on
+// every retry of the sender, and never get through.
+const DefaultMaxBundleEntries = 200
+
 // maxResource is the largest resource fhir.ParseResource reads (8 MiB).
 const maxResource = 8 << 20
 
@@ -73,6 +88,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// Timeout is the deadline of one request; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// MaxBundleEntries caps the entries of a Bundle of any type: one with
+	// more is refused whole, before anything is written, with 413 and an
+	// OperationOutcome naming Bundle.entry that gives the cap. 0 means
+	// DefaultMaxBundleEntries. Each entry costs about two CHT round trips
+	// within Timeout: raise the cap only with Timeout, and lower it when
+	// CHT answers slowly.
+	MaxBundleEntries int
 	// FHIRURL, when set, is the FHIR base URL (absolute http or https)
 	// literal Patient references (Patient/<id>) of ServiceRequests, Tasks
 	// and Observations are read from, to find the CHT person by the
@@ -138,8 +160,8 @@ func (c Config) LogValue() slog.Value {
 	attrs := []slog.Attr{
 		slog.String("fhir_url", r.FHIRURL), slog.String("fhir_username", r.FHIRUsername),
 		slog.String("fhir_password", r.FHIRPassword), slog.Int64("max_body_bytes", r.MaxBodyBytes),
-		slog.Duration("timeout", r.Timeout), slog.Bool("accept_cht_origin", r.AcceptCHTOrigin),
-		slog.Any("person_types", r.PersonTypes),
+		slog.Duration("timeout", r.Timeout), slog.Int("max_bundle_entries", r.MaxBundleEntries),
+		slog.Bool("accept_cht_origin", r.AcceptCHTOrigin), slog.Any("person_types", r.PersonTypes),
 	}
 	if r.NotifyEMR != nil {
 		attrs = append(attrs, slog.String("notify_emr_endpoint", redact.URL(r.NotifyEMR.Endpoint)))
@@ -191,6 +213,9 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("tocht: MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
 	}
+	if cfg.MaxBundleEntries < 0 {
+		return nil, fmt.Errorf("tocht: MaxBundleEntries %d is negative", cfg.MaxBundleEntries)
+	}
 	if cfg.FHIRURL != "" {
 		if u, err := url.Parse(cfg.FHIRURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("tocht: FHIRURL %q: want an absolute http(s) URL", redact.URL(cfg.FHIRURL))
@@ -204,6 +229,9 @@ func New(cfg Config) (*Bridge, error) {
 	cfg.MaxBodyBytes = min(cfg.MaxBodyBytes, maxResource)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxBundleEntries == 0 {
+		cfg.MaxBundleEntries = DefaultMaxBundleEntries
 	}
 	cfg.FHIRURL = strings.TrimRight(cfg.FHIRURL, "/")
 	hc := &http.Client{Timeout: 10 * time.Second}

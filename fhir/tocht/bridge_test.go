@@ -717,6 +717,7 @@ func TestNewValidates(t *testing.T) {
 		{"no converter", tocht.Config{CHT: c}, "Converter"},
 		{"no CHT", tocht.Config{Converter: conv}, "CHT"},
 		{"negative body limit", tocht.Config{Converter: conv, CHT: c, MaxBodyBytes: -1}, "MaxBodyBytes"},
+		{"negative Bundle entry cap", tocht.Config{Converter: conv, CHT: c, MaxBundleEntries: -1}, "MaxBundleEntries"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,6 +57,9 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 	if len(bundle.Entry) == 0 {
 		return nil, &Error{Status: http.StatusBadRequest, Err: invalid("Bundle.entry", "the Bundle has no entries", models.IssueTypeRequired)}
 	}
+	if err := b.checkEntryCount(len(bundle.Entry)); err != nil {
+		return nil, err
+	}
 	pe := parseEntries(bundle)
 	if err := pe.refusal(batch); err != nil {
 		return nil, err
@@ -138,6 +141,25 @@ func (b *Bridge) serveBundle(ctx context.Context, bundle *models.Bundle) (*media
 		}
 	}
 	return b.bundleAnswer(ctx, batch, pb, results)
+}
+
+// checkEntryCount refuses, with 413, a Bundle of more than
+// Config.MaxBundleEntries entries, before any of them is parsed: its entries
+// would not all be written within the request's deadline, and the sender,
+// retrying the whole Bundle, would time out every time. 413 is what HAPI
+// FHIR answers a transaction over its maximum size (PayloadTooLargeException):
+// the request is larger than the server will process, and the sender must
+// split it rather than retry it.
+func (b *Bridge) checkEntryCount(n int) error {
+	limit := b.cfg.MaxBundleEntries
+	if n <= limit {
+		return nil
+	}
+	return &Error{Status: http.StatusRequestEntityTooLarge, Err: invalid("Bundle.entry", fmt.Sprintf(
+		"the Bundle has %d entries, more than the %d this mediator writes in one request: nothing was written; "+
+			"split it into Bundles of at most %d entries each, keeping entries that refer to one another "+
+			"(a Patient and the resources about it, an Encounter and its Observations, a Task and its ServiceRequest) "+
+			"in the same Bundle", n, limit, limit), models.IssueTypeTooCostly)}
 }
 
 // subjectFailed is the error of a report whose subject, the Patient of

@@ -221,3 +221,56 @@ func TestTransactionReadsTheParentPlaceOnce(t *testing.T) {
 		assert.Equal(t, household["parent"], parent["parent"], "the household's own lineage, minified")
 	}
 }
+
+// A Bundle of more entries than Config.MaxBundleEntries (of any type) is
+// refused whole with 413 before anything is written, naming Bundle.entry
+// and saying the cap and how to split it; one at the cap is written.
+func TestBundleEntryCap(t *testing.T) {
+	tests := []struct {
+		name    string
+		cap     int // Config.MaxBundleEntries
+		typ     string
+		entries int
+		status  int
+	}{
+		{"transaction over the cap", 3, "transaction", 4, http.StatusRequestEntityTooLarge},
+		{"batch over the cap", 3, "batch", 4, http.StatusRequestEntityTooLarge},
+		{"collection over the cap", 3, "collection", 4, http.StatusRequestEntityTooLarge},
+		{"far over the cap", 3, "batch", 1000, http.StatusRequestEntityTooLarge},
+		{"transaction at the cap", 3, "transaction", 3, http.StatusOK},
+		{"batch at the cap", 3, "batch", 3, http.StatusOK},
+		{"over the default cap", 0, "transaction", tocht.DefaultMaxBundleEntries + 1, http.StatusRequestEntityTooLarge},
+		{"at the default cap", 0, "transaction", tocht.DefaultMaxBundleEntries, http.StatusOK},
+	}
+	patient := string(testdata(t, "patient.json"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, func(c *tocht.Config) { c.MaxBundleEntries = tt.cap })
+			entries := make([]string, tt.entries)
+			for i := range entries {
+				p := strings.Replace(patient, `"EMR-0001"`, fmt.Sprintf(`"EMR-CAP-%04d"`, i), 1)
+				entries[i] = `{"resource":` + p + `}`
+			}
+			before := r.cht.Docs()
+			a := r.post(t, "/fhir", []byte(`{"resourceType":"Bundle","type":"`+tt.typ+`","entry":[`+strings.Join(entries, ",")+`]}`))
+			require.Equal(t, tt.status, a.status, "%.300s", a.body)
+			if tt.status == http.StatusOK {
+				assert.Len(t, r.cht.Docs(), len(before)+tt.entries, "every entry written")
+				return
+			}
+			assert.Equal(t, before, r.cht.Docs(), "a refused Bundle changed CHT")
+			assert.Empty(t, a.header.Get("Retry-After"), "sent again, the Bundle would be refused again")
+			oo := parseOutcome(t, a.body)
+			require.Len(t, oo.Issue, 1)
+			is := oo.Issue[0]
+			assert.Equal(t, []string{"Bundle.entry"}, is.Expression)
+			assert.Equal(t, "too-costly", is.Code)
+			limit := tt.cap
+			if limit == 0 {
+				limit = tocht.DefaultMaxBundleEntries
+			}
+			assert.Contains(t, is.Diagnostics, fmt.Sprintf("has %d entries, more than the %d", tt.entries, limit))
+			assert.Contains(t, is.Diagnostics, fmt.Sprintf("split it into Bundles of at most %d entries", limit))
+		})
+	}
+}

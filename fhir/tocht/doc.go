@@ -26,7 +26,8 @@
 // 404 and 405 for other paths and methods (and, for a batch entry, 405
 // for a method other than POST and PUT), 413 for bodies over
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
-// 413 is one too), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
+// 413 is one too) and for Bundles of more than Config.MaxBundleEntries
+// entries (see Bundles), 415 for other content types, 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
 // Observation code, and those of Refused resources below; and a document
 // CHT itself refuses with 400, 413 or 422, such as one over CouchDB's
@@ -97,6 +98,17 @@
 // http.html#transaction), that entry alone is answered 405 (the method)
 // or 400, and the others are processed; a batch with more than 50 such
 // entries is refused whole (400), so that the answer stays small.
+//
+// A Bundle of any type holds at most Config.MaxBundleEntries entries
+// ([DefaultMaxBundleEntries], 200, by default). The entries are written
+// one after the other within the request's deadline (Config.Timeout, 20 s
+// by default), at about two CHT calls each; a larger Bundle could outlast
+// the deadline on every retry of the sender. One with more entries is
+// refused whole before anything is written (413, an issue too-costly
+// naming Bundle.entry with the cap): send it again split into Bundles of
+// at most that many entries, keeping the entries that refer to one
+// another (by fullUrl: a Patient and the resources about it, an Encounter
+// and its Observations, a Task and its ServiceRequest) in one Bundle.
 //
 // # Times
 //
