@@ -48,7 +48,7 @@
 // Seed with Seed, SeedFile, PutDoc or PutDocs; inspect with Doc, Docs,
 // Reports and Requests. InjectFault adds latency, error statuses (429 with
 // Retry-After), aborted connections, per route, by count or with a seeded
-// probability.
+// probability, and hydrate failures of one document (Fault.DocID).
 //
 // NewDemoServer seeds a realistic hierarchy (district → health centre →
 // CHW area → household → people) with three reports; the Demo* constants

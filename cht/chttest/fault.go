@@ -3,6 +3,7 @@ package chttest
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,14 @@ type Fault struct {
 	// Probability, if in (0,1), applies the fault to that fraction of
 	// matching requests, drawn from the server's seeded random source.
 	Probability float64
+	// DocID, if set, limits the fault to hydrate requests
+	// (/api/v1/hydrate) whose doc_ids name that document, however many
+	// ids they ask for: a document CHT fails to hydrate. When lineage
+	// fetchHydratedDocs throws for one document (hydrateDocs for several
+	// ids, fetchHydratedDoc for one), api/src/controllers/hydration.js
+	// answers the whole request with serverUtils.serverError: Status 500
+	// is that answer, {"code":500,"error":"Server error"}.
+	DocID string
 }
 
 type faultState struct {
@@ -72,8 +81,12 @@ func (s *Server) ClearFaults() {
 	s.mu.Unlock()
 }
 
-func (f *Fault) matches(method, path string) bool {
+func (f *Fault) matches(c *reqCtx) bool {
+	method, path := c.r.Method, c.path
 	if f.Method != "" && !strings.EqualFold(f.Method, method) {
+		return false
+	}
+	if f.DocID != "" && (path != hydratePath || !slices.Contains(hydrateIDs(c), f.DocID)) {
 		return false
 	}
 	if f.Path == "" {
@@ -86,11 +99,11 @@ func (f *Fault) matches(method, path string) bool {
 }
 
 // pickFault returns the first fault that applies to the request, counting it.
-func (s *Server) pickFault(method, path string) *Fault {
+func (s *Server) pickFault(c *reqCtx) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.faults {
-		if !st.matches(method, path) {
+		if !st.matches(c) {
 			continue
 		}
 		if st.Count > 0 && st.applied >= st.Count {
@@ -113,7 +126,7 @@ func (s *Server) pickFault(method, path string) *Fault {
 // applyFaults runs an injected fault; it reports whether the request was
 // answered (or aborted).
 func (s *Server) applyFaults(c *reqCtx) bool {
-	f := s.pickFault(c.r.Method, c.path)
+	f := s.pickFault(c)
 	if f == nil {
 		return false
 	}
@@ -148,6 +161,11 @@ func (s *Server) applyFaults(c *reqCtx) bool {
 		c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		c.w.WriteHeader(f.Status)
 		_, _ = io.WriteString(c.w, "Too Many Requests")
+		return true
+	}
+	if f.DocID != "" && f.Status == http.StatusInternalServerError {
+		// hydration.js: serverUtils.serverError(err), without publicMessage.
+		s.apiError(c, f.Status, "Server error", nil)
 		return true
 	}
 	s.apiError(c, f.Status, http.StatusText(f.Status), nil)

@@ -269,23 +269,42 @@ type hydrateEntry struct {
 	Error string         `json:"error,omitempty"`
 }
 
-func (s *Server) handleHydrate(c *reqCtx, _ []string) {
-	var ids any
+// hydratePath is the path of the hydrate API.
+const hydratePath = "/api/v1/hydrate"
+
+// docIDs is the doc_ids parameter of a hydrate request
+// (api/src/controllers/hydration.js getDocIds): the query's, else the
+// body's.
+func docIDs(c *reqCtx) any {
 	if q := c.r.URL.Query().Get("doc_ids"); q != "" {
 		// jsonQueryParser: JSON-parse the value; keep the raw string if it is not JSON.
 		if v, err := decodeAny([]byte(q)); err == nil {
-			ids = v
-		} else {
-			ids = q
+			return v
 		}
-	} else if c.r.Method == http.MethodPost {
-		if !s.bodyParserJSON(c) {
-			return
-		}
-		body, _ := jsonBody(c)
-		ids = body["doc_ids"]
+		return q
 	}
-	list, ok := ids.([]any)
+	if c.r.Method != http.MethodPost {
+		return nil
+	}
+	body, _ := jsonBody(c)
+	return body["doc_ids"]
+}
+
+// hydrateIDs returns the ids a hydrate request asks for.
+func hydrateIDs(c *reqCtx) []string {
+	list, _ := docIDs(c).([]any)
+	ids := make([]string, len(list))
+	for i, v := range list {
+		ids[i] = str(v)
+	}
+	return ids
+}
+
+func (s *Server) handleHydrate(c *reqCtx, _ []string) {
+	if c.r.URL.Query().Get("doc_ids") == "" && c.r.Method == http.MethodPost && !s.bodyParserJSON(c) {
+		return
+	}
+	list, ok := docIDs(c).([]any)
 	if !ok {
 		writeJSON(c.w, http.StatusBadRequest, map[string]any{"error": "bad_request",
 			"reason": "`doc_ids` parameter must be a json array."})

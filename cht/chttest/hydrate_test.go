@@ -367,3 +367,41 @@ func TestHydrateFillsAncestorLinkedDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestHydrateFaultForOneDocument: a Fault with DocID fails exactly the
+// hydrate requests that ask for the document, however many ids they name
+// and whether they name them in the query or the body, as
+// api/src/controllers/hydration.js answers a hydration that threw:
+// serverUtils.serverError's 500 {"code":500,"error":"Server error"}.
+func TestHydrateFaultForOneDocument(t *testing.T) {
+	srv := refServer(t, "4.21.0")
+	srv.InjectFault(Fault{DocID: refClinic, Status: http.StatusInternalServerError})
+	post := func(ids ...string) call {
+		return call{method: "POST", path: "/api/v1/hydrate", ct: "application/json",
+			body: mustMarshal(t, map[string]any{"doc_ids": ids})}
+	}
+	tests := []struct {
+		name   string
+		c      call
+		status int
+	}{
+		{"the document among others", post(refCHW, refClinic, refHC), 500},
+		{"the document alone", post(refClinic), 500},
+		{"in the query", call{method: "GET", path: "/api/v1/hydrate?doc_ids=" +
+			url.QueryEscape(mustMarshal(t, []string{refClinic}))}, 500},
+		{"other documents", post(refCHW, refHC), 200},
+		{"an absent document", post("absent"), 200},
+		{"another path", call{method: "GET", path: "/medic/" + refClinic}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, srv, tt.c)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.status == 500 {
+				jsonEqual(t, r.body, []byte(`{"code":500,"error":"Server error"}`))
+			}
+		})
+	}
+}
