@@ -1170,6 +1170,92 @@ func TestAllHydratedIsolatesUnreadableDocuments(t *testing.T) {
 	}
 }
 
+// A document CHT fails to hydrate (its hydrate API answers 500 for every
+// request that names it: api/src/controllers/hydration.js) fails alone:
+// its page is hydrated again in halves down to it, and only it carries
+// Err, while CHT still hydrates an id no document has. When CHT fails to
+// hydrate anything (CouchDB down: also 500), or answers 503, the iteration
+// stops with the error and blames no document. One bad document costs
+// about 2*log2(ids)+2 more requests; CHT failing as a whole, one.
+func TestAllHydratedIsolatesDocumentsCHTFailsToHydrate(t *testing.T) {
+	const hydrate = "/api/v1/hydrate"
+	oneDoc := chttest.Fault{DocID: chttest.DemoPatientID, Status: http.StatusInternalServerError}
+	tests := []struct {
+		name      string
+		faults    []chttest.Fault
+		limit     int // page size
+		batch     int // HydrateBatchSize
+		wantBad   []string
+		wantErr   bool
+		maxExtras int // hydrate requests beyond one per page; 0 = not checked
+	}{
+		{name: "one document", faults: []chttest.Fault{oneDoc}, limit: 20,
+			wantBad: []string{chttest.DemoPatientID}, maxExtras: 2*4 + 2},
+		{name: "two documents", faults: []chttest.Fault{oneDoc,
+			{DocID: chttest.DemoMotherID, Status: http.StatusInternalServerError}}, limit: 20,
+			wantBad: []string{chttest.DemoPatientID, chttest.DemoMotherID}},
+		{name: "alone in its page", faults: []chttest.Fault{oneDoc}, limit: 1,
+			wantBad: []string{chttest.DemoPatientID}, maxExtras: 1},
+		{name: "several requests per page", faults: []chttest.Fault{oneDoc}, limit: 20, batch: 4,
+			wantBad: []string{chttest.DemoPatientID}, maxExtras: 2*2 + 2},
+		{name: "CHT fails to hydrate anything", faults: []chttest.Fault{{Path: hydrate, Status: 500}},
+			limit: 20, wantErr: true, maxExtras: 1},
+		{name: "CHT fails once the document is found", faults: []chttest.Fault{oneDoc,
+			{Path: hydrate, Status: 500, Skip: 1}}, limit: 20, wantErr: true},
+		{name: "CHT unavailable", faults: []chttest.Fault{{Path: hydrate, Status: 503}}, limit: 20, wantErr: true},
+	}
+	// run reads the feed with faults; requests counts the hydrate requests.
+	run := func(t *testing.T, limit, batch int, faults []chttest.Fault) (bad []string, changes, requests int, err error) {
+		srv, c := newDemo(t, chttest.Config{}, func(c *cht.Config) {
+			c.MaxRetries = -1 // each request once: counts are exact
+			c.HydrateBatchSize = batch
+		})
+		for _, f := range faults {
+			srv.InjectFault(f)
+		}
+		for ch, e := range c.Docs.AllHydrated(context.Background(), cht.ChangesOptions{Limit: limit}) {
+			if e != nil {
+				err = e
+				break
+			}
+			changes++
+			switch {
+			case ch.Err != nil:
+				if !errors.Is(ch.Err, cht.ErrServer) {
+					t.Errorf("%s: %v, want a server error", ch.ID, ch.Err)
+				}
+				bad = append(bad, ch.ID)
+			case ch.Hydrated == nil:
+				t.Errorf("%s not hydrated", ch.ID)
+			}
+		}
+		slices.Sort(bad)
+		return bad, changes, len(requestsTo(srv, "POST", hydrate)), err
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, all, plain, err := run(t, tt.limit, tt.batch, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad, changes, requests, err := run(t, tt.limit, tt.batch, tt.faults)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want an error: %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && changes != all {
+				t.Errorf("%d changes, want %d", changes, all)
+			}
+			slices.Sort(tt.wantBad)
+			if !slices.Equal(bad, tt.wantBad) {
+				t.Errorf("failed alone: %v, want %v", bad, tt.wantBad)
+			}
+			if extras := requests - plain; tt.maxExtras > 0 && extras > tt.maxExtras {
+				t.Errorf("%d more hydrate requests than without the fault, want at most %d", extras, tt.maxExtras)
+			}
+		})
+	}
+}
+
 // TestCreateWithChosenID checks that a create with a chosen id works on
 // every version and that its replay conflicts. CHT 5.2's POST
 // /api/v1/person and /api/v1/place refuse _id (shared-libs/cht-datasource

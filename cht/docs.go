@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"iter"
-	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -202,8 +201,10 @@ type HydratedChange struct {
 	// deletion, the document was gone when it was hydrated, or Err is set.
 	Hydrated *HydratedDoc
 	// Err is set when CHT's hydrated copy of this document cannot be read
-	// (a *DecodeError: not JSON, or nested too deeply); the other changes
-	// of its page are yielded as usual.
+	// (a *DecodeError: not JSON, or nested too deeply) or CHT fails to
+	// hydrate it (an *APIError with StatusCode 500, while CHT hydrates an
+	// id no document has); the other changes of its page are yielded as
+	// usual.
 	Err error
 }
 
@@ -212,9 +213,13 @@ type HydratedChange struct {
 // which is how a pull-mode mediator or a backfill reads CHT. Design
 // documents (_design/...) are skipped. Changes are yielded in feed order;
 // store Seq after processing each one to checkpoint. When the hydrated
-// copy of a page cannot be read, the page is hydrated again one document at
-// a time, so that only the documents that cannot be read carry an Err. On
-// any other error it yields (nil, err) once and stops.
+// copy of a page cannot be read, or CHT answers 500 for it, the page is
+// hydrated again in smaller groups, down to single documents, so that only
+// the documents that cannot be read or hydrated carry an Err; a 500 is
+// taken for a document's only while CHT hydrates an absent id without
+// error, so that CHT failing as a whole is not blamed on its documents. On
+// any other error (network errors, 429, 502, 503, 504 after the client's
+// retries, and such a 500) it yields (nil, err) once and stops.
 func (s *DocsService) AllHydrated(ctx context.Context, opts ChangesOptions) iter.Seq2[*HydratedChange, error] {
 	return func(yield func(*HydratedChange, error) bool) {
 		o := opts
@@ -290,37 +295,85 @@ func (r *replays) again(c *Change) bool {
 	return false
 }
 
-// hydratePage hydrates the documents of one page of changes with one
-// Hydrate call. When CHT's answer cannot be read (a *DecodeError), it
-// hydrates them again one at a time, and bad holds the error of each
-// document whose own answer cannot be read.
+// hydratePage hydrates the documents of one page of changes, one request
+// per HydrateBatchSize ids. A request that fails in a way one document can
+// cause is hydrated again in two halves, and so on down to single
+// documents: bad holds the error of each document that fails on its own,
+// and the others come as usual. Those ways are:
+//
+//   - an answer that cannot be read (a *DecodeError): a document's content;
+//   - 500: CHT's hydrate API answers any error of the hydration with
+//     serverUtils.serverError, 500 "Server error"
+//     (api/src/controllers/hydration.js), be it a document that makes
+//     shared-libs/lineage hydrateDocs (several ids) or fetchHydratedDoc
+//     (one id) throw, or CouchDB failing. To tell them apart, CHT is asked
+//     to hydrate an id no document has (hydrateProbeID) when a request of
+//     the page first fails with 500, before it is split, and when a single
+//     document does: if that fails too, CHT is failing, not the documents,
+//     and the error is returned; a single document's 500 is taken for its
+//     own only after CHT answered the probe.
+//
+// Any other error (a network error, 429, 502, 503 or 504: CHT or its
+// gateway down, restarting, or overloaded) is returned at once, as is a 500
+// that the probe shows to be CHT's: the caller stops or retries, and no
+// document is blamed. A failed request of m ids costs at most 2m-2 more
+// requests (about 2*log2(m) for one bad document among them), plus a probe
+// for it and one for each document that fails with 500; the client retries
+// each failed one as any hydrate request.
 func (s *DocsService) hydratePage(ctx context.Context, ids []string) (docs map[string]*HydratedDoc, bad map[string]error, err error) {
-	docs = make(map[string]*HydratedDoc, len(ids))
-	if len(ids) == 0 {
-		return docs, nil, nil
-	}
-	res, err := s.client.Hydrate(ctx, ids...)
-	if err == nil {
-		for i := range res.Docs {
-			docs[res.Docs[i].ID] = &res.Docs[i]
-		}
-		return docs, nil, nil
-	}
-	var de *DecodeError
-	if !errors.As(err, &de) {
-		return nil, nil, err
-	}
-	if len(ids) == 1 {
-		return docs, map[string]error{ids[0]: err}, nil
-	}
-	bad = map[string]error{}
-	for _, id := range ids {
-		one, b, err := s.hydratePage(ctx, []string{id})
-		if err != nil {
+	p := &pageHydration{c: s.client, docs: make(map[string]*HydratedDoc, len(ids))}
+	for start := 0; start < len(ids); start += s.client.batch {
+		if err := p.hydrate(ctx, ids[start:min(start+s.client.batch, len(ids))], false); err != nil {
 			return nil, nil, err
 		}
-		maps.Copy(docs, one)
-		maps.Copy(bad, b)
 	}
-	return docs, bad, nil
+	return p.docs, p.bad, nil
+}
+
+// hydrateProbeID is the id of no document. CHT hydrates one id with
+// fetchHydratedDoc: a query of the docs_by_id_lineage view, then, as it
+// emits no rows for the id, a get, whose 404 fetchHydratedDocs answers as
+// not_found. So a hydrate of it succeeds when CHT and its CouchDB work,
+// whatever the documents hold.
+const hydrateProbeID = "cht-interop-hydrate-probe"
+
+// pageHydration collects the documents of hydratePage.
+type pageHydration struct {
+	c    *Client
+	docs map[string]*HydratedDoc
+	bad  map[string]error
+}
+
+// hydrate hydrates ids with one request, split as hydratePage says when
+// it fails; half is true for the halves of a failed request.
+func (p *pageHydration) hydrate(ctx context.Context, ids []string, half bool) error {
+	var res HydrateResult
+	err := p.c.hydrateBatch(ctx, ids, &res, len(ids))
+	if err == nil {
+		for i := range res.Docs {
+			p.docs[res.Docs[i].ID] = &res.Docs[i]
+		}
+		return nil
+	}
+	var de *DecodeError
+	var ae *APIError
+	switch {
+	case errors.As(err, &de):
+	case !errors.As(err, &ae) || ae.StatusCode != http.StatusInternalServerError:
+		return err
+	case (!half || len(ids) == 1) && p.c.hydrateBatch(ctx, []string{hydrateProbeID}, &HydrateResult{}, 1) != nil:
+		return err // CHT fails to hydrate anything
+	}
+	if len(ids) > 1 {
+		mid := len(ids) / 2
+		if err := p.hydrate(ctx, ids[:mid], true); err != nil {
+			return err
+		}
+		return p.hydrate(ctx, ids[mid:], true)
+	}
+	if p.bad == nil {
+		p.bad = map[string]error{}
+	}
+	p.bad[ids[0]] = err
+	return nil
 }

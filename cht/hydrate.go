@@ -128,42 +128,50 @@ func parseHydrate(body []byte, ids []string) ([]hydrateEntry, error) {
 func (c *Client) Hydrate(ctx context.Context, ids ...string) (*HydrateResult, error) {
 	res := &HydrateResult{}
 	for start := 0; start < len(ids); start += c.batch {
-		batch := ids[start:min(start+c.batch, len(ids))]
-		resp, err := c.do(ctx, request{
-			method: http.MethodPost, path: hydratePath, url: c.hydrateURL,
-			body: hydrateBody(batch), retry: true,
-		}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("cht: hydrate: %w", err)
-		}
-		entries, err := parseHydrate(resp.body, batch)
-		if err != nil {
-			return nil, fmt.Errorf("cht: hydrate: decode response: %w", err)
-		}
-		if len(entries) != len(batch) {
-			return nil, fmt.Errorf("cht: hydrate: asked for %d ids, got %d entries", len(batch), len(entries))
-		}
-		for i, e := range entries {
-			id := e.ID
-			if id == "" {
-				id = batch[i]
-			}
-			switch {
-			case e.Error == "not_found":
-				res.NotFound = append(res.NotFound, id)
-			case e.Error != "":
-				return nil, fmt.Errorf("cht: hydrate %q: %s", id, e.Error)
-			case len(e.Doc) == 0:
-				return nil, fmt.Errorf("cht: hydrate %q: entry has neither doc nor error", id)
-			default:
-				if res.Docs == nil {
-					res.Docs = make([]HydratedDoc, 0, len(ids)-start-i)
-				}
-				res.Docs = append(res.Docs, HydratedDoc{ID: id, Doc: e.Doc})
-			}
+		if err := c.hydrateBatch(ctx, ids[start:min(start+c.batch, len(ids))], res, len(ids)-start); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
+}
+
+// hydrateBatch hydrates ids with one request and appends them to res;
+// left (at least len(ids)) is the number of documents res may still get.
+func (c *Client) hydrateBatch(ctx context.Context, ids []string, res *HydrateResult, left int) error {
+	resp, err := c.do(ctx, request{
+		method: http.MethodPost, path: hydratePath, url: c.hydrateURL,
+		body: hydrateBody(ids), retry: true,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("cht: hydrate: %w", err)
+	}
+	entries, err := parseHydrate(resp.body, ids)
+	if err != nil {
+		return fmt.Errorf("cht: hydrate: decode response: %w", err)
+	}
+	if len(entries) != len(ids) {
+		return fmt.Errorf("cht: hydrate: asked for %d ids, got %d entries", len(ids), len(entries))
+	}
+	for i, e := range entries {
+		id := e.ID
+		if id == "" {
+			id = ids[i]
+		}
+		switch {
+		case e.Error == "not_found":
+			res.NotFound = append(res.NotFound, id)
+		case e.Error != "":
+			return fmt.Errorf("cht: hydrate %q: %s", id, e.Error)
+		case len(e.Doc) == 0:
+			return fmt.Errorf("cht: hydrate %q: entry has neither doc nor error", id)
+		default:
+			if res.Docs == nil {
+				res.Docs = make([]HydratedDoc, 0, left-i)
+			}
+			res.Docs = append(res.Docs, HydratedDoc{ID: id, Doc: e.Doc})
+		}
+	}
+	return nil
 }
 
 // hydratePath is the path of CHT's hydrate API.

@@ -64,6 +64,16 @@
 // that carry that resource fail with that reason: merge the duplicates on
 // the server, then sync those documents again.
 //
+// A document CHT fails to hydrate fails alone too. CHT's hydrate API
+// answers 500 to any request that names it (its lineage hydration throws),
+// so a page answered 500 is hydrated again in halves, down to the
+// documents that fail on their own. As CHT also answers 500 when it cannot
+// hydrate anything (its CouchDB down), a document is counted as failed only
+// if CHT then hydrates an id no document has. Otherwise, and on CHT's
+// other errors (network errors, 429, 502, 503, 504, after the retries of
+// the CHT client), Run stops with the error and the checkpoint stays before
+// the page; Retry stops and leaves the list as it was.
+//
 // Every failed document is listed, with its reason, in the file beside the
 // checkpoint (CheckpointFile + ".failures"; [ReadFailures] reads it); the
 // checkpoint names the first MaxFailures. After a fix in CHT, in the mapping

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"time"
 
@@ -241,7 +242,10 @@ func Retry(ctx context.Context, cfg Config) (*Summary, error) {
 }
 
 // hydrateFailures reads the listed documents as CHT hydrates them now: in
-// one request, or one at a time when CHT's copy of one cannot be read.
+// one request, or one at a time when CHT's copy of one cannot be read or
+// CHT fails to hydrate one, so that such a document stays listed alone
+// (see blame). On any other error Retry stops, and the list stays as it
+// was.
 func hydrateFailures(ctx context.Context, cfg Config, index int64, list []Failure) (*batch, error) {
 	ids := make([]string, len(list))
 	for i, f := range list {
@@ -249,20 +253,19 @@ func hydrateFailures(ctx context.Context, cfg Config, index int64, list []Failur
 	}
 	b := &batch{index: index, pre: counts{docs: int64(len(ids))}}
 	res, err := cfg.CHT.Hydrate(ctx, ids...)
-	var de *cht.DecodeError
-	if errors.As(err, &de) {
+	if mayBeADocument(err) {
 		res = &cht.HydrateResult{}
 		for _, id := range ids {
 			one, err := cfg.CHT.Hydrate(ctx, id)
 			switch {
-			case errors.As(err, &de):
-				cfg.Logger.WarnContext(ctx, "document not read", "doc", id, "err", err)
-				b.pre.fail(id, err)
-			case err != nil:
-				return nil, fmt.Errorf("backfill: hydrate %s: %w", id, err)
-			default:
+			case err == nil:
 				res.Docs = append(res.Docs, one.Docs...)
 				res.NotFound = append(res.NotFound, one.NotFound...)
+			case blame(ctx, cfg, err):
+				cfg.Logger.WarnContext(ctx, "document not read", "doc", id, "err", err)
+				b.pre.fail(id, err)
+			default:
+				return nil, fmt.Errorf("backfill: hydrate %s: %w", id, err)
 			}
 		}
 	} else if err != nil {
@@ -273,4 +276,33 @@ func hydrateFailures(ctx context.Context, cfg Config, index int64, list []Failur
 		b.pre.skip("not found")
 	}
 	return b, nil
+}
+
+// mayBeADocument reports whether err, from a hydrate request, may be
+// caused by one of its documents: an answer that cannot be read (a
+// *cht.DecodeError), or a 500, which is how CHT answers any error of a
+// hydration (api/src/controllers/hydration.js: serverUtils.serverError).
+func mayBeADocument(err error) bool {
+	var de *cht.DecodeError
+	var ae *cht.APIError
+	return errors.As(err, &de) || errors.As(err, &ae) && ae.StatusCode == http.StatusInternalServerError
+}
+
+// blame reports whether err, from the hydrate request of one document, is
+// the document's: an answer that cannot be read, or a 500 while CHT
+// hydrates an id no document has without error. A 500 may also be CouchDB
+// failing, which fails that request too (fetchHydratedDoc queries the
+// lineage view, then gets the document, a 404 answered not_found); CHT
+// failing as a whole is not blamed on the documents. cht's
+// DocsService.AllHydrated, which Run reads, tells them apart the same way.
+func blame(ctx context.Context, cfg Config, err error) bool {
+	var de *cht.DecodeError
+	switch {
+	case errors.As(err, &de):
+		return true
+	case !mayBeADocument(err):
+		return false
+	}
+	_, err = cfg.CHT.Hydrate(ctx, "cht-interop-hydrate-probe")
+	return err == nil
 }

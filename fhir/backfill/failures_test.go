@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -221,4 +222,100 @@ func TestFailuresOfAnOlderCheckpoint(t *testing.T) {
 			assert.EqualValues(t, len(still)+7, sum.Failed, "the failures the list cannot name stay counted")
 		})
 	}
+}
+
+// A document CHT fails to hydrate (its hydrate API answers 500 for every
+// request that names it: api/src/controllers/hydration.js) fails alone,
+// listed with its reason, and the sync goes on past it; CHT failing as a
+// whole (every hydrate a 500, as when its CouchDB is down, or a 503) stops
+// the run before the page, as any error of CHT does, and no document is
+// listed for it.
+func TestDocumentCHTFailsToHydrate(t *testing.T) {
+	const hydrate = "/api/v1/hydrate"
+	tests := []struct {
+		name    string
+		fault   func(bad string) chttest.Fault
+		wantErr bool
+	}{
+		{"one document fails alone", func(bad string) chttest.Fault {
+			return chttest.Fault{DocID: bad, Status: http.StatusInternalServerError}
+		}, false},
+		{"CHT failing stops the run", func(string) chttest.Fault {
+			return chttest.Fault{Path: hydrate, Status: http.StatusInternalServerError}
+		}, true},
+		{"CHT unavailable stops the run", func(string) chttest.Fault {
+			return chttest.Fault{Path: hydrate, Status: http.StatusServiceUnavailable}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, 5)
+			feed, err := e.cfg.CHT.Docs.Changes(context.Background(), cht.ChangesOptions{})
+			require.NoError(t, err)
+			require.Greater(t, len(feed.Results), e.cfg.PageSize, "the feed spans pages")
+			bad := feed.Results[10].ID // in the first page
+			e.cht.InjectFault(tt.fault(bad))
+
+			sum, err := backfill.Run(context.Background(), e.cfg)
+			listed, lerr := backfill.ReadFailures(e.cfg.CheckpointFile)
+			require.NoError(t, lerr)
+			cp, cerr := backfill.ReadCheckpoint(e.cfg.CheckpointFile)
+			require.NoError(t, cerr)
+			if tt.wantErr {
+				require.Error(t, err)
+				assert.Zero(t, sum.Failed)
+				assert.Empty(t, listed)
+				assert.Empty(t, cp.Seq, "the checkpoint stays before the page")
+				return
+			}
+			require.NoError(t, err)
+			require.EqualValues(t, 1, sum.Failed, "failures %v", sum.Failures)
+			assert.Equal(t, bad, sum.Failures[0].DocID)
+			assert.Contains(t, sum.Failures[0].Reason, "500 Internal Server Error: Server error")
+			assert.Equal(t, []string{bad}, failedIDs(listed))
+			assert.EqualValues(t, e.docs, sum.Docs)
+			assert.Equal(t, sum.Docs, sum.Converted+sum.Failed+sum.SkippedTotal())
+			assert.Equal(t, feed.LastSeq, cp.Seq, "the checkpoint is past every document")
+		})
+	}
+}
+
+// Retry keeps listed a document CHT still fails to hydrate and writes the
+// others; it writes it once CHT hydrates it. CHT failing as a whole stops
+// Retry, which leaves the list as it was.
+func TestRetryOfADocumentCHTFailsToHydrate(t *testing.T) {
+	e := newEnv(t, 1)
+	fixed := places(t, e, "clinic_annex", "annex", 3)
+	bad := fixed[1]
+	removeDocFault := e.cht.InjectFault(chttest.Fault{DocID: bad, Status: http.StatusInternalServerError})
+	sum, err := backfill.Run(context.Background(), e.cfg)
+	require.NoError(t, err)
+	require.ElementsMatch(t, fixed, failedIDs(sum.Failures))
+	e.cfg.Converter = typedConverter(t, e, "clinic_annex")
+
+	removeOutage := e.cht.InjectFault(chttest.Fault{Path: "/api/v1/hydrate", Status: http.StatusInternalServerError})
+	_, err = backfill.Retry(context.Background(), e.cfg)
+	require.Error(t, err, "CHT fails to hydrate anything")
+	listed, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, fixed, failedIDs(listed), "the list stays as it was")
+	removeOutage()
+
+	sum, err = backfill.Retry(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, sum.FailedNow)
+	assert.Equal(t, []string{bad}, failedIDs(sum.Failures))
+	assert.Contains(t, sum.Failures[0].Reason, "500 Internal Server Error: Server error")
+	listed, err = backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Equal(t, []string{bad}, failedIDs(listed))
+
+	removeDocFault()
+	sum, err = backfill.Retry(context.Background(), e.cfg)
+	require.NoError(t, err)
+	assert.Zero(t, sum.FailedNow)
+	assert.Zero(t, sum.Failed)
+	listed, err = backfill.ReadFailures(e.cfg.CheckpointFile)
+	require.NoError(t, err)
+	assert.Empty(t, listed)
 }
