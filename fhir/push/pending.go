@@ -92,8 +92,20 @@ func (p *Pending) Ready(ctx context.Context) error {
 }
 
 // ServeHTTP serves the pushes as [Handler] does once the contact types are
-// read, and answers 503 until then.
+// read, and answers 503 until then. A push that comes while they are not
+// read waits for the read within its deadline (Config.Timeout), which
+// starts when it comes rather than once they are read: CHT stops waiting
+// for an answer after 10 s.
 func (p *Pending) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.handler.Load() == nil {
+		timeout := p.cfg.Timeout
+		if timeout <= 0 {
+			timeout = DefaultTimeout
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	h, err := p.get(r.Context())
 	if err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(max(int(p.retry/time.Second), 1)))

@@ -243,6 +243,44 @@ func TestPendingReadyHonoursItsContext(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 5*time.Second, 20*time.Millisecond)
 }
 
+// A push that comes while the contact types are being read waits for them
+// within its own deadline, not before it: CHT stops waiting for an answer
+// after 10 s (cht-core shared-libs/outbound/src/outbound.js,
+// OUTBOUND_REQ_TIMEOUT), so a push answered after the read plus a whole
+// deadline would count as failed at CHT however it ended. Here the read
+// takes 3 s and the deadline is 300 ms.
+func TestPendingPushDeadlineIncludesTheRead(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	chtSrv.InjectFault(chttest.Fault{Method: "GET", Path: "/api/v1/settings", Latency: 3 * time.Second, Count: 1})
+	chtClient, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
+		Password: chttest.AdminPassword, MaxRetries: -1})
+	require.NoError(t, err)
+	fhirClient, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	p, err := NewPending(fhir.Config{InstanceURL: chtSrv.URL, Mapping: fhir.DefaultMapping()},
+		Config{FHIR: fhirClient, CHT: chtClient, Timeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	doc, ok := chtSrv.HydratedDoc(chttest.DemoHeightWeightReportID)
+	require.True(t, ok)
+	body, err := json.Marshal(map[string]any{"doc": doc})
+	require.NoError(t, err)
+
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, pushRequestOf(body))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	assert.Contains(t, rec.Body.String(), "still reading them")
+	assert.Equal(t, 0, fhirSrv.Count("Encounter"))
+	// The read goes on; the next push is converted.
+	require.Eventually(t, func() bool { return p.Ready(context.Background()) == nil }, 10*time.Second, 20*time.Millisecond)
+	rec = httptest.NewRecorder()
+	p.ServeHTTP(rec, pushRequestOf(body))
+	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, 1, fhirSrv.Count("Encounter"))
+}
+
 // CHT refusing the mediator's credentials is named as such in Ready's
 // error (the readiness reason and the warning), not only as an HTTP status.
 func TestPendingNamesRefusedCredentials(t *testing.T) {
@@ -252,4 +290,11 @@ func TestPendingNamesRefusedCredentials(t *testing.T) {
 	require.ErrorIs(t, err, ErrContactTypesUnread)
 	require.ErrorIs(t, err, cht.ErrUnauthorized)
 	assert.Contains(t, err.Error(), "check the CHT user name and password")
+}
+
+// pushRequestOf is a push of body as CHT sends it.
+func pushRequestOf(body []byte) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, OutboundPath, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
 }
