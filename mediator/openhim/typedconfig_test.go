@@ -139,26 +139,34 @@ func TestDecodeConfig(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.raw), &raw); err != nil {
 				t.Fatal(err)
 			}
-			got := defaults
-			err := DecodeConfig(raw, nil, &got)
-			if tt.errFields != nil {
-				if f := lcFields(err); !slices.Equal(f, tt.errFields) {
-					t.Fatalf("error fields = %v, want %v (err %v)", f, tt.errFields, err)
-				}
-				if !reflect.DeepEqual(got, defaults) {
-					t.Errorf("dst modified on error: %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := defaults
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got  %+v\nwant %+v", got, want)
-			}
+			checkDecoded(t, raw, nil, defaults, tt.want, tt.errFields)
 		})
+	}
+}
+
+// checkDecoded decodes raw with defs over defaults and checks the result:
+// the error names errFields and leaves defaults, or there is none and the
+// config is defaults changed by want.
+func checkDecoded(t *testing.T, raw map[string]any, defs []ConfigDef, defaults lcTestConfig, want func(*lcTestConfig), errFields []string) {
+	t.Helper()
+	got := defaults
+	err := DecodeConfig(raw, defs, &got)
+	if errFields != nil {
+		if f := lcFields(err); !slices.Equal(f, errFields) {
+			t.Fatalf("DecodeConfig error fields = %v, want %v (err %v)", f, errFields, err)
+		}
+		if !reflect.DeepEqual(got, defaults) {
+			t.Errorf("dst modified on error: %+v", got)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := defaults
+	want(&w)
+	if !reflect.DeepEqual(got, w) {
+		t.Errorf("got  %+v\nwant %+v", got, w)
 	}
 }
 
@@ -225,25 +233,7 @@ func TestConfigNullAsCoreAcceptsIt(t *testing.T) {
 			if f := lcFields(d.Validate(8)); !slices.Equal(f, tt.errFields) {
 				t.Errorf("Validate error fields = %v, want %v", f, tt.errFields)
 			}
-			got := defaults
-			err := DecodeConfig(raw, defs, &got)
-			if tt.errFields != nil {
-				if f := lcFields(err); !slices.Equal(f, tt.errFields) {
-					t.Fatalf("DecodeConfig error fields = %v, want %v (err %v)", f, tt.errFields, err)
-				}
-				if !reflect.DeepEqual(got, defaults) {
-					t.Errorf("dst modified on error: %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := defaults
-			tt.want(&want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got  %+v\nwant %+v", got, want)
-			}
+			checkDecoded(t, raw, defs, defaults, tt.want, tt.errFields)
 		})
 	}
 }
