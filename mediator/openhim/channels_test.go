@@ -186,16 +186,17 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- m.Run(ctx) }()
 			t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
-			modified := func() float64 {
+			gauge := func(name string) float64 {
 				families, err := reg.Gather()
 				require.NoError(t, err)
 				for _, f := range families {
-					if f.GetName() == "openhim_mediator_default_channels_modified" {
+					if f.GetName() == name {
 						return f.GetMetric()[0].GetGauge().GetValue()
 					}
 				}
 				return -1
 			}
+			modified := func() float64 { return gauge("openhim_mediator_default_channels_modified") }
 			channel := func() *openhimtest.Channel {
 				for _, c := range core.Channels() {
 					if c.Name == "Off Channel" {
@@ -204,9 +205,15 @@ func TestRestoreKeepsADisabledChannelDisabled(t *testing.T) {
 				}
 				return nil
 			}
-			// 30 s: a heartbeat every 20 ms checks the channels, but a CI
-			// machine under load can starve the loop for seconds.
-			require.Eventually(t, func() bool { return channel() != nil && modified() == 0 }, 30*time.Second, 10*time.Millisecond)
+			// Edit only once the pass that installed the channel is over:
+			// it puts a channel it has just installed back as defined
+			// (matchInstalled), so an edit made between the install and
+			// that put would be undone. 30 s: a heartbeat every 20 ms
+			// checks the channels, but a CI machine under load can starve
+			// the loop for seconds.
+			require.Eventually(t, func() bool {
+				return channel() != nil && gauge("openhim_mediator_default_channels_installed") == 1 && modified() == 0
+			}, 30*time.Second, 10*time.Millisecond)
 			admin, err := openhim.NewClient(openhim.Config{URL: core.URL, Username: openhimtest.RootUser,
 				Password: openhimtest.RootPassword, CoreVersion: 4, HTTPClient: core.Client()}, nil)
 			require.NoError(t, err)
