@@ -152,6 +152,15 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add(k, v)
 		}
 	}
+	switch res.clientStatus {
+	case http.StatusNoContent, http.StatusResetContent, http.StatusNotModified:
+		// Koa's respond (lib/application.js) sets a null body for these
+		// statuses, which removes Content-Type and Content-Length, after
+		// core stored the response.
+		w.Header().Del("Content-Type")
+		w.WriteHeader(res.clientStatus)
+		return
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(res.clientBody)))
 	w.WriteHeader(res.clientStatus)
 	if r.Method != http.MethodHead {
@@ -758,8 +767,8 @@ func jsParseInt(s string) (float64, bool) {
 // setKoaResponse mirrors core's setKoaResponse plus Koa's body handling: a
 // string body is sent as is (text/plain, or text/html when it starts with
 // '<'); an object or number body is sent as JSON but stored with
-// toString() ("[object Object]"); a missing body makes Koa answer the
-// status message. X-OpenHIM-TransactionID is added when headers are
+// toString() ("[object Object]"); a missing or null body makes the answer
+// a 204 without a body. X-OpenHIM-TransactionID is added when headers are
 // non-null; content-length, content-encoding and transfer-encoding are
 // dropped. A content-type goes through Koa's type setter (koaType); a
 // location on a 3xx answer through Koa's redirect (koaRedirect).
@@ -768,8 +777,13 @@ func (s *Server) setKoaResponse(res *routeResult, status int, body any, headers 
 	res.clientHeader = http.Header{}
 	switch b := body.(type) {
 	case nil:
-		res.clientBody = []byte(http.StatusText(status))
-		res.clientHeader.Set("Content-Type", "text/plain; charset=utf-8")
+		// Koa's body setter (lib/response.js, koa 2.3.0 and 2.15.0): a
+		// null or undefined body makes the status 204 unless it is
+		// already one without a body, and removes Content-Type.
+		if status != http.StatusNoContent && status != http.StatusResetContent && status != http.StatusNotModified {
+			res.clientStatus = http.StatusNoContent
+		}
+		res.clientBody = nil
 		res.storedBody = ""
 	case string:
 		res.clientBody = []byte(b)

@@ -784,6 +784,68 @@ func TestRouterKoaResponseHeaders(t *testing.T) {
 	}
 }
 
+// TestRouterEnvelopeWithoutBody: core's setKoaResponse
+// (src/middleware/router.js, v4.0.5 and v8.5.0) assigns response.body to
+// ctx.response.body even when the envelope has none. Koa's body setter
+// (lib/response.js, koa 2.3.0 on core 4.0.5 and 2.15.0 on 8.5.0) turns a
+// null or undefined body into a 204 unless the status is already an empty
+// one (204, 205, 304), and drops Content-Type; messageStore.js
+// storeResponse then stores status 204 and an empty body, and Koa's
+// respond sends no body. A location on a 3xx then goes through Koa's
+// redirect with that 204, which is no redirect status: 302.
+func TestRouterEnvelopeWithoutBody(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  Version
+		mut      func(r map[string]any)
+		wantCode int
+		wantBody string
+	}{
+		{"missing body on 4.0.5", Version4, func(r map[string]any) { delete(r, "body") }, 204, ""},
+		{"null body on 8.x", Version8, func(r map[string]any) { r["body"] = nil }, 204, ""},
+		{"missing body with 201", Version8, func(r map[string]any) { delete(r, "body"); r["status"] = 201 }, 204, ""},
+		{"missing body with 404", Version4, func(r map[string]any) { delete(r, "body"); r["status"] = 404 }, 204, ""},
+		{"missing body with 304 stays 304", Version8, func(r map[string]any) { delete(r, "body"); r["status"] = 304 }, 304, ""},
+		{"missing body, 301 with location: 302", Version8, func(r map[string]any) {
+			delete(r, "body")
+			r["status"] = 301
+			r["headers"] = map[string]any{"location": "/next"}
+		}, 302, `Redirecting to <a href="/next">/next</a>.`},
+		{"empty string body keeps its status", Version8, func(r map[string]any) { r["body"] = ""; r["status"] = 201 }, 201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(func(m map[string]any) {
+				delete(m, "status")
+				tt.mut(m["response"].(map[string]any))
+			}), nil)
+			req, _ := http.NewRequest(http.MethodGet, f.srv.RouterURL+"/api/x", nil)
+			req.SetBasicAuth("client-1", "pw")
+			noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantCode || string(b) != tt.wantBody {
+				t.Fatalf("client got %d %q, want %d %q", resp.StatusCode, b, tt.wantCode, tt.wantBody)
+			}
+			if tt.wantCode == http.StatusNoContent && resp.Header.Get("Content-Type") != "" {
+				t.Errorf("204 with Content-Type %q", resp.Header.Get("Content-Type"))
+			}
+			tx := f.srv.Transactions()[0]
+			if tx.Response == nil || tx.Response.Status != tt.wantCode || tx.Response.Body != tt.wantBody {
+				t.Fatalf("stored response %+v, want %d %q", tx.Response, tt.wantCode, tt.wantBody)
+			}
+			want := computeStatus(tt.wantCode, nil)
+			if tx.Status != want {
+				t.Fatalf("status %q, want %q (computed from the %d core stores)", tx.Status, want, tt.wantCode)
+			}
+		})
+	}
+}
+
 // TestRouterSetCookie: core's setKoaResponse (src/middleware/router.js)
 // hands a set-cookie header to setCookiesOnContext, which walks the value
 // as an array (Node's form for a plain route's answer) and sets each
