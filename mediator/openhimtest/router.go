@@ -612,34 +612,49 @@ func (s *Server) secondaryResult(sr sent, rt *Route, reqTime time.Time) RouteMet
 		req.Querystring = sr.orch.Request.Path[i+1:]
 	}
 	rm := RouteMetadata{Name: rt.Name, Request: &req}
-	if sr.err != nil {
-		rm.Error = &ErrorDef{Message: sr.err.Error()}
+	// The catch of buildNonPrimarySendRequestPromise (handleServerError):
+	// the route gets an error, and storeNonPrimaryResponse status 500.
+	failed := func(err error) RouteMetadata {
+		rm.Error = &ErrorDef{Message: err.Error()}
 		rm.Response = &ResponseDef{Status: http.StatusInternalServerError, Timestamp: &reqTime}
 		return rm
 	}
+	if sr.err != nil {
+		return failed(sr.err)
+	}
 	recv := sr.recvAt
 	if strings.Contains(sr.header.Get("Content-Type"), openhimContentType) {
-		var m map[string]any
-		if err := json.Unmarshal(sr.body, &m); err == nil {
-			if urn, ok := m["x-mediator-urn"]; ok {
-				rm.MediatorURN = jsString(urn)
-			}
-			for _, o := range asSlice(m["orchestrations"]) {
-				var parsed Orchestration
-				om, _ := o.(map[string]any)
-				if remarshal(castOrchestration(om), &parsed) == nil {
-					rm.Orchestrations = append(rm.Orchestrations, parsed)
-				}
-			}
-			rm.Properties, _ = m["properties"].(map[string]any)
-			if mr, ok := m["response"].(map[string]any); ok {
-				var resp ResponseDef
-				if remarshal(castOrchestration(map[string]any{"response": mr})["response"], &resp) == nil {
-					rm.Response = &resp
-				}
-			}
-			return rm
+		var v any
+		if err := json.Unmarshal(sr.body, &v); err != nil {
+			return failed(fmt.Errorf("SyntaxError: %v", err)) // JSON.parse throws
 		}
+		if v == nil {
+			return failed(errors.New("TypeError: Cannot read property 'x-mediator-urn' of null"))
+		}
+		m, _ := v.(map[string]any) // another JSON value has none of the fields
+		if urn, ok := m["x-mediator-urn"]; ok {
+			rm.MediatorURN = jsString(urn)
+		}
+		for _, o := range asSlice(m["orchestrations"]) {
+			var parsed Orchestration
+			om, _ := o.(map[string]any)
+			if remarshal(castOrchestration(om), &parsed) == nil {
+				rm.Orchestrations = append(rm.Orchestrations, parsed)
+			}
+		}
+		rm.Properties, _ = m["properties"].(map[string]any)
+		if mr, ok := m["response"].(map[string]any); ok {
+			var resp ResponseDef
+			if remarshal(castOrchestration(map[string]any{"response": mr})["response"], &resp) == nil {
+				rm.Response = &resp
+			}
+		}
+		if rm.Response == nil {
+			// storeNonPrimaryResponse's default for a route without a
+			// response.
+			rm.Response = &ResponseDef{Status: http.StatusInternalServerError, Timestamp: &reqTime}
+		}
+		return rm
 	}
 	rm.Response = &ResponseDef{Status: sr.status, Headers: headerMap(sr.header, false), Body: string(sr.body), Timestamp: &recv}
 	return rm
@@ -1131,6 +1146,20 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 		orchs = append(orchs, res.coreOrch)
 	}
 	tx.Routes = res.secondary
+	// ctx.routes, which setFinalStatus reads: before 7.1.0 the catch of
+	// buildNonPrimarySendRequestPromise (a route that failed) does not
+	// push the route, which is stored all the same.
+	var statusRoutes []RouteMetadata
+	routeFailed := false // handleServerError set ctx.autoRetry
+	for _, r := range res.secondary {
+		if r.Error != nil {
+			routeFailed = true
+			if s.cfg.Version < Version7 {
+				continue
+			}
+		}
+		statusRoutes = append(statusRoutes, r)
+	}
 	saved := tx.MetadataError == ""
 	if saved {
 		tx.Response = resp
@@ -1141,7 +1170,7 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 			tx.Status = mediatorStatus
 		}
 	}
-	if txErr != nil {
+	if txErr != nil || routeFailed {
 		tx.AutoRetry = true // setFinalStatus' own update
 	}
 	tx.Core4Crash = s.cfg.Version == Version4 && (mediatorStatus == "" || tx.AutoRetry)
@@ -1155,7 +1184,7 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 	case res.pendingAsync:
 		tx.Status = "Pending Async"
 	default:
-		tx.Status = computeStatus(res.clientStatus, tx.Routes)
+		tx.Status = computeStatus(res.clientStatus, statusRoutes)
 	}
 }
 

@@ -487,6 +487,71 @@ func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
 	}
 }
 
+// TestRouterFailingSecondaryRoute: a secondary route that cannot be
+// reached, or whose application/json+openhim answer does not parse, goes
+// to the catch of core's buildNonPrimarySendRequestPromise
+// (src/middleware/router.js): handleServerError(ctx, reason, routeObj)
+// sets ctx.autoRetry on every version, and messageStore.js setFinalStatus
+// stores it. Only from 7.1.0 does that catch push the route into
+// ctx.routes, which setFinalStatus reads: on 4.0.5 the failed route is
+// stored (storeNonPrimaryResponse, with status 500) but does not change
+// the status core computes. An envelope without a response is parsed, in
+// ctx.routes on every version, and stored with core's status 500.
+func TestRouterFailingSecondaryRoute(t *testing.T) {
+	notJSON := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", openhimContentType)
+		io.WriteString(w, "{not json")
+	}))
+	defer notJSON.Close()
+	noResponse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", openhimContentType)
+		io.WriteString(w, `{"x-mediator-urn":"urn:mediator:other","status":"Successful"}`)
+	}))
+	defer noResponse.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	portOfURL := func(u string) int {
+		_, p, _ := net.SplitHostPort(strings.TrimPrefix(u, "http://"))
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	tests := []struct {
+		name       string
+		version    Version
+		port       int
+		wantStatus string
+		wantRetry  bool
+		wantError  bool
+	}{
+		{"unreachable on 4.0.5", Version4, closedPort, "Successful", true, true},
+		{"unreachable on 7.1", Version7, closedPort, "Completed with error(s)", true, true},
+		{"unreachable on 8.x", Version8, closedPort, "Completed with error(s)", true, true},
+		{"envelope that does not parse on 4.0.5", Version4, portOfURL(notJSON.URL), "Successful", true, true},
+		{"envelope that does not parse on 8.x", Version8, portOfURL(notJSON.URL), "Completed with error(s)", true, true},
+		{"envelope without response on 4.0.5", Version4, portOfURL(noResponse.URL), "Completed with error(s)", false, false},
+		{"envelope without response on 8.x", Version8, portOfURL(noResponse.URL), "Completed with error(s)", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(func(m map[string]any) { delete(m, "status") }), func(c *openhim.Channel) {
+				c.Routes = append(c.Routes, openhim.Route{Name: "audit copy", Host: "127.0.0.1", Port: tt.port})
+			})
+			resp, body := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+			if resp.StatusCode != 200 || body != `{"ok":true}` {
+				t.Fatalf("client got %d %q", resp.StatusCode, body)
+			}
+			tx := f.srv.Transactions()[0]
+			if tx.Status != tt.wantStatus || tx.AutoRetry != tt.wantRetry {
+				t.Fatalf("status %q autoRetry %v, want %q %v", tx.Status, tx.AutoRetry, tt.wantStatus, tt.wantRetry)
+			}
+			if len(tx.Routes) != 1 || tx.Routes[0].Response == nil || tx.Routes[0].Response.Status != 500 || (tx.Routes[0].Error != nil) != tt.wantError {
+				t.Fatalf("routes %+v", tx.Routes)
+			}
+		})
+	}
+}
+
 // Transaction.Core4Crash flags what crashed the real 4.0.5 worker in the
 // e2e runs: a final-status update (computed status or autoRetry).
 func TestCore4CrashFlag(t *testing.T) {
