@@ -115,8 +115,13 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	if client != nil {
 		tx.ClientID = client.ID
 	}
-	if len(body) == 0 && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
-		tx.CanRerun = false
+	// storeTransaction: a channel with requestBody false stores the
+	// request without its body.
+	if bodyOff(ch.Extra["requestBody"]) || len(body) == 0 {
+		tx.Request.Body = ""
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			tx.CanRerun = false
+		}
 	}
 	s.mu.Lock()
 	if m := s.cfg.MaxTransactions; m > 0 && len(s.txs) >= m {
@@ -142,6 +147,17 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	}
 
 	res := s.forward(r, body, ch, tx.ID, start)
+	if bodyOff(ch.Extra["responseBody"]) {
+		// storeResponse and storeNonPrimaryResponse: a channel with
+		// responseBody false stores the responses without their bodies
+		// (orchestrations keep theirs).
+		res.storedBody = ""
+		for i := range res.secondary {
+			if rr := res.secondary[i].Response; rr != nil {
+				rr.Body = ""
+			}
+		}
+	}
 
 	s.mu.Lock()
 	s.finishTransaction(tx, res)
@@ -166,6 +182,21 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(res.clientBody)
 	}
+}
+
+// bodyOff reports whether a channel's requestBody or responseBody is
+// false as core tests it (=== false, after Mongoose cast the stored value
+// to a Boolean).
+func bodyOff(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return !x
+	case string:
+		return x == "false" || x == "0"
+	case float64:
+		return x == 0
+	}
+	return false
 }
 
 // routeResult is what forwarding produced.

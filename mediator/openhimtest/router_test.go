@@ -552,6 +552,69 @@ func TestRouterFailingSecondaryRoute(t *testing.T) {
 	}
 }
 
+// TestRouterChannelBodiesNotStored: a channel with requestBody: false or
+// responseBody: false keeps those bodies out of the transaction (core's
+// src/middleware/messageStore.js, v4.0.5 and v8.5.0): storeTransaction
+// stores the request body as ” and, for POST, PUT and PATCH, canRerun
+// false; storeResponse stores the primary response body as ”;
+// storeNonPrimaryResponse stores each secondary route's response body as
+// ”. Orchestrations, the mediator's and core's own, keep their bodies,
+// and the client still gets the whole answer.
+func TestRouterChannelBodiesNotStored(t *testing.T) {
+	secondary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "copy kept")
+	}))
+	defer secondary.Close()
+	_, sp, _ := net.SplitHostPort(strings.TrimPrefix(secondary.URL, "http://"))
+	secPort, _ := strconv.Atoi(sp)
+	no, yes := false, true
+	tests := []struct {
+		name           string
+		version        Version
+		method         string
+		reqBody, resp  *bool
+		wantReq        string
+		wantResp       string
+		wantRouteResp  string
+		wantCanRerun   bool
+		wantOrchBodies bool
+	}{
+		{"defaults keep both", Version4, http.MethodPost, nil, nil, "payload", `{"ok":true}`, "copy kept", true, true},
+		{"explicit true keeps both", Version8, http.MethodPost, &yes, &yes, "payload", `{"ok":true}`, "copy kept", true, true},
+		{"requestBody false, POST", Version4, http.MethodPost, &no, nil, "", `{"ok":true}`, "copy kept", false, true},
+		{"requestBody false, DELETE", Version8, http.MethodDelete, &no, nil, "", `{"ok":true}`, "copy kept", true, true},
+		{"responseBody false", Version8, http.MethodPut, nil, &no, "payload", "", "", true, true},
+		{"both false on 4.0.5", Version4, http.MethodPatch, &no, &no, "", "", "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, tt.version, envelope(func(m map[string]any) {
+				o := m["orchestrations"].([]any)[0].(map[string]any)
+				o["request"].(map[string]any)["body"] = "orch in"
+				o["response"].(map[string]any)["body"] = "orch out"
+			}), func(c *openhim.Channel) {
+				c.RequestBody, c.ResponseBody = tt.reqBody, tt.resp
+				c.Routes = append(c.Routes, openhim.Route{Name: "copy", Host: "127.0.0.1", Port: secPort})
+			})
+			resp, body := f.call(t, tt.method, "/api/x", "client-1", "pw", "payload")
+			if resp.StatusCode != 200 || body != `{"ok":true}` {
+				t.Fatalf("client got %d %q", resp.StatusCode, body)
+			}
+			tx := f.srv.Transactions()[0]
+			if tx.Request.Body != tt.wantReq || tx.Response.Body != tt.wantResp || tx.CanRerun != tt.wantCanRerun {
+				t.Fatalf("stored request %q response %q canRerun %v, want %q %q %v",
+					tx.Request.Body, tx.Response.Body, tx.CanRerun, tt.wantReq, tt.wantResp, tt.wantCanRerun)
+			}
+			if len(tx.Routes) != 1 || tx.Routes[0].Response.Body != tt.wantRouteResp {
+				t.Fatalf("routes %+v, want response body %q", tx.Routes, tt.wantRouteResp)
+			}
+			if o := tx.Orchestrations[0]; o.Request.Body != "orch in" || o.Response.Body != "orch out" {
+				t.Fatalf("mediator orchestration %+v", o)
+			}
+		})
+	}
+}
+
 // Transaction.Core4Crash flags what crashed the real 4.0.5 worker in the
 // e2e runs: a final-status update (computed status or autoRetry).
 func TestCore4CrashFlag(t *testing.T) {
