@@ -464,9 +464,9 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 			Timestamp: &reqTime,
 		},
 	}}
-	if sendBody {
-		res.orch.Request.Body = string(body)
-	}
+	// buildOrchestration records ctx.body, the request's raw body, for
+	// every method, whether or not sendHttpRequest sent it.
+	res.orch.Request.Body = string(body)
 	resp, err := s.routeClient.Do(out)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

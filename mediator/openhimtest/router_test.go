@@ -611,6 +611,13 @@ func TestRouterChannelBodiesNotStored(t *testing.T) {
 			if o := tx.Orchestrations[0]; o.Request.Body != "orch in" || o.Response.Body != "orch out" {
 				t.Fatalf("mediator orchestration %+v", o)
 			}
+			// router.js sendRequest, buildOrchestration: core's own
+			// orchestration of the primary route holds ctx.body (the
+			// request's raw body, whatever the method) and the route's
+			// whole answer, the envelope and its response body included.
+			if o := tx.Orchestrations[1]; o.Request.Body != "payload" || !strings.Contains(o.Response.Body, `"body":"{\"ok\":true}"`) {
+				t.Fatalf("core's orchestration request body %q response body %q", o.Request.Body, o.Response.Body)
+			}
 		})
 	}
 }
