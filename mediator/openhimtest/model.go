@@ -177,6 +177,8 @@ type RouteMetadata struct {
 	Properties     map[string]any  `json:"properties,omitempty"`
 	MediatorURN    string          `json:"mediatorURN,omitempty"`
 	Error          *ErrorDef       `json:"error,omitempty"`
+
+	rawBody bool // the response body was a Buffer (a plain answer)
 }
 
 // ErrorDef is core's {message, stack}.

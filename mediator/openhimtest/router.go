@@ -123,6 +123,10 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 			tx.CanRerun = false
 		}
 	}
+	var bodiesSize int // ctx.totalBodyLength
+	if enforceMaxBodiesSize(&bodiesSize, &tx.Request.Body, false) {
+		tx.CanRerun = false
+	}
 	s.mu.Lock()
 	if m := s.cfg.MaxTransactions; m > 0 && len(s.txs) >= m {
 		// Forget the older half at once: amortised O(1) per request.
@@ -160,7 +164,7 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	s.finishTransaction(tx, res)
+	s.finishTransaction(tx, res, bodiesSize)
 	s.mu.Unlock()
 
 	for k, vs := range res.clientHeader {
@@ -182,6 +186,59 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(res.clientBody)
 	}
+}
+
+// Core's limit on the bodies one transaction stores: MAX_BODIES_SIZE
+// (api.maxBodiesSizeMB, 15 by default) and api.truncateAppend.
+const (
+	maxBodiesSize  = 15 << 20
+	truncateAppend = "\n[truncated ...]"
+)
+
+// enforceMaxBodiesSize is core's utils.js enforceMaxBodiesSize: it adds
+// the UTF-8 length of *body to *total, and when that goes over
+// MAX_BODIES_SIZE cuts *body to what was left less the length of
+// truncateAppend and appends it (or leaves only truncateAppend), counting
+// what was left. It reports whether it cut. A string is cut with
+// JavaScript's slice, in UTF-16 code units; a Buffer (buf) by bytes.
+func enforceMaxBodiesSize(total *int, body *string, buf bool) bool {
+	n := len(*body)
+	if *total+n <= maxBodiesSize {
+		*total += n
+		return false
+	}
+	n = max(0, maxBodiesSize-*total)
+	if n > len(truncateAppend) {
+		if buf {
+			*body = strings.ToValidUTF8((*body)[:n-len(truncateAppend)], "\uFFFD") + truncateAppend
+		} else {
+			*body = jsSlice(*body, n-len(truncateAppend)) + truncateAppend
+		}
+	} else {
+		*body = truncateAppend
+	}
+	*total += n
+	return true
+}
+
+// jsSlice is JavaScript's s.slice(0, n): the first n UTF-16 code units. A
+// surrogate pair it splits leaves a lone surrogate, stored as U+FFFD.
+func jsSlice(s string, n int) string {
+	units := 0
+	for i, r := range s {
+		w := 1
+		if r >= 0x10000 {
+			w = 2
+		}
+		if units+w > n {
+			if units < n {
+				return s[:i] + "\uFFFD"
+			}
+			return s[:i]
+		}
+		units += w
+	}
+	return s
 }
 
 // bodyOff reports whether a channel's requestBody or responseBody is
@@ -688,6 +745,7 @@ func (s *Server) secondaryResult(sr sent, rt *Route, reqTime time.Time) RouteMet
 		return rm
 	}
 	rm.Response = &ResponseDef{Status: sr.status, Headers: headerMap(sr.header, false), Body: string(sr.body), Timestamp: &recv}
+	rm.rawBody = true
 	return rm
 }
 
@@ -1128,13 +1186,15 @@ func (s *Server) failResult(err error, sr sent) routeResult {
 // finishTransaction stores the outcome as core's storeResponse (one
 // validated update: response, error, orchestrations, properties and, on
 // 4.0.5, the mediator's status) and setFinalStatus do. s.mu must be held.
-func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
+// bodiesSize is what the request body counted against MAX_BODIES_SIZE.
+func (s *Server) finishTransaction(tx *Transaction, res routeResult, bodiesSize int) {
 	resp := &ResponseDef{
 		Status:    res.clientStatus,
 		Headers:   headerMap(res.clientHeader, true),
 		Body:      res.storedBody,
 		Timestamp: res.respTimestamp,
 	}
+	enforceMaxBodiesSize(&bodiesSize, &resp.Body, false)
 	var orchs []Orchestration
 	var props map[string]any
 	var txErr *ErrorDef
@@ -1173,8 +1233,27 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult) {
 			}
 		}
 	}
+	// truncateOrchestrationBodies: the mediator's orchestrations, then
+	// core's own, whose bodies are Buffers (cut by bytes).
+	nMediator := len(orchs)
 	if res.coreOrch.Name != "" {
 		orchs = append(orchs, res.coreOrch)
+	}
+	for i := range orchs {
+		buf := i >= nMediator
+		if q := orchs[i].Request; q != nil && q.Body != "" {
+			enforceMaxBodiesSize(&bodiesSize, &q.Body, buf)
+		}
+		if r := orchs[i].Response; r != nil && r.Body != "" {
+			enforceMaxBodiesSize(&bodiesSize, &r.Body, buf)
+		}
+	}
+	// storeNonPrimaryResponse, for each secondary route with a response
+	// body (a Buffer unless the route answered an envelope).
+	for i := range res.secondary {
+		if r := res.secondary[i].Response; r != nil {
+			enforceMaxBodiesSize(&bodiesSize, &r.Body, res.secondary[i].rawBody)
+		}
 	}
 	tx.Routes = res.secondary
 	// ctx.routes, which setFinalStatus reads: before 7.1.0 the catch of

@@ -622,6 +622,86 @@ func TestRouterChannelBodiesNotStored(t *testing.T) {
 	}
 }
 
+// TestRouterMaxBodiesSize: core stores at most MAX_BODIES_SIZE (15 MiB,
+// api.maxBodiesSizeMB) of bodies per transaction. utils.js
+// enforceMaxBodiesSize (v4.0.5 and v8.5.0) keeps a running total over the
+// bodies in the order messageStore.js stores them - the request
+// (storeTransaction: a cut request makes canRerun false), the response
+// (storeResponse), the mediator's orchestrations, then core's own
+// (truncateOrchestrationBodies: only non-empty bodies), then the secondary
+// routes' responses (storeNonPrimaryResponse) - and cuts the body that
+// goes over to what is left less the length of api.truncateAppend
+// ("\n[truncated ...]"), then appends it, or stores only that text when
+// less is left. The client still gets the whole answer.
+func TestRouterMaxBodiesSize(t *testing.T) {
+	const maxBodies = 15 << 20
+	const marker = "\n[truncated ...]"
+	mib := func(n float64) string { return strings.Repeat("a", int(n*(1<<20))) }
+	cut := func(keep int) string { return strings.Repeat("a", keep-len(marker)) + marker }
+	tests := []struct {
+		name              string
+		method            string
+		request, response string
+		orchBody          string
+		wantReq, wantResp string
+		wantOrchResp      string
+		wantCoreReq       string
+		wantCanRerun      bool
+	}{
+		{"core's orchestration cut", http.MethodPost, mib(4), mib(4), mib(4), mib(4), mib(4), mib(4), cut(3 << 20), true},
+		{"response cut to what the request left", http.MethodPost, mib(10), mib(6), "x", mib(10), cut(5 << 20), marker, marker, true},
+		{"orchestration cut", http.MethodPost, mib(5), mib(5), mib(6), mib(5), mib(5), cut(5 << 20), marker, true},
+		{"request cut, nothing left", http.MethodPut, mib(16), "ok", "x", cut(maxBodies), marker, marker, marker, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRouterFixture(t, Version8, envelope(func(m map[string]any) {
+				m["response"].(map[string]any)["body"] = tt.response
+				o := m["orchestrations"].([]any)[0].(map[string]any)
+				o["response"].(map[string]any)["body"] = tt.orchBody
+			}), nil)
+			resp, body := f.call(t, tt.method, "/api/x", "client-1", "pw", tt.request)
+			if resp.StatusCode != 200 || body != tt.response {
+				t.Fatalf("client got %d and %d bytes, want 200 and %d", resp.StatusCode, len(body), len(tt.response))
+			}
+			tx := f.srv.Transactions()[0]
+			if tx.Request.Body != tt.wantReq || tx.CanRerun != tt.wantCanRerun {
+				t.Errorf("stored request %d bytes canRerun %v, want %d %v", len(tx.Request.Body), tx.CanRerun, len(tt.wantReq), tt.wantCanRerun)
+			}
+			if tx.Response.Body != tt.wantResp {
+				t.Errorf("stored response %d bytes, want %d", len(tx.Response.Body), len(tt.wantResp))
+			}
+			if got := tx.Orchestrations[0].Response.Body; got != tt.wantOrchResp {
+				t.Errorf("mediator orchestration response %d bytes (ends %q), want %d", len(got), got[max(0, len(got)-20):], len(tt.wantOrchResp))
+			}
+			if got := tx.Orchestrations[1].Request.Body; got != tt.wantCoreReq {
+				t.Errorf("core orchestration request %d bytes, want %d", len(got), len(tt.wantCoreReq))
+			}
+		})
+	}
+}
+
+// TestJSSlice: enforceMaxBodiesSize cuts a string body with JavaScript's
+// slice, which counts UTF-16 code units, not the bytes it measured.
+func TestJSSlice(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abc", 2, "ab"},
+		{"abc", 5, "abc"},
+		{"héllo", 2, "hé"},
+		{"a😀b", 2, "a\uFFFD"},
+		{"a😀b", 3, "a😀"},
+		{"a😀b", 1, "a"},
+	} {
+		if got := jsSlice(tt.s, tt.n); got != tt.want {
+			t.Errorf("jsSlice(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
 // Transaction.Core4Crash flags what crashed the real 4.0.5 worker in the
 // e2e runs: a final-status update (computed status or autoRetry).
 func TestCore4CrashFlag(t *testing.T) {
