@@ -95,11 +95,18 @@ func (s *Server) serveRouter(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := s.now()
+	// storeTransaction: Pending Async on an isAsynchronousProcess channel
+	// (8.3.0 and later), Processing otherwise.
+	async := s.asyncRouting && ch.IsAsynchronousProcess
+	initial := "Processing"
+	if async {
+		initial = "Pending Async"
+	}
 	tx := &Transaction{
 		ID:        s.newID(),
 		ChannelID: ch.ID,
 		ClientIP:  remoteIP(r),
-		Status:    "Processing",
+		Status:    initial,
 		CanRerun:  true,
 		Request: &RequestDef{
 			Host:        hostOnly(r.Host),
@@ -267,7 +274,6 @@ type routeResult struct {
 	coreOrch      Orchestration  // core's own orchestration for the primary route
 	storedBody    string         // ctx.response.body.toString()
 	respTimestamp *time.Time     // ctx.response.timestamp
-	pendingAsync  bool
 	secondary     []RouteMetadata
 }
 
@@ -575,7 +581,6 @@ func (s *Server) forward(r *http.Request, body []byte, ch *Channel, txID string,
 	} else {
 		res = s.primaryResult(s.sendRoute(r, body, ch, primary, txID, reqTime), txID, r.Header.Get("Accept"))
 		if s.asyncRouting && ch.IsAsynchronousProcess && res.err == nil && res.clientStatus < 400 {
-			res.pendingAsync = true
 			res.clientStatus = http.StatusAccepted
 		}
 	}
@@ -1188,6 +1193,7 @@ func (s *Server) failResult(err error, sr sent) routeResult {
 // 4.0.5, the mediator's status) and setFinalStatus do. s.mu must be held.
 // bodiesSize is what the request body counted against MAX_BODIES_SIZE.
 func (s *Server) finishTransaction(tx *Transaction, res routeResult, bodiesSize int) {
+	initial := tx.Status // as storeTransaction stored it
 	resp := &ResponseDef{
 		Status:    res.clientStatus,
 		Headers:   headerMap(res.clientHeader, true),
@@ -1291,22 +1297,22 @@ func (s *Server) finishTransaction(tx *Transaction, res routeResult, bodiesSize 
 		if s.cfg.Version >= Version7 {
 			tx.Status = mediatorStatus
 		}
-	case res.pendingAsync:
-		tx.Status = "Pending Async"
 	default:
-		tx.Status = computeStatus(res.clientStatus, statusRoutes)
+		tx.Status = computeStatus(res.clientStatus, statusRoutes, initial)
 	}
 }
 
-// computeStatus is setFinalStatus (§5.3): primary 5xx → Failed; else a
-// secondary 5xx → Completed with error(s); primary 2xx with all routes 2xx
-// → Successful; primary 4xx with all routes 2xx → Completed; anything
-// else still Processing → Completed.
-func computeStatus(code int, routes []RouteMetadata) string {
+// computeStatus is setFinalStatus (§5.3) for a transaction stored with
+// status initial: primary 5xx → Failed; else a secondary 5xx → Completed
+// with error(s); primary 2xx with all routes 2xx → Successful (Pending
+// Async on an asynchronous channel, whose initial status it is); primary
+// 4xx with all routes 2xx → Completed; anything else still Processing →
+// Completed, still Pending Async stays so.
+func computeStatus(code int, routes []RouteMetadata, initial string) string {
 	if code >= 500 && code <= 599 {
 		return "Failed"
 	}
-	status := "Processing"
+	status := initial
 	routeFailures, routeSuccess := false, true
 	for _, r := range routes {
 		st := 0
@@ -1325,6 +1331,9 @@ func computeStatus(code int, routes []RouteMetadata) string {
 	}
 	if code >= 200 && code <= 299 && routeSuccess {
 		status = "Successful"
+		if initial == "Pending Async" {
+			status = "Pending Async"
+		}
 	}
 	if code >= 400 && code <= 499 && routeSuccess {
 		status = "Completed"

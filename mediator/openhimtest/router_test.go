@@ -481,7 +481,7 @@ func TestRouterSecondaryRoutes_S5_3(t *testing.T) {
 		{404, []RouteMetadata{{Response: &ResponseDef{Status: 201}}}, "Completed"},
 		{200, []RouteMetadata{{Response: &ResponseDef{Status: 404}}}, "Completed"},
 	} {
-		if got := computeStatus(tt.code, tt.routes); got != tt.want {
+		if got := computeStatus(tt.code, tt.routes, "Processing"); got != tt.want {
 			t.Errorf("computeStatus(%d, %v) = %q, want %q", tt.code, tt.routes, got, tt.want)
 		}
 	}
@@ -699,6 +699,66 @@ func TestJSSlice(t *testing.T) {
 		if got := jsSlice(tt.s, tt.n); got != tt.want {
 			t.Errorf("jsSlice(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestRouterAsyncChannelStatus: on core 8.3 and later a channel with
+// isAsynchronousProcess has its transaction stored as Pending Async
+// (src/middleware/messageStore.js, storeTransaction), its primary answer
+// below 400 turned into 202 (storeResponse), and, when no mediator sets a
+// status, setFinalStatus computes it from that tx.status: a 2xx with
+// every secondary route 2xx stays Pending Async, a secondary 5xx makes it
+// Completed with error(s), and what no rule matches keeps the stored
+// Pending Async (only Processing falls back to Completed).
+func TestRouterAsyncChannelStatus(t *testing.T) {
+	codeServer := func(code int) int {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+		}))
+		t.Cleanup(srv.Close)
+		_, p, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	tests := []struct {
+		name         string
+		release      string
+		primary      int
+		secondary    int // 0: none
+		wantCode     int
+		wantInFlight string
+		wantStatus   string
+	}{
+		{"2xx", "", 200, 0, 202, "Pending Async", "Pending Async"},
+		{"2xx, secondary 5xx", "", 200, codeServer(503), 202, "Pending Async", "Completed with error(s)"},
+		{"2xx, secondary 4xx keeps Pending Async", "", 200, codeServer(404), 202, "Pending Async", "Pending Async"},
+		{"4xx", "", 404, 0, 404, "Pending Async", "Completed"},
+		{"4xx, secondary 4xx keeps Pending Async", "", 404, codeServer(404), 404, "Pending Async", "Pending Async"},
+		{"5xx", "", 500, 0, 500, "Pending Async", "Failed"},
+		{"before 8.3 the flag is ignored", "8.2.0", 200, 0, 200, "Processing", "Successful"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f *routerFixture
+			var seen atomic.Value
+			f = newRouterFixtureOf(t, Config{Version: Version8, Release: tt.release}, func(w http.ResponseWriter, r *http.Request) {
+				seen.Store(f.srv.Transactions()[0].Status)
+				w.WriteHeader(tt.primary)
+			}, func(c *openhim.Channel) {
+				c.IsAsynchronousProcess = true
+				if tt.secondary != 0 {
+					c.Routes = append(c.Routes, openhim.Route{Name: "copy", Host: "127.0.0.1", Port: tt.secondary})
+				}
+			})
+			resp, _ := f.call(t, http.MethodGet, "/api/x", "client-1", "pw", "")
+			if resp.StatusCode != tt.wantCode {
+				t.Fatalf("client got %d, want %d", resp.StatusCode, tt.wantCode)
+			}
+			inFlight, _ := seen.Load().(string)
+			if got := f.srv.Transactions()[0].Status; inFlight != tt.wantInFlight || got != tt.wantStatus {
+				t.Fatalf("status %q while routing, %q after, want %q %q", inFlight, got, tt.wantInFlight, tt.wantStatus)
+			}
+		})
 	}
 }
 
@@ -1053,7 +1113,7 @@ func TestRouterEnvelopeWithoutBody(t *testing.T) {
 			if tx.Response == nil || tx.Response.Status != tt.wantCode || tx.Response.Body != tt.wantBody {
 				t.Fatalf("stored response %+v, want %d %q", tx.Response, tt.wantCode, tt.wantBody)
 			}
-			want := computeStatus(tt.wantCode, nil)
+			want := computeStatus(tt.wantCode, nil, "Processing")
 			if tx.Status != want {
 				t.Fatalf("status %q, want %q (computed from the %d core stores)", tx.Status, want, tt.wantCode)
 			}
