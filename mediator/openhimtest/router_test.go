@@ -444,6 +444,60 @@ func TestUpdateTransaction_S5_6(t *testing.T) {
 	}
 }
 
+// TestGetTransactionsFullTruncate: GET /transactions with
+// filterRepresentation=fulltruncate (core's src/api/transactions.js,
+// getTransactions and truncateTransactionDetails, v4.0.5 and v8.5.0) cuts
+// every body longer than api.truncateSize (15000) JavaScript characters -
+// the request's, the response's, each route's and each orchestration's -
+// to that length and appends api.truncateAppend ("\n[truncated ...]").
+// Length is in UTF-16 code units, not bytes.
+func TestGetTransactionsFullTruncate(t *testing.T) {
+	long := strings.Repeat("a", 20000)
+	wide := strings.Repeat("é", 10000) // 20000 bytes, 10000 characters: kept
+	cut := long[:15000] + "\n[truncated ...]"
+	secondary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, long)
+	}))
+	defer secondary.Close()
+	_, sp, _ := net.SplitHostPort(strings.TrimPrefix(secondary.URL, "http://"))
+	secPort, _ := strconv.Atoi(sp)
+	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) {
+		m["response"].(map[string]any)["body"] = wide
+		o := m["orchestrations"].([]any)[0].(map[string]any)
+		o["request"].(map[string]any)["body"] = long
+		o["response"].(map[string]any)["body"] = "short"
+	}), func(c *openhim.Channel) {
+		c.Routes = append(c.Routes, openhim.Route{Name: "copy", Host: "127.0.0.1", Port: secPort})
+	})
+	f.call(t, http.MethodPost, "/api/x", "client-1", "pw", long)
+	c := &apiClient{base: f.srv.URL, hc: f.srv.Client(), user: RootUser, pass: RootPassword}
+	var got []Transaction
+	c.do(t, http.MethodGet, "/transactions?filterRepresentation=fulltruncate", nil).json(t, &got)
+	if len(got) != 1 {
+		t.Fatalf("transactions: %d", len(got))
+	}
+	tx := got[0]
+	for _, b := range []struct {
+		name, got, want string
+	}{
+		{"request", tx.Request.Body, cut},
+		{"response", tx.Response.Body, wide},
+		{"route response", tx.Routes[0].Response.Body, cut},
+		{"orchestration request", tx.Orchestrations[0].Request.Body, cut},
+		{"orchestration response", tx.Orchestrations[0].Response.Body, "short"},
+		{"core's orchestration request", tx.Orchestrations[1].Request.Body, cut},
+	} {
+		if b.got != b.want {
+			t.Errorf("%s body: %d bytes ending %q, want %d bytes", b.name, len(b.got), b.got[max(0, len(b.got)-20):], len(b.want))
+		}
+	}
+	var full []Transaction
+	c.do(t, http.MethodGet, "/transactions?filterRepresentation=full", nil).json(t, &full)
+	if full[0].Request.Body != long || full[0].Orchestrations[0].Request.Body != long {
+		t.Fatal("full representation cut bodies")
+	}
+}
+
 // §5.3: secondary routes are recorded in routes[] and a secondary 5xx makes
 // the computed status "Completed with error(s)" (core's
 // src/middleware/router.js, sendRequestToRoutes and

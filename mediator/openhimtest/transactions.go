@@ -130,11 +130,25 @@ func project(m map[string]any, rep string) map[string]any {
 	switch rep {
 	case "full":
 	case "fulltruncate":
-		for _, p := range []string{"request", "response"} {
-			if sub, ok := m[p].(map[string]any); ok {
-				if b, ok := sub["body"].(string); ok && len(b) > truncateSize {
-					sub["body"] = b[:truncateSize]
+		// truncateTransactionDetails: the request and response bodies of
+		// the transaction, of each route and of each orchestration,
+		// longer than truncateSize JavaScript characters, are cut to it
+		// and end with api.truncateAppend.
+		trunc := func(v any) {
+			t, _ := v.(map[string]any)
+			for _, p := range []string{"request", "response"} {
+				if sub, ok := t[p].(map[string]any); ok {
+					if b, ok := sub["body"].(string); ok && jsLength(b) > truncateSize {
+						sub["body"] = jsSlice(b, truncateSize) + truncateAppend
+					}
 				}
+			}
+		}
+		trunc(m)
+		for _, key := range []string{"routes", "orchestrations"} {
+			arr, _ := m[key].([]any)
+			for _, e := range arr {
+				trunc(e)
 			}
 		}
 	case "simpledetails":
@@ -159,6 +173,18 @@ func project(m map[string]any, rep string) map[string]any {
 		}
 	}
 	return m
+}
+
+// jsLength is JavaScript's s.length: UTF-16 code units.
+func jsLength(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) findTx(id string) *Transaction {
