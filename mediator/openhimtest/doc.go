@@ -81,8 +81,12 @@
 // the transaction's routes), and parses application/json+openhim answers
 // as core does: the envelope's response is what the client gets, its status
 // overrides the computed one, its orchestrations come before core's own
-// orchestration of the route, and an object body is stored as
-// "[object Object]". [Transaction.MetricsSkipped],
+// orchestration of the route, an object body is stored as
+// "[object Object]" and a missing one makes the answer a 204. It stores
+// at most 15 MiB of bodies per transaction (core's default
+// api.maxBodiesSizeMB; the body that goes over is cut and ends with
+// "\n[truncated ...]"), and no request or response bodies for a channel
+// whose requestBody or responseBody is false. [Transaction.MetricsSkipped],
 // [Transaction.MetadataError] and [Transaction.Core4Crash] expose what
 // core would silently lose or where it would fail.
 // Channels are routable at once (the real core needs about a second to
