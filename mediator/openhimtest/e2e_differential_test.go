@@ -89,6 +89,12 @@ func newStubMediator(t *testing.T) *stubMediator {
 			env["response"].(map[string]any)["headers"].(map[string]any)["set-cookie"] = []any{
 				"a=1; Path=/; HttpOnly", "b=2", "c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT; Domain=example.org",
 				"f=6; Max-Age=0; HttpOnly=1"}
+		case strings.HasSuffix(r.URL.Path, "/nobody"):
+			// no response.body: Koa's body setter makes the answer 204
+			delete(env["response"].(map[string]any), "body")
+		case strings.HasSuffix(r.URL.Path, "/emptybody"):
+			// an empty body, as package mediator writes one: the status stays
+			env["response"].(map[string]any)["body"] = ""
 		case strings.HasSuffix(r.URL.Path, "/nostatus"):
 			delete(env, "status")
 			env["response"].(map[string]any)["status"] = 404
@@ -470,6 +476,10 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	rec.add("route POST body forwarded", "%d body=%s ct=%s xfh=%v", resp.StatusCode, postBody, postHdr.Get("Content-Type"), postHdr.Get("X-Forwarded-Host") != "")
 	resp, body = route("route objbody", http.MethodGet, base+"/objbody", clientID, "clientpw")
 	rec.add("route object body, string status", "%d %s ct=%s", resp.StatusCode, body, mediaType(resp.Header))
+	for _, p := range []string{"/nobody", "/emptybody"} {
+		resp, body = route("route "+p, http.MethodGet, base+p, clientID, "clientpw")
+		rec.add("route envelope "+p, "%d %q ct=%q", resp.StatusCode, body, mediaType(resp.Header))
+	}
 	resp, _ = route("route cookies", http.MethodGet, base+"/cookies", clientID, "clientpw")
 	rec.add("route set-cookie array", "%d cookies=%q", resp.StatusCode, resp.Header.Values("Set-Cookie"))
 	// Not exercised against the real 4.0.5: a transaction whose status core
@@ -480,7 +490,7 @@ func runDiffScenarios(t *testing.T, tg diffTarget, stub *stubMediator, id string
 	// shares that core, so these cases are covered by the fake's own tests.
 
 	// transactions
-	txs := waitTransactions(t, c, base, 5)
+	txs := waitTransactions(t, c, base, 7)
 	byPath := map[string]map[string]any{}
 	for _, tx := range txs {
 		req, _ := tx["request"].(map[string]any)
