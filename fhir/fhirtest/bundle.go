@@ -407,7 +407,7 @@ func isUUIDChar(c byte) bool {
 func (h *Handler) process(u *undoLog, e *entry, base string) (result, *opError) {
 	switch e.method {
 	case http.MethodDelete:
-		return h.delete(u, e.typ, e.id)
+		return h.delete(u, e.typ, e.id, e.ifMatch)
 	case http.MethodGet:
 		if e.search != nil {
 			q, err := parseQuery(e.typ, e.search)

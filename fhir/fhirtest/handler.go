@@ -124,7 +124,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, segs []string, b
 		case http.MethodPost:
 			res, err = h.createRequest(typ, body, r.Header.Get("If-None-Exist"))
 		case http.MethodPut:
-			res, err = h.conditionalUpdateRequest(typ, r.URL.Query(), body)
+			res, err = h.conditionalUpdateRequest(typ, r.URL.Query(), body, r.Header.Get("If-Match"))
 		default:
 			err = methodNotAllowed(w, "GET, POST, PUT")
 		}
@@ -156,7 +156,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, segs []string, b
 			res, err = h.updateRequest(typ, id, body, r.Header.Get("If-Match"))
 		case http.MethodDelete:
 			h.mu.Lock()
-			res, err = h.delete(nil, typ, id)
+			res, err = h.delete(nil, typ, id, r.Header.Get("If-Match"))
 			h.mu.Unlock()
 		default:
 			err = methodNotAllowed(w, "GET, PUT, DELETE")
@@ -412,13 +412,8 @@ func (h *Handler) updateRequest(typ, id string, body []byte, ifMatch string) (re
 
 // update stores p as typ/id, creating it when absent. The real server answers 200 in both cases.
 func (h *Handler) update(u *undoLog, p *prepared, id, ifMatch string) (result, *opError) {
-	if ifMatch != "" {
-		cur := h.st.live(p.typ, id)
-		want := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(ifMatch, "W/"), `"`), `"`)
-		if cur == nil || strconv.Itoa(cur.version) != want {
-			return result{}, &opError{status: http.StatusPreconditionFailed, code: "conflict",
-				msg: "If-Match " + ifMatch + " does not match the current version"}
-		}
+	if err := checkIfMatch(h.st.live(p.typ, id), ifMatch); err != nil {
+		return result{}, err
 	}
 	rec, err := h.store(u, p, id)
 	if err != nil {
@@ -427,7 +422,7 @@ func (h *Handler) update(u *undoLog, p *prepared, id, ifMatch string) (result, *
 	return result{status: http.StatusOK, rec: rec, location: true}, nil
 }
 
-func (h *Handler) conditionalUpdateRequest(typ string, vals url.Values, body []byte) (result, *opError) {
+func (h *Handler) conditionalUpdateRequest(typ string, vals url.Values, body []byte, ifMatch string) (result, *opError) {
 	if len(vals) == 0 {
 		return result{}, errInvalid("", "PUT to %s needs an id in the URL or search parameters (conditional update)", typ)
 	}
@@ -460,18 +455,22 @@ func (h *Handler) conditionalUpdateRequest(typ string, vals url.Values, body []b
 		if bodyID != "" && bodyID != matches[0].id {
 			return result{}, errInvalid(typ+".id", "resource id %q did not match the resolved id %q", bodyID, matches[0].id)
 		}
-		return h.update(nil, p, matches[0].id, "")
+		return h.update(nil, p, matches[0].id, ifMatch)
 	default:
 		return result{}, errMultiple("url")
 	}
 }
 
 // delete removes typ/id. Like the real server it answers 200 with an OperationOutcome, and 404 when
-// the resource does not exist (or was already deleted). The caller holds h.mu.
-func (h *Handler) delete(u *undoLog, typ, id string) (result, *opError) {
+// the resource does not exist (or was already deleted); a stale If-Match is 412. The caller holds
+// h.mu.
+func (h *Handler) delete(u *undoLog, typ, id, ifMatch string) (result, *opError) {
 	cur := h.st.live(typ, id)
 	if cur == nil {
 		return result{}, errNotFound(typ + "/" + id)
+	}
+	if err := checkIfMatch(cur, ifMatch); err != nil {
+		return result{}, err
 	}
 	tomb := &record{typ: typ, id: id, version: cur.version + 1, seq: cur.seq, updated: h.now().UTC().Truncate(time.Millisecond)}
 	h.st.put(u, tomb)
@@ -561,4 +560,21 @@ func encodeQuery(v url.Values) string {
 		return ""
 	}
 	return "?" + v.Encode()
+}
+
+// checkIfMatch is the 412 of a write whose If-Match names another version than cur's (or a
+// resource that does not exist), nil when it names cur's or holds no entity tag. As on the e2e
+// server (medplum's parseIfMatchHeader), the version is the first quoted string, W/"3" or "3"; a
+// value without one, such as 3, is ignored, so the write goes ahead unconditionally.
+func checkIfMatch(cur *record, ifMatch string) *opError {
+	_, rest, ok := strings.Cut(ifMatch, `"`)
+	want, _, closed := strings.Cut(rest, `"`)
+	if !ok || !closed || want == "" {
+		return nil
+	}
+	if cur == nil || strconv.Itoa(cur.version) != want {
+		return &opError{status: http.StatusPreconditionFailed, code: "conflict",
+			msg: "If-Match " + ifMatch + " does not match the current version"}
+	}
+	return nil
 }

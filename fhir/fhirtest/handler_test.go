@@ -372,3 +372,68 @@ func TestRequestLoggedBeforeAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestIfMatch pins If-Match as the e2e server (@medplum/fhir-router 5.2.13) answers it, observed
+// there by the "version-aware writes" scenario: a stale version is 412 on update, conditional
+// update (repo.ts conditionalUpdate passes ifMatch to updateResource) and delete (deleteResource),
+// single or in a Bundle; a value that is no quoted entity tag is ignored (fhirrouter.ts
+// parseIfMatchHeader reads the first quoted string only).
+func TestIfMatch(t *testing.T) {
+	const stale, current = `W/"1"`, `W/"2"`
+	tests := []struct {
+		name    string
+		method  string
+		path    string // "" for a transaction of one entry
+		ifMatch string
+		want    int
+		version string // the Patient's version afterwards; "" when deleted
+	}{
+		{"update, current version", http.MethodPut, "/Patient/p", current, 200, "3"},
+		{"update, stale version", http.MethodPut, "/Patient/p", stale, 412, "2"},
+		{"update, strong entity tag", http.MethodPut, "/Patient/p", `"1"`, 412, "2"},
+		{"update, no entity tag is ignored", http.MethodPut, "/Patient/p", "1", 200, "3"},
+		{"update, empty entity tag is ignored", http.MethodPut, "/Patient/p", `W/""`, 200, "3"},
+		{"conditional update, stale version", http.MethodPut, "/Patient?identifier=urn:s|v", stale, 412, "2"},
+		{"conditional update, current version", http.MethodPut, "/Patient?identifier=urn:s|v", current, 200, "3"},
+		{"delete, stale version", http.MethodDelete, "/Patient/p", stale, 412, "2"},
+		{"delete, current version", http.MethodDelete, "/Patient/p", current, 200, ""},
+		{"transaction update, no entity tag is ignored", http.MethodPut, "", "1", 200, "3"},
+		{"transaction delete, stale version", http.MethodDelete, "", stale, 412, "2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, c := newClient(t, fhirtest.Config{})
+			p := map[string]any{"resourceType": "Patient", "id": "p", "identifier": []any{map[string]any{"system": "urn:s", "value": "v"}}}
+			mustDo(t, c, http.MethodPut, "/Patient/p", p)
+			mustDo(t, c, http.MethodPut, "/Patient/p", p) // version 2
+			var body any = p
+			if tc.method == http.MethodDelete {
+				body = nil
+			}
+			var resp *response
+			if tc.path == "" {
+				e := req(tc.method, "Patient/p", "ifMatch", tc.ifMatch)
+				if body != nil {
+					e["resource"] = body
+				}
+				resp = mustDo(t, c, http.MethodPost, "", bundleOf("transaction", e))
+			} else {
+				resp = mustDo(t, c, tc.method, tc.path, body, "If-Match", tc.ifMatch)
+			}
+			if resp.status != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.status, tc.want, resp.raw)
+			}
+			got := ""
+			if raw, ok := srv.Resource("Patient", "p"); ok {
+				var m map[string]any
+				if err := json.Unmarshal(raw, &m); err != nil {
+					t.Fatal(err)
+				}
+				got = str(m, "meta", "versionId")
+			}
+			if got != tc.version {
+				t.Errorf("version afterwards %q, want %q", got, tc.version)
+			}
+		})
+	}
+}

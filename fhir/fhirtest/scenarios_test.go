@@ -358,6 +358,46 @@ var scenarios = []scenario{
 		want: []string{"status=200 type=batch-response entries=[201 404] count=1"},
 	},
 	{
+		name: "version-aware writes",
+		run: func(r *recorder, sys string) {
+			created := r.do(http.MethodPost, "/Patient", patient(sys, "vw"))
+			id, stale := str(created.body, "id"), created.header.Get("ETag")
+			p := patient(sys, "vw")
+			p["id"] = id
+			cur := r.do(http.MethodPut, "/Patient/"+id, p).header.Get("ETag") // stale is one version behind now
+			put := func(ifMatch string) map[string]any {
+				return map[string]any{"resource": p, "request": map[string]any{"method": "PUT", "url": "Patient/" + id, "ifMatch": ifMatch}}
+			}
+			version := func() string { return r.do(http.MethodGet, "/Patient/"+id, nil).header.Get("ETag") }
+			tx := r.do(http.MethodPost, "", bundleOf("transaction", put(stale)))
+			batch := r.do(http.MethodPost, "", bundleOf("batch", put(stale)))
+			r.logf("stale ifMatch: transaction=%d %s batch entries=%v unchanged=%v", tx.status, str(tx.body, "resourceType"),
+				entryStatuses(batch.body), version() == cur)
+			tx = r.do(http.MethodPost, "", bundleOf("transaction", put(cur)))
+			r.logf("current ifMatch: transaction=%d entries=%v", tx.status, entryStatuses(tx.body))
+			// The version without quotes is no entity tag: the condition is ignored.
+			bare := strings.Trim(strings.TrimPrefix(stale, "W/"), `"`)
+			r.logf("unquoted stale If-Match: update=%d transaction=%d", r.do(http.MethodPut, "/Patient/"+id, p, "If-Match", bare).status,
+				r.do(http.MethodPost, "", bundleOf("transaction", put(bare))).status)
+			cond := patient(sys, "vw")
+			r.logf("conditional update with stale If-Match=%d", r.do(http.MethodPut, "/Patient?identifier="+url.QueryEscape(sys+"|vw"), cond, "If-Match", stale).status)
+			r.logf("delete with stale If-Match=%d read=%d", r.do(http.MethodDelete, "/Patient/"+id, nil, "If-Match", stale).status,
+				r.do(http.MethodGet, "/Patient/"+id, nil).status)
+			// The specification's 412 (fhirtest); the e2e server answers 404.
+			missing := "missing-" + uniq()
+			p["id"] = missing
+			r.logf("If-Match on a missing resource refused=%v", r.do(http.MethodPut, "/Patient/"+missing, p, "If-Match", `W/"1"`).status >= 400)
+		},
+		want: []string{
+			"stale ifMatch: transaction=412 OperationOutcome batch entries=[412] unchanged=true",
+			"current ifMatch: transaction=200 entries=[200]",
+			"unquoted stale If-Match: update=200 transaction=200",
+			"conditional update with stale If-Match=412",
+			"delete with stale If-Match=412 read=200",
+			"If-Match on a missing resource refused=true",
+		},
+	},
+	{
 		name: "search",
 		run: func(r *recorder, sys string) {
 			p := r.do(http.MethodPost, "/Patient", map[string]any{"resourceType": "Patient",
