@@ -310,10 +310,14 @@ func (h *Handler) resolve(entries []*entry, tx bool) *opError {
 			continue
 		}
 		key := e.typ + "/" + e.id
-		if prev, dup := seen[key]; dup && tx {
-			return errInvalid(e.where, "duplicate resource identity %s in the transaction (also entry %d)", key, prev)
+		// An If-None-Exist that matched writes nothing: two of them may name one resource (the e2e
+		// server answers both with it, HAPI merges them).
+		if e.matched == nil {
+			if prev, dup := seen[key]; dup && tx {
+				return errInvalid(e.where, "duplicate resource identity %s in the transaction (also entry %d)", key, prev)
+			}
+			seen[key] = e.index
 		}
-		seen[key] = e.index
 		if strings.HasPrefix(e.fullURL, "urn:uuid:") && e.method != http.MethodDelete {
 			refs[e.fullURL] = key
 		}
@@ -435,6 +439,20 @@ func (h *Handler) process(u *undoLog, e *entry, base string) (result, *opError) 
 		return result{status: http.StatusCreated, rec: rec, location: true}, nil
 	case http.MethodPut:
 		created := h.st.live(e.typ, e.id) == nil && e.cond != nil
+		if created {
+			// The condition matched nothing when the Bundle was read, and is searched again now, as
+			// the e2e server does (medplum's conditionalUpdate): a match written by an earlier entry
+			// (the same conditional update twice, or a POST of what it looks for) is not the id this
+			// entry was given, and fails it.
+			switch matches := h.st.search(e.typ, e.cond); len(matches) {
+			case 0:
+			case 1:
+				return result{}, errInvalid(e.where+".request.url", "the conditional update matches %s/%s, written by an earlier entry of this Bundle",
+					e.typ, matches[0].id)
+			default:
+				return result{}, errMultiple(e.where + ".request.url")
+			}
+		}
 		res, err := h.update(u, e.p, e.id, e.ifMatch)
 		if err == nil && created {
 			res.status = http.StatusCreated

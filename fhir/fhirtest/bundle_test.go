@@ -395,3 +395,55 @@ func TestDuplicateFullURL(t *testing.T) {
 		})
 	}
 }
+
+// TestConditionalEntriesOfOneResource pins what the e2e server (@medplum/fhir-router 5.2.13)
+// answers, observed there by the "duplicate conditional updates in a Bundle" and "duplicate
+// conditional creates in a Bundle" scenarios: a conditional update whose search matched nothing
+// when the Bundle was read is searched again when it runs (repo.ts conditionalUpdate), so one that
+// matches what an earlier entry wrote fails (400, "Resource ID did not match resolved ID"); two
+// If-None-Exist entries that match one existing resource both answer 200 with it.
+func TestConditionalEntriesOfOneResource(t *testing.T) {
+	patient := func(active bool) map[string]any {
+		return map[string]any{"resourceType": "Patient", "active": active, "identifier": []any{map[string]any{"system": "urn:s", "value": "v"}}}
+	}
+	put := func(active bool) map[string]any {
+		return withResource(req("PUT", "Patient?identifier=urn:s|v"), "urn:uuid:"+uuid(), patient(active))
+	}
+	post := func() map[string]any {
+		return withResource(req("POST", "Patient", "ifNoneExist", "identifier=urn:s|v"), "urn:uuid:"+uuid(), patient(false))
+	}
+	tests := []struct {
+		name     string
+		existing bool
+		bundle   map[string]any
+		want     int
+		entries  string // entry statuses of a 200 answer
+		stored   int
+	}{
+		{"two conditional updates, none exists", false, bundleOf("transaction", put(true), put(false)), 400, "", 0},
+		{"two conditional updates in a batch, none exists", false, bundleOf("batch", put(true), put(false)), 200, "[201 400]", 1},
+		{"a conditional update of what a POST creates", false,
+			bundleOf("transaction", put(true), withResource(req("POST", "Patient"), "", patient(false))), 400, "", 0},
+		{"two conditional updates, one exists (identity overlap)", true, bundleOf("transaction", put(true), put(false)), 400, "", 1},
+		{"two conditional creates, none exists", false, bundleOf("transaction", post(), post()), 200, "[201 200]", 1},
+		{"two conditional creates, one exists", true, bundleOf("transaction", post(), post()), 200, "[200 200]", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, c := newClient(t, fhirtest.Config{})
+			if tc.existing {
+				mustDo(t, c, http.MethodPost, "/Patient", patient(false))
+			}
+			resp := mustDo(t, c, http.MethodPost, "", tc.bundle)
+			if resp.status != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.status, tc.want, resp.raw)
+			}
+			if got := fmt.Sprint(entryStatuses(resp.body)); tc.want == 200 && got != tc.entries {
+				t.Errorf("entry statuses %s, want %s", got, tc.entries)
+			}
+			if got := srv.Count("Patient"); got != tc.stored {
+				t.Errorf("%d Patients stored, want %d", got, tc.stored)
+			}
+		})
+	}
+}

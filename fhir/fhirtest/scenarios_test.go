@@ -398,6 +398,76 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		name: "duplicate conditional updates in a Bundle",
+		run: func(r *recorder, sys string) {
+			path := "Patient?identifier=" + url.QueryEscape(sys+"|dcu")
+			put := func(active bool) map[string]any {
+				p := patient(sys, "dcu")
+				p["active"] = active
+				return map[string]any{"fullUrl": "urn:uuid:" + uuid(), "resource": p, "request": map[string]any{"method": "PUT", "url": path}}
+			}
+			tx := r.do(http.MethodPost, "", bundleOf("transaction", put(true), put(false)))
+			r.logf("none exists: transaction=%d count=%d", tx.status, r.count("/"+path))
+			b := r.do(http.MethodPost, "", bundleOf("batch", put(true), put(false)))
+			r.logf("none exists: batch entries=%v count=%d", entryStatuses(b.body), r.count("/"+path))
+			// One exists: the specification refuses the transaction (fhirtest: 400), the e2e server applies
+			// both entries in turn; neither makes a second resource.
+			r.do(http.MethodPost, "", bundleOf("transaction", put(true), put(false)))
+			r.logf("one exists: count=%d", r.count("/"+path))
+		},
+		want: []string{"none exists: transaction=400 count=0", "none exists: batch entries=[201 400] count=1", "one exists: count=1"},
+	},
+	{
+		name: "duplicate conditional creates in a Bundle",
+		run: func(r *recorder, sys string) {
+			first, second := "urn:uuid:"+uuid(), "urn:uuid:"+uuid()
+			post := func(fullURL string) map[string]any {
+				return map[string]any{"fullUrl": fullURL, "resource": patient(sys, "dcc"),
+					"request": map[string]any{"method": "POST", "url": "Patient", "ifNoneExist": "identifier=" + sys + "|dcc"}}
+			}
+			obs := map[string]any{"resource": map[string]any{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": "dcc"},
+				"identifier": []any{map[string]any{"system": sys, "value": "dcc-o"}}, "subject": map[string]any{"reference": second}},
+				"request": map[string]any{"method": "POST", "url": "Observation"}}
+			tx := r.do(http.MethodPost, "", bundleOf("transaction", post(first), post(second), obs))
+			ids := entryIDs(tx.body)
+			if len(ids) != 3 {
+				r.logf("status=%d entries=%d", tx.status, len(ids))
+				return
+			}
+			// The second entry answers with the resource the first created, but its fullUrl was given an
+			// id of its own, which no resource has: references to it point nowhere.
+			subject := str(r.do(http.MethodGet, "/Observation/"+ids[2], nil).body, "subject", "reference")
+			r.logf("none exists: transaction=%d entries=%v same id=%v count=%d reference to the second resolves=%v", tx.status,
+				entryStatuses(tx.body)[:2], ids[0] == ids[1], r.count("/Patient?identifier="+url.QueryEscape(sys+"|dcc")),
+				r.do(http.MethodGet, "/"+subject, nil).status == http.StatusOK)
+			tx = r.do(http.MethodPost, "", bundleOf("transaction", post("urn:uuid:"+uuid()), post("urn:uuid:"+uuid())))
+			again := entryIDs(tx.body)
+			r.logf("one exists: transaction=%d entries=%v same id=%v", tx.status, entryStatuses(tx.body),
+				len(again) == 2 && again[0] == ids[0] && again[1] == ids[0])
+		},
+		want: []string{
+			"none exists: transaction=200 entries=[201 200] same id=true count=1 reference to the second resolves=false",
+			"one exists: transaction=200 entries=[200 200] same id=true",
+		},
+	},
+	{
+		name: "conditional writes matching two resources in a Bundle",
+		run: func(r *recorder, sys string) {
+			r.do(http.MethodPost, "/Patient", patient(sys, "two"))
+			r.do(http.MethodPost, "/Patient", patient(sys, "two"))
+			put := map[string]any{"resource": patient(sys, "two"), "request": map[string]any{"method": "PUT", "url": "Patient?identifier=" + url.QueryEscape(sys+"|two")}}
+			post := map[string]any{"resource": patient(sys, "two"), "request": map[string]any{"method": "POST", "url": "Patient", "ifNoneExist": "identifier=" + sys + "|two"}}
+			// A conditional update: the specification's (and HAPI's) 412 in fhirtest, 400 on the e2e server.
+			tx := r.do(http.MethodPost, "", bundleOf("transaction", put))
+			b := r.do(http.MethodPost, "", bundleOf("batch", put))
+			st := entryStatuses(b.body)
+			r.logf("conditional update: transaction refused=%v batch entry refused=%v", tx.status >= 400, len(st) == 1 && st[0] >= 400)
+			r.logf("conditional create: transaction=%d count=%d", r.do(http.MethodPost, "", bundleOf("transaction", post)).status,
+				r.count("/Patient?identifier="+url.QueryEscape(sys+"|two")))
+		},
+		want: []string{"conditional update: transaction refused=true batch entry refused=true", "conditional create: transaction=412 count=2"},
+	},
+	{
 		name: "search",
 		run: func(r *recorder, sys string) {
 			p := r.do(http.MethodPost, "/Patient", map[string]any{"resourceType": "Patient",
