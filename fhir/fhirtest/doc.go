@@ -30,11 +30,14 @@
 //     (200, unchanged), more than 1 is 412.
 //   - read: GET [base]/Type/id (200 or 404); vread of the current version: GET .../_history/n.
 //   - update: PUT [base]/Type/id with the same id in the body; creates the resource when absent.
-//     If-Match W/"n" is honoured (412 on mismatch).
+//     If-Match W/"n" (or "n") is honoured: 412 when n is not the current version or the resource
+//     does not exist. A value without a quoted entity tag (If-Match: n) is ignored, as the real
+//     server ignores it: the update goes ahead.
 //   - conditional update: PUT [base]/Type?search: 0 matches creates with a server id (201; a body id
-//     is a 400), 1 updates it (200; a different body id is a 400), more than 1 is 412.
+//     is a 400), 1 updates it (200; a different body id is a 400; If-Match as for update), more
+//     than 1 is 412.
 //   - delete: DELETE [base]/Type/id answers 200 with an OperationOutcome; a later read or delete is
-//     404.
+//     404. If-Match as for update.
 //   - search: GET [base]/Type?params or POST [base]/Type/_search with identifier (system|value,
 //     |value for no system, value for any system, system| for any value; comma for OR), _id,
 //     status (the resource's top-level status code; comma for OR), subject, patient and encounter
@@ -47,7 +50,8 @@
 //   - transaction and batch Bundles: POST [base]. Entries run in the FHIR order DELETE, POST, PUT,
 //     GET. urn:uuid fullUrls of created and updated entries are replaced in every string of every
 //     entry's resource, nested references and narrative included. POST entries get server ids;
-//     request.ifNoneExist, conditional PUT urls and request.ifMatch work as for single requests. A
+//     request.ifNoneExist, conditional PUT urls and request.ifMatch work as for single requests
+//     (see below for several conditional entries of one resource). A
 //     transaction is atomic: the first failing entry undoes every change and its status (404, 412,
 //     400...) answers the whole request with an OperationOutcome. A transaction naming one fullUrl
 //     twice is refused (400), as HAPI FHIR refuses it; with Config.ReferentialIntegrity, so is one
@@ -116,6 +120,13 @@
 //     transaction, 400): check that your bundles hold none (package fhir's tests check its own).
 //   - A conditional PUT entry of a Bundle whose body id differs from the resource it matches updates
 //     that resource under its own id.
+//   - A conditional PUT entry whose search matched nothing when the Bundle was read is searched
+//     again when it runs: when it now matches what an earlier entry wrote (the same conditional url
+//     twice, or a POST of what it looks for) it fails, 400. A transaction fails whole; in a batch the
+//     earlier entry stays.
+//   - Two request.ifNoneExist entries that find one existing resource both answer 200 with it. When
+//     none exists the first creates it and the second answers 200 with it, but references to the
+//     second's fullUrl are rewritten to an id no resource has: give each resource one entry.
 //
 // fhirtest deliberately differs where medplum's behaviour would hide bugs or is a quirk of the test
 // double:
@@ -126,13 +137,27 @@
 //   - Ids are checked against the FHIR id syntax (medplum accepts "bad id!").
 //   - Unknown search parameters are 400 (medplum returns an empty result); subject=<bare id> matches
 //     any type (medplum: none).
-//   - Without _count a page holds 100 resources with a next link (medplum returns all).
+//   - A reference search for Type/id also finds references written Type/id/_history/n or as an
+//     absolute URL ending in Type/id (medplum compares the whole string and finds neither): write
+//     references as Type/id.
+//   - Without _count a page holds 100 resources with a next link, and _count above 1000 gives 1000
+//     (medplum returns all in both cases).
 //   - An unknown resource type in the URL is 404 (medplum: an empty search result or 400).
 //   - Any urn:uuid fullUrl is mapped (medplum: only lower-case RFC 4122 syntax).
 //   - Only the current version is kept; _history lists are not served.
-//   - Transactions are truly atomic. Medplum's in-memory repository has no rollback, and the e2e
-//     wrapper does not enable medplum's transaction mode, so there a transaction with a failing entry
-//     answers 200 with per-entry errors and keeps the other entries' writes. The differential test
-//     reports this as a failure until the wrapper enables transactions and restores the repository
-//     on error.
+//   - Two conditional PUT entries of a transaction that match one existing resource are refused,
+//     400, as the FHIR transaction rules require (resolved identities must not overlap); the e2e
+//     server, which does not run medplum's own transaction mode, applies both in turn.
+//   - A conditional PUT entry matching more than one resource is 412, as the specification and
+//     HAPI FHIR answer (the e2e server: 400). So is If-Match naming a version of a resource that
+//     does not exist (the e2e server: 404).
+//
+// HAPI FHIR, which many EMR-side deployments run, differs from both (docs/fidelity.md):
+//
+//   - A stale If-Match, on a PUT or a transaction entry, is 409 Conflict, not 412; accept both.
+//     HAPI ignores If-Match on a conditional update, and honours a value without quotes.
+//   - Several conditional entries with the same conditional url (PUT) or request.ifNoneExist
+//     (POST) are merged into the first: references to the others' fullUrls go to it, and the
+//     transaction-response has one entry fewer for each entry merged away. Without fullUrls such a
+//     transaction is refused, 400.
 package fhirtest
