@@ -31,6 +31,10 @@ type ServerError struct {
 	Reason string
 
 	op string // "POST http://fhir/base", for the message
+	// answered is the number of entries of a transaction answer whose
+	// entries all succeeded but were not as many as the request's, else 0
+	// (see Client.Transaction).
+	answered int
 }
 
 // Error returns the request, the status and the reason.

@@ -465,11 +465,89 @@ func TestURLCredentialsAuthenticateAndStayOutOfErrors(t *testing.T) {
 	assert.NotContains(t, err.Error(), "pw-in-url")
 }
 
+// countEntries counts a bundle's entries and those HAPI FHIR would merge
+// into an earlier one (BaseTransactionProcessor.consolidateDuplicateConditionals:
+// key method|url|ifNoneExist; a PUT with a fullUrl and a URL with search
+// parameters, a POST with a fullUrl other than its URL and an ifNoneExist).
 func TestCountEntries(t *testing.T) {
-	assert.Equal(t, 3, countEntries(bundleOf(3)))
-	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","type":"transaction"}`)))
-	assert.Equal(t, 0, countEntries([]byte(`{"resourceType":"Bundle","entry":null}`)))
-	assert.Equal(t, -1, countEntries([]byte(`{"entry":[`)))
+	entry := func(fullURL, method, url, ifNoneExist string) string {
+		e := `{"resource":{"resourceType":"Patient"},"request":{"method":"` + method + `","url":"` + url + `"`
+		if ifNoneExist != "" {
+			e += `,"ifNoneExist":"` + ifNoneExist + `"`
+		}
+		e += `}`
+		if fullURL != "" {
+			e += `,"fullUrl":"` + fullURL + `"`
+		}
+		return e + `}`
+	}
+	bundle := func(entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	putP := entry("urn:uuid:1", "PUT", "Patient?identifier=s|1", "")
+	postP := entry("urn:uuid:2", "POST", "Patient", "identifier=s|1")
+	tests := []struct {
+		name       string
+		bundle     []byte
+		n, repeats int
+	}{
+		{"plain", bundleOf(3), 3, 0},
+		{"no entry", []byte(`{"resourceType":"Bundle","type":"transaction"}`), 0, 0},
+		{"null entry", []byte(`{"resourceType":"Bundle","entry":null}`), 0, 0},
+		{"not JSON", []byte(`{"entry":[`), -1, 0},
+		{"entries of other types count", []byte(`{"entry":[null,1,{"fullUrl":5,"request":"x"}]}`), 3, 0},
+		{"conditional update repeated", bundle(putP, putP, putP), 3, 2},
+		{"conditional create repeated", bundle(postP, entry("urn:uuid:3", "POST", "Patient", "identifier=s|1")), 2, 1},
+		{"update and create of one identifier differ", bundle(putP, postP), 2, 0},
+		{"other parameters differ", bundle(putP, entry("urn:uuid:4", "PUT", "Patient?identifier=s|2", "")), 2, 0},
+		{"without fullUrl not merged", bundle(entry("", "PUT", "Patient?identifier=s|1", ""), entry("", "PUT", "Patient?identifier=s|1", "")), 2, 0},
+		{"update by id not merged", bundle(entry("urn:uuid:1", "PUT", "Patient/1", ""), entry("urn:uuid:2", "PUT", "Patient/1", "")), 2, 0},
+		{"empty query not merged", bundle(entry("urn:uuid:1", "PUT", "Patient?", ""), entry("urn:uuid:2", "PUT", "Patient?", "")), 2, 0},
+		{"create without ifNoneExist not merged", bundle(entry("urn:uuid:1", "POST", "Patient", ""), entry("urn:uuid:2", "POST", "Patient", "")), 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, repeats := countEntries(tt.bundle)
+			assert.Equal(t, tt.n, n, "entries")
+			assert.Equal(t, tt.repeats, repeats, "repeats")
+		})
+	}
+}
+
+// HAPI FHIR merges repeated conditional entries into the first of their
+// kind and leaves their answers out (BaseTransactionProcessor.transaction
+// removes the empty answer entries): a 2xx answer with an entry fewer per
+// repeat, all succeeded, applied every entry. Any other shortfall, or a
+// failed entry, is still a failure.
+func TestTransactionOfRepeatedConditionalEntriesOnHAPI(t *testing.T) {
+	put := `{"fullUrl":"urn:uuid:%d","resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient?identifier=s|1"}}`
+	bundle := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + fmt.Sprintf(put, 1) + "," + fmt.Sprintf(put, 2) + "," +
+		`{"resource":{"resourceType":"Patient","id":"p"},"request":{"method":"PUT","url":"Patient/p"}}]}`)
+	tests := []struct {
+		name   string
+		answer string
+		ok     bool
+	}{
+		{"HAPI's answer: the repeat left out", answer("200 OK", "201 Created"), true},
+		{"every entry answered", answer("200 OK", "200 OK", "201 Created"), true},
+		{"one entry answered", answer("200 OK"), false},
+		{"an entry failed", answer("200 OK", "412 Precondition Failed"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, tt.answer)
+			}))
+			defer srv.Close()
+			err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), bundle)
+			if tt.ok {
+				assert.NoError(t, err)
+				return
+			}
+			var se *ServerError
+			assert.ErrorAs(t, err, &se)
+		})
+	}
 }
 
 // A 2xx answer to a write whose body cannot be read to its end (the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,8 +26,24 @@ import (
 // Network errors, 408, 429, 502, 503 and 504 are retried (see
 // [ClientConfig].MaxRetries): the bundles of a [Converter] are idempotent, so
 // make yours idempotent too (PUT with ids, conditional creates).
+//
+// One answer with fewer entries succeeds: HAPI FHIR's, when bundle holds
+// conditional entries that repeat one another (a conditional update of the
+// same URL, or a conditional create of the same ifNoneExist, with a
+// fullUrl). HAPI merges each repeat into the first entry of its kind,
+// applies it as part of that entry and leaves its answer out
+// (BaseTransactionProcessor: consolidateDuplicateConditionals, then
+// transaction removes the empty answer entries), so every entry was
+// applied when the answer's entries all succeeded and number those of
+// bundle less its repeats.
 func (c *Client) Transaction(ctx context.Context, bundle []byte) error {
-	return c.transaction(ctx, bundle, countEntries(bundle))
+	want, repeats := countEntries(bundle)
+	err := c.transaction(ctx, bundle, want)
+	var se *ServerError
+	if repeats > 0 && errors.As(err, &se) && se.answered == want-repeats {
+		return nil
+	}
+	return err
 }
 
 // transaction is Transaction for a bundle of want entries (-1: unknown).
@@ -87,10 +104,22 @@ func drainAnswer(r io.Reader, n int) {
 }
 
 // countEntries is the number of entries of a Bundle, -1 if it cannot be
-// read (the answer's entry count is then not checked).
-func countEntries(bundle []byte) int {
+// read (the answer's entry count is then not checked), and how many of
+// them repeat an earlier conditional entry as HAPI FHIR tells them
+// (BaseTransactionProcessor.consolidateDuplicateConditionals): a PUT with a
+// fullUrl to a URL with search parameters, or a POST with a fullUrl other
+// than its URL and an ifNoneExist, whose method, URL and ifNoneExist are
+// those of an earlier such entry.
+func countEntries(bundle []byte) (n, repeats int) {
 	d := &scanner{jsonscan.New(string(bundle), false)}
-	n := 0
+	str := func(dst *string, depth int) { // a string, anything else skipped
+		if d.Peek() == '"' {
+			*dst = d.Str()
+		} else {
+			d.Skip(depth)
+		}
+	}
+	var seen map[[3]string]bool
 	d.Object(func(k string) {
 		if k != "entry" {
 			d.Skip(1)
@@ -99,13 +128,60 @@ func countEntries(bundle []byte) int {
 		if d.Null() {
 			return
 		}
-		d.Array(func() { n++; d.Skip(2) })
+		d.Array(func() {
+			n++
+			if d.Peek() != '{' {
+				d.Skip(2)
+				return
+			}
+			var fullURL string
+			var req [3]string // method, url, ifNoneExist
+			d.Object(func(k string) {
+				switch k {
+				case "fullUrl":
+					str(&fullURL, 2)
+				case "request":
+					if d.Peek() != '{' {
+						d.Skip(2)
+						return
+					}
+					d.Object(func(k string) {
+						switch k {
+						case "method":
+							str(&req[0], 3)
+						case "url":
+							str(&req[1], 3)
+						case "ifNoneExist":
+							str(&req[2], 3)
+						default:
+							d.Skip(3)
+						}
+					})
+				default:
+					d.Skip(2)
+				}
+			})
+			_, query, _ := strings.Cut(req[1], "?")
+			conditional := fullURL != "" && (req[0] == "PUT" && query != "" ||
+				req[0] == "POST" && req[1] != "" && req[2] != "" && fullURL != req[1])
+			if !conditional {
+				return
+			}
+			if seen[req] {
+				repeats++
+				return
+			}
+			if seen == nil {
+				seen = map[[3]string]bool{}
+			}
+			seen[req] = true
+		})
 	})
 	d.End()
 	if d.Err() != nil {
-		return -1
+		return -1, 0
 	}
-	return n
+	return n, repeats
 }
 
 // checkTransactionAnswer reads a transaction-response Bundle from r token by
@@ -153,7 +229,9 @@ func checkTransactionAnswer(r io.Reader, want int) *ServerError {
 		return fail("answer is a %s %s, want a transaction-response Bundle", orNone(rt), orNone(typ))
 	}
 	if want >= 0 && entries != want {
-		return fail("answer has %d entries, want %d", entries, want)
+		se := fail("answer has %d entries, want %d", entries, want)
+		se.answered = entries
+		return se
 	}
 	return nil
 }

@@ -158,6 +158,6 @@
 //     HAPI ignores If-Match on a conditional update, and honours a value without quotes.
 //   - Several conditional entries with the same conditional url (PUT) or request.ifNoneExist
 //     (POST) are merged into the first: references to the others' fullUrls go to it, and the
-//     transaction-response has one entry fewer for each entry merged away. Without fullUrls such a
-//     transaction is refused, 400.
+//     transaction-response has one entry fewer for each entry merged away (fhir.Client.Transaction
+//     counts such an answer as applied). Without fullUrls such a transaction is refused, 400.
 package fhirtest
