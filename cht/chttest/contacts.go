@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -785,6 +786,10 @@ func lookupDotted(d map[string]any, path string) any {
 
 func kindCreate(k kind) func(*Server, *reqCtx, []string) {
 	return func(s *Server, c *reqCtx, _ []string) {
+		if k == kindPerson || k == kindPlace {
+			s.createContact52(c, k)
+			return
+		}
 		perms := map[kind][]string{kindPerson: {PermCreatePeople, PermEdit}, kindPlace: {PermCreatePlaces, PermEdit},
 			kindReport: {PermCreateRecords, PermEdit}}[k]
 		if !c.user.canAny(perms...) {
@@ -823,6 +828,236 @@ func kindCreate(k kind) func(*Server, *reqCtx, []string) {
 		}
 		writeJSON(c.w, http.StatusOK, doc)
 	}
+}
+
+// createContact52 is POST /api/v1/person and /api/v1/place in cht-core
+// 5.2.0. api/src/routing.js postJson refuses a Content-Type other than
+// application/json before the controller runs; api/src/controllers/
+// person.js and place.js v1.create then call auth.assertPermissions with
+// isOnline and hasAny (can_create_people or can_create_places, or
+// can_edit), whose PermissionError is 403 "Insufficient privileges" for
+// an offline user too; the body is checked as contactDoc52 says and the
+// doc saved with a new id (local/libs/doc.ts createDoc answers the doc
+// with _id and _rev).
+func (s *Server) createContact52(c *reqCtx, k kind) {
+	if !s.strictJSON(c) {
+		return
+	}
+	perm := PermCreatePeople
+	if k == kindPlace {
+		perm = PermCreatePlaces
+	}
+	if !c.user.online() || !c.user.canAny(perm, PermEdit) {
+		s.forbidden(c)
+		return
+	}
+	body, _ := jsonBody(c) // strictJSON has parsed it
+	if body == nil {
+		// body-parser's {} for an empty body; an array has no fields
+		// either, and fails as {} does.
+		body = map[string]any{}
+	}
+	doc, err := s.contactDoc52(k, body)
+	if err != nil {
+		s.apiError(c, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	doc["_id"] = s.newUUID()
+	if _, err := s.store.put(doc, false); err != nil {
+		s.serverError(c, err.Error())
+		return
+	}
+	writeJSON(c.w, http.StatusOK, doc)
+}
+
+// defaultPersonParents are the parents of local/person.ts
+// DEFAULT_PERSON_TYPE, the type of a person of type "person" when the
+// app's contact_types do not declare it.
+var defaultPersonParents = []string{"district_hospital", "health_center", "clinic"}
+
+// defaultPlaceTypes are local/place.ts DEFAULT_PLACE_TYPES_DICT, the place
+// types a create accepts when the app's contact_types do not declare them.
+var defaultPlaceTypes = map[string]ContactType{
+	"district_hospital": {ID: "district_hospital"},
+	"health_center":     {ID: "health_center", Parents: []string{"district_hospital"}},
+	"clinic":            {ID: "clinic", Parents: []string{"health_center"}},
+}
+
+// contactDoc52 checks the body of a 5.2 person or place create and
+// returns the doc to store, as shared-libs/cht-datasource (cht-core
+// 5.2.0) does: libs/parameter-validators.ts assertPersonInput and
+// assertPlaceInput (libs/core.ts assertHasRequiredField: type and name,
+// and a person's parent, are non-blank strings; assertHasOptionalField: a
+// person's phone, patient_id and sex, a place's parent, contact and
+// place_id are strings when present, null included; assertReportedDate:
+// a truthy reported_date is an integer or a UTC ISO 8601 string;
+// assertDoesNotHaveField: no _id or _rev; a truthy date_of_birth is a
+// string Date.parse reads), then local/person.ts and local/place.ts
+// v1.create: the type (getTypeProperties: a declared type is stored as
+// type "contact" plus contact_type, "person" and the legacy place types
+// as they are), a person's parent (assertParent), a place's primary
+// contact, which must be a contact, before its parent
+// (getPrimaryContactForCreate, getParentForCreate), the parent's type
+// (local/libs/lineage.ts assertHasValidParentType), parent and contact
+// minified (minifyDoc) and reported_date in milliseconds
+// (local/libs/core.ts getReportedDateTimestamp). Its errors are the
+// InvalidArgumentError messages.
+func (s *Server) contactDoc52(k kind, in map[string]any) (map[string]any, error) {
+	for _, f := range []string{"type", "name"} {
+		if !nonBlankString(in[f]) {
+			return nil, fmt.Errorf("The [%s] field must have a [string] value.", f)
+		}
+	}
+	if v := in["reported_date"]; jsonTruthy(v) && !validReportedDate52(v) {
+		return nil, errors.New("Invalid reported_date. Expected format to be 'YYYY-MM-DDTHH:mm:ssZ', " +
+			"'YYYY-MM-DDTHH:mm:ss.SSSZ', or a Unix epoch.")
+	}
+	for _, f := range []string{"_id", "_rev"} {
+		if v, ok := in[f]; ok && v != nil {
+			return nil, fmt.Errorf("The [%s] field must not be set.", f)
+		}
+	}
+	optional := []string{"parent", "contact", "place_id"}
+	if k == kindPerson {
+		if !nonBlankString(in["parent"]) {
+			return nil, errors.New("The [parent] field must have a [string] value.")
+		}
+		optional = []string{"phone", "patient_id", "sex"}
+	}
+	for _, f := range optional {
+		if v, ok := in[f]; ok {
+			if _, isStr := v.(string); !isStr {
+				return nil, fmt.Errorf("The [%s] field must have the type [string].", f)
+			}
+		}
+	}
+	if v := in["date_of_birth"]; k == kindPerson && jsonTruthy(v) && !dateTimeString(v) {
+		return nil, errors.New("The [date_of_birth] field must have a [date] value.")
+	}
+
+	typ := in["type"].(string)
+	ct, declared := s.types[typ]
+	doc := make(map[string]any, len(in)+2)
+	for key, v := range in {
+		doc[key] = v
+	}
+	if declared {
+		doc["type"], doc["contact_type"] = "contact", typ
+	}
+	parentID, _ := in["parent"].(string)
+	if k == kindPerson {
+		if !s.personTy[typ] {
+			return nil, fmt.Errorf("[%s] is not a valid person type.", typ)
+		}
+		if !declared {
+			ct = ContactType{ID: typ, Parents: defaultPersonParents, Person: true}
+		}
+		parent, ok := s.store.get(parentID)
+		if !ok {
+			return nil, fmt.Errorf("Parent contact [%s] not found.", parentID)
+		}
+		if err := assertParentType52(ct, parent); err != nil {
+			return nil, err
+		}
+		doc["parent"] = s.minifyLineage(parentID)
+	} else {
+		if !declared {
+			ct, declared = defaultPlaceTypes[typ]
+		}
+		if !declared || ct.Person {
+			return nil, fmt.Errorf("[%s] is not a valid place type.", typ)
+		}
+		delete(doc, "contact")
+		if contactID, _ := in["contact"].(string); contactID != "" {
+			d, ok := s.store.get(contactID)
+			if _, isType := s.types[typeIDOf(d)]; !ok || !isType && typeIDOf(d) != "person" {
+				return nil, fmt.Errorf("Primary contact [%s] not found.", contactID)
+			}
+			doc["contact"] = s.minifyLineage(contactID)
+		}
+		delete(doc, "parent")
+		if parentID != "" || ct.Parents != nil {
+			switch {
+			case ct.Parents == nil:
+				return nil, fmt.Errorf("Place type [%s] does not support having a parent contact.", ct.ID)
+			case parentID == "":
+				return nil, fmt.Errorf("Place type [%s] requires a parent contact.", ct.ID)
+			}
+			parent, ok := s.store.get(parentID)
+			if pt, isType := s.types[typeIDOf(parent)]; !ok || !isType || pt.Person || pt.ID == "person" {
+				return nil, fmt.Errorf("Parent contact [%s] not found.", parentID)
+			}
+			if err := assertParentType52(ct, parent); err != nil {
+				return nil, err
+			}
+			doc["parent"] = s.minifyLineage(parentID)
+		}
+	}
+	switch v := in["reported_date"].(type) {
+	case nil:
+		doc["reported_date"] = s.now().UnixMilli()
+	case bool: // false: new Date(false) is the epoch
+		doc["reported_date"] = 0
+	case string:
+		ms, ok := parseDateMillis(v)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("Invalid date value [%s].", v)
+		}
+		doc["reported_date"] = ms
+	}
+	return doc, nil
+}
+
+// nonBlankString is libs/core.ts hasField with type string and not
+// isBlankString.
+func nonBlankString(v any) bool {
+	s, ok := v.(string)
+	return ok && strings.TrimSpace(s) != ""
+}
+
+// iso8601UTC is libs/constants.ts ISO_8601_DATE_PATTERN.
+var iso8601UTC = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3})?Z)$`)
+
+// validReportedDate52 is libs/parameter-validators.ts isValidReportedDate:
+// an integer, or a string of ISO_8601_DATE_PATTERN.
+func validReportedDate52(v any) bool {
+	if s, ok := v.(string); ok {
+		return iso8601UTC.MatchString(s)
+	}
+	return isJSInteger(v)
+}
+
+// dateTimeString is libs/core.ts isDateTimeString, a string Date.parse
+// reads. The fake reads the ISO 8601 forms (parseDateMillis) and takes
+// any other string with a digit for a date: V8 reads many more forms
+// ("Jan 2 2024"), and none without one.
+func dateTimeString(v any) bool {
+	s, ok := v.(string)
+	if !ok {
+		return false
+	}
+	if _, ok := parseDateMillis(s); ok {
+		return true
+	}
+	return strings.ContainsAny(s, "0123456789")
+}
+
+// assertParentType52 is local/libs/lineage.ts assertHasValidParentType:
+// the parent's type id (contact-types-utils getTypeId) is one of the
+// child type's parents.
+func assertParentType52(child ContactType, parent map[string]any) error {
+	id, ok := parent["type"]
+	if id == "contact" {
+		id, ok = parent["contact_type"]
+	}
+	if s, isStr := id.(string); isStr && slices.Contains(child.Parents, s) {
+		return nil
+	}
+	shown := "undefined"
+	if ok {
+		shown = jsString(jsValue(id))
+	}
+	return fmt.Errorf("Parent contact of type [%s] is not allowed for type [%s].", shown, child.ID)
 }
 
 // buildDoc validates a 5.2 person/place/report body and returns the doc to

@@ -2,6 +2,7 @@ package chttest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -587,5 +588,102 @@ func TestDatasourcePagingErrors(t *testing.T) {
 		if r.status != 400 || r.obj(t)["error"] != tc.want {
 			t.Errorf("%s ?%s: %d %s; CHT answers 400 %q", tc.version, tc.query, r.status, r.body, tc.want)
 		}
+	}
+}
+
+// TestCreate52Validation pins how cht-core 5.2.0 checks the body of POST
+// /api/v1/person and /api/v1/place. api/src/routing.js postJson refuses a
+// Content-Type other than application/json first; the controllers
+// (api/src/controllers/person.js, place.js v1.create) then call
+// auth.assertPermissions with isOnline (an offline user or one without
+// the permission gets PermissionError "Insufficient privileges", 403, not
+// the offline firewall's answer); shared-libs/cht-datasource
+// libs/parameter-validators.ts assertPersonInput and assertPlaceInput
+// check the fields (libs/core.ts assertHasRequiredField: a non-blank
+// string; assertHasOptionalField: when present, a string, null
+// included; assertReportedDate: an integer or an ISO 8601 UTC string);
+// local/person.ts and local/place.ts v1.create check the type
+// (getTypeProperties, getPlaceType), the primary contact before the
+// parent (getPrimaryContactForCreate, getParentForCreate) and the
+// parent's type (local/libs/lineage.ts assertHasValidParentType). Every
+// InvalidArgumentError is a 400 {"code":400,"error":<message>}
+// (api/src/server-utils.js error).
+func TestCreate52Validation(t *testing.T) {
+	srv := NewDemoServer(Config{Version: "5.2.0"})
+	t.Cleanup(srv.Close)
+	srv.AddUser(User{Name: "offline", Password: "pw", Roles: []string{"chw"},
+		Permissions: []string{PermCreatePeople, PermCreatePlaces, PermEdit}, Facility: DemoCHWAreaID})
+	srv.AddUser(User{Name: "viewer", Password: "pw", Roles: []string{RoleOnline}, Permissions: []string{PermViewContacts}})
+	const (
+		person = `"name":"n","type":"person","parent":"` + DemoHouseholdID + `"`
+		house  = `"name":"h","type":"household","parent":"` + DemoCHWAreaID + `"`
+		badRD  = "Invalid reported_date. Expected format to be 'YYYY-MM-DDTHH:mm:ssZ', 'YYYY-MM-DDTHH:mm:ss.SSSZ', or a Unix epoch."
+	)
+	tests := []struct {
+		name, path, body string
+		ct, user         string
+		status           int
+		want             string // the error member, or for 200 "reported_date=<ms>" when it is checked
+	}{
+		{"person", "/api/v1/person", `{` + person + `}`, "", "", 200, ""},
+		{"name a number", "/api/v1/person", `{"name":42,"type":"person","parent":"` + DemoHouseholdID + `"}`, "", "", 400, "The [name] field must have a [string] value."},
+		{"name blank", "/api/v1/person", `{"name":"  ","type":"person","parent":"` + DemoHouseholdID + `"}`, "", "", 400, "The [name] field must have a [string] value."},
+		{"no type", "/api/v1/person", `{"name":"n","parent":"` + DemoHouseholdID + `"}`, "", "", 400, "The [type] field must have a [string] value."},
+		{"empty body", "/api/v1/person", ``, "", "", 400, "The [type] field must have a [string] value."},
+		{"type contact", "/api/v1/person", `{"name":"n","type":"contact","contact_type":"person","parent":"` + DemoHouseholdID + `"}`, "", "", 400, "[contact] is not a valid person type."},
+		{"place type", "/api/v1/person", `{"name":"n","type":"household","parent":"` + DemoHouseholdID + `"}`, "", "", 400, "[household] is not a valid person type."},
+		{"parent an object", "/api/v1/person", `{"name":"n","type":"person","parent":{"_id":"` + DemoHouseholdID + `"}}`, "", "", 400, "The [parent] field must have a [string] value."},
+		{"no parent", "/api/v1/person", `{"name":"n","type":"person"}`, "", "", 400, "The [parent] field must have a [string] value."},
+		{"missing parent", "/api/v1/person", `{"name":"n","type":"person","parent":"nope"}`, "", "", 400, "Parent contact [nope] not found."},
+		{"parent a person", "/api/v1/person", `{"name":"n","type":"person","parent":"` + DemoPatientID + `"}`, "", "", 400, "Parent contact of type [person] is not allowed for type [person]."},
+		{"phone a number", "/api/v1/person", `{` + person + `,"phone":254700000001}`, "", "", 400, "The [phone] field must have the type [string]."},
+		{"sex null", "/api/v1/person", `{` + person + `,"sex":null}`, "", "", 400, "The [sex] field must have the type [string]."},
+		{"patient_id a number", "/api/v1/person", `{` + person + `,"patient_id":12345}`, "", "", 400, "The [patient_id] field must have the type [string]."},
+		{"date_of_birth", "/api/v1/person", `{` + person + `,"date_of_birth":"not a date"}`, "", "", 400, "The [date_of_birth] field must have a [date] value."},
+		{"date_of_birth a date", "/api/v1/person", `{` + person + `,"date_of_birth":"1990-01-01"}`, "", "", 200, ""},
+		{"reported_date digits", "/api/v1/person", `{` + person + `,"reported_date":"1700000000000"}`, "", "", 400, badRD},
+		{"reported_date fraction", "/api/v1/person", `{` + person + `,"reported_date":1.5}`, "", "", 400, badRD},
+		{"reported_date offset", "/api/v1/person", `{` + person + `,"reported_date":"2024-01-01T00:00:00+02:00"}`, "", "", 400, badRD},
+		{"reported_date empty", "/api/v1/person", `{` + person + `,"reported_date":""}`, "", "", 400, "Invalid date value []."},
+		{"reported_date UTC", "/api/v1/person", `{` + person + `,"reported_date":"2024-01-01T00:00:00.000Z"}`, "", "", 200, "reported_date=1704067200000"},
+		{"reported_date 0", "/api/v1/person", `{` + person + `,"reported_date":0}`, "", "", 200, "reported_date=0"},
+		{"offline user", "/api/v1/person", `{` + person + `}`, "", "offline", 403, "Insufficient privileges"},
+		{"no permission", "/api/v1/person", `{` + person + `}`, "", "viewer", 403, "Insufficient privileges"},
+		{"content type before permissions", "/api/v1/person", `{` + person + `}`, "text/plain", "offline", 400, "Content-Type must be application/json"},
+		{"place", "/api/v1/place", `{` + house + `,"contact":"` + DemoPatientID + `"}`, "", "", 200, ""},
+		{"contact an object", "/api/v1/place", `{` + house + `,"contact":{"_id":"` + DemoPatientID + `"}}`, "", "", 400, "The [contact] field must have the type [string]."},
+		{"contact a report", "/api/v1/place", `{` + house + `,"contact":"` + DemoHeightWeightReportID + `"}`, "", "", 400, "Primary contact [" + DemoHeightWeightReportID + "] not found."},
+		{"contact before parent", "/api/v1/place", `{"name":"h","type":"household","parent":"nope","contact":"nope"}`, "", "", 400, "Primary contact [nope] not found."},
+		{"place_id a number", "/api/v1/place", `{` + house + `,"place_id":7}`, "", "", 400, "The [place_id] field must have the type [string]."},
+		{"person type", "/api/v1/place", `{"name":"h","type":"person","parent":"` + DemoCHWAreaID + `"}`, "", "", 400, "[person] is not a valid place type."},
+		{"top-level with parent", "/api/v1/place", `{"name":"d","type":"district_hospital","parent":"` + DemoDistrictID + `"}`, "", "", 400, "Place type [district_hospital] does not support having a parent contact."},
+		{"parent required", "/api/v1/place", `{"name":"h","type":"household"}`, "", "", 400, "Place type [household] requires a parent contact."},
+		{"place parent a person", "/api/v1/place", `{"name":"h","type":"household","parent":"` + DemoPatientID + `"}`, "", "", 400, "Parent contact [" + DemoPatientID + "] not found."},
+		{"place parent of the wrong type", "/api/v1/place", `{"name":"h","type":"household","parent":"` + DemoDistrictID + `"}`, "", "", 400, "Parent contact of type [district_hospital] is not allowed for type [household]."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := call{method: "POST", path: tt.path, ct: "application/json", body: tt.body}
+			if tt.ct != "" {
+				c.ct = tt.ct
+			}
+			if tt.user != "" {
+				c.user, c.pass = tt.user, "pw"
+			}
+			r := do(t, srv, c)
+			if r.status != tt.status {
+				t.Fatalf("%d %s; CHT 5.2.0 answers %d %q", r.status, r.body, tt.status, tt.want)
+			}
+			m := r.obj(t)
+			if tt.status != 200 {
+				if m["error"] != tt.want || len(m) != 2 {
+					t.Errorf("body %s; CHT 5.2.0 answers {\"code\":%d,\"error\":%q}", r.body, tt.status, tt.want)
+				}
+				return
+			}
+			if ms, ok := strings.CutPrefix(tt.want, "reported_date="); ok && fmt.Sprint(m["reported_date"]) != ms {
+				t.Errorf("reported_date = %v, want %s", m["reported_date"], ms)
+			}
+		})
 	}
 }

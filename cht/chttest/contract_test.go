@@ -340,3 +340,38 @@ func TestContractContactsByReference(t *testing.T) {
 		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// POST /api/v1/person (cht-core 5.2+): shared-libs/cht-datasource
+// libs/parameter-validators.ts assertPersonInput refuses a name that is
+// no string, a parent given as an object, a phone that is no string and
+// a reported_date that is neither an integer nor a UTC ISO 8601 string
+// (400 with the InvalidArgumentError's message).
+func TestContractCreate52Validation(t *testing.T) {
+	tg := newTarget(t)
+	var major, minor int
+	if _, err := fmt.Sscanf(tg.version, "%d.%d", &major, &minor); err != nil || major < 5 || major == 5 && minor < 2 {
+		t.Skipf("CHT %s has no POST /api/v1/person", tg.version)
+	}
+	status, m := tg.create(t, "/api/v1/places", `{"name":"parent","type":"district_hospital"}`)
+	if status != 200 {
+		t.Fatalf("place: %d %v", status, m)
+	}
+	parent, _ := m["id"].(string)
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"valid", `{"name":"p","type":"person","parent":"` + parent + `"}`, 200, ""},
+		{"name a number", `{"name":42,"type":"person","parent":"` + parent + `"}`, 400, "The [name] field must have a [string] value."},
+		{"parent an object", `{"name":"p","type":"person","parent":{"_id":"` + parent + `"}}`, 400, "The [parent] field must have a [string] value."},
+		{"phone a number", `{"name":"p","type":"person","parent":"` + parent + `","phone":254700000001}`, 400, "The [phone] field must have the type [string]."},
+		{"reported_date digits", `{"name":"p","type":"person","parent":"` + parent + `","reported_date":"1700000000000"}`, 400,
+			"Invalid reported_date. Expected format to be 'YYYY-MM-DDTHH:mm:ssZ', 'YYYY-MM-DDTHH:mm:ss.SSSZ', or a Unix epoch."},
+	} {
+		status, m := tg.create(t, "/api/v1/person", tt.body)
+		if status != tt.status || tt.want != "" && m["error"] != tt.want {
+			t.Errorf("%s: %d %v, want %d %q", tt.name, status, m, tt.status, tt.want)
+		}
+	}
+}
