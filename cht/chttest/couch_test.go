@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -179,11 +180,12 @@ func TestChanges(t *testing.T) {
 
 // TestSessionAndRateLimit pins logins: api/src/routing.js proxies /_session
 // to CouchDB, which sets the AuthSession cookie that the API then accepts;
-// api/src/middleware/rate-limiter.js counts every 401 or 429 answer of a
-// request carrying credentials against the client (api/src/services/
-// rate-limit.js: RateLimiterMemory, 10 points per 10 s, keyed by IP and
-// user), and once limited answers serverUtils.rateLimited (429) even to
-// the right password.
+// api/src/middleware/rate-limiter.js counts every 401 or 429 answer
+// against the client (api/src/services/rate-limit.js: RateLimiterMemory,
+// 10 points per 10 s, keyed by IP, user name and password), and once
+// limited answers serverUtils.rateLimited (429) to Basic credentials, the
+// right password included (TestRateLimitFollowsCHT: which requests, and
+// for how long).
 func TestSessionAndRateLimit(t *testing.T) {
 	srv := newTestServer(t, Config{})
 	jar, _ := cookiejar.New(nil)
@@ -235,6 +237,109 @@ func TestSessionAndRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitFollowsCHT pins which requests CHT's rate limiter refuses
+// and for how long. api/src/middleware/rate-limiter.js (cht-core 4.6.0 to
+// 5.2.0; none before) limits only a request that logs in, isLoggingIn:
+// req.body.user or Basic credentials, and runs before any body parser, so
+// only Basic credentials count: a request with a session cookie, and the
+// session login POST /_session (proxied to CouchDB unparsed), are never
+// refused. Every 401 or 429 answer consumes a point of each key
+// (services/rate-limit.js getKeys: the IP, the Basic user name and
+// password). RateLimiterMemory's window of a key (10 points, 10 s) starts
+// with its first point and is not extended by later ones. The refusal is
+// server-utils.js rateLimited: respond(429, 'Too Many Requests'), JSON
+// {"code":429,"error":"Too Many Requests"} for a client that accepts
+// JSON.
+func TestRateLimitFollowsCHT(t *testing.T) {
+	type step struct {
+		at     time.Duration // after the failed logins
+		c      call
+		cookie bool // send the session cookie instead of credentials
+		times  int  // 0 means once
+		status int
+		body   string // the last answer's body, if set
+	}
+	hydrate := call{method: "GET", path: "/api/v1/hydrate?doc_ids=[]"}
+	tests := []struct {
+		name    string
+		version string
+		steps   []step
+	}{
+		{"session login is not limited", "", []step{{at: time.Second, status: 200,
+			c: call{method: "POST", path: "/_session", ct: "application/json", body: `{"name":"medic","password":"password"}`, user: "-"}}}},
+		{"session cookie is not limited", "", []step{{at: time.Second, c: hydrate, cookie: true, status: 200}}},
+		{"basic credentials are limited", "", []step{{at: time.Second, c: hydrate, status: 429,
+			body: `{"code":429,"error":"Too Many Requests"}`}}},
+		{"text for a client that does not accept JSON", "", []step{{at: time.Second, status: 429, body: "Too Many Requests",
+			c: call{method: "GET", path: hydrate.path, accept: "-"}}}},
+		{"the window starts with the first point", "", []step{
+			// Without credentials: not limited, and the 401 consumes the
+			// IP's key only.
+			{at: 9 * time.Second, c: call{method: "GET", path: hydrate.path, user: "-"}, times: 10, status: 401},
+			{at: 10*time.Second + time.Millisecond, c: hydrate, status: 200},
+		}},
+		{"no limiter before 4.6", "4.5.0", []step{{at: time.Second, c: hydrate, status: 200}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+			var mu sync.Mutex
+			now := start
+			srv := newTestServer(t, Config{Version: tt.version, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+			login := do(t, srv, call{method: "POST", path: "/_session", ct: "application/json",
+				body: `{"name":"medic","password":"password"}`, user: "-"})
+			var session string
+			for _, ck := range (&http.Response{Header: login.header}).Cookies() {
+				if ck.Name == "AuthSession" {
+					session = ck.Value
+				}
+			}
+			if session == "" {
+				t.Fatalf("login: %d %v", login.status, login.header)
+			}
+			for range 10 {
+				if r := do(t, srv, call{method: "GET", path: hydrate.path, user: "medic", pass: "bad"}); r.status != 401 {
+					t.Fatalf("bad password: %d", r.status)
+				}
+			}
+			for _, st := range tt.steps {
+				mu.Lock()
+				now = start.Add(st.at)
+				mu.Unlock()
+				var r result
+				for range max(st.times, 1) {
+					if st.cookie {
+						r = doWithCookie(t, srv, st.c, session)
+					} else {
+						r = do(t, srv, st.c)
+					}
+				}
+				if r.status != st.status || st.body != "" && strings.TrimSpace(string(r.body)) != st.body {
+					t.Fatalf("%s %s at +%v: %d %s; CHT answers %d %s", st.c.method, st.c.path, st.at, r.status, r.body, st.status, st.body)
+				}
+			}
+		})
+	}
+}
+
+// doWithCookie is do with the AuthSession cookie instead of credentials.
+func doWithCookie(t *testing.T, srv *Server, c call, session string) result {
+	t.Helper()
+	req, err := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.AddCookie(&http.Cookie{Name: "AuthSession", Value: session})
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
 func TestFaults(t *testing.T) {
 	srv := NewDemoServer(Config{BasePath: "/cht", Seed: 42})
 	t.Cleanup(srv.Close)
@@ -246,6 +351,9 @@ func TestFaults(t *testing.T) {
 		if r.status != 429 || r.header.Get("Retry-After") != "2" {
 			t.Fatalf("attempt %d: %d Retry-After %q", i, r.status, r.header.Get("Retry-After"))
 		}
+		// api/src/server-utils.js rateLimited, for a client that accepts
+		// JSON.
+		jsonEqual(t, r.body, []byte(`{"code":429,"error":"Too Many Requests"}`))
 	}
 	if r := do(t, srv, hydrate); r.status != 200 {
 		t.Fatalf("after Count faults: %d", r.status)

@@ -14,7 +14,9 @@
 //     cookies; online users ("_admin", "admin", "mm-online") versus offline
 //     users (403 on hydrate, contacts-by-phone, views and the
 //     cht-datasource endpoints); 401 as JSON or text/plain depending on Accept; failed
-//     logins rate limited (429 after 10 in 10 s);
+//     logins rate limited from CHT 4.6 (after 10 failures in a window of
+//     10 s, requests with Basic credentials get 429 until the window ends;
+//     session cookies are never refused);
 //   - the strict "Content-Type: application/json" check (a charset suffix
 //     gives 400) on /api/v1/people, /api/v1/places and the 5.2 person,
 //     place and report writes, while records and hydrate accept it;

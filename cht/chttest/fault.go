@@ -1,7 +1,6 @@
 package chttest
 
 import (
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -156,12 +155,6 @@ func (s *Server) applyFaults(c *reqCtx) bool {
 	if f.RetryAfter > 0 {
 		secs := int((f.RetryAfter + time.Second - 1) / time.Second)
 		c.w.Header().Set("Retry-After", strconv.Itoa(secs))
-	}
-	if f.Status == http.StatusTooManyRequests {
-		c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		c.w.WriteHeader(f.Status)
-		_, _ = io.WriteString(c.w, "Too Many Requests")
-		return true
 	}
 	if f.DocID != "" && f.Status == http.StatusInternalServerError {
 		// hydration.js: serverUtils.serverError(err), without publicMessage.

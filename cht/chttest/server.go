@@ -150,9 +150,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxLongpoll bounds how long a _changes longpoll waits; 0 means 10 s.
 	MaxLongpoll time.Duration
-	// LoginRateLimit is how many 401/429 answers per client IP or user name
-	// in 10 s are allowed before every request from it gets 429, as CHT
-	// does; 0 means 10, negative disables the limiter.
+	// LoginRateLimit is how many 401/429 answers per client IP, user name
+	// or password, in a window of 10 s from the first, are allowed before a
+	// request with Basic credentials from that IP, or with that user name
+	// or password, gets 429, as CHT does from 4.6 (requests with a session
+	// cookie never do); 0 means 10, negative disables the limiter.
 	LoginRateLimit int
 	// Seed seeds the random source of probabilistic faults.
 	Seed uint64
@@ -201,7 +203,7 @@ type Server struct {
 	reqs     []Request
 	faults   []*faultState
 	rng      *mrand.Rand
-	failures map[string][]time.Time // rate-limit key -> 401/429 times
+	failures map[string]rateWindow // rate-limit key -> its window
 	creds    map[string]string
 	settings map[string]any
 	forms    map[string]Form   // app_settings.forms (Config.Forms, then PUT /api/v1/settings)
@@ -276,7 +278,7 @@ func newServer(c Config) (*Server, error) {
 		users:    make(map[string]*User),
 		sessions: make(map[string]string),
 		rng:      mrand.New(mrand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15)),
-		failures: make(map[string][]time.Time),
+		failures: make(map[string]rateWindow),
 		creds:    make(map[string]string),
 		settings: maps.Clone(c.Settings),
 		forms:    maps.Clone(c.Forms),
@@ -621,61 +623,91 @@ func (s *Server) authenticate(c *reqCtx) bool {
 	return false
 }
 
+// rateWindow is the state of one key of CHT's RateLimiterMemory
+// (rate-limiter-flexible): the points consumed in a window that starts
+// with the first of them and lasts rateWindowLength, however many follow.
+type rateWindow struct {
+	start  time.Time
+	points int
+}
+
+// rateWindowLength is api/src/services/rate-limit.js failedLoginLimit's
+// duration.
+const rateWindowLength = 10 * time.Second
+
+// rateLimits reports whether the server has CHT's rate limiter
+// (api/src/middleware/rate-limiter.js, from cht-core 4.6.0).
+func (s *Server) rateLimits() bool { return s.cfg.LoginRateLimit >= 0 && s.ver.AtLeast(4, 6) }
+
+// rateKeys is api/src/services/rate-limit.js getKeys: the client's IP,
+// and the user name and password of Basic credentials as
+// auth.basicAuthCredentials splits them (the password ends at its first
+// colon). The keys of a parsed body's user and password, which only
+// /medic/login has, are not modelled: the fake has no such route.
 func (s *Server) rateKeys(c *reqCtx) []string {
 	host, _, err := net.SplitHostPort(c.r.RemoteAddr)
 	if err != nil {
 		host = c.r.RemoteAddr
 	}
-	keys := []string{"ip:" + host}
-	if name, _, ok := c.r.BasicAuth(); ok {
-		keys = append(keys, "user:"+name)
+	keys := []string{host}
+	if name, pass, ok := c.r.BasicAuth(); ok {
+		pass, _, _ = strings.Cut(pass, ":")
+		for _, k := range []string{name, pass} {
+			if k != "" {
+				keys = append(keys, k)
+			}
+		}
 	}
 	return keys
 }
 
+// rateLimited is api/src/middleware/rate-limiter.js: a request that logs
+// in (isLoggingIn: Basic credentials; the middleware runs before any body
+// parser, so a body's user never counts) is refused while one of its keys
+// has LoginRateLimit points in its window, with serverUtils.rateLimited's
+// 429 "Too Many Requests". Requests with a session cookie, the session
+// login POST /_session among them, are never refused. A refusal consumes
+// no point: the middleware answers before it registers the handler that
+// counts 401 and 429 answers (consumeRateLimit).
 func (s *Server) rateLimited(c *reqCtx) bool {
-	if s.cfg.LoginRateLimit < 0 {
+	if !s.rateLimits() {
+		return false
+	}
+	if name, _, ok := c.r.BasicAuth(); !ok || name == "" {
 		return false
 	}
 	now := s.now()
 	s.mu.Lock()
 	limited := false
 	for _, k := range s.rateKeys(c) {
-		n := 0
-		for _, t := range s.failures[k] {
-			if now.Sub(t) < 10*time.Second {
-				n++
-			}
-		}
-		if n >= s.cfg.LoginRateLimit {
+		if w, ok := s.failures[k]; ok && now.Before(w.start.Add(rateWindowLength)) && w.points >= s.cfg.LoginRateLimit {
 			limited = true
 		}
 	}
 	s.mu.Unlock()
 	if limited {
-		c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		c.w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = io.WriteString(c.w, "Too Many Requests")
-		s.consumeRateLimit(c)
+		s.apiError(c, http.StatusTooManyRequests, "Too Many Requests", nil)
 	}
 	return limited
 }
 
+// consumeRateLimit is rate-limit.js consume, which the rate limiter runs
+// when a request it let through is answered 401 or 429: a point for each
+// key, in the key's window or in a new one when that has ended.
 func (s *Server) consumeRateLimit(c *reqCtx) {
-	if s.cfg.LoginRateLimit < 0 {
+	if !s.rateLimits() {
 		return
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range s.rateKeys(c) {
-		kept := s.failures[k][:0]
-		for _, t := range s.failures[k] {
-			if now.Sub(t) < 10*time.Second {
-				kept = append(kept, t)
-			}
+		w, ok := s.failures[k]
+		if !ok || !now.Before(w.start.Add(rateWindowLength)) {
+			w = rateWindow{start: now}
 		}
-		s.failures[k] = append(kept, now)
+		w.points++
+		s.failures[k] = w
 	}
 }
 
