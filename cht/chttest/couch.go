@@ -32,7 +32,10 @@ func (s *Server) decodeDocBody(c *reqCtx) (map[string]any, bool) {
 }
 
 func (s *Server) writeDocResult(c *reqCtx, id string, rev string, err error) {
+	var refused forbiddenWrite
 	switch {
+	case errors.As(err, &refused):
+		couchError(c.w, http.StatusForbidden, "forbidden", string(refused))
 	case errors.Is(err, errConflict):
 		couchError(c.w, http.StatusConflict, "conflict", "Document update conflict.")
 	case err != nil:
@@ -50,7 +53,7 @@ func (s *Server) handleDBPost(c *reqCtx, _ []string) {
 	if str(d["_id"]) == "" {
 		d["_id"] = newCouchID()
 	}
-	rev, err := s.store.put(d, false)
+	rev, err := s.validatedPut(c.user, d, false)
 	s.writeDocResult(c, str(d["_id"]), rev, err)
 }
 
@@ -89,7 +92,7 @@ func (s *Server) handleDocPut(c *reqCtx, params []string) {
 	if rev := c.r.URL.Query().Get("rev"); rev != "" && str(d["_rev"]) == "" {
 		d["_rev"] = rev
 	}
-	rev, err := s.store.put(d, false)
+	rev, err := s.validatedPut(c.user, d, false)
 	s.writeDocResult(c, params[0], rev, err)
 }
 
@@ -102,7 +105,7 @@ func (s *Server) handleDocDelete(c *reqCtx, params []string) {
 		couchError(c.w, http.StatusNotFound, "not_found", "missing")
 		return
 	}
-	nrev, err := s.store.put(map[string]any{"_id": params[0], "_rev": rev, "_deleted": true}, false)
+	nrev, err := s.validatedPut(c.user, map[string]any{"_id": params[0], "_rev": rev, "_deleted": true}, false)
 	if err == nil {
 		writeJSON(c.w, http.StatusOK, map[string]any{"ok": true, "id": params[0], "rev": nrev})
 		return
@@ -135,8 +138,11 @@ func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
 			d["_id"] = newCouchID()
 		}
 		id := str(d["_id"])
-		rev, err := s.store.put(d, force)
+		rev, err := s.validatedPut(c.user, d, force)
+		var refused forbiddenWrite
 		switch {
+		case errors.As(err, &refused):
+			out = append(out, map[string]any{"id": id, "error": "forbidden", "reason": string(refused)})
 		case errors.Is(err, errConflict):
 			out = append(out, map[string]any{"id": id, "error": "conflict", "reason": "Document update conflict."})
 		case err != nil:
@@ -146,6 +152,129 @@ func (s *Server) handleBulkDocs(c *reqCtx, _ []string) {
 		}
 	}
 	writeJSON(c.w, http.StatusCreated, out)
+}
+
+// forbiddenWrite is a write a validate_doc_update function refuses:
+// CouchDB's 403 {"error":"forbidden","reason":<its message>}.
+type forbiddenWrite string
+
+func (e forbiddenWrite) Error() string { return string(e) }
+
+// validatedPut writes d for user u through the medic database's
+// validate_doc_update functions (validateDocUpdate).
+func (s *Server) validatedPut(u *User, d map[string]any, force bool) (string, error) {
+	old, _ := s.store.get(str(d["_id"]))
+	if reason := s.validateDocUpdate(u, d, old); reason != "" {
+		return "", forbiddenWrite(reason)
+	}
+	return s.store.put(d, force)
+}
+
+// adminOnlyIDs and adminOnlyTypes are ADMIN_ONLY_IDS and ADMIN_ONLY_TYPES
+// of ddocs/medic-db/medic/validate_doc_update.js, with the version that
+// added each.
+var (
+	adminOnlyIDs = map[string][2]int{"resources": {0, 0}, "service-worker-meta": {0, 0}, "zscore-charts": {0, 0},
+		"settings": {0, 0}, "branding": {0, 0}, "partners": {0, 0}, "privacy-policies": {0, 0},
+		"extension-libs": {4, 2}, "migration-log": {5, 0}}
+	adminOnlyTypes = map[string][2]int{"form": {0, 0}, "translations": {0, 0}, "token_login": {0, 0}, "ui-extension": {5, 2}}
+)
+
+// validateDocUpdate returns why the medic database's validate_doc_update
+// functions refuse user u the write of doc over old (nil when there is
+// none), or "" (ddocs/medic-db/medic/validate_doc_update.js and
+// medic-client/validate_doc_update.js, cht-core 4.0 to 5.2): a doc with
+// purged set is refused to everyone; a database admin (roles "_admin" or
+// "admin") may write anything else; others may not write an admin-only
+// doc (isAdminOnlyDoc: a _design doc, an id of ADMIN_ONLY_IDS, a type of
+// ADMIN_ONLY_TYPES; new or stored) nor the doc of their own facility. The
+// rules medic-client's function sets for form and user-settings docs are
+// not modelled.
+func (s *Server) validateDocUpdate(u *User, doc, old map[string]any) string {
+	if jsonTruthy(doc["purged"]) {
+		return "Purged documents should not be written to CouchDB!"
+	}
+	if u == nil || u.admin() {
+		return ""
+	}
+	if s.adminOnlyDoc(doc) || old != nil && s.adminOnlyDoc(old) {
+		return "You are not authorized to edit admin only docs"
+	}
+	if id := str(doc["_id"]); u.Facility != "" && id == u.Facility {
+		return "You are not authorized to edit your own place"
+	}
+	return ""
+}
+
+// adminOnlyDoc is validate_doc_update.js isAdminOnlyDoc in the server's
+// version.
+func (s *Server) adminOnlyDoc(d map[string]any) bool {
+	id, _ := d["_id"].(string)
+	typ, _ := d["type"].(string)
+	since, idOnly := adminOnlyIDs[id]
+	typeSince, typeOnly := adminOnlyTypes[typ]
+	return strings.HasPrefix(id, "_design/") || idOnly && s.ver.AtLeast(since[0], since[1]) ||
+		typeOnly && s.ver.AtLeast(typeSince[0], typeSince[1])
+}
+
+// offlineWriteAllowed is api/src/controllers/db-doc.js request for an
+// offline user's PUT or DELETE of /medic/<id> and POST /medic/, which
+// api/src/routing.js runs before canEdit: services/replication/db-doc.js
+// filterOfflineRequest lets the write through when the stored doc, if
+// any, and the doc written (the body; none for a DELETE) are both the
+// user's (authorization.js allowedDoc: _design/medic-client, the user's
+// org.couchdb.user doc, or a doc of its facility's subtree as sees
+// decides), and a write with neither is refused, as is a POST to a doc id
+// (isValidRequest). Other writes, and online users, pass.
+func (s *Server) offlineWriteAllowed(c *reqCtx, rt route, params []string) bool {
+	if c.user == nil || c.user.online() {
+		return true
+	}
+	var id string
+	var written map[string]any
+	switch {
+	case rt.pattern == "/medic/{}" && (c.r.Method == http.MethodPut || c.r.Method == http.MethodDelete):
+		id = params[0]
+		if c.r.Method == http.MethodPut {
+			written = s.parsedBody(c)
+			if _, ok := written["_id"]; !ok {
+				written["_id"] = id
+			}
+		}
+	case rt.pattern == "/medic" && c.r.Method == http.MethodPost:
+		written = s.parsedBody(c)
+		id = str(written["_id"])
+	default:
+		return true
+	}
+	stored, isStored := s.store.get(id)
+	if id == "" {
+		isStored = false
+	}
+	if !isStored && written == nil {
+		return false
+	}
+	return (!isStored || s.mayReplicate(c.user, stored)) && (written == nil || s.mayReplicate(c.user, written))
+}
+
+// parsedBody is the body as jsonParser leaves it in req.body: the JSON
+// object of a JSON request, {} otherwise.
+func (s *Server) parsedBody(c *reqCtx) map[string]any {
+	if isJSON(c.r) {
+		if d, err := decodeJSDoc(c.body); err == nil {
+			return d
+		}
+	}
+	return map[string]any{}
+}
+
+// mayReplicate is authorization.js allowedDoc for offline user u.
+func (s *Server) mayReplicate(u *User, d map[string]any) bool {
+	switch str(d["_id"]) {
+	case "_design/medic-client", "org.couchdb.user:" + u.Name:
+		return true
+	}
+	return u.Facility != "" && s.inSubtree(u.Facility, d, 0)
 }
 
 func (s *Server) handleAllDocs(c *reqCtx, _ []string) { s.allDocs(c, s.store) }

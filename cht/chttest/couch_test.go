@@ -697,13 +697,19 @@ func TestDBWritesNeedCanEdit(t *testing.T) {
 		{"online-reader", false}, {"chw-reader", false},
 	}
 	const ct = "application/json"
+	// The docs are people of the offline users' facility, which db-doc.js
+	// lets them write (TestMedicWriteRules: the docs it refuses).
+	if _, err := srv.PutDoc(map[string]any{"_id": "area", "type": "district_hospital", "name": "area"}); err != nil {
+		t.Fatal(err)
+	}
+	const inArea = `"type":"person","name":"n","parent":{"_id":"area"}`
 	for i, u := range users {
 		pass := "pw"
 		if u.name == AdminUsername {
 			pass = AdminPassword
 		}
 		id := fmt.Sprintf("doc-%d", i)
-		if _, err := srv.PutDoc(map[string]any{"_id": id + "-del", "type": "data_record", "parent": map[string]any{"_id": "area"}}); err != nil {
+		if _, err := srv.PutDoc(map[string]any{"_id": id + "-del", "type": "person", "name": "n", "parent": map[string]any{"_id": "area"}}); err != nil {
 			t.Fatal(err)
 		}
 		rev := srv.store.currentRev(id + "-del")
@@ -713,11 +719,11 @@ func TestDBWritesNeedCanEdit(t *testing.T) {
 			guarded bool
 			ok      int // status when allowed
 		}{
-			{"PUT doc", call{method: "PUT", path: "/medic/" + id, body: `{"type":"data_record"}`, ct: ct}, true, http.StatusCreated},
-			{"POST /medic/", call{method: "POST", path: "/medic/", body: `{"_id":"` + id + `-post"}`, ct: ct}, true, http.StatusCreated},
+			{"PUT doc", call{method: "PUT", path: "/medic/" + id, body: `{` + inArea + `}`, ct: ct}, true, http.StatusCreated},
+			{"POST /medic/", call{method: "POST", path: "/medic/", body: `{"_id":"` + id + `-post",` + inArea + `}`, ct: ct}, true, http.StatusCreated},
 			{"POST _bulk_docs", call{method: "POST", path: "/medic/_bulk_docs", body: `{"docs":[{"_id":"` + id + `-bulk"}]}`, ct: ct}, true, http.StatusCreated},
 			{"DELETE doc", call{method: "DELETE", path: "/medic/" + id + "-del?rev=" + rev}, true, http.StatusOK},
-			{"POST /medic", call{method: "POST", path: "/medic", body: `{"_id":"` + id + `-post2"}`, ct: ct}, false, http.StatusCreated},
+			{"POST /medic", call{method: "POST", path: "/medic", body: `{"_id":"` + id + `-post2",` + inArea + `}`, ct: ct}, false, http.StatusCreated},
 			{"POST _all_docs", call{method: "POST", path: "/medic/_all_docs", body: `{"keys":[]}`, ct: ct}, false, http.StatusOK},
 		}
 		for _, tt := range tests {

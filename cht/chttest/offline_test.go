@@ -70,3 +70,98 @@ func TestOfflineUserScope(t *testing.T) {
 		t.Errorf("the admin sees every doc: %s", r.body)
 	}
 }
+
+// TestMedicWriteRules pins what refuses a write through /medic that has
+// the can_edit permission. CouchDB runs the medic database's
+// validate_doc_update functions for every writer but a database admin
+// (ddocs/medic-db/medic/validate_doc_update.js, cht-core 5.2.0): a doc
+// with purged set is refused to everyone, the admin-only docs (ids such
+// as settings and branding, types form, translations, token_login and
+// ui-extension, and _design docs) to the others, and
+// medic-client/validate_doc_update.js refuses a user the doc of its own
+// facility; each is 403 {"error":"forbidden","reason":<message>}, and a
+// _bulk_docs entry of its own. An offline user's single-doc write first
+// goes through api/src/controllers/db-doc.js (services/replication/
+// db-doc.js filterOfflineRequest): the stored doc and the doc written
+// must both be in the user's scope, else permissionsError, 403
+// {"error":"forbidden","reason":"Insufficient privileges"}.
+func TestMedicWriteRules(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	srv.AddUser(User{Name: "integration", Password: "pw", Roles: []string{RoleOnline}, Permissions: []string{PermEdit}})
+	srv.AddUser(User{Name: "chw", Password: "pw", Roles: []string{"chw"}, Permissions: []string{PermEdit}, Facility: DemoCHWAreaID})
+	rev := func(id string) string {
+		return str(do(t, srv, call{method: "GET", path: "/medic/" + id}).obj(t)["_rev"])
+	}
+	withRev := func(id string, kv ...string) func() string {
+		return func() string {
+			d := do(t, srv, call{method: "GET", path: "/medic/" + id}).obj(t)
+			for i := 0; i < len(kv); i += 2 {
+				d[kv[i]] = kv[i+1]
+			}
+			return mustMarshal(t, d)
+		}
+	}
+	fixed := func(s string) func() string { return func() string { return s } }
+	const (
+		adminOnly = `{"error":"forbidden","reason":"You are not authorized to edit admin only docs"}`
+		purged    = `{"error":"forbidden","reason":"Purged documents should not be written to CouchDB!"}`
+		ownPlace  = `{"error":"forbidden","reason":"You are not authorized to edit your own place"}`
+		scope     = `{"error":"forbidden","reason":"Insufficient privileges"}`
+		household = `{"_id":"` + DemoHouseholdID + `","parent":{"_id":"` + DemoCHWAreaID + `"}}`
+		centre    = `{"_id":"` + DemoHealthCentreID + `","parent":{"_id":"` + DemoDistrictID + `"}}`
+	)
+	steps := []struct {
+		name, method string
+		path         func() string
+		user         string
+		body         func() string
+		status       int
+		want         string // the whole answer when set
+	}{
+		{"a form doc", "PUT", fixed("/medic/form:x"), "integration", fixed(`{"type":"form"}`), 403, adminOnly},
+		{"branding", "PUT", fixed("/medic/branding"), "integration", fixed(`{"title":"x"}`), 403, adminOnly},
+		{"a form doc by an admin", "PUT", fixed("/medic/form:y"), "", fixed(`{"type":"form"}`), 201, ""},
+		{"delete an admin-only doc", "DELETE", func() string { return "/medic/form:y?rev=" + rev("form:y") }, "integration", nil, 403, adminOnly},
+		{"a form doc posted", "POST", fixed("/medic"), "integration", fixed(`{"_id":"form:z","type":"form"}`), 403, adminOnly},
+		{"purged", "PUT", fixed("/medic/purged-1"), "integration", fixed(`{"purged":true}`), 403, purged},
+		{"purged by an admin", "PUT", fixed("/medic/purged-2"), "", fixed(`{"purged":true}`), 403, purged},
+		{"a person", "PUT", fixed("/medic/new-person-1"), "integration",
+			fixed(`{"type":"person","name":"n","parent":` + household + `}`), 201, ""},
+		{"bulk", "POST", fixed("/medic/_bulk_docs"), "integration",
+			fixed(`{"docs":[{"_id":"form:w","type":"form"}]}`), 201, `[{"id":"form:w","error":"forbidden","reason":"You are not authorized to edit admin only docs"}]`},
+		{"offline: a person in scope", "PUT", fixed("/medic/new-person-2"), "chw",
+			fixed(`{"type":"person","name":"n","parent":` + household + `}`), 201, ""},
+		{"offline: a person out of scope", "PUT", fixed("/medic/new-person-3"), "chw",
+			fixed(`{"type":"person","name":"n","parent":` + centre + `}`), 403, scope},
+		{"offline: posted out of scope", "POST", fixed("/medic/"), "chw",
+			fixed(`{"_id":"new-person-4","type":"person","name":"n","parent":` + centre + `}`), 403, scope},
+		{"offline: a stored doc out of scope", "PUT", fixed("/medic/" + DemoNurseID), "chw",
+			withRev(DemoNurseID, "name", "renamed"), 403, scope},
+		{"offline: delete out of scope", "DELETE", func() string { return "/medic/" + DemoNurseID + "?rev=" + rev(DemoNurseID) }, "chw", nil, 403, scope},
+		{"offline: its own place", "PUT", fixed("/medic/" + DemoCHWAreaID), "chw", withRev(DemoCHWAreaID, "name", "renamed"), 403, ownPlace},
+		{"offline: a doc in scope", "PUT", fixed("/medic/" + DemoHouseholdID), "chw", withRev(DemoHouseholdID, "name", "renamed"), 201, ""},
+	}
+	for _, st := range steps {
+		c := call{method: st.method, path: st.path(), ct: "application/json"}
+		if st.body != nil {
+			c.body = st.body()
+		}
+		if st.user != "" {
+			c.user, c.pass = st.user, "pw"
+		}
+		r := do(t, srv, c)
+		if r.status != st.status {
+			t.Errorf("%s: %s %s: %d %s; CHT answers %d %s", st.name, c.method, c.path, r.status, r.body, st.status, st.want)
+			continue
+		}
+		if st.want != "" {
+			jsonEqual(t, r.body, []byte(st.want))
+		}
+	}
+	for _, id := range []string{"form:x", "branding", "form:z", "purged-1", "purged-2", "form:w", "new-person-3", "new-person-4"} {
+		if _, ok := srv.Doc(id); ok {
+			t.Errorf("%s was written", id)
+		}
+	}
+}

@@ -66,9 +66,12 @@ var IntegrationPermissions = []string{PermCreateRecords, PermViewContacts, PermV
 // Users with role "_admin" or "admin" hold every permission; others hold
 // exactly Permissions; writes to /medic (PUT and DELETE of a doc, POST
 // /medic/ and _bulk_docs) need can_edit, online or offline, as in CHT's
-// API. An offline user reads only the documents of its
-// Facility's subtree through /medic (_changes, _all_docs, doc GETs), as
-// CHT's replication rules allow.
+// API, and only users with role "_admin" or "admin" may write CHT's
+// admin-only documents (settings, forms, _design docs...), as the medic
+// database's validate_doc_update functions decide. An offline user reads
+// only the documents of its Facility's subtree through /medic (_changes,
+// _all_docs, doc GETs), as CHT's replication rules allow, writes a single
+// document only there, and never its Facility's own document.
 type User struct {
 	Name        string
 	Password    string
@@ -971,6 +974,11 @@ func (s *Server) route(c *reqCtx) {
 		}
 		if rt.online && !c.user.online() {
 			s.offlineForbidden(c)
+			return
+		}
+		if !s.offlineWriteAllowed(c, rt, params) {
+			// api/src/controllers/db-doc.js permissionsError
+			writeJSON(c.w, http.StatusForbidden, map[string]any{"error": "forbidden", "reason": "Insufficient privileges"})
 			return
 		}
 		if canEditGuarded(rt, c) && !c.user.can(PermEdit) {
