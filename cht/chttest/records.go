@@ -30,15 +30,18 @@ func (s *Server) handleRecords(c *reqCtx) {
 	var doc map[string]any
 	var err error
 	switch {
-	case mediaType(c.r) == "application/x-www-form-urlencoded":
+	case mediaType(c.r) == "application/x-www-form-urlencoded" && hasBody(c.r):
 		doc, err = s.recordFromSMS(c)
-	case isJSON(c.r):
+	case isJSON(c.r) && hasBody(c.r):
 		if !s.bodyParserJSON(c) { // [jsonParser, formParser]
 			return
 		}
 		doc, err = s.recordFromJSON(c)
 	default:
-		err = publicError("Content type not supported.")
+		// controllers/records.js generate throws a plain Error('Content
+		// type not supported.'): serverError answers without details.
+		s.apiError(c, http.StatusInternalServerError, "Server error", nil)
+		return
 	}
 	if err != nil {
 		s.serverError(c, err.Error())
@@ -54,9 +57,12 @@ func (s *Server) handleRecords(c *reqCtx) {
 
 // recordFromJSON is records.js createRecordByJSON.
 func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
-	body, err := decodeJS(c.body)
-	if err != nil {
-		return nil, err // bodyParserJSON has answered malformed bodies
+	var body any = map[string]any{} // body-parser's {} for an empty body
+	if len(c.body) > 0 {
+		var err error
+		if body, err = decodeJS(c.body); err != nil {
+			return nil, err // bodyParserJSON has answered malformed bodies
+		}
 	}
 	obj, _ := body.(map[string]any)
 	metaV, present := obj["_meta"]
@@ -97,6 +103,12 @@ func (s *Server) recordFromJSON(c *reqCtx) (map[string]any, error) {
 		data[strings.ToLower(k)] = v
 	}
 	return s.dataRecord(code, &form, data, options), nil
+}
+
+// hasBody is type-is hasBody, which req.is asks first: a request with a
+// Transfer-Encoding or a Content-Length (0 included) has a body.
+func hasBody(r *http.Request) bool {
+	return len(r.TransferEncoding) > 0 || r.Header.Get("Content-Length") != ""
 }
 
 // momentMillis is moment(v).valueOf() as JSON: a number stays, a date

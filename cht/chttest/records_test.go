@@ -223,7 +223,8 @@ func TestRecordsUpdateClinicsByRefid(t *testing.T) {
 // createRecordByJSON/createByForm errors (a PublicError such as "Form not
 // found" or "Missing _meta property.") reach serverUtils.serverError
 // (api/src/server-utils.js): 500 "Server error" with the message as
-// details, JSON or text by req.accepts. A malformed JSON body never
+// details, JSON or text by req.accepts; the plain Error of a content type
+// generate does not handle has no details. A malformed JSON body never
 // reaches the controller: routing.js [jsonParser, formParser] (body-parser
 // json, strict) fails and api/server.js's error middleware answers
 // serverError without details. No permission (can_create_records) is
@@ -245,8 +246,16 @@ func TestRecordsErrors(t *testing.T) {
 			500, `{"code":500,"error":"Server error","details":"Missing _meta property."}`, ""},
 		{"missing form", call{ct: "application/json", body: `{"_meta":{}}`},
 			500, `{"code":500,"error":"Server error","details":"Missing required field: form"}`, ""},
+		// records.js generate throws a plain Error, not a PublicError:
+		// serverError answers it without details.
 		{"unsupported content type", call{ct: "text/plain", body: `{"_meta":{"form":"HEIGHT_WEIGHT"}}`},
-			500, `{"code":500,"error":"Server error","details":"Content type not supported."}`, ""},
+			500, `{"code":500,"error":"Server error"}`, ""},
+		{"unsupported content type, text", call{ct: "text/plain", body: `{"_meta":{"form":"HEIGHT_WEIGHT"}}`, accept: "-"},
+			500, "", "Server error"},
+		// Content-Length: 0 is a body for type-is: req.is('json') holds, and
+		// createRecordByJSON reads body-parser's {}.
+		{"empty JSON body", call{ct: "application/json"},
+			500, `{"code":500,"error":"Server error","details":"Missing _meta property."}`, ""},
 		{"sms without from", call{ct: "application/x-www-form-urlencoded", body: `message=HW+1`},
 			500, `{"code":500,"error":"Server error","details":"Missing required value: from"}`, ""},
 		{"sms without message", call{ct: "application/x-www-form-urlencoded", body: `from=%2B254712345679`},
@@ -438,6 +447,9 @@ func TestBodyParserErrors(t *testing.T) {
 		{"records", "POST", "/api/v2/records", "application/json", `{"_meta":`, 500, serverError},
 		{"settings", "PUT", "/api/v1/settings", "application/json", `{"a":`, 500, serverError},
 		{"strict: a primitive", "POST", "/api/v1/people", "application/json", ` 12`, 500, serverError},
+		// lib/types/json.js parse: only a body of length 0 is {}; one of
+		// blanks has no first character, a strict violation.
+		{"strict: only blanks", "POST", "/api/v2/records", "application/json", "  \n", 500, serverError},
 		{"parsed before the Content-Type check", "POST", "/api/v1/people", "application/json; charset=utf-8", `{"name":`, 500, serverError},
 		{"not JSON: not parsed", "POST", "/api/v1/people", "text/plain", `{"name":`, 400,
 			`{"code":400,"error":"Content-Type must be application/json"}`},

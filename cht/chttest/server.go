@@ -812,20 +812,21 @@ func isJSON(r *http.Request) bool {
 }
 
 // bodyParserJSON is body-parser's json() as api/src/routing.js jsonParser
-// runs it before the route's handler: for a JSON content type, a non-empty
-// body whose first character is not { or [ (strict mode) or that does not
-// parse is an error, which the API's last error middleware (api/server.js,
+// runs it before the route's handler: for a JSON content type, a body of
+// length 0 is {}, and one whose first non-blank character is not { or [
+// (strict mode: a body of blanks included) or that does not parse is an
+// error, which the API's last error middleware (api/server.js,
 // serverUtils.serverError) answers 500 "Server error". It reports false
 // when it has answered.
 func (s *Server) bodyParserJSON(c *reqCtx) bool {
 	if !isJSON(c.r) {
 		return true
 	}
-	t := strings.TrimLeft(string(c.body), " \t\n\r")
-	if t == "" {
+	if len(c.body) == 0 {
 		return true
 	}
-	if t[0] == '{' || t[0] == '[' {
+	t := strings.TrimLeft(string(c.body), " \t\n\r")
+	if t != "" && (t[0] == '{' || t[0] == '[') {
 		if _, err := decodeAny(c.body); err == nil {
 			return true
 		}
