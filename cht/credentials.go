@@ -7,8 +7,8 @@ import (
 )
 
 // SetCredential stores secret in CHT's credentials store under key with
-// PUT /api/v1/credentials/<key> (CHT 4.0+; the user must be a CouchDB
-// admin). Outbound pushes reference it as auth.password_key or
+// PUT /api/v1/credentials/<key> (CHT 4.0+; the user must be a database
+// admin: role "_admin", or from CHT 5.1 role "admin"). Outbound pushes reference it as auth.password_key or
 // auth.value_key. Setting the same value again is harmless, so the call
 // is retried like a read.
 func (c *Client) SetCredential(ctx context.Context, key, secret string) error {

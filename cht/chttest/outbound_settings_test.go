@@ -316,27 +316,41 @@ func TestOutboundFromSettingsConfigErrorsAtSendTime(t *testing.T) {
 // /api/v1/credentials/:key with textParser only (text/plain,
 // application/xml, text/csv); with another type the body stays {}, and
 // controllers/credentials.js put answers 400 "Missing required request
-// body" before it checks that the user is a database admin (403).
+// body" before it checks that the user is a database admin (403):
+// auth.isDbAdmin, which is user-management roles.js isDbAdmin, role
+// "_admin", and from cht-core 5.1.0 "admin" too (DB_ADMIN_ROLES).
 func TestCredentialsEndpoint(t *testing.T) {
-	srv := newTestServer(t, Config{})
-	// An online user who is no database admin (an offline one meets the
-	// offline firewall first).
-	srv.AddUser(User{Name: "manager", Password: "manager-pass", Roles: []string{RoleOnline}})
+	servers := map[string]*Server{}
+	server := func(version string) *Server {
+		if servers[version] == nil {
+			srv := newTestServer(t, Config{Version: version})
+			// An online user who is no database admin (an offline one
+			// meets the offline firewall first), and an app admin.
+			srv.AddUser(User{Name: "manager", Password: "manager-pass", Roles: []string{RoleOnline}})
+			srv.AddUser(User{Name: "app-admin", Password: "pw", Roles: []string{RoleAdmin}})
+			servers[version] = srv
+		}
+		return servers[version]
+	}
 	for _, tt := range []struct {
 		name, ct, body, user, pass string
 		want                       int
+		version                    string
 	}{
-		{"text/plain", "text/plain", "s3cret", "", "", http.StatusOK},
-		{"with a charset", "text/plain; charset=utf-8", "s3cret", "", "", http.StatusOK},
-		{"text/csv", "text/csv", "s3cret", "", "", http.StatusOK},
-		{"form-encoded", "application/x-www-form-urlencoded", "s3cret", "", "", http.StatusBadRequest},
-		{"JSON", "application/json", `"s3cret"`, "", "", http.StatusBadRequest},
-		{"no type", "", "s3cret", "", "", http.StatusBadRequest},
-		{"empty", "text/plain", "", "", "", http.StatusBadRequest},
-		{"not an admin", "text/plain", "s3cret", "manager", "manager-pass", http.StatusForbidden},
-		{"not an admin, no body", "application/json", `"s3cret"`, "manager", "manager-pass", http.StatusBadRequest},
+		{"text/plain", "text/plain", "s3cret", "", "", http.StatusOK, ""},
+		{"with a charset", "text/plain; charset=utf-8", "s3cret", "", "", http.StatusOK, ""},
+		{"text/csv", "text/csv", "s3cret", "", "", http.StatusOK, ""},
+		{"form-encoded", "application/x-www-form-urlencoded", "s3cret", "", "", http.StatusBadRequest, ""},
+		{"JSON", "application/json", `"s3cret"`, "", "", http.StatusBadRequest, ""},
+		{"no type", "", "s3cret", "", "", http.StatusBadRequest, ""},
+		{"empty", "text/plain", "", "", "", http.StatusBadRequest, ""},
+		{"not an admin", "text/plain", "s3cret", "manager", "manager-pass", http.StatusForbidden, ""},
+		{"not an admin, no body", "application/json", `"s3cret"`, "manager", "manager-pass", http.StatusBadRequest, ""},
+		{"role admin from 5.1", "text/plain", "s3cret", "app-admin", "pw", http.StatusOK, "5.1.0"},
+		{"role admin before 5.1", "text/plain", "s3cret", "app-admin", "pw", http.StatusForbidden, "5.0.0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			srv := server(tt.version)
 			key := fmt.Sprintf("key-%x", tt.name)
 			r := do(t, srv, call{method: http.MethodPut, path: "/api/v1/credentials/" + key, body: tt.body, ct: tt.ct, user: tt.user, pass: tt.pass})
 			if r.status != tt.want {

@@ -1135,7 +1135,10 @@ func (s *Server) handleCredentials(c *reqCtx, params []string) {
 		s.apiError(c, http.StatusBadRequest, "Missing required request body", nil)
 		return
 	}
-	if !slices.Contains(c.user.Roles, RoleDBAdmin) {
+	// controllers/credentials.js checkAuth: auth.isDbAdmin, user-management
+	// roles.js isDbAdmin, is role "_admin", and from 5.1.0 "admin" too
+	// (DB_ADMIN_ROLES).
+	if !slices.Contains(c.user.Roles, RoleDBAdmin) && !(s.ver.AtLeast(5, 1) && slices.Contains(c.user.Roles, RoleAdmin)) {
 		s.apiError(c, http.StatusForbidden, "Insufficient permissions", nil)
 		return
 	}
