@@ -98,10 +98,8 @@ func (s *Server) validatePerson(p map[string]any) error {
 // createPerson is people.js createPerson: validate, resolve or create the
 // place (404 for a missing one), then write.
 func (s *Server) createPerson(p map[string]any) (id, rev string, err error) {
-	if _, ok := p["type"]; !ok {
-		if _, ok := s.types["person"]; ok || s.personTy["person"] {
-			p["type"] = "person"
-		}
+	if !jsonTruthy(p["type"]) {
+		s.setDefaultPersonType(p)
 	}
 	if err := s.validatePerson(p); err != nil {
 		return "", "", err
@@ -123,6 +121,15 @@ func (s *Server) createPerson(p map[string]any) (id, rev string, err error) {
 		return "", "", err
 	}
 	return p["_id"].(string), rev, nil
+}
+
+// setDefaultPersonType sets p's type to people.js getDefaultPersonType(),
+// "person", when app_settings.contact_types declare it; otherwise p keeps
+// the type it has, which validatePerson refuses.
+func (s *Server) setDefaultPersonType(p map[string]any) {
+	if _, ok := s.types["person"]; ok {
+		p["type"] = "person"
+	}
 }
 
 // getOrCreatePerson is people.js getOrCreatePerson: an id must name a
@@ -276,8 +283,8 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 				return "", "", false, err
 			}
 		case map[string]any:
-			if _, ok := t["type"]; !ok {
-				t["type"] = "person"
+			if t["type"] == nil { // contact.type ?? getDefaultPersonType()
+				s.setDefaultPersonType(t)
 			}
 			if err := s.validatePerson(t); err != nil {
 				return "", "", false, err

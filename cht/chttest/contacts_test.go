@@ -687,3 +687,56 @@ func TestCreate52Validation(t *testing.T) {
 		})
 	}
 }
+
+// TestLegacyDefaultPersonType pins the type the legacy endpoints give a
+// person sent without one: shared-libs/contacts/src/people.js
+// createPerson sets getDefaultPersonType(), the id of the "person" entry
+// of app_settings.contact_types, when data.type is falsy, and
+// places.js preparePlaceContact when contact.type is null or undefined;
+// when contact_types have no "person" the person keeps no type, and
+// validatePerson answers 400 "Wrong type, this is not a person.". A
+// person sent with type "person" is one in every hierarchy
+// (contact-types-utils isPerson).
+func TestLegacyDefaultPersonType(t *testing.T) {
+	custom := []ContactType{{ID: "area"}, {ID: "chw", Parents: []string{"area"}, Person: true}}
+	tests := []struct {
+		name   string
+		types  []ContactType
+		path   string
+		body   string
+		status int
+		want   string // the error, or the stored person's type
+	}{
+		{"declared", nil, "/api/v1/people", `{"name":"a"}`, 200, "person"},
+		{"declared, empty type", nil, "/api/v1/people", `{"name":"a","type":""}`, 200, "person"},
+		{"not declared", custom, "/api/v1/people", `{"name":"a"}`, 400, "Wrong type, this is not a person."},
+		{"not declared, type person", custom, "/api/v1/people", `{"name":"a","type":"person"}`, 200, "person"},
+		{"place contact, not declared", custom, "/api/v1/places", `{"name":"p","type":"area","contact":{"name":"a"}}`, 400,
+			"Wrong type, this is not a person."},
+		{"place contact, declared", nil, "/api/v1/places", `{"name":"p","type":"district_hospital","contact":{"name":"a"}}`, 200, "person"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServer(t, Config{ContactTypes: tt.types})
+			r := do(t, srv, call{method: "POST", path: tt.path, ct: "application/json", body: tt.body})
+			if r.status != tt.status {
+				t.Fatalf("%d %s; CHT answers %d %q", r.status, r.body, tt.status, tt.want)
+			}
+			m := r.obj(t)
+			if tt.status != 200 {
+				if m["error"] != tt.want {
+					t.Errorf("error %v, want %q", m["error"], tt.want)
+				}
+				return
+			}
+			id := str(m["id"])
+			if c, ok := m["contact"].(map[string]any); ok {
+				id = str(c["id"])
+			}
+			d, _ := srv.store.get(id)
+			if d["type"] != tt.want {
+				t.Errorf("stored type %v, want %q", d["type"], tt.want)
+			}
+		})
+	}
+}
