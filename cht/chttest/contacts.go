@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // --- legacy /api/v1/people and /api/v1/places ---
@@ -89,7 +90,7 @@ func (s *Server) validatePerson(p map[string]any) error {
 	if _, isStr := name.(string); !isStr {
 		return badRequest(`Property "name" must be a string.`)
 	}
-	if v, ok := p["reported_date"]; ok && !validDate(v) {
+	if v, ok := p["reported_date"]; ok && !validContactDate(v) {
 		return badRequest("Reported date is invalid: %s", jsString(jsValue(v)))
 	}
 	return nil
@@ -104,7 +105,7 @@ func (s *Server) createPerson(p map[string]any) (id, rev string, err error) {
 	if err := s.validatePerson(p); err != nil {
 		return "", "", err
 	}
-	s.setReportedDate(p)
+	s.setContactReportedDate(p)
 	if place, ok := p["place"]; ok && jsonTruthy(place) {
 		placeID, err := s.getOrCreatePlace(place)
 		if err != nil {
@@ -185,6 +186,70 @@ func validDate(v any) bool {
 	return false
 }
 
+// contactDate is shared-libs/contacts/src/libs/utils.js parseDate, which
+// isDateStrValid and the reported_date people and places are stored with
+// use: moment(value, ['YYYY-MM-DDTHH:mm:ssZ', 'YYYY-MM-DDTHH:mm:ss.SSSZ',
+// 'x'], true), which reads the value as a string, strictly: a date and
+// time with seconds, milliseconds of three digits or none, and a zone (Z
+// or an offset), or an integer of milliseconds. It returns the
+// milliseconds.
+func contactDate(v any) (int64, bool) {
+	var s string
+	switch t := v.(type) {
+	case string:
+		s = t
+	case json.Number:
+		s = jsString(jsValue(t))
+	default:
+		return 0, false
+	}
+	if momentDigits.MatchString(s) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	m := momentDateTime.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	zone := strings.ToUpper(m[3])
+	switch len(zone) {
+	case 3: // +hh
+		zone += ":00"
+	case 5: // +hhmm
+		zone = zone[:3] + ":" + zone[3:]
+	}
+	t, err := time.Parse(time.RFC3339Nano, m[1]+m[2]+zone)
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
+var (
+	// momentDigits is moment's strict 'x' token (matchSigned).
+	momentDigits = regexp.MustCompile(`^[+-]?\d+$`)
+	// momentDateTime is 'YYYY-MM-DDTHH:mm:ss' with an optional '.SSS' and
+	// the 'Z' token (matchShortOffset, case-insensitive).
+	momentDateTime = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{3})?([Zz]|[+-]\d{2}(?::?\d{2})?)$`)
+)
+
+// validContactDate is utils.js isDateStrValid.
+func validContactDate(v any) bool {
+	_, ok := contactDate(v)
+	return ok
+}
+
+// setContactReportedDate is how people.js createPerson and places.js
+// createPlace set reported_date: a truthy one as parseDate reads it (the
+// caller has validated it), else now.
+func (s *Server) setContactReportedDate(d map[string]any) {
+	if ms, ok := contactDate(d["reported_date"]); ok && jsonTruthy(d["reported_date"]) {
+		d["reported_date"] = ms
+		return
+	}
+	d["reported_date"] = s.now().UnixMilli()
+}
+
 // jsValue turns decoded JSON numbers into float64 for jsString.
 func jsValue(v any) any {
 	if n, ok := v.(json.Number); ok {
@@ -213,7 +278,14 @@ func (s *Server) setReportedDate(d map[string]any) {
 
 // validatePlace is places.js validatePlace for a place whose parent is
 // resolved (a stored place id).
-func (s *Server) validatePlace(p map[string]any) error {
+func (s *Server) validatePlace(p map[string]any) error { return s.validatePlaceChain(p, 0) }
+
+// validatePlaceChain is validatePlace at depth in the lineage: places.js
+// validatePlace ends with validatePlace(place.parent), and the parent is
+// the doc getPlace read, hydrated with its ancestors (fetchHydratedDoc: an
+// ancestor CHT does not have stays the stub {_id, parent}), so each
+// ancestor is checked as the place is.
+func (s *Server) validatePlaceChain(p map[string]any, depth int) error {
 	pid := str(p["_id"])
 	tid := typeIDOf(p)
 	ct, ok := s.types[tid]
@@ -224,7 +296,7 @@ func (s *Server) validatePlace(p map[string]any) error {
 	if !ok {
 		return badRequest(`Place %s is missing a "name" property.`, pid)
 	}
-	if v, ok := p["reported_date"]; ok && !validDate(v) {
+	if v, ok := p["reported_date"]; ok && !validContactDate(v) {
 		return badRequest("Reported date on place %s is invalid: %s", pid, jsString(jsValue(v)))
 	}
 	if _, isStr := name.(string); !isStr {
@@ -247,7 +319,18 @@ func (s *Server) validatePlace(p map[string]any) error {
 			return badRequest(`Property "contact" on place %s must be an object or string.`, pid)
 		}
 	}
-	return nil
+	parentID := refID(p["parent"])
+	if parentID == "" || depth >= maxDepth {
+		return nil
+	}
+	parent, ok := s.store.get(parentID)
+	if !ok {
+		parent, _ = p["parent"].(map[string]any)
+		if parent == nil {
+			parent = map[string]any{"_id": parentID}
+		}
+	}
+	return s.validatePlaceChain(parent, depth+1)
 }
 
 // createPlaces is places.js createPlaces and createPlace: parents are
@@ -295,7 +378,7 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 		}
 	}
 	delete(p, "contact")
-	s.setReportedDate(p)
+	s.setContactReportedDate(p)
 	if pid := refID(p["parent"]); pid != "" {
 		p["parent"] = s.minifyLineage(pid)
 	}

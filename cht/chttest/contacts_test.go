@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var couchID = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -738,5 +739,96 @@ func TestLegacyDefaultPersonType(t *testing.T) {
 				t.Errorf("stored type %v, want %q", d["type"], tt.want)
 			}
 		})
+	}
+}
+
+// TestLegacyPlaceValidatesAncestors pins that POST /api/v1/places checks
+// the whole lineage of the new place: shared-libs/contacts/src/places.js
+// createPlaces replaces a parent id by getPlace's doc, hydrated with its
+// ancestors (an ancestor CHT does not have stays the stub {_id, parent}),
+// and validatePlace ends with validatePlace(place.parent), so every
+// ancestor must be a place with a name, a valid reported_date (utils.js
+// isDateStrValid: moment's strict 'YYYY-MM-DDTHH:mm:ssZ',
+// 'YYYY-MM-DDTHH:mm:ss.SSSZ' or 'x') and a parent of an allowed type;
+// each failure is a 400 naming the ancestor.
+func TestLegacyPlaceValidatesAncestors(t *testing.T) {
+	district := map[string]any{"_id": "d", "type": "district_hospital", "name": "d", "reported_date": 1}
+	centre := func(kv ...any) map[string]any {
+		h := map[string]any{"_id": "h", "type": "health_center", "name": "h", "parent": map[string]any{"_id": "d"}}
+		for i := 0; i < len(kv); i += 2 {
+			h[kv[i].(string)] = kv[i+1]
+		}
+		return h
+	}
+	const clinic = `{"name":"c","type":"clinic","parent":"h"}`
+	tests := []struct {
+		name   string
+		docs   []any
+		body   string
+		status int
+		want   string
+	}{
+		{"valid", []any{district, centre()}, clinic, 200, ""},
+		{"a parent's date", []any{district, centre("reported_date", "2024-01-01")}, clinic, 400,
+			"Reported date on place h is invalid: 2024-01-01"},
+		{"a parent's date with an offset", []any{district, centre("reported_date", "2024-01-01T10:00:00+0200")}, clinic, 200, ""},
+		{"a grandparent without a name", []any{map[string]any{"_id": "d", "type": "district_hospital"}, centre()}, clinic, 400,
+			`Place d is missing a "name" property.`},
+		{"a missing ancestor", []any{map[string]any{"_id": "d", "type": "district_hospital", "name": "d", "parent": map[string]any{"_id": "gone"}}},
+			`{"name":"h","type":"health_center","parent":"d"}`, 400, "Wrong type, object gone is not a place."},
+		{"the place's own date", []any{district, centre()}, `{"name":"c","type":"clinic","parent":"h","reported_date":"2024-01-01"}`, 400,
+			"Reported date on place  is invalid: 2024-01-01"},
+		{"a person's date", []any{district, centre()}, `{"name":"p","place":"h","reported_date":"1.5"}`, 400,
+			"Reported date is invalid: 1.5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServer(t, Config{})
+			if err := srv.PutDocs(tt.docs...); err != nil {
+				t.Fatal(err)
+			}
+			path := "/api/v1/places"
+			if strings.Contains(tt.body, `"place"`) {
+				path = "/api/v1/people"
+			}
+			r := do(t, srv, call{method: "POST", path: path, ct: "application/json", body: tt.body})
+			if r.status != tt.status || tt.want != "" && r.obj(t)["error"] != tt.want {
+				t.Errorf("%d %s; CHT answers %d %q", r.status, r.body, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+// TestLegacyReportedDateStored pins the reported_date of a person created
+// with POST /api/v1/people: shared-libs/contacts/src/people.js
+// createPerson stores data.reported_date ? utils.parseDate(...).valueOf()
+// : new Date(), so a falsy one (0) is now, and a string of milliseconds
+// or an ISO date with a zone is stored as milliseconds.
+func TestLegacyReportedDateStored(t *testing.T) {
+	now := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
+	srv := newTestServer(t, Config{Now: func() time.Time { return now }})
+	for _, tt := range []struct {
+		date string // the member's JSON, "" for none
+		want int64
+	}{
+		{"", now.UnixMilli()},
+		{"0", now.UnixMilli()},
+		{`"1700000000000"`, 1700000000000},
+		{"1700000000000", 1700000000000},
+		{`"2024-01-01T00:00:00.000Z"`, 1704067200000},
+		{`"2024-01-01T02:00:00+02:00"`, 1704067200000},
+	} {
+		body := `{"name":"p"}`
+		if tt.date != "" {
+			body = `{"name":"p","reported_date":` + tt.date + `}`
+		}
+		r := do(t, srv, call{method: "POST", path: "/api/v1/people", ct: "application/json", body: body})
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", tt.date, r.status, r.body)
+		}
+		d, _ := srv.store.get(str(r.obj(t)["id"]))
+		if got := fmt.Sprint(d["reported_date"]); got != fmt.Sprint(tt.want) {
+			t.Errorf("reported_date %s stored as %s, want %d", tt.date, got, tt.want)
+		}
 	}
 }
