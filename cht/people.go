@@ -15,8 +15,10 @@ type CreateResult struct {
 	// Doc is the created document as CHT returned it (CHT 5.2+ endpoints);
 	// nil with the legacy endpoints, which answer only {ok, id, rev}.
 	Doc *Contact
-	// ContactID is the id of the primary contact created along with a
-	// place by the legacy endpoint, if any.
+	// ContactID is the id of the place's primary contact, new or
+	// existing, as the legacy endpoint answers it from CHT 4.7; "" before
+	// 4.7, whose answer does not name it, and with the 5.2 endpoints
+	// (see Doc.Contact).
 	ContactID string
 }
 

@@ -357,6 +357,9 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 	if err := s.validatePlace(p); err != nil {
 		return "", "", false, err
 	}
+	if !s.ver.AtLeast(4, 7) {
+		return s.createPlaceBefore47(p)
+	}
 	contact, hasContact := p["contact"]
 	var newContact map[string]any
 	if hasContact && jsonTruthy(contact) {
@@ -405,6 +408,32 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 		return "", "", false, err
 	}
 	return id, contactID, false, nil
+}
+
+// createPlaceBefore47 is places.js createPlace before cht-core 4.7.0,
+// for a validated place: the primary contact, an id or a new person
+// (created first, without a place), is read with people.getOrCreatePerson
+// (404 for a missing one) and stored as lineage.minifyLineage of it, and
+// the answer is db.medic.post's {ok, id, rev}, without the contact.
+func (s *Server) createPlaceBefore47(p map[string]any) (id, contactID string, withOK bool, err error) {
+	s.setContactReportedDate(p)
+	if pid := refID(p["parent"]); pid != "" {
+		p["parent"] = s.minifyLineage(pid)
+	}
+	if c := p["contact"]; jsonTruthy(c) {
+		cid, err := s.getOrCreatePerson(c)
+		if err != nil {
+			return "", "", false, err
+		}
+		p["contact"] = s.minifyLineage(cid)
+	}
+	if _, ok := p["_id"]; !ok {
+		p["_id"] = newCouchID()
+	}
+	if _, err := s.store.put(p, false); err != nil {
+		return "", "", false, err
+	}
+	return p["_id"].(string), "", true, nil
 }
 
 func (s *Server) handleLegacyPlaces(c *reqCtx, _ []string) {

@@ -832,3 +832,61 @@ func TestLegacyReportedDateStored(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyPlaceContactByVersion pins how POST /api/v1/places stores a
+// primary contact. From cht-core 4.7.0 shared-libs/contacts/src/places.js
+// createPlace (preparePlaceContact) stores an existing contact's id and
+// answers {ok, id, rev, contact: {id}}, and creates a new contact after
+// the place, as its child. Before, createPlace reads or creates the
+// contact first with people.getOrCreatePerson (a new one without a
+// place), stores lineage.minifyLineage(person), and answers db.medic.post's
+// {ok, id, rev}.
+func TestLegacyPlaceContactByVersion(t *testing.T) {
+	tests := []struct {
+		version, contact string
+		answer           string // the answer's contact member, JSON
+		stored           string // the stored place's contact, JSON
+		newParent        string // a new contact's parent, JSON
+	}{
+		{"4.7.0", `"p"`, `{"id":"p"}`, `"p"`, ""},
+		{"4.7.0", `{"name":"new"}`, `{"id":"NEW"}`, `{"_id":"NEW","parent":{"_id":"PLACE","parent":{"_id":"d"}}}`, `{"_id":"PLACE","parent":{"_id":"d"}}`},
+		{"4.6.0", `"p"`, `null`, `{"_id":"p","parent":{"_id":"d"}}`, ""},
+		{"4.6.0", `{"name":"new"}`, `null`, `{"_id":"NEW"}`, `null`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version+" "+tt.contact, func(t *testing.T) {
+			srv := newTestServer(t, Config{Version: tt.version})
+			if err := srv.PutDocs(map[string]any{"_id": "d", "type": "district_hospital", "name": "d"},
+				map[string]any{"_id": "p", "type": "person", "name": "p", "parent": map[string]any{"_id": "d"}}); err != nil {
+				t.Fatal(err)
+			}
+			r := do(t, srv, call{method: "POST", path: "/api/v1/places", ct: "application/json",
+				body: `{"name":"h","type":"health_center","parent":"d","contact":` + tt.contact + `}`})
+			if r.status != 200 {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			m := r.obj(t)
+			placeID := str(m["id"])
+			place, _ := srv.store.get(placeID)
+			newID := idOf(place["contact"])
+			if s, ok := place["contact"].(string); ok {
+				newID = s
+			}
+			fill := func(s string) string {
+				return strings.NewReplacer("PLACE", placeID, "NEW", newID).Replace(s)
+			}
+			if got := mustMarshal(t, m["contact"]); got != fill(tt.answer) {
+				t.Errorf("answer's contact %s, want %s", got, fill(tt.answer))
+			}
+			if got := mustMarshal(t, place["contact"]); got != fill(tt.stored) {
+				t.Errorf("stored contact %s, want %s", got, fill(tt.stored))
+			}
+			if tt.newParent != "" {
+				person, _ := srv.store.get(newID)
+				if got := mustMarshal(t, person["parent"]); got != fill(tt.newParent) {
+					t.Errorf("new contact's parent %s, want %s", got, fill(tt.newParent))
+				}
+			}
+		})
+	}
+}
