@@ -447,7 +447,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if int64(len(b)) > s.cfg.MaxBodyBytes {
 			c.body = b[:0]
-			if strings.HasPrefix(p, "/api/") {
+			if strings.HasPrefix(p, "/api/") || parsedDocWrite(r, p) {
 				// body-parser's limit error (entity.too.large), answered by
 				// api/src/server-utils.js serverError.
 				s.apiError(c, http.StatusRequestEntityTooLarge, "Payload Too Large", nil)
@@ -470,6 +470,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.status == http.StatusUnauthorized || sw.status == http.StatusTooManyRequests {
 		s.consumeRateLimit(c)
 	}
+}
+
+// parsedDocWrite reports whether the request is a write api/src/routing.js
+// parses with jsonParser (limit 32mb) before it proxies it to CouchDB: a
+// JSON PUT of a doc, POST /medic/ and _bulk_docs. CHT sets CouchDB's
+// max_http_request_size to 4 GB (couchdb/10-docker-default.ini), so the
+// API's limit is the one such a write meets.
+func parsedDocWrite(r *http.Request, p string) bool {
+	if !isJSON(r) {
+		return false
+	}
+	switch r.Method {
+	case http.MethodPut:
+		return strings.HasPrefix(p, "/medic/")
+	case http.MethodPost:
+		return p == "/medic" || p == "/medic/" || strings.HasPrefix(p, "/medic/_bulk_docs")
+	}
+	return false
 }
 
 // --- responses ---
