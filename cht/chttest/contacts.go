@@ -940,13 +940,19 @@ func kindCreate(k kind) func(*Server, *reqCtx, []string) {
 			s.apiError(c, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
-		doc["_id"] = s.newUUID()
-		if _, err := s.store.put(doc, false); err != nil {
-			s.serverError(c, err.Error())
-			return
-		}
-		writeJSON(c.w, http.StatusOK, doc)
+		s.saveNew(c, doc)
 	}
+}
+
+// saveNew stores doc under a new id and answers it with its _id and _rev,
+// as local/libs/doc.ts createDoc does.
+func (s *Server) saveNew(c *reqCtx, doc map[string]any) {
+	doc["_id"] = s.newUUID()
+	if _, err := s.store.put(doc, false); err != nil {
+		s.serverError(c, err.Error())
+		return
+	}
+	writeJSON(c.w, http.StatusOK, doc)
 }
 
 // createContact52 is POST /api/v1/person and /api/v1/place in cht-core
@@ -981,12 +987,7 @@ func (s *Server) createContact52(c *reqCtx, k kind) {
 		s.apiError(c, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	doc["_id"] = s.newUUID()
-	if _, err := s.store.put(doc, false); err != nil {
-		s.serverError(c, err.Error())
-		return
-	}
-	writeJSON(c.w, http.StatusOK, doc)
+	s.saveNew(c, doc)
 }
 
 // defaultPersonParents are the parents of local/person.ts
