@@ -259,8 +259,13 @@ func TestDatasourceEndpoints(t *testing.T) {
 		{"report needs can_view_reports", call{path: "/api/v1/report/" + DemoAssessmentReportID, user: "reports-only", pass: "pw"}, 200,
 			map[string]any{"form": "assessment"}},
 		{"person needs can_view_contacts", call{path: "/api/v1/person/" + DemoPatientID, user: "reports-only", pass: "pw"}, 403, nil},
+		// Not the offline firewall's "forbidden": routing.js serves these
+		// reads without it, and the controller's PermissionError is
+		// "Insufficient privileges".
 		{"offline user", call{path: "/api/v1/person/" + DemoPatientID, user: "offline", pass: "pw"}, 403,
-			map[string]any{"error": "forbidden"}},
+			map[string]any{"error": "Insufficient privileges"}},
+		{"offline user, listing", call{path: "/api/v1/place?type=household", user: "offline", pass: "pw"}, 403,
+			map[string]any{"error": "Insufficient privileges"}},
 		{"invalid person type", call{path: "/api/v1/person?type=household"}, 400, map[string]any{"error": "Invalid contact type [household]."}},
 		{"limit 0", call{path: "/api/v1/place?type=household&limit=0"}, 400, nil},
 		{"bad cursor", call{path: "/api/v1/place?type=household&cursor=-1"}, 400, nil},

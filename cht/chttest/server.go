@@ -992,7 +992,11 @@ func (s *Server) route(c *reqCtx) {
 			return
 		}
 		if rt.online && !c.user.online() {
-			s.offlineForbidden(c)
+			if rt.method == http.MethodGet && datasourceRead(rt.pattern) {
+				s.forbidden(c)
+			} else {
+				s.offlineForbidden(c)
+			}
 			return
 		}
 		if !s.offlineWriteAllowed(c, rt, params) {
@@ -1019,6 +1023,23 @@ func (s *Server) route(c *reqCtx) {
 		return
 	}
 	couchError(c.w, http.StatusNotFound, "not_found", "missing")
+}
+
+// datasourceRead reports whether pattern is a read of the cht-datasource
+// API (GET /api/v1/person, place, contact and report, by id or listed),
+// which api/src/routing.js serves without the offline firewall: the
+// controllers refuse an offline user themselves, as they refuse a user
+// without can_view_contacts or can_view_reports, with 403 "Insufficient
+// privileges" (api/src/controllers/person.js and the others:
+// checkUserPermissions with isOnlineOnly in 4.9 to 4.18,
+// auth.assertPermissions with isOnline in 5.2).
+func datasourceRead(pattern string) bool {
+	for _, p := range []string{"/api/v1/person", "/api/v1/place", "/api/v1/contact", "/api/v1/report"} {
+		if pattern == p || strings.HasPrefix(pattern, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // canEditGuarded reports whether CHT's API lets the request reach CouchDB
