@@ -504,6 +504,10 @@ func TestCountEntries(t *testing.T) {
 		{"update by id not merged", bundle(entry("urn:uuid:1", "PUT", "Patient/1", ""), entry("urn:uuid:2", "PUT", "Patient/1", "")), 2, 0},
 		{"empty query not merged", bundle(entry("urn:uuid:1", "PUT", "Patient?", ""), entry("urn:uuid:2", "PUT", "Patient?", "")), 2, 0},
 		{"create without ifNoneExist not merged", bundle(entry("urn:uuid:1", "POST", "Patient", ""), entry("urn:uuid:2", "POST", "Patient", "")), 2, 0},
+		// HAPI discards a repeat unwritten: one with other content is not
+		// applied, and one without a resource is not merged.
+		{"repeat with another resource not counted", bundle(putP, strings.Replace(putP, `"Patient"}`, `"Patient","active":true}`, 1)), 2, 0},
+		{"repeat without resource not counted", bundle(putP, `{"fullUrl":"urn:uuid:5","request":{"method":"PUT","url":"Patient?identifier=s|1"}}`), 2, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -548,6 +552,22 @@ func TestTransactionOfRepeatedConditionalEntriesOnHAPI(t *testing.T) {
 			assert.ErrorAs(t, err, &se)
 		})
 	}
+}
+
+// HAPI FHIR discards a repeated conditional entry unwritten: when its
+// resource is not the first entry's, the answer that leaves it out is a
+// failure, its content never stored.
+func TestTransactionOfRepeatWithOtherContentOnHAPIFails(t *testing.T) {
+	bundle := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` +
+		`{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"PUT","url":"Patient?identifier=s|1"}},` +
+		`{"fullUrl":"urn:uuid:2","resource":{"resourceType":"Patient","gender":"female"},"request":{"method":"PUT","url":"Patient?identifier=s|1"}}]}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, answer("200 OK"))
+	}))
+	defer srv.Close()
+	err := testClient(t, srv, ClientConfig{}).Transaction(context.Background(), bundle)
+	var se *ServerError
+	assert.ErrorAs(t, err, &se)
 }
 
 // A 2xx answer to a write whose body cannot be read to its end (the

@@ -30,12 +30,14 @@ import (
 // One answer with fewer entries succeeds: HAPI FHIR's, when bundle holds
 // conditional entries that repeat one another (a conditional update of the
 // same URL, or a conditional create of the same ifNoneExist, with a
-// fullUrl). HAPI merges each repeat into the first entry of its kind,
-// applies it as part of that entry and leaves its answer out
+// fullUrl). HAPI discards each repeat, pointing references to it at the
+// first entry of its kind, and leaves its answer out
 // (BaseTransactionProcessor: consolidateDuplicateConditionals, then
-// transaction removes the empty answer entries), so every entry was
-// applied when the answer's entries all succeeded and number those of
-// bundle less its repeats.
+// transaction removes the empty answer entries). A repeat counts only when
+// its resource is that of the first entry, byte for byte, so every entry
+// was applied when the answer's entries all succeeded and number those of
+// bundle less its repeats; a repeat with other content was not written,
+// and its answer stays a failure.
 func (c *Client) Transaction(ctx context.Context, bundle []byte) error {
 	want, repeats := countEntries(bundle)
 	err := c.transaction(ctx, bundle, want)
@@ -108,8 +110,10 @@ func drainAnswer(r io.Reader, n int) {
 // them repeat an earlier conditional entry as HAPI FHIR tells them
 // (BaseTransactionProcessor.consolidateDuplicateConditionals): a PUT with a
 // fullUrl to a URL with search parameters, or a POST with a fullUrl other
-// than its URL and an ifNoneExist, whose method, URL and ifNoneExist are
-// those of an earlier such entry.
+// than its URL and an ifNoneExist, with a resource, whose method, URL and
+// ifNoneExist are those of an earlier such entry. HAPI discards such a
+// repeat unwritten, so it is counted only when its resource is the
+// earlier entry's, byte for byte.
 func countEntries(bundle []byte) (n, repeats int) {
 	d := &scanner{jsonscan.New(string(bundle), false)}
 	str := func(dst *string, depth int) { // a string, anything else skipped
@@ -119,7 +123,7 @@ func countEntries(bundle []byte) (n, repeats int) {
 			d.Skip(depth)
 		}
 	}
-	var seen map[[3]string]bool
+	var seen map[[3]string]string // the resource of the first of a kind
 	d.Object(func(k string) {
 		if k != "entry" {
 			d.Skip(1)
@@ -134,12 +138,16 @@ func countEntries(bundle []byte) (n, repeats int) {
 				d.Skip(2)
 				return
 			}
-			var fullURL string
+			var fullURL, resource string
 			var req [3]string // method, url, ifNoneExist
 			d.Object(func(k string) {
 				switch k {
 				case "fullUrl":
 					str(&fullURL, 2)
+				case "resource":
+					start := d.Pos()
+					d.Skip(2)
+					resource = strings.TrimSpace(string(bundle[start:d.Pos()]))
 				case "request":
 					if d.Peek() != '{' {
 						d.Skip(2)
@@ -162,19 +170,21 @@ func countEntries(bundle []byte) (n, repeats int) {
 				}
 			})
 			_, query, _ := strings.Cut(req[1], "?")
-			conditional := fullURL != "" && (req[0] == "PUT" && query != "" ||
+			conditional := fullURL != "" && resource != "" && resource != "null" && (req[0] == "PUT" && query != "" ||
 				req[0] == "POST" && req[1] != "" && req[2] != "" && fullURL != req[1])
 			if !conditional {
 				return
 			}
-			if seen[req] {
-				repeats++
+			if first, ok := seen[req]; ok {
+				if first == resource {
+					repeats++
+				}
 				return
 			}
 			if seen == nil {
-				seen = map[[3]string]bool{}
+				seen = map[[3]string]string{}
 			}
-			seen[req] = true
+			seen[req] = resource
 		})
 	})
 	d.End()
