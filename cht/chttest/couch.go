@@ -225,7 +225,9 @@ func (s *Server) adminOnlyDoc(d map[string]any) bool {
 // user's (authorization.js allowedDoc: _design/medic-client, the user's
 // org.couchdb.user doc, or a doc of its facility's subtree as sees
 // decides), and a write with neither is refused, as is a POST to a doc id
-// (isValidRequest). Other writes, and online users, pass.
+// (isValidRequest). A POST is checked on its body alone: getStoredDoc
+// reads the route's docId, which it has none of. Other writes, and online
+// users, pass.
 func (s *Server) offlineWriteAllowed(c *reqCtx, rt route, params []string) bool {
 	if c.user == nil || c.user.online() {
 		return true
@@ -242,8 +244,9 @@ func (s *Server) offlineWriteAllowed(c *reqCtx, rt route, params []string) bool 
 			}
 		}
 	case rt.pattern == "/medic" && c.r.Method == http.MethodPost:
+		// getStoredDoc reads params.docId, which a POST has none of: the
+		// body's _id reads no stored doc.
 		written = s.parsedBody(c)
-		id = str(written["_id"])
 	default:
 		return true
 	}

@@ -165,3 +165,18 @@ func TestMedicWriteRules(t *testing.T) {
 		}
 	}
 }
+
+// db-doc.js filterOfflineRequest reads the stored doc by the route's
+// docId, which POST /medic/ has none of: an offline user's POST of a doc
+// in its scope reaches CouchDB even when a doc out of its scope has that
+// _id (CouchDB then answers 409 without the stored _rev).
+func TestOfflinePostIgnoresStoredDoc(t *testing.T) {
+	srv := NewDemoServer()
+	t.Cleanup(srv.Close)
+	srv.AddUser(User{Name: "chw", Password: "pw", Roles: []string{"chw"}, Permissions: []string{PermEdit}, Facility: DemoCHWAreaID})
+	body := `{"_id":"` + DemoNurseID + `","type":"person","name":"n","parent":{"_id":"` + DemoHouseholdID + `","parent":{"_id":"` + DemoCHWAreaID + `"}}}`
+	r := do(t, srv, call{method: "POST", path: "/medic/", ct: "application/json", user: "chw", pass: "pw", body: body})
+	if r.status != http.StatusConflict {
+		t.Fatalf("POST /medic/ over a stored doc out of scope: %d %s; CHT lets it through to CouchDB's 409", r.status, r.body)
+	}
+}
