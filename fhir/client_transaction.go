@@ -115,7 +115,8 @@ func drainAnswer(r io.Reader, n int) {
 // repeat unwritten, so it is counted only when its resource is the
 // earlier entry's, byte for byte.
 func countEntries(bundle []byte) (n, repeats int) {
-	d := &scanner{jsonscan.New(string(bundle), false)}
+	src := string(bundle)
+	d := &scanner{jsonscan.New(src, false)}
 	str := func(dst *string, depth int) { // a string, anything else skipped
 		if d.Peek() == '"' {
 			*dst = d.Str()
@@ -147,7 +148,7 @@ func countEntries(bundle []byte) (n, repeats int) {
 				case "resource":
 					start := d.Pos()
 					d.Skip(2)
-					resource = strings.TrimSpace(string(bundle[start:d.Pos()]))
+					resource = strings.TrimSpace(src[start:d.Pos()])
 				case "request":
 					if d.Peek() != '{' {
 						d.Skip(2)

@@ -459,8 +459,7 @@ func TestGetTransactionsFullTruncate(t *testing.T) {
 		io.WriteString(w, long)
 	}))
 	defer secondary.Close()
-	_, sp, _ := net.SplitHostPort(strings.TrimPrefix(secondary.URL, "http://"))
-	secPort, _ := strconv.Atoi(sp)
+	secPort := serverPort(secondary.URL)
 	f := newRouterFixture(t, Version4, envelope(func(m map[string]any) {
 		m["response"].(map[string]any)["body"] = wide
 		o := m["orchestrations"].([]any)[0].(map[string]any)
@@ -565,11 +564,6 @@ func TestRouterFailingSecondaryRoute(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedPort := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	portOfURL := func(u string) int {
-		_, p, _ := net.SplitHostPort(strings.TrimPrefix(u, "http://"))
-		n, _ := strconv.Atoi(p)
-		return n
-	}
 	tests := []struct {
 		name       string
 		version    Version
@@ -581,10 +575,10 @@ func TestRouterFailingSecondaryRoute(t *testing.T) {
 		{"unreachable on 4.0.5", Version4, closedPort, "Successful", true, true},
 		{"unreachable on 7.1", Version7, closedPort, "Completed with error(s)", true, true},
 		{"unreachable on 8.x", Version8, closedPort, "Completed with error(s)", true, true},
-		{"envelope that does not parse on 4.0.5", Version4, portOfURL(notJSON.URL), "Successful", true, true},
-		{"envelope that does not parse on 8.x", Version8, portOfURL(notJSON.URL), "Completed with error(s)", true, true},
-		{"envelope without response on 4.0.5", Version4, portOfURL(noResponse.URL), "Completed with error(s)", false, false},
-		{"envelope without response on 8.x", Version8, portOfURL(noResponse.URL), "Completed with error(s)", false, false},
+		{"envelope that does not parse on 4.0.5", Version4, serverPort(notJSON.URL), "Successful", true, true},
+		{"envelope that does not parse on 8.x", Version8, serverPort(notJSON.URL), "Completed with error(s)", true, true},
+		{"envelope without response on 4.0.5", Version4, serverPort(noResponse.URL), "Completed with error(s)", false, false},
+		{"envelope without response on 8.x", Version8, serverPort(noResponse.URL), "Completed with error(s)", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -619,8 +613,7 @@ func TestRouterChannelBodiesNotStored(t *testing.T) {
 		io.WriteString(w, "copy kept")
 	}))
 	defer secondary.Close()
-	_, sp, _ := net.SplitHostPort(strings.TrimPrefix(secondary.URL, "http://"))
-	secPort, _ := strconv.Atoi(sp)
+	secPort := serverPort(secondary.URL)
 	no, yes := false, true
 	tests := []struct {
 		name           string
@@ -770,9 +763,7 @@ func TestRouterAsyncChannelStatus(t *testing.T) {
 			w.WriteHeader(code)
 		}))
 		t.Cleanup(srv.Close)
-		_, p, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
-		n, _ := strconv.Atoi(p)
-		return n
+		return serverPort(srv.URL)
 	}
 	tests := []struct {
 		name         string
@@ -1357,4 +1348,10 @@ func TestRouterMatchContent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serverPort is the port of an httptest server's URL.
+func serverPort(rawURL string) int {
+	n, _ := strconv.Atoi(portOf(strings.TrimPrefix(rawURL, "http://")))
+	return n
 }
