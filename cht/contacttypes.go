@@ -216,22 +216,6 @@ func (ct ContactTypes) Types() []ContactType {
 	return out
 }
 
-// of returns the type of contact c ([Contact.TypeID]). A contact whose
-// type is not in the hierarchy, or a document that is not a contact, is a
-// *DecodeError naming contact_type (or type) that wraps
-// [ErrUnknownContactType].
-func (ct ContactTypes) of(c *Contact) (ContactType, error) {
-	field := "type"
-	if c != nil && c.Type == "contact" {
-		field = "contact_type"
-	}
-	id := c.TypeID()
-	if t, ok := ct.Lookup(id); ok {
-		return t, nil
-	}
-	return ContactType{}, &DecodeError{Path: field, Err: fmt.Errorf("%w: %q", ErrUnknownContactType, id)}
-}
-
 // ContactTypes reads the app's contact hierarchy with GET /api/v1/settings
 // (see [ParseContactTypes]). Any authenticated user may read it. Reload it
 // when the app's configuration may have changed.

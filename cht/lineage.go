@@ -27,16 +27,6 @@ type Lineage struct {
 	emptyID bool
 }
 
-// ids returns the ancestor ids from this link upwards, nearest first.
-// It returns nil for a nil Lineage.
-func (l *Lineage) ids() []string {
-	var ids []string
-	for p := l; p != nil; p = p.Parent {
-		ids = append(ids, p.ID)
-	}
-	return ids
-}
-
 // Minify returns a copy of the chain with only ids, the way CHT stores it.
 func (l *Lineage) Minify() *Lineage {
 	if l == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -261,17 +260,6 @@ func (c *Converter) uuid(resourceType, chtID string, path ...string) [16]byte {
 		return uuidV5(c.ns, resourceType, chtID, path[0])
 	}
 	return uuidV5(c.ns, append([]string{resourceType, chtID}, path...)...)
-}
-
-// uuidKey is uuid(rt, chtID, key) for key, or key+"#"+(dup+1) when dup > 0,
-// without building the string.
-func (c *Converter) uuidKey(rt, chtID, key string, dup int) [16]byte {
-	if dup == 0 {
-		return uuidV5(c.ns, rt, chtID, key)
-	}
-	var buf [64]byte
-	k := append(append(append(buf[:0], key...), '#'), strconv.Itoa(dup+1)...)
-	return uuidV5(c.ns, rt, chtID, string(k))
 }
 
 // checkKinds checks a contact type mapping against the app's hierarchy: a

@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"os"
+	"strconv"
 	"testing"
 
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -139,4 +140,29 @@ func (c *Converter) Observations(r *cht.Report) ([]models.Observation, error) {
 		return nil, err
 	}
 	return c.observations(x, r)
+}
+
+// appendReportBundle appends the JSON of [Converter.ReportBundle]'s
+// transaction to dst through [Converter.reportTransaction]. It is
+// byte-for-byte equal to ReportBundle followed by Transaction.MarshalJSON
+// (errors included), which report_test.go checks. On error dst is returned
+// unchanged.
+func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
+	t, err := c.reportTransaction(r)
+	if err != nil {
+		return dst, err
+	}
+	defer t.release()
+	return appendJSON(dst, t)
+}
+
+// uuidKey is uuid(rt, chtID, key) for key, or key+"#"+(dup+1) when dup > 0:
+// the reference for the ids the direct writer derives (directwrite_test.go).
+func (c *Converter) uuidKey(rt, chtID, key string, dup int) [16]byte {
+	if dup == 0 {
+		return uuidV5(c.ns, rt, chtID, key)
+	}
+	var buf [64]byte
+	k := append(append(append(buf[:0], key...), '#'), strconv.Itoa(dup+1)...)
+	return uuidV5(c.ns, rt, chtID, string(k))
 }

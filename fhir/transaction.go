@@ -478,20 +478,6 @@ func (c *Converter) reportEntries(p *plan, r *cht.Report, t *Transaction) {
 	t.Entries = append(t.Entries, c.entry(p.x, "Encounter", r.ID, "", enc, c.sys.DocumentID, r.ID))
 }
 
-// appendReportBundle appends the JSON of [Converter.ReportBundle]'s
-// transaction to dst through [Converter.reportTransaction]. It is
-// byte-for-byte equal to ReportBundle followed by Transaction.MarshalJSON
-// (errors included), which report_test.go checks. On error dst is returned
-// unchanged.
-func (c *Converter) appendReportBundle(dst []byte, r *cht.Report) ([]byte, error) {
-	t, err := c.reportTransaction(r)
-	if err != nil {
-		return dst, err
-	}
-	defer t.release()
-	return appendJSON(dst, t)
-}
-
 // reportTransaction is [Converter.ReportBundle] without samply
 // Observations: Entries holds the contacts, the Location and the
 // Encounter, and the Observations are written straight to JSON when the
