@@ -53,6 +53,7 @@ type Config struct {
 	// Go rejects it even when pinned with CAFile; give core a certificate
 	// whose subjectAltName names its host instead, and use this only on a
 	// test machine. A verification failure is an [ErrConfig] error.
+	// [NewClient] logs a warning when it is set.
 	InsecureSkipVerify bool
 	// CAFile is a PEM bundle of CAs to trust instead of the system pool.
 	CAFile string
@@ -215,6 +216,11 @@ func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 	hc, err := buildHTTPClient(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.InsecureSkipVerify {
+		logger.Warn("openhim: TLS certificate verification of core is off (InsecureSkipVerify): "+
+			"anyone who can intercept the traffic can impersonate core and read the credentials; use it only on a test machine",
+			"url", redact.URL(cfg.URL))
 	}
 	c.rc, c.once = c.newResty(hc, c.maxRetries), c.newResty(hc, 0)
 	return c, nil

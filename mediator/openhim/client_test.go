@@ -482,3 +482,35 @@ func TestNewClientErrorsHideURLPassword(t *testing.T) {
 		})
 	}
 }
+
+// NewClient warns, once and without the password, when TLS verification of
+// core is turned off; it says nothing of TLS when verification is on.
+func TestNewClientWarnsInsecureSkipVerify(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		insecure bool
+		want     int
+	}{
+		{name: "verification off", insecure: true, want: 1},
+		{name: "verification on", insecure: false, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			logger := slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cfg := Config{URL: "https://admin:s3cret@core:8080", Username: "admin", InsecureSkipVerify: tt.insecure}
+			if _, err := NewClient(cfg, logger); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if got := strings.Count(out, "level=WARN"); got != tt.want {
+				t.Fatalf("%d warnings, want %d: %s", got, tt.want, out)
+			}
+			if tt.want > 0 && !strings.Contains(out, "InsecureSkipVerify") {
+				t.Errorf("warning does not name InsecureSkipVerify: %s", out)
+			}
+			if strings.Contains(out, "s3cret") {
+				t.Errorf("password logged: %s", out)
+			}
+		})
+	}
+}
