@@ -10,6 +10,7 @@ import (
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 )
 
 // WriteStrategy selects how transaction entries are written so that posting
@@ -159,7 +160,7 @@ func New(cfg Config) (*Converter, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("fhir: config: InstanceURL %q is not an absolute URL", cfg.InstanceURL)
+		return nil, fmt.Errorf("fhir: config: InstanceURL %q is not an absolute URL", redact.URL(cfg.InstanceURL))
 	}
 	if u.User != nil {
 		return nil, errors.New("fhir: config: InstanceURL must not contain credentials")

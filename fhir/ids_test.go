@@ -1,6 +1,9 @@
 package fhir
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestUUIDv5(t *testing.T) {
 	// RFC 9562 / Python uuid.uuid5(NAMESPACE_DNS, "www.example.com").
@@ -60,5 +63,30 @@ func TestNewConfigErrors(t *testing.T) {
 	s := c.Systems()
 	if s.PatientID != "urn:oid:1.2.3" || s.DocumentID != "https://cht.example.org/medic" || s.Source != "https://cht.example.org/source" {
 		t.Errorf("systems %+v", s)
+	}
+}
+
+// New refuses an InstanceURL with credentials, parsed or not, without
+// repeating its password: the error reaches logs and the terminal.
+func TestNewInstanceURLPasswordNotShown(t *testing.T) {
+	for _, raw := range []string{
+		"https://user:s3cret@cht.example.org",
+		"https://user:s3cret%zz@cht.example.org", // does not parse
+		"https://user:s3cret@cht.example.org:port",
+		"//user:s3cret@cht.example.org", // no scheme
+		"https://user:s3cret@",          // no host
+	} {
+		t.Run(raw, func(t *testing.T) {
+			_, err := New(Config{InstanceURL: raw})
+			if err == nil {
+				t.Fatal("New accepted the URL")
+			}
+			if !strings.Contains(err.Error(), "InstanceURL") {
+				t.Errorf("error %q does not name InstanceURL", err)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("password shown: %v", err)
+			}
+		})
 	}
 }
