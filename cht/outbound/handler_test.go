@@ -389,3 +389,32 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("credentials in destination URL accepted")
 	}
 }
+
+// A destination URL that is refused is not repeated with its password,
+// parsed or not: the error reaches logs and the terminal.
+func TestDestinationURLPasswordNotShown(t *testing.T) {
+	for _, raw := range []string{
+		"https://u:s3cret@h/x",
+		"https://u:s3cret%zz@h/x", // does not parse
+		"https://u:s3cret@h:port/x",
+		"ftp://u:s3cret@h/x",
+		"//u:s3cret@h/x",
+		"https://u:s3cret@",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			_, err := outbound.NewDestination(raw, "", "")
+			if err == nil {
+				t.Fatal("NewDestination accepted the URL")
+			}
+			u, _, _ := strings.Cut(raw, "/x")
+			verr := outbound.Config{"push": {RelevantTo: "true", Destination: outbound.Destination{BaseURL: u, Path: "/x"},
+				Mapping: outbound.DocMapping()}}.Validate()
+			if verr == nil || !strings.Contains(verr.Error(), "base_url") {
+				t.Fatalf("Validate = %v, want an error naming base_url", verr)
+			}
+			if out := err.Error() + " " + verr.Error(); strings.Contains(out, "s3cret") {
+				t.Errorf("password shown: %s", out)
+			}
+		})
+	}
+}
