@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. An *APIError matches the sentinel for its status code
@@ -105,7 +107,11 @@ func newAPIError(method, url string, status int, header http.Header, body []byte
 	}
 	s := strings.TrimSpace(string(body))
 	if len(s) > maxErrorBody {
-		s = s[:maxErrorBody]
+		cut := maxErrorBody
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // not inside a character: the message stays UTF-8
+		}
+		s = s[:cut]
 	}
 	e.Body = s
 	return e
@@ -120,6 +126,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if n, err := strconv.Atoi(v); err == nil {
 		if n < 0 {
 			return 0
+		}
+		if n > int(math.MaxInt64/time.Second) {
+			return math.MaxInt64 // would overflow a Duration
 		}
 		return time.Duration(n) * time.Second
 	}
