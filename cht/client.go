@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,9 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/redact"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
 )
 
 // Config configures a [Client]. The zero value of every field but URL is a
@@ -67,33 +69,8 @@ func (cfg Config) redacted() Config {
 	if cfg.Password != "" {
 		cfg.Password = "REDACTED"
 	}
-	cfg.URL = redactURL(cfg.URL)
+	cfg.URL = redact.URL(cfg.URL)
 	return cfg
-}
-
-// redactURL hides the password of a URL with credentials. Without "//",
-// "medic:pass@host" parses as the scheme "medic" with the opaque
-// "pass@host": what precedes its last "@" is hidden. A URL that does not
-// parse but holds an "@" is hidden whole.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		if strings.Contains(s, "@") {
-			return "REDACTED"
-		}
-	case u.User != nil:
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			return u.String()
-		}
-	case u.Opaque != "":
-		// The opaque part starts right after the scheme and its colon.
-		if at := strings.LastIndexByte(u.Opaque, '@'); at >= 0 {
-			return s[:len(u.Scheme)+1] + "REDACTED" + s[len(u.Scheme)+1+at:]
-		}
-	}
-	return s
 }
 
 // String implements fmt.Stringer without the password.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/internal/cron"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/redact"
 )
 
 // Config generates the app_settings.outbound block of a CHT
@@ -149,7 +150,7 @@ func RefMapping() map[string]MapValue {
 func NewDestination(endpoint, username, passwordKey string) (Destination, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Destination{}, fmt.Errorf("cht: outbound destination %q: want an http(s) URL", hideUserinfo(endpoint))
+		return Destination{}, fmt.Errorf("cht: outbound destination %q: want an http(s) URL", redact.URL(endpoint))
 	}
 	if u.User != nil {
 		return Destination{}, errors.New("cht: outbound destination: credentials in the URL; use username and a credential key")
@@ -196,7 +197,7 @@ func (p Push) validate() error {
 	}
 	d := p.Destination
 	if u, err := url.Parse(d.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("destination.base_url %q: want an http(s) URL", hideUserinfo(d.BaseURL)))
+		errs = append(errs, fmt.Errorf("destination.base_url %q: want an http(s) URL", redact.URL(d.BaseURL)))
 	} else if u.User != nil {
 		errs = append(errs, errors.New("destination.base_url holds credentials; use auth with password_key"))
 	}
@@ -279,18 +280,4 @@ func (c Config) AppSettings() ([]byte, error) {
 		"transitions": map[string]bool{"mark_for_outbound": true},
 		"outbound":    map[string]Push(c),
 	})
-}
-
-// hideUserinfo replaces what may be the userinfo of the URL s (from after
-// "scheme://", or the start, to the last '@') by "xxxxx", for an error
-// about a URL that did not parse: its password must not be repeated.
-func hideUserinfo(s string) string {
-	prefix, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		prefix, rest = s[:i+3], s[i+3:]
-	}
-	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		return prefix + "xxxxx" + rest[at:]
-	}
-	return s
 }
