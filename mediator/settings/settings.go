@@ -109,8 +109,9 @@ type Endpoint struct {
 }
 
 // Validate checks the endpoint named key ("cht" for cht.url...): its URL
-// must be an http(s) URL, and is required when required is set. An error
-// names the key and its variable.
+// must be an http(s) URL without credentials (they go in Username and
+// Password), and is required when required is set. An error names the key
+// and its variable.
 func (e Endpoint) Validate(key string, required bool) error {
 	name := key + ".url (" + EnvName(DefaultEnvPrefix, key+".url") + ")"
 	if e.URL == "" {
@@ -122,6 +123,13 @@ func (e Endpoint) Validate(key string, required bool) error {
 	u, err := url.Parse(e.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("settings: %s is not an http(s) URL: %s", name, redact.URL(e.URL))
+	}
+	if u.User != nil {
+		// The URL also names the CHT instance in the FHIR identifiers the
+		// converters write (fhir.Config.InstanceURL), which must not carry
+		// credentials; and a URL is what logs and errors repeat.
+		return fmt.Errorf("settings: %s holds credentials: set %s.username and %s.password (%s, %s) instead: %s",
+			name, key, key, EnvName(DefaultEnvPrefix, key+".username"), EnvName(DefaultEnvPrefix, key+".password"), redact.URL(e.URL))
 	}
 	return nil
 }

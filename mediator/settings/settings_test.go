@@ -184,6 +184,11 @@ func TestEndpointValidate(t *testing.T) {
 		{Endpoint{URL: "cht.example.org"}, false, "settings: cht.url (MEDIATOR_CHT_URL) is not an http(s) URL: cht.example.org"},
 		{Endpoint{URL: "ftp://admin:pw@cht.example.org"}, true, "ftp://admin:xxxxx@cht.example.org"},
 		{Endpoint{URL: "https://cht.example.org"}, true, ""},
+		// fhir.New refuses an InstanceURL with credentials, and the examples
+		// take it from cht.url: the settings name the fields to use instead.
+		{Endpoint{URL: "https://medic:s3cret@cht.example.org"}, true,
+			"settings: cht.url (MEDIATOR_CHT_URL) holds credentials: set cht.username and cht.password (MEDIATOR_CHT_USERNAME, MEDIATOR_CHT_PASSWORD) instead: https://medic:xxxxx@cht.example.org"},
+		{Endpoint{URL: "https://medic@cht.example.org"}, false, "holds credentials"},
 	} {
 		err := tt.e.Validate("cht", tt.required)
 		if tt.want == "" {
