@@ -8,11 +8,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -281,4 +284,96 @@ func freeAddr(t *testing.T) string {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// docCommands returns the command lines of the package comment of the
+// example's main.go that run the program by its name ("VAR=value NAME
+// [args]", after any "export VAR=value" lines): the environment each sets,
+// with the exports before it, and its arguments, optional ones ("[...]")
+// included.
+func docCommands(t *testing.T, ex example) (envs, args [][]string) {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(ex.name, "main.go"), nil, parser.ParseComments|parser.PackageClauseOnly)
+	require.NoError(t, err)
+	require.NotNil(t, f.Doc, "%s/main.go has no package comment", ex.name)
+	var exported []string
+	for _, l := range strings.Split(f.Doc.Text(), "\n") {
+		if !strings.HasPrefix(l, "\t") {
+			continue
+		}
+		l, _, _ = strings.Cut(l, "#")
+		fields := strings.Fields(strings.NewReplacer("[", "", "]", "").Replace(l))
+		if len(fields) > 0 && fields[0] == "export" {
+			exported = append(exported, fields[1:]...)
+			continue
+		}
+		var env []string
+		for len(fields) > 0 && strings.Contains(fields[0], "=") {
+			env, fields = append(env, fields[0]), fields[1:]
+		}
+		if len(fields) > 0 && fields[0] == ex.name {
+			envs = append(envs, append(slices.Clone(exported), env...))
+			args = append(args, fields[1:])
+		}
+	}
+	return envs, args
+}
+
+// The command line that an example's package comment shows starts the
+// mediator, as written: it sets every variable the mediator needs.
+func TestDocCommandsStart(t *testing.T) {
+	n := 0
+	for _, ex := range examples {
+		envs, args := docCommands(t, ex)
+		for i := range envs {
+			n++
+			t.Run(ex.name+"/"+strings.Join(append(slices.Clone(envs[i]), args[i]...), " "), func(t *testing.T) {
+				env := append([]string{"MEDIATOR_LISTEN=" + freeAddr(t)}, envs[i]...)
+				cmd := command(t, ex, env, args[i]...)
+				stderr := new(syncBuffer)
+				cmd.Stderr = stderr
+				require.NoError(t, cmd.Start())
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				t.Cleanup(func() {
+					if cmd.ProcessState == nil {
+						_ = cmd.Process.Kill()
+						<-done
+					}
+				})
+				deadline := time.Now().Add(30 * time.Second)
+				for !strings.Contains(stderr.String(), `"msg":"mediator: serving"`) {
+					select {
+					case err := <-done:
+						t.Fatalf("stopped (%v) before serving:\n%s", err, stderr.String())
+					case <-time.After(50 * time.Millisecond):
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("not serving after 30 s:\n%s", stderr.String())
+					}
+				}
+			})
+		}
+	}
+	if n == 0 {
+		t.Error("no example's package comment shows a command line: the test checks nothing")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a command writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

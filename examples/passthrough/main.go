@@ -2,9 +2,12 @@
 // it registers with core, heartbeats, and forwards every request it is routed
 // to MEDIATOR_UPSTREAM_URL, recording the call as an orchestration.
 //
+//	export MEDIATOR_AUTH_USERNAME=openhim-route MEDIATOR_AUTH_PASSWORD=change-me   # what core's route sends
 //	MEDIATOR_UPSTREAM_URL=http://upstream:8080 passthrough [--config config.yaml]
 //
-// --help lists its flags and settings.
+// It does not start without the credentials core's route sends (or another
+// of the settings in docs/operations.md); --help lists its flags and
+// settings.
 package main
 
 import (
