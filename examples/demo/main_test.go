@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cht-interop/openhim-mediator-go/mediator/openhimtest"
 )
 
 // TestDemo runs the quick start and checks what it claims against what
@@ -131,4 +134,25 @@ func TestDemoRejectsUnknownFlags(t *testing.T) {
 	err := run(context.Background(), []string{"--nope"}, new(bytes.Buffer), slog.New(slog.DiscardHandler))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nope")
+}
+
+// The core that --serve prints already holds what the getting-started
+// guide's steps 5 and 6 set up for the reader's own cht-to-fhir mediator,
+// which is why the guide says it cannot stand in for the reader's core:
+// the demo's mediator under the example's URN and version (main.go of
+// examples/cht-to-fhir), its channel "CHT to FHIR", and the client
+// cht-outbound.
+func TestServeCoreHoldsTheGuidesMediator(t *testing.T) {
+	d, err := startDemo(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.Close()
+	src, err := os.ReadFile("../cht-to-fhir/main.go")
+	require.NoError(t, err)
+	v := regexp.MustCompile(`(?m)^const version = "([^"]+)"`).FindSubmatch(src)
+	require.NotNil(t, v, "examples/cht-to-fhir/main.go declares no version")
+	m, ok := d.core.Mediator("urn:mediator:cht-to-fhir")
+	require.True(t, ok, "the demo's core has no urn:mediator:cht-to-fhir")
+	assert.Equal(t, string(v[1]), m.Version, "the guide's mediator would replace the demo's definition")
+	assert.True(t, slices.ContainsFunc(d.core.Channels(), func(c openhimtest.Channel) bool { return c.Name == "CHT to FHIR" }))
+	assert.True(t, slices.ContainsFunc(d.core.Clients(), func(c openhimtest.RouterClient) bool { return c.ClientID == "cht-outbound" }))
 }
