@@ -377,3 +377,20 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A relative path in the settings file (mapping_file here) is taken from the
+// directory the program runs in, not from the file's: the mapping beside a
+// config.yaml given as --config elsewhere is not found.
+func TestRelativePathsFromWorkingDirectory(t *testing.T) {
+	ex := examples[0] // cht-to-fhir
+	mapping, err := os.ReadFile("../fhir/default_mapping.yaml")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "my-mapping.yaml"), mapping, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("mapping_file: my-mapping.yaml\n"), 0o600))
+	env := append([]string{"MEDIATOR_CHT_URL=https://cht.example.org", "MEDIATOR_FHIR_URL=http://fhir.example.org",
+		"MEDIATOR_LISTEN=" + freeAddr(t)}, ex.env...)
+	r := run(t, ex, env, "--config", filepath.Join(dir, "config.yaml"))
+	stopped(t, ex, r, "mapping_file (MEDIATOR_MAPPING_FILE)")
+	assert.Contains(t, r.stderr, "open my-mapping.yaml: ")
+}
