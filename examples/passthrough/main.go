@@ -6,8 +6,9 @@
 //	MEDIATOR_UPSTREAM_URL=http://upstream:8080 passthrough [--config config.yaml]
 //
 // It does not start without the credentials core's route sends (or another
-// of the settings in docs/operations.md); --help lists its flags and
-// settings.
+// of the settings in docs/operations.md). Copy this directory (main.go and
+// guard.go, which holds the request checks) to start your own mediator;
+// --help lists its flags and settings.
 package main
 
 import (
