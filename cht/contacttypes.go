@@ -87,9 +87,9 @@ func LegacyContactTypes() ContactTypes {
 }
 
 // ParseContactTypes reads the contact hierarchy from app settings JSON
-// (the body of GET /api/v1/settings, or an app_settings.json file). A
-// missing, null or empty contact_types gives [LegacyContactTypes], as in
-// CHT. Each entry needs a string id; person must be a boolean and parents
+// (the body of GET /api/v1/settings, [Client.AppSettings], or an
+// app_settings.json file). A missing, null or empty contact_types gives
+// [LegacyContactTypes], as in CHT. Each entry needs a string id; person must be a boolean and parents
 // an array of strings when present. Other members (name_key, icon, ...)
 // are ignored. Errors are *DecodeError values naming the member, e.g.
 // "contact_types.2.parents".

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Fields is a report's form data: decoded JSON where objects are
 // map[string]any, arrays []any, strings string, booleans bool and numbers
 // json.Number (so that large integers are not rounded). Use [Fields.Field]
-// and the typed helpers rather than type-switching by hand.
+// and the typed helpers rather than type-switching by hand; for a date,
+// [ParseMillis] reads what [Fields.String] returns (milliseconds, or an
+// ISO 8601 date or date-time).
 type Fields map[string]any
 
 // Field returns the value at a dotted path such as "danger_signs.fever"
@@ -114,26 +115,4 @@ func (f Fields) Bool(path string) (bool, bool) {
 		}
 	}
 	return false, false
-}
-
-// Time returns the value at path as a time: a number of milliseconds, a
-// digit string, or an ISO 8601 date or date-time. ok is false otherwise.
-func (f Fields) Time(path string) (time.Time, bool) {
-	v, ok := f.Field(path)
-	if !ok {
-		return time.Time{}, false
-	}
-	switch v := v.(type) {
-	case json.Number:
-		if n, err := v.Int64(); err == nil {
-			return Millis(n).Time(), true
-		}
-	case float64:
-		return Millis(int64(v)).Time(), true
-	case string:
-		if m, ok := ParseMillis(v); ok {
-			return m.Time(), true
-		}
-	}
-	return time.Time{}, false
 }
