@@ -31,6 +31,7 @@
 //	cht_outbound_queue_pushes{destination="<push>"}              pushes waiting per destination
 //	cht_outbound_queue_unconfigured_pushes{destination="<push>"} queued pushes no longer configured
 //	cht_outbound_queue_oldest_failure_age_seconds                age of the oldest waiting push, 0 when none
+//	cht_outbound_queue_configured_known                          1 when the configured pushes are known
 //
 // A push with a cron is queued outside its window without being tried, so
 // it waits in the same queue without having failed: name such pushes in
@@ -40,9 +41,14 @@
 // entries behind: Sentinel never tries them again and, from CHT 4.11,
 // does not clear them; they stay until their task:outbound document is
 // edited or deleted, or the push is configured again (Sentinel then sends
-// them). Name every push of app_settings.outbound in
-// WatchConfig.Configured, and such entries count in
-// cht_outbound_queue_unconfigured_pushes instead of as failures.
+// them). Such entries count in cht_outbound_queue_unconfigured_pushes
+// instead of as failures. With a [cht.Client] the Watch learns the
+// configured pushes itself: the keys of app_settings.outbound, read with
+// [cht.Client.AppSettings] every 5 minutes alongside the queue. A failed
+// read never fails a scrape: the names last read stay in use, and before
+// any read succeeds every queued push counts as configured
+// (cht_outbound_queue_configured_known is 0). A list in
+// WatchConfig.Configured is used instead, and the settings are not read.
 //
 // Register it with the mediator's registry. It is not a readiness check: a
 // mediator taken out of service while pushes to it fail would never receive

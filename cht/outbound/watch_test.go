@@ -3,10 +3,12 @@ package outbound_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +55,41 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	return -1 // absent
 }
 
+// configure stores app settings as a CHT administrator does, with PUT
+// /api/v1/settings (each member given replaces the stored one).
+func configure(t *testing.T, srv *chttest.Server, settings []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, srv.URL+"/api/v1/settings", bytes.NewReader(settings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(chttest.AdminUsername, chttest.AdminPassword)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /api/v1/settings: %s", resp.Status)
+	}
+}
+
+// configurePushes configures the pushes names in app_settings.outbound.
+func configurePushes(t *testing.T, srv *chttest.Server, names ...string) {
+	t.Helper()
+	pushes := map[string]any{}
+	for _, n := range names {
+		pushes[n] = map[string]any{"destination": map[string]any{"base_url": "http://openhim-core:5001", "path": "/" + n},
+			"mapping": map[string]any{"id": "doc._id"}}
+	}
+	b, err := json.Marshal(map[string]any{"outbound": pushes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configure(t, srv, b)
+}
+
 // The queue metrics rise while CHT's pushes keep failing and fall when the destination recovers.
 // chttest records failed pushes as cht-core does: mark_for_outbound.js creates task:outbound:<id>
 // with created and queue when the first push fails; sentinel/src/schedule/outbound.js retries the
@@ -71,6 +108,7 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
+	configurePushes(t, chtSrv, "fhir-mediator")
 	// chttest's pusher records failed pushes in medic-sentinel as Sentinel does.
 	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "fhir-mediator", URL: dest.URL,
 		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
@@ -189,6 +227,7 @@ func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
+	configurePushes(t, chtSrv, "nightly", "live")
 	nightly, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "nightly", URL: dest.URL, Cron: "0 2 * * *",
 		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
 	if err != nil {
@@ -253,9 +292,13 @@ func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 // behind: from cht-core 4.11 Sentinel's schedule skips an entry without a
 // configuration (sentinel/src/schedule/outbound.js batch: .filter(({config})
 // => config && ...)), so it is neither tried nor removed, and chttest keeps
-// it so too. Told the configured pushes (WatchConfig.Configured), the watch
+// it so too. Knowing the configured pushes, from WatchConfig.Configured or
+// from the keys of app_settings.outbound that GET /api/v1/settings answers
+// (api/src/services/settings.js get: the settings document's settings,
+// which Sentinel loads too, sentinel/src/config.js initConfig), the watch
 // counts such entries in cht_outbound_queue_unconfigured_pushes and not as
-// failures; not told, it cannot tell them apart.
+// failures; not knowing them (settings unreadable, or too slow), it cannot
+// tell them apart, and the scrape still succeeds within Timeout.
 func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
@@ -290,32 +333,63 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 			t.Fatal("retry to a failing destination succeeded")
 		}
 	}
-	// 09:30
+	// 09:30. The settings now configure "live" only.
+	settings, err := os.ReadFile("testdata/app_settings_live.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	configure(t, chtSrv, settings)
 
 	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// onlyQueue hides the client's AppSettings: a Queue that cannot read settings.
+	type onlyQueue struct{ outbound.Queue }
 	tests := []struct {
 		name                 string
 		cfg                  outbound.WatchConfig
+		queue                outbound.Queue // nil: admin
+		fault                *chttest.Fault // on GET /api/v1/settings
 		tasks                float64
 		oldest               time.Duration
 		pushes, unconfigured float64 // of destination "retired"; -1: no series
+		known                float64
+		settingsReads        int
 	}{
-		{"configured pushes unknown", outbound.WatchConfig{}, 2, 30 * time.Minute, 2, -1},
-		{"retired push still configured", outbound.WatchConfig{Configured: []string{"live", "retired"}}, 2, 30 * time.Minute, 2, -1},
-		{"retired push removed", outbound.WatchConfig{Configured: []string{"live"}}, 1, 20 * time.Minute, -1, 2},
-		{"a scheduled push counts as configured", outbound.WatchConfig{Configured: []string{"live"}, Scheduled: []string{"retired"}}, 1, 20 * time.Minute, 2, -1},
+		{"learned from the app settings", outbound.WatchConfig{}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 1},
+		{"explicit list wins: retired still configured", outbound.WatchConfig{Configured: []string{"live", "retired"}}, nil, nil, 2, 30 * time.Minute, 2, -1, 1, 0},
+		{"explicit list: retired removed", outbound.WatchConfig{Configured: []string{"live"}}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 0},
+		{"a scheduled push counts as configured", outbound.WatchConfig{Scheduled: []string{"retired"}}, nil, nil, 1, 20 * time.Minute, 2, -1, 1, 1},
+		{"settings unreadable: unknown", outbound.WatchConfig{}, nil, &chttest.Fault{Status: http.StatusInternalServerError}, 2, 30 * time.Minute, 2, -1, 0, 1},
+		{"settings too slow: unknown", outbound.WatchConfig{Timeout: 200 * time.Millisecond}, nil, &chttest.Fault{Latency: time.Minute}, 2, 30 * time.Minute, 2, -1, 0, 1},
+		{"a queue that cannot read settings: unknown", outbound.WatchConfig{}, onlyQueue{admin}, nil, 2, 30 * time.Minute, 2, -1, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.fault != nil {
+				f := *tt.fault
+				f.Method, f.Path = http.MethodGet, "/api/v1/settings"
+				t.Cleanup(chtSrv.InjectFault(f))
+			}
+			chtSrv.ResetRequests()
 			cfg := tt.cfg
 			cfg.Now = clk.now
+			q := tt.queue
+			if q == nil {
+				q = admin
+			}
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(outbound.NewWatch(admin, cfg))
+			reg.MustRegister(outbound.NewWatch(q, cfg))
+			start := time.Now()
 			if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tt.tasks {
 				t.Errorf("tasks = %v, want %v", got, tt.tasks)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("scrape took %v", took)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_up", ""); got != 1 {
+				t.Errorf("up = %v, want 1", got)
 			}
 			if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != tt.oldest.Seconds() {
 				t.Errorf("oldest failure age = %v s, want %v", got, tt.oldest.Seconds())
@@ -328,6 +402,157 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 			}
 			if got := gauge(t, reg, "cht_outbound_queue_unconfigured_pushes", "retired"); got != tt.unconfigured {
 				t.Errorf("unconfigured_pushes{destination=retired} = %v, want %v", got, tt.unconfigured)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_configured_known", ""); got != tt.known {
+				t.Errorf("configured_known = %v, want %v", got, tt.known)
+			}
+			n := 0
+			for _, r := range chtSrv.Requests() {
+				if r.Method == http.MethodGet && r.Path == "/api/v1/settings" {
+					n++
+				}
+			}
+			if n != tt.settingsReads {
+				t.Errorf("%d reads of /api/v1/settings, want %d (one read serves the scrapes)", n, tt.settingsReads)
+			}
+		})
+	}
+}
+
+// The app settings are read with the first scrape and again every 5
+// minutes, not at every read of the queue. A read that fails keeps the
+// names last read (a WARN line, once) and is tried again at the next read
+// of the queue; a read that succeeds again is an INFO line.
+func TestWatchSettingsCache(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(dest.Close)
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "renamed", URL: dest.URL,
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chtSrv.PutDoc(map[string]any{"_id": "r1", "type": "data_record", "form": "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PushID(context.Background(), "r1"); err == nil {
+		t.Fatal("push to a failing destination succeeded")
+	}
+	configurePushes(t, chtSrv, "new-name") // "renamed" was renamed after it failed
+	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+	settingsReads := func() int {
+		n := 0
+		for _, r := range chtSrv.Requests() {
+			if r.Method == http.MethodGet && r.Path == "/api/v1/settings" {
+				n++
+			}
+		}
+		return n
+	}
+	chtSrv.ResetRequests()
+	var removeFault func()
+	steps := []struct {
+		name         string
+		advance      time.Duration
+		do           func()
+		unconfigured float64 // of "renamed"; -1: no series (counted as configured)
+		known        float64
+		reads        int // of the settings so far
+		log          string
+	}{
+		{"first scrape reads the settings", 0, nil, 1, 1, 1, ""},
+		{"a later read of the queue reuses them", time.Minute, nil, 1, 1, 1, ""},
+		{"the push configured again", time.Minute, func() { configurePushes(t, chtSrv, "new-name", "renamed") }, 1, 1, 1, ""},
+		{"read again after 5 minutes", 3 * time.Minute, nil, -1, 1, 2, ""},
+		{"renamed again", 0, func() { configurePushes(t, chtSrv, "new-name") }, -1, 1, 2, ""},
+		{"a failed read keeps the names last read", 5 * time.Minute, func() {
+			removeFault = chtSrv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: "/api/v1/settings", Status: http.StatusServiceUnavailable})
+		}, -1, 1, 3, "level=WARN msg=\"cht: app settings cannot be read; the outbound pushes configured when they last were still count as configured\""},
+		{"tried again at the next read of the queue", 15 * time.Second, nil, -1, 1, 4, ""},
+		{"read again", 15 * time.Second, func() { removeFault() }, 1, 1, 5, "level=INFO msg=\"cht: app settings read again; the configured outbound pushes are known\" pushes=1"},
+	}
+	for _, st := range steps {
+		clk.add(st.advance)
+		if st.do != nil {
+			st.do()
+		}
+		logs.Reset()
+		if got := gauge(t, reg, "cht_outbound_queue_unconfigured_pushes", "renamed"); got != st.unconfigured {
+			t.Errorf("%s: unconfigured_pushes{destination=renamed} = %v, want %v", st.name, got, st.unconfigured)
+		}
+		if got := gauge(t, reg, "cht_outbound_queue_configured_known", ""); got != st.known {
+			t.Errorf("%s: configured_known = %v, want %v", st.name, got, st.known)
+		}
+		if n := settingsReads(); n != st.reads {
+			t.Errorf("%s: %d reads of the settings, want %d", st.name, n, st.reads)
+		}
+		if got := strings.TrimSpace(logs.String()); (st.log == "") != (got == "") || !strings.Contains(got, st.log) {
+			t.Errorf("%s: logs = %q, want %q", st.name, got, st.log)
+		}
+	}
+}
+
+// The configured pushes are the keys of app_settings.outbound; Sentinel
+// takes config.get('outbound') || {} (sentinel/src/schedule/outbound.js),
+// so a missing, null or empty block configures none, and every queued push
+// is one no longer configured. A block that is not an object is not read:
+// the names stay unknown.
+func TestWatchOutboundBlockShapes(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(dest.Close)
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "a", URL: dest.URL,
+		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chtSrv.PutDoc(map[string]any{"_id": "r1", "type": "data_record", "form": "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PushID(context.Background(), "r1"); err == nil {
+		t.Fatal("push to a failing destination succeeded")
+	}
+	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                 string
+		settings             map[string]any
+		pushes, unconfigured float64 // of "a"; -1: no series
+		known                float64
+	}{
+		{"configured", map[string]any{"outbound": map[string]any{"a": map[string]any{}, "b": map[string]any{}}}, 1, -1, 1},
+		{"other names", map[string]any{"outbound": map[string]any{"A": map[string]any{}}}, -1, 1, 1},
+		{"no outbound", map[string]any{}, -1, 1, 1},
+		{"null", map[string]any{"outbound": nil}, -1, 1, 1},
+		{"empty", map[string]any{"outbound": map[string]any{}}, -1, 1, 1},
+		{"an array", map[string]any{"outbound": []any{"a"}}, 1, -1, 0},
+		{"a string", map[string]any{"outbound": "a"}, 1, -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chtSrv.SetSettings(tt.settings)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now}))
+			if got := gauge(t, reg, "cht_outbound_queue_pushes", "a"); got != tt.pushes {
+				t.Errorf("pushes{destination=a} = %v, want %v", got, tt.pushes)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_unconfigured_pushes", "a"); got != tt.unconfigured {
+				t.Errorf("unconfigured_pushes{destination=a} = %v, want %v", got, tt.unconfigured)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_configured_known", ""); got != tt.known {
+				t.Errorf("configured_known = %v, want %v", got, tt.known)
 			}
 		})
 	}

@@ -303,6 +303,20 @@ func TestStartupLogsEffectiveConfig(t *testing.T) {
 func TestOutboundMetricsAreNotReadiness(t *testing.T) {
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
+	// CHT is configured with the pushes --print-cht-outbound prints; the
+	// Watch reads their names from its app settings.
+	setBaseEnv(t)
+	t.Setenv("MEDIATOR_ROUTER_URL", "https://openhim.example.org:5000")
+	var settings bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--print-cht-outbound"}, &settings, slog.New(slog.DiscardHandler)))
+	put, err := http.NewRequest(http.MethodPut, chtSrv.URL+"/api/v1/settings", &settings)
+	require.NoError(t, err)
+	put.SetBasicAuth(chttest.AdminUsername, chttest.AdminPassword)
+	put.Header.Set("Content-Type", "application/json")
+	resp, err := chtSrv.Client().Do(put)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
 	}))
@@ -328,6 +342,7 @@ func TestOutboundMetricsAreNotReadiness(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1.0, got["cht_outbound_queue_up"])
+	assert.Equal(t, 1.0, got["cht_outbound_queue_configured_known"], "the configured pushes are read from CHT")
 	assert.Equal(t, 1.0, got["cht_outbound_queue_tasks"])
 	assert.Greater(t, got["cht_outbound_queue_oldest_failure_age_seconds"], (23 * time.Hour).Seconds())
 	assert.NoError(t, cfg.ReadyCheck(context.Background()), "a failing push does not make the mediator unready")
