@@ -6,7 +6,19 @@ import (
 	"net/http"
 
 	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/versionhook"
 )
+
+func init() {
+	versionhook.Of = func(ctx context.Context, client any) (release.Version, bool, error) {
+		c, ok := client.(*Client)
+		if !ok || c == nil {
+			return release.Version{}, false, nil
+		}
+		v, err := c.detectVersion(ctx)
+		return v, true, err
+	}
+}
 
 // fetchVersion reads the CHT version (GET /api/deploy-info) and caches it
 // for feature detection. /api/info is no use: it answers the version of
