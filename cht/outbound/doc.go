@@ -33,9 +33,17 @@
 //	cht_outbound_queue_oldest_failure_age_seconds                age of the oldest waiting push, 0 when none
 //	cht_outbound_queue_configured_known                          1 when the configured pushes are known
 //
-// A push with a cron is queued outside its window without being tried, so
-// it waits in the same queue without having failed: name such pushes in
-// WatchConfig.Scheduled, and only the others count as failures.
+// A push with a cron (CHT 4.5+) is queued outside its window without being
+// tried, so it waits in the same queue without having failed: such pushes
+// are counted by destination but not as failures. With a [cht.Client] the
+// Watch learns them from the same read of the app settings as the
+// configured pushes (below): the pushes whose "cron" is a string CHT
+// accepts, on a CHT of 4.5 or later (the client's Config.Version, or the
+// version it detects). A push whose cron CHT refuses, or does not read,
+// counts as failing: it is then never sent, or sent at once. So does every
+// push with a cron while the version is unknown (a Queue other than a
+// [cht.Client]) or cannot be detected (a WARN line says so). A list in
+// WatchConfig.Scheduled is used instead.
 //
 // A push removed from app_settings.outbound (or renamed) leaves its queued
 // entries behind: Sentinel never tries them again and, from CHT 4.11,
@@ -48,7 +56,8 @@
 // read never fails a scrape: the names last read stay in use, and before
 // any read succeeds every queued push counts as configured
 // (cht_outbound_queue_configured_known is 0). A list in
-// WatchConfig.Configured is used instead, and the settings are not read.
+// WatchConfig.Configured is used instead; the settings are then read only
+// to learn the scheduled pushes, unless WatchConfig.Scheduled is given too.
 //
 // Register it with the mediator's registry. It is not a readiness check: a
 // mediator taken out of service while pushes to it fail would never receive

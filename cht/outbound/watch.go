@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/cron"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/release"
+	"github.com/cht-interop/openhim-mediator-go/cht/internal/versionhook"
 )
 
 // defaultCacheFor is WatchConfig.CacheFor's default.
@@ -22,6 +26,14 @@ const defaultCacheFor = 15 * time.Second
 // anyway (sentinel/src/schedule/outbound.js).
 const settingsCacheFor = 5 * time.Minute
 
+// cronMajor.cronMinor is the first CHT release whose Sentinel honours a
+// push's cron: before 4.5.0 sentinel/src/schedule/outbound.js execute
+// batches every configured push and mark_for_outbound.js sends at once.
+const cronMajor, cronMinor = 4, 5
+
+// errVersionUnknown says that the Queue cannot tell the CHT release.
+var errVersionUnknown = errors.New("the CHT version is unknown: the Queue is not a *cht.Client")
+
 // Queue reads CHT's outbound queue; [cht.Client] implements it.
 type Queue interface {
 	OutboundQueue(ctx context.Context) ([]cht.OutboundTask, error)
@@ -29,7 +41,7 @@ type Queue interface {
 
 // settingsReader reads CHT's app settings; [cht.Client] implements it
 // ([cht.Client.AppSettings]). A Queue that also implements it lets a Watch
-// learn the configured pushes itself.
+// learn the configured and the scheduled pushes itself.
 type settingsReader interface {
 	AppSettings(ctx context.Context) ([]byte, error)
 }
@@ -43,12 +55,36 @@ type WatchConfig struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Scheduled names the pushes of app_settings.outbound that have a cron.
-	// CHT queues a push outside its cron window without trying it
-	// (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js),
-	// so its place in the queue says nothing about failures: a document
-	// whose queue holds only scheduled pushes counts in neither
-	// cht_outbound_queue_tasks nor the oldest failure age.
-	// cht_outbound_queue_pushes still counts them, by destination.
+	// From CHT 4.5 a push outside its cron window is queued without being
+	// tried (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js)
+	// and Sentinel retries it only within the window
+	// (sentinel/src/schedule/outbound.js execute), so its place in the
+	// queue says nothing about failures: a document whose queue holds only
+	// scheduled pushes counts in neither cht_outbound_queue_tasks nor the
+	// oldest failure age. cht_outbound_queue_pushes still counts them, by
+	// destination.
+	//
+	// Empty means: learn them from CHT, with the read of the app settings
+	// that Configured describes (made even when Configured is given): the
+	// pushes whose configuration has a member "cron" that is a string
+	// cron-validator accepts, as CHT checks it (five fields of numbers, *,
+	// ranges, lists and steps; see the Cron field of [Push]). No other
+	// cron schedules a push, and such pushes count as failures, which they
+	// are: "", null, false or 0 is no cron (the push is retried every 5
+	// minutes); a string CHT refuses (six fields, @daily, MON, ...) is
+	// never due (the push is never sent); a number, object, array or true
+	// makes Sentinel's outbound schedule throw (no queued push is sent).
+	// With Configured given, only the pushes it names are learned.
+	//
+	// CHT before 4.5 ignores cron, so there no push is scheduled. The Watch
+	// takes the version from a Queue that is a *[cht.Client]: its
+	// Config.Version, or the version it detects once with GET
+	// /api/deploy-info. With any other Queue the version is unknown and,
+	// erring on the side of an alert, no push is scheduled; so too while
+	// the version cannot be detected (it is tried again at each read of
+	// the queue). A WARN line says so when a push has a cron.
+	//
+	// A non-empty Scheduled is used as it is.
 	Scheduled []string
 	// Configured names every push of app_settings.outbound (the whole
 	// block, not only this mediator's); names in Scheduled count as
@@ -71,7 +107,8 @@ type WatchConfig struct {
 	// unknown and every queued push counts as configured.
 	// cht_outbound_queue_configured_known tells which.
 	//
-	// A non-empty Configured is used as it is and the settings are not read.
+	// A non-empty Configured is used as it is; the settings are then read
+	// only to learn Scheduled, when it is empty.
 	Configured []string
 	// Logger gets a WARN line with the error when the queue stops being
 	// readable (cht_outbound_queue_up becomes 0) and an INFO line when it
@@ -93,10 +130,12 @@ type Watch struct {
 	tasks   []cht.OutboundTask
 	readErr error
 
-	settings    settingsReader      // nil: Configured is given, or q cannot read settings
+	settings    settingsReader      // nil: Configured and Scheduled are given, or q cannot read settings
 	configured  map[string]struct{} // the configured pushes; nil: unknown
+	scheduled   map[string]struct{} // the pushes with a cron Sentinel honours; nil: none
 	settingsAt  time.Time           // when the settings were last read (zero: never)
 	settingsErr error               // the last read's error
+	versionErr  error               // why the crons read last were not trusted; nil: they were, or there were none
 
 	up, tasksDesc, pushes, unconfigured, oldest, known *prometheus.Desc
 }
@@ -124,15 +163,29 @@ func NewWatch(q Queue, cfg WatchConfig) *Watch {
 		known:        prometheus.NewDesc("cht_outbound_queue_configured_known", "1 when the pushes of app_settings.outbound are known (given, or read from CHT's app settings), so that pushes no longer configured are told apart; 0 when every queued push counts as configured.", nil, nil),
 	}
 	if len(cfg.Configured) > 0 {
-		w.configured = make(map[string]struct{}, len(cfg.Configured))
-		for _, name := range cfg.Configured {
-			w.configured[name] = struct{}{}
-		}
-	} else if sr, ok := q.(settingsReader); ok {
+		w.configured = setOf(cfg.Configured)
+	}
+	if len(cfg.Scheduled) > 0 {
+		w.scheduled = setOf(cfg.Scheduled)
+	}
+	if sr, ok := q.(settingsReader); ok && (w.learnsConfigured() || w.learnsScheduled()) {
 		w.settings = sr
 	}
 	return w
 }
+
+func setOf(names []string) map[string]struct{} {
+	s := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		s[name] = struct{}{}
+	}
+	return s
+}
+
+// learnsConfigured and learnsScheduled report whether the configured and
+// the scheduled pushes are read from the app settings.
+func (w *Watch) learnsConfigured() bool { return len(w.cfg.Configured) == 0 }
+func (w *Watch) learnsScheduled() bool  { return len(w.cfg.Scheduled) == 0 }
 
 // stale reports whether a read made at `at` no longer serves at now.
 func stale(at, now time.Time, ttl time.Duration) bool {
@@ -140,34 +193,42 @@ func stale(at, now time.Time, ttl time.Duration) bool {
 }
 
 // read returns the queue, reading it when the cached read is older than
-// CacheFor, and the configured pushes (nil: unknown), reading the app
-// settings when they are older than settingsCacheFor (CacheFor after a
-// failed read). Both reads run at once, within one Timeout.
-func (w *Watch) read(ctx context.Context) ([]cht.OutboundTask, map[string]struct{}, time.Time, error) {
+// CacheFor, the configured pushes (nil: unknown) and the scheduled ones
+// (nil: none), reading the app settings when they are older than
+// settingsCacheFor (CacheFor after a failed read, or while the CHT version
+// cannot be detected). The reads run at once, within one Timeout.
+func (w *Watch) read(ctx context.Context) (tasks []cht.OutboundTask, configured, scheduled map[string]struct{}, now time.Time, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := w.cfg.Now()
+	now = w.cfg.Now()
 	settingsTTL := max(settingsCacheFor, w.cfg.CacheFor)
-	if w.settingsErr != nil {
+	if w.settingsErr != nil || (w.versionErr != nil && !errors.Is(w.versionErr, errVersionUnknown)) {
 		settingsTTL = w.cfg.CacheFor
 	}
 	readQueue := stale(w.readAt, now, w.cfg.CacheFor)
 	readSettings := w.settings != nil && stale(w.settingsAt, now, settingsTTL)
 	if !readQueue && !readSettings {
-		return w.tasks, w.configured, now, w.readErr
+		return w.tasks, w.configured, w.scheduled, now, w.readErr
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	type settingsRead struct {
-		names map[string]struct{}
-		err   error
-	}
-	settingsDone := make(chan settingsRead, 1) // the reader may outlive the scrape if it ignores ctx
+	// The readers may outlive the scrape if they ignore ctx.
+	settingsDone := make(chan settingsRead, 1)
+	versionDone := make(chan versionRead, 1)
 	if readSettings {
 		go func() {
-			names, err := configuredPushes(ctx, w.settings)
-			settingsDone <- settingsRead{names, err}
+			p, err := readPushes(ctx, w.settings)
+			settingsDone <- settingsRead{p, err}
 		}()
+		if w.learnsScheduled() {
+			go func() {
+				var r versionRead
+				if versionhook.Of != nil {
+					r.v, r.known, r.err = versionhook.Of(ctx, w.q)
+				}
+				versionDone <- r
+			}()
+		}
 	}
 	if readQueue {
 		failed := w.readErr != nil
@@ -181,63 +242,196 @@ func (w *Watch) read(ctx context.Context) ([]cht.OutboundTask, map[string]struct
 		}
 	}
 	if readSettings {
-		var r settingsRead
-		select {
-		case r = <-settingsDone: // done, even if the queue read used up the Timeout
-		default:
-			select {
-			case r = <-settingsDone:
-			case <-ctx.Done():
-				r.err = fmt.Errorf("cht: app settings: %w", ctx.Err())
+		r, ok := awaitRead(ctx, settingsDone) // done, even if the queue read used up the Timeout
+		if !ok {
+			r.err = fmt.Errorf("cht: app settings: %w", ctx.Err())
+		}
+		var v versionRead
+		if w.learnsScheduled() && r.err == nil && len(r.pushes.crons) > 0 { // else the version does not matter
+			if v, ok = awaitRead(ctx, versionDone); !ok {
+				v = versionRead{known: true, err: fmt.Errorf("cht: detect version: %w", ctx.Err())}
 			}
 		}
-		names, namesErr := r.names, r.err
-		failed := w.settingsErr != nil
-		w.settingsAt, w.settingsErr = now, namesErr
-		switch {
-		case namesErr == nil:
-			w.configured = names
-			if failed {
-				w.cfg.Logger.Info("cht: app settings read again; the configured outbound pushes are known", "pushes", len(names))
-			}
-		case failed:
-			// logged when it started failing
-		case w.configured != nil:
-			w.cfg.Logger.Warn("cht: app settings cannot be read; the outbound pushes configured when they last were still count as configured", "error", namesErr)
-		default:
-			w.cfg.Logger.Warn("cht: app settings cannot be read; every queued outbound push counts as configured (cht_outbound_queue_configured_known is 0) until they are", "error", namesErr)
-		}
+		w.takeSettings(now, r, v)
 	}
-	return w.tasks, w.configured, now, w.readErr
+	return w.tasks, w.configured, w.scheduled, now, w.readErr
 }
 
-// configuredPushes reads the app settings with r and returns the keys of
-// app_settings.outbound: the pushes Sentinel knows (sentinel/src/config.js
+// settingsRead is one read of the app settings; versionRead is one
+// detection of the CHT version.
+type (
+	settingsRead struct {
+		pushes outboundPushes
+		err    error
+	}
+	versionRead struct {
+		v     release.Version
+		known bool // false: the Queue cannot tell
+		err   error
+	}
+)
+
+// awaitRead returns what ch delivers, or false when ctx ends first; a value
+// delivered already wins over an ended ctx.
+func awaitRead[T any](ctx context.Context, ch <-chan T) (T, bool) {
+	select {
+	case v := <-ch:
+		return v, true
+	default:
+	}
+	select {
+	case v := <-ch:
+		return v, true
+	case <-ctx.Done():
+		var zero T
+		return zero, false
+	}
+}
+
+// takeSettings takes in a read of the app settings made at now, and v, the
+// version of CHT, and logs what changes.
+func (w *Watch) takeSettings(now time.Time, r settingsRead, v versionRead) {
+	failed := w.settingsErr != nil
+	w.settingsAt, w.settingsErr = now, r.err
+	if r.err != nil {
+		switch {
+		case failed:
+			// logged when it started failing
+		case !w.learnsConfigured() && w.scheduled != nil:
+			w.cfg.Logger.Warn("cht: app settings cannot be read; the outbound pushes scheduled when they last were still count as scheduled", "error", r.err)
+		case !w.learnsConfigured():
+			w.cfg.Logger.Warn("cht: app settings cannot be read; outbound pushes with a cron count as failures until they are", "error", r.err)
+		case w.configured != nil:
+			w.cfg.Logger.Warn("cht: app settings cannot be read; the outbound pushes configured when they last were still count as configured", "error", r.err)
+		default:
+			w.cfg.Logger.Warn("cht: app settings cannot be read; every queued outbound push counts as configured (cht_outbound_queue_configured_known is 0) until they are", "error", r.err)
+		}
+		return
+	}
+	if w.learnsConfigured() {
+		w.configured = r.pushes.names
+		if failed {
+			w.cfg.Logger.Info("cht: app settings read again; the configured outbound pushes are known", "pushes", len(r.pushes.names))
+		}
+	} else if failed {
+		w.cfg.Logger.Info("cht: app settings read again; the outbound pushes with a cron are known", "cron", len(r.pushes.crons))
+	}
+	if !w.learnsScheduled() {
+		return
+	}
+	scheduled, err := scheduledPushes(r.pushes.crons, w.configured, v)
+	w.scheduled = scheduled
+	switch wasErr := w.versionErr; {
+	case err != nil && wasErr == nil && errors.Is(err, errVersionUnknown):
+		w.cfg.Logger.Warn("cht: the CHT version is unknown, so outbound pushes with a cron count as failures: CHT before 4.5 ignores cron; name them in WatchConfig.Scheduled", "error", err)
+	case err != nil && wasErr == nil:
+		w.cfg.Logger.Warn("cht: the CHT version cannot be detected; outbound pushes with a cron count as failures until it is (CHT before 4.5 ignores cron)", "error", err)
+	case err == nil && wasErr != nil && len(r.pushes.crons) > 0:
+		w.cfg.Logger.Info("cht: CHT version detected; outbound pushes with a cron count as scheduled from CHT 4.5", "version", v.v.String(), "scheduled", len(scheduled))
+	}
+	w.versionErr = err
+}
+
+// scheduledPushes returns the pushes of crons, those whose cron Sentinel
+// honours from CHT 4.5, that are scheduled on CHT v: none before 4.5,
+// and, with configured given, only those it names. With a version that is
+// unknown or cannot be detected, none, and the error says why.
+func scheduledPushes(crons, configured map[string]struct{}, v versionRead) (map[string]struct{}, error) {
+	switch {
+	case len(crons) == 0:
+		return nil, nil
+	case v.err != nil:
+		return nil, v.err
+	case !v.known:
+		return nil, errVersionUnknown
+	case !v.v.AtLeast(cronMajor, cronMinor):
+		return nil, nil // cron is ignored: its pushes are tried at once and retried every 5 minutes
+	}
+	s := make(map[string]struct{}, len(crons))
+	for name := range crons {
+		if configured == nil || isConfigured(configured, name) {
+			s[name] = struct{}{}
+		}
+	}
+	return s, nil
+}
+
+// outboundPushes is what the Watch reads of app_settings.outbound.
+type outboundPushes struct {
+	names map[string]struct{} // its keys: the configured pushes
+	crons map[string]struct{} // the pushes whose cron Sentinel honours (from CHT 4.5)
+}
+
+// readPushes reads the app settings with r and returns the keys of
+// app_settings.outbound, the pushes Sentinel knows (sentinel/src/config.js
 // loads the settings document's settings, as GET /api/v1/settings answers
 // them, and sentinel/src/schedule/outbound.js takes config.get('outbound')
-// || {}). A missing or null outbound configures none.
-func configuredPushes(ctx context.Context, r settingsReader) (map[string]struct{}, error) {
+// || {}), and those with a cron it honours (see honoursCron). A missing
+// or null outbound configures none.
+func readPushes(ctx context.Context, r settingsReader) (outboundPushes, error) {
 	raw, err := r.AppSettings(ctx)
 	if err != nil {
-		return nil, err
+		return outboundPushes{}, err
 	}
 	var settings map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &settings); err != nil {
-		return nil, fmt.Errorf("cht: app settings: %w", err)
+		return outboundPushes{}, fmt.Errorf("cht: app settings: %w", err)
 	}
-	names := map[string]struct{}{}
+	p := outboundPushes{names: map[string]struct{}{}, crons: map[string]struct{}{}}
 	block, ok := settings["outbound"]
 	if !ok || string(block) == "null" {
-		return names, nil
+		return p, nil
 	}
 	var pushes map[string]json.RawMessage
 	if err := json.Unmarshal(block, &pushes); err != nil || pushes == nil {
-		return nil, fmt.Errorf("cht: app settings: outbound is not an object: %.40s", block)
+		return outboundPushes{}, fmt.Errorf("cht: app settings: outbound is not an object: %.40s", block)
 	}
-	for name := range pushes {
-		names[name] = struct{}{}
+	for name, conf := range pushes {
+		p.names[name] = struct{}{}
+		if honoursCron(conf) {
+			p.crons[name] = struct{}{}
+		}
 	}
-	return names, nil
+	return p, nil
+}
+
+// honoursCron reports whether Sentinel (CHT 4.5 and later) honours the
+// cron of the push configuration conf, that is, sends the push only
+// within its windows. sentinel/src/schedule/outbound.js execute (and
+// shared-libs/transitions/src/transitions/mark_for_outbound.js
+// markForOutbound alike) tests `!config.cron ||
+// isWithinTimeFrame(config.cron, ...)`, and isWithinTimeFrame
+// (shared-libs/transitions/src/lib/utils.js) first asks cron-validator's
+// isValidCron, which calls cron.trim(). So:
+//   - a member "cron" (exactly: JavaScript names are case-sensitive) that
+//     is falsy (missing, "", null, false, 0) is no cron: the push is
+//     tried every 5 minutes;
+//   - a string isValidCron refuses is never due: the push is never sent;
+//   - any other truthy value has no trim: isValidCron throws, and with it
+//     Sentinel's whole outbound schedule, so no queued push is sent;
+//   - a string isValidCron accepts is a schedule (later.js reads it with
+//     the same fields, white space collapsed).
+//
+// A conf that is not an object has no cron (and null makes execute throw).
+// An accepted cron that never ticks (such as "0 0 31 2 *") is taken as a
+// schedule, though later.js then answers later.NEVER and isWithinTimeFrame
+// throws, so the push is never sent: telling it apart would take
+// later.js's calendar.
+func honoursCron(conf json.RawMessage) bool {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(conf, &members); err != nil {
+		return false
+	}
+	raw, ok := members["cron"]
+	if !ok {
+		return false
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false
+	}
+	expr, ok := v.(string)
+	return ok && expr != "" && cron.Check(expr) == nil
 }
 
 // summary is what the metrics say about a queue.
@@ -251,14 +445,14 @@ type summary struct {
 // summarize sums up tasks; a task whose queue holds only pushes of
 // scheduled or unconfigured destinations is not a failure. With configured
 // nil (unknown) every push counts as configured.
-func summarize(tasks []cht.OutboundTask, now time.Time, scheduled []string, configured map[string]struct{}) summary {
+func summarize(tasks []cht.OutboundTask, now time.Time, scheduled, configured map[string]struct{}) summary {
 	s := summary{byDest: map[string]int{}, unconfigured: map[string]int{}}
 	var first time.Time
 	for _, t := range tasks {
 		failed := false
 		for _, push := range t.Queue {
 			switch {
-			case slices.Contains(scheduled, push):
+			case isConfigured(scheduled, push):
 				s.byDest[push]++ // waiting for its cron window
 			case configured != nil && !isConfigured(configured, push):
 				s.unconfigured[push]++ // Sentinel no longer tries it
@@ -299,12 +493,12 @@ func (w *Watch) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. When the queue cannot be read only
 // cht_outbound_queue_up (0) is sent.
 func (w *Watch) Collect(ch chan<- prometheus.Metric) {
-	tasks, configured, now, err := w.read(context.Background())
+	tasks, configured, scheduled, now, err := w.read(context.Background())
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 0)
 		return
 	}
-	s := summarize(tasks, now, w.cfg.Scheduled, configured)
+	s := summarize(tasks, now, scheduled, configured)
 	ch <- prometheus.MustNewConstMetric(w.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(w.tasksDesc, prometheus.GaugeValue, float64(s.tasks))
 	byDestination(ch, w.pushes, s.byDest)

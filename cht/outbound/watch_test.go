@@ -216,7 +216,8 @@ func TestWatchUnreadableQueue(t *testing.T) {
 // (mark_for_outbound.js: config.cron && !isWithinTimeFrame → failedKeys,
 // no send), so it waits in the queue without having failed. Named in
 // WatchConfig.Scheduled, such pushes are counted by destination but are
-// not failures; unnamed, the watch cannot tell them apart.
+// not failures; unnamed, and without a cron in the app settings the Watch
+// reads (here the settings have none), the Watch cannot tell them apart.
 func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 	var tried atomic.Int32
 	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -267,7 +268,7 @@ func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 		oldest    time.Duration
 	}{
 		{"scheduled named", []string{"nightly"}, 1, 20 * time.Minute},
-		{"scheduled not named", nil, 2, 30 * time.Minute},
+		{"scheduled not named, no cron in the settings", nil, 2, 30 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,8 +359,9 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 		settingsReads        int
 	}{
 		{"learned from the app settings", outbound.WatchConfig{}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 1},
-		{"explicit list wins: retired still configured", outbound.WatchConfig{Configured: []string{"live", "retired"}}, nil, nil, 2, 30 * time.Minute, 2, -1, 1, 0},
-		{"explicit list: retired removed", outbound.WatchConfig{Configured: []string{"live"}}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 0},
+		{"explicit list wins: retired still configured", outbound.WatchConfig{Configured: []string{"live", "retired"}}, nil, nil, 2, 30 * time.Minute, 2, -1, 1, 1},
+		{"explicit list: retired removed", outbound.WatchConfig{Configured: []string{"live"}}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 1},
+		{"explicit lists: the settings are not read", outbound.WatchConfig{Configured: []string{"live"}, Scheduled: []string{"nightly"}}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 0},
 		{"a scheduled push counts as configured", outbound.WatchConfig{Scheduled: []string{"retired"}}, nil, nil, 1, 20 * time.Minute, 2, -1, 1, 1},
 		{"settings unreadable: unknown", outbound.WatchConfig{}, nil, &chttest.Fault{Status: http.StatusInternalServerError}, 2, 30 * time.Minute, 2, -1, 0, 1},
 		{"settings too slow: unknown", outbound.WatchConfig{Timeout: 200 * time.Millisecond}, nil, &chttest.Fault{Latency: time.Minute}, 2, 30 * time.Minute, 2, -1, 0, 1},

@@ -150,8 +150,9 @@ func definition(s Settings) (openhim.Definition, error) {
 const clientRole, clientID = "cht", "cht-outbound"
 
 // watchOutbound exports CHT's outbound queue at /metrics (docs/referral-loop.md
-// has the alert rule). The Watch reads the configured pushes from CHT's app
-// settings, so that entries of removed pushes do not count as failing.
+// has the alert rule). The Watch reads the configured pushes, and those with
+// a cron, from CHT's app settings, so that entries of removed pushes, and of
+// pushes waiting for their cron window, do not count as failing.
 func watchOutbound(s Settings, c *cht.Client, cfg *mediator.Config) {
 	if s.OutboundMetrics && c != nil {
 		cfg.Registry = prometheus.NewRegistry()

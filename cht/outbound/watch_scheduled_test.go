@@ -1,0 +1,352 @@
+package outbound_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
+	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
+)
+
+// scheduledFixture is a fake CHT of the version configured with
+// testdata/app_settings_scheduled.json: the push "nightly" has the cron
+// "0 2 * * *", "live" has none, and both go to a destination that fails.
+// Pushers built from the same settings push n1 (form nightly) at 09:00 and
+// l1 (form live) at 09:10; the clock then says 09:30. It returns the
+// settings as served. honoursCron says whether the version honours cron.
+//
+// From 4.5.0 n1 is queued without being tried, outside its window
+// (mark_for_outbound.js markForOutbound: config.cron &&
+// !isWithinTimeFrame(...) → failedKeys); before, the cron is ignored and
+// n1 is tried at once, fails and is queued. l1 is tried, fails and is
+// queued in either.
+func scheduledFixture(t *testing.T, version string, honoursCron bool) (*chttest.Server, *clock, map[string]any) {
+	t.Helper()
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(dest.Close)
+	raw, err := os.ReadFile("testdata/app_settings_scheduled.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.ReplaceAll(raw, []byte("{{DESTINATION}}"), []byte(dest.URL))
+	var settings map[string]any
+	if err := json.Unmarshal(raw, &settings); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	srv := chttest.NewDemoServer(chttest.Config{Version: version})
+	t.Cleanup(srv.Close)
+	srv.SetSettings(settings)
+	cfgs, err := chttest.OutboundFromSettings(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushers := map[string]*chttest.OutboundPusher{}
+	for _, c := range cfgs {
+		c.Server, c.Version, c.Now = srv, version, clk.now
+		if pushers[c.Name], err = chttest.NewOutboundPusher(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nightlyOutcome := chttest.OutcomeFailed
+	if honoursCron {
+		nightlyOutcome = chttest.OutcomeQueued
+	}
+	for _, d := range []struct {
+		id, push string
+		want     chttest.Outcome
+	}{{"n1", "nightly", nightlyOutcome}, {"l1", "live", chttest.OutcomeFailed}} {
+		if _, err := srv.PutDoc(map[string]any{"_id": d.id, "type": "data_record", "form": d.push}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := pushers[d.push].PushID(context.Background(), d.id); a.Outcome != d.want {
+			t.Fatalf("CHT %s: %s pushed %s: %s, want %s", version, d.push, d.id, a.Outcome, d.want)
+		}
+		clk.add(10 * time.Minute)
+	}
+	clk.add(10 * time.Minute)
+	return srv, clk, settings
+}
+
+// newAdmin is a client of srv with a CHT administrator's credentials;
+// each has its own version detection.
+func newAdmin(t *testing.T, srv *chttest.Server, version string) *cht.Client {
+	t.Helper()
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1, Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// countRequests counts the requests srv answered to GET path.
+func countRequests(srv *chttest.Server, path string) int {
+	n := 0
+	for _, r := range srv.Requests() {
+		if r.Method == http.MethodGet && r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// With WatchConfig.Scheduled empty, the Watch learns the scheduled pushes
+// from the app settings, on a CHT that honours cron: from 4.5.0
+// sentinel/src/schedule/outbound.js execute retries a push with a cron only
+// within its window (`!config.cron || isWithinTimeFrame(config.cron, ...)`);
+// before, execute batches every configured push, and mark_for_outbound.js
+// sends it at once, so its queued entries are failures. The Watch takes
+// the version from the client (GET /api/deploy-info, shared-libs/server-info
+// getDeployInfo), once.
+func TestWatchLearnsScheduledPushesByVersion(t *testing.T) {
+	tests := []struct {
+		version     string
+		honoursCron bool
+		tasks       float64
+		oldest      time.Duration // at 09:30
+	}{
+		{"4.4.2", false, 2, 30 * time.Minute},
+		{"4.5.0", true, 1, 20 * time.Minute},
+		{"4.11.0", true, 1, 20 * time.Minute},
+		{"5.2.0", true, 1, 20 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			srv, clk, _ := scheduledFixture(t, tt.version, tt.honoursCron)
+			srv.ResetRequests()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(newAdmin(t, srv, ""), outbound.WatchConfig{Now: clk.now}))
+			for later := time.Duration(0); later <= 6*time.Minute; later += 6 * time.Minute {
+				if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tt.tasks {
+					t.Errorf("+%v: tasks = %v, want %v", later, got, tt.tasks)
+				}
+				if got, want := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""), (tt.oldest + later).Seconds(); got != want {
+					t.Errorf("+%v: oldest failure age = %v s, want %v", later, got, want)
+				}
+				for _, d := range []string{"nightly", "live"} {
+					if got := gauge(t, reg, "cht_outbound_queue_pushes", d); got != 1 {
+						t.Errorf("+%v: pushes{destination=%s} = %v, want 1", later, d, got)
+					}
+				}
+				clk.add(6 * time.Minute) // the settings are read again
+			}
+			if n := countRequests(srv, "/api/v1/settings"); n != 2 {
+				t.Errorf("%d reads of /api/v1/settings, want 2", n)
+			}
+			if n := countRequests(srv, "/api/deploy-info"); n != 1 {
+				t.Errorf("%d reads of /api/deploy-info, want 1 (the client keeps the version)", n)
+			}
+		})
+	}
+}
+
+// Which cron makes a push scheduled, on CHT 5.2 (the same in every
+// release from 4.5.0 to 5.2.0): sentinel/src/schedule/outbound.js execute
+// and mark_for_outbound.js markForOutbound both test `config.cron` for
+// truth, then shared-libs/transitions/src/lib/utils.js isWithinTimeFrame
+// asks cron-validator 1.3.1 isValidCron(exp), which starts with
+// exp.trim().split(/\s+/) and, when it refuses the expression, answers
+// false ("Outbound push failed: invalid cron expression"). So a falsy cron
+// is none (the push is retried every 5 minutes), a refused string is never
+// due (never sent), and a truthy value that is not a string throws in
+// trim() (execute rejects: no queued push is sent). Only an accepted
+// string schedules the push; anything else leaves its queued entries
+// failures. Here the admin changed the cron of "nightly" after n1 was
+// queued.
+func TestWatchScheduledCronValues(t *testing.T) {
+	srv, clk, settings := scheduledFixture(t, "5.2.0", true)
+	admin := newAdmin(t, srv, "")
+	tests := []struct {
+		name      string
+		member    string // "cron" unless set
+		cron      string // JSON; "" removes the member
+		scheduled bool
+	}{
+		{"a cron", "", `"0 2 * * *"`, true},
+		{"white space around and between", "", `" 0  2\t* * *\n"`, true},
+		{"lists, ranges and steps", "", `"0,30 1-3 */2 1-12/3 0-6"`, true},
+		{"no cron", "", ``, false},
+		{"empty", "", `""`, false},
+		{"white space only", "", `"   "`, false},
+		{"six fields", "", `"0 0 2 * * *"`, false},
+		{"a macro", "", `"@daily"`, false},
+		{"a weekday name", "", `"0 2 * * MON"`, false},
+		{"weekday 7", "", `"0 2 * * 7"`, false},
+		{"a question mark", "", `"0 2 ? * *"`, false},
+		{"null", "", `null`, false},
+		{"false", "", `false`, false},
+		{"zero", "", `0`, false},
+		{"a number", "", `5`, false},
+		{"true", "", `true`, false},
+		{"an array", "", `["0 2 * * *"]`, false},
+		{"an object", "", `{"cron": "0 2 * * *"}`, false},
+		{"another member's case", "Cron", `"0 2 * * *"`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := json.NewEncoder(&b).Encode(settings); err != nil {
+				t.Fatal(err)
+			}
+			var s map[string]any // a deep copy
+			if err := json.Unmarshal(b.Bytes(), &s); err != nil {
+				t.Fatal(err)
+			}
+			nightly := s["outbound"].(map[string]any)["nightly"].(map[string]any)
+			delete(nightly, "cron")
+			if tt.cron != "" {
+				var v any
+				if err := json.Unmarshal([]byte(tt.cron), &v); err != nil {
+					t.Fatal(err)
+				}
+				member := tt.member
+				if member == "" {
+					member = "cron"
+				}
+				nightly[member] = v
+			}
+			srv.SetSettings(s)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now}))
+			tasks, oldest := 2.0, 30*time.Minute
+			if tt.scheduled {
+				tasks, oldest = 1, 20*time.Minute
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tasks {
+				t.Errorf("tasks = %v, want %v", got, tasks)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != oldest.Seconds() {
+				t.Errorf("oldest failure age = %v s, want %v", got, oldest.Seconds())
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_pushes", "nightly"); got != 1 {
+				t.Errorf("pushes{destination=nightly} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// The lists given win over the app settings, each on its own: Scheduled
+// given is used as it is (the settings are still read for Configured),
+// Configured given still lets Scheduled be learned, among the pushes it
+// names. The version comes from a *cht.Client only: its Config.Version,
+// without asking CHT, or GET /api/deploy-info. Any other Queue cannot tell
+// it, and a version that cannot be detected is not guessed: pushes with a
+// cron then count as failures, as they are on a CHT before 4.5, and a WARN
+// line says so.
+func TestWatchScheduledSources(t *testing.T) {
+	srv, clk, _ := scheduledFixture(t, "5.2.0", true)
+	// wrapped is a Queue that reads the queue and the settings, but is no *cht.Client.
+	type wrapped struct{ *cht.Client }
+	tests := []struct {
+		name             string
+		cfg              outbound.WatchConfig
+		version          string // cht.Config.Version
+		wrap             bool
+		fault            *chttest.Fault // on GET /api/deploy-info
+		tasks            float64
+		oldest           time.Duration
+		unconfigured     float64 // of "nightly"; -1: no series
+		settings, deploy int     // reads of /api/v1/settings and /api/deploy-info
+		log              string
+	}{
+		{"learned", outbound.WatchConfig{}, "", false, nil, 1, 20 * time.Minute, -1, 1, 1, ""},
+		{"Config.Version given", outbound.WatchConfig{}, "5.2.0", false, nil, 1, 20 * time.Minute, -1, 1, 0, ""},
+		{"Config.Version before 4.5", outbound.WatchConfig{}, "4.4.2", false, nil, 2, 30 * time.Minute, -1, 1, 0, ""},
+		{"Scheduled given wins", outbound.WatchConfig{Scheduled: []string{"live"}}, "", false, nil, 1, 30 * time.Minute, -1, 1, 0, ""},
+		{"Configured given, Scheduled learned", outbound.WatchConfig{Configured: []string{"nightly", "live"}}, "", false, nil, 1, 20 * time.Minute, -1, 1, 1, ""},
+		{"Configured given without the push", outbound.WatchConfig{Configured: []string{"live"}}, "", false, nil, 1, 20 * time.Minute, 1, 1, 1, ""},
+		{"both given", outbound.WatchConfig{Configured: []string{"nightly", "live"}, Scheduled: []string{"nightly"}}, "", false, nil, 1, 20 * time.Minute, -1, 0, 0, ""},
+		{"not a *cht.Client", outbound.WatchConfig{}, "", true, nil, 2, 30 * time.Minute, -1, 1, 0,
+			`level=WARN msg="cht: the CHT version is unknown, so outbound pushes with a cron count as failures: CHT before 4.5 ignores cron; name them in WatchConfig.Scheduled"`},
+		{"version cannot be detected", outbound.WatchConfig{}, "", false, &chttest.Fault{Status: http.StatusNotFound}, 2, 30 * time.Minute, -1, 1, 1,
+			`level=WARN msg="cht: the CHT version cannot be detected; outbound pushes with a cron count as failures until it is (CHT before 4.5 ignores cron)"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.fault != nil {
+				f := *tt.fault
+				f.Method, f.Path = http.MethodGet, "/api/deploy-info"
+				t.Cleanup(srv.InjectFault(f))
+			}
+			srv.ResetRequests()
+			var q outbound.Queue = newAdmin(t, srv, tt.version)
+			if tt.wrap {
+				q = wrapped{q.(*cht.Client)}
+			}
+			var logs bytes.Buffer
+			cfg := tt.cfg
+			cfg.Now, cfg.Logger = clk.now, slog.New(slog.NewTextHandler(&logs, nil))
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(q, cfg))
+			if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != tt.tasks {
+				t.Errorf("tasks = %v, want %v", got, tt.tasks)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != tt.oldest.Seconds() {
+				t.Errorf("oldest failure age = %v s, want %v", got, tt.oldest.Seconds())
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_unconfigured_pushes", "nightly"); got != tt.unconfigured {
+				t.Errorf("unconfigured_pushes{destination=nightly} = %v, want %v", got, tt.unconfigured)
+			}
+			if got := gauge(t, reg, "cht_outbound_queue_up", ""); got != 1 {
+				t.Errorf("up = %v, want 1", got)
+			}
+			if n := countRequests(srv, "/api/v1/settings"); n != tt.settings {
+				t.Errorf("%d reads of /api/v1/settings, want %d", n, tt.settings)
+			}
+			if n := countRequests(srv, "/api/deploy-info"); n != tt.deploy {
+				t.Errorf("%d reads of /api/deploy-info, want %d", n, tt.deploy)
+			}
+			if got := strings.TrimSpace(logs.String()); (tt.log == "") != (got == "") || !strings.Contains(got, tt.log) {
+				t.Errorf("logs = %q, want %q", got, tt.log)
+			}
+		})
+	}
+}
+
+// A version that cannot be detected is asked again at the next read of
+// the queue (CacheFor later, not 5 minutes), and once it is known the
+// scheduled pushes are (an INFO line).
+func TestWatchVersionDetectedLater(t *testing.T) {
+	srv, clk, _ := scheduledFixture(t, "5.2.0", true)
+	remove := srv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: "/api/deploy-info", Status: http.StatusServiceUnavailable})
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(outbound.NewWatch(newAdmin(t, srv, ""), outbound.WatchConfig{Now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+	steps := []struct {
+		name    string
+		advance time.Duration
+		do      func()
+		tasks   float64
+		log     string
+	}{
+		{"cannot be detected", 0, nil, 2, "level=WARN msg=\"cht: the CHT version cannot be detected"},
+		{"still not, logged once", 15 * time.Second, nil, 2, ""},
+		{"detected at the next read of the queue", 15 * time.Second, func() { remove() },
+			1, "level=INFO msg=\"cht: CHT version detected; outbound pushes with a cron count as scheduled from CHT 4.5\" version=5.2.0 scheduled=1"},
+		{"kept", 6 * time.Minute, nil, 1, ""},
+	}
+	for _, st := range steps {
+		clk.add(st.advance)
+		if st.do != nil {
+			st.do()
+		}
+		logs.Reset()
+		if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != st.tasks {
+			t.Errorf("%s: tasks = %v, want %v", st.name, got, st.tasks)
+		}
+		if got := strings.TrimSpace(logs.String()); (st.log == "") != (got == "") || !strings.Contains(got, st.log) {
+			t.Errorf("%s: logs = %q, want %q", st.name, got, st.log)
+		}
+	}
+}
