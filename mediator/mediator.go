@@ -106,6 +106,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes limits request bodies: larger ones are answered 413
 	// with a JSON error. 0 means DefaultMaxBodyBytes; negative, no limit.
+	// It counts the bytes as they arrive: the mediator decodes no
+	// Content-Encoding, and hands the handler the body as it came.
 	MaxBodyBytes int64
 	// ErrorBody formats the body of the answers the library makes for
 	// errors: handler errors and panics, and the 413 for a body over

@@ -157,8 +157,9 @@ type HandlerConfig struct {
 //   - 503 when Fetch fails or the deadline passes, 500 (or the
 //     [Error] status) when Handle fails, so that CHT retries;
 //   - 405 for methods other than POST, 415 for a content type other than
-//     application/json, 413 for a body over the limit, 400 naming the
-//     problem for an empty or malformed body.
+//     application/json or a Content-Encoding other than identity (a
+//     compressed body is not decoded), 413 for a body over the limit, 400
+//     naming the problem for an empty or malformed body.
 //
 // Each push is handled on a goroutine of the handler's, so that the
 // handler can answer at the deadline while Handle goes on; these
@@ -233,6 +234,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !mediaTypeIs(r.Header, "application/json") {
 		writeOutbound(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	if err := checkContentEncoding(r.Header); err != nil {
+		writeOutbound(w, http.StatusUnsupportedMediaType, err.Error())
 		return
 	}
 	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
@@ -365,6 +370,36 @@ func mediaTypeIs(h http.Header, mt string) bool {
 	}
 	got, _, err := mime.ParseMediaType(ct)
 	return err == nil && strings.EqualFold(got, mt)
+}
+
+// maxQuotedCoding bounds the header value repeated in the error of
+// checkContentEncoding.
+const maxQuotedCoding = 100
+
+// checkContentEncoding returns nil when h declares a body sent as it is: no
+// Content-Encoding, or only the coding identity, in any case and with
+// spaces around it (RFC 9110 §8.4: codings are case-insensitive, a list
+// separated by commas). Any other coding (gzip, deflate, br, ...) is an
+// error naming the header and its value, answered 415 before the body is
+// read: the handler does not decode bodies, and the encoded bytes read as
+// JSON would only give a misleading "malformed" answer. CHT sends none
+// (shared-libs/outbound/src/outbound.js, sendPayload). It is the check of
+// fhir/internal/contentcoding, which cht may not import.
+func checkContentEncoding(h http.Header) error {
+	vv := h.Values("Content-Encoding")
+	for _, v := range vv {
+		for c := range strings.SplitSeq(v, ",") {
+			c = strings.Trim(c, " \t")
+			if c != "" && !strings.EqualFold(c, "identity") {
+				q := strings.Join(vv, ", ")
+				if len(q) > maxQuotedCoding {
+					q = q[:maxQuotedCoding] + "..."
+				}
+				return fmt.Errorf("request header Content-Encoding %q is not supported: send the body unencoded (no Content-Encoding, or identity)", q)
+			}
+		}
+	}
+	return nil
 }
 
 // presizeMax is the most readBody allocates before the bytes arrive: a

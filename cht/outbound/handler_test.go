@@ -2,6 +2,7 @@ package outbound_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -414,6 +415,62 @@ func TestDestinationURLPasswordNotShown(t *testing.T) {
 			}
 			if out := err.Error() + " " + verr.Error(); strings.Contains(out, "s3cret") {
 				t.Errorf("password shown: %s", out)
+			}
+		})
+	}
+}
+
+// A body with a Content-Encoding other than identity is refused 415 before
+// it is read, with an error naming the header and its value, instead of a
+// 400 about malformed JSON; identity, in any case, is a plain body.
+func TestHandlerRefusesEncodedBodies(t *testing.T) {
+	const doc = `{"doc":{"_id":"a","type":"person"}}`
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write([]byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, coding, body string
+		status             int
+		errContains        string
+	}{
+		{"gzip", "gzip", gz.String(), 415, `Content-Encoding "gzip"`},
+		{"gzip in capitals", "GZIP", gz.String(), 415, `Content-Encoding "GZIP"`},
+		{"br", "br", "\x1b\x00\x00", 415, `Content-Encoding "br"`},
+		{"gzip listed after identity", "identity, gzip", gz.String(), 415, `"identity, gzip"`},
+		{"identity", " Identity ", doc, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			h, err := outbound.NewHandler(outbound.HandlerConfig{
+				Handle: func(context.Context, *outbound.Payload) error { calls.Add(1); return nil },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest("POST", "/cht/push", strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Encoding", tt.coding)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Errorf("status = %d, want %d (%s)", rec.Code, tt.status, rec.Body)
+			}
+			m := checkJSONBody(t, rec)
+			if tt.status != 200 {
+				if msg, _ := m["error"].(string); !strings.Contains(msg, tt.errContains) || m["ok"] != false {
+					t.Errorf("body = %v, want error containing %q", m, tt.errContains)
+				}
+				if calls.Load() != 0 {
+					t.Errorf("Handle called for a refused body")
+				}
+			} else if calls.Load() != 1 {
+				t.Errorf("Handle called %d times, want 1", calls.Load())
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/outbound"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/contentcoding"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
 )
 
@@ -438,6 +439,10 @@ func outboundError(err error) error {
 func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 	if !jsonMediaType(r.Header.Get("Content-Type")) {
 		writeJSON(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: send application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	if err := contentcoding.Check(r.Header); err != nil {
+		writeJSON(w, http.StatusUnsupportedMediaType, err.Error())
 		return
 	}
 	payload, err := readBody(http.MaxBytesReader(w, r.Body, maxEncounterBody), r.ContentLength, maxEncounterBody)

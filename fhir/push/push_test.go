@@ -2,6 +2,7 @@ package push_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,6 +296,68 @@ func TestBadPushes(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 0, r.fhir.Count("Encounter"), "nothing written for bad pushes")
+}
+
+// A push or an encounter payload with a Content-Encoding other than
+// identity is answered 415 with a JSON error naming the header and its
+// value, before the body is read (not a 400 about malformed JSON), and
+// nothing is written; identity is a plain body.
+func TestEncodedBodiesAreRefused(t *testing.T) {
+	r := newRig(t, false)
+	encounter, err := os.ReadFile("testdata/encounter-payload.json")
+	require.NoError(t, err)
+	pushBody, err := json.Marshal(map[string]any{"doc": r.hydrated(t, chttest.DemoPatientID)})
+	require.NoError(t, err)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, err := zw.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, zw.Close())
+		return buf.Bytes()
+	}
+	tests := []struct {
+		name, path, coding string
+		body               []byte
+		status             int
+		want               string
+	}{
+		{"gzip push", push.OutboundPath, "gzip", gz(pushBody), http.StatusUnsupportedMediaType, `Content-Encoding \"gzip\"`},
+		{"gzip encounter payload", push.EncounterPath, "gzip", gz(encounter), http.StatusUnsupportedMediaType, `Content-Encoding \"gzip\"`},
+		{"br encounter payload", push.EncounterPath, "br", []byte{0x1b}, http.StatusUnsupportedMediaType, `Content-Encoding \"br\"`},
+		{"deflate after identity", push.EncounterPath, "identity,deflate", []byte{0x78, 0x9c}, http.StatusUnsupportedMediaType, `\"identity,deflate\"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, r.srv.URL+tt.path, bytes.NewReader(tt.body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Encoding", tt.coding)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body := readAll(t, resp)
+			assert.Equal(t, tt.status, resp.StatusCode, "%s", body)
+			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+			assert.Contains(t, string(body), tt.want)
+		})
+	}
+	assert.Empty(t, r.fhir.Counts(), "nothing written for encoded bodies")
+	for _, tt := range []struct {
+		path, coding string
+		body         []byte
+	}{
+		{push.OutboundPath, " Identity", pushBody},
+		{push.EncounterPath, "identity", encounter},
+	} {
+		req, err := http.NewRequest(http.MethodPost, r.srv.URL+tt.path, bytes.NewReader(tt.body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Encoding", tt.coding)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body := readAll(t, resp)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s %s", tt.path, body)
+	}
 }
 
 func TestSkipUnmappedFormsAnswers200(t *testing.T) {

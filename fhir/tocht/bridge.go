@@ -18,6 +18,7 @@ import (
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/contentcoding"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/redact"
 	"github.com/cht-interop/openhim-mediator-go/mediator"
 )
@@ -381,12 +382,17 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 		Properties: map[string]any{"cht_doc": u.docID}}, nil
 }
 
-// readBody checks the content type and reads the body within the limit.
+// readBody checks the content type and the Content-Encoding (a body
+// is not decoded: only identity is accepted) and reads the body within
+// the limit.
 func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	ct := r.Header.Get("Content-Type")
 	if !isFHIRJSON(ct) {
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
 			"content type %q is not supported: send application/fhir+json or application/json", ct), models.IssueTypeNotSupported)}
+	}
+	if err := contentcoding.Check(r.Header); err != nil {
+		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", err.Error(), models.IssueTypeNotSupported)}
 	}
 	limit := b.cfg.MaxBodyBytes
 	if r.ContentLength > limit {

@@ -2,6 +2,7 @@ package tocht_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -93,6 +94,12 @@ func (r *rig) send(t *testing.T, method, path, ctype string, body []byte) answer
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
+	return r.do(t, req)
+}
+
+// do sends req to the mediator and returns what core would return.
+func (r *rig) do(t *testing.T, req *http.Request) answer {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -566,6 +573,47 @@ func TestBadInputIsAnsweredWithAnOperationOutcome(t *testing.T) {
 	}
 	assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"), "nothing written")
 	assert.Equal(t, 0, r.countDocs(t, "name", "A B"))
+}
+
+// A body with a Content-Encoding other than identity is answered 415 with
+// an OperationOutcome naming the header and its value, before the body is
+// read (not a 400 about malformed JSON); identity is a plain body.
+func TestEncodedBodiesAreRefusedWithAnOperationOutcome(t *testing.T) {
+	r := newRig(t)
+	patient := testdata(t, "patient.json")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err := zw.Write(patient)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	tests := []struct {
+		name, path, coding string
+		body               []byte
+		want               string // in the outcome; "" for a write
+	}{
+		{"gzip Patient", "/fhir/Patient", "gzip", gz.Bytes(), `Content-Encoding "gzip"`},
+		{"deflate Bundle", "/fhir", "deflate", []byte("x\x9c\x03\x00\x00\x00\x00\x01"), `Content-Encoding "deflate"`},
+		{"br with identity", "/fhir/Patient", "identity, br", []byte{0x1b}, `Content-Encoding "identity, br"`},
+		{"identity", "/fhir/Patient", "IDENTITY ", patient, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, r.med.URL+tt.path, bytes.NewReader(tt.body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set("Content-Encoding", tt.coding)
+			a := r.do(t, req)
+			if tt.want == "" {
+				assert.Contains(t, []int{http.StatusOK, http.StatusCreated}, a.status, "%s", a.body)
+				return
+			}
+			assert.Equal(t, http.StatusUnsupportedMediaType, a.status, "%s", a.body)
+			assert.Equal(t, tocht.FHIRContentType, a.header.Get("Content-Type"))
+			oo := parseOutcome(t, a.body)
+			assert.Contains(t, oo.text(), tt.want)
+			assert.Contains(t, oo.text(), "not-supported")
+		})
+	}
 }
 
 func TestCHTDownIsRetriedWithoutDuplicates(t *testing.T) {
