@@ -275,3 +275,40 @@ func TestCompressedUpstreamArrivesAsText(t *testing.T) {
 		})
 	}
 }
+
+// A request body with a Content-Encoding (gzip here) is forwarded as the
+// caller sent it, bytes and header, as a proxy does: the passthrough
+// neither decodes nor parses bodies, so it has no reason to refuse one the
+// upstream may accept. The body limit counts the encoded bytes, those that
+// go upstream. (The routes that parse JSON answer 415 instead.)
+func TestEncodedRequestBodyForwardedUnchanged(t *testing.T) {
+	const limit = 1000
+	var (
+		mu     sync.Mutex
+		got    []byte
+		coding string
+	)
+	addr := startStandaloneWith(t, map[string]string{"MEDIATOR_MAX_BODY_BYTES": fmt.Sprint(limit)}, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got, coding = b, r.Header.Get("Content-Encoding")
+		mu.Unlock()
+		fmt.Fprint(w, "ok")
+	})
+	var gz strings.Builder
+	zw := gzip.NewWriter(&gz)
+	_, err := io.WriteString(zw, `{"pad":"`+strings.Repeat("a", 20*limit)+`"}`) // larger than the limit once decoded
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	require.Less(t, gz.Len(), limit)
+	status, body, _ := rawRequest(t, addr, fmt.Sprintf("POST /passthrough/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"+
+		"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", gz.Len(), gz.String()))
+	require.Equal(t, 200, status, "%s", body)
+	env, err := mediator.ParseEnvelope([]byte(body))
+	require.NoError(t, err, "%s", body)
+	assert.Equal(t, "ok", env.Response.Body)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, "gzip", coding)
+	assert.Equal(t, gz.String(), string(got), "the encoded body, byte for byte")
+}

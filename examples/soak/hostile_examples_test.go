@@ -2,6 +2,7 @@ package soak
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -310,6 +311,10 @@ func TestHostileExamples(t *testing.T) {
 				hostileRow{name: "wrong content type", ep: ep, ctype: "text/plain", body: valid, status: 415},
 				hostileRow{name: "NUL in a string", ep: ep, body: valid[:i] + `\u0000` + valid[i:], status: 400},
 				hostileRow{name: "invalid UTF-8 in a string", ep: ep, body: valid[:i] + "\xff\xfe" + valid[i:], status: 400},
+				// Bodies are not decoded: a compressed one is refused
+				// naming the header, not answered as malformed JSON.
+				hostileRow{name: "gzip-encoded body", ep: ep, header: http.Header{"Content-Encoding": {"gzip"}}, body: gzipped(t, valid),
+					status: 415, check: names(`Content-Encoding \"gzip\"`)},
 			)
 		}
 	}
@@ -337,6 +342,8 @@ func TestHostileExamples(t *testing.T) {
 		hostileRow{name: "dot-segment behind an encoded slash", ep: ptGet, target: "/passthrough/..%2f..%2fetc", status: 400},
 		hostileRow{name: "dot-segments", ep: f2c("POST", "/fhir/Patient"), target: "/fhir/Patient/../../cht/outbound", body: patient("hp3", `"C"`), status: 307},
 		hostileRow{name: "dot-segments", ep: eps[0], target: "/cht/outbound/../../fhir/Patient", body: eps[0].valid, status: 307},
+		// The passthrough forwards bodies as they come, encoded ones too.
+		hostileRow{name: "gzip-encoded body is forwarded", ep: pt, header: http.Header{"Content-Encoding": {"gzip"}}, body: gzipped(t, pt.valid), status: 200},
 		hostileRow{name: "oversized chunked body reaches nothing upstream", ep: pt, body: big, chunk: true, status: 413,
 			setup: func() { upBefore = up.count() },
 			check: func(t *testing.T, _ *http.Response, _ []byte) {
@@ -483,6 +490,16 @@ func challenged(t *testing.T, resp *http.Response, _ []byte) {
 // sizeNamed checks a 413 says what is too large.
 func sizeNamed(t *testing.T, _ *http.Response, body []byte) {
 	assert.True(t, mentionsAny(string(body), []string{"large", "limit", "bytes"}), "%s", body)
+}
+
+// gzipped returns s compressed with gzip.
+func gzipped(t *testing.T, s string) string {
+	var b strings.Builder
+	zw := gzip.NewWriter(&b)
+	_, err := io.WriteString(zw, s)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return b.String()
 }
 
 // names checks the answer names the element.
