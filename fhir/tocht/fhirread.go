@@ -144,20 +144,39 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier) (p
 	if status/100 != 2 {
 		return nil, 0, fhirFailure(fmt.Errorf("%s answered %d", what, status))
 	}
-	var bundle struct {
-		ResourceType string `json:"resourceType"`
-		Link         []struct {
-			Relation string `json:"relation"`
-		} `json:"link"`
-		Entry []struct {
-			Resource json.RawMessage `json:"resource"`
-			Search   *struct {
-				Mode string `json:"mode"`
-			} `json:"search"`
-		} `json:"entry"`
+	p, n, err = matchPatients(data, ident, b.sys.ExternalID)
+	if err != nil {
+		return nil, 0, fhirFailure(fmt.Errorf("%s: %w", what, err))
 	}
-	if err := json.Unmarshal(data, &bundle); err != nil || bundle.ResourceType != "Bundle" {
-		return nil, 0, fhirFailure(fmt.Errorf("%s did not answer a searchset Bundle", what))
+	return p, n, nil
+}
+
+// patientSearch is what searchPatient reads of a page of Patients.
+type patientSearch struct {
+	ResourceType string `json:"resourceType"`
+	Link         []struct {
+		Relation string `json:"relation"`
+	} `json:"link"`
+	Entry []struct {
+		Resource json.RawMessage `json:"resource"`
+		Search   *struct {
+			Mode string `json:"mode"`
+		} `json:"search"`
+	} `json:"entry"`
+}
+
+// matchPatients reads the FHIR server's answer data to searchPatient's
+// search: n is the number of its Patients that carry ident (extSys is
+// the external_id system), 2 standing for "more than one", and p the one
+// found when n is 1. An answer that is no Bundle, or holds a resource
+// that does not parse, is an error.
+func matchPatients(data []byte, ident *models.Identifier, extSys string) (p *models.Patient, n int, err error) {
+	var bundle patientSearch
+	if err := json.Unmarshal(data, &bundle); err != nil {
+		return nil, 0, fmt.Errorf("did not answer a searchset Bundle: %w", err)
+	}
+	if bundle.ResourceType != "Bundle" {
+		return nil, 0, fmt.Errorf("did not answer a searchset Bundle: resourceType %q", bundle.ResourceType)
 	}
 	for _, e := range bundle.Entry {
 		if e.Search != nil && e.Search.Mode != "" && e.Search.Mode != "match" {
@@ -168,9 +187,9 @@ func (b *Bridge) searchPatient(ctx context.Context, ident *models.Identifier) (p
 		}
 		res, err := fhir.ParseResource(e.Resource)
 		if err != nil {
-			return nil, 0, fhirFailure(fmt.Errorf("%s: %w", what, err))
+			return nil, 0, err
 		}
-		if q, ok := res.(*models.Patient); ok && carries(q, ident, b.sys.ExternalID) {
+		if q, ok := res.(*models.Patient); ok && carries(q, ident, extSys) {
 			p, n = q, n+1
 		}
 	}

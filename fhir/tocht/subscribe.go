@@ -217,16 +217,29 @@ type subscriptionSearch struct {
 // subscriptionPage reads the page of Subscriptions at path (under FHIRURL).
 func (b *Bridge) subscriptionPage(ctx context.Context, path string) (*subscriptionSearch, error) {
 	status, data, err := b.fhirGet(ctx, "FHIR search Subscriptions", path, nil, "GET Subscription")
-	var page subscriptionSearch
+	var page *subscriptionSearch
 	switch {
 	case err != nil:
 	case status != http.StatusOK:
 		err = fmt.Errorf("GET Subscription answered %d", status)
-	case json.Unmarshal(data, &page) != nil || page.ResourceType != "Bundle":
-		err = errors.New("GET Subscription answered no Bundle")
+	default:
+		page, err = decodeSubscriptionPage(data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tocht: search Subscriptions: %w", err)
+	}
+	return page, nil
+}
+
+// decodeSubscriptionPage reads the FHIR server's answer data to a search
+// of Subscriptions; an answer that is no Bundle is an error.
+func decodeSubscriptionPage(data []byte) (*subscriptionSearch, error) {
+	var page subscriptionSearch
+	if err := json.Unmarshal(data, &page); err != nil {
+		return nil, fmt.Errorf("GET Subscription answered no Bundle: %w", err)
+	}
+	if page.ResourceType != "Bundle" {
+		return nil, fmt.Errorf("GET Subscription answered no Bundle: resourceType %q", page.ResourceType)
 	}
 	return &page, nil
 }
