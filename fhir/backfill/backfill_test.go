@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -238,6 +239,123 @@ func TestReadCheckpoint(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("{not json"), 0o600))
 	_, err = backfill.ReadCheckpoint(path)
 	require.ErrorContains(t, err, "delete it to start over")
+}
+
+// WriteCheckpoint replaces the checkpoint atomically (a temporary file
+// beside it, synced, renamed over it): a reader, like a restart after a
+// crash mid-write, sees the old or the new checkpoint, never a file cut
+// short; a write that fails leaves the old one and no temporary file.
+func TestWriteCheckpointIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.json")
+	small := backfill.Checkpoint{Seq: "1-a", Batches: 1, Docs: 1}
+	big := backfill.Checkpoint{Seq: "2-b", Batches: 2, Docs: 2}
+	for i := range backfill.MaxFailures {
+		big.Failures = append(big.Failures, backfill.Failure{DocID: fmt.Sprint("doc-", i), Reason: strings.Repeat("r", 1000)})
+	}
+	require.NoError(t, backfill.WriteCheckpoint(path, small))
+	done := make(chan error, 1)
+	go func() {
+		for i := range 60 {
+			cp := small
+			if i%2 == 0 {
+				cp = big
+			}
+			if err := backfill.WriteCheckpoint(path, cp); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	reads := 0
+	for writing := true; writing; reads++ {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			writing = false
+		default:
+		}
+		cp, err := backfill.ReadCheckpoint(path)
+		require.NoError(t, err, "read %d saw a torn checkpoint", reads)
+		require.Contains(t, []cht.Seq{"1-a", "2-b"}, cp.Seq)
+	}
+	t.Logf("%d reads", reads)
+
+	// A write that fails (the rename onto a directory) leaves what was there.
+	blocked := filepath.Join(dir, "blocked")
+	require.NoError(t, os.MkdirAll(filepath.Join(blocked, "x"), 0o755))
+	require.Error(t, backfill.WriteCheckpoint(blocked, small))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"cp.json", "blocked"}, names, "no temporary file left")
+	cp, err := backfill.ReadCheckpoint(path)
+	require.NoError(t, err)
+	assert.Equal(t, small, cp)
+}
+
+// A checkpoint file that is corrupt or edited by hand into something
+// WriteCheckpoint could not have written is an error naming the file and
+// the field, never a checkpoint at an earlier place (which would sync
+// again what was synced, and start the failure list over) or a later one.
+func TestReadCheckpointRefusesWhatWasNotWritten(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	require.NoError(t, backfill.WriteCheckpoint(good, backfill.Checkpoint{Seq: "12-abc", Batches: 3, Docs: 300, Converted: 290,
+		Failed: 1, Skipped: map[string]int64{"deleted": 9}, Failures: []backfill.Failure{{DocID: "r1", Reason: "bad"}}}))
+	written, err := os.ReadFile(good)
+	require.NoError(t, err)
+	edit := func(old, new string) string {
+		require.Contains(t, string(written), old)
+		return strings.Replace(string(written), old, new, 1)
+	}
+	tests := []struct {
+		name, content, want string
+	}{
+		{"empty file", "", "not a JSON object"},
+		{"null", "null", "not a JSON object"},
+		{"array", "[]", "not a JSON object"},
+		{"empty object", "{}", `"seq" is missing`},
+		{"seq renamed", edit(`"seq"`, `"Seq"`), `"seq" is missing`},
+		{"batches removed", edit(`"batches": 3,`, ``), `"batches" is missing`},
+		{"seq emptied", edit(`"12-abc"`, `""`), `"seq" is empty after 3 batches`},
+		{"seq of another kind", edit(`"12-abc"`, `{}`), `"seq"`},
+		{"batches below zero", edit(`"batches": 3`, `"batches": -3`), `"batches" is -3`},
+		{"docs below zero", edit(`"docs": 300`, `"docs": -1`), `"docs" is -1`},
+		{"skipped below zero", edit(`"deleted": 9`, `"deleted": -9`), `"skipped" "deleted" is -9`},
+		{"batches as text", edit(`"batches": 3`, `"batches": "3"`), `"batches"`},
+		{"batches fractional", edit(`"batches": 3`, `"batches": 3.5`), `"batches"`},
+		{"updatedAt not a time", edit(`"updatedAt": "`, `"updatedAt": "x`), `"updatedAt"`},
+		{"failure without docId", edit(`"docId": "r1"`, `"docId": ""`), `"failures"[0].docId is empty`},
+	}
+	// A file cut anywhere (as by a crash while a non-atomic write
+	// wrote it) is refused too.
+	for _, n := range []int{1, len(written) / 3, len(written) / 2, len(written) - 3} {
+		tests = append(tests, struct{ name, content, want string }{fmt.Sprintf("cut after %d bytes", n), string(written[:n]), "not a JSON object"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "cp.json")
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o600))
+			cp, err := backfill.ReadCheckpoint(path)
+			require.Error(t, err, "read as %+v", cp)
+			assert.Contains(t, err.Error(), path)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Zero(t, cp)
+		})
+	}
+	// What WriteCheckpoint writes is read back, a position without
+	// batches (a start the program chose) included.
+	for _, cp := range []backfill.Checkpoint{{}, {Seq: "5-x"}, {Seq: "9", Batches: 1, Docs: 1}} {
+		require.NoError(t, backfill.WriteCheckpoint(good, cp))
+		got, err := backfill.ReadCheckpoint(good)
+		require.NoError(t, err)
+		assert.Equal(t, cp, got)
+	}
 }
 
 // failingWriter answers every bundle with one status.

@@ -128,18 +128,83 @@ func (cp *Checkpoint) SkippedTotal() int64 {
 }
 
 // ReadCheckpoint reads the checkpoint at path. A missing file is the zero
-// Checkpoint (start from the beginning), not an error.
+// Checkpoint (start from the beginning), not an error. A file that is not
+// a checkpoint [WriteCheckpoint] could have written (not a JSON object,
+// without "seq" or "batches", a count below zero, a position in the feed
+// without batches) is an error naming the file and the field, never read
+// as an earlier position: that would sync again what was synced, or skip
+// what was not.
 func ReadCheckpoint(path string) (Checkpoint, error) {
-	var cp Checkpoint
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return cp, nil
+		return Checkpoint{}, nil
 	}
 	if err != nil {
-		return cp, fmt.Errorf("backfill: read checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("backfill: read checkpoint: %w", err)
 	}
-	if err := json.Unmarshal(data, &cp); err != nil {
-		return cp, fmt.Errorf("backfill: checkpoint %s is not valid (delete it to start over): %w", path, err)
+	cp, err := decodeCheckpoint(data)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("backfill: checkpoint %s is not valid (delete it to start over): %w", path, err)
+	}
+	return cp, nil
+}
+
+// decodeCheckpoint decodes and checks a checkpoint file's content; errors
+// name the field.
+func decodeCheckpoint(data []byte) (Checkpoint, error) {
+	var cp Checkpoint
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		return cp, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if members == nil {
+		return cp, errors.New("not a JSON object: null")
+	}
+	// WriteCheckpoint always writes these: without them the position is
+	// unknown, not the beginning.
+	for _, k := range []string{"seq", "batches"} {
+		if _, ok := members[k]; !ok {
+			return cp, fmt.Errorf("%q is missing", k)
+		}
+	}
+	fields := []struct {
+		key string
+		v   any
+	}{
+		{"seq", &cp.Seq}, {"batches", &cp.Batches}, {"docs", &cp.Docs}, {"converted", &cp.Converted},
+		{"resources", &cp.Resources}, {"skipped", &cp.Skipped}, {"failed", &cp.Failed},
+		{"failures", &cp.Failures}, {"updatedAt", &cp.UpdatedAt},
+	}
+	for _, f := range fields {
+		raw, ok := members[f.key]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(raw, f.v); err != nil {
+			return Checkpoint{}, fmt.Errorf("%q: %w", f.key, err)
+		}
+	}
+	for _, c := range []struct {
+		key string
+		n   int64
+	}{{"batches", cp.Batches}, {"docs", cp.Docs}, {"converted", cp.Converted}, {"resources", cp.Resources}, {"failed", cp.Failed}} {
+		if c.n < 0 {
+			return Checkpoint{}, fmt.Errorf("%q is %d, below zero", c.key, c.n)
+		}
+	}
+	for k, n := range cp.Skipped {
+		if n < 0 {
+			return Checkpoint{}, fmt.Errorf("\"skipped\" %q is %d, below zero", k, n)
+		}
+	}
+	for i, f := range cp.Failures {
+		if f.DocID == "" {
+			return Checkpoint{}, fmt.Errorf("\"failures\"[%d].docId is empty", i)
+		}
+	}
+	if cp.Batches > 0 && cp.Seq == "" {
+		// Every committed batch moves seq: an empty one would start over.
+		return Checkpoint{}, fmt.Errorf("\"seq\" is empty after %d batches", cp.Batches)
 	}
 	return cp, nil
 }

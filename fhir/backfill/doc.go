@@ -81,6 +81,16 @@
 // hydrates them then, and keeps listed the ones that fail again. A Run from
 // the beginning (no checkpoint) starts a new list.
 //
+// A checkpoint that [WriteCheckpoint] could not have written (cut short,
+// not a JSON object, without "seq" or "batches", a count below zero,
+// batches without a seq) stops Run and Retry with an error naming the file
+// and the field, rather than starting over or from elsewhere; delete it to
+// start from the beginning. In the failure list, blank lines list nothing
+// and a last line without its newline is a failure when it is one whole (a
+// list edited by hand); a line cut by a crash is left out (no checkpoint
+// counts it yet, and the resumed Run lists it again), and any other line
+// that is not a failure is an error naming the line and the field.
+//
 // Memory is bounded by Config.PageSize, Config.BatchSize and
 // Config.Workers, not by the size of the database.
 package backfill

@@ -30,23 +30,52 @@ func ReadFailures(checkpointFile string) ([]Failure, error) {
 
 // readFailures is ReadFailures; listed is false when there is no list.
 func readFailures(checkpointFile string) (failures []Failure, listed bool, err error) {
-	data, err := os.ReadFile(failuresPath(checkpointFile))
+	path := failuresPath(checkpointFile)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("backfill: read failures: %w", err)
 	}
-	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	failures, err = parseFailures(data)
+	if err != nil {
+		return nil, true, fmt.Errorf("backfill: %s %w", path, err)
+	}
+	return failures, true, nil
+}
+
+// maxQuotedLine bounds the line an error of parseFailures repeats.
+const maxQuotedLine = 200
+
+// parseFailures reads a failure list: each document once, with its latest
+// reason, in the order they first failed. Blank lines list nothing. Any
+// other line that is not a failure is an error naming it and the field,
+// except the part after the last newline: a line cut by a crash while it
+// was appended, which no checkpoint counts yet (see failureLog), unless it
+// is a whole failure.
+func parseFailures(data []byte) ([]Failure, error) {
+	cut := bytes.LastIndexByte(data, '\n') + 1
+	lines := bytes.Split(data[:cut], []byte("\n"))
+	if f, ok := parseTail(data[cut:]); ok {
+		// A last line without its newline (written by hand).
+		lines = append(lines, f)
+	}
 	var out []Failure
 	at := map[string]int{}
 	for i, line := range lines {
-		var f Failure
-		if err := json.Unmarshal(line, &f); err != nil || f.DocID == "" {
-			if i == len(lines)-1 {
-				break // cut off by a crash before it was synced: no checkpoint counts it
+		if len(bytes.TrimSpace(line)) == 0 {
+			// Lists nothing; a list edited by hand may end with some,
+			// which the lines appended on resuming then follow.
+			continue
+		}
+		f, err := parseFailure(line)
+		if err != nil {
+			q := line
+			if len(q) > maxQuotedLine {
+				q = q[:maxQuotedLine]
 			}
-			return nil, true, fmt.Errorf("backfill: %s line %d is not a failure: %q", failuresPath(checkpointFile), i+1, line)
+			return nil, fmt.Errorf("line %d is not a failure (%q): %w", i+1, q, err)
 		}
 		if j, ok := at[f.DocID]; ok {
 			out[j].Reason = f.Reason
@@ -55,7 +84,29 @@ func readFailures(checkpointFile string) (failures []Failure, listed bool, err e
 		at[f.DocID] = len(out)
 		out = append(out, f)
 	}
-	return out, true, nil
+	return out, nil
+}
+
+// parseFailure decodes one line of the failure list.
+func parseFailure(line []byte) (Failure, error) {
+	var f Failure
+	if err := json.Unmarshal(line, &f); err != nil {
+		return f, err
+	}
+	if f.DocID == "" {
+		return f, errors.New(`"docId" is missing or empty`)
+	}
+	return f, nil
+}
+
+// parseTail returns the part of the failure list after its last newline
+// when it is a whole failure; ok is false for a line cut by a crash.
+func parseTail(tail []byte) (line []byte, ok bool) {
+	if len(bytes.TrimSpace(tail)) == 0 {
+		return nil, false
+	}
+	_, err := parseFailure(tail)
+	return tail, err == nil
 }
 
 // failureLog appends the failures of committed batches to the file beside
@@ -101,14 +152,22 @@ func openFailureLog(checkpoint string, cp Checkpoint) (*failureLog, error) {
 	return l, nil
 }
 
-// endOnWholeLine cuts the file after its last newline and puts the offset
-// at its end.
+// endOnWholeLine cuts the file after its last newline, unless what follows
+// is a whole failure (a last line written by hand without its newline),
+// which gets its newline, and puts the offset at its end.
 func (l *failureLog) endOnWholeLine() error {
 	data, err := io.ReadAll(l.f)
 	if err != nil {
 		return fmt.Errorf("backfill: read the failure list: %w", err)
 	}
 	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
+	if _, whole := parseTail(data[keep:]); whole {
+		if _, err := l.f.Write([]byte("\n")); err != nil {
+			return fmt.Errorf("backfill: end the failure list's last line: %w", err)
+		}
+		l.dirty = true
+		return nil
+	}
 	if keep < int64(len(data)) {
 		if err := l.f.Truncate(keep); err != nil {
 			return fmt.Errorf("backfill: cut the failure list's last line: %w", err)

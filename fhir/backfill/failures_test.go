@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -168,6 +169,48 @@ func TestReadFailures(t *testing.T) {
 	assert.Contains(t, err.Error(), "line 2")
 }
 
+// A failure list edited by hand is read as written: a line that is not a
+// failure, the last one included when it ends with its newline (no crash
+// cuts there), is an error naming the file, the line and the field,
+// never left out (Retry would skip it); a last line without its newline
+// that is a whole failure is listed.
+func TestReadFailuresOfAHandEditedList(t *testing.T) {
+	dir := t.TempDir()
+	cp := filepath.Join(dir, "checkpoint.json")
+	a, b := `{"docId":"a","reason":"r1"}`, `{"docId":"b","reason":"r2"}`
+	tests := []struct {
+		name, content string
+		want          []string // the ids listed, or nil for an error
+		err           string
+	}{
+		{"last line not a failure", a + "\n" + `{"docId":"b","rea` + "\n", nil, `line 2 is not a failure`},
+		{"last line without docId", a + "\n" + `{"id":"b","reason":"r2"}` + "\n", nil, `line 2 is not a failure ("{\"id\":\"b\",\"reason\":\"r2\"}"): "docId" is missing or empty`},
+		{"empty docId", `{"docId":"","reason":"r"}` + "\n" + a + "\n", nil, `line 1 is not a failure`},
+		{"null line", "null\n" + a + "\n", nil, `"docId" is missing or empty`},
+		{"reason of another type", `{"docId":"a","reason":5}` + "\n", nil, `line 1 is not a failure`},
+		{"last line without its newline", a + "\n" + b, []string{"a", "b"}, ""},
+		{"only line without its newline", a, []string{"a"}, ""},
+		{"cut last line", a + "\n" + `{"docId":"b"`, []string{"a"}, ""},
+		{"blank lines at the end", a + "\n\n\n", []string{"a"}, ""},
+		{"blank lines between", a + "\n\n \t\n" + b + "\n", []string{"a", "b"}, ""},
+		{"windows line ends", a + "\r\n" + b + "\r\n", []string{"a", "b"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(cp+".failures", []byte(tt.content), 0o644))
+			got, err := backfill.ReadFailures(cp)
+			if tt.want == nil {
+				require.Error(t, err, "read as %v", got)
+				assert.Contains(t, err.Error(), cp+".failures")
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, failedIDs(got))
+		})
+	}
+}
+
 // A crash can cut the list in the middle of its last line (no checkpoint
 // counts that failure yet); the resumed Run cuts it back to its last whole
 // line before it appends, so the list stays readable.
@@ -187,6 +230,40 @@ func TestResumeAfterACutLine(t *testing.T) {
 	got, err := backfill.ReadFailures(e.cfg.CheckpointFile)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"annex-000", "annex-001", "annex-002", "later-000", "later-001"}, failedIDs(got))
+}
+
+// A list edited by hand stays a list a resumed Run appends to: a last line
+// written without its newline is a failure, not a cut line (the Run ends
+// it with its newline before it appends, so it stays listed and the next
+// failure starts a line of its own), and blank lines at its end, which the
+// appended lines then follow, list nothing.
+func TestResumeAfterAHandEditedList(t *testing.T) {
+	tests := []struct {
+		name, added string
+		want        []string
+	}{
+		{"last line without its newline", `{"docId":"by-hand","reason":"added by hand"}`, []string{"by-hand"}},
+		{"blank lines at the end", "\n \n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, 1)
+			places(t, e, "clinic_annex", "annex", 2)
+			_, err := backfill.Run(context.Background(), e.cfg)
+			require.NoError(t, err)
+			f, err := os.OpenFile(e.cfg.CheckpointFile+".failures", os.O_WRONLY|os.O_APPEND, 0)
+			require.NoError(t, err)
+			_, err = f.WriteString(tt.added)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			places(t, e, "clinic_annex", "later", 1)
+			_, err = backfill.Run(context.Background(), e.cfg)
+			require.NoError(t, err)
+			got, err := backfill.ReadFailures(e.cfg.CheckpointFile)
+			require.NoError(t, err)
+			assert.ElementsMatch(t, append([]string{"annex-000", "annex-001", "later-000"}, tt.want...), failedIDs(got))
+		})
+	}
 }
 
 // A checkpoint written before the list existed names its first failures:
