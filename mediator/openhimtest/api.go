@@ -70,27 +70,36 @@ type bodyKey struct{}
 // ctx.request.body: the JSON value, or an empty object.
 func requestBody(r *http.Request) any { return r.Context().Value(bodyKey{}) }
 
+// rawBodyKey is the context key of the request body's bytes, kept for
+// what needs JavaScript's key order (see decodeOrdered).
+type rawBodyKey struct{}
+
+// rawRequestBody is the body serveAPI read, as bytes.
+func rawRequestBody(r *http.Request) []byte {
+	b, _ := r.Context().Value(rawBodyKey{}).([]byte)
+	return b
+}
+
 // readJSON mirrors koa-bodyparser: JSON is parsed only for a JSON content
 // type; anything else (or an empty body) yields an empty object. It answers
 // 413 to a body over the limit and 400 to malformed JSON, reporting false.
 // As in co-body's strict mode (lib/json.js, parse), which koa-bodyparser
 // uses by default, a JSON body must be an object or an array: null, a
 // string, a number or only white space is a 400 too.
-func readJSON(w http.ResponseWriter, r *http.Request) (any, bool) {
+func readJSON(w http.ResponseWriter, r *http.Request) (v any, raw []byte, ok bool) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeStatus(w, http.StatusRequestEntityTooLarge)
-		return nil, false
+		return nil, nil, false
 	}
 	if !strings.Contains(r.Header.Get("Content-Type"), "json") || len(b) == 0 {
-		return map[string]any{}, true
+		return map[string]any{}, nil, true
 	}
-	var v any
 	if t := bytes.TrimLeft(b, " \t\n\r"); len(t) == 0 || t[0] != '{' && t[0] != '[' || json.Unmarshal(b, &v) != nil {
 		writeStatus(w, http.StatusBadRequest)
-		return nil, false
+		return nil, nil, false
 	}
-	return v, true
+	return v, b, true
 }
 
 // jsUnescape mirrors JavaScript's unescape (core calls it on URNs after the
@@ -168,11 +177,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// koa-bodyparser is mounted before every route and the auth middleware
 	// (src/koaApi.js, app.use(bodyParser(...)) in 4.0.5 and 8.x alike): a
 	// malformed or oversized JSON body is refused, whoever sends it.
-	body, ok := readJSON(w, r)
+	body, raw, ok := readJSON(w, r)
 	if !ok {
 		return
 	}
-	r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, body))
+	ctx := context.WithValue(r.Context(), bodyKey{}, body)
+	r = r.WithContext(context.WithValue(ctx, rawBodyKey{}, raw))
 	seg := pathSegments(escaped)
 	s.logger.Debug("openhimtest: api request", "method", r.Method, "path", escaped)
 

@@ -86,7 +86,10 @@
 // at most 15 MiB of bodies per transaction (core's default
 // api.maxBodiesSizeMB; the body that goes over is cut and ends with
 // "\n[truncated ...]"), and no request or response bodies for a channel
-// whose requestBody or responseBody is false. [Transaction.MetricsSkipped],
+// whose requestBody or responseBody is false. PUT /transactions/:id (an
+// asynchronous mediator's final update) cuts the update's bodies to the
+// same budget, less the stored request and response bodies, which is what
+// core counts there (not the stored orchestrations or routes). [Transaction.MetricsSkipped],
 // [Transaction.MetadataError] and [Transaction.Core4Crash] expose what
 // core would silently lose or where it would fail.
 // Channels are routable at once (the real core needs about a second to

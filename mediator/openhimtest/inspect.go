@@ -184,11 +184,15 @@ func (s *Server) Deregister(urn string) bool {
 }
 
 // UpdateTransaction applies PUT /transactions/:id with a Mongo-style update
-// document (plain keys are $set; $set and $push with $each work).
+// document (plain keys are $set; $set and $push with $each work), cutting
+// its bodies to core's budget as PUT does (its keys taken in sorted order).
 func (s *Server) UpdateTransaction(id string, update map[string]any) error {
-	var upd map[string]any
-	if err := remarshal(update, &upd); err != nil {
-		return &Error{StatusCode: http.StatusBadRequest, Message: err.Error()}
+	if update == nil {
+		update = map[string]any{}
+	}
+	upd, ok := orderedObject(nil, update)
+	if !ok {
+		return &Error{StatusCode: http.StatusBadRequest, Message: "openhimtest: the update is not a JSON object"}
 	}
 	if status, msg := s.updateTransaction(id, upd); status != http.StatusOK {
 		return &Error{StatusCode: status, Message: msg}

@@ -225,8 +225,12 @@ func (s *Server) handleUpdateTransaction(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	id = jsUnescape(id)
-	upd, _ := requestBody(r).(map[string]any)
-	if upd == nil {
+	if _, ok := requestBody(r).(map[string]any); !ok {
+		writeText(w, http.StatusBadRequest, "invalid JSON")
+		return
+	}
+	upd, ok := orderedObject(rawRequestBody(r), requestBody(r))
+	if !ok {
 		writeText(w, http.StatusBadRequest, "invalid JSON")
 		return
 	}
@@ -252,7 +256,25 @@ func updateHasError(upd map[string]any) bool {
 	return routes["error"] != nil
 }
 
-func (s *Server) updateTransaction(id string, upd map[string]any) (int, string) {
+// orderedObject is the update as core's handler sees it: the object
+// parsed from raw with its keys in JavaScript's order, or, without raw
+// (an empty or non-JSON body, which koa-bodyparser leaves as {}), v.
+func orderedObject(raw []byte, v any) (*jsObject, bool) {
+	if len(raw) == 0 {
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return nil, false
+		}
+	}
+	o, err := decodeOrdered(raw)
+	if err != nil {
+		return nil, false
+	}
+	obj, ok := o.(*jsObject)
+	return obj, ok
+}
+
+func (s *Server) updateTransaction(id string, ordered *jsObject) (int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.findTx(id)
@@ -263,11 +285,13 @@ func (s *Server) updateTransaction(id string, upd map[string]any) (int, string) 
 		// calculateTransactionBodiesByteLength reads null.body; the catch
 		// answers 500.
 		prop := "body"
-		if updateHasError(upd) {
+		if upd, _ := plainJSON(ordered).(map[string]any); updateHasError(upd) {
 			prop = "channelID"
 		}
 		return http.StatusInternalServerError, "Could not update transaction via the API: TypeError: Cannot read property '" + prop + "' of null"
 	}
+	enforceUpdateBodies(t, ordered)
+	upd, _ := plainJSON(ordered).(map[string]any)
 	var doc map[string]any
 	if err := remarshal(t, &doc); err != nil {
 		return http.StatusInternalServerError, err.Error()
