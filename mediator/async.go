@@ -72,7 +72,12 @@ func newAsyncRunner(u transactionUpdater, log *slog.Logger, updates func(string)
 // orchestrations recorded in this request before Async was called (the
 // ones the 202 answer reports), then those of fn. Orchestrations added to
 // the 202 answer after Async returns (e.g. Result.Orchestrations of the
-// handler) are not carried over and are lost with the update. The update is checked (core stores the 202 answer
+// handler) are not carried over and are lost with the update. Core
+// counts the request and the 202 answer it stored against the
+// transaction's body budget ([CaptureConfig.BodyBudget]) before the
+// update's bodies, so the update's orchestrations are cut, last first, to
+// what is left after them and the response; a response body over it is
+// logged (core stores it cut). The update is checked (core stores the 202 answer
 // after it arrives, which can overwrite an early update) and retried with
 // backoff, then logged if it still fails. It is not sent, and is logged,
 // when the stored transaction is not Processing or Pending Async: the
@@ -101,13 +106,18 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 	a.wg.Add(1)
 	a.mu.Unlock()
 	cfg := r.cfg
-	var prior []Orchestration
-	if r.rec != nil {
-		prior = r.rec.snapshot(false)
-	}
-	go a.run(cfg, id, prior, fn)
 	pending := a.pending()
 	body, _ := json.Marshal(map[string]string{"status": string(pending), "transactionId": id})
+	var prior []Orchestration
+	// Core's updateTransaction (src/api/transactions.js) starts the
+	// update's body budget at the bodies it stored: the request and the
+	// response, this 202 answer's body.
+	stored := int64(len(body))
+	if r.rec != nil {
+		prior = r.rec.snapshot(false)
+		stored += r.rec.txn.reqBytes
+	}
+	go a.run(cfg, id, prior, stored, fn)
 	return &Result{
 		Status:     pending,
 		StatusCode: http.StatusAccepted,
@@ -116,9 +126,15 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 	}, nil
 }
 
-func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, fn AsyncFunc) {
+// run does the async work and sends the final update. stored is the size
+// of the bodies core stored for the transaction (its request and the 202
+// answer), which core's updateTransaction counts against the body budget
+// before the update's response and orchestrations: the orchestrations are
+// cut to fit what is left (core would cut them, or the response, itself).
+func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, stored int64, fn AsyncFunc) {
 	defer a.wg.Done()
 	rec := newRecorder(cfg, nil)
+	rec.txn.reqBytes = stored // reserved by the envelope's fitBodies
 	ctx := context.WithValue(a.ctx, recorderKey{}, rec)
 	res, stack, err := callHandler(func(*Request) (*Result, error) { return fn(ctx) }, nil)
 	env := rec.resultEnvelope(res, stack, err) // as a HandlerFunc answers
@@ -128,13 +144,20 @@ func (a *asyncRunner) run(cfg *handlerConfig, id string, prior []Orchestration, 
 			normalizeOrchestration(&prior[i], now)
 		}
 		env.Orchestrations = append(prior, env.Orchestrations...)
-		fitBodies(env.Orchestrations, int64(len(env.Response.Body)), rec.cfg.budget)
+		fitBodies(env.Orchestrations, stored+int64(len(env.Response.Body)), rec.cfg.budget)
 	}
 	log := a.log.With("transaction_id", id)
 	if a.updater == nil {
 		log.Info("mediator: async request done (standalone, not reported to core)",
 			"status", env.Status, "code", env.Response.Status)
 		return
+	}
+	if b := rec.cfg.budget; b > 0 && stored+int64(len(env.Response.Body)) > b {
+		// Core keeps the stored request and cuts the response it stores
+		// (src/utils.js enforceMaxBodiesSize): the work is done, only its
+		// stored record is short.
+		log.Warn("mediator: async response body is over what core's transaction body budget leaves after the stored request: core stores it truncated",
+			"response_bytes", len(env.Response.Body), "stored_bytes", stored, "budget", b)
 	}
 	update := transactionUpdate(env)
 	if t := a.waitStored(id, log); t != nil && !mayFinish(t.Status) {

@@ -1,6 +1,7 @@
 package mediator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,6 +363,94 @@ func TestAsyncUpdatesOnlyAWaitingTransaction(t *testing.T) {
 			require.NoError(t, err)
 			assert.Len(t, f.updates, tt.wantUpdates)
 			assert.Equal(t, []string{tt.wantResult}, f.results)
+		})
+	}
+}
+
+// TestAsyncBudgetCountsStoredBodies: core's updateTransaction
+// (src/api/transactions.js) starts the update's body budget at the bodies
+// it stored for the transaction, the request and the response (the 202
+// answer), before the update's response and orchestrations
+// (enforceMaxBodiesSize): the update's orchestrations are cut to what those
+// leave, whether recorded before Async or by the work.
+func TestAsyncBudgetCountsStoredBodies(t *testing.T) {
+	const budget = 1000
+	orchBody := strings.Repeat("o", 400)
+	tests := []struct {
+		name    string
+		request int  // request body bytes
+		before  bool // the orchestration is recorded before Async
+		cut     bool
+	}{
+		{"small request, nothing cut", 100, false, false},
+		{"the request leaves too little", 600, false, true},
+		{"the request leaves too little, orchestration before Async", 600, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeUpdater{}
+			a := newAsyncRunner(f, slog.New(slog.DiscardHandler), nil)
+			a.backoff = time.Millisecond
+			cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{BodyBudget: budget}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+			r := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(strings.Repeat("r", tt.request)))
+			r.Header.Set(HeaderTransactionID, "tx-11")
+			rec := newRecorder(cfg, r)
+			r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+			o := Orchestration{Name: "call", Response: &Response{Status: 200, Body: orchBody}}
+			if tt.before {
+				require.True(t, AddOrchestration(r.Context(), o))
+			}
+			var req Request
+			req.init(r, rec, cfg)
+			res, err := req.Async(func(ctx context.Context) (*Result, error) {
+				if !tt.before {
+					AddOrchestration(ctx, o)
+				}
+				return &Result{Body: []byte(strings.Repeat("d", 100))}, nil
+			})
+			require.NoError(t, err)
+			require.NoError(t, a.shutdown(context.Background()))
+			require.Len(t, f.updates, 1)
+			orchs := f.updates[0]["orchestrations"].([]any)
+			require.Len(t, orchs, 1)
+			got := orchs[0].(map[string]any)["response"].(map[string]any)["body"].(string)
+			want := orchBody
+			if tt.cut {
+				left := budget - tt.request - len(res.Body) - 100
+				want = orchBody[:left-len(truncateMarker)] + truncateMarker
+			}
+			assert.Equal(t, want, got)
+		})
+	}
+}
+
+// TestAsyncLogsResponseOverBudget: a response body over what the stored
+// request and 202 answer leave of the budget is cut by core when it stores
+// the update (src/api/transactions.js updateTransaction, src/utils.js
+// enforceMaxBodiesSize); the work is done, so the update is sent and the
+// cut is logged.
+func TestAsyncLogsResponseOverBudget(t *testing.T) {
+	for _, tt := range []struct {
+		response int
+		warn     bool
+	}{{300, false}, {500, true}} {
+		t.Run(strconv.Itoa(tt.response), func(t *testing.T) {
+			var logs bytes.Buffer
+			f := &fakeUpdater{}
+			a := newAsyncRunner(f, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+			a.backoff = time.Millisecond
+			cfg := &handlerConfig{urn: "urn:x", capture: CaptureConfig{BodyBudget: 1000}.compile(), log: slog.New(slog.DiscardHandler), async: a}
+			r := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(strings.Repeat("r", 600)))
+			r.Header.Set(HeaderTransactionID, "tx-12")
+			var req Request
+			req.init(r, newRecorder(cfg, r), cfg)
+			_, err := req.Async(func(ctx context.Context) (*Result, error) {
+				return &Result{Body: []byte(strings.Repeat("d", tt.response))}, nil
+			})
+			require.NoError(t, err)
+			require.NoError(t, a.shutdown(context.Background()))
+			require.Len(t, f.updates, 1, "the update is sent")
+			assert.Equal(t, tt.warn, strings.Contains(logs.String(), "core stores it truncated"), "%s", logs.String())
 		})
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -200,4 +202,76 @@ func TestMediatorRunStopsWhenCoreRejectsRegistration(t *testing.T) {
 	}
 	_, err = http.Get("http://" + ln.Addr().String() + "/healthz")
 	assert.Error(t, err, "the server is shut down")
+}
+
+// TestAsyncUpdateFitsCoreBudgetThroughFakeCore: core's updateTransaction
+// (src/api/transactions.js) counts the request body it stored before the
+// async update's bodies, and cuts what goes over with JavaScript's slice,
+// which takes the byte count it measured as UTF-16 code units
+// (src/utils.js enforceMaxBodiesSize): a non-ASCII orchestration body it
+// cuts keeps more bytes than the 15 MiB budget leaves, which is there to
+// keep the transaction under MongoDB's 16 MiB document limit. The update's
+// orchestrations are cut by the mediator, to what the stored request
+// leaves, so core stores them as sent and within the budget.
+func TestAsyncUpdateFitsCoreBudgetThroughFakeCore(t *testing.T) {
+	const budget = 15 << 20
+	core := openhimtest.NewServer(openhimtest.Config{Version: openhimtest.Version8})
+	t.Cleanup(core.Close)
+	orchBody := strings.Repeat("ж", 3<<20) // 6 MiB of UTF-8, 3 Mi UTF-16 code units
+	mux := http.NewServeMux()
+	mux.Handle("/fake/async", mediator.HandlerFunc(func(r *mediator.Request) (*mediator.Result, error) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return nil, err
+		}
+		return r.Async(func(ctx context.Context) (*mediator.Result, error) {
+			mediator.AddOrchestration(ctx, mediator.Orchestration{Name: "big", Response: &mediator.Response{Status: 200, Body: orchBody}})
+			return &mediator.Result{Body: []byte("done")}, nil
+		})
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	route := openhim.Route{Name: "Fake Route", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Primary: true, Type: "http"}
+	m, err := mediator.New(mediator.Config{
+		Auth: mediator.InboundAuth{Open: true},
+		Definition: openhim.Definition{URN: "urn:mediator:fake-budget", Version: "1.0.0", Name: "Fake budget test",
+			Endpoints: []openhim.Route{route},
+			DefaultChannelConfig: []openhim.Channel{{Name: "Fake Channel", URLPattern: "^/fake/.*$", Allow: []string{"fake"},
+				Methods: []string{"POST"}, Type: "http", Routes: []openhim.Route{route}}}},
+		Listener:     ln,
+		MaxBodyBytes: -1,
+		OpenHIM: openhim.Config{URL: core.URL, Username: openhimtest.RootUser, Password: openhimtest.RootPassword,
+			CoreVersion: 8, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 20 * time.Millisecond},
+		InstallChannels: true,
+		Handler:         mux,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	require.Eventually(t, m.Ready, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(core.Channels()) == 1 }, 5*time.Second, 20*time.Millisecond)
+	core.AddClient("fake-client", "fake-pw", "fake")
+
+	request := strings.Repeat("r", 10<<20)
+	req, _ := http.NewRequest(http.MethodPost, core.RouterURL+"/fake/async", strings.NewReader(request))
+	req.SetBasicAuth("fake-client", "fake-pw")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	cancel() // Run's shutdown waits for the async work and its update
+	require.NoError(t, <-done)
+	tx, ok := core.Transaction(resp.Header.Get(mediator.HeaderTransactionID))
+	require.True(t, ok)
+	require.Equal(t, "Successful", tx.Status)
+	require.Len(t, tx.Orchestrations, 1)
+	got := tx.Orchestrations[0].Response.Body
+	total := len(tx.Request.Body) + len(tx.Response.Body) + len(got)
+	assert.LessOrEqual(t, total, budget, "bodies stored for the transaction")
+	assert.Equal(t, request, tx.Request.Body)
+	assert.Equal(t, "done", tx.Response.Body)
+	assert.True(t, strings.HasSuffix(got, "\n[truncated ...]"), "the orchestration is cut")
+	assert.True(t, utf8.ValidString(got) && !strings.ContainsRune(got, utf8.RuneError), "cut on a character boundary")
 }
