@@ -194,8 +194,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "authenticate":
 		s.handleAuthenticateSalt(w, jsUnescape(seg[1]))
 		return
-	case s.cfg.Version >= Version8 && r.Method == http.MethodPost && len(seg) == 2 && seg[0] == "authenticate" && seg[1] == "local":
+	case s.passport && r.Method == http.MethodPost && len(seg) == 2 && seg[0] == "authenticate" && seg[1] == "local":
 		s.handleLocalLogin(w, r)
+		return
+	case s.passport && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "me":
+		s.handleMe(w, r)
 		return
 	}
 
@@ -205,14 +208,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// core 8 (src/koaApi.js) mounts /logout after the auth middleware.
-	logout := s.cfg.Version >= Version8 && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout"
+	logout := s.passport && r.Method == http.MethodGet && len(seg) == 1 && seg[0] == "logout"
 	if s.sessionCommitFails(logout, via) {
 		// The handler runs (its changes stay), then koa-session's commit
 		// throws: Koa answers 500 instead of the handler's answer.
 		defer writeText(w, http.StatusInternalServerError, "Internal Server Error")
 		w = httptest.NewRecorder()
 	}
-	if s.cfg.Version >= Version8 && via == authBasic {
+	if s.passport && via == authBasic {
 		w = basicAuthWriter{w}
 	}
 	if logout {

@@ -49,30 +49,32 @@ func (s *Server) authenticate(r *http.Request) (*user, authMethod) {
 	case Version4:
 		return s.tokenAuth(r), authToken
 	case Version7:
+		if s.passport {
+			break // 7.2 dispatches as 8 does
+		}
 		// v5.1–v7.1: basic first when an Authorization header parses as
 		// Basic; a failure there is final. Otherwise token.
 		if email, pw, ok := r.BasicAuth(); ok {
 			return s.basicAuth(email, pw), authBasic
 		}
 		return s.tokenAuth(r), authToken
-	default:
-		// v7.2+/v8 passport dispatch (src/api/authentication.js,
-		// authenticateRequest and requestType): a session, else token auth
-		// when one of the four token headers is non-empty, else basic
-		// when the Authorization header contains "Basic".
-		if u := s.sessionUser(r); u != nil {
-			return u, authSession
-		}
-		if hasTokenHeader(r) {
-			return s.tokenAuth(r), authToken
-		}
-		if strings.Contains(r.Header.Get("Authorization"), "Basic") {
-			if email, pw, ok := r.BasicAuth(); ok {
-				return s.basicAuth(email, pw), authBasic
-			}
-		}
-		return nil, 0
 	}
+	// v7.2+/v8 passport dispatch (src/api/authentication.js,
+	// authenticateRequest and requestType): a session, else token auth
+	// when one of the four token headers is non-empty, else basic
+	// when the Authorization header contains "Basic".
+	if u := s.sessionUser(r); u != nil {
+		return u, authSession
+	}
+	if hasTokenHeader(r) {
+		return s.tokenAuth(r), authToken
+	}
+	if strings.Contains(r.Header.Get("Authorization"), "Basic") {
+		if email, pw, ok := r.BasicAuth(); ok {
+			return s.basicAuth(email, pw), authBasic
+		}
+	}
+	return nil, 0
 }
 
 // hasTokenHeader is core 8's requestType(ctx, 'token'): one of the four
@@ -94,7 +96,7 @@ func hasTokenHeader(r *http.Request) bool {
 // sets ctx.session = null). Basic auth passes a callback and makes no
 // session. via is the scheme authenticate used.
 func (s *Server) sessionCommitFails(logout bool, via authMethod) bool {
-	return s.cfg.Version >= Version8 && (logout || via == authToken) && s.secureCookieOverHTTP()
+	return s.passport && (logout || via == authToken) && s.secureCookieOverHTTP()
 }
 
 // secureCookieOverHTTP reports a core that marks its session cookie Secure
@@ -105,7 +107,9 @@ func (s *Server) sessionCommitFails(logout bool, via authMethod) bool {
 // (lib/context.js onerror) answers 500 with the status text only
 // (err.expose is false for a 5xx).
 func (s *Server) secureCookieOverHTTP() bool {
-	return !s.cfg.TLS && !s.cfg.InsecureSessionCookie
+	// 7.2 (src/koaApi.js) gives koa-session secure: true, whatever the
+	// configuration.
+	return !s.cfg.TLS && (!s.cfg.InsecureSessionCookie || s.cfg.Version == Version7)
 }
 
 // basicAuth checks a basic auth or local login. On Version8 the e-mail is
@@ -113,7 +117,7 @@ func (s *Server) secureCookieOverHTTP() bool {
 // before that without case (src/api/authentication.js: caseInsensitiveRegex).
 func (s *Server) basicAuth(email, password string) *user {
 	u := s.lookupUser(email)
-	if u == nil || (s.cfg.Version >= Version8 && u.email != email) {
+	if u == nil || (s.passport && u.email != email) {
 		return nil
 	}
 	if subtle.ConstantTimeCompare([]byte(sha512Hex(u.passwordSalt+password)), []byte(u.passwordHash)) != 1 {
@@ -135,7 +139,7 @@ func (s *Server) tokenAuth(r *http.Request) *user {
 		return nil
 	}
 	u := s.lookupUser(email)
-	if u == nil || (s.cfg.Version >= Version8 && u.localOnly) {
+	if u == nil || (s.passport && u.localOnly) {
 		return nil
 	}
 	if t, ok := parseJSDate(ts); ok {
@@ -202,7 +206,7 @@ func (s *Server) sessionUser(r *http.Request) *user {
 	return s.lookupUser(email)
 }
 
-// handleLocalLogin is POST /authenticate/local (Version8, §1.3).
+// handleLocalLogin is POST /authenticate/local (7.2 and later, §1.3).
 func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 	// passport-local reads ctx.request.body and fails with 400 "Missing
 	// credentials" when either field is missing or empty.
@@ -248,7 +252,7 @@ func (s *Server) handleLocalLogin(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleLogout is GET /logout (Version8).
+// handleLogout is GET /logout (7.2 and later).
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.mu.Lock()
@@ -265,7 +269,7 @@ func (s *Server) handleAuthenticateSalt(w http.ResponseWriter, email string) {
 		writeText(w, http.StatusNotFound, "Could not find user by email "+email)
 		return
 	}
-	if s.cfg.Version >= Version8 && u.localOnly {
+	if s.passport && u.localOnly {
 		writeText(w, http.StatusNotFound, "Could not find token passport for user "+email)
 		return
 	}
@@ -277,4 +281,17 @@ func (s *Server) handleAuthenticateSalt(w http.ResponseWriter, email string) {
 
 func userJSON(u *user) map[string]any {
 	return map[string]any{"email": u.email, "groups": u.groups}
+}
+
+// handleMe is GET /me (7.2 and later; src/api/users.js me, mounted before
+// the auth middleware in src/koaApi.js): the session's user, or 404 "Not
+// authenticated" without a session. Up to 7.1 there is no such public
+// route: the request meets the auth middleware.
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	u := s.sessionUser(r)
+	if u == nil {
+		writeText(w, http.StatusNotFound, "Not authenticated")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": map[string]any{"email": u.email, "groups": u.groups}})
 }

@@ -101,6 +101,17 @@ func TestAuthSchemesPerVersion_S1(t *testing.T) {
 		{Version7, "basic", 200, Config{}},
 		{Version7, "badbasic", 401, Config{}},
 		{Version7, "session", 401, Config{}}, // /authenticate/local arrived in 7.2
+		// 7.2 brought core 8's passport dispatch and sessions
+		// (src/api/authentication.js, src/koaApi.js), with koa-session
+		// secure: true whatever the configuration (api.secureCookie came
+		// with 8.0): token auth over http answers 500 even then.
+		{Version7, "token", 500, Config{Release: "7.2.0"}},
+		{Version7, "token", 500, Config{Release: "7.2.1", InsecureSessionCookie: true}},
+		{Version7, "token", 200, Config{Release: "7.2.0", TLS: true}},
+		{Version7, "basic", 200, Config{Release: "7.2.0"}},
+		{Version7, "session", 200, Config{Release: "7.2.0", TLS: true}},
+		{Version7, "session", 401, Config{Release: "7.2.0"}},
+		{Version7, "basic+authheader", 401, Config{Release: "7.2.0"}},
 		// core 8's authenticateToken (src/api/authentication.js) lets
 		// passport 0.6 log the user into a session; koa-session cannot
 		// set its Secure cookie over http and Koa answers 500 (see
@@ -122,7 +133,11 @@ func TestAuthSchemesPerVersion_S1(t *testing.T) {
 	}
 	for _, tt := range tests {
 		name := fmt.Sprintf("v%d/%s", tt.version, tt.scheme)
-		if (tt.scheme == "session" || tt.scheme == "token") && tt.version == Version8 {
+		passport := tt.version == Version8 || tt.cfg.Release != ""
+		if tt.cfg.Release != "" {
+			name += "/" + tt.cfg.Release
+		}
+		if (tt.scheme == "session" || tt.scheme == "token") && passport {
 			name += fmt.Sprintf("/tls=%t,insecureCookie=%t", tt.cfg.TLS, tt.cfg.InsecureSessionCookie)
 		}
 		t.Run(name, func(t *testing.T) {
@@ -151,7 +166,7 @@ func TestAuthSchemesPerVersion_S1(t *testing.T) {
 			case "session":
 				resp := logIn(t, srv.URL, hc)
 				wantLogin := resp.StatusCode // the earlier profiles: see want
-				if tt.version >= Version8 {
+				if passport {
 					wantLogin = http.StatusOK
 					if !cfg.TLS && !cfg.InsecureSessionCookie {
 						wantLogin = http.StatusInternalServerError
@@ -505,5 +520,42 @@ func TestMalformedJSONBody(t *testing.T) {
 		if r := c.do(t, http.MethodPost, "/authenticate/local", body); r.Status != http.StatusBadRequest {
 			t.Errorf("login with %s: status %d %q, want 400", body, r.Status, r.Body)
 		}
+	}
+}
+
+// TestMeRoute: GET /me is public from 7.2 (src/koaApi.js mounts it before
+// the auth middleware; src/api/users.js me): the session's user, or 404
+// "Not authenticated" without one, over http too (reading no session
+// writes no cookie). Up to 7.1 there is no such route before the auth
+// middleware, which answers a request without credentials 401.
+func TestMeRoute(t *testing.T) {
+	for _, tt := range []struct {
+		cfg      Config
+		session  bool
+		want     int
+		wantBody string
+	}{
+		{Config{Version: Version4}, false, http.StatusUnauthorized, ""},
+		{Config{Version: Version7}, false, http.StatusUnauthorized, ""},
+		{Config{Version: Version7, Release: "7.2.0"}, false, http.StatusNotFound, "Not authenticated"},
+		{Config{Version: Version8}, false, http.StatusNotFound, "Not authenticated"},
+		{Config{Version: Version8, TLS: true}, true, http.StatusOK, `{"user":{"email":"root@openhim.org","groups":["admin"]}}`},
+	} {
+		t.Run(fmt.Sprintf("v%d-%s-session=%t", tt.cfg.Version, tt.cfg.Release, tt.session), func(t *testing.T) {
+			srv, _ := newFake(t, tt.cfg)
+			hc := srv.Client()
+			if tt.session {
+				logIn(t, srv.URL, hc)
+			}
+			resp, err := hc.Get(srv.URL + "/me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || (tt.wantBody != "" && strings.TrimSpace(string(b)) != tt.wantBody) {
+				t.Errorf("GET /me: %d %q, want %d %q", resp.StatusCode, b, tt.want, tt.wantBody)
+			}
+		})
 	}
 }

@@ -20,12 +20,15 @@
 //
 // [Version4] is openhim-core 4.0.5 (the only version on npm, and the one the
 // project's CI runs): token authentication only (basic auth is answered
-// 401). [Version7] (7.1) adds basic auth. [Version8] (the default) uses
+// 401). [Version7] (7.1) adds basic auth; with [Config.Release] 7.2.0 or
+// later it authenticates as Version8 does, its session cookie always
+// Secure (7.2 had no api.secureCookie). [Version8] (the default) uses
 // core 8's dispatch (src/api/authentication.js, authenticateRequest and
 // requestType): a session cookie from POST /authenticate/local wins, then
 // token auth when one of auth-username, auth-ts, auth-salt or auth-token
 // is non-empty, then basic auth, whose e-mail is matched case-sensitively
-// (src/protocols/local.js); GET /logout needs authentication.
+// (src/protocols/local.js); GET /logout needs authentication; GET /me
+// (public) answers the session's user, or 404 "Not authenticated".
 // As core (api.secureCookie: true by default, given to koa-session in
 // src/koaApi.js), it marks its session cookie Secure, so over plain http
 // whatever writes the session answers 500 "Internal Server Error": a

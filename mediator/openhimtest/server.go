@@ -32,6 +32,11 @@ const (
 	Version4 Version = 4
 	// Version7 is openhim-core 7.1: basic and token auth (basic is tried
 	// first when an Authorization header is present); ≤7 route rules.
+	// With a Release of 7.2.0 or later it authenticates as Version8 does
+	// (7.2 brought passport and koa-session, src/koaApi.js and
+	// src/api/authentication.js), except that its session cookie is
+	// always Secure (7.2 gives koa-session secure: true; api.secureCookie
+	// came with 8.0), so InsecureSessionCookie does not apply.
 	Version7 Version = 7
 	// Version8 is openhim-core 8.x (passport): basic, local session
 	// (POST /authenticate/local) and token; when one of the four token
@@ -60,7 +65,8 @@ type Config struct {
 	TLS bool
 	// InsecureSessionCookie mimics core's api.secureCookie: false, so that
 	// the Version8 profile gives a session (POST /authenticate/local) over
-	// plain http too, in a cookie not marked Secure. By default, as core
+	// plain http too, in a cookie not marked Secure (core 7.2 has no such
+	// setting: its cookie is always Secure). By default, as core
 	// (config/default.json api.secureCookie: true, given to koa-session in
 	// src/koaApi.js), a session login, a token-authenticated request and
 	// GET /logout over plain http fail with 500 "Internal Server Error":
@@ -79,8 +85,9 @@ type Config struct {
 	// Logger receives request logs; nil discards them.
 	Logger *slog.Logger
 	// Release is the core release GET /about answers (currentCoreVersion);
-	// "" means the profile's: "4.0.5", "7.1.0" or "8.5.0". In the Version8
-	// profile, an earlier release also routes as it did: no "Pending
+	// "" means the profile's: "4.0.5", "7.1.0" or "8.5.0". In the Version7
+	// profile, 7.2.0 and later authenticate as 7.2 did (see Version7). In
+	// the Version8 profile, an earlier release also routes as it did: no "Pending
 	// Async" for an isAsynchronousProcess channel before 8.3.0, no PATCH
 	// body forwarded before 8.4.2.
 	Release string
@@ -106,9 +113,12 @@ type Server struct {
 	// request): route isAsynchronousProcess channels (from 8.3.0) and
 	// forward PATCH bodies (from 8.4.2).
 	asyncRouting, patchBodies bool
-	apiAddr                   string
-	rtrAddr                   string
-	certPool                  *x509.CertPool
+	// passport: core 7.2 and later's passport authentication, sessions
+	// and GET /me, POST /authenticate/local and GET /logout.
+	passport bool
+	apiAddr  string
+	rtrAddr  string
+	certPool *x509.CertPool
 
 	lifeMu sync.Mutex // serialises Start/Stop/Close
 	api    *httptest.Server
@@ -184,6 +194,7 @@ func NewServer(cfg Config) *Server {
 		heartbeats: map[string][]Heartbeat{},
 		pushes:     map[string][]ConfigPush{},
 		started:    cfg.Now(),
+		passport:   cfg.Version >= Version8 || cfg.Version == Version7 && semver.AtLeast(cfg.Release, "7.2.0"),
 		// router.js: isAsynchronousProcess from 8.3.0 (src/model/
 		// channels.js); sendHttpRequest writes a PATCH body from 8.4.2.
 		asyncRouting: cfg.Version >= Version8 && semver.AtLeast(cfg.Release, "8.3.0"),
