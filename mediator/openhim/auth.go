@@ -34,8 +34,9 @@ const (
 	// AuthToken is core's legacy token scheme (auth-username, auth-ts,
 	// auth-salt, auth-token headers), available on every core version;
 	// the user salt from GET /authenticate/:user is cached. From core 7.2
-	// it also opens a session, whose Secure cookie (api.secureCookie)
-	// fails every call over plain http: use it over https there.
+	// it also opens a session, whose Secure cookie (always on 7.2;
+	// api.secureCookie from 8.0) fails every call over plain http: use it
+	// over https there.
 	AuthToken AuthScheme = "token"
 	// AuthSession logs in with POST /authenticate/local (core 7.2+) and
 	// uses the session cookie, avoiding a bcrypt check per request; on a
@@ -301,28 +302,55 @@ func insecureSessionLogin(api *APIError) error {
 		"setting, on by default), so a session login over http fails with 500: " + fixSecureCookie}
 }
 
-// tokenSessionRefused reports core 8's answer to a token-authenticated
-// call over plain http: 500 "Internal Server Error". Core's
-// authenticateToken (src/api/authentication.js, 7.2 and later) calls
-// passport.authenticate('token') without a callback, so passport logs the
-// user into a session; koa-session (secure: api.secureCookie, on by
-// default; src/koaApi.js) then cannot set its cookie over http and Koa
-// answers 500 with the status text only - after the handler has done the
-// work. Every such call fails alike, so it is a configuration error, not
-// retried. Only with CoreVersion 8: a 500 from core 7.1 or older is core
-// trouble.
-func (c *Client) tokenSessionRefused(authenticated bool, status int, body []byte) bool {
-	if !authenticated || status != http.StatusInternalServerError || c.base.Scheme != "http" || c.coreVersion < 8 {
+// tokenSessionRefused reports the answer of core 7.2 or later to a
+// token-authenticated call over plain http: 500 "Internal Server Error".
+// Core's authenticateToken (src/api/authentication.js, 7.2 and later)
+// calls passport.authenticate('token') without a callback, so passport
+// logs the user into a session; koa-session (src/koaApi.js: secure: true
+// on 7.2, api.secureCookie, on by default, from 8.0) then cannot set its
+// cookie over http and Koa (lib/context.js onerror) answers 500 with the
+// status text only - after the handler has done the work. Every such call
+// fails alike, so it is a configuration error, not retried. Core 7.1 and
+// older have no sessions, and the same 500 from them (an uncaught error)
+// is core trouble: with a CoreVersion below 8, which does not tell 7.2
+// from 7.1, core's release is told by GET /me (see coreHasSessions).
+func (c *Client) tokenSessionRefused(ctx context.Context, authenticated bool, status int, body []byte) bool {
+	if !authenticated || status != http.StatusInternalServerError || c.base.Scheme != "http" {
 		return false
 	}
-	return c.auth.activeScheme() == AuthToken && coreMessage(body) == "Internal Server Error"
+	if c.auth.activeScheme() != AuthToken || coreMessage(body) != "Internal Server Error" {
+		return false
+	}
+	return c.coreVersion >= 8 || c.coreHasSessions(ctx)
+}
+
+// coreHasSessions reports whether core is 7.2 or later: GET /me, without
+// credentials, is public there (src/koaApi.js mounts it before the auth
+// middleware) and answers the session's user, or 404 "Not authenticated"
+// (src/api/users.js me), writing no cookie; up to 7.1 there is no such
+// route and the auth middleware answers 401. Anything else (an error, a
+// proxy's answer) says nothing, and the 500 stays core trouble. A positive
+// answer is kept.
+func (c *Client) coreHasSessions(ctx context.Context) bool {
+	if c.passportCore.Load() {
+		return true
+	}
+	resp, err := c.attempt(ctx, http.MethodGet, "/me", nil, false)
+	if err != nil {
+		return false
+	}
+	if resp.status == http.StatusOK || resp.status == http.StatusNotFound && coreMessage(resp.body) == "Not authenticated" {
+		c.passportCore.Store(true)
+		return true
+	}
+	return false
 }
 
 // tokenOverHTTP is the configuration error of tokenSessionRefused.
 func tokenOverHTTP(api *APIError) error {
 	return &configError{api: api, matches: ErrServer, fix: "core 7.2 and later log a token-authenticated user into a session whose " +
-		"cookie they send only over https (api.secureCookie, on by default), so over http every call with token auth fails with 500 " +
-		"after core has carried it out: " + fixSecureCookie}
+		"cookie they send only over https (always on 7.2; api.secureCookie, on by default, from 8.0), so over http every call with " +
+		"token auth fails with 500 after core has carried it out: " + fixSecureCookie}
 }
 
 // noTokenCredentials is the configuration error of a 404 from

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -120,6 +121,9 @@ type Client struct {
 	maxRetries  int
 	waitMin     time.Duration
 	waitMax     time.Duration
+	// passportCore: GET /me showed core to be 7.2 or later (see
+	// coreHasSessions); only a positive answer is kept.
+	passportCore atomic.Bool
 }
 
 // NewClient validates cfg and returns a client. It does no network I/O
@@ -309,8 +313,8 @@ type apiResponse struct {
 	status int
 	header http.Header
 	body   []byte
-	// tokenRefused is tokenSessionRefused's verdict on the answer: core 8
-	// refusing a token-authenticated call over plain http.
+	// tokenRefused is tokenSessionRefused's verdict on the answer: core
+	// 7.2 or later refusing a token-authenticated call over plain http.
 	tokenRefused bool
 }
 
@@ -493,7 +497,7 @@ func (c *Client) send(ctx context.Context, rc *resty.Client, method, path string
 	var refused bool
 	tokenRefused := func(r *resty.Response) bool {
 		if r != seen {
-			seen, refused = r, c.tokenSessionRefused(authenticated != nil, r.StatusCode(), r.Body())
+			seen, refused = r, c.tokenSessionRefused(ctx, authenticated != nil, r.StatusCode(), r.Body())
 		}
 		return refused
 	}
