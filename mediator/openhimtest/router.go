@@ -496,6 +496,12 @@ func (s *Server) sendRoute(r *http.Request, body []byte, ch *Channel, route *Rou
 	if err != nil {
 		return sent{err: err}
 	}
+	if sendBody && r.ContentLength < 0 {
+		// constructOptionsObject forwards the client's headers, its
+		// Transfer-Encoding: chunked among them, and node's http.request
+		// then sends the body chunked, without a Content-Length.
+		out.ContentLength = -1
+	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
 		if lk == "host" || (lk == "authorization" && !route.ForwardAuthHeader) {

@@ -1355,3 +1355,37 @@ func serverPort(rawURL string) int {
 	n, _ := strconv.Atoi(portOf(strings.TrimPrefix(rawURL, "http://")))
 	return n
 }
+
+// TestRouterForwardsChunkedBody: core's router (src/middleware/router.js,
+// constructOptionsObject) forwards the client's headers, Content-Length or
+// Transfer-Encoding: chunked, so a body the client sent chunked reaches the
+// route chunked, without a Content-Length.
+func TestRouterForwardsChunkedBody(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%t", chunked), func(t *testing.T) {
+			f := newRouterFixture(t, Version8, envelope(nil), nil)
+			var body io.Reader = strings.NewReader("payload")
+			if chunked {
+				body = io.MultiReader(body) // no length known: sent chunked
+			}
+			req, _ := http.NewRequest(http.MethodPost, f.srv.RouterURL+"/api/x", body)
+			req.SetBasicAuth("client-1", "pw")
+			resp, err := routerTestClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			f.mu.Lock()
+			got, gotBody := f.lastReq, f.lastBody
+			f.mu.Unlock()
+			wantLength, wantTE := int64(len("payload")), []string(nil)
+			if chunked {
+				wantLength, wantTE = -1, []string{"chunked"}
+			}
+			if got.ContentLength != wantLength || !slices.Equal(got.TransferEncoding, wantTE) || gotBody != "payload" {
+				t.Errorf("route got Content-Length %d, Transfer-Encoding %v, body %q; want %d, %v, %q",
+					got.ContentLength, got.TransferEncoding, gotBody, wantLength, wantTE, "payload")
+			}
+		})
+	}
+}
