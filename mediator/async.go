@@ -115,7 +115,7 @@ func (r *Request) Async(fn AsyncFunc) (*Result, error) {
 	stored := int64(len(body))
 	if r.rec != nil {
 		prior = r.rec.snapshot(false)
-		stored += r.rec.txn.reqBytes
+		stored += r.rec.txn.requestBytes()
 	}
 	go a.run(cfg, id, prior, stored, fn)
 	return &Result{

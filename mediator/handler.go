@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -35,11 +37,15 @@ var defaultHandlerConfig = &handlerConfig{
 type txn struct {
 	cfg      *handlerConfig
 	reqBytes int64 // request body size counted against the budget
-	direct   bool  // a HandlerFunc writes the envelope itself
-	head     bool  // a HEAD request: answered without an envelope (see writeHead)
-	code     int   // response status written
-	status   Status
-	errMsg   string
+	// reqRead counts the body bytes read of a request without a
+	// Content-Length (see countingBody); atomic, as a reverse proxy's
+	// transport reads the body on its own goroutine.
+	reqRead atomic.Int64
+	direct  bool // a HandlerFunc writes the envelope itself
+	head    bool // a HEAD request: answered without an envelope (see writeHead)
+	code    int  // response status written
+	status  Status
+	errMsg  string
 
 	req Request       // the HandlerFunc's request, allocated with the txn
 	cw  captureWriter // used by a Mediator
@@ -119,6 +125,27 @@ func callHandler(f HandlerFunc, r *Request) (res *Result, stack string, err erro
 	return res, "", err
 }
 
+// requestBytes is the size of the request body core stored and counts
+// against the body budget: its Content-Length, or what was read of a body
+// sent without one.
+func (t *txn) requestBytes() int64 { return t.reqBytes + t.reqRead.Load() }
+
+// countingBody counts into n the bytes read from a request body that came
+// without a Content-Length: core forwards its client's headers
+// (src/middleware/router.js constructOptionsObject), Transfer-Encoding:
+// chunked among them, so such a body arrives chunked, and core counts all
+// of it against the transaction's body budget.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
 func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
 	st := &txnState{}
 	st.rec.cfg, st.rec.txn, st.t.cfg = cfg.capture, &st.t, cfg
@@ -145,7 +172,7 @@ func (rec *recorder) envelope(code int, h http.Header, body []byte, status Statu
 		Properties:     props,
 		Error:          e,
 	}
-	fitBodies(orchs, rec.txn.reqBytes+int64(len(body)), rec.cfg.budget)
+	fitBodies(orchs, rec.txn.requestBytes()+int64(len(body)), rec.cfg.budget)
 	_ = env.Normalize(rec.txn.cfg.urn, now) // status validated above
 	return env
 }
@@ -373,7 +400,7 @@ func (c *captureWriter) finish() {
 				env.Orchestrations = nil
 			}
 			if orchs := c.rec.snapshot(true); len(orchs) > 0 {
-				fitBodies(orchs, t.reqBytes+int64(len(env.Response.Body)), c.rec.cfg.budget)
+				fitBodies(orchs, t.requestBytes()+int64(len(env.Response.Body)), c.rec.cfg.budget)
 				env.Orchestrations = append(env.Orchestrations, orchs...)
 			}
 			if env.Normalize(t.cfg.urn, time.Now()) == nil {

@@ -29,7 +29,9 @@ type CaptureConfig struct {
 	// a negative value records no bodies.
 	MaxBodyBytes int64
 	// BodyBudget caps the bodies of one transaction: request, response
-	// and every orchestration body. Orchestration bodies are cut, last
+	// and every orchestration body (a request body sent without a
+	// Content-Length, chunked, counts as far as the handler read it).
+	// Orchestration bodies are cut, last
 	// first, to fit; the response is never cut, but a plain http.Handler's
 	// response body over the budget (it is buffered to be wrapped in the
 	// envelope) is answered 502 Failed. 0 means 15 MiB, core's

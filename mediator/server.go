@@ -31,6 +31,9 @@ func (m *Mediator) serveTransaction(w http.ResponseWriter, r *http.Request) {
 		if m.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 			r2.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
 		}
+		if r.ContentLength < 0 && r2.Body != nil && r2.Body != http.NoBody {
+			r2.Body = countingBody{r2.Body, &rec.txn.reqRead}
+		}
 		m.callPlain(cw, r2)
 		cw.finish()
 	}
