@@ -142,8 +142,8 @@ func plainJSON(v any) any {
 // counted. Only the stored request and response bodies are, once each
 // (checked on core's transaction schema, src/model/transactions.js, with
 // the Mongoose versions core's lockfiles pin from 4.0.5 to 8.5.0, 4.12.0,
-// 5.12.7, 5.13.9, 5.13.15, 6.11.5 and 6.12.7, and 4.13.21, which npm
-// installs for 4.0.5 today).
+// 5.12.7, 5.13.9, 5.13.15, 6.11.1, 6.11.5 and 6.12.7, and 4.13.21, which
+// npm installs for 4.0.5 today).
 //
 // The API's enforceMaxBodiesSize then visits the update: its
 // request.body (a cut one sets the update's canRerun to false), its
