@@ -196,7 +196,8 @@ func stale(at, now time.Time, ttl time.Duration) bool {
 // CacheFor, the configured pushes (nil: unknown) and the scheduled ones
 // (nil: none), reading the app settings when they are older than
 // settingsCacheFor (CacheFor after a failed read, or while the CHT version
-// cannot be detected). The reads run at once, within one Timeout.
+// cannot be detected). The queue and the settings are read at once (the
+// version after the settings, when needed), within one Timeout.
 func (w *Watch) read(ctx context.Context) (tasks []cht.OutboundTask, configured, scheduled map[string]struct{}, now time.Time, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -212,23 +213,11 @@ func (w *Watch) read(ctx context.Context) (tasks []cht.OutboundTask, configured,
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	// The readers may outlive the scrape if they ignore ctx.
+	// The reader ends with ctx, when the scrape does (cht.Client honours it).
 	settingsDone := make(chan settingsRead, 1)
 	versionDone := make(chan versionRead, 1)
 	if readSettings {
-		go func() {
-			p, err := readPushes(ctx, w.settings)
-			settingsDone <- settingsRead{p, err}
-		}()
-		if w.learnsScheduled() {
-			go func() {
-				var r versionRead
-				if versionhook.Of != nil {
-					r.v, r.known, r.err = versionhook.Of(ctx, w.q)
-				}
-				versionDone <- r
-			}()
-		}
+		go w.readSettings(ctx, settingsDone, versionDone)
 	}
 	if readQueue {
 		failed := w.readErr != nil
@@ -247,7 +236,7 @@ func (w *Watch) read(ctx context.Context) (tasks []cht.OutboundTask, configured,
 			r.err = fmt.Errorf("cht: app settings: %w", ctx.Err())
 		}
 		var v versionRead
-		if w.learnsScheduled() && r.err == nil && len(r.pushes.crons) > 0 { // else the version does not matter
+		if w.needsVersion(r) {
 			if v, ok = awaitRead(ctx, versionDone); !ok {
 				v = versionRead{known: true, err: fmt.Errorf("cht: detect version: %w", ctx.Err())}
 			}
@@ -255,6 +244,29 @@ func (w *Watch) read(ctx context.Context) (tasks []cht.OutboundTask, configured,
 		w.takeSettings(now, r, v)
 	}
 	return w.tasks, w.configured, w.scheduled, now, w.readErr
+}
+
+// readSettings reads the app settings into settingsDone, then, when they
+// name pushes with a cron (see needsVersion), the CHT version into
+// versionDone.
+func (w *Watch) readSettings(ctx context.Context, settingsDone chan<- settingsRead, versionDone chan<- versionRead) {
+	p, err := readPushes(ctx, w.settings)
+	r := settingsRead{p, err}
+	settingsDone <- r
+	if !w.needsVersion(r) {
+		return
+	}
+	var v versionRead
+	if versionhook.Of != nil {
+		v.v, v.known, v.err = versionhook.Of(ctx, w.q)
+	}
+	versionDone <- v
+}
+
+// needsVersion reports whether the scheduled pushes of r depend on the
+// CHT version: they are learned, and some push has a cron.
+func (w *Watch) needsVersion(r settingsRead) bool {
+	return w.learnsScheduled() && r.err == nil && len(r.pushes.crons) > 0
 }
 
 // settingsRead is one read of the app settings; versionRead is one
