@@ -1,8 +1,11 @@
 package outbound_test
 
 import (
+	"bytes"
 	"net/http"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +45,61 @@ func TestWatchDetectsVersionOnlyForCrons(t *testing.T) {
 	}
 	if n := countRequests(srv, "/api/deploy-info"); n != 0 {
 		t.Errorf("%d reads of /api/deploy-info, want none: no push has a cron", n)
+	}
+}
+
+// watchGoroutines counts the goroutines running a method of the Watch.
+func watchGoroutines(t *testing.T) int {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 2); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for g := range strings.SplitSeq(buf.String(), "\n\n") {
+		if strings.Contains(g, "cht/outbound.(*Watch).") {
+			n++
+		}
+	}
+	return n
+}
+
+// When CHT hangs, the reads of the settings and the version a scrape
+// starts end with it (they share its Timeout): scrapes that keep finding
+// CHT hanging do not pile them up.
+func TestWatchReadsEndWithTheScrape(t *testing.T) {
+	tests := []struct {
+		name  string
+		path  string // that hangs
+		learn bool   // Configured given, Scheduled learned
+	}{
+		{"settings hang", "/api/v1/settings", false},
+		{"settings hang, only Scheduled learned", "/api/v1/settings", true},
+		{"version detection hangs", "/api/deploy-info", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, clk, _ := scheduledFixture(t, "5.2.0", true)
+			t.Cleanup(srv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: tt.path, Latency: time.Hour}))
+			cfg := outbound.WatchConfig{Now: clk.now, Timeout: 200 * time.Millisecond}
+			if tt.learn {
+				cfg.Configured = []string{"nightly", "live"}
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(outbound.NewWatch(newAdmin(t, srv, ""), cfg))
+			for i := range 5 {
+				if _, err := reg.Gather(); err != nil {
+					t.Fatal(err)
+				}
+				n := watchGoroutines(t)
+				for deadline := time.Now().Add(5 * time.Second); n > 0 && time.Now().Before(deadline); n = watchGoroutines(t) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n > 0 {
+					t.Fatalf("scrape %d: %d goroutines of the Watch still run after it", i, n)
+				}
+				clk.add(5 * time.Minute)
+			}
+		})
 	}
 }
