@@ -17,7 +17,9 @@ import (
 // (sentinel/src/schedule/outbound.js). A task therefore stands for pushes that failed at least
 // once, and Created is when the first of them failed, except for a push with a cron:
 // mark_for_outbound queues it without trying when the change falls outside its window, and
-// Sentinel sends it in the next window. A push removed from app_settings.outbound is never tried
+// Sentinel sends it in the next window (CHT 4.5 to 4.10 drop it unsent instead at a run outside
+// the window where another push is due: batch hands singlePush only the due pushes, and
+// singlePush clears one without a configuration). A push removed from app_settings.outbound is never tried
 // again: from CHT 4.11 Sentinel skips its entries and leaves them in Queue for good (before 4.11
 // it clears them at its next run). Beware with two or more queued
 // pushes: removeConfigKeyFromTask calls queue.splice(key, 1) with the push name, which JavaScript

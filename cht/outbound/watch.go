@@ -58,7 +58,10 @@ type WatchConfig struct {
 	// From CHT 4.5 a push outside its cron window is queued without being
 	// tried (cht-core shared-libs/transitions/src/transitions/mark_for_outbound.js)
 	// and Sentinel retries it only within the window
-	// (sentinel/src/schedule/outbound.js execute), so its place in the
+	// (sentinel/src/schedule/outbound.js execute; CHT 4.5 to 4.10 instead
+	// drop it unsent at a run outside the window where another push is
+	// due: batch hands singlePush only the due pushes, and singlePush
+	// clears a push it has no configuration for), so its place in the
 	// queue says nothing about failures: a document whose queue holds only
 	// scheduled pushes counts in neither cht_outbound_queue_tasks nor the
 	// oldest failure age. cht_outbound_queue_pushes still counts them, by
