@@ -211,37 +211,19 @@ func TestReadFailuresOfAHandEditedList(t *testing.T) {
 	}
 }
 
-// A crash can cut the list in the middle of its last line (no checkpoint
-// counts that failure yet); the resumed Run cuts it back to its last whole
-// line before it appends, so the list stays readable.
-func TestResumeAfterACutLine(t *testing.T) {
-	e := newEnv(t, 1)
-	places(t, e, "clinic_annex", "annex", 3)
-	_, err := backfill.Run(context.Background(), e.cfg)
-	require.NoError(t, err)
-	f, err := os.OpenFile(e.cfg.CheckpointFile+".failures", os.O_WRONLY|os.O_APPEND, 0)
-	require.NoError(t, err)
-	_, err = f.WriteString(`{"docId":"annex-9","rea`)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-	places(t, e, "clinic_annex", "later", 2)
-	_, err = backfill.Run(context.Background(), e.cfg)
-	require.NoError(t, err)
-	got, err := backfill.ReadFailures(e.cfg.CheckpointFile)
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"annex-000", "annex-001", "annex-002", "later-000", "later-001"}, failedIDs(got))
-}
-
-// A list edited by hand stays a list a resumed Run appends to: a last line
-// written without its newline is a failure, not a cut line (the Run ends
-// it with its newline before it appends, so it stays listed and the next
-// failure starts a line of its own), and blank lines at its end, which the
-// appended lines then follow, list nothing.
-func TestResumeAfterAHandEditedList(t *testing.T) {
+// A list a resumed Run appends to stays readable. A crash can cut it in
+// the middle of its last line (no checkpoint counts that failure yet): the
+// Run cuts it back to its last whole line before it appends. A list edited
+// by hand may end with a last line written without its newline, which is a
+// failure, not a cut line (the Run ends it with its newline, so it stays
+// listed and the next failure starts a line of its own), or with blank
+// lines, which the appended lines then follow, and which list nothing.
+func TestResumeAfterACutOrEditedList(t *testing.T) {
 	tests := []struct {
 		name, added string
 		want        []string
 	}{
+		{"a line cut by a crash", `{"docId":"annex-9","rea`, nil},
 		{"last line without its newline", `{"docId":"by-hand","reason":"added by hand"}`, []string{"by-hand"}},
 		{"blank lines at the end", "\n \n", nil},
 	}
