@@ -319,13 +319,15 @@ func TestEncodedBodiesAreRefused(t *testing.T) {
 	tests := []struct {
 		name, path, coding string
 		body               []byte
-		status             int
-		want               string
+		want               string // in the 415 error; "" for a plain body, answered 200
 	}{
-		{"gzip push", push.OutboundPath, "gzip", gz(pushBody), http.StatusUnsupportedMediaType, `Content-Encoding \"gzip\"`},
-		{"gzip encounter payload", push.EncounterPath, "gzip", gz(encounter), http.StatusUnsupportedMediaType, `Content-Encoding \"gzip\"`},
-		{"br encounter payload", push.EncounterPath, "br", []byte{0x1b}, http.StatusUnsupportedMediaType, `Content-Encoding \"br\"`},
-		{"deflate after identity", push.EncounterPath, "identity,deflate", []byte{0x78, 0x9c}, http.StatusUnsupportedMediaType, `\"identity,deflate\"`},
+		{"gzip push", push.OutboundPath, "gzip", gz(pushBody), `Content-Encoding \"gzip\"`},
+		{"gzip encounter payload", push.EncounterPath, "gzip", gz(encounter), `Content-Encoding \"gzip\"`},
+		{"br encounter payload", push.EncounterPath, "br", []byte{0x1b}, `Content-Encoding \"br\"`},
+		{"deflate after identity", push.EncounterPath, "identity,deflate", []byte{0x78, 0x9c}, `\"identity,deflate\"`},
+		// after the encoded ones, so that nothing was written before
+		{"identity push", push.OutboundPath, " Identity", pushBody, ""},
+		{"identity encounter payload", push.EncounterPath, "identity", encounter, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,27 +338,15 @@ func TestEncodedBodiesAreRefused(t *testing.T) {
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
 			body := readAll(t, resp)
-			assert.Equal(t, tt.status, resp.StatusCode, "%s", body)
+			if tt.want == "" {
+				assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+				return
+			}
+			assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "%s", body)
 			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 			assert.Contains(t, string(body), tt.want)
+			assert.Empty(t, r.fhir.Counts(), "nothing written for encoded bodies")
 		})
-	}
-	assert.Empty(t, r.fhir.Counts(), "nothing written for encoded bodies")
-	for _, tt := range []struct {
-		path, coding string
-		body         []byte
-	}{
-		{push.OutboundPath, " Identity", pushBody},
-		{push.EncounterPath, "identity", encounter},
-	} {
-		req, err := http.NewRequest(http.MethodPost, r.srv.URL+tt.path, bytes.NewReader(tt.body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Content-Encoding", tt.coding)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		body := readAll(t, resp)
-		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s %s", tt.path, body)
 	}
 }
 
