@@ -81,13 +81,13 @@ func TestWatchReadsEndWithTheScrape(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, clk, _ := scheduledFixture(t, "5.2.0", true)
 			t.Cleanup(srv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: tt.path, Latency: time.Hour}))
-			cfg := outbound.WatchConfig{Now: clk.now, Timeout: 200 * time.Millisecond}
+			cfg := outbound.WatchConfig{Now: clk.now, Timeout: 500 * time.Millisecond}
 			if tt.learn {
 				cfg.Configured = []string{"nightly", "live"}
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(outbound.NewWatch(newAdmin(t, srv, ""), cfg))
-			for i := range 5 {
+			for i := range 3 {
 				if _, err := reg.Gather(); err != nil {
 					t.Fatal(err)
 				}

@@ -364,7 +364,7 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 		{"explicit lists: the settings are not read", outbound.WatchConfig{Configured: []string{"live"}, Scheduled: []string{"nightly"}}, nil, nil, 1, 20 * time.Minute, -1, 2, 1, 0},
 		{"a scheduled push counts as configured", outbound.WatchConfig{Scheduled: []string{"retired"}}, nil, nil, 1, 20 * time.Minute, 2, -1, 1, 1},
 		{"settings unreadable: unknown", outbound.WatchConfig{}, nil, &chttest.Fault{Status: http.StatusInternalServerError}, 2, 30 * time.Minute, 2, -1, 0, 1},
-		{"settings too slow: unknown", outbound.WatchConfig{Timeout: 200 * time.Millisecond}, nil, &chttest.Fault{Latency: time.Minute}, 2, 30 * time.Minute, 2, -1, 0, 1},
+		{"settings too slow: unknown", outbound.WatchConfig{Timeout: time.Second}, nil, &chttest.Fault{Latency: time.Minute}, 2, 30 * time.Minute, 2, -1, 0, 1},
 		{"a queue that cannot read settings: unknown", outbound.WatchConfig{}, onlyQueue{admin}, nil, 2, 30 * time.Minute, 2, -1, 0, 0},
 	}
 	for _, tt := range tests {
