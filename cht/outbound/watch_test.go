@@ -428,17 +428,16 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 	}
 }
 
-// The app settings are read with the first scrape and again every 5
-// minutes, not at every read of the queue. A read that fails keeps the
-// names last read (a WARN line, once) and is tried again at the next read
-// of the queue; a read that succeeds again is an INFO line.
-func TestWatchSettingsCache(t *testing.T) {
+// failedPush returns a fake CHT whose outbound queue holds one entry: the
+// push name, of report r1, failed at the clock's time.
+func failedPush(t *testing.T, name string) (*clock, *chttest.Server) {
+	t.Helper()
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
 	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
 	t.Cleanup(dest.Close)
-	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "renamed", URL: dest.URL,
+	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: name, URL: dest.URL,
 		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
@@ -449,6 +448,15 @@ func TestWatchSettingsCache(t *testing.T) {
 	if _, err := p.PushID(context.Background(), "r1"); err == nil {
 		t.Fatal("push to a failing destination succeeded")
 	}
+	return clk, chtSrv
+}
+
+// The app settings are read with the first scrape and again every 5
+// minutes, not at every read of the queue. A read that fails keeps the
+// names last read (a WARN line, once) and is tried again at the next read
+// of the queue; a read that succeeds again is an INFO line.
+func TestWatchSettingsCache(t *testing.T) {
+	clk, chtSrv := failedPush(t, "renamed")
 	configurePushes(t, chtSrv, "new-name") // "renamed" was renamed after it failed
 	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
 	if err != nil {
@@ -515,22 +523,7 @@ func TestWatchSettingsCache(t *testing.T) {
 // is one no longer configured. A block that is not an object is not read:
 // the names stay unknown.
 func TestWatchOutboundBlockShapes(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	chtSrv := chttest.NewDemoServer()
-	t.Cleanup(chtSrv.Close)
-	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
-	t.Cleanup(dest.Close)
-	p, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "a", URL: dest.URL,
-		Mapping: map[string]any{"id": "doc._id"}, Server: chtSrv, Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chtSrv.PutDoc(map[string]any{"_id": "r1", "type": "data_record", "form": "f"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.PushID(context.Background(), "r1"); err == nil {
-		t.Fatal("push to a failing destination succeeded")
-	}
+	clk, chtSrv := failedPush(t, "a")
 	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
