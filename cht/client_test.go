@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-resty/resty/v2"
 
@@ -1459,5 +1460,29 @@ func TestVersionFromDeployInfo(t *testing.T) {
 				t.Errorf("did not list through /api/v1/person: %v", paths)
 			}
 		})
+	}
+}
+
+// A create answered 2xx without an id, with a body of megabytes, gives an
+// error that shows the answer's start and how much of it was left out,
+// not the whole body.
+func TestCreateAnswerWithoutIDIsCapped(t *testing.T) {
+	pad := strings.Repeat("é", 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"ok":true,"note":"` + pad + `"}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := cht.New(cht.Config{URL: srv.URL, Username: "u", Password: "p", Version: "4.10.0", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Contacts.Create(context.Background(), &cht.Contact{ID: "p1", Name: "A", Type: "person", Parent: &cht.Lineage{ID: "hc"}})
+	if err == nil {
+		t.Fatal("no error for a create answer without id")
+	}
+	msg := err.Error()
+	if len(msg) > 4<<10+200 || !strings.Contains(msg, `create response has no id: {"ok":true,"note":"éé`) ||
+		!strings.Contains(msg, " more bytes)") || !utf8.ValidString(msg) {
+		t.Errorf("error of %d bytes: %.200q … %q", len(msg), msg, msg[max(0, len(msg)-40):])
 	}
 }

@@ -1,6 +1,7 @@
 package cht
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +30,11 @@ var (
 // APIError is a non-2xx answer from CHT. CHT's JSON error bodies have the
 // shapes {"code":N,"error":"...","details":...} (API errors) and
 // {"error":"...","reason":"..."} (CouchDB and some API routes); the members
-// are copied into Err, Reason and Details. Body keeps the raw body (at most
-// 4 KiB) when it was not JSON.
+// are copied into Err, Reason and Details, as CHT sent them. Body keeps the
+// raw body when it was not JSON: at most 4 KiB, a longer body cut between
+// characters and ending with a marker saying how many bytes were left out.
+// Error gives CHT's text within the same 4 KiB, so that an answer of
+// megabytes never becomes a message of megabytes.
 //
 // Use errors.As(err, new(*cht.APIError)) to inspect it, or errors.Is with
 // the sentinels such as [ErrNotFound].
@@ -50,16 +54,31 @@ type APIError struct {
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cht: %s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
-	for _, s := range []string{e.Err, e.Reason, e.Details} {
+	parts := [...]string{e.Err, e.Reason, e.Details}
+	total := 0
+	for _, s := range parts {
 		if s != "" {
-			b.WriteString(": ")
-			b.WriteString(s)
+			total += len(": ") + len(s)
 		}
 	}
-	if e.Err == "" && e.Reason == "" && e.Details == "" && e.Body != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Body)
+	if total == 0 {
+		if e.Body != "" {
+			b.WriteString(": ")
+			b.WriteString(capText(e.Body, len(e.Body), maxErrorBody))
+		}
+		return b.String()
 	}
+	// CHT's text, within maxErrorBody: only its start is copied when
+	// it is longer.
+	var t strings.Builder
+	for _, s := range parts {
+		if s != "" && t.Len() <= maxErrorBody {
+			t.WriteString(": ")
+			t.WriteString(s[:min(len(s), maxErrorBody)])
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(capText(t.String()[len(": "):], total-len(": "), maxErrorBody))
 	return b.String()
 }
 
@@ -105,16 +124,24 @@ func newAPIError(method, url string, status int, header http.Header, body []byte
 			return e
 		}
 	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > maxErrorBody {
-		cut := maxErrorBody
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut-- // not inside a character: the message stays UTF-8
-		}
-		s = s[:cut]
-	}
-	e.Body = s
+	s := bytes.TrimSpace(body)
+	e.Body = capText(string(s[:min(len(s), maxErrorBody)]), len(s), maxErrorBody)
 	return e
+}
+
+// capText returns the text whose first bytes are start and whose length
+// is total (start holds at least its first max bytes): whole when total is
+// at most max, else its start cut between UTF-8 characters and followed by
+// "… (N more bytes)", at most max bytes in all.
+func capText(start string, total, max int) string {
+	if total <= max {
+		return start
+	}
+	cut := max - len("… ( more bytes)") - len(strconv.Itoa(total))
+	for cut > 0 && !utf8.RuneStart(start[cut]) {
+		cut-- // not inside a character: the message stays UTF-8
+	}
+	return start[:cut] + "… (" + strconv.Itoa(total-cut) + " more bytes)"
 }
 
 // parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.

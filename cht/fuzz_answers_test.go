@@ -2,6 +2,7 @@ package cht
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,7 +53,8 @@ func FuzzParseContactTypes(f *testing.F) {
 
 // FuzzNewAPIError feeds a CHT error answer (status, Retry-After and body)
 // to newAPIError: it never panics, the retry hint is never negative,
-// and a UTF-8 body gives a UTF-8 message.
+// a UTF-8 body gives a UTF-8 message, and CHT's text in it is at most
+// maxErrorBody bytes.
 func FuzzNewAPIError(f *testing.F) {
 	for _, tt := range []struct {
 		status     int
@@ -77,6 +79,9 @@ func FuzzNewAPIError(f *testing.F) {
 		msg := e.Error()
 		if utf8.Valid(body) && !utf8.ValidString(msg) {
 			t.Fatalf("UTF-8 body of %d bytes gives a message that is not UTF-8, ending %q", len(body), msg[max(0, len(msg)-8):])
+		}
+		if len(msg) > len(fmt.Sprintf("cht: GET https://cht/medic/x: %d %s: ", status, http.StatusText(status)))+maxErrorBody {
+			t.Fatalf("body of %d bytes gives a message of %d bytes", len(body), len(msg))
 		}
 		_ = errors.Is(e, ErrNotFound)
 	})

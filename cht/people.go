@@ -166,7 +166,7 @@ func (c *Client) create(ctx context.Context, path string, body any, v2 bool) (*C
 		return nil, fmt.Errorf("decode create response: %w", err)
 	}
 	if legacy.ID == "" {
-		return nil, fmt.Errorf("create response has no id: %s", raw)
+		return nil, fmt.Errorf("create response has no id: %s", capText(string(raw[:min(len(raw), maxErrorBody)]), len(raw), maxErrorBody))
 	}
 	return &CreateResult{ID: legacy.ID, Rev: legacy.Rev, ContactID: legacy.Contact.ID}, nil
 }
