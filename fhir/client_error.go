@@ -27,7 +27,10 @@ type ServerError struct {
 	Outcome *models.OperationOutcome
 	// Reason says what went wrong in the server's words: the outcome's
 	// diagnostics or details.text, else the start of the answer, or what
-	// was wrong with a 2xx transaction answer.
+	// was wrong with a 2xx transaction answer. It is at most 4 KiB, so
+	// that an answer of megabytes does not make an error of megabytes: a
+	// longer text ends with a marker saying how many issues (or bytes)
+	// were left out, and Outcome keeps every issue.
 	Reason string
 
 	op string // "POST http://fhir/base", for the message
@@ -54,7 +57,7 @@ func (e *ServerError) Error() string {
 	}
 	if e.Reason != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Reason)
+		b.WriteString(capText(e.Reason, maxReason))
 	}
 	return b.String()
 }
@@ -73,5 +76,6 @@ func newServerError(method, target string, resp *http.Response, body []byte) *Se
 	if e.Reason == "" {
 		e.Reason = bodySnippet(body)
 	}
+	e.Reason = capText(e.Reason, maxReason) // the redirect's Location may be long
 	return e
 }

@@ -201,7 +201,7 @@ func countEntries(bundle []byte) (n, repeats int) {
 // their number is want, or want < 0).
 func checkTransactionAnswer(r io.Reader, want int) *ServerError {
 	fail := func(format string, args ...any) *ServerError {
-		return &ServerError{Entry: -1, Reason: fmt.Sprintf(format, args...)}
+		return &ServerError{Entry: -1, Reason: capText(fmt.Sprintf(format, args...), maxReason)}
 	}
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{'); err != nil {
@@ -297,7 +297,7 @@ func checkEntries(dec *json.Decoder, scratch *json.RawMessage) (int, *ServerErro
 				se := &ServerError{Entry: n, EntryStatus: c, Outcome: parseOutcome(resp.Outcome)}
 				se.Reason = outcomeText(se.Outcome)
 				if se.Reason == "" {
-					se.Reason = fmt.Sprintf("entry status %q", resp.Status)
+					se.Reason = capText(fmt.Sprintf("entry status %q", resp.Status), maxReason)
 				}
 				return n, se, nil
 			}
