@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ type txn struct {
 	code    int  // response status written
 	status  Status
 	errMsg  string
+	txID    string // X-OpenHIM-TransactionID, for the log
 
 	req Request       // the HandlerFunc's request, allocated with the txn
 	cw  captureWriter // used by a Mediator
@@ -153,6 +155,9 @@ func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
 		st.t.reqBytes = r.ContentLength
 	}
 	st.t.head = r != nil && r.Method == http.MethodHead
+	if r != nil {
+		st.t.txID = r.Header.Get(HeaderTransactionID)
+	}
 	return &st.rec
 }
 
@@ -199,7 +204,7 @@ func errorText(err error) string {
 // errorEnvelope answers a handler error.
 func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 	code := errorStatus(err)
-	msg := errorText(err)
+	msg := capText(errorText(err), maxErrorText)
 	var h http.Header
 	var body []byte
 	if f := rec.txn.cfg.errorBody; f != nil {
@@ -213,6 +218,28 @@ func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 		e = &ErrorDetails{Message: msg, Stack: stack}
 	}
 	return rec.envelope(code, h, body, "", nil, nil, e)
+}
+
+// maxErrorText bounds a handler error's text in the envelope
+// (error.message and the default {"error": ...} body) and the log:
+// one error must not become a field or a log line of megabytes. It is
+// twice the 4 KiB to which the cht and fhir clients cut the text of a
+// server's answer, so that such a text, with the messages of the calls
+// that wrap it, stays whole.
+const maxErrorText = 8 << 10
+
+// capText returns s whole when it has at most max bytes, else its start,
+// cut between UTF-8 characters, and "… (N more bytes)": at most max bytes
+// in all.
+func capText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("… ( more bytes)") - len(strconv.Itoa(len(s)))
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (" + strconv.Itoa(len(s)-cut) + " more bytes)"
 }
 
 // errorBody is the JSON body of an error answer: {"error":"..."}.
@@ -231,6 +258,15 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 	if t.head {
 		writeHead(w, env)
 		return
+	}
+	if b, n := rec.cfg.budget, int64(len(env.Response.Body)); b > 0 && n > 0 && t.requestBytes()+n > b {
+		// Core stores the request, then the response cut to what the
+		// budget leaves (openhim-core src/middleware/messageStore.js
+		// storeTransaction and storeResponse, src/utils.js
+		// enforceMaxBodiesSize): its client gets the response whole,
+		// only the stored record is short.
+		t.cfg.log.Warn("mediator: response body is over what core's transaction body budget leaves after the stored request: core stores it truncated",
+			"response_bytes", n, "request_bytes", t.requestBytes(), "budget", b, "transaction_id", t.txID)
 	}
 	if err := WriteEnvelope(w, env); err != nil {
 		t.cfg.log.Warn("mediator: write envelope", "error", err)
