@@ -259,14 +259,16 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 		writeHead(w, env)
 		return
 	}
-	if b, n := rec.cfg.budget, int64(len(env.Response.Body)); b > 0 && n > 0 && t.requestBytes()+n > b {
+	if b, n, req := rec.cfg.budget, int64(len(env.Response.Body)), t.requestBytes(); b > 0 && n > 0 && req < b && req+n > b {
 		// Core stores the request, then the response cut to what the
 		// budget leaves (openhim-core src/middleware/messageStore.js
 		// storeTransaction and storeResponse, src/utils.js
 		// enforceMaxBodiesSize): its client gets the response whole,
-		// only the stored record is short.
+		// only the stored record is short. A request over the budget by
+		// itself (answered 413 or 401 before it is read, usually) is cut
+		// first, and the answer to it is not what went missing.
 		t.cfg.log.Warn("mediator: response body is over what core's transaction body budget leaves after the stored request: core stores it truncated",
-			"response_bytes", n, "request_bytes", t.requestBytes(), "budget", b, "transaction_id", t.txID)
+			"response_bytes", n, "request_bytes", req, "budget", b, "transaction_id", t.txID)
 	}
 	if err := WriteEnvelope(w, env); err != nil {
 		t.cfg.log.Warn("mediator: write envelope", "error", err)
