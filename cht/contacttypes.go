@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 )
@@ -220,11 +219,11 @@ func (ct ContactTypes) Types() []ContactType {
 // (see [ParseContactTypes]). Any authenticated user may read it. Reload it
 // when the app's configuration may have changed.
 func (c *Client) ContactTypes(ctx context.Context) (ContactTypes, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/settings", retry: true}, nil)
+	body, err := c.settings(ctx)
 	if err != nil {
 		return ContactTypes{}, fmt.Errorf("cht: contact types: %w", err)
 	}
-	ct, err := ParseContactTypes(resp.body)
+	ct, err := ParseContactTypes(body)
 	if err != nil {
 		return ContactTypes{}, fmt.Errorf("cht: contact types from %s/api/v1/settings: %w", c.baseText, err)
 	}

@@ -15,18 +15,28 @@ import (
 // logged in). [ParseContactTypes] reads the contact hierarchy from them. An
 // answer that is not a JSON object is a *DecodeError.
 func (c *Client) AppSettings(ctx context.Context) ([]byte, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/settings", retry: true}, nil)
+	body, err := c.settings(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cht: app settings: %w", err)
 	}
 	var bad error
-	if k := jsonKind(resp.body); k != "object" {
+	if k := jsonKind(body); k != "object" {
 		bad = decodeErr("", "want object, got %s", k)
-	} else if !json.Valid(resp.body) {
+	} else if !json.Valid(body) {
 		bad = decodeErr("", "want object, got invalid JSON")
 	}
 	if bad != nil {
 		return nil, fmt.Errorf("cht: app settings from %s/api/v1/settings: %w", c.baseText, bad)
+	}
+	return body, nil
+}
+
+// settings is the body of GET /api/v1/settings, which AppSettings and
+// ContactTypes read.
+func (c *Client) settings(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/api/v1/settings", retry: true}, nil)
+	if err != nil {
+		return nil, err
 	}
 	return resp.body, nil
 }

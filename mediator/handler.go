@@ -47,7 +47,7 @@ type txn struct {
 	code    int  // response status written
 	status  Status
 	errMsg  string
-	txID    string // X-OpenHIM-TransactionID, for the log
+	header  http.Header // the request's, for the log
 
 	req Request       // the HandlerFunc's request, allocated with the txn
 	cw  captureWriter // used by a Mediator
@@ -156,7 +156,7 @@ func newRecorder(cfg *handlerConfig, r *http.Request) *recorder {
 	}
 	st.t.head = r != nil && r.Method == http.MethodHead
 	if r != nil {
-		st.t.txID = r.Header.Get(HeaderTransactionID)
+		st.t.header = r.Header
 	}
 	return &st.rec
 }
@@ -268,7 +268,7 @@ func (rec *recorder) write(w http.ResponseWriter, env *Envelope) {
 		// itself (answered 413 or 401 before it is read, usually) is cut
 		// first, and the answer to it is not what went missing.
 		t.cfg.log.Warn("mediator: response body is over what core's transaction body budget leaves after the stored request: core stores it truncated",
-			"response_bytes", n, "request_bytes", req, "budget", b, "transaction_id", t.txID)
+			"response_bytes", n, "request_bytes", req, "budget", b, "transaction_id", t.header.Get(HeaderTransactionID))
 	}
 	if err := WriteEnvelope(w, env); err != nil {
 		t.cfg.log.Warn("mediator: write envelope", "error", err)

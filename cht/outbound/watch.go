@@ -364,7 +364,7 @@ func scheduledPushes(crons, configured map[string]struct{}, v versionRead) (map[
 	}
 	s := make(map[string]struct{}, len(crons))
 	for name := range crons {
-		if configured == nil || isConfigured(configured, name) {
+		if configured == nil || has(configured, name) {
 			s[name] = struct{}{}
 		}
 	}
@@ -467,9 +467,9 @@ func summarize(tasks []cht.OutboundTask, now time.Time, scheduled, configured ma
 		failed := false
 		for _, push := range t.Queue {
 			switch {
-			case isConfigured(scheduled, push):
+			case has(scheduled, push):
 				s.byDest[push]++ // waiting for its cron window
-			case configured != nil && !isConfigured(configured, push):
+			case configured != nil && !has(configured, push):
 				s.unconfigured[push]++ // Sentinel no longer tries it
 			default:
 				s.byDest[push]++
@@ -490,8 +490,9 @@ func summarize(tasks []cht.OutboundTask, now time.Time, scheduled, configured ma
 	return s
 }
 
-func isConfigured(configured map[string]struct{}, push string) bool {
-	_, ok := configured[push]
+// has reports whether set holds name.
+func has(set map[string]struct{}, name string) bool {
+	_, ok := set[name]
 	return ok
 }
 

@@ -115,10 +115,7 @@ func TestWatchFollowsFailingPushes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newAdmin(t, chtSrv, "")
 	w := outbound.NewWatch(admin, outbound.WatchConfig{CacheFor: time.Nanosecond, Now: clk.now})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w)
@@ -257,10 +254,7 @@ func TestWatchScheduledPushesAreNotFailures(t *testing.T) {
 	}
 	clk.add(20 * time.Minute)
 
-	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newAdmin(t, chtSrv, "")
 	tests := []struct {
 		name      string
 		scheduled []string
@@ -341,10 +335,7 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 	}
 	configure(t, chtSrv, settings)
 
-	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newAdmin(t, chtSrv, "")
 	// onlyQueue hides the client's AppSettings: a Queue that cannot read settings.
 	type onlyQueue struct{ outbound.Queue }
 	tests := []struct {
@@ -411,12 +402,7 @@ func TestWatchUnconfiguredPushesAreNotFailures(t *testing.T) {
 			// chttest records a request once answered: the slow one after the Watch gave up on it.
 			n := 0
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				n = 0
-				for _, r := range chtSrv.Requests() {
-					if r.Method == http.MethodGet && r.Path == "/api/v1/settings" {
-						n++
-					}
-				}
+				n = countRequests(chtSrv, "/api/v1/settings")
 				if n >= tt.settingsReads || time.Now().After(deadline) {
 					break
 				}
@@ -458,22 +444,11 @@ func failedPush(t *testing.T, name string) (*clock, *chttest.Server) {
 func TestWatchSettingsCache(t *testing.T) {
 	clk, chtSrv := failedPush(t, "renamed")
 	configurePushes(t, chtSrv, "new-name") // "renamed" was renamed after it failed
-	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newAdmin(t, chtSrv, "")
 	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
-	settingsReads := func() int {
-		n := 0
-		for _, r := range chtSrv.Requests() {
-			if r.Method == http.MethodGet && r.Path == "/api/v1/settings" {
-				n++
-			}
-		}
-		return n
-	}
+	settingsReads := func() int { return countRequests(chtSrv, "/api/v1/settings") }
 	chtSrv.ResetRequests()
 	var removeFault func()
 	steps := []struct {
@@ -524,10 +499,7 @@ func TestWatchSettingsCache(t *testing.T) {
 // the names stay unknown.
 func TestWatchOutboundBlockShapes(t *testing.T) {
 	clk, chtSrv := failedPush(t, "a")
-	admin, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := newAdmin(t, chtSrv, "")
 	tests := []struct {
 		name                 string
 		settings             map[string]any
