@@ -36,7 +36,11 @@ type Push struct {
 	// the push never due: CHT queues it forever and reports nothing, so
 	// [Config.Validate] refuses it. CHT reads it with later.js, which,
 	// unlike classic cron, needs both day fields to match when both are
-	// set: "0 9 1 * 1" ticks only on a Monday that is the 1st. CHT before
+	// set: "0 9 1 * 1" ticks only on a Monday that is the 1st. A cron whose
+	// days exist in none of its months, such as "0 0 31 2 *" (31
+	// February), "0 0 30 2 *" or "0 0 31 4,6,9,11 *", never ticks, with or
+	// without a weekday: CHT accepts it but never sends the push, and
+	// Validate refuses it too. "0 0 29 2 *" ticks in leap years. CHT before
 	// 4.5 ignores Cron and sends at once.
 	Cron string `json:"cron,omitempty"`
 }
@@ -221,7 +225,8 @@ func (p Push) validate() error {
 	}
 	if p.Cron != "" {
 		// shared-libs/transitions/src/lib/utils.js isWithinTimeFrame.
-		if err := cron.Check(p.Cron); err != nil {
+		// Due also tells a cron CHT accepts that never falls due.
+		if err := cron.Due(p.Cron); err != nil {
 			errs = append(errs, fmt.Errorf("%w: CHT would never send this push (it stays queued)", err))
 		}
 	}

@@ -80,3 +80,54 @@ func TestValidateCronAsCHT(t *testing.T) {
 		t.Errorf("no cron: %v", err)
 	}
 }
+
+// TestValidateCronNeverDue pins Config.Validate to the crons CHT accepts
+// but never runs: shared-libs/transitions/src/lib/utils.js
+// isWithinTimeFrame reads an accepted cron with later.js 1.2.0
+// (later.parse.cron, later.schedule(...).next() and .prev()), which keeps
+// only the times that meet every field (src/core/compile.js start), a day
+// of month and a day of week alike, and knows 29 February only in leap
+// years (src/constraint/day.js later.D.extent). A cron whose days exist in
+// none of its months has no tick: next and prev give up after 1000 steps
+// on a date that matches nothing, isWithinTimeFrame answers false at every
+// run, and the push stays queued, unsent and unreported.
+func TestValidateCronNeverDue(t *testing.T) {
+	tests := []struct {
+		cron string
+		due  bool
+	}{
+		{"*/5 * * * *", true},
+		{"0 9 * * 1-5", true},
+		{"0 0 31 * *", true},
+		{"0 0 29 2 *", true},   // in leap years
+		{"0 0 29 2 1", true},   // 29 February 2044 is a Monday
+		{"0 0 31 4/2 *", true}, // 4/2 runs to December: August has 31 days
+		{"0 0 31 2 *", false},
+		{"0 0 30 2 *", false},
+		{"0 0 31 4,6,9,11 *", false},
+		{"0 0 31 2 1", false}, // the weekday does not widen the days: both must match
+		{"0 0 31 2-6/2 *", false},
+	}
+	base := outbound.Push{RelevantTo: "true", Destination: outbound.Destination{BaseURL: "https://h", Path: "/p"},
+		Mapping: outbound.DocMapping(), Cron: "0 2 * * *"}
+	for _, tt := range tests {
+		p := base
+		p.Cron = tt.cron
+		err := outbound.Config{"nightly": p}.Validate()
+		if tt.due {
+			if err != nil {
+				t.Errorf("cron %q: %v; it falls due", tt.cron, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("cron %q validated; it never falls due, so CHT never sends the push", tt.cron)
+			continue
+		}
+		for _, want := range []string{`"nightly"`, strconv.Quote(tt.cron), "never falls due", "never send"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("cron %q: error %q does not mention %q", tt.cron, err, want)
+			}
+		}
+	}
+}
