@@ -71,13 +71,16 @@ type WatchConfig struct {
 	// that Configured describes (made even when Configured is given): the
 	// pushes whose configuration has a member "cron" that is a string
 	// cron-validator accepts, as CHT checks it (five fields of numbers, *,
-	// ranges, lists and steps; see the Cron field of [Push]). No other
-	// cron schedules a push, and such pushes count as failures, which they
-	// are: "", null, false or 0 is no cron (the push is retried every 5
-	// minutes); a string CHT refuses (six fields, @daily, MON, ...) is
-	// never due (the push is never sent); a number, object, array or true
-	// makes Sentinel's outbound schedule throw (no queued push is sent).
-	// With Configured given, only the pushes it names are learned.
+	// ranges, lists and steps; see the Cron field of [Push]), and that
+	// falls due. No other cron schedules a push, and such pushes count as
+	// failures, which they are: "", null, false or 0 is no cron (the push
+	// is retried every 5 minutes); a string CHT refuses (six fields,
+	// @daily, MON, ...) is never due (the push is never sent); so is a
+	// cron CHT accepts whose days exist in none of its months, such as
+	// "0 0 31 2 *" (31 February), "0 0 30 2 *" or "0 0 31 4,6,9,11 *"
+	// (but "0 0 29 2 *" falls due in leap years); a number, object, array
+	// or true makes Sentinel's outbound schedule throw (no queued push is
+	// sent). With Configured given, only the pushes it names are learned.
 	//
 	// CHT before 4.5 ignores cron, so there no push is scheduled. The Watch
 	// takes the version from a Queue that is a *[cht.Client]: its
@@ -86,6 +89,10 @@ type WatchConfig struct {
 	// erring on the side of an alert, no push is scheduled; so too while
 	// the version cannot be detected (it is tried again at each read of
 	// the queue). A WARN line says so when a push has a cron.
+	//
+	// Whenever the app settings are read, a push whose cron CHT accepts but
+	// that never falls due gets a WARN line naming the push and the cron,
+	// once while its cron stays the same.
 	//
 	// A non-empty Scheduled is used as it is.
 	Scheduled []string
@@ -136,6 +143,7 @@ type Watch struct {
 	settings    settingsReader      // nil: Configured and Scheduled are given, or q cannot read settings
 	configured  map[string]struct{} // the configured pushes; nil: unknown
 	scheduled   map[string]struct{} // the pushes with a cron Sentinel honours; nil: none
+	neverDue    map[string]string   // push -> its cron that never falls due, as last read (and warned of)
 	settingsAt  time.Time           // when the settings were last read (zero: never)
 	settingsErr error               // the last read's error
 	versionErr  error               // why the crons read last were not trusted; nil: they were, or there were none
@@ -331,6 +339,7 @@ func (w *Watch) takeSettings(now time.Time, r settingsRead, v versionRead) {
 	} else if failed {
 		w.cfg.Logger.Info("cht: app settings read again; the outbound pushes with a cron are known", "cron", len(r.pushes.crons))
 	}
+	w.warnNeverDue(r.pushes.never)
 	if !w.learnsScheduled() {
 		return
 	}
@@ -345,6 +354,25 @@ func (w *Watch) takeSettings(now time.Time, r settingsRead, v versionRead) {
 		w.cfg.Logger.Info("cht: CHT version detected; outbound pushes with a cron count as scheduled from CHT 4.5", "version", v.v.String(), "scheduled", len(scheduled))
 	}
 	w.versionErr = err
+}
+
+// warnNeverDue logs a WARN line for each push of never, those whose cron
+// CHT accepts but that never falls due, that is configured (or every one,
+// while the configured pushes are unknown) and was not in the last read
+// with the same cron.
+func (w *Watch) warnNeverDue(never map[string]string) {
+	names := make([]string, 0, len(never))
+	for name, expr := range never {
+		if w.neverDue[name] != expr && (w.configured == nil || has(w.configured, name)) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		w.cfg.Logger.Warn("cht: an outbound push's cron never falls due: CHT 4.5 and later never send the push and keep its tasks queued; fix the cron in app_settings.outbound",
+			"push", name, "cron", never[name], "error", cron.Due(never[name]))
+	}
+	w.neverDue = never
 }
 
 // scheduledPushes returns the pushes of crons, those whose cron Sentinel
@@ -375,14 +403,16 @@ func scheduledPushes(crons, configured map[string]struct{}, v versionRead) (map[
 type outboundPushes struct {
 	names map[string]struct{} // its keys: the configured pushes
 	crons map[string]struct{} // the pushes whose cron Sentinel honours (from CHT 4.5)
+	never map[string]string   // the pushes whose cron Sentinel accepts but that never falls due: push -> cron
 }
 
 // readPushes reads the app settings with r and returns the keys of
 // app_settings.outbound, the pushes Sentinel knows (sentinel/src/config.js
 // loads the settings document's settings, as GET /api/v1/settings answers
 // them, and sentinel/src/schedule/outbound.js takes config.get('outbound')
-// || {}), and those with a cron it honours (see honoursCron). A missing
-// or null outbound configures none.
+// || {}), those with a cron it honours (see acceptedCron) and those whose
+// accepted cron never falls due ([cron.Due]). A missing or null outbound
+// configures none.
 func readPushes(ctx context.Context, r settingsReader) (outboundPushes, error) {
 	raw, err := r.AppSettings(ctx)
 	if err != nil {
@@ -392,7 +422,7 @@ func readPushes(ctx context.Context, r settingsReader) (outboundPushes, error) {
 	if err := json.Unmarshal(raw, &settings); err != nil {
 		return outboundPushes{}, fmt.Errorf("cht: app settings: %w", err)
 	}
-	p := outboundPushes{names: map[string]struct{}{}, crons: map[string]struct{}{}}
+	p := outboundPushes{names: map[string]struct{}{}, crons: map[string]struct{}{}, never: map[string]string{}}
 	block, ok := settings["outbound"]
 	if !ok || string(block) == "null" {
 		return p, nil
@@ -403,16 +433,21 @@ func readPushes(ctx context.Context, r settingsReader) (outboundPushes, error) {
 	}
 	for name, conf := range pushes {
 		p.names[name] = struct{}{}
-		if honoursCron(conf) {
+		expr, ok := acceptedCron(conf)
+		switch {
+		case !ok:
+		case cron.Due(expr) != nil:
+			p.never[name] = expr // Sentinel honours it, and never sends the push
+		default:
 			p.crons[name] = struct{}{}
 		}
 	}
 	return p, nil
 }
 
-// honoursCron reports whether Sentinel (CHT 4.5 and later) honours the
-// cron of the push configuration conf, that is, sends the push only
-// within its windows. sentinel/src/schedule/outbound.js execute (and
+// acceptedCron returns the cron of the push configuration conf, and
+// whether Sentinel (CHT 4.5 and later) honours it, that is, sends the
+// push only within its windows. sentinel/src/schedule/outbound.js execute (and
 // shared-libs/transitions/src/transitions/mark_for_outbound.js
 // markForOutbound alike) tests `!config.cron ||
 // isWithinTimeFrame(config.cron, ...)`, and isWithinTimeFrame
@@ -425,28 +460,26 @@ func readPushes(ctx context.Context, r settingsReader) (outboundPushes, error) {
 //   - any other truthy value has no trim: isValidCron throws, and with it
 //     Sentinel's whole outbound schedule, so no queued push is sent;
 //   - a string isValidCron accepts is a schedule (later.js reads it with
-//     the same fields, white space collapsed).
+//     the same fields, white space collapsed), though one that never
+//     ticks (such as "0 0 31 2 *", see [cron.Due]) makes
+//     isWithinTimeFrame answer false at every run: the push is never sent.
 //
 // A conf that is not an object has no cron (and null makes execute throw).
-// An accepted cron that never ticks (such as "0 0 31 2 *") is taken as a
-// schedule, though later.js then answers later.NEVER and isWithinTimeFrame
-// throws, so the push is never sent: telling it apart would take
-// later.js's calendar.
-func honoursCron(conf json.RawMessage) bool {
+func acceptedCron(conf json.RawMessage) (string, bool) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(conf, &members); err != nil {
-		return false
+		return "", false
 	}
 	raw, ok := members["cron"]
 	if !ok {
-		return false
+		return "", false
 	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return false
+		return "", false
 	}
 	expr, ok := v.(string)
-	return ok && expr != "" && cron.Check(expr) == nil
+	return expr, ok && expr != "" && cron.Check(expr) == nil
 }
 
 // summary is what the metrics say about a queue.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,8 +161,16 @@ func TestWatchLearnsScheduledPushesByVersion(t *testing.T) {
 // false ("Outbound push failed: invalid cron expression"). So a falsy cron
 // is none (the push is retried every 5 minutes), a refused string is never
 // due (never sent), and a truthy value that is not a string throws in
-// trim() (execute rejects: no queued push is sent). Only an accepted
-// string schedules the push; anything else leaves its queued entries
+// trim() (execute rejects: no queued push is sent). An accepted string
+// is then read by later.js 1.2.0 (later.parse.cron, later.schedule's next
+// and prev), which keeps only times that meet every field
+// (src/core/compile.js start: day of month and day of week both) and has
+// 29 February in leap years only (src/constraint/day.js later.D.extent):
+// a cron whose days exist in none of its months has no tick, next and
+// prev give up after 1000 steps on dates that match nothing, and
+// isWithinTimeFrame answers false at every run, so the push is never sent
+// (a WARN line names it and its cron). Only an accepted string that falls
+// due schedules the push; anything else leaves its queued entries
 // failures. Here the admin changed the cron of "nightly" after n1 was
 // queued.
 func TestWatchScheduledCronValues(t *testing.T) {
@@ -172,26 +181,37 @@ func TestWatchScheduledCronValues(t *testing.T) {
 		member    string // "cron" unless set
 		cron      string // JSON; "" removes the member
 		scheduled bool
+		neverDue  bool // accepted by CHT, never due: a WARN line
 	}{
-		{"a cron", "", `"0 2 * * *"`, true},
-		{"white space around and between", "", `" 0  2\t* * *\n"`, true},
-		{"lists, ranges and steps", "", `"0,30 1-3 */2 1-12/3 0-6"`, true},
-		{"no cron", "", ``, false},
-		{"empty", "", `""`, false},
-		{"white space only", "", `"   "`, false},
-		{"six fields", "", `"0 0 2 * * *"`, false},
-		{"a macro", "", `"@daily"`, false},
-		{"a weekday name", "", `"0 2 * * MON"`, false},
-		{"weekday 7", "", `"0 2 * * 7"`, false},
-		{"a question mark", "", `"0 2 ? * *"`, false},
-		{"null", "", `null`, false},
-		{"false", "", `false`, false},
-		{"zero", "", `0`, false},
-		{"a number", "", `5`, false},
-		{"true", "", `true`, false},
-		{"an array", "", `["0 2 * * *"]`, false},
-		{"an object", "", `{"cron": "0 2 * * *"}`, false},
-		{"another member's case", "Cron", `"0 2 * * *"`, false},
+		{"a cron", "", `"0 2 * * *"`, true, false},
+		{"white space around and between", "", `" 0  2\t* * *\n"`, true, false},
+		{"lists, ranges and steps", "", `"0,30 1-3 */2 1-12/3 0-6"`, true, false},
+		{"every 5 minutes", "", `"*/5 * * * *"`, true, false},
+		{"weekdays", "", `"0 9 * * 1-5"`, true, false},
+		{"the 31st", "", `"0 0 31 * *"`, true, false},
+		{"29 February, in leap years", "", `"0 0 29 2 *"`, true, false},
+		{"29 February on a Monday (2044)", "", `"0 0 29 2 1"`, true, false},
+		{"31 February", "", `"0 0 31 2 *"`, false, true},
+		{"30 February", "", `"0 0 30 2 *"`, false, true},
+		{"31 April, June, September or November", "", `"0 0 31 4,6,9,11 *"`, false, true},
+		{"31 February on a Monday: both must match", "", `"0 0 31 2 1"`, false, true},
+		{"30 or 31 February, by a range and a step", "", `"0 0 30-31/1 2-2 *"`, false, true},
+		{"no cron", "", ``, false, false},
+		{"empty", "", `""`, false, false},
+		{"white space only", "", `"   "`, false, false},
+		{"six fields", "", `"0 0 2 * * *"`, false, false},
+		{"a macro", "", `"@daily"`, false, false},
+		{"a weekday name", "", `"0 2 * * MON"`, false, false},
+		{"weekday 7", "", `"0 2 * * 7"`, false, false},
+		{"a question mark", "", `"0 2 ? * *"`, false, false},
+		{"null", "", `null`, false, false},
+		{"false", "", `false`, false, false},
+		{"zero", "", `0`, false, false},
+		{"a number", "", `5`, false, false},
+		{"true", "", `true`, false, false},
+		{"an array", "", `["0 2 * * *"]`, false, false},
+		{"an object", "", `{"cron": "0 2 * * *"}`, false, false},
+		{"another member's case", "Cron", `"0 2 * * *"`, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,8 +237,9 @@ func TestWatchScheduledCronValues(t *testing.T) {
 				nightly[member] = v
 			}
 			srv.SetSettings(s)
+			var logs bytes.Buffer
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now}))
+			reg.MustRegister(outbound.NewWatch(admin, outbound.WatchConfig{Now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 			tasks, oldest := 2.0, 30*time.Minute
 			if tt.scheduled {
 				tasks, oldest = 1, 20*time.Minute
@@ -231,6 +252,18 @@ func TestWatchScheduledCronValues(t *testing.T) {
 			}
 			if got := gauge(t, reg, "cht_outbound_queue_pushes", "nightly"); got != 1 {
 				t.Errorf("pushes{destination=nightly} = %v, want 1", got)
+			}
+			// A WARN line for an accepted cron that never falls due only.
+			want := ""
+			if tt.neverDue {
+				var expr string
+				if err := json.Unmarshal([]byte(tt.cron), &expr); err != nil {
+					t.Fatal(err)
+				}
+				want = `level=WARN msg="cht: an outbound push's cron never falls due: CHT 4.5 and later never send the push and keep its tasks queued; fix the cron in app_settings.outbound" push=nightly cron=` + strconv.Quote(expr)
+			}
+			if got := strings.TrimSpace(logs.String()); (want == "") != (got == "") || !strings.Contains(got, want) {
+				t.Errorf("logs = %q, want %q", got, want)
 			}
 		})
 	}
@@ -348,5 +381,43 @@ func TestWatchVersionDetectedLater(t *testing.T) {
 		if got := strings.TrimSpace(logs.String()); (st.log == "") != (got == "") || !strings.Contains(got, st.log) {
 			t.Errorf("%s: logs = %q, want %q", st.name, got, st.log)
 		}
+	}
+}
+
+// A cron that never falls due is logged once while it stays in the app
+// settings, again when it changes or comes back, and its queued entries
+// count as failures while it is there.
+func TestWatchNeverDueCronWarnsOnce(t *testing.T) {
+	srv, clk, settings := scheduledFixture(t, "5.2.0", true)
+	nightly := settings["outbound"].(map[string]any)["nightly"].(map[string]any)
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(outbound.NewWatch(newAdmin(t, srv, ""), outbound.WatchConfig{Now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+	warn := func(expr string) string {
+		return `level=WARN msg="cht: an outbound push's cron never falls due: CHT 4.5 and later never send the push and keep its tasks queued; fix the cron in app_settings.outbound" push=nightly cron=` + strconv.Quote(expr)
+	}
+	steps := []struct {
+		name  string
+		cron  string
+		tasks float64
+		log   string
+	}{
+		{"31 February", "0 0 31 2 *", 2, warn("0 0 31 2 *")},
+		{"read again, unchanged", "0 0 31 2 *", 2, ""},
+		{"changed, still never due", "0 0 31 4,6,9,11 *", 2, warn("0 0 31 4,6,9,11 *")},
+		{"fixed", "0 0 29 2 *", 1, ""},
+		{"broken again", "0 0 31 4,6,9,11 *", 2, warn("0 0 31 4,6,9,11 *")},
+	}
+	for _, st := range steps {
+		nightly["cron"] = st.cron
+		srv.SetSettings(settings)
+		logs.Reset()
+		if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != st.tasks {
+			t.Errorf("%s: tasks = %v, want %v", st.name, got, st.tasks)
+		}
+		if got := strings.TrimSpace(logs.String()); (st.log == "") != (got == "") || !strings.Contains(got, st.log) {
+			t.Errorf("%s: logs = %q, want %q", st.name, got, st.log)
+		}
+		clk.add(6 * time.Minute) // the settings are read again
 	}
 }
