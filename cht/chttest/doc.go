@@ -65,7 +65,8 @@
 // only 2xx as success (also 3xx from CHT 4.17, when a JSON content type
 // with an invalid body fails the push), queues failures for a retry every
 // 5 minutes (configurable) without evaluating relevance again, pushes a
-// configuration with a cron only near its ticks, and re-sends a doc only
+// configuration with a cron only near its ticks (never, for a cron with
+// no tick, such as "0 0 31 2 *"), and re-sends a doc only
 // when the payload's hash changes. relevant_to and mapping expressions are
 // JavaScript, run in a JavaScript VM (goja) with doc in scope as CHT runs
 // them in Node's vm module; OutboundFromSettings reads an app_settings

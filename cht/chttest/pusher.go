@@ -69,7 +69,10 @@ type PusherConfig struct {
 	// attempt carries the error CHT logs. CHT evaluates the cron with
 	// later.js, which requires every field to match: "0 9 1 * 1" ticks
 	// only on a Monday that is the 1st (classic cron: the 1st or any
-	// Monday). Before 4.5 Cron is ignored and pushes are sent at once.
+	// Monday). A cron whose days exist in none of its months ("0 0 31 2 *",
+	// "0 0 31 4,6,9,11 *") never ticks: the doc is queued and never sent,
+	// without an error, as in CHT. Before 4.5 Cron is ignored and pushes
+	// are sent at once.
 	Cron string
 	// Version is the CHT version whose rules apply: from 4.17 a 3xx
 	// answer also counts as success and redirects are followed, and a
@@ -171,6 +174,7 @@ type OutboundPusher struct {
 	sources []mapSource // cfg.Mapping, normalised and compiled
 	cron    *cron.SpecSchedule
 	cronErr error // cron refused by cron-validator: never due
+	never   bool  // cron accepted, but its days exist in none of its months: never due
 	client  *http.Client
 	log     *slog.Logger
 
@@ -217,6 +221,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 	}
 	var sched *cron.SpecSchedule
 	var cronErr error
+	var never bool
 	// mark_for_outbound.js and schedule/outbound.js read config.cron only
 	// from 4.5.0; an empty cron is falsy (no cron).
 	if cfg.Cron != "" && v.AtLeast(4, 5) {
@@ -226,6 +231,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		} else if sched, err = parseCron(cfg.Cron); err != nil {
 			return nil, fmt.Errorf("chttest: outbound: cron %q: %w", cfg.Cron, err)
 		}
+		never = chtcron.Due(cfg.Cron) != nil
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = OutboundTimeout
@@ -248,7 +254,7 @@ func NewOutboundPusher(cfg PusherConfig) (*OutboundPusher, error) {
 		// request-promise-native does not follow redirects on POST.
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, cronErr: cronErr, client: client, log: cfg.Logger,
+	p := &OutboundPusher{cfg: cfg, ver: v, sources: sources, cron: sched, cronErr: cronErr, never: never, client: client, log: cfg.Logger,
 		lastDoc: make(map[string]map[string]any), sent: make(map[string]string),
 		outcomes: make(map[Outcome]int), inQueue: make(map[string]int64)}
 	if p.log == nil {
@@ -484,7 +490,8 @@ func (p *OutboundPusher) siblingThrows(js *jsDoc, d map[string]any) error {
 // due reports whether the push may be sent now: no cron, or now within 5
 // minutes of one of its ticks (transitions lib isWithinTimeFrame). A cron
 // cron-validator refuses is never due, and so is one with no tick at all
-// (later.js answers later.NEVER and isWithinTimeFrame throws).
+// (see internal/cron.Due: later.js's next and prev give up on dates that
+// match nothing, and isWithinTimeFrame answers false without a log line).
 //
 // CHT reads the cron with later.js (later.parse.cron), whose schedule
 // requires every field to match: with both day of month and day of week
@@ -498,6 +505,9 @@ func (p *OutboundPusher) due() bool {
 	}
 	if p.cron == nil {
 		return true
+	}
+	if p.never {
+		return false
 	}
 	now := p.cfg.Now().UTC()
 	end := now.Add(cronWindow)

@@ -1,6 +1,7 @@
 package chttest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -665,7 +666,7 @@ func TestPusherLargeJSONAnswer(t *testing.T) {
 // keep only times that meet every constraint. So with both day of month
 // and day of week restricted a day must match both, not either as in
 // classic cron; "0 9 1 * 1" is a Monday that is the 1st. A cron with no
-// tick at all (later.NEVER) is never due.
+// tick at all is never due (see TestPusherCronNeverTicks).
 func TestPusherCronDaysMatchBoth(t *testing.T) {
 	tests := []struct {
 		name string
@@ -704,6 +705,64 @@ func TestPusherCronDaysMatchBoth(t *testing.T) {
 			}
 			if want := map[Outcome]int{OutcomeSent: 1}[tt.want]; dest.count() != want {
 				t.Errorf("%d requests after RunQueue, want %d", dest.count(), want)
+			}
+		})
+	}
+}
+
+// TestPusherCronNeverTicks pins what CHT does with a cron cron-validator
+// accepts but that never ticks: shared-libs/transitions/src/lib/utils.js
+// isWithinTimeFrame reads it with later.js 1.2.0, whose schedule keeps only
+// times that meet every field (src/core/compile.js start: day of month and
+// day of week both) and has 29 February in leap years only
+// (src/constraint/day.js later.D.extent). For days that exist in none of
+// the cron's months, next and prev give up after 1000 steps on dates that
+// match nothing (not later.NEVER: nothing throws), so isWithinTimeFrame
+// answers false without a log line and the doc stays queued, never sent,
+// even at the day a calendar that rolls 31 February over would give, or on
+// a weekday classic cron would take. 29 February ticks in leap years.
+func TestPusherCronNeverTicks(t *testing.T) {
+	tests := []struct {
+		name string
+		cron string
+		now  time.Time
+		want Outcome
+	}{
+		{"31 February, at 2 March of a leap year", "0 0 31 2 *", time.Date(2028, 3, 2, 0, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"31 February, at 3 March", "0 0 31 2 *", time.Date(2027, 3, 3, 0, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"30 February, at 1 March of a leap year", "0 0 30 2 *", time.Date(2028, 3, 1, 0, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"31 April, at 1 May", "0 0 31 4,6,9,11 *", time.Date(2027, 5, 1, 0, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"31 February on a Monday, at a Monday in February", "0 0 31 2 1", time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"29 February, in a leap year", "0 0 29 2 *", time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC), OutcomeSent},
+		{"29 February on a Monday, in 2044", "0 0 29 2 1", time.Date(2044, 2, 29, 0, 0, 0, 0, time.UTC), OutcomeSent},
+		{"the 31st", "0 0 31 * *", time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC), OutcomeSent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := newDestination(t, reply(200, "", ""))
+			var logs bytes.Buffer
+			now := tt.now
+			p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Cron: tt.cron, Mapping: map[string]any{"id": "doc._id"},
+				Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			a, err := p.Push(ctx, map[string]any{"_id": "d"})
+			if a.Outcome != tt.want || err != nil {
+				t.Fatalf("cron %q at %s: %s (%v), want %s without an error", tt.cron, tt.now.Format(time.RFC1123), a.Outcome, err, tt.want)
+			}
+			for _, at := range []time.Duration{time.Minute, 24 * time.Hour, 366 * 24 * time.Hour} {
+				now = tt.now.Add(at)
+				if err := p.RunQueue(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := map[Outcome]int{OutcomeSent: 1}[tt.want]; dest.count() != want {
+				t.Errorf("%d requests after RunQueue, want %d", dest.count(), want)
+			}
+			if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("logs %q; CHT logs nothing for a cron it accepts", logs.String())
 			}
 		})
 	}
