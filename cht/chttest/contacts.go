@@ -357,7 +357,7 @@ func (s *Server) createPlaces(p map[string]any) (id, contactID string, withOK bo
 	if err := s.validatePlace(p); err != nil {
 		return "", "", false, err
 	}
-	if !s.ver.AtLeast(4, 7) {
+	if !s.version().AtLeast(4, 7) {
 		return s.createPlaceBefore47(p)
 	}
 	contact, hasContact := p["contact"]
@@ -605,7 +605,7 @@ func kindGet(k kind) func(*Server, *reqCtx, []string) {
 			return
 		}
 		lineage := c.r.URL.Query().Get("with_lineage") == "true"
-		if k == kindReport && !s.ver.AtLeast(4, 22) {
+		if k == kindReport && !s.version().AtLeast(4, 22) {
 			lineage = false
 		}
 		if lineage {
@@ -654,7 +654,7 @@ func jsonText(vals []string) string {
 func (s *Server) checkPageArgs(c *reqCtx, defLimit int) (page, bool) {
 	q := c.r.URL.Query()
 	p := page{limit: defLimit}
-	v418 := s.ver.AtLeast(4, 18)
+	v418 := s.version().AtLeast(4, 18)
 	if cur, given := q["cursor"]; given && (len(cur) != 1 || cur[0] == "") {
 		s.badCursor(c, cur)
 		return p, false
@@ -693,7 +693,7 @@ func (s *Server) checkPageArgs(c *reqCtx, defLimit int) (page, bool) {
 // JSON.stringify, before they are printed as given.
 func (s *Server) badCursor(c *reqCtx, vals []string) {
 	msg := fmt.Sprintf("Invalid cursor token: [%s].", strings.Join(vals, ","))
-	if s.ver.AtLeast(4, 18) {
+	if s.version().AtLeast(4, 18) {
 		msg = fmt.Sprintf("The cursor must be a string or null for first page: [%s].", jsonText(vals))
 	}
 	s.apiError(c, http.StatusBadRequest, msg, nil)

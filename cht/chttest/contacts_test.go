@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -390,6 +391,95 @@ func TestVersionGating(t *testing.T) {
 				t.Errorf("deploy-info version %q (%v), want %s", deploy.Version, err, tt.version)
 			}
 		})
+	}
+}
+
+// SetVersion upgrades the fake while it runs, as an upgrade of CHT does
+// under a mediator that keeps running: from the next request
+// /api/deploy-info reports the new release (api/src/routing.js answers
+// deployInfo.get(); cht-core 5.x refreshes shared-libs/server-info's
+// cache in api/src/services/setup/upgrade-steps.js finalize, and a 4.x
+// upgrade starts a new API process) and routes are gated by it, while the
+// data stay. A version that is no release is refused and changes nothing.
+func TestSetVersion(t *testing.T) {
+	srv := NewDemoServer(Config{Version: "4.8.0"})
+	t.Cleanup(srv.Close)
+	person := call{method: "GET", path: "/api/v1/person/" + DemoPatientID}
+	deployInfo := func() string {
+		t.Helper()
+		var d struct {
+			Version     string `json:"version"`
+			BaseVersion string `json:"base_version"`
+		}
+		if err := json.Unmarshal(do(t, srv, call{method: "GET", path: "/api/deploy-info"}).body, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Version + " " + d.BaseVersion
+	}
+	steps := []struct {
+		set     string // "" at the start
+		wantErr bool
+		version string
+		person  int
+	}{
+		{"", false, "4.8.0", http.StatusNotFound},
+		{"4.11.0", false, "4.11.0", http.StatusOK},
+		{"four", true, "4.11.0", http.StatusOK},
+		{"4.4.2", false, "4.4.2", http.StatusNotFound},
+	}
+	for _, st := range steps {
+		if st.set != "" {
+			if err := srv.SetVersion(st.set); (err != nil) != st.wantErr {
+				t.Fatalf("SetVersion(%q) = %v, want an error: %v", st.set, err, st.wantErr)
+			}
+		}
+		if got := srv.Version(); got != st.version {
+			t.Errorf("after %q: Version() = %s, want %s", st.set, got, st.version)
+		}
+		if got, want := deployInfo(), st.version+" "+st.version; got != want {
+			t.Errorf("after %q: deploy-info version, base_version = %s, want %s", st.set, got, want)
+		}
+		if r := do(t, srv, person); r.status != st.person {
+			t.Errorf("after %q: GET person/:uuid = %d, want %d", st.set, r.status, st.person)
+		}
+	}
+	if _, ok := srv.Doc(DemoPatientID); !ok {
+		t.Error("the data did not survive the upgrade")
+	}
+}
+
+// SetVersion is safe while requests are served (go test -race).
+func TestSetVersionConcurrent(t *testing.T) {
+	srv := NewDemoServer(Config{Version: "4.8.0"})
+	t.Cleanup(srv.Close)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				for _, path := range []string{"/api/deploy-info", "/api/v1/person/" + DemoPatientID} {
+					req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+					req.SetBasicAuth(AdminUsername, AdminPassword)
+					resp, err := srv.Client().Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+						t.Errorf("GET %s: %d", path, resp.StatusCode)
+					}
+				}
+			}
+		})
+	}
+	for _, v := range []string{"4.9.0", "4.11.0", "5.2.0"} {
+		if err := srv.SetVersion(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if got := srv.Version(); got != "5.2.0" {
+		t.Errorf("Version() = %s, want the last set, 5.2.0", got)
 	}
 }
 

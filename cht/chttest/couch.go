@@ -213,8 +213,8 @@ func (s *Server) adminOnlyDoc(d map[string]any) bool {
 	typ, _ := d["type"].(string)
 	since, idOnly := adminOnlyIDs[id]
 	typeSince, typeOnly := adminOnlyTypes[typ]
-	return strings.HasPrefix(id, "_design/") || idOnly && s.ver.AtLeast(since[0], since[1]) ||
-		typeOnly && s.ver.AtLeast(typeSince[0], typeSince[1])
+	return strings.HasPrefix(id, "_design/") || idOnly && s.version().AtLeast(since[0], since[1]) ||
+		typeOnly && s.version().AtLeast(typeSince[0], typeSince[1])
 }
 
 // offlineWriteAllowed is api/src/controllers/db-doc.js request for an
@@ -443,7 +443,7 @@ func (s *Server) ReplayChanges(n int) {
 // include_docs and feed=normal|longpoll (timeout bounded by
 // Config.MaxLongpoll).
 func (s *Server) handleChanges(c *reqCtx, _ []string) {
-	if !c.user.online() && s.ver.AtLeast(4, 3) {
+	if !c.user.online() && s.version().AtLeast(4, 3) {
 		s.offlineChanges(c)
 		return
 	}

@@ -39,8 +39,9 @@
 //     opaque sequence strings as CouchDB 2+ returns them, and the
 //     medic-client/contacts_by_reference view (key, include_docs), which
 //     CHT resolves shortcodes with;
-//   - /api/deploy-info with Config.Version (/api/info answers "0.1.0", as
-//     on every CHT); routes that do not exist in that
+//   - /api/deploy-info with Config.Version, or the version SetVersion
+//     gave since, as after an upgrade of CHT (/api/info answers "0.1.0",
+//     as on every CHT); routes that do not exist in that
 //     version answer 404, as the reference's version matrix says (under
 //     /api/, CouchDB's "Database does not exist.", as CHT's proxy does).
 //     GET /api/v1/contact and /api/v1/report and the summary routes,

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -193,7 +194,7 @@ type Server struct {
 
 	ts       *httptest.Server
 	cfg      Config
-	ver      release.Version
+	ver      atomic.Pointer[release.Version] // the version emulated; SetVersion changes it
 	store    *store
 	sentinel *store // medic-sentinel: Sentinel's task:outbound:* docs
 	log      *slog.Logger
@@ -272,7 +273,6 @@ func newServer(c Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:      c,
-		ver:      v,
 		store:    newStore(),
 		sentinel: newStore(),
 		log:      c.Logger,
@@ -287,6 +287,7 @@ func newServer(c Config) (*Server, error) {
 		forms:    maps.Clone(c.Forms),
 		closing:  make(chan struct{}),
 	}
+	s.ver.Store(&v)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -321,7 +322,28 @@ func (s *Server) Close() {
 }
 
 // Version returns the CHT version the server emulates.
-func (s *Server) Version() string { return s.ver.String() }
+func (s *Server) Version() string { return s.version().String() }
+
+// version is the CHT version the server emulates now.
+func (s *Server) version() release.Version { return *s.ver.Load() }
+
+// SetVersion makes the server emulate another CHT version from its next
+// request on, as an upgrade (or a downgrade) of CHT does under clients that
+// keep running: /api/deploy-info reports it and routes are gated by it.
+// The data, users and settings stay. Outbound pushers keep their own
+// PusherConfig.Version. version is read as Config.Version is; "" means
+// DefaultVersion.
+func (s *Server) SetVersion(version string) error {
+	if version == "" {
+		version = DefaultVersion
+	}
+	v, err := release.Parse(version)
+	if err != nil {
+		return fmt.Errorf("chttest: SetVersion: %w", err)
+	}
+	s.ver.Store(&v)
+	return nil
+}
 
 // AddUser adds or replaces a user.
 func (s *Server) AddUser(u User) {
@@ -658,7 +680,7 @@ const rateWindowLength = 10 * time.Second
 
 // rateLimits reports whether the server has CHT's rate limiter
 // (api/src/middleware/rate-limiter.js, from cht-core 4.6.0).
-func (s *Server) rateLimits() bool { return s.cfg.LoginRateLimit >= 0 && s.ver.AtLeast(4, 6) }
+func (s *Server) rateLimits() bool { return s.cfg.LoginRateLimit >= 0 && s.version().AtLeast(4, 6) }
 
 // rateKeys is api/src/services/rate-limit.js getKeys: the client's IP,
 // and the user name and password of Basic credentials as
@@ -980,7 +1002,7 @@ func (s *Server) route(c *reqCtx) {
 			methodMismatch = true
 			continue
 		}
-		if !s.ver.AtLeast(rt.since[0], rt.since[1]) {
+		if !s.version().AtLeast(rt.since[0], rt.since[1]) {
 			break // route does not exist in this version
 		}
 		for i, prm := range params {
@@ -1078,8 +1100,9 @@ func (s *Server) handleInfo(c *reqCtx, _ []string) {
 // installed build (shared-libs/server-info getDeployInfo merges the
 // ddoc's build_info and deploy_info, version the release).
 func (s *Server) handleDeployInfo(c *reqCtx, _ []string) {
+	v := s.version().String()
 	writeJSON(c.w, http.StatusOK, map[string]any{"timestamp": s.now().UnixMilli(), "user": "chttest",
-		"version": s.ver.String(), "base_version": s.ver.String()})
+		"version": v, "base_version": v})
 }
 
 // SetSettings replaces the app settings returned by GET /api/v1/settings
@@ -1177,7 +1200,7 @@ func (s *Server) handleCredentials(c *reqCtx, params []string) {
 	// controllers/credentials.js checkAuth: auth.isDbAdmin, user-management
 	// roles.js isDbAdmin, is role "_admin", and from 5.1.0 "admin" too
 	// (DB_ADMIN_ROLES).
-	if !slices.Contains(c.user.Roles, RoleDBAdmin) && !(s.ver.AtLeast(5, 1) && slices.Contains(c.user.Roles, RoleAdmin)) {
+	if !slices.Contains(c.user.Roles, RoleDBAdmin) && !(s.version().AtLeast(5, 1) && slices.Contains(c.user.Roles, RoleAdmin)) {
 		s.apiError(c, http.StatusForbidden, "Insufficient permissions", nil)
 		return
 	}
@@ -1196,7 +1219,7 @@ func newCouchID() string {
 func (s *Server) newUUID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	if s.ver.AtLeast(5, 0) {
+	if s.version().AtLeast(5, 0) {
 		ms := uint64(s.now().UnixMilli())
 		for i := range 6 {
 			b[i] = byte(ms >> (40 - 8*i))
