@@ -56,10 +56,17 @@ type Config struct {
 	DB string
 	// UserAgent is sent with each request; "" means a library default.
 	UserAgent string
-	// Version, when set (e.g. "4.10.0"), skips version detection via
-	// GET /api/deploy-info.
+	// Version, when set (e.g. "4.10.0"), is the CHT version for good:
+	// it skips version detection. Unset, the client detects the version
+	// with GET /api/deploy-info at first need, and again at the first need
+	// 10 minutes or more after, so that it learns of an upgrade of CHT
+	// without a restart (the Watch of package cht/outbound detects it
+	// again at each read of the app settings). A detection again that
+	// fails keeps the version last detected.
 	Version string
-	// Logger receives debug logs of requests and retries; nil discards.
+	// Logger receives debug logs of requests and retries, a WARN line
+	// when the CHT version cannot be detected again (once, until it can)
+	// and an INFO line when the detected version changes; nil discards.
 	// Neither credentials nor query strings are logged.
 	Logger *slog.Logger
 }
@@ -121,8 +128,13 @@ type Client struct {
 	sessMu  sync.Mutex    // guards cookie
 	cookie  string        // AuthSession cookie value in session mode
 
-	verMu   sync.Mutex       // guards version
-	version *release.Version // detected or configured version
+	verMu      sync.Mutex       // guards ver, verAt and verFailing
+	ver        *release.Version // Config.Version, or the version last detected; nil: none yet
+	verFixed   bool             // ver is Config.Version: never detected
+	verAt      time.Time        // when the last detection that reached CHT started
+	verFailing bool             // the last re-detection failed (logged once)
+	verSlot    chan struct{}    // one slot: one detection at a time
+	now        func() time.Time // the clock of verAt
 }
 
 type service struct{ client *Client }
@@ -164,8 +176,8 @@ func New(cfg Config) (*Client, error) {
 		maxResp = 64 << 20
 	}
 	c := &Client{
-		loginMu: make(chan struct{}, 1),
-		base:    u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
+		loginMu: make(chan struct{}, 1), verSlot: make(chan struct{}, 1), now: time.Now,
+		base: u, baseText: u.String(), user: user, pass: pass, session: cfg.Session,
 		timeout: cfg.Timeout, batch: cfg.HydrateBatchSize, db: cfg.DB, log: cfg.Logger,
 	}
 	c.hydrateURL = c.endpoint(request{path: hydratePath})
@@ -201,7 +213,7 @@ func New(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cht: config: Version: %w", err)
 		}
-		c.version = &v
+		c.ver, c.verFixed = &v, true
 	}
 	hc := &http.Client{}
 	if cfg.HTTPClient != nil {

@@ -28,7 +28,11 @@
 // servers older than 4.9/4.10/4.18 the Get methods fall back to hydrate
 // (with lineage) or the raw document, and person/place creation uses the
 // legacy /api/v1/people and /api/v1/places below 5.2. Listings that have
-// no fallback return an error matching [ErrUnsupported].
+// no fallback return an error matching [ErrUnsupported]. A detected
+// version serves 10 minutes; the client then detects it again, so that it
+// takes up the routes of an upgraded CHT without a restart, and keeps the
+// version it had when that fails (a WARN line to Config.Logger says so).
+// Config.Version is used as given, for good.
 //
 // A Client is safe for concurrent use and holds one http.Client.
 //

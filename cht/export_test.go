@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // CountDecodes counts the documents package cht decodes until the test
@@ -52,3 +53,7 @@ func (ct ContactTypes) Of(c *Contact) (ContactType, error) {
 
 // NewContactTypes gives the tests the hierarchy constructor behind ParseContactTypes.
 func NewContactTypes(types ...ContactType) (ContactTypes, error) { return newContactTypes(types...) }
+
+// SetClock gives c the clock its version detection is timed with, for
+// tests of detecting the version again.
+func SetClock(c *Client, now func() time.Time) { c.now = now }

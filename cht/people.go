@@ -173,12 +173,11 @@ func (c *Client) create(ctx context.Context, path string, body any, v2 bool) (*C
 
 // require returns an error matching ErrUnsupported when the server lacks f.
 func (c *Client) require(ctx context.Context, f feature) error {
-	ok, err := c.supports(ctx, f)
+	v, err := c.detectVersion(ctx, false)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		v, _ := c.detectVersion(ctx)
+	if !has(v, f) {
 		return fmt.Errorf("%w (server %s)", ErrUnsupported, v)
 	}
 	return nil

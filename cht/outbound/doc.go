@@ -39,11 +39,13 @@
 // Watch learns them from the same read of the app settings as the
 // configured pushes (below): the pushes whose "cron" is a string CHT
 // accepts, on a CHT of 4.5 or later (the client's Config.Version, or the
-// version it detects), and that falls due. A push whose cron CHT refuses,
-// or does not read, counts as failing: it is then never sent, or sent at
-// once. So does a push whose cron CHT accepts but whose days exist in none
-// of its months, such as "0 0 31 2 *" (31 February) or "0 0 31 4,6,9,11
-// *": CHT never sends it, and a WARN line names the push and its cron. So does every
+// version it detects again at each read of the app settings, so that an
+// upgrade of CHT counts within 5 minutes), and that falls due. A push whose
+// cron CHT refuses, or does not read, counts as failing: it is then never
+// sent, or sent at once. So does a push whose cron CHT accepts but whose
+// days exist in none of its months, such as "0 0 31 2 *" (31 February) or
+// "0 0 31 4,6,9,11 *": CHT never sends it, and a WARN line names the push
+// and its cron. So does every
 // push with a cron while the version is unknown (a Queue other than a
 // [cht.Client]) or cannot be detected (a WARN line says so). A list in
 // WatchConfig.Scheduled is used instead.

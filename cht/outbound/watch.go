@@ -84,11 +84,15 @@ type WatchConfig struct {
 	//
 	// CHT before 4.5 ignores cron, so there no push is scheduled. The Watch
 	// takes the version from a Queue that is a *[cht.Client]: its
-	// Config.Version, or the version it detects once with GET
-	// /api/deploy-info. With any other Queue the version is unknown and,
-	// erring on the side of an alert, no push is scheduled; so too while
-	// the version cannot be detected (it is tried again at each read of
-	// the queue). A WARN line says so when a push has a cron.
+	// Config.Version, or the version it detects with GET /api/deploy-info
+	// at each read of the app settings that finds a push with a cron, so
+	// that an upgrade of CHT is taken into account within 5 minutes,
+	// without a restart. When such a detection fails, the version detected
+	// last stays in use (the client's Logger says so). With any other
+	// Queue the version is unknown and, erring on the side of an alert, no
+	// push is scheduled; so too until the version is first detected (it is
+	// tried again at each read of the queue). A WARN line says so when a
+	// push has a cron.
 	//
 	// Whenever the app settings are read, a push whose cron CHT accepts but
 	// that never falls due gets a WARN line naming the push and the cron,

@@ -109,7 +109,7 @@ func countRequests(srv *chttest.Server, path string) int {
 // before, execute batches every configured push, and mark_for_outbound.js
 // sends it at once, so its queued entries are failures. The Watch takes
 // the version from the client (GET /api/deploy-info, shared-libs/server-info
-// getDeployInfo), once.
+// getDeployInfo), at each read of the settings.
 func TestWatchLearnsScheduledPushesByVersion(t *testing.T) {
 	tests := []struct {
 		version     string
@@ -145,8 +145,8 @@ func TestWatchLearnsScheduledPushesByVersion(t *testing.T) {
 			if n := countRequests(srv, "/api/v1/settings"); n != 2 {
 				t.Errorf("%d reads of /api/v1/settings, want 2", n)
 			}
-			if n := countRequests(srv, "/api/deploy-info"); n != 1 {
-				t.Errorf("%d reads of /api/deploy-info, want 1 (the client keeps the version)", n)
+			if n := countRequests(srv, "/api/deploy-info"); n != 2 {
+				t.Errorf("%d reads of /api/deploy-info, want 2 (one per read of the settings)", n)
 			}
 		})
 	}
@@ -419,5 +419,76 @@ func TestWatchNeverDueCronWarnsOnce(t *testing.T) {
 			t.Errorf("%s: logs = %q, want %q", st.name, got, st.log)
 		}
 		clk.add(6 * time.Minute) // the settings are read again
+	}
+}
+
+// CHT upgraded from 4.4 to 4.11 under a running Watch: at the next read of
+// the app settings the Watch detects the version again, and the push with
+// a cron, which 4.4 ignores (sentinel/src/schedule/outbound.js before
+// 4.5.0), counts as scheduled from then on, without a restart. The API
+// answers the new release at GET /api/deploy-info once the upgrade is done
+// (cht-core 5.x api/src/services/setup/upgrade-steps.js finalize calls
+// shared-libs/server-info getDeployInfo(true); a 4.x upgrade starts a new
+// API, whose api/src/services/deploy-info.js reads the ddoc afresh). A
+// detection that fails then keeps the version last detected, which the
+// client's log says once, not every read. A client given Config.Version
+// never asks.
+func TestWatchLearnsUpgradeWhileRunning(t *testing.T) {
+	srv, clk, _ := scheduledFixture(t, "4.4.2", false)
+	srv.ResetRequests()
+	var clientLogs bytes.Buffer
+	client, err := cht.New(cht.Config{URL: srv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword, MaxRetries: -1,
+		Logger: slog.New(slog.NewTextHandler(&clientLogs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(outbound.NewWatch(client, outbound.WatchConfig{Now: clk.now}))
+	pinned := prometheus.NewRegistry()
+	pinned.MustRegister(outbound.NewWatch(newAdmin(t, srv, "4.4.2"), outbound.WatchConfig{Now: clk.now}))
+	var removeFault func()
+	steps := []struct {
+		name   string
+		do     func()
+		tasks  float64
+		oldest time.Duration // after 09:30 and the steps' 6 minutes each
+		log    string        // of the client
+	}{
+		{"on 4.4.2", nil, 2, 30 * time.Minute, ""},
+		{"upgraded to 4.11.0", func() {
+			if err := srv.SetVersion("4.11.0"); err != nil {
+				t.Fatal(err)
+			}
+		}, 1, 26 * time.Minute, `level=INFO msg="cht: the CHT version changed" was=4.4.2 version=4.11.0`},
+		{"detection fails: 4.11.0 kept", func() {
+			removeFault = srv.InjectFault(chttest.Fault{Method: http.MethodGet, Path: "/api/deploy-info", Status: http.StatusServiceUnavailable})
+		}, 1, 32 * time.Minute, `level=WARN msg="cht: the CHT version cannot be detected again; the version last detected stays in use until it can" version=4.11.0`},
+		{"still failing, logged once", nil, 1, 38 * time.Minute, ""},
+		{"detected again", func() { removeFault() }, 1, 44 * time.Minute, `level=INFO msg="cht: the CHT version detected again" version=4.11.0`},
+	}
+	for i, st := range steps {
+		if i > 0 {
+			clk.add(6 * time.Minute) // the settings are read again
+		}
+		if st.do != nil {
+			st.do()
+		}
+		clientLogs.Reset()
+		before := countRequests(srv, "/api/deploy-info")
+		if got := gauge(t, reg, "cht_outbound_queue_tasks", ""); got != st.tasks {
+			t.Errorf("%s: tasks = %v, want %v", st.name, got, st.tasks)
+		}
+		if got := gauge(t, reg, "cht_outbound_queue_oldest_failure_age_seconds", ""); got != st.oldest.Seconds() {
+			t.Errorf("%s: oldest failure age = %v s, want %v", st.name, got, st.oldest.Seconds())
+		}
+		if got := gauge(t, pinned, "cht_outbound_queue_tasks", ""); got != 2 {
+			t.Errorf("%s: tasks with Config.Version 4.4.2 = %v, want 2", st.name, got)
+		}
+		if n := countRequests(srv, "/api/deploy-info") - before; n != 1 {
+			t.Errorf("%s: %d reads of /api/deploy-info, want 1 (the Config.Version client's none)", st.name, n)
+		}
+		if got := strings.TrimSpace(clientLogs.String()); (st.log == "") != (got == "") || !strings.Contains(got, st.log) {
+			t.Errorf("%s: client logs = %q, want %q", st.name, got, st.log)
+		}
 	}
 }

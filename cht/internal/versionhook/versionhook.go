@@ -12,6 +12,9 @@ import (
 
 // Of returns the CHT release client talks to when client is a *cht.Client:
 // its Config.Version, else the version it detects with GET
-// /api/deploy-info (once; it is cached after the first success). ok is
-// false, with no error, for any other value: the release is unknown.
+// /api/deploy-info, now (one detection at a time: a caller waits for one
+// started after it asked). When that fails after an earlier detection
+// succeeded, the version detected last is returned without error; err is
+// set only while none has succeeded. ok is false, with no error, for any
+// other value: the release is unknown.
 var Of func(ctx context.Context, client any) (v release.Version, ok bool, err error)
