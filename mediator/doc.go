@@ -48,9 +48,10 @@
 // are recorded as orchestrations: name (set with [WithOrchestration]),
 // group, method, host, port, path, query, headers (Authorization, cookies and
 // Config.Capture.RedactHeaders redacted), bodies (capped: the caller always
-// gets the full body), timestamps, status and transport errors. When a
-// downstream mediator answers application/json+openhim, its orchestrations
-// are merged into ours. Transport works with a plain http.Client and with
+// gets the full body), timestamps, status and transport errors (their text
+// cut to 8 KiB, as a handler error's is; the caller gets the error whole).
+// When a downstream mediator answers application/json+openhim, its
+// orchestrations are merged into ours. Transport works with a plain http.Client and with
 // resty (client.SetTransport(mediator.Transport(nil))).
 //
 // # Envelope

@@ -150,3 +150,58 @@ func TestHandlerErrorTextIsCapped(t *testing.T) {
 		})
 	}
 }
+
+// errTransport is a RoundTripper whose every call fails with err, as a
+// dial, TLS or timeout error does.
+type errTransport struct{ err error }
+
+func (f errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+
+// An outbound call through Transport that fails with an error of 100 KiB
+// (a dial, TLS or timeout error wrapping a long text) is recorded in its
+// orchestration with an error.message within maxErrorText bytes, cut as a
+// handler error's is (capText: between characters, with how many bytes
+// were left out); the caller still gets the error whole.
+func TestOrchestrationErrorTextIsCapped(t *testing.T) {
+	huge := strings.Repeat("é", 50<<10) // 100 KiB
+	tests := []struct {
+		name string
+		err  error
+		want string // the message's start
+		long bool
+	}{
+		{"short", errors.New("dial tcp 10.0.0.1:443: connect: connection refused"), "dial tcp 10.0.0.1:443: connect: connection refused", false},
+		{"100 KiB", fmt.Errorf("tls: failed to verify certificate: %w", errors.New("x509: "+huge)), "tls: failed to verify certificate: x509: éé", true},
+	}
+	marker := regexp.MustCompile(`… \(\d+ more bytes\)$`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := &http.Client{Transport: Transport(errTransport{tt.err})}
+			var callErr error
+			h := HandlerFunc(func(r *Request) (*Result, error) {
+				req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "https://fhir.example/Patient/p1", nil)
+				if err != nil {
+					return nil, err
+				}
+				_, callErr = client.Do(req)
+				return &Result{StatusCode: http.StatusBadGateway, Body: []byte(`{"error":"upstream unreachable"}`)}, nil
+			})
+			_, base := startMediator(t, Config{Handler: h})
+			resp, err := http.Post(base+"/x", "text/plain", nil)
+			require.NoError(t, err)
+			env := getEnvelope(t, resp)
+			assert.ErrorIs(t, callErr, tt.err, "the caller gets the error whole")
+			require.Len(t, env.Orchestrations, 1)
+			o := env.Orchestrations[0]
+			require.NotNil(t, o.Error, "the failed call's error is recorded")
+			s := o.Error.Message
+			assert.True(t, strings.HasPrefix(s, tt.want), "error.message starts %.60q, want %.60q", s, tt.want)
+			assert.True(t, utf8.ValidString(s), "error.message is UTF-8")
+			assert.LessOrEqual(t, len(s), maxErrorText)
+			assert.Equal(t, tt.long, marker.MatchString(s), "error.message ends %q", s[max(0, len(s)-40):])
+			if !tt.long {
+				assert.Equal(t, tt.err.Error(), s)
+			}
+		})
+	}
+}

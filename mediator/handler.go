@@ -221,7 +221,8 @@ func (rec *recorder) errorEnvelope(err error, stack string) *Envelope {
 }
 
 // maxErrorText bounds a handler error's text in the envelope
-// (error.message and the default {"error": ...} body) and the log:
+// (error.message and the default {"error": ...} body) and the log, and
+// the error.message of an orchestration whose call failed in [Transport]:
 // one error must not become a field or a log line of megabytes. It is
 // twice the 4 KiB to which the cht and fhir clients cut the text of a
 // server's answer, so that such a text, with the messages of the calls

@@ -307,7 +307,8 @@ func (rec *recorder) relayed(body []byte) bool {
 // and [HandlerFunc] set one up per request) as an [Orchestration]: name and
 // group (see [WithOrchestration]), method, host, port, path, query, headers
 // with secrets redacted, bodies capped, timestamps, status and transport
-// errors. A downstream answer of type application/json+openhim has its
+// errors (their text cut to 8 KiB; the caller gets the error whole). A
+// downstream answer of type application/json+openhim has its
 // orchestrations merged into ours. Calls whose context has no recorder pass
 // through untouched. If next is nil, http.DefaultTransport is used.
 //
@@ -408,7 +409,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		rec.mu.Lock()
-		o.Error = &ErrorDetails{Message: err.Error()}
+		// Cut as a handler error's text is: a dial, TLS or timeout error
+		// may wrap a text of any length.
+		o.Error = &ErrorDetails{Message: capText(err.Error(), maxErrorText)}
 		rec.mu.Unlock()
 		return nil, err
 	}
