@@ -520,7 +520,9 @@ func (p *OutboundPusher) due() bool {
 }
 
 // parseCron reads a five-field cron (one cron-validator accepts) for
-// robfig/cron's Next, whose ticks due filters with laterDayMatches.
+// robfig/cron's Next, whose ticks due filters with laterDayMatches. The
+// minutes and hours are later.js's (internal/cron.TimeOfDay), which read
+// an end of 0 ("0-0") as the field's maximum where robfig reads 0.
 func parseCron(expr string) (*cron.SpecSchedule, error) {
 	s, err := cron.ParseStandard(expr)
 	if err != nil {
@@ -530,6 +532,7 @@ func parseCron(expr string) (*cron.SpecSchedule, error) {
 	if !ok {
 		return nil, fmt.Errorf("unsupported schedule %T", s)
 	}
+	spec.Minute, spec.Hour = chtcron.TimeOfDay(expr)
 	return spec, nil
 }
 

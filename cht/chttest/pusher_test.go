@@ -710,6 +710,44 @@ func TestPusherCronDaysMatchBoth(t *testing.T) {
 	}
 }
 
+// TestPusherCronTimeOfDay pins how CHT reads a cron's minute and hour
+// fields: isWithinTimeFrame (shared-libs/transitions/src/lib/utils.js)
+// parses the cron with later.js 1.2.0, whose addRange
+// (src/parse/cron.js) takes a range's end as getValue(b) || max, so an end
+// of 0 is the field's maximum: "0-0 9 * * *" ticks every minute from 09:00
+// to 09:59, where classic cron ticks at 09:00 only. Sentinel sends within
+// 5 minutes of a tick (TIME_FRAME_DURATION).
+func TestPusherCronTimeOfDay(t *testing.T) {
+	tests := []struct {
+		name string
+		cron string
+		at   [2]int // hour, minute
+		want Outcome
+	}{
+		{"minute 0-0 is every minute", "0-0 9 * * *", [2]int{9, 30}, OutcomeSent},
+		{"minute 0-0, outside its hour", "0-0 9 * * *", [2]int{10, 30}, OutcomeQueued},
+		{"minute 0-0/20", "0-0/20 9 * * *", [2]int{9, 40}, OutcomeSent},
+		{"minute 0-0/20, between ticks", "0-0/20 9 * * *", [2]int{9, 30}, OutcomeQueued},
+		{"hour 0-0 is every hour", "0 0-0 * * *", [2]int{15, 0}, OutcomeSent},
+		{"minute 0 is itself", "0 9 * * *", [2]int{9, 30}, OutcomeQueued},
+		{"minute 0, within the window", "0 9 * * *", [2]int{9, 4}, OutcomeSent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := newDestination(t, reply(200, "", ""))
+			now := time.Date(2027, 1, 5, tt.at[0], tt.at[1], 0, 0, time.UTC)
+			p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Cron: tt.cron, Mapping: map[string]any{"id": "doc._id"},
+				Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := p.Push(context.Background(), map[string]any{"_id": "d"}); a.Outcome != tt.want || err != nil {
+				t.Fatalf("cron %q at %02d:%02d: %s (%v), want %s", tt.cron, tt.at[0], tt.at[1], a.Outcome, err, tt.want)
+			}
+		})
+	}
+}
+
 // TestPusherCronNeverTicks pins what CHT does with a cron cron-validator
 // accepts but that never ticks: shared-libs/transitions/src/lib/utils.js
 // isWithinTimeFrame reads it with later.js 1.2.0, whose schedule keeps only

@@ -98,6 +98,17 @@ func Due(expr string) error {
 		expr, fields[2], fields[3])
 }
 
+// TimeOfDay returns the minutes and the hours (bit v for value v) at which
+// expr, a cron [Check] accepts, ticks for later.parse.cron (see
+// laterValues). They differ from classic cron's in one case: an end of 0,
+// as in "0-0", is the field's maximum (src/parse/cron.js addRange,
+// getValue(b) || max), so "0-0 9 * * *" ticks every minute from 09:00 to
+// 09:59, not at 09:00 alone.
+func TimeOfDay(expr string) (minutes, hours uint64) {
+	fields := split(expr)
+	return laterValues(fields[0], 0, 59), laterValues(fields[1], 0, 23)
+}
+
 // monthDays is the most days each month has, 29 February counting
 // (later.DAYS_IN_MONTH, with later.D.extent's leap day).
 var monthDays = [12]int{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}

@@ -121,6 +121,31 @@ func TestLaterValues(t *testing.T) {
 	}
 }
 
+// TestTimeOfDay: the minutes and hours later.parse.cron gives the first
+// two fields, an end of 0 being the maximum (src/parse/cron.js addRange).
+func TestTimeOfDay(t *testing.T) {
+	tests := []struct {
+		expr           string
+		minutes, hours []int
+	}{
+		{"0-0 9 * * *", seq(0, 59), []int{9}},
+		{"0 0-0 * * *", []int{0}, seq(0, 23)},
+		{" */15  0,12 * * 1", []int{0, 15, 30, 45}, []int{0, 12}},
+	}
+	for _, tt := range tests {
+		var minutes, hours uint64
+		for _, v := range tt.minutes {
+			minutes |= 1 << v
+		}
+		for _, v := range tt.hours {
+			hours |= 1 << v
+		}
+		if m, h := TimeOfDay(tt.expr); m != minutes || h != hours {
+			t.Errorf("TimeOfDay(%q) = %b, %b, want %b, %b", tt.expr, m, h, minutes, hours)
+		}
+	}
+}
+
 func seq(from, to int) []int {
 	var s []int
 	for i := from; i <= to; i++ {
