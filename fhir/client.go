@@ -232,11 +232,43 @@ var emptyBody = strings.NewReader("")
 // noRetryKey marks a request whose network errors must not be retried.
 type noRetryKey struct{}
 
+// retryWhileKey carries, in the context of a call that may outlive its
+// caller's context (see outlive), that context: once it has ended, no
+// attempt is retried.
+type retryWhileKey struct{}
+
+// outlive is direct.Outlive: a context with ctx's values and without its
+// cancellation or deadline, so that the attempt in flight when ctx ends
+// runs to the server's answer, bounded by the per-attempt timeout
+// (attemptTimeout); shouldRetry retries nothing once ctx has ended. A
+// caller that gave up on a write thus learns whether the server applied
+// it before it writes anything else that the write could overtake.
+func outlive(ctx context.Context) context.Context { return outlived{ctx} }
+
+// outlived is the context outlive returns, in one allocation:
+// context.WithoutCancel(caller) with caller as its retryWhileKey value.
+type outlived struct{ caller context.Context }
+
+func (outlived) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (outlived) Done() <-chan struct{}       { return nil }
+func (outlived) Err() error                  { return nil }
+func (o outlived) Value(key any) any {
+	if key == (retryWhileKey{}) {
+		return o.caller
+	}
+	return o.caller.Value(key)
+}
+
 // shouldRetry is the client's only retry condition (it replaces resty's
 // default of retrying every error). A retried answer's body is buffered
 // (bounded) and closed, so the connection is reused and the last answer can
 // still be read.
 func (c *Client) shouldRetry(resp *resty.Response, err error) bool {
+	if resp != nil && resp.Request != nil {
+		if caller, ok := resp.Request.Context().Value(retryWhileKey{}).(context.Context); ok && caller.Err() != nil {
+			return false
+		}
+	}
 	if err != nil {
 		if resp != nil && resp.Request != nil {
 			ctx := resp.Request.Context()

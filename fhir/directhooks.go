@@ -11,6 +11,7 @@ func init() {
 	direct.PostTransaction = func(client any, ctx context.Context, bundle []byte, n int, done func()) error {
 		return client.(*Client).transactionDone(ctx, bundle, n, done)
 	}
+	direct.Outlive = outlive
 	direct.AppendTransaction = func(dst []byte, tx any) ([]byte, error) {
 		return appendJSON(dst, tx.(*Transaction))
 	}

@@ -23,6 +23,15 @@
 // and field, and added to the push's answer:
 // {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}.
 //
+// Pushes of one document are converted and written one at a time, in the
+// order they arrive. A transaction still in flight at a push's deadline
+// (answered 503) runs on to the FHIR server's answer, within the FHIR
+// client's timeout of an attempt and without retries, before the next push
+// of that document is converted: a server that commits it late could
+// otherwise put it over a newer version, which CHT would not send again
+// (its retry drops a payload equal to the last one that succeeded). A push
+// still waiting at its own deadline writes nothing.
+//
 // CHT pushes every version of a document. For a report after its first
 // version (_rev 2 and later) with mapped fields it does not convert (empty,
 // absent, or a lenient value left out), the handler first searches the

@@ -69,6 +69,7 @@ type Handler struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	outbound *outbound.Handler
+	docs     docLocks // one push of a document at a time
 }
 
 // New returns a Handler for cfg. It does no I/O.
@@ -243,7 +244,24 @@ func (a *answer) finish(list []warning) {
 // failure of the FHIR server is returned as (or wrapping) a
 // *fhir.ServerError, a document that cannot be converted as a
 // *fhir.ConversionError.
+//
+// Pushes of one document are converted and written one at a time, so
+// that a version's transaction reaches the FHIR server after the previous
+// version's was answered. A transaction in flight when ctx ends (the push
+// was answered 503) still gets its answer, within the FHIR client's
+// timeout of an attempt, and is not retried: the server may commit it
+// after the deadline, and a newer version written before that commit
+// would be overwritten by the older one, which CHT would not send again.
+// A push that is still waiting for an earlier push of its document when
+// ctx ends converts and writes nothing.
 func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
+	dl, err := h.docs.lock(ctx, p.ID)
+	if err != nil {
+		h.log.WarnContext(ctx, "push not written: an earlier push of the document was still being written at the deadline; CHT will retry",
+			"doc", p.ID, "err", err)
+		return fmt.Errorf("push: %s: an earlier push of the document is still being written: %w", p.ID, err)
+	}
+	defer h.docs.unlock(p.ID, dl)
 	tx, err := h.convert(ctx, p)
 	if err != nil {
 		if errors.Is(err, fhir.ErrUnmappedForm) && h.cfg.SkipUnmappedForms {
@@ -260,9 +278,16 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	}
 	n, warnings := tx.Len(), tx.Warnings
 	direct.Release(tx) // written: nothing reads tx any more
-	if err := h.write(ctx, body, n, buf.hold(body)); err != nil {
+	if err := ctx.Err(); err != nil {
+		buf.put(body) // past the deadline: start no write
+		return fmt.Errorf("push: %s: %w", p.ID, err)
+	}
+	if err := h.write(direct.Outlive(ctx), body, n, buf.hold(body)); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
+	}
+	if ctx.Err() != nil {
+		h.log.InfoContext(ctx, "push written to FHIR after its deadline; CHT was answered 503 and will push it again", "doc", p.ID)
 	}
 	h.warn(ctx, p.ID, warnings)
 	return nil

@@ -68,6 +68,12 @@ var (
 	// bundle's memory.
 	PostTransaction func(client any, ctx context.Context, bundle []byte, n int, done func()) error
 
+	// Outlive returns a context for a call of a *fhir.Client that may
+	// outlive ctx: the attempt in flight when ctx ends runs on to the
+	// server's answer (within the client's per-attempt timeout), and no
+	// attempt is retried after ctx ended. Its values are ctx's.
+	Outlive func(ctx context.Context) context.Context
+
 	// AppendTransaction appends the JSON of tx, a *fhir.Transaction, to
 	// dst (tx.MarshalJSON into a caller's buffer).
 	AppendTransaction func(dst []byte, tx any) ([]byte, error)
