@@ -659,15 +659,19 @@ func TestPusherLargeJSONAnswer(t *testing.T) {
 	}
 }
 
-// TestPusherCronDaysMatchBoth pins how CHT reads a cron's day fields:
+// TestPusherCronAsLaterJS pins how CHT reads a cron's fields:
 // shared-libs/transitions/src/lib/utils.js isWithinTimeFrame parses it
 // with later.js 1.2.0 (later.parse.cron), which turns each restricted
 // field into a constraint of one schedule, and later.schedule's next/prev
 // keep only times that meet every constraint. So with both day of month
 // and day of week restricted a day must match both, not either as in
-// classic cron; "0 9 1 * 1" is a Monday that is the 1st. A cron with no
-// tick at all is never due (see TestPusherCronNeverTicks).
-func TestPusherCronDaysMatchBoth(t *testing.T) {
+// classic cron; "0 9 1 * 1" is a Monday that is the 1st. A range's end is
+// getValue(b) || max (src/parse/cron.js addRange), so an end of 0 is the
+// field's maximum: "0-0 9 * * *" ticks every minute from 09:00 to 09:59,
+// where classic cron ticks at 09:00 only. Sentinel sends within 5 minutes
+// of a tick (TIME_FRAME_DURATION). A cron with no tick at all is never due
+// (see TestPusherCronNeverTicks).
+func TestPusherCronAsLaterJS(t *testing.T) {
 	tests := []struct {
 		name string
 		cron string
@@ -684,6 +688,13 @@ func TestPusherCronDaysMatchBoth(t *testing.T) {
 		{"only day of month restricted", "0 9 1 * *", time.Date(2024, 2, 1, 9, 0, 0, 0, time.UTC), OutcomeSent},
 		{"only day of week restricted", "0 9 * * 1", time.Date(2024, 1, 8, 9, 0, 0, 0, time.UTC), OutcomeSent},
 		{"never: 30 February on a Monday", "0 9 30 2 1", time.Date(2024, 2, 26, 9, 0, 0, 0, time.UTC), OutcomeQueued},
+		{"minute 0-0 is every minute", "0-0 9 * * *", time.Date(2027, 1, 5, 9, 30, 0, 0, time.UTC), OutcomeSent},
+		{"minute 0-0, outside its hour", "0-0 9 * * *", time.Date(2027, 1, 5, 10, 30, 0, 0, time.UTC), OutcomeQueued},
+		{"minute 0-0/20", "0-0/20 9 * * *", time.Date(2027, 1, 5, 9, 40, 0, 0, time.UTC), OutcomeSent},
+		{"minute 0-0/20, between ticks", "0-0/20 9 * * *", time.Date(2027, 1, 5, 9, 30, 0, 0, time.UTC), OutcomeQueued},
+		{"hour 0-0 is every hour", "0 0-0 * * *", time.Date(2027, 1, 5, 15, 0, 0, 0, time.UTC), OutcomeSent},
+		{"minute 0 is itself", "0 9 * * *", time.Date(2027, 1, 5, 9, 30, 0, 0, time.UTC), OutcomeQueued},
+		{"minute 0, within the window", "0 9 * * *", time.Date(2027, 1, 5, 9, 4, 0, 0, time.UTC), OutcomeSent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -705,44 +716,6 @@ func TestPusherCronDaysMatchBoth(t *testing.T) {
 			}
 			if want := map[Outcome]int{OutcomeSent: 1}[tt.want]; dest.count() != want {
 				t.Errorf("%d requests after RunQueue, want %d", dest.count(), want)
-			}
-		})
-	}
-}
-
-// TestPusherCronTimeOfDay pins how CHT reads a cron's minute and hour
-// fields: isWithinTimeFrame (shared-libs/transitions/src/lib/utils.js)
-// parses the cron with later.js 1.2.0, whose addRange
-// (src/parse/cron.js) takes a range's end as getValue(b) || max, so an end
-// of 0 is the field's maximum: "0-0 9 * * *" ticks every minute from 09:00
-// to 09:59, where classic cron ticks at 09:00 only. Sentinel sends within
-// 5 minutes of a tick (TIME_FRAME_DURATION).
-func TestPusherCronTimeOfDay(t *testing.T) {
-	tests := []struct {
-		name string
-		cron string
-		at   [2]int // hour, minute
-		want Outcome
-	}{
-		{"minute 0-0 is every minute", "0-0 9 * * *", [2]int{9, 30}, OutcomeSent},
-		{"minute 0-0, outside its hour", "0-0 9 * * *", [2]int{10, 30}, OutcomeQueued},
-		{"minute 0-0/20", "0-0/20 9 * * *", [2]int{9, 40}, OutcomeSent},
-		{"minute 0-0/20, between ticks", "0-0/20 9 * * *", [2]int{9, 30}, OutcomeQueued},
-		{"hour 0-0 is every hour", "0 0-0 * * *", [2]int{15, 0}, OutcomeSent},
-		{"minute 0 is itself", "0 9 * * *", [2]int{9, 30}, OutcomeQueued},
-		{"minute 0, within the window", "0 9 * * *", [2]int{9, 4}, OutcomeSent},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dest := newDestination(t, reply(200, "", ""))
-			now := time.Date(2027, 1, 5, tt.at[0], tt.at[1], 0, 0, time.UTC)
-			p, err := NewOutboundPusher(PusherConfig{URL: dest.URL, Cron: tt.cron, Mapping: map[string]any{"id": "doc._id"},
-				Now: func() time.Time { return now }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if a, err := p.Push(context.Background(), map[string]any{"_id": "d"}); a.Outcome != tt.want || err != nil {
-				t.Fatalf("cron %q at %02d:%02d: %s (%v), want %s", tt.cron, tt.at[0], tt.at[1], a.Outcome, err, tt.want)
 			}
 		})
 	}
