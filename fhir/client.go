@@ -240,9 +240,12 @@ type retryWhileKey struct{}
 // outlive is direct.Outlive: a context with ctx's values and without its
 // cancellation or deadline, so that the attempt in flight when ctx ends
 // runs to the server's answer, bounded by the per-attempt timeout
-// (attemptTimeout); shouldRetry retries nothing once ctx has ended. A
-// caller that gave up on a write thus learns whether the server applied
-// it before it writes anything else that the write could overtake.
+// (attemptTimeout); shouldRetry retries nothing once ctx has ended, and
+// attemptTimeout starts no attempt then (a backoff wait under way when
+// ctx ends still runs out, within ClientConfig's 5 s, but is followed by
+// no attempt). A caller that gave up on a write thus learns whether the
+// server applied it before it writes anything else that the write could
+// overtake.
 func outlive(ctx context.Context) context.Context { return outlived{ctx} }
 
 // outlived is the context outlive returns, in one allocation:

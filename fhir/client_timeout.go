@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -24,6 +25,19 @@ func (t *attemptTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
 	next := t.next
 	if next == nil {
 		next = http.DefaultTransport
+	}
+	if r.Response == nil {
+		// An attempt, not a redirect within one. A call that outlives
+		// its caller (outlive) starts none once the caller's context
+		// has ended: resty's backoff wait before a retry does not end
+		// with it (the call's context is never done), and shouldRetry
+		// saw the caller still there when it decided to retry.
+		if caller, ok := r.Context().Value(retryWhileKey{}).(context.Context); ok && caller.Err() != nil {
+			if r.Body != nil {
+				r.Body.Close()
+			}
+			return nil, fmt.Errorf("not attempted: the caller gave up: %w", caller.Err())
+		}
 	}
 	deadline := time.Now().Add(t.d)
 	if r.Response != nil && r.Response.Request != nil {
