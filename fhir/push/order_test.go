@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
 	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
@@ -130,4 +132,81 @@ func TestLateCommitDoesNotOverwriteANewerVersion(t *testing.T) {
 	slow.mu.Lock()
 	defer slow.mu.Unlock()
 	assert.True(t, slow.answered, "the handler waited for the server's answer to the write it gave up on")
+}
+
+// heldHydrate holds the answer of the first hydrate call until release
+// is closed, so that a later push's fetch can end first.
+type heldHydrate struct {
+	next    http.RoundTripper
+	release chan struct{}
+	held    chan struct{} // closed when the first answer is held
+	once    sync.Once
+}
+
+func (h *heldHydrate) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.next.RoundTrip(r)
+	first := false
+	h.once.Do(func() { first = true })
+	if first && err == nil {
+		close(h.held)
+		<-h.release
+	}
+	return resp, err
+}
+
+// Two pushes that only name the document ({"id", "rev"}, the mapping of
+// the cht-interoperability mediators) are each fetched when they have the
+// document's turn: the second, of an edited version, cannot fetch and
+// write the newer version first and then have the first push write the
+// older version it fetched over it, both answered 200 (CHT would then send
+// neither again).
+func TestIDPushesFetchInTheirTurn(t *testing.T) {
+	chtSrv := chttest.NewDemoServer()
+	t.Cleanup(chtSrv.Close)
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(fhirSrv.Close)
+	held := &heldHydrate{next: http.DefaultTransport, release: make(chan struct{}), held: make(chan struct{})}
+	chtc, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
+		MaxRetries: -1, Version: chttest.DefaultVersion, HTTPClient: &http.Client{Transport: held}})
+	require.NoError(t, err)
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
+	require.NoError(t, err)
+	h, err := push.New(push.Config{Converter: converter(t), FHIR: fc, CHT: chtc, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	id := chttest.DemoPatientID
+	post := func() <-chan int {
+		status := make(chan int, 1)
+		go func() {
+			resp, err := http.Post(srv.URL+push.OutboundPath, "application/json", strings.NewReader(`{"id":"`+id+`"}`))
+			if err != nil {
+				t.Error(err)
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		return status
+	}
+
+	first := post()
+	<-held.held // its fetch read version 1 and is held
+	raw, ok := chtSrv.Doc(id)
+	require.True(t, ok)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	doc["name"] = "John Test, edited"
+	_, err = chtSrv.PutDoc(doc)
+	require.NoError(t, err)
+	second := post()
+	time.Sleep(200 * time.Millisecond) // the second push is under way
+	close(held.release)
+	assert.Equal(t, http.StatusOK, <-first)
+	assert.Equal(t, http.StatusOK, <-second)
+
+	patients := fhirSrv.Resources("Patient")
+	require.Len(t, patients, 1)
+	assert.Contains(t, string(patients[0]), "John Test, edited", "FHIR holds the newest version")
 }

@@ -70,6 +70,9 @@ type Handler struct {
 	mux      *http.ServeMux
 	outbound *outbound.Handler
 	docs     docLocks // one push of a document at a time
+	// fetch loads the hydrated document a push only names ({"id"});
+	// nil without Config.CHT.
+	fetch func(ctx context.Context, id string) (json.RawMessage, error)
 }
 
 // New returns a Handler for cfg. It does no I/O.
@@ -90,10 +93,11 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	var fetch func(context.Context, string) (json.RawMessage, error)
 	if cfg.CHT != nil {
+		// Push fetches a document a push only names once it has the
+		// document's turn (see Push), not the outbound handler before.
 		hydrate := outbound.HydrateFetcher(cfg.CHT)
-		fetch = func(ctx context.Context, id string) (json.RawMessage, error) {
+		h.fetch = func(ctx context.Context, id string) (json.RawMessage, error) {
 			return hydrate(cfg.Orchestrate(ctx, "CHT hydrate"), id)
 		}
 	}
@@ -102,7 +106,6 @@ func New(cfg Config) (*Handler, error) {
 		Handle: func(ctx context.Context, p *outbound.Payload) error {
 			return outboundError(h.Push(ctx, p))
 		},
-		Fetch:   fetch,
 		Timeout: cfg.Timeout,
 		Logger:  h.log,
 	})
@@ -253,7 +256,10 @@ func (a *answer) finish(list []warning) {
 // after the deadline, and a newer version written before that commit
 // would be overwritten by the older one, which CHT would not send again.
 // A push that is still waiting for an earlier push of its document when
-// ctx ends converts and writes nothing.
+// ctx ends converts and writes nothing. A push that only names its
+// document ({"id": ...}) fetches it from CHT (with Config.CHT) once it has
+// its turn, so that it reads the version after the earlier push's; a
+// failed fetch is answered 503.
 func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	dl, err := h.docs.lock(ctx, p.ID)
 	if err != nil {
@@ -262,6 +268,11 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 		return fmt.Errorf("push: %s: an earlier push of the document is still being written: %w", p.ID, err)
 	}
 	defer h.docs.unlock(p.ID, dl)
+	if len(p.Doc) == 0 && p.ID != "" && h.fetch != nil {
+		if p.Doc, err = h.fetch(ctx, p.ID); err != nil {
+			return &failure{status: http.StatusServiceUnavailable, err: fmt.Errorf("fetch document: %w", err)}
+		}
+	}
 	tx, err := h.convert(ctx, p)
 	if err != nil {
 		if errors.Is(err, fhir.ErrUnmappedForm) && h.cfg.SkipUnmappedForms {
