@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cht-interop/openhim-mediator-go/cht"
 	"github.com/cht-interop/openhim-mediator-go/cht/chttest"
-	"github.com/cht-interop/openhim-mediator-go/fhir"
 	"github.com/cht-interop/openhim-mediator-go/fhir/fhirtest"
 	"github.com/cht-interop/openhim-mediator-go/fhir/push"
 )
@@ -84,37 +81,20 @@ func (s *slowCommit) RoundTrip(r *http.Request) (*http.Response, error) {
 // document at a time, and lets a write it gave up on run to the server's
 // answer before the next push of that document converts and writes.
 func TestLateCommitDoesNotOverwriteANewerVersion(t *testing.T) {
-	chtSrv := chttest.NewDemoServer()
-	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
-	t.Cleanup(fhirSrv.Close)
-	slow := &slowCommit{next: http.DefaultTransport, release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1, HTTPClient: &http.Client{Transport: slow}})
-	require.NoError(t, err)
-	h, err := push.New(push.Config{Converter: converter(t), FHIR: fc, Timeout: 300 * time.Millisecond})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	pusher, err := chttest.NewOutboundPusher(chttest.PusherConfig{Name: "cht_to_fhir", URL: srv.URL + push.OutboundPath,
-		Mapping: map[string]any{"doc": "doc"}, Server: chtSrv})
-	require.NoError(t, err)
+	slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
+	r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond,
+		fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
 	ctx := context.Background()
 	id := chttest.DemoPatientID
 
 	// Version 1: the server holds its transaction past the deadline.
-	att, _ := pusher.PushID(ctx, id)
+	att, _ := r.pusher.PushID(ctx, id)
 	assert.Equal(t, chttest.OutcomeFailed, att.Outcome, "version 1 answered %d", att.StatusCode)
 	<-slow.held
 
 	// Version 2, edited meanwhile, pushed at once.
-	raw, ok := chtSrv.Doc(id)
-	require.True(t, ok)
-	var doc map[string]any
-	require.NoError(t, json.Unmarshal(raw, &doc))
-	doc["name"] = "John Test, edited"
-	_, err = chtSrv.PutDoc(doc)
-	require.NoError(t, err)
-	att, _ = pusher.PushID(ctx, id)
+	rename(t, r.cht, id, "John Test, edited")
+	att, _ = r.pusher.PushID(ctx, id)
 	assert.Equal(t, chttest.OutcomeFailed, att.Outcome,
 		"version 2 must wait for version 1's write, still at the server; answered %d", att.StatusCode)
 
@@ -122,20 +102,19 @@ func TestLateCommitDoesNotOverwriteANewerVersion(t *testing.T) {
 	close(slow.release)
 	<-slow.done
 	require.Eventually(t, func() bool {
-		_ = pusher.RunQueue(ctx)
-		return len(pusher.Queue()) == 0
+		_ = r.pusher.RunQueue(ctx)
+		return len(r.pusher.Queue()) == 0
 	}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
 
-	patients := fhirSrv.Resources("Patient")
-	require.Len(t, patients, 1)
-	assert.Contains(t, string(patients[0]), "John Test, edited", "FHIR holds the newest version")
+	assertNewest(t, r.fhir, "John Test, edited")
 	slow.mu.Lock()
 	defer slow.mu.Unlock()
 	assert.True(t, slow.answered, "the handler waited for the server's answer to the write it gave up on")
 }
 
 // heldHydrate holds the answer of the first hydrate call until release
-// is closed, so that a later push's fetch can end first.
+// is closed, so that a later push's fetch can end first. Other calls
+// pass.
 type heldHydrate struct {
 	next    http.RoundTripper
 	release chan struct{}
@@ -145,6 +124,9 @@ type heldHydrate struct {
 
 func (h *heldHydrate) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := h.next.RoundTrip(r)
+	if !strings.Contains(r.URL.Path, "hydrate") {
+		return resp, err
+	}
 	first := false
 	h.once.Do(func() { first = true })
 	if first && err == nil {
@@ -161,25 +143,14 @@ func (h *heldHydrate) RoundTrip(r *http.Request) (*http.Response, error) {
 // older version it fetched over it, both answered 200 (CHT would then send
 // neither again).
 func TestIDPushesFetchInTheirTurn(t *testing.T) {
-	chtSrv := chttest.NewDemoServer()
-	t.Cleanup(chtSrv.Close)
-	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
-	t.Cleanup(fhirSrv.Close)
-	held := &heldHydrate{next: http.DefaultTransport, release: make(chan struct{}), held: make(chan struct{})}
-	chtc, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername, Password: chttest.AdminPassword,
-		MaxRetries: -1, Version: chttest.DefaultVersion, HTTPClient: &http.Client{Transport: held}})
-	require.NoError(t, err)
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
-	require.NoError(t, err)
-	h, err := push.New(push.Config{Converter: converter(t), FHIR: fc, CHT: chtc, Timeout: 5 * time.Second})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	held := &heldHydrate{release: make(chan struct{}), held: make(chan struct{})}
+	r := newRigOpts(t, rigOptions{withCHT: true, timeout: 5 * time.Second,
+		chtWrap: func(next http.RoundTripper) http.RoundTripper { held.next = next; return held }})
 	id := chttest.DemoPatientID
 	post := func() <-chan int {
 		status := make(chan int, 1)
 		go func() {
-			resp, err := http.Post(srv.URL+push.OutboundPath, "application/json", strings.NewReader(`{"id":"`+id+`"}`))
+			resp, err := http.Post(r.srv.URL+push.OutboundPath, "application/json", strings.NewReader(`{"id":"`+id+`"}`))
 			if err != nil {
 				t.Error(err)
 				status <- 0
@@ -193,20 +164,33 @@ func TestIDPushesFetchInTheirTurn(t *testing.T) {
 
 	first := post()
 	<-held.held // its fetch read version 1 and is held
-	raw, ok := chtSrv.Doc(id)
-	require.True(t, ok)
-	var doc map[string]any
-	require.NoError(t, json.Unmarshal(raw, &doc))
-	doc["name"] = "John Test, edited"
-	_, err = chtSrv.PutDoc(doc)
-	require.NoError(t, err)
+	rename(t, r.cht, id, "John Test, edited")
 	second := post()
 	time.Sleep(200 * time.Millisecond) // the second push is under way
 	close(held.release)
 	assert.Equal(t, http.StatusOK, <-first)
 	assert.Equal(t, http.StatusOK, <-second)
 
-	patients := fhirSrv.Resources("Patient")
+	assertNewest(t, r.fhir, "John Test, edited")
+}
+
+// rename edits the name of the person id in CHT: a new version of it.
+func rename(t *testing.T, srv *chttest.Server, id, name string) {
+	t.Helper()
+	raw, ok := srv.Doc(id)
+	require.True(t, ok)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	doc["name"] = name
+	_, err := srv.PutDoc(doc)
+	require.NoError(t, err)
+}
+
+// assertNewest checks that the FHIR server holds one Patient, of the
+// version named name.
+func assertNewest(t *testing.T, srv *fhirtest.Server, name string) {
+	t.Helper()
+	patients := srv.Resources("Patient")
 	require.Len(t, patients, 1)
-	assert.Contains(t, string(patients[0]), "John Test, edited", "FHIR holds the newest version")
+	assert.Contains(t, string(patients[0]), name, "FHIR holds the newest version")
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,19 +76,43 @@ func newRig(t *testing.T, withCHTClient bool) *rig {
 // newRigWith is newRig with the converter conv.
 func newRigWith(t *testing.T, withCHTClient bool, conv *fhir.Converter) *rig {
 	t.Helper()
+	return newRigOpts(t, rigOptions{withCHT: withCHTClient, conv: conv})
+}
+
+// rigOptions shape the pipeline newRigOpts builds.
+type rigOptions struct {
+	withCHT bool            // give the handler a CHT client
+	conv    *fhir.Converter // nil: converter(t)
+	timeout time.Duration   // push.Config.Timeout; 0: its default
+	// fhirWrap and chtWrap, when set, wrap the transport of the FHIR
+	// and of the CHT client (outside the one that records names).
+	fhirWrap, chtWrap func(http.RoundTripper) http.RoundTripper
+}
+
+func newRigOpts(t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	if o.conv == nil {
+		o.conv = converter(t)
+	}
+	wrap := func(w func(http.RoundTripper) http.RoundTripper, rt http.RoundTripper) http.RoundTripper {
+		if w == nil {
+			return rt
+		}
+		return w(rt)
+	}
 	chtSrv := chttest.NewDemoServer()
 	t.Cleanup(chtSrv.Close)
 	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(fhirSrv.Close)
 	calls := &namedCalls{next: http.DefaultTransport}
 
-	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1, HTTPClient: &http.Client{Transport: calls}})
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1, HTTPClient: &http.Client{Transport: wrap(o.fhirWrap, calls)}})
 	require.NoError(t, err)
-	cfg := push.Config{Converter: conv, FHIR: fc,
+	cfg := push.Config{Converter: o.conv, FHIR: fc, Timeout: o.timeout,
 		Orchestrate: func(ctx context.Context, name string) context.Context { return context.WithValue(ctx, nameKey{}, name) }}
-	if withCHTClient {
+	if o.withCHT {
 		c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
-			Password: chttest.AdminPassword, MaxRetries: -1, HTTPClient: &http.Client{Transport: calls}})
+			Password: chttest.AdminPassword, MaxRetries: -1, HTTPClient: &http.Client{Transport: wrap(o.chtWrap, calls)}})
 		require.NoError(t, err)
 		cfg.CHT = c
 	}
