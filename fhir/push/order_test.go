@@ -194,3 +194,37 @@ func assertNewest(t *testing.T, srv *fhirtest.Server, name string) {
 	require.Len(t, patients, 1)
 	assert.Contains(t, string(patients[0]), name, "FHIR holds the newest version")
 }
+
+// The write order holds across a new read of the app's contact types:
+// push.Pending reads them again every few minutes and then serves with a
+// new Handler, while a push of the Handler before may still be writing.
+func TestLateCommitDoesNotOverwriteANewerVersionAcrossARefresh(t *testing.T) {
+	slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
+	r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond, refresh: 20 * time.Millisecond,
+		fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
+	ctx := context.Background()
+	id := chttest.DemoPatientID
+
+	att, _ := r.pusher.PushID(ctx, id)
+	assert.Equal(t, chttest.OutcomeFailed, att.Outcome, "version 1 answered %d", att.StatusCode)
+	<-slow.held
+	before := push.PendingHandler(r.pending)
+	require.NotNil(t, before)
+	require.Eventually(t, func() bool {
+		_ = r.pending.Ready(ctx) // starts a new read once due
+		return push.PendingHandler(r.pending) != before
+	}, 5*time.Second, 5*time.Millisecond, "the contact types are read again")
+
+	rename(t, r.cht, id, "John Test, edited")
+	att, _ = r.pusher.PushID(ctx, id)
+	assert.Equal(t, chttest.OutcomeFailed, att.Outcome,
+		"version 2 must wait for version 1's write, still at the server; answered %d", att.StatusCode)
+
+	close(slow.release)
+	<-slow.done
+	require.Eventually(t, func() bool {
+		_ = r.pusher.RunQueue(ctx)
+		return len(r.pusher.Queue()) == 0
+	}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
+	assertNewest(t, r.fhir, "John Test, edited")
+}

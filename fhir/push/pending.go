@@ -45,6 +45,10 @@ type Pending struct {
 	cfg     Config
 	log     *slog.Logger
 	handler atomic.Pointer[Handler]
+	// docs are the document locks of every handler it serves with, so
+	// that a push of a handler made after a new read of the types waits
+	// for the push of the same document a handler before is writing.
+	docs    *docLocks
 	retry   time.Duration // retryInterval; shorter in tests
 	refresh time.Duration // refreshInterval; shorter in tests
 	mu      sync.Mutex    // held while reading
@@ -68,11 +72,12 @@ func NewPending(conv fhir.Config, cfg Config) (*Pending, error) {
 		return nil, fmt.Errorf("push: %w", err)
 	}
 	cfg.Converter = c
-	h, err := New(cfg)
+	docs := new(docLocks)
+	h, err := newHandler(cfg, docs)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pending{conv: conv, cfg: cfg, log: cfg.Logger, retry: retryInterval, refresh: refreshInterval}
+	p := &Pending{conv: conv, cfg: cfg, log: cfg.Logger, docs: docs, retry: retryInterval, refresh: refreshInterval}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -214,7 +219,7 @@ func (p *Pending) read() (*Handler, int, error) {
 	if cfg.Converter, err = fhir.New(conv); err != nil {
 		return nil, 0, err
 	}
-	h, err := New(cfg)
+	h, err := newHandler(cfg, p.docs)
 	if err != nil {
 		return nil, 0, err
 	}

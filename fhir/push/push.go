@@ -69,14 +69,19 @@ type Handler struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	outbound *outbound.Handler
-	docs     docLocks // one push of a document at a time
+	// docs lets one push of a document at a time write it; the handlers
+	// a Pending serves with one after another share it.
+	docs *docLocks
 	// fetch loads the hydrated document a push only names ({"id"});
 	// nil without Config.CHT.
 	fetch func(ctx context.Context, id string) (json.RawMessage, error)
 }
 
 // New returns a Handler for cfg. It does no I/O.
-func New(cfg Config) (*Handler, error) {
+func New(cfg Config) (*Handler, error) { return newHandler(cfg, new(docLocks)) }
+
+// newHandler is New with the document locks docs.
+func newHandler(cfg Config, docs *docLocks) (*Handler, error) {
 	if cfg.Converter == nil {
 		return nil, errors.New("push: Converter is required")
 	}
@@ -89,7 +94,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Orchestrate == nil {
 		cfg.Orchestrate = func(ctx context.Context, _ string) context.Context { return ctx }
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger}
+	h := &Handler{cfg: cfg, log: cfg.Logger, docs: docs}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

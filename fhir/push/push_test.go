@@ -33,6 +33,8 @@ type rig struct {
 	srv    *httptest.Server
 	pusher *chttest.OutboundPusher
 	calls  *namedCalls
+	// pending serves the pushes when rigOptions.refresh is set.
+	pending *push.Pending
 }
 
 // namedCalls records the name Config.Orchestrate gave each outgoing call,
@@ -87,6 +89,10 @@ type rigOptions struct {
 	// fhirWrap and chtWrap, when set, wrap the transport of the FHIR
 	// and of the CHT client (outside the one that records names).
 	fhirWrap, chtWrap func(http.RoundTripper) http.RoundTripper
+	// refresh, when set, serves a push.Pending (as examples/cht-to-fhir
+	// does) that reads the contact types through the CHT client (implies
+	// withCHT) and reads them again after refresh; conv is not used.
+	refresh time.Duration
 }
 
 func newRigOpts(t *testing.T, o rigOptions) *rig {
@@ -110,14 +116,25 @@ func newRigOpts(t *testing.T, o rigOptions) *rig {
 	require.NoError(t, err)
 	cfg := push.Config{Converter: o.conv, FHIR: fc, Timeout: o.timeout,
 		Orchestrate: func(ctx context.Context, name string) context.Context { return context.WithValue(ctx, nameKey{}, name) }}
-	if o.withCHT {
+	if o.withCHT || o.refresh > 0 {
 		c, err := cht.New(cht.Config{URL: chtSrv.URL, Username: chttest.AdminUsername,
 			Password: chttest.AdminPassword, MaxRetries: -1, HTTPClient: &http.Client{Transport: wrap(o.chtWrap, calls)}})
 		require.NoError(t, err)
 		cfg.CHT = c
 	}
-	h, err := push.New(cfg)
-	require.NoError(t, err)
+	var h http.Handler
+	var pending *push.Pending
+	if o.refresh > 0 {
+		var err error
+		pending, err = push.NewPending(fhir.Config{InstanceURL: "https://cht.example.org", Mapping: fhir.DefaultMapping()}, cfg)
+		require.NoError(t, err)
+		push.SetPendingIntervals(pending, time.Millisecond, o.refresh)
+		h = pending
+	} else {
+		var err error
+		h, err = push.New(cfg)
+		require.NoError(t, err)
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
@@ -128,7 +145,7 @@ func newRigOpts(t *testing.T, o rigOptions) *rig {
 		Server:  chtSrv,
 	})
 	require.NoError(t, err)
-	return &rig{cht: chtSrv, fhir: fhirSrv, srv: srv, pusher: pusher, calls: calls}
+	return &rig{cht: chtSrv, fhir: fhirSrv, srv: srv, pusher: pusher, calls: calls, pending: pending}
 }
 
 // hydrated is the document as CHT's outbound evaluates it.
