@@ -39,7 +39,9 @@ const (
 // from the first push or readiness check after that time (neither waits
 // for it), so that a contact type added to the app is converted without a
 // restart (CHT retries a refused push every 5 minutes); while a new read
-// fails, the types read before stay in use. It is safe for concurrent use.
+// fails, the types read before stay in use. The pushes of one document
+// are written one at a time across such reads, as by one [Handler] (see
+// [Handler.Push]). It is safe for concurrent use.
 type Pending struct {
 	conv    fhir.Config
 	cfg     Config
