@@ -40,7 +40,7 @@ func init() {
 		}
 		return t, nil
 	}
-	direct.PayloadBundleJSON = func(conv any, dst, payload []byte) ([]byte, int, error) {
+	direct.PayloadBundleJSON = func(conv any, dst, payload []byte) ([]byte, int, string, error) {
 		return conv.(*Converter).payloadBundleJSON(dst, payload)
 	}
 	direct.Merge = func(txs []any) any {

@@ -716,13 +716,13 @@ func (c *Converter) appendPayloadValue(b []byte, po *PayloadObservation, kind in
 //
 // With a dst too small (nil, say) the output is allocated once, at its size.
 func (c *Converter) PayloadBundleJSON(dst, payload []byte) ([]byte, error) {
-	out, _, err := c.payloadBundleJSON(dst, payload)
+	out, _, _, err := c.payloadBundleJSON(dst, payload)
 	return out, err
 }
 
 // payloadBundleJSON is PayloadBundleJSON, which also returns the number of
-// entries of the bundle.
-func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) {
+// entries of the bundle and the payload's id (its bytes are payload's).
+func (c *Converter) payloadBundleJSON(dst, payload []byte) (_ []byte, _ int, id string, _ error) {
 	sc := getScratch()
 	// The decoded strings alias payload: nothing of them outlives this
 	// call but the bytes copied to the output. An error may hold some, so
@@ -742,20 +742,21 @@ func (c *Converter) payloadBundleJSON(dst, payload []byte) ([]byte, int, error) 
 			}
 		}
 		entries = 1 + len(p.Observations) // the Encounter and every Observation
+		id = p.ID
 	}
 	putScratch(sc)
 	if err != nil {
 		p, err := DecodeEncounterPayload(payload)
 		if err != nil {
-			return dst[:n], 0, err
+			return dst[:n], 0, "", err
 		}
 		if _, err := c.appendPayloadBundle(dst[:n], p); err != nil {
-			return dst[:n], 0, err
+			return dst[:n], 0, "", err
 		}
-		return dst[:n], 0, errors.New("fhir: payload conversion failed") // not reached: the same input failed above
+		return dst[:n], 0, "", errors.New("fhir: payload conversion failed") // not reached: the same input failed above
 	}
 	payloadSize.observe(len(payload), len(out)-n)
-	return out, entries, nil
+	return out, entries, id, nil
 }
 
 // appendPayloadBundle appends the JSON transaction Bundle of p to dst; see

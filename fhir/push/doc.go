@@ -30,7 +30,10 @@
 // of that document is converted: a server that commits it late could
 // otherwise put it over a newer version, which CHT would not send again
 // (its retry drops a payload equal to the last one that succeeded). A push
-// still waiting at its own deadline writes nothing.
+// still waiting at its own deadline writes nothing. Encounter payloads are
+// written one at a time per payload id (the report's) in the same way; as
+// that route answers when the write is done, a payload whose transaction
+// is in flight at its deadline is answered once the server answers it.
 //
 // CHT pushes every version of a document. For a report after its first
 // version (_rev 2 and later) with mapped fields it does not convert (empty,

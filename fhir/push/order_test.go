@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -227,4 +228,45 @@ func TestLateCommitDoesNotOverwriteANewerVersionAcrossARefresh(t *testing.T) {
 		return len(r.pusher.Queue()) == 0
 	}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
 	assertNewest(t, r.fhir, "John Test, edited")
+}
+
+// The encounter payloads of one report are written in order too: CHT
+// pushes the payload of each version of the report (the mapping names the
+// report's _id as the payload's id), and a transaction the handler gave up
+// on at its deadline that the FHIR server commits later must not end up
+// over the payload of a newer version.
+func TestLateEncounterCommitDoesNotOverwriteANewerVersion(t *testing.T) {
+	slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
+	r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond,
+		fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
+	v1, err := os.ReadFile("testdata/encounter-payload.json")
+	require.NoError(t, err)
+	v2 := bytes.Replace(v1, []byte(`"value":62.4`), []byte(`"value":63.9`), 1)
+	require.NotEqual(t, v1, v2)
+	post := func(body []byte) int {
+		resp := postJSON(t, r.srv.URL+push.EncounterPath, body)
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+
+	first := make(chan int, 1)
+	go func() { first <- post(v1) }() // the server holds its transaction
+	<-slow.held
+	second := post(v2)
+	assert.NotEqual(t, http.StatusOK, second, "version 2 must wait for version 1's write, still at the server")
+	close(slow.release)
+	<-slow.done
+	assert.Equal(t, http.StatusOK, <-first, "version 1 is answered once the server answered its write, past its deadline")
+	// The sender sends version 2 again until it is answered 2xx.
+	assert.Eventually(t, func() bool { return second == http.StatusOK || post(v2) == http.StatusOK },
+		5*time.Second, 50*time.Millisecond)
+
+	weights := 0
+	for _, o := range r.fhir.Resources("Observation") {
+		if bytes.Contains(o, []byte(`"kg"`)) {
+			weights++
+			assert.Contains(t, string(o), `"value":63.9`, "FHIR holds the newest version")
+		}
+	}
+	assert.Equal(t, 1, weights)
 }

@@ -294,18 +294,32 @@ func (h *Handler) Push(ctx context.Context, p *outbound.Payload) error {
 	}
 	n, warnings := tx.Len(), tx.Warnings
 	direct.Release(tx) // written: nothing reads tx any more
-	if err := ctx.Err(); err != nil {
-		buf.put(body) // past the deadline: start no write
-		return fmt.Errorf("push: %s: %w", p.ID, err)
-	}
-	if err := h.write(direct.Outlive(ctx), body, n, buf.hold(body)); err != nil {
+	if err := h.writeInTurn(ctx, p.ID, body, n, buf); err != nil {
 		h.log.WarnContext(ctx, "push not written to FHIR; CHT will retry", "doc", p.ID, "err", err)
 		return err
 	}
-	if ctx.Err() != nil {
-		h.log.InfoContext(ctx, "push written to FHIR after its deadline; CHT was answered 503 and will push it again", "doc", p.ID)
-	}
 	h.warn(ctx, p.ID, warnings)
+	return nil
+}
+
+// writeInTurn writes body, the transaction Bundle of n entries of the
+// document id, for a push that holds the document's lock, unless ctx has
+// ended: a push past its deadline starts no write. A write it starts runs
+// on to the server's answer (within the FHIR client's timeout of an
+// attempt) should ctx end meanwhile, and is not retried after that, so
+// that the next push of the document writes after it (see Push). buf, the
+// buffer of body, is given back once nothing reads body any more.
+func (h *Handler) writeInTurn(ctx context.Context, id string, body []byte, n int, buf *bundleBuf) error {
+	if err := ctx.Err(); err != nil {
+		buf.put(body)
+		return fmt.Errorf("push: %s: %w", id, err)
+	}
+	if err := h.write(direct.Outlive(ctx), body, n, buf.hold(body)); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		h.log.InfoContext(ctx, "push written to FHIR after its deadline; it was answered as failed and will be sent again", "doc", id)
+	}
 	return nil
 }
 
@@ -497,7 +511,7 @@ func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	buf := getBundleBuf()
-	bundle, n, err := direct.PayloadBundleJSON(h.cfg.Converter, buf.bytes(), payload) // PayloadBundleJSON
+	bundle, n, id, err := direct.PayloadBundleJSON(h.cfg.Converter, buf.bytes(), payload) // PayloadBundleJSON
 	if err != nil {
 		buf.put(bundle)
 		writeJSON(w, http.StatusBadRequest, err.Error())
@@ -505,8 +519,20 @@ func (h *Handler) serveEncounter(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 	defer cancel()
-	if err := h.write(ctx, bundle, n, buf.hold(bundle)); err != nil {
-		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "err", err)
+	// The payloads of a report are written in order, as the pushes of a
+	// document (see Push); the payload's id is the report's.
+	dl, err := h.docs.lock(ctx, id)
+	if err != nil {
+		buf.put(bundle)
+		h.log.WarnContext(ctx, "encounter not written: an earlier payload of the report was still being written at the deadline; the sender should retry",
+			"id", id, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, fmt.Sprintf("an earlier payload of %s is still being written: %v", id, err))
+		return
+	}
+	err = h.writeInTurn(ctx, id, bundle, n, buf)
+	h.docs.unlock(id, dl)
+	if err != nil {
+		h.log.WarnContext(ctx, "encounter not written to FHIR; the sender should retry", "id", id, "err", err)
 		writeJSON(w, statusOf(err), err.Error())
 		return
 	}

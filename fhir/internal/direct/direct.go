@@ -47,8 +47,9 @@ var (
 	BatchTransaction func(conv any, doc any, built map[[2]string]struct{}) (any, error)
 
 	// PayloadBundleJSON is conv.PayloadBundleJSON(dst, payload), which
-	// also returns the number of entries of the bundle.
-	PayloadBundleJSON func(conv any, dst, payload []byte) ([]byte, int, error)
+	// also returns the number of entries of the bundle and the payload's
+	// id (whose bytes are payload's).
+	PayloadBundleJSON func(conv any, dst, payload []byte) ([]byte, int, string, error)
 
 	// Merge merges transactions (each a *fhir.Transaction) into one, a
 	// *fhir.Transaction: entries of the same fullUrl (or, without one, of
