@@ -81,36 +81,58 @@ func (s *slowCommit) RoundTrip(r *http.Request) (*http.Response, error) {
 // nothing would ever write it again. So the handler writes one push of a
 // document at a time, and lets a write it gave up on run to the server's
 // answer before the next push of that document converts and writes.
+//
+// The order holds across a new read of the app's contact types too:
+// push.Pending reads them again every few minutes and then serves with a
+// new Handler, while a push of the Handler before may still be writing.
 func TestLateCommitDoesNotOverwriteANewerVersion(t *testing.T) {
-	slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
-	r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond,
-		fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
-	ctx := context.Background()
-	id := chttest.DemoPatientID
+	for _, tt := range []struct {
+		name    string
+		refresh time.Duration // rigOptions.refresh: 0 serves a Handler
+	}{
+		{"one handler", 0},
+		{"across a new read of the contact types", 20 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
+			r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond, refresh: tt.refresh,
+				fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
+			ctx := context.Background()
+			id := chttest.DemoPatientID
 
-	// Version 1: the server holds its transaction past the deadline.
-	att, _ := r.pusher.PushID(ctx, id)
-	assert.Equal(t, chttest.OutcomeFailed, att.Outcome, "version 1 answered %d", att.StatusCode)
-	<-slow.held
+			// Version 1: the server holds its transaction past the deadline.
+			att, _ := r.pusher.PushID(ctx, id)
+			assert.Equal(t, chttest.OutcomeFailed, att.Outcome, "version 1 answered %d", att.StatusCode)
+			<-slow.held
+			if r.pending != nil {
+				before := push.PendingHandler(r.pending)
+				require.NotNil(t, before)
+				require.Eventually(t, func() bool {
+					_ = r.pending.Ready(ctx) // starts a new read once due
+					return push.PendingHandler(r.pending) != before
+				}, 5*time.Second, 5*time.Millisecond, "the contact types are read again")
+			}
 
-	// Version 2, edited meanwhile, pushed at once.
-	rename(t, r.cht, id, "John Test, edited")
-	att, _ = r.pusher.PushID(ctx, id)
-	assert.Equal(t, chttest.OutcomeFailed, att.Outcome,
-		"version 2 must wait for version 1's write, still at the server; answered %d", att.StatusCode)
+			// Version 2, edited meanwhile, pushed at once.
+			rename(t, r.cht, id, "John Test, edited")
+			att, _ = r.pusher.PushID(ctx, id)
+			assert.Equal(t, chttest.OutcomeFailed, att.Outcome,
+				"version 2 must wait for version 1's write, still at the server; answered %d", att.StatusCode)
 
-	// The server commits version 1; then Sentinel's schedule retries.
-	close(slow.release)
-	<-slow.done
-	require.Eventually(t, func() bool {
-		_ = r.pusher.RunQueue(ctx)
-		return len(r.pusher.Queue()) == 0
-	}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
+			// The server commits version 1; then Sentinel's schedule retries.
+			close(slow.release)
+			<-slow.done
+			require.Eventually(t, func() bool {
+				_ = r.pusher.RunQueue(ctx)
+				return len(r.pusher.Queue()) == 0
+			}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
 
-	assertNewest(t, r.fhir, "John Test, edited")
-	slow.mu.Lock()
-	defer slow.mu.Unlock()
-	assert.True(t, slow.answered, "the handler waited for the server's answer to the write it gave up on")
+			assertNewest(t, r.fhir, "John Test, edited")
+			slow.mu.Lock()
+			defer slow.mu.Unlock()
+			assert.True(t, slow.answered, "the handler waited for the server's answer to the write it gave up on")
+		})
+	}
 }
 
 // heldHydrate holds the answer of the first hydrate call until release
@@ -194,40 +216,6 @@ func assertNewest(t *testing.T, srv *fhirtest.Server, name string) {
 	patients := srv.Resources("Patient")
 	require.Len(t, patients, 1)
 	assert.Contains(t, string(patients[0]), name, "FHIR holds the newest version")
-}
-
-// The write order holds across a new read of the app's contact types:
-// push.Pending reads them again every few minutes and then serves with a
-// new Handler, while a push of the Handler before may still be writing.
-func TestLateCommitDoesNotOverwriteANewerVersionAcrossARefresh(t *testing.T) {
-	slow := &slowCommit{release: make(chan struct{}), held: make(chan struct{}), done: make(chan struct{})}
-	r := newRigOpts(t, rigOptions{timeout: 300 * time.Millisecond, refresh: 20 * time.Millisecond,
-		fhirWrap: func(next http.RoundTripper) http.RoundTripper { slow.next = next; return slow }})
-	ctx := context.Background()
-	id := chttest.DemoPatientID
-
-	att, _ := r.pusher.PushID(ctx, id)
-	assert.Equal(t, chttest.OutcomeFailed, att.Outcome, "version 1 answered %d", att.StatusCode)
-	<-slow.held
-	before := push.PendingHandler(r.pending)
-	require.NotNil(t, before)
-	require.Eventually(t, func() bool {
-		_ = r.pending.Ready(ctx) // starts a new read once due
-		return push.PendingHandler(r.pending) != before
-	}, 5*time.Second, 5*time.Millisecond, "the contact types are read again")
-
-	rename(t, r.cht, id, "John Test, edited")
-	att, _ = r.pusher.PushID(ctx, id)
-	assert.Equal(t, chttest.OutcomeFailed, att.Outcome,
-		"version 2 must wait for version 1's write, still at the server; answered %d", att.StatusCode)
-
-	close(slow.release)
-	<-slow.done
-	require.Eventually(t, func() bool {
-		_ = r.pusher.RunQueue(ctx)
-		return len(r.pusher.Queue()) == 0
-	}, 5*time.Second, 50*time.Millisecond, "the retry of the queued push succeeds")
-	assertNewest(t, r.fhir, "John Test, edited")
 }
 
 // The encounter payloads of one report are written in order too: CHT
