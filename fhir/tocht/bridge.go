@@ -382,9 +382,9 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 		Properties: map[string]any{"cht_doc": u.docID}}, nil
 }
 
-// readBody checks the content type and the Content-Encoding (a body
-// is not decoded: only identity is accepted) and reads the body within
-// the limit.
+// readBody checks the content type, its charset (UTF-8, or none) and the
+// Content-Encoding (a body is not decoded: only identity is accepted) and
+// reads the body within the limit.
 func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	ct := r.Header.Get("Content-Type")
 	if !isFHIRJSON(ct) {
@@ -393,6 +393,12 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	}
 	if err := contentcoding.Check(r.Header); err != nil {
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", err.Error(), models.IssueTypeNotSupported)}
+	}
+	// FHIR bodies are UTF-8 (R4 http.html#mime-type); a body in another
+	// charset, read as UTF-8, could be written as other text.
+	if _, params, _ := mime.ParseMediaType(ct); !isUTF8(params["charset"]) {
+		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
+			"charset %q is not supported: FHIR bodies are UTF-8, send charset=utf-8 or none", params["charset"]), models.IssueTypeNotSupported)}
 	}
 	limit := b.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
@@ -426,6 +432,12 @@ func isFHIRJSON(ct string) bool {
 		return true
 	}
 	return false
+}
+
+// isUTF8 reports whether charset, a Content-Type's charset parameter, is
+// absent or names UTF-8 (utf8 is a common alias of it).
+func isUTF8(charset string) bool {
+	return charset == "" || strings.EqualFold(charset, "utf-8") || strings.EqualFold(charset, "utf8")
 }
 
 // notSupported answers every other path and method below BasePath.

@@ -974,3 +974,41 @@ func TestBodyLimitAboveTheLargestResource(t *testing.T) {
 	assert.Equal(t, http.StatusRequestEntityTooLarge, a.status, "%.300s", a.body)
 	assert.Equal(t, "OperationOutcome", parseOutcome(t, a.body).ResourceType)
 }
+
+// FHIR bodies are UTF-8 (R4 http.html#mime-type: "FHIR uses UTF-8 for all
+// request and response bodies"). A body declared in another charset is
+// refused with 415 naming it, before it is read: read as UTF-8, the
+// ISO-8859-1 bytes of patient-latin1-bytes.json ("RenÃ©") would be
+// written as another name ("René"). A UTF-8 charset, in any case and by
+// its alias utf8, is a plain body.
+func TestBodiesInAnotherCharsetAreRefused(t *testing.T) {
+	body := testdata(t, "patient-latin1-bytes.json")
+	tests := []struct {
+		name, ctype string
+		want        string // in the outcome; "" for a write
+	}{
+		{"ISO-8859-1", "application/fhir+json; charset=ISO-8859-1", `charset "ISO-8859-1"`},
+		{"windows-1252 plain JSON", "application/json;charset=windows-1252", `charset "windows-1252"`},
+		{"UTF-16", "application/fhir+json; charset=utf-16", `charset "utf-16"`},
+		{"quoted latin1", `application/fhir+json; charset="latin1"`, `charset "latin1"`},
+		{"UTF-8", "application/fhir+json; charset=UTF-8", ""},
+		{"utf8, an alias", "application/json; charset=utf8", ""},
+		{"utf-8 with fhirVersion", "application/fhir+json; fhirVersion=4.0; charset=utf-8", ""},
+		{"no charset", "application/fhir+json", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			a := r.send(t, http.MethodPost, "/fhir/Patient", tt.ctype, body)
+			if tt.want == "" {
+				assert.Equal(t, http.StatusCreated, a.status, "%s", a.body)
+				return
+			}
+			assert.Equal(t, http.StatusUnsupportedMediaType, a.status, "%s", a.body)
+			oo := parseOutcome(t, a.body)
+			assert.Contains(t, oo.text(), tt.want)
+			assert.Contains(t, oo.text(), "not-supported")
+			assert.Equal(t, 0, r.countDocs(t, "name", "René"), "nothing written")
+		})
+	}
+}
