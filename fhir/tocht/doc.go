@@ -22,7 +22,8 @@
 // in the URL, the body, a Bundle entry's request or a literal reference,
 // that is not of FHIR's id type [A-Za-z0-9\-\.]{1,64} or is a dot-segment; a
 // string holding invalid UTF-8, a lone surrogate or a control character
-// other than tab, CR and LF, which are refused rather than changed),
+// other than tab, CR and LF, which are refused rather than changed; a
+// member name twice in one JSON object, of which one value would be lost),
 // 404 and 405 for other paths and methods (and, for a batch entry, 405
 // for a method other than POST and PUT), 413 for bodies over
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own

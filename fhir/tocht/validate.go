@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -59,7 +60,8 @@ func badID(expr string, err error) error {
 // checkInput refuses what FHIR JSON may not hold and encoding/json would
 // let through or change: invalid UTF-8 (which it turns into U+FFFD), lone
 // UTF-16 surrogates, control characters other than tab, CR and LF in
-// strings (FHIR's string is [ \r\n\t\S]+), and resource ids (of the
+// strings (FHIR's string is [ \r\n\t\S]+), a member name twice in
+// one object (encoding/json would keep the last value), and resource ids (of the
 // resource, and of every resource inside it) that are not of the id type.
 // Each issue names the element as a FHIRPath expression. Malformed JSON is
 // left to the parser, which names it.
@@ -155,6 +157,7 @@ func (s *inputScanner) object() {
 	s.depth++
 	var isResource, idSet, idIsString, idOK bool
 	var id string
+	var names memberNames
 	for {
 		s.skipSpace()
 		if s.data[s.pos] == '}' {
@@ -171,6 +174,11 @@ func (s *inputScanner) object() {
 		n := len(s.path)
 		if keyOK {
 			s.path = append(append(s.path, '.'), key...)
+			if !names.add(key) {
+				// encoding/json keeps the last value: the first would
+				// be lost, or the one the sender meant.
+				s.issue("the member appears more than once in its object: send it once")
+			}
 		}
 		v, isString, ok := s.value()
 		s.path = s.path[:n]
@@ -194,6 +202,37 @@ func (s *inputScanner) object() {
 		}
 	}
 	s.depth--
+}
+
+// memberNames are the member names of one object: a list while it is
+// short (most FHIR objects have a few members), a set beyond, so that an
+// object of many members costs no more than linear time.
+type memberNames struct {
+	list []string
+	set  map[string]struct{}
+}
+
+// add adds name, reporting false when it was there already.
+func (m *memberNames) add(name string) bool {
+	if m.set != nil {
+		if _, ok := m.set[name]; ok {
+			return false
+		}
+		m.set[name] = struct{}{}
+		return true
+	}
+	if slices.Contains(m.list, name) {
+		return false
+	}
+	m.list = append(m.list, name)
+	if len(m.list) > 16 {
+		m.set = make(map[string]struct{}, 2*len(m.list))
+		for _, n := range m.list {
+			m.set[n] = struct{}{}
+		}
+		m.list = nil
+	}
+	return true
 }
 
 // idIssue returns why a resource's id value is not an id, or "".

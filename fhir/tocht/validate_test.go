@@ -25,12 +25,25 @@ func patientWith(id, name string) string {
 	return `{"resourceType":"Patient",` + idMember + `"identifier":[{"system":"https://emr.example.org/patient-id","value":"EMR-9"}],"name":[{"text":` + name + `}]}`
 }
 
+// manyMembers is an extension member holding an object of n distinct
+// members and then its first member again.
+func manyMembers(n int) string {
+	var b strings.Builder
+	b.WriteString(`"extension":[{`)
+	for i := range n {
+		fmt.Fprintf(&b, `"m%d":1,`, i)
+	}
+	b.WriteString(`"m0":2}]`)
+	return b.String()
+}
+
 // Every input that is not FHIR R4 JSON is refused with 400 and an
 // OperationOutcome naming the element, before anything is written: ids
 // that are not of the id type (in the URL, the body, a Bundle entry's
 // request or a literal reference), control characters, invalid UTF-8 and
 // lone surrogates, which encoding/json would accept or silently turn into
-// U+FFFD. Each row failed before (201 or 200, the value echoed back).
+// U+FFFD, and a member twice in one object, of which encoding/json would
+// keep the last value only. Each row failed before (201 or 200, the value echoed back).
 func TestHostileInputIsRefusedNamingTheElement(t *testing.T) {
 	r := newRig(t)
 	before := len(r.cht.Docs())
@@ -70,6 +83,15 @@ func TestHostileInputIsRefusedNamingTheElement(t *testing.T) {
 			"Bundle.entry[0].resource.id"},
 		{"Bundle entry name with NUL", "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + patientWith("p1", `"A\u0000"`) + `,"request":{"method":"POST","url":"Patient"}}]}`,
 			"Bundle.entry[0].resource.name[0].text"},
+		{"member twice: Task.status", "POST", "/fhir/Task", string(testdata(t, "task-duplicate-status.json")), "Task.status"},
+		{"member twice: Patient.identifier", "POST", "/fhir/Patient", strings.Replace(patientWith("p1", `"A"`), `"name"`,
+			`"identifier":[{"system":"https://emr.example.org/patient-id","value":"EMR-10"}],"name"`, 1), "Patient.identifier"},
+		{"member twice: resourceType", "POST", "/fhir/Patient", `{"resourceType":"Bundle",` + patientWith("p1", `"A"`)[1:], "Patient.resourceType"},
+		{"member twice in a Bundle entry", "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[{"resource":` +
+			strings.Replace(patientWith("p1", `"A"`), `"text":"A"`, `"text":"A","text":"B"`, 1) + `,"request":{"method":"POST","url":"Patient"}}]}`,
+			"Bundle.entry[0].resource.name[0].text"},
+		{"member twice among many", "POST", "/fhir/Patient", strings.Replace(patientWith("p1", `"A"`), `"name"`, manyMembers(20000)+`,"name"`, 1),
+			"Patient.extension[0].m0: the member appears more than once"},
 		{"Bundle entry PUT url", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("", `"A"`) + `,"request":{"method":"PUT","url":"Patient/_design"}}]}`,
 			"Bundle.entry[0].request.url"},
 	}
@@ -95,6 +117,8 @@ func TestValidInputIsAccepted(t *testing.T) {
 		{"id with dots and dashes", "POST", "/fhir/Patient", patientWith("a.b-C9", `"A"`)},
 		{"tab, CR and LF", "POST", "/fhir/Patient", patientWith("p2", `"Ann\tB\r\nC"`)},
 		{"escaped and raw non-ASCII", "POST", "/fhir/Patient", patientWith("p3", `"Zoë \u00e9\ud83d\ude00 😀"`)},
+		{"one member name in several objects", "POST", "/fhir/Patient", strings.Replace(patientWith("p4", `"A"`), `"name"`,
+			`"birthDate":"1990-01-01","telecom":[{"system":"phone","value":"+1"},{"system":"phone","value":"+2"}],"name"`, 1)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := r.send(t, tt.method, tt.path, "application/fhir+json", []byte(tt.body))
