@@ -61,6 +61,14 @@
 //     extension's url.
 //   - A ServiceRequest with doNotPerform true (ServiceRequest.doNotPerform):
 //     it asks that something not be done, and raises no CHW task.
+//   - A Patient with a link of type replaced-by (Patient.link[i].type; a
+//     link without a type, which R4 requires, too), in a Bundle too, and a
+//     Patient read from Config.FHIRURL as a subject with one: Patient.link
+//     is a modifier, and such a link says the record is replaced by the
+//     Patient it names (an EMR's merge leaves the record it merged away
+//     so). Send, or refer to, that Patient; the bridge does not merge the
+//     CHT person an earlier version of the record became (merge the
+//     people in CHT).
 //
 // # Bundles
 //

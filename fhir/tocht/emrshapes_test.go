@@ -229,7 +229,10 @@ func TestObservationEffectivePeriodAndInstantAreItsTime(t *testing.T) {
 // (or Bundle entry) with one is refused (422 naming it), never acted on.
 // ServiceRequest.doNotPerform true (R4 servicerequest.html: a modifier,
 // "the ServiceRequest is asking for the specified action to not occur")
-// raises no CHW task either.
+// raises no CHW task either, and a Patient whose link says it is replaced
+// by another record (R4 Patient.link, a modifier element: "the referenced
+// patient should be used instead of this Patient record") becomes no CHT
+// person and is the subject of nothing.
 func TestModifiersAreRefused(t *testing.T) {
 	const ext = `[{"url": "http://example.org/fhir/StructureDefinition/not-until-consent", "valueBoolean": true}]`
 	cht := `{"identifier": {"system": "https://cht.example.org/medic", "value": "` + chttest.DemoPatientID + `"}}`
@@ -255,6 +258,13 @@ func TestModifiersAreRefused(t *testing.T) {
 		{"Patient.contact.modifierExtension", "/fhir/Patient", patched(t, testdata(t, "patient.json"), func(m map[string]any) {
 			m["contact"] = member(t, `[{"name": {"text": "Rose Achieng"}, "modifierExtension": `+ext+`}]`)
 		}), "Patient.contact[0].modifierExtension"},
+		{"Patient.link replaced-by", "/fhir/Patient", testdata(t, "patient-replaced-by.json"), "Patient.link[0].type"},
+		{"Patient.link without type", "/fhir/Patient", patched(t, testdata(t, "patient-replaced-by.json"), func(m map[string]any) {
+			delete(m["link"].([]any)[0].(map[string]any), "type")
+		}), "Patient.link[0].type"},
+		{"a Patient of a Bundle replaced by another", "/fhir", patched(t, testdata(t, "bundle-new-patient.json"), func(m map[string]any) {
+			entryResource(m, 0)["link"] = member(t, `[{"other": {"reference": "Patient/emr-patient-7"}, "type": "replaced-by"}]`)
+		}), "Bundle.entry[0].resource.link[0].type"},
 		{"an Encounter of a Bundle", "/fhir", patched(t, testdata(t, "observations.json"), func(m map[string]any) {
 			entryResource(m, 0)["modifierExtension"] = member(t, ext)
 		}), "Bundle.entry[0].resource.modifierExtension"},
@@ -285,6 +295,21 @@ func TestModifiersAreRefused(t *testing.T) {
 		text := parseOutcome(t, a.body).text()
 		assert.Contains(t, text, "Task.for")
 		assert.Contains(t, text, "Patient.modifierExtension")
+		assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
+	})
+
+	// The Patient a Task refers to, read from the FHIR server, is the
+	// record an EMR's merge replaced by another: it is not the patient's
+	// record (R4 Patient.link, a modifier).
+	t.Run("a referenced Patient of the FHIR server replaced by another", func(t *testing.T) {
+		r := newRig(t)
+		require.NoError(t, r.fhir.Load(testdata(t, "patient-replaced-by.json")))
+		r = rebuild(t, r, func(c *tocht.Config) { c.FHIRURL = r.fhir.URL; c.HTTPClient = r.fhir.Client() })
+		a := r.post(t, "/fhir/Task", testdata(t, "task.json"))
+		require.Equal(t, http.StatusUnprocessableEntity, a.status, "%s", a.body)
+		text := parseOutcome(t, a.body).text()
+		assert.Contains(t, text, "Task.for")
+		assert.Contains(t, text, "Patient.link[0].type")
 		assert.Empty(t, r.reports(t, "INTEROP_FOLLOW_UP"))
 	})
 }

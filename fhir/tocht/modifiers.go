@@ -44,6 +44,36 @@ func modifierIssues(res any, root string) []fhir.Issue {
 	}
 	var out []fhir.Issue
 	findModifiers(tree, root, &out, 0)
+	if p, ok := res.(*models.Patient); ok {
+		out = append(out, replacedIssues(p, root)...)
+	}
+	return out
+}
+
+// replacedIssues names each link of the Patient p of type replaced-by:
+// Patient.link is a modifier element, and such a link says that p is not
+// the record to use, the Patient it links to is (R4
+// patient-definitions.html#Patient.link: "the referenced patient should be
+// used instead of this Patient record"), as an EMR's merge leaves the
+// record it merged away. Written to CHT, it would update (or create) a
+// person for a record that no longer stands for the patient. A link
+// without a type, which R4 requires, decodes as replaced-by and is
+// refused too.
+func replacedIssues(p *models.Patient, root string) []fhir.Issue {
+	var out []fhir.Issue
+	for i, l := range p.Link {
+		if l.Type != models.LinkTypeReplacedBy {
+			continue
+		}
+		other := "another Patient"
+		if l.Other.Reference != nil {
+			other = quote(*l.Other.Reference)
+		}
+		out = append(out, fhir.Issue{Expression: root + ".link[" + strconv.Itoa(i) + "].type", Code: models.IssueTypeBusinessRule,
+			Reason: fmt.Sprintf("replaced-by (or missing): this Patient record is replaced by %s, the record to use instead "+
+				"(Patient.link is a modifier): send or refer to that Patient; a CHT person written for this one earlier is "+
+				"not changed (merge the people in CHT)", other)})
+	}
 	return out
 }
 
