@@ -400,6 +400,11 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
 			"charset %q is not supported: FHIR bodies are UTF-8, send charset=utf-8 or none", params["charset"]), models.IssueTypeNotSupported)}
 	}
+	for _, h := range []string{"If-Match", "If-None-Match", "If-Modified-Since"} {
+		if r.Header.Get(h) != "" {
+			return nil, &Error{Status: http.StatusBadRequest, Err: invalid("", h+": "+noVersions, models.IssueTypeNotSupported)}
+		}
+	}
 	limit := b.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
@@ -414,6 +419,13 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// noVersions is why a version precondition (If-Match, If-None-Match,
+// If-Modified-Since; R4 http.html#concurrency, #cread) is refused rather
+// than ignored: the bridge writes CHT documents and keeps no FHIR versions
+// of them, so it cannot tell whether the condition holds.
+const noVersions = "a version precondition is not supported: the bridge keeps no FHIR versions of what it writes to CHT, " +
+	"so it cannot evaluate it; send the request without it (writes are keyed by id or identifier, so a repeat updates rather than duplicates)"
 
 func tooLarge(limit int64) error {
 	return &Error{Status: http.StatusRequestEntityTooLarge,

@@ -129,6 +129,14 @@ func parseEntry(e models.BundleEntry, i int) (res any, err error) {
 			return nil, entryError(http.StatusMethodNotAllowed, i, "request.method",
 				fmt.Sprintf("method %s is not supported: %s", m.Code(), why), models.IssueTypeNotSupported)
 		}
+		for _, c := range []struct {
+			name string
+			v    *string
+		}{{"ifMatch", e.Request.IfMatch}, {"ifNoneMatch", e.Request.IfNoneMatch}, {"ifModifiedSince", e.Request.IfModifiedSince}} {
+			if c.v != nil {
+				return nil, entryError(http.StatusBadRequest, i, "request."+c.name, noVersions, models.IssueTypeNotSupported)
+			}
+		}
 	}
 	if len(e.Resource) == 0 {
 		return nil, entryError(http.StatusBadRequest, i, "resource",
@@ -154,10 +162,20 @@ func parseEntry(e models.BundleEntry, i int) (res any, err error) {
 	if !slices.Contains(writtenTypes, rt) {
 		return nil, entryError(http.StatusBadRequest, i, "resource", rt+" is not accepted in a Bundle", models.IssueTypeNotSupported)
 	}
-	if e.Request == nil || e.Request.Method != models.HTTPVerbPUT {
+	if e.Request == nil {
 		return res, nil
 	}
 	u := e.Request.Url
+	if e.Request.Method == models.HTTPVerbPOST {
+		// A create's url is the resource type (R4 bundle.html
+		// Bundle.entry.request.url, http.html#create), relative to the
+		// base or absolute.
+		if strings.TrimSuffix(u, "/") != rt && !strings.HasSuffix(strings.TrimSuffix(u, "/"), "/"+rt) {
+			return nil, entryError(http.StatusBadRequest, i, "request.url",
+				fmt.Sprintf("POST %s: want %s, the type of the entry's resource", quote(u), rt), models.IssueTypeInvalid)
+		}
+		return res, nil
+	}
 	if p, ok := res.(*models.Patient); ok && strings.Contains(u, "?") {
 		if reason := conditionalPatient(u, p); reason != "" {
 			return nil, entryError(http.StatusBadRequest, i, "request.url", fmt.Sprintf("PUT %s: %s", quote(u), reason), models.IssueTypeInvalid)

@@ -73,7 +73,8 @@
 // # Bundles
 //
 // A Bundle's entries are POST or PUT entries (or entries without request)
-// carrying a resource. A PUT's request.url names the resource,
+// carrying a resource. A POST's request.url is the resource's type
+// (relative to the base or absolute). A PUT's request.url names the resource,
 // <type>/<id>, whose id the resource takes. For a Patient it may instead be
 // a conditional update by identifier (R4 http.html#cond-update), PUT
 // Patient?identifier=<system>|<value> (|<value> for an identifier without
@@ -97,6 +98,16 @@
 // where a report was filled in (the Location with the identifier
 // "<report _id>/geolocation" cht-to-fhir writes: 422), whose geolocation
 // the bridge does not write from a Bundle.
+//
+// A conditional create (an entry's request.ifNoneExist, or an
+// If-None-Exist header) is not run as a search: every write is keyed by
+// the resource's id or identifier (see Idempotency), so a repeat updates
+// the CHT document the first made rather than creating another. A version
+// precondition (request.ifMatch, ifNoneMatch or ifModifiedSince, or the
+// If-Match, If-None-Match or If-Modified-Since header) is refused (400
+// naming it): the bridge keeps no FHIR versions of the CHT documents it
+// writes, so it cannot tell whether the condition holds, and ignoring it
+// would overwrite what the sender meant to protect.
 //
 // An entry the bridge cannot handle, a method other than POST and PUT
 // (the bridge deletes, reads and patches no CHT data), a POST or PUT

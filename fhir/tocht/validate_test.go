@@ -94,6 +94,22 @@ func TestHostileInputIsRefusedNamingTheElement(t *testing.T) {
 			"Patient.extension[0].m0: the member appears more than once"},
 		{"Bundle entry PUT url", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("", `"A"`) + `,"request":{"method":"PUT","url":"Patient/_design"}}]}`,
 			"Bundle.entry[0].request.url"},
+		// A create's url is the type of its resource (R4 bundle.html,
+		// Bundle.entry.request.url; http.html#create).
+		{"Bundle entry POST url of another type", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"POST","url":"Observation"}}]}`,
+			`Bundle.entry[0].request.url: POST "Observation": want Patient`},
+		{"Bundle entry POST url of an instance", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"POST","url":"Patient/p1"}}]}`,
+			"Bundle.entry[0].request.url"},
+		{"Bundle entry POST without url", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"POST"}}]}`,
+			"Bundle.entry[0].request.url"},
+		// Version preconditions (R4 http.html#concurrency) the bridge,
+		// which keeps no FHIR versions, cannot evaluate.
+		{"Bundle entry ifMatch", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"PUT","url":"Patient/p1","ifMatch":"W/\"3\""}}]}`,
+			"Bundle.entry[0].request.ifMatch: a version precondition is not supported"},
+		{"Bundle entry ifNoneMatch", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"PUT","url":"Patient/p1","ifNoneMatch":"*"}}]}`,
+			"Bundle.entry[0].request.ifNoneMatch"},
+		{"Bundle entry ifModifiedSince", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + patientWith("p1", `"A"`) + `,"request":{"method":"POST","url":"Patient","ifModifiedSince":"2024-01-01T00:00:00Z"}}]}`,
+			"Bundle.entry[0].request.ifModifiedSince"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +119,27 @@ func TestHostileInputIsRefusedNamingTheElement(t *testing.T) {
 			oo := parseOutcome(t, a.body)
 			assert.Contains(t, oo.text(), tt.want)
 			assert.NotContains(t, string(a.body), "\ufffd", "nothing turned into U+FFFD")
+		})
+	}
+	assert.Equal(t, before, len(r.cht.Docs()), "nothing written")
+}
+
+// A write with a version precondition header (R4 http.html#concurrency)
+// is refused, naming the header: the bridge keeps no FHIR versions of the
+// CHT documents it writes, so ignoring it would overwrite what the sender
+// meant to protect.
+func TestVersionPreconditionHeadersAreRefused(t *testing.T) {
+	r := newRig(t)
+	before := len(r.cht.Docs())
+	for _, h := range []string{"If-Match", "If-None-Match", "If-Modified-Since"} {
+		t.Run(h, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPut, r.med.URL+"/fhir/Patient/p1", strings.NewReader(patientWith("", `"A"`)))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set(h, `W/"1"`)
+			a := r.do(t, req)
+			require.Equal(t, http.StatusBadRequest, a.status, "%s", a.body)
+			assert.Contains(t, parseOutcome(t, a.body).text(), h+": a version precondition is not supported")
 		})
 	}
 	assert.Equal(t, before, len(r.cht.Docs()), "nothing written")
@@ -119,6 +156,10 @@ func TestValidInputIsAccepted(t *testing.T) {
 		{"escaped and raw non-ASCII", "POST", "/fhir/Patient", patientWith("p3", `"Zoë \u00e9\ud83d\ude00 😀"`)},
 		{"one member name in several objects", "POST", "/fhir/Patient", strings.Replace(patientWith("p4", `"A"`), `"name"`,
 			`"birthDate":"1990-01-01","telecom":[{"system":"phone","value":"+1"},{"system":"phone","value":"+2"}],"name"`, 1)},
+		{"Bundle entry POST url absolute", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` +
+			patientWith("p5", `"A"`) + `,"request":{"method":"POST","url":"https://emr.example.org/fhir/Patient"}}]}`},
+		{"Bundle entry POST url with a slash", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` +
+			patientWith("p6", `"A"`) + `,"request":{"method":"POST","url":"/Patient"}}]}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := r.send(t, tt.method, tt.path, "application/fhir+json", []byte(tt.body))
