@@ -396,9 +396,16 @@ func (b *Bridge) readBody(r *mediator.Request) ([]byte, error) {
 	}
 	// FHIR bodies are UTF-8 (R4 http.html#mime-type); a body in another
 	// charset, read as UTF-8, could be written as other text.
-	if _, params, _ := mime.ParseMediaType(ct); !isUTF8(params["charset"]) {
+	_, params, _ := mime.ParseMediaType(ct)
+	if !isUTF8(params["charset"]) {
 		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
 			"charset %q is not supported: FHIR bodies are UTF-8, send charset=utf-8 or none", params["charset"]), models.IssueTypeNotSupported)}
+	}
+	// A body of another FHIR version (R4 http.html#version-parameter:
+	// fhirVersion=3.0 is STU3) would be read as R4.
+	if v := params["fhirversion"]; v != "" && v != "4.0" && !strings.HasPrefix(v, "4.0.") {
+		return nil, &Error{Status: http.StatusUnsupportedMediaType, Err: invalid("", fmt.Sprintf(
+			"fhirVersion %q is not supported: the bridge reads FHIR R4, send fhirVersion=4.0 or none", v), models.IssueTypeNotSupported)}
 	}
 	for _, h := range []string{"If-Match", "If-None-Match", "If-Modified-Since"} {
 		if r.Header.Get(h) != "" {

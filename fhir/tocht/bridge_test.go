@@ -980,8 +980,9 @@ func TestBodyLimitAboveTheLargestResource(t *testing.T) {
 // refused with 415 naming it, before it is read: read as UTF-8, the
 // ISO-8859-1 bytes of patient-latin1-bytes.json ("RenÃ©") would be
 // written as another name ("René"). A UTF-8 charset, in any case and by
-// its alias utf8, is a plain body.
-func TestBodiesInAnotherCharsetAreRefused(t *testing.T) {
+// its alias utf8, is a plain body. So is a body declared of another FHIR
+// version than R4.
+func TestBodiesInAnotherCharsetOrFHIRVersionAreRefused(t *testing.T) {
 	body := testdata(t, "patient-latin1-bytes.json")
 	tests := []struct {
 		name, ctype string
@@ -995,6 +996,11 @@ func TestBodiesInAnotherCharsetAreRefused(t *testing.T) {
 		{"utf8, an alias", "application/json; charset=utf8", ""},
 		{"utf-8 with fhirVersion", "application/fhir+json; fhirVersion=4.0; charset=utf-8", ""},
 		{"no charset", "application/fhir+json", ""},
+		// The version parameter (R4 http.html#version-parameter): 3.0 is
+		// STU3, whose resources would be read as R4.
+		{"STU3", "application/fhir+json; fhirVersion=3.0", `fhirVersion "3.0"`},
+		{"R5", "application/fhir+json; charset=utf-8; fhirVersion=5.0", `fhirVersion "5.0"`},
+		{"R4 with its patch", "application/fhir+json; fhirVersion=4.0.1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,7 +28,7 @@
 // for a method other than POST and PUT), 413 for bodies over
 // Config.MaxBodyBytes (set [ErrorBody] as the mediator's so that its own
 // 413 is one too) and for Bundles of more than Config.MaxBundleEntries
-// entries (see Bundles), 415 for other content types, for a charset other than UTF-8 (FHIR bodies are UTF-8) and for a Content-Encoding other than identity (bodies are not decompressed), 422 for resources that are valid FHIR but cannot become CHT
+// entries (see Bundles), 415 for other content types, for a charset other than UTF-8 (FHIR bodies are UTF-8), for a fhirVersion parameter other than 4.0 (R4) and for a Content-Encoding other than identity (bodies are not decompressed), 422 for resources that are valid FHIR but cannot become CHT
 // data (an inactive ServiceRequest, a subject CHT does not know, an unmapped
 // Observation code, and those of Refused resources below; and a document
 // CHT itself refuses with 400, 413 or 422, such as one over CouchDB's
