@@ -466,7 +466,7 @@ func TestHostileExamples(t *testing.T) {
 				ctype, answer = env.Response.Headers["Content-Type"], []byte(env.Response.Body)
 			}
 			if resp.StatusCode >= 400 && row.ep.example == "fhir-to-cht" && row.status != 401 {
-				assert.Equal(t, fhirJSON, ctype, "an OperationOutcome: %.300s", answer)
+				assert.Equal(t, fhirJSON+"; charset=utf-8", ctype, "an OperationOutcome: %.300s", answer)
 				assert.Contains(t, string(answer), `"resourceType":"OperationOutcome"`)
 			}
 			assert.NotContains(t, string(answer), "\ufffd", "nothing turned into U+FFFD")

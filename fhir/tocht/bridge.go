@@ -50,8 +50,11 @@ const DefaultMaxBundleEntries = 200
 // maxResource is the largest resource fhir.ParseResource reads (8 MiB).
 const maxResource = 8 << 20
 
-// FHIRContentType is the content type of every answer.
-const FHIRContentType = "application/fhir+json"
+// FHIRContentType is the content type of every answer: FHIR's JSON media
+// type with the charset FHIR requires servers to state (R4
+// http.html#mime-type: responses "SHALL explicitly set the character
+// encoding to UTF-8 using the charset parameter").
+const FHIRContentType = "application/fhir+json; charset=utf-8"
 
 // Report fields filled from a ServiceRequest or Task besides the patient
 // field (fhir.InboundConfig.PatientField). They match the INTEROP_FOLLOW_UP

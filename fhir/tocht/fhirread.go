@@ -39,7 +39,7 @@ func (b *Bridge) fhirGet(ctx context.Context, orchestration, path string, query 
 	if err != nil {
 		return 0, nil, fhirFailure(err) // FHIRURL is checked by New, and path and query are escaped
 	}
-	req.Header.Set("Accept", FHIRContentType)
+	req.Header.Set("Accept", "application/fhir+json")
 	if b.cfg.FHIRUsername != "" {
 		req.SetBasicAuth(b.cfg.FHIRUsername, b.cfg.FHIRPassword)
 	}
