@@ -20,6 +20,16 @@ func init() {
 	direct.WithdrawStale = func(conv any, ctx context.Context, tx any, r *cht.Report, s direct.Searcher) error {
 		return conv.(*Converter).withdrawStale(ctx, tx.(*Transaction), r, s)
 	}
+	direct.StaleObservations = func(conv any, tx any, r *cht.Report) ([]direct.Stale, error) {
+		return conv.(*Converter).staleObservations(tx.(*Transaction), r)
+	}
+	direct.Withdrawals = func(conv any, ctx context.Context, s direct.Searcher, stale []direct.Stale) (any, error) {
+		entries, err := conv.(*Converter).withdrawals(ctx, s, stale)
+		if err != nil {
+			return nil, err
+		}
+		return &Transaction{Entries: entries}, nil
+	}
 }
 
 // withdrawnStatus is the status of an Observation whose field an edit of
@@ -29,17 +39,9 @@ const withdrawnStatus = "entered-in-error"
 
 // withdrawStale adds to tx, the transaction of report r, an update of each
 // Observation an earlier version of r made from a field this version does
-// not convert (absent, empty, or a lenient value left out): its status
-// becomes entered-in-error, its other members stay, and it is updated
-// If-Match the version found (when the server gives one), so that a
-// concurrent change fails the transaction (412; 409 on HAPI) instead of being
-// overwritten. They are found by their identifiers, with one search per
-// searchBatch fields (a short URL whatever the form); an Observation
-// already withdrawn is left alone. An answer with a next page is an
-// error: what it leaves out would stay final. It does nothing for a
-// report's first version (_rev "1-…"), which no earlier version wrote
-// anything for, for a report without _rev, and with
-// WriteConditionalCreate, which propagates no edit.
+// not convert (see staleObservations): its status becomes
+// entered-in-error, its other members stay, and it is updated If-Match the
+// version found (see withdrawals).
 //
 // The Observations are withdrawn rather than deleted: a delete fails on
 // servers that keep references intact (an EMR's resource pointing at the
@@ -47,41 +49,114 @@ const withdrawnStatus = "entered-in-error"
 // was entered and withdrawn. Should the field come back in a later
 // version, that version's transaction makes the Observation final again.
 func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.Report, s direct.Searcher) error {
-	gen, _, _ := strings.Cut(r.Rev, "-")
-	if n, err := strconv.Atoi(gen); err != nil || n < 2 || c.cfg.Strategy == WriteConditionalCreate {
-		return nil
+	stale, err := c.staleObservations(tx, r)
+	if err != nil || len(stale) == 0 {
+		return err
 	}
-	fi, err := c.form(r.Form)
+	entries, err := c.withdrawals(ctx, s, stale)
 	if err != nil {
 		return err
 	}
-	stale := map[string]bool{} // identifier values
+	tx.Entries = append(tx.Entries, entries...)
+	return nil
+}
+
+// staleObservations lists, sorted by identifier, the Observations an
+// earlier version of report r may have made from a mapped field that this
+// version, whose transaction is tx, does not convert: absent, empty, or a
+// lenient value left out (a warning of tx). It lists none for a report's
+// first version (_rev "1-…"), which no earlier version wrote anything
+// for, for a report without _rev, and with WriteConditionalCreate, which
+// propagates no edit.
+func (c *Converter) staleObservations(tx *Transaction, r *cht.Report) ([]direct.Stale, error) {
+	gen, _, _ := strings.Cut(r.Rev, "-")
+	if n, err := strconv.Atoi(gen); err != nil || n < 2 || c.cfg.Strategy == WriteConditionalCreate {
+		return nil, nil
+	}
+	fi, err := c.form(r.Form)
+	if err != nil {
+		return nil, err
+	}
+	stale := map[string]*fieldIndex{} // by path
 	for i := range fi.fields {
-		path := fi.fields[i].fm.Path
-		if v, ok := r.Fields.Field(path); !ok || isEmptyValue(v) {
-			stale[r.ID+"/"+path] = true
+		fx := &fi.fields[i]
+		if v, ok := r.Fields.Field(fx.fm.Path); !ok || isEmptyValue(v) {
+			stale[fx.fm.Path] = fx
 		}
 	}
 	for _, w := range tx.Warnings {
-		if w.DocID == r.ID && strings.HasPrefix(w.Field, "fields.") {
-			stale[r.ID+"/"+strings.TrimPrefix(w.Field, "fields.")] = true
+		path, ok := strings.CutPrefix(w.Field, "fields.")
+		if w.DocID != r.ID || !ok || stale[path] != nil {
+			continue
+		}
+		for i := range fi.fields {
+			if fi.fields[i].fm.Path == path {
+				stale[path] = &fi.fields[i]
+			}
 		}
 	}
+	out := make([]direct.Stale, 0, len(stale))
+	for _, path := range slices.Sorted(maps.Keys(stale)) {
+		out = append(out, direct.Stale{Report: r.ID, Identifier: r.ID + "/" + path,
+			Request: c.observationRequest(r.ID, stale[path])})
+	}
+	return out, nil
+}
+
+// observationRequest returns the JSON of the request of the entry that
+// writes the Observation of field fx of report id, as the transaction of
+// a version that converts the field has it.
+func (c *Converter) observationRequest(id string, fx *fieldIndex) string {
+	switch c.cfg.Strategy {
+	case WritePut:
+		u := uuidString(c.uuid("Observation", id, fx.fm.Path))
+		return `{"method":"PUT","url":"Observation/` + u + `"}`
+	case WriteConditionalUpdate:
+		// appendTokenEscape output needs no JSON escaping.
+		q := appendTokenEscape(append([]byte(nil), c.direct.obsQuery...), id)
+		return `{"method":"PUT","url":"Observation?` + string(q) + "%2F" + string(fx.pathQuery) + `"}`
+	}
+	return ""
+}
+
+// withdrawals returns an update of each Observation of the identifiers
+// of stale (of one report or several) that is not withdrawn yet: its
+// status becomes entered-in-error, its other members stay, and it is
+// updated If-Match the version found (when the server gives one), so that
+// a concurrent change fails the transaction (412; 409 on HAPI) instead of
+// being overwritten. They are found by their identifiers, with one search
+// per searchBatch identifiers (a short URL whatever the form), in the
+// order of the identifiers: the same searches for every retry. An answer
+// with a next page is an error: what it leaves out would stay final.
+func (c *Converter) withdrawals(ctx context.Context, s direct.Searcher, stale []direct.Stale) ([]Entry, error) {
+	sorted := slices.SortedFunc(slices.Values(stale), func(a, b direct.Stale) int {
+		return strings.Compare(a.Identifier, b.Identifier)
+	})
+	values := make(map[string]bool, len(sorted))
+	for _, st := range sorted {
+		values[st.Identifier] = true
+	}
+	var out []Entry
 	seen := map[string]bool{}
-	// Sorted: the same searches for every retry.
-	for batch := range slices.Chunk(slices.Sorted(maps.Keys(stale)), searchBatch) {
+	for batch := range slices.Chunk(sorted, searchBatch) {
 		alts := make([]string, len(batch))
-		for i, v := range batch {
-			alts[i] = search.Escape(c.sys.Observation) + "|" + search.Escape(v)
+		var reports []string
+		for i, st := range batch {
+			alts[i] = search.Escape(c.sys.Observation) + "|" + search.Escape(st.Identifier)
+			if !slices.Contains(reports, st.Report) {
+				reports = append(reports, st.Report)
+			}
 		}
 		q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(4 * searchBatch)}}
 		var found searchPage
 		if err := s.Search(ctx, "Observation", q, &found); err != nil {
-			return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: %w", r.ID, err)
+			return nil, fmt.Errorf("fhir: find the Observations of the fields %s no longer has: %w",
+				strings.Join(reports, ", "), err)
 		}
 		if found.hasNext() {
-			return fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server answered "+
-				"more than one page for %d identifiers (_count %s)", r.ID, len(batch), q.Get("_count"))
+			return nil, fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server "+
+				"answered more than one page for %d identifiers (_count %s)",
+				strings.Join(reports, ", "), len(batch), q.Get("_count"))
 		}
 		for _, e := range found.Entry {
 			dec := json.NewDecoder(bytes.NewReader(e.Resource))
@@ -91,20 +166,20 @@ func (c *Converter) withdrawStale(ctx context.Context, tx *Transaction, r *cht.R
 				continue
 			}
 			id, _ := res["id"].(string)
-			if id == "" || seen[id] || !hasIdentifier(res, c.sys.Observation, stale) {
+			if id == "" || seen[id] || !hasIdentifier(res, c.sys.Observation, values) {
 				continue // not one of ours (a server that ignored the search), or listed twice
 			}
 			seen[id] = true
 			res["status"] = withdrawnStatus
 			version := versionOf(res)
 			keepClientMeta(res)
-			tx.Entries = append(tx.Entries, updateEntry(c, "Observation", id, version, res, "withdrawn"))
+			out = append(out, updateEntry(c, "Observation", id, version, res, "withdrawn"))
 		}
 	}
-	return nil
+	return out, nil
 }
 
-// searchBatch is the number of identifiers withdrawStale looks for in one
+// searchBatch is the number of identifiers withdrawals looks for in one
 // search: about 1.5 KB of URL, and a page of answers far below the page
 // sizes servers cap _count at.
 const searchBatch = 10

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cht-interop/openhim-mediator-go/cht"
+	"github.com/cht-interop/openhim-mediator-go/fhir/internal/direct"
 	"github.com/cht-interop/openhim-mediator-go/fhir/internal/search"
 )
 
@@ -208,6 +209,108 @@ func TestWithdrawStaleSearchFailures(t *testing.T) {
 	err = c.withdrawStale(context.Background(), tx, &r, &stubSearch{err: down})
 	require.ErrorIs(t, err, down)
 	assert.Contains(t, err.Error(), "r9")
+}
+
+// staleObservations names each Observation it lists by the request of
+// the entry that writes it in the transaction of a version that fills the
+// field in (what the backfill orders its batches by), for both strategies
+// that propagate edits; a report id and paths that need escaping included.
+func TestStaleObservationsRequest(t *testing.T) {
+	m, err := ParseMapping([]byte(`
+version: 1
+forms:
+  - form: edited
+    encounterType: {system: "http://snomed.info/sct", code: "439708006"}
+    fields:
+      - {path: kept, code: {system: "http://loinc.org", code: "1-1"}, type: string}
+      - {path: "group.a b", code: {system: "http://loinc.org", code: "2-2"}, type: string}
+      - {path: count, code: {system: "http://loinc.org", code: "4-4"}, type: integer, lenient: true}
+`))
+	require.NoError(t, err)
+	doc := func(rev, fields string) *cht.Report {
+		var r cht.Report
+		require.NoError(t, json.Unmarshal([]byte(`{"_id":"r 1|x","_rev":"`+rev+`","type":"data_record","form":"edited",`+
+			`"reported_date":1730355950419,"fields":{"patient_id":"p1",`+fields+`}}`), &r))
+		return &r
+	}
+	for _, strategy := range []WriteStrategy{WritePut, WriteConditionalUpdate} {
+		t.Run(strategy.String(), func(t *testing.T) {
+			c := testConverter(t, Config{Mapping: m, Strategy: strategy})
+			// The requests of the Observations of a version with every
+			// field, by identifier value.
+			tx, err := c.reportTransaction(doc("1-a", `"kept":"a","group":{"a b":"b"},"count":2`))
+			require.NoError(t, err)
+			b, err := tx.MarshalJSON()
+			require.NoError(t, err)
+			var bundle struct {
+				Entry []struct {
+					Resource struct {
+						ResourceType string
+						Identifier   []struct{ Value string }
+					}
+					Request json.RawMessage
+				}
+			}
+			require.NoError(t, json.Unmarshal(b, &bundle))
+			want := map[string]string{}
+			for _, e := range bundle.Entry {
+				if e.Resource.ResourceType == "Observation" {
+					want[e.Resource.Identifier[0].Value] = string(e.Request)
+				}
+			}
+			require.Len(t, want, 3)
+
+			r := doc("2-b", `"kept":"a","count":"many"`)
+			tx, err = c.reportTransaction(r)
+			require.NoError(t, err)
+			stale, err := c.staleObservations(tx, r)
+			require.NoError(t, err)
+			require.Len(t, stale, 2, "the emptied group and the lenient count")
+			for _, st := range stale {
+				assert.Equal(t, "r 1|x", st.Report)
+				require.Contains(t, want, st.Identifier)
+				assert.Equal(t, want[st.Identifier], st.Request, st.Identifier)
+			}
+			assert.Equal(t, []string{"r 1|x/count", "r 1|x/group.a b"}, []string{stale[0].Identifier, stale[1].Identifier})
+		})
+	}
+}
+
+// The Observations of several reports are searched together, searchBatch
+// identifiers at a time, and each found is withdrawn; a failed search names
+// the reports it searched for.
+func TestWithdrawalsOfSeveralReports(t *testing.T) {
+	w := newWithdrawRig(t)
+	sys := w.c.sys.Observation
+	var stale []direct.Stale
+	for _, id := range []string{"r2", "r1"} {
+		r := w.report(t, "2-b")
+		r.ID = id
+		tx, err := w.c.reportTransaction(r)
+		require.NoError(t, err)
+		st, err := w.c.staleObservations(tx, r)
+		require.NoError(t, err)
+		require.Len(t, st, 3)
+		stale = append(stale, st...)
+	}
+	s := &stubSearch{resources: []string{
+		obs("o-1", sys, "r1/emptied", "final"),
+		obs("o-2", sys, "r2/count", "final"),
+		obs("o-3", sys, "r2/kept", "final"), // not stale
+	}}
+	entries, err := w.c.withdrawals(context.Background(), s, stale)
+	require.NoError(t, err)
+	require.Len(t, s.queries, 1, "6 identifiers, one search")
+	assert.Equal(t, []string{sys + "|r1/absent", sys + "|r1/count", sys + "|r1/emptied", sys + "|r2/absent",
+		sys + "|r2/count", sys + "|r2/emptied"}, splitAlternatives(s.queries[0].Get("identifier")))
+	require.Len(t, entries, 2)
+	assert.Equal(t, "Observation/o-1", entries[0].Request.Url)
+	assert.Equal(t, "Observation/o-2", entries[1].Request.Url)
+
+	down := &ServerError{StatusCode: 503}
+	_, err = w.c.withdrawals(context.Background(), &stubSearch{err: down}, stale)
+	require.ErrorIs(t, err, down)
+	assert.Contains(t, err.Error(), "r1, r2")
 }
 
 // splitAlternatives splits a token search's value at its unescaped commas.

@@ -18,6 +18,19 @@ import (
 	"github.com/cht-interop/openhim-mediator-go/cht"
 )
 
+// Stale is an Observation an earlier version of a report may have made from
+// a mapped field that the version at hand does not convert.
+type Stale struct {
+	// Report is the report's _id, Identifier the Observation's identifier
+	// value ("<report _id>/<path>").
+	Report, Identifier string
+	// Request is the JSON of the request of the entry that writes the
+	// Observation, as the transaction of a version that converts the
+	// field has it (entry.request of the bundle); "" with
+	// fhir.WriteConditionalCreate.
+	Request string
+}
+
 // Searcher searches a FHIR server; *fhir.Client satisfies it.
 type Searcher interface {
 	Search(ctx context.Context, resourceType string, query url.Values, out any) error
@@ -90,6 +103,20 @@ var (
 	// version no longer converts, found with s. It adds nothing for a
 	// report's first version.
 	WithdrawStale func(conv any, ctx context.Context, tx any, r *cht.Report, s Searcher) error
+
+	// StaleObservations lists, sorted by identifier, the Observations that
+	// WithdrawStale would look for: those an earlier version of report r
+	// may have made from a mapped field that this version, whose
+	// *fhir.Transaction made by conv is tx, does not convert. None for a
+	// report's first version, nor with fhir.WriteConditionalCreate.
+	StaleObservations func(conv any, tx any, r *cht.Report) ([]Stale, error)
+
+	// Withdrawals searches the Observations of stale (of one report or
+	// several), found with s, and returns a *fhir.Transaction holding an
+	// update to status entered-in-error of each one not withdrawn yet,
+	// If-Match the version found. WithdrawStale is StaleObservations
+	// then Withdrawals.
+	Withdrawals func(conv any, ctx context.Context, s Searcher, stale []Stale) (any, error)
 
 	// Release gives the memory of a transaction of ReportTransaction or
 	// ContactTransaction back for the next conversion. Call it once the
