@@ -347,6 +347,9 @@ var contactTypes = map[string]bool{
 type converted struct {
 	doc *cht.HydratedDoc
 	tx  *fhir.Transaction
+	// stale are the Observations the report's earlier versions may have
+	// made from fields this version does not convert (see withdraw).
+	stale []direct.Stale
 }
 
 // writeBatch converts a batch and writes it as one bundle; when the server
@@ -358,6 +361,7 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 	c := b.pre
 	c.skipped = cloneMap(b.pre.skipped)
 	txs := make([]converted, 0, len(b.docs))
+	var stale []direct.Stale
 	for i, o := range convertAll(cfg.Converter, b.docs) {
 		d := &b.docs[i]
 		tx, skip, err := o.tx, o.skip, o.err
@@ -377,7 +381,8 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 				cfg.Logger.WarnContext(ctx, "conversion left out a value of a lenient field", "doc", doc,
 					"field", w.Field, "reason", w.Reason)
 			}
-			txs = append(txs, converted{doc: d, tx: tx})
+			txs = append(txs, converted{doc: d, tx: tx, stale: o.stale})
+			stale = append(stale, o.stale...)
 		}
 	}
 	if len(txs) == 0 {
@@ -393,13 +398,14 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 		// Entered all the same, for the younger batches' turn.
 		return c, errors.Join(err, ord.enter(ctx, b.index, nil))
 	}
-	if err := ord.enter(ctx, b.index, keys); err != nil {
+	if err := ord.enter(ctx, b.index, append(keys, withdrawalKeys(cfg, stale)...)); err != nil {
 		return c, err
 	}
-	err = writeRetrying(ctx, cfg, name, bundle, entries)
+	j := &job{name: name, txs: txs, bundle: bundle, entries: entries, stale: stale}
+	err = writeRetrying(ctx, cfg, j)
 	if err == nil {
 		c.converted += int64(len(txs))
-		c.resources += int64(entries)
+		c.resources += int64(j.entries)
 		return c, nil
 	}
 	if !isPermanent(err) || len(txs) == 1 {
@@ -415,20 +421,22 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 	for _, t := range txs {
 		// Converted again, whole: in the batch, it may lack resources an
 		// earlier document held.
-		tx, _, err := convert(cfg.Converter, t.doc, nil)
-		if err != nil {
-			return c, fmt.Errorf("backfill: %s: convert %s again: %w", name, t.doc.ID, err)
+		o := convert(cfg.Converter, t.doc, nil)
+		if o.err != nil {
+			return c, fmt.Errorf("backfill: %s: convert %s again: %w", name, t.doc.ID, o.err)
 		}
 		id := t.doc.ID
-		one, entries, err := encode([]converted{{doc: t.doc, tx: tx}})
+		one := []converted{{doc: t.doc, tx: o.tx, stale: o.stale}}
+		bundle, entries, err := encode(one)
 		if err != nil {
 			return c, err
 		}
-		err = writeRetrying(ctx, cfg, name+"-"+id, one, entries)
+		j := &job{name: name + "-" + id, txs: one, bundle: bundle, entries: entries, stale: o.stale}
+		err = writeRetrying(ctx, cfg, j)
 		switch {
 		case err == nil:
 			c.converted++
-			c.resources += int64(entries)
+			c.resources += int64(j.entries)
 		case isPermanent(err):
 			cfg.Logger.WarnContext(ctx, "document rejected by the FHIR server", "doc", id, "err", err)
 			c.fail(id, err)
@@ -442,7 +450,7 @@ func writeBatch(ctx context.Context, cfg Config, ord *order, b *batch) (counts, 
 // convert returns the document's transaction, or the reason it is skipped.
 // With built, the transaction leaves out the contact resources listed
 // there (see direct.BatchTransaction).
-func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struct{}) (*fhir.Transaction, string, error) {
+func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struct{}) outcome {
 	typ := d.Type()
 	switch {
 	case typ == "data_record":
@@ -451,48 +459,60 @@ func convert(conv *fhir.Converter, d *cht.HydratedDoc, built map[[2]string]struc
 		r := new(cht.Report)
 		// Member errors the conversion handles: converted (direct.Usable).
 		if err := direct.Usable(r.UnmarshalJSON(d.Doc), true); err != nil {
-			return nil, "", fmt.Errorf("decode report: %w", err)
+			return outcome{err: fmt.Errorf("decode report: %w", err)}
 		}
 		if r.Form == "" {
 			// A message: an SMS that matched no form (cht-core
 			// api/src/services/records.js getDataRecord) or one sent
 			// from the Messages tab (webapp send-message.service.ts,
 			// form null). Not a report to convert, and no failure.
-			return nil, "no form (a message)", nil
+			return outcome{skip: "no form (a message)"}
 		}
 		// ReportBundle, with the Observations written when the
 		// transaction is encoded rather than built as samply values.
 		t, err := direct.BatchTransaction(conv, r, built)
 		if errors.Is(err, fhir.ErrUnmappedForm) {
-			return nil, "unmapped form", nil
+			return outcome{skip: "unmapped form"}
 		}
 		if err != nil {
-			return nil, "", err
+			return outcome{err: err}
 		}
-		return t.(*fhir.Transaction), "", nil
+		tx := t.(*fhir.Transaction)
+		// An edited report withdraws the Observations of the fields the
+		// edit emptied (see withdraw).
+		stale, err := direct.StaleObservations(conv, tx, r)
+		if err != nil {
+			return outcome{err: err}
+		}
+		return outcome{tx: tx, stale: stale}
 	case contactTypes[typ]:
 		ct := new(cht.Contact)
 		if err := direct.Usable(ct.UnmarshalJSON(d.Doc), false); err != nil {
-			return nil, "", fmt.Errorf("decode contact: %w", err)
+			return outcome{err: fmt.Errorf("decode contact: %w", err)}
 		}
 		t, err := direct.BatchTransaction(conv, ct, built)
 		if err != nil {
-			return nil, "", err
+			return outcome{err: err}
 		}
-		return t.(*fhir.Transaction), "", nil
+		return outcome{tx: t.(*fhir.Transaction)}
 	case typ == "":
-		return nil, "no type", nil
+		return outcome{skip: "no type"}
 	default:
-		return nil, "type " + typ, nil
+		return outcome{skip: "type " + typ}
 	}
 }
 
 // outcome is what convert returned for one document.
 type outcome struct {
-	tx   *fhir.Transaction
-	skip string
-	err  error
+	tx    *fhir.Transaction
+	stale []direct.Stale
+	skip  string
+	err   error
 }
+
+// supersededReason is the reason an older copy of a document is skipped
+// when its batch holds a newer one.
+const supersededReason = "older copy (its batch writes a newer one)"
 
 // convertAll converts the documents of a batch. They share most of their
 // lineage (the CHW, their places, a household), and each contact resource
@@ -500,52 +520,102 @@ type outcome struct {
 // batch spans pages of the feed, hydrated one after the other, so the
 // later copy is the newer. Built from the first copy, a person edited
 // between two pages of one batch kept its older content on the FHIR
-// server: the edit's own change, in the later page, found it built.
+// server: the edit's own change, in the later page, found it built. For
+// the same reason a document twice in a batch is converted from its last
+// copy only, and the older copy is skipped: a report's bundle would write
+// its Observations twice, an Observation of a field the edit emptied both
+// from the older copy and withdrawn by the newer one.
 func convertAll(conv *fhir.Converter, docs []cht.HydratedDoc) []outcome {
 	out := make([]outcome, len(docs))
 	built := make(map[[2]string]struct{}, 2*len(docs))
+	later := make(map[string]struct{}, len(docs))
 	for i := len(docs) - 1; i >= 0; i-- {
-		o := &out[i]
-		o.tx, o.skip, o.err = convert(conv, &docs[i], built)
+		d := &docs[i]
+		if _, ok := later[d.ID]; ok && d.ID != "" {
+			out[i].skip = supersededReason
+			continue
+		}
+		later[d.ID] = struct{}{}
+		out[i] = convert(conv, d, built)
 	}
 	return out
 }
 
-// encode merges transactions into one bundle. Resources shared by several
-// documents (a patient, the CHW, their places) have the same deterministic
-// fullUrl and are written once. The transactions are merged last first, the
-// order convertAll builds them in, so that a shared resource comes before
-// the entries that refer to it and, of the copies, the last one is kept.
-func encode(txs []converted) ([]byte, int, error) {
-	all := make([]any, len(txs))
+// encode merges transactions into one bundle, followed by the entries of
+// extra. Resources shared by several documents (a patient, the CHW, their
+// places) have the same deterministic fullUrl and are written once. The
+// transactions are merged last first, the order convertAll builds them
+// in, so that a shared resource comes before the entries that refer to it
+// and, of the copies, the last one is kept.
+func encode(txs []converted, extra ...*fhir.Transaction) ([]byte, int, error) {
+	all := make([]any, len(txs), len(txs)+len(extra))
 	for i, t := range txs {
 		all[len(txs)-1-i] = t.tx
+	}
+	for _, t := range extra {
+		all = append(all, t)
 	}
 	merged := direct.Merge(all).(*fhir.Transaction)
 	data, err := merged.MarshalJSON()
 	return data, merged.Len(), err
 }
 
-// writeRetrying writes a bundle of n entries, retrying transient failures
-// with backoff.
-func writeRetrying(ctx context.Context, cfg Config, name string, bundle []byte, n int) error {
+// job is a bundle to write: a batch's, or one document's of a batch
+// written document by document.
+type job struct {
+	name string
+	txs  []converted
+	// bundle is the transactions' bundle, of entries entries, without
+	// withdrawals. Once written, entries is the number of entries of the
+	// bundle that was.
+	bundle  []byte
+	entries int
+	// stale are the Observations the reports of txs may have to withdraw.
+	stale []direct.Stale
+}
+
+// writeRetrying writes j's bundle, retrying transient failures with
+// backoff. When j's reports have stale Observations, each attempt first
+// searches them (see withdraw) and writes the bundle with their
+// withdrawals, so that a retry, after a version conflict (412, 409)
+// included, withdraws the versions it finds then.
+func writeRetrying(ctx context.Context, cfg Config, j *job) error {
 	wait := cfg.RetryWait
 	conditional := direct.Conditional(cfg.Converter)
-	var err error
+	searchedAgain := false
 	for attempt := 1; ; attempt++ {
-		if cw, ok := cfg.Writer.(clientWriter); ok {
-			// The client need not count the entries again.
-			err = direct.Transaction(cw.c, ctx, bundle, n)
-		} else {
-			err = cfg.Writer.WriteBundle(ctx, name, bundle)
-		}
-		if conditional {
-			err = conditionalConflict(err)
-		}
-		if err == nil || isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
+		bundle, n, withdrew, err := withdraw(ctx, cfg, j)
+		var sf *searchFailed
+		if err != nil && !errors.As(err, &sf) {
 			return err
 		}
-		cfg.Logger.InfoContext(ctx, "bundle not written; retrying", "batch", name, "attempt", attempt, "err", err)
+		if err == nil {
+			if cw, ok := cfg.Writer.(clientWriter); ok {
+				// The client need not count the entries again.
+				err = direct.Transaction(cw.c, ctx, bundle, n)
+			} else {
+				err = cfg.Writer.WriteBundle(ctx, j.name, bundle)
+			}
+			switch {
+			case !conditional:
+			case withdrew && !searchedAgain && preconditionFailed(err):
+				// The If-Match of a withdrawal (the Observation
+				// changed since the search) as much as an ambiguous
+				// match: an ambiguous match only if it fails again
+				// after a new search.
+				searchedAgain = true
+			default:
+				err = conditionalConflict(err)
+			}
+			if err == nil {
+				j.entries = n
+				return nil
+			}
+		}
+		if isPermanent(err) || isFatal(err) || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
+			return err
+		}
+		cfg.Logger.InfoContext(ctx, "bundle not written; retrying", "batch", j.name, "attempt", attempt, "err", err)
 		// Full jitter keeps the workers from retrying in lockstep.
 		d := wait/2 + rand.N(wait/2+1)
 		select {

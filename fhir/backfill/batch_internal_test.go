@@ -51,7 +51,8 @@ func TestBatchBundleBuildsSharedResourcesOnce(t *testing.T) {
 			var whole, shared []converted
 			entries, sharedEntries := 0, 0
 			for i, o := range convertAll(conv, batch) {
-				tx, skip, err := convert(conv, &batch[i], nil)
+				whole1 := convert(conv, &batch[i], nil)
+				tx, skip, err := whole1.tx, whole1.skip, whole1.err
 				tx2, skip2, err2 := o.tx, o.skip, o.err
 				require.Equal(t, err == nil, err2 == nil, "%s: %v / %v", batch[i].ID, err, err2)
 				require.Equal(t, skip, skip2)

@@ -59,11 +59,12 @@ func transient(status int) bool {
 }
 
 // isPermanent reports whether err is a permanent *fhir.ServerError or an
-// *ambiguousMatch.
+// *ambiguousMatch. A failed search (*searchFailed) never is.
 func isPermanent(err error) bool {
 	var se *fhir.ServerError
 	var am *ambiguousMatch
-	return errors.As(err, &am) || errors.As(err, &se) && permanent(se)
+	var sf *searchFailed
+	return !errors.As(err, &sf) && (errors.As(err, &am) || errors.As(err, &se) && permanent(se))
 }
 
 // ambiguousMatch is a 412 answer to a conditional write, which Run makes
@@ -83,17 +84,28 @@ func (e *ambiguousMatch) Unwrap() error { return e.err }
 // conditionalConflict returns err as an *ambiguousMatch when it is a 412
 // answer (to the transaction or to one of its entries).
 func conditionalConflict(err error) error {
-	var se *fhir.ServerError
-	if errors.As(err, &se) && (se.EntryStatus == http.StatusPreconditionFailed ||
-		se.EntryStatus == 0 && se.StatusCode == http.StatusPreconditionFailed) {
+	if preconditionFailed(err) {
 		return &ambiguousMatch{err}
 	}
 	return err
 }
 
-// isFatal reports whether err is a fatal *fhir.ServerError.
+// preconditionFailed reports whether err is a 412 answer (to the
+// transaction or to one of its entries).
+func preconditionFailed(err error) bool {
+	var se *fhir.ServerError
+	return errors.As(err, &se) && (se.EntryStatus == http.StatusPreconditionFailed ||
+		se.EntryStatus == 0 && se.StatusCode == http.StatusPreconditionFailed)
+}
+
+// isFatal reports whether err is a fatal *fhir.ServerError, or a failed
+// search (*searchFailed) answered with a 4xx status that is not transient.
 func isFatal(err error) bool {
 	var se *fhir.ServerError
+	var sf *searchFailed
+	if errors.As(err, &sf) {
+		return errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 && !transient(se.StatusCode)
+	}
 	return errors.As(err, &se) && fatal(se)
 }
 
