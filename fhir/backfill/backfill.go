@@ -38,6 +38,9 @@ type Config struct {
 	// FHIR writes the bundles as transactions. Required unless Writer is
 	// set. Give it MaxRetries -1: Run retries failed bundles itself
 	// (MaxAttempts), including version conflicts between its workers.
+	// With a Writer, FHIR, when set, is only searched for the Observations
+	// of the fields edits emptied (see Edited reports in the package
+	// documentation); without it nothing is withdrawn.
 	FHIR *fhir.Client
 	// Writer, when set, stores the bundles instead of FHIR: a DirWriter
 	// for a dry run, or your own.

@@ -33,7 +33,43 @@
 // version whatever order the workers' writes and retries finish in.
 // Batches that share resources with the same content are written in
 // parallel. A batch that spans several pages can hold both copies: each
-// resource is built from its last copy in the batch, the newest.
+// resource is built from its last copy in the batch, the newest, and a
+// document twice in one batch is converted from its last copy only (the
+// older copy is counted as skipped, "older copy (its batch writes a newer
+// one)").
+//
+// # Edited reports
+//
+// When an edit of a report empties a mapped field (Enketo empties the
+// answers that are no longer relevant) or leaves a lenient value out, the
+// Observation an earlier version wrote for it is withdrawn, as the push
+// handler (fhir/push) withdraws it: for a report after its first version
+// (_rev 2 and later) with mapped fields it does not convert, the batch
+// searches the FHIR server (Config.FHIR) for their Observations by
+// identifier ("<report _id>/<path>") and updates each one found, in the
+// batch's transaction, to status entered-in-error, keeping its value,
+// If-Match the version found. A later version that fills the field in
+// again makes the Observation final. The reports of a batch are searched
+// together, 10 identifiers per search; a batch whose reports are all first
+// versions, or convert every mapped field, searches nothing. Nothing is
+// withdrawn with fhir.WriteConditionalCreate, which propagates no edit,
+// nor without Config.FHIR (a Writer alone). A dry run with Config.FHIR set
+// searches (reads only) and its bundles hold the withdrawals a real run
+// would write.
+//
+// Each attempt to write a batch searches first: a failed search fails the
+// attempt, which writes nothing, and is retried (network errors, 408, 429,
+// 5xx) or stops Run (any other 4xx: the FHIR user may not search
+// Observations), the checkpoint before the batch. A retry, also after a
+// version conflict (412, 409: the Observation changed since the search),
+// searches again and withdraws the version it finds then; a run resumed
+// from its checkpoint finds the Observations already withdrawn and
+// withdraws nothing twice. A batch written document by document searches
+// for each report alone. A report edited during the sync, in two batches,
+// ends with the state of its newest copy: a batch waits, as for a resource
+// with other content, for the older batches that write an Observation it
+// may withdraw before it searches, and a younger batch that writes that
+// Observation waits for it.
 //
 // # What is converted
 //

@@ -21,7 +21,8 @@ import (
 // carries a resource with other content than an older batch not yet done
 // (written, or failed) waits for that batch before its first write. The
 // same content never waits, so a place shared by every batch leaves the
-// workers in parallel.
+// workers in parallel. A batch also claims each Observation it may
+// withdraw, with content no entry has (see withdrawClaim).
 //
 // An older batch's retry cannot simply leave the resource out of its bundle
 // instead: its other entries refer to it by urn:uuid, which the server

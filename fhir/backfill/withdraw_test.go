@@ -217,7 +217,9 @@ func (f *fhirSpy) searched() int {
 }
 
 // spy gives e a FHIR client whose requests a new fhirSpy sees.
-func spy(t *testing.T, e *env) *fhirSpy {
+func spy(t *testing.T, e *env) *fhirSpy { return spyOn(t, e) }
+
+func spyOn(t testing.TB, e *env) *fhirSpy {
 	t.Helper()
 	f := &fhirSpy{}
 	c, err := fhir.NewClient(fhir.ClientConfig{BaseURL: e.fhir.URL, MaxRetries: -1, HTTPClient: &http.Client{Transport: f}})
