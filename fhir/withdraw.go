@@ -147,16 +147,18 @@ func (c *Converter) withdrawals(ctx context.Context, s direct.Searcher, stale []
 				reports = append(reports, st.Report)
 			}
 		}
+		what := "the fields " + strings.Join(reports, ", ") + " no longer has"
+		if len(reports) > 1 {
+			what = "the fields reports " + strings.Join(reports, ", ") + " no longer have"
+		}
 		q := url.Values{"identifier": {strings.Join(alts, ",")}, "_count": {strconv.Itoa(4 * searchBatch)}}
 		var found searchPage
 		if err := s.Search(ctx, "Observation", q, &found); err != nil {
-			return nil, fmt.Errorf("fhir: find the Observations of the fields %s no longer has: %w",
-				strings.Join(reports, ", "), err)
+			return nil, fmt.Errorf("fhir: find the Observations of %s: %w", what, err)
 		}
 		if found.hasNext() {
-			return nil, fmt.Errorf("fhir: find the Observations of the fields %s no longer has: the FHIR server "+
-				"answered more than one page for %d identifiers (_count %s)",
-				strings.Join(reports, ", "), len(batch), q.Get("_count"))
+			return nil, fmt.Errorf("fhir: find the Observations of %s: the FHIR server answered more than one "+
+				"page for %d identifiers (_count %s)", what, len(batch), q.Get("_count"))
 		}
 		for _, e := range found.Entry {
 			dec := json.NewDecoder(bytes.NewReader(e.Resource))

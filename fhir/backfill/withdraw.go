@@ -83,6 +83,6 @@ func withdraw(ctx context.Context, cfg Config, j *job) (bundle []byte, n int, wi
 // more than one page), are retried.
 type searchFailed struct{ err error }
 
-func (e *searchFailed) Error() string { return "backfill: " + e.err.Error() }
+func (e *searchFailed) Error() string { return e.err.Error() }
 
 func (e *searchFailed) Unwrap() error { return e.err }
