@@ -208,8 +208,12 @@ func TestE2ELifecycleReregistersAfterDelete(t *testing.T) {
 	if err := admin.Deregister(context.Background(), urn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.GetMediator(context.Background(), urn); !errors.Is(err, openhim.ErrNotFound) {
-		t.Fatalf("GET after DELETE = %v, want ErrNotFound", err)
+	// Found is no failure: the heartbeat (every 300 ms) may have seen the
+	// mediator gone and registered it again already, on a busy machine
+	// before this GET. The count of registrations below tells that core
+	// deleted it.
+	if _, err := admin.GetMediator(context.Background(), urn); err != nil && !errors.Is(err, openhim.ErrNotFound) {
+		t.Fatalf("GET after DELETE = %v, want the mediator or ErrNotFound", err)
 	}
 	ok := e2eLcWait(30*time.Second, func() bool {
 		m, err := admin.GetMediator(context.Background(), urn)
