@@ -421,7 +421,7 @@ func (h *Handler) process(u *undoLog, e *entry, base string) (result, *opError) 
 			matches := h.st.search(e.typ, q)
 			return result{status: http.StatusOK, body: searchBundle(matches, q, base, e.typ, e.search)}, nil
 		}
-		return readResult(h.st.live(e.typ, e.id), e.typ, e.id, e.vid)
+		return h.readResult(h.st.get(e.typ, e.id), e.typ, e.id, e.vid)
 	case http.MethodPost:
 		if e.cond != nil {
 			switch matches := h.st.search(e.typ, e.cond); len(matches) {

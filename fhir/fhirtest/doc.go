@@ -112,6 +112,8 @@
 //
 //   - PUT that creates a resource answers 200, not 201 (a conditional PUT that creates answers 201).
 //   - A read or delete after a delete answers 404, not 410 Gone; deleting an unknown id is 404.
+//     [Config.Gone] answers the read of a deleted resource 410, as HAPI FHIR and the
+//     specification do.
 //   - POST keeps a client-supplied id; POST entries inside a Bundle get a new id.
 //   - Empty strings and arrays are dropped silently; null values and {} are rejected.
 //   - Resource ids are UUIDs. Search results are in creation order by default.

@@ -480,12 +480,21 @@ func (h *Handler) delete(u *undoLog, typ, id, ifMatch string) (result, *opError)
 // read returns typ/id, or one version of it when vid is set (only the current version is kept).
 func (h *Handler) read(typ, id, vid string) (result, *opError) {
 	h.mu.RLock()
-	cur := h.st.live(typ, id)
+	cur := h.st.get(typ, id)
 	h.mu.RUnlock()
-	return readResult(cur, typ, id, vid)
+	return h.readResult(cur, typ, id, vid)
 }
 
-func readResult(cur *record, typ, id, vid string) (result, *opError) {
+// readResult answers the read of typ/id (of its version vid when set) whose stored record,
+// possibly a tombstone, is cur (nil when the server never had it): 410 for a deleted resource with
+// Config.Gone, else 404 for anything but the current version.
+func (h *Handler) readResult(cur *record, typ, id, vid string) (result, *opError) {
+	if cur != nil && cur.deleted() && h.gone && (vid == "" || strconv.Itoa(cur.version) == vid) {
+		return result{}, &opError{status: http.StatusGone, code: "deleted", msg: typ + "/" + id + " was deleted"}
+	}
+	if cur != nil && cur.deleted() {
+		cur = nil
+	}
 	if cur == nil || (vid != "" && strconv.Itoa(cur.version) != vid) {
 		what := typ + "/" + id
 		if vid != "" {

@@ -42,6 +42,14 @@ type Config struct {
 	// that are facades over an EMR's database do. References by identifier only, to absolute URLs
 	// and to contained resources are not checked.
 	ReferentialIntegrity bool
+	// Gone answers a read of a deleted resource (GET [type]/[id], and a vread of its deleted
+	// version, also as a GET entry of a batch or transaction) 410 Gone, as the FHIR specification
+	// has it (R4 http.html#read: a GET for a deleted resource returns 410 Gone, one for an unknown
+	// resource 404 Not Found) and HAPI FHIR does (BaseHapiFhirResourceDao read: a deleted entity
+	// is a ResourceGoneException, 410). A resource that never existed stays 404. Without it a
+	// deleted resource reads 404, as the e2e suite's server (medplum's in-memory repository) and
+	// servers that keep no record of deletions answer.
+	Gone bool
 }
 
 // Handler is the in-memory FHIR R4 server as an http.Handler, for mounting in a mux or a real
@@ -51,6 +59,7 @@ type Handler struct {
 	maxBody  int64
 	strict   bool
 	refInteg bool // Config.ReferentialIntegrity
+	gone     bool // Config.Gone
 	logSize  int
 	now      func() time.Time
 
@@ -118,6 +127,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		maxBody:      cfg.MaxBodyBytes,
 		strict:       cfg.Strict,
 		refInteg:     cfg.ReferentialIntegrity,
+		gone:         cfg.Gone,
 		logSize:      cfg.RequestLog,
 		now:          cfg.Now,
 		notifyClient: cfg.NotifyClient,
