@@ -196,8 +196,15 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
 // subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
 // with 412 (409 on HAPI); pushing the report again merges with the new version. A report without the Task id and
-// without the ServiceRequest id, with an outcome not listed, or naming a Task (or ServiceRequest) that rd answers is not found
-// or gone (a *[ServerError] with status 404 or 410), is a *[ConversionError] naming the field.
+// without the ServiceRequest id, or with an outcome not listed, is a *[ConversionError] naming the field.
+//
+// A Task or ServiceRequest that rd answers is gone (a *[ServerError] with status 410, or 404: a
+// server that keeps no record of deletions answers a deleted resource so) is left out: the
+// transaction keeps the report's Encounter and Observations, the Encounter gets no basedOn to a
+// gone ServiceRequest (a server that keeps references intact would refuse it), nothing gone is
+// updated, and a warning naming the report's field and the gone resource is added to
+// tx.Warnings. The ServiceRequest is read whenever the Encounter would refer to it. Any other
+// error of rd (the server failing, refusing the credentials) is returned as it is.
 func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.Report,
 	rd interface {
 		Read(ctx context.Context, resourceType, id string, out any) error
@@ -232,21 +239,34 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		var err error
 		task, err = readRaw(ctx, rd, "Task", fu.task)
 		if notFound(err) {
-			// The report names a Task the server does not have: the
-			// report is at fault, not the server, and retrying the same
-			// report cannot succeed until that Task exists.
-			return &ConversionError{DocID: r.ID, Field: "fields." + f.Task, Value: fu.task,
-				Reason: "the FHIR server has no Task with this id", Err: err}
-		}
-		if err != nil {
+			// Deleted, or never written: the visit is recorded all the
+			// same; retrying the report cannot bring the Task back.
+			tx.Warnings = append(tx.Warnings, goneWarning(r.ID, "fields."+f.Task, "Task", fu.task, "", err))
+			task = nil
+		} else if err != nil {
 			return err
 		}
 	}
-	srField := "" // the report's field the ServiceRequest id came from
+	srField, via := "", "" // the report's field the ServiceRequest id came from; the Task it came through
 	if fu.serviceRequest == "" {
-		fu.serviceRequest = requestOf(task)
+		fu.serviceRequest, srField, via = requestOf(task), "fields."+f.Task, "Task/"+fu.task
 	} else {
 		srField = "fields." + f.ServiceRequest
+	}
+	var sr map[string]any
+	if fu.serviceRequest != "" {
+		// Read before the Encounter refers to it: a basedOn to a
+		// ServiceRequest the server no longer has would fail the whole
+		// transaction on a server that keeps references intact (HAPI's
+		// enforce_referential_integrity_on_write), for ever.
+		var err error
+		sr, err = readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)
+		if notFound(err) {
+			tx.Warnings = append(tx.Warnings, goneWarning(r.ID, srField, "ServiceRequest", fu.serviceRequest, via, err))
+			fu.serviceRequest, sr = "", nil
+		} else if err != nil {
+			return err
+		}
 	}
 	if fu.serviceRequest != "" {
 		ref := "ServiceRequest/" + fu.serviceRequest
@@ -265,15 +285,7 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 			tx.Entries = append(tx.Entries, updateEntry(c, "Task", fu.task, version, task, "referral"))
 		}
 	}
-	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && fu.serviceRequest != "" {
-		sr, err := readRaw(ctx, rd, "ServiceRequest", fu.serviceRequest)
-		if notFound(err) && srField != "" {
-			return &ConversionError{DocID: r.ID, Field: srField, Value: fu.serviceRequest,
-				Reason: "the FHIR server has no ServiceRequest with this id", Err: err}
-		}
-		if err != nil {
-			return err
-		}
+	if f.CompleteRequest && fu.status == models.TaskStatusCompleted && sr != nil {
 		// Only an open request is completed: one the EMR revoked (or marked
 		// entered-in-error, or completed) keeps its status, as a Task closed
 		// before keeps its own (mergeTask).
@@ -285,6 +297,24 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 		}
 	}
 	return nil
+}
+
+// goneWarning is the warning of the follow-up report r whose field names typ/id (directly, or as
+// the ServiceRequest the Task via is based on), which the FHIR server answered err for: gone, so
+// left out of the report's transaction.
+func goneWarning(r, field, typ, id, via string, err error) *ConversionError {
+	status := 0
+	var se *ServerError
+	if errors.As(err, &se) {
+		status = se.StatusCode
+	}
+	what := typ + "/" + id + " is"
+	if via != "" {
+		what = via + " is based on " + typ + "/" + id + ", which is"
+	}
+	return &ConversionError{DocID: r, Field: field, Value: id, Reason: fmt.Sprintf(
+		"%s gone from the FHIR server (%d %s): the follow-up is written without it and does not close it",
+		what, status, http.StatusText(status))}
 }
 
 // readRaw reads typ/id as a JSON object, keeping numbers exact.
@@ -305,7 +335,9 @@ func readRaw(ctx context.Context, rd interface {
 }
 
 // notFound reports whether err is the server's answer that the resource
-// read does not exist (404) or was deleted (410).
+// read was deleted (410) or does not exist (404), which is also how a server
+// that keeps no record of deletions answers a deleted resource (R4
+// http.html#read and #delete).
 func notFound(err error) bool {
 	var se *ServerError
 	return errors.As(err, &se) && (se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusGone)

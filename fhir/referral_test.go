@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -141,8 +142,9 @@ func (l *loop) report(id, taskID, outcome string, reported time.Time) *cht.Repor
 	return &r
 }
 
-// push converts and writes a follow-up report as the CHT → FHIR push does.
-func (l *loop) push(r *cht.Report) {
+// push converts and writes a follow-up report as the CHT → FHIR push does,
+// and returns the transaction's warnings.
+func (l *loop) push(r *cht.Report) []*fhir.ConversionError {
 	l.t.Helper()
 	tx, err := l.conv.ReportBundle(r)
 	if err != nil {
@@ -161,6 +163,19 @@ func (l *loop) push(r *cht.Report) {
 	}
 	if err := fc.Transaction(context.Background(), body); err != nil {
 		l.t.Fatalf("push %s: %v", r.ID, err)
+	}
+	return tx.Warnings
+}
+
+// del deletes typ/id, as an EMR does.
+func (l *loop) del(typ, id string) {
+	l.t.Helper()
+	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: l.rd.base, HTTPClient: l.rd.hc, MaxRetries: -1})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := fc.Delete(context.Background(), typ, id); err != nil {
+		l.t.Fatalf("delete %s/%s: %v", typ, id, err)
 	}
 }
 
@@ -370,6 +385,11 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 		}
 	})
 
+	t.Run("a gone Task or ServiceRequest is left out with a warning", func(t *testing.T) {
+		l.t = t
+		testGoneReferral(t, l, t0, false)
+	})
+
 	t.Run("bad follow-up reports name the field", func(t *testing.T) {
 		l.t = t
 		_, taskID := l.request("p5")
@@ -380,9 +400,6 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 			{l.report("r5", "", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r6", "Task/bad id!", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r7", taskID, "maybe", t0), "fields.follow_up.outcome"},
-			// A Task the server does not have: the report's fault, so
-			// 4xx rather than an upstream failure retried for ever.
-			{l.report("r8", "no-such-task-"+l.tag, "met", t0), "fields.inputs.fhir_task"},
 		} {
 			tx, err := l.conv.ReportBundle(tt.r)
 			if err != nil {
@@ -397,10 +414,196 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 	})
 }
 
+// testGoneReferral: a follow-up whose Task or ServiceRequest the FHIR server
+// no longer has (deleted: 410 Gone on HAPI, which keeps deleted resources,
+// BaseHapiFhirResourceDao read's ResourceGoneException; 404 on servers that
+// keep no record of deletions, medplum's in-memory repository among them;
+// R4 http.html#read) is written without it, with a warning naming the
+// report's field and the gone resource. Failing it instead would leave the
+// push in CHT's outbound queue for good: Sentinel retries a failed push
+// every 5 minutes without end (cht-core sentinel/src/schedule/outbound.js),
+// and the visit would never reach FHIR.
+//
+// keepsReferences is set for a server that refuses a write referring to a
+// deleted resource (HAPI-1096 "is deleted, specified in path", HAPI's
+// enforce_referential_integrity_on_write) and a delete of a resource others
+// refer to (HAPI-0515 "Unable to delete ... because at least one resource has a
+// reference to this resource", enforce_referential_integrity_on_delete; both on by
+// default): there a ServiceRequest that a Task still refers to cannot be
+// deleted, so the cases of a kept Task whose ServiceRequest is gone cannot
+// arise and are not run.
+func testGoneReferral(t *testing.T, l *loop, t0 time.Time, keepsReferences bool) {
+	for i, tt := range []struct {
+		name string
+		// setup makes the referral and removes what is gone; it returns the
+		// report and the Task that stays (or "").
+		setup   func(name string) (r *cht.Report, taskID string)
+		field   string // of the warning
+		goneRef string // the warning names it
+		// taskRefersToGone: a Task that stays refers to the gone
+		// ServiceRequest.
+		taskRefersToGone bool
+	}{
+		{"the Task's ServiceRequest deleted", func(name string) (*cht.Report, string) {
+			srID, taskID := l.request(name)
+			l.del("ServiceRequest", srID)
+			return l.report(name, taskID, "met", t0), taskID
+		}, "fields.inputs.fhir_task", "ServiceRequest/", true},
+		{"the Task deleted", func(name string) (*cht.Report, string) {
+			_, taskID := l.request(name)
+			l.del("Task", taskID)
+			return l.report(name, taskID, "met", t0), ""
+		}, "fields.inputs.fhir_task", "Task/", false},
+		{"a Task the server never had", func(name string) (*cht.Report, string) {
+			return l.report(name, "no-such-task-"+l.tag, "met", t0), ""
+		}, "fields.inputs.fhir_task", "Task/no-such-task-", false},
+		{"the report's ServiceRequest deleted, its Task kept", func(name string) (*cht.Report, string) {
+			srID, taskID := l.request(name)
+			l.del("ServiceRequest", srID)
+			r := l.report(name, taskID, "met", t0)
+			r.Fields["inputs"].(map[string]any)["fhir_service_request"] = srID
+			return r, taskID
+		}, "fields.inputs.fhir_service_request", "ServiceRequest/", true},
+		{"a ServiceRequest sent alone, deleted", func(name string) (*cht.Report, string) {
+			srID, taskID := l.request(name)
+			l.del("Task", taskID) // the request had no Task
+			l.del("ServiceRequest", srID)
+			r := l.report(name, "", "met", t0)
+			r.Fields["inputs"].(map[string]any)["fhir_service_request"] = "ServiceRequest/" + srID
+			return r, ""
+		}, "fields.inputs.fhir_service_request", "ServiceRequest/", false},
+		// Nothing to complete: the ServiceRequest is read all the same,
+		// as the Encounter would refer to it.
+		{"a ServiceRequest sent alone, deleted, its patient not found", func(name string) (*cht.Report, string) {
+			srID, taskID := l.request(name)
+			l.del("Task", taskID)
+			l.del("ServiceRequest", srID)
+			r := l.report(name, "", "not_found", t0)
+			r.Fields["inputs"].(map[string]any)["fhir_service_request"] = srID
+			return r, ""
+		}, "fields.inputs.fhir_service_request", "ServiceRequest/", false},
+	} {
+		if keepsReferences && tt.taskRefersToGone {
+			continue
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			l.t = t
+			r, taskID := tt.setup(fmt.Sprintf("gone%d", i))
+			warns := l.push(r)
+			if len(warns) != 1 || warns[0].Field != tt.field || warns[0].DocID != r.ID ||
+				!strings.Contains(warns[0].Reason, tt.goneRef) || !strings.Contains(warns[0].Reason, "gone") {
+				t.Fatalf("warnings %v, want one on %s naming %s as gone", warns, tt.field, tt.goneRef)
+			}
+			enc := l.read("Encounter", l.encounterOf(r.ID))
+			if enc["basedOn"] != nil {
+				t.Errorf("Encounter.basedOn = %v, want none: what it named is gone", enc["basedOn"])
+			}
+			if taskID != "" {
+				task := l.read("Task", taskID)
+				if task["status"] != "completed" || get(task, "output", 0, "valueReference", "reference") != "Encounter/"+enc["id"].(string) {
+					t.Errorf("the Task that stays = %v, want completed with the Encounter as output", task)
+				}
+			}
+			// A replay writes nothing new and warns again.
+			if warns := l.push(r); len(warns) != 1 {
+				t.Errorf("replay: warnings %v, want one", warns)
+			}
+		})
+	}
+}
+
+// failingReader fails the reads of one resource type with err.
+type failingReader struct {
+	restReader
+	typ string
+	err error
+}
+
+func (f failingReader) Read(ctx context.Context, typ, id string, out any) error {
+	if typ == f.typ {
+		return f.err
+	}
+	return f.restReader.Read(ctx, typ, id, out)
+}
+
+// TestCloseReferralFailsOnOtherReadErrors: only 404 and 410 mean gone. A
+// server failing (5xx), refusing the mediator's credentials (401, 403),
+// throttling (429) or not answering fails the push, which CHT sends again:
+// the Task or ServiceRequest may well be there.
+func TestCloseReferralFailsOnOtherReadErrors(t *testing.T) {
+	srv := fhirtest.NewServer(fhirtest.Config{})
+	t.Cleanup(srv.Close)
+	l := newLoop(t, srv.URL, srv.Client())
+	_, taskID := l.request("fails")
+	for _, typ := range []string{"Task", "ServiceRequest"} {
+		for _, err := range []error{
+			&fhir.ServerError{StatusCode: http.StatusInternalServerError, Entry: -1},
+			&fhir.ServerError{StatusCode: http.StatusBadGateway, Entry: -1},
+			&fhir.ServerError{StatusCode: http.StatusUnauthorized, Entry: -1},
+			&fhir.ServerError{StatusCode: http.StatusForbidden, Entry: -1},
+			&fhir.ServerError{StatusCode: http.StatusTooManyRequests, Entry: -1},
+			fmt.Errorf("dial tcp: %w", context.DeadlineExceeded),
+			errors.New("connection reset by peer"),
+		} {
+			t.Run(fmt.Sprintf("%s %v", typ, err), func(t *testing.T) {
+				r := l.report("fails", taskID, "met", time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
+				tx, cerr := l.conv.ReportBundle(r)
+				if cerr != nil {
+					t.Fatal(cerr)
+				}
+				cerr = l.conv.CloseReferral(context.Background(), tx, r, failingReader{l.rd, typ, err})
+				var ce *fhir.ConversionError
+				if !errors.Is(cerr, err) || errors.As(cerr, &ce) {
+					t.Errorf("CloseReferral = %v, want the read's error %v, not a ConversionError", cerr, err)
+				}
+				if len(tx.Warnings) != 0 {
+					t.Errorf("warnings %v, want none", tx.Warnings)
+				}
+			})
+		}
+	}
+}
+
 func TestReferralLoopInMemory(t *testing.T) {
 	srv := fhirtest.NewServer(fhirtest.Config{})
 	t.Cleanup(srv.Close)
 	testReferralLoop(t, srv.URL, srv.Client())
+}
+
+// TestReferralGone runs the gone cases against servers that answer a
+// deleted resource 410 Gone, as HAPI FHIR does (BaseHapiFhirResourceDao
+// read: ResourceGoneException), and, with references kept, refuse a
+// transaction that refers to a resource they do not have (HAPI-1094 and
+// HAPI-1096 with enforce_referential_integrity_on_write, on by default):
+// the follow-up must not refer to what is gone. TestReferralLoopInMemory
+// runs them on a server that answers 404.
+func TestReferralGone(t *testing.T) {
+	for _, keepsReferences := range []bool{false, true} {
+		t.Run(fmt.Sprintf("410, references kept %v", keepsReferences), func(t *testing.T) {
+			testGoneOn(t, fhirtest.Config{Gone: true, ReferentialIntegrity: keepsReferences})
+		})
+	}
+}
+
+func testGoneOn(t *testing.T, cfg fhirtest.Config) {
+	srv := fhirtest.NewServer(cfg)
+	t.Cleanup(srv.Close)
+	l := newLoop(t, srv.URL, srv.Client())
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	// The people the report refers to (its patient, its CHW), which the
+	// push of their CHT documents would have written.
+	tx, err := l.conv.ReportBundle(l.report("people", "", "met", t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tx.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`"reference":"(Patient|Practitioner)/([A-Za-z0-9.-]+)"`).FindAllStringSubmatch(string(b), -1) {
+		l.do(http.MethodPut, "/"+m[1]+"/"+m[2], map[string]any{"resourceType": m[1], "id": m[2]})
+	}
+	testGoneReferral(t, l, t0, cfg.ReferentialIntegrity)
 }
 
 // TestE2EReferralLoop runs the loop against the real FHIR server (FHIR_BASE_URL).

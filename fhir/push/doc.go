@@ -18,10 +18,15 @@
 // failed and 504 when they did not answer in time.
 //
 // A value of a field the mapping marks lenient that cannot be converted
-// is left out and the rest written; each such warning
-// (fhir.Transaction.Warnings) is logged as a WARN line naming the document
-// and field, and added to the push's answer:
-// {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}.
+// is left out and the rest written. So is, in a follow-up report
+// (fhir.FollowUp), the Task or ServiceRequest the FHIR server answers 404
+// or 410 for: the visit is written without closing or referring to it
+// (fhir.Converter.CloseReferral), rather than failed for ever. Each such
+// warning (fhir.Transaction.Warnings) is logged as a WARN line naming the
+// document and field, and added to the push's answer:
+// {"ok":true,"warnings":[{"doc":...,"field":...,"reason":...}]}. Other
+// failures to read them (5xx, 401, 403, no answer) fail the push, which
+// CHT sends again.
 //
 // Pushes of one document are converted and written one at a time, in the
 // order they arrive. A transaction still in flight at a push's deadline

@@ -124,7 +124,8 @@ func newHandler(cfg Config, docs *docLocks) (*Handler, error) {
 }
 
 // ServeHTTP serves POST [OutboundPath] and POST [EncounterPath]. A push
-// written with conversion warnings (values of lenient fields left out, see
+// written with conversion warnings (values of lenient fields left out, a
+// follow-up's Task or ServiceRequest gone from the FHIR server, see
 // fhir.Transaction.Warnings) is answered {"ok":true,"warnings":[...]},
 // each warning {"doc","field","reason"}: inside a mediator this body is the
 // OpenHIM transaction's response, so the warnings show there.
@@ -190,7 +191,7 @@ func (h *Handler) warn(ctx context.Context, docID string, list []*fhir.Conversio
 		if doc == "" {
 			doc = docID
 		}
-		h.log.WarnContext(ctx, "conversion left out a value of a lenient field", "doc", doc, "field", e.Field, "reason", e.Reason)
+		h.log.WarnContext(ctx, "push written with a warning", "doc", doc, "field", e.Field, "reason", e.Reason)
 		if ws != nil {
 			ws.mu.Lock()
 			ws.list = append(ws.list, warning{Doc: doc, Field: e.Field, Reason: e.Reason})

@@ -541,21 +541,28 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 	return b
 }
 
-// TestFollowUpOfAnUnknownTaskIs422: a follow-up report naming a Task the
-// FHIR server does not have is the report's fault: 422 naming the field,
-// every time, and nothing written; not a 502 that blames the server and
-// is retried for ever.
-func TestFollowUpOfAnUnknownTaskIs422(t *testing.T) {
+// TestFollowUpOfAGoneRequestIsWrittenWithAWarning: a follow-up report whose
+// Task, or the ServiceRequest its Task is based on, the FHIR server no
+// longer has (410 Gone for a deleted resource on HAPI, BaseHapiFhirResourceDao
+// read; 404 for one it never had, or on a server that keeps no record of
+// deletions: R4 http.html#read) is answered 200 with a warning naming the
+// field and the gone resource, and its Encounter is written without a
+// reference to what is gone. Any failure would stay in CHT's outbound queue
+// for good: Sentinel sends a failed push again every 5 minutes, without end
+// (cht-core shared-libs/outbound/src/outbound.js send, sentinel/src/schedule/outbound.js),
+// and the visit would never reach FHIR.
+func TestFollowUpOfAGoneRequestIsWrittenWithAWarning(t *testing.T) {
 	m := fhir.DefaultMapping()
 	for i := range m.Forms {
 		if m.Forms[i].Form == "interop_follow_up" {
-			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", Outcome: "follow_up.outcome", Done: []string{"met"}}
+			m.Forms[i].FollowUp = &fhir.FollowUp{Task: "inputs.fhir_task", Outcome: "follow_up.outcome", Done: []string{"met"},
+				CompleteRequest: true}
 		}
 	}
 	require.NoError(t, m.Validate())
 	conv, err := fhir.New(fhir.Config{ContactTypes: chttest.DemoTypes(), InstanceURL: "https://cht.example.org", Mapping: m})
 	require.NoError(t, err)
-	fhirSrv := fhirtest.NewServer(fhirtest.Config{})
+	fhirSrv := fhirtest.NewServer(fhirtest.Config{Gone: true})
 	t.Cleanup(fhirSrv.Close)
 	fc, err := fhir.NewClient(fhir.ClientConfig{BaseURL: fhirSrv.URL, MaxRetries: -1})
 	require.NoError(t, err)
@@ -563,15 +570,58 @@ func TestFollowUpOfAnUnknownTaskIs422(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	ctx := t.Context()
+	require.NoError(t, fc.Update(ctx, "ServiceRequest", "sr-gone", map[string]any{"resourceType": "ServiceRequest", "id": "sr-gone",
+		"status": "active", "intent": "order", "subject": map[string]any{"reference": "Patient/p"}}, nil))
+	require.NoError(t, fc.Update(ctx, "Task", "t-kept", map[string]any{"resourceType": "Task", "id": "t-kept", "status": "requested",
+		"intent": "order", "basedOn": []any{map[string]any{"reference": "ServiceRequest/sr-gone"}}}, nil))
+	require.NoError(t, fc.Update(ctx, "Task", "t-gone", map[string]any{"resourceType": "Task", "id": "t-gone", "status": "requested",
+		"intent": "order"}, nil))
+	require.NoError(t, fc.Delete(ctx, "ServiceRequest", "sr-gone"))
+	require.NoError(t, fc.Delete(ctx, "Task", "t-gone"))
 
-	body := `{"doc":{"_id":"r1","type":"data_record","form":"interop_follow_up","reported_date":1700000000000,
-	  "fields":{"patient_uuid":"` + chttest.DemoPatientID + `","inputs":{"fhir_task":"no-such-task"},"follow_up":{"outcome":"met"}}}}`
-	for range 2 {
-		resp, err := http.Post(srv.URL+push.OutboundPath, "application/json", strings.NewReader(body))
-		require.NoError(t, err)
-		answer := string(readAll(t, resp))
-		assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, answer)
-		assert.Contains(t, answer, "fields.inputs.fhir_task")
+	for _, tt := range []struct {
+		name, doc, task string
+		gone            string // named by the warning
+		taskStatus      string // of the Task t-kept after the push; "" when not read
+	}{
+		{"a Task the server never had (404)", "r-never", "no-such-task", "Task/no-such-task", ""},
+		{"a deleted Task (410)", "r-deleted", "t-gone", "Task/t-gone", ""},
+		{"the Task's ServiceRequest deleted (410)", "r-sr-gone", "t-kept", "ServiceRequest/sr-gone", "completed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"doc":{"_id":"` + tt.doc + `","type":"data_record","form":"interop_follow_up","reported_date":1700000000000,
+			  "fields":{"patient_uuid":"` + chttest.DemoPatientID + `","inputs":{"fhir_task":"` + tt.task + `"},"follow_up":{"outcome":"met"}}}}`
+			for range 2 { // a replay answers the same
+				resp, err := http.Post(srv.URL+push.OutboundPath, "application/json", strings.NewReader(body))
+				require.NoError(t, err)
+				b := readAll(t, resp)
+				require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+				var answer struct {
+					OK       bool `json:"ok"`
+					Warnings []struct{ Doc, Field, Reason string }
+				}
+				require.NoError(t, json.Unmarshal(b, &answer), "%s", b)
+				require.Len(t, answer.Warnings, 1, "%s", b)
+				w := answer.Warnings[0]
+				assert.Equal(t, tt.doc, w.Doc)
+				assert.Equal(t, "fields.inputs.fhir_task", w.Field)
+				assert.Contains(t, w.Reason, tt.gone)
+				assert.Contains(t, w.Reason, "gone from the FHIR server")
+			}
+			var encs []json.RawMessage
+			for _, e := range fhirSrv.Resources("Encounter") {
+				if strings.Contains(string(e), `"value":"`+tt.doc+`"`) {
+					encs = append(encs, e)
+				}
+			}
+			require.Len(t, encs, 1, "the follow-up's Encounter is written once")
+			assert.NotContains(t, string(encs[0]), "basedOn", "no reference to what is gone")
+			if tt.taskStatus != "" {
+				task, ok := fhirSrv.Resource("Task", "t-kept")
+				require.True(t, ok)
+				assert.Contains(t, string(task), `"status":"`+tt.taskStatus+`"`)
+			}
+		})
 	}
-	assert.Empty(t, fhirSrv.Counts(), "nothing is written for a report that cannot be converted")
 }
