@@ -30,7 +30,8 @@ type FollowUp struct {
 	// Task is the dotted path below the report's fields holding the id of the FHIR Task (a bare
 	// id or "Task/<id>"), usually a form input filled by the CHT task, e.g. "inputs.fhir_task".
 	// A report whose Task id is empty but whose ServiceRequest id is not (the CHT task of a
-	// ServiceRequest sent without a Task) closes the request only.
+	// ServiceRequest sent without a Task) closes the request only; one with neither closes
+	// nothing, with a warning (see [Converter.CloseReferral]).
 	Task string `json:"task" yaml:"task"`
 	// ServiceRequest is the path of the ServiceRequest id. When empty or absent in a report, the
 	// Task's basedOn (or focus) ServiceRequest is used.
@@ -125,12 +126,9 @@ type followUpReport struct {
 
 // parseFollowUp reads the request ids and the outcome of a follow-up report.
 func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, error) {
-	idAt := func(path, typ string, required bool) (string, error) {
+	idAt := func(path, typ string) (string, error) {
 		v, ok := r.Fields.Field(path)
 		if !ok || isEmptyValue(v) {
-			if required {
-				return "", &ConversionError{DocID: r.ID, Field: "fields." + path, Reason: "the follow-up report carries no " + typ + " id"}
-			}
 			return "", nil
 		}
 		s, isString := v.(string)
@@ -143,13 +141,14 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 	fu := &followUpReport{status: models.TaskStatusCompleted}
 	var err error
 	if f.ServiceRequest != "" {
-		if fu.serviceRequest, err = idAt(f.ServiceRequest, "ServiceRequest", false); err != nil {
+		if fu.serviceRequest, err = idAt(f.ServiceRequest, "ServiceRequest"); err != nil {
 			return nil, err
 		}
 	}
 	// A CHW task raised by a ServiceRequest alone has no Task to close:
-	// its follow-up needs the request's id instead.
-	if fu.task, err = idAt(f.Task, "Task", fu.serviceRequest == ""); err != nil {
+	// its follow-up names the request instead. One that names neither
+	// (see CloseReferral) closes nothing.
+	if fu.task, err = idAt(f.Task, "Task"); err != nil {
 		return nil, err
 	}
 	if f.Outcome != "" {
@@ -195,8 +194,11 @@ func (c *Converter) parseFollowUp(f *FollowUp, r *cht.Report) (*followUpReport, 
 // The result depends only on the set of follow-up reports written, not on their order, and a
 // replayed report adds no entry at all, so the Task and ServiceRequest get no new version and
 // subscribers are not notified twice. A concurrent change of the Task makes the transaction fail
-// with 412 (409 on HAPI); pushing the report again merges with the new version. A report without the Task id and
-// without the ServiceRequest id, or with an outcome not listed, is a *[ConversionError] naming the field.
+// with 412 (409 on HAPI); pushing the report again merges with the new version. A report with an
+// outcome not listed, or with an id that is not one, is a *[ConversionError] naming the field. A
+// report with neither the Task id nor the ServiceRequest id (of a CHT task raised without them)
+// closes nothing: the transaction is left as it is, with a warning naming the Task's field added
+// to tx.Warnings.
 //
 // A Task or ServiceRequest that rd answers is gone (a *[ServerError] with status 410, or 404: a
 // server that keeps no record of deletions answers a deleted resource so) is left out: the
@@ -216,6 +218,19 @@ func (c *Converter) CloseReferral(ctx context.Context, tx *Transaction, r *cht.R
 	fu, err := c.parseFollowUp(f, r)
 	if err != nil {
 		return err
+	}
+	if fu.task == "" && fu.serviceRequest == "" {
+		// The CHT task was raised without an id to hand on (fhir-to-cht
+		// refuses such a request now; CHT may hold tasks raised before):
+		// the visit is written all the same, as no retry can name the
+		// request.
+		fields := "fields." + f.Task
+		if f.ServiceRequest != "" {
+			fields += " and fields." + f.ServiceRequest
+		}
+		tx.Warnings = append(tx.Warnings, &ConversionError{DocID: r.ID, Field: "fields." + f.Task, Reason: "the follow-up report " +
+			"names no Task and no ServiceRequest (" + fields + " empty or absent): the visit is written and closes no referral"})
+		return nil
 	}
 	var enc *models.Encounter
 	var encURL string

@@ -390,6 +390,41 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 		testGoneReferral(t, l, t0, false)
 	})
 
+	// A CHT task raised without the request's ids (fhir/tocht accepted a
+	// ServiceRequest without an id before it refused one) hands its
+	// follow-up neither id. No retry can name the request: failing the push
+	// would leave it in CHT's outbound queue for good (Sentinel retries a
+	// failed push every 5 minutes, cht-core sentinel/src/schedule/outbound.js),
+	// so the visit is written, closing nothing, with a warning.
+	t.Run("a follow-up naming no request is written with a warning", func(t *testing.T) {
+		l.t = t
+		for _, tt := range []struct {
+			name   string
+			inputs map[string]any
+		}{
+			{"ids absent", map[string]any{}},
+			{"ids empty", map[string]any{"fhir_task": "", "fhir_service_request": " "}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				l.t = t
+				r := l.report("none-"+strings.ReplaceAll(tt.name, " ", "-"), "", "met", t0)
+				inputs := r.Fields["inputs"].(map[string]any)
+				delete(inputs, "fhir_task")
+				for k, v := range tt.inputs {
+					inputs[k] = v
+				}
+				warns := l.push(r)
+				if len(warns) != 1 || warns[0].Field != "fields.inputs.fhir_task" || warns[0].DocID != r.ID ||
+					!strings.Contains(warns[0].Reason, "fields.inputs.fhir_service_request") {
+					t.Fatalf("warnings %v, want one on fields.inputs.fhir_task naming both fields", warns)
+				}
+				if enc := l.read("Encounter", l.encounterOf(r.ID)); enc["basedOn"] != nil {
+					t.Errorf("Encounter.basedOn = %v, want none", enc["basedOn"])
+				}
+			})
+		}
+	})
+
 	t.Run("bad follow-up reports name the field", func(t *testing.T) {
 		l.t = t
 		_, taskID := l.request("p5")
@@ -397,7 +432,6 @@ func testReferralLoop(t *testing.T, base string, hc *http.Client) {
 			r     *cht.Report
 			field string
 		}{
-			{l.report("r5", "", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r6", "Task/bad id!", "met", t0), "fields.inputs.fhir_task"},
 			{l.report("r7", taskID, "maybe", t0), "fields.follow_up.outcome"},
 		} {
