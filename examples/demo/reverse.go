@@ -32,6 +32,7 @@ func (d *demo) startReverse(ctx context.Context, c *cht.Client) error {
 func (d *demo) serviceRequest() []byte {
 	return []byte(fmt.Sprintf(`{
   "resourceType": "ServiceRequest",
+  "id": "ltfu-2025-0042",
   "identifier": [{"system": "https://emr.demo.example/service-request", "value": "LTFU-2025-0042"}],
   "status": "active",
   "intent": "order",

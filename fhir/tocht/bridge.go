@@ -359,7 +359,9 @@ func (b *Bridge) serve(ctx context.Context, r *mediator.Request, resourceType st
 		case *models.Task:
 			err = b.carryOutStored(ctx, r, u, nil)
 		case *models.ServiceRequest:
-			u, err = b.joinStoredTask(ctx, r, u, nil, true)
+			if err = requireRequestID(u); err == nil {
+				u, err = b.joinStoredTask(ctx, r, u, nil, true)
+			}
 		}
 	}
 	if err != nil {

@@ -427,10 +427,15 @@ func (b *Bridge) planBundle(ctx context.Context, bundle *models.Bundle, pe *pars
 			pb.raiseThrough(planned, requestUnit[c.entry], c.entry, tu, i, c.expr)
 		}
 	}
-	// A ServiceRequest no Task of the Bundle carries out may be carried
-	// out by a Task sent before.
+	// A ServiceRequest no Task of the Bundle carries out raises a CHW
+	// task its follow-up must be able to name (requireRequestID); it may
+	// be carried out by a Task sent before.
 	for i, ui := range requestUnit {
 		if u := pb.units[ui]; u != nil && pb.errs[ui] == nil && !u.skip && len(pb.through[ui]) == 0 {
+			if err := requireRequestID(u); err != nil {
+				pb.units[ui], pb.errs[ui] = nil, err
+				continue
+			}
 			if pb.units[ui], pb.errs[ui] = b.joinStoredTask(ctx, parsed[i].(*models.ServiceRequest), u, refs, false); pb.errs[ui] != nil {
 				pb.units[ui] = nil
 			}

@@ -20,8 +20,38 @@ import (
 // (joinStoredTask).
 
 // fieldTask is the field of a Task's report that names the Task
-// (fhir.Converter.SubmissionFromTask).
-const fieldTask = "fhir_task"
+// (fhir.Converter.SubmissionFromTask); fieldServiceRequest the one that
+// names the ServiceRequest.
+const (
+	fieldTask           = "fhir_task"
+	fieldServiceRequest = "fhir_service_request"
+)
+
+// requireRequestID refuses the unit u of a ServiceRequest or Task that
+// would raise a CHW task whose report names neither the Task nor a
+// ServiceRequest (fieldTask, fieldServiceRequest): its follow-up would
+// have nothing to close the referral by (fhir.Converter.CloseReferral reads
+// the Task and the ServiceRequest by these ids only), and the referral
+// could never be closed. The error is a 422 naming the resource's id.
+func requireRequestID(u *unit) error {
+	if u == nil || u.skip || u.report == nil {
+		return nil
+	}
+	if _, ok := u.report.Fields[fieldTask]; ok {
+		return nil
+	}
+	if _, ok := u.report.Fields[fieldServiceRequest]; ok {
+		return nil
+	}
+	reason := "an id is required: the follow-up report of the CHW task closes the referral by the ServiceRequest's id " +
+		"(its Task's, when sent with one), which the FHIR server knows it by; send the ServiceRequest with its id, " +
+		"or with the Task that carries it out"
+	if u.resourceType == "Task" {
+		reason = "an id is required unless the Task carries out a ServiceRequest that has one: the follow-up report of " +
+			"the CHW task closes the referral by these ids, which the FHIR server knows them by"
+	}
+	return &Error{Status: http.StatusUnprocessableEntity, Err: invalid(u.resourceType+".id", reason, models.IssueTypeRequired)}
+}
 
 // carryOut makes the report of the Task unit t the CHW task of the
 // ServiceRequest unit s, which the Task carries out: the report is the

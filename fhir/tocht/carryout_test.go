@@ -353,9 +353,11 @@ func TestReferralSentFirstWithoutIDs(t *testing.T) {
 		sends  []send
 		want   []map[string]any // reason, fhir_task of each report
 	}{
+		// Posted without its id, the ServiceRequest is refused
+		// (requireRequestID): its CHW task's follow-up could not name it.
 		{"the ServiceRequest posted, then put with its id, then its Task", [][]byte{sr("sr-1", "corrected")}, []send{
-			{http.MethodPost, "/fhir/ServiceRequest", sr("", "first"), http.StatusCreated},
-			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "corrected"), http.StatusOK},
+			{http.MethodPost, "/fhir/ServiceRequest", sr("", "first"), http.StatusUnprocessableEntity},
+			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "corrected"), http.StatusCreated},
 			{http.MethodPut, "/fhir/Task/t-1", task("t-1", "sr-1", "visit"), http.StatusOK}},
 			[]map[string]any{{"reason": "visit", "fhir_task": "t-1"}}},
 		{"the Task posted, then put with its id", [][]byte{sr("sr-1", "order")}, []send{
@@ -366,8 +368,8 @@ func TestReferralSentFirstWithoutIDs(t *testing.T) {
 		{"a ServiceRequest re-sent under another id, and without one", nil, []send{
 			{http.MethodPut, "/fhir/ServiceRequest/sr-1", sr("sr-1", "first"), http.StatusCreated},
 			{http.MethodPut, "/fhir/ServiceRequest/hie-42", sr("hie-42", "second"), http.StatusOK},
-			{http.MethodPost, "/fhir/ServiceRequest", sr("", "third"), http.StatusOK}},
-			[]map[string]any{{"reason": "third", "fhir_task": nil}}},
+			{http.MethodPost, "/fhir/ServiceRequest", sr("", "third"), http.StatusUnprocessableEntity}},
+			[]map[string]any{{"reason": "second", "fhir_task": nil}}},
 		{"a Task and its ServiceRequest with the same id", [][]byte{sr("ref-1", "order")}, []send{
 			{http.MethodPut, "/fhir/Task/ref-1", task("ref-1", "ref-1", "visit"), http.StatusCreated},
 			{http.MethodPut, "/fhir/ServiceRequest/ref-1", sr("ref-1", "order"), http.StatusOK}},

@@ -61,6 +61,17 @@
 //     extension's url.
 //   - A ServiceRequest with doNotPerform true (ServiceRequest.doNotPerform):
 //     it asks that something not be done, and raises no CHW task.
+//   - A ServiceRequest without an id that would raise a CHW task of its
+//     own (sent alone, or in a Bundle where no Task carries it out; an
+//     entry named by a urn:uuid fullUrl only has no id either), and a Task
+//     without an id that names no ServiceRequest with one
+//     (ServiceRequest.id, Task.id; issue code required): the CHW task's
+//     report would name no request (fhir_task, fhir_service_request), and
+//     its follow-up could close nothing, as fhir.Converter.CloseReferral
+//     finds the Task and the ServiceRequest by these ids. Send the resource
+//     with the id the FHIR server knows it by (a ServiceRequest of the
+//     same Bundle as the Task that carries it out needs none of its own
+//     when the Task has one).
 //   - A Patient with a link of type replaced-by (Patient.link[i].type; a
 //     link without a type, which R4 requires, too), in a Bundle too, and a
 //     Patient read from Config.FHIRURL as a subject with one: Patient.link
@@ -221,7 +232,8 @@
 // a second such Task for the request takes the first one's report over,
 // a ServiceRequest sent after it replaces its reason and due date, and the
 // same Task sent without its id after its report names it gets a second
-// report. Give Tasks their ids. A Task that arrives after the CHW's
+// report. Give Tasks their ids (one that names no ServiceRequest with an
+// id is refused, see Refused resources). A Task that arrives after the CHW's
 // follow-up of its ServiceRequest's CHW task takes over that report, but
 // the follow-up, which named no Task, does not close it.
 //

@@ -303,6 +303,13 @@ func (b *Bridge) planRequest(ctx context.Context, rt string, res any, meta *mode
 	u := &unit{resourceType: rt, resource: res, docID: b.ReportID(rt, ident), report: sub,
 		subject: subj.check(), subjectExpr: subjectExpr, subjectHint: subj.hint, subjectRef: subj.inBundle, subjectID: subj.id}
 	u.keepTask = rt == "ServiceRequest"
+	if rt == "Task" {
+		// A ServiceRequest's CHW task may be its Task's, which names it
+		// (raiseThrough): it is checked once that is known.
+		if err := requireRequestID(u); err != nil {
+			return nil, err
+		}
+	}
 	return u, nil
 }
 
