@@ -601,11 +601,13 @@ func writeRetrying(ctx context.Context, cfg Config, j *job) error {
 			}
 			switch {
 			case !conditional:
-			case withdrew && !searchedAgain && preconditionFailed(err):
+			case withdrew && !searchedAgain && attempt < cfg.MaxAttempts && preconditionFailed(err):
 				// The If-Match of a withdrawal (the Observation
 				// changed since the search) as much as an ambiguous
 				// match: an ambiguous match only if it fails again
-				// after a new search.
+				// after a new search. Without an attempt left, it is
+				// one: left unclassified, it would stop Run at this
+				// batch every time.
 				searchedAgain = true
 			default:
 				err = conditionalConflict(err)

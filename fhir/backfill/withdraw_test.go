@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -556,4 +557,53 @@ func TestBackfillReportTwiceInOneBatch(t *testing.T) {
 	got := e.observations(t)
 	assert.Equal(t, "entered-in-error", got["weight"]["status"])
 	assert.Equal(t, "final", got["height"]["status"])
+}
+
+// ambiguousWriter answers 412 to every bundle holding a marked document,
+// as a FHIR server answers a conditional write of a resource it holds
+// twice (fhirtest, HAPI: "more than 1 is 412"); it never clears.
+type ambiguousWriter struct {
+	backfill.Writer
+	bad string
+}
+
+func (w ambiguousWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
+	if strings.Contains(string(b), w.bad) {
+		return &fhir.ServerError{Entry: -1, StatusCode: http.StatusPreconditionFailed, Reason: "multiple matches"}
+	}
+	return w.Writer.WriteBundle(ctx, name, b)
+}
+
+// Under WriteConditionalUpdate, the first 412 of a bundle with a
+// withdrawal is retried with a new search only while attempts are left:
+// the last attempt's 412 is an ambiguous match, as without a withdrawal,
+// so the batch is written document by document and the document that
+// carries the duplicated resource fails alone. Left unclassified, it
+// stopped Run at that batch, and every later Run again (with MaxAttempts
+// 1, the 412 never got its second attempt).
+func TestBackfillWithdrawalAmbiguousMatchOnLastAttempt(t *testing.T) {
+	for _, attempts := range []int{1, 2} {
+		t.Run(fmt.Sprint(attempts), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 1)
+			withStrategy(t, e, fhir.WriteConditionalUpdate)
+			e.run(t, ctx)
+			bad := e.stats.PersonIDs[0] // not the report's patient or submitter
+			editReport(t, ctx, e.cfg.CHT, map[string]any{"weight": nil})
+			var d map[string]any
+			require.NoError(t, e.cfg.CHT.Docs.Get(ctx, bad, &d))
+			_, err := e.cfg.CHT.Docs.Put(ctx, bad, d)
+			require.NoError(t, err)
+			e.cfg.Writer = ambiguousWriter{Writer: txWriter{e.cfg.FHIR}, bad: bad}
+			e.cfg.MaxAttempts = attempts
+
+			sum, err := backfill.Run(ctx, e.cfg)
+			require.NoError(t, err, "the sync goes on past the document")
+			assert.EqualValues(t, 2, sum.Processed, "one batch of the two edits")
+			require.Len(t, sum.Failures, 1)
+			assert.Equal(t, bad, sum.Failures[0].DocID)
+			assert.Contains(t, sum.Failures[0].Reason, "several resources with the identifier")
+			assert.Equal(t, "entered-in-error", e.observations(t)["weight"]["status"])
+		})
+	}
 }
