@@ -64,12 +64,15 @@
 // version conflict (412, 409: the Observation changed since the search),
 // searches again and withdraws the version it finds then; a run resumed
 // from its checkpoint finds the Observations already withdrawn and
-// withdraws nothing twice. A batch written document by document searches
-// for each report alone. A report edited during the sync, in two batches,
-// ends with the state of its newest copy: a batch waits, as for a resource
-// with other content, for the older batches that write an Observation it
-// may withdraw before it searches, and a younger batch that writes that
-// Observation waits for it.
+// withdraws nothing twice. With fhir.WriteConditionalUpdate, where a 412
+// otherwise means an ambiguous match (see Failures), the first 412 of a
+// bundle with withdrawals is retried that way while attempts are left;
+// one after that is an ambiguous match. A batch written document by
+// document searches for each report alone. A report edited during the
+// sync, in two batches, ends with the state of its newest copy: a batch
+// waits, as for a resource with other content, for the older batches that
+// write an Observation it may withdraw before it searches, and a younger
+// batch that writes that Observation waits for it.
 //
 // # What is converted
 //

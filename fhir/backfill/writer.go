@@ -17,8 +17,11 @@ import (
 // "batch-000042-<doc id>" when a batch is written document by document).
 // WriteBundle returns nil only once the bundle is durably stored; a
 // *fhir.ServerError with a 4xx status other than 408, 409, 412 and 429 (or
-// a 412 under a conditional write strategy) means the bundle itself was
-// rejected and retrying it is pointless. Any other error is retried.
+// a 412 under a conditional write strategy, except the first one of a
+// bundle that withdraws Observations, which is retried after a new search:
+// see Edited reports in the package documentation) means the bundle
+// itself was rejected and retrying it is pointless. Any other error is
+// retried.
 // WriteBundle must not modify bundle.
 type Writer interface {
 	WriteBundle(ctx context.Context, name string, bundle []byte) error
