@@ -148,6 +148,12 @@ func (cfg Config) prepare() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.FHIR == nil {
+		// A Writer alone: the FHIR server cannot be searched, so edits
+		// that emptied fields of reports leave their Observations as they
+		// are (see Edited reports in the package documentation).
+		cfg.Logger.Warn("backfill: Config.FHIR is not set, so the Observations of fields that edits of reports emptied are not withdrawn")
+	}
 	if dw, ok := cfg.Writer.(DirWriter); ok {
 		if err := ensureDir(dw.Dir); err != nil {
 			return cfg, err

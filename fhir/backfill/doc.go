@@ -53,9 +53,12 @@
 // together, 10 identifiers per search; a batch whose reports are all first
 // versions, or convert every mapped field, searches nothing. Nothing is
 // withdrawn with fhir.WriteConditionalCreate, which propagates no edit,
-// nor without Config.FHIR (a Writer alone). A dry run with Config.FHIR set
-// searches (reads only) and its bundles hold the withdrawals a real run
-// would write.
+// nor without Config.FHIR (a Writer alone; Run and Retry then log a WARN
+// line saying so). A dry run with Config.FHIR set searches (reads only)
+// and its bundles hold the withdrawals a real run would write, except
+// those of a report edited between two of its batches: the older batch's
+// write never reaches the server, so the younger batch's search cannot
+// find it.
 //
 // Each attempt to write a batch searches first: a failed search fails the
 // attempt, which writes nothing, and is retried (network errors, 408, 429,

@@ -1,9 +1,11 @@
 package backfill_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -605,5 +607,29 @@ func TestBackfillWithdrawalAmbiguousMatchOnLastAttempt(t *testing.T) {
 			assert.Contains(t, sum.Failures[0].Reason, "several resources with the identifier")
 			assert.Equal(t, "entered-in-error", e.observations(t)["weight"]["status"])
 		})
+	}
+}
+
+// A Writer without Config.FHIR cannot search for the Observations to
+// withdraw: Run says so once, in a WARN line, rather than leaving them
+// final unannounced. With Config.FHIR it says nothing of the kind.
+func TestWriterWithoutFHIRWarnsThatNothingIsWithdrawn(t *testing.T) {
+	for _, withFHIR := range []bool{false, true} {
+		e := newEnv(t, 1)
+		var logs bytes.Buffer
+		e.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		e.cfg.Writer = backfill.DirWriter{Dir: t.TempDir()}
+		if !withFHIR {
+			e.cfg.FHIR = nil
+		}
+		_, err := backfill.Run(context.Background(), e.cfg)
+		require.NoError(t, err)
+		n := strings.Count(logs.String(), "are not withdrawn")
+		if withFHIR {
+			assert.Zero(t, n, "%s", logs.String())
+		} else {
+			assert.Equal(t, 1, n, "one WARN line: %s", logs.String())
+			assert.Contains(t, logs.String(), "level=WARN")
+		}
 	}
 }
