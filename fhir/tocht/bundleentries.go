@@ -233,41 +233,14 @@ func parseContext(e models.BundleEntry, i int, rt string) (any, error) {
 // conditionalPatient reads u, the url of a PUT of the Patient p that is a
 // conditional update (FHIR R4 http.html#cond-update: PUT
 // [base]/Patient?[search parameters]). The bridge accepts one search
-// parameter, identifier, with one token (<system>|<value>, |<value> for
-// an identifier without system, or <value> of any system; R4
-// search.html#token, with \| \, \$ \\ escaped), which p must carry. The
-// Patient is then keyed as when it is sent any other way (see
+// parameter, identifier, with one token (see patientQuery), which p must
+// carry. The Patient is then keyed as when it is sent any other way (see
 // planPatient), so that every send of it updates the same CHT person.
 // reason says why u is refused ("" when it is not).
 func conditionalPatient(u string, p *models.Patient) (reason string) {
-	path, query, _ := strings.Cut(u, "?")
-	if path != "Patient" && !strings.HasSuffix(path, "/Patient") {
-		return "want Patient/<id> or Patient?identifier=<system>|<value>"
-	}
-	params, err := url.ParseQuery(query)
-	if err != nil {
-		return "the search parameters do not parse: " + err.Error()
-	}
-	var other []string
-	for k := range params {
-		if k != "identifier" {
-			other = append(other, quote(k))
-		}
-	}
-	slices.Sort(other)
-	switch {
-	case len(other) > 0:
-		return fmt.Sprintf("a conditional update by search parameter %s is not supported: the bridge names a Patient by one identifier, "+
-			"Patient?identifier=<system>|<value>", strings.Join(other, ", "))
-	case len(params["identifier"]) != 1:
-		return "name the Patient by one identifier, Patient?identifier=<system>|<value>"
-	}
-	system, value, hasSystem, ok := token(params["identifier"][0])
-	switch {
-	case !ok:
-		return "the identifier lists several values: name one, <system>|<value>"
-	case value == "":
-		return "the identifier has no value: want <system>|<value>"
+	system, value, hasSystem, reason := patientQuery(u, "a conditional update")
+	if reason != "" {
+		return reason
 	}
 	for j := range p.Identifier {
 		id := &p.Identifier[j]
@@ -288,6 +261,44 @@ func conditionalPatient(u string, p *models.Patient) (reason string) {
 	}
 	return fmt.Sprintf("the Patient carries no identifier %s: a conditional update must name an identifier of the Patient it sends",
 		quote(want))
+}
+
+// patientQuery reads u, a search of Patients by one identifier,
+// [base]/Patient?identifier=<token>: <system>|<value>, |<value> for an
+// identifier without system, or <value> of any system (R4
+// search.html#token, with \| \, \$ \\ escaped). what names the use of u
+// in reason, which says why u is refused ("" when it is not).
+func patientQuery(u, what string) (system, value string, hasSystem bool, reason string) {
+	path, query, _ := strings.Cut(u, "?")
+	if path != "Patient" && !strings.HasSuffix(path, "/Patient") {
+		return "", "", false, "want Patient/<id> or Patient?identifier=<system>|<value>"
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return "", "", false, "the search parameters do not parse: " + err.Error()
+	}
+	var other []string
+	for k := range params {
+		if k != "identifier" {
+			other = append(other, quote(k))
+		}
+	}
+	slices.Sort(other)
+	switch {
+	case len(other) > 0:
+		return "", "", false, fmt.Sprintf("%s by search parameter %s is not supported: the bridge names a Patient by one identifier, "+
+			"Patient?identifier=<system>|<value>", what, strings.Join(other, ", "))
+	case len(params["identifier"]) != 1:
+		return "", "", false, "name the Patient by one identifier, Patient?identifier=<system>|<value>"
+	}
+	system, value, hasSystem, ok := token(params["identifier"][0])
+	switch {
+	case !ok:
+		return "", "", false, "the identifier lists several values: name one, <system>|<value>"
+	case value == "":
+		return "", "", false, "the identifier has no value: want <system>|<value>"
+	}
+	return system, value, hasSystem, ""
 }
 
 // token splits a token search value into system and value (R4

@@ -315,6 +315,12 @@
 //   - A literal Patient/<id> reference is read from Config.FHIRURL when set
 //     (so a Patient that cht-to-fhir wrote resolves by its CHT identifier),
 //     else the id is the key.
+//   - A conditional reference (R4 http.html#trules), a search
+//     Patient?identifier=<system>|<value> (|<value> for an identifier
+//     without system), is the identifier it names, resolved as above
+//     whatever base it is written with. A search by any other parameter,
+//     by a value of any system, or naming another identifier than the one
+//     beside it, is refused (422 naming the element).
 //
 // A reference with both an identifier and a literal reference (R4
 // references.html#logical: both name the same resource) is about the

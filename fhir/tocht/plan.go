@@ -393,6 +393,42 @@ func (b *Bridge) planObservations(ctx context.Context, enc *models.Encounter, ob
 		mergeFields: true, xform: isXForm(sub.Form)}, nil
 }
 
+// isPatientSearch reports whether ref is a search of Patients,
+// [base]/Patient?<parameters>, rather than a reference to one.
+func isPatientSearch(ref string) bool {
+	path, _, search := strings.Cut(ref, "?")
+	return search && (path == "Patient" || strings.HasSuffix(path, "/Patient"))
+}
+
+// conditionalReference reads ref, a conditional reference to a Patient
+// (R4 http.html#trules: a search the server resolves, in a transaction),
+// as the identifier it names: Patient?identifier=<system>|<value> is the
+// Patient {"identifier": {"system", "value"}} names. Any other search, an
+// identifier of any system (the bridge keys people by system and value),
+// or one that differs from ident, the identifier beside it, is refused
+// (422 naming expr).
+func conditionalReference(ref string, ident *models.Identifier, expr string) (*models.Identifier, error) {
+	refuse := func(reason string) error {
+		return &Error{Status: http.StatusUnprocessableEntity,
+			Err: invalid(expr, fmt.Sprintf("reference %s: %s", quote(ref), reason), models.IssueTypeNotSupported)}
+	}
+	system, value, hasSystem, reason := patientQuery(ref, "a conditional reference")
+	switch {
+	case reason != "":
+		return nil, refuse(reason)
+	case !hasSystem:
+		return nil, refuse("name the identifier's system, Patient?identifier=<system>|<value> (|<value> for an identifier without one)")
+	}
+	ci := &models.Identifier{Value: &value}
+	if system != "" {
+		ci.System = &system
+	}
+	if ident != nil && tokenOf(ident) != tokenOf(ci) {
+		return nil, refuse(fmt.Sprintf("it names another identifier than the one beside it, %s", quote(tokenOf(ident))))
+	}
+	return ci, nil
+}
+
 // subjectPatient resolves a subject reference to the CHT person (see
 // subject). The rules, in order: an identifier with the CHT document
 // system; a Patient of the same Bundle (one not written, as it came from
@@ -411,6 +447,13 @@ func (b *Bridge) subjectPatient(ctx context.Context, ref *models.Reference, expr
 	ident := ref.Identifier
 	if ident != nil && (ident.Value == nil || *ident.Value == "") {
 		ident = nil
+	}
+	if ref.Reference != nil && isPatientSearch(*ref.Reference) {
+		ci, err := conditionalReference(*ref.Reference, ident, expr)
+		if err != nil {
+			return subject{}, err
+		}
+		ident, ref = ci, &models.Reference{Identifier: ci}
 	}
 	if ident != nil && ident.System != nil && *ident.System == b.sys.DocumentID {
 		if err := checkDocID(*ident.Value, expr); err != nil {

@@ -151,6 +151,47 @@ func TestSubjectNamedByAnotherIdentifierIsLookedUp(t *testing.T) {
 	})
 }
 
+// TestConditionalSubjectReference: a transaction may name a resource by a
+// search instead of its id, a conditional reference (R4
+// http.html#trules: "Patient?identifier=..." resolved by the server). A
+// Patient named by one identifier so is the subject the identifier names,
+// as in {"identifier": ...}; any other search is refused naming the
+// subject, as is a reference whose identifier differs from the one beside it.
+func TestConditionalSubjectReference(t *testing.T) {
+	patient := string(testdata(t, "patient-kenyaemr.json"))
+	person := newRig(t).bridge.PersonID(kenyaKey)
+	subject := `"subject": {"identifier": {"system": "` + nupiSystem + `", "value": "` + nupi + `"}}`
+	with := func(sub string) []byte {
+		sr := string(testdata(t, "service-request-kenyaemr-nupi.json"))
+		require.Contains(t, sr, subject)
+		return []byte(strings.Replace(sr, subject, `"subject": `+sub, 1))
+	}
+	byNUPI := `{"reference": "Patient?identifier=` + nupiSystem + `|` + nupi + `"}`
+	runSubjectCases(t, "INTEROP_FOLLOW_UP", []subjectCase{
+		{name: "by an identifier", fhir: true, sent: []string{patient},
+			path: "/fhir/ServiceRequest", body: with(byNUPI), status: http.StatusCreated, want: person},
+		{name: "absolute, with the identifier beside it", fhir: true, sent: []string{patient},
+			path: "/fhir/ServiceRequest", body: with(`{"reference": "https://emr.example.org/fhir/Patient?identifier=` + nupiSystem + `|` + nupi +
+				`", "identifier": {"system": "` + nupiSystem + `", "value": "` + nupi + `"}}`),
+			status: http.StatusCreated, want: person},
+		{name: "in a transaction", fhir: true, sent: []string{patient},
+			path: "/fhir", body: inTransaction("ServiceRequest", with(byNUPI)), status: http.StatusOK, want: person},
+		{name: "the Patient of the transaction", path: "/fhir",
+			body:   inTransaction("ServiceRequest", with(`{"reference": "Patient?identifier=urn:nid|new-778"}`)),
+			status: http.StatusOK, want: newRig(t).bridge.PersonID("urn:nid|new-778")},
+		{name: "by another search parameter", fhir: true, sent: []string{patient},
+			path: "/fhir/ServiceRequest", body: with(`{"reference": "Patient?name=Ann"}`), status: http.StatusUnprocessableEntity,
+			want: `ServiceRequest.subject: reference "Patient?name=Ann": a conditional reference by search parameter "name" is not supported`},
+		{name: "of any system", fhir: true, sent: []string{patient},
+			path: "/fhir/ServiceRequest", body: with(`{"reference": "Patient?identifier=` + nupi + `"}`), status: http.StatusUnprocessableEntity,
+			want: "name the identifier's system"},
+		{name: "another identifier beside it", fhir: true, sent: []string{patient},
+			path: "/fhir/ServiceRequest", body: with(`{"reference": "Patient?identifier=` + nupiSystem + `|MOH0000000000", "identifier": {"system": "` +
+				nupiSystem + `", "value": "` + nupi + `"}}`), status: http.StatusUnprocessableEntity,
+			want: "names another identifier than the one beside it"},
+	})
+}
+
 // TestSubjectLookupAsksForTheIdentifier: the lookup is one search by the
 // identifier, its system and value as the token (R4 search.html#token),
 // recorded as an orchestration of its own; a person CHT has under the
