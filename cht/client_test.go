@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -1484,5 +1485,64 @@ func TestCreateAnswerWithoutIDIsCapped(t *testing.T) {
 	if len(msg) > 4<<10+200 || !strings.Contains(msg, `create response has no id: {"ok":true,"note":"éé`) ||
 		!strings.Contains(msg, " more bytes)") || !utf8.ValidString(msg) {
 		t.Errorf("error of %d bytes: %.200q … %q", len(msg), msg, msg[max(0, len(msg)-40):])
+	}
+}
+
+// TestRecordsReadBackMissing checks what Submit says when CHT answers
+// success but the report cannot be read back. cht-core's
+// api/src/controllers/records.js process answers {success: true, id}
+// with the id of whatever runTransitions gives, and
+// shared-libs/transitions/src/transitions/index.js processDocs gives "a
+// db.save result like a bulkDocs call" (db.medic.bulkDocs when no
+// transition runs or they fail, or the error of saveDoc's db.medic.put):
+// a document CouchDB refused is {id, error, reason}, not a rejection. So
+// a read back answered 404 "missing" (CouchDB's answer for an id no
+// document ever had) means the report was not stored: Submit must not
+// say it was saved, nor return its id as a created report. A "deleted"
+// report was stored.
+func TestRecordsReadBackMissing(t *testing.T) {
+	tests := []struct {
+		file      string
+		wantSaved bool
+	}{
+		{"missing.json", false},
+		{"deleted.json", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			notFound, err := os.ReadFile("testdata/readback/" + tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case r.Method == http.MethodPost && r.URL.Path == "/api/v2/records":
+					fmt.Fprint(w, `{"success":true,"id":"r1"}`)
+				case r.Method == http.MethodGet && r.URL.Path == "/medic/r1":
+					w.WriteHeader(http.StatusNotFound)
+					w.Write(notFound)
+				default:
+					w.WriteHeader(http.StatusTeapot)
+				}
+			}))
+			defer ts.Close()
+			c, err := cht.New(cht.Config{URL: ts.URL, Version: "4.10.0", MaxRetries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Records.Submit(context.Background(), cht.Record{Form: "F", Fields: map[string]any{"a": 1}},
+				&cht.SubmitOptions{ReadBack: true})
+			if err == nil {
+				t.Fatal("err = nil, want the read back's failure")
+			}
+			saidSaved := strings.Contains(err.Error(), "saved")
+			if saidSaved != tt.wantSaved || (res != nil) != tt.wantSaved {
+				t.Errorf("err = %v, result = %+v; want saved = %v", err, res, tt.wantSaved)
+			}
+			if !tt.wantSaved && (!errors.Is(err, cht.ErrNotFound) || !strings.Contains(err.Error(), "not stored")) {
+				t.Errorf("err = %v, want a report not stored matching ErrNotFound", err)
+			}
+		})
 	}
 }

@@ -168,11 +168,14 @@ type SubmitOptions struct {
 	// answers 200 even when it stored validation errors on the report.
 	// Submit then returns them in SubmitResult.Errors together with an
 	// error matching [ErrInvalidRecord]. It also fails, naming them, when
-	// a sent field is missing from the stored report's fields. When the
-	// report is saved but cannot be read back, Submit returns the result
-	// (its ID) with an error that does not match the read's cause
-	// ([ErrServer], a timeout): the write is done, and submitting again
-	// would create a second report.
+	// a sent field is missing from the stored report's fields. CHT also
+	// answers success with an id when CouchDB refused the report: when
+	// no document ever had that id (404 "missing"), Submit returns no
+	// result and an error matching [ErrNotFound] saying the report was
+	// not stored. When the report is saved but cannot be read back,
+	// Submit returns the result (its ID) with an error that does not
+	// match the read's cause ([ErrServer], a timeout): the write is done,
+	// and submitting again would create a second report.
 	ReadBack bool
 }
 
@@ -213,6 +216,14 @@ func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOpt
 	}
 	r := new(Report)
 	if err := s.client.Docs.Get(ctx, res.ID, r); err != nil {
+		if neverStored(err) {
+			// CHT answers success with the id of a document CouchDB
+			// refused (api/src/controllers/records.js process takes
+			// the id of shared-libs/transitions processDocs's
+			// bulkDocs-like result, error or not).
+			return nil, fmt.Errorf("cht: submit record %s: CHT answered success with id %s, but no such document exists: the report was not stored: %w",
+				form, res.ID, err)
+		}
 		// The report is saved: the read's cause (a 5xx, a timeout) is not
 		// wrapped, so that code retrying failed writes does not submit it
 		// again and create a second report.
@@ -231,6 +242,14 @@ func (s *RecordsService) Submit(ctx context.Context, rec Record, opts *SubmitOpt
 		return out, fmt.Errorf("cht: submit record %s: report %s saved without fields %s (not declared in the form definition)", form, res.ID, strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// neverStored reports whether err is CouchDB's answer for an id that no
+// document ever had: 404 with reason "missing" ("deleted" for a document
+// that was stored, then deleted).
+func neverStored(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound && ae.Reason == "missing"
 }
 
 // notStored lists the sent field keys that the stored report's fields
