@@ -209,7 +209,10 @@ func keepMethod(next func(*http.Request, []*http.Request) error) func(*http.Requ
 	}
 }
 
-// contentType is the FHIR JSON media type sent and accepted.
+// contentType is the FHIR JSON media type accepted; bodies are sent as
+// it with the charset FHIR requires requests to state (R4
+// http.html#mime-type: "SHALL explicitly set the character encoding to
+// UTF-8 using the charset parameter").
 const contentType = "application/fhir+json"
 
 // userAgent is the User-Agent resty sends by default.
@@ -219,7 +222,7 @@ const userAgent = "go-resty/" + resty.Version + " (https://github.com/go-resty/r
 // copies a request's headers into the one it sends, and nothing appends
 // to these (each has no room left).
 var (
-	contentTypeValue   = []string{contentType}
+	contentTypeValue   = []string{contentType + "; charset=utf-8"}
 	preferMinimalValue = []string{"return=minimal"}
 )
 

@@ -74,7 +74,7 @@ func TestTransactionSendsBundleAndChecksAnswer(t *testing.T) {
 	require.NoError(t, c.Transaction(context.Background(), bundleOf(2)))
 	assert.Equal(t, http.MethodPost, got.Method)
 	assert.Equal(t, "/fhir", got.URL.Path)
-	assert.Equal(t, "application/fhir+json", got.Header.Get("Content-Type"))
+	assert.Equal(t, "application/fhir+json; charset=utf-8", got.Header.Get("Content-Type"), "R4 http.html#mime-type")
 	assert.Equal(t, "application/fhir+json", got.Header.Get("Accept"))
 	assert.Equal(t, "return=minimal", got.Header.Get("Prefer"))
 	user, pass, ok := got.BasicAuth()

@@ -117,9 +117,9 @@ func TestCallHeaders(t *testing.T) {
 		assert.Equal(t, []string{"application/fhir+json"}, got[m]["Accept"], m)
 		assert.Equal(t, []string{ua}, got[m]["User-Agent"], m)
 	}
-	assert.Equal(t, []string{"application/fhir+json"}, got[http.MethodPost]["Content-Type"])
+	assert.Equal(t, []string{"application/fhir+json; charset=utf-8"}, got[http.MethodPost]["Content-Type"])
 	assert.Equal(t, []string{"return=minimal"}, got[http.MethodPost]["Prefer"])
-	assert.Equal(t, []string{"application/fhir+json"}, got[http.MethodPut]["Content-Type"])
+	assert.Equal(t, []string{"application/fhir+json; charset=utf-8"}, got[http.MethodPut]["Content-Type"])
 	assert.Nil(t, got[http.MethodPut]["Prefer"], "an update whose answer is read")
 	assert.Nil(t, got[http.MethodGet]["Content-Type"])
 	assert.Nil(t, got[http.MethodGet]["Prefer"])
