@@ -150,17 +150,24 @@ func TestCheckpointNeverPassesAnUncommittedBatch(t *testing.T) {
 	assert.Equal(t, int64(e.docs), sum.Converted)
 }
 
-// rejectingWriter answers 400 to bundles holding a marked document.
+// rejectingWriter answers 400 to bundles holding a marked document, or,
+// with ambiguous, 412, as a FHIR server answers a conditional write of a
+// resource it holds twice (fhirtest, HAPI: "more than 1 is 412"); it
+// never clears.
 type rejectingWriter struct {
 	backfill.Writer
-	bad string
+	bad       string
+	ambiguous bool
 }
 
 func (w rejectingWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
-	if strings.Contains(string(b), w.bad) {
-		return &fhir.ServerError{Entry: -1, StatusCode: http.StatusBadRequest, Reason: "Observation.value: bad"}
+	switch {
+	case !strings.Contains(string(b), w.bad):
+		return w.Writer.WriteBundle(ctx, name, b)
+	case w.ambiguous:
+		return &fhir.ServerError{Entry: -1, StatusCode: http.StatusPreconditionFailed, Reason: "multiple matches"}
 	}
-	return w.Writer.WriteBundle(ctx, name, b)
+	return &fhir.ServerError{Entry: -1, StatusCode: http.StatusBadRequest, Reason: "Observation.value: bad"}
 }
 
 func TestRejectedDocumentFailsAlone(t *testing.T) {

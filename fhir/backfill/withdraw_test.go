@@ -334,6 +334,20 @@ func TestBackfillWithdrawalConflictSearchesAgain(t *testing.T) {
 	}
 }
 
+// editReportAndAnother empties the weight of the edited report and saves
+// a person again (not the report's patient or submitter), so that a
+// resumed run reads both in one batch; it returns the person's id.
+func editReportAndAnother(t *testing.T, ctx context.Context, e *env) string {
+	t.Helper()
+	bad := e.stats.PersonIDs[0]
+	editReport(t, ctx, e.cfg.CHT, map[string]any{"weight": nil})
+	var d map[string]any
+	require.NoError(t, e.cfg.CHT.Docs.Get(ctx, bad, &d))
+	_, err := e.cfg.CHT.Docs.Put(ctx, bad, d)
+	require.NoError(t, err)
+	return bad
+}
+
 // A batch the server rejects for another document's content is written
 // document by document: the edited report alone, with its withdrawal,
 // searched again for its own bundle.
@@ -341,12 +355,7 @@ func TestBackfillWithdrawsInARejectedBatch(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 1)
 	e.run(t, ctx)
-	bad := e.stats.PersonIDs[0] // not the report's patient or submitter
-	editReport(t, ctx, e.cfg.CHT, map[string]any{"weight": nil})
-	var d map[string]any
-	require.NoError(t, e.cfg.CHT.Docs.Get(ctx, bad, &d))
-	_, err := e.cfg.CHT.Docs.Put(ctx, bad, d)
-	require.NoError(t, err)
+	bad := editReportAndAnother(t, ctx, e)
 	f := spy(t, e)
 	e.cfg.Writer = rejectingWriter{Writer: txWriter{e.cfg.FHIR}, bad: bad}
 
@@ -561,21 +570,6 @@ func TestBackfillReportTwiceInOneBatch(t *testing.T) {
 	assert.Equal(t, "final", got["height"]["status"])
 }
 
-// ambiguousWriter answers 412 to every bundle holding a marked document,
-// as a FHIR server answers a conditional write of a resource it holds
-// twice (fhirtest, HAPI: "more than 1 is 412"); it never clears.
-type ambiguousWriter struct {
-	backfill.Writer
-	bad string
-}
-
-func (w ambiguousWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
-	if strings.Contains(string(b), w.bad) {
-		return &fhir.ServerError{Entry: -1, StatusCode: http.StatusPreconditionFailed, Reason: "multiple matches"}
-	}
-	return w.Writer.WriteBundle(ctx, name, b)
-}
-
 // Under WriteConditionalUpdate, the first 412 of a bundle with a
 // withdrawal is retried with a new search only while attempts are left:
 // the last attempt's 412 is an ambiguous match, as without a withdrawal,
@@ -590,13 +584,8 @@ func TestBackfillWithdrawalAmbiguousMatchOnLastAttempt(t *testing.T) {
 			e := newEnv(t, 1)
 			withStrategy(t, e, fhir.WriteConditionalUpdate)
 			e.run(t, ctx)
-			bad := e.stats.PersonIDs[0] // not the report's patient or submitter
-			editReport(t, ctx, e.cfg.CHT, map[string]any{"weight": nil})
-			var d map[string]any
-			require.NoError(t, e.cfg.CHT.Docs.Get(ctx, bad, &d))
-			_, err := e.cfg.CHT.Docs.Put(ctx, bad, d)
-			require.NoError(t, err)
-			e.cfg.Writer = ambiguousWriter{Writer: txWriter{e.cfg.FHIR}, bad: bad}
+			bad := editReportAndAnother(t, ctx, e)
+			e.cfg.Writer = rejectingWriter{Writer: txWriter{e.cfg.FHIR}, bad: bad, ambiguous: true}
 			e.cfg.MaxAttempts = attempts
 
 			sum, err := backfill.Run(ctx, e.cfg)
