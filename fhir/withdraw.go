@@ -107,16 +107,8 @@ func (c *Converter) staleObservations(tx *Transaction, r *cht.Report) ([]direct.
 // writes the Observation of field fx of report id, as the transaction of
 // a version that converts the field has it.
 func (c *Converter) observationRequest(id string, fx *fieldIndex) string {
-	switch c.cfg.Strategy {
-	case WritePut:
-		u := uuidString(c.uuid("Observation", id, fx.fm.Path))
-		return `{"method":"PUT","url":"Observation/` + u + `"}`
-	case WriteConditionalUpdate:
-		// appendTokenEscape output needs no JSON escaping.
-		q := appendTokenEscape(append([]byte(nil), c.direct.obsQuery...), id)
-		return `{"method":"PUT","url":"Observation?` + string(q) + "%2F" + string(fx.pathQuery) + `"}`
-	}
-	return ""
+	u := uuidString(c.uuid("Observation", id, fx.fm.Path))
+	return string(c.appendRequest([]byte(`{"method":`), "Observation", []byte(u), c.direct.obsQuery, id, fx.fm.Path, 0))
 }
 
 // withdrawals returns an update of each Observation of the identifiers
