@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,48 +50,37 @@ func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// editingWriter renames, in CHT, the person (of id person) during batch 0's
-// first attempt, which then fails with a 503 (retry) or stays in flight
+// editingWriter edits a document in CHT (edit) during batch 0's first
+// attempt, which then fails with a 503 (retry) or stays in flight
 // (!retry). Batch 0's next write waits until either a younger batch wrote
-// the person's new version (the stale write the fix prevents) or a younger
-// batch waits for batch 0 (the fix).
+// the document's new version (newCopy tells a bundle that holds it: the
+// stale write the fix prevents) or a younger batch waits for batch 0 (the
+// fix).
 type editingWriter struct {
 	backfill.Writer
-	t      *testing.T
-	cht    *cht.Client
-	docs   func() map[string]json.RawMessage
-	retry  bool
-	opened func()
+	edit    func(ctx context.Context) error
+	newCopy func(b []byte) bool
+	retry   bool
+	opened  func()
 
-	mu       sync.Mutex
-	attempts int
-	wrote    chan struct{} // a younger batch wrote the person's new version
+	attempts atomic.Int32
+	wrote    chan struct{} // a younger batch wrote the document's new version
 	waited   chan struct{} // a younger batch waits for batch 0
 	once     sync.Once
-	person   string
 }
 
 func (w *editingWriter) WriteBundle(ctx context.Context, name string, b []byte) error {
 	if name != "batch-000000" {
 		err := w.Writer.WriteBundle(ctx, name, b)
-		if err == nil && bytes.Contains(b, []byte(newName)) && bytes.Contains(b, []byte(`"value":"`+w.person+`"`)) {
+		if err == nil && w.newCopy(b) {
 			w.once.Do(func() { close(w.wrote) })
 		}
 		return err
 	}
-	w.mu.Lock()
-	w.attempts++
-	n := w.attempts
-	w.mu.Unlock()
-	if n == 1 {
-		d := map[string]any{}
+	if w.attempts.Add(1) == 1 {
 		// On a Run worker, not the test's goroutine: a failure is
-		// reported and returned, so that Run ends instead of hanging.
-		if err := json.Unmarshal(w.docs()[w.person], &d); !assert.NoError(w.t, err) {
-			return err
-		}
-		d["name"] = newName
-		if _, err := w.cht.Docs.Put(ctx, w.person, d); !assert.NoError(w.t, err) {
+		// returned, so that Run ends instead of hanging.
+		if err := w.edit(ctx); err != nil {
 			return err
 		}
 		w.opened()
@@ -105,6 +95,20 @@ func (w *editingWriter) WriteBundle(ctx context.Context, name string, b []byte) 
 		return ctx.Err()
 	}
 	return w.Writer.WriteBundle(ctx, name, b)
+}
+
+// renaming renames the person of id person, as docs holds it, in CHT.
+func renaming(t *testing.T, client *cht.Client, docs func() map[string]json.RawMessage, person string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d := map[string]any{}
+		if err := json.Unmarshal(docs()[person], &d); !assert.NoError(t, err) {
+			return err
+		}
+		d["name"] = newName
+		_, err := client.Docs.Put(ctx, person, d)
+		assert.NoError(t, err)
+		return err
+	}
 }
 
 // A document edited in CHT while the run reads the feed is in two batches:
@@ -131,8 +135,11 @@ func TestNewerCopyOfAResourceWins(t *testing.T) {
 			// 12 batches: all within the window of 2 × Workers batches
 			// read ahead of the committed prefix.
 			e.cfg.CHT = client
-			w := &editingWriter{Writer: txWriter{e.cfg.FHIR}, t: t, cht: client, docs: docsByID(e.cht), retry: tt.retry,
-				person: person, wrote: make(chan struct{}), waited: make(chan struct{})}
+			w := &editingWriter{Writer: txWriter{e.cfg.FHIR}, edit: renaming(t, client, docsByID(e.cht), person), retry: tt.retry,
+				newCopy: func(b []byte) bool {
+					return bytes.Contains(b, []byte(newName)) && bytes.Contains(b, []byte(`"value":"`+person+`"`))
+				},
+				wrote: make(chan struct{}), waited: make(chan struct{})}
 			var open sync.Once
 			w.opened = func() { open.Do(func() { close(g.open) }) }
 			e.cfg.Writer = w

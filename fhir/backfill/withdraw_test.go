@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,44 +367,6 @@ func TestBackfillWithdrawsInARejectedBatch(t *testing.T) {
 	assert.Equal(t, "entered-in-error", e.observations(t)["weight"]["status"])
 }
 
-// editDuringBatch0 edits the report, in CHT, during the first attempt of
-// batch 0 (which holds the report's copy read before the edit) and then
-// holds that attempt until either a younger batch wrote the report's new
-// copy (the order the fix prevents) or a younger batch waits for batch 0.
-type editDuringBatch0 struct {
-	backfill.Writer
-	t      *testing.T
-	cht    *cht.Client
-	fields map[string]any
-	opened func()
-
-	attempts atomic.Int32
-	wrote    chan struct{}
-	waited   chan struct{}
-	once     sync.Once
-}
-
-func (w *editDuringBatch0) WriteBundle(ctx context.Context, name string, b []byte) error {
-	if name != "batch-000000" {
-		err := w.Writer.WriteBundle(ctx, name, b)
-		if err == nil && strings.Contains(string(b), report) {
-			w.once.Do(func() { close(w.wrote) })
-		}
-		return err
-	}
-	if w.attempts.Add(1) == 1 {
-		editReport(w.t, ctx, w.cht, w.fields)
-		w.opened()
-		select {
-		case <-w.wrote:
-		case <-w.waited:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return w.Writer.WriteBundle(ctx, name, b)
-}
-
 // A report edited while the backfill reads the feed is in two batches:
 // batch 0 with the copy read before the edit, and a younger one with the
 // new copy. FHIR ends with the new copy's state whichever batch's write
@@ -452,8 +413,11 @@ func TestBackfillReportEditedDuringSync(t *testing.T) {
 				HTTPClient: &http.Client{Transport: g}, RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond})
 			require.NoError(t, err)
 			e.cfg.CHT, e.cfg.BatchSize, e.cfg.PageSize, e.cfg.Workers = client, at+1, at+1, 4
-			w := &editDuringBatch0{Writer: txWriter{e.cfg.FHIR}, t: t, cht: client, fields: tt.during,
-				wrote: make(chan struct{}), waited: make(chan struct{})}
+			// Batch 0 holds the report's copy read before the edit.
+			w := &editingWriter{Writer: txWriter{e.cfg.FHIR},
+				edit:    func(ctx context.Context) error { editReport(t, ctx, client, tt.during); return nil },
+				newCopy: func(b []byte) bool { return strings.Contains(string(b), report) },
+				wrote:   make(chan struct{}), waited: make(chan struct{})}
 			var open, waited sync.Once
 			w.opened = func() { open.Do(func() { close(g.open) }) }
 			e.cfg.Writer = w
